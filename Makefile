@@ -1,0 +1,147 @@
+# datapipe - one non-recursive Makefile.
+# make            build bin/datapipe-server and bin/datapipe-loader
+# make check      build and run every test (SANITIZE=1: under ASan and UBSan)
+# make bench      print the benchmark figures
+# make fuzz       run the libFuzzer target for FUZZ_SECONDS
+# make run        local demo (own PostgreSQL under run/)
+# make install    PREFIX, DESTDIR honoured
+# make deps       install missing Debian packages
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DOCDIR ?= $(PREFIX)/share/doc/datapipe
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+CIVETWEB_LIBS ?= -lcivetweb
+FUZZ_SECONDS ?= 60
+VERSION := 0.1.0
+
+PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+BIN := $(BUILD)/bin
+else
+BUILD ?= build
+SANFLAGS :=
+BIN := bin
+endif
+
+WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wno-format-nonliteral
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) $(SANFLAGS) \
+	-I. -MMD -MP $(PKG_CFLAGS)
+LIBS = $(PKG_LIBS) $(CIVETWEB_LIBS) -lpthread -lm
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+
+LIB_SRC := $(wildcard etc/*.c queue/*.c events/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+LOADER_SRC := $(wildcard loader/*.c)
+TESTLIB_SRC := $(wildcard tests/lib_*.c)
+FUZZ_SRC := $(wildcard tests/fuzz_*.c)
+TEST_PROG_SRC := $(filter-out $(TESTLIB_SRC) $(FUZZ_SRC),$(wildcard tests/*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+LOADER_OBJ := $(LOADER_SRC:%.c=$(BUILD)/%.o)
+TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
+TEST_PROGS := $(TEST_PROG_SRC:tests/%.c=$(BUILD)/tests/%)
+LIBDP := $(BUILD)/libdatapipe.a
+LIBTEST := $(BUILD)/libdptest.a
+
+# Server and loader objects other than main.c are linked into the tests too,
+# so each daemon's internals are unit-testable.
+SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
+LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
+
+.PHONY: all deps check bench fuzz run install uninstall clean test-progs
+
+all: $(BIN)/datapipe-server $(BIN)/datapipe-loader
+
+# Missing Debian packages are installed; nothing is done when all are there.
+DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
+	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
+	openssl lmdb-utils
+deps:
+	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
+			missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(LIBDP): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBTEST): $(TESTLIB_OBJ) $(SERVER_LIB_OBJ) $(LOADER_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^ $(if $^,,$(LIB_OBJ))
+
+$(BIN)/datapipe-server: $(SERVER_OBJ) $(LIBDP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBDP) $(LIBS)
+
+$(BIN)/datapipe-loader: $(LOADER_OBJ) $(LIBDP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(LOADER_OBJ) $(LIBDP) $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBTEST) $(LIBDP)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBTEST) $(LIBDP) $(LIBS) $(CHECK_LIBS)
+
+test-progs: all $(TEST_PROGS)
+
+# Every test runs against one throwaway PostgreSQL cluster that tests/pg starts
+# and always removes.
+check: test-progs
+	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/pg run tests/run-all
+
+bench: all $(TEST_PROGS)
+	$(MAKE) deps EXTRA_DEB_PACKAGES=wrk
+	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-bench
+
+fuzz: | deps
+	$(MAKE) deps EXTRA_DEB_PACKAGES="clang libclang-rt-dev"
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+		-o $(BUILD)/fuzz/fuzz_events $(FUZZ_SRC) $(filter-out etc/config.c,$(LIB_SRC)) \
+		$(PKG_LIBS) -lpthread -lm
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_events -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/data/fuzz-seed
+
+run: all
+	tests/run-demo
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 bin/datapipe-server bin/datapipe-loader $(DESTDIR)$(BINDIR)/
+	install -m 0644 datapipe.json.example README.md $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/datapipe-server $(DESTDIR)$(BINDIR)/datapipe-loader
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

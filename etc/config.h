@@ -1,0 +1,108 @@
+/*
+ * config.h - every setting of datapipe (SPEC section 2), in one place.
+ * Defaults, then /etc/datapipe.json, then $DATAPIPE_CNF, then -c FILE, later
+ * wins key by key. JSON files are parsed with jansson and loaded into the same
+ * libconfig tree as libconfig-syntax files (.cfg, .conf), so one typed lookup
+ * validates both. Only etc/ reads configuration files and the environment.
+ */
+#ifndef DP_CONFIG_H
+#define DP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DP_CONFIG_SYSTEM_PATH "/etc/datapipe.json"
+
+/* The effective configuration. Every string is owned by the struct. */
+struct dp_config {
+    char *server_listen;            /* civetweb listening_ports syntax */
+    int server_threads;             /* worker threads */
+    int64_t server_max_body_bytes;  /* bytes, after gzip inflation */
+    int server_request_timeout_ms;  /* milliseconds */
+    char **server_api_keys;         /* NULL-terminated: api_keys, then api_keys_file's */
+    size_t server_api_keys_len;
+    char *server_api_keys_file;     /* NULL when unset */
+    char **server_cors_origins;     /* NULL-terminated */
+    size_t server_cors_origins_len;
+    char *server_tls_certificate;   /* NULL when unset */
+
+    char *queue_path;               /* LMDB environment directory */
+    int64_t queue_max_bytes;        /* bytes: LMDB map size */
+    bool queue_sync;                /* fsync before acknowledging */
+    char *queue_id;                 /* host name by default */
+
+    char *database_conninfo;        /* libpq connection string */
+    char *database_schema;          /* schema holding every table */
+
+    int loader_interval_s;          /* seconds */
+    int loader_min_interval_s;      /* seconds */
+    int64_t loader_high_water;      /* events */
+    int loader_batch_rows;          /* events per COPY transaction */
+    int loader_workers;             /* concurrent PostgreSQL connections */
+
+    char *log_level;                /* debug, info, warn, error */
+    char *log_format;               /* text, json */
+};
+
+/* Where dp_config_load looks; NULL members are skipped. */
+struct dp_config_sources {
+    const char *system_path;        /* DP_CONFIG_SYSTEM_PATH; skipped if it does not exist */
+    const char *env_path;           /* $DATAPIPE_CNF; must exist when non-NULL */
+    const char *cli_path;           /* -c FILE; must exist when non-NULL */
+};
+
+/*
+ * dp_config_sources_default - the real lookup: /etc/datapipe.json, the value
+ * of $DATAPIPE_CNF (if set and non-empty), and cli_path (may be NULL).
+ */
+struct dp_config_sources dp_config_sources_default(const char *cli_path);
+
+/*
+ * dp_config_load - build the effective configuration from the defaults and
+ * the sources, in order.
+ *   out: receives the configuration on success; free with dp_config_destroy.
+ *   errors: on failure receives a malloc'd text, one error a line, each
+ *   naming the file and key ("f.json: loader.intervall_s: unknown key");
+ *   the caller frees it. Every error found is reported, not just the first.
+ * Returns 0, DP_ERR_CONFIG (see *errors), DP_ERR_NOMEM.
+ */
+int dp_config_load(const struct dp_config_sources *src, struct dp_config **out,
+                   char **errors);
+
+/* dp_config_destroy - free everything. NULL-safe. */
+void dp_config_destroy(struct dp_config *cfg);
+
+/*
+ * dp_config_to_json - the effective configuration as pretty JSON text with
+ * SPEC key names (what --check-config prints); malloc'd, the caller frees.
+ * NULL on allocation failure.
+ */
+char *dp_config_to_json(const struct dp_config *cfg);
+
+/*
+ * dp_cli - the command line both daemons share: -c FILE, --check-config,
+ * --help, --version, plus the daemon's own flags (extra_flags, e.g. "--once").
+ * Parses argv; on --help/--version prints and returns 1 (exit 0); on a usage
+ * error prints to stderr and returns 2; otherwise returns 0 and fills the
+ * fields. usage: the daemon's own usage text.
+ */
+struct dp_cli {
+    const char *config_path;        /* -c FILE, or NULL */
+    bool check_config;
+    bool once;                      /* loader: --once */
+};
+int dp_cli_parse(int argc, char **argv, const char *prog, const char *usage,
+                 bool allow_once, struct dp_cli *out);
+
+/*
+ * dp_config_startup - what main() does first in both daemons: parse the
+ * command line, load the configuration, set up logging, and handle
+ * --check-config. Returns -1 when the process should go on with *out set,
+ * otherwise the exit code (0 after --help/--version/--check-config success,
+ * 2 after a usage or configuration error, errors printed on stderr).
+ */
+int dp_config_startup(int argc, char **argv, const char *prog, const char *usage,
+                      bool allow_once, struct dp_cli *cli, struct dp_config **out);
+
+#endif

@@ -1,0 +1,205 @@
+/*
+ * log.c - leveled logging to stderr (journald captures it).
+ * Each line is built in a stack buffer and written with one write(2), so
+ * threads never interleave; logging must never abort or allocate.
+ */
+#include "log.h"
+#include "err.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 8192
+
+static atomic_int log_threshold = DP_LOG_INFO;
+static atomic_bool log_json = false;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int
+dp_log_setup(const char *level, const char *format)
+{
+    int lvl = -1;
+    bool json;
+
+    for (int i = 0; i < 4; i++) {
+        if (level != NULL && strcmp(level, level_names[i]) == 0) {
+            lvl = i;
+        }
+    }
+    if (lvl < 0 || format == NULL) {
+        return DP_ERR_INVALID;
+    }
+    if (strcmp(format, "text") == 0) {
+        json = false;
+    } else if (strcmp(format, "json") == 0) {
+        json = true;
+    } else {
+        return DP_ERR_INVALID;
+    }
+    atomic_store(&log_threshold, lvl);
+    atomic_store(&log_json, json);
+    return 0;
+}
+
+bool
+dp_log_enabled(enum dp_log_level level)
+{
+    return (int)level >= atomic_load(&log_threshold);
+}
+
+/* A bounded writer over the line buffer: it silently truncates. */
+struct line {
+    char buf[LOG_LINE_MAX];
+    size_t len;
+};
+
+static void
+line_put(struct line *l, const char *s, size_t n)
+{
+    size_t room = sizeof(l->buf) - 1 - l->len; /* keep one byte for '\n' */
+
+    if (n > room) {
+        n = room;
+    }
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void
+line_puts(struct line *l, const char *s)
+{
+    line_put(l, s, strlen(s));
+}
+
+/* Append s as the inside of a JSON string. */
+static void
+line_put_json(struct line *l, const char *s, size_t n)
+{
+    char esc[8];
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            line_put(l, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            line_put(l, esc, 6);
+        } else {
+            line_put(l, (const char *)&s[i], 1);
+        }
+    }
+}
+
+/* Length of "key=" at s (a key is [A-Za-z_][A-Za-z0-9_.]*), or 0 if none. */
+static size_t
+kv_key_len(const char *s)
+{
+    size_t i = 0;
+
+    if (!isalpha((unsigned char)s[0]) && s[0] != '_') {
+        return 0;
+    }
+    while (isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '.') {
+        i++;
+    }
+    return s[i] == '=' ? i + 1 : 0;
+}
+
+/* Turn "a=1 b=two words" into ,"a":"1","b":"two words". */
+static void
+line_put_kv_json(struct line *l, const char *kv)
+{
+    const char *p = kv;
+
+    while (*p == ' ') {
+        p++;
+    }
+    while (*p != '\0') {
+        size_t klen = kv_key_len(p);
+        const char *v;
+        const char *end;
+
+        if (klen == 0) {
+            /* Not key=value text: keep it under "detail" rather than lose it. */
+            line_puts(l, ",\"detail\":\"");
+            line_put_json(l, p, strlen(p));
+            line_puts(l, "\"");
+            return;
+        }
+        line_puts(l, ",\"");
+        line_put_json(l, p, klen - 1);
+        line_puts(l, "\":\"");
+        v = p + klen;
+        end = v;
+        while (*end != '\0' && !(end[0] == ' ' && kv_key_len(end + 1) > 0)) {
+            end++;
+        }
+        line_put_json(l, v, (size_t)(end - v));
+        line_puts(l, "\"");
+        p = *end == ' ' ? end + 1 : end;
+    }
+}
+
+void
+dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
+{
+    struct line l;
+    char kv[LOG_LINE_MAX];
+    char ts[96];
+    struct timeval tv;
+    struct tm tm;
+    int lvl = (int)level;
+
+    if (lvl < 0 || lvl > 3 || !dp_log_enabled(level)) {
+        return;
+    }
+    kv[0] = '\0';
+    if (kv_fmt != NULL) {
+        va_list ap;
+        va_start(ap, kv_fmt);
+        vsnprintf(kv, sizeof(kv), kv_fmt, ap);
+        va_end(ap);
+    }
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(tv.tv_usec / 1000));
+    l.len = 0;
+    if (atomic_load(&log_json)) {
+        line_puts(&l, "{\"ts\":\"");
+        line_puts(&l, ts);
+        line_puts(&l, "\",\"level\":\"");
+        line_puts(&l, level_names[lvl]);
+        line_puts(&l, "\",\"msg\":\"");
+        line_put_json(&l, msg, strlen(msg));
+        line_puts(&l, "\"");
+        line_put_kv_json(&l, kv);
+        line_puts(&l, "}");
+    } else {
+        line_puts(&l, ts);
+        line_puts(&l, " ");
+        line_puts(&l, level_names[lvl]);
+        line_puts(&l, " ");
+        line_puts(&l, msg);
+        if (kv[0] != '\0') {
+            line_puts(&l, " ");
+            line_puts(&l, kv);
+        }
+    }
+    l.buf[l.len++] = '\n';
+    /* One write per line; a short write to a pipe of this size does not happen
+     * in practice, and logging must never block on retry loops. */
+    if (write(STDERR_FILENO, l.buf, l.len) < 0) {
+        return;
+    }
+}

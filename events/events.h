@@ -1,0 +1,145 @@
+/*
+ * events.h - everything that knows what an event is: splitting a request
+ * body into events, validating each through the static type registry, and
+ * encoding a stored event as one PostgreSQL COPY text row.
+ * No HTTP, no database, no I/O: all of it is pure and unit-testable.
+ */
+#ifndef DP_EVENTS_H
+#define DP_EVENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define EV_ERR_MAX 256          /* longest validation message, bytes with NUL */
+
+/* A growable byte buffer for COPY rows. Zero-initialise; free with ev_buf_free. */
+struct ev_buf {
+    char *data;                 /* malloc'd, owned by the buffer; not NUL-terminated */
+    size_t len;                 /* bytes used */
+    size_t cap;                 /* bytes allocated */
+};
+
+/* How the loader writes a type's rows. */
+enum ev_load {
+    EV_LOAD_APPEND,             /* plain COPY into the table */
+    EV_LOAD_UPSERT,             /* COPY into a staging table, then upsert by key */
+};
+
+/* How GET /v1/events/{type}/{id} reads an id. */
+enum ev_id_kind {
+    EV_ID_UUID,                 /* canonical 8-4-4-4-12 hex uuid */
+    EV_ID_TEXT,                 /* any non-empty text (product) */
+};
+
+/* A stored event, as the encoder sees it (built from a queue record). */
+struct ev_stored {
+    const char *json;           /* the event's bytes exactly as received */
+    size_t json_len;
+    uint8_t uuid[16];           /* UUIDv7 given at ingest */
+    int64_t received_us;        /* microseconds since the epoch, UTC */
+    int64_t now_us;             /* the loader's clock at encode time (processed_at) */
+    uint64_t seq;               /* queue sequence number */
+};
+
+/*
+ * One event type: a static const descriptor, defined in events/<name>.c with
+ * designated initializers and listed once in registry.c.
+ * SQL texts are unqualified: the loader and the server set search_path to
+ * database.schema on every connection.
+ */
+struct ev_type {
+    const char *name;           /* event type name, as in URLs and event_name */
+    const char *table;          /* PostgreSQL table */
+    const char *ddl;            /* CREATE TABLE IF NOT EXISTS ... (one statement) */
+    const char *copy_columns;   /* column list for COPY, "(a, b, c)" */
+    enum ev_load load;
+    /* EV_LOAD_UPSERT only: the rest of the statement after COPY into
+     * a staging table "<table>_stage" created LIKE-compatible from stage_ddl. */
+    const char *stage_ddl;      /* CREATE TEMP TABLE ... ON COMMIT DROP, or NULL */
+    const char *upsert_sql;     /* INSERT ... SELECT ... FROM stage ON CONFLICT ..., or NULL */
+    enum ev_id_kind id_kind;
+    const char *get_sql;        /* one parameter $1 (the id as text); returns one json text column */
+    /*
+     * validate - check one event object (event_name already checked by the
+     * dispatcher). Pure. Returns 0, or DP_ERR_INVALID with a message such as
+     * "user_id: expected integer, got string" in err (NUL-terminated).
+     */
+    int (*validate)(const json_t *obj, char err[EV_ERR_MAX]);
+    /*
+     * encode_row - append one COPY text row (ending in '\n') for ev, whose
+     * parsed JSON object is obj, to out. Pure.
+     * Returns 0, DP_ERR_INVALID (the stored event no longer validates; err
+     * says why), DP_ERR_NOMEM.
+     */
+    int (*encode_row)(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
+                      char err[EV_ERR_MAX]);
+};
+
+/* The registry: every type, in a fixed order. */
+extern const struct ev_type *const ev_registry[];
+extern const size_t ev_registry_len;
+
+/* ev_lookup - the type with exactly this name (len bytes), or NULL. */
+const struct ev_type *ev_lookup(const char *name, size_t len);
+
+/* One event of a request body. */
+struct ev_item {
+    size_t index;               /* 0-based position in the body */
+    const char *raw;            /* view into the body: the event's exact bytes */
+    size_t raw_len;
+    const struct ev_type *type; /* resolved type, NULL if unknown or unparsable */
+    char *error;                /* NULL if valid; else malloc'd message, owned by the batch */
+};
+
+/* All events of one body. Zero-initialise; free with ev_batch_free. */
+struct ev_batch {
+    struct ev_item *items;      /* malloc'd array of n items */
+    size_t n;
+    size_t cap;
+    size_t n_valid;             /* items with error == NULL */
+};
+
+/*
+ * ev_parse_body - split body (len bytes, need not be NUL-terminated) into
+ * events and validate each.
+ *   type: the type from the URL (POST /v1/events/{type}), or NULL when each
+ *   event names its type in "event_name".
+ * The batch holds views into body: body must outlive it.
+ * Returns 0 (the batch may still hold invalid events: see n_valid),
+ * DP_ERR_INVALID (the body holds no JSON value at all: empty or whitespace;
+ * the batch is empty), DP_ERR_NOMEM.
+ */
+int ev_parse_body(const char *body, size_t len, const struct ev_type *type,
+                  struct ev_batch *out);
+
+/* ev_batch_free - release the batch's memory (not the body). NULL-safe. */
+void ev_batch_free(struct ev_batch *b);
+
+/*
+ * ev_encode - parse ev->json and encode it with type t. Convenience for the
+ * loader: returns what t->encode_row returns, or DP_ERR_INVALID when the
+ * bytes do not parse.
+ */
+int ev_encode(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *out,
+              char err[EV_ERR_MAX]);
+
+/* Buffer helpers. All return 0 or DP_ERR_NOMEM. */
+int ev_buf_reserve(struct ev_buf *b, size_t extra);
+int ev_buf_put(struct ev_buf *b, const void *p, size_t n);
+/* Append text with COPY text-format escaping (\\, \t, \n, \r, ...). */
+int ev_buf_put_copy_text(struct ev_buf *b, const char *s, size_t n);
+/* Append bytes as a COPY bytea value in hex form (\\x...). */
+int ev_buf_put_copy_bytea(struct ev_buf *b, const void *p, size_t n);
+/* Append a UTC timestamp "YYYY-MM-DD HH:MM:SS.uuuuuu+00". */
+int ev_buf_put_timestamp(struct ev_buf *b, int64_t us);
+/* Append the canonical text form of a uuid. */
+int ev_buf_put_uuid(struct ev_buf *b, const uint8_t uuid[16]);
+void ev_buf_free(struct ev_buf *b);
+
+/* ev_uuid_parse - parse the canonical text form; returns 0 or DP_ERR_INVALID. */
+int ev_uuid_parse(const char *s, uint8_t out[16]);
+
+#endif

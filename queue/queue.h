@@ -1,0 +1,184 @@
+/*
+ * queue.h - the durable LMDB queue shared by datapipe-server (appends) and
+ * datapipe-loader (reads, deletes). Only queue/ includes lmdb.h.
+ *
+ * Invariants:
+ *  - queue_append() returns 0 only after the LMDB transaction holding every
+ *    one of its events has committed (fsync'd when sync is true): the server
+ *    answers 2xx only after that.
+ *  - An append is all or nothing: a failed append stored none of its events.
+ *  - Sequence numbers strictly increase and never repeat, even after the queue
+ *    was emptied and reopened (the next number is persisted with the appends).
+ *  - The loader deletes a range only after PostgreSQL committed those events
+ *    together with their loader_batches row.
+ */
+#ifndef DP_QUEUE_H
+#define DP_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QUEUE_RECORD_VERSION 1
+#define QUEUE_TYPE_MAX 64       /* longest event type name, bytes */
+#define QUEUE_ERROR_MAX 1024    /* longest stored ingest error, bytes */
+
+/* queue_event.flags */
+#define QUEUE_F_REJECTED 0x01u  /* rejected at ingest: goes to dead_letter, stage ingest */
+
+struct queue;
+
+/*
+ * One event, as handed to queue_append() and as seen by queue_read().
+ * On append the caller owns every pointer; the queue copies the bytes before
+ * queue_append() returns. On read every pointer is a view into the LMDB map,
+ * valid only during the callback: copy what you keep.
+ */
+struct queue_event {
+    uint64_t seq;              /* sequence number: set by append, given on read */
+    uint8_t uuid[16];          /* UUIDv7 (queue_uuid7), set by the caller */
+    int64_t received_us;       /* microseconds since the epoch, set by the caller */
+    uint32_t flags;            /* QUEUE_F_* */
+    const char *type;          /* event type name, not NUL-terminated on read */
+    size_t type_len;           /* bytes, at most QUEUE_TYPE_MAX */
+    const char *error;         /* with QUEUE_F_REJECTED: why; else NULL */
+    size_t error_len;          /* bytes, at most QUEUE_ERROR_MAX (longer is cut) */
+    const char *json;          /* the event's bytes exactly as received */
+    size_t json_len;           /* bytes */
+};
+
+struct queue_stats {
+    uint64_t events;           /* events queued (mdb_stat entries) */
+    uint64_t bytes;            /* bytes used in the map (pages in use x page size) */
+    uint64_t capacity_bytes;   /* map size: queue.max_bytes */
+    uint64_t first_seq;        /* oldest queued sequence number, 0 when empty */
+    uint64_t next_seq;         /* the number the next append gets */
+    int64_t oldest_received_us;/* received_us of the oldest event, 0 when empty */
+};
+
+/*
+ * queue_open - open (creating if missing, mode 0700) the LMDB environment
+ * in directory path. Runs mdb_reader_check to clear stale reader slots.
+ *   out: receives the queue; free with queue_close().
+ *   max_bytes: LMDB map size; appends past it fail with DP_ERR_FULL.
+ *   sync: fsync at every commit (false: faster, a power cut may lose events).
+ * Returns 0, DP_ERR_NOMEM, DP_ERR_INVALID (path unusable, map too small),
+ * DP_ERR_IO (any other LMDB or system error; logged with LMDB's text).
+ */
+int queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sync);
+
+/*
+ * queue_close - wait for appends in flight, then close. queue_close(NULL) is
+ * a no-op. No call on q may start after this one.
+ */
+void queue_close(struct queue *q);
+
+/*
+ * queue_uuid7 - write a fresh UUIDv7 (RFC 9562: 48-bit Unix milliseconds,
+ * version and variant bits, random bits from getrandom), strictly increasing
+ * within the process. Thread-safe.
+ */
+void queue_uuid7(uint8_t out[16]);
+
+/*
+ * queue_append - durably append n events, in order, as one unit.
+ * Blocks until they are committed (group commit: one committer writes the
+ * events of every waiting caller in one transaction). Sets evs[i].seq.
+ * Thread-safe.
+ * Returns 0 (all stored and durable), DP_ERR_FULL (map full or disk full:
+ * none stored; retry after the loader frees space), DP_ERR_INVALID (n == 0,
+ * a type or record too large), DP_ERR_IO (other write error: none stored),
+ * DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.
+ */
+int queue_append(struct queue *q, struct queue_event *evs, size_t n);
+
+/*
+ * Callback for queue_read(): called once per event in key order, inside one
+ * read transaction. ev and everything it points to die when it returns.
+ * Return 0 to go on, 1 to stop after this event, negative dp_err to abort
+ * (queue_read then returns that value).
+ */
+typedef int (*queue_read_fn)(void *arg, const struct queue_event *ev);
+
+/*
+ * queue_read - visit events with seq >= from_seq in key order, at most
+ * max_events of them and, once at least one was visited, stopping before the
+ * running total of json_len would exceed max_bytes (0: no byte limit).
+ *   last_seq: receives the seq of the last event visited, or 0 if none.
+ *   count: receives how many were visited (may be NULL).
+ * Does not copy values. Returns 0 (also when none), the callback's negative
+ * value, DP_ERR_IO (LMDB error or a corrupt record, logged).
+ */
+int queue_read(struct queue *q, uint64_t from_seq, size_t max_events, size_t max_bytes,
+               queue_read_fn fn, void *arg, uint64_t *last_seq, size_t *count);
+
+/* One change to the metadata database, applied in queue_delete_range's transaction. */
+enum queue_meta_kind {
+    QUEUE_META_ADD,            /* int64 counter += value */
+    QUEUE_META_SET,            /* int64 counter = value */
+    QUEUE_META_STR,            /* string = str (NUL-terminated) */
+};
+
+struct queue_meta_op {
+    const char *name;          /* key, at most 200 bytes */
+    enum queue_meta_kind kind;
+    int64_t value;
+    const char *str;
+};
+
+/*
+ * queue_delete_range - delete every event with first <= seq <= last, and apply
+ * the n metadata changes, in one write transaction. Events already gone are
+ * not an error (recovery may delete twice). Thread-safe.
+ * Returns 0, DP_ERR_INVALID (first > last), DP_ERR_FULL, DP_ERR_IO.
+ */
+int queue_delete_range(struct queue *q, uint64_t first, uint64_t last,
+                       const struct queue_meta_op *ops, size_t n);
+
+/*
+ * queue_meta_apply - apply n metadata changes in one write transaction.
+ * Returns 0, DP_ERR_FULL, DP_ERR_IO.
+ */
+int queue_meta_apply(struct queue *q, const struct queue_meta_op *ops, size_t n);
+
+/*
+ * queue_meta_get - read an int64 counter. Missing: *out = 0 and
+ * DP_ERR_NOTFOUND. Returns 0, DP_ERR_NOTFOUND, DP_ERR_IO.
+ */
+int queue_meta_get(struct queue *q, const char *name, int64_t *out);
+
+/*
+ * queue_meta_get_str - copy a string value into buf (NUL-terminated, cut to
+ * len - 1). Missing: buf = "" and DP_ERR_NOTFOUND.
+ * Returns 0, DP_ERR_NOTFOUND, DP_ERR_IO.
+ */
+int queue_meta_get_str(struct queue *q, const char *name, char *buf, size_t len);
+
+/*
+ * Visit every metadata entry whose name starts with prefix (counters only:
+ * strings are skipped). Used by /metrics for per-type counters.
+ * Returns 0 or DP_ERR_IO.
+ */
+typedef void (*queue_meta_fn)(void *arg, const char *name, int64_t value);
+int queue_meta_each(struct queue *q, const char *prefix, queue_meta_fn fn, void *arg);
+
+/*
+ * queue_stats - counts without a full scan (mdb_stat, mdb_env_info, one
+ * cursor step for the oldest event). Returns 0 or DP_ERR_IO.
+ */
+int queue_stats(struct queue *q, struct queue_stats *out);
+
+/*
+ * queue_lock_loader - take the exclusive loader lock (flock on a file in the
+ * queue directory), held until queue_close(). Returns 0, DP_ERR_BUSY (another
+ * process holds it), DP_ERR_IO.
+ */
+int queue_lock_loader(struct queue *q);
+
+/*
+ * queue_commits - how many write transactions appends have committed and how
+ * many events they held since open (for events-per-fsync figures).
+ */
+void queue_commit_counts(struct queue *q, uint64_t *commits, uint64_t *events);
+
+#endif

@@ -1,0 +1,452 @@
+/*
+ * check_config.c - the configuration module: defaults, lookup order, JSON and
+ * libconfig files giving the same tree, and every error with its exact text.
+ * Also the logging formats. Each test works in its own temporary directory.
+ */
+#include "etc/config.h"
+#include "etc/err.h"
+#include "etc/log.h"
+#include "tests/lib_test.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *dir;
+
+static void
+setup(void)
+{
+    dir = t_tmpdir();
+}
+
+static void
+teardown(void)
+{
+    t_rmtree(dir);
+    free(dir);
+}
+
+/* Load with the given files (NULL to skip); asserts success. */
+static struct dp_config *
+load_ok(const char *sys, const char *env, const char *cli)
+{
+    struct dp_config_sources src = {sys, env, cli};
+    struct dp_config *cfg = NULL;
+    char *errors = NULL;
+    int rc = dp_config_load(&src, &cfg, &errors);
+
+    ck_assert_msg(rc == 0, "load failed: %s", errors ? errors : "(no text)");
+    ck_assert_ptr_null(errors);
+    ck_assert_ptr_nonnull(cfg);
+    return cfg;
+}
+
+/* Load one file expecting failure; returns the malloc'd error text. */
+static char *
+load_err(const char *cli)
+{
+    struct dp_config_sources src = {NULL, NULL, cli};
+    struct dp_config *cfg = NULL;
+    char *errors = NULL;
+    int rc = dp_config_load(&src, &cfg, &errors);
+
+    ck_assert_int_eq(rc, DP_ERR_CONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(errors);
+    return errors;
+}
+
+START_TEST(test_defaults)
+{
+    struct dp_config *cfg = load_ok(NULL, NULL, NULL);
+    char host[256] = "";
+
+    gethostname(host, sizeof(host));
+    ck_assert_str_eq(cfg->server_listen, "127.0.0.1:8080");
+    ck_assert_int_eq(cfg->server_threads, 64);
+    ck_assert_int_eq(cfg->server_max_body_bytes, 33554432);
+    ck_assert_int_eq(cfg->server_request_timeout_ms, 30000);
+    ck_assert_uint_eq(cfg->server_api_keys_len, 0);
+    ck_assert_ptr_null(cfg->server_api_keys[0]);
+    ck_assert_ptr_null(cfg->server_api_keys_file);
+    ck_assert_uint_eq(cfg->server_cors_origins_len, 0);
+    ck_assert_ptr_null(cfg->server_tls_certificate);
+    ck_assert_str_eq(cfg->queue_path, "/var/lib/datapipe/queue");
+    ck_assert_int_eq(cfg->queue_max_bytes, 1073741824);
+    ck_assert(cfg->queue_sync);
+    ck_assert_str_eq(cfg->queue_id, host);
+    ck_assert_str_eq(cfg->database_conninfo, "dbname=datapipe");
+    ck_assert_str_eq(cfg->database_schema, "datapipe");
+    ck_assert_int_eq(cfg->loader_interval_s, 300);
+    ck_assert_int_eq(cfg->loader_min_interval_s, 5);
+    ck_assert_int_eq(cfg->loader_high_water, 100000);
+    ck_assert_int_eq(cfg->loader_batch_rows, 50000);
+    ck_assert_int_eq(cfg->loader_workers, 2);
+    ck_assert_str_eq(cfg->log_level, "info");
+    ck_assert_str_eq(cfg->log_format, "text");
+    dp_config_destroy(cfg);
+}
+END_TEST
+
+START_TEST(test_precedence_key_by_key)
+{
+    char *sys = t_write_file(dir, "sys.json",
+                             "{\"server\": {\"threads\": 8}, \"loader\": {\"workers\": 3},"
+                             " \"log\": {\"level\": \"debug\"}}", -1);
+    char *env = t_write_file(dir, "env.json", "{\"server\": {\"threads\": 16}}", -1);
+    char *cli = t_write_file(dir, "cli.json", "{\"loader\": {\"workers\": 5}}", -1);
+    struct dp_config *cfg;
+
+    cfg = load_ok(sys, NULL, NULL);
+    ck_assert_int_eq(cfg->server_threads, 8);
+    ck_assert_int_eq(cfg->loader_workers, 3);
+    dp_config_destroy(cfg);
+
+    cfg = load_ok(sys, env, NULL);
+    ck_assert_int_eq(cfg->server_threads, 16);
+    ck_assert_int_eq(cfg->loader_workers, 3);
+    dp_config_destroy(cfg);
+
+    cfg = load_ok(sys, env, cli);
+    ck_assert_int_eq(cfg->server_threads, 16);     /* from env */
+    ck_assert_int_eq(cfg->loader_workers, 5);      /* from cli */
+    ck_assert_str_eq(cfg->log_level, "debug");     /* from the system file */
+    ck_assert_int_eq(cfg->loader_interval_s, 300); /* default */
+    dp_config_destroy(cfg);
+    free(sys);
+    free(env);
+    free(cli);
+}
+END_TEST
+
+START_TEST(test_missing_system_file_is_skipped)
+{
+    char *missing;
+    struct dp_config *cfg;
+
+    ck_assert_int_ge(asprintf(&missing, "%s/none.json", dir), 0);
+    cfg = load_ok(missing, NULL, NULL);
+    ck_assert_int_eq(cfg->server_threads, 64);
+    dp_config_destroy(cfg);
+    free(missing);
+}
+END_TEST
+
+START_TEST(test_env_file_missing)
+{
+    struct dp_config_sources src;
+    struct dp_config *cfg = NULL;
+    char *errors = NULL;
+    char *missing;
+    char *want;
+
+    ck_assert_int_ge(asprintf(&missing, "%s/nope.json", dir), 0);
+    setenv("DATAPIPE_CNF", missing, 1);
+    src = dp_config_sources_default(NULL);
+    ck_assert_str_eq(src.env_path, missing);
+    ck_assert_str_eq(src.system_path, "/etc/datapipe.json");
+    src.system_path = NULL;
+    ck_assert_int_eq(dp_config_load(&src, &cfg, &errors), DP_ERR_CONFIG);
+    ck_assert_int_ge(asprintf(&want, "%s: cannot read: No such file or directory\n", missing), 0);
+    ck_assert_str_eq(errors, want);
+    free(want);
+    free(errors);
+    free(missing);
+    unsetenv("DATAPIPE_CNF");
+}
+END_TEST
+
+static const char json_full[] =
+    "{\n"
+    "  \"server\": {\"listen\": \"127.0.0.1:9999\", \"threads\": 12, \"max_body_bytes\": 1000,\n"
+    "              \"api_keys\": [\"k1\", \"k2\"], \"cors_origins\": [\"https://a.example\"],\n"
+    "              \"tls_certificate\": null},\n"
+    "  \"queue\": {\"path\": \"/q\", \"max_bytes\": 10485760, \"sync\": false, \"id\": \"box-1\"},\n"
+    "  \"database\": {\"conninfo\": \"host=/s dbname=x\", \"schema\": \"s1\"},\n"
+    "  \"loader\": {\"interval_s\": 60, \"min_interval_s\": 2, \"high_water\": 5000000000,\n"
+    "              \"batch_rows\": 1000, \"workers\": 4},\n"
+    "  \"log\": {\"level\": \"warn\", \"format\": \"json\"}\n"
+    "}\n";
+
+static const char cfg_full[] =
+    "# the same settings in libconfig syntax\n"
+    "server = { listen = \"127.0.0.1:9999\"; threads = 12; max_body_bytes = 1000;\n"
+    "           api_keys = [\"k1\", \"k2\"]; cors_origins = (\"https://a.example\"); };\n"
+    "queue = { path = \"/q\"; max_bytes = 10485760; sync = false; id = \"box-1\"; };\n"
+    "database = { conninfo = \"host=/s dbname=x\"; schema = \"s1\"; };\n"
+    "loader = { interval_s = 60; min_interval_s = 2; high_water = 5000000000L;\n"
+    "           batch_rows = 1000; workers = 4; };\n"
+    "log = { level = \"warn\"; format = \"json\"; };\n";
+
+START_TEST(test_json_and_libconfig_same_tree)
+{
+    char *j = t_write_file(dir, "a.json", json_full, -1);
+    char *c = t_write_file(dir, "a.cfg", cfg_full, -1);
+    char *conf = t_write_file(dir, "a.conf", cfg_full, -1);
+    struct dp_config *cj = load_ok(NULL, NULL, j);
+    struct dp_config *cc = load_ok(NULL, NULL, c);
+    struct dp_config *cn = load_ok(NULL, NULL, conf);
+    char *tj = dp_config_to_json(cj);
+    char *tc = dp_config_to_json(cc);
+    char *tn = dp_config_to_json(cn);
+
+    ck_assert_str_eq(tj, tc);
+    ck_assert_str_eq(tj, tn);
+    ck_assert_int_eq(cj->server_threads, 12);
+    ck_assert_int_eq(cj->loader_high_water, 5000000000LL);
+    ck_assert(!cj->queue_sync);
+    ck_assert_uint_eq(cj->server_api_keys_len, 2);
+    ck_assert_str_eq(cj->server_api_keys[1], "k2");
+    ck_assert_str_eq(cc->server_cors_origins[0], "https://a.example");
+    ck_assert_str_eq(cc->queue_id, "box-1");
+    /* Secrets never appear in the printed configuration. */
+    ck_assert_ptr_null(strstr(tj, "k1"));
+    ck_assert_ptr_nonnull(strstr(tj, "<redacted>"));
+    free(tj);
+    free(tc);
+    free(tn);
+    dp_config_destroy(cj);
+    dp_config_destroy(cc);
+    dp_config_destroy(cn);
+    free(j);
+    free(c);
+    free(conf);
+}
+END_TEST
+
+/* Each bad file and the exact error text it must produce (after "FILE: "). */
+static const struct {
+    const char *name;
+    const char *text;
+    const char *error;
+} bad[] = {
+    {"unknown.json", "{\"loader\": {\"intervall_s\": 5}}", "loader.intervall_s: unknown key"},
+    {"section.json", "{\"lodaer\": {\"interval_s\": 5}}", "lodaer: unknown key"},
+    {"type.json", "{\"server\": {\"threads\": \"8\"}}",
+     "server.threads: expected integer, got string"},
+    {"range.json", "{\"server\": {\"threads\": 0}}", "server.threads: must be 1..4096"},
+    {"range2.json", "{\"server\": {\"threads\": 5000}}", "server.threads: must be 1..4096"},
+    {"bool.json", "{\"queue\": {\"sync\": 1}}", "queue.sync: expected boolean, got integer"},
+    {"real.json", "{\"loader\": {\"interval_s\": 1.5}}",
+     "loader.interval_s: expected integer, got number"},
+    {"choice.json", "{\"log\": {\"level\": \"verbose\"}}",
+     "log.level: must be one of debug, info, warn, error"},
+    {"list.json", "{\"server\": {\"api_keys\": [\"a\", 3]}}",
+     "server.api_keys[1]: expected string, got number"},
+    {"notlist.json", "{\"server\": {\"cors_origins\": \"https://a\"}}",
+     "server.cors_origins: expected array of strings, got string"},
+    {"null.json", "{\"server\": {\"listen\": null}}", "server.listen: null is not allowed here"},
+    {"empty.json", "{\"queue\": {\"path\": \"\"}}", "queue.path: must not be empty"},
+    {"flat.json", "{\"server\": 5}", "server: expected object, got integer"},
+    {"syntax.json", "{\n  \"server\": {\n    \"threads\": 8,,\n  }\n}",
+     "line 3 column 18: string or '}' expected near ','"},
+    {"toplevel.json", "[1, 2]", "the top level must be an object"},
+    {"bad.cfg", "server = { threads = ; };", "line 1: syntax error"},
+    {"unknown.cfg", "loader = { intervall_s = 5; };", "loader.intervall_s: unknown key"},
+    {"type.cfg", "server = { threads = \"8\"; };", "server.threads: expected integer, got string"},
+};
+
+START_TEST(test_errors_exact)
+{
+    char *path = t_write_file(dir, bad[_i].name, bad[_i].text, -1);
+    char *errors = load_err(path);
+    char *want;
+
+    ck_assert_int_ge(asprintf(&want, "%s: %s\n", path, bad[_i].error), 0);
+    ck_assert_str_eq(errors, want);
+    free(want);
+    free(errors);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_every_error_reported)
+{
+    char *path = t_write_file(dir, "many.json",
+                              "{\"server\": {\"threads\": \"x\", \"bogus\": 1},"
+                              " \"loader\": {\"workers\": 0}}", -1);
+    char *errors = load_err(path);
+    char *want;
+
+    ck_assert_int_ge(asprintf(&want,
+                              "%1$s: server.threads: expected integer, got string\n"
+                              "%1$s: server.bogus: unknown key\n"
+                              "%1$s: loader.workers: must be 1..64\n", path), 0);
+    ck_assert_str_eq(errors, want);
+    free(want);
+    free(errors);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_cross_checks)
+{
+    char *path = t_write_file(dir, "x.json",
+                              "{\"server\": {\"listen\": \"127.0.0.1:8443s\"},"
+                              " \"loader\": {\"interval_s\": 10, \"min_interval_s\": 20}}", -1);
+    char *errors = load_err(path);
+
+    ck_assert_str_eq(errors, "loader.min_interval_s: must not exceed loader.interval_s (10)\n"
+                             "server.tls_certificate: required by the TLS port in "
+                             "server.listen\n");
+    free(errors);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_api_keys_file)
+{
+    char *keys = t_write_file(dir, "keys", "# operators\n  alpha  \n\nbeta # laptop\n#gamma\n", -1);
+    char *text;
+    char *path;
+    struct dp_config *cfg;
+
+    ck_assert_int_ge(asprintf(&text, "{\"server\": {\"api_keys\": [\"zero\"], "
+                                     "\"api_keys_file\": \"%s\"}}", keys), 0);
+    path = t_write_file(dir, "k.json", text, -1);
+    cfg = load_ok(NULL, NULL, path);
+    ck_assert_uint_eq(cfg->server_api_keys_len, 3);
+    ck_assert_str_eq(cfg->server_api_keys[0], "zero");
+    ck_assert_str_eq(cfg->server_api_keys[1], "alpha");
+    ck_assert_str_eq(cfg->server_api_keys[2], "beta");
+    ck_assert_ptr_null(cfg->server_api_keys[3]);
+    ck_assert_str_eq(cfg->server_api_keys_file, keys);
+    dp_config_destroy(cfg);
+    free(text);
+    free(path);
+    free(keys);
+}
+END_TEST
+
+START_TEST(test_later_null_unsets)
+{
+    char *a = t_write_file(dir, "a.json", "{\"server\": {\"tls_certificate\": \"/c.pem\"}}", -1);
+    char *b = t_write_file(dir, "b.json", "{\"server\": {\"tls_certificate\": null}}", -1);
+    struct dp_config *cfg = load_ok(NULL, a, NULL);
+
+    ck_assert_str_eq(cfg->server_tls_certificate, "/c.pem");
+    dp_config_destroy(cfg);
+    cfg = load_ok(NULL, a, b);
+    ck_assert_ptr_null(cfg->server_tls_certificate);
+    dp_config_destroy(cfg);
+    free(a);
+    free(b);
+}
+END_TEST
+
+/* Run fn with stderr captured; returns what it wrote (malloc'd). */
+static char *
+capture_stderr(void (*fn)(void))
+{
+    int fds[2];
+    int saved = dup(2);
+    char *buf = calloc(1, 65536);
+    ssize_t n;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    dup2(fds[1], 2);
+    close(fds[1]);
+    fn();
+    dup2(saved, 2);
+    close(saved);
+    n = read(fds[0], buf, 65535);
+    ck_assert_int_gt(n, 0);
+    close(fds[0]);
+    return buf;
+}
+
+static void
+log_some(void)
+{
+    dp_debug("hidden", "k=%d", 1);
+    dp_info("batch loaded", "rows=%d error=%s queue=%s", 5, "no route to host", "q1");
+    dp_warn("plain", NULL);
+}
+
+START_TEST(test_log_text)
+{
+    char *out;
+
+    ck_assert_int_eq(dp_log_setup("info", "text"), 0);
+    out = capture_stderr(log_some);
+    ck_assert_ptr_null(strstr(out, "hidden"));
+    ck_assert_ptr_nonnull(strstr(out, "Z info batch loaded rows=5 error=no route to host "
+                                      "queue=q1\n"));
+    ck_assert_ptr_nonnull(strstr(out, "Z warn plain\n"));
+    ck_assert_int_eq(out[4], '-');
+    free(out);
+}
+END_TEST
+
+START_TEST(test_log_json)
+{
+    char *out;
+    char *second;
+
+    ck_assert_int_eq(dp_log_setup("debug", "json"), 0);
+    out = capture_stderr(log_some);
+    ck_assert_ptr_nonnull(strstr(out, "\"level\":\"debug\",\"msg\":\"hidden\",\"k\":\"1\"}\n"));
+    second = strchr(out, '\n') + 1;
+    ck_assert_ptr_nonnull(strstr(second, "\"level\":\"info\",\"msg\":\"batch loaded\","
+                                         "\"rows\":\"5\",\"error\":\"no route to host\","
+                                         "\"queue\":\"q1\"}\n"));
+    ck_assert(strncmp(second, "{\"ts\":\"", 7) == 0);
+    ck_assert_int_eq(dp_log_setup("loud", "json"), DP_ERR_INVALID);
+    ck_assert_int_eq(dp_log_setup("info", "xml"), DP_ERR_INVALID);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_strerror)
+{
+    ck_assert_str_eq(dp_strerror(DP_ERR_FULL), "queue full");
+    ck_assert_str_eq(dp_strerror(0), "success");
+    ck_assert_str_eq(dp_strerror(-999), "unknown error");
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("load");
+    TCase *te = tcase_create("errors");
+    TCase *tl = tcase_create("log");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_precedence_key_by_key);
+    tcase_add_test(tc, test_missing_system_file_is_skipped);
+    tcase_add_test(tc, test_json_and_libconfig_same_tree);
+    tcase_add_test(tc, test_api_keys_file);
+    tcase_add_test(tc, test_later_null_unsets);
+    suite_add_tcase(s, tc);
+
+    tcase_add_checked_fixture(te, setup, teardown);
+    tcase_add_loop_test(te, test_errors_exact, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+    tcase_add_test(te, test_every_error_reported);
+    tcase_add_test(te, test_cross_checks);
+    tcase_add_test(te, test_env_file_missing);
+    suite_add_tcase(s, te);
+
+    tcase_add_test(tl, test_log_text);
+    tcase_add_test(tl, test_log_json);
+    tcase_add_test(tl, test_strerror);
+    suite_add_tcase(s, tl);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
