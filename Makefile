@@ -66,6 +66,7 @@ SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
 LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 
 .PHONY: all deps check bench fuzz run install uninstall clean test-progs
+.SECONDARY:
 
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader
 
