@@ -1,0 +1,425 @@
+/*
+ * body.c - split a request body into events (SPEC section 3) and run each
+ * through the dispatcher: object shape and event_name here, fields in the type.
+ * Keeps every event's exact bytes as a view into the body; never re-serializes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "events/internal.h"
+
+/*
+ * DECODE_ANY: a top-level scalar is a (rejected) event, not a parse error.
+ * DISABLE_EOF_CHECK: error.position then tells where the value ended.
+ * REJECT_DUPLICATES: {"a":1,"a":2} means different things to json and jsonb.
+ */
+#define EV_JSON_FLAGS (JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES)
+
+/* Longest message of a malformed value; client bytes in it are escaped. */
+#define EV_SYNTAX_MAX 512
+
+/* State of one ev_parse_body call. */
+struct parser {
+    const char *body;
+    size_t len;
+    const struct ev_type *type;     /* the URL's type, or NULL */
+    struct ev_batch *out;
+    size_t next_index;              /* index of the next event */
+    size_t line;                    /* 1-based line of line_start */
+    size_t line_start;              /* offset where that line begins */
+};
+
+static size_t
+skip_ws(const struct parser *ps, size_t p)
+{
+    while (p < ps->len) {
+        char c = ps->body[p];
+
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            break;
+        }
+        p++;
+    }
+    return p;
+}
+
+static int
+batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_type *t,
+           const char *error)
+{
+    struct ev_batch *b = ps->out;
+    struct ev_item *it;
+    char *copy = NULL;
+
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        struct ev_item *items;
+
+        if (cap > SIZE_MAX / sizeof(*items)) {
+            return DP_ERR_NOMEM;
+        }
+        items = realloc(b->items, cap * sizeof(*items));
+        if (items == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        b->items = items;
+        b->cap = cap;
+    }
+    if (error != NULL) {
+        copy = strdup(error);
+        if (copy == NULL) {
+            return DP_ERR_NOMEM;
+        }
+    }
+    it = &b->items[b->n++];
+    it->index = ps->next_index++;
+    it->raw = ps->body + raw_off;
+    it->raw_len = raw_len;
+    it->type = t;
+    it->error = copy;
+    if (copy == NULL) {
+        b->n_valid++;
+    }
+    return 0;
+}
+
+/*
+ * The dispatcher: what every event must satisfy before its type looks at it.
+ * Sets *type to the resolved type (NULL when unknown) even when invalid.
+ */
+static int
+dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type **type,
+         char err[EV_ERR_MAX])
+{
+    const struct ev_type *t = url_type;
+    const json_t *name;
+    char q[EV_QUOTE_MAX * 4 + 8];
+    const char *s;
+    size_t n;
+
+    *type = url_type;
+    if (!json_is_object(v)) {
+        return ev_type_err(err, "event", "object", v);
+    }
+    name = json_object_get(v, "event_name");
+    if (name == NULL) {
+        if (t == NULL) {
+            return ev_errf(err, "event_name: required field missing (the URL names no type)");
+        }
+        return t->validate(v, err);
+    }
+    if (!json_is_string(name)) {
+        return ev_type_err(err, "event_name", "string", name);
+    }
+    s = json_string_value(name);
+    n = json_string_length(name);
+    if (t == NULL) {
+        t = ev_lookup(s, n);
+        if (t == NULL) {
+            ev_quote(q, sizeof(q), s, n);
+            return ev_errf(err, "event_name: unknown event type %s", q);
+        }
+        *type = t;
+    } else if (n != strlen(t->name) || memcmp(s, t->name, n) != 0) {
+        ev_quote(q, sizeof(q), s, n);
+        return ev_errf(err, "event_name: %s does not match the URL's type \"%s\"", q, t->name);
+    }
+    return t->validate(v, err);
+}
+
+/* Validate one parsed value (consumed) and add it as an item. */
+static int
+push_value(struct parser *ps, json_t *v, size_t start, size_t end)
+{
+    const struct ev_type *t = NULL;
+    char err[EV_ERR_MAX];
+    int rc;
+
+    rc = dispatch(v, ps->type, &t, err);
+    json_decref(v);
+    return batch_push(ps, start, end - start, t, rc == 0 ? NULL : err);
+}
+
+/* 1-based line and column (in characters) of the byte at offset at. */
+static void
+locate(struct parser *ps, size_t at, size_t *line, size_t *col)
+{
+    const char *nl;
+    size_t i;
+    size_t c = 0;
+
+    if (at < ps->line_start) {
+        ps->line = 1;
+        ps->line_start = 0;
+    }
+    /* Errors come in body order, so the line count only moves forward. */
+    while ((nl = memchr(ps->body + ps->line_start, '\n', at - ps->line_start)) != NULL) {
+        ps->line++;
+        ps->line_start = (size_t)(nl - ps->body) + 1;
+    }
+    for (i = ps->line_start; i <= at && i < ps->len; i++) {
+        c += ((unsigned char)ps->body[i] & 0xc0) != 0x80;
+    }
+    *line = ps->line;
+    *col = c ? c : 1;
+}
+
+/*
+ * Add the malformed value that began at start and failed at offset at as one
+ * rejected event, its raw bytes up to the end of that line. Parsing goes on
+ * at the next line (*next), or stops at the end of the body.
+ */
+static int
+push_malformed(struct parser *ps, size_t start, size_t at, const char *msg, size_t *next)
+{
+    char text[EV_SYNTAX_MAX + 64];
+    size_t line;
+    size_t col;
+    const char *nl;
+    size_t end;
+
+    if (at >= ps->len) {
+        at = ps->len - 1;
+    }
+    if (at < start) {
+        at = start;
+    }
+    locate(ps, at, &line, &col);
+    nl = memchr(ps->body + at, '\n', ps->len - at);
+    end = nl ? (size_t)(nl - ps->body) : ps->len;
+    *next = nl ? end + 1 : ps->len;
+    snprintf(text, sizeof(text), "line %zu column %zu: %s", line, col, msg);
+    return batch_push(ps, start, end - start, NULL, text);
+}
+
+/* A clear message for jansson's error; the parser's own text is kept, escaped. */
+static void
+syntax_message(const json_error_t *je, char *dst, size_t cap)
+{
+    char text[EV_SYNTAX_MAX - 96];
+
+    ev_sanitize(text, sizeof(text), je->text, strnlen(je->text, sizeof(je->text)));
+    switch (json_error_code(je)) {
+    case json_error_invalid_utf8:
+        snprintf(dst, cap, "invalid UTF-8: %s", text);
+        break;
+    case json_error_null_character:
+        snprintf(dst, cap, "\\u0000 is not allowed in strings");
+        break;
+    case json_error_null_byte_in_key:
+        snprintf(dst, cap, "\\u0000 is not allowed in object keys");
+        break;
+    case json_error_numeric_overflow:
+        if (strstr(text, "integer") != NULL) {
+            snprintf(dst, cap, "integer out of range (beyond 64-bit signed): %s", text);
+        } else {
+            snprintf(dst, cap, "number out of range (beyond double precision): %s", text);
+        }
+        break;
+    default:
+        snprintf(dst, cap, "invalid JSON: %s", text);
+        break;
+    }
+}
+
+/* Parse one value at p with jansson; on failure set *at and msg. */
+static json_t *
+load_at(struct parser *ps, size_t p, size_t *end, size_t *at, char *msg, int *rc)
+{
+    json_error_t je;
+    json_t *v;
+
+    *rc = 0;
+    v = json_loadb(ps->body + p, ps->len - p, EV_JSON_FLAGS, &je);
+    if (v != NULL) {
+        *end = p + (size_t)je.position;
+        return v;
+    }
+    if (json_error_code(&je) == json_error_out_of_memory) {
+        *rc = DP_ERR_NOMEM;
+        return NULL;
+    }
+    syntax_message(&je, msg, EV_SYNTAX_MAX);
+    *at = p + (je.position > 0 ? (size_t)je.position - 1 : 0);
+    return NULL;
+}
+
+/* Drop the items of a malformed array (from item first on): it counts as one event. */
+static void
+drop_items(struct parser *ps, size_t first, size_t index)
+{
+    struct ev_batch *b = ps->out;
+
+    while (b->n > first) {
+        struct ev_item *it = &b->items[--b->n];
+
+        if (it->error == NULL) {
+            b->n_valid--;
+        }
+        free(it->error);
+    }
+    ps->next_index = index;
+}
+
+/* An array at start: each element is an event. */
+static int
+parse_array(struct parser *ps, size_t start, size_t *next)
+{
+    size_t first = ps->out->n;
+    size_t index = ps->next_index;
+    char msg[EV_SYNTAX_MAX];
+    size_t p = skip_ws(ps, start + 1);
+    size_t at = 0;
+    size_t end = 0;
+    json_t *v;
+    int rc;
+
+    if (p < ps->len && ps->body[p] == ']') {
+        *next = p + 1;
+        return 0;
+    }
+    for (;;) {
+        v = load_at(ps, p, &end, &at, msg, &rc);
+        if (v == NULL) {
+            if (rc != 0) {
+                return rc;
+            }
+            break;
+        }
+        rc = push_value(ps, v, p, end);
+        if (rc != 0) {
+            return rc;
+        }
+        p = skip_ws(ps, end);
+        if (p >= ps->len) {
+            snprintf(msg, sizeof(msg), "invalid JSON: ',' or ']' expected near end of file");
+            at = ps->len - 1;
+            break;
+        }
+        if (ps->body[p] == ']') {
+            *next = p + 1;
+            return 0;
+        }
+        if (ps->body[p] != ',') {
+            snprintf(msg, sizeof(msg), "invalid JSON: ',' or ']' expected");
+            at = p;
+            break;
+        }
+        p = skip_ws(ps, p + 1);
+    }
+    drop_items(ps, first, index);
+    return push_malformed(ps, start, at, msg, next);
+}
+
+/* Any other value at start: one event. */
+static int
+parse_single(struct parser *ps, size_t start, size_t *next)
+{
+    char msg[EV_SYNTAX_MAX];
+    size_t at = 0;
+    size_t end = 0;
+    json_t *v;
+    int rc;
+
+    v = load_at(ps, start, &end, &at, msg, &rc);
+    if (v == NULL) {
+        return rc != 0 ? rc : push_malformed(ps, start, at, msg, next);
+    }
+    *next = end;
+    return push_value(ps, v, start, end);
+}
+
+int
+ev_parse_body(const char *body, size_t len, const struct ev_type *type, struct ev_batch *out)
+{
+    struct parser ps = {
+        .body = body,
+        .len = len,
+        .type = type,
+        .out = out,
+        .next_index = 0,
+        .line = 1,
+        .line_start = 0,
+    };
+    size_t p = 0;
+    int rc = 0;
+
+    /* Some clients (PowerShell, Notepad) start a body with a UTF-8 byte order mark. */
+    if (len >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0) {
+        p = 3;
+    }
+    p = skip_ws(&ps, p);
+    if (p >= len) {
+        return DP_ERR_INVALID;
+    }
+    while (p < len) {
+        size_t next = len;
+
+        if (body[p] == '[') {
+            rc = parse_array(&ps, p, &next);
+        } else {
+            rc = parse_single(&ps, p, &next);
+        }
+        if (rc != 0) {
+            goto out;
+        }
+        p = skip_ws(&ps, next);
+    }
+out:
+    return rc;
+}
+
+void
+ev_batch_free(struct ev_batch *b)
+{
+    size_t i;
+
+    if (b == NULL) {
+        return;
+    }
+    for (i = 0; i < b->n; i++) {
+        free(b->items[i].error);
+    }
+    free(b->items);
+    b->items = NULL;
+    b->n = 0;
+    b->cap = 0;
+    b->n_valid = 0;
+}
+
+int
+ev_encode(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *out,
+          char err[EV_ERR_MAX])
+{
+    char text[EV_SYNTAX_MAX];
+    json_error_t je;
+    json_t *obj = NULL;
+    const json_t *name;
+    int rc;
+
+    obj = json_loadb(ev->json, ev->json_len, JSON_REJECT_DUPLICATES, &je);
+    if (obj == NULL) {
+        if (json_error_code(&je) == json_error_out_of_memory) {
+            return DP_ERR_NOMEM;
+        }
+        syntax_message(&je, text, sizeof(text));
+        rc = ev_errf(err, "stored event does not parse: %s", text);
+        goto out;
+    }
+    if (!json_is_object(obj)) {
+        rc = ev_type_err(err, "event", "object", obj);
+        goto out;
+    }
+    name = json_object_get(obj, "event_name");
+    if (name != NULL && (!json_is_string(name) || strcmp(json_string_value(name), t->name) != 0 ||
+                         json_string_length(name) != strlen(t->name))) {
+        rc = ev_errf(err, "event_name: does not match the type \"%s\"", t->name);
+        goto out;
+    }
+    rc = t->encode_row(ev, obj, out, err);
+out:
+    json_decref(obj);
+    return rc;
+}

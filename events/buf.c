@@ -1,0 +1,433 @@
+/*
+ * buf.c - the growable byte buffer and the PostgreSQL COPY text format:
+ * escaping, bytea hex, timestamps, uuids, and rows built column by column.
+ * Never writes a value PostgreSQL would read back differently.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "events/internal.h"
+
+int
+ev_buf_reserve(struct ev_buf *b, size_t extra)
+{
+    size_t need;
+    size_t cap;
+    char *p;
+
+    if (extra > SIZE_MAX - b->len) {
+        return DP_ERR_NOMEM;
+    }
+    need = b->len + extra;
+    if (need <= b->cap) {
+        return 0;
+    }
+    cap = b->cap ? b->cap : 256;
+    while (cap < need) {
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    }
+    p = realloc(b->data, cap);
+    if (p == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int
+ev_buf_put(struct ev_buf *b, const void *p, size_t n)
+{
+    int rc;
+
+    if (n == 0) {
+        return 0;
+    }
+    rc = ev_buf_reserve(b, n);
+    if (rc != 0) {
+        return rc;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+/* The escape for byte c in a COPY text value, or 0 if c goes as it is. */
+static char
+copy_escape(unsigned char c)
+{
+    switch (c) {
+    case '\\':
+        return '\\';
+    case '\t':
+        return 't';
+    case '\n':
+        return 'n';
+    case '\r':
+        return 'r';
+    case '\b':
+        return 'b';
+    case '\f':
+        return 'f';
+    case '\v':
+        return 'v';
+    default:
+        return 0;
+    }
+}
+
+int
+ev_buf_put_copy_text(struct ev_buf *b, const char *s, size_t n)
+{
+    size_t i;
+    size_t run = 0;             /* start of the pending run of plain bytes */
+    char *w;
+    int rc;
+
+    /* Worst case every byte doubles; reserving it once keeps the loop simple. */
+    if (n > SIZE_MAX / 2) {
+        return DP_ERR_NOMEM;
+    }
+    rc = ev_buf_reserve(b, n * 2);
+    if (rc != 0) {
+        return rc;
+    }
+    w = b->data + b->len;
+    for (i = 0; i < n; i++) {
+        char e = copy_escape((unsigned char)s[i]);
+
+        if (e == 0) {
+            continue;
+        }
+        memcpy(w, s + run, i - run);
+        w += i - run;
+        *w++ = '\\';
+        *w++ = e;
+        run = i + 1;
+    }
+    memcpy(w, s + run, n - run);
+    w += n - run;
+    b->len = (size_t)(w - b->data);
+    return 0;
+}
+
+int
+ev_buf_put_copy_bytea(struct ev_buf *b, const void *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    char *w;
+    size_t i;
+    int rc;
+
+    if (n > (SIZE_MAX - 3) / 2) {
+        return DP_ERR_NOMEM;
+    }
+    rc = ev_buf_reserve(b, 3 + n * 2);
+    if (rc != 0) {
+        return rc;
+    }
+    /* bytea's "\x" prefix, its backslash doubled for COPY text. */
+    w = b->data + b->len;
+    *w++ = '\\';
+    *w++ = '\\';
+    *w++ = 'x';
+    for (i = 0; i < n; i++) {
+        *w++ = hex[s[i] >> 4];
+        *w++ = hex[s[i] & 15];
+    }
+    b->len = (size_t)(w - b->data);
+    return 0;
+}
+
+int64_t
+ev_days_from_civil(int64_t y, int m, int d)
+{
+    int64_t era;
+    int64_t yoe;
+    int64_t doy;
+    int64_t doe;
+
+    /* Count years from March so the leap day is the last day of the year. */
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int
+ev_days_in_month(int64_t y, int m)
+{
+    static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+    if (m < 1 || m > 12) {
+        return 0;
+    }
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+static void
+civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    int64_t era;
+    int64_t doe;
+    int64_t yoe;
+    int64_t doy;
+    int64_t mp;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static char *
+put_digits(char *w, int64_t v, int width)
+{
+    int i;
+
+    for (i = width - 1; i >= 0; i--) {
+        w[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return w + width;
+}
+
+int
+ev_buf_put_timestamp(struct ev_buf *b, int64_t us)
+{
+    int64_t days;
+    int64_t rem;
+    int64_t y;
+    int m;
+    int d;
+    char tmp[64];
+    char *w = tmp;
+    bool bc;
+
+    /* Floor division: instants before 1970 still have a positive time of day. */
+    days = us / INT64_C(86400000000);
+    rem = us % INT64_C(86400000000);
+    if (rem < 0) {
+        rem += INT64_C(86400000000);
+        days--;
+    }
+    civil_from_days(days, &y, &m, &d);
+    /* PostgreSQL has no year 0: year 0 is 1 BC. */
+    bc = y <= 0;
+    if (bc) {
+        y = 1 - y;
+    }
+    if (y > 9999) {
+        w += snprintf(w, 24, "%" PRId64, y);
+    } else {
+        w = put_digits(w, y, 4);
+    }
+    *w++ = '-';
+    w = put_digits(w, m, 2);
+    *w++ = '-';
+    w = put_digits(w, d, 2);
+    *w++ = ' ';
+    w = put_digits(w, rem / INT64_C(3600000000), 2);
+    *w++ = ':';
+    w = put_digits(w, rem / 60000000 % 60, 2);
+    *w++ = ':';
+    w = put_digits(w, rem / 1000000 % 60, 2);
+    *w++ = '.';
+    w = put_digits(w, rem % 1000000, 6);
+    memcpy(w, "+00", 3);
+    w += 3;
+    if (bc) {
+        memcpy(w, " BC", 3);
+        w += 3;
+    }
+    return ev_buf_put(b, tmp, (size_t)(w - tmp));
+}
+
+int
+ev_buf_put_uuid(struct ev_buf *b, const uint8_t uuid[16])
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[36];
+    char *w = tmp;
+    int i;
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            *w++ = '-';
+        }
+        *w++ = hex[uuid[i] >> 4];
+        *w++ = hex[uuid[i] & 15];
+    }
+    return ev_buf_put(b, tmp, sizeof(tmp));
+}
+
+void
+ev_buf_free(struct ev_buf *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+static int
+hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+int
+ev_uuid_parse(const char *s, uint8_t out[16])
+{
+    uint8_t tmp[16];
+    size_t i;
+    size_t k = 0;
+
+    if (s == NULL) {
+        return DP_ERR_INVALID;
+    }
+    for (i = 0; i < 36; i++) {
+        int hi;
+        int lo;
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') {
+                return DP_ERR_INVALID;
+            }
+            continue;
+        }
+        hi = hex_value(s[i]);
+        lo = hi < 0 ? -1 : hex_value(s[i + 1]);
+        if (lo < 0) {
+            return DP_ERR_INVALID;
+        }
+        tmp[k++] = (uint8_t)(hi << 4 | lo);
+        i++;
+    }
+    if (s[36] != '\0') {
+        return DP_ERR_INVALID;
+    }
+    memcpy(out, tmp, sizeof(tmp));
+    return 0;
+}
+
+void
+ev_row_begin(struct ev_row *r, struct ev_buf *b)
+{
+    r->b = b;
+    r->start = b->len;
+    r->cols = 0;
+    r->rc = 0;
+}
+
+/* Start the next column: a tab before every column but the first. */
+static bool
+row_next(struct ev_row *r)
+{
+    if (r->rc != 0) {
+        return false;
+    }
+    if (r->cols++ > 0) {
+        r->rc = ev_buf_put(r->b, "\t", 1);
+    }
+    return r->rc == 0;
+}
+
+void
+ev_row_text(struct ev_row *r, const char *s, size_t n)
+{
+    if (row_next(r)) {
+        r->rc = ev_buf_put_copy_text(r->b, s, n);
+    }
+}
+
+void
+ev_row_cstr(struct ev_row *r, const char *s)
+{
+    ev_row_text(r, s, strlen(s));
+}
+
+void
+ev_row_null(struct ev_row *r)
+{
+    if (row_next(r)) {
+        r->rc = ev_buf_put(r->b, "\\N", 2);
+    }
+}
+
+void
+ev_row_i64(struct ev_row *r, int64_t v)
+{
+    char tmp[24];
+    int n;
+
+    if (row_next(r)) {
+        n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+        r->rc = ev_buf_put(r->b, tmp, (size_t)n);
+    }
+}
+
+void
+ev_row_f64(struct ev_row *r, double v)
+{
+    char tmp[40];
+    int n;
+
+    /* 17 significant digits read back to the same double in float8. */
+    if (row_next(r)) {
+        n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+        r->rc = ev_buf_put(r->b, tmp, (size_t)n);
+    }
+}
+
+void
+ev_row_uuid(struct ev_row *r, const uint8_t uuid[16])
+{
+    if (row_next(r)) {
+        r->rc = ev_buf_put_uuid(r->b, uuid);
+    }
+}
+
+void
+ev_row_time(struct ev_row *r, int64_t us)
+{
+    if (row_next(r)) {
+        r->rc = ev_buf_put_timestamp(r->b, us);
+    }
+}
+
+int
+ev_row_end(struct ev_row *r)
+{
+    if (r->rc == 0) {
+        r->rc = ev_buf_put(r->b, "\n", 1);
+    }
+    if (r->rc != 0) {
+        r->b->len = r->start;
+    }
+    return r->rc;
+}

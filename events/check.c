@@ -1,0 +1,403 @@
+/*
+ * check.c - what every type's validator shares: the field-table walk, the
+ * wording of errors, safe quoting of client text in messages, and finding a
+ * member's exact bytes in an event. Never echoes client bytes unescaped.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "events/internal.h"
+
+int
+ev_errf(char err[EV_ERR_MAX], const char *fmt, ...)
+{
+    va_list ap;
+
+    size_t len;
+    size_t lead;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(err, EV_ERR_MAX, fmt, ap);
+    va_end(ap);
+    if (n >= EV_ERR_MAX) {
+        /* Cut before a character the limit split, so the text stays valid UTF-8. */
+        len = strlen(err);
+        lead = len;
+        while (lead > 0 && ((unsigned char)err[lead - 1] & 0xc0) == 0x80) {
+            lead--;
+        }
+        if (lead > 0 && (unsigned char)err[lead - 1] >= 0xc0) {
+            unsigned char c = (unsigned char)err[lead - 1];
+            size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+
+            if (len - (lead - 1) < want) {
+                err[lead - 1] = '\0';
+            }
+        }
+    }
+    return DP_ERR_INVALID;
+}
+
+const char *
+ev_json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "unknown";
+}
+
+int
+ev_type_err(char err[EV_ERR_MAX], const char *name, const char *want, const json_t *v)
+{
+    return ev_errf(err, "%s: expected %s, got %s", name, want, ev_json_kind(v));
+}
+
+/*
+ * The length of the valid UTF-8 character at s (n > 0 bytes left), or 0 when
+ * the bytes there are not one: overlong forms, surrogates and code points
+ * above U+10FFFF are invalid.
+ */
+static size_t
+utf8_char_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    size_t i;
+    unsigned cp;
+
+    if (s[0] < 0x80) {
+        return 1;
+    } else if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2;
+        cp = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3;
+        cp = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len) {
+        return 0;
+    }
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return len;
+}
+
+/*
+ * Copy s into dst escaping what is not printable UTF-8; quote adds '"' around
+ * and escapes '"' and '\\'; max_in limits the input bytes shown ("..." after).
+ */
+static void
+copy_printable(char *dst, size_t cap, const char *s, size_t n, bool quote, size_t max_in)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t w = 0;
+    size_t i = 0;
+    size_t reserve = quote ? 5 : 4;     /* room kept for '"', "...", '"' and NUL */
+
+    if (cap < 8) {
+        if (cap > 0) {
+            dst[0] = '\0';
+        }
+        return;
+    }
+    if (quote) {
+        dst[w++] = '"';
+    }
+    while (i < n && i < max_in) {
+        size_t len = utf8_char_len(u + i, n - i);
+        char tmp[8];
+        size_t tlen;
+
+        if (len == 0 || u[i] < 0x20 || u[i] == 0x7f) {
+            tlen = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", u[i]);
+            len = 1;
+        } else if (quote && (u[i] == '"' || u[i] == '\\')) {
+            tmp[0] = '\\';
+            tmp[1] = (char)u[i];
+            tlen = 2;
+        } else {
+            memcpy(tmp, u + i, len);
+            tlen = len;
+        }
+        if (w + tlen + reserve > cap) {
+            break;
+        }
+        memcpy(dst + w, tmp, tlen);
+        w += tlen;
+        i += len;
+    }
+    if (quote) {
+        dst[w++] = '"';
+    }
+    if (i < n && w + 4 <= cap) {
+        memcpy(dst + w, "...", 3);
+        w += 3;
+    }
+    dst[w] = '\0';
+}
+
+void
+ev_quote(char *dst, size_t cap, const char *s, size_t n)
+{
+    copy_printable(dst, cap, s, n, true, EV_QUOTE_MAX);
+}
+
+void
+ev_sanitize(char *dst, size_t cap, const char *s, size_t n)
+{
+    copy_printable(dst, cap, s, n, false, SIZE_MAX);
+}
+
+int
+ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_fields,
+                char err[EV_ERR_MAX])
+{
+    const json_t *found[32] = { NULL };
+    const char *key;
+    size_t i;
+
+    /* Unknown keys first: a misspelt field is reported as such, not as "missing". */
+    for (void *it = json_object_iter((json_t *)obj); it != NULL;
+         it = json_object_iter_next((json_t *)obj, it)) {
+        size_t key_len;
+
+        key = json_object_iter_key(it);
+        key_len = json_object_iter_key_len(it);
+        if (strcmp(key, "event_name") == 0) {
+            continue;
+        }
+        for (i = 0; i < n_fields; i++) {
+            if (strcmp(fields[i].name, key) == 0) {
+                break;
+            }
+        }
+        if (i == n_fields || key_len != strlen(key)) {
+            char q[EV_QUOTE_MAX * 4 + 8];
+
+            ev_sanitize(q, sizeof(q), key, key_len < EV_QUOTE_MAX ? key_len : EV_QUOTE_MAX);
+            return ev_errf(err, "%s%s: unknown field", q, key_len > EV_QUOTE_MAX ? "..." : "");
+        }
+        found[i] = json_object_iter_value(it);
+    }
+    for (i = 0; i < n_fields; i++) {
+        if (found[i] == NULL && fields[i].required) {
+            return ev_errf(err, "%s: required field missing", fields[i].name);
+        }
+    }
+    for (i = 0; i < n_fields; i++) {
+        int rc;
+
+        if (found[i] == NULL || (fields[i].null_ok && json_is_null(found[i]))) {
+            continue;
+        }
+        rc = fields[i].check(found[i], fields[i].name, err);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int
+ev_check_int(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    if (!json_is_integer(v)) {
+        return ev_type_err(err, name, "integer", v);
+    }
+    return 0;
+}
+
+int
+ev_check_string(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    if (!json_is_string(v)) {
+        return ev_type_err(err, name, "string", v);
+    }
+    return 0;
+}
+
+int
+ev_check_nonempty_string(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    if (!json_is_string(v)) {
+        return ev_type_err(err, name, "string", v);
+    }
+    if (json_string_length(v) == 0) {
+        return ev_errf(err, "%s: must not be empty", name);
+    }
+    return 0;
+}
+
+int
+ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    if (!json_is_object(v)) {
+        return ev_type_err(err, name, "object", v);
+    }
+    return 0;
+}
+
+int
+ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    json_int_t t;
+
+    if (!json_is_integer(v)) {
+        return ev_type_err(err, name, "integer", v);
+    }
+    t = json_integer_value(v);
+    if (t < 0 || t > EV_EPOCH_MAX) {
+        return ev_errf(err, "%s: out of range (0 to %lld epoch seconds)", name,
+                       (long long)EV_EPOCH_MAX);
+    }
+    return 0;
+}
+
+static size_t
+skip_ws(const char *s, size_t len, size_t p)
+{
+    while (p < len && (s[p] == ' ' || s[p] == '\t' || s[p] == '\n' || s[p] == '\r')) {
+        p++;
+    }
+    return p;
+}
+
+/* p is on an opening '"'; returns the offset after the closing one, or len. */
+static size_t
+skip_string(const char *s, size_t len, size_t p)
+{
+    for (p++; p < len; p++) {
+        if (s[p] == '\\') {
+            p++;
+        } else if (s[p] == '"') {
+            return p + 1;
+        }
+    }
+    return len;
+}
+
+/* Offset after the JSON value starting at p (a valid text is assumed, bounds are not). */
+static size_t
+skip_value(const char *s, size_t len, size_t p)
+{
+    size_t depth = 0;
+
+    if (p >= len) {
+        return len;
+    }
+    if (s[p] == '"') {
+        return skip_string(s, len, p);
+    }
+    if (s[p] != '{' && s[p] != '[') {
+        while (p < len && strchr(",}] \t\n\r", s[p]) == NULL) {
+            p++;
+        }
+        return p;
+    }
+    while (p < len) {
+        if (s[p] == '"') {
+            p = skip_string(s, len, p);
+            continue;
+        }
+        if (s[p] == '{' || s[p] == '[') {
+            depth++;
+        } else if (s[p] == '}' || s[p] == ']') {
+            if (--depth == 0) {
+                return p + 1;
+            }
+        }
+        p++;
+    }
+    return len;
+}
+
+/* Does the JSON string text s[a..b) (quotes included) decode to key? */
+static int
+key_matches(const char *s, size_t a, size_t b, const char *key, bool *match)
+{
+    size_t klen = strlen(key);
+    json_t *decoded = NULL;
+    json_error_t jerr;
+
+    if (memchr(s + a, '\\', b - a) == NULL) {
+        *match = b - a == klen + 2 && memcmp(s + a + 1, key, klen) == 0;
+        return 0;
+    }
+    decoded = json_loadb(s + a, b - a, JSON_DECODE_ANY, &jerr);
+    if (decoded == NULL) {
+        return json_error_code(&jerr) == json_error_out_of_memory ? DP_ERR_NOMEM
+                                                                  : DP_ERR_INVALID;
+    }
+    *match = json_is_string(decoded) && json_string_length(decoded) == klen &&
+             memcmp(json_string_value(decoded), key, klen) == 0;
+    json_decref(decoded);
+    return 0;
+}
+
+int
+ev_member_span(const char *json, size_t len, const char *key, const char **v, size_t *v_len)
+{
+    size_t p = skip_ws(json, len, 0);
+
+    if (p >= len || json[p] != '{') {
+        return DP_ERR_INVALID;
+    }
+    p = skip_ws(json, len, p + 1);
+    while (p < len && json[p] == '"') {
+        size_t ka = p;
+        size_t kb = skip_string(json, len, p);
+        size_t va;
+        bool match = false;
+        int rc;
+
+        p = skip_ws(json, len, kb);
+        if (p >= len || json[p] != ':') {
+            return DP_ERR_INVALID;
+        }
+        va = skip_ws(json, len, p + 1);
+        p = skip_value(json, len, va);
+        rc = key_matches(json, ka, kb, key, &match);
+        if (rc != 0) {
+            return rc;
+        }
+        if (match) {
+            *v = json + va;
+            *v_len = p - va;
+            return 0;
+        }
+        p = skip_ws(json, len, p);
+        if (p < len && json[p] == ',') {
+            p = skip_ws(json, len, p + 1);
+        }
+    }
+    return p < len && json[p] == '}' ? DP_ERR_NOTFOUND : DP_ERR_INVALID;
+}

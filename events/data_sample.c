@@ -1,0 +1,281 @@
+/*
+ * data_sample.c - the data_sample type: an RFC 3339 instant and an array of
+ * numbers, stored with n, mean and population std (one stable pass) and the
+ * exact bytes received. Pure; never loses the client's original text.
+ */
+#include <math.h>
+
+#include "etc/err.h"
+#include "events/internal.h"
+
+#define TS_SYNTAX "not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)"
+
+/* Read exactly n digits at *p (not past end) into *out. */
+static bool
+digits(const char **p, const char *end, int n, int *out)
+{
+    int v = 0;
+    int i;
+
+    if (end - *p < n) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        char c = (*p)[i];
+
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool
+lit(const char **p, const char *end, char c)
+{
+    if (*p < end && **p == c) {
+        (*p)++;
+        return true;
+    }
+    return false;
+}
+
+/* Microseconds of a fraction ".ddd..." after the dot, rounded half up. */
+static int64_t
+fraction_us(const char **p, const char *end)
+{
+    int64_t us = 0;
+    int n = 0;
+
+    while (*p < end && **p >= '0' && **p <= '9') {
+        if (n < 6) {
+            us = us * 10 + (**p - '0');
+        } else if (n == 6 && **p >= '5') {
+            us++;
+        }
+        n++;
+        (*p)++;
+    }
+    for (; n < 6; n++) {
+        us *= 10;
+    }
+    return us;
+}
+
+/*
+ * Parse an RFC 3339 date-time (s, n bytes) into microseconds since the epoch,
+ * UTC. Every field is range-checked, so Feb 30 or hour 24 is an error.
+ */
+static int
+parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out, char err[EV_ERR_MAX])
+{
+    const char *p = s;
+    const char *end = s + n;
+    int y, mo, d, h, mi, sec, oh = 0, om = 0;
+    int64_t frac_us = 0;
+    int sign = 0;
+    int64_t us;
+
+    if (!digits(&p, end, 4, &y) || !lit(&p, end, '-') || !digits(&p, end, 2, &mo) ||
+        !lit(&p, end, '-') || !digits(&p, end, 2, &d) ||
+        !(lit(&p, end, 'T') || lit(&p, end, 't') || lit(&p, end, ' ')) ||
+        !digits(&p, end, 2, &h) || !lit(&p, end, ':') || !digits(&p, end, 2, &mi) ||
+        !lit(&p, end, ':') || !digits(&p, end, 2, &sec)) {
+        return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+    }
+    if (lit(&p, end, '.')) {
+        if (p == end || *p < '0' || *p > '9') {
+            return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+        }
+        frac_us = fraction_us(&p, end);
+    }
+    if (p == end) {
+        return ev_errf(err, "%s: missing UTC offset (Z or +hh:mm)", name);
+    }
+    if (lit(&p, end, 'Z') || lit(&p, end, 'z')) {
+        sign = 0;
+    } else if (lit(&p, end, '+') || lit(&p, end, '-')) {
+        sign = p[-1] == '+' ? 1 : -1;
+        if (!digits(&p, end, 2, &oh) || !lit(&p, end, ':') || !digits(&p, end, 2, &om)) {
+            return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+        }
+    } else {
+        return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+    }
+    if (p != end) {
+        return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+    }
+    if (mo < 1 || mo > 12) {
+        return ev_errf(err, "%s: month out of range (01-12)", name);
+    }
+    if (d < 1 || d > ev_days_in_month(y, mo)) {
+        return ev_errf(err, "%s: day out of range for the month", name);
+    }
+    if (h > 23) {
+        return ev_errf(err, "%s: hour out of range (00-23)", name);
+    }
+    if (mi > 59) {
+        return ev_errf(err, "%s: minute out of range (00-59)", name);
+    }
+    if (sec > 59) {
+        return ev_errf(err, "%s: second out of range (00-59, no leap seconds)", name);
+    }
+    if (oh > 23 || om > 59) {
+        return ev_errf(err, "%s: UTC offset out of range", name);
+    }
+    us = ((ev_days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
+    us -= (int64_t)sign * (oh * 3600 + om * 60);
+    us = us * 1000000 + frac_us;
+    /* 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z: what timestamptz round-trips. */
+    if (us < INT64_C(-62135596800000000) || us > INT64_C(253402300799999999)) {
+        return ev_errf(err, "%s: out of range (years 0001 to 9999 in UTC)", name);
+    }
+    *out = us;
+    return 0;
+}
+
+static int
+check_time(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    int64_t us;
+
+    if (!json_is_string(v)) {
+        return ev_type_err(err, name, "string", v);
+    }
+    return parse_rfc3339(json_string_value(v), json_string_length(v), name, &us, err);
+}
+
+static int
+check_data(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    size_t i;
+    size_t n;
+
+    if (!json_is_array(v)) {
+        return ev_type_err(err, name, "array", v);
+    }
+    n = json_array_size(v);
+    if (n == 0) {
+        return ev_errf(err, "%s: must not be empty", name);
+    }
+    if (n > INT32_MAX) {
+        return ev_errf(err, "%s: more than %d numbers", name, INT32_MAX);
+    }
+    for (i = 0; i < n; i++) {
+        const json_t *x = json_array_get(v, i);
+
+        if (!json_is_number(x)) {
+            return ev_errf(err, "%s[%zu]: expected number, got %s", name, i, ev_json_kind(x));
+        }
+    }
+    return 0;
+}
+
+static const struct ev_field fields[] = {
+    { .name = "time_stamp", .required = true, .check = check_time },
+    { .name = "data", .required = true, .check = check_data },
+};
+
+static int
+validate(const json_t *obj, char err[EV_ERR_MAX])
+{
+    return ev_fields_check(obj, fields, sizeof(fields) / sizeof(fields[0]), err);
+}
+
+/*
+ * Mean and population standard deviation in one Welford pass. The values are
+ * first scaled by a power of two (exact) so that |x| <= 1, and shifted by the
+ * first value: then no intermediate can overflow, whatever the magnitudes, and
+ * data far from zero (1e9 + small noise) keeps the precision of its spread,
+ * where the sum-of-squares formula cancels to nothing. Scaled back at the end.
+ */
+static void
+stats(const json_t *arr, double *mean, double *std)
+{
+    size_t n = json_array_size(arr);
+    double max_abs = 0;
+    double shift;
+    double m = 0;
+    double m2 = 0;
+    size_t i;
+    int e = 0;
+
+    for (i = 0; i < n; i++) {
+        double a = fabs(json_number_value(json_array_get(arr, i)));
+
+        if (a > max_abs) {
+            max_abs = a;
+        }
+    }
+    frexp(max_abs, &e);
+    shift = ldexp(json_number_value(json_array_get(arr, 0)), -e);
+    for (i = 0; i < n; i++) {
+        double x = ldexp(json_number_value(json_array_get(arr, i)), -e) - shift;
+        double d = x - m;
+
+        m += d / (double)(i + 1);
+        m2 += d * (x - m);
+    }
+    *mean = ldexp(shift + m, e);
+    *std = ldexp(sqrt(m2 / (double)n), e);
+}
+
+static int
+encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
+           char err[EV_ERR_MAX])
+{
+    const json_t *ts;
+    const json_t *data;
+    struct ev_row row;
+    int64_t us = 0;
+    double mean = 0;
+    double std = 0;
+    int rc;
+
+    rc = validate(obj, err);
+    if (rc != 0) {
+        return rc;
+    }
+    ts = json_object_get(obj, "time_stamp");
+    rc = parse_rfc3339(json_string_value(ts), json_string_length(ts), "time_stamp", &us, err);
+    if (rc != 0) {
+        return rc;
+    }
+    data = json_object_get(obj, "data");
+    stats(data, &mean, &std);
+    ev_row_begin(&row, out);
+    ev_row_uuid(&row, ev->uuid);
+    ev_row_time(&row, us);
+    ev_row_i64(&row, (int64_t)json_array_size(data));
+    ev_row_f64(&row, mean);
+    ev_row_f64(&row, std);
+    ev_row_text(&row, ev->json, ev->json_len);
+    ev_row_time(&row, ev->received_us);
+    return ev_row_end(&row);
+}
+
+const struct ev_type ev_data_sample = {
+    .name = "data_sample",
+    .table = "data_sample",
+    .ddl = "CREATE TABLE IF NOT EXISTS data_sample ("
+           "id uuid PRIMARY KEY, "
+           "time_stamp timestamptz NOT NULL, "
+           "n integer NOT NULL, "
+           "mean float8 NOT NULL, "
+           "std float8 NOT NULL, "
+           "raw json NOT NULL, "
+           "received_at timestamptz NOT NULL, "
+           "loaded_at timestamptz NOT NULL DEFAULT now())",
+    .copy_columns = "(id, time_stamp, n, mean, std, raw, received_at)",
+    .load = EV_LOAD_APPEND,
+    .stage_ddl = NULL,
+    .upsert_sql = NULL,
+    .id_kind = EV_ID_UUID,
+    .get_sql = "SELECT row_to_json(t)::text FROM (SELECT id, time_stamp, n, mean, std, "
+               "received_at, loaded_at FROM data_sample WHERE id = $1::uuid) t",
+    .validate = validate,
+    .encode_row = encode_row,
+};

@@ -1,0 +1,108 @@
+/*
+ * internal.h - helpers shared by the files of events/ and by nothing else:
+ * field-table checking, error texts, COPY row building, calendar arithmetic.
+ * Not a public header: server/ and loader/ include events/events.h only.
+ */
+#ifndef DP_EVENTS_INTERNAL_H
+#define DP_EVENTS_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "events/events.h"
+
+/* Largest epoch second accepted for integer timestamps: 9999-12-31T23:59:59Z. */
+#define EV_EPOCH_MAX INT64_C(253402300799)
+
+/* The longest piece of client text (a key, an event name) quoted in a message. */
+#define EV_QUOTE_MAX 48
+
+/*
+ * One field of a type's field table. check is called with the field's value,
+ * never NULL; a JSON null for an optional field with null_ok is treated as
+ * absent and check is not called.
+ */
+struct ev_field {
+    const char *name;
+    bool required;
+    bool null_ok;
+    int (*check)(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+};
+
+/*
+ * ev_fields_check - the common shape check of a type: every key of obj
+ * (except "event_name") must be in fields; every required field present;
+ * then each present field's check, in table order. At most 32 fields.
+ * Returns 0 or DP_ERR_INVALID with the message in err.
+ */
+int ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_fields,
+                    char err[EV_ERR_MAX]);
+
+/* ev_errf - format a message into err; always returns DP_ERR_INVALID. */
+int ev_errf(char err[EV_ERR_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ev_type_err - "name: expected WANT, got <type of v>"; returns DP_ERR_INVALID. */
+int ev_type_err(char err[EV_ERR_MAX], const char *name, const char *want, const json_t *v);
+
+/* ev_json_kind - a JSON type as clients know it: "object", "number", "boolean", ... */
+const char *ev_json_kind(const json_t *v);
+
+/*
+ * ev_quote - write s (n bytes) into dst (cap bytes, cap > 8) as a printable
+ * double-quoted text: control bytes, '"', '\\' and invalid UTF-8 escaped,
+ * cut after EV_QUOTE_MAX input bytes with "...". Always NUL-terminates.
+ */
+void ev_quote(char *dst, size_t cap, const char *s, size_t n);
+
+/*
+ * ev_sanitize - copy s (n bytes) into dst (cap bytes) keeping valid
+ * printable UTF-8 and escaping everything else as \xNN, so that the result can
+ * go into a JSON answer. Always NUL-terminates; cuts at a character boundary.
+ */
+void ev_sanitize(char *dst, size_t cap, const char *s, size_t n);
+
+/* Field checks shared by several types. Each returns 0 or DP_ERR_INVALID. */
+int ev_check_int(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+int ev_check_string(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+int ev_check_nonempty_string(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+int ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+/* An integer epoch second in [0, EV_EPOCH_MAX]. */
+int ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+
+/*
+ * ev_member_span - find the value of the top-level member key of the JSON
+ * object text json (len bytes, already known to parse) and give its exact
+ * bytes. Keys written with escapes are compared decoded.
+ * Returns 0 with *v, *v_len set, DP_ERR_NOTFOUND, DP_ERR_INVALID (not an
+ * object text), DP_ERR_NOMEM.
+ */
+int ev_member_span(const char *json, size_t len, const char *key, const char **v,
+                   size_t *v_len);
+
+/*
+ * A COPY text row under construction. The first error sticks: later calls do
+ * nothing, and ev_row_end() removes the partial row from the buffer.
+ */
+struct ev_row {
+    struct ev_buf *b;
+    size_t start;               /* b->len when the row began */
+    size_t cols;                /* columns written so far */
+    int rc;                     /* first error, 0 while all went well */
+};
+
+void ev_row_begin(struct ev_row *r, struct ev_buf *b);
+void ev_row_text(struct ev_row *r, const char *s, size_t n);
+void ev_row_cstr(struct ev_row *r, const char *s);
+void ev_row_null(struct ev_row *r);
+void ev_row_i64(struct ev_row *r, int64_t v);
+void ev_row_f64(struct ev_row *r, double v);
+void ev_row_uuid(struct ev_row *r, const uint8_t uuid[16]);
+void ev_row_time(struct ev_row *r, int64_t us);
+/* ev_row_end - finish the row with '\n'; returns 0 or the first error. */
+int ev_row_end(struct ev_row *r);
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (month 1-12, day 1-31). */
+int64_t ev_days_from_civil(int64_t y, int m, int d);
+/* Days in month m (1-12) of year y. */
+int ev_days_in_month(int64_t y, int m);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * product.c - the product type: any document with an "id"; loaded as an
+ * upsert where the latest received version wins and an identical doc writes
+ * nothing. Pure: the SQL below runs in the loader, never here.
+ */
+
+#include "etc/err.h"
+#include "events/internal.h"
+
+static int
+validate(const json_t *obj, char err[EV_ERR_MAX])
+{
+    const json_t *id = json_object_get(obj, "id");
+
+    if (id == NULL) {
+        return ev_errf(err, "id: required field missing");
+    }
+    if (json_is_integer(id)) {
+        return 0;
+    }
+    if (!json_is_string(id)) {
+        return ev_type_err(err, "id", "string or integer", id);
+    }
+    if (json_string_length(id) == 0) {
+        return ev_errf(err, "id: must not be empty");
+    }
+    return 0;
+}
+
+static int
+encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
+           char err[EV_ERR_MAX])
+{
+    const json_t *id;
+    struct ev_row row;
+    int rc;
+
+    rc = validate(obj, err);
+    if (rc != 0) {
+        return rc;
+    }
+    id = json_object_get(obj, "id");
+    ev_row_begin(&row, out);
+    if (json_is_integer(id)) {
+        ev_row_i64(&row, json_integer_value(id));
+    } else {
+        ev_row_text(&row, json_string_value(id), json_string_length(id));
+    }
+    ev_row_text(&row, ev->json, ev->json_len);
+    ev_row_time(&row, ev->received_us);
+    ev_row_i64(&row, (int64_t)ev->seq);
+    return ev_row_end(&row);
+}
+
+/*
+ * The staging table is the COPY target. The upsert empties it as it reads it
+ * (so it may run again in the same transaction), keeps one row per id - the
+ * newest by received_at, then by queue seq - and replaces a stored doc only
+ * when the incoming one differs and is not older.
+ */
+const struct ev_type ev_product = {
+    .name = "product",
+    .table = "product",
+    .ddl = "CREATE TABLE IF NOT EXISTS product ("
+           "id text PRIMARY KEY, "
+           "doc jsonb NOT NULL, "
+           "received_at timestamptz NOT NULL, "
+           "updated_at timestamptz NOT NULL DEFAULT now())",
+    .copy_columns = "(id, doc, received_at, seq)",
+    .load = EV_LOAD_UPSERT,
+    .stage_ddl = "CREATE TEMP TABLE IF NOT EXISTS product_stage ("
+                 "id text NOT NULL, "
+                 "doc jsonb NOT NULL, "
+                 "received_at timestamptz NOT NULL, "
+                 "seq bigint NOT NULL) ON COMMIT DROP",
+    .upsert_sql = "WITH s AS (DELETE FROM product_stage RETURNING id, doc, received_at, seq) "
+                  "INSERT INTO product AS p (id, doc, received_at, updated_at) "
+                  "SELECT DISTINCT ON (id) id, doc, received_at, now() FROM s "
+                  "ORDER BY id, received_at DESC, seq DESC "
+                  "ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, "
+                  "received_at = EXCLUDED.received_at, updated_at = EXCLUDED.updated_at "
+                  "WHERE p.doc IS DISTINCT FROM EXCLUDED.doc "
+                  "AND p.received_at <= EXCLUDED.received_at",
+    .id_kind = EV_ID_TEXT,
+    .get_sql = "SELECT doc::text FROM product WHERE id = $1",
+    .validate = validate,
+    .encode_row = encode_row,
+};

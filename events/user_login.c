@@ -1,0 +1,158 @@
+/*
+ * user_login.c - the user_login type: who logged in, when (epoch seconds as an
+ * integer or a string of digits), and optional client details.
+ * Pure: processed_at comes from the loader's clock in struct ev_stored.
+ */
+#include <arpa/inet.h>
+
+#include "etc/err.h"
+#include "events/internal.h"
+
+/* Epoch seconds from an integer or a string of digits; 0 or DP_ERR_INVALID. */
+static int
+epoch_value(const json_t *v, const char *name, int64_t *out, char err[EV_ERR_MAX])
+{
+    const char *s;
+    size_t n;
+    size_t i;
+    int64_t t = 0;
+
+    if (json_is_integer(v)) {
+        t = json_integer_value(v);
+        if (t < 0 || t > EV_EPOCH_MAX) {
+            goto range;
+        }
+        *out = t;
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        return ev_type_err(err, name, "integer or string of digits", v);
+    }
+    s = json_string_value(v);
+    n = json_string_length(v);
+    if (n == 0) {
+        return ev_errf(err, "%s: must not be empty", name);
+    }
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return ev_errf(err, "%s: not a string of digits", name);
+        }
+        t = t * 10 + (s[i] - '0');
+        if (t > EV_EPOCH_MAX) {
+            goto range;
+        }
+    }
+    *out = t;
+    return 0;
+range:
+    return ev_errf(err, "%s: out of range (0 to %lld epoch seconds)", name,
+                   (long long)EV_EPOCH_MAX);
+}
+
+static int
+check_epoch(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    int64_t t;
+
+    return epoch_value(v, name, &t, err);
+}
+
+static int
+check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    unsigned char addr[16];
+    const char *s;
+
+    if (!json_is_string(v)) {
+        return ev_type_err(err, name, "string", v);
+    }
+    s = json_string_value(v);
+    if (inet_pton(AF_INET, s, addr) != 1 && inet_pton(AF_INET6, s, addr) != 1) {
+        return ev_errf(err, "%s: not an IPv4 or IPv6 address", name);
+    }
+    return 0;
+}
+
+static const struct ev_field fields[] = {
+    { .name = "user_id", .required = true, .check = ev_check_nonempty_string },
+    { .name = "timestamp", .required = true, .check = check_epoch },
+    { .name = "app_version", .null_ok = true, .check = ev_check_string },
+    { .name = "device_type", .null_ok = true, .check = ev_check_string },
+    { .name = "ip", .null_ok = true, .check = check_ip },
+    { .name = "locale", .null_ok = true, .check = ev_check_string },
+    { .name = "device_id", .null_ok = true, .check = ev_check_string },
+};
+
+static int
+validate(const json_t *obj, char err[EV_ERR_MAX])
+{
+    return ev_fields_check(obj, fields, sizeof(fields) / sizeof(fields[0]), err);
+}
+
+/* An optional string column: NULL when absent or JSON null. */
+static void
+row_opt_string(struct ev_row *row, const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+
+    if (v == NULL || json_is_null(v)) {
+        ev_row_null(row);
+    } else {
+        ev_row_text(row, json_string_value(v), json_string_length(v));
+    }
+}
+
+static int
+encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
+           char err[EV_ERR_MAX])
+{
+    struct ev_row row;
+    int64_t t = 0;
+    int rc;
+
+    rc = validate(obj, err);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = epoch_value(json_object_get(obj, "timestamp"), "timestamp", &t, err);
+    if (rc != 0) {
+        return rc;
+    }
+    ev_row_begin(&row, out);
+    ev_row_uuid(&row, ev->uuid);
+    row_opt_string(&row, obj, "user_id");
+    row_opt_string(&row, obj, "app_version");
+    row_opt_string(&row, obj, "device_type");
+    row_opt_string(&row, obj, "ip");
+    row_opt_string(&row, obj, "locale");
+    row_opt_string(&row, obj, "device_id");
+    ev_row_time(&row, t * 1000000);
+    ev_row_time(&row, ev->now_us);
+    ev_row_time(&row, ev->received_us);
+    return ev_row_end(&row);
+}
+
+const struct ev_type ev_user_login = {
+    .name = "user_login",
+    .table = "user_login",
+    .ddl = "CREATE TABLE IF NOT EXISTS user_login ("
+           "id uuid PRIMARY KEY, "
+           "user_id text NOT NULL, "
+           "app_version text, "
+           "device_type text, "
+           "ip inet, "
+           "locale text, "
+           "device_id text, "
+           "created_at timestamptz NOT NULL, "
+           "processed_at timestamptz NOT NULL, "
+           "received_at timestamptz NOT NULL)",
+    .copy_columns = "(id, user_id, app_version, device_type, ip, locale, device_id, created_at, "
+                    "processed_at, received_at)",
+    .load = EV_LOAD_APPEND,
+    .stage_ddl = NULL,
+    .upsert_sql = NULL,
+    .id_kind = EV_ID_UUID,
+    .get_sql = "SELECT row_to_json(t)::text FROM user_login t WHERE t.id = $1::uuid",
+    .validate = validate,
+    .encode_row = encode_row,
+};

@@ -1,0 +1,1195 @@
+/*
+ * check_events.c - unit tests of events/: every type's valid and invalid
+ * samples with their exact messages, body shapes, COPY rows and escaping,
+ * statistics, the registry, and regression cases found by the fuzzer.
+ * Pure: no database, no network; PostgreSQL round trips are in check_events_pg.c.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "events/events.h"
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* One sample event: its type, its bytes, and NULL (valid) or its exact error. */
+struct sample {
+    const char *type;
+    const char *json;
+    const char *error;
+};
+
+static const struct sample samples[] = {
+    /* crash_report: valid */
+    { "crash_report",
+      "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"
+      "\"message\": \"have_fun\"}",
+      NULL },
+    { "crash_report", "{\"user_id\": -5, \"timestamp\": 0, \"message\": \"\"}", NULL },
+    { "crash_report",
+      "{\"user_id\": 9223372036854775807, \"timestamp\": 253402300799, \"message\": \"x\"}",
+      NULL },
+    { "crash_report",
+      "{\"message\": \"tab\\there \\u00e9 \\ud83d\\ude00\", \"timestamp\": 1, \"user_id\": 1}",
+      NULL },
+    /* crash_report: invalid */
+    { "crash_report", "{\"user_id\": \"888\", \"timestamp\": 1000, \"message\": \"m\"}",
+      "user_id: expected integer, got string" },
+    { "crash_report", "{\"user_id\": 1.5, \"timestamp\": 1000, \"message\": \"m\"}",
+      "user_id: expected integer, got number" },
+    { "crash_report", "{\"user_id\": null, \"timestamp\": 1000, \"message\": \"m\"}",
+      "user_id: expected integer, got null" },
+    { "crash_report", "{\"user_id\": true, \"timestamp\": 1000, \"message\": \"m\"}",
+      "user_id: expected integer, got boolean" },
+    { "crash_report", "{\"timestamp\": 1000, \"message\": \"m\"}",
+      "user_id: required field missing" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": -1, \"message\": \"m\"}",
+      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 253402300800, \"message\": \"m\"}",
+      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": \"1000\", \"message\": \"m\"}",
+      "timestamp: expected integer, got string" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1e3, \"message\": \"m\"}",
+      "timestamp: expected integer, got number" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": 5}",
+      "message: expected string, got integer" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": {}}",
+      "message: expected string, got object" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000}",
+      "message: required field missing" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\", \"extra\": 1}",
+      "extra: unknown field" },
+    { "crash_report", "{\"userid\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
+      "userid: unknown field" },
+    { "crash_report",
+      "{\"event_name\": \"ad_event\", \"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
+      "event_name: \"ad_event\" does not match the URL's type \"crash_report\"" },
+    { "crash_report",
+      "{\"event_name\": 7, \"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
+      "event_name: expected string, got integer" },
+    { "crash_report", "[1]", "event: expected object, got integer" },
+
+    /* ad_event: valid */
+    { "ad_event",
+      "{\"event_name\": \"ad_event\", \"ip_address\": \"192.168.1.20\", "
+      "\"user_agent\": \"Mozilla/5.0\", \"referring_url\": \"https://example.com/a?b=c#d\", "
+      "\"advertiser_id\": \"adv-1\", \"metadata\": {\"campaign\": \"x\", \"n\": [1, 2.50]}}",
+      NULL },
+    { "ad_event",
+      "{\"ip_address\": \"0.0.0.0\", \"user_agent\": \"\", \"referring_url\": "
+      "\"HTTP://[2001:db8::1]:8080/\", \"advertiser_id\": \"a\"}",
+      NULL },
+    { "ad_event",
+      "{\"ip_address\": \"255.255.255.255\", \"user_agent\": \"curl\", \"referring_url\": "
+      "\"http://user:pw@host.example:1/p%20q\", \"advertiser_id\": \"a\", \"metadata\": {}}",
+      NULL },
+    /* ad_event: invalid */
+    { "ad_event",
+      "{\"ip_address\": \"01.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\"}",
+      "ip_address: not a dotted-quad IPv4 address" },
+    { "ad_event",
+      "{\"ip_address\": \"256.1.1.1\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\"}",
+      "ip_address: not a dotted-quad IPv4 address" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\"}",
+      "ip_address: not a dotted-quad IPv4 address" },
+    { "ad_event",
+      "{\"ip_address\": \"::1\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\"}",
+      "ip_address: not a dotted-quad IPv4 address" },
+    { "ad_event",
+      "{\"ip_address\": \" 1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\"}",
+      "ip_address: not a dotted-quad IPv4 address" },
+    { "ad_event",
+      "{\"ip_address\": 16909060, \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\"}",
+      "ip_address: expected string, got integer" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"ftp://a/\", "
+      "\"advertiser_id\": \"a\"}",
+      "referring_url: scheme must be http or https" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"/a/b\", "
+      "\"advertiser_id\": \"a\"}",
+      "referring_url: not an absolute URL (no scheme)" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http:/a\", "
+      "\"advertiser_id\": \"a\"}",
+      "referring_url: URL has no host" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"https://\", "
+      "\"advertiser_id\": \"a\"}",
+      "referring_url: URL has no host" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a b\", "
+      "\"advertiser_id\": \"a\"}",
+      "referring_url: not a valid URL (syntax error at character 9)" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"\"}",
+      "advertiser_id: must not be empty" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": 12}",
+      "advertiser_id: expected string, got integer" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\", \"metadata\": []}",
+      "metadata: expected object, got array" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\", \"metadata\": null}",
+      "metadata: expected object, got null" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"referring_url\": \"http://a\", \"advertiser_id\": \"a\"}",
+      "user_agent: required field missing" },
+    { "ad_event",
+      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+      "\"advertiser_id\": \"a\", \"ip\": \"1.2.3.4\"}",
+      "ip: unknown field" },
+
+    /* user_login: valid */
+    { "user_login",
+      "{\"event_name\": \"user_login\", \"user_id\": \"u-1\", \"timestamp\": 1700000000, "
+      "\"app_version\": \"1.2.3\", \"device_type\": \"phone\", \"ip\": \"2001:db8::1\", "
+      "\"locale\": \"fr_FR\", \"device_id\": \"d\"}",
+      NULL },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"0001700000000\", \"ip\": \"10.0.0.1\"}",
+      NULL },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 0, \"locale\": null, \"ip\": null}",
+      NULL },
+    /* user_login: invalid */
+    { "user_login", "{\"user_id\": 5, \"timestamp\": 1}", "user_id: expected string, got integer" },
+    { "user_login", "{\"user_id\": \"\", \"timestamp\": 1}", "user_id: must not be empty" },
+    { "user_login", "{\"timestamp\": 1}", "user_id: required field missing" },
+    { "user_login", "{\"user_id\": \"u\"}", "timestamp: required field missing" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"12a\"}",
+      "timestamp: not a string of digits" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"-5\"}",
+      "timestamp: not a string of digits" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"\"}", "timestamp: must not be empty" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1.5}",
+      "timestamp: expected integer or string of digits, got number" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"99999999999999999999999\"}",
+      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": -1}",
+      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"ip\": \"1.2.3.4.5\"}",
+      "ip: not an IPv4 or IPv6 address" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"ip\": \"fe80::1%eth0\"}",
+      "ip: not an IPv4 or IPv6 address" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"app_version\": 1}",
+      "app_version: expected string, got integer" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"locale\": true}",
+      "locale: expected string, got boolean" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"password\": \"x\"}",
+      "password: unknown field" },
+
+    /* product: valid */
+    { "product",
+      "{\"event_name\": \"product\", \"id\": \"sku-1\", \"name\": \"Lamp\", \"price\": 12.50, "
+      "\"tags\": [\"a\", \"b\"], \"dims\": {\"w\": 1}}",
+      NULL },
+    { "product", "{\"id\": 42}", NULL },
+    { "product", "{\"id\": \"x\", \"anything\": null, \"nested\": {\"event_name\": 1}}", NULL },
+    /* product: invalid */
+    { "product", "{\"name\": \"Lamp\"}", "id: required field missing" },
+    { "product", "{\"id\": \"\"}", "id: must not be empty" },
+    { "product", "{\"id\": 1.5}", "id: expected string or integer, got number" },
+    { "product", "{\"id\": null}", "id: expected string or integer, got null" },
+    { "product", "{\"id\": [1]}", "id: expected string or integer, got array" },
+    { "product", "{\"id\": {}}", "id: expected string or integer, got object" },
+    { "product", "{\"id\": false}", "id: expected string or integer, got boolean" },
+    { "product", "{\"event_name\": \"Product\", \"id\": 1}",
+      "event_name: \"Product\" does not match the URL's type \"product\"" },
+    { "product", "{\"event_name\": null, \"id\": 1}", "event_name: expected string, got null" },
+    { "product", "\"sku-1\"", "event: expected object, got string" },
+    { "product", "[[{\"id\": 1}]]", "event: expected object, got array" },
+
+    /* data_sample: valid */
+    { "data_sample",
+      "{\"event_name\": \"data_sample\", \"time_stamp\": \"2024-05-01T12:00:00Z\", "
+      "\"data\": [1, 2, 3.5]}",
+      NULL },
+    { "data_sample", "{\"time_stamp\": \"2024-02-29t23:59:59.123456789+05:30\", \"data\": [0]}",
+      NULL },
+    { "data_sample", "{\"time_stamp\": \"1999-12-31 23:59:60.5z\", \"data\": [1]}",
+      "time_stamp: second out of range (00-59, no leap seconds)" },
+    { "data_sample", "{\"data\": [-1e300, 1e300], \"time_stamp\": \"0001-01-01T00:00:00Z\"}",
+      NULL },
+    /* data_sample: invalid */
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00\", \"data\": [1]}",
+      "time_stamp: missing UTC offset (Z or +hh:mm)" },
+    { "data_sample", "{\"time_stamp\": \"2024-02-30T00:00:00Z\", \"data\": [1]}",
+      "time_stamp: day out of range for the month" },
+    { "data_sample", "{\"time_stamp\": \"2023-02-29T00:00:00Z\", \"data\": [1]}",
+      "time_stamp: day out of range for the month" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T24:00:00Z\", \"data\": [1]}",
+      "time_stamp: hour out of range (00-23)" },
+    { "data_sample", "{\"time_stamp\": \"2024-13-01T00:00:00Z\", \"data\": [1]}",
+      "time_stamp: month out of range (01-12)" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:60:00Z\", \"data\": [1]}",
+      "time_stamp: minute out of range (00-59)" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01\", \"data\": [1]}",
+      "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00.Z\", \"data\": [1]}",
+      "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00+0100\", \"data\": [1]}",
+      "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z \", \"data\": [1]}",
+      "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00+24:00\", \"data\": [1]}",
+      "time_stamp: UTC offset out of range" },
+    { "data_sample", "{\"time_stamp\": \"0001-01-01T00:00:00+00:01\", \"data\": [1]}",
+      "time_stamp: out of range (years 0001 to 9999 in UTC)" },
+    { "data_sample", "{\"time_stamp\": \"9999-12-31T23:59:59-00:01\", \"data\": [1]}",
+      "time_stamp: out of range (years 0001 to 9999 in UTC)" },
+    { "data_sample", "{\"time_stamp\": 1700000000, \"data\": [1]}",
+      "time_stamp: expected string, got integer" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": []}",
+      "data: must not be empty" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, \"2\"]}",
+      "data[1]: expected number, got string" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, 2, null]}",
+      "data[2]: expected number, got null" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": {\"a\": 1}}",
+      "data: expected array, got object" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\"}", "data: required field missing" },
+    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1], \"unit\": \"s\"}",
+      "unit: unknown field" },
+};
+
+static const uint8_t fixed_uuid[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+#define TEST_UUID_TEXT "01020304-0506-0708-090a-0b0c0d0e0f10"
+#define TEST_RECEIVED_US INT64_C(1700000000123456)
+#define TEST_RECEIVED_TEXT "2023-11-14 22:13:20.123456+00"
+#define TEST_NOW_US INT64_C(1700000060000000)
+#define TEST_NOW_TEXT "2023-11-14 22:14:20.000000+00"
+
+/* Parse a body as one event of type (a name, or NULL); return its item (batch owns it). */
+static const struct ev_item *
+parse_one(struct ev_batch *b, const char *type, const char *json)
+{
+    const struct ev_type *t = NULL;
+    int rc;
+
+    if (type != NULL) {
+        t = ev_lookup(type, strlen(type));
+        ck_assert_ptr_nonnull(t);
+    }
+    rc = ev_parse_body(json, strlen(json), t, b);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(b->n == 1, "%s: %zu items", json, b->n);
+    return &b->items[0];
+}
+
+/* Encode json as type into a NUL-terminated malloc'd row; *rc gets the result. */
+static char *
+encode(const char *type, const char *json, int *rc, char err[EV_ERR_MAX])
+{
+    const struct ev_type *t = ev_lookup(type, strlen(type));
+    struct ev_stored ev = {
+        .json = json,
+        .json_len = strlen(json),
+        .received_us = TEST_RECEIVED_US,
+        .now_us = TEST_NOW_US,
+        .seq = 77,
+    };
+    struct ev_buf b = { 0 };
+    char *row;
+
+    ck_assert_ptr_nonnull(t);
+    memcpy(ev.uuid, fixed_uuid, 16);
+    err[0] = '\0';
+    *rc = ev_encode(t, &ev, &b, err);
+    row = malloc(b.len + 1);
+    ck_assert_ptr_nonnull(row);
+    if (b.len > 0) {
+        memcpy(row, b.data, b.len);
+    }
+    row[b.len] = '\0';
+    ev_buf_free(&b);
+    return row;
+}
+
+/* Column i (0-based) of a COPY row, copied (escapes kept). */
+static char *
+column(const char *row, int i)
+{
+    const char *p = row;
+    size_t n;
+    char *out;
+
+    while (i-- > 0) {
+        p = strchr(p, '\t');
+        ck_assert_ptr_nonnull(p);
+        p++;
+    }
+    n = strcspn(p, "\t\n");
+    out = strndup(p, n);
+    ck_assert_ptr_nonnull(out);
+    return out;
+}
+
+START_TEST(test_sample)
+{
+    const struct sample *s = &samples[_i];
+    struct ev_batch b = { 0 };
+    const struct ev_item *it = parse_one(&b, s->type, s->json);
+
+    if (s->error == NULL) {
+        ck_assert_msg(it->error == NULL, "%s: unexpected error: %s", s->json, it->error);
+        ck_assert_uint_eq(b.n_valid, 1);
+    } else {
+        ck_assert_msg(it->error != NULL, "%s: accepted, expected: %s", s->json, s->error);
+        ck_assert_str_eq(it->error, s->error);
+        ck_assert_uint_eq(b.n_valid, 0);
+    }
+    ck_assert_ptr_eq(it->type, ev_lookup(s->type, strlen(s->type)));
+    ck_assert_uint_eq(it->index, 0);
+    ev_batch_free(&b);
+}
+END_TEST
+
+/* The samples that name their type also go through POST /v1/events (no URL type). */
+START_TEST(test_sample_untyped)
+{
+    const struct sample *s = &samples[_i];
+    struct ev_batch b = { 0 };
+    const struct ev_item *it;
+    char name[64];
+
+    snprintf(name, sizeof(name), "\"event_name\": \"%s\"", s->type);
+    if (strstr(s->json, name) == NULL) {
+        return;
+    }
+    it = parse_one(&b, NULL, s->json);
+    if (s->error == NULL) {
+        ck_assert_msg(it->error == NULL, "%s: %s", s->json, it->error);
+    } else {
+        ck_assert_str_eq(it->error, s->error);
+    }
+    ck_assert_ptr_eq(it->type, ev_lookup(s->type, strlen(s->type)));
+    ev_batch_free(&b);
+}
+END_TEST
+
+/* Every valid sample encodes; every row has as many columns as copy_columns. */
+START_TEST(test_sample_encodes)
+{
+    const struct sample *s = &samples[_i];
+    const struct ev_type *t = ev_lookup(s->type, strlen(s->type));
+    char err[EV_ERR_MAX];
+    const char *json = s->json;
+    size_t tabs = 0;
+    size_t commas = 0;
+    char *row;
+    int rc;
+
+    if (s->error != NULL || json[0] != '{') {
+        return;
+    }
+    row = encode(s->type, json, &rc, err);
+    ck_assert_msg(rc == 0, "%s: %s", json, err);
+    for (const char *p = row; *p; p++) {
+        tabs += *p == '\t';
+    }
+    for (const char *p = t->copy_columns; *p; p++) {
+        commas += *p == ',';
+    }
+    ck_assert_uint_eq(tabs, commas);
+    ck_assert_int_eq(row[strlen(row) - 1], '\n');
+    ck_assert_ptr_eq(strchr(row, '\n'), row + strlen(row) - 1);
+    free(row);
+}
+END_TEST
+
+START_TEST(test_untyped_dispatch)
+{
+    static const struct {
+        const char *json;
+        const char *error;
+    } cases[] = {
+        { "{\"user_id\": 1}", "event_name: required field missing (the URL names no type)" },
+        { "{\"event_name\": \" crash_report\", \"user_id\": 1}",
+          "event_name: unknown event type \" crash_report\"" },
+        { "{\"event_name\": \"crash_report \"}",
+          "event_name: unknown event type \"crash_report \"" },
+        { "{\"event_name\": \"CRASH_REPORT\"}", "event_name: unknown event type \"CRASH_REPORT\"" },
+        { "{\"event_name\": \"\"}", "event_name: unknown event type \"\"" },
+        { "{\"event_name\": \"a\\\"b\\\\c\\n\\u0001\"}",
+          "event_name: unknown event type \"a\\\"b\\\\c\\x0a\\x01\"" },
+        { "{\"event_name\": \"\\u00e9v\\u00e9nement\"}",
+          "event_name: unknown event type \"\xc3\xa9v\xc3\xa9nement\"" },
+        { "{\"event_name\": "
+          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+          "event_name: unknown event type "
+          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..." },
+        { "{\"event_name\": [\"crash_report\"]}", "event_name: expected string, got array" },
+        { "42", "event: expected object, got integer" },
+        { "null", "event: expected object, got null" },
+    };
+    struct ev_batch b = { 0 };
+    const struct ev_item *it = parse_one(&b, NULL, cases[_i].json);
+
+    ck_assert_ptr_nonnull(it->error);
+    ck_assert_str_eq(it->error, cases[_i].error);
+    ck_assert_ptr_null(it->type);
+    ev_batch_free(&b);
+}
+END_TEST
+
+/* Bytes the parser itself rejects: each with its exact message. */
+START_TEST(test_bad_json)
+{
+    static const struct {
+        const char *json;
+        const char *error;
+    } cases[] = {
+        { "{\"user_id\": \"\xff\"}",
+          "line 1 column 13: invalid UTF-8: unable to decode byte 0xff near '\"'" },
+        { "{\"a\xc0\xaf\": 1}",
+          "line 1 column 3: invalid UTF-8: unable to decode byte 0xc0 near '\"a'" },
+        { "{\"a\": \"\xed\xa0\x80\"}",
+          "line 1 column 7: invalid UTF-8: unable to decode byte 0xed near '\"'" },
+        { "{\"a\": \"x\\u0000y\"}", "line 1 column 16: \\u0000 is not allowed in strings" },
+        { "{\"a\\u0000\": 1}", "line 1 column 10: \\u0000 is not allowed in object keys" },
+        { "{\"a\": \"\\ud800\"}",
+          "line 1 column 14: invalid JSON: invalid Unicode '\\uD800' near '\"\\ud800\"'" },
+        { "{\"user_id\": 9223372036854775808}",
+          "line 1 column 31: integer out of range (beyond 64-bit signed): too big integer near "
+          "'9223372036854775808'" },
+        { "{\"user_id\": -9223372036854775809}",
+          "line 1 column 32: integer out of range (beyond 64-bit signed): too big negative "
+          "integer near '-9223372036854775809'" },
+        { "{\"x\": 1e309}",
+          "line 1 column 11: number out of range (beyond double precision): real number "
+          "overflow near '1e309'" },
+        { "{\"x\": -1.8e308}",
+          "line 1 column 14: number out of range (beyond double precision): real number "
+          "overflow near '-1.8e308'" },
+        { "{\"a\": 1, \"a\": 2}",
+          "line 1 column 12: invalid JSON: duplicate object key near '\"a\"'" },
+        { "{\"a\": \"tab\there\"}",
+          "line 1 column 10: invalid JSON: control character 0x9 near '\"tab'" },
+        { "{\"a\": 01}", "line 1 column 7: invalid JSON: invalid token near '0'" },
+        { "{'a': 1}", "line 1 column 2: invalid JSON: string or '}' expected near '''" },
+        { "{\"a\": 1", "line 1 column 7: invalid JSON: '}' expected near end of file" },
+        { "{\"a\": NaN}", "line 1 column 9: invalid JSON: invalid token near 'NaN'" },
+    };
+    struct ev_batch b = { 0 };
+    const struct ev_item *it = parse_one(&b, "crash_report", cases[_i].json);
+
+    ck_assert_ptr_nonnull(it->error);
+    ck_assert_str_eq(it->error, cases[_i].error);
+    ck_assert_uint_eq(b.n_valid, 0);
+    ck_assert_uint_eq(it->raw_len, strlen(cases[_i].json));
+    ev_batch_free(&b);
+}
+END_TEST
+
+#define CR(uid) \
+    "{\"event_name\": \"crash_report\", \"user_id\": " #uid ", \"timestamp\": 1, " \
+    "\"message\": \"m\"}"
+
+/* Check a batch: n items, the error (or NULL) of each, raw bytes of each. */
+static void
+expect_batch(const char *body, size_t n, const char *const *errors, const char *const *raws)
+{
+    struct ev_batch b = { 0 };
+    size_t valid = 0;
+    size_t i;
+
+    ck_assert_int_eq(ev_parse_body(body, strlen(body), NULL, &b), 0);
+    ck_assert_uint_eq(b.n, n);
+    for (i = 0; i < n; i++) {
+        ck_assert_uint_eq(b.items[i].index, i);
+        if (errors[i] == NULL) {
+            ck_assert_msg(b.items[i].error == NULL, "item %zu: %s", i, b.items[i].error);
+            valid++;
+        } else {
+            ck_assert_ptr_nonnull(b.items[i].error);
+            ck_assert_str_eq(b.items[i].error, errors[i]);
+        }
+        if (raws != NULL) {
+            ck_assert_uint_eq(b.items[i].raw_len, strlen(raws[i]));
+            ck_assert(memcmp(b.items[i].raw, raws[i], b.items[i].raw_len) == 0);
+        }
+    }
+    ck_assert_uint_eq(b.n_valid, valid);
+    ev_batch_free(&b);
+}
+
+START_TEST(test_body_object)
+{
+    const char *errors[] = { NULL };
+    const char *raws[] = { CR(1) };
+
+    expect_batch("  " CR(1) "\n", 1, errors, raws);
+}
+END_TEST
+
+START_TEST(test_body_array)
+{
+    const char *errors[] = { NULL, NULL, NULL };
+    const char *raws[] = { CR(1), CR(2), CR(3) };
+
+    expect_batch("[" CR(1) ",\n  " CR(2) " , " CR(3) "]", 3, errors, raws);
+}
+END_TEST
+
+START_TEST(test_body_ndjson)
+{
+    const char *errors[] = { NULL, NULL, NULL };
+    const char *raws[] = { CR(1), CR(2), CR(3) };
+
+    expect_batch(CR(1) "\n" CR(2) "\r\n" CR(3) "\n", 3, errors, raws);
+}
+END_TEST
+
+START_TEST(test_body_concatenated)
+{
+    const char *errors[] = { NULL, NULL, NULL };
+    const char *raws[] = { CR(1), CR(2), CR(3) };
+
+    expect_batch(CR(1) CR(2) CR(3), 3, errors, raws);
+}
+END_TEST
+
+/* Objects and arrays mixed: indices count array elements. */
+START_TEST(test_body_mixed)
+{
+    const char *errors[] = { NULL, NULL, "user_id: expected integer, got string", NULL, NULL };
+    const char *raws[] = { CR(1), CR(2), CR("3"), CR(4), CR(5) };
+
+    expect_batch(CR(1) " [" CR(2) "," CR("3") "]\n[]\n" CR(4) "[" CR(5) "]", 5, errors, raws);
+}
+END_TEST
+
+START_TEST(test_body_empty)
+{
+    static const char *const bodies[] = { "", " ", "\n\r\n\t ", "\xef\xbb\xbf", "\xef\xbb\xbf \n" };
+    struct ev_batch b = { 0 };
+    size_t i;
+
+    for (i = 0; i < N_ELEMS(bodies); i++) {
+        ck_assert_int_eq(ev_parse_body(bodies[i], strlen(bodies[i]), NULL, &b), DP_ERR_INVALID);
+        ck_assert_uint_eq(b.n, 0);
+        ck_assert_uint_eq(b.n_valid, 0);
+        ev_batch_free(&b);
+    }
+    /* An empty array is JSON but holds no event. */
+    ck_assert_int_eq(ev_parse_body("[ ]", 3, NULL, &b), 0);
+    ck_assert_uint_eq(b.n, 0);
+    ev_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_body_bom)
+{
+    const char *errors[] = { NULL };
+    const char *raws[] = { CR(1) };
+
+    expect_batch("\xef\xbb\xbf" CR(1), 1, errors, raws);
+}
+END_TEST
+
+START_TEST(test_body_trailing_garbage)
+{
+    const char *errors[] = { NULL, "line 1 column 80: invalid JSON: invalid token near 'xyz'" };
+    const char *raws[] = { CR(1), "xyz" };
+
+    expect_batch(CR(1) " xyz", 2, errors, raws);
+}
+END_TEST
+
+START_TEST(test_body_trailing_brace)
+{
+    const char *errors[] = { NULL, "line 1 column 77: invalid JSON: unexpected token near '}'" };
+    const char *raws[] = { CR(1), "}" };
+
+    expect_batch(CR(1) "}", 2, errors, raws);
+}
+END_TEST
+
+/* A malformed line in the middle: one rejected event, the rest keep their indices. */
+START_TEST(test_body_malformed_middle)
+{
+    const char *errors[] = {
+        NULL,
+        NULL,
+        "line 3 column 43: invalid JSON: unexpected token near '}'",
+        NULL,
+        "line 5 column 4: invalid JSON: invalid token near 'oops'",
+        NULL,
+    };
+    const char *raws[] = {
+        CR(1), CR(2), "{\"event_name\": \"crash_report\", \"user_id\": }", CR(4), "oops here",
+        CR(6),
+    };
+
+    expect_batch(CR(1) "\n" CR(2) "\n{\"event_name\": \"crash_report\", \"user_id\": }\n" CR(4)
+                 "\noops here\n" CR(6) "\n",
+                 6, errors, raws);
+}
+END_TEST
+
+/* A broken array is one malformed event, whatever elements parsed before the break. */
+START_TEST(test_body_malformed_array)
+{
+    const char *errors[] = {
+        NULL,
+        "line 2 column 79: invalid JSON: ',' or ']' expected",
+        NULL,
+    };
+    const char *raws[] = { CR(1), "[" CR(2) " " CR(3) "]", CR(4) };
+
+    expect_batch(CR(1) "\n[" CR(2) " " CR(3) "]\n" CR(4), 3, errors, raws);
+}
+END_TEST
+
+START_TEST(test_body_unterminated)
+{
+    const char *errors[] = {
+        NULL,
+        "line 3 column 13: invalid JSON: unexpected token near end of file",
+    };
+    expect_batch(CR(1) "\n[" CR(2) ",\n             ", 2, errors, NULL);
+}
+END_TEST
+
+/* The error of a malformed value spanning lines names the line where parsing failed. */
+START_TEST(test_body_multiline_error)
+{
+    const char *errors[] = {
+        "line 3 column 3: invalid JSON: string or '}' expected near ']'",
+        NULL,
+    };
+    const char *raws[] = { "{\n  \"a\": 1,\n  ]", CR(9) };
+
+    expect_batch("{\n  \"a\": 1,\n  ]\n" CR(9), 2, errors, raws);
+}
+END_TEST
+
+/* Columns count characters, not bytes. */
+START_TEST(test_body_column_utf8)
+{
+    const char *errors[] = { "line 1 column 12: invalid JSON: string or '}' expected near 'x'" };
+
+    expect_batch("{\"\xc3\xa9\xc3\xa9\xc3\xa9\": 1, x}", 1, errors, NULL);
+}
+END_TEST
+
+START_TEST(test_body_typed_url)
+{
+    const struct ev_type *t = ev_lookup("product", 7);
+    const char *body = "{\"id\": 1}\n{\"id\": 2, \"event_name\": \"product\"}\n{\"x\": 1}";
+    struct ev_batch b = { 0 };
+
+    ck_assert_int_eq(ev_parse_body(body, strlen(body), t, &b), 0);
+    ck_assert_uint_eq(b.n, 3);
+    ck_assert_uint_eq(b.n_valid, 2);
+    ck_assert_ptr_eq(b.items[0].type, t);
+    ck_assert_ptr_eq(b.items[2].type, t);
+    ck_assert_str_eq(b.items[2].error, "id: required field missing");
+    ev_batch_free(&b);
+}
+END_TEST
+
+/* 20 MB: one data_sample of 1,000,000 numbers parses, validates and encodes. */
+START_TEST(test_body_big_data_sample)
+{
+    const size_t count = 1000000;
+    size_t cap = count * 24 + 256;
+    char *body = malloc(cap);
+    struct ev_batch b = { 0 };
+    struct ev_stored ev = { 0 };
+    struct ev_buf out = { 0 };
+    char err[EV_ERR_MAX];
+    size_t len;
+    size_t i;
+    double sum = 0;
+    char *n_col;
+    char *mean_col;
+
+    ck_assert_ptr_nonnull(body);
+    len = (size_t)sprintf(body, "{\"event_name\": \"data_sample\", "
+                                "\"time_stamp\": \"2024-05-01T12:00:00.5+02:00\", \"data\": [");
+    for (i = 0; i < count; i++) {
+        double x = 12345678.0 + (double)(i % 1000) * 0.001953125;
+
+        sum += x;
+        len += (size_t)sprintf(body + len, "%s%.11f", i ? "," : "", x);
+    }
+    len += (size_t)sprintf(body + len, "]}");
+    ck_assert_uint_gt(len, 20 * 1000 * 1000);
+    ck_assert_int_eq(ev_parse_body(body, len, NULL, &b), 0);
+    ck_assert_uint_eq(b.n, 1);
+    ck_assert_msg(b.items[0].error == NULL, "%s", b.items[0].error);
+    ck_assert_uint_eq(b.items[0].raw_len, len);
+    ev.json = b.items[0].raw;
+    ev.json_len = b.items[0].raw_len;
+    ck_assert_int_eq(ev_encode(b.items[0].type, &ev, &out, err), 0);
+    ck_assert_ptr_nonnull(out.data);
+    out.data[out.len - 1] = '\0';
+    n_col = column(out.data, 2);
+    mean_col = column(out.data, 3);
+    ck_assert_str_eq(n_col, "1000000");
+    ck_assert_double_eq_tol(strtod(mean_col, NULL), sum / (double)count, 1e-6);
+    ck_assert_str_eq(column(out.data, 1), "2024-05-01 10:00:00.500000+00");
+    free(n_col);
+    free(mean_col);
+    ev_buf_free(&out);
+    ev_batch_free(&b);
+    free(body);
+}
+END_TEST
+
+struct row_case {
+    const char *type;
+    const char *json;
+    const char *row;
+};
+
+static const struct row_case rows[] = {
+    { "crash_report",
+      "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"
+      "\"message\": \"have_fun\"}",
+      TEST_UUID_TEXT "\tcrash_report\t888\t1970-01-01 00:16:40.000000+00\thave_fun\t"
+      TEST_RECEIVED_TEXT "\n" },
+    { "crash_report",
+      "{\"user_id\": -1, \"timestamp\": 253402300799, "
+      "\"message\": \"a\\tb\\nc\\rd\\\\e\\\"f \\u00e9\\ud83d\\ude00\\b\\f\"}",
+      TEST_UUID_TEXT "\tcrash_report\t-1\t9999-12-31 23:59:59.000000+00\t"
+      "a\\tb\\nc\\rd\\\\e\"f \xc3\xa9\xf0\x9f\x98\x80\\b\\f\t" TEST_RECEIVED_TEXT "\n" },
+    { "ad_event",
+      "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"UA\\t1\", \"referring_url\": "
+      "\"https://ex.com/\", \"advertiser_id\": \"adv\", \"metadata\": "
+      "{ \"k\": \"v\\\\n}\" , \"n\": 1.50 }}",
+      TEST_UUID_TEXT "\t10.1.2.3\tUA\\t1\thttps://ex.com/\tadv\t"
+      "{ \"k\": \"v\\\\\\\\n}\" , \"n\": 1.50 }\t" TEST_RECEIVED_TEXT "\n" },
+    { "ad_event",
+      "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"\", \"referring_url\": \"http://h\", "
+      "\"advertiser_id\": \"metadata\"}",
+      TEST_UUID_TEXT "\t10.1.2.3\t\thttp://h\tmetadata\t{}\t" TEST_RECEIVED_TEXT "\n" },
+    /* The key written with an escape is still "metadata"; a string value "metadata" is not. */
+    { "ad_event",
+      "{\"user_agent\": \"metadata\", \"meta\\u0064ata\": {\"a\": [1, {\"b\": \"]}\"}]}, "
+      "\"ip_address\": \"1.1.1.1\", \"referring_url\": \"http://h\", \"advertiser_id\": \"x\"}",
+      TEST_UUID_TEXT "\t1.1.1.1\tmetadata\thttp://h\tx\t{\"a\": [1, {\"b\": \"]}\"}]}\t"
+      TEST_RECEIVED_TEXT "\n" },
+    { "user_login",
+      "{\"user_id\": \"u1\", \"timestamp\": \"1700000000\", \"ip\": \"::1\", \"locale\": null, "
+      "\"device_id\": \"d\\n1\"}",
+      TEST_UUID_TEXT "\tu1\t\\N\t\\N\t::1\t\\N\td\\n1\t2023-11-14 22:13:20.000000+00\t"
+      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\n" },
+    { "user_login",
+      "{\"event_name\": \"user_login\", \"user_id\": \"u\", \"timestamp\": 0, \"app_version\": "
+      "\"2\", \"device_type\": \"tv\", \"ip\": \"1.2.3.4\", \"locale\": \"de\", "
+      "\"device_id\": \"x\"}",
+      TEST_UUID_TEXT "\tu\t2\ttv\t1.2.3.4\tde\tx\t1970-01-01 00:00:00.000000+00\t"
+      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\n" },
+    { "product", "{\"id\": \"sku\\t1\", \"p\": 1}",
+      "sku\\t1\t{\"id\": \"sku\\\\t1\", \"p\": 1}\t" TEST_RECEIVED_TEXT "\t77\n" },
+    { "product", "{\"id\": -12}", "-12\t{\"id\": -12}\t" TEST_RECEIVED_TEXT "\t77\n" },
+    { "data_sample",
+      "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}",
+      TEST_UUID_TEXT "\t2024-02-29 23:30:00.000000+00\t8\t5\t2\t"
+      "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}\t"
+      TEST_RECEIVED_TEXT "\n" },
+    { "data_sample",
+      "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\n \"data\": [1.5]}",
+      TEST_UUID_TEXT "\t2000-01-01 00:00:00.000000+00\t1\t1.5\t0\t"
+      "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\\n \"data\": [1.5]}\t"
+      TEST_RECEIVED_TEXT "\n" },
+    { "data_sample", "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}",
+      TEST_UUID_TEXT "\t0001-01-01 00:00:00.000000+00\t1\t-3\t0\t"
+      "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}\t" TEST_RECEIVED_TEXT "\n" },
+    { "data_sample",
+      "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}",
+      TEST_UUID_TEXT "\t9999-12-31 23:59:59.999999+00\t2\t0\t1.0000000000000001e+300\t"
+      "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}\t"
+      TEST_RECEIVED_TEXT "\n" },
+};
+
+START_TEST(test_encode_row)
+{
+    const struct row_case *c = &rows[_i];
+    char err[EV_ERR_MAX];
+    char *row;
+    int rc;
+
+    row = encode(c->type, c->json, &rc, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_str_eq(row, c->row);
+    free(row);
+}
+END_TEST
+
+START_TEST(test_encode_rejects)
+{
+    struct ev_buf out = { 0 };
+    char err[EV_ERR_MAX];
+    char *row;
+    int rc;
+
+    row = encode("crash_report", "{\"user_id\": 1}", &rc, err);
+    ck_assert_int_eq(rc, DP_ERR_INVALID);
+    ck_assert_str_eq(err, "timestamp: required field missing");
+    ck_assert_str_eq(row, "");
+    free(row);
+    row = encode("crash_report", "{\"user_id\": ", &rc, err);
+    ck_assert_int_eq(rc, DP_ERR_INVALID);
+    ck_assert_str_eq(err, "stored event does not parse: invalid JSON: unexpected token near end of "
+                          "file");
+    free(row);
+    row = encode("product", "{\"event_name\": \"ad_event\", \"id\": 1}", &rc, err);
+    ck_assert_int_eq(rc, DP_ERR_INVALID);
+    ck_assert_str_eq(err, "event_name: does not match the type \"product\"");
+    free(row);
+    row = encode("product", "[{\"id\": 1}]", &rc, err);
+    ck_assert_int_eq(rc, DP_ERR_INVALID);
+    ck_assert_str_eq(err, "event: expected object, got array");
+    free(row);
+    /* A failed encode leaves what the buffer held before. */
+    ck_assert_int_eq(ev_buf_put(&out, "keep", 4), 0);
+    {
+        struct ev_stored ev = { .json = "{\"id\": 1.5}", .json_len = 11 };
+
+        ck_assert_int_eq(ev_encode(ev_lookup("product", 7), &ev, &out, err), DP_ERR_INVALID);
+    }
+    ck_assert_uint_eq(out.len, 4);
+    ev_buf_free(&out);
+}
+END_TEST
+
+/*
+ * Welford against a two-pass reference in long double, on data where the
+ * textbook sum-of-squares formula loses every digit: 1e9 plus small noise.
+ */
+START_TEST(test_welford_large_offset)
+{
+    const size_t count = 100000;
+    char *body = malloc(count * 32 + 128);
+    double *xs = malloc(count * sizeof(*xs));
+    long double mean_ref = 0;
+    long double m2_ref = 0;
+    double naive_sum = 0;
+    double naive_sq = 0;
+    double naive_std;
+    double std_ref;
+    uint32_t seed = 12345;
+    char err[EV_ERR_MAX];
+    size_t len;
+    size_t i;
+    char *row;
+    char *mean_col;
+    char *std_col;
+    int rc;
+
+    ck_assert_ptr_nonnull(body);
+    ck_assert_ptr_nonnull(xs);
+    len = (size_t)sprintf(body, "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [");
+    for (i = 0; i < count; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        xs[i] = 1e9 + ((double)(seed >> 8) / 16777216.0 - 0.5) * 1e-3;
+        len += (size_t)sprintf(body + len, "%s%.17g", i ? "," : "", xs[i]);
+        naive_sum += xs[i];
+        naive_sq += xs[i] * xs[i];
+    }
+    sprintf(body + len, "]}");
+    for (i = 0; i < count; i++) {
+        mean_ref += xs[i];
+    }
+    mean_ref /= (long double)count;
+    for (i = 0; i < count; i++) {
+        m2_ref += (xs[i] - mean_ref) * (xs[i] - mean_ref);
+    }
+    std_ref = (double)sqrtl(m2_ref / (long double)count);
+    naive_std = sqrt(fabs(naive_sq / (double)count - pow(naive_sum / (double)count, 2)));
+    /* The data really is hard: the naive formula is off by orders of magnitude. */
+    ck_assert_double_gt(fabs(naive_std - std_ref) / std_ref, 1.0);
+
+    row = encode("data_sample", body, &rc, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    mean_col = column(row, 3);
+    std_col = column(row, 4);
+    ck_assert_msg(fabs(strtod(mean_col, NULL) - (double)mean_ref) / 1e9 < 1e-15,
+                  "mean %s, reference %.17Lg", mean_col, mean_ref);
+    ck_assert_msg(fabs(strtod(std_col, NULL) - std_ref) / std_ref < 1e-9,
+                  "std %s, reference %.17g", std_col, std_ref);
+    free(mean_col);
+    free(std_col);
+    free(row);
+    free(xs);
+    free(body);
+}
+END_TEST
+
+START_TEST(test_copy_escaping)
+{
+    struct ev_buf b = { 0 };
+    const char in[] = "a\\b\tc\nd\re\bf\fg\vh\"i'j\x01k\xf0\x9f\x98\x80";
+    const char want[] = "a\\\\b\\tc\\nd\\re\\bf\\fg\\vh\"i'j\x01k\xf0\x9f\x98\x80";
+
+    ck_assert_int_eq(ev_buf_put_copy_text(&b, in, sizeof(in) - 1), 0);
+    ck_assert_uint_eq(b.len, sizeof(want) - 1);
+    ck_assert(memcmp(b.data, want, b.len) == 0);
+    b.len = 0;
+    ck_assert_int_eq(ev_buf_put_copy_text(&b, "\\.", 2), 0);
+    ck_assert(b.len == 3 && memcmp(b.data, "\\\\.", 3) == 0);
+    b.len = 0;
+    ck_assert_int_eq(ev_buf_put_copy_text(&b, "", 0), 0);
+    ck_assert_uint_eq(b.len, 0);
+    ck_assert_int_eq(ev_buf_put_copy_bytea(&b, "\x00\xff\x10 ", 4), 0);
+    ck_assert_uint_eq(b.len, 11);
+    ck_assert(memcmp(b.data, "\\\\x00ff1020", 11) == 0);
+    ev_buf_free(&b);
+    ck_assert_ptr_null(b.data);
+    ev_buf_free(NULL);
+}
+END_TEST
+
+START_TEST(test_copy_escaping_large)
+{
+    struct ev_buf b = { 0 };
+    size_t n = 3 * 1000 * 1000;
+    char *s = malloc(n);
+    size_t i;
+    size_t specials = 0;
+
+    ck_assert_ptr_nonnull(s);
+    for (i = 0; i < n; i++) {
+        s[i] = "ab\\c\td\ne"[i % 8];
+        specials += s[i] == '\\' || s[i] == '\t' || s[i] == '\n';
+    }
+    ck_assert_int_eq(ev_buf_put(&b, "x", 1), 0);
+    ck_assert_int_eq(ev_buf_put_copy_text(&b, s, n), 0);
+    ck_assert_uint_eq(b.len, 1 + n + specials);
+    ck_assert(memcmp(b.data, "xab\\\\c\\td\\nea", 13) == 0);
+    ev_buf_free(&b);
+    free(s);
+}
+END_TEST
+
+START_TEST(test_timestamps)
+{
+    static const struct {
+        int64_t us;
+        const char *text;
+    } cases[] = {
+        { 0, "1970-01-01 00:00:00.000000+00" },
+        { -1, "1969-12-31 23:59:59.999999+00" },
+        { INT64_C(951782400000000), "2000-02-29 00:00:00.000000+00" },
+        { INT64_C(951868799999999), "2000-02-29 23:59:59.999999+00" },
+        { INT64_C(253402300799999999), "9999-12-31 23:59:59.999999+00" },
+        { INT64_C(-62135596800000000), "0001-01-01 00:00:00.000000+00" },
+        { INT64_C(-62135596800000001), "0001-12-31 23:59:59.999999+00 BC" },
+        { INT64_C(253402300800000000), "10000-01-01 00:00:00.000000+00" },
+        { TEST_RECEIVED_US, TEST_RECEIVED_TEXT },
+    };
+    struct ev_buf b = { 0 };
+
+    ck_assert_int_eq(ev_buf_put_timestamp(&b, cases[_i].us), 0);
+    ck_assert_uint_eq(b.len, strlen(cases[_i].text));
+    ck_assert(memcmp(b.data, cases[_i].text, b.len) == 0);
+    ev_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_uuid)
+{
+    static const char *const bad[] = {
+        "01020304-0506-0708-090a-0b0c0d0e0f1",
+        "01020304-0506-0708-090a-0b0c0d0e0f100",
+        "01020304-0506-0708-090a-0b0c0d0e0f1g",
+        "0102030405-06-0708-090a-0b0c0d0e0f10",
+        "01020304-0506-0708-090a_0b0c0d0e0f10",
+        "",
+        "{01020304-0506-0708-090a-0b0c0d0e0f10}",
+    };
+    uint8_t u[16];
+    struct ev_buf b = { 0 };
+    size_t i;
+
+    ck_assert_int_eq(ev_uuid_parse(TEST_UUID_TEXT, u), 0);
+    ck_assert(memcmp(u, fixed_uuid, 16) == 0);
+    ck_assert_int_eq(ev_uuid_parse("01020304-0506-0708-090A-0B0C0D0E0F10", u), 0);
+    ck_assert(memcmp(u, fixed_uuid, 16) == 0);
+    ck_assert_int_eq(ev_buf_put_uuid(&b, u), 0);
+    ck_assert(b.len == 36 && memcmp(b.data, TEST_UUID_TEXT, 36) == 0);
+    for (i = 0; i < N_ELEMS(bad); i++) {
+        ck_assert_msg(ev_uuid_parse(bad[i], u) == DP_ERR_INVALID, "%s", bad[i]);
+    }
+    ck_assert_int_eq(ev_uuid_parse(NULL, u), DP_ERR_INVALID);
+    ev_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_registry_walk)
+{
+    size_t i;
+    size_t j;
+
+    ck_assert_uint_eq(ev_registry_len, 5);
+    for (i = 0; i < ev_registry_len; i++) {
+        const struct ev_type *t = ev_registry[i];
+        char ddl_head[128];
+        size_t valid = 0;
+        size_t invalid = 0;
+
+        ck_assert_ptr_nonnull(t);
+        ck_assert_ptr_nonnull(t->name);
+        ck_assert_ptr_nonnull(t->table);
+        ck_assert_ptr_nonnull(t->ddl);
+        ck_assert_ptr_nonnull(t->copy_columns);
+        ck_assert_ptr_nonnull(t->get_sql);
+        ck_assert_ptr_nonnull(t->validate);
+        ck_assert_ptr_nonnull(t->encode_row);
+        snprintf(ddl_head, sizeof(ddl_head), "CREATE TABLE IF NOT EXISTS %s (", t->table);
+        ck_assert_msg(strncmp(t->ddl, ddl_head, strlen(ddl_head)) == 0, "%s", t->ddl);
+        ck_assert_int_eq(t->copy_columns[0], '(');
+        ck_assert_ptr_nonnull(strstr(t->get_sql, "$1"));
+        if (t->load == EV_LOAD_UPSERT) {
+            ck_assert_ptr_nonnull(t->stage_ddl);
+            ck_assert_ptr_nonnull(t->upsert_sql);
+        } else {
+            ck_assert_int_eq(t->load, EV_LOAD_APPEND);
+            ck_assert_ptr_null(t->stage_ddl);
+            ck_assert_ptr_null(t->upsert_sql);
+        }
+        ck_assert_ptr_eq(ev_lookup(t->name, strlen(t->name)), t);
+        for (j = 0; j < i; j++) {
+            ck_assert_str_ne(ev_registry[j]->name, t->name);
+            ck_assert_str_ne(ev_registry[j]->table, t->table);
+        }
+        /* Every type has its samples: some valid, at least ten invalid. */
+        for (j = 0; j < N_ELEMS(samples); j++) {
+            if (strcmp(samples[j].type, t->name) == 0) {
+                valid += samples[j].error == NULL;
+                invalid += samples[j].error != NULL;
+            }
+        }
+        ck_assert_uint_ge(valid, 2);
+        ck_assert_uint_ge(invalid, 10);
+    }
+    ck_assert_ptr_null(ev_lookup("crash_report ", 13));
+    ck_assert_ptr_null(ev_lookup("crash_repor", 11));
+    ck_assert_ptr_null(ev_lookup("", 0));
+    ck_assert_ptr_null(ev_lookup(NULL, 0));
+    ck_assert_ptr_nonnull(ev_lookup("crash_report!", 12));
+}
+END_TEST
+
+/* Inputs the fuzzer or review found troublesome; each must give the stated result. */
+static const struct {
+    const char *body;
+    size_t len;                 /* 0: strlen */
+    size_t n;
+    size_t n_valid;
+} regressions[] = {
+    /* Error text quoting raw bytes must stay valid UTF-8 for the JSON answer. */
+    { "{\"\xff\xfe\": 1}", 0, 1, 0 },
+    /* A NUL byte in the body. */
+    { "{\"id\": 1}\0{\"id\": 2}", 19, 2, 1 },
+    /* Deep nesting is refused by the parser, not by the stack. */
+    { "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 0, 1, 0 },
+};
+
+START_TEST(test_regressions)
+{
+    const struct ev_type *t = ev_lookup("product", 7);
+    size_t len = regressions[_i].len ? regressions[_i].len : strlen(regressions[_i].body);
+    struct ev_batch b = { 0 };
+    size_t i;
+
+    ck_assert_int_eq(ev_parse_body(regressions[_i].body, len, t, &b), 0);
+    ck_assert_uint_eq(b.n, regressions[_i].n);
+    ck_assert_uint_eq(b.n_valid, regressions[_i].n_valid);
+    for (i = 0; i < b.n; i++) {
+        if (b.items[i].error != NULL) {
+            json_t *s = json_string(b.items[i].error);
+
+            ck_assert_msg(s != NULL, "error is not UTF-8: %s", b.items[i].error);
+            json_decref(s);
+        }
+    }
+    ev_batch_free(&b);
+}
+END_TEST
+
+static Suite *
+events_suite(void)
+{
+    Suite *s = suite_create("events");
+    TCase *tc;
+
+    tc = tcase_create("samples");
+    tcase_add_loop_test(tc, test_sample, 0, N_ELEMS(samples));
+    tcase_add_loop_test(tc, test_sample_untyped, 0, N_ELEMS(samples));
+    tcase_add_loop_test(tc, test_sample_encodes, 0, N_ELEMS(samples));
+    tcase_add_loop_test(tc, test_untyped_dispatch, 0, 11);
+    tcase_add_loop_test(tc, test_bad_json, 0, 16);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("body");
+    tcase_add_test(tc, test_body_object);
+    tcase_add_test(tc, test_body_array);
+    tcase_add_test(tc, test_body_ndjson);
+    tcase_add_test(tc, test_body_concatenated);
+    tcase_add_test(tc, test_body_mixed);
+    tcase_add_test(tc, test_body_empty);
+    tcase_add_test(tc, test_body_bom);
+    tcase_add_test(tc, test_body_trailing_garbage);
+    tcase_add_test(tc, test_body_trailing_brace);
+    tcase_add_test(tc, test_body_malformed_middle);
+    tcase_add_test(tc, test_body_malformed_array);
+    tcase_add_test(tc, test_body_unterminated);
+    tcase_add_test(tc, test_body_multiline_error);
+    tcase_add_test(tc, test_body_column_utf8);
+    tcase_add_test(tc, test_body_typed_url);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("big");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_body_big_data_sample);
+    tcase_add_test(tc, test_welford_large_offset);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("copy");
+    tcase_add_loop_test(tc, test_encode_row, 0, N_ELEMS(rows));
+    tcase_add_test(tc, test_encode_rejects);
+    tcase_add_test(tc, test_copy_escaping);
+    tcase_add_test(tc, test_copy_escaping_large);
+    tcase_add_loop_test(tc, test_timestamps, 0, 9);
+    tcase_add_test(tc, test_uuid);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("registry");
+    tcase_add_test(tc, test_registry_walk);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("regressions");
+    tcase_add_loop_test(tc, test_regressions, 0, N_ELEMS(regressions));
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(events_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
