@@ -10,6 +10,7 @@
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 DOCDIR ?= $(PREFIX)/share/doc/datapipe
+LIBEXECDIR ?= $(PREFIX)/lib/datapipe
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 CIVETWEB_LIBS ?= -lcivetweb
@@ -68,12 +69,12 @@ LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 .PHONY: all deps check bench fuzz run install uninstall clean test-progs
 .SECONDARY:
 
-all: $(BIN)/datapipe-server $(BIN)/datapipe-loader
+all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
 
 # Missing Debian packages are installed; nothing is done when all are there.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
-	openssl lmdb-utils
+	openssl libssl-dev lmdb-utils
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
@@ -101,6 +102,11 @@ $(LIBTEST): $(TESTLIB_OBJ) $(SERVER_LIB_OBJ) $(LOADER_LIB_OBJ)
 $(BIN)/datapipe-server: $(SERVER_OBJ) $(LIBDP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBDP) $(LIBS)
+
+# See server/compat/openssl3.c: the shim civetweb's dlopen("libssl.so") finds.
+$(BIN)/datapipe-tls-compat.so: server/compat/openssl3.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -fPIC -shared $(WARN) -Wl,-soname,libssl.so -o $@ $< -l:libssl.so.3
 
 $(BIN)/datapipe-loader: $(LOADER_OBJ) $(LIBDP)
 	@mkdir -p $(dir $@)
@@ -136,10 +142,13 @@ run: all
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)
 	install -m 0755 bin/datapipe-server bin/datapipe-loader $(DESTDIR)$(BINDIR)/
+	install -d $(DESTDIR)$(LIBEXECDIR)
+	install -m 0644 bin/datapipe-tls-compat.so $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0644 datapipe.json.example README.md $(DESTDIR)$(DOCDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/datapipe-server $(DESTDIR)$(BINDIR)/datapipe-loader
+	rm -rf $(DESTDIR)$(LIBEXECDIR)
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:

@@ -844,6 +844,54 @@ dp_config_to_json(const struct dp_config *cfg)
     return text;
 }
 
+static bool
+str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool
+opt_equal(const struct opt *o, const struct dp_config *a, const struct dp_config *b)
+{
+    const char *pa = (const char *)a + o->offset;
+    const char *pb = (const char *)b + o->offset;
+
+    switch (o->kind) {
+    case OPT_INT:
+        return *(const int *)(const void *)pa == *(const int *)(const void *)pb;
+    case OPT_INT64:
+        return *(const int64_t *)(const void *)pa == *(const int64_t *)(const void *)pb;
+    case OPT_BOOL:
+        return *(const bool *)pa == *(const bool *)pb;
+    case OPT_STRING:
+    case OPT_STRING_NULL:
+        return str_eq(*(char *const *)(const void *)pa, *(char *const *)(const void *)pb);
+    case OPT_STRING_LIST: {
+        char *const *la = *(char **const *)(const void *)pa;
+        char *const *lb = *(char **const *)(const void *)pb;
+        size_t i = 0;
+        for (; la[i] != NULL && lb[i] != NULL; i++) {
+            if (strcmp(la[i], lb[i]) != 0) {
+                return false;
+            }
+        }
+        return la[i] == NULL && lb[i] == NULL;
+    }
+    }
+    return false;
+}
+
+void
+dp_config_diff(const struct dp_config *a, const struct dp_config *b,
+               void (*fn)(void *arg, const char *key), void *arg)
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (!opt_equal(&opts[i], a, b)) {
+            fn(arg, opts[i].path);
+        }
+    }
+}
+
 int
 dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool allow_once,
              struct dp_cli *out)

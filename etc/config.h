@@ -81,6 +81,14 @@ void dp_config_destroy(struct dp_config *cfg);
 char *dp_config_to_json(const struct dp_config *cfg);
 
 /*
+ * dp_config_diff - call fn(arg, "section.key") for every setting whose value
+ * differs between a and b (lists compared element by element). Used on SIGHUP
+ * to log what changed.
+ */
+void dp_config_diff(const struct dp_config *a, const struct dp_config *b,
+                    void (*fn)(void *arg, const char *key), void *arg);
+
+/*
  * dp_cli - the command line both daemons share: -c FILE, --check-config,
  * --help, --version, plus the daemon's own flags (extra_flags, e.g. "--once").
  * Parses argv; on --help/--version prints and returns 1 (exit 0); on a usage
