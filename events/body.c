@@ -29,6 +29,7 @@ struct parser {
     size_t next_index;              /* index of the next event */
     size_t line;                    /* 1-based line of line_start */
     size_t line_start;              /* offset where that line begins */
+    size_t nul;                     /* offset of the next NUL byte at or after the cursor, or len */
 };
 
 static size_t
@@ -232,13 +233,38 @@ load_at(struct parser *ps, size_t p, size_t *end, size_t *at, char *msg, int *rc
     json_t *v;
 
     *rc = 0;
-    v = json_loadb(ps->body + p, ps->len - p, EV_JSON_FLAGS, &je);
+    /*
+     * jansson's buffer reader skips NUL bytes without counting them, which
+     * would make the end position wrong: parse only up to the next NUL, which
+     * is invalid anywhere in a JSON text.
+     */
+    if (ps->nul < p) {
+        const char *z = memchr(ps->body + p, '\0', ps->len - p);
+
+        ps->nul = z ? (size_t)(z - ps->body) : ps->len;
+    }
+    if (ps->nul == p && p < ps->len) {
+        snprintf(msg, EV_SYNTAX_MAX, "invalid JSON: NUL byte");
+        *at = p;
+        return NULL;
+    }
+    v = ev_json_fast(ps->body + p, ps->nul - p, end);
+    if (v != NULL) {
+        *end += p;
+        return v;
+    }
+    v = json_loadb(ps->body + p, ps->nul - p, EV_JSON_FLAGS, &je);
     if (v != NULL) {
         *end = p + (size_t)je.position;
         return v;
     }
     if (json_error_code(&je) == json_error_out_of_memory) {
         *rc = DP_ERR_NOMEM;
+        return NULL;
+    }
+    if (ps->nul < ps->len && p + (size_t)je.position >= ps->nul) {
+        snprintf(msg, EV_SYNTAX_MAX, "invalid JSON: NUL byte");
+        *at = ps->nul;
         return NULL;
     }
     syntax_message(&je, msg, EV_SYNTAX_MAX);
@@ -342,9 +368,15 @@ ev_parse_body(const char *body, size_t len, const struct ev_type *type, struct e
         .next_index = 0,
         .line = 1,
         .line_start = 0,
+        .nul = len,
     };
+    const char *z = memchr(body, '\0', len);
     size_t p = 0;
     int rc = 0;
+
+    if (z != NULL) {
+        ps.nul = (size_t)(z - body);
+    }
 
     /* Some clients (PowerShell, Notepad) start a body with a UTF-8 byte order mark. */
     if (len >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0) {
@@ -389,6 +421,19 @@ ev_batch_free(struct ev_batch *b)
     b->n_valid = 0;
 }
 
+static bool
+only_ws(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
 int
 ev_encode(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *out,
           char err[EV_ERR_MAX])
@@ -397,9 +442,21 @@ ev_encode(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *ou
     json_error_t je;
     json_t *obj = NULL;
     const json_t *name;
+    size_t used = 0;
     int rc;
 
-    obj = json_loadb(ev->json, ev->json_len, JSON_REJECT_DUPLICATES, &je);
+    if (memchr(ev->json, '\0', ev->json_len) != NULL) {
+        rc = ev_errf(err, "stored event does not parse: invalid JSON: NUL byte");
+        goto out;
+    }
+    obj = ev_json_fast(ev->json, ev->json_len, &used);
+    if (obj != NULL && !only_ws(ev->json + used, ev->json_len - used)) {
+        json_decref(obj);
+        obj = NULL;
+    }
+    if (obj == NULL) {
+        obj = json_loadb(ev->json, ev->json_len, JSON_REJECT_DUPLICATES, &je);
+    }
     if (obj == NULL) {
         if (json_error_code(&je) == json_error_out_of_memory) {
             return DP_ERR_NOMEM;

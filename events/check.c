@@ -74,8 +74,8 @@ ev_type_err(char err[EV_ERR_MAX], const char *name, const char *want, const json
  * the bytes there are not one: overlong forms, surrogates and code points
  * above U+10FFFF are invalid.
  */
-static size_t
-utf8_char_len(const unsigned char *s, size_t n)
+size_t
+ev_utf8_len(const unsigned char *s, size_t n)
 {
     size_t len;
     size_t i;
@@ -133,7 +133,7 @@ copy_printable(char *dst, size_t cap, const char *s, size_t n, bool quote, size_
         dst[w++] = '"';
     }
     while (i < n && i < max_in) {
-        size_t len = utf8_char_len(u + i, n - i);
+        size_t len = ev_utf8_len(u + i, n - i);
         char tmp[8];
         size_t tlen;
 

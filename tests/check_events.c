@@ -12,6 +12,7 @@
 
 #include "etc/err.h"
 #include "events/events.h"
+#include "events/internal.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -743,7 +744,9 @@ START_TEST(test_body_big_data_sample)
     mean_col = column(out.data, 3);
     ck_assert_str_eq(n_col, "1000000");
     ck_assert_double_eq_tol(strtod(mean_col, NULL), sum / (double)count, 1e-6);
-    ck_assert_str_eq(column(out.data, 1), "2024-05-01 10:00:00.500000+00");
+    free(n_col);
+    n_col = column(out.data, 1);
+    ck_assert_str_eq(n_col, "2024-05-01 10:00:00.500000+00");
     free(n_col);
     free(mean_col);
     ev_buf_free(&out);
@@ -1092,16 +1095,54 @@ END_TEST
 static const struct {
     const char *body;
     size_t len;                 /* 0: strlen */
-    size_t n;
+    size_t n;                   /* items with the URL type product */
     size_t n_valid;
 } regressions[] = {
     /* Error text quoting raw bytes must stay valid UTF-8 for the JSON answer. */
     { "{\"\xff\xfe\": 1}", 0, 1, 0 },
-    /* A NUL byte in the body. */
-    { "{\"id\": 1}\0{\"id\": 2}", 19, 2, 1 },
+    /* A NUL byte in the body: its own malformed event, parsing goes on at the next line. */
+    { "{\"id\": 1}\0{\"id\": 2}\n{\"id\": 3}", 29, 3, 2 },
+    /*
+     * Fuzzer: jansson's buffer reader skips a NUL byte without counting it,
+     * so "{... 7\0}" parsed as a whole object whose raw bytes lacked the '}':
+     * accepted, then impossible to encode.
+     */
+    { "{\"event_name\": \"crash_repooduct\", \"id\":\x0a" "3 }{ \"\\u0000\"\x86 rt\","
+      "\"u{\"e0Z\", \"a\"}\x0a{\"et_name\": \"product\", \"id\":\x0a" "7 }{ \"\\u0000"
+      "\", \"b\":]}\x0a" "age\": \"a\"e0Z\", \"a\"}\x0a{\"et_name\": \"product\", \"id"
+      "\":\x0a" "7\x00}{ \"\\u0000\"ple\", ta\":\xa0[1]}\x0a",
+      203, 6, 1 },
     /* Deep nesting is refused by the parser, not by the stack. */
     { "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 0, 1, 0 },
 };
+
+/* Whatever the URL type: every accepted event encodes, every error is valid UTF-8. */
+static void
+check_batch_invariants(const char *body, size_t len, const struct ev_type *t)
+{
+    struct ev_batch b = { 0 };
+    size_t i;
+
+    ck_assert_int_eq(ev_parse_body(body, len, t, &b), 0);
+    for (i = 0; i < b.n; i++) {
+        const struct ev_item *it = &b.items[i];
+
+        if (it->error != NULL) {
+            json_t *s = json_string(it->error);
+
+            ck_assert_msg(s != NULL, "error is not UTF-8: %s", it->error);
+            json_decref(s);
+        } else {
+            struct ev_stored ev = { .json = it->raw, .json_len = it->raw_len };
+            struct ev_buf out = { 0 };
+            char err[EV_ERR_MAX] = "";
+
+            ck_assert_msg(ev_encode(it->type, &ev, &out, err) == 0, "item %zu: %s", i, err);
+            ev_buf_free(&out);
+        }
+    }
+    ev_batch_free(&b);
+}
 
 START_TEST(test_regressions)
 {
@@ -1113,15 +1154,109 @@ START_TEST(test_regressions)
     ck_assert_int_eq(ev_parse_body(regressions[_i].body, len, t, &b), 0);
     ck_assert_uint_eq(b.n, regressions[_i].n);
     ck_assert_uint_eq(b.n_valid, regressions[_i].n_valid);
-    for (i = 0; i < b.n; i++) {
-        if (b.items[i].error != NULL) {
-            json_t *s = json_string(b.items[i].error);
-
-            ck_assert_msg(s != NULL, "error is not UTF-8: %s", b.items[i].error);
-            json_decref(s);
-        }
-    }
     ev_batch_free(&b);
+    check_batch_invariants(regressions[_i].body, len, NULL);
+    for (i = 0; i < ev_registry_len; i++) {
+        check_batch_invariants(regressions[_i].body, len, ev_registry[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_nul_byte)
+{
+    const char body[] = "{\"id\": 7\0}\n{\"id\": 8}";
+    struct ev_batch b = { 0 };
+    struct ev_stored ev = { .json = "{\"id\": 7\0}", .json_len = 10 };
+    struct ev_buf out = { 0 };
+    char err[EV_ERR_MAX];
+
+    ck_assert_int_eq(ev_parse_body(body, sizeof(body) - 1, ev_lookup("product", 7), &b), 0);
+    ck_assert_uint_eq(b.n, 2);
+    ck_assert_str_eq(b.items[0].error, "line 1 column 9: invalid JSON: NUL byte");
+    ck_assert_uint_eq(b.items[0].raw_len, 10);
+    ck_assert_ptr_null(b.items[1].error);
+    ck_assert_uint_eq(b.items[1].index, 1);
+    ev_batch_free(&b);
+    ck_assert_int_eq(ev_encode(ev_lookup("product", 7), &ev, &out, err), DP_ERR_INVALID);
+    ck_assert_str_eq(err, "stored event does not parse: invalid JSON: NUL byte");
+    ck_assert_uint_eq(out.len, 0);
+}
+END_TEST
+
+/*
+ * The fast JSON reader against jansson: when it accepts, jansson accepts the
+ * same value ending at the same byte; where it must give up, it does.
+ */
+static const struct {
+    const char *text;
+    bool fast;                  /* the fast reader handles it */
+} fast_cases[] = {
+    { "{\"a\": [1, -2, 3.5e2, true, false, null, \"x\"], \"b\": {}}", true },
+    { "  {\"k\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}  ", true },
+    { "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", true },
+    { "-0", true },
+    { "0", true },
+    { "-9223372036854775808", true },
+    { "9223372036854775807", true },
+    { "9223372036854775808", false },
+    { "-9223372036854775809", false },
+    { "1e400", false },
+    { "1e-400", true },
+    { "0.1", true },
+    { "123abc", true },
+    { "[1]x", true },
+    { "true", true },
+    { "truex", false },
+    { "true\xff", false },
+    { "1\xff", false },
+    { "1\xc3", false },
+    { "01", false },
+    { "1.", false },
+    { ".5", false },
+    { "-", false },
+    { "1e", false },
+    { "1e+", false },
+    { "[1,]", false },
+    { "{,}", false },
+    { "{\"a\":1,}", false },
+    { "{\"a\":1,\"a\":2}", false },
+    { "{\"a\" 1}", false },
+    { "\"\\u0000\"", false },
+    { "{\"\\u0000\": 1}", false },
+    { "\"\\ud83d\"", false },
+    { "\"\\ude00\"", false },
+    { "\"\\ud83d\\u0041\"", false },
+    { "\"\\u12\"", false },
+    { "\"\\x\"", false },
+    { "\"\xed\xa0\x80\"", false },
+    { "\"\xf4\x90\x80\x80\"", false },
+    { "\"\xc0\xaf\"", false },
+    { "\"tab\there\"", false },
+    { "\"unterminated", false },
+    { "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", false },
+    { "", false },
+    { "nul", false },
+};
+
+START_TEST(test_fast_json)
+{
+    const char *text = fast_cases[_i].text;
+    size_t n = strlen(text);
+    size_t end = 0;
+    json_error_t je;
+    json_t *fast = ev_json_fast(text, n, &end);
+    json_t *ref = json_loadb(text, n, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK |
+                                          JSON_REJECT_DUPLICATES, &je);
+
+    ck_assert_msg((fast != NULL) == fast_cases[_i].fast, "%s: fast reader %s", text,
+                  fast ? "accepted" : "gave up");
+    if (fast != NULL) {
+        ck_assert_msg(ref != NULL, "%s: jansson rejects: %s", text, je.text);
+        ck_assert(json_equal(fast, ref));
+        ck_assert_uint_eq(end, (size_t)je.position);
+    }
+    json_decref(fast);
+    json_decref(ref);
 }
 END_TEST
 
@@ -1172,12 +1307,17 @@ events_suite(void)
     tcase_add_test(tc, test_uuid);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("fast_json");
+    tcase_add_loop_test(tc, test_fast_json, 0, N_ELEMS(fast_cases));
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("registry");
     tcase_add_test(tc, test_registry_walk);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("regressions");
     tcase_add_loop_test(tc, test_regressions, 0, N_ELEMS(regressions));
+    tcase_add_test(tc, test_nul_byte);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,147 @@
+/*
+ * fuzz_events.c - libFuzzer target over events/: a body is split and
+ * validated with and without a URL type, and every accepted event must encode
+ * to exactly one well-formed COPY row; the fast JSON reader must agree with
+ * jansson whenever it accepts. Aborts on any broken invariant.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "events/events.h"
+#include "events/internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static size_t
+count_char(const char *s, size_t n, char c)
+{
+    size_t k = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        k += s[i] == c;
+    }
+    return k;
+}
+
+/* Every accepted event encodes; rows have one line and the declared column count. */
+static void
+check_encode(const struct ev_item *it)
+{
+    struct ev_stored ev = {
+        .json = it->raw,
+        .json_len = it->raw_len,
+        .received_us = INT64_C(1700000000123456),
+        .now_us = INT64_C(1700000001000000),
+        .seq = 1,
+    };
+    struct ev_buf out = { 0 };
+    char err[EV_ERR_MAX];
+    int rc;
+
+    rc = ev_encode(it->type, &ev, &out, err);
+    if (rc != 0) {
+        abort();
+    }
+    if (out.len == 0 || out.data[out.len - 1] != '\n' ||
+        count_char(out.data, out.len, '\n') != 1 ||
+        count_char(out.data, out.len, '\t') != count_char(it->type->copy_columns,
+                                                           strlen(it->type->copy_columns), ',')) {
+        abort();
+    }
+    ev_buf_free(&out);
+}
+
+/* A rejected event's text goes into a JSON answer: it must be valid UTF-8. */
+static void
+check_error(const struct ev_item *it)
+{
+    json_t *s = json_string(it->error);
+
+    if (s == NULL || strlen(it->error) == 0) {
+        abort();
+    }
+    json_decref(s);
+    /*
+     * Encoding a rejected event must fail cleanly, never crash; with its own
+     * type it must fail. One other type per item keeps the target fast.
+     */
+    {
+        const struct ev_type *t = it->type ? it->type : ev_registry[it->index % ev_registry_len];
+        struct ev_stored ev = { .json = it->raw, .json_len = it->raw_len };
+        struct ev_buf out = { 0 };
+        char err[EV_ERR_MAX];
+
+        if (ev_encode(t, &ev, &out, err) == 0 && it->type == t) {
+            abort();
+        }
+        ev_buf_free(&out);
+    }
+}
+
+static void
+run(const char *body, size_t size, const struct ev_type *t)
+{
+    struct ev_batch b = { 0 };
+    size_t valid = 0;
+    size_t i;
+    int rc;
+
+    rc = ev_parse_body(body, size, t, &b);
+    if (rc != 0 && rc != DP_ERR_INVALID) {
+        abort();
+    }
+    for (i = 0; i < b.n; i++) {
+        const struct ev_item *it = &b.items[i];
+
+        if (it->index != i || it->raw < body || it->raw + it->raw_len > body + size) {
+            abort();
+        }
+        if (it->error == NULL) {
+            valid++;
+            if (it->type == NULL || (t != NULL && it->type != t)) {
+                abort();
+            }
+            check_encode(it);
+        } else {
+            check_error(it);
+        }
+    }
+    if (valid != b.n_valid) {
+        abort();
+    }
+    ev_batch_free(&b);
+}
+
+/* Differential: what the fast reader accepts, jansson accepts equal, ending at the same byte. */
+static void
+check_fast(const char *s, size_t size)
+{
+    const char *nul = memchr(s, '\0', size);
+    size_t n = nul ? (size_t)(nul - s) : size;
+    size_t end = 0;
+    json_error_t je;
+    json_t *fast = ev_json_fast(s, n, &end);
+    json_t *ref;
+
+    if (fast == NULL) {
+        return;
+    }
+    ref = json_loadb(s, n, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &je);
+    if (ref == NULL || !json_equal(fast, ref) || (size_t)je.position != end) {
+        abort();
+    }
+    json_decref(ref);
+    json_decref(fast);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    check_fast((const char *)data, size);
+    run((const char *)data, size, NULL);
+    run((const char *)data, size, ev_registry[size % ev_registry_len]);
+    return 0;
+}
