@@ -185,6 +185,9 @@ ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_field
     const char *key;
     size_t i;
 
+    if (n_fields > sizeof(found) / sizeof(found[0])) {
+        return ev_errf(err, "internal error: field table too large");
+    }
     /* Unknown keys first: a misspelt field is reported as such, not as "missing". */
     for (void *it = json_object_iter((json_t *)obj); it != NULL;
          it = json_object_iter_next((json_t *)obj, it)) {

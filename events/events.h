@@ -54,14 +54,20 @@ struct ev_type {
     const char *name;           /* event type name, as in URLs and event_name */
     const char *table;          /* PostgreSQL table */
     const char *ddl;            /* CREATE TABLE IF NOT EXISTS ... (one statement) */
-    const char *copy_columns;   /* column list for COPY, "(a, b, c)" */
+    const char *copy_columns;   /* column list for COPY, "(a, b, c)"; of <table>_stage if upsert */
     enum ev_load load;
-    /* EV_LOAD_UPSERT only: the rest of the statement after COPY into
-     * a staging table "<table>_stage" created LIKE-compatible from stage_ddl. */
-    const char *stage_ddl;      /* CREATE TEMP TABLE ... ON COMMIT DROP, or NULL */
-    const char *upsert_sql;     /* INSERT ... SELECT ... FROM stage ON CONFLICT ..., or NULL */
+    /*
+     * EV_LOAD_UPSERT only. In one transaction: run stage_ddl (creates the
+     * temp table "<table>_stage" if missing), COPY the rows into it with
+     * copy_columns, then run upsert_sql, which empties the stage as it reads
+     * it - so the three may run again in the same transaction (savepoints).
+     */
+    const char *stage_ddl;      /* CREATE TEMP TABLE IF NOT EXISTS ... ON COMMIT DROP, or NULL */
+    const char *upsert_sql;     /* WITH s AS (DELETE FROM stage ...) INSERT ..., or NULL */
     enum ev_id_kind id_kind;
-    const char *get_sql;        /* one parameter $1 (the id as text); returns one json text column */
+    /* One parameter $1 (the id as text; for EV_ID_UUID check it with ev_uuid_parse first),
+     * zero or one row of one json text column. Timestamps follow the session TimeZone. */
+    const char *get_sql;
     /*
      * validate - check one event object (event_name already checked by the
      * dispatcher). Pure. Returns 0, or DP_ERR_INVALID with a message such as
@@ -107,10 +113,20 @@ struct ev_batch {
  * events and validate each.
  *   type: the type from the URL (POST /v1/events/{type}), or NULL when each
  *   event names its type in "event_name".
+ * A body is JSON values separated by optional whitespace (an optional UTF-8
+ * byte order mark first): an object is one event, an array's elements are
+ * events ("[]" gives none). Items are numbered in body order from 0.
+ * A value that does not parse is one rejected item, type NULL, error
+ * "line L column C: <problem>" (C counts characters), its raw bytes running
+ * to the end of the line where parsing failed; parsing resumes on the next
+ * line. A broken array is one such item, whatever elements it held.
+ * Other rejected items carry "field: problem" texts, and their type when it
+ * is known (the URL's, or a valid event_name). Every error is valid UTF-8,
+ * with client bytes escaped, so it can go into a JSON answer as it is.
  * The batch holds views into body: body must outlive it.
  * Returns 0 (the batch may still hold invalid events: see n_valid),
  * DP_ERR_INVALID (the body holds no JSON value at all: empty or whitespace;
- * the batch is empty), DP_ERR_NOMEM.
+ * the batch is empty), DP_ERR_NOMEM (the batch may be partly filled: free it).
  */
 int ev_parse_body(const char *body, size_t len, const struct ev_type *type,
                   struct ev_batch *out);

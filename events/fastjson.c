@@ -319,100 +319,120 @@ fast_word(struct fast *f)
     return NULL;
 }
 
-static json_t *
-fast_object(struct fast *f, int depth)
+/* Skip whitespace, then the separator: true after ',' (more follows), false after close. */
+static int
+fast_next(struct fast *f, char close)
 {
-    json_t *obj = json_object();
+    fast_ws(f);
+    if (f->p < f->n && f->s[f->p] == ',') {
+        f->p++;
+        fast_ws(f);
+        return 1;
+    }
+    if (f->p < f->n && f->s[f->p] == close) {
+        f->p++;
+        return 0;
+    }
+    return -1;
+}
+
+/* One "key": value member into obj; false on anything jansson must judge. */
+static bool
+fast_member(struct fast *f, json_t *obj, int depth)
+{
     json_t *v = NULL;
     char *heap = NULL;
     const char *key;
     size_t key_len;
+    bool ok = false;
+
+    if (f->p >= f->n || f->s[f->p] != '"' || !fast_string(f, &heap, &key, &key_len)) {
+        goto out;
+    }
+    fast_ws(f);
+    if (f->p >= f->n || f->s[f->p] != ':') {
+        goto out;
+    }
+    f->p++;
+    fast_ws(f);
+    v = fast_value(f, depth + 1);
+    /* A duplicate key is an error for us (REJECT_DUPLICATES): jansson words it. */
+    if (v == NULL || json_object_getn(obj, key, key_len) != NULL) {
+        goto out;
+    }
+    /* The value is stolen, also on failure. */
+    ok = json_object_setn_new_nocheck(obj, key, key_len, v) == 0;
+    v = NULL;
+out:
+    json_decref(v);
+    free(heap);
+    return ok;
+}
+
+static json_t *
+fast_object(struct fast *f, int depth)
+{
+    json_t *obj = json_object();
+    json_t *result = NULL;
+    int more;
 
     if (obj == NULL) {
-        return NULL;
+        goto out;
     }
     f->p++;
     fast_ws(f);
     if (f->p < f->n && f->s[f->p] == '}') {
         f->p++;
-        return obj;
+    } else {
+        do {
+            if (!fast_member(f, obj, depth)) {
+                goto out;
+            }
+            more = fast_next(f, '}');
+        } while (more > 0);
+        if (more < 0) {
+            goto out;
+        }
     }
-    for (;;) {
-        if (f->p >= f->n || f->s[f->p] != '"' || !fast_string(f, &heap, &key, &key_len)) {
-            goto fail;
-        }
-        fast_ws(f);
-        if (f->p >= f->n || f->s[f->p] != ':') {
-            goto fail;
-        }
-        f->p++;
-        fast_ws(f);
-        v = fast_value(f, depth + 1);
-        /* A duplicate key is an error for us (REJECT_DUPLICATES): jansson words it. */
-        if (v == NULL || json_object_getn(obj, key, key_len) != NULL) {
-            goto fail;
-        }
-        if (json_object_setn_new_nocheck(obj, key, key_len, v) != 0) {
-            v = NULL;
-            goto fail;
-        }
-        v = NULL;
-        free(heap);
-        heap = NULL;
-        fast_ws(f);
-        if (f->p < f->n && f->s[f->p] == ',') {
-            f->p++;
-            fast_ws(f);
-            continue;
-        }
-        if (f->p < f->n && f->s[f->p] == '}') {
-            f->p++;
-            return obj;
-        }
-        goto fail;
-    }
-fail:
-    json_decref(v);
-    free(heap);
+    result = obj;
+    obj = NULL;
+out:
     json_decref(obj);
-    return NULL;
+    return result;
 }
 
 static json_t *
 fast_array(struct fast *f, int depth)
 {
     json_t *arr = json_array();
-    json_t *v;
+    json_t *result = NULL;
+    int more;
 
     if (arr == NULL) {
-        return NULL;
+        goto out;
     }
     f->p++;
     fast_ws(f);
     if (f->p < f->n && f->s[f->p] == ']') {
         f->p++;
-        return arr;
+    } else {
+        do {
+            json_t *v = fast_value(f, depth + 1);
+
+            if (v == NULL || json_array_append_new(arr, v) != 0) {
+                goto out;
+            }
+            more = fast_next(f, ']');
+        } while (more > 0);
+        if (more < 0) {
+            goto out;
+        }
     }
-    for (;;) {
-        v = fast_value(f, depth + 1);
-        if (v == NULL || json_array_append_new(arr, v) != 0) {
-            goto fail;
-        }
-        fast_ws(f);
-        if (f->p < f->n && f->s[f->p] == ',') {
-            f->p++;
-            fast_ws(f);
-            continue;
-        }
-        if (f->p < f->n && f->s[f->p] == ']') {
-            f->p++;
-            return arr;
-        }
-        goto fail;
-    }
-fail:
+    result = arr;
+    arr = NULL;
+out:
     json_decref(arr);
-    return NULL;
+    return result;
 }
 
 static json_t *
