@@ -400,6 +400,12 @@ ev_row_f64(struct ev_row *r, double v)
     /* 17 significant digits read back to the same double in float8. */
     if (row_next(r)) {
         n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+        /* Under a locale with a decimal comma (a caller's setlocale), PostgreSQL still wants a dot. */
+        for (char *c = tmp; *c != '\0'; c++) {
+            if (*c == ',') {
+                *c = '.';
+            }
+        }
         r->rc = ev_buf_put(r->b, tmp, (size_t)n);
     }
 }
