@@ -400,7 +400,7 @@ ev_row_f64(struct ev_row *r, double v)
     /* 17 significant digits read back to the same double in float8. */
     if (row_next(r)) {
         n = snprintf(tmp, sizeof(tmp), "%.17g", v);
-        /* Under a locale with a decimal comma (a caller's setlocale), PostgreSQL still wants a dot. */
+        /* A caller's setlocale may make the decimal point a comma: PostgreSQL wants a dot. */
         for (char *c = tmp; *c != '\0'; c++) {
             if (*c == ',') {
                 *c = '.';
