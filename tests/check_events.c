@@ -72,6 +72,9 @@ static const struct sample samples[] = {
       "{\"event_name\": 7, \"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
       "event_name: expected string, got integer" },
     { "crash_report", "[1]", "event: expected object, got integer" },
+    { "crash_report", "{\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\": 1}",
+      "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...: unknown field" },
+    { "crash_report", "{\"a\\u0001\\\"b\": 1}", "a\\x01\"b: unknown field" },
 
     /* ad_event: valid */
     { "ad_event",
