@@ -49,7 +49,7 @@ struct queue_event {
 
 struct queue_stats {
     uint64_t events;           /* events queued (mdb_stat entries) */
-    uint64_t bytes;            /* bytes used in the map (pages in use x page size) */
+    uint64_t bytes;            /* pages of the queue's databases x page size */
     uint64_t capacity_bytes;   /* map size: queue.max_bytes */
     uint64_t first_seq;        /* oldest queued sequence number, 0 when empty */
     uint64_t next_seq;         /* the number the next append gets */
@@ -57,10 +57,13 @@ struct queue_stats {
 };
 
 /*
- * queue_open - open (creating if missing, mode 0700) the LMDB environment
- * in directory path. Runs mdb_reader_check to clear stale reader slots.
+ * queue_open - open (creating it and missing parents, mode 0700) the LMDB
+ * environment in directory path. Runs mdb_reader_check to clear stale reader
+ * slots. Both daemons must open it with the same max_bytes.
  *   out: receives the queue; free with queue_close().
- *   max_bytes: LMDB map size; appends past it fail with DP_ERR_FULL.
+ *   max_bytes: LMDB map size, at least 256 KiB; appends fail with DP_ERR_FULL
+ *     once the events fill all but a reserve of 1/64 of it (at least 32
+ *     pages), kept so that deletes, which need fresh pages too, always run.
  *   sync: fsync at every commit (false: faster, a power cut may lose events).
  * Returns 0, DP_ERR_NOMEM, DP_ERR_INVALID (path unusable, map too small),
  * DP_ERR_IO (any other LMDB or system error; logged with LMDB's text).
@@ -87,7 +90,8 @@ void queue_uuid7(uint8_t out[16]);
  * Thread-safe.
  * Returns 0 (all stored and durable), DP_ERR_FULL (map full or disk full:
  * none stored; retry after the loader frees space), DP_ERR_INVALID (n == 0,
- * a type or record too large), DP_ERR_IO (other write error: none stored),
+ * a type empty or longer than QUEUE_TYPE_MAX, a record larger than half the
+ * map), DP_ERR_IO (other write error: none stored),
  * DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.
  */
 int queue_append(struct queue *q, struct queue_event *evs, size_t n);
@@ -130,27 +134,31 @@ struct queue_meta_op {
  * queue_delete_range - delete every event with first <= seq <= last, and apply
  * the n metadata changes, in one write transaction. Events already gone are
  * not an error (recovery may delete twice). Thread-safe.
- * Returns 0, DP_ERR_INVALID (first > last), DP_ERR_FULL, DP_ERR_IO.
+ * Returns 0, DP_ERR_INVALID (first > last, or a bad op: nothing changed),
+ * DP_ERR_FULL, DP_ERR_IO.
  */
 int queue_delete_range(struct queue *q, uint64_t first, uint64_t last,
                        const struct queue_meta_op *ops, size_t n);
 
 /*
  * queue_meta_apply - apply n metadata changes in one write transaction.
- * Returns 0, DP_ERR_FULL, DP_ERR_IO.
+ * Returns 0, DP_ERR_INVALID (a name empty or too long, ADD to a string, STR
+ * with a NULL str: nothing changed), DP_ERR_FULL, DP_ERR_IO.
  */
 int queue_meta_apply(struct queue *q, const struct queue_meta_op *ops, size_t n);
 
 /*
  * queue_meta_get - read an int64 counter. Missing: *out = 0 and
- * DP_ERR_NOTFOUND. Returns 0, DP_ERR_NOTFOUND, DP_ERR_IO.
+ * DP_ERR_NOTFOUND. Returns 0, DP_ERR_NOTFOUND, DP_ERR_INVALID (bad name, or
+ * the value is a string), DP_ERR_IO.
  */
 int queue_meta_get(struct queue *q, const char *name, int64_t *out);
 
 /*
  * queue_meta_get_str - copy a string value into buf (NUL-terminated, cut to
  * len - 1). Missing: buf = "" and DP_ERR_NOTFOUND.
- * Returns 0, DP_ERR_NOTFOUND, DP_ERR_IO.
+ * Returns 0, DP_ERR_NOTFOUND, DP_ERR_INVALID (len == 0, bad name, or the value
+ * is a counter), DP_ERR_IO.
  */
 int queue_meta_get_str(struct queue *q, const char *name, char *buf, size_t len);
 
