@@ -1,9 +1,9 @@
 /*
- * main.c - datapipe-loader entry point: configuration, then the loader.
+ * main.c - datapipe-loader's entry point: the command line and the configuration, then the
+ * daemon (loader/daemon.c). Nothing else belongs here: the tests link every other file.
  */
 #include "etc/config.h"
-
-#include <stdio.h>
+#include "loader/loader.h"
 
 static const char usage[] =
     "Usage: datapipe-loader [-c FILE] [--once] [--check-config] [--help] [--version]\n"
@@ -11,7 +11,9 @@ static const char usage[] =
     "  -c, --config FILE  read FILE after /etc/datapipe.json and $DATAPIPE_CNF\n"
     "  --once             drain the queue completely, then exit\n"
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
-    "  --help, --version\n";
+    "  --help, --version\n"
+    "Signals: TERM/INT stop after the batches in flight, HUP reloads the schedule and log\n"
+    "settings, USR1 starts a run now.\n";
 
 int
 main(int argc, char **argv)
@@ -23,7 +25,7 @@ main(int argc, char **argv)
     if (rc >= 0) {
         return rc;
     }
-    fprintf(stderr, "datapipe-loader: the loader is not built yet (issue 6)\n");
+    rc = ldr_daemon(&cli, cfg, NULL);
     dp_config_destroy(cfg);
-    return 1;
+    return rc;
 }

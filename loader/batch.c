@@ -1,0 +1,547 @@
+/*
+ * batch.c - one batch of queue events: encoded into COPY rows per type, then loaded in one
+ * transaction that also records it in loader_batches. Bad rows are isolated by halving and
+ * filed into dead_letter; the rest still loads. A failure that is not the rows' fault is
+ * never turned into a dead letter: the attempt fails as a whole and is retried.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "etc/err.h"
+#include "etc/log.h"
+#include "loader/internal.h"
+
+#define LDR_DEAD_COLUMNS "(queue_id, event_type, stage, error, raw, received_at)"
+#define LDR_STAGE_SUFFIX "_stage"
+
+/* One dead_letter row's fields (views; any may be unterminated). */
+struct ldr_dead {
+    const char *type;
+    size_t type_len;                    /* 0: unknown, stored as NULL */
+    const char *stage;                  /* "ingest" or "load" */
+    const char *error;
+    size_t error_len;
+    const char *raw;
+    size_t raw_len;
+    int64_t received_us;
+};
+
+/* Length of the valid UTF-8 character at s (n > 0 bytes left), 0 if invalid or NUL. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned int c = s[0];
+    uint32_t cp;
+    uint32_t min;
+    size_t len;
+
+    if (c == 0) {
+        return 0;
+    }
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3, cp = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len) {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return len;
+}
+
+int
+ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n)
+{
+    size_t i = 0;
+    size_t run = 0;                     /* start of the pending run of good bytes */
+    char hex[8];
+    int rc = 0;
+
+    while (i < n && rc == 0) {
+        size_t len = utf8_len((const unsigned char *)s + i, n - i);
+
+        if (len > 0) {
+            i += len;
+            continue;
+        }
+        rc = ev_buf_put_copy_text(b, s + run, i - run);
+        snprintf(hex, sizeof(hex), "\\x%02x", (unsigned int)(unsigned char)s[i]);
+        if (rc == 0) {
+            rc = ev_buf_put_copy_text(b, hex, 4);
+        }
+        run = ++i;
+    }
+    if (rc == 0) {
+        rc = ev_buf_put_copy_text(b, s + run, n - run);
+    }
+    return rc;
+}
+
+/* Append one dead_letter row; on failure nothing is appended. */
+static int
+batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
+{
+    size_t start = b->dead.len;
+    int rc;
+
+    rc = ldr_put_clean_text(&b->dead, b->queue_id, strlen(b->queue_id));
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = d->type_len > 0 ? ldr_put_clean_text(&b->dead, d->type, d->type_len)
+                             : ev_buf_put(&b->dead, "\\N", 2);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, d->stage, strlen(d->stage));
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = ldr_put_clean_text(&b->dead, d->error, d->error_len);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put_copy_bytea(&b->dead, d->raw, d->raw_len);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put_timestamp(&b->dead, d->received_us);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\n", 1);
+    }
+    if (rc != 0) {
+        b->dead.len = start;
+    }
+    return rc;
+}
+
+int
+ldr_batch_init(struct ldr_batch *b, struct queue *q, const char *queue_id)
+{
+    memset(b, 0, sizeof(*b));
+    b->q = q;
+    b->queue_id = queue_id;
+    b->groups = calloc(ev_registry_len, sizeof(*b->groups));
+    if (b->groups == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        b->groups[i].type = ev_registry[i];
+        snprintf(b->groups[i].meta_name, sizeof(b->groups[i].meta_name), "%s%s",
+                 LDR_META_LOADED_PREFIX, ev_registry[i]->name);
+    }
+    return 0;
+}
+
+void
+ldr_batch_free(struct ldr_batch *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    for (size_t i = 0; b->groups != NULL && i < ev_registry_len; i++) {
+        ev_buf_free(&b->groups[i].rows);
+        free(b->groups[i].ends);
+        free(b->groups[i].seqs);
+    }
+    free(b->groups);
+    ev_buf_free(&b->dead);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Record that row n of g ends at g->rows.len and holds event seq. */
+static int
+group_push(struct ldr_group *g, uint64_t seq)
+{
+    if (g->n == g->cap) {
+        size_t cap = g->cap != 0 ? g->cap * 2 : 1024;
+        size_t *ends = realloc(g->ends, cap * sizeof(*ends));
+        uint64_t *seqs;
+
+        if (ends == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        g->ends = ends;
+        seqs = realloc(g->seqs, cap * sizeof(*seqs));
+        if (seqs == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        g->seqs = seqs;
+        g->cap = cap;
+    }
+    g->ends[g->n] = g->rows.len;
+    g->seqs[g->n] = seq;
+    g->n++;
+    return 0;
+}
+
+static struct ldr_group *
+batch_group(struct ldr_batch *b, const struct ev_type *t)
+{
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        if (b->groups[i].type == t) {
+            return &b->groups[i];
+        }
+    }
+    return NULL;
+}
+
+/* Encode one event of a valid type; an encoder refusal becomes a dead letter. */
+static int
+batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, const struct queue_event *ev)
+{
+    struct ldr_group *g = batch_group(b, t);
+    struct ev_stored st = {
+        .json = ev->json,
+        .json_len = ev->json_len,
+        .received_us = ev->received_us,
+        .now_us = b->now_us,
+        .seq = ev->seq,
+    };
+    char err[EV_ERR_MAX] = "";
+    size_t before = g->rows.len;
+    int rc;
+
+    memcpy(st.uuid, ev->uuid, sizeof(st.uuid));
+    rc = ev_encode(t, &st, &g->rows, err);
+    if (rc == 0) {
+        return group_push(g, ev->seq);
+    }
+    g->rows.len = before;
+    if (rc != DP_ERR_INVALID) {
+        return rc;
+    }
+    struct ldr_dead d = {
+        .type = ev->type, .type_len = ev->type_len, .stage = "load",
+        .error = err, .error_len = strlen(err),
+        .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
+    };
+    b->dead_encode++;
+    return batch_dead_row(b, &d);
+}
+
+/* queue_read callback of ldr_batch_build. */
+static int
+batch_encode_one(void *arg, const struct queue_event *ev)
+{
+    static const char unknown[] = "unknown event type";
+    struct ldr_batch *b = arg;
+    const struct ev_type *t;
+    struct ldr_dead d = {
+        .type = ev->type, .type_len = ev->type_len, .stage = "load",
+        .error = unknown, .error_len = sizeof(unknown) - 1,
+        .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
+    };
+
+    if (ev->seq > b->last) {
+        return DP_ERR_IO;
+    }
+    b->events++;
+    if ((ev->flags & QUEUE_F_REJECTED) != 0) {
+        d.stage = "ingest";
+        d.error = ev->error != NULL ? ev->error : "";
+        d.error_len = ev->error != NULL ? ev->error_len : 0;
+        b->dead_ingest++;
+        return batch_dead_row(b, &d);
+    }
+    t = ev_lookup(ev->type, ev->type_len);
+    if (t == NULL) {
+        b->dead_encode++;
+        return batch_dead_row(b, &d);
+    }
+    return batch_encode_valid(b, t, ev);
+}
+
+int
+ldr_batch_build(struct ldr_batch *b, uint64_t first, uint64_t last, size_t n)
+{
+    struct timespec ts;
+    uint64_t seen_last = 0;
+    size_t seen = 0;
+    int rc;
+
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        b->groups[i].rows.len = 0;
+        b->groups[i].n = 0;
+        b->groups[i].bad = 0;
+    }
+    b->dead.len = 0;
+    b->dead_encoded = 0;
+    b->dead_ingest = b->dead_encode = b->dead_load = 0;
+    b->events = 0;
+    b->first = first;
+    b->last = last;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    b->now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    rc = queue_read(b->q, first, n, 0, batch_encode_one, b, &seen_last, &seen);
+    if (rc == 0 && (seen != n || seen_last != last)) {
+        dp_error("queue range changed while the loader held it", "first=%llu last=%llu "
+                 "events=%zu seen=%zu seen_last=%llu", (unsigned long long)first,
+                 (unsigned long long)last, n, seen, (unsigned long long)seen_last);
+        rc = DP_ERR_IO;
+    }
+    b->dead_encoded = b->dead.len;
+    return rc;
+}
+
+/* ---- loading ------------------------------------------------------------------------ */
+
+/* A test's fault hook at point p, or 0. */
+static int
+batch_fault(const struct ldr_fault_ops *fault, enum ldr_fault_point p, const struct ldr_batch *b)
+{
+    if (fault == NULL || fault->hook == NULL) {
+        return 0;
+    }
+    return fault->hook(fault->arg, p, b->first, b->last);
+}
+
+/* Outside the rows' COPY a data error is still not the rows' fault: retry it. */
+static int
+batch_not_data(int rc)
+{
+    return rc == DP_ERR_DATA ? DP_ERR_RETRY : rc;
+}
+
+/* queue_read callback: file the one event being re-read as a dead letter of stage load. */
+struct batch_poison {
+    struct ldr_batch *b;
+    uint64_t seq;
+    const char *error;
+    bool found;
+};
+
+static int
+batch_poison_one(void *arg, const struct queue_event *ev)
+{
+    struct batch_poison *p = arg;
+    struct ldr_dead d = {
+        .type = ev->type, .type_len = ev->type_len, .stage = "load",
+        .error = p->error, .error_len = strlen(p->error),
+        .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
+    };
+    int rc;
+
+    if (ev->seq != p->seq) {
+        return 1;
+    }
+    p->found = true;
+    rc = batch_dead_row(p->b, &d);
+    return rc != 0 ? rc : 1;
+}
+
+/* Row i of g is bad on its own: dead_letter it with PostgreSQL's message. */
+static int
+batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *pg)
+{
+    char error[LDR_ERR_MAX + 32];
+    struct batch_poison p = {.b = b, .seq = g->seqs[i], .error = error};
+    int rc;
+
+    snprintf(error, sizeof(error), "%s (SQLSTATE %s)", ldr_pg_error(pg), ldr_pg_sqlstate(pg));
+    dp_warn("row refused by postgresql: filed into dead_letter", "type=%s seq=%llu error=%s",
+            g->type->name, (unsigned long long)p.seq, error);
+    rc = queue_read(b->q, p.seq, 1, 0, batch_poison_one, &p, NULL, NULL);
+    if (rc == 0 && !p.found) {
+        rc = DP_ERR_IO;
+    }
+    if (rc == 0) {
+        g->bad++;
+        b->dead_load++;
+    }
+    return rc;
+}
+
+/* One try at rows lo..hi-1 of g, under a savepoint so that a bad row costs only this try. */
+static int
+batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo, size_t hi,
+          const struct ldr_fault_ops *fault)
+{
+    char target[128];
+    size_t start = lo == 0 ? 0 : g->ends[lo - 1];
+    bool upsert = g->type->load == EV_LOAD_UPSERT;
+    int rc;
+
+    snprintf(target, sizeof(target), "%s%s", g->type->table, upsert ? LDR_STAGE_SUFFIX : "");
+    rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_rows"));
+    if (rc == 0) {
+        rc = batch_fault(fault, LDR_FAULT_COPY, b);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start,
+                     g->ends[hi - 1] - start);
+    if (rc == 0 && upsert) {
+        rc = ldr_pg_exec(pg, g->type->upsert_sql);
+    }
+    if (rc == 0) {
+        return batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_rows"));
+    }
+    if (rc == DP_ERR_DATA &&
+        ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows; RELEASE SAVEPOINT ldr_rows") != 0) {
+        rc = DP_ERR_RETRY;
+    }
+    return rc;
+}
+
+/*
+ * Load rows lo..hi-1 of g; when PostgreSQL refuses them for their data, halve until each
+ * bad row is alone, dead-letter it and load the rest.
+ */
+static int
+batch_load_rows(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo,
+                size_t hi, const struct ldr_fault_ops *fault)
+{
+    size_t mid;
+    int rc;
+
+    rc = batch_try(b, pg, g, lo, hi, fault);
+    if (rc != DP_ERR_DATA) {
+        return rc;
+    }
+    if (hi - lo == 1) {
+        return batch_poison(b, g, lo, pg);
+    }
+    dp_debug("batch refused for its data: halving", "type=%s rows=%zu error=%s", g->type->name,
+             hi - lo, ldr_pg_error(pg));
+    mid = lo + (hi - lo) / 2;
+    rc = batch_load_rows(b, pg, g, lo, mid, fault);
+    if (rc == 0) {
+        rc = batch_load_rows(b, pg, g, mid, hi, fault);
+    }
+    return rc;
+}
+
+static int
+batch_load_group(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g,
+                 const struct ldr_fault_ops *fault)
+{
+    int rc = 0;
+
+    g->bad = 0;
+    if (g->n == 0) {
+        return 0;
+    }
+    if (g->type->load == EV_LOAD_UPSERT && g->type->stage_ddl != NULL) {
+        rc = batch_not_data(ldr_pg_exec(pg, g->type->stage_ddl));
+    }
+    if (rc == 0) {
+        rc = batch_load_rows(b, pg, g, 0, g->n, fault);
+    }
+    return rc;
+}
+
+int
+ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
+               struct ldr_load_result *res)
+{
+    int rc;
+
+    res->commit_sent = false;
+    res->committed_last = 0;
+    b->dead.len = b->dead_encoded;
+    b->dead_load = 0;
+    rc = ldr_pg_batch_begin(pg, b->queue_id, b->first, b->last, b->events, &res->committed_last);
+    if (rc != 0 || res->committed_last != 0) {
+        return rc;
+    }
+    for (size_t i = 0; rc == 0 && i < ev_registry_len; i++) {
+        rc = batch_load_group(b, pg, &b->groups[i], fault);
+    }
+    if (rc == 0 && b->dead.len > 0) {
+        rc = batch_fault(fault, LDR_FAULT_COPY, b);
+        if (rc == 0) {
+            rc = batch_not_data(ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data,
+                                            b->dead.len));
+        }
+    }
+    if (rc == 0) {
+        rc = batch_fault(fault, LDR_FAULT_COMMIT, b);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    res->commit_sent = true;
+    rc = batch_not_data(ldr_pg_exec(pg, "COMMIT"));
+    if (rc == 0) {
+        rc = batch_fault(fault, LDR_FAULT_COMMITTED, b);
+    }
+    return rc;
+}
+
+size_t
+ldr_batch_loaded(const struct ldr_batch *b)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        n += b->groups[i].n - b->groups[i].bad;
+    }
+    return n;
+}
+
+size_t
+ldr_batch_dead(const struct ldr_batch *b)
+{
+    return b->dead_ingest + b->dead_encode + b->dead_load;
+}
+
+size_t
+ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *ops)
+{
+    size_t n = 0;
+    size_t dead_load = b->dead_encode + b->dead_load;
+
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        const struct ldr_group *g = &b->groups[i];
+
+        if (g->n > g->bad) {
+            ops[n++] = (struct queue_meta_op){g->meta_name, QUEUE_META_ADD,
+                                              (int64_t)(g->n - g->bad), NULL};
+        }
+    }
+    if (ldr_batch_dead(b) > 0) {
+        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_LETTERS, QUEUE_META_ADD,
+                                          (int64_t)ldr_batch_dead(b), NULL};
+    }
+    if (b->dead_ingest > 0) {
+        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_INGEST, QUEUE_META_ADD,
+                                          (int64_t)b->dead_ingest, NULL};
+    }
+    if (dead_load > 0) {
+        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_LOAD, QUEUE_META_ADD, (int64_t)dead_load,
+                                          NULL};
+    }
+    ops[n++] = (struct queue_meta_op){LDR_META_BATCHES, QUEUE_META_ADD, 1, NULL};
+    ops[n++] = (struct queue_meta_op){LDR_META_LAST_SUCCESS, QUEUE_META_SET, now_us, NULL};
+    return n;
+}

@@ -1,0 +1,442 @@
+/*
+ * daemon.c - datapipe-loader as a service: the queue and its loader lock, the schedule,
+ * signals and sd_notify. Everything slow (connecting, runs, back-off) happens in one runner
+ * thread; the main thread only waits for signals and the clock, so that SIGTERM, STATUS=
+ * and WATCHDOG=1 are served even in the middle of a long run or a back-off.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "etc/err.h"
+#include "etc/log.h"
+#include "loader/loader.h"
+
+#define DMN_TICK_MS 1000               /* longest wait between two looks at the schedule */
+#define DMN_CHANGES_MAX 1024           /* bytes of "what changed" text on SIGHUP */
+
+enum dmn_job {
+    DMN_JOB_START,                     /* ldr_start: connect, fence, schema, recover */
+    DMN_JOB_RUN,                       /* ldr_run */
+};
+
+struct dmn {
+    const struct dp_cli *cli;
+    const struct dp_config *cfg;       /* as started: the settings that need a restart */
+    struct ldr_schedule sched;         /* in effect now (SIGHUP may change it) */
+    char log_level[16];                /* in effect now */
+    char log_format[16];
+    struct queue *q;
+    struct ldr *l;
+    pthread_t main_thread;
+    pthread_t runner;
+    bool runner_active;                /* a job was started and not joined yet */
+    enum dmn_job job;
+    atomic_bool job_done;              /* set by the runner as it ends */
+    atomic_int job_rc;
+    bool ready;                        /* ldr_start succeeded: READY=1 sent */
+    bool stopping;                     /* SIGTERM or SIGINT seen */
+    bool forced;                       /* a run is due at once (SIGUSR1, the first run) */
+    int64_t last_start_ms;             /* monotonic; -1 before the first run */
+    int64_t last_end_ms;
+    uint64_t watchdog_usec;            /* 0: no watchdog */
+    char status[256];                  /* last STATUS= sent */
+};
+
+static int64_t
+dmn_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *
+dmn_runner(void *arg)
+{
+    struct dmn *d = arg;
+    int rc;
+
+    rc = d->job == DMN_JOB_START ? ldr_start(d->l) : ldr_run(d->l, NULL);
+    atomic_store(&d->job_rc, rc);
+    atomic_store(&d->job_done, true);
+    /* Wake the main thread's sigtimedwait at once. */
+    pthread_kill(d->main_thread, SIGUSR2);
+    return NULL;
+}
+
+static int
+dmn_job_start(struct dmn *d, enum dmn_job job)
+{
+    d->job = job;
+    atomic_store(&d->job_done, false);
+    if (pthread_create(&d->runner, NULL, dmn_runner, d) != 0) {
+        dp_error("cannot start the runner thread", NULL);
+        return DP_ERR_NOMEM;
+    }
+    d->runner_active = true;
+    return 0;
+}
+
+/* The runner ended: join it and decide. Returns an exit status, or -1 to go on. */
+static int
+dmn_job_done(struct dmn *d)
+{
+    int rc = atomic_load(&d->job_rc);
+
+    pthread_join(d->runner, NULL);
+    d->runner_active = false;
+    if (d->job == DMN_JOB_START) {
+        if (rc == 0) {
+            d->ready = true;
+            d->forced = true;
+            sd_notify(0, "READY=1");
+            dp_info("ready", "queue_id=%s schema=%s", d->cfg->queue_id, d->cfg->database_schema);
+            return -1;
+        }
+        if (rc == DP_ERR_CLOSED) {
+            return 0;
+        }
+        dp_error("cannot start", "error=%s", dp_strerror(rc));
+        return 1;
+    }
+    d->last_end_ms = dmn_mono_ms();
+    if (rc != 0 && rc != DP_ERR_CLOSED) {
+        dp_error("run failed", "error=%s", dp_strerror(rc));
+    }
+    if (d->cli->once) {
+        return rc == 0 || rc == DP_ERR_CLOSED ? 0 : 1;
+    }
+    return -1;
+}
+
+/* ---- SIGHUP ---------------------------------------------------------------------------- */
+
+static void
+dmn_note(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+dmn_note(char *buf, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    va_list ap;
+
+    if (used + 2 >= DMN_CHANGES_MAX) {
+        return;
+    }
+    if (used > 0) {
+        buf[used++] = ',';
+        buf[used++] = ' ';
+        buf[used] = '\0';
+    }
+    va_start(ap, fmt);
+    vsnprintf(buf + used, DMN_CHANGES_MAX - used, fmt, ap);
+    va_end(ap);
+}
+
+static bool
+dmn_str_differs(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") != 0;
+}
+
+/* Apply what is safe to apply now; list in applied. */
+static void
+dmn_reload_apply(struct dmn *d, const struct dp_config *n, char *applied)
+{
+    if (n->loader_interval_s != d->sched.interval_s) {
+        dmn_note(applied, "loader.interval_s %d -> %d", d->sched.interval_s, n->loader_interval_s);
+    }
+    if (n->loader_min_interval_s != d->sched.min_interval_s) {
+        dmn_note(applied, "loader.min_interval_s %d -> %d", d->sched.min_interval_s,
+                 n->loader_min_interval_s);
+    }
+    if (n->loader_high_water != d->sched.high_water) {
+        dmn_note(applied, "loader.high_water %lld -> %lld", (long long)d->sched.high_water,
+                 (long long)n->loader_high_water);
+    }
+    d->sched.interval_s = n->loader_interval_s;
+    d->sched.min_interval_s = n->loader_min_interval_s;
+    d->sched.high_water = n->loader_high_water;
+    if (dmn_str_differs(n->log_level, d->log_level) ||
+        dmn_str_differs(n->log_format, d->log_format)) {
+        dmn_note(applied, "log %s/%s -> %s/%s", d->log_level, d->log_format, n->log_level,
+                 n->log_format);
+        dp_log_setup(n->log_level, n->log_format);
+        snprintf(d->log_level, sizeof(d->log_level), "%s", n->log_level);
+        snprintf(d->log_format, sizeof(d->log_format), "%s", n->log_format);
+    }
+}
+
+/*
+ * dp_config_diff callback: a changed setting that only a restart applies (names only: values
+ * may be secret). The server's settings are none of the loader's business.
+ */
+static void
+dmn_restart_key(void *arg, const char *key)
+{
+    static const char *const live[] = {"loader.interval_s", "loader.min_interval_s",
+                                       "loader.high_water", "log.level", "log.format", NULL};
+
+    if (strncmp(key, "server.", 7) == 0) {
+        return;
+    }
+    for (const char *const *k = live; *k != NULL; k++) {
+        if (strcmp(*k, key) == 0) {
+            return;
+        }
+    }
+    dmn_note(arg, "%s", key);
+}
+
+static void
+dmn_reload(struct dmn *d)
+{
+    struct dp_config_sources src = dp_config_sources_default(d->cli->config_path);
+    struct dp_config *n = NULL;
+    char *errors = NULL;
+    char applied[DMN_CHANGES_MAX] = "";
+    char restart[DMN_CHANGES_MAX] = "";
+
+    if (dp_config_load(&src, &n, &errors) != 0) {
+        for (char *p = errors; p != NULL && *p != '\0'; p++) {
+            *p = *p == '\n' ? ';' : *p;
+        }
+        dp_error("configuration reload failed: keeping the running one", "errors=%s",
+                 errors != NULL ? errors : "out of memory");
+        free(errors);
+        return;
+    }
+    dmn_reload_apply(d, n, applied);
+    dp_config_diff(d->cfg, n, dmn_restart_key, restart);
+    dp_info("configuration reloaded", "applied=%s needs_restart=%s",
+            applied[0] != '\0' ? applied : "nothing", restart[0] != '\0' ? restart : "nothing");
+    if (restart[0] != '\0') {
+        dp_warn("changed settings need a restart of datapipe-loader", "settings=%s", restart);
+    }
+    dp_config_destroy(n);
+}
+
+/* ---- the main loop --------------------------------------------------------------------- */
+
+static void
+dmn_signal(struct dmn *d, int sig)
+{
+    switch (sig) {
+    case SIGTERM:
+    case SIGINT:
+        if (!d->stopping) {
+            dp_info("stopping: batches in flight finish or roll back", "signal=%s",
+                    sig == SIGTERM ? "TERM" : "INT");
+            sd_notify(0, "STOPPING=1");
+        }
+        d->stopping = true;
+        ldr_stop(d->l);
+        break;
+    case SIGHUP:
+        dmn_reload(d);
+        break;
+    case SIGUSR1:
+        dp_info("run requested", "signal=USR1");
+        d->forced = true;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Start a run if the schedule says so. */
+static void
+dmn_schedule(struct dmn *d)
+{
+    struct queue_stats st;
+    int64_t now_ms = dmn_mono_ms();
+    int64_t wait_ms;
+    uint64_t queued = 0;
+
+    if (queue_stats(d->q, &st) == 0) {
+        queued = st.events;
+    }
+    if (!ldr_schedule_due(&d->sched, now_ms, d->last_start_ms, d->last_end_ms, queued,
+                          d->forced, &wait_ms)) {
+        return;
+    }
+    dp_debug("run starting", "queued=%llu forced=%d", (unsigned long long)queued, d->forced);
+    d->forced = false;
+    d->last_start_ms = now_ms;
+    dmn_job_start(d, DMN_JOB_RUN);
+}
+
+static void
+dmn_status(struct dmn *d)
+{
+    struct queue_stats st;
+    char loader[192];
+    char status[sizeof(d->status)];
+    char line[sizeof(d->status) + 8];
+
+    if (!d->ready) {
+        ldr_status(d->l, loader, sizeof(loader));
+        snprintf(status, sizeof(status), "starting: %s",
+                 strncmp(loader, "waiting", 7) == 0 ? loader : "connecting to PostgreSQL");
+    } else {
+        memset(&st, 0, sizeof(st));
+        queue_stats(d->q, &st);
+        ldr_status(d->l, loader, sizeof(loader));
+        snprintf(status, sizeof(status), "queue %llu events; %s", (unsigned long long)st.events,
+                 loader);
+    }
+    if (strcmp(status, d->status) == 0) {
+        return;
+    }
+    snprintf(d->status, sizeof(d->status), "%s", status);
+    snprintf(line, sizeof(line), "STATUS=%s", status);
+    sd_notify(0, line);
+}
+
+static int
+dmn_tick_ms(const struct dmn *d)
+{
+    int64_t ms = DMN_TICK_MS;
+
+    if (d->watchdog_usec > 0 && (int64_t)(d->watchdog_usec / 2000) < ms) {
+        ms = (int64_t)(d->watchdog_usec / 2000);
+    }
+    return ms < 10 ? 10 : (int)ms;
+}
+
+static int
+dmn_loop(struct dmn *d, const sigset_t *set)
+{
+    struct timespec ts;
+    int code = -1;
+
+    while (code < 0) {
+        int ms = dmn_tick_ms(d);
+        int sig;
+
+        ts.tv_sec = ms / 1000;
+        ts.tv_nsec = (long)(ms % 1000) * 1000000;
+        sig = sigtimedwait(set, NULL, &ts);
+        if (sig > 0) {
+            dmn_signal(d, sig);
+        }
+        if (d->watchdog_usec > 0) {
+            sd_notify(0, "WATCHDOG=1");
+        }
+        if (d->runner_active && atomic_load(&d->job_done)) {
+            code = dmn_job_done(d);
+        }
+        if (code < 0 && d->stopping && !d->runner_active) {
+            code = 0;
+        }
+        if (code < 0 && d->ready && !d->stopping && !d->runner_active) {
+            dmn_schedule(d);
+        }
+        dmn_status(d);
+    }
+    return code;
+}
+
+/* Open the queue, take its loader lock, create the loader. Returns 0 or an exit status. */
+static int
+dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
+{
+    const struct dp_config *cfg = d->cfg;
+    struct ldr_options opt = {
+        .queue_id = cfg->queue_id,
+        .conninfo = cfg->database_conninfo,
+        .schema = cfg->database_schema,
+        .batch_rows = cfg->loader_batch_rows,
+        .workers = cfg->loader_workers,
+        .give_up_attempts = d->cli->once ? LDR_ONCE_ATTEMPTS : 0,
+        .fault = fault,
+    };
+    int rc;
+
+    rc = queue_open(&d->q, cfg->queue_path, (uint64_t)cfg->queue_max_bytes, cfg->queue_sync);
+    if (rc != 0) {
+        dp_error("cannot open the queue", "path=%s error=%s", cfg->queue_path, dp_strerror(rc));
+        return 1;
+    }
+    rc = queue_lock_loader(d->q);
+    if (rc == DP_ERR_BUSY) {
+        dp_error("another datapipe-loader is already running on this queue: exiting",
+                 "path=%s", cfg->queue_path);
+        return 1;
+    }
+    if (rc != 0) {
+        dp_error("cannot take the queue's loader lock", "path=%s error=%s", cfg->queue_path,
+                 dp_strerror(rc));
+        return 1;
+    }
+    rc = ldr_create(&d->l, d->q, &opt);
+    if (rc != 0) {
+        dp_error("cannot create the loader", "error=%s", dp_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+int
+ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
+           const struct ldr_fault_ops *fault)
+{
+    struct dmn d;
+    sigset_t set;
+    int code;
+
+    memset(&d, 0, sizeof(d));
+    d.cli = cli;
+    d.cfg = cfg;
+    d.sched.interval_s = cfg->loader_interval_s;
+    d.sched.min_interval_s = cfg->loader_min_interval_s;
+    d.sched.high_water = cfg->loader_high_water;
+    snprintf(d.log_level, sizeof(d.log_level), "%s", cfg->log_level);
+    snprintf(d.log_format, sizeof(d.log_format), "%s", cfg->log_format);
+    d.last_start_ms = -1;
+    d.main_thread = pthread_self();
+    atomic_init(&d.job_done, false);
+    atomic_init(&d.job_rc, 0);
+    /* Blocked in every thread (they inherit the mask): only sigtimedwait below takes them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    code = dmn_open(&d, fault);
+    if (code != 0) {
+        goto out;
+    }
+    if (sd_watchdog_enabled(0, &d.watchdog_usec) <= 0) {
+        d.watchdog_usec = 0;
+    }
+    dp_info("starting", "queue=%s queue_id=%s workers=%d batch_rows=%d interval_s=%d once=%d",
+            cfg->queue_path, cfg->queue_id, cfg->loader_workers, cfg->loader_batch_rows,
+            cfg->loader_interval_s, cli->once);
+    if (dmn_job_start(&d, DMN_JOB_START) != 0) {
+        code = 1;
+        goto out;
+    }
+    dmn_status(&d);
+    code = dmn_loop(&d, &set);
+    dp_info("exiting", "status=%d", code);
+out:
+    if (d.runner_active) {
+        ldr_stop(d.l);
+        pthread_join(d.runner, NULL);
+    }
+    ldr_destroy(d.l);
+    queue_close(d.q);
+    return code;
+}

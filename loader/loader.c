@@ -1,0 +1,853 @@
+/*
+ * loader.c - runs of the loader: claim consecutive ranges of the queue, load each on a
+ * worker's own connection with capped, jittered back-off, delete it from the queue only
+ * after PostgreSQL committed it, recover and compact through loader_batches.
+ * It never deletes a range PostgreSQL may lack, and never drops a batch.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "etc/err.h"
+#include "etc/log.h"
+#include "loader/internal.h"
+
+#define LDR_IDLE_MS 60000              /* reconnect a connection idle longer than this */
+#define LDR_WORKERS_MAX 64
+
+struct ldr_worker {
+    struct ldr *l;
+    int index;
+    struct ldr_pg *pg;                 /* NULL while not connected */
+    int64_t used_ms;                   /* monotonic ms of pg's last use */
+    uint32_t rnd;                      /* xorshift32 state, for jitter */
+    struct ldr_batch batch;            /* reused from batch to batch */
+    struct queue_meta_op *ops;         /* ev_registry_len + 5 entries, for the delete */
+    pthread_t thread;
+    bool started;                      /* thread is running this run */
+    bool waiting;                      /* in a back-off sleep; guarded by l->mu */
+    int attempt;                       /* failed attempts in a row; guarded by l->mu */
+};
+
+struct ldr {
+    struct queue *q;                   /* borrowed */
+    char *queue_id;
+    char *conninfo;
+    char *schema;
+    int batch_rows;
+    int n_workers;
+    int give_up_attempts;
+    const struct ldr_fault_ops *fault; /* borrowed, usually NULL */
+    struct ldr_worker *workers;
+
+    pthread_mutex_t mu;                /* guards everything below and the workers' flags */
+    pthread_cond_t cv;                 /* back-off sleeps; broadcast on stop and abort */
+    bool stop;                         /* ldr_stop(): for good */
+    bool abort;                        /* the run failed: no new batches in it */
+    bool running;
+    uint64_t cursor;                   /* next sequence number to claim */
+    uint64_t end;                      /* the run loads up to here (and to its batch's end) */
+    int run_rc;                        /* first failure of the run */
+    struct ldr_run_stats run;
+    struct ldr_run_stats total;
+    char last_error[LDR_ERR_MAX];
+};
+
+/* A claimed range: the events first..last, n of them, none beyond end. */
+struct ldr_claim {
+    uint64_t end;
+    uint64_t first;
+    uint64_t last;
+    size_t n;
+};
+
+static int64_t
+ldr_wall_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t
+ldr_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t
+ldr_rand(struct ldr_worker *w)
+{
+    uint32_t x = w->rnd;
+
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    w->rnd = x;
+    return x;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------- */
+
+static int
+ldr_workers_create(struct ldr *l)
+{
+    l->workers = calloc((size_t)l->n_workers, sizeof(*l->workers));
+    if (l->workers == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    for (int i = 0; i < l->n_workers; i++) {
+        struct ldr_worker *w = &l->workers[i];
+        uint32_t seed = 0;
+
+        w->l = l;
+        w->index = i;
+        if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed) || seed == 0) {
+            seed = (uint32_t)ldr_wall_us() * 2654435761u + (uint32_t)i + 1;
+        }
+        w->rnd = seed != 0 ? seed : 1;
+        w->ops = calloc(ev_registry_len + 5, sizeof(*w->ops));
+        if (w->ops == NULL || ldr_batch_init(&w->batch, l->q, l->queue_id) != 0) {
+            return DP_ERR_NOMEM;
+        }
+    }
+    return 0;
+}
+
+int
+ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
+{
+    struct ldr *l = NULL;
+    pthread_condattr_t attr;
+    char err[LDR_ERR_MAX];
+    int rc;
+
+    *out = NULL;
+    if (q == NULL || opt->queue_id == NULL || opt->conninfo == NULL || opt->schema == NULL ||
+        opt->batch_rows < 1 || opt->workers < 1 || opt->workers > LDR_WORKERS_MAX) {
+        return DP_ERR_INVALID;
+    }
+    if (ldr_pg_conninfo_check(opt->conninfo, err, sizeof(err)) != 0) {
+        dp_error("database.conninfo is not a valid libpq connection string", "error=%s", err);
+        return DP_ERR_INVALID;
+    }
+    l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    l->q = q;
+    l->batch_rows = opt->batch_rows;
+    l->n_workers = opt->workers;
+    l->give_up_attempts = opt->give_up_attempts;
+    l->fault = opt->fault;
+    l->queue_id = strdup(opt->queue_id);
+    l->conninfo = strdup(opt->conninfo);
+    l->schema = strdup(opt->schema);
+    if (l->queue_id == NULL || l->conninfo == NULL || l->schema == NULL) {
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    rc = ldr_workers_create(l);
+    if (rc != 0) {
+        goto out;
+    }
+    *out = l;
+    l = NULL;
+out:
+    ldr_destroy(l);
+    return rc;
+}
+
+void
+ldr_destroy(struct ldr *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    for (int i = 0; l->workers != NULL && i < l->n_workers; i++) {
+        ldr_pg_close(l->workers[i].pg);
+        ldr_batch_free(&l->workers[i].batch);
+        free(l->workers[i].ops);
+    }
+    free(l->workers);
+    free(l->queue_id);
+    free(l->conninfo);
+    free(l->schema);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+void
+ldr_stop(struct ldr *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static bool
+ldr_halted(struct ldr *l)
+{
+    bool halted;
+
+    pthread_mutex_lock(&l->mu);
+    halted = l->stop || l->abort;
+    pthread_mutex_unlock(&l->mu);
+    return halted;
+}
+
+/* Sleep ms unless stopped or aborted first; false if so. */
+static bool
+ldr_sleep(struct ldr *l, int64_t ms)
+{
+    struct timespec ts;
+    bool halted;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&l->mu);
+    while (!l->stop && !l->abort) {
+        if (pthread_cond_timedwait(&l->cv, &l->mu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    halted = l->stop || l->abort;
+    pthread_mutex_unlock(&l->mu);
+    return !halted;
+}
+
+/* ---- failures and back-off ----------------------------------------------------------- */
+
+/* Remember a failure for STATUS and for the server's /metrics. */
+static void
+ldr_note_failure(struct ldr *l, const char *err)
+{
+    struct queue_meta_op ops[] = {
+        {LDR_META_LAST_ERROR, QUEUE_META_STR, 0, err},
+        {LDR_META_LAST_ERROR_US, QUEUE_META_SET, ldr_wall_us(), NULL},
+        {LDR_META_RETRIES, QUEUE_META_ADD, 1, NULL},
+    };
+    int rc;
+
+    pthread_mutex_lock(&l->mu);
+    snprintf(l->last_error, sizeof(l->last_error), "%s", err);
+    l->run.retries++;
+    pthread_mutex_unlock(&l->mu);
+    rc = queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
+    if (rc != 0) {
+        dp_warn("cannot record the loader's last error in the queue", "error=%s",
+                dp_strerror(rc));
+    }
+}
+
+/*
+ * After a failed attempt: count it, give up if allowed to, else sleep the back-off.
+ * Returns 0 (try again), DP_ERR_RETRY (gave up), DP_ERR_CLOSED (stopped while waiting).
+ */
+static int
+ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *err)
+{
+    struct ldr *l = w->l;
+    int64_t delay_ms;
+    bool go_on;
+
+    (*attempt)++;
+    ldr_note_failure(l, err);
+    if (l->give_up_attempts > 0 && *attempt >= l->give_up_attempts) {
+        dp_error("giving up after repeated failures", "what=%s attempts=%d error=%s", what,
+                 *attempt, err);
+        return DP_ERR_RETRY;
+    }
+    delay_ms = ldr_backoff_ms(*attempt, ldr_rand(w));
+    dp_warn("backing off after a failure", "what=%s worker=%d attempt=%d delay_ms=%lld error=%s",
+            what, w->index, *attempt, (long long)delay_ms, err);
+    pthread_mutex_lock(&l->mu);
+    w->waiting = true;
+    w->attempt = *attempt;
+    pthread_mutex_unlock(&l->mu);
+    go_on = ldr_sleep(l, delay_ms);
+    pthread_mutex_lock(&l->mu);
+    w->waiting = false;
+    pthread_mutex_unlock(&l->mu);
+    return go_on ? 0 : DP_ERR_CLOSED;
+}
+
+static void
+ldr_close(struct ldr_worker *w)
+{
+    ldr_pg_close(w->pg);
+    w->pg = NULL;
+}
+
+/* Connect w if it is not (or was idle so long that the server may have dropped it). */
+static int
+ldr_ensure(struct ldr_worker *w, char *err, size_t len)
+{
+    struct ldr *l = w->l;
+    int64_t now_ms = ldr_mono_ms();
+    int rc = 0;
+
+    if (w->pg != NULL && now_ms - w->used_ms > LDR_IDLE_MS) {
+        ldr_close(w);
+    }
+    if (w->pg == NULL) {
+        rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, err, len);
+        if (rc == 0) {
+            rc = ldr_pg_ensure_schema(w->pg, l->schema);
+        }
+        if (rc != 0 && w->pg != NULL) {
+            snprintf(err, len, "%s", ldr_pg_error(w->pg));
+            ldr_close(w);
+        }
+    }
+    w->used_ms = now_ms;
+    return rc;
+}
+
+/* ---- claiming, deleting, recovering -------------------------------------------------- */
+
+/* queue_read callback: extend the claim by ev unless ev lies beyond its end. */
+static int
+ldr_claim_one(void *arg, const struct queue_event *ev)
+{
+    struct ldr_claim *c = arg;
+
+    if (ev->seq > c->end) {
+        return DP_ERR_NOTFOUND;
+    }
+    if (c->n == 0) {
+        c->first = ev->seq;
+    }
+    c->last = ev->seq;
+    c->n++;
+    return ev->seq == c->end ? 1 : 0;
+}
+
+/* Count the events of first..end now in the queue (reads keys only). */
+static int
+ldr_claim_read(struct queue *q, uint64_t from, size_t max_events, size_t max_bytes,
+               struct ldr_claim *c)
+{
+    int rc;
+
+    c->n = 0;
+    c->first = c->last = 0;
+    rc = queue_read(q, from, max_events, max_bytes, ldr_claim_one, c, NULL, NULL);
+    return rc == DP_ERR_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Take the next range of the run. Returns 0, DP_ERR_NOTFOUND (the run's events are all
+ * claimed), DP_ERR_CLOSED (stopped or aborted), DP_ERR_IO.
+ */
+static int
+ldr_claim(struct ldr *l, size_t max_events, size_t max_bytes, struct ldr_claim *c)
+{
+    int rc;
+
+    pthread_mutex_lock(&l->mu);
+    if (l->stop || l->abort) {
+        rc = DP_ERR_CLOSED;
+        goto out;
+    }
+    if (l->cursor == 0 || l->cursor > l->end) {
+        rc = DP_ERR_NOTFOUND;
+        goto out;
+    }
+    c->end = l->end;
+    rc = ldr_claim_read(l->q, l->cursor, max_events, max_bytes, c);
+    if (rc != 0) {
+        goto out;
+    }
+    if (c->n == 0) {
+        l->cursor = l->end + 1;
+        rc = DP_ERR_NOTFOUND;
+        goto out;
+    }
+    l->cursor = c->last + 1;
+out:
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/*
+ * Delete b's events first..last from the queue with its figures. Only called once
+ * PostgreSQL holds them. A failing delete is retried: moving on would leave a committed
+ * batch in the queue while later ones load.
+ */
+static int
+ldr_delete(struct ldr_worker *w, struct ldr_batch *b, uint64_t last)
+{
+    struct ldr *l = w->l;
+    size_t n = ldr_batch_meta(b, ldr_wall_us(), w->ops);
+    int attempt = 0;
+    int rc;
+
+    for (;;) {
+        rc = queue_delete_range(l->q, b->first, last, w->ops, n);
+        if (rc == 0 || rc == DP_ERR_INVALID || rc == DP_ERR_NOMEM) {
+            break;
+        }
+        dp_error("cannot delete a loaded batch from the queue", "first=%llu last=%llu error=%s",
+                 (unsigned long long)b->first, (unsigned long long)last, dp_strerror(rc));
+        rc = ldr_backoff(w, &attempt, "queue delete", dp_strerror(rc));
+        if (rc != 0) {
+            break;
+        }
+    }
+    return rc;
+}
+
+/* ldr_pg_batches callback: delete a range PostgreSQL already has, with its figures. */
+static int
+ldr_recover_one(void *arg, uint64_t first, uint64_t last)
+{
+    struct ldr_worker *w = arg;
+    struct ldr_claim c = {.end = last};
+    int rc;
+
+    rc = ldr_claim_read(w->l->q, first, SIZE_MAX, 0, &c);
+    if (rc != 0 || c.n == 0) {
+        return rc;
+    }
+    rc = ldr_batch_build(&w->batch, c.first, c.last, c.n);
+    if (rc == 0) {
+        rc = ldr_delete(w, &w->batch, c.last);
+    }
+    if (rc == 0) {
+        dp_info("recovered a batch postgresql already had", "first=%llu last=%llu events=%zu",
+                (unsigned long long)c.first, (unsigned long long)c.last, c.n);
+    }
+    return rc;
+}
+
+/* Delete from the queue every range loader_batches says PostgreSQL has. */
+static int
+ldr_recover(struct ldr_worker *w, char *err, size_t len)
+{
+    struct queue_stats st;
+    int rc;
+
+    rc = queue_stats(w->l->q, &st);
+    if (rc != 0 || st.events == 0) {
+        return rc;
+    }
+    rc = ldr_pg_batches(w->pg, w->l->queue_id, st.first_seq, ldr_recover_one, w);
+    if (rc == DP_ERR_RETRY) {
+        snprintf(err, len, "%s", ldr_pg_error(w->pg));
+    }
+    return rc;
+}
+
+/* Connect worker 0, optionally fence, and recover; retried with back-off. */
+static int
+ldr_prepare(struct ldr *l, bool fence, const char *what)
+{
+    struct ldr_worker *w = &l->workers[0];
+    char err[LDR_ERR_MAX] = "";
+    int attempt = 0;
+    int rc;
+
+    for (;;) {
+        if (ldr_halted(l)) {
+            return DP_ERR_CLOSED;
+        }
+        rc = ldr_ensure(w, err, sizeof(err));
+        if (rc == 0 && fence) {
+            rc = ldr_pg_fence(w->pg, l->queue_id);
+            if (rc != 0) {
+                snprintf(err, sizeof(err), "%s", ldr_pg_error(w->pg));
+            }
+        }
+        if (rc == 0) {
+            rc = ldr_recover(w, err, sizeof(err));
+        }
+        if (rc != DP_ERR_RETRY) {
+            return rc;
+        }
+        ldr_close(w);
+        rc = ldr_backoff(w, &attempt, what, err);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+}
+
+int
+ldr_start(struct ldr *l)
+{
+    struct queue_meta_op op = {LDR_META_STARTED, QUEUE_META_SET, 0, NULL};
+    int rc;
+
+    rc = ldr_prepare(l, true, "start");
+    if (rc == 0) {
+        op.value = ldr_wall_us();
+        queue_meta_apply(l->q, &op, 1);
+    }
+    return rc;
+}
+
+/* ---- loading one batch --------------------------------------------------------------- */
+
+/* One attempt: connect if needed, settle a COMMIT whose answer was lost, else load. */
+static int
+ldr_attempt(struct ldr_worker *w, struct ldr_batch *b, bool *unknown,
+            struct ldr_load_result *res, char *err, size_t len)
+{
+    struct ldr *l = w->l;
+    uint64_t last = 0;
+    int rc;
+
+    rc = ldr_ensure(w, err, len);
+    if (rc == 0 && *unknown) {
+        rc = ldr_pg_batch_lookup(w->pg, l->queue_id, b->first, &last);
+        if (rc == 0) {
+            dp_info("batch had committed before its connection was lost", "first=%llu last=%llu",
+                    (unsigned long long)b->first, (unsigned long long)last);
+            res->committed_last = last;
+            return 0;
+        }
+        if (rc == DP_ERR_NOTFOUND) {
+            *unknown = false;
+            rc = 0;
+        } else {
+            snprintf(err, len, "%s", ldr_pg_error(w->pg));
+        }
+    }
+    if (rc == 0) {
+        rc = ldr_batch_load(b, w->pg, l->fault, res);
+        if (rc != 0) {
+            *unknown = res->commit_sent;
+            snprintf(err, len, "%s", ldr_pg_error(w->pg)[0] != '\0' ? ldr_pg_error(w->pg)
+                                                                     : "connection lost");
+        }
+    }
+    return rc;
+}
+
+/* Load b until it is committed (now or, as PostgreSQL tells, earlier). */
+static int
+ldr_commit(struct ldr_worker *w, struct ldr_batch *b, uint64_t *committed_last)
+{
+    struct ldr_load_result res = {0};
+    char err[LDR_ERR_MAX] = "";
+    bool unknown = false;
+    int attempt = 0;
+    int rc;
+
+    for (;;) {
+        rc = ldr_attempt(w, b, &unknown, &res, err, sizeof(err));
+        if (rc != DP_ERR_RETRY) {
+            break;
+        }
+        ldr_close(w);
+        rc = ldr_backoff(w, &attempt, unknown ? "batch (commit unknown)" : "batch", err);
+        if (rc != 0) {
+            break;
+        }
+    }
+    *committed_last = res.committed_last;
+    return rc;
+}
+
+/* Claimed range to PostgreSQL and off the queue. */
+static int
+ldr_process(struct ldr_worker *w, const struct ldr_claim *c)
+{
+    struct ldr *l = w->l;
+    struct ldr_batch *b = &w->batch;
+    uint64_t committed_last = 0;
+    uint64_t last = c->last;
+    int rc;
+
+    rc = ldr_batch_build(b, c->first, c->last, c->n);
+    if (rc == 0) {
+        rc = ldr_commit(w, b, &committed_last);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    w->used_ms = ldr_mono_ms();
+    if (committed_last != 0 && committed_last != b->last) {
+        /* Not reachable after ldr_start's fence and recovery; never delete beyond it. */
+        dp_error("loader_batches holds this batch with another range", "first=%llu last=%llu "
+                 "committed_last=%llu", (unsigned long long)b->first,
+                 (unsigned long long)b->last, (unsigned long long)committed_last);
+        last = committed_last < b->last ? committed_last : b->last;
+    }
+    rc = ldr_delete(w, b, last);
+    if (rc != 0) {
+        return rc;
+    }
+    pthread_mutex_lock(&l->mu);
+    l->run.events += b->events;
+    l->run.loaded += ldr_batch_loaded(b);
+    l->run.dead_letters += ldr_batch_dead(b);
+    l->run.batches++;
+    pthread_mutex_unlock(&l->mu);
+    dp_debug("batch loaded", "worker=%d first=%llu last=%llu events=%zu dead_letters=%zu",
+             w->index, (unsigned long long)b->first, (unsigned long long)b->last, b->events,
+             ldr_batch_dead(b));
+    return 0;
+}
+
+/* ---- runs ---------------------------------------------------------------------------- */
+
+static void
+ldr_run_fail(struct ldr *l, int rc)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->run_rc == 0) {
+        l->run_rc = rc;
+    }
+    if (rc != DP_ERR_CLOSED) {
+        l->abort = true;
+        pthread_cond_broadcast(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void *
+ldr_worker_main(void *arg)
+{
+    struct ldr_worker *w = arg;
+    struct ldr_claim c;
+    int rc = 0;
+
+    while (rc == 0) {
+        rc = ldr_claim(w->l, (size_t)w->l->batch_rows, LDR_BATCH_MAX_BYTES, &c);
+        if (rc == 0) {
+            rc = ldr_process(w, &c);
+        }
+    }
+    if (rc != DP_ERR_NOTFOUND) {
+        ldr_run_fail(w->l, rc);
+    }
+    return NULL;
+}
+
+static int
+ldr_workers_run(struct ldr *l)
+{
+    int started = 0;
+    int rc;
+
+    for (int i = 0; i < l->n_workers; i++) {
+        struct ldr_worker *w = &l->workers[i];
+
+        w->started = pthread_create(&w->thread, NULL, ldr_worker_main, w) == 0;
+        started += w->started ? 1 : 0;
+    }
+    if (started == 0) {
+        ldr_worker_main(&l->workers[0]);
+    }
+    for (int i = 0; i < l->n_workers; i++) {
+        if (l->workers[i].started) {
+            pthread_join(l->workers[i].thread, NULL);
+            l->workers[i].started = false;
+        }
+    }
+    pthread_mutex_lock(&l->mu);
+    rc = l->run_rc;
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* Drop loader_batches rows of ranges the queue no longer holds. Best effort. */
+static void
+ldr_compact(struct ldr *l)
+{
+    struct ldr_worker *w = &l->workers[0];
+    struct queue_stats st;
+    uint64_t deleted = 0;
+    char err[LDR_ERR_MAX] = "";
+    int rc;
+
+    rc = queue_stats(l->q, &st);
+    if (rc == 0) {
+        rc = ldr_ensure(w, err, sizeof(err));
+    }
+    if (rc == 0) {
+        rc = ldr_pg_compact(w->pg, l->queue_id, st.events > 0 ? st.first_seq : st.next_seq,
+                            &deleted);
+        if (rc != 0) {
+            snprintf(err, sizeof(err), "%s", ldr_pg_error(w->pg));
+            ldr_close(w);
+        }
+    }
+    if (rc != 0) {
+        dp_warn("loader_batches compaction skipped", "error=%s",
+                err[0] != '\0' ? err : dp_strerror(rc));
+    } else if (deleted > 0) {
+        dp_debug("loader_batches compacted", "rows=%llu", (unsigned long long)deleted);
+    }
+}
+
+static void
+ldr_run_begin(struct ldr *l)
+{
+    struct queue_meta_op ops[] = {
+        {LDR_META_LAST_RUN, QUEUE_META_SET, 0, NULL},
+        {LDR_META_LAST_RUN_END, QUEUE_META_SET, 0, NULL},
+        {LDR_META_LAST_RUN_RESULT, QUEUE_META_STR, 0, "running"},
+    };
+
+    pthread_mutex_lock(&l->mu);
+    memset(&l->run, 0, sizeof(l->run));
+    l->run.start_us = ldr_wall_us();
+    l->running = true;
+    l->abort = false;
+    l->run_rc = 0;
+    l->cursor = 0;
+    l->end = 0;
+    ops[0].value = l->run.start_us;
+    pthread_mutex_unlock(&l->mu);
+    queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
+}
+
+static void
+ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
+{
+    struct ldr_run_stats run;
+    char result[LDR_ERR_MAX + 16];
+    struct queue_meta_op ops[] = {
+        {LDR_META_LAST_RUN_END, QUEUE_META_SET, 0, NULL},
+        {LDR_META_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
+        {LDR_META_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
+    };
+
+    pthread_mutex_lock(&l->mu);
+    l->run.end_us = ldr_wall_us();
+    run = l->run;
+    l->total.events += run.events;
+    l->total.loaded += run.loaded;
+    l->total.dead_letters += run.dead_letters;
+    l->total.batches += run.batches;
+    l->total.retries += run.retries;
+    if (l->total.start_us == 0) {
+        l->total.start_us = run.start_us;
+    }
+    l->total.end_us = run.end_us;
+    l->running = false;
+    if (rc == 0) {
+        snprintf(result, sizeof(result), "ok");
+    } else if (rc == DP_ERR_CLOSED) {
+        snprintf(result, sizeof(result), "stopped");
+    } else {
+        snprintf(result, sizeof(result), "error: %s",
+                 l->last_error[0] != '\0' ? l->last_error : dp_strerror(rc));
+    }
+    pthread_mutex_unlock(&l->mu);
+    ops[0].value = run.end_us;
+    ops[1].value = (int64_t)run.events;
+    queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
+    dp_info("run finished", "events=%llu loaded=%llu dead_letters=%llu batches=%llu retries=%llu "
+            "seconds=%.3f result=%s", (unsigned long long)run.events,
+            (unsigned long long)run.loaded, (unsigned long long)run.dead_letters,
+            (unsigned long long)run.batches, (unsigned long long)run.retries,
+            (double)(run.end_us - run.start_us) / 1e6, result);
+    if (st != NULL) {
+        *st = run;
+    }
+}
+
+int
+ldr_run(struct ldr *l, struct ldr_run_stats *st)
+{
+    struct queue_stats qs;
+    int rc;
+
+    if (ldr_halted(l)) {
+        return DP_ERR_CLOSED;
+    }
+    ldr_run_begin(l);
+    rc = ldr_prepare(l, false, "recovery");
+    if (rc == 0) {
+        rc = queue_stats(l->q, &qs);
+    }
+    if (rc == 0 && qs.events > 0) {
+        pthread_mutex_lock(&l->mu);
+        l->cursor = qs.first_seq;
+        l->end = qs.next_seq - 1;
+        pthread_mutex_unlock(&l->mu);
+        rc = ldr_workers_run(l);
+    }
+    if (rc == 0) {
+        ldr_compact(l);
+    }
+    ldr_run_end(l, rc, st);
+    return rc;
+}
+
+int
+ldr_load_range(struct ldr *l, uint64_t first, uint64_t last)
+{
+    struct ldr_claim c;
+    int rc;
+
+    pthread_mutex_lock(&l->mu);
+    l->abort = false;
+    l->cursor = first;
+    l->end = last;
+    pthread_mutex_unlock(&l->mu);
+    rc = ldr_claim(l, SIZE_MAX, 0, &c);
+    if (rc == 0) {
+        rc = ldr_process(&l->workers[0], &c);
+    }
+    return rc == DP_ERR_NOTFOUND ? 0 : rc;
+}
+
+/* ---- figures --------------------------------------------------------------------------- */
+
+void
+ldr_totals(struct ldr *l, struct ldr_run_stats *st)
+{
+    pthread_mutex_lock(&l->mu);
+    *st = l->total;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void
+ldr_status(struct ldr *l, char *buf, size_t len)
+{
+    int waiting = 0;
+    int attempt = 0;
+
+    pthread_mutex_lock(&l->mu);
+    for (int i = 0; i < l->n_workers; i++) {
+        if (l->workers[i].waiting) {
+            waiting++;
+            attempt = l->workers[i].attempt > attempt ? l->workers[i].attempt : attempt;
+        }
+    }
+    if (waiting > 0) {
+        snprintf(buf, len, "waiting to retry (attempt %d): %s", attempt, l->last_error);
+    } else if (l->running) {
+        snprintf(buf, len, "loading: %llu events this run, %llu dead letters",
+                 (unsigned long long)l->run.events, (unsigned long long)l->run.dead_letters);
+    } else {
+        snprintf(buf, len, "idle: %llu events loaded since start, %llu dead letters",
+                 (unsigned long long)l->total.loaded, (unsigned long long)l->total.dead_letters);
+    }
+    pthread_mutex_unlock(&l->mu);
+}

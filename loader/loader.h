@@ -1,0 +1,290 @@
+/*
+ * loader.h - datapipe-loader's internals: drains the LMDB queue into PostgreSQL with COPY,
+ * exactly once. Shared by the files of loader/ and by the tests; main.c stays a thin shell.
+ * Invariant: a queue range is deleted only after PostgreSQL committed its rows together with
+ * its loader_batches row; nothing is ever deleted from the queue that PostgreSQL lacks.
+ */
+#ifndef DP_LOADER_H
+#define DP_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "etc/config.h"
+#include "queue/queue.h"
+
+/*
+ * Metadata the loader writes into the queue's metadata database, for the server's /metrics
+ * and /v1/status (counters are int64, "string" entries are text):
+ *   loader.loaded.<type>        counter  events loaded into <type>'s table
+ *   loader.dead_letters         counter  rows filed into dead_letter, both stages
+ *   loader.dead_letters.ingest  counter  of which rejected at ingest
+ *   loader.dead_letters.load    counter  of which failed at load (encoder or PostgreSQL)
+ *   loader.batches              counter  batches committed and deleted from the queue
+ *   loader.last_success_us      int64    wall clock (us since the epoch) of the last batch
+ *   loader.retries              counter  back-offs after PostgreSQL or queue failures
+ *   loader.last_error           string   the last failure's text
+ *   loader.last_error_us        int64    when it happened
+ *   loader.last_run_us          int64    when the last run started
+ *   loader.last_run_end_us      int64    when it ended (0 while a run is going on)
+ *   loader.last_run_events      int64    events the last run took off the queue
+ *   loader.last_run_result      string   "running", "ok", "stopped" or "error: <text>"
+ *   loader.started_us           int64    when this loader process became ready
+ * Per-batch figures change in the queue transaction that deletes the batch, so they never
+ * count a batch twice.
+ */
+#define LDR_META_LOADED_PREFIX "loader.loaded."
+#define LDR_META_DEAD_LETTERS "loader.dead_letters"
+#define LDR_META_DEAD_INGEST "loader.dead_letters.ingest"
+#define LDR_META_DEAD_LOAD "loader.dead_letters.load"
+#define LDR_META_BATCHES "loader.batches"
+#define LDR_META_LAST_SUCCESS "loader.last_success_us"
+#define LDR_META_RETRIES "loader.retries"
+#define LDR_META_LAST_ERROR "loader.last_error"
+#define LDR_META_LAST_ERROR_US "loader.last_error_us"
+#define LDR_META_LAST_RUN "loader.last_run_us"
+#define LDR_META_LAST_RUN_END "loader.last_run_end_us"
+#define LDR_META_LAST_RUN_EVENTS "loader.last_run_events"
+#define LDR_META_LAST_RUN_RESULT "loader.last_run_result"
+#define LDR_META_STARTED "loader.started_us"
+
+#define LDR_BATCH_MAX_BYTES (32u << 20) /* JSON bytes in one batch (one event may exceed it) */
+#define LDR_ONCE_ATTEMPTS 6             /* --once: give up after this many failed attempts */
+#define LDR_BACKOFF_BASE_MS 200         /* first back-off, before jitter */
+#define LDR_BACKOFF_MAX_MS 30000        /* cap, before jitter */
+#define LDR_ERR_MAX 512                 /* longest error text kept, bytes with NUL */
+
+struct ldr;
+struct ldr_pg;
+
+/* ---- the loader (loader.c) ---------------------------------------------------------- */
+
+/* Points where a test's fault hook is called, in the order a batch passes them. */
+enum ldr_fault_point {
+    LDR_FAULT_COPY,            /* before each COPY of a batch's transaction */
+    LDR_FAULT_COMMIT,          /* before COMMIT is sent */
+    LDR_FAULT_COMMITTED,       /* COMMIT succeeded; the queue delete has not started */
+};
+
+/*
+ * Test-only fault seam: production never installs one. hook() runs in the worker's thread
+ * with the batch's range. 0 goes on; DP_ERR_RETRY acts as if the connection dropped at that
+ * point (the loader closes it): at LDR_FAULT_COMMITTED that is "the COMMIT's answer was
+ * lost", which the loader must resolve through loader_batches. A hook may also kill the
+ * process (raise(SIGKILL)) to test crashes between COMMIT and the queue delete.
+ */
+struct ldr_fault_ops {
+    int (*hook)(void *arg, enum ldr_fault_point point, uint64_t first, uint64_t last);
+    void *arg;
+};
+
+/* What a loader needs; strings are copied by ldr_create(). */
+struct ldr_options {
+    const char *queue_id;      /* names this queue in loader_batches and dead_letter */
+    const char *conninfo;      /* libpq connection string */
+    const char *schema;        /* schema holding every table */
+    int batch_rows;            /* events per batch, at most */
+    int workers;               /* concurrent batches (and connections), at least 1 */
+    int give_up_attempts;      /* failed attempts in a row before giving up; 0: never */
+    const struct ldr_fault_ops *fault; /* NULL in production; borrowed */
+};
+
+/* The figures of one run (ldr_run) or of everything since ldr_create (ldr_totals). */
+struct ldr_run_stats {
+    uint64_t events;           /* events taken off the queue */
+    uint64_t loaded;           /* of which loaded into their tables */
+    uint64_t dead_letters;     /* of which filed into dead_letter */
+    uint64_t batches;          /* batches committed */
+    uint64_t retries;          /* back-offs */
+    int64_t start_us;          /* wall clock, us since the epoch */
+    int64_t end_us;
+};
+
+/*
+ * ldr_create - a loader over queue q (borrowed: q must outlive it). Connects to nothing yet.
+ *   out: receives the loader; free with ldr_destroy().
+ * Returns 0, DP_ERR_INVALID (bad options, or a conninfo libpq cannot parse), DP_ERR_NOMEM.
+ */
+int ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt);
+
+/* ldr_destroy - close every connection and free. No run may be going on. NULL-safe. */
+void ldr_destroy(struct ldr *l);
+
+/*
+ * ldr_start - what comes before READY=1: connect (retrying with back-off while PostgreSQL is
+ * down), fence off sessions a killed earlier loader of this queue may have left, create the
+ * schema and every table if missing, and recover (delete from the queue every range
+ * loader_batches says PostgreSQL already has).
+ * Returns 0, DP_ERR_CLOSED (ldr_stop was called), DP_ERR_RETRY (gave up after
+ * give_up_attempts), DP_ERR_IO (queue error), DP_ERR_NOMEM.
+ */
+int ldr_start(struct ldr *l);
+
+/*
+ * ldr_run - one run: recover, then load every event queued now (and those appended while
+ * the run goes on, up to the end of its last batch) in batches of at most batch_rows, up to
+ * `workers` at once, each in one transaction with its loader_batches row, and delete each
+ * from the queue after its commit; then compact loader_batches. Blocks until done.
+ *   st: receives the run's figures (may be NULL).
+ * Returns 0 (drained), DP_ERR_CLOSED (stopped: batches in flight were finished or rolled
+ * back), DP_ERR_RETRY (gave up: PostgreSQL stayed unreachable), DP_ERR_IO, DP_ERR_NOMEM.
+ */
+int ldr_run(struct ldr *l, struct ldr_run_stats *st);
+
+/*
+ * ldr_load_range - load the events first..last as one batch on the first connection,
+ * retrying like a run does, then delete them. For tests that need a given commit order.
+ * Returns like ldr_run().
+ */
+int ldr_load_range(struct ldr *l, uint64_t first, uint64_t last);
+
+/*
+ * ldr_stop - ask a run or a start to finish: no new batches, no new attempts; batches in
+ * flight commit or roll back. Wakes back-off sleeps. Thread-safe, not async-signal-safe.
+ */
+void ldr_stop(struct ldr *l);
+
+/*
+ * ldr_status - a one-line summary for sd_notify's STATUS= ("loading: ...", "waiting for
+ * PostgreSQL: ...", "idle: ..."), NUL-terminated in buf. Thread-safe.
+ */
+void ldr_status(struct ldr *l, char *buf, size_t len);
+
+/* ldr_totals - figures since ldr_create. Thread-safe. */
+void ldr_totals(struct ldr *l, struct ldr_run_stats *st);
+
+/* ---- schedule and back-off (schedule.c): pure functions ---------------------------- */
+
+struct ldr_schedule {
+    int interval_s;            /* seconds between regular runs (from run start to run start) */
+    int min_interval_s;        /* seconds from the end of a run before an early run */
+    int64_t high_water;        /* queued events above which a run starts early */
+};
+
+/*
+ * ldr_schedule_due - whether a run should start now.
+ *   now_ms, last_start_ms, last_end_ms: a monotonic clock in milliseconds; last_start_ms <
+ *   0 means no run yet (one is due at once).
+ *   queued: events in the queue now. forced: SIGUSR1 asked for a run.
+ *   wait_ms: receives how long until a regular run would be due (>= 0), when not due.
+ */
+bool ldr_schedule_due(const struct ldr_schedule *s, int64_t now_ms, int64_t last_start_ms,
+                      int64_t last_end_ms, uint64_t queued, bool forced, int64_t *wait_ms);
+
+/*
+ * ldr_backoff_ms - the delay before attempt `attempt` (1 = after the first failure):
+ * LDR_BACKOFF_BASE_MS doubling each time up to LDR_BACKOFF_MAX_MS, then a jitter drawn from
+ * rnd keeps it in [half, full] so that workers do not retry in lockstep.
+ */
+int64_t ldr_backoff_ms(int attempt, uint32_t rnd);
+
+/* ---- PostgreSQL (pg.c): the only file with libpq calls ----------------------------- */
+
+/*
+ * ldr_pg_classify - what a failed statement means for the loader.
+ *   sqlstate: the error's SQLSTATE, or NULL/"" when there is none (the connection broke).
+ *   conn_ok: the connection is still usable.
+ * Returns DP_ERR_DATA for the rows' own fault (SQLSTATE class 22 data exception, 23
+ * integrity violation, 54 program limit such as an oversized index row) on a usable
+ * connection, DP_ERR_RETRY for everything else (connection, server, resources, locks).
+ */
+int ldr_pg_classify(const char *sqlstate, bool conn_ok);
+
+/*
+ * ldr_pg_connect - connect with conninfo (connect_timeout 10 s and application_name
+ * datapipe-loader unless conninfo says otherwise), silence notices, set search_path to schema
+ * and take the shared advisory lock that marks this queue's sessions.
+ *   out: receives the connection; free with ldr_pg_close().
+ *   err: receives libpq's text on failure (errlen bytes).
+ * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication), DP_ERR_NOMEM.
+ */
+int ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
+                   const char *queue_id, char *err, size_t errlen);
+
+/* ldr_pg_close - close and free. NULL-safe. */
+void ldr_pg_close(struct ldr_pg *pg);
+
+/* ldr_pg_conninfo_check - 0 if libpq can parse conninfo, else DP_ERR_INVALID with why. */
+int ldr_pg_conninfo_check(const char *conninfo, char *err, size_t errlen);
+
+/*
+ * The statement functions below return 0, DP_ERR_DATA or DP_ERR_RETRY as ldr_pg_classify()
+ * says, or DP_ERR_NOMEM; on failure ldr_pg_error() and ldr_pg_sqlstate() tell more.
+ */
+
+/* ldr_pg_error - the last failure: PostgreSQL's primary message or libpq's text. */
+const char *ldr_pg_error(const struct ldr_pg *pg);
+
+/* ldr_pg_sqlstate - the last failure's SQLSTATE, "" when there was none. */
+const char *ldr_pg_sqlstate(const struct ldr_pg *pg);
+
+/* ldr_pg_exec - run sql (one or more statements, no results wanted). */
+int ldr_pg_exec(struct ldr_pg *pg, const char *sql);
+
+/*
+ * ldr_pg_ensure_schema - create schema, every registry table, dead_letter and
+ * loader_batches if missing, in one transaction serialized by an advisory lock (concurrent
+ * CREATE ... IF NOT EXISTS can otherwise collide).
+ */
+int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
+
+/*
+ * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold
+ * the queue's shared advisory lock); sessions still there after a few seconds are
+ * terminated. Afterwards no COMMIT of a killed loader can still be in progress, so
+ * loader_batches is the whole truth.
+ */
+int ldr_pg_fence(struct ldr_pg *pg, const char *queue_id);
+
+/* ldr_pg_copy - COPY text rows (len bytes) into table with the column list columns. */
+int ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
+                size_t len);
+
+/*
+ * ldr_pg_batch_begin - BEGIN, make every constraint immediate (so a bad row fails at its
+ * COPY, where it can be isolated) and insert the batch's loader_batches row first.
+ *   committed_last: 0, or, when loader_batches already has a row for (queue_id, first), its
+ *   last_seq: that batch committed earlier (the transaction is then rolled back).
+ */
+int ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t last,
+                       size_t rows, uint64_t *committed_last);
+
+/*
+ * ldr_pg_batch_lookup - last_seq of the loader_batches row (queue_id, first).
+ * Returns 0, DP_ERR_NOTFOUND, DP_ERR_RETRY.
+ */
+int ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first,
+                        uint64_t *last);
+
+/*
+ * ldr_pg_batches - call fn for every loader_batches row of queue_id with last_seq >= from,
+ * in first_seq order. fn returns 0 to go on or a negative dp_err to stop (returned).
+ */
+typedef int (*ldr_pg_range_fn)(void *arg, uint64_t first, uint64_t last);
+int ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_range_fn fn,
+                   void *arg);
+
+/*
+ * ldr_pg_compact - delete the loader_batches rows of queue_id that end below `below` (the
+ * queue no longer holds any of their events), keeping the newest row.
+ *   deleted: receives how many rows went (may be NULL).
+ */
+int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted);
+
+/* ---- the daemon (daemon.c) --------------------------------------------------------- */
+
+/*
+ * ldr_daemon - datapipe-loader after its configuration is loaded: the queue and its loader
+ * lock, ldr_start, READY=1, the schedule, signals (SIGTERM/SIGINT stop, SIGHUP reloads the
+ * schedule and log settings, SIGUSR1 forces a run), STATUS= and WATCHDOG=1.
+ *   cli: the parsed command line (config_path for SIGHUP, once).
+ *   cfg: the configuration (borrowed; freed by the caller).
+ *   fault: NULL, or a test's fault hook.
+ * Returns the process exit status: 0 (stopped, or --once drained), 1 (another loader holds
+ * the queue, the queue cannot be opened, or --once gave up on PostgreSQL).
+ */
+int ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
+               const struct ldr_fault_ops *fault);
+
+#endif

@@ -1,0 +1,541 @@
+/*
+ * pg.c - the loader's PostgreSQL side: connections, the schema, COPY, loader_batches.
+ * The only file of loader/ that calls libpq. Every failure is translated here: the rows'
+ * own fault (SQLSTATE class 22, 23, 54) becomes DP_ERR_DATA, anything else DP_ERR_RETRY.
+ * It never decides what to do about a failure; loader.c does.
+ */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "etc/log.h"
+#include "events/events.h"
+#include "loader/loader.h"
+
+/* Advisory lock keys (two int4 form): class "data", then 0 for DDL or the queue's hash. */
+#define LDR_LOCK_CLASS 1684108385
+#define LDR_LOCK_DDL 0
+#define LDR_COPY_CHUNK (1u << 20)      /* bytes handed to PQputCopyData at a time */
+#define LDR_FENCE_TRIES 3
+
+struct ldr_pg {
+    PGconn *conn;
+    int32_t queue_key;                 /* advisory lock key of the queue */
+    char sqlstate[6];                  /* of the last failure, "" if none */
+    char err[LDR_ERR_MAX];             /* the last failure's text */
+};
+
+static const char dead_letter_ddl[] =
+    "CREATE TABLE IF NOT EXISTS dead_letter ("
+    "seq bigserial PRIMARY KEY, "
+    "queue_id text NOT NULL, "
+    "event_type text, "
+    "stage text NOT NULL CHECK (stage IN ('ingest', 'load')), "
+    "error text NOT NULL, "
+    "raw bytea NOT NULL, "
+    "received_at timestamptz, "
+    "failed_at timestamptz NOT NULL DEFAULT now())";
+
+static const char loader_batches_ddl[] =
+    "CREATE TABLE IF NOT EXISTS loader_batches ("
+    "queue_id text NOT NULL, "
+    "first_seq bigint NOT NULL, "
+    "last_seq bigint NOT NULL, "
+    "rows integer NOT NULL, "
+    "loaded_at timestamptz NOT NULL DEFAULT now(), "
+    "PRIMARY KEY (queue_id, first_seq))";
+
+int
+ldr_pg_classify(const char *sqlstate, bool conn_ok)
+{
+    if (!conn_ok || sqlstate == NULL || strlen(sqlstate) != 5) {
+        return DP_ERR_RETRY;
+    }
+    if (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0 ||
+        strncmp(sqlstate, "54", 2) == 0) {
+        return DP_ERR_DATA;
+    }
+    return DP_ERR_RETRY;
+}
+
+/* Copy text into dst as one line: newlines and tabs become spaces, trailing blanks go. */
+static void
+pg_one_line(char *dst, size_t cap, const char *text)
+{
+    size_t n = 0;
+
+    for (; text != NULL && *text != '\0' && n + 1 < cap; text++) {
+        dst[n++] = (*text == '\n' || *text == '\r' || *text == '\t') ? ' ' : *text;
+    }
+    while (n > 0 && dst[n - 1] == ' ') {
+        n--;
+    }
+    dst[n] = '\0';
+}
+
+/* Record why res (may be NULL) failed and classify it. */
+static int
+pg_fail(struct ldr_pg *pg, const PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    bool conn_ok = PQstatus(pg->conn) == CONNECTION_OK;
+
+    snprintf(pg->sqlstate, sizeof(pg->sqlstate), "%s", state != NULL ? state : "");
+    pg_one_line(pg->err, sizeof(pg->err), msg != NULL ? msg : PQerrorMessage(pg->conn));
+    if (pg->err[0] == '\0') {
+        snprintf(pg->err, sizeof(pg->err), "%s", conn_ok ? "unknown error" : "connection lost");
+    }
+    return ldr_pg_classify(state, conn_ok);
+}
+
+/* Run sql (with nparams text parameters) and keep the result if it has status want. */
+static int
+pg_query(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+         ExecStatusType want, PGresult **out)
+{
+    PGresult *res;
+    int rc = 0;
+
+    if (nparams > 0) {
+        res = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    } else {
+        res = PQexec(pg->conn, sql);
+    }
+    if (res == NULL) {
+        rc = PQstatus(pg->conn) == CONNECTION_OK ? DP_ERR_NOMEM : pg_fail(pg, NULL);
+        goto out;
+    }
+    if (PQresultStatus(res) != want) {
+        rc = pg_fail(pg, res);
+        goto out;
+    }
+    if (out != NULL) {
+        *out = res;
+        res = NULL;
+    }
+out:
+    PQclear(res);
+    return rc;
+}
+
+int
+ldr_pg_exec(struct ldr_pg *pg, const char *sql)
+{
+    return pg_query(pg, sql, 0, NULL, PGRES_COMMAND_OK, NULL);
+}
+
+const char *
+ldr_pg_error(const struct ldr_pg *pg)
+{
+    return pg->err;
+}
+
+const char *
+ldr_pg_sqlstate(const struct ldr_pg *pg)
+{
+    return pg->sqlstate;
+}
+
+/* Notices ("relation already exists, skipping") are of no interest beyond debugging. */
+static void
+pg_notice(void *arg, const char *message)
+{
+    char line[LDR_ERR_MAX];
+
+    (void)arg;
+    pg_one_line(line, sizeof(line), message);
+    dp_debug("postgresql notice", "text=%s", line);
+}
+
+/* FNV-1a of the queue id, as a positive int4 (pg_locks shows it as an oid). */
+static int32_t
+pg_queue_key(const char *queue_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)queue_id; *p != '\0'; p++) {
+        h = (h ^ *p) * 16777619u;
+    }
+    h &= 0x7fffffffu;
+    return h == 0 ? 1 : (int32_t)h;
+}
+
+int
+ldr_pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
+
+    if (opts == NULL) {
+        pg_one_line(err, errlen, msg != NULL ? msg : "out of memory");
+        PQfreemem(msg);
+        return DP_ERR_INVALID;
+    }
+    PQconninfoFree(opts);
+    return 0;
+}
+
+int
+ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
+               const char *queue_id, char *err, size_t errlen)
+{
+    /* Our defaults come before dbname, so that the expanded conninfo overrides them. */
+    static const char *const keys[] = {"connect_timeout", "application_name", "client_encoding",
+                                       "dbname", NULL};
+    const char *values[] = {"10", "datapipe-loader", "UTF8", conninfo, NULL};
+    struct ldr_pg *pg = NULL;
+    char *ident = NULL;
+    char sql[512];
+    int rc;
+
+    *out = NULL;
+    pg = calloc(1, sizeof(*pg));
+    if (pg == NULL) {
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    pg->queue_key = pg_queue_key(queue_id);
+    pg->conn = PQconnectdbParams(keys, values, 1);
+    if (pg->conn == NULL) {
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        pg_one_line(err, errlen, PQerrorMessage(pg->conn));
+        rc = DP_ERR_RETRY;
+        goto out;
+    }
+    PQsetNoticeProcessor(pg->conn, pg_notice, NULL);
+    ident = PQescapeIdentifier(pg->conn, schema, strlen(schema));
+    if (ident == NULL) {
+        pg_fail(pg, NULL);
+        snprintf(err, errlen, "%s", pg->err);
+        rc = DP_ERR_RETRY;
+        goto out;
+    }
+    /*
+     * With synchronous_commit off a COMMIT may report success before its WAL is written: a
+     * server crash right after would lose rows the loader already deleted from the queue.
+     * Stricter settings (remote_apply, ...) are kept.
+     */
+    snprintf(sql, sizeof(sql),
+             "SET search_path TO %s; "
+             "SELECT set_config('synchronous_commit', 'on', false) "
+             "WHERE current_setting('synchronous_commit') = 'off'; "
+             "SELECT pg_advisory_lock_shared(%d, %" PRId32 ")",
+             ident, LDR_LOCK_CLASS, pg->queue_key);
+    rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", pg->err);
+        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+        goto out;
+    }
+    *out = pg;
+    pg = NULL;
+out:
+    PQfreemem(ident);
+    ldr_pg_close(pg);
+    return rc;
+}
+
+void
+ldr_pg_close(struct ldr_pg *pg)
+{
+    if (pg == NULL) {
+        return;
+    }
+    PQfinish(pg->conn);
+    free(pg);
+}
+
+/* Does the schema exist? CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even then. */
+static int
+pg_schema_exists(struct ldr_pg *pg, const char *schema, bool *exists)
+{
+    const char *params[] = {schema};
+    PGresult *res = NULL;
+    int rc;
+
+    rc = pg_query(pg, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, params,
+                  PGRES_TUPLES_OK, &res);
+    if (rc == 0) {
+        *exists = PQntuples(res) > 0;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int
+pg_create_schema(struct ldr_pg *pg, const char *schema)
+{
+    char *ident = NULL;
+    char *sql = NULL;
+    int rc;
+
+    ident = PQescapeIdentifier(pg->conn, schema, strlen(schema));
+    if (ident == NULL || asprintf(&sql, "CREATE SCHEMA IF NOT EXISTS %s", ident) < 0) {
+        sql = NULL;
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    rc = ldr_pg_exec(pg, sql);
+out:
+    free(sql);
+    PQfreemem(ident);
+    return rc;
+}
+
+/* The statements of ldr_pg_ensure_schema inside its transaction. */
+static int
+pg_create_all(struct ldr_pg *pg, const char *schema)
+{
+    bool exists = false;
+    int rc;
+
+    rc = pg_schema_exists(pg, schema, &exists);
+    if (rc == 0 && !exists) {
+        rc = pg_create_schema(pg, schema);
+    }
+    for (size_t i = 0; rc == 0 && i < ev_registry_len; i++) {
+        rc = ldr_pg_exec(pg, ev_registry[i]->ddl);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, dead_letter_ddl);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, loader_batches_ddl);
+    }
+    return rc;
+}
+
+int
+ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema)
+{
+    char sql[128];
+    int rc;
+
+    snprintf(sql, sizeof(sql), "BEGIN; SELECT pg_advisory_xact_lock(%d, %d)", LDR_LOCK_CLASS,
+             LDR_LOCK_DDL);
+    rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+    if (rc == 0) {
+        rc = pg_create_all(pg, schema);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, "COMMIT");
+    }
+    if (rc != 0) {
+        /* Keep the first error's text: the ROLLBACK's own outcome does not matter. */
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+        /* A DDL failure is never the rows' fault: retry it like a server failure. */
+        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    }
+    return rc;
+}
+
+/* Terminate every other session that holds the queue's advisory lock. */
+static int
+pg_terminate_holders(struct ldr_pg *pg)
+{
+    char sql[384];
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(sql, sizeof(sql),
+             "SELECT pid, pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+             "AND classid = %d AND objid = %" PRId32 " AND objsubid = 2 "
+             "AND pid <> pg_backend_pid()",
+             LDR_LOCK_CLASS, pg->queue_key);
+    rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, &res);
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        dp_warn("terminated a session of an earlier loader of this queue", "pid=%s done=%s",
+                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+    }
+    PQclear(res);
+    return rc;
+}
+
+int
+ldr_pg_fence(struct ldr_pg *pg, const char *queue_id)
+{
+    char sql[160];
+    int rc;
+
+    (void)queue_id;
+    rc = ldr_pg_exec(pg, "SET lock_timeout = '5s'");
+    /* Our own shared lock does not conflict with the exclusive one we ask for. */
+    snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%d, %" PRId32 ")", LDR_LOCK_CLASS,
+             pg->queue_key);
+    for (int i = 0; rc == 0 && i < LDR_FENCE_TRIES; i++) {
+        rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+        if (rc == 0 || strcmp(pg->sqlstate, "55P03") != 0 || i + 1 == LDR_FENCE_TRIES) {
+            break;
+        }
+        dp_warn("sessions of an earlier loader still hold this queue's lock", "queue_id=%s",
+                queue_id);
+        rc = pg_terminate_holders(pg);
+    }
+    if (rc != 0) {
+        return DP_ERR_RETRY;
+    }
+    snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%d, %" PRId32 ")", LDR_LOCK_CLASS,
+             pg->queue_key);
+    rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, "RESET lock_timeout");
+    }
+    return rc == 0 ? 0 : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
+            size_t len)
+{
+    PGresult *res = NULL;
+    char sql[512];
+    bool sent = true;
+    int rc;
+
+    snprintf(sql, sizeof(sql), "COPY %s %s FROM STDIN", table, columns);
+    rc = pg_query(pg, sql, 0, NULL, PGRES_COPY_IN, NULL);
+    if (rc != 0) {
+        return rc;
+    }
+    for (size_t off = 0; off < len && sent; off += LDR_COPY_CHUNK) {
+        size_t n = len - off < LDR_COPY_CHUNK ? len - off : LDR_COPY_CHUNK;
+        sent = PQputCopyData(pg->conn, data + off, (int)n) == 1;
+    }
+    if (sent) {
+        sent = PQputCopyEnd(pg->conn, NULL) == 1;
+    }
+    /* The server's verdict, also after a failed send: it may hold the real reason. */
+    res = PQgetResult(pg->conn);
+    if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK && sent) {
+        rc = 0;
+    } else if (res != NULL && PQresultStatus(res) == PGRES_COPY_IN) {
+        /* Still in COPY after a failed send: the connection cannot be used again. */
+        pg_fail(pg, NULL);
+        rc = DP_ERR_RETRY;
+    } else {
+        rc = pg_fail(pg, res);
+    }
+    while (res != NULL && PQresultStatus(res) != PGRES_COPY_IN) {
+        PQclear(res);
+        res = PQgetResult(pg->conn);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int
+ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last)
+{
+    char first_s[24];
+    const char *params[] = {queue_id, first_s};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
+    rc = pg_query(pg, "SELECT last_seq FROM loader_batches WHERE queue_id = $1 AND first_seq = $2",
+                  2, params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+        goto out;
+    }
+    if (PQntuples(res) == 0) {
+        rc = DP_ERR_NOTFOUND;
+        goto out;
+    }
+    *last = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+out:
+    PQclear(res);
+    return rc;
+}
+
+int
+ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t last,
+                   size_t rows, uint64_t *committed_last)
+{
+    char first_s[24];
+    char last_s[24];
+    char rows_s[24];
+    const char *params[] = {queue_id, first_s, last_s, rows_s};
+    int rc;
+
+    *committed_last = 0;
+    snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
+    snprintf(last_s, sizeof(last_s), "%" PRIu64, last);
+    snprintf(rows_s, sizeof(rows_s), "%zu", rows);
+    rc = ldr_pg_exec(pg, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
+    if (rc != 0) {
+        return DP_ERR_RETRY;
+    }
+    /*
+     * First in the transaction: if a commit of this very batch is still in progress on a
+     * lost connection, this insert waits for it and then fails with unique_violation.
+     */
+    rc = pg_query(pg,
+                  "INSERT INTO loader_batches (queue_id, first_seq, last_seq, rows, loaded_at) "
+                  "VALUES ($1, $2, $3, $4, now())",
+                  4, params, PGRES_COMMAND_OK, NULL);
+    if (rc == 0 || strcmp(pg->sqlstate, "23505") != 0) {
+        /* Any failure here is the bookkeeping's, never the rows': retry. */
+        return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    }
+    rc = ldr_pg_exec(pg, "ROLLBACK");
+    if (rc == 0) {
+        rc = ldr_pg_batch_lookup(pg, queue_id, first, committed_last);
+    }
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_range_fn fn,
+               void *arg)
+{
+    char from_s[24];
+    const char *params[] = {queue_id, from_s};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(from_s, sizeof(from_s), "%" PRIu64, from);
+    rc = pg_query(pg,
+                  "SELECT first_seq, last_seq FROM loader_batches "
+                  "WHERE queue_id = $1 AND last_seq >= $2 ORDER BY first_seq",
+                  2, params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+        goto out;
+    }
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        rc = fn(arg, strtoull(PQgetvalue(res, i, 0), NULL, 10),
+                strtoull(PQgetvalue(res, i, 1), NULL, 10));
+    }
+out:
+    PQclear(res);
+    return rc;
+}
+
+int
+ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted)
+{
+    char below_s[24];
+    const char *params[] = {queue_id, below_s};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(below_s, sizeof(below_s), "%" PRIu64, below);
+    rc = pg_query(pg,
+                  "DELETE FROM loader_batches WHERE queue_id = $1 AND last_seq < $2 "
+                  "AND first_seq < (SELECT max(first_seq) FROM loader_batches "
+                  "WHERE queue_id = $1)",
+                  2, params, PGRES_COMMAND_OK, &res);
+    if (rc == 0 && deleted != NULL) {
+        *deleted = strtoull(PQcmdTuples(res), NULL, 10);
+    }
+    PQclear(res);
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
