@@ -1,27 +1,149 @@
 /*
- * main.c - datapipe-server entry point: configuration, then the loader.
+ * main.c - datapipe-server: configuration, the queue, the HTTP front end,
+ * signals and sd_notify. On SIGTERM/SIGINT it stops accepting, lets requests
+ * in flight finish (their appends commit or fail), closes the queue, exits 0.
  */
+#include "server/srv.h"
 #include "etc/config.h"
+#include "etc/err.h"
+#include "etc/log.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 
 static const char usage[] =
-    "Takes events over HTTP into the durable datapipe queue.\n"
+    "Usage: datapipe-server [-c FILE] [--check-config] [--help] [--version]\n"
+    "Takes events over HTTP, validates them and appends them to the durable\n"
+    "datapipe queue; datapipe-loader moves them into PostgreSQL.\n"
     "  -c, --config FILE  read FILE after /etc/datapipe.json and $DATAPIPE_CNF\n"
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
-    "  --help, --version\n";
+    "  --help, --version\n"
+    "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings\n"
+    "apply at once, other changes are logged as needing a restart).\n";
+
+static void
+notify_status(struct srv *s)
+{
+    struct queue_stats st;
+
+    if (queue_stats(s->q, &st) == 0) {
+        sd_notifyf(0, "STATUS=serving on %s, queue %llu events, %llu bytes",
+                   s->cfg->server_listen, (unsigned long long)st.events,
+                   (unsigned long long)st.bytes);
+    }
+}
+
+static void
+changed_key(void *arg, const char *key)
+{
+    (void)arg;
+    if (strcmp(key, "log.level") == 0 || strcmp(key, "log.format") == 0) {
+        dp_info("reload: applied", "key=%s", key);
+    } else {
+        dp_warn("reload: changed, takes effect after a restart", "key=%s", key);
+    }
+}
+
+/* SIGHUP: re-read the files; logging changes apply now, the rest at restart. */
+static void
+reload(struct srv *s, const char *cli_path)
+{
+    struct dp_config_sources src = dp_config_sources_default(cli_path);
+    struct dp_config *fresh = NULL;
+    char *errors = NULL;
+
+    if (dp_config_load(&src, &fresh, &errors) != 0) {
+        dp_error("reload: configuration rejected, keeping the running one", "errors=%s",
+                 errors != NULL ? errors : "out of memory");
+        free(errors);
+        return;
+    }
+    dp_config_diff(s->cfg, fresh, changed_key, NULL);
+    dp_log_setup(fresh->log_level, fresh->log_format);
+    dp_config_destroy(fresh);
+}
+
+/* Wait for TERM/INT, logging a summary each minute and refreshing STATUS=. */
+static void
+serve_until_signal(struct srv *s, const char *cli_path)
+{
+    sigset_t set;
+    struct timespec tick = {5, 0};
+    time_t last_summary = time(NULL);
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            dp_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+            return;
+        }
+        if (sig == SIGHUP) {
+            reload(s, cli_path);
+        }
+        if (time(NULL) - last_summary >= 60) {
+            srv_summary_log(s);
+            last_summary = time(NULL);
+        }
+        notify_status(s);
+    }
+}
 
 int
 main(int argc, char **argv)
 {
     struct dp_cli cli;
     struct dp_config *cfg = NULL;
+    static struct srv s;
+    sigset_t set;
     int rc = dp_config_startup(argc, argv, "datapipe-server", usage, false, &cli, &cfg);
 
     if (rc >= 0) {
         return rc;
     }
-    fprintf(stderr, "datapipe-server: the loader is not built yet (issue 5)\n");
+    rc = 1;
+    /* Block the signals in every thread: only the main thread takes them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    s.cfg = cfg;
+    s.started_us = srv_now_us();
+    if (ev_registry_len > SRV_MAX_TYPES) {
+        dp_error("too many event types", "types=%zu max=%d", ev_registry_len, SRV_MAX_TYPES);
+        goto out;
+    }
+    if (queue_open(&s.q, cfg->queue_path, (uint64_t)cfg->queue_max_bytes, cfg->queue_sync) != 0) {
+        dp_error("cannot open the queue", "path=%s", cfg->queue_path);
+        goto out;
+    }
+    if (srv_http_start(&s) != 0) {
+        goto out;
+    }
+    dp_info("serving", "listen=%s threads=%d queue=%s sync=%s version=%s", cfg->server_listen,
+            cfg->server_threads, cfg->queue_path, cfg->queue_sync ? "true" : "false", DP_VERSION);
+    sd_notify(0, "READY=1");
+    notify_status(&s);
+    serve_until_signal(&s, cli.config_path);
+    sd_notify(0, "STOPPING=1");
+    rc = 0;
+out:
+    srv_http_stop(&s);
+    queue_close(s.q);
     dp_config_destroy(cfg);
-    return 1;
+    if (rc == 0) {
+        dp_info("stopped", NULL);
+    }
+    return rc;
 }

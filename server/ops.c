@@ -1,0 +1,306 @@
+/*
+ * ops.c - what operators and monitors read: /healthz, /readyz, /v1/status,
+ * /metrics (Prometheus text), and one summary line a minute. Counters are
+ * lock-free atomics; the loader's figures come from the queue's metadata,
+ * so one scrape shows the whole appliance. Read-only: never blocks appends.
+ */
+#include "server/srv.h"
+#include "etc/err.h"
+#include "etc/log.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Names the loader writes in the queue's metadata (see loader/). */
+#define META_LOADED_PREFIX "loader.loaded."
+#define META_DEAD_LETTERS "loader.dead_letters"
+#define META_LAST_SUCCESS_US "loader.last_success_us"
+#define META_LAST_RUN_US "loader.last_run_us"
+#define META_LAST_ERROR "loader.last_error"
+
+size_t
+srv_type_index(const struct ev_type *t)
+{
+    for (size_t i = 0; i < ev_registry_len && i < SRV_MAX_TYPES; i++) {
+        if (ev_registry[i] == t) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+static int
+lat_bucket(int64_t us)
+{
+    int b = 0;
+    /* Bucket i covers up to 2^(i/2) microseconds: ~41% steps. */
+    while (b < SRV_LAT_BUCKETS - 1 && (double)us >= (double)(1ULL << (b / 2)) *
+                                                        (b % 2 ? 1.4142 : 1.0)) {
+        b++;
+    }
+    return b;
+}
+
+static double
+lat_bucket_upper_us(int b)
+{
+    return (double)(1ULL << (b / 2)) * (b % 2 ? 1.4142 : 1.0);
+}
+
+void
+srv_observe(struct srv *s, int status, int64_t elapsed_us)
+{
+    if (status >= 100 && status < 600) {
+        atomic_fetch_add(&s->m.http_by_code[status], 1);
+    }
+    atomic_fetch_add(&s->m.lat[lat_bucket(elapsed_us)], 1);
+}
+
+void
+srv_get_healthz(struct srv *s, struct srv_reply *r)
+{
+    (void)s;
+    srv_reply_json(r, 200, "ok");
+}
+
+/* Ready when an append can succeed: the map has room and the last one did not fail full. */
+void
+srv_get_readyz(struct srv *s, struct srv_reply *r)
+{
+    struct queue_stats st;
+
+    if (queue_stats(s->q, &st) != 0) {
+        srv_reply_json(r, 503, "queue unreadable");
+        return;
+    }
+    if (atomic_load(&s->queue_full) && st.events < atomic_load(&s->full_events)) {
+        /* The loader deleted events since the last failure: appends may fit again. */
+        atomic_store(&s->queue_full, false);
+    }
+    if (atomic_load(&s->queue_full) || st.bytes >= st.capacity_bytes) {
+        srv_reply_json(r, 503, "queue full");
+        srv_reply_header(r, "Retry-After", "1");
+        return;
+    }
+    srv_reply_json(r, 200, "ready");
+}
+
+/* A growing text buffer for the Prometheus exposition. */
+struct text {
+    char *p;
+    size_t len;
+    size_t cap;
+};
+
+static void text_add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+text_add(struct text *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            return;
+        }
+        if (t->p != NULL && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t ncap = (t->cap ? t->cap * 2 : 8192) + (size_t)n;
+        char *q = realloc(t->p, ncap);
+        if (q == NULL) {
+            return;
+        }
+        t->p = q;
+        t->cap = ncap;
+    }
+}
+
+static int64_t
+meta_int(struct srv *s, const char *name)
+{
+    int64_t v = 0;
+
+    queue_meta_get(s->q, name, &v);
+    return v;
+}
+
+static void
+loaded_line(void *arg, const char *name, int64_t value)
+{
+    struct text *t = arg;
+
+    text_add(t, "datapipe_loader_events_loaded_total{type=\"%s\"} %lld\n",
+             name + strlen(META_LOADED_PREFIX), (long long)value);
+}
+
+static double
+oldest_age_s(const struct queue_stats *st)
+{
+    if (st->events == 0 || st->oldest_received_us == 0) {
+        return 0;
+    }
+    return (double)(srv_now_us() - st->oldest_received_us) / 1e6;
+}
+
+void
+srv_get_metrics(struct srv *s, struct srv_reply *r)
+{
+    struct text t = {0};
+    struct queue_stats st;
+    uint64_t commits = 0;
+    uint64_t committed = 0;
+
+    memset(&st, 0, sizeof(st));
+    queue_stats(s->q, &st);
+    queue_commit_counts(s->q, &commits, &committed);
+    text_add(&t, "# HELP datapipe_http_requests_total HTTP requests answered, by status code.\n"
+                 "# TYPE datapipe_http_requests_total counter\n");
+    for (int code = 100; code < 600; code++) {
+        uint64_t v = atomic_load(&s->m.http_by_code[code]);
+        if (v > 0) {
+            text_add(&t, "datapipe_http_requests_total{code=\"%d\"} %llu\n", code,
+                     (unsigned long long)v);
+        }
+    }
+    text_add(&t, "# HELP datapipe_events_accepted_total Events acknowledged, by type.\n"
+                 "# TYPE datapipe_events_accepted_total counter\n");
+    for (size_t i = 0; i < ev_registry_len && i < SRV_MAX_TYPES; i++) {
+        text_add(&t, "datapipe_events_accepted_total{type=\"%s\"} %llu\n", ev_registry[i]->name,
+                 (unsigned long long)atomic_load(&s->m.accepted[i]));
+    }
+    text_add(&t, "# HELP datapipe_events_rejected_total Events rejected at ingest, by type.\n"
+                 "# TYPE datapipe_events_rejected_total counter\n");
+    for (size_t i = 0; i < ev_registry_len && i < SRV_MAX_TYPES; i++) {
+        text_add(&t, "datapipe_events_rejected_total{type=\"%s\"} %llu\n", ev_registry[i]->name,
+                 (unsigned long long)atomic_load(&s->m.rejected[i]));
+    }
+    text_add(&t, "datapipe_events_rejected_total{type=\"\"} %llu\n",
+             (unsigned long long)atomic_load(&s->m.rejected_untyped));
+    text_add(&t, "# TYPE datapipe_queue_events gauge\ndatapipe_queue_events %llu\n"
+                 "# TYPE datapipe_queue_bytes gauge\ndatapipe_queue_bytes %llu\n"
+                 "# TYPE datapipe_queue_capacity_bytes gauge\n"
+                 "datapipe_queue_capacity_bytes %llu\n"
+                 "# TYPE datapipe_queue_oldest_event_age_seconds gauge\n"
+                 "datapipe_queue_oldest_event_age_seconds %.3f\n"
+                 "# TYPE datapipe_queue_commits_total counter\n"
+                 "datapipe_queue_commits_total %llu\n"
+                 "# TYPE datapipe_queue_committed_events_total counter\n"
+                 "datapipe_queue_committed_events_total %llu\n",
+             (unsigned long long)st.events, (unsigned long long)st.bytes,
+             (unsigned long long)st.capacity_bytes, oldest_age_s(&st),
+             (unsigned long long)commits, (unsigned long long)committed);
+    text_add(&t, "# HELP datapipe_loader_events_loaded_total Events the loader committed to "
+                 "PostgreSQL, by type.\n# TYPE datapipe_loader_events_loaded_total counter\n");
+    queue_meta_each(s->q, META_LOADED_PREFIX, loaded_line, &t);
+    text_add(&t, "# TYPE datapipe_loader_dead_letters_total counter\n"
+                 "datapipe_loader_dead_letters_total %lld\n"
+                 "# TYPE datapipe_loader_last_success_timestamp_seconds gauge\n"
+                 "datapipe_loader_last_success_timestamp_seconds %.3f\n",
+             (long long)meta_int(s, META_DEAD_LETTERS),
+             (double)meta_int(s, META_LAST_SUCCESS_US) / 1e6);
+    if (t.p == NULL) {
+        srv_reply_json(r, 500, "out of memory");
+        return;
+    }
+    /* The reply adds the final newline. */
+    if (t.len > 0 && t.p[t.len - 1] == '\n') {
+        t.p[--t.len] = '\0';
+    }
+    r->status = 200;
+    r->body = t.p;
+    r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+void
+srv_get_status(struct srv *s, struct srv_reply *r)
+{
+    struct queue_stats st;
+    char last_error[1024];
+    json_t *o;
+    json_t *q;
+    json_t *l;
+    int64_t last_run = 0;
+    int64_t last_ok = 0;
+
+    memset(&st, 0, sizeof(st));
+    if (queue_stats(s->q, &st) != 0) {
+        srv_reply_json(r, 503, "queue unreadable");
+        return;
+    }
+    queue_meta_get_str(s->q, META_LAST_ERROR, last_error, sizeof(last_error));
+    last_run = meta_int(s, META_LAST_RUN_US);
+    last_ok = meta_int(s, META_LAST_SUCCESS_US);
+    o = json_object();
+    json_object_set_new(o, "status_code", json_integer(200));
+    json_object_set_new(o, "status_message", json_string("ok"));
+    q = json_object();
+    json_object_set_new(q, "events", json_integer((json_int_t)st.events));
+    json_object_set_new(q, "bytes", json_integer((json_int_t)st.bytes));
+    json_object_set_new(q, "capacity_bytes", json_integer((json_int_t)st.capacity_bytes));
+    json_object_set_new(q, "oldest_event_age_s", json_real(oldest_age_s(&st)));
+    json_object_set_new(q, "next_seq", json_integer((json_int_t)st.next_seq));
+    json_object_set_new(o, "queue", q);
+    l = json_object();
+    json_object_set_new(l, "last_run_us", json_integer(last_run));
+    json_object_set_new(l, "last_success_us", json_integer(last_ok));
+    json_object_set_new(l, "last_result",
+                        json_string(last_run == 0      ? "never ran"
+                                    : last_error[0]    ? "error"
+                                                       : "ok"));
+    json_object_set_new(l, "last_error", last_error[0] ? json_string(last_error) : json_null());
+    json_object_set_new(l, "dead_letters", json_integer(meta_int(s, META_DEAD_LETTERS)));
+    json_object_set_new(o, "loader", l);
+    r->status = 200;
+    r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(o);
+}
+
+/* Requests, events and p99 latency since the previous call; called once a minute. */
+void
+srv_summary_log(struct srv *s)
+{
+    static uint64_t prev_req, prev_acc, prev_rej;
+    static uint64_t prev_lat[SRV_LAT_BUCKETS];
+    uint64_t req = 0;
+    uint64_t acc = 0;
+    uint64_t rej = atomic_load(&s->m.rejected_untyped);
+    uint64_t lat[SRV_LAT_BUCKETS];
+    uint64_t total = 0;
+    uint64_t seen = 0;
+    int p99 = 0;
+
+    for (int c = 100; c < 600; c++) {
+        req += atomic_load(&s->m.http_by_code[c]);
+    }
+    for (size_t i = 0; i < SRV_MAX_TYPES; i++) {
+        acc += atomic_load(&s->m.accepted[i]);
+        rej += atomic_load(&s->m.rejected[i]);
+    }
+    for (int b = 0; b < SRV_LAT_BUCKETS; b++) {
+        lat[b] = atomic_load(&s->m.lat[b]) - prev_lat[b];
+        prev_lat[b] += lat[b];
+        total += lat[b];
+    }
+    for (int b = 0; b < SRV_LAT_BUCKETS && total > 0; b++) {
+        seen += lat[b];
+        if (seen * 100 >= total * 99) {
+            p99 = b;
+            break;
+        }
+    }
+    dp_info("summary", "requests=%llu accepted=%llu rejected=%llu p99_ms=%.2f",
+            (unsigned long long)(req - prev_req), (unsigned long long)(acc - prev_acc),
+            (unsigned long long)(rej - prev_rej), total ? lat_bucket_upper_us(p99) / 1000 : 0.0);
+    prev_req = req;
+    prev_acc = acc;
+    prev_rej = rej;
+}

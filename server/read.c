@@ -1,0 +1,157 @@
+/*
+ * read.c - GET /v1/events/{type}/{id} and GET /product/{id}: one prepared
+ * query per type on a libpq connection owned by the civetweb worker thread
+ * (opened lazily, reopened after a failure, closed when the thread exits).
+ * PostgreSQL builds the JSON. Database down is 503, never a hang or a crash.
+ */
+#include "server/srv.h"
+#include "etc/err.h"
+#include "etc/log.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local PGconn *tl_conn;
+static _Thread_local bool tl_prepared[SRV_MAX_TYPES];
+
+void
+srv_read_thread_exit(void)
+{
+    PQfinish(tl_conn);
+    tl_conn = NULL;
+}
+
+static void
+conn_drop(void)
+{
+    srv_read_thread_exit();
+    memset(tl_prepared, 0, sizeof(tl_prepared));
+}
+
+/* The thread's connection, with search_path set; NULL when the database is unreachable. */
+static PGconn *
+conn_get(const struct srv *s)
+{
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {"3", "datapipe-server", s->cfg->database_conninfo, NULL};
+    char *ident = NULL;
+    char sql[512];
+    PGresult *res = NULL;
+
+    if (tl_conn != NULL && PQstatus(tl_conn) == CONNECTION_OK) {
+        return tl_conn;
+    }
+    conn_drop();
+    tl_conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(tl_conn) != CONNECTION_OK) {
+        dp_warn("database unreachable", "error=%s", PQerrorMessage(tl_conn));
+        goto fail;
+    }
+    ident = PQescapeIdentifier(tl_conn, s->cfg->database_schema,
+                               strlen(s->cfg->database_schema));
+    if (ident == NULL) {
+        goto fail;
+    }
+    snprintf(sql, sizeof(sql), "SET search_path TO %s; SET TimeZone TO 'UTC'", ident);
+    res = PQexec(tl_conn, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        dp_warn("database: cannot set search_path", "error=%s", PQerrorMessage(tl_conn));
+        goto fail;
+    }
+    PQclear(res);
+    PQfreemem(ident);
+    return tl_conn;
+fail:
+    PQclear(res);
+    PQfreemem(ident);
+    conn_drop();
+    return NULL;
+}
+
+static bool
+id_ok(const struct ev_type *t, const char *id, struct srv_reply *r)
+{
+    uint8_t u[16];
+
+    if (t->id_kind == EV_ID_UUID && ev_uuid_parse(id, u) != 0) {
+        srv_reply_json(r, 400, "id: not a valid UUID");
+        return false;
+    }
+    if (id[0] == '\0') {
+        srv_reply_json(r, 400, "id: must not be empty");
+        return false;
+    }
+    return true;
+}
+
+static void
+unavailable(struct srv_reply *r)
+{
+    srv_reply_json(r, 503, "database unavailable: retry later");
+    srv_reply_header(r, "Retry-After", "5");
+}
+
+void
+srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r)
+{
+    size_t ti = srv_type_index(t);
+    char name[96];
+    PGconn *c;
+    PGresult *res = NULL;
+    const char *sqlstate;
+
+    if (!id_ok(t, id, r)) {
+        return;
+    }
+    c = conn_get(s);
+    if (c == NULL) {
+        unavailable(r);
+        return;
+    }
+    snprintf(name, sizeof(name), "get_%s", t->name);
+    if (!tl_prepared[ti]) {
+        res = PQprepare(c, name, t->get_sql, 1, NULL);
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            /* 42P01: the loader has not created the table yet, so nothing is loaded. */
+            if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
+                srv_reply_json(r, 404, "not found (not loaded yet)");
+            } else if (PQstatus(c) != CONNECTION_OK) {
+                unavailable(r);
+                conn_drop();
+            } else {
+                dp_error("prepare failed", "type=%s error=%s", t->name, PQerrorMessage(c));
+                srv_reply_json(r, 500, "could not query the database");
+            }
+            goto out;
+        }
+        PQclear(res);
+        tl_prepared[ti] = true;
+    }
+    res = PQexecPrepared(c, name, 1, &id, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (PQstatus(c) != CONNECTION_OK) {
+            unavailable(r);
+            conn_drop();
+        } else {
+            dp_error("query failed", "type=%s error=%s", t->name, PQerrorMessage(c));
+            srv_reply_json(r, 500, "could not query the database");
+            /* A changed table invalidates the statement: prepare again next time. */
+            conn_drop();
+        }
+        goto out;
+    }
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+        srv_reply_json(r, 404, "not found (not loaded yet, or no such id)");
+        goto out;
+    }
+    r->status = 200;
+    r->body = strdup(PQgetvalue(res, 0, 0));
+    if (r->body == NULL) {
+        srv_reply_json(r, 500, "out of memory");
+    }
+out:
+    PQclear(res);
+}

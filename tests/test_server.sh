@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# test_server.sh - datapipe-server over real HTTP on loopback with a real
+# queue: every route and status code of SPEC section 3, bodies (NDJSON,
+# arrays, gzip, limits), auth, CORS, TLS, queue full and recovery, GET against
+# the harness's PostgreSQL, and SIGTERM under load losing no acknowledged event.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+. tests/lib_sh.sh
+
+TMP=$(mktemp -d)
+trap 't_cleanup; rm -rf "$TMP"' EXIT
+QTOOL=$BUILD/tests/qtool
+
+# server NAME EXTRA_JSON_SERVER_KEYS [QUEUE_MAX_BYTES]: start one server, set URL and SPID.
+server() {
+    local name=$1 extra=$2 max=${3:-67108864} port
+    port=$(free_port)
+    mkdir -p "$TMP/$name"
+    cat >"$TMP/$name/cfg.json" <<JSON
+{"server": {"listen": "127.0.0.1:$port${TLS_SUFFIX:-}", "threads": 16, "max_body_bytes": 65536,
+            "request_timeout_ms": 2000 $extra},
+ "queue": {"path": "$TMP/$name/q", "max_bytes": $max},
+ "database": {"conninfo": "${CONNINFO:-${DP_PG_CONNINFO:-dbname=none}}", "schema": "srvtest"}}
+JSON
+    start_bg "$TMP/$name/log" "$BIN/datapipe-server" -c "$TMP/$name/cfg.json"
+    SPID=$T_LAST_PID
+    if [ -n "${TLS_SUFFIX:-}" ]; then URL="https://127.0.0.1:$port"; else URL="http://127.0.0.1:$port"; fi
+    wait_http "$URL/healthz" || { echo "server $name did not start:"; cat "$TMP/$name/log"; }
+}
+
+# post PATH BODY [CURL ARGS...]: prints "CODE BODY".
+post() {
+    local path=$1 body=$2
+    shift 2
+    curl -s -o "$TMP/out" -w '%{http_code}' --data-binary "$body" "$@" "$URL$path"
+    echo " $(cat "$TMP/out")"
+}
+
+SEED='{"event_name": "crash_report","user_id": 888,"timestamp": 1000,"message": "have_fun"}'
+AD='{"ip_address": "10.1.2.3", "user_agent": "Mozilla/5.0", "referring_url": "https://example.com/a?b=c", "advertiser_id": "adv-1", "metadata": {"campaign": "x"}}'
+
+server main ""
+
+# --- the seed examples
+r=$(post / "$SEED")
+has "seed → 202" "202 {\"status_code\":202,\"status_message\":\"accepted\",\"id\":\"" "$r"
+id=$(sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p' <<<"$r")
+ok "seed id is a UUIDv7" grep -Eq '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' <<<"$id"
+dump=$("$QTOOL" "$TMP/main/q" dump)
+has "seed stored with its id and exact bytes" "$id crash_report 0 $SEED" "$dump"
+r=$(post /v1/events "$SEED")
+has "POST /v1/events → 202" "202 " "$r"
+r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "typed"}')
+has "POST /v1/events/{type} → 202" "202 " "$r"
+r=$(post / '{"event_name": " crash_report","user_id": 888,"timestamp": 1000,"message": "have_fun"}')
+eq "leading space in event_name → 400" \
+    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\""}' "$r"
+r=$(post /v1/events/crash_report '{"event_name": "ad_event", "user_id": 1, "timestamp": 2, "message": "m"}')
+has "event_name must equal the URL type" '400 ' "$r"
+r=$(post /submit "$AD")
+eq "/submit → 204 no body" "204 " "$r"
+r=$(post /submit '{"ip_address": "10.01.2.3", "user_agent": "u", "referring_url": "https://e.com", "advertiser_id": "a"}')
+has "bad IPv4 → 400 naming the field" '400 {"status_code":400,"status_message":"ip_address' "$r"
+r=$(post /submit '{"ip_address": "10.1.2.3", "user_agent": "u", "referring_url": "ftp://e.com/x", "advertiser_id": "a"}')
+has "bad URL → 400 naming the field" '400 {"status_code":400,"status_message":"referring_url' "$r"
+r=$(post /v1/events/crash_report '{"user_id": "x", "timestamp": 2, "message": "m"}')
+eq "wrong type named" '400 {"status_code":400,"status_message":"user_id: expected integer, got string"}' "$r"
+r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "m", "extra": 1}')
+has "unknown field → 400" '400 ' "$r"
+has "unknown field named" 'extra' "$r"
+r=$(post / 'not json')
+has "not JSON → 400" '400 ' "$r"
+r=$(post / '')
+eq "empty body → 400" '400 {"status_code":400,"status_message":"empty body: expected one or more JSON events"}' "$r"
+
+# --- several events: NDJSON, arrays, partial acceptance, dead letters
+before=$("$QTOOL" "$TMP/main/q" stats)
+r=$(post /v1/events/crash_report $'{"user_id": 1, "timestamp": 2, "message": "a"}\n{"user_id": "bad", "timestamp": 2, "message": "b"}\n{"user_id": 3, "timestamp": 4, "message": "c"}')
+has "NDJSON partial → 202" '202 {"status_code":202,"status_message":"partly accepted","accepted":2,"rejected":1,"errors":[{"index":1,"error":"user_id: expected integer, got string"}]}' "$r"
+dump=$("$QTOOL" "$TMP/main/q" dump)
+has "rejected event kept for dead_letter (flag 1)" 'crash_report 1 {"user_id": "bad", "timestamp": 2, "message": "b"}' "$dump"
+r=$(post / "[$SEED, $SEED, {\"event_name\": \"crash_report\"}]" -H 'Content-Type: application/json')
+has "array: 2 accepted 1 rejected" '"accepted":2,"rejected":1,"errors":[{"index":2,' "$r"
+r=$(post / "$SEED$SEED")
+has "concatenated objects (curl -d @file)" '"accepted":2,"rejected":0' "$r"
+n1=$("$QTOOL" "$TMP/main/q" stats)
+r=$(post /v1/events/crash_report $'{"user_id": "a"}\n{"user_id": "b"}')
+has "all invalid → 400 with errors" '400 {"status_code":400,"status_message":"no valid event in the body","accepted":0,"rejected":2' "$r"
+eq "all invalid: nothing stored" "$n1" "$("$QTOOL" "$TMP/main/q" stats)"
+ok "stats changed after accepted posts" [ "$before" != "$n1" ]
+
+# --- content types, encodings, limits
+r=$(post / "$SEED" -H 'Content-Type: application/x-ndjson')
+has "x-ndjson accepted" '202 ' "$r"
+r=$(post / "$SEED" -H 'Content-Type: text/plain; charset=utf-8')
+has "text/plain with charset accepted" '202 ' "$r"
+r=$(post / "$SEED" -H 'Content-Type: image/png')
+has "other Content-Type → 415" '415 ' "$r"
+printf '%s' "$SEED" | gzip -c >"$TMP/seed.gz"
+r=$(curl -s -w ' %{http_code}' --data-binary @"$TMP/seed.gz" -H 'Content-Encoding: gzip' "$URL/")
+has "gzip body → 202" '"status_message":"accepted","id":' "$r"
+r=$(curl -s -w ' %{http_code}' --data-binary "$SEED" -H 'Content-Encoding: br' "$URL/")
+has "unknown Content-Encoding → 415" ' 415' "$r"
+r=$(curl -s -w ' %{http_code}' --data-binary @"$TMP/seed.gz" -H 'Content-Encoding: gzip' -H 'Content-Type: application/json' "$URL/v1/events/ad_event")
+has "gzip body validated after inflating" ' 400' "$r"
+head -c 70000 /dev/zero | tr '\0' ' ' >"$TMP/big"
+r=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$TMP/big" "$URL/")
+eq "body over max_body_bytes → 413" 413 "$r"
+head -c 20000000 /dev/zero | gzip -c >"$TMP/bomb.gz"
+r=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$TMP/bomb.gz" -H 'Content-Encoding: gzip' "$URL/")
+eq "gzip bomb (20 MB of zeros) → 413" 413 "$r"
+r=$(curl -s -o /dev/null -w '%{http_code}' -H 'Transfer-Encoding: chunked' --data-binary "$SEED" "$URL/")
+eq "chunked body → 202" 202 "$r"
+r=$(curl -s -o /dev/null -w '%{http_code}' -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/big" "$URL/")
+eq "chunked body over the limit → 413" 413 "$r"
+
+# --- routes and methods
+eq "unknown path → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/nope")"
+r=$(post /v1/events/no_such_type "$SEED")
+eq "unknown type → 404" '404 {"status_code":404,"status_message":"unknown event type"}' "$r"
+eq "GET /submit → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/submit")"
+ok "405 names Allow" grep -qi '^Allow: POST' <(curl -s -D - -o /dev/null "$URL/submit")
+eq "DELETE /v1/events → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/events")"
+eq "POST /healthz → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -d x "$URL/healthz")"
+eq "/healthz → 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")"
+eq "/readyz → 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
+st=$(curl -s "$URL/v1/status")
+has "/v1/status shows queue depth" '"queue":{"events":' "$st"
+has "/v1/status shows the loader" '"loader":{"last_run_us":0' "$st"
+m=$(curl -s "$URL/metrics")
+for name in 'datapipe_http_requests_total{code="202"}' 'datapipe_events_accepted_total{type="crash_report"}' \
+    'datapipe_events_rejected_total{type="crash_report"}' datapipe_queue_events datapipe_queue_bytes \
+    datapipe_queue_capacity_bytes datapipe_queue_oldest_event_age_seconds \
+    datapipe_loader_dead_letters_total datapipe_loader_last_success_timestamp_seconds; do
+    has "/metrics has $name" "$name" "$m"
+done
+has "/metrics counts 413s" 'datapipe_http_requests_total{code="413"} 3' "$m"
+
+# --- GET of stored rows (PostgreSQL from tests/pg; the loader has not run)
+eq "GET malformed id → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/not-a-uuid")"
+eq "GET before load → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/$id")"
+eq "GET /product/{id} before load → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/p-1")"
+stop_pid "$SPID"
+
+CONNINFO="host=$TMP/nowhere port=1 user=postgres dbname=postgres" server nodb ""
+r=$(curl -s -D - "$URL/v1/events/crash_report/$id")
+has "GET with the database down → 503" 'HTTP/1.1 503' "$r"
+has "503 carries Retry-After" 'Retry-After:' "$r"
+eq "database down: POST still 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
+stop_pid "$SPID"
+
+# --- auth
+printf '# ops\nfile-key\n' >"$TMP/keys"
+server auth ", \"api_keys\": [\"k-123\"], \"api_keys_file\": \"$TMP/keys\""
+r=$(curl -s -D - -o /dev/null -d "$SEED" "$URL/")
+has "no key → 401" 'HTTP/1.1 401' "$r"
+has "401 has WWW-Authenticate" 'WWW-Authenticate: Bearer' "$r"
+eq "wrong key → 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer k-124' -d "$SEED" "$URL/")"
+eq "prefix of a key → 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-12' -d "$SEED" "$URL/")"
+eq "Bearer key → 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer k-123' -d "$SEED" "$URL/")"
+eq "X-API-Key from the keys file → 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: file-key' -d "$SEED" "$URL/")"
+eq "GET row needs a key" 401 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/1")"
+eq "/healthz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")"
+eq "/metrics open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")"
+eq "/readyz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
+eq "401 before reading a huge body" 401 "$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$TMP/big" "$URL/")"
+stop_pid "$SPID"
+
+# --- CORS
+server cors ', "cors_origins": ["https://app.example"]'
+r=$(curl -s -D - -o /dev/null -X OPTIONS -H 'Origin: https://app.example' -H 'Access-Control-Request-Method: POST' "$URL/v1/events")
+has "preflight → 204" 'HTTP/1.1 204' "$r"
+has "preflight allows the origin" 'Access-Control-Allow-Origin: https://app.example' "$r"
+has "preflight lists methods" 'Access-Control-Allow-Methods: POST' "$r"
+has "preflight Vary: Origin" 'Vary: Origin' "$r"
+r=$(curl -s -D - -o /dev/null -H 'Origin: https://app.example' -d "$SEED" "$URL/")
+has "POST from allowed origin gets ACAO" 'Access-Control-Allow-Origin: https://app.example' "$r"
+r=$(curl -s -D - -o /dev/null -H 'Origin: https://evil.example' -d "$SEED" "$URL/")
+ok "other origin gets no ACAO" bash -c "! grep -qi 'Access-Control-Allow-Origin' <<<\"\$0\"" "$r"
+has "other origin still Vary: Origin" 'Vary: Origin' "$r"
+stop_pid "$SPID"
+server nocors ""
+r=$(curl -s -D - -o /dev/null -H 'Origin: https://app.example' -d "$SEED" "$URL/")
+ok "no cors_origins: no CORS header at all" bash -c "! grep -qi 'Access-Control' <<<\"\$0\"" "$r"
+stop_pid "$SPID"
+
+# --- TLS
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/both.pem"
+TLS_SUFFIX=s server tls ", \"tls_certificate\": \"$TMP/both.pem\""
+r=$(curl -s --cacert "$TMP/cert.pem" -w ' %{http_code}' -d "$SEED" "$URL/")
+has "HTTPS POST with --cacert → 202" '"status_message":"accepted"' "$r"
+has "HTTPS status" ' 202' "$r"
+eq "HTTPS with an unknown CA fails" 60 "$(curl -s -o /dev/null -d "$SEED" "$URL/"; echo $?)"
+stop_pid "$SPID"
+
+# --- queue full → 503, recovery after the loader frees space (qtool deletes)
+server full "" 1048576
+code=202
+i=0
+payload=$(head -c 20000 /dev/zero | tr '\0' 'x')
+while [ "$code" = 202 ] && [ $i -lt 500 ]; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -d "{\"user_id\": $i, \"timestamp\": 1, \"message\": \"$payload\"}" "$URL/v1/events/crash_report")
+    i=$((i + 1))
+done
+eq "queue full → 503" 503 "$code"
+r=$(curl -s -D - -o /dev/null -d "{\"user_id\": 1, \"timestamp\": 1, \"message\": \"$payload\"}" "$URL/v1/events/crash_report")
+has "503 has Retry-After" 'Retry-After: 1' "$r"
+has "503 says why" '"status_message":"queue full: retry later"' "$(cat "$TMP/out" 2>/dev/null; curl -s -d "{\"user_id\": 1, \"timestamp\": 1, \"message\": \"$payload\"}" "$URL/v1/events/crash_report")"
+eq "/readyz → 503 when full" 503 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
+eq "/healthz still 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")"
+acked=$("$QTOOL" "$TMP/full/q" dump | wc -l)
+eq "every acknowledged event is in the full queue" "$((i - 1))" "$acked"
+"$QTOOL" "$TMP/full/q" delete 1 1000000
+eq "after deleting: 202 again, no restart" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
+eq "/readyz → 200 again" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
+stop_pid "$SPID"
+
+# --- SIGTERM under load: every acknowledged event is in the queue afterwards
+server term ""
+for w in 1 2 3 4; do
+    (
+        n=0
+        while [ $n -lt 2000 ]; do
+            out=$(curl -s -m 5 -d "{\"user_id\": $w$n, \"timestamp\": 1, \"message\": \"w$w\"}" "$URL/v1/events/crash_report") || break
+            id=$(sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p' <<<"$out")
+            [ -n "$id" ] && echo "$id" >>"$TMP/acked.$w"
+            n=$((n + 1))
+        done
+    ) &
+done
+sleep 1.5
+stop_pid "$SPID"
+wait
+eq "SIGTERM → exit 0" 0 "$T_RC"
+cat "$TMP"/acked.* | sort >"$TMP/acked"
+"$QTOOL" "$TMP/term/q" dump | awk '{print $2}' | sort >"$TMP/stored"
+nacked=$(wc -l <"$TMP/acked")
+ok "some events acknowledged under load ($nacked)" [ "$nacked" -gt 10 ]
+eq "every acknowledged id is in the queue" "" "$(comm -23 "$TMP/acked" "$TMP/stored")"
+ok "log says stopped" grep -q 'info stopped' "$TMP/term/log"
+
+# --- SIGHUP re-reads the configuration
+server hup ""
+sed -i 's/"threads": 16/"threads": 17/; s/"schema": "srvtest"}/"schema": "srvtest"}, "log": {"level": "debug"}/' "$TMP/hup/cfg.json"
+kill -HUP "$SPID"
+sleep 0.5
+curl -s -o /dev/null "$URL/healthz"
+sleep 0.2
+ok "HUP: restart-only change logged" grep -q 'reload: changed, takes effect after a restart key=server.threads' "$TMP/hup/log"
+ok "HUP: log.level applied" grep -q 'reload: applied key=log.level' "$TMP/hup/log"
+ok "HUP: debug access log now on" grep -q 'debug request method=GET uri=/healthz status=200' "$TMP/hup/log"
+echo '{"server": {"threads": "x"}}' >"$TMP/hup/cfg.json"
+kill -HUP "$SPID"
+sleep 0.3
+ok "HUP with a bad file keeps running" grep -q 'reload: configuration rejected' "$TMP/hup/log"
+eq "still serving after a bad reload" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
+stop_pid "$SPID"
+eq "SIGTERM after reloads → exit 0" 0 "$T_RC"
+
+t_done server
