@@ -734,7 +734,9 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
         {LDR_META_LAST_RUN_END, QUEUE_META_SET, 0, NULL},
         {LDR_META_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
         {LDR_META_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
+        {LDR_META_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
     };
+    size_t n_ops = rc == 0 ? 4 : 3;
 
     pthread_mutex_lock(&l->mu);
     l->run.end_us = ldr_wall_us();
@@ -760,7 +762,7 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     pthread_mutex_unlock(&l->mu);
     ops[0].value = run.end_us;
     ops[1].value = (int64_t)run.events;
-    queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
+    queue_meta_apply(l->q, ops, n_ops);
     dp_info("run finished", "events=%llu loaded=%llu dead_letters=%llu batches=%llu retries=%llu "
             "seconds=%.3f result=%s", (unsigned long long)run.events,
             (unsigned long long)run.loaded, (unsigned long long)run.dead_letters,

@@ -24,8 +24,9 @@
  *   loader.batches              counter  batches committed and deleted from the queue
  *   loader.last_success_us      int64    wall clock (us since the epoch) of the last batch
  *   loader.retries              counter  back-offs after PostgreSQL or queue failures
- *   loader.last_error           string   the last failure's text
- *   loader.last_error_us        int64    when it happened
+ *   loader.last_error           string   the last failure of the running or last run; ""
+ *                                        once a run succeeded
+ *   loader.last_error_us        int64    when the last failure happened (never cleared)
  *   loader.last_run_us          int64    when the last run started
  *   loader.last_run_end_us      int64    when it ended (0 while a run is going on)
  *   loader.last_run_events      int64    events the last run took off the queue

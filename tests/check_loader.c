@@ -457,6 +457,7 @@ check_exactly_once(const char *name, struct fault_plan *plan, int workers)
     struct ldr_fault_ops ops = {.hook = fault_hook, .arg = plan};
     struct ldr_run_stats st;
     struct tl_env e;
+    char text[64];
 
     tl_setup(&e, name);
     tl_append_gen(&e, "crash_report", 20000, gen_crash, NULL);
@@ -467,6 +468,10 @@ check_exactly_once(const char *name, struct fault_plan *plan, int workers)
     ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 20);
     ck_assert_uint_ge(st.retries, 2);
     ck_assert_int_ge(tl_meta(&e, LDR_META_RETRIES), 2);
+    /* The run succeeded in the end: no current error, but the time of the last one. */
+    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_LAST_ERROR, text, sizeof(text)), 0);
+    ck_assert_str_eq(text, "");
+    ck_assert_int_gt(tl_meta(&e, LDR_META_LAST_ERROR_US), 0);
     /* Compacted: only the newest batch's row is left. */
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'",
                             e.queue_id), 1);
@@ -593,6 +598,7 @@ START_TEST(test_unreachable_gives_up_or_stops)
     struct tl_env e;
     struct ldr_options o;
     struct ldr *l = NULL;
+    char text[LDR_ERR_MAX];
 
     tl_setup(&e, "unreach");
     o = tl_options(&e, 1, 100);
@@ -605,6 +611,8 @@ START_TEST(test_unreachable_gives_up_or_stops)
     ck_assert_int_eq(ldr_run(l, NULL), DP_ERR_CLOSED);
     ldr_destroy(l);
     ck_assert_int_eq(tl_meta(&e, LDR_META_RETRIES), 3);
+    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_LAST_ERROR, text, sizeof(text)), 0);
+    ck_assert_msg(strstr(text, "nonexistent-datapipe-socket-dir") != NULL, "%s", text);
     /* A conninfo libpq cannot parse is refused at once. */
     o.conninfo = "host=x bogus_option=1";
     ck_assert_int_eq(ldr_create(&l, e.q, &o), DP_ERR_INVALID);
