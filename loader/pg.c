@@ -364,7 +364,6 @@ ldr_pg_fence(struct ldr_pg *pg, const char *queue_id)
     char sql[160];
     int rc;
 
-    (void)queue_id;
     rc = ldr_pg_exec(pg, "SET lock_timeout = '5s'");
     /* Our own shared lock does not conflict with the exclusive one we ask for. */
     snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%d, %" PRId32 ")", LDR_LOCK_CLASS,

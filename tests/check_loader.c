@@ -555,6 +555,31 @@ START_TEST(test_crash_between_commit_and_delete)
 }
 END_TEST
 
+START_TEST(test_fence_terminates_stale_sessions)
+{
+    /* Loader a stands for the sessions a killed loader left behind: b's start must end them. */
+    struct tl_env e;
+    struct ldr *a;
+    struct ldr *b;
+    struct ldr_run_stats st;
+
+    tl_setup(&e, "fence");
+    a = open_loader(&e, 1, 100, NULL);
+    b = open_loader(&e, 1, 100, NULL);
+    tl_append_gen(&e, "crash_report", 100, gen_crash, NULL);
+    /* a's connection was terminated: its next run reconnects and still loads. */
+    ck_assert_int_eq(ldr_run(a, &st), 0);
+    ck_assert_uint_ge(st.retries, 1);
+    ck_assert_uint_eq(st.loaded, 100);
+    ck_assert_int_eq(ldr_run(b, &st), 0);
+    ck_assert_uint_eq(st.events, 0);
+    ldr_destroy(a);
+    ldr_destroy(b);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 100);
+    tl_teardown(&e);
+}
+END_TEST
+
 /* ---- runs: workers, memory bound, stop, give up --------------------------------------- */
 
 START_TEST(test_batches_bounded_by_bytes)
@@ -669,6 +694,7 @@ main(void)
     tcase_add_test(once, test_connection_dropped_mid_copy);
     tcase_add_test(once, test_commit_answer_lost);
     tcase_add_test(once, test_crash_between_commit_and_delete);
+    tcase_add_test(once, test_fence_terminates_stale_sessions);
     tcase_add_test(runs, test_batches_bounded_by_bytes);
     tcase_add_test(runs, test_unreachable_gives_up_or_stops);
     tcase_add_test(runs, test_run_figures);
