@@ -11,6 +11,13 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 DOCDIR ?= $(PREFIX)/share/doc/datapipe
 LIBEXECDIR ?= $(PREFIX)/lib/datapipe
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || \
+	echo /lib/systemd/system)
+SYSUSERSDIR ?= $(shell pkg-config --variable=sysusersdir systemd 2>/dev/null || \
+	echo /usr/lib/sysusers.d)
+TMPFILESDIR ?= $(shell pkg-config --variable=tmpfilesdir systemd 2>/dev/null || \
+	echo /usr/lib/tmpfiles.d)
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 CIVETWEB_LIBS ?= -lcivetweb
@@ -140,16 +147,30 @@ run: all
 	tests/run-demo
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBEXECDIR) \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(SYSCONFDIR)
 	install -m 0755 bin/datapipe-server bin/datapipe-loader $(DESTDIR)$(BINDIR)/
-	install -d $(DESTDIR)$(LIBEXECDIR)
 	install -m 0644 bin/datapipe-tls-compat.so $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0644 datapipe.json.example README.md $(DESTDIR)$(DOCDIR)/
+	for u in datapipe-server datapipe-loader; do \
+		sed 's|@BINDIR@|$(BINDIR)|g; s|@DOCDIR@|$(DOCDIR)|g' systemd/$$u.service \
+			>$(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service; \
+	done
+	install -m 0644 systemd/datapipe.sysusers $(DESTDIR)$(SYSUSERSDIR)/datapipe.conf
+	install -m 0644 systemd/datapipe.tmpfiles $(DESTDIR)$(TMPFILESDIR)/datapipe.conf
+	@# An operator's configuration is never overwritten.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/datapipe.json ] || \
+		install -m 0640 datapipe.json.example $(DESTDIR)$(SYSCONFDIR)/datapipe.json
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/datapipe-server $(DESTDIR)$(BINDIR)/datapipe-loader
-	rm -rf $(DESTDIR)$(LIBEXECDIR)
-	rm -rf $(DESTDIR)$(DOCDIR)
+	rm -rf $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/datapipe-server.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/datapipe-loader.service \
+		$(DESTDIR)$(SYSUSERSDIR)/datapipe.conf $(DESTDIR)$(TMPFILESDIR)/datapipe.conf
+	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/datapipe.json and /var/lib/datapipe are kept"
 
 clean:
 	rm -rf build bin

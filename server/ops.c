@@ -20,6 +20,10 @@
 #define META_LAST_SUCCESS_US "loader.last_success_us"
 #define META_LAST_RUN_US "loader.last_run_us"
 #define META_LAST_ERROR "loader.last_error"
+#define META_LAST_ERROR_US "loader.last_error_us"
+#define META_LAST_RUN_END_US "loader.last_run_end_us"
+#define META_LAST_RUN_EVENTS "loader.last_run_events"
+#define META_LAST_RUN_RESULT "loader.last_run_result"
 
 size_t
 srv_type_index(const struct ev_type *t)
@@ -225,6 +229,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
 {
     struct queue_stats st;
     char last_error[1024];
+    char result[1024];
     json_t *o;
     json_t *q;
     json_t *l;
@@ -237,6 +242,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
         return;
     }
     queue_meta_get_str(s->q, META_LAST_ERROR, last_error, sizeof(last_error));
+    queue_meta_get_str(s->q, META_LAST_RUN_RESULT, result, sizeof(result));
     last_run = meta_int(s, META_LAST_RUN_US);
     last_ok = meta_int(s, META_LAST_SUCCESS_US);
     o = json_object();
@@ -252,11 +258,12 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     l = json_object();
     json_object_set_new(l, "last_run_us", json_integer(last_run));
     json_object_set_new(l, "last_success_us", json_integer(last_ok));
-    json_object_set_new(l, "last_result",
-                        json_string(last_run == 0      ? "never ran"
-                                    : last_error[0]    ? "error"
-                                                       : "ok"));
+    json_object_set_new(l, "last_run_end_us", json_integer(meta_int(s, META_LAST_RUN_END_US)));
+    json_object_set_new(l, "last_run_events", json_integer(meta_int(s, META_LAST_RUN_EVENTS)));
+    /* "running", "ok", "stopped" or "error: ..." as the loader wrote it. */
+    json_object_set_new(l, "last_result", json_string(result[0] ? result : "never ran"));
     json_object_set_new(l, "last_error", last_error[0] ? json_string(last_error) : json_null());
+    json_object_set_new(l, "last_error_us", json_integer(meta_int(s, META_LAST_ERROR_US)));
     json_object_set_new(l, "dead_letters", json_integer(meta_int(s, META_DEAD_LETTERS)));
     json_object_set_new(o, "loader", l);
     r->status = 200;

@@ -140,6 +140,27 @@ has "/metrics counts 413s" 'datapipe_http_requests_total{code="413"} 3' "$m"
 eq "GET malformed id → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/not-a-uuid")"
 eq "GET before load → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/$id")"
 eq "GET /product/{id} before load → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/p-1")"
+r=$(post /v1/events/product '{"id": "p-1", "name": "lamp", "price": 12.5}')
+has "product accepted" '202 ' "$r"
+r=$(post /v1/events/data_sample '{"time_stamp": "2026-11-26T10:00:00+01:00", "data": [1, 2, 3, 4]}')
+sid=$(sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p' <<<"$r")
+"$BIN/datapipe-loader" -c "$TMP/main/cfg.json" --once 2>"$TMP/main/loader.log"
+eq "loader --once drains the server's queue" 0 $?
+r=$(curl -s -w ' %{http_code}' "$URL/v1/events/crash_report/$id")
+has "GET after load → 200" ' 200' "$r"
+has "GET returns the stored row" "\"id\":\"$id\",\"event_name\":\"crash_report\",\"user_id\":888,\"event_time\":\"1970-01-01T00:16:40+00:00\",\"message\":\"have_fun\"" "$r"
+r=$(curl -s "$URL/product/p-1")
+eq "GET /product/{id} returns its doc" '{"id": "p-1", "name": "lamp", "price": 12.5}' "$r"
+r=$(curl -s "$URL/v1/events/data_sample/$sid")
+has "data_sample GET: UTC time, n, mean" '"time_stamp":"2026-11-26T09:00:00+00:00","n":4,"mean":2.5' "$r"
+ok "data_sample GET leaves raw out" bash -c "! grep -q raw <<<\"\$0\"" "$r"
+eq "GET unknown uuid → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/01a21737-c807-76fd-8580-637c3e1c2050")"
+st=$(curl -s "$URL/v1/status")
+has "/v1/status: the loader's last run ok" '"last_result":"ok"' "$st"
+has "/v1/status: queue empty after the drain" '"queue":{"events":0' "$st"
+m=$(curl -s "$URL/metrics")
+has "/metrics: loaded by type (the loader's figures via LMDB)" 'datapipe_loader_events_loaded_total{type="crash_report"}' "$m"
+ok "/metrics: dead letters counted" grep -Eq '^datapipe_loader_dead_letters_total [1-9]' <<<"$m"
 stop_pid "$SPID"
 
 CONNINFO="host=$TMP/nowhere port=1 user=postgres dbname=postgres" server nodb ""
