@@ -161,6 +161,13 @@ has "/v1/status: queue empty after the drain" '"queue":{"events":0' "$st"
 m=$(curl -s "$URL/metrics")
 has "/metrics: loaded by type (the loader's figures via LMDB)" 'datapipe_loader_events_loaded_total{type="crash_report"}' "$m"
 ok "/metrics: dead letters counted" grep -Eq '^datapipe_loader_dead_letters_total [1-9]' <<<"$m"
+# README's dead-letter look-up and replay commands (here with the harness's conninfo and schema).
+dl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT seq, event_type, stage, error, received_at FROM srvtest.dead_letter ORDER BY seq DESC LIMIT 20")
+has "dead_letter keeps the ingest error" "|crash_report|ingest|user_id: expected integer, got string|" "$dl"
+ndl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM srvtest.dead_letter WHERE stage = 'ingest' AND event_type = 'crash_report'")
+r=$(psql "$DP_PG_CONNINFO" -At -c "SELECT convert_from(raw, 'UTF8') FROM srvtest.dead_letter WHERE stage = 'ingest' AND event_type = 'crash_report'" |
+    curl -s --data-binary @- "$URL/v1/events/crash_report")
+has "replay re-validates every dead letter (still invalid here)" "\"rejected\":$ndl" "$r"
 stop_pid "$SPID"
 
 CONNINFO="host=$TMP/nowhere port=1 user=postgres dbname=postgres" server nodb ""
