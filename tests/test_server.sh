@@ -269,6 +269,35 @@ ok "some events acknowledged under load ($nacked)" [ "$nacked" -gt 10 ]
 eq "every acknowledged id is in the queue" "" "$(comm -23 "$TMP/acked" "$TMP/stored")"
 ok "log says stopped" grep -q 'info stopped' "$TMP/term/log"
 
+# --- slow and idle clients cannot starve new ones (2 threads, request_timeout_ms 2000)
+sed_threads() { sed -i 's/"threads": 16/"threads": 2/' "$TMP/$1/cfg.json"; }
+server slow ""
+stop_pid "$SPID"
+sed_threads slow
+start_bg "$TMP/slow/log" "$BIN/datapipe-server" -c "$TMP/slow/cfg.json"
+SPID=$T_LAST_PID
+wait_http "$URL/healthz"
+port=${URL##*:}
+exec 5<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a"' >&5
+exec 6<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST / HTTP/1.1\r\nHost: x\r\n' >&6
+sleep 0.2
+eq "both threads held by stalled clients: a new request is still served" 200 \
+    "$(curl -s -o /dev/null -w '%{http_code}' -m 8 "$URL/healthz")"
+r=$(timeout 8 cat <&5)
+has "a stalled body is cut off by request_timeout_ms" 'HTTP/1.1 400' "$r"
+exec 5>&- 6>&-
+exec 7<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >&7
+exec 8<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >&8
+sleep 0.2
+eq "idle keep-alive connections on every thread: a new request is still served" 200 \
+    "$(curl -s -o /dev/null -w '%{http_code}' -m 8 "$URL/healthz")"
+exec 7>&- 8>&-
+stop_pid "$SPID"
+
 # --- SIGHUP re-reads the configuration
 server hup ""
 sed -i 's/"threads": 16/"threads": 17/; s/"schema": "srvtest"}/"schema": "srvtest"}, "log": {"level": "debug"}/' "$TMP/hup/cfg.json"
