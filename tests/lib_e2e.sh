@@ -1,0 +1,152 @@
+# lib_e2e.sh - what the end-to-end reliability tests (tests/test_e2e_*.sh) share: a
+# scenario's directory, configuration, schema and queue id; starting the daemons by PID;
+# PostgreSQL down and up; and the exactly-once verdict, comparing what the load client
+# (tests/e2e_client.c) saw acknowledged with what PostgreSQL holds. Sourced after
+# lib_sh.sh. Test code only; traffic goes to 127.0.0.1 only.
+# shellcheck shell=bash
+
+: "${DP_PG_CONNINFO:?run through tests/pg run (make check)}"
+PSQL=$DP_PG_BINDIR/psql
+CLIENT=$BUILD/tests/e2e_client
+EQUEUE=$BUILD/tests/e2e_queue
+ELOADER=$BUILD/tests/e2e_loader
+export LC_ALL=C
+
+# e2e_setup NAME: $DIR, $SCHEMA, $QID, $PORT, $URL, $CFG; cleanup on exit.
+e2e_setup() {
+    E2E_NAME=$1
+    DIR=$(mktemp -d "${TMPDIR:-/tmp}/dp-e2e-$1.XXXXXX")
+    SCHEMA=e2e_$1_$$
+    QID=e2e-$1-$$
+    PORT=$(free_port)
+    URL=http://127.0.0.1:$PORT
+    CFG=$DIR/cfg.json
+    QDIR=$DIR/q
+    QMAX=1073741824
+    E2E_MOUNT=
+    E2E_T0=$SECONDS
+    trap e2e_cleanup EXIT
+}
+
+e2e_cleanup() {
+    t_cleanup
+    pg_up
+    sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null
+    if [ -n "$E2E_MOUNT" ]; then umount "$E2E_MOUNT" 2>/dev/null; fi
+    rm -rf "$DIR"
+}
+
+sql() { "$PSQL" "$DP_PG_CONNINFO" -Atqc "$1" 2>/dev/null; }
+
+as_pg_owner() { if [ "$(id -u)" = 0 ]; then runuser -u "$DP_PG_OWNER" -- "$@"; else "$@"; fi; }
+pg_down() { as_pg_owner "$DP_PG_BINDIR/pg_ctl" -D "$DP_PG_DIR/data" -m immediate -w stop >/dev/null; }
+# pg_up restarts with the options the harness started the cluster with (postmaster.opts).
+pg_up() {
+    [ -f "$DP_PG_DIR/data/postmaster.pid" ] && return 0
+    as_pg_owner "$DP_PG_BINDIR/pg_ctl" -D "$DP_PG_DIR/data" -l "$DP_PG_DIR/server.log" -w -t 60 \
+        restart >/dev/null 2>&1
+}
+
+# e2e_config SERVER_EXTRA LOADER_JSON: write $CFG (queue $QDIR of $QMAX bytes, fsync on).
+e2e_config() {
+    cat >"$CFG" <<EOF
+{"server": {"listen": "127.0.0.1:$PORT", "threads": ${E2E_THREADS:-64},
+            "request_timeout_ms": ${E2E_TIMEOUT_MS:-10000} $1},
+ "queue": {"path": "$QDIR", "max_bytes": $QMAX, "id": "$QID", "sync": true},
+ "database": {"conninfo": "$DP_PG_CONNINFO", "schema": "$SCHEMA"},
+ "loader": {${2:-\"interval_s\": 1, \"min_interval_s\": 0, \"high_water\": 1}},
+ "log": {"level": "info"}}
+EOF
+}
+
+# start_server: the server in the background ($SPID), up within 20 s.
+start_server() {
+    start_bg "$DIR/server.log" ${E2E_WRAP:-} "$BIN/datapipe-server" -c "$CFG"
+    SPID=$T_LAST_PID
+    wait_http "$URL/healthz" "${E2E_START_S:-20}" || { echo "server did not start:"; tail "$DIR/server.log"; }
+}
+
+# start_loader [ENV=VALUE...]: the loader daemon ($LPID); E2E_DIE=... runs e2e_loader.
+start_loader() {
+    local prog=$BIN/datapipe-loader
+    case " $* " in *" E2E_DIE="*) prog=$ELOADER ;; esac
+    start_bg "$DIR/loader.log" env "$@" "$prog" -c "$CFG"
+    LPID=$T_LAST_PID
+}
+
+# drain: datapipe-loader --once (bounded to 300 s); its exit status.
+drain() {
+    timeout 300 "$BIN/datapipe-loader" -c "$CFG" --once >>"$DIR/drain.log" 2>&1
+}
+
+# queued: events in the queue now.
+queued() { "$EQUEUE" stats "$QDIR" "$QMAX" | sed -n 's/^events=\([0-9]*\) .*/\1/p'; }
+
+# status_field KEY: a field of GET /v1/status (first match, raw JSON value).
+status_json() { curl -s -m 5 "$URL/v1/status"; }
+
+# wait_until SECONDS CMD...: until CMD succeeds; 1 on timeout.
+wait_until() {
+    local end=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+
+# loaded_rows: "N UUID" for every row the client's events left in PostgreSQL ("N -" for a
+# product), sorted. N is the client's event number (see e2e_client.c).
+loaded_rows() {
+    sql "SELECT user_id || ' ' || id FROM $SCHEMA.crash_report
+         UNION ALL SELECT substring(advertiser_id from '[0-9]+\$') || ' ' || id FROM $SCHEMA.ad_event
+         UNION ALL SELECT substring(user_id from '[0-9]+\$') || ' ' || id FROM $SCHEMA.user_login
+         UNION ALL SELECT round(mean)::bigint || ' ' || id FROM $SCHEMA.data_sample
+         UNION ALL SELECT substring(id from '[0-9]+\$') || ' -' FROM $SCHEMA.product" | sort
+}
+
+# table_count TYPE
+table_count() { sql "SELECT count(*) FROM $SCHEMA.$1"; }
+
+# e2e_verify ACKFILE SENTFILE: the exactly-once verdict. Every acknowledged event is in
+# PostgreSQL once with its id; no event number twice; nothing loaded that was never sent;
+# no dead letter (a second load of an event would be a duplicate key there); queue empty.
+# Sets ACKED LOADED LOST DUPS UNACKED_LOADED.
+e2e_verify() {
+    local ack=$1 sent=$2 dead q
+    sort -u "$ack" >"$DIR/acked.sorted"
+    loaded_rows >"$DIR/loaded.sorted"
+    cut -d' ' -f1 "$sent" | sort -u >"$DIR/sent.sorted"
+    ACKED=$(wc -l <"$DIR/acked.sorted")
+    LOADED=$(wc -l <"$DIR/loaded.sorted")
+    LOST=$(comm -23 "$DIR/acked.sorted" "$DIR/loaded.sorted" | wc -l)
+    DUPS=$(cut -d' ' -f1 "$DIR/loaded.sorted" | uniq -d | wc -l)
+    cut -d' ' -f1 "$DIR/acked.sorted" | sort -u >"$DIR/acked.n"
+    cut -d' ' -f1 "$DIR/loaded.sorted" | sort -u >"$DIR/loaded.n"
+    UNACKED_LOADED=$(comm -13 "$DIR/acked.n" "$DIR/loaded.n" | wc -l)
+    local never_sent
+    never_sent=$(comm -13 "$DIR/sent.sorted" "$DIR/loaded.n" | wc -l)
+    dead=$(sql "SELECT count(*) FROM $SCHEMA.dead_letter")
+    q=$(queued)
+    echo "$E2E_NAME: acknowledged=$ACKED loaded=$LOADED lost=$LOST duplicated=$DUPS" \
+        "unacknowledged-but-loaded=$UNACKED_LOADED (allowed: at most once each)" \
+        "sent=$(wc -l <"$DIR/sent.sorted") loaded-never-sent=$never_sent dead_letters=$dead queued=$q"
+    if [ "$LOST" -gt 0 ]; then
+        echo "$E2E_NAME: first lost events:" >&2
+        comm -23 "$DIR/acked.sorted" "$DIR/loaded.sorted" | head -5 >&2
+    fi
+    ok "some events acknowledged ($ACKED)" [ "$ACKED" -gt 0 ]
+    eq "no acknowledged event lost" 0 "$LOST"
+    eq "no event loaded twice" 0 "$DUPS"
+    eq "nothing loaded that was never sent" 0 "$never_sent"
+    eq "no dead letter (a duplicate key would land there)" 0 "$dead"
+    eq "queue empty after the drain" 0 "$q"
+}
+
+# e2e_figures KEY=VALUE...: one machine-readable line for the README table.
+e2e_figures() {
+    echo "E2E-FIGURES $E2E_NAME $* seconds=$((SECONDS - E2E_T0))"
+}
+
+# rss_kb PID
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
