@@ -78,6 +78,7 @@ static struct totals t;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static double deadline;
 static char *padding;
+static volatile sig_atomic_t stopping;   /* SIGTERM/SIGINT: finish the requests in flight */
 
 static double
 now_s(void)
@@ -86,6 +87,19 @@ now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+on_stop(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static bool
+go_on(void)
+{
+    return !stopping && now_s() < deadline;
 }
 
 static void
@@ -285,7 +299,7 @@ conn_main(void *arg)
             kinds[nk++] = k;
         }
     }
-    for (uint64_t i = 0; i < o.max_per_conn && now_s() < deadline; i++) {
+    for (uint64_t i = 0; i < o.max_per_conn && go_on(); i++) {
         enum ev_kind k = (enum ev_kind)kinds[(conn + i) % (uint64_t)nk];
         uint64_t n = o.base + conn * CLI_PER_CONN + i + 1;
         char line[128];
@@ -305,7 +319,7 @@ conn_main(void *arg)
             }
             next += 1.0 / o.rate;
         }
-        while (fd < 0 && now_s() < deadline) {
+        while (fd < 0 && go_on()) {
             fd = conn_open();
             if (fd < 0) {
                 atomic_fetch_add(&t.connect_fail, 1);
@@ -442,6 +456,8 @@ main(int argc, char **argv)
     memset(padding, 'x', o.pad);
     padding[o.pad] = '\0';
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
     o.ack = fopen(ack_path, "w");
     o.sent = sent_path != NULL ? fopen(sent_path, "w") : NULL;
     if (o.ack == NULL || (sent_path != NULL && o.sent == NULL)) {
