@@ -48,6 +48,15 @@ dp_log_setup(const char *level, const char *format)
     return 0;
 }
 
+int64_t
+dp_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 bool
 dp_log_enabled(enum dp_log_level level)
 {

@@ -7,6 +7,7 @@
 #define DP_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum dp_log_level {
     DP_LOG_DEBUG = 0,
@@ -37,6 +38,12 @@ bool dp_log_enabled(enum dp_log_level level);
  */
 void dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * dp_now_us - the wall clock in microseconds since the epoch (UTC): the clock
+ * of log lines, received_at, and the loader's figures.
+ */
+int64_t dp_now_us(void);
 
 #define dp_debug(...) dp_log(DP_LOG_DEBUG, __VA_ARGS__)
 #define dp_info(...) dp_log(DP_LOG_INFO, __VA_ARGS__)

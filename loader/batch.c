@@ -283,7 +283,6 @@ batch_encode_one(void *arg, const struct queue_event *ev)
 int
 ldr_batch_build(struct ldr_batch *b, uint64_t first, uint64_t last, size_t n)
 {
-    struct timespec ts;
     uint64_t seen_last = 0;
     size_t seen = 0;
     int rc;
@@ -299,8 +298,7 @@ ldr_batch_build(struct ldr_batch *b, uint64_t first, uint64_t last, size_t n)
     b->events = 0;
     b->first = first;
     b->last = last;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    b->now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    b->now_us = dp_now_us();
     rc = queue_read(b->q, first, n, 0, batch_encode_one, b, &seen_last, &seen);
     if (rc == 0 && (seen != n || seen_last != last)) {
         dp_error("queue range changed while the loader held it", "first=%llu last=%llu "

@@ -66,15 +66,6 @@ struct ldr_claim {
 };
 
 static int64_t
-ldr_wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t
 ldr_mono_ms(void)
 {
     struct timespec ts;
@@ -111,7 +102,7 @@ ldr_workers_create(struct ldr *l)
         w->l = l;
         w->index = i;
         if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed) || seed == 0) {
-            seed = (uint32_t)ldr_wall_us() * 2654435761u + (uint32_t)i + 1;
+            seed = (uint32_t)dp_now_us() * 2654435761u + (uint32_t)i + 1;
         }
         w->rnd = seed != 0 ? seed : 1;
         w->ops = calloc(ev_registry_len + 5, sizeof(*w->ops));
@@ -244,7 +235,7 @@ ldr_note_failure(struct ldr *l, const char *err)
 {
     struct queue_meta_op ops[] = {
         {LDR_META_LAST_ERROR, QUEUE_META_STR, 0, err},
-        {LDR_META_LAST_ERROR_US, QUEUE_META_SET, ldr_wall_us(), NULL},
+        {LDR_META_LAST_ERROR_US, QUEUE_META_SET, dp_now_us(), NULL},
         {LDR_META_RETRIES, QUEUE_META_ADD, 1, NULL},
     };
     int rc;
@@ -399,7 +390,7 @@ static int
 ldr_delete(struct ldr_worker *w, struct ldr_batch *b, uint64_t last)
 {
     struct ldr *l = w->l;
-    size_t n = ldr_batch_meta(b, ldr_wall_us(), w->ops);
+    size_t n = ldr_batch_meta(b, dp_now_us(), w->ops);
     int attempt = 0;
     int rc;
 
@@ -501,7 +492,7 @@ ldr_start(struct ldr *l)
 
     rc = ldr_prepare(l, true, "start");
     if (rc == 0) {
-        op.value = ldr_wall_us();
+        op.value = dp_now_us();
         queue_meta_apply(l->q, &op, 1);
     }
     return rc;
@@ -714,7 +705,7 @@ ldr_run_begin(struct ldr *l)
 
     pthread_mutex_lock(&l->mu);
     memset(&l->run, 0, sizeof(l->run));
-    l->run.start_us = ldr_wall_us();
+    l->run.start_us = dp_now_us();
     l->running = true;
     l->abort = false;
     l->run_rc = 0;
@@ -739,7 +730,7 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     size_t n_ops = rc == 0 ? 4 : 3;
 
     pthread_mutex_lock(&l->mu);
-    l->run.end_us = ldr_wall_us();
+    l->run.end_us = dp_now_us();
     run = l->run;
     l->total.events += run.events;
     l->total.loaded += run.loaded;

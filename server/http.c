@@ -21,15 +21,6 @@
 
 #define MAX_ERRORS_LISTED 100
 
-int64_t
-srv_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static const char *
 status_text(int status)
 {
@@ -259,7 +250,7 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";
-    int64_t now = srv_now_us();
+    int64_t now = dp_now_us();
     size_t n = 0;
     int rc;
 
@@ -550,7 +541,7 @@ handle(struct mg_connection *c, void *cbdata)
     struct srv *s = cbdata;
     const struct mg_request_info *ri = mg_get_request_info(c);
     struct srv_reply r;
-    int64_t t0 = srv_now_us();
+    int64_t t0 = dp_now_us();
     int64_t dt;
 
     memset(&r, 0, sizeof(r));
@@ -563,7 +554,7 @@ handle(struct mg_connection *c, void *cbdata)
         mg_disable_connection_keep_alive(c);
     }
     reply_send(c, &r);
-    dt = srv_now_us() - t0;
+    dt = dp_now_us() - t0;
     srv_observe(s, r.status, dt);
     if (dp_log_enabled(DP_LOG_DEBUG)) {
         dp_debug("request", "method=%s uri=%s status=%d us=%lld remote=%s", ri->request_method,

@@ -119,7 +119,7 @@ main(int argc, char **argv)
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     s.cfg = cfg;
-    s.started_us = srv_now_us();
+    s.started_us = dp_now_us();
     if (ev_registry_len > SRV_MAX_TYPES) {
         dp_error("too many event types", "types=%zu max=%d", ev_registry_len, SRV_MAX_TYPES);
         goto out;

@@ -152,7 +152,7 @@ oldest_age_s(const struct queue_stats *st)
     if (st->events == 0 || st->oldest_received_us == 0) {
         return 0;
     }
-    return (double)(srv_now_us() - st->oldest_received_us) / 1e6;
+    return (double)(dp_now_us() - st->oldest_received_us) / 1e6;
 }
 
 void

@@ -75,6 +75,4 @@ size_t srv_type_index(const struct ev_type *t);
 void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
 void srv_read_thread_exit(void);
 
-int64_t srv_now_us(void);
-
 #endif

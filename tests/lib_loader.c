@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "etc/err.h"
+#include "etc/log.h"
 #include "events/events.h"
 #include "tests/lib_test.h"
 
@@ -20,10 +21,7 @@
 int64_t
 tl_now_us(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return dp_now_us();
 }
 
 void

@@ -24,20 +24,12 @@
 #include <unistd.h>
 
 #include "etc/err.h"
+#include "etc/log.h"
 #include "events/events.h"
 #include "queue/queue.h"
 
 #define FILL_CHUNK 10000               /* events per queue_append call */
 #define TOOL_MAP_BYTES (4ULL << 30)    /* bytes: the tests' queue.max_bytes */
-
-static int64_t
-wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Write event i of type into b (NUL-terminated). */
 static int
@@ -103,7 +95,7 @@ fill(struct queue *q, const char *type, uint64_t total, long numbers)
             rc = gen_event(&bufs[i], type, done + i + 1, numbers);
             memset(&evs[i], 0, sizeof(evs[i]));
             queue_uuid7(evs[i].uuid);
-            evs[i].received_us = wall_us();
+            evs[i].received_us = dp_now_us();
             evs[i].type = rejected ? "crash_report" : type;
             evs[i].type_len = strlen(evs[i].type);
             evs[i].flags = rejected ? QUEUE_F_REJECTED : 0;
@@ -216,7 +208,7 @@ main(int argc, char **argv)
 {
     struct queue *q = NULL;
     struct queue_stats st;
-    struct visit v = {.out = stdout, .now_us = wall_us()};
+    struct visit v = {.out = stdout, .now_us = dp_now_us()};
     int64_t value = 0;
     int rc;
 
