@@ -352,6 +352,11 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         srv_reply_header(r, "Retry-After", "1");
         goto out;
     }
+    if (rc == DP_ERR_INVALID) {
+        /* The queue refuses a record larger than half its map. */
+        srv_reply_json(r, 413, "an event is too large for the queue (see queue.max_bytes)");
+        goto out;
+    }
     if (rc != 0) {
         dp_error("append failed", "error=%s events=%zu", dp_strerror(rc), b.n);
         srv_reply_json(r, rc == DP_ERR_CLOSED ? 503 : 500,

@@ -17,7 +17,7 @@ server() {
     port=$(free_port)
     mkdir -p "$TMP/$name"
     cat >"$TMP/$name/cfg.json" <<JSON
-{"server": {"listen": "127.0.0.1:$port${TLS_SUFFIX:-}", "threads": 16, "max_body_bytes": 65536,
+{"server": {"listen": "127.0.0.1:$port${TLS_SUFFIX:-}", "threads": 16, "max_body_bytes": ${MAXBODY:-65536},
             "request_timeout_ms": 2000 $extra},
  "queue": {"path": "$TMP/$name/q", "max_bytes": $max},
  "database": {"conninfo": "${CONNINFO:-${DP_PG_CONNINFO:-dbname=none}}", "schema": "srvtest"}}
@@ -243,6 +243,15 @@ eq "every acknowledged event is in the full queue" "$((i - 1))" "$acked"
 "$QTOOL" "$TMP/full/q" delete 1 1000000
 eq "after deleting: 202 again, no restart" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 eq "/readyz → 200 again" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
+stop_pid "$SPID"
+
+# --- one event larger than the queue can ever hold: 413, not 500
+MAXBODY=4194304 server tiny "" 1048576
+head -c 700000 /dev/zero | tr '\0' 'x' >"$TMP/huge-msg"
+printf '{"user_id": 1, "timestamp": 1, "message": "%s"}' "$(cat "$TMP/huge-msg")" >"$TMP/huge.json"
+r=$(curl -s -w ' %{http_code}' --data-binary @"$TMP/huge.json" "$URL/v1/events/crash_report")
+eq "event larger than half the map → 413" '{"status_code":413,"status_message":"an event is too large for the queue (see queue.max_bytes)"} 413' "$r"
+eq "and the server goes on" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"
 
 # --- SIGTERM under load: every acknowledged event is in the queue afterwards
