@@ -86,30 +86,55 @@ srv_reply_json(struct srv_reply *r, int status, const char *message)
     reply_set(r, status, reply_object(status, message));
 }
 
+/*
+ * Write the whole answer (status line, headers, body) with one mg_write: on
+ * loopback each write is a packet the client must wake for, so headers and
+ * body in separate writes cost a third of the server's time per request.
+ */
 static void
 reply_send(struct mg_connection *c, struct srv_reply *r)
 {
-    char len[32];
-    size_t n = r->body != NULL ? strlen(r->body) : 0;
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    size_t blen = r->body != NULL ? strlen(r->body) + 1 : 0; /* the body and its newline */
+    char ctype[160] = "";
+    char clen[48] = "";
+    char head[1024];
+    char *buf = NULL;
+    int hn;
 
-    mg_response_header_start(c, r->status);
+    if (ri->http_version != NULL && strcmp(ri->http_version, "1.0") == 0 &&
+        strstr(r->headers, "Connection: close") == NULL) {
+        /* An HTTP/1.0 client expects the server to close. */
+        srv_reply_header(r, "Connection", "close");
+        mg_disable_connection_keep_alive(c);
+    }
     if (r->body != NULL) {
-        mg_response_header_add(c, "Content-Type",
-                               r->content_type ? r->content_type : "application/json", -1);
+        snprintf(ctype, sizeof(ctype), "Content-Type: %s\r\n",
+                 r->content_type != NULL ? r->content_type : "application/json");
     }
     if (r->status != 204) {
-        snprintf(len, sizeof(len), "%zu", n + (r->body != NULL ? 1 : 0));
-        mg_response_header_add(c, "Content-Length", len, -1);
+        snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", blen);
     }
-    mg_response_header_add(c, "Cache-Control", "no-store", -1);
-    if (r->headers[0] != '\0') {
-        mg_response_header_add_lines(c, r->headers);
+    hn = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%sCache-Control: no-store\r\n%s\r\n",
+                  r->status, mg_get_response_code_text(c, r->status), ctype, clen, r->headers);
+    if (hn < 0 || (size_t)hn >= sizeof(head)) {
+        hn = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
+                                          "Content-Length: 0\r\nConnection: close\r\n\r\n");
+        mg_disable_connection_keep_alive(c);
+        blen = 0;
     }
-    mg_response_header_send(c);
-    if (r->body != NULL) {
-        mg_write(c, r->body, n);
-        mg_write(c, "\n", 1);
+    buf = malloc((size_t)hn + blen);
+    if (buf == NULL) {
+        mg_disable_connection_keep_alive(c);
+        return;
     }
+    memcpy(buf, head, (size_t)hn);
+    if (blen > 0) {
+        memcpy(buf + hn, r->body, blen - 1);
+        buf[(size_t)hn + blen - 1] = '\n';
+    }
+    mg_write(c, buf, (size_t)hn + blen);
+    free(buf);
 }
 
 /* ---- auth and CORS ----------------------------------------------------- */

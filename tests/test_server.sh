@@ -114,6 +114,14 @@ eq "chunked body → 202" 202 "$r"
 r=$(curl -s -o /dev/null -w '%{http_code}' -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/big" "$URL/")
 eq "chunked body over the limit → 413" 413 "$r"
 
+# --- connections: one write per answer, keep-alive kept, HTTP/1.0 closed
+r=$(curl -sv -d "$SEED" "$URL/" "$URL/healthz" 2>&1)
+has "keep-alive: the second request reuses the connection" 'Re-using existing connection' "$r"
+has "answer has Content-Length" 'Content-Length: 92' "$r"
+r=$(curl -s -D - --http1.0 -d "$SEED" "$URL/")
+has "HTTP/1.0 gets its 202" 'HTTP/1.1 202 Accepted' "$r"
+has "HTTP/1.0 gets Connection: close" 'Connection: close' "$r"
+
 # --- routes and methods
 eq "unknown path → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/nope")"
 r=$(post /v1/events/no_such_type "$SEED")
