@@ -286,6 +286,7 @@ nacked=$(wc -l <"$TMP/acked")
 ok "some events acknowledged under load ($nacked)" [ "$nacked" -gt 10 ]
 eq "every acknowledged id is in the queue" "" "$(comm -23 "$TMP/acked" "$TMP/stored")"
 ok "log says stopped" grep -q 'info stopped' "$TMP/term/log"
+grep -q 'info stopped' "$TMP/term/log" || { echo "server log (exit $T_RC):"; tail -20 "$TMP/term/log"; }
 
 # --- slow and idle clients cannot starve new ones (2 threads, request_timeout_ms 2000)
 sed_threads() { sed -i 's/"threads": 16/"threads": 2/' "$TMP/$1/cfg.json"; }
