@@ -33,7 +33,7 @@ e2e_cleanup() {
     pg_up
     sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null
     if [ -n "$E2E_MOUNT" ]; then umount "$E2E_MOUNT" 2>/dev/null; fi
-    rm -rf "$DIR"
+    if [ -n "${E2E_KEEP:-}" ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi
 }
 
 sql() { "$PSQL" "$DP_PG_CONNINFO" -Atqc "$1" 2>/dev/null; }
@@ -82,7 +82,11 @@ drain() {
 # queued: events in the queue now.
 queued() { "$EQUEUE" stats "$QDIR" "$QMAX" | sed -n 's/^events=\([0-9]*\) .*/\1/p'; }
 
-# status_field KEY: a field of GET /v1/status (first match, raw JSON value).
+# queued_above N: more than N events queued (for wait_until, which runs it again each time).
+queued_above() { [ "$(queued)" -gt "$1" ]; }
+queue_empty() { [ "$(queued)" = 0 ]; }
+
+# status_json: GET /v1/status.
 status_json() { curl -s -m 5 "$URL/v1/status"; }
 
 # wait_until SECONDS CMD...: until CMD succeeds; 1 on timeout.

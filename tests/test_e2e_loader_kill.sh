@@ -21,7 +21,7 @@ echo "loader_kill: 4 connections post mixed events; $RANDOM_KILLS random SIGKILL
     >"$DIR/client.out" 2>"$DIR/client.err" &
 cpid=$!
 T_PIDS+=("$cpid")
-wait_until 10 test "$(queued)" -gt 2000
+wait_until 10 queued_above 2000
 
 random_kills=0   # killed while the queue held events and after a batch of this run committed
 hook_kills=0
