@@ -62,17 +62,17 @@ echo "loader_kill: $round rounds: $random_kills random kills mid-drain, $hook_ki
 ok "at least $RANDOM_KILLS random kills while draining ($random_kills)" [ "$random_kills" -ge "$RANDOM_KILLS" ]
 ok "at least $((HOOK_KILLS * 3 / 4)) kills inside COMMIT->delete ($committed_kills)" \
     [ "$committed_kills" -ge $((HOOK_KILLS * 3 / 4)) ]
-recovered=$(grep -c 'recovered a batch postgresql already had' "$DIR/loader.log")
-echo "loader_kill: restarted loaders found $recovered batches committed but still queued" \
-    "(deleted from the queue, not loaded again)"
-ok "each COMMIT->delete kill left a batch that the next loader recovered ($recovered)" \
-    [ "$recovered" -ge "$committed_kills" ]
 kill -TERM "$cpid"
 wait "$cpid"
 eq "client finished without unexpected statuses" 0 $?
 cat "$DIR/client.out"
 drain
 eq "final drain (--once) exits 0" 0 $?
+recovered=$(cat "$DIR/loader.log" "$DIR/drain.log" | grep -c 'recovered a batch postgresql already had')
+echo "loader_kill: restarted loaders found $recovered batches committed but still queued" \
+    "(deleted from the queue, not loaded again)"
+ok "each COMMIT->delete kill left a batch that the next loader recovered ($recovered)" \
+    [ "$recovered" -ge "$committed_kills" ]
 e2e_verify "$DIR/ack" "$DIR/sent"
 stop_pid "$SPID"
 eq "server exits 0 on SIGTERM" 0 "$T_RC"
