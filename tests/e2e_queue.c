@@ -5,6 +5,9 @@
  *   e2e_queue hold DIR MAX_BYTES    open a read transaction (queue_read's callback), print
  *                                   "holding pid=P seq=N", then sleep until killed: what a
  *                                   reader killed with a read transaction open leaves behind
+ *   e2e_queue open DIR MAX_BYTES    keep the environment open (no transaction), print
+ *                                   "open pid=P", sleep until killed: another process of the
+ *                                   appliance, so LMDB does not reset the reader table
  * Test code only.
  */
 #include "etc/err.h"
@@ -38,8 +41,9 @@ main(int argc, char **argv)
     struct queue_stats st;
     int rc;
 
-    if (argc != 4 || (strcmp(argv[1], "stats") != 0 && strcmp(argv[1], "hold") != 0)) {
-        fprintf(stderr, "usage: e2e_queue stats|hold DIR MAX_BYTES\n");
+    if (argc != 4 || (strcmp(argv[1], "stats") != 0 && strcmp(argv[1], "hold") != 0 &&
+                      strcmp(argv[1], "open") != 0)) {
+        fprintf(stderr, "usage: e2e_queue stats|hold|open DIR MAX_BYTES\n");
         return 2;
     }
     dp_log_setup("error", "text");
@@ -53,6 +57,12 @@ main(int argc, char **argv)
         if (rc == 0) {
             printf("events=%" PRIu64 " first_seq=%" PRIu64 " next_seq=%" PRIu64
                    " bytes=%" PRIu64 "\n", st.events, st.first_seq, st.next_seq, st.bytes);
+        }
+    } else if (strcmp(argv[1], "open") == 0) {
+        printf("open pid=%ld\n", (long)getpid());
+        fflush(stdout);
+        for (int i = 0; i < HOLD_MAX_S; i++) {
+            sleep(1);
         }
     } else {
         size_t n = 0;
