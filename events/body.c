@@ -20,6 +20,13 @@
 /* Longest message of a malformed value; client bytes in it are escaped. */
 #define EV_SYNTAX_MAX 512
 
+/*
+ * Deepest nesting handed to jansson. jansson recurses once per level (its own limit is
+ * 2048) and civetweb's worker threads have small stacks (Debian's build: ~900 levels
+ * overflow one), so 100,000 '[' crashed the server with SIGSEGV.
+ */
+#define EV_MAX_DEPTH 128
+
 /* State of one ev_parse_body call. */
 struct parser {
     const char *body;
@@ -225,6 +232,31 @@ syntax_message(const json_error_t *je, char *dst, size_t cap)
     }
 }
 
+/* Offset where the value at p nests deeper than EV_MAX_DEPTH, or len if it does not. */
+static size_t
+too_deep_at(const char *s, size_t len, size_t p)
+{
+    size_t depth = 0;
+
+    if (p >= len || (s[p] != '[' && s[p] != '{')) {
+        return len;
+    }
+    for (; p < len; p++) {
+        if (s[p] == '"') {
+            for (p++; p < len && s[p] != '"'; p++) {
+                p += s[p] == '\\' ? 1 : 0;
+            }
+        } else if (s[p] == '[' || s[p] == '{') {
+            if (++depth > EV_MAX_DEPTH) {
+                return p;
+            }
+        } else if ((s[p] == ']' || s[p] == '}') && --depth == 0) {
+            return len;
+        }
+    }
+    return len;
+}
+
 /* Parse one value at p with jansson; on failure set *at and msg. */
 static json_t *
 load_at(struct parser *ps, size_t p, size_t *end, size_t *at, char *msg, int *rc)
@@ -252,6 +284,11 @@ load_at(struct parser *ps, size_t p, size_t *end, size_t *at, char *msg, int *rc
     if (v != NULL) {
         *end += p;
         return v;
+    }
+    *at = too_deep_at(ps->body, ps->nul, p);
+    if (*at < ps->nul) {
+        snprintf(msg, EV_SYNTAX_MAX, "invalid JSON: nested deeper than %d levels", EV_MAX_DEPTH);
+        return NULL;
     }
     v = json_loadb(ps->body + p, ps->nul - p, EV_JSON_FLAGS, &je);
     if (v != NULL) {
