@@ -50,7 +50,7 @@ static const struct opt opts[] = {
      "civetweb listening_ports syntax; a trailing s means TLS"},
     {"server.threads", OPT_INT, NULL, 64, 1, 4096, NULL, F(server_threads), 0,
      "worker threads (concurrent connections served)"},
-    {"server.max_body_bytes", OPT_INT64, NULL, 33554432, 1, 4294967296LL, NULL,
+    {"server.max_body_bytes", OPT_INT64, NULL, 33554432, 1, 2147483647LL, NULL,
      F(server_max_body_bytes), 0, "larger bodies (after gzip inflation) get 413"},
     {"server.request_timeout_ms", OPT_INT, NULL, 30000, 100, 3600000, NULL,
      F(server_request_timeout_ms), 0, "slow clients are cut off"},

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #define BODY_CHUNK 65536
+#define BODY_READ_MAX ((size_t)1 << 20) /* bytes per mg_read or inflate step */
 
 /* Grow *buf to hold at least need bytes (doubling); 0 or DP_ERR_NOMEM. */
 static int
@@ -50,8 +51,10 @@ too_large(struct srv_reply *r, int64_t max)
 
 /*
  * Read the raw (possibly compressed) bytes, at most limit of them. With a
- * Content-Length (expect > 0) the buffer is sized to it, so a small event costs
- * a small allocation; chunked bodies grow by BODY_CHUNK.
+ * Content-Length (expect >= 0) the first buffer is sized to it (capped at
+ * 1 MiB, so announcing a large body pins nothing), and a body that ends short
+ * of it (the client stalled past request_timeout_ms, or hung up) is
+ * DP_ERR_INVALID: a truncated body is never taken as complete.
  */
 static int
 read_raw(struct mg_connection *c, int64_t expect, int64_t limit, char **out, size_t *len,
@@ -64,7 +67,8 @@ read_raw(struct mg_connection *c, int64_t expect, int64_t limit, char **out, siz
 
     *over = false;
     if (expect > 0) {
-        cap = (size_t)expect + 1; /* one more byte shows a body longer than announced */
+        /* One more byte than announced shows a body longer than its header. */
+        cap = expect < (1 << 20) ? (size_t)expect + 1 : (size_t)1 << 20;
         buf = malloc(cap);
         if (buf == NULL) {
             return DP_ERR_NOMEM;
@@ -76,7 +80,7 @@ read_raw(struct mg_connection *c, int64_t expect, int64_t limit, char **out, siz
             rc = DP_ERR_NOMEM;
             goto out;
         }
-        got = mg_read(c, buf + n, cap - n < (1u << 20) ? cap - n : (1u << 20));
+        got = mg_read(c, buf + n, cap - n < BODY_READ_MAX ? cap - n : BODY_READ_MAX);
         if (got < 0) {
             rc = DP_ERR_IO;
             goto out;
@@ -90,6 +94,10 @@ read_raw(struct mg_connection *c, int64_t expect, int64_t limit, char **out, siz
             break;
         }
     }
+    if (!*over && expect >= 0 && (int64_t)n < expect) {
+        rc = DP_ERR_INVALID;
+        goto out;
+    }
     *out = buf;
     *len = n;
     buf = NULL;
@@ -98,14 +106,18 @@ out:
     return rc;
 }
 
-/* Inflate gzip in, writing at most max bytes; *over when there is more. */
+/*
+ * Inflate gzip in, writing at most max bytes; *over when there is more.
+ * Several gzip members one after another (cat a.gz b.gz) are one body; bytes
+ * after the last member that are not another member are DP_ERR_INVALID.
+ */
 static int
 inflate_gzip(const char *in, size_t in_len, int64_t max, char **out, size_t *len, bool *over)
 {
     z_stream z;
     char *buf = NULL;
     size_t cap = 0;
-    int zrc = Z_OK;
+    size_t used = 0;
     int rc = 0;
 
     memset(&z, 0, sizeof(z));
@@ -114,34 +126,44 @@ inflate_gzip(const char *in, size_t in_len, int64_t max, char **out, size_t *len
         return DP_ERR_NOMEM;
     }
     z.next_in = (Bytef *)(uintptr_t)in;
-    z.avail_in = (uInt)in_len;
-    while (zrc != Z_STREAM_END) {
-        size_t used = z.total_out;
+    z.avail_in = (uInt)in_len; /* in_len <= server.max_body_bytes < 2 GiB */
+    for (;;) {
+        int zrc;
+        size_t room;
         if ((int64_t)used > max) {
             *over = true;
-            goto done;
+            break;
         }
         if (grow(&buf, &cap, used + BODY_CHUNK) != 0) {
             rc = DP_ERR_NOMEM;
             goto out;
         }
+        room = cap - used < BODY_READ_MAX ? cap - used : BODY_READ_MAX;
         z.next_out = (Bytef *)buf + used;
-        z.avail_out = (uInt)(cap - used);
+        z.avail_out = (uInt)room;
         zrc = inflate(&z, Z_NO_FLUSH);
-        if (zrc == Z_BUF_ERROR && z.avail_in == 0) {
-            rc = DP_ERR_INVALID; /* truncated stream */
-            goto out;
+        used += room - z.avail_out;
+        if (zrc == Z_STREAM_END) {
+            if (z.avail_in == 0) {
+                break;
+            }
+            /* Another member must follow: the gzip magic, then inflate it too. */
+            if (z.avail_in < 2 || z.next_in[0] != 0x1f || z.next_in[1] != 0x8b ||
+                inflateReset(&z) != Z_OK) {
+                rc = DP_ERR_INVALID;
+                goto out;
+            }
+            continue;
         }
-        if (zrc != Z_OK && zrc != Z_STREAM_END && zrc != Z_BUF_ERROR) {
-            rc = DP_ERR_INVALID;
+        if ((zrc == Z_BUF_ERROR && z.avail_in == 0) || (zrc != Z_OK && zrc != Z_BUF_ERROR)) {
+            rc = DP_ERR_INVALID; /* truncated or corrupt stream */
             goto out;
         }
     }
-    if ((int64_t)z.total_out > max) {
+    if ((int64_t)used > max) {
         *over = true;
     }
-done:
-    *len = z.total_out;
+    *len = used;
     *out = buf;
     buf = NULL;
 out:
@@ -177,6 +199,12 @@ srv_body_read(struct mg_connection *c, int64_t max, char **out, size_t *len,
         return DP_ERR_INVALID;
     }
     rc = read_raw(c, ri->content_length, max, &raw, &raw_len, &over);
+    if (rc == DP_ERR_INVALID) {
+        srv_reply_json(r, 400, "body shorter than its Content-Length: the client stalled "
+                               "or hung up; nothing was stored");
+        srv_reply_header(r, "Connection", "close");
+        goto out;
+    }
     if (rc != 0) {
         srv_reply_json(r, 400, "could not read the request body");
         srv_reply_header(r, "Connection", "close");

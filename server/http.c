@@ -133,7 +133,8 @@ reply_send(struct mg_connection *c, struct srv_reply *r)
         memcpy(buf + hn, r->body, blen - 1);
         buf[(size_t)hn + blen - 1] = '\n';
     }
-    mg_write(c, buf, (size_t)hn + blen);
+    /* A HEAD answer has the headers of the GET, never a body. */
+    mg_write(c, buf, (size_t)hn + (strcmp(ri->request_method, "HEAD") == 0 ? 0 : blen));
     free(buf);
 }
 
@@ -250,17 +251,22 @@ reply_batch(struct srv_reply *r, int status, const struct ev_batch *b, const cha
     reply_set(r, status, o);
 }
 
+/* Rejections count as soon as they are known; acceptances only once durable. */
 static void
-count_events(struct srv *s, const struct ev_batch *b)
+count_events(struct srv *s, const struct ev_batch *b, bool accepted)
 {
     for (size_t i = 0; i < b->n; i++) {
         const struct ev_item *it = &b->items[i];
-        if (it->type == NULL) {
+        if (it->error == NULL) {
+            if (accepted) {
+                atomic_fetch_add(&s->m.accepted[srv_type_index(it->type)], 1);
+            }
+        } else if (accepted) {
+            continue;
+        } else if (it->type == NULL) {
             atomic_fetch_add(&s->m.rejected_untyped, 1);
-        } else if (it->error != NULL) {
-            atomic_fetch_add(&s->m.rejected[srv_type_index(it->type)], 1);
         } else {
-            atomic_fetch_add(&s->m.accepted[srv_type_index(it->type)], 1);
+            atomic_fetch_add(&s->m.rejected[srv_type_index(it->type)], 1);
         }
     }
 }
@@ -350,7 +356,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         srv_reply_json(r, 500, "out of memory parsing the body");
         goto out;
     }
-    count_events(s, &b);
+    count_events(s, &b, false);
     if (b.n_valid == 0) {
         if (b.n == 1) {
             srv_reply_json(r, 400, b.items[0].error);
@@ -372,6 +378,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         if (queue_stats(s->q, &st) == 0) {
             atomic_store(&s->full_events, st.events);
         }
+        atomic_store(&s->full_at_us, dp_now_us());
         atomic_store(&s->queue_full, true);
         srv_reply_json(r, 503, "queue full: retry later");
         srv_reply_header(r, "Retry-After", "1");
@@ -393,7 +400,9 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         goto out;
     }
     atomic_store(&s->queue_full, false);
-    if (submit && b.n == 1) {
+    count_events(s, &b, true);
+    if (submit && b.n_valid == b.n) {
+        /* /submit answers 204 when every event of the body was accepted. */
         r->status = 204;
     } else if (b.n == 1) {
         json_t *o = reply_object(202, "accepted");
@@ -512,7 +521,7 @@ dispatch(struct srv *s, struct mg_connection *c, const char *method, struct srv_
 {
     const struct mg_request_info *ri = mg_get_request_info(c);
     struct match m;
-    bool is_get = strcmp(method, "GET") == 0;
+    bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool is_post = strcmp(method, "POST") == 0;
 
     route_match(ri->local_uri != NULL ? ri->local_uri : "", &m);
@@ -527,7 +536,8 @@ dispatch(struct srv *s, struct mg_connection *c, const char *method, struct srv_
     cors_apply(s, c, r);
     if (route_is_post(m.route) ? !is_post : !is_get) {
         srv_reply_json(r, 405, "method not allowed");
-        srv_reply_header(r, "Allow", route_is_post(m.route) ? "POST, OPTIONS" : "GET, OPTIONS");
+        srv_reply_header(r, "Allow",
+                         route_is_post(m.route) ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
         return;
     }
     if (route_needs_key(m.route) && !auth_ok(s, c)) {

@@ -80,8 +80,10 @@ srv_get_readyz(struct srv *s, struct srv_reply *r)
         srv_reply_json(r, 503, "queue unreadable");
         return;
     }
-    if (atomic_load(&s->queue_full) && st.events < atomic_load(&s->full_events)) {
-        /* The loader deleted events since the last failure: appends may fit again. */
+    if (atomic_load(&s->queue_full) && (st.events < atomic_load(&s->full_events) ||
+                                         dp_now_us() - atomic_load(&s->full_at_us) > 5000000)) {
+        /* The loader deleted events since the last failure, or it is 5 s old (disk space
+         * may have come back): appends may fit again, and the next one will tell. */
         atomic_store(&s->queue_full, false);
     }
     if (atomic_load(&s->queue_full) || st.bytes >= st.capacity_bytes) {

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define READ_STATEMENT_TIMEOUT_MS 2000 /* a GET's query, at most */
+
 static _Thread_local PGconn *tl_conn;
 static _Thread_local bool tl_prepared[SRV_MAX_TYPES];
 
@@ -34,8 +36,11 @@ conn_drop(void)
 static PGconn *
 conn_get(const struct srv *s)
 {
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {"3", "datapipe-server", s->cfg->database_conninfo, NULL};
+    /* Our defaults first: the operator's conninfo (expanded from dbname) overrides them. */
+    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "dbname", NULL};
+    const char *vals[] = {"3", "datapipe-server", "10", "5", "3", s->cfg->database_conninfo,
+                          NULL};
     char *ident = NULL;
     char sql[512];
     PGresult *res = NULL;
@@ -54,7 +59,11 @@ conn_get(const struct srv *s)
     if (ident == NULL) {
         goto fail;
     }
-    snprintf(sql, sizeof(sql), "SET search_path TO %s; SET TimeZone TO 'UTC'", ident);
+    /* A read must never hold a worker thread long: POSTs share those threads. */
+    snprintf(sql, sizeof(sql),
+             "SET search_path TO %s; SET TimeZone TO 'UTC'; SET statement_timeout = %d; "
+             "SET lock_timeout = %d",
+             ident, READ_STATEMENT_TIMEOUT_MS, READ_STATEMENT_TIMEOUT_MS / 2);
     res = PQexec(tl_conn, sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         dp_warn("database: cannot set search_path", "error=%s", PQerrorMessage(tl_conn));
@@ -86,6 +95,13 @@ id_ok(const struct ev_type *t, const char *id, struct srv_reply *r)
     return true;
 }
 
+/* statement_timeout (57014) or lock_timeout (55P03): the database is busy, not broken. */
+static bool
+db_busy(const char *sqlstate)
+{
+    return sqlstate != NULL && (strcmp(sqlstate, "57014") == 0 || strcmp(sqlstate, "55P03") == 0);
+}
+
 static void
 unavailable(struct srv_reply *r)
 {
@@ -93,18 +109,44 @@ unavailable(struct srv_reply *r)
     srv_reply_header(r, "Retry-After", "5");
 }
 
+static int max_reads(const struct srv *s);
+static void get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id,
+                      struct srv_reply *r);
+
 void
 srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r)
 {
     size_t ti = srv_type_index(t);
+
+    if (!id_ok(t, id, r)) {
+        return;
+    }
+    /* At most half the worker threads may wait on PostgreSQL, so a slow or
+     * unreachable database never starves the write path. */
+    if (atomic_fetch_add(&s->reads_in_flight, 1) >= max_reads(s)) {
+        atomic_fetch_sub(&s->reads_in_flight, 1);
+        srv_reply_json(r, 503, "too many reads waiting on the database: retry later");
+        srv_reply_header(r, "Retry-After", "1");
+        return;
+    }
+    get_event(s, t, ti, id, r);
+    atomic_fetch_sub(&s->reads_in_flight, 1);
+}
+
+static int
+max_reads(const struct srv *s)
+{
+    return s->cfg->server_threads > 1 ? s->cfg->server_threads / 2 : 1;
+}
+
+static void
+get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, struct srv_reply *r)
+{
     char name[96];
     PGconn *c;
     PGresult *res = NULL;
     const char *sqlstate;
 
-    if (!id_ok(t, id, r)) {
-        return;
-    }
     c = conn_get(s);
     if (c == NULL) {
         unavailable(r);
@@ -118,6 +160,8 @@ srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv
             /* 42P01: the loader has not created the table yet, so nothing is loaded. */
             if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
                 srv_reply_json(r, 404, "not found (not loaded yet)");
+            } else if (db_busy(sqlstate)) {
+                unavailable(r);
             } else if (PQstatus(c) != CONNECTION_OK) {
                 unavailable(r);
                 conn_drop();
@@ -132,7 +176,10 @@ srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv
     }
     res = PQexecPrepared(c, name, 1, &id, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (PQstatus(c) != CONNECTION_OK) {
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (db_busy(sqlstate)) {
+            unavailable(r);
+        } else if (PQstatus(c) != CONNECTION_OK) {
             unavailable(r);
             conn_drop();
         } else {

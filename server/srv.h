@@ -37,6 +37,8 @@ struct srv {
     struct srv_metrics m;
     atomic_bool queue_full;     /* last append failed for space: /readyz says 503 */
     atomic_uint_fast64_t full_events; /* queued events when it failed */
+    atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
+    atomic_int reads_in_flight;       /* GETs holding a database connection */
     int64_t started_us;         /* process start, microseconds since the epoch */
 };
 

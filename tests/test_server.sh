@@ -59,6 +59,12 @@ r=$(post /v1/events/crash_report '{"event_name": "ad_event", "user_id": 1, "time
 has "event_name must equal the URL type" '400 ' "$r"
 r=$(post /submit "$AD")
 eq "/submit → 204 no body" "204 " "$r"
+r=$(post /submit "$AD
+$AD")
+eq "/submit of two valid events → 204" "204 " "$r"
+r=$(post /submit "$AD
+{\"ip_address\": \"1.2.3\"}")
+has "/submit with a rejected event → 202 with the details" '202 {"status_code":202,"status_message":"partly accepted","accepted":1,"rejected":1' "$r"
 r=$(post /submit '{"ip_address": "10.01.2.3", "user_agent": "u", "referring_url": "https://e.com", "advertiser_id": "a"}')
 has "bad IPv4 → 400 naming the field" '400 {"status_code":400,"status_message":"ip_address' "$r"
 r=$(post /submit '{"ip_address": "10.1.2.3", "user_agent": "u", "referring_url": "ftp://e.com/x", "advertiser_id": "a"}')
@@ -114,6 +120,22 @@ eq "chunked body → 202" 202 "$r"
 r=$(curl -s -o /dev/null -w '%{http_code}' -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/big" "$URL/")
 eq "chunked body over the limit → 413" 413 "$r"
 
+cat "$TMP/seed.gz" "$TMP/seed.gz" >"$TMP/two.gz"
+r=$(curl -s -w ' %{http_code}' --data-binary @"$TMP/two.gz" -H 'Content-Encoding: gzip' "$URL/")
+has "two gzip members are one body of two events" '"accepted":2,"rejected":0' "$r"
+{ cat "$TMP/seed.gz"; printf 'GARBAGE'; } >"$TMP/junk.gz"
+r=$(curl -s -w ' %{http_code}' --data-binary @"$TMP/junk.gz" -H 'Content-Encoding: gzip' "$URL/")
+has "bytes after the gzip stream → 400" ' 400' "$r"
+n0=$("$QTOOL" "$TMP/main/q" stats)
+port=${URL##*:}
+exec 5<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST /v1/events/crash_report HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"user_id": 1, "timestamp": 2, "message": "a"}\n{"user_id": 2, "timestamp": 2, "message": "b"}\n' >&5
+r=$(timeout 10 cat <&5)
+exec 5>&-
+has "a body cut short of its Content-Length → 400" 'HTTP/1.1 400' "$r"
+has "the 400 says why" 'body shorter than its Content-Length' "$r"
+eq "nothing of a truncated body is stored" "$n0" "$("$QTOOL" "$TMP/main/q" stats)"
+
 # --- connections: one write per answer, keep-alive kept, HTTP/1.0 closed
 r=$(curl -sv -d "$SEED" "$URL/" "$URL/healthz" 2>&1)
 has "keep-alive: the second request reuses the connection" 'Re-using existing connection' "$r"
@@ -130,6 +152,10 @@ eq "GET /submit → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/sub
 ok "405 names Allow" grep -qi '^Allow: POST' <(curl -s -D - -o /dev/null "$URL/submit")
 eq "DELETE /v1/events → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/events")"
 eq "POST /healthz → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -d x "$URL/healthz")"
+r=$(curl -s -I "$URL/healthz" "$URL/healthz" -w '%{http_code}\n')
+eq "HEAD twice on one connection: two 200s, no body to desync" 2 "$(grep -c '^200$' <<<"$r")"
+r=$(curl -s -o "$TMP/headbody" -w '%{http_code} %{size_download}' -X HEAD --max-time 3 "$URL/submit")
+eq "HEAD /submit → 405 without a body" "405 0" "$r"
 eq "/healthz → 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")"
 eq "/readyz → 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
 st=$(curl -s "$URL/v1/status")
@@ -176,6 +202,18 @@ ndl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM srvtest.dead_letter WH
 r=$(psql "$DP_PG_CONNINFO" -At -c "SELECT convert_from(raw, 'UTF8') FROM srvtest.dead_letter WHERE stage = 'ingest' AND event_type = 'crash_report'" |
     curl -s --data-binary @- "$URL/v1/events/crash_report")
 has "replay re-validates every dead letter (still invalid here)" "\"rejected\":$ndl" "$r"
+psql "$DP_PG_CONNINFO" -q -c "BEGIN; LOCK TABLE srvtest.crash_report IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT" >/dev/null 2>&1 &
+LOCKER=$!
+sleep 0.5
+getters=()
+for k in 1 2 3; do
+    curl -s -o /dev/null -m 8 "$URL/v1/events/crash_report/$id" &
+    getters+=($!)
+done
+r=$(curl -s -o /dev/null -w '%{http_code}' -m 8 "$URL/v1/events/crash_report/$id")
+eq "GET while the table is locked → 503 (lock_timeout), not a hang" 503 "$r"
+eq "POST still 202 while reads wait on the database" 202 "$(curl -s -o /dev/null -w '%{http_code}' -m 8 -d "$SEED" "$URL/")"
+wait "$LOCKER" "${getters[@]}"
 stop_pid "$SPID"
 
 CONNINFO="host=$TMP/nowhere port=1 user=postgres dbname=postgres" server nodb ""
@@ -241,6 +279,8 @@ while [ "$code" = 202 ] && [ $i -lt 500 ]; do
     i=$((i + 1))
 done
 eq "queue full → 503" 503 "$code"
+acc=$(curl -s "$URL/metrics" | awk '$1 == "datapipe_events_accepted_total{type=\"crash_report\"}" {print $2}')
+eq "accepted_total counts only acknowledged events" "$((i - 1))" "$acc"
 r=$(curl -s -D - -o /dev/null -d "{\"user_id\": 1, \"timestamp\": 1, \"message\": \"$payload\"}" "$URL/v1/events/crash_report")
 has "503 has Retry-After" 'Retry-After: 1' "$r"
 has "503 says why" '"status_message":"queue full: retry later"' "$(cat "$TMP/out" 2>/dev/null; curl -s -d "{\"user_id\": 1, \"timestamp\": 1, \"message\": \"$payload\"}" "$URL/v1/events/crash_report")"
