@@ -18,7 +18,7 @@ e2e_setup() {
     DIR=$(mktemp -d "${TMPDIR:-/tmp}/dp-e2e-$1.XXXXXX")
     SCHEMA=e2e_$1_$$
     QID=e2e-$1-$$
-    PORT=$(free_port)
+    PORT=$(e2e_free_port)
     URL=http://127.0.0.1:$PORT
     CFG=$DIR/cfg.json
     QDIR=$DIR/q
@@ -26,6 +26,20 @@ e2e_setup() {
     E2E_MOUNT=
     E2E_T0=$SECONDS
     trap e2e_cleanup EXIT
+}
+
+# e2e_free_port: a free port below the kernel's ephemeral range, so that no client
+# connection of an earlier test (thousands of them, some in TIME_WAIT) can hold it.
+e2e_free_port() {
+    local low p i
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 0)
+    if [ "${low:-0}" -gt 21000 ]; then
+        for i in $(seq 1 100); do
+            p=$((20000 + RANDOM % (low - 20000)))
+            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+        done
+    fi
+    free_port
 }
 
 e2e_cleanup() {
@@ -59,11 +73,30 @@ e2e_config() {
 EOF
 }
 
-# start_server: the server in the background ($SPID), up within 20 s.
+# start_server: the server in the background ($SPID), up within 20 s. Should the port be
+# taken after all, it tries again (a first start: on another port).
 start_server() {
-    start_bg "$DIR/server.log" ${E2E_WRAP:-} "$BIN/datapipe-server" -c "$CFG"
-    SPID=$T_LAST_PID
-    wait_http "$URL/healthz" "${E2E_START_S:-20}" || { echo "server did not start:"; tail "$DIR/server.log"; }
+    local try
+    for try in 1 2 3 4 5; do
+        start_bg "$DIR/server.log" ${E2E_WRAP:-} "$BIN/datapipe-server" -c "$CFG"
+        SPID=$T_LAST_PID
+        if wait_http "$URL/healthz" "${E2E_START_S:-20}"; then
+            E2E_STARTED=1
+            return 0
+        fi
+        kill -0 "$SPID" 2>/dev/null && break
+        echo "$E2E_NAME: server did not start (try $try):"
+        tail -3 "$DIR/server.log"
+        if [ -z "${E2E_STARTED:-}" ]; then
+            local port
+            port=$(e2e_free_port)
+            sed -i "s/127.0.0.1:$PORT\"/127.0.0.1:$port\"/" "$CFG"
+            PORT=$port
+            URL=http://127.0.0.1:$PORT
+        fi
+        sleep 0.5
+    done
+    E2E_STARTED=1
 }
 
 # start_loader [ENV=VALUE...]: the loader daemon ($LPID); E2E_DIE=... runs e2e_loader.

@@ -176,7 +176,7 @@ fi
 # With the default 64 threads, 500 slow connections hold every thread: a new request waits
 # until request_timeout_ms frees them. Shown for the README, not a failure.
 if [ -z "${E2E_WRAP:-}" ] && [ -z "${E2E_SKIP_THREADS64:-}" ]; then
-    port2=$(free_port)
+    port2=$(e2e_free_port)
     sed "s/127.0.0.1:$PORT/127.0.0.1:$port2/; s/\"threads\": 600/\"threads\": 64/; s|$QDIR|$DIR/q64|" \
         "$CFG" >"$DIR/cfg64.json"
     start_bg "$DIR/server64.log" "$BIN/datapipe-server" -c "$DIR/cfg64.json"
