@@ -437,10 +437,33 @@ static int
 ldr_recover(struct ldr_worker *w, char *err, size_t len)
 {
     struct queue_stats st;
+    uint64_t max_last = 0;
     int rc;
 
     rc = queue_stats(w->l->q, &st);
+    if (rc != 0) {
+        return rc;
+    }
+    /*
+     * loader_batches rows are keyed by queue.id and sequence number. If PostgreSQL
+     * already records numbers this queue has not handed out yet, they belong to
+     * another queue with the same queue.id (queue.path recreated, or a cloned
+     * appliance): recovering from them would delete events that were never loaded.
+     */
+    rc = ldr_pg_max_last(w->pg, w->l->queue_id, &max_last);
+    if (rc == 0 && max_last >= st.next_seq) {
+        dp_error("loader_batches already records sequence numbers this queue has not used: "
+                 "another queue has this queue.id (queue.path recreated, or an appliance "
+                 "cloned); give this queue a new queue.id",
+                 "queue_id=%s recorded_up_to=%llu next_seq=%llu", w->l->queue_id,
+                 (unsigned long long)max_last, (unsigned long long)st.next_seq);
+        snprintf(err, len, "queue.id %s is used by another queue", w->l->queue_id);
+        return DP_ERR_CONFIG;
+    }
     if (rc != 0 || st.events == 0) {
+        if (rc == DP_ERR_RETRY) {
+            snprintf(err, len, "%s", ldr_pg_error(w->pg));
+        }
         return rc;
     }
     rc = ldr_pg_batches(w->pg, w->l->queue_id, st.first_seq, ldr_recover_one, w);

@@ -267,6 +267,12 @@ int ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_p
                    void *arg);
 
 /*
+ * ldr_pg_max_last - the highest last_seq loader_batches records for queue_id (0 if none).
+ * Returns 0, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last);
+
+/*
  * ldr_pg_compact - delete the loader_batches rows of queue_id that end below `below` (the
  * queue no longer holds any of their events), keeping the newest row.
  *   deleted: receives how many rows went (may be NULL).

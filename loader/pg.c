@@ -519,6 +519,22 @@ out:
 }
 
 int
+ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
+{
+    const char *params[] = {queue_id};
+    PGresult *res = NULL;
+    int rc;
+
+    rc = pg_query(pg, "SELECT coalesce(max(last_seq), 0) FROM loader_batches WHERE queue_id = $1",
+                  1, params, PGRES_TUPLES_OK, &res);
+    if (rc == 0) {
+        *max_last = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    }
+    PQclear(res);
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
 ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted)
 {
     char below_s[24];

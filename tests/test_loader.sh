@@ -94,6 +94,15 @@ eq "--once dead letters" 10 "$(sql "SELECT count(*) FROM ldr_once_$$.dead_letter
 has "--once logs the run" "run finished events=5330 loaded=5320 dead_letters=10" "$tmp/once.log"
 eq "--once metrics" 5000 "$("$TOOL" meta "$tmp/once.q" loader.loaded.crash_report)"
 
+# --- the queue directory recreated under the same queue.id: refuse, delete nothing ----------
+rm -rf "$tmp/once.q"
+"$TOOL" fill "$tmp/once.q" crash_report 100 >/dev/null
+"$BIN/datapipe-loader" -c "$tmp/once.json" --once >"$tmp/reused.log" 2>&1
+eq "a recreated queue with a used queue.id: exit 1" 1 $?
+has "it says why" "another queue has this queue.id" "$tmp/reused.log"
+eq "the recreated queue keeps all its events" 100 "$(queued once)"
+eq "nothing of it was loaded" 5000 "$(rows once)"
+
 # --- a daemon: lock, schedule, USR1, HUP, sd_notify, TERM when idle --------------------------
 config d '"interval_s": 3600, "min_interval_s": 2, "high_water": 1000, "batch_rows": 500'
 "$TOOL" notify-listen "$tmp/notify.sock" "$tmp/notify.txt" &
