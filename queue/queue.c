@@ -165,6 +165,18 @@ queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn)
         }
         rc = mdb_txn_begin(q->env, NULL, flags, txn);
     }
+    if (rc == MDB_MAP_RESIZED) {
+        /*
+         * The other daemon grew the map past ours (its queue.max_bytes is larger).
+         * Adopting the new size needs every transaction of this process closed,
+         * which a running server cannot promise; exiting is as safe as a kill -9
+         * (nothing acknowledged is lost) and the service manager restarts us with
+         * the map as it now is.
+         */
+        dp_error("the queue map was grown by another process: exiting to reopen it; give both "
+                 "daemons the same queue.max_bytes", "path=%s", q->path);
+        _exit(75);
+    }
     return rc;
 }
 
@@ -603,7 +615,7 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     size_t nev = 0;
     int rc;
 
-    rc = mdb_txn_begin(q->env, NULL, 0, &txn);
+    rc = queue_txn_begin(q, 0, &txn);
     if (rc != 0) {
         txn = NULL;
         goto out;
