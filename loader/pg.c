@@ -184,9 +184,12 @@ ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
                const char *queue_id, char *err, size_t errlen)
 {
     /* Our defaults come before dbname, so that the expanded conninfo overrides them. */
+    /* TCP keepalives: a peer that vanished mid-COPY fails the connection within about a
+     * minute instead of hanging the run (the back-off then retries the batch). */
     static const char *const keys[] = {"connect_timeout", "application_name", "client_encoding",
-                                       "dbname", NULL};
-    const char *values[] = {"10", "datapipe-loader", "UTF8", conninfo, NULL};
+                                       "keepalives_idle", "keepalives_interval",
+                                       "keepalives_count", "dbname", NULL};
+    const char *values[] = {"10", "datapipe-loader", "UTF8", "30", "10", "3", conninfo, NULL};
     struct ldr_pg *pg = NULL;
     char *ident = NULL;
     char sql[512];
