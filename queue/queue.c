@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -123,6 +124,26 @@ queue_get_be64(const uint8_t *p)
     return v;
 }
 
+/* Free space below which an EIO from a write counts as a full disk (see queue_rc_full). */
+#define QUEUE_DISK_LOW_BYTES (1u << 20)
+
+/*
+ * Whether rc means "no room": map full, disk full, quota. LMDB reports a short pwrite as
+ * EIO, and a write that fills the disk ends with a short pwrite, so an EIO on a file system
+ * with (almost) no space left is a full disk too (503 and retry, not 500).
+ */
+static bool
+queue_rc_full(const struct queue *q, int rc)
+{
+    struct statvfs vfs;
+
+    if (rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT) {
+        return true;
+    }
+    return rc == EIO && statvfs(q->path, &vfs) == 0 &&
+           (uint64_t)vfs.f_bavail * vfs.f_frsize < QUEUE_DISK_LOW_BYTES;
+}
+
 /*
  * Translate an LMDB or errno code into a dp_err, logging LMDB's own text. what names the
  * operation for the log line.
@@ -133,7 +154,7 @@ queue_err(const struct queue *q, int rc, const char *what)
     if (rc == 0) {
         return 0;
     }
-    if (rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT) {
+    if (queue_rc_full(q, rc)) {
         dp_warn("queue full", "op=%s path=%s err=%s", what, q->path, mdb_strerror(rc));
         return DP_ERR_FULL;
     }
@@ -689,7 +710,7 @@ queue_append_err(struct queue *q, int rc)
         }
         return 0;
     }
-    if (rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT) {
+    if (queue_rc_full(q, rc)) {
         if (!q->full) {
             dp_warn("queue full, appends refused", "path=%s err=%s", q->path, mdb_strerror(rc));
             q->full = true;

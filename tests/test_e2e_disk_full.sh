@@ -25,11 +25,20 @@ QMAX=67108864
 e2e_config "" '"interval_s": 1, "min_interval_s": 0, "high_water": 1, "batch_rows": 200'
 start_server
 spid0=$SPID
+# One event larger than the whole disk: LMDB's write of it ends short, which LMDB reports as
+# EIO; on a full disk that is "full" too (503 and retry), not a 500.
+n=900000000001
+echo "$n" >"$DIR/sent1"
+{ printf '{"user_id": %s, "timestamp": 1, "message": "' "$n"; head -c 3000000 /dev/zero | tr '\0' x
+    printf '"}'; } >"$DIR/huge.json"
+eq "an event larger than the free disk: 503 (short write, EIO)" 503 \
+    "$(curl -s -o /dev/null -m 10 -w '%{http_code}' --data-binary @"$DIR/huge.json" "$URL/v1/events/crash_report")"
 echo "disk_full: queue on a 2 MiB tmpfs, queue.max_bytes=$QMAX, no loader; 4 connections" \
     "post ~1.6 KB events for 3 s"
-"$CLIENT" -p "$PORT" -c 4 -d 3 -s 1500 -t crash,ad,login,product -o "$DIR/ack1" -S "$DIR/sent1" \
+"$CLIENT" -p "$PORT" -c 4 -d 3 -s 1500 -t crash,ad,login,product -o "$DIR/ack1" -S "$DIR/sent1.c" \
     >"$DIR/client1.out" 2>"$DIR/client1.err"
 eq "phase 1 client: only 202 and 503" 0 $?
+cat "$DIR/sent1.c" >>"$DIR/sent1"
 cat "$DIR/client1.out"
 df -k "$DIR/mnt" | tail -1 | awk '{print "disk_full: tmpfs used " $3 " KiB of " $2 " KiB"}'
 c503=$(sed -n 's/.* 503=\([0-9]*\) .*/\1/p' "$DIR/client1.out")
