@@ -37,8 +37,20 @@ while [ $((random_kills + hook_kills)) -lt $((RANDOM_KILLS + HOOK_KILLS)) ] && [
         [ $((hook_kills % 4)) = 3 ] && point=commit
         start_loader E2E_DIE="$point:$((hook_kills % 3 + 1))"
         pid=$LPID
-        wait_until 15 bash -c "! kill -0 $pid 2>/dev/null"
-        stop_pid "$pid" KILL
+        # Wait for the hook's SIGKILL, 15 s at most.
+        sleep 15 &
+        wdog=$!
+        T_RC=0
+        done_pid=
+        wait -n -p done_pid "$pid" "$wdog" 2>/dev/null || T_RC=$?
+        if [ "$done_pid" = "$pid" ]; then
+            rc=$T_RC
+            stop_pid "$wdog"
+            T_RC=$rc
+        else
+            stop_pid "$pid" KILL
+            T_RC=timeout
+        fi
         if [ "$T_RC" = 137 ]; then
             hook_kills=$((hook_kills + 1))
             [ "$point" = committed ] && committed_kills=$((committed_kills + 1))
