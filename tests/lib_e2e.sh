@@ -28,19 +28,8 @@ e2e_setup() {
     trap e2e_cleanup EXIT
 }
 
-# e2e_free_port: a free port below the kernel's ephemeral range, so that no client
-# connection of an earlier test (thousands of them, some in TIME_WAIT) can hold it.
-e2e_free_port() {
-    local low p i
-    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 0)
-    if [ "${low:-0}" -gt 21000 ]; then
-        for i in $(seq 1 100); do
-            p=$((20000 + RANDOM % (low - 20000)))
-            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-        done
-    fi
-    free_port
-}
+# e2e_free_port: free_port (lib_sh.sh), which stays below the ephemeral port range.
+e2e_free_port() { free_port; }
 
 e2e_cleanup() {
     t_cleanup

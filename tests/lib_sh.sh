@@ -40,10 +40,15 @@ has() {
     fi
 }
 
+# free_port: a port nothing listens on, below the kernel's ephemeral range, so that no
+# client connection (live, or one of thousands in TIME_WAIT after a load test) holds it:
+# binding there fails with "Address already in use".
 free_port() {
-    local p
+    local p low
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+    [ "${low:-0}" -gt 21000 ] || low=60000
     while :; do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % (low - 20000)))
         (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
     done
 }
