@@ -21,7 +21,7 @@ trap '"$PSQL" "$DP_PG_CONNINFO" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/de
 # config NAME WORKERS: defaults except where the queue and the tables live.
 config() {
     cat >"$tmp/$1.json" <<EOF
-{"queue": {"path": "$tmp/$1.q", "max_bytes": 4294967296, "id": "bench_$$"},
+{"queue": {"path": "$tmp/$1.q", "max_bytes": 4294967296, "id": "bench_$1_$$"},
  "database": {"conninfo": "$DP_PG_CONNINFO", "schema": "$schema"},
  "loader": {"workers": $2, "batch_rows": 50000},
  "log": {"level": "warn"}}
