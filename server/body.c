@@ -6,6 +6,7 @@
  */
 #include "server/srv.h"
 #include "etc/err.h"
+#include "etc/log.h"
 
 #include <civetweb.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #define BODY_CHUNK 65536
 #define BODY_READ_MAX ((size_t)1 << 20) /* bytes per mg_read or inflate step */
+#define BODY_SLOW_READ_US 20000          /* a read slower than this: the client trickles */
 
 /* Grow *buf to hold at least need bytes (doubling); 0 or DP_ERR_NOMEM. */
 static int
@@ -53,16 +55,19 @@ too_large(struct srv_reply *r, int64_t max)
  * Read the raw (possibly compressed) bytes, at most limit of them. With a
  * Content-Length (expect >= 0) the first buffer is sized to it (capped at
  * 1 MiB, so announcing a large body pins nothing), and a body that ends short
- * of it (the client stalled past request_timeout_ms, or hung up) is
- * DP_ERR_INVALID: a truncated body is never taken as complete.
+ * of it (the client stalled past request_timeout_ms, or hung up), or that is
+ * not complete within timeout_ms in all, is DP_ERR_INVALID: a truncated body
+ * is never taken as complete, and a trickling client cannot hold a thread.
  */
 static int
-read_raw(struct mg_connection *c, int64_t expect, int64_t limit, char **out, size_t *len,
-         bool *over)
+read_raw(struct mg_connection *c, int64_t expect, int64_t limit, int timeout_ms, char **out,
+         size_t *len, bool *over)
 {
     char *buf = NULL;
     size_t cap = 0;
     size_t n = 0;
+    size_t step = 1;
+    int64_t deadline = dp_now_us() + (int64_t)timeout_ms * 1000;
     int rc = 0;
 
     *over = false;
@@ -80,7 +85,16 @@ read_raw(struct mg_connection *c, int64_t expect, int64_t limit, char **out, siz
             rc = DP_ERR_NOMEM;
             goto out;
         }
-        got = mg_read(c, buf + n, cap - n < BODY_READ_MAX ? cap - n : BODY_READ_MAX);
+        /*
+         * civetweb's mg_read returns only when the whole request is filled (or one
+         * read times out), so a client trickling a byte a second would hold this
+         * thread for as long as its body lasts. Ask for 1 byte, then double while
+         * reads come back at once; a slow read drops back to 1 byte, so the
+         * deadline below is checked at least once per byte received.
+         */
+        int64_t t0 = dp_now_us();
+        size_t want = cap - n < step ? cap - n : step;
+        got = mg_read(c, buf + n, want);
         if (got < 0) {
             rc = DP_ERR_IO;
             goto out;
@@ -93,6 +107,13 @@ read_raw(struct mg_connection *c, int64_t expect, int64_t limit, char **out, siz
             *over = true;
             break;
         }
+        if (dp_now_us() > deadline) {
+            rc = DP_ERR_INVALID;
+            goto out;
+        }
+        step = dp_now_us() - t0 > BODY_SLOW_READ_US ? 1
+               : step < BODY_READ_MAX             ? step * 2
+                                                  : BODY_READ_MAX;
     }
     if (!*over && expect >= 0 && (int64_t)n < expect) {
         rc = DP_ERR_INVALID;
@@ -173,7 +194,7 @@ out:
 }
 
 int
-srv_body_read(struct mg_connection *c, int64_t max, char **out, size_t *len,
+srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, size_t *len,
               struct srv_reply *r)
 {
     const struct mg_request_info *ri = mg_get_request_info(c);
@@ -198,10 +219,10 @@ srv_body_read(struct mg_connection *c, int64_t max, char **out, size_t *len,
         too_large(r, max);
         return DP_ERR_INVALID;
     }
-    rc = read_raw(c, ri->content_length, max, &raw, &raw_len, &over);
+    rc = read_raw(c, ri->content_length, max, timeout_ms, &raw, &raw_len, &over);
     if (rc == DP_ERR_INVALID) {
-        srv_reply_json(r, 400, "body shorter than its Content-Length: the client stalled "
-                               "or hung up; nothing was stored");
+        srv_reply_json(r, 400, "body incomplete: shorter than its Content-Length, or not "
+                               "received within server.request_timeout_ms; nothing was stored");
         srv_reply_header(r, "Connection", "close");
         goto out;
     }

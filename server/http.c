@@ -344,7 +344,8 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
                                "application/x-www-form-urlencoded");
         return;
     }
-    if (srv_body_read(c, s->cfg->server_max_body_bytes, &body, &len, r) != 0) {
+    if (srv_body_read(c, s->cfg->server_max_body_bytes, s->cfg->server_request_timeout_ms, &body,
+                      &len, r) != 0) {
         goto out;
     }
     rc = ev_parse_body(body, len, type, &b);

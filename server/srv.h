@@ -58,10 +58,11 @@ void srv_reply_header(struct srv_reply *r, const char *name, const char *value);
 
 /*
  * body.c - srv_body_read: read the request body (Content-Length or chunked)
- * into a malloc'd buffer, at most max bytes after inflating gzip.
+ * into a malloc'd buffer, at most max bytes after inflating gzip, the whole
+ * body within timeout_ms.
  * Returns 0, or fills r with 400/413/415 and returns DP_ERR_INVALID.
  */
-int srv_body_read(struct mg_connection *c, int64_t max, char **out, size_t *len,
+int srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, size_t *len,
                   struct srv_reply *r);
 
 /* ops.c: health, readiness, status, metrics, the per-minute summary. */

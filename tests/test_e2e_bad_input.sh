@@ -142,16 +142,9 @@ cut_h=$(sed -n 's/.*header tricklers \([0-9]*\),.*/\1/p' <<<"$slow")
 cut_b=$(sed -n 's/.*body tricklers \([0-9]*\)).*/\1/p' <<<"$slow")
 eq "slowloris: all $SLOW_CONNS connections opened" "$SLOW_CONNS" "$opened"
 eq "slowloris: every header trickler cut off after request_timeout_ms" $((SLOW_CONNS / 2)) "$cut_h"
-# Known bug (see issue 8's report): a body that trickles in (1 byte a second here) is never
-# cut off, since request_timeout_ms only bounds each read, not the whole body: such a client
-# holds a worker thread for as long as its Content-Length lasts.
-if [ "$cut_b" != $((SLOW_CONNS / 2)) ]; then
-    echo "bad_input: KNOWN BUG: $((SLOW_CONNS / 2 - cut_b)) of $((SLOW_CONNS / 2)) connections" \
-        "trickling a body at 1 byte/s were still open after 6 s (request_timeout_ms 3000)"
-    if [ -n "${E2E_STRICT:-}" ]; then
-        eq "slowloris: every body trickler cut off (E2E_STRICT)" $((SLOW_CONNS / 2)) "$cut_b"
-    fi
-fi
+# A body trickled in (1 byte a second here) is cut off once request_timeout_ms has passed for
+# the whole body, not only for each read.
+eq "slowloris: every body trickler cut off after request_timeout_ms" $((SLOW_CONNS / 2)) "$cut_b"
 eq "slowloris: server still serving" 200 "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$URL/healthz")"
 
 touch "$DIR/stop"

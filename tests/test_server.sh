@@ -133,7 +133,20 @@ printf 'POST /v1/events/crash_report HTTP/1.1\r\nHost: x\r\nContent-Length: 1000
 r=$(timeout 10 cat <&5)
 exec 5>&-
 has "a body cut short of its Content-Length → 400" 'HTTP/1.1 400' "$r"
-has "the 400 says why" 'body shorter than its Content-Length' "$r"
+has "the 400 says why" 'body incomplete: shorter than its Content-Length' "$r"
+exec 5<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST /v1/events/crash_report HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n' >&5
+trickled=0
+for k in $(seq 1 40); do
+    printf ' ' >&5 2>/dev/null || break
+    trickled=$k
+    read -r -t 0.01 -u 5 line && break
+    sleep 0.25
+done
+r="$line$(timeout 5 cat <&5)"
+exec 5>&-
+has "a body trickled in a byte at a time is cut off → 400" 'HTTP/1.1 400' "$r"
+ok "cut off after request_timeout_ms in all, not after the whole body ($trickled of 40 bytes sent)" [ "$trickled" -lt 30 ]
 eq "nothing of a truncated body is stored" "$n0" "$("$QTOOL" "$TMP/main/q" stats)"
 
 # --- connections: one write per answer, keep-alive kept, HTTP/1.0 closed
