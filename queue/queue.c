@@ -1092,31 +1092,50 @@ queue_meta_ops(struct queue *q, MDB_txn *txn, const struct queue_meta_op *ops, s
     return rc;
 }
 
-int
-queue_meta_apply(struct queue *q, const struct queue_meta_op *ops, size_t n)
+static int queue_delete_keys(struct queue *q, MDB_txn *txn, uint64_t first, uint64_t last);
+
+/*
+ * One write transaction: delete [first, last] when del, then apply the n metadata
+ * changes; all or nothing. Shared by queue_meta_apply and queue_delete_range.
+ */
+static int
+queue_write_meta(struct queue *q, bool del, uint64_t first, uint64_t last,
+                 const struct queue_meta_op *ops, size_t n)
 {
     MDB_txn *txn = NULL;
     int rc;
 
-    if (n == 0) {
-        return 0;
-    }
     rc = queue_txn_begin(q, 0, &txn);
     if (rc != 0) {
         txn = NULL;
         goto out;
     }
+    if (del) {
+        rc = queue_delete_keys(q, txn, first, last);
+        if (rc != 0) {
+            goto out;
+        }
+    }
     rc = queue_meta_ops(q, txn, ops, n);
     if (rc != 0) {
         goto out;
     }
-    rc = queue_txn_commit(q, txn, QUEUE_TXN_META, 0);
+    rc = queue_txn_commit(q, txn, del ? QUEUE_TXN_DELETE : QUEUE_TXN_META, 0);
     txn = NULL;
 out:
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
-    return queue_err(q, rc, "meta");
+    return queue_err(q, rc, del ? "delete" : "meta");
+}
+
+int
+queue_meta_apply(struct queue *q, const struct queue_meta_op *ops, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    return queue_write_meta(q, false, 0, 0, ops, n);
 }
 
 /* Look name up in a read transaction and hand its value to the caller's copy step. */
@@ -1278,32 +1297,10 @@ int
 queue_delete_range(struct queue *q, uint64_t first, uint64_t last, const struct queue_meta_op *ops,
                    size_t n)
 {
-    MDB_txn *txn = NULL;
-    int rc;
-
     if (first > last) {
         return DP_ERR_INVALID;
     }
-    rc = queue_txn_begin(q, 0, &txn);
-    if (rc != 0) {
-        txn = NULL;
-        goto out;
-    }
-    rc = queue_delete_keys(q, txn, first, last);
-    if (rc != 0) {
-        goto out;
-    }
-    rc = queue_meta_ops(q, txn, ops, n);
-    if (rc != 0) {
-        goto out;
-    }
-    rc = queue_txn_commit(q, txn, QUEUE_TXN_DELETE, 0);
-    txn = NULL;
-out:
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
-    }
-    return queue_err(q, rc, "delete");
+    return queue_write_meta(q, true, first, last, ops, n);
 }
 
 /* ---- stats, loader lock ---- */
