@@ -99,6 +99,7 @@ reply_send(struct mg_connection *c, struct srv_reply *r)
     char ctype[160] = "";
     char clen[48] = "";
     char head[1024];
+    char small[2048];
     char *buf = NULL;
     int hn;
 
@@ -123,7 +124,8 @@ reply_send(struct mg_connection *c, struct srv_reply *r)
         mg_disable_connection_keep_alive(c);
         blen = 0;
     }
-    buf = malloc((size_t)hn + blen);
+    /* Most answers fit on the stack; only large bodies (metrics, rows) allocate. */
+    buf = (size_t)hn + blen <= sizeof(small) ? small : malloc((size_t)hn + blen);
     if (buf == NULL) {
         mg_disable_connection_keep_alive(c);
         return;
@@ -135,7 +137,9 @@ reply_send(struct mg_connection *c, struct srv_reply *r)
     }
     /* A HEAD answer has the headers of the GET, never a body. */
     mg_write(c, buf, (size_t)hn + (strcmp(ri->request_method, "HEAD") == 0 ? 0 : blen));
-    free(buf);
+    if (buf != small) {
+        free(buf);
+    }
 }
 
 /* ---- auth and CORS ----------------------------------------------------- */
@@ -406,10 +410,14 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         /* /submit answers 204 when every event of the body was accepted. */
         r->status = 204;
     } else if (b.n == 1) {
-        json_t *o = reply_object(202, "accepted");
+        /* The common answer, formatted directly: no JSON tree on the hot path. */
         uuid_text(uuid, id);
-        json_object_set_new(o, "id", json_string(id));
-        reply_set(r, 202, o);
+        r->status = 202;
+        if (asprintf(&r->body, "{\"status_code\":202,\"status_message\":\"accepted\","
+                               "\"id\":\"%s\"}", id) < 0) {
+            r->body = NULL;
+            srv_reply_json(r, 500, "out of memory");
+        }
     } else {
         reply_batch(r, 202, &b, b.n_valid == b.n ? "accepted" : "partly accepted");
     }

@@ -36,16 +36,22 @@ srv_type_index(const struct ev_type *t)
     return 0;
 }
 
+/*
+ * Bucket b holds latencies below lat_bucket_upper_us(b): steps of sqrt(2). For
+ * 2^k <= us < 2^(k+1) that is 2k+1 below 2^k*sqrt(2), else 2k+2. One clz per request.
+ */
 static int
 lat_bucket(int64_t us)
 {
-    int b = 0;
-    /* Bucket i covers up to 2^(i/2) microseconds: ~41% steps. */
-    while (b < SRV_LAT_BUCKETS - 1 && (double)us >= (double)(1ULL << (b / 2)) *
-                                                        (b % 2 ? 1.4142 : 1.0)) {
-        b++;
+    int k;
+    int b;
+
+    if (us < 1) {
+        return 0;
     }
-    return b;
+    k = 63 - __builtin_clzll((unsigned long long)us);
+    b = 2 * k + 1 + ((double)us >= (double)(1ULL << k) * 1.4142);
+    return b < SRV_LAT_BUCKETS ? b : SRV_LAT_BUCKETS - 1;
 }
 
 static double
