@@ -21,6 +21,7 @@
 #include "etc/err.h"
 #include "etc/log.h"
 #include "queue/queue.h"
+#include "queue/queue_test.h"
 #include "tests/lib_test.h"
 
 #define MIB (1024u * 1024u)
