@@ -1,8 +1,9 @@
 /*
  * events.h - everything that knows what an event is: splitting a request
- * body into events, validating each through the static type registry, and
- * encoding a stored event as one PostgreSQL COPY text row.
- * No HTTP, no database, no I/O: all of it is pure and unit-testable.
+ * body into events, validating each through the static type registry,
+ * encoding a stored event as one PostgreSQL COPY text row, and giving an event its id.
+ * No HTTP, no database, no I/O: all of it is pure and unit-testable, apart from
+ * ev_uuid7, which reads the clock and the kernel's random pool.
  */
 #ifndef DP_EVENTS_H
 #define DP_EVENTS_H
@@ -154,6 +155,14 @@ int ev_buf_put_timestamp(struct ev_buf *b, int64_t us);
 /* Append the canonical text form of a uuid. */
 int ev_buf_put_uuid(struct ev_buf *b, const uint8_t uuid[16]);
 void ev_buf_free(struct ev_buf *b);
+
+/*
+ * ev_uuid7 - write a fresh UUIDv7 (RFC 9562: 48-bit Unix milliseconds, version and variant
+ * bits, random bits from getrandom) into out: the id the server gives an event at ingest.
+ * Strictly increasing within the process, also when the clock steps back and after fork().
+ * Thread-safe. Cannot fail (without getrandom, a time-seeded generator; logged once).
+ */
+void ev_uuid7(uint8_t out[16]);
 
 /* ev_uuid_parse - parse the canonical text form; returns 0 or DP_ERR_INVALID. */
 int ev_uuid_parse(const char *s, uint8_t out[16]);

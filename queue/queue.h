@@ -36,7 +36,7 @@ struct queue;
  */
 struct queue_event {
     uint64_t seq;              /* sequence number: set by append, given on read */
-    uint8_t uuid[16];          /* UUIDv7 (queue_uuid7), set by the caller */
+    uint8_t uuid[16];          /* the event's id (a UUIDv7), set by the caller */
     int64_t received_us;       /* microseconds since the epoch, set by the caller */
     uint32_t flags;            /* QUEUE_F_* */
     const char *type;          /* event type name, not NUL-terminated on read */
@@ -75,13 +75,6 @@ int queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sy
  * a no-op. No call on q may start after this one.
  */
 void queue_close(struct queue *q);
-
-/*
- * queue_uuid7 - write a fresh UUIDv7 (RFC 9562: 48-bit Unix milliseconds,
- * version and variant bits, random bits from getrandom), strictly increasing
- * within the process. Thread-safe.
- */
-void queue_uuid7(uint8_t out[16]);
 
 /*
  * queue_append - durably append n events, in order, as one unit.

@@ -600,7 +600,7 @@ START_TEST(test_batches_bounded_by_bytes)
     tl_setup(&e, "bytes");
     for (int i = 0; i < 24; i++) {
         memset(&ev, 0, sizeof(ev));
-        queue_uuid7(ev.uuid);
+        ev_uuid7(ev.uuid);
         ev.received_us = tl_now_us();
         ev.type = "data_sample";
         ev.type_len = strlen(ev.type);
