@@ -156,7 +156,7 @@ ldr_batch_init(struct ldr_batch *b, struct queue *q, const char *queue_id)
     for (size_t i = 0; i < ev_registry_len; i++) {
         b->groups[i].type = ev_registry[i];
         snprintf(b->groups[i].meta_name, sizeof(b->groups[i].meta_name), "%s%s",
-                 LDR_META_LOADED_PREFIX, ev_registry[i]->name);
+                 QUEUE_META_LOADER_LOADED_PREFIX, ev_registry[i]->name);
     }
     return 0;
 }
@@ -528,18 +528,19 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
         }
     }
     if (ldr_batch_dead(b) > 0) {
-        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_LETTERS, QUEUE_META_ADD,
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_DEAD_LETTERS, QUEUE_META_ADD,
                                           (int64_t)ldr_batch_dead(b), NULL};
     }
     if (b->dead_ingest > 0) {
-        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_INGEST, QUEUE_META_ADD,
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_DEAD_INGEST, QUEUE_META_ADD,
                                           (int64_t)b->dead_ingest, NULL};
     }
     if (dead_load > 0) {
-        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_LOAD, QUEUE_META_ADD, (int64_t)dead_load,
-                                          NULL};
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_DEAD_LOAD, QUEUE_META_ADD,
+                                          (int64_t)dead_load, NULL};
     }
-    ops[n++] = (struct queue_meta_op){LDR_META_BATCHES, QUEUE_META_ADD, 1, NULL};
-    ops[n++] = (struct queue_meta_op){LDR_META_LAST_SUCCESS, QUEUE_META_SET, now_us, NULL};
+    ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_BATCHES, QUEUE_META_ADD, 1, NULL};
+    ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LAST_SUCCESS_US, QUEUE_META_SET, now_us,
+                                      NULL};
     return n;
 }

@@ -8,7 +8,7 @@
 #include "events/events.h"
 #include "loader/loader.h"
 
-#define LDR_META_NAME_MAX 96            /* "loader.loaded.<type>" with NUL */
+#define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
 
 /* The rows of one event type in a batch, in queue order. */
 struct ldr_group {

@@ -234,9 +234,9 @@ static void
 ldr_note_failure(struct ldr *l, const char *err)
 {
     struct queue_meta_op ops[] = {
-        {LDR_META_LAST_ERROR, QUEUE_META_STR, 0, err},
-        {LDR_META_LAST_ERROR_US, QUEUE_META_SET, dp_now_us(), NULL},
-        {LDR_META_RETRIES, QUEUE_META_ADD, 1, NULL},
+        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, err},
+        {QUEUE_META_LOADER_LAST_ERROR_US, QUEUE_META_SET, dp_now_us(), NULL},
+        {QUEUE_META_LOADER_RETRIES, QUEUE_META_ADD, 1, NULL},
     };
     int rc;
 
@@ -510,7 +510,7 @@ ldr_prepare(struct ldr *l, bool fence, const char *what)
 int
 ldr_start(struct ldr *l)
 {
-    struct queue_meta_op op = {LDR_META_STARTED, QUEUE_META_SET, 0, NULL};
+    struct queue_meta_op op = {QUEUE_META_LOADER_STARTED_US, QUEUE_META_SET, 0, NULL};
     int rc;
 
     rc = ldr_prepare(l, true, "start");
@@ -721,9 +721,9 @@ static void
 ldr_run_begin(struct ldr *l)
 {
     struct queue_meta_op ops[] = {
-        {LDR_META_LAST_RUN, QUEUE_META_SET, 0, NULL},
-        {LDR_META_LAST_RUN_END, QUEUE_META_SET, 0, NULL},
-        {LDR_META_LAST_RUN_RESULT, QUEUE_META_STR, 0, "running"},
+        {QUEUE_META_LOADER_LAST_RUN_US, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_LAST_RUN_END_US, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, "running"},
     };
 
     pthread_mutex_lock(&l->mu);
@@ -745,10 +745,10 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     struct ldr_run_stats run;
     char result[LDR_ERR_MAX + 16];
     struct queue_meta_op ops[] = {
-        {LDR_META_LAST_RUN_END, QUEUE_META_SET, 0, NULL},
-        {LDR_META_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
-        {LDR_META_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
-        {LDR_META_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
+        {QUEUE_META_LOADER_LAST_RUN_END_US, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
+        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""}, /* cleared by a run that succeeded */
     };
     size_t n_ops = rc == 0 ? 4 : 3;
 

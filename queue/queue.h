@@ -124,6 +124,43 @@ struct queue_meta_op {
 };
 
 /*
+ * Well-known metadata keys: where the two daemons meet. The loader writes them, the server
+ * reads them for /metrics and /v1/status; each name is defined here and nowhere else.
+ * Counters are int64 (QUEUE_META_ADD), the _US entries int64 wall-clock microseconds since
+ * the epoch (QUEUE_META_SET), the rest strings (QUEUE_META_STR). The names are stored on
+ * disk: renaming one loses its value. Per-batch figures change in the transaction that
+ * deletes the batch (queue_delete_range), so they never count a batch twice.
+ */
+/* + an event type name: counter of events loaded into that type's table */
+#define QUEUE_META_LOADER_LOADED_PREFIX "loader.loaded."
+/* counter: rows filed into dead_letter, both stages */
+#define QUEUE_META_LOADER_DEAD_LETTERS "loader.dead_letters"
+/* counter: of which rejected at ingest */
+#define QUEUE_META_LOADER_DEAD_INGEST "loader.dead_letters.ingest"
+/* counter: of which failed at load (encoder or PostgreSQL) */
+#define QUEUE_META_LOADER_DEAD_LOAD "loader.dead_letters.load"
+/* counter: batches committed and deleted from the queue */
+#define QUEUE_META_LOADER_BATCHES "loader.batches"
+/* when the last batch committed */
+#define QUEUE_META_LOADER_LAST_SUCCESS_US "loader.last_success_us"
+/* counter: back-offs after PostgreSQL or queue failures */
+#define QUEUE_META_LOADER_RETRIES "loader.retries"
+/* string: the last failure of the running or last run; "" once a run succeeded */
+#define QUEUE_META_LOADER_LAST_ERROR "loader.last_error"
+/* when the last failure happened (never cleared) */
+#define QUEUE_META_LOADER_LAST_ERROR_US "loader.last_error_us"
+/* when the last run started */
+#define QUEUE_META_LOADER_LAST_RUN_US "loader.last_run_us"
+/* when it ended (0 while a run is going on) */
+#define QUEUE_META_LOADER_LAST_RUN_END_US "loader.last_run_end_us"
+/* int64: events the last run took off the queue */
+#define QUEUE_META_LOADER_LAST_RUN_EVENTS "loader.last_run_events"
+/* string: "running", "ok", "stopped" or "error: <text>" */
+#define QUEUE_META_LOADER_LAST_RUN_RESULT "loader.last_run_result"
+/* when this loader process became ready */
+#define QUEUE_META_LOADER_STARTED_US "loader.started_us"
+
+/*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
  * the n metadata changes, in one write transaction. Events already gone are
  * not an error (recovery may delete twice). Thread-safe.

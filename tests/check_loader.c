@@ -243,13 +243,13 @@ START_TEST(test_types_values)
     free(s);
 
     /* Figures for /metrics, per type. */
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "ad_event"), 2);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "user_login"), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "data_sample"), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 1);
-    ck_assert_int_ge(tl_meta(&e, LDR_META_LAST_SUCCESS), before_us);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LAST_RUN_EVENTS), 5);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "ad_event"), 2);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "user_login"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "data_sample"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_BATCHES), 1);
+    ck_assert_int_ge(tl_meta(&e, QUEUE_META_LOADER_LAST_SUCCESS_US), before_us);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_EVENTS), 5);
     tl_teardown(&e);
 }
 END_TEST
@@ -275,7 +275,7 @@ START_TEST(test_product_reload_changes_nothing)
                        "ORDER BY id)) FROM product");
     ck_assert_str_eq(before, after);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM product"), 10000);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "product"), 20000);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "product"), 20000);
     free(before);
     free(after);
     tl_teardown(&e);
@@ -360,10 +360,10 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE stage = 'load' AND "
                                 "event_type = 'no_such_type' AND error = 'unknown event type'"),
                      1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_LETTERS), 3);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_INGEST), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_LOAD), 2);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LETTERS), 3);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_INGEST), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 2);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 1);
     tl_teardown(&e);
 }
 END_TEST
@@ -416,8 +416,8 @@ START_TEST(test_poison_rows_isolated)
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM product"), 2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE event_type = 'product' "
                                 "AND error LIKE '%%\"poison\"%%(SQLSTATE 23514)'"), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 2997);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_LOAD), 4);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 2997);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 4);
     tl_teardown(&e);
 }
 END_TEST
@@ -464,14 +464,14 @@ check_exactly_once(const char *name, struct fault_plan *plan, int workers)
     load_all(&e, workers, 1000, &ops, &st);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 20000);
     ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT user_id) FROM crash_report"), 20000);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 20000);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 20);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 20000);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_BATCHES), 20);
     ck_assert_uint_ge(st.retries, 2);
-    ck_assert_int_ge(tl_meta(&e, LDR_META_RETRIES), 2);
+    ck_assert_int_ge(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 2);
     /* The run succeeded in the end: no current error, but the time of the last one. */
-    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_LAST_ERROR, text, sizeof(text)), 0);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_ERROR, text, sizeof(text)), 0);
     ck_assert_str_eq(text, "");
-    ck_assert_int_gt(tl_meta(&e, LDR_META_LAST_ERROR_US), 0);
+    ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_LAST_ERROR_US), 0);
     /* Compacted: only the newest batch's row is left. */
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'",
                             e.queue_id), 1);
@@ -550,7 +550,7 @@ START_TEST(test_crash_between_commit_and_delete)
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 10000);
     ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT user_id) FROM crash_report"), 10000);
     /* Recovery counted the recovered batch too. */
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 10000);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 10000);
     tl_teardown(&e);
 }
 END_TEST
@@ -635,8 +635,8 @@ START_TEST(test_unreachable_gives_up_or_stops)
     ck_assert_int_eq(ldr_start(l), DP_ERR_CLOSED);
     ck_assert_int_eq(ldr_run(l, NULL), DP_ERR_CLOSED);
     ldr_destroy(l);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_RETRIES), 3);
-    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_LAST_ERROR, text, sizeof(text)), 0);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 3);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_ERROR, text, sizeof(text)), 0);
     ck_assert_msg(strstr(text, "nonexistent-datapipe-socket-dir") != NULL, "%s", text);
     /* A conninfo libpq cannot parse is refused at once. */
     o.conninfo = "host=x bogus_option=1";
@@ -654,17 +654,19 @@ START_TEST(test_run_figures)
     tl_append_gen(&e, "crash_report", 2500, gen_crash, NULL);
     tl_append(&e, "crash_report", "{}", QUEUE_F_REJECTED, "event: empty", 0, NULL);
     load_all(&e, 2, 1000, NULL, NULL);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LAST_RUN_EVENTS), 2501);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 3);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_LETTERS), 1);
-    ck_assert_int_gt(tl_meta(&e, LDR_META_LAST_RUN_END), tl_meta(&e, LDR_META_LAST_RUN));
-    ck_assert_int_gt(tl_meta(&e, LDR_META_STARTED), 0);
-    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_LAST_RUN_RESULT, text, sizeof(text)), 0);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_EVENTS), 2501);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_BATCHES), 3);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LETTERS), 1);
+    ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_END_US),
+                     tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_US));
+    ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_STARTED_US), 0);
+    ck_assert_int_eq(
+        queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_RUN_RESULT, text, sizeof(text)), 0);
     ck_assert_str_eq(text, "ok");
     /* An empty run is still a run. */
     load_all(&e, 2, 1000, NULL, NULL);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LAST_RUN_EVENTS), 0);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 3);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_EVENTS), 0);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_BATCHES), 3);
     tl_teardown(&e);
 }
 END_TEST
