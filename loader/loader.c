@@ -65,15 +65,6 @@ struct ldr_claim {
     size_t n;
 };
 
-static int64_t
-ldr_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint32_t
 ldr_rand(struct ldr_worker *w)
 {
@@ -295,7 +286,7 @@ static int
 ldr_ensure(struct ldr_worker *w, char *err, size_t len)
 {
     struct ldr *l = w->l;
-    int64_t now_ms = ldr_mono_ms();
+    int64_t now_ms = dp_mono_ms();
     int rc = 0;
 
     if (w->pg != NULL && now_ms - w->used_ms > LDR_IDLE_MS) {
@@ -601,7 +592,7 @@ ldr_process(struct ldr_worker *w, const struct ldr_claim *c)
     if (rc != 0) {
         return rc;
     }
-    w->used_ms = ldr_mono_ms();
+    w->used_ms = dp_mono_ms();
     if (committed_last != 0 && committed_last != b->last) {
         /* Not reachable after ldr_start's fence and recovery; never delete beyond it. */
         dp_error("loader_batches holds this batch with another range", "first=%llu last=%llu "
