@@ -28,45 +28,6 @@ struct ldr_dead {
     int64_t received_us;
 };
 
-/* Length of the valid UTF-8 character at s (n > 0 bytes left), 0 if invalid or NUL. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned int c = s[0];
-    uint32_t cp;
-    uint32_t min;
-    size_t len;
-
-    if (c == 0) {
-        return 0;
-    }
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, cp = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len) {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-    return len;
-}
-
 int
 ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n)
 {
@@ -76,7 +37,8 @@ ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n)
     int rc = 0;
 
     while (i < n && rc == 0) {
-        size_t len = utf8_len((const unsigned char *)s + i, n - i);
+        /* NUL is valid UTF-8 but not allowed in a text value: it is escaped too. */
+        size_t len = s[i] != '\0' ? ev_utf8_len((const unsigned char *)s + i, n - i) : 0;
 
         if (len > 0) {
             i += len;
