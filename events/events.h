@@ -164,6 +164,13 @@ void ev_buf_free(struct ev_buf *b);
  */
 void ev_uuid7(uint8_t out[16]);
 
+/*
+ * ev_utf8_len - the length of the valid UTF-8 character at s (n > 0 bytes left), or 0 when
+ * the bytes there are not one (overlong forms, surrogates, code points above U+10FFFF are
+ * invalid, as for jansson). NUL is a valid character of length 1.
+ */
+size_t ev_utf8_len(const unsigned char *s, size_t n);
+
 /* ev_uuid_parse - parse the canonical text form; returns 0 or DP_ERR_INVALID. */
 int ev_uuid_parse(const char *s, uint8_t out[16]);
 

@@ -159,9 +159,10 @@ int64_t ldr_backoff_ms(int attempt, uint32_t rnd);
 int ldr_pg_classify(const char *sqlstate, bool conn_ok);
 
 /*
- * ldr_pg_connect - connect with conninfo (connect_timeout 10 s and application_name
- * datapipe-loader unless conninfo says otherwise), silence notices, set search_path to schema
- * and take the shared advisory lock that marks this queue's sessions.
+ * ldr_pg_connect - connect through dp_pg_connect (etc/pgconn.h: connect_timeout 10 s,
+ * keepalives after 30 s idle, application_name datapipe-loader unless conninfo says
+ * otherwise; search_path schema), silence notices, make COMMIT durable and take the shared
+ * advisory lock that marks this queue's sessions.
  *   out: receives the connection; free with ldr_pg_close().
  *   err: receives libpq's text on failure (errlen bytes).
  * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication), DP_ERR_NOMEM.

@@ -422,6 +422,73 @@ START_TEST(test_poison_rows_isolated)
 }
 END_TEST
 
+/* Whether b holds text. */
+static bool
+buf_has(const struct ev_buf *b, const char *text)
+{
+    return memmem(b->data, b->len, text, strlen(text)) != NULL;
+}
+
+/*
+ * A batch is read from the queue once: after ldr_batch_read the range may vanish from the
+ * queue and the batch still encodes every event, dead letters included, from its copy.
+ */
+START_TEST(test_batch_read_once)
+{
+    struct tl_env e;
+    struct ldr_batch b;
+    uint64_t first;
+    uint64_t last;
+    const struct ldr_group *crash = NULL;
+
+    tl_setup(&e, "readonce");
+    first = tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 1600000000, "
+                      "\"message\": \"held\"}", 0, NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": \"x\"}", QUEUE_F_REJECTED,
+              "user_id: expected integer", 0, NULL);
+    tl_append(&e, "no_such_type", "{\"a\": 1}", 0, NULL, 0, NULL);
+    last = tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 1600000001, "
+                     "\"message\": \"kept\"}", 0, NULL, 0, NULL);
+    ck_assert_int_eq(ldr_batch_init(&b, e.queue_id), 0);
+
+    /* The range's end, max_events and max_bytes bound the read (one event always fits). */
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, first + 1, 100, 0), 0);
+    ck_assert_uint_eq(b.events, 2);
+    ck_assert_uint_eq(b.last, first + 1);
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, last, 3, 0), 0);
+    ck_assert_uint_eq(b.events, 3);
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, last, 100, 1), 0);
+    ck_assert_uint_eq(b.events, 1);
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, last + 1, last + 10, 100, 0), 0);
+    ck_assert_uint_eq(b.events, 0);
+
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, last, 100, 0), 0);
+    ck_assert_uint_eq(b.events, 4);
+    ck_assert_uint_eq(b.first, first);
+    ck_assert_uint_eq(b.last, last);
+    ck_assert_int_eq(queue_delete_range(e.q, first, last, NULL, 0), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    ck_assert_int_eq(ldr_batch_build(&b), 0);
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        if (strcmp(b.groups[i].type->name, "crash_report") == 0) {
+            crash = &b.groups[i];
+        }
+    }
+    ck_assert_ptr_nonnull(crash);
+    ck_assert_uint_eq(crash->n, 2);
+    ck_assert_uint_eq(b.held[crash->held[0]].seq, first);
+    ck_assert_uint_eq(b.held[crash->held[1]].seq, last);
+    ck_assert(buf_has(&crash->rows, "\theld\t"));
+    ck_assert(buf_has(&crash->rows, "\tkept\t"));
+    ck_assert_uint_eq(b.dead_ingest, 1);
+    ck_assert_uint_eq(b.dead_encode, 1);
+    ck_assert(buf_has(&b.dead, "\tcrash_report\tingest\tuser_id: expected integer\t"));
+    ck_assert(buf_has(&b.dead, "\tno_such_type\tload\tunknown event type\t"));
+    ldr_batch_free(&b);
+    tl_teardown(&e);
+}
+END_TEST
+
 /* ---- exactly once through failures ---------------------------------------------------- */
 
 struct fault_plan {
@@ -693,6 +760,7 @@ main(void)
     tcase_add_test(types, test_product_newest_wins);
     tcase_add_test(dead, test_dead_letters_ingest_and_encoder);
     tcase_add_test(dead, test_poison_rows_isolated);
+    tcase_add_test(dead, test_batch_read_once);
     tcase_add_test(once, test_connection_dropped_mid_copy);
     tcase_add_test(once, test_commit_answer_lost);
     tcase_add_test(once, test_crash_between_commit_and_delete);
