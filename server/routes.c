@@ -22,8 +22,7 @@ get_event(struct srv *s, struct mg_connection *c, const struct srv_match *m, str
 }
 
 static void
-get_healthz(struct srv *s, struct mg_connection *c, const struct srv_match *m,
-            struct srv_reply *r)
+get_healthz(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
 {
     (void)c;
     (void)m;
@@ -39,8 +38,7 @@ get_readyz(struct srv *s, struct mg_connection *c, const struct srv_match *m, st
 }
 
 static void
-get_metrics(struct srv *s, struct mg_connection *c, const struct srv_match *m,
-            struct srv_reply *r)
+get_metrics(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
 {
     (void)c;
     (void)m;
@@ -59,27 +57,58 @@ get_status(struct srv *s, struct mg_connection *c, const struct srv_match *m, st
 
 /* Matched in this order: "/v1/events/" must come before "/v1/events/{type}". */
 const struct srv_route srv_routes[] = {
-    {.path = "/v1/events", .methods = SRV_POST, .needs_key = true, .handler = srv_post_events,
+    {.path = "/v1/events",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .handler = srv_post_events,
      .summary = "store events; each names its type in event_name"},
-    {.path = "/v1/events/", .methods = SRV_POST, .needs_key = true, .handler = srv_post_events,
+    {.path = "/v1/events/",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .handler = srv_post_events,
      .summary = "store events; each names its type in event_name (as /v1/events)"},
-    {.path = "/", .methods = SRV_POST, .needs_key = true, .handler = srv_post_events,
+    {.path = "/",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .handler = srv_post_events,
      .summary = "store events; each names its type in event_name (as /v1/events)"},
-    {.path = "/v1/events/{type}", .methods = SRV_POST, .needs_key = true,
-     .handler = srv_post_events, .summary = "store events of one type"},
-    {.path = "/v1/events/{type}/{id}", .methods = GET_HEAD, .needs_key = true,
-     .handler = get_event, .summary = "read a loaded event by its id"},
-    {.path = "/submit", .methods = SRV_POST, .needs_key = true, .event_type = "ad_event",
-     .handler = srv_post_submit, .summary = "store ad events; 204 when all are accepted"},
-    {.path = "/product/{id}", .methods = GET_HEAD, .needs_key = true, .event_type = "product",
-     .handler = get_event, .summary = "read a loaded product by its id"},
-    {.path = "/healthz", .methods = GET_HEAD, .handler = get_healthz,
+    {.path = "/v1/events/{type}",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .handler = srv_post_events,
+     .summary = "store events of one type"},
+    {.path = "/v1/events/{type}/{id}",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .handler = get_event,
+     .summary = "read a loaded event by its id"},
+    {.path = "/submit",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .event_type = "ad_event",
+     .handler = srv_post_submit,
+     .summary = "store ad events; 204 when all are accepted"},
+    {.path = "/product/{id}",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .event_type = "product",
+     .handler = get_event,
+     .summary = "read a loaded product by its id"},
+    {.path = "/healthz",
+     .methods = GET_HEAD,
+     .handler = get_healthz,
      .summary = "liveness: the process answers"},
-    {.path = "/readyz", .methods = GET_HEAD, .handler = get_readyz,
+    {.path = "/readyz",
+     .methods = GET_HEAD,
+     .handler = get_readyz,
      .summary = "readiness: the queue is readable and not full"},
-    {.path = "/metrics", .methods = GET_HEAD, .handler = get_metrics,
+    {.path = "/metrics",
+     .methods = GET_HEAD,
+     .handler = get_metrics,
      .summary = "Prometheus metrics of the server and the loader"},
-    {.path = "/v1/status", .methods = GET_HEAD, .handler = get_status,
+    {.path = "/v1/status",
+     .methods = GET_HEAD,
+     .handler = get_status,
      .summary = "queue depth, loader progress and counters as JSON"},
 };
 
@@ -210,8 +239,9 @@ dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
         return;
     }
     if (m.route->needs_key && !srv_auth_ok(s, c)) {
-        srv_reply_json(r, 401, "missing or wrong API key: send Authorization: Bearer KEY "
-                               "or X-API-Key: KEY");
+        srv_reply_json(r, 401,
+                       "missing or wrong API key: send Authorization: Bearer KEY "
+                       "or X-API-Key: KEY");
         srv_reply_header(r, "WWW-Authenticate", "Bearer realm=\"datapipe\"");
         return;
     }
