@@ -184,13 +184,8 @@ path_match(const char *pat, const char *uri, const char **type_name, size_t *typ
     return *uri == '\0';
 }
 
-/*
- * Find the row for uri and fill m. *unknown_type is set when the row names a
- * type (its own or the path's {type}) that the registry does not have.
- * Returns false when no row matches.
- */
-static bool
-route_find(const char *uri, struct srv_match *m, bool *unknown_type)
+bool
+srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
 {
     memset(m, 0, sizeof(*m));
     *unknown_type = false;
@@ -220,7 +215,7 @@ dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
     bool unknown_type;
     char allow[64];
 
-    if (!route_find(ri->local_uri != NULL ? ri->local_uri : "", &m, &unknown_type)) {
+    if (!srv_route_find(ri->local_uri != NULL ? ri->local_uri : "", &m, &unknown_type)) {
         srv_reply_json(r, 404, "no such endpoint");
         return;
     }

@@ -84,6 +84,14 @@ extern const struct srv_route srv_routes[];
 extern const size_t srv_routes_len;
 
 /*
+ * srv_route_find - the first row of the table whose path matches uri (the
+ * path alone, no query string); fills m. *unknown_type is set when the row
+ * names a type (its own event_type or the path's {type}) that the registry
+ * does not have. Returns false when no row matches (404).
+ */
+bool srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type);
+
+/*
  * srv_handle_request - civetweb's request handler (cbdata is the struct srv):
  * dispatch through the table, send the answer, count it, log it at debug.
  * Returns the HTTP status sent.
