@@ -100,7 +100,7 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
         struct queue_event *e = &evs[n++];
 
         memset(e, 0, sizeof(*e));
-        queue_uuid7(e->uuid);
+        ev_uuid7(e->uuid);
         e->received_us = now;
         e->type = it->type != NULL ? it->type->name : fallback;
         e->type_len = strlen(e->type);

@@ -39,18 +39,19 @@ notify_status(struct srv *s)
     }
 }
 
+/* dp_config_diff callback: what the settings table says SIGHUP may apply is applied. */
 static void
-changed_key(void *arg, const char *key)
+changed_key(void *arg, const char *key, bool reloadable)
 {
     (void)arg;
-    if (strcmp(key, "log.level") == 0 || strcmp(key, "log.format") == 0) {
+    if (reloadable) {
         dp_info("reload: applied", "key=%s", key);
     } else {
         dp_warn("reload: changed, takes effect after a restart", "key=%s", key);
     }
 }
 
-/* SIGHUP: re-read the files; logging changes apply now, the rest at restart. */
+/* SIGHUP: re-read the files; the server's reloadable settings (logging) apply now. */
 static void
 reload(struct srv *s, const char *cli_path)
 {
@@ -64,7 +65,7 @@ reload(struct srv *s, const char *cli_path)
         free(errors);
         return;
     }
-    dp_config_diff(s->cfg, fresh, changed_key, NULL);
+    dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, NULL);
     dp_log_setup(fresh->log_level, fresh->log_format);
     dp_config_destroy(fresh);
 }
