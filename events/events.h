@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #define EV_ERR_MAX 256          /* longest validation message, bytes with NUL */
+#define EV_UUID_TEXT 37         /* a uuid's canonical text form, bytes with NUL */
 
 /* A growable byte buffer for COPY rows. Zero-initialise; free with ev_buf_free. */
 struct ev_buf {
@@ -155,6 +156,12 @@ int ev_buf_put_timestamp(struct ev_buf *b, int64_t us);
 /* Append the canonical text form of a uuid. */
 int ev_buf_put_uuid(struct ev_buf *b, const uint8_t uuid[16]);
 void ev_buf_free(struct ev_buf *b);
+
+/*
+ * ev_uuid_format - write the canonical text form of a uuid (8-4-4-4-12 lower-case
+ * hex) and its NUL into out. Never fails.
+ */
+void ev_uuid_format(const uint8_t uuid[16], char out[EV_UUID_TEXT]);
 
 /*
  * ev_uuid7 - write a fresh UUIDv7 (RFC 9562: 48-bit Unix milliseconds, version and variant
