@@ -87,4 +87,34 @@ for d in datapipe-server datapipe-loader; do
     grep -h 'STATUS=' "$TMP/$d.notify" | head -1 | sed "s/^/$d: /"
 done
 
+# The loader with PostgreSQL down (a closed port): READY=1 as soon as its queue is open, so
+# that systemd does not kill it at boot, and STATUS= saying what it waits for.
+DOWN=$(free_port)
+cat >"$TMP/down.json" <<JSON
+{"queue": {"path": "$TMP/qdown", "id": "notify-down"},
+ "database": {"conninfo": "host=127.0.0.1 port=$DOWN dbname=none connect_timeout=2"}}
+JSON
+"$BUILD/tests/notify_listen" "$SOCK" 30 >"$TMP/down.notify" &
+LPID=$!
+for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+NOTIFY_SOCKET=$SOCK start_bg "$TMP/down.log" "$BIN/datapipe-loader" -c "$TMP/down.json"
+DPID=$T_LAST_PID
+for _ in $(seq 1 200); do
+    grep -q '^STATUS=waiting for PostgreSQL: ' "$TMP/down.notify" && break
+    sleep 0.1
+done
+ok "loader with PostgreSQL down sends READY=1" grep -q 'READY=1' "$TMP/down.notify"
+st=$(grep -m1 '^STATUS=waiting for PostgreSQL: ' "$TMP/down.notify")
+has "loader with PostgreSQL down: STATUS= names the reason" \
+    "STATUS=waiting for PostgreSQL: connection to server at \"127.0.0.1\", port $DOWN failed: Connection refused" "$st"
+ok "READY=1 came before PostgreSQL answered" \
+    awk '/^READY=1/ {r = NR} /^STATUS=waiting for PostgreSQL/ && !w {w = NR} END {exit !(r && w && r < w)}' \
+    "$TMP/down.notify"
+ok "the loader is still running" kill -0 "$DPID"
+stop_pid "$DPID"
+eq "loader waiting for PostgreSQL exits 0 on SIGTERM" 0 "$T_RC"
+kill "$LPID" 2>/dev/null
+wait "$LPID" 2>/dev/null
+echo "datapipe-loader, PostgreSQL down: $st"
+
 t_done install
