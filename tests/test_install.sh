@@ -102,7 +102,7 @@ JSON
         >"$TMP/unit-server.log" 2>&1 &
     SPID=$!
     T_PIDS+=("$SPID")
-    wait_http "http://127.0.0.1:$PORT/healthz" 30
+    wait_until 30 "the installed server answers" http_answers "http://127.0.0.1:$PORT/healthz"
     eq "the installed server, as the unit's user: GET /healthz" 200 \
         "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz")"
     eq "it runs as the unit's user" "$DUID" "$(stat -c %u "/proc/$SPID" 2>/dev/null)"
@@ -196,13 +196,10 @@ cat >"$TMP/down.json" <<JSON
 JSON
 "$BUILD/tests/notify_listen" "$SOCK" 30 >"$TMP/down.notify" &
 LPID=$!
-for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+wait_until 10 "the sd_notify listener is bound" test -S "$SOCK"
 NOTIFY_SOCKET=$SOCK start_bg "$TMP/down.log" "$BIN/datapipe-loader" -c "$TMP/down.json"
 DPID=$T_LAST_PID
-for _ in $(seq 1 200); do
-    grep -q '^STATUS=waiting for PostgreSQL: ' "$TMP/down.notify" && break
-    sleep 0.1
-done
+wait_until 30 "STATUS=waiting for PostgreSQL" grep -q '^STATUS=waiting for PostgreSQL: ' "$TMP/down.notify"
 ok "loader with PostgreSQL down sends READY=1" grep -q 'READY=1' "$TMP/down.notify"
 st=$(grep -m1 '^STATUS=waiting for PostgreSQL: ' "$TMP/down.notify")
 has "loader with PostgreSQL down: STATUS= names the reason" \

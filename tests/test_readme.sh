@@ -48,13 +48,11 @@ JSON
 start_bg "$TMP/server.log" "$BIN/datapipe-server" -c "$TMP/work/run/datapipe.json"
 start_bg "$TMP/loader.log" "$BIN/datapipe-loader" -c "$TMP/work/run/datapipe.json"
 start_bg "$TMP/keyserver.log" "$BIN/datapipe-server" -c "$TMP/keys.json"
-ok "the appliance serves" wait_http "http://127.0.0.1:$PORT/healthz" 30
-ok "the keyed server serves" wait_http "http://127.0.0.1:$KPORT/healthz" 30
+wait_until 30 "the appliance serves" http_answers "http://127.0.0.1:$PORT/healthz"
+wait_until 30 "the keyed server serves" http_answers "http://127.0.0.1:$KPORT/healthz"
 # The dead-letter recipe replays what a refused load left: one such row, as the loader files it.
-for _ in $(seq 1 200); do
-    psql "$CONN" -qAt -c 'SELECT 1 FROM datapipe.dead_letter LIMIT 0' >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_until 30 "the loader created its tables" \
+    psql "$CONN" -qAt -c 'SELECT 1 FROM datapipe.dead_letter LIMIT 0'
 psql "$CONN" -qAt -c "INSERT INTO datapipe.dead_letter (queue_id, event_type, stage, error, raw)
     VALUES ('readme', 'crash_report', 'load', 'value too long',
     convert_to('{\"user_id\": 5, \"timestamp\": 1700000000, \"message\": \"replayed\"}', 'UTF8'))"
@@ -155,13 +153,10 @@ run_block() {
 for n in $(seq 1 "$NBLOCKS"); do
     run_block "$n"
 done
-replayed=""
-for _ in $(seq 1 100); do
-    replayed=$(psql "$CONN" -At -c "SELECT count(*) FROM datapipe.crash_report WHERE message = 'replayed'")
-    [ "$replayed" = 1 ] && break
-    sleep 0.2
-done
-eq "the replay recipe loaded the dead letter" 1 "$replayed"
+replayed_loaded() {
+    [ "$(psql "$CONN" -At -c "SELECT count(*) FROM datapipe.crash_report WHERE message = 'replayed'")" = 1 ]
+}
+wait_until 30 "the replay recipe loaded the dead letter" replayed_loaded
 eq "and deleted it from dead_letter" 0 "$(psql "$CONN" -At -c "SELECT count(*) FROM datapipe.dead_letter WHERE stage = 'load'")"
 
 for p in "${T_PIDS[@]}"; do

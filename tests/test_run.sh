@@ -70,8 +70,8 @@ P2=$(sed -n 's/.*DP_PORT=\([0-9]*\) .*/\1/p' <<<"$SUGGESTED")
 eval "exec env ${SUGGESTED/make run/setsid tests/run-demo}" >"$TMP/demo2.out" 2>&1 &
 DEMO2=$!
 T_PIDS+=("$DEMO2")
-wait_http "http://127.0.0.1:$P2/healthz" 60
-for _ in $(seq 1 300); do grep -q 'Ctrl-C stops' "$TMP/demo2.out" && break; sleep 0.1; done
+wait_until 60 "the second demo answers" http_answers "http://127.0.0.1:$P2/healthz"
+wait_until 30 "the second demo prints its examples" grep -q 'Ctrl-C stops' "$TMP/demo2.out"
 eq "the suggested command serves a second demo" 200 \
     "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/healthz")"
 ok "with its own PostgreSQL" bash -c "! grep -q \"$CONN\" '$TMP/demo2.out'"
