@@ -70,18 +70,19 @@ struct ev_type {
     const char *get_sql;
     /*
      * validate - check one event object (event_name already checked by the
-     * dispatcher). Pure. Returns 0, or DP_ERR_INVALID with a message such as
+     * dispatcher). t is this very type (a generic handler finds its declaration
+     * through it). Pure. Returns 0, or DP_ERR_INVALID with a message such as
      * "user_id: expected integer, got string" in err (NUL-terminated).
      */
-    int (*validate)(const json_t *obj, char err[EV_ERR_MAX]);
+    int (*validate)(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX]);
     /*
      * encode_row - append one COPY text row (ending in '\n') for ev, whose
-     * parsed JSON object is obj, to out. Pure.
+     * parsed JSON object is obj, to out; t is this very type. Pure.
      * Returns 0, DP_ERR_INVALID (the stored event no longer validates; err
      * says why), DP_ERR_NOMEM.
      */
-    int (*encode_row)(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-                      char err[EV_ERR_MAX]);
+    int (*encode_row)(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
+                      struct ev_buf *out, char err[EV_ERR_MAX]);
 };
 
 /* The registry: every type, in a fixed order. */
