@@ -34,8 +34,8 @@ scheme_is(const UriTextRangeA *r, const char *want)
     return n == strlen(want) && strncasecmp(r->first, want, n) == 0;
 }
 
-static int
-check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
+int
+ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
 {
     UriUriA uri;
     const char *s;
@@ -69,7 +69,7 @@ check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
 static const struct ev_field fields[] = {
     { .name = "ip_address", .required = true, .check = check_ipv4 },
     { .name = "user_agent", .required = true, .check = ev_check_string },
-    { .name = "referring_url", .required = true, .check = check_url },
+    { .name = "referring_url", .required = true, .check = ev_check_url },
     { .name = "advertiser_id", .required = true, .check = ev_check_nonempty_string },
     { .name = "metadata", .required = false, .check = ev_check_object },
 };

@@ -57,8 +57,8 @@ check_epoch(const json_t *v, const char *name, char err[EV_ERR_MAX])
     return epoch_value(v, name, &t, err);
 }
 
-static int
-check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
+int
+ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
 {
     unsigned char addr[16];
     const char *s;
@@ -78,7 +78,7 @@ static const struct ev_field fields[] = {
     { .name = "timestamp", .required = true, .check = check_epoch },
     { .name = "app_version", .null_ok = true, .check = ev_check_string },
     { .name = "device_type", .null_ok = true, .check = ev_check_string },
-    { .name = "ip", .null_ok = true, .check = check_ip },
+    { .name = "ip", .null_ok = true, .check = ev_check_ip },
     { .name = "locale", .null_ok = true, .check = ev_check_string },
     { .name = "device_id", .null_ok = true, .check = ev_check_string },
 };
