@@ -7,6 +7,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "types.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -193,6 +194,13 @@ kind_name(enum opt_kind k)
 
 /* ---- JSON into a libconfig tree ---------------------------------------- */
 
+/* Is path inside the "types" key (declared event types, etc/types.c)? */
+static bool
+in_types(const char *path)
+{
+    return strncmp(path, "types.", 6) == 0;
+}
+
 /* JSON null has no libconfig counterpart; for OPT_STRING_NULL it becomes "". */
 static int
 json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char *path,
@@ -226,7 +234,7 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
         const struct opt *o = opt_find(path);
         if (o == NULL || o->kind != OPT_STRING_NULL) {
             errs_add(e, "%s: %s: %s", file, path,
-                     o == NULL ? "unknown key" : "null is not allowed here");
+                     o == NULL && !in_types(path) ? "unknown key" : "null is not allowed here");
             return 0;
         }
     }
@@ -234,7 +242,9 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
     if (s == NULL) {
         /* libconfig refuses names outside [A-Za-z*][-A-Za-z0-9_*]* and
          * duplicates; neither can be a known key. */
-        errs_add(e, "%s: %s: unknown key", file, path);
+        errs_add(e, "%s: %s: %s", file, path,
+                 in_types(path) ? "invalid name (lower-case letters, digits and _, starting "
+                                  "with a letter)" : "unknown key");
         return 0;
     }
     if (json_is_object(v)) {
@@ -454,6 +464,39 @@ merge_value(config_t *eff, const struct opt *o, const config_setting_t *s)
     return 0;
 }
 
+/* What dp_types_check reports: an error of one file. */
+struct types_errs {
+    struct errs *e;
+    const char *file;
+};
+
+static void
+types_err(void *arg, const char *text)
+{
+    struct types_errs *te = arg;
+
+    errs_add(te->e, "%s: %s", te->file, text);
+}
+
+/* The "types" key of a file: checked by etc/types.c, merged type by type. */
+static void
+types_merge(config_t *eff, const config_setting_t *sec, const char *file, struct errs *e)
+{
+    struct types_errs te = {e, file};
+    config_setting_t *into;
+
+    if (dp_types_check(sec, types_err, &te) != 0) {
+        return;
+    }
+    into = config_setting_get_member(config_root_setting(eff), "types");
+    if (into == NULL) {
+        into = config_setting_add(config_root_setting(eff), "types", CONFIG_TYPE_GROUP);
+    }
+    if (into == NULL || dp_types_merge(into, sec) != 0) {
+        e->nomem = true;
+    }
+}
+
 /* Walk a file's tree: every key must be known and well typed; merge the good ones. */
 static void
 validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, struct errs *e)
@@ -464,6 +507,10 @@ validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, s
         config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
         const char *sname = config_setting_name(sec);
 
+        if (strcmp(sname, "types") == 0) {
+            types_merge(eff, sec, file, e);
+            continue;
+        }
         if (!section_known(sname)) {
             errs_add(e, "%s: %s: unknown key", file, sname);
             continue;
@@ -739,6 +786,10 @@ dp_config_load(const struct dp_config_sources *src, struct dp_config **out, char
     }
     struct_fill(cfg, &eff, &nomem);
     if (e.count == 0) {
+        rc = dp_types_build(config_lookup(&eff, "types"), &cfg->types);
+        if (rc != 0) {
+            goto out;
+        }
         keys_file_read(cfg, &e);
         cross_check(cfg, &e);
     }
@@ -784,6 +835,7 @@ dp_config_destroy(struct dp_config *cfg)
             list_free(*(char ***)(void *)base);
         }
     }
+    dp_types_destroy(cfg->types);
     free(cfg);
 }
 
@@ -839,6 +891,7 @@ dp_config_to_json(const struct dp_config *cfg)
         }
         json_object_set_new(sec, key, v);
     }
+    json_object_set_new(root, "types", dp_types_to_json(cfg->types));
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     return text;
@@ -885,9 +938,27 @@ void
 dp_config_diff(const struct dp_config *a, const struct dp_config *b,
                void (*fn)(void *arg, const char *key), void *arg)
 {
+    char key[DP_TYPE_NAME_MAX + 8];
+
     for (size_t i = 0; i < N_OPTS; i++) {
         if (!opt_equal(&opts[i], a, b)) {
             fn(arg, opts[i].path);
+        }
+    }
+    /* Declared types: each one added, changed or removed, as "types.NAME". */
+    for (size_t i = 0; a->types != NULL && i < a->types->n; i++) {
+        const struct dp_type_decl *d = &a->types->types[i];
+        const struct dp_type_decl *o = dp_types_find(b->types, d->name);
+
+        if (o == NULL || !dp_type_decl_equal(d, o)) {
+            snprintf(key, sizeof(key), "types.%s", d->name);
+            fn(arg, key);
+        }
+    }
+    for (size_t i = 0; b->types != NULL && i < b->types->n; i++) {
+        if (dp_types_find(a->types, b->types->types[i].name) == NULL) {
+            snprintf(key, sizeof(key), "types.%s", b->types->types[i].name);
+            fn(arg, key);
         }
     }
 }

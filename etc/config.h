@@ -14,6 +14,8 @@
 
 #define DP_CONFIG_SYSTEM_PATH "/etc/datapipe.json"
 
+struct dp_types;
+
 /* The effective configuration. Every string is owned by the struct. */
 struct dp_config {
     char *server_listen;            /* civetweb listening_ports syntax */
@@ -43,6 +45,8 @@ struct dp_config {
 
     char *log_level;                /* debug, info, warn, error */
     char *log_format;               /* text, json */
+
+    struct dp_types *types;         /* declared event types (etc/types.h); never NULL */
 };
 
 /* Where dp_config_load looks; NULL members are skipped. */
@@ -82,8 +86,9 @@ char *dp_config_to_json(const struct dp_config *cfg);
 
 /*
  * dp_config_diff - call fn(arg, "section.key") for every setting whose value
- * differs between a and b (lists compared element by element). Used on SIGHUP
- * to log what changed.
+ * differs between a and b (lists compared element by element), and
+ * fn(arg, "types.NAME") for every declared type added, changed or removed.
+ * Used on SIGHUP to log what changed.
  */
 void dp_config_diff(const struct dp_config *a, const struct dp_config *b,
                     void (*fn)(void *arg, const char *key), void *arg);
