@@ -37,6 +37,9 @@ struct ev_field {
 int ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_fields,
                     char err[EV_ERR_MAX]);
 
+/* ev_unknown_field - "key: unknown field", the key escaped and cut; returns DP_ERR_INVALID. */
+int ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len);
+
 /* ev_errf - format a message into err; always returns DP_ERR_INVALID. */
 int ev_errf(char err[EV_ERR_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
