@@ -224,11 +224,39 @@ const char *ldr_pg_sqlstate(const struct ldr_pg *pg);
 int ldr_pg_exec(struct ldr_pg *pg, const char *sql);
 
 /*
+ * ldr_pg_rows - run the query sql with nparams text parameters and call fn for every row
+ * with its n values (NULL for SQL NULL; views valid during the call only). fn returns 0 to
+ * go on or a negative dp_err to stop (returned). At most LDR_ROW_COLS_MAX columns.
+ */
+#define LDR_ROW_COLS_MAX 8
+typedef int (*ldr_pg_row_fn)(void *arg, int n, const char *const *vals);
+int ldr_pg_rows(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+                ldr_pg_row_fn fn, void *arg);
+
+/*
  * ldr_pg_ensure_schema - create schema, every registry table, dead_letter and
- * loader_batches if missing, in one transaction serialized by an advisory lock (concurrent
- * CREATE ... IF NOT EXISTS can otherwise collide).
+ * loader_batches if missing, and bring the declared types' tables up to their declarations
+ * (ldr_schema_ensure), in one transaction serialized by an advisory lock (concurrent
+ * CREATE ... IF NOT EXISTS or ALTER TABLE can otherwise collide).
+ * Returns also DP_ERR_CONFIG: a declared type's table cannot follow its declaration
+ * (logged: which field, and what to do); nothing was changed.
  */
 int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
+
+/* ---- declared types' tables (schema.c) ----------------------------------------------- */
+
+/*
+ * ldr_schema_ensure - inside ldr_pg_ensure_schema's transaction (search_path set): for
+ * every declared type of the registry, create its table, or compare it with the catalog and
+ * evolve it additively: a new optional field is ALTER TABLE ... ADD COLUMN, a field no
+ * longer declared keeps its column (logged), a required field no longer required drops
+ * NOT NULL. A changed field type, a newly required field on an existing table, or a table of
+ * that name that datapipe did not create is refused: logged with the field and what to do,
+ * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
+ * lz4 compression when the server has it.
+ * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_schema_ensure(struct ldr_pg *pg);
 
 /*
  * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold
