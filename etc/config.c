@@ -244,7 +244,7 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
          * duplicates; neither can be a known key. */
         errs_add(e, "%s: %s: %s", file, path,
                  in_types(path) ? "invalid name (lower-case letters, digits and _, starting "
-                                  "with a letter)" : "unknown key");
+                                  "with a letter, at most 63 bytes)" : "unknown key");
         return 0;
     }
     if (json_is_object(v)) {

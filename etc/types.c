@@ -311,7 +311,7 @@ check_field(struct walk *w, const config_setting_t *f, const char *path)
     int ft;
 
     if (!name_ok(name)) {
-        walk_err(w, path, "invalid field name (lower-case letters, digits and _, starting with "
+        walk_err(w, path, "invalid name (lower-case letters, digits and _, starting with "
                           "a letter, at most %d bytes)", DP_TYPE_NAME_MAX);
         return;
     }
@@ -398,7 +398,7 @@ check_type(struct walk *w, const config_setting_t *t)
 
     path_join(path, "types", name);
     if (!name_ok(name)) {
-        walk_err(w, path, "invalid type name (lower-case letters, digits and _, starting with "
+        walk_err(w, path, "invalid name (lower-case letters, digits and _, starting with "
                           "a letter, at most %d bytes)", DP_TYPE_NAME_MAX);
         return;
     }

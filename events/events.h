@@ -138,6 +138,12 @@ int ev_registry_update(const struct dp_types *types,
                        void *arg);
 
 /*
+ * ev_registry_reset - test-only (production never calls it): drop every declared type, as
+ * a restart would. No other thread may be using the registry.
+ */
+void ev_registry_reset(void);
+
+/*
  * ev_declared_create - the registry entry of a declared type: one generic
  * validator and encoder, patterns compiled once, its DDL, COPY column list
  * and GET SQL. The declaration is copied.

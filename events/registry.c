@@ -110,3 +110,15 @@ ev_registry_update(const struct dp_types *types,
     note_removed(types, note, arg);
     return 0;
 }
+
+void
+ev_registry_reset(void)
+{
+    size_t n = atomic_load(&ev_registry_len);
+
+    atomic_store(&ev_registry_len, EV_BUILTINS);
+    for (size_t i = EV_BUILTINS; i < n; i++) {
+        ev_declared_destroy((struct ev_type *)(void *)slots[i]);
+        slots[i] = NULL;
+    }
+}
