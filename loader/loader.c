@@ -55,14 +55,23 @@ struct ldr {
     struct ldr_run_stats run;
     struct ldr_run_stats total;
     char last_error[LDR_ERR_MAX];
+    char held_types[LDR_HELD_TYPES_MAX]; /* types of the events held this run, comma list */
 };
 
-/* A claimed range: the events first..last, n of them, none beyond end. */
+/*
+ * A claimed range: the events first..last, n of them, none beyond end. With hold set, an
+ * event whose type the registry does not know (its declaration was removed while it waited)
+ * never enters a range: skipped before one (counted in held, its type noted in held_types),
+ * or ending the range after one. It stays queued until its type is declared again.
+ */
 struct ldr_claim {
     uint64_t end;
     uint64_t first;
     uint64_t last;
     size_t n;
+    bool hold;
+    uint64_t held;
+    char held_types[LDR_HELD_TYPES_MAX];
 };
 
 static int64_t
@@ -317,6 +326,26 @@ ldr_ensure(struct ldr_worker *w, char *err, size_t len)
 
 /* ---- claiming, deleting, recovering -------------------------------------------------- */
 
+/* Add type (len bytes) to the comma list held (cap bytes) unless it is there or full. */
+static void
+ldr_held_note(char *held, size_t cap, const char *type, size_t len)
+{
+    size_t used = strlen(held);
+
+    for (const char *p = held; *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+
+        if (n == len && memcmp(p, type, len) == 0) {
+            return;
+        }
+        p += n + (comma != NULL ? 1 : 0);
+    }
+    if (used + len + 2 <= cap) {
+        snprintf(held + used, cap - used, "%s%.*s", used > 0 ? "," : "", (int)len, type);
+    }
+}
+
 /* queue_read callback: extend the claim by ev unless ev lies beyond its end. */
 static int
 ldr_claim_one(void *arg, const struct queue_event *ev)
@@ -325,6 +354,15 @@ ldr_claim_one(void *arg, const struct queue_event *ev)
 
     if (ev->seq > c->end) {
         return DP_ERR_NOTFOUND;
+    }
+    if (c->hold && (ev->flags & QUEUE_F_REJECTED) == 0 &&
+        ev_lookup(ev->type, ev->type_len) == NULL) {
+        if (c->n > 0) {
+            return DP_ERR_NOTFOUND;    /* the range ends before it */
+        }
+        c->held++;
+        ldr_held_note(c->held_types, sizeof(c->held_types), ev->type, ev->type_len);
+        return ev->seq == c->end ? 1 : 0;
     }
     if (c->n == 0) {
         c->first = ev->seq;
@@ -343,6 +381,8 @@ ldr_claim_read(struct queue *q, uint64_t from, size_t max_events, size_t max_byt
 
     c->n = 0;
     c->first = c->last = 0;
+    c->held = 0;
+    c->held_types[0] = '\0';
     rc = queue_read(q, from, max_events, max_bytes, ldr_claim_one, c, NULL, NULL);
     return rc == DP_ERR_NOTFOUND ? 0 : rc;
 }
@@ -366,9 +406,15 @@ ldr_claim(struct ldr *l, size_t max_events, size_t max_bytes, struct ldr_claim *
         goto out;
     }
     c->end = l->end;
+    c->hold = true;
     rc = ldr_claim_read(l->q, l->cursor, max_events, max_bytes, c);
     if (rc != 0) {
         goto out;
+    }
+    l->run.held += c->held;
+    if (c->held_types[0] != '\0') {
+        ldr_held_note(l->held_types, sizeof(l->held_types), c->held_types,
+                      strlen(c->held_types));
     }
     if (c->n == 0) {
         l->cursor = l->end + 1;
@@ -414,7 +460,7 @@ static int
 ldr_recover_one(void *arg, uint64_t first, uint64_t last)
 {
     struct ldr_worker *w = arg;
-    struct ldr_claim c = {.end = last};
+    struct ldr_claim c = {.end = last, .hold = false};
     int rc;
 
     rc = ldr_claim_read(w->l->q, first, SIZE_MAX, 0, &c);
@@ -728,6 +774,7 @@ ldr_run_begin(struct ldr *l)
 
     pthread_mutex_lock(&l->mu);
     memset(&l->run, 0, sizeof(l->run));
+    l->held_types[0] = '\0';
     l->run.start_us = dp_now_us();
     l->running = true;
     l->abort = false;
@@ -744,13 +791,16 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
 {
     struct ldr_run_stats run;
     char result[LDR_ERR_MAX + 16];
+    char held_types[LDR_HELD_TYPES_MAX];
     struct queue_meta_op ops[] = {
         {LDR_META_LAST_RUN_END, QUEUE_META_SET, 0, NULL},
         {LDR_META_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
         {LDR_META_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
+        {LDR_META_HELD, QUEUE_META_SET, 0, NULL},
+        {LDR_META_HELD_TYPES, QUEUE_META_STR, 0, held_types},
         {LDR_META_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
     };
-    size_t n_ops = rc == 0 ? 4 : 3;
+    size_t n_ops = rc == 0 ? 6 : 5;
 
     pthread_mutex_lock(&l->mu);
     l->run.end_us = dp_now_us();
@@ -760,6 +810,8 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     l->total.dead_letters += run.dead_letters;
     l->total.batches += run.batches;
     l->total.retries += run.retries;
+    l->total.held = run.held;
+    snprintf(held_types, sizeof(held_types), "%s", l->held_types);
     if (l->total.start_us == 0) {
         l->total.start_us = run.start_us;
     }
@@ -776,7 +828,13 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     pthread_mutex_unlock(&l->mu);
     ops[0].value = run.end_us;
     ops[1].value = (int64_t)run.events;
+    ops[3].value = (int64_t)run.held;
     queue_meta_apply(l->q, ops, n_ops);
+    if (run.held > 0) {
+        dp_warn("events of types this loader does not know stay queued: declare their types "
+                "again (then they load), see README \"Your own event types\"",
+                "events=%llu types=%s", (unsigned long long)run.held, held_types);
+    }
     dp_info("run finished", "events=%llu loaded=%llu dead_letters=%llu batches=%llu retries=%llu "
             "seconds=%.3f result=%s", (unsigned long long)run.events,
             (unsigned long long)run.loaded, (unsigned long long)run.dead_letters,

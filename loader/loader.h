@@ -32,6 +32,9 @@
  *   loader.last_run_events      int64    events the last run took off the queue
  *   loader.last_run_result      string   "running", "ok", "stopped" or "error: <text>"
  *   loader.started_us           int64    when this loader process became ready
+ *   loader.held_events          int64    events the last run left queued: their type is not
+ *                                        declared (any more); they load once it is again
+ *   loader.held_types           string   those events' types, comma-separated
  * Per-batch figures change in the queue transaction that deletes the batch, so they never
  * count a batch twice.
  */
@@ -49,6 +52,9 @@
 #define LDR_META_LAST_RUN_EVENTS "loader.last_run_events"
 #define LDR_META_LAST_RUN_RESULT "loader.last_run_result"
 #define LDR_META_STARTED "loader.started_us"
+#define LDR_META_HELD "loader.held_events"
+#define LDR_META_HELD_TYPES "loader.held_types"
+#define LDR_HELD_TYPES_MAX 256          /* bytes of the held types' comma list */
 
 #define LDR_BATCH_MAX_BYTES (32u << 20) /* JSON bytes in one batch (one event may exceed it) */
 #define LDR_ONCE_ATTEMPTS 6             /* --once: give up after this many failed attempts */
@@ -98,6 +104,7 @@ struct ldr_run_stats {
     uint64_t dead_letters;     /* of which filed into dead_letter */
     uint64_t batches;          /* batches committed */
     uint64_t retries;          /* back-offs */
+    uint64_t held;             /* events left queued: type unknown (ldr_totals: last run's) */
     int64_t start_us;          /* wall clock, us since the epoch */
     int64_t end_us;
 };
@@ -127,6 +134,9 @@ int ldr_start(struct ldr *l);
  * the run goes on, up to the end of its last batch) in batches of at most batch_rows, up to
  * `workers` at once, each in one transaction with its loader_batches row, and delete each
  * from the queue after its commit; then compact loader_batches. Blocks until done.
+ * Events of a type the registry does not know (a declared type removed while they waited)
+ * are held: they stay queued, counted in st->held and loader.held_events, and load in the
+ * first run after their type is registered again.
  *   st: receives the run's figures (may be NULL).
  * Returns 0 (drained), DP_ERR_CLOSED (stopped: batches in flight were finished or rolled
  * back), DP_ERR_RETRY (gave up: PostgreSQL stayed unreachable), DP_ERR_IO, DP_ERR_NOMEM.

@@ -24,6 +24,8 @@
 #define META_LAST_RUN_END_US "loader.last_run_end_us"
 #define META_LAST_RUN_EVENTS "loader.last_run_events"
 #define META_LAST_RUN_RESULT "loader.last_run_result"
+#define META_HELD "loader.held_events"
+#define META_HELD_TYPES "loader.held_types"
 
 size_t
 srv_type_index(const struct ev_type *t)
@@ -238,6 +240,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     struct queue_stats st;
     char last_error[1024];
     char result[1024];
+    char held_types[256];
     json_t *o;
     json_t *q;
     json_t *l;
@@ -251,6 +254,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     }
     queue_meta_get_str(s->q, META_LAST_ERROR, last_error, sizeof(last_error));
     queue_meta_get_str(s->q, META_LAST_RUN_RESULT, result, sizeof(result));
+    queue_meta_get_str(s->q, META_HELD_TYPES, held_types, sizeof(held_types));
     last_run = meta_int(s, META_LAST_RUN_US);
     last_ok = meta_int(s, META_LAST_SUCCESS_US);
     o = json_object();
@@ -273,6 +277,9 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     json_object_set_new(l, "last_error", last_error[0] ? json_string(last_error) : json_null());
     json_object_set_new(l, "last_error_us", json_integer(meta_int(s, META_LAST_ERROR_US)));
     json_object_set_new(l, "dead_letters", json_integer(meta_int(s, META_DEAD_LETTERS)));
+    /* Events left queued because their type is not declared (any more): see README. */
+    json_object_set_new(l, "held_events", json_integer(meta_int(s, META_HELD)));
+    json_object_set_new(l, "held_types", json_string(held_types));
     json_object_set_new(o, "loader", l);
     r->status = 200;
     r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
