@@ -143,21 +143,32 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
     return rc;
 }
 
+/* A group for each registry entry added since the last call. */
+static void
+batch_groups_sync(struct ldr_batch *b)
+{
+    size_t n = ev_registry_len;
+
+    for (size_t i = b->n_groups; i < n && i < EV_REGISTRY_MAX; i++) {
+        b->groups[i].type = ev_registry[i];
+        snprintf(b->groups[i].meta_name, sizeof(b->groups[i].meta_name), "%s%s",
+                 LDR_META_LOADED_PREFIX, ev_registry[i]->name);
+        b->n_groups = i + 1;
+    }
+}
+
 int
 ldr_batch_init(struct ldr_batch *b, struct queue *q, const char *queue_id)
 {
     memset(b, 0, sizeof(*b));
     b->q = q;
     b->queue_id = queue_id;
-    b->groups = calloc(ev_registry_len, sizeof(*b->groups));
+    /* Room for every type the registry may ever hold: declared types come on SIGHUP. */
+    b->groups = calloc(EV_REGISTRY_MAX, sizeof(*b->groups));
     if (b->groups == NULL) {
         return DP_ERR_NOMEM;
     }
-    for (size_t i = 0; i < ev_registry_len; i++) {
-        b->groups[i].type = ev_registry[i];
-        snprintf(b->groups[i].meta_name, sizeof(b->groups[i].meta_name), "%s%s",
-                 LDR_META_LOADED_PREFIX, ev_registry[i]->name);
-    }
+    batch_groups_sync(b);
     return 0;
 }
 
@@ -167,7 +178,7 @@ ldr_batch_free(struct ldr_batch *b)
     if (b == NULL) {
         return;
     }
-    for (size_t i = 0; b->groups != NULL && i < ev_registry_len; i++) {
+    for (size_t i = 0; b->groups != NULL && i < b->n_groups; i++) {
         ev_buf_free(&b->groups[i].rows);
         free(b->groups[i].ends);
         free(b->groups[i].seqs);
@@ -206,7 +217,7 @@ group_push(struct ldr_group *g, uint64_t seq)
 static struct ldr_group *
 batch_group(struct ldr_batch *b, const struct ev_type *t)
 {
-    for (size_t i = 0; i < ev_registry_len; i++) {
+    for (size_t i = 0; i < b->n_groups; i++) {
         if (b->groups[i].type == t) {
             return &b->groups[i];
         }
@@ -287,7 +298,8 @@ ldr_batch_build(struct ldr_batch *b, uint64_t first, uint64_t last, size_t n)
     size_t seen = 0;
     int rc;
 
-    for (size_t i = 0; i < ev_registry_len; i++) {
+    batch_groups_sync(b);
+    for (size_t i = 0; i < b->n_groups; i++) {
         b->groups[i].rows.len = 0;
         b->groups[i].n = 0;
         b->groups[i].bad = 0;
@@ -472,7 +484,7 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
     if (rc != 0 || res->committed_last != 0) {
         return rc;
     }
-    for (size_t i = 0; rc == 0 && i < ev_registry_len; i++) {
+    for (size_t i = 0; rc == 0 && i < b->n_groups; i++) {
         rc = batch_load_group(b, pg, &b->groups[i], fault);
     }
     if (rc == 0 && b->dead.len > 0) {
@@ -501,7 +513,7 @@ ldr_batch_loaded(const struct ldr_batch *b)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < ev_registry_len; i++) {
+    for (size_t i = 0; i < b->n_groups; i++) {
         n += b->groups[i].n - b->groups[i].bad;
     }
     return n;
@@ -519,7 +531,7 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
     size_t n = 0;
     size_t dead_load = b->dead_encode + b->dead_load;
 
-    for (size_t i = 0; i < ev_registry_len; i++) {
+    for (size_t i = 0; i < b->n_groups; i++) {
         const struct ldr_group *g = &b->groups[i];
 
         if (g->n > g->bad) {

@@ -16,6 +16,8 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/types.h"
+#include "events/events.h"
 #include "loader/loader.h"
 
 #define DMN_TICK_MS 1000               /* longest wait between two looks at the schedule */
@@ -47,6 +49,7 @@ struct dmn {
     int64_t last_end_ms;
     uint64_t watchdog_usec;            /* 0: no watchdog */
     char status[256];                  /* last STATUS= sent */
+    struct dp_types *pending_types;    /* declared types of a SIGHUP, applied once idle */
 };
 
 static int64_t
@@ -185,8 +188,8 @@ dmn_restart_key(void *arg, const char *key)
     static const char *const live[] = {"loader.interval_s", "loader.min_interval_s",
                                        "loader.high_water", "log.level", "log.format", NULL};
 
-    if (strncmp(key, "server.", 7) == 0) {
-        return;
+    if (strncmp(key, "server.", 7) == 0 || strncmp(key, "types.", 6) == 0) {
+        return; /* declared types: reported by dmn_types_apply */
     }
     for (const char *const *k = live; *k != NULL; k++) {
         if (strcmp(*k, key) == 0) {
@@ -216,12 +219,53 @@ dmn_reload(struct dmn *d)
     }
     dmn_reload_apply(d, n, applied);
     dp_config_diff(d->cfg, n, dmn_restart_key, restart);
+    /* The registry may only grow while no run is going on: dmn_loop applies these. */
+    dp_types_destroy(d->pending_types);
+    d->pending_types = n->types;
+    n->types = NULL;
     dp_info("configuration reloaded", "applied=%s needs_restart=%s",
             applied[0] != '\0' ? applied : "nothing", restart[0] != '\0' ? restart : "nothing");
     if (restart[0] != '\0') {
         dp_warn("changed settings need a restart of datapipe-loader", "settings=%s", restart);
     }
     dp_config_destroy(n);
+}
+
+/* ev_registry_update's report. */
+static void
+dmn_type_note(void *arg, const char *type, enum ev_change change)
+{
+    bool *added = arg;
+
+    if (change == EV_CHANGE_ADDED) {
+        dp_info("configuration reloaded: declared event type added", "type=%s", type);
+        *added = true;
+    } else {
+        dp_warn("declared event type changed or removed: restart datapipe-loader to apply it; "
+                "the running declaration stays until then", "type=%s", type);
+    }
+}
+
+/* Register the declared types of the last SIGHUP, now that no run is going on. */
+static void
+dmn_types_apply(struct dmn *d)
+{
+    bool added = false;
+    int rc;
+
+    if (d->pending_types == NULL || d->runner_active) {
+        return;
+    }
+    rc = ev_registry_update(d->pending_types, dmn_type_note, &added);
+    if (rc != 0) {
+        dp_error("declared event types not registered", "error=%s", dp_strerror(rc));
+    }
+    if (added) {
+        /* Their tables are created as the connections open again, before any batch. */
+        ldr_types_changed(d->l);
+    }
+    dp_types_destroy(d->pending_types);
+    d->pending_types = NULL;
 }
 
 /* ---- the main loop --------------------------------------------------------------------- */
@@ -338,6 +382,7 @@ dmn_loop(struct dmn *d, const sigset_t *set)
             code = 0;
         }
         if (code < 0 && d->ready && !d->stopping && !d->runner_active) {
+            dmn_types_apply(d);
             dmn_schedule(d);
         }
         dmn_status(d);
@@ -438,5 +483,6 @@ out:
     }
     ldr_destroy(d.l);
     queue_close(d.q);
+    dp_types_destroy(d.pending_types);
     return code;
 }

@@ -33,7 +33,8 @@ struct ldr_batch {
     uint64_t last;
     size_t events;                      /* events in the range */
     int64_t now_us;                     /* wall clock at encode time (processed_at) */
-    struct ldr_group *groups;           /* ev_registry_len entries */
+    struct ldr_group *groups;           /* EV_REGISTRY_MAX entries, n_groups in use */
+    size_t n_groups;                    /* one per registry entry, as of the last build */
     struct ev_buf dead;                 /* dead_letter COPY rows */
     size_t dead_encoded;                /* dead.len after encoding; the load's rows follow */
     size_t dead_ingest;                 /* rows rejected at ingest */
@@ -76,7 +77,7 @@ int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_faul
 
 /*
  * ldr_batch_meta - the metadata changes for deleting b: per-type loaded counters, dead
- * letters, batches, last success at now_us. ops must hold ev_registry_len + 5 entries.
+ * letters, batches, last success at now_us. ops must hold EV_REGISTRY_MAX + 5 entries.
  * Returns how many were written.
  */
 size_t ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *ops);

@@ -26,7 +26,7 @@ struct ldr_worker {
     int64_t used_ms;                   /* monotonic ms of pg's last use */
     uint32_t rnd;                      /* xorshift32 state, for jitter */
     struct ldr_batch batch;            /* reused from batch to batch */
-    struct queue_meta_op *ops;         /* ev_registry_len + 5 entries, for the delete */
+    struct queue_meta_op *ops;         /* EV_REGISTRY_MAX + 5 entries, for the delete */
     pthread_t thread;
     bool started;                      /* thread is running this run */
     bool waiting;                      /* in a back-off sleep; guarded by l->mu */
@@ -95,6 +95,8 @@ ldr_rand(struct ldr_worker *w)
     return x;
 }
 
+static void ldr_close(struct ldr_worker *w);
+
 /* ---- life cycle ---------------------------------------------------------------------- */
 
 static int
@@ -114,7 +116,7 @@ ldr_workers_create(struct ldr *l)
             seed = (uint32_t)dp_now_us() * 2654435761u + (uint32_t)i + 1;
         }
         w->rnd = seed != 0 ? seed : 1;
-        w->ops = calloc(ev_registry_len + 5, sizeof(*w->ops));
+        w->ops = calloc(EV_REGISTRY_MAX + 5, sizeof(*w->ops));
         if (w->ops == NULL || ldr_batch_init(&w->batch, l->q, l->queue_id) != 0) {
             return DP_ERR_NOMEM;
         }
@@ -189,6 +191,15 @@ ldr_destroy(struct ldr *l)
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     free(l);
+}
+
+void
+ldr_types_changed(struct ldr *l)
+{
+    /* Each connection runs ldr_pg_ensure_schema when it is opened again. */
+    for (int i = 0; i < l->n_workers; i++) {
+        ldr_close(&l->workers[i]);
+    }
 }
 
 void

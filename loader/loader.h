@@ -151,6 +151,13 @@ int ldr_run(struct ldr *l, struct ldr_run_stats *st);
 int ldr_load_range(struct ldr *l, uint64_t first, uint64_t last);
 
 /*
+ * ldr_types_changed - the registry gained declared types (SIGHUP): close every connection,
+ * so that the next use opens it again and creates their tables (ldr_pg_ensure_schema)
+ * before any batch loads. No run or start may be going on.
+ */
+void ldr_types_changed(struct ldr *l);
+
+/*
  * ldr_stop - ask a run or a start to finish: no new batches, no new attempts; batches in
  * flight commit or roll back. Wakes back-off sleeps. Thread-safe, not async-signal-safe.
  */

@@ -16,7 +16,7 @@ static const char usage[] =
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop after the batches in flight, HUP reloads the schedule and log\n"
-    "settings, USR1 starts a run now.\n";
+    "settings and adds new declared event types, USR1 starts a run now.\n";
 
 static void
 type_added(void *arg, const char *type, enum ev_change change)

@@ -25,7 +25,8 @@ static const char usage[] =
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings\n"
-    "apply at once, other changes are logged as needing a restart).\n";
+    "and new declared event types apply at once, other changes are logged as needing a\n"
+    "restart).\n";
 
 static void
 notify_status(struct srv *s)
