@@ -423,9 +423,11 @@ ldr_claim(struct ldr *l, size_t max_events, size_t max_bytes, struct ldr_claim *
         goto out;
     }
     l->run.held += c->held;
-    if (c->held_types[0] != '\0') {
-        ldr_held_note(l->held_types, sizeof(l->held_types), c->held_types,
-                      strlen(c->held_types));
+    for (const char *p = c->held_types; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+
+        ldr_held_note(l->held_types, sizeof(l->held_types), p, n);
+        p += n + (p[n] == ',' ? 1 : 0);
     }
     if (c->n == 0) {
         l->cursor = l->end + 1;

@@ -191,14 +191,14 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
     return rc;
 }
 
-/* Log, once per process, the columns of fields no longer declared. */
+/* Log the columns of fields no longer declared, once per process (each connection checks). */
 static void
 removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
 {
     static const char *const own[] = {"id", "idempotency_key", "source", "extra",
                                       "received_at", "loaded_at", NULL};
 
-    if (slot >= EV_REGISTRY_MAX || atomic_exchange(&removed_logged[slot], true)) {
+    if (slot >= EV_REGISTRY_MAX || atomic_load(&removed_logged[slot])) {
         return;
     }
     for (size_t i = 0; i < st->n_cols; i++) {
@@ -212,6 +212,7 @@ removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
             j++;
         }
         if (*o == NULL && j == t->n_columns) {
+            atomic_store(&removed_logged[slot], true);
             dp_info("declared type: a field is no longer declared; its column stays and is "
                     "null for new rows", "type=%s column=%s", t->name, st->cols[i].name);
         }
