@@ -311,7 +311,8 @@ lz4_row(void *arg, int n, const char *const *vals)
 /*
  * data_sample.raw holds whole events: with lz4 (PostgreSQL 14 and later, built with it)
  * the loader compresses them several times faster than with the default pglz. Only new
- * rows are affected; without lz4 nothing changes.
+ * rows are affected; without lz4 nothing changes, and a compression an operator set on the
+ * column (attcompression not empty) is left alone.
  */
 static int
 lz4_ensure(struct ldr_pg *pg)
@@ -334,7 +335,7 @@ lz4_ensure(struct ldr_pg *pg)
                      "SELECT attcompression::text FROM pg_attribute "
                      "WHERE attrelid = 'data_sample'::regclass AND attname = 'raw'",
                      0, NULL, lz4_row, have);
-    if (rc == 0 && have[0] != 'l') {
+    if (rc == 0 && have[0] == '\0') {
         rc = ldr_pg_exec(pg, "ALTER TABLE data_sample ALTER COLUMN raw SET COMPRESSION lz4");
         if (rc == 0) {
             dp_info("data_sample.raw: lz4 compression for new rows", NULL);
