@@ -4,13 +4,13 @@
  * validates it and merges it key by key into the effective tree, from which
  * typed lookups fill struct dp_config. Never exits: errors go back to main.
  */
-#include "config.h"
-#include "err.h"
-#include "log.h"
-#include "types.h"
+#include "etc/config.h"
+#include "etc/err.h"
+#include "etc/log.h"
+#include "etc/settings.h"
+#include "etc/types.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <libconfig.h>
 #include <stddef.h>
@@ -18,78 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum opt_kind {
-    OPT_INT,        /* fits in int */
-    OPT_INT64,      /* 64-bit integer */
-    OPT_BOOL,
-    OPT_STRING,
-    OPT_STRING_NULL,/* string, or null (JSON) / "" meaning unset */
-    OPT_STRING_LIST,/* array of strings */
-};
-
-struct opt {
-    const char *path;               /* "section.key" */
-    enum opt_kind kind;
-    const char *def_str;            /* OPT_STRING* default (NULL: unset) */
-    long long def_int;              /* OPT_INT, OPT_INT64, OPT_BOOL default */
-    long long min, max;             /* inclusive range for integers */
-    const char *const *choices;     /* allowed strings, NULL-terminated, or NULL */
-    size_t offset;                  /* of the field in struct dp_config */
-    size_t len_offset;              /* OPT_STRING_LIST: of its length field */
-    const char *help;               /* one line, for --help and the README */
-};
-
-static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
-static const char *const formats[] = {"text", "json", NULL};
-
-#define F(field) offsetof(struct dp_config, field)
-
-/* The one table of settings: SPEC section 2. queue.id's default is computed. */
-static const struct opt opts[] = {
-    {"server.listen", OPT_STRING, "127.0.0.1:8080", 0, 0, 0, NULL, F(server_listen), 0,
-     "civetweb listening_ports syntax; a trailing s means TLS"},
-    {"server.threads", OPT_INT, NULL, 64, 1, 4096, NULL, F(server_threads), 0,
-     "worker threads (concurrent connections served)"},
-    {"server.max_body_bytes", OPT_INT64, NULL, 33554432, 1, 2147483647LL, NULL,
-     F(server_max_body_bytes), 0, "larger bodies (after gzip inflation) get 413"},
-    {"server.request_timeout_ms", OPT_INT, NULL, 30000, 100, 3600000, NULL,
-     F(server_request_timeout_ms), 0, "slow clients are cut off"},
-    {"server.api_keys", OPT_STRING_LIST, NULL, 0, 0, 0, NULL, F(server_api_keys),
-     F(server_api_keys_len), "if any key is set, write and read endpoints need one"},
-    {"server.api_keys_file", OPT_STRING_NULL, NULL, 0, 0, 0, NULL, F(server_api_keys_file), 0,
-     "one key a line, # comments"},
-    {"server.cors_origins", OPT_STRING_LIST, NULL, 0, 0, 0, NULL, F(server_cors_origins),
-     F(server_cors_origins_len), "origins allowed for browser POSTs"},
-    {"server.tls_certificate", OPT_STRING_NULL, NULL, 0, 0, 0, NULL,
-     F(server_tls_certificate), 0, "PEM with certificate and key, for an s port"},
-    {"queue.path", OPT_STRING, "/var/lib/datapipe/queue", 0, 0, 0, NULL, F(queue_path), 0,
-     "LMDB environment directory (created if missing)"},
-    {"queue.max_bytes", OPT_INT64, NULL, 1073741824, 1048576, 1LL << 50, NULL,
-     F(queue_max_bytes), 0, "LMDB map size; when full, POSTs get 503"},
-    {"queue.sync", OPT_BOOL, NULL, 1, 0, 1, NULL, F(queue_sync), 0, "fsync before acknowledging"},
-    {"queue.id", OPT_STRING, NULL, 0, 0, 0, NULL, F(queue_id), 0,
-     "names this queue in loader_batches (default: host name)"},
-    {"database.conninfo", OPT_STRING, "dbname=datapipe", 0, 0, 0, NULL, F(database_conninfo), 0,
-     "libpq connection string"},
-    {"database.schema", OPT_STRING, "datapipe", 0, 0, 0, NULL, F(database_schema), 0,
-     "schema that holds all tables"},
-    {"loader.interval_s", OPT_INT, NULL, 300, 1, 86400 * 7, NULL, F(loader_interval_s), 0,
-     "regular wake-up interval"},
-    {"loader.min_interval_s", OPT_INT, NULL, 5, 0, 86400, NULL, F(loader_min_interval_s), 0,
-     "earliest re-run when the queue passes high_water"},
-    {"loader.high_water", OPT_INT64, NULL, 100000, 1, 1LL << 40, NULL, F(loader_high_water), 0,
-     "queued events that trigger an early run"},
-    {"loader.batch_rows", OPT_INT, NULL, 50000, 1, 10000000, NULL, F(loader_batch_rows), 0,
-     "most events in one COPY transaction"},
-    {"loader.workers", OPT_INT, NULL, 2, 1, 64, NULL, F(loader_workers), 0,
-     "concurrent PostgreSQL connections loading"},
-    {"log.level", OPT_STRING, "info", 0, 0, 0, levels, F(log_level), 0,
-     "debug, info, warn, error"},
-    {"log.format", OPT_STRING, "text", 0, 0, 0, formats, F(log_format), 0, "text or json"},
-};
-
-#define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
 /* Growing error text, one error a line. */
 struct errs {
@@ -126,24 +54,13 @@ errs_add(struct errs *e, const char *fmt, ...)
     e->count++;
 }
 
-static const struct opt *
-opt_find(const char *path)
-{
-    for (size_t i = 0; i < N_OPTS; i++) {
-        if (strcmp(opts[i].path, path) == 0) {
-            return &opts[i];
-        }
-    }
-    return NULL;
-}
-
 static bool
 section_known(const char *name)
 {
     size_t n = strlen(name);
 
-    for (size_t i = 0; i < N_OPTS; i++) {
-        if (strncmp(opts[i].path, name, n) == 0 && opts[i].path[n] == '.') {
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        if (strncmp(dp_settings[i].path, name, n) == 0 && dp_settings[i].path[n] == '.') {
             return true;
         }
     }
@@ -174,19 +91,19 @@ setting_type_name(const config_setting_t *s)
 }
 
 static const char *
-kind_name(enum opt_kind k)
+kind_name(enum dp_setting_kind k)
 {
     switch (k) {
-    case OPT_INT:
-    case OPT_INT64:
+    case DP_SETTING_INT:
+    case DP_SETTING_INT64:
         return "integer";
-    case OPT_BOOL:
+    case DP_SETTING_BOOL:
         return "boolean";
-    case OPT_STRING:
+    case DP_SETTING_STRING:
         return "string";
-    case OPT_STRING_NULL:
+    case DP_SETTING_STRING_NULL:
         return "string or null";
-    case OPT_STRING_LIST:
+    case DP_SETTING_STRING_LIST:
         return "array of strings";
     }
     return "?";
@@ -201,7 +118,7 @@ in_types(const char *path)
     return strncmp(path, "types.", 6) == 0;
 }
 
-/* JSON null has no libconfig counterpart; for OPT_STRING_NULL it becomes "". */
+/* JSON null has no libconfig counterpart; for DP_SETTING_STRING_NULL it becomes "". */
 static int
 json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char *path,
                 const char *file, struct errs *e)
@@ -231,8 +148,8 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
         break;
     }
     if (json_is_null(v)) {
-        const struct opt *o = opt_find(path);
-        if (o == NULL || o->kind != OPT_STRING_NULL) {
+        const struct dp_setting *o = dp_setting_find(path);
+        if (o == NULL || o->kind != DP_SETTING_STRING_NULL) {
             errs_add(e, "%s: %s: %s", file, path,
                      o == NULL && !in_types(path) ? "unknown key" : "null is not allowed here");
             return 0;
@@ -349,14 +266,14 @@ choices_text(const char *const *choices, char *buf, size_t len)
 }
 
 static bool
-check_value(const struct opt *o, const config_setting_t *s, const char *file, struct errs *e)
+check_value(const struct dp_setting *o, const config_setting_t *s, const char *file, struct errs *e)
 {
     int t = config_setting_type(s);
     char list[128];
 
     switch (o->kind) {
-    case OPT_INT:
-    case OPT_INT64: {
+    case DP_SETTING_INT:
+    case DP_SETTING_INT64: {
         long long v;
         if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
             break;
@@ -368,16 +285,16 @@ check_value(const struct opt *o, const config_setting_t *s, const char *file, st
         }
         return true;
     }
-    case OPT_BOOL:
+    case DP_SETTING_BOOL:
         if (t == CONFIG_TYPE_BOOL) {
             return true;
         }
         break;
-    case OPT_STRING:
-    case OPT_STRING_NULL:
+    case DP_SETTING_STRING:
+    case DP_SETTING_STRING_NULL:
         if (t == CONFIG_TYPE_STRING) {
             const char *v = config_setting_get_string(s);
-            if (o->kind == OPT_STRING && v[0] == '\0') {
+            if (o->kind == DP_SETTING_STRING && v[0] == '\0') {
                 errs_add(e, "%s: %s: must not be empty", file, o->path);
                 return false;
             }
@@ -394,7 +311,7 @@ check_value(const struct opt *o, const config_setting_t *s, const char *file, st
             return true;
         }
         break;
-    case OPT_STRING_LIST:
+    case DP_SETTING_STRING_LIST:
         if (t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST) {
             int n = config_setting_length(s);
             for (int i = 0; i < n; i++) {
@@ -416,15 +333,15 @@ check_value(const struct opt *o, const config_setting_t *s, const char *file, st
 
 /* Copy one valid value into the effective tree, replacing what was there. */
 static int
-merge_value(config_t *eff, const struct opt *o, const config_setting_t *s)
+merge_value(config_t *eff, const struct dp_setting *o, const config_setting_t *s)
 {
     char section[64];
-    const char *key = strchr(o->path, '.') + 1;
+    const char *key = dp_setting_key(o);
     config_setting_t *grp;
     config_setting_t *d;
     int t = config_setting_type(s);
 
-    snprintf(section, sizeof(section), "%.*s", (int)(key - 1 - o->path), o->path);
+    dp_setting_section(o, section, sizeof(section));
     grp = config_setting_get_member(config_root_setting(eff), section);
     if (grp == NULL) {
         grp = config_setting_add(config_root_setting(eff), section, CONFIG_TYPE_GROUP);
@@ -522,10 +439,10 @@ validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, s
         for (int j = 0; j < config_setting_length(sec); j++) {
             config_setting_t *s = config_setting_get_elem(sec, (unsigned)j);
             char path[256];
-            const struct opt *o;
+            const struct dp_setting *o;
 
             snprintf(path, sizeof(path), "%s.%s", sname, config_setting_name(s));
-            o = opt_find(path);
+            o = dp_setting_find(path);
             if (o == NULL) {
                 errs_add(e, "%s: %s: unknown key", file, path);
                 continue;
@@ -543,30 +460,30 @@ defaults_build(config_t *eff)
 {
     char host[256];
 
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const struct opt *o = &opts[i];
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        const struct dp_setting *o = &dp_settings[i];
         config_t one;
         config_setting_t *grp;
         config_setting_t *s;
         char section[64];
-        const char *key = strchr(o->path, '.') + 1;
+        const char *key = dp_setting_key(o);
         int rc;
 
         config_init(&one);
-        snprintf(section, sizeof(section), "%.*s", (int)(key - 1 - o->path), o->path);
+        dp_setting_section(o, section, sizeof(section));
         grp = config_setting_add(config_root_setting(&one), section, CONFIG_TYPE_GROUP);
         switch (o->kind) {
-        case OPT_INT:
-        case OPT_INT64:
+        case DP_SETTING_INT:
+        case DP_SETTING_INT64:
             s = config_setting_add(grp, key, CONFIG_TYPE_INT64);
             config_setting_set_int64(s, o->def_int);
             break;
-        case OPT_BOOL:
+        case DP_SETTING_BOOL:
             s = config_setting_add(grp, key, CONFIG_TYPE_BOOL);
             config_setting_set_bool(s, (int)o->def_int);
             break;
-        case OPT_STRING:
-        case OPT_STRING_NULL:
+        case DP_SETTING_STRING:
+        case DP_SETTING_STRING_NULL:
             s = config_setting_add(grp, key, CONFIG_TYPE_STRING);
             if (o->def_str != NULL) {
                 config_setting_set_string(s, o->def_str);
@@ -632,8 +549,8 @@ list_append(char ***list, size_t *len, const char *s)
 static void
 struct_fill(struct dp_config *cfg, const config_t *eff, bool *nomem)
 {
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const struct opt *o = &opts[i];
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        const struct dp_setting *o = &dp_settings[i];
         char *base = (char *)cfg + o->offset;
         long long iv = 0;
         int bv = 0;
@@ -641,24 +558,24 @@ struct_fill(struct dp_config *cfg, const config_t *eff, bool *nomem)
         const config_setting_t *arr;
 
         switch (o->kind) {
-        case OPT_INT:
+        case DP_SETTING_INT:
             config_lookup_int64(eff, o->path, &iv);
             *(int *)(void *)base = (int)iv;
             break;
-        case OPT_INT64:
+        case DP_SETTING_INT64:
             config_lookup_int64(eff, o->path, &iv);
             *(int64_t *)(void *)base = iv;
             break;
-        case OPT_BOOL:
+        case DP_SETTING_BOOL:
             config_lookup_bool(eff, o->path, &bv);
             *(bool *)base = bv != 0;
             break;
-        case OPT_STRING:
-        case OPT_STRING_NULL:
+        case DP_SETTING_STRING:
+        case DP_SETTING_STRING_NULL:
             config_lookup_string(eff, o->path, &sv);
-            *(char **)(void *)base = xstrdup_or_null(sv, o->kind == OPT_STRING_NULL, nomem);
+            *(char **)(void *)base = xstrdup_or_null(sv, o->kind == DP_SETTING_STRING_NULL, nomem);
             break;
-        case OPT_STRING_LIST:
+        case DP_SETTING_STRING_LIST:
             arr = config_lookup(eff, o->path);
             *(char ***)(void *)base = calloc(1, sizeof(char *));
             if (*(char ***)(void *)base == NULL) {
@@ -812,256 +729,3 @@ out:
     return rc;
 }
 
-static void
-list_free(char **l)
-{
-    for (size_t i = 0; l != NULL && l[i] != NULL; i++) {
-        free(l[i]);
-    }
-    free(l);
-}
-
-void
-dp_config_destroy(struct dp_config *cfg)
-{
-    if (cfg == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < N_OPTS; i++) {
-        char *base = (char *)cfg + opts[i].offset;
-        if (opts[i].kind == OPT_STRING || opts[i].kind == OPT_STRING_NULL) {
-            free(*(char **)(void *)base);
-        } else if (opts[i].kind == OPT_STRING_LIST) {
-            list_free(*(char ***)(void *)base);
-        }
-    }
-    dp_types_destroy(cfg->types);
-    free(cfg);
-}
-
-char *
-dp_config_to_json(const struct dp_config *cfg)
-{
-    json_t *root = json_object();
-    char *text = NULL;
-
-    if (root == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const struct opt *o = &opts[i];
-        const char *base = (const char *)cfg + o->offset;
-        const char *key = strchr(o->path, '.') + 1;
-        char section[64];
-        json_t *sec;
-        json_t *v = NULL;
-
-        snprintf(section, sizeof(section), "%.*s", (int)(key - 1 - o->path), o->path);
-        sec = json_object_get(root, section);
-        if (sec == NULL) {
-            sec = json_object();
-            json_object_set_new(root, section, sec);
-        }
-        switch (o->kind) {
-        case OPT_INT:
-            v = json_integer(*(const int *)(const void *)base);
-            break;
-        case OPT_INT64:
-            v = json_integer(*(const int64_t *)(const void *)base);
-            break;
-        case OPT_BOOL:
-            v = json_boolean(*(const bool *)base);
-            break;
-        case OPT_STRING:
-        case OPT_STRING_NULL: {
-            const char *s = *(char *const *)(const void *)base;
-            v = s != NULL ? json_string(s) : json_null();
-            break;
-        }
-        case OPT_STRING_LIST: {
-            char *const *l = *(char **const *)(const void *)base;
-            /* API keys are secrets: show how many, never their text. */
-            bool secret = strcmp(o->path, "server.api_keys") == 0;
-            v = json_array();
-            for (size_t j = 0; l != NULL && l[j] != NULL; j++) {
-                json_array_append_new(v, json_string(secret ? "<redacted>" : l[j]));
-            }
-            break;
-        }
-        }
-        json_object_set_new(sec, key, v);
-    }
-    json_object_set_new(root, "types", dp_types_to_json(cfg->types));
-    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    return text;
-}
-
-static bool
-str_eq(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static bool
-opt_equal(const struct opt *o, const struct dp_config *a, const struct dp_config *b)
-{
-    const char *pa = (const char *)a + o->offset;
-    const char *pb = (const char *)b + o->offset;
-
-    switch (o->kind) {
-    case OPT_INT:
-        return *(const int *)(const void *)pa == *(const int *)(const void *)pb;
-    case OPT_INT64:
-        return *(const int64_t *)(const void *)pa == *(const int64_t *)(const void *)pb;
-    case OPT_BOOL:
-        return *(const bool *)pa == *(const bool *)pb;
-    case OPT_STRING:
-    case OPT_STRING_NULL:
-        return str_eq(*(char *const *)(const void *)pa, *(char *const *)(const void *)pb);
-    case OPT_STRING_LIST: {
-        char *const *la = *(char **const *)(const void *)pa;
-        char *const *lb = *(char **const *)(const void *)pb;
-        size_t i = 0;
-        for (; la[i] != NULL && lb[i] != NULL; i++) {
-            if (strcmp(la[i], lb[i]) != 0) {
-                return false;
-            }
-        }
-        return la[i] == NULL && lb[i] == NULL;
-    }
-    }
-    return false;
-}
-
-void
-dp_config_diff(const struct dp_config *a, const struct dp_config *b,
-               void (*fn)(void *arg, const char *key), void *arg)
-{
-    char key[DP_TYPE_NAME_MAX + 8];
-
-    for (size_t i = 0; i < N_OPTS; i++) {
-        if (!opt_equal(&opts[i], a, b)) {
-            fn(arg, opts[i].path);
-        }
-    }
-    /* Declared types: each one added, changed or removed, as "types.NAME". */
-    for (size_t i = 0; a->types != NULL && i < a->types->n; i++) {
-        const struct dp_type_decl *d = &a->types->types[i];
-        const struct dp_type_decl *o = dp_types_find(b->types, d->name);
-
-        if (o == NULL || !dp_type_decl_equal(d, o)) {
-            snprintf(key, sizeof(key), "types.%s", d->name);
-            fn(arg, key);
-        }
-    }
-    for (size_t i = 0; b->types != NULL && i < b->types->n; i++) {
-        if (dp_types_find(a->types, b->types->types[i].name) == NULL) {
-            snprintf(key, sizeof(key), "types.%s", b->types->types[i].name);
-            fn(arg, key);
-        }
-    }
-}
-
-int
-dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool allow_once,
-             struct dp_cli *out)
-{
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check-config", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {"once", no_argument, NULL, 'o'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-
-    memset(out, 0, sizeof(*out));
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            out->config_path = optarg;
-            break;
-        case 'C':
-            out->check_config = true;
-            break;
-        case 'h':
-            printf("%s", usage);
-            printf("\nSettings (key, default, meaning):\n");
-            for (size_t i = 0; i < N_OPTS; i++) {
-                char def[64];
-                if (opts[i].kind == OPT_INT || opts[i].kind == OPT_INT64) {
-                    snprintf(def, sizeof(def), "%lld", opts[i].def_int);
-                } else if (opts[i].kind == OPT_BOOL) {
-                    snprintf(def, sizeof(def), "%s", opts[i].def_int ? "true" : "false");
-                } else if (opts[i].kind == OPT_STRING_LIST) {
-                    snprintf(def, sizeof(def), "[]");
-                } else {
-                    snprintf(def, sizeof(def), "%s", opts[i].def_str ? opts[i].def_str
-                             : strcmp(opts[i].path, "queue.id") == 0 ? "(host name)" : "null");
-                }
-                printf("  %-26s %-24s %s\n", opts[i].path, def, opts[i].help);
-            }
-            return 1;
-        case 'V':
-            printf("%s %s\n", prog, DP_VERSION);
-            return 1;
-        case 'o':
-            if (!allow_once) {
-                fprintf(stderr, "%s: unknown option --once\nTry '%s --help'.\n", prog, prog);
-                return 2;
-            }
-            out->once = true;
-            break;
-        default:
-            fprintf(stderr, "%s: unknown or incomplete option '%s'\nTry '%s --help'.\n", prog,
-                    argv[optind - 1], prog);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s'\nTry '%s --help'.\n", prog, argv[optind],
-                prog);
-        return 2;
-    }
-    return 0;
-}
-
-int
-dp_config_startup(int argc, char **argv, const char *prog, const char *usage, bool allow_once,
-                  struct dp_cli *cli, struct dp_config **out)
-{
-    struct dp_config_sources src;
-    char *errors = NULL;
-    int rc;
-
-    *out = NULL;
-    rc = dp_cli_parse(argc, argv, prog, usage, allow_once, cli);
-    if (rc == 1) {
-        return 0;
-    }
-    if (rc != 0) {
-        return 2;
-    }
-    src = dp_config_sources_default(cli->config_path);
-    rc = dp_config_load(&src, out, &errors);
-    if (rc != 0) {
-        fprintf(stderr, "%s: configuration rejected:\n%s", prog,
-                errors != NULL ? errors : "out of memory\n");
-        free(errors);
-        return 2;
-    }
-    if (cli->check_config) {
-        char *text = dp_config_to_json(*out);
-        printf("%s\n", text != NULL ? text : "{}");
-        free(text);
-        dp_config_destroy(*out);
-        *out = NULL;
-        return 0;
-    }
-    dp_log_setup((*out)->log_level, (*out)->log_format);
-    return -1;
-}

@@ -84,14 +84,28 @@ void dp_config_destroy(struct dp_config *cfg);
  */
 char *dp_config_to_json(const struct dp_config *cfg);
 
+/* The daemons, as bits: which of them read a setting. */
+enum dp_daemon {
+    DP_DAEMON_SERVER = 1u << 0,
+    DP_DAEMON_LOADER = 1u << 1,
+};
+
 /*
- * dp_config_diff - call fn(arg, "section.key") for every setting whose value
- * differs between a and b (lists compared element by element), and
- * fn(arg, "types.NAME") for every declared type added, changed or removed.
- * Used on SIGHUP to log what changed.
+ * Callback of dp_config_diff: key ("section.key") changed; reloadable says whether SIGHUP
+ * applies it in a running daemon (the settings table's flag) or it takes a restart.
  */
-void dp_config_diff(const struct dp_config *a, const struct dp_config *b,
-                    void (*fn)(void *arg, const char *key), void *arg);
+typedef void (*dp_config_change_fn)(void *arg, const char *key, bool reloadable);
+
+/*
+ * dp_config_diff - call fn for every setting that daemon reads (enum dp_daemon bits) whose
+ * value differs between old and fresh (lists compared element by element), in table order;
+ * then for every declared type added ("types.NAME", reloadable: SIGHUP registers it), changed
+ * or removed (not reloadable: a restart applies it).
+ * Both daemons' SIGHUP handling derives from it what they apply and what needs a restart.
+ * Names only: values may be secret.
+ */
+void dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsigned daemon,
+                    dp_config_change_fn fn, void *arg);
 
 /*
  * dp_cli - the command line both daemons share: -c FILE, --check-config,

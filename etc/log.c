@@ -1,5 +1,5 @@
 /*
- * log.c - leveled logging to stderr (journald captures it).
+ * log.c - leveled logging to stderr (journald captures it), and the process's clocks.
  * Each line is built in a stack buffer and written with one write(2), so
  * threads never interleave; logging must never abort or allocate.
  */
@@ -11,7 +11,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +54,21 @@ dp_now_us(void)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+dp_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+dp_mono_ms(void)
+{
+    return dp_mono_us() / 1000;
 }
 
 bool
@@ -164,7 +178,8 @@ dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
     struct line l;
     char kv[LOG_LINE_MAX];
     char ts[96];
-    struct timeval tv;
+    int64_t now_us;
+    time_t sec;
     struct tm tm;
     int lvl = (int)level;
 
@@ -178,11 +193,12 @@ dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
         vsnprintf(kv, sizeof(kv), kv_fmt, ap);
         va_end(ap);
     }
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
+    now_us = dp_now_us();
+    sec = (time_t)(now_us / 1000000);
+    gmtime_r(&sec, &tm);
     snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(tv.tv_usec / 1000));
+             (int)(now_us % 1000000 / 1000));
     l.len = 0;
     if (atomic_load(&log_json)) {
         line_puts(&l, "{\"ts\":\"");

@@ -1,5 +1,6 @@
 /*
  * log.h - leveled logging to stderr, as text or one JSON object a line.
+ * Also the process's clocks, wall and monotonic: one definition of each.
  * Each call writes one whole line with a single write(2), so lines from
  * different threads never interleave. Never allocates on the caller's heap.
  */
@@ -44,6 +45,14 @@ void dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
  * of log lines, received_at, and the loader's figures.
  */
 int64_t dp_now_us(void);
+
+/*
+ * dp_mono_us, dp_mono_ms - CLOCK_MONOTONIC in microseconds and in milliseconds: the clock of
+ * intervals and deadlines (schedules, idle connections, time-outs), which never jumps with
+ * the wall clock. Only differences between two readings mean anything.
+ */
+int64_t dp_mono_us(void);
+int64_t dp_mono_ms(void);
 
 #define dp_debug(...) dp_log(DP_LOG_DEBUG, __VA_ARGS__)
 #define dp_info(...) dp_log(DP_LOG_INFO, __VA_ARGS__)

@@ -255,22 +255,29 @@ ev_buf_put_timestamp(struct ev_buf *b, int64_t us)
     return ev_buf_put(b, tmp, (size_t)(w - tmp));
 }
 
-int
-ev_buf_put_uuid(struct ev_buf *b, const uint8_t uuid[16])
+void
+ev_uuid_format(const uint8_t uuid[16], char out[EV_UUID_TEXT])
 {
     static const char hex[] = "0123456789abcdef";
-    char tmp[36];
-    char *w = tmp;
-    int i;
+    char *w = out;
 
-    for (i = 0; i < 16; i++) {
+    for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10) {
             *w++ = '-';
         }
         *w++ = hex[uuid[i] >> 4];
         *w++ = hex[uuid[i] & 15];
     }
-    return ev_buf_put(b, tmp, sizeof(tmp));
+    *w = '\0';
+}
+
+int
+ev_buf_put_uuid(struct ev_buf *b, const uint8_t uuid[16])
+{
+    char tmp[EV_UUID_TEXT];
+
+    ev_uuid_format(uuid, tmp);
+    return ev_buf_put(b, tmp, EV_UUID_TEXT - 1);
 }
 
 void

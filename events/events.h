@@ -1,8 +1,9 @@
 /*
  * events.h - everything that knows what an event is: splitting a request
- * body into events, validating each through the static type registry, and
- * encoding a stored event as one PostgreSQL COPY text row.
- * No HTTP, no database, no I/O: all of it is pure and unit-testable.
+ * body into events, validating each through the static type registry,
+ * encoding a stored event as one PostgreSQL COPY text row, and giving an event its id.
+ * No HTTP, no database, no I/O: all of it is pure and unit-testable, apart from
+ * ev_uuid7, which reads the clock and the kernel's random pool.
  */
 #ifndef DP_EVENTS_H
 #define DP_EVENTS_H
@@ -14,6 +15,7 @@
 #include <jansson.h>
 
 #define EV_ERR_MAX 256          /* longest validation message, bytes with NUL */
+#define EV_UUID_TEXT 37         /* a uuid's canonical text form, bytes with NUL */
 #define EV_REGISTRY_MAX 128     /* types in the registry: built-ins and declared */
 
 struct dp_types;
@@ -218,6 +220,27 @@ int ev_buf_put_timestamp(struct ev_buf *b, int64_t us);
 /* Append the canonical text form of a uuid. */
 int ev_buf_put_uuid(struct ev_buf *b, const uint8_t uuid[16]);
 void ev_buf_free(struct ev_buf *b);
+
+/*
+ * ev_uuid_format - write the canonical text form of a uuid (8-4-4-4-12 lower-case
+ * hex) and its NUL into out. Never fails.
+ */
+void ev_uuid_format(const uint8_t uuid[16], char out[EV_UUID_TEXT]);
+
+/*
+ * ev_uuid7 - write a fresh UUIDv7 (RFC 9562: 48-bit Unix milliseconds, version and variant
+ * bits, random bits from getrandom) into out: the id the server gives an event at ingest.
+ * Strictly increasing within the process, also when the clock steps back and after fork().
+ * Thread-safe. Cannot fail (without getrandom, a time-seeded generator; logged once).
+ */
+void ev_uuid7(uint8_t out[16]);
+
+/*
+ * ev_utf8_len - the length of the valid UTF-8 character at s (n > 0 bytes left), or 0 when
+ * the bytes there are not one (overlong forms, surrogates, code points above U+10FFFF are
+ * invalid, as for jansson). NUL is a valid character of length 1.
+ */
+size_t ev_utf8_len(const unsigned char *s, size_t n);
 
 /* ev_uuid_parse - parse the canonical text form; returns 0 or DP_ERR_INVALID. */
 int ev_uuid_parse(const char *s, uint8_t out[16]);

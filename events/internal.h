@@ -64,13 +64,6 @@ void ev_quote(char *dst, size_t cap, const char *s, size_t n);
 void ev_sanitize(char *dst, size_t cap, const char *s, size_t n);
 
 /*
- * ev_utf8_len - the length of the valid UTF-8 character at s (n > 0 bytes
- * left), or 0 when the bytes there are not one (overlong forms, surrogates,
- * code points above U+10FFFF are invalid, as for jansson).
- */
-size_t ev_utf8_len(const unsigned char *s, size_t n);
-
-/*
  * ev_json_fast - parse the JSON value at the start of s (n bytes) into a
  * jansson value, fast, for the common case; *end gets the offset after it.
  * Returns NULL for anything it does not handle or that is not valid: the

@@ -28,45 +28,6 @@ struct ldr_dead {
     int64_t received_us;
 };
 
-/* Length of the valid UTF-8 character at s (n > 0 bytes left), 0 if invalid or NUL. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned int c = s[0];
-    uint32_t cp;
-    uint32_t min;
-    size_t len;
-
-    if (c == 0) {
-        return 0;
-    }
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, cp = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len) {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-    return len;
-}
-
 int
 ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n)
 {
@@ -76,7 +37,8 @@ ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n)
     int rc = 0;
 
     while (i < n && rc == 0) {
-        size_t len = utf8_len((const unsigned char *)s + i, n - i);
+        /* NUL is valid UTF-8 but not allowed in a text value: it is escaped too. */
+        size_t len = s[i] != '\0' ? ev_utf8_len((const unsigned char *)s + i, n - i) : 0;
 
         if (len > 0) {
             i += len;
@@ -152,16 +114,15 @@ batch_groups_sync(struct ldr_batch *b)
     for (size_t i = b->n_groups; i < n && i < EV_REGISTRY_MAX; i++) {
         b->groups[i].type = ev_registry[i];
         snprintf(b->groups[i].meta_name, sizeof(b->groups[i].meta_name), "%s%s",
-                 LDR_META_LOADED_PREFIX, ev_registry[i]->name);
+                 QUEUE_META_LOADER_LOADED_PREFIX, ev_registry[i]->name);
         b->n_groups = i + 1;
     }
 }
 
 int
-ldr_batch_init(struct ldr_batch *b, struct queue *q, const char *queue_id)
+ldr_batch_init(struct ldr_batch *b, const char *queue_id)
 {
     memset(b, 0, sizeof(*b));
-    b->q = q;
     b->queue_id = queue_id;
     /* Room for every type the registry may ever hold: declared types come on SIGHUP. */
     b->groups = calloc(EV_REGISTRY_MAX, sizeof(*b->groups));
@@ -181,35 +142,37 @@ ldr_batch_free(struct ldr_batch *b)
     for (size_t i = 0; b->groups != NULL && i < b->n_groups; i++) {
         ev_buf_free(&b->groups[i].rows);
         free(b->groups[i].ends);
-        free(b->groups[i].seqs);
+        free(b->groups[i].held);
     }
     free(b->groups);
+    free(b->held);
+    ev_buf_free(&b->raw);
     ev_buf_free(&b->dead);
     memset(b, 0, sizeof(*b));
 }
 
-/* Record that row n of g ends at g->rows.len and holds event seq. */
+/* Record that row n of g ends at g->rows.len and holds the batch's event `held`. */
 static int
-group_push(struct ldr_group *g, uint64_t seq)
+group_push(struct ldr_group *g, size_t held)
 {
     if (g->n == g->cap) {
         size_t cap = g->cap != 0 ? g->cap * 2 : 1024;
         size_t *ends = realloc(g->ends, cap * sizeof(*ends));
-        uint64_t *seqs;
+        size_t *idx;
 
         if (ends == NULL) {
             return DP_ERR_NOMEM;
         }
         g->ends = ends;
-        seqs = realloc(g->seqs, cap * sizeof(*seqs));
-        if (seqs == NULL) {
+        idx = realloc(g->held, cap * sizeof(*idx));
+        if (idx == NULL) {
             return DP_ERR_NOMEM;
         }
-        g->seqs = seqs;
+        g->held = idx;
         g->cap = cap;
     }
     g->ends[g->n] = g->rows.len;
-    g->seqs[g->n] = seq;
+    g->held[g->n] = held;
     g->n++;
     return 0;
 }
@@ -225,9 +188,10 @@ batch_group(struct ldr_batch *b, const struct ev_type *t)
     return NULL;
 }
 
-/* Encode one event of a valid type; an encoder refusal becomes a dead letter. */
+/* Encode held event i (ev) of a valid type; an encoder refusal becomes a dead letter. */
 static int
-batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, const struct queue_event *ev)
+batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
+                   const struct queue_event *ev)
 {
     struct ldr_group *g = batch_group(b, t);
     struct ev_stored st = {
@@ -244,7 +208,7 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, const struct qu
     memcpy(st.uuid, ev->uuid, sizeof(st.uuid));
     rc = ev_encode(t, &st, &g->rows, err);
     if (rc == 0) {
-        return group_push(g, ev->seq);
+        return group_push(g, i);
     }
     g->rows.len = before;
     if (rc != DP_ERR_INVALID) {
@@ -259,44 +223,173 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, const struct qu
     return batch_dead_row(b, &d);
 }
 
-/* queue_read callback of ldr_batch_build. */
+/* ---- reading and encoding ------------------------------------------------------------ */
+
+/* A view of held event i, valid until b's raw buffer changes. */
+static void
+batch_event(const struct ldr_batch *b, size_t i, struct queue_event *ev)
+{
+    const struct ldr_held *h = &b->held[i];
+
+    memset(ev, 0, sizeof(*ev));
+    ev->seq = h->seq;
+    memcpy(ev->uuid, h->uuid, sizeof(ev->uuid));
+    ev->received_us = h->received_us;
+    ev->flags = h->flags;
+    ev->type = b->raw.data + h->type_off;
+    ev->type_len = h->type_len;
+    ev->error = h->error_len > 0 ? b->raw.data + h->error_off : NULL;
+    ev->error_len = h->error_len;
+    ev->json = b->raw.data + h->json_off;
+    ev->json_len = h->json_len;
+}
+
+/* What ldr_batch_read's callback needs besides the batch. */
+struct batch_reader {
+    struct ldr_batch *b;
+    uint64_t end;                       /* no event beyond this one */
+    bool hold;                          /* leave events of unknown types in the queue */
+};
+
+void
+ldr_held_note(char *list, size_t cap, const char *type, size_t len)
+{
+    size_t used = strlen(list);
+
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+
+        if (n == len && memcmp(p, type, len) == 0) {
+            return;
+        }
+        p += n + (p[n] == ',' ? 1 : 0);
+    }
+    if (used + len + 2 <= cap) {
+        snprintf(list + used, cap - used, "%s%.*s", used > 0 ? "," : "", (int)len, type);
+    }
+}
+
+/* queue_read callback: copy ev into the batch unless it lies beyond the range's end. */
 static int
-batch_encode_one(void *arg, const struct queue_event *ev)
+batch_copy_one(void *arg, const struct queue_event *ev)
+{
+    struct batch_reader *r = arg;
+    struct ldr_batch *b = r->b;
+    struct ldr_held *h;
+
+    if (ev->seq > r->end) {
+        return DP_ERR_NOTFOUND;
+    }
+    if (r->hold && (ev->flags & QUEUE_F_REJECTED) == 0 &&
+        ev_lookup(ev->type, ev->type_len) == NULL) {
+        if (b->events > 0) {
+            return DP_ERR_NOTFOUND;     /* the range ends before it */
+        }
+        b->unknown++;
+        ldr_held_note(b->unknown_types, sizeof(b->unknown_types), ev->type, ev->type_len);
+        return ev->seq == r->end ? 1 : 0;
+    }
+    if (b->events == b->held_cap) {
+        size_t cap = b->held_cap != 0 ? b->held_cap * 2 : 1024;
+        struct ldr_held *p = realloc(b->held, cap * sizeof(*p));
+
+        if (p == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        b->held = p;
+        b->held_cap = cap;
+    }
+    h = &b->held[b->events];
+    h->seq = ev->seq;
+    memcpy(h->uuid, ev->uuid, sizeof(h->uuid));
+    h->received_us = ev->received_us;
+    h->flags = ev->flags;
+    h->type_off = b->raw.len;
+    h->type_len = ev->type_len;
+    h->error_off = h->type_off + ev->type_len;
+    h->error_len = ev->error != NULL ? ev->error_len : 0;
+    h->json_off = h->error_off + h->error_len;
+    h->json_len = ev->json_len;
+    if (ev_buf_put(&b->raw, ev->type, ev->type_len) != 0 ||
+        ev_buf_put(&b->raw, ev->error, h->error_len) != 0 ||
+        ev_buf_put(&b->raw, ev->json, ev->json_len) != 0) {
+        return DP_ERR_NOMEM;
+    }
+    if (b->events == 0) {
+        b->first = ev->seq;
+    }
+    b->last = ev->seq;
+    b->events++;
+    return ev->seq == r->end ? 1 : 0;
+}
+
+static int
+batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+           size_t max_events, size_t max_bytes, bool hold)
+{
+    struct batch_reader r = {.b = b, .end = end, .hold = hold};
+    int rc;
+
+    b->first = b->last = 0;
+    b->events = 0;
+    b->unknown = 0;
+    b->unknown_types[0] = '\0';
+    b->raw.len = 0;
+    rc = queue_read(q, from, max_events, max_bytes, batch_copy_one, &r, NULL, NULL);
+    if (rc != 0 && rc != DP_ERR_NOTFOUND) {
+        b->events = 0;
+    }
+    return rc == DP_ERR_NOTFOUND ? 0 : rc;
+}
+
+int
+ldr_batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+               size_t max_events, size_t max_bytes)
+{
+    return batch_read(b, q, from, end, max_events, max_bytes, false);
+}
+
+int
+ldr_batch_claim(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+                size_t max_events, size_t max_bytes)
+{
+    return batch_read(b, q, from, end, max_events, max_bytes, true);
+}
+
+/* Encode held event i. */
+static int
+batch_encode_one(struct ldr_batch *b, size_t i)
 {
     static const char unknown[] = "unknown event type";
-    struct ldr_batch *b = arg;
     const struct ev_type *t;
-    struct ldr_dead d = {
-        .type = ev->type, .type_len = ev->type_len, .stage = "load",
-        .error = unknown, .error_len = sizeof(unknown) - 1,
-        .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
-    };
+    struct queue_event ev;
+    struct ldr_dead d;
 
-    if (ev->seq > b->last) {
-        return DP_ERR_IO;
-    }
-    b->events++;
-    if ((ev->flags & QUEUE_F_REJECTED) != 0) {
+    batch_event(b, i, &ev);
+    d = (struct ldr_dead){
+        .type = ev.type, .type_len = ev.type_len, .stage = "load",
+        .error = unknown, .error_len = sizeof(unknown) - 1,
+        .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
+    };
+    if ((ev.flags & QUEUE_F_REJECTED) != 0) {
         d.stage = "ingest";
-        d.error = ev->error != NULL ? ev->error : "";
-        d.error_len = ev->error != NULL ? ev->error_len : 0;
+        d.error = ev.error != NULL ? ev.error : "";
+        d.error_len = ev.error != NULL ? ev.error_len : 0;
         b->dead_ingest++;
         return batch_dead_row(b, &d);
     }
-    t = ev_lookup(ev->type, ev->type_len);
+    t = ev_lookup(ev.type, ev.type_len);
     if (t == NULL) {
         b->dead_encode++;
         return batch_dead_row(b, &d);
     }
-    return batch_encode_valid(b, t, ev);
+    return batch_encode_valid(b, t, i, &ev);
 }
 
 int
-ldr_batch_build(struct ldr_batch *b, uint64_t first, uint64_t last, size_t n)
+ldr_batch_build(struct ldr_batch *b)
 {
-    uint64_t seen_last = 0;
-    size_t seen = 0;
-    int rc;
+    int rc = 0;
 
     batch_groups_sync(b);
     for (size_t i = 0; i < b->n_groups; i++) {
@@ -307,16 +400,9 @@ ldr_batch_build(struct ldr_batch *b, uint64_t first, uint64_t last, size_t n)
     b->dead.len = 0;
     b->dead_encoded = 0;
     b->dead_ingest = b->dead_encode = b->dead_load = 0;
-    b->events = 0;
-    b->first = first;
-    b->last = last;
     b->now_us = dp_now_us();
-    rc = queue_read(b->q, first, n, 0, batch_encode_one, b, &seen_last, &seen);
-    if (rc == 0 && (seen != n || seen_last != last)) {
-        dp_error("queue range changed while the loader held it", "first=%llu last=%llu "
-                 "events=%zu seen=%zu seen_last=%llu", (unsigned long long)first,
-                 (unsigned long long)last, n, seen, (unsigned long long)seen_last);
-        rc = DP_ERR_IO;
+    for (size_t i = 0; rc == 0 && i < b->events; i++) {
+        rc = batch_encode_one(b, i);
     }
     b->dead_encoded = b->dead.len;
     return rc;
@@ -341,48 +427,25 @@ batch_not_data(int rc)
     return rc == DP_ERR_DATA ? DP_ERR_RETRY : rc;
 }
 
-/* queue_read callback: file the one event being re-read as a dead letter of stage load. */
-struct batch_poison {
-    struct ldr_batch *b;
-    uint64_t seq;
-    const char *error;
-    bool found;
-};
-
-static int
-batch_poison_one(void *arg, const struct queue_event *ev)
-{
-    struct batch_poison *p = arg;
-    struct ldr_dead d = {
-        .type = ev->type, .type_len = ev->type_len, .stage = "load",
-        .error = p->error, .error_len = strlen(p->error),
-        .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
-    };
-    int rc;
-
-    if (ev->seq != p->seq) {
-        return 1;
-    }
-    p->found = true;
-    rc = batch_dead_row(p->b, &d);
-    return rc != 0 ? rc : 1;
-}
-
-/* Row i of g is bad on its own: dead_letter it with PostgreSQL's message. */
+/* Row i of g is bad on its own: dead_letter it, from the held copy, with PostgreSQL's text. */
 static int
 batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *pg)
 {
     char error[LDR_ERR_MAX + 32];
-    struct batch_poison p = {.b = b, .seq = g->seqs[i], .error = error};
+    struct queue_event ev;
+    struct ldr_dead d;
     int rc;
 
+    batch_event(b, g->held[i], &ev);
     snprintf(error, sizeof(error), "%s (SQLSTATE %s)", ldr_pg_error(pg), ldr_pg_sqlstate(pg));
     dp_warn("row refused by postgresql: filed into dead_letter", "type=%s seq=%llu error=%s",
-            g->type->name, (unsigned long long)p.seq, error);
-    rc = queue_read(b->q, p.seq, 1, 0, batch_poison_one, &p, NULL, NULL);
-    if (rc == 0 && !p.found) {
-        rc = DP_ERR_IO;
-    }
+            g->type->name, (unsigned long long)ev.seq, error);
+    d = (struct ldr_dead){
+        .type = ev.type, .type_len = ev.type_len, .stage = "load",
+        .error = error, .error_len = strlen(error),
+        .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
+    };
+    rc = batch_dead_row(b, &d);
     if (rc == 0) {
         g->bad++;
         b->dead_load++;
@@ -540,18 +603,19 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
         }
     }
     if (ldr_batch_dead(b) > 0) {
-        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_LETTERS, QUEUE_META_ADD,
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_DEAD_LETTERS, QUEUE_META_ADD,
                                           (int64_t)ldr_batch_dead(b), NULL};
     }
     if (b->dead_ingest > 0) {
-        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_INGEST, QUEUE_META_ADD,
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_DEAD_INGEST, QUEUE_META_ADD,
                                           (int64_t)b->dead_ingest, NULL};
     }
     if (dead_load > 0) {
-        ops[n++] = (struct queue_meta_op){LDR_META_DEAD_LOAD, QUEUE_META_ADD, (int64_t)dead_load,
-                                          NULL};
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_DEAD_LOAD, QUEUE_META_ADD,
+                                          (int64_t)dead_load, NULL};
     }
-    ops[n++] = (struct queue_meta_op){LDR_META_BATCHES, QUEUE_META_ADD, 1, NULL};
-    ops[n++] = (struct queue_meta_op){LDR_META_LAST_SUCCESS, QUEUE_META_SET, now_us, NULL};
+    ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_BATCHES, QUEUE_META_ADD, 1, NULL};
+    ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LAST_SUCCESS_US, QUEUE_META_SET, now_us,
+                                      NULL};
     return n;
 }

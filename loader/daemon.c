@@ -31,9 +31,9 @@ enum dmn_job {
 struct dmn {
     const struct dp_cli *cli;
     const struct dp_config *cfg;       /* as started: the settings that need a restart */
+    struct dp_config *live;            /* owned: the last one SIGHUP loaded, whose reloadable
+                                          settings are in effect; NULL before the first */
     struct ldr_schedule sched;         /* in effect now (SIGHUP may change it) */
-    char log_level[16];                /* in effect now */
-    char log_format[16];
     struct queue *q;
     struct ldr *l;
     pthread_t main_thread;
@@ -49,17 +49,8 @@ struct dmn {
     int64_t last_end_ms;
     uint64_t watchdog_usec;            /* 0: no watchdog */
     char status[256];                  /* last STATUS= sent */
-    struct dp_types *pending_types;    /* declared types of a SIGHUP, applied once idle */
+    bool types_pending;                /* live declares new types: register them once idle */
 };
-
-static int64_t
-dmn_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void *
 dmn_runner(void *arg)
@@ -110,7 +101,7 @@ dmn_job_done(struct dmn *d)
         dp_error("cannot start", "error=%s", dp_strerror(rc));
         return 1;
     }
-    d->last_end_ms = dmn_mono_ms();
+    d->last_end_ms = dp_mono_ms();
     if (rc != 0 && rc != DP_ERR_CLOSED) {
         dp_error("run failed", "error=%s", dp_strerror(rc));
     }
@@ -144,59 +135,62 @@ dmn_note(char *buf, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool
-dmn_str_differs(const char *a, const char *b)
-{
-    return strcmp(a != NULL ? a : "", b != NULL ? b : "") != 0;
-}
+/* What one SIGHUP did, built by the dp_config_diff callbacks below. */
+struct dmn_reload {
+    const struct dp_config *was;       /* the reloadable settings in effect until now */
+    const struct dp_config *fresh;     /* just loaded */
+    bool log;                          /* log.level or log.format changed */
+    bool types;                        /* declared types were added */
+    char applied[DMN_CHANGES_MAX];
+    char restart[DMN_CHANGES_MAX];
+};
 
-/* Apply what is safe to apply now; list in applied. */
+/*
+ * dp_config_diff callback against the settings in effect: a reloadable setting changed, so
+ * note how; the caller applies them all. One the table calls reloadable but this daemon
+ * cannot apply is reported as needing a restart rather than silently ignored.
+ */
 static void
-dmn_reload_apply(struct dmn *d, const struct dp_config *n, char *applied)
+dmn_apply_key(void *arg, const char *key, bool reloadable)
 {
-    if (n->loader_interval_s != d->sched.interval_s) {
-        dmn_note(applied, "loader.interval_s %d -> %d", d->sched.interval_s, n->loader_interval_s);
+    struct dmn_reload *r = arg;
+    const struct dp_config *o = r->was;
+    const struct dp_config *n = r->fresh;
+
+    if (!reloadable) {
+        return;
     }
-    if (n->loader_min_interval_s != d->sched.min_interval_s) {
-        dmn_note(applied, "loader.min_interval_s %d -> %d", d->sched.min_interval_s,
+    if (strcmp(key, "loader.interval_s") == 0) {
+        dmn_note(r->applied, "%s %d -> %d", key, o->loader_interval_s, n->loader_interval_s);
+    } else if (strcmp(key, "loader.min_interval_s") == 0) {
+        dmn_note(r->applied, "%s %d -> %d", key, o->loader_min_interval_s,
                  n->loader_min_interval_s);
-    }
-    if (n->loader_high_water != d->sched.high_water) {
-        dmn_note(applied, "loader.high_water %lld -> %lld", (long long)d->sched.high_water,
+    } else if (strcmp(key, "loader.high_water") == 0) {
+        dmn_note(r->applied, "%s %lld -> %lld", key, (long long)o->loader_high_water,
                  (long long)n->loader_high_water);
-    }
-    d->sched.interval_s = n->loader_interval_s;
-    d->sched.min_interval_s = n->loader_min_interval_s;
-    d->sched.high_water = n->loader_high_water;
-    if (dmn_str_differs(n->log_level, d->log_level) ||
-        dmn_str_differs(n->log_format, d->log_format)) {
-        dmn_note(applied, "log %s/%s -> %s/%s", d->log_level, d->log_format, n->log_level,
-                 n->log_format);
-        dp_log_setup(n->log_level, n->log_format);
-        snprintf(d->log_level, sizeof(d->log_level), "%s", n->log_level);
-        snprintf(d->log_format, sizeof(d->log_format), "%s", n->log_format);
+    } else if (strncmp(key, "log.", 4) == 0) {
+        r->log = true;
+    } else if (strncmp(key, "types.", 6) == 0) {
+        /* A new declared type: registered by dmn_types_apply once no run is going on. */
+        dmn_note(r->applied, "%s added", key);
+        r->types = true;
+    } else {
+        dmn_note(r->restart, "%s", key);
     }
 }
 
 /*
- * dp_config_diff callback: a changed setting that only a restart applies (names only: values
- * may be secret). The server's settings are none of the loader's business.
+ * dp_config_diff callback against the configuration as started: a changed setting that
+ * only a restart applies (names only: values may be secret).
  */
 static void
-dmn_restart_key(void *arg, const char *key)
+dmn_restart_key(void *arg, const char *key, bool reloadable)
 {
-    static const char *const live[] = {"loader.interval_s", "loader.min_interval_s",
-                                       "loader.high_water", "log.level", "log.format", NULL};
+    struct dmn_reload *r = arg;
 
-    if (strncmp(key, "server.", 7) == 0 || strncmp(key, "types.", 6) == 0) {
-        return; /* declared types: reported by dmn_types_apply */
+    if (!reloadable) {
+        dmn_note(r->restart, "%s", key);
     }
-    for (const char *const *k = live; *k != NULL; k++) {
-        if (strcmp(*k, key) == 0) {
-            return;
-        }
-    }
-    dmn_note(arg, "%s", key);
 }
 
 static void
@@ -205,8 +199,7 @@ dmn_reload(struct dmn *d)
     struct dp_config_sources src = dp_config_sources_default(d->cli->config_path);
     struct dp_config *n = NULL;
     char *errors = NULL;
-    char applied[DMN_CHANGES_MAX] = "";
-    char restart[DMN_CHANGES_MAX] = "";
+    struct dmn_reload r = {.was = d->live != NULL ? d->live : d->cfg};
 
     if (dp_config_load(&src, &n, &errors) != 0) {
         for (char *p = errors; p != NULL && *p != '\0'; p++) {
@@ -217,32 +210,37 @@ dmn_reload(struct dmn *d)
         free(errors);
         return;
     }
-    dmn_reload_apply(d, n, applied);
-    dp_config_diff(d->cfg, n, dmn_restart_key, restart);
-    /* The registry may only grow while no run is going on: dmn_loop applies these. */
-    dp_types_destroy(d->pending_types);
-    d->pending_types = n->types;
-    n->types = NULL;
-    dp_info("configuration reloaded", "applied=%s needs_restart=%s",
-            applied[0] != '\0' ? applied : "nothing", restart[0] != '\0' ? restart : "nothing");
-    if (restart[0] != '\0') {
-        dp_warn("changed settings need a restart of datapipe-loader", "settings=%s", restart);
+    r.fresh = n;
+    dp_config_diff(r.was, n, DP_DAEMON_LOADER, dmn_apply_key, &r);
+    if (r.log) {
+        dmn_note(r.applied, "log %s/%s -> %s/%s", r.was->log_level, r.was->log_format,
+                 n->log_level, n->log_format);
+        dp_log_setup(n->log_level, n->log_format);
     }
-    dp_config_destroy(n);
+    d->sched.interval_s = n->loader_interval_s;
+    d->sched.min_interval_s = n->loader_min_interval_s;
+    d->sched.high_water = n->loader_high_water;
+    dp_config_diff(d->cfg, n, DP_DAEMON_LOADER, dmn_restart_key, &r);
+    dp_info("configuration reloaded", "applied=%s needs_restart=%s",
+            r.applied[0] != '\0' ? r.applied : "nothing",
+            r.restart[0] != '\0' ? r.restart : "nothing");
+    if (r.restart[0] != '\0') {
+        dp_warn("changed settings need a restart of datapipe-loader", "settings=%s", r.restart);
+    }
+    dp_config_destroy(d->live);
+    d->live = n;
+    d->types_pending = d->types_pending || r.types;
 }
 
-/* ev_registry_update's report. */
+/* ev_registry_update's report (changed and removed types: dmn_reload named them). */
 static void
 dmn_type_note(void *arg, const char *type, enum ev_change change)
 {
     bool *added = arg;
 
     if (change == EV_CHANGE_ADDED) {
-        dp_info("configuration reloaded: declared event type added", "type=%s", type);
+        dp_info("declared event type added", "type=%s", type);
         *added = true;
-    } else {
-        dp_warn("declared event type changed or removed: restart datapipe-loader to apply it; "
-                "the running declaration stays until then", "type=%s", type);
     }
 }
 
@@ -253,10 +251,10 @@ dmn_types_apply(struct dmn *d)
     bool added = false;
     int rc;
 
-    if (d->pending_types == NULL || d->runner_active) {
+    if (!d->types_pending || d->runner_active || d->live == NULL) {
         return;
     }
-    rc = ev_registry_update(d->pending_types, dmn_type_note, &added);
+    rc = ev_registry_update(d->live->types, dmn_type_note, &added);
     if (rc != 0) {
         dp_error("declared event types not registered", "error=%s", dp_strerror(rc));
     }
@@ -264,8 +262,7 @@ dmn_types_apply(struct dmn *d)
         /* Their tables are created as the connections open again, before any batch. */
         ldr_types_changed(d->l);
     }
-    dp_types_destroy(d->pending_types);
-    d->pending_types = NULL;
+    d->types_pending = false;
 }
 
 /* ---- the main loop --------------------------------------------------------------------- */
@@ -301,7 +298,7 @@ static void
 dmn_schedule(struct dmn *d)
 {
     struct queue_stats st;
-    int64_t now_ms = dmn_mono_ms();
+    int64_t now_ms = dp_mono_ms();
     int64_t wait_ms;
     uint64_t queued = 0;
 
@@ -444,8 +441,6 @@ ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
     d.sched.interval_s = cfg->loader_interval_s;
     d.sched.min_interval_s = cfg->loader_min_interval_s;
     d.sched.high_water = cfg->loader_high_water;
-    snprintf(d.log_level, sizeof(d.log_level), "%s", cfg->log_level);
-    snprintf(d.log_format, sizeof(d.log_format), "%s", cfg->log_format);
     d.last_start_ms = -1;
     d.main_thread = pthread_self();
     atomic_init(&d.job_done, false);
@@ -483,6 +478,6 @@ out:
     }
     ldr_destroy(d.l);
     queue_close(d.q);
-    dp_types_destroy(d.pending_types);
+    dp_config_destroy(d.live);
     return code;
 }

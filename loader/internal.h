@@ -1,37 +1,60 @@
 /*
  * internal.h - what the files of loader/ share and nothing else: a batch in memory and the
- * one-transaction load of it. Not a public header: main.c and the tests use loader.h.
+ * one-transaction load of it, the loader's state and its back-off. Not a public header:
+ * main.c and the tests use loader.h.
  */
 #ifndef DP_LOADER_INTERNAL_H
 #define DP_LOADER_INTERNAL_H
 
+#include <pthread.h>
+
 #include "events/events.h"
 #include "loader/loader.h"
 
-#define LDR_META_NAME_MAX 96            /* "loader.loaded.<type>" with NUL */
+#define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
+
+/*
+ * One event of a batch, copied out of the queue while its read transaction was open (an
+ * LMDB view dies with it). Its bytes are in the batch's raw buffer, found by offset.
+ */
+struct ldr_held {
+    uint64_t seq;                       /* queue sequence number */
+    uint8_t uuid[16];
+    int64_t received_us;                /* microseconds since the epoch */
+    uint32_t flags;                     /* QUEUE_F_* */
+    size_t type_off;                    /* offsets into raw.data, lengths in bytes */
+    size_t type_len;
+    size_t error_off;                   /* with QUEUE_F_REJECTED; error_len 0 if none */
+    size_t error_len;
+    size_t json_off;
+    size_t json_len;
+};
 
 /* The rows of one event type in a batch, in queue order. */
 struct ldr_group {
     const struct ev_type *type;
     struct ev_buf rows;                 /* COPY text rows, one per event */
     size_t *ends;                       /* ends[i]: offset in rows just past row i */
-    uint64_t *seqs;                     /* seqs[i]: queue sequence number of row i */
+    size_t *held;                       /* held[i]: index in the batch's held events of row i */
     size_t n;                           /* rows */
-    size_t cap;                         /* entries allocated in ends and seqs */
+    size_t cap;                         /* entries allocated in ends and held */
     size_t bad;                         /* rows the last attempt isolated into dead_letter */
     char meta_name[LDR_META_NAME_MAX];  /* loader.loaded.<type> */
 };
 
 /*
- * A batch: the events first..last of the queue, encoded. Memory is kept between batches
- * (ldr_batch_build resets lengths only) and bounded by batch_rows and LDR_BATCH_MAX_BYTES.
+ * A batch: the events first..last of the queue, read once (ldr_batch_read) and encoded from
+ * what it holds (ldr_batch_build); bad rows are filed from the held copy too. Memory is kept
+ * between batches (lengths are reset only) and bounded by batch_rows and LDR_BATCH_MAX_BYTES.
  */
 struct ldr_batch {
-    struct queue *q;                    /* borrowed: poison rows are re-read from it */
     const char *queue_id;               /* borrowed */
     uint64_t first;                     /* sequence numbers */
     uint64_t last;
-    size_t events;                      /* events in the range */
+    size_t events;                      /* events in the range: entries used in held */
+    struct ldr_held *held;              /* the range's events, in queue order */
+    size_t held_cap;                    /* entries allocated in held */
+    struct ev_buf raw;                  /* their type, error and JSON bytes */
     int64_t now_us;                     /* wall clock at encode time (processed_at) */
     struct ldr_group *groups;           /* EV_REGISTRY_MAX entries, n_groups in use */
     size_t n_groups;                    /* one per registry entry, as of the last build */
@@ -40,6 +63,8 @@ struct ldr_batch {
     size_t dead_ingest;                 /* rows rejected at ingest */
     size_t dead_encode;                 /* rows the encoder refused or of unknown type */
     size_t dead_load;                   /* rows PostgreSQL refused (last attempt) */
+    size_t unknown;                     /* events ldr_batch_claim left queued: type unknown */
+    char unknown_types[LDR_HELD_TYPES_MAX]; /* their types, comma-separated */
 };
 
 /* What one load attempt did. */
@@ -49,18 +74,41 @@ struct ldr_load_result {
 };
 
 /* ldr_batch_init - zero b and allocate its groups. Returns 0 or DP_ERR_NOMEM. */
-int ldr_batch_init(struct ldr_batch *b, struct queue *q, const char *queue_id);
+int ldr_batch_init(struct ldr_batch *b, const char *queue_id);
 
 /* ldr_batch_free - release b's memory. NULL-safe. */
 void ldr_batch_free(struct ldr_batch *b);
 
 /*
- * ldr_batch_build - read the events first..last (n of them, as a claim found) from the queue
- * and encode them: rows per type, dead_letter rows for events rejected at ingest, of an
- * unknown type or refused by their encoder.
- * Returns 0, DP_ERR_IO (queue error, or the range changed under us), DP_ERR_NOMEM.
+ * ldr_batch_read - make b the events of q from `from` on, none beyond end, at most
+ * max_events of them and max_bytes of JSON (0: no byte limit; one event always fits), read
+ * in one read transaction and copied into b. The only read of the batch: ldr_batch_build
+ * and the isolation of bad rows work from the copy.
+ * Sets b->first, b->last and b->events (0 when the queue holds none of from..end).
+ * Returns 0, DP_ERR_IO (queue error), DP_ERR_NOMEM.
  */
-int ldr_batch_build(struct ldr_batch *b, uint64_t first, uint64_t last, size_t n);
+int ldr_batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+                   size_t max_events, size_t max_bytes);
+
+/*
+ * ldr_batch_claim - ldr_batch_read for a run: an event whose type the registry does not
+ * know (a declared type removed while its events waited) never enters b. Before the first
+ * event it is skipped, counted in b->unknown, its type noted in b->unknown_types; after one,
+ * the range ends before it. It stays queued, since ranges are deleted first..last.
+ * Returns like ldr_batch_read.
+ */
+int ldr_batch_claim(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+                    size_t max_events, size_t max_bytes);
+
+/* ldr_held_note - add type (len bytes) to the comma list in list (cap bytes), once. */
+void ldr_held_note(char *list, size_t cap, const char *type, size_t len);
+
+/*
+ * ldr_batch_build - encode the events b holds: rows per type, dead_letter rows for events
+ * rejected at ingest, of an unknown type or refused by their encoder.
+ * Returns 0 or DP_ERR_NOMEM.
+ */
+int ldr_batch_build(struct ldr_batch *b);
 
 /*
  * ldr_batch_load - one attempt to load b in one transaction on pg: loader_batches row,
@@ -69,8 +117,7 @@ int ldr_batch_build(struct ldr_batch *b, uint64_t first, uint64_t last, size_t n
  *   fault: NULL or a test's hook.
  *   res: receives what happened (see struct ldr_load_result).
  * Returns 0 (committed now, or earlier: res->committed_last), DP_ERR_RETRY (rolled back, or
- * unknown if res->commit_sent: the caller must close pg either way), DP_ERR_IO (the queue
- * failed while re-reading a bad row), DP_ERR_NOMEM.
+ * unknown if res->commit_sent: the caller must close pg either way), DP_ERR_NOMEM.
  */
 int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                    struct ldr_load_result *res);
@@ -93,5 +140,59 @@ size_t ldr_batch_dead(const struct ldr_batch *b);
  * NUL: invalid bytes and NUL become "\xNN" (as text). Returns 0 or DP_ERR_NOMEM.
  */
 int ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n);
+
+/* ---- the loader's state (loader.c) and its back-off (backoff.c) ---------------------- */
+
+/* One worker: a thread of a run, with its own connection and batch. */
+struct ldr_worker {
+    struct ldr *l;
+    int index;
+    struct ldr_pg *pg;                 /* NULL while not connected */
+    int64_t used_ms;                   /* monotonic ms of pg's last use */
+    uint32_t rnd;                      /* xorshift32 state, for jitter */
+    struct ldr_batch batch;            /* reused from batch to batch */
+    struct queue_meta_op *ops;         /* EV_REGISTRY_MAX + 5 entries, for the delete */
+    pthread_t thread;
+    bool started;                      /* thread is running this run */
+    bool waiting;                      /* in a back-off sleep; guarded by l->mu */
+    int attempt;                       /* failed attempts in a row; guarded by l->mu */
+};
+
+/* The loader: its options, its workers and the state of the run going on. */
+struct ldr {
+    struct queue *q;                   /* borrowed */
+    char *queue_id;
+    char *conninfo;
+    char *schema;
+    int batch_rows;
+    int n_workers;
+    int give_up_attempts;
+    const struct ldr_fault_ops *fault; /* borrowed, usually NULL */
+    struct ldr_worker *workers;
+
+    pthread_mutex_t mu;                /* guards everything below and the workers' flags */
+    pthread_cond_t cv;                 /* back-off sleeps; broadcast on stop and abort */
+    bool stop;                         /* ldr_stop(): for good */
+    bool abort;                        /* the run failed: no new batches in it */
+    bool running;
+    uint64_t cursor;                   /* next sequence number to claim */
+    uint64_t end;                      /* the run loads up to here (and to its batch's end) */
+    int run_rc;                        /* first failure of the run */
+    struct ldr_run_stats run;
+    struct ldr_run_stats total;
+    char last_error[LDR_ERR_MAX];
+    char held_types[LDR_HELD_TYPES_MAX]; /* types of the events held this run, comma list */
+};
+
+/* ldr_halted - whether ldr_stop was called or the run failed (no new batches then). */
+bool ldr_halted(struct ldr *l);
+
+/*
+ * ldr_backoff - after a failed attempt (what failed: what; why: err): count it in *attempt,
+ * record it for STATUS= and /metrics, give up if the options allow, else sleep the capped,
+ * jittered back-off (woken early by ldr_stop or an aborted run).
+ * Returns 0 (try again), DP_ERR_RETRY (gave up), DP_ERR_CLOSED (stopped while waiting).
+ */
+int ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *err);
 
 #endif

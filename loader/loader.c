@@ -1,10 +1,10 @@
 /*
- * loader.c - runs of the loader: claim consecutive ranges of the queue, load each on a
- * worker's own connection with capped, jittered back-off, delete it from the queue only
- * after PostgreSQL committed it, recover and compact through loader_batches.
+ * loader.c - runs of the loader: claim consecutive ranges of the queue (each read once, into
+ * the worker's batch), load each on a worker's own connection, retrying after a back-off
+ * (backoff.c), delete it from the queue only after PostgreSQL committed it, recover and
+ * compact through loader_batches.
  * It never deletes a range PostgreSQL may lack, and never drops a batch.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,82 +18,6 @@
 
 #define LDR_IDLE_MS 60000              /* reconnect a connection idle longer than this */
 #define LDR_WORKERS_MAX 64
-
-struct ldr_worker {
-    struct ldr *l;
-    int index;
-    struct ldr_pg *pg;                 /* NULL while not connected */
-    int64_t used_ms;                   /* monotonic ms of pg's last use */
-    uint32_t rnd;                      /* xorshift32 state, for jitter */
-    struct ldr_batch batch;            /* reused from batch to batch */
-    struct queue_meta_op *ops;         /* EV_REGISTRY_MAX + 5 entries, for the delete */
-    pthread_t thread;
-    bool started;                      /* thread is running this run */
-    bool waiting;                      /* in a back-off sleep; guarded by l->mu */
-    int attempt;                       /* failed attempts in a row; guarded by l->mu */
-};
-
-struct ldr {
-    struct queue *q;                   /* borrowed */
-    char *queue_id;
-    char *conninfo;
-    char *schema;
-    int batch_rows;
-    int n_workers;
-    int give_up_attempts;
-    const struct ldr_fault_ops *fault; /* borrowed, usually NULL */
-    struct ldr_worker *workers;
-
-    pthread_mutex_t mu;                /* guards everything below and the workers' flags */
-    pthread_cond_t cv;                 /* back-off sleeps; broadcast on stop and abort */
-    bool stop;                         /* ldr_stop(): for good */
-    bool abort;                        /* the run failed: no new batches in it */
-    bool running;
-    uint64_t cursor;                   /* next sequence number to claim */
-    uint64_t end;                      /* the run loads up to here (and to its batch's end) */
-    int run_rc;                        /* first failure of the run */
-    struct ldr_run_stats run;
-    struct ldr_run_stats total;
-    char last_error[LDR_ERR_MAX];
-    char held_types[LDR_HELD_TYPES_MAX]; /* types of the events held this run, comma list */
-};
-
-/*
- * A claimed range: the events first..last, n of them, none beyond end. With hold set, an
- * event whose type the registry does not know (its declaration was removed while it waited)
- * never enters a range: skipped before one (counted in held, its type noted in held_types),
- * or ending the range after one. It stays queued until its type is declared again.
- */
-struct ldr_claim {
-    uint64_t end;
-    uint64_t first;
-    uint64_t last;
-    size_t n;
-    bool hold;
-    uint64_t held;
-    char held_types[LDR_HELD_TYPES_MAX];
-};
-
-static int64_t
-ldr_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t
-ldr_rand(struct ldr_worker *w)
-{
-    uint32_t x = w->rnd;
-
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    w->rnd = x;
-    return x;
-}
 
 static void ldr_close(struct ldr_worker *w);
 
@@ -117,7 +41,7 @@ ldr_workers_create(struct ldr *l)
         }
         w->rnd = seed != 0 ? seed : 1;
         w->ops = calloc(EV_REGISTRY_MAX + 5, sizeof(*w->ops));
-        if (w->ops == NULL || ldr_batch_init(&w->batch, l->q, l->queue_id) != 0) {
+        if (w->ops == NULL || ldr_batch_init(&w->batch, l->queue_id) != 0) {
             return DP_ERR_NOMEM;
         }
     }
@@ -211,98 +135,6 @@ ldr_stop(struct ldr *l)
     pthread_mutex_unlock(&l->mu);
 }
 
-static bool
-ldr_halted(struct ldr *l)
-{
-    bool halted;
-
-    pthread_mutex_lock(&l->mu);
-    halted = l->stop || l->abort;
-    pthread_mutex_unlock(&l->mu);
-    return halted;
-}
-
-/* Sleep ms unless stopped or aborted first; false if so. */
-static bool
-ldr_sleep(struct ldr *l, int64_t ms)
-{
-    struct timespec ts;
-    bool halted;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&l->mu);
-    while (!l->stop && !l->abort) {
-        if (pthread_cond_timedwait(&l->cv, &l->mu, &ts) == ETIMEDOUT) {
-            break;
-        }
-    }
-    halted = l->stop || l->abort;
-    pthread_mutex_unlock(&l->mu);
-    return !halted;
-}
-
-/* ---- failures and back-off ----------------------------------------------------------- */
-
-/* Remember a failure for STATUS and for the server's /metrics. */
-static void
-ldr_note_failure(struct ldr *l, const char *err)
-{
-    struct queue_meta_op ops[] = {
-        {LDR_META_LAST_ERROR, QUEUE_META_STR, 0, err},
-        {LDR_META_LAST_ERROR_US, QUEUE_META_SET, dp_now_us(), NULL},
-        {LDR_META_RETRIES, QUEUE_META_ADD, 1, NULL},
-    };
-    int rc;
-
-    pthread_mutex_lock(&l->mu);
-    snprintf(l->last_error, sizeof(l->last_error), "%s", err);
-    l->run.retries++;
-    pthread_mutex_unlock(&l->mu);
-    rc = queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
-    if (rc != 0) {
-        dp_warn("cannot record the loader's last error in the queue", "error=%s",
-                dp_strerror(rc));
-    }
-}
-
-/*
- * After a failed attempt: count it, give up if allowed to, else sleep the back-off.
- * Returns 0 (try again), DP_ERR_RETRY (gave up), DP_ERR_CLOSED (stopped while waiting).
- */
-static int
-ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *err)
-{
-    struct ldr *l = w->l;
-    int64_t delay_ms;
-    bool go_on;
-
-    (*attempt)++;
-    ldr_note_failure(l, err);
-    if (l->give_up_attempts > 0 && *attempt >= l->give_up_attempts) {
-        dp_error("giving up after repeated failures", "what=%s attempts=%d error=%s", what,
-                 *attempt, err);
-        return DP_ERR_RETRY;
-    }
-    delay_ms = ldr_backoff_ms(*attempt, ldr_rand(w));
-    dp_warn("backing off after a failure", "what=%s worker=%d attempt=%d delay_ms=%lld error=%s",
-            what, w->index, *attempt, (long long)delay_ms, err);
-    pthread_mutex_lock(&l->mu);
-    w->waiting = true;
-    w->attempt = *attempt;
-    pthread_mutex_unlock(&l->mu);
-    go_on = ldr_sleep(l, delay_ms);
-    pthread_mutex_lock(&l->mu);
-    w->waiting = false;
-    pthread_mutex_unlock(&l->mu);
-    return go_on ? 0 : DP_ERR_CLOSED;
-}
-
 static void
 ldr_close(struct ldr_worker *w)
 {
@@ -315,7 +147,7 @@ static int
 ldr_ensure(struct ldr_worker *w, char *err, size_t len)
 {
     struct ldr *l = w->l;
-    int64_t now_ms = ldr_mono_ms();
+    int64_t now_ms = dp_mono_ms();
     int rc = 0;
 
     if (w->pg != NULL && now_ms - w->used_ms > LDR_IDLE_MS) {
@@ -337,74 +169,15 @@ ldr_ensure(struct ldr_worker *w, char *err, size_t len)
 
 /* ---- claiming, deleting, recovering -------------------------------------------------- */
 
-/* Add type (len bytes) to the comma list held (cap bytes) unless it is there or full. */
-static void
-ldr_held_note(char *held, size_t cap, const char *type, size_t len)
-{
-    size_t used = strlen(held);
-
-    for (const char *p = held; *p != '\0';) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
-
-        if (n == len && memcmp(p, type, len) == 0) {
-            return;
-        }
-        p += n + (comma != NULL ? 1 : 0);
-    }
-    if (used + len + 2 <= cap) {
-        snprintf(held + used, cap - used, "%s%.*s", used > 0 ? "," : "", (int)len, type);
-    }
-}
-
-/* queue_read callback: extend the claim by ev unless ev lies beyond its end. */
-static int
-ldr_claim_one(void *arg, const struct queue_event *ev)
-{
-    struct ldr_claim *c = arg;
-
-    if (ev->seq > c->end) {
-        return DP_ERR_NOTFOUND;
-    }
-    if (c->hold && (ev->flags & QUEUE_F_REJECTED) == 0 &&
-        ev_lookup(ev->type, ev->type_len) == NULL) {
-        if (c->n > 0) {
-            return DP_ERR_NOTFOUND;    /* the range ends before it */
-        }
-        c->held++;
-        ldr_held_note(c->held_types, sizeof(c->held_types), ev->type, ev->type_len);
-        return ev->seq == c->end ? 1 : 0;
-    }
-    if (c->n == 0) {
-        c->first = ev->seq;
-    }
-    c->last = ev->seq;
-    c->n++;
-    return ev->seq == c->end ? 1 : 0;
-}
-
-/* Count the events of first..end now in the queue (reads keys only). */
-static int
-ldr_claim_read(struct queue *q, uint64_t from, size_t max_events, size_t max_bytes,
-               struct ldr_claim *c)
-{
-    int rc;
-
-    c->n = 0;
-    c->first = c->last = 0;
-    c->held = 0;
-    c->held_types[0] = '\0';
-    rc = queue_read(q, from, max_events, max_bytes, ldr_claim_one, c, NULL, NULL);
-    return rc == DP_ERR_NOTFOUND ? 0 : rc;
-}
-
 /*
- * Take the next range of the run. Returns 0, DP_ERR_NOTFOUND (the run's events are all
- * claimed), DP_ERR_CLOSED (stopped or aborted), DP_ERR_IO.
+ * Read the next range of the run into w's batch: the one read of its events. Returns 0,
+ * DP_ERR_NOTFOUND (the run's events are all claimed), DP_ERR_CLOSED (stopped or aborted),
+ * DP_ERR_IO, DP_ERR_NOMEM.
  */
 static int
-ldr_claim(struct ldr *l, size_t max_events, size_t max_bytes, struct ldr_claim *c)
+ldr_claim(struct ldr *l, struct ldr_worker *w, size_t max_events, size_t max_bytes)
 {
+    struct ldr_batch *b = &w->batch;
     int rc;
 
     pthread_mutex_lock(&l->mu);
@@ -416,25 +189,23 @@ ldr_claim(struct ldr *l, size_t max_events, size_t max_bytes, struct ldr_claim *
         rc = DP_ERR_NOTFOUND;
         goto out;
     }
-    c->end = l->end;
-    c->hold = true;
-    rc = ldr_claim_read(l->q, l->cursor, max_events, max_bytes, c);
+    rc = ldr_batch_claim(b, l->q, l->cursor, l->end, max_events, max_bytes);
     if (rc != 0) {
         goto out;
     }
-    l->run.held += c->held;
-    for (const char *p = c->held_types; *p != '\0';) {
+    l->run.held += b->unknown;
+    for (const char *p = b->unknown_types; *p != '\0';) {
         size_t n = strcspn(p, ",");
 
         ldr_held_note(l->held_types, sizeof(l->held_types), p, n);
         p += n + (p[n] == ',' ? 1 : 0);
     }
-    if (c->n == 0) {
+    if (b->events == 0) {
         l->cursor = l->end + 1;
         rc = DP_ERR_NOTFOUND;
         goto out;
     }
-    l->cursor = c->last + 1;
+    l->cursor = b->last + 1;
 out:
     pthread_mutex_unlock(&l->mu);
     return rc;
@@ -473,20 +244,20 @@ static int
 ldr_recover_one(void *arg, uint64_t first, uint64_t last)
 {
     struct ldr_worker *w = arg;
-    struct ldr_claim c = {.end = last, .hold = false};
+    struct ldr_batch *b = &w->batch;
     int rc;
 
-    rc = ldr_claim_read(w->l->q, first, SIZE_MAX, 0, &c);
-    if (rc != 0 || c.n == 0) {
+    rc = ldr_batch_read(b, w->l->q, first, last, SIZE_MAX, 0);
+    if (rc != 0 || b->events == 0) {
         return rc;
     }
-    rc = ldr_batch_build(&w->batch, c.first, c.last, c.n);
+    rc = ldr_batch_build(b);
     if (rc == 0) {
-        rc = ldr_delete(w, &w->batch, c.last);
+        rc = ldr_delete(w, b, b->last);
     }
     if (rc == 0) {
         dp_info("recovered a batch postgresql already had", "first=%llu last=%llu events=%zu",
-                (unsigned long long)c.first, (unsigned long long)c.last, c.n);
+                (unsigned long long)b->first, (unsigned long long)b->last, b->events);
     }
     return rc;
 }
@@ -569,7 +340,7 @@ ldr_prepare(struct ldr *l, bool fence, const char *what)
 int
 ldr_start(struct ldr *l)
 {
-    struct queue_meta_op op = {LDR_META_STARTED, QUEUE_META_SET, 0, NULL};
+    struct queue_meta_op op = {QUEUE_META_LOADER_STARTED_US, QUEUE_META_SET, 0, NULL};
     int rc;
 
     rc = ldr_prepare(l, true, "start");
@@ -643,24 +414,24 @@ ldr_commit(struct ldr_worker *w, struct ldr_batch *b, uint64_t *committed_last)
     return rc;
 }
 
-/* Claimed range to PostgreSQL and off the queue. */
+/* The range claimed into w's batch to PostgreSQL and off the queue. */
 static int
-ldr_process(struct ldr_worker *w, const struct ldr_claim *c)
+ldr_process(struct ldr_worker *w)
 {
     struct ldr *l = w->l;
     struct ldr_batch *b = &w->batch;
     uint64_t committed_last = 0;
-    uint64_t last = c->last;
+    uint64_t last = b->last;
     int rc;
 
-    rc = ldr_batch_build(b, c->first, c->last, c->n);
+    rc = ldr_batch_build(b);
     if (rc == 0) {
         rc = ldr_commit(w, b, &committed_last);
     }
     if (rc != 0) {
         return rc;
     }
-    w->used_ms = ldr_mono_ms();
+    w->used_ms = dp_mono_ms();
     if (committed_last != 0 && committed_last != b->last) {
         /* Not reachable after ldr_start's fence and recovery; never delete beyond it. */
         dp_error("loader_batches holds this batch with another range", "first=%llu last=%llu "
@@ -704,13 +475,12 @@ static void *
 ldr_worker_main(void *arg)
 {
     struct ldr_worker *w = arg;
-    struct ldr_claim c;
     int rc = 0;
 
     while (rc == 0) {
-        rc = ldr_claim(w->l, (size_t)w->l->batch_rows, LDR_BATCH_MAX_BYTES, &c);
+        rc = ldr_claim(w->l, w, (size_t)w->l->batch_rows, LDR_BATCH_MAX_BYTES);
         if (rc == 0) {
-            rc = ldr_process(w, &c);
+            rc = ldr_process(w);
         }
     }
     if (rc != DP_ERR_NOTFOUND) {
@@ -780,9 +550,9 @@ static void
 ldr_run_begin(struct ldr *l)
 {
     struct queue_meta_op ops[] = {
-        {LDR_META_LAST_RUN, QUEUE_META_SET, 0, NULL},
-        {LDR_META_LAST_RUN_END, QUEUE_META_SET, 0, NULL},
-        {LDR_META_LAST_RUN_RESULT, QUEUE_META_STR, 0, "running"},
+        {QUEUE_META_LOADER_LAST_RUN_US, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_LAST_RUN_END_US, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, "running"},
     };
 
     pthread_mutex_lock(&l->mu);
@@ -806,12 +576,12 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     char result[LDR_ERR_MAX + 16];
     char held_types[LDR_HELD_TYPES_MAX];
     struct queue_meta_op ops[] = {
-        {LDR_META_LAST_RUN_END, QUEUE_META_SET, 0, NULL},
-        {LDR_META_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
-        {LDR_META_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
-        {LDR_META_HELD, QUEUE_META_SET, 0, NULL},
-        {LDR_META_HELD_TYPES, QUEUE_META_STR, 0, held_types},
-        {LDR_META_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
+        {QUEUE_META_LOADER_LAST_RUN_END_US, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
+        {QUEUE_META_LOADER_HELD, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_HELD_TYPES, QUEUE_META_STR, 0, held_types},
+        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
     };
     size_t n_ops = rc == 0 ? 6 : 5;
 
@@ -889,7 +659,6 @@ ldr_run(struct ldr *l, struct ldr_run_stats *st)
 int
 ldr_load_range(struct ldr *l, uint64_t first, uint64_t last)
 {
-    struct ldr_claim c;
     int rc;
 
     pthread_mutex_lock(&l->mu);
@@ -897,9 +666,9 @@ ldr_load_range(struct ldr *l, uint64_t first, uint64_t last)
     l->cursor = first;
     l->end = last;
     pthread_mutex_unlock(&l->mu);
-    rc = ldr_claim(l, SIZE_MAX, 0, &c);
+    rc = ldr_claim(l, &l->workers[0], SIZE_MAX, 0);
     if (rc == 0) {
-        rc = ldr_process(&l->workers[0], &c);
+        rc = ldr_process(&l->workers[0]);
     }
     return rc == DP_ERR_NOTFOUND ? 0 : rc;
 }

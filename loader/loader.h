@@ -14,46 +14,7 @@
 #include "etc/config.h"
 #include "queue/queue.h"
 
-/*
- * Metadata the loader writes into the queue's metadata database, for the server's /metrics
- * and /v1/status (counters are int64, "string" entries are text):
- *   loader.loaded.<type>        counter  events loaded into <type>'s table
- *   loader.dead_letters         counter  rows filed into dead_letter, both stages
- *   loader.dead_letters.ingest  counter  of which rejected at ingest
- *   loader.dead_letters.load    counter  of which failed at load (encoder or PostgreSQL)
- *   loader.batches              counter  batches committed and deleted from the queue
- *   loader.last_success_us      int64    wall clock (us since the epoch) of the last batch
- *   loader.retries              counter  back-offs after PostgreSQL or queue failures
- *   loader.last_error           string   the last failure of the running or last run; ""
- *                                        once a run succeeded
- *   loader.last_error_us        int64    when the last failure happened (never cleared)
- *   loader.last_run_us          int64    when the last run started
- *   loader.last_run_end_us      int64    when it ended (0 while a run is going on)
- *   loader.last_run_events      int64    events the last run took off the queue
- *   loader.last_run_result      string   "running", "ok", "stopped" or "error: <text>"
- *   loader.started_us           int64    when this loader process became ready
- *   loader.held_events          int64    events the last run left queued: their type is not
- *                                        declared (any more); they load once it is again
- *   loader.held_types           string   those events' types, comma-separated
- * Per-batch figures change in the queue transaction that deletes the batch, so they never
- * count a batch twice.
- */
-#define LDR_META_LOADED_PREFIX "loader.loaded."
-#define LDR_META_DEAD_LETTERS "loader.dead_letters"
-#define LDR_META_DEAD_INGEST "loader.dead_letters.ingest"
-#define LDR_META_DEAD_LOAD "loader.dead_letters.load"
-#define LDR_META_BATCHES "loader.batches"
-#define LDR_META_LAST_SUCCESS "loader.last_success_us"
-#define LDR_META_RETRIES "loader.retries"
-#define LDR_META_LAST_ERROR "loader.last_error"
-#define LDR_META_LAST_ERROR_US "loader.last_error_us"
-#define LDR_META_LAST_RUN "loader.last_run_us"
-#define LDR_META_LAST_RUN_END "loader.last_run_end_us"
-#define LDR_META_LAST_RUN_EVENTS "loader.last_run_events"
-#define LDR_META_LAST_RUN_RESULT "loader.last_run_result"
-#define LDR_META_STARTED "loader.started_us"
-#define LDR_META_HELD "loader.held_events"
-#define LDR_META_HELD_TYPES "loader.held_types"
+/* The metadata the loader writes for the server: QUEUE_META_LOADER_* in queue/queue.h. */
 #define LDR_HELD_TYPES_MAX 256          /* bytes of the held types' comma list */
 
 #define LDR_BATCH_MAX_BYTES (32u << 20) /* JSON bytes in one batch (one event may exceed it) */
@@ -135,7 +96,7 @@ int ldr_start(struct ldr *l);
  * `workers` at once, each in one transaction with its loader_batches row, and delete each
  * from the queue after its commit; then compact loader_batches. Blocks until done.
  * Events of a type the registry does not know (a declared type removed while they waited)
- * are held: they stay queued, counted in st->held and loader.held_events, and load in the
+ * are held: they stay queued, counted in st->held and QUEUE_META_LOADER_HELD, and load in the
  * first run after their type is registered again.
  *   st: receives the run's figures (may be NULL).
  * Returns 0 (drained), DP_ERR_CLOSED (stopped: batches in flight were finished or rolled
@@ -210,9 +171,10 @@ int64_t ldr_backoff_ms(int attempt, uint32_t rnd);
 int ldr_pg_classify(const char *sqlstate, bool conn_ok);
 
 /*
- * ldr_pg_connect - connect with conninfo (connect_timeout 10 s and application_name
- * datapipe-loader unless conninfo says otherwise), silence notices, set search_path to schema
- * and take the shared advisory lock that marks this queue's sessions.
+ * ldr_pg_connect - connect through dp_pg_connect (etc/pgconn.h: connect_timeout 10 s,
+ * keepalives after 30 s idle, application_name datapipe-loader unless conninfo says
+ * otherwise; search_path schema), silence notices, make COMMIT durable and take the shared
+ * advisory lock that marks this queue's sessions.
  *   out: receives the connection; free with ldr_pg_close().
  *   err: receives libpq's text on failure (errlen bytes).
  * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication), DP_ERR_NOMEM.

@@ -12,6 +12,7 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/pgconn.h"
 #include "events/events.h"
 #include "loader/loader.h"
 
@@ -61,21 +62,6 @@ ldr_pg_classify(const char *sqlstate, bool conn_ok)
     return DP_ERR_RETRY;
 }
 
-/* Copy text into dst as one line: newlines and tabs become spaces, trailing blanks go. */
-static void
-pg_one_line(char *dst, size_t cap, const char *text)
-{
-    size_t n = 0;
-
-    for (; text != NULL && *text != '\0' && n + 1 < cap; text++) {
-        dst[n++] = (*text == '\n' || *text == '\r' || *text == '\t') ? ' ' : *text;
-    }
-    while (n > 0 && dst[n - 1] == ' ') {
-        n--;
-    }
-    dst[n] = '\0';
-}
-
 /* Record why res (may be NULL) failed and classify it. */
 static int
 pg_fail(struct ldr_pg *pg, const PGresult *res)
@@ -85,7 +71,7 @@ pg_fail(struct ldr_pg *pg, const PGresult *res)
     bool conn_ok = PQstatus(pg->conn) == CONNECTION_OK;
 
     snprintf(pg->sqlstate, sizeof(pg->sqlstate), "%s", state != NULL ? state : "");
-    pg_one_line(pg->err, sizeof(pg->err), msg != NULL ? msg : PQerrorMessage(pg->conn));
+    dp_pg_one_line(pg->err, sizeof(pg->err), msg != NULL ? msg : PQerrorMessage(pg->conn));
     if (pg->err[0] == '\0') {
         snprintf(pg->err, sizeof(pg->err), "%s", conn_ok ? "unknown error" : "connection lost");
     }
@@ -147,7 +133,7 @@ pg_notice(void *arg, const char *message)
     char line[LDR_ERR_MAX];
 
     (void)arg;
-    pg_one_line(line, sizeof(line), message);
+    dp_pg_one_line(line, sizeof(line), message);
     dp_debug("postgresql notice", "text=%s", line);
 }
 
@@ -171,7 +157,7 @@ ldr_pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
     PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
 
     if (opts == NULL) {
-        pg_one_line(err, errlen, msg != NULL ? msg : "out of memory");
+        dp_pg_one_line(err, errlen, msg != NULL ? msg : "out of memory");
         PQfreemem(msg);
         return DP_ERR_INVALID;
     }
@@ -183,16 +169,18 @@ int
 ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
                const char *queue_id, char *err, size_t errlen)
 {
-    /* Our defaults come before dbname, so that the expanded conninfo overrides them. */
     /* TCP keepalives: a peer that vanished mid-COPY fails the connection within about a
      * minute instead of hanging the run (the back-off then retries the batch). */
-    static const char *const keys[] = {"connect_timeout", "application_name", "client_encoding",
-                                       "keepalives_idle", "keepalives_interval",
-                                       "keepalives_count", "dbname", NULL};
-    const char *values[] = {"10", "datapipe-loader", "UTF8", "30", "10", "3", conninfo, NULL};
+    struct dp_pg_options opt = {
+        .conninfo = conninfo,
+        .application_name = "datapipe-loader",
+        .schema = schema,
+        .connect_timeout_s = 10,
+        .keepalives_idle_s = 30,
+        .keepalives_interval_s = 10,
+    };
     struct ldr_pg *pg = NULL;
-    char *ident = NULL;
-    char sql[512];
+    char sql[256];
     int rc;
 
     *out = NULL;
@@ -202,35 +190,21 @@ ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
         goto out;
     }
     pg->queue_key = pg_queue_key(queue_id);
-    pg->conn = PQconnectdbParams(keys, values, 1);
-    if (pg->conn == NULL) {
-        rc = DP_ERR_NOMEM;
-        goto out;
-    }
-    if (PQstatus(pg->conn) != CONNECTION_OK) {
-        pg_one_line(err, errlen, PQerrorMessage(pg->conn));
-        rc = DP_ERR_RETRY;
+    rc = dp_pg_connect(&pg->conn, &opt, err, errlen);
+    if (rc != 0) {
         goto out;
     }
     PQsetNoticeProcessor(pg->conn, pg_notice, NULL);
-    ident = PQescapeIdentifier(pg->conn, schema, strlen(schema));
-    if (ident == NULL) {
-        pg_fail(pg, NULL);
-        snprintf(err, errlen, "%s", pg->err);
-        rc = DP_ERR_RETRY;
-        goto out;
-    }
     /*
      * With synchronous_commit off a COMMIT may report success before its WAL is written: a
      * server crash right after would lose rows the loader already deleted from the queue.
      * Stricter settings (remote_apply, ...) are kept.
      */
     snprintf(sql, sizeof(sql),
-             "SET search_path TO %s; "
              "SELECT set_config('synchronous_commit', 'on', false) "
              "WHERE current_setting('synchronous_commit') = 'off'; "
              "SELECT pg_advisory_lock_shared(%d, %" PRId32 ")",
-             ident, LDR_LOCK_CLASS, pg->queue_key);
+             LDR_LOCK_CLASS, pg->queue_key);
     rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
     if (rc != 0) {
         snprintf(err, errlen, "%s", pg->err);
@@ -240,7 +214,6 @@ ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
     *out = pg;
     pg = NULL;
 out:
-    PQfreemem(ident);
     ldr_pg_close(pg);
     return rc;
 }

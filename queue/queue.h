@@ -36,7 +36,7 @@ struct queue;
  */
 struct queue_event {
     uint64_t seq;              /* sequence number: set by append, given on read */
-    uint8_t uuid[16];          /* UUIDv7 (queue_uuid7), set by the caller */
+    uint8_t uuid[16];          /* the event's id (a UUIDv7), set by the caller */
     int64_t received_us;       /* microseconds since the epoch, set by the caller */
     uint32_t flags;            /* QUEUE_F_* */
     const char *type;          /* event type name, not NUL-terminated on read */
@@ -75,13 +75,6 @@ int queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sy
  * a no-op. No call on q may start after this one.
  */
 void queue_close(struct queue *q);
-
-/*
- * queue_uuid7 - write a fresh UUIDv7 (RFC 9562: 48-bit Unix milliseconds,
- * version and variant bits, random bits from getrandom), strictly increasing
- * within the process. Thread-safe.
- */
-void queue_uuid7(uint8_t out[16]);
 
 /*
  * queue_append - durably append n events, in order, as one unit.
@@ -129,6 +122,47 @@ struct queue_meta_op {
     int64_t value;
     const char *str;
 };
+
+/*
+ * Well-known metadata keys: where the two daemons meet. The loader writes them, the server
+ * reads them for /metrics and /v1/status; each name is defined here and nowhere else.
+ * Counters are int64 (QUEUE_META_ADD), the _US entries int64 wall-clock microseconds since
+ * the epoch (QUEUE_META_SET), the rest strings (QUEUE_META_STR). The names are stored on
+ * disk: renaming one loses its value. Per-batch figures change in the transaction that
+ * deletes the batch (queue_delete_range), so they never count a batch twice.
+ */
+/* + an event type name: counter of events loaded into that type's table */
+#define QUEUE_META_LOADER_LOADED_PREFIX "loader.loaded."
+/* counter: rows filed into dead_letter, both stages */
+#define QUEUE_META_LOADER_DEAD_LETTERS "loader.dead_letters"
+/* counter: of which rejected at ingest */
+#define QUEUE_META_LOADER_DEAD_INGEST "loader.dead_letters.ingest"
+/* counter: of which failed at load (encoder or PostgreSQL) */
+#define QUEUE_META_LOADER_DEAD_LOAD "loader.dead_letters.load"
+/* counter: batches committed and deleted from the queue */
+#define QUEUE_META_LOADER_BATCHES "loader.batches"
+/* when the last batch committed */
+#define QUEUE_META_LOADER_LAST_SUCCESS_US "loader.last_success_us"
+/* counter: back-offs after PostgreSQL or queue failures */
+#define QUEUE_META_LOADER_RETRIES "loader.retries"
+/* string: the last failure of the running or last run; "" once a run succeeded */
+#define QUEUE_META_LOADER_LAST_ERROR "loader.last_error"
+/* when the last failure happened (never cleared) */
+#define QUEUE_META_LOADER_LAST_ERROR_US "loader.last_error_us"
+/* when the last run started */
+#define QUEUE_META_LOADER_LAST_RUN_US "loader.last_run_us"
+/* when it ended (0 while a run is going on) */
+#define QUEUE_META_LOADER_LAST_RUN_END_US "loader.last_run_end_us"
+/* int64: events the last run took off the queue */
+#define QUEUE_META_LOADER_LAST_RUN_EVENTS "loader.last_run_events"
+/* string: "running", "ok", "stopped" or "error: <text>" */
+#define QUEUE_META_LOADER_LAST_RUN_RESULT "loader.last_run_result"
+/* when this loader process became ready */
+#define QUEUE_META_LOADER_STARTED_US "loader.started_us"
+/* int64: events the last run left queued: their type is not declared (any more) */
+#define QUEUE_META_LOADER_HELD "loader.held_events"
+/* string: those events' types, comma-separated */
+#define QUEUE_META_LOADER_HELD_TYPES "loader.held_types"
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
@@ -184,41 +218,9 @@ int queue_stats(struct queue *q, struct queue_stats *out);
 int queue_lock_loader(struct queue *q);
 
 /*
- * queue_commits - how many write transactions appends have committed and how
+ * queue_commit_counts - how many write transactions appends have committed and how
  * many events they held since open (for events-per-fsync figures).
  */
 void queue_commit_counts(struct queue *q, uint64_t *commits, uint64_t *events);
-
-/*
- * ---- Test-only fault seam: production code never calls anything below. ----
- *
- * A test installs a queue_fault_ops to make write transactions fail the way the world can
- * make them fail. commit() is called just before every write transaction commits, with what
- * the transaction holds. Returning 0 lets the commit go ahead; any other value aborts the
- * transaction and is handled exactly as if mdb_txn_commit() had returned it: an errno value
- * (ENOSPC, EDQUOT, EIO, ...) or QUEUE_FAULT_MAP_FULL. commit() runs in whichever thread
- * commits (the group-commit leader) and may block.
- */
-#define QUEUE_FAULT_MAP_FULL (-30792)  /* LMDB's MDB_MAP_FULL */
-
-enum queue_txn_kind {
-    QUEUE_TXN_APPEND,          /* queue_append's group commit */
-    QUEUE_TXN_DELETE,          /* queue_delete_range */
-    QUEUE_TXN_META,            /* queue_meta_apply */
-};
-
-struct queue_fault_ops {
-    int (*commit)(void *arg, enum queue_txn_kind kind, size_t events);
-    void *arg;                 /* passed to commit() */
-};
-
-/*
- * queue_set_fault_ops - install ops (NULL: none). ops is borrowed: it must stay valid until
- * replaced or until queue_close().
- */
-void queue_set_fault_ops(struct queue *q, const struct queue_fault_ops *ops);
-
-/* queue_test_pending - append calls queued and not yet taken by a committer. */
-size_t queue_test_pending(struct queue *q);
 
 #endif

@@ -40,34 +40,31 @@ notify_status(struct srv *s)
     }
 }
 
+/* dp_config_diff callback: what the settings table says SIGHUP may apply is applied. */
 static void
-changed_key(void *arg, const char *key)
+changed_key(void *arg, const char *key, bool reloadable)
 {
     (void)arg;
-    if (strncmp(key, "types.", 6) == 0) {
-        return; /* reported by type_changed */
-    }
-    if (strcmp(key, "log.level") == 0 || strcmp(key, "log.format") == 0) {
+    if (reloadable) {
         dp_info("reload: applied", "key=%s", key);
     } else {
         dp_warn("reload: changed, takes effect after a restart", "key=%s", key);
     }
 }
 
-/* ev_registry_update's report: a new type serves at once, a changed one after a restart. */
+/* ev_registry_update's report: a new declared type serves at once (the changed and the
+ * removed ones stay as they run: dp_config_diff names them as needing a restart). */
 static void
-type_changed(void *arg, const char *type, enum ev_change change)
+type_added(void *arg, const char *type, enum ev_change change)
 {
     (void)arg;
     if (change == EV_CHANGE_ADDED) {
         dp_info("declared event type registered", "type=%s", type);
-    } else {
-        dp_warn("declared event type changed or removed: restart needed, the running "
-                "declaration stays until then", "type=%s", type);
     }
 }
 
-/* SIGHUP: re-read the files; logging changes apply now, the rest at restart. */
+/* SIGHUP: re-read the files; the server's reloadable settings (logging, new declared event
+ * types) apply now. */
 static void
 reload(struct srv *s, const char *cli_path)
 {
@@ -81,11 +78,11 @@ reload(struct srv *s, const char *cli_path)
         free(errors);
         return;
     }
-    dp_config_diff(s->cfg, fresh, changed_key, NULL);
+    dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, NULL);
     dp_log_setup(fresh->log_level, fresh->log_format);
     /* New declared types are accepted at once (the loader holds their events until it
      * knows them too); a changed one needs a restart. */
-    if (ev_registry_update(fresh->types, type_changed, NULL) != 0) {
+    if (ev_registry_update(fresh->types, type_added, NULL) != 0) {
         dp_error("reload: declared event types not registered", NULL);
     }
     dp_config_destroy(fresh);
@@ -142,7 +139,7 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     s.cfg = cfg;
     s.started_us = dp_now_us();
-    if (ev_registry_update(cfg->types, type_changed, NULL) != 0) {
+    if (ev_registry_update(cfg->types, type_added, NULL) != 0) {
         dp_error("cannot register the declared event types", NULL);
         goto out;
     }

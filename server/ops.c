@@ -14,19 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Names the loader writes in the queue's metadata (see loader/). */
-#define META_LOADED_PREFIX "loader.loaded."
-#define META_DEAD_LETTERS "loader.dead_letters"
-#define META_LAST_SUCCESS_US "loader.last_success_us"
-#define META_LAST_RUN_US "loader.last_run_us"
-#define META_LAST_ERROR "loader.last_error"
-#define META_LAST_ERROR_US "loader.last_error_us"
-#define META_LAST_RUN_END_US "loader.last_run_end_us"
-#define META_LAST_RUN_EVENTS "loader.last_run_events"
-#define META_LAST_RUN_RESULT "loader.last_run_result"
-#define META_HELD "loader.held_events"
-#define META_HELD_TYPES "loader.held_types"
-
 size_t
 srv_type_index(const struct ev_type *t)
 {
@@ -153,7 +140,7 @@ loaded_line(void *arg, const char *name, int64_t value)
     struct text *t = arg;
 
     text_add(t, "datapipe_loader_events_loaded_total{type=\"%s\"} %lld\n",
-             name + strlen(META_LOADED_PREFIX), (long long)value);
+             name + strlen(QUEUE_META_LOADER_LOADED_PREFIX), (long long)value);
 }
 
 static double
@@ -214,13 +201,13 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
              (unsigned long long)commits, (unsigned long long)committed);
     text_add(&t, "# HELP datapipe_loader_events_loaded_total Events the loader committed to "
                  "PostgreSQL, by type.\n# TYPE datapipe_loader_events_loaded_total counter\n");
-    queue_meta_each(s->q, META_LOADED_PREFIX, loaded_line, &t);
+    queue_meta_each(s->q, QUEUE_META_LOADER_LOADED_PREFIX, loaded_line, &t);
     text_add(&t, "# TYPE datapipe_loader_dead_letters_total counter\n"
                  "datapipe_loader_dead_letters_total %lld\n"
                  "# TYPE datapipe_loader_last_success_timestamp_seconds gauge\n"
                  "datapipe_loader_last_success_timestamp_seconds %.3f\n",
-             (long long)meta_int(s, META_DEAD_LETTERS),
-             (double)meta_int(s, META_LAST_SUCCESS_US) / 1e6);
+             (long long)meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS),
+             (double)meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US) / 1e6);
     if (t.p == NULL) {
         srv_reply_json(r, 500, "out of memory");
         return;
@@ -252,11 +239,11 @@ srv_get_status(struct srv *s, struct srv_reply *r)
         srv_reply_json(r, 503, "queue unreadable");
         return;
     }
-    queue_meta_get_str(s->q, META_LAST_ERROR, last_error, sizeof(last_error));
-    queue_meta_get_str(s->q, META_LAST_RUN_RESULT, result, sizeof(result));
-    queue_meta_get_str(s->q, META_HELD_TYPES, held_types, sizeof(held_types));
-    last_run = meta_int(s, META_LAST_RUN_US);
-    last_ok = meta_int(s, META_LAST_SUCCESS_US);
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_ERROR, last_error, sizeof(last_error));
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_RUN_RESULT, result, sizeof(result));
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_HELD_TYPES, held_types, sizeof(held_types));
+    last_run = meta_int(s, QUEUE_META_LOADER_LAST_RUN_US);
+    last_ok = meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US);
     o = json_object();
     json_object_set_new(o, "status_code", json_integer(200));
     json_object_set_new(o, "status_message", json_string("ok"));
@@ -270,15 +257,19 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     l = json_object();
     json_object_set_new(l, "last_run_us", json_integer(last_run));
     json_object_set_new(l, "last_success_us", json_integer(last_ok));
-    json_object_set_new(l, "last_run_end_us", json_integer(meta_int(s, META_LAST_RUN_END_US)));
-    json_object_set_new(l, "last_run_events", json_integer(meta_int(s, META_LAST_RUN_EVENTS)));
+    json_object_set_new(l, "last_run_end_us",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_LAST_RUN_END_US)));
+    json_object_set_new(l, "last_run_events",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_LAST_RUN_EVENTS)));
     /* "running", "ok", "stopped" or "error: ..." as the loader wrote it. */
     json_object_set_new(l, "last_result", json_string(result[0] ? result : "never ran"));
     json_object_set_new(l, "last_error", last_error[0] ? json_string(last_error) : json_null());
-    json_object_set_new(l, "last_error_us", json_integer(meta_int(s, META_LAST_ERROR_US)));
-    json_object_set_new(l, "dead_letters", json_integer(meta_int(s, META_DEAD_LETTERS)));
+    json_object_set_new(l, "last_error_us",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_LAST_ERROR_US)));
+    json_object_set_new(l, "dead_letters",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
     /* Events left queued because their type is not declared (any more): see README. */
-    json_object_set_new(l, "held_events", json_integer(meta_int(s, META_HELD)));
+    json_object_set_new(l, "held_events", json_integer(meta_int(s, QUEUE_META_LOADER_HELD)));
     json_object_set_new(l, "held_types", json_string(held_types));
     json_object_set_new(o, "loader", l);
     r->status = 200;

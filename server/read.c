@@ -7,6 +7,7 @@
 #include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/pgconn.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -36,47 +37,27 @@ conn_drop(void)
 static PGconn *
 conn_get(const struct srv *s)
 {
-    /* Our defaults first: the operator's conninfo (expanded from dbname) overrides them. */
-    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "dbname", NULL};
-    const char *vals[] = {"3", "datapipe-server", "10", "5", "3", s->cfg->database_conninfo,
-                          NULL};
-    char *ident = NULL;
-    char sql[512];
-    PGresult *res = NULL;
+    struct dp_pg_options opt = {
+        .conninfo = s->cfg->database_conninfo,
+        .application_name = "datapipe-server",
+        .schema = s->cfg->database_schema,
+        .connect_timeout_s = 3,
+        .keepalives_idle_s = 10,
+        .keepalives_interval_s = 5,
+        /* A read must never hold a worker thread long: POSTs share those threads. */
+        .statement_timeout_ms = READ_STATEMENT_TIMEOUT_MS,
+    };
+    char err[512];
 
     if (tl_conn != NULL && PQstatus(tl_conn) == CONNECTION_OK) {
         return tl_conn;
     }
     conn_drop();
-    tl_conn = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(tl_conn) != CONNECTION_OK) {
-        dp_warn("database unreachable", "error=%s", PQerrorMessage(tl_conn));
-        goto fail;
+    if (dp_pg_connect(&tl_conn, &opt, err, sizeof(err)) != 0) {
+        dp_warn("database unreachable", "error=%s", err);
+        return NULL;
     }
-    ident = PQescapeIdentifier(tl_conn, s->cfg->database_schema,
-                               strlen(s->cfg->database_schema));
-    if (ident == NULL) {
-        goto fail;
-    }
-    /* A read must never hold a worker thread long: POSTs share those threads. */
-    snprintf(sql, sizeof(sql),
-             "SET search_path TO %s; SET TimeZone TO 'UTC'; SET statement_timeout = %d; "
-             "SET lock_timeout = %d",
-             ident, READ_STATEMENT_TIMEOUT_MS, READ_STATEMENT_TIMEOUT_MS / 2);
-    res = PQexec(tl_conn, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        dp_warn("database: cannot set search_path", "error=%s", PQerrorMessage(tl_conn));
-        goto fail;
-    }
-    PQclear(res);
-    PQfreemem(ident);
     return tl_conn;
-fail:
-    PQclear(res);
-    PQfreemem(ident);
-    conn_drop();
-    return NULL;
 }
 
 static bool

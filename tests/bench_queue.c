@@ -20,6 +20,7 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "events/events.h"
 #include "queue/queue.h"
 #include "tests/lib_test.h"
 
@@ -65,7 +66,7 @@ event_init(struct queue_event *ev)
     ev->json = g_json;
     ev->json_len = sizeof(g_json);
     ev->received_us = 1700000000000000;
-    queue_uuid7(ev->uuid);
+    ev_uuid7(ev->uuid);
 }
 
 static struct queue *

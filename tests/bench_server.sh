@@ -47,7 +47,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 port=$(free_port)
 start_bg "$TMP/bare.log" "$BUILD/tests/bare_http" "$port" "$THREADS"
 BARE_PID=$T_LAST_PID
-wait_http "http://127.0.0.1:$port/" || { echo "bare_http did not start"; exit 1; }
+wait_until 10 "bare_http answers" http_answers "http://127.0.0.1:$port/" || exit 1
 run_wrk bare "http://127.0.0.1:$port/" "$TMP/seed.lua"
 BARE_RPS=$RPS
 printf 'bare civetweb (read body, 204):   %10.0f req/s   p50 %s  p99 %s\n' "$RPS" "$P50" "$P99"
@@ -63,7 +63,8 @@ JSON
 start_bg "$TMP/server.log" "$BIN/datapipe-server" -c "$TMP/cfg.json"
 SPID=$T_LAST_PID
 URL="http://127.0.0.1:$port"
-wait_http "$URL/healthz" || { echo "server did not start"; cat "$TMP/server.log"; exit 1; }
+wait_until 10 "the server answers /healthz" http_answers "$URL/healthz" ||
+    { cat "$TMP/server.log"; exit 1; }
 
 c0=$(metric "$URL" datapipe_queue_commits_total)
 e0=$(metric "$URL" datapipe_queue_committed_events_total)

@@ -408,6 +408,46 @@ START_TEST(test_strerror)
 }
 END_TEST
 
+/* dp_config_diff callback: append "key=reloadable " to the text in arg. */
+static void
+diff_collect(void *arg, const char *key, bool reloadable)
+{
+    char *text = arg;
+    size_t used = strlen(text);
+
+    snprintf(text + used, 512 - used, "%s=%d ", key, reloadable ? 1 : 0);
+}
+
+/* SIGHUP's view: per daemon, what changed, in table order, and whether it may be reloaded. */
+START_TEST(test_diff_reloadable_per_daemon)
+{
+    char *f = t_write_file(dir, "new.json",
+                           "{\"server\": {\"threads\": 17, \"api_keys\": [\"k\"]},"
+                           " \"queue\": {\"id\": \"other\"},"
+                           " \"loader\": {\"interval_s\": 60, \"workers\": 3},"
+                           " \"log\": {\"level\": \"debug\"}}", -1);
+    struct dp_config *old = load_ok(NULL, NULL, NULL);
+    struct dp_config *fresh = load_ok(NULL, NULL, f);
+    char text[512] = "";
+
+    dp_config_diff(old, fresh, DP_DAEMON_LOADER, diff_collect, text);
+    ck_assert_str_eq(text, "queue.id=0 loader.interval_s=1 loader.workers=0 log.level=1 ");
+    text[0] = '\0';
+    dp_config_diff(old, fresh, DP_DAEMON_SERVER, diff_collect, text);
+    ck_assert_str_eq(text, "server.threads=0 server.api_keys=0 log.level=1 ");
+    text[0] = '\0';
+    dp_config_diff(old, fresh, DP_DAEMON_SERVER | DP_DAEMON_LOADER, diff_collect, text);
+    ck_assert_str_eq(text, "server.threads=0 server.api_keys=0 queue.id=0 loader.interval_s=1 "
+                           "loader.workers=0 log.level=1 ");
+    text[0] = '\0';
+    dp_config_diff(fresh, fresh, DP_DAEMON_SERVER | DP_DAEMON_LOADER, diff_collect, text);
+    ck_assert_str_eq(text, "");
+    dp_config_destroy(old);
+    dp_config_destroy(fresh);
+    free(f);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -423,6 +463,7 @@ config_suite(void)
     tcase_add_test(tc, test_json_and_libconfig_same_tree);
     tcase_add_test(tc, test_api_keys_file);
     tcase_add_test(tc, test_later_null_unsets);
+    tcase_add_test(tc, test_diff_reloadable_per_daemon);
     suite_add_tcase(s, tc);
 
     tcase_add_checked_fixture(te, setup, teardown);

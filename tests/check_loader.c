@@ -243,13 +243,13 @@ START_TEST(test_types_values)
     free(s);
 
     /* Figures for /metrics, per type. */
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "ad_event"), 2);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "user_login"), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "data_sample"), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 1);
-    ck_assert_int_ge(tl_meta(&e, LDR_META_LAST_SUCCESS), before_us);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LAST_RUN_EVENTS), 5);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "ad_event"), 2);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "user_login"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "data_sample"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_BATCHES), 1);
+    ck_assert_int_ge(tl_meta(&e, QUEUE_META_LOADER_LAST_SUCCESS_US), before_us);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_EVENTS), 5);
     tl_teardown(&e);
 }
 END_TEST
@@ -275,7 +275,7 @@ START_TEST(test_product_reload_changes_nothing)
                        "ORDER BY id)) FROM product");
     ck_assert_str_eq(before, after);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM product"), 10000);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "product"), 20000);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "product"), 20000);
     free(before);
     free(after);
     tl_teardown(&e);
@@ -350,7 +350,7 @@ START_TEST(test_dead_letters_ingest_and_encoder)
      * is neither loaded nor dead-lettered: it stays queued until the type is back. */
     ck_assert_uint_eq(tl_queued(&e), 1);
     ck_assert_uint_eq(st.held, 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_HELD), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_HELD), 1);
     /* Rejected at ingest: the server's message, the exact bytes, received_at. */
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE stage = 'ingest' AND "
                                 "event_type = 'crash_report' AND error = 'index 0: line 1 "
@@ -368,10 +368,10 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     free(s);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE "
                                 "event_type = 'no_such_type'"), 0);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_LETTERS), 2);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_INGEST), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_LOAD), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LETTERS), 2);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_INGEST), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 1);
     tl_teardown(&e);
 }
 END_TEST
@@ -424,8 +424,75 @@ START_TEST(test_poison_rows_isolated)
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM product"), 2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE event_type = 'product' "
                                 "AND error LIKE '%%\"poison\"%%(SQLSTATE 23514)'"), 1);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 2997);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_LOAD), 4);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 2997);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 4);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* Whether b holds text. */
+static bool
+buf_has(const struct ev_buf *b, const char *text)
+{
+    return memmem(b->data, b->len, text, strlen(text)) != NULL;
+}
+
+/*
+ * A batch is read from the queue once: after ldr_batch_read the range may vanish from the
+ * queue and the batch still encodes every event, dead letters included, from its copy.
+ */
+START_TEST(test_batch_read_once)
+{
+    struct tl_env e;
+    struct ldr_batch b;
+    uint64_t first;
+    uint64_t last;
+    const struct ldr_group *crash = NULL;
+
+    tl_setup(&e, "readonce");
+    first = tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 1600000000, "
+                      "\"message\": \"held\"}", 0, NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": \"x\"}", QUEUE_F_REJECTED,
+              "user_id: expected integer", 0, NULL);
+    tl_append(&e, "no_such_type", "{\"a\": 1}", 0, NULL, 0, NULL);
+    last = tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 1600000001, "
+                     "\"message\": \"kept\"}", 0, NULL, 0, NULL);
+    ck_assert_int_eq(ldr_batch_init(&b, e.queue_id), 0);
+
+    /* The range's end, max_events and max_bytes bound the read (one event always fits). */
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, first + 1, 100, 0), 0);
+    ck_assert_uint_eq(b.events, 2);
+    ck_assert_uint_eq(b.last, first + 1);
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, last, 3, 0), 0);
+    ck_assert_uint_eq(b.events, 3);
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, last, 100, 1), 0);
+    ck_assert_uint_eq(b.events, 1);
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, last + 1, last + 10, 100, 0), 0);
+    ck_assert_uint_eq(b.events, 0);
+
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, last, 100, 0), 0);
+    ck_assert_uint_eq(b.events, 4);
+    ck_assert_uint_eq(b.first, first);
+    ck_assert_uint_eq(b.last, last);
+    ck_assert_int_eq(queue_delete_range(e.q, first, last, NULL, 0), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    ck_assert_int_eq(ldr_batch_build(&b), 0);
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        if (strcmp(b.groups[i].type->name, "crash_report") == 0) {
+            crash = &b.groups[i];
+        }
+    }
+    ck_assert_ptr_nonnull(crash);
+    ck_assert_uint_eq(crash->n, 2);
+    ck_assert_uint_eq(b.held[crash->held[0]].seq, first);
+    ck_assert_uint_eq(b.held[crash->held[1]].seq, last);
+    ck_assert(buf_has(&crash->rows, "\theld\t"));
+    ck_assert(buf_has(&crash->rows, "\tkept\t"));
+    ck_assert_uint_eq(b.dead_ingest, 1);
+    ck_assert_uint_eq(b.dead_encode, 1);
+    ck_assert(buf_has(&b.dead, "\tcrash_report\tingest\tuser_id: expected integer\t"));
+    ck_assert(buf_has(&b.dead, "\tno_such_type\tload\tunknown event type\t"));
+    ldr_batch_free(&b);
     tl_teardown(&e);
 }
 END_TEST
@@ -472,14 +539,14 @@ check_exactly_once(const char *name, struct fault_plan *plan, int workers)
     load_all(&e, workers, 1000, &ops, &st);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 20000);
     ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT user_id) FROM crash_report"), 20000);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 20000);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 20);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 20000);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_BATCHES), 20);
     ck_assert_uint_ge(st.retries, 2);
-    ck_assert_int_ge(tl_meta(&e, LDR_META_RETRIES), 2);
+    ck_assert_int_ge(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 2);
     /* The run succeeded in the end: no current error, but the time of the last one. */
-    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_LAST_ERROR, text, sizeof(text)), 0);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_ERROR, text, sizeof(text)), 0);
     ck_assert_str_eq(text, "");
-    ck_assert_int_gt(tl_meta(&e, LDR_META_LAST_ERROR_US), 0);
+    ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_LAST_ERROR_US), 0);
     /* Compacted: only the newest batch's row is left. */
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'",
                             e.queue_id), 1);
@@ -558,7 +625,7 @@ START_TEST(test_crash_between_commit_and_delete)
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 10000);
     ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT user_id) FROM crash_report"), 10000);
     /* Recovery counted the recovered batch too. */
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LOADED_PREFIX "crash_report"), 10000);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 10000);
     tl_teardown(&e);
 }
 END_TEST
@@ -608,7 +675,7 @@ START_TEST(test_batches_bounded_by_bytes)
     tl_setup(&e, "bytes");
     for (int i = 0; i < 24; i++) {
         memset(&ev, 0, sizeof(ev));
-        queue_uuid7(ev.uuid);
+        ev_uuid7(ev.uuid);
         ev.received_us = tl_now_us();
         ev.type = "data_sample";
         ev.type_len = strlen(ev.type);
@@ -643,8 +710,8 @@ START_TEST(test_unreachable_gives_up_or_stops)
     ck_assert_int_eq(ldr_start(l), DP_ERR_CLOSED);
     ck_assert_int_eq(ldr_run(l, NULL), DP_ERR_CLOSED);
     ldr_destroy(l);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_RETRIES), 3);
-    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_LAST_ERROR, text, sizeof(text)), 0);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 3);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_ERROR, text, sizeof(text)), 0);
     ck_assert_msg(strstr(text, "nonexistent-datapipe-socket-dir") != NULL, "%s", text);
     /* A conninfo libpq cannot parse is refused at once. */
     o.conninfo = "host=x bogus_option=1";
@@ -662,17 +729,19 @@ START_TEST(test_run_figures)
     tl_append_gen(&e, "crash_report", 2500, gen_crash, NULL);
     tl_append(&e, "crash_report", "{}", QUEUE_F_REJECTED, "event: empty", 0, NULL);
     load_all(&e, 2, 1000, NULL, NULL);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LAST_RUN_EVENTS), 2501);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 3);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_DEAD_LETTERS), 1);
-    ck_assert_int_gt(tl_meta(&e, LDR_META_LAST_RUN_END), tl_meta(&e, LDR_META_LAST_RUN));
-    ck_assert_int_gt(tl_meta(&e, LDR_META_STARTED), 0);
-    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_LAST_RUN_RESULT, text, sizeof(text)), 0);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_EVENTS), 2501);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_BATCHES), 3);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LETTERS), 1);
+    ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_END_US),
+                     tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_US));
+    ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_STARTED_US), 0);
+    ck_assert_int_eq(
+        queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_RUN_RESULT, text, sizeof(text)), 0);
     ck_assert_str_eq(text, "ok");
     /* An empty run is still a run. */
     load_all(&e, 2, 1000, NULL, NULL);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_LAST_RUN_EVENTS), 0);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_BATCHES), 3);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_EVENTS), 0);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_BATCHES), 3);
     tl_teardown(&e);
 }
 END_TEST
@@ -699,6 +768,7 @@ main(void)
     tcase_add_test(types, test_product_newest_wins);
     tcase_add_test(dead, test_dead_letters_ingest_and_encoder);
     tcase_add_test(dead, test_poison_rows_isolated);
+    tcase_add_test(dead, test_batch_read_once);
     tcase_add_test(once, test_connection_dropped_mid_copy);
     tcase_add_test(once, test_commit_answer_lost);
     tcase_add_test(once, test_crash_between_commit_and_delete);

@@ -16,6 +16,7 @@
 
 #include "etc/config.h"
 #include "etc/log.h"
+#include "events/events.h"
 #include "tests/lib_loader.h"
 #include "tests/lib_test.h"
 
@@ -107,7 +108,7 @@ fill_queue(struct tl_env *e, size_t *n_ids)
         tl_append_gen(e, "crash_report", per_chunk, gen_crash, ids + c * per_chunk * 37);
         snprintf(json, sizeof(json), "{\"user_id\": \"r%zu\"}", c);
         memset(&ev, 0, sizeof(ev));
-        queue_uuid7(ev.uuid);
+        ev_uuid7(ev.uuid);
         ev.received_us = tl_now_us();
         ev.type = "crash_report";
         ev.type_len = strlen(ev.type);

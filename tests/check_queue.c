@@ -1,7 +1,7 @@
 /*
  * check_queue.c - Check suite for queue/: round trips, sequence numbers across reopen,
  * metadata, concurrent appends, a full map, injected write faults, SIGKILL crashes, two
- * processes sharing one queue, UUIDv7 and the loader lock.
+ * processes sharing one queue and the loader lock.
  * Every test works in its own mkdtemp directory, removed afterwards.
  */
 #include <check.h>
@@ -20,7 +20,9 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "events/events.h"
 #include "queue/queue.h"
+#include "queue/queue_test.h"
 #include "tests/lib_test.h"
 
 #define MIB (1024u * 1024u)
@@ -92,7 +94,7 @@ tev_make(struct tev *t, uint64_t tag)
         t->ev.error = ERRTEXT;
         t->ev.error_len = strlen(ERRTEXT);
     }
-    queue_uuid7(t->ev.uuid);
+    ev_uuid7(t->ev.uuid);
 }
 
 /* Check that ev read back is exactly the event for its tag; returns the tag. */
@@ -277,7 +279,7 @@ START_TEST(test_roundtrip_fields)
 
     memset(evs, 0, sizeof(evs));
     for (int i = 0; i < 3; i++) {
-        queue_uuid7(evs[i].uuid);
+        ev_uuid7(evs[i].uuid);
         evs[i].type = "crash_report";
         evs[i].type_len = strlen("crash_report");
         evs[i].received_us = BASE_US + i;
@@ -297,7 +299,7 @@ START_TEST(test_roundtrip_fields)
     ck_assert_uint_eq(evs[2].seq, 3);
 
     memset(&one, 0, sizeof(one));
-    queue_uuid7(one.uuid);
+    ev_uuid7(one.uuid);
     one.type = "product";
     one.type_len = 7;
     one.json = "{\"id\":1}";
@@ -1450,137 +1452,6 @@ START_TEST(test_two_processes)
 }
 END_TEST
 
-/* ---- UUIDv7 ---- */
-
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t
-uuid_ms(const uint8_t u[16])
-{
-    uint64_t ms = 0;
-
-    for (int i = 0; i < 6; i++) {
-        ms = (ms << 8) | u[i];
-    }
-    return ms;
-}
-
-START_TEST(test_uuid7_format_monotonic)
-{
-    enum { N = 200000 };
-    uint8_t(*u)[16] = malloc(N * sizeof(*u));
-    uint64_t before = now_ms();
-    uint64_t after;
-    size_t same_ms = 0;
-
-    ck_assert_ptr_nonnull(u);
-    for (size_t i = 0; i < N; i++) {
-        queue_uuid7(u[i]);
-    }
-    after = now_ms();
-    for (size_t i = 0; i < N; i++) {
-        ck_assert_uint_eq(u[i][6] >> 4, 7); /* version */
-        ck_assert_uint_eq(u[i][8] >> 6, 2); /* variant 10 */
-        ck_assert_uint_ge(uuid_ms(u[i]), before);
-        ck_assert_uint_le(uuid_ms(u[i]), after);
-        if (i > 0) {
-            ck_assert_int_lt(memcmp(u[i - 1], u[i], 16), 0);
-            same_ms += uuid_ms(u[i - 1]) == uuid_ms(u[i]);
-        }
-    }
-    /* many ids share a millisecond: ordering there comes from the counter, not the clock */
-    ck_assert_uint_gt(same_ms, 0);
-    free(u);
-}
-END_TEST
-
-#define UU_THREADS 4
-#define UU_N 20000
-
-static void *
-uuid_thread(void *p)
-{
-    uint8_t(*u)[16] = p;
-
-    for (size_t i = 0; i < UU_N; i++) {
-        queue_uuid7(u[i]);
-    }
-    return NULL;
-}
-
-static int
-cmp_uuid(const void *a, const void *b)
-{
-    return memcmp(a, b, 16);
-}
-
-START_TEST(test_uuid7_threads_and_fork)
-{
-    uint8_t(*u)[16] = malloc((UU_THREADS + 1) * UU_N * sizeof(*u));
-    pthread_t th[UU_THREADS];
-    int fds[2];
-    pid_t pid;
-    int status;
-    size_t total = UU_THREADS * UU_N;
-
-    ck_assert_ptr_nonnull(u);
-    for (int i = 0; i < UU_THREADS; i++) {
-        ck_assert_int_eq(pthread_create(&th[i], NULL, uuid_thread, u + i * UU_N), 0);
-    }
-    for (int i = 0; i < UU_THREADS; i++) {
-        pthread_join(th[i], NULL);
-        for (size_t j = 1; j < UU_N; j++) {
-            ck_assert_int_lt(memcmp(u[i * UU_N + j - 1], u[i * UU_N + j], 16), 0);
-        }
-    }
-    /* a forked child must not repeat what the parent generates at the same moment */
-    ck_assert_int_eq(pipe(fds), 0);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        uint8_t one[16];
-
-        close(fds[0]);
-        for (size_t i = 0; i < UU_N / 2; i++) {
-            queue_uuid7(one);
-            if (write(fds[1], one, 16) != 16) {
-                _exit(1);
-            }
-        }
-        _exit(0);
-    }
-    close(fds[1]);
-    for (size_t i = 0; i < UU_N / 2; i++) {
-        queue_uuid7(u[total++]);
-    }
-    for (;;) {
-        ssize_t r = read(fds[0], u[total], 16);
-
-        if (r == 0) {
-            break;
-        }
-        ck_assert_int_eq(r, 16);
-        total++;
-    }
-    close(fds[0]);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    ck_assert_uint_eq(total, (UU_THREADS + 1) * UU_N);
-    qsort(u, total, 16, cmp_uuid);
-    for (size_t i = 1; i < total; i++) {
-        ck_assert_int_ne(memcmp(u[i - 1], u[i], 16), 0);
-    }
-    free(u);
-}
-END_TEST
-
 /* ---- open, close, loader lock ---- */
 
 START_TEST(test_open_errors)
@@ -1696,10 +1567,6 @@ queue_suite(void)
 
     tc = tcase(s, "processes", 120);
     tcase_add_test(tc, test_two_processes);
-
-    tc = tcase(s, "uuid7", 30);
-    tcase_add_test(tc, test_uuid7_format_monotonic);
-    tcase_add_test(tc, test_uuid7_threads_and_fork);
 
     tc = tcase(s, "open_lock", 20);
     tcase_add_test(tc, test_open_errors);

@@ -402,12 +402,12 @@ START_TEST(test_libconfig_syntax_same_declaration)
 END_TEST
 
 static void
-collect_key(void *arg, const char *key)
+collect_key(void *arg, const char *key, bool reloadable)
 {
     char *buf = arg;
 
     strcat(buf, key);
-    strcat(buf, ";");
+    strcat(buf, reloadable ? " reloadable;" : " restart;");
 }
 
 START_TEST(test_diff_names_types)
@@ -418,10 +418,11 @@ START_TEST(test_diff_names_types)
                                   " \"z\": {\"fields\": {}}}}");
     char keys[256] = "";
 
-    dp_config_diff(a, b, collect_key, keys);
-    ck_assert_str_eq(keys, "types.x;types.y;types.z;");
+    /* A new type is reloadable (SIGHUP registers it); a changed or removed one is not. */
+    dp_config_diff(a, b, DP_DAEMON_SERVER | DP_DAEMON_LOADER, collect_key, keys);
+    ck_assert_str_eq(keys, "types.y restart;types.z reloadable;types.x restart;");
     keys[0] = '\0';
-    dp_config_diff(a, a, collect_key, keys);
+    dp_config_diff(a, a, DP_DAEMON_SERVER, collect_key, keys);
     ck_assert_str_eq(keys, "");
     dp_config_destroy(a);
     dp_config_destroy(b);

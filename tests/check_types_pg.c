@@ -502,9 +502,9 @@ START_TEST(test_held_until_declared_again)
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report", e.schema), 3);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo", e.schema), 1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.dead_letter", e.schema), 0);
-    ck_assert_int_eq(tl_meta(&e, LDR_META_HELD), 3);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_HELD), 3);
     types = calloc(1, 256);
-    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_HELD_TYPES, types, 256), 0);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_HELD_TYPES, types, 256), 0);
     ck_assert_str_eq(types, "evo,ghost");
     /* A second run holds them again, and loads nothing twice. */
     ck_assert_int_eq(start_and_run(&e, &st), 0);
@@ -519,7 +519,7 @@ START_TEST(test_held_until_declared_again)
     ck_assert_uint_eq(tl_queued(&e), 1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IN ('x', 'y')", e.schema),
                      2);
-    ck_assert_int_eq(queue_meta_get_str(e.q, LDR_META_HELD_TYPES, types, 256), 0);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_HELD_TYPES, types, 256), 0);
     ck_assert_str_eq(types, "ghost");
     free(types);
     tl_teardown(&e);

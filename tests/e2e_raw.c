@@ -4,10 +4,11 @@
  *   e2e_raw send PORT TIMEOUT_MS       send stdin's bytes as they are (the connection stays
  *                                      open for writing), then print what came back:
  *                                      "status=N ms=T", "closed ms=T" or "timeout ms=T"
- *   e2e_raw slowloris PORT N HOLD_S    open N connections to 127.0.0.1:PORT: half trickle
- *                                      header lines, half trickle a body, one line or byte
- *                                      a second each, for HOLD_S seconds; then print how
- *                                      many the server cut off and when
+ *   e2e_raw slowloris PORT N HOLD_S    open N connections to 127.0.0.1:PORT and print
+ *                                      "connected=N" once all are open; half trickle header
+ *                                      lines, half trickle a body, one line or byte a second
+ *                                      each, for HOLD_S seconds; then print how many the
+ *                                      server cut off and when
  *   e2e_raw gzbomb MIB                 write to stdout one gzip member that inflates to
  *                                      MIB MiB of zeros (about 1 KiB per MiB)
  * Test code only; it only connects to 127.0.0.1.
@@ -194,6 +195,9 @@ cmd_slowloris(int port, int n, int hold_s)
             closed_at[i] = now_ms() - t0;
         }
     }
+    /* The test waits for this line before it looks at the server under the slow load. */
+    printf("connected=%d\n", opened);
+    fflush(stdout);
     while (now_ms() < t0 + hold_s * 1000.0) {
         int ready = poll(p, (nfds_t)n, 100);
 

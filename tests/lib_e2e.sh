@@ -1,12 +1,11 @@
 # lib_e2e.sh - what the end-to-end reliability tests (tests/test_e2e_*.sh) share: a
 # scenario's directory, configuration, schema and queue id; starting the daemons by PID;
-# PostgreSQL down and up; and the exactly-once verdict, comparing what the load client
-# (tests/e2e_client.c) saw acknowledged with what PostgreSQL holds. Sourced after
-# lib_sh.sh. Test code only; traffic goes to 127.0.0.1 only.
+# and the exactly-once verdict, comparing what the load client (tests/e2e_client.c) saw
+# acknowledged with what PostgreSQL holds. Built on lib_sh.sh (checks, wait_until, sql,
+# pg_down, pg_up): a test sources that first. Test code only; traffic goes to 127.0.0.1.
 # shellcheck shell=bash
 
 : "${DP_PG_CONNINFO:?run through tests/pg run (make check)}"
-PSQL=$DP_PG_BINDIR/psql
 CLIENT=$BUILD/tests/e2e_client
 EQUEUE=$BUILD/tests/e2e_queue
 ELOADER=$BUILD/tests/e2e_loader
@@ -18,7 +17,7 @@ e2e_setup() {
     DIR=$(mktemp -d "${TMPDIR:-/tmp}/dp-e2e-$1.XXXXXX")
     SCHEMA=e2e_$1_$$
     QID=e2e-$1-$$
-    PORT=$(e2e_free_port)
+    PORT=$(free_port)
     URL=http://127.0.0.1:$PORT
     CFG=$DIR/cfg.json
     QDIR=$DIR/q
@@ -28,26 +27,12 @@ e2e_setup() {
     trap e2e_cleanup EXIT
 }
 
-# e2e_free_port: free_port (lib_sh.sh), which stays below the ephemeral port range.
-e2e_free_port() { free_port; }
-
 e2e_cleanup() {
     t_cleanup
     pg_up
     sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null
     if [ -n "$E2E_MOUNT" ]; then umount "$E2E_MOUNT" 2>/dev/null; fi
     if [ -n "${E2E_KEEP:-}" ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi
-}
-
-sql() { "$PSQL" "$DP_PG_CONNINFO" -Atqc "$1" 2>/dev/null; }
-
-as_pg_owner() { if [ "$(id -u)" = 0 ]; then runuser -u "$DP_PG_OWNER" -- "$@"; else "$@"; fi; }
-pg_down() { as_pg_owner "$DP_PG_BINDIR/pg_ctl" -D "$DP_PG_DIR/data" -m immediate -w stop >/dev/null; }
-# pg_up restarts with the options the harness started the cluster with (postmaster.opts).
-pg_up() {
-    [ -f "$DP_PG_DIR/data/postmaster.pid" ] && return 0
-    as_pg_owner "$DP_PG_BINDIR/pg_ctl" -D "$DP_PG_DIR/data" -l "$DP_PG_DIR/server.log" -w -t 60 \
-        restart >/dev/null 2>&1
 }
 
 # e2e_config SERVER_EXTRA LOADER_JSON: write $CFG (queue $QDIR of $QMAX bytes, fsync on).
@@ -62,31 +47,30 @@ e2e_config() {
 EOF
 }
 
-# start_server: the server in the background ($SPID), up within 20 s. Should the port be
+# start_server: the server in the background ($SPID), answering /healthz within E2E_START_S
+# seconds (default 20; a failed check if not). Should it exit at once because its port was
 # taken after all, it tries again (a first start: on another port).
 start_server() {
-    local try
+    local try port
     for try in 1 2 3 4 5; do
         start_bg "$DIR/server.log" ${E2E_WRAP:-} "$BIN/datapipe-server" -c "$CFG"
         SPID=$T_LAST_PID
-        if wait_http "$URL/healthz" "${E2E_START_S:-20}"; then
-            E2E_STARTED=1
-            return 0
-        fi
-        kill -0 "$SPID" 2>/dev/null && break
+        wait_until --may-time-out "${E2E_START_S:-20}" "the server answers or exits" \
+            server_up_or_gone
+        gone "$SPID" || break
         echo "$E2E_NAME: server did not start (try $try):"
         tail -3 "$DIR/server.log"
         if [ -z "${E2E_STARTED:-}" ]; then
-            local port
-            port=$(e2e_free_port)
+            port=$(free_port)
             sed -i "s/127.0.0.1:$PORT\"/127.0.0.1:$port\"/" "$CFG"
             PORT=$port
             URL=http://127.0.0.1:$PORT
         fi
-        sleep 0.5
     done
     E2E_STARTED=1
+    ok "$E2E_NAME: the server answers /healthz" http_answers "$URL/healthz"
 }
+server_up_or_gone() { http_answers "$URL/healthz" || gone "$SPID"; }
 
 # start_loader [ENV=VALUE...]: the loader daemon ($LPID); E2E_DIE=... runs e2e_loader.
 start_loader() {
@@ -110,16 +94,6 @@ queue_empty() { [ "$(queued)" = 0 ]; }
 
 # status_json: GET /v1/status.
 status_json() { curl -s -m 5 "$URL/v1/status"; }
-
-# wait_until SECONDS CMD...: until CMD succeeds; 1 on timeout.
-wait_until() {
-    local end=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        [ "$SECONDS" -lt "$end" ] || return 1
-        sleep 0.1
-    done
-}
 
 # loaded_rows: "N UUID" for every row the client's events left in PostgreSQL ("N -" for a
 # product), sorted. N is the client's event number (see e2e_client.c).

@@ -83,7 +83,7 @@ tl_fill_event(struct queue_event *ev, const char *type, const char *json, size_t
               uint32_t flags, const char *error, int64_t received_us)
 {
     memset(ev, 0, sizeof(*ev));
-    queue_uuid7(ev->uuid);
+    ev_uuid7(ev->uuid);
     ev->received_us = received_us != 0 ? received_us : tl_now_us();
     ev->type = type;
     ev->type_len = strlen(type);

@@ -29,7 +29,7 @@ eq "one keep-alive connection per client, never reconnected" "$CONNS" "$conns"
 loaded_during=$(sql "SELECT (SELECT count(*) FROM $SCHEMA.crash_report) +
     (SELECT count(*) FROM $SCHEMA.ad_event) + (SELECT count(*) FROM $SCHEMA.user_login) +
     (SELECT count(*) FROM $SCHEMA.data_sample) + (SELECT count(*) FROM $SCHEMA.product)")
-ok "the loader drained the rest" wait_until 120 queue_empty
+wait_until 120 "the loader drained the rest" queue_empty
 stop_pid "$LPID"
 eq "loader exits 0 on SIGTERM" 0 "$T_RC"
 drain

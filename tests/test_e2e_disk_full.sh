@@ -54,7 +54,7 @@ eq "no 2xx lost: queued events = acknowledged ($acked1)" "$acked1" "$(queued)"
 
 start_loader
 t0=$SECONDS
-ok "the loader drains the queue on the full disk" wait_until 60 queue_empty
+wait_until 60 "the loader drains the queue on the full disk" queue_empty
 echo "disk_full: loader drained the queue in $((SECONDS - t0)) s"
 "$CLIENT" -p "$PORT" -c 4 -d 3 -s 1500 -B 500000000000 -t crash,ad,login,product -o "$DIR/ack2" \
     -S "$DIR/sent2" >"$DIR/client2.out" 2>"$DIR/client2.err"
@@ -69,7 +69,7 @@ stuck=0
 # report): the server's appends take every page the loader's deletes free, and once the
 # file cannot grow the loader's own delete transaction fails with ENOSPC too, so nothing
 # ever frees space: the queue stays full until an operator frees disk space.
-if wait_until 15 queue_empty; then
+if wait_until --may-time-out 15 "the running loader drains the refilled disk" queue_empty; then
     echo "disk_full: phase 2: the running loader drained the refilled disk by itself"
 else
     stuck=$(queued)
@@ -83,7 +83,7 @@ else
     # off, must then delete and drain by itself.
     mount -o remount,size=8m "$DIR/mnt"
     t1=$SECONDS
-    ok "after disk space was freed, the running loader drained by itself" wait_until 60 queue_empty
+    wait_until 60 "after disk space was freed, the running loader drained by itself" queue_empty
     echo "disk_full: drained $((SECONDS - t1)) s after the disk grew (the loader's back-off)"
 fi
 stop_pid "$LPID"

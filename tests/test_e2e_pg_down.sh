@@ -23,8 +23,10 @@ T_PIDS+=("$cpid")
 accepted() { curl -s -m 5 "$URL/metrics" | awk '/^datapipe_events_accepted_total/ {s += $2} END {print s + 0}'; }
 q_events() { status_json | sed -n 's/.*"queue":{"events":\([0-9]*\).*/\1/p'; }
 last_error() { status_json | sed -n 's/.*"last_error":\(null\|"\([^"\\]\|\\.\)*"\).*/\1/p'; }
+# loading: the loader has loaded events of this run's client into PostgreSQL.
+loading() { [ "$(sql "SELECT count(*) FROM $SCHEMA.crash_report")" -gt 0 ] 2>/dev/null; }
 
-sleep 3
+wait_until 60 "before the outage, the loader loads the clients' events" loading
 pg_down
 echo "pg_down: PostgreSQL stopped"
 t_down=$SECONDS
@@ -34,6 +36,7 @@ ready_bad=0
 err_seen=""
 samples=0
 while [ $((SECONDS - t_down)) -lt "$DOWN_S" ]; do
+    # A sample a second through the outage's documented length (E2E_PG_DOWN_S).
     sleep 1
     samples=$((samples + 1))
     code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$URL/readyz")
@@ -57,7 +60,8 @@ wait "$cpid"
 eq "client: no unexpected status (no 503 either)" 0 $?
 cat "$DIR/client.out"
 has "client got no 503" " 503=0 " "$(cat "$DIR/client.out")"
-ok "the running loader drained the queue after PostgreSQL returned" wait_until 120 queue_empty
+wait_until 120 "the running loader drained the queue after PostgreSQL returned" \
+    queue_empty
 echo "pg_down: queue empty $((SECONDS - t_up)) s after PostgreSQL came back (the loader's" \
     "back-off, capped at 15-30 s, decides when it retries)"
 e=$(last_error)

@@ -26,11 +26,11 @@ eq "the queue holds every acknowledged event" "$(wc -l <"$DIR/ack1")" "$q1"
 "$EQUEUE" open "$QDIR" "$QMAX" >"$DIR/keeper.out" 2>&1 &
 kpid=$!
 T_PIDS+=("$kpid")
-ok "another process keeps the environment open" wait_until 10 grep -q '^open' "$DIR/keeper.out"
+wait_until 10 "another process keeps the environment open" grep -q '^open' "$DIR/keeper.out"
 "$EQUEUE" hold "$QDIR" "$QMAX" >"$DIR/hold.out" 2>&1 &
 hpid=$!
 T_PIDS+=("$hpid")
-ok "reader holds a read transaction" wait_until 10 grep -q '^holding' "$DIR/hold.out"
+wait_until 10 "reader holds a read transaction" grep -q '^holding' "$DIR/hold.out"
 cat "$DIR/hold.out"
 stop_pid "$hpid" KILL
 eq "reader SIGKILLed" 137 "$T_RC"
@@ -50,7 +50,7 @@ has "the server logged it" "cleared stale queue readers" "$(cat "$DIR/server.log
     -S "$DIR/sent2" >"$DIR/client2.out" 2>"$DIR/client2.err"
 cat "$DIR/client2.out"
 ok "the restarted server takes new events ($(wc -l <"$DIR/ack2"))" [ "$(wc -l <"$DIR/ack2")" -gt 0 ]
-ok "the loader drained old and new events" wait_until 60 queue_empty
+wait_until 60 "the loader drained old and new events" queue_empty
 stop_pid "$LPID"
 eq "loader exits 0 on SIGTERM" 0 "$T_RC"
 stop_pid "$kpid" KILL

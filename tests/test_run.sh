@@ -20,7 +20,7 @@ demo() {
         grep -q 'Ctrl-C stops' "$TMP/demo.out" && break
         sleep 0.1
     done
-    wait_http "$URL/healthz" 30 || { echo "demo did not start:"; cat "$TMP/demo.out"; }
+    wait_until 30 "the demo answers /healthz" http_answers "$URL/healthz" || cat "$TMP/demo.out"
 }
 
 demo

@@ -25,7 +25,8 @@ JSON
     start_bg "$TMP/$name/log" "$BIN/datapipe-server" -c "$TMP/$name/cfg.json"
     SPID=$T_LAST_PID
     if [ -n "${TLS_SUFFIX:-}" ]; then URL="https://127.0.0.1:$port"; else URL="http://127.0.0.1:$port"; fi
-    wait_http "$URL/healthz" || { echo "server $name did not start:"; cat "$TMP/$name/log"; }
+    wait_until 20 "server $name answers /healthz" http_answers "$URL/healthz" ||
+        { echo "server $name did not start:"; cat "$TMP/$name/log"; }
 }
 
 # post PATH BODY [CURL ARGS...]: prints "CODE BODY".
@@ -141,6 +142,7 @@ for k in $(seq 1 40); do
     printf ' ' >&5 2>/dev/null || break
     trickled=$k
     read -r -t 0.01 -u 5 line && break
+    # The trickle's pace: a byte every 250 ms, slower than request_timeout_ms allows.
     sleep 0.25
 done
 r="$line$(timeout 5 cat <&5)"
@@ -215,18 +217,47 @@ ndl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM srvtest.dead_letter WH
 r=$(psql "$DP_PG_CONNINFO" -At -c "SELECT convert_from(raw, 'UTF8') FROM srvtest.dead_letter WHERE stage = 'ingest' AND event_type = 'crash_report'" |
     curl -s --data-binary @- "$URL/v1/events/crash_report")
 has "replay re-validates every dead letter (still invalid here)" "\"rejected\":$ndl" "$r"
-psql "$DP_PG_CONNINFO" -q -c "BEGIN; LOCK TABLE srvtest.crash_report IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT" >/dev/null 2>&1 &
-LOCKER=$!
-sleep 0.5
+# A lock on the table, held by a psql that reads its statements from a FIFO: taken, then
+# released when this test says so.
+mkfifo "$TMP/lock.fifo"
+start_bg "$TMP/lock.log" psql "$DP_PG_CONNINFO" -q -v ON_ERROR_STOP=1 -f "$TMP/lock.fifo"
+LOCKER=$T_LAST_PID
+exec 9>"$TMP/lock.fifo"
+echo 'BEGIN; LOCK TABLE srvtest.crash_report IN ACCESS EXCLUSIVE MODE;' >&9
+locks() { # locks GRANTED: locks on srvtest.crash_report granted (true) or waited for (false)
+    sql "SELECT count(*) FROM pg_locks WHERE relation = 'srvtest.crash_report'::regclass
+         AND granted = $1"
+}
+table_locked() { [ "$(locks true)" = 1 ]; }
+wait_until 20 "the table srvtest.crash_report is locked" table_locked
+# get_bg: a GET of the loaded row in the background; its HTTP code goes to $TMP/getters.
 getters=()
-for k in 1 2 3; do
-    curl -s -o /dev/null -m 8 "$URL/v1/events/crash_report/$id" &
+get_bg() {
+    curl -s -o /dev/null -w '%{http_code}\n' -m 8 "$URL/v1/events/crash_report/$id" \
+        >>"$TMP/getters" &
     getters+=($!)
-done
+}
+# a_read_waits: a GET waits on the lock now (each wait ends after lock_timeout: while none is
+# seen waiting, one more GET is sent).
+a_read_waits() { [ "$(locks false)" -gt 0 ] 2>/dev/null || { get_bg; false; }; }
+getters_done() { local p; for p in "${getters[@]}"; do gone "$p" || return 1; done; }
+get_bg
+get_bg
+get_bg
+wait_until 30 "a GET waits on the locked table" a_read_waits
 r=$(curl -s -o /dev/null -w '%{http_code}' -m 8 "$URL/v1/events/crash_report/$id")
 eq "GET while the table is locked → 503 (lock_timeout), not a hang" 503 "$r"
-eq "POST still 202 while reads wait on the database" 202 "$(curl -s -o /dev/null -w '%{http_code}' -m 8 -d "$SEED" "$URL/")"
-wait "$LOCKER" "${getters[@]}"
+eq "POST still 202 while the table is locked and reads wait on it" 202 \
+    "$(curl -s -o /dev/null -w '%{http_code}' -m 8 -d "$SEED" "$URL/")"
+wait_until 30 "every GET sent while the table was locked has its answer" getters_done
+eq "every GET sent while the table was locked → 503" "" "$(grep -v '^503$' "$TMP/getters")"
+ok "the table was locked throughout" table_locked
+echo 'COMMIT;' >&9
+exec 9>&-
+wait_until 30 "the locking psql commits and exits" gone "$LOCKER"
+wait "$LOCKER"
+eq "the locking transaction committed" 0 $?
+wait "${getters[@]}"
 stop_pid "$SPID"
 
 CONNINFO="host=$TMP/nowhere port=1 user=postgres dbname=postgres" server nodb ""
@@ -329,7 +360,8 @@ for w in 1 2 3 4; do
         done
     ) &
 done
-sleep 1.5
+acked_above() { [ "$(cat "$TMP"/acked.* 2>/dev/null | wc -l)" -gt "$1" ]; }
+wait_until 60 "under load, over 100 events acknowledged before SIGTERM" acked_above 100
 stop_pid "$SPID"
 wait
 eq "SIGTERM → exit 0" 0 "$T_RC"
@@ -348,23 +380,46 @@ stop_pid "$SPID"
 sed_threads slow
 start_bg "$TMP/slow/log" "$BIN/datapipe-server" -c "$TMP/slow/cfg.json"
 SPID=$T_LAST_PID
-wait_http "$URL/healthz"
+wait_until 20 "the 2-thread server answers /healthz" http_answers "$URL/healthz"
 port=${URL##*:}
+# server_took FD: the server has taken this shell's connection FD: a worker thread read all
+# that was sent (the main thread only accepts), or the server closed it. In /proc/net/tcp:
+# the client's end by its inode, then the server's end, "st tx_queue:rx_queue" ($4, $5).
+server_took() {
+    local ino cport
+    ino=$(readlink "/proc/$$/fd/$1" | sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p')
+    [ -n "$ino" ] || return 1
+    cport=$(awk -v ino="$ino" '$10 == ino {print substr($2, length($2) - 4)}' /proc/net/tcp)
+    [ -n "$cport" ] || return 1
+    awk -v l="$(printf ':%04X' "$port")" -v r="$cport" '
+        substr($2, length($2) - 4) == l && substr($3, length($3) - 4) == r {
+            split($5, q, ":")
+            if ($4 == "01" && q[2] !~ /^0+$/) unread = 1
+        }
+        END {exit unread}' /proc/net/tcp
+}
+both_held() { server_took "$1" && server_took "$2"; }
 exec 5<>"/dev/tcp/127.0.0.1/$port"
 printf 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a"' >&5
 exec 6<>"/dev/tcp/127.0.0.1/$port"
 printf 'POST / HTTP/1.1\r\nHost: x\r\n' >&6
-sleep 0.2
+wait_until 20 "both worker threads took a stalled connection" both_held 5 6
 eq "both threads held by stalled clients: a new request is still served" 200 \
     "$(curl -s -o /dev/null -w '%{http_code}' -m 8 "$URL/healthz")"
 r=$(timeout 8 cat <&5)
 has "a stalled body is cut off by request_timeout_ms" 'HTTP/1.1 400' "$r"
+ok "stalled headers are cut off by request_timeout_ms (connection closed)" \
+    timeout 8 cat <&6 >/dev/null
 exec 5>&- 6>&-
 exec 7<>"/dev/tcp/127.0.0.1/$port"
 printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >&7
 exec 8<>"/dev/tcp/127.0.0.1/$port"
 printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >&8
-sleep 0.2
+# Each answered: from now on an idle keep-alive connection on its thread.
+read -r -t 8 -u 7 line7
+read -r -t 8 -u 8 line8
+has "keep-alive connection 1 answered" 'HTTP/1.1 200' "$line7"
+has "keep-alive connection 2 answered" 'HTTP/1.1 200' "$line8"
 eq "idle keep-alive connections on every thread: a new request is still served" 200 \
     "$(curl -s -o /dev/null -w '%{http_code}' -m 8 "$URL/healthz")"
 exec 7>&- 8>&-
@@ -374,16 +429,17 @@ stop_pid "$SPID"
 server hup ""
 sed -i 's/"threads": 16/"threads": 17/; s/"schema": "srvtest"}/"schema": "srvtest"}, "log": {"level": "debug"}/' "$TMP/hup/cfg.json"
 kill -HUP "$SPID"
-sleep 0.5
+wait_until 20 "HUP: restart-only change logged" \
+    grep -q 'reload: changed, takes effect after a restart key=server.threads' "$TMP/hup/log"
+wait_until 20 "HUP: log.level applied" grep -q 'reload: applied key=log.level' "$TMP/hup/log"
 curl -s -o /dev/null "$URL/healthz"
-sleep 0.2
-ok "HUP: restart-only change logged" grep -q 'reload: changed, takes effect after a restart key=server.threads' "$TMP/hup/log"
-ok "HUP: log.level applied" grep -q 'reload: applied key=log.level' "$TMP/hup/log"
-ok "HUP: debug access log now on" grep -q 'debug request method=GET uri=/healthz status=200' "$TMP/hup/log"
+wait_until 20 "HUP: debug access log now on" \
+    grep -q 'debug request method=GET uri=/healthz status=200' "$TMP/hup/log"
 echo '{"server": {"threads": "x"}}' >"$TMP/hup/cfg.json"
 kill -HUP "$SPID"
-sleep 0.3
-ok "HUP with a bad file keeps running" grep -q 'reload: configuration rejected' "$TMP/hup/log"
+wait_until 20 "HUP with a bad file: rejected, logged" \
+    grep -q 'reload: configuration rejected' "$TMP/hup/log"
+ok "HUP with a bad file keeps running" kill -0 "$SPID"
 eq "still serving after a bad reload" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"
 eq "SIGTERM after reloads → exit 0" 0 "$T_RC"

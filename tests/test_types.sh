@@ -9,10 +9,8 @@ cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
 : "${DP_PG_CONNINFO:?run through make check (tests/pg run)}"
 
-PSQL=$DP_PG_BINDIR/psql
 TMP=$(mktemp -d)
 SCHEMA=types_$$
-sql() { "$PSQL" "$DP_PG_CONNINFO" -Atqc "$1" 2>/dev/null; }
 trap 't_cleanup; sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE"; rm -rf "$TMP"' EXIT
 PORT=$(free_port)
 URL="http://127.0.0.1:$PORT"
@@ -42,14 +40,6 @@ post() {
     curl -s -o "$TMP/out" -w '%{http_code}' --data-binary "$2" "$URL$1"
     echo " $(cat "$TMP/out")"
 }
-wait_for() { # wait_for SECONDS CMD...
-    local end=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        [ "$SECONDS" -lt "$end" ] || return 1
-        sleep 0.05
-    done
-}
 rows_are() { [ "$(sql "SELECT count(*) FROM $SCHEMA.$1")" = "$2" ]; }
 logged() { grep -qF -- "$2" "$TMP/$1.log"; }
 start_loader() {
@@ -76,7 +66,7 @@ done
 config "$PAGE_VIEW"
 start_bg "$TMP/server.log" "$BIN/datapipe-server" -c "$TMP/cfg.json"
 SPID=$T_LAST_PID
-wait_http "$URL/healthz" || cat "$TMP/server.log"
+wait_until 10 "server answers" http_answers "$URL/healthz" || cat "$TMP/server.log"
 r=$(post /v1/events/page_view '{"user_id": "u1", "url": "https://example.com/a",
     "viewed_at": "2024-05-01T10:00:00+02:00", "duration_ms": 5, "plan": "pro",
     "props": {"x": 1.10}}')
@@ -93,7 +83,7 @@ eq "not declared: 404" '404 {"status_code":404,"status_message":"unknown event t
     "$(post /v1/events/click '{"target": "x"}')"
 
 start_loader
-ok "the loader creates the table and loads" wait_for 30 rows_are page_view 2
+wait_until 30 "the loader creates the table and loads" rows_are page_view 2
 eq "rows as sent" "u1|https://example.com/a|2024-05-01 08:00:00+00|5|pro|{\"x\": 1.10}" \
     "$(sql "SET TimeZone TO 'UTC'; SELECT user_id, url, viewed_at, duration_ms, plan, props
             FROM $SCHEMA.page_view WHERE user_id = 'u1'")"
@@ -107,18 +97,18 @@ has "rejections by declared type" 'datapipe_events_rejected_total{type="page_vie
 # --- SIGHUP: a new type is added to both; a changed one needs a restart ------------------------
 config "$PAGE_VIEW, $CLICK"
 kill -HUP "$SPID" "$LPID"
-ok "server: new type registered" wait_for 10 logged server "declared event type registered type=click"
+wait_until 10 "server: new type registered" logged server "declared event type registered type=click"
 eq "new type accepted after SIGHUP" 202 "$(post /v1/events/click '{"target": "buy"}' | cut -c1-3)"
-ok "loader: new type registered" wait_for 10 logged loader "declared event type added type=click"
+wait_until 10 "loader: new type registered" logged loader "declared event type added type=click"
 kill -USR1 "$LPID"
-ok "loader creates the new table and loads it" wait_for 30 rows_are click 1
+wait_until 30 "loader creates the new table and loads it" rows_are click 1
 
 config "$PAGE_VIEW2, $CLICK"
 kill -HUP "$SPID" "$LPID"
-ok "server: changed type needs a restart" \
-    wait_for 10 logged server "declared event type changed or removed: restart needed"
-ok "loader: changed type needs a restart" \
-    wait_for 10 logged loader "restart datapipe-loader to apply it"
+wait_until 10 "server: changed type needs a restart" \
+    logged server "reload: changed, takes effect after a restart key=types.page_view"
+wait_until 10 "loader: changed type needs a restart" \
+    logged loader "changed settings need a restart of datapipe-loader settings=types.page_view"
 eq "the running declaration stays" '400 {"status_code":400,"status_message":"referrer: unknown field"}' \
     "$(post /v1/events/page_view '{"user_id": "u", "url": "http://a.b/", "viewed_at": 1, "referrer": "http://c.d/"}')"
 
@@ -129,15 +119,15 @@ config "$PAGE_VIEW"
 eq "queued under click" 202 "$(post /v1/events/click '{"target": "held"}' | cut -c1-3)"
 start_loader
 held() { curl -s "$URL/v1/status" | grep -qF '"held_events":1,"held_types":"click"'; }
-ok "/v1/status shows the held event" wait_for 30 held
-ok "the loader says so" wait_for 10 logged loader "stay queued: declare their types again"
+wait_until 30 "/v1/status shows the held event" held
+wait_until 10 "the loader says so" logged loader "stay queued: declare their types again"
 eq "not dead-lettered" 0 "$(sql "SELECT count(*) FROM $SCHEMA.dead_letter")"
 stop_pid "$LPID"
 config "$PAGE_VIEW, $CLICK"
 start_loader
-ok "loaded once the type is back" wait_for 30 rows_are click 2
+wait_until 30 "loaded once the type is back" rows_are click 2
 notheld() { curl -s "$URL/v1/status" | grep -qF '"held_events":0,"held_types":""'; }
-ok "/v1/status: nothing held" wait_for 30 notheld
+wait_until 30 "/v1/status: nothing held" notheld
 stop_pid "$LPID"
 stop_pid "$SPID"
 eq "server stops" 0 "$T_RC"

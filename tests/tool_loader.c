@@ -101,7 +101,7 @@ fill(struct queue *q, const char *type, uint64_t total, long numbers)
         for (size_t i = 0; rc == 0 && i < n; i++) {
             rc = gen_event(&bufs[i], type, done + i + 1, numbers);
             memset(&evs[i], 0, sizeof(evs[i]));
-            queue_uuid7(evs[i].uuid);
+            ev_uuid7(evs[i].uuid);
             evs[i].received_us = dp_now_us();
             evs[i].type = rejected ? "crash_report" : type;
             evs[i].type_len = strlen(evs[i].type);

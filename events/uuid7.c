@@ -1,5 +1,5 @@
 /*
- * uuid.c - UUIDv7 (RFC 9562) for queued events: 48-bit Unix milliseconds, then a 74-bit
+ * uuid7.c - an event's id, a UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then a 74-bit
  * counter that starts from random bits each millisecond and grows by a random step, so ids
  * are strictly increasing within the process and unguessable. Never returns a duplicate,
  * even when the clock steps back or after fork().
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "etc/log.h"
-#include "queue/queue.h"
+#include "events/events.h"
 
 #define UUID_POOL_BYTES 512
 #define UUID_LO_BITS 62
@@ -132,7 +132,7 @@ uuid_counter_seed(void)
 }
 
 void
-queue_uuid7(uint8_t out[16])
+ev_uuid7(uint8_t out[16])
 {
     struct timespec ts;
     uint64_t now_ms;

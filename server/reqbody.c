@@ -1,14 +1,16 @@
 /*
- * body.c - reading a request body within server.max_body_bytes: Content-Length
+ * reqbody.c - reading a request body within server.max_body_bytes: Content-Length
  * or chunked (civetweb decodes chunks in mg_read), and gzip inflated with zlib
  * with the limit applied to the inflated size, so a gzip bomb gets 413 after
- * at most max bytes of output. Never reads past the limit.
+ * at most max bytes of output. Never reads past the limit. Also the one judge
+ * of "too large" (srv_too_large), for the queue's record limit as well.
  */
 #include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
 
 #include <civetweb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -40,19 +42,28 @@ grow(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-static void
-too_large(struct srv_reply *r, int64_t max)
+bool
+srv_too_large(struct srv_reply *r, int64_t body_bytes, int64_t max_body_bytes, int queue_rc)
 {
     char msg[128];
 
-    snprintf(msg, sizeof(msg), "body larger than server.max_body_bytes (%lld bytes)",
-             (long long)max);
-    srv_reply_json(r, 413, msg);
-    srv_reply_header(r, "Connection", "close");
+    if (body_bytes > max_body_bytes) {
+        snprintf(msg, sizeof(msg), "body larger than server.max_body_bytes (%lld bytes)",
+                 (long long)max_body_bytes);
+        srv_reply_json(r, 413, msg);
+        srv_reply_header(r, "Connection", "close");
+        return true;
+    }
+    if (queue_rc == DP_ERR_INVALID) {
+        srv_reply_json(r, 413, "an event is too large for the queue (see queue.max_bytes)");
+        return true;
+    }
+    return false;
 }
 
 /*
- * Read the raw (possibly compressed) bytes, at most limit of them. With a
+ * Read the raw (possibly compressed) bytes, stopping at the first read that
+ * takes them past limit (*len > limit tells the caller). With a
  * Content-Length (expect >= 0) the first buffer is sized to it (capped at
  * 1 MiB, so announcing a large body pins nothing), and a body that ends short
  * of it (the client stalled past request_timeout_ms, or hung up), or that is
@@ -61,7 +72,7 @@ too_large(struct srv_reply *r, int64_t max)
  */
 static int
 read_raw(struct mg_connection *c, int64_t expect, int64_t limit, int timeout_ms, char **out,
-         size_t *len, bool *over)
+         size_t *len)
 {
     char *buf = NULL;
     size_t cap = 0;
@@ -70,7 +81,6 @@ read_raw(struct mg_connection *c, int64_t expect, int64_t limit, int timeout_ms,
     int64_t deadline = dp_now_us() + (int64_t)timeout_ms * 1000;
     int rc = 0;
 
-    *over = false;
     if (expect > 0) {
         /* One more byte than announced shows a body longer than its header. */
         cap = expect < (1 << 20) ? (size_t)expect + 1 : (size_t)1 << 20;
@@ -104,7 +114,6 @@ read_raw(struct mg_connection *c, int64_t expect, int64_t limit, int timeout_ms,
         }
         n += (size_t)got;
         if ((int64_t)n > limit) {
-            *over = true;
             break;
         }
         if (dp_now_us() > deadline) {
@@ -115,7 +124,8 @@ read_raw(struct mg_connection *c, int64_t expect, int64_t limit, int timeout_ms,
                : step < BODY_READ_MAX             ? step * 2
                                                   : BODY_READ_MAX;
     }
-    if (!*over && expect >= 0 && (int64_t)n < expect) {
+    /* (Past the limit is past expect too: a larger Content-Length was refused unread.) */
+    if (expect >= 0 && (int64_t)n < expect) {
         rc = DP_ERR_INVALID;
         goto out;
     }
@@ -128,12 +138,12 @@ out:
 }
 
 /*
- * Inflate gzip in, writing at most max bytes; *over when there is more.
+ * Inflate gzip in, stopping once past max bytes of output (*len > max tells the caller).
  * Several gzip members one after another (cat a.gz b.gz) are one body; bytes
  * after the last member that are not another member are DP_ERR_INVALID.
  */
 static int
-inflate_gzip(const char *in, size_t in_len, int64_t max, char **out, size_t *len, bool *over)
+inflate_gzip(const char *in, size_t in_len, int64_t max, char **out, size_t *len)
 {
     z_stream z;
     char *buf = NULL;
@@ -142,7 +152,6 @@ inflate_gzip(const char *in, size_t in_len, int64_t max, char **out, size_t *len
     int rc = 0;
 
     memset(&z, 0, sizeof(z));
-    *over = false;
     if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
         return DP_ERR_NOMEM;
     }
@@ -152,7 +161,6 @@ inflate_gzip(const char *in, size_t in_len, int64_t max, char **out, size_t *len
         int zrc;
         size_t room;
         if ((int64_t)used > max) {
-            *over = true;
             break;
         }
         if (grow(&buf, &cap, used + BODY_CHUNK) != 0) {
@@ -181,9 +189,6 @@ inflate_gzip(const char *in, size_t in_len, int64_t max, char **out, size_t *len
             goto out;
         }
     }
-    if ((int64_t)used > max) {
-        *over = true;
-    }
     *len = used;
     *out = buf;
     buf = NULL;
@@ -200,7 +205,6 @@ srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, 
     const struct mg_request_info *ri = mg_get_request_info(c);
     const char *enc = mg_get_header(c, "Content-Encoding");
     bool gzip = false;
-    bool over = false;
     char *raw = NULL;
     size_t raw_len = 0;
     int rc;
@@ -215,11 +219,10 @@ srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, 
         gzip = true;
     }
     /* Refuse before reading when the client announces too much. */
-    if (ri->content_length > max) {
-        too_large(r, max);
+    if (srv_too_large(r, ri->content_length, max, 0)) {
         return DP_ERR_INVALID;
     }
-    rc = read_raw(c, ri->content_length, max, timeout_ms, &raw, &raw_len, &over);
+    rc = read_raw(c, ri->content_length, max, timeout_ms, &raw, &raw_len);
     if (rc == DP_ERR_INVALID) {
         srv_reply_json(r, 400, "body incomplete: shorter than its Content-Length, or not "
                                "received within server.request_timeout_ms; nothing was stored");
@@ -231,8 +234,7 @@ srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, 
         srv_reply_header(r, "Connection", "close");
         goto out;
     }
-    if (over) {
-        too_large(r, max);
+    if (srv_too_large(r, (int64_t)raw_len, max, 0)) {
         rc = DP_ERR_INVALID;
         goto out;
     }
@@ -242,7 +244,7 @@ srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, 
         raw = NULL;
         goto out;
     }
-    rc = inflate_gzip(raw, raw_len, max, out, len, &over);
+    rc = inflate_gzip(raw, raw_len, max, out, len);
     if (rc == DP_ERR_INVALID) {
         srv_reply_json(r, 400, "Content-Encoding: gzip: the body is not a valid gzip stream");
         goto out;
@@ -251,10 +253,10 @@ srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, 
         srv_reply_json(r, 500, "out of memory inflating the body");
         goto out;
     }
-    if (over) {
+    if (srv_too_large(r, (int64_t)*len, max, 0)) {
         free(*out);
         *out = NULL;
-        too_large(r, max);
+        *len = 0;
         rc = DP_ERR_INVALID;
     }
 out:

@@ -1,0 +1,297 @@
+/*
+ * settings.c - the table of every setting, and what walks it over a struct dp_config:
+ * compare (SIGHUP), print (--check-config, --help), free. A new setting is one row here and
+ * its field in config.h. Reads no file and no environment variable: config.c does.
+ */
+#include "etc/settings.h"
+#include "etc/types.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const formats[] = {"text", "json", NULL};
+
+#define F(field) offsetof(struct dp_config, field)
+#define BOTH (DP_DAEMON_SERVER | DP_DAEMON_LOADER)
+
+/* SPEC section 2. queue.id's default is computed (the host name). */
+const struct dp_setting dp_settings[] = {
+    {.path = "server.listen", .kind = DP_SETTING_STRING, .def_str = "127.0.0.1:8080",
+     .offset = F(server_listen), .used_by = DP_DAEMON_SERVER,
+     .help = "civetweb listening_ports syntax; a trailing s means TLS"},
+    {.path = "server.threads", .kind = DP_SETTING_INT, .def_int = 64, .min = 1, .max = 4096,
+     .offset = F(server_threads), .used_by = DP_DAEMON_SERVER,
+     .help = "worker threads (concurrent connections served)"},
+    {.path = "server.max_body_bytes", .kind = DP_SETTING_INT64, .def_int = 33554432, .min = 1,
+     .max = 2147483647LL, .offset = F(server_max_body_bytes), .used_by = DP_DAEMON_SERVER,
+     .help = "larger bodies (after gzip inflation) get 413"},
+    {.path = "server.request_timeout_ms", .kind = DP_SETTING_INT, .def_int = 30000, .min = 100,
+     .max = 3600000, .offset = F(server_request_timeout_ms), .used_by = DP_DAEMON_SERVER,
+     .help = "slow clients are cut off"},
+    {.path = "server.api_keys", .kind = DP_SETTING_STRING_LIST, .offset = F(server_api_keys),
+     .len_offset = F(server_api_keys_len), .used_by = DP_DAEMON_SERVER, .secret = true,
+     .help = "if any key is set, write and read endpoints need one"},
+    {.path = "server.api_keys_file", .kind = DP_SETTING_STRING_NULL,
+     .offset = F(server_api_keys_file), .used_by = DP_DAEMON_SERVER,
+     .help = "one key a line, # comments"},
+    {.path = "server.cors_origins", .kind = DP_SETTING_STRING_LIST,
+     .offset = F(server_cors_origins), .len_offset = F(server_cors_origins_len),
+     .used_by = DP_DAEMON_SERVER, .help = "origins allowed for browser POSTs"},
+    {.path = "server.tls_certificate", .kind = DP_SETTING_STRING_NULL,
+     .offset = F(server_tls_certificate), .used_by = DP_DAEMON_SERVER,
+     .help = "PEM with certificate and key, for an s port"},
+    {.path = "queue.path", .kind = DP_SETTING_STRING, .def_str = "/var/lib/datapipe/queue",
+     .offset = F(queue_path), .used_by = BOTH,
+     .help = "LMDB environment directory (created if missing)"},
+    {.path = "queue.max_bytes", .kind = DP_SETTING_INT64, .def_int = 1073741824,
+     .min = 1048576, .max = 1LL << 50, .offset = F(queue_max_bytes), .used_by = BOTH,
+     .help = "LMDB map size; when full, POSTs get 503"},
+    {.path = "queue.sync", .kind = DP_SETTING_BOOL, .def_int = 1, .min = 0, .max = 1,
+     .offset = F(queue_sync), .used_by = BOTH, .help = "fsync before acknowledging"},
+    {.path = "queue.id", .kind = DP_SETTING_STRING, .offset = F(queue_id),
+     .used_by = DP_DAEMON_LOADER,
+     .help = "names this queue in loader_batches (default: host name)"},
+    {.path = "database.conninfo", .kind = DP_SETTING_STRING, .def_str = "dbname=datapipe",
+     .offset = F(database_conninfo), .used_by = BOTH, .help = "libpq connection string"},
+    {.path = "database.schema", .kind = DP_SETTING_STRING, .def_str = "datapipe",
+     .offset = F(database_schema), .used_by = BOTH, .help = "schema that holds all tables"},
+    {.path = "loader.interval_s", .kind = DP_SETTING_INT, .def_int = 300, .min = 1,
+     .max = 86400 * 7, .offset = F(loader_interval_s), .used_by = DP_DAEMON_LOADER,
+     .reloadable = true, .help = "regular wake-up interval"},
+    {.path = "loader.min_interval_s", .kind = DP_SETTING_INT, .def_int = 5, .min = 0,
+     .max = 86400, .offset = F(loader_min_interval_s), .used_by = DP_DAEMON_LOADER,
+     .reloadable = true, .help = "earliest re-run when the queue passes high_water"},
+    {.path = "loader.high_water", .kind = DP_SETTING_INT64, .def_int = 100000, .min = 1,
+     .max = 1LL << 40, .offset = F(loader_high_water), .used_by = DP_DAEMON_LOADER,
+     .reloadable = true, .help = "queued events that trigger an early run"},
+    {.path = "loader.batch_rows", .kind = DP_SETTING_INT, .def_int = 50000, .min = 1,
+     .max = 10000000, .offset = F(loader_batch_rows), .used_by = DP_DAEMON_LOADER,
+     .help = "most events in one COPY transaction"},
+    {.path = "loader.workers", .kind = DP_SETTING_INT, .def_int = 2, .min = 1, .max = 64,
+     .offset = F(loader_workers), .used_by = DP_DAEMON_LOADER,
+     .help = "concurrent PostgreSQL connections loading"},
+    {.path = "log.level", .kind = DP_SETTING_STRING, .def_str = "info", .choices = levels,
+     .offset = F(log_level), .used_by = BOTH, .reloadable = true,
+     .help = "debug, info, warn, error"},
+    {.path = "log.format", .kind = DP_SETTING_STRING, .def_str = "text", .choices = formats,
+     .offset = F(log_format), .used_by = BOTH, .reloadable = true, .help = "text or json"},
+};
+
+const size_t dp_settings_len = sizeof(dp_settings) / sizeof(dp_settings[0]);
+
+const struct dp_setting *
+dp_setting_find(const char *path)
+{
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        if (strcmp(dp_settings[i].path, path) == 0) {
+            return &dp_settings[i];
+        }
+    }
+    return NULL;
+}
+
+char *
+dp_setting_section(const struct dp_setting *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.*s", (int)(dp_setting_key(s) - 1 - s->path), s->path);
+    return buf;
+}
+
+const char *
+dp_setting_key(const struct dp_setting *s)
+{
+    return strchr(s->path, '.') + 1;
+}
+
+void
+dp_settings_help(FILE *f)
+{
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        const struct dp_setting *s = &dp_settings[i];
+        char def[64];
+
+        if (s->kind == DP_SETTING_INT || s->kind == DP_SETTING_INT64) {
+            snprintf(def, sizeof(def), "%lld", s->def_int);
+        } else if (s->kind == DP_SETTING_BOOL) {
+            snprintf(def, sizeof(def), "%s", s->def_int ? "true" : "false");
+        } else if (s->kind == DP_SETTING_STRING_LIST) {
+            snprintf(def, sizeof(def), "[]");
+        } else {
+            snprintf(def, sizeof(def), "%s", s->def_str ? s->def_str
+                     : strcmp(s->path, "queue.id") == 0 ? "(host name)" : "null");
+        }
+        fprintf(f, "  %-26s %-24s %s\n", s->path, def, s->help);
+    }
+}
+
+/* ---- walking a struct dp_config ------------------------------------------------------ */
+
+static void
+list_free(char **l)
+{
+    for (size_t i = 0; l != NULL && l[i] != NULL; i++) {
+        free(l[i]);
+    }
+    free(l);
+}
+
+void
+dp_config_destroy(struct dp_config *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        char *base = (char *)cfg + dp_settings[i].offset;
+        if (dp_settings[i].kind == DP_SETTING_STRING ||
+            dp_settings[i].kind == DP_SETTING_STRING_NULL) {
+            free(*(char **)(void *)base);
+        } else if (dp_settings[i].kind == DP_SETTING_STRING_LIST) {
+            list_free(*(char ***)(void *)base);
+        }
+    }
+    dp_types_destroy(cfg->types);
+    free(cfg);
+}
+
+/* One setting's value as JSON (a new reference), or NULL on allocation failure. */
+static json_t *
+setting_json(const struct dp_setting *s, const struct dp_config *cfg)
+{
+    const char *base = (const char *)cfg + s->offset;
+    const char *str;
+    char *const *l;
+    json_t *v = NULL;
+
+    switch (s->kind) {
+    case DP_SETTING_INT:
+        return json_integer(*(const int *)(const void *)base);
+    case DP_SETTING_INT64:
+        return json_integer(*(const int64_t *)(const void *)base);
+    case DP_SETTING_BOOL:
+        return json_boolean(*(const bool *)base);
+    case DP_SETTING_STRING:
+    case DP_SETTING_STRING_NULL:
+        str = *(char *const *)(const void *)base;
+        return str != NULL ? json_string(str) : json_null();
+    case DP_SETTING_STRING_LIST:
+        l = *(char **const *)(const void *)base;
+        v = json_array();
+        /* A secret list shows how many, never the text. */
+        for (size_t j = 0; v != NULL && l != NULL && l[j] != NULL; j++) {
+            json_array_append_new(v, json_string(s->secret ? "<redacted>" : l[j]));
+        }
+        return v;
+    }
+    return NULL;
+}
+
+char *
+dp_config_to_json(const struct dp_config *cfg)
+{
+    json_t *root = json_object();
+    char *text = NULL;
+
+    if (root == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        const struct dp_setting *s = &dp_settings[i];
+        char section[64];
+        json_t *sec;
+
+        dp_setting_section(s, section, sizeof(section));
+        sec = json_object_get(root, section);
+        if (sec == NULL) {
+            sec = json_object();
+            json_object_set_new(root, section, sec);
+        }
+        json_object_set_new(sec, dp_setting_key(s), setting_json(s, cfg));
+    }
+    json_object_set_new(root, "types", dp_types_to_json(cfg->types));
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    return text;
+}
+
+static bool
+str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool
+setting_equal(const struct dp_setting *s, const struct dp_config *a, const struct dp_config *b)
+{
+    const char *pa = (const char *)a + s->offset;
+    const char *pb = (const char *)b + s->offset;
+
+    switch (s->kind) {
+    case DP_SETTING_INT:
+        return *(const int *)(const void *)pa == *(const int *)(const void *)pb;
+    case DP_SETTING_INT64:
+        return *(const int64_t *)(const void *)pa == *(const int64_t *)(const void *)pb;
+    case DP_SETTING_BOOL:
+        return *(const bool *)pa == *(const bool *)pb;
+    case DP_SETTING_STRING:
+    case DP_SETTING_STRING_NULL:
+        return str_eq(*(char *const *)(const void *)pa, *(char *const *)(const void *)pb);
+    case DP_SETTING_STRING_LIST: {
+        char *const *la = *(char **const *)(const void *)pa;
+        char *const *lb = *(char **const *)(const void *)pb;
+        size_t i = 0;
+        for (; la[i] != NULL && lb[i] != NULL; i++) {
+            if (strcmp(la[i], lb[i]) != 0) {
+                return false;
+            }
+        }
+        return la[i] == NULL && lb[i] == NULL;
+    }
+    }
+    return false;
+}
+
+/*
+ * Declared types, read by both daemons, as "types.NAME": a new one is reloadable (SIGHUP
+ * registers it), a changed or removed one takes a restart.
+ */
+static void
+types_diff(const struct dp_types *old, const struct dp_types *fresh, dp_config_change_fn fn,
+           void *arg)
+{
+    char key[DP_TYPE_NAME_MAX + 8];
+
+    for (size_t i = 0; fresh != NULL && i < fresh->n; i++) {
+        const struct dp_type_decl *d = &fresh->types[i];
+        const struct dp_type_decl *o = dp_types_find(old, d->name);
+
+        if (o == NULL || !dp_type_decl_equal(d, o)) {
+            snprintf(key, sizeof(key), "types.%s", d->name);
+            fn(arg, key, o == NULL);
+        }
+    }
+    for (size_t i = 0; old != NULL && i < old->n; i++) {
+        if (dp_types_find(fresh, old->types[i].name) == NULL) {
+            snprintf(key, sizeof(key), "types.%s", old->types[i].name);
+            fn(arg, key, false);
+        }
+    }
+}
+
+void
+dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsigned daemon,
+               dp_config_change_fn fn, void *arg)
+{
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        const struct dp_setting *s = &dp_settings[i];
+
+        if ((s->used_by & daemon) != 0 && !setting_equal(s, old, fresh)) {
+            fn(arg, s->path, s->reloadable);
+        }
+    }
+    types_diff(old->types, fresh->types, fn, arg);
+}

@@ -1,0 +1,209 @@
+/*
+ * internal.h - what the files of queue/ share and nothing else: struct queue, the record
+ * format and its codec, and the transaction and error helpers of the core (queue.c).
+ * Not a public header: server/, loader/ and the tests include queue/queue.h.
+ * The codec is static inline on purpose: the group commit encodes every event, and moving
+ * code between files must not add a call per event.
+ */
+#ifndef DP_QUEUE_INTERNAL_H
+#define DP_QUEUE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "queue/queue.h"
+#include "queue/queue_test.h"
+
+/* The sys database's key for the number the next append gets (8 bytes, big-endian). */
+#define QUEUE_KEY_NEXT_SEQ "next_seq"
+
+/*
+ * Record layout (all integers big-endian):
+ *   0 version (QUEUE_RECORD_VERSION)   1 type_len   2-3 error_len   4-7 flags
+ *   8-23 uuid   24-31 received_us   32.. type, error, json (json runs to the end)
+ */
+#define QUEUE_REC_HEAD 32
+
+/* One queue_append() call waiting for its events to become durable (commit.c). */
+struct queue_waiter;
+
+/* One open environment. The group-commit fields from mu down are explained in commit.c. */
+struct queue {
+    MDB_env *env;
+    MDB_dbi events_dbi;
+    MDB_dbi meta_dbi;
+    MDB_dbi sys_dbi;
+    char *path;         /* the environment directory */
+    bool sync;          /* fsync at commit */
+    uint64_t map_bytes; /* the map size in effect */
+    size_t limit_pages; /* appends past this many event pages report full */
+    bool env_open;      /* mdb_env_open() succeeded */
+    int lock_fd;        /* loader lock, -1 until queue_lock_loader() */
+    bool full;          /* last append txn failed for space; committer only */
+    _Atomic(const struct queue_fault_ops *) fault;
+
+    pthread_mutex_t mu;        /* guards everything down to gen */
+    pthread_cond_t idle_cv;    /* signalled when inflight drops to 0 while closing */
+    struct queue_waiter *head; /* pending calls not yet taken by a committer */
+    struct queue_waiter *tail;
+    size_t pending;  /* calls in head..tail */
+    size_t inflight; /* calls inside queue_append() */
+    bool leading;    /* a batch is being committed or woken */
+    bool closing;
+    uint32_t gen; /* generation of the batch now accumulating */
+
+    _Atomic uint32_t word[2];              /* wake words, futexes: QUEUE_B_* in commit.c */
+    atomic_size_t exit_left;               /* callers of the batch being woken that have not left */
+    size_t exit_groups;                    /* calls in that batch */
+    atomic_uint_fast64_t commits;          /* append transactions committed */
+    atomic_uint_fast64_t committed_events; /* events in them */
+};
+
+/* ---- byte order ---- */
+
+static inline void
+queue_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t
+queue_get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* ---- records ---- */
+
+static inline size_t
+queue_rec_size(const struct queue_event *ev)
+{
+    return QUEUE_REC_HEAD + ev->type_len + ev->error_len + ev->json_len;
+}
+
+static inline void
+queue_rec_encode(uint8_t *p, const struct queue_event *ev)
+{
+    p[0] = QUEUE_RECORD_VERSION;
+    p[1] = (uint8_t)ev->type_len;
+    p[2] = (uint8_t)(ev->error_len >> 8);
+    p[3] = (uint8_t)ev->error_len;
+    p[4] = (uint8_t)(ev->flags >> 24);
+    p[5] = (uint8_t)(ev->flags >> 16);
+    p[6] = (uint8_t)(ev->flags >> 8);
+    p[7] = (uint8_t)ev->flags;
+    memcpy(p + 8, ev->uuid, 16);
+    queue_put_be64(p + 24, (uint64_t)ev->received_us);
+    p += QUEUE_REC_HEAD;
+    memcpy(p, ev->type, ev->type_len);
+    p += ev->type_len;
+    if (ev->error_len > 0) {
+        memcpy(p, ev->error, ev->error_len);
+        p += ev->error_len;
+    }
+    if (ev->json_len > 0) {
+        memcpy(p, ev->json, ev->json_len);
+    }
+}
+
+/*
+ * Decode the record under key k into ev, whose pointers then point into the map.
+ * Returns 0 or MDB_CORRUPTED.
+ */
+static inline int
+queue_rec_decode(const MDB_val *k, const MDB_val *v, struct queue_event *ev)
+{
+    const uint8_t *p = v->mv_data;
+    size_t type_len;
+    size_t error_len;
+
+    if (k->mv_size != 8 || v->mv_size < QUEUE_REC_HEAD || p[0] != QUEUE_RECORD_VERSION) {
+        return MDB_CORRUPTED;
+    }
+    type_len = p[1];
+    error_len = ((size_t)p[2] << 8) | p[3];
+    if (type_len == 0 || type_len > QUEUE_TYPE_MAX || error_len > QUEUE_ERROR_MAX ||
+        QUEUE_REC_HEAD + type_len + error_len > v->mv_size) {
+        return MDB_CORRUPTED;
+    }
+    ev->seq = queue_get_be64(k->mv_data);
+    ev->flags = ((uint32_t)p[4] << 24) | ((uint32_t)p[5] << 16) | ((uint32_t)p[6] << 8) | p[7];
+    memcpy(ev->uuid, p + 8, 16);
+    ev->received_us = (int64_t)queue_get_be64(p + 24);
+    ev->type = (const char *)p + QUEUE_REC_HEAD;
+    ev->type_len = type_len;
+    ev->error = error_len > 0 ? ev->type + type_len : NULL;
+    ev->error_len = error_len;
+    ev->json = ev->type + type_len + error_len;
+    ev->json_len = v->mv_size - QUEUE_REC_HEAD - type_len - error_len;
+    return 0;
+}
+
+/* ---- core helpers, in queue.c ---- */
+
+/*
+ * Whether rc means "no room": map full, disk full, quota (also an EIO on a file system with
+ * almost no space left).
+ */
+bool queue_rc_full(const struct queue *q, int rc);
+
+/* queue_err's slow path, for rc != 0: translate and log. */
+int queue_err_slow(const struct queue *q, int rc, const char *what);
+
+/*
+ * Translate an LMDB or errno code into a dp_err (0 stays 0), logging LMDB's own text. what
+ * names the operation for the log line.
+ */
+static inline int
+queue_err(const struct queue *q, int rc, const char *what)
+{
+    if (rc == 0) {
+        return 0;
+    }
+    return queue_err_slow(q, rc, what);
+}
+
+/*
+ * Begin a transaction. A reader table full of slots left by killed processes is cleared
+ * once and the begin retried. Returns an LMDB code.
+ */
+int queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn);
+
+/*
+ * Commit txn (always consumed), first asking the test fault seam whether this commit should
+ * fail instead. Returns an LMDB or errno code.
+ */
+int queue_txn_commit(struct queue *q, MDB_txn *txn, enum queue_txn_kind kind, size_t events);
+
+/*
+ * The sequence number the next append gets, as seen by txn: the stored counter, or (in an
+ * environment that has none yet) one past the last key. Returns an LMDB code.
+ */
+int queue_next_seq(struct queue *q, MDB_txn *txn, uint64_t *out);
+
+/* ---- shared by meta.c and delete.c ---- */
+
+/*
+ * One write transaction: delete [first, last] when del, then apply the n metadata
+ * changes; all or nothing. Returns 0 or a dp_err (meta.c).
+ */
+int queue_write_meta(struct queue *q, bool del, uint64_t first, uint64_t last,
+                     const struct queue_meta_op *ops, size_t n);
+
+/* Delete keys first..last in txn with one cursor walk. Returns an LMDB code (delete.c). */
+int queue_delete_keys(struct queue *q, MDB_txn *txn, uint64_t first, uint64_t last);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * queue_test.h - test-only seams of the queue: a fault hook on every write transaction's
+ * commit and a look at the group-commit queue. Included by the queue's own files and by
+ * tests; production code (server/, loader/) never includes it nor calls anything in it.
+ */
+#ifndef DP_QUEUE_TEST_H
+#define DP_QUEUE_TEST_H
+
+#include <stddef.h>
+
+#include "queue/queue.h"
+
+/*
+ * A test installs a queue_fault_ops to make write transactions fail the way the world can
+ * make them fail. commit() is called just before every write transaction commits, with what
+ * the transaction holds. Returning 0 lets the commit go ahead; any other value aborts the
+ * transaction and is handled exactly as if mdb_txn_commit() had returned it: an errno value
+ * (ENOSPC, EDQUOT, EIO, ...) or QUEUE_FAULT_MAP_FULL. commit() runs in whichever thread
+ * commits (the group-commit leader) and may block.
+ */
+#define QUEUE_FAULT_MAP_FULL (-30792)  /* LMDB's MDB_MAP_FULL */
+
+enum queue_txn_kind {
+    QUEUE_TXN_APPEND,          /* queue_append's group commit */
+    QUEUE_TXN_DELETE,          /* queue_delete_range */
+    QUEUE_TXN_META,            /* queue_meta_apply */
+};
+
+struct queue_fault_ops {
+    int (*commit)(void *arg, enum queue_txn_kind kind, size_t events);
+    void *arg;                 /* passed to commit() */
+};
+
+/*
+ * queue_set_fault_ops - install ops (NULL: none). ops is borrowed: it must stay valid until
+ * replaced or until queue_close().
+ */
+void queue_set_fault_ops(struct queue *q, const struct queue_fault_ops *ops);
+
+/* queue_test_pending - append calls queued and not yet taken by a committer. */
+size_t queue_test_pending(struct queue *q);
+
+#endif

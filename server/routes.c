@@ -1,0 +1,277 @@
+/*
+ * routes.c - the route table and the dispatcher. Each row says a route's path,
+ * methods, whether it needs an API key, the event type it stands for, and its
+ * handler; the dispatcher answers 404, OPTIONS, 405 (with Allow) and 401 from
+ * the row before any handler runs. A new endpoint is one row and one handler.
+ */
+#include "server/srv.h"
+#include "etc/err.h"
+#include "etc/log.h"
+
+#include <civetweb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The operations and read handlers take only what they use. */
+static void
+get_event(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    srv_get_event(s, m->type, m->id, r);
+}
+
+static void
+get_healthz(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_healthz(s, r);
+}
+
+static void
+get_readyz(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_readyz(s, r);
+}
+
+static void
+get_metrics(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_metrics(s, r);
+}
+
+static void
+get_status(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_status(s, r);
+}
+
+#define GET_HEAD (SRV_GET | SRV_HEAD)
+
+/* Matched in this order: "/v1/events/" must come before "/v1/events/{type}". */
+const struct srv_route srv_routes[] = {
+    {.path = "/v1/events",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .handler = srv_post_events,
+     .summary = "store events; each names its type in event_name"},
+    {.path = "/v1/events/",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .handler = srv_post_events,
+     .summary = "store events; each names its type in event_name (as /v1/events)"},
+    {.path = "/",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .handler = srv_post_events,
+     .summary = "store events; each names its type in event_name (as /v1/events)"},
+    {.path = "/v1/events/{type}",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .handler = srv_post_events,
+     .summary = "store events of one type"},
+    {.path = "/v1/events/{type}/{id}",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .handler = get_event,
+     .summary = "read a loaded event by its id"},
+    {.path = "/submit",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .event_type = "ad_event",
+     .handler = srv_post_submit,
+     .summary = "store ad events; 204 when all are accepted"},
+    {.path = "/product/{id}",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .event_type = "product",
+     .handler = get_event,
+     .summary = "read a loaded product by its id"},
+    {.path = "/healthz",
+     .methods = GET_HEAD,
+     .handler = get_healthz,
+     .summary = "liveness: the process answers"},
+    {.path = "/readyz",
+     .methods = GET_HEAD,
+     .handler = get_readyz,
+     .summary = "readiness: the queue is readable and not full"},
+    {.path = "/metrics",
+     .methods = GET_HEAD,
+     .handler = get_metrics,
+     .summary = "Prometheus metrics of the server and the loader"},
+    {.path = "/v1/status",
+     .methods = GET_HEAD,
+     .handler = get_status,
+     .summary = "queue depth, loader progress and counters as JSON"},
+};
+
+const size_t srv_routes_len = sizeof(srv_routes) / sizeof(srv_routes[0]);
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} method_names[] = {
+    {"GET", SRV_GET},
+    {"HEAD", SRV_HEAD},
+    {"POST", SRV_POST},
+};
+
+static unsigned
+method_bit(const char *method)
+{
+    for (size_t i = 0; i < sizeof(method_names) / sizeof(method_names[0]); i++) {
+        if (strcmp(method, method_names[i].name) == 0) {
+            return method_names[i].bit;
+        }
+    }
+    return 0;
+}
+
+/* The Allow header's value for a row: its methods, then OPTIONS. */
+static void
+allow_text(unsigned methods, char *out, size_t size)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(method_names) / sizeof(method_names[0]); i++) {
+        if ((methods & method_names[i].bit) != 0 && used < size) {
+            used += (size_t)snprintf(out + used, size - used, "%s, ", method_names[i].name);
+        }
+    }
+    if (used < size) {
+        snprintf(out + used, size - used, "OPTIONS");
+    }
+}
+
+/*
+ * Match uri against a row's path. {type} takes one segment, possibly empty
+ * (*type_name, *type_len point into uri); {id} one non-empty segment shorter
+ * than SRV_ID_MAX, copied into id.
+ */
+static bool
+path_match(const char *pat, const char *uri, const char **type_name, size_t *type_len,
+           char id[SRV_ID_MAX])
+{
+    while (*pat != '\0') {
+        size_t n = strcspn(uri, "/");
+        if (strncmp(pat, "{type}", 6) == 0) {
+            *type_name = uri;
+            *type_len = n;
+            pat += 6;
+        } else if (strncmp(pat, "{id}", 4) == 0) {
+            if (n == 0 || n >= SRV_ID_MAX) {
+                return false;
+            }
+            memcpy(id, uri, n);
+            id[n] = '\0';
+            pat += 4;
+        } else if (*pat == *uri) {
+            pat++;
+            n = 1;
+        } else {
+            return false;
+        }
+        uri += n;
+    }
+    return *uri == '\0';
+}
+
+bool
+srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
+{
+    memset(m, 0, sizeof(*m));
+    *unknown_type = false;
+    for (size_t i = 0; i < srv_routes_len; i++) {
+        const struct srv_route *rt = &srv_routes[i];
+        const char *name = rt->event_type;
+        size_t len = name != NULL ? strlen(name) : 0;
+
+        if (!path_match(rt->path, uri, &name, &len, m->id)) {
+            continue;
+        }
+        m->route = rt;
+        if (name != NULL) {
+            m->type = ev_lookup(name, len);
+            *unknown_type = m->type == NULL;
+        }
+        return true;
+    }
+    return false;
+}
+
+static void
+dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
+{
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    struct srv_match m;
+    bool unknown_type;
+    char allow[64];
+
+    if (!srv_route_find(ri->local_uri != NULL ? ri->local_uri : "", &m, &unknown_type)) {
+        srv_reply_json(r, 404, "no such endpoint");
+        return;
+    }
+    if (strcmp(ri->request_method, "OPTIONS") == 0) {
+        allow_text(m.route->methods, allow, sizeof(allow));
+        r->status = 204;
+        srv_reply_header(r, "Allow", allow);
+        srv_cors_preflight(s, c, r);
+        return;
+    }
+    srv_cors_apply(s, c, r);
+    if ((m.route->methods & method_bit(ri->request_method)) == 0) {
+        allow_text(m.route->methods, allow, sizeof(allow));
+        srv_reply_json(r, 405, "method not allowed");
+        srv_reply_header(r, "Allow", allow);
+        return;
+    }
+    if (m.route->needs_key && !srv_auth_ok(s, c)) {
+        srv_reply_json(r, 401,
+                       "missing or wrong API key: send Authorization: Bearer KEY "
+                       "or X-API-Key: KEY");
+        srv_reply_header(r, "WWW-Authenticate", "Bearer realm=\"datapipe\"");
+        return;
+    }
+    if (unknown_type) {
+        srv_reply_json(r, 404, "unknown event type");
+        return;
+    }
+    m.route->handler(s, c, &m, r);
+}
+
+int
+srv_handle_request(struct mg_connection *c, void *cbdata)
+{
+    struct srv *s = cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    struct srv_reply r;
+    int64_t t0 = dp_now_us();
+    int64_t dt;
+
+    memset(&r, 0, sizeof(r));
+    dispatch(s, c, &r);
+    if (r.status == 0) {
+        srv_reply_json(&r, 500, "internal error: no answer");
+        dp_error("no answer", "method=%s uri=%s", ri->request_method, ri->local_uri);
+    }
+    if (strstr(r.headers, "Connection: close") != NULL) {
+        mg_disable_connection_keep_alive(c);
+    }
+    srv_reply_send(c, &r);
+    dt = dp_now_us() - t0;
+    srv_observe(s, r.status, dt);
+    if (dp_log_enabled(DP_LOG_DEBUG)) {
+        dp_debug("request", "method=%s uri=%s status=%d us=%lld remote=%s", ri->request_method,
+                 ri->local_uri, r.status, (long long)dt, ri->remote_addr);
+    }
+    free(r.body);
+    return r.status;
+}
