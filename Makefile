@@ -24,7 +24,7 @@ CIVETWEB_LIBS ?= -lcivetweb
 FUZZ_SECONDS ?= 60
 VERSION := 0.1.0
 
-PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd
+PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd libcrypto
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build/san

@@ -16,6 +16,9 @@
 
 #define EV_ERR_MAX 256          /* longest validation message, bytes with NUL */
 #define EV_UUID_TEXT 37         /* a uuid's canonical text form, bytes with NUL */
+#define EV_KEY_MAX 255          /* longest idempotency key, bytes */
+#define EV_DIGEST_LEN 32        /* an event's digest: SHA-256 */
+#define EV_KEY_FIELD "idempotency_key" /* the reserved field every type allows */
 
 /* A growable byte buffer for COPY rows. Zero-initialise; free with ev_buf_free. */
 struct ev_buf {
@@ -40,6 +43,8 @@ enum ev_id_kind {
 struct ev_stored {
     const char *json;           /* the event's bytes exactly as received */
     size_t json_len;
+    const char *key;            /* its idempotency key, or NULL (key_len 0) */
+    size_t key_len;
     uint8_t uuid[16];           /* UUIDv7 given at ingest */
     int64_t received_us;        /* microseconds since the epoch, UTC */
     int64_t now_us;             /* the loader's clock at encode time (processed_at) */
@@ -100,6 +105,11 @@ struct ev_item {
     size_t raw_len;
     const struct ev_type *type; /* resolved type, NULL if unknown or unparsable */
     char *error;                /* NULL if valid; else malloc'd message, owned by the batch */
+    char *key;                  /* idempotency key (NUL-terminated), malloc'd, owned by the
+                                   batch; NULL if none (or the key itself was invalid) */
+    size_t key_len;             /* bytes, 1 to EV_KEY_MAX when key is set */
+    uint8_t digest[EV_DIGEST_LEN]; /* with a key: SHA-256 of raw, surrounding whitespace
+                                      trimmed */
 };
 
 /* All events of one body. Zero-initialise; free with ev_batch_free. */
@@ -112,7 +122,9 @@ struct ev_batch {
 
 /*
  * ev_parse_body - split body (len bytes, need not be NUL-terminated) into
- * events and validate each.
+ * events and validate each. An event's "idempotency_key" field is checked by the
+ * dispatcher before its type sees it (ev_key_check: invalid is a rejected item, the
+ * message naming the field) and sets the item's key and digest.
  *   type: the type from the URL (POST /v1/events/{type}), or NULL when each
  *   event names its type in "event_name".
  * A body is JSON values separated by optional whitespace (an optional UTF-8
@@ -135,6 +147,41 @@ int ev_parse_body(const char *body, size_t len, const struct ev_type *type,
 
 /* ev_batch_free - release the batch's memory (not the body). NULL-safe. */
 void ev_batch_free(struct ev_batch *b);
+
+/*
+ * ev_batch_add - add one event to b as its next item (index b->n): raw (len bytes, a view
+ * that must outlive b) holds exactly one JSON value, optionally surrounded by whitespace,
+ * validated as an event of type t by the same dispatcher as ev_parse_body (t NULL: the
+ * event names its type). With error non-NULL the item is rejected with that text (copied)
+ * instead, of type t, and raw is not parsed. For bodies that are not plain event streams
+ * (CloudEvents). Returns 0 (the item may be rejected) or DP_ERR_NOMEM.
+ */
+int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
+                 const char *error);
+
+/*
+ * ev_batch_set_key - give item i of b the idempotency key key (len bytes) from outside the
+ * event (the Idempotency-Key header, a CloudEvent's source and id), and its digest.
+ *   what: how the message names the key's origin ("Idempotency-Key").
+ * A key that is invalid (see ev_key_check), or that differs from the event's own
+ * idempotency_key field, turns the item into a rejected one with the message
+ * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected), DP_ERR_NOMEM.
+ */
+int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len,
+                     const char *what);
+
+/*
+ * ev_key_check - whether key (len bytes) is a valid idempotency key: 1 to EV_KEY_MAX bytes
+ * of valid UTF-8 without control characters (U+0000-U+001F, U+007F-U+009F). Returns 0, or
+ * DP_ERR_INVALID with "<what>: <problem>" in err.
+ */
+int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]);
+
+/*
+ * ev_digest - SHA-256 of s (len bytes) with surrounding whitespace (space, tab, CR, LF)
+ * trimmed: two sends of one event compare equal however the body was laid out around it.
+ */
+void ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN]);
 
 /*
  * ev_encode - parse ev->json and encode it with type t. Convenience for the

@@ -30,7 +30,7 @@ struct ev_field {
 
 /*
  * ev_fields_check - the common shape check of a type: every key of obj
- * (except "event_name") must be in fields; every required field present;
+ * (except "event_name" and "idempotency_key", checked by the dispatcher) must be in fields; every required field present;
  * then each present field's check, in table order. At most 32 fields.
  * Returns 0 or DP_ERR_INVALID with the message in err.
  */

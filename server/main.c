@@ -25,7 +25,8 @@ static const char usage[] =
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings\n"
-    "apply at once, other changes are logged as needing a restart).\n";
+    "and queue.dedup_window_s apply at once, other changes are logged as needing a\n"
+    "restart).\n";
 
 static void
 notify_status(struct srv *s)
@@ -51,7 +52,8 @@ changed_key(void *arg, const char *key, bool reloadable)
     }
 }
 
-/* SIGHUP: re-read the files; the server's reloadable settings (logging) apply now. */
+/* SIGHUP: re-read the files; the server's reloadable settings (logging, the dedup window)
+ * apply now. */
 static void
 reload(struct srv *s, const char *cli_path)
 {
@@ -67,6 +69,8 @@ reload(struct srv *s, const char *cli_path)
     }
     dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, NULL);
     dp_log_setup(fresh->log_level, fresh->log_format);
+    /* A shorter window forgets keys sooner, a longer one cannot bring pruned keys back. */
+    queue_set_dedup_window(s->q, fresh->queue_dedup_window_s);
     dp_config_destroy(fresh);
 }
 
@@ -129,6 +133,7 @@ main(int argc, char **argv)
         dp_error("cannot open the queue", "path=%s", cfg->queue_path);
         goto out;
     }
+    queue_set_dedup_window(s.q, cfg->queue_dedup_window_s);
     if (srv_http_start(&s) != 0) {
         goto out;
     }

@@ -186,6 +186,10 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     }
     text_add(&t, "datapipe_events_rejected_total{type=\"\"} %llu\n",
              (unsigned long long)atomic_load(&s->m.rejected_untyped));
+    text_add(&t, "# HELP datapipe_events_duplicates_total Keyed events answered as repeats "
+                 "(nothing appended).\n# TYPE datapipe_events_duplicates_total counter\n"
+                 "datapipe_events_duplicates_total %llu\n",
+             (unsigned long long)atomic_load(&s->m.duplicates));
     text_add(&t, "# TYPE datapipe_queue_events gauge\ndatapipe_queue_events %llu\n"
                  "# TYPE datapipe_queue_bytes gauge\ndatapipe_queue_bytes %llu\n"
                  "# TYPE datapipe_queue_capacity_bytes gauge\n"
