@@ -64,6 +64,13 @@ struct ev_type {
     const char *copy_columns;   /* column list for COPY, "(a, b, c)"; of <table>_stage if upsert */
     enum ev_load load;
     /*
+     * The table has a nullable idempotency_key text column, unique where not null (the
+     * loader adds the column and the index to older tables), written as the last column of
+     * copy_columns; the loader loads keyed rows so that a key already there is skipped.
+     * EV_LOAD_APPEND types only (an upsert has its own key).
+     */
+    bool keyed;
+    /*
      * EV_LOAD_UPSERT only. In one transaction: run stage_ddl (creates the
      * temp table "<table>_stage" if missing), COPY the rows into it with
      * copy_columns, then run upsert_sql, which empties the stage as it reads

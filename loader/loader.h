@@ -191,6 +191,12 @@ const char *ldr_pg_sqlstate(const struct ldr_pg *pg);
 int ldr_pg_exec(struct ldr_pg *pg, const char *sql);
 
 /*
+ * ldr_pg_exec_rows - run one statement sql (no results wanted) and give how many rows it
+ * inserted, updated or deleted (PQcmdTuples) in *rows. Returns as ldr_pg_exec.
+ */
+int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
+
+/*
  * ldr_pg_ensure_schema - create schema, every registry table, dead_letter and
  * loader_batches if missing, in one transaction serialized by an advisory lock (concurrent
  * CREATE ... IF NOT EXISTS can otherwise collide).

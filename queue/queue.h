@@ -178,6 +178,8 @@ struct queue_meta_op {
  */
 /* + an event type name: counter of events loaded into that type's table */
 #define QUEUE_META_LOADER_LOADED_PREFIX "loader.loaded."
+/* + an event type name: counter of keyed rows skipped, their key already in the table */
+#define QUEUE_META_LOADER_DUPLICATES_PREFIX "loader.duplicates."
 /* counter: rows filed into dead_letter, both stages */
 #define QUEUE_META_LOADER_DEAD_LETTERS "loader.dead_letters"
 /* counter: of which rejected at ingest */

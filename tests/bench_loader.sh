@@ -2,8 +2,11 @@
 # bench_loader.sh - datapipe-loader's drain rate (make bench). 1,000,000 crash_report events
 # queued, `datapipe-loader --once` timed from full to empty; the same rows through the same
 # encoder into a file, `psql \copy` into an empty copy of the table (same primary key) timed;
-# rows/s of both and their ratio (target >= 0.8). Then the drain rate of data_sample events
-# of 10,000 numbers each in MB/s of JSON. Prints figures; never fails on a timing.
+# rows/s of both and their ratio (target >= 0.8). Then the same number of crash_report events
+# each with its own idempotency key (loaded through a temporary table and INSERT ... ON
+# CONFLICT DO NOTHING) as a ratio against the unkeyed drain (target >= 0.5). Then the drain
+# rate of data_sample events of 10,000 numbers each in MB/s of JSON. Prints figures; never
+# fails on a timing.
 set -uo pipefail
 
 BIN=${DP_BIN:-bin}
@@ -67,6 +70,13 @@ psql_rate=$(rate "$EVENTS" "$p0" "$p1")
 "$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report"
 read -r o0 o1 _ <<<"$(drain one 1 crash_report "$EVENTS")"
 
+"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report"
+read -r k0 k1 _ <<<"$(drain keyed 2 crash_report+key "$EVENTS")"
+keyed_loaded=$("$PSQL" "$DP_PG_CONNINFO" -Atc \
+    "SELECT count(*) FROM $schema.crash_report WHERE idempotency_key IS NOT NULL")
+[ "$keyed_loaded" = "$EVENTS" ] || die "loaded $keyed_loaded keyed rows, want $EVENTS"
+keyed_rate=$(rate "$EVENTS" "$k0" "$k1")
+
 "$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report, $schema.crash_report_copy"
 read -r s0 s1 sbytes <<<"$(drain samples 2 data_sample "$SAMPLES" 10000)"
 
@@ -77,6 +87,9 @@ echo "psql \\copy of the same rows into an empty copy of the table: $(secs "$p0"
     "$psql_rate rows/s"
 awk -v a="$loader_rate" -v b="$psql_rate" \
     'BEGIN { printf "ratio loader / psql \\copy: %.2f (target >= 0.80)\n", a / b }'
+echo "loader --once, keyed rows (a key each): $keyed_rate rows/s"
+awk -v a="$keyed_rate" -v b="$loader_rate" \
+    'BEGIN { printf "ratio keyed / unkeyed loader: %.2f (target >= 0.50)\n", a / b }'
 awk -v n="$SAMPLES" -v by="$sbytes" -v a="$s0" -v b="$s1" 'BEGIN {
     printf "data_sample (10,000 numbers each): %d events, %.1f MB of JSON in %.2f s = %.1f MB/s\n",
         n, by / 1e6, b - a, by / 1e6 / (b - a) }'

@@ -20,7 +20,7 @@ server() {
     cat >"$TMP/$name.json" <<JSON
 {"server": {"listen": "127.0.0.1:$port", "threads": 8},
  "queue": {"path": "$TMP/$name.q", "max_bytes": 67108864, "dedup_window_s": $window,
-           "id": "$SCHEMA"},
+           "id": "$SCHEMA-$name"},
  "database": {"conninfo": "${DP_PG_CONNINFO:-dbname=none}", "schema": "$SCHEMA"},
  "loader": {"batch_rows": 1000}}
 JSON
@@ -144,6 +144,28 @@ idw=$(id_of "$r")
 fresh_id() { r=$(post / "$CR"); [ "$(id_of "$r")" != "$idw" ] && [[ "$r" != *duplicate* ]]; }
 wait_until 30 "the key is forgotten after the window" fresh_id
 eq "after the window the event was appended again" 2 "$(queued short)"
+stop_pid "$SPID"
+
+# --- the loader: the keys go into the rows, a key PostgreSQL already holds is skipped
+run_loader() { "$BIN/datapipe-loader" -c "$TMP/$1.json" --once >>"$TMP/$1.loader.log" 2>&1; }
+ok "loader --once drains main" run_loader main
+eq "keyed crash_report rows carry their keys" "b-1,b-2,b-3,k-1" \
+    "$(sql "SELECT string_agg(idempotency_key, ',' ORDER BY idempotency_key) FROM $SCHEMA.crash_report")"
+eq "keyed ad_event rows (header keys) carry theirs" "sf-1,sub-1" \
+    "$(sql "SELECT string_agg(idempotency_key, ',' ORDER BY idempotency_key) FROM $SCHEMA.ad_event")"
+eq "the batch conflicts are dead letters of stage ingest with their key" 3 \
+    "$(sql "SELECT count(*) FROM $SCHEMA.dead_letter WHERE stage = 'ingest' AND idempotency_key = 'b-2'")"
+# Queue "short" holds k-1 twice (appended again after its window): PostgreSQL has it already.
+ok "loader --once drains short" run_loader short
+eq "a key already in the table is skipped, not an error" 1 \
+    "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key = 'k-1'")"
+eq "short's queue is empty (nothing dead-lettered)" "0 3" \
+    "$(queued short) $(sql "SELECT count(*) FROM $SCHEMA.dead_letter")"
+server short 1
+m=$(curl -s "$URL/metrics")
+has "/metrics shows the loader's skips" 'datapipe_loader_duplicates_total{type="crash_report"} 2' "$m"
+ok "skips are not counted as loaded" \
+    test -z "$(grep -F 'datapipe_loader_events_loaded_total{type="crash_report"}' <<<"$m")"
 stop_pid "$SPID"
 
 t_done test_idempotency
