@@ -220,6 +220,7 @@ push_malformed(struct parser *ps, size_t start, size_t at, const char *msg, size
     size_t col;
     const char *nl;
     size_t end;
+    int rc;
 
     if (at >= ps->len) {
         at = ps->len - 1;
@@ -232,7 +233,11 @@ push_malformed(struct parser *ps, size_t start, size_t at, const char *msg, size
     end = nl ? (size_t)(nl - ps->body) : ps->len;
     *next = nl ? end + 1 : ps->len;
     snprintf(text, sizeof(text), "line %zu column %zu: %s", line, col, msg);
-    return batch_push(ps, start, end - start, NULL, text, NULL, 0);
+    rc = batch_push(ps, start, end - start, NULL, text, NULL, 0);
+    if (rc == 0) {
+        ps->out->items[ps->out->n - 1].malformed = true;
+    }
+    return rc;
 }
 
 /* A clear message for jansson's error; the parser's own text is kept, escaped. */

@@ -112,6 +112,7 @@ struct ev_item {
     size_t raw_len;
     const struct ev_type *type; /* resolved type, NULL if unknown or unparsable */
     char *error;                /* NULL if valid; else malloc'd message, owned by the batch */
+    bool malformed;             /* raw is not a JSON value (error says where it broke) */
     char *key;                  /* idempotency key (NUL-terminated), malloc'd, owned by the
                                    batch; NULL if none (or the key itself was invalid) */
     size_t key_len;             /* bytes, 1 to EV_KEY_MAX when key is set */
@@ -183,6 +184,49 @@ int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len,
  * DP_ERR_INVALID with "<what>: <problem>" in err.
  */
 int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]);
+
+/*
+ * ev_parse_cloudevents - the CloudEvents 1.0 JSON format (structured and batched content
+ * modes of the HTTP binding): body holds one CloudEvent object (batch false) or a JSON
+ * array of them (batch true). Each CloudEvent becomes one item, as ev_parse_body's would:
+ * "type" names the event type, "data" (an object) is the event (the item's raw bytes are
+ * data's exact bytes), and the idempotency key is the CloudEvent's source and id (see
+ * ev_cloudevent_key). specversion must be "1.0"; id, source, type and specversion are
+ * required non-empty strings without control characters. A CloudEvent that breaks a rule
+ * is one rejected item whose raw bytes are the whole CloudEvent and whose message names the
+ * attribute ("source: required attribute missing"). Other attributes are not stored.
+ * Returns 0, DP_ERR_INVALID (no JSON value at all, or batch and the body is not an array:
+ * the batch is empty), DP_ERR_NOMEM.
+ */
+int ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *out);
+
+/* A CloudEvent's context attributes given outside its data (binary mode); NULL: absent. */
+struct ev_ce_attrs {
+    const char *id;
+    const char *source;
+    const char *type;
+    const char *specversion;
+};
+
+/*
+ * ev_parse_cloudevent_binary - the binary content mode: the attributes came as ce-*
+ * headers (percent-decoded by the caller) and body is the event. On success out holds one
+ * item (the event, validated as type, keyed by source and id). An attribute that breaks a
+ * rule (see ev_parse_cloudevents) gives DP_ERR_INVALID with the message in err and out
+ * empty. Returns 0 (the item may be rejected), DP_ERR_INVALID, DP_ERR_NOMEM.
+ */
+int ev_parse_cloudevent_binary(const char *body, size_t len, const struct ev_ce_attrs *a,
+                               struct ev_batch *out, char err[EV_ERR_MAX]);
+
+/*
+ * ev_cloudevent_key - a CloudEvent's idempotency key: source, one space, id (CloudEvents:
+ * "consumers MAY assume that events with identical source and id are duplicates"). When
+ * that is longer than EV_KEY_MAX bytes the key is "ce-sha256:" and the 64 hex digits of the
+ * SHA-256 of that text (74 bytes), so any pair keeps a key of its own. out holds
+ * EV_KEY_MAX + 1 bytes; returns the key's length.
+ */
+size_t ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t id_len,
+                         char out[EV_KEY_MAX + 1]);
 
 /*
  * ev_digest - SHA-256 of s (len bytes) with surrounding whitespace (space, tab, CR, LF)

@@ -1,6 +1,6 @@
 /*
  * ingest.c - the POST path: check the Content-Type, read the body, split and
- * validate it through the registry, append every event in one queue_append,
+ * validate it through the registry (or take it as CloudEvents, events/cloudevents.c), append every event in one queue_append,
  * and answer. A 2xx is sent only after queue_append() returned 0; an invalid
  * event is stored for dead_letter only beside at least one valid one. A keyed event the
  * queue already holds is answered as the first time (plus "duplicate"), never appended again.
@@ -18,6 +18,24 @@
 #define MAX_ERRORS_LISTED 100
 #define KEY_HEADER "Idempotency-Key"
 #define CONFLICT_TEXT_MAX (EV_KEY_MAX + 128)
+
+/* How a POST body holds its events (SPEC section 8 for the CloudEvents modes). */
+enum body_mode {
+    BODY_EVENTS,                /* JSON events (SPEC section 3) */
+    BODY_CE_STRUCTURED,         /* application/cloudevents+json: one CloudEvent */
+    BODY_CE_BATCH,              /* application/cloudevents-batch+json: an array of them */
+    BODY_CE_BINARY,             /* ce-* headers, the body is the event */
+    BODY_UNSUPPORTED,           /* a Content-Type we do not take: 415 */
+};
+
+/* Whether the Content-Type's media type (parameters aside) is want. */
+static bool
+media_type_is(const char *ct, const char *want)
+{
+    size_t n = strcspn(ct, "; \t");
+
+    return strlen(want) == n && strncasecmp(ct, want, n) == 0;
+}
 
 static bool
 content_type_ok(struct mg_connection *c)
@@ -39,6 +57,91 @@ content_type_ok(struct mg_connection *c)
         }
     }
     return false;
+}
+
+/*
+ * The body's mode. CloudEvents are taken where events name their own type (POST
+ * /v1/events and POST /, type NULL, not /submit): there the CloudEvent's type does.
+ */
+static enum body_mode
+body_mode(struct mg_connection *c, const struct ev_type *type, bool submit)
+{
+    const char *ct = mg_get_header(c, "Content-Type");
+    bool ce_route = type == NULL && !submit;
+
+    if (ct != NULL && media_type_is(ct, "application/cloudevents+json")) {
+        return ce_route ? BODY_CE_STRUCTURED : BODY_UNSUPPORTED;
+    }
+    if (ct != NULL && media_type_is(ct, "application/cloudevents-batch+json")) {
+        return ce_route ? BODY_CE_BATCH : BODY_UNSUPPORTED;
+    }
+    if (!content_type_ok(c)) {
+        return BODY_UNSUPPORTED;
+    }
+    if (ce_route && mg_get_header(c, "ce-specversion") != NULL) {
+        return BODY_CE_BINARY;
+    }
+    return BODY_EVENTS;
+}
+
+/* A ce-* header's value, percent-decoded (HTTP binding 3.1.3.2) into buf; NULL if absent. */
+static const char *
+ce_header(struct mg_connection *c, const char *name, char *buf, size_t len)
+{
+    const char *v = mg_get_header(c, name);
+    int n;
+
+    if (v == NULL) {
+        return NULL;
+    }
+    n = mg_url_decode(v, (int)strlen(v), buf, (int)len, 0);
+    /* Too long to decode: keep the raw text, which then fails the checks by its length. */
+    return n < 0 ? v : buf;
+}
+
+/*
+ * Split body into b as its mode says. Returns 0, DP_ERR_INVALID (r filled with 400),
+ * DP_ERR_NOMEM.
+ */
+static int
+parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, size_t len,
+              const struct ev_type *type, struct ev_batch *b, struct srv_reply *r)
+{
+    char id[1024];
+    char source[1024];
+    char cetype[256];
+    char spec[64];
+    char err[EV_ERR_MAX];
+    struct ev_ce_attrs a;
+    int rc;
+
+    switch (mode) {
+    case BODY_CE_STRUCTURED:
+    case BODY_CE_BATCH:
+        rc = ev_parse_cloudevents(body, len, mode == BODY_CE_BATCH, b);
+        if (rc == DP_ERR_INVALID) {
+            srv_reply_json(r, 400, mode == BODY_CE_BATCH
+                                       ? "cloudevents batch: expected a JSON array of CloudEvents"
+                                       : "cloudevent: expected one CloudEvent object");
+        }
+        return rc;
+    case BODY_CE_BINARY:
+        a.id = ce_header(c, "ce-id", id, sizeof(id));
+        a.source = ce_header(c, "ce-source", source, sizeof(source));
+        a.type = ce_header(c, "ce-type", cetype, sizeof(cetype));
+        a.specversion = ce_header(c, "ce-specversion", spec, sizeof(spec));
+        rc = ev_parse_cloudevent_binary(body, len, &a, b, err);
+        if (rc == DP_ERR_INVALID) {
+            srv_reply_json(r, 400, err);
+        }
+        return rc;
+    default:
+        rc = ev_parse_body(body, len, type, b);
+        if (rc == DP_ERR_INVALID) {
+            srv_reply_json(r, 400, "empty body: expected one or more JSON events");
+        }
+        return rc;
+    }
 }
 
 /*
@@ -311,24 +414,30 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     struct ev_batch b = {0};
     struct queue_event one;
     struct queue_event *evs = &one;
+    enum body_mode mode = body_mode(c, type, submit);
     char *body = NULL;
     size_t len = 0;
     size_t dups = 0;
     int rc;
 
-    if (!content_type_ok(c)) {
-        srv_reply_json(r, 415, "Content-Type: use application/json, application/x-ndjson, "
-                               "application/jsonl, text/plain or "
-                               "application/x-www-form-urlencoded");
+    if (mode == BODY_UNSUPPORTED) {
+        srv_reply_json(r, 415, type == NULL && !submit
+                                   ? "Content-Type: use application/json, application/x-ndjson, "
+                                     "application/jsonl, text/plain, "
+                                     "application/x-www-form-urlencoded, "
+                                     "application/cloudevents+json or "
+                                     "application/cloudevents-batch+json"
+                                   : "Content-Type: use application/json, application/x-ndjson, "
+                                     "application/jsonl, text/plain or "
+                                     "application/x-www-form-urlencoded");
         return;
     }
     if (srv_body_read(c, s->cfg->server_max_body_bytes, s->cfg->server_request_timeout_ms, &body,
                       &len, r) != 0) {
         goto out;
     }
-    rc = ev_parse_body(body, len, type, &b);
+    rc = parse_by_mode(c, mode, body, len, type, &b, r);
     if (rc == DP_ERR_INVALID) {
-        srv_reply_json(r, 400, "empty body: expected one or more JSON events");
         goto out;
     }
     if (rc == 0) {

@@ -168,4 +168,83 @@ ok "skips are not counted as loaded" \
     test -z "$(grep -F 'datapipe_loader_events_loaded_total{type="crash_report"}' <<<"$m")"
 stop_pid "$SPID"
 
+# --- CloudEvents: structured, batch and binary mode
+server ce
+CT='Content-Type: application/cloudevents+json'
+DATA='{"user_id":1,"timestamp":2,"message":"ce"}'
+CE='{"specversion":"1.0","id":"e-1","source":"/app","type":"crash_report","data":'$DATA'}'
+r=$(post / "$CE" -H "$CT")
+has "structured → 202" '202 {"status_code":202,"status_message":"accepted","id":"' "$r"
+idc=$(id_of "$r")
+has "the stored event is data, exactly" " crash_report 0 $DATA" "$("$QTOOL" "$TMP/ce.q" dump)"
+r=$(post /v1/events "$CE" -H "$CT")
+eq "structured repeat (same source and id) → duplicate" \
+    "202 {\"status_code\":202,\"status_message\":\"accepted\",\"id\":\"$idc\",\"duplicate\":true}" "$r"
+r=$(post / "$DATA" -H 'ce-specversion: 1.0' -H 'ce-id: e-1' -H 'ce-source: /app' \
+    -H 'ce-type: crash_report' -H 'Content-Type: application/json')
+eq "binary mode, same source, id and data → a repeat of the structured one" \
+    "202 {\"status_code\":202,\"status_message\":\"accepted\",\"id\":\"$idc\",\"duplicate\":true}" "$r"
+r=$(post / "$DATA" -H 'ce-specversion: 1.0' -H 'ce-id: e%202' -H 'ce-source: /app' \
+    -H 'ce-type: crash_report')
+has "binary mode, a new id (percent-encoded) → 202" '202 {"status_code":202,"status_message":"accepted","id":"' "$r"
+r=$(post / '['"$CE"',{"specversion":"1.0","id":"e-3","type":"crash_report","data":'$DATA'},
+{"specversion":"1.0","id":"e-4","source":"/app","type":"crash_report","data":{"user_id":4,"timestamp":2,"message":"b"}}]' \
+    -H 'Content-Type: application/cloudevents-batch+json')
+has "batch mode: a repeat, a missing source, a new one" \
+    '202 {"status_code":202,"status_message":"partly accepted","accepted":2,"rejected":1,"duplicates":1,"errors":[{"index":1,"error":"source: required attribute missing"}]}' "$r"
+long=$(printf 's%.0s' $(seq 300))
+LONGCE='{"specversion":"1.0","id":"x","source":"'$long'","type":"crash_report","data":'$DATA'}'
+r=$(post / "$LONGCE" -H "$CT")
+idl=$(id_of "$r")
+has "source + id over 255 bytes → 202 (hashed key)" '202 ' "$r"
+r=$(post / "$LONGCE" -H "$CT")
+has "… and its repeat is a duplicate" "\"id\":\"$idl\",\"duplicate\":true" "$r"
+
+# ce_bad NAME CLOUDEVENT MESSAGE: a structured CloudEvent answered 400 with MESSAGE.
+ce_bad() {
+    r=$(post / "$2" -H "$CT")
+    eq "$1" "400 {\"status_code\":400,\"status_message\":\"$3\"}" "$r"
+}
+ce_bad "missing specversion" '{"id":"1","source":"s","type":"crash_report","data":{}}' \
+    'specversion: required attribute missing'
+ce_bad "specversion 0.3" '{"specversion":"0.3","id":"1","source":"s","type":"crash_report","data":{}}' \
+    'specversion: \"0.3\" is not supported (expected \"1.0\")'
+ce_bad "missing id" '{"specversion":"1.0","source":"s","type":"crash_report","data":{}}' \
+    'id: required attribute missing'
+ce_bad "empty id" '{"specversion":"1.0","id":"","source":"s","type":"crash_report","data":{}}' \
+    'id: must not be empty'
+ce_bad "missing source" '{"specversion":"1.0","id":"1","type":"crash_report","data":{}}' \
+    'source: required attribute missing'
+ce_bad "source not a string" '{"specversion":"1.0","id":"1","source":5,"type":"crash_report","data":{}}' \
+    'source: expected string, got integer'
+ce_bad "missing type" '{"specversion":"1.0","id":"1","source":"s","data":{}}' \
+    'type: required attribute missing'
+ce_bad "unknown type" '{"specversion":"1.0","id":"1","source":"s","type":"nope","data":{}}' \
+    'type: unknown event type \"nope\"'
+ce_bad "id with a control character" \
+    '{"specversion":"1.0","id":"a\u0001","source":"s","type":"crash_report","data":{}}' \
+    'id: control character at byte 1'
+ce_bad "missing data" '{"specversion":"1.0","id":"1","source":"s","type":"crash_report"}' \
+    'data: required (the event, an object)'
+ce_bad "data not an object" '{"specversion":"1.0","id":"1","source":"s","type":"crash_report","data":"x"}' \
+    'data: expected object, got string'
+ce_bad "data invalid for its type" \
+    '{"specversion":"1.0","id":"1","source":"s","type":"crash_report","data":{"user_id":1}}' \
+    'timestamp: required field missing'
+ce_bad "structured mode with an array" "[$CE]" 'cloudevent: expected one CloudEvent object'
+r=$(post / "$DATA" -H 'ce-specversion: 1.0' -H 'ce-id: e-9' -H 'ce-type: crash_report')
+eq "binary mode without ce-source → 400" \
+    '400 {"status_code":400,"status_message":"source: required attribute missing"}' "$r"
+r=$(post / "$DATA" -H 'ce-specversion: 2.0' -H 'ce-id: e-9' -H 'ce-source: s' -H 'ce-type: crash_report')
+eq "binary mode, specversion 2.0 → 400" \
+    '400 {"status_code":400,"status_message":"specversion: \"2.0\" is not supported (expected \"1.0\")"}' "$r"
+r=$(post /v1/events/crash_report "$CE" -H "$CT")
+has "CloudEvents only where events name their type: 415 elsewhere" '415 ' "$r"
+stop_pid "$SPID"
+ok "loader --once drains ce" run_loader ce
+eq "the CloudEvents key is source, a space, id" 1 \
+    "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key = '/app e 2'")"
+eq "an over-long source + id is keyed by its SHA-256" 1 \
+    "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key ~ '^ce-sha256:[0-9a-f]{64}$'")"
+
 t_done test_idempotency
