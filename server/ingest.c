@@ -1,9 +1,9 @@
 /*
- * ingest.c - the POST path: check the Content-Type, read the body, split and
- * validate it through the registry (or take it as CloudEvents, events/cloudevents.c), append every event in one queue_append,
- * and answer. A 2xx is sent only after queue_append() returned 0; an invalid
- * event is stored for dead_letter only beside at least one valid one. A keyed event the
- * queue already holds is answered as the first time (plus "duplicate"), never appended again.
+ * ingest.c - the POST path: check the Content-Type, read the body, split and validate it
+ * through the registry (or take it as CloudEvents, events/cloudevents.c), append every
+ * event in one queue_append, and answer. A 2xx is sent only after queue_append() returned
+ * 0; an invalid event is stored for dead_letter only beside at least one valid one. A keyed
+ * event the queue already holds is answered as the first time, never appended again.
  */
 #include "server/srv.h"
 #include "etc/err.h"

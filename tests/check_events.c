@@ -823,7 +823,8 @@ static const struct row_case rows[] = {
       TEST_RECEIVED_TEXT "\t\\N\n" },
     { "data_sample", "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}",
       TEST_UUID_TEXT "\t0001-01-01 00:00:00.000000+00\t1\t-3\t0\t"
-      "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}\t" TEST_RECEIVED_TEXT "\t\\N\n" },
+      "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}\t" TEST_RECEIVED_TEXT
+      "\t\\N\n" },
     { "data_sample",
       "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}",
       TEST_UUID_TEXT "\t9999-12-31 23:59:59.999999+00\t2\t0\t1.0000000000000001e+300\t"
@@ -1451,7 +1452,8 @@ START_TEST(test_key_field)
     ck_assert_str_eq(hex, "0f842e7e4a518b45dddd2ae59d7a7bb8f13d00ed833e3ec58805e0116814fe27");
     ev_batch_free(&b2);
     it = parse_one(&b2, "crash_report",
-                   "{\"user_id\": 1,\"timestamp\":2,\"message\":\"m\",\"idempotency_key\":\"k-1\"}");
+                   "{\"user_id\": 1,\"timestamp\":2,\"message\":\"m\","
+                   "\"idempotency_key\":\"k-1\"}");
     hex32(it->digest, hex);
     ck_assert_str_ne(hex, "0f842e7e4a518b45dddd2ae59d7a7bb8f13d00ed833e3ec58805e0116814fe27");
     ev_batch_free(&b2);
