@@ -25,7 +25,7 @@ FUZZ_SECONDS ?= 60
 CREATE_USER ?= yes
 VERSION := 0.1.0
 
-PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd
+PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd libcrypto
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build/san

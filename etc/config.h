@@ -33,6 +33,7 @@ struct dp_config {
     int64_t queue_max_bytes;        /* bytes: LMDB map size */
     bool queue_sync;                /* fsync before acknowledging */
     char *queue_id;                 /* host name by default */
+    int64_t queue_dedup_window_s;   /* seconds an idempotency key is remembered */
 
     char *database_conninfo;        /* libpq connection string */
     char *database_schema;          /* schema holding every table */

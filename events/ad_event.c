@@ -118,6 +118,7 @@ encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *ob
     row_string(&row, obj, "advertiser_id");
     ev_row_text(&row, meta, meta_len);
     ev_row_time(&row, ev->received_us);
+    ev_row_key(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -132,10 +133,12 @@ const struct ev_type ev_ad_event = {
            "advertiser_id text NOT NULL, "
            "metadata jsonb NOT NULL DEFAULT '{}', "
            "received_at timestamptz NOT NULL, "
-           "loaded_at timestamptz NOT NULL DEFAULT now())",
+           "loaded_at timestamptz NOT NULL DEFAULT now(), "
+           "idempotency_key text)",
     .copy_columns = "(id, ip_address, user_agent, referring_url, advertiser_id, metadata, "
-                    "received_at)",
+                    "received_at, idempotency_key)",
     .load = EV_LOAD_APPEND,
+    .keyed = true,
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

@@ -53,9 +53,13 @@ skip_ws(const struct parser *ps, size_t p)
     return p;
 }
 
+/*
+ * Add an item for body bytes raw_off..+raw_len; key (key_len bytes, already checked) is
+ * copied and digested when non-NULL.
+ */
 static int
 batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_type *t,
-           const char *error)
+           const char *error, const char *key, size_t key_len)
 {
     struct ev_batch *b = ps->out;
     struct ev_item *it;
@@ -81,7 +85,18 @@ batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_ty
             return DP_ERR_NOMEM;
         }
     }
-    it = &b->items[b->n++];
+    it = &b->items[b->n];
+    memset(it, 0, sizeof(*it));
+    if (key != NULL) {
+        it->key = strndup(key, key_len);
+        if (it->key == NULL) {
+            free(copy);
+            return DP_ERR_NOMEM;
+        }
+        it->key_len = key_len;
+        ev_digest(ps->body + raw_off, raw_len, it->digest);
+    }
+    b->n++;
     it->index = ps->next_index++;
     it->raw = ps->body + raw_off;
     it->raw_len = raw_len;
@@ -95,21 +110,35 @@ batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_ty
 
 /*
  * The dispatcher: what every event must satisfy before its type looks at it.
- * Sets *type to the resolved type (NULL when unknown) even when invalid.
+ * Sets *type to the resolved type (NULL when unknown) even when invalid, and *key to the
+ * event's idempotency_key when that is valid (even when the event is not).
  */
 static int
 dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type **type,
-         char err[EV_ERR_MAX])
+         const json_t **key, char err[EV_ERR_MAX])
 {
     const struct ev_type *t = url_type;
     const json_t *name;
     char q[EV_QUOTE_MAX * 4 + 8];
     const char *s;
     size_t n;
+    int rc;
 
     *type = url_type;
+    *key = NULL;
     if (!json_is_object(v)) {
         return ev_type_err(err, "event", "object", v);
+    }
+    name = json_object_get(v, EV_KEY_FIELD);
+    if (name != NULL) {
+        if (!json_is_string(name)) {
+            return ev_type_err(err, EV_KEY_FIELD, "string", name);
+        }
+        rc = ev_key_check(json_string_value(name), json_string_length(name), EV_KEY_FIELD, err);
+        if (rc != 0) {
+            return rc;
+        }
+        *key = name;
     }
     name = json_object_get(v, "event_name");
     if (name == NULL) {
@@ -142,12 +171,16 @@ static int
 push_value(struct parser *ps, json_t *v, size_t start, size_t end)
 {
     const struct ev_type *t = NULL;
+    const json_t *key = NULL;
     char err[EV_ERR_MAX];
     int rc;
 
-    rc = dispatch(v, ps->type, &t, err);
+    rc = dispatch(v, ps->type, &t, &key, err);
+    rc = batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
+                    key != NULL ? json_string_value(key) : NULL,
+                    key != NULL ? json_string_length(key) : 0);
     json_decref(v);
-    return batch_push(ps, start, end - start, t, rc == 0 ? NULL : err);
+    return rc;
 }
 
 /* 1-based line and column (in characters) of the byte at offset at. */
@@ -187,6 +220,7 @@ push_malformed(struct parser *ps, size_t start, size_t at, const char *msg, size
     size_t col;
     const char *nl;
     size_t end;
+    int rc;
 
     if (at >= ps->len) {
         at = ps->len - 1;
@@ -199,7 +233,11 @@ push_malformed(struct parser *ps, size_t start, size_t at, const char *msg, size
     end = nl ? (size_t)(nl - ps->body) : ps->len;
     *next = nl ? end + 1 : ps->len;
     snprintf(text, sizeof(text), "line %zu column %zu: %s", line, col, msg);
-    return batch_push(ps, start, end - start, NULL, text);
+    rc = batch_push(ps, start, end - start, NULL, text, NULL, 0);
+    if (rc == 0) {
+        ps->out->items[ps->out->n - 1].malformed = true;
+    }
+    return rc;
 }
 
 /* A clear message for jansson's error; the parser's own text is kept, escaped. */
@@ -322,6 +360,7 @@ drop_items(struct parser *ps, size_t first, size_t index)
             b->n_valid--;
         }
         free(it->error);
+        free(it->key);
     }
     ps->next_index = index;
 }
@@ -440,6 +479,53 @@ out:
     return rc;
 }
 
+int
+ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
+             const char *error)
+{
+    struct parser ps = {
+        .body = raw,
+        .len = len,
+        .type = t,
+        .out = b,
+        .next_index = b->n,
+        .line = 1,
+        .line_start = 0,
+        .nul = len,
+    };
+    const char *z = memchr(raw, '\0', len);
+    char msg[EV_SYNTAX_MAX];
+    size_t p = skip_ws(&ps, 0);
+    size_t at = 0;
+    size_t end = 0;
+    json_t *v;
+    int rc;
+
+    if (error != NULL) {
+        return batch_push(&ps, 0, len, t, error, NULL, 0);
+    }
+    if (z != NULL) {
+        ps.nul = (size_t)(z - raw);
+    }
+    if (p >= len) {
+        return batch_push(&ps, 0, len, t, "event: expected object, got nothing", NULL, 0);
+    }
+    v = load_at(&ps, p, &end, &at, msg, &rc);
+    if (v == NULL) {
+        size_t next = len;
+
+        return rc != 0 ? rc : push_malformed(&ps, p, at, msg, &next);
+    }
+    if (skip_ws(&ps, end) < len) {
+        json_decref(v);
+        locate(&ps, skip_ws(&ps, end), &at, &end);
+        snprintf(msg, sizeof(msg), "line %zu column %zu: invalid JSON: end of event expected",
+                 at, end);
+        return batch_push(&ps, 0, len, t, msg, NULL, 0);
+    }
+    return push_value(&ps, v, p, end);
+}
+
 void
 ev_batch_free(struct ev_batch *b)
 {
@@ -450,6 +536,7 @@ ev_batch_free(struct ev_batch *b)
     }
     for (i = 0; i < b->n; i++) {
         free(b->items[i].error);
+        free(b->items[i].key);
     }
     free(b->items);
     b->items = NULL;

@@ -373,6 +373,16 @@ ev_row_text(struct ev_row *r, const char *s, size_t n)
 }
 
 void
+ev_row_key(struct ev_row *r, const struct ev_stored *ev)
+{
+    if (ev->key_len > 0) {
+        ev_row_text(r, ev->key, ev->key_len);
+    } else {
+        ev_row_null(r);
+    }
+}
+
+void
 ev_row_cstr(struct ev_row *r, const char *s)
 {
     ev_row_text(r, s, strlen(s));

@@ -204,7 +204,7 @@ ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_field
 
         key = json_object_iter_key(it);
         key_len = json_object_iter_key_len(it);
-        if (strcmp(key, "event_name") == 0) {
+        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0) {
             continue;
         }
         for (i = 0; i < n_fields; i++) {

@@ -38,6 +38,7 @@ encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *ob
     ev_row_time(&row, json_integer_value(json_object_get(obj, "timestamp")) * 1000000);
     ev_row_text(&row, json_string_value(msg), json_string_length(msg));
     ev_row_time(&row, ev->received_us);
+    ev_row_key(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -51,9 +52,11 @@ const struct ev_type ev_crash_report = {
            "event_time timestamptz NOT NULL, "
            "message text NOT NULL, "
            "received_at timestamptz NOT NULL, "
-           "loaded_at timestamptz NOT NULL DEFAULT now())",
-    .copy_columns = "(id, event_name, user_id, event_time, message, received_at)",
+           "loaded_at timestamptz NOT NULL DEFAULT now(), "
+           "idempotency_key text)",
+    .copy_columns = "(id, event_name, user_id, event_time, message, received_at, idempotency_key)",
     .load = EV_LOAD_APPEND,
+    .keyed = true,
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

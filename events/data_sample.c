@@ -255,6 +255,7 @@ encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *ob
     ev_row_f64(&row, std);
     ev_row_text(&row, ev->json, ev->json_len);
     ev_row_time(&row, ev->received_us);
+    ev_row_key(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -269,9 +270,11 @@ const struct ev_type ev_data_sample = {
            "std float8 NOT NULL, "
            "raw json NOT NULL, "
            "received_at timestamptz NOT NULL, "
-           "loaded_at timestamptz NOT NULL DEFAULT now())",
-    .copy_columns = "(id, time_stamp, n, mean, std, raw, received_at)",
+           "loaded_at timestamptz NOT NULL DEFAULT now(), "
+           "idempotency_key text)",
+    .copy_columns = "(id, time_stamp, n, mean, std, raw, received_at, idempotency_key)",
     .load = EV_LOAD_APPEND,
+    .keyed = true,
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

@@ -21,6 +21,10 @@
 struct dp_types;
 struct dp_type_decl;
 
+#define EV_KEY_MAX 255          /* longest idempotency key, bytes */
+#define EV_DIGEST_LEN 32        /* an event's digest: SHA-256 */
+#define EV_KEY_FIELD "idempotency_key" /* the reserved field every type allows */
+
 /* A growable byte buffer for COPY rows. Zero-initialise; free with ev_buf_free. */
 struct ev_buf {
     char *data;                 /* malloc'd, owned by the buffer; not NUL-terminated */
@@ -44,6 +48,8 @@ enum ev_id_kind {
 struct ev_stored {
     const char *json;           /* the event's bytes exactly as received */
     size_t json_len;
+    const char *key;            /* its idempotency key, or NULL (key_len 0) */
+    size_t key_len;
     uint8_t uuid[16];           /* UUIDv7 given at ingest */
     int64_t received_us;        /* microseconds since the epoch, UTC */
     int64_t now_us;             /* the loader's clock at encode time (processed_at) */
@@ -70,6 +76,13 @@ struct ev_type {
     const char *ddl;            /* CREATE TABLE IF NOT EXISTS ... (one statement) */
     const char *copy_columns;   /* column list for COPY, "(a, b, c)"; of <table>_stage if upsert */
     enum ev_load load;
+    /*
+     * The table has a nullable idempotency_key text column, unique where not null (the
+     * loader adds the column and the index to older tables), written as the last column of
+     * copy_columns; the loader loads keyed rows so that a key already there is skipped.
+     * EV_LOAD_APPEND types only (an upsert has its own key).
+     */
+    bool keyed;
     /*
      * EV_LOAD_UPSERT only. In one transaction: run stage_ddl (creates the
      * temp table "<table>_stage" if missing), COPY the rows into it with
@@ -164,6 +177,12 @@ struct ev_item {
     size_t raw_len;
     const struct ev_type *type; /* resolved type, NULL if unknown or unparsable */
     char *error;                /* NULL if valid; else malloc'd message, owned by the batch */
+    bool malformed;             /* raw is not a JSON value (error says where it broke) */
+    char *key;                  /* idempotency key (NUL-terminated), malloc'd, owned by the
+                                   batch; NULL if none (or the key itself was invalid) */
+    size_t key_len;             /* bytes, 1 to EV_KEY_MAX when key is set */
+    uint8_t digest[EV_DIGEST_LEN]; /* with a key: SHA-256 of raw, surrounding whitespace
+                                      trimmed */
 };
 
 /* All events of one body. Zero-initialise; free with ev_batch_free. */
@@ -176,7 +195,9 @@ struct ev_batch {
 
 /*
  * ev_parse_body - split body (len bytes, need not be NUL-terminated) into
- * events and validate each.
+ * events and validate each. An event's "idempotency_key" field is checked by the
+ * dispatcher before its type sees it (ev_key_check: invalid is a rejected item, the
+ * message naming the field) and sets the item's key and digest.
  *   type: the type from the URL (POST /v1/events/{type}), or NULL when each
  *   event names its type in "event_name".
  * A body is JSON values separated by optional whitespace (an optional UTF-8
@@ -199,6 +220,84 @@ int ev_parse_body(const char *body, size_t len, const struct ev_type *type,
 
 /* ev_batch_free - release the batch's memory (not the body). NULL-safe. */
 void ev_batch_free(struct ev_batch *b);
+
+/*
+ * ev_batch_add - add one event to b as its next item (index b->n): raw (len bytes, a view
+ * that must outlive b) holds exactly one JSON value, optionally surrounded by whitespace,
+ * validated as an event of type t by the same dispatcher as ev_parse_body (t NULL: the
+ * event names its type). With error non-NULL the item is rejected with that text (copied)
+ * instead, of type t, and raw is not parsed. For bodies that are not plain event streams
+ * (CloudEvents). Returns 0 (the item may be rejected) or DP_ERR_NOMEM.
+ */
+int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
+                 const char *error);
+
+/*
+ * ev_batch_set_key - give item i of b the idempotency key key (len bytes) from outside the
+ * event (the Idempotency-Key header, a CloudEvent's source and id), and its digest.
+ *   what: how the message names the key's origin ("Idempotency-Key").
+ * A key that is invalid (see ev_key_check), or that differs from the event's own
+ * idempotency_key field, turns the item into a rejected one with the message
+ * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected), DP_ERR_NOMEM.
+ */
+int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len,
+                     const char *what);
+
+/*
+ * ev_key_check - whether key (len bytes) is a valid idempotency key: 1 to EV_KEY_MAX bytes
+ * of valid UTF-8 without control characters (U+0000-U+001F, U+007F-U+009F). Returns 0, or
+ * DP_ERR_INVALID with "<what>: <problem>" in err.
+ */
+int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]);
+
+/*
+ * ev_parse_cloudevents - the CloudEvents 1.0 JSON format (structured and batched content
+ * modes of the HTTP binding): body holds one CloudEvent object (batch false) or a JSON
+ * array of them (batch true). Each CloudEvent becomes one item, as ev_parse_body's would:
+ * "type" names the event type, "data" (an object) is the event (the item's raw bytes are
+ * data's exact bytes), and the idempotency key is the CloudEvent's source and id (see
+ * ev_cloudevent_key). specversion must be "1.0"; id, source, type and specversion are
+ * required non-empty strings without control characters. A CloudEvent that breaks a rule
+ * is one rejected item whose raw bytes are the whole CloudEvent and whose message names the
+ * attribute ("source: required attribute missing"). Other attributes are not stored.
+ * Returns 0, DP_ERR_INVALID (no JSON value at all, or batch and the body is not an array:
+ * the batch is empty), DP_ERR_NOMEM.
+ */
+int ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *out);
+
+/* A CloudEvent's context attributes given outside its data (binary mode); NULL: absent. */
+struct ev_ce_attrs {
+    const char *id;
+    const char *source;
+    const char *type;
+    const char *specversion;
+};
+
+/*
+ * ev_parse_cloudevent_binary - the binary content mode: the attributes came as ce-*
+ * headers (percent-decoded by the caller) and body is the event. On success out holds one
+ * item (the event, validated as type, keyed by source and id). An attribute that breaks a
+ * rule (see ev_parse_cloudevents) gives DP_ERR_INVALID with the message in err and out
+ * empty. Returns 0 (the item may be rejected), DP_ERR_INVALID, DP_ERR_NOMEM.
+ */
+int ev_parse_cloudevent_binary(const char *body, size_t len, const struct ev_ce_attrs *a,
+                               struct ev_batch *out, char err[EV_ERR_MAX]);
+
+/*
+ * ev_cloudevent_key - a CloudEvent's idempotency key: source, one space, id (CloudEvents:
+ * "consumers MAY assume that events with identical source and id are duplicates"). When
+ * that is longer than EV_KEY_MAX bytes the key is "ce-sha256:" and the 64 hex digits of the
+ * SHA-256 of that text (74 bytes), so any pair keeps a key of its own. out holds
+ * EV_KEY_MAX + 1 bytes; returns the key's length.
+ */
+size_t ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t id_len,
+                         char out[EV_KEY_MAX + 1]);
+
+/*
+ * ev_digest - SHA-256 of s (len bytes) with surrounding whitespace (space, tab, CR, LF)
+ * trimmed: two sends of one event compare equal however the body was laid out around it.
+ */
+void ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN]);
 
 /*
  * ev_encode - parse ev->json and encode it with type t. Convenience for the

@@ -29,9 +29,10 @@ struct ev_field {
 };
 
 /*
- * ev_fields_check - the common shape check of a type: every key of obj
- * (except "event_name") must be in fields; every required field present;
- * then each present field's check, in table order. At most 32 fields.
+ * ev_fields_check - the common shape check of a type: every key of obj (except
+ * "event_name" and "idempotency_key", checked by the dispatcher) must be in fields; every
+ * required field present; then each present field's check, in table order. At most 32
+ * fields.
  * Returns 0 or DP_ERR_INVALID with the message in err.
  */
 int ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_fields,
@@ -123,6 +124,8 @@ void ev_row_i64(struct ev_row *r, int64_t v);
 void ev_row_f64(struct ev_row *r, double v);
 void ev_row_uuid(struct ev_row *r, const uint8_t uuid[16]);
 void ev_row_time(struct ev_row *r, int64_t us);
+/* ev_row_key - ev's idempotency key as a text column, or NULL when it has none. */
+void ev_row_key(struct ev_row *r, const struct ev_stored *ev);
 /* ev_row_end - finish the row with '\n'; returns 0 or the first error. */
 int ev_row_end(struct ev_row *r);
 

@@ -130,6 +130,7 @@ encode_row(const struct ev_type *type, const struct ev_stored *ev, const json_t 
     ev_row_time(&row, t * 1000000);
     ev_row_time(&row, ev->now_us);
     ev_row_time(&row, ev->received_us);
+    ev_row_key(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -146,10 +147,12 @@ const struct ev_type ev_user_login = {
            "device_id text, "
            "created_at timestamptz NOT NULL, "
            "processed_at timestamptz NOT NULL, "
-           "received_at timestamptz NOT NULL)",
+           "received_at timestamptz NOT NULL, "
+           "idempotency_key text)",
     .copy_columns = "(id, user_id, app_version, device_type, ip, locale, device_id, created_at, "
-                    "processed_at, received_at)",
+                    "processed_at, received_at, idempotency_key)",
     .load = EV_LOAD_APPEND,
+    .keyed = true,
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

@@ -13,8 +13,9 @@
 #include "etc/log.h"
 #include "loader/internal.h"
 
-#define LDR_DEAD_COLUMNS "(queue_id, event_type, stage, error, raw, received_at)"
+#define LDR_DEAD_COLUMNS "(queue_id, event_type, stage, error, raw, received_at, idempotency_key)"
 #define LDR_STAGE_SUFFIX "_stage"
+#define LDR_KEYED_SUFFIX "_keyed"
 
 /* One dead_letter row's fields (views; any may be unterminated). */
 struct ldr_dead {
@@ -26,6 +27,8 @@ struct ldr_dead {
     const char *raw;
     size_t raw_len;
     int64_t received_us;
+    const char *key;                    /* idempotency key; key_len 0: none, stored as NULL */
+    size_t key_len;
 };
 
 int
@@ -97,6 +100,13 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
         rc = ev_buf_put_timestamp(&b->dead, d->received_us);
     }
     if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = d->key_len > 0 ? ldr_put_clean_text(&b->dead, d->key, d->key_len)
+                            : ev_buf_put(&b->dead, "\\N", 2);
+    }
+    if (rc == 0) {
         rc = ev_buf_put(&b->dead, "\n", 1);
     }
     if (rc != 0) {
@@ -111,11 +121,20 @@ batch_groups_sync(struct ldr_batch *b)
 {
     size_t n = ev_registry_len;
 
-    for (size_t i = b->n_groups; i < n && i < EV_REGISTRY_MAX; i++) {
-        b->groups[i].type = ev_registry[i];
-        snprintf(b->groups[i].meta_name, sizeof(b->groups[i].meta_name), "%s%s",
-                 QUEUE_META_LOADER_LOADED_PREFIX, ev_registry[i]->name);
-        b->n_groups = i + 1;
+    /* Two groups a type, plain rows at 2 * i and keyed rows at 2 * i + 1 (used only when
+     * the type is keyed), so the groups of the types already known never move. */
+    for (size_t i = b->n_groups / 2; i < n && i < EV_REGISTRY_MAX; i++) {
+        for (size_t k = 0; k < 2; k++) {
+            struct ldr_group *g = &b->groups[2 * i + k];
+
+            g->type = ev_registry[i];
+            g->keyed = k == 1;
+            snprintf(g->meta_name, sizeof(g->meta_name), "%s%s",
+                     QUEUE_META_LOADER_LOADED_PREFIX, ev_registry[i]->name);
+            snprintf(g->dup_name, sizeof(g->dup_name), "%s%s",
+                     QUEUE_META_LOADER_DUPLICATES_PREFIX, ev_registry[i]->name);
+        }
+        b->n_groups = 2 * i + 2;
     }
 }
 
@@ -125,7 +144,7 @@ ldr_batch_init(struct ldr_batch *b, const char *queue_id)
     memset(b, 0, sizeof(*b));
     b->queue_id = queue_id;
     /* Room for every type the registry may ever hold: declared types come on SIGHUP. */
-    b->groups = calloc(EV_REGISTRY_MAX, sizeof(*b->groups));
+    b->groups = calloc(LDR_GROUPS_MAX, sizeof(*b->groups));
     if (b->groups == NULL) {
         return DP_ERR_NOMEM;
     }
@@ -177,12 +196,13 @@ group_push(struct ldr_group *g, size_t held)
     return 0;
 }
 
+/* The group of type t's rows: its keyed group for a keyed row of a keyed type. */
 static struct ldr_group *
-batch_group(struct ldr_batch *b, const struct ev_type *t)
+batch_group(struct ldr_batch *b, const struct ev_type *t, bool keyed)
 {
-    for (size_t i = 0; i < b->n_groups; i++) {
+    for (size_t i = 0; i < b->n_groups; i += 2) {
         if (b->groups[i].type == t) {
-            return &b->groups[i];
+            return &b->groups[keyed && t->keyed ? i + 1 : i];
         }
     }
     return NULL;
@@ -193,10 +213,12 @@ static int
 batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
                    const struct queue_event *ev)
 {
-    struct ldr_group *g = batch_group(b, t);
+    struct ldr_group *g = batch_group(b, t, ev->key_len > 0);
     struct ev_stored st = {
         .json = ev->json,
         .json_len = ev->json_len,
+        .key = ev->key,
+        .key_len = ev->key_len,
         .received_us = ev->received_us,
         .now_us = b->now_us,
         .seq = ev->seq,
@@ -218,6 +240,7 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
         .type = ev->type, .type_len = ev->type_len, .stage = "load",
         .error = err, .error_len = strlen(err),
         .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
+        .key = ev->key, .key_len = ev->key_len,
     };
     b->dead_encode++;
     return batch_dead_row(b, &d);
@@ -242,6 +265,8 @@ batch_event(const struct ldr_batch *b, size_t i, struct queue_event *ev)
     ev->error_len = h->error_len;
     ev->json = b->raw.data + h->json_off;
     ev->json_len = h->json_len;
+    ev->key = h->key_len > 0 ? b->raw.data + h->key_off : NULL;
+    ev->key_len = h->key_len;
 }
 
 /* What ldr_batch_read's callback needs besides the batch. */
@@ -310,9 +335,12 @@ batch_copy_one(void *arg, const struct queue_event *ev)
     h->error_len = ev->error != NULL ? ev->error_len : 0;
     h->json_off = h->error_off + h->error_len;
     h->json_len = ev->json_len;
+    h->key_off = h->json_off + h->json_len;
+    h->key_len = ev->key != NULL ? ev->key_len : 0;
     if (ev_buf_put(&b->raw, ev->type, ev->type_len) != 0 ||
         ev_buf_put(&b->raw, ev->error, h->error_len) != 0 ||
-        ev_buf_put(&b->raw, ev->json, ev->json_len) != 0) {
+        ev_buf_put(&b->raw, ev->json, ev->json_len) != 0 ||
+        ev_buf_put(&b->raw, ev->key, h->key_len) != 0) {
         return DP_ERR_NOMEM;
     }
     if (b->events == 0) {
@@ -370,6 +398,7 @@ batch_encode_one(struct ldr_batch *b, size_t i)
         .type = ev.type, .type_len = ev.type_len, .stage = "load",
         .error = unknown, .error_len = sizeof(unknown) - 1,
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
+        .key = ev.key, .key_len = ev.key_len,
     };
     if ((ev.flags & QUEUE_F_REJECTED) != 0) {
         d.stage = "ingest";
@@ -396,6 +425,7 @@ ldr_batch_build(struct ldr_batch *b)
         b->groups[i].rows.len = 0;
         b->groups[i].n = 0;
         b->groups[i].bad = 0;
+        b->groups[i].skipped = 0;
     }
     b->dead.len = 0;
     b->dead_encoded = 0;
@@ -444,11 +474,42 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
         .type = ev.type, .type_len = ev.type_len, .stage = "load",
         .error = error, .error_len = strlen(error),
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
+        .key = ev.key, .key_len = ev.key_len,
     };
     rc = batch_dead_row(b, &d);
     if (rc == 0) {
         g->bad++;
         b->dead_load++;
+    }
+    return rc;
+}
+
+/*
+ * Move the keyed rows COPYed into g's keyed table into g's table, skipping a key already
+ * there (also one twice in these rows: the first wins); counts the skipped in g->skipped.
+ */
+static int
+batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows)
+{
+    const char *cols = g->type->copy_columns;
+    size_t cols_len = strlen(cols);
+    uint64_t inserted = 0;
+    char *sql = NULL;
+    int rc;
+
+    /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
+    if (asprintf(&sql, "WITH s AS (DELETE FROM %s%s RETURNING %.*s) "
+                       "INSERT INTO %s %s SELECT %.*s FROM s "
+                       "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
+                       "DO NOTHING",
+                 g->type->table, LDR_KEYED_SUFFIX, (int)cols_len - 2, cols + 1, g->type->table,
+                 cols, (int)cols_len - 2, cols + 1) < 0) {
+        return DP_ERR_NOMEM;
+    }
+    rc = ldr_pg_exec_rows(pg, sql, &inserted);
+    free(sql);
+    if (rc == 0 && inserted <= rows) {
+        g->skipped += rows - (size_t)inserted;
     }
     return rc;
 }
@@ -460,10 +521,12 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
 {
     char target[128];
     size_t start = lo == 0 ? 0 : g->ends[lo - 1];
+    size_t skipped = g->skipped;
     bool upsert = g->type->load == EV_LOAD_UPSERT;
     int rc;
 
-    snprintf(target, sizeof(target), "%s%s", g->type->table, upsert ? LDR_STAGE_SUFFIX : "");
+    snprintf(target, sizeof(target), "%s%s", g->type->table,
+             upsert ? LDR_STAGE_SUFFIX : g->keyed ? LDR_KEYED_SUFFIX : "");
     rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_rows"));
     if (rc == 0) {
         rc = batch_fault(fault, LDR_FAULT_COPY, b);
@@ -475,10 +538,16 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
                      g->ends[hi - 1] - start);
     if (rc == 0 && upsert) {
         rc = ldr_pg_exec(pg, g->type->upsert_sql);
+    } else if (rc == 0 && g->keyed) {
+        rc = batch_insert_keyed(pg, g, hi - lo);
     }
     if (rc == 0) {
-        return batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_rows"));
+        rc = batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_rows"));
     }
+    if (rc == 0) {
+        return 0;
+    }
+    g->skipped = skipped;
     if (rc == DP_ERR_DATA &&
         ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows; RELEASE SAVEPOINT ldr_rows") != 0) {
         rc = DP_ERR_RETRY;
@@ -521,11 +590,19 @@ batch_load_group(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g,
     int rc = 0;
 
     g->bad = 0;
+    g->skipped = 0;
     if (g->n == 0) {
         return 0;
     }
     if (g->type->load == EV_LOAD_UPSERT && g->type->stage_ddl != NULL) {
         rc = batch_not_data(ldr_pg_exec(pg, g->type->stage_ddl));
+    } else if (g->keyed) {
+        char sql[256];
+
+        /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
+        snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s%s (LIKE %s INCLUDING "
+                 "DEFAULTS) ON COMMIT DROP", g->type->table, LDR_KEYED_SUFFIX, g->type->table);
+        rc = batch_not_data(ldr_pg_exec(pg, sql));
     }
     if (rc == 0) {
         rc = batch_load_rows(b, pg, g, 0, g->n, fault);
@@ -577,7 +654,18 @@ ldr_batch_loaded(const struct ldr_batch *b)
     size_t n = 0;
 
     for (size_t i = 0; i < b->n_groups; i++) {
-        n += b->groups[i].n - b->groups[i].bad;
+        n += b->groups[i].n - b->groups[i].bad - b->groups[i].skipped;
+    }
+    return n;
+}
+
+size_t
+ldr_batch_skipped(const struct ldr_batch *b)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < b->n_groups; i++) {
+        n += b->groups[i].skipped;
     }
     return n;
 }
@@ -597,9 +685,13 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
     for (size_t i = 0; i < b->n_groups; i++) {
         const struct ldr_group *g = &b->groups[i];
 
-        if (g->n > g->bad) {
+        if (g->n > g->bad + g->skipped) {
             ops[n++] = (struct queue_meta_op){g->meta_name, QUEUE_META_ADD,
-                                              (int64_t)(g->n - g->bad), NULL};
+                                              (int64_t)(g->n - g->bad - g->skipped), NULL};
+        }
+        if (g->skipped > 0) {
+            ops[n++] = (struct queue_meta_op){g->dup_name, QUEUE_META_ADD, (int64_t)g->skipped,
+                                              NULL};
         }
     }
     if (ldr_batch_dead(b) > 0) {

@@ -12,6 +12,8 @@
 #include "loader/loader.h"
 
 #define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
+#define LDR_GROUPS_MAX (2 * EV_REGISTRY_MAX) /* groups of a batch: plain and keyed rows per type */
+#define LDR_META_OPS (2 * LDR_GROUPS_MAX + 5) /* metadata changes of one batch's delete, at most */
 
 /*
  * One event of a batch, copied out of the queue while its read transaction was open (an
@@ -28,11 +30,19 @@ struct ldr_held {
     size_t error_len;
     size_t json_off;
     size_t json_len;
+    size_t key_off;                     /* its idempotency key; key_len 0 if none */
+    size_t key_len;
 };
 
-/* The rows of one event type in a batch, in queue order. */
+/*
+ * The rows of one event type in a batch, in queue order: of a keyed type (ev_type.keyed),
+ * the keyed rows are in a group of their own, loaded so that a key PostgreSQL already holds
+ * is skipped; every other row goes by plain COPY.
+ */
 struct ldr_group {
     const struct ev_type *type;
+    bool keyed;                         /* the rows of events with an idempotency key */
+    size_t skipped;                     /* keyed rows the last attempt found already loaded */
     struct ev_buf rows;                 /* COPY text rows, one per event */
     size_t *ends;                       /* ends[i]: offset in rows just past row i */
     size_t *held;                       /* held[i]: index in the batch's held events of row i */
@@ -40,6 +50,7 @@ struct ldr_group {
     size_t cap;                         /* entries allocated in ends and held */
     size_t bad;                         /* rows the last attempt isolated into dead_letter */
     char meta_name[LDR_META_NAME_MAX];  /* loader.loaded.<type> */
+    char dup_name[LDR_META_NAME_MAX];   /* loader.duplicates.<type> */
 };
 
 /*
@@ -56,8 +67,8 @@ struct ldr_batch {
     size_t held_cap;                    /* entries allocated in held */
     struct ev_buf raw;                  /* their type, error and JSON bytes */
     int64_t now_us;                     /* wall clock at encode time (processed_at) */
-    struct ldr_group *groups;           /* EV_REGISTRY_MAX entries, n_groups in use */
-    size_t n_groups;                    /* one per registry entry, as of the last build */
+    struct ldr_group *groups;           /* LDR_GROUPS_MAX entries: plain and keyed per type */
+    size_t n_groups;                    /* in use: two per registry entry, as of the last build */
     struct ev_buf dead;                 /* dead_letter COPY rows */
     size_t dead_encoded;                /* dead.len after encoding; the load's rows follow */
     size_t dead_ingest;                 /* rows rejected at ingest */
@@ -123,14 +134,18 @@ int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_faul
                    struct ldr_load_result *res);
 
 /*
- * ldr_batch_meta - the metadata changes for deleting b: per-type loaded counters, dead
- * letters, batches, last success at now_us. ops must hold EV_REGISTRY_MAX + 5 entries.
+ * ldr_batch_meta - the metadata changes for deleting b: per-type loaded and duplicate
+ * counters, dead letters, batches, last success at now_us. ops must hold LDR_META_OPS
+ * entries.
  * Returns how many were written.
  */
 size_t ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *ops);
 
 /* ldr_batch_loaded - rows of b that went into their tables in the last attempt. */
 size_t ldr_batch_loaded(const struct ldr_batch *b);
+
+/* ldr_batch_skipped - keyed rows of b already in their tables (last attempt). */
+size_t ldr_batch_skipped(const struct ldr_batch *b);
 
 /* ldr_batch_dead - rows of b filed into dead_letter in the last attempt. */
 size_t ldr_batch_dead(const struct ldr_batch *b);
@@ -151,7 +166,7 @@ struct ldr_worker {
     int64_t used_ms;                   /* monotonic ms of pg's last use */
     uint32_t rnd;                      /* xorshift32 state, for jitter */
     struct ldr_batch batch;            /* reused from batch to batch */
-    struct queue_meta_op *ops;         /* EV_REGISTRY_MAX + 5 entries, for the delete */
+    struct queue_meta_op *ops;         /* LDR_META_OPS entries, for the delete */
     pthread_t thread;
     bool started;                      /* thread is running this run */
     bool waiting;                      /* in a back-off sleep; guarded by l->mu */

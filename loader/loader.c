@@ -40,7 +40,7 @@ ldr_workers_create(struct ldr *l)
             seed = (uint32_t)dp_now_us() * 2654435761u + (uint32_t)i + 1;
         }
         w->rnd = seed != 0 ? seed : 1;
-        w->ops = calloc(EV_REGISTRY_MAX + 5, sizeof(*w->ops));
+        w->ops = calloc(LDR_META_OPS, sizeof(*w->ops));
         if (w->ops == NULL || ldr_batch_init(&w->batch, l->queue_id) != 0) {
             return DP_ERR_NOMEM;
         }

@@ -215,6 +215,12 @@ int ldr_pg_rows(struct ldr_pg *pg, const char *sql, int nparams, const char *con
                 ldr_pg_row_fn fn, void *arg);
 
 /*
+ * ldr_pg_exec_rows - run one statement sql (no results wanted) and give how many rows it
+ * inserted, updated or deleted (PQcmdTuples) in *rows. Returns as ldr_pg_exec.
+ */
+int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
+
+/*
  * ldr_pg_ensure_schema - create schema, every registry table, dead_letter and
  * loader_batches if missing, and bring the declared types' tables up to their declarations
  * (ldr_schema_ensure), in one transaction serialized by an advisory lock (concurrent

@@ -38,7 +38,8 @@ static const char dead_letter_ddl[] =
     "error text NOT NULL, "
     "raw bytea NOT NULL, "
     "received_at timestamptz, "
-    "failed_at timestamptz NOT NULL DEFAULT now())";
+    "failed_at timestamptz NOT NULL DEFAULT now(), "
+    "idempotency_key text)";
 
 static const char loader_batches_ddl[] =
     "CREATE TABLE IF NOT EXISTS loader_batches ("
@@ -112,6 +113,20 @@ int
 ldr_pg_exec(struct ldr_pg *pg, const char *sql)
 {
     return pg_query(pg, sql, 0, NULL, PGRES_COMMAND_OK, NULL);
+}
+
+int
+ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    rc = pg_query(pg, sql, 0, NULL, PGRES_COMMAND_OK, &res);
+    if (rc == 0) {
+        *rows = strtoull(PQcmdTuples(res), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
 }
 
 const char *
@@ -265,6 +280,27 @@ out:
     return rc;
 }
 
+/*
+ * Give a table created before idempotency keys its nullable idempotency_key column and,
+ * when unique, the index over the non-null keys that the loader's ON CONFLICT relies on.
+ */
+static int
+pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
+{
+    char sql[384];
+    int rc;
+
+    snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_key text",
+             table);
+    rc = ldr_pg_exec(pg, sql);
+    if (rc == 0 && unique) {
+        snprintf(sql, sizeof(sql), "CREATE UNIQUE INDEX IF NOT EXISTS %s_idempotency_key ON %s "
+                 "(idempotency_key) WHERE idempotency_key IS NOT NULL", table, table);
+        rc = ldr_pg_exec(pg, sql);
+    }
+    return rc;
+}
+
 /* The statements of ldr_pg_ensure_schema inside its transaction. */
 static int
 pg_create_all(struct ldr_pg *pg, const char *schema)
@@ -281,9 +317,15 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
         if (ev_registry[i]->decl == NULL) {
             rc = ldr_pg_exec(pg, ev_registry[i]->ddl);
         }
+        if (rc == 0 && ev_registry[i]->keyed && ev_registry[i]->decl == NULL) {
+            rc = pg_key_column(pg, ev_registry[i]->table, true);
+        }
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, dead_letter_ddl);
+    }
+    if (rc == 0) {
+        rc = pg_key_column(pg, "dead_letter", false);
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, loader_batches_ddl);

@@ -34,6 +34,9 @@
 #define QUEUE_B_TAKEN 2u /* one caller took the role */
 #define QUEUE_B_DONE 3u  /* committed or failed: every rc is final */
 
+/* Most expired keys forgotten in the transaction that follows an append refused for space. */
+#define QUEUE_PRUNE_ON_FULL 4096
+
 /* One queue_append() call waiting for its events to become durable, on the caller's stack. */
 struct queue_waiter {
     struct queue_waiter *next; /* next pending call, in arrival order */
@@ -71,7 +74,8 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
         struct queue_event *ev = &evs[i];
 
         if (ev->type == NULL || ev->type_len == 0 || ev->type_len > QUEUE_TYPE_MAX ||
-            (ev->json == NULL && ev->json_len > 0) || (ev->error == NULL && ev->error_len > 0)) {
+            (ev->json == NULL && ev->json_len > 0) || (ev->error == NULL && ev->error_len > 0) ||
+            (ev->key == NULL && ev->key_len > 0) || ev->key_len > QUEUE_KEY_MAX) {
             return DP_ERR_INVALID;
         }
         ev->error_len = queue_error_cut(ev->error, ev->error_len);
@@ -84,9 +88,79 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
     return 0;
 }
 
+/* Pages a database takes, counted against the append limit. */
+static size_t
+queue_pages(const MDB_stat *st)
+{
+    return st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
+}
+
 /*
- * Write the events of the calls first..stop (stop excluded) and the next sequence number in
- * one write transaction, and commit it. Sets each event's seq, or 0 on failure.
+ * Whether the events and the keys now take more than the append limit (they share the map:
+ * the reserve kept for deletes must hold whatever fills it). Returns an LMDB code; *over
+ * receives the answer.
+ */
+static int
+queue_over_limit(struct queue *q, MDB_txn *txn, bool *over)
+{
+    MDB_dbi dbis[] = {q->events_dbi, q->keys_dbi, q->key_times_dbi};
+    MDB_stat st;
+    size_t pages = 0;
+    int rc;
+
+    for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
+        rc = mdb_stat(txn, dbis[i], &st);
+        if (rc != 0) {
+            return rc;
+        }
+        pages += queue_pages(&st);
+    }
+    *over = pages > q->limit_pages;
+    return 0;
+}
+
+/*
+ * Append one event of a call in txn as sequence number *seq (then incremented), unless its
+ * key says it is a repeat or a conflict (see struct queue_event). *appended is incremented
+ * when it was written. Returns an LMDB code.
+ */
+static int
+queue_write_one(struct queue *q, MDB_txn *txn, struct queue_event *ev, uint64_t *seq,
+                int64_t now_us, size_t *appended)
+{
+    uint8_t kbuf[8];
+    MDB_val k = {sizeof(kbuf), kbuf};
+    MDB_val v;
+    bool append = true;
+    int rc;
+
+    ev->dedup = QUEUE_DEDUP_NEW;
+    ev->orig_answer = 0;
+    memset(ev->orig_uuid, 0, sizeof(ev->orig_uuid));
+    if (ev->key_len > 0 && (ev->flags & QUEUE_F_REJECTED) == 0) {
+        rc = queue_key_claim(q, txn, ev, *seq, now_us, &append);
+        if (rc != 0 || !append) {
+            return rc;
+        }
+    }
+    queue_put_be64(kbuf, *seq);
+    v.mv_size = queue_rec_size(ev);
+    v.mv_data = NULL;
+    /* Keys only grow: MDB_APPEND skips the search; MDB_RESERVE saves a copy. */
+    rc = mdb_put(txn, q->events_dbi, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc != 0) {
+        return rc;
+    }
+    queue_rec_encode(v.mv_data, ev);
+    ev->seq = (*seq)++;
+    (*appended)++;
+    return 0;
+}
+
+/*
+ * Write the events of the calls first..stop (stop excluded), their keys and the next
+ * sequence number in one write transaction, forget up to QUEUE_PRUNE_STEP expired keys, and
+ * commit. Sets each event's seq and dedup fields, or seq 0 on failure.
  * Returns an LMDB or errno code; *events receives how many events the transaction held.
  */
 static int
@@ -94,12 +168,14 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
                    size_t *events)
 {
     MDB_txn *txn = NULL;
-    MDB_stat st;
     MDB_val k;
     MDB_val v;
     uint8_t kbuf[8];
     uint64_t seq = 0;
+    int64_t now_us = dp_now_us();
     size_t nev = 0;
+    size_t pruned = 0;
+    bool over = false;
     int rc;
 
     rc = queue_txn_begin(q, 0, &txn);
@@ -113,19 +189,10 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     }
     for (struct queue_waiter *w = first; w != stop; w = w->next) {
         for (size_t i = 0; i < w->n; i++) {
-            queue_put_be64(kbuf, seq);
-            k.mv_size = sizeof(kbuf);
-            k.mv_data = kbuf;
-            v.mv_size = queue_rec_size(&w->evs[i]);
-            v.mv_data = NULL;
-            /* Keys only grow: MDB_APPEND skips the search; MDB_RESERVE saves a copy. */
-            rc = mdb_put(txn, q->events_dbi, &k, &v, MDB_APPEND | MDB_RESERVE);
+            rc = queue_write_one(q, txn, &w->evs[i], &seq, now_us, &nev);
             if (rc != 0) {
                 goto out;
             }
-            queue_rec_encode(v.mv_data, &w->evs[i]);
-            w->evs[i].seq = seq++;
-            nev++;
         }
     }
     queue_put_be64(kbuf, seq);
@@ -137,11 +204,15 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     if (rc != 0) {
         goto out;
     }
-    rc = mdb_stat(txn, q->events_dbi, &st);
+    rc = queue_keys_prune(q, txn, now_us, QUEUE_PRUNE_STEP, &pruned);
     if (rc != 0) {
         goto out;
     }
-    if (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages > q->limit_pages) {
+    rc = queue_over_limit(q, txn, &over);
+    if (rc != 0) {
+        goto out;
+    }
+    if (over) {
         rc = MDB_MAP_FULL;
         goto out;
     }
@@ -155,6 +226,7 @@ out:
         for (struct queue_waiter *w = first; w != stop; w = w->next) {
             for (size_t i = 0; i < w->n; i++) {
                 w->evs[i].seq = 0;
+                w->evs[i].dedup = QUEUE_DEDUP_NEW;
             }
         }
     }
@@ -212,6 +284,10 @@ queue_commit_batch(struct queue *q, struct queue_waiter *batch, size_t ngroups, 
         if (rc == 0) {
             *commits += 1;
             *events += nev;
+        }
+        if (err == DP_ERR_FULL) {
+            /* Expired keys may be what fills the map; the aborted append could not prune. */
+            queue_keys_prune_txn(q, QUEUE_PRUNE_ON_FULL);
         }
         return;
     }

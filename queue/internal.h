@@ -25,9 +25,21 @@
 /*
  * Record layout (all integers big-endian):
  *   0 version (QUEUE_RECORD_VERSION)   1 type_len   2-3 error_len   4-7 flags
- *   8-23 uuid   24-31 received_us   32.. type, error, json (json runs to the end)
+ *   8-23 uuid   24-31 received_us   32 key_len   33.. type, error, key, json (json runs to
+ *   the end)
+ * Version 1 had no key_len byte: its type begins at byte 32.
  */
-#define QUEUE_REC_HEAD 32
+#define QUEUE_REC_HEAD 33
+#define QUEUE_REC_HEAD_V1 32
+
+/*
+ * A recorded idempotency key (the keys database maps the key's bytes to this; integers
+ * big-endian):
+ *   0 version (1)   1-2 answer   3-10 recorded_us   11-18 seq   19-34 uuid   35-66 digest
+ * The key_times database indexes the same keys by age: be64(recorded_us) + key -> "".
+ */
+#define QUEUE_KEYREC_VERSION 1
+#define QUEUE_KEYREC_SIZE 67
 
 /* One queue_append() call waiting for its events to become durable (commit.c). */
 struct queue_waiter;
@@ -38,6 +50,8 @@ struct queue {
     MDB_dbi events_dbi;
     MDB_dbi meta_dbi;
     MDB_dbi sys_dbi;
+    MDB_dbi keys_dbi;   /* idempotency key -> key record */
+    MDB_dbi key_times_dbi; /* recorded_us + key -> "": the keys in age order */
     char *path;         /* the environment directory */
     bool sync;          /* fsync at commit */
     uint64_t map_bytes; /* the map size in effect */
@@ -46,6 +60,7 @@ struct queue {
     int lock_fd;        /* loader lock, -1 until queue_lock_loader() */
     bool full;          /* last append txn failed for space; committer only */
     _Atomic(const struct queue_fault_ops *) fault;
+    _Atomic int64_t dedup_window_us; /* keys older than this are forgotten */
 
     pthread_mutex_t mu;        /* guards everything down to gen */
     pthread_cond_t idle_cv;    /* signalled when inflight drops to 0 while closing */
@@ -91,7 +106,7 @@ queue_get_be64(const uint8_t *p)
 static inline size_t
 queue_rec_size(const struct queue_event *ev)
 {
-    return QUEUE_REC_HEAD + ev->type_len + ev->error_len + ev->json_len;
+    return QUEUE_REC_HEAD + ev->type_len + ev->error_len + ev->key_len + ev->json_len;
 }
 
 static inline void
@@ -107,6 +122,7 @@ queue_rec_encode(uint8_t *p, const struct queue_event *ev)
     p[7] = (uint8_t)ev->flags;
     memcpy(p + 8, ev->uuid, 16);
     queue_put_be64(p + 24, (uint64_t)ev->received_us);
+    p[32] = (uint8_t)ev->key_len;
     p += QUEUE_REC_HEAD;
     memcpy(p, ev->type, ev->type_len);
     p += ev->type_len;
@@ -114,41 +130,58 @@ queue_rec_encode(uint8_t *p, const struct queue_event *ev)
         memcpy(p, ev->error, ev->error_len);
         p += ev->error_len;
     }
+    if (ev->key_len > 0) {
+        memcpy(p, ev->key, ev->key_len);
+        p += ev->key_len;
+    }
     if (ev->json_len > 0) {
         memcpy(p, ev->json, ev->json_len);
     }
 }
 
 /*
- * Decode the record under key k into ev, whose pointers then point into the map.
- * Returns 0 or MDB_CORRUPTED.
+ * Decode the record under key k (version 1 or 2) into ev, whose pointers then point into
+ * the map. Only the fields a reader sees are set. Returns 0 or MDB_CORRUPTED.
  */
 static inline int
 queue_rec_decode(const MDB_val *k, const MDB_val *v, struct queue_event *ev)
 {
     const uint8_t *p = v->mv_data;
+    size_t head;
     size_t type_len;
     size_t error_len;
+    size_t key_len;
 
-    if (k->mv_size != 8 || v->mv_size < QUEUE_REC_HEAD || p[0] != QUEUE_RECORD_VERSION) {
+    if (k->mv_size != 8 || v->mv_size < QUEUE_REC_HEAD_V1) {
+        return MDB_CORRUPTED;
+    }
+    if (p[0] == QUEUE_RECORD_VERSION && v->mv_size >= QUEUE_REC_HEAD) {
+        head = QUEUE_REC_HEAD;
+        key_len = p[32];
+    } else if (p[0] == 1) {
+        head = QUEUE_REC_HEAD_V1;
+        key_len = 0;
+    } else {
         return MDB_CORRUPTED;
     }
     type_len = p[1];
     error_len = ((size_t)p[2] << 8) | p[3];
     if (type_len == 0 || type_len > QUEUE_TYPE_MAX || error_len > QUEUE_ERROR_MAX ||
-        QUEUE_REC_HEAD + type_len + error_len > v->mv_size) {
+        head + type_len + error_len + key_len > v->mv_size) {
         return MDB_CORRUPTED;
     }
     ev->seq = queue_get_be64(k->mv_data);
     ev->flags = ((uint32_t)p[4] << 24) | ((uint32_t)p[5] << 16) | ((uint32_t)p[6] << 8) | p[7];
     memcpy(ev->uuid, p + 8, 16);
     ev->received_us = (int64_t)queue_get_be64(p + 24);
-    ev->type = (const char *)p + QUEUE_REC_HEAD;
+    ev->type = (const char *)p + head;
     ev->type_len = type_len;
     ev->error = error_len > 0 ? ev->type + type_len : NULL;
     ev->error_len = error_len;
-    ev->json = ev->type + type_len + error_len;
-    ev->json_len = v->mv_size - QUEUE_REC_HEAD - type_len - error_len;
+    ev->key = key_len > 0 ? ev->type + type_len + error_len : NULL;
+    ev->key_len = key_len;
+    ev->json = ev->type + type_len + error_len + key_len;
+    ev->json_len = v->mv_size - head - type_len - error_len - key_len;
     return 0;
 }
 
@@ -205,5 +238,28 @@ int queue_write_meta(struct queue *q, bool del, uint64_t first, uint64_t last,
 
 /* Delete keys first..last in txn with one cursor walk. Returns an LMDB code (delete.c). */
 int queue_delete_keys(struct queue *q, MDB_txn *txn, uint64_t first, uint64_t last);
+
+/* ---- idempotency keys, in keys.c ---- */
+
+/*
+ * Check keyed event ev (not rejected) in txn at now_us: an unknown or expired key is
+ * recorded for ev with sequence number seq and *append is set; a known key sets ev's dedup
+ * and orig_* fields (and seq to the recorded one) and clears *append. Returns an LMDB code.
+ */
+int queue_key_claim(struct queue *q, MDB_txn *txn, struct queue_event *ev, uint64_t seq,
+                    int64_t now_us, bool *append);
+
+/*
+ * Forget at most max keys older than the dedup window at now_us, oldest first; *pruned
+ * receives how many. Returns an LMDB code.
+ */
+int queue_keys_prune(struct queue *q, MDB_txn *txn, int64_t now_us, size_t max,
+                     size_t *pruned);
+
+/*
+ * A write transaction that only prunes up to max expired keys (after an append failed for
+ * space: the pruning of an aborted append is lost with it). Returns an LMDB code.
+ */
+int queue_keys_prune_txn(struct queue *q, size_t max);
 
 #endif

@@ -26,6 +26,8 @@
 #define QUEUE_DB_EVENTS "events" /* seq (8 bytes, big-endian) -> record */
 #define QUEUE_DB_META "meta"     /* name -> counter or string, for the daemons */
 #define QUEUE_DB_SYS "sys"       /* the queue's own state: next_seq */
+#define QUEUE_DB_KEYS "keys"     /* idempotency key -> key record (internal.h) */
+#define QUEUE_DB_KEY_TIMES "key_times" /* be64(recorded_us) + key -> "" */
 #define QUEUE_LOCK_FILE "loader.lock"
 #define QUEUE_MAX_READERS 512         /* 64+ server threads, the loader's workers, tools */
 #define QUEUE_MIN_BYTES (256u * 1024) /* smallest map: room for the reserve and the trees */
@@ -250,6 +252,14 @@ queue_open_dbs(struct queue *q)
     if (rc != 0) {
         goto out;
     }
+    rc = mdb_dbi_open(txn, QUEUE_DB_KEYS, MDB_CREATE, &q->keys_dbi);
+    if (rc != 0) {
+        goto out;
+    }
+    rc = mdb_dbi_open(txn, QUEUE_DB_KEY_TIMES, MDB_CREATE, &q->key_times_dbi);
+    if (rc != 0) {
+        goto out;
+    }
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0) {
@@ -312,6 +322,7 @@ queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sync)
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->idle_cv, NULL);
     atomic_init(&q->fault, NULL);
+    atomic_init(&q->dedup_window_us, (int64_t)QUEUE_DEDUP_WINDOW_S * 1000000);
     atomic_init(&q->word[0], 0);
     atomic_init(&q->word[1], 0);
     atomic_init(&q->exit_left, 0);
@@ -333,7 +344,7 @@ queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sync)
         q->env = NULL;
         goto lmdb_fail;
     }
-    rc = mdb_env_set_maxdbs(q->env, 4);
+    rc = mdb_env_set_maxdbs(q->env, 8);
     if (rc == 0) {
         rc = mdb_env_set_maxreaders(q->env, QUEUE_MAX_READERS);
     }
@@ -446,6 +457,15 @@ out:
     }
     free(file);
     return rc;
+}
+
+void
+queue_set_dedup_window(struct queue *q, int64_t window_s)
+{
+    if (window_s < 1) {
+        window_s = 1;
+    }
+    atomic_store(&q->dedup_window_us, window_s * 1000000);
 }
 
 void

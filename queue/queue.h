@@ -11,6 +11,9 @@
  *    was emptied and reopened (the next number is persisted with the appends).
  *  - The loader deletes a range only after PostgreSQL committed those events
  *    together with their loader_batches row.
+ *  - An idempotency key is recorded in the transaction that appends its event, so the
+ *    key is exactly as durable as the event; a key's event is appended at most once
+ *    within the dedup window (queue_set_dedup_window).
  */
 #ifndef DP_QUEUE_H
 #define DP_QUEUE_H
@@ -19,20 +22,43 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUE_RECORD_VERSION 1
+#define QUEUE_RECORD_VERSION 2  /* written; version 1 records (no key) are still read */
 #define QUEUE_TYPE_MAX 64       /* longest event type name, bytes */
 #define QUEUE_ERROR_MAX 1024    /* longest stored ingest error, bytes */
+#define QUEUE_KEY_MAX 255       /* longest idempotency key, bytes */
+#define QUEUE_DIGEST_LEN 32     /* bytes of an event's digest (SHA-256) */
+#define QUEUE_DEDUP_WINDOW_S 86400 /* default dedup window, seconds (queue.dedup_window_s) */
+#define QUEUE_PRUNE_STEP 256    /* most expired keys one append transaction removes */
 
 /* queue_event.flags */
 #define QUEUE_F_REJECTED 0x01u  /* rejected at ingest: goes to dead_letter, stage ingest */
 
 struct queue;
 
+/* What queue_append() did with a keyed event (queue_event.dedup). */
+enum queue_dedup {
+    QUEUE_DEDUP_NEW = 0,       /* appended; its key (if any) is now recorded */
+    QUEUE_DEDUP_REPEAT,        /* key known with the same digest: nothing appended */
+    QUEUE_DEDUP_CONFLICT,      /* key known with another digest: nothing appended */
+};
+
 /*
  * One event, as handed to queue_append() and as seen by queue_read().
  * On append the caller owns every pointer; the queue copies the bytes before
  * queue_append() returns. On read every pointer is a view into the LMDB map,
  * valid only during the callback: copy what you keep.
+ *
+ * Idempotency keys: an event with key_len > 0 and without QUEUE_F_REJECTED is checked
+ * against the keys recorded within the dedup window, in append order, inside the append's
+ * transaction (so a second event with one key in the same call sees the first):
+ *   - key unknown or older than the window: the event is appended and the key recorded
+ *     with digest, uuid, seq and answer (dedup = QUEUE_DEDUP_NEW);
+ *   - same digest: nothing is appended, dedup = QUEUE_DEDUP_REPEAT, and seq, orig_uuid and
+ *     orig_answer are those recorded with the key;
+ *   - another digest: nothing is appended, dedup = QUEUE_DEDUP_CONFLICT, orig_uuid and seq
+ *     are the recorded event's (the caller decides whether to file it as rejected).
+ * A rejected event's key is stored with it (for dead_letter) but neither checked nor
+ * recorded.
  */
 struct queue_event {
     uint64_t seq;              /* sequence number: set by append, given on read */
@@ -45,6 +71,15 @@ struct queue_event {
     size_t error_len;          /* bytes, at most QUEUE_ERROR_MAX (longer is cut) */
     const char *json;          /* the event's bytes exactly as received */
     size_t json_len;           /* bytes */
+    const char *key;           /* idempotency key, stored with the event; NULL if none */
+    size_t key_len;            /* bytes, 0 (no key) to QUEUE_KEY_MAX */
+    /* in, append only, with a key: */
+    uint8_t digest[QUEUE_DIGEST_LEN]; /* the event's digest, compared on a repeat */
+    uint16_t answer;           /* the HTTP status the caller answers (202, 204), recorded */
+    /* out, append only: */
+    enum queue_dedup dedup;    /* what happened to the event */
+    uint8_t orig_uuid[16];     /* REPEAT, CONFLICT: the uuid recorded with the key */
+    uint16_t orig_answer;      /* REPEAT: the answer recorded with the key */
 };
 
 struct queue_stats {
@@ -79,15 +114,25 @@ void queue_close(struct queue *q);
 /*
  * queue_append - durably append n events, in order, as one unit.
  * Blocks until they are committed (group commit: one committer writes the
- * events of every waiting caller in one transaction). Sets evs[i].seq.
+ * events of every waiting caller in one transaction). Sets evs[i].seq and the
+ * out fields (dedup, orig_uuid, orig_answer: see struct queue_event); keys are
+ * recorded, and up to QUEUE_PRUNE_STEP expired keys removed, in the same transaction.
  * Thread-safe.
- * Returns 0 (all stored and durable), DP_ERR_FULL (map full or disk full:
- * none stored; retry after the loader frees space), DP_ERR_INVALID (n == 0,
- * a type empty or longer than QUEUE_TYPE_MAX, a record larger than half the
- * map), DP_ERR_IO (other write error: none stored),
- * DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.
+ * Returns 0 (all stored and durable, repeats and conflicts as the out fields
+ * say), DP_ERR_FULL (map full or disk full, the keys counting with the events:
+ * none stored; retry after the loader frees space or keys expire),
+ * DP_ERR_INVALID (n == 0, a type empty or longer than QUEUE_TYPE_MAX, a key
+ * longer than QUEUE_KEY_MAX, a record larger than half the map), DP_ERR_IO
+ * (other write error: none stored), DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.
  */
 int queue_append(struct queue *q, struct queue_event *evs, size_t n);
+
+/*
+ * queue_set_dedup_window - how long a recorded idempotency key is remembered, in seconds
+ * (window_s >= 1; QUEUE_DEDUP_WINDOW_S after queue_open). A key older than the window is
+ * treated as unknown and pruned. Safe to call at any time from any thread (SIGHUP).
+ */
+void queue_set_dedup_window(struct queue *q, int64_t window_s);
 
 /*
  * Callback for queue_read(): called once per event in key order, inside one
@@ -133,6 +178,8 @@ struct queue_meta_op {
  */
 /* + an event type name: counter of events loaded into that type's table */
 #define QUEUE_META_LOADER_LOADED_PREFIX "loader.loaded."
+/* + an event type name: counter of keyed rows skipped, their key already in the table */
+#define QUEUE_META_LOADER_DUPLICATES_PREFIX "loader.duplicates."
 /* counter: rows filed into dead_letter, both stages */
 #define QUEUE_META_LOADER_DEAD_LETTERS "loader.dead_letters"
 /* counter: of which rejected at ingest */

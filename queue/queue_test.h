@@ -40,4 +40,10 @@ void queue_set_fault_ops(struct queue *q, const struct queue_fault_ops *ops);
 /* queue_test_pending - append calls queued and not yet taken by a committer. */
 size_t queue_test_pending(struct queue *q);
 
+/*
+ * queue_test_keys - idempotency keys recorded (entries of the key database); *times gets
+ * the entries of its age index (may be NULL). Returns 0 or an LMDB code.
+ */
+int queue_test_keys(struct queue *q, size_t *keys, size_t *times);
+
 #endif

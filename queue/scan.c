@@ -25,6 +25,7 @@ queue_read(struct queue *q, uint64_t from_seq, size_t max_events, size_t max_byt
     int cb = 0;
     int rc;
 
+    memset(&ev, 0, sizeof(ev));
     rc = queue_txn_begin(q, MDB_RDONLY, &txn);
     if (rc != 0) {
         txn = NULL;

@@ -32,7 +32,7 @@ queue_stats(struct queue *q, struct queue_stats *out)
         txn = NULL;
         goto out;
     }
-    MDB_dbi dbis[] = {q->meta_dbi, q->sys_dbi, q->events_dbi};
+    MDB_dbi dbis[] = {q->meta_dbi, q->sys_dbi, q->keys_dbi, q->key_times_dbi, q->events_dbi};
     for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
         rc = mdb_stat(txn, dbis[i], &st);
         if (rc != 0) {

@@ -1,8 +1,9 @@
 /*
- * ingest.c - the POST path: check the Content-Type, read the body, split and
- * validate it through the registry, append every event in one queue_append,
- * and answer. A 2xx is sent only after queue_append() returned 0; an invalid
- * event is stored for dead_letter only beside at least one valid one.
+ * ingest.c - the POST path: check the Content-Type, read the body, split and validate it
+ * through the registry (or take it as CloudEvents, events/cloudevents.c), append every
+ * event in one queue_append, and answer. A 2xx is sent only after queue_append() returned
+ * 0; an invalid event is stored for dead_letter only beside at least one valid one. A keyed
+ * event the queue already holds is answered as the first time, never appended again.
  */
 #include "server/srv.h"
 #include "etc/err.h"
@@ -15,6 +16,26 @@
 #include <strings.h>
 
 #define MAX_ERRORS_LISTED 100
+#define KEY_HEADER "Idempotency-Key"
+#define CONFLICT_TEXT_MAX (EV_KEY_MAX + 128)
+
+/* How a POST body holds its events (SPEC section 8 for the CloudEvents modes). */
+enum body_mode {
+    BODY_EVENTS,                /* JSON events (SPEC section 3) */
+    BODY_CE_STRUCTURED,         /* application/cloudevents+json: one CloudEvent */
+    BODY_CE_BATCH,              /* application/cloudevents-batch+json: an array of them */
+    BODY_CE_BINARY,             /* ce-* headers, the body is the event */
+    BODY_UNSUPPORTED,           /* a Content-Type we do not take: 415 */
+};
+
+/* Whether the Content-Type's media type (parameters aside) is want. */
+static bool
+media_type_is(const char *ct, const char *want)
+{
+    size_t n = strcspn(ct, "; \t");
+
+    return strlen(want) == n && strncasecmp(ct, want, n) == 0;
+}
 
 static bool
 content_type_ok(struct mg_connection *c)
@@ -38,9 +59,98 @@ content_type_ok(struct mg_connection *c)
     return false;
 }
 
-/* The answer for a body with several events, or with none valid. */
+/*
+ * The body's mode. CloudEvents are taken where events name their own type (POST
+ * /v1/events and POST /, type NULL, not /submit): there the CloudEvent's type does.
+ */
+static enum body_mode
+body_mode(struct mg_connection *c, const struct ev_type *type, bool submit)
+{
+    const char *ct = mg_get_header(c, "Content-Type");
+    bool ce_route = type == NULL && !submit;
+
+    if (ct != NULL && media_type_is(ct, "application/cloudevents+json")) {
+        return ce_route ? BODY_CE_STRUCTURED : BODY_UNSUPPORTED;
+    }
+    if (ct != NULL && media_type_is(ct, "application/cloudevents-batch+json")) {
+        return ce_route ? BODY_CE_BATCH : BODY_UNSUPPORTED;
+    }
+    if (!content_type_ok(c)) {
+        return BODY_UNSUPPORTED;
+    }
+    if (ce_route && mg_get_header(c, "ce-specversion") != NULL) {
+        return BODY_CE_BINARY;
+    }
+    return BODY_EVENTS;
+}
+
+/* A ce-* header's value, percent-decoded (HTTP binding 3.1.3.2) into buf; NULL if absent. */
+static const char *
+ce_header(struct mg_connection *c, const char *name, char *buf, size_t len)
+{
+    const char *v = mg_get_header(c, name);
+    int n;
+
+    if (v == NULL) {
+        return NULL;
+    }
+    n = mg_url_decode(v, (int)strlen(v), buf, (int)len, 0);
+    /* Too long to decode: keep the raw text, which then fails the checks by its length. */
+    return n < 0 ? v : buf;
+}
+
+/*
+ * Split body into b as its mode says. Returns 0, DP_ERR_INVALID (r filled with 400),
+ * DP_ERR_NOMEM.
+ */
+static int
+parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, size_t len,
+              const struct ev_type *type, struct ev_batch *b, struct srv_reply *r)
+{
+    char id[1024];
+    char source[1024];
+    char cetype[256];
+    char spec[64];
+    char err[EV_ERR_MAX];
+    struct ev_ce_attrs a;
+    int rc;
+
+    switch (mode) {
+    case BODY_CE_STRUCTURED:
+    case BODY_CE_BATCH:
+        rc = ev_parse_cloudevents(body, len, mode == BODY_CE_BATCH, b);
+        if (rc == DP_ERR_INVALID) {
+            srv_reply_json(r, 400, mode == BODY_CE_BATCH
+                                       ? "cloudevents batch: expected a JSON array of CloudEvents"
+                                       : "cloudevent: expected one CloudEvent object");
+        }
+        return rc;
+    case BODY_CE_BINARY:
+        a.id = ce_header(c, "ce-id", id, sizeof(id));
+        a.source = ce_header(c, "ce-source", source, sizeof(source));
+        a.type = ce_header(c, "ce-type", cetype, sizeof(cetype));
+        a.specversion = ce_header(c, "ce-specversion", spec, sizeof(spec));
+        rc = ev_parse_cloudevent_binary(body, len, &a, b, err);
+        if (rc == DP_ERR_INVALID) {
+            srv_reply_json(r, 400, err);
+        }
+        return rc;
+    default:
+        rc = ev_parse_body(body, len, type, b);
+        if (rc == DP_ERR_INVALID) {
+            srv_reply_json(r, 400, "empty body: expected one or more JSON events");
+        }
+        return rc;
+    }
+}
+
+/*
+ * The answer for a body with several events, or with none valid. accepted counts repeats
+ * too; duplicates says how many of them were already in the queue.
+ */
 static void
-reply_batch(struct srv_reply *r, int status, const struct ev_batch *b, const char *message)
+reply_batch(struct srv_reply *r, int status, const struct ev_batch *b, size_t duplicates,
+            const char *message)
 {
     json_t *o = srv_reply_object(status, message);
     json_t *errs = json_array();
@@ -48,6 +158,7 @@ reply_batch(struct srv_reply *r, int status, const struct ev_batch *b, const cha
 
     json_object_set_new(o, "accepted", json_integer((json_int_t)b->n_valid));
     json_object_set_new(o, "rejected", json_integer((json_int_t)(b->n - b->n_valid)));
+    json_object_set_new(o, "duplicates", json_integer((json_int_t)duplicates));
     for (size_t i = 0; i < b->n && listed < MAX_ERRORS_LISTED; i++) {
         if (b->items[i].error != NULL) {
             json_t *e = json_object();
@@ -61,24 +172,48 @@ reply_batch(struct srv_reply *r, int status, const struct ev_batch *b, const cha
     srv_reply_set(r, status, o);
 }
 
-/* Rejections count as soon as they are known; acceptances only once durable. */
+/* Count item it as rejected. */
 static void
-count_events(struct srv *s, const struct ev_batch *b, bool accepted)
+count_rejected(struct srv *s, const struct ev_item *it)
+{
+    if (it->type == NULL) {
+        atomic_fetch_add(&s->m.rejected_untyped, 1);
+    } else {
+        atomic_fetch_add(&s->m.rejected[srv_type_index(it->type)], 1);
+    }
+}
+
+/*
+ * Rejections count as soon as they are known (evs NULL); acceptances only once durable,
+ * from the append's results: a repeat is counted as a duplicate, not accepted again.
+ */
+static void
+count_events(struct srv *s, const struct ev_batch *b, const struct queue_event *evs)
 {
     for (size_t i = 0; i < b->n; i++) {
         const struct ev_item *it = &b->items[i];
-        if (it->error == NULL) {
-            if (accepted) {
-                atomic_fetch_add(&s->m.accepted[srv_type_index(it->type)], 1);
+
+        if (evs == NULL) {
+            if (it->error != NULL) {
+                count_rejected(s, it);
             }
-        } else if (accepted) {
-            continue;
-        } else if (it->type == NULL) {
-            atomic_fetch_add(&s->m.rejected_untyped, 1);
-        } else {
-            atomic_fetch_add(&s->m.rejected[srv_type_index(it->type)], 1);
+        } else if (it->error == NULL && evs[i].dedup == QUEUE_DEDUP_REPEAT) {
+            atomic_fetch_add(&s->m.duplicates, 1);
+        } else if (it->error == NULL) {
+            atomic_fetch_add(&s->m.accepted[srv_type_index(it->type)], 1);
         }
     }
+}
+
+/* The text of a key conflict, for the 409 and for a batch's errors and dead_letter. */
+static void
+conflict_text(char *buf, size_t len, const char *key, const uint8_t orig[16])
+{
+    char id[EV_UUID_TEXT];
+
+    ev_uuid_format(orig, id);
+    snprintf(buf, len, "%s: \"%s\" was already used for event %s with different content",
+             EV_KEY_FIELD, key, id);
 }
 
 /*
@@ -87,13 +222,12 @@ count_events(struct srv *s, const struct ev_batch *b, bool accepted)
  */
 static int
 append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_type,
-             struct queue_event *evs, uint8_t first_uuid[16])
+             uint16_t answer, struct queue_event *evs)
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";
     int64_t now = dp_now_us();
     size_t n = 0;
-    int rc;
 
     for (size_t i = 0; i < b->n; i++) {
         const struct ev_item *it = &b->items[i];
@@ -106,17 +240,171 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
         e->type_len = strlen(e->type);
         e->json = it->raw;
         e->json_len = it->raw_len;
+        if (it->key != NULL) {
+            e->key = it->key;
+            e->key_len = it->key_len;
+            memcpy(e->digest, it->digest, sizeof(e->digest));
+            e->answer = answer;
+        }
         if (it->error != NULL) {
             e->flags = QUEUE_F_REJECTED;
             e->error = it->error;
             e->error_len = strlen(it->error);
         }
     }
-    rc = queue_append(s->q, evs, n);
-    if (rc == 0 && n > 0) {
-        memcpy(first_uuid, evs[0].uuid, 16);
+    return queue_append(s->q, evs, n);
+}
+
+/* A failed append's answer: 503 (full, closing), 413 (record too large), 500. */
+static void
+reply_append_error(struct srv *s, struct srv_reply *r, int rc, size_t body_len, size_t n)
+{
+    if (rc == DP_ERR_FULL) {
+        struct queue_stats st;
+        if (queue_stats(s->q, &st) == 0) {
+            atomic_store(&s->full_events, st.events);
+        }
+        atomic_store(&s->full_at_us, dp_now_us());
+        atomic_store(&s->queue_full, true);
+        srv_reply_json(r, 503, "queue full: retry later");
+        srv_reply_header(r, "Retry-After", "1");
+        return;
     }
+    if (srv_too_large(r, (int64_t)body_len, s->cfg->server_max_body_bytes, rc)) {
+        return;
+    }
+    dp_error("append failed", "error=%s events=%zu", dp_strerror(rc), n);
+    srv_reply_json(r, rc == DP_ERR_CLOSED ? 503 : 500,
+                   rc == DP_ERR_CLOSED ? "shutting down: retry later"
+                                       : "could not store the events");
+    if (rc == DP_ERR_CLOSED) {
+        srv_reply_header(r, "Retry-After", "1");
+    }
+}
+
+/*
+ * Apply the Idempotency-Key header, if any, to the body's one event. Its structured-field
+ * form ("...", RFC 8941 sf-string) is accepted: the double quotes are not part of the key.
+ * An invalid key rejects the event (the caller answers 400 with its text).
+ * Returns 0, DP_ERR_INVALID (r filled with 400: a body of several events), DP_ERR_NOMEM.
+ */
+static int
+apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *r)
+{
+    const char *h = mg_get_header(c, KEY_HEADER);
+    char msg[160];
+    size_t n;
+
+    if (h == NULL) {
+        return 0;
+    }
+    if (b->n > 1) {
+        snprintf(msg, sizeof(msg), "%s: the header keys a body of one event; this one holds "
+                 "%zu (give each event an idempotency_key field)", KEY_HEADER, b->n);
+        srv_reply_json(r, 400, msg);
+        return DP_ERR_INVALID;
+    }
+    n = strlen(h);
+    if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
+        h++;
+        n -= 2;
+    }
+    return ev_batch_set_key(b, 0, h, n, KEY_HEADER) == DP_ERR_NOMEM ? DP_ERR_NOMEM : 0;
+}
+
+/*
+ * After the append: the events of a batch whose key conflicts become rejected items, filed
+ * for dead_letter in a second append (a retry of the whole body finds the same conflicts,
+ * so a failure here loses nothing acknowledged). Returns 0 or the append's error.
+ */
+static int
+file_conflicts(struct srv *s, struct ev_batch *b, struct queue_event *evs)
+{
+    struct queue_event *dead = NULL;
+    char text[CONFLICT_TEXT_MAX];
+    size_t n = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < b->n; i++) {
+        struct ev_item *it = &b->items[i];
+
+        if (it->error != NULL || evs[i].dedup != QUEUE_DEDUP_CONFLICT) {
+            continue;
+        }
+        conflict_text(text, sizeof(text), it->key, evs[i].orig_uuid);
+        it->error = strdup(text);
+        if (it->error == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        b->n_valid--;
+        count_rejected(s, it);
+        n++;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    dead = calloc(n, sizeof(*dead));
+    if (dead == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    n = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (evs[i].dedup == QUEUE_DEDUP_CONFLICT && b->items[i].error != NULL) {
+            struct queue_event *e = &dead[n++];
+
+            *e = evs[i];
+            e->flags = QUEUE_F_REJECTED;
+            e->error = b->items[i].error;
+            e->error_len = strlen(e->error);
+        }
+    }
+    rc = queue_append(s->q, dead, n);
+    free(dead);
     return rc;
+}
+
+/* The answer for a body of one event that was appended, repeated, or conflicts. */
+static void
+reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_event *ev,
+          bool submit)
+{
+    char text[CONFLICT_TEXT_MAX];
+    char id[EV_UUID_TEXT];
+    json_t *o;
+
+    if (ev->dedup == QUEUE_DEDUP_CONFLICT) {
+        conflict_text(text, sizeof(text), b->items[0].key, ev->orig_uuid);
+        ev_uuid_format(ev->orig_uuid, id);
+        o = srv_reply_object(409, text);
+        json_object_set_new(o, "id", json_string(id));
+        srv_reply_set(r, 409, o);
+        return;
+    }
+    if (ev->dedup == QUEUE_DEDUP_REPEAT) {
+        /* As the first time: its status (204 has no body), its id. */
+        if (ev->orig_answer == 204) {
+            r->status = 204;
+            return;
+        }
+        ev_uuid_format(ev->orig_uuid, id);
+        o = srv_reply_object(202, "accepted");
+        json_object_set_new(o, "id", json_string(id));
+        json_object_set_new(o, "duplicate", json_true());
+        srv_reply_set(r, 202, o);
+        return;
+    }
+    if (submit) {
+        r->status = 204;
+        return;
+    }
+    /* The common answer, formatted directly: no JSON tree on the hot path. */
+    ev_uuid_format(ev->uuid, id);
+    r->status = 202;
+    if (asprintf(&r->body, "{\"status_code\":202,\"status_message\":\"accepted\","
+                           "\"id\":\"%s\"}", id) < 0) {
+        r->body = NULL;
+        srv_reply_json(r, 500, "out of memory");
+    }
 }
 
 static void
@@ -126,37 +414,47 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     struct ev_batch b = {0};
     struct queue_event one;
     struct queue_event *evs = &one;
+    enum body_mode mode = body_mode(c, type, submit);
     char *body = NULL;
     size_t len = 0;
-    uint8_t uuid[16];
-    char id[EV_UUID_TEXT];
+    size_t dups = 0;
     int rc;
 
-    if (!content_type_ok(c)) {
-        srv_reply_json(r, 415, "Content-Type: use application/json, application/x-ndjson, "
-                               "application/jsonl, text/plain or "
-                               "application/x-www-form-urlencoded");
+    if (mode == BODY_UNSUPPORTED) {
+        srv_reply_json(r, 415, type == NULL && !submit
+                                   ? "Content-Type: use application/json, application/x-ndjson, "
+                                     "application/jsonl, text/plain, "
+                                     "application/x-www-form-urlencoded, "
+                                     "application/cloudevents+json or "
+                                     "application/cloudevents-batch+json"
+                                   : "Content-Type: use application/json, application/x-ndjson, "
+                                     "application/jsonl, text/plain or "
+                                     "application/x-www-form-urlencoded");
         return;
     }
     if (srv_body_read(c, s->cfg->server_max_body_bytes, s->cfg->server_request_timeout_ms, &body,
                       &len, r) != 0) {
         goto out;
     }
-    rc = ev_parse_body(body, len, type, &b);
+    rc = parse_by_mode(c, mode, body, len, type, &b, r);
     if (rc == DP_ERR_INVALID) {
-        srv_reply_json(r, 400, "empty body: expected one or more JSON events");
         goto out;
+    }
+    if (rc == 0) {
+        rc = apply_key_header(c, &b, r);
     }
     if (rc != 0) {
-        srv_reply_json(r, 500, "out of memory parsing the body");
+        if (rc != DP_ERR_INVALID) {
+            srv_reply_json(r, 500, "out of memory parsing the body");
+        }
         goto out;
     }
-    count_events(s, &b, false);
+    count_events(s, &b, NULL);
     if (b.n_valid == 0) {
         if (b.n == 1) {
             srv_reply_json(r, 400, b.items[0].error);
         } else {
-            reply_batch(r, 400, &b, "no valid event in the body");
+            reply_batch(r, 400, &b, 0, "no valid event in the body");
         }
         goto out;
     }
@@ -167,47 +465,31 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
             goto out;
         }
     }
-    rc = append_batch(s, &b, type, evs, uuid);
-    if (rc == DP_ERR_FULL) {
-        struct queue_stats st;
-        if (queue_stats(s->q, &st) == 0) {
-            atomic_store(&s->full_events, st.events);
-        }
-        atomic_store(&s->full_at_us, dp_now_us());
-        atomic_store(&s->queue_full, true);
-        srv_reply_json(r, 503, "queue full: retry later");
-        srv_reply_header(r, "Retry-After", "1");
-        goto out;
-    }
-    if (srv_too_large(r, (int64_t)len, s->cfg->server_max_body_bytes, rc)) {
-        goto out;
+    rc = append_batch(s, &b, type, submit && b.n_valid == b.n ? 204 : 202, evs);
+    if (rc == 0 && b.n > 1) {
+        rc = file_conflicts(s, &b, evs);
     }
     if (rc != 0) {
-        dp_error("append failed", "error=%s events=%zu", dp_strerror(rc), b.n);
-        srv_reply_json(r, rc == DP_ERR_CLOSED ? 503 : 500,
-                       rc == DP_ERR_CLOSED ? "shutting down: retry later"
-                                           : "could not store the events");
-        if (rc == DP_ERR_CLOSED) {
-            srv_reply_header(r, "Retry-After", "1");
-        }
+        reply_append_error(s, r, rc, len, b.n);
         goto out;
     }
     atomic_store(&s->queue_full, false);
-    count_events(s, &b, true);
-    if (submit && b.n_valid == b.n) {
+    count_events(s, &b, evs);
+    if (b.n == 1) {
+        reply_one(r, &b, evs, submit);
+        goto out;
+    }
+    for (size_t i = 0; i < b.n; i++) {
+        dups += b.items[i].error == NULL && evs[i].dedup == QUEUE_DEDUP_REPEAT;
+    }
+    if (b.n_valid == 0) {
+        /* Every valid event conflicted with its key's first event. */
+        reply_batch(r, 409, &b, 0, "no event accepted: idempotency_key conflicts");
+    } else if (submit && b.n_valid == b.n) {
         /* /submit answers 204 when every event of the body was accepted. */
         r->status = 204;
-    } else if (b.n == 1) {
-        /* The common answer, formatted directly: no JSON tree on the hot path. */
-        ev_uuid_format(uuid, id);
-        r->status = 202;
-        if (asprintf(&r->body, "{\"status_code\":202,\"status_message\":\"accepted\","
-                               "\"id\":\"%s\"}", id) < 0) {
-            r->body = NULL;
-            srv_reply_json(r, 500, "out of memory");
-        }
     } else {
-        reply_batch(r, 202, &b, b.n_valid == b.n ? "accepted" : "partly accepted");
+        reply_batch(r, 202, &b, dups, b.n_valid == b.n ? "accepted" : "partly accepted");
     }
 out:
     if (evs != &one) {

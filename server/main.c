@@ -25,8 +25,8 @@ static const char usage[] =
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings\n"
-    "and new declared event types apply at once, other changes are logged as needing a\n"
-    "restart).\n";
+    "and new declared event types and queue.dedup_window_s apply at once, other changes\n"
+    "are logged as needing a restart).\n";
 
 static void
 notify_status(struct srv *s)
@@ -64,7 +64,7 @@ type_added(void *arg, const char *type, enum ev_change change)
 }
 
 /* SIGHUP: re-read the files; the server's reloadable settings (logging, new declared event
- * types) apply now. */
+ * types, the dedup window) apply now. */
 static void
 reload(struct srv *s, const char *cli_path)
 {
@@ -85,6 +85,8 @@ reload(struct srv *s, const char *cli_path)
     if (ev_registry_update(fresh->types, type_added, NULL) != 0) {
         dp_error("reload: declared event types not registered", NULL);
     }
+    /* A shorter window forgets keys sooner, a longer one cannot bring pruned keys back. */
+    queue_set_dedup_window(s->q, fresh->queue_dedup_window_s);
     dp_config_destroy(fresh);
 }
 
@@ -151,6 +153,7 @@ main(int argc, char **argv)
         dp_error("cannot open the queue", "path=%s", cfg->queue_path);
         goto out;
     }
+    queue_set_dedup_window(s.q, cfg->queue_dedup_window_s);
     if (srv_http_start(&s) != 0) {
         goto out;
     }

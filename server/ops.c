@@ -143,6 +143,15 @@ loaded_line(void *arg, const char *name, int64_t value)
              name + strlen(QUEUE_META_LOADER_LOADED_PREFIX), (long long)value);
 }
 
+static void
+duplicates_line(void *arg, const char *name, int64_t value)
+{
+    struct text *t = arg;
+
+    text_add(t, "datapipe_loader_duplicates_total{type=\"%s\"} %lld\n",
+             name + strlen(QUEUE_META_LOADER_DUPLICATES_PREFIX), (long long)value);
+}
+
 static double
 oldest_age_s(const struct queue_stats *st)
 {
@@ -186,6 +195,10 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     }
     text_add(&t, "datapipe_events_rejected_total{type=\"\"} %llu\n",
              (unsigned long long)atomic_load(&s->m.rejected_untyped));
+    text_add(&t, "# HELP datapipe_events_duplicates_total Keyed events answered as repeats "
+                 "(nothing appended).\n# TYPE datapipe_events_duplicates_total counter\n"
+                 "datapipe_events_duplicates_total %llu\n",
+             (unsigned long long)atomic_load(&s->m.duplicates));
     text_add(&t, "# TYPE datapipe_queue_events gauge\ndatapipe_queue_events %llu\n"
                  "# TYPE datapipe_queue_bytes gauge\ndatapipe_queue_bytes %llu\n"
                  "# TYPE datapipe_queue_capacity_bytes gauge\n"
@@ -202,6 +215,10 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     text_add(&t, "# HELP datapipe_loader_events_loaded_total Events the loader committed to "
                  "PostgreSQL, by type.\n# TYPE datapipe_loader_events_loaded_total counter\n");
     queue_meta_each(s->q, QUEUE_META_LOADER_LOADED_PREFIX, loaded_line, &t);
+    text_add(&t, "# HELP datapipe_loader_duplicates_total Keyed rows the loader skipped, their "
+                 "idempotency_key already in the table, by type.\n"
+                 "# TYPE datapipe_loader_duplicates_total counter\n");
+    queue_meta_each(s->q, QUEUE_META_LOADER_DUPLICATES_PREFIX, duplicates_line, &t);
     text_add(&t, "# TYPE datapipe_loader_dead_letters_total counter\n"
                  "datapipe_loader_dead_letters_total %lld\n"
                  "# TYPE datapipe_loader_last_success_timestamp_seconds gauge\n"

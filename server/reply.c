@@ -30,6 +30,8 @@ status_text(int status)
         return "not found";
     case 405:
         return "method not allowed";
+    case 409:
+        return "conflict";
     case 413:
         return "payload too large";
     case 415:

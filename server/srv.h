@@ -30,6 +30,7 @@ struct srv_metrics {
     atomic_uint_fast64_t accepted[SRV_MAX_TYPES];    /* events, by registry index */
     atomic_uint_fast64_t rejected[SRV_MAX_TYPES];    /* events, by registry index */
     atomic_uint_fast64_t rejected_untyped;           /* events with no known type */
+    atomic_uint_fast64_t duplicates;                 /* keyed repeats answered, not appended */
     atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];       /* request latency histogram */
 };
 

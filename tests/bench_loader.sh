@@ -4,9 +4,11 @@
 # encoder into a file, `psql \copy` into an empty copy of the table (same primary key) timed;
 # rows/s of both and their ratio (target >= 0.8). The same for crash_twin, a type declared in
 # the configuration with crash_report's fields (target >= 1.0 against its own \copy). Then the
-# drain rate of data_sample events of 10,000 numbers each in MB/s of JSON, with data_sample.raw
-# compressed by lz4 (what the loader sets when PostgreSQL has it) and by pglz (set by hand).
-# Prints figures; never fails on a timing.
+# same number of crash_report events each with its own idempotency key (loaded through a
+# temporary table and INSERT ... ON CONFLICT DO NOTHING) as a ratio against the unkeyed drain
+# (target >= 0.5). Then the drain rate of data_sample events of 10,000 numbers each in MB/s of
+# JSON, with data_sample.raw compressed by lz4 (what the loader sets when PostgreSQL has it)
+# and by pglz (set by hand). Prints figures; never fails on a timing.
 set -uo pipefail
 
 BIN=${DP_BIN:-bin}
@@ -79,7 +81,7 @@ read -r l0 l1 _ <<<"$(drain main 2 crash_report "$EVENTS")"
 count crash_report "$EVENTS"
 loader_rate=$(rate "$EVENTS" "$l0" "$l1")
 read -r p0 p1 <<<"$(copy_rate main crash_report \
-    "(id, event_name, user_id, event_time, message, received_at)")"
+    "(id, event_name, user_id, event_time, message, received_at, idempotency_key)")"
 psql_rate=$(rate "$EVENTS" "$p0" "$p1")
 
 read -r t0 t1 _ <<<"$(drain twin 2 crash_twin "$EVENTS")"
@@ -90,6 +92,13 @@ twin_psql_rate=$(rate "$EVENTS" "$q0" "$q1")
 
 "$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report, $schema.crash_twin"
 read -r o0 o1 _ <<<"$(drain one 1 crash_report "$EVENTS")"
+
+"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report"
+read -r k0 k1 _ <<<"$(drain keyed 2 crash_report+key "$EVENTS")"
+keyed_loaded=$("$PSQL" "$DP_PG_CONNINFO" -Atc \
+    "SELECT count(*) FROM $schema.crash_report WHERE idempotency_key IS NOT NULL")
+[ "$keyed_loaded" = "$EVENTS" ] || die "loaded $keyed_loaded keyed rows, want $EVENTS"
+keyed_rate=$(rate "$EVENTS" "$k0" "$k1")
 
 "$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report, $schema.crash_report_copy,
     $schema.crash_twin_copy"
@@ -110,6 +119,9 @@ echo "psql \\copy of the same rows into an empty copy of the table: $(secs "$p0"
     "$psql_rate rows/s"
 awk -v a="$loader_rate" -v b="$psql_rate" \
     'BEGIN { printf "ratio loader / psql \\copy: %.2f (target >= 0.80)\n", a / b }'
+echo "loader --once, keyed rows (a key each): $keyed_rate rows/s"
+awk -v a="$keyed_rate" -v b="$loader_rate" \
+    'BEGIN { printf "ratio keyed / unkeyed loader: %.2f (target >= 0.50)\n", a / b }'
 echo "declared crash_twin, loader --once: $EVENTS rows in $(secs "$t0" "$t1") s =" \
     "$twin_rate rows/s; psql \\copy of the same rows: $twin_psql_rate rows/s"
 awk -v a="$twin_rate" -v b="$twin_psql_rate" \

@@ -775,39 +775,39 @@ static const struct row_case rows[] = {
       "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"
       "\"message\": \"have_fun\"}",
       TEST_UUID_TEXT "\tcrash_report\t888\t1970-01-01 00:16:40.000000+00\thave_fun\t"
-      TEST_RECEIVED_TEXT "\n" },
+      TEST_RECEIVED_TEXT "\t\\N\n" },
     { "crash_report",
       "{\"user_id\": -1, \"timestamp\": 253402300799, "
       "\"message\": \"a\\tb\\nc\\rd\\\\e\\\"f \\u00e9\\ud83d\\ude00\\b\\f\"}",
       TEST_UUID_TEXT "\tcrash_report\t-1\t9999-12-31 23:59:59.000000+00\t"
-      "a\\tb\\nc\\rd\\\\e\"f \xc3\xa9\xf0\x9f\x98\x80\\b\\f\t" TEST_RECEIVED_TEXT "\n" },
+      "a\\tb\\nc\\rd\\\\e\"f \xc3\xa9\xf0\x9f\x98\x80\\b\\f\t" TEST_RECEIVED_TEXT "\t\\N\n" },
     { "ad_event",
       "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"UA\\t1\", \"referring_url\": "
       "\"https://ex.com/\", \"advertiser_id\": \"adv\", \"metadata\": "
       "{ \"k\": \"v\\\\n}\" , \"n\": 1.50 }}",
       TEST_UUID_TEXT "\t10.1.2.3\tUA\\t1\thttps://ex.com/\tadv\t"
-      "{ \"k\": \"v\\\\\\\\n}\" , \"n\": 1.50 }\t" TEST_RECEIVED_TEXT "\n" },
+      "{ \"k\": \"v\\\\\\\\n}\" , \"n\": 1.50 }\t" TEST_RECEIVED_TEXT "\t\\N\n" },
     { "ad_event",
       "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"\", \"referring_url\": \"http://h\", "
       "\"advertiser_id\": \"metadata\"}",
-      TEST_UUID_TEXT "\t10.1.2.3\t\thttp://h\tmetadata\t{}\t" TEST_RECEIVED_TEXT "\n" },
+      TEST_UUID_TEXT "\t10.1.2.3\t\thttp://h\tmetadata\t{}\t" TEST_RECEIVED_TEXT "\t\\N\n" },
     /* The key written with an escape is still "metadata"; a string value "metadata" is not. */
     { "ad_event",
       "{\"user_agent\": \"metadata\", \"meta\\u0064ata\": {\"a\": [1, {\"b\": \"]}\"}]}, "
       "\"ip_address\": \"1.1.1.1\", \"referring_url\": \"http://h\", \"advertiser_id\": \"x\"}",
       TEST_UUID_TEXT "\t1.1.1.1\tmetadata\thttp://h\tx\t{\"a\": [1, {\"b\": \"]}\"}]}\t"
-      TEST_RECEIVED_TEXT "\n" },
+      TEST_RECEIVED_TEXT "\t\\N\n" },
     { "user_login",
       "{\"user_id\": \"u1\", \"timestamp\": \"1700000000\", \"ip\": \"::1\", \"locale\": null, "
       "\"device_id\": \"d\\n1\"}",
       TEST_UUID_TEXT "\tu1\t\\N\t\\N\t::1\t\\N\td\\n1\t2023-11-14 22:13:20.000000+00\t"
-      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\n" },
+      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\t\\N\n" },
     { "user_login",
       "{\"event_name\": \"user_login\", \"user_id\": \"u\", \"timestamp\": 0, \"app_version\": "
       "\"2\", \"device_type\": \"tv\", \"ip\": \"1.2.3.4\", \"locale\": \"de\", "
       "\"device_id\": \"x\"}",
       TEST_UUID_TEXT "\tu\t2\ttv\t1.2.3.4\tde\tx\t1970-01-01 00:00:00.000000+00\t"
-      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\n" },
+      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\t\\N\n" },
     { "product", "{\"id\": \"sku\\t1\", \"p\": 1}",
       "sku\\t1\t{\"id\": \"sku\\\\t1\", \"p\": 1}\t" TEST_RECEIVED_TEXT "\t77\n" },
     { "product", "{\"id\": -12}", "-12\t{\"id\": -12}\t" TEST_RECEIVED_TEXT "\t77\n" },
@@ -815,20 +815,21 @@ static const struct row_case rows[] = {
       "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}",
       TEST_UUID_TEXT "\t2024-02-29 23:30:00.000000+00\t8\t5\t2\t"
       "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}\t"
-      TEST_RECEIVED_TEXT "\n" },
+      TEST_RECEIVED_TEXT "\t\\N\n" },
     { "data_sample",
       "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\n \"data\": [1.5]}",
       TEST_UUID_TEXT "\t2000-01-01 00:00:00.000000+00\t1\t1.5\t0\t"
       "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\\n \"data\": [1.5]}\t"
-      TEST_RECEIVED_TEXT "\n" },
+      TEST_RECEIVED_TEXT "\t\\N\n" },
     { "data_sample", "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}",
       TEST_UUID_TEXT "\t0001-01-01 00:00:00.000000+00\t1\t-3\t0\t"
-      "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}\t" TEST_RECEIVED_TEXT "\n" },
+      "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}\t" TEST_RECEIVED_TEXT
+      "\t\\N\n" },
     { "data_sample",
       "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}",
       TEST_UUID_TEXT "\t9999-12-31 23:59:59.999999+00\t2\t0\t1.0000000000000001e+300\t"
       "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}\t"
-      TEST_RECEIVED_TEXT "\n" },
+      TEST_RECEIVED_TEXT "\t\\N\n" },
 };
 
 START_TEST(test_encode_row)
@@ -1400,6 +1401,190 @@ START_TEST(test_uuid7_threads_and_fork)
 }
 END_TEST
 
+
+/* ---- idempotency keys ---- */
+
+#define KEYED_CRASH "{\"event_name\":\"crash_report\",\"user_id\":1,\"timestamp\":2," \
+                    "\"message\":\"m\",\"idempotency_key\":\"k-1\"}"
+
+static void
+hex32(const uint8_t d[EV_DIGEST_LEN], char out[2 * EV_DIGEST_LEN + 1])
+{
+    for (int i = 0; i < EV_DIGEST_LEN; i++) {
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    }
+}
+
+START_TEST(test_key_field)
+{
+    struct ev_batch b = { 0 };
+    struct ev_batch b2 = { 0 };
+    const struct ev_item *it;
+    char hex[2 * EV_DIGEST_LEN + 1];
+    static const char *const bodies[] = {
+        "{\"idempotency_key\":\"p1\",\"id\":\"x\"}",
+        "{\"idempotency_key\":\"a1\",\"ip_address\":\"1.2.3.4\",\"user_agent\":\"u\","
+        "\"referring_url\":\"http://h/\",\"advertiser_id\":\"a\"}",
+        "{\"idempotency_key\":\"u1\",\"user_id\":\"u\",\"timestamp\":1}",
+        "{\"idempotency_key\":\"d1\",\"time_stamp\":\"2024-01-01T00:00:00Z\",\"data\":[1]}",
+    };
+    static const char *const types[] = {"product", "ad_event", "user_login", "data_sample"};
+
+    /* the field is allowed in every type, and gives the item its key and digest */
+    it = parse_one(&b, NULL, KEYED_CRASH);
+    ck_assert_ptr_null(it->error);
+    ck_assert_str_eq(it->key, "k-1");
+    ck_assert_uint_eq(it->key_len, 3);
+    hex32(it->digest, hex);
+    ck_assert_str_eq(hex, "0f842e7e4a518b45dddd2ae59d7a7bb8f13d00ed833e3ec58805e0116814fe27");
+    ev_batch_free(&b);
+    for (size_t i = 0; i < N_ELEMS(bodies); i++) {
+        it = parse_one(&b, types[i], bodies[i]);
+        ck_assert_msg(it->error == NULL, "%s: %s", bodies[i], it->error);
+        ck_assert_ptr_nonnull(it->key);
+        ev_batch_free(&b);
+    }
+
+    /* surrounding whitespace does not change the digest; inner layout does */
+    ck_assert_int_eq(ev_parse_body(" \n" KEYED_CRASH "\r\n", strlen(KEYED_CRASH) + 4, NULL,
+                                   &b2), 0);
+    hex32(b2.items[0].digest, hex);
+    ck_assert_str_eq(hex, "0f842e7e4a518b45dddd2ae59d7a7bb8f13d00ed833e3ec58805e0116814fe27");
+    ev_batch_free(&b2);
+    it = parse_one(&b2, "crash_report",
+                   "{\"user_id\": 1,\"timestamp\":2,\"message\":\"m\","
+                   "\"idempotency_key\":\"k-1\"}");
+    hex32(it->digest, hex);
+    ck_assert_str_ne(hex, "0f842e7e4a518b45dddd2ae59d7a7bb8f13d00ed833e3ec58805e0116814fe27");
+    ev_batch_free(&b2);
+
+    /* an event invalid for its type keeps its (valid) key for dead_letter */
+    it = parse_one(&b, "crash_report", "{\"idempotency_key\":\"kk\",\"user_id\":\"x\"}");
+    ck_assert_ptr_nonnull(it->error);
+    ck_assert_str_eq(it->key, "kk");
+    ev_batch_free(&b);
+
+    /* unkeyed: no key */
+    it = parse_one(&b, "product", "{\"id\":1}");
+    ck_assert_ptr_null(it->key);
+    ck_assert_uint_eq(it->key_len, 0);
+    ev_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_key_bad)
+{
+    static const struct {
+        const char *json;
+        const char *error;
+    } cases[] = {
+        { "{\"idempotency_key\":\"\",\"id\":1}", "idempotency_key: must not be empty" },
+        { "{\"idempotency_key\":12,\"id\":1}", "idempotency_key: expected string, got integer" },
+        { "{\"idempotency_key\":null,\"id\":1}", "idempotency_key: expected string, got null" },
+        { "{\"idempotency_key\":\"a\\u0001b\",\"id\":1}",
+          "idempotency_key: control character at byte 1" },
+        { "{\"idempotency_key\":\"ab\\u007f\",\"id\":1}",
+          "idempotency_key: control character at byte 2" },
+        { "{\"idempotency_key\":\"\\u0085\",\"id\":1}",
+          "idempotency_key: control character at byte 0" },
+        { "{\"idempotency_key\":\"a\\nb\",\"id\":1}",
+          "idempotency_key: control character at byte 1" },
+    };
+    struct ev_batch b = { 0 };
+    const struct ev_item *it = parse_one(&b, "product", cases[_i].json);
+
+    ck_assert_ptr_nonnull(it->error);
+    ck_assert_str_eq(it->error, cases[_i].error);
+    ck_assert_ptr_null(it->key);
+    ev_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_key_length)
+{
+    char json[400];
+    char key[EV_KEY_MAX + 2];
+    struct ev_batch b = { 0 };
+    const struct ev_item *it;
+
+    memset(key, 'k', sizeof(key));
+    key[EV_KEY_MAX] = '\0';
+    snprintf(json, sizeof(json), "{\"idempotency_key\":\"%s\",\"id\":1}", key);
+    it = parse_one(&b, "product", json);
+    ck_assert_ptr_null(it->error);
+    ck_assert_uint_eq(it->key_len, EV_KEY_MAX);
+    ev_batch_free(&b);
+    key[EV_KEY_MAX] = 'k';
+    key[EV_KEY_MAX + 1] = '\0';
+    snprintf(json, sizeof(json), "{\"idempotency_key\":\"%s\",\"id\":1}", key);
+    it = parse_one(&b, "product", json);
+    ck_assert_str_eq(it->error, "idempotency_key: longer than 255 bytes (256)");
+    ev_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_key_set)
+{
+    static const char body[] = "{\"id\":1}";
+    struct ev_batch b = { 0 };
+    const struct ev_type *product = ev_lookup("product", 7);
+    uint8_t d[EV_DIGEST_LEN];
+
+    /* a key from outside: set, digested like a field key */
+    ck_assert_int_eq(ev_parse_body(body, strlen(body), product, &b), 0);
+    ck_assert_int_eq(ev_batch_set_key(&b, 0, "hk", 2, "Idempotency-Key"), 0);
+    ck_assert_str_eq(b.items[0].key, "hk");
+    ev_digest(body, strlen(body), d);
+    ck_assert_int_eq(memcmp(b.items[0].digest, d, EV_DIGEST_LEN), 0);
+    ck_assert_uint_eq(b.n_valid, 1);
+    ev_batch_free(&b);
+
+    /* invalid from outside: the item is rejected naming the origin */
+    ck_assert_int_eq(ev_parse_body(body, strlen(body), product, &b), 0);
+    ck_assert_int_eq(ev_batch_set_key(&b, 0, "a\tb", 3, "Idempotency-Key"), DP_ERR_INVALID);
+    ck_assert_str_eq(b.items[0].error, "Idempotency-Key: control character at byte 1");
+    ck_assert_uint_eq(b.n_valid, 0);
+    ev_batch_free(&b);
+
+    /* the same key as the field is fine; a different one is not */
+    ck_assert_int_eq(ev_parse_body("{\"id\":1,\"idempotency_key\":\"f\"}", 30, product, &b), 0);
+    ck_assert_int_eq(ev_batch_set_key(&b, 0, "f", 1, "Idempotency-Key"), 0);
+    ck_assert_int_eq(ev_batch_set_key(&b, 0, "g", 1, "Idempotency-Key"), DP_ERR_INVALID);
+    ck_assert_str_eq(b.items[0].error,
+                     "Idempotency-Key: differs from the event's idempotency_key field");
+    ev_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_batch_add)
+{
+    static const char good[] = " {\"id\":2} ";
+    static const char two[] = "{\"id\":2} {\"id\":3}";
+    static const char bad[] = "{\"id\":";
+    struct ev_batch b = { 0 };
+    const struct ev_type *product = ev_lookup("product", 7);
+
+    ck_assert_int_eq(ev_batch_add(&b, good, strlen(good), product, NULL), 0);
+    ck_assert_int_eq(ev_batch_add(&b, good, strlen(good), NULL, "type: missing"), 0);
+    ck_assert_int_eq(ev_batch_add(&b, two, strlen(two), product, NULL), 0);
+    ck_assert_int_eq(ev_batch_add(&b, bad, strlen(bad), product, NULL), 0);
+    ck_assert_int_eq(ev_batch_add(&b, "{}", 2, product, NULL), 0);
+    ck_assert_uint_eq(b.n, 5);
+    ck_assert_uint_eq(b.n_valid, 1);
+    for (size_t i = 0; i < b.n; i++) {
+        ck_assert_uint_eq(b.items[i].index, i);
+    }
+    ck_assert_ptr_null(b.items[0].error);
+    ck_assert_uint_eq(b.items[0].raw_len, 8);
+    ck_assert_ptr_eq(b.items[0].type, product);
+    ck_assert_str_eq(b.items[1].error, "type: missing");
+    ck_assert_str_eq(b.items[2].error, "line 1 column 10: invalid JSON: end of event expected");
+    ck_assert_ptr_nonnull(strstr(b.items[3].error, "invalid JSON"));
+    ck_assert_str_eq(b.items[4].error, "id: required field missing");
+    ev_batch_free(&b);
+}
+END_TEST
+
 static Suite *
 events_suite(void)
 {
@@ -1412,6 +1597,14 @@ events_suite(void)
     tcase_add_loop_test(tc, test_sample_encodes, 0, N_ELEMS(samples));
     tcase_add_loop_test(tc, test_untyped_dispatch, 0, 11);
     tcase_add_loop_test(tc, test_bad_json, 0, 16);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("keys");
+    tcase_add_test(tc, test_key_field);
+    tcase_add_loop_test(tc, test_key_bad, 0, 7);
+    tcase_add_test(tc, test_key_length);
+    tcase_add_test(tc, test_key_set);
+    tcase_add_test(tc, test_batch_add);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("body");

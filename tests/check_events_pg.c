@@ -468,14 +468,15 @@ START_TEST(test_get_sql)
         const char *keys;       /* the JSON object's keys, in order */
     } cases[] = {
         { "crash_report", "{\"user_id\": 1, \"timestamp\": 2, \"message\": \"m\\tx\"}",
-          "id,event_name,user_id,event_time,message,received_at,loaded_at" },
+          "id,event_name,user_id,event_time,message,received_at,loaded_at,idempotency_key" },
         { "ad_event",
           "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://h\", "
           "\"advertiser_id\": \"a\", \"metadata\": {\"k\": [1]}}",
-          "id,ip_address,user_agent,referring_url,advertiser_id,metadata,received_at,loaded_at" },
+          "id,ip_address,user_agent,referring_url,advertiser_id,metadata,received_at,loaded_at,"
+          "idempotency_key" },
         { "user_login", "{\"user_id\": \"u\", \"timestamp\": 2}",
           "id,user_id,app_version,device_type,ip,locale,device_id,created_at,processed_at,"
-          "received_at" },
+          "received_at,idempotency_key" },
         { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, 3]}",
           "id,time_stamp,n,mean,std,received_at,loaded_at" },
     };

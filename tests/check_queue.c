@@ -1,7 +1,8 @@
 /*
  * check_queue.c - Check suite for queue/: round trips, sequence numbers across reopen,
  * metadata, concurrent appends, a full map, injected write faults, SIGKILL crashes, two
- * processes sharing one queue and the loader lock.
+ * processes sharing one queue, the loader lock and idempotency keys (repeats, conflicts,
+ * the window, pruning, a map full of keys).
  * Every test works in its own mkdtemp directory, removed afterwards.
  */
 #include <check.h>
@@ -1515,6 +1516,245 @@ START_TEST(test_loader_lock)
 }
 END_TEST
 
+
+/* ---- idempotency keys ---- */
+
+/* A keyed event: type "t", json and key as given, digest from its first byte. */
+static void
+kev_make(struct queue_event *ev, const char *key, const char *json, uint8_t digest,
+         uint16_t answer)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev_uuid7(ev->uuid);
+    ev->type = "t";
+    ev->type_len = 1;
+    ev->json = json;
+    ev->json_len = strlen(json);
+    ev->received_us = BASE_US;
+    ev->key = key;
+    ev->key_len = key != NULL ? strlen(key) : 0;
+    memset(ev->digest, digest, sizeof(ev->digest));
+    ev->answer = answer;
+}
+
+/* A read callback that checks the keys stored with the events: "k1" or none, in order. */
+struct key_walk {
+    size_t n;
+    const char *want[8];
+};
+
+static int
+key_walk_fn(void *arg, const struct queue_event *ev)
+{
+    struct key_walk *w = arg;
+    const char *want = w->want[w->n++];
+
+    if (want == NULL) {
+        ck_assert_ptr_null(ev->key);
+        ck_assert_uint_eq(ev->key_len, 0);
+    } else {
+        ck_assert_uint_eq(ev->key_len, strlen(want));
+        ck_assert_int_eq(memcmp(ev->key, want, ev->key_len), 0);
+    }
+    return 0;
+}
+
+START_TEST(test_keys_repeat_conflict)
+{
+    struct queue *q = open_q(8 * MIB);
+    struct queue_event a;
+    struct queue_event evs[4];
+    struct key_walk walk = {0};
+    size_t keys = 0;
+    size_t times = 0;
+
+    kev_make(&a, "k1", "{\"a\":1}", 1, 202);
+    ck_assert_int_eq(queue_append(q, &a, 1), 0);
+    ck_assert_uint_eq(a.seq, 1);
+    ck_assert_int_eq(a.dedup, QUEUE_DEDUP_NEW);
+
+    /* the same bytes again: nothing appended, the first answer and id given back */
+    kev_make(&evs[0], "k1", "{\"a\":1}", 1, 204);
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_REPEAT);
+    ck_assert_uint_eq(evs[0].seq, 1);
+    ck_assert_uint_eq(evs[0].orig_answer, 202);
+    ck_assert_int_eq(memcmp(evs[0].orig_uuid, a.uuid, 16), 0);
+
+    /* other bytes: a conflict naming the first event */
+    kev_make(&evs[0], "k1", "{\"a\":2}", 2, 202);
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_CONFLICT);
+    ck_assert_int_eq(memcmp(evs[0].orig_uuid, a.uuid, 16), 0);
+
+    /* one call: k2 new, k2 repeat, k2 conflict, and a rejected event keeping k1 */
+    kev_make(&evs[0], "k2", "{\"b\":1}", 3, 202);
+    kev_make(&evs[1], "k2", "{\"b\":1}", 3, 202);
+    kev_make(&evs[2], "k2", "{\"b\":2}", 4, 202);
+    kev_make(&evs[3], "k1", "{\"c\":1}", 5, 202);
+    evs[3].flags = QUEUE_F_REJECTED;
+    evs[3].error = "x: bad";
+    evs[3].error_len = 6;
+    ck_assert_int_eq(queue_append(q, evs, 4), 0);
+    ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_NEW);
+    ck_assert_uint_eq(evs[0].seq, 2);
+    ck_assert_int_eq(evs[1].dedup, QUEUE_DEDUP_REPEAT);
+    ck_assert_uint_eq(evs[1].seq, 2);
+    ck_assert_int_eq(memcmp(evs[1].orig_uuid, evs[0].uuid, 16), 0);
+    ck_assert_int_eq(evs[2].dedup, QUEUE_DEDUP_CONFLICT);
+    ck_assert_int_eq(memcmp(evs[2].orig_uuid, evs[0].uuid, 16), 0);
+    ck_assert_int_eq(evs[3].dedup, QUEUE_DEDUP_NEW);
+    ck_assert_uint_eq(evs[3].seq, 3);
+
+    /* an unkeyed event, then the stored keys: k1, k2, k1 (rejected), none */
+    kev_make(&evs[0], NULL, "{\"d\":1}", 0, 202);
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_uint_eq(evs[0].seq, 4);
+    walk.want[0] = "k1";
+    walk.want[1] = "k2";
+    walk.want[2] = "k1";
+    walk.want[3] = NULL;
+    ck_assert_int_eq(queue_read(q, 1, 100, 0, key_walk_fn, &walk, NULL, NULL), 0);
+    ck_assert_uint_eq(walk.n, 4);
+    ck_assert_int_eq(queue_test_keys(q, &keys, &times), 0);
+    ck_assert_uint_eq(keys, 2);
+    ck_assert_uint_eq(times, 2);
+
+    /* a key longer than QUEUE_KEY_MAX is refused */
+    {
+        char longkey[QUEUE_KEY_MAX + 2];
+
+        memset(longkey, 'k', sizeof(longkey) - 1);
+        longkey[sizeof(longkey) - 1] = '\0';
+        kev_make(&evs[0], longkey, "{}", 0, 202);
+        ck_assert_int_eq(queue_append(q, evs, 1), DP_ERR_INVALID);
+        longkey[QUEUE_KEY_MAX] = '\0';
+        kev_make(&evs[0], longkey, "{}", 0, 202);
+        ck_assert_int_eq(queue_append(q, evs, 1), 0);
+        ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_NEW);
+    }
+    queue_close(q);
+}
+END_TEST
+
+START_TEST(test_keys_reopen)
+{
+    struct queue *q = open_q(8 * MIB);
+    struct queue_event a;
+    struct queue_event b;
+
+    kev_make(&a, "survives", "{\"a\":1}", 7, 204);
+    ck_assert_int_eq(queue_append(q, &a, 1), 0);
+    queue_close(q);
+    q = open_q(8 * MIB);
+    kev_make(&b, "survives", "{\"a\":1}", 7, 202);
+    ck_assert_int_eq(queue_append(q, &b, 1), 0);
+    ck_assert_int_eq(b.dedup, QUEUE_DEDUP_REPEAT);
+    ck_assert_uint_eq(b.orig_answer, 204);
+    ck_assert_uint_eq(b.seq, a.seq);
+    ck_assert_int_eq(memcmp(b.orig_uuid, a.uuid, 16), 0);
+    queue_close(q);
+}
+END_TEST
+
+/* Sleep until the wall clock is past t_us (bounded: the test's timeout ends a hang). */
+static void
+wait_past(int64_t t_us)
+{
+    while (dp_now_us() <= t_us) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+START_TEST(test_keys_window)
+{
+    struct queue *q = open_q(8 * MIB);
+    struct queue_event evs[2];
+    struct queue_event many[300];
+    char keys[300][16];
+    size_t nkeys = 0;
+    size_t ntimes = 0;
+    int64_t after;
+
+    queue_set_dedup_window(q, 1);
+    kev_make(&evs[0], "w", "{\"a\":1}", 1, 202);
+    kev_make(&evs[1], "w", "{\"a\":1}", 1, 202);
+    ck_assert_int_eq(queue_append(q, evs, 2), 0);
+    after = dp_now_us();
+    ck_assert_int_eq(evs[1].dedup, QUEUE_DEDUP_REPEAT);
+    wait_past(after + 1000000);
+    /* expired (not pruned yet: it is claimed anew) */
+    kev_make(&evs[0], "w", "{\"a\":2}", 2, 202);
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_NEW);
+    ck_assert_uint_eq(evs[0].seq, 2);
+    ck_assert_int_eq(queue_test_keys(q, &nkeys, &ntimes), 0);
+    ck_assert_uint_eq(nkeys, 1);
+    ck_assert_uint_eq(ntimes, 1);
+
+    /* 300 keys expire; each append forgets at most QUEUE_PRUNE_STEP of them */
+    for (size_t i = 0; i < 300; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "m%zu", i);
+        kev_make(&many[i], keys[i], "{}", 0, 202);
+    }
+    ck_assert_int_eq(queue_append(q, many, 300), 0);
+    after = dp_now_us();
+    ck_assert_int_eq(queue_test_keys(q, &nkeys, &ntimes), 0);
+    ck_assert_uint_eq(nkeys, 301);
+    wait_past(after + 1000000);
+    kev_make(&evs[0], NULL, "{}", 0, 202);
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_int_eq(queue_test_keys(q, &nkeys, &ntimes), 0);
+    ck_assert_uint_eq(nkeys, 301 - QUEUE_PRUNE_STEP);
+    ck_assert_uint_eq(ntimes, 301 - QUEUE_PRUNE_STEP);
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_int_eq(queue_test_keys(q, &nkeys, &ntimes), 0);
+    ck_assert_uint_eq(nkeys, 0);
+    ck_assert_uint_eq(ntimes, 0);
+    queue_close(q);
+}
+END_TEST
+
+/* Keys fill the map: 503-style DP_ERR_FULL; once they expire, the next append succeeds. */
+START_TEST(test_keys_full)
+{
+    struct queue *q = open_q(1 * MIB);
+    struct queue_event ev;
+    char key[QUEUE_KEY_MAX + 1];
+    int64_t after = 0;
+    int rc = 0;
+    int i;
+
+    queue_set_dedup_window(q, 1);
+    memset(key, 'k', QUEUE_KEY_MAX);
+    key[QUEUE_KEY_MAX] = '\0';
+    for (i = 0; i < 100000; i++) {
+        snprintf(key, sizeof(key), "%08d", i);
+        key[8] = 'k';
+        kev_make(&ev, key, "{}", 0, 202);
+        rc = queue_append(q, &ev, 1);
+        if (rc != 0) {
+            break;
+        }
+        after = dp_now_us();
+        ck_assert_int_eq(ev.dedup, QUEUE_DEDUP_NEW);
+    }
+    ck_assert_int_eq(rc, DP_ERR_FULL);
+    ck_assert_int_gt(i, 100);
+    wait_past(after + 1000000);
+    /* the first refusal after expiry prunes in a transaction of its own */
+    kev_make(&ev, "again", "{}", 0, 202);
+    rc = queue_append(q, &ev, 1);
+    if (rc == DP_ERR_FULL) {
+        rc = queue_append(q, &ev, 1);
+    }
+    ck_assert_int_eq(rc, 0);
+    queue_close(q);
+}
+END_TEST
+
 /* ---- suite ---- */
 
 static TCase *
@@ -1567,6 +1807,12 @@ queue_suite(void)
 
     tc = tcase(s, "processes", 120);
     tcase_add_test(tc, test_two_processes);
+
+    tc = tcase(s, "keys", 60);
+    tcase_add_test(tc, test_keys_repeat_conflict);
+    tcase_add_test(tc, test_keys_reopen);
+    tcase_add_test(tc, test_keys_window);
+    tcase_add_test(tc, test_keys_full);
 
     tc = tcase(s, "open_lock", 20);
     tcase_add_test(tc, test_open_errors);

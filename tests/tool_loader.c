@@ -3,7 +3,8 @@
  *   tool_loader fill DIR TYPE N [NUMBERS]   append N generated events of TYPE (crash_report,
  *                                           ad_event, user_login, product, data_sample with
  *                                           NUMBERS numbers each, or "rejected"; any other
- *                                           type gets crash_report's events); prints
+ *                                           type gets crash_report's events; TYPE+key:
+ *                                           each with its own idempotency key); prints
  *                                           "appended=N json_bytes=N"
  *   tool_loader ids DIR                     print the uuid of every queued event, one a line
  *   tool_loader copyfile DIR FILE [CONFIG]  encode every queued event as the loader does and
@@ -86,14 +87,22 @@ gen_event(struct ev_buf *b, const char *type, uint64_t i, long numbers)
 }
 
 static int
-fill(struct queue *q, const char *type, uint64_t total, long numbers)
+fill(struct queue *q, const char *type_arg, uint64_t total, long numbers)
 {
     struct queue_event *evs = calloc(FILL_CHUNK, sizeof(*evs));
     struct ev_buf *bufs = calloc(FILL_CHUNK, sizeof(*bufs));
+    char (*keys)[32] = calloc(FILL_CHUNK, sizeof(*keys));
+    char type[QUEUE_TYPE_MAX + 1];
+    const char *plus = strstr(type_arg, "+key");
+    bool keyed = plus != NULL && plus[4] == '\0';
     uint64_t done = 0;
     uint64_t bytes = 0;
-    bool rejected = strcmp(type, "rejected") == 0;
-    int rc = evs != NULL && bufs != NULL ? 0 : DP_ERR_NOMEM;
+    bool rejected;
+    int rc = evs != NULL && bufs != NULL && keys != NULL ? 0 : DP_ERR_NOMEM;
+
+    snprintf(type, sizeof(type), "%.*s", keyed ? (int)(plus - type_arg) : (int)strlen(type_arg),
+             type_arg);
+    rejected = strcmp(type, "rejected") == 0;
 
     while (rc == 0 && done < total) {
         size_t n = total - done < FILL_CHUNK ? (size_t)(total - done) : FILL_CHUNK;
@@ -110,6 +119,13 @@ fill(struct queue *q, const char *type, uint64_t total, long numbers)
             evs[i].error_len = rejected ? strlen(evs[i].error) : 0;
             evs[i].json = bufs[i].data;
             evs[i].json_len = bufs[i].len - 1;
+            if (keyed && rc == 0) {
+                snprintf(keys[i], sizeof(keys[i]), "fill-%" PRIu64, done + i + 1);
+                evs[i].key = keys[i];
+                evs[i].key_len = strlen(keys[i]);
+                ev_digest(evs[i].json, evs[i].json_len, evs[i].digest);
+                evs[i].answer = 202;
+            }
             bytes += evs[i].json_len;
         }
         if (rc == 0) {
@@ -122,6 +138,7 @@ fill(struct queue *q, const char *type, uint64_t total, long numbers)
     }
     free(bufs);
     free(evs);
+    free(keys);
     if (rc == 0) {
         printf("appended=%" PRIu64 " json_bytes=%" PRIu64 "\n", total, bytes);
     }

@@ -1,0 +1,93 @@
+/*
+ * key.c - idempotency keys of events: what a valid key is, an event's digest (SHA-256 from
+ * OpenSSL's libcrypto, never a hash of our own), and keys given from outside an event (the
+ * Idempotency-Key header, a CloudEvent's source and id). Pure: no I/O.
+ */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "events/internal.h"
+
+int
+ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX])
+{
+    const unsigned char *u = (const unsigned char *)key;
+    size_t i = 0;
+
+    if (len == 0) {
+        return ev_errf(err, "%s: must not be empty", what);
+    }
+    if (len > EV_KEY_MAX) {
+        return ev_errf(err, "%s: longer than %d bytes (%zu)", what, EV_KEY_MAX, len);
+    }
+    while (i < len) {
+        size_t n = ev_utf8_len(u + i, len - i);
+
+        if (n == 0) {
+            return ev_errf(err, "%s: invalid UTF-8 at byte %zu", what, i);
+        }
+        /* C0 controls, DEL, and C1 controls (U+0080-U+009F: 0xc2 0x80-0x9f). */
+        if (u[i] < 0x20 || u[i] == 0x7f || (n == 2 && u[i] == 0xc2 && u[i + 1] < 0xa0)) {
+            return ev_errf(err, "%s: control character at byte %zu", what, i);
+        }
+        i += n;
+    }
+    return 0;
+}
+
+void
+ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
+{
+    unsigned int n = EV_DIGEST_LEN;
+
+    while (len > 0 && strchr(" \t\r\n", s[0]) != NULL && s[0] != '\0') {
+        s++;
+        len--;
+    }
+    while (len > 0 && strchr(" \t\r\n", s[len - 1]) != NULL && s[len - 1] != '\0') {
+        len--;
+    }
+    /* EVP_Digest with SHA-256 cannot fail short of memory exhaustion; then the digest is
+     * all zeroes, which only makes a repeat a conflict (409), never a silent duplicate. */
+    if (EVP_Digest(s, len, out, &n, EVP_sha256(), NULL) != 1) {
+        memset(out, 0, EV_DIGEST_LEN);
+    }
+}
+
+int
+ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
+{
+    struct ev_item *it = &b->items[i];
+    char err[EV_ERR_MAX];
+    char *copy = NULL;
+    int rc;
+
+    rc = ev_key_check(key, len, what, err);
+    if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
+        rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
+    }
+    if (rc != 0) {
+        if (it->error != NULL) {
+            /* Already rejected: the event's own error stands. */
+            return DP_ERR_INVALID;
+        }
+        it->error = strdup(err);
+        if (it->error == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        b->n_valid--;
+        return DP_ERR_INVALID;
+    }
+    copy = strndup(key, len);
+    if (copy == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    free(it->key);
+    it->key = copy;
+    it->key_len = len;
+    ev_digest(it->raw, it->raw_len, it->digest);
+    return 0;
+}
