@@ -75,7 +75,8 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
 
         if (ev->type == NULL || ev->type_len == 0 || ev->type_len > QUEUE_TYPE_MAX ||
             (ev->json == NULL && ev->json_len > 0) || (ev->error == NULL && ev->error_len > 0) ||
-            (ev->key == NULL && ev->key_len > 0) || ev->key_len > QUEUE_KEY_MAX) {
+            (ev->key == NULL && ev->key_len > 0) || ev->key_len > QUEUE_KEY_MAX ||
+            (ev->source == NULL && ev->source_len > 0) || ev->source_len > QUEUE_SOURCE_MAX) {
             return DP_ERR_INVALID;
         }
         ev->error_len = queue_error_cut(ev->error, ev->error_len);

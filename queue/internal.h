@@ -25,11 +25,13 @@
 /*
  * Record layout (all integers big-endian):
  *   0 version (QUEUE_RECORD_VERSION)   1 type_len   2-3 error_len   4-7 flags
- *   8-23 uuid   24-31 received_us   32 key_len   33.. type, error, key, json (json runs to
- *   the end)
- * Version 1 had no key_len byte: its type begins at byte 32.
+ *   8-23 uuid   24-31 received_us   32 key_len   33 source_len   34.. type, error, key,
+ *   source, json (json runs to the end)
+ * Version 2 had no source_len byte (its type begins at byte 33), version 1 no key_len byte
+ * either (its type begins at byte 32).
  */
-#define QUEUE_REC_HEAD 33
+#define QUEUE_REC_HEAD 34
+#define QUEUE_REC_HEAD_V2 33
 #define QUEUE_REC_HEAD_V1 32
 
 /*
@@ -106,7 +108,8 @@ queue_get_be64(const uint8_t *p)
 static inline size_t
 queue_rec_size(const struct queue_event *ev)
 {
-    return QUEUE_REC_HEAD + ev->type_len + ev->error_len + ev->key_len + ev->json_len;
+    return QUEUE_REC_HEAD + ev->type_len + ev->error_len + ev->key_len + ev->source_len +
+           ev->json_len;
 }
 
 static inline void
@@ -123,6 +126,7 @@ queue_rec_encode(uint8_t *p, const struct queue_event *ev)
     memcpy(p + 8, ev->uuid, 16);
     queue_put_be64(p + 24, (uint64_t)ev->received_us);
     p[32] = (uint8_t)ev->key_len;
+    p[33] = (uint8_t)ev->source_len;
     p += QUEUE_REC_HEAD;
     memcpy(p, ev->type, ev->type_len);
     p += ev->type_len;
@@ -134,13 +138,17 @@ queue_rec_encode(uint8_t *p, const struct queue_event *ev)
         memcpy(p, ev->key, ev->key_len);
         p += ev->key_len;
     }
+    if (ev->source_len > 0) {
+        memcpy(p, ev->source, ev->source_len);
+        p += ev->source_len;
+    }
     if (ev->json_len > 0) {
         memcpy(p, ev->json, ev->json_len);
     }
 }
 
 /*
- * Decode the record under key k (version 1 or 2) into ev, whose pointers then point into
+ * Decode the record under key k (version 1, 2 or 3) into ev, whose pointers then point into
  * the map. Only the fields a reader sees are set. Returns 0 or MDB_CORRUPTED.
  */
 static inline int
@@ -151,12 +159,17 @@ queue_rec_decode(const MDB_val *k, const MDB_val *v, struct queue_event *ev)
     size_t type_len;
     size_t error_len;
     size_t key_len;
+    size_t source_len = 0;
 
     if (k->mv_size != 8 || v->mv_size < QUEUE_REC_HEAD_V1) {
         return MDB_CORRUPTED;
     }
     if (p[0] == QUEUE_RECORD_VERSION && v->mv_size >= QUEUE_REC_HEAD) {
         head = QUEUE_REC_HEAD;
+        key_len = p[32];
+        source_len = p[33];
+    } else if (p[0] == 2 && v->mv_size >= QUEUE_REC_HEAD_V2) {
+        head = QUEUE_REC_HEAD_V2;
         key_len = p[32];
     } else if (p[0] == 1) {
         head = QUEUE_REC_HEAD_V1;
@@ -167,7 +180,8 @@ queue_rec_decode(const MDB_val *k, const MDB_val *v, struct queue_event *ev)
     type_len = p[1];
     error_len = ((size_t)p[2] << 8) | p[3];
     if (type_len == 0 || type_len > QUEUE_TYPE_MAX || error_len > QUEUE_ERROR_MAX ||
-        head + type_len + error_len + key_len > v->mv_size) {
+        source_len > QUEUE_SOURCE_MAX ||
+        head + type_len + error_len + key_len + source_len > v->mv_size) {
         return MDB_CORRUPTED;
     }
     ev->seq = queue_get_be64(k->mv_data);
@@ -180,8 +194,10 @@ queue_rec_decode(const MDB_val *k, const MDB_val *v, struct queue_event *ev)
     ev->error_len = error_len;
     ev->key = key_len > 0 ? ev->type + type_len + error_len : NULL;
     ev->key_len = key_len;
-    ev->json = ev->type + type_len + error_len + key_len;
-    ev->json_len = v->mv_size - head - type_len - error_len - key_len;
+    ev->source = source_len > 0 ? ev->type + type_len + error_len + key_len : NULL;
+    ev->source_len = source_len;
+    ev->json = ev->type + type_len + error_len + key_len + source_len;
+    ev->json_len = v->mv_size - head - type_len - error_len - key_len - source_len;
     return 0;
 }
 

@@ -194,3 +194,25 @@ queue_test_keys(struct queue *q, size_t *keys, size_t *times)
     mdb_txn_abort(txn);
     return rc;
 }
+
+int
+queue_test_put_raw(struct queue *q, uint64_t seq, const void *rec, size_t len)
+{
+    MDB_txn *txn = NULL;
+    uint8_t kbuf[8];
+    MDB_val k = {sizeof(kbuf), kbuf};
+    MDB_val v = {len, (void *)rec};
+    int rc;
+
+    queue_put_be64(kbuf, seq);
+    rc = queue_txn_begin(q, 0, &txn);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = mdb_put(txn, q->events_dbi, &k, &v, 0);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}

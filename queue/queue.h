@@ -22,10 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUE_RECORD_VERSION 2  /* written; version 1 records (no key) are still read */
+#define QUEUE_RECORD_VERSION 3  /* written; versions 1 (no key), 2 (no source) still read */
 #define QUEUE_TYPE_MAX 64       /* longest event type name, bytes */
 #define QUEUE_ERROR_MAX 1024    /* longest stored ingest error, bytes */
 #define QUEUE_KEY_MAX 255       /* longest idempotency key, bytes */
+#define QUEUE_SOURCE_MAX 63     /* longest source (an API key's name), bytes */
 #define QUEUE_DIGEST_LEN 32     /* bytes of an event's digest (SHA-256) */
 #define QUEUE_DEDUP_WINDOW_S 86400 /* default dedup window, seconds (queue.dedup_window_s) */
 #define QUEUE_PRUNE_STEP 256    /* most expired keys one append transaction removes */
@@ -73,6 +74,8 @@ struct queue_event {
     size_t json_len;           /* bytes */
     const char *key;           /* idempotency key, stored with the event; NULL if none */
     size_t key_len;            /* bytes, 0 (no key) to QUEUE_KEY_MAX */
+    const char *source;        /* who sent it: the API key's name; NULL if none */
+    size_t source_len;         /* bytes, 0 (none) to QUEUE_SOURCE_MAX */
     /* in, append only, with a key: */
     uint8_t digest[QUEUE_DIGEST_LEN]; /* the event's digest, compared on a repeat */
     uint16_t answer;           /* the HTTP status the caller answers (202, 204), recorded */
@@ -122,7 +125,7 @@ void queue_close(struct queue *q);
  * say), DP_ERR_FULL (map full or disk full, the keys counting with the events:
  * none stored; retry after the loader frees space or keys expire),
  * DP_ERR_INVALID (n == 0, a type empty or longer than QUEUE_TYPE_MAX, a key
- * longer than QUEUE_KEY_MAX, a record larger than half the map), DP_ERR_IO
+ * longer than QUEUE_KEY_MAX, a source longer than QUEUE_SOURCE_MAX, a record larger than half the map), DP_ERR_IO
  * (other write error: none stored), DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.
  */
 int queue_append(struct queue *q, struct queue_event *evs, size_t n);

@@ -46,4 +46,11 @@ size_t queue_test_pending(struct queue *q);
  */
 int queue_test_keys(struct queue *q, size_t *keys, size_t *times);
 
+/*
+ * queue_test_put_raw - store len bytes of rec as the record of sequence number seq, as an
+ * older version of the daemons wrote it (records of earlier formats must stay readable).
+ * Returns 0 or an LMDB code.
+ */
+int queue_test_put_raw(struct queue *q, uint64_t seq, const void *rec, size_t len);
+
 #endif

@@ -262,6 +262,11 @@ copy_fn(void *arg, const struct queue_event *ev)
         c->ev[c->n].error = p;
         p += ev->error_len;
     }
+    if (ev->source != NULL) {
+        memcpy(p, ev->source, ev->source_len);
+        c->ev[c->n].source = p;
+        p += ev->source_len;
+    }
     memcpy(p, ev->json, ev->json_len);
     c->ev[c->n].json = p;
     c->n++;
@@ -294,6 +299,11 @@ START_TEST(test_roundtrip_fields)
     evs[2].flags = QUEUE_F_REJECTED;
     evs[2].error = "invalid JSON at byte 1";
     evs[2].error_len = strlen(evs[2].error);
+    /* The source (an API key's name) travels with the event, a rejected one too. */
+    evs[0].source = "mobile-app";
+    evs[0].source_len = strlen("mobile-app");
+    evs[2].source = "k";
+    evs[2].source_len = 1;
     ck_assert_int_eq(queue_append(q, evs, 3), 0);
     ck_assert_uint_eq(evs[0].seq, 1);
     ck_assert_uint_eq(evs[1].seq, 2);
@@ -323,6 +333,13 @@ START_TEST(test_roundtrip_fields)
     }
     ck_assert_uint_eq(got.ev[0].flags, 0);
     ck_assert_ptr_null(got.ev[0].error);
+    ck_assert_uint_eq(got.ev[0].source_len, strlen("mobile-app"));
+    ck_assert_int_eq(memcmp(got.ev[0].source, "mobile-app", got.ev[0].source_len), 0);
+    ck_assert_ptr_null(got.ev[1].source);
+    ck_assert_uint_eq(got.ev[1].source_len, 0);
+    ck_assert_uint_eq(got.ev[2].source_len, 1);
+    ck_assert_int_eq(got.ev[2].source[0], 'k');
+    ck_assert_ptr_null(got.ev[3].source);
     ck_assert_uint_eq(got.ev[2].flags, QUEUE_F_REJECTED);
     ck_assert_uint_eq(got.ev[2].error_len, strlen("invalid JSON at byte 1"));
     ck_assert_int_eq(memcmp(got.ev[2].error, "invalid JSON at byte 1", got.ev[2].error_len), 0);
@@ -330,6 +347,41 @@ START_TEST(test_roundtrip_fields)
     ck_assert_int_eq(got.ev[3].received_us, -5);
     ck_assert_int_eq(memcmp(got.ev[3].type, "product", 7), 0);
     ck_assert_int_eq(memcmp(got.ev[3].uuid, one.uuid, 16), 0);
+    queue_close(q);
+}
+END_TEST
+
+/* Records of versions 1 (no key) and 2 (no source), as earlier daemons wrote them, read. */
+START_TEST(test_read_old_versions)
+{
+    struct queue *q = open_q(MIB);
+    /* head: version, type_len 2, error_len 0, flags 0, uuid 1..16, received_us 7 */
+    uint8_t v1[32 + 2 + 2] = {1, 2, 0, 0, 0, 0, 0, 0};
+    uint8_t v2[33 + 2 + 1 + 2] = {2, 2, 0, 0, 0, 0, 0, 0};
+    struct copy_one got = {0};
+    size_t count = 0;
+
+    for (int i = 0; i < 16; i++) {
+        v1[8 + i] = v2[8 + i] = (uint8_t)(i + 1);
+    }
+    v1[31] = v2[31] = 7;
+    memcpy(v1 + 32, "ab{}", 4);
+    v2[32] = 1;                 /* key_len */
+    memcpy(v2 + 33, "abK{}", 5);
+    ck_assert_int_eq(queue_test_put_raw(q, 1, v1, sizeof(v1)), 0);
+    ck_assert_int_eq(queue_test_put_raw(q, 2, v2, sizeof(v2)), 0);
+    ck_assert_int_eq(queue_read(q, 1, 10, 0, copy_fn, &got, NULL, &count), 0);
+    ck_assert_uint_eq(count, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(got.ev[i].received_us, 7);
+        ck_assert_uint_eq(got.ev[i].uuid[15], 16);
+        ck_assert_int_eq(memcmp(got.ev[i].type, "ab", 2), 0);
+        ck_assert_uint_eq(got.ev[i].json_len, 2);
+        ck_assert_int_eq(memcmp(got.ev[i].json, "{}", 2), 0);
+        ck_assert_ptr_null(got.ev[i].source);
+    }
+    ck_assert_uint_eq(got.ev[0].key_len, 0);
+    ck_assert_uint_eq(got.ev[1].key_len, 1);
     queue_close(q);
 }
 END_TEST
@@ -445,6 +497,16 @@ START_TEST(test_append_invalid)
     ev.type = NULL;
     ev.type_len = 3;
     ck_assert_int_eq(queue_append(q, &ev, 1), DP_ERR_INVALID);
+    /* a source longer than QUEUE_SOURCE_MAX, or a length without bytes */
+    ev.type = type;
+    ev.type_len = 3;
+    ev.source = type;
+    ev.source_len = QUEUE_SOURCE_MAX + 1;
+    ck_assert_int_eq(queue_append(q, &ev, 1), DP_ERR_INVALID);
+    ev.source = NULL;
+    ev.source_len = 1;
+    ck_assert_int_eq(queue_append(q, &ev, 1), DP_ERR_INVALID);
+    ev.source_len = 0;
     /* larger than the whole map can ever hold */
     ev.type = type;
     ev.type_len = QUEUE_TYPE_MAX;
@@ -1777,6 +1839,7 @@ queue_suite(void)
 
     tc = tcase(s, "roundtrip", 20);
     tcase_add_test(tc, test_roundtrip_fields);
+    tcase_add_test(tc, test_read_old_versions);
     tcase_add_test(tc, test_read_limits);
     tcase_add_test(tc, test_append_invalid);
     tcase_add_test(tc, test_stats);
