@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <libconfig.h>
+#include <openssl/evp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +110,164 @@ kind_name(enum dp_setting_kind k)
     return "?";
 }
 
+/* ---- API key objects (server.api_keys) --------------------------------- */
+
+/* The members an API key object may have, and what each holds. */
+static const struct key_member {
+    const char *name;
+    bool integer;                   /* an integer, else a string */
+    long long min;                  /* integers: inclusive range */
+    long long max;
+} key_members[] = {
+    {"name", false, 0, 0},
+    {"key", false, 0, 0},
+    {"events_per_s", true, 1, 1000000000LL},
+    {"burst", true, 1, 1000000000000LL},
+};
+
+static const struct key_member *
+key_member_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(key_members) / sizeof(key_members[0]); i++) {
+        if (strcmp(key_members[i].name, name) == 0) {
+            return &key_members[i];
+        }
+    }
+    return NULL;
+}
+
+/* Whether name may name an API key: 1 to DP_API_KEY_NAME_MAX of [A-Za-z0-9_.-]. */
+static bool
+key_name_ok(const char *name, size_t len)
+{
+    if (len == 0 || len > DP_API_KEY_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One member of API key object i of o: known, well typed, in range. Errors go to e. */
+static bool
+key_member_check(const struct dp_setting *o, size_t i, const config_setting_t *m,
+                 const char *file, struct errs *e)
+{
+    const char *mname = config_setting_name(m);
+    const struct key_member *km = key_member_find(mname);
+    int t = config_setting_type(m);
+
+    if (km == NULL) {
+        errs_add(e, "%s: %s[%zu].%s: unknown key", file, o->path, i, mname);
+        return false;
+    }
+    if (km->integer && t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
+        errs_add(e, "%s: %s[%zu].%s: expected integer, got %s", file, o->path, i, mname,
+                 setting_type_name(m));
+        return false;
+    }
+    if (!km->integer && t != CONFIG_TYPE_STRING) {
+        errs_add(e, "%s: %s[%zu].%s: expected string, got %s", file, o->path, i, mname,
+                 setting_type_name(m));
+        return false;
+    }
+    if (km->integer && (config_setting_get_int64(m) < km->min ||
+                        config_setting_get_int64(m) > km->max)) {
+        errs_add(e, "%s: %s[%zu].%s: must be %lld..%lld", file, o->path, i, mname, km->min,
+                 km->max);
+        return false;
+    }
+    if (strcmp(mname, "name") == 0 &&
+        !key_name_ok(config_setting_get_string(m), strlen(config_setting_get_string(m)))) {
+        errs_add(e, "%s: %s[%zu].name: 1 to %d letters, digits, '_', '.' or '-'", file,
+                 o->path, i, DP_API_KEY_NAME_MAX);
+        return false;
+    }
+    return true;
+}
+
+/* API key object i of o (a group): its members, and a key. Errors go to e. */
+static bool
+key_object_check(const struct dp_setting *o, size_t i, const config_setting_t *g,
+                 const char *file, struct errs *e)
+{
+    bool ok = true;
+
+    for (int j = 0; j < config_setting_length(g); j++) {
+        ok &= key_member_check(o, i, config_setting_get_elem(g, (unsigned)j), file, e);
+    }
+    if (config_setting_get_member(g, "key") == NULL) {
+        errs_add(e, "%s: %s[%zu].key: required", file, o->path, i);
+        ok = false;
+    }
+    if (config_setting_get_member(g, "burst") != NULL &&
+        config_setting_get_member(g, "events_per_s") == NULL) {
+        errs_add(e, "%s: %s[%zu].burst: needs events_per_s", file, o->path, i);
+        ok = false;
+    }
+    return ok;
+}
+
 /* ---- JSON into a libconfig tree ---------------------------------------- */
+
+/* A JSON value's type as an error message names it. */
+static const char *
+json_kind_name(const json_t *v)
+{
+    return json_is_string(v)                      ? "string"
+           : json_is_integer(v) || json_is_real(v) ? "number"
+           : json_is_boolean(v)                    ? "boolean"
+           : json_is_null(v)                       ? "null"
+                                                   : "a structure";
+}
+
+/*
+ * API key object el (element i of the list at path) as a group of list: scalars as they
+ * are, for key_object_check to judge; null and structures are refused here.
+ */
+static void
+json_key_object(config_setting_t *list, json_t *el, const char *path, size_t i,
+                const char *file, struct errs *e)
+{
+    config_setting_t *g = config_setting_add(list, NULL, CONFIG_TYPE_GROUP);
+    const char *k;
+    json_t *m;
+
+    if (g == NULL) {
+        e->nomem = true;
+        return;
+    }
+    json_object_foreach(el, k, m) {
+        const struct key_member *km = key_member_find(k);
+        config_setting_t *d = NULL;
+
+        if (km == NULL) {
+            errs_add(e, "%s: %s[%zu].%s: unknown key", file, path, i, k);
+            continue;
+        }
+        if (json_is_string(m)) {
+            d = config_setting_add(g, k, CONFIG_TYPE_STRING);
+            config_setting_set_string(d, json_string_value(m));
+        } else if (json_is_integer(m)) {
+            d = config_setting_add(g, k, CONFIG_TYPE_INT64);
+            config_setting_set_int64(d, json_integer_value(m));
+        } else if (json_is_real(m)) {
+            d = config_setting_add(g, k, CONFIG_TYPE_FLOAT);
+            config_setting_set_float(d, json_real_value(m));
+        } else if (json_is_boolean(m)) {
+            d = config_setting_add(g, k, CONFIG_TYPE_BOOL);
+            config_setting_set_bool(d, json_is_true(m));
+        } else {
+            errs_add(e, "%s: %s[%zu].%s: expected %s, got %s", file, path, i, k,
+                     km->integer ? "integer" : "string", json_kind_name(m));
+        }
+    }
+}
 
 /* Is path inside the "types" key (declared event types, etc/types.c)? */
 static bool
@@ -123,6 +281,8 @@ static int
 json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char *path,
                 const char *file, struct errs *e)
 {
+    const struct dp_setting *row = dp_setting_find(path);
+    bool key_list = row != NULL && row->key_objects;
     config_setting_t *s = NULL;
     int type;
 
@@ -131,7 +291,8 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
         type = CONFIG_TYPE_GROUP;
         break;
     case JSON_ARRAY:
-        type = CONFIG_TYPE_ARRAY;
+        /* An array holding groups must be a libconfig list. */
+        type = key_list ? CONFIG_TYPE_LIST : CONFIG_TYPE_ARRAY;
         break;
     case JSON_STRING:
     case JSON_NULL:
@@ -176,12 +337,13 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
         size_t i;
         json_t *el;
         json_array_foreach(v, i, el) {
+            if (key_list && json_is_object(el)) {
+                json_key_object(s, el, path, i, file, e);
+                continue;
+            }
             if (!json_is_string(el)) {
-                errs_add(e, "%s: %s[%zu]: expected string, got %s", file, path, i,
-                         json_is_integer(el) || json_is_real(el) ? "number"
-                         : json_is_boolean(el)                   ? "boolean"
-                         : json_is_null(el)                      ? "null"
-                                                                 : "a structure");
+                errs_add(e, "%s: %s[%zu]: expected %s, got %s", file, path, i,
+                         key_list ? "string or object" : "string", json_kind_name(el));
                 continue;
             }
             config_setting_set_string_elem(s, -1, json_string_value(el));
@@ -314,21 +476,48 @@ check_value(const struct dp_setting *o, const config_setting_t *s, const char *f
     case DP_SETTING_STRING_LIST:
         if (t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST) {
             int n = config_setting_length(s);
+            bool ok = true;
             for (int i = 0; i < n; i++) {
                 const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
-                if (config_setting_type(el) != CONFIG_TYPE_STRING) {
-                    errs_add(e, "%s: %s[%d]: expected string, got %s", file, o->path, i,
+                if (o->key_objects && config_setting_type(el) == CONFIG_TYPE_GROUP) {
+                    ok &= key_object_check(o, (size_t)i, el, file, e);
+                } else if (config_setting_type(el) != CONFIG_TYPE_STRING) {
+                    errs_add(e, "%s: %s[%d]: expected %s, got %s", file, o->path, i,
+                             o->key_objects ? "string or object" : "string",
                              setting_type_name(el));
                     return false;
                 }
             }
-            return true;
+            return ok;
         }
         break;
     }
     errs_add(e, "%s: %s: expected %s, got %s", file, o->path, kind_name(o->kind),
              setting_type_name(s));
     return false;
+}
+
+/* Append a copy of group src (an API key object, already checked: scalars only) to list. */
+static int
+group_copy(config_setting_t *list, const config_setting_t *src)
+{
+    config_setting_t *g = config_setting_add(list, NULL, CONFIG_TYPE_GROUP);
+
+    for (int i = 0; g != NULL && i < config_setting_length(src); i++) {
+        const config_setting_t *m = config_setting_get_elem(src, (unsigned)i);
+        bool str = config_setting_type(m) == CONFIG_TYPE_STRING;
+        config_setting_t *d = config_setting_add(g, config_setting_name(m),
+                                                 str ? CONFIG_TYPE_STRING : CONFIG_TYPE_INT64);
+        if (d == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        if (str) {
+            config_setting_set_string(d, config_setting_get_string(m));
+        } else {
+            config_setting_set_int64(d, config_setting_get_int64(m));
+        }
+    }
+    return g != NULL ? 0 : DP_ERR_NOMEM;
 }
 
 /* Copy one valid value into the effective tree, replacing what was there. */
@@ -355,7 +544,7 @@ merge_value(config_t *eff, const struct dp_setting *o, const config_setting_t *s
     if (t == CONFIG_TYPE_INT) {
         t = CONFIG_TYPE_INT64;
     }
-    if (t == CONFIG_TYPE_LIST) {
+    if (t == CONFIG_TYPE_LIST && !o->key_objects) {
         t = CONFIG_TYPE_ARRAY;
     }
     d = config_setting_add(grp, key, t);
@@ -374,7 +563,14 @@ merge_value(config_t *eff, const struct dp_setting *o, const config_setting_t *s
         break;
     default:
         for (int i = 0; i < config_setting_length(s); i++) {
-            config_setting_set_string_elem(d, -1, config_setting_get_string_elem(s, i));
+            const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
+            if (config_setting_type(el) == CONFIG_TYPE_GROUP) {
+                if (group_copy(d, el) != 0) {
+                    return DP_ERR_NOMEM;
+                }
+                continue;
+            }
+            config_setting_set_string_elem(d, -1, config_setting_get_string(el));
         }
         break;
     }
@@ -546,6 +742,87 @@ list_append(char ***list, size_t *len, const char *s)
     return 0;
 }
 
+/* The name of a key given without one: "key-" and the first 8 hex digits of its SHA-256. */
+static void
+key_tag(const char *key, char out[16])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+
+    if (EVP_Digest(key, strlen(key), md, &n, EVP_sha256(), NULL) != 1 || n < 4) {
+        memset(md, 0, 4);
+    }
+    snprintf(out, 16, "key-%02x%02x%02x%02x", md[0], md[1], md[2], md[3]);
+}
+
+/*
+ * Append key to server.api_keys with what is known of it: name (NULL: its tag, see
+ * key_tag), events_per_s (0: no limit) and burst (0: events_per_s). Returns 0 or
+ * DP_ERR_NOMEM.
+ */
+static int
+api_key_add(struct dp_config *cfg, const char *key, const char *name, size_t name_len,
+            int64_t events_per_s, int64_t burst)
+{
+    struct dp_api_key *info;
+    struct dp_api_key *k;
+    char tag[16];
+
+    info = realloc(cfg->server_api_key_info, (cfg->server_api_keys_len + 1) * sizeof(*info));
+    if (info == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    cfg->server_api_key_info = info;
+    k = &info[cfg->server_api_keys_len];
+    if (name == NULL) {
+        key_tag(key, tag);
+        name = tag;
+        name_len = strlen(tag);
+    }
+    k->name = strndup(name, name_len);
+    k->events_per_s = events_per_s;
+    k->burst = burst > 0 ? burst : events_per_s;
+    if (k->name == NULL || list_append(&cfg->server_api_keys, &cfg->server_api_keys_len,
+                                       key) != 0) {
+        free(k->name);
+        return DP_ERR_NOMEM;
+    }
+    return 0;
+}
+
+/* server.api_keys (strings and checked key objects) into cfg. */
+static void
+api_keys_fill(struct dp_config *cfg, const config_setting_t *arr, bool *nomem)
+{
+    cfg->server_api_keys = calloc(1, sizeof(char *));
+    if (cfg->server_api_keys == NULL) {
+        *nomem = true;
+        return;
+    }
+    for (int j = 0; arr != NULL && j < config_setting_length(arr); j++) {
+        const config_setting_t *el = config_setting_get_elem(arr, (unsigned)j);
+        const char *key = NULL;
+        const char *name = NULL;
+        long long eps = 0;
+        long long burst = 0;
+        int rc;
+
+        if (config_setting_type(el) == CONFIG_TYPE_GROUP) {
+            config_setting_lookup_string(el, "key", &key);
+            config_setting_lookup_string(el, "name", &name);
+            config_setting_lookup_int64(el, "events_per_s", &eps);
+            config_setting_lookup_int64(el, "burst", &burst);
+        } else {
+            key = config_setting_get_string(el);
+        }
+        rc = api_key_add(cfg, key != NULL ? key : "", name, name != NULL ? strlen(name) : 0,
+                         eps, burst);
+        if (rc != 0) {
+            *nomem = true;
+        }
+    }
+}
+
 static void
 struct_fill(struct dp_config *cfg, const config_t *eff, bool *nomem)
 {
@@ -577,6 +854,10 @@ struct_fill(struct dp_config *cfg, const config_t *eff, bool *nomem)
             break;
         case DP_SETTING_STRING_LIST:
             arr = config_lookup(eff, o->path);
+            if (o->key_objects) {
+                api_keys_fill(cfg, arr, nomem);
+                break;
+            }
             *(char ***)(void *)base = calloc(1, sizeof(char *));
             if (*(char ***)(void *)base == NULL) {
                 *nomem = true;
@@ -591,6 +872,28 @@ struct_fill(struct dp_config *cfg, const config_t *eff, bool *nomem)
             }
             break;
         }
+    }
+}
+
+/*
+ * One trimmed line of the keys file (n > 0 bytes): "name:key" when what stands before the
+ * first ':' is a valid name and a key follows, else the whole line is the key (named by its
+ * tag). A key holding ':' is therefore written with a name.
+ */
+static void
+keys_file_entry(struct dp_config *cfg, const char *line, size_t n, struct errs *e)
+{
+    const char *colon = memchr(line, ':', n);
+    const char *name = NULL;
+    size_t name_len = 0;
+
+    if (colon != NULL && colon + 1 < line + n && key_name_ok(line, (size_t)(colon - line))) {
+        name = line;
+        name_len = (size_t)(colon - line);
+        line = colon + 1;
+    }
+    if (api_key_add(cfg, line, name, name_len, 0, 0) != 0) {
+        e->nomem = true;
     }
 }
 
@@ -626,8 +929,8 @@ keys_file_read(struct dp_config *cfg, struct errs *e)
                          p[n - 1] == '\t')) {
             p[--n] = '\0';
         }
-        if (n > 0 && list_append(&cfg->server_api_keys, &cfg->server_api_keys_len, p) != 0) {
-            e->nomem = true;
+        if (n > 0) {
+            keys_file_entry(cfg, p, n, e);
         }
     }
     fclose(f);
@@ -648,6 +951,14 @@ cross_check(const struct dp_config *cfg, struct errs *e)
     for (size_t i = 0; i < cfg->server_api_keys_len; i++) {
         if (cfg->server_api_keys[i][0] == '\0') {
             errs_add(e, "server.api_keys[%zu]: must not be empty", i);
+        }
+        /* Names label metrics and rows: one key each. */
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cfg->server_api_key_info[i].name, cfg->server_api_key_info[j].name) == 0) {
+                errs_add(e, "server.api_keys[%zu].name: %s is the name of server.api_keys[%zu] "
+                         "too", i, cfg->server_api_key_info[i].name, j);
+                break;
+            }
         }
     }
 }

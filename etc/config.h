@@ -16,6 +16,20 @@
 
 struct dp_types;
 
+#define DP_API_KEY_NAME_MAX 63      /* longest API key name, bytes */
+
+/*
+ * What the configuration says about one API key besides the key itself: server.api_keys
+ * objects {"name", "key", "events_per_s", "burst"}, "name:key" lines of the keys file. A
+ * key given without a name is named "key-" and 8 hex digits of its SHA-256: stable, and not
+ * the key.
+ */
+struct dp_api_key {
+    char *name;                     /* metrics label and source column; never the key */
+    int64_t events_per_s;           /* events a second; 0: no limit */
+    int64_t burst;                  /* events the bucket holds; with a limit >= 1 */
+};
+
 /* The effective configuration. Every string is owned by the struct. */
 struct dp_config {
     char *server_listen;            /* civetweb listening_ports syntax */
@@ -24,6 +38,7 @@ struct dp_config {
     int server_request_timeout_ms;  /* milliseconds */
     char **server_api_keys;         /* NULL-terminated: api_keys, then api_keys_file's */
     size_t server_api_keys_len;
+    struct dp_api_key *server_api_key_info; /* server_api_keys_len entries, same order */
     char *server_api_keys_file;     /* NULL when unset */
     char **server_cors_origins;     /* NULL-terminated */
     size_t server_cors_origins_len;

@@ -34,7 +34,9 @@ const struct dp_setting dp_settings[] = {
      .help = "slow clients are cut off"},
     {.path = "server.api_keys", .kind = DP_SETTING_STRING_LIST, .offset = F(server_api_keys),
      .len_offset = F(server_api_keys_len), .used_by = DP_DAEMON_SERVER, .secret = true,
-     .help = "if any key is set, write and read endpoints need one"},
+     .key_objects = true,
+     .help = "if any key is set, write and read endpoints need one; {name, key, events_per_s, "
+             "burst} objects name keys and limit them"},
     {.path = "server.api_keys_file", .kind = DP_SETTING_STRING_NULL,
      .offset = F(server_api_keys_file), .used_by = DP_DAEMON_SERVER,
      .help = "one key a line, # comments"},
@@ -157,8 +159,31 @@ dp_config_destroy(struct dp_config *cfg)
             list_free(*(char ***)(void *)base);
         }
     }
+    for (size_t i = 0; cfg->server_api_key_info != NULL && i < cfg->server_api_keys_len; i++) {
+        free(cfg->server_api_key_info[i].name);
+    }
+    free(cfg->server_api_key_info);
     dp_types_destroy(cfg->types);
     free(cfg);
+}
+
+/* server.api_keys as objects: name and limits shown, the key never. */
+static json_t *
+api_keys_json(const struct dp_config *cfg)
+{
+    json_t *v = json_array();
+
+    for (size_t i = 0; v != NULL && i < cfg->server_api_keys_len; i++) {
+        const struct dp_api_key *k = &cfg->server_api_key_info[i];
+        json_t *o = json_pack("{s:s, s:s}", "name", k->name, "key", "<redacted>");
+
+        if (o != NULL && k->events_per_s > 0) {
+            json_object_set_new(o, "events_per_s", json_integer(k->events_per_s));
+            json_object_set_new(o, "burst", json_integer(k->burst));
+        }
+        json_array_append_new(v, o);
+    }
+    return v;
 }
 
 /* One setting's value as JSON (a new reference), or NULL on allocation failure. */
@@ -182,6 +207,9 @@ setting_json(const struct dp_setting *s, const struct dp_config *cfg)
         str = *(char *const *)(const void *)base;
         return str != NULL ? json_string(str) : json_null();
     case DP_SETTING_STRING_LIST:
+        if (s->key_objects) {
+            return api_keys_json(cfg);
+        }
         l = *(char **const *)(const void *)base;
         v = json_array();
         /* A secret list shows how many, never the text. */
@@ -227,6 +255,22 @@ str_eq(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* The names and limits of two configurations' API keys (the keys compare equal). */
+static bool
+api_key_info_equal(const struct dp_config *a, const struct dp_config *b)
+{
+    for (size_t i = 0; i < a->server_api_keys_len; i++) {
+        const struct dp_api_key *x = &a->server_api_key_info[i];
+        const struct dp_api_key *y = &b->server_api_key_info[i];
+
+        if (strcmp(x->name, y->name) != 0 || x->events_per_s != y->events_per_s ||
+            x->burst != y->burst) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool
 setting_equal(const struct dp_setting *s, const struct dp_config *a, const struct dp_config *b)
 {
@@ -252,7 +296,10 @@ setting_equal(const struct dp_setting *s, const struct dp_config *a, const struc
                 return false;
             }
         }
-        return la[i] == NULL && lb[i] == NULL;
+        if (la[i] != NULL || lb[i] != NULL) {
+            return false;
+        }
+        return !s->key_objects || api_key_info_equal(a, b);
     }
     }
     return false;

@@ -35,6 +35,7 @@ struct dp_setting {
     unsigned used_by;               /* enum dp_daemon bits: the daemons that read it */
     bool reloadable;                /* SIGHUP applies it in a running daemon */
     bool secret;                    /* never printed (only how many, for a list) */
+    bool key_objects;               /* STRING_LIST whose elements may be API key objects */
     const char *help;               /* one line, for --help and the README */
 };
 

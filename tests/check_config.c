@@ -235,7 +235,27 @@ static const struct {
     {"choice.json", "{\"log\": {\"level\": \"verbose\"}}",
      "log.level: must be one of debug, info, warn, error"},
     {"list.json", "{\"server\": {\"api_keys\": [\"a\", 3]}}",
-     "server.api_keys[1]: expected string, got number"},
+     "server.api_keys[1]: expected string or object, got number"},
+    {"keytype.json", "{\"server\": {\"api_keys\": [\"a\", {\"key\": \"b\", "
+     "\"events_per_s\": \"10\"}]}}", "server.api_keys[1].events_per_s: expected integer, got string"},
+    {"keyreal.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"events_per_s\": 1.5}]}}",
+     "server.api_keys[0].events_per_s: expected integer, got number"},
+    {"keynull.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"events_per_s\": 5, "
+     "\"burst\": null}]}}", "server.api_keys[0].burst: expected integer, got null"},
+    {"keyname.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"name\": 7}]}}",
+     "server.api_keys[0].name: expected string, got integer"},
+    {"keyunknown.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"rate\": 5}]}}",
+     "server.api_keys[0].rate: unknown key"},
+    {"keymissing.json", "{\"server\": {\"api_keys\": [\"a\", {\"name\": \"x\"}]}}",
+     "server.api_keys[1].key: required"},
+    {"keyrange.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"events_per_s\": 0}]}}",
+     "server.api_keys[0].events_per_s: must be 1..1000000000"},
+    {"keyburst.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"burst\": 5}]}}",
+     "server.api_keys[0].burst: needs events_per_s"},
+    {"keybadname.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"name\": \"a b\"}]}}",
+     "server.api_keys[0].name: 1 to 63 letters, digits, '_', '.' or '-'"},
+    {"keytype.cfg", "server = { api_keys = ( \"a\", { key = \"b\"; events_per_s = \"x\"; } ); };",
+     "server.api_keys[1].events_per_s: expected integer, got string"},
     {"notlist.json", "{\"server\": {\"cors_origins\": \"https://a\"}}",
      "server.cors_origins: expected array of strings, got string"},
     {"null.json", "{\"server\": {\"listen\": null}}", "server.listen: null is not allowed here"},
@@ -315,6 +335,65 @@ START_TEST(test_api_keys_file)
     ck_assert_ptr_null(cfg->server_api_keys[3]);
     ck_assert_str_eq(cfg->server_api_keys_file, keys);
     dp_config_destroy(cfg);
+    free(text);
+    free(path);
+    free(keys);
+}
+END_TEST
+
+/* API key objects, strings and name:key lines: names, limits and tags; keys never shown. */
+START_TEST(test_api_key_objects)
+{
+    char *keys = t_write_file(dir, "keys", "# ops\nlaptop:s3cr:et\nplain\nbad name:k\n", -1);
+    char *text;
+    char *path;
+    char *cfg_path;
+    char *json;
+    char *errors;
+    struct dp_config *cfg;
+
+    ck_assert_int_ge(asprintf(&text, "{\"server\": {\"api_keys\": [\"zero\", "
+                                     "{\"name\": \"mobile\", \"key\": \"m-1\", "
+                                     "\"events_per_s\": 100, \"burst\": 500}, "
+                                     "{\"key\": \"m-2\", \"events_per_s\": 7}], "
+                                     "\"api_keys_file\": \"%s\"}}", keys), 0);
+    path = t_write_file(dir, "k.json", text, -1);
+    cfg = load_ok(NULL, NULL, path);
+    ck_assert_uint_eq(cfg->server_api_keys_len, 6);
+    ck_assert_str_eq(cfg->server_api_keys[0], "zero");
+    ck_assert_str_eq(cfg->server_api_key_info[0].name, "key-f9194e73");
+    ck_assert_int_eq(cfg->server_api_key_info[0].events_per_s, 0);
+    ck_assert_str_eq(cfg->server_api_keys[1], "m-1");
+    ck_assert_str_eq(cfg->server_api_key_info[1].name, "mobile");
+    ck_assert_int_eq(cfg->server_api_key_info[1].events_per_s, 100);
+    ck_assert_int_eq(cfg->server_api_key_info[1].burst, 500);
+    /* burst defaults to a second's worth */
+    ck_assert_int_eq(cfg->server_api_key_info[2].events_per_s, 7);
+    ck_assert_int_eq(cfg->server_api_key_info[2].burst, 7);
+    /* name:key splits at the first ':'; a line whose prefix is no name is all key */
+    ck_assert_str_eq(cfg->server_api_keys[3], "s3cr:et");
+    ck_assert_str_eq(cfg->server_api_key_info[3].name, "laptop");
+    ck_assert_str_eq(cfg->server_api_keys[4], "plain");
+    ck_assert_str_eq(cfg->server_api_key_info[4].name, "key-a116c9ed");
+    ck_assert_str_eq(cfg->server_api_keys[5], "bad name:k");
+    json = dp_config_to_json(cfg);
+    ck_assert_ptr_nonnull(strstr(json, "\"name\": \"mobile\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"burst\": 500"));
+    ck_assert_ptr_null(strstr(json, "m-1"));
+    ck_assert_ptr_null(strstr(json, "s3cr"));
+    free(json);
+    dp_config_destroy(cfg);
+    free(text);
+
+    /* A name labels one key only (a file's line counts after the array's entries). */
+    ck_assert_int_ge(asprintf(&text, "{\"server\": {\"api_keys\": [{\"name\": \"laptop\", "
+                                     "\"key\": \"x\"}], \"api_keys_file\": \"%s\"}}", keys), 0);
+    cfg_path = t_write_file(dir, "dup.json", text, -1);
+    errors = load_err(cfg_path);
+    ck_assert_str_eq(errors, "server.api_keys[1].name: laptop is the name of server.api_keys[0] "
+                             "too\n");
+    free(errors);
+    free(cfg_path);
     free(text);
     free(path);
     free(keys);
@@ -486,6 +565,7 @@ config_suite(void)
     tcase_add_test(tc, test_missing_system_file_is_skipped);
     tcase_add_test(tc, test_json_and_libconfig_same_tree);
     tcase_add_test(tc, test_api_keys_file);
+    tcase_add_test(tc, test_api_key_objects);
     tcase_add_test(tc, test_later_null_unsets);
     tcase_add_test(tc, test_diff_reloadable_per_daemon);
     suite_add_tcase(s, tc);
