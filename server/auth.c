@@ -24,6 +24,27 @@ key_equal(const char *a, size_t alen, const char *b)
 }
 
 bool
+srv_auth_key_equal(const char *a, size_t alen, const char *b)
+{
+    return key_equal(a, alen, b);
+}
+
+const char *
+srv_auth_presented(struct mg_connection *c)
+{
+    const char *h = mg_get_header(c, "Authorization");
+
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+        while (*h == ' ') {
+            h++;
+        }
+        return h;
+    }
+    return mg_get_header(c, "X-API-Key");
+}
+
+bool
 srv_auth_ok(const struct srv *s, struct mg_connection *c)
 {
     const char *h = mg_get_header(c, "Authorization");

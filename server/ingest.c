@@ -222,7 +222,7 @@ conflict_text(char *buf, size_t len, const char *key, const uint8_t orig[16])
  */
 static int
 append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_type,
-             uint16_t answer, struct queue_event *evs)
+             uint16_t answer, const struct srv_limit *key, struct queue_event *evs)
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";
@@ -240,6 +240,10 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
         e->type_len = strlen(e->type);
         e->json = it->raw;
         e->json_len = it->raw_len;
+        if (key != NULL) {
+            e->source = key->name;
+            e->source_len = strlen(key->name);
+        }
         if (it->key != NULL) {
             e->key = it->key;
             e->key_len = it->key_len;
@@ -409,7 +413,7 @@ reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_even
 
 static void
 post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, bool submit,
-            struct srv_reply *r)
+            struct srv_limit *key, struct srv_reply *r)
 {
     struct ev_batch b = {0};
     struct queue_event one;
@@ -450,6 +454,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         goto out;
     }
     count_events(s, &b, NULL);
+    srv_limit_charge(key, b.n, dp_now_us());
     if (b.n_valid == 0) {
         if (b.n == 1) {
             srv_reply_json(r, 400, b.items[0].error);
@@ -465,7 +470,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
             goto out;
         }
     }
-    rc = append_batch(s, &b, type, submit && b.n_valid == b.n ? 204 : 202, evs);
+    rc = append_batch(s, &b, type, submit && b.n_valid == b.n ? 204 : 202, key, evs);
     if (rc == 0 && b.n > 1) {
         rc = file_conflicts(s, &b, evs);
     }
@@ -503,12 +508,12 @@ void
 srv_post_events(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                 struct srv_reply *r)
 {
-    post_events(s, c, m->type, false, r);
+    post_events(s, c, m->type, false, m->key, r);
 }
 
 void
 srv_post_submit(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                 struct srv_reply *r)
 {
-    post_events(s, c, m->type, true, r);
+    post_events(s, c, m->type, true, m->key, r);
 }

@@ -154,6 +154,10 @@ main(int argc, char **argv)
         goto out;
     }
     queue_set_dedup_window(s.q, cfg->queue_dedup_window_s);
+    if (srv_limits_create(&s) != 0) {
+        dp_error("out of memory setting up the API keys' limits", NULL);
+        goto out;
+    }
     if (srv_http_start(&s) != 0) {
         goto out;
     }
@@ -166,6 +170,7 @@ main(int argc, char **argv)
     rc = 0;
 out:
     srv_http_stop(&s);
+    srv_limits_destroy(&s);
     queue_close(s.q);
     dp_config_destroy(cfg);
     if (rc == 0) {

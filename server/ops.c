@@ -161,6 +161,32 @@ oldest_age_s(const struct queue_stats *st)
     return (double)(dp_now_us() - st->oldest_received_us) / 1e6;
 }
 
+/* Per API key, by its name (never the key): requests, events sent, requests refused 429. */
+static void
+key_metrics(struct srv *s, struct text *t)
+{
+    static const char *const what[] = {
+        "requests", "Requests that sent the API key, by key name.",
+        "events", "Events in the bodies the API key sent, by key name.",
+        "rate_limited", "Requests answered 429 for the key's rate limit, by key name.",
+    };
+
+    if (s->n_limits == 0) {
+        return;
+    }
+    for (size_t w = 0; w < 3; w++) {
+        text_add(t, "# HELP datapipe_key_%s_total %s\n# TYPE datapipe_key_%s_total counter\n",
+                 what[2 * w], what[2 * w + 1], what[2 * w]);
+        for (size_t i = 0; i < s->n_limits; i++) {
+            const struct srv_limit *l = &s->limits[i];
+            uint64_t v = atomic_load(w == 0 ? &l->requests : w == 1 ? &l->events : &l->limited);
+
+            text_add(t, "datapipe_key_%s_total{key=\"%s\"} %llu\n", what[2 * w], l->name,
+                     (unsigned long long)v);
+        }
+    }
+}
+
 void
 srv_get_metrics(struct srv *s, struct srv_reply *r)
 {
@@ -199,6 +225,7 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
                  "(nothing appended).\n# TYPE datapipe_events_duplicates_total counter\n"
                  "datapipe_events_duplicates_total %llu\n",
              (unsigned long long)atomic_load(&s->m.duplicates));
+    key_metrics(s, &t);
     text_add(&t, "# TYPE datapipe_queue_events gauge\ndatapipe_queue_events %llu\n"
                  "# TYPE datapipe_queue_bytes gauge\ndatapipe_queue_bytes %llu\n"
                  "# TYPE datapipe_queue_capacity_bytes gauge\n"

@@ -207,6 +207,35 @@ srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
     return false;
 }
 
+/*
+ * Find the API key c sends (m->key) and, for a POST, check its rate: over it, r gets 429
+ * with Retry-After and true is returned. Before the body is read, so a key over its rate
+ * costs no parsing.
+ */
+static bool
+key_limited(struct srv *s, struct mg_connection *c, struct srv_match *m, const char *method,
+            struct srv_reply *r)
+{
+    char text[128];
+    char retry[16];
+    int wait_s;
+
+    m->key = srv_limit_find(s, c);
+    if (m->key == NULL || strcmp(method, "POST") != 0) {
+        return false;
+    }
+    wait_s = srv_limit_admit(m->key, dp_now_us());
+    if (wait_s == 0) {
+        return false;
+    }
+    snprintf(text, sizeof(text), "rate limit of API key %s exceeded: %.0f events/s", m->key->name,
+             m->key->rate);
+    snprintf(retry, sizeof(retry), "%d", wait_s);
+    srv_reply_json(r, 429, text);
+    srv_reply_header(r, "Retry-After", retry);
+    return true;
+}
+
 static void
 dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
 {
@@ -238,6 +267,9 @@ dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
                        "missing or wrong API key: send Authorization: Bearer KEY "
                        "or X-API-Key: KEY");
         srv_reply_header(r, "WWW-Authenticate", "Bearer realm=\"datapipe\"");
+        return;
+    }
+    if (m.route->needs_key && key_limited(s, c, &m, ri->request_method, r)) {
         return;
     }
     if (unknown_type) {

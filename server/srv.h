@@ -12,6 +12,7 @@
 #include "queue/queue.h"
 #include "server/reply.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,6 +35,25 @@ struct srv_metrics {
     atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];       /* request latency histogram */
 };
 
+/*
+ * One configured API key: its name, its token bucket (events a second; rate 0: no limit)
+ * and its counters. The bucket may go below zero: a body is admitted while the bucket
+ * holds an event and then pays for all of its events, so a key that sends more than its
+ * rate waits in proportion.
+ */
+struct srv_limit {
+    const char *key;            /* borrowed from the configuration; never logged or shown */
+    const char *name;           /* borrowed: the key's name (metrics, source column) */
+    double rate;                /* events a second; 0: no limit */
+    double burst;               /* events the bucket holds at most */
+    pthread_mutex_t mu;         /* guards tokens and last_us */
+    double tokens;              /* events the key may still send now */
+    int64_t last_us;            /* when tokens was last refilled, microseconds since the epoch */
+    atomic_uint_fast64_t requests; /* requests that sent this key */
+    atomic_uint_fast64_t events;   /* events in the bodies it sent */
+    atomic_uint_fast64_t limited;  /* requests answered 429 */
+};
+
 struct srv {
     const struct dp_config *cfg;
     struct queue *q;
@@ -44,6 +64,8 @@ struct srv {
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
     int64_t started_us;         /* process start, microseconds since the epoch */
+    struct srv_limit *limits;   /* one per configured API key (limit.c), n_limits of them */
+    size_t n_limits;
 };
 
 /* ---- routes.c: the route table and the dispatcher ---------------------- */
@@ -60,6 +82,7 @@ struct srv_match {
     const struct srv_route *route;
     const struct ev_type *type; /* the route's event_type, or the path's {type}; may be NULL */
     char id[SRV_ID_MAX];        /* the path's {id}, or "" */
+    struct srv_limit *key;      /* the API key sent, on a route that needs one; NULL if none */
 };
 
 /* A route's own work; the dispatcher has already done method, CORS and key checks. */
@@ -114,6 +137,49 @@ bool srv_cors_apply(const struct srv *s, struct mg_connection *c, struct srv_rep
 
 /* srv_cors_preflight - as srv_cors_apply, plus the preflight's Allow-* and Max-Age headers. */
 void srv_cors_preflight(const struct srv *s, struct mg_connection *c, struct srv_reply *r);
+
+/*
+ * srv_auth_presented - the key c sends (Authorization: Bearer, else X-API-Key), or NULL.
+ * A view into c's headers.
+ */
+const char *srv_auth_presented(struct mg_connection *c);
+
+/* srv_auth_key_equal - whether a (alen bytes) is key b, in time independent of the content. */
+bool srv_auth_key_equal(const char *a, size_t alen, const char *b);
+
+/* ---- limit.c: per-key rate limits and counters -------------------------- */
+
+/*
+ * srv_limits_create - s->limits from s->cfg's API keys (names, limits), buckets full.
+ * Call before serving. Returns 0 or DP_ERR_NOMEM.
+ */
+int srv_limits_create(struct srv *s);
+
+/* srv_limits_destroy - free s->limits; no request may be running. */
+void srv_limits_destroy(struct srv *s);
+
+/*
+ * srv_limit_find - the configured key that c sends, compared in constant time against all
+ * of them, its request counted; NULL when c sends none of them (or none is configured).
+ */
+struct srv_limit *srv_limit_find(struct srv *s, struct mg_connection *c);
+
+/* srv_limit_init - a bucket of burst events (0: events_per_s), full at now_us. */
+void srv_limit_init(struct srv_limit *l, const char *name, int64_t events_per_s, int64_t burst,
+                    int64_t now_us);
+
+/*
+ * srv_limit_admit - whether a body may come in at now_us: 0 when l has no limit or its
+ * bucket holds at least one event; else the seconds until it will (>= 1, the Retry-After),
+ * and the refusal is counted. Takes nothing from the bucket: srv_limit_charge does.
+ */
+int srv_limit_admit(struct srv_limit *l, int64_t now_us);
+
+/*
+ * srv_limit_charge - take a body's events from l's bucket at now_us (it may go below zero)
+ * and count them. l may be NULL (no key): nothing happens.
+ */
+void srv_limit_charge(struct srv_limit *l, size_t events, int64_t now_us);
 
 /* ---- reqbody.c: reading a request body, and the one "too large" -------- */
 

@@ -237,7 +237,8 @@ static const struct {
     {"list.json", "{\"server\": {\"api_keys\": [\"a\", 3]}}",
      "server.api_keys[1]: expected string or object, got number"},
     {"keytype.json", "{\"server\": {\"api_keys\": [\"a\", {\"key\": \"b\", "
-     "\"events_per_s\": \"10\"}]}}", "server.api_keys[1].events_per_s: expected integer, got string"},
+     "\"events_per_s\": \"10\"}]}}",
+     "server.api_keys[1].events_per_s: expected integer, got string"},
     {"keyreal.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"events_per_s\": 1.5}]}}",
      "server.api_keys[0].events_per_s: expected integer, got number"},
     {"keynull.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"events_per_s\": 5, "

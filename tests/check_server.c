@@ -134,6 +134,100 @@ START_TEST(test_find_fills_the_match)
 }
 END_TEST
 
+#define T0 INT64_C(1700000000000000) /* a fixed start, microseconds since the epoch */
+
+/* A bucket of 10 events a second holding 20: full at start, refilled by elapsed time. */
+START_TEST(test_bucket_refill)
+{
+    struct srv_limit l;
+
+    srv_limit_init(&l, "k", 10, 20, T0);
+    ck_assert_int_eq(srv_limit_admit(&l, T0), 0);
+    srv_limit_charge(&l, 20, T0);
+    /* empty: one event takes 0.1 s, so one whole second is asked */
+    ck_assert_int_eq(srv_limit_admit(&l, T0), 1);
+    ck_assert_int_eq(srv_limit_admit(&l, T0 + 50000), 1);
+    ck_assert_int_eq(srv_limit_admit(&l, T0 + 100000), 0);
+    /* refilled for an hour: still no more than the burst */
+    ck_assert_int_eq(srv_limit_admit(&l, T0 + 3600 * INT64_C(1000000)), 0);
+    srv_limit_charge(&l, 20, T0 + 3600 * INT64_C(1000000));
+    ck_assert_int_eq(srv_limit_admit(&l, T0 + 3600 * INT64_C(1000000)), 1);
+    ck_assert_uint_eq(atomic_load(&l.events), 40);
+    ck_assert_uint_eq(atomic_load(&l.limited), 3);
+    pthread_mutex_destroy(&l.mu);
+}
+END_TEST
+
+/* Counted in events: a body larger than the bucket passes once and is paid for after. */
+START_TEST(test_bucket_debt)
+{
+    struct srv_limit l;
+
+    srv_limit_init(&l, "k", 100, 0, T0);
+    ck_assert_int_eq(l.burst, 100);
+    ck_assert_int_eq(srv_limit_admit(&l, T0), 0);
+    srv_limit_charge(&l, 1000, T0);
+    /* 900 events owed and one more needed: 9.01 s, so 10 */
+    ck_assert_int_eq(srv_limit_admit(&l, T0), 10);
+    ck_assert_int_eq(srv_limit_admit(&l, T0 + 9 * INT64_C(1000000)), 1);
+    ck_assert_int_eq(srv_limit_admit(&l, T0 + 9010000), 0);
+    /* a clock that steps back refills nothing and takes nothing */
+    ck_assert_int_eq(srv_limit_admit(&l, T0), 0);
+    pthread_mutex_destroy(&l.mu);
+}
+END_TEST
+
+/* No limit: always admitted, events still counted. */
+START_TEST(test_bucket_unlimited)
+{
+    struct srv_limit l;
+
+    srv_limit_init(&l, "k", 0, 0, T0);
+    srv_limit_charge(&l, 1000000, T0);
+    ck_assert_int_eq(srv_limit_admit(&l, T0), 0);
+    ck_assert_uint_eq(atomic_load(&l.events), 1000000);
+    srv_limit_charge(NULL, 5, T0);
+    pthread_mutex_destroy(&l.mu);
+}
+END_TEST
+
+struct charger {
+    struct srv_limit *l;
+    int n;
+};
+
+static void *
+charge_many(void *arg)
+{
+    struct charger *c = arg;
+
+    for (int i = 0; i < c->n; i++) {
+        srv_limit_charge(c->l, 1, T0);
+    }
+    return NULL;
+}
+
+/* Four threads charging at once lose no event (one lock per key). */
+START_TEST(test_bucket_threads)
+{
+    struct srv_limit l;
+    pthread_t th[4];
+    struct charger c = {&l, 50000};
+
+    srv_limit_init(&l, "k", 1000, 1000, T0);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, charge_many, &c), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+    }
+    ck_assert_uint_eq(atomic_load(&l.events), 200000);
+    /* 1000 - 200000 events at 1000 a second: 200 s until one is there again */
+    ck_assert_int_eq(srv_limit_admit(&l, T0), 200);
+    pthread_mutex_destroy(&l.mu);
+}
+END_TEST
+
 static Suite *
 server_suite(void)
 {
@@ -145,6 +239,12 @@ server_suite(void)
     tcase_add_test(tr, test_event_types_known);
     tcase_add_test(tr, test_no_row_shadowed);
     tcase_add_test(tr, test_find_fills_the_match);
+    suite_add_tcase(s, tr);
+    tr = tcase_create("rate limits");
+    tcase_add_test(tr, test_bucket_refill);
+    tcase_add_test(tr, test_bucket_debt);
+    tcase_add_test(tr, test_bucket_unlimited);
+    tcase_add_test(tr, test_bucket_threads);
     suite_add_tcase(s, tr);
     return s;
 }
