@@ -284,6 +284,35 @@ eq "/readyz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
 eq "401 before reading a huge body" 401 "$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$TMP/big" "$URL/")"
 stop_pid "$SPID"
 
+# --- rate limits per key: counted in events, 429 + Retry-After, per-key metrics by name
+printf 'laptop:file-key\n' >"$TMP/keys2"
+server limits ", \"api_keys\": [{\"name\": \"slow\", \"key\": \"k-slow\", \"events_per_s\": 1, \"burst\": 1}, \"k-free\"], \"api_keys_file\": \"$TMP/keys2\""
+hundred=$(for i in $(seq 1 100); do echo "$SEED"; done)
+r=$(post /v1/events "$hundred" -H 'X-API-Key: k-slow')
+has "a body of 100 events passes the full bucket of 1" '202 {"status_code":202,"status_message":"accepted","accepted":100' "$r"
+r=$(curl -s -D - -o "$TMP/out" -H 'X-API-Key: k-slow' -d "$SEED" "$URL/")
+has "then the key is over its rate → 429" 'HTTP/1.1 429' "$r"
+retry=$(sed -n 's/^Retry-After: \([0-9]*\).*/\1/p' <<<"$r")
+ok "429 has Retry-After: the seconds the 99 events owed take (1..100)" test "${retry:-0}" -ge 1 -a "${retry:-0}" -le 100
+eq "429 names the key by its name and its rate" \
+    '{"status_code":429,"status_message":"rate limit of API key slow exceeded: 1 events/s"}' "$(cat "$TMP/out")"
+eq "/submit is limited too" 429 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer k-slow' -d "$AD" "$URL/submit")"
+ok "a GET is not counted in events: not 429" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-slow' "$URL/product/1")" != 429
+eq "another key is not held back" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-free' -d "$SEED" "$URL/")"
+eq "a key of the file, by name" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: file-key' -d "$SEED$SEED" "$URL/")"
+eq "a wrong key is still 401, not 429" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-slo' -d "$SEED" "$URL/")"
+m=$(curl -s "$URL/metrics")
+has "metrics: requests per key name" 'datapipe_key_requests_total{key="slow"} 4' "$m"
+has "metrics: events per key name" 'datapipe_key_events_total{key="slow"} 100' "$m"
+has "metrics: 429s per key name" 'datapipe_key_rate_limited_total{key="slow"} 2' "$m"
+has "metrics: a file key by its name" 'datapipe_key_events_total{key="laptop"} 2' "$m"
+tag=$(printf '%s' k-free | sha256sum | cut -c1-8)
+has "metrics: a key without a name by its tag" "datapipe_key_events_total{key=\"key-$tag\"} 1" "$m"
+ok "metrics never show a key" bash -c "! grep -q 'k-slow\|k-free\|file-key' <<<\"\$0\"" "$m"
+dump=$("$QTOOL" "$TMP/limits/q" dump)
+eq "the queue holds the events of the admitted bodies only" 103 "$(grep -c crash_report <<<"$dump")"
+stop_pid "$SPID"
+
 # --- CORS
 server cors ', "cors_origins": ["https://app.example"]'
 r=$(curl -s -D - -o /dev/null -X OPTIONS -H 'Origin: https://app.example' -H 'Access-Control-Request-Method: POST' "$URL/v1/events")
