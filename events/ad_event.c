@@ -119,6 +119,7 @@ encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *ob
     ev_row_text(&row, meta, meta_len);
     ev_row_time(&row, ev->received_us);
     ev_row_key(&row, ev);
+    ev_row_source(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -134,9 +135,10 @@ const struct ev_type ev_ad_event = {
            "metadata jsonb NOT NULL DEFAULT '{}', "
            "received_at timestamptz NOT NULL, "
            "loaded_at timestamptz NOT NULL DEFAULT now(), "
-           "idempotency_key text)",
+           "idempotency_key text, "
+           "source text)",
     .copy_columns = "(id, ip_address, user_agent, referring_url, advertiser_id, metadata, "
-                    "received_at, idempotency_key)",
+                    "received_at, idempotency_key, source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
     .stage_ddl = NULL,

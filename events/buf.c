@@ -383,6 +383,16 @@ ev_row_key(struct ev_row *r, const struct ev_stored *ev)
 }
 
 void
+ev_row_source(struct ev_row *r, const struct ev_stored *ev)
+{
+    if (ev->source_len > 0) {
+        ev_row_text(r, ev->source, ev->source_len);
+    } else {
+        ev_row_null(r);
+    }
+}
+
+void
 ev_row_cstr(struct ev_row *r, const char *s)
 {
     ev_row_text(r, s, strlen(s));

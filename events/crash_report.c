@@ -39,6 +39,7 @@ encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *ob
     ev_row_text(&row, json_string_value(msg), json_string_length(msg));
     ev_row_time(&row, ev->received_us);
     ev_row_key(&row, ev);
+    ev_row_source(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -53,8 +54,10 @@ const struct ev_type ev_crash_report = {
            "message text NOT NULL, "
            "received_at timestamptz NOT NULL, "
            "loaded_at timestamptz NOT NULL DEFAULT now(), "
-           "idempotency_key text)",
-    .copy_columns = "(id, event_name, user_id, event_time, message, received_at, idempotency_key)",
+           "idempotency_key text, "
+           "source text)",
+    .copy_columns = "(id, event_name, user_id, event_time, message, received_at, idempotency_key, "
+                    "source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
     .stage_ddl = NULL,

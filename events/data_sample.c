@@ -256,6 +256,7 @@ encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *ob
     ev_row_text(&row, ev->json, ev->json_len);
     ev_row_time(&row, ev->received_us);
     ev_row_key(&row, ev);
+    ev_row_source(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -271,8 +272,10 @@ const struct ev_type ev_data_sample = {
            "raw json NOT NULL, "
            "received_at timestamptz NOT NULL, "
            "loaded_at timestamptz NOT NULL DEFAULT now(), "
-           "idempotency_key text)",
-    .copy_columns = "(id, time_stamp, n, mean, std, raw, received_at, idempotency_key)",
+           "idempotency_key text, "
+           "source text)",
+    .copy_columns = "(id, time_stamp, n, mean, std, raw, received_at, idempotency_key, "
+                    "source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
     .stage_ddl = NULL,

@@ -451,6 +451,8 @@ encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *ob
         rc = row_extra(&row, x, ev, obj, err);
     }
     ev_row_time(&row, ev->received_us);
+    ev_row_key(&row, ev);
+    ev_row_source(&row, ev);
     if (rc != 0) {
         row.rc = row.rc != 0 ? row.rc : rc;
     }
@@ -536,7 +538,8 @@ build_sql(struct declared *x)
                      "loaded_at timestamptz NOT NULL DEFAULT now())", NULL);
     }
     if (rc_cols == 0) {
-        rc_cols = sql_put(&cols, d->keep_unknown ? ", extra" : "", ", received_at)", NULL);
+        rc_cols = sql_put(&cols, d->keep_unknown ? ", extra" : "",
+                          ", received_at, idempotency_key, source)", NULL);
     }
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);
@@ -623,6 +626,7 @@ ev_declared_create(const struct dp_type_decl *d, struct ev_type **out)
         .ddl = x->ddl,
         .copy_columns = x->copy_columns,
         .load = EV_LOAD_APPEND,
+        .keyed = true,
         .stage_ddl = NULL,
         .upsert_sql = NULL,
         .id_kind = EV_ID_UUID,

@@ -50,6 +50,8 @@ struct ev_stored {
     size_t json_len;
     const char *key;            /* its idempotency key, or NULL (key_len 0) */
     size_t key_len;
+    const char *source;         /* who sent it (an API key's name), or NULL (source_len 0) */
+    size_t source_len;
     uint8_t uuid[16];           /* UUIDv7 given at ingest */
     int64_t received_us;        /* microseconds since the epoch, UTC */
     int64_t now_us;             /* the loader's clock at encode time (processed_at) */
@@ -78,9 +80,10 @@ struct ev_type {
     enum ev_load load;
     /*
      * The table has a nullable idempotency_key text column, unique where not null (the
-     * loader adds the column and the index to older tables), written as the last column of
-     * copy_columns; the loader loads keyed rows so that a key already there is skipped.
-     * EV_LOAD_APPEND types only (an upsert has its own key).
+     * loader adds the column and the index to older tables), written as the last column but
+     * one of copy_columns (source is the last); the loader loads keyed rows so that a key
+     * already there is skipped. EV_LOAD_APPEND types only (an upsert has its own key).
+     * Every table, keyed or not, has a nullable source text column (the API key's name).
      */
     bool keyed;
     /*

@@ -126,6 +126,8 @@ void ev_row_uuid(struct ev_row *r, const uint8_t uuid[16]);
 void ev_row_time(struct ev_row *r, int64_t us);
 /* ev_row_key - ev's idempotency key as a text column, or NULL when it has none. */
 void ev_row_key(struct ev_row *r, const struct ev_stored *ev);
+/* ev_row_source - ev's source (the API key's name) as a text column, or NULL without one. */
+void ev_row_source(struct ev_row *r, const struct ev_stored *ev);
 /* ev_row_end - finish the row with '\n'; returns 0 or the first error. */
 int ev_row_end(struct ev_row *r);
 

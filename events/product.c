@@ -50,6 +50,7 @@ encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *ob
     ev_row_text(&row, ev->json, ev->json_len);
     ev_row_time(&row, ev->received_us);
     ev_row_i64(&row, (int64_t)ev->seq);
+    ev_row_source(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -66,20 +67,24 @@ const struct ev_type ev_product = {
            "id text PRIMARY KEY, "
            "doc jsonb NOT NULL, "
            "received_at timestamptz NOT NULL, "
-           "updated_at timestamptz NOT NULL DEFAULT now())",
-    .copy_columns = "(id, doc, received_at, seq)",
+           "updated_at timestamptz NOT NULL DEFAULT now(), "
+           "source text)",
+    .copy_columns = "(id, doc, received_at, seq, source)",
     .load = EV_LOAD_UPSERT,
     .stage_ddl = "CREATE TEMP TABLE IF NOT EXISTS product_stage ("
                  "id text NOT NULL, "
                  "doc jsonb NOT NULL, "
                  "received_at timestamptz NOT NULL, "
-                 "seq bigint NOT NULL) ON COMMIT DROP",
-    .upsert_sql = "WITH s AS (DELETE FROM product_stage RETURNING id, doc, received_at, seq) "
-                  "INSERT INTO product AS p (id, doc, received_at, updated_at) "
-                  "SELECT DISTINCT ON (id) id, doc, received_at, now() FROM s "
+                 "seq bigint NOT NULL, "
+                 "source text) ON COMMIT DROP",
+    .upsert_sql = "WITH s AS (DELETE FROM product_stage RETURNING id, doc, received_at, seq, "
+                  "source) "
+                  "INSERT INTO product AS p (id, doc, received_at, updated_at, source) "
+                  "SELECT DISTINCT ON (id) id, doc, received_at, now(), source FROM s "
                   "ORDER BY id, received_at DESC, seq DESC "
                   "ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, "
-                  "received_at = EXCLUDED.received_at, updated_at = EXCLUDED.updated_at "
+                  "received_at = EXCLUDED.received_at, updated_at = EXCLUDED.updated_at, "
+                  "source = EXCLUDED.source "
                   "WHERE p.doc IS DISTINCT FROM EXCLUDED.doc "
                   "AND p.received_at <= EXCLUDED.received_at",
     .id_kind = EV_ID_TEXT,

@@ -131,6 +131,7 @@ encode_row(const struct ev_type *type, const struct ev_stored *ev, const json_t 
     ev_row_time(&row, ev->now_us);
     ev_row_time(&row, ev->received_us);
     ev_row_key(&row, ev);
+    ev_row_source(&row, ev);
     return ev_row_end(&row);
 }
 
@@ -148,9 +149,10 @@ const struct ev_type ev_user_login = {
            "created_at timestamptz NOT NULL, "
            "processed_at timestamptz NOT NULL, "
            "received_at timestamptz NOT NULL, "
-           "idempotency_key text)",
+           "idempotency_key text, "
+           "source text)",
     .copy_columns = "(id, user_id, app_version, device_type, ip, locale, device_id, created_at, "
-                    "processed_at, received_at, idempotency_key)",
+                    "processed_at, received_at, idempotency_key, source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
     .stage_ddl = NULL,

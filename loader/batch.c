@@ -13,9 +13,11 @@
 #include "etc/log.h"
 #include "loader/internal.h"
 
-#define LDR_DEAD_COLUMNS "(queue_id, event_type, stage, error, raw, received_at, idempotency_key)"
+#define LDR_DEAD_COLUMNS \
+    "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, source)"
 #define LDR_STAGE_SUFFIX "_stage"
 #define LDR_KEYED_SUFFIX "_keyed"
+#define LDR_KEYED_NAME_BUF 96         /* a quoted type name with a suffix, bytes with NUL */
 
 /* One dead_letter row's fields (views; any may be unterminated). */
 struct ldr_dead {
@@ -29,6 +31,8 @@ struct ldr_dead {
     int64_t received_us;
     const char *key;                    /* idempotency key; key_len 0: none, stored as NULL */
     size_t key_len;
+    const char *source;                 /* API key name; source_len 0: none, stored as NULL */
+    size_t source_len;
 };
 
 int
@@ -105,6 +109,13 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
     if (rc == 0) {
         rc = d->key_len > 0 ? ldr_put_clean_text(&b->dead, d->key, d->key_len)
                             : ev_buf_put(&b->dead, "\\N", 2);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = d->source_len > 0 ? ldr_put_clean_text(&b->dead, d->source, d->source_len)
+                               : ev_buf_put(&b->dead, "\\N", 2);
     }
     if (rc == 0) {
         rc = ev_buf_put(&b->dead, "\n", 1);
@@ -219,6 +230,8 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
         .json_len = ev->json_len,
         .key = ev->key,
         .key_len = ev->key_len,
+        .source = ev->source,
+        .source_len = ev->source_len,
         .received_us = ev->received_us,
         .now_us = b->now_us,
         .seq = ev->seq,
@@ -240,7 +253,8 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
         .type = ev->type, .type_len = ev->type_len, .stage = "load",
         .error = err, .error_len = strlen(err),
         .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
-        .key = ev->key, .key_len = ev->key_len,
+        .key = ev->key, .key_len = ev->key_len, .source = ev->source,
+        .source_len = ev->source_len,
     };
     b->dead_encode++;
     return batch_dead_row(b, &d);
@@ -267,6 +281,8 @@ batch_event(const struct ldr_batch *b, size_t i, struct queue_event *ev)
     ev->json_len = h->json_len;
     ev->key = h->key_len > 0 ? b->raw.data + h->key_off : NULL;
     ev->key_len = h->key_len;
+    ev->source = h->source_len > 0 ? b->raw.data + h->source_off : NULL;
+    ev->source_len = h->source_len;
 }
 
 /* What ldr_batch_read's callback needs besides the batch. */
@@ -337,10 +353,13 @@ batch_copy_one(void *arg, const struct queue_event *ev)
     h->json_len = ev->json_len;
     h->key_off = h->json_off + h->json_len;
     h->key_len = ev->key != NULL ? ev->key_len : 0;
+    h->source_off = h->key_off + h->key_len;
+    h->source_len = ev->source != NULL ? ev->source_len : 0;
     if (ev_buf_put(&b->raw, ev->type, ev->type_len) != 0 ||
         ev_buf_put(&b->raw, ev->error, h->error_len) != 0 ||
         ev_buf_put(&b->raw, ev->json, ev->json_len) != 0 ||
-        ev_buf_put(&b->raw, ev->key, h->key_len) != 0) {
+        ev_buf_put(&b->raw, ev->key, h->key_len) != 0 ||
+        ev_buf_put(&b->raw, ev->source, h->source_len) != 0) {
         return DP_ERR_NOMEM;
     }
     if (b->events == 0) {
@@ -398,7 +417,8 @@ batch_encode_one(struct ldr_batch *b, size_t i)
         .type = ev.type, .type_len = ev.type_len, .stage = "load",
         .error = unknown, .error_len = sizeof(unknown) - 1,
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
-        .key = ev.key, .key_len = ev.key_len,
+        .key = ev.key, .key_len = ev.key_len, .source = ev.source,
+        .source_len = ev.source_len,
     };
     if ((ev.flags & QUEUE_F_REJECTED) != 0) {
         d.stage = "ingest";
@@ -474,7 +494,8 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
         .type = ev.type, .type_len = ev.type_len, .stage = "load",
         .error = error, .error_len = strlen(error),
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
-        .key = ev.key, .key_len = ev.key_len,
+        .key = ev.key, .key_len = ev.key_len, .source = ev.source,
+        .source_len = ev.source_len,
     };
     rc = batch_dead_row(b, &d);
     if (rc == 0) {
@@ -482,6 +503,16 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
         b->dead_load++;
     }
     return rc;
+}
+
+/*
+ * The temp table keyed rows of t are COPYed into, quoted: t->table may be quoted already (a
+ * declared type's), so the name is built from t->name.
+ */
+static void
+keyed_table(const struct ev_type *t, char out[LDR_KEYED_NAME_BUF])
+{
+    snprintf(out, LDR_KEYED_NAME_BUF, "\"%s%s\"", t->name, LDR_KEYED_SUFFIX);
 }
 
 /*
@@ -494,15 +525,17 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows)
     const char *cols = g->type->copy_columns;
     size_t cols_len = strlen(cols);
     uint64_t inserted = 0;
+    char keyed[LDR_KEYED_NAME_BUF];
     char *sql = NULL;
     int rc;
 
+    keyed_table(g->type, keyed);
     /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
-    if (asprintf(&sql, "WITH s AS (DELETE FROM %s%s RETURNING %.*s) "
+    if (asprintf(&sql, "WITH s AS (DELETE FROM %s RETURNING %.*s) "
                        "INSERT INTO %s %s SELECT %.*s FROM s "
                        "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
                        "DO NOTHING",
-                 g->type->table, LDR_KEYED_SUFFIX, (int)cols_len - 2, cols + 1, g->type->table,
+                 keyed, (int)cols_len - 2, cols + 1, g->type->table,
                  cols, (int)cols_len - 2, cols + 1) < 0) {
         return DP_ERR_NOMEM;
     }
@@ -525,8 +558,11 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
     bool upsert = g->type->load == EV_LOAD_UPSERT;
     int rc;
 
-    snprintf(target, sizeof(target), "%s%s", g->type->table,
-             upsert ? LDR_STAGE_SUFFIX : g->keyed ? LDR_KEYED_SUFFIX : "");
+    if (g->keyed && !upsert) {
+        keyed_table(g->type, target);
+    } else {
+        snprintf(target, sizeof(target), "%s%s", g->type->table, upsert ? LDR_STAGE_SUFFIX : "");
+    }
     rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_rows"));
     if (rc == 0) {
         rc = batch_fault(fault, LDR_FAULT_COPY, b);
@@ -598,10 +634,12 @@ batch_load_group(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g,
         rc = batch_not_data(ldr_pg_exec(pg, g->type->stage_ddl));
     } else if (g->keyed) {
         char sql[256];
+        char keyed[LDR_KEYED_NAME_BUF];
 
         /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
-        snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s%s (LIKE %s INCLUDING "
-                 "DEFAULTS) ON COMMIT DROP", g->type->table, LDR_KEYED_SUFFIX, g->type->table);
+        keyed_table(g->type, keyed);
+        snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
+                 "DEFAULTS) ON COMMIT DROP", keyed, g->type->table);
         rc = batch_not_data(ldr_pg_exec(pg, sql));
     }
     if (rc == 0) {

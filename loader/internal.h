@@ -32,6 +32,8 @@ struct ldr_held {
     size_t json_len;
     size_t key_off;                     /* its idempotency key; key_len 0 if none */
     size_t key_len;
+    size_t source_off;                  /* its source (API key name); source_len 0 if none */
+    size_t source_len;
 };
 
 /*

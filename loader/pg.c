@@ -39,7 +39,8 @@ static const char dead_letter_ddl[] =
     "raw bytea NOT NULL, "
     "received_at timestamptz, "
     "failed_at timestamptz NOT NULL DEFAULT now(), "
-    "idempotency_key text)";
+    "idempotency_key text, "
+    "source text)";
 
 static const char loader_batches_ddl[] =
     "CREATE TABLE IF NOT EXISTS loader_batches ("
@@ -301,6 +302,16 @@ pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
     return rc;
 }
 
+/* Give a table created before API key names its nullable source column (who sent a row). */
+static int
+pg_source_column(struct ldr_pg *pg, const char *table)
+{
+    char sql[256];
+
+    snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS source text", table);
+    return ldr_pg_exec(pg, sql);
+}
+
 /* The statements of ldr_pg_ensure_schema inside its transaction. */
 static int
 pg_create_all(struct ldr_pg *pg, const char *schema)
@@ -320,12 +331,18 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
         if (rc == 0 && ev_registry[i]->keyed && ev_registry[i]->decl == NULL) {
             rc = pg_key_column(pg, ev_registry[i]->table, true);
         }
+        if (rc == 0 && ev_registry[i]->decl == NULL) {
+            rc = pg_source_column(pg, ev_registry[i]->table);
+        }
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, dead_letter_ddl);
     }
     if (rc == 0) {
         rc = pg_key_column(pg, "dead_letter", false);
+    }
+    if (rc == 0) {
+        rc = pg_source_column(pg, "dead_letter");
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, loader_batches_ddl);

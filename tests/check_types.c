@@ -512,7 +512,7 @@ START_TEST(test_registry_sql)
                              "loaded_at timestamptz NOT NULL DEFAULT now())");
     ck_assert_str_eq(t->copy_columns, "(id, \"user_id\", \"url\", \"viewed_at\", "
                                       "\"duration_ms\", \"ratio\", \"plan\", \"props\", extra, "
-                                      "received_at)");
+                                      "received_at, idempotency_key, source)");
     ck_assert_str_eq(t->idempotency_ddl, "CREATE UNIQUE INDEX IF NOT EXISTS "
                                          "\"page_view_idem_key\" ON \"page_view\" "
                                          "(idempotency_key) WHERE idempotency_key IS NOT NULL");
@@ -525,7 +525,7 @@ START_TEST(test_registry_sql)
     ck_assert(t->columns[2].not_null);
     ck_assert(!t->columns[3].not_null);
     /* A reserved word is a fine type name: every identifier is quoted. */
-    ck_assert_str_eq(o->copy_columns, "(id, \"n\", received_at)");
+    ck_assert_str_eq(o->copy_columns, "(id, \"n\", received_at, idempotency_key, source)");
 }
 END_TEST
 
@@ -719,14 +719,15 @@ START_TEST(test_copy_rows)
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\ta\\tb\ta\tz\t-5\t2.25\tt\t"
                           "2024-01-01 00:00:00.000000+00\t::1\thttps://example.com/\t"
                           "0190d6a4-7b3c-7def-8123-456789abcdef\t{\"x\": 1.10, \"y\": "
-                          "\"\\\\u00e9\"}\t[1 ,2]\t\\\\N\t2023-11-14 22:13:20.123456+00\n");
+                          "\"\\\\u00e9\"}\t[1 ,2]\t\\\\N\t2023-11-14 22:13:20.123456+00"
+                          "\t\\N\t\\N\n");
     free(row);
     row = row_of(t, "{\"r\": \"x\", \"n\": 7, \"ts\": 86400, \"b\": false, \"s\": null}", &rc,
                  err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t\\N\t\\N\t\\N\t\\N\t7\tf\t"
                           "1970-01-02 00:00:00.000000+00\t\\N\t\\N\t\\N\t\\N\t\\N\tx\t"
-                          "2023-11-14 22:13:20.123456+00\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
     free(row);
     /* A stored event that no longer validates is refused with the 400 text. */
     row = row_of(t, "{\"r\": \"x\", \"i\": 99}", &rc, err);
@@ -741,12 +742,12 @@ START_TEST(test_copy_rows)
                  &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\\\\\"q\":[2.50],"
-                          "\"c\":{\"d\": 1e3}}\t2023-11-14 22:13:20.123456+00\n");
+                          "\"c\":{\"d\": 1e3}}\t2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
     free(row);
     row = row_of(k, "{\"a\": 1}", &rc, err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t\\N\t"
-                          "2023-11-14 22:13:20.123456+00\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
     free(row);
 }
 END_TEST

@@ -245,6 +245,94 @@ START_TEST(test_twin_loads_like_compiled)
 }
 END_TEST
 
+/* ---- source and keys ---------------------------------------------------------------------- */
+
+/* Append one event of type with an idempotency key and a source (either may be NULL). */
+static void
+append_from(struct tl_env *e, const char *type, const char *json, const char *key,
+            const char *source, uint32_t flags)
+{
+    struct queue_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev_uuid7(ev.uuid);
+    ev.received_us = RECEIVED_US;
+    ev.type = type;
+    ev.type_len = strlen(type);
+    ev.json = json;
+    ev.json_len = strlen(json);
+    ev.flags = flags;
+    if (flags != 0) {
+        ev.error = "user_id: expected integer, got boolean";
+        ev.error_len = strlen(ev.error);
+    }
+    if (key != NULL) {
+        ev.key = key;
+        ev.key_len = strlen(key);
+        ev_digest(json, ev.json_len, ev.digest);
+        ev.answer = 202;
+    }
+    if (source != NULL) {
+        ev.source = source;
+        ev.source_len = strlen(source);
+    }
+    ck_assert_int_eq(queue_append(e->q, &ev, 1), 0);
+    ck_assert_int_eq(ev.dedup, QUEUE_DEDUP_NEW);
+}
+
+/*
+ * The API key's name lands in every table's source column (compiled, declared, upsert,
+ * dead_letter); a declared type is keyed like a compiled one: a key already in its table
+ * (loaded by another appliance) is skipped by the loader.
+ */
+START_TEST(test_source_and_declared_keys)
+{
+    static const char ev1[] = "{\"user_id\": 1, \"timestamp\": 1700000000, \"message\": \"m\"}";
+    static const char ev2[] = "{\"user_id\": 2, \"timestamp\": 1700000000, \"message\": \"n\"}";
+    struct tl_env e;
+    char *v;
+
+    tl_setup(&e, "source");
+    declare(&e, crash_twin);
+    append_from(&e, "crash_report", ev1, "k-1", "mobile", 0);
+    append_from(&e, "crash_twin", ev1, NULL, "mobile", 0);
+    append_from(&e, "product", "{\"id\": \"p1\", \"x\": 1}", NULL, "laptop", 0);
+    append_from(&e, "crash_report", "{\"user_id\": true}", NULL, "laptop", QUEUE_F_REJECTED);
+    append_from(&e, "crash_report", ev2, NULL, NULL, 0);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    v = tl_str(&e, "SELECT source FROM %s.crash_report WHERE idempotency_key = 'k-1'", e.schema);
+    ck_assert_str_eq(v, "mobile");
+    free(v);
+    ck_assert_ptr_null(tl_str(&e, "SELECT source FROM %s.crash_report WHERE user_id = 2",
+                              e.schema));
+    v = tl_str(&e, "SELECT source FROM %s.crash_twin", e.schema);
+    ck_assert_str_eq(v, "mobile");
+    free(v);
+    v = tl_str(&e, "SELECT source FROM %s.product WHERE id = 'p1'", e.schema);
+    ck_assert_str_eq(v, "laptop");
+    free(v);
+    v = tl_str(&e, "SELECT source FROM %s.dead_letter", e.schema);
+    ck_assert_str_eq(v, "laptop");
+    free(v);
+
+    /* Another appliance loaded key k-2 already: this one's event with k-2 is skipped. */
+    tl_exec(&e, "INSERT INTO %s.crash_twin (id, user_id, \"timestamp\", message, received_at, "
+                "idempotency_key) VALUES (gen_random_uuid(), 9, now(), 'first', now(), 'k-2')",
+            e.schema);
+    append_from(&e, "crash_twin", ev2, "k-2", "mobile", 0);
+    append_from(&e, "crash_twin", ev2, "k-3", "mobile", 0);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    v = tl_str(&e, "SELECT message FROM %s.crash_twin WHERE idempotency_key = 'k-2'", e.schema);
+    ck_assert_str_eq(v, "first");
+    free(v);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_twin WHERE idempotency_key = "
+                                "'k-3' AND source = 'mobile'", e.schema), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_twin"), 1);
+    tl_teardown(&e);
+}
+END_TEST
+
 /* ---- schema evolution -------------------------------------------------------------------- */
 
 static const char evo_v1[] =
@@ -535,6 +623,7 @@ types_pg_suite(void)
     TCase *held = tcase_create("held");
 
     tcase_add_test(twin, test_twin_loads_like_compiled);
+    tcase_add_test(twin, test_source_and_declared_keys);
     tcase_add_test(evo, test_evolution_add_and_remove);
     tcase_add_test(evo, test_evolution_refused);
     tcase_add_test(evo, test_two_loaders_race);
