@@ -137,6 +137,11 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     if (rc != 0) {
         goto out;
     }
+    /* Conservation (issue 14): the accepted counter commits with the events it counts. */
+    rc = queue_meta_add_txn(q, txn, QUEUE_META_ACCEPTED, (int64_t)nev);
+    if (rc != 0) {
+        goto out;
+    }
     rc = mdb_stat(txn, q->events_dbi, &st);
     if (rc != 0) {
         goto out;
