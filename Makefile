@@ -61,7 +61,9 @@ FUZZ_SRC := $(wildcard tests/fuzz_*.c)
 TEST_PROG_SRC := $(filter-out $(TESTLIB_SRC) $(FUZZ_SRC),$(wildcard tests/*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# The status page: server/status.html as a byte array (server/page.c serves it).
+STATUS_PAGE_OBJ := $(BUILD)/gen/status_html.o
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(STATUS_PAGE_OBJ)
 LOADER_OBJ := $(LOADER_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_PROGS := $(TEST_PROG_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -97,6 +99,13 @@ deps:
 $(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/gen/status_html.c: server/status.html | deps
+	@mkdir -p $(dir $@)
+	xxd -i $< | sed 's/^unsigned/const unsigned/' >$@.tmp && mv $@.tmp $@
+
+$(STATUS_PAGE_OBJ): $(BUILD)/gen/status_html.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(LIBDP): $(LIB_OBJ)
 	@rm -f $@
