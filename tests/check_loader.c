@@ -328,6 +328,7 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     static const char rejected_json[] = "{not json at all \x01\xff";
     static const char unknown_json[] = "{\"a\": 1}";
     int64_t t = 1700000000000001LL;
+    struct queue_stats st;
     char *s;
 
     tl_setup(&e, "dead");
@@ -364,6 +365,12 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_INGEST), 1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 2);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 1);
+    /* Conservation: the four appended are one loaded and three dead-lettered. */
+    ck_assert_int_eq(queue_stats(e.q, &st), 0);
+    ck_assert_uint_eq(st.accepted, 4);
+    ck_assert_uint_eq(st.loaded, 1);
+    ck_assert_uint_eq(st.dead_lettered, 3);
+    ck_assert_uint_eq(st.events, 0);
     tl_teardown(&e);
 }
 END_TEST
