@@ -598,7 +598,7 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
         {QUEUE_META_LOADER_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
         {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
         {QUEUE_META_LOADER_RUNS, QUEUE_META_STR, 0, runs},
-        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
+        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""}, /* cleared by a run that succeeded */
     };
     size_t n_ops = rc == 0 ? 5 : 4;
 

@@ -58,7 +58,7 @@ struct queue_stats {
      * accepted == loaded + dead_lettered + events holds exactly. */
     uint64_t accepted;         /* events ever appended (QUEUE_META_ACCEPTED) */
     uint64_t loaded;           /* events ever loaded (sum of QUEUE_META_LOADER_LOADED_PREFIX*) */
-    uint64_t dead_lettered;    /* events ever filed into dead_letter (QUEUE_META_LOADER_DEAD_LETTERS) */
+    uint64_t dead_lettered;    /* events ever dead-lettered (QUEUE_META_LOADER_DEAD_LETTERS) */
 };
 
 /*
