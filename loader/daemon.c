@@ -40,7 +40,7 @@ struct dmn {
     enum dmn_job job;
     atomic_bool job_done;              /* set by the runner as it ends */
     atomic_int job_rc;
-    bool ready;                        /* ldr_start succeeded: READY=1 sent */
+    bool started;                      /* ldr_start succeeded: runs may begin */
     bool stopping;                     /* SIGTERM or SIGINT seen */
     bool forced;                       /* a run is due at once (SIGUSR1, the first run) */
     int64_t last_start_ms;             /* monotonic; -1 before the first run */
@@ -86,10 +86,10 @@ dmn_job_done(struct dmn *d)
     d->runner_active = false;
     if (d->job == DMN_JOB_START) {
         if (rc == 0) {
-            d->ready = true;
+            d->started = true;
             d->forced = true;
-            sd_notify(0, "READY=1");
-            dp_info("ready", "queue_id=%s schema=%s", d->cfg->queue_id, d->cfg->database_schema);
+            dp_info("connected to PostgreSQL", "queue_id=%s schema=%s", d->cfg->queue_id,
+                    d->cfg->database_schema);
             return -1;
         }
         if (rc == DP_ERR_CLOSED) {
@@ -281,10 +281,8 @@ dmn_status(struct dmn *d)
     char status[sizeof(d->status)];
     char line[sizeof(d->status) + 8];
 
-    if (!d->ready) {
-        ldr_status(d->l, loader, sizeof(loader));
-        snprintf(status, sizeof(status), "starting: %s",
-                 strncmp(loader, "waiting", 7) == 0 ? loader : "connecting to PostgreSQL");
+    if (!d->started) {
+        ldr_status(d->l, status, sizeof(status));
     } else {
         memset(&st, 0, sizeof(st));
         queue_stats(d->q, &st);
@@ -336,7 +334,7 @@ dmn_loop(struct dmn *d, const sigset_t *set)
         if (code < 0 && d->stopping && !d->runner_active) {
             code = 0;
         }
-        if (code < 0 && d->ready && !d->stopping && !d->runner_active) {
+        if (code < 0 && d->started && !d->stopping && !d->runner_active) {
             dmn_schedule(d);
         }
         dmn_status(d);
@@ -421,6 +419,12 @@ ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
     dp_info("starting", "queue=%s queue_id=%s workers=%d batch_rows=%d interval_s=%d once=%d",
             cfg->queue_path, cfg->queue_id, cfg->loader_workers, cfg->loader_batch_rows,
             cfg->loader_interval_s, cli->once);
+    /*
+     * Ready once the queue is open and locked: PostgreSQL may come up later than we do (or be
+     * down for hours), and systemd would kill a unit that is not ready within its start
+     * timeout. Until PostgreSQL answers, STATUS= says why nothing loads.
+     */
+    sd_notify(0, "READY=1");
     if (dmn_job_start(&d, DMN_JOB_START) != 0) {
         code = 1;
         goto out;

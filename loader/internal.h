@@ -159,6 +159,7 @@ struct ldr {
     bool stop;                         /* ldr_stop(): for good */
     bool abort;                        /* the run failed: no new batches in it */
     bool running;
+    bool started;                      /* ldr_start succeeded */
     uint64_t cursor;                   /* next sequence number to claim */
     uint64_t end;                      /* the run loads up to here (and to its batch's end) */
     int run_rc;                        /* first failure of the run */

@@ -329,6 +329,9 @@ ldr_start(struct ldr *l)
     if (rc == 0) {
         op.value = dp_now_us();
         queue_meta_apply(l->q, &op, 1);
+        pthread_mutex_lock(&l->mu);
+        l->started = true;
+        pthread_mutex_unlock(&l->mu);
     }
     return rc;
 }
@@ -706,7 +709,11 @@ ldr_status(struct ldr *l, char *buf, size_t len)
             attempt = l->workers[i].attempt > attempt ? l->workers[i].attempt : attempt;
         }
     }
-    if (waiting > 0) {
+    if (!l->started && waiting > 0) {
+        snprintf(buf, len, "waiting for PostgreSQL: %s (attempt %d)", l->last_error, attempt);
+    } else if (!l->started) {
+        snprintf(buf, len, "connecting to PostgreSQL");
+    } else if (waiting > 0) {
         snprintf(buf, len, "waiting to retry (attempt %d): %s", attempt, l->last_error);
     } else if (l->running) {
         snprintf(buf, len, "loading: %llu events this run, %llu dead letters",

@@ -79,7 +79,7 @@ int ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
 void ldr_destroy(struct ldr *l);
 
 /*
- * ldr_start - what comes before READY=1: connect (retrying with back-off while PostgreSQL is
+ * ldr_start - what comes before the first run: connect (retrying with back-off while PostgreSQL is
  * down), fence off sessions a killed earlier loader of this queue may have left, create the
  * schema and every table if missing, and recover (delete from the queue every range
  * loader_batches says PostgreSQL already has).
@@ -113,8 +113,10 @@ int ldr_load_range(struct ldr *l, uint64_t first, uint64_t last);
 void ldr_stop(struct ldr *l);
 
 /*
- * ldr_status - a one-line summary for sd_notify's STATUS= ("loading: ...", "waiting for
- * PostgreSQL: ...", "idle: ..."), NUL-terminated in buf. Thread-safe.
+ * ldr_status - a one-line summary for sd_notify's STATUS=, NUL-terminated in buf: before
+ * ldr_start succeeded "connecting to PostgreSQL" or "waiting for PostgreSQL: <libpq's
+ * reason> (attempt N)"; then "loading: ...", "waiting to retry (attempt N): ...", "idle: ...".
+ * Thread-safe.
  */
 void ldr_status(struct ldr *l, char *buf, size_t len);
 
