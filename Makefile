@@ -62,7 +62,9 @@ FUZZ_SRC := $(wildcard tests/fuzz_*.c)
 TEST_PROG_SRC := $(filter-out $(TESTLIB_SRC) $(FUZZ_SRC),$(wildcard tests/*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# The status page: server/status.html as a byte array (server/page.c serves it).
+STATUS_PAGE_OBJ := $(BUILD)/gen/status_html.o
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(STATUS_PAGE_OBJ)
 LOADER_OBJ := $(LOADER_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_PROGS := $(TEST_PROG_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -82,7 +84,7 @@ all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
 # Missing Debian packages are installed; nothing is done when all are there.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
-	openssl libssl-dev lmdb-utils systemd jq
+	openssl libssl-dev lmdb-utils systemd jq xxd chromium
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
@@ -98,6 +100,13 @@ deps:
 $(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/gen/status_html.c: server/status.html | deps
+	@mkdir -p $(dir $@)
+	xxd -i $< | sed 's/^unsigned/const unsigned/' >$@.tmp && mv $@.tmp $@
+
+$(STATUS_PAGE_OBJ): $(BUILD)/gen/status_html.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(LIBDP): $(LIB_OBJ)
 	@rm -f $@

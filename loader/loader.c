@@ -572,9 +572,47 @@ ldr_run_begin(struct ldr *l)
     queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
 }
 
+/*
+ * The QUEUE_META_LOADER_RUNS text with run added in front: its own line, then the previous
+ * runs' lines (only the loader writes them), QUEUE_LOADER_RUNS_MAX lines in all.
+ */
+static void
+ldr_runs_text(struct ldr *l, const struct ldr_run_stats *run, const char *result, char *out,
+              size_t len)
+{
+    char old[QUEUE_LOADER_RUNS_MAX * (QUEUE_LOADER_RUN_RESULT_MAX + 128)];
+    const char *p = old;
+    size_t rlen = strcspn(result, "\n");
+    size_t used;
+
+    if (rlen > QUEUE_LOADER_RUN_RESULT_MAX) {
+        rlen = QUEUE_LOADER_RUN_RESULT_MAX; /* not inside a UTF-8 sequence: */
+        while (rlen > 0 && ((unsigned char)result[rlen] & 0xc0u) == 0x80u) {
+            rlen--;
+        }
+    }
+    queue_meta_get_str(l->q, QUEUE_META_LOADER_RUNS, old, sizeof(old));
+    used = (size_t)snprintf(out, len, "%lld %lld %llu %llu %llu %.*s\n",
+                            (long long)run->start_us, (long long)run->end_us,
+                            (unsigned long long)run->events, (unsigned long long)run->loaded,
+                            (unsigned long long)run->dead_letters, (int)rlen, result);
+    for (int i = 1; i < QUEUE_LOADER_RUNS_MAX && *p != '\0' && used < len; i++) {
+        size_t n = strcspn(p, "\n");
+
+        if (p[n] != '\n' || used + n + 1 >= len) {
+            break;
+        }
+        memcpy(out + used, p, n + 1);
+        used += n + 1;
+        out[used] = '\0';
+        p += n + 1;
+    }
+}
+
 static void
 ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
 {
+    char runs[QUEUE_LOADER_RUNS_MAX * (QUEUE_LOADER_RUN_RESULT_MAX + 128)];
     struct ldr_run_stats run;
     char result[LDR_ERR_MAX + 16];
     char held_types[LDR_HELD_TYPES_MAX];
@@ -584,9 +622,10 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
         {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
         {QUEUE_META_LOADER_HELD, QUEUE_META_SET, 0, NULL},
         {QUEUE_META_LOADER_HELD_TYPES, QUEUE_META_STR, 0, held_types},
-        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
+        {QUEUE_META_LOADER_RUNS, QUEUE_META_STR, 0, runs},
+        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""}, /* cleared by a run that succeeded */
     };
-    size_t n_ops = rc == 0 ? 6 : 5;
+    size_t n_ops = rc == 0 ? 7 : 6;
 
     pthread_mutex_lock(&l->mu);
     l->run.end_us = dp_now_us();
@@ -615,6 +654,7 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     ops[0].value = run.end_us;
     ops[1].value = (int64_t)run.events;
     ops[3].value = (int64_t)run.held;
+    ldr_runs_text(l, &run, result, runs, sizeof(runs));
     queue_meta_apply(l->q, ops, n_ops);
     if (run.held > 0) {
         dp_warn("events of types this loader does not know stay queued: declare their types "

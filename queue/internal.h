@@ -236,6 +236,24 @@ int queue_next_seq(struct queue *q, MDB_txn *txn, uint64_t *out);
 int queue_write_meta(struct queue *q, bool del, uint64_t first, uint64_t last,
                      const struct queue_meta_op *ops, size_t n);
 
+/*
+ * Counters read and changed inside a transaction of the caller (meta.c). queue_meta_add_txn
+ * adds value to the int64 counter name; queue_meta_int_txn reads one (missing: *out = 0,
+ * and 0 is returned); queue_meta_sum_txn adds up every counter whose name starts with
+ * prefix. Each returns an LMDB code (EINVAL for a bad name or a string value).
+ */
+int queue_meta_add_txn(struct queue *q, MDB_txn *txn, const char *name, int64_t value);
+int queue_meta_int_txn(struct queue *q, MDB_txn *txn, const char *name, int64_t *out);
+int queue_meta_sum_txn(struct queue *q, MDB_txn *txn, const char *prefix, int64_t *out);
+/* queue_loaded_txn - the loader's loaded plus duplicates counters: conservation's "loaded". */
+int queue_loaded_txn(struct queue *q, MDB_txn *txn, int64_t *out);
+
+/*
+ * Give a queue without QUEUE_META_ACCEPTED (created before it existed) the value that makes
+ * the conservation equation hold, in txn (meta.c). Returns an LMDB code.
+ */
+int queue_meta_accepted_init(struct queue *q, MDB_txn *txn);
+
 /* Delete keys first..last in txn with one cursor walk. Returns an LMDB code (delete.c). */
 int queue_delete_keys(struct queue *q, MDB_txn *txn, uint64_t first, uint64_t last);
 

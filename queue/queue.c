@@ -260,6 +260,10 @@ queue_open_dbs(struct queue *q)
     if (rc != 0) {
         goto out;
     }
+    rc = queue_meta_accepted_init(q, txn);
+    if (rc != 0) {
+        goto out;
+    }
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0) {

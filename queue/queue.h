@@ -89,6 +89,11 @@ struct queue_stats {
     uint64_t first_seq;        /* oldest queued sequence number, 0 when empty */
     uint64_t next_seq;         /* the number the next append gets */
     int64_t oldest_received_us;/* received_us of the oldest event, 0 when empty */
+    /* Conservation, read in the same transaction as events, so that
+     * accepted == loaded + dead_lettered + events holds exactly. */
+    uint64_t accepted;         /* events ever appended (QUEUE_META_ACCEPTED) */
+    uint64_t loaded;           /* events ever loaded (sum of QUEUE_META_LOADER_LOADED_PREFIX*) */
+    uint64_t dead_lettered;    /* events ever dead-lettered (QUEUE_META_LOADER_DEAD_LETTERS) */
 };
 
 /*
@@ -210,6 +215,26 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_HELD "loader.held_events"
 /* string: those events' types, comma-separated */
 #define QUEUE_META_LOADER_HELD_TYPES "loader.held_types"
+/*
+ * string: the loader's last runs, newest first, at most QUEUE_LOADER_RUNS_MAX lines, each
+ * "START_US END_US EVENTS LOADED DEAD_LETTERS RESULT" (RESULT as LAST_RUN_RESULT, to the
+ * end of the line, at most QUEUE_LOADER_RUN_RESULT_MAX bytes)
+ */
+#define QUEUE_META_LOADER_RUNS "loader.runs"
+#define QUEUE_LOADER_RUNS_MAX 10
+#define QUEUE_LOADER_RUN_RESULT_MAX 200
+
+/*
+ * counter: events ever appended, written by the queue itself in each append's transaction
+ * (including events rejected at ingest, which are queued for dead_letter). With the
+ * loader's counters, which change in the transaction that deletes what they count, it
+ * makes the conservation equation exact at every commit:
+ *   accepted = sum(loader.loaded.*) + sum(loader.duplicates.*) + loader.dead_letters
+ *              + events queued.
+ * A queue created before this counter existed gets it at queue_open(), set so that the
+ * equation holds from then on.
+ */
+#define QUEUE_META_ACCEPTED "queue.accepted"
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
@@ -253,7 +278,8 @@ int queue_meta_each(struct queue *q, const char *prefix, queue_meta_fn fn, void 
 
 /*
  * queue_stats - counts without a full scan (mdb_stat, mdb_env_info, one
- * cursor step for the oldest event). Returns 0 or DP_ERR_IO.
+ * cursor step for the oldest event, the conservation counters), all from one
+ * read transaction. Returns 0 or DP_ERR_IO.
  */
 int queue_stats(struct queue *q, struct queue_stats *out);
 

@@ -154,7 +154,7 @@ main(int argc, char **argv)
         goto out;
     }
     queue_set_dedup_window(s.q, cfg->queue_dedup_window_s);
-    if (srv_http_start(&s) != 0) {
+    if (srv_history_start(&s) != 0 || srv_http_start(&s) != 0) {
         goto out;
     }
     dp_info("serving", "listen=%s threads=%d queue=%s sync=%s version=%s", cfg->server_listen,
@@ -166,6 +166,7 @@ main(int argc, char **argv)
     rc = 0;
 out:
     srv_http_stop(&s);
+    srv_history_stop(&s);
     queue_close(s.q);
     dp_config_destroy(cfg);
     if (rc == 0) {

@@ -152,13 +152,13 @@ duplicates_line(void *arg, const char *name, int64_t value)
              name + strlen(QUEUE_META_LOADER_DUPLICATES_PREFIX), (long long)value);
 }
 
-static double
-oldest_age_s(const struct queue_stats *st)
+double
+srv_oldest_age_s(const struct queue_stats *st, int64_t now_us)
 {
-    if (st->events == 0 || st->oldest_received_us == 0) {
+    if (st->events == 0 || st->oldest_received_us == 0 || now_us < st->oldest_received_us) {
         return 0;
     }
-    return (double)(dp_now_us() - st->oldest_received_us) / 1e6;
+    return (double)(now_us - st->oldest_received_us) / 1e6;
 }
 
 void
@@ -210,8 +210,18 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
                  "# TYPE datapipe_queue_committed_events_total counter\n"
                  "datapipe_queue_committed_events_total %llu\n",
              (unsigned long long)st.events, (unsigned long long)st.bytes,
-             (unsigned long long)st.capacity_bytes, oldest_age_s(&st),
+             (unsigned long long)st.capacity_bytes, srv_oldest_age_s(&st, dp_now_us()),
              (unsigned long long)commits, (unsigned long long)committed);
+    /* A gauge, not a counter: the "queued" series goes down as the loader drains. */
+    text_add(&t, "# HELP datapipe_events_total Conservation: events accepted into the queue, "
+                 "and where they are now (loaded + dead_lettered + queued = accepted).\n"
+                 "# TYPE datapipe_events_total gauge\n"
+                 "datapipe_events_total{stage=\"accepted\"} %llu\n"
+                 "datapipe_events_total{stage=\"loaded\"} %llu\n"
+                 "datapipe_events_total{stage=\"dead_lettered\"} %llu\n"
+                 "datapipe_events_total{stage=\"queued\"} %llu\n",
+             (unsigned long long)st.accepted, (unsigned long long)st.loaded,
+             (unsigned long long)st.dead_lettered, (unsigned long long)st.events);
     text_add(&t, "# HELP datapipe_loader_events_loaded_total Events the loader committed to "
                  "PostgreSQL, by type.\n# TYPE datapipe_loader_events_loaded_total counter\n");
     queue_meta_each(s->q, QUEUE_META_LOADER_LOADED_PREFIX, loaded_line, &t);
@@ -238,18 +248,167 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
+/* An RFC 3339 time for a microsecond wall-clock value; 0 (never) is null. */
+static json_t *
+time_json(int64_t us)
+{
+    char text[DP_TIME_TEXT_MAX];
+
+    if (us <= 0) {
+        return json_null();
+    }
+    dp_time_text(us, text);
+    return json_string(text);
+}
+
+/* A string that may not be valid UTF-8 (an error text cut short): invalid bytes become '?'. */
+static json_t *
+text_json(const char *str)
+{
+    json_t *j = json_string(str);
+    char *copy;
+
+    if (j != NULL) {
+        return j;
+    }
+    copy = strdup(str);
+    if (copy == NULL) {
+        return json_null();
+    }
+    for (char *p = copy; *p != '\0'; p++) {
+        if ((unsigned char)*p >= 0x80) {
+            *p = '?';
+        }
+    }
+    j = json_string(copy);
+    free(copy);
+    return j != NULL ? j : json_null();
+}
+
+static void
+loaded_member(void *arg, const char *name, int64_t value)
+{
+    json_object_set_new(arg, name + strlen(QUEUE_META_LOADER_LOADED_PREFIX),
+                        json_integer(value));
+}
+
+/* QUEUE_META_LOADER_RUNS, parsed: newest first. */
+static json_t *
+runs_json(struct srv *s)
+{
+    char text[QUEUE_LOADER_RUNS_MAX * (QUEUE_LOADER_RUN_RESULT_MAX + 128)];
+    json_t *a = json_array();
+    char *line = text;
+
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_RUNS, text, sizeof(text));
+    while (*line != '\0') {
+        char *nl = strchr(line, '\n');
+        long long start = 0;
+        long long end = 0;
+        unsigned long long events = 0;
+        unsigned long long loaded = 0;
+        unsigned long long dead = 0;
+        int used = 0;
+
+        if (nl == NULL) {
+            break; /* cut short: the rest of a line */
+        }
+        *nl = '\0';
+        if (sscanf(line, "%lld %lld %llu %llu %llu %n", &start, &end, &events, &loaded, &dead,
+                   &used) == 5 && used > 0) {
+            json_t *o = json_object();
+
+            json_object_set_new(o, "started_at", time_json(start));
+            json_object_set_new(o, "ended_at", time_json(end));
+            json_object_set_new(o, "duration_s", json_real((double)(end - start) / 1e6));
+            json_object_set_new(o, "events", json_integer((json_int_t)events));
+            json_object_set_new(o, "loaded", json_integer((json_int_t)loaded));
+            json_object_set_new(o, "dead_letters", json_integer((json_int_t)dead));
+            json_object_set_new(o, "result", text_json(line + used));
+            json_array_append_new(a, o);
+        }
+        line = nl + 1;
+    }
+    return a;
+}
+
+/* The problems an operator must look at; an empty array is a healthy appliance. */
+static json_t *
+problems_json(struct srv *s, const struct queue_stats *st, const char *last_error)
+{
+    json_t *a = json_array();
+    char text[QUEUE_ERROR_MAX + 64];
+
+    if (atomic_load(&s->queue_full) || st->bytes >= st->capacity_bytes) {
+        json_array_append_new(a, json_string("queue full: new events are refused with 503"));
+    } else if (st->bytes * 10 >= st->capacity_bytes * 9) {
+        json_array_append_new(a, json_string("queue above 90% of its capacity"));
+    }
+    if (last_error[0] != '\0') {
+        snprintf(text, sizeof(text), "loader: %s", last_error);
+        json_array_append_new(a, text_json(text));
+    }
+    if (st->accepted != st->loaded + st->dead_lettered + st->events) {
+        json_array_append_new(a, json_string("conservation broken: accepted differs from "
+                                             "loaded + dead_lettered + queued"));
+    }
+    return a;
+}
+
+static json_t *
+loader_json(struct srv *s, const char *last_error)
+{
+    char result[1024];
+    char held_types[256];
+    json_t *l = json_object();
+    json_t *loaded = json_object();
+    int64_t run = meta_int(s, QUEUE_META_LOADER_LAST_RUN_US);
+    int64_t end = meta_int(s, QUEUE_META_LOADER_LAST_RUN_END_US);
+
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_RUN_RESULT, result, sizeof(result));
+    json_object_set_new(l, "last_run_at", time_json(run));
+    json_object_set_new(l, "last_run_end_at", time_json(end));
+    json_object_set_new(l, "last_run_duration_s",
+                        run > 0 && end >= run ? json_real((double)(end - run) / 1e6)
+                                              : json_null());
+    json_object_set_new(l, "last_run_events",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_LAST_RUN_EVENTS)));
+    /* "running", "ok", "stopped" or "error: ..." as the loader wrote it. */
+    json_object_set_new(l, "last_result", text_json(result[0] ? result : "never ran"));
+    json_object_set_new(l, "last_success_at",
+                        time_json(meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US)));
+    json_object_set_new(l, "last_error", last_error[0] ? text_json(last_error) : json_null());
+    json_object_set_new(l, "last_error_at",
+                        time_json(meta_int(s, QUEUE_META_LOADER_LAST_ERROR_US)));
+    json_object_set_new(l, "started_at", time_json(meta_int(s, QUEUE_META_LOADER_STARTED_US)));
+    json_object_set_new(l, "dead_letters",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
+    json_object_set_new(l, "dead_letters_ingest",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_INGEST)));
+    json_object_set_new(l, "dead_letters_load",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LOAD)));
+    json_object_set_new(l, "batches", json_integer(meta_int(s, QUEUE_META_LOADER_BATCHES)));
+    json_object_set_new(l, "retries", json_integer(meta_int(s, QUEUE_META_LOADER_RETRIES)));
+    queue_meta_each(s->q, QUEUE_META_LOADER_LOADED_PREFIX, loaded_member, loaded);
+    json_object_set_new(l, "loaded", loaded);
+    json_object_set_new(l, "runs", runs_json(s));
+    /* Events left queued because their type is not declared (any more): see README. */
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_HELD_TYPES, held_types, sizeof(held_types));
+    json_object_set_new(l, "held_events", json_integer(meta_int(s, QUEUE_META_LOADER_HELD)));
+    json_object_set_new(l, "held_types", text_json(held_types));
+    return l;
+}
+
 void
 srv_get_status(struct srv *s, struct srv_reply *r)
 {
     struct queue_stats st;
     char last_error[1024];
-    char result[1024];
-    char held_types[256];
+    int64_t now_us = dp_now_us();
     json_t *o;
     json_t *q;
-    json_t *l;
-    int64_t last_run = 0;
-    int64_t last_ok = 0;
+    json_t *ev;
+    json_t *problems;
 
     memset(&st, 0, sizeof(st));
     if (queue_stats(s->q, &st) != 0) {
@@ -257,41 +416,36 @@ srv_get_status(struct srv *s, struct srv_reply *r)
         return;
     }
     queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_ERROR, last_error, sizeof(last_error));
-    queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_RUN_RESULT, result, sizeof(result));
-    queue_meta_get_str(s->q, QUEUE_META_LOADER_HELD_TYPES, held_types, sizeof(held_types));
-    last_run = meta_int(s, QUEUE_META_LOADER_LAST_RUN_US);
-    last_ok = meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US);
-    o = json_object();
-    json_object_set_new(o, "status_code", json_integer(200));
-    json_object_set_new(o, "status_message", json_string("ok"));
+    problems = problems_json(s, &st, last_error);
+    o = srv_reply_object(200, NULL);
+    json_object_set_new(o, "healthy", json_boolean(json_array_size(problems) == 0));
+    json_object_set_new(o, "problems", problems);
+    json_object_set_new(o, "now", time_json(now_us));
+    json_object_set_new(o, "started_at", time_json(s->started_us));
+    json_object_set_new(o, "uptime_s", json_real((double)(now_us - s->started_us) / 1e6));
     q = json_object();
     json_object_set_new(q, "events", json_integer((json_int_t)st.events));
     json_object_set_new(q, "bytes", json_integer((json_int_t)st.bytes));
     json_object_set_new(q, "capacity_bytes", json_integer((json_int_t)st.capacity_bytes));
-    json_object_set_new(q, "oldest_event_age_s", json_real(oldest_age_s(&st)));
+    json_object_set_new(q, "oldest_event_at", st.events > 0 ? time_json(st.oldest_received_us)
+                                                            : json_null());
+    json_object_set_new(q, "oldest_event_age_s", json_real(srv_oldest_age_s(&st, now_us)));
     json_object_set_new(q, "next_seq", json_integer((json_int_t)st.next_seq));
     json_object_set_new(o, "queue", q);
-    l = json_object();
-    json_object_set_new(l, "last_run_us", json_integer(last_run));
-    json_object_set_new(l, "last_success_us", json_integer(last_ok));
-    json_object_set_new(l, "last_run_end_us",
-                        json_integer(meta_int(s, QUEUE_META_LOADER_LAST_RUN_END_US)));
-    json_object_set_new(l, "last_run_events",
-                        json_integer(meta_int(s, QUEUE_META_LOADER_LAST_RUN_EVENTS)));
-    /* "running", "ok", "stopped" or "error: ..." as the loader wrote it. */
-    json_object_set_new(l, "last_result", json_string(result[0] ? result : "never ran"));
-    json_object_set_new(l, "last_error", last_error[0] ? json_string(last_error) : json_null());
-    json_object_set_new(l, "last_error_us",
-                        json_integer(meta_int(s, QUEUE_META_LOADER_LAST_ERROR_US)));
-    json_object_set_new(l, "dead_letters",
-                        json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
-    /* Events left queued because their type is not declared (any more): see README. */
-    json_object_set_new(l, "held_events", json_integer(meta_int(s, QUEUE_META_LOADER_HELD)));
-    json_object_set_new(l, "held_types", json_string(held_types));
-    json_object_set_new(o, "loader", l);
+    /* Conservation: one LMDB snapshot, so accepted = loaded + dead_lettered + queued. */
+    ev = json_object();
+    json_object_set_new(ev, "accepted", json_integer((json_int_t)st.accepted));
+    json_object_set_new(ev, "loaded", json_integer((json_int_t)st.loaded));
+    json_object_set_new(ev, "dead_lettered", json_integer((json_int_t)st.dead_lettered));
+    json_object_set_new(ev, "queued", json_integer((json_int_t)st.events));
+    json_object_set_new(o, "events", ev);
+    json_object_set_new(o, "loader", loader_json(s, last_error));
     r->status = 200;
     r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(o);
+    if (r->body == NULL) {
+        srv_reply_json(r, 500, "out of memory");
+    }
 }
 
 /* Requests, events and p99 latency since the previous call; called once a minute. */

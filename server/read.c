@@ -1,6 +1,6 @@
 /*
- * read.c - GET /v1/events/{type}/{id} and GET /product/{id}: one prepared
- * query per type on a libpq connection owned by the civetweb worker thread
+ * read.c - GET /v1/events/{type}/{id}, GET /product/{id} and the status page's
+ * dead letters: queries on a libpq connection owned by the civetweb worker thread
  * (opened lazily, reopened after a failure, closed when the thread exits).
  * PostgreSQL builds the JSON. Database down is 503, never a hang or a crash.
  */
@@ -33,9 +33,12 @@ conn_drop(void)
     memset(tl_prepared, 0, sizeof(tl_prepared));
 }
 
-/* The thread's connection, with search_path set; NULL when the database is unreachable. */
+/*
+ * The thread's connection, with search_path set; NULL when the database is unreachable
+ * (then err, when not NULL, holds libpq's reason).
+ */
 static PGconn *
-conn_get(const struct srv *s)
+conn_get(const struct srv *s, char *why, size_t why_len)
 {
     struct dp_pg_options opt = {
         .conninfo = s->cfg->database_conninfo,
@@ -55,6 +58,9 @@ conn_get(const struct srv *s)
     conn_drop();
     if (dp_pg_connect(&tl_conn, &opt, err, sizeof(err)) != 0) {
         dp_warn("database unreachable", "error=%s", err);
+        if (why != NULL) {
+            snprintf(why, why_len, "%s", err);
+        }
         return NULL;
     }
     return tl_conn;
@@ -87,6 +93,25 @@ static void
 unavailable(struct srv_reply *r)
 {
     srv_reply_json(r, 503, "database unavailable: retry later");
+    srv_reply_header(r, "Retry-After", "5");
+}
+
+/* A 503 that says why, for the status page: "database unavailable: <libpq's text>". */
+static void
+unavailable_why(struct srv_reply *r, const char *why)
+{
+    char msg[600];
+    size_t n;
+
+    snprintf(msg, sizeof(msg), "database unavailable: %s", why);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
+        msg[--n] = '\0';
+    }
+    srv_reply_json(r, 503, msg);
+    if (r->body == NULL) { /* libpq's text was not UTF-8 */
+        srv_reply_json(r, 503, "database unavailable");
+    }
     srv_reply_header(r, "Retry-After", "5");
 }
 
@@ -128,7 +153,7 @@ get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, str
     PGresult *res = NULL;
     const char *sqlstate;
 
-    c = conn_get(s);
+    c = conn_get(s, NULL, 0);
     if (c == NULL) {
         unavailable(r);
         return;
@@ -182,4 +207,81 @@ get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, str
     }
 out:
     PQclear(res);
+}
+
+/*
+ * The dead letters of one queue ($1): counts by type and stage, and the latest 10 with
+ * their errors; times in RFC 3339 UTC with milliseconds.
+ */
+#define DEAD_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+static const char dead_letters_sql[] =
+    "SELECT json_build_object("
+    " 'by_type', COALESCE((SELECT json_agg(x ORDER BY x.event_type, x.stage) FROM"
+    "  (SELECT event_type, stage, count(*) AS count, " DEAD_TIME("max(failed_at)")
+    "   AS last_failed_at FROM dead_letter WHERE queue_id = $1 GROUP BY 1, 2) x), '[]'),"
+    " 'latest', COALESCE((SELECT json_agg(y ORDER BY y.seq DESC) FROM"
+    "  (SELECT seq, event_type, stage, error, " DEAD_TIME("received_at") " AS received_at, "
+    DEAD_TIME("failed_at") " AS failed_at FROM dead_letter WHERE queue_id = $1"
+    "   ORDER BY seq DESC LIMIT 10) y), '[]'))::text";
+
+static void
+get_dead_letters(struct srv *s, struct srv_reply *r)
+{
+    const char *params[1] = {s->cfg->queue_id};
+    char why[512] = "";
+    PGconn *c;
+    PGresult *res = NULL;
+    const char *sqlstate;
+    json_t *o = NULL;
+    json_t *doc = NULL;
+
+    c = conn_get(s, why, sizeof(why));
+    if (c == NULL) {
+        unavailable_why(r, why);
+        return;
+    }
+    res = PQexecParams(c, dead_letters_sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
+            /* The loader has not created the table yet: no dead letter can exist. */
+            doc = json_pack("{s:[],s:[]}", "by_type", "latest");
+        } else if (db_busy(sqlstate)) {
+            unavailable_why(r, "busy (statement timeout)");
+            goto out;
+        } else if (PQstatus(c) != CONNECTION_OK) {
+            unavailable_why(r, PQerrorMessage(c));
+            conn_drop();
+            goto out;
+        } else {
+            dp_error("dead letter query failed", "error=%s", PQerrorMessage(c));
+            srv_reply_json(r, 500, "could not query the database");
+            goto out;
+        }
+    } else if (PQntuples(res) == 1) {
+        doc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    }
+    if (doc == NULL) {
+        srv_reply_json(r, 500, "could not read the dead letters");
+        goto out;
+    }
+    o = srv_reply_object(200, NULL);
+    json_object_update(o, doc);
+    srv_reply_set(r, 200, o);
+out:
+    json_decref(doc);
+    PQclear(res);
+}
+
+void
+srv_get_dead_letters(struct srv *s, struct srv_reply *r)
+{
+    if (atomic_fetch_add(&s->reads_in_flight, 1) >= max_reads(s)) {
+        atomic_fetch_sub(&s->reads_in_flight, 1);
+        srv_reply_json(r, 503, "too many reads waiting on the database: retry later");
+        srv_reply_header(r, "Retry-After", "1");
+        return;
+    }
+    get_dead_letters(s, r);
+    atomic_fetch_sub(&s->reads_in_flight, 1);
 }

@@ -53,6 +53,32 @@ get_status(struct srv *s, struct mg_connection *c, const struct srv_match *m, st
     srv_get_status(s, r);
 }
 
+static void
+get_history(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_history(s, r);
+}
+
+static void
+get_dead_letters(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                 struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_dead_letters(s, r);
+}
+
+static void
+get_status_page(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_status_page(s, r);
+}
+
 #define GET_HEAD (SRV_GET | SRV_HEAD)
 
 /* Matched in this order: "/v1/events/" must come before "/v1/events/{type}". */
@@ -110,6 +136,18 @@ const struct srv_route srv_routes[] = {
      .methods = GET_HEAD,
      .handler = get_status,
      .summary = "queue depth, loader progress and counters as JSON"},
+    {.path = "/v1/status/history",
+     .methods = GET_HEAD,
+     .handler = get_history,
+     .summary = "the last hour as JSON: a sample every 10 s"},
+    {.path = "/v1/status/dead_letters",
+     .methods = GET_HEAD,
+     .handler = get_dead_letters,
+     .summary = "dead letters by type and stage, and the latest errors (PostgreSQL)"},
+    {.path = "/status",
+     .methods = GET_HEAD,
+     .handler = get_status_page,
+     .summary = "the status page: health, traffic, queue, loader, dead letters (HTML)"},
 };
 
 const size_t srv_routes_len = sizeof(srv_routes) / sizeof(srv_routes[0]);

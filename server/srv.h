@@ -12,6 +12,7 @@
 #include "queue/queue.h"
 #include "server/reply.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,6 +25,10 @@ struct mg_context;
 #define SRV_MAX_TYPES EV_REGISTRY_MAX /* registry entries with per-type counters */
 #define SRV_ID_MAX 256          /* longest {id} path segment, bytes with NUL */
 
+#define SRV_HISTORY_INTERVAL_S 10 /* seconds between two samples of /v1/status/history */
+#define SRV_HISTORY_SAMPLES 360   /* samples answered: one hour */
+#define SRV_HISTORY_RING (SRV_HISTORY_SAMPLES + 1) /* one more: the base of the oldest rate */
+
 /* Lock-free counters read by /metrics and the summary line. */
 struct srv_metrics {
     atomic_uint_fast64_t http_by_code[600];          /* requests answered, by status */
@@ -32,6 +37,33 @@ struct srv_metrics {
     atomic_uint_fast64_t rejected_untyped;           /* events with no known type */
     atomic_uint_fast64_t duplicates;                 /* keyed repeats answered, not appended */
     atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];       /* request latency histogram */
+};
+
+/* One sample of the history: totals since start, turned into rates when answering. */
+struct srv_sample {
+    int64_t at_us;              /* wall clock, microseconds since the epoch */
+    int64_t mono_us;            /* monotonic clock: what the rates divide by */
+    uint64_t accepted;          /* events acknowledged by this process */
+    uint64_t http_4xx;          /* answers 400-499 */
+    uint64_t http_503;          /* answers 503 */
+    uint64_t queue_events;      /* events queued */
+    uint64_t queue_bytes;       /* queue's bytes */
+    uint64_t capacity_bytes;    /* queue's map size */
+    double oldest_age_s;        /* oldest queued event's age, seconds */
+    uint64_t loaded[SRV_MAX_TYPES]; /* the loader's totals, by registry index */
+    uint64_t dead_letters;      /* the loader's total, both stages */
+};
+
+/* The ring of samples and the thread that fills it (history.c). */
+struct srv_history {
+    pthread_mutex_t mu;         /* guards ring, first, count, stop */
+    pthread_cond_t cv;          /* wakes the sampler to stop */
+    pthread_t thread;
+    bool running;               /* thread started */
+    bool stop;
+    size_t first;               /* oldest sample's slot */
+    size_t count;               /* samples held, at most SRV_HISTORY_RING */
+    struct srv_sample ring[SRV_HISTORY_RING];
 };
 
 struct srv {
@@ -44,6 +76,7 @@ struct srv {
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
     int64_t started_us;         /* process start, microseconds since the epoch */
+    struct srv_history hist;    /* the last hour, for /v1/status/history */
 };
 
 /* ---- routes.c: the route table and the dispatcher ---------------------- */
@@ -158,9 +191,40 @@ void srv_get_metrics(struct srv *s, struct srv_reply *r);
 void srv_summary_log(struct srv *s);
 size_t srv_type_index(const struct ev_type *t);
 
+/* srv_oldest_age_s - seconds since the oldest queued event (of st) was received, at now_us. */
+double srv_oldest_age_s(const struct queue_stats *st, int64_t now_us);
+
+/* ---- history.c: the last hour, a sample every SRV_HISTORY_INTERVAL_S ---- */
+
+/*
+ * srv_history_start - start the sampler thread (one sample at once, then one every
+ * SRV_HISTORY_INTERVAL_S seconds). Returns 0 or DP_ERR_IO. srv_history_stop ends it
+ * (a no-op when it was not started).
+ */
+int srv_history_start(struct srv *s);
+void srv_history_stop(struct srv *s);
+
+/* srv_sample_take - the counters and queue figures now, into sm. */
+void srv_sample_take(struct srv *s, struct srv_sample *sm);
+
+/* GET /v1/status/history: the samples, oldest first, with rates since the previous one. */
+void srv_get_history(struct srv *s, struct srv_reply *r);
+
+/* ---- page.c: the status page ------------------------------------------- */
+
+/* GET /status: the self-contained HTML page (server/status.html, built in). */
+void srv_get_status_page(struct srv *s, struct srv_reply *r);
+
 /* ---- read.c: GET of a stored row through a per-thread libpq connection - */
 
 void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
+
+/*
+ * GET /v1/status/dead_letters: this queue's dead letters counted by type and stage, and the
+ * latest ones with their errors, read from PostgreSQL like a stored row (same connection,
+ * time-outs and limit on waiting reads). Database down: 503 naming the cause.
+ */
+void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
 void srv_read_thread_exit(void);
 
 #endif

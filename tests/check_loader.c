@@ -329,6 +329,7 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     static const char unknown_json[] = "{\"a\": 1}";
     int64_t t = 1700000000000001LL;
     struct ldr_run_stats st;
+    struct queue_stats qs;
     struct ldr *l;
     char *s;
 
@@ -372,6 +373,12 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_INGEST), 1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 1);
+    /* Conservation: of the four appended, one loaded, two dead-lettered, one held queued. */
+    ck_assert_int_eq(queue_stats(e.q, &qs), 0);
+    ck_assert_uint_eq(qs.accepted, 4);
+    ck_assert_uint_eq(qs.loaded, 1);
+    ck_assert_uint_eq(qs.dead_lettered, 2);
+    ck_assert_uint_eq(qs.events, 1);
     tl_teardown(&e);
 }
 END_TEST

@@ -488,7 +488,9 @@ START_TEST(test_stats)
     ck_assert_int_eq(st.oldest_received_us, 0);
     ck_assert_uint_eq(st.next_seq, 1);
     ck_assert_uint_eq(st.capacity_bytes, 4 * MIB);
-    ck_assert_uint_eq(st.bytes, 0); /* no pages in any of the queue's trees yet */
+    /* no pages in the events and sys trees yet; one in meta, for the accepted counter */
+    ck_assert_uint_eq(st.bytes, 4096);
+    ck_assert_uint_eq(st.accepted, 0);
 
     for (uint64_t tag = 100; tag < 400; tag += 10) {
         ck_assert_int_eq(append_tags(q, tag, 10, NULL), 0);
@@ -683,8 +685,9 @@ START_TEST(test_meta)
     ck_assert_int_eq(seen.values[1], 2);
     seen.n = 0;
     ck_assert_int_eq(queue_meta_each(q, "", each_fn, &seen), 0);
-    ck_assert_int_eq(seen.n, 3);
+    ck_assert_int_eq(seen.n, 4); /* and the queue's own QUEUE_META_ACCEPTED, last */
     ck_assert_str_eq(seen.names[0], "last_success_s");
+    ck_assert_str_eq(seen.names[3], QUEUE_META_ACCEPTED);
     seen.n = 0;
     ck_assert_int_eq(queue_meta_each(q, "zzz", each_fn, &seen), 0);
     ck_assert_int_eq(seen.n, 0);
@@ -726,6 +729,85 @@ START_TEST(test_delete_with_meta)
     ck_assert_uint_eq(st.events, 6);
     ck_assert_int_eq(queue_meta_get(q, "loaded", &v), 0);
     ck_assert_int_eq(v, 4);
+    queue_close(q);
+}
+END_TEST
+
+/* ---- conservation: accepted = loaded + dead_lettered + queued ---- */
+
+/* The four numbers of one snapshot, each against its expected value, then the equation. */
+static void
+assert_conservation(struct queue *q, uint64_t accepted, uint64_t loaded, uint64_t dead,
+                    uint64_t queued)
+{
+    struct queue_stats st;
+
+    ck_assert_int_eq(queue_stats(q, &st), 0);
+    ck_assert_uint_eq(st.accepted, accepted);
+    ck_assert_uint_eq(st.loaded, loaded);
+    ck_assert_uint_eq(st.dead_lettered, dead);
+    ck_assert_uint_eq(st.events, queued);
+    ck_assert_uint_eq(st.accepted, st.loaded + st.dead_lettered + st.events);
+}
+
+static int
+fault_kind(void *arg, enum queue_txn_kind kind, size_t events)
+{
+    const enum queue_txn_kind *fail = arg;
+
+    (void)events;
+    return kind == *fail ? QUEUE_FAULT_MAP_FULL : 0;
+}
+
+/*
+ * Each of the four moves only with the data it counts: accepted with a committed append
+ * (not a failed one), loaded and dead_lettered with the delete that carries them (not a
+ * failed one); the counters survive a reopen.
+ */
+START_TEST(test_conservation)
+{
+    struct queue *q = open_q(4 * MIB);
+    enum queue_txn_kind fail = QUEUE_TXN_APPEND;
+    struct queue_fault_ops ops = {fault_kind, &fail};
+    const struct queue_meta_op first[] = {
+        {.name = QUEUE_META_LOADER_LOADED_PREFIX "crash_report", .kind = QUEUE_META_ADD,
+         .value = 3},
+        {.name = QUEUE_META_LOADER_DEAD_LETTERS, .kind = QUEUE_META_ADD, .value = 1},
+    };
+    const struct queue_meta_op second[] = {
+        {.name = QUEUE_META_LOADER_LOADED_PREFIX "ad_event", .kind = QUEUE_META_ADD,
+         .value = 2},
+    };
+
+    assert_conservation(q, 0, 0, 0, 0);
+    ck_assert_int_eq(append_tags(q, 0, 4, NULL), 0);
+    ck_assert_int_eq(append_tags(q, 4, 3, NULL), 0);
+    ck_assert_int_eq(append_tags(q, 7, 3, NULL), 0);
+    assert_conservation(q, 10, 0, 0, 10);
+
+    /* A failed append stores nothing and counts nothing. */
+    queue_set_fault_ops(q, &ops);
+    ck_assert_int_eq(append_tags(q, 10, 5, NULL), DP_ERR_FULL);
+    queue_set_fault_ops(q, NULL);
+    assert_conservation(q, 10, 0, 0, 10);
+
+    ck_assert_int_eq(queue_delete_range(q, 1, 4, first, 2), 0);
+    assert_conservation(q, 10, 3, 1, 6);
+    ck_assert_int_eq(queue_delete_range(q, 5, 6, second, 1), 0);
+    assert_conservation(q, 10, 5, 1, 4);
+
+    /* A failed delete keeps the events and their counters as they were. */
+    fail = QUEUE_TXN_DELETE;
+    queue_set_fault_ops(q, &ops);
+    ck_assert_int_ne(queue_delete_range(q, 7, 8, second, 1), 0);
+    queue_set_fault_ops(q, NULL);
+    assert_conservation(q, 10, 5, 1, 4);
+
+    queue_close(q);
+    q = open_q(4 * MIB);
+    assert_conservation(q, 10, 5, 1, 4);
+    ck_assert_int_eq(append_tags(q, 20, 2, NULL), 0);
+    assert_conservation(q, 12, 5, 1, 6);
     queue_close(q);
 }
 END_TEST
@@ -1789,6 +1871,7 @@ queue_suite(void)
     tc = tcase(s, "meta", 20);
     tcase_add_test(tc, test_meta);
     tcase_add_test(tc, test_delete_with_meta);
+    tcase_add_test(tc, test_conservation);
 
     tc = tcase(s, "threads", 60);
     tcase_add_test(tc, test_threads);

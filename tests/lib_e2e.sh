@@ -1,7 +1,7 @@
 # lib_e2e.sh - what the end-to-end reliability tests (tests/test_e2e_*.sh) share: a
 # scenario's directory, configuration, schema and queue id; starting the daemons by PID;
-# and the exactly-once verdict, comparing what the load client (tests/e2e_client.c) saw
-# acknowledged with what PostgreSQL holds. Built on lib_sh.sh (checks, wait_until, sql,
+# the exactly-once verdict, comparing what the load client (tests/e2e_client.c) saw
+# acknowledged with what PostgreSQL holds; and the conservation equation, after every scenario. Built on lib_sh.sh (checks, wait_until, sql,
 # pg_down, pg_up): a test sources that first. Test code only; traffic goes to 127.0.0.1.
 # shellcheck shell=bash
 
@@ -141,6 +141,45 @@ e2e_verify() {
     eq "nothing loaded that was never sent" 0 "$never_sent"
     eq "no dead letter (a duplicate key would land there)" 0 "$dead"
     eq "queue empty after the drain" 0 "$q"
+    e2e_conservation
+}
+
+# e2e_conservation: accepted = loaded + dead_lettered + queued, the queue's four numbers read
+# in one LMDB snapshot (e2e_queue stats), each also held against a source of its own:
+# loaded = rows in the scenario's tables (every event number is unique, so no upsert
+# merges two), dead_lettered = this queue's dead_letter rows, accepted >= the events the
+# client saw acknowledged ($ACKED, when set). While the server answers, /v1/status and
+# /metrics show the same four. Called by e2e_verify.
+e2e_conservation() {
+    local line acc ld dl qd rows dead st m
+    line=$("$EQUEUE" stats "$QDIR" "$QMAX")
+    acc=$(sed -n 's/.* accepted=\([0-9]*\).*/\1/p' <<<"$line")
+    ld=$(sed -n 's/.* loaded=\([0-9]*\).*/\1/p' <<<"$line")
+    dl=$(sed -n 's/.* dead_lettered=\([0-9]*\).*/\1/p' <<<"$line")
+    qd=$(sed -n 's/^events=\([0-9]*\) .*/\1/p' <<<"$line")
+    echo "$E2E_NAME: conservation: accepted=$acc loaded=$ld dead_lettered=$dl queued=$qd"
+    ok "conservation: the queue reports all four ($line)" [ -n "$acc" -a -n "$ld" -a -n "$dl" -a -n "$qd" ]
+    eq "conservation: accepted = loaded + dead_lettered + queued" "$acc" \
+        "$((${ld:-0} + ${dl:-0} + ${qd:-0}))"
+    rows=$(sql "SELECT (SELECT count(*) FROM $SCHEMA.crash_report) +
+        (SELECT count(*) FROM $SCHEMA.ad_event) + (SELECT count(*) FROM $SCHEMA.user_login) +
+        (SELECT count(*) FROM $SCHEMA.data_sample) + (SELECT count(*) FROM $SCHEMA.product)")
+    eq "conservation: loaded = rows in PostgreSQL" "$rows" "$ld"
+    dead=$(sql "SELECT count(*) FROM $SCHEMA.dead_letter WHERE queue_id = '$QID'")
+    eq "conservation: dead_lettered = dead_letter rows" "$dead" "$dl"
+    if [ -n "${ACKED:-}" ]; then
+        ok "conservation: accepted ($acc) >= acknowledged ($ACKED)" [ "${acc:-0}" -ge "$ACKED" ]
+    fi
+    if [ -n "${SPID:-}" ] && ! gone "$SPID" && http_answers "$URL/healthz"; then
+        st=$(status_json)
+        has "conservation: /v1/status shows the same four" \
+            "\"events\":{\"accepted\":$acc,\"loaded\":$ld,\"dead_lettered\":$dl,\"queued\":$qd}" "$st"
+        m=$(curl -s -m 5 "$URL/metrics")
+        has "conservation: /metrics datapipe_events_total{stage=\"accepted\"}" \
+            "datapipe_events_total{stage=\"accepted\"} $acc" "$m"
+        has "conservation: /metrics datapipe_events_total{stage=\"queued\"}" \
+            "datapipe_events_total{stage=\"queued\"} $qd" "$m"
+    fi
 }
 
 # e2e_figures KEY=VALUE...: one machine-readable line for the README table.

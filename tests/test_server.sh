@@ -175,7 +175,21 @@ eq "/healthz → 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health
 eq "/readyz → 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
 st=$(curl -s "$URL/v1/status")
 has "/v1/status shows queue depth" '"queue":{"events":' "$st"
-has "/v1/status shows the loader" '"loader":{"last_run_us":0' "$st"
+has "/v1/status shows the loader" '"loader":{"last_run_at":null' "$st"
+ok "/v1/status: times are RFC 3339 UTC with milliseconds" \
+    grep -Eq '"now":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"' <<<"$st"
+ok "/v1/status: oldest event as RFC 3339, its age in seconds" \
+    grep -Eq '"oldest_event_at":"[0-9-]{10}T[0-9:]{8}\.[0-9]{3}Z","oldest_event_age_s":[0-9.]+' <<<"$st"
+has "/v1/status: healthy" '"healthy":true,"problems":[]' "$st"
+has "/v1/status: the conservation numbers add up" \
+    "\"events\":{\"accepted\":$(sed -n 's/.*"events":{"accepted":\([0-9]*\),.*/\1/p' <<<"$st")" "$st"
+h=$(curl -s "$URL/v1/status/history")
+has "/v1/status/history: 10 s samples, an hour of them" '"interval_s":10,"max_samples":360' "$h"
+r=$(curl -s -D - "$URL/status")
+has "/status is HTML" 'Content-Type: text/html; charset=utf-8' "$r"
+has "/status loads nothing from elsewhere" "default-src 'none'" "$r"
+has "/status is the built-in page" '<title>datapipe status</title>' "$r"
+ok "/status names no external script, style or font" bash -c '! grep -Eiq "(src|href)=\"(https?:)?//" <<<"$0"' "$r"
 m=$(curl -s "$URL/metrics")
 for name in 'datapipe_http_requests_total{code="202"}' 'datapipe_events_accepted_total{type="crash_report"}' \
     'datapipe_events_rejected_total{type="crash_report"}' datapipe_queue_events datapipe_queue_bytes \
@@ -207,7 +221,22 @@ eq "GET unknown uuid → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$UR
 st=$(curl -s "$URL/v1/status")
 has "/v1/status: the loader's last run ok" '"last_result":"ok"' "$st"
 has "/v1/status: queue empty after the drain" '"queue":{"events":0' "$st"
+acc=$(sed -n 's/.*"events":{"accepted":\([0-9]*\),.*/\1/p' <<<"$st")
+ld=$(sed -n 's/.*"events":{[^}]*"loaded":\([0-9]*\),.*/\1/p' <<<"$st")
+dl=$(sed -n 's/.*"events":{[^}]*"dead_lettered":\([0-9]*\),.*/\1/p' <<<"$st")
+eq "/v1/status: accepted = loaded + dead_lettered + queued (0)" "$acc" "$((ld + dl))"
+ok "/v1/status: the loader's run listed with its result" \
+    grep -Eq '"runs":\[\{"started_at":"[0-9-]{10}T[0-9:.]{12}Z","ended_at":"[^"]*","duration_s":[0-9.]+,"events":[1-9][0-9]*,"loaded":[0-9]+,"dead_letters":[0-9]+,"result":"ok"' <<<"$st"
+has "/v1/status: last success as RFC 3339" '"last_success_at":"20' "$st"
+d=$(curl -s "$URL/v1/status/dead_letters")
+has "/v1/status/dead_letters: counted by type and stage" \
+    '"event_type":"crash_report","stage":"ingest","count":' "$d"
+has "/v1/status/dead_letters: the latest error" '"error":"user_id: expected integer, got string"' "$d"
 m=$(curl -s "$URL/metrics")
+for k in accepted loaded dead_lettered queued; do
+    has "/metrics: datapipe_events_total{stage=\"$k\"}" "datapipe_events_total{stage=\"$k\"} " "$m"
+done
+has "/metrics: datapipe_events_total has HELP and TYPE" '# TYPE datapipe_events_total gauge' "$m"
 has "/metrics: loaded by type (the loader's figures via LMDB)" 'datapipe_loader_events_loaded_total{type="crash_report"}' "$m"
 ok "/metrics: dead letters counted" grep -Eq '^datapipe_loader_dead_letters_total [1-9]' <<<"$m"
 # README's dead-letter look-up and replay commands (here with the harness's conninfo and schema).
