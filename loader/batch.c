@@ -13,7 +13,7 @@
 #include "etc/log.h"
 #include "loader/internal.h"
 
-#define LDR_DEAD_COLUMNS "(queue_id, event_type, stage, error, raw, received_at)"
+#define LDR_DEAD_COLUMNS "(queue_id, event_type, stage, error, raw, received_at, event_id)"
 #define LDR_STAGE_SUFFIX "_stage"
 
 /* One dead_letter row's fields (views; any may be unterminated). */
@@ -26,6 +26,7 @@ struct ldr_dead {
     const char *raw;
     size_t raw_len;
     int64_t received_us;
+    const uint8_t *uuid;                /* the event's id (16 bytes) */
 };
 
 int
@@ -95,6 +96,12 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
     }
     if (rc == 0) {
         rc = ev_buf_put_timestamp(&b->dead, d->received_us);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put_uuid(&b->dead, d->uuid);
     }
     if (rc == 0) {
         rc = ev_buf_put(&b->dead, "\n", 1);
@@ -207,6 +214,7 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
         .type = ev->type, .type_len = ev->type_len, .stage = "load",
         .error = err, .error_len = strlen(err),
         .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
+        .uuid = ev->uuid,
     };
     b->dead_encode++;
     return batch_dead_row(b, &d);
@@ -315,6 +323,7 @@ batch_encode_one(struct ldr_batch *b, size_t i)
         .type = ev.type, .type_len = ev.type_len, .stage = "load",
         .error = unknown, .error_len = sizeof(unknown) - 1,
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
+        .uuid = ev.uuid,
     };
     if ((ev.flags & QUEUE_F_REJECTED) != 0) {
         d.stage = "ingest";
@@ -388,6 +397,7 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
         .type = ev.type, .type_len = ev.type_len, .stage = "load",
         .error = error, .error_len = strlen(error),
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
+        .uuid = ev.uuid,
     };
     rc = batch_dead_row(b, &d);
     if (rc == 0) {

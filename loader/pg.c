@@ -40,6 +40,17 @@ static const char dead_letter_ddl[] =
     "received_at timestamptz, "
     "failed_at timestamptz NOT NULL DEFAULT now())";
 
+/*
+ * Columns added after the first release, so older schemas gain them at start: the event's
+ * id (GET /v1/events/{id} finds a dead letter by it; NULL in rows filed before), and what
+ * --replay-dead-letters did to the row.
+ */
+static const char dead_letter_upgrade[] =
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS event_id uuid; "
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS replays integer NOT NULL DEFAULT 0; "
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS replayed_at timestamptz; "
+    "CREATE INDEX IF NOT EXISTS dead_letter_event_id ON dead_letter (event_id)";
+
 static const char loader_batches_ddl[] =
     "CREATE TABLE IF NOT EXISTS loader_batches ("
     "queue_id text NOT NULL, "
@@ -281,6 +292,9 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, dead_letter_ddl);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, dead_letter_upgrade);
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, loader_batches_ddl);

@@ -100,6 +100,7 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     uint8_t kbuf[8];
     uint64_t seq = 0;
     size_t nev = 0;
+    int64_t stamp = 0;
     int rc;
 
     rc = queue_txn_begin(q, 0, &txn);
@@ -111,8 +112,18 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     if (rc != 0) {
         goto out;
     }
+    /*
+     * One clock read per transaction, inside it: stamps never decrease with seq, and no
+     * later commit stamps below a time another write transaction read before it (see
+     * queue_watermark). A clock that steps back is held at the last stamp.
+     */
+    stamp = dp_now_us();
+    stamp = stamp > q->stamp_us ? stamp : q->stamp_us;
     for (struct queue_waiter *w = first; w != stop; w = w->next) {
         for (size_t i = 0; i < w->n; i++) {
+            if (w->evs[i].received_us == 0) {
+                w->evs[i].received_us = stamp;
+            }
             queue_put_be64(kbuf, seq);
             k.mv_size = sizeof(kbuf);
             k.mv_data = kbuf;
@@ -147,14 +158,21 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     }
     rc = queue_txn_commit(q, txn, QUEUE_TXN_APPEND, nev);
     txn = NULL;
+    if (rc == 0) {
+        q->stamp_us = stamp;
+    }
 out:
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
     if (rc != 0) {
+        /* Nothing was stored: the events are as the callers gave them (stamps undone). */
         for (struct queue_waiter *w = first; w != stop; w = w->next) {
             for (size_t i = 0; i < w->n; i++) {
                 w->evs[i].seq = 0;
+                if (w->evs[i].received_us == stamp) {
+                    w->evs[i].received_us = 0;
+                }
             }
         }
     }

@@ -91,7 +91,6 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";
-    int64_t now = dp_now_us();
     size_t n = 0;
     int rc;
 
@@ -101,7 +100,9 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
 
         memset(e, 0, sizeof(*e));
         ev_uuid7(e->uuid);
-        e->received_us = now;
+        /* 0: the queue stamps it at its commit (what /v1/events/{id} and the watermark
+         * rely on, see queue_append). */
+        e->received_us = 0;
         e->type = it->type != NULL ? it->type->name : fallback;
         e->type_len = strlen(e->type);
         e->json = it->raw;

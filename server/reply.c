@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *
 status_text(int status)
@@ -128,4 +129,18 @@ srv_reply_send(struct mg_connection *c, struct srv_reply *r)
     if (buf != small) {
         free(buf);
     }
+}
+
+void
+srv_time_text(int64_t us, char out[SRV_TIME_TEXT])
+{
+    /* Floor division: a time before 1970 still gets milliseconds in [0, 999]. */
+    int64_t ms = us >= 0 ? us / 1000 : -((-us + 999) / 1000);
+    time_t sec = (time_t)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
+    struct tm tm;
+    char day[24];
+
+    gmtime_r(&sec, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, SRV_TIME_TEXT, "%s.%03dZ", day, (int)(ms - (int64_t)sec * 1000));
 }

@@ -7,6 +7,8 @@
 #define DP_SRV_REPLY_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 struct mg_connection;
 
@@ -16,6 +18,7 @@ struct srv_reply {
     char *body;                 /* JSON text, malloc'd; NULL for no body (204) */
     const char *content_type;   /* default application/json */
     char headers[512];          /* extra "Name: value\r\n" lines */
+    bool streamed;              /* the handler wrote the answer itself: send nothing */
 };
 
 /*
@@ -37,6 +40,14 @@ json_t *srv_reply_object(int status, const char *message);
 
 /* srv_reply_set - set r to status with o as its body; takes o's reference. */
 void srv_reply_set(struct srv_reply *r, int status, json_t *o);
+
+#define SRV_TIME_TEXT 32        /* an RFC 3339 time as srv_time_text writes it, with NUL */
+
+/*
+ * srv_time_text - write us (microseconds since the epoch) as RFC 3339 UTC with
+ * milliseconds, "2024-05-01T12:34:56.789Z", into out. Never fails.
+ */
+void srv_time_text(int64_t us, char out[SRV_TIME_TEXT]);
 
 /*
  * srv_reply_send - write r to c: status line, headers and body in one write.

@@ -92,6 +92,14 @@ extern const size_t srv_routes_len;
 bool srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type);
 
 /*
+ * srv_route_find_method - as srv_route_find, but the first row whose path matches and
+ * that answers method (an enum srv_method bit; 0: any) wins; when no matching row answers
+ * it, the first row whose path matches (the dispatcher then answers 405).
+ */
+bool srv_route_find_method(const char *uri, unsigned method, struct srv_match *m,
+                           bool *unknown_type);
+
+/*
  * srv_handle_request - civetweb's request handler (cbdata is the struct srv):
  * dispatch through the table, send the answer, count it, log it at debug.
  * Returns the HTTP status sent.
@@ -161,5 +169,21 @@ size_t srv_type_index(const struct ev_type *t);
 
 void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
 void srv_read_thread_exit(void);
+
+/*
+ * srv_read_trail - where PostgreSQL holds the event id (canonical uuid text): in
+ * dead_letter, or in an append type's table. Merges into o "type", "state" ("dead_letter"
+ * with "stage", "error", "failed_at", "replays"; or "loaded" with "table", "loaded_at")
+ * and "received_at". At most one indexed lookup in dead_letter and one primary-key lookup
+ * per append type, on the thread's connection, under the same cap on waiting reads as
+ * srv_get_event. Returns 0, DP_ERR_NOTFOUND, DP_ERR_BUSY (too many reads waiting),
+ * DP_ERR_RETRY (database unavailable), DP_ERR_IO, DP_ERR_NOMEM.
+ */
+int srv_read_trail(struct srv *s, const char *id, json_t *o);
+
+/* ---- trail.c: GET /v1/events/{id}, where an event is now ---------------- */
+
+void srv_get_trail(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                   struct srv_reply *r);
 
 #endif
