@@ -302,6 +302,7 @@ ldr_batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end
     b->first = b->last = 0;
     b->events = 0;
     b->raw.len = 0;
+    b->watermark_us = 0;
     rc = queue_read(q, from, max_events, max_bytes, batch_copy_one, &r, NULL, NULL);
     if (rc != 0) {
         b->events = 0;
@@ -511,6 +512,9 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
                                             b->dead.len));
         }
     }
+    if (rc == 0 && b->watermark_us > 0) {
+        rc = batch_not_data(ldr_pg_watermark(pg, b->queue_id, b->watermark_us));
+    }
     if (rc == 0) {
         rc = batch_fault(fault, LDR_FAULT_COMMIT, b);
     }
@@ -571,5 +575,9 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
     ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_BATCHES, QUEUE_META_ADD, 1, NULL};
     ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LAST_SUCCESS_US, QUEUE_META_SET, now_us,
                                       NULL};
+    if (b->watermark_us > 0) {
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LOADED_THROUGH_US, QUEUE_META_MAX,
+                                          b->watermark_us, NULL};
+    }
     return n;
 }

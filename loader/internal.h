@@ -56,6 +56,8 @@ struct ldr_batch {
     size_t held_cap;                    /* entries allocated in held */
     struct ev_buf raw;                  /* their type, error and JSON bytes */
     int64_t now_us;                     /* wall clock at encode time (processed_at) */
+    int64_t watermark_us;               /* queue_watermark for this range, recorded with it;
+                                           0: none (set by the loader before loading) */
     struct ldr_group *groups;           /* ev_registry_len entries */
     struct ev_buf dead;                 /* dead_letter COPY rows */
     size_t dead_encoded;                /* dead.len after encoding; the load's rows follow */
@@ -106,9 +108,12 @@ int ldr_batch_build(struct ldr_batch *b);
 int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                    struct ldr_load_result *res);
 
+#define LDR_META_OPS_EXTRA 6            /* ldr_batch_meta's ops beyond one per type */
+
 /*
  * ldr_batch_meta - the metadata changes for deleting b: per-type loaded counters, dead
- * letters, batches, last success at now_us. ops must hold ev_registry_len + 5 entries.
+ * letters, batches, last success at now_us, the watermark. ops must hold ev_registry_len +
+ * LDR_META_OPS_EXTRA entries.
  * Returns how many were written.
  */
 size_t ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *ops);
@@ -135,7 +140,7 @@ struct ldr_worker {
     int64_t used_ms;                   /* monotonic ms of pg's last use */
     uint32_t rnd;                      /* xorshift32 state, for jitter */
     struct ldr_batch batch;            /* reused from batch to batch */
-    struct queue_meta_op *ops;         /* ev_registry_len + 5 entries, for the delete */
+    struct queue_meta_op *ops;         /* ev_registry_len + LDR_META_OPS_EXTRA, for the delete */
     pthread_t thread;
     bool started;                      /* thread is running this run */
     bool waiting;                      /* in a back-off sleep; guarded by l->mu */

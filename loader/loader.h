@@ -246,6 +246,13 @@ int ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
  */
 int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted);
 
+/*
+ * ldr_pg_watermark - move queue_id's completeness watermark (queue_watermarks, the view
+ * watermark) forward to us (microseconds since the epoch), never back. In the caller's
+ * transaction, if one is open. Returns 0, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
+
 /* ---- the daemon (daemon.c) --------------------------------------------------------- */
 
 /*

@@ -232,6 +232,8 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     json_t *l;
     int64_t last_run = 0;
     int64_t last_ok = 0;
+    int64_t loaded_through;
+    char when[SRV_TIME_TEXT];
 
     memset(&st, 0, sizeof(st));
     if (queue_stats(s->q, &st) != 0) {
@@ -267,6 +269,10 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     json_object_set_new(l, "dead_letters",
                         json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
     json_object_set_new(o, "loader", l);
+    /* Every event this queue acknowledged before it is in PostgreSQL (queue_watermark). */
+    loaded_through = meta_int(s, QUEUE_META_LOADER_LOADED_THROUGH_US);
+    srv_time_text(loaded_through, when);
+    json_object_set_new(o, "loaded_through", loaded_through > 0 ? json_string(when) : json_null());
     r->status = 200;
     r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(o);
