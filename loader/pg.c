@@ -574,3 +574,36 @@ ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us)
                   2, params, PGRES_COMMAND_OK, NULL);
     return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
 }
+
+int
+ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params)
+{
+    return pg_query(pg, sql, nparams, params, PGRES_COMMAND_OK, NULL);
+}
+
+int
+ldr_pg_rows(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+            ldr_pg_row_fn fn, void *arg)
+{
+    PGresult *res = NULL;
+    const char *vals[LDR_PG_COLS_MAX];
+    size_t lens[LDR_PG_COLS_MAX];
+    int ncols;
+    int rc;
+
+    rc = pg_query(pg, sql, nparams, params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        goto out;
+    }
+    ncols = PQnfields(res) < LDR_PG_COLS_MAX ? PQnfields(res) : LDR_PG_COLS_MAX;
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        for (int j = 0; j < ncols; j++) {
+            vals[j] = PQgetisnull(res, i, j) ? NULL : PQgetvalue(res, i, j);
+            lens[j] = (size_t)PQgetlength(res, i, j);
+        }
+        rc = fn(arg, ncols, vals, lens);
+    }
+out:
+    PQclear(res);
+    return rc;
+}
