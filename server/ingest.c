@@ -195,6 +195,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     }
     atomic_store(&s->queue_full, false);
     count_events(s, &b, true);
+    srv_tap_publish(s, evs, b.n);
     if (submit && b.n_valid == b.n) {
         /* /submit answers 204 when every event of the body was accepted. */
         r->status = 204;

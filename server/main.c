@@ -129,6 +129,7 @@ main(int argc, char **argv)
         dp_error("cannot open the queue", "path=%s", cfg->queue_path);
         goto out;
     }
+    srv_tap_init(&s);
     if (srv_http_start(&s) != 0) {
         goto out;
     }

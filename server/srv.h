@@ -12,6 +12,7 @@
 #include "queue/queue.h"
 #include "server/reply.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,6 +24,26 @@ struct mg_context;
 #define SRV_LAT_BUCKETS 40      /* latency histogram: bucket i holds < 2^(i/2) us */
 #define SRV_MAX_TYPES 32        /* registry entries with per-type counters */
 #define SRV_ID_MAX 256          /* longest {id} path segment, bytes with NUL */
+
+#define SRV_TAP_MAX 4           /* live taps open at once; more get 429 */
+#define SRV_TAP_RING_BYTES (1u << 20) /* a tap's buffer: NDJSON lines waiting for its client */
+
+/*
+ * One live tap (GET /v1/tap): a slot of struct srv, never freed, so the ingest path can
+ * look at it without a reference count. Everything below mu is guarded by it.
+ */
+struct srv_tap {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* signalled when lines arrive, and on stop */
+    bool used;                  /* a client holds this slot */
+    char type[QUEUE_TYPE_MAX + 1]; /* only events of this type; "" for all */
+    uint64_t limit;             /* end after this many events offered; 0: no end */
+    uint64_t offered;           /* events published to the tap: sent or dropped */
+    uint64_t dropped;           /* dropped for a full ring since the last report */
+    char *ring;                 /* SRV_TAP_RING_BYTES of lines, malloc'd by the handler */
+    size_t start;               /* offset of the oldest byte */
+    size_t len;                 /* bytes waiting */
+};
 
 /* Lock-free counters read by /metrics and the summary line. */
 struct srv_metrics {
@@ -43,6 +64,9 @@ struct srv {
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
     int64_t started_us;         /* process start, microseconds since the epoch */
+    atomic_int taps_open;             /* slots of taps in use: the ingest path's one load */
+    atomic_bool stopping;             /* the server is stopping: taps end */
+    struct srv_tap taps[SRV_TAP_MAX];
 };
 
 /* ---- routes.c: the route table and the dispatcher ---------------------- */
@@ -154,6 +178,35 @@ void srv_post_events(struct srv *s, struct mg_connection *c, const struct srv_ma
 /* As srv_post_events, but 204 when every event of the body was accepted. */
 void srv_post_submit(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                      struct srv_reply *r);
+
+/* ---- tap.c: GET /v1/tap, accepted events live ------------------------- */
+
+/* srv_tap_init - make the tap slots usable; before srv_http_start. */
+void srv_tap_init(struct srv *s);
+
+/* srv_tap_stop - end every tap (they send their last chunk); before mg_stop. */
+void srv_tap_stop(struct srv *s);
+
+/*
+ * srv_tap_publish_slow - offer the accepted events of evs (n, just committed: rejected
+ * ones are skipped) to every open tap. Each tap takes a line per event of its type while
+ * its ring has room and counts the rest as dropped: never waits for a tap's client. Call
+ * it through srv_tap_publish.
+ */
+void srv_tap_publish_slow(struct srv *s, const struct queue_event *evs, size_t n);
+
+/* srv_tap_publish - as srv_tap_publish_slow; with no tap open, one atomic load. */
+static inline void
+srv_tap_publish(struct srv *s, const struct queue_event *evs, size_t n)
+{
+    if (atomic_load_explicit(&s->taps_open, memory_order_relaxed) > 0) {
+        srv_tap_publish_slow(s, evs, n);
+    }
+}
+
+/* GET /v1/tap[?type=T][&limit=N]: the tap's chunked NDJSON answer, written by the handler. */
+void srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                 struct srv_reply *r);
 
 /* ---- ops.c: health, readiness, status, metrics, the per-minute summary - */
 
