@@ -63,21 +63,23 @@ hex_val(char c)
 
 /* ldr_pg_rows callback of the fetch: seq, type, hex raw, received_us, event_id. */
 static int
-rpl_fetch_one(void *arg, int ncols, const char *const *vals, const size_t *lens)
+rpl_fetch_one(void *arg, int ncols, const char *const *vals)
 {
     struct rpl *p = arg;
     struct rpl_row *r = &p->rows[p->n];
+    size_t hex_len;
     int rc;
 
-    if (ncols < 5 || vals[0] == NULL || vals[2] == NULL || lens[2] % 2 != 0) {
+    if (ncols < 5 || vals[0] == NULL || vals[2] == NULL || strlen(vals[2]) % 2 != 0) {
         return DP_ERR_IO;
     }
+    hex_len = strlen(vals[2]);
     memset(r, 0, sizeof(*r));
     r->seq = strtoll(vals[0], NULL, 10);
     snprintf(r->type_name, sizeof(r->type_name), "%s", vals[1] != NULL ? vals[1] : "");
     r->type = ev_lookup(r->type_name, strlen(r->type_name));
     r->raw_off = p->raw.len;
-    r->raw_len = lens[2] / 2;
+    r->raw_len = hex_len / 2;
     rc = ev_buf_reserve(&p->raw, r->raw_len);
     for (size_t i = 0; rc == 0 && i < r->raw_len; i++) {
         int hi = hex_val(vals[2][2 * i]);
@@ -386,11 +388,10 @@ rpl_chunk(struct rpl *p, size_t *idx, bool *done)
 
 /* ldr_pg_rows callback: note which tables have an idempotency_key column. */
 static int
-rpl_key_table(void *arg, int ncols, const char *const *vals, const size_t *lens)
+rpl_key_table(void *arg, int ncols, const char *const *vals)
 {
     struct rpl *p = arg;
 
-    (void)lens;
     if (ncols < 1 || vals[0] == NULL) {
         return 0;
     }
@@ -407,10 +408,9 @@ rpl_key_table(void *arg, int ncols, const char *const *vals, const size_t *lens)
 
 /* ldr_pg_rows callback of --dead-letters: one line per (type, stage, error). */
 static int
-rpl_list_one(void *arg, int ncols, const char *const *vals, const size_t *lens)
+rpl_list_one(void *arg, int ncols, const char *const *vals)
 {
     (void)arg;
-    (void)lens;
     if (ncols >= 5) {
         printf("%-16s %-6s %8s %8s  %s\n", vals[0] != NULL ? vals[0] : "-", vals[1], vals[2],
                vals[3], vals[4]);
