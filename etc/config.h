@@ -119,6 +119,11 @@ struct dp_cli {
     const char *config_path;        /* -c FILE, or NULL */
     bool check_config;
     bool once;                      /* loader: --once */
+    bool replay_dead_letters;       /* loader: --replay-dead-letters */
+    bool dead_letters;              /* loader: --dead-letters (list them) */
+    bool dry_run;                   /* loader: --dry-run (with --replay-dead-letters) */
+    const char *only_type;          /* loader: --type T, or NULL */
+    const char *only_stage;         /* loader: --stage ingest|load, or NULL */
 };
 int dp_cli_parse(int argc, char **argv, const char *prog, const char *usage,
                  bool allow_once, struct dp_cli *out);

@@ -13,7 +13,8 @@
 #include "etc/log.h"
 #include "loader/internal.h"
 
-#define LDR_DEAD_COLUMNS "(queue_id, event_type, stage, error, raw, received_at, idempotency_key)"
+#define LDR_DEAD_COLUMNS \
+    "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id)"
 #define LDR_STAGE_SUFFIX "_stage"
 #define LDR_KEYED_SUFFIX "_keyed"
 
@@ -29,6 +30,7 @@ struct ldr_dead {
     int64_t received_us;
     const char *key;                    /* idempotency key; key_len 0: none, stored as NULL */
     size_t key_len;
+    const uint8_t *uuid;                /* the event's id (16 bytes) */
 };
 
 int
@@ -105,6 +107,12 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
     if (rc == 0) {
         rc = d->key_len > 0 ? ldr_put_clean_text(&b->dead, d->key, d->key_len)
                             : ev_buf_put(&b->dead, "\\N", 2);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put_uuid(&b->dead, d->uuid);
     }
     if (rc == 0) {
         rc = ev_buf_put(&b->dead, "\n", 1);
@@ -241,6 +249,7 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
         .error = err, .error_len = strlen(err),
         .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
         .key = ev->key, .key_len = ev->key_len,
+        .uuid = ev->uuid,
     };
     b->dead_encode++;
     return batch_dead_row(b, &d);
@@ -363,6 +372,7 @@ batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
     b->unknown = 0;
     b->unknown_types[0] = '\0';
     b->raw.len = 0;
+    b->watermark_us = 0;
     rc = queue_read(q, from, max_events, max_bytes, batch_copy_one, &r, NULL, NULL);
     if (rc != 0 && rc != DP_ERR_NOTFOUND) {
         b->events = 0;
@@ -399,6 +409,7 @@ batch_encode_one(struct ldr_batch *b, size_t i)
         .error = unknown, .error_len = sizeof(unknown) - 1,
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
         .key = ev.key, .key_len = ev.key_len,
+        .uuid = ev.uuid,
     };
     if ((ev.flags & QUEUE_F_REJECTED) != 0) {
         d.stage = "ingest";
@@ -475,6 +486,7 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
         .error = error, .error_len = strlen(error),
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
         .key = ev.key, .key_len = ev.key_len,
+        .uuid = ev.uuid,
     };
     rc = batch_dead_row(b, &d);
     if (rc == 0) {
@@ -634,6 +646,9 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
                                             b->dead.len));
         }
     }
+    if (rc == 0 && b->watermark_us > 0) {
+        rc = batch_not_data(ldr_pg_watermark(pg, b->queue_id, b->watermark_us));
+    }
     if (rc == 0) {
         rc = batch_fault(fault, LDR_FAULT_COMMIT, b);
     }
@@ -709,5 +724,9 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
     ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_BATCHES, QUEUE_META_ADD, 1, NULL};
     ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LAST_SUCCESS_US, QUEUE_META_SET, now_us,
                                       NULL};
+    if (b->watermark_us > 0) {
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LOADED_THROUGH_US, QUEUE_META_MAX,
+                                          b->watermark_us, NULL};
+    }
     return n;
 }

@@ -13,7 +13,7 @@
 
 #define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
 #define LDR_GROUPS_MAX (2 * EV_REGISTRY_MAX) /* groups of a batch: plain and keyed rows per type */
-#define LDR_META_OPS (2 * LDR_GROUPS_MAX + 5) /* metadata changes of one batch's delete, at most */
+#define LDR_META_OPS (2 * LDR_GROUPS_MAX + LDR_META_OPS_EXTRA) /* a delete's changes, at most */
 
 /*
  * One event of a batch, copied out of the queue while its read transaction was open (an
@@ -67,6 +67,8 @@ struct ldr_batch {
     size_t held_cap;                    /* entries allocated in held */
     struct ev_buf raw;                  /* their type, error and JSON bytes */
     int64_t now_us;                     /* wall clock at encode time (processed_at) */
+    int64_t watermark_us;               /* queue_watermark for this range, recorded with it;
+                                           0: none (set by the loader before loading) */
     struct ldr_group *groups;           /* LDR_GROUPS_MAX entries: plain and keyed per type */
     size_t n_groups;                    /* in use: two per registry entry, as of the last build */
     struct ev_buf dead;                 /* dead_letter COPY rows */
@@ -133,10 +135,12 @@ int ldr_batch_build(struct ldr_batch *b);
 int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                    struct ldr_load_result *res);
 
+#define LDR_META_OPS_EXTRA 6            /* ldr_batch_meta's ops beyond two per group */
+
 /*
  * ldr_batch_meta - the metadata changes for deleting b: per-type loaded and duplicate
- * counters, dead letters, batches, last success at now_us. ops must hold LDR_META_OPS
- * entries.
+ * counters, dead letters, batches, last success at now_us, the watermark. ops must hold
+ * LDR_META_OPS entries.
  * Returns how many were written.
  */
 size_t ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *ops);

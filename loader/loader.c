@@ -365,6 +365,13 @@ ldr_attempt(struct ldr_worker *w, struct ldr_batch *b, bool *unknown,
     uint64_t last = 0;
     int rc;
 
+    /*
+     * The watermark this batch records: read after the range was claimed (its events are
+     * queued) and before its COMMIT, which is all queue_watermark asks. Best effort.
+     */
+    if (queue_watermark(l->q, b->first, b->last, &b->watermark_us) != 0) {
+        b->watermark_us = 0;
+    }
     rc = ldr_ensure(w, err, len);
     if (rc == 0 && *unknown) {
         rc = ldr_pg_batch_lookup(w->pg, l->queue_id, b->first, &last);
@@ -517,6 +524,38 @@ ldr_workers_run(struct ldr *l)
     rc = l->run_rc;
     pthread_mutex_unlock(&l->mu);
     return rc;
+}
+
+/*
+ * At the end of a run, record the watermark again: with the queue drained it is the time
+ * of this read, which no batch records. In PostgreSQL first, then for /v1/status.
+ * Best effort: the next batch or run records it again.
+ */
+static void
+ldr_mark(struct ldr *l)
+{
+    struct ldr_worker *w = &l->workers[0];
+    struct queue_meta_op op = {QUEUE_META_LOADER_LOADED_THROUGH_US, QUEUE_META_MAX, 0, NULL};
+    char err[LDR_ERR_MAX] = "";
+    int rc;
+
+    rc = queue_watermark(l->q, 0, 0, &op.value);
+    if (rc == 0) {
+        rc = ldr_ensure(w, err, sizeof(err));
+    }
+    if (rc == 0) {
+        rc = ldr_pg_watermark(w->pg, l->queue_id, op.value);
+        if (rc != 0) {
+            snprintf(err, sizeof(err), "%s", ldr_pg_error(w->pg));
+            ldr_close(w);
+        }
+    }
+    if (rc == 0) {
+        rc = queue_meta_apply(l->q, &op, 1);
+    }
+    if (rc != 0) {
+        dp_warn("watermark not recorded", "error=%s", err[0] != '\0' ? err : dp_strerror(rc));
+    }
 }
 
 /* Drop loader_batches rows of ranges the queue no longer holds. Best effort. */
@@ -693,6 +732,7 @@ ldr_run(struct ldr *l, struct ldr_run_stats *st)
         rc = ldr_workers_run(l);
     }
     if (rc == 0) {
+        ldr_mark(l);
         ldr_compact(l);
     }
     ldr_run_end(l, rc, st);

@@ -294,6 +294,32 @@ int ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
  */
 int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted);
 
+/* ldr_pg_exec_params - run one statement with nparams text parameters, no result wanted. */
+int ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params);
+
+/*
+ * ldr_pg_watermark - move queue_id's completeness watermark (queue_watermarks, the view
+ * watermark) forward to us (microseconds since the epoch), never back. In the caller's
+ * transaction, if one is open. Returns 0, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
+
+/* ---- dead letters (replay.c) ------------------------------------------------------ */
+
+/*
+ * ldr_replay_main - datapipe-loader --replay-dead-letters or --dead-letters (cli), after the
+ * configuration cfg is loaded. The replay takes the dead letters of cli->only_type and
+ * cli->only_stage (NULL: all) in seq order, min(loader.batch_rows, 1000) rows per
+ * transaction: each row that validates with today's registry (and that PostgreSQL takes)
+ * goes into its table with its event_id (a fresh UUIDv7 for rows filed before that column)
+ * and received_at, and its dead_letter row is deleted, in that one transaction; the others
+ * get the new error, replays + 1 and replayed_at. With cli->dry_run every transaction is
+ * rolled back. Prints a summary line on stdout (--dead-letters: a table of type, stage,
+ * count, replays and error). Does not touch the queue; may run beside the loader daemon.
+ * Returns the exit status: 0, or 1 (PostgreSQL failed; what was committed stays).
+ */
+int ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg);
+
 /* ---- the daemon (daemon.c) --------------------------------------------------------- */
 
 /*

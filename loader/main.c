@@ -10,9 +10,16 @@
 
 static const char usage[] =
     "Usage: datapipe-loader [-c FILE] [--once] [--check-config] [--help] [--version]\n"
+    "       datapipe-loader [-c FILE] --replay-dead-letters [--type T] [--stage S] [--dry-run]\n"
+    "       datapipe-loader [-c FILE] --dead-letters [--type T] [--stage S]\n"
     "Drains the datapipe LMDB queue into PostgreSQL with COPY.\n"
     "  -c, --config FILE  read FILE after /etc/datapipe.json and $DATAPIPE_CNF\n"
     "  --once             drain the queue completely, then exit\n"
+    "  --replay-dead-letters  move dead letters that now validate into their tables, each\n"
+    "                     in the transaction that deletes it from dead_letter; then exit\n"
+    "  --dead-letters     list dead letters by type, stage and error; then exit\n"
+    "  --type T, --stage ingest|load  only those dead letters\n"
+    "  --dry-run          replay in transactions that are rolled back: report only\n"
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop after the batches in flight, HUP reloads the schedule and log\n"
@@ -43,7 +50,11 @@ main(int argc, char **argv)
         dp_config_destroy(cfg);
         return 1;
     }
-    rc = ldr_daemon(&cli, cfg, NULL);
+    if (cli.replay_dead_letters || cli.dead_letters) {
+        rc = ldr_replay_main(&cli, cfg);
+    } else {
+        rc = ldr_daemon(&cli, cfg, NULL);
+    }
     dp_config_destroy(cfg);
     return rc;
 }

@@ -41,6 +41,27 @@ static const char dead_letter_ddl[] =
     "failed_at timestamptz NOT NULL DEFAULT now(), "
     "idempotency_key text)";
 
+/*
+ * Columns added after the first release, so older schemas gain them at start: the event's
+ * id (GET /v1/events/{id} finds a dead letter by it; NULL in rows filed before), and what
+ * --replay-dead-letters did to the row.
+ */
+static const char dead_letter_upgrade[] =
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS event_id uuid; "
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS replays integer NOT NULL DEFAULT 0; "
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS replayed_at timestamptz; "
+    "CREATE INDEX IF NOT EXISTS dead_letter_event_id ON dead_letter (event_id)";
+
+/*
+ * The completeness watermark, one row per queue, only ever moved forward (GREATEST), and
+ * the view SPEC names. CREATE OR REPLACE keeps the view's definition current.
+ */
+static const char watermark_ddl[] =
+    "CREATE TABLE IF NOT EXISTS queue_watermarks ("
+    "queue_id text PRIMARY KEY, "
+    "loaded_through timestamptz NOT NULL); "
+    "CREATE OR REPLACE VIEW watermark AS SELECT queue_id, loaded_through FROM queue_watermarks";
+
 static const char loader_batches_ddl[] =
     "CREATE TABLE IF NOT EXISTS loader_batches ("
     "queue_id text NOT NULL, "
@@ -328,6 +349,12 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
         rc = pg_key_column(pg, "dead_letter", false);
     }
     if (rc == 0) {
+        rc = ldr_pg_exec(pg, dead_letter_upgrade);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, watermark_ddl);
+    }
+    if (rc == 0) {
         rc = ldr_pg_exec(pg, loader_batches_ddl);
     }
     if (rc == 0) {
@@ -582,6 +609,29 @@ ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t
     }
     PQclear(res);
     return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us)
+{
+    char us_s[24];
+    const char *params[] = {queue_id, us_s};
+    int rc;
+
+    snprintf(us_s, sizeof(us_s), "%" PRId64, us);
+    rc = pg_query(pg,
+                  "INSERT INTO queue_watermarks AS w (queue_id, loaded_through) "
+                  "VALUES ($1, 'epoch'::timestamptz + $2::bigint * interval '1 microsecond') "
+                  "ON CONFLICT (queue_id) DO UPDATE "
+                  "SET loaded_through = GREATEST(w.loaded_through, EXCLUDED.loaded_through)",
+                  2, params, PGRES_COMMAND_OK, NULL);
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params)
+{
+    return pg_query(pg, sql, nparams, params, PGRES_COMMAND_OK, NULL);
 }
 
 int

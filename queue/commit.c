@@ -172,10 +172,11 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     MDB_val v;
     uint8_t kbuf[8];
     uint64_t seq = 0;
-    int64_t now_us = dp_now_us();
+    int64_t now_us = 0;
     size_t nev = 0;
     size_t pruned = 0;
     bool over = false;
+    int64_t stamp = 0;
     int rc;
 
     rc = queue_txn_begin(q, 0, &txn);
@@ -187,8 +188,18 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     if (rc != 0) {
         goto out;
     }
+    /*
+     * One clock read per transaction, inside it: stamps never decrease with seq, and no
+     * later commit stamps below a time another write transaction read before it (see
+     * queue_watermark). A clock that steps back is held at the last stamp.
+     */
+    now_us = dp_now_us();
+    stamp = now_us > q->stamp_us ? now_us : q->stamp_us;
     for (struct queue_waiter *w = first; w != stop; w = w->next) {
         for (size_t i = 0; i < w->n; i++) {
+            if (w->evs[i].received_us == 0) {
+                w->evs[i].received_us = stamp;
+            }
             rc = queue_write_one(q, txn, &w->evs[i], &seq, now_us, &nev);
             if (rc != 0) {
                 goto out;
@@ -225,15 +236,22 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     }
     rc = queue_txn_commit(q, txn, QUEUE_TXN_APPEND, nev);
     txn = NULL;
+    if (rc == 0) {
+        q->stamp_us = stamp;
+    }
 out:
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
     if (rc != 0) {
+        /* Nothing was stored: the events are as the callers gave them (stamps undone). */
         for (struct queue_waiter *w = first; w != stop; w = w->next) {
             for (size_t i = 0; i < w->n; i++) {
                 w->evs[i].seq = 0;
                 w->evs[i].dedup = QUEUE_DEDUP_NEW;
+                if (w->evs[i].received_us == stamp) {
+                    w->evs[i].received_us = 0;
+                }
             }
         }
     }

@@ -59,6 +59,7 @@ struct queue {
     bool env_open;      /* mdb_env_open() succeeded */
     int lock_fd;        /* loader lock, -1 until queue_lock_loader() */
     bool full;          /* last append txn failed for space; committer only */
+    int64_t stamp_us;   /* received_us stamped by the last append txn; committer only */
     _Atomic(const struct queue_fault_ops *) fault;
     _Atomic int64_t dedup_window_us; /* keys older than this are forgotten */
 

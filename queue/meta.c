@@ -54,12 +54,20 @@ queue_meta_op1(struct queue *q, MDB_txn *txn, const struct queue_meta_op *op)
     }
     switch (op->kind) {
     case QUEUE_META_ADD:
+    case QUEUE_META_MAX:
         rc = mdb_get(txn, q->meta_dbi, &k, &v);
         if (rc == 0) {
+            int64_t old;
+
             if (v.mv_size != 9 || ((uint8_t *)v.mv_data)[0] != QUEUE_META_TAG_INT) {
                 return EINVAL;
             }
-            value = (int64_t)((uint64_t)value + queue_get_be64((uint8_t *)v.mv_data + 1));
+            old = (int64_t)queue_get_be64((uint8_t *)v.mv_data + 1);
+            if (op->kind == QUEUE_META_ADD) {
+                value = (int64_t)((uint64_t)value + (uint64_t)old);
+            } else if (old > value) {
+                value = old;
+            }
         } else if (rc != MDB_NOTFOUND) {
             return rc;
         }

@@ -63,7 +63,8 @@ enum queue_dedup {
 struct queue_event {
     uint64_t seq;              /* sequence number: set by append, given on read */
     uint8_t uuid[16];          /* the event's id (a UUIDv7), set by the caller */
-    int64_t received_us;       /* microseconds since the epoch, set by the caller */
+    int64_t received_us;       /* microseconds since the epoch, set by the caller; 0: set by
+                                  queue_append to its commit's time (QUEUE_STAMP) */
     uint32_t flags;            /* QUEUE_F_* */
     const char *type;          /* event type name, not NUL-terminated on read */
     size_t type_len;           /* bytes, at most QUEUE_TYPE_MAX */
@@ -122,6 +123,11 @@ void queue_close(struct queue *q);
  * events of every waiting caller in one transaction). Sets evs[i].seq and the
  * out fields (dedup, orig_uuid, orig_answer: see struct queue_event); keys are
  * recorded, and up to QUEUE_PRUNE_STEP expired keys removed, in the same transaction.
+ * Sets evs[i].received_us where the caller left it 0: to the wall clock read inside
+ * the commit's write transaction, never below the stamp of an earlier commit of
+ * this process. Stamped events' received_us therefore never decrease with seq,
+ * and an event committed later never gets a stamp below a time read in any
+ * write transaction that ran before its commit (queue_watermark relies on it).
  * Thread-safe.
  * Returns 0 (all stored and durable, repeats and conflicts as the out fields
  * say), DP_ERR_FULL (map full or disk full, the keys counting with the events:
@@ -164,6 +170,7 @@ enum queue_meta_kind {
     QUEUE_META_ADD,            /* int64 counter += value */
     QUEUE_META_SET,            /* int64 counter = value */
     QUEUE_META_STR,            /* string = str (NUL-terminated) */
+    QUEUE_META_MAX,            /* int64 counter = max(counter, value): never goes back */
 };
 
 struct queue_meta_op {
@@ -237,6 +244,12 @@ struct queue_meta_op {
 #define QUEUE_META_ACCEPTED "queue.accepted"
 
 /*
+ * the completeness watermark (QUEUE_META_MAX): every event this queue acknowledged with
+ * received_us below it is in PostgreSQL, in its table or in dead_letter (queue_watermark)
+ */
+#define QUEUE_META_LOADER_LOADED_THROUGH_US "loader.loaded_through_us"
+
+/*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
  * the n metadata changes, in one write transaction. Events already gone are
  * not an error (recovery may delete twice). Thread-safe.
@@ -275,6 +288,33 @@ int queue_meta_get_str(struct queue *q, const char *name, char *buf, size_t len)
  */
 typedef void (*queue_meta_fn)(void *arg, const char *name, int64_t value);
 int queue_meta_each(struct queue *q, const char *prefix, queue_meta_fn fn, void *arg);
+
+/*
+ * queue_find - look for the event whose id is uuid, a UUIDv7, without an index: its
+ * 48-bit millisecond time t is when the server created it, just before its commit stamped
+ * received_us (queue_append), and stamped received_us never decrease with seq. So a binary
+ * search over the keys finds the first event with received_us >= t, and a scan from there
+ * compares ids until received_us passes t + QUEUE_FIND_WINDOW_MS. Cost: about 2 log2(n)
+ * cursor seeks, plus one 16-byte compare per event committed in the window after t (stops
+ * at the match). An event committed later than the window after its id was made (a stall
+ * of more than QUEUE_FIND_WINDOW_MS between the two) is not found.
+ *   fn: called once, inside the read transaction, with the event when found.
+ * Returns 0 (found: fn's value if negative), DP_ERR_NOTFOUND, DP_ERR_IO.
+ */
+#define QUEUE_FIND_WINDOW_MS 2000
+int queue_find(struct queue *q, const uint8_t uuid[16], queue_read_fn fn, void *arg);
+
+/*
+ * queue_watermark - the completeness watermark as the queue sees it, for a loader about to
+ * commit the events skip_first..skip_last (0, 0: none) into PostgreSQL: the received_us of
+ * the first queued event outside that range, or, when there is none, the wall clock now.
+ * Read inside a write transaction (then aborted), which LMDB serializes with appends: every
+ * event committed afterwards is stamped at or above the clock read here (queue_append). So
+ * once the range is in PostgreSQL, every stamped event with received_us below the answer
+ * is there too: it was either in the range, or already deleted, which happens only after
+ * PostgreSQL committed it. Returns 0, DP_ERR_FULL, DP_ERR_IO.
+ */
+int queue_watermark(struct queue *q, uint64_t skip_first, uint64_t skip_last, int64_t *out_us);
 
 /*
  * queue_stats - counts without a full scan (mdb_stat, mdb_env_info, one

@@ -226,7 +226,6 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";
-    int64_t now = dp_now_us();
     size_t n = 0;
 
     for (size_t i = 0; i < b->n; i++) {
@@ -235,7 +234,9 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
 
         memset(e, 0, sizeof(*e));
         ev_uuid7(e->uuid);
-        e->received_us = now;
+        /* 0: the queue stamps it at its commit (what /v1/events/{id} and the watermark
+         * rely on, see queue_append). */
+        e->received_us = 0;
         e->type = it->type != NULL ? it->type->name : fallback;
         e->type_len = strlen(e->type);
         e->json = it->raw;
@@ -475,6 +476,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     }
     atomic_store(&s->queue_full, false);
     count_events(s, &b, evs);
+    srv_tap_publish(s, evs, b.n);
     if (b.n == 1) {
         reply_one(r, &b, evs, submit);
         goto out;

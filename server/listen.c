@@ -143,6 +143,8 @@ void
 srv_http_stop(struct srv *s)
 {
     if (s->ctx != NULL) {
+        /* mg_stop waits for every handler: a tap's must end first. */
+        srv_tap_stop(s);
         mg_stop(s->ctx);
         s->ctx = NULL;
     }

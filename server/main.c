@@ -154,6 +154,7 @@ main(int argc, char **argv)
         goto out;
     }
     queue_set_dedup_window(s.q, cfg->queue_dedup_window_s);
+    srv_tap_init(&s);
     if (srv_history_start(&s) != 0 || srv_http_start(&s) != 0) {
         goto out;
     }

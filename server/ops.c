@@ -440,6 +440,9 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     json_object_set_new(ev, "queued", json_integer((json_int_t)st.events));
     json_object_set_new(o, "events", ev);
     json_object_set_new(o, "loader", loader_json(s, last_error));
+    /* Every event this queue acknowledged before it is in PostgreSQL (queue_watermark). */
+    json_object_set_new(o, "loaded_through",
+                        time_json(meta_int(s, QUEUE_META_LOADER_LOADED_THROUGH_US)));
     r->status = 200;
     r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(o);

@@ -81,7 +81,11 @@ get_status_page(struct srv *s, struct mg_connection *c, const struct srv_match *
 
 #define GET_HEAD (SRV_GET | SRV_HEAD)
 
-/* Matched in this order: "/v1/events/" must come before "/v1/events/{type}". */
+/*
+ * Matched in this order, the first row whose path and method match winning: "/v1/events/"
+ * must come before "/v1/events/{type}"; "/v1/events/{type}" (POST) and "/v1/events/{id}"
+ * (GET) share a path and are told apart by the method.
+ */
 const struct srv_route srv_routes[] = {
     {.path = "/v1/events",
      .methods = SRV_POST,
@@ -103,6 +107,11 @@ const struct srv_route srv_routes[] = {
      .needs_key = true,
      .handler = srv_post_events,
      .summary = "store events of one type"},
+    {.path = "/v1/events/{id}",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .handler = srv_get_trail,
+     .summary = "an event's trail: queued, loaded, dead_letter or unknown"},
     {.path = "/v1/events/{type}/{id}",
      .methods = GET_HEAD,
      .needs_key = true,
@@ -120,6 +129,11 @@ const struct srv_route srv_routes[] = {
      .event_type = "product",
      .handler = get_event,
      .summary = "read a loaded product by its id"},
+    {.path = "/v1/tap",
+     .methods = SRV_GET,
+     .needs_key = true,
+     .handler = srv_get_tap,
+     .summary = "accepted events as NDJSON, live (?type=, ?limit=)"},
     {.path = "/healthz",
      .methods = GET_HEAD,
      .handler = get_healthz,
@@ -223,8 +237,14 @@ path_match(const char *pat, const char *uri, const char **type_name, size_t *typ
 }
 
 bool
-srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
+srv_route_find_method(const char *uri, unsigned method, struct srv_match *m,
+                      bool *unknown_type)
 {
+    struct srv_match first;
+    bool first_unknown = false;
+    bool any = false;
+
+    memset(&first, 0, sizeof(first));
     memset(m, 0, sizeof(*m));
     *unknown_type = false;
     for (size_t i = 0; i < srv_routes_len; i++) {
@@ -236,13 +256,48 @@ srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
             continue;
         }
         m->route = rt;
+        m->type = NULL;
+        *unknown_type = false;
         if (name != NULL) {
             m->type = ev_lookup(name, len);
             *unknown_type = m->type == NULL;
         }
-        return true;
+        if (method == 0 || (rt->methods & method) != 0) {
+            return true;
+        }
+        if (!any) {
+            first = *m;
+            first_unknown = *unknown_type;
+            any = true;
+        }
     }
-    return false;
+    *m = first;
+    *unknown_type = first_unknown;
+    return any;
+}
+
+bool
+srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
+{
+    return srv_route_find_method(uri, 0, m, unknown_type);
+}
+
+/* Every method some row with a path matching uri answers (for Allow). */
+static unsigned
+path_methods(const char *uri)
+{
+    char id[SRV_ID_MAX];
+    unsigned methods = 0;
+
+    for (size_t i = 0; i < srv_routes_len; i++) {
+        const char *name = NULL;
+        size_t len = 0;
+
+        if (path_match(srv_routes[i].path, uri, &name, &len, id)) {
+            methods |= srv_routes[i].methods;
+        }
+    }
+    return methods;
 }
 
 static void
@@ -253,12 +308,14 @@ dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
     bool unknown_type;
     char allow[64];
 
-    if (!srv_route_find(ri->local_uri != NULL ? ri->local_uri : "", &m, &unknown_type)) {
+    const char *uri = ri->local_uri != NULL ? ri->local_uri : "";
+
+    if (!srv_route_find_method(uri, method_bit(ri->request_method), &m, &unknown_type)) {
         srv_reply_json(r, 404, "no such endpoint");
         return;
     }
     if (strcmp(ri->request_method, "OPTIONS") == 0) {
-        allow_text(m.route->methods, allow, sizeof(allow));
+        allow_text(path_methods(uri), allow, sizeof(allow));
         r->status = 204;
         srv_reply_header(r, "Allow", allow);
         srv_cors_preflight(s, c, r);
@@ -266,7 +323,7 @@ dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
     }
     srv_cors_apply(s, c, r);
     if ((m.route->methods & method_bit(ri->request_method)) == 0) {
-        allow_text(m.route->methods, allow, sizeof(allow));
+        allow_text(path_methods(uri), allow, sizeof(allow));
         srv_reply_json(r, 405, "method not allowed");
         srv_reply_header(r, "Allow", allow);
         return;
@@ -303,7 +360,9 @@ srv_handle_request(struct mg_connection *c, void *cbdata)
     if (strstr(r.headers, "Connection: close") != NULL) {
         mg_disable_connection_keep_alive(c);
     }
-    srv_reply_send(c, &r);
+    if (!r.streamed) {
+        srv_reply_send(c, &r);
+    }
     dt = dp_now_us() - t0;
     srv_observe(s, r.status, dt);
     if (dp_log_enabled(DP_LOG_DEBUG)) {

@@ -29,6 +29,26 @@ struct mg_context;
 #define SRV_HISTORY_SAMPLES 360   /* samples answered: one hour */
 #define SRV_HISTORY_RING (SRV_HISTORY_SAMPLES + 1) /* one more: the base of the oldest rate */
 
+#define SRV_TAP_MAX 4           /* live taps open at once; more get 429 */
+#define SRV_TAP_RING_BYTES (1u << 20) /* a tap's buffer: NDJSON lines waiting for its client */
+
+/*
+ * One live tap (GET /v1/tap): a slot of struct srv, never freed, so the ingest path can
+ * look at it without a reference count. Everything below mu is guarded by it.
+ */
+struct srv_tap {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* signalled when lines arrive, and on stop */
+    bool used;                  /* a client holds this slot */
+    char type[QUEUE_TYPE_MAX + 1]; /* only events of this type; "" for all */
+    uint64_t limit;             /* end after this many events offered; 0: no end */
+    uint64_t offered;           /* events published to the tap: sent or dropped */
+    uint64_t dropped;           /* dropped for a full ring since the last report */
+    char *ring;                 /* SRV_TAP_RING_BYTES of lines, malloc'd by the handler */
+    size_t start;               /* offset of the oldest byte */
+    size_t len;                 /* bytes waiting */
+};
+
 /* Lock-free counters read by /metrics and the summary line. */
 struct srv_metrics {
     atomic_uint_fast64_t http_by_code[600];          /* requests answered, by status */
@@ -77,6 +97,9 @@ struct srv {
     atomic_int reads_in_flight;       /* GETs holding a database connection */
     int64_t started_us;         /* process start, microseconds since the epoch */
     struct srv_history hist;    /* the last hour, for /v1/status/history */
+    atomic_int taps_open;             /* slots of taps in use: the ingest path's one load */
+    atomic_bool stopping;             /* the server is stopping: taps end */
+    struct srv_tap taps[SRV_TAP_MAX];
 };
 
 /* ---- routes.c: the route table and the dispatcher ---------------------- */
@@ -124,6 +147,14 @@ extern const size_t srv_routes_len;
  * does not have. Returns false when no row matches (404).
  */
 bool srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type);
+
+/*
+ * srv_route_find_method - as srv_route_find, but the first row whose path matches and
+ * that answers method (an enum srv_method bit; 0: any) wins; when no matching row answers
+ * it, the first row whose path matches (the dispatcher then answers 405).
+ */
+bool srv_route_find_method(const char *uri, unsigned method, struct srv_match *m,
+                           bool *unknown_type);
 
 /*
  * srv_handle_request - civetweb's request handler (cbdata is the struct srv):
@@ -181,6 +212,35 @@ void srv_post_events(struct srv *s, struct mg_connection *c, const struct srv_ma
 void srv_post_submit(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                      struct srv_reply *r);
 
+/* ---- tap.c: GET /v1/tap, accepted events live ------------------------- */
+
+/* srv_tap_init - make the tap slots usable; before srv_http_start. */
+void srv_tap_init(struct srv *s);
+
+/* srv_tap_stop - end every tap (they send their last chunk); before mg_stop. */
+void srv_tap_stop(struct srv *s);
+
+/*
+ * srv_tap_publish_slow - offer the accepted events of evs (n, just committed: rejected
+ * ones are skipped) to every open tap. Each tap takes a line per event of its type while
+ * its ring has room and counts the rest as dropped: never waits for a tap's client. Call
+ * it through srv_tap_publish.
+ */
+void srv_tap_publish_slow(struct srv *s, const struct queue_event *evs, size_t n);
+
+/* srv_tap_publish - as srv_tap_publish_slow; with no tap open, one atomic load. */
+static inline void
+srv_tap_publish(struct srv *s, const struct queue_event *evs, size_t n)
+{
+    if (atomic_load_explicit(&s->taps_open, memory_order_relaxed) > 0) {
+        srv_tap_publish_slow(s, evs, n);
+    }
+}
+
+/* GET /v1/tap[?type=T][&limit=N]: the tap's chunked NDJSON answer, written by the handler. */
+void srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                 struct srv_reply *r);
+
 /* ---- ops.c: health, readiness, status, metrics, the per-minute summary - */
 
 void srv_observe(struct srv *s, int status, int64_t elapsed_us);
@@ -226,5 +286,21 @@ void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struc
  */
 void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
 void srv_read_thread_exit(void);
+
+/*
+ * srv_read_trail - where PostgreSQL holds the event id (canonical uuid text): in
+ * dead_letter, or in an append type's table. Merges into o "type", "state" ("dead_letter"
+ * with "stage", "error", "failed_at", "replays"; or "loaded" with "table", "loaded_at")
+ * and "received_at". At most one indexed lookup in dead_letter and one primary-key lookup
+ * per append type, on the thread's connection, under the same cap on waiting reads as
+ * srv_get_event. Returns 0, DP_ERR_NOTFOUND, DP_ERR_BUSY (too many reads waiting),
+ * DP_ERR_RETRY (database unavailable), DP_ERR_IO, DP_ERR_NOMEM.
+ */
+int srv_read_trail(struct srv *s, const char *id, json_t *o);
+
+/* ---- trail.c: GET /v1/events/{id}, where an event is now ---------------- */
+
+void srv_get_trail(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                   struct srv_reply *r);
 
 #endif

@@ -615,6 +615,98 @@ START_TEST(test_delete_range)
 }
 END_TEST
 
+/* ---- finding an event by its id, the watermark ---- */
+
+/* queue_find callback: copy the event's seq and received_us. */
+static int
+find_fn(void *arg, const struct queue_event *ev)
+{
+    struct queue_event *out = arg;
+
+    out->seq = ev->seq;
+    out->received_us = ev->received_us;
+    return 0;
+}
+
+/* Events appended with received_us 0 are stamped at commit, in seq order; each is found. */
+START_TEST(test_find_and_watermark)
+{
+    struct queue *q = open_q(16 * MIB);
+    static struct queue_event evs[3000];
+    static const char json[] = "{\"user_id\": 1}";
+    struct queue_event got;
+    struct queue_meta_op op = {"mark", QUEUE_META_MAX, 50, NULL};
+    uint8_t old[16];
+    int64_t before;
+    int64_t mark;
+    int64_t v;
+
+    before = dp_now_us();
+    for (size_t i = 0; i < 3000; i += 100) {
+        for (size_t j = i; j < i + 100; j++) {
+            memset(&evs[j], 0, sizeof(evs[j]));
+            ev_uuid7(evs[j].uuid);
+            evs[j].type = "crash_report";
+            evs[j].type_len = strlen("crash_report");
+            evs[j].json = json;
+            evs[j].json_len = sizeof(json) - 1;
+        }
+        ck_assert_int_eq(queue_append(q, &evs[i], 100), 0);
+    }
+    for (size_t i = 0; i < 3000; i++) {
+        ck_assert_int_ge(evs[i].received_us, before);
+        ck_assert(i == 0 || evs[i].received_us >= evs[i - 1].received_us);
+    }
+    for (size_t i = 0; i < 3000; i += 499) {
+        memset(&got, 0, sizeof(got));
+        ck_assert_int_eq(queue_find(q, evs[i].uuid, find_fn, &got), 0);
+        ck_assert_uint_eq(got.seq, evs[i].seq);
+        ck_assert_int_eq(got.received_us, evs[i].received_us);
+    }
+    /* An id older than everything queued, and one that was deleted. */
+    memcpy(old, evs[0].uuid, 16);
+    memset(old, 0, 4);
+    ck_assert_int_eq(queue_find(q, old, find_fn, &got), DP_ERR_NOTFOUND);
+    ck_assert_int_eq(queue_delete_range(q, evs[10].seq, evs[10].seq, NULL, 0), 0);
+    ck_assert_int_eq(queue_find(q, evs[10].uuid, find_fn, &got), DP_ERR_NOTFOUND);
+    ck_assert_int_eq(queue_find(q, evs[11].uuid, find_fn, &got), 0);
+
+    /* The watermark: the first event outside the range being committed, else now. */
+    ck_assert_int_eq(queue_watermark(q, 0, 0, &mark), 0);
+    ck_assert_int_eq(mark, evs[0].received_us);
+    ck_assert_int_eq(queue_watermark(q, evs[0].seq, evs[1999].seq, &mark), 0);
+    ck_assert_int_eq(mark, evs[2000].received_us);
+    ck_assert_int_eq(queue_watermark(q, evs[5].seq, evs[20].seq, &mark), 0);
+    ck_assert_int_eq(mark, evs[0].received_us);
+    ck_assert_int_eq(queue_watermark(q, evs[0].seq, evs[2999].seq, &mark), 0);
+    ck_assert_int_ge(mark, evs[2999].received_us);
+    ck_assert_int_le(mark, dp_now_us());
+    ck_assert_int_eq(queue_delete_range(q, 0, UINT64_MAX, NULL, 0), 0);
+    before = dp_now_us();
+    ck_assert_int_eq(queue_watermark(q, 0, 0, &mark), 0);
+    ck_assert_int_ge(mark, before);
+    /* A later append is stamped at or above a watermark read before it. */
+    memset(&evs[0], 0, sizeof(evs[0]));
+    ev_uuid7(evs[0].uuid);
+    evs[0].type = "crash_report";
+    evs[0].type_len = strlen("crash_report");
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_int_ge(evs[0].received_us, mark);
+
+    /* QUEUE_META_MAX never goes back. */
+    ck_assert_int_eq(queue_meta_apply(q, &op, 1), 0);
+    op.value = 40;
+    ck_assert_int_eq(queue_meta_apply(q, &op, 1), 0);
+    ck_assert_int_eq(queue_meta_get(q, "mark", &v), 0);
+    ck_assert_int_eq(v, 50);
+    op.value = 60;
+    ck_assert_int_eq(queue_meta_apply(q, &op, 1), 0);
+    ck_assert_int_eq(queue_meta_get(q, "mark", &v), 0);
+    ck_assert_int_eq(v, 60);
+    queue_close(q);
+}
+END_TEST
+
 /* ---- metadata ---- */
 
 struct each_seen {
@@ -1867,6 +1959,7 @@ queue_suite(void)
     tcase_add_test(tc, test_seq_after_reopen);
     tcase_add_test(tc, test_seq_emptied_queue);
     tcase_add_test(tc, test_delete_range);
+    tcase_add_test(tc, test_find_and_watermark);
 
     tc = tcase(s, "meta", 20);
     tcase_add_test(tc, test_meta);
