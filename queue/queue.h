@@ -22,6 +22,7 @@
 #define QUEUE_RECORD_VERSION 1
 #define QUEUE_TYPE_MAX 64       /* longest event type name, bytes */
 #define QUEUE_ERROR_MAX 1024    /* longest stored ingest error, bytes */
+#define QUEUE_INSTANCE_ID_LEN 32 /* hex digits of an instance id (128 random bits) */
 
 /* queue_event.flags */
 #define QUEUE_F_REJECTED 0x01u  /* rejected at ingest: goes to dead_letter, stage ingest */
@@ -59,7 +60,8 @@ struct queue_stats {
 /*
  * queue_open - open (creating it and missing parents, mode 0700) the LMDB
  * environment in directory path. Runs mdb_reader_check to clear stale reader
- * slots. Both daemons must open it with the same max_bytes.
+ * slots. Both daemons must open it with the same max_bytes. A queue without an
+ * instance id gets one here (see queue_instance).
  *   out: receives the queue; free with queue_close().
  *   max_bytes: LMDB map size, at least 256 KiB; appends fail with DP_ERR_FULL
  *     once the events fill all but a reserve of 1/64 of it (at least 32
@@ -69,6 +71,23 @@ struct queue_stats {
  * DP_ERR_IO (any other LMDB or system error; logged with LMDB's text).
  */
 int queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sync);
+
+/*
+ * queue_instance - the queue's instance id: 128 random bits (getrandom) as
+ * QUEUE_INSTANCE_ID_LEN lower-case hex digits, drawn in the transaction that
+ * first opened the environment and never changed afterwards. It tells this
+ * queue from another one that was given the same queue.id: a recreated
+ * queue.path (a replaced disk) or a second appliance. PostgreSQL records which
+ * instance owns each queue.id, and the loader loads and deletes nothing for a
+ * queue that does not own its queue.id. A copy of the directory keeps the id.
+ *   assigned: receives true (may be NULL) when the id was given to a queue
+ *     that existed, with events or a used sequence counter, before instance
+ *     ids did: such a queue's history cannot be told apart from another
+ *     queue's under the same queue.id, and the loader is conservative with it.
+ * Returns the NUL-terminated id, valid until queue_close(). Never fails:
+ * queue_open() fails instead (DP_ERR_IO) if no random bits can be had.
+ */
+const char *queue_instance(const struct queue *q, bool *assigned);
 
 /*
  * queue_close - wait for appends in flight, then close. queue_close(NULL) is
@@ -159,6 +178,11 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_LAST_RUN_RESULT "loader.last_run_result"
 /* when this loader process became ready */
 #define QUEUE_META_LOADER_STARTED_US "loader.started_us"
+/*
+ * string: why the loader refuses to load or delete anything (this queue does not own its
+ * queue.id in PostgreSQL) and what the operator can do; "" while it does not refuse
+ */
+#define QUEUE_META_LOADER_REFUSED "loader.refused"
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply

@@ -159,6 +159,7 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     struct queue_stats st;
     uint64_t commits = 0;
     uint64_t committed = 0;
+    char refused[8];
 
     memset(&st, 0, sizeof(st));
     queue_stats(s->q, &st);
@@ -208,6 +209,11 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
                  "datapipe_loader_last_success_timestamp_seconds %.3f\n",
              (long long)meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS),
              (double)meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US) / 1e6);
+    /* 1 while the loader refuses this queue (it does not own its queue.id): see /v1/status. */
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_REFUSED, refused, sizeof(refused));
+    text_add(&t, "# HELP datapipe_loader_refused 1 while the loader refuses to load or delete "
+                 "(this queue does not own its queue.id).\n# TYPE datapipe_loader_refused gauge\n"
+                 "datapipe_loader_refused %d\n", refused[0] != '\0');
     if (t.p == NULL) {
         srv_reply_json(r, 500, "out of memory");
         return;
@@ -227,6 +233,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     struct queue_stats st;
     char last_error[1024];
     char result[1024];
+    char refused[1024];
     json_t *o;
     json_t *q;
     json_t *l;
@@ -251,6 +258,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     json_object_set_new(q, "capacity_bytes", json_integer((json_int_t)st.capacity_bytes));
     json_object_set_new(q, "oldest_event_age_s", json_real(oldest_age_s(&st)));
     json_object_set_new(q, "next_seq", json_integer((json_int_t)st.next_seq));
+    json_object_set_new(q, "instance_id", json_string(queue_instance(s->q, NULL)));
     json_object_set_new(o, "queue", q);
     l = json_object();
     json_object_set_new(l, "last_run_us", json_integer(last_run));
@@ -266,6 +274,9 @@ srv_get_status(struct srv *s, struct srv_reply *r)
                         json_integer(meta_int(s, QUEUE_META_LOADER_LAST_ERROR_US)));
     json_object_set_new(l, "dead_letters",
                         json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
+    /* Non-null while the loader refuses this queue: what happened and what to do. */
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_REFUSED, refused, sizeof(refused));
+    json_object_set_new(l, "refused", refused[0] ? json_string(refused) : json_null());
     json_object_set_new(o, "loader", l);
     r->status = 200;
     r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
