@@ -550,3 +550,27 @@ queue_set_fault_ops(struct queue *q, const struct queue_fault_ops *ops)
 {
     atomic_store(&q->fault, ops);
 }
+
+int
+queue_test_forget_instance(struct queue *q)
+{
+    MDB_val k = {sizeof(QUEUE_KEY_INSTANCE) - 1, (void *)QUEUE_KEY_INSTANCE};
+    MDB_val ka = {sizeof(QUEUE_KEY_INSTANCE_ASSIGNED) - 1, (void *)QUEUE_KEY_INSTANCE_ASSIGNED};
+    MDB_txn *txn = NULL;
+    int rc;
+
+    rc = queue_txn_begin(q, 0, &txn);
+    if (rc != 0) {
+        return queue_err(q, rc, "forget_instance");
+    }
+    rc = mdb_del(txn, q->sys_dbi, &k, NULL);
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_del(txn, q->sys_dbi, &ka, NULL);
+    }
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_txn_commit(txn);
+    } else {
+        mdb_txn_abort(txn);
+    }
+    return queue_err(q, rc, "forget_instance");
+}
