@@ -233,8 +233,8 @@ const char *ldr_pg_sqlstate(const struct ldr_pg *pg);
 int ldr_pg_exec(struct ldr_pg *pg, const char *sql);
 
 /*
- * ldr_pg_ensure_schema - create schema, every registry table, dead_letter,
- * loader_batches and queue_owners if missing, in one transaction serialized by an advisory lock (concurrent
+ * ldr_pg_ensure_schema - create schema, every registry table, dead_letter, loader_batches
+ * and queue_owners if missing, in one transaction serialized by an advisory lock (concurrent
  * CREATE ... IF NOT EXISTS can otherwise collide).
  */
 int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);

@@ -25,23 +25,24 @@ post() {
         >>"$DIR/client.out" 2>>"$DIR/client.err"
 }
 b_queued() { "$EQUEUE" stats "$B_QDIR" "$QMAX" | sed -n 's/^events=\([0-9]*\) .*/\1/p'; }
-b_refused() { curl -s -m 5 "$B_URL/v1/status" | sed -n 's/.*"refused":\("\([^"\\]\|\\.\)*"\).*/\1/p'; }
+b_refused() {
+    curl -s -m 5 "$B_URL/v1/status" | sed -n 's/.*"refused":\("\([^"\\]\|\\.\)*"\).*/\1/p'
+}
 rows_between() { sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE user_id BETWEEN $1 AND $2"; }
 rows_are() { [ "$(sql "SELECT count(*) FROM $SCHEMA.crash_report")" = "$1" ]; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
 
 start_server
 start_bg "$DIR/server_b.log" "$BIN/datapipe-server" -c "$B_CFG"
 B_SPID=$T_LAST_PID
-ok "appliance B serves" wait_http "$B_URL/healthz" 20
+wait_until 20 "appliance B serves" http_answers "$B_URL/healthz"
 
 # A: 3,000 events, loaded by its running loader, which claims queue.id.
 post "$PORT" 1 3000 "$DIR/ack_a1"
 eq "A: 3,000 acknowledged" 3000 "$(wc -l <"$DIR/ack_a1")"
 start_loader
 A_LPID=$LPID
-ok "A's loader loads its 3,000" wait_until 120 rows_are 3000
-ok "A's loader empties A's queue" wait_until 60 queue_empty
+wait_until 120 "A's loader loads its 3,000" rows_are 3000
+wait_until 60 "A's loader empties A's queue" queue_empty
 a_instance=$(curl -s -m 5 "$URL/v1/status" | sed -n 's/.*"instance_id":"\([0-9a-f]*\)".*/\1/p')
 eq "queue_owners names A's queue" "$a_instance" \
     "$(sql "SELECT instance_id FROM $SCHEMA.queue_owners WHERE queue_id = '$QID'")"
@@ -53,7 +54,7 @@ b_instance=$(curl -s -m 5 "$B_URL/v1/status" | sed -n 's/.*"instance_id":"\([0-9
 ok "B's queue has its own instance id" [ -n "$b_instance" ] && [ "$b_instance" != "$a_instance" ]
 start_bg "$DIR/loader_b.log" "$BIN/datapipe-loader" -c "$B_CFG"
 B_LPID=$T_LAST_PID
-ok "B's loader exits by itself" wait_until 120 gone "$B_LPID"
+wait_until 120 "B's loader exits by itself" gone "$B_LPID"
 stop_pid "$B_LPID"
 eq "B's loader exits 78" 78 "$T_RC"
 has "B's loader names A's instance" "owner_instance_id=$a_instance" "$(cat "$DIR/loader_b.log")"
@@ -70,8 +71,8 @@ ok "A's loader still runs" kill -0 "$A_LPID"
 if grep -q "terminated a session" "$DIR/loader_b.log"; then fenced=1; else fenced=0; fi
 eq "B's loader terminated none of A's sessions" 0 "$fenced"
 post "$PORT" 100000000 1000 "$DIR/ack_a2"
-ok "A's loader loads 1,000 more" wait_until 120 rows_are 4000
-ok "A's queue empty again" wait_until 60 queue_empty
+wait_until 120 "A's loader loads 1,000 more" rows_are 4000
+wait_until 60 "A's queue empty again" queue_empty
 eq "A's /v1/status shows no refusal" null \
     "$(curl -s -m 5 "$URL/v1/status" | sed -n 's/.*"refused":\(null\).*/\1/p')"
 

@@ -72,8 +72,7 @@ eq "still nothing deleted" 5400 "$(queued)"
 
 # The daemon refuses the same way and is not restarted by systemd (RestartPreventExitStatus).
 start_loader
-gone() { ! kill -0 "$1" 2>/dev/null; }
-ok "the loader daemon exits by itself" wait_until 120 gone "$LPID"
+wait_until 120 "the loader daemon exits by itself" gone "$LPID"
 stop_pid "$LPID"
 eq "the loader daemon exits 78 as well" 78 "$T_RC"
 ok "systemd does not restart on 78" grep -qx 'RestartPreventExitStatus=78' \
