@@ -14,7 +14,7 @@ QID=clone-$$
 e2e_config "" '"interval_s": 1, "min_interval_s": 0, "high_water": 1, "batch_rows": 500'
 # Appliance B: the same configuration, its own queue directory and port.
 B_QDIR=$DIR/qb
-B_PORT=$(e2e_free_port)
+B_PORT=$(free_port)
 B_URL=http://127.0.0.1:$B_PORT
 B_CFG=$DIR/cfg_b.json
 sed "s|\"$QDIR\"|\"$B_QDIR\"|; s|127.0.0.1:$PORT\"|127.0.0.1:$B_PORT\"|" "$CFG" >"$B_CFG"
