@@ -544,9 +544,13 @@ pg_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a)
         goto out;
     }
     /* Rows without a recorded owner were written before owners were: "<id>@unowned". */
-    if (asprintf(&apart, "%s@%s", queue_id, a->previous[0] != '\0' ? a->previous : "unowned") < 0 ||
-        asprintf(&mine, "%s@%s", queue_id, pg->instance) < 0) {
-        apart = mine = NULL;
+    if (asprintf(&apart, "%s@%s", queue_id, a->previous[0] != '\0' ? a->previous : "unowned") < 0) {
+        apart = NULL;
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    if (asprintf(&mine, "%s@%s", queue_id, pg->instance) < 0) {
+        mine = NULL;
         rc = DP_ERR_NOMEM;
         goto out;
     }
