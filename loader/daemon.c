@@ -98,10 +98,21 @@ dmn_job_done(struct dmn *d)
         if (rc == DP_ERR_CLOSED) {
             return 0;
         }
+        if (rc == DP_ERR_CONFIG && ldr_refused(d->l, NULL, 0)) {
+            dp_error("exiting: this queue does not own its queue.id (see above)", "status=%d",
+                     LDR_EXIT_REFUSED);
+            return LDR_EXIT_REFUSED;
+        }
         dp_error("cannot start", "error=%s", dp_strerror(rc));
         return 1;
     }
     d->last_end_ms = dp_mono_ms();
+    if (ldr_refused(d->l, NULL, 0)) {
+        /* Restarting cannot help: systemd's RestartPreventExitStatus= names this status. */
+        dp_error("exiting: this queue does not own its queue.id (see above)", "status=%d",
+                 LDR_EXIT_REFUSED);
+        return LDR_EXIT_REFUSED;
+    }
     if (rc != 0 && rc != DP_ERR_CLOSED) {
         dp_error("run failed", "error=%s", dp_strerror(rc));
     }
@@ -385,7 +396,10 @@ dmn_loop(struct dmn *d, const sigset_t *set)
     return code;
 }
 
-/* Open the queue, take its loader lock, create the loader. Returns 0 or an exit status. */
+/*
+ * Open the queue, take its loader lock, create the loader. d->cli NULL: --adopt-queue, which
+ * gives up on PostgreSQL like --once. Returns 0 or an exit status.
+ */
 static int
 dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
 {
@@ -396,7 +410,7 @@ dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
         .schema = cfg->database_schema,
         .batch_rows = cfg->loader_batch_rows,
         .workers = cfg->loader_workers,
-        .give_up_attempts = d->cli->once ? LDR_ONCE_ATTEMPTS : 0,
+        .give_up_attempts = d->cli == NULL || d->cli->once ? LDR_ONCE_ATTEMPTS : 0,
         .fault = fault,
     };
     int rc;
@@ -423,6 +437,29 @@ dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
         return 1;
     }
     return 0;
+}
+
+int
+ldr_daemon_adopt(const struct dp_config *cfg)
+{
+    struct dmn d;
+    int code;
+    int rc;
+
+    memset(&d, 0, sizeof(d));
+    d.cfg = cfg;
+    code = dmn_open(&d, NULL);
+    if (code == 0) {
+        rc = ldr_adopt(d.l);
+        if (rc != 0) {
+            dp_error("--adopt-queue failed: nothing changed", "queue_id=%s error=%s",
+                     cfg->queue_id, dp_strerror(rc));
+            code = 1;
+        }
+    }
+    ldr_destroy(d.l);
+    queue_close(d.q);
+    return code;
 }
 
 int

@@ -14,6 +14,7 @@
 #define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
 #define LDR_GROUPS_MAX (2 * EV_REGISTRY_MAX) /* groups of a batch: plain and keyed rows per type */
 #define LDR_META_OPS (2 * LDR_GROUPS_MAX + LDR_META_OPS_EXTRA) /* a delete's changes, at most */
+#define LDR_REFUSAL_MAX 1024            /* a refusal's text (why and what to do), with NUL */
 
 /*
  * One event of a batch, copied out of the queue while its read transaction was open (an
@@ -181,6 +182,8 @@ struct ldr_worker {
 struct ldr {
     struct queue *q;                   /* borrowed */
     char *queue_id;
+    const char *instance;              /* the queue's instance id (queue_instance) */
+    bool instance_assigned;            /* the queue is older than instance ids */
     char *conninfo;
     char *schema;
     int batch_rows;
@@ -202,6 +205,8 @@ struct ldr {
     struct ldr_run_stats total;
     char last_error[LDR_ERR_MAX];
     char held_types[LDR_HELD_TYPES_MAX]; /* types of the events held this run, comma list */
+    bool refused;                      /* this queue does not own queue.id: for good */
+    char refusal[LDR_REFUSAL_MAX];     /* why, and what to do */
 };
 
 /* ldr_halted - whether ldr_stop was called or the run failed (no new batches then). */

@@ -479,7 +479,8 @@ ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg)
                   ? (size_t)cfg->loader_batch_rows : RPL_CHUNK_MAX;
     /* Its own advisory lock key: a loader starting meanwhile must not fence this session. */
     snprintf(lock_id, sizeof(lock_id), "%s/replay", cfg->queue_id);
-    rc = ldr_pg_connect(&p.pg, cfg->database_conninfo, cfg->database_schema, lock_id, err,
+    /* No instance id: replay moves rows between tables and never touches a queue. */
+    rc = ldr_pg_connect(&p.pg, cfg->database_conninfo, cfg->database_schema, lock_id, "", err,
                         sizeof(err));
     if (rc == 0) {
         rc = ldr_pg_ensure_schema(p.pg, cfg->database_schema);

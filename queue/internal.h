@@ -21,6 +21,10 @@
 
 /* The sys database's key for the number the next append gets (8 bytes, big-endian). */
 #define QUEUE_KEY_NEXT_SEQ "next_seq"
+/* The sys database's key for the instance id (QUEUE_INSTANCE_ID_LEN hex digits). */
+#define QUEUE_KEY_INSTANCE "instance_id"
+/* Present (empty value) when the id was given to a queue that already existed without one. */
+#define QUEUE_KEY_INSTANCE_ASSIGNED "instance_assigned"
 
 /*
  * Record layout (all integers big-endian):
@@ -57,6 +61,8 @@ struct queue {
     uint64_t map_bytes; /* the map size in effect */
     size_t limit_pages; /* appends past this many event pages report full */
     bool env_open;      /* mdb_env_open() succeeded */
+    char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* the instance id, fixed at open */
+    bool instance_assigned; /* the id was given to a queue that existed without one */
     int lock_fd;        /* loader lock, -1 until queue_lock_loader() */
     bool full;          /* last append txn failed for space; committer only */
     int64_t stamp_us;   /* received_us stamped by the last append txn; committer only */

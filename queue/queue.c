@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -25,7 +26,7 @@
 
 #define QUEUE_DB_EVENTS "events" /* seq (8 bytes, big-endian) -> record */
 #define QUEUE_DB_META "meta"     /* name -> counter or string, for the daemons */
-#define QUEUE_DB_SYS "sys"       /* the queue's own state: next_seq */
+#define QUEUE_DB_SYS "sys"       /* the queue's own state: next_seq, the instance id */
 #define QUEUE_DB_KEYS "keys"     /* idempotency key -> key record (internal.h) */
 #define QUEUE_DB_KEY_TIMES "key_times" /* be64(recorded_us) + key -> "" */
 #define QUEUE_LOCK_FILE "loader.lock"
@@ -157,6 +158,97 @@ out:
     return rc;
 }
 
+/* ---- the instance id ---- */
+
+/* 128 random bits as lower-case hex into out (QUEUE_INSTANCE_ID_LEN + 1 bytes). */
+static int
+queue_instance_draw(char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t bits[QUEUE_INSTANCE_ID_LEN / 2];
+    size_t got = 0;
+
+    while (got < sizeof(bits)) {
+        ssize_t n = getrandom(bits + got, sizeof(bits) - got, 0);
+        if (n < 0 && errno != EINTR) {
+            return errno;
+        }
+        got += n > 0 ? (size_t)n : 0;
+    }
+    for (size_t i = 0; i < sizeof(bits); i++) {
+        out[2 * i] = hex[bits[i] >> 4];
+        out[2 * i + 1] = hex[bits[i] & 15];
+    }
+    out[QUEUE_INSTANCE_ID_LEN] = '\0';
+    return 0;
+}
+
+/*
+ * Read the instance id in txn (a write transaction), or give the queue one. A queue that
+ * never handed out a sequence number (no stored counter, no event) is being created now:
+ * its id predates every event it will hold. Any other queue existed before instance ids
+ * did, and is marked as such. Returns an LMDB or errno code.
+ */
+static int
+queue_instance_init(struct queue *q, MDB_txn *txn)
+{
+    MDB_val k = {sizeof(QUEUE_KEY_INSTANCE) - 1, (void *)QUEUE_KEY_INSTANCE};
+    MDB_val ka = {sizeof(QUEUE_KEY_INSTANCE_ASSIGNED) - 1, (void *)QUEUE_KEY_INSTANCE_ASSIGNED};
+    MDB_val kn = {sizeof(QUEUE_KEY_NEXT_SEQ) - 1, (void *)QUEUE_KEY_NEXT_SEQ};
+    MDB_val v;
+    MDB_stat st;
+    int rc;
+
+    rc = mdb_get(txn, q->sys_dbi, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != QUEUE_INSTANCE_ID_LEN) {
+            return MDB_CORRUPTED;
+        }
+        memcpy(q->instance, v.mv_data, QUEUE_INSTANCE_ID_LEN);
+        q->instance[QUEUE_INSTANCE_ID_LEN] = '\0';
+        rc = mdb_get(txn, q->sys_dbi, &ka, &v);
+        q->instance_assigned = rc == 0;
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    rc = mdb_stat(txn, q->events_dbi, &st);
+    if (rc == 0) {
+        rc = mdb_get(txn, q->sys_dbi, &kn, &v);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    q->instance_assigned = rc == 0 || st.ms_entries > 0;
+    rc = queue_instance_draw(q->instance);
+    if (rc != 0) {
+        return rc;
+    }
+    v.mv_size = QUEUE_INSTANCE_ID_LEN;
+    v.mv_data = q->instance;
+    rc = mdb_put(txn, q->sys_dbi, &k, &v, MDB_NOOVERWRITE);
+    if (rc == 0 && q->instance_assigned) {
+        v.mv_size = 0;
+        v.mv_data = "";
+        rc = mdb_put(txn, q->sys_dbi, &ka, &v, 0);
+    }
+    if (rc == 0 && q->instance_assigned) {
+        dp_info("queue given an instance id (it had none)", "path=%s instance_id=%s", q->path,
+                q->instance);
+    }
+    return rc;
+}
+
+const char *
+queue_instance(const struct queue *q, bool *assigned)
+{
+    if (assigned != NULL) {
+        *assigned = q->instance_assigned;
+    }
+    return q->instance;
+}
+
 /* ---- open, close ---- */
 
 /* mkdir -p with mode 0700 for what is created. Returns 0 or an errno value. */
@@ -222,7 +314,8 @@ queue_free(struct queue *q)
 }
 
 /*
- * Open the named databases and work out the append limit: appends stop (DP_ERR_FULL) while
+ * Open the named databases, read or draw the instance id, and work out the append limit:
+ * appends stop (DP_ERR_FULL) while
  * the map still has a reserve, so that the loader's delete transactions, which need fresh
  * pages too (copy-on-write), can always run and make room again.
  */
@@ -261,6 +354,10 @@ queue_open_dbs(struct queue *q)
         goto out;
     }
     rc = queue_meta_accepted_init(q, txn);
+    if (rc != 0) {
+        goto out;
+    }
+    rc = queue_instance_init(q, txn);
     if (rc != 0) {
         goto out;
     }
@@ -476,4 +573,28 @@ void
 queue_set_fault_ops(struct queue *q, const struct queue_fault_ops *ops)
 {
     atomic_store(&q->fault, ops);
+}
+
+int
+queue_test_forget_instance(struct queue *q)
+{
+    MDB_val k = {sizeof(QUEUE_KEY_INSTANCE) - 1, (void *)QUEUE_KEY_INSTANCE};
+    MDB_val ka = {sizeof(QUEUE_KEY_INSTANCE_ASSIGNED) - 1, (void *)QUEUE_KEY_INSTANCE_ASSIGNED};
+    MDB_txn *txn = NULL;
+    int rc;
+
+    rc = queue_txn_begin(q, 0, &txn);
+    if (rc != 0) {
+        return queue_err(q, rc, "forget_instance");
+    }
+    rc = mdb_del(txn, q->sys_dbi, &k, NULL);
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_del(txn, q->sys_dbi, &ka, NULL);
+    }
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_txn_commit(txn);
+    } else {
+        mdb_txn_abort(txn);
+    }
+    return queue_err(q, rc, "forget_instance");
 }

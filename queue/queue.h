@@ -29,6 +29,7 @@
 #define QUEUE_DIGEST_LEN 32     /* bytes of an event's digest (SHA-256) */
 #define QUEUE_DEDUP_WINDOW_S 86400 /* default dedup window, seconds (queue.dedup_window_s) */
 #define QUEUE_PRUNE_STEP 256    /* most expired keys one append transaction removes */
+#define QUEUE_INSTANCE_ID_LEN 32 /* hex digits of an instance id (128 random bits) */
 
 /* queue_event.flags */
 #define QUEUE_F_REJECTED 0x01u  /* rejected at ingest: goes to dead_letter, stage ingest */
@@ -100,7 +101,8 @@ struct queue_stats {
 /*
  * queue_open - open (creating it and missing parents, mode 0700) the LMDB
  * environment in directory path. Runs mdb_reader_check to clear stale reader
- * slots. Both daemons must open it with the same max_bytes.
+ * slots. Both daemons must open it with the same max_bytes. A queue without an
+ * instance id gets one here (see queue_instance).
  *   out: receives the queue; free with queue_close().
  *   max_bytes: LMDB map size, at least 256 KiB; appends fail with DP_ERR_FULL
  *     once the events fill all but a reserve of 1/64 of it (at least 32
@@ -110,6 +112,23 @@ struct queue_stats {
  * DP_ERR_IO (any other LMDB or system error; logged with LMDB's text).
  */
 int queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sync);
+
+/*
+ * queue_instance - the queue's instance id: 128 random bits (getrandom) as
+ * QUEUE_INSTANCE_ID_LEN lower-case hex digits, drawn in the transaction that
+ * first opened the environment and never changed afterwards. It tells this
+ * queue from another one that was given the same queue.id: a recreated
+ * queue.path (a replaced disk) or a second appliance. PostgreSQL records which
+ * instance owns each queue.id, and the loader loads and deletes nothing for a
+ * queue that does not own its queue.id. A copy of the directory keeps the id.
+ *   assigned: receives true (may be NULL) when the id was given to a queue
+ *     that existed, with events or a used sequence counter, before instance
+ *     ids did: such a queue's history cannot be told apart from another
+ *     queue's under the same queue.id, and the loader is conservative with it.
+ * Returns the NUL-terminated id, valid until queue_close(). Never fails:
+ * queue_open() fails instead (DP_ERR_IO) if no random bits can be had.
+ */
+const char *queue_instance(const struct queue *q, bool *assigned);
 
 /*
  * queue_close - wait for appends in flight, then close. queue_close(NULL) is
@@ -248,6 +267,12 @@ struct queue_meta_op {
  * received_us below it is in PostgreSQL, in its table or in dead_letter (queue_watermark)
  */
 #define QUEUE_META_LOADER_LOADED_THROUGH_US "loader.loaded_through_us"
+
+/*
+ * string: why the loader refuses to load or delete anything (this queue does not own its
+ * queue.id in PostgreSQL) and what the operator can do; "" while it does not refuse
+ */
+#define QUEUE_META_LOADER_REFUSED "loader.refused"
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply

@@ -1,6 +1,7 @@
 /*
  * queue_test.h - test-only seams of the queue: a fault hook on every write transaction's
- * commit and a look at the group-commit queue. Included by the queue's own files and by
+ * commit, a look at the group-commit queue, and a queue made to look as if written by a
+ * version without instance ids. Included by the queue's own files and by
  * tests; production code (server/, loader/) never includes it nor calls anything in it.
  */
 #ifndef DP_QUEUE_TEST_H
@@ -45,5 +46,12 @@ size_t queue_test_pending(struct queue *q);
  * the entries of its age index (may be NULL). Returns 0 or an LMDB code.
  */
 int queue_test_keys(struct queue *q, size_t *keys, size_t *times);
+
+/*
+ * queue_test_forget_instance - delete the stored instance id (and its "assigned" mark), as a
+ * queue written before instance ids looks; the next queue_open() of the directory gives it
+ * one. q's own queue_instance() is unchanged. Returns 0, DP_ERR_IO.
+ */
+int queue_test_forget_instance(struct queue *q);
 
 #endif

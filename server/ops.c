@@ -168,6 +168,7 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     struct queue_stats st;
     uint64_t commits = 0;
     uint64_t committed = 0;
+    char refused[8];
 
     memset(&st, 0, sizeof(st));
     queue_stats(s->q, &st);
@@ -235,6 +236,11 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
                  "datapipe_loader_last_success_timestamp_seconds %.3f\n",
              (long long)meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS),
              (double)meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US) / 1e6);
+    /* 1 while the loader refuses this queue (it does not own its queue.id): see /v1/status. */
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_REFUSED, refused, sizeof(refused));
+    text_add(&t, "# HELP datapipe_loader_refused 1 while the loader refuses to load or delete "
+                 "(this queue does not own its queue.id).\n# TYPE datapipe_loader_refused gauge\n"
+                 "datapipe_loader_refused %d\n", refused[0] != '\0');
     if (t.p == NULL) {
         srv_reply_json(r, 500, "out of memory");
         return;
@@ -360,6 +366,7 @@ loader_json(struct srv *s, const char *last_error)
 {
     char result[1024];
     char held_types[256];
+    char refused[1024];
     json_t *l = json_object();
     json_t *loaded = json_object();
     int64_t run = meta_int(s, QUEUE_META_LOADER_LAST_RUN_US);
@@ -396,6 +403,9 @@ loader_json(struct srv *s, const char *last_error)
     queue_meta_get_str(s->q, QUEUE_META_LOADER_HELD_TYPES, held_types, sizeof(held_types));
     json_object_set_new(l, "held_events", json_integer(meta_int(s, QUEUE_META_LOADER_HELD)));
     json_object_set_new(l, "held_types", text_json(held_types));
+    /* Non-null while the loader refuses this queue: what happened and what to do. */
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_REFUSED, refused, sizeof(refused));
+    json_object_set_new(l, "refused", refused[0] ? text_json(refused) : json_null());
     return l;
 }
 
@@ -431,6 +441,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
                                                             : json_null());
     json_object_set_new(q, "oldest_event_age_s", json_real(srv_oldest_age_s(&st, now_us)));
     json_object_set_new(q, "next_seq", json_integer((json_int_t)st.next_seq));
+    json_object_set_new(q, "instance_id", json_string(queue_instance(s->q, NULL)));
     json_object_set_new(o, "queue", q);
     /* Conservation: one LMDB snapshot, so accepted = loaded + dead_lettered + queued. */
     ev = json_object();

@@ -18,6 +18,7 @@
 #include "etc/log.h"
 #include "events/events.h"
 #include "loader/internal.h"
+#include "queue/queue_test.h"
 #include "tests/lib_loader.h"
 #include "tests/lib_test.h"
 
@@ -753,6 +754,168 @@ START_TEST(test_run_figures)
 }
 END_TEST
 
+/* ---- queue identity ------------------------------------------------------------------ */
+
+/* Reopen e's queue (after queue_test_forget_instance: as a queue from before instance ids). */
+static void
+reopen(struct tl_env *e)
+{
+    queue_close(e->q);
+    e->q = NULL;
+    ck_assert_int_eq(queue_open(&e->q, e->queue_path, TL_MAP_BYTES, false), 0);
+}
+
+/* A loader on e that must refuse at start: DP_ERR_CONFIG, recorded for /v1/status. */
+static void
+expect_refused(struct tl_env *e, const char *needle)
+{
+    struct ldr_options o = tl_options(e, 1, 5);
+    struct ldr *l = NULL;
+    char why[1024];
+    uint64_t before = tl_queued(e);
+
+    ck_assert_int_eq(ldr_create(&l, e->q, &o), 0);
+    ck_assert_int_eq(ldr_start(l), DP_ERR_CONFIG);
+    ck_assert(ldr_refused(l, why, sizeof(why)));
+    ck_assert_msg(strstr(why, needle) != NULL, "[%s] not in [%s]", needle, why);
+    ck_assert_ptr_nonnull(strstr(why, "datapipe-loader --adopt-queue"));
+    ck_assert_int_eq(ldr_run(l, NULL), DP_ERR_CONFIG);
+    ldr_destroy(l);
+    ck_assert_uint_eq(tl_queued(e), before);
+    ck_assert_int_eq(queue_meta_get_str(e->q, QUEUE_META_LOADER_REFUSED, why, sizeof(why)), 0);
+    ck_assert_msg(strstr(why, needle) != NULL, "[%s] not in [%s]", needle, why);
+}
+
+START_TEST(test_owner_claim_rules)
+{
+    struct tl_env e;
+    struct ldr_run_stats st;
+    char *owner;
+    char why[8];
+
+    tl_setup(&e, "owner");
+    /* First start: no owner, no rows: claimed. */
+    tl_append_gen(&e, "crash_report", 10, gen_crash, NULL);
+    load_all(&e, 1, 5, NULL, &st);
+    owner = tl_str(&e, "SELECT instance_id FROM queue_owners WHERE queue_id = '%s'", e.queue_id);
+    ck_assert_str_eq(owner, queue_instance(e.q, NULL));
+    free(owner);
+
+    /* An upgrade: the queue and PostgreSQL from before owners were recorded. The rows can be
+     * its own (its counter is past them): claimed, loaded. */
+    tl_exec(&e, "DELETE FROM queue_owners");
+    ck_assert_int_eq(queue_test_forget_instance(e.q), 0);
+    reopen(&e);
+    tl_append_gen(&e, "crash_report", 5, gen_crash, NULL);
+    load_all(&e, 1, 5, NULL, &st);
+    ck_assert_uint_eq(st.loaded, 5);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 15);
+    owner = tl_str(&e, "SELECT instance_id FROM queue_owners WHERE queue_id = '%s'", e.queue_id);
+    ck_assert_str_eq(owner, queue_instance(e.q, NULL));
+    free(owner);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_REFUSED, why, sizeof(why)), 0);
+    ck_assert_str_eq(why, "");
+
+    /* A queue from before instance ids that is behind the recorded rows: not its own. */
+    tl_exec(&e, "DELETE FROM queue_owners");
+    reopen(&e);
+    t_rmtree(e.queue_path);
+    reopen(&e);
+    tl_append_gen(&e, "crash_report", 3, gen_crash, NULL);
+    ck_assert_int_eq(queue_test_forget_instance(e.q), 0);
+    reopen(&e);
+    expect_refused(&e, "has handed out numbers below 4 only");
+
+    /* A queue created with its id meets rows without an owner: another queue's, even when
+     * its counter is past them. */
+    t_rmtree(e.queue_path);
+    reopen(&e);
+    tl_append_gen(&e, "crash_report", 20, gen_crash, NULL);
+    expect_refused(&e, "was created since");
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM queue_owners"), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 15);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* Fault hook: after the first batch committed, another instance adopts queue.id. */
+static int
+adopt_hook(void *arg, enum ldr_fault_point point, uint64_t first, uint64_t last)
+{
+    struct tl_env *e = arg;
+
+    (void)last;
+    if (point == LDR_FAULT_COMMITTED && first == 1) {
+        tl_exec(e, "UPDATE queue_owners SET instance_id = 'someone-else'");
+    }
+    return 0;
+}
+
+START_TEST(test_owner_checked_in_every_batch)
+{
+    struct tl_env e;
+    struct ldr_fault_ops ops = {.hook = adopt_hook, .arg = &e};
+    struct ldr_run_stats st;
+    struct ldr *l;
+    char why[1024];
+
+    tl_setup(&e, "ownbatch");
+    tl_append_gen(&e, "crash_report", 15, gen_crash, NULL);
+    l = open_loader(&e, 1, 5, &ops);
+    /* The run began as the owner; the second batch's transaction finds it is not any more:
+     * the first batch (committed while it was) is deleted, nothing after it. */
+    ck_assert_int_eq(ldr_run(l, &st), DP_ERR_CONFIG);
+    ck_assert(ldr_refused(l, why, sizeof(why)));
+    ck_assert_ptr_nonnull(strstr(why, "owned by queue instance someone-else"));
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 5);
+    ck_assert_uint_eq(tl_queued(&e), 10);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches"), 1);
+    tl_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_adopt)
+{
+    struct tl_env e;
+    struct ldr_options o;
+    struct ldr *l = NULL;
+    struct ldr_run_stats st;
+    char *old_instance;
+    char *moved_to = NULL;
+
+    tl_setup(&e, "adopt");
+    tl_append_gen(&e, "crash_report", 12, gen_crash, NULL);
+    load_all(&e, 1, 5, NULL, &st);
+    old_instance = strdup(queue_instance(e.q, NULL));
+    /* The queue directory replaced: 20 new events, past the old 12. */
+    t_rmtree(e.queue_path);
+    reopen(&e);
+    tl_append_gen(&e, "crash_report", 20, gen_crash, NULL);
+    expect_refused(&e, old_instance);
+    o = tl_options(&e, 1, 5);
+    ck_assert_int_eq(ldr_create(&l, e.q, &o), 0);
+    ck_assert_int_eq(ldr_adopt(l), 0);
+    ck_assert(!ldr_refused(l, NULL, 0));
+    ck_assert_int_eq(ldr_adopt(l), 0);              /* the owner already: no change */
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'",
+                            e.queue_id), 0);
+    ck_assert(asprintf(&moved_to, "%s@%s", e.queue_id, old_instance) > 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT max(last_seq) FROM loader_batches WHERE queue_id = '%s'",
+                            moved_to), 12);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM queue_owners WHERE queue_id = '%s' AND "
+                                "instance_id = '%s' AND previous_instance_id = '%s'",
+                            e.queue_id, queue_instance(e.q, NULL), old_instance), 1);
+    load_all(&e, 1, 5, NULL, &st);
+    ck_assert_uint_eq(st.loaded, 20);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT id) FROM crash_report"), 32);
+    free(moved_to);
+    free(old_instance);
+    tl_teardown(&e);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -762,6 +925,7 @@ main(void)
     TCase *dead = tcase_create("dead_letters");
     TCase *once = tcase_create("exactly_once");
     TCase *runs = tcase_create("runs");
+    TCase *identity = tcase_create("identity");
     SRunner *sr;
     int failed;
 
@@ -783,15 +947,20 @@ main(void)
     tcase_add_test(runs, test_batches_bounded_by_bytes);
     tcase_add_test(runs, test_unreachable_gives_up_or_stops);
     tcase_add_test(runs, test_run_figures);
+    tcase_add_test(identity, test_owner_claim_rules);
+    tcase_add_test(identity, test_owner_checked_in_every_batch);
+    tcase_add_test(identity, test_adopt);
     tcase_set_timeout(types, 60);
     tcase_set_timeout(dead, 60);
     tcase_set_timeout(once, 120);
     tcase_set_timeout(runs, 120);
+    tcase_set_timeout(identity, 60);
     suite_add_tcase(s, pure);
     suite_add_tcase(s, types);
     suite_add_tcase(s, dead);
     suite_add_tcase(s, once);
     suite_add_tcase(s, runs);
+    suite_add_tcase(s, identity);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

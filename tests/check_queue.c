@@ -488,8 +488,8 @@ START_TEST(test_stats)
     ck_assert_int_eq(st.oldest_received_us, 0);
     ck_assert_uint_eq(st.next_seq, 1);
     ck_assert_uint_eq(st.capacity_bytes, 4 * MIB);
-    /* no pages in the events and sys trees yet; one in meta, for the accepted counter */
-    ck_assert_uint_eq(st.bytes, 4096);
+    /* Two pages: the sys tree with the instance id, meta with the accepted counter. */
+    ck_assert_uint_eq(st.bytes, 2 * (uint64_t)sysconf(_SC_PAGESIZE));
     ck_assert_uint_eq(st.accepted, 0);
 
     for (uint64_t tag = 100; tag < 400; tag += 10) {
@@ -1677,6 +1677,72 @@ lock_in_child(void)
     return WEXITSTATUS(status);
 }
 
+/* Whether id is QUEUE_INSTANCE_ID_LEN lower-case hex digits. */
+static bool
+is_instance_id(const char *id)
+{
+    size_t n = strspn(id, "0123456789abcdef");
+
+    return n == QUEUE_INSTANCE_ID_LEN && id[n] == '\0';
+}
+
+START_TEST(test_instance_id)
+{
+    struct queue *q = open_q(4 * MIB);
+    struct queue *other = NULL;
+    char first[QUEUE_INSTANCE_ID_LEN + 1];
+    char *other_path = NULL;
+    bool assigned = true;
+    uint64_t seqs[3];
+
+    /* Drawn at creation, kept across reopening. */
+    snprintf(first, sizeof(first), "%s", queue_instance(q, &assigned));
+    ck_assert(is_instance_id(first));
+    ck_assert(!assigned);
+    ck_assert_int_eq(append_tags(q, 0, 3, seqs), 0);
+    queue_close(q);
+    q = open_q(4 * MIB);
+    ck_assert_str_eq(queue_instance(q, &assigned), first);
+    ck_assert(!assigned);
+
+    /* Another directory: another queue, another id. */
+    ck_assert_int_ge(asprintf(&other_path, "%s/other", g_dir), 0);
+    ck_assert_int_eq(queue_open(&other, other_path, 4 * MIB, true), 0);
+    ck_assert(is_instance_id(queue_instance(other, NULL)));
+    ck_assert_str_ne(queue_instance(other, NULL), first);
+
+    /* A queue with events from before instance ids: a new id, marked as assigned, kept. */
+    ck_assert_int_eq(queue_test_forget_instance(q), 0);
+    queue_close(q);
+    q = open_q(4 * MIB);
+    ck_assert(is_instance_id(queue_instance(q, &assigned)));
+    ck_assert_str_ne(queue_instance(q, NULL), first);
+    ck_assert(assigned);
+    snprintf(first, sizeof(first), "%s", queue_instance(q, NULL));
+    queue_close(q);
+    q = open_q(4 * MIB);
+    ck_assert_str_eq(queue_instance(q, &assigned), first);
+    ck_assert(assigned);
+
+    /* Emptied, it still handed out numbers: still older than its id. */
+    ck_assert_int_eq(queue_delete_range(q, 1, 3, NULL, 0), 0);
+    ck_assert_int_eq(queue_test_forget_instance(q), 0);
+    queue_close(q);
+    q = open_q(4 * MIB);
+    ck_assert(queue_instance(q, &assigned) != NULL && assigned);
+
+    /* A queue that never handed out a number is as good as created now. */
+    ck_assert_int_eq(queue_test_forget_instance(other), 0);
+    queue_close(other);
+    ck_assert_int_eq(queue_open(&other, other_path, 4 * MIB, true), 0);
+    ck_assert(is_instance_id(queue_instance(other, &assigned)));
+    ck_assert(!assigned);
+    queue_close(other);
+    queue_close(q);
+    free(other_path);
+}
+END_TEST
+
 START_TEST(test_loader_lock)
 {
     struct queue *q = open_q(4 * MIB);
@@ -1992,6 +2058,7 @@ queue_suite(void)
 
     tc = tcase(s, "open_lock", 20);
     tcase_add_test(tc, test_open_errors);
+    tcase_add_test(tc, test_instance_id);
     tcase_add_test(tc, test_loader_lock);
     return s;
 }

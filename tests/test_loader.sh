@@ -62,10 +62,17 @@ eq "--once metrics" 5000 "$("$TOOL" meta "$tmp/once.q" loader.loaded.crash_repor
 rm -rf "$tmp/once.q"
 "$TOOL" fill "$tmp/once.q" crash_report 100 >/dev/null
 "$BIN/datapipe-loader" -c "$tmp/once.json" --once >"$tmp/reused.log" 2>&1
-eq "a recreated queue with a used queue.id: exit 1" 1 $?
-has_file "it says why" "another queue has this queue.id" "$tmp/reused.log"
+eq "a recreated queue with a used queue.id: exit 78" 78 $?
+has_file "it says why" "this queue does not own its queue.id" "$tmp/reused.log"
 eq "the recreated queue keeps all its events" 100 "$(queued once)"
 eq "nothing of it was loaded" 5000 "$(rows once)"
+"$BIN/datapipe-loader" --help >"$tmp/help.txt"
+has_file "--help documents --adopt-queue" "--adopt-queue" "$tmp/help.txt"
+has_file "--help documents exit status 78" "Exit status 78" "$tmp/help.txt"
+"$BIN/datapipe-loader" -c "$tmp/once.json" --once --adopt-queue >/dev/null 2>"$tmp/both.log"
+eq "--adopt-queue with --once: a usage error" 2 $?
+has_file "--adopt-queue with --once says so" "exclude each other" "$tmp/both.log"
+eq "... and changes nothing" 100 "$(queued once)"
 
 # --- a daemon: lock, schedule, USR1, HUP, sd_notify, TERM when idle --------------------------
 config d '"interval_s": 3600, "min_interval_s": 0, "high_water": 1000, "batch_rows": 500'
