@@ -14,6 +14,13 @@
 #define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
 
 /*
+ * Most bytes of an event kept in a dead_letter row's raw column. PostgreSQL refuses a COPY
+ * line over 1 GB and bytea text is two characters a byte: a longer event is truncated, with
+ * a note in the row's error text, rather than make the whole batch fail for ever.
+ */
+#define LDR_DEAD_RAW_MAX_BYTES (256u << 20)
+
+/*
  * One event of a batch, copied out of the queue while its read transaction was open (an
  * LMDB view dies with it). Its bytes are in the batch's raw buffer, found by offset.
  */
@@ -58,6 +65,8 @@ struct ldr_batch {
     int64_t now_us;                     /* wall clock at encode time (processed_at) */
     struct ldr_group *groups;           /* ev_registry_len entries */
     struct ev_buf dead;                 /* dead_letter COPY rows */
+    struct ev_buf dead_ascii;           /* the same reduced to ASCII, when PostgreSQL refused */
+    size_t dead_raw_max;                /* bytes of raw kept a row (LDR_DEAD_RAW_MAX_BYTES) */
     size_t dead_encoded;                /* dead.len after encoding; the load's rows follow */
     size_t dead_ingest;                 /* rows rejected at ingest */
     size_t dead_encode;                 /* rows the encoder refused or of unknown type */
@@ -124,6 +133,14 @@ size_t ldr_batch_dead(const struct ldr_batch *b);
  * NUL: invalid bytes and NUL become "\xNN" (as text). Returns 0 or DP_ERR_NOMEM.
  */
 int ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n);
+
+/*
+ * ldr_dead_reduce - copy the dead_letter COPY rows src (n bytes, as batch.c writes them:
+ * valid UTF-8) into dst reduced to ASCII, for a database that refused their text (one whose
+ * encoding cannot hold it): every non-ASCII character becomes "\uXXXX" (or "\UXXXXXXXX")
+ * and each row's error text gets a note that it was reduced. Returns 0 or DP_ERR_NOMEM.
+ */
+int ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n);
 
 /* ---- the loader's state (loader.c) and its back-off (backoff.c) ---------------------- */
 
