@@ -91,6 +91,7 @@ serve_until_signal(struct srv *s, const char *cli_path)
         if (sig == SIGHUP) {
             reload(s, cli_path);
         }
+        srv_read_pool_sweep(s);
         if (time(NULL) - last_summary >= 60) {
             srv_summary_log(s);
             last_summary = time(NULL);

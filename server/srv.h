@@ -42,6 +42,7 @@ struct srv {
     atomic_uint_fast64_t full_events; /* queued events when it failed */
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
+    struct srv_read_pool *read_pool;  /* read.c's connections */
     int64_t started_us;         /* process start, microseconds since the epoch */
 };
 
@@ -157,9 +158,17 @@ void srv_get_metrics(struct srv *s, struct srv_reply *r);
 void srv_summary_log(struct srv *s);
 size_t srv_type_index(const struct ev_type *t);
 
-/* ---- read.c: GET of a stored row through a per-thread libpq connection - */
+/* ---- read.c: GET of a stored row through a small pool of libpq connections */
 
 void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
-void srv_read_thread_exit(void);
+
+/* srv_read_pool_create - s->read_pool, empty (connections open on demand). 0 or DP_ERR_NOMEM. */
+int srv_read_pool_create(struct srv *s);
+
+/* srv_read_pool_destroy - close every connection and free the pool; no GET may be running. */
+void srv_read_pool_destroy(struct srv *s);
+
+/* srv_read_pool_sweep - close the connections unused for a minute; call every few seconds. */
+void srv_read_pool_sweep(struct srv *s);
 
 #endif

@@ -204,6 +204,21 @@ r=$(curl -s "$URL/v1/events/data_sample/$sid")
 has "data_sample GET: UTC time, n, mean" '"time_stamp":"2026-11-26T09:00:00+00:00","n":4,"mean":2.5' "$r"
 ok "data_sample GET leaves raw out" bash -c "! grep -q raw <<<\"\$0\"" "$r"
 eq "GET unknown uuid → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/01a21737-c807-76fd-8580-637c3e1c2050")"
+# Ids that cannot exist are answered before any query, never as a 500 (a bug).
+eq "GET /product/%FF (invalid UTF-8) → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%FF")"
+eq "GET /v1/events/product/a%C3 (cut UTF-8) → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/product/a%C3")"
+eq "GET /product/%00 (NUL) → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%00")"
+# civetweb's decoded path ends at the NUL: the id is "a".
+eq "GET /product/a%00b (NUL inside) → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/a%00b")"
+eq "GET /product/<300 bytes> → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/$(printf 'x%.0s' {1..300})")"
+ok "no GET logged as a bug" bash -c "! grep -E 'query failed|prepare failed' \"\$0\"" "$TMP/main/log"
+# 500 GETs of distinct ids, 8 at a time (threads / 2: the most reads the server lets wait on
+# the database) over 16 worker threads: the server keeps no more PostgreSQL connections than
+# its read pool holds (min(4, threads / 2) = 4).
+curl -s -Z --parallel-max 8 -w '\n%{http_code}\n' "$URL/product/pool-[1-500]" >"$TMP/pool.out"
+eq "500 GETs of distinct ids → 500 × 404" 500 "$(grep -cx 404 "$TMP/pool.out")"
+nconn=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'datapipe-server'")
+ok "after 500 GETs the server holds 1 to 4 connections (got $nconn)" test "$nconn" -ge 1 -a "$nconn" -le 4
 st=$(curl -s "$URL/v1/status")
 has "/v1/status: the loader's last run ok" '"last_result":"ok"' "$st"
 has "/v1/status: queue empty after the drain" '"queue":{"events":0' "$st"
@@ -265,6 +280,16 @@ r=$(curl -s -D - "$URL/v1/events/crash_report/$id")
 has "GET with the database down → 503" 'HTTP/1.1 503' "$r"
 has "503 carries Retry-After" 'Retry-After:' "$r"
 eq "database down: POST still 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
+stop_pid "$SPID"
+
+# A class 22 error on a GET (here: an id a LATIN1 database cannot hold) is the id's fault:
+# 404, and not logged as a bug.
+psql "$DP_PG_CONNINFO" -q -c "CREATE DATABASE srv_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+CONNINFO="$DP_PG_CONNINFO dbname=srv_latin1" server latin1 ""
+"$BIN/datapipe-loader" -c "$TMP/latin1/cfg.json" --once 2>"$TMP/latin1/loader.log"
+eq "loader --once creates the tables in the LATIN1 database" 0 $?
+eq "GET /product/€ from a LATIN1 database → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%E2%82%AC")"
+ok "a class 22 error is not logged as a bug" bash -c "! grep -E 'query failed|prepare failed' \"\$0\"" "$TMP/latin1/log"
 stop_pid "$SPID"
 
 # --- auth
