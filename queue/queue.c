@@ -54,10 +54,27 @@ queue_rc_full(const struct queue *q, int rc)
            (uint64_t)vfs.f_bavail * vfs.f_frsize < QUEUE_DISK_LOW_BYTES;
 }
 
+/*
+ * After MDB_PANIC (a failed meta-page write: a real EIO, a full copy-on-write file system)
+ * LMDB refuses every later transaction of this environment, so the process could only
+ * answer errors for ever. Exit instead, as for a grown map: nothing acknowledged is lost
+ * (the failed transaction was never acknowledged) and the service manager restarts us.
+ */
+static void
+queue_fatal_check(const struct queue *q, int rc, const char *what)
+{
+    if (rc == MDB_PANIC) {
+        dp_error("fatal queue error: exiting so that the service manager restarts us",
+                 "op=%s path=%s err=%s", what, q->path, mdb_strerror(rc));
+        _exit(75);
+    }
+}
+
 /* queue_err() for rc != 0 (internal.h keeps the rc == 0 test inline at every call). */
 int
 queue_err_slow(const struct queue *q, int rc, const char *what)
 {
+    queue_fatal_check(q, rc, what);
     if (queue_rc_full(q, rc)) {
         dp_warn("queue full", "op=%s path=%s err=%s", what, q->path, mdb_strerror(rc));
         return DP_ERR_FULL;
@@ -98,6 +115,7 @@ queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn)
                  "daemons the same queue.max_bytes", "path=%s", q->path);
         _exit(75);
     }
+    queue_fatal_check(q, rc, "begin");
     return rc;
 }
 
@@ -111,10 +129,13 @@ queue_txn_commit(struct queue *q, MDB_txn *txn, enum queue_txn_kind kind, size_t
         rc = ops->commit(ops->arg, kind, events);
         if (rc != 0) {
             mdb_txn_abort(txn);
+            queue_fatal_check(q, rc, "commit");
             return rc;
         }
     }
-    return mdb_txn_commit(txn);
+    rc = mdb_txn_commit(txn);
+    queue_fatal_check(q, rc, "commit");
+    return rc;
 }
 
 int
