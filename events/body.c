@@ -147,6 +147,9 @@ push_value(struct parser *ps, json_t *v, size_t start, size_t end)
 
     rc = dispatch(v, ps->type, &t, err);
     json_decref(v);
+    if (rc == 0 && t->jsonb_numbers) {
+        rc = ev_check_jsonb_numbers(ps->body + start, end - start, err);
+    }
     return batch_push(ps, start, end - start, t, rc == 0 ? NULL : err);
 }
 

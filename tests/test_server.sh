@@ -56,6 +56,9 @@ has "POST /v1/events/{type} → 202" "202 " "$r"
 r=$(post / '{"event_name": " crash_report","user_id": 888,"timestamp": 1000,"message": "have_fun"}')
 eq "leading space in event_name → 400" \
     '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\""}' "$r"
+r=$(post /v1/events/product '{"id": "n1", "price": {"list": [1, 1e-20000]}}')
+eq "a number jsonb refuses → 400 naming its path" \
+    '400 {"status_code":400,"status_message":"price.list[1]: number \"1e-20000\" is out of PostgreSQL'"'"'s numeric range"}' "$r"
 r=$(post /v1/events/crash_report '{"event_name": "ad_event", "user_id": 1, "timestamp": 2, "message": "m"}')
 has "event_name must equal the URL type" '400 ' "$r"
 r=$(post /submit "$AD")
