@@ -67,6 +67,8 @@ reload(struct srv *s, const char *cli_path)
     }
     dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, NULL);
     dp_log_setup(fresh->log_level, fresh->log_format);
+    /* The keys file may have changed even where the configuration did not: always. */
+    srv_auth_reload(s, fresh);
     dp_config_destroy(fresh);
 }
 
@@ -130,6 +132,10 @@ main(int argc, char **argv)
         dp_error("cannot open the queue", "path=%s", cfg->queue_path);
         goto out;
     }
+    if (srv_auth_init(&s, cfg) != 0) {
+        dp_error("out of memory reading the API keys", NULL);
+        goto out;
+    }
     if (srv_http_start(&s) != 0) {
         goto out;
     }
@@ -142,6 +148,7 @@ main(int argc, char **argv)
     rc = 0;
 out:
     srv_http_stop(&s);
+    srv_auth_destroy(&s);
     queue_close(s.q);
     dp_config_destroy(cfg);
     if (rc == 0) {

@@ -12,6 +12,7 @@
 #include "queue/queue.h"
 #include "server/reply.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,6 +44,8 @@ struct srv {
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
     struct srv_read_pool *read_pool;  /* read.c's connections */
+    pthread_rwlock_t keys_lock;       /* guards keys: SIGHUP swaps them (auth.c) */
+    struct srv_keys *keys;            /* the API keys in force */
     int64_t started_us;         /* process start, microseconds since the epoch */
 };
 
@@ -106,8 +109,24 @@ void srv_http_stop(struct srv *s);
 
 /* ---- auth.c: API keys and CORS ----------------------------------------- */
 
+/*
+ * srv_auth_init - take the API keys of cfg (server.api_keys and the keys file's, copied).
+ * Call once before serving. Returns 0 or DP_ERR_NOMEM.
+ */
+int srv_auth_init(struct srv *s, const struct dp_config *cfg);
+
+/*
+ * srv_auth_reload - put cfg's API keys in force instead of the current ones (SIGHUP): a
+ * removed key is refused from the next request on. Logs how many keys, never the keys.
+ * Returns 0, or DP_ERR_NOMEM (the old keys stay in force).
+ */
+int srv_auth_reload(struct srv *s, const struct dp_config *cfg);
+
+/* srv_auth_destroy - free the keys. */
+void srv_auth_destroy(struct srv *s);
+
 /* srv_auth_ok - true when no key is configured or c sends one of them. */
-bool srv_auth_ok(const struct srv *s, struct mg_connection *c);
+bool srv_auth_ok(struct srv *s, struct mg_connection *c);
 
 /* srv_cors_apply - add CORS headers to r when c's Origin is allowed; returns whether it is. */
 bool srv_cors_apply(const struct srv *s, struct mg_connection *c, struct srv_reply *r);

@@ -296,7 +296,7 @@ ok "a class 22 error is not logged as a bug" bash -c "! grep -E 'query failed|pr
 stop_pid "$SPID"
 
 # --- auth
-printf '# ops\nfile-key\n' >"$TMP/keys"
+printf '# ops\nfile-key\n  # indented comment\nhash#key\n' >"$TMP/keys"
 server auth ", \"api_keys\": [\"k-123\"], \"api_keys_file\": \"$TMP/keys\""
 r=$(curl -s -D - -o /dev/null -d "$SEED" "$URL/")
 has "no key → 401" 'HTTP/1.1 401' "$r"
@@ -310,6 +310,17 @@ eq "/healthz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")
 eq "/metrics open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")"
 eq "/readyz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
 eq "401 before reading a huge body" 401 "$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$TMP/big" "$URL/")"
+eq "a key with '#' inside is whole → 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash#key' -d "$SEED" "$URL/")"
+eq "the part before its '#' is no key → 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash' -d "$SEED" "$URL/")"
+# Revocation without a restart: the key leaves the file, SIGHUP, and it is refused.
+printf '# ops\nhash#key\n' >"$TMP/keys"
+kill -HUP "$SPID"
+wait_until 20 "HUP: the keys are re-read and counted" \
+    grep -q "reload: API keys re-read keys=2 file=$TMP/keys" "$TMP/auth/log"
+eq "a revoked key → 401 after SIGHUP" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: file-key' -d "$SEED" "$URL/")"
+eq "a kept key → 202 after SIGHUP" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash#key' -d "$SEED" "$URL/")"
+eq "the keys from the configuration still hold" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer k-123' -d "$SEED" "$URL/")"
+ok "the log never shows a key" bash -c "! grep -E 'file-key|hash#key|k-123' \"\$0\"" "$TMP/auth/log"
 stop_pid "$SPID"
 
 # --- CORS
