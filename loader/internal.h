@@ -184,6 +184,16 @@ struct ldr {
     char last_error[LDR_ERR_MAX];
 };
 
+/*
+ * ldr_error_public - err (a failure's full text, for the loader's log) of what failed
+ * (ldr_backoff's what) reduced to what /v1/status may show anyone: "connection: ..."
+ * without host names, addresses or user names for a failure to connect or a lost
+ * connection, "queue: <err>" when what is the queue's, else "database: <err>" (a
+ * statement's error, which names no connection detail).
+ * out receives len bytes at most, NUL-terminated.
+ */
+void ldr_error_public(const char *what, const char *err, char *out, size_t len);
+
 /* ldr_halted - whether ldr_stop was called or the run failed (no new batches then). */
 bool ldr_halted(struct ldr *l);
 
