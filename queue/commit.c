@@ -84,6 +84,20 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
     return 0;
 }
 
+/* Bytes of the records of the calls first..stop (stop excluded). */
+static size_t
+groups_bytes(struct queue_waiter *first, struct queue_waiter *stop)
+{
+    size_t bytes = 0;
+
+    for (struct queue_waiter *w = first; w != stop; w = w->next) {
+        for (size_t i = 0; i < w->n; i++) {
+            bytes += queue_rec_size(&w->evs[i]);
+        }
+    }
+    return bytes;
+}
+
 /*
  * Write the events of the calls first..stop (stop excluded) and the next sequence number in
  * one write transaction, and commit it. Sets each event's seq, or 0 on failure.
@@ -102,7 +116,10 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     size_t nev = 0;
     int rc;
 
-    rc = queue_txn_begin(q, 0, &txn);
+    rc = queue_disk_reserve(q, groups_bytes(first, stop));
+    if (rc == 0) {
+        rc = queue_txn_begin(q, 0, &txn);
+    }
     if (rc != 0) {
         txn = NULL;
         goto out;
