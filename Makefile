@@ -22,6 +22,7 @@ CC ?= cc
 PKG_CONFIG ?= pkg-config
 CIVETWEB_LIBS ?= -lcivetweb
 FUZZ_SECONDS ?= 60
+CREATE_USER ?= yes
 VERSION := 0.1.0
 
 PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd
@@ -81,7 +82,7 @@ all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
 # Missing Debian packages are installed; nothing is done when all are there.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
-	openssl libssl-dev lmdb-utils
+	openssl libssl-dev lmdb-utils systemd jq
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
@@ -137,7 +138,7 @@ fuzz: | deps
 	$(MAKE) deps EXTRA_DEB_PACKAGES="clang libclang-rt-dev"
 	@mkdir -p $(BUILD)/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
-		-o $(BUILD)/fuzz/fuzz_events $(FUZZ_SRC) $(filter-out etc/config.c,$(LIB_SRC)) \
+		-o $(BUILD)/fuzz/fuzz_events $(FUZZ_SRC) $(filter-out etc/config.c etc/cli.c,$(LIB_SRC)) \
 		$(PKG_LIBS) -lpthread -lm
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz_events -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
@@ -160,9 +161,26 @@ install: all
 	done
 	install -m 0644 systemd/datapipe.sysusers $(DESTDIR)$(SYSUSERSDIR)/datapipe.conf
 	install -m 0644 systemd/datapipe.tmpfiles $(DESTDIR)$(TMPFILESDIR)/datapipe.conf
-	@# An operator's configuration is never overwritten.
-	[ -e $(DESTDIR)$(SYSCONFDIR)/datapipe.json ] || \
-		install -m 0640 datapipe.json.example $(DESTDIR)$(SYSCONFDIR)/datapipe.json
+	@# The configuration may hold secrets (a database password, API keys): root writes it,
+	@# the daemons' group reads it, root:datapipe 0640, as a Debian postinst sets it up. The
+	@# group comes from the sysusers snippet, applied here first (under DESTDIR when set, as
+	@# for an image; CREATE_USER=no leaves that and the chgrp to a package's postinst). An
+	@# operator's configuration is never overwritten, nor its ownership changed.
+	@if [ "$(CREATE_USER)" != no ] && [ "$$(id -u)" = 0 ]; then \
+		mkdir -p $(DESTDIR)/etc && \
+		systemd-sysusers --root=$(or $(DESTDIR),/) $(DESTDIR)$(SYSUSERSDIR)/datapipe.conf; \
+	fi
+	@f=$(DESTDIR)$(SYSCONFDIR)/datapipe.json; \
+	if [ -e "$$f" ]; then echo "install: $$f exists, kept as it is"; exit 0; fi; \
+	gid=$$(sed -n 's/^datapipe:[^:]*:\([0-9]*\):.*/\1/p' $(DESTDIR)/etc/group 2>/dev/null); \
+	if [ "$(CREATE_USER)" != no ] && [ "$$(id -u)" = 0 ] && [ -n "$$gid" ]; then \
+		echo "install -o 0 -g $$gid -m 0640 datapipe.json.example $$f"; \
+		install -o 0 -g "$$gid" -m 0640 datapipe.json.example "$$f"; \
+	else \
+		install -m 0640 datapipe.json.example "$$f" && \
+		echo "install: $$f is 0640; make it readable by the daemons:" \
+			"systemd-sysusers && chgrp datapipe $(SYSCONFDIR)/datapipe.json"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/datapipe-server $(DESTDIR)$(BINDIR)/datapipe-loader

@@ -1,7 +1,8 @@
 /*
  * log.c - leveled logging to stderr (journald captures it), and the process's clocks.
  * Each line is built in a stack buffer and written with one write(2), so
- * threads never interleave; logging must never abort or allocate.
+ * threads never interleave; logging must never abort or allocate. A record is
+ * exactly one line: trailing newlines are dropped, inner ones escaped or blanked.
  */
 #include "log.h"
 #include "err.h"
@@ -137,7 +138,51 @@ kv_key_len(const char *s)
     return s[i] == '=' ? i + 1 : 0;
 }
 
-/* Turn "a=1 b=two words" into ,"a":"1","b":"two words". */
+/*
+ * Whether s[0..n) is a JSON number written as an integer or a decimal fraction ("-12",
+ * "0.25"): such values are logged as numbers. Exponents are left as strings, so that an id
+ * such as "12e4" is never read as 120000; so are leading zeros ("007"), which JSON forbids.
+ */
+static bool
+kv_is_number(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    if (i < n && s[i] == '-') {
+        i++;
+    }
+    if (i >= n || !isdigit((unsigned char)s[i])) {
+        return false;
+    }
+    if (s[i] == '0' && i + 1 < n && s[i + 1] != '.') {
+        return false;
+    }
+    while (i < n && isdigit((unsigned char)s[i])) {
+        i++;
+    }
+    if (i < n && s[i] == '.') {
+        i++;
+        if (i >= n) {
+            return false;
+        }
+        while (i < n && isdigit((unsigned char)s[i])) {
+            i++;
+        }
+    }
+    return i == n;
+}
+
+/* n without the whitespace (newlines included) that ends s[0..n). */
+static size_t
+trim_end(const char *s, size_t n)
+{
+    while (n > 0 && isspace((unsigned char)s[n - 1])) {
+        n--;
+    }
+    return n;
+}
+
+/* Turn "a=1 b=two words" into ,"a":1,"b":"two words". */
 static void
 line_put_kv_json(struct line *l, const char *kv)
 {
@@ -150,25 +195,42 @@ line_put_kv_json(struct line *l, const char *kv)
         size_t klen = kv_key_len(p);
         const char *v;
         const char *end;
+        size_t vlen;
 
         if (klen == 0) {
             /* Not key=value text: keep it under "detail" rather than lose it. */
             line_puts(l, ",\"detail\":\"");
-            line_put_json(l, p, strlen(p));
+            line_put_json(l, p, trim_end(p, strlen(p)));
             line_puts(l, "\"");
             return;
         }
         line_puts(l, ",\"");
         line_put_json(l, p, klen - 1);
-        line_puts(l, "\":\"");
+        line_puts(l, "\":");
         v = p + klen;
         end = v;
         while (*end != '\0' && !(end[0] == ' ' && kv_key_len(end + 1) > 0)) {
             end++;
         }
-        line_put_json(l, v, (size_t)(end - v));
-        line_puts(l, "\"");
+        vlen = trim_end(v, (size_t)(end - v));
+        if (kv_is_number(v, vlen)) {
+            line_put(l, v, vlen);
+        } else {
+            line_puts(l, "\"");
+            line_put_json(l, v, vlen);
+            line_puts(l, "\"");
+        }
         p = *end == ' ' ? end + 1 : end;
+    }
+}
+
+/* Append s as text on one line: control characters (a newline in a value) become spaces. */
+static void
+line_put_text(struct line *l, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = iscntrl((unsigned char)s[i]) ? ' ' : s[i];
+        line_put(l, &c, 1);
     }
 }
 
@@ -206,7 +268,7 @@ dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
         line_puts(&l, "\",\"level\":\"");
         line_puts(&l, level_names[lvl]);
         line_puts(&l, "\",\"msg\":\"");
-        line_put_json(&l, msg, strlen(msg));
+        line_put_json(&l, msg, trim_end(msg, strlen(msg)));
         line_puts(&l, "\"");
         line_put_kv_json(&l, kv);
         line_puts(&l, "}");
@@ -215,10 +277,10 @@ dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
         line_puts(&l, " ");
         line_puts(&l, level_names[lvl]);
         line_puts(&l, " ");
-        line_puts(&l, msg);
-        if (kv[0] != '\0') {
+        line_put_text(&l, msg, trim_end(msg, strlen(msg)));
+        if (trim_end(kv, strlen(kv)) > 0) {
             line_puts(&l, " ");
-            line_puts(&l, kv);
+            line_put_text(&l, kv, trim_end(kv, strlen(kv)));
         }
     }
     l.buf[l.len++] = '\n';

@@ -34,8 +34,8 @@ scheme_is(const UriTextRangeA *r, const char *want)
     return n == strlen(want) && strncasecmp(r->first, want, n) == 0;
 }
 
-static int
-check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
+int
+ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
 {
     UriUriA uri;
     const char *s;
@@ -69,14 +69,15 @@ check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
 static const struct ev_field fields[] = {
     { .name = "ip_address", .required = true, .check = check_ipv4 },
     { .name = "user_agent", .required = true, .check = ev_check_string },
-    { .name = "referring_url", .required = true, .check = check_url },
+    { .name = "referring_url", .required = true, .check = ev_check_url },
     { .name = "advertiser_id", .required = true, .check = ev_check_nonempty_string },
     { .name = "metadata", .required = false, .check = ev_check_object },
 };
 
 static int
-validate(const json_t *obj, char err[EV_ERR_MAX])
+validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
 {
+    (void)t;
     return ev_fields_check(obj, fields, sizeof(fields) / sizeof(fields[0]), err);
 }
 
@@ -89,15 +90,15 @@ row_string(struct ev_row *row, const json_t *obj, const char *key)
 }
 
 static int
-encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-           char err[EV_ERR_MAX])
+encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
+           struct ev_buf *out, char err[EV_ERR_MAX])
 {
     const char *meta = "{}";
     size_t meta_len = 2;
     struct ev_row row;
     int rc;
 
-    rc = validate(obj, err);
+    rc = validate(t, obj, err);
     if (rc != 0) {
         return rc;
     }

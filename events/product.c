@@ -8,10 +8,11 @@
 #include "events/internal.h"
 
 static int
-validate(const json_t *obj, char err[EV_ERR_MAX])
+validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
 {
     const json_t *id = json_object_get(obj, "id");
 
+    (void)t;
     if (id == NULL) {
         return ev_errf(err, "id: required field missing");
     }
@@ -28,14 +29,14 @@ validate(const json_t *obj, char err[EV_ERR_MAX])
 }
 
 static int
-encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-           char err[EV_ERR_MAX])
+encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
+           struct ev_buf *out, char err[EV_ERR_MAX])
 {
     const json_t *id;
     struct ev_row row;
     int rc;
 
-    rc = validate(obj, err);
+    rc = validate(t, obj, err);
     if (rc != 0) {
         return rc;
     }

@@ -16,6 +16,8 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/types.h"
+#include "events/events.h"
 #include "loader/loader.h"
 
 #define DMN_TICK_MS 1000               /* longest wait between two looks at the schedule */
@@ -40,13 +42,14 @@ struct dmn {
     enum dmn_job job;
     atomic_bool job_done;              /* set by the runner as it ends */
     atomic_int job_rc;
-    bool ready;                        /* ldr_start succeeded: READY=1 sent */
+    bool started;                      /* ldr_start succeeded: runs may begin */
     bool stopping;                     /* SIGTERM or SIGINT seen */
     bool forced;                       /* a run is due at once (SIGUSR1, the first run) */
     int64_t last_start_ms;             /* monotonic; -1 before the first run */
     int64_t last_end_ms;
     uint64_t watchdog_usec;            /* 0: no watchdog */
     char status[256];                  /* last STATUS= sent */
+    bool types_pending;                /* live declares new types: register them once idle */
 };
 
 static void *
@@ -86,10 +89,10 @@ dmn_job_done(struct dmn *d)
     d->runner_active = false;
     if (d->job == DMN_JOB_START) {
         if (rc == 0) {
-            d->ready = true;
+            d->started = true;
             d->forced = true;
-            sd_notify(0, "READY=1");
-            dp_info("ready", "queue_id=%s schema=%s", d->cfg->queue_id, d->cfg->database_schema);
+            dp_info("connected to PostgreSQL", "queue_id=%s schema=%s", d->cfg->queue_id,
+                    d->cfg->database_schema);
             return -1;
         }
         if (rc == DP_ERR_CLOSED) {
@@ -137,6 +140,7 @@ struct dmn_reload {
     const struct dp_config *was;       /* the reloadable settings in effect until now */
     const struct dp_config *fresh;     /* just loaded */
     bool log;                          /* log.level or log.format changed */
+    bool types;                        /* declared types were added */
     char applied[DMN_CHANGES_MAX];
     char restart[DMN_CHANGES_MAX];
 };
@@ -166,6 +170,10 @@ dmn_apply_key(void *arg, const char *key, bool reloadable)
                  (long long)n->loader_high_water);
     } else if (strncmp(key, "log.", 4) == 0) {
         r->log = true;
+    } else if (strncmp(key, "types.", 6) == 0) {
+        /* A new declared type: registered by dmn_types_apply once no run is going on. */
+        dmn_note(r->applied, "%s added", key);
+        r->types = true;
     } else {
         dmn_note(r->restart, "%s", key);
     }
@@ -221,6 +229,40 @@ dmn_reload(struct dmn *d)
     }
     dp_config_destroy(d->live);
     d->live = n;
+    d->types_pending = d->types_pending || r.types;
+}
+
+/* ev_registry_update's report (changed and removed types: dmn_reload named them). */
+static void
+dmn_type_note(void *arg, const char *type, enum ev_change change)
+{
+    bool *added = arg;
+
+    if (change == EV_CHANGE_ADDED) {
+        dp_info("declared event type added", "type=%s", type);
+        *added = true;
+    }
+}
+
+/* Register the declared types of the last SIGHUP, now that no run is going on. */
+static void
+dmn_types_apply(struct dmn *d)
+{
+    bool added = false;
+    int rc;
+
+    if (!d->types_pending || d->runner_active || d->live == NULL) {
+        return;
+    }
+    rc = ev_registry_update(d->live->types, dmn_type_note, &added);
+    if (rc != 0) {
+        dp_error("declared event types not registered", "error=%s", dp_strerror(rc));
+    }
+    if (added) {
+        /* Their tables are created as the connections open again, before any batch. */
+        ldr_types_changed(d->l);
+    }
+    d->types_pending = false;
 }
 
 /* ---- the main loop --------------------------------------------------------------------- */
@@ -281,10 +323,8 @@ dmn_status(struct dmn *d)
     char status[sizeof(d->status)];
     char line[sizeof(d->status) + 8];
 
-    if (!d->ready) {
-        ldr_status(d->l, loader, sizeof(loader));
-        snprintf(status, sizeof(status), "starting: %s",
-                 strncmp(loader, "waiting", 7) == 0 ? loader : "connecting to PostgreSQL");
+    if (!d->started) {
+        ldr_status(d->l, status, sizeof(status));
     } else {
         memset(&st, 0, sizeof(st));
         queue_stats(d->q, &st);
@@ -336,7 +376,8 @@ dmn_loop(struct dmn *d, const sigset_t *set)
         if (code < 0 && d->stopping && !d->runner_active) {
             code = 0;
         }
-        if (code < 0 && d->ready && !d->stopping && !d->runner_active) {
+        if (code < 0 && d->started && !d->stopping && !d->runner_active) {
+            dmn_types_apply(d);
             dmn_schedule(d);
         }
         dmn_status(d);
@@ -421,6 +462,12 @@ ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
     dp_info("starting", "queue=%s queue_id=%s workers=%d batch_rows=%d interval_s=%d once=%d",
             cfg->queue_path, cfg->queue_id, cfg->loader_workers, cfg->loader_batch_rows,
             cfg->loader_interval_s, cli->once);
+    /*
+     * Ready once the queue is open and locked: PostgreSQL may come up later than we do (or be
+     * down for hours), and systemd would kill a unit that is not ready within its start
+     * timeout. Until PostgreSQL answers, STATUS= says why nothing loads.
+     */
+    sd_notify(0, "READY=1");
     if (dmn_job_start(&d, DMN_JOB_START) != 0) {
         code = 1;
         goto out;

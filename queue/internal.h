@@ -193,8 +193,9 @@ int queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn);
 int queue_txn_commit(struct queue *q, MDB_txn *txn, enum queue_txn_kind kind, size_t events);
 
 /*
- * queue_disk_reserve - before an append transaction that will write about bytes: make sure that after it the disk still holds a reserve for the loader's deletes,
- * which need fresh pages: free pages inside the data file, or pages past its end whose
+ * queue_disk_reserve - before an append transaction that will write about bytes: make
+ * sure that after it the disk still holds a reserve for the loader's deletes, which need
+ * fresh pages: free pages inside the data file, or pages past its end whose
  * blocks are allocated (posix_fallocate, grown here as needed). On a full disk the appends
  * fail first and the loader's deletes always find pages. Committer only.
  * Returns 0, or ENOSPC, EDQUOT, EIO...: the append must fail (as full).

@@ -25,7 +25,8 @@ static const char usage[] =
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings\n"
-    "apply at once, other changes are logged as needing a restart).\n";
+    "and new declared event types apply at once, other changes are logged as needing a\n"
+    "restart).\n";
 
 static void
 notify_status(struct srv *s)
@@ -51,7 +52,19 @@ changed_key(void *arg, const char *key, bool reloadable)
     }
 }
 
-/* SIGHUP: re-read the files; the server's reloadable settings (logging) apply now. */
+/* ev_registry_update's report: a new declared type serves at once (the changed and the
+ * removed ones stay as they run: dp_config_diff names them as needing a restart). */
+static void
+type_added(void *arg, const char *type, enum ev_change change)
+{
+    (void)arg;
+    if (change == EV_CHANGE_ADDED) {
+        dp_info("declared event type registered", "type=%s", type);
+    }
+}
+
+/* SIGHUP: re-read the files; the server's reloadable settings (logging, new declared event
+ * types) apply now. */
 static void
 reload(struct srv *s, const char *cli_path)
 {
@@ -67,6 +80,11 @@ reload(struct srv *s, const char *cli_path)
     }
     dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, NULL);
     dp_log_setup(fresh->log_level, fresh->log_format);
+    /* New declared types are accepted at once (the loader holds their events until it
+     * knows them too); a changed one needs a restart. */
+    if (ev_registry_update(fresh->types, type_added, NULL) != 0) {
+        dp_error("reload: declared event types not registered", NULL);
+    }
     /* The keys file may have changed even where the configuration did not: always. */
     srv_auth_reload(s, fresh);
     dp_config_destroy(fresh);
@@ -124,6 +142,10 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     s.cfg = cfg;
     s.started_us = dp_now_us();
+    if (ev_registry_update(cfg->types, type_added, NULL) != 0) {
+        dp_error("cannot register the declared event types", NULL);
+        goto out;
+    }
     if (ev_registry_len > SRV_MAX_TYPES) {
         dp_error("too many event types", "types=%zu max=%d", ev_registry_len, SRV_MAX_TYPES);
         goto out;

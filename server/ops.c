@@ -227,6 +227,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     struct queue_stats st;
     char last_error[1024];
     char result[1024];
+    char held_types[256];
     json_t *o;
     json_t *q;
     json_t *l;
@@ -240,6 +241,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     }
     queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_ERROR, last_error, sizeof(last_error));
     queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_RUN_RESULT, result, sizeof(result));
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_HELD_TYPES, held_types, sizeof(held_types));
     last_run = meta_int(s, QUEUE_META_LOADER_LAST_RUN_US);
     last_ok = meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US);
     o = json_object();
@@ -266,6 +268,9 @@ srv_get_status(struct srv *s, struct srv_reply *r)
                         json_integer(meta_int(s, QUEUE_META_LOADER_LAST_ERROR_US)));
     json_object_set_new(l, "dead_letters",
                         json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
+    /* Events left queued because their type is not declared (any more): see README. */
+    json_object_set_new(l, "held_events", json_integer(meta_int(s, QUEUE_META_LOADER_HELD)));
+    json_object_set_new(l, "held_types", json_string(held_types));
     json_object_set_new(o, "loader", l);
     r->status = 200;
     r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));

@@ -22,7 +22,7 @@ struct mg_connection;
 struct mg_context;
 
 #define SRV_LAT_BUCKETS 40      /* latency histogram: bucket i holds < 2^(i/2) us */
-#define SRV_MAX_TYPES 32        /* registry entries with per-type counters */
+#define SRV_MAX_TYPES EV_REGISTRY_MAX /* registry entries with per-type counters */
 #define SRV_ID_MAX 256          /* longest {id} path segment, bytes with NUL */
 
 /* Lock-free counters read by /metrics and the summary line. */

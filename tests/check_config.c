@@ -369,6 +369,15 @@ log_some(void)
     dp_warn("plain", NULL);
 }
 
+/* Values of every shape: numbers, near-numbers, and text ending in a newline (libpq's and
+ * civetweb's messages do). */
+static void
+log_shapes(void)
+{
+    dp_info("shapes", "a=-12 b=0.25 c=007 d=12e4 e=1. f=0 g=-x h=3 words id=01a2 m=oops\n");
+    dp_error("trailing newline\n", "error=%s", "line one\nline two\n");
+}
+
 START_TEST(test_log_text)
 {
     char *out;
@@ -381,6 +390,12 @@ START_TEST(test_log_text)
     ck_assert_ptr_nonnull(strstr(out, "Z warn plain\n"));
     ck_assert_int_eq(out[4], '-');
     free(out);
+    /* One record, one line: no empty line after it, an inner newline blanked. */
+    out = capture_stderr(log_shapes);
+    ck_assert_ptr_null(strstr(out, "\n\n"));
+    ck_assert_ptr_nonnull(strstr(out, " m=oops\n"));
+    ck_assert_ptr_nonnull(strstr(out, "Z error trailing newline error=line one line two\n"));
+    free(out);
 }
 END_TEST
 
@@ -391,12 +406,21 @@ START_TEST(test_log_json)
 
     ck_assert_int_eq(dp_log_setup("debug", "json"), 0);
     out = capture_stderr(log_some);
-    ck_assert_ptr_nonnull(strstr(out, "\"level\":\"debug\",\"msg\":\"hidden\",\"k\":\"1\"}\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\"level\":\"debug\",\"msg\":\"hidden\",\"k\":1}\n"));
     second = strchr(out, '\n') + 1;
     ck_assert_ptr_nonnull(strstr(second, "\"level\":\"info\",\"msg\":\"batch loaded\","
-                                         "\"rows\":\"5\",\"error\":\"no route to host\","
+                                         "\"rows\":5,\"error\":\"no route to host\","
                                          "\"queue\":\"q1\"}\n"));
     ck_assert(strncmp(second, "{\"ts\":\"", 7) == 0);
+    free(out);
+    /* Integers and decimal fractions are JSON numbers; the rest stays text; one line each. */
+    out = capture_stderr(log_shapes);
+    ck_assert_ptr_null(strstr(out, "\n\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\"msg\":\"shapes\",\"a\":-12,\"b\":0.25,\"c\":\"007\","
+                                      "\"d\":\"12e4\",\"e\":\"1.\",\"f\":0,\"g\":\"-x\","
+                                      "\"h\":\"3 words\",\"id\":\"01a2\",\"m\":\"oops\"}\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\"msg\":\"trailing newline\","
+                                      "\"error\":\"line one\\u000aline two\"}\n"));
     ck_assert_int_eq(dp_log_setup("loud", "json"), DP_ERR_INVALID);
     ck_assert_int_eq(dp_log_setup("info", "xml"), DP_ERR_INVALID);
     free(out);
