@@ -594,7 +594,10 @@ struct_fill(struct dp_config *cfg, const config_t *eff, bool *nomem)
     }
 }
 
-/* Keys from server.api_keys_file: one a line, '#' starts a comment, blanks trimmed. */
+/*
+ * Keys from server.api_keys_file: one a line, blanks around it trimmed; a line whose first
+ * non-blank character is '#' is a comment. A '#' anywhere else is part of the key.
+ */
 static void
 keys_file_read(struct dp_config *cfg, struct errs *e)
 {
@@ -612,14 +615,13 @@ keys_file_read(struct dp_config *cfg, struct errs *e)
     }
     while (fgets(line, sizeof(line), f) != NULL) {
         char *p = line;
-        char *hash = strchr(p, '#');
         size_t n;
 
-        if (hash != NULL) {
-            *hash = '\0';
-        }
         while (*p == ' ' || *p == '\t') {
             p++;
+        }
+        if (*p == '#') {
+            continue;
         }
         n = strlen(p);
         while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ' ||

@@ -142,6 +142,7 @@ const struct ev_type ev_ad_event = {
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,
+    .jsonb_numbers = true,
     .get_sql = "SELECT row_to_json(t)::text FROM ad_event t WHERE t.id = $1::uuid",
     .validate = validate,
     .encode_row = encode_row,

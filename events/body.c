@@ -176,6 +176,9 @@ push_value(struct parser *ps, json_t *v, size_t start, size_t end)
     int rc;
 
     rc = dispatch(v, ps->type, &t, &key, err);
+    if (rc == 0 && t->jsonb_numbers) {
+        rc = ev_check_jsonb_numbers(ps->body + start, end - start, err);
+    }
     rc = batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
                     key != NULL ? json_string_value(key) : NULL,
                     key != NULL ? json_string_length(key) : 0);

@@ -49,6 +49,20 @@ static const char *const sql_types[] = {
     [DP_FIELD_ARRAY] = "jsonb",
 };
 
+/* Whether d stores any of an event's JSON as jsonb (object, array, the kept unknown keys). */
+static bool
+declared_has_jsonb(const struct dp_type_decl *d)
+{
+    bool jsonb = d->keep_unknown;
+
+    for (size_t i = 0; i < d->n_fields; i++) {
+        enum dp_field_type t = d->fields[i].type;
+
+        jsonb = jsonb || t == DP_FIELD_OBJECT || t == DP_FIELD_ARRAY;
+    }
+    return jsonb;
+}
+
 static const struct declared *
 declared_of(const struct ev_type *t)
 {
@@ -626,6 +640,7 @@ ev_declared_create(const struct dp_type_decl *d, struct ev_type **out)
         .stage_ddl = NULL,
         .upsert_sql = NULL,
         .id_kind = EV_ID_UUID,
+        .jsonb_numbers = declared_has_jsonb(&x->decl),
         .get_sql = x->get_sql,
         .validate = validate,
         .encode_row = encode_row,

@@ -92,6 +92,7 @@ struct ev_type {
     const char *stage_ddl;      /* CREATE TEMP TABLE IF NOT EXISTS ... ON COMMIT DROP, or NULL */
     const char *upsert_sql;     /* WITH s AS (DELETE FROM stage ...) INSERT ..., or NULL */
     enum ev_id_kind id_kind;
+    bool jsonb_numbers;         /* numbers are stored in jsonb: the dispatcher checks each fits */
     /* One parameter $1 (the id as text; for EV_ID_UUID check it with ev_uuid_parse first),
      * zero or one row of one json text column. Timestamps follow the session TimeZone. */
     const char *get_sql;

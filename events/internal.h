@@ -80,6 +80,14 @@ int ev_check_string(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 int ev_check_nonempty_string(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 int ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 /* An integer epoch second in [0, EV_EPOCH_MAX]. */
+/*
+ * ev_check_jsonb_numbers - whether every number in json (len bytes, a valid JSON value) is
+ * one PostgreSQL's numeric, and so jsonb, accepts (1e-20000 is not). Pure.
+ * Returns 0, or DP_ERR_INVALID with "metadata.a[2]: number 1e-20000 is out of PostgreSQL's
+ * numeric range" in err (the path of the first bad number).
+ */
+int ev_check_jsonb_numbers(const char *json, size_t len, char err[EV_ERR_MAX]);
+
 int ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 /* An absolute http(s) URL with a host, checked with uriparser (ad_event.c). */
 int ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX]);

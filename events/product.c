@@ -83,6 +83,7 @@ const struct ev_type ev_product = {
                   "WHERE p.doc IS DISTINCT FROM EXCLUDED.doc "
                   "AND p.received_at <= EXCLUDED.received_at",
     .id_kind = EV_ID_TEXT,
+    .jsonb_numbers = true,
     .get_sql = "SELECT doc::text FROM product WHERE id = $1",
     .validate = validate,
     .encode_row = encode_row,

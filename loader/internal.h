@@ -17,6 +17,13 @@
 #define LDR_REFUSAL_MAX 1024            /* a refusal's text (why and what to do), with NUL */
 
 /*
+ * Most bytes of an event kept in a dead_letter row's raw column. PostgreSQL refuses a COPY
+ * line over 1 GB and bytea text is two characters a byte: a longer event is truncated, with
+ * a note in the row's error text, rather than make the whole batch fail for ever.
+ */
+#define LDR_DEAD_RAW_MAX_BYTES (256u << 20)
+
+/*
  * One event of a batch, copied out of the queue while its read transaction was open (an
  * LMDB view dies with it). Its bytes are in the batch's raw buffer, found by offset.
  */
@@ -73,6 +80,8 @@ struct ldr_batch {
     struct ldr_group *groups;           /* LDR_GROUPS_MAX entries: plain and keyed per type */
     size_t n_groups;                    /* in use: two per registry entry, as of the last build */
     struct ev_buf dead;                 /* dead_letter COPY rows */
+    struct ev_buf dead_ascii;           /* the same reduced to ASCII, when PostgreSQL refused */
+    size_t dead_raw_max;                /* bytes of raw kept a row (LDR_DEAD_RAW_MAX_BYTES) */
     size_t dead_encoded;                /* dead.len after encoding; the load's rows follow */
     size_t dead_ingest;                 /* rows rejected at ingest */
     size_t dead_encode;                 /* rows the encoder refused or of unknown type */
@@ -161,6 +170,14 @@ size_t ldr_batch_dead(const struct ldr_batch *b);
  */
 int ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n);
 
+/*
+ * ldr_dead_reduce - copy the dead_letter COPY rows src (n bytes, as batch.c writes them:
+ * valid UTF-8) into dst reduced to ASCII, for a database that refused their text (one whose
+ * encoding cannot hold it): every non-ASCII character becomes "\uXXXX" (or "\UXXXXXXXX")
+ * and each row's error text gets a note that it was reduced. Returns 0 or DP_ERR_NOMEM.
+ */
+int ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n);
+
 /* ---- the loader's state (loader.c) and its back-off (backoff.c) ---------------------- */
 
 /* One worker: a thread of a run, with its own connection and batch. */
@@ -208,6 +225,16 @@ struct ldr {
     bool refused;                      /* this queue does not own queue.id: for good */
     char refusal[LDR_REFUSAL_MAX];     /* why, and what to do */
 };
+
+/*
+ * ldr_error_public - err (a failure's full text, for the loader's log) of what failed
+ * (ldr_backoff's what) reduced to what /v1/status may show anyone: "connection: ..."
+ * without host names, addresses or user names for a failure to connect or a lost
+ * connection, "queue: <err>" when what is the queue's, else "database: <err>" (a
+ * statement's error, which names no connection detail).
+ * out receives len bytes at most, NUL-terminated.
+ */
+void ldr_error_public(const char *what, const char *err, char *out, size_t len);
 
 /* ldr_halted - whether ldr_stop was called or the run failed (no new batches then). */
 bool ldr_halted(struct ldr *l);

@@ -900,8 +900,11 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     } else if (rc == DP_ERR_CLOSED) {
         snprintf(result, sizeof(result), "stopped");
     } else {
-        snprintf(result, sizeof(result), "error: %s",
-                 l->last_error[0] != '\0' ? l->last_error : dp_strerror(rc));
+        char shown[LDR_ERR_MAX];
+
+        ldr_error_public("run", l->last_error[0] != '\0' ? l->last_error : dp_strerror(rc),
+                         shown, sizeof(shown));
+        snprintf(result, sizeof(result), "error: %s", shown);
     }
     pthread_mutex_unlock(&l->mu);
     ops[0].value = run.end_us;

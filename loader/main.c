@@ -87,8 +87,8 @@ main(int argc, char **argv)
         return 1;
     }
     if (adopt && (cli.once || cli.replay_dead_letters || cli.dead_letters)) {
-        fprintf(stderr, "datapipe-loader: --adopt-queue goes alone (not with --once or the "
-                        "dead-letter commands)\n");
+        fprintf(stderr, "datapipe-loader: --adopt-queue and --once (or the dead-letter "
+                        "commands) exclude each other\n");
         dp_config_destroy(cfg);
         return 2;
     }

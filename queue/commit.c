@@ -95,6 +95,20 @@ queue_pages(const MDB_stat *st)
     return st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
 }
 
+/* Bytes of the records of the calls first..stop (stop excluded). */
+static size_t
+groups_bytes(struct queue_waiter *first, struct queue_waiter *stop)
+{
+    size_t bytes = 0;
+
+    for (struct queue_waiter *w = first; w != stop; w = w->next) {
+        for (size_t i = 0; i < w->n; i++) {
+            bytes += queue_rec_size(&w->evs[i]);
+        }
+    }
+    return bytes;
+}
+
 /*
  * Whether the events and the keys now take more than the append limit (they share the map:
  * the reserve kept for deletes must hold whatever fills it). Returns an LMDB code; *over
@@ -179,7 +193,10 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     int64_t stamp = 0;
     int rc;
 
-    rc = queue_txn_begin(q, 0, &txn);
+    rc = queue_disk_reserve(q, groups_bytes(first, stop));
+    if (rc == 0) {
+        rc = queue_txn_begin(q, 0, &txn);
+    }
     if (rc != 0) {
         txn = NULL;
         goto out;

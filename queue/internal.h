@@ -60,6 +60,10 @@ struct queue {
     bool sync;          /* fsync at commit */
     uint64_t map_bytes; /* the map size in effect */
     size_t limit_pages; /* appends past this many event pages report full */
+    size_t psize;       /* LMDB page size, bytes */
+    size_t disk_reserve_pages; /* kept allocated on disk for the loader's deletes */
+    uint64_t alloc_bytes;   /* the data file's blocks known allocated (posix_fallocate) */
+    bool no_fallocate;      /* the file system cannot preallocate: no disk reserve */
     bool env_open;      /* mdb_env_open() succeeded */
     char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* the instance id, fixed at open */
     bool instance_assigned; /* the id was given to a queue that existed without one */
@@ -227,6 +231,16 @@ int queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn);
  * fail instead. Returns an LMDB or errno code.
  */
 int queue_txn_commit(struct queue *q, MDB_txn *txn, enum queue_txn_kind kind, size_t events);
+
+/*
+ * queue_disk_reserve - before an append transaction that will write about bytes: make
+ * sure that after it the disk still holds a reserve for the loader's deletes, which need
+ * fresh pages: free pages inside the data file, or pages past its end whose
+ * blocks are allocated (posix_fallocate, grown here as needed). On a full disk the appends
+ * fail first and the loader's deletes always find pages. Committer only.
+ * Returns 0, or ENOSPC, EDQUOT, EIO...: the append must fail (as full).
+ */
+int queue_disk_reserve(struct queue *q, size_t bytes);
 
 /*
  * The sequence number the next append gets, as seen by txn: the stored counter, or (in an

@@ -106,7 +106,9 @@ struct queue_stats {
  *   out: receives the queue; free with queue_close().
  *   max_bytes: LMDB map size, at least 256 KiB; appends fail with DP_ERR_FULL
  *     once the events fill all but a reserve of 1/64 of it (at least 32
- *     pages), kept so that deletes, which need fresh pages too, always run.
+ *     pages), kept so that deletes, which need fresh pages too, always run;
+ *     and on a full disk once fewer than 128 pages are left free inside the data
+ *     file or preallocated (posix_fallocate) past its end, for the same reason.
  *   sync: fsync at every commit (false: faster, a power cut may lose events).
  * Returns 0, DP_ERR_NOMEM, DP_ERR_INVALID (path unusable, map too small),
  * DP_ERR_IO (any other LMDB or system error; logged with LMDB's text).

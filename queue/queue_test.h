@@ -16,10 +16,11 @@
  * make them fail. commit() is called just before every write transaction commits, with what
  * the transaction holds. Returning 0 lets the commit go ahead; any other value aborts the
  * transaction and is handled exactly as if mdb_txn_commit() had returned it: an errno value
- * (ENOSPC, EDQUOT, EIO, ...) or QUEUE_FAULT_MAP_FULL. commit() runs in whichever thread
- * commits (the group-commit leader) and may block.
+ * (ENOSPC, EDQUOT, EIO, ...), QUEUE_FAULT_MAP_FULL or QUEUE_FAULT_PANIC. commit() runs in
+ * whichever thread commits (the group-commit leader) and may block.
  */
 #define QUEUE_FAULT_MAP_FULL (-30792)  /* LMDB's MDB_MAP_FULL */
+#define QUEUE_FAULT_PANIC (-30795)     /* LMDB's MDB_PANIC: the environment is unusable */
 
 enum queue_txn_kind {
     QUEUE_TXN_APPEND,          /* queue_append's group commit */

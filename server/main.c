@@ -87,6 +87,8 @@ reload(struct srv *s, const char *cli_path)
     }
     /* A shorter window forgets keys sooner, a longer one cannot bring pruned keys back. */
     queue_set_dedup_window(s->q, fresh->queue_dedup_window_s);
+    /* The keys file may have changed even where the configuration did not: always. */
+    srv_auth_reload(s, fresh);
     dp_config_destroy(fresh);
 }
 
@@ -111,6 +113,7 @@ serve_until_signal(struct srv *s, const char *cli_path)
         if (sig == SIGHUP) {
             reload(s, cli_path);
         }
+        srv_read_pool_sweep(s);
         if (time(NULL) - last_summary >= 60) {
             srv_summary_log(s);
             last_summary = time(NULL);
@@ -155,6 +158,10 @@ main(int argc, char **argv)
     }
     queue_set_dedup_window(s.q, cfg->queue_dedup_window_s);
     srv_tap_init(&s);
+    if (srv_auth_init(&s, cfg) != 0) {
+        dp_error("out of memory reading the API keys", NULL);
+        goto out;
+    }
     if (srv_history_start(&s) != 0 || srv_http_start(&s) != 0) {
         goto out;
     }
@@ -168,6 +175,7 @@ main(int argc, char **argv)
 out:
     srv_http_stop(&s);
     srv_history_stop(&s);
+    srv_auth_destroy(&s);
     queue_close(s.q);
     dp_config_destroy(cfg);
     if (rc == 0) {

@@ -95,6 +95,9 @@ struct srv {
     atomic_uint_fast64_t full_events; /* queued events when it failed */
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
+    struct srv_read_pool *read_pool;  /* read.c's connections */
+    pthread_rwlock_t keys_lock;       /* guards keys: SIGHUP swaps them (auth.c) */
+    struct srv_keys *keys;            /* the API keys in force */
     int64_t started_us;         /* process start, microseconds since the epoch */
     struct srv_history hist;    /* the last hour, for /v1/status/history */
     atomic_int taps_open;             /* slots of taps in use: the ingest path's one load */
@@ -170,8 +173,24 @@ void srv_http_stop(struct srv *s);
 
 /* ---- auth.c: API keys and CORS ----------------------------------------- */
 
+/*
+ * srv_auth_init - take the API keys of cfg (server.api_keys and the keys file's, copied).
+ * Call once before serving. Returns 0 or DP_ERR_NOMEM.
+ */
+int srv_auth_init(struct srv *s, const struct dp_config *cfg);
+
+/*
+ * srv_auth_reload - put cfg's API keys in force instead of the current ones (SIGHUP): a
+ * removed key is refused from the next request on. Logs how many keys, never the keys.
+ * Returns 0, or DP_ERR_NOMEM (the old keys stay in force).
+ */
+int srv_auth_reload(struct srv *s, const struct dp_config *cfg);
+
+/* srv_auth_destroy - free the keys. */
+void srv_auth_destroy(struct srv *s);
+
 /* srv_auth_ok - true when no key is configured or c sends one of them. */
-bool srv_auth_ok(const struct srv *s, struct mg_connection *c);
+bool srv_auth_ok(struct srv *s, struct mg_connection *c);
 
 /* srv_cors_apply - add CORS headers to r when c's Origin is allowed; returns whether it is. */
 bool srv_cors_apply(const struct srv *s, struct mg_connection *c, struct srv_reply *r);
@@ -275,7 +294,7 @@ void srv_get_history(struct srv *s, struct srv_reply *r);
 /* GET /status: the self-contained HTML page (server/status.html, built in). */
 void srv_get_status_page(struct srv *s, struct srv_reply *r);
 
-/* ---- read.c: GET of a stored row through a per-thread libpq connection - */
+/* ---- read.c: GET of a stored row through a small pool of libpq connections */
 
 void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
 
@@ -285,14 +304,22 @@ void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struc
  * time-outs and limit on waiting reads). Database down: 503 naming the cause.
  */
 void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
-void srv_read_thread_exit(void);
+
+/* srv_read_pool_create - s->read_pool, empty (connections open on demand). 0 or DP_ERR_NOMEM. */
+int srv_read_pool_create(struct srv *s);
+
+/* srv_read_pool_destroy - close every connection and free the pool; no GET may be running. */
+void srv_read_pool_destroy(struct srv *s);
+
+/* srv_read_pool_sweep - close the connections unused for a minute; call every few seconds. */
+void srv_read_pool_sweep(struct srv *s);
 
 /*
  * srv_read_trail - where PostgreSQL holds the event id (canonical uuid text): in
  * dead_letter, or in an append type's table. Merges into o "type", "state" ("dead_letter"
  * with "stage", "error", "failed_at", "replays"; or "loaded" with "table", "loaded_at")
  * and "received_at". At most one indexed lookup in dead_letter and one primary-key lookup
- * per append type, on the thread's connection, under the same cap on waiting reads as
+ * per append type, on a pooled connection, under the same cap on waiting reads as
  * srv_get_event. Returns 0, DP_ERR_NOTFOUND, DP_ERR_BUSY (too many reads waiting),
  * DP_ERR_RETRY (database unavailable), DP_ERR_IO, DP_ERR_NOMEM.
  */

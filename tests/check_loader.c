@@ -505,6 +505,99 @@ START_TEST(test_batch_read_once)
 }
 END_TEST
 
+/*
+ * A dead letter whose text the database cannot hold (a LATIN1 database, an ingest error
+ * naming characters LATIN1 lacks) is stored reduced to ASCII; the batch and the queue behind
+ * it load instead of retrying for ever.
+ */
+START_TEST(test_dead_letter_refused_text_reduced)
+{
+    struct tl_env e;
+    struct ldr_options o;
+    struct ldr *l = NULL;
+    struct ldr_run_stats st;
+    char db[64];
+    char *conninfo = NULL;
+    char sql[512];
+    PGconn *check;
+    PGresult *r;
+
+    tl_setup(&e, "latin1");
+    snprintf(db, sizeof(db), "dp_latin1_%d", (int)getpid());
+    tl_exec(&e, "CREATE DATABASE %s ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0", db);
+    ck_assert(asprintf(&conninfo, "%s dbname=%s", t_pg_conninfo(), db) > 0);
+    tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 2, \"message\": \"a\"}", 0,
+              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"x\": \"\xe2\x82\xac\"}", QUEUE_F_REJECTED,
+              "unknown field \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"", 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 3, \"message\": \"b\"}", 0,
+              NULL, 0, NULL);
+    o = tl_options(&e, 1, 100);
+    o.conninfo = conninfo;
+    o.give_up_attempts = 3;
+    ck_assert_int_eq(ldr_create(&l, e.q, &o), 0);
+    ck_assert_int_eq(ldr_start(l), 0);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    ck_assert_uint_eq(st.dead_letters, 1);
+
+    check = PQconnectdb(conninfo);
+    ck_assert_msg(PQstatus(check) == CONNECTION_OK, "%s", PQerrorMessage(check));
+    snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) FROM %s.crash_report) || '|' || "
+             "(SELECT string_agg(stage || '|' || error || '|' || encode(raw, 'hex'), ',') "
+             "FROM %s.dead_letter)", e.schema, e.schema);
+    r = PQexec(check, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(check));
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "2|ingest|unknown field \"caf\\u00e9 \\u20ac "
+                     "\\U0001f600\" [reduced to ASCII: the database refused the text]|"
+                     "7b2278223a2022e282ac227d");
+    PQclear(r);
+    PQfinish(check);
+    tl_exec(&e, "DROP DATABASE %s WITH (FORCE)", db);
+    free(conninfo);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* An event too big for a dead_letter row is kept truncated, with a note saying so. */
+START_TEST(test_dead_letter_raw_truncated)
+{
+    struct tl_env e;
+    struct ldr_batch b;
+    struct ev_buf reduced = {0};
+    char big[1001];
+    uint64_t first;
+
+    tl_setup(&e, "deadtrunc");
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    first = tl_append(&e, "crash_report", big, QUEUE_F_REJECTED, "line 1 column 1: bad", 0,
+                      NULL);
+    ck_assert_int_eq(ldr_batch_init(&b, e.queue_id), 0);
+    ck_assert_uint_eq(b.dead_raw_max, LDR_DEAD_RAW_MAX_BYTES);
+    b.dead_raw_max = 4;
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, first, 10, 0), 0);
+    ck_assert_int_eq(ldr_batch_build(&b), 0);
+    ck_assert(buf_has(&b.dead, "\tingest\tline 1 column 1: bad [raw truncated: first 4 of 1000 "
+                               "bytes kept]\t\\\\x61616161\t"));
+    /* The ASCII reduction: only the error column gets the note; characters become escapes. */
+    static const char rows[] = "q\tt\tload\tcaf\xc3\xa9 \xf0\x9f\x98\x80\t\\\\x00\tT\n"
+                               "q\t\\N\tingest\tx\t\\\\x01\tT\n";
+    ck_assert_int_eq(ldr_dead_reduce(&reduced, rows, sizeof(rows) - 1), 0);
+    ck_assert_int_eq(ev_buf_put(&reduced, "", 1), 0);
+    ck_assert_str_eq(reduced.data,
+                     "q\tt\tload\tcaf\\\\u00e9 \\\\U0001f600 [reduced to ASCII: the database "
+                     "refused the text]\t\\\\x00\tT\n"
+                     "q\t\\N\tingest\tx [reduced to ASCII: the database refused the text]\t"
+                     "\\\\x01\tT\n");
+    ev_buf_free(&reduced);
+    ldr_batch_free(&b);
+    tl_teardown(&e);
+}
+END_TEST
+
 /* ---- exactly once through failures ---------------------------------------------------- */
 
 struct fault_plan {
@@ -719,12 +812,41 @@ START_TEST(test_unreachable_gives_up_or_stops)
     ck_assert_int_eq(ldr_run(l, NULL), DP_ERR_CLOSED);
     ldr_destroy(l);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 3);
+    /* /v1/status shows the error's class, never the connection's details. */
     ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_ERROR, text, sizeof(text)), 0);
-    ck_assert_msg(strstr(text, "nonexistent-datapipe-socket-dir") != NULL, "%s", text);
+    ck_assert_str_eq(text, "connection: cannot reach PostgreSQL or lost the connection (details "
+                           "in the loader's log)");
     /* A conninfo libpq cannot parse is refused at once. */
     o.conninfo = "host=x bogus_option=1";
     ck_assert_int_eq(ldr_create(&l, e.q, &o), DP_ERR_INVALID);
     tl_teardown(&e);
+}
+END_TEST
+
+/* What /v1/status may show of a failure: its class, no host, address, port or user. */
+START_TEST(test_error_public)
+{
+    static const char *const conn[] = {
+        "connection to server at \"db.internal.example\" (10.1.2.3), port 5432 failed: FATAL: "
+        "password authentication failed for user \"loader\"",
+        "could not translate host name \"db.internal.example\" to address: Name or service "
+        "not known",
+        "connection to server on socket \"/run/postgresql/.s.PGSQL.5432\" failed: No such file "
+        "or directory",
+        "FATAL: role \"loader\" does not exist",
+        "server closed the connection unexpectedly",
+    };
+    char out[LDR_ERR_MAX];
+
+    for (size_t i = 0; i < sizeof(conn) / sizeof(conn[0]); i++) {
+        ldr_error_public("batch", conn[i], out, sizeof(out));
+        ck_assert_str_eq(out, "connection: cannot reach PostgreSQL or lost the connection "
+                              "(details in the loader's log)");
+    }
+    ldr_error_public("batch", "relation \"crash_report\" does not exist", out, sizeof(out));
+    ck_assert_str_eq(out, "database: relation \"crash_report\" does not exist");
+    ldr_error_public("queue delete", "I/O error", out, sizeof(out));
+    ck_assert_str_eq(out, "queue: I/O error");
 }
 END_TEST
 
@@ -934,12 +1056,15 @@ main(void)
     tcase_add_test(pure, test_backoff_capped_and_jittered);
     tcase_add_test(pure, test_classify_sqlstates);
     tcase_add_test(pure, test_clean_text);
+    tcase_add_test(pure, test_error_public);
     tcase_add_test(types, test_types_values);
     tcase_add_test(types, test_product_reload_changes_nothing);
     tcase_add_test(types, test_product_newest_wins);
     tcase_add_test(dead, test_dead_letters_ingest_and_encoder);
     tcase_add_test(dead, test_poison_rows_isolated);
     tcase_add_test(dead, test_batch_read_once);
+    tcase_add_test(dead, test_dead_letter_refused_text_reduced);
+    tcase_add_test(dead, test_dead_letter_raw_truncated);
     tcase_add_test(once, test_connection_dropped_mid_copy);
     tcase_add_test(once, test_commit_answer_lost);
     tcase_add_test(once, test_crash_between_commit_and_delete);

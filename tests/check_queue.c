@@ -1334,6 +1334,54 @@ START_TEST(test_fault_commit)
 }
 END_TEST
 
+/*
+ * After MDB_PANIC every later transaction of the process fails: the queue exits with 75
+ * (EX_TEMPFAIL) so that systemd restarts the daemon, instead of answering 500 for ever. The
+ * failed transaction is not on disk; the queue reopens with what was committed before.
+ */
+START_TEST(test_fault_panic_exits)
+{
+    static const enum queue_txn_kind kinds[] = {QUEUE_TXN_APPEND, QUEUE_TXN_DELETE};
+    const struct queue_meta_op op = {.name = "n", .kind = QUEUE_META_ADD, .value = 1};
+    struct queue_stats st;
+    uint64_t seqs[3];
+    struct queue *q = open_q(4 * MIB);
+
+    ck_assert_int_eq(append_tags(q, 0, 2, seqs), 0);
+    queue_close(q);
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        int status = 0;
+        pid_t pid = fork();
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            struct fault_once f = {QUEUE_FAULT_PANIC, kinds[i], 0};
+            struct queue_fault_ops ops = {fault_commit, &f};
+            struct queue *cq = NULL;
+
+            if (queue_open(&cq, g_qpath, 4 * MIB, true) != 0) {
+                _exit(3);
+            }
+            queue_set_fault_ops(cq, &ops);
+            if (kinds[i] == QUEUE_TXN_APPEND) {
+                append_tags(cq, 100, 3, seqs);
+            } else {
+                queue_delete_range(cq, 1, 2, &op, 1);
+            }
+            _exit(4);           /* the failed call returned: the bug */
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 75, "kind %zu: status 0x%x",
+                      i, (unsigned)status);
+    }
+    q = open_q(4 * MIB);
+    ck_assert_int_eq(queue_stats(q, &st), 0);
+    ck_assert_uint_eq(st.events, 2);
+    ck_assert_uint_eq(st.next_seq, 3);
+    queue_close(q);
+}
+END_TEST
+
 /* ---- crash: SIGKILL at random moments ---- */
 
 struct ack {
@@ -2042,6 +2090,7 @@ queue_suite(void)
 
     tc = tcase(s, "fault", 20);
     tcase_add_test(tc, test_fault_commit);
+    tcase_add_test(tc, test_fault_panic_exits);
 
     tc = tcase(s, "crash", 120);
     tcase_add_test(tc, test_crash_sigkill);

@@ -56,6 +56,9 @@ has "POST /v1/events/{type} → 202" "202 " "$r"
 r=$(post / '{"event_name": " crash_report","user_id": 888,"timestamp": 1000,"message": "have_fun"}')
 eq "leading space in event_name → 400" \
     '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\""}' "$r"
+r=$(post /v1/events/product '{"id": "n1", "price": {"list": [1, 1e-20000]}}')
+eq "a number jsonb refuses → 400 naming its path" \
+    '400 {"status_code":400,"status_message":"price.list[1]: number \"1e-20000\" is out of PostgreSQL'"'"'s numeric range"}' "$r"
 r=$(post /v1/events/crash_report '{"event_name": "ad_event", "user_id": 1, "timestamp": 2, "message": "m"}')
 has "event_name must equal the URL type" '400 ' "$r"
 r=$(post /submit "$AD")
@@ -218,6 +221,21 @@ r=$(curl -s "$URL/v1/events/data_sample/$sid")
 has "data_sample GET: UTC time, n, mean" '"time_stamp":"2026-11-26T09:00:00+00:00","n":4,"mean":2.5' "$r"
 ok "data_sample GET leaves raw out" bash -c "! grep -q raw <<<\"\$0\"" "$r"
 eq "GET unknown uuid → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/01a21737-c807-76fd-8580-637c3e1c2050")"
+# Ids that cannot exist are answered before any query, never as a 500 (a bug).
+eq "GET /product/%FF (invalid UTF-8) → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%FF")"
+eq "GET /v1/events/product/a%C3 (cut UTF-8) → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/product/a%C3")"
+eq "GET /product/%00 (NUL) → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%00")"
+# civetweb's decoded path ends at the NUL: the id is "a".
+eq "GET /product/a%00b (NUL inside) → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/a%00b")"
+eq "GET /product/<300 bytes> → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/$(printf 'x%.0s' {1..300})")"
+ok "no GET logged as a bug" bash -c "! grep -E 'query failed|prepare failed' \"\$0\"" "$TMP/main/log"
+# 500 GETs of distinct ids, 8 at a time (threads / 2: the most reads the server lets wait on
+# the database) over 16 worker threads: the server keeps no more PostgreSQL connections than
+# its read pool holds (min(4, threads / 2) = 4).
+curl -s -Z --parallel-max 8 -w '\n%{http_code}\n' "$URL/product/pool-[1-500]" >"$TMP/pool.out"
+eq "500 GETs of distinct ids → 500 × 404" 500 "$(grep -cx 404 "$TMP/pool.out")"
+nconn=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'datapipe-server'")
+ok "after 500 GETs the server holds 1 to 4 connections (got $nconn)" test "$nconn" -ge 1 -a "$nconn" -le 4
 st=$(curl -s "$URL/v1/status")
 has "/v1/status: the loader's last run ok" '"last_result":"ok"' "$st"
 has "/v1/status: queue empty after the drain" '"queue":{"events":0' "$st"
@@ -296,8 +314,18 @@ has "503 carries Retry-After" 'Retry-After:' "$r"
 eq "database down: POST still 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"
 
+# A class 22 error on a GET (here: an id a LATIN1 database cannot hold) is the id's fault:
+# 404, and not logged as a bug.
+psql "$DP_PG_CONNINFO" -q -c "CREATE DATABASE srv_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+CONNINFO="$DP_PG_CONNINFO dbname=srv_latin1" server latin1 ""
+"$BIN/datapipe-loader" -c "$TMP/latin1/cfg.json" --once 2>"$TMP/latin1/loader.log"
+eq "loader --once creates the tables in the LATIN1 database" 0 $?
+eq "GET /product/€ from a LATIN1 database → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%E2%82%AC")"
+ok "a class 22 error is not logged as a bug" bash -c "! grep -E 'query failed|prepare failed' \"\$0\"" "$TMP/latin1/log"
+stop_pid "$SPID"
+
 # --- auth
-printf '# ops\nfile-key\n' >"$TMP/keys"
+printf '# ops\nfile-key\n  # indented comment\nhash#key\n' >"$TMP/keys"
 server auth ", \"api_keys\": [\"k-123\"], \"api_keys_file\": \"$TMP/keys\""
 r=$(curl -s -D - -o /dev/null -d "$SEED" "$URL/")
 has "no key → 401" 'HTTP/1.1 401' "$r"
@@ -311,6 +339,17 @@ eq "/healthz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")
 eq "/metrics open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")"
 eq "/readyz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
 eq "401 before reading a huge body" 401 "$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$TMP/big" "$URL/")"
+eq "a key with '#' inside is whole → 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash#key' -d "$SEED" "$URL/")"
+eq "the part before its '#' is no key → 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash' -d "$SEED" "$URL/")"
+# Revocation without a restart: the key leaves the file, SIGHUP, and it is refused.
+printf '# ops\nhash#key\n' >"$TMP/keys"
+kill -HUP "$SPID"
+wait_until 20 "HUP: the keys are re-read and counted" \
+    grep -q "reload: API keys re-read keys=2 file=$TMP/keys" "$TMP/auth/log"
+eq "a revoked key → 401 after SIGHUP" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: file-key' -d "$SEED" "$URL/")"
+eq "a kept key → 202 after SIGHUP" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash#key' -d "$SEED" "$URL/")"
+eq "the keys from the configuration still hold" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer k-123' -d "$SEED" "$URL/")"
+ok "the log never shows a key" bash -c "! grep -E 'file-key|hash#key|k-123' \"\$0\"" "$TMP/auth/log"
 stop_pid "$SPID"
 
 # --- CORS
