@@ -93,6 +93,20 @@ extern const size_t ev_registry_len;
 /* ev_lookup - the type with exactly this name (len bytes), or NULL. */
 const struct ev_type *ev_lookup(const char *name, size_t len);
 
+/*
+ * ev_type_names - the registry's type names in registry order, separated by ", ", into out
+ * (cap bytes, cap > 4): what an "unknown event type" answer lists. When they do not all fit,
+ * as many as fit followed by "...". Always NUL-terminates.
+ */
+void ev_type_names(char *out, size_t cap);
+
+/*
+ * ev_unknown_type - the message for a type name the registry does not have (name: len bytes
+ * of client text, quoted and escaped as in every message): unknown event type "NAME" (valid
+ * types: a, b, ...). Into out; the list is cut with "..." when it does not fit.
+ */
+void ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len);
+
 /* One event of a request body. */
 struct ev_item {
     size_t index;               /* 0-based position in the body */

@@ -13,6 +13,12 @@
 /* Largest epoch second accepted for integer timestamps: 9999-12-31T23:59:59Z. */
 #define EV_EPOCH_MAX INT64_C(253402300799)
 
+/*
+ * The smallest value taken for an epoch in milliseconds in messages: 2001-09-09. Smaller ones
+ * out of range are not called milliseconds: clients that send milliseconds send today's.
+ */
+#define EV_EPOCH_MS_MIN INT64_C(1000000000000)
+
 /* The longest piece of client text (a key, an event name) quoted in a message. */
 #define EV_QUOTE_MAX 48
 
@@ -77,6 +83,22 @@ int ev_check_nonempty_string(const json_t *v, const char *name, char err[EV_ERR_
 int ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 /* An integer epoch second in [0, EV_EPOCH_MAX]. */
 int ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+
+/*
+ * ev_epoch_range_err - the message for an epoch second t outside [0, EV_EPOCH_MAX]. When t
+ * would be a plausible epoch in milliseconds (t >= EV_EPOCH_MS_MIN, t / 1000 in range) it
+ * says so and gives the seconds:
+ * "name: T looks like milliseconds: expected integer epoch seconds (T/1000)"; otherwise
+ * "name: out of range (0 to EV_EPOCH_MAX epoch seconds)". Returns DP_ERR_INVALID.
+ */
+int ev_epoch_range_err(char err[EV_ERR_MAX], const char *name, int64_t t);
+
+/*
+ * ev_epoch_real_err - the message for a JSON real v where integer epoch seconds are
+ * expected: "name: expected integer epoch seconds, got floating-point number V", plus
+ * " (it looks like milliseconds)" when it would be a plausible one. Returns DP_ERR_INVALID.
+ */
+int ev_epoch_real_err(char err[EV_ERR_MAX], const char *name, const json_t *v);
 
 /*
  * ev_member_span - find the value of the top-level member key of the JSON

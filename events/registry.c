@@ -2,6 +2,7 @@
  * registry.c - the one table of event types. Adding a type is one file under
  * events/ and one line here; the order is fixed and only ever appended to.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "events/events.h"
@@ -38,4 +39,23 @@ ev_lookup(const char *name, size_t len)
         }
     }
     return NULL;
+}
+
+void
+ev_type_names(char *out, size_t cap)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        const char *sep = i > 0 ? ", " : "";
+        size_t need = strlen(sep) + strlen(ev_registry[i]->name);
+
+        /* Room for this name, and for ", ..." after it unless it is the last. */
+        if (used + need + (i + 1 < ev_registry_len ? 5 : 0) >= cap) {
+            snprintf(out + used, cap - used, "%s...", sep);
+            return;
+        }
+        used += (size_t)snprintf(out + used, cap - used, "%s%s", sep, ev_registry[i]->name);
+    }
 }

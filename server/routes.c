@@ -198,6 +198,8 @@ srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
             continue;
         }
         m->route = rt;
+        m->type_name = name;
+        m->type_len = len;
         if (name != NULL) {
             m->type = ev_lookup(name, len);
             *unknown_type = m->type == NULL;
@@ -205,6 +207,16 @@ srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
         return true;
     }
     return false;
+}
+
+/* 404 for a type the registry does not have: name it, and list the ones it has. */
+static void
+reply_unknown_type(struct srv_reply *r, const struct srv_match *m)
+{
+    char msg[EV_ERR_MAX];
+
+    ev_unknown_type(msg, m->type_name, m->type_len);
+    srv_reply_json(r, 404, msg);
 }
 
 static void
@@ -241,7 +253,7 @@ dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
         return;
     }
     if (unknown_type) {
-        srv_reply_json(r, 404, "unknown event type");
+        reply_unknown_type(r, &m);
         return;
     }
     m.route->handler(s, c, &m, r);

@@ -58,6 +58,8 @@ enum srv_method {
 struct srv_match {
     const struct srv_route *route;
     const struct ev_type *type; /* the route's event_type, or the path's {type}; may be NULL */
+    const char *type_name;      /* that type's name as asked for (a view into the URI), or NULL */
+    size_t type_len;            /* its bytes */
     char id[SRV_ID_MAX];        /* the path's {id}, or "" */
 };
 

@@ -55,7 +55,7 @@ r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "typ
 has "POST /v1/events/{type} → 202" "202 " "$r"
 r=$(post / '{"event_name": " crash_report","user_id": 888,"timestamp": 1000,"message": "have_fun"}')
 eq "leading space in event_name → 400" \
-    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\""}' "$r"
+    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\" (valid types: crash_report, ad_event, user_login, product, data_sample)"}' "$r"
 r=$(post /v1/events/crash_report '{"event_name": "ad_event", "user_id": 1, "timestamp": 2, "message": "m"}')
 has "event_name must equal the URL type" '400 ' "$r"
 r=$(post /submit "$AD")
@@ -72,6 +72,10 @@ r=$(post /submit '{"ip_address": "10.1.2.3", "user_agent": "u", "referring_url":
 has "bad URL → 400 naming the field" '400 {"status_code":400,"status_message":"referring_url' "$r"
 r=$(post /v1/events/crash_report '{"user_id": "x", "timestamp": 2, "message": "m"}')
 eq "wrong type named" '400 {"status_code":400,"status_message":"user_id: expected integer, got string"}' "$r"
+r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 1700000000123, "message": "m"}')
+eq "a timestamp in milliseconds is called so" '400 {"status_code":400,"status_message":"timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds (1700000000)"}' "$r"
+r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 1700000000.25, "message": "m"}')
+eq "a floating-point epoch: integer seconds expected" '400 {"status_code":400,"status_message":"timestamp: expected integer epoch seconds, got floating-point number 1700000000.25"}' "$r"
 r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "m", "extra": 1}')
 has "unknown field → 400" '400 ' "$r"
 has "unknown field named" 'extra' "$r"
@@ -162,7 +166,7 @@ has "HTTP/1.0 gets Connection: close" 'Connection: close' "$r"
 # --- routes and methods
 eq "unknown path → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/nope")"
 r=$(post /v1/events/no_such_type "$SEED")
-eq "unknown type → 404" '404 {"status_code":404,"status_message":"unknown event type"}' "$r"
+eq "unknown type → 404 naming it and the valid ones" '404 {"status_code":404,"status_message":"unknown event type \"no_such_type\" (valid types: crash_report, ad_event, user_login, product, data_sample)"}' "$r"
 eq "GET /submit → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/submit")"
 ok "405 names Allow" grep -qi '^Allow: POST' <(curl -s -D - -o /dev/null "$URL/submit")
 eq "DELETE /v1/events → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/events")"
