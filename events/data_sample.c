@@ -175,8 +175,9 @@ check_data(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "time_stamp", .required = true, .check = check_time },
-    { .name = "data", .required = true, .check = check_data },
+    { .name = "time_stamp", .type = "timestamp", .required = true, .check = check_time },
+    { .name = "data", .type = "array", .format = "non-empty array of numbers", .required = true,
+      .check = check_data },
 };
 
 static int
@@ -271,6 +272,8 @@ const struct ev_type ev_data_sample = {
            "loaded_at timestamptz NOT NULL DEFAULT now())",
     .copy_columns = "(id, time_stamp, n, mean, std, raw, received_at)",
     .load = EV_LOAD_APPEND,
+    .fields = fields,
+    .n_fields = sizeof(fields) / sizeof(fields[0]),
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

@@ -47,6 +47,27 @@ struct ev_stored {
 };
 
 /*
+ * One field of a type: what GET /v1/types and the OpenAPI document show, and, where the type's
+ * validate walks its table with ev_fields_check, how it is checked. A compiled type lists each
+ * field once, in its events/<type>.c; a type declared in the configuration fills name, type
+ * and required from its declaration (check may then be NULL: its validate checks by itself).
+ */
+struct ev_field {
+    const char *name;
+    /*
+     * What a client sends, in the words of declared types (SPEC section 10): "string",
+     * "integer", "number", "boolean", "timestamp" (RFC 3339 text), "ip", "url", "uuid",
+     * "object", "array"; several separated by '|' ("integer|string") when either is taken.
+     */
+    const char *type;
+    const char *format;         /* a finer rule, or NULL: "epoch-seconds", "ipv4", "http-url" */
+    bool required;
+    bool null_ok;               /* optional and JSON null taken as absent (check not called) */
+    /* check - the field's check, given its value (never NULL); 0 or DP_ERR_INVALID. */
+    int (*check)(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+};
+
+/*
  * One event type: a static const descriptor, defined in events/<name>.c with
  * designated initializers and listed once in registry.c.
  * SQL texts are unqualified: the loader and the server set search_path to
@@ -58,6 +79,9 @@ struct ev_type {
     const char *ddl;            /* CREATE TABLE IF NOT EXISTS ... (one statement) */
     const char *copy_columns;   /* column list for COPY, "(a, b, c)"; of <table>_stage if upsert */
     enum ev_load load;
+    const struct ev_field *fields; /* the fields it takes, n_fields of them */
+    size_t n_fields;
+    bool open;                  /* fields not in the table are taken too (product's doc) */
     /*
      * EV_LOAD_UPSERT only. In one transaction: run stage_ddl (creates the
      * temp table "<table>_stage" if missing), COPY the rows into it with

@@ -1,6 +1,7 @@
 /*
  * internal.h - helpers shared by the files of events/ and by nothing else:
- * field-table checking, error texts, COPY row building, calendar arithmetic.
+ * field-table checking (struct ev_field itself is public: GET /v1/types shows it), error
+ * texts, COPY row building, calendar arithmetic.
  * Not a public header: server/ and loader/ include events/events.h only.
  */
 #ifndef DP_EVENTS_INTERNAL_H
@@ -21,18 +22,6 @@
 
 /* The longest piece of client text (a key, an event name) quoted in a message. */
 #define EV_QUOTE_MAX 48
-
-/*
- * One field of a type's field table. check is called with the field's value,
- * never NULL; a JSON null for an optional field with null_ok is treated as
- * absent and check is not called.
- */
-struct ev_field {
-    const char *name;
-    bool required;
-    bool null_ok;
-    int (*check)(const json_t *v, const char *name, char err[EV_ERR_MAX]);
-};
 
 /*
  * ev_fields_check - the common shape check of a type: every key of obj

@@ -76,13 +76,15 @@ check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "user_id", .required = true, .check = ev_check_nonempty_string },
-    { .name = "timestamp", .required = true, .check = check_epoch },
-    { .name = "app_version", .null_ok = true, .check = ev_check_string },
-    { .name = "device_type", .null_ok = true, .check = ev_check_string },
-    { .name = "ip", .null_ok = true, .check = check_ip },
-    { .name = "locale", .null_ok = true, .check = ev_check_string },
-    { .name = "device_id", .null_ok = true, .check = ev_check_string },
+    { .name = "user_id", .type = "string", .format = "non-empty", .required = true,
+      .check = ev_check_nonempty_string },
+    { .name = "timestamp", .type = "integer|string", .format = "epoch-seconds",
+      .required = true, .check = check_epoch },
+    { .name = "app_version", .type = "string", .null_ok = true, .check = ev_check_string },
+    { .name = "device_type", .type = "string", .null_ok = true, .check = ev_check_string },
+    { .name = "ip", .type = "ip", .null_ok = true, .check = check_ip },
+    { .name = "locale", .type = "string", .null_ok = true, .check = ev_check_string },
+    { .name = "device_id", .type = "string", .null_ok = true, .check = ev_check_string },
 };
 
 static int
@@ -151,6 +153,8 @@ const struct ev_type ev_user_login = {
     .copy_columns = "(id, user_id, app_version, device_type, ip, locale, device_id, created_at, "
                     "processed_at, received_at)",
     .load = EV_LOAD_APPEND,
+    .fields = fields,
+    .n_fields = sizeof(fields) / sizeof(fields[0]),
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

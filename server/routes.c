@@ -53,7 +53,58 @@ get_status(struct srv *s, struct mg_connection *c, const struct srv_match *m, st
     srv_get_status(s, r);
 }
 
+static void
+get_types(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_types(s, r);
+}
+
+static void
+get_openapi(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+            struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_openapi(s, r);
+}
+
 #define GET_HEAD (SRV_GET | SRV_HEAD)
+
+/* What the POST handlers answer (ingest.c); /submit adds its 204. */
+#define POST_ANSWERS                                                                          \
+    {202, "accepted once in the queue: one event gives its id; several give accepted, "     \
+          "rejected and up to 100 errors (rejected events go to dead_letter)"},              \
+    {400, "no valid event: status_message (one event) or errors (several) say why"},          \
+    {413, "the body, or an event, is too large"},                                            \
+    {415, "Content-Type or Content-Encoding not accepted"},                                  \
+    {503, "the queue is full or the server is stopping: retry after Retry-After"},           \
+    {500, "a bug, logged with detail"},                                                      \
+    {0, NULL}
+
+static const struct srv_answer post_answers[] = {POST_ANSWERS};
+static const struct srv_answer submit_answers[] = {
+    {204, "every event of the body accepted"},
+    POST_ANSWERS,
+};
+static const struct srv_answer read_answers[] = {
+    {200, "the stored row as JSON"},
+    {400, "the id is not valid for the type"},
+    {404, "no such row: not loaded yet, or never accepted"},
+    {503, "the database is down or busy: retry after Retry-After"},
+    {0, NULL},
+};
+static const struct srv_answer readyz_answers[] = {
+    {200, "the queue accepts appends"},
+    {503, "the queue is full or unreadable"},
+    {0, NULL},
+};
+static const struct srv_answer status_answers[] = {
+    {200, "the figures"},
+    {503, "the queue is unreadable"},
+    {0, NULL},
+};
 
 /* Matched in this order: "/v1/events/" must come before "/v1/events/{type}". */
 const struct srv_route srv_routes[] = {
@@ -61,39 +112,46 @@ const struct srv_route srv_routes[] = {
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name"},
+     .summary = "store events; each names its type in event_name",
+     .answers = post_answers},
     {.path = "/v1/events/",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name (as /v1/events)"},
+     .summary = "store events; each names its type in event_name (as /v1/events)",
+     .answers = post_answers},
     {.path = "/",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name (as /v1/events)"},
+     .summary = "store events; each names its type in event_name (as /v1/events)",
+     .answers = post_answers},
     {.path = "/v1/events/{type}",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events of one type"},
+     .summary = "store events of one type",
+     .answers = post_answers},
     {.path = "/v1/events/{type}/{id}",
      .methods = GET_HEAD,
      .needs_key = true,
      .handler = get_event,
-     .summary = "read a loaded event by its id"},
+     .summary = "read a loaded event by its id",
+     .answers = read_answers},
     {.path = "/submit",
      .methods = SRV_POST,
      .needs_key = true,
      .event_type = "ad_event",
      .handler = srv_post_submit,
-     .summary = "store ad events; 204 when all are accepted"},
+     .summary = "store ad events; 204 when all are accepted",
+     .answers = submit_answers},
     {.path = "/product/{id}",
      .methods = GET_HEAD,
      .needs_key = true,
      .event_type = "product",
      .handler = get_event,
-     .summary = "read a loaded product by its id"},
+     .summary = "read a loaded product by its id",
+     .answers = read_answers},
     {.path = "/healthz",
      .methods = GET_HEAD,
      .handler = get_healthz,
@@ -101,15 +159,26 @@ const struct srv_route srv_routes[] = {
     {.path = "/readyz",
      .methods = GET_HEAD,
      .handler = get_readyz,
-     .summary = "readiness: the queue is readable and not full"},
+     .summary = "readiness: the queue is readable and not full",
+     .answers = readyz_answers},
     {.path = "/metrics",
      .methods = GET_HEAD,
      .handler = get_metrics,
-     .summary = "Prometheus metrics of the server and the loader"},
+     .summary = "Prometheus metrics of the server and the loader",
+     .media_type = "text/plain; version=0.0.4"},
     {.path = "/v1/status",
      .methods = GET_HEAD,
      .handler = get_status,
-     .summary = "queue depth, loader progress and counters as JSON"},
+     .summary = "queue depth, loader progress and counters as JSON",
+     .answers = status_answers},
+    {.path = "/v1/types",
+     .methods = GET_HEAD,
+     .handler = get_types,
+     .summary = "the event types: each one's fields, table and endpoint"},
+    {.path = "/v1/openapi.json",
+     .methods = GET_HEAD,
+     .handler = get_openapi,
+     .summary = "this API as an OpenAPI 3.1 document, built from the route table"},
 };
 
 const size_t srv_routes_len = sizeof(srv_routes) / sizeof(srv_routes[0]);

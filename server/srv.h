@@ -67,6 +67,12 @@ struct srv_match {
 typedef void srv_handler(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                          struct srv_reply *r);
 
+/* One answer a route's handler gives, for the API document. */
+struct srv_answer {
+    int status;                 /* HTTP status; 0 ends a list */
+    const char *what;           /* when it is given */
+};
+
 /*
  * One row of the route table. path is literal text with at most these
  * segments in braces: {type} (an event type of the registry; an unknown one is
@@ -79,6 +85,10 @@ struct srv_route {
     const char *event_type;     /* the registry type the route stands for, or NULL */
     srv_handler *handler;
     const char *summary;        /* one line for an API document */
+    /* The handler's answers, ended by {0}; NULL: 200 only. The dispatcher's own (401, 404 of
+     * an unknown type, 405, OPTIONS) are added by the document from the row. */
+    const struct srv_answer *answers;
+    const char *media_type;     /* the 2xx body's Content-Type; NULL: application/json */
 };
 
 /* The table, in match order (first row that matches wins). */
@@ -158,6 +168,13 @@ void srv_get_status(struct srv *s, struct srv_reply *r);
 void srv_get_metrics(struct srv *s, struct srv_reply *r);
 void srv_summary_log(struct srv *s);
 size_t srv_type_index(const struct ev_type *t);
+
+/* ---- api.c: what the appliance accepts, for clients to discover ------------- */
+
+/* GET /v1/types: the registry as JSON (each type's fields, table and endpoint). */
+void srv_get_types(struct srv *s, struct srv_reply *r);
+/* GET /v1/openapi.json: an OpenAPI 3.1 document built from the route table and the registry. */
+void srv_get_openapi(struct srv *s, struct srv_reply *r);
 
 /* ---- read.c: GET of a stored row through a per-thread libpq connection - */
 

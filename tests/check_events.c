@@ -1140,6 +1140,89 @@ START_TEST(test_registry_walk)
 }
 END_TEST
 
+/*
+ * Each type's field table is what GET /v1/types and the OpenAPI document show, so it must be
+ * the truth: every field named once with a type of the declared-types vocabulary, and its
+ * validator must follow it - removing a required field gives "required field missing",
+ * removing an optional one keeps the event valid, a field not in the table is rejected unless
+ * the type keeps unknown fields.
+ */
+START_TEST(test_field_tables)
+{
+    static const char *const words[] = {
+        "string", "integer", "number", "boolean", "timestamp", "ip", "url", "uuid", "object",
+        "array",
+    };
+    const struct ev_type *t = ev_registry[_i];
+    const struct sample *valid = NULL;
+    json_error_t jerr;
+    json_t *obj;
+    char err[EV_ERR_MAX];
+    char want[EV_ERR_MAX];
+    size_t i;
+    size_t j;
+
+    ck_assert_uint_gt(t->n_fields, 0);
+    ck_assert_ptr_nonnull(t->fields);
+    for (i = 0; i < t->n_fields; i++) {
+        const struct ev_field *f = &t->fields[i];
+        const char *w = f->type;
+
+        ck_assert_ptr_nonnull(f->name);
+        ck_assert_ptr_nonnull(f->check);
+        ck_assert_ptr_nonnull(w);
+        while (*w != '\0') {
+            size_t n = strcspn(w, "|");
+            bool known = false;
+
+            for (j = 0; j < N_ELEMS(words); j++) {
+                known = known || (strlen(words[j]) == n && strncmp(words[j], w, n) == 0);
+            }
+            ck_assert_msg(known, "%s.%s: type %s", t->name, f->name, f->type);
+            w += n + (w[n] == '|');
+        }
+        for (j = 0; j < i; j++) {
+            ck_assert_str_ne(t->fields[j].name, f->name);
+        }
+    }
+    /* The fullest valid sample: the one with the most fields. */
+    for (i = 0; i < N_ELEMS(samples); i++) {
+        if (strcmp(samples[i].type, t->name) == 0 && samples[i].error == NULL &&
+            (valid == NULL || strlen(samples[i].json) > strlen(valid->json))) {
+            valid = &samples[i];
+        }
+    }
+    ck_assert_ptr_nonnull(valid);
+    for (i = 0; i < t->n_fields; i++) {
+        const struct ev_field *f = &t->fields[i];
+
+        obj = json_loads(valid->json, 0, &jerr);
+        ck_assert_ptr_nonnull(obj);
+        if (json_object_del(obj, f->name) != 0) {
+            json_decref(obj);
+            continue;
+        }
+        if (f->required) {
+            snprintf(want, sizeof(want), "%s: required field missing", f->name);
+            ck_assert_int_eq(t->validate(obj, err), DP_ERR_INVALID);
+            ck_assert_str_eq(err, want);
+        } else {
+            ck_assert_int_eq(t->validate(obj, err), 0);
+        }
+        json_decref(obj);
+    }
+    obj = json_loads(valid->json, 0, &jerr);
+    json_object_set_new(obj, "zz_not_a_field", json_integer(1));
+    if (t->open) {
+        ck_assert_int_eq(t->validate(obj, err), 0);
+    } else {
+        ck_assert_int_eq(t->validate(obj, err), DP_ERR_INVALID);
+        ck_assert_str_eq(err, "zz_not_a_field: unknown field");
+    }
+    json_decref(obj);
+}
+END_TEST
+
 /* Inputs the fuzzer or review found troublesome; each must give the stated result. */
 static const struct {
     const char *body;
@@ -1493,6 +1576,7 @@ events_suite(void)
 
     tc = tcase_create("registry");
     tcase_add_test(tc, test_registry_walk);
+    tcase_add_loop_test(tc, test_field_tables, 0, (int)ev_registry_len);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("regressions");
