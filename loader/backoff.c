@@ -58,14 +58,15 @@ ldr_sleep(struct ldr *l, int64_t ms)
     return !halted;
 }
 
-/* Remember a failure for STATUS and for the server's /metrics. */
+/* Remember a failure for STATUS and for the server's /metrics; retry: it will be retried. */
 static void
-ldr_note_failure(struct ldr *l, const char *err)
+ldr_note_failure(struct ldr *l, const char *err, bool retry)
 {
     struct queue_meta_op ops[] = {
         {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, err},
         {QUEUE_META_LOADER_LAST_ERROR_US, QUEUE_META_SET, dp_now_us(), NULL},
-        {QUEUE_META_LOADER_RETRIES, QUEUE_META_ADD, 1, NULL},
+        {QUEUE_META_LOADER_ERRORS, QUEUE_META_ADD, 1, NULL},
+        {QUEUE_META_LOADER_RETRIES, QUEUE_META_ADD, retry ? 1 : 0, NULL},
     };
     int rc;
 
@@ -92,8 +93,9 @@ ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *er
     bool go_on;
 
     (*attempt)++;
-    ldr_note_failure(l, err);
-    if (l->give_up_attempts > 0 && *attempt >= l->give_up_attempts) {
+    go_on = l->give_up_attempts == 0 || *attempt < l->give_up_attempts;
+    ldr_note_failure(l, err, go_on);
+    if (!go_on) {
         dp_error("giving up after repeated failures", "what=%s attempts=%d error=%s", what,
                  *attempt, err);
         return DP_ERR_RETRY;

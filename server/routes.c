@@ -54,6 +54,15 @@ get_status(struct srv *s, struct mg_connection *c, const struct srv_match *m, st
 }
 
 static void
+get_dead_letters(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                 struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_dead_letters(s, r);
+}
+
+static void
 get_types(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
 {
     (void)c;
@@ -92,6 +101,11 @@ static const struct srv_answer read_answers[] = {
     {200, "the stored row as JSON"},
     {400, "the id is not valid for the type"},
     {404, "no such row: not loaded yet, or never accepted"},
+    {503, "the database is down or busy: retry after Retry-After"},
+    {0, NULL},
+};
+static const struct srv_answer dead_letter_answers[] = {
+    {200, "rows: the dead_letter table's size now; ingest and load: of which each stage"},
     {503, "the database is down or busy: retry after Retry-After"},
     {0, NULL},
 };
@@ -171,6 +185,12 @@ const struct srv_route srv_routes[] = {
      .handler = get_status,
      .summary = "queue depth, loader progress and counters as JSON",
      .answers = status_answers},
+    {.path = "/v1/dead_letters",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .handler = get_dead_letters,
+     .summary = "the dead_letter table's size, by stage (a database query)",
+     .answers = dead_letter_answers},
     {.path = "/v1/types",
      .methods = GET_HEAD,
      .handler = get_types,

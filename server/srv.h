@@ -20,7 +20,7 @@
 struct mg_connection;
 struct mg_context;
 
-#define SRV_LAT_BUCKETS 40      /* latency histogram: bucket i holds < 2^(i/2) us */
+#define SRV_LAT_BUCKETS 52      /* latency histogram: steps of sqrt(2) us, the last >= 2^25 us */
 #define SRV_MAX_TYPES 32        /* registry entries with per-type counters */
 #define SRV_ID_MAX 256          /* longest {id} path segment, bytes with NUL */
 
@@ -31,6 +31,7 @@ struct srv_metrics {
     atomic_uint_fast64_t rejected[SRV_MAX_TYPES];    /* events, by registry index */
     atomic_uint_fast64_t rejected_untyped;           /* events with no known type */
     atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];       /* request latency histogram */
+    atomic_uint_fast64_t lat_sum_us;                 /* the histogram's sum, microseconds */
 };
 
 struct srv {
@@ -180,5 +181,7 @@ void srv_get_openapi(struct srv *s, struct srv_reply *r);
 
 void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
 void srv_read_thread_exit(void);
+/* GET /v1/dead_letters: the dead_letter table's rows, by stage (a query, like row reads). */
+void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
 
 #endif

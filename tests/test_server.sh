@@ -188,6 +188,21 @@ for name in 'datapipe_http_requests_total{code="202"}' 'datapipe_events_accepted
     has "/metrics has $name" "$name" "$m"
 done
 has "/metrics counts 413s" 'datapipe_http_requests_total{code="413"} 3' "$m"
+ok "/metrics is strict Prometheus text: HELP and TYPE for every family, no empty label" \
+    awk -f tests/prom_lint.awk <<<"$m"
+awk -f tests/prom_lint.awk <<<"$m" | head -5
+ok "the lint refuses an empty label value and a family without HELP and TYPE" \
+    bash -c '! awk -f tests/prom_lint.awk >/dev/null' <<<$'# HELP a_total x\n# TYPE a_total counter\na_total{type=""} 1\nb 2'
+ok "events with no type (not JSON, unknown event_name) are counted under type=\"(none)\"" \
+    grep -Eq '^datapipe_events_rejected_total\{type="\(none\)"\} [1-9]' <<<"$m"
+n_req=$(awk -F'} ' '/^datapipe_http_requests_total\{/ {n += $2} END {print n}' <<<"$m")
+n_hist=$(awk '$1 == "datapipe_http_request_duration_seconds_count" {print $2}' <<<"$m")
+ok "the latency histogram counts every answered request but this scrape ($n_hist of $n_req)" \
+    [ "$n_hist" = "$n_req" ]
+has "the latency histogram has Prometheus buckets" \
+    'datapipe_http_request_duration_seconds_bucket{le="0.001024"} ' "$m"
+has "loader error counter (none yet)" $'\ndatapipe_loader_errors_total 0\n' "$m"
+has "loader retry counter (none yet)" $'\ndatapipe_loader_retries_total 0\n' "$m"
 
 # --- GET of stored rows (PostgreSQL from tests/pg; the loader has not run)
 eq "GET malformed id → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/not-a-uuid")"
@@ -214,6 +229,7 @@ has "/v1/status: queue empty after the drain" '"queue":{"events":0' "$st"
 m=$(curl -s "$URL/metrics")
 has "/metrics: loaded by type (the loader's figures via LMDB)" 'datapipe_loader_events_loaded_total{type="crash_report"}' "$m"
 ok "/metrics: dead letters counted" grep -Eq '^datapipe_loader_dead_letters_total [1-9]' <<<"$m"
+ok "/metrics after a load is still strict Prometheus text" awk -f tests/prom_lint.awk <<<"$m"
 # README's dead-letter look-up and replay commands (here with the harness's conninfo and schema).
 dl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT seq, event_type, stage, error, received_at FROM srvtest.dead_letter ORDER BY seq DESC LIMIT 20")
 has "dead_letter keeps the ingest error" "|crash_report|ingest|user_id: expected integer, got string|" "$dl"
@@ -221,6 +237,17 @@ ndl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM srvtest.dead_letter WH
 r=$(psql "$DP_PG_CONNINFO" -At -c "SELECT convert_from(raw, 'UTF8') FROM srvtest.dead_letter WHERE stage = 'ingest' AND event_type = 'crash_report'" |
     curl -s --data-binary @- "$URL/v1/events/crash_report")
 has "replay re-validates every dead letter (still invalid here)" "\"rejected\":$ndl" "$r"
+# Dead letters: /v1/status's running total, /v1/dead_letters the table's rows.
+ndead=$(awk '$1 == "datapipe_loader_dead_letters_total" {print $2}' <<<"$m")
+has "/v1/status: dead_lettered_total is the running total" "\"dead_lettered_total\":$ndead" \
+    "$(curl -s "$URL/v1/status")"
+eq "/v1/dead_letters: the table's rows, by stage" \
+    "{\"status_code\":200,\"status_message\":\"ok\",\"rows\":$(sql "SELECT count(*) FROM srvtest.dead_letter"),\"ingest\":$(sql "SELECT count(*) FROM srvtest.dead_letter WHERE stage = 'ingest'"),\"load\":0}" \
+    "$(curl -s "$URL/v1/dead_letters")"
+sql "DELETE FROM srvtest.dead_letter WHERE seq = (SELECT min(seq) FROM srvtest.dead_letter)"
+has "/v1/dead_letters: a row deleted is gone from the count" "\"rows\":$((ndead - 1))," \
+    "$(curl -s "$URL/v1/dead_letters")"
+has "/v1/status: the running total stays" "\"dead_lettered_total\":$ndead" "$(curl -s "$URL/v1/status")"
 # A lock on the table, held by a psql that reads its statements from a FIFO: taken, then
 # released when this test says so.
 mkfifo "$TMP/lock.fifo"
