@@ -39,15 +39,24 @@ notify_status(struct srv *s)
     }
 }
 
-/* dp_config_diff callback: what the settings table says SIGHUP may apply is applied. */
+/* What one SIGHUP changed: names only (values may be secret), as the loader words them. */
+struct reload {
+    bool log;                   /* log.level or log.format changed: applied */
+    char restart[1024];         /* settings only a restart applies, ", "-separated */
+};
+
+/* dp_config_diff callback: the server applies the log settings; the rest takes a restart. */
 static void
 changed_key(void *arg, const char *key, bool reloadable)
 {
-    (void)arg;
-    if (reloadable) {
-        dp_info("reload: applied", "key=%s", key);
+    struct reload *r = arg;
+    size_t used = strlen(r->restart);
+
+    if (reloadable && strncmp(key, "log.", 4) == 0) {
+        r->log = true;
     } else {
-        dp_warn("reload: changed, takes effect after a restart", "key=%s", key);
+        snprintf(r->restart + used, sizeof(r->restart) - used, "%s%s", used > 0 ? ", " : "",
+                 key);
     }
 }
 
@@ -57,16 +66,23 @@ reload(struct srv *s, const char *cli_path)
 {
     struct dp_config_sources src = dp_config_sources_default(cli_path);
     struct dp_config *fresh = NULL;
+    struct reload r = {0};
+    char applied[256] = "";
     char *errors = NULL;
 
     if (dp_config_load(&src, &fresh, &errors) != 0) {
-        dp_error("reload: configuration rejected, keeping the running one", "errors=%s",
-                 errors != NULL ? errors : "out of memory");
+        dp_config_reload_log("datapipe-server", NULL, NULL,
+                             errors != NULL ? errors : "out of memory");
         free(errors);
         return;
     }
-    dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, NULL);
+    dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, &r);
+    if (r.log) {
+        snprintf(applied, sizeof(applied), "log %s/%s -> %s/%s", s->cfg->log_level,
+                 s->cfg->log_format, fresh->log_level, fresh->log_format);
+    }
     dp_log_setup(fresh->log_level, fresh->log_format);
+    dp_config_reload_log("datapipe-server", applied, r.restart, NULL);
     dp_config_destroy(fresh);
 }
 

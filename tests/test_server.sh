@@ -460,16 +460,18 @@ stop_pid "$SPID"
 server hup ""
 sed -i 's/"threads": 16/"threads": 17/; s/"schema": "srvtest"}/"schema": "srvtest"}, "log": {"level": "debug"}/' "$TMP/hup/cfg.json"
 kill -HUP "$SPID"
-wait_until 20 "HUP: restart-only change logged" \
-    grep -q 'reload: changed, takes effect after a restart key=server.threads' "$TMP/hup/log"
-wait_until 20 "HUP: log.level applied" grep -q 'reload: applied key=log.level' "$TMP/hup/log"
+# The same words as the loader's (etc/settings.c dp_config_reload_log): a line for every reload.
+wait_until 20 "HUP: a successful reload is logged, with what it applied and what needs a restart" \
+    grep -q 'info configuration reloaded applied=log info/text -> debug/text needs_restart=server.threads$' "$TMP/hup/log"
+has_file "HUP: restart-only change warned" \
+    'warn changed settings need a restart daemon=datapipe-server settings=server.threads' "$TMP/hup/log"
 curl -s -o /dev/null "$URL/healthz"
 wait_until 20 "HUP: debug access log now on" \
     grep -q 'debug request method=GET uri=/healthz status=200' "$TMP/hup/log"
 echo '{"server": {"threads": "x"}}' >"$TMP/hup/cfg.json"
 kill -HUP "$SPID"
 wait_until 20 "HUP with a bad file: rejected, logged" \
-    grep -q 'reload: configuration rejected' "$TMP/hup/log"
+    grep -q 'error configuration reload failed: keeping the running one errors=' "$TMP/hup/log"
 ok "HUP with a bad file keeps running" kill -0 "$SPID"
 eq "still serving after a bad reload" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"
