@@ -141,7 +141,7 @@ fuzz: | deps
 	$(MAKE) deps EXTRA_DEB_PACKAGES="clang libclang-rt-dev"
 	@mkdir -p $(BUILD)/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
-		-o $(BUILD)/fuzz/fuzz_events $(FUZZ_SRC) $(filter-out etc/config.c,$(LIB_SRC)) \
+		-o $(BUILD)/fuzz/fuzz_events $(FUZZ_SRC) $(filter-out etc/config.c etc/cli.c,$(LIB_SRC)) \
 		$(PKG_LIBS) -lpthread -lm
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz_events -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \

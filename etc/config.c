@@ -8,6 +8,7 @@
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/settings.h"
+#include "etc/types.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -110,6 +111,13 @@ kind_name(enum dp_setting_kind k)
 
 /* ---- JSON into a libconfig tree ---------------------------------------- */
 
+/* Is path inside the "types" key (declared event types, etc/types.c)? */
+static bool
+in_types(const char *path)
+{
+    return strncmp(path, "types.", 6) == 0;
+}
+
 /* JSON null has no libconfig counterpart; for DP_SETTING_STRING_NULL it becomes "". */
 static int
 json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char *path,
@@ -143,7 +151,7 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
         const struct dp_setting *o = dp_setting_find(path);
         if (o == NULL || o->kind != DP_SETTING_STRING_NULL) {
             errs_add(e, "%s: %s: %s", file, path,
-                     o == NULL ? "unknown key" : "null is not allowed here");
+                     o == NULL && !in_types(path) ? "unknown key" : "null is not allowed here");
             return 0;
         }
     }
@@ -151,7 +159,9 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
     if (s == NULL) {
         /* libconfig refuses names outside [A-Za-z*][-A-Za-z0-9_*]* and
          * duplicates; neither can be a known key. */
-        errs_add(e, "%s: %s: unknown key", file, path);
+        errs_add(e, "%s: %s: %s", file, path,
+                 in_types(path) ? "invalid name (lower-case letters, digits and _, starting "
+                                  "with a letter, at most 63 bytes)" : "unknown key");
         return 0;
     }
     if (json_is_object(v)) {
@@ -371,6 +381,39 @@ merge_value(config_t *eff, const struct dp_setting *o, const config_setting_t *s
     return 0;
 }
 
+/* What dp_types_check reports: an error of one file. */
+struct types_errs {
+    struct errs *e;
+    const char *file;
+};
+
+static void
+types_err(void *arg, const char *text)
+{
+    struct types_errs *te = arg;
+
+    errs_add(te->e, "%s: %s", te->file, text);
+}
+
+/* The "types" key of a file: checked by etc/types.c, merged type by type. */
+static void
+types_merge(config_t *eff, const config_setting_t *sec, const char *file, struct errs *e)
+{
+    struct types_errs te = {e, file};
+    config_setting_t *into;
+
+    if (dp_types_check(sec, types_err, &te) != 0) {
+        return;
+    }
+    into = config_setting_get_member(config_root_setting(eff), "types");
+    if (into == NULL) {
+        into = config_setting_add(config_root_setting(eff), "types", CONFIG_TYPE_GROUP);
+    }
+    if (into == NULL || dp_types_merge(into, sec) != 0) {
+        e->nomem = true;
+    }
+}
+
 /* Walk a file's tree: every key must be known and well typed; merge the good ones. */
 static void
 validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, struct errs *e)
@@ -381,6 +424,10 @@ validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, s
         config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
         const char *sname = config_setting_name(sec);
 
+        if (strcmp(sname, "types") == 0) {
+            types_merge(eff, sec, file, e);
+            continue;
+        }
         if (!section_known(sname)) {
             errs_add(e, "%s: %s: unknown key", file, sname);
             continue;
@@ -656,6 +703,10 @@ dp_config_load(const struct dp_config_sources *src, struct dp_config **out, char
     }
     struct_fill(cfg, &eff, &nomem);
     if (e.count == 0) {
+        rc = dp_types_build(config_lookup(&eff, "types"), &cfg->types);
+        if (rc != 0) {
+            goto out;
+        }
         keys_file_read(cfg, &e);
         cross_check(cfg, &e);
     }

@@ -14,6 +14,8 @@
 
 #define DP_CONFIG_SYSTEM_PATH "/etc/datapipe.json"
 
+struct dp_types;
+
 /* The effective configuration. Every string is owned by the struct. */
 struct dp_config {
     char *server_listen;            /* civetweb listening_ports syntax */
@@ -43,6 +45,8 @@ struct dp_config {
 
     char *log_level;                /* debug, info, warn, error */
     char *log_format;               /* text, json */
+
+    struct dp_types *types;         /* declared event types (etc/types.h); never NULL */
 };
 
 /* Where dp_config_load looks; NULL members are skipped. */
@@ -94,7 +98,9 @@ typedef void (*dp_config_change_fn)(void *arg, const char *key, bool reloadable)
 
 /*
  * dp_config_diff - call fn for every setting that daemon reads (enum dp_daemon bits) whose
- * value differs between old and fresh (lists compared element by element), in table order.
+ * value differs between old and fresh (lists compared element by element), in table order;
+ * then for every declared type added ("types.NAME", reloadable: SIGHUP registers it), changed
+ * or removed (not reloadable: a restart applies it).
  * Both daemons' SIGHUP handling derives from it what they apply and what needs a restart.
  * Names only: values may be secret.
  */

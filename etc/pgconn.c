@@ -15,7 +15,12 @@ dp_pg_one_line(char *dst, size_t cap, const char *text)
     size_t n = 0;
 
     for (; text != NULL && *text != '\0' && n + 1 < cap; text++) {
-        dst[n++] = (*text == '\n' || *text == '\r' || *text == '\t') ? ' ' : *text;
+        char ch = (*text == '\n' || *text == '\r' || *text == '\t') ? ' ' : *text;
+
+        /* libpq ends a line where a sentence ends: "refused\n\tIs the server": one space. */
+        if (ch != ' ' || (n > 0 && dst[n - 1] != ' ')) {
+            dst[n++] = ch;
+        }
     }
     while (n > 0 && dst[n - 1] == ' ') {
         n--;

@@ -5,8 +5,10 @@
  */
 #include "etc/settings.h"
 #include "etc/log.h"
+#include "etc/types.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +155,7 @@ dp_config_destroy(struct dp_config *cfg)
             list_free(*(char ***)(void *)base);
         }
     }
+    dp_types_destroy(cfg->types);
     free(cfg);
 }
 
@@ -210,6 +213,7 @@ dp_config_to_json(const struct dp_config *cfg)
         }
         json_object_set_new(sec, dp_setting_key(s), setting_json(s, cfg));
     }
+    json_object_set_new(root, "types", dp_types_to_json(cfg->types));
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     return text;
@@ -252,6 +256,33 @@ setting_equal(const struct dp_setting *s, const struct dp_config *a, const struc
     return false;
 }
 
+/*
+ * Declared types, read by both daemons, as "types.NAME": a new one is reloadable (SIGHUP
+ * registers it), a changed or removed one takes a restart.
+ */
+static void
+types_diff(const struct dp_types *old, const struct dp_types *fresh, dp_config_change_fn fn,
+           void *arg)
+{
+    char key[DP_TYPE_NAME_MAX + 8];
+
+    for (size_t i = 0; fresh != NULL && i < fresh->n; i++) {
+        const struct dp_type_decl *d = &fresh->types[i];
+        const struct dp_type_decl *o = dp_types_find(old, d->name);
+
+        if (o == NULL || !dp_type_decl_equal(d, o)) {
+            snprintf(key, sizeof(key), "types.%s", d->name);
+            fn(arg, key, o == NULL);
+        }
+    }
+    for (size_t i = 0; old != NULL && i < old->n; i++) {
+        if (dp_types_find(fresh, old->types[i].name) == NULL) {
+            snprintf(key, sizeof(key), "types.%s", old->types[i].name);
+            fn(arg, key, false);
+        }
+    }
+}
+
 void
 dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsigned daemon,
                dp_config_change_fn fn, void *arg)
@@ -263,6 +294,7 @@ dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsig
             fn(arg, s->path, s->reloadable);
         }
     }
+    types_diff(old->types, fresh->types, fn, arg);
 }
 
 void

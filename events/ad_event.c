@@ -34,8 +34,8 @@ scheme_is(const UriTextRangeA *r, const char *want)
     return n == strlen(want) && strncasecmp(r->first, want, n) == 0;
 }
 
-static int
-check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
+int
+ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
 {
     UriUriA uri;
     const char *s;
@@ -71,15 +71,16 @@ static const struct ev_field fields[] = {
       .check = check_ipv4 },
     { .name = "user_agent", .type = "string", .required = true, .check = ev_check_string },
     { .name = "referring_url", .type = "url", .format = "http-url", .required = true,
-      .check = check_url },
+      .check = ev_check_url },
     { .name = "advertiser_id", .type = "string", .format = "non-empty", .required = true,
       .check = ev_check_nonempty_string },
     { .name = "metadata", .type = "object", .required = false, .check = ev_check_object },
 };
 
 static int
-validate(const json_t *obj, char err[EV_ERR_MAX])
+validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
 {
+    (void)t;
     return ev_fields_check(obj, fields, sizeof(fields) / sizeof(fields[0]), err);
 }
 
@@ -92,15 +93,15 @@ row_string(struct ev_row *row, const json_t *obj, const char *key)
 }
 
 static int
-encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-           char err[EV_ERR_MAX])
+encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
+           struct ev_buf *out, char err[EV_ERR_MAX])
 {
     const char *meta = "{}";
     size_t meta_len = 2;
     struct ev_row row;
     int rc;
 
-    rc = validate(obj, err);
+    rc = validate(t, obj, err);
     if (rc != 0) {
         return rc;
     }

@@ -116,7 +116,7 @@ dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type *
         if (t == NULL) {
             return ev_errf(err, "event_name: required field missing (the URL names no type)");
         }
-        return t->validate(v, err);
+        return t->validate(t, v, err);
     }
     if (!json_is_string(name)) {
         return ev_type_err(err, "event_name", "string", name);
@@ -136,7 +136,7 @@ dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type *
         ev_quote(q, sizeof(q), s, n);
         return ev_errf(err, "event_name: %s does not match the URL's type \"%s\"", q, t->name);
     }
-    return t->validate(v, err);
+    return t->validate(t, v, err);
 }
 
 /* Validate one parsed value (consumed) and add it as an item. */
@@ -514,7 +514,7 @@ ev_encode(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *ou
         rc = ev_errf(err, "event_name: does not match the type \"%s\"", t->name);
         goto out;
     }
-    rc = t->encode_row(ev, obj, out, err);
+    rc = t->encode_row(t, ev, obj, out, err);
 out:
     json_decref(obj);
     return rc;

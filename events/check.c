@@ -189,6 +189,15 @@ ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len)
 }
 
 int
+ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len)
+{
+    char q[EV_QUOTE_MAX * 4 + 8];
+
+    ev_sanitize(q, sizeof(q), key, key_len < EV_QUOTE_MAX ? key_len : EV_QUOTE_MAX);
+    return ev_errf(err, "%s%s: unknown field", q, key_len > EV_QUOTE_MAX ? "..." : "");
+}
+
+int
 ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_fields,
                 char err[EV_ERR_MAX])
 {
@@ -215,10 +224,7 @@ ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_field
             }
         }
         if (i == n_fields || key_len != strlen(key)) {
-            char q[EV_QUOTE_MAX * 4 + 8];
-
-            ev_sanitize(q, sizeof(q), key, key_len < EV_QUOTE_MAX ? key_len : EV_QUOTE_MAX);
-            return ev_errf(err, "%s%s: unknown field", q, key_len > EV_QUOTE_MAX ? "..." : "");
+            return ev_unknown_field(err, key, key_len);
         }
         found[i] = json_object_iter_value(it);
     }

@@ -13,20 +13,21 @@ static const struct ev_field fields[] = {
 };
 
 static int
-validate(const json_t *obj, char err[EV_ERR_MAX])
+validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
 {
+    (void)t;
     return ev_fields_check(obj, fields, sizeof(fields) / sizeof(fields[0]), err);
 }
 
 static int
-encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-           char err[EV_ERR_MAX])
+encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
+           struct ev_buf *out, char err[EV_ERR_MAX])
 {
     const json_t *msg;
     struct ev_row row;
     int rc;
 
-    rc = validate(obj, err);
+    rc = validate(t, obj, err);
     if (rc != 0) {
         return rc;
     }

@@ -69,8 +69,8 @@ fraction_us(const char **p, const char *end)
  * Parse an RFC 3339 date-time (s, n bytes) into microseconds since the epoch,
  * UTC. Every field is range-checked, so Feb 30 or hour 24 is an error.
  */
-static int
-parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out, char err[EV_ERR_MAX])
+int
+ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out, char err[EV_ERR_MAX])
 {
     const char *p = s;
     const char *end = s + n;
@@ -145,7 +145,7 @@ check_time(const json_t *v, const char *name, char err[EV_ERR_MAX])
     if (!json_is_string(v)) {
         return ev_type_err(err, name, "string", v);
     }
-    return parse_rfc3339(json_string_value(v), json_string_length(v), name, &us, err);
+    return ev_parse_rfc3339(json_string_value(v), json_string_length(v), name, &us, err);
 }
 
 static int
@@ -175,14 +175,16 @@ check_data(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "time_stamp", .type = "timestamp", .required = true, .check = check_time },
+    { .name = "time_stamp", .type = "string", .format = "date-time", .required = true,
+      .check = check_time },
     { .name = "data", .type = "array", .format = "non-empty array of numbers", .required = true,
       .check = check_data },
 };
 
 static int
-validate(const json_t *obj, char err[EV_ERR_MAX])
+validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
 {
+    (void)t;
     return ev_fields_check(obj, fields, sizeof(fields) / sizeof(fields[0]), err);
 }
 
@@ -225,8 +227,8 @@ stats(const json_t *arr, double *mean, double *std)
 }
 
 static int
-encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-           char err[EV_ERR_MAX])
+encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
+           struct ev_buf *out, char err[EV_ERR_MAX])
 {
     const json_t *ts;
     const json_t *data;
@@ -236,12 +238,12 @@ encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
     double std = 0;
     int rc;
 
-    rc = validate(obj, err);
+    rc = validate(t, obj, err);
     if (rc != 0) {
         return rc;
     }
     ts = json_object_get(obj, "time_stamp");
-    rc = parse_rfc3339(json_string_value(ts), json_string_length(ts), "time_stamp", &us, err);
+    rc = ev_parse_rfc3339(json_string_value(ts), json_string_length(ts), "time_stamp", &us, err);
     if (rc != 0) {
         return rc;
     }

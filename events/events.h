@@ -16,6 +16,10 @@
 
 #define EV_ERR_MAX 256          /* longest validation message, bytes with NUL */
 #define EV_UUID_TEXT 37         /* a uuid's canonical text form, bytes with NUL */
+#define EV_REGISTRY_MAX 128     /* types in the registry: built-ins and declared */
+
+struct dp_types;
+struct dp_type_decl;
 
 /* A growable byte buffer for COPY rows. Zero-initialise; free with ev_buf_free. */
 struct ev_buf {
@@ -46,6 +50,13 @@ struct ev_stored {
     uint64_t seq;               /* queue sequence number */
 };
 
+/* One column of a declared type's table, as schema evolution compares it with the catalog. */
+struct ev_column {
+    const char *name;           /* column name (a field's name), unquoted */
+    const char *sql_type;       /* as format_type() prints it: "bigint", "jsonb", ... */
+    bool not_null;              /* NOT NULL: the field is required */
+};
+
 /*
  * One field of a type: what GET /v1/types and the OpenAPI document show, and, where the type's
  * validate walks its table with ev_fields_check, how it is checked. A compiled type lists each
@@ -56,11 +67,14 @@ struct ev_field {
     const char *name;
     /*
      * What a client sends, in the words of declared types (SPEC section 10): "string",
-     * "integer", "number", "boolean", "timestamp" (RFC 3339 text), "ip", "url", "uuid",
-     * "object", "array"; several separated by '|' ("integer|string") when either is taken.
+     * "integer", "number", "boolean", "timestamp" (epoch seconds or RFC 3339 text), "ip",
+     * "url", "uuid", "object", "array"; several separated by '|' ("integer|string") when
+     * either is taken.
      */
     const char *type;
-    const char *format;         /* a finer rule, or NULL: "epoch-seconds", "ipv4", "http-url" */
+    /* A finer rule, or NULL: a JSON Schema format ("date-time", "ipv4") or our own words
+     * ("epoch-seconds", "http-url", "non-empty"). */
+    const char *format;
     bool required;
     bool null_ok;               /* optional and JSON null taken as absent (check not called) */
     /* check - the field's check, given its value (never NULL); 0 or DP_ERR_INVALID. */
@@ -69,7 +83,8 @@ struct ev_field {
 
 /*
  * One event type: a static const descriptor, defined in events/<name>.c with
- * designated initializers and listed once in registry.c.
+ * designated initializers and listed once in registry.c; or a declared type
+ * (SPEC section 10), built at start by events/declared.c from its declaration.
  * SQL texts are unqualified: the loader and the server set search_path to
  * database.schema on every connection.
  */
@@ -96,23 +111,35 @@ struct ev_type {
     const char *get_sql;
     /*
      * validate - check one event object (event_name already checked by the
-     * dispatcher). Pure. Returns 0, or DP_ERR_INVALID with a message such as
+     * dispatcher). t is this very type (a generic handler finds its declaration
+     * through it). Pure. Returns 0, or DP_ERR_INVALID with a message such as
      * "user_id: expected integer, got string" in err (NUL-terminated).
      */
-    int (*validate)(const json_t *obj, char err[EV_ERR_MAX]);
+    int (*validate)(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX]);
     /*
      * encode_row - append one COPY text row (ending in '\n') for ev, whose
-     * parsed JSON object is obj, to out. Pure.
+     * parsed JSON object is obj, to out; t is this very type. Pure.
      * Returns 0, DP_ERR_INVALID (the stored event no longer validates; err
      * says why), DP_ERR_NOMEM.
      */
-    int (*encode_row)(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-                      char err[EV_ERR_MAX]);
+    int (*encode_row)(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
+                      struct ev_buf *out, char err[EV_ERR_MAX]);
+    /* Declared types only (NULL/0 for the built-ins): */
+    const struct dp_type_decl *decl;    /* the declaration, owned by the type */
+    const struct ev_column *columns;    /* one per field, in declaration order */
+    size_t n_columns;
+    const char *idempotency_ddl;        /* CREATE UNIQUE INDEX IF NOT EXISTS ... */
 };
 
-/* The registry: every type, in a fixed order. */
-extern const struct ev_type *const ev_registry[];
-extern const size_t ev_registry_len;
+/*
+ * The registry: the built-in types, then the declared ones, in a fixed order
+ * (an entry never moves or goes away while the process runs). Read
+ * ev_registry_len first, then entries below it: ev_registry_update() stores
+ * an entry before it makes the length cover it, so readers in other threads
+ * never see a slot that is not filled.
+ */
+extern const struct ev_type *const *const ev_registry;
+extern _Atomic size_t ev_registry_len;
 
 /* ev_lookup - the type with exactly this name (len bytes), or NULL. */
 const struct ev_type *ev_lookup(const char *name, size_t len);
@@ -130,6 +157,46 @@ void ev_type_names(char *out, size_t cap);
  * types: a, b, ...). Into out; the list is cut with "..." when it does not fit.
  */
 void ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len);
+
+/* What ev_registry_update() did to one declared type. */
+enum ev_change {
+    EV_CHANGE_ADDED,            /* new: registered now */
+    EV_CHANGE_CHANGED,          /* declared differently: the running one stays until a restart */
+    EV_CHANGE_REMOVED,          /* no longer declared: it stays registered until a restart */
+};
+
+/*
+ * ev_registry_update - make the registry hold every type of types (may be
+ * NULL): a declared type not registered yet is built (events/declared.c) and
+ * appended; one registered with the same declaration is kept; one declared
+ * differently, or no longer declared, is kept as it runs and reported, since
+ * only a restart may change it. Called at start and on SIGHUP, from one
+ * thread at a time; other threads may read the registry meanwhile.
+ *   note: NULL, or called for every type added, changed or removed.
+ * Returns 0, DP_ERR_FULL (more than EV_REGISTRY_MAX types: none added),
+ * DP_ERR_INVALID (a name taken by a built-in type), DP_ERR_NOMEM.
+ */
+int ev_registry_update(const struct dp_types *types,
+                       void (*note)(void *arg, const char *type, enum ev_change change),
+                       void *arg);
+
+/*
+ * ev_registry_reset - test-only (production never calls it): drop every declared type, as
+ * a restart would. No other thread may be using the registry.
+ */
+void ev_registry_reset(void);
+
+/*
+ * ev_declared_create - the registry entry of a declared type: one generic
+ * validator and encoder, patterns compiled once, its DDL, COPY column list
+ * and GET SQL. The declaration is copied.
+ *   out: receives the type; free with ev_declared_destroy().
+ * Returns 0, DP_ERR_INVALID (a pattern does not compile), DP_ERR_NOMEM.
+ */
+int ev_declared_create(const struct dp_type_decl *d, struct ev_type **out);
+
+/* ev_declared_destroy - free a type built by ev_declared_create. NULL-safe. */
+void ev_declared_destroy(struct ev_type *t);
 
 /* One event of a request body. */
 struct ev_item {

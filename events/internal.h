@@ -32,6 +32,9 @@
 int ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_fields,
                     char err[EV_ERR_MAX]);
 
+/* ev_unknown_field - "key: unknown field", the key escaped and cut; returns DP_ERR_INVALID. */
+int ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len);
+
 /* ev_errf - format a message into err; always returns DP_ERR_INVALID. */
 int ev_errf(char err[EV_ERR_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -72,6 +75,19 @@ int ev_check_nonempty_string(const json_t *v, const char *name, char err[EV_ERR_
 int ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 /* An integer epoch second in [0, EV_EPOCH_MAX]. */
 int ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+/* An absolute http(s) URL with a host, checked with uriparser (ad_event.c). */
+int ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+/* An IPv4 or IPv6 address as inet_pton reads them (user_login.c). */
+int ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+
+/*
+ * ev_parse_rfc3339 - an RFC 3339 date-time with a UTC offset or Z (s, n bytes)
+ * into microseconds since the epoch, UTC; every field range-checked, years
+ * 0001-9999 in UTC (data_sample.c). Returns 0 or DP_ERR_INVALID with
+ * "name: problem" in err.
+ */
+int ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out,
+                     char err[EV_ERR_MAX]);
 
 /*
  * ev_epoch_range_err - the message for an epoch second t outside [0, EV_EPOCH_MAX]. When t

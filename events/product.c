@@ -29,10 +29,11 @@ static const struct ev_field fields[] = {
 };
 
 static int
-validate(const json_t *obj, char err[EV_ERR_MAX])
+validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
 {
     const json_t *id = json_object_get(obj, fields[0].name);
 
+    (void)t;
     if (id == NULL) {
         return ev_errf(err, "%s: required field missing", fields[0].name);
     }
@@ -40,14 +41,14 @@ validate(const json_t *obj, char err[EV_ERR_MAX])
 }
 
 static int
-encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-           char err[EV_ERR_MAX])
+encode_row(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
+           struct ev_buf *out, char err[EV_ERR_MAX])
 {
     const json_t *id;
     struct ev_row row;
     int rc;
 
-    rc = validate(obj, err);
+    rc = validate(t, obj, err);
     if (rc != 0) {
         return rc;
     }

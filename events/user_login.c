@@ -59,8 +59,8 @@ check_epoch(const json_t *v, const char *name, char err[EV_ERR_MAX])
     return epoch_value(v, name, &t, err);
 }
 
-static int
-check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
+int
+ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
 {
     unsigned char addr[16];
     const char *s;
@@ -82,14 +82,15 @@ static const struct ev_field fields[] = {
       .required = true, .check = check_epoch },
     { .name = "app_version", .type = "string", .null_ok = true, .check = ev_check_string },
     { .name = "device_type", .type = "string", .null_ok = true, .check = ev_check_string },
-    { .name = "ip", .type = "ip", .null_ok = true, .check = check_ip },
+    { .name = "ip", .type = "ip", .null_ok = true, .check = ev_check_ip },
     { .name = "locale", .type = "string", .null_ok = true, .check = ev_check_string },
     { .name = "device_id", .type = "string", .null_ok = true, .check = ev_check_string },
 };
 
 static int
-validate(const json_t *obj, char err[EV_ERR_MAX])
+validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
 {
+    (void)t;
     return ev_fields_check(obj, fields, sizeof(fields) / sizeof(fields[0]), err);
 }
 
@@ -107,14 +108,14 @@ row_opt_string(struct ev_row *row, const json_t *obj, const char *key)
 }
 
 static int
-encode_row(const struct ev_stored *ev, const json_t *obj, struct ev_buf *out,
-           char err[EV_ERR_MAX])
+encode_row(const struct ev_type *type, const struct ev_stored *ev, const json_t *obj,
+           struct ev_buf *out, char err[EV_ERR_MAX])
 {
     struct ev_row row;
     int64_t t = 0;
     int rc;
 
-    rc = validate(obj, err);
+    rc = validate(type, obj, err);
     if (rc != 0) {
         return rc;
     }

@@ -105,20 +105,31 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
     return rc;
 }
 
+/* A group for each registry entry added since the last call. */
+static void
+batch_groups_sync(struct ldr_batch *b)
+{
+    size_t n = ev_registry_len;
+
+    for (size_t i = b->n_groups; i < n && i < EV_REGISTRY_MAX; i++) {
+        b->groups[i].type = ev_registry[i];
+        snprintf(b->groups[i].meta_name, sizeof(b->groups[i].meta_name), "%s%s",
+                 QUEUE_META_LOADER_LOADED_PREFIX, ev_registry[i]->name);
+        b->n_groups = i + 1;
+    }
+}
+
 int
 ldr_batch_init(struct ldr_batch *b, const char *queue_id)
 {
     memset(b, 0, sizeof(*b));
     b->queue_id = queue_id;
-    b->groups = calloc(ev_registry_len, sizeof(*b->groups));
+    /* Room for every type the registry may ever hold: declared types come on SIGHUP. */
+    b->groups = calloc(EV_REGISTRY_MAX, sizeof(*b->groups));
     if (b->groups == NULL) {
         return DP_ERR_NOMEM;
     }
-    for (size_t i = 0; i < ev_registry_len; i++) {
-        b->groups[i].type = ev_registry[i];
-        snprintf(b->groups[i].meta_name, sizeof(b->groups[i].meta_name), "%s%s",
-                 QUEUE_META_LOADER_LOADED_PREFIX, ev_registry[i]->name);
-    }
+    batch_groups_sync(b);
     return 0;
 }
 
@@ -128,7 +139,7 @@ ldr_batch_free(struct ldr_batch *b)
     if (b == NULL) {
         return;
     }
-    for (size_t i = 0; b->groups != NULL && i < ev_registry_len; i++) {
+    for (size_t i = 0; b->groups != NULL && i < b->n_groups; i++) {
         ev_buf_free(&b->groups[i].rows);
         free(b->groups[i].ends);
         free(b->groups[i].held);
@@ -169,7 +180,7 @@ group_push(struct ldr_group *g, size_t held)
 static struct ldr_group *
 batch_group(struct ldr_batch *b, const struct ev_type *t)
 {
-    for (size_t i = 0; i < ev_registry_len; i++) {
+    for (size_t i = 0; i < b->n_groups; i++) {
         if (b->groups[i].type == t) {
             return &b->groups[i];
         }
@@ -237,7 +248,26 @@ batch_event(const struct ldr_batch *b, size_t i, struct queue_event *ev)
 struct batch_reader {
     struct ldr_batch *b;
     uint64_t end;                       /* no event beyond this one */
+    bool hold;                          /* leave events of unknown types in the queue */
 };
+
+void
+ldr_held_note(char *list, size_t cap, const char *type, size_t len)
+{
+    size_t used = strlen(list);
+
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+
+        if (n == len && memcmp(p, type, len) == 0) {
+            return;
+        }
+        p += n + (p[n] == ',' ? 1 : 0);
+    }
+    if (used + len + 2 <= cap) {
+        snprintf(list + used, cap - used, "%s%.*s", used > 0 ? "," : "", (int)len, type);
+    }
+}
 
 /* queue_read callback: copy ev into the batch unless it lies beyond the range's end. */
 static int
@@ -249,6 +279,15 @@ batch_copy_one(void *arg, const struct queue_event *ev)
 
     if (ev->seq > r->end) {
         return DP_ERR_NOTFOUND;
+    }
+    if (r->hold && (ev->flags & QUEUE_F_REJECTED) == 0 &&
+        ev_lookup(ev->type, ev->type_len) == NULL) {
+        if (b->events > 0) {
+            return DP_ERR_NOTFOUND;     /* the range ends before it */
+        }
+        b->unknown++;
+        ldr_held_note(b->unknown_types, sizeof(b->unknown_types), ev->type, ev->type_len);
+        return ev->seq == r->end ? 1 : 0;
     }
     if (b->events == b->held_cap) {
         size_t cap = b->held_cap != 0 ? b->held_cap * 2 : 1024;
@@ -284,21 +323,37 @@ batch_copy_one(void *arg, const struct queue_event *ev)
     return ev->seq == r->end ? 1 : 0;
 }
 
-int
-ldr_batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
-               size_t max_events, size_t max_bytes)
+static int
+batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+           size_t max_events, size_t max_bytes, bool hold)
 {
-    struct batch_reader r = {.b = b, .end = end};
+    struct batch_reader r = {.b = b, .end = end, .hold = hold};
     int rc;
 
     b->first = b->last = 0;
     b->events = 0;
+    b->unknown = 0;
+    b->unknown_types[0] = '\0';
     b->raw.len = 0;
     rc = queue_read(q, from, max_events, max_bytes, batch_copy_one, &r, NULL, NULL);
-    if (rc != 0) {
+    if (rc != 0 && rc != DP_ERR_NOTFOUND) {
         b->events = 0;
     }
     return rc == DP_ERR_NOTFOUND ? 0 : rc;
+}
+
+int
+ldr_batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+               size_t max_events, size_t max_bytes)
+{
+    return batch_read(b, q, from, end, max_events, max_bytes, false);
+}
+
+int
+ldr_batch_claim(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+                size_t max_events, size_t max_bytes)
+{
+    return batch_read(b, q, from, end, max_events, max_bytes, true);
 }
 
 /* Encode held event i. */
@@ -336,7 +391,8 @@ ldr_batch_build(struct ldr_batch *b)
 {
     int rc = 0;
 
-    for (size_t i = 0; i < ev_registry_len; i++) {
+    batch_groups_sync(b);
+    for (size_t i = 0; i < b->n_groups; i++) {
         b->groups[i].rows.len = 0;
         b->groups[i].n = 0;
         b->groups[i].bad = 0;
@@ -491,7 +547,7 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
     if (rc != 0 || res->committed_last != 0) {
         return rc;
     }
-    for (size_t i = 0; rc == 0 && i < ev_registry_len; i++) {
+    for (size_t i = 0; rc == 0 && i < b->n_groups; i++) {
         rc = batch_load_group(b, pg, &b->groups[i], fault);
     }
     if (rc == 0 && b->dead.len > 0) {
@@ -520,7 +576,7 @@ ldr_batch_loaded(const struct ldr_batch *b)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < ev_registry_len; i++) {
+    for (size_t i = 0; i < b->n_groups; i++) {
         n += b->groups[i].n - b->groups[i].bad;
     }
     return n;
@@ -538,7 +594,7 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
     size_t n = 0;
     size_t dead_load = b->dead_encode + b->dead_load;
 
-    for (size_t i = 0; i < ev_registry_len; i++) {
+    for (size_t i = 0; i < b->n_groups; i++) {
         const struct ldr_group *g = &b->groups[i];
 
         if (g->n > g->bad) {

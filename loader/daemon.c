@@ -16,6 +16,8 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/types.h"
+#include "events/events.h"
 #include "loader/loader.h"
 
 #define DMN_TICK_MS 1000               /* longest wait between two looks at the schedule */
@@ -52,6 +54,7 @@ struct dmn {
     struct ldr_run_stats summary_prev; /* ldr_totals at the last summary */
     int64_t summary_ms;                /* monotonic time of the last summary */
     char status[256];                  /* last STATUS= sent */
+    bool types_pending;                /* live declares new types: register them once idle */
 };
 
 static void *
@@ -143,6 +146,7 @@ struct dmn_reload {
     const struct dp_config *was;       /* the reloadable settings in effect until now */
     const struct dp_config *fresh;     /* just loaded */
     bool log;                          /* log.level or log.format changed */
+    bool types;                        /* declared types were added */
     char applied[DMN_CHANGES_MAX];
     char restart[DMN_CHANGES_MAX];
 };
@@ -172,6 +176,10 @@ dmn_apply_key(void *arg, const char *key, bool reloadable)
                  (long long)n->loader_high_water);
     } else if (strncmp(key, "log.", 4) == 0) {
         r->log = true;
+    } else if (strncmp(key, "types.", 6) == 0) {
+        /* A new declared type: registered by dmn_types_apply once no run is going on. */
+        dmn_note(r->applied, "%s added", key);
+        r->types = true;
     } else {
         dmn_note(r->restart, "%s", key);
     }
@@ -219,6 +227,40 @@ dmn_reload(struct dmn *d)
     dp_config_reload_log("datapipe-loader", r.applied, r.restart, NULL);
     dp_config_destroy(d->live);
     d->live = n;
+    d->types_pending = d->types_pending || r.types;
+}
+
+/* ev_registry_update's report (changed and removed types: dmn_reload named them). */
+static void
+dmn_type_note(void *arg, const char *type, enum ev_change change)
+{
+    bool *added = arg;
+
+    if (change == EV_CHANGE_ADDED) {
+        dp_info("declared event type added", "type=%s", type);
+        *added = true;
+    }
+}
+
+/* Register the declared types of the last SIGHUP, now that no run is going on. */
+static void
+dmn_types_apply(struct dmn *d)
+{
+    bool added = false;
+    int rc;
+
+    if (!d->types_pending || d->runner_active || d->live == NULL) {
+        return;
+    }
+    rc = ev_registry_update(d->live->types, dmn_type_note, &added);
+    if (rc != 0) {
+        dp_error("declared event types not registered", "error=%s", dp_strerror(rc));
+    }
+    if (added) {
+        /* Their tables are created as the connections open again, before any batch. */
+        ldr_types_changed(d->l);
+    }
+    d->types_pending = false;
 }
 
 /* ---- the main loop --------------------------------------------------------------------- */
@@ -358,6 +400,7 @@ dmn_loop(struct dmn *d, const sigset_t *set)
             code = 0;
         }
         if (code < 0 && d->started && !d->stopping && !d->runner_active) {
+            dmn_types_apply(d);
             dmn_schedule(d);
         }
         dmn_status(d);

@@ -56,12 +56,15 @@ struct ldr_batch {
     size_t held_cap;                    /* entries allocated in held */
     struct ev_buf raw;                  /* their type, error and JSON bytes */
     int64_t now_us;                     /* wall clock at encode time (processed_at) */
-    struct ldr_group *groups;           /* ev_registry_len entries */
+    struct ldr_group *groups;           /* EV_REGISTRY_MAX entries, n_groups in use */
+    size_t n_groups;                    /* one per registry entry, as of the last build */
     struct ev_buf dead;                 /* dead_letter COPY rows */
     size_t dead_encoded;                /* dead.len after encoding; the load's rows follow */
     size_t dead_ingest;                 /* rows rejected at ingest */
     size_t dead_encode;                 /* rows the encoder refused or of unknown type */
     size_t dead_load;                   /* rows PostgreSQL refused (last attempt) */
+    size_t unknown;                     /* events ldr_batch_claim left queued: type unknown */
+    char unknown_types[LDR_HELD_TYPES_MAX]; /* their types, comma-separated */
 };
 
 /* What one load attempt did. */
@@ -88,6 +91,19 @@ int ldr_batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t
                    size_t max_events, size_t max_bytes);
 
 /*
+ * ldr_batch_claim - ldr_batch_read for a run: an event whose type the registry does not
+ * know (a declared type removed while its events waited) never enters b. Before the first
+ * event it is skipped, counted in b->unknown, its type noted in b->unknown_types; after one,
+ * the range ends before it. It stays queued, since ranges are deleted first..last.
+ * Returns like ldr_batch_read.
+ */
+int ldr_batch_claim(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
+                    size_t max_events, size_t max_bytes);
+
+/* ldr_held_note - add type (len bytes) to the comma list in list (cap bytes), once. */
+void ldr_held_note(char *list, size_t cap, const char *type, size_t len);
+
+/*
  * ldr_batch_build - encode the events b holds: rows per type, dead_letter rows for events
  * rejected at ingest, of an unknown type or refused by their encoder.
  * Returns 0 or DP_ERR_NOMEM.
@@ -108,7 +124,7 @@ int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_faul
 
 /*
  * ldr_batch_meta - the metadata changes for deleting b: per-type loaded counters, dead
- * letters, batches, last success at now_us. ops must hold ev_registry_len + 5 entries.
+ * letters, batches, last success at now_us. ops must hold EV_REGISTRY_MAX + 5 entries.
  * Returns how many were written.
  */
 size_t ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *ops);
@@ -135,7 +151,7 @@ struct ldr_worker {
     int64_t used_ms;                   /* monotonic ms of pg's last use */
     uint32_t rnd;                      /* xorshift32 state, for jitter */
     struct ldr_batch batch;            /* reused from batch to batch */
-    struct queue_meta_op *ops;         /* ev_registry_len + 5 entries, for the delete */
+    struct queue_meta_op *ops;         /* EV_REGISTRY_MAX + 5 entries, for the delete */
     pthread_t thread;
     bool started;                      /* thread is running this run */
     bool waiting;                      /* in a back-off sleep; guarded by l->mu */
@@ -166,6 +182,7 @@ struct ldr {
     struct ldr_run_stats run;
     struct ldr_run_stats total;
     char last_error[LDR_ERR_MAX];
+    char held_types[LDR_HELD_TYPES_MAX]; /* types of the events held this run, comma list */
 };
 
 /* ldr_halted - whether ldr_stop was called or the run failed (no new batches then). */

@@ -19,6 +19,8 @@
 #define LDR_IDLE_MS 60000              /* reconnect a connection idle longer than this */
 #define LDR_WORKERS_MAX 64
 
+static void ldr_close(struct ldr_worker *w);
+
 /* ---- life cycle ---------------------------------------------------------------------- */
 
 static int
@@ -38,7 +40,7 @@ ldr_workers_create(struct ldr *l)
             seed = (uint32_t)dp_now_us() * 2654435761u + (uint32_t)i + 1;
         }
         w->rnd = seed != 0 ? seed : 1;
-        w->ops = calloc(ev_registry_len + 5, sizeof(*w->ops));
+        w->ops = calloc(EV_REGISTRY_MAX + 5, sizeof(*w->ops));
         if (w->ops == NULL || ldr_batch_init(&w->batch, l->queue_id) != 0) {
             return DP_ERR_NOMEM;
         }
@@ -116,6 +118,15 @@ ldr_destroy(struct ldr *l)
 }
 
 void
+ldr_types_changed(struct ldr *l)
+{
+    /* Each connection runs ldr_pg_ensure_schema when it is opened again. */
+    for (int i = 0; i < l->n_workers; i++) {
+        ldr_close(&l->workers[i]);
+    }
+}
+
+void
 ldr_stop(struct ldr *l)
 {
     pthread_mutex_lock(&l->mu);
@@ -178,9 +189,16 @@ ldr_claim(struct ldr *l, struct ldr_worker *w, size_t max_events, size_t max_byt
         rc = DP_ERR_NOTFOUND;
         goto out;
     }
-    rc = ldr_batch_read(b, l->q, l->cursor, l->end, max_events, max_bytes);
+    rc = ldr_batch_claim(b, l->q, l->cursor, l->end, max_events, max_bytes);
     if (rc != 0) {
         goto out;
+    }
+    l->run.held += b->unknown;
+    for (const char *p = b->unknown_types; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+
+        ldr_held_note(l->held_types, sizeof(l->held_types), p, n);
+        p += n + (p[n] == ',' ? 1 : 0);
     }
     if (b->events == 0) {
         l->cursor = l->end + 1;
@@ -542,6 +560,7 @@ ldr_run_begin(struct ldr *l)
 
     pthread_mutex_lock(&l->mu);
     memset(&l->run, 0, sizeof(l->run));
+    l->held_types[0] = '\0';
     l->run.start_us = dp_now_us();
     l->running = true;
     l->abort = false;
@@ -558,13 +577,16 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
 {
     struct ldr_run_stats run;
     char result[LDR_ERR_MAX + 16];
+    char held_types[LDR_HELD_TYPES_MAX];
     struct queue_meta_op ops[] = {
         {QUEUE_META_LOADER_LAST_RUN_END_US, QUEUE_META_SET, 0, NULL},
         {QUEUE_META_LOADER_LAST_RUN_EVENTS, QUEUE_META_SET, 0, NULL},
         {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
+        {QUEUE_META_LOADER_HELD, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_HELD_TYPES, QUEUE_META_STR, 0, held_types},
         {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
     };
-    size_t n_ops = rc == 0 ? 4 : 3;
+    size_t n_ops = rc == 0 ? 6 : 5;
 
     pthread_mutex_lock(&l->mu);
     l->run.end_us = dp_now_us();
@@ -574,6 +596,8 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     l->total.dead_letters += run.dead_letters;
     l->total.batches += run.batches;
     l->total.retries += run.retries;
+    l->total.held = run.held;
+    snprintf(held_types, sizeof(held_types), "%s", l->held_types);
     if (l->total.start_us == 0) {
         l->total.start_us = run.start_us;
     }
@@ -590,7 +614,13 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     pthread_mutex_unlock(&l->mu);
     ops[0].value = run.end_us;
     ops[1].value = (int64_t)run.events;
+    ops[3].value = (int64_t)run.held;
     queue_meta_apply(l->q, ops, n_ops);
+    if (run.held > 0) {
+        dp_warn("events of types this loader does not know stay queued: declare their types "
+                "again (then they load), see README \"Your own event types\"",
+                "events=%llu types=%s", (unsigned long long)run.held, held_types);
+    }
     /* A run that moved nothing and met no failure is news to nobody: the daemon's per-minute
      * summary counts it, and an idle loader does not log a line every interval. */
     dp_log(run.events > 0 || rc != 0 ? DP_LOG_INFO : DP_LOG_DEBUG, "run finished",

@@ -15,6 +15,7 @@
 #include "queue/queue.h"
 
 /* The metadata the loader writes for the server: QUEUE_META_LOADER_* in queue/queue.h. */
+#define LDR_HELD_TYPES_MAX 256          /* bytes of the held types' comma list */
 
 #define LDR_BATCH_MAX_BYTES (32u << 20) /* JSON bytes in one batch (one event may exceed it) */
 #define LDR_ONCE_ATTEMPTS 6             /* --once: give up after this many failed attempts */
@@ -64,6 +65,7 @@ struct ldr_run_stats {
     uint64_t dead_letters;     /* of which filed into dead_letter */
     uint64_t batches;          /* batches committed */
     uint64_t retries;          /* back-offs */
+    uint64_t held;             /* events left queued: type unknown (ldr_totals: last run's) */
     int64_t start_us;          /* wall clock, us since the epoch */
     int64_t end_us;
 };
@@ -93,6 +95,9 @@ int ldr_start(struct ldr *l);
  * the run goes on, up to the end of its last batch) in batches of at most batch_rows, up to
  * `workers` at once, each in one transaction with its loader_batches row, and delete each
  * from the queue after its commit; then compact loader_batches. Blocks until done.
+ * Events of a type the registry does not know (a declared type removed while they waited)
+ * are held: they stay queued, counted in st->held and QUEUE_META_LOADER_HELD, and load in the
+ * first run after their type is registered again.
  *   st: receives the run's figures (may be NULL).
  * Returns 0 (drained), DP_ERR_CLOSED (stopped: batches in flight were finished or rolled
  * back), DP_ERR_RETRY (gave up: PostgreSQL stayed unreachable), DP_ERR_IO, DP_ERR_NOMEM.
@@ -105,6 +110,13 @@ int ldr_run(struct ldr *l, struct ldr_run_stats *st);
  * Returns like ldr_run().
  */
 int ldr_load_range(struct ldr *l, uint64_t first, uint64_t last);
+
+/*
+ * ldr_types_changed - the registry gained declared types (SIGHUP): close every connection,
+ * so that the next use opens it again and creates their tables (ldr_pg_ensure_schema)
+ * before any batch loads. No run or start may be going on.
+ */
+void ldr_types_changed(struct ldr *l);
 
 /*
  * ldr_stop - ask a run or a start to finish: no new batches, no new attempts; batches in
@@ -193,11 +205,39 @@ const char *ldr_pg_sqlstate(const struct ldr_pg *pg);
 int ldr_pg_exec(struct ldr_pg *pg, const char *sql);
 
 /*
+ * ldr_pg_rows - run the query sql with nparams text parameters and call fn for every row
+ * with its n values (NULL for SQL NULL; views valid during the call only). fn returns 0 to
+ * go on or a negative dp_err to stop (returned). At most LDR_ROW_COLS_MAX columns.
+ */
+#define LDR_ROW_COLS_MAX 8
+typedef int (*ldr_pg_row_fn)(void *arg, int n, const char *const *vals);
+int ldr_pg_rows(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+                ldr_pg_row_fn fn, void *arg);
+
+/*
  * ldr_pg_ensure_schema - create schema, every registry table, dead_letter and
- * loader_batches if missing, in one transaction serialized by an advisory lock (concurrent
- * CREATE ... IF NOT EXISTS can otherwise collide).
+ * loader_batches if missing, and bring the declared types' tables up to their declarations
+ * (ldr_schema_ensure), in one transaction serialized by an advisory lock (concurrent
+ * CREATE ... IF NOT EXISTS or ALTER TABLE can otherwise collide).
+ * Returns also DP_ERR_CONFIG: a declared type's table cannot follow its declaration
+ * (logged: which field, and what to do); nothing was changed.
  */
 int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
+
+/* ---- declared types' tables (schema.c) ----------------------------------------------- */
+
+/*
+ * ldr_schema_ensure - inside ldr_pg_ensure_schema's transaction (search_path set): for
+ * every declared type of the registry, create its table, or compare it with the catalog and
+ * evolve it additively: a new optional field is ALTER TABLE ... ADD COLUMN, a field no
+ * longer declared keeps its column (logged), a required field no longer required drops
+ * NOT NULL. A changed field type, a newly required field on an existing table, or a table of
+ * that name that datapipe did not create is refused: logged with the field and what to do,
+ * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
+ * lz4 compression when the server has it.
+ * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_schema_ensure(struct ldr_pg *pg);
 
 /*
  * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold

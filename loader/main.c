@@ -3,6 +3,9 @@
  * daemon (loader/daemon.c). Nothing else belongs here: the tests link every other file.
  */
 #include "etc/config.h"
+#include "etc/err.h"
+#include "etc/log.h"
+#include "events/events.h"
 #include "loader/loader.h"
 
 static const char usage[] =
@@ -13,7 +16,16 @@ static const char usage[] =
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop after the batches in flight, HUP reloads the schedule and log\n"
-    "settings, USR1 starts a run now.\n";
+    "settings and adds new declared event types, USR1 starts a run now.\n";
+
+static void
+type_added(void *arg, const char *type, enum ev_change change)
+{
+    (void)arg;
+    if (change == EV_CHANGE_ADDED) {
+        dp_info("declared event type registered", "type=%s", type);
+    }
+}
 
 int
 main(int argc, char **argv)
@@ -24,6 +36,12 @@ main(int argc, char **argv)
 
     if (rc >= 0) {
         return rc;
+    }
+    rc = ev_registry_update(cfg->types, type_added, NULL);
+    if (rc != 0) {
+        dp_error("cannot register the declared event types", "error=%s", dp_strerror(rc));
+        dp_config_destroy(cfg);
+        return 1;
     }
     rc = ldr_daemon(&cli, cfg, NULL);
     dp_config_destroy(cfg);

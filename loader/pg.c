@@ -276,14 +276,20 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
     if (rc == 0 && !exists) {
         rc = pg_create_schema(pg, schema);
     }
+    /* Declared types: their tables are created or evolved by loader/schema.c. */
     for (size_t i = 0; rc == 0 && i < ev_registry_len; i++) {
-        rc = ldr_pg_exec(pg, ev_registry[i]->ddl);
+        if (ev_registry[i]->decl == NULL) {
+            rc = ldr_pg_exec(pg, ev_registry[i]->ddl);
+        }
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, dead_letter_ddl);
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, loader_batches_ddl);
+    }
+    if (rc == 0) {
+        rc = ldr_schema_ensure(pg);
     }
     return rc;
 }
@@ -306,8 +312,9 @@ ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema)
     if (rc != 0) {
         /* Keep the first error's text: the ROLLBACK's own outcome does not matter. */
         PQclear(PQexec(pg->conn, "ROLLBACK"));
-        /* A DDL failure is never the rows' fault: retry it like a server failure. */
-        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+        /* A DDL failure is never the rows' fault: retry it like a server failure (a
+         * declared type's table that cannot evolve is the operator's to fix: not retried). */
+        rc = rc == DP_ERR_NOMEM || rc == DP_ERR_CONFIG ? rc : DP_ERR_RETRY;
     }
     return rc;
 }
@@ -370,12 +377,16 @@ ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const cha
             size_t len)
 {
     PGresult *res = NULL;
-    char sql[512];
+    char *sql = NULL;
     bool sent = true;
     int rc;
 
-    snprintf(sql, sizeof(sql), "COPY %s %s FROM STDIN", table, columns);
+    /* A declared type's column list may be long: no fixed buffer. */
+    if (asprintf(&sql, "COPY %s %s FROM STDIN", table, columns) < 0) {
+        return DP_ERR_NOMEM;
+    }
     rc = pg_query(pg, sql, 0, NULL, PGRES_COPY_IN, NULL);
+    free(sql);
     if (rc != 0) {
         return rc;
     }
@@ -529,4 +540,26 @@ ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t
     }
     PQclear(res);
     return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_rows(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+            ldr_pg_row_fn fn, void *arg)
+{
+    PGresult *res = NULL;
+    const char *vals[LDR_ROW_COLS_MAX];
+    int rc;
+
+    rc = pg_query(pg, sql, nparams, params, PGRES_TUPLES_OK, &res);
+    if (rc == 0 && PQnfields(res) > LDR_ROW_COLS_MAX) {
+        rc = DP_ERR_INVALID;
+    }
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        for (int j = 0; j < PQnfields(res); j++) {
+            vals[j] = PQgetisnull(res, i, j) ? NULL : PQgetvalue(res, i, j);
+        }
+        rc = fn(arg, PQnfields(res), vals);
+    }
+    PQclear(res);
+    return rc;
 }

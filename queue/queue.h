@@ -161,6 +161,10 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_LAST_RUN_RESULT "loader.last_run_result"
 /* when this loader process became ready */
 #define QUEUE_META_LOADER_STARTED_US "loader.started_us"
+/* int64: events the last run left queued: their type is not declared (any more) */
+#define QUEUE_META_LOADER_HELD "loader.held_events"
+/* string: those events' types, comma-separated */
+#define QUEUE_META_LOADER_HELD_TYPES "loader.held_types"
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply

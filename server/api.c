@@ -75,9 +75,16 @@ type_json(const struct srv *s, const struct ev_type *t)
 {
     json_t *o = json_object();
     json_t *fields = json_array();
+    const char *name = t->table;
+    size_t len = strlen(name);
     char table[256];
 
-    snprintf(table, sizeof(table), "%s.%s", s->cfg->database_schema, t->table);
+    /* A declared type's table is a quoted identifier; its name needs no quotes to be read. */
+    if (len >= 2 && name[0] == '"' && name[len - 1] == '"') {
+        name++;
+        len -= 2;
+    }
+    snprintf(table, sizeof(table), "%s.%.*s", s->cfg->database_schema, (int)len, name);
     for (size_t i = 0; i < t->n_fields; i++) {
         json_array_append_new(fields, field_json(&t->fields[i]));
     }
@@ -122,10 +129,15 @@ word_schema(const char *w, size_t n)
         {"string", "string", NULL},      {"integer", "integer", NULL},
         {"number", "number", NULL},      {"boolean", "boolean", NULL},
         {"object", "object", NULL},      {"array", "array", NULL},
-        {"timestamp", "string", "date-time"}, {"ip", "string", NULL},
+        {"ip", "string", NULL},
         {"url", "string", "uri"},        {"uuid", "string", "uuid"},
     };
 
+    if (n == 9 && memcmp(w, "timestamp", 9) == 0) {
+        /* A declared timestamp: epoch seconds, or RFC 3339 text. */
+        return json_pack("{s:[{s:s}, {s:s, s:s}]}", "anyOf", "type", "integer", "type", "string",
+                         "format", "date-time");
+    }
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
         if (strlen(words[i].word) == n && memcmp(words[i].word, w, n) == 0) {
             return words[i].format != NULL
@@ -161,7 +173,14 @@ field_schema(const struct ev_field *f)
     } else {
         o = json_pack("{s:o}", "anyOf", any);
     }
-    if (f->format != NULL) {
+    if (f->format == NULL) {
+        return o;
+    }
+    /* A JSON Schema format where it is one and applies; our own words as a description. */
+    if ((strcmp(f->format, "date-time") == 0 || strcmp(f->format, "ipv4") == 0) &&
+        json_is_string(json_object_get(o, "type"))) {
+        json_object_set_new(o, "format", json_string(f->format));
+    } else {
         json_object_set_new(o, "description", json_string(f->format));
     }
     return o;

@@ -66,6 +66,20 @@ tls_compat_load(void)
     return 0;
 }
 
+/*
+ * civetweb calls this once the context exists and before its listening and worker threads
+ * start: the handler is in place before the first request. Set after mg_start returned, a
+ * request arriving in between (a client reconnecting as soon as a restarted server listens)
+ * got civetweb's own 404.
+ */
+static void
+init_context(const struct mg_context *ctx)
+{
+    struct srv *s = mg_get_user_data(ctx);
+
+    mg_set_request_handler((struct mg_context *)ctx, "/", srv_handle_request, s);
+}
+
 int
 srv_http_start(struct srv *s)
 {
@@ -80,6 +94,7 @@ srv_http_start(struct srv *s)
     cb.log_message = log_message;
     cb.connection_close = connection_closed;
     cb.exit_thread = exit_thread;
+    cb.init_context = init_context;
     snprintf(threads, sizeof(threads), "%d", s->cfg->server_threads);
     snprintf(timeout, sizeof(timeout), "%d", s->cfg->server_request_timeout_ms);
     /* An idle keep-alive connection holds a worker thread; never longer than
@@ -121,7 +136,6 @@ srv_http_start(struct srv *s)
         dp_error("cannot start the HTTP server", "listen=%s", s->cfg->server_listen);
         return DP_ERR_IO;
     }
-    mg_set_request_handler(s->ctx, "/", srv_handle_request, s);
     return 0;
 }
 

@@ -25,7 +25,8 @@ static const char usage[] =
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings\n"
-    "apply at once, other changes are logged as needing a restart).\n";
+    "and new declared event types apply at once, other changes are logged as needing a\n"
+    "restart).\n";
 
 static void
 notify_status(struct srv *s)
@@ -42,32 +43,59 @@ notify_status(struct srv *s)
 /* What one SIGHUP changed: names only (values may be secret), as the loader words them. */
 struct reload {
     bool log;                   /* log.level or log.format changed: applied */
+    char applied[1024];         /* other settings applied now (new declared types), ", " list */
     char restart[1024];         /* settings only a restart applies, ", "-separated */
 };
 
-/* dp_config_diff callback: the server applies the log settings; the rest takes a restart. */
+static void
+note(char *list, size_t cap, const char *text)
+{
+    size_t used = strlen(list);
+
+    snprintf(list + used, cap - used, "%s%s", used > 0 ? ", " : "", text);
+}
+
+/*
+ * dp_config_diff callback: the server applies the log settings and new declared types (the
+ * settings table's reloadable ones); the rest takes a restart.
+ */
 static void
 changed_key(void *arg, const char *key, bool reloadable)
 {
     struct reload *r = arg;
-    size_t used = strlen(r->restart);
 
     if (reloadable && strncmp(key, "log.", 4) == 0) {
         r->log = true;
+    } else if (reloadable && strncmp(key, "types.", 6) == 0) {
+        char added[128];
+
+        snprintf(added, sizeof(added), "%s added", key);
+        note(r->applied, sizeof(r->applied), added);
     } else {
-        snprintf(r->restart + used, sizeof(r->restart) - used, "%s%s", used > 0 ? ", " : "",
-                 key);
+        note(r->restart, sizeof(r->restart), key);
     }
 }
 
-/* SIGHUP: re-read the files; the server's reloadable settings (logging) apply now. */
+/* ev_registry_update's report: a new declared type serves at once (the changed and the
+ * removed ones stay as they run: dp_config_diff names them as needing a restart). */
+static void
+type_added(void *arg, const char *type, enum ev_change change)
+{
+    (void)arg;
+    if (change == EV_CHANGE_ADDED) {
+        dp_info("declared event type registered", "type=%s", type);
+    }
+}
+
+/* SIGHUP: re-read the files; the server's reloadable settings (logging, new declared event
+ * types) apply now. */
 static void
 reload(struct srv *s, const char *cli_path)
 {
     struct dp_config_sources src = dp_config_sources_default(cli_path);
     struct dp_config *fresh = NULL;
     struct reload r = {0};
-    char applied[256] = "";
+    char log_change[256];
     char *errors = NULL;
 
     if (dp_config_load(&src, &fresh, &errors) != 0) {
@@ -78,11 +106,17 @@ reload(struct srv *s, const char *cli_path)
     }
     dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, &r);
     if (r.log) {
-        snprintf(applied, sizeof(applied), "log %s/%s -> %s/%s", s->cfg->log_level,
+        snprintf(log_change, sizeof(log_change), "log %s/%s -> %s/%s", s->cfg->log_level,
                  s->cfg->log_format, fresh->log_level, fresh->log_format);
+        note(r.applied, sizeof(r.applied), log_change);
     }
     dp_log_setup(fresh->log_level, fresh->log_format);
-    dp_config_reload_log("datapipe-server", applied, r.restart, NULL);
+    /* New declared types are accepted at once (the loader holds their events until it
+     * knows them too); a changed one needs a restart. */
+    if (ev_registry_update(fresh->types, type_added, NULL) != 0) {
+        dp_error("reload: declared event types not registered", NULL);
+    }
+    dp_config_reload_log("datapipe-server", r.applied, r.restart, NULL);
     dp_config_destroy(fresh);
 }
 
@@ -137,6 +171,10 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     s.cfg = cfg;
     s.started_us = dp_now_us();
+    if (ev_registry_update(cfg->types, type_added, NULL) != 0) {
+        dp_error("cannot register the declared event types", NULL);
+        goto out;
+    }
     if (ev_registry_len > SRV_MAX_TYPES) {
         dp_error("too many event types", "types=%zu max=%d", ev_registry_len, SRV_MAX_TYPES);
         goto out;

@@ -287,6 +287,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     struct queue_stats st;
     char last_error[1024];
     char result[1024];
+    char held_types[256];
     json_t *o;
     json_t *q;
     json_t *l;
@@ -300,6 +301,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     }
     queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_ERROR, last_error, sizeof(last_error));
     queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_RUN_RESULT, result, sizeof(result));
+    queue_meta_get_str(s->q, QUEUE_META_LOADER_HELD_TYPES, held_types, sizeof(held_types));
     last_run = meta_int(s, QUEUE_META_LOADER_LAST_RUN_US);
     last_ok = meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US);
     o = json_object();
@@ -327,6 +329,9 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     /* A running total, not the table's size (GET /v1/dead_letters counts the rows). */
     json_object_set_new(l, "dead_lettered_total",
                         json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
+    /* Events left queued because their type is not declared (any more): see README. */
+    json_object_set_new(l, "held_events", json_integer(meta_int(s, QUEUE_META_LOADER_HELD)));
+    json_object_set_new(l, "held_types", json_string(held_types));
     json_object_set_new(o, "loader", l);
     r->status = 200;
     r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));

@@ -21,7 +21,7 @@ struct mg_connection;
 struct mg_context;
 
 #define SRV_LAT_BUCKETS 52      /* latency histogram: steps of sqrt(2) us, the last >= 2^25 us */
-#define SRV_MAX_TYPES 32        /* registry entries with per-type counters */
+#define SRV_MAX_TYPES EV_REGISTRY_MAX /* registry entries with per-type counters */
 #define SRV_ID_MAX 256          /* longest {id} path segment, bytes with NUL */
 
 /* Lock-free counters read by /metrics and the summary line. */

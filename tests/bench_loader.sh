@@ -2,8 +2,11 @@
 # bench_loader.sh - datapipe-loader's drain rate (make bench). 1,000,000 crash_report events
 # queued, `datapipe-loader --once` timed from full to empty; the same rows through the same
 # encoder into a file, `psql \copy` into an empty copy of the table (same primary key) timed;
-# rows/s of both and their ratio (target >= 0.8). Then the drain rate of data_sample events
-# of 10,000 numbers each in MB/s of JSON. Prints figures; never fails on a timing.
+# rows/s of both and their ratio (target >= 0.8). The same for crash_twin, a type declared in
+# the configuration with crash_report's fields (target >= 1.0 against its own \copy). Then the
+# drain rate of data_sample events of 10,000 numbers each in MB/s of JSON, with data_sample.raw
+# compressed by lz4 (what the loader sets when PostgreSQL has it) and by pglz (set by hand).
+# Prints figures; never fails on a timing.
 set -uo pipefail
 
 BIN=${DP_BIN:-bin}
@@ -18,13 +21,16 @@ schema=bench_loader_$$
 trap '"$PSQL" "$DP_PG_CONNINFO" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1;
       rm -rf "$tmp"' EXIT
 
-# config NAME WORKERS: defaults except where the queue and the tables live.
+# config NAME WORKERS: defaults except where the queue and the tables live; crash_twin declared.
 config() {
     cat >"$tmp/$1.json" <<EOF
 {"queue": {"path": "$tmp/$1.q", "max_bytes": 4294967296, "id": "bench_$1_$$"},
  "database": {"conninfo": "$DP_PG_CONNINFO", "schema": "$schema"},
  "loader": {"workers": $2, "batch_rows": 50000},
- "log": {"level": "warn"}}
+ "log": {"level": "warn"},
+ "types": {"crash_twin": {"fields": {"user_id": {"type": "integer", "required": true},
+     "timestamp": {"type": "timestamp", "required": true},
+     "message": {"type": "string", "required": true}}}}}
 EOF
 }
 now() { date +%s.%N; }
@@ -32,13 +38,14 @@ rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 die() { echo "bench_loader: $*" >&2; exit 1; }
 
-# drain NAME WORKERS TYPE N [NUMBERS]: fill a queue, time --once; prints "seconds json_bytes".
+# drain NAME WORKERS TYPE N [NUMBERS]: fill a queue, time --once; prints "t0 t1 json_bytes".
+# The queues "main" and "twin" also get their rows written to $tmp/NAME.copy.
 drain() {
     local out t0 t1
     config "$1" "$2"
     out=$("$TOOL" fill "$tmp/$1.q" "$3" "$4" "${5:-100}") || die "fill failed"
-    if [ "$1" = main ]; then
-        "$TOOL" copyfile "$tmp/$1.q" "$tmp/rows.copy" || die "copyfile failed"
+    if [ "$1" = main ] || [ "$1" = twin ]; then
+        "$TOOL" copyfile "$tmp/$1.q" "$tmp/$1.copy" "$tmp/$1.json" || die "copyfile failed"
     fi
     t0=$(now)
     "$BIN/datapipe-loader" -c "$tmp/$1.json" --once || die "datapipe-loader --once failed"
@@ -47,28 +54,54 @@ drain() {
     echo "$t0 $t1 ${out##*json_bytes=}"
 }
 
-read -r l0 l1 _ <<<"$(drain main 2 crash_report "$EVENTS")"
-loaded=$("$PSQL" "$DP_PG_CONNINFO" -Atc "SELECT count(*) FROM $schema.crash_report")
-[ "$loaded" = "$EVENTS" ] || die "loaded $loaded rows, want $EVENTS"
-loader_rate=$(rate "$EVENTS" "$l0" "$l1")
+# copy_rate NAME TABLE COLUMNS: psql \copy of NAME's rows into an empty copy of TABLE;
+# prints "t0 t1".
+copy_rate() {
+    local p0 p1
+    "$PSQL" "$DP_PG_CONNINFO" -qc "CREATE TABLE $schema.$2_copy \
+        (LIKE $schema.$2 INCLUDING ALL)" || die "cannot create the copy table"
+    p0=$(now)
+    "$PSQL" "$DP_PG_CONNINFO" -qc "\\copy $schema.$2_copy $3 from '$tmp/$1.copy'" ||
+        die "psql \\copy failed"
+    p1=$(now)
+    rm -f "$tmp/$1.copy"
+    echo "$p0 $p1"
+}
 
-"$PSQL" "$DP_PG_CONNINFO" -qc "CREATE TABLE $schema.crash_report_copy \
-    (LIKE $schema.crash_report INCLUDING ALL)" || die "cannot create the copy table"
-cols=$("$PSQL" "$DP_PG_CONNINFO" -Atc "SELECT string_agg(attname, ', ' ORDER BY attnum) FROM \
-    pg_attribute WHERE attrelid = '$schema.crash_report'::regclass AND attnum > 0 AND \
-    attname <> 'loaded_at' AND NOT attisdropped")
-p0=$(now)
-"$PSQL" "$DP_PG_CONNINFO" -qc "\\copy $schema.crash_report_copy ($cols) from '$tmp/rows.copy'" ||
-    die "psql \\copy failed"
-p1=$(now)
-rm -f "$tmp/rows.copy"
+# count TABLE WANT: the rows loaded must all be there.
+count() {
+    local n
+    n=$("$PSQL" "$DP_PG_CONNINFO" -Atc "SELECT count(*) FROM $schema.$1")
+    [ "$n" = "$2" ] || die "$1: loaded $n rows, want $2"
+}
+
+read -r l0 l1 _ <<<"$(drain main 2 crash_report "$EVENTS")"
+count crash_report "$EVENTS"
+loader_rate=$(rate "$EVENTS" "$l0" "$l1")
+read -r p0 p1 <<<"$(copy_rate main crash_report \
+    "(id, event_name, user_id, event_time, message, received_at)")"
 psql_rate=$(rate "$EVENTS" "$p0" "$p1")
 
-"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report"
+read -r t0 t1 _ <<<"$(drain twin 2 crash_twin "$EVENTS")"
+count crash_twin "$EVENTS"
+twin_rate=$(rate "$EVENTS" "$t0" "$t1")
+read -r q0 q1 <<<"$(copy_rate twin crash_twin '(id, user_id, "timestamp", message, received_at)')"
+twin_psql_rate=$(rate "$EVENTS" "$q0" "$q1")
+
+"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report, $schema.crash_twin"
 read -r o0 o1 _ <<<"$(drain one 1 crash_report "$EVENTS")"
 
-"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report, $schema.crash_report_copy"
+"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report, $schema.crash_report_copy,
+    $schema.crash_twin_copy"
 read -r s0 s1 sbytes <<<"$(drain samples 2 data_sample "$SAMPLES" 10000)"
+compression=$("$PSQL" "$DP_PG_CONNINFO" -Atc "SELECT CASE attcompression WHEN 'l' THEN 'lz4'
+    ELSE 'pglz' END FROM pg_attribute WHERE attrelid = '$schema.data_sample'::regclass
+    AND attname = 'raw'")
+# The loader keeps a compression set by hand: pglz, for the comparison.
+"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.data_sample" \
+    -c "ALTER TABLE $schema.data_sample ALTER COLUMN raw SET COMPRESSION pglz" ||
+    die "cannot set pglz"
+read -r g0 g1 gbytes <<<"$(drain samples_pglz 2 data_sample "$SAMPLES" 10000)"
 
 echo "loader --once: $EVENTS crash_report rows in $(secs "$l0" "$l1") s = $loader_rate rows/s" \
     "(2 workers, batch_rows 50000)"
@@ -77,6 +110,15 @@ echo "psql \\copy of the same rows into an empty copy of the table: $(secs "$p0"
     "$psql_rate rows/s"
 awk -v a="$loader_rate" -v b="$psql_rate" \
     'BEGIN { printf "ratio loader / psql \\copy: %.2f (target >= 0.80)\n", a / b }'
-awk -v n="$SAMPLES" -v by="$sbytes" -v a="$s0" -v b="$s1" 'BEGIN {
-    printf "data_sample (10,000 numbers each): %d events, %.1f MB of JSON in %.2f s = %.1f MB/s\n",
-        n, by / 1e6, b - a, by / 1e6 / (b - a) }'
+echo "declared crash_twin, loader --once: $EVENTS rows in $(secs "$t0" "$t1") s =" \
+    "$twin_rate rows/s; psql \\copy of the same rows: $twin_psql_rate rows/s"
+awk -v a="$twin_rate" -v b="$twin_psql_rate" \
+    'BEGIN { printf "ratio declared type loader / psql \\copy: %.2f (target >= 1.0)\n", a / b }'
+awk -v a="$twin_rate" -v b="$loader_rate" \
+    'BEGIN { printf "ratio declared crash_twin / compiled crash_report, loader: %.2f\n", a / b }'
+awk -v n="$SAMPLES" -v by="$sbytes" -v a="$s0" -v b="$s1" -v c="$compression" 'BEGIN {
+    printf "data_sample (10,000 numbers each), raw %s: %d events, %.1f MB of JSON in %.2f s" \
+        " = %.1f MB/s\n", c, n, by / 1e6, b - a, by / 1e6 / (b - a) }'
+awk -v n="$SAMPLES" -v by="$gbytes" -v a="$g0" -v b="$g1" 'BEGIN {
+    printf "data_sample (10,000 numbers each), raw pglz: %d events, %.1f MB of JSON in %.2f s" \
+        " = %.1f MB/s\n", n, by / 1e6, b - a, by / 1e6 / (b - a) }'

@@ -1204,19 +1204,19 @@ START_TEST(test_field_tables)
         }
         if (f->required) {
             snprintf(want, sizeof(want), "%s: required field missing", f->name);
-            ck_assert_int_eq(t->validate(obj, err), DP_ERR_INVALID);
+            ck_assert_int_eq(t->validate(t, obj, err), DP_ERR_INVALID);
             ck_assert_str_eq(err, want);
         } else {
-            ck_assert_int_eq(t->validate(obj, err), 0);
+            ck_assert_int_eq(t->validate(t, obj, err), 0);
         }
         json_decref(obj);
     }
     obj = json_loads(valid->json, 0, &jerr);
     json_object_set_new(obj, "zz_not_a_field", json_integer(1));
     if (t->open) {
-        ck_assert_int_eq(t->validate(obj, err), 0);
+        ck_assert_int_eq(t->validate(t, obj, err), 0);
     } else {
-        ck_assert_int_eq(t->validate(obj, err), DP_ERR_INVALID);
+        ck_assert_int_eq(t->validate(t, obj, err), DP_ERR_INVALID);
         ck_assert_str_eq(err, "zz_not_a_field: unknown field");
     }
     json_decref(obj);

@@ -129,6 +129,20 @@ START_TEST(test_dp_pg_connect_unreachable)
 }
 END_TEST
 
+START_TEST(test_dp_pg_one_line)
+{
+    char out[64];
+
+    /* libpq's two-line message: the newline and tab become one space, the end is trimmed. */
+    dp_pg_one_line(out, sizeof(out), "refused\n\tIs the server running?\n");
+    ck_assert_str_eq(out, "refused Is the server running?");
+    dp_pg_one_line(out, 8, "abcdefghij");
+    ck_assert_str_eq(out, "abcdefg");
+    dp_pg_one_line(out, sizeof(out), NULL);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -143,6 +157,7 @@ main(void)
     suite_add_tcase(s, tc);
     tcase_add_test(tp, test_dp_pg_connect_session);
     tcase_add_test(tp, test_dp_pg_connect_unreachable);
+    tcase_add_test(tp, test_dp_pg_one_line);
     suite_add_tcase(s, tp);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

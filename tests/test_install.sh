@@ -165,16 +165,17 @@ cat >"$TMP/cfg.json" <<JSON
  "loader": {"interval_s": 1, "min_interval_s": 1}}
 JSON
 for d in datapipe-server datapipe-loader; do
+    rm -f "$SOCK"
     "$BUILD/tests/notify_listen" "$SOCK" 6 >"$TMP/$d.notify" &
     LPID=$!
-    sleep 0.3
+    wait_until 5 "the notify listener binds $SOCK" test -S "$SOCK"
     NOTIFY_SOCKET=$SOCK WATCHDOG_USEC=2000000 start_bg "$TMP/$d.log" "$BIN/$d" -c "$TMP/cfg.json"
     DPID=$T_LAST_PID
-    for _ in $(seq 1 60); do
+    notified() {
         grep -q 'READY=1' "$TMP/$d.notify" && grep -q 'STATUS=' "$TMP/$d.notify" &&
-            { [ "$d" = datapipe-server ] || grep -q 'WATCHDOG=1' "$TMP/$d.notify"; } && break
-        sleep 0.1
-    done
+            { [ "$d" = datapipe-server ] || grep -q 'WATCHDOG=1' "$TMP/$d.notify"; }
+    }
+    wait_until 6 "$d notifies READY=1, STATUS= (and the loader WATCHDOG=1)" notified
     ok "$d sends READY=1" grep -q 'READY=1' "$TMP/$d.notify"
     ok "$d sends STATUS=" grep -q 'STATUS=' "$TMP/$d.notify"
     if [ "$d" = datapipe-loader ]; then

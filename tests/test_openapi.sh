@@ -28,10 +28,15 @@ check() { node "$VDIR/check.mjs" "$1"; }
 
 PORT=$(free_port)
 URL="http://127.0.0.1:$PORT"
+# A declared type too: its fields come from its declaration, not from a C table.
 cat >"$TMP/cfg.json" <<JSON
 {"server": {"listen": "127.0.0.1:$PORT", "threads": 4},
  "queue": {"path": "$TMP/q"},
- "database": {"conninfo": "dbname=none", "schema": "apitest"}}
+ "database": {"conninfo": "dbname=none", "schema": "apitest"},
+ "types": {"page_view": {"fields": {"user_id": {"type": "string", "required": true},
+                                    "viewed_at": {"type": "timestamp", "required": true},
+                                    "props": {"type": "object"}},
+                         "unknown_fields": "keep"}}}
 JSON
 start_bg "$TMP/log" "$BIN/datapipe-server" -c "$TMP/cfg.json"
 wait_until 20 "the server answers /healthz" http_answers "$URL/healthz"
@@ -40,7 +45,7 @@ wait_until 20 "the server answers /healthz" http_answers "$URL/healthz"
 curl -s -D "$TMP/types.h" -o "$TMP/types.json" "$URL/v1/types"
 has "/v1/types → 200" 'HTTP/1.1 200' "$(cat "$TMP/types.h")"
 eq "/v1/types lists every type of the registry" \
-    "crash_report ad_event user_login product data_sample" \
+    "crash_report ad_event user_login product data_sample page_view" \
     "$(jq -r '[.types[].name] | join(" ")' "$TMP/types.json")"
 eq "/v1/types: crash_report's fields, table and endpoints" \
     '{"name":"crash_report","endpoint":"/v1/events/crash_report","read":"/v1/events/crash_report/{id}","table":"apitest.crash_report","load":"append","fields":[{"name":"user_id","type":"integer","required":true},{"name":"timestamp","type":"integer","format":"epoch-seconds","required":true},{"name":"message","type":"string","required":true}],"unknown_fields":"reject"}' \
@@ -48,6 +53,9 @@ eq "/v1/types: crash_report's fields, table and endpoints" \
 eq "/v1/types: optional fields and JSON null" \
     '{"name":"ip","type":"ip","required":false,"nullable":true}' \
     "$(jq -c '.types[] | select(.name == "user_login") | .fields[] | select(.name == "ip")' "$TMP/types.json")"
+eq "/v1/types: a declared type, from its declaration" \
+    '{"name":"page_view","endpoint":"/v1/events/page_view","read":"/v1/events/page_view/{id}","table":"apitest.page_view","load":"append","fields":[{"name":"user_id","type":"string","required":true},{"name":"viewed_at","type":"timestamp","required":true},{"name":"props","type":"object","required":false,"nullable":true}],"unknown_fields":"keep"}' \
+    "$(jq -c '.types[] | select(.name == "page_view")' "$TMP/types.json")"
 eq "/v1/types: product keeps fields beyond its id, loaded as an upsert" 'keep upsert' \
     "$(jq -r '.types[] | select(.name == "product") | "\(.unknown_fields) \(.load)"' "$TMP/types.json")"
 eq "/v1/types: /submit's type needs no key by default" 202 \
@@ -85,6 +93,9 @@ eq "open routes carry none" null "$(jq -c '.paths["/healthz"].get.security' "$TM
     echo 'sample {"event_name": "data_sample", "time_stamp": "2026-11-26T10:00:00+01:00", "data": [1, 2.5]}'
     echo 'product {"event_name": "product", "id": 42, "name": "lamp", "tags": ["a"]}'
     echo 'login_null {"event_name": "user_login", "user_id": "u", "timestamp": "1700000000", "ip": null}'
+    echo 'declared_epoch {"event_name": "page_view", "user_id": "u", "viewed_at": 1700000000, "more": 1}'
+    echo 'declared_text {"event_name": "page_view", "user_id": "u", "viewed_at": "2026-01-02T03:04:05Z", "props": null}'
+    echo 'declared_bad {"event_name": "page_view", "user_id": "u", "viewed_at": true}'
     echo 'unknown_field {"event_name": "crash_report", "user_id": 1, "timestamp": 2, "message": "m", "extra": 1}'
     echo 'wrong_type {"event_name": "crash_report", "user_id": "1", "timestamp": 2, "message": "m"}'
     echo 'missing {"event_name": "crash_report", "user_id": 1, "timestamp": 2}'
@@ -102,6 +113,9 @@ ad accepted
 sample accepted
 product accepted
 login_null accepted
+declared_epoch accepted
+declared_text accepted
+declared_bad refused
 unknown_field refused
 wrong_type refused
 missing refused

@@ -31,10 +31,7 @@ demo() {
     env DP_RUN_DIR="$TMP/run" DP_PORT="$PORT" "$@" setsid tests/run-demo >"$out" 2>&1 &
     DEMO=$!
     T_PIDS+=("$DEMO")
-    for _ in $(seq 1 300); do
-        grep -q 'Ctrl-C stops' "$out" && break
-        sleep 0.1
-    done
+    wait_until 30 "the demo prints 'Ctrl-C stops'" grep -q 'Ctrl-C stops' "$out"
     wait_until 30 "the demo answers $url/healthz" http_answers "$url/healthz" || cat "$out"
 }
 
@@ -49,13 +46,9 @@ while read -r line; do
     case "$out" in 20?) ok "example answers 2xx ($out): $line" true ;; *) ok "example answers 2xx ($out): $line" false ;; esac
 done <"$TMP/examples"
 PSQL=$(sed -n 's/^  \(psql .*\)$/\1/p' "$TMP/demo.out")
-rows=""
-for _ in $(seq 1 60); do
-    rows=$(eval "${PSQL/psql /psql -At }" 2>/dev/null | wc -l)
-    [ "$rows" -ge 3 ] && break
-    sleep 0.5
-done
-eq "the psql line shows the three crash_report rows" 3 "$rows"
+psql_rows() { [ "$(eval "${PSQL/psql /psql -At }" 2>/dev/null | wc -l)" -ge 3 ]; }
+wait_until 30 "the printed psql line shows three rows" psql_rows
+eq "the psql line shows the three crash_report rows" 3 "$(eval "${PSQL/psql /psql -At }" | wc -l)"
 CONN=$(sed -n 's/^  psql "\(.*\)" -c.*/\1/p' "$TMP/demo.out")
 ad=$(psql "$CONN" -At -c 'SELECT count(*) FROM datapipe.ad_event' 2>/dev/null)
 eq "the /submit example loaded" 1 "$ad"
@@ -108,12 +101,10 @@ DP_RUN_DIR=$TMP/run-bad DP_DEMO_CNF=$TMP/bad-override.json tests/run-demo >"$TMP
 eq "a broken DP_DEMO_CNF override: exit 2" 2 $?
 has "it names the file to fix" "fix $TMP/bad-override.json" "$(cat "$TMP/bad.out")"
 eq "same conninfo after a restart" "$CONN" "$(sed -n 's/^  psql "\(.*\)" -c.*/\1/p' "$TMP/demo.out")"
-for _ in $(seq 1 60); do
-    n=$(psql "$CONN" -At -c 'SELECT count(*) FROM datapipe.crash_report' 2>/dev/null)
-    [ "${n:-0}" -ge 4 ] && break
-    sleep 0.5
-done
-eq "rows kept across restarts, and the one sent with the key" 4 "$n"
+crash_rows() { psql "$CONN" -At -c 'SELECT count(*) FROM datapipe.crash_report' 2>/dev/null; }
+four_rows() { [ "$(crash_rows)" -ge 4 ] 2>/dev/null; }
+wait_until 30 "four crash_report rows after the restart" four_rows
+eq "rows kept across restarts, and the one sent with the key" 4 "$(crash_rows)"
 kill -INT -- "-$DEMO"
 wait "$DEMO"
 ok "second stop" grep -q 'run-demo: stopped' "$TMP/demo.out"

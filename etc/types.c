@@ -1,0 +1,833 @@
+/*
+ * types.c - the "types" key: checks every declaration of a file's libconfig
+ * tree with its key path, merges them type by type, and builds struct
+ * dp_types from the effective tree. Patterns are compiled here only to be
+ * checked; events/ compiles its own once at start. Never reads a file itself.
+ */
+#include "types.h"
+#include "err.h"
+
+#include <jansson.h>
+#include <libconfig.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PATH_MAX_LEN 512
+
+static const char *const field_type_names[] = {
+    [DP_FIELD_STRING] = "string",       [DP_FIELD_INTEGER] = "integer",
+    [DP_FIELD_NUMBER] = "number",       [DP_FIELD_BOOLEAN] = "boolean",
+    [DP_FIELD_TIMESTAMP] = "timestamp", [DP_FIELD_IP] = "ip",
+    [DP_FIELD_URL] = "url",             [DP_FIELD_UUID] = "uuid",
+    [DP_FIELD_OBJECT] = "object",       [DP_FIELD_ARRAY] = "array",
+};
+
+#define N_FIELD_TYPES (sizeof(field_type_names) / sizeof(field_type_names[0]))
+
+/* Names a declared type cannot take: tests/check_events.c checks the built-ins are all here. */
+static const struct {
+    const char *name;
+    const char *why;
+} reserved_names[] = {
+    {"crash_report", "a built-in event type"},
+    {"ad_event", "a built-in event type"},
+    {"user_login", "a built-in event type"},
+    {"product", "a built-in event type"},
+    {"data_sample", "a built-in event type"},
+    {"dead_letter", "one of the appliance's own tables"},
+    {"loader_batches", "one of the appliance's own tables"},
+    {"product_stage", "one of the appliance's own tables"},
+    {"watermark", "one of the appliance's own tables"},
+};
+
+/* Columns every declared table has besides its fields. */
+static const char *const reserved_columns[] = {
+    "id", "event_name", "idempotency_key", "source", "extra", "received_at", "loaded_at", NULL,
+};
+
+/* The state of one dp_types_check walk. */
+struct walk {
+    void (*err)(void *arg, const char *text);
+    void *arg;
+    int count;
+};
+
+static void walk_err(struct walk *w, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+walk_err(struct walk *w, const char *path, const char *fmt, ...)
+{
+    char msg[PATH_MAX_LEN];
+    char line[PATH_MAX_LEN * 2];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof(line), "%s: %s", path, msg);
+    w->err(w->arg, line);
+    w->count++;
+}
+
+/* dst = "a.b" (cut to PATH_MAX_LEN; key paths that long are reported cut). */
+static void
+path_join(char dst[PATH_MAX_LEN], const char *a, const char *b)
+{
+    if (snprintf(dst, PATH_MAX_LEN, "%s.%s", a, b) >= PATH_MAX_LEN) {
+        dst[PATH_MAX_LEN - 1] = '\0';
+    }
+}
+
+const char *
+dp_field_type_name(enum dp_field_type type)
+{
+    return (size_t)type < N_FIELD_TYPES ? field_type_names[type] : "?";
+}
+
+const char *
+dp_types_name_reserved(const char *name)
+{
+    for (size_t i = 0; i < sizeof(reserved_names) / sizeof(reserved_names[0]); i++) {
+        if (strcmp(reserved_names[i].name, name) == 0) {
+            return reserved_names[i].why;
+        }
+    }
+    return NULL;
+}
+
+static const char *
+kind_of(const config_setting_t *s)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        return "integer";
+    case CONFIG_TYPE_FLOAT:
+        return "number";
+    case CONFIG_TYPE_STRING:
+        return "string";
+    case CONFIG_TYPE_BOOL:
+        return "boolean";
+    case CONFIG_TYPE_ARRAY:
+    case CONFIG_TYPE_LIST:
+        return "array";
+    case CONFIG_TYPE_GROUP:
+        return "object";
+    default:
+        return "unknown";
+    }
+}
+
+static bool
+is_int(const config_setting_t *s)
+{
+    return config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64;
+}
+
+static bool
+is_number(const config_setting_t *s)
+{
+    return is_int(s) || config_setting_type(s) == CONFIG_TYPE_FLOAT;
+}
+
+static double
+number_value(const config_setting_t *s)
+{
+    return is_int(s) ? (double)config_setting_get_int64(s) : config_setting_get_float(s);
+}
+
+/* [a-z][a-z0-9_]*, at most DP_TYPE_NAME_MAX bytes. */
+static bool
+name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > DP_TYPE_NAME_MAX || name[0] < 'a' || name[0] > 'z') {
+        return false;
+    }
+    for (size_t i = 1; i < n; i++) {
+        char c = name[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int
+field_type_parse(const char *s, enum dp_field_type *out)
+{
+    for (size_t i = 0; i < N_FIELD_TYPES; i++) {
+        if (strcmp(field_type_names[i], s) == 0) {
+            *out = (enum dp_field_type)i;
+            return 0;
+        }
+    }
+    return DP_ERR_INVALID;
+}
+
+/* ---- checking ------------------------------------------------------------------------- */
+
+/* The field's "type", or -1 (reported) when missing or bad. */
+static int
+check_field_type(struct walk *w, const config_setting_t *f, const char *path)
+{
+    const config_setting_t *t = config_setting_get_member(f, "type");
+    char p[PATH_MAX_LEN];
+    enum dp_field_type ft;
+
+    path_join(p, path, "type");
+    if (t == NULL) {
+        walk_err(w, p, "required (one of string, integer, number, boolean, timestamp, ip, "
+                       "url, uuid, object, array)");
+        return -1;
+    }
+    if (config_setting_type(t) != CONFIG_TYPE_STRING) {
+        walk_err(w, p, "expected string, got %s", kind_of(t));
+        return -1;
+    }
+    if (field_type_parse(config_setting_get_string(t), &ft) != 0) {
+        walk_err(w, p, "unknown field type \"%s\" (one of string, integer, number, boolean, "
+                       "timestamp, ip, url, uuid, object, array)", config_setting_get_string(t));
+        return -1;
+    }
+    return (int)ft;
+}
+
+static void
+check_enum(struct walk *w, const config_setting_t *c, const char *p)
+{
+    int n;
+
+    if (config_setting_type(c) != CONFIG_TYPE_ARRAY && config_setting_type(c) != CONFIG_TYPE_LIST) {
+        walk_err(w, p, "expected array of strings, got %s", kind_of(c));
+        return;
+    }
+    n = config_setting_length(c);
+    if (n == 0) {
+        walk_err(w, p, "must not be empty");
+        return;
+    }
+    if (n > DP_ENUM_MAX) {
+        walk_err(w, p, "more than %d values", DP_ENUM_MAX);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *el = config_setting_get_elem(c, (unsigned)i);
+        char pe[PATH_MAX_LEN];
+
+        if (config_setting_type(el) != CONFIG_TYPE_STRING) {
+            if (snprintf(pe, sizeof(pe), "%s[%d]", p, i) >= (int)sizeof(pe)) {
+                pe[sizeof(pe) - 1] = '\0';
+            }
+            walk_err(w, pe, "expected string, got %s", kind_of(el));
+        }
+    }
+}
+
+static void
+check_pattern(struct walk *w, const config_setting_t *c, const char *p)
+{
+    char msg[256];
+    regex_t re;
+    int rc;
+
+    if (config_setting_type(c) != CONFIG_TYPE_STRING) {
+        walk_err(w, p, "expected string, got %s", kind_of(c));
+        return;
+    }
+    rc = regcomp(&re, config_setting_get_string(c), REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        regerror(rc, &re, msg, sizeof(msg));
+        walk_err(w, p, "not a POSIX extended regular expression: %s", msg);
+        return;
+    }
+    regfree(&re);
+}
+
+/* min or max (c, at p) of a field of type ft. */
+static void
+check_bound(struct walk *w, const config_setting_t *c, const char *p, enum dp_field_type ft)
+{
+    if (ft != DP_FIELD_INTEGER && ft != DP_FIELD_NUMBER) {
+        walk_err(w, p, "only for integer and number fields");
+    } else if (ft == DP_FIELD_INTEGER && !is_int(c)) {
+        walk_err(w, p, "expected integer, got %s", kind_of(c));
+    } else if (!is_number(c)) {
+        walk_err(w, p, "expected number, got %s", kind_of(c));
+    }
+}
+
+/* One constraint c (named key, at p) of a field of type ft. */
+static void
+check_constraint(struct walk *w, const config_setting_t *c, const char *key, const char *p,
+                 enum dp_field_type ft)
+{
+    bool textual = ft == DP_FIELD_STRING || ft == DP_FIELD_URL;
+
+    if (strcmp(key, "required") == 0) {
+        if (config_setting_type(c) != CONFIG_TYPE_BOOL) {
+            walk_err(w, p, "expected boolean, got %s", kind_of(c));
+        }
+    } else if (strcmp(key, "max_length") == 0) {
+        if (!textual) {
+            walk_err(w, p, "only for string and url fields");
+        } else if (!is_int(c)) {
+            walk_err(w, p, "expected integer, got %s", kind_of(c));
+        } else if (config_setting_get_int64(c) < 1 || config_setting_get_int64(c) > 1 << 30) {
+            walk_err(w, p, "must be 1..%d", 1 << 30);
+        }
+    } else if (strcmp(key, "min") == 0 || strcmp(key, "max") == 0) {
+        check_bound(w, c, p, ft);
+    } else if (strcmp(key, "enum") == 0) {
+        if (ft != DP_FIELD_STRING) {
+            walk_err(w, p, "only for string fields");
+        } else {
+            check_enum(w, c, p);
+        }
+    } else if (strcmp(key, "pattern") == 0) {
+        if (!textual) {
+            walk_err(w, p, "only for string and url fields");
+        } else {
+            check_pattern(w, c, p);
+        }
+    } else {
+        walk_err(w, p, "unknown key (a field has type, required, max_length, min, max, enum, "
+                       "pattern)");
+    }
+}
+
+static void
+check_field(struct walk *w, const config_setting_t *f, const char *path)
+{
+    const char *name = config_setting_name(f);
+    const config_setting_t *min;
+    const config_setting_t *max;
+    int ft;
+
+    if (!name_ok(name)) {
+        walk_err(w, path, "invalid name (lower-case letters, digits and _, starting with "
+                          "a letter, at most %d bytes)", DP_TYPE_NAME_MAX);
+        return;
+    }
+    for (const char *const *r = reserved_columns; *r != NULL; r++) {
+        if (strcmp(*r, name) == 0) {
+            walk_err(w, path, "reserved: every declared table has a column \"%s\" of its own",
+                     name);
+            return;
+        }
+    }
+    if (config_setting_type(f) != CONFIG_TYPE_GROUP) {
+        walk_err(w, path, "expected object, got %s", kind_of(f));
+        return;
+    }
+    ft = check_field_type(w, f, path);
+    if (ft < 0) {
+        return;
+    }
+    for (int i = 0; i < config_setting_length(f); i++) {
+        const config_setting_t *c = config_setting_get_elem(f, (unsigned)i);
+        const char *key = config_setting_name(c);
+        char p[PATH_MAX_LEN];
+
+        if (strcmp(key, "type") == 0) {
+            continue;
+        }
+        path_join(p, path, key);
+        check_constraint(w, c, key, p, (enum dp_field_type)ft);
+    }
+    min = config_setting_get_member(f, "min");
+    max = config_setting_get_member(f, "max");
+    if (min != NULL && max != NULL && is_number(min) && is_number(max) &&
+        ((is_int(min) && is_int(max)) ? config_setting_get_int64(min) >
+                                             config_setting_get_int64(max)
+                                       : number_value(min) > number_value(max))) {
+        char p[PATH_MAX_LEN];
+
+        path_join(p, path, "min");
+        walk_err(w, p, "greater than max");
+    }
+}
+
+static void
+check_unknown_fields(struct walk *w, const config_setting_t *u, const char *path)
+{
+    const char *v;
+
+    if (config_setting_type(u) != CONFIG_TYPE_STRING) {
+        walk_err(w, path, "expected string, got %s", kind_of(u));
+        return;
+    }
+    v = config_setting_get_string(u);
+    if (strcmp(v, "reject") != 0 && strcmp(v, "keep") != 0) {
+        walk_err(w, path, "must be one of reject, keep");
+    }
+}
+
+static void
+check_fields(struct walk *w, const config_setting_t *fields, const char *path)
+{
+    if (config_setting_type(fields) != CONFIG_TYPE_GROUP) {
+        walk_err(w, path, "expected object, got %s", kind_of(fields));
+        return;
+    }
+    if (config_setting_length(fields) > DP_TYPE_FIELDS_MAX) {
+        walk_err(w, path, "more than %d fields", DP_TYPE_FIELDS_MAX);
+        return;
+    }
+    for (int i = 0; i < config_setting_length(fields); i++) {
+        const config_setting_t *f = config_setting_get_elem(fields, (unsigned)i);
+        char p[PATH_MAX_LEN];
+
+        path_join(p, path, config_setting_name(f));
+        check_field(w, f, p);
+    }
+}
+
+static void
+check_type(struct walk *w, const config_setting_t *t)
+{
+    const char *name = config_setting_name(t);
+    const char *why;
+    char path[PATH_MAX_LEN];
+
+    path_join(path, "types", name);
+    if (!name_ok(name)) {
+        walk_err(w, path, "invalid name (lower-case letters, digits and _, starting with "
+                          "a letter, at most %d bytes)", DP_TYPE_NAME_MAX);
+        return;
+    }
+    why = dp_types_name_reserved(name);
+    if (why != NULL) {
+        walk_err(w, path, "name taken by %s", why);
+        return;
+    }
+    if (config_setting_type(t) != CONFIG_TYPE_GROUP) {
+        walk_err(w, path, "expected object, got %s", kind_of(t));
+        return;
+    }
+    if (config_setting_get_member(t, "fields") == NULL) {
+        walk_err(w, path, "\"fields\" is required");
+    }
+    for (int i = 0; i < config_setting_length(t); i++) {
+        const config_setting_t *c = config_setting_get_elem(t, (unsigned)i);
+        const char *key = config_setting_name(c);
+        char p[PATH_MAX_LEN];
+
+        path_join(p, path, key);
+        if (strcmp(key, "fields") == 0) {
+            check_fields(w, c, p);
+        } else if (strcmp(key, "unknown_fields") == 0) {
+            check_unknown_fields(w, c, p);
+        } else {
+            walk_err(w, p, "unknown key (a type has fields, unknown_fields)");
+        }
+    }
+}
+
+int
+dp_types_check(const config_setting_t *s, void (*err)(void *arg, const char *text), void *arg)
+{
+    struct walk w = {err, arg, 0};
+
+    if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+        walk_err(&w, "types", "expected object, got %s", kind_of(s));
+        return w.count;
+    }
+    if (config_setting_length(s) > DP_TYPES_MAX) {
+        walk_err(&w, "types", "more than %d declared types", DP_TYPES_MAX);
+        return w.count;
+    }
+    for (int i = 0; i < config_setting_length(s); i++) {
+        check_type(&w, config_setting_get_elem(s, (unsigned)i));
+    }
+    return w.count;
+}
+
+/* ---- merging -------------------------------------------------------------------------- */
+
+/* A deep copy of src as a new child of parent (unnamed inside arrays and lists). */
+static int
+setting_copy(config_setting_t *parent, const config_setting_t *src)
+{
+    int pt = config_setting_type(parent);
+    bool named = pt == CONFIG_TYPE_GROUP;
+    int t = config_setting_type(src);
+    config_setting_t *d;
+
+    d = config_setting_add(parent, named ? config_setting_name(src) : NULL, t);
+    if (d == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    switch (t) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        config_setting_set_int64(d, config_setting_get_int64(src));
+        break;
+    case CONFIG_TYPE_FLOAT:
+        config_setting_set_float(d, config_setting_get_float(src));
+        break;
+    case CONFIG_TYPE_STRING:
+        config_setting_set_string(d, config_setting_get_string(src));
+        break;
+    case CONFIG_TYPE_BOOL:
+        config_setting_set_bool(d, config_setting_get_bool(src));
+        break;
+    default:
+        for (int i = 0; i < config_setting_length(src); i++) {
+            int rc = setting_copy(d, config_setting_get_elem(src, (unsigned)i));
+
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        break;
+    }
+    return 0;
+}
+
+int
+dp_types_merge(config_setting_t *into, const config_setting_t *from)
+{
+    for (int i = 0; i < config_setting_length(from); i++) {
+        const config_setting_t *t = config_setting_get_elem(from, (unsigned)i);
+        const char *name = config_setting_name(t);
+        int rc;
+
+        if (config_setting_get_member(into, name) != NULL) {
+            config_setting_remove(into, name);
+        }
+        rc = setting_copy(into, t);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- building ------------------------------------------------------------------------- */
+
+static int
+field_build(struct dp_field_decl *d, const config_setting_t *f)
+{
+    const config_setting_t *c;
+    int b = 0;
+
+    d->name = strdup(config_setting_name(f));
+    if (d->name == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    field_type_parse(config_setting_get_string(config_setting_get_member(f, "type")), &d->type);
+    if (config_setting_lookup_bool(f, "required", &b) == CONFIG_TRUE) {
+        d->required = b != 0;
+    }
+    c = config_setting_get_member(f, "max_length");
+    d->max_length = c != NULL ? config_setting_get_int64(c) : 0;
+    c = config_setting_get_member(f, "min");
+    if (c != NULL) {
+        d->has_min = true;
+        d->min_int = is_int(c) ? config_setting_get_int64(c) : 0;
+        d->min_num = number_value(c);
+    }
+    c = config_setting_get_member(f, "max");
+    if (c != NULL) {
+        d->has_max = true;
+        d->max_int = is_int(c) ? config_setting_get_int64(c) : 0;
+        d->max_num = number_value(c);
+    }
+    c = config_setting_get_member(f, "pattern");
+    if (c != NULL && (d->pattern = strdup(config_setting_get_string(c))) == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    c = config_setting_get_member(f, "enum");
+    if (c != NULL) {
+        d->enums = calloc((size_t)config_setting_length(c), sizeof(char *));
+        if (d->enums == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        for (int i = 0; i < config_setting_length(c); i++) {
+            d->enums[i] = strdup(config_setting_get_string_elem(c, i));
+            if (d->enums[i] == NULL) {
+                return DP_ERR_NOMEM;
+            }
+            d->n_enums++;
+        }
+    }
+    return 0;
+}
+
+static int
+type_build(struct dp_type_decl *d, const config_setting_t *t)
+{
+    const config_setting_t *fields = config_setting_get_member(t, "fields");
+    const char *unknown = NULL;
+    size_t n = (size_t)config_setting_length(fields);
+
+    d->name = strdup(config_setting_name(t));
+    if (d->name == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    if (config_setting_lookup_string(t, "unknown_fields", &unknown) == CONFIG_TRUE) {
+        d->keep_unknown = strcmp(unknown, "keep") == 0;
+    }
+    d->fields = calloc(n > 0 ? n : 1, sizeof(*d->fields));
+    if (d->fields == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = field_build(&d->fields[i], config_setting_get_elem(fields, (unsigned)i));
+
+        d->n_fields++;
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void
+ignore_err(void *arg, const char *text)
+{
+    (void)arg;
+    (void)text;
+}
+
+int
+dp_types_build(const config_setting_t *s, struct dp_types **out)
+{
+    struct dp_types *t = NULL;
+    int rc = 0;
+
+    *out = NULL;
+    if (s != NULL && dp_types_check(s, ignore_err, NULL) != 0) {
+        return DP_ERR_CONFIG;
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    if (s != NULL && config_setting_length(s) > 0) {
+        t->types = calloc((size_t)config_setting_length(s), sizeof(*t->types));
+        if (t->types == NULL) {
+            rc = DP_ERR_NOMEM;
+            goto out;
+        }
+        for (int i = 0; i < config_setting_length(s); i++) {
+            rc = type_build(&t->types[i], config_setting_get_elem(s, (unsigned)i));
+            t->n++;
+            if (rc != 0) {
+                goto out;
+            }
+        }
+    }
+    *out = t;
+    t = NULL;
+out:
+    dp_types_destroy(t);
+    return rc;
+}
+
+static void
+field_free(struct dp_field_decl *f)
+{
+    free(f->name);
+    free(f->pattern);
+    for (size_t i = 0; i < f->n_enums; i++) {
+        free(f->enums[i]);
+    }
+    free(f->enums);
+}
+
+void
+dp_type_decl_free(struct dp_type_decl *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < d->n_fields; i++) {
+        field_free(&d->fields[i]);
+    }
+    free(d->fields);
+    free(d->name);
+    memset(d, 0, sizeof(*d));
+}
+
+void
+dp_types_destroy(struct dp_types *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        dp_type_decl_free(&t->types[i]);
+    }
+    free(t->types);
+    free(t);
+}
+
+const struct dp_type_decl *
+dp_types_find(const struct dp_types *t, const char *name)
+{
+    for (size_t i = 0; t != NULL && i < t->n; i++) {
+        if (strcmp(t->types[i].name, name) == 0) {
+            return &t->types[i];
+        }
+    }
+    return NULL;
+}
+
+static bool
+str_same(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool
+field_equal(const struct dp_field_decl *a, const struct dp_field_decl *b)
+{
+    if (strcmp(a->name, b->name) != 0 || a->type != b->type || a->required != b->required ||
+        a->max_length != b->max_length || a->has_min != b->has_min ||
+        a->has_max != b->has_max || a->min_int != b->min_int || a->max_int != b->max_int ||
+        (a->has_min && a->min_num != b->min_num) || (a->has_max && a->max_num != b->max_num) ||
+        !str_same(a->pattern, b->pattern) || a->n_enums != b->n_enums) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n_enums; i++) {
+        if (strcmp(a->enums[i], b->enums[i]) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool
+dp_type_decl_equal(const struct dp_type_decl *a, const struct dp_type_decl *b)
+{
+    if (strcmp(a->name, b->name) != 0 || a->keep_unknown != b->keep_unknown ||
+        a->n_fields != b->n_fields) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n_fields; i++) {
+        if (!field_equal(&a->fields[i], &b->fields[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static char *
+dup_or_null(const char *s, bool *nomem)
+{
+    char *d;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    d = strdup(s);
+    *nomem = *nomem || d == NULL;
+    return d;
+}
+
+static bool
+field_copy(struct dp_field_decl *dst, const struct dp_field_decl *src)
+{
+    bool nomem = false;
+
+    *dst = *src;
+    dst->name = dup_or_null(src->name, &nomem);
+    dst->pattern = dup_or_null(src->pattern, &nomem);
+    dst->enums = NULL;
+    dst->n_enums = 0;
+    if (src->n_enums > 0) {
+        dst->enums = calloc(src->n_enums, sizeof(char *));
+        nomem = nomem || dst->enums == NULL;
+        for (size_t i = 0; dst->enums != NULL && i < src->n_enums; i++) {
+            dst->enums[i] = dup_or_null(src->enums[i], &nomem);
+            dst->n_enums++;
+        }
+    }
+    return !nomem;
+}
+
+int
+dp_type_decl_copy(struct dp_type_decl *dst, const struct dp_type_decl *src)
+{
+    bool nomem = false;
+
+    memset(dst, 0, sizeof(*dst));
+    dst->name = dup_or_null(src->name, &nomem);
+    dst->keep_unknown = src->keep_unknown;
+    dst->fields = calloc(src->n_fields > 0 ? src->n_fields : 1, sizeof(*dst->fields));
+    nomem = nomem || dst->fields == NULL;
+    for (size_t i = 0; !nomem && i < src->n_fields; i++) {
+        nomem = !field_copy(&dst->fields[i], &src->fields[i]);
+        dst->n_fields++;
+    }
+    if (nomem) {
+        dp_type_decl_free(dst);
+        return DP_ERR_NOMEM;
+    }
+    return 0;
+}
+
+/* ---- printing ------------------------------------------------------------------------- */
+
+static json_t *
+field_to_json(const struct dp_field_decl *f)
+{
+    json_t *o = json_object();
+    json_t *e;
+
+    if (o == NULL) {
+        return NULL;
+    }
+    json_object_set_new(o, "type", json_string(dp_field_type_name(f->type)));
+    json_object_set_new(o, "required", json_boolean(f->required));
+    if (f->max_length > 0) {
+        json_object_set_new(o, "max_length", json_integer(f->max_length));
+    }
+    if (f->has_min) {
+        json_object_set_new(o, "min", f->type == DP_FIELD_INTEGER ? json_integer(f->min_int)
+                                                                  : json_real(f->min_num));
+    }
+    if (f->has_max) {
+        json_object_set_new(o, "max", f->type == DP_FIELD_INTEGER ? json_integer(f->max_int)
+                                                                  : json_real(f->max_num));
+    }
+    if (f->n_enums > 0) {
+        e = json_array();
+        for (size_t i = 0; i < f->n_enums; i++) {
+            json_array_append_new(e, json_string(f->enums[i]));
+        }
+        json_object_set_new(o, "enum", e);
+    }
+    if (f->pattern != NULL) {
+        json_object_set_new(o, "pattern", json_string(f->pattern));
+    }
+    return o;
+}
+
+json_t *
+dp_types_to_json(const struct dp_types *t)
+{
+    json_t *root = json_object();
+
+    for (size_t i = 0; root != NULL && t != NULL && i < t->n; i++) {
+        const struct dp_type_decl *d = &t->types[i];
+        json_t *o = json_object();
+        json_t *fields = json_object();
+
+        for (size_t j = 0; fields != NULL && j < d->n_fields; j++) {
+            json_object_set_new(fields, d->fields[j].name, field_to_json(&d->fields[j]));
+        }
+        json_object_set_new(o, "fields", fields);
+        json_object_set_new(o, "unknown_fields", json_string(d->keep_unknown ? "keep" : "reject"));
+        json_object_set_new(root, d->name, o);
+    }
+    return root;
+}

@@ -1,0 +1,366 @@
+/*
+ * schema.c - the tables of the event types declared in the configuration: created at the
+ * loader's start, or compared with the catalog and evolved additively, inside
+ * ldr_pg_ensure_schema's transaction and advisory lock, so two loaders never race and a
+ * refusal leaves nothing half applied. Never drops, renames or retypes a column.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "etc/log.h"
+#include "etc/types.h"
+#include "events/events.h"
+#include "loader/loader.h"
+
+/* The comment on every table datapipe creates for a declared type: how it knows its own. */
+#define SCHEMA_MARK "datapipe declared event type"
+#define SCHEMA_COLS_MAX (DP_TYPE_FIELDS_MAX + 16)
+
+/* One column of an existing table, as the catalog says. */
+struct schema_col {
+    char name[64];
+    char type[64];                     /* format_type() */
+    bool not_null;
+};
+
+/* What the catalog says about the table of one declared type. */
+struct schema_table {
+    bool exists;
+    char oid[16];
+    char relkind[4];
+    bool ours;                         /* carries SCHEMA_MARK */
+    struct schema_col *cols;
+    size_t n_cols;
+};
+
+/* Types whose "field no longer declared" lines were logged: once per process each. */
+static atomic_bool removed_logged[EV_REGISTRY_MAX];
+
+static int
+table_row(void *arg, int n, const char *const *vals)
+{
+    struct schema_table *st = arg;
+
+    if (n != 3 || vals[0] == NULL) {
+        return DP_ERR_INVALID;
+    }
+    st->exists = true;
+    snprintf(st->oid, sizeof(st->oid), "%s", vals[0]);
+    snprintf(st->relkind, sizeof(st->relkind), "%s", vals[1] != NULL ? vals[1] : "");
+    st->ours = vals[2] != NULL && strcmp(vals[2], SCHEMA_MARK) == 0;
+    return 0;
+}
+
+static int
+column_row(void *arg, int n, const char *const *vals)
+{
+    struct schema_table *st = arg;
+    struct schema_col *c;
+
+    if (n != 3 || vals[0] == NULL || vals[1] == NULL || vals[2] == NULL) {
+        return DP_ERR_INVALID;
+    }
+    if (st->n_cols == SCHEMA_COLS_MAX) {
+        return 0;
+    }
+    c = &st->cols[st->n_cols++];
+    snprintf(c->name, sizeof(c->name), "%s", vals[0]);
+    snprintf(c->type, sizeof(c->type), "%s", vals[1]);
+    c->not_null = strcmp(vals[2], "t") == 0;
+    return 0;
+}
+
+/* Read the table named name in the current schema and its columns. */
+static int
+table_read(struct ldr_pg *pg, const char *name, struct schema_table *st)
+{
+    const char *params[] = {name};
+    const char *oid[1];
+    int rc;
+
+    rc = ldr_pg_rows(pg,
+                     "SELECT c.oid::text, c.relkind::text, obj_description(c.oid, 'pg_class') "
+                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                     "WHERE n.nspname = current_schema() AND c.relname = $1",
+                     1, params, table_row, st);
+    if (rc != 0 || !st->exists) {
+        return rc;
+    }
+    oid[0] = st->oid;
+    return ldr_pg_rows(pg,
+                       "SELECT attname::text, format_type(atttypid, atttypmod), "
+                       "CASE WHEN attnotnull THEN 't' ELSE 'f' END FROM pg_attribute "
+                       "WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped "
+                       "ORDER BY attnum",
+                       1, oid, column_row, st);
+}
+
+static const struct schema_col *
+col_find(const struct schema_table *st, const char *name)
+{
+    for (size_t i = 0; i < st->n_cols; i++) {
+        if (strcmp(st->cols[i].name, name) == 0) {
+            return &st->cols[i];
+        }
+    }
+    return NULL;
+}
+
+/* Append ", " (unless first) and the texts given, up to a NULL. */
+static int
+alter_put(struct ev_buf *b, const char *first, ...)
+{
+    va_list ap;
+    int rc = b->len > 0 ? ev_buf_put(b, ", ", 2) : 0;
+
+    va_start(ap, first);
+    for (const char *s = first; rc == 0 && s != NULL; s = va_arg(ap, const char *)) {
+        rc = ev_buf_put(b, s, strlen(s));
+    }
+    va_end(ap);
+    return rc;
+}
+
+/*
+ * Compare one declared field with the table. Refusals are logged and counted in *refused;
+ * additions go into alter.
+ */
+static int
+field_plan(const struct ev_type *t, const struct ev_column *c, const struct schema_table *st,
+           struct ev_buf *alter, int *refused)
+{
+    const struct schema_col *have = col_find(st, c->name);
+
+    if (have == NULL && c->not_null) {
+        dp_error("a new field is declared required, but the table already exists and its rows "
+                 "lack it: refused, nothing altered; declare it without \"required\": true",
+                 "type=%s field=%s", t->name, c->name);
+        (*refused)++;
+        return 0;
+    }
+    if (have == NULL) {
+        dp_info("declared type: new field, column added", "type=%s field=%s column_type=%s",
+                t->name, c->name, c->sql_type);
+        return alter_put(alter, "ADD COLUMN \"", c->name, "\" ", c->sql_type, NULL);
+    }
+    if (strcmp(have->type, c->sql_type) != 0) {
+        dp_error("a declared field changed its type: refused, nothing altered; keep the old "
+                 "type, or declare the field under a new name (the old column stays)",
+                 "type=%s field=%s declared=%s column=%s", t->name, c->name, c->sql_type,
+                 have->type);
+        (*refused)++;
+        return 0;
+    }
+    if (c->not_null && !have->not_null) {
+        dp_error("a field is now declared required, but its column allows null (rows loaded "
+                 "before may lack it): refused, nothing altered; declare it without "
+                 "\"required\": true", "type=%s field=%s", t->name, c->name);
+        (*refused)++;
+        return 0;
+    }
+    if (!c->not_null && have->not_null) {
+        dp_info("declared type: field no longer required, its column now allows null",
+                "type=%s field=%s", t->name, c->name);
+        return alter_put(alter, "ALTER COLUMN \"", c->name, "\" DROP NOT NULL", NULL);
+    }
+    return 0;
+}
+
+/* The columns every declared table has besides its fields: added when missing. */
+static int
+own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct ev_buf *alter,
+                 int *refused)
+{
+    static const struct ev_column own[] = {
+        {"idempotency_key", "text", false},
+        {"source", "text", false},
+        {"extra", "jsonb", false},
+    };
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < sizeof(own) / sizeof(own[0]); i++) {
+        if (strcmp(own[i].name, "extra") == 0 && !t->decl->keep_unknown &&
+            col_find(st, "extra") == NULL) {
+            continue;
+        }
+        rc = field_plan(t, &own[i], st, alter, refused);
+    }
+    return rc;
+}
+
+/* Log the columns of fields no longer declared, once per process (each connection checks). */
+static void
+removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
+{
+    static const char *const own[] = {"id", "idempotency_key", "source", "extra",
+                                      "received_at", "loaded_at", NULL};
+
+    if (slot >= EV_REGISTRY_MAX || atomic_load(&removed_logged[slot])) {
+        return;
+    }
+    for (size_t i = 0; i < st->n_cols; i++) {
+        const char *const *o = own;
+        size_t j = 0;
+
+        while (*o != NULL && strcmp(*o, st->cols[i].name) != 0) {
+            o++;
+        }
+        while (j < t->n_columns && strcmp(t->columns[j].name, st->cols[i].name) != 0) {
+            j++;
+        }
+        if (*o == NULL && j == t->n_columns) {
+            atomic_store(&removed_logged[slot], true);
+            dp_info("declared type: a field is no longer declared; its column stays and is "
+                    "null for new rows", "type=%s column=%s", t->name, st->cols[i].name);
+        }
+    }
+}
+
+static int
+table_create(struct ldr_pg *pg, const struct ev_type *t)
+{
+    char *sql = NULL;
+    int rc;
+
+    rc = ldr_pg_exec(pg, t->ddl);
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, t->idempotency_ddl);
+    }
+    if (rc == 0 && asprintf(&sql, "COMMENT ON TABLE %s IS '%s'", t->table, SCHEMA_MARK) < 0) {
+        sql = NULL;
+        rc = DP_ERR_NOMEM;
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, sql);
+    }
+    if (rc == 0) {
+        dp_info("declared type: table created", "type=%s columns=%zu", t->name, t->n_columns);
+    }
+    free(sql);
+    return rc;
+}
+
+/* Bring the table of declared type t (registry slot) up to its declaration. */
+static int
+type_ensure(struct ldr_pg *pg, const struct ev_type *t, size_t slot, int *refused)
+{
+    struct schema_table st = {0};
+    struct ev_buf alter = {0};
+    char *sql = NULL;
+    int before = *refused;
+    int rc;
+
+    st.cols = calloc(SCHEMA_COLS_MAX, sizeof(*st.cols));
+    if (st.cols == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    rc = table_read(pg, t->name, &st);
+    if (rc != 0) {
+        goto out;
+    }
+    if (!st.exists) {
+        rc = table_create(pg, t);
+        goto out;
+    }
+    if (!st.ours || (strcmp(st.relkind, "r") != 0 && strcmp(st.relkind, "p") != 0)) {
+        dp_error("a declared type's name is taken by a table datapipe did not create: refused, "
+                 "nothing altered; rename the type, or move that table out of the schema",
+                 "type=%s relation=%s", t->name, t->name);
+        (*refused)++;
+        goto out;
+    }
+    for (size_t i = 0; rc == 0 && i < t->n_columns; i++) {
+        rc = field_plan(t, &t->columns[i], &st, &alter, refused);
+    }
+    if (rc == 0) {
+        rc = own_columns_plan(t, &st, &alter, refused);
+    }
+    if (rc != 0 || *refused > before) {
+        goto out;
+    }
+    removed_log(t, slot, &st);
+    if (alter.len > 0) {
+        if (asprintf(&sql, "ALTER TABLE %s %.*s", t->table, (int)alter.len, alter.data) < 0) {
+            sql = NULL;
+            rc = DP_ERR_NOMEM;
+            goto out;
+        }
+        rc = ldr_pg_exec(pg, sql);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, t->idempotency_ddl);
+    }
+out:
+    free(sql);
+    ev_buf_free(&alter);
+    free(st.cols);
+    return rc;
+}
+
+static int
+lz4_row(void *arg, int n, const char *const *vals)
+{
+    (void)n;
+    snprintf(arg, 4, "%s", vals[0] != NULL ? vals[0] : "");
+    return 0;
+}
+
+/*
+ * data_sample.raw holds whole events: with lz4 (PostgreSQL 14 and later, built with it)
+ * the loader compresses them several times faster than with the default pglz. Only new
+ * rows are affected; without lz4 nothing changes, and a compression an operator set on the
+ * column (attcompression not empty) is left alone.
+ */
+static int
+lz4_ensure(struct ldr_pg *pg)
+{
+    char have[4] = "";
+    int rc;
+
+    rc = ldr_pg_rows(pg,
+                     "SELECT 'y' FROM pg_settings WHERE name = 'default_toast_compression' "
+                     "AND 'lz4' = ANY(enumvals)",
+                     0, NULL, lz4_row, have);
+    if (rc != 0 || have[0] != 'y') {
+        if (rc == 0) {
+            dp_debug("lz4 compression not available: data_sample.raw stays with pglz", NULL);
+        }
+        return rc;
+    }
+    have[0] = '\0';
+    rc = ldr_pg_rows(pg,
+                     "SELECT attcompression::text FROM pg_attribute "
+                     "WHERE attrelid = 'data_sample'::regclass AND attname = 'raw'",
+                     0, NULL, lz4_row, have);
+    if (rc == 0 && have[0] == '\0') {
+        rc = ldr_pg_exec(pg, "ALTER TABLE data_sample ALTER COLUMN raw SET COMPRESSION lz4");
+        if (rc == 0) {
+            dp_info("data_sample.raw: lz4 compression for new rows", NULL);
+        }
+    }
+    return rc;
+}
+
+int
+ldr_schema_ensure(struct ldr_pg *pg)
+{
+    size_t n = ev_registry_len;
+    int refused = 0;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (ev_registry[i]->decl != NULL) {
+            rc = type_ensure(pg, ev_registry[i], i, &refused);
+        }
+    }
+    if (rc == 0) {
+        rc = lz4_ensure(pg);
+    }
+    if (rc == 0 && refused > 0) {
+        rc = DP_ERR_CONFIG;
+    }
+    return rc;
+}
