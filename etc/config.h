@@ -109,6 +109,17 @@ void dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, 
                     dp_config_change_fn fn, void *arg);
 
 /*
+ * dp_config_reload_log - log what a SIGHUP did, in the same words in both daemons (prog:
+ * "datapipe-server" or "datapipe-loader"). After a configuration that loaded (errors NULL):
+ * "configuration reloaded applied=... needs_restart=..." at info ("nothing" for an empty
+ * list), then "changed settings need a restart of PROG settings=..." at warn when any. After
+ * one that did not: "configuration reload failed: keeping the running one errors=..." at
+ * error, errors' lines joined with "; ".
+ */
+void dp_config_reload_log(const char *prog, const char *applied, const char *restart,
+                          const char *errors);
+
+/*
  * dp_cli - the command line both daemons share: -c FILE, --check-config,
  * --help, --version, plus the daemon's own flags (extra_flags, e.g. "--once").
  * Parses argv; on --help/--version prints and returns 1 (exit 0); on a usage

@@ -4,6 +4,7 @@
  * its field in config.h. Reads no file and no environment variable: config.c does.
  */
 #include "etc/settings.h"
+#include "etc/log.h"
 #include "etc/types.h"
 
 #include <jansson.h>
@@ -297,4 +298,32 @@ dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsig
         }
     }
     types_diff(old->types, fresh->types, fn, arg);
+}
+
+void
+dp_config_reload_log(const char *prog, const char *applied, const char *restart,
+                     const char *errors)
+{
+    char joined[2048];
+    size_t n = 0;
+
+    if (errors != NULL) {
+        for (const char *p = errors; *p != '\0' && n + 3 < sizeof(joined); p++) {
+            if (*p != '\n') {
+                joined[n++] = *p;
+            } else if (p[1] != '\0') {
+                joined[n++] = ';';
+                joined[n++] = ' ';
+            }
+        }
+        joined[n] = '\0';
+        dp_error("configuration reload failed: keeping the running one", "errors=%s", joined);
+        return;
+    }
+    dp_info("configuration reloaded", "applied=%s needs_restart=%s",
+            applied != NULL && applied[0] != '\0' ? applied : "nothing",
+            restart != NULL && restart[0] != '\0' ? restart : "nothing");
+    if (restart != NULL && restart[0] != '\0') {
+        dp_warn("changed settings need a restart", "daemon=%s settings=%s", prog, restart);
+    }
 }

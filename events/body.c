@@ -155,8 +155,10 @@ dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type *
     if (t == NULL) {
         t = ev_lookup(s, n);
         if (t == NULL) {
-            ev_quote(q, sizeof(q), s, n);
-            return ev_errf(err, "event_name: unknown event type %s", q);
+            char msg[EV_ERR_MAX];
+
+            ev_unknown_type(msg, s, n);
+            return ev_errf(err, "event_name: %s", msg);
         }
         *type = t;
     } else if (n != strlen(t->name) || memcmp(s, t->name, n) != 0) {

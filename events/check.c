@@ -177,6 +177,17 @@ ev_sanitize(char *dst, size_t cap, const char *s, size_t n)
     copy_printable(dst, cap, s, n, false, SIZE_MAX);
 }
 
+void
+ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len)
+{
+    char q[EV_QUOTE_MAX * 4 + 8];
+    char names[EV_ERR_MAX];
+
+    ev_quote(q, sizeof(q), name, len);
+    ev_type_names(names, sizeof(names));
+    ev_errf(out, "unknown event type %s (valid types: %s)", q, names);
+}
+
 int
 ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len)
 {
@@ -276,17 +287,40 @@ ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 int
+ev_epoch_range_err(char err[EV_ERR_MAX], const char *name, int64_t t)
+{
+    if (t >= EV_EPOCH_MS_MIN && t / 1000 <= EV_EPOCH_MAX) {
+        return ev_errf(err, "%s: %lld looks like milliseconds: expected integer epoch seconds "
+                       "(%lld)", name, (long long)t, (long long)(t / 1000));
+    }
+    return ev_errf(err, "%s: out of range (0 to %lld epoch seconds)", name,
+                   (long long)EV_EPOCH_MAX);
+}
+
+int
+ev_epoch_real_err(char err[EV_ERR_MAX], const char *name, const json_t *v)
+{
+    double x = json_real_value(v);
+    bool ms = x >= (double)EV_EPOCH_MS_MIN && x / 1000 <= (double)EV_EPOCH_MAX;
+
+    return ev_errf(err, "%s: expected integer epoch seconds, got floating-point number %.15g%s",
+                   name, x, ms ? " (it looks like milliseconds)" : "");
+}
+
+int
 ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX])
 {
     json_int_t t;
 
+    if (json_is_real(v)) {
+        return ev_epoch_real_err(err, name, v);
+    }
     if (!json_is_integer(v)) {
         return ev_type_err(err, name, "integer", v);
     }
     t = json_integer_value(v);
     if (t < 0 || t > EV_EPOCH_MAX) {
-        return ev_errf(err, "%s: out of range (0 to %lld epoch seconds)", name,
-                       (long long)EV_EPOCH_MAX);
+        return ev_epoch_range_err(err, name, t);
     }
     return 0;
 }

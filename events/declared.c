@@ -29,6 +29,7 @@ struct declared {
     struct decl_field *fields;          /* decl.n_fields of them, in declaration order */
     size_t *by_name;                    /* field indexes sorted by name, for key lookup */
     struct ev_column *columns;
+    struct ev_field *info;              /* what GET /v1/types and the OpenAPI document show */
     char *table;                        /* the quoted table name */
     char *ddl;
     char *idem_ddl;
@@ -580,7 +581,8 @@ build_fields(struct declared *x)
     x->fields = calloc(n > 0 ? n : 1, sizeof(*x->fields));
     x->by_name = calloc(n > 0 ? n : 1, sizeof(*x->by_name));
     x->columns = calloc(n > 0 ? n : 1, sizeof(*x->columns));
-    if (x->fields == NULL || x->by_name == NULL || x->columns == NULL) {
+    x->info = calloc(n > 0 ? n : 1, sizeof(*x->info));
+    if (x->fields == NULL || x->by_name == NULL || x->columns == NULL || x->info == NULL) {
         return DP_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) {
@@ -589,6 +591,14 @@ build_fields(struct declared *x)
         x->fields[i].d = f;
         x->by_name[i] = i;
         x->columns[i] = (struct ev_column){f->name, sql_types[f->type], f->required};
+        /* The declaration's own words; validate checks it, so no check function here. An
+         * optional field takes JSON null as absent. */
+        x->info[i] = (struct ev_field){
+            .name = f->name,
+            .type = dp_field_type_name(f->type),
+            .required = f->required,
+            .null_ok = !f->required,
+        };
         if (f->pattern != NULL) {
             if (regcomp(&x->fields[i].re, f->pattern, REG_EXTENDED | REG_NOSUB) != 0) {
                 return DP_ERR_INVALID;
@@ -637,6 +647,9 @@ ev_declared_create(const struct dp_type_decl *d, struct ev_type **out)
         .ddl = x->ddl,
         .copy_columns = x->copy_columns,
         .load = EV_LOAD_APPEND,
+        .fields = x->info,
+        .n_fields = x->decl.n_fields,
+        .open = x->decl.keep_unknown,
         .stage_ddl = NULL,
         .upsert_sql = NULL,
         .id_kind = EV_ID_UUID,
@@ -672,6 +685,7 @@ ev_declared_destroy(struct ev_type *t)
     free(x->fields);
     free(x->by_name);
     free(x->columns);
+    free(x->info);
     free(x->table);
     free(x->ddl);
     free(x->idem_ddl);

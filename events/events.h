@@ -64,6 +64,30 @@ struct ev_column {
 };
 
 /*
+ * One field of a type: what GET /v1/types and the OpenAPI document show, and, where the type's
+ * validate walks its table with ev_fields_check, how it is checked. A compiled type lists each
+ * field once, in its events/<type>.c; a type declared in the configuration fills name, type
+ * and required from its declaration (check may then be NULL: its validate checks by itself).
+ */
+struct ev_field {
+    const char *name;
+    /*
+     * What a client sends, in the words of declared types (SPEC section 10): "string",
+     * "integer", "number", "boolean", "timestamp" (epoch seconds or RFC 3339 text), "ip",
+     * "url", "uuid", "object", "array"; several separated by '|' ("integer|string") when
+     * either is taken.
+     */
+    const char *type;
+    /* A finer rule, or NULL: a JSON Schema format ("date-time", "ipv4") or our own words
+     * ("epoch-seconds", "http-url", "non-empty"). */
+    const char *format;
+    bool required;
+    bool null_ok;               /* optional and JSON null taken as absent (check not called) */
+    /* check - the field's check, given its value (never NULL); 0 or DP_ERR_INVALID. */
+    int (*check)(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+};
+
+/*
  * One event type: a static const descriptor, defined in events/<name>.c with
  * designated initializers and listed once in registry.c; or a declared type
  * (SPEC section 10), built at start by events/declared.c from its declaration.
@@ -76,6 +100,9 @@ struct ev_type {
     const char *ddl;            /* CREATE TABLE IF NOT EXISTS ... (one statement) */
     const char *copy_columns;   /* column list for COPY, "(a, b, c)"; of <table>_stage if upsert */
     enum ev_load load;
+    const struct ev_field *fields; /* the fields it takes, n_fields of them */
+    size_t n_fields;
+    bool open;                  /* fields not in the table are taken too (product's doc) */
     /*
      * The table has a nullable idempotency_key text column, unique where not null (the
      * loader adds the column and the index to older tables), written as the last column of
@@ -130,6 +157,20 @@ extern _Atomic size_t ev_registry_len;
 
 /* ev_lookup - the type with exactly this name (len bytes), or NULL. */
 const struct ev_type *ev_lookup(const char *name, size_t len);
+
+/*
+ * ev_type_names - the registry's type names in registry order, separated by ", ", into out
+ * (cap bytes, cap > 4): what an "unknown event type" answer lists. When they do not all fit,
+ * as many as fit followed by "...". Always NUL-terminates.
+ */
+void ev_type_names(char *out, size_t cap);
+
+/*
+ * ev_unknown_type - the message for a type name the registry does not have (name: len bytes
+ * of client text, quoted and escaped as in every message): unknown event type "NAME" (valid
+ * types: a, b, ...). Into out; the list is cut with "..." when it does not fit.
+ */
+void ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len);
 
 /* What ev_registry_update() did to one declared type. */
 enum ev_change {

@@ -87,15 +87,19 @@ ldr_error_public(const char *what, const char *err, char *out, size_t len)
     snprintf(out, len, "database: %s", err);
 }
 
-/* Remember a failure for STATUS and, without connection details, for /v1/status. */
+/*
+ * Remember a failure for STATUS and, without connection details, for /v1/status; retry: it
+ * will be retried (counted as a retry in /metrics).
+ */
 static void
-ldr_note_failure(struct ldr *l, const char *what, const char *err)
+ldr_note_failure(struct ldr *l, const char *what, const char *err, bool retry)
 {
     char shown[LDR_ERR_MAX];
     struct queue_meta_op ops[] = {
         {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, shown},
         {QUEUE_META_LOADER_LAST_ERROR_US, QUEUE_META_SET, dp_now_us(), NULL},
-        {QUEUE_META_LOADER_RETRIES, QUEUE_META_ADD, 1, NULL},
+        {QUEUE_META_LOADER_ERRORS, QUEUE_META_ADD, 1, NULL},
+        {QUEUE_META_LOADER_RETRIES, QUEUE_META_ADD, retry ? 1 : 0, NULL},
     };
     int rc;
 
@@ -123,8 +127,9 @@ ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *er
     bool go_on;
 
     (*attempt)++;
-    ldr_note_failure(l, what, err);
-    if (l->give_up_attempts > 0 && *attempt >= l->give_up_attempts) {
+    go_on = l->give_up_attempts == 0 || *attempt < l->give_up_attempts;
+    ldr_note_failure(l, what, err, go_on);
+    if (!go_on) {
         dp_error("giving up after repeated failures", "what=%s attempts=%d error=%s", what,
                  *attempt, err);
         return DP_ERR_RETRY;

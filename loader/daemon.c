@@ -22,6 +22,7 @@
 
 #define DMN_TICK_MS 1000               /* longest wait between two looks at the schedule */
 #define DMN_CHANGES_MAX 1024           /* bytes of "what changed" text on SIGHUP */
+#define DMN_SUMMARY_MS 60000           /* one summary line a minute, as the server's */
 
 enum dmn_job {
     DMN_JOB_START,                     /* ldr_start: connect, fence, schema, recover */
@@ -48,6 +49,10 @@ struct dmn {
     int64_t last_start_ms;             /* monotonic; -1 before the first run */
     int64_t last_end_ms;
     uint64_t watchdog_usec;            /* 0: no watchdog */
+    uint64_t runs;                     /* runs ended since start */
+    uint64_t summary_runs;             /* runs at the last summary */
+    struct ldr_run_stats summary_prev; /* ldr_totals at the last summary */
+    int64_t summary_ms;                /* monotonic time of the last summary */
     char status[256];                  /* last STATUS= sent */
     bool types_pending;                /* live declares new types: register them once idle */
 };
@@ -107,6 +112,7 @@ dmn_job_done(struct dmn *d)
         return 1;
     }
     d->last_end_ms = dp_mono_ms();
+    d->runs++;
     if (ldr_refused(d->l, NULL, 0)) {
         /* Restarting cannot help: systemd's RestartPreventExitStatus= names this status. */
         dp_error("exiting: this queue does not own its queue.id (see above)", "status=%d",
@@ -213,11 +219,8 @@ dmn_reload(struct dmn *d)
     struct dmn_reload r = {.was = d->live != NULL ? d->live : d->cfg};
 
     if (dp_config_load(&src, &n, &errors) != 0) {
-        for (char *p = errors; p != NULL && *p != '\0'; p++) {
-            *p = *p == '\n' ? ';' : *p;
-        }
-        dp_error("configuration reload failed: keeping the running one", "errors=%s",
-                 errors != NULL ? errors : "out of memory");
+        dp_config_reload_log("datapipe-loader", NULL, NULL,
+                             errors != NULL ? errors : "out of memory");
         free(errors);
         return;
     }
@@ -232,12 +235,7 @@ dmn_reload(struct dmn *d)
     d->sched.min_interval_s = n->loader_min_interval_s;
     d->sched.high_water = n->loader_high_water;
     dp_config_diff(d->cfg, n, DP_DAEMON_LOADER, dmn_restart_key, &r);
-    dp_info("configuration reloaded", "applied=%s needs_restart=%s",
-            r.applied[0] != '\0' ? r.applied : "nothing",
-            r.restart[0] != '\0' ? r.restart : "nothing");
-    if (r.restart[0] != '\0') {
-        dp_warn("changed settings need a restart of datapipe-loader", "settings=%s", r.restart);
-    }
+    dp_config_reload_log("datapipe-loader", r.applied, r.restart, NULL);
     dp_config_destroy(d->live);
     d->live = n;
     d->types_pending = d->types_pending || r.types;
@@ -351,6 +349,31 @@ dmn_status(struct dmn *d)
     sd_notify(0, line);
 }
 
+/*
+ * Once a minute, what the runs since the last summary did: the one info line of an idle
+ * loader (a run that moves nothing logs "run finished" at debug only).
+ */
+static void
+dmn_summary(struct dmn *d)
+{
+    struct ldr_run_stats now;
+    const struct ldr_run_stats *p = &d->summary_prev;
+
+    if (dp_mono_ms() - d->summary_ms < DMN_SUMMARY_MS) {
+        return;
+    }
+    ldr_totals(d->l, &now);
+    dp_info("summary", "runs=%llu events=%llu loaded=%llu dead_letters=%llu retries=%llu",
+            (unsigned long long)(d->runs - d->summary_runs),
+            (unsigned long long)(now.events - p->events),
+            (unsigned long long)(now.loaded - p->loaded),
+            (unsigned long long)(now.dead_letters - p->dead_letters),
+            (unsigned long long)(now.retries - p->retries));
+    d->summary_prev = now;
+    d->summary_runs = d->runs;
+    d->summary_ms = dp_mono_ms();
+}
+
 static int
 dmn_tick_ms(const struct dmn *d)
 {
@@ -392,6 +415,7 @@ dmn_loop(struct dmn *d, const sigset_t *set)
             dmn_schedule(d);
         }
         dmn_status(d);
+        dmn_summary(d);
     }
     return code;
 }
@@ -477,6 +501,7 @@ ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
     d.sched.min_interval_s = cfg->loader_min_interval_s;
     d.sched.high_water = cfg->loader_high_water;
     d.last_start_ms = -1;
+    d.summary_ms = dp_mono_ms();
     d.main_thread = pthread_self();
     atomic_init(&d.job_done, false);
     atomic_init(&d.job_rc, 0);

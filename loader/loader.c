@@ -917,11 +917,14 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
                 "again (then they load), see README \"Your own event types\"",
                 "events=%llu types=%s", (unsigned long long)run.held, held_types);
     }
-    dp_info("run finished", "events=%llu loaded=%llu dead_letters=%llu batches=%llu retries=%llu "
-            "seconds=%.3f result=%s", (unsigned long long)run.events,
-            (unsigned long long)run.loaded, (unsigned long long)run.dead_letters,
-            (unsigned long long)run.batches, (unsigned long long)run.retries,
-            (double)(run.end_us - run.start_us) / 1e6, result);
+    /* A run that moved nothing and met no failure is news to nobody: the daemon's per-minute
+     * summary counts it, and an idle loader does not log a line every interval. */
+    dp_log(run.events > 0 || rc != 0 ? DP_LOG_INFO : DP_LOG_DEBUG, "run finished",
+           "events=%llu loaded=%llu dead_letters=%llu batches=%llu retries=%llu "
+           "seconds=%.3f result=%s", (unsigned long long)run.events,
+           (unsigned long long)run.loaded, (unsigned long long)run.dead_letters,
+           (unsigned long long)run.batches, (unsigned long long)run.retries,
+           (double)(run.end_us - run.start_us) / 1e6, result);
     if (st != NULL) {
         *st = run;
     }

@@ -223,8 +223,10 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_BATCHES "loader.batches"
 /* when the last batch committed */
 #define QUEUE_META_LOADER_LAST_SUCCESS_US "loader.last_success_us"
-/* counter: back-offs after PostgreSQL or queue failures */
+/* counter: back-offs after PostgreSQL or queue failures (a failure given up on is none) */
 #define QUEUE_META_LOADER_RETRIES "loader.retries"
+/* counter: PostgreSQL or queue failures, each failed attempt (retried or given up on) */
+#define QUEUE_META_LOADER_ERRORS "loader.errors"
 /* string: the last failure of the running or last run; "" once a run succeeded */
 #define QUEUE_META_LOADER_LAST_ERROR "loader.last_error"
 /* when the last failure happened (never cleared) */

@@ -40,15 +40,39 @@ notify_status(struct srv *s)
     }
 }
 
-/* dp_config_diff callback: what the settings table says SIGHUP may apply is applied. */
+/* What one SIGHUP changed: names only (values may be secret), as the loader words them. */
+struct reload {
+    bool log;                   /* log.level or log.format changed: applied */
+    char applied[1024];         /* other settings applied now (new declared types), ", " list */
+    char restart[1024];         /* settings only a restart applies, ", "-separated */
+};
+
+static void
+note(char *list, size_t cap, const char *text)
+{
+    size_t used = strlen(list);
+
+    snprintf(list + used, cap - used, "%s%s", used > 0 ? ", " : "", text);
+}
+
+/*
+ * dp_config_diff callback: the server applies the log settings and new declared types (the
+ * settings table's reloadable ones); the rest takes a restart.
+ */
 static void
 changed_key(void *arg, const char *key, bool reloadable)
 {
-    (void)arg;
-    if (reloadable) {
-        dp_info("reload: applied", "key=%s", key);
+    struct reload *r = arg;
+
+    if (reloadable && strncmp(key, "log.", 4) == 0) {
+        r->log = true;
+    } else if (reloadable && strncmp(key, "types.", 6) == 0) {
+        char added[128];
+
+        snprintf(added, sizeof(added), "%s added", key);
+        note(r->applied, sizeof(r->applied), added);
     } else {
-        dp_warn("reload: changed, takes effect after a restart", "key=%s", key);
+        note(r->restart, sizeof(r->restart), key);
     }
 }
 
@@ -70,15 +94,22 @@ reload(struct srv *s, const char *cli_path)
 {
     struct dp_config_sources src = dp_config_sources_default(cli_path);
     struct dp_config *fresh = NULL;
+    struct reload r = {0};
+    char log_change[256];
     char *errors = NULL;
 
     if (dp_config_load(&src, &fresh, &errors) != 0) {
-        dp_error("reload: configuration rejected, keeping the running one", "errors=%s",
-                 errors != NULL ? errors : "out of memory");
+        dp_config_reload_log("datapipe-server", NULL, NULL,
+                             errors != NULL ? errors : "out of memory");
         free(errors);
         return;
     }
-    dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, NULL);
+    dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, &r);
+    if (r.log) {
+        snprintf(log_change, sizeof(log_change), "log %s/%s -> %s/%s", s->cfg->log_level,
+                 s->cfg->log_format, fresh->log_level, fresh->log_format);
+        note(r.applied, sizeof(r.applied), log_change);
+    }
     dp_log_setup(fresh->log_level, fresh->log_format);
     /* New declared types are accepted at once (the loader holds their events until it
      * knows them too); a changed one needs a restart. */
@@ -89,6 +120,7 @@ reload(struct srv *s, const char *cli_path)
     queue_set_dedup_window(s->q, fresh->queue_dedup_window_s);
     /* The keys file may have changed even where the configuration did not: always. */
     srv_auth_reload(s, fresh);
+    dp_config_reload_log("datapipe-server", r.applied, r.restart, NULL);
     dp_config_destroy(fresh);
 }
 

@@ -56,6 +56,7 @@ srv_observe(struct srv *s, int status, int64_t elapsed_us)
         atomic_fetch_add(&s->m.http_by_code[status], 1);
     }
     atomic_fetch_add(&s->m.lat[lat_bucket(elapsed_us)], 1);
+    atomic_fetch_add(&s->m.lat_sum_us, elapsed_us > 0 ? (uint64_t)elapsed_us : 0);
 }
 
 void
@@ -161,6 +162,51 @@ srv_oldest_age_s(const struct queue_stats *st, int64_t now_us)
     return (double)(now_us - st->oldest_received_us) / 1e6;
 }
 
+/* "# HELP" and "# TYPE" of one family: every family has both. */
+static void
+family(struct text *t, const char *name, const char *type, const char *help)
+{
+    text_add(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/*
+ * The label of events rejected before they had a type (a body that is not JSON, an unknown
+ * or missing event_name): never an empty label value. Parentheses cannot start a type name.
+ */
+#define UNTYPED_LABEL "(none)"
+
+/* Finite buckets of the latency histogram: le = 2^k microseconds for k in this range. */
+#define LAT_LE_MIN_K 6          /* 64 us */
+#define LAT_LE_MAX_K 25         /* 33.6 s, beyond any request_timeout_ms worth having */
+
+/*
+ * datapipe_http_request_duration_seconds, read off the summary's histogram (no second one):
+ * internal bucket b holds [lat_bucket_upper_us(b - 1), lat_bucket_upper_us(b)), so requests
+ * below 2^k us are buckets 0..2k. Microseconds are whole, so "le" is exact to 1 us.
+ */
+static void
+latency_histogram(struct text *t, struct srv *s)
+{
+    const char *name = "datapipe_http_request_duration_seconds";
+    uint64_t cum = 0;
+    int b = 0;
+
+    family(t, name, "histogram", "Time from a request's dispatch to its answer sent.");
+    for (int k = LAT_LE_MIN_K; k <= LAT_LE_MAX_K; k++) {
+        for (; b <= 2 * k && b < SRV_LAT_BUCKETS - 1; b++) {
+            cum += atomic_load(&s->m.lat[b]);
+        }
+        text_add(t, "%s_bucket{le=\"%.6f\"} %llu\n", name, (double)(1ULL << k) / 1e6,
+                 (unsigned long long)cum);
+    }
+    for (; b < SRV_LAT_BUCKETS; b++) {
+        cum += atomic_load(&s->m.lat[b]);
+    }
+    text_add(t, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+             (unsigned long long)cum, name, (double)atomic_load(&s->m.lat_sum_us) / 1e6, name,
+             (unsigned long long)cum);
+}
+
 void
 srv_get_metrics(struct srv *s, struct srv_reply *r)
 {
@@ -173,8 +219,8 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     memset(&st, 0, sizeof(st));
     queue_stats(s->q, &st);
     queue_commit_counts(s->q, &commits, &committed);
-    text_add(&t, "# HELP datapipe_http_requests_total HTTP requests answered, by status code.\n"
-                 "# TYPE datapipe_http_requests_total counter\n");
+    family(&t, "datapipe_http_requests_total", "counter",
+           "HTTP requests answered, by status code.");
     for (int code = 100; code < 600; code++) {
         uint64_t v = atomic_load(&s->m.http_by_code[code]);
         if (v > 0) {
@@ -182,65 +228,79 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
                      (unsigned long long)v);
         }
     }
-    text_add(&t, "# HELP datapipe_events_accepted_total Events acknowledged, by type.\n"
-                 "# TYPE datapipe_events_accepted_total counter\n");
+    latency_histogram(&t, s);
+    family(&t, "datapipe_events_accepted_total", "counter", "Events acknowledged, by type.");
     for (size_t i = 0; i < ev_registry_len && i < SRV_MAX_TYPES; i++) {
         text_add(&t, "datapipe_events_accepted_total{type=\"%s\"} %llu\n", ev_registry[i]->name,
                  (unsigned long long)atomic_load(&s->m.accepted[i]));
     }
-    text_add(&t, "# HELP datapipe_events_rejected_total Events rejected at ingest, by type.\n"
-                 "# TYPE datapipe_events_rejected_total counter\n");
+    family(&t, "datapipe_events_rejected_total", "counter",
+           "Events rejected at ingest, by type; type=\"" UNTYPED_LABEL "\" when the event had "
+           "none (not JSON, unknown or missing event_name).");
     for (size_t i = 0; i < ev_registry_len && i < SRV_MAX_TYPES; i++) {
         text_add(&t, "datapipe_events_rejected_total{type=\"%s\"} %llu\n", ev_registry[i]->name,
                  (unsigned long long)atomic_load(&s->m.rejected[i]));
     }
-    text_add(&t, "datapipe_events_rejected_total{type=\"\"} %llu\n",
+    text_add(&t, "datapipe_events_rejected_total{type=\"" UNTYPED_LABEL "\"} %llu\n",
              (unsigned long long)atomic_load(&s->m.rejected_untyped));
-    text_add(&t, "# HELP datapipe_events_duplicates_total Keyed events answered as repeats "
-                 "(nothing appended).\n# TYPE datapipe_events_duplicates_total counter\n"
-                 "datapipe_events_duplicates_total %llu\n",
+    family(&t, "datapipe_events_duplicates_total", "counter",
+           "Keyed events answered as repeats (nothing appended).");
+    text_add(&t, "datapipe_events_duplicates_total %llu\n",
              (unsigned long long)atomic_load(&s->m.duplicates));
-    text_add(&t, "# TYPE datapipe_queue_events gauge\ndatapipe_queue_events %llu\n"
-                 "# TYPE datapipe_queue_bytes gauge\ndatapipe_queue_bytes %llu\n"
-                 "# TYPE datapipe_queue_capacity_bytes gauge\n"
-                 "datapipe_queue_capacity_bytes %llu\n"
-                 "# TYPE datapipe_queue_oldest_event_age_seconds gauge\n"
-                 "datapipe_queue_oldest_event_age_seconds %.3f\n"
-                 "# TYPE datapipe_queue_commits_total counter\n"
-                 "datapipe_queue_commits_total %llu\n"
-                 "# TYPE datapipe_queue_committed_events_total counter\n"
-                 "datapipe_queue_committed_events_total %llu\n",
-             (unsigned long long)st.events, (unsigned long long)st.bytes,
-             (unsigned long long)st.capacity_bytes, srv_oldest_age_s(&st, dp_now_us()),
-             (unsigned long long)commits, (unsigned long long)committed);
+    family(&t, "datapipe_queue_events", "gauge", "Events in the queue, not loaded yet.");
+    text_add(&t, "datapipe_queue_events %llu\n", (unsigned long long)st.events);
+    family(&t, "datapipe_queue_bytes", "gauge", "Bytes the queue's LMDB map uses.");
+    text_add(&t, "datapipe_queue_bytes %llu\n", (unsigned long long)st.bytes);
+    family(&t, "datapipe_queue_capacity_bytes", "gauge",
+           "The queue's LMDB map size (queue.max_bytes).");
+    text_add(&t, "datapipe_queue_capacity_bytes %llu\n", (unsigned long long)st.capacity_bytes);
+    family(&t, "datapipe_queue_oldest_event_age_seconds", "gauge",
+           "Age of the oldest event in the queue; 0 when it is empty.");
+    text_add(&t, "datapipe_queue_oldest_event_age_seconds %.3f\n",
+             srv_oldest_age_s(&st, dp_now_us()));
+    family(&t, "datapipe_queue_commits_total", "counter",
+           "Queue transactions committed (group commit: one fsync each).");
+    text_add(&t, "datapipe_queue_commits_total %llu\n", (unsigned long long)commits);
+    family(&t, "datapipe_queue_committed_events_total", "counter",
+           "Events those transactions held.");
+    text_add(&t, "datapipe_queue_committed_events_total %llu\n", (unsigned long long)committed);
     /* A gauge, not a counter: the "queued" series goes down as the loader drains. */
-    text_add(&t, "# HELP datapipe_events_total Conservation: events accepted into the queue, "
-                 "and where they are now (loaded + dead_lettered + queued = accepted).\n"
-                 "# TYPE datapipe_events_total gauge\n"
-                 "datapipe_events_total{stage=\"accepted\"} %llu\n"
+    family(&t, "datapipe_events_total", "gauge",
+           "Conservation: events accepted into the queue, and where they are now "
+           "(loaded + dead_lettered + queued = accepted).");
+    text_add(&t, "datapipe_events_total{stage=\"accepted\"} %llu\n"
                  "datapipe_events_total{stage=\"loaded\"} %llu\n"
                  "datapipe_events_total{stage=\"dead_lettered\"} %llu\n"
                  "datapipe_events_total{stage=\"queued\"} %llu\n",
              (unsigned long long)st.accepted, (unsigned long long)st.loaded,
              (unsigned long long)st.dead_lettered, (unsigned long long)st.events);
-    text_add(&t, "# HELP datapipe_loader_events_loaded_total Events the loader committed to "
-                 "PostgreSQL, by type.\n# TYPE datapipe_loader_events_loaded_total counter\n");
+    family(&t, "datapipe_loader_events_loaded_total", "counter",
+           "Events the loader committed to PostgreSQL, by type.");
     queue_meta_each(s->q, QUEUE_META_LOADER_LOADED_PREFIX, loaded_line, &t);
-    text_add(&t, "# HELP datapipe_loader_duplicates_total Keyed rows the loader skipped, their "
-                 "idempotency_key already in the table, by type.\n"
-                 "# TYPE datapipe_loader_duplicates_total counter\n");
+    family(&t, "datapipe_loader_duplicates_total", "counter",
+           "Keyed rows the loader skipped, their idempotency_key already in the table, by type.");
     queue_meta_each(s->q, QUEUE_META_LOADER_DUPLICATES_PREFIX, duplicates_line, &t);
-    text_add(&t, "# TYPE datapipe_loader_dead_letters_total counter\n"
-                 "datapipe_loader_dead_letters_total %lld\n"
-                 "# TYPE datapipe_loader_last_success_timestamp_seconds gauge\n"
-                 "datapipe_loader_last_success_timestamp_seconds %.3f\n",
-             (long long)meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS),
+    family(&t, "datapipe_loader_dead_letters_total", "counter",
+           "Events filed into dead_letter, ever (both stages; not the table's size).");
+    text_add(&t, "datapipe_loader_dead_letters_total %lld\n",
+             (long long)meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS));
+    family(&t, "datapipe_loader_errors_total", "counter",
+           "Failed loader attempts (PostgreSQL or queue), retried or given up on.");
+    text_add(&t, "datapipe_loader_errors_total %lld\n",
+             (long long)meta_int(s, QUEUE_META_LOADER_ERRORS));
+    family(&t, "datapipe_loader_retries_total", "counter",
+           "Loader attempts retried after a back-off.");
+    text_add(&t, "datapipe_loader_retries_total %lld\n",
+             (long long)meta_int(s, QUEUE_META_LOADER_RETRIES));
+    family(&t, "datapipe_loader_last_success_timestamp_seconds", "gauge",
+           "When the loader last committed a batch (Unix seconds); 0 before the first.");
+    text_add(&t, "datapipe_loader_last_success_timestamp_seconds %.3f\n",
              (double)meta_int(s, QUEUE_META_LOADER_LAST_SUCCESS_US) / 1e6);
     /* 1 while the loader refuses this queue (it does not own its queue.id): see /v1/status. */
     queue_meta_get_str(s->q, QUEUE_META_LOADER_REFUSED, refused, sizeof(refused));
-    text_add(&t, "# HELP datapipe_loader_refused 1 while the loader refuses to load or delete "
-                 "(this queue does not own its queue.id).\n# TYPE datapipe_loader_refused gauge\n"
-                 "datapipe_loader_refused %d\n", refused[0] != '\0');
+    family(&t, "datapipe_loader_refused", "gauge",
+           "1 while the loader refuses to load or delete (this queue does not own its queue.id).");
+    text_add(&t, "datapipe_loader_refused %d\n", refused[0] != '\0');
     if (t.p == NULL) {
         srv_reply_json(r, 500, "out of memory");
         return;
@@ -389,6 +449,10 @@ loader_json(struct srv *s, const char *last_error)
                         time_json(meta_int(s, QUEUE_META_LOADER_LAST_ERROR_US)));
     json_object_set_new(l, "started_at", time_json(meta_int(s, QUEUE_META_LOADER_STARTED_US)));
     json_object_set_new(l, "dead_letters",
+                        json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
+    /* The same running total under a name that says so: not the table's size (GET
+     * /v1/dead_letters counts the rows). */
+    json_object_set_new(l, "dead_lettered_total",
                         json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS)));
     json_object_set_new(l, "dead_letters_ingest",
                         json_integer(meta_int(s, QUEUE_META_LOADER_DEAD_INGEST)));

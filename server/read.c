@@ -577,3 +577,61 @@ srv_read_trail(struct srv *s, const char *id, json_t *o)
     atomic_fetch_sub(&s->reads_in_flight, 1);
     return rc;
 }
+
+/*
+ * GET /v1/dead_letters: the dead_letter table's size, by stage. /v1/status gives the running
+ * total the loader keeps (dead_lettered_total) without touching PostgreSQL; rows replayed or
+ * deleted since are only seen here. Limited like every read (max_reads, statement timeout).
+ */
+void
+srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r)
+{
+    static const char sql[] = "SELECT count(*), count(*) FILTER (WHERE stage = 'ingest'), "
+                              "count(*) FILTER (WHERE stage = 'load') FROM dead_letter";
+    PGresult *res = NULL;
+    struct read_conn *rconn = NULL;
+    PGconn *c;
+    json_t *o;
+    bool broken = false;
+
+    if (atomic_fetch_add(&s->reads_in_flight, 1) >= max_reads(s)) {
+        srv_reply_json(r, 503, "too many reads waiting on the database: retry later");
+        srv_reply_header(r, "Retry-After", "1");
+        goto out;
+    }
+    rconn = pool_get(s, NULL, 0);
+    if (rconn == NULL) {
+        unavailable(r);
+        goto out;
+    }
+    c = rconn->pg;
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
+            /* The loader has not created its tables yet: nothing was filed. */
+            o = srv_reply_object(200, NULL);
+            json_object_set_new(o, "rows", json_integer(0));
+            json_object_set_new(o, "ingest", json_integer(0));
+            json_object_set_new(o, "load", json_integer(0));
+            srv_reply_set(r, 200, o);
+        } else if (db_busy(sqlstate) || PQstatus(c) != CONNECTION_OK) {
+            unavailable(r);
+            broken = PQstatus(c) != CONNECTION_OK;
+        } else {
+            dp_error("dead_letter count failed", "error=%s", PQerrorMessage(c));
+            srv_reply_json(r, 500, "could not query the database");
+        }
+        goto out;
+    }
+    o = srv_reply_object(200, NULL);
+    json_object_set_new(o, "rows", json_integer(strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+    json_object_set_new(o, "ingest", json_integer(strtoll(PQgetvalue(res, 0, 1), NULL, 10)));
+    json_object_set_new(o, "load", json_integer(strtoll(PQgetvalue(res, 0, 2), NULL, 10)));
+    srv_reply_set(r, 200, o);
+out:
+    PQclear(res);
+    pool_put(s, rconn, broken);
+    atomic_fetch_sub(&s->reads_in_flight, 1);
+}

@@ -71,6 +71,15 @@ get_dead_letters(struct srv *s, struct mg_connection *c, const struct srv_match 
 }
 
 static void
+get_dead_letter_rows(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                     struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_dead_letter_rows(s, r);
+}
+
+static void
 get_status_page(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                 struct srv_reply *r)
 {
@@ -79,7 +88,63 @@ get_status_page(struct srv *s, struct mg_connection *c, const struct srv_match *
     srv_get_status_page(s, r);
 }
 
+static void
+get_types(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_types(s, r);
+}
+
+static void
+get_openapi(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+            struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_openapi(s, r);
+}
+
 #define GET_HEAD (SRV_GET | SRV_HEAD)
+
+/* What the POST handlers answer (ingest.c); /submit adds its 204. */
+#define POST_ANSWERS                                                                          \
+    {202, "accepted once in the queue: one event gives its id; several give accepted, "     \
+          "rejected and up to 100 errors (rejected events go to dead_letter)"},              \
+    {400, "no valid event: status_message (one event) or errors (several) say why"},          \
+    {413, "the body, or an event, is too large"},                                            \
+    {415, "Content-Type or Content-Encoding not accepted"},                                  \
+    {503, "the queue is full or the server is stopping: retry after Retry-After"},           \
+    {500, "a bug, logged with detail"},                                                      \
+    {0, NULL}
+
+static const struct srv_answer post_answers[] = {POST_ANSWERS};
+static const struct srv_answer submit_answers[] = {
+    {204, "every event of the body accepted"},
+    POST_ANSWERS,
+};
+static const struct srv_answer read_answers[] = {
+    {200, "the stored row as JSON"},
+    {400, "the id is not valid for the type"},
+    {404, "no such row: not loaded yet, or never accepted"},
+    {503, "the database is down or busy: retry after Retry-After"},
+    {0, NULL},
+};
+static const struct srv_answer dead_letter_answers[] = {
+    {200, "rows: the dead_letter table's size now; ingest and load: of which each stage"},
+    {503, "the database is down or busy: retry after Retry-After"},
+    {0, NULL},
+};
+static const struct srv_answer readyz_answers[] = {
+    {200, "the queue accepts appends"},
+    {503, "the queue is full or unreadable"},
+    {0, NULL},
+};
+static const struct srv_answer status_answers[] = {
+    {200, "the figures"},
+    {503, "the queue is unreadable"},
+    {0, NULL},
+};
 
 /*
  * Matched in this order, the first row whose path and method match winning: "/v1/events/"
@@ -91,22 +156,26 @@ const struct srv_route srv_routes[] = {
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name"},
+     .summary = "store events; each names its type in event_name",
+     .answers = post_answers},
     {.path = "/v1/events/",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name (as /v1/events)"},
+     .summary = "store events; each names its type in event_name (as /v1/events)",
+     .answers = post_answers},
     {.path = "/",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name (as /v1/events)"},
+     .summary = "store events; each names its type in event_name (as /v1/events)",
+     .answers = post_answers},
     {.path = "/v1/events/{type}",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events of one type"},
+     .summary = "store events of one type",
+     .answers = post_answers},
     {.path = "/v1/events/{id}",
      .methods = GET_HEAD,
      .needs_key = true,
@@ -116,19 +185,22 @@ const struct srv_route srv_routes[] = {
      .methods = GET_HEAD,
      .needs_key = true,
      .handler = get_event,
-     .summary = "read a loaded event by its id"},
+     .summary = "read a loaded event by its id",
+     .answers = read_answers},
     {.path = "/submit",
      .methods = SRV_POST,
      .needs_key = true,
      .event_type = "ad_event",
      .handler = srv_post_submit,
-     .summary = "store ad events; 204 when all are accepted"},
+     .summary = "store ad events; 204 when all are accepted",
+     .answers = submit_answers},
     {.path = "/product/{id}",
      .methods = GET_HEAD,
      .needs_key = true,
      .event_type = "product",
      .handler = get_event,
-     .summary = "read a loaded product by its id"},
+     .summary = "read a loaded product by its id",
+     .answers = read_answers},
     {.path = "/v1/tap",
      .methods = SRV_GET,
      .needs_key = true,
@@ -141,15 +213,18 @@ const struct srv_route srv_routes[] = {
     {.path = "/readyz",
      .methods = GET_HEAD,
      .handler = get_readyz,
-     .summary = "readiness: the queue is readable and not full"},
+     .summary = "readiness: the queue is readable and not full",
+     .answers = readyz_answers},
     {.path = "/metrics",
      .methods = GET_HEAD,
      .handler = get_metrics,
-     .summary = "Prometheus metrics of the server and the loader"},
+     .summary = "Prometheus metrics of the server and the loader",
+     .media_type = "text/plain; version=0.0.4"},
     {.path = "/v1/status",
      .methods = GET_HEAD,
      .handler = get_status,
-     .summary = "queue depth, loader progress and counters as JSON"},
+     .summary = "queue depth, loader progress and counters as JSON",
+     .answers = status_answers},
     {.path = "/v1/status/history",
      .methods = GET_HEAD,
      .handler = get_history,
@@ -162,6 +237,20 @@ const struct srv_route srv_routes[] = {
      .methods = GET_HEAD,
      .handler = get_status_page,
      .summary = "the status page: health, traffic, queue, loader, dead letters (HTML)"},
+    {.path = "/v1/dead_letters",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .handler = get_dead_letter_rows,
+     .summary = "the dead_letter table's size, by stage (a database query)",
+     .answers = dead_letter_answers},
+    {.path = "/v1/types",
+     .methods = GET_HEAD,
+     .handler = get_types,
+     .summary = "the event types: each one's fields, table and endpoint"},
+    {.path = "/v1/openapi.json",
+     .methods = GET_HEAD,
+     .handler = get_openapi,
+     .summary = "this API as an OpenAPI 3.1 document, built from the route table"},
 };
 
 const size_t srv_routes_len = sizeof(srv_routes) / sizeof(srv_routes[0]);
@@ -258,6 +347,8 @@ srv_route_find_method(const char *uri, unsigned method, struct srv_match *m,
         m->route = rt;
         m->type = NULL;
         *unknown_type = false;
+        m->type_name = name;
+        m->type_len = len;
         if (name != NULL) {
             m->type = ev_lookup(name, len);
             *unknown_type = m->type == NULL;
@@ -300,6 +391,16 @@ path_methods(const char *uri)
     return methods;
 }
 
+/* 404 for a type the registry does not have: name it, and list the ones it has. */
+static void
+reply_unknown_type(struct srv_reply *r, const struct srv_match *m)
+{
+    char msg[EV_ERR_MAX];
+
+    ev_unknown_type(msg, m->type_name, m->type_len);
+    srv_reply_json(r, 404, msg);
+}
+
 static void
 dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
 {
@@ -336,7 +437,7 @@ dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
         return;
     }
     if (unknown_type) {
-        srv_reply_json(r, 404, "unknown event type");
+        reply_unknown_type(r, &m);
         return;
     }
     m.route->handler(s, c, &m, r);

@@ -21,7 +21,7 @@
 struct mg_connection;
 struct mg_context;
 
-#define SRV_LAT_BUCKETS 40      /* latency histogram: bucket i holds < 2^(i/2) us */
+#define SRV_LAT_BUCKETS 52      /* latency histogram: steps of sqrt(2) us, the last >= 2^25 us */
 #define SRV_MAX_TYPES EV_REGISTRY_MAX /* registry entries with per-type counters */
 #define SRV_ID_MAX 256          /* longest {id} path segment, bytes with NUL */
 
@@ -57,6 +57,7 @@ struct srv_metrics {
     atomic_uint_fast64_t rejected_untyped;           /* events with no known type */
     atomic_uint_fast64_t duplicates;                 /* keyed repeats answered, not appended */
     atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];       /* request latency histogram */
+    atomic_uint_fast64_t lat_sum_us;                 /* the histogram's sum, microseconds */
 };
 
 /* One sample of the history: totals since start, turned into rates when answering. */
@@ -118,12 +119,20 @@ enum srv_method {
 struct srv_match {
     const struct srv_route *route;
     const struct ev_type *type; /* the route's event_type, or the path's {type}; may be NULL */
+    const char *type_name;      /* that type's name as asked for (a view into the URI), or NULL */
+    size_t type_len;            /* its bytes */
     char id[SRV_ID_MAX];        /* the path's {id}, or "" */
 };
 
 /* A route's own work; the dispatcher has already done method, CORS and key checks. */
 typedef void srv_handler(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                          struct srv_reply *r);
+
+/* One answer a route's handler gives, for the API document. */
+struct srv_answer {
+    int status;                 /* HTTP status; 0 ends a list */
+    const char *what;           /* when it is given */
+};
 
 /*
  * One row of the route table. path is literal text with at most these
@@ -137,6 +146,10 @@ struct srv_route {
     const char *event_type;     /* the registry type the route stands for, or NULL */
     srv_handler *handler;
     const char *summary;        /* one line for an API document */
+    /* The handler's answers, ended by {0}; NULL: 200 only. The dispatcher's own (401, 404 of
+     * an unknown type, 405, OPTIONS) are added by the document from the row. */
+    const struct srv_answer *answers;
+    const char *media_type;     /* the 2xx body's Content-Type; NULL: application/json */
 };
 
 /* The table, in match order (first row that matches wins). */
@@ -329,5 +342,15 @@ int srv_read_trail(struct srv *s, const char *id, json_t *o);
 
 void srv_get_trail(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                    struct srv_reply *r);
+
+/* ---- api.c: what the appliance accepts, for clients to discover ------------- */
+
+/* GET /v1/types: the registry as JSON (each type's fields, table and endpoint). */
+void srv_get_types(struct srv *s, struct srv_reply *r);
+/* GET /v1/openapi.json: an OpenAPI 3.1 document built from the route table and the registry. */
+void srv_get_openapi(struct srv *s, struct srv_reply *r);
+
+/* GET /v1/dead_letters: the dead_letter table's rows, by stage (a query, like row reads). */
+void srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r);
 
 #endif

@@ -811,7 +811,9 @@ START_TEST(test_unreachable_gives_up_or_stops)
     ck_assert_int_eq(ldr_start(l), DP_ERR_CLOSED);
     ck_assert_int_eq(ldr_run(l, NULL), DP_ERR_CLOSED);
     ldr_destroy(l);
-    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 3);
+    /* Three failures, the last given up on: two retries. */
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_ERRORS), 3);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 2);
     /* /v1/status shows the error's class, never the connection's details. */
     ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_ERROR, text, sizeof(text)), 0);
     ck_assert_str_eq(text, "connection: cannot reach PostgreSQL or lost the connection (details "

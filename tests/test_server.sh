@@ -55,7 +55,7 @@ r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "typ
 has "POST /v1/events/{type} → 202" "202 " "$r"
 r=$(post / '{"event_name": " crash_report","user_id": 888,"timestamp": 1000,"message": "have_fun"}')
 eq "leading space in event_name → 400" \
-    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\""}' "$r"
+    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\" (valid types: crash_report, ad_event, user_login, product, data_sample)"}' "$r"
 r=$(post /v1/events/product '{"id": "n1", "price": {"list": [1, 1e-20000]}}')
 eq "a number jsonb refuses → 400 naming its path" \
     '400 {"status_code":400,"status_message":"price.list[1]: number \"1e-20000\" is out of PostgreSQL'"'"'s numeric range"}' "$r"
@@ -75,6 +75,10 @@ r=$(post /submit '{"ip_address": "10.1.2.3", "user_agent": "u", "referring_url":
 has "bad URL → 400 naming the field" '400 {"status_code":400,"status_message":"referring_url' "$r"
 r=$(post /v1/events/crash_report '{"user_id": "x", "timestamp": 2, "message": "m"}')
 eq "wrong type named" '400 {"status_code":400,"status_message":"user_id: expected integer, got string"}' "$r"
+r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 1700000000123, "message": "m"}')
+eq "a timestamp in milliseconds is called so" '400 {"status_code":400,"status_message":"timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds (1700000000)"}' "$r"
+r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 1700000000.25, "message": "m"}')
+eq "a floating-point epoch: integer seconds expected" '400 {"status_code":400,"status_message":"timestamp: expected integer epoch seconds, got floating-point number 1700000000.25"}' "$r"
 r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "m", "extra": 1}')
 has "unknown field → 400" '400 ' "$r"
 has "unknown field named" 'extra' "$r"
@@ -165,7 +169,7 @@ has "HTTP/1.0 gets Connection: close" 'Connection: close' "$r"
 # --- routes and methods
 eq "unknown path → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/nope")"
 r=$(post /v1/events/no_such_type "$SEED")
-eq "unknown type → 404" '404 {"status_code":404,"status_message":"unknown event type"}' "$r"
+eq "unknown type → 404 naming it and the valid ones" '404 {"status_code":404,"status_message":"unknown event type \"no_such_type\" (valid types: crash_report, ad_event, user_login, product, data_sample)"}' "$r"
 eq "GET /submit → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/submit")"
 ok "405 names Allow" grep -qi '^Allow: POST' <(curl -s -D - -o /dev/null "$URL/submit")
 eq "DELETE /v1/events → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/events")"
@@ -201,6 +205,21 @@ for name in 'datapipe_http_requests_total{code="202"}' 'datapipe_events_accepted
     has "/metrics has $name" "$name" "$m"
 done
 has "/metrics counts 413s" 'datapipe_http_requests_total{code="413"} 3' "$m"
+ok "/metrics is strict Prometheus text: HELP and TYPE for every family, no empty label" \
+    awk -f tests/prom_lint.awk <<<"$m"
+awk -f tests/prom_lint.awk <<<"$m" | head -5
+ok "the lint refuses an empty label value and a family without HELP and TYPE" \
+    bash -c '! awk -f tests/prom_lint.awk >/dev/null' <<<$'# HELP a_total x\n# TYPE a_total counter\na_total{type=""} 1\nb 2'
+ok "events with no type (not JSON, unknown event_name) are counted under type=\"(none)\"" \
+    grep -Eq '^datapipe_events_rejected_total\{type="\(none\)"\} [1-9]' <<<"$m"
+n_req=$(awk -F'} ' '/^datapipe_http_requests_total\{/ {n += $2} END {print n}' <<<"$m")
+n_hist=$(awk '$1 == "datapipe_http_request_duration_seconds_count" {print $2}' <<<"$m")
+ok "the latency histogram counts every answered request but this scrape ($n_hist of $n_req)" \
+    [ "$n_hist" = "$n_req" ]
+has "the latency histogram has Prometheus buckets" \
+    'datapipe_http_request_duration_seconds_bucket{le="0.001024"} ' "$m"
+has "loader error counter (none yet)" $'\ndatapipe_loader_errors_total 0\n' "$m"
+has "loader retry counter (none yet)" $'\ndatapipe_loader_retries_total 0\n' "$m"
 
 # --- GET of stored rows (PostgreSQL from tests/pg; the loader has not run)
 eq "GET malformed id → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/not-a-uuid")"
@@ -257,6 +276,7 @@ done
 has "/metrics: datapipe_events_total has HELP and TYPE" '# TYPE datapipe_events_total gauge' "$m"
 has "/metrics: loaded by type (the loader's figures via LMDB)" 'datapipe_loader_events_loaded_total{type="crash_report"}' "$m"
 ok "/metrics: dead letters counted" grep -Eq '^datapipe_loader_dead_letters_total [1-9]' <<<"$m"
+ok "/metrics after a load is still strict Prometheus text" awk -f tests/prom_lint.awk <<<"$m"
 # README's dead-letter look-up and replay commands (here with the harness's conninfo and schema).
 dl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT seq, event_type, stage, error, received_at FROM srvtest.dead_letter ORDER BY seq DESC LIMIT 20")
 has "dead_letter keeps the ingest error" "|crash_report|ingest|user_id: expected integer, got string|" "$dl"
@@ -264,6 +284,17 @@ ndl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM srvtest.dead_letter WH
 r=$(psql "$DP_PG_CONNINFO" -At -c "SELECT convert_from(raw, 'UTF8') FROM srvtest.dead_letter WHERE stage = 'ingest' AND event_type = 'crash_report'" |
     curl -s --data-binary @- "$URL/v1/events/crash_report")
 has "replay re-validates every dead letter (still invalid here)" "\"rejected\":$ndl" "$r"
+# Dead letters: /v1/status's running total, /v1/dead_letters the table's rows.
+ndead=$(awk '$1 == "datapipe_loader_dead_letters_total" {print $2}' <<<"$m")
+has "/v1/status: dead_lettered_total is the running total" "\"dead_lettered_total\":$ndead" \
+    "$(curl -s "$URL/v1/status")"
+eq "/v1/dead_letters: the table's rows, by stage" \
+    "{\"status_code\":200,\"status_message\":\"ok\",\"rows\":$(sql "SELECT count(*) FROM srvtest.dead_letter"),\"ingest\":$(sql "SELECT count(*) FROM srvtest.dead_letter WHERE stage = 'ingest'"),\"load\":0}" \
+    "$(curl -s "$URL/v1/dead_letters")"
+sql "DELETE FROM srvtest.dead_letter WHERE seq = (SELECT min(seq) FROM srvtest.dead_letter)"
+has "/v1/dead_letters: a row deleted is gone from the count" "\"rows\":$((ndead - 1))," \
+    "$(curl -s "$URL/v1/dead_letters")"
+has "/v1/status: the running total stays" "\"dead_lettered_total\":$ndead" "$(curl -s "$URL/v1/status")"
 # A lock on the table, held by a psql that reads its statements from a FIFO: taken, then
 # released when this test says so.
 mkfifo "$TMP/lock.fifo"
@@ -497,16 +528,18 @@ stop_pid "$SPID"
 server hup ""
 sed -i 's/"threads": 16/"threads": 17/; s/"schema": "srvtest"}/"schema": "srvtest"}, "log": {"level": "debug"}/' "$TMP/hup/cfg.json"
 kill -HUP "$SPID"
-wait_until 20 "HUP: restart-only change logged" \
-    grep -q 'reload: changed, takes effect after a restart key=server.threads' "$TMP/hup/log"
-wait_until 20 "HUP: log.level applied" grep -q 'reload: applied key=log.level' "$TMP/hup/log"
+# The same words as the loader's (etc/settings.c dp_config_reload_log): a line for every reload.
+wait_until 20 "HUP: a successful reload is logged, with what it applied and what needs a restart" \
+    grep -q 'info configuration reloaded applied=log info/text -> debug/text needs_restart=server.threads$' "$TMP/hup/log"
+has_file "HUP: restart-only change warned" \
+    'warn changed settings need a restart daemon=datapipe-server settings=server.threads' "$TMP/hup/log"
 curl -s -o /dev/null "$URL/healthz"
 wait_until 20 "HUP: debug access log now on" \
     grep -q 'debug request method=GET uri=/healthz status=200' "$TMP/hup/log"
 echo '{"server": {"threads": "x"}}' >"$TMP/hup/cfg.json"
 kill -HUP "$SPID"
 wait_until 20 "HUP with a bad file: rejected, logged" \
-    grep -q 'reload: configuration rejected' "$TMP/hup/log"
+    grep -q 'error configuration reload failed: keeping the running one errors=' "$TMP/hup/log"
 ok "HUP with a bad file keeps running" kill -0 "$SPID"
 eq "still serving after a bad reload" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"
