@@ -129,6 +129,11 @@ srv_http_start(struct srv *s)
     if (s->cfg->server_tls_certificate != NULL && tls_compat_load() != 0) {
         return DP_ERR_IO;
     }
+    if (srv_budget_init(&s->budget, s->cfg->server_max_inflight_bytes) != 0 ||
+        srv_watchdog_start(s) != 0) {
+        dp_error("cannot start the body watchdog", NULL);
+        return DP_ERR_NOMEM;
+    }
     /* TLS is set up by mg_start, which reports a bad certificate instead of crashing. */
     mg_init_library(0);
     s->ctx = mg_start(&cb, s, opts);
@@ -147,4 +152,8 @@ srv_http_stop(struct srv *s)
         s->ctx = NULL;
     }
     mg_exit_library();
+    if (s->watchdog.running) {
+        srv_watchdog_stop(s);
+        srv_budget_destroy(&s->budget);
+    }
 }
