@@ -178,18 +178,22 @@ grow(struct srv_charge *ch, char **buf, size_t *cap, size_t need)
 
 /* ---- the watchdog ------------------------------------------------------- */
 
-/* Whether the socket fd is the connection w describes (its peer and local ports, address). */
+/* A connected socket's ends: the peer's address as text and port, the local port. */
+struct sock_ends {
+    char addr[INET6_ADDRSTRLEN];
+    int peer_port;
+    int local_port;
+};
+
+/* The ends of fd; false when fd is not a connected TCP socket. */
 static bool
-watch_is_fd(const struct srv_body_watch *w, int fd)
+sock_ends(int fd, struct sock_ends *out)
 {
     struct sockaddr_storage peer;
     struct sockaddr_storage local;
     socklen_t pl = sizeof(peer);
     socklen_t ll = sizeof(local);
-    char text[INET6_ADDRSTRLEN];
     const void *a;
-    int pport;
-    int lport;
 
     if (getsockname(fd, (struct sockaddr *)&local, &ll) != 0 ||
         getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 || peer.ss_family != local.ss_family) {
@@ -197,20 +201,16 @@ watch_is_fd(const struct srv_body_watch *w, int fd)
     }
     if (peer.ss_family == AF_INET) {
         a = &((struct sockaddr_in *)&peer)->sin_addr;
-        pport = ntohs(((struct sockaddr_in *)&peer)->sin_port);
-        lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
+        out->peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+        out->local_port = ntohs(((struct sockaddr_in *)&local)->sin_port);
     } else if (peer.ss_family == AF_INET6) {
         a = &((struct sockaddr_in6 *)&peer)->sin6_addr;
-        pport = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
-        lport = ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
+        out->peer_port = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+        out->local_port = ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
     } else {
         return false;
     }
-    if (pport != w->peer_port || lport != w->local_port ||
-        inet_ntop(peer.ss_family, a, text, sizeof(text)) == NULL) {
-        return false;
-    }
-    return strcmp(text, w->addr) == 0;
+    return inet_ntop(peer.ss_family, a, out->addr, sizeof(out->addr)) != NULL;
 }
 
 /*
@@ -232,12 +232,14 @@ watchdog_cut(struct srv_watchdog *wd, int64_t now)
     }
     while ((e = readdir(d)) != NULL) {
         int fd = atoi(e->d_name);
+        struct sock_ends se;
 
-        if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d)) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d) || !sock_ends(fd, &se)) {
             continue;
         }
         for (struct srv_body_watch *w = wd->head; w != NULL; w = w->next) {
-            if (!w->cut && w->deadline_us <= now && watch_is_fd(w, fd)) {
+            if (!w->cut && w->deadline_us <= now && w->peer_port == se.peer_port &&
+                w->local_port == se.local_port && strcmp(w->addr, se.addr) == 0) {
                 shutdown(fd, SHUT_RD);
                 w->cut = true;
                 atomic_fetch_add(&wd->cut, 1);
