@@ -13,8 +13,11 @@
 # than slowloris connections new clients wait until request_timeout_ms cuts the slow ones
 # off; a second server with the default 64 threads checks that such a client still gets
 # its 202 then, and prints how long it waited.
-# E2E_WRAP (e.g. valgrind) wraps the server; then RSS and the 64-thread server are not
-# checked and E2E_LATENCY_MS may be raised.
+# Then (issue 13) the memory amplification body (one valid event and 16,000,000 lines of "1",
+# gzip) alone and 16 at once, against a fresh server, asserting the answer and the peak RSS;
+# and a slow body (2 MiB at once, then a byte a second) on every thread of a 4-thread server.
+# E2E_WRAP (e.g. valgrind) wraps the server; then RSS, the amplification and the 64-thread
+# server are not checked and E2E_LATENCY_MS may be raised.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
