@@ -200,7 +200,8 @@ timestamp_value(const char *name, const json_t *v, int64_t *us, char err[EV_ERR_
 
     if (json_is_integer(v)) {
         rc = ev_check_epoch_int(v, name, err);
-        *us = json_integer_value(v) * 1000000;
+        /* Only a value in range is scaled: a huge one would overflow (found by fuzz_events). */
+        *us = rc == 0 ? json_integer_value(v) * 1000000 : 0;
         return rc;
     }
     if (json_is_string(v)) {
