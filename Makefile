@@ -82,7 +82,7 @@ all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
 # Missing Debian packages are installed; nothing is done when all are there.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
-	openssl libssl-dev lmdb-utils systemd jq
+	openssl libssl-dev lmdb-utils systemd jq haproxy
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
