@@ -18,8 +18,8 @@
  * "Idempotency-Key: PREFIX-N", and a request whose answer did not come (connection refused
  * or reset, no answer within IO_TIMEOUT_S, any 5xx) is sent again with the same key and the
  * same bytes until a 2xx comes, for at most RETRY_S seconds (default 60) from its first
- * send; then it counts as unanswered. SENTFILE lines are "N KEY", once per event however
- * often it was sent. The last stdout line is a summary. Test code only.
+ * send; then it counts as unanswered. SENTFILE lines are "N KEY TYPE", once per event
+ * however often it was sent. The last stdout line is a summary. Test code only.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -426,7 +426,8 @@ conn_main(void *arg)
                         "Content-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s",
                         kind_name[k], key, blen, body);
         if (o.keyed) {
-            snprintf(line, sizeof(line), "%" PRIu64 " %s-%" PRIu64 "\n", n, o.prefix, n);
+            snprintf(line, sizeof(line), "%" PRIu64 " %s-%" PRIu64 " %s\n", n, o.prefix, n,
+                     kind_name[k]);
         } else {
             snprintf(line, sizeof(line), "%" PRIu64 "\n", n);
         }
