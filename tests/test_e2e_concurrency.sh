@@ -23,8 +23,8 @@ start_server
 start_loader
 echo "concurrency: $CONNS keep-alive connections x $CONC_S s, all five types, loader draining" \
     "${KEYED:+(keyed)}"
-"$CLIENT" -p "$PORT" -c "$CONNS" -d "$CONC_S" -t crash,ad,login,sample,product "${KEYED[@]}" -o "$DIR/ack" \
-    -S "$DIR/sent" >"$DIR/client.out" 2>"$DIR/client.err"
+"$CLIENT" -p "$PORT" -c "$CONNS" -d "$CONC_S" -t crash,ad,login,sample,product "${KEYED[@]}" \
+    -o "$DIR/ack" -S "$DIR/sent" >"$DIR/client.out" 2>"$DIR/client.err"
 eq "client: every answer 202 (no 503, no error)" 0 $?
 cat "$DIR/client.out"
 has "no request failed" " 503=0 retry_after=0 other=0 io_errors=0 " "$(cat "$DIR/client.out")"

@@ -20,8 +20,8 @@ e2e_config "" '"interval_s": 1, "min_interval_s": 0, "high_water": 1, "batch_row
 start_server
 echo "loader_kill: 4 connections post mixed events; $RANDOM_KILLS random SIGKILLs of" \
     "datapipe-loader and $HOOK_KILLS fault-hook kills (COMMIT->delete window, before COMMIT)"
-"$CLIENT" -p "$PORT" -c 4 -d $((MAX_S + 30)) -r 400 -t crash,ad,login,sample -o "$DIR/ack" -S "$DIR/sent" \
-    >"$DIR/client.out" 2>"$DIR/client.err" &
+"$CLIENT" -p "$PORT" -c 4 -d $((MAX_S + 30)) -r 400 -t crash,ad,login,sample -o "$DIR/ack" \
+    -S "$DIR/sent" >"$DIR/client.out" 2>"$DIR/client.err" &
 cpid=$!
 T_PIDS+=("$cpid")
 wait_until 10 "the clients queued over 2000 events" queued_above 2000
