@@ -2,7 +2,7 @@
 # make            build bin/datapipe-server and bin/datapipe-loader
 # make check      build and run every test (SANITIZE=1: under ASan and UBSan)
 # make bench      print the benchmark figures
-# make soak       the end-to-end fault scenarios at full length (about 20 minutes)
+# make soak       the end-to-end fault scenarios at full length (about 15 minutes)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured
