@@ -477,9 +477,8 @@ START_TEST(test_batch_read_once)
     ck_assert_int_eq(queue_delete_range(e.q, first, last, NULL, 0), 0);
     ck_assert_uint_eq(tl_queued(&e), 0);
     ck_assert_int_eq(ldr_batch_build(&b), 0);
-    /* Two groups a type (plain, keyed): these unkeyed events are in the plain one. */
     for (size_t i = 0; i < b.n_groups; i++) {
-        if (strcmp(b.groups[i].type->name, "crash_report") == 0 && !b.groups[i].keyed) {
+        if (!b.groups[i].keyed && strcmp(b.groups[i].type->name, "crash_report") == 0) {
             crash = &b.groups[i];
         }
     }
