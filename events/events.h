@@ -364,6 +364,8 @@ int ev_buf_reserve(struct ev_buf *b, size_t extra);
 int ev_buf_put(struct ev_buf *b, const void *p, size_t n);
 /* Append text with COPY text-format escaping (\\, \t, \n, \r, ...). */
 int ev_buf_put_copy_text(struct ev_buf *b, const char *s, size_t n);
+/* Append the NUL-terminated texts given, up to a NULL (SQL built from pieces). */
+int ev_buf_put_strs(struct ev_buf *b, const char *first, ...);
 /* Append bytes as a COPY bytea value in hex form (\\x...). */
 int ev_buf_put_copy_bytea(struct ev_buf *b, const void *p, size_t n);
 /* Append a UTC timestamp "YYYY-MM-DD HH:MM:SS.uuuuuu+00". */
