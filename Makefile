@@ -2,6 +2,7 @@
 # make            build bin/datapipe-server and bin/datapipe-loader
 # make check      build and run every test (SANITIZE=1: under ASan and UBSan)
 # make bench      print the benchmark figures
+# make soak       the end-to-end fault scenarios at full length (about 15 minutes)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured
@@ -76,7 +77,7 @@ LIBTEST := $(BUILD)/libdptest.a
 SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
 LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 
-.PHONY: all deps check bench fuzz run install uninstall clean test-progs
+.PHONY: all deps check soak bench fuzz run install uninstall clean test-progs
 .SECONDARY:
 
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
@@ -86,7 +87,7 @@ all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
 # as there when any npm is on the PATH.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
-	openssl libssl-dev lmdb-utils systemd jq xxd chromium
+	openssl libssl-dev lmdb-utils systemd jq xxd chromium haproxy
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
@@ -141,6 +142,11 @@ test-progs: all $(TEST_PROGS)
 # and always removes.
 check: test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/pg run tests/run-all
+
+# The shortened fault scenarios of make check at full length (tests/run-soak): 100 SIGKILLs
+# of each daemon, 256 keyed clients for 30 s, PostgreSQL down 30 s, the fleet of two.
+soak: test-progs
+	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-soak
 
 bench: all $(TEST_PROGS)
 	$(MAKE) deps EXTRA_DEB_PACKAGES=wrk

@@ -67,8 +67,8 @@ section_known(const char *name)
     return false;
 }
 
-static const char *
-setting_type_name(const config_setting_t *s)
+const char *
+dp_setting_kind_name(const struct config_setting_t *s)
 {
     switch (config_setting_type(s)) {
     case CONFIG_TYPE_INT:
@@ -318,7 +318,7 @@ check_value(const struct dp_setting *o, const config_setting_t *s, const char *f
                 const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
                 if (config_setting_type(el) != CONFIG_TYPE_STRING) {
                     errs_add(e, "%s: %s[%d]: expected string, got %s", file, o->path, i,
-                             setting_type_name(el));
+                             dp_setting_kind_name(el));
                     return false;
                 }
             }
@@ -327,7 +327,7 @@ check_value(const struct dp_setting *o, const config_setting_t *s, const char *f
         break;
     }
     errs_add(e, "%s: %s: expected %s, got %s", file, o->path, kind_name(o->kind),
-             setting_type_name(s));
+             dp_setting_kind_name(s));
     return false;
 }
 
@@ -433,7 +433,7 @@ validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, s
             continue;
         }
         if (config_setting_type(sec) != CONFIG_TYPE_GROUP) {
-            errs_add(e, "%s: %s: expected object, got %s", file, sname, setting_type_name(sec));
+            errs_add(e, "%s: %s: expected object, got %s", file, sname, dp_setting_kind_name(sec));
             continue;
         }
         for (int j = 0; j < config_setting_length(sec); j++) {

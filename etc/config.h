@@ -22,6 +22,9 @@ struct dp_config {
     int server_threads;             /* worker threads */
     int64_t server_max_body_bytes;  /* bytes, after gzip inflation */
     int server_request_timeout_ms;  /* milliseconds */
+    int64_t server_max_events_per_body; /* events; more in one body: 413 */
+    int64_t server_max_inflight_bytes;  /* bytes of request bodies (and their parsed events)
+                                           held at once, server-wide */
     char **server_api_keys;         /* NULL-terminated: api_keys, then api_keys_file's */
     size_t server_api_keys_len;
     char *server_api_keys_file;     /* NULL when unset */

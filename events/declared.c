@@ -200,7 +200,8 @@ timestamp_value(const char *name, const json_t *v, int64_t *us, char err[EV_ERR_
 
     if (json_is_integer(v)) {
         rc = ev_check_epoch_int(v, name, err);
-        *us = json_integer_value(v) * 1000000;
+        /* Only a value in range is scaled: a huge one would overflow (found by fuzz_events). */
+        *us = rc == 0 ? json_integer_value(v) * 1000000 : 0;
         return rc;
     }
     if (json_is_string(v)) {
@@ -488,21 +489,6 @@ sql_done(struct ev_buf *b, int rc)
     return s;
 }
 
-/* Append the NUL-terminated texts given, up to a NULL. */
-static int
-sql_put(struct ev_buf *b, const char *first, ...)
-{
-    va_list ap;
-    int rc = 0;
-
-    va_start(ap, first);
-    for (const char *s = first; rc == 0 && s != NULL; s = va_arg(ap, const char *)) {
-        rc = ev_buf_put(b, s, strlen(s));
-    }
-    va_end(ap);
-    return rc;
-}
-
 /* The unique index on idempotency_key: a name of at most 63 bytes, distinct per table. */
 static int
 index_name(const char *table, char out[64])
@@ -532,34 +518,34 @@ build_sql(struct declared *x)
     int rc;
     int rc_cols;
 
-    rc = sql_put(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid PRIMARY KEY", NULL);
-    rc_cols = sql_put(&cols, "(id", NULL);
+    rc = ev_buf_put_strs(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid PRIMARY KEY", NULL);
+    rc_cols = ev_buf_put_strs(&cols, "(id", NULL);
     for (size_t i = 0; i < d->n_fields; i++) {
         const struct dp_field_decl *f = &d->fields[i];
 
         if (rc == 0) {
-            rc = sql_put(&ddl, ", \"", f->name, "\" ", sql_types[f->type],
+            rc = ev_buf_put_strs(&ddl, ", \"", f->name, "\" ", sql_types[f->type],
                          f->required ? " NOT NULL" : "", NULL);
         }
         if (rc_cols == 0) {
-            rc_cols = sql_put(&cols, ", \"", f->name, "\"", NULL);
+            rc_cols = ev_buf_put_strs(&cols, ", \"", f->name, "\"", NULL);
         }
     }
     if (rc == 0) {
-        rc = sql_put(&ddl, d->keep_unknown ? ", extra jsonb" : "",
+        rc = ev_buf_put_strs(&ddl, d->keep_unknown ? ", extra jsonb" : "",
                      ", idempotency_key text, source text, received_at timestamptz NOT NULL, "
                      "loaded_at timestamptz NOT NULL DEFAULT now())", NULL);
     }
     if (rc_cols == 0) {
-        rc_cols = sql_put(&cols, d->keep_unknown ? ", extra" : "", ", received_at)", NULL);
+        rc_cols = ev_buf_put_strs(&cols, d->keep_unknown ? ", extra" : "", ", received_at)", NULL);
     }
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);
     index_name(d->name, idx);
-    x->idem_ddl = sql_done(&idem, sql_put(&idem, "CREATE UNIQUE INDEX IF NOT EXISTS \"", idx,
+    x->idem_ddl = sql_done(&idem, ev_buf_put_strs(&idem, "CREATE UNIQUE INDEX IF NOT EXISTS \"", idx,
                                           "\" ON ", x->table, " (idempotency_key) "
                                           "WHERE idempotency_key IS NOT NULL", NULL));
-    x->get_sql = sql_done(&get, sql_put(&get, "SELECT row_to_json(t)::text FROM ", x->table,
+    x->get_sql = sql_done(&get, ev_buf_put_strs(&get, "SELECT row_to_json(t)::text FROM ", x->table,
                                         " t WHERE t.id = $1::uuid", NULL));
     return x->ddl && x->copy_columns && x->idem_ddl && x->get_sql ? 0 : DP_ERR_NOMEM;
 }

@@ -225,6 +225,9 @@ struct ev_item {
     size_t key_len;             /* bytes, 1 to EV_KEY_MAX when key is set */
     uint8_t digest[EV_DIGEST_LEN]; /* with a key: SHA-256 of raw, surrounding whitespace
                                       trimmed */
+    bool error_shared;          /* error is the previous item's text (same message), not
+                                   a copy of its own: a body of many events failing alike
+                                   holds one text */
 };
 
 /* All events of one body. Zero-initialise; free with ev_batch_free. */
@@ -233,6 +236,8 @@ struct ev_batch {
     size_t n;
     size_t cap;
     size_t n_valid;             /* items with error == NULL */
+    size_t max_events;          /* in: most items the body may hold (0: no cap) */
+    bool too_many;              /* out: parsing stopped at max_events (DP_ERR_FULL) */
 };
 
 /*
@@ -252,10 +257,14 @@ struct ev_batch {
  * Other rejected items carry "field: problem" texts, and their type when it
  * is known (the URL's, or a valid event_name). Every error is valid UTF-8,
  * with client bytes escaped, so it can go into a JSON answer as it is.
- * The batch holds views into body: body must outlive it.
+ * The batch holds views into body: body must outlive it. With out->max_events set, parsing
+ * stops as soon as one more event would exceed it (so a body of millions of tiny events
+ * costs no more than max_events items).
  * Returns 0 (the batch may still hold invalid events: see n_valid),
  * DP_ERR_INVALID (the body holds no JSON value at all: empty or whitespace;
- * the batch is empty), DP_ERR_NOMEM (the batch may be partly filled: free it).
+ * the batch is empty), DP_ERR_FULL (more than out->max_events events: out->too_many is
+ * set, the batch is partly filled: free it), DP_ERR_NOMEM (the batch may be partly
+ * filled: free it).
  */
 int ev_parse_body(const char *body, size_t len, const struct ev_type *type,
                   struct ev_batch *out);
@@ -269,7 +278,8 @@ void ev_batch_free(struct ev_batch *b);
  * validated as an event of type t by the same dispatcher as ev_parse_body (t NULL: the
  * event names its type). With error non-NULL the item is rejected with that text (copied)
  * instead, of type t, and raw is not parsed. For bodies that are not plain event streams
- * (CloudEvents). Returns 0 (the item may be rejected) or DP_ERR_NOMEM.
+ * (CloudEvents). Returns 0 (the item may be rejected), DP_ERR_FULL (b->max_events reached:
+ * b->too_many set, nothing added) or DP_ERR_NOMEM.
  */
 int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
                  const char *error);
@@ -303,7 +313,7 @@ int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_
  * is one rejected item whose raw bytes are the whole CloudEvent and whose message names the
  * attribute ("source: required attribute missing"). Other attributes are not stored.
  * Returns 0, DP_ERR_INVALID (no JSON value at all, or batch and the body is not an array:
- * the batch is empty), DP_ERR_NOMEM.
+ * the batch is empty), DP_ERR_FULL (more than out->max_events), DP_ERR_NOMEM.
  */
 int ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *out);
 
@@ -354,6 +364,8 @@ int ev_buf_reserve(struct ev_buf *b, size_t extra);
 int ev_buf_put(struct ev_buf *b, const void *p, size_t n);
 /* Append text with COPY text-format escaping (\\, \t, \n, \r, ...). */
 int ev_buf_put_copy_text(struct ev_buf *b, const char *s, size_t n);
+/* Append the NUL-terminated texts given, up to a NULL (SQL built from pieces). */
+int ev_buf_put_strs(struct ev_buf *b, const char *first, ...);
 /* Append bytes as a COPY bytea value in hex form (\\x...). */
 int ev_buf_put_copy_bytea(struct ev_buf *b, const void *p, size_t n);
 /* Append a UTC timestamp "YYYY-MM-DD HH:MM:SS.uuuuuu+00". */

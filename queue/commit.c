@@ -34,6 +34,9 @@
 #define QUEUE_B_TAKEN 2u /* one caller took the role */
 #define QUEUE_B_DONE 3u  /* committed or failed: every rc is final */
 
+/* Bytes LMDB adds to a record in a leaf page: node header, 8-byte key, a page slot. */
+#define QUEUE_NODE_OVERHEAD 18u
+
 /* Most expired keys forgotten in the transaction that follows an append refused for space. */
 #define QUEUE_PRUNE_ON_FULL 4096
 
@@ -67,6 +70,8 @@ queue_error_cut(const char *s, size_t len)
 static int
 queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
 {
+    uint64_t total = 0;
+
     if (evs == NULL || n == 0) {
         return DP_ERR_INVALID;
     }
@@ -84,6 +89,17 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
                     q->path, ev->json_len, q->map_bytes);
             return DP_ERR_INVALID;
         }
+        total += queue_rec_size(ev) + QUEUE_NODE_OVERHEAD;
+    }
+    /*
+     * A call that could not fit even in an empty queue is refused as too large, before it
+     * is tried: failing it for space would call the queue full (503, /readyz 503) while it
+     * may be empty.
+     */
+    if (total > q->map_bytes / 2) {
+        dp_warn("append too large for the queue", "path=%s events=%zu bytes=%" PRIu64
+                " map_bytes=%" PRIu64, q->path, n, total, q->map_bytes);
+        return DP_ERR_INVALID;
     }
     return 0;
 }

@@ -154,7 +154,8 @@ void queue_close(struct queue *q);
  * say), DP_ERR_FULL (map full or disk full, the keys counting with the events:
  * none stored; retry after the loader frees space or keys expire),
  * DP_ERR_INVALID (n == 0, a type empty or longer than QUEUE_TYPE_MAX, a key
- * longer than QUEUE_KEY_MAX, a record larger than half the map), DP_ERR_IO
+ * longer than QUEUE_KEY_MAX, a record, or the n records together, larger than half the
+ * map: too large for this queue however empty, refused without marking it full), DP_ERR_IO
  * (other write error: none stored), DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.
  */
 int queue_append(struct queue *q, struct queue_event *evs, size_t n);

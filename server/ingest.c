@@ -416,7 +416,9 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     struct queue_event one;
     struct queue_event *evs = &one;
     enum body_mode mode = body_mode(c, type, submit);
+    struct srv_charge ch = {.budget = &s->budget, .bytes = 0};
     char *body = NULL;
+    char msg[160];
     size_t len = 0;
     size_t dups = 0;
     int rc;
@@ -433,12 +435,24 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
                                      "application/x-www-form-urlencoded");
         return;
     }
-    if (srv_body_read(c, s->cfg->server_max_body_bytes, s->cfg->server_request_timeout_ms, &body,
-                      &len, r) != 0) {
+    if (srv_body_read(s, c, &ch, &body, &len, r) != 0) {
         goto out;
     }
+    b.max_events = (size_t)s->cfg->server_max_events_per_body;
     rc = parse_by_mode(c, mode, body, len, type, &b, r);
     if (rc == DP_ERR_INVALID) {
+        goto out;
+    }
+    if (rc == DP_ERR_FULL && b.too_many) {
+        snprintf(msg, sizeof(msg), "more than server.max_events_per_body (%lld) events in one "
+                 "body; nothing was stored", (long long)s->cfg->server_max_events_per_body);
+        srv_reply_json(r, 413, msg);
+        goto out;
+    }
+    /* The parsed events and their queue records count against the budget too. */
+    if (rc == 0 && srv_charge_add(&ch, (int64_t)(b.n * (sizeof(struct ev_item) +
+                                                         sizeof(struct queue_event)))) != 0) {
+        srv_reply_busy(r);
         goto out;
     }
     if (rc == 0) {
@@ -499,6 +513,7 @@ out:
     }
     ev_batch_free(&b);
     free(body);
+    srv_charge_release(&ch);
 }
 
 void

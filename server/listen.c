@@ -123,6 +123,11 @@ srv_http_start(struct srv *s)
         dp_error("out of memory creating the database pool", NULL);
         return DP_ERR_NOMEM;
     }
+    if (srv_budget_init(&s->budget, s->cfg->server_max_inflight_bytes) != 0 ||
+        srv_watchdog_start(s) != 0) {
+        dp_error("cannot start the body watchdog", NULL);
+        return DP_ERR_NOMEM;
+    }
     /* TLS is set up by mg_start, which reports a bad certificate instead of crashing. */
     mg_init_library(0);
     s->ctx = mg_start(&cb, s, opts);
@@ -144,4 +149,8 @@ srv_http_stop(struct srv *s)
     }
     srv_read_pool_destroy(s);
     mg_exit_library();
+    if (s->watchdog.running) {
+        srv_watchdog_stop(s);
+        srv_budget_destroy(&s->budget);
+    }
 }

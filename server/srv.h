@@ -87,6 +87,37 @@ struct srv_history {
     struct srv_sample ring[SRV_HISTORY_RING];
 };
 
+/*
+ * The server-wide budget for bytes held by request bodies in flight (server.max_inflight_bytes):
+ * the body buffers (raw and inflated) as they grow, then the parsed events. A request that
+ * holds nothing yet may wait briefly for room; one that already holds some never waits (two
+ * large requests each waiting for the other's bytes would both stall), it gets 503.
+ */
+struct srv_budget {
+    pthread_mutex_t mu;         /* with cv: requests waiting for room */
+    pthread_cond_t cv;          /* CLOCK_MONOTONIC */
+    int64_t used;               /* bytes charged now, under mu */
+    int64_t max_bytes;          /* server.max_inflight_bytes */
+    int64_t peak;               /* most bytes charged at once, under mu */
+};
+
+/* What one request holds of the budget. Zero-initialise with its budget set. */
+struct srv_charge {
+    struct srv_budget *budget;
+    int64_t bytes;              /* bytes charged by this request */
+};
+
+/* The deadline watch over bodies being read (reqbody.c): one thread, see srv_body_read. */
+struct srv_watchdog {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* CLOCK_MONOTONIC: a new earlier deadline, or stop */
+    struct srv_body_watch *head; /* bodies being read, under mu */
+    pthread_t thread;
+    bool running;               /* thread started */
+    bool stop;                  /* under mu */
+    atomic_uint_fast64_t cut;   /* bodies cut off at their deadline */
+};
+
 struct srv {
     const struct dp_config *cfg;
     struct queue *q;
@@ -104,6 +135,8 @@ struct srv {
     atomic_int taps_open;             /* slots of taps in use: the ingest path's one load */
     atomic_bool stopping;             /* the server is stopping: taps end */
     struct srv_tap taps[SRV_TAP_MAX];
+    struct srv_budget budget;   /* server.max_inflight_bytes */
+    struct srv_watchdog watchdog; /* server.request_timeout_ms for whole bodies */
 };
 
 /* ---- routes.c: the route table and the dispatcher ---------------------- */
@@ -215,14 +248,46 @@ void srv_cors_preflight(const struct srv *s, struct mg_connection *c, struct srv
 
 /*
  * srv_body_read - read the request body (Content-Length or chunked) into a
- * malloc'd buffer, at most max bytes after inflating gzip, the whole body
- * within timeout_ms.
- * *out is the caller's to free. Returns 0; or fills r (400, 413, 415, or 500
- * when out of memory inflating) and returns DP_ERR_INVALID, DP_ERR_IO or
+ * malloc'd buffer, at most s's server.max_body_bytes after inflating gzip, the whole body
+ * within server.request_timeout_ms whatever the client's pace: the watchdog (see
+ * srv_watchdog_start) shuts the connection's reading side at the deadline, which ends a
+ * read that civetweb would otherwise keep waiting in while bytes trickle in.
+ * Every buffer is charged to ch (s->budget) before it is allocated.
+ * *out is the caller's to free; ch stays charged until the caller releases it. Returns 0;
+ * or fills r (400, 413, 415, 503 with Retry-After when the budget has no room, or 500 when
+ * out of memory inflating) and returns DP_ERR_INVALID, DP_ERR_BUSY, DP_ERR_IO or
  * DP_ERR_NOMEM.
  */
-int srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, size_t *len,
-                  struct srv_reply *r);
+int srv_body_read(struct srv *s, struct mg_connection *c, struct srv_charge *ch, char **out,
+                  size_t *len, struct srv_reply *r);
+
+/*
+ * srv_budget_init / srv_budget_destroy - set up and tear down b for max_bytes.
+ * Returns 0 or DP_ERR_NOMEM.
+ */
+int srv_budget_init(struct srv_budget *b, int64_t max_bytes);
+void srv_budget_destroy(struct srv_budget *b);
+
+/*
+ * srv_charge_add - charge n more bytes to ch. A charge that holds nothing yet waits up to
+ * SRV_BUDGET_WAIT_MS for room; one that holds some does not wait.
+ * Returns 0 or DP_ERR_BUSY (nothing more charged).
+ */
+int srv_charge_add(struct srv_charge *ch, int64_t n);
+
+/* srv_charge_release - give back everything ch holds (then ch->bytes is 0). */
+void srv_charge_release(struct srv_charge *ch);
+
+/* srv_reply_busy - the 503 for a request the budget has no room for. */
+void srv_reply_busy(struct srv_reply *r);
+
+/*
+ * srv_watchdog_start - start the thread that cuts off bodies past their deadline.
+ * Returns 0 or DP_ERR_NOMEM. srv_watchdog_stop - stop it (after civetweb stopped);
+ * safe when it never started.
+ */
+int srv_watchdog_start(struct srv *s);
+void srv_watchdog_stop(struct srv *s);
 
 /*
  * srv_too_large - the one place that decides a POST is too large, and answers

@@ -69,6 +69,8 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg->server_threads, 64);
     ck_assert_int_eq(cfg->server_max_body_bytes, 33554432);
     ck_assert_int_eq(cfg->server_request_timeout_ms, 30000);
+    ck_assert_int_eq(cfg->server_max_events_per_body, 100000);
+    ck_assert_int_eq(cfg->server_max_inflight_bytes, 268435456);
     ck_assert_uint_eq(cfg->server_api_keys_len, 0);
     ck_assert_ptr_null(cfg->server_api_keys[0]);
     ck_assert_ptr_null(cfg->server_api_keys_file);

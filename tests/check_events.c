@@ -486,6 +486,50 @@ START_TEST(test_untyped_dispatch)
 }
 END_TEST
 
+/*
+ * server.max_events_per_body: parsing stops at the cap (DP_ERR_FULL, too_many), also inside
+ * an array and for CloudEvents batches; at the cap exactly it passes. Rejected events that
+ * fail alike share one error text (the batch frees it once).
+ */
+START_TEST(test_max_events)
+{
+    const struct ev_type *t = ev_lookup("crash_report", strlen("crash_report"));
+    static const char ok3[] = "1\n2\n{\"user_id\": 1}\n";
+    static const char arr[] = "[1, 2, 3, 4]";
+    static const char ce[] = "[{}, {}, {}]";
+    struct ev_batch b = {0};
+
+    b.max_events = 3;
+    ck_assert_int_eq(ev_parse_body(ok3, strlen(ok3), t, &b), 0);
+    ck_assert_uint_eq(b.n, 3);
+    ck_assert(!b.too_many);
+    /* "1" and "2" fail alike: one text, shared */
+    ck_assert_str_eq(b.items[0].error, "event: expected object, got integer");
+    ck_assert_ptr_eq(b.items[1].error, b.items[0].error);
+    ck_assert(b.items[1].error_shared);
+    ck_assert(!b.items[0].error_shared);
+    ck_assert_ptr_ne(b.items[2].error, b.items[0].error);
+    ev_batch_free(&b);
+    ck_assert(!b.too_many);
+
+    b.max_events = 3;
+    ck_assert_int_eq(ev_parse_body(arr, strlen(arr), t, &b), DP_ERR_FULL);
+    ck_assert(b.too_many);
+    ck_assert_uint_eq(b.n, 3);
+    ev_batch_free(&b);
+
+    b.max_events = 2;
+    ck_assert_int_eq(ev_parse_cloudevents(ce, strlen(ce), true, &b), DP_ERR_FULL);
+    ck_assert(b.too_many);
+    ev_batch_free(&b);
+
+    b.max_events = 0; /* no cap */
+    ck_assert_int_eq(ev_parse_body(arr, strlen(arr), t, &b), 0);
+    ck_assert_uint_eq(b.n, 4);
+    ev_batch_free(&b);
+}
+END_TEST
+
 /* Bytes the parser itself rejects: each with its exact message. */
 START_TEST(test_bad_json)
 {
@@ -1719,6 +1763,7 @@ events_suite(void)
     tcase_add_loop_test(tc, test_sample_untyped, 0, N_ELEMS(samples));
     tcase_add_loop_test(tc, test_sample_encodes, 0, N_ELEMS(samples));
     tcase_add_loop_test(tc, test_untyped_dispatch, 0, 11);
+    tcase_add_test(tc, test_max_events);
     tcase_add_loop_test(tc, test_bad_json, 0, 16);
     suite_add_tcase(s, tc);
 

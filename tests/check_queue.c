@@ -418,6 +418,39 @@ START_TEST(test_read_limits)
 }
 END_TEST
 
+/*
+ * Many events, each small, together more than half the map: one call too large for this
+ * queue however empty is DP_ERR_INVALID (413), not DP_ERR_FULL (which would call the queue
+ * full), and stores nothing; a smaller call then appends.
+ */
+START_TEST(test_append_too_large_total)
+{
+    struct queue *q = open_q(MIB);
+    struct queue_stats st;
+    size_t n = 4096;
+    struct queue_event *many = calloc(n, sizeof(*many));
+    char *json = calloc(1, 1024);
+
+    ck_assert_ptr_nonnull(many);
+    ck_assert_ptr_nonnull(json);
+    for (size_t i = 0; i < n; i++) {
+        many[i].type = "crash_report";
+        many[i].type_len = strlen("crash_report");
+        many[i].json = json;
+        many[i].json_len = 1024;
+    }
+    ck_assert_int_eq(queue_append(q, many, n), DP_ERR_INVALID);
+    ck_assert_int_eq(queue_stats(q, &st), 0);
+    ck_assert_uint_eq(st.events, 0);
+    ck_assert_int_eq(queue_append(q, many, 2), 0);
+    ck_assert_int_eq(queue_stats(q, &st), 0);
+    ck_assert_uint_eq(st.events, 2);
+    free(json);
+    free(many);
+    queue_close(q);
+}
+END_TEST
+
 START_TEST(test_append_invalid)
 {
     struct queue *q = open_q(MIB);
@@ -2067,6 +2100,7 @@ queue_suite(void)
     tcase_add_test(tc, test_roundtrip_fields);
     tcase_add_test(tc, test_read_limits);
     tcase_add_test(tc, test_append_invalid);
+    tcase_add_test(tc, test_append_too_large_total);
     tcase_add_test(tc, test_stats);
 
     tc = tcase(s, "sequence", 20);

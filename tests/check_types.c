@@ -590,6 +590,8 @@ static const struct {
     {"\"ts\": \"2024-01-01T00:00:00Z\"", NULL},
     {"\"ts\": -1", "ts: out of range (0 to 253402300799 epoch seconds)"},
     {"\"ts\": 253402300800", "ts: out of range (0 to 253402300799 epoch seconds)"},
+    /* fuzz_events: seconds whose microseconds overflow int64 (UBSan: signed overflow) */
+    {"\"ts\": 170000000000000000", "ts: out of range (0 to 253402300799 epoch seconds)"},
     {"\"ts\": \"2024-01-01T00:00:00\"", "ts: missing UTC offset (Z or +hh:mm)"},
     {"\"ts\": \"2023-02-29T00:00:00Z\"", "ts: day out of range for the month"},
     {"\"ts\": \"yesterday\"",

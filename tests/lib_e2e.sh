@@ -187,6 +187,45 @@ e2e_conservation() {
     fi
 }
 
+# key_counts: "KEY|ROWS" for every idempotency key in the four keyed tables together
+# (product is an upsert by its id and keeps no key).
+key_counts() {
+    local t q=""
+    for t in crash_report ad_event user_login data_sample; do
+        q="$q${q:+ UNION ALL }SELECT idempotency_key FROM $SCHEMA.$t"
+    done
+    sql "SELECT idempotency_key, count(*) FROM ($q) k WHERE idempotency_key IS NOT NULL
+         GROUP BY 1"
+}
+
+# e2e_verify_keys SENTFILE: the keyed clients' verdict, counting every key sent (SENTFILE
+# lines "N KEY TYPE", one per event however often it was sent), not only the acknowledged
+# ones: each is in PostgreSQL exactly once, and no key is there that was never sent. Product
+# lines are left out: product is an upsert by its id and keeps no key.
+# Sets KEYS_SENT KEYS_LOST KEYS_DUPS.
+e2e_verify_keys() {
+    local never
+    awk '$3 != "product" {print $2}' "$1" | sort >"$DIR/keys.sent"
+    key_counts >"$DIR/keys.loaded"
+    cut -d'|' -f1 "$DIR/keys.loaded" | sort >"$DIR/keys.loaded.k"
+    KEYS_SENT=$(wc -l <"$DIR/keys.sent")
+    KEYS_LOST=$(comm -23 "$DIR/keys.sent" "$DIR/keys.loaded.k" | wc -l)
+    KEYS_DUPS=$(awk -F'|' '$2 > 1' "$DIR/keys.loaded" | wc -l)
+    never=$(comm -13 "$DIR/keys.sent" "$DIR/keys.loaded.k" | wc -l)
+    echo "$E2E_NAME: keys sent=$KEYS_SENT (each once in the sent file:" \
+        "$(uniq -d "$DIR/keys.sent" | wc -l) repeated) loaded=$(wc -l <"$DIR/keys.loaded")" \
+        "lost=$KEYS_LOST duplicated=$KEYS_DUPS loaded-never-sent=$never"
+    if [ "$KEYS_LOST" -gt 0 ]; then
+        echo "$E2E_NAME: first keys sent but not loaded:" >&2
+        comm -23 "$DIR/keys.sent" "$DIR/keys.loaded.k" | head -5 >&2
+    fi
+    ok "some keyed events sent ($KEYS_SENT)" [ "$KEYS_SENT" -gt 0 ]
+    eq "every key appears once in the client's sent file" 0 "$(uniq -d "$DIR/keys.sent" | wc -l)"
+    eq "no key sent is missing from PostgreSQL" 0 "$KEYS_LOST"
+    eq "no key in PostgreSQL twice" 0 "$KEYS_DUPS"
+    eq "no key in PostgreSQL that was never sent" 0 "$never"
+}
+
 # e2e_figures KEY=VALUE...: one machine-readable line for the README table.
 e2e_figures() {
     echo "E2E-FIGURES $E2E_NAME $* seconds=$((SECONDS - E2E_T0))"

@@ -441,7 +441,7 @@ MAXBODY=4194304 server tiny "" 1048576
 head -c 700000 /dev/zero | tr '\0' 'x' >"$TMP/huge-msg"
 printf '{"user_id": 1, "timestamp": 1, "message": "%s"}' "$(cat "$TMP/huge-msg")" >"$TMP/huge.json"
 r=$(curl -s -w ' %{http_code}' --data-binary @"$TMP/huge.json" "$URL/v1/events/crash_report")
-has "event larger than half the map → 413" "{\"status_code\":413,\"status_message\":\"an event is too large for the queue (see queue.max_bytes)\"}
+has "event larger than half the map → 413" "{\"status_code\":413,\"status_message\":\"the body's events are too large for the queue (an event, or all of them together, over half of queue.max_bytes)\"}
  413" "$r"
 eq "and the server goes on" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"
