@@ -169,6 +169,14 @@ family(struct text *t, const char *name, const char *type, const char *help)
     text_add(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One counter family of a single sample: the loader's metadata counter key. */
+static void
+meta_counter(struct srv *s, struct text *t, const char *name, const char *key, const char *help)
+{
+    family(t, name, "counter", help);
+    text_add(t, "%s %lld\n", name, (long long)meta_int(s, key));
+}
+
 /*
  * The label of events rejected before they had a type (a body that is not JSON, an unknown
  * or missing event_name): never an empty label value. Parentheses cannot start a type name.
@@ -280,18 +288,12 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     family(&t, "datapipe_loader_duplicates_total", "counter",
            "Keyed rows the loader skipped, their idempotency_key already in the table, by type.");
     queue_meta_each(s->q, QUEUE_META_LOADER_DUPLICATES_PREFIX, duplicates_line, &t);
-    family(&t, "datapipe_loader_dead_letters_total", "counter",
-           "Events filed into dead_letter, ever (both stages; not the table's size).");
-    text_add(&t, "datapipe_loader_dead_letters_total %lld\n",
-             (long long)meta_int(s, QUEUE_META_LOADER_DEAD_LETTERS));
-    family(&t, "datapipe_loader_errors_total", "counter",
-           "Failed loader attempts (PostgreSQL or queue), retried or given up on.");
-    text_add(&t, "datapipe_loader_errors_total %lld\n",
-             (long long)meta_int(s, QUEUE_META_LOADER_ERRORS));
-    family(&t, "datapipe_loader_retries_total", "counter",
-           "Loader attempts retried after a back-off.");
-    text_add(&t, "datapipe_loader_retries_total %lld\n",
-             (long long)meta_int(s, QUEUE_META_LOADER_RETRIES));
+    meta_counter(s, &t, "datapipe_loader_dead_letters_total", QUEUE_META_LOADER_DEAD_LETTERS,
+                 "Events filed into dead_letter, ever (both stages; not the table's size).");
+    meta_counter(s, &t, "datapipe_loader_errors_total", QUEUE_META_LOADER_ERRORS,
+                 "Failed loader attempts (PostgreSQL or queue), retried or given up on.");
+    meta_counter(s, &t, "datapipe_loader_retries_total", QUEUE_META_LOADER_RETRIES,
+                 "Loader attempts retried after a back-off.");
     family(&t, "datapipe_loader_last_success_timestamp_seconds", "gauge",
            "When the loader last committed a batch (Unix seconds); 0 before the first.");
     text_add(&t, "datapipe_loader_last_success_timestamp_seconds %.3f\n",
