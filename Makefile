@@ -2,6 +2,7 @@
 # make            build bin/datapipe-server and bin/datapipe-loader
 # make check      build and run every test (SANITIZE=1: under ASan and UBSan)
 # make bench      print the benchmark figures
+# make soak       the end-to-end fault scenarios at full length (about 15 minutes)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured
@@ -62,7 +63,9 @@ FUZZ_SRC := $(wildcard tests/fuzz_*.c)
 TEST_PROG_SRC := $(filter-out $(TESTLIB_SRC) $(FUZZ_SRC),$(wildcard tests/*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# The status page: server/status.html as a byte array (server/page.c serves it).
+STATUS_PAGE_OBJ := $(BUILD)/gen/status_html.o
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(STATUS_PAGE_OBJ)
 LOADER_OBJ := $(LOADER_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_PROGS := $(TEST_PROG_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -74,20 +77,23 @@ LIBTEST := $(BUILD)/libdptest.a
 SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
 LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 
-.PHONY: all deps check bench fuzz run install uninstall clean test-progs
+.PHONY: all deps check soak bench fuzz run install uninstall clean test-progs
 .SECONDARY:
 
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
 
-# Missing Debian packages are installed; nothing is done when all are there.
+# Missing Debian packages are installed; nothing is done when all are there. npm (for the
+# OpenAPI validator tests/test_openapi.sh installs from tests/openapi/package-lock.json) counts
+# as there when any npm is on the PATH.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
-	openssl libssl-dev lmdb-utils systemd jq
+	openssl libssl-dev lmdb-utils systemd jq xxd chromium haproxy
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
 			missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
@@ -98,6 +104,13 @@ deps:
 $(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/gen/status_html.c: server/status.html | deps
+	@mkdir -p $(dir $@)
+	xxd -i $< | sed 's/^unsigned/const unsigned/' >$@.tmp && mv $@.tmp $@
+
+$(STATUS_PAGE_OBJ): $(BUILD)/gen/status_html.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(LIBDP): $(LIB_OBJ)
 	@rm -f $@
@@ -129,6 +142,11 @@ test-progs: all $(TEST_PROGS)
 # and always removes.
 check: test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/pg run tests/run-all
+
+# The shortened fault scenarios of make check at full length (tests/run-soak): 100 SIGKILLs
+# of each daemon, 256 keyed clients for 30 s, PostgreSQL down 30 s, the fleet of two.
+soak: test-progs
+	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-soak
 
 bench: all $(TEST_PROGS)
 	$(MAKE) deps EXTRA_DEB_PACKAGES=wrk

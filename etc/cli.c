@@ -12,6 +12,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void
+cli_loader_opt(int c, const char *arg, struct dp_cli *out)
+{
+    switch (c) {
+    case 'o':
+        out->once = true;
+        break;
+    case 'R':
+        out->replay_dead_letters = true;
+        break;
+    case 'L':
+        out->dead_letters = true;
+        break;
+    case 'n':
+        out->dry_run = true;
+        break;
+    case 't':
+        out->only_type = arg;
+        break;
+    default:
+        out->only_stage = arg;
+        break;
+    }
+}
+
 int
 dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool allow_once,
              struct dp_cli *out)
@@ -22,6 +47,11 @@ dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool al
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"once", no_argument, NULL, 'o'},
+        {"replay-dead-letters", no_argument, NULL, 'R'},
+        {"dead-letters", no_argument, NULL, 'L'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"type", required_argument, NULL, 't'},
+        {"stage", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -46,17 +76,35 @@ dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool al
             printf("%s %s\n", prog, DP_VERSION);
             return 1;
         case 'o':
+        case 'R':
+        case 'L':
+        case 'n':
+        case 't':
+        case 's':
+            /* The loader's own options. */
             if (!allow_once) {
-                fprintf(stderr, "%s: unknown option --once\nTry '%s --help'.\n", prog, prog);
+                fprintf(stderr, "%s: unknown option '%s'\nTry '%s --help'.\n", prog,
+                        argv[optind - 1], prog);
                 return 2;
             }
-            out->once = true;
+            cli_loader_opt(c, optarg, out);
             break;
         default:
             fprintf(stderr, "%s: unknown or incomplete option '%s'\nTry '%s --help'.\n", prog,
                     argv[optind - 1], prog);
             return 2;
         }
+    }
+    if (out->only_stage != NULL && strcmp(out->only_stage, "ingest") != 0 &&
+        strcmp(out->only_stage, "load") != 0) {
+        fprintf(stderr, "%s: --stage must be ingest or load\n", prog);
+        return 2;
+    }
+    if ((out->dry_run || out->only_type != NULL || out->only_stage != NULL) &&
+        !out->replay_dead_letters && !out->dead_letters) {
+        fprintf(stderr, "%s: --type, --stage and --dry-run go with --replay-dead-letters or "
+                "--dead-letters\n", prog);
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s'\nTry '%s --help'.\n", prog, argv[optind],

@@ -68,8 +68,8 @@ section_known(const char *name)
     return false;
 }
 
-static const char *
-setting_type_name(const config_setting_t *s)
+const char *
+dp_setting_kind_name(const struct config_setting_t *s)
 {
     switch (config_setting_type(s)) {
     case CONFIG_TYPE_INT:
@@ -168,12 +168,12 @@ key_member_check(const struct dp_setting *o, size_t i, const config_setting_t *m
     }
     if (km->integer && t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
         errs_add(e, "%s: %s[%zu].%s: expected integer, got %s", file, o->path, i, mname,
-                 setting_type_name(m));
+                 dp_setting_kind_name(m));
         return false;
     }
     if (!km->integer && t != CONFIG_TYPE_STRING) {
         errs_add(e, "%s: %s[%zu].%s: expected string, got %s", file, o->path, i, mname,
-                 setting_type_name(m));
+                 dp_setting_kind_name(m));
         return false;
     }
     if (km->integer && (config_setting_get_int64(m) < km->min ||
@@ -484,7 +484,7 @@ check_value(const struct dp_setting *o, const config_setting_t *s, const char *f
                 } else if (config_setting_type(el) != CONFIG_TYPE_STRING) {
                     errs_add(e, "%s: %s[%d]: expected %s, got %s", file, o->path, i,
                              o->key_objects ? "string or object" : "string",
-                             setting_type_name(el));
+                             dp_setting_kind_name(el));
                     return false;
                 }
             }
@@ -493,7 +493,7 @@ check_value(const struct dp_setting *o, const config_setting_t *s, const char *f
         break;
     }
     errs_add(e, "%s: %s: expected %s, got %s", file, o->path, kind_name(o->kind),
-             setting_type_name(s));
+             dp_setting_kind_name(s));
     return false;
 }
 
@@ -629,7 +629,7 @@ validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, s
             continue;
         }
         if (config_setting_type(sec) != CONFIG_TYPE_GROUP) {
-            errs_add(e, "%s: %s: expected object, got %s", file, sname, setting_type_name(sec));
+            errs_add(e, "%s: %s: expected object, got %s", file, sname, dp_setting_kind_name(sec));
             continue;
         }
         for (int j = 0; j < config_setting_length(sec); j++) {
@@ -897,7 +897,11 @@ keys_file_entry(struct dp_config *cfg, const char *line, size_t n, struct errs *
     }
 }
 
-/* Keys from server.api_keys_file: one a line, '#' starts a comment, blanks trimmed. */
+/*
+ * Keys from server.api_keys_file: one a line (a key, or "name:key"), blanks around it
+ * trimmed; a line whose first non-blank character is '#' is a comment. A '#' anywhere else
+ * is part of the key.
+ */
 static void
 keys_file_read(struct dp_config *cfg, struct errs *e)
 {
@@ -915,14 +919,13 @@ keys_file_read(struct dp_config *cfg, struct errs *e)
     }
     while (fgets(line, sizeof(line), f) != NULL) {
         char *p = line;
-        char *hash = strchr(p, '#');
         size_t n;
 
-        if (hash != NULL) {
-            *hash = '\0';
-        }
         while (*p == ' ' || *p == '\t') {
             p++;
+        }
+        if (*p == '#') {
+            continue;
         }
         n = strlen(p);
         while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ' ||

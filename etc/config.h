@@ -36,6 +36,9 @@ struct dp_config {
     int server_threads;             /* worker threads */
     int64_t server_max_body_bytes;  /* bytes, after gzip inflation */
     int server_request_timeout_ms;  /* milliseconds */
+    int64_t server_max_events_per_body; /* events; more in one body: 413 */
+    int64_t server_max_inflight_bytes;  /* bytes of request bodies (and their parsed events)
+                                           held at once, server-wide */
     char **server_api_keys;         /* NULL-terminated: api_keys, then api_keys_file's */
     size_t server_api_keys_len;
     struct dp_api_key *server_api_key_info; /* server_api_keys_len entries, same order */
@@ -124,6 +127,17 @@ void dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, 
                     dp_config_change_fn fn, void *arg);
 
 /*
+ * dp_config_reload_log - log what a SIGHUP did, in the same words in both daemons (prog:
+ * "datapipe-server" or "datapipe-loader"). After a configuration that loaded (errors NULL):
+ * "configuration reloaded applied=... needs_restart=..." at info ("nothing" for an empty
+ * list), then "changed settings need a restart of PROG settings=..." at warn when any. After
+ * one that did not: "configuration reload failed: keeping the running one errors=..." at
+ * error, errors' lines joined with "; ".
+ */
+void dp_config_reload_log(const char *prog, const char *applied, const char *restart,
+                          const char *errors);
+
+/*
  * dp_cli - the command line both daemons share: -c FILE, --check-config,
  * --help, --version, plus the daemon's own flags (extra_flags, e.g. "--once").
  * Parses argv; on --help/--version prints and returns 1 (exit 0); on a usage
@@ -134,6 +148,11 @@ struct dp_cli {
     const char *config_path;        /* -c FILE, or NULL */
     bool check_config;
     bool once;                      /* loader: --once */
+    bool replay_dead_letters;       /* loader: --replay-dead-letters */
+    bool dead_letters;              /* loader: --dead-letters (list them) */
+    bool dry_run;                   /* loader: --dry-run (with --replay-dead-letters) */
+    const char *only_type;          /* loader: --type T, or NULL */
+    const char *only_stage;         /* loader: --stage ingest|load, or NULL */
 };
 int dp_cli_parse(int argc, char **argv, const char *prog, const char *usage,
                  bool allow_once, struct dp_cli *out);

@@ -57,6 +57,22 @@ dp_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void
+dp_time_text(int64_t us, char out[DP_TIME_TEXT_MAX])
+{
+    time_t sec = (time_t)(us / 1000000);
+    struct tm tm;
+
+    if (us < 0 || gmtime_r(&sec, &tm) == NULL) {
+        sec = 0;
+        us = 0;
+        gmtime_r(&sec, &tm);
+    }
+    snprintf(out, DP_TIME_TEXT_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(us % 1000000 / 1000));
+}
+
 int64_t
 dp_mono_us(void)
 {
@@ -239,10 +255,7 @@ dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
 {
     struct line l;
     char kv[LOG_LINE_MAX];
-    char ts[96];
-    int64_t now_us;
-    time_t sec;
-    struct tm tm;
+    char ts[DP_TIME_TEXT_MAX];
     int lvl = (int)level;
 
     if (lvl < 0 || lvl > 3 || !dp_log_enabled(level)) {
@@ -255,12 +268,7 @@ dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
         vsnprintf(kv, sizeof(kv), kv_fmt, ap);
         va_end(ap);
     }
-    now_us = dp_now_us();
-    sec = (time_t)(now_us / 1000000);
-    gmtime_r(&sec, &tm);
-    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(now_us % 1000000 / 1000));
+    dp_time_text(dp_now_us(), ts);
     l.len = 0;
     if (atomic_load(&log_json)) {
         line_puts(&l, "{\"ts\":\"");

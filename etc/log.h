@@ -47,6 +47,14 @@ void dp_log(enum dp_log_level level, const char *msg, const char *kv_fmt, ...)
 int64_t dp_now_us(void);
 
 /*
+ * dp_time_text - us (microseconds since the epoch, as dp_now_us gives) as an RFC 3339
+ * UTC time with milliseconds, "2026-11-30T17:02:03.456Z", the format of log lines and of
+ * /v1/status. A negative us gives the epoch.
+ */
+#define DP_TIME_TEXT_MAX 64     /* bytes with NUL; the text itself is 24 bytes */
+void dp_time_text(int64_t us, char out[DP_TIME_TEXT_MAX]);
+
+/*
  * dp_mono_us, dp_mono_ms - CLOCK_MONOTONIC in microseconds and in milliseconds: the clock of
  * intervals and deadlines (schedules, idle connections, time-outs), which never jumps with
  * the wall clock. Only differences between two readings mean anything.

@@ -4,6 +4,7 @@
  * its field in config.h. Reads no file and no environment variable: config.c does.
  */
 #include "etc/settings.h"
+#include "etc/log.h"
 #include "etc/types.h"
 
 #include <jansson.h>
@@ -34,18 +35,25 @@ const struct dp_setting dp_settings[] = {
      .help = "slow clients are cut off"},
     {.path = "server.api_keys", .kind = DP_SETTING_STRING_LIST, .offset = F(server_api_keys),
      .len_offset = F(server_api_keys_len), .used_by = DP_DAEMON_SERVER, .secret = true,
-     .key_objects = true,
+     .key_objects = true, .reloadable = true,
      .help = "if any key is set, write and read endpoints need one; {name, key, events_per_s, "
              "burst} objects name keys and limit them"},
     {.path = "server.api_keys_file", .kind = DP_SETTING_STRING_NULL,
-     .offset = F(server_api_keys_file), .used_by = DP_DAEMON_SERVER,
-     .help = "one key a line, # comments"},
+     .offset = F(server_api_keys_file), .used_by = DP_DAEMON_SERVER, .reloadable = true,
+     .help = "one key (or name:key) a line; a line starting with # is a comment"},
     {.path = "server.cors_origins", .kind = DP_SETTING_STRING_LIST,
      .offset = F(server_cors_origins), .len_offset = F(server_cors_origins_len),
      .used_by = DP_DAEMON_SERVER, .help = "origins allowed for browser POSTs"},
     {.path = "server.tls_certificate", .kind = DP_SETTING_STRING_NULL,
      .offset = F(server_tls_certificate), .used_by = DP_DAEMON_SERVER,
      .help = "PEM with certificate and key, for an s port"},
+    {.path = "server.max_events_per_body", .kind = DP_SETTING_INT64, .def_int = 100000,
+     .min = 1, .max = 100000000, .offset = F(server_max_events_per_body),
+     .used_by = DP_DAEMON_SERVER, .help = "more events in one body get 413"},
+    {.path = "server.max_inflight_bytes", .kind = DP_SETTING_INT64, .def_int = 268435456,
+     .min = 1048576, .max = 1LL << 40, .offset = F(server_max_inflight_bytes),
+     .used_by = DP_DAEMON_SERVER,
+     .help = "bodies being handled at once, in bytes; beyond it 503 + Retry-After"},
     {.path = "queue.path", .kind = DP_SETTING_STRING, .def_str = "/var/lib/datapipe/queue",
      .offset = F(queue_path), .used_by = BOTH,
      .help = "LMDB environment directory (created if missing)"},
@@ -344,4 +352,32 @@ dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsig
         }
     }
     types_diff(old->types, fresh->types, fn, arg);
+}
+
+void
+dp_config_reload_log(const char *prog, const char *applied, const char *restart,
+                     const char *errors)
+{
+    char joined[2048];
+    size_t n = 0;
+
+    if (errors != NULL) {
+        for (const char *p = errors; *p != '\0' && n + 3 < sizeof(joined); p++) {
+            if (*p != '\n') {
+                joined[n++] = *p;
+            } else if (p[1] != '\0') {
+                joined[n++] = ';';
+                joined[n++] = ' ';
+            }
+        }
+        joined[n] = '\0';
+        dp_error("configuration reload failed: keeping the running one", "errors=%s", joined);
+        return;
+    }
+    dp_info("configuration reloaded", "applied=%s needs_restart=%s",
+            applied != NULL && applied[0] != '\0' ? applied : "nothing",
+            restart != NULL && restart[0] != '\0' ? restart : "nothing");
+    if (restart != NULL && restart[0] != '\0') {
+        dp_warn("changed settings need a restart", "daemon=%s settings=%s", prog, restart);
+    }
 }

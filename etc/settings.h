@@ -51,6 +51,13 @@ char *dp_setting_section(const struct dp_setting *s, char *buf, size_t len);
 /* dp_setting_key - path's key within its section ("listen"): a view into s->path. */
 const char *dp_setting_key(const struct dp_setting *s);
 
+/*
+ * dp_setting_kind_name - what a libconfig value is, in the words of JSON ("integer", "number",
+ * "string", "boolean", "array", "object"): for "expected X, got Y" messages. config.c.
+ */
+struct config_setting_t;
+const char *dp_setting_kind_name(const struct config_setting_t *s);
+
 /* dp_settings_help - print "key default meaning" for every setting to f (--help). */
 void dp_settings_help(FILE *f);
 

@@ -5,6 +5,7 @@
  * checked; events/ compiles its own once at start. Never reads a file itself.
  */
 #include "types.h"
+#include "settings.h"
 #include "err.h"
 
 #include <jansson.h>
@@ -99,29 +100,6 @@ dp_types_name_reserved(const char *name)
     return NULL;
 }
 
-static const char *
-kind_of(const config_setting_t *s)
-{
-    switch (config_setting_type(s)) {
-    case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64:
-        return "integer";
-    case CONFIG_TYPE_FLOAT:
-        return "number";
-    case CONFIG_TYPE_STRING:
-        return "string";
-    case CONFIG_TYPE_BOOL:
-        return "boolean";
-    case CONFIG_TYPE_ARRAY:
-    case CONFIG_TYPE_LIST:
-        return "array";
-    case CONFIG_TYPE_GROUP:
-        return "object";
-    default:
-        return "unknown";
-    }
-}
-
 static bool
 is_int(const config_setting_t *s)
 {
@@ -188,7 +166,7 @@ check_field_type(struct walk *w, const config_setting_t *f, const char *path)
         return -1;
     }
     if (config_setting_type(t) != CONFIG_TYPE_STRING) {
-        walk_err(w, p, "expected string, got %s", kind_of(t));
+        walk_err(w, p, "expected string, got %s", dp_setting_kind_name(t));
         return -1;
     }
     if (field_type_parse(config_setting_get_string(t), &ft) != 0) {
@@ -205,7 +183,7 @@ check_enum(struct walk *w, const config_setting_t *c, const char *p)
     int n;
 
     if (config_setting_type(c) != CONFIG_TYPE_ARRAY && config_setting_type(c) != CONFIG_TYPE_LIST) {
-        walk_err(w, p, "expected array of strings, got %s", kind_of(c));
+        walk_err(w, p, "expected array of strings, got %s", dp_setting_kind_name(c));
         return;
     }
     n = config_setting_length(c);
@@ -225,7 +203,7 @@ check_enum(struct walk *w, const config_setting_t *c, const char *p)
             if (snprintf(pe, sizeof(pe), "%s[%d]", p, i) >= (int)sizeof(pe)) {
                 pe[sizeof(pe) - 1] = '\0';
             }
-            walk_err(w, pe, "expected string, got %s", kind_of(el));
+            walk_err(w, pe, "expected string, got %s", dp_setting_kind_name(el));
         }
     }
 }
@@ -238,7 +216,7 @@ check_pattern(struct walk *w, const config_setting_t *c, const char *p)
     int rc;
 
     if (config_setting_type(c) != CONFIG_TYPE_STRING) {
-        walk_err(w, p, "expected string, got %s", kind_of(c));
+        walk_err(w, p, "expected string, got %s", dp_setting_kind_name(c));
         return;
     }
     rc = regcomp(&re, config_setting_get_string(c), REG_EXTENDED | REG_NOSUB);
@@ -257,9 +235,9 @@ check_bound(struct walk *w, const config_setting_t *c, const char *p, enum dp_fi
     if (ft != DP_FIELD_INTEGER && ft != DP_FIELD_NUMBER) {
         walk_err(w, p, "only for integer and number fields");
     } else if (ft == DP_FIELD_INTEGER && !is_int(c)) {
-        walk_err(w, p, "expected integer, got %s", kind_of(c));
+        walk_err(w, p, "expected integer, got %s", dp_setting_kind_name(c));
     } else if (!is_number(c)) {
-        walk_err(w, p, "expected number, got %s", kind_of(c));
+        walk_err(w, p, "expected number, got %s", dp_setting_kind_name(c));
     }
 }
 
@@ -272,13 +250,13 @@ check_constraint(struct walk *w, const config_setting_t *c, const char *key, con
 
     if (strcmp(key, "required") == 0) {
         if (config_setting_type(c) != CONFIG_TYPE_BOOL) {
-            walk_err(w, p, "expected boolean, got %s", kind_of(c));
+            walk_err(w, p, "expected boolean, got %s", dp_setting_kind_name(c));
         }
     } else if (strcmp(key, "max_length") == 0) {
         if (!textual) {
             walk_err(w, p, "only for string and url fields");
         } else if (!is_int(c)) {
-            walk_err(w, p, "expected integer, got %s", kind_of(c));
+            walk_err(w, p, "expected integer, got %s", dp_setting_kind_name(c));
         } else if (config_setting_get_int64(c) < 1 || config_setting_get_int64(c) > 1 << 30) {
             walk_err(w, p, "must be 1..%d", 1 << 30);
         }
@@ -323,7 +301,7 @@ check_field(struct walk *w, const config_setting_t *f, const char *path)
         }
     }
     if (config_setting_type(f) != CONFIG_TYPE_GROUP) {
-        walk_err(w, path, "expected object, got %s", kind_of(f));
+        walk_err(w, path, "expected object, got %s", dp_setting_kind_name(f));
         return;
     }
     ft = check_field_type(w, f, path);
@@ -360,7 +338,7 @@ check_unknown_fields(struct walk *w, const config_setting_t *u, const char *path
     const char *v;
 
     if (config_setting_type(u) != CONFIG_TYPE_STRING) {
-        walk_err(w, path, "expected string, got %s", kind_of(u));
+        walk_err(w, path, "expected string, got %s", dp_setting_kind_name(u));
         return;
     }
     v = config_setting_get_string(u);
@@ -373,7 +351,7 @@ static void
 check_fields(struct walk *w, const config_setting_t *fields, const char *path)
 {
     if (config_setting_type(fields) != CONFIG_TYPE_GROUP) {
-        walk_err(w, path, "expected object, got %s", kind_of(fields));
+        walk_err(w, path, "expected object, got %s", dp_setting_kind_name(fields));
         return;
     }
     if (config_setting_length(fields) > DP_TYPE_FIELDS_MAX) {
@@ -408,7 +386,7 @@ check_type(struct walk *w, const config_setting_t *t)
         return;
     }
     if (config_setting_type(t) != CONFIG_TYPE_GROUP) {
-        walk_err(w, path, "expected object, got %s", kind_of(t));
+        walk_err(w, path, "expected object, got %s", dp_setting_kind_name(t));
         return;
     }
     if (config_setting_get_member(t, "fields") == NULL) {
@@ -436,7 +414,7 @@ dp_types_check(const config_setting_t *s, void (*err)(void *arg, const char *tex
     struct walk w = {err, arg, 0};
 
     if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
-        walk_err(&w, "types", "expected object, got %s", kind_of(s));
+        walk_err(&w, "types", "expected object, got %s", dp_setting_kind_name(s));
         return w.count;
     }
     if (config_setting_length(s) > DP_TYPES_MAX) {

@@ -67,11 +67,14 @@ ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "ip_address", .required = true, .check = check_ipv4 },
-    { .name = "user_agent", .required = true, .check = ev_check_string },
-    { .name = "referring_url", .required = true, .check = ev_check_url },
-    { .name = "advertiser_id", .required = true, .check = ev_check_nonempty_string },
-    { .name = "metadata", .required = false, .check = ev_check_object },
+    { .name = "ip_address", .type = "ip", .format = "ipv4", .required = true,
+      .check = check_ipv4 },
+    { .name = "user_agent", .type = "string", .required = true, .check = ev_check_string },
+    { .name = "referring_url", .type = "url", .format = "http-url", .required = true,
+      .check = ev_check_url },
+    { .name = "advertiser_id", .type = "string", .format = "non-empty", .required = true,
+      .check = ev_check_nonempty_string },
+    { .name = "metadata", .type = "object", .required = false, .check = ev_check_object },
 };
 
 static int
@@ -141,9 +144,12 @@ const struct ev_type ev_ad_event = {
                     "received_at, idempotency_key, source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
+    .fields = fields,
+    .n_fields = sizeof(fields) / sizeof(fields[0]),
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,
+    .jsonb_numbers = true,
     .get_sql = "SELECT row_to_json(t)::text FROM ad_event t WHERE t.id = $1::uuid",
     .validate = validate,
     .encode_row = encode_row,

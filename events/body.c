@@ -64,7 +64,12 @@ batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_ty
     struct ev_batch *b = ps->out;
     struct ev_item *it;
     char *copy = NULL;
+    char *shared = NULL;
 
+    if (b->max_events > 0 && b->n >= b->max_events) {
+        b->too_many = true;
+        return DP_ERR_FULL;
+    }
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
         struct ev_item *items;
@@ -79,7 +84,11 @@ batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_ty
         b->items = items;
         b->cap = cap;
     }
-    if (error != NULL) {
+    /* The same message as the item before (a body of "1" lines): share its text. */
+    if (error != NULL && b->n > 0 && b->items[b->n - 1].error != NULL &&
+        strcmp(b->items[b->n - 1].error, error) == 0) {
+        shared = b->items[b->n - 1].error;
+    } else if (error != NULL) {
         copy = strdup(error);
         if (copy == NULL) {
             return DP_ERR_NOMEM;
@@ -101,8 +110,9 @@ batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_ty
     it->raw = ps->body + raw_off;
     it->raw_len = raw_len;
     it->type = t;
-    it->error = copy;
-    if (copy == NULL) {
+    it->error = shared != NULL ? shared : copy;
+    it->error_shared = shared != NULL;
+    if (it->error == NULL) {
         b->n_valid++;
     }
     return 0;
@@ -155,8 +165,10 @@ dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type *
     if (t == NULL) {
         t = ev_lookup(s, n);
         if (t == NULL) {
-            ev_quote(q, sizeof(q), s, n);
-            return ev_errf(err, "event_name: unknown event type %s", q);
+            char msg[EV_ERR_MAX];
+
+            ev_unknown_type(msg, s, n);
+            return ev_errf(err, "event_name: %s", msg);
         }
         *type = t;
     } else if (n != strlen(t->name) || memcmp(s, t->name, n) != 0) {
@@ -176,6 +188,9 @@ push_value(struct parser *ps, json_t *v, size_t start, size_t end)
     int rc;
 
     rc = dispatch(v, ps->type, &t, &key, err);
+    if (rc == 0 && t->jsonb_numbers) {
+        rc = ev_check_jsonb_numbers(ps->body + start, end - start, err);
+    }
     rc = batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
                     key != NULL ? json_string_value(key) : NULL,
                     key != NULL ? json_string_length(key) : 0);
@@ -359,7 +374,9 @@ drop_items(struct parser *ps, size_t first, size_t index)
         if (it->error == NULL) {
             b->n_valid--;
         }
-        free(it->error);
+        if (!it->error_shared) {
+            free(it->error);
+        }
         free(it->key);
     }
     ps->next_index = index;
@@ -535,7 +552,9 @@ ev_batch_free(struct ev_batch *b)
         return;
     }
     for (i = 0; i < b->n; i++) {
-        free(b->items[i].error);
+        if (!b->items[i].error_shared) {
+            free(b->items[i].error);
+        }
         free(b->items[i].key);
     }
     free(b->items);
@@ -543,6 +562,7 @@ ev_batch_free(struct ev_batch *b)
     b->n = 0;
     b->cap = 0;
     b->n_valid = 0;
+    b->too_many = false;
 }
 
 static bool

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "etc/err.h"
@@ -463,4 +464,18 @@ ev_row_end(struct ev_row *r)
         r->b->len = r->start;
     }
     return r->rc;
+}
+
+int
+ev_buf_put_strs(struct ev_buf *b, const char *first, ...)
+{
+    va_list ap;
+    int rc = 0;
+
+    va_start(ap, first);
+    for (const char *s = first; rc == 0 && s != NULL; s = va_arg(ap, const char *)) {
+        rc = ev_buf_put(b, s, strlen(s));
+    }
+    va_end(ap);
+    return rc;
 }

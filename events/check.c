@@ -177,6 +177,17 @@ ev_sanitize(char *dst, size_t cap, const char *s, size_t n)
     copy_printable(dst, cap, s, n, false, SIZE_MAX);
 }
 
+void
+ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len)
+{
+    char q[EV_QUOTE_MAX * 4 + 8];
+    char names[EV_ERR_MAX];
+
+    ev_quote(q, sizeof(q), name, len);
+    ev_type_names(names, sizeof(names));
+    ev_errf(out, "unknown event type %s (valid types: %s)", q, names);
+}
+
 int
 ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len)
 {
@@ -276,17 +287,40 @@ ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 int
+ev_epoch_range_err(char err[EV_ERR_MAX], const char *name, int64_t t)
+{
+    if (t >= EV_EPOCH_MS_MIN && t / 1000 <= EV_EPOCH_MAX) {
+        return ev_errf(err, "%s: %lld looks like milliseconds: expected integer epoch seconds "
+                       "(%lld)", name, (long long)t, (long long)(t / 1000));
+    }
+    return ev_errf(err, "%s: out of range (0 to %lld epoch seconds)", name,
+                   (long long)EV_EPOCH_MAX);
+}
+
+int
+ev_epoch_real_err(char err[EV_ERR_MAX], const char *name, const json_t *v)
+{
+    double x = json_real_value(v);
+    bool ms = x >= (double)EV_EPOCH_MS_MIN && x / 1000 <= (double)EV_EPOCH_MAX;
+
+    return ev_errf(err, "%s: expected integer epoch seconds, got floating-point number %.15g%s",
+                   name, x, ms ? " (it looks like milliseconds)" : "");
+}
+
+int
 ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX])
 {
     json_int_t t;
 
+    if (json_is_real(v)) {
+        return ev_epoch_real_err(err, name, v);
+    }
     if (!json_is_integer(v)) {
         return ev_type_err(err, name, "integer", v);
     }
     t = json_integer_value(v);
     if (t < 0 || t > EV_EPOCH_MAX) {
-        return ev_errf(err, "%s: out of range (0 to %lld epoch seconds)", name,
-                       (long long)EV_EPOCH_MAX);
+        return ev_epoch_range_err(err, name, t);
     }
     return 0;
 }
@@ -409,4 +443,217 @@ ev_member_span(const char *json, size_t len, const char *key, const char **v, si
         }
     }
     return p < len && json[p] == '}' ? DP_ERR_NOTFOUND : DP_ERR_INVALID;
+}
+
+/* ---- numbers PostgreSQL's numeric (and so jsonb) can hold ------------------------------ */
+
+#define EV_PG_DSCALE_MAX 16383          /* digits after the decimal point (NUMERIC_DSCALE_MAX) */
+#define EV_PG_DWEIGHT_MAX 131071        /* decimal exponent of the leading digit (weight 32767) */
+#define EV_PG_EXPONENT_MAX 1073741822   /* numeric_in refuses |exponent| >= INT_MAX / 2 */
+
+/*
+ * Whether the JSON number s (n bytes, valid JSON grammar) is one PostgreSQL's numeric_in
+ * accepts (as of PostgreSQL 15): at most 16383 digits after the point once the exponent is
+ * applied, and the leading digit below 10^131072.
+ */
+static bool
+pg_numeric_ok(const char *s, size_t n)
+{
+    size_t p = s[0] == '-' ? 1 : 0;
+    long long int_digits = 0;           /* after leading zeros */
+    long long frac_digits = 0;
+    long long first_frac_nonzero = 0;   /* 1-based position after the point, 0: none */
+    long long exponent = 0;
+    bool exp_neg = false;
+    long long dscale;
+    long long dweight;
+
+    while (p < n && s[p] == '0') {
+        p++;
+    }
+    for (; p < n && s[p] >= '0' && s[p] <= '9'; p++) {
+        int_digits++;
+    }
+    if (p < n && s[p] == '.') {
+        for (p++; p < n && s[p] >= '0' && s[p] <= '9'; p++) {
+            frac_digits++;
+            if (first_frac_nonzero == 0 && s[p] != '0') {
+                first_frac_nonzero = frac_digits;
+            }
+        }
+    }
+    if (p < n && (s[p] == 'e' || s[p] == 'E')) {
+        p++;
+        if (p < n && (s[p] == '+' || s[p] == '-')) {
+            exp_neg = s[p++] == '-';
+        }
+        for (; p < n && s[p] >= '0' && s[p] <= '9'; p++) {
+            if (exponent > EV_PG_EXPONENT_MAX) {
+                return false;
+            }
+            exponent = exponent * 10 + (s[p] - '0');
+        }
+    }
+    if (exponent > EV_PG_EXPONENT_MAX) {
+        return false;
+    }
+    exponent = exp_neg ? -exponent : exponent;
+    dscale = frac_digits - exponent;
+    if (dscale > EV_PG_DSCALE_MAX) {
+        return false;
+    }
+    if (int_digits > 0) {
+        dweight = int_digits - 1 + exponent;
+    } else if (first_frac_nonzero > 0) {
+        dweight = exponent - first_frac_nonzero;
+    } else {
+        return true;                    /* zero: only its scale counts */
+    }
+    return dweight <= EV_PG_DWEIGHT_MAX;
+}
+
+/* A walk over a valid JSON text, with the path of the value at hand. */
+struct num_walk {
+    const char *s;
+    size_t n;
+    size_t p;
+    char path[EV_ERR_MAX / 2];
+    size_t path_len;                    /* may exceed sizeof(path) - 1: then cut */
+};
+
+/* Append text to the path (cut silently when full); returns the old length to restore. */
+static size_t
+walk_path_push(struct num_walk *w, const char *fmt, const char *text, size_t len, size_t index)
+{
+    size_t old = w->path_len;
+    size_t room = w->path_len < sizeof(w->path) ? sizeof(w->path) - w->path_len : 0;
+    int k;
+
+    if (text != NULL) {
+        char q[EV_QUOTE_MAX * 4 + 8];
+
+        ev_sanitize(q, sizeof(q), text, len < EV_QUOTE_MAX ? len : EV_QUOTE_MAX);
+        k = snprintf(w->path + (room > 0 ? w->path_len : 0), room, fmt, q);
+    } else {
+        k = snprintf(w->path + (room > 0 ? w->path_len : 0), room, fmt, index);
+    }
+    w->path_len += k > 0 ? (size_t)k : 0;
+    return old;
+}
+
+static void
+walk_path_pop(struct num_walk *w, size_t old)
+{
+    w->path_len = old;
+    if (old < sizeof(w->path)) {
+        w->path[old] = '\0';
+    }
+}
+
+static void
+walk_ws(struct num_walk *w)
+{
+    w->p = skip_ws(w->s, w->n, w->p);
+}
+
+static int walk_value(struct num_walk *w, char err[EV_ERR_MAX]);
+
+static int
+walk_object(struct num_walk *w, char err[EV_ERR_MAX])
+{
+    int rc = 0;
+
+    w->p++;
+    walk_ws(w);
+    while (rc == 0 && w->p < w->n && w->s[w->p] != '}') {
+        size_t key = w->p + 1;
+        size_t key_end = skip_string(w->s, w->n, w->p) - 1;
+        size_t old;
+
+        old = walk_path_push(w, w->path_len == 0 ? "%s" : ".%s", w->s + key, key_end - key, 0);
+        w->p = key_end + 1;
+        walk_ws(w);
+        w->p++;                         /* ':' */
+        walk_ws(w);
+        rc = walk_value(w, err);
+        walk_path_pop(w, old);
+        walk_ws(w);
+        if (w->p < w->n && w->s[w->p] == ',') {
+            w->p++;
+            walk_ws(w);
+        }
+    }
+    w->p++;
+    return rc;
+}
+
+static int
+walk_array(struct num_walk *w, char err[EV_ERR_MAX])
+{
+    size_t index = 0;
+    int rc = 0;
+
+    w->p++;
+    walk_ws(w);
+    while (rc == 0 && w->p < w->n && w->s[w->p] != ']') {
+        size_t old = walk_path_push(w, "[%zu]", NULL, 0, index++);
+
+        rc = walk_value(w, err);
+        walk_path_pop(w, old);
+        walk_ws(w);
+        if (w->p < w->n && w->s[w->p] == ',') {
+            w->p++;
+            walk_ws(w);
+        }
+    }
+    w->p++;
+    return rc;
+}
+
+static int
+walk_value(struct num_walk *w, char err[EV_ERR_MAX])
+{
+    size_t start = w->p;
+    char c = w->p < w->n ? w->s[w->p] : '\0';
+    char q[EV_QUOTE_MAX * 4 + 8];
+
+    if (c == '{') {
+        return walk_object(w, err);
+    }
+    if (c == '[') {
+        return walk_array(w, err);
+    }
+    if (c == '"') {
+        w->p = skip_string(w->s, w->n, w->p);
+        return 0;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        while (w->p < w->n && strchr("+-.eE0123456789", w->s[w->p]) != NULL &&
+               w->s[w->p] != '\0') {
+            w->p++;
+        }
+        if (!pg_numeric_ok(w->s + start, w->p - start)) {
+            ev_quote(q, sizeof(q), w->s + start, w->p - start);
+            return ev_errf(err, "%s%s: number %s is out of PostgreSQL's numeric range",
+                           w->path_len > 0 ? w->path : "event",
+                           w->path_len >= sizeof(w->path) ? "..." : "", q);
+        }
+        return 0;
+    }
+    while (w->p < w->n && w->s[w->p] >= 'a' && w->s[w->p] <= 'z') {
+        w->p++;                         /* true, false, null */
+    }
+    if (w->p == start && w->p < w->n) {
+        w->p++;                         /* not JSON after all: never stand still */
+    }
+    return 0;
+}
+
+int
+ev_check_jsonb_numbers(const char *json, size_t len, char err[EV_ERR_MAX])
+{
+    struct num_walk w = {.s = json, .n = len, .p = 0, .path = "", .path_len = 0};
+
+    walk_ws(&w);
+    return walk_value(&w, err);
 }

@@ -217,7 +217,9 @@ ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *
      * The event splitter finds each value's exact bytes, with its depth guard and its
      * syntax messages; what it thinks of them as events does not matter here.
      */
+    split.max_events = out->max_events;
     rc = ev_parse_body(body, len, NULL, &split);
+    out->too_many = split.too_many;
     for (size_t i = 0; rc == 0 && i < split.n; i++) {
         const struct ev_item *it = &split.items[i];
         json_error_t je;

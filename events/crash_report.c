@@ -6,9 +6,10 @@
 #include "events/internal.h"
 
 static const struct ev_field fields[] = {
-    { .name = "user_id", .required = true, .check = ev_check_int },
-    { .name = "timestamp", .required = true, .check = ev_check_epoch_int },
-    { .name = "message", .required = true, .check = ev_check_string },
+    { .name = "user_id", .type = "integer", .required = true, .check = ev_check_int },
+    { .name = "timestamp", .type = "integer", .format = "epoch-seconds", .required = true,
+      .check = ev_check_epoch_int },
+    { .name = "message", .type = "string", .required = true, .check = ev_check_string },
 };
 
 static int
@@ -60,6 +61,8 @@ const struct ev_type ev_crash_report = {
                     "source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
+    .fields = fields,
+    .n_fields = sizeof(fields) / sizeof(fields[0]),
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

@@ -175,8 +175,10 @@ check_data(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "time_stamp", .required = true, .check = check_time },
-    { .name = "data", .required = true, .check = check_data },
+    { .name = "time_stamp", .type = "string", .format = "date-time", .required = true,
+      .check = check_time },
+    { .name = "data", .type = "array", .format = "non-empty array of numbers", .required = true,
+      .check = check_data },
 };
 
 static int
@@ -278,6 +280,8 @@ const struct ev_type ev_data_sample = {
                     "source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
+    .fields = fields,
+    .n_fields = sizeof(fields) / sizeof(fields[0]),
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

@@ -29,6 +29,7 @@ struct declared {
     struct decl_field *fields;          /* decl.n_fields of them, in declaration order */
     size_t *by_name;                    /* field indexes sorted by name, for key lookup */
     struct ev_column *columns;
+    struct ev_field *info;              /* what GET /v1/types and the OpenAPI document show */
     char *table;                        /* the quoted table name */
     char *ddl;
     char *idem_ddl;
@@ -48,6 +49,20 @@ static const char *const sql_types[] = {
     [DP_FIELD_OBJECT] = "jsonb",
     [DP_FIELD_ARRAY] = "jsonb",
 };
+
+/* Whether d stores any of an event's JSON as jsonb (object, array, the kept unknown keys). */
+static bool
+declared_has_jsonb(const struct dp_type_decl *d)
+{
+    bool jsonb = d->keep_unknown;
+
+    for (size_t i = 0; i < d->n_fields; i++) {
+        enum dp_field_type t = d->fields[i].type;
+
+        jsonb = jsonb || t == DP_FIELD_OBJECT || t == DP_FIELD_ARRAY;
+    }
+    return jsonb;
+}
 
 static const struct declared *
 declared_of(const struct ev_type *t)
@@ -476,21 +491,6 @@ sql_done(struct ev_buf *b, int rc)
     return s;
 }
 
-/* Append the NUL-terminated texts given, up to a NULL. */
-static int
-sql_put(struct ev_buf *b, const char *first, ...)
-{
-    va_list ap;
-    int rc = 0;
-
-    va_start(ap, first);
-    for (const char *s = first; rc == 0 && s != NULL; s = va_arg(ap, const char *)) {
-        rc = ev_buf_put(b, s, strlen(s));
-    }
-    va_end(ap);
-    return rc;
-}
-
 /* The unique index on idempotency_key: a name of at most 63 bytes, distinct per table. */
 static int
 index_name(const char *table, char out[64])
@@ -520,35 +520,35 @@ build_sql(struct declared *x)
     int rc;
     int rc_cols;
 
-    rc = sql_put(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid PRIMARY KEY", NULL);
-    rc_cols = sql_put(&cols, "(id", NULL);
+    rc = ev_buf_put_strs(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid PRIMARY KEY", NULL);
+    rc_cols = ev_buf_put_strs(&cols, "(id", NULL);
     for (size_t i = 0; i < d->n_fields; i++) {
         const struct dp_field_decl *f = &d->fields[i];
 
         if (rc == 0) {
-            rc = sql_put(&ddl, ", \"", f->name, "\" ", sql_types[f->type],
+            rc = ev_buf_put_strs(&ddl, ", \"", f->name, "\" ", sql_types[f->type],
                          f->required ? " NOT NULL" : "", NULL);
         }
         if (rc_cols == 0) {
-            rc_cols = sql_put(&cols, ", \"", f->name, "\"", NULL);
+            rc_cols = ev_buf_put_strs(&cols, ", \"", f->name, "\"", NULL);
         }
     }
     if (rc == 0) {
-        rc = sql_put(&ddl, d->keep_unknown ? ", extra jsonb" : "",
+        rc = ev_buf_put_strs(&ddl, d->keep_unknown ? ", extra jsonb" : "",
                      ", idempotency_key text, source text, received_at timestamptz NOT NULL, "
                      "loaded_at timestamptz NOT NULL DEFAULT now())", NULL);
     }
     if (rc_cols == 0) {
-        rc_cols = sql_put(&cols, d->keep_unknown ? ", extra" : "",
-                          ", received_at, idempotency_key, source)", NULL);
+        rc_cols = ev_buf_put_strs(&cols, d->keep_unknown ? ", extra" : "",
+                                  ", received_at, idempotency_key, source)", NULL);
     }
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);
     index_name(d->name, idx);
-    x->idem_ddl = sql_done(&idem, sql_put(&idem, "CREATE UNIQUE INDEX IF NOT EXISTS \"", idx,
+    x->idem_ddl = sql_done(&idem, ev_buf_put_strs(&idem, "CREATE UNIQUE INDEX IF NOT EXISTS \"", idx,
                                           "\" ON ", x->table, " (idempotency_key) "
                                           "WHERE idempotency_key IS NOT NULL", NULL));
-    x->get_sql = sql_done(&get, sql_put(&get, "SELECT row_to_json(t)::text FROM ", x->table,
+    x->get_sql = sql_done(&get, ev_buf_put_strs(&get, "SELECT row_to_json(t)::text FROM ", x->table,
                                         " t WHERE t.id = $1::uuid", NULL));
     return x->ddl && x->copy_columns && x->idem_ddl && x->get_sql ? 0 : DP_ERR_NOMEM;
 }
@@ -570,7 +570,8 @@ build_fields(struct declared *x)
     x->fields = calloc(n > 0 ? n : 1, sizeof(*x->fields));
     x->by_name = calloc(n > 0 ? n : 1, sizeof(*x->by_name));
     x->columns = calloc(n > 0 ? n : 1, sizeof(*x->columns));
-    if (x->fields == NULL || x->by_name == NULL || x->columns == NULL) {
+    x->info = calloc(n > 0 ? n : 1, sizeof(*x->info));
+    if (x->fields == NULL || x->by_name == NULL || x->columns == NULL || x->info == NULL) {
         return DP_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) {
@@ -579,6 +580,14 @@ build_fields(struct declared *x)
         x->fields[i].d = f;
         x->by_name[i] = i;
         x->columns[i] = (struct ev_column){f->name, sql_types[f->type], f->required};
+        /* The declaration's own words; validate checks it, so no check function here. An
+         * optional field takes JSON null as absent. */
+        x->info[i] = (struct ev_field){
+            .name = f->name,
+            .type = dp_field_type_name(f->type),
+            .required = f->required,
+            .null_ok = !f->required,
+        };
         if (f->pattern != NULL) {
             if (regcomp(&x->fields[i].re, f->pattern, REG_EXTENDED | REG_NOSUB) != 0) {
                 return DP_ERR_INVALID;
@@ -628,9 +637,13 @@ ev_declared_create(const struct dp_type_decl *d, struct ev_type **out)
         .copy_columns = x->copy_columns,
         .load = EV_LOAD_APPEND,
         .keyed = true,
+        .fields = x->info,
+        .n_fields = x->decl.n_fields,
+        .open = x->decl.keep_unknown,
         .stage_ddl = NULL,
         .upsert_sql = NULL,
         .id_kind = EV_ID_UUID,
+        .jsonb_numbers = declared_has_jsonb(&x->decl),
         .get_sql = x->get_sql,
         .validate = validate,
         .encode_row = encode_row,
@@ -662,6 +675,7 @@ ev_declared_destroy(struct ev_type *t)
     free(x->fields);
     free(x->by_name);
     free(x->columns);
+    free(x->info);
     free(x->table);
     free(x->ddl);
     free(x->idem_ddl);

@@ -66,6 +66,30 @@ struct ev_column {
 };
 
 /*
+ * One field of a type: what GET /v1/types and the OpenAPI document show, and, where the type's
+ * validate walks its table with ev_fields_check, how it is checked. A compiled type lists each
+ * field once, in its events/<type>.c; a type declared in the configuration fills name, type
+ * and required from its declaration (check may then be NULL: its validate checks by itself).
+ */
+struct ev_field {
+    const char *name;
+    /*
+     * What a client sends, in the words of declared types (SPEC section 10): "string",
+     * "integer", "number", "boolean", "timestamp" (epoch seconds or RFC 3339 text), "ip",
+     * "url", "uuid", "object", "array"; several separated by '|' ("integer|string") when
+     * either is taken.
+     */
+    const char *type;
+    /* A finer rule, or NULL: a JSON Schema format ("date-time", "ipv4") or our own words
+     * ("epoch-seconds", "http-url", "non-empty"). */
+    const char *format;
+    bool required;
+    bool null_ok;               /* optional and JSON null taken as absent (check not called) */
+    /* check - the field's check, given its value (never NULL); 0 or DP_ERR_INVALID. */
+    int (*check)(const json_t *v, const char *name, char err[EV_ERR_MAX]);
+};
+
+/*
  * One event type: a static const descriptor, defined in events/<name>.c with
  * designated initializers and listed once in registry.c; or a declared type
  * (SPEC section 10), built at start by events/declared.c from its declaration.
@@ -78,6 +102,9 @@ struct ev_type {
     const char *ddl;            /* CREATE TABLE IF NOT EXISTS ... (one statement) */
     const char *copy_columns;   /* column list for COPY, "(a, b, c)"; of <table>_stage if upsert */
     enum ev_load load;
+    const struct ev_field *fields; /* the fields it takes, n_fields of them */
+    size_t n_fields;
+    bool open;                  /* fields not in the table are taken too (product's doc) */
     /*
      * The table has a nullable idempotency_key text column, unique where not null (the
      * loader adds the column and the index to older tables), written as the last column but
@@ -95,6 +122,7 @@ struct ev_type {
     const char *stage_ddl;      /* CREATE TEMP TABLE IF NOT EXISTS ... ON COMMIT DROP, or NULL */
     const char *upsert_sql;     /* WITH s AS (DELETE FROM stage ...) INSERT ..., or NULL */
     enum ev_id_kind id_kind;
+    bool jsonb_numbers;         /* numbers are stored in jsonb: the dispatcher checks each fits */
     /* One parameter $1 (the id as text; for EV_ID_UUID check it with ev_uuid_parse first),
      * zero or one row of one json text column. Timestamps follow the session TimeZone. */
     const char *get_sql;
@@ -132,6 +160,20 @@ extern _Atomic size_t ev_registry_len;
 
 /* ev_lookup - the type with exactly this name (len bytes), or NULL. */
 const struct ev_type *ev_lookup(const char *name, size_t len);
+
+/*
+ * ev_type_names - the registry's type names in registry order, separated by ", ", into out
+ * (cap bytes, cap > 4): what an "unknown event type" answer lists. When they do not all fit,
+ * as many as fit followed by "...". Always NUL-terminates.
+ */
+void ev_type_names(char *out, size_t cap);
+
+/*
+ * ev_unknown_type - the message for a type name the registry does not have (name: len bytes
+ * of client text, quoted and escaped as in every message): unknown event type "NAME" (valid
+ * types: a, b, ...). Into out; the list is cut with "..." when it does not fit.
+ */
+void ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len);
 
 /* What ev_registry_update() did to one declared type. */
 enum ev_change {
@@ -186,6 +228,9 @@ struct ev_item {
     size_t key_len;             /* bytes, 1 to EV_KEY_MAX when key is set */
     uint8_t digest[EV_DIGEST_LEN]; /* with a key: SHA-256 of raw, surrounding whitespace
                                       trimmed */
+    bool error_shared;          /* error is the previous item's text (same message), not
+                                   a copy of its own: a body of many events failing alike
+                                   holds one text */
 };
 
 /* All events of one body. Zero-initialise; free with ev_batch_free. */
@@ -194,6 +239,8 @@ struct ev_batch {
     size_t n;
     size_t cap;
     size_t n_valid;             /* items with error == NULL */
+    size_t max_events;          /* in: most items the body may hold (0: no cap) */
+    bool too_many;              /* out: parsing stopped at max_events (DP_ERR_FULL) */
 };
 
 /*
@@ -213,10 +260,14 @@ struct ev_batch {
  * Other rejected items carry "field: problem" texts, and their type when it
  * is known (the URL's, or a valid event_name). Every error is valid UTF-8,
  * with client bytes escaped, so it can go into a JSON answer as it is.
- * The batch holds views into body: body must outlive it.
+ * The batch holds views into body: body must outlive it. With out->max_events set, parsing
+ * stops as soon as one more event would exceed it (so a body of millions of tiny events
+ * costs no more than max_events items).
  * Returns 0 (the batch may still hold invalid events: see n_valid),
  * DP_ERR_INVALID (the body holds no JSON value at all: empty or whitespace;
- * the batch is empty), DP_ERR_NOMEM (the batch may be partly filled: free it).
+ * the batch is empty), DP_ERR_FULL (more than out->max_events events: out->too_many is
+ * set, the batch is partly filled: free it), DP_ERR_NOMEM (the batch may be partly
+ * filled: free it).
  */
 int ev_parse_body(const char *body, size_t len, const struct ev_type *type,
                   struct ev_batch *out);
@@ -230,7 +281,8 @@ void ev_batch_free(struct ev_batch *b);
  * validated as an event of type t by the same dispatcher as ev_parse_body (t NULL: the
  * event names its type). With error non-NULL the item is rejected with that text (copied)
  * instead, of type t, and raw is not parsed. For bodies that are not plain event streams
- * (CloudEvents). Returns 0 (the item may be rejected) or DP_ERR_NOMEM.
+ * (CloudEvents). Returns 0 (the item may be rejected), DP_ERR_FULL (b->max_events reached:
+ * b->too_many set, nothing added) or DP_ERR_NOMEM.
  */
 int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
                  const char *error);
@@ -264,7 +316,7 @@ int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_
  * is one rejected item whose raw bytes are the whole CloudEvent and whose message names the
  * attribute ("source: required attribute missing"). Other attributes are not stored.
  * Returns 0, DP_ERR_INVALID (no JSON value at all, or batch and the body is not an array:
- * the batch is empty), DP_ERR_NOMEM.
+ * the batch is empty), DP_ERR_FULL (more than out->max_events), DP_ERR_NOMEM.
  */
 int ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *out);
 
@@ -315,6 +367,8 @@ int ev_buf_reserve(struct ev_buf *b, size_t extra);
 int ev_buf_put(struct ev_buf *b, const void *p, size_t n);
 /* Append text with COPY text-format escaping (\\, \t, \n, \r, ...). */
 int ev_buf_put_copy_text(struct ev_buf *b, const char *s, size_t n);
+/* Append the NUL-terminated texts given, up to a NULL (SQL built from pieces). */
+int ev_buf_put_strs(struct ev_buf *b, const char *first, ...);
 /* Append bytes as a COPY bytea value in hex form (\\x...). */
 int ev_buf_put_copy_bytea(struct ev_buf *b, const void *p, size_t n);
 /* Append a UTC timestamp "YYYY-MM-DD HH:MM:SS.uuuuuu+00". */

@@ -1,6 +1,7 @@
 /*
  * internal.h - helpers shared by the files of events/ and by nothing else:
- * field-table checking, error texts, COPY row building, calendar arithmetic.
+ * field-table checking (struct ev_field itself is public: GET /v1/types shows it), error
+ * texts, COPY row building, calendar arithmetic.
  * Not a public header: server/ and loader/ include events/events.h only.
  */
 #ifndef DP_EVENTS_INTERNAL_H
@@ -13,20 +14,14 @@
 /* Largest epoch second accepted for integer timestamps: 9999-12-31T23:59:59Z. */
 #define EV_EPOCH_MAX INT64_C(253402300799)
 
+/*
+ * The smallest value taken for an epoch in milliseconds in messages: 2001-09-09. Smaller ones
+ * out of range are not called milliseconds: clients that send milliseconds send today's.
+ */
+#define EV_EPOCH_MS_MIN INT64_C(1000000000000)
+
 /* The longest piece of client text (a key, an event name) quoted in a message. */
 #define EV_QUOTE_MAX 48
-
-/*
- * One field of a type's field table. check is called with the field's value,
- * never NULL; a JSON null for an optional field with null_ok is treated as
- * absent and check is not called.
- */
-struct ev_field {
-    const char *name;
-    bool required;
-    bool null_ok;
-    int (*check)(const json_t *v, const char *name, char err[EV_ERR_MAX]);
-};
 
 /*
  * ev_fields_check - the common shape check of a type: every key of obj (except
@@ -80,6 +75,14 @@ int ev_check_string(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 int ev_check_nonempty_string(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 int ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 /* An integer epoch second in [0, EV_EPOCH_MAX]. */
+/*
+ * ev_check_jsonb_numbers - whether every number in json (len bytes, a valid JSON value) is
+ * one PostgreSQL's numeric, and so jsonb, accepts (1e-20000 is not). Pure.
+ * Returns 0, or DP_ERR_INVALID with "metadata.a[2]: number 1e-20000 is out of PostgreSQL's
+ * numeric range" in err (the path of the first bad number).
+ */
+int ev_check_jsonb_numbers(const char *json, size_t len, char err[EV_ERR_MAX]);
+
 int ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 /* An absolute http(s) URL with a host, checked with uriparser (ad_event.c). */
 int ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX]);
@@ -94,6 +97,22 @@ int ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX]);
  */
 int ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out,
                      char err[EV_ERR_MAX]);
+
+/*
+ * ev_epoch_range_err - the message for an epoch second t outside [0, EV_EPOCH_MAX]. When t
+ * would be a plausible epoch in milliseconds (t >= EV_EPOCH_MS_MIN, t / 1000 in range) it
+ * says so and gives the seconds:
+ * "name: T looks like milliseconds: expected integer epoch seconds (T/1000)"; otherwise
+ * "name: out of range (0 to EV_EPOCH_MAX epoch seconds)". Returns DP_ERR_INVALID.
+ */
+int ev_epoch_range_err(char err[EV_ERR_MAX], const char *name, int64_t t);
+
+/*
+ * ev_epoch_real_err - the message for a JSON real v where integer epoch seconds are
+ * expected: "name: expected integer epoch seconds, got floating-point number V", plus
+ * " (it looks like milliseconds)" when it would be a plausible one. Returns DP_ERR_INVALID.
+ */
+int ev_epoch_real_err(char err[EV_ERR_MAX], const char *name, const json_t *v);
 
 /*
  * ev_member_span - find the value of the top-level member key of the JSON

@@ -8,24 +8,36 @@
 #include "events/internal.h"
 
 static int
-validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
+check_id(const json_t *id, const char *name, char err[EV_ERR_MAX])
 {
-    const json_t *id = json_object_get(obj, "id");
-
-    (void)t;
-    if (id == NULL) {
-        return ev_errf(err, "id: required field missing");
-    }
     if (json_is_integer(id)) {
         return 0;
     }
     if (!json_is_string(id)) {
-        return ev_type_err(err, "id", "string or integer", id);
+        return ev_type_err(err, name, "string or integer", id);
     }
     if (json_string_length(id) == 0) {
-        return ev_errf(err, "id: must not be empty");
+        return ev_errf(err, "%s: must not be empty", name);
     }
     return 0;
+}
+
+/* The one field checked; the rest of the document is taken as it is (the type is open). */
+static const struct ev_field fields[] = {
+    { .name = "id", .type = "string|integer", .format = "non-empty", .required = true,
+      .check = check_id },
+};
+
+static int
+validate(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX])
+{
+    const json_t *id = json_object_get(obj, fields[0].name);
+
+    (void)t;
+    if (id == NULL) {
+        return ev_errf(err, "%s: required field missing", fields[0].name);
+    }
+    return fields[0].check(id, fields[0].name, err);
 }
 
 static int
@@ -71,6 +83,9 @@ const struct ev_type ev_product = {
            "source text)",
     .copy_columns = "(id, doc, received_at, seq, source)",
     .load = EV_LOAD_UPSERT,
+    .fields = fields,
+    .n_fields = sizeof(fields) / sizeof(fields[0]),
+    .open = true,
     .stage_ddl = "CREATE TEMP TABLE IF NOT EXISTS product_stage ("
                  "id text NOT NULL, "
                  "doc jsonb NOT NULL, "
@@ -88,6 +103,7 @@ const struct ev_type ev_product = {
                   "WHERE p.doc IS DISTINCT FROM EXCLUDED.doc "
                   "AND p.received_at <= EXCLUDED.received_at",
     .id_kind = EV_ID_TEXT,
+    .jsonb_numbers = true,
     .get_sql = "SELECT doc::text FROM product WHERE id = $1",
     .validate = validate,
     .encode_row = encode_row,

@@ -5,6 +5,7 @@
  * SIGHUP. Entries never move or go away while the process runs.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "etc/err.h"
@@ -120,5 +121,25 @@ ev_registry_reset(void)
     for (size_t i = EV_BUILTINS; i < n; i++) {
         ev_declared_destroy((struct ev_type *)(void *)slots[i]);
         slots[i] = NULL;
+    }
+}
+
+void
+ev_type_names(char *out, size_t cap)
+{
+    size_t n = atomic_load(&ev_registry_len);
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *sep = i > 0 ? ", " : "";
+        size_t need = strlen(sep) + strlen(slots[i]->name);
+
+        /* Room for this name, and for ", ..." after it unless it is the last. */
+        if (used + need + (i + 1 < n ? 5 : 0) >= cap) {
+            snprintf(out + used, cap - used, "%s...", sep);
+            return;
+        }
+        used += (size_t)snprintf(out + used, cap - used, "%s%s", sep, slots[i]->name);
     }
 }

@@ -12,15 +12,20 @@
 static int
 epoch_value(const json_t *v, const char *name, int64_t *out, char err[EV_ERR_MAX])
 {
+    /* Digits beyond this cannot be milliseconds either: stop before int64 overflows. */
+    const int64_t ms_max = EV_EPOCH_MAX * 1000 + 999;
     const char *s;
     size_t n;
     size_t i;
     int64_t t = 0;
 
+    if (json_is_real(v)) {
+        return ev_epoch_real_err(err, name, v);
+    }
     if (json_is_integer(v)) {
         t = json_integer_value(v);
         if (t < 0 || t > EV_EPOCH_MAX) {
-            goto range;
+            return ev_epoch_range_err(err, name, t);
         }
         *out = t;
         return 0;
@@ -37,16 +42,13 @@ epoch_value(const json_t *v, const char *name, int64_t *out, char err[EV_ERR_MAX
         if (s[i] < '0' || s[i] > '9') {
             return ev_errf(err, "%s: not a string of digits", name);
         }
-        t = t * 10 + (s[i] - '0');
-        if (t > EV_EPOCH_MAX) {
-            goto range;
-        }
+        t = t > ms_max ? t : t * 10 + (s[i] - '0');
+    }
+    if (t > EV_EPOCH_MAX) {
+        return ev_epoch_range_err(err, name, t);
     }
     *out = t;
     return 0;
-range:
-    return ev_errf(err, "%s: out of range (0 to %lld epoch seconds)", name,
-                   (long long)EV_EPOCH_MAX);
 }
 
 static int
@@ -74,13 +76,15 @@ ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "user_id", .required = true, .check = ev_check_nonempty_string },
-    { .name = "timestamp", .required = true, .check = check_epoch },
-    { .name = "app_version", .null_ok = true, .check = ev_check_string },
-    { .name = "device_type", .null_ok = true, .check = ev_check_string },
-    { .name = "ip", .null_ok = true, .check = ev_check_ip },
-    { .name = "locale", .null_ok = true, .check = ev_check_string },
-    { .name = "device_id", .null_ok = true, .check = ev_check_string },
+    { .name = "user_id", .type = "string", .format = "non-empty", .required = true,
+      .check = ev_check_nonempty_string },
+    { .name = "timestamp", .type = "integer|string", .format = "epoch-seconds",
+      .required = true, .check = check_epoch },
+    { .name = "app_version", .type = "string", .null_ok = true, .check = ev_check_string },
+    { .name = "device_type", .type = "string", .null_ok = true, .check = ev_check_string },
+    { .name = "ip", .type = "ip", .null_ok = true, .check = ev_check_ip },
+    { .name = "locale", .type = "string", .null_ok = true, .check = ev_check_string },
+    { .name = "device_id", .type = "string", .null_ok = true, .check = ev_check_string },
 };
 
 static int
@@ -155,6 +159,8 @@ const struct ev_type ev_user_login = {
                     "processed_at, received_at, idempotency_key, source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
+    .fields = fields,
+    .n_fields = sizeof(fields) / sizeof(fields[0]),
     .stage_ddl = NULL,
     .upsert_sql = NULL,
     .id_kind = EV_ID_UUID,

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "etc/err.h"
@@ -58,17 +59,51 @@ ldr_sleep(struct ldr *l, int64_t ms)
     return !halted;
 }
 
-/* Remember a failure for STATUS and for the server's /metrics. */
-static void
-ldr_note_failure(struct ldr *l, const char *err)
+void
+ldr_error_public(const char *what, const char *err, char *out, size_t len)
 {
+    /* What libpq and the server say when connecting fails or a connection is lost; such
+     * texts name hosts, addresses, ports, users and databases. */
+    static const char *const conn_marks[] = {
+        "connection to server", "could not connect", "could not translate host",
+        "server closed the connection", "no connection to the server", "timeout expired",
+        "authentication failed", "pg_hba.conf", "SSL", "could not receive data",
+        "could not send data", "terminating connection", "Connection refused",
+        "role \"", "database \"", "too many clients", "the database system is",
+        "connection", "socket",
+    };
+
+    for (size_t i = 0; i < sizeof(conn_marks) / sizeof(conn_marks[0]); i++) {
+        if (strstr(err, conn_marks[i]) != NULL) {
+            snprintf(out, len, "connection: cannot reach PostgreSQL or lost the connection "
+                     "(details in the loader's log)");
+            return;
+        }
+    }
+    if (strncmp(what, "queue", 5) == 0) {
+        snprintf(out, len, "queue: %s", err);
+        return;
+    }
+    snprintf(out, len, "database: %s", err);
+}
+
+/*
+ * Remember a failure for STATUS and, without connection details, for /v1/status; retry: it
+ * will be retried (counted as a retry in /metrics).
+ */
+static void
+ldr_note_failure(struct ldr *l, const char *what, const char *err, bool retry)
+{
+    char shown[LDR_ERR_MAX];
     struct queue_meta_op ops[] = {
-        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, err},
+        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, shown},
         {QUEUE_META_LOADER_LAST_ERROR_US, QUEUE_META_SET, dp_now_us(), NULL},
-        {QUEUE_META_LOADER_RETRIES, QUEUE_META_ADD, 1, NULL},
+        {QUEUE_META_LOADER_ERRORS, QUEUE_META_ADD, 1, NULL},
+        {QUEUE_META_LOADER_RETRIES, QUEUE_META_ADD, retry ? 1 : 0, NULL},
     };
     int rc;
 
+    ldr_error_public(what, err, shown, sizeof(shown));
     pthread_mutex_lock(&l->mu);
     snprintf(l->last_error, sizeof(l->last_error), "%s", err);
     l->run.retries++;
@@ -92,8 +127,9 @@ ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *er
     bool go_on;
 
     (*attempt)++;
-    ldr_note_failure(l, err);
-    if (l->give_up_attempts > 0 && *attempt >= l->give_up_attempts) {
+    go_on = l->give_up_attempts == 0 || *attempt < l->give_up_attempts;
+    ldr_note_failure(l, what, err, go_on);
+    if (!go_on) {
         dp_error("giving up after repeated failures", "what=%s attempts=%d error=%s", what,
                  *attempt, err);
         return DP_ERR_RETRY;

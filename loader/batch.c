@@ -14,7 +14,7 @@
 #include "loader/internal.h"
 
 #define LDR_DEAD_COLUMNS \
-    "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, source)"
+    "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id, source)"
 #define LDR_STAGE_SUFFIX "_stage"
 #define LDR_KEYED_SUFFIX "_keyed"
 #define LDR_KEYED_NAME_BUF 96         /* a quoted type name with a suffix, bytes with NUL */
@@ -31,6 +31,7 @@ struct ldr_dead {
     int64_t received_us;
     const char *key;                    /* idempotency key; key_len 0: none, stored as NULL */
     size_t key_len;
+    const uint8_t *uuid;                /* the event's id (16 bytes) */
     const char *source;                 /* API key name; source_len 0: none, stored as NULL */
     size_t source_len;
 };
@@ -69,6 +70,8 @@ static int
 batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
 {
     size_t start = b->dead.len;
+    size_t raw_len = d->raw_len < b->dead_raw_max ? d->raw_len : b->dead_raw_max;
+    char note[96];
     int rc;
 
     rc = ldr_put_clean_text(&b->dead, b->queue_id, strlen(b->queue_id));
@@ -91,11 +94,16 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
     if (rc == 0) {
         rc = ldr_put_clean_text(&b->dead, d->error, d->error_len);
     }
+    if (rc == 0 && raw_len < d->raw_len) {
+        snprintf(note, sizeof(note), " [raw truncated: first %zu of %zu bytes kept]", raw_len,
+                 d->raw_len);
+        rc = ev_buf_put_copy_text(&b->dead, note, strlen(note));
+    }
     if (rc == 0) {
         rc = ev_buf_put(&b->dead, "\t", 1);
     }
     if (rc == 0) {
-        rc = ev_buf_put_copy_bytea(&b->dead, d->raw, d->raw_len);
+        rc = ev_buf_put_copy_bytea(&b->dead, d->raw, raw_len);
     }
     if (rc == 0) {
         rc = ev_buf_put(&b->dead, "\t", 1);
@@ -114,6 +122,12 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
         rc = ev_buf_put(&b->dead, "\t", 1);
     }
     if (rc == 0) {
+        rc = ev_buf_put_uuid(&b->dead, d->uuid);
+    }
+    if (rc == 0) {
+        rc = ev_buf_put(&b->dead, "\t", 1);
+    }
+    if (rc == 0) {
         rc = d->source_len > 0 ? ldr_put_clean_text(&b->dead, d->source, d->source_len)
                                : ev_buf_put(&b->dead, "\\N", 2);
     }
@@ -122,6 +136,56 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
     }
     if (rc != 0) {
         b->dead.len = start;
+    }
+    return rc;
+}
+
+/* The code point of the valid UTF-8 character s of len bytes. */
+static uint32_t
+batch_code_point(const unsigned char *s, size_t len)
+{
+    static const unsigned char lead_mask[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    uint32_t cp = s[0] & lead_mask[len];
+
+    for (size_t i = 1; i < len; i++) {
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    return cp;
+}
+
+int
+ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n)
+{
+    static const char note[] = " [reduced to ASCII: the database refused the text]";
+    const unsigned char *s = (const unsigned char *)src;
+    int field = 0;                      /* 0-based column of the row; 3 is the error */
+    char esc[16];
+    int rc = 0;
+
+    dst->len = 0;
+    for (size_t i = 0; i < n && rc == 0;) {
+        size_t len = s[i] < 0x80 ? 1 : ev_utf8_len(s + i, n - i);
+
+        if (s[i] == '\t' && field == 3) {
+            rc = ev_buf_put(dst, note, sizeof(note) - 1);
+        }
+        if (rc != 0) {
+            break;
+        }
+        if (len == 0) {
+            rc = ev_buf_put(dst, "?", 1);   /* not written by batch.c, which writes UTF-8 */
+            len = 1;
+        } else if (len == 1) {
+            field = s[i] == '\n' ? 0 : field + (s[i] == '\t');
+            rc = ev_buf_put(dst, src + i, 1);
+        } else {
+            uint32_t cp = batch_code_point(s + i, len);
+
+            /* Two backslashes: COPY text makes them the one of "\u00e9". */
+            snprintf(esc, sizeof(esc), cp > 0xffff ? "\\\\U%08x" : "\\\\u%04x", (unsigned)cp);
+            rc = ev_buf_put(dst, esc, strlen(esc));
+        }
+        i += len;
     }
     return rc;
 }
@@ -154,6 +218,7 @@ ldr_batch_init(struct ldr_batch *b, const char *queue_id)
 {
     memset(b, 0, sizeof(*b));
     b->queue_id = queue_id;
+    b->dead_raw_max = LDR_DEAD_RAW_MAX_BYTES;
     /* Room for every type the registry may ever hold: declared types come on SIGHUP. */
     b->groups = calloc(LDR_GROUPS_MAX, sizeof(*b->groups));
     if (b->groups == NULL) {
@@ -178,6 +243,7 @@ ldr_batch_free(struct ldr_batch *b)
     free(b->held);
     ev_buf_free(&b->raw);
     ev_buf_free(&b->dead);
+    ev_buf_free(&b->dead_ascii);
     memset(b, 0, sizeof(*b));
 }
 
@@ -253,8 +319,8 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
         .type = ev->type, .type_len = ev->type_len, .stage = "load",
         .error = err, .error_len = strlen(err),
         .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
-        .key = ev->key, .key_len = ev->key_len, .source = ev->source,
-        .source_len = ev->source_len,
+        .key = ev->key, .key_len = ev->key_len, .uuid = ev->uuid,
+        .source = ev->source, .source_len = ev->source_len,
     };
     b->dead_encode++;
     return batch_dead_row(b, &d);
@@ -382,6 +448,7 @@ batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
     b->unknown = 0;
     b->unknown_types[0] = '\0';
     b->raw.len = 0;
+    b->watermark_us = 0;
     rc = queue_read(q, from, max_events, max_bytes, batch_copy_one, &r, NULL, NULL);
     if (rc != 0 && rc != DP_ERR_NOTFOUND) {
         b->events = 0;
@@ -417,8 +484,8 @@ batch_encode_one(struct ldr_batch *b, size_t i)
         .type = ev.type, .type_len = ev.type_len, .stage = "load",
         .error = unknown, .error_len = sizeof(unknown) - 1,
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
-        .key = ev.key, .key_len = ev.key_len, .source = ev.source,
-        .source_len = ev.source_len,
+        .key = ev.key, .key_len = ev.key_len, .uuid = ev.uuid,
+        .source = ev.source, .source_len = ev.source_len,
     };
     if ((ev.flags & QUEUE_F_REJECTED) != 0) {
         d.stage = "ingest";
@@ -494,8 +561,8 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
         .type = ev.type, .type_len = ev.type_len, .stage = "load",
         .error = error, .error_len = strlen(error),
         .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
-        .key = ev.key, .key_len = ev.key_len, .source = ev.source,
-        .source_len = ev.source_len,
+        .key = ev.key, .key_len = ev.key_len, .uuid = ev.uuid,
+        .source = ev.source, .source_len = ev.source_len,
     };
     rc = batch_dead_row(b, &d);
     if (rc == 0) {
@@ -648,6 +715,39 @@ batch_load_group(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g,
     return rc;
 }
 
+/*
+ * COPY the dead_letter rows. Should PostgreSQL refuse them for their data (a database whose
+ * encoding cannot hold the error text), they are reduced to ASCII and copied again: a dead
+ * letter that cannot be stored as it is must not hold back the batch and the queue behind it.
+ */
+static int
+batch_load_dead(struct ldr_batch *b, struct ldr_pg *pg)
+{
+    int rc;
+
+    rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_dead"));
+    if (rc == 0) {
+        rc = ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data, b->dead.len);
+    }
+    if (rc != DP_ERR_DATA) {
+        return rc == 0 ? batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_dead")) : rc;
+    }
+    dp_warn("dead letters refused by postgresql: stored reduced to ASCII", "rows=%zu error=%s "
+            "sqlstate=%s", ldr_batch_dead(b), ldr_pg_error(pg), ldr_pg_sqlstate(pg));
+    rc = batch_not_data(ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_dead"));
+    if (rc == 0) {
+        rc = ldr_dead_reduce(&b->dead_ascii, b->dead.data, b->dead.len);
+    }
+    if (rc == 0) {
+        rc = batch_not_data(ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead_ascii.data,
+                                        b->dead_ascii.len));
+    }
+    if (rc == 0) {
+        rc = batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_dead"));
+    }
+    return rc;
+}
+
 int
 ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                struct ldr_load_result *res)
@@ -668,9 +768,11 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
     if (rc == 0 && b->dead.len > 0) {
         rc = batch_fault(fault, LDR_FAULT_COPY, b);
         if (rc == 0) {
-            rc = batch_not_data(ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data,
-                                            b->dead.len));
+            rc = batch_load_dead(b, pg);
         }
+    }
+    if (rc == 0 && b->watermark_us > 0) {
+        rc = batch_not_data(ldr_pg_watermark(pg, b->queue_id, b->watermark_us));
     }
     if (rc == 0) {
         rc = batch_fault(fault, LDR_FAULT_COMMIT, b);
@@ -747,5 +849,9 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
     ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_BATCHES, QUEUE_META_ADD, 1, NULL};
     ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LAST_SUCCESS_US, QUEUE_META_SET, now_us,
                                       NULL};
+    if (b->watermark_us > 0) {
+        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LOADED_THROUGH_US, QUEUE_META_MAX,
+                                          b->watermark_us, NULL};
+    }
     return n;
 }

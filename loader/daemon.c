@@ -22,6 +22,7 @@
 
 #define DMN_TICK_MS 1000               /* longest wait between two looks at the schedule */
 #define DMN_CHANGES_MAX 1024           /* bytes of "what changed" text on SIGHUP */
+#define DMN_SUMMARY_MS 60000           /* one summary line a minute, as the server's */
 
 enum dmn_job {
     DMN_JOB_START,                     /* ldr_start: connect, fence, schema, recover */
@@ -48,6 +49,10 @@ struct dmn {
     int64_t last_start_ms;             /* monotonic; -1 before the first run */
     int64_t last_end_ms;
     uint64_t watchdog_usec;            /* 0: no watchdog */
+    uint64_t runs;                     /* runs ended since start */
+    uint64_t summary_runs;             /* runs at the last summary */
+    struct ldr_run_stats summary_prev; /* ldr_totals at the last summary */
+    int64_t summary_ms;                /* monotonic time of the last summary */
     char status[256];                  /* last STATUS= sent */
     bool types_pending;                /* live declares new types: register them once idle */
 };
@@ -98,10 +103,22 @@ dmn_job_done(struct dmn *d)
         if (rc == DP_ERR_CLOSED) {
             return 0;
         }
+        if (rc == DP_ERR_CONFIG && ldr_refused(d->l, NULL, 0)) {
+            dp_error("exiting: this queue does not own its queue.id (see above)", "status=%d",
+                     LDR_EXIT_REFUSED);
+            return LDR_EXIT_REFUSED;
+        }
         dp_error("cannot start", "error=%s", dp_strerror(rc));
         return 1;
     }
     d->last_end_ms = dp_mono_ms();
+    d->runs++;
+    if (ldr_refused(d->l, NULL, 0)) {
+        /* Restarting cannot help: systemd's RestartPreventExitStatus= names this status. */
+        dp_error("exiting: this queue does not own its queue.id (see above)", "status=%d",
+                 LDR_EXIT_REFUSED);
+        return LDR_EXIT_REFUSED;
+    }
     if (rc != 0 && rc != DP_ERR_CLOSED) {
         dp_error("run failed", "error=%s", dp_strerror(rc));
     }
@@ -202,11 +219,8 @@ dmn_reload(struct dmn *d)
     struct dmn_reload r = {.was = d->live != NULL ? d->live : d->cfg};
 
     if (dp_config_load(&src, &n, &errors) != 0) {
-        for (char *p = errors; p != NULL && *p != '\0'; p++) {
-            *p = *p == '\n' ? ';' : *p;
-        }
-        dp_error("configuration reload failed: keeping the running one", "errors=%s",
-                 errors != NULL ? errors : "out of memory");
+        dp_config_reload_log("datapipe-loader", NULL, NULL,
+                             errors != NULL ? errors : "out of memory");
         free(errors);
         return;
     }
@@ -221,12 +235,7 @@ dmn_reload(struct dmn *d)
     d->sched.min_interval_s = n->loader_min_interval_s;
     d->sched.high_water = n->loader_high_water;
     dp_config_diff(d->cfg, n, DP_DAEMON_LOADER, dmn_restart_key, &r);
-    dp_info("configuration reloaded", "applied=%s needs_restart=%s",
-            r.applied[0] != '\0' ? r.applied : "nothing",
-            r.restart[0] != '\0' ? r.restart : "nothing");
-    if (r.restart[0] != '\0') {
-        dp_warn("changed settings need a restart of datapipe-loader", "settings=%s", r.restart);
-    }
+    dp_config_reload_log("datapipe-loader", r.applied, r.restart, NULL);
     dp_config_destroy(d->live);
     d->live = n;
     d->types_pending = d->types_pending || r.types;
@@ -340,6 +349,31 @@ dmn_status(struct dmn *d)
     sd_notify(0, line);
 }
 
+/*
+ * Once a minute, what the runs since the last summary did: the one info line of an idle
+ * loader (a run that moves nothing logs "run finished" at debug only).
+ */
+static void
+dmn_summary(struct dmn *d)
+{
+    struct ldr_run_stats now;
+    const struct ldr_run_stats *p = &d->summary_prev;
+
+    if (dp_mono_ms() - d->summary_ms < DMN_SUMMARY_MS) {
+        return;
+    }
+    ldr_totals(d->l, &now);
+    dp_info("summary", "runs=%llu events=%llu loaded=%llu dead_letters=%llu retries=%llu",
+            (unsigned long long)(d->runs - d->summary_runs),
+            (unsigned long long)(now.events - p->events),
+            (unsigned long long)(now.loaded - p->loaded),
+            (unsigned long long)(now.dead_letters - p->dead_letters),
+            (unsigned long long)(now.retries - p->retries));
+    d->summary_prev = now;
+    d->summary_runs = d->runs;
+    d->summary_ms = dp_mono_ms();
+}
+
 static int
 dmn_tick_ms(const struct dmn *d)
 {
@@ -381,11 +415,15 @@ dmn_loop(struct dmn *d, const sigset_t *set)
             dmn_schedule(d);
         }
         dmn_status(d);
+        dmn_summary(d);
     }
     return code;
 }
 
-/* Open the queue, take its loader lock, create the loader. Returns 0 or an exit status. */
+/*
+ * Open the queue, take its loader lock, create the loader. d->cli NULL: --adopt-queue, which
+ * gives up on PostgreSQL like --once. Returns 0 or an exit status.
+ */
 static int
 dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
 {
@@ -396,7 +434,7 @@ dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
         .schema = cfg->database_schema,
         .batch_rows = cfg->loader_batch_rows,
         .workers = cfg->loader_workers,
-        .give_up_attempts = d->cli->once ? LDR_ONCE_ATTEMPTS : 0,
+        .give_up_attempts = d->cli == NULL || d->cli->once ? LDR_ONCE_ATTEMPTS : 0,
         .fault = fault,
     };
     int rc;
@@ -426,6 +464,29 @@ dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
 }
 
 int
+ldr_daemon_adopt(const struct dp_config *cfg)
+{
+    struct dmn d;
+    int code;
+    int rc;
+
+    memset(&d, 0, sizeof(d));
+    d.cfg = cfg;
+    code = dmn_open(&d, NULL);
+    if (code == 0) {
+        rc = ldr_adopt(d.l);
+        if (rc != 0) {
+            dp_error("--adopt-queue failed: nothing changed", "queue_id=%s error=%s",
+                     cfg->queue_id, dp_strerror(rc));
+            code = 1;
+        }
+    }
+    ldr_destroy(d.l);
+    queue_close(d.q);
+    return code;
+}
+
+int
 ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
            const struct ldr_fault_ops *fault)
 {
@@ -440,6 +501,7 @@ ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
     d.sched.min_interval_s = cfg->loader_min_interval_s;
     d.sched.high_water = cfg->loader_high_water;
     d.last_start_ms = -1;
+    d.summary_ms = dp_mono_ms();
     d.main_thread = pthread_self();
     atomic_init(&d.job_done, false);
     atomic_init(&d.job_rc, 0);

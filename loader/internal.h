@@ -13,7 +13,15 @@
 
 #define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
 #define LDR_GROUPS_MAX (2 * EV_REGISTRY_MAX) /* groups of a batch: plain and keyed rows per type */
-#define LDR_META_OPS (2 * LDR_GROUPS_MAX + 5) /* metadata changes of one batch's delete, at most */
+#define LDR_META_OPS (2 * LDR_GROUPS_MAX + LDR_META_OPS_EXTRA) /* a delete's changes, at most */
+#define LDR_REFUSAL_MAX 1024            /* a refusal's text (why and what to do), with NUL */
+
+/*
+ * Most bytes of an event kept in a dead_letter row's raw column. PostgreSQL refuses a COPY
+ * line over 1 GB and bytea text is two characters a byte: a longer event is truncated, with
+ * a note in the row's error text, rather than make the whole batch fail for ever.
+ */
+#define LDR_DEAD_RAW_MAX_BYTES (256u << 20)
 
 /*
  * One event of a batch, copied out of the queue while its read transaction was open (an
@@ -69,9 +77,13 @@ struct ldr_batch {
     size_t held_cap;                    /* entries allocated in held */
     struct ev_buf raw;                  /* their type, error and JSON bytes */
     int64_t now_us;                     /* wall clock at encode time (processed_at) */
+    int64_t watermark_us;               /* queue_watermark for this range, recorded with it;
+                                           0: none (set by the loader before loading) */
     struct ldr_group *groups;           /* LDR_GROUPS_MAX entries: plain and keyed per type */
     size_t n_groups;                    /* in use: two per registry entry, as of the last build */
     struct ev_buf dead;                 /* dead_letter COPY rows */
+    struct ev_buf dead_ascii;           /* the same reduced to ASCII, when PostgreSQL refused */
+    size_t dead_raw_max;                /* bytes of raw kept a row (LDR_DEAD_RAW_MAX_BYTES) */
     size_t dead_encoded;                /* dead.len after encoding; the load's rows follow */
     size_t dead_ingest;                 /* rows rejected at ingest */
     size_t dead_encode;                 /* rows the encoder refused or of unknown type */
@@ -135,10 +147,12 @@ int ldr_batch_build(struct ldr_batch *b);
 int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                    struct ldr_load_result *res);
 
+#define LDR_META_OPS_EXTRA 6            /* ldr_batch_meta's ops beyond two per group */
+
 /*
  * ldr_batch_meta - the metadata changes for deleting b: per-type loaded and duplicate
- * counters, dead letters, batches, last success at now_us. ops must hold LDR_META_OPS
- * entries.
+ * counters, dead letters, batches, last success at now_us, the watermark. ops must hold
+ * LDR_META_OPS entries.
  * Returns how many were written.
  */
 size_t ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *ops);
@@ -157,6 +171,14 @@ size_t ldr_batch_dead(const struct ldr_batch *b);
  * NUL: invalid bytes and NUL become "\xNN" (as text). Returns 0 or DP_ERR_NOMEM.
  */
 int ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n);
+
+/*
+ * ldr_dead_reduce - copy the dead_letter COPY rows src (n bytes, as batch.c writes them:
+ * valid UTF-8) into dst reduced to ASCII, for a database that refused their text (one whose
+ * encoding cannot hold it): every non-ASCII character becomes "\uXXXX" (or "\UXXXXXXXX")
+ * and each row's error text gets a note that it was reduced. Returns 0 or DP_ERR_NOMEM.
+ */
+int ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n);
 
 /* ---- the loader's state (loader.c) and its back-off (backoff.c) ---------------------- */
 
@@ -179,6 +201,8 @@ struct ldr_worker {
 struct ldr {
     struct queue *q;                   /* borrowed */
     char *queue_id;
+    const char *instance;              /* the queue's instance id (queue_instance) */
+    bool instance_assigned;            /* the queue is older than instance ids */
     char *conninfo;
     char *schema;
     int batch_rows;
@@ -200,7 +224,19 @@ struct ldr {
     struct ldr_run_stats total;
     char last_error[LDR_ERR_MAX];
     char held_types[LDR_HELD_TYPES_MAX]; /* types of the events held this run, comma list */
+    bool refused;                      /* this queue does not own queue.id: for good */
+    char refusal[LDR_REFUSAL_MAX];     /* why, and what to do */
 };
+
+/*
+ * ldr_error_public - err (a failure's full text, for the loader's log) of what failed
+ * (ldr_backoff's what) reduced to what /v1/status may show anyone: "connection: ..."
+ * without host names, addresses or user names for a failure to connect or a lost
+ * connection, "queue: <err>" when what is the queue's, else "database: <err>" (a
+ * statement's error, which names no connection detail).
+ * out receives len bytes at most, NUL-terminated.
+ */
+void ldr_error_public(const char *what, const char *err, char *out, size_t len);
 
 /* ldr_halted - whether ldr_stop was called or the run failed (no new batches then). */
 bool ldr_halted(struct ldr *l);

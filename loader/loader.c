@@ -2,8 +2,9 @@
  * loader.c - runs of the loader: claim consecutive ranges of the queue (each read once, into
  * the worker's batch), load each on a worker's own connection, retrying after a back-off
  * (backoff.c), delete it from the queue only after PostgreSQL committed it, recover and
- * compact through loader_batches.
- * It never deletes a range PostgreSQL may lack, and never drops a batch.
+ * compact through loader_batches; before any of it, check that the queue owns its queue.id.
+ * It never deletes a range PostgreSQL may lack, never drops a batch, and never reads or
+ * deletes anything for a queue that does not own its queue.id.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -75,6 +76,7 @@ ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
     pthread_cond_init(&l->cv, &attr);
     pthread_condattr_destroy(&attr);
     l->q = q;
+    l->instance = queue_instance(q, &l->instance_assigned);
     l->batch_rows = opt->batch_rows;
     l->n_workers = opt->workers;
     l->give_up_attempts = opt->give_up_attempts;
@@ -154,7 +156,8 @@ ldr_ensure(struct ldr_worker *w, char *err, size_t len)
         ldr_close(w);
     }
     if (w->pg == NULL) {
-        rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, err, len);
+        rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, l->instance, err,
+                            len);
         if (rc == 0) {
             rc = ldr_pg_ensure_schema(w->pg, l->schema);
         }
@@ -165,6 +168,156 @@ ldr_ensure(struct ldr_worker *w, char *err, size_t len)
     }
     w->used_ms = now_ms;
     return rc;
+}
+
+/* ---- queue identity -------------------------------------------------------------------- */
+
+/*
+ * This queue does not own its queue.id (owner: the instance that does, "" if none; why: the
+ * finding): log what happened and what to do, and record it for /v1/status. For good: the
+ * run or start ends with DP_ERR_CONFIG and the daemon exits LDR_EXIT_REFUSED.
+ */
+static void
+ldr_refuse(struct ldr *l, const char *owner, const char *why)
+{
+    struct queue_meta_op ops[] = {
+        {QUEUE_META_LOADER_REFUSED, QUEUE_META_STR, 0, l->refusal},
+        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, l->refusal},
+        {QUEUE_META_LOADER_LAST_ERROR_US, QUEUE_META_SET, dp_now_us(), NULL},
+    };
+    bool first;
+
+    pthread_mutex_lock(&l->mu);
+    first = !l->refused;
+    if (first) {
+        l->refused = true;
+        snprintf(l->refusal, sizeof(l->refusal), "refused: %s; nothing is loaded or deleted. If "
+                 "the queue that loaded under queue.id %s is gone for good (queue.path "
+                 "recreated, disk replaced), run datapipe-loader --adopt-queue; if it is another "
+                 "live appliance, give this one a queue.id of its own", why, l->queue_id);
+        snprintf(l->last_error, sizeof(l->last_error), "refused: %.*s",
+                 (int)sizeof(l->last_error) - 16, why);
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (!first) {
+        return;
+    }
+    dp_error("this queue does not own its queue.id in PostgreSQL: loading and deleting nothing "
+             "until an operator acts", "queue_id=%s instance_id=%s owner_instance_id=%s "
+             "reason=%s fix=%s", l->queue_id, l->instance, owner[0] != '\0' ? owner : "none",
+             why, "if the owner's queue is gone for good run datapipe-loader --adopt-queue, "
+             "else give this appliance its own queue.id");
+    if (queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0])) != 0) {
+        dp_warn("cannot record the refusal in the queue", NULL);
+    }
+}
+
+bool
+ldr_refused(struct ldr *l, char *buf, size_t len)
+{
+    bool refused;
+
+    pthread_mutex_lock(&l->mu);
+    refused = l->refused;
+    if (refused && buf != NULL && len > 0) {
+        snprintf(buf, len, "%s", l->refusal);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return refused;
+}
+
+/*
+ * queue.id has no owner yet: claim it if the loader_batches rows under it (if any) can be
+ * this queue's (the rules are in loader.h), then read back who won. owner receives the owner.
+ * Returns 0, DP_ERR_CONFIG (refused), DP_ERR_RETRY, DP_ERR_IO, DP_ERR_NOMEM.
+ */
+static int
+ldr_own_claim(struct ldr_worker *w, char *owner, size_t len)
+{
+    struct ldr *l = w->l;
+    struct queue_stats st;
+    uint64_t max_last = 0;
+    char why[LDR_ERR_MAX];
+    int rc;
+
+    rc = queue_stats(l->q, &st);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = ldr_pg_max_last(w->pg, l->queue_id, &max_last);
+    if (rc != 0) {
+        return rc;
+    }
+    if (max_last > 0 && !l->instance_assigned) {
+        snprintf(why, sizeof(why), "loader_batches records sequence numbers up to %llu under "
+                 "queue.id %s without an owner, and this queue (instance %s) was created "
+                 "since: they were loaded from another queue", (unsigned long long)max_last,
+                 l->queue_id, l->instance);
+        ldr_refuse(l, "", why);
+        return DP_ERR_CONFIG;
+    }
+    if (max_last > 0 && max_last >= st.next_seq) {
+        snprintf(why, sizeof(why), "loader_batches records sequence numbers up to %llu under "
+                 "queue.id %s without an owner, and this queue (instance %s) has handed out "
+                 "numbers below %llu only: they were loaded from another queue",
+                 (unsigned long long)max_last, l->queue_id, l->instance,
+                 (unsigned long long)st.next_seq);
+        ldr_refuse(l, "", why);
+        return DP_ERR_CONFIG;
+    }
+    rc = ldr_pg_owner_claim(w->pg, l->queue_id);
+    if (rc == 0) {
+        rc = ldr_pg_owner(w->pg, l->queue_id, owner, len);
+    }
+    if (rc == 0 && strcmp(owner, l->instance) == 0 && max_last > 0) {
+        dp_warn("claimed queue.id for a queue older than instance ids, with the loader_batches "
+                "rows already recorded under it", "queue_id=%s instance_id=%s recorded_up_to=%llu "
+                "next_seq=%llu", l->queue_id, l->instance, (unsigned long long)max_last,
+                (unsigned long long)st.next_seq);
+    } else if (rc == 0 && strcmp(owner, l->instance) == 0) {
+        dp_info("claimed queue.id", "queue_id=%s instance_id=%s", l->queue_id, l->instance);
+    }
+    return rc == DP_ERR_NOTFOUND ? DP_ERR_RETRY : rc;
+}
+
+/*
+ * Check that this queue owns queue.id, claiming it when nobody does. Runs before anything
+ * reads loader_batches or deletes from the queue (the batch transactions check again).
+ * Returns 0, DP_ERR_CONFIG (refused), DP_ERR_RETRY (err set), DP_ERR_IO, DP_ERR_NOMEM.
+ */
+static int
+ldr_own(struct ldr_worker *w, char *err, size_t len)
+{
+    struct ldr *l = w->l;
+    char owner[LDR_OWNER_MAX];
+    char why[LDR_ERR_MAX];
+    int rc;
+
+    if (ldr_refused(l, NULL, 0)) {
+        return DP_ERR_CONFIG;
+    }
+    rc = ldr_pg_owner(w->pg, l->queue_id, owner, sizeof(owner));
+    if (rc == DP_ERR_NOTFOUND) {
+        rc = ldr_own_claim(w, owner, sizeof(owner));
+    }
+    if (rc == DP_ERR_RETRY) {
+        snprintf(err, len, "%s", ldr_pg_error(w->pg));
+    }
+    if (rc != 0 || strcmp(owner, l->instance) == 0) {
+        return rc;
+    }
+    snprintf(why, sizeof(why), "queue.id %s is owned by queue instance %s, this queue is "
+             "instance %s", l->queue_id, owner, l->instance);
+    ldr_refuse(l, owner, why);
+    return DP_ERR_CONFIG;
+}
+
+/* A statement found this queue no longer owns queue.id (an adoption in between). */
+static int
+ldr_refuse_pg(struct ldr_worker *w)
+{
+    ldr_refuse(w->l, ldr_pg_owner_seen(w->pg), ldr_pg_error(w->pg));
+    return DP_ERR_CONFIG;
 }
 
 /* ---- claiming, deleting, recovering -------------------------------------------------- */
@@ -262,48 +415,32 @@ ldr_recover_one(void *arg, uint64_t first, uint64_t last)
     return rc;
 }
 
-/* Delete from the queue every range loader_batches says PostgreSQL has. */
+/*
+ * Delete from the queue every range loader_batches says PostgreSQL has (read while this
+ * queue owns queue.id, which ldr_own made sure of and ldr_pg_batches checks again).
+ */
 static int
 ldr_recover(struct ldr_worker *w, char *err, size_t len)
 {
     struct queue_stats st;
-    uint64_t max_last = 0;
     int rc;
 
     rc = queue_stats(w->l->q, &st);
-    if (rc != 0) {
-        return rc;
-    }
-    /*
-     * loader_batches rows are keyed by queue.id and sequence number. If PostgreSQL
-     * already records numbers this queue has not handed out yet, they belong to
-     * another queue with the same queue.id (queue.path recreated, or a cloned
-     * appliance): recovering from them would delete events that were never loaded.
-     */
-    rc = ldr_pg_max_last(w->pg, w->l->queue_id, &max_last);
-    if (rc == 0 && max_last >= st.next_seq) {
-        dp_error("loader_batches already records sequence numbers this queue has not used: "
-                 "another queue has this queue.id (queue.path recreated, or an appliance "
-                 "cloned); give this queue a new queue.id",
-                 "queue_id=%s recorded_up_to=%llu next_seq=%llu", w->l->queue_id,
-                 (unsigned long long)max_last, (unsigned long long)st.next_seq);
-        snprintf(err, len, "queue.id %s is used by another queue", w->l->queue_id);
-        return DP_ERR_CONFIG;
-    }
     if (rc != 0 || st.events == 0) {
-        if (rc == DP_ERR_RETRY) {
-            snprintf(err, len, "%s", ldr_pg_error(w->pg));
-        }
         return rc;
     }
     rc = ldr_pg_batches(w->pg, w->l->queue_id, st.first_seq, ldr_recover_one, w);
     if (rc == DP_ERR_RETRY) {
         snprintf(err, len, "%s", ldr_pg_error(w->pg));
     }
-    return rc;
+    return rc == DP_ERR_CONFIG ? ldr_refuse_pg(w) : rc;
 }
 
-/* Connect worker 0, optionally fence, and recover; retried with back-off. */
+/*
+ * Connect worker 0, check ownership, optionally fence, and recover; retried with back-off.
+ * Ownership comes before the fence: a queue that does not own queue.id must not terminate
+ * the sessions of the loader that does.
+ */
 static int
 ldr_prepare(struct ldr *l, bool fence, const char *what)
 {
@@ -317,6 +454,9 @@ ldr_prepare(struct ldr *l, bool fence, const char *what)
             return DP_ERR_CLOSED;
         }
         rc = ldr_ensure(w, err, sizeof(err));
+        if (rc == 0) {
+            rc = ldr_own(w, err, sizeof(err));
+        }
         if (rc == 0 && fence) {
             rc = ldr_pg_fence(w->pg, l->queue_id);
             if (rc != 0) {
@@ -340,18 +480,89 @@ ldr_prepare(struct ldr *l, bool fence, const char *what)
 int
 ldr_start(struct ldr *l)
 {
-    struct queue_meta_op op = {QUEUE_META_LOADER_STARTED_US, QUEUE_META_SET, 0, NULL};
+    struct queue_meta_op ops[] = {
+        {QUEUE_META_LOADER_STARTED_US, QUEUE_META_SET, 0, NULL},
+        {QUEUE_META_LOADER_REFUSED, QUEUE_META_STR, 0, ""},   /* the queue owns queue.id */
+    };
     int rc;
 
+    dp_info("queue identity", "queue_id=%s instance_id=%s older_than_instance_ids=%d",
+            l->queue_id, l->instance, (int)l->instance_assigned);
     rc = ldr_prepare(l, true, "start");
     if (rc == 0) {
-        op.value = dp_now_us();
-        queue_meta_apply(l->q, &op, 1);
+        ops[0].value = dp_now_us();
+        queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
         pthread_mutex_lock(&l->mu);
         l->started = true;
         pthread_mutex_unlock(&l->mu);
     }
     return rc;
+}
+
+/* Say what ldr_pg_owner_adopt did, on stdout and in the log. */
+static void
+ldr_adopt_report(struct ldr *l, const struct ldr_adoption *a)
+{
+    if (a->already) {
+        printf("queue.id %s: this queue (instance %s) is the owner already; nothing changed\n",
+               l->queue_id, l->instance);
+        dp_info("--adopt-queue: already the owner", "queue_id=%s instance_id=%s", l->queue_id,
+                l->instance);
+        return;
+    }
+    printf("queue.id %s: this queue (instance %s) is the owner now, instead of %s%s.\n"
+           "%llu loader_batches rows of the former owner moved to queue_id '%s'; "
+           "%llu rows of this queue taken back.\n",
+           l->queue_id, l->instance, a->previous[0] != '\0' ? "instance " : "",
+           a->previous[0] != '\0' ? a->previous : "nobody (rows from before owners were recorded)",
+           (unsigned long long)a->moved, a->moved_to, (unsigned long long)a->restored);
+    dp_info("--adopt-queue: this queue owns queue.id now", "queue_id=%s instance_id=%s "
+            "previous_instance_id=%s batches_moved=%llu moved_to=%s batches_taken_back=%llu",
+            l->queue_id, l->instance, a->previous[0] != '\0' ? a->previous : "none",
+            (unsigned long long)a->moved, a->moved_to, (unsigned long long)a->restored);
+}
+
+int
+ldr_adopt(struct ldr *l)
+{
+    struct ldr_worker *w = &l->workers[0];
+    struct ldr_adoption a;
+    struct queue_meta_op op = {QUEUE_META_LOADER_REFUSED, QUEUE_META_STR, 0, ""};
+    char err[LDR_ERR_MAX] = "";
+    int attempt = 0;
+    int rc;
+
+    for (;;) {
+        if (ldr_halted(l)) {
+            return DP_ERR_CLOSED;
+        }
+        rc = ldr_ensure(w, err, sizeof(err));
+        if (rc == 0) {
+            rc = ldr_pg_owner_adopt(w->pg, l->queue_id, &a);
+            if (rc != 0) {
+                snprintf(err, sizeof(err), "%s", ldr_pg_error(w->pg));
+            }
+        }
+        if (rc != DP_ERR_RETRY) {
+            break;
+        }
+        ldr_close(w);
+        rc = ldr_backoff(w, &attempt, "adopt", err);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    ldr_adopt_report(l, &a);
+    pthread_mutex_lock(&l->mu);
+    l->refused = false;
+    pthread_mutex_unlock(&l->mu);
+    if (queue_meta_apply(l->q, &op, 1) != 0) {
+        dp_warn("cannot clear the refusal recorded in the queue", NULL);
+    }
+    return 0;
 }
 
 /* ---- loading one batch --------------------------------------------------------------- */
@@ -365,6 +576,13 @@ ldr_attempt(struct ldr_worker *w, struct ldr_batch *b, bool *unknown,
     uint64_t last = 0;
     int rc;
 
+    /*
+     * The watermark this batch records: read after the range was claimed (its events are
+     * queued) and before its COMMIT, which is all queue_watermark asks. Best effort.
+     */
+    if (queue_watermark(l->q, b->first, b->last, &b->watermark_us) != 0) {
+        b->watermark_us = 0;
+    }
     rc = ldr_ensure(w, err, len);
     if (rc == 0 && *unknown) {
         rc = ldr_pg_batch_lookup(w->pg, l->queue_id, b->first, &last);
@@ -430,6 +648,9 @@ ldr_process(struct ldr_worker *w)
     rc = ldr_batch_build(b);
     if (rc == 0) {
         rc = ldr_commit(w, b, &committed_last);
+    }
+    if (rc == DP_ERR_CONFIG) {
+        return ldr_refuse_pg(w);
     }
     if (rc != 0) {
         return rc;
@@ -519,6 +740,38 @@ ldr_workers_run(struct ldr *l)
     return rc;
 }
 
+/*
+ * At the end of a run, record the watermark again: with the queue drained it is the time
+ * of this read, which no batch records. In PostgreSQL first, then for /v1/status.
+ * Best effort: the next batch or run records it again.
+ */
+static void
+ldr_mark(struct ldr *l)
+{
+    struct ldr_worker *w = &l->workers[0];
+    struct queue_meta_op op = {QUEUE_META_LOADER_LOADED_THROUGH_US, QUEUE_META_MAX, 0, NULL};
+    char err[LDR_ERR_MAX] = "";
+    int rc;
+
+    rc = queue_watermark(l->q, 0, 0, &op.value);
+    if (rc == 0) {
+        rc = ldr_ensure(w, err, sizeof(err));
+    }
+    if (rc == 0) {
+        rc = ldr_pg_watermark(w->pg, l->queue_id, op.value);
+        if (rc != 0) {
+            snprintf(err, sizeof(err), "%s", ldr_pg_error(w->pg));
+            ldr_close(w);
+        }
+    }
+    if (rc == 0) {
+        rc = queue_meta_apply(l->q, &op, 1);
+    }
+    if (rc != 0) {
+        dp_warn("watermark not recorded", "error=%s", err[0] != '\0' ? err : dp_strerror(rc));
+    }
+}
+
 /* Drop loader_batches rows of ranges the queue no longer holds. Best effort. */
 static void
 ldr_compact(struct ldr *l)
@@ -572,9 +825,47 @@ ldr_run_begin(struct ldr *l)
     queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
 }
 
+/*
+ * The QUEUE_META_LOADER_RUNS text with run added in front: its own line, then the previous
+ * runs' lines (only the loader writes them), QUEUE_LOADER_RUNS_MAX lines in all.
+ */
+static void
+ldr_runs_text(struct ldr *l, const struct ldr_run_stats *run, const char *result, char *out,
+              size_t len)
+{
+    char old[QUEUE_LOADER_RUNS_MAX * (QUEUE_LOADER_RUN_RESULT_MAX + 128)];
+    const char *p = old;
+    size_t rlen = strcspn(result, "\n");
+    size_t used;
+
+    if (rlen > QUEUE_LOADER_RUN_RESULT_MAX) {
+        rlen = QUEUE_LOADER_RUN_RESULT_MAX; /* not inside a UTF-8 sequence: */
+        while (rlen > 0 && ((unsigned char)result[rlen] & 0xc0u) == 0x80u) {
+            rlen--;
+        }
+    }
+    queue_meta_get_str(l->q, QUEUE_META_LOADER_RUNS, old, sizeof(old));
+    used = (size_t)snprintf(out, len, "%lld %lld %llu %llu %llu %.*s\n",
+                            (long long)run->start_us, (long long)run->end_us,
+                            (unsigned long long)run->events, (unsigned long long)run->loaded,
+                            (unsigned long long)run->dead_letters, (int)rlen, result);
+    for (int i = 1; i < QUEUE_LOADER_RUNS_MAX && *p != '\0' && used < len; i++) {
+        size_t n = strcspn(p, "\n");
+
+        if (p[n] != '\n' || used + n + 1 >= len) {
+            break;
+        }
+        memcpy(out + used, p, n + 1);
+        used += n + 1;
+        out[used] = '\0';
+        p += n + 1;
+    }
+}
+
 static void
 ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
 {
+    char runs[QUEUE_LOADER_RUNS_MAX * (QUEUE_LOADER_RUN_RESULT_MAX + 128)];
     struct ldr_run_stats run;
     char result[LDR_ERR_MAX + 16];
     char held_types[LDR_HELD_TYPES_MAX];
@@ -584,9 +875,10 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
         {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, result},
         {QUEUE_META_LOADER_HELD, QUEUE_META_SET, 0, NULL},
         {QUEUE_META_LOADER_HELD_TYPES, QUEUE_META_STR, 0, held_types},
-        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""},  /* cleared by a run that succeeded */
+        {QUEUE_META_LOADER_RUNS, QUEUE_META_STR, 0, runs},
+        {QUEUE_META_LOADER_LAST_ERROR, QUEUE_META_STR, 0, ""}, /* cleared by a run that succeeded */
     };
-    size_t n_ops = rc == 0 ? 6 : 5;
+    size_t n_ops = rc == 0 ? 7 : 6;
 
     pthread_mutex_lock(&l->mu);
     l->run.end_us = dp_now_us();
@@ -608,24 +900,31 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     } else if (rc == DP_ERR_CLOSED) {
         snprintf(result, sizeof(result), "stopped");
     } else {
-        snprintf(result, sizeof(result), "error: %s",
-                 l->last_error[0] != '\0' ? l->last_error : dp_strerror(rc));
+        char shown[LDR_ERR_MAX];
+
+        ldr_error_public("run", l->last_error[0] != '\0' ? l->last_error : dp_strerror(rc),
+                         shown, sizeof(shown));
+        snprintf(result, sizeof(result), "error: %s", shown);
     }
     pthread_mutex_unlock(&l->mu);
     ops[0].value = run.end_us;
     ops[1].value = (int64_t)run.events;
     ops[3].value = (int64_t)run.held;
+    ldr_runs_text(l, &run, result, runs, sizeof(runs));
     queue_meta_apply(l->q, ops, n_ops);
     if (run.held > 0) {
         dp_warn("events of types this loader does not know stay queued: declare their types "
                 "again (then they load), see README \"Your own event types\"",
                 "events=%llu types=%s", (unsigned long long)run.held, held_types);
     }
-    dp_info("run finished", "events=%llu loaded=%llu dead_letters=%llu batches=%llu retries=%llu "
-            "seconds=%.3f result=%s", (unsigned long long)run.events,
-            (unsigned long long)run.loaded, (unsigned long long)run.dead_letters,
-            (unsigned long long)run.batches, (unsigned long long)run.retries,
-            (double)(run.end_us - run.start_us) / 1e6, result);
+    /* A run that moved nothing and met no failure is news to nobody: the daemon's per-minute
+     * summary counts it, and an idle loader does not log a line every interval. */
+    dp_log(run.events > 0 || rc != 0 ? DP_LOG_INFO : DP_LOG_DEBUG, "run finished",
+           "events=%llu loaded=%llu dead_letters=%llu batches=%llu retries=%llu "
+           "seconds=%.3f result=%s", (unsigned long long)run.events,
+           (unsigned long long)run.loaded, (unsigned long long)run.dead_letters,
+           (unsigned long long)run.batches, (unsigned long long)run.retries,
+           (double)(run.end_us - run.start_us) / 1e6, result);
     if (st != NULL) {
         *st = run;
     }
@@ -653,6 +952,7 @@ ldr_run(struct ldr *l, struct ldr_run_stats *st)
         rc = ldr_workers_run(l);
     }
     if (rc == 0) {
+        ldr_mark(l);
         ldr_compact(l);
     }
     ldr_run_end(l, rc, st);

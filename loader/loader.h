@@ -22,6 +22,13 @@
 #define LDR_BACKOFF_BASE_MS 200         /* first back-off, before jitter */
 #define LDR_BACKOFF_MAX_MS 30000        /* cap, before jitter */
 #define LDR_ERR_MAX 512                 /* longest error text kept, bytes with NUL */
+#define LDR_OWNER_MAX 256               /* longest instance id read from queue_owners, with NUL */
+/*
+ * Exit status of a loader that refuses to touch a queue that does not own its queue.id
+ * (EX_CONFIG of sysexits.h). systemd/datapipe-loader.service lists it in
+ * RestartPreventExitStatus=: restarting cannot help, an operator must act.
+ */
+#define LDR_EXIT_REFUSED 78
 
 struct ldr;
 struct ldr_pg;
@@ -81,14 +88,46 @@ int ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
 void ldr_destroy(struct ldr *l);
 
 /*
- * ldr_start - what comes before the first run: connect (retrying with back-off while PostgreSQL is
- * down), fence off sessions a killed earlier loader of this queue may have left, create the
- * schema and every table if missing, and recover (delete from the queue every range
- * loader_batches says PostgreSQL already has).
- * Returns 0, DP_ERR_CLOSED (ldr_stop was called), DP_ERR_RETRY (gave up after
- * give_up_attempts), DP_ERR_IO (queue error), DP_ERR_NOMEM.
+ * ldr_start - what comes before the first run: connect (retrying with back-off while
+ * PostgreSQL is down), create the schema and every table if missing, check that this queue
+ * owns its queue.id (see ldr_refused), fence off sessions a killed earlier loader of this
+ * queue may have left, and recover (delete from the queue every range loader_batches says
+ * PostgreSQL already has).
+ * Returns 0, DP_ERR_CONFIG (refused: see ldr_refused), DP_ERR_CLOSED (ldr_stop was called),
+ * DP_ERR_RETRY (gave up after give_up_attempts), DP_ERR_IO (queue error), DP_ERR_NOMEM.
  */
 int ldr_start(struct ldr *l);
+
+/*
+ * Queue identity. A queue has an instance id (queue_instance); PostgreSQL's queue_owners
+ * records which instance owns each queue.id, and only the owner's rows are under that
+ * queue_id in loader_batches. Before it reads loader_batches or deletes anything, the loader
+ * checks ownership (at start, at every run, and again inside every batch's transaction, which
+ * holds the owner row FOR SHARE), and when there is no owner yet it claims queue.id:
+ *  - no loader_batches rows under queue.id: claimed;
+ *  - rows, and the queue was created with its instance id: they are another queue's (this
+ *    one would have claimed queue.id before loading anything): refused;
+ *  - rows, and the queue is older than instance ids (queue_instance's assigned): claimed if
+ *    they can be its own (its sequence counter is past every recorded range), else refused.
+ * A refusal loads and deletes nothing, is logged with what to do, recorded in the queue's
+ * QUEUE_META_LOADER_REFUSED for /v1/status, and holds until an operator acts: the daemon exits
+ * LDR_EXIT_REFUSED.
+ */
+
+/* ldr_refused - whether the loader refused this queue; why (with NUL) into buf if so. */
+bool ldr_refused(struct ldr *l, char *buf, size_t len);
+
+/*
+ * ldr_adopt - the operator's way out of a refusal (datapipe-loader --adopt-queue), once the
+ * queue that owned queue.id is known to be gone: in one transaction make this queue the owner,
+ * move the former owner's loader_batches rows to queue_id "<queue.id>@<its instance>" (rows
+ * from before owners were recorded: "@unowned") so that they never match this queue's
+ * sequence numbers, and take back rows this queue left when it was adopted away earlier.
+ * Clears the queue's refusal. Prints what it did on stdout.
+ * Returns 0 (adopted, or the owner already), DP_ERR_RETRY (PostgreSQL unreachable after
+ * give_up_attempts), DP_ERR_CLOSED, DP_ERR_NOMEM.
+ */
+int ldr_adopt(struct ldr *l);
 
 /*
  * ldr_run - one run: recover, then load every event queued now (and those appended while
@@ -176,13 +215,14 @@ int ldr_pg_classify(const char *sqlstate, bool conn_ok);
  * ldr_pg_connect - connect through dp_pg_connect (etc/pgconn.h: connect_timeout 10 s,
  * keepalives after 30 s idle, application_name datapipe-loader unless conninfo says
  * otherwise; search_path schema), silence notices, make COMMIT durable and take the shared
- * advisory lock that marks this queue's sessions.
+ * advisory lock that marks this queue's sessions. instance_id: this queue's (queue_instance),
+ * which the statements below check against queue_owners.
  *   out: receives the connection; free with ldr_pg_close().
  *   err: receives libpq's text on failure (errlen bytes).
  * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication), DP_ERR_NOMEM.
  */
 int ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
-                   const char *queue_id, char *err, size_t errlen);
+                   const char *queue_id, const char *instance_id, char *err, size_t errlen);
 
 /* ldr_pg_close - close and free. NULL-safe. */
 void ldr_pg_close(struct ldr_pg *pg);
@@ -221,8 +261,8 @@ int ldr_pg_rows(struct ldr_pg *pg, const char *sql, int nparams, const char *con
 int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
 
 /*
- * ldr_pg_ensure_schema - create schema, every registry table, dead_letter and
- * loader_batches if missing, and bring the declared types' tables up to their declarations
+ * ldr_pg_ensure_schema - create schema, every registry table, dead_letter, loader_batches
+ * and queue_owners if missing, and bring the declared types' tables up to their declarations
  * (ldr_schema_ensure), in one transaction serialized by an advisory lock (concurrent
  * CREATE ... IF NOT EXISTS or ALTER TABLE can otherwise collide).
  * Returns also DP_ERR_CONFIG: a declared type's table cannot follow its declaration
@@ -259,23 +299,28 @@ int ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const
 
 /*
  * ldr_pg_batch_begin - BEGIN, make every constraint immediate (so a bad row fails at its
- * COPY, where it can be isolated) and insert the batch's loader_batches row first.
+ * COPY, where it can be isolated), hold queue_id's queue_owners row FOR SHARE and check that
+ * this queue owns it, and insert the batch's loader_batches row.
  *   committed_last: 0, or, when loader_batches already has a row for (queue_id, first), its
  *   last_seq: that batch committed earlier (the transaction is then rolled back).
+ * Also returns DP_ERR_CONFIG (rolled back) when this queue does not own queue_id: see
+ * ldr_pg_owner_seen.
  */
 int ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t last,
                        size_t rows, uint64_t *committed_last);
 
 /*
- * ldr_pg_batch_lookup - last_seq of the loader_batches row (queue_id, first).
- * Returns 0, DP_ERR_NOTFOUND, DP_ERR_RETRY.
+ * ldr_pg_batch_lookup - last_seq of the loader_batches row (queue_id, first), if this queue
+ * owns queue_id. Returns 0, DP_ERR_NOTFOUND (no such row, or not the owner), DP_ERR_RETRY.
  */
 int ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first,
                         uint64_t *last);
 
 /*
  * ldr_pg_batches - call fn for every loader_batches row of queue_id with last_seq >= from,
- * in first_seq order. fn returns 0 to go on or a negative dp_err to stop (returned).
+ * in first_seq order, read in a transaction that checks ownership like ldr_pg_batch_begin
+ * (DP_ERR_CONFIG: not the owner, fn not called). fn returns 0 to go on or a negative dp_err
+ * to stop (returned).
  */
 typedef int (*ldr_pg_range_fn)(void *arg, uint64_t first, uint64_t last);
 int ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_range_fn fn,
@@ -289,10 +334,68 @@ int ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
 
 /*
  * ldr_pg_compact - delete the loader_batches rows of queue_id that end below `below` (the
- * queue no longer holds any of their events), keeping the newest row.
+ * queue no longer holds any of their events), keeping the newest row; nothing unless this
+ * queue owns queue_id.
  *   deleted: receives how many rows went (may be NULL).
  */
 int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted);
+
+/* ldr_pg_exec_params - run one statement with nparams text parameters, no result wanted. */
+int ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params);
+
+/*
+ * ldr_pg_watermark - move queue_id's completeness watermark (queue_watermarks, the view
+ * watermark) forward to us (microseconds since the epoch), never back. In the caller's
+ * transaction, if one is open. Returns 0, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
+
+/* ---- dead letters (replay.c) ------------------------------------------------------ */
+
+/*
+ * ldr_replay_main - datapipe-loader --replay-dead-letters or --dead-letters (cli), after the
+ * configuration cfg is loaded. The replay takes the dead letters of cli->only_type and
+ * cli->only_stage (NULL: all) in seq order, min(loader.batch_rows, 1000) rows per
+ * transaction: each row that validates with today's registry (and that PostgreSQL takes)
+ * goes into its table with its event_id (a fresh UUIDv7 for rows filed before that column)
+ * and received_at, and its dead_letter row is deleted, in that one transaction; the others
+ * get the new error, replays + 1 and replayed_at. With cli->dry_run every transaction is
+ * rolled back. Prints a summary line on stdout (--dead-letters: a table of type, stage,
+ * count, replays and error). Does not touch the queue; may run beside the loader daemon.
+ * Returns the exit status: 0, or 1 (PostgreSQL failed; what was committed stays).
+ */
+int ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg);
+
+/*
+ * ldr_pg_owner - the instance id queue_owners records for queue_id, into owner (len bytes).
+ * Returns 0, DP_ERR_NOTFOUND (no owner yet), DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_owner(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len);
+
+/*
+ * ldr_pg_owner_claim - record this queue as queue_id's owner unless it has one already (read
+ * it again with ldr_pg_owner: another loader may have claimed it first).
+ */
+int ldr_pg_owner_claim(struct ldr_pg *pg, const char *queue_id);
+
+/* ldr_pg_owner_seen - the owner the last refused ownership check found; "" for none. */
+const char *ldr_pg_owner_seen(const struct ldr_pg *pg);
+
+/* What ldr_pg_owner_adopt did. */
+struct ldr_adoption {
+    bool already;                      /* this queue was the owner: nothing changed */
+    char previous[LDR_OWNER_MAX];      /* the former owner, "" if there was none */
+    char moved_to[LDR_OWNER_MAX + 64]; /* the queue_id its loader_batches rows now have */
+    uint64_t moved;                    /* rows moved there */
+    uint64_t restored;                 /* rows of this queue taken back from "<id>@<mine>" */
+};
+
+/*
+ * ldr_pg_owner_adopt - ldr_adopt's transaction: lock queue_id's owner row, move the former
+ * owner's loader_batches rows apart, take back this queue's, record this queue as the owner.
+ *   a: receives what was done.
+ */
+int ldr_pg_owner_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a);
 
 /* ---- the daemon (daemon.c) --------------------------------------------------------- */
 
@@ -304,9 +407,17 @@ int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint
  *   cfg: the configuration (borrowed; freed by the caller).
  *   fault: NULL, or a test's fault hook.
  * Returns the process exit status: 0 (stopped, or --once drained), 1 (another loader holds
- * the queue, the queue cannot be opened, or --once gave up on PostgreSQL).
+ * the queue, the queue cannot be opened, or --once gave up on PostgreSQL), LDR_EXIT_REFUSED
+ * (this queue does not own its queue.id: see ldr_refused).
  */
 int ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
                const struct ldr_fault_ops *fault);
+
+/*
+ * ldr_daemon_adopt - datapipe-loader --adopt-queue: open the queue and take its loader lock
+ * (no loader may run on it meanwhile), ldr_adopt (giving up after LDR_ONCE_ATTEMPTS), exit.
+ * Returns the process exit status: 0 (adopted, or already the owner), 1 (failed).
+ */
+int ldr_daemon_adopt(const struct dp_config *cfg);
 
 #endif

@@ -1,5 +1,7 @@
 /*
- * pg.c - the loader's PostgreSQL side: connections, the schema, COPY, loader_batches.
+ * pg.c - the loader's PostgreSQL side: connections, the schema, COPY, loader_batches and
+ * queue_owners (which queue instance owns a queue.id; checked in every transaction that
+ * reads or writes loader_batches for the queue).
  * The only file of loader/ that calls libpq. Every failure is translated here: the rows'
  * own fault (SQLSTATE class 22, 23, 54) becomes DP_ERR_DATA, anything else DP_ERR_RETRY.
  * It never decides what to do about a failure; loader.c does.
@@ -25,6 +27,8 @@
 struct ldr_pg {
     PGconn *conn;
     int32_t queue_key;                 /* advisory lock key of the queue */
+    char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* this queue's instance id */
+    char owner[LDR_OWNER_MAX];         /* the owner the last refused check found, "" if none */
     char sqlstate[6];                  /* of the last failure, "" if none */
     char err[LDR_ERR_MAX];             /* the last failure's text */
 };
@@ -42,6 +46,27 @@ static const char dead_letter_ddl[] =
     "idempotency_key text, "
     "source text)";
 
+/*
+ * Columns added after the first release, so older schemas gain them at start: the event's
+ * id (GET /v1/events/{id} finds a dead letter by it; NULL in rows filed before), and what
+ * --replay-dead-letters did to the row.
+ */
+static const char dead_letter_upgrade[] =
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS event_id uuid; "
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS replays integer NOT NULL DEFAULT 0; "
+    "ALTER TABLE dead_letter ADD COLUMN IF NOT EXISTS replayed_at timestamptz; "
+    "CREATE INDEX IF NOT EXISTS dead_letter_event_id ON dead_letter (event_id)";
+
+/*
+ * The completeness watermark, one row per queue, only ever moved forward (GREATEST), and
+ * the view SPEC names. CREATE OR REPLACE keeps the view's definition current.
+ */
+static const char watermark_ddl[] =
+    "CREATE TABLE IF NOT EXISTS queue_watermarks ("
+    "queue_id text PRIMARY KEY, "
+    "loaded_through timestamptz NOT NULL); "
+    "CREATE OR REPLACE VIEW watermark AS SELECT queue_id, loaded_through FROM queue_watermarks";
+
 static const char loader_batches_ddl[] =
     "CREATE TABLE IF NOT EXISTS loader_batches ("
     "queue_id text NOT NULL, "
@@ -50,6 +75,17 @@ static const char loader_batches_ddl[] =
     "rows integer NOT NULL, "
     "loaded_at timestamptz NOT NULL DEFAULT now(), "
     "PRIMARY KEY (queue_id, first_seq))";
+
+/*
+ * Which queue instance owns a queue.id. Rows of loader_batches under a queue_id are the
+ * owner's; --adopt-queue moves a former owner's rows to queue_id "<id>@<its instance>".
+ */
+static const char queue_owners_ddl[] =
+    "CREATE TABLE IF NOT EXISTS queue_owners ("
+    "queue_id text PRIMARY KEY, "
+    "instance_id text NOT NULL, "
+    "since timestamptz NOT NULL DEFAULT now(), "
+    "previous_instance_id text)";
 
 int
 ldr_pg_classify(const char *sqlstate, bool conn_ok)
@@ -183,7 +219,7 @@ ldr_pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
 
 int
 ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
-               const char *queue_id, char *err, size_t errlen)
+               const char *queue_id, const char *instance_id, char *err, size_t errlen)
 {
     /* TCP keepalives: a peer that vanished mid-COPY fails the connection within about a
      * minute instead of hanging the run (the back-off then retries the batch). */
@@ -206,6 +242,7 @@ ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
         goto out;
     }
     pg->queue_key = pg_queue_key(queue_id);
+    snprintf(pg->instance, sizeof(pg->instance), "%s", instance_id);
     rc = dp_pg_connect(&pg->conn, &opt, err, errlen);
     if (rc != 0) {
         goto out;
@@ -345,7 +382,16 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
         rc = pg_source_column(pg, "dead_letter");
     }
     if (rc == 0) {
+        rc = ldr_pg_exec(pg, dead_letter_upgrade);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, watermark_ddl);
+    }
+    if (rc == 0) {
         rc = ldr_pg_exec(pg, loader_batches_ddl);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, queue_owners_ddl);
     }
     if (rc == 0) {
         rc = ldr_schema_ensure(pg);
@@ -475,17 +521,194 @@ ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const cha
     return rc;
 }
 
+/* ---- queue_owners ---------------------------------------------------------------------- */
+
+/* Read the owner of queue_id into owner ("" and DP_ERR_NOTFOUND if none); lock: FOR SHARE. */
+static int
+pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, size_t len)
+{
+    const char *params[] = {queue_id};
+    PGresult *res = NULL;
+    int rc;
+
+    owner[0] = '\0';
+    rc = pg_query(pg,
+                  lock ? "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR SHARE"
+                       : "SELECT instance_id FROM queue_owners WHERE queue_id = $1",
+                  1, params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+        goto out;
+    }
+    if (PQntuples(res) == 0) {
+        rc = DP_ERR_NOTFOUND;
+        goto out;
+    }
+    snprintf(owner, len, "%s", PQgetvalue(res, 0, 0));
+out:
+    PQclear(res);
+    return rc;
+}
+
+/*
+ * Inside a transaction: hold the owner row of queue_id (FOR SHARE: an --adopt-queue waits
+ * until this transaction ends, and one that committed first is seen) and check that this
+ * queue is the owner. Returns 0, DP_ERR_CONFIG (another owner or none: pg->owner, pg->err
+ * say which), DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+static int
+pg_owner_hold(struct ldr_pg *pg, const char *queue_id)
+{
+    int rc;
+
+    rc = pg_owner_read(pg, queue_id, true, pg->owner, sizeof(pg->owner));
+    if (rc == 0 && strcmp(pg->owner, pg->instance) == 0) {
+        pg->owner[0] = '\0';
+        return 0;
+    }
+    if (rc != 0 && rc != DP_ERR_NOTFOUND) {
+        return rc;
+    }
+    pg->sqlstate[0] = '\0';
+    snprintf(pg->err, sizeof(pg->err), "queue.id %s is owned by queue instance %s, not by this "
+             "queue (instance %s)", queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)",
+             pg->instance);
+    return DP_ERR_CONFIG;
+}
+
+const char *
+ldr_pg_owner_seen(const struct ldr_pg *pg)
+{
+    return pg->owner;
+}
+
+int
+ldr_pg_owner(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len)
+{
+    return pg_owner_read(pg, queue_id, false, owner, len);
+}
+
+int
+ldr_pg_owner_claim(struct ldr_pg *pg, const char *queue_id)
+{
+    const char *params[] = {queue_id, pg->instance};
+    int rc;
+
+    rc = pg_query(pg,
+                  "INSERT INTO queue_owners (queue_id, instance_id) VALUES ($1, $2) "
+                  "ON CONFLICT (queue_id) DO NOTHING",
+                  2, params, PGRES_COMMAND_OK, NULL);
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+/* Move the loader_batches rows of queue_id `from` to `to`; *n receives how many. */
+static int
+pg_batches_move(struct ldr_pg *pg, const char *from, const char *to, uint64_t *n)
+{
+    const char *params[] = {from, to};
+    PGresult *res = NULL;
+    int rc;
+
+    rc = pg_query(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1", 2, params,
+                  PGRES_COMMAND_OK, &res);
+    if (rc == 0) {
+        *n = strtoull(PQcmdTuples(res), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* The statements of ldr_pg_owner_adopt inside its transaction. */
+static int
+pg_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a)
+{
+    const char *params[] = {queue_id, pg->instance, NULL};
+    char *apart = NULL;
+    char *mine = NULL;
+    PGresult *res = NULL;
+    int rc;
+
+    rc = pg_query(pg, "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR UPDATE", 1,
+                  params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        goto out;
+    }
+    if (PQntuples(res) > 0) {
+        snprintf(a->previous, sizeof(a->previous), "%s", PQgetvalue(res, 0, 0));
+    }
+    if (strcmp(a->previous, pg->instance) == 0) {
+        a->already = true;
+        goto out;
+    }
+    /* Rows without a recorded owner were written before owners were: "<id>@unowned". */
+    if (asprintf(&apart, "%s@%s", queue_id, a->previous[0] != '\0' ? a->previous : "unowned") < 0) {
+        apart = NULL;
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    if (asprintf(&mine, "%s@%s", queue_id, pg->instance) < 0) {
+        mine = NULL;
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    rc = pg_batches_move(pg, queue_id, apart, &a->moved);
+    if (rc == 0) {
+        rc = pg_batches_move(pg, mine, queue_id, &a->restored);
+    }
+    if (rc != 0) {
+        goto out;
+    }
+    snprintf(a->moved_to, sizeof(a->moved_to), "%s", apart);
+    params[2] = a->previous[0] != '\0' ? a->previous : NULL;
+    rc = pg_query(pg,
+                  "INSERT INTO queue_owners (queue_id, instance_id, since, previous_instance_id) "
+                  "VALUES ($1, $2, now(), $3) ON CONFLICT (queue_id) DO UPDATE SET "
+                  "instance_id = EXCLUDED.instance_id, since = EXCLUDED.since, "
+                  "previous_instance_id = EXCLUDED.previous_instance_id",
+                  3, params, PGRES_COMMAND_OK, NULL);
+out:
+    PQclear(res);
+    free(mine);
+    free(apart);
+    return rc;
+}
+
+int
+ldr_pg_owner_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a)
+{
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    rc = ldr_pg_exec(pg, "BEGIN");
+    if (rc == 0) {
+        rc = pg_adopt(pg, queue_id, a);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, "COMMIT");
+    }
+    if (rc != 0) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+    }
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+/* ---- loader_batches ------------------------------------------------------------------- */
+
 int
 ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last)
 {
     char first_s[24];
-    const char *params[] = {queue_id, first_s};
+    const char *params[] = {queue_id, first_s, pg->instance};
     PGresult *res = NULL;
     int rc;
 
     snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
-    rc = pg_query(pg, "SELECT last_seq FROM loader_batches WHERE queue_id = $1 AND first_seq = $2",
-                  2, params, PGRES_TUPLES_OK, &res);
+    /* One statement, one snapshot: the row counts only while this queue owns queue_id. */
+    rc = pg_query(pg,
+                  "SELECT last_seq FROM loader_batches WHERE queue_id = $1 AND first_seq = $2 "
+                  "AND EXISTS (SELECT 1 FROM queue_owners WHERE queue_id = $1 "
+                  "AND instance_id = $3)",
+                  3, params, PGRES_TUPLES_OK, &res);
     if (rc != 0) {
         rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
         goto out;
@@ -518,8 +741,13 @@ ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint
     if (rc != 0) {
         return DP_ERR_RETRY;
     }
+    rc = pg_owner_hold(pg, queue_id);
+    if (rc != 0) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+        return rc == DP_ERR_CONFIG || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    }
     /*
-     * First in the transaction: if a commit of this very batch is still in progress on a
+     * First after the owner check: if a commit of this very batch is still in progress on a
      * lost connection, this insert waits for it and then fails with unique_violation.
      */
     rc = pg_query(pg,
@@ -547,12 +775,22 @@ ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_ra
     int rc;
 
     snprintf(from_s, sizeof(from_s), "%" PRIu64, from);
-    rc = pg_query(pg,
-                  "SELECT first_seq, last_seq FROM loader_batches "
-                  "WHERE queue_id = $1 AND last_seq >= $2 ORDER BY first_seq",
-                  2, params, PGRES_TUPLES_OK, &res);
+    rc = ldr_pg_exec(pg, "BEGIN");
+    if (rc == 0) {
+        rc = pg_owner_hold(pg, queue_id);
+    }
+    if (rc == 0) {
+        rc = pg_query(pg,
+                      "SELECT first_seq, last_seq FROM loader_batches "
+                      "WHERE queue_id = $1 AND last_seq >= $2 ORDER BY first_seq",
+                      2, params, PGRES_TUPLES_OK, &res);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, "COMMIT");
+    }
     if (rc != 0) {
-        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+        rc = rc == DP_ERR_NOMEM || rc == DP_ERR_CONFIG ? rc : DP_ERR_RETRY;
         goto out;
     }
     for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
@@ -584,21 +822,46 @@ int
 ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted)
 {
     char below_s[24];
-    const char *params[] = {queue_id, below_s};
+    const char *params[] = {queue_id, below_s, pg->instance};
     PGresult *res = NULL;
     int rc;
 
     snprintf(below_s, sizeof(below_s), "%" PRIu64, below);
+    /* Only while this queue owns queue_id: the rows are then its own. */
     rc = pg_query(pg,
                   "DELETE FROM loader_batches WHERE queue_id = $1 AND last_seq < $2 "
                   "AND first_seq < (SELECT max(first_seq) FROM loader_batches "
-                  "WHERE queue_id = $1)",
-                  2, params, PGRES_COMMAND_OK, &res);
+                  "WHERE queue_id = $1) AND EXISTS (SELECT 1 FROM queue_owners "
+                  "WHERE queue_id = $1 AND instance_id = $3)",
+                  3, params, PGRES_COMMAND_OK, &res);
     if (rc == 0 && deleted != NULL) {
         *deleted = strtoull(PQcmdTuples(res), NULL, 10);
     }
     PQclear(res);
     return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us)
+{
+    char us_s[24];
+    const char *params[] = {queue_id, us_s};
+    int rc;
+
+    snprintf(us_s, sizeof(us_s), "%" PRId64, us);
+    rc = pg_query(pg,
+                  "INSERT INTO queue_watermarks AS w (queue_id, loaded_through) "
+                  "VALUES ($1, 'epoch'::timestamptz + $2::bigint * interval '1 microsecond') "
+                  "ON CONFLICT (queue_id) DO UPDATE "
+                  "SET loaded_through = GREATEST(w.loaded_through, EXCLUDED.loaded_through)",
+                  2, params, PGRES_COMMAND_OK, NULL);
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params)
+{
+    return pg_query(pg, sql, nparams, params, PGRES_COMMAND_OK, NULL);
 }
 
 int

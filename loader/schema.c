@@ -109,19 +109,11 @@ col_find(const struct schema_table *st, const char *name)
     return NULL;
 }
 
-/* Append ", " (unless first) and the texts given, up to a NULL. */
+/* Append ", " unless alter is empty: the separator between two clauses of one ALTER TABLE. */
 static int
-alter_put(struct ev_buf *b, const char *first, ...)
+alter_sep(struct ev_buf *alter)
 {
-    va_list ap;
-    int rc = b->len > 0 ? ev_buf_put(b, ", ", 2) : 0;
-
-    va_start(ap, first);
-    for (const char *s = first; rc == 0 && s != NULL; s = va_arg(ap, const char *)) {
-        rc = ev_buf_put(b, s, strlen(s));
-    }
-    va_end(ap);
-    return rc;
+    return alter->len > 0 ? ev_buf_put(alter, ", ", 2) : 0;
 }
 
 /*
@@ -144,7 +136,9 @@ field_plan(const struct ev_type *t, const struct ev_column *c, const struct sche
     if (have == NULL) {
         dp_info("declared type: new field, column added", "type=%s field=%s column_type=%s",
                 t->name, c->name, c->sql_type);
-        return alter_put(alter, "ADD COLUMN \"", c->name, "\" ", c->sql_type, NULL);
+        return alter_sep(alter) != 0 ? DP_ERR_NOMEM
+                                     : ev_buf_put_strs(alter, "ADD COLUMN \"", c->name, "\" ",
+                                                       c->sql_type, NULL);
     }
     if (strcmp(have->type, c->sql_type) != 0) {
         dp_error("a declared field changed its type: refused, nothing altered; keep the old "
@@ -164,7 +158,9 @@ field_plan(const struct ev_type *t, const struct ev_column *c, const struct sche
     if (!c->not_null && have->not_null) {
         dp_info("declared type: field no longer required, its column now allows null",
                 "type=%s field=%s", t->name, c->name);
-        return alter_put(alter, "ALTER COLUMN \"", c->name, "\" DROP NOT NULL", NULL);
+        return alter_sep(alter) != 0 ? DP_ERR_NOMEM
+                                     : ev_buf_put_strs(alter, "ALTER COLUMN \"", c->name,
+                                                       "\" DROP NOT NULL", NULL);
     }
     return 0;
 }

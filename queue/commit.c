@@ -34,6 +34,9 @@
 #define QUEUE_B_TAKEN 2u /* one caller took the role */
 #define QUEUE_B_DONE 3u  /* committed or failed: every rc is final */
 
+/* Bytes LMDB adds to a record in a leaf page: node header, 8-byte key, a page slot. */
+#define QUEUE_NODE_OVERHEAD 18u
+
 /* Most expired keys forgotten in the transaction that follows an append refused for space. */
 #define QUEUE_PRUNE_ON_FULL 4096
 
@@ -67,6 +70,8 @@ queue_error_cut(const char *s, size_t len)
 static int
 queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
 {
+    uint64_t total = 0;
+
     if (evs == NULL || n == 0) {
         return DP_ERR_INVALID;
     }
@@ -85,6 +90,17 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
                     q->path, ev->json_len, q->map_bytes);
             return DP_ERR_INVALID;
         }
+        total += queue_rec_size(ev) + QUEUE_NODE_OVERHEAD;
+    }
+    /*
+     * A call that could not fit even in an empty queue is refused as too large, before it
+     * is tried: failing it for space would call the queue full (503, /readyz 503) while it
+     * may be empty.
+     */
+    if (total > q->map_bytes / 2) {
+        dp_warn("append too large for the queue", "path=%s events=%zu bytes=%" PRIu64
+                " map_bytes=%" PRIu64, q->path, n, total, q->map_bytes);
+        return DP_ERR_INVALID;
     }
     return 0;
 }
@@ -94,6 +110,20 @@ static size_t
 queue_pages(const MDB_stat *st)
 {
     return st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
+}
+
+/* Bytes of the records of the calls first..stop (stop excluded). */
+static size_t
+groups_bytes(struct queue_waiter *first, struct queue_waiter *stop)
+{
+    size_t bytes = 0;
+
+    for (struct queue_waiter *w = first; w != stop; w = w->next) {
+        for (size_t i = 0; i < w->n; i++) {
+            bytes += queue_rec_size(&w->evs[i]);
+        }
+    }
+    return bytes;
 }
 
 /*
@@ -173,13 +203,17 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     MDB_val v;
     uint8_t kbuf[8];
     uint64_t seq = 0;
-    int64_t now_us = dp_now_us();
+    int64_t now_us = 0;
     size_t nev = 0;
     size_t pruned = 0;
     bool over = false;
+    int64_t stamp = 0;
     int rc;
 
-    rc = queue_txn_begin(q, 0, &txn);
+    rc = queue_disk_reserve(q, groups_bytes(first, stop));
+    if (rc == 0) {
+        rc = queue_txn_begin(q, 0, &txn);
+    }
     if (rc != 0) {
         txn = NULL;
         goto out;
@@ -188,8 +222,18 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     if (rc != 0) {
         goto out;
     }
+    /*
+     * One clock read per transaction, inside it: stamps never decrease with seq, and no
+     * later commit stamps below a time another write transaction read before it (see
+     * queue_watermark). A clock that steps back is held at the last stamp.
+     */
+    now_us = dp_now_us();
+    stamp = now_us > q->stamp_us ? now_us : q->stamp_us;
     for (struct queue_waiter *w = first; w != stop; w = w->next) {
         for (size_t i = 0; i < w->n; i++) {
+            if (w->evs[i].received_us == 0) {
+                w->evs[i].received_us = stamp;
+            }
             rc = queue_write_one(q, txn, &w->evs[i], &seq, now_us, &nev);
             if (rc != 0) {
                 goto out;
@@ -205,6 +249,13 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     if (rc != 0) {
         goto out;
     }
+    /* Conservation (issue 14): the accepted counter commits with the events it counts. */
+    if (nev > 0) {
+        rc = queue_meta_add_txn(q, txn, QUEUE_META_ACCEPTED, (int64_t)nev);
+        if (rc != 0) {
+            goto out;
+        }
+    }
     rc = queue_keys_prune(q, txn, now_us, QUEUE_PRUNE_STEP, &pruned);
     if (rc != 0) {
         goto out;
@@ -219,15 +270,22 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     }
     rc = queue_txn_commit(q, txn, QUEUE_TXN_APPEND, nev);
     txn = NULL;
+    if (rc == 0) {
+        q->stamp_us = stamp;
+    }
 out:
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
     if (rc != 0) {
+        /* Nothing was stored: the events are as the callers gave them (stamps undone). */
         for (struct queue_waiter *w = first; w != stop; w = w->next) {
             for (size_t i = 0; i < w->n; i++) {
                 w->evs[i].seq = 0;
                 w->evs[i].dedup = QUEUE_DEDUP_NEW;
+                if (w->evs[i].received_us == stamp) {
+                    w->evs[i].received_us = 0;
+                }
             }
         }
     }

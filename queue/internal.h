@@ -21,6 +21,10 @@
 
 /* The sys database's key for the number the next append gets (8 bytes, big-endian). */
 #define QUEUE_KEY_NEXT_SEQ "next_seq"
+/* The sys database's key for the instance id (QUEUE_INSTANCE_ID_LEN hex digits). */
+#define QUEUE_KEY_INSTANCE "instance_id"
+/* Present (empty value) when the id was given to a queue that already existed without one. */
+#define QUEUE_KEY_INSTANCE_ASSIGNED "instance_assigned"
 
 /*
  * Record layout (all integers big-endian):
@@ -58,9 +62,16 @@ struct queue {
     bool sync;          /* fsync at commit */
     uint64_t map_bytes; /* the map size in effect */
     size_t limit_pages; /* appends past this many event pages report full */
+    size_t psize;       /* LMDB page size, bytes */
+    size_t disk_reserve_pages; /* kept allocated on disk for the loader's deletes */
+    uint64_t alloc_bytes;   /* the data file's blocks known allocated (posix_fallocate) */
+    bool no_fallocate;      /* the file system cannot preallocate: no disk reserve */
     bool env_open;      /* mdb_env_open() succeeded */
+    char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* the instance id, fixed at open */
+    bool instance_assigned; /* the id was given to a queue that existed without one */
     int lock_fd;        /* loader lock, -1 until queue_lock_loader() */
     bool full;          /* last append txn failed for space; committer only */
+    int64_t stamp_us;   /* received_us stamped by the last append txn; committer only */
     _Atomic(const struct queue_fault_ops *) fault;
     _Atomic int64_t dedup_window_us; /* keys older than this are forgotten */
 
@@ -238,6 +249,16 @@ int queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn);
 int queue_txn_commit(struct queue *q, MDB_txn *txn, enum queue_txn_kind kind, size_t events);
 
 /*
+ * queue_disk_reserve - before an append transaction that will write about bytes: make
+ * sure that after it the disk still holds a reserve for the loader's deletes, which need
+ * fresh pages: free pages inside the data file, or pages past its end whose
+ * blocks are allocated (posix_fallocate, grown here as needed). On a full disk the appends
+ * fail first and the loader's deletes always find pages. Committer only.
+ * Returns 0, or ENOSPC, EDQUOT, EIO...: the append must fail (as full).
+ */
+int queue_disk_reserve(struct queue *q, size_t bytes);
+
+/*
  * The sequence number the next append gets, as seen by txn: the stored counter, or (in an
  * environment that has none yet) one past the last key. Returns an LMDB code.
  */
@@ -251,6 +272,24 @@ int queue_next_seq(struct queue *q, MDB_txn *txn, uint64_t *out);
  */
 int queue_write_meta(struct queue *q, bool del, uint64_t first, uint64_t last,
                      const struct queue_meta_op *ops, size_t n);
+
+/*
+ * Counters read and changed inside a transaction of the caller (meta.c). queue_meta_add_txn
+ * adds value to the int64 counter name; queue_meta_int_txn reads one (missing: *out = 0,
+ * and 0 is returned); queue_meta_sum_txn adds up every counter whose name starts with
+ * prefix. Each returns an LMDB code (EINVAL for a bad name or a string value).
+ */
+int queue_meta_add_txn(struct queue *q, MDB_txn *txn, const char *name, int64_t value);
+int queue_meta_int_txn(struct queue *q, MDB_txn *txn, const char *name, int64_t *out);
+int queue_meta_sum_txn(struct queue *q, MDB_txn *txn, const char *prefix, int64_t *out);
+/* queue_loaded_txn - the loader's loaded plus duplicates counters: conservation's "loaded". */
+int queue_loaded_txn(struct queue *q, MDB_txn *txn, int64_t *out);
+
+/*
+ * Give a queue without QUEUE_META_ACCEPTED (created before it existed) the value that makes
+ * the conservation equation hold, in txn (meta.c). Returns an LMDB code.
+ */
+int queue_meta_accepted_init(struct queue *q, MDB_txn *txn);
 
 /* Delete keys first..last in txn with one cursor walk. Returns an LMDB code (delete.c). */
 int queue_delete_keys(struct queue *q, MDB_txn *txn, uint64_t first, uint64_t last);

@@ -54,12 +54,20 @@ queue_meta_op1(struct queue *q, MDB_txn *txn, const struct queue_meta_op *op)
     }
     switch (op->kind) {
     case QUEUE_META_ADD:
+    case QUEUE_META_MAX:
         rc = mdb_get(txn, q->meta_dbi, &k, &v);
         if (rc == 0) {
+            int64_t old;
+
             if (v.mv_size != 9 || ((uint8_t *)v.mv_data)[0] != QUEUE_META_TAG_INT) {
                 return EINVAL;
             }
-            value = (int64_t)((uint64_t)value + queue_get_be64((uint8_t *)v.mv_data + 1));
+            old = (int64_t)queue_get_be64((uint8_t *)v.mv_data + 1);
+            if (op->kind == QUEUE_META_ADD) {
+                value = (int64_t)((uint64_t)value + (uint64_t)old);
+            } else if (old > value) {
+                value = old;
+            }
         } else if (rc != MDB_NOTFOUND) {
             return rc;
         }
@@ -96,6 +104,121 @@ queue_meta_ops(struct queue *q, MDB_txn *txn, const struct queue_meta_op *ops, s
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
         rc = queue_meta_op1(q, txn, &ops[i]);
+    }
+    return rc;
+}
+
+int
+queue_meta_add_txn(struct queue *q, MDB_txn *txn, const char *name, int64_t value)
+{
+    struct queue_meta_op op = {name, QUEUE_META_ADD, value, NULL};
+
+    return queue_meta_op1(q, txn, &op);
+}
+
+/* An int64 value's payload, or EINVAL for a string or a malformed value. */
+static int
+queue_meta_int_val(const MDB_val *v, int64_t *out)
+{
+    const uint8_t *p = v->mv_data;
+
+    if (v->mv_size != 9 || p[0] != QUEUE_META_TAG_INT) {
+        return EINVAL;
+    }
+    *out = (int64_t)queue_get_be64(p + 1);
+    return 0;
+}
+
+int
+queue_meta_int_txn(struct queue *q, MDB_txn *txn, const char *name, int64_t *out)
+{
+    MDB_val k;
+    MDB_val v;
+    int rc;
+
+    *out = 0;
+    rc = queue_meta_key(name, &k);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = mdb_get(txn, q->meta_dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    return rc != 0 ? rc : queue_meta_int_val(&v, out);
+}
+
+int
+queue_meta_sum_txn(struct queue *q, MDB_txn *txn, const char *prefix, int64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k;
+    MDB_val v;
+    size_t plen = strlen(prefix);
+    int64_t one;
+    int rc;
+
+    *out = 0;
+    rc = mdb_cursor_open(txn, q->meta_dbi, &cur);
+    if (rc != 0) {
+        return rc;
+    }
+    k.mv_size = plen;
+    k.mv_data = (void *)prefix;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        if (queue_meta_int_val(&v, &one) == 0) {
+            *out += one;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Events that left the queue into their typed tables: the loader's per-type loaded counters
+ * plus its per-type duplicates (keyed rows skipped because PostgreSQL already had the key:
+ * such an event is in PostgreSQL once, so conservation counts it as loaded).
+ */
+int
+queue_loaded_txn(struct queue *q, MDB_txn *txn, int64_t *out)
+{
+    int64_t dup = 0;
+    int rc;
+
+    rc = queue_meta_sum_txn(q, txn, QUEUE_META_LOADER_LOADED_PREFIX, out);
+    if (rc == 0) {
+        rc = queue_meta_sum_txn(q, txn, QUEUE_META_LOADER_DUPLICATES_PREFIX, &dup);
+        *out += dup;
+    }
+    return rc;
+}
+
+int
+queue_meta_accepted_init(struct queue *q, MDB_txn *txn)
+{
+    MDB_val k = {sizeof(QUEUE_META_ACCEPTED) - 1, (void *)QUEUE_META_ACCEPTED};
+    MDB_val v;
+    MDB_stat st;
+    int64_t loaded = 0;
+    int64_t dead = 0;
+    int rc;
+
+    rc = mdb_get(txn, q->meta_dbi, &k, &v);
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    rc = mdb_stat(txn, q->events_dbi, &st);
+    if (rc == 0) {
+        rc = queue_loaded_txn(q, txn, &loaded);
+    }
+    if (rc == 0) {
+        rc = queue_meta_int_txn(q, txn, QUEUE_META_LOADER_DEAD_LETTERS, &dead);
+    }
+    if (rc == 0) {
+        rc = queue_meta_add_txn(q, txn, QUEUE_META_ACCEPTED,
+                                (int64_t)st.ms_entries + loaded + dead);
     }
     return rc;
 }

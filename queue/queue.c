@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -25,7 +26,7 @@
 
 #define QUEUE_DB_EVENTS "events" /* seq (8 bytes, big-endian) -> record */
 #define QUEUE_DB_META "meta"     /* name -> counter or string, for the daemons */
-#define QUEUE_DB_SYS "sys"       /* the queue's own state: next_seq */
+#define QUEUE_DB_SYS "sys"       /* the queue's own state: next_seq, the instance id */
 #define QUEUE_DB_KEYS "keys"     /* idempotency key -> key record (internal.h) */
 #define QUEUE_DB_KEY_TIMES "key_times" /* be64(recorded_us) + key -> "" */
 #define QUEUE_LOCK_FILE "loader.lock"
@@ -35,6 +36,14 @@
 _Static_assert(QUEUE_FAULT_MAP_FULL == MDB_MAP_FULL, "QUEUE_FAULT_MAP_FULL is MDB_MAP_FULL");
 
 /* ---- errors, transactions, the sequence counter ---- */
+
+/*
+ * Pages of the data file kept allocated on disk beyond what appends may use: what a
+ * loader's delete transaction needs (the pages it copies on write, the free list's record
+ * of the pages it frees) with a wide margin. And the step the file is grown by.
+ */
+#define QUEUE_DISK_RESERVE_PAGES 128
+#define QUEUE_DISK_STEP_PAGES 256
 
 /* Free space below which an EIO from a write counts as a full disk (see queue_rc_full). */
 #define QUEUE_DISK_LOW_BYTES (1u << 20)
@@ -56,10 +65,27 @@ queue_rc_full(const struct queue *q, int rc)
            (uint64_t)vfs.f_bavail * vfs.f_frsize < QUEUE_DISK_LOW_BYTES;
 }
 
+/*
+ * After MDB_PANIC (a failed meta-page write: a real EIO, a full copy-on-write file system)
+ * LMDB refuses every later transaction of this environment, so the process could only
+ * answer errors for ever. Exit instead, as for a grown map: nothing acknowledged is lost
+ * (the failed transaction was never acknowledged) and the service manager restarts us.
+ */
+static void
+queue_fatal_check(const struct queue *q, int rc, const char *what)
+{
+    if (rc == MDB_PANIC) {
+        dp_error("fatal queue error: exiting so that the service manager restarts us",
+                 "op=%s path=%s err=%s", what, q->path, mdb_strerror(rc));
+        _exit(75);
+    }
+}
+
 /* queue_err() for rc != 0 (internal.h keeps the rc == 0 test inline at every call). */
 int
 queue_err_slow(const struct queue *q, int rc, const char *what)
 {
+    queue_fatal_check(q, rc, what);
     if (queue_rc_full(q, rc)) {
         dp_warn("queue full", "op=%s path=%s err=%s", what, q->path, mdb_strerror(rc));
         return DP_ERR_FULL;
@@ -100,6 +126,7 @@ queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn)
                  "daemons the same queue.max_bytes", "path=%s", q->path);
         _exit(75);
     }
+    queue_fatal_check(q, rc, "begin");
     return rc;
 }
 
@@ -113,10 +140,13 @@ queue_txn_commit(struct queue *q, MDB_txn *txn, enum queue_txn_kind kind, size_t
         rc = ops->commit(ops->arg, kind, events);
         if (rc != 0) {
             mdb_txn_abort(txn);
+            queue_fatal_check(q, rc, "commit");
             return rc;
         }
     }
-    return mdb_txn_commit(txn);
+    rc = mdb_txn_commit(txn);
+    queue_fatal_check(q, rc, "commit");
+    return rc;
 }
 
 int
@@ -155,6 +185,97 @@ out:
         mdb_cursor_close(cur);
     }
     return rc;
+}
+
+/* ---- the instance id ---- */
+
+/* 128 random bits as lower-case hex into out (QUEUE_INSTANCE_ID_LEN + 1 bytes). */
+static int
+queue_instance_draw(char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t bits[QUEUE_INSTANCE_ID_LEN / 2];
+    size_t got = 0;
+
+    while (got < sizeof(bits)) {
+        ssize_t n = getrandom(bits + got, sizeof(bits) - got, 0);
+        if (n < 0 && errno != EINTR) {
+            return errno;
+        }
+        got += n > 0 ? (size_t)n : 0;
+    }
+    for (size_t i = 0; i < sizeof(bits); i++) {
+        out[2 * i] = hex[bits[i] >> 4];
+        out[2 * i + 1] = hex[bits[i] & 15];
+    }
+    out[QUEUE_INSTANCE_ID_LEN] = '\0';
+    return 0;
+}
+
+/*
+ * Read the instance id in txn (a write transaction), or give the queue one. A queue that
+ * never handed out a sequence number (no stored counter, no event) is being created now:
+ * its id predates every event it will hold. Any other queue existed before instance ids
+ * did, and is marked as such. Returns an LMDB or errno code.
+ */
+static int
+queue_instance_init(struct queue *q, MDB_txn *txn)
+{
+    MDB_val k = {sizeof(QUEUE_KEY_INSTANCE) - 1, (void *)QUEUE_KEY_INSTANCE};
+    MDB_val ka = {sizeof(QUEUE_KEY_INSTANCE_ASSIGNED) - 1, (void *)QUEUE_KEY_INSTANCE_ASSIGNED};
+    MDB_val kn = {sizeof(QUEUE_KEY_NEXT_SEQ) - 1, (void *)QUEUE_KEY_NEXT_SEQ};
+    MDB_val v;
+    MDB_stat st;
+    int rc;
+
+    rc = mdb_get(txn, q->sys_dbi, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != QUEUE_INSTANCE_ID_LEN) {
+            return MDB_CORRUPTED;
+        }
+        memcpy(q->instance, v.mv_data, QUEUE_INSTANCE_ID_LEN);
+        q->instance[QUEUE_INSTANCE_ID_LEN] = '\0';
+        rc = mdb_get(txn, q->sys_dbi, &ka, &v);
+        q->instance_assigned = rc == 0;
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    rc = mdb_stat(txn, q->events_dbi, &st);
+    if (rc == 0) {
+        rc = mdb_get(txn, q->sys_dbi, &kn, &v);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    q->instance_assigned = rc == 0 || st.ms_entries > 0;
+    rc = queue_instance_draw(q->instance);
+    if (rc != 0) {
+        return rc;
+    }
+    v.mv_size = QUEUE_INSTANCE_ID_LEN;
+    v.mv_data = q->instance;
+    rc = mdb_put(txn, q->sys_dbi, &k, &v, MDB_NOOVERWRITE);
+    if (rc == 0 && q->instance_assigned) {
+        v.mv_size = 0;
+        v.mv_data = "";
+        rc = mdb_put(txn, q->sys_dbi, &ka, &v, 0);
+    }
+    if (rc == 0 && q->instance_assigned) {
+        dp_info("queue given an instance id (it had none)", "path=%s instance_id=%s", q->path,
+                q->instance);
+    }
+    return rc;
+}
+
+const char *
+queue_instance(const struct queue *q, bool *assigned)
+{
+    if (assigned != NULL) {
+        *assigned = q->instance_assigned;
+    }
+    return q->instance;
 }
 
 /* ---- open, close ---- */
@@ -221,8 +342,96 @@ queue_free(struct queue *q)
     free(q);
 }
 
+/* Pages on LMDB's free list as last committed, or 0 on error. */
+static uint64_t
+queue_free_pages(struct queue *q)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k;
+    MDB_val v;
+    uint64_t n = 0;
+
+    /* Database 0 is LMDB's free list: txn id -> [count, page numbers...]. LMDB lets only
+     * a read-only transaction open a cursor on it (MDB_NOTLS allows one in this thread). */
+    if (mdb_txn_begin(q->env, NULL, MDB_RDONLY, &txn) != 0) {
+        return 0;
+    }
+    if (mdb_cursor_open(txn, 0, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+        if (v.mv_size >= sizeof(size_t)) {
+            size_t count;
+
+            memcpy(&count, v.mv_data, sizeof(count));
+            n += count;
+        }
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return n;
+}
+
+int
+queue_disk_reserve(struct queue *q, size_t bytes)
+{
+    MDB_envinfo info;
+    mdb_filehandle_t fd;
+    uint64_t used;                      /* pages up to the last one committed */
+    uint64_t alloc;                     /* pages known allocated on disk */
+    uint64_t need;                      /* pages this append may add: records, branches */
+    uint64_t free_pages;
+    uint64_t want;
+    uint64_t step;
+    int rc;
+
+    if (q->no_fallocate || mdb_env_info(q->env, &info) != 0 || mdb_env_get_fd(q->env, &fd) != 0) {
+        return 0;
+    }
+    used = (uint64_t)info.me_last_pgno + 1;
+    alloc = q->alloc_bytes / q->psize;
+    need = 2 * (bytes / q->psize + 2);
+    if (alloc >= used + need + q->disk_reserve_pages) {
+        return 0;
+    }
+    /* Short of allocated pages past the end: free pages inside the file count too (the
+     * append and the loader's deletes reuse them first). */
+    free_pages = queue_free_pages(q);
+    if (alloc + free_pages >= used + need + q->disk_reserve_pages) {
+        return 0;
+    }
+    want = used + need + q->disk_reserve_pages;
+    want = want > free_pages ? want - free_pages : 0;
+    want = want > used ? want : used;
+    if (want * q->psize > q->map_bytes) {
+        return 0;                       /* beyond the map the map's own limit answers */
+    }
+    /* A step more, so that few appends call the kernel; on a nearly full disk, no more. */
+    step = want + QUEUE_DISK_STEP_PAGES;
+    rc = step * q->psize <= q->map_bytes ? posix_fallocate(fd, 0, (off_t)(step * q->psize))
+                                         : ENOSPC;
+    if (rc == 0) {
+        want = step;
+    } else if (rc == ENOSPC || rc == EDQUOT) {
+        rc = posix_fallocate(fd, 0, (off_t)(want * q->psize));
+    }
+    if (rc == EOPNOTSUPP || rc == EINVAL) {
+        dp_warn("the file system cannot preallocate the queue: no disk reserve for the loader",
+                "path=%s", q->path);
+        q->no_fallocate = true;
+        return 0;
+    }
+    if (rc == 0 && want * q->psize > q->alloc_bytes) {
+        q->alloc_bytes = want * q->psize;
+    }
+    return rc;
+}
+
 /*
- * Open the named databases and work out the append limit: appends stop (DP_ERR_FULL) while
+ * Open the named databases, read or draw the instance id, and work out the append limit:
+ * appends stop (DP_ERR_FULL) while
  * the map still has a reserve, so that the loader's delete transactions, which need fresh
  * pages too (copy-on-write), can always run and make room again.
  */
@@ -260,6 +469,14 @@ queue_open_dbs(struct queue *q)
     if (rc != 0) {
         goto out;
     }
+    rc = queue_meta_accepted_init(q, txn);
+    if (rc != 0) {
+        goto out;
+    }
+    rc = queue_instance_init(q, txn);
+    if (rc != 0) {
+        goto out;
+    }
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0) {
@@ -274,12 +491,14 @@ queue_open_dbs(struct queue *q)
         goto out;
     }
     q->map_bytes = info.me_mapsize;
+    q->psize = st.ms_psize;
     map_pages = info.me_mapsize / st.ms_psize;
     reserve = map_pages / 64;
     if (reserve < 32) {
         reserve = 32;
     }
     q->limit_pages = map_pages > 2 * reserve ? map_pages - reserve : map_pages / 2;
+    q->disk_reserve_pages = reserve < QUEUE_DISK_RESERVE_PAGES ? reserve : QUEUE_DISK_RESERVE_PAGES;
 out:
     if (txn != NULL) {
         mdb_txn_abort(txn);
@@ -472,4 +691,28 @@ void
 queue_set_fault_ops(struct queue *q, const struct queue_fault_ops *ops)
 {
     atomic_store(&q->fault, ops);
+}
+
+int
+queue_test_forget_instance(struct queue *q)
+{
+    MDB_val k = {sizeof(QUEUE_KEY_INSTANCE) - 1, (void *)QUEUE_KEY_INSTANCE};
+    MDB_val ka = {sizeof(QUEUE_KEY_INSTANCE_ASSIGNED) - 1, (void *)QUEUE_KEY_INSTANCE_ASSIGNED};
+    MDB_txn *txn = NULL;
+    int rc;
+
+    rc = queue_txn_begin(q, 0, &txn);
+    if (rc != 0) {
+        return queue_err(q, rc, "forget_instance");
+    }
+    rc = mdb_del(txn, q->sys_dbi, &k, NULL);
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_del(txn, q->sys_dbi, &ka, NULL);
+    }
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_txn_commit(txn);
+    } else {
+        mdb_txn_abort(txn);
+    }
+    return queue_err(q, rc, "forget_instance");
 }

@@ -30,6 +30,7 @@
 #define QUEUE_DIGEST_LEN 32     /* bytes of an event's digest (SHA-256) */
 #define QUEUE_DEDUP_WINDOW_S 86400 /* default dedup window, seconds (queue.dedup_window_s) */
 #define QUEUE_PRUNE_STEP 256    /* most expired keys one append transaction removes */
+#define QUEUE_INSTANCE_ID_LEN 32 /* hex digits of an instance id (128 random bits) */
 
 /* queue_event.flags */
 #define QUEUE_F_REJECTED 0x01u  /* rejected at ingest: goes to dead_letter, stage ingest */
@@ -64,7 +65,8 @@ enum queue_dedup {
 struct queue_event {
     uint64_t seq;              /* sequence number: set by append, given on read */
     uint8_t uuid[16];          /* the event's id (a UUIDv7), set by the caller */
-    int64_t received_us;       /* microseconds since the epoch, set by the caller */
+    int64_t received_us;       /* microseconds since the epoch, set by the caller; 0: set by
+                                  queue_append to its commit's time (QUEUE_STAMP) */
     uint32_t flags;            /* QUEUE_F_* */
     const char *type;          /* event type name, not NUL-terminated on read */
     size_t type_len;           /* bytes, at most QUEUE_TYPE_MAX */
@@ -92,21 +94,46 @@ struct queue_stats {
     uint64_t first_seq;        /* oldest queued sequence number, 0 when empty */
     uint64_t next_seq;         /* the number the next append gets */
     int64_t oldest_received_us;/* received_us of the oldest event, 0 when empty */
+    /* Conservation, read in the same transaction as events, so that
+     * accepted == loaded + dead_lettered + events holds exactly. */
+    uint64_t accepted;         /* events ever appended (QUEUE_META_ACCEPTED) */
+    uint64_t loaded;           /* events ever loaded (sum of QUEUE_META_LOADER_LOADED_PREFIX*) */
+    uint64_t dead_lettered;    /* events ever dead-lettered (QUEUE_META_LOADER_DEAD_LETTERS) */
 };
 
 /*
  * queue_open - open (creating it and missing parents, mode 0700) the LMDB
  * environment in directory path. Runs mdb_reader_check to clear stale reader
- * slots. Both daemons must open it with the same max_bytes.
+ * slots. Both daemons must open it with the same max_bytes. A queue without an
+ * instance id gets one here (see queue_instance).
  *   out: receives the queue; free with queue_close().
  *   max_bytes: LMDB map size, at least 256 KiB; appends fail with DP_ERR_FULL
  *     once the events fill all but a reserve of 1/64 of it (at least 32
- *     pages), kept so that deletes, which need fresh pages too, always run.
+ *     pages), kept so that deletes, which need fresh pages too, always run;
+ *     and on a full disk once fewer than 128 pages are left free inside the data
+ *     file or preallocated (posix_fallocate) past its end, for the same reason.
  *   sync: fsync at every commit (false: faster, a power cut may lose events).
  * Returns 0, DP_ERR_NOMEM, DP_ERR_INVALID (path unusable, map too small),
  * DP_ERR_IO (any other LMDB or system error; logged with LMDB's text).
  */
 int queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sync);
+
+/*
+ * queue_instance - the queue's instance id: 128 random bits (getrandom) as
+ * QUEUE_INSTANCE_ID_LEN lower-case hex digits, drawn in the transaction that
+ * first opened the environment and never changed afterwards. It tells this
+ * queue from another one that was given the same queue.id: a recreated
+ * queue.path (a replaced disk) or a second appliance. PostgreSQL records which
+ * instance owns each queue.id, and the loader loads and deletes nothing for a
+ * queue that does not own its queue.id. A copy of the directory keeps the id.
+ *   assigned: receives true (may be NULL) when the id was given to a queue
+ *     that existed, with events or a used sequence counter, before instance
+ *     ids did: such a queue's history cannot be told apart from another
+ *     queue's under the same queue.id, and the loader is conservative with it.
+ * Returns the NUL-terminated id, valid until queue_close(). Never fails:
+ * queue_open() fails instead (DP_ERR_IO) if no random bits can be had.
+ */
+const char *queue_instance(const struct queue *q, bool *assigned);
 
 /*
  * queue_close - wait for appends in flight, then close. queue_close(NULL) is
@@ -120,13 +147,19 @@ void queue_close(struct queue *q);
  * events of every waiting caller in one transaction). Sets evs[i].seq and the
  * out fields (dedup, orig_uuid, orig_answer: see struct queue_event); keys are
  * recorded, and up to QUEUE_PRUNE_STEP expired keys removed, in the same transaction.
+ * Sets evs[i].received_us where the caller left it 0: to the wall clock read inside
+ * the commit's write transaction, never below the stamp of an earlier commit of
+ * this process. Stamped events' received_us therefore never decrease with seq,
+ * and an event committed later never gets a stamp below a time read in any
+ * write transaction that ran before its commit (queue_watermark relies on it).
  * Thread-safe.
  * Returns 0 (all stored and durable, repeats and conflicts as the out fields
  * say), DP_ERR_FULL (map full or disk full, the keys counting with the events:
  * none stored; retry after the loader frees space or keys expire),
  * DP_ERR_INVALID (n == 0, a type empty or longer than QUEUE_TYPE_MAX, a key
- * longer than QUEUE_KEY_MAX, a source longer than QUEUE_SOURCE_MAX, a record larger than
- * half the map), DP_ERR_IO
+ * longer than QUEUE_KEY_MAX, a source longer than QUEUE_SOURCE_MAX, a record, or the n
+ * records together, larger than half the map: too large for this queue however empty,
+ * refused without marking it full), DP_ERR_IO
  * (other write error: none stored), DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.
  */
 int queue_append(struct queue *q, struct queue_event *evs, size_t n);
@@ -163,6 +196,7 @@ enum queue_meta_kind {
     QUEUE_META_ADD,            /* int64 counter += value */
     QUEUE_META_SET,            /* int64 counter = value */
     QUEUE_META_STR,            /* string = str (NUL-terminated) */
+    QUEUE_META_MAX,            /* int64 counter = max(counter, value): never goes back */
 };
 
 struct queue_meta_op {
@@ -194,8 +228,10 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_BATCHES "loader.batches"
 /* when the last batch committed */
 #define QUEUE_META_LOADER_LAST_SUCCESS_US "loader.last_success_us"
-/* counter: back-offs after PostgreSQL or queue failures */
+/* counter: back-offs after PostgreSQL or queue failures (a failure given up on is none) */
 #define QUEUE_META_LOADER_RETRIES "loader.retries"
+/* counter: PostgreSQL or queue failures, each failed attempt (retried or given up on) */
+#define QUEUE_META_LOADER_ERRORS "loader.errors"
 /* string: the last failure of the running or last run; "" once a run succeeded */
 #define QUEUE_META_LOADER_LAST_ERROR "loader.last_error"
 /* when the last failure happened (never cleared) */
@@ -214,6 +250,38 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_HELD "loader.held_events"
 /* string: those events' types, comma-separated */
 #define QUEUE_META_LOADER_HELD_TYPES "loader.held_types"
+/*
+ * string: the loader's last runs, newest first, at most QUEUE_LOADER_RUNS_MAX lines, each
+ * "START_US END_US EVENTS LOADED DEAD_LETTERS RESULT" (RESULT as LAST_RUN_RESULT, to the
+ * end of the line, at most QUEUE_LOADER_RUN_RESULT_MAX bytes)
+ */
+#define QUEUE_META_LOADER_RUNS "loader.runs"
+#define QUEUE_LOADER_RUNS_MAX 10
+#define QUEUE_LOADER_RUN_RESULT_MAX 200
+
+/*
+ * counter: events ever appended, written by the queue itself in each append's transaction
+ * (including events rejected at ingest, which are queued for dead_letter). With the
+ * loader's counters, which change in the transaction that deletes what they count, it
+ * makes the conservation equation exact at every commit:
+ *   accepted = sum(loader.loaded.*) + sum(loader.duplicates.*) + loader.dead_letters
+ *              + events queued.
+ * A queue created before this counter existed gets it at queue_open(), set so that the
+ * equation holds from then on.
+ */
+#define QUEUE_META_ACCEPTED "queue.accepted"
+
+/*
+ * the completeness watermark (QUEUE_META_MAX): every event this queue acknowledged with
+ * received_us below it is in PostgreSQL, in its table or in dead_letter (queue_watermark)
+ */
+#define QUEUE_META_LOADER_LOADED_THROUGH_US "loader.loaded_through_us"
+
+/*
+ * string: why the loader refuses to load or delete anything (this queue does not own its
+ * queue.id in PostgreSQL) and what the operator can do; "" while it does not refuse
+ */
+#define QUEUE_META_LOADER_REFUSED "loader.refused"
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
@@ -256,8 +324,36 @@ typedef void (*queue_meta_fn)(void *arg, const char *name, int64_t value);
 int queue_meta_each(struct queue *q, const char *prefix, queue_meta_fn fn, void *arg);
 
 /*
+ * queue_find - look for the event whose id is uuid, a UUIDv7, without an index: its
+ * 48-bit millisecond time t is when the server created it, just before its commit stamped
+ * received_us (queue_append), and stamped received_us never decrease with seq. So a binary
+ * search over the keys finds the first event with received_us >= t, and a scan from there
+ * compares ids until received_us passes t + QUEUE_FIND_WINDOW_MS. Cost: about 2 log2(n)
+ * cursor seeks, plus one 16-byte compare per event committed in the window after t (stops
+ * at the match). An event committed later than the window after its id was made (a stall
+ * of more than QUEUE_FIND_WINDOW_MS between the two) is not found.
+ *   fn: called once, inside the read transaction, with the event when found.
+ * Returns 0 (found: fn's value if negative), DP_ERR_NOTFOUND, DP_ERR_IO.
+ */
+#define QUEUE_FIND_WINDOW_MS 2000
+int queue_find(struct queue *q, const uint8_t uuid[16], queue_read_fn fn, void *arg);
+
+/*
+ * queue_watermark - the completeness watermark as the queue sees it, for a loader about to
+ * commit the events skip_first..skip_last (0, 0: none) into PostgreSQL: the received_us of
+ * the first queued event outside that range, or, when there is none, the wall clock now.
+ * Read inside a write transaction (then aborted), which LMDB serializes with appends: every
+ * event committed afterwards is stamped at or above the clock read here (queue_append). So
+ * once the range is in PostgreSQL, every stamped event with received_us below the answer
+ * is there too: it was either in the range, or already deleted, which happens only after
+ * PostgreSQL committed it. Returns 0, DP_ERR_FULL, DP_ERR_IO.
+ */
+int queue_watermark(struct queue *q, uint64_t skip_first, uint64_t skip_last, int64_t *out_us);
+
+/*
  * queue_stats - counts without a full scan (mdb_stat, mdb_env_info, one
- * cursor step for the oldest event). Returns 0 or DP_ERR_IO.
+ * cursor step for the oldest event, the conservation counters), all from one
+ * read transaction. Returns 0 or DP_ERR_IO.
  */
 int queue_stats(struct queue *q, struct queue_stats *out);
 

@@ -1,6 +1,7 @@
 /*
  * stats.c - the queue's counts for /metrics, /v1/status and the loader's schedule, without a
- * full scan: mdb_stat, mdb_env_info and one cursor step for the oldest event. Read only.
+ * full scan: mdb_stat, mdb_env_info, one cursor step for the oldest event, and the
+ * conservation counters of the same snapshot. Read only.
  */
 #include <lmdb.h>
 #include <string.h>
@@ -11,6 +12,28 @@ static uint64_t
 queue_db_pages(const MDB_stat *st)
 {
     return (uint64_t)st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
+}
+
+/* The conservation counters, from the transaction that counted the events. */
+static int
+queue_stats_conservation(struct queue *q, MDB_txn *txn, struct queue_stats *out)
+{
+    int64_t accepted = 0;
+    int64_t loaded = 0;
+    int64_t dead = 0;
+    int rc;
+
+    rc = queue_meta_int_txn(q, txn, QUEUE_META_ACCEPTED, &accepted);
+    if (rc == 0) {
+        rc = queue_loaded_txn(q, txn, &loaded);
+    }
+    if (rc == 0) {
+        rc = queue_meta_int_txn(q, txn, QUEUE_META_LOADER_DEAD_LETTERS, &dead);
+    }
+    out->accepted = (uint64_t)accepted;
+    out->loaded = (uint64_t)loaded;
+    out->dead_lettered = (uint64_t)dead;
+    return rc;
 }
 
 int
@@ -49,6 +72,10 @@ queue_stats(struct queue *q, struct queue_stats *out)
     }
     out->capacity_bytes = info.me_mapsize;
     rc = queue_next_seq(q, txn, &out->next_seq);
+    if (rc != 0) {
+        goto out;
+    }
+    rc = queue_stats_conservation(q, txn, out);
     if (rc != 0) {
         goto out;
     }

@@ -226,7 +226,6 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";
-    int64_t now = dp_now_us();
     size_t n = 0;
 
     for (size_t i = 0; i < b->n; i++) {
@@ -235,7 +234,9 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
 
         memset(e, 0, sizeof(*e));
         ev_uuid7(e->uuid);
-        e->received_us = now;
+        /* 0: the queue stamps it at its commit (what /v1/events/{id} and the watermark
+         * rely on, see queue_append). */
+        e->received_us = 0;
         e->type = it->type != NULL ? it->type->name : fallback;
         e->type_len = strlen(e->type);
         e->json = it->raw;
@@ -419,7 +420,9 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     struct queue_event one;
     struct queue_event *evs = &one;
     enum body_mode mode = body_mode(c, type, submit);
+    struct srv_charge ch = {.budget = &s->budget, .bytes = 0};
     char *body = NULL;
+    char msg[160];
     size_t len = 0;
     size_t dups = 0;
     int rc;
@@ -436,12 +439,24 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
                                      "application/x-www-form-urlencoded");
         return;
     }
-    if (srv_body_read(c, s->cfg->server_max_body_bytes, s->cfg->server_request_timeout_ms, &body,
-                      &len, r) != 0) {
+    if (srv_body_read(s, c, &ch, &body, &len, r) != 0) {
         goto out;
     }
+    b.max_events = (size_t)s->cfg->server_max_events_per_body;
     rc = parse_by_mode(c, mode, body, len, type, &b, r);
     if (rc == DP_ERR_INVALID) {
+        goto out;
+    }
+    if (rc == DP_ERR_FULL && b.too_many) {
+        snprintf(msg, sizeof(msg), "more than server.max_events_per_body (%lld) events in one "
+                 "body; nothing was stored", (long long)s->cfg->server_max_events_per_body);
+        srv_reply_json(r, 413, msg);
+        goto out;
+    }
+    /* The parsed events and their queue records count against the budget too. */
+    if (rc == 0 && srv_charge_add(&ch, (int64_t)(b.n * (sizeof(struct ev_item) +
+                                                         sizeof(struct queue_event)))) != 0) {
+        srv_reply_busy(r);
         goto out;
     }
     if (rc == 0) {
@@ -480,6 +495,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     }
     atomic_store(&s->queue_full, false);
     count_events(s, &b, evs);
+    srv_tap_publish(s, evs, b.n);
     if (b.n == 1) {
         reply_one(r, &b, evs, submit);
         goto out;
@@ -502,6 +518,7 @@ out:
     }
     ev_batch_free(&b);
     free(body);
+    srv_charge_release(&ch);
 }
 
 void

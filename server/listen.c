@@ -29,15 +29,6 @@ connection_closed(const struct mg_connection *c)
     (void)c;
 }
 
-static void
-exit_thread(const struct mg_context *ctx, int thread_type, void *thread_pointer)
-{
-    (void)ctx;
-    (void)thread_type;
-    (void)thread_pointer;
-    srv_read_thread_exit();
-}
-
 /*
  * Load the OpenSSL 3 shim (server/compat/openssl3.c) next to the binary, or in
  * ../lib/datapipe when installed, before civetweb looks for "libssl.so".
@@ -93,7 +84,6 @@ srv_http_start(struct srv *s)
     memset(&cb, 0, sizeof(cb));
     cb.log_message = log_message;
     cb.connection_close = connection_closed;
-    cb.exit_thread = exit_thread;
     cb.init_context = init_context;
     snprintf(threads, sizeof(threads), "%d", s->cfg->server_threads);
     snprintf(timeout, sizeof(timeout), "%d", s->cfg->server_request_timeout_ms);
@@ -129,6 +119,15 @@ srv_http_start(struct srv *s)
     if (s->cfg->server_tls_certificate != NULL && tls_compat_load() != 0) {
         return DP_ERR_IO;
     }
+    if (s->read_pool == NULL && srv_read_pool_create(s) != 0) {
+        dp_error("out of memory creating the database pool", NULL);
+        return DP_ERR_NOMEM;
+    }
+    if (srv_budget_init(&s->budget, s->cfg->server_max_inflight_bytes) != 0 ||
+        srv_watchdog_start(s) != 0) {
+        dp_error("cannot start the body watchdog", NULL);
+        return DP_ERR_NOMEM;
+    }
     /* TLS is set up by mg_start, which reports a bad certificate instead of crashing. */
     mg_init_library(0);
     s->ctx = mg_start(&cb, s, opts);
@@ -143,8 +142,15 @@ void
 srv_http_stop(struct srv *s)
 {
     if (s->ctx != NULL) {
+        /* mg_stop waits for every handler: a tap's must end first. */
+        srv_tap_stop(s);
         mg_stop(s->ctx);
         s->ctx = NULL;
     }
+    srv_read_pool_destroy(s);
     mg_exit_library();
+    if (s->watchdog.running) {
+        srv_watchdog_stop(s);
+        srv_budget_destroy(&s->budget);
+    }
 }

@@ -24,9 +24,9 @@ static const char usage[] =
     "  -c, --config FILE  read FILE after /etc/datapipe.json and $DATAPIPE_CNF\n"
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
     "  --help, --version\n"
-    "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings\n"
-    "and new declared event types and queue.dedup_window_s apply at once, other changes\n"
-    "are logged as needing a restart).\n";
+    "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings,\n"
+    "new declared event types, the API keys and their limits and queue.dedup_window_s\n"
+    "apply at once, other changes are logged as needing a restart).\n";
 
 static void
 notify_status(struct srv *s)
@@ -40,15 +40,42 @@ notify_status(struct srv *s)
     }
 }
 
-/* dp_config_diff callback: what the settings table says SIGHUP may apply is applied. */
+/* What one SIGHUP changed: names only (values may be secret), as the loader words them. */
+struct reload {
+    bool log;                   /* log.level or log.format changed: applied */
+    char applied[1024];         /* other settings applied now (new declared types), ", " list */
+    char restart[1024];         /* settings only a restart applies, ", "-separated */
+};
+
+static void
+note(char *list, size_t cap, const char *text)
+{
+    size_t used = strlen(list);
+
+    snprintf(list + used, cap - used, "%s%s", used > 0 ? ", " : "", text);
+}
+
+/*
+ * dp_config_diff callback: the server applies the settings table's reloadable ones (the log
+ * settings, new declared types, the API keys and their limits, the dedup window); the rest
+ * takes a restart.
+ */
 static void
 changed_key(void *arg, const char *key, bool reloadable)
 {
-    (void)arg;
-    if (reloadable) {
-        dp_info("reload: applied", "key=%s", key);
+    struct reload *r = arg;
+
+    if (reloadable && strncmp(key, "log.", 4) == 0) {
+        r->log = true;
+    } else if (reloadable && strncmp(key, "types.", 6) == 0) {
+        char added[128];
+
+        snprintf(added, sizeof(added), "%s added", key);
+        note(r->applied, sizeof(r->applied), added);
+    } else if (reloadable) {
+        note(r->applied, sizeof(r->applied), key);
     } else {
-        dp_warn("reload: changed, takes effect after a restart", "key=%s", key);
+        note(r->restart, sizeof(r->restart), key);
     }
 }
 
@@ -70,15 +97,22 @@ reload(struct srv *s, const char *cli_path)
 {
     struct dp_config_sources src = dp_config_sources_default(cli_path);
     struct dp_config *fresh = NULL;
+    struct reload r = {0};
+    char log_change[256];
     char *errors = NULL;
 
     if (dp_config_load(&src, &fresh, &errors) != 0) {
-        dp_error("reload: configuration rejected, keeping the running one", "errors=%s",
-                 errors != NULL ? errors : "out of memory");
+        dp_config_reload_log("datapipe-server", NULL, NULL,
+                             errors != NULL ? errors : "out of memory");
         free(errors);
         return;
     }
-    dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, NULL);
+    dp_config_diff(s->cfg, fresh, DP_DAEMON_SERVER, changed_key, &r);
+    if (r.log) {
+        snprintf(log_change, sizeof(log_change), "log %s/%s -> %s/%s", s->cfg->log_level,
+                 s->cfg->log_format, fresh->log_level, fresh->log_format);
+        note(r.applied, sizeof(r.applied), log_change);
+    }
     dp_log_setup(fresh->log_level, fresh->log_format);
     /* New declared types are accepted at once (the loader holds their events until it
      * knows them too); a changed one needs a restart. */
@@ -87,6 +121,10 @@ reload(struct srv *s, const char *cli_path)
     }
     /* A shorter window forgets keys sooner, a longer one cannot bring pruned keys back. */
     queue_set_dedup_window(s->q, fresh->queue_dedup_window_s);
+    /* The keys file may have changed even where the configuration did not: always. The
+     * keys and their names' limits change together; a kept name keeps its bucket. */
+    srv_auth_reload(s, fresh);
+    dp_config_reload_log("datapipe-server", r.applied, r.restart, NULL);
     dp_config_destroy(fresh);
 }
 
@@ -111,6 +149,7 @@ serve_until_signal(struct srv *s, const char *cli_path)
         if (sig == SIGHUP) {
             reload(s, cli_path);
         }
+        srv_read_pool_sweep(s);
         if (time(NULL) - last_summary >= 60) {
             srv_summary_log(s);
             last_summary = time(NULL);
@@ -154,11 +193,12 @@ main(int argc, char **argv)
         goto out;
     }
     queue_set_dedup_window(s.q, cfg->queue_dedup_window_s);
-    if (srv_limits_create(&s) != 0) {
-        dp_error("out of memory setting up the API keys' limits", NULL);
+    srv_tap_init(&s);
+    if (srv_auth_init(&s, cfg) != 0) {
+        dp_error("out of memory reading the API keys", NULL);
         goto out;
     }
-    if (srv_http_start(&s) != 0) {
+    if (srv_history_start(&s) != 0 || srv_http_start(&s) != 0) {
         goto out;
     }
     dp_info("serving", "listen=%s threads=%d queue=%s sync=%s version=%s", cfg->server_listen,
@@ -170,7 +210,8 @@ main(int argc, char **argv)
     rc = 0;
 out:
     srv_http_stop(&s);
-    srv_limits_destroy(&s);
+    srv_history_stop(&s);
+    srv_auth_destroy(&s);
     queue_close(s.q);
     dp_config_destroy(cfg);
     if (rc == 0) {

@@ -7,6 +7,8 @@
 #define DP_SRV_REPLY_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 struct mg_connection;
 
@@ -16,6 +18,7 @@ struct srv_reply {
     char *body;                 /* JSON text, malloc'd; NULL for no body (204) */
     const char *content_type;   /* default application/json */
     char headers[512];          /* extra "Name: value\r\n" lines */
+    bool streamed;              /* the handler wrote the answer itself: send nothing */
 };
 
 /*

@@ -53,47 +53,159 @@ get_status(struct srv *s, struct mg_connection *c, const struct srv_match *m, st
     srv_get_status(s, r);
 }
 
+static void
+get_history(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_history(s, r);
+}
+
+static void
+get_dead_letters(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                 struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_dead_letters(s, r);
+}
+
+static void
+get_dead_letter_rows(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                     struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_dead_letter_rows(s, r);
+}
+
+static void
+get_status_page(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_status_page(s, r);
+}
+
+static void
+get_types(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_types(s, r);
+}
+
+static void
+get_openapi(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+            struct srv_reply *r)
+{
+    (void)c;
+    (void)m;
+    srv_get_openapi(s, r);
+}
+
 #define GET_HEAD (SRV_GET | SRV_HEAD)
 
-/* Matched in this order: "/v1/events/" must come before "/v1/events/{type}". */
+/* What the POST handlers answer (ingest.c); /submit adds its 204. */
+#define POST_ANSWERS                                                                          \
+    {202, "accepted once in the queue: one event gives its id; several give accepted, "     \
+          "rejected and up to 100 errors (rejected events go to dead_letter)"},              \
+    {400, "no valid event: status_message (one event) or errors (several) say why"},          \
+    {413, "the body, or an event, is too large"},                                            \
+    {415, "Content-Type or Content-Encoding not accepted"},                                  \
+    {503, "the queue is full or the server is stopping: retry after Retry-After"},           \
+    {500, "a bug, logged with detail"},                                                      \
+    {0, NULL}
+
+static const struct srv_answer post_answers[] = {POST_ANSWERS};
+static const struct srv_answer submit_answers[] = {
+    {204, "every event of the body accepted"},
+    POST_ANSWERS,
+};
+static const struct srv_answer read_answers[] = {
+    {200, "the stored row as JSON"},
+    {400, "the id is not valid for the type"},
+    {404, "no such row: not loaded yet, or never accepted"},
+    {503, "the database is down or busy: retry after Retry-After"},
+    {0, NULL},
+};
+static const struct srv_answer dead_letter_answers[] = {
+    {200, "rows: the dead_letter table's size now; ingest and load: of which each stage"},
+    {503, "the database is down or busy: retry after Retry-After"},
+    {0, NULL},
+};
+static const struct srv_answer readyz_answers[] = {
+    {200, "the queue accepts appends"},
+    {503, "the queue is full or unreadable"},
+    {0, NULL},
+};
+static const struct srv_answer status_answers[] = {
+    {200, "the figures"},
+    {503, "the queue is unreadable"},
+    {0, NULL},
+};
+
+/*
+ * Matched in this order, the first row whose path and method match winning: "/v1/events/"
+ * must come before "/v1/events/{type}"; "/v1/events/{type}" (POST) and "/v1/events/{id}"
+ * (GET) share a path and are told apart by the method.
+ */
 const struct srv_route srv_routes[] = {
     {.path = "/v1/events",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name"},
+     .summary = "store events; each names its type in event_name",
+     .answers = post_answers},
     {.path = "/v1/events/",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name (as /v1/events)"},
+     .summary = "store events; each names its type in event_name (as /v1/events)",
+     .answers = post_answers},
     {.path = "/",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events; each names its type in event_name (as /v1/events)"},
+     .summary = "store events; each names its type in event_name (as /v1/events)",
+     .answers = post_answers},
     {.path = "/v1/events/{type}",
      .methods = SRV_POST,
      .needs_key = true,
      .handler = srv_post_events,
-     .summary = "store events of one type"},
+     .summary = "store events of one type",
+     .answers = post_answers},
+    {.path = "/v1/events/{id}",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .handler = srv_get_trail,
+     .summary = "an event's trail: queued, loaded, dead_letter or unknown"},
     {.path = "/v1/events/{type}/{id}",
      .methods = GET_HEAD,
      .needs_key = true,
      .handler = get_event,
-     .summary = "read a loaded event by its id"},
+     .summary = "read a loaded event by its id",
+     .answers = read_answers},
     {.path = "/submit",
      .methods = SRV_POST,
      .needs_key = true,
      .event_type = "ad_event",
      .handler = srv_post_submit,
-     .summary = "store ad events; 204 when all are accepted"},
+     .summary = "store ad events; 204 when all are accepted",
+     .answers = submit_answers},
     {.path = "/product/{id}",
      .methods = GET_HEAD,
      .needs_key = true,
      .event_type = "product",
      .handler = get_event,
-     .summary = "read a loaded product by its id"},
+     .summary = "read a loaded product by its id",
+     .answers = read_answers},
+    {.path = "/v1/tap",
+     .methods = SRV_GET,
+     .needs_key = true,
+     .handler = srv_get_tap,
+     .summary = "accepted events as NDJSON, live (?type=, ?limit=)"},
     {.path = "/healthz",
      .methods = GET_HEAD,
      .handler = get_healthz,
@@ -101,15 +213,44 @@ const struct srv_route srv_routes[] = {
     {.path = "/readyz",
      .methods = GET_HEAD,
      .handler = get_readyz,
-     .summary = "readiness: the queue is readable and not full"},
+     .summary = "readiness: the queue is readable and not full",
+     .answers = readyz_answers},
     {.path = "/metrics",
      .methods = GET_HEAD,
      .handler = get_metrics,
-     .summary = "Prometheus metrics of the server and the loader"},
+     .summary = "Prometheus metrics of the server and the loader",
+     .media_type = "text/plain; version=0.0.4"},
     {.path = "/v1/status",
      .methods = GET_HEAD,
      .handler = get_status,
-     .summary = "queue depth, loader progress and counters as JSON"},
+     .summary = "queue depth, loader progress and counters as JSON",
+     .answers = status_answers},
+    {.path = "/v1/status/history",
+     .methods = GET_HEAD,
+     .handler = get_history,
+     .summary = "the last hour as JSON: a sample every 10 s"},
+    {.path = "/v1/status/dead_letters",
+     .methods = GET_HEAD,
+     .handler = get_dead_letters,
+     .summary = "dead letters by type and stage, and the latest errors (PostgreSQL)"},
+    {.path = "/status",
+     .methods = GET_HEAD,
+     .handler = get_status_page,
+     .summary = "the status page: health, traffic, queue, loader, dead letters (HTML)"},
+    {.path = "/v1/dead_letters",
+     .methods = GET_HEAD,
+     .needs_key = true,
+     .handler = get_dead_letter_rows,
+     .summary = "the dead_letter table's size, by stage (a database query)",
+     .answers = dead_letter_answers},
+    {.path = "/v1/types",
+     .methods = GET_HEAD,
+     .handler = get_types,
+     .summary = "the event types: each one's fields, table and endpoint"},
+    {.path = "/v1/openapi.json",
+     .methods = GET_HEAD,
+     .handler = get_openapi,
+     .summary = "this API as an OpenAPI 3.1 document, built from the route table"},
 };
 
 const size_t srv_routes_len = sizeof(srv_routes) / sizeof(srv_routes[0]);
@@ -185,8 +326,14 @@ path_match(const char *pat, const char *uri, const char **type_name, size_t *typ
 }
 
 bool
-srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
+srv_route_find_method(const char *uri, unsigned method, struct srv_match *m,
+                      bool *unknown_type)
 {
+    struct srv_match first;
+    bool first_unknown = false;
+    bool any = false;
+
+    memset(&first, 0, sizeof(first));
     memset(m, 0, sizeof(*m));
     *unknown_type = false;
     for (size_t i = 0; i < srv_routes_len; i++) {
@@ -198,85 +345,143 @@ srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
             continue;
         }
         m->route = rt;
+        m->type = NULL;
+        *unknown_type = false;
+        m->type_name = name;
+        m->type_len = len;
         if (name != NULL) {
             m->type = ev_lookup(name, len);
             *unknown_type = m->type == NULL;
         }
-        return true;
+        if (method == 0 || (rt->methods & method) != 0) {
+            return true;
+        }
+        if (!any) {
+            first = *m;
+            first_unknown = *unknown_type;
+            any = true;
+        }
     }
-    return false;
+    *m = first;
+    *unknown_type = first_unknown;
+    return any;
+}
+
+bool
+srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type)
+{
+    return srv_route_find_method(uri, 0, m, unknown_type);
+}
+
+/* Every method some row with a path matching uri answers (for Allow). */
+static unsigned
+path_methods(const char *uri)
+{
+    char id[SRV_ID_MAX];
+    unsigned methods = 0;
+
+    for (size_t i = 0; i < srv_routes_len; i++) {
+        const char *name = NULL;
+        size_t len = 0;
+
+        if (path_match(srv_routes[i].path, uri, &name, &len, id)) {
+            methods |= srv_routes[i].methods;
+        }
+    }
+    return methods;
+}
+
+/* 404 for a type the registry does not have: name it, and list the ones it has. */
+static void
+reply_unknown_type(struct srv_reply *r, const struct srv_match *m)
+{
+    char msg[EV_ERR_MAX];
+
+    ev_unknown_type(msg, m->type_name, m->type_len);
+    srv_reply_json(r, 404, msg);
 }
 
 /*
- * Find the API key c sends (m->key) and, for a POST, check its rate: over it, r gets 429
- * with Retry-After and true is returned. Before the body is read, so a key over its rate
- * costs no parsing.
+ * For a POST, check the rate of the API key c sent (m->key): over it, r gets 429 with
+ * Retry-After and true is returned. Before the body is read, so a key over its rate costs
+ * no parsing.
  */
 static bool
-key_limited(struct srv *s, struct mg_connection *c, struct srv_match *m, const char *method,
-            struct srv_reply *r)
+key_limited(struct srv_limit *key, const char *method, struct srv_reply *r)
 {
-    char text[128];
+    char text[160];
     char retry[16];
+    double rate;
     int wait_s;
 
-    m->key = srv_limit_find(s, c);
-    if (m->key == NULL || strcmp(method, "POST") != 0) {
+    if (key == NULL || strcmp(method, "POST") != 0) {
         return false;
     }
-    wait_s = srv_limit_admit(m->key, dp_now_us());
+    wait_s = srv_limit_admit(key, dp_now_us(), &rate);
     if (wait_s == 0) {
         return false;
     }
-    snprintf(text, sizeof(text), "rate limit of API key %s exceeded: %.0f events/s", m->key->name,
-             m->key->rate);
+    snprintf(text, sizeof(text), "rate limit of API key %s exceeded: %.0f events/s", key->name,
+             rate);
     snprintf(retry, sizeof(retry), "%d", wait_s);
     srv_reply_json(r, 429, text);
     srv_reply_header(r, "Retry-After", retry);
     return true;
 }
 
+/* Answer c through the table; m->key (the key's limit, held) is set before any handler. */
 static void
-dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
+dispatch_match(struct srv *s, struct mg_connection *c, struct srv_match *m, struct srv_reply *r)
 {
     const struct mg_request_info *ri = mg_get_request_info(c);
-    struct srv_match m;
     bool unknown_type;
     char allow[64];
 
-    if (!srv_route_find(ri->local_uri != NULL ? ri->local_uri : "", &m, &unknown_type)) {
+    const char *uri = ri->local_uri != NULL ? ri->local_uri : "";
+
+    if (!srv_route_find_method(uri, method_bit(ri->request_method), m, &unknown_type)) {
         srv_reply_json(r, 404, "no such endpoint");
         return;
     }
     if (strcmp(ri->request_method, "OPTIONS") == 0) {
-        allow_text(m.route->methods, allow, sizeof(allow));
+        allow_text(path_methods(uri), allow, sizeof(allow));
         r->status = 204;
         srv_reply_header(r, "Allow", allow);
         srv_cors_preflight(s, c, r);
         return;
     }
     srv_cors_apply(s, c, r);
-    if ((m.route->methods & method_bit(ri->request_method)) == 0) {
-        allow_text(m.route->methods, allow, sizeof(allow));
+    if ((m->route->methods & method_bit(ri->request_method)) == 0) {
+        allow_text(path_methods(uri), allow, sizeof(allow));
         srv_reply_json(r, 405, "method not allowed");
         srv_reply_header(r, "Allow", allow);
         return;
     }
-    if (m.route->needs_key && !srv_auth_ok(s, c)) {
+    if (m->route->needs_key && !srv_auth_ok(s, c, &m->key)) {
         srv_reply_json(r, 401,
                        "missing or wrong API key: send Authorization: Bearer KEY "
                        "or X-API-Key: KEY");
         srv_reply_header(r, "WWW-Authenticate", "Bearer realm=\"datapipe\"");
         return;
     }
-    if (m.route->needs_key && key_limited(s, c, &m, ri->request_method, r)) {
+    if (key_limited(m->key, ri->request_method, r)) {
         return;
     }
     if (unknown_type) {
-        srv_reply_json(r, 404, "unknown event type");
+        reply_unknown_type(r, m);
         return;
     }
-    m.route->handler(s, c, &m, r);
+    m->route->handler(s, c, m, r);
+}
+
+static void
+dispatch(struct srv *s, struct mg_connection *c, struct srv_reply *r)
+{
+    struct srv_match m;
+
+    memset(&m, 0, sizeof(m));
+    dispatch_match(s, c, &m, r);
+    srv_limit_put(m.key);
 }
 
 int
@@ -297,7 +502,9 @@ srv_handle_request(struct mg_connection *c, void *cbdata)
     if (strstr(r.headers, "Connection: close") != NULL) {
         mg_disable_connection_keep_alive(c);
     }
-    srv_reply_send(c, &r);
+    if (!r.streamed) {
+        srv_reply_send(c, &r);
+    }
     dt = dp_now_us() - t0;
     srv_observe(s, r.status, dt);
     if (dp_log_enabled(DP_LOG_DEBUG)) {

@@ -21,9 +21,33 @@
 struct mg_connection;
 struct mg_context;
 
-#define SRV_LAT_BUCKETS 40      /* latency histogram: bucket i holds < 2^(i/2) us */
+#define SRV_LAT_BUCKETS 52      /* latency histogram: steps of sqrt(2) us, the last >= 2^25 us */
 #define SRV_MAX_TYPES EV_REGISTRY_MAX /* registry entries with per-type counters */
 #define SRV_ID_MAX 256          /* longest {id} path segment, bytes with NUL */
+
+#define SRV_HISTORY_INTERVAL_S 10 /* seconds between two samples of /v1/status/history */
+#define SRV_HISTORY_SAMPLES 360   /* samples answered: one hour */
+#define SRV_HISTORY_RING (SRV_HISTORY_SAMPLES + 1) /* one more: the base of the oldest rate */
+
+#define SRV_TAP_MAX 4           /* live taps open at once; more get 429 */
+#define SRV_TAP_RING_BYTES (1u << 20) /* a tap's buffer: NDJSON lines waiting for its client */
+
+/*
+ * One live tap (GET /v1/tap): a slot of struct srv, never freed, so the ingest path can
+ * look at it without a reference count. Everything below mu is guarded by it.
+ */
+struct srv_tap {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* signalled when lines arrive, and on stop */
+    bool used;                  /* a client holds this slot */
+    char type[QUEUE_TYPE_MAX + 1]; /* only events of this type; "" for all */
+    uint64_t limit;             /* end after this many events offered; 0: no end */
+    uint64_t offered;           /* events published to the tap: sent or dropped */
+    uint64_t dropped;           /* dropped for a full ring since the last report */
+    char *ring;                 /* SRV_TAP_RING_BYTES of lines, malloc'd by the handler */
+    size_t start;               /* offset of the oldest byte */
+    size_t len;                 /* bytes waiting */
+};
 
 /* Lock-free counters read by /metrics and the summary line. */
 struct srv_metrics {
@@ -33,24 +57,86 @@ struct srv_metrics {
     atomic_uint_fast64_t rejected_untyped;           /* events with no known type */
     atomic_uint_fast64_t duplicates;                 /* keyed repeats answered, not appended */
     atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];       /* request latency histogram */
+    atomic_uint_fast64_t lat_sum_us;                 /* the histogram's sum, microseconds */
+};
+
+/* One sample of the history: totals since start, turned into rates when answering. */
+struct srv_sample {
+    int64_t at_us;              /* wall clock, microseconds since the epoch */
+    int64_t mono_us;            /* monotonic clock: what the rates divide by */
+    uint64_t accepted;          /* events acknowledged by this process */
+    uint64_t http_4xx;          /* answers 400-499 */
+    uint64_t http_503;          /* answers 503 */
+    uint64_t queue_events;      /* events queued */
+    uint64_t queue_bytes;       /* queue's bytes */
+    uint64_t capacity_bytes;    /* queue's map size */
+    double oldest_age_s;        /* oldest queued event's age, seconds */
+    uint64_t loaded[SRV_MAX_TYPES]; /* the loader's totals, by registry index */
+    uint64_t dead_letters;      /* the loader's total, both stages */
+};
+
+/* The ring of samples and the thread that fills it (history.c). */
+struct srv_history {
+    pthread_mutex_t mu;         /* guards ring, first, count, stop */
+    pthread_cond_t cv;          /* wakes the sampler to stop */
+    pthread_t thread;
+    bool running;               /* thread started */
+    bool stop;
+    size_t first;               /* oldest sample's slot */
+    size_t count;               /* samples held, at most SRV_HISTORY_RING */
+    struct srv_sample ring[SRV_HISTORY_RING];
 };
 
 /*
- * One configured API key: its name, its token bucket (events a second; rate 0: no limit)
- * and its counters. The bucket may go below zero: a body is admitted while the bucket
- * holds an event and then pays for all of its events, so a key that sends more than its
- * rate waits in proportion.
+ * The server-wide budget for bytes held by request bodies in flight (server.max_inflight_bytes):
+ * the body buffers (raw and inflated) as they grow, then the parsed events. A request that
+ * holds nothing yet may wait briefly for room; one that already holds some never waits (two
+ * large requests each waiting for the other's bytes would both stall), it gets 503.
+ */
+struct srv_budget {
+    pthread_mutex_t mu;         /* with cv: requests waiting for room */
+    pthread_cond_t cv;          /* CLOCK_MONOTONIC */
+    int64_t used;               /* bytes charged now, under mu */
+    int64_t max_bytes;          /* server.max_inflight_bytes */
+    int64_t peak;               /* most bytes charged at once, under mu */
+};
+
+/* What one request holds of the budget. Zero-initialise with its budget set. */
+struct srv_charge {
+    struct srv_budget *budget;
+    int64_t bytes;              /* bytes charged by this request */
+};
+
+/* The deadline watch over bodies being read (reqbody.c): one thread, see srv_body_read. */
+struct srv_watchdog {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* CLOCK_MONOTONIC: a new earlier deadline, or stop */
+    struct srv_body_watch *head; /* bodies being read, under mu */
+    pthread_t thread;
+    bool running;               /* thread started */
+    bool stop;                  /* under mu */
+    atomic_uint_fast64_t cut;   /* bodies cut off at their deadline */
+};
+
+/*
+ * One API key name: its token bucket (events a second; rate 0: no limit) and its counters,
+ * shared by the keys of that name (limit.c). The bucket may go below zero: a body is
+ * admitted while the bucket holds an event and then pays for all of its events, so a key
+ * that sends more than its rate waits in proportion. Reference counted: the key table
+ * holds one reference and each request that sent one of its keys another, so a SIGHUP
+ * that drops the name frees it when the last such request ends, and one that keeps the
+ * name keeps this bucket (a SIGHUP never refills it).
  */
 struct srv_limit {
-    const char *key;            /* borrowed from the configuration; never logged or shown */
-    const char *name;           /* borrowed: the key's name (metrics, source column) */
+    char name[DP_API_KEY_NAME_MAX + 1]; /* metrics label, source column; never a key */
+    atomic_int refs;            /* srv_limit_new's and srv_limit_hold's, less srv_limit_put's */
+    pthread_mutex_t mu;         /* guards rate, burst, tokens and last_us */
     double rate;                /* events a second; 0: no limit */
     double burst;               /* events the bucket holds at most */
-    pthread_mutex_t mu;         /* guards tokens and last_us */
     double tokens;              /* events the key may still send now */
     int64_t last_us;            /* when tokens was last refilled, microseconds since the epoch */
-    atomic_uint_fast64_t requests; /* requests that sent this key */
-    atomic_uint_fast64_t events;   /* events in the bodies it sent */
+    atomic_uint_fast64_t requests; /* requests that sent a key of this name */
+    atomic_uint_fast64_t events;   /* events in the bodies they sent */
     atomic_uint_fast64_t limited;  /* requests answered 429 */
 };
 
@@ -63,9 +149,16 @@ struct srv {
     atomic_uint_fast64_t full_events; /* queued events when it failed */
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
+    struct srv_read_pool *read_pool;  /* read.c's connections */
+    pthread_rwlock_t keys_lock;       /* guards keys: SIGHUP swaps keys and limits (auth.c) */
+    struct srv_keys *keys;            /* the API keys in force, with their names' limits */
     int64_t started_us;         /* process start, microseconds since the epoch */
-    struct srv_limit *limits;   /* one per configured API key (limit.c), n_limits of them */
-    size_t n_limits;
+    struct srv_history hist;    /* the last hour, for /v1/status/history */
+    atomic_int taps_open;             /* slots of taps in use: the ingest path's one load */
+    atomic_bool stopping;             /* the server is stopping: taps end */
+    struct srv_tap taps[SRV_TAP_MAX];
+    struct srv_budget budget;   /* server.max_inflight_bytes */
+    struct srv_watchdog watchdog; /* server.request_timeout_ms for whole bodies */
 };
 
 /* ---- routes.c: the route table and the dispatcher ---------------------- */
@@ -81,13 +174,21 @@ enum srv_method {
 struct srv_match {
     const struct srv_route *route;
     const struct ev_type *type; /* the route's event_type, or the path's {type}; may be NULL */
+    const char *type_name;      /* that type's name as asked for (a view into the URI), or NULL */
+    size_t type_len;            /* its bytes */
     char id[SRV_ID_MAX];        /* the path's {id}, or "" */
-    struct srv_limit *key;      /* the API key sent, on a route that needs one; NULL if none */
+    struct srv_limit *key;      /* the sent API key's limit, held; NULL: none configured */
 };
 
 /* A route's own work; the dispatcher has already done method, CORS and key checks. */
 typedef void srv_handler(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                          struct srv_reply *r);
+
+/* One answer a route's handler gives, for the API document. */
+struct srv_answer {
+    int status;                 /* HTTP status; 0 ends a list */
+    const char *what;           /* when it is given */
+};
 
 /*
  * One row of the route table. path is literal text with at most these
@@ -101,6 +202,10 @@ struct srv_route {
     const char *event_type;     /* the registry type the route stands for, or NULL */
     srv_handler *handler;
     const char *summary;        /* one line for an API document */
+    /* The handler's answers, ended by {0}; NULL: 200 only. The dispatcher's own (401, 404 of
+     * an unknown type, 405, OPTIONS) are added by the document from the row. */
+    const struct srv_answer *answers;
+    const char *media_type;     /* the 2xx body's Content-Type; NULL: application/json */
 };
 
 /* The table, in match order (first row that matches wins). */
@@ -116,6 +221,14 @@ extern const size_t srv_routes_len;
 bool srv_route_find(const char *uri, struct srv_match *m, bool *unknown_type);
 
 /*
+ * srv_route_find_method - as srv_route_find, but the first row whose path matches and
+ * that answers method (an enum srv_method bit; 0: any) wins; when no matching row answers
+ * it, the first row whose path matches (the dispatcher then answers 405).
+ */
+bool srv_route_find_method(const char *uri, unsigned method, struct srv_match *m,
+                           bool *unknown_type);
+
+/*
  * srv_handle_request - civetweb's request handler (cbdata is the struct srv):
  * dispatch through the table, send the answer, count it, log it at debug.
  * Returns the HTTP status sent.
@@ -129,8 +242,40 @@ void srv_http_stop(struct srv *s);
 
 /* ---- auth.c: API keys and CORS ----------------------------------------- */
 
-/* srv_auth_ok - true when no key is configured or c sends one of them. */
-bool srv_auth_ok(const struct srv *s, struct mg_connection *c);
+/*
+ * srv_auth_init - take the API keys of cfg (server.api_keys and the keys file's, copied),
+ * with one limit per key name, buckets full. Call once before serving. Returns 0 or
+ * DP_ERR_NOMEM.
+ */
+int srv_auth_init(struct srv *s, const struct dp_config *cfg);
+
+/*
+ * srv_auth_reload - put cfg's API keys and their limits in force instead of the current
+ * ones (SIGHUP), swapped together under s->keys_lock: a removed key is refused from the
+ * next request on; a name kept keeps its bucket (not refilled) and counters and takes its
+ * new limit; a removed name's bucket and counters go; a new name starts with a full bucket.
+ * Logs how many keys and the names added, removed and with a changed limit, never a key.
+ * Returns 0, or DP_ERR_NOMEM (the old keys and limits stay in force).
+ */
+int srv_auth_reload(struct srv *s, const struct dp_config *cfg);
+
+/* srv_auth_destroy - free the keys and drop the table's hold on their limits. */
+void srv_auth_destroy(struct srv *s);
+
+/*
+ * srv_auth_ok - true when no key is configured (*key NULL), or c sends one of them
+ * (Authorization: Bearer, else X-API-Key; compared in constant time against every key):
+ * then *key is its name's limit, held for the request (srv_limit_put it) and its request
+ * counted. False (*key NULL) when keys are configured and c sends none of them.
+ */
+bool srv_auth_ok(struct srv *s, struct mg_connection *c, struct srv_limit **key);
+
+/*
+ * srv_auth_each_limit - call fn for each key name's limit in force, under s->keys_lock
+ * (fn must not block or take that lock).
+ */
+void srv_auth_each_limit(struct srv *s, void (*fn)(void *arg, const struct srv_limit *l),
+                         void *arg);
 
 /* srv_cors_apply - add CORS headers to r when c's Origin is allowed; returns whether it is. */
 bool srv_cors_apply(const struct srv *s, struct mg_connection *c, struct srv_reply *r);
@@ -138,42 +283,36 @@ bool srv_cors_apply(const struct srv *s, struct mg_connection *c, struct srv_rep
 /* srv_cors_preflight - as srv_cors_apply, plus the preflight's Allow-* and Max-Age headers. */
 void srv_cors_preflight(const struct srv *s, struct mg_connection *c, struct srv_reply *r);
 
-/*
- * srv_auth_presented - the key c sends (Authorization: Bearer, else X-API-Key), or NULL.
- * A view into c's headers.
- */
-const char *srv_auth_presented(struct mg_connection *c);
+/* ---- limit.c: per-key-name rate limits and counters -------------------- */
 
-/* srv_auth_key_equal - whether a (alen bytes) is key b, in time independent of the content. */
-bool srv_auth_key_equal(const char *a, size_t alen, const char *b);
-
-/* ---- limit.c: per-key rate limits and counters -------------------------- */
-
-/*
- * srv_limits_create - s->limits from s->cfg's API keys (names, limits), buckets full.
- * Call before serving. Returns 0 or DP_ERR_NOMEM.
- */
-int srv_limits_create(struct srv *s);
-
-/* srv_limits_destroy - free s->limits; no request may be running. */
-void srv_limits_destroy(struct srv *s);
-
-/*
- * srv_limit_find - the configured key that c sends, compared in constant time against all
- * of them, its request counted; NULL when c sends none of them (or none is configured).
- */
-struct srv_limit *srv_limit_find(struct srv *s, struct mg_connection *c);
-
-/* srv_limit_init - a bucket of burst events (0: events_per_s), full at now_us. */
+/* srv_limit_init - l named name: a bucket of burst events (0: events_per_s), full at now_us. */
 void srv_limit_init(struct srv_limit *l, const char *name, int64_t events_per_s, int64_t burst,
                     int64_t now_us);
+
+/* srv_limit_new - as srv_limit_init, allocated, with one reference; NULL when out of memory. */
+struct srv_limit *srv_limit_new(const char *name, int64_t events_per_s, int64_t burst,
+                                int64_t now_us);
+
+/* srv_limit_hold - one more reference to l (not NULL). */
+void srv_limit_hold(struct srv_limit *l);
+
+/* srv_limit_put - drop a reference to l (may be NULL); the last one frees it. */
+void srv_limit_put(struct srv_limit *l);
+
+/*
+ * srv_limit_set - l's limit becomes events_per_s and burst (0: events_per_s) at now_us
+ * without refilling it: what it earned at the old rate until now is kept, then held to the
+ * new burst; a bucket that had no limit starts full. Returns whether the limit changed.
+ */
+bool srv_limit_set(struct srv_limit *l, int64_t events_per_s, int64_t burst, int64_t now_us);
 
 /*
  * srv_limit_admit - whether a body may come in at now_us: 0 when l has no limit or its
  * bucket holds at least one event; else the seconds until it will (>= 1, the Retry-After),
- * and the refusal is counted. Takes nothing from the bucket: srv_limit_charge does.
+ * and the refusal is counted. *rate gets l's rate (events a second; 0: none). Takes
+ * nothing from the bucket: srv_limit_charge does.
  */
-int srv_limit_admit(struct srv_limit *l, int64_t now_us);
+int srv_limit_admit(struct srv_limit *l, int64_t now_us, double *rate);
 
 /*
  * srv_limit_charge - take a body's events from l's bucket at now_us (it may go below zero)
@@ -185,14 +324,46 @@ void srv_limit_charge(struct srv_limit *l, size_t events, int64_t now_us);
 
 /*
  * srv_body_read - read the request body (Content-Length or chunked) into a
- * malloc'd buffer, at most max bytes after inflating gzip, the whole body
- * within timeout_ms.
- * *out is the caller's to free. Returns 0; or fills r (400, 413, 415, or 500
- * when out of memory inflating) and returns DP_ERR_INVALID, DP_ERR_IO or
+ * malloc'd buffer, at most s's server.max_body_bytes after inflating gzip, the whole body
+ * within server.request_timeout_ms whatever the client's pace: the watchdog (see
+ * srv_watchdog_start) shuts the connection's reading side at the deadline, which ends a
+ * read that civetweb would otherwise keep waiting in while bytes trickle in.
+ * Every buffer is charged to ch (s->budget) before it is allocated.
+ * *out is the caller's to free; ch stays charged until the caller releases it. Returns 0;
+ * or fills r (400, 413, 415, 503 with Retry-After when the budget has no room, or 500 when
+ * out of memory inflating) and returns DP_ERR_INVALID, DP_ERR_BUSY, DP_ERR_IO or
  * DP_ERR_NOMEM.
  */
-int srv_body_read(struct mg_connection *c, int64_t max, int timeout_ms, char **out, size_t *len,
-                  struct srv_reply *r);
+int srv_body_read(struct srv *s, struct mg_connection *c, struct srv_charge *ch, char **out,
+                  size_t *len, struct srv_reply *r);
+
+/*
+ * srv_budget_init / srv_budget_destroy - set up and tear down b for max_bytes.
+ * Returns 0 or DP_ERR_NOMEM.
+ */
+int srv_budget_init(struct srv_budget *b, int64_t max_bytes);
+void srv_budget_destroy(struct srv_budget *b);
+
+/*
+ * srv_charge_add - charge n more bytes to ch. A charge that holds nothing yet waits up to
+ * SRV_BUDGET_WAIT_MS for room; one that holds some does not wait.
+ * Returns 0 or DP_ERR_BUSY (nothing more charged).
+ */
+int srv_charge_add(struct srv_charge *ch, int64_t n);
+
+/* srv_charge_release - give back everything ch holds (then ch->bytes is 0). */
+void srv_charge_release(struct srv_charge *ch);
+
+/* srv_reply_busy - the 503 for a request the budget has no room for. */
+void srv_reply_busy(struct srv_reply *r);
+
+/*
+ * srv_watchdog_start - start the thread that cuts off bodies past their deadline.
+ * Returns 0 or DP_ERR_NOMEM. srv_watchdog_stop - stop it (after civetweb stopped);
+ * safe when it never started.
+ */
+int srv_watchdog_start(struct srv *s);
+void srv_watchdog_stop(struct srv *s);
 
 /*
  * srv_too_large - the one place that decides a POST is too large, and answers
@@ -214,6 +385,35 @@ void srv_post_events(struct srv *s, struct mg_connection *c, const struct srv_ma
 void srv_post_submit(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                      struct srv_reply *r);
 
+/* ---- tap.c: GET /v1/tap, accepted events live ------------------------- */
+
+/* srv_tap_init - make the tap slots usable; before srv_http_start. */
+void srv_tap_init(struct srv *s);
+
+/* srv_tap_stop - end every tap (they send their last chunk); before mg_stop. */
+void srv_tap_stop(struct srv *s);
+
+/*
+ * srv_tap_publish_slow - offer the accepted events of evs (n, just committed: rejected
+ * ones are skipped) to every open tap. Each tap takes a line per event of its type while
+ * its ring has room and counts the rest as dropped: never waits for a tap's client. Call
+ * it through srv_tap_publish.
+ */
+void srv_tap_publish_slow(struct srv *s, const struct queue_event *evs, size_t n);
+
+/* srv_tap_publish - as srv_tap_publish_slow; with no tap open, one atomic load. */
+static inline void
+srv_tap_publish(struct srv *s, const struct queue_event *evs, size_t n)
+{
+    if (atomic_load_explicit(&s->taps_open, memory_order_relaxed) > 0) {
+        srv_tap_publish_slow(s, evs, n);
+    }
+}
+
+/* GET /v1/tap[?type=T][&limit=N]: the tap's chunked NDJSON answer, written by the handler. */
+void srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                 struct srv_reply *r);
+
 /* ---- ops.c: health, readiness, status, metrics, the per-minute summary - */
 
 void srv_observe(struct srv *s, int status, int64_t elapsed_us);
@@ -224,9 +424,74 @@ void srv_get_metrics(struct srv *s, struct srv_reply *r);
 void srv_summary_log(struct srv *s);
 size_t srv_type_index(const struct ev_type *t);
 
-/* ---- read.c: GET of a stored row through a per-thread libpq connection - */
+/* srv_oldest_age_s - seconds since the oldest queued event (of st) was received, at now_us. */
+double srv_oldest_age_s(const struct queue_stats *st, int64_t now_us);
+
+/* ---- history.c: the last hour, a sample every SRV_HISTORY_INTERVAL_S ---- */
+
+/*
+ * srv_history_start - start the sampler thread (one sample at once, then one every
+ * SRV_HISTORY_INTERVAL_S seconds). Returns 0 or DP_ERR_IO. srv_history_stop ends it
+ * (a no-op when it was not started).
+ */
+int srv_history_start(struct srv *s);
+void srv_history_stop(struct srv *s);
+
+/* srv_sample_take - the counters and queue figures now, into sm. */
+void srv_sample_take(struct srv *s, struct srv_sample *sm);
+
+/* GET /v1/status/history: the samples, oldest first, with rates since the previous one. */
+void srv_get_history(struct srv *s, struct srv_reply *r);
+
+/* ---- page.c: the status page ------------------------------------------- */
+
+/* GET /status: the self-contained HTML page (server/status.html, built in). */
+void srv_get_status_page(struct srv *s, struct srv_reply *r);
+
+/* ---- read.c: GET of a stored row through a small pool of libpq connections */
 
 void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
-void srv_read_thread_exit(void);
+
+/*
+ * GET /v1/status/dead_letters: this queue's dead letters counted by type and stage, and the
+ * latest ones with their errors, read from PostgreSQL like a stored row (same connection,
+ * time-outs and limit on waiting reads). Database down: 503 naming the cause.
+ */
+void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
+
+/* srv_read_pool_create - s->read_pool, empty (connections open on demand). 0 or DP_ERR_NOMEM. */
+int srv_read_pool_create(struct srv *s);
+
+/* srv_read_pool_destroy - close every connection and free the pool; no GET may be running. */
+void srv_read_pool_destroy(struct srv *s);
+
+/* srv_read_pool_sweep - close the connections unused for a minute; call every few seconds. */
+void srv_read_pool_sweep(struct srv *s);
+
+/*
+ * srv_read_trail - where PostgreSQL holds the event id (canonical uuid text): in
+ * dead_letter, or in an append type's table. Merges into o "type", "state" ("dead_letter"
+ * with "stage", "error", "failed_at", "replays"; or "loaded" with "table", "loaded_at")
+ * and "received_at". At most one indexed lookup in dead_letter and one primary-key lookup
+ * per append type, on a pooled connection, under the same cap on waiting reads as
+ * srv_get_event. Returns 0, DP_ERR_NOTFOUND, DP_ERR_BUSY (too many reads waiting),
+ * DP_ERR_RETRY (database unavailable), DP_ERR_IO, DP_ERR_NOMEM.
+ */
+int srv_read_trail(struct srv *s, const char *id, json_t *o);
+
+/* ---- trail.c: GET /v1/events/{id}, where an event is now ---------------- */
+
+void srv_get_trail(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                   struct srv_reply *r);
+
+/* ---- api.c: what the appliance accepts, for clients to discover ------------- */
+
+/* GET /v1/types: the registry as JSON (each type's fields, table and endpoint). */
+void srv_get_types(struct srv *s, struct srv_reply *r);
+/* GET /v1/openapi.json: an OpenAPI 3.1 document built from the route table and the registry. */
+void srv_get_openapi(struct srv *s, struct srv_reply *r);
+
+/* GET /v1/dead_letters: the dead_letter table's rows, by stage (a query, like row reads). */
+void srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r);
 
 #endif

@@ -69,6 +69,8 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg->server_threads, 64);
     ck_assert_int_eq(cfg->server_max_body_bytes, 33554432);
     ck_assert_int_eq(cfg->server_request_timeout_ms, 30000);
+    ck_assert_int_eq(cfg->server_max_events_per_body, 100000);
+    ck_assert_int_eq(cfg->server_max_inflight_bytes, 268435456);
     ck_assert_uint_eq(cfg->server_api_keys_len, 0);
     ck_assert_ptr_null(cfg->server_api_keys[0]);
     ck_assert_ptr_null(cfg->server_api_keys_file);
@@ -320,7 +322,8 @@ END_TEST
 
 START_TEST(test_api_keys_file)
 {
-    char *keys = t_write_file(dir, "keys", "# operators\n  alpha  \n\nbeta # laptop\n#gamma\n", -1);
+    char *keys = t_write_file(dir, "keys", "# operators\n  alpha  \n\nbe#ta\n  # indented\n#gamma\n"
+                              "k#1 # not a comment\n", -1);
     char *text;
     char *path;
     struct dp_config *cfg;
@@ -329,11 +332,13 @@ START_TEST(test_api_keys_file)
                                      "\"api_keys_file\": \"%s\"}}", keys), 0);
     path = t_write_file(dir, "k.json", text, -1);
     cfg = load_ok(NULL, NULL, path);
-    ck_assert_uint_eq(cfg->server_api_keys_len, 3);
+    /* Only a line starting with '#' is a comment: a '#' inside a key is part of it. */
+    ck_assert_uint_eq(cfg->server_api_keys_len, 4);
     ck_assert_str_eq(cfg->server_api_keys[0], "zero");
     ck_assert_str_eq(cfg->server_api_keys[1], "alpha");
-    ck_assert_str_eq(cfg->server_api_keys[2], "beta");
-    ck_assert_ptr_null(cfg->server_api_keys[3]);
+    ck_assert_str_eq(cfg->server_api_keys[2], "be#ta");
+    ck_assert_str_eq(cfg->server_api_keys[3], "k#1 # not a comment");
+    ck_assert_ptr_null(cfg->server_api_keys[4]);
     ck_assert_str_eq(cfg->server_api_keys_file, keys);
     dp_config_destroy(cfg);
     free(text);
@@ -538,10 +543,10 @@ START_TEST(test_diff_reloadable_per_daemon)
     ck_assert_str_eq(text, "queue.id=0 loader.interval_s=1 loader.workers=0 log.level=1 ");
     text[0] = '\0';
     dp_config_diff(old, fresh, DP_DAEMON_SERVER, diff_collect, text);
-    ck_assert_str_eq(text, "server.threads=0 server.api_keys=0 log.level=1 ");
+    ck_assert_str_eq(text, "server.threads=0 server.api_keys=1 log.level=1 ");
     text[0] = '\0';
     dp_config_diff(old, fresh, DP_DAEMON_SERVER | DP_DAEMON_LOADER, diff_collect, text);
-    ck_assert_str_eq(text, "server.threads=0 server.api_keys=0 queue.id=0 loader.interval_s=1 "
+    ck_assert_str_eq(text, "server.threads=0 server.api_keys=1 queue.id=0 loader.interval_s=1 "
                            "loader.workers=0 log.level=1 ");
     text[0] = '\0';
     dp_config_diff(fresh, fresh, DP_DAEMON_SERVER | DP_DAEMON_LOADER, diff_collect, text);

@@ -60,7 +60,20 @@ static const struct sample samples[] = {
     { "crash_report", "{\"user_id\": 1, \"timestamp\": \"1000\", \"message\": \"m\"}",
       "timestamp: expected integer, got string" },
     { "crash_report", "{\"user_id\": 1, \"timestamp\": 1e3, \"message\": \"m\"}",
-      "timestamp: expected integer, got number" },
+      "timestamp: expected integer epoch seconds, got floating-point number 1000" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000.5, \"message\": \"m\"}",
+      "timestamp: expected integer epoch seconds, got floating-point number 1700000000.5" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000123.0, \"message\": \"m\"}",
+      "timestamp: expected integer epoch seconds, got floating-point number 1700000000123 "
+      "(it looks like milliseconds)" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000123, \"message\": \"m\"}",
+      "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
+      "(1700000000)" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 253402300799999, \"message\": \"m\"}",
+      "timestamp: 253402300799999 looks like milliseconds: expected integer epoch seconds "
+      "(253402300799)" },
+    { "crash_report", "{\"user_id\": 1, \"timestamp\": 253402300800000, \"message\": \"m\"}",
+      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
     { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": 5}",
       "message: expected string, got integer" },
     { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": {}}",
@@ -186,7 +199,15 @@ static const struct sample samples[] = {
       "timestamp: not a string of digits" },
     { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"\"}", "timestamp: must not be empty" },
     { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1.5}",
-      "timestamp: expected integer or string of digits, got number" },
+      "timestamp: expected integer epoch seconds, got floating-point number 1.5" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"1700000000123\"}",
+      "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
+      "(1700000000)" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1700000000123}",
+      "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
+      "(1700000000)" },
+    { "user_login", "{\"user_id\": \"u\", \"timestamp\": true}",
+      "timestamp: expected integer or string of digits, got boolean" },
     { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"99999999999999999999999\"}",
       "timestamp: out of range (0 to 253402300799 epoch seconds)" },
     { "user_login", "{\"user_id\": \"u\", \"timestamp\": -1}",
@@ -429,19 +450,28 @@ START_TEST(test_untyped_dispatch)
     } cases[] = {
         { "{\"user_id\": 1}", "event_name: required field missing (the URL names no type)" },
         { "{\"event_name\": \" crash_report\", \"user_id\": 1}",
-          "event_name: unknown event type \" crash_report\"" },
+          "event_name: unknown event type \" crash_report\""
+          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
         { "{\"event_name\": \"crash_report \"}",
-          "event_name: unknown event type \"crash_report \"" },
-        { "{\"event_name\": \"CRASH_REPORT\"}", "event_name: unknown event type \"CRASH_REPORT\"" },
-        { "{\"event_name\": \"\"}", "event_name: unknown event type \"\"" },
+          "event_name: unknown event type \"crash_report \""
+          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
+        { "{\"event_name\": \"CRASH_REPORT\"}",
+          "event_name: unknown event type \"CRASH_REPORT\""
+          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
+        { "{\"event_name\": \"\"}",
+          "event_name: unknown event type \"\""
+          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
         { "{\"event_name\": \"a\\\"b\\\\c\\n\\u0001\"}",
-          "event_name: unknown event type \"a\\\"b\\\\c\\x0a\\x01\"" },
+          "event_name: unknown event type \"a\\\"b\\\\c\\x0a\\x01\""
+          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
         { "{\"event_name\": \"\\u00e9v\\u00e9nement\"}",
-          "event_name: unknown event type \"\xc3\xa9v\xc3\xa9nement\"" },
+          "event_name: unknown event type \"\xc3\xa9v\xc3\xa9nement\""
+          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
         { "{\"event_name\": "
           "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
           "event_name: unknown event type "
-          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..." },
+          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..."
+          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
         { "{\"event_name\": [\"crash_report\"]}", "event_name: expected string, got array" },
         { "42", "event: expected object, got integer" },
         { "null", "event: expected object, got null" },
@@ -452,6 +482,50 @@ START_TEST(test_untyped_dispatch)
     ck_assert_ptr_nonnull(it->error);
     ck_assert_str_eq(it->error, cases[_i].error);
     ck_assert_ptr_null(it->type);
+    ev_batch_free(&b);
+}
+END_TEST
+
+/*
+ * server.max_events_per_body: parsing stops at the cap (DP_ERR_FULL, too_many), also inside
+ * an array and for CloudEvents batches; at the cap exactly it passes. Rejected events that
+ * fail alike share one error text (the batch frees it once).
+ */
+START_TEST(test_max_events)
+{
+    const struct ev_type *t = ev_lookup("crash_report", strlen("crash_report"));
+    static const char ok3[] = "1\n2\n{\"user_id\": 1}\n";
+    static const char arr[] = "[1, 2, 3, 4]";
+    static const char ce[] = "[{}, {}, {}]";
+    struct ev_batch b = {0};
+
+    b.max_events = 3;
+    ck_assert_int_eq(ev_parse_body(ok3, strlen(ok3), t, &b), 0);
+    ck_assert_uint_eq(b.n, 3);
+    ck_assert(!b.too_many);
+    /* "1" and "2" fail alike: one text, shared */
+    ck_assert_str_eq(b.items[0].error, "event: expected object, got integer");
+    ck_assert_ptr_eq(b.items[1].error, b.items[0].error);
+    ck_assert(b.items[1].error_shared);
+    ck_assert(!b.items[0].error_shared);
+    ck_assert_ptr_ne(b.items[2].error, b.items[0].error);
+    ev_batch_free(&b);
+    ck_assert(!b.too_many);
+
+    b.max_events = 3;
+    ck_assert_int_eq(ev_parse_body(arr, strlen(arr), t, &b), DP_ERR_FULL);
+    ck_assert(b.too_many);
+    ck_assert_uint_eq(b.n, 3);
+    ev_batch_free(&b);
+
+    b.max_events = 2;
+    ck_assert_int_eq(ev_parse_cloudevents(ce, strlen(ce), true, &b), DP_ERR_FULL);
+    ck_assert(b.too_many);
+    ev_batch_free(&b);
+
+    b.max_events = 0; /* no cap */
+    ck_assert_int_eq(ev_parse_body(arr, strlen(arr), t, &b), 0);
+    ck_assert_uint_eq(b.n, 4);
     ev_batch_free(&b);
 }
 END_TEST
@@ -1048,6 +1122,8 @@ END_TEST
 
 START_TEST(test_registry_walk)
 {
+    char names[256];
+    char err[EV_ERR_MAX];
     size_t i;
     size_t j;
 
@@ -1098,6 +1174,97 @@ START_TEST(test_registry_walk)
     ck_assert_ptr_null(ev_lookup("", 0));
     ck_assert_ptr_null(ev_lookup(NULL, 0));
     ck_assert_ptr_nonnull(ev_lookup("crash_report!", 12));
+    /* What an "unknown event type" answer lists: the registry, cut with "..." to fit. */
+    ev_type_names(names, sizeof(names));
+    ck_assert_str_eq(names, "crash_report, ad_event, user_login, product, data_sample");
+    ev_type_names(names, 30);
+    ck_assert_str_eq(names, "crash_report, ad_event, ...");
+    ev_unknown_type(err, "crash", 5);
+    ck_assert_str_eq(err, "unknown event type \"crash\" (valid types: crash_report, ad_event, "
+                          "user_login, product, data_sample)");
+}
+END_TEST
+
+/*
+ * Each type's field table is what GET /v1/types and the OpenAPI document show, so it must be
+ * the truth: every field named once with a type of the declared-types vocabulary, and its
+ * validator must follow it - removing a required field gives "required field missing",
+ * removing an optional one keeps the event valid, a field not in the table is rejected unless
+ * the type keeps unknown fields.
+ */
+START_TEST(test_field_tables)
+{
+    static const char *const words[] = {
+        "string", "integer", "number", "boolean", "timestamp", "ip", "url", "uuid", "object",
+        "array",
+    };
+    const struct ev_type *t = ev_registry[_i];
+    const struct sample *valid = NULL;
+    json_error_t jerr;
+    json_t *obj;
+    char err[EV_ERR_MAX];
+    char want[EV_ERR_MAX];
+    size_t i;
+    size_t j;
+
+    ck_assert_uint_gt(t->n_fields, 0);
+    ck_assert_ptr_nonnull(t->fields);
+    for (i = 0; i < t->n_fields; i++) {
+        const struct ev_field *f = &t->fields[i];
+        const char *w = f->type;
+
+        ck_assert_ptr_nonnull(f->name);
+        ck_assert_ptr_nonnull(f->check);
+        ck_assert_ptr_nonnull(w);
+        while (*w != '\0') {
+            size_t n = strcspn(w, "|");
+            bool known = false;
+
+            for (j = 0; j < N_ELEMS(words); j++) {
+                known = known || (strlen(words[j]) == n && strncmp(words[j], w, n) == 0);
+            }
+            ck_assert_msg(known, "%s.%s: type %s", t->name, f->name, f->type);
+            w += n + (w[n] == '|');
+        }
+        for (j = 0; j < i; j++) {
+            ck_assert_str_ne(t->fields[j].name, f->name);
+        }
+    }
+    /* The fullest valid sample: the one with the most fields. */
+    for (i = 0; i < N_ELEMS(samples); i++) {
+        if (strcmp(samples[i].type, t->name) == 0 && samples[i].error == NULL &&
+            (valid == NULL || strlen(samples[i].json) > strlen(valid->json))) {
+            valid = &samples[i];
+        }
+    }
+    ck_assert_ptr_nonnull(valid);
+    for (i = 0; i < t->n_fields; i++) {
+        const struct ev_field *f = &t->fields[i];
+
+        obj = json_loads(valid->json, 0, &jerr);
+        ck_assert_ptr_nonnull(obj);
+        if (json_object_del(obj, f->name) != 0) {
+            json_decref(obj);
+            continue;
+        }
+        if (f->required) {
+            snprintf(want, sizeof(want), "%s: required field missing", f->name);
+            ck_assert_int_eq(t->validate(t, obj, err), DP_ERR_INVALID);
+            ck_assert_str_eq(err, want);
+        } else {
+            ck_assert_int_eq(t->validate(t, obj, err), 0);
+        }
+        json_decref(obj);
+    }
+    obj = json_loads(valid->json, 0, &jerr);
+    json_object_set_new(obj, "zz_not_a_field", json_integer(1));
+    if (t->open) {
+        ck_assert_int_eq(t->validate(t, obj, err), 0);
+    } else {
+        ck_assert_int_eq(t->validate(t, obj, err), DP_ERR_INVALID);
+        ck_assert_str_eq(err, "zz_not_a_field: unknown field");
+    }
+    json_decref(obj);
 }
 END_TEST
 
@@ -1596,6 +1763,7 @@ events_suite(void)
     tcase_add_loop_test(tc, test_sample_untyped, 0, N_ELEMS(samples));
     tcase_add_loop_test(tc, test_sample_encodes, 0, N_ELEMS(samples));
     tcase_add_loop_test(tc, test_untyped_dispatch, 0, 11);
+    tcase_add_test(tc, test_max_events);
     tcase_add_loop_test(tc, test_bad_json, 0, 16);
     suite_add_tcase(s, tc);
 
@@ -1646,6 +1814,7 @@ events_suite(void)
 
     tc = tcase_create("registry");
     tcase_add_test(tc, test_registry_walk);
+    tcase_add_loop_test(tc, test_field_tables, 0, (int)ev_registry_len);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("regressions");

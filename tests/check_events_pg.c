@@ -526,6 +526,96 @@ START_TEST(test_get_sql)
 }
 END_TEST
 
+/* Whether PostgreSQL takes json as jsonb. */
+static bool
+pg_takes_jsonb(PGconn *c, const char *json)
+{
+    PGresult *r = PQexecParams(c, "SELECT $1::jsonb", 1, NULL, &json, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+
+    ck_assert_msg(ok || strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "22003") == 0,
+                  "%.80s: %s", json, PQerrorMessage(c));
+    PQclear(r);
+    return ok;
+}
+
+/* A number of digits digits: "<lead>" then the digits then "<tail>"; malloc'd. */
+static char *
+digits_number(const char *lead, size_t digits, const char *tail)
+{
+    char *s = malloc(strlen(lead) + digits + strlen(tail) + 1);
+
+    ck_assert_ptr_nonnull(s);
+    strcpy(s, lead);
+    memset(s + strlen(lead), '1', digits);
+    strcpy(s + strlen(lead) + digits, tail);
+    return s;
+}
+
+/*
+ * A product or ad_event whose numbers jsonb refuses is refused at ingest (it would fail at
+ * load); every number PostgreSQL takes at the edge of numeric's range is still accepted.
+ */
+START_TEST(test_jsonb_numbers_match_postgresql)
+{
+    PGconn *c = connect_schema("ev_numbers");
+    char *refused[] = {
+        strdup("1e-20000"), strdup("-1e-16384"), strdup("1.5e-16383"), strdup("0e-16384"),
+        strdup("0.0e-16383"), digits_number("0.", 16384, ""), digits_number("1.", 16000, "e-384"),
+    };
+    char *taken[] = {
+        strdup("1e-16383"), strdup("-123.45e-16381"), strdup("0e-16383"), strdup("1e308"),
+        strdup("1e+300"), strdup("-0.0"), strdup("12.5"), digits_number("0.", 16383, ""),
+        digits_number("1.", 16000, "e-383"),
+    };
+    const struct ev_type *product = ev_lookup("product", 7);
+    const struct ev_type *ad = ev_lookup("ad_event", 8);
+
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]) + sizeof(taken) / sizeof(taken[0]);
+         i++) {
+        bool want = i >= sizeof(refused) / sizeof(refused[0]);
+        const char *num = want ? taken[i - sizeof(refused) / sizeof(refused[0])] : refused[i];
+        char *doc = NULL;
+        char *event = NULL;
+        struct ev_batch b = {0};
+
+        ck_assert_ptr_nonnull(num);
+        ck_assert(asprintf(&doc, "{\"id\": \"n%zu\", \"m\": {\"a\": [true, %s]}}", i, num) > 0);
+        ck_assert_msg(pg_takes_jsonb(c, doc) == want, "%.40s: PostgreSQL disagrees", num);
+        ck_assert_int_eq(ev_parse_body(doc, strlen(doc), product, &b), 0);
+        ck_assert_uint_eq(b.n, 1);
+        ck_assert_msg((b.items[0].error == NULL) == want, "product %.40s: %s", num,
+                      b.items[0].error != NULL ? b.items[0].error : "accepted");
+        if (!want) {
+            ck_assert_msg(strncmp(b.items[0].error, "m.a[1]: number ", 15) == 0, "%s",
+                          b.items[0].error);
+        }
+        ev_batch_free(&b);
+        ck_assert(asprintf(&event, "{\"ip_address\": \"10.0.0.1\", \"user_agent\": \"u\", "
+                                   "\"referring_url\": \"https://e.example\", \"advertiser_id\": "
+                                   "\"a\", \"metadata\": {\"x\": [{\"y\": %s}]}}", num) > 0);
+        memset(&b, 0, sizeof(b));
+        ck_assert_int_eq(ev_parse_body(event, strlen(event), ad, &b), 0);
+        ck_assert_msg((b.items[0].error == NULL) == want, "ad_event %.40s: %s", num,
+                      b.items[0].error != NULL ? b.items[0].error : "accepted");
+        if (!want) {
+            ck_assert_msg(strstr(b.items[0].error, "metadata.x[0].y: number ") ==
+                          b.items[0].error, "%s", b.items[0].error);
+        }
+        ev_batch_free(&b);
+        free(doc);
+        free(event);
+    }
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        free(refused[i]);
+    }
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        free(taken[i]);
+    }
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -547,6 +637,10 @@ main(void)
     tc = tcase_create("get");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_get_sql);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("numbers");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_jsonb_numbers_match_postgresql);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -18,6 +18,7 @@
 #include "etc/log.h"
 #include "events/events.h"
 #include "loader/internal.h"
+#include "queue/queue_test.h"
 #include "tests/lib_loader.h"
 #include "tests/lib_test.h"
 
@@ -329,6 +330,7 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     static const char unknown_json[] = "{\"a\": 1}";
     int64_t t = 1700000000000001LL;
     struct ldr_run_stats st;
+    struct queue_stats qs;
     struct ldr *l;
     char *s;
 
@@ -372,6 +374,12 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_INGEST), 1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 1);
+    /* Conservation: of the four appended, one loaded, two dead-lettered, one held queued. */
+    ck_assert_int_eq(queue_stats(e.q, &qs), 0);
+    ck_assert_uint_eq(qs.accepted, 4);
+    ck_assert_uint_eq(qs.loaded, 1);
+    ck_assert_uint_eq(qs.dead_lettered, 2);
+    ck_assert_uint_eq(qs.events, 1);
     tl_teardown(&e);
 }
 END_TEST
@@ -492,6 +500,99 @@ START_TEST(test_batch_read_once)
     ck_assert_uint_eq(b.dead_encode, 1);
     ck_assert(buf_has(&b.dead, "\tcrash_report\tingest\tuser_id: expected integer\t"));
     ck_assert(buf_has(&b.dead, "\tno_such_type\tload\tunknown event type\t"));
+    ldr_batch_free(&b);
+    tl_teardown(&e);
+}
+END_TEST
+
+/*
+ * A dead letter whose text the database cannot hold (a LATIN1 database, an ingest error
+ * naming characters LATIN1 lacks) is stored reduced to ASCII; the batch and the queue behind
+ * it load instead of retrying for ever.
+ */
+START_TEST(test_dead_letter_refused_text_reduced)
+{
+    struct tl_env e;
+    struct ldr_options o;
+    struct ldr *l = NULL;
+    struct ldr_run_stats st;
+    char db[64];
+    char *conninfo = NULL;
+    char sql[512];
+    PGconn *check;
+    PGresult *r;
+
+    tl_setup(&e, "latin1");
+    snprintf(db, sizeof(db), "dp_latin1_%d", (int)getpid());
+    tl_exec(&e, "CREATE DATABASE %s ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0", db);
+    ck_assert(asprintf(&conninfo, "%s dbname=%s", t_pg_conninfo(), db) > 0);
+    tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 2, \"message\": \"a\"}", 0,
+              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"x\": \"\xe2\x82\xac\"}", QUEUE_F_REJECTED,
+              "unknown field \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"", 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 3, \"message\": \"b\"}", 0,
+              NULL, 0, NULL);
+    o = tl_options(&e, 1, 100);
+    o.conninfo = conninfo;
+    o.give_up_attempts = 3;
+    ck_assert_int_eq(ldr_create(&l, e.q, &o), 0);
+    ck_assert_int_eq(ldr_start(l), 0);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    ck_assert_uint_eq(st.dead_letters, 1);
+
+    check = PQconnectdb(conninfo);
+    ck_assert_msg(PQstatus(check) == CONNECTION_OK, "%s", PQerrorMessage(check));
+    snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) FROM %s.crash_report) || '|' || "
+             "(SELECT string_agg(stage || '|' || error || '|' || encode(raw, 'hex'), ',') "
+             "FROM %s.dead_letter)", e.schema, e.schema);
+    r = PQexec(check, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(check));
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "2|ingest|unknown field \"caf\\u00e9 \\u20ac "
+                     "\\U0001f600\" [reduced to ASCII: the database refused the text]|"
+                     "7b2278223a2022e282ac227d");
+    PQclear(r);
+    PQfinish(check);
+    tl_exec(&e, "DROP DATABASE %s WITH (FORCE)", db);
+    free(conninfo);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* An event too big for a dead_letter row is kept truncated, with a note saying so. */
+START_TEST(test_dead_letter_raw_truncated)
+{
+    struct tl_env e;
+    struct ldr_batch b;
+    struct ev_buf reduced = {0};
+    char big[1001];
+    uint64_t first;
+
+    tl_setup(&e, "deadtrunc");
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    first = tl_append(&e, "crash_report", big, QUEUE_F_REJECTED, "line 1 column 1: bad", 0,
+                      NULL);
+    ck_assert_int_eq(ldr_batch_init(&b, e.queue_id), 0);
+    ck_assert_uint_eq(b.dead_raw_max, LDR_DEAD_RAW_MAX_BYTES);
+    b.dead_raw_max = 4;
+    ck_assert_int_eq(ldr_batch_read(&b, e.q, first, first, 10, 0), 0);
+    ck_assert_int_eq(ldr_batch_build(&b), 0);
+    ck_assert(buf_has(&b.dead, "\tingest\tline 1 column 1: bad [raw truncated: first 4 of 1000 "
+                               "bytes kept]\t\\\\x61616161\t"));
+    /* The ASCII reduction: only the error column gets the note; characters become escapes. */
+    static const char rows[] = "q\tt\tload\tcaf\xc3\xa9 \xf0\x9f\x98\x80\t\\\\x00\tT\n"
+                               "q\t\\N\tingest\tx\t\\\\x01\tT\n";
+    ck_assert_int_eq(ldr_dead_reduce(&reduced, rows, sizeof(rows) - 1), 0);
+    ck_assert_int_eq(ev_buf_put(&reduced, "", 1), 0);
+    ck_assert_str_eq(reduced.data,
+                     "q\tt\tload\tcaf\\\\u00e9 \\\\U0001f600 [reduced to ASCII: the database "
+                     "refused the text]\t\\\\x00\tT\n"
+                     "q\t\\N\tingest\tx [reduced to ASCII: the database refused the text]\t"
+                     "\\\\x01\tT\n");
+    ev_buf_free(&reduced);
     ldr_batch_free(&b);
     tl_teardown(&e);
 }
@@ -710,13 +811,44 @@ START_TEST(test_unreachable_gives_up_or_stops)
     ck_assert_int_eq(ldr_start(l), DP_ERR_CLOSED);
     ck_assert_int_eq(ldr_run(l, NULL), DP_ERR_CLOSED);
     ldr_destroy(l);
-    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 3);
+    /* Three failures, the last given up on: two retries. */
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_ERRORS), 3);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_RETRIES), 2);
+    /* /v1/status shows the error's class, never the connection's details. */
     ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_ERROR, text, sizeof(text)), 0);
-    ck_assert_msg(strstr(text, "nonexistent-datapipe-socket-dir") != NULL, "%s", text);
+    ck_assert_str_eq(text, "connection: cannot reach PostgreSQL or lost the connection (details "
+                           "in the loader's log)");
     /* A conninfo libpq cannot parse is refused at once. */
     o.conninfo = "host=x bogus_option=1";
     ck_assert_int_eq(ldr_create(&l, e.q, &o), DP_ERR_INVALID);
     tl_teardown(&e);
+}
+END_TEST
+
+/* What /v1/status may show of a failure: its class, no host, address, port or user. */
+START_TEST(test_error_public)
+{
+    static const char *const conn[] = {
+        "connection to server at \"db.internal.example\" (10.1.2.3), port 5432 failed: FATAL: "
+        "password authentication failed for user \"loader\"",
+        "could not translate host name \"db.internal.example\" to address: Name or service "
+        "not known",
+        "connection to server on socket \"/run/postgresql/.s.PGSQL.5432\" failed: No such file "
+        "or directory",
+        "FATAL: role \"loader\" does not exist",
+        "server closed the connection unexpectedly",
+    };
+    char out[LDR_ERR_MAX];
+
+    for (size_t i = 0; i < sizeof(conn) / sizeof(conn[0]); i++) {
+        ldr_error_public("batch", conn[i], out, sizeof(out));
+        ck_assert_str_eq(out, "connection: cannot reach PostgreSQL or lost the connection "
+                              "(details in the loader's log)");
+    }
+    ldr_error_public("batch", "relation \"crash_report\" does not exist", out, sizeof(out));
+    ck_assert_str_eq(out, "database: relation \"crash_report\" does not exist");
+    ldr_error_public("queue delete", "I/O error", out, sizeof(out));
+    ck_assert_str_eq(out, "queue: I/O error");
 }
 END_TEST
 
@@ -746,6 +878,168 @@ START_TEST(test_run_figures)
 }
 END_TEST
 
+/* ---- queue identity ------------------------------------------------------------------ */
+
+/* Reopen e's queue (after queue_test_forget_instance: as a queue from before instance ids). */
+static void
+reopen(struct tl_env *e)
+{
+    queue_close(e->q);
+    e->q = NULL;
+    ck_assert_int_eq(queue_open(&e->q, e->queue_path, TL_MAP_BYTES, false), 0);
+}
+
+/* A loader on e that must refuse at start: DP_ERR_CONFIG, recorded for /v1/status. */
+static void
+expect_refused(struct tl_env *e, const char *needle)
+{
+    struct ldr_options o = tl_options(e, 1, 5);
+    struct ldr *l = NULL;
+    char why[1024];
+    uint64_t before = tl_queued(e);
+
+    ck_assert_int_eq(ldr_create(&l, e->q, &o), 0);
+    ck_assert_int_eq(ldr_start(l), DP_ERR_CONFIG);
+    ck_assert(ldr_refused(l, why, sizeof(why)));
+    ck_assert_msg(strstr(why, needle) != NULL, "[%s] not in [%s]", needle, why);
+    ck_assert_ptr_nonnull(strstr(why, "datapipe-loader --adopt-queue"));
+    ck_assert_int_eq(ldr_run(l, NULL), DP_ERR_CONFIG);
+    ldr_destroy(l);
+    ck_assert_uint_eq(tl_queued(e), before);
+    ck_assert_int_eq(queue_meta_get_str(e->q, QUEUE_META_LOADER_REFUSED, why, sizeof(why)), 0);
+    ck_assert_msg(strstr(why, needle) != NULL, "[%s] not in [%s]", needle, why);
+}
+
+START_TEST(test_owner_claim_rules)
+{
+    struct tl_env e;
+    struct ldr_run_stats st;
+    char *owner;
+    char why[8];
+
+    tl_setup(&e, "owner");
+    /* First start: no owner, no rows: claimed. */
+    tl_append_gen(&e, "crash_report", 10, gen_crash, NULL);
+    load_all(&e, 1, 5, NULL, &st);
+    owner = tl_str(&e, "SELECT instance_id FROM queue_owners WHERE queue_id = '%s'", e.queue_id);
+    ck_assert_str_eq(owner, queue_instance(e.q, NULL));
+    free(owner);
+
+    /* An upgrade: the queue and PostgreSQL from before owners were recorded. The rows can be
+     * its own (its counter is past them): claimed, loaded. */
+    tl_exec(&e, "DELETE FROM queue_owners");
+    ck_assert_int_eq(queue_test_forget_instance(e.q), 0);
+    reopen(&e);
+    tl_append_gen(&e, "crash_report", 5, gen_crash, NULL);
+    load_all(&e, 1, 5, NULL, &st);
+    ck_assert_uint_eq(st.loaded, 5);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 15);
+    owner = tl_str(&e, "SELECT instance_id FROM queue_owners WHERE queue_id = '%s'", e.queue_id);
+    ck_assert_str_eq(owner, queue_instance(e.q, NULL));
+    free(owner);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_REFUSED, why, sizeof(why)), 0);
+    ck_assert_str_eq(why, "");
+
+    /* A queue from before instance ids that is behind the recorded rows: not its own. */
+    tl_exec(&e, "DELETE FROM queue_owners");
+    reopen(&e);
+    t_rmtree(e.queue_path);
+    reopen(&e);
+    tl_append_gen(&e, "crash_report", 3, gen_crash, NULL);
+    ck_assert_int_eq(queue_test_forget_instance(e.q), 0);
+    reopen(&e);
+    expect_refused(&e, "has handed out numbers below 4 only");
+
+    /* A queue created with its id meets rows without an owner: another queue's, even when
+     * its counter is past them. */
+    t_rmtree(e.queue_path);
+    reopen(&e);
+    tl_append_gen(&e, "crash_report", 20, gen_crash, NULL);
+    expect_refused(&e, "was created since");
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM queue_owners"), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 15);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* Fault hook: after the first batch committed, another instance adopts queue.id. */
+static int
+adopt_hook(void *arg, enum ldr_fault_point point, uint64_t first, uint64_t last)
+{
+    struct tl_env *e = arg;
+
+    (void)last;
+    if (point == LDR_FAULT_COMMITTED && first == 1) {
+        tl_exec(e, "UPDATE queue_owners SET instance_id = 'someone-else'");
+    }
+    return 0;
+}
+
+START_TEST(test_owner_checked_in_every_batch)
+{
+    struct tl_env e;
+    struct ldr_fault_ops ops = {.hook = adopt_hook, .arg = &e};
+    struct ldr_run_stats st;
+    struct ldr *l;
+    char why[1024];
+
+    tl_setup(&e, "ownbatch");
+    tl_append_gen(&e, "crash_report", 15, gen_crash, NULL);
+    l = open_loader(&e, 1, 5, &ops);
+    /* The run began as the owner; the second batch's transaction finds it is not any more:
+     * the first batch (committed while it was) is deleted, nothing after it. */
+    ck_assert_int_eq(ldr_run(l, &st), DP_ERR_CONFIG);
+    ck_assert(ldr_refused(l, why, sizeof(why)));
+    ck_assert_ptr_nonnull(strstr(why, "owned by queue instance someone-else"));
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 5);
+    ck_assert_uint_eq(tl_queued(&e), 10);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches"), 1);
+    tl_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_adopt)
+{
+    struct tl_env e;
+    struct ldr_options o;
+    struct ldr *l = NULL;
+    struct ldr_run_stats st;
+    char *old_instance;
+    char *moved_to = NULL;
+
+    tl_setup(&e, "adopt");
+    tl_append_gen(&e, "crash_report", 12, gen_crash, NULL);
+    load_all(&e, 1, 5, NULL, &st);
+    old_instance = strdup(queue_instance(e.q, NULL));
+    /* The queue directory replaced: 20 new events, past the old 12. */
+    t_rmtree(e.queue_path);
+    reopen(&e);
+    tl_append_gen(&e, "crash_report", 20, gen_crash, NULL);
+    expect_refused(&e, old_instance);
+    o = tl_options(&e, 1, 5);
+    ck_assert_int_eq(ldr_create(&l, e.q, &o), 0);
+    ck_assert_int_eq(ldr_adopt(l), 0);
+    ck_assert(!ldr_refused(l, NULL, 0));
+    ck_assert_int_eq(ldr_adopt(l), 0);              /* the owner already: no change */
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'",
+                            e.queue_id), 0);
+    ck_assert(asprintf(&moved_to, "%s@%s", e.queue_id, old_instance) > 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT max(last_seq) FROM loader_batches WHERE queue_id = '%s'",
+                            moved_to), 12);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM queue_owners WHERE queue_id = '%s' AND "
+                                "instance_id = '%s' AND previous_instance_id = '%s'",
+                            e.queue_id, queue_instance(e.q, NULL), old_instance), 1);
+    load_all(&e, 1, 5, NULL, &st);
+    ck_assert_uint_eq(st.loaded, 20);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT id) FROM crash_report"), 32);
+    free(moved_to);
+    free(old_instance);
+    tl_teardown(&e);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -755,6 +1049,7 @@ main(void)
     TCase *dead = tcase_create("dead_letters");
     TCase *once = tcase_create("exactly_once");
     TCase *runs = tcase_create("runs");
+    TCase *identity = tcase_create("identity");
     SRunner *sr;
     int failed;
 
@@ -763,12 +1058,15 @@ main(void)
     tcase_add_test(pure, test_backoff_capped_and_jittered);
     tcase_add_test(pure, test_classify_sqlstates);
     tcase_add_test(pure, test_clean_text);
+    tcase_add_test(pure, test_error_public);
     tcase_add_test(types, test_types_values);
     tcase_add_test(types, test_product_reload_changes_nothing);
     tcase_add_test(types, test_product_newest_wins);
     tcase_add_test(dead, test_dead_letters_ingest_and_encoder);
     tcase_add_test(dead, test_poison_rows_isolated);
     tcase_add_test(dead, test_batch_read_once);
+    tcase_add_test(dead, test_dead_letter_refused_text_reduced);
+    tcase_add_test(dead, test_dead_letter_raw_truncated);
     tcase_add_test(once, test_connection_dropped_mid_copy);
     tcase_add_test(once, test_commit_answer_lost);
     tcase_add_test(once, test_crash_between_commit_and_delete);
@@ -776,15 +1074,20 @@ main(void)
     tcase_add_test(runs, test_batches_bounded_by_bytes);
     tcase_add_test(runs, test_unreachable_gives_up_or_stops);
     tcase_add_test(runs, test_run_figures);
+    tcase_add_test(identity, test_owner_claim_rules);
+    tcase_add_test(identity, test_owner_checked_in_every_batch);
+    tcase_add_test(identity, test_adopt);
     tcase_set_timeout(types, 60);
     tcase_set_timeout(dead, 60);
     tcase_set_timeout(once, 120);
     tcase_set_timeout(runs, 120);
+    tcase_set_timeout(identity, 60);
     suite_add_tcase(s, pure);
     suite_add_tcase(s, types);
     suite_add_tcase(s, dead);
     suite_add_tcase(s, once);
     suite_add_tcase(s, runs);
+    suite_add_tcase(s, identity);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

@@ -470,6 +470,39 @@ START_TEST(test_read_limits)
 }
 END_TEST
 
+/*
+ * Many events, each small, together more than half the map: one call too large for this
+ * queue however empty is DP_ERR_INVALID (413), not DP_ERR_FULL (which would call the queue
+ * full), and stores nothing; a smaller call then appends.
+ */
+START_TEST(test_append_too_large_total)
+{
+    struct queue *q = open_q(MIB);
+    struct queue_stats st;
+    size_t n = 4096;
+    struct queue_event *many = calloc(n, sizeof(*many));
+    char *json = calloc(1, 1024);
+
+    ck_assert_ptr_nonnull(many);
+    ck_assert_ptr_nonnull(json);
+    for (size_t i = 0; i < n; i++) {
+        many[i].type = "crash_report";
+        many[i].type_len = strlen("crash_report");
+        many[i].json = json;
+        many[i].json_len = 1024;
+    }
+    ck_assert_int_eq(queue_append(q, many, n), DP_ERR_INVALID);
+    ck_assert_int_eq(queue_stats(q, &st), 0);
+    ck_assert_uint_eq(st.events, 0);
+    ck_assert_int_eq(queue_append(q, many, 2), 0);
+    ck_assert_int_eq(queue_stats(q, &st), 0);
+    ck_assert_uint_eq(st.events, 2);
+    free(json);
+    free(many);
+    queue_close(q);
+}
+END_TEST
+
 START_TEST(test_append_invalid)
 {
     struct queue *q = open_q(MIB);
@@ -550,7 +583,9 @@ START_TEST(test_stats)
     ck_assert_int_eq(st.oldest_received_us, 0);
     ck_assert_uint_eq(st.next_seq, 1);
     ck_assert_uint_eq(st.capacity_bytes, 4 * MIB);
-    ck_assert_uint_eq(st.bytes, 0); /* no pages in any of the queue's trees yet */
+    /* Two pages: the sys tree with the instance id, meta with the accepted counter. */
+    ck_assert_uint_eq(st.bytes, 2 * (uint64_t)sysconf(_SC_PAGESIZE));
+    ck_assert_uint_eq(st.accepted, 0);
 
     for (uint64_t tag = 100; tag < 400; tag += 10) {
         ck_assert_int_eq(append_tags(q, tag, 10, NULL), 0);
@@ -675,6 +710,98 @@ START_TEST(test_delete_range)
 }
 END_TEST
 
+/* ---- finding an event by its id, the watermark ---- */
+
+/* queue_find callback: copy the event's seq and received_us. */
+static int
+find_fn(void *arg, const struct queue_event *ev)
+{
+    struct queue_event *out = arg;
+
+    out->seq = ev->seq;
+    out->received_us = ev->received_us;
+    return 0;
+}
+
+/* Events appended with received_us 0 are stamped at commit, in seq order; each is found. */
+START_TEST(test_find_and_watermark)
+{
+    struct queue *q = open_q(16 * MIB);
+    static struct queue_event evs[3000];
+    static const char json[] = "{\"user_id\": 1}";
+    struct queue_event got;
+    struct queue_meta_op op = {"mark", QUEUE_META_MAX, 50, NULL};
+    uint8_t old[16];
+    int64_t before;
+    int64_t mark;
+    int64_t v;
+
+    before = dp_now_us();
+    for (size_t i = 0; i < 3000; i += 100) {
+        for (size_t j = i; j < i + 100; j++) {
+            memset(&evs[j], 0, sizeof(evs[j]));
+            ev_uuid7(evs[j].uuid);
+            evs[j].type = "crash_report";
+            evs[j].type_len = strlen("crash_report");
+            evs[j].json = json;
+            evs[j].json_len = sizeof(json) - 1;
+        }
+        ck_assert_int_eq(queue_append(q, &evs[i], 100), 0);
+    }
+    for (size_t i = 0; i < 3000; i++) {
+        ck_assert_int_ge(evs[i].received_us, before);
+        ck_assert(i == 0 || evs[i].received_us >= evs[i - 1].received_us);
+    }
+    for (size_t i = 0; i < 3000; i += 499) {
+        memset(&got, 0, sizeof(got));
+        ck_assert_int_eq(queue_find(q, evs[i].uuid, find_fn, &got), 0);
+        ck_assert_uint_eq(got.seq, evs[i].seq);
+        ck_assert_int_eq(got.received_us, evs[i].received_us);
+    }
+    /* An id older than everything queued, and one that was deleted. */
+    memcpy(old, evs[0].uuid, 16);
+    memset(old, 0, 4);
+    ck_assert_int_eq(queue_find(q, old, find_fn, &got), DP_ERR_NOTFOUND);
+    ck_assert_int_eq(queue_delete_range(q, evs[10].seq, evs[10].seq, NULL, 0), 0);
+    ck_assert_int_eq(queue_find(q, evs[10].uuid, find_fn, &got), DP_ERR_NOTFOUND);
+    ck_assert_int_eq(queue_find(q, evs[11].uuid, find_fn, &got), 0);
+
+    /* The watermark: the first event outside the range being committed, else now. */
+    ck_assert_int_eq(queue_watermark(q, 0, 0, &mark), 0);
+    ck_assert_int_eq(mark, evs[0].received_us);
+    ck_assert_int_eq(queue_watermark(q, evs[0].seq, evs[1999].seq, &mark), 0);
+    ck_assert_int_eq(mark, evs[2000].received_us);
+    ck_assert_int_eq(queue_watermark(q, evs[5].seq, evs[20].seq, &mark), 0);
+    ck_assert_int_eq(mark, evs[0].received_us);
+    ck_assert_int_eq(queue_watermark(q, evs[0].seq, evs[2999].seq, &mark), 0);
+    ck_assert_int_ge(mark, evs[2999].received_us);
+    ck_assert_int_le(mark, dp_now_us());
+    ck_assert_int_eq(queue_delete_range(q, 0, UINT64_MAX, NULL, 0), 0);
+    before = dp_now_us();
+    ck_assert_int_eq(queue_watermark(q, 0, 0, &mark), 0);
+    ck_assert_int_ge(mark, before);
+    /* A later append is stamped at or above a watermark read before it. */
+    memset(&evs[0], 0, sizeof(evs[0]));
+    ev_uuid7(evs[0].uuid);
+    evs[0].type = "crash_report";
+    evs[0].type_len = strlen("crash_report");
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_int_ge(evs[0].received_us, mark);
+
+    /* QUEUE_META_MAX never goes back. */
+    ck_assert_int_eq(queue_meta_apply(q, &op, 1), 0);
+    op.value = 40;
+    ck_assert_int_eq(queue_meta_apply(q, &op, 1), 0);
+    ck_assert_int_eq(queue_meta_get(q, "mark", &v), 0);
+    ck_assert_int_eq(v, 50);
+    op.value = 60;
+    ck_assert_int_eq(queue_meta_apply(q, &op, 1), 0);
+    ck_assert_int_eq(queue_meta_get(q, "mark", &v), 0);
+    ck_assert_int_eq(v, 60);
+    queue_close(q);
+}
+END_TEST
+
 /* ---- metadata ---- */
 
 struct each_seen {
@@ -745,8 +872,9 @@ START_TEST(test_meta)
     ck_assert_int_eq(seen.values[1], 2);
     seen.n = 0;
     ck_assert_int_eq(queue_meta_each(q, "", each_fn, &seen), 0);
-    ck_assert_int_eq(seen.n, 3);
+    ck_assert_int_eq(seen.n, 4); /* and the queue's own QUEUE_META_ACCEPTED, last */
     ck_assert_str_eq(seen.names[0], "last_success_s");
+    ck_assert_str_eq(seen.names[3], QUEUE_META_ACCEPTED);
     seen.n = 0;
     ck_assert_int_eq(queue_meta_each(q, "zzz", each_fn, &seen), 0);
     ck_assert_int_eq(seen.n, 0);
@@ -788,6 +916,85 @@ START_TEST(test_delete_with_meta)
     ck_assert_uint_eq(st.events, 6);
     ck_assert_int_eq(queue_meta_get(q, "loaded", &v), 0);
     ck_assert_int_eq(v, 4);
+    queue_close(q);
+}
+END_TEST
+
+/* ---- conservation: accepted = loaded + dead_lettered + queued ---- */
+
+/* The four numbers of one snapshot, each against its expected value, then the equation. */
+static void
+assert_conservation(struct queue *q, uint64_t accepted, uint64_t loaded, uint64_t dead,
+                    uint64_t queued)
+{
+    struct queue_stats st;
+
+    ck_assert_int_eq(queue_stats(q, &st), 0);
+    ck_assert_uint_eq(st.accepted, accepted);
+    ck_assert_uint_eq(st.loaded, loaded);
+    ck_assert_uint_eq(st.dead_lettered, dead);
+    ck_assert_uint_eq(st.events, queued);
+    ck_assert_uint_eq(st.accepted, st.loaded + st.dead_lettered + st.events);
+}
+
+static int
+fault_kind(void *arg, enum queue_txn_kind kind, size_t events)
+{
+    const enum queue_txn_kind *fail = arg;
+
+    (void)events;
+    return kind == *fail ? QUEUE_FAULT_MAP_FULL : 0;
+}
+
+/*
+ * Each of the four moves only with the data it counts: accepted with a committed append
+ * (not a failed one), loaded and dead_lettered with the delete that carries them (not a
+ * failed one); the counters survive a reopen.
+ */
+START_TEST(test_conservation)
+{
+    struct queue *q = open_q(4 * MIB);
+    enum queue_txn_kind fail = QUEUE_TXN_APPEND;
+    struct queue_fault_ops ops = {fault_kind, &fail};
+    const struct queue_meta_op first[] = {
+        {.name = QUEUE_META_LOADER_LOADED_PREFIX "crash_report", .kind = QUEUE_META_ADD,
+         .value = 3},
+        {.name = QUEUE_META_LOADER_DEAD_LETTERS, .kind = QUEUE_META_ADD, .value = 1},
+    };
+    const struct queue_meta_op second[] = {
+        {.name = QUEUE_META_LOADER_LOADED_PREFIX "ad_event", .kind = QUEUE_META_ADD,
+         .value = 2},
+    };
+
+    assert_conservation(q, 0, 0, 0, 0);
+    ck_assert_int_eq(append_tags(q, 0, 4, NULL), 0);
+    ck_assert_int_eq(append_tags(q, 4, 3, NULL), 0);
+    ck_assert_int_eq(append_tags(q, 7, 3, NULL), 0);
+    assert_conservation(q, 10, 0, 0, 10);
+
+    /* A failed append stores nothing and counts nothing. */
+    queue_set_fault_ops(q, &ops);
+    ck_assert_int_eq(append_tags(q, 10, 5, NULL), DP_ERR_FULL);
+    queue_set_fault_ops(q, NULL);
+    assert_conservation(q, 10, 0, 0, 10);
+
+    ck_assert_int_eq(queue_delete_range(q, 1, 4, first, 2), 0);
+    assert_conservation(q, 10, 3, 1, 6);
+    ck_assert_int_eq(queue_delete_range(q, 5, 6, second, 1), 0);
+    assert_conservation(q, 10, 5, 1, 4);
+
+    /* A failed delete keeps the events and their counters as they were. */
+    fail = QUEUE_TXN_DELETE;
+    queue_set_fault_ops(q, &ops);
+    ck_assert_int_ne(queue_delete_range(q, 7, 8, second, 1), 0);
+    queue_set_fault_ops(q, NULL);
+    assert_conservation(q, 10, 5, 1, 4);
+
+    queue_close(q);
+    q = open_q(4 * MIB);
+    assert_conservation(q, 10, 5, 1, 4);
+    ck_assert_int_eq(append_tags(q, 20, 2, NULL), 0);
+    assert_conservation(q, 12, 5, 1, 6);
     queue_close(q);
 }
 END_TEST
@@ -1222,6 +1429,54 @@ START_TEST(test_fault_commit)
 }
 END_TEST
 
+/*
+ * After MDB_PANIC every later transaction of the process fails: the queue exits with 75
+ * (EX_TEMPFAIL) so that systemd restarts the daemon, instead of answering 500 for ever. The
+ * failed transaction is not on disk; the queue reopens with what was committed before.
+ */
+START_TEST(test_fault_panic_exits)
+{
+    static const enum queue_txn_kind kinds[] = {QUEUE_TXN_APPEND, QUEUE_TXN_DELETE};
+    const struct queue_meta_op op = {.name = "n", .kind = QUEUE_META_ADD, .value = 1};
+    struct queue_stats st;
+    uint64_t seqs[3];
+    struct queue *q = open_q(4 * MIB);
+
+    ck_assert_int_eq(append_tags(q, 0, 2, seqs), 0);
+    queue_close(q);
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        int status = 0;
+        pid_t pid = fork();
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            struct fault_once f = {QUEUE_FAULT_PANIC, kinds[i], 0};
+            struct queue_fault_ops ops = {fault_commit, &f};
+            struct queue *cq = NULL;
+
+            if (queue_open(&cq, g_qpath, 4 * MIB, true) != 0) {
+                _exit(3);
+            }
+            queue_set_fault_ops(cq, &ops);
+            if (kinds[i] == QUEUE_TXN_APPEND) {
+                append_tags(cq, 100, 3, seqs);
+            } else {
+                queue_delete_range(cq, 1, 2, &op, 1);
+            }
+            _exit(4);           /* the failed call returned: the bug */
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 75, "kind %zu: status 0x%x",
+                      i, (unsigned)status);
+    }
+    q = open_q(4 * MIB);
+    ck_assert_int_eq(queue_stats(q, &st), 0);
+    ck_assert_uint_eq(st.events, 2);
+    ck_assert_uint_eq(st.next_seq, 3);
+    queue_close(q);
+}
+END_TEST
+
 /* ---- crash: SIGKILL at random moments ---- */
 
 struct ack {
@@ -1565,6 +1820,72 @@ lock_in_child(void)
     return WEXITSTATUS(status);
 }
 
+/* Whether id is QUEUE_INSTANCE_ID_LEN lower-case hex digits. */
+static bool
+is_instance_id(const char *id)
+{
+    size_t n = strspn(id, "0123456789abcdef");
+
+    return n == QUEUE_INSTANCE_ID_LEN && id[n] == '\0';
+}
+
+START_TEST(test_instance_id)
+{
+    struct queue *q = open_q(4 * MIB);
+    struct queue *other = NULL;
+    char first[QUEUE_INSTANCE_ID_LEN + 1];
+    char *other_path = NULL;
+    bool assigned = true;
+    uint64_t seqs[3];
+
+    /* Drawn at creation, kept across reopening. */
+    snprintf(first, sizeof(first), "%s", queue_instance(q, &assigned));
+    ck_assert(is_instance_id(first));
+    ck_assert(!assigned);
+    ck_assert_int_eq(append_tags(q, 0, 3, seqs), 0);
+    queue_close(q);
+    q = open_q(4 * MIB);
+    ck_assert_str_eq(queue_instance(q, &assigned), first);
+    ck_assert(!assigned);
+
+    /* Another directory: another queue, another id. */
+    ck_assert_int_ge(asprintf(&other_path, "%s/other", g_dir), 0);
+    ck_assert_int_eq(queue_open(&other, other_path, 4 * MIB, true), 0);
+    ck_assert(is_instance_id(queue_instance(other, NULL)));
+    ck_assert_str_ne(queue_instance(other, NULL), first);
+
+    /* A queue with events from before instance ids: a new id, marked as assigned, kept. */
+    ck_assert_int_eq(queue_test_forget_instance(q), 0);
+    queue_close(q);
+    q = open_q(4 * MIB);
+    ck_assert(is_instance_id(queue_instance(q, &assigned)));
+    ck_assert_str_ne(queue_instance(q, NULL), first);
+    ck_assert(assigned);
+    snprintf(first, sizeof(first), "%s", queue_instance(q, NULL));
+    queue_close(q);
+    q = open_q(4 * MIB);
+    ck_assert_str_eq(queue_instance(q, &assigned), first);
+    ck_assert(assigned);
+
+    /* Emptied, it still handed out numbers: still older than its id. */
+    ck_assert_int_eq(queue_delete_range(q, 1, 3, NULL, 0), 0);
+    ck_assert_int_eq(queue_test_forget_instance(q), 0);
+    queue_close(q);
+    q = open_q(4 * MIB);
+    ck_assert(queue_instance(q, &assigned) != NULL && assigned);
+
+    /* A queue that never handed out a number is as good as created now. */
+    ck_assert_int_eq(queue_test_forget_instance(other), 0);
+    queue_close(other);
+    ck_assert_int_eq(queue_open(&other, other_path, 4 * MIB, true), 0);
+    ck_assert(is_instance_id(queue_instance(other, &assigned)));
+    ck_assert(!assigned);
+    queue_close(other);
+    queue_close(q);
+    free(other_path);
+}
+END_TEST
+
 START_TEST(test_loader_lock)
 {
     struct queue *q = open_q(4 * MIB);
@@ -1842,16 +2163,19 @@ queue_suite(void)
     tcase_add_test(tc, test_read_old_versions);
     tcase_add_test(tc, test_read_limits);
     tcase_add_test(tc, test_append_invalid);
+    tcase_add_test(tc, test_append_too_large_total);
     tcase_add_test(tc, test_stats);
 
     tc = tcase(s, "sequence", 20);
     tcase_add_test(tc, test_seq_after_reopen);
     tcase_add_test(tc, test_seq_emptied_queue);
     tcase_add_test(tc, test_delete_range);
+    tcase_add_test(tc, test_find_and_watermark);
 
     tc = tcase(s, "meta", 20);
     tcase_add_test(tc, test_meta);
     tcase_add_test(tc, test_delete_with_meta);
+    tcase_add_test(tc, test_conservation);
 
     tc = tcase(s, "threads", 60);
     tcase_add_test(tc, test_threads);
@@ -1863,6 +2187,7 @@ queue_suite(void)
 
     tc = tcase(s, "fault", 20);
     tcase_add_test(tc, test_fault_commit);
+    tcase_add_test(tc, test_fault_panic_exits);
 
     tc = tcase(s, "crash", 120);
     tcase_add_test(tc, test_crash_sigkill);
@@ -1879,6 +2204,7 @@ queue_suite(void)
 
     tc = tcase(s, "open_lock", 20);
     tcase_add_test(tc, test_open_errors);
+    tcase_add_test(tc, test_instance_id);
     tcase_add_test(tc, test_loader_lock);
     return s;
 }

@@ -85,8 +85,10 @@ START_TEST(test_no_row_shadowed)
 
     for (size_t i = 0; i < srv_routes_len; i++) {
         sample_path(srv_routes[i].path, path, sizeof(path));
-        ck_assert_msg(srv_route_find(path, &m, &unknown), "%s: sample %s not found",
-                      srv_routes[i].path, path);
+        unsigned method = srv_routes[i].methods & (0u - srv_routes[i].methods); /* lowest bit */
+
+        ck_assert_msg(srv_route_find_method(path, method, &m, &unknown),
+                      "%s: sample %s not found", srv_routes[i].path, path);
         ck_assert_msg(m.route == &srv_routes[i], "%s: sample %s found %s", srv_routes[i].path, path,
                       m.route->path);
         ck_assert_msg(!unknown, "%s: sample %s has an unknown type", srv_routes[i].path, path);
@@ -136,22 +138,31 @@ END_TEST
 
 #define T0 INT64_C(1700000000000000) /* a fixed start, microseconds since the epoch */
 
+/* srv_limit_admit without the rate. */
+static int
+admit(struct srv_limit *l, int64_t now_us)
+{
+    double rate;
+
+    return srv_limit_admit(l, now_us, &rate);
+}
+
 /* A bucket of 10 events a second holding 20: full at start, refilled by elapsed time. */
 START_TEST(test_bucket_refill)
 {
     struct srv_limit l;
 
     srv_limit_init(&l, "k", 10, 20, T0);
-    ck_assert_int_eq(srv_limit_admit(&l, T0), 0);
+    ck_assert_int_eq(admit(&l, T0), 0);
     srv_limit_charge(&l, 20, T0);
     /* empty: one event takes 0.1 s, so one whole second is asked */
-    ck_assert_int_eq(srv_limit_admit(&l, T0), 1);
-    ck_assert_int_eq(srv_limit_admit(&l, T0 + 50000), 1);
-    ck_assert_int_eq(srv_limit_admit(&l, T0 + 100000), 0);
+    ck_assert_int_eq(admit(&l, T0), 1);
+    ck_assert_int_eq(admit(&l, T0 + 50000), 1);
+    ck_assert_int_eq(admit(&l, T0 + 100000), 0);
     /* refilled for an hour: still no more than the burst */
-    ck_assert_int_eq(srv_limit_admit(&l, T0 + 3600 * INT64_C(1000000)), 0);
+    ck_assert_int_eq(admit(&l, T0 + 3600 * INT64_C(1000000)), 0);
     srv_limit_charge(&l, 20, T0 + 3600 * INT64_C(1000000));
-    ck_assert_int_eq(srv_limit_admit(&l, T0 + 3600 * INT64_C(1000000)), 1);
+    ck_assert_int_eq(admit(&l, T0 + 3600 * INT64_C(1000000)), 1);
     ck_assert_uint_eq(atomic_load(&l.events), 40);
     ck_assert_uint_eq(atomic_load(&l.limited), 3);
     pthread_mutex_destroy(&l.mu);
@@ -165,14 +176,14 @@ START_TEST(test_bucket_debt)
 
     srv_limit_init(&l, "k", 100, 0, T0);
     ck_assert_int_eq(l.burst, 100);
-    ck_assert_int_eq(srv_limit_admit(&l, T0), 0);
+    ck_assert_int_eq(admit(&l, T0), 0);
     srv_limit_charge(&l, 1000, T0);
     /* 900 events owed and one more needed: 9.01 s, so 10 */
-    ck_assert_int_eq(srv_limit_admit(&l, T0), 10);
-    ck_assert_int_eq(srv_limit_admit(&l, T0 + 9 * INT64_C(1000000)), 1);
-    ck_assert_int_eq(srv_limit_admit(&l, T0 + 9010000), 0);
+    ck_assert_int_eq(admit(&l, T0), 10);
+    ck_assert_int_eq(admit(&l, T0 + 9 * INT64_C(1000000)), 1);
+    ck_assert_int_eq(admit(&l, T0 + 9010000), 0);
     /* a clock that steps back refills nothing and takes nothing */
-    ck_assert_int_eq(srv_limit_admit(&l, T0), 0);
+    ck_assert_int_eq(admit(&l, T0), 0);
     pthread_mutex_destroy(&l.mu);
 }
 END_TEST
@@ -184,10 +195,49 @@ START_TEST(test_bucket_unlimited)
 
     srv_limit_init(&l, "k", 0, 0, T0);
     srv_limit_charge(&l, 1000000, T0);
-    ck_assert_int_eq(srv_limit_admit(&l, T0), 0);
+    ck_assert_int_eq(admit(&l, T0), 0);
     ck_assert_uint_eq(atomic_load(&l.events), 1000000);
     srv_limit_charge(NULL, 5, T0);
     pthread_mutex_destroy(&l.mu);
+}
+END_TEST
+
+/* A new limit (SIGHUP) keeps what the bucket holds: it is never refilled by the change. */
+START_TEST(test_bucket_set)
+{
+    struct srv_limit *l = srv_limit_new("k", 1, 0, T0);
+    double rate;
+
+    ck_assert_ptr_nonnull(l);
+    ck_assert_str_eq(l->name, "k");
+    srv_limit_charge(l, 100, T0);
+    ck_assert_int_eq(admit(l, T0), 100);
+    /* the same limit again: no change */
+    ck_assert(!srv_limit_set(l, 1, 1, T0));
+    /* a faster rate: the 99 events owed stay owed, now at 10 a second */
+    ck_assert(srv_limit_set(l, 10, 50, T0));
+    ck_assert_int_eq(srv_limit_admit(l, T0, &rate), 10);
+    ck_assert(rate == 10);
+    /* refilled to the burst of 50, then a smaller burst holds it to 5 */
+    ck_assert_int_eq(admit(l, T0 + 60 * INT64_C(1000000)), 0);
+    ck_assert(srv_limit_set(l, 10, 5, T0 + 60 * INT64_C(1000000)));
+    srv_limit_charge(l, 5, T0 + 60 * INT64_C(1000000));
+    ck_assert_int_eq(admit(l, T0 + 60 * INT64_C(1000000)), 1);
+    /* no limit, then a limit again: the bucket starts full */
+    ck_assert(srv_limit_set(l, 0, 0, T0 + 60 * INT64_C(1000000)));
+    ck_assert_int_eq(admit(l, T0 + 60 * INT64_C(1000000)), 0);
+    srv_limit_charge(l, 1000, T0 + 60 * INT64_C(1000000));
+    ck_assert(srv_limit_set(l, 2, 3, T0 + 60 * INT64_C(1000000)));
+    srv_limit_charge(l, 3, T0 + 60 * INT64_C(1000000));
+    ck_assert_int_eq(admit(l, T0 + 60 * INT64_C(1000000)), 1);
+    /* counters survive every change */
+    ck_assert_uint_eq(atomic_load(&l->events), 1108);
+    /* held by a request: the table's put does not free it, the request's does */
+    srv_limit_hold(l);
+    srv_limit_put(l);
+    ck_assert_int_eq(atomic_load(&l->refs), 1);
+    srv_limit_put(l);
+    srv_limit_put(NULL);
 }
 END_TEST
 
@@ -223,7 +273,7 @@ START_TEST(test_bucket_threads)
     }
     ck_assert_uint_eq(atomic_load(&l.events), 200000);
     /* 1000 - 200000 events at 1000 a second: 200 s until one is there again */
-    ck_assert_int_eq(srv_limit_admit(&l, T0), 200);
+    ck_assert_int_eq(admit(&l, T0), 200);
     pthread_mutex_destroy(&l.mu);
 }
 END_TEST
@@ -244,6 +294,7 @@ server_suite(void)
     tcase_add_test(tr, test_bucket_refill);
     tcase_add_test(tr, test_bucket_debt);
     tcase_add_test(tr, test_bucket_unlimited);
+    tcase_add_test(tr, test_bucket_set);
     tcase_add_test(tr, test_bucket_threads);
     suite_add_tcase(s, tr);
     return s;

@@ -6,13 +6,20 @@
  *
  *   e2e_client -p PORT [-c CONNS] [-d SECONDS] [-n MAX_PER_CONN] [-r RATE_PER_CONN]
  *              [-t crash,ad,login,sample,product] [-B BASE] [-x PREFIX] [-s SIZE]
- *              -o ACKFILE [-S SENTFILE]
+ *              [-k] [-R RETRY_S] [-T IO_TIMEOUT_S] -o ACKFILE [-S SENTFILE]
  *
  * Event number N = BASE + conn * 10,000,000 + i identifies an event in PostgreSQL:
  * crash_report.user_id = N, ad_event.advertiser_id = user_login.user_id = product.id =
  * "PREFIX-N", data_sample's data = [N] (so mean = N). ACKFILE gets "N UUID" for every 202
  * ("N -" for product, whose table keeps no uuid); SENTFILE "N" for every request written
- * to a socket (acknowledged or not). The last stdout line is a summary. Test code only.
+ * to a socket (acknowledged or not).
+ *
+ * -k: keyed, as README tells a client to be: each event carries the header
+ * "Idempotency-Key: PREFIX-N", and a request whose answer did not come (connection refused
+ * or reset, no answer within IO_TIMEOUT_S, any 5xx) is sent again with the same key and the
+ * same bytes until a 2xx comes, for at most RETRY_S seconds (default 60) from its first
+ * send; then it counts as unanswered. SENTFILE lines are "N KEY TYPE", once per event
+ * however often it was sent. The last stdout line is a summary. Test code only.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,7 +42,8 @@
 
 #define CLI_MAX_CONNS 1024
 #define CLI_PER_CONN 10000000ULL     /* event numbers per connection */
-#define CLI_IO_TIMEOUT_S 20          /* a silent server is given up on after this */
+#define CLI_IO_TIMEOUT_S 20          /* a silent server is given up on after this (-T) */
+#define CLI_RETRY_S 60               /* a keyed event is retried this long at most (-R) */
 #define CLI_RETRY_MS 20              /* pause before reconnecting */
 #define CLI_BUSY_MS 50               /* pause after a 503 */
 #define CLI_RESP_MAX 65536
@@ -57,6 +65,9 @@ struct opts {
     uint64_t base;
     const char *prefix;
     size_t pad;                  /* extra bytes of message/user_agent text */
+    bool keyed;                  /* -k: Idempotency-Key on every event, retried until answered */
+    double retry_s;
+    int io_timeout_s;
     FILE *ack;
     FILE *sent;
 };
@@ -67,6 +78,10 @@ struct totals {
     atomic_uint_fast64_t status_503;
     atomic_uint_fast64_t retry_after;
     atomic_uint_fast64_t status_other;
+    atomic_uint_fast64_t status_5xx;     /* keyed: other 5xx (a balancer's 502/504), retried */
+    atomic_uint_fast64_t resent;         /* keyed: requests sent again after no answer */
+    atomic_uint_fast64_t duplicates;     /* keyed: 202s with "duplicate":true */
+    atomic_uint_fast64_t unanswered;     /* keyed: given up after retry_s */
     atomic_uint_fast64_t io_errors;
     atomic_uint_fast64_t connects;
     atomic_uint_fast64_t connect_fail;
@@ -114,7 +129,7 @@ static int
 conn_open(void)
 {
     struct sockaddr_in a;
-    struct timeval tv = {.tv_sec = CLI_IO_TIMEOUT_S};
+    struct timeval tv = {.tv_sec = o.io_timeout_s};
     int one = 1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -179,9 +194,11 @@ make_body(enum ev_kind k, uint64_t n, char *buf, size_t len)
     }
 }
 
-/* Read one answer: status, whether Retry-After came, the "id" (37 bytes). -1: I/O error. */
+/* Read one answer: status, whether Retry-After came, the "id" (37 bytes), whether it says
+ * "duplicate":true. -1: I/O error. */
 static int
-read_answer(int fd, char *buf, int *status, bool *retry_after, bool *closing, char *id)
+read_answer(int fd, char *buf, int *status, bool *retry_after, bool *closing, char *id,
+            bool *duplicate)
 {
     size_t have = 0;
     char *end = NULL;
@@ -245,6 +262,7 @@ read_answer(int fd, char *buf, int *status, bool *retry_after, bool *closing, ch
     }
     buf[have] = '\0';
     id[0] = '\0';
+    *duplicate = strstr(buf + hlen, "\"duplicate\":true") != NULL;
     if (*status == 202) {
         char *p = strstr(buf + hlen, "\"id\":\"");
 
@@ -277,6 +295,88 @@ max_update(atomic_uint_fast64_t *m, uint64_t v)
     }
 }
 
+/* How one attempt at a request ended. */
+enum attempt { A_DONE, A_AGAIN, A_NEXT };
+
+/*
+ * Send req on *fd (connecting first if needed) and read the answer: A_DONE when an answer
+ * settled the event (202, or a status that is not retried), A_AGAIN when a keyed event must
+ * be sent again (no connection, I/O error or timeout, a 5xx), A_NEXT when an unkeyed event
+ * got no answer (it is not sent again). Records and counts what came; an unkeyed event is
+ * recorded as sent (sent_line) once written to a socket, *written says it was before.
+ */
+static enum attempt
+attempt_once(int *fd, const char *req, size_t rlen, enum ev_kind k, uint64_t n, char *resp,
+             const char *sent_line, bool *written)
+{
+    char line[128];
+    char id[40];
+    int status = 0;
+    bool retry_after = false;
+    bool closing = false;
+    bool duplicate = false;
+    double t0;
+
+    while (*fd < 0 && (o.keyed || go_on())) {
+        *fd = conn_open();
+        if (*fd >= 0) {
+            atomic_fetch_add(&t.connects, 1);
+            break;
+        }
+        atomic_fetch_add(&t.connect_fail, 1);
+        if (o.keyed) {
+            sleep_ms(CLI_RETRY_MS);
+            return A_AGAIN;     /* the caller decides whether time is left */
+        }
+        sleep_ms(CLI_RETRY_MS);
+    }
+    if (*fd < 0) {
+        return A_NEXT;
+    }
+    if (!*written && !o.keyed) {
+        record(o.sent, sent_line);
+        atomic_fetch_add(&t.sent, 1);
+    } else if (*written) {
+        atomic_fetch_add(&t.resent, 1);
+    }
+    *written = true;
+    t0 = now_s();
+    if (write_all(*fd, req, rlen) != 0 ||
+        read_answer(*fd, resp, &status, &retry_after, &closing, id, &duplicate) != 0) {
+        atomic_fetch_add(&t.io_errors, 1);
+        close(*fd);
+        *fd = -1;
+        sleep_ms(CLI_RETRY_MS);
+        return o.keyed ? A_AGAIN : A_NEXT;
+    }
+    max_update(&t.max_latency_us, (uint64_t)((now_s() - t0) * 1e6));
+    if (closing) {
+        close(*fd);
+        *fd = -1;
+    }
+    if (status == 202) {
+        snprintf(line, sizeof(line), "%" PRIu64 " %s\n", n, k == K_PRODUCT ? "-" : id);
+        record(o.ack, line);
+        atomic_fetch_add(&t.acked[k], 1);
+        atomic_fetch_add(&t.duplicates, duplicate ? 1 : 0);
+        return A_DONE;
+    }
+    if (status == 503) {
+        atomic_fetch_add(&t.status_503, 1);
+        atomic_fetch_add(&t.retry_after, retry_after ? 1 : 0);
+        sleep_ms(CLI_BUSY_MS);
+        return o.keyed ? A_AGAIN : A_DONE;
+    }
+    if (o.keyed && status >= 500 && status <= 599) {
+        atomic_fetch_add(&t.status_5xx, 1);
+        sleep_ms(CLI_BUSY_MS);
+        return A_AGAIN;
+    }
+    atomic_fetch_add(&t.status_other, 1);
+    fprintf(stderr, "e2e_client: unexpected status %d for %s\n", status, kind_name[k]);
+    return A_DONE;
+}
+
 static void *
 conn_main(void *arg)
 {
@@ -303,13 +403,11 @@ conn_main(void *arg)
         enum ev_kind k = (enum ev_kind)kinds[(conn + i) % (uint64_t)nk];
         uint64_t n = o.base + conn * CLI_PER_CONN + i + 1;
         char line[128];
-        char id[40];
+        char key[96];
         int blen;
         int rlen;
-        int status = 0;
-        bool retry_after = false;
-        bool closing = false;
-        double t0;
+        double first;
+        bool written = false;
 
         if (o.rate > 0) {
             double wait = next - now_s();
@@ -319,52 +417,34 @@ conn_main(void *arg)
             }
             next += 1.0 / o.rate;
         }
-        while (fd < 0 && go_on()) {
-            fd = conn_open();
-            if (fd < 0) {
-                atomic_fetch_add(&t.connect_fail, 1);
-                sleep_ms(CLI_RETRY_MS);
-            } else {
-                atomic_fetch_add(&t.connects, 1);
-            }
-        }
-        if (fd < 0) {
-            break;
-        }
         blen = make_body(k, n, body, body_cap);
+        key[0] = '\0';
+        if (o.keyed) {
+            snprintf(key, sizeof(key), "Idempotency-Key: %s-%" PRIu64 "\r\n", o.prefix, n);
+        }
         rlen = snprintf(req, 8192 + 2 * o.pad, "POST /v1/events/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                        kind_name[k], blen, body);
-        snprintf(line, sizeof(line), "%" PRIu64 "\n", n);
-        record(o.sent, line);
-        atomic_fetch_add(&t.sent, 1);
-        t0 = now_s();
-        if (write_all(fd, req, (size_t)rlen) != 0 ||
-            read_answer(fd, resp, &status, &retry_after, &closing, id) != 0) {
-            atomic_fetch_add(&t.io_errors, 1);
-            close(fd);
-            fd = -1;
-            sleep_ms(CLI_RETRY_MS);
-            continue;
-        }
-        max_update(&t.max_latency_us, (uint64_t)((now_s() - t0) * 1e6));
-        if (status == 202) {
-            snprintf(line, sizeof(line), "%" PRIu64 " %s\n", n, k == K_PRODUCT ? "-" : id);
-            record(o.ack, line);
-            atomic_fetch_add(&t.acked[k], 1);
-        } else if (status == 503) {
-            atomic_fetch_add(&t.status_503, 1);
-            atomic_fetch_add(&t.retry_after, retry_after ? 1 : 0);
+                        "Content-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s",
+                        kind_name[k], key, blen, body);
+        if (o.keyed) {
+            snprintf(line, sizeof(line), "%" PRIu64 " %s-%" PRIu64 " %s\n", n, o.prefix, n,
+                     kind_name[k]);
         } else {
-            atomic_fetch_add(&t.status_other, 1);
-            fprintf(stderr, "e2e_client: unexpected status %d for %s\n", status, kind_name[k]);
+            snprintf(line, sizeof(line), "%" PRIu64 "\n", n);
         }
-        if (closing) {
-            close(fd);
-            fd = -1;
+        /* Keyed: recorded before the first attempt, so that an event none of whose attempts
+         * reached a server is still counted as sent. */
+        if (o.keyed) {
+            record(o.sent, line);
+            atomic_fetch_add(&t.sent, 1);
         }
-        if (status == 503) {
-            sleep_ms(CLI_BUSY_MS);
+        first = now_s();
+        while (attempt_once(&fd, req, (size_t)rlen, k, n, resp, line, &written) == A_AGAIN) {
+            if (now_s() - first > o.retry_s) {
+                atomic_fetch_add(&t.unanswered, 1);
+                fprintf(stderr, "e2e_client: %s-%" PRIu64 " unanswered after %.0f s\n",
+                        o.prefix, n, o.retry_s);
+                break;
+            }
         }
     }
     if (fd >= 0) {
@@ -419,8 +499,10 @@ main(int argc, char **argv)
     o.seconds = 5;
     o.max_per_conn = CLI_PER_CONN - 1;
     o.prefix = "e2e";
+    o.retry_s = CLI_RETRY_S;
+    o.io_timeout_s = CLI_IO_TIMEOUT_S;
     parse_kinds("crash");
-    while ((c = getopt(argc, argv, "p:c:d:n:r:t:B:x:s:o:S:")) != -1) {
+    while ((c = getopt(argc, argv, "p:c:d:n:r:t:B:x:s:kR:T:o:S:")) != -1) {
         switch (c) {
         case 'p': o.port = atoi(optarg); break;
         case 'c': o.conns = atoi(optarg); break;
@@ -436,16 +518,21 @@ main(int argc, char **argv)
         case 'B': o.base = strtoull(optarg, NULL, 10); break;
         case 'x': o.prefix = optarg; break;
         case 's': o.pad = strtoull(optarg, NULL, 10); break;
+        case 'k': o.keyed = true; break;
+        case 'R': o.retry_s = atof(optarg); break;
+        case 'T': o.io_timeout_s = atoi(optarg); break;
         case 'o': ack_path = optarg; break;
         case 'S': sent_path = optarg; break;
         default:
             fprintf(stderr, "usage: e2e_client -p PORT [-c CONNS] [-d S] [-n MAX] [-r RATE] "
-                    "[-t KINDS] [-B BASE] [-x PREFIX] [-s PAD] -o ACKFILE [-S SENTFILE]\n");
+                    "[-t KINDS] [-B BASE] [-x PREFIX] [-s PAD] [-k] [-R RETRY_S] [-T IO_S] "
+                    "-o ACKFILE [-S SENTFILE]\n");
             return 2;
         }
     }
     if (o.port <= 0 || o.conns < 1 || o.conns > CLI_MAX_CONNS || ack_path == NULL ||
-        o.max_per_conn >= CLI_PER_CONN || o.pad > 1000000) {
+        o.max_per_conn >= CLI_PER_CONN || o.pad > 1000000 || o.io_timeout_s < 1 ||
+        o.retry_s < 0) {
         fprintf(stderr, "e2e_client: need -p PORT, -o ACKFILE, 1 <= -c <= %d\n", CLI_MAX_CONNS);
         return 2;
     }
@@ -487,12 +574,19 @@ main(int argc, char **argv)
     }
     printf("e2e_client: conns=%d seconds=%.1f sent=%" PRIu64 " acked=%" PRIu64 " 503=%" PRIu64
            " retry_after=%" PRIu64 " other=%" PRIu64 " io_errors=%" PRIu64 " connects=%" PRIu64
-           " connect_failures=%" PRIu64 " max_latency_ms=%.1f\n", o.conns, now_s() - t0,
+           " connect_failures=%" PRIu64 " max_latency_ms=%.1f", o.conns, now_s() - t0,
            (uint64_t)atomic_load(&t.sent), acked, (uint64_t)atomic_load(&t.status_503),
            (uint64_t)atomic_load(&t.retry_after), (uint64_t)atomic_load(&t.status_other),
            (uint64_t)atomic_load(&t.io_errors), (uint64_t)atomic_load(&t.connects),
            (uint64_t)atomic_load(&t.connect_fail),
            (double)atomic_load(&t.max_latency_us) / 1000.0);
+    if (o.keyed) {
+        printf(" keyed: resent=%" PRIu64 " 5xx=%" PRIu64 " duplicate_answers=%" PRIu64
+               " unanswered=%" PRIu64, (uint64_t)atomic_load(&t.resent),
+               (uint64_t)atomic_load(&t.status_5xx), (uint64_t)atomic_load(&t.duplicates),
+               (uint64_t)atomic_load(&t.unanswered));
+    }
+    printf("\n");
     free(padding);
-    return atomic_load(&t.status_other) == 0 ? 0 : 3;
+    return atomic_load(&t.status_other) == 0 && atomic_load(&t.unanswered) == 0 ? 0 : 3;
 }

@@ -2,6 +2,7 @@
  * e2e_queue.c - the queue as the end-to-end tests see it, opened with the daemons' map size
  * (a different one would be written into the environment):
  *   e2e_queue stats DIR MAX_BYTES   one line: events=N first_seq=N next_seq=N bytes=N
+ *                                   accepted=N loaded=N dead_lettered=N (one snapshot)
  *   e2e_queue hold DIR MAX_BYTES    open a read transaction (queue_read's callback), print
  *                                   "holding pid=P seq=N", then sleep until killed: what a
  *                                   reader killed with a read transaction open leaves behind
@@ -56,7 +57,9 @@ main(int argc, char **argv)
         rc = queue_stats(q, &st);
         if (rc == 0) {
             printf("events=%" PRIu64 " first_seq=%" PRIu64 " next_seq=%" PRIu64
-                   " bytes=%" PRIu64 "\n", st.events, st.first_seq, st.next_seq, st.bytes);
+                   " bytes=%" PRIu64 " accepted=%" PRIu64 " loaded=%" PRIu64
+                   " dead_lettered=%" PRIu64 "\n", st.events, st.first_seq, st.next_seq,
+                   st.bytes, st.accepted, st.loaded, st.dead_lettered);
         }
     } else if (strcmp(argv[1], "open") == 0) {
         printf("open pid=%ld\n", (long)getpid());

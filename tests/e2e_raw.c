@@ -11,6 +11,11 @@
  *                                      server cut off and when
  *   e2e_raw gzbomb MIB                 write to stdout one gzip member that inflates to
  *                                      MIB MiB of zeros (about 1 KiB per MiB)
+ *   e2e_raw slowbody PORT N HOLD_S     open N connections, each POSTs a body announced as
+ *                                      2 MiB + 1000 bytes, sends 2 MiB of it at once, then
+ *                                      one byte a second for HOLD_S seconds; prints "sent=N"
+ *                                      once every 2 MiB went, then how many the server cut
+ *                                      off (the slowloris line)
  * Test code only; it only connects to 127.0.0.1.
  */
 #include <arpa/inet.h>
@@ -252,6 +257,127 @@ cmd_slowloris(int port, int n, int hold_s)
     return 0;
 }
 
+/* Send all of buf on a blocking fd; 0 or -1. */
+static int
+send_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return -1;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/*
+ * The slow body that defeats a per-read deadline: a large part at once (so the reader's
+ * read size has grown), then a byte a second, each byte well within request_timeout_ms of
+ * the last one.
+ */
+static int
+cmd_slowbody(int port, int n, int hold_s)
+{
+    static struct pollfd p[RAW_MAX_CONNS];
+    static double closed_at[RAW_MAX_CONNS];
+    size_t big = (size_t)2 << 20;
+    char head[256];
+    char *body = malloc(big);
+    double t0;
+    double next_tick;
+    int opened = 0;
+    int sent = 0;
+    int closed = 0;
+    int answers = 0;
+    double first = -1;
+    double last = -1;
+
+    if (body == NULL) {
+        return 1;
+    }
+    n = n > RAW_MAX_CONNS ? RAW_MAX_CONNS : n;
+    memset(body, ' ', big);
+    body[0] = '[';
+    snprintf(head, sizeof(head), "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Content-Length: %zu\r\n\r\n", big + 1000);
+    for (int i = 0; i < n; i++) {
+        p[i].fd = connect_local(port);
+        p[i].events = POLLIN;
+        closed_at[i] = -1;
+        if (p[i].fd >= 0) {
+            opened++;
+        }
+    }
+    printf("connected=%d\n", opened);
+    fflush(stdout);
+    t0 = now_ms();
+    /* The server reads each connection on its own thread: send the 2 MiB to all at once. */
+    for (int i = 0; i < n; i++) {
+        if (p[i].fd >= 0 && send_all(p[i].fd, head, strlen(head)) == 0 &&
+            send_all(p[i].fd, body, big) == 0) {
+            sent++;
+        }
+    }
+    /* The test waits for this line: from here on only a byte a second goes out. */
+    printf("sent=%d\n", sent);
+    fflush(stdout);
+    next_tick = now_ms() + 1000;
+    while (now_ms() < t0 + hold_s * 1000.0) {
+        int ready = poll(p, (nfds_t)n, 100);
+
+        for (int i = 0; ready > 0 && i < n; i++) {
+            char buf[512];
+            ssize_t r;
+
+            if (p[i].fd < 0 || p[i].revents == 0) {
+                continue;
+            }
+            r = recv(p[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+            if (r > 0) {
+                answers++;
+                continue;
+            }
+            if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+                continue;
+            }
+            closed_at[i] = now_ms() - t0;
+            close(p[i].fd);
+            p[i].fd = -1;
+        }
+        if (now_ms() >= next_tick) {
+            next_tick += 1000;
+            for (int i = 0; i < n; i++) {
+                if (p[i].fd >= 0 && send(p[i].fd, " ", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+                    errno != EAGAIN) {
+                    closed_at[i] = now_ms() - t0;
+                    close(p[i].fd);
+                    p[i].fd = -1;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (closed_at[i] >= 0) {
+            closed++;
+            first = first < 0 || closed_at[i] < first ? closed_at[i] : first;
+            last = closed_at[i] > last ? closed_at[i] : last;
+        }
+        if (p[i].fd >= 0) {
+            close(p[i].fd);
+        }
+    }
+    printf("opened=%d closed_by_server=%d answered=%d still_open=%d first_close_ms=%.0f "
+           "last_close_ms=%.0f\n", opened, closed, answers, opened - closed, first, last);
+    free(body);
+    return 0;
+}
+
 /*
  * Deflate blocks that end in a full flush do not refer back to earlier data, so one
  * compressed MiB of zeros can be repeated; a final empty block and the trailer (CRC-32
@@ -313,10 +439,13 @@ main(int argc, char **argv)
     if (argc == 5 && strcmp(argv[1], "slowloris") == 0) {
         return cmd_slowloris(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
     }
+    if (argc == 5 && strcmp(argv[1], "slowbody") == 0) {
+        return cmd_slowbody(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+    }
     if (argc == 3 && strcmp(argv[1], "gzbomb") == 0) {
         return cmd_gzbomb(atol(argv[2]));
     }
     fprintf(stderr, "usage: e2e_raw send PORT TIMEOUT_MS | slowloris PORT N HOLD_S | "
-            "gzbomb MIB\n");
+            "gzbomb MIB | slowbody PORT N HOLD_S\n");
     return 2;
 }

@@ -88,7 +88,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     fz_srv.started_us = dp_now_us();
     if (ev_registry_update(cfg->types, NULL, NULL) != 0 ||
         queue_open(&fz_srv.q, cfg->queue_path, (uint64_t)cfg->queue_max_bytes, false) != 0 ||
-        srv_limits_create(&fz_srv) != 0 || srv_http_start(&fz_srv) != 0) {
+        srv_auth_init(&fz_srv, cfg) != 0) {
+        abort();
+    }
+    srv_tap_init(&fz_srv);
+    if (srv_http_start(&fz_srv) != 0) {
         abort();
     }
     fz_addr.sin_family = AF_INET;

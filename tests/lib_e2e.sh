@@ -1,7 +1,7 @@
 # lib_e2e.sh - what the end-to-end reliability tests (tests/test_e2e_*.sh) share: a
 # scenario's directory, configuration, schema and queue id; starting the daemons by PID;
-# and the exactly-once verdict, comparing what the load client (tests/e2e_client.c) saw
-# acknowledged with what PostgreSQL holds. Built on lib_sh.sh (checks, wait_until, sql,
+# the exactly-once verdict, comparing what the load client (tests/e2e_client.c) saw
+# acknowledged with what PostgreSQL holds; and the conservation equation, after every scenario. Built on lib_sh.sh (checks, wait_until, sql,
 # pg_down, pg_up): a test sources that first. Test code only; traffic goes to 127.0.0.1.
 # shellcheck shell=bash
 
@@ -141,6 +141,89 @@ e2e_verify() {
     eq "nothing loaded that was never sent" 0 "$never_sent"
     eq "no dead letter (a duplicate key would land there)" 0 "$dead"
     eq "queue empty after the drain" 0 "$q"
+    e2e_conservation
+}
+
+# e2e_conservation: accepted = loaded + dead_lettered + queued, the queue's four numbers read
+# in one LMDB snapshot (e2e_queue stats), each also held against a source of its own:
+# loaded = rows in the scenario's tables (every event number is unique, so no upsert
+# merges two), dead_lettered = this queue's dead_letter rows, accepted >= the events the
+# client saw acknowledged ($ACKED, when set). While the server answers, /v1/status and
+# /metrics show the same four. Called by e2e_verify.
+e2e_conservation() {
+    local line acc ld dl qd rows dead st m
+    line=$("$EQUEUE" stats "$QDIR" "$QMAX")
+    acc=$(sed -n 's/.* accepted=\([0-9]*\).*/\1/p' <<<"$line")
+    ld=$(sed -n 's/.* loaded=\([0-9]*\).*/\1/p' <<<"$line")
+    dl=$(sed -n 's/.* dead_lettered=\([0-9]*\).*/\1/p' <<<"$line")
+    qd=$(sed -n 's/^events=\([0-9]*\) .*/\1/p' <<<"$line")
+    echo "$E2E_NAME: conservation: accepted=$acc loaded=$ld dead_lettered=$dl queued=$qd"
+    ok "conservation: the queue reports all four ($line)" [ -n "$acc" -a -n "$ld" -a -n "$dl" -a -n "$qd" ]
+    eq "conservation: accepted = loaded + dead_lettered + queued" "$acc" \
+        "$((${ld:-0} + ${dl:-0} + ${qd:-0}))"
+    rows=$(sql "SELECT (SELECT count(*) FROM $SCHEMA.crash_report) +
+        (SELECT count(*) FROM $SCHEMA.ad_event) + (SELECT count(*) FROM $SCHEMA.user_login) +
+        (SELECT count(*) FROM $SCHEMA.data_sample) + (SELECT count(*) FROM $SCHEMA.product)")
+    # E2E_PRIOR_ROWS, E2E_PRIOR_ACKED: rows and acknowledgements of an earlier queue under
+    # the same database (a recreated queue): they are in PostgreSQL but not in this queue's
+    # counters.
+    rows=$((rows - ${E2E_PRIOR_ROWS:-0}))
+    eq "conservation: loaded = rows in PostgreSQL" "$rows" "$ld"
+    dead=$(sql "SELECT count(*) FROM $SCHEMA.dead_letter WHERE queue_id = '$QID'")
+    eq "conservation: dead_lettered = dead_letter rows" "$dead" "$dl"
+    if [ -n "${ACKED:-}" ]; then
+        ok "conservation: accepted ($acc) >= acknowledged ($ACKED, ${E2E_PRIOR_ACKED:-0} of them by an earlier queue)" \
+            [ "${acc:-0}" -ge "$((ACKED - ${E2E_PRIOR_ACKED:-0}))" ]
+    fi
+    if [ -n "${SPID:-}" ] && ! gone "$SPID" && http_answers "$URL/healthz"; then
+        st=$(status_json)
+        has "conservation: /v1/status shows the same four" \
+            "\"events\":{\"accepted\":$acc,\"loaded\":$ld,\"dead_lettered\":$dl,\"queued\":$qd}" "$st"
+        m=$(curl -s -m 5 "$URL/metrics")
+        has "conservation: /metrics datapipe_events_total{stage=\"accepted\"}" \
+            "datapipe_events_total{stage=\"accepted\"} $acc" "$m"
+        has "conservation: /metrics datapipe_events_total{stage=\"queued\"}" \
+            "datapipe_events_total{stage=\"queued\"} $qd" "$m"
+    fi
+}
+
+# key_counts: "KEY|ROWS" for every idempotency key in the four keyed tables together
+# (product is an upsert by its id and keeps no key).
+key_counts() {
+    local t q=""
+    for t in crash_report ad_event user_login data_sample; do
+        q="$q${q:+ UNION ALL }SELECT idempotency_key FROM $SCHEMA.$t"
+    done
+    sql "SELECT idempotency_key, count(*) FROM ($q) k WHERE idempotency_key IS NOT NULL
+         GROUP BY 1"
+}
+
+# e2e_verify_keys SENTFILE: the keyed clients' verdict, counting every key sent (SENTFILE
+# lines "N KEY TYPE", one per event however often it was sent), not only the acknowledged
+# ones: each is in PostgreSQL exactly once, and no key is there that was never sent. Product
+# lines are left out: product is an upsert by its id and keeps no key.
+# Sets KEYS_SENT KEYS_LOST KEYS_DUPS.
+e2e_verify_keys() {
+    local never
+    awk '$3 != "product" {print $2}' "$1" | sort >"$DIR/keys.sent"
+    key_counts >"$DIR/keys.loaded"
+    cut -d'|' -f1 "$DIR/keys.loaded" | sort >"$DIR/keys.loaded.k"
+    KEYS_SENT=$(wc -l <"$DIR/keys.sent")
+    KEYS_LOST=$(comm -23 "$DIR/keys.sent" "$DIR/keys.loaded.k" | wc -l)
+    KEYS_DUPS=$(awk -F'|' '$2 > 1' "$DIR/keys.loaded" | wc -l)
+    never=$(comm -13 "$DIR/keys.sent" "$DIR/keys.loaded.k" | wc -l)
+    echo "$E2E_NAME: keys sent=$KEYS_SENT (each once in the sent file:" \
+        "$(uniq -d "$DIR/keys.sent" | wc -l) repeated) loaded=$(wc -l <"$DIR/keys.loaded")" \
+        "lost=$KEYS_LOST duplicated=$KEYS_DUPS loaded-never-sent=$never"
+    if [ "$KEYS_LOST" -gt 0 ]; then
+        echo "$E2E_NAME: first keys sent but not loaded:" >&2
+        comm -23 "$DIR/keys.sent" "$DIR/keys.loaded.k" | head -5 >&2
+    fi
+    ok "some keyed events sent ($KEYS_SENT)" [ "$KEYS_SENT" -gt 0 ]
+    eq "every key appears once in the client's sent file" 0 "$(uniq -d "$DIR/keys.sent" | wc -l)"
+    eq "no key sent is missing from PostgreSQL" 0 "$KEYS_LOST"
+    eq "no key in PostgreSQL twice" 0 "$KEYS_DUPS"
+    eq "no key in PostgreSQL that was never sent" 0 "$never"
 }
 
 # e2e_figures KEY=VALUE...: one machine-readable line for the README table.

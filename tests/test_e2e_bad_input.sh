@@ -13,8 +13,11 @@
 # than slowloris connections new clients wait until request_timeout_ms cuts the slow ones
 # off; a second server with the default 64 threads checks that such a client still gets
 # its 202 then, and prints how long it waited.
-# E2E_WRAP (e.g. valgrind) wraps the server; then RSS and the 64-thread server are not
-# checked and E2E_LATENCY_MS may be raised.
+# Then (issue 13) the memory amplification body (one valid event and 16,000,000 lines of "1",
+# gzip) alone and 16 at once, against a fresh server, asserting the answer and the peak RSS;
+# and a slow body (2 MiB at once, then a byte a second) on every thread of a 4-thread server.
+# E2E_WRAP (e.g. valgrind) wraps the server; then RSS, the amplification and the 64-thread
+# server are not checked and E2E_LATENCY_MS may be raised.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
@@ -207,6 +210,110 @@ if [ -z "${E2E_WRAP:-}" ] && [ -z "${E2E_SKIP_THREADS64:-}" ]; then
     eq "the 64-thread server exits 0 on SIGTERM" 0 "$T_RC"
 fi
 
+# Memory amplification (issue 13): one cheap request must not cost gigabytes. The body:
+# one valid crash_report and 16,000,000 lines of "1" (32 MB inflated, ~36 KB of gzip). On a
+# fresh server (defaults: server.max_events_per_body 100,000, max_inflight_bytes 256 MiB):
+# 413 naming the cap, nothing stored, /readyz still 200, and the server's peak RSS grows by
+# less than 256 MiB (it went to 3.3 GB). Then 16 such bodies at once while well-formed posts
+# go on: each bomb gets 413 (or 503 + Retry-After from the in-flight budget), every
+# well-formed post its 202, and the peak stays under max_inflight_bytes + 256 MiB.
+# Memory is compared with VmHWM (the kernel's high-water mark), so no sample is missed.
+# Under ASan every allocation carries redzones and freed memory waits in a quarantine, so the
+# server's RSS there is several times its real figure: the bounds are scaled as RSS_MAX_MB is.
+if [ "${SANITIZE:-}" = 1 ] || [[ "$BIN" == *san* ]]; then AMP_SCALE=4; else AMP_SCALE=1; fi
+AMP_MAX_MB=${E2E_AMP_MAX_MB:-$((256 * AMP_SCALE))}
+AMP16_MAX_MB=${E2E_AMP16_MAX_MB:-$((512 * AMP_SCALE))}
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+if [ -z "${E2E_WRAP:-}" ]; then
+    portm=$(free_port)
+    sed "s/127.0.0.1:$PORT/127.0.0.1:$portm/; s/\"threads\": 600/\"threads\": 64/; s|$QDIR|$DIR/qm|" \
+        "$CFG" >"$DIR/cfgm.json"
+    start_bg "$DIR/serverm.log" "$BIN/datapipe-server" -c "$DIR/cfgm.json"
+    sm=$T_LAST_PID
+    URLM=http://127.0.0.1:$portm
+    wait_until 20 "the memory server answers /healthz" http_answers "$URLM/healthz"
+    { printf '{"user_id": 1, "timestamp": 1700000000, "message": "amp"}\n'
+        yes 1 | head -n 16000000; } | gzip -6 >"$DIR/amp.gz"
+    echo "bad_input: amplification body: $(stat -c %s "$DIR/amp.gz") bytes of gzip," \
+        "$((16000000 * 2 + 58)) inflated"
+    rssm0=$(rss_kb "$sm")
+    r=$(curl -s -m 120 -w ' %{http_code} %{time_total}' -H 'Content-Encoding: gzip' \
+        --data-binary @"$DIR/amp.gz" "$URLM/v1/events/crash_report")
+    set -- $r
+    amp_code=${*: -2:1}
+    amp_s=${*: -1}
+    amp_growth=$(( ($(hwm_kb "$sm") - rssm0) / 1024 ))
+    echo "bad_input: amplification: HTTP $amp_code in $amp_s s, peak RSS growth $amp_growth MiB:" \
+        "${r:0:200}"
+    eq "amplification: 413" 413 "$amp_code"
+    has "amplification: the answer names server.max_events_per_body" \
+        "server.max_events_per_body" "$r"
+    ok "amplification: peak RSS growth under $AMP_MAX_MB MiB ($amp_growth MiB)" \
+        [ "$amp_growth" -lt "$AMP_MAX_MB" ]
+    eq "amplification: /readyz still 200" 200 \
+        "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$URLM/readyz")"
+    eq "amplification: nothing queued" 0 \
+        "$("$EQUEUE" stats "$DIR/qm" "$QMAX" | sed -n 's/^events=\([0-9]*\) .*/\1/p')"
+
+    : >"$DIR/amp16"
+    : >"$DIR/good16"
+    for i in $(seq 1 16); do
+        { curl -s -o /dev/null -m 120 -w '%{http_code}\n' -H 'Content-Encoding: gzip' \
+            --data-binary @"$DIR/amp.gz" "$URLM/v1/events/crash_report" >>"$DIR/amp16"; } &
+        T_PIDS+=("$!")
+    done
+    n=0
+    # Well-formed posts one after another until every bomb was answered (at least 10).
+    while [ "$n" -lt 10 ] || [ "$(wc -l <"$DIR/amp16")" -lt 16 ]; do
+        n=$((n + 1))
+        curl -s -o /dev/null -m 30 -w '%{http_code} %{time_total}\n' \
+            -d "{\"user_id\": $n, \"timestamp\": 1700000000, \"message\": \"amp16-$n\"}" \
+            "$URLM/v1/events/crash_report" >>"$DIR/good16"
+        [ "$n" -lt 2000 ] || break
+    done
+    wait_until 120 "all 16 bombs answered" bash -c "[ \$(wc -l <'$DIR/amp16') -ge 16 ]"
+    amp16_growth=$(( ($(hwm_kb "$sm") - rssm0) / 1024 ))
+    bombs_ok=$(grep -cE '^(413|503)$' "$DIR/amp16")
+    good16=$(wc -l <"$DIR/good16")
+    good16_2xx=$(awk '$1 ~ /^2/' "$DIR/good16" | wc -l)
+    slowest16=$(awk 'BEGIN {m = 0} $2 > m {m = $2} END {printf "%.3f", m}' "$DIR/good16")
+    echo "bad_input: 16 amplification bodies at once: answers $(sort "$DIR/amp16" | uniq -c |
+        tr -s ' \n' ' '); well-formed posts meanwhile: $good16_2xx of $good16 2xx, slowest" \
+        "$slowest16 s; peak RSS growth $amp16_growth MiB"
+    eq "16 amplification bodies: each 413 or 503" 16 "$bombs_ok"
+    eq "16 amplification bodies: every well-formed post meanwhile got 2xx" "$good16" "$good16_2xx"
+    ok "16 amplification bodies: peak RSS growth under $AMP16_MAX_MB MiB ($amp16_growth MiB)" \
+        [ "$amp16_growth" -lt "$AMP16_MAX_MB" ]
+    eq "16 amplification bodies: /readyz still 200" 200 \
+        "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$URLM/readyz")"
+    stop_pid "$sm"
+    eq "the memory server exits 0 on SIGTERM" 0 "$T_RC"
+fi
+
+# Slow body (issue 13): 2 MiB at once, then a byte a second, on every worker thread
+# (server.threads 4, request_timeout_ms 2000). Each byte comes well within the timeout of the
+# last, so only a deadline for the whole body cuts them off; /healthz must answer meanwhile
+# (curl waits at most 10 s; the slow clients would hold the threads for 15 s).
+ports=$(free_port)
+sed "s/127.0.0.1:$PORT/127.0.0.1:$ports/; s/\"threads\": 600/\"threads\": 4/;
+     s/\"request_timeout_ms\": 3000/\"request_timeout_ms\": 2000/; s|$QDIR|$DIR/qs|" \
+    "$CFG" >"$DIR/cfgs.json"
+start_bg "$DIR/servers.log" "$BIN/datapipe-server" -c "$DIR/cfgs.json"
+ss=$T_LAST_PID
+wait_until 20 "the 4-thread server answers /healthz" http_answers "http://127.0.0.1:$ports/healthz"
+"$RAW" slowbody "$ports" 4 15 >"$DIR/slowbody" &
+lpid=$!
+T_PIDS+=("$lpid")
+wait_until 60 "slow body: 2 MiB sent on each of 4 connections" grep -q '^sent=4' "$DIR/slowbody"
+hz=$(curl -s -o /dev/null -m 10 -w '%{http_code} %{time_total}' "http://127.0.0.1:$ports/healthz")
+wait "$lpid"
+sb=$(tail -1 "$DIR/slowbody")
+echo "bad_input: slow body on all 4 threads: /healthz got $hz (code, seconds); $sb"
+eq "slow body: /healthz answers while every thread had a slow body" 200 "${hz%% *}"
+has "slow body: all 4 cut off by the server" "closed_by_server=4 " "$sb"
+stop_pid "$ss"
+eq "the 4-thread server exits 0 on SIGTERM" 0 "$T_RC"
+
 stop_pid "$SPID"
 eq "server exits 0 on SIGTERM after the barrage" 0 "$T_RC"
 drain
@@ -215,5 +322,8 @@ e2e_verify "$DIR/ack" "$DIR/sent"
 e2e_figures acknowledged="$ACKED" loaded="$LOADED" lost="$LOST" duplicated="$DUPS" \
     bad_requests="${#SEEN[@]}" slowloris_cut="$cut/$opened" slow_headers_cut="$cut_h" slow_bodies_cut="$cut_b" good_202="$good_202/$good_n" \
     slowest_good_s="$slowest" rss_start_mib=$((rss0 / 1024)) rss_max_mib=$((rss_max / 1024)) \
-    rss_end_mib=$((rss_end / 1024))
+    rss_end_mib=$((rss_end / 1024)) amp_code="${amp_code:-}" amp_s="${amp_s:-}" \
+    amp_rss_growth_mib="${amp_growth:-}" amp16_rss_growth_mib="${amp16_growth:-}" \
+    amp16_good="${good16_2xx:-}/${good16:-}" amp16_slowest_good_s="${slowest16:-}" \
+    slowbody_healthz="${hz// /@}"
 t_done test_e2e_bad_input

@@ -5,7 +5,8 @@
 # seconds at this rate) while the loader drains; then the rows in PostgreSQL equal the
 # acknowledged events type by type, and each acknowledged event is there once with its id.
 # server.threads is 300: civetweb serves one connection per worker thread, so 256
-# concurrent keep-alive connections need at least 256.
+# concurrent keep-alive connections need at least 256. E2E_CONC_KEYED=1 (make soak): every
+# event carries an Idempotency-Key, and every key sent must be in PostgreSQL exactly once.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
@@ -13,14 +14,17 @@ cd "$(dirname "$0")/.." || exit 1
 
 CONC_S=${E2E_CONC_S:-10}
 CONNS=${E2E_CONC_CONNS:-256}
+KEYED=()
+[ "${E2E_CONC_KEYED:-0}" = 1 ] && KEYED=(-k -x "conc$$")
 e2e_setup concurrency
 E2E_THREADS=300
 e2e_config "" '"interval_s": 1, "min_interval_s": 0, "high_water": 1000, "batch_rows": 10000'
 start_server
 start_loader
-echo "concurrency: $CONNS keep-alive connections x $CONC_S s, all five types, loader draining"
-"$CLIENT" -p "$PORT" -c "$CONNS" -d "$CONC_S" -t crash,ad,login,sample,product -o "$DIR/ack" \
-    -S "$DIR/sent" >"$DIR/client.out" 2>"$DIR/client.err"
+echo "concurrency: $CONNS keep-alive connections x $CONC_S s, all five types, loader draining" \
+    "${KEYED:+(keyed)}"
+"$CLIENT" -p "$PORT" -c "$CONNS" -d "$CONC_S" -t crash,ad,login,sample,product "${KEYED[@]}" \
+    -o "$DIR/ack" -S "$DIR/sent" >"$DIR/client.out" 2>"$DIR/client.err"
 eq "client: every answer 202 (no 503, no error)" 0 $?
 cat "$DIR/client.out"
 has "no request failed" " 503=0 retry_after=0 other=0 io_errors=0 " "$(cat "$DIR/client.out")"
@@ -42,10 +46,15 @@ for t in crash_report ad_event user_login data_sample product; do
     figures="$figures $t=$a/$l"
 done
 e2e_verify "$DIR/ack" "$DIR/sent"
+keyfig=()
+if [ "${#KEYED[@]}" -gt 0 ]; then
+    e2e_verify_keys "$DIR/sent"
+    keyfig=(keys_sent="$KEYS_SENT" keys_lost="$KEYS_LOST" keys_duplicated="$KEYS_DUPS")
+fi
 echo "concurrency: the loader had loaded ${loaded_during:-0} events while the clients were posting"
 stop_pid "$SPID"
 eq "server exits 0 on SIGTERM" 0 "$T_RC"
 e2e_figures acknowledged="$ACKED" loaded="$LOADED" lost="$LOST" duplicated="$DUPS" \
-    conns="$CONNS" seconds_of_load="$CONC_S" $figures \
+    conns="$CONNS" seconds_of_load="$CONC_S" keyed="${E2E_CONC_KEYED:-0}" "${keyfig[@]}" $figures \
     "max_latency_ms=$(sed -n 's/.* max_latency_ms=\([0-9.]*\).*/\1/p' "$DIR/client.out")"
 t_done test_e2e_concurrency

@@ -4,6 +4,8 @@
 # moments, and e2e_loader (the loader with the test fault hook) killing itself right after a
 # COMMIT returned and before the queue delete (the window loader_batches must cover), or
 # just before a COMMIT. Afterwards every acknowledged event is in PostgreSQL exactly once.
+# E2E_LOADER_KILLS, E2E_LOADER_HOOK_KILLS: the kills wanted; E2E_LOADER_KILL_MAX_S: how long
+# the rounds may take at most (make soak raises all three).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
@@ -11,14 +13,15 @@ cd "$(dirname "$0")/.." || exit 1
 
 RANDOM_KILLS=${E2E_LOADER_KILLS:-20}
 HOOK_KILLS=${E2E_LOADER_HOOK_KILLS:-8}
+MAX_S=${E2E_LOADER_KILL_MAX_S:-90}
 e2e_setup loader_kill
 # Small batches: many commits per second, so many COMMIT->delete windows to land in.
 e2e_config "" '"interval_s": 1, "min_interval_s": 0, "high_water": 1, "batch_rows": 300, "workers": 2'
 start_server
 echo "loader_kill: 4 connections post mixed events; $RANDOM_KILLS random SIGKILLs of" \
     "datapipe-loader and $HOOK_KILLS fault-hook kills (COMMIT->delete window, before COMMIT)"
-"$CLIENT" -p "$PORT" -c 4 -d 120 -r 400 -t crash,ad,login,sample -o "$DIR/ack" -S "$DIR/sent" \
-    >"$DIR/client.out" 2>"$DIR/client.err" &
+"$CLIENT" -p "$PORT" -c 4 -d $((MAX_S + 30)) -r 400 -t crash,ad,login,sample -o "$DIR/ack" \
+    -S "$DIR/sent" >"$DIR/client.out" 2>"$DIR/client.err" &
 cpid=$!
 T_PIDS+=("$cpid")
 wait_until 10 "the clients queued over 2000 events" queued_above 2000
@@ -27,7 +30,7 @@ random_kills=0   # killed while the queue held events and after a batch of this 
 hook_kills=0
 committed_kills=0
 round=0
-end=$((SECONDS + 90))
+end=$((SECONDS + MAX_S))
 while [ $((random_kills + hook_kills)) -lt $((RANDOM_KILLS + HOOK_KILLS)) ] && [ "$SECONDS" -lt "$end" ]; do
     round=$((round + 1))
     if [ $((round % 3)) = 0 ] && [ "$hook_kills" -lt "$HOOK_KILLS" ]; then

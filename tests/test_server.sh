@@ -55,7 +55,10 @@ r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "typ
 has "POST /v1/events/{type} → 202" "202 " "$r"
 r=$(post / '{"event_name": " crash_report","user_id": 888,"timestamp": 1000,"message": "have_fun"}')
 eq "leading space in event_name → 400" \
-    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\""}' "$r"
+    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\" (valid types: crash_report, ad_event, user_login, product, data_sample)"}' "$r"
+r=$(post /v1/events/product '{"id": "n1", "price": {"list": [1, 1e-20000]}}')
+eq "a number jsonb refuses → 400 naming its path" \
+    '400 {"status_code":400,"status_message":"price.list[1]: number \"1e-20000\" is out of PostgreSQL'"'"'s numeric range"}' "$r"
 r=$(post /v1/events/crash_report '{"event_name": "ad_event", "user_id": 1, "timestamp": 2, "message": "m"}')
 has "event_name must equal the URL type" '400 ' "$r"
 r=$(post /submit "$AD")
@@ -72,6 +75,10 @@ r=$(post /submit '{"ip_address": "10.1.2.3", "user_agent": "u", "referring_url":
 has "bad URL → 400 naming the field" '400 {"status_code":400,"status_message":"referring_url' "$r"
 r=$(post /v1/events/crash_report '{"user_id": "x", "timestamp": 2, "message": "m"}')
 eq "wrong type named" '400 {"status_code":400,"status_message":"user_id: expected integer, got string"}' "$r"
+r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 1700000000123, "message": "m"}')
+eq "a timestamp in milliseconds is called so" '400 {"status_code":400,"status_message":"timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds (1700000000)"}' "$r"
+r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 1700000000.25, "message": "m"}')
+eq "a floating-point epoch: integer seconds expected" '400 {"status_code":400,"status_message":"timestamp: expected integer epoch seconds, got floating-point number 1700000000.25"}' "$r"
 r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "m", "extra": 1}')
 has "unknown field → 400" '400 ' "$r"
 has "unknown field named" 'extra' "$r"
@@ -162,7 +169,7 @@ has "HTTP/1.0 gets Connection: close" 'Connection: close' "$r"
 # --- routes and methods
 eq "unknown path → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/nope")"
 r=$(post /v1/events/no_such_type "$SEED")
-eq "unknown type → 404" '404 {"status_code":404,"status_message":"unknown event type"}' "$r"
+eq "unknown type → 404 naming it and the valid ones" '404 {"status_code":404,"status_message":"unknown event type \"no_such_type\" (valid types: crash_report, ad_event, user_login, product, data_sample)"}' "$r"
 eq "GET /submit → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/submit")"
 ok "405 names Allow" grep -qi '^Allow: POST' <(curl -s -D - -o /dev/null "$URL/submit")
 eq "DELETE /v1/events → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/events")"
@@ -175,7 +182,21 @@ eq "/healthz → 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health
 eq "/readyz → 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
 st=$(curl -s "$URL/v1/status")
 has "/v1/status shows queue depth" '"queue":{"events":' "$st"
-has "/v1/status shows the loader" '"loader":{"last_run_us":0' "$st"
+has "/v1/status shows the loader" '"loader":{"last_run_at":null' "$st"
+ok "/v1/status: times are RFC 3339 UTC with milliseconds" \
+    grep -Eq '"now":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"' <<<"$st"
+ok "/v1/status: oldest event as RFC 3339, its age in seconds" \
+    grep -Eq '"oldest_event_at":"[0-9-]{10}T[0-9:]{8}\.[0-9]{3}Z","oldest_event_age_s":[0-9.]+' <<<"$st"
+has "/v1/status: healthy" '"healthy":true,"problems":[]' "$st"
+has "/v1/status: the conservation numbers add up" \
+    "\"events\":{\"accepted\":$(sed -n 's/.*"events":{"accepted":\([0-9]*\),.*/\1/p' <<<"$st")" "$st"
+h=$(curl -s "$URL/v1/status/history")
+has "/v1/status/history: 10 s samples, an hour of them" '"interval_s":10,"max_samples":360' "$h"
+r=$(curl -s -D - "$URL/status")
+has "/status is HTML" 'Content-Type: text/html; charset=utf-8' "$r"
+has "/status loads nothing from elsewhere" "default-src 'none'" "$r"
+has "/status is the built-in page" '<title>datapipe status</title>' "$r"
+ok "/status names no external script, style or font" bash -c '! grep -Eiq "(src|href)=\"(https?:)?//" <<<"$0"' "$r"
 m=$(curl -s "$URL/metrics")
 for name in 'datapipe_http_requests_total{code="202"}' 'datapipe_events_accepted_total{type="crash_report"}' \
     'datapipe_events_rejected_total{type="crash_report"}' datapipe_queue_events datapipe_queue_bytes \
@@ -184,6 +205,21 @@ for name in 'datapipe_http_requests_total{code="202"}' 'datapipe_events_accepted
     has "/metrics has $name" "$name" "$m"
 done
 has "/metrics counts 413s" 'datapipe_http_requests_total{code="413"} 3' "$m"
+ok "/metrics is strict Prometheus text: HELP and TYPE for every family, no empty label" \
+    awk -f tests/prom_lint.awk <<<"$m"
+awk -f tests/prom_lint.awk <<<"$m" | head -5
+ok "the lint refuses an empty label value and a family without HELP and TYPE" \
+    bash -c '! awk -f tests/prom_lint.awk >/dev/null' <<<$'# HELP a_total x\n# TYPE a_total counter\na_total{type=""} 1\nb 2'
+ok "events with no type (not JSON, unknown event_name) are counted under type=\"(none)\"" \
+    grep -Eq '^datapipe_events_rejected_total\{type="\(none\)"\} [1-9]' <<<"$m"
+n_req=$(awk -F'} ' '/^datapipe_http_requests_total\{/ {n += $2} END {print n}' <<<"$m")
+n_hist=$(awk '$1 == "datapipe_http_request_duration_seconds_count" {print $2}' <<<"$m")
+ok "the latency histogram counts every answered request but this scrape ($n_hist of $n_req)" \
+    [ "$n_hist" = "$n_req" ]
+has "the latency histogram has Prometheus buckets" \
+    'datapipe_http_request_duration_seconds_bucket{le="0.001024"} ' "$m"
+has "loader error counter (none yet)" $'\ndatapipe_loader_errors_total 0\n' "$m"
+has "loader retry counter (none yet)" $'\ndatapipe_loader_retries_total 0\n' "$m"
 
 # --- GET of stored rows (PostgreSQL from tests/pg; the loader has not run)
 eq "GET malformed id → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/not-a-uuid")"
@@ -204,12 +240,43 @@ r=$(curl -s "$URL/v1/events/data_sample/$sid")
 has "data_sample GET: UTC time, n, mean" '"time_stamp":"2026-11-26T09:00:00+00:00","n":4,"mean":2.5' "$r"
 ok "data_sample GET leaves raw out" bash -c "! grep -q raw <<<\"\$0\"" "$r"
 eq "GET unknown uuid → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/crash_report/01a21737-c807-76fd-8580-637c3e1c2050")"
+# Ids that cannot exist are answered before any query, never as a 500 (a bug).
+eq "GET /product/%FF (invalid UTF-8) → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%FF")"
+eq "GET /v1/events/product/a%C3 (cut UTF-8) → 400" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events/product/a%C3")"
+eq "GET /product/%00 (NUL) → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%00")"
+# civetweb's decoded path ends at the NUL: the id is "a".
+eq "GET /product/a%00b (NUL inside) → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/a%00b")"
+eq "GET /product/<300 bytes> → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/$(printf 'x%.0s' {1..300})")"
+ok "no GET logged as a bug" bash -c "! grep -E 'query failed|prepare failed' \"\$0\"" "$TMP/main/log"
+# 500 GETs of distinct ids, 8 at a time (threads / 2: the most reads the server lets wait on
+# the database) over 16 worker threads: the server keeps no more PostgreSQL connections than
+# its read pool holds (min(4, threads / 2) = 4).
+curl -s -Z --parallel-max 8 -w '\n%{http_code}\n' "$URL/product/pool-[1-500]" >"$TMP/pool.out"
+eq "500 GETs of distinct ids → 500 × 404" 500 "$(grep -cx 404 "$TMP/pool.out")"
+nconn=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'datapipe-server'")
+ok "after 500 GETs the server holds 1 to 4 connections (got $nconn)" test "$nconn" -ge 1 -a "$nconn" -le 4
 st=$(curl -s "$URL/v1/status")
 has "/v1/status: the loader's last run ok" '"last_result":"ok"' "$st"
 has "/v1/status: queue empty after the drain" '"queue":{"events":0' "$st"
+acc=$(sed -n 's/.*"events":{"accepted":\([0-9]*\),.*/\1/p' <<<"$st")
+ld=$(sed -n 's/.*"events":{[^}]*"loaded":\([0-9]*\),.*/\1/p' <<<"$st")
+dl=$(sed -n 's/.*"events":{[^}]*"dead_lettered":\([0-9]*\),.*/\1/p' <<<"$st")
+eq "/v1/status: accepted = loaded + dead_lettered + queued (0)" "$acc" "$((ld + dl))"
+ok "/v1/status: the loader's run listed with its result" \
+    grep -Eq '"runs":\[\{"started_at":"[0-9-]{10}T[0-9:.]{12}Z","ended_at":"[^"]*","duration_s":[0-9.]+,"events":[1-9][0-9]*,"loaded":[0-9]+,"dead_letters":[0-9]+,"result":"ok"' <<<"$st"
+has "/v1/status: last success as RFC 3339" '"last_success_at":"20' "$st"
+d=$(curl -s "$URL/v1/status/dead_letters")
+has "/v1/status/dead_letters: counted by type and stage" \
+    '"event_type":"crash_report","stage":"ingest","count":' "$d"
+has "/v1/status/dead_letters: the latest error" '"error":"user_id: expected integer, got string"' "$d"
 m=$(curl -s "$URL/metrics")
+for k in accepted loaded dead_lettered queued; do
+    has "/metrics: datapipe_events_total{stage=\"$k\"}" "datapipe_events_total{stage=\"$k\"} " "$m"
+done
+has "/metrics: datapipe_events_total has HELP and TYPE" '# TYPE datapipe_events_total gauge' "$m"
 has "/metrics: loaded by type (the loader's figures via LMDB)" 'datapipe_loader_events_loaded_total{type="crash_report"}' "$m"
 ok "/metrics: dead letters counted" grep -Eq '^datapipe_loader_dead_letters_total [1-9]' <<<"$m"
+ok "/metrics after a load is still strict Prometheus text" awk -f tests/prom_lint.awk <<<"$m"
 # README's dead-letter look-up and replay commands (here with the harness's conninfo and schema).
 dl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT seq, event_type, stage, error, received_at FROM srvtest.dead_letter ORDER BY seq DESC LIMIT 20")
 has "dead_letter keeps the ingest error" "|crash_report|ingest|user_id: expected integer, got string|" "$dl"
@@ -217,6 +284,17 @@ ndl=$(psql "$DP_PG_CONNINFO" -At -c "SELECT count(*) FROM srvtest.dead_letter WH
 r=$(psql "$DP_PG_CONNINFO" -At -c "SELECT convert_from(raw, 'UTF8') FROM srvtest.dead_letter WHERE stage = 'ingest' AND event_type = 'crash_report'" |
     curl -s --data-binary @- "$URL/v1/events/crash_report")
 has "replay re-validates every dead letter (still invalid here)" "\"rejected\":$ndl" "$r"
+# Dead letters: /v1/status's running total, /v1/dead_letters the table's rows.
+ndead=$(awk '$1 == "datapipe_loader_dead_letters_total" {print $2}' <<<"$m")
+has "/v1/status: dead_lettered_total is the running total" "\"dead_lettered_total\":$ndead" \
+    "$(curl -s "$URL/v1/status")"
+eq "/v1/dead_letters: the table's rows, by stage" \
+    "{\"status_code\":200,\"status_message\":\"ok\",\"rows\":$(sql "SELECT count(*) FROM srvtest.dead_letter"),\"ingest\":$(sql "SELECT count(*) FROM srvtest.dead_letter WHERE stage = 'ingest'"),\"load\":0}" \
+    "$(curl -s "$URL/v1/dead_letters")"
+sql "DELETE FROM srvtest.dead_letter WHERE seq = (SELECT min(seq) FROM srvtest.dead_letter)"
+has "/v1/dead_letters: a row deleted is gone from the count" "\"rows\":$((ndead - 1))," \
+    "$(curl -s "$URL/v1/dead_letters")"
+has "/v1/status: the running total stays" "\"dead_lettered_total\":$ndead" "$(curl -s "$URL/v1/status")"
 # A lock on the table, held by a psql that reads its statements from a FIFO: taken, then
 # released when this test says so.
 mkfifo "$TMP/lock.fifo"
@@ -267,8 +345,18 @@ has "503 carries Retry-After" 'Retry-After:' "$r"
 eq "database down: POST still 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"
 
+# A class 22 error on a GET (here: an id a LATIN1 database cannot hold) is the id's fault:
+# 404, and not logged as a bug.
+psql "$DP_PG_CONNINFO" -q -c "CREATE DATABASE srv_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+CONNINFO="$DP_PG_CONNINFO dbname=srv_latin1" server latin1 ""
+"$BIN/datapipe-loader" -c "$TMP/latin1/cfg.json" --once 2>"$TMP/latin1/loader.log"
+eq "loader --once creates the tables in the LATIN1 database" 0 $?
+eq "GET /product/€ from a LATIN1 database → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/product/%E2%82%AC")"
+ok "a class 22 error is not logged as a bug" bash -c "! grep -E 'query failed|prepare failed' \"\$0\"" "$TMP/latin1/log"
+stop_pid "$SPID"
+
 # --- auth
-printf '# ops\nfile-key\n' >"$TMP/keys"
+printf '# ops\nfile-key\n  # indented comment\nhash#key\n' >"$TMP/keys"
 server auth ", \"api_keys\": [\"k-123\"], \"api_keys_file\": \"$TMP/keys\""
 r=$(curl -s -D - -o /dev/null -d "$SEED" "$URL/")
 has "no key → 401" 'HTTP/1.1 401' "$r"
@@ -282,11 +370,22 @@ eq "/healthz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")
 eq "/metrics open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")"
 eq "/readyz open" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
 eq "401 before reading a huge body" 401 "$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$TMP/big" "$URL/")"
+eq "a key with '#' inside is whole → 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash#key' -d "$SEED" "$URL/")"
+eq "the part before its '#' is no key → 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash' -d "$SEED" "$URL/")"
+# Revocation without a restart: the key leaves the file, SIGHUP, and it is refused.
+printf '# ops\nhash#key\n' >"$TMP/keys"
+kill -HUP "$SPID"
+wait_until 20 "HUP: the keys are re-read and counted" \
+    grep -q "reload: API keys re-read keys=2 file=$TMP/keys" "$TMP/auth/log"
+eq "a revoked key → 401 after SIGHUP" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: file-key' -d "$SEED" "$URL/")"
+eq "a kept key → 202 after SIGHUP" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: hash#key' -d "$SEED" "$URL/")"
+eq "the keys from the configuration still hold" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer k-123' -d "$SEED" "$URL/")"
+ok "the log never shows a key" bash -c "! grep -E 'file-key|hash#key|k-123' \"\$0\"" "$TMP/auth/log"
 stop_pid "$SPID"
 
 # --- rate limits per key: counted in events, 429 + Retry-After, per-key metrics by name
 printf 'laptop:file-key\n' >"$TMP/keys2"
-server limits ", \"api_keys\": [{\"name\": \"slow\", \"key\": \"k-slow\", \"events_per_s\": 1, \"burst\": 1}, \"k-free\"], \"api_keys_file\": \"$TMP/keys2\""
+server limits ", \"api_keys\": [{\"name\": \"slow\", \"key\": \"k-slow\", \"events_per_s\": 1, \"burst\": 1}, \"k-free\", {\"name\": \"mid\", \"key\": \"k-mid\"}], \"api_keys_file\": \"$TMP/keys2\""
 hundred=$(for i in $(seq 1 100); do echo "$SEED"; done)
 r=$(post /v1/events "$hundred" -H 'X-API-Key: k-slow')
 has "a body of 100 events passes the full bucket of 1" '202 {"status_code":202,"status_message":"accepted","accepted":100' "$r"
@@ -311,6 +410,38 @@ has "metrics: a key without a name by its tag" "datapipe_key_events_total{key=\"
 ok "metrics never show a key" bash -c "! grep -q 'k-slow\|k-free\|file-key' <<<\"\$0\"" "$m"
 dump=$("$QTOOL" "$TMP/limits/q" dump)
 eq "the queue holds the events of the admitted bodies only" 103 "$(grep -c crash_report <<<"$dump")"
+# SIGHUP swaps keys and limits together, kept by name: laptop's key leaves the file and ci's
+# comes, mid (no limit so far) gets 1 event/s with a burst of 3, slow stays as it is.
+eq "mid has no limit yet: a body of 100" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-mid' --data-binary "$hundred" "$URL/")"
+eq "mid has no limit yet: and another" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-mid' --data-binary "$hundred" "$URL/")"
+printf 'ci:k-ci\n' >"$TMP/keys2"
+sed -i 's/{"name": "mid", "key": "k-mid"}/{"name": "mid", "key": "k-mid", "events_per_s": 1, "burst": 3}/' "$TMP/limits/cfg.json"
+kill -HUP "$SPID"
+wait_until 20 "HUP: what changed is logged by name" grep -q \
+    "reload: API keys re-read keys=4 file=$TMP/keys2 names=4 added=ci removed=laptop limits_changed=mid" \
+    "$TMP/limits/log"
+has_file "HUP: the API keys are among the settings applied, nothing needs a restart" \
+    'info configuration reloaded applied=server.api_keys needs_restart=nothing' "$TMP/limits/log"
+eq "a key revoked by SIGHUP → 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: file-key' -d "$SEED" "$URL/")"
+eq "a key added by SIGHUP → 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-ci' -d "$SEED" "$URL/")"
+r=$(curl -s -D - -o "$TMP/out" -H 'X-API-Key: k-slow' -d "$SEED" "$URL/")
+has "a key kept across SIGHUP keeps its bucket: still owing its 99 events → 429" 'HTTP/1.1 429' "$r"
+retry=$(sed -n 's/^Retry-After: \([0-9]*\).*/\1/p' <<<"$r")
+ok "and its Retry-After still counts what it owes (2..100 s)" test "${retry:-0}" -ge 2 -a "${retry:-0}" -le 100
+eq "a new limit holds at once: a body of 100 passes mid's full bucket of 3" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-mid' --data-binary "$hundred" "$URL/")"
+r=$(curl -s -D - -o "$TMP/out" -H 'X-API-Key: k-mid' -d "$SEED" "$URL/")
+has "then mid is over its new rate → 429" 'HTTP/1.1 429' "$r"
+eq "429 names mid's new rate" \
+    '{"status_code":429,"status_message":"rate limit of API key mid exceeded: 1 events/s"}' "$(cat "$TMP/out")"
+eq "a key whose limit did not change is still not held back" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-free' -d "$SEED" "$URL/")"
+m=$(curl -s "$URL/metrics")
+has "metrics: a kept name keeps its counts" 'datapipe_key_requests_total{key="slow"} 5' "$m"
+has "metrics: and its 429s" 'datapipe_key_rate_limited_total{key="slow"} 3' "$m"
+has "metrics: mid counted across the SIGHUP" 'datapipe_key_events_total{key="mid"} 300' "$m"
+has "metrics: the added name" 'datapipe_key_events_total{key="ci"} 1' "$m"
+ok "metrics: the removed name is gone" bash -c "! grep -q 'key=\"laptop\"' <<<\"\$0\"" "$m"
+ok "metrics never show a key" bash -c "! grep -q 'k-slow\|k-free\|k-mid\|k-ci\|file-key' <<<\"\$0\"" "$m"
+ok "the log never shows a key" bash -c "! grep -E 'k-slow|k-free|k-mid|k-ci|file-key' \"\$0\"" "$TMP/limits/log"
 stop_pid "$SPID"
 
 # --- CORS
@@ -371,7 +502,7 @@ MAXBODY=4194304 server tiny "" 1048576
 head -c 700000 /dev/zero | tr '\0' 'x' >"$TMP/huge-msg"
 printf '{"user_id": 1, "timestamp": 1, "message": "%s"}' "$(cat "$TMP/huge-msg")" >"$TMP/huge.json"
 r=$(curl -s -w ' %{http_code}' --data-binary @"$TMP/huge.json" "$URL/v1/events/crash_report")
-has "event larger than half the map → 413" "{\"status_code\":413,\"status_message\":\"an event is too large for the queue (see queue.max_bytes)\"}
+has "event larger than half the map → 413" "{\"status_code\":413,\"status_message\":\"the body's events are too large for the queue (an event, or all of them together, over half of queue.max_bytes)\"}
  413" "$r"
 eq "and the server goes on" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"
@@ -458,16 +589,18 @@ stop_pid "$SPID"
 server hup ""
 sed -i 's/"threads": 16/"threads": 17/; s/"schema": "srvtest"}/"schema": "srvtest"}, "log": {"level": "debug"}/' "$TMP/hup/cfg.json"
 kill -HUP "$SPID"
-wait_until 20 "HUP: restart-only change logged" \
-    grep -q 'reload: changed, takes effect after a restart key=server.threads' "$TMP/hup/log"
-wait_until 20 "HUP: log.level applied" grep -q 'reload: applied key=log.level' "$TMP/hup/log"
+# The same words as the loader's (etc/settings.c dp_config_reload_log): a line for every reload.
+wait_until 20 "HUP: a successful reload is logged, with what it applied and what needs a restart" \
+    grep -q 'info configuration reloaded applied=log info/text -> debug/text needs_restart=server.threads$' "$TMP/hup/log"
+has_file "HUP: restart-only change warned" \
+    'warn changed settings need a restart daemon=datapipe-server settings=server.threads' "$TMP/hup/log"
 curl -s -o /dev/null "$URL/healthz"
 wait_until 20 "HUP: debug access log now on" \
     grep -q 'debug request method=GET uri=/healthz status=200' "$TMP/hup/log"
 echo '{"server": {"threads": "x"}}' >"$TMP/hup/cfg.json"
 kill -HUP "$SPID"
 wait_until 20 "HUP with a bad file: rejected, logged" \
-    grep -q 'reload: configuration rejected' "$TMP/hup/log"
+    grep -q 'error configuration reload failed: keeping the running one errors=' "$TMP/hup/log"
 ok "HUP with a bad file keeps running" kill -0 "$SPID"
 eq "still serving after a bad reload" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$SEED" "$URL/")"
 stop_pid "$SPID"

@@ -79,7 +79,8 @@ eq "bad enum: 400" '400 {"status_code":400,"status_message":"plan: must be one o
     "$(post /v1/events/page_view '{"user_id": "u", "url": "http://a.b/", "viewed_at": 1, "plan": "gold"}')"
 eq "unknown field: 400" '400 {"status_code":400,"status_message":"referrer: unknown field"}' \
     "$(post /v1/events/page_view '{"user_id": "u", "url": "http://a.b/", "viewed_at": 1, "referrer": "x"}')"
-eq "not declared: 404" '404 {"status_code":404,"status_message":"unknown event type"}' \
+eq "not declared: 404 listing the types, the declared ones too" \
+    '404 {"status_code":404,"status_message":"unknown event type \"click\" (valid types: crash_report, ad_event, user_login, product, data_sample, page_view)"}' \
     "$(post /v1/events/click '{"target": "x"}')"
 
 start_loader
@@ -106,9 +107,9 @@ wait_until 30 "loader creates the new table and loads it" rows_are click 1
 config "$PAGE_VIEW2, $CLICK"
 kill -HUP "$SPID" "$LPID"
 wait_until 10 "server: changed type needs a restart" \
-    logged server "reload: changed, takes effect after a restart key=types.page_view"
-wait_until 10 "loader: changed type needs a restart" \
-    logged loader "changed settings need a restart of datapipe-loader settings=types.page_view"
+    logged server "changed settings need a restart daemon=datapipe-server settings=types.page_view"
+wait_until 10 "loader: changed type needs a restart, in the server's words" \
+    logged loader "changed settings need a restart daemon=datapipe-loader settings=types.page_view"
 eq "the running declaration stays" '400 {"status_code":400,"status_message":"referrer: unknown field"}' \
     "$(post /v1/events/page_view '{"user_id": "u", "url": "http://a.b/", "viewed_at": 1, "referrer": "http://c.d/"}')"
 

@@ -1,0 +1,508 @@
+/*
+ * replay.c - datapipe-loader --replay-dead-letters and --dead-letters: dead letters that
+ * validate with today's registry move into their tables in the transaction that deletes
+ * them from dead_letter, a chunk of rows per transaction, so a replay killed anywhere has
+ * moved each row once or not at all. Rows still invalid stay, with the new error and one
+ * more replay counted. Never touches the queue.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "etc/log.h"
+#include "loader/internal.h"
+
+#define RPL_CHUNK_MAX 1000              /* rows per transaction, at most */
+#define RPL_SEQS_MAX (RPL_CHUNK_MAX * 21 + 3) /* "{n,n,...}" text of a chunk's seqs */
+
+/* One dead letter of the chunk. Its bytes and COPY row live in the replay's buffers. */
+struct rpl_row {
+    int64_t seq;                        /* dead_letter.seq */
+    const struct ev_type *type;         /* NULL: not in the registry */
+    char type_name[QUEUE_TYPE_MAX + 1];
+    size_t raw_off;                     /* into rpl.raw */
+    size_t raw_len;
+    size_t row_off;                     /* the COPY row, into rpl.rows */
+    size_t row_len;
+    int64_t received_us;
+    uint8_t uuid[16];
+    bool new_id;                        /* no event_id stored: uuid is a fresh UUIDv7 */
+    char source[QUEUE_SOURCE_MAX + 1];  /* the API key's name it came with; "": none */
+    bool ok;                            /* validates and encodes: goes into its table */
+    char error[LDR_ERR_MAX + 32];       /* why not, when !ok */
+};
+
+struct rpl {
+    struct ldr_pg *pg;
+    const struct dp_cli *cli;
+    size_t chunk;                       /* rows per transaction */
+    bool dl_keys;                       /* dead_letter has idempotency_key */
+    bool *table_keys;                   /* per registry type: its table has idempotency_key */
+    struct rpl_row *rows;
+    size_t n;
+    struct ev_buf raw;
+    struct ev_buf rows_buf;             /* COPY text rows, one per ok row */
+    struct ev_buf copy;                 /* one try's COPY text */
+    int64_t after;                      /* the chunk starts after this seq */
+    uint64_t replayed;
+    uint64_t invalid;
+};
+
+static int
+hex_val(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    return -1;
+}
+
+/* ldr_pg_rows callback of the fetch: seq, type, hex raw, received_us, event_id, source. */
+static int
+rpl_fetch_one(void *arg, int ncols, const char *const *vals)
+{
+    struct rpl *p = arg;
+    struct rpl_row *r = &p->rows[p->n];
+    size_t hex_len;
+    int rc;
+
+    if (ncols < 6 || vals[0] == NULL || vals[2] == NULL || strlen(vals[2]) % 2 != 0) {
+        return DP_ERR_IO;
+    }
+    hex_len = strlen(vals[2]);
+    memset(r, 0, sizeof(*r));
+    r->seq = strtoll(vals[0], NULL, 10);
+    snprintf(r->type_name, sizeof(r->type_name), "%s", vals[1] != NULL ? vals[1] : "");
+    r->type = ev_lookup(r->type_name, strlen(r->type_name));
+    r->raw_off = p->raw.len;
+    r->raw_len = hex_len / 2;
+    rc = ev_buf_reserve(&p->raw, r->raw_len);
+    for (size_t i = 0; rc == 0 && i < r->raw_len; i++) {
+        int hi = hex_val(vals[2][2 * i]);
+        int lo = hex_val(vals[2][2 * i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return DP_ERR_IO;
+        }
+        p->raw.data[p->raw.len++] = (char)(hi * 16 + lo);
+    }
+    r->received_us = vals[3] != NULL ? strtoll(vals[3], NULL, 10) : dp_now_us();
+    if (vals[4] == NULL || ev_uuid_parse(vals[4], r->uuid) != 0) {
+        ev_uuid7(r->uuid);
+        r->new_id = true;
+    }
+    snprintf(r->source, sizeof(r->source), "%s", vals[5] != NULL ? vals[5] : "");
+    p->after = r->seq;
+    p->n++;
+    return rc;
+}
+
+/* Validate r with today's registry and encode its COPY row; sets r->ok or r->error. */
+static int
+rpl_check(struct rpl *p, struct rpl_row *r)
+{
+    struct ev_batch b = {0};
+    struct ev_stored st = {
+        .json = p->raw.data + r->raw_off,
+        .json_len = r->raw_len,
+        .received_us = r->received_us,
+        .now_us = dp_now_us(),
+        .source = r->source[0] != '\0' ? r->source : NULL,
+        .source_len = strlen(r->source),
+    };
+    char err[EV_ERR_MAX] = "";
+    int rc = 0;
+
+    r->ok = false;
+    if (r->type == NULL) {
+        snprintf(r->error, sizeof(r->error), "unknown event type");
+        return 0;
+    }
+    rc = ev_parse_body(st.json, st.json_len, r->type, &b);
+    if (rc == DP_ERR_NOMEM) {
+        goto out;
+    }
+    if (rc != 0 || b.n != 1) {
+        snprintf(r->error, sizeof(r->error), "not one JSON event");
+        rc = 0;
+        goto out;
+    }
+    if (b.items[0].error != NULL) {
+        snprintf(r->error, sizeof(r->error), "%s", b.items[0].error);
+        goto out;
+    }
+    /* IDEMPOTENCY: the key is set on the loaded row afterwards (rpl_keys), from dead_letter. */
+    memcpy(st.uuid, r->uuid, sizeof(st.uuid));
+    r->row_off = p->rows_buf.len;
+    rc = ev_encode(r->type, &st, &p->rows_buf, err);
+    if (rc == DP_ERR_INVALID) {
+        p->rows_buf.len = r->row_off;
+        snprintf(r->error, sizeof(r->error), "%s", err);
+        rc = 0;
+        goto out;
+    }
+    if (rc == 0) {
+        r->row_len = p->rows_buf.len - r->row_off;
+        r->ok = true;
+    }
+out:
+    ev_batch_free(&b);
+    return rc;
+}
+
+/* "{s1,s2,...}": the seqs of rows[idx[0..n-1]], as a bigint[] parameter. */
+static void
+rpl_seqs(const struct rpl *p, const size_t *idx, size_t n, char *out, size_t len)
+{
+    size_t used = (size_t)snprintf(out, len, "{");
+
+    for (size_t i = 0; i < n && used < len; i++) {
+        used += (size_t)snprintf(out + used, len - used, "%s%" PRId64, i > 0 ? "," : "",
+                                 p->rows[idx[i]].seq);
+    }
+    if (used < len) {
+        snprintf(out + used, len - used, "}");
+    }
+}
+
+/*
+ * Keyed events keep their key: when dead_letter and the type's table both have the
+ * idempotency_key column, the loaded rows get the key their dead letter holds.
+ */
+static int
+rpl_keys(struct rpl *p, const struct ev_type *t, size_t ti, const char *seqs)
+{
+    const char *params[] = {seqs};
+    char sql[512];
+
+    if (!p->dl_keys || !p->table_keys[ti]) {
+        return 0;
+    }
+    snprintf(sql, sizeof(sql),
+             "UPDATE %s t SET idempotency_key = d.idempotency_key FROM dead_letter d "
+             "WHERE d.seq = ANY($1::bigint[]) AND d.idempotency_key IS NOT NULL "
+             "AND t.id = d.event_id",
+             t->table);
+    return ldr_pg_exec_params(p->pg, sql, 1, params);
+}
+
+/*
+ * One try at loading rows[idx[0..n-1]] of type t under a savepoint. Returns 0,
+ * DP_ERR_DATA (PostgreSQL refused them: rolled back to the savepoint), DP_ERR_RETRY.
+ */
+static int
+rpl_try(struct rpl *p, const struct ev_type *t, size_t ti, const size_t *idx, size_t n)
+{
+    static char seqs[RPL_SEQS_MAX];
+    char target[128];
+    bool upsert = t->load == EV_LOAD_UPSERT;
+    int rc;
+
+    p->copy.len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct rpl_row *r = &p->rows[idx[i]];
+
+        if (ev_buf_put(&p->copy, p->rows_buf.data + r->row_off, r->row_len) != 0) {
+            return DP_ERR_NOMEM;
+        }
+    }
+    rpl_seqs(p, idx, n, seqs, sizeof(seqs));
+    snprintf(target, sizeof(target), "%s%s", t->table, upsert ? "_stage" : "");
+    rc = ldr_pg_exec(p->pg, "SAVEPOINT rpl");
+    if (rc == 0 && upsert && t->stage_ddl != NULL) {
+        rc = ldr_pg_exec(p->pg, t->stage_ddl);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_copy(p->pg, target, t->copy_columns, p->copy.data, p->copy.len);
+    }
+    if (rc == 0 && upsert) {
+        rc = ldr_pg_exec(p->pg, t->upsert_sql);
+    }
+    if (rc == 0) {
+        rc = rpl_keys(p, t, ti, seqs);
+    }
+    if (rc == 0) {
+        return ldr_pg_exec(p->pg, "RELEASE SAVEPOINT rpl") == 0 ? 0 : DP_ERR_RETRY;
+    }
+    if (rc == DP_ERR_DATA &&
+        ldr_pg_exec(p->pg, "ROLLBACK TO SAVEPOINT rpl; RELEASE SAVEPOINT rpl") != 0) {
+        rc = DP_ERR_RETRY;
+    }
+    return rc;
+}
+
+/* Load the chunk's ok rows of type t; one by one when PostgreSQL refuses them together. */
+static int
+rpl_load_type(struct rpl *p, size_t ti, size_t *idx)
+{
+    const struct ev_type *t = ev_registry[ti];
+    size_t n = 0;
+    int rc;
+
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->rows[i].ok && p->rows[i].type == t) {
+            idx[n++] = i;
+        }
+    }
+    if (n == 0) {
+        return 0;
+    }
+    rc = rpl_try(p, t, ti, idx, n);
+    if (rc != DP_ERR_DATA) {
+        return rc;
+    }
+    rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct rpl_row *r = &p->rows[idx[i]];
+
+        rc = n > 1 ? rpl_try(p, t, ti, &idx[i], 1) : DP_ERR_DATA;
+        if (rc == DP_ERR_DATA) {
+            r->ok = false;
+            snprintf(r->error, sizeof(r->error), "%s (SQLSTATE %s)", ldr_pg_error(p->pg),
+                     ldr_pg_sqlstate(p->pg));
+            rc = 0;
+        }
+    }
+    return rc;
+}
+
+/* The chunk's bookkeeping in dead_letter: delete the moved rows, update the others. */
+static int
+rpl_settle(struct rpl *p, size_t *idx)
+{
+    static char seqs[RPL_SEQS_MAX];
+    char seq_s[24];
+    char id[EV_UUID_TEXT];
+    const char *params[] = {seq_s, NULL, id};
+    const char *del[] = {seqs};
+    size_t n = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < p->n; i++) {
+        struct rpl_row *r = &p->rows[i];
+
+        if (r->ok) {
+            idx[n++] = i;
+            continue;
+        }
+        snprintf(seq_s, sizeof(seq_s), "%" PRId64, r->seq);
+        params[1] = r->error;
+        ev_uuid_format(r->uuid, id);
+        rc = ldr_pg_exec_params(p->pg,
+                                "UPDATE dead_letter SET error = $2, replays = replays + 1, "
+                                "replayed_at = now(), event_id = coalesce(event_id, $3::uuid) "
+                                "WHERE seq = $1::bigint",
+                                3, params);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    if (n > 0) {
+        rpl_seqs(p, idx, n, seqs, sizeof(seqs));
+        rc = ldr_pg_exec_params(p->pg, "DELETE FROM dead_letter WHERE seq = ANY($1::bigint[])",
+                                1, del);
+    }
+    return rc;
+}
+
+/* Rows of old dead letters get the id they will keep; the key update joins on it. */
+static int
+rpl_store_new_ids(struct rpl *p)
+{
+    char seq_s[24];
+    char id[EV_UUID_TEXT];
+    const char *params[] = {seq_s, id};
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        if (p->rows[i].new_id) {
+            snprintf(seq_s, sizeof(seq_s), "%" PRId64, p->rows[i].seq);
+            ev_uuid_format(p->rows[i].uuid, id);
+            rc = ldr_pg_exec_params(p->pg, "UPDATE dead_letter SET event_id = $2::uuid "
+                                           "WHERE seq = $1::bigint", 2, params);
+        }
+    }
+    return rc;
+}
+
+/*
+ * One transaction: take the next chunk of dead letters (locked), check and load them,
+ * settle dead_letter, COMMIT (ROLLBACK with --dry-run). Sets *done when none was left.
+ */
+static int
+rpl_chunk(struct rpl *p, size_t *idx, bool *done)
+{
+    char after_s[24];
+    char limit_s[24];
+    const char *params[] = {after_s, p->cli->only_type != NULL ? p->cli->only_type : "",
+                            p->cli->only_stage != NULL ? p->cli->only_stage : "", limit_s};
+    int rc;
+
+    p->n = 0;
+    p->raw.len = 0;
+    p->rows_buf.len = 0;
+    snprintf(after_s, sizeof(after_s), "%" PRId64, p->after);
+    snprintf(limit_s, sizeof(limit_s), "%zu", p->chunk);
+    rc = ldr_pg_exec(p->pg, "BEGIN");
+    if (rc == 0) {
+        rc = ldr_pg_rows(p->pg,
+                         "SELECT seq, event_type, encode(raw, 'hex'), "
+                         "(extract(epoch FROM received_at) * 1000000)::bigint, event_id, source "
+                         "FROM dead_letter WHERE seq > $1::bigint "
+                         "AND ($2 = '' OR event_type = $2) AND ($3 = '' OR stage = $3) "
+                         "ORDER BY seq LIMIT $4::bigint FOR UPDATE SKIP LOCKED",
+                         4, params, rpl_fetch_one, p);
+    }
+    *done = rc == 0 && p->n == 0;
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        rc = rpl_check(p, &p->rows[i]);
+    }
+    if (rc == 0) {
+        rc = rpl_store_new_ids(p);
+    }
+    for (size_t ti = 0; rc == 0 && ti < ev_registry_len; ti++) {
+        rc = rpl_load_type(p, ti, idx);
+    }
+    if (rc == 0) {
+        rc = rpl_settle(p, idx);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(p->pg, p->cli->dry_run ? "ROLLBACK" : "COMMIT");
+    }
+    if (rc != 0) {
+        ldr_pg_exec(p->pg, "ROLLBACK");
+        return rc;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->rows[i].ok) {
+            p->replayed++;
+        } else {
+            p->invalid++;
+            dp_info("dead letter still invalid", "seq=%" PRId64 " type=%s error=%s",
+                    p->rows[i].seq, p->rows[i].type_name, p->rows[i].error);
+        }
+    }
+    return 0;
+}
+
+/* ldr_pg_rows callback: note which tables have an idempotency_key column. */
+static int
+rpl_key_table(void *arg, int ncols, const char *const *vals)
+{
+    struct rpl *p = arg;
+
+    if (ncols < 1 || vals[0] == NULL) {
+        return 0;
+    }
+    if (strcmp(vals[0], "dead_letter") == 0) {
+        p->dl_keys = true;
+    }
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        if (strcmp(vals[0], ev_registry[i]->table) == 0) {
+            p->table_keys[i] = true;
+        }
+    }
+    return 0;
+}
+
+/* ldr_pg_rows callback of --dead-letters: one line per (type, stage, error). */
+static int
+rpl_list_one(void *arg, int ncols, const char *const *vals)
+{
+    (void)arg;
+    if (ncols >= 5) {
+        printf("%-16s %-6s %8s %8s  %s\n", vals[0] != NULL ? vals[0] : "-", vals[1], vals[2],
+               vals[3], vals[4]);
+    }
+    return 0;
+}
+
+static int
+rpl_list(struct rpl *p)
+{
+    const char *params[] = {p->cli->only_type != NULL ? p->cli->only_type : "",
+                            p->cli->only_stage != NULL ? p->cli->only_stage : ""};
+
+    printf("%-16s %-6s %8s %8s  %s\n", "TYPE", "STAGE", "COUNT", "REPLAYS", "ERROR");
+    return ldr_pg_rows(p->pg,
+                       "SELECT event_type, stage, count(*), sum(replays), left(error, 200) "
+                       "FROM dead_letter WHERE ($1 = '' OR event_type = $1) "
+                       "AND ($2 = '' OR stage = $2) "
+                       "GROUP BY event_type, stage, left(error, 200) "
+                       "ORDER BY count(*) DESC, event_type, stage",
+                       2, params, rpl_list_one, p);
+}
+
+static int
+rpl_replay(struct rpl *p)
+{
+    static const char key_sql[] =
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = "
+        "current_schema() AND column_name = 'idempotency_key'";
+    size_t *idx = NULL;
+    bool done = false;
+    int rc;
+
+    p->rows = calloc(p->chunk, sizeof(*p->rows));
+    idx = calloc(p->chunk, sizeof(*idx));
+    p->table_keys = calloc(ev_registry_len, sizeof(*p->table_keys));
+    if (p->rows == NULL || idx == NULL || p->table_keys == NULL) {
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    rc = ldr_pg_rows(p->pg, key_sql, 0, NULL, rpl_key_table, p);
+    while (rc == 0 && !done) {
+        rc = rpl_chunk(p, idx, &done);
+    }
+    if (rc == 0) {
+        printf("%s: replayed=%" PRIu64 " still_invalid=%" PRIu64 "\n",
+               p->cli->dry_run ? "dry run, nothing changed" : "replay done", p->replayed,
+               p->invalid);
+    }
+out:
+    free(idx);
+    return rc;
+}
+
+int
+ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg)
+{
+    struct rpl p;
+    char err[LDR_ERR_MAX] = "";
+    char lock_id[320];
+    int rc;
+
+    memset(&p, 0, sizeof(p));
+    p.cli = cli;
+    p.chunk = cfg->loader_batch_rows > 0 && cfg->loader_batch_rows < RPL_CHUNK_MAX
+                  ? (size_t)cfg->loader_batch_rows : RPL_CHUNK_MAX;
+    /* Its own advisory lock key: a loader starting meanwhile must not fence this session. */
+    snprintf(lock_id, sizeof(lock_id), "%s/replay", cfg->queue_id);
+    /* No instance id: replay moves rows between tables and never touches a queue. */
+    rc = ldr_pg_connect(&p.pg, cfg->database_conninfo, cfg->database_schema, lock_id, "", err,
+                        sizeof(err));
+    if (rc == 0) {
+        rc = ldr_pg_ensure_schema(p.pg, cfg->database_schema);
+    }
+    if (rc == 0) {
+        rc = cli->dead_letters ? rpl_list(&p) : rpl_replay(&p);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "datapipe-loader: %s failed: %s\n",
+                cli->dead_letters ? "--dead-letters" : "--replay-dead-letters",
+                err[0] != '\0' ? err : p.pg != NULL && ldr_pg_error(p.pg)[0] != '\0'
+                                           ? ldr_pg_error(p.pg) : dp_strerror(rc));
+    }
+    ldr_pg_close(p.pg);
+    free(p.rows);
+    free(p.table_keys);
+    ev_buf_free(&p.raw);
+    ev_buf_free(&p.rows_buf);
+    ev_buf_free(&p.copy);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,324 @@
+/*
+ * tap.c - GET /v1/tap: accepted events as NDJSON over a chunked answer, as they are
+ * acknowledged. The ingest path copies a line into each open tap's ring under that tap's
+ * mutex and never waits for a client: what does not fit is counted and reported in the
+ * stream as {"dropped": N}. With no tap open, publishing is one atomic load.
+ */
+#include "server/srv.h"
+#include "etc/err.h"
+#include "etc/log.h"
+
+#include <civetweb.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TAP_SEND_BYTES (64u << 10) /* taken out of the ring per chunk sent */
+#define TAP_IDLE_S 15              /* a newline after this long without a line */
+#define TAP_LIMIT_MAX 1000000000ULL
+
+void
+srv_tap_init(struct srv *s)
+{
+    pthread_condattr_t attr;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    for (int i = 0; i < SRV_TAP_MAX; i++) {
+        pthread_mutex_init(&s->taps[i].mu, NULL);
+        pthread_cond_init(&s->taps[i].cv, &attr);
+    }
+    pthread_condattr_destroy(&attr);
+}
+
+void
+srv_tap_stop(struct srv *s)
+{
+    atomic_store(&s->stopping, true);
+    for (int i = 0; i < SRV_TAP_MAX; i++) {
+        pthread_mutex_lock(&s->taps[i].mu);
+        pthread_cond_broadcast(&s->taps[i].cv);
+        pthread_mutex_unlock(&s->taps[i].mu);
+    }
+}
+
+/* Copy n bytes into t's ring at its end (the caller checked the room). */
+static void
+ring_put(struct srv_tap *t, const char *p, size_t n)
+{
+    size_t end = (t->start + t->len) % SRV_TAP_RING_BYTES;
+    size_t first = n < SRV_TAP_RING_BYTES - end ? n : SRV_TAP_RING_BYTES - end;
+
+    memcpy(t->ring + end, p, first);
+    memcpy(t->ring, p + first, n - first);
+    t->len += n;
+}
+
+/* Take up to n bytes from the front of t's ring into out; returns how many. */
+static size_t
+ring_take(struct srv_tap *t, char *out, size_t n)
+{
+    size_t take = n < t->len ? n : t->len;
+    size_t first = take < SRV_TAP_RING_BYTES - t->start ? take : SRV_TAP_RING_BYTES - t->start;
+
+    memcpy(out, t->ring + t->start, first);
+    memcpy(out + first, t->ring, take - first);
+    t->start = (t->start + take) % SRV_TAP_RING_BYTES;
+    t->len -= take;
+    return take;
+}
+
+/*
+ * The event's line: {"id", "type", "received_at", "source" (the API key's name, when it
+ * came with one; names need no escaping), "event": <its bytes>}. The bytes are
+ * valid JSON (they were accepted), so a line break in them is whitespace between tokens
+ * (JSON strings cannot hold one raw): it becomes a space and the line stays one line.
+ */
+static int
+tap_line(const struct queue_event *ev, struct ev_buf *b)
+{
+    char id[EV_UUID_TEXT];
+    char when[DP_TIME_TEXT_MAX];
+    char head[384];
+    size_t at;
+    int n;
+
+    ev_uuid_format(ev->uuid, id);
+    dp_time_text(ev->received_us, when);
+    n = snprintf(head, sizeof(head),
+                 "{\"id\":\"%s\",\"type\":\"%.*s\",\"received_at\":\"%s\",%s%.*s%s\"event\":", id,
+                 (int)ev->type_len, ev->type, when, ev->source_len > 0 ? "\"source\":\"" : "",
+                 (int)ev->source_len, ev->source_len > 0 ? ev->source : "",
+                 ev->source_len > 0 ? "\"," : "");
+    b->len = 0;
+    if (n < 0 || (size_t)n >= sizeof(head) || ev_buf_put(b, head, (size_t)n) != 0) {
+        return DP_ERR_NOMEM;
+    }
+    at = b->len;
+    if (ev_buf_put(b, ev->json, ev->json_len) != 0 || ev_buf_put(b, "}\n", 2) != 0) {
+        return DP_ERR_NOMEM;
+    }
+    for (size_t i = at; i < at + ev->json_len; i++) {
+        if (b->data[i] == '\n' || b->data[i] == '\r') {
+            b->data[i] = ' ';
+        }
+    }
+    return 0;
+}
+
+/* Offer one event's line to tap t (locked by the caller). */
+static void
+tap_offer(struct srv_tap *t, const struct queue_event *ev, const struct ev_buf *line)
+{
+    if (t->type[0] != '\0' &&
+        (strlen(t->type) != ev->type_len || memcmp(t->type, ev->type, ev->type_len) != 0)) {
+        return;
+    }
+    if (t->limit != 0 && t->offered >= t->limit) {
+        return;
+    }
+    t->offered++;
+    if (SRV_TAP_RING_BYTES - t->len < line->len) {
+        t->dropped++;
+        return;
+    }
+    ring_put(t, line->data, line->len);
+    pthread_cond_signal(&t->cv);
+}
+
+void
+srv_tap_publish_slow(struct srv *s, const struct queue_event *evs, size_t n)
+{
+    struct ev_buf line = {0};
+
+    for (size_t i = 0; i < n; i++) {
+        /* Only events this request appended: a repeat or a conflict of a key is not new. */
+        if ((evs[i].flags & QUEUE_F_REJECTED) != 0 || evs[i].dedup != QUEUE_DEDUP_NEW ||
+            tap_line(&evs[i], &line) != 0) {
+            continue;
+        }
+        for (int k = 0; k < SRV_TAP_MAX; k++) {
+            struct srv_tap *t = &s->taps[k];
+
+            pthread_mutex_lock(&t->mu);
+            if (t->used) {
+                tap_offer(t, &evs[i], &line);
+            }
+            pthread_mutex_unlock(&t->mu);
+        }
+    }
+    ev_buf_free(&line);
+}
+
+/* Read ?type= and ?limit=; fills r (400, 404) and returns false when they are wrong. */
+static bool
+tap_params(struct mg_connection *c, char *type, size_t type_len, uint64_t *limit,
+           struct srv_reply *r)
+{
+    const char *qs = mg_get_request_info(c)->query_string;
+    char num[32];
+    char *end = NULL;
+    int n;
+
+    type[0] = '\0';
+    *limit = 0;
+    if (qs == NULL) {
+        return true;
+    }
+    n = mg_get_var(qs, strlen(qs), "type", type, type_len);
+    if (n == -2 || (n >= 0 && ev_lookup(type, strlen(type)) == NULL)) {
+        srv_reply_json(r, 404, "type: unknown event type");
+        return false;
+    }
+    n = mg_get_var(qs, strlen(qs), "limit", num, sizeof(num));
+    if (n == -1) {
+        return true;
+    }
+    errno = 0;
+    *limit = n > 0 ? strtoull(num, &end, 10) : 0;
+    if (n <= 0 || num[0] == '-' || *end != '\0' || errno != 0 || *limit == 0 ||
+        *limit > TAP_LIMIT_MAX) {
+        srv_reply_json(r, 400, "limit: expected an integer from 1 to 1000000000");
+        return false;
+    }
+    return true;
+}
+
+/* Claim a free slot for a tap of type (""), with limit and a ring; NULL when all are taken. */
+static struct srv_tap *
+tap_claim(struct srv *s, const char *type, uint64_t limit, char *ring)
+{
+    for (int i = 0; i < SRV_TAP_MAX; i++) {
+        struct srv_tap *t = &s->taps[i];
+
+        pthread_mutex_lock(&t->mu);
+        if (!t->used) {
+            t->used = true;
+            snprintf(t->type, sizeof(t->type), "%s", type);
+            t->limit = limit;
+            t->offered = t->dropped = 0;
+            t->ring = ring;
+            t->start = t->len = 0;
+            atomic_fetch_add(&s->taps_open, 1);
+            pthread_mutex_unlock(&t->mu);
+            return t;
+        }
+        pthread_mutex_unlock(&t->mu);
+    }
+    return NULL;
+}
+
+static void
+tap_release(struct srv *s, struct srv_tap *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->used = false;
+    t->ring = NULL;
+    t->len = 0;
+    atomic_fetch_sub(&s->taps_open, 1);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/*
+ * Wait for lines (or the end), then take what is waiting into out: *dropped receives the
+ * drops to report once the ring is empty, *done whether the tap has nothing more to send.
+ */
+static size_t
+tap_wait_take(struct srv *s, struct srv_tap *t, char *out, uint64_t *dropped, bool *done)
+{
+    struct timespec until;
+    size_t n;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += TAP_IDLE_S;
+    pthread_mutex_lock(&t->mu);
+    while (t->len == 0 && t->dropped == 0 && !atomic_load(&s->stopping) &&
+           !(t->limit != 0 && t->offered >= t->limit)) {
+        if (pthread_cond_timedwait(&t->cv, &t->mu, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    n = ring_take(t, out, TAP_SEND_BYTES);
+    *dropped = 0;
+    if (t->len == 0) {
+        *dropped = t->dropped;
+        t->dropped = 0;
+    }
+    *done = t->len == 0 && (atomic_load(&s->stopping) || (t->limit != 0 && t->offered >= t->limit));
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* Send the tap's lines until its limit, the server's stop, or a write that fails. */
+static void
+tap_stream(struct srv *s, struct mg_connection *c, struct srv_tap *t, char *out)
+{
+    char note[64];
+    uint64_t dropped;
+    bool done = false;
+
+    while (!done) {
+        size_t n = tap_wait_take(s, t, out, &dropped, &done);
+        int w;
+
+        if (n == 0 && dropped == 0 && !done) {
+            /* Idle: a blank line (NDJSON readers skip it) finds a client that is gone. */
+            n = 1;
+            out[0] = '\n';
+        }
+        if (n > 0 && mg_send_chunk(c, out, (unsigned)n) < 0) {
+            return;
+        }
+        if (dropped > 0) {
+            w = snprintf(note, sizeof(note), "{\"dropped\":%llu}\n", (unsigned long long)dropped);
+            if (mg_send_chunk(c, note, (unsigned)w) < 0) {
+                return;
+            }
+        }
+    }
+    mg_send_chunk(c, "", 0);
+}
+
+void
+srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+            struct srv_reply *r)
+{
+    char type[QUEUE_TYPE_MAX + 1];
+    char *ring = NULL;
+    char *out = NULL;
+    struct srv_tap *t = NULL;
+    uint64_t limit;
+
+    (void)m;
+    if (!tap_params(c, type, sizeof(type), &limit, r)) {
+        return;
+    }
+    ring = malloc(SRV_TAP_RING_BYTES);
+    out = malloc(TAP_SEND_BYTES);
+    if (ring == NULL || out == NULL) {
+        srv_reply_json(r, 500, "out of memory");
+        goto out;
+    }
+    t = tap_claim(s, type, limit, ring);
+    if (t == NULL) {
+        srv_reply_json(r, 429, "too many taps open: at most 4 at once; retry later");
+        srv_reply_header(r, "Retry-After", "5");
+        goto out;
+    }
+    dp_info("tap opened", "type=%s limit=%llu remote=%s", type[0] != '\0' ? type : "*",
+            (unsigned long long)limit, mg_get_request_info(c)->remote_addr);
+    r->status = 200;
+    r->streamed = true;
+    mg_disable_connection_keep_alive(c);
+    mg_printf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                 "Transfer-Encoding: chunked\r\nCache-Control: no-store\r\n"
+                 "X-Accel-Buffering: no\r\nConnection: close\r\n%s\r\n", r->headers);
+    tap_stream(s, c, t, out);
+    tap_release(s, t);
+    dp_info("tap closed", "type=%s", type[0] != '\0' ? type : "*");
+out:
+    free(ring);
+    free(out);
+}
