@@ -156,13 +156,14 @@ bench: all $(TEST_PROGS)
 # fuzz_http (whole HTTP requests through the real civetweb server and the request handler).
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' -g -O1 -I. $(PKG_CFLAGS) \
 	-fsanitize=fuzzer,address,undefined
-fuzz: | deps
+fuzz: $(BUILD)/gen/status_html.c | deps
 	$(MAKE) deps EXTRA_DEB_PACKAGES="clang libclang-rt-dev"
 	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-http
-	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_events tests/fuzz_events.c \
-		$(filter-out etc/config.c etc/cli.c,$(LIB_SRC)) $(PKG_LIBS) -lpthread -lm
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_events tests/fuzz_events.c $(LIB_SRC) \
+		$(PKG_LIBS) -lpthread -lm
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz_http.c $(LIB_SRC) \
-		$(filter-out server/main.c,$(SERVER_SRC)) $(PKG_LIBS) $(CIVETWEB_LIBS) -lpthread -lm
+		$(filter-out server/main.c,$(SERVER_SRC)) $(BUILD)/gen/status_html.c $(PKG_LIBS) \
+		$(CIVETWEB_LIBS) -lpthread -lm
 	$(BUILD)/fuzz/fuzz_events -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/data/fuzz-seed
 	$(BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \

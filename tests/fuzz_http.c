@@ -6,6 +6,7 @@
  * the server closes. A crash or a sanitizer report in any server thread is a finding.
  */
 #include <arpa/inet.h>
+#include <ftw.h>
 #include <signal.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -47,6 +48,24 @@ free_port(void)
     return port;
 }
 
+/* nftw callback: remove one entry of the temporary directory, children first. */
+static int
+remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* At exit (libFuzzer ends with exit()): the temporary directory and its queue go. */
+static void
+remove_dir(void)
+{
+    nftw(fz_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -63,6 +82,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     if (port < 0 || mkdtemp(fz_dir) == NULL) {
         abort();
     }
+    atexit(remove_dir);
     snprintf(path, sizeof(path), "%s/cfg.json", fz_dir);
     f = fopen(path, "w");
     if (f == NULL) {
