@@ -29,11 +29,11 @@ refused=$(curl -s --data-binary '{"user_id": 666, "timestamp": 1700000000, "mess
 curl -s -o /dev/null --data-binary $'{"user_id": 1, "timestamp": 1, "message": "ok"}\n{"user_id": 2}' \
     "$URL/v1/events/crash_report"
 ok "the loader drains" drain
-sql "INSERT INTO $SCHEMA.dead_letter (queue_id, event_type, stage, error, raw, received_at)
+sql "INSERT INTO $SCHEMA.dead_letter (queue_id, event_type, stage, error, raw, received_at, source)
      VALUES ('older', 'crash_report', 'load', 'old error',
              convert_to('{\"user_id\": 5, \"timestamp\": 5, \"message\": \"old\"}', 'UTF8'),
-             '2020-01-02 03:04:05.678901+00'),
-            ('older', 'nosuch', 'ingest', 'no type', convert_to('{}', 'UTF8'), now())" >/dev/null
+             '2020-01-02 03:04:05.678901+00', 'ci'),
+            ('older', 'nosuch', 'ingest', 'no type', convert_to('{}', 'UTF8'), now(), NULL)" >/dev/null
 eq "four dead letters" 4 "$(dead)"
 before=$(trail "$refused")
 eq "the refused event is a dead letter" dead_letter "$(jq -r .state <<<"$before")"
@@ -65,6 +65,10 @@ eq "the id and received_at are kept" "$(jq -r .received_at <<<"$before")" \
     "$(jq -r .received_at <<<"$after")"
 eq "an old dead letter keeps its received_at" "2020-01-02 03:04:05.678901+00" \
     "$(sql "SELECT received_at FROM $SCHEMA.crash_report WHERE user_id = 5")"
+eq "and its source (the API key's name)" ci \
+    "$(sql "SELECT source FROM $SCHEMA.crash_report WHERE user_id = 5")"
+eq "a dead letter without a source loads none" "" \
+    "$(sql "SELECT source FROM $SCHEMA.crash_report WHERE id = '$refused'")"
 eq "and gets a UUIDv7" 7 "$(sql "SELECT substr(id::text, 15, 1) FROM $SCHEMA.crash_report WHERE user_id = 5")"
 
 eq "the still invalid stay" "replay done: replayed=0 still_invalid=2" "$(loader --replay-dead-letters)"

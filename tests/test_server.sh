@@ -423,7 +423,11 @@ wait_until 20 "HUP: what changed is logged by name" grep -q \
 has_file "HUP: the API keys are among the settings applied, nothing needs a restart" \
     'info configuration reloaded applied=server.api_keys needs_restart=nothing' "$TMP/limits/log"
 eq "a key revoked by SIGHUP → 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: file-key' -d "$SEED" "$URL/")"
-eq "a key added by SIGHUP → 202" 202 "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k-ci' -d "$SEED" "$URL/")"
+r=$(post / "$SEED" -H 'X-API-Key: k-ci')
+has "a key added by SIGHUP → 202" '202 {' "$r"
+id=$(jq -r .id <<<"${r#202 }")
+eq "the trail of a queued event shows its source" ci \
+    "$(curl -s -H 'X-API-Key: k-ci' "$URL/v1/events/$id" | jq -r .source)"
 r=$(curl -s -D - -o "$TMP/out" -H 'X-API-Key: k-slow' -d "$SEED" "$URL/")
 has "a key kept across SIGHUP keeps its bucket: still owing its 99 events → 429" 'HTTP/1.1 429' "$r"
 retry=$(sed -n 's/^Retry-After: \([0-9]*\).*/\1/p' <<<"$r")
