@@ -289,9 +289,10 @@ answer(json_t *responses, int status, const char *what, const struct srv_route *
 
 /* The answers of one operation: the handler's (from the row), then the dispatcher's. */
 static json_t *
-responses(const struct srv_route *rt, bool head)
+responses(const struct srv_route *rt, const char *method)
 {
     json_t *o = json_object();
+    bool head = strcmp(method, "head") == 0;
 
     if (rt->answers == NULL) {
         answer(o, 200, rt->summary, rt, head);
@@ -301,6 +302,10 @@ responses(const struct srv_route *rt, bool head)
     }
     if (rt->needs_key) {
         answer(o, 401, "no or wrong API key (only when keys are configured)", rt, head);
+    }
+    if (rt->needs_key && strcmp(method, "post") == 0) {
+        answer(o, 429, "the API key is over its rate limit (events_per_s): Retry-After says "
+               "when to send again", rt, head);
     }
     if (has_param(rt->path, "{type}")) {
         answer(o, 404, "unknown event type: the answer lists the valid ones", rt, head);
@@ -354,7 +359,7 @@ operation(const struct srv_route *rt, const struct ev_type *t, const char *metho
     if (rt->needs_key) {
         json_object_set_new(op, "security", json_pack("[{s:[]}, {s:[]}]", "bearer", "apiKey"));
     }
-    json_object_set_new(op, "responses", responses(rt, strcmp(method, "head") == 0));
+    json_object_set_new(op, "responses", responses(rt, method));
     return op;
 }
 
