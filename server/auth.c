@@ -74,51 +74,67 @@ keys_limit(const struct srv_keys *k, const char *name)
 }
 
 /*
- * A table of cfg's keys, or NULL when out of memory. A name old has (old may be NULL)
- * keeps old's limit, held once more and not changed here (see keys_apply); a new name gets
- * a full bucket at now_us. Keys of one name would share its limit (the configuration allows
- * one key a name).
+ * Append key, with what the configuration says of it (info), to k, whose arrays have room.
+ * A name k has already shares its limit; a name old has (old may be NULL) keeps old's
+ * limit, held once more and not changed here (see keys_apply); a new name gets a full
+ * bucket at now_us. Returns 0 or DP_ERR_NOMEM (k stays fit for keys_free).
  */
+static int
+keys_add(struct srv_keys *k, const char *key, const struct dp_api_key *info,
+         const struct srv_keys *old, int64_t now_us)
+{
+    struct srv_key *e = &k->keys[k->len];
+
+    e->key = strdup(key);
+    if (e->key == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    k->len++;
+    /* The configuration allows one key a name, so this finds none today. */
+    e->limit = keys_limit(k, info->name);
+    if (e->limit != NULL) {
+        return 0;
+    }
+    e->limit = keys_limit(old, info->name);
+    if (e->limit != NULL) {
+        srv_limit_hold(e->limit);
+    } else {
+        e->limit = srv_limit_new(info->name, info->events_per_s, info->burst, now_us);
+    }
+    if (e->limit == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    k->limits[k->n_limits++] = e->limit;
+    return 0;
+}
+
+/* A table of cfg's keys and their names' limits (see keys_add), or NULL when out of memory. */
 static struct srv_keys *
 keys_build(const struct dp_config *cfg, const struct srv_keys *old, int64_t now_us)
 {
     size_t n = cfg->server_api_keys_len;
     struct srv_keys *k = calloc(1, sizeof(*k));
+    int rc = DP_ERR_NOMEM;
 
     if (k == NULL) {
-        return NULL;
+        goto out;
     }
     k->keys = calloc(n > 0 ? n : 1, sizeof(*k->keys));
     k->limits = calloc(n > 0 ? n : 1, sizeof(*k->limits));
     if (k->keys == NULL || k->limits == NULL) {
-        keys_free(k);
-        return NULL;
+        goto out;
     }
-    for (; k->len < n; k->len++) {
-        const struct dp_api_key *info = &cfg->server_api_key_info[k->len];
-        struct srv_key *e = &k->keys[k->len];
-
-        e->key = strdup(cfg->server_api_keys[k->len]);
-        if (e->key == NULL) {
-            keys_free(k);
-            return NULL;
+    for (size_t i = 0; i < n; i++) {
+        rc = keys_add(k, cfg->server_api_keys[i], &cfg->server_api_key_info[i], old, now_us);
+        if (rc != 0) {
+            goto out;
         }
-        e->limit = keys_limit(k, info->name);
-        if (e->limit != NULL) {
-            continue;
-        }
-        e->limit = keys_limit(old, info->name);
-        if (e->limit != NULL) {
-            srv_limit_hold(e->limit);
-        } else {
-            e->limit = srv_limit_new(info->name, info->events_per_s, info->burst, now_us);
-        }
-        if (e->limit == NULL) {
-            k->len++;
-            keys_free(k);
-            return NULL;
-        }
-        k->limits[k->n_limits++] = e->limit;
+    }
+    rc = 0;
+out:
+    if (rc != 0) {
+        keys_free(k);
+        k = NULL;
     }
     return k;
 }
