@@ -77,8 +77,8 @@ for p in / /v1/events /submit /product/{id} /healthz /readyz /metrics /v1/status
     /v1/openapi.json; do
     eq "the document has $p" true "$(jq --arg p "$p" '.paths | has($p)' "$TMP/doc.json")"
 done
-eq "POST answers as the route table says, with the dispatcher's 401 and 405" \
-    '["202","400","413","415","503","500","401","404","405"]' \
+eq "POST answers as the route table says, with the dispatcher's 401, 429 (a key's rate) and 405" \
+    '["202","400","413","415","503","500","401","429","404","405"]' \
     "$(jq -c '.paths["/v1/events/crash_report"].post.responses | keys_unsorted' "$TMP/doc.json")"
 eq "/metrics answers Prometheus text" '"text/plain; version=0.0.4"' \
     "$(jq -c '.paths["/metrics"].get.responses["200"].content | keys[0]' "$TMP/doc.json")"
