@@ -166,11 +166,12 @@ show() {
         "$(awk '/^ *Socket errors/ {sub(/^ */, "  wrk "); printf "%s", $0}' "$TMP/$RUN.wrk")"
 }
 echo "live tap: the single-event run again: no tap / $STALLED stalled taps / 1 reading tap"
-NONE_SUM=0 STALL_SUM=0 READ_SUM=0
+NONE_SUM=0 STALL_SUM=0 READ_SUM=0 STALL_EACH='' READ_EACH=''
 for r in $(seq 1 "$ROUNDS"); do
     RUN=none$r
     tap_run "$RUN"
     NONE_SUM=$(calc "$NONE_SUM + $RPS")
+    NONE_RPS=$RPS
     show "round $r, no tap:"
 
     pids=()
@@ -184,6 +185,7 @@ for r in $(seq 1 "$ROUNDS"); do
     RUN=stall$r
     tap_run "$RUN"
     STALL_SUM=$(calc "$STALL_SUM + $RPS")
+    STALL_EACH="$STALL_EACH $(printf '%.2f' "$(calc "$RPS / $NONE_RPS")")"
     more=$(printf 'dropped %d = %.2f x %d events x %d taps, %s open after' "$DROPPED" \
         "$(calc "$DROPPED / ($EVENTS * $STALLED + 0.000001)")" "$EVENTS" "$STALLED" \
         "$(metric "$URL" datapipe_taps_open)")
@@ -197,12 +199,14 @@ for r in $(seq 1 "$ROUNDS"); do
     RUN=read$r
     tap_run "$RUN"
     READ_SUM=$(calc "$READ_SUM + $RPS")
+    READ_EACH="$READ_EACH $(printf '%.2f' "$(calc "$RPS / $NONE_RPS")")"
     show "round $r, 1 reading tap:" "dropped $DROPPED of $EVENTS"
     stop_pid "$rpid"
     wait_until 30 "the server closed the reading tap" taps_closed || exit 1
 done
-printf 'ratio %d stalled taps / no tap, same run (sums of %d rounds): %.2f\n' "$STALLED" "$ROUNDS" \
-    "$(calc "$STALL_SUM / $NONE_SUM")"
-printf 'ratio 1 reading tap / no tap, same run (sums of %d rounds):  %.2f\n' "$ROUNDS" \
-    "$(calc "$READ_SUM / $NONE_SUM")"
+# The sums of the rounds, and each round's against its own run without a tap (the noise).
+printf 'ratio %d stalled taps / no tap, same run: %.2f (rounds:%s)\n' "$STALLED" \
+    "$(calc "$STALL_SUM / $NONE_SUM")" "$STALL_EACH"
+printf 'ratio 1 reading tap / no tap, same run:  %.2f (rounds:%s)\n' \
+    "$(calc "$READ_SUM / $NONE_SUM")" "$READ_EACH"
 stop_pid "$SPID"
