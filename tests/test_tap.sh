@@ -2,9 +2,10 @@
 # test_tap.sh - GET /v1/tap over real HTTP: the ?type= filter and ?limit= (the stream ends),
 # lines that name the event and hold its exact bytes, bad parameters, at most 4 taps at
 # once (429) and slots freed when clients go, the API key, and a stalled tap client (curl
-# writing into a pipe nobody reads) while 200 bodies of 1000 events go in at full speed:
-# every post is acknowledged, and the tap reports what it dropped, so that lines plus
-# dropped account for every event exactly.
+# writing into a pipe nobody reads) beside one that reads, while 200 bodies of 1000 events
+# go in at full speed: every post is acknowledged, each tap reports what it dropped, so that
+# lines plus dropped account for every event exactly, /metrics counts the drops and the taps
+# open, and the reader gets well-formed chunks, batches of lines rather than one per line.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
