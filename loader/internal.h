@@ -247,4 +247,28 @@ bool ldr_halted(struct ldr *l);
  */
 int ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *err);
 
+/* ldr_close - close w's connection (NULL-safe); the next ldr_ensure connects again. */
+void ldr_close(struct ldr_worker *w);
+
+/*
+ * ldr_ensure - connect w if it is not, or was idle so long that the server may have
+ * dropped it, and make sure of the schema. Returns 0 or an error with err set (len bytes).
+ */
+int ldr_ensure(struct ldr_worker *w, char *err, size_t len);
+
+/*
+ * ldr_own - check that this queue owns queue.id on w's connection, claiming it when nobody
+ * does (identity.c). Runs before anything reads loader_batches or deletes from the queue (the
+ * batch transactions check again). A queue found not to own it is refused for good: logged,
+ * recorded for /v1/status, ldr_refused true.
+ * Returns 0, DP_ERR_CONFIG (refused), DP_ERR_RETRY (err set), DP_ERR_IO, DP_ERR_NOMEM.
+ */
+int ldr_own(struct ldr_worker *w, char *err, size_t len);
+
+/*
+ * ldr_refuse_pg - a statement on w's connection found that this queue no longer owns
+ * queue.id (an adoption in between): refuse for good. Returns DP_ERR_CONFIG.
+ */
+int ldr_refuse_pg(struct ldr_worker *w);
+
 #endif
