@@ -304,6 +304,13 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
            "Keyed events answered as repeats (nothing appended).");
     text_add(&t, "datapipe_events_duplicates_total %llu\n",
              (unsigned long long)atomic_load(&s->m.duplicates));
+    family(&t, "datapipe_taps_open", "gauge", "Live taps (GET /v1/tap) open now.");
+    text_add(&t, "datapipe_taps_open %d\n", atomic_load(&s->taps_open));
+    family(&t, "datapipe_tap_dropped_total", "counter",
+           "Events live taps dropped for clients that did not keep up (a tap's buffer was "
+           "full), all taps together.");
+    text_add(&t, "datapipe_tap_dropped_total %llu\n",
+             (unsigned long long)atomic_load(&s->m.tap_dropped));
     key_metrics(s, &t);
     family(&t, "datapipe_queue_events", "gauge", "Events in the queue, not loaded yet.");
     text_add(&t, "datapipe_queue_events %llu\n", (unsigned long long)st.events);

@@ -38,7 +38,7 @@ struct mg_context;
  */
 struct srv_tap {
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* signalled when lines arrive, and on stop */
+    pthread_cond_t cv;          /* signalled: a first line, a chunk's worth, the limit, stop */
     bool used;                  /* a client holds this slot */
     char type[QUEUE_TYPE_MAX + 1]; /* only events of this type; "" for all */
     uint64_t limit;             /* end after this many events offered; 0: no end */
@@ -56,6 +56,7 @@ struct srv_metrics {
     atomic_uint_fast64_t rejected[SRV_MAX_TYPES];    /* events, by registry index */
     atomic_uint_fast64_t rejected_untyped;           /* events with no known type */
     atomic_uint_fast64_t duplicates;                 /* keyed repeats answered, not appended */
+    atomic_uint_fast64_t tap_dropped;                /* events taps dropped: rings full */
     atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];       /* request latency histogram */
     atomic_uint_fast64_t lat_sum_us;                 /* the histogram's sum, microseconds */
 };

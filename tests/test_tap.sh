@@ -2,9 +2,10 @@
 # test_tap.sh - GET /v1/tap over real HTTP: the ?type= filter and ?limit= (the stream ends),
 # lines that name the event and hold its exact bytes, bad parameters, at most 4 taps at
 # once (429) and slots freed when clients go, the API key, and a stalled tap client (curl
-# writing into a pipe nobody reads) while 200 bodies of 1000 events go in at full speed:
-# every post is acknowledged, and the tap reports what it dropped, so that lines plus
-# dropped account for every event exactly.
+# writing into a pipe nobody reads) beside one that reads, while 200 bodies of 1000 events
+# go in at full speed: every post is acknowledged, each tap reports what it dropped, so that
+# lines plus dropped account for every event exactly, /metrics counts the drops and the taps
+# open, and the reader gets well-formed chunks, batches of lines rather than one per line.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
@@ -66,6 +67,7 @@ for i in 1 2 3 4; do
     wait_until 20 "tap $i is open" tap_open "open$i"
 done
 eq "a fifth tap: 429" 429 "$(curl -s -o /dev/null -w '%{http_code}' -m 10 "$URL/v1/tap")"
+has "/metrics counts the taps open" 'datapipe_taps_open 4' "$(curl -s "$URL/metrics")"
 for p in "${pids[@]}"; do stop_pid "$p"; done
 # The server finds a client gone at its next write: events (or the idle newline) free the slots.
 fifth_open() { post_both; [ "$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$URL/v1/tap?limit=1")" = 200 ]; }
@@ -82,17 +84,52 @@ rm -f "$DIR/go"
     { while [ ! -e "$DIR/go" ]; do sleep 0.1; done; cat >"$DIR/stall.out"; } ) &
 spid=$!
 T_PIDS+=("$spid")
+# Beside it a tap that reads everything, its chunked framing kept (--raw).
+t0=$(date +%s.%N)
+start_bg "$DIR/reader.err" curl -sN --raw -D "$DIR/reader.h" -o "$DIR/reader.out" \
+    "$URL/v1/tap?type=crash_report&limit=$N"
+rpid=$T_LAST_PID
 wait_until 20 "the stalled tap is open" tap_open stall
+wait_until 20 "the reading tap is open" tap_open reader
 seq 1 200 | xargs -P 4 -I{} curl -s -o /dev/null -w '%{http_code}\n' --data-binary @"$DIR/body.ndjson" \
     "$URL/v1/events/crash_report" >"$DIR/codes"
 eq "ingest completes: 200 bodies acknowledged" 200 "$(grep -c '^202$' "$DIR/codes")"
+wait_until 120 "the reading tap ends after its limit" gone "$rpid"
+t1=$(date +%s.%N)
 touch "$DIR/go"
 wait_until 120 "the stalled tap ends after its limit" gone "$spid"
+# dropped_sum FILE: the {"dropped": N} notes of a tap's output, summed.
+dropped_sum() { grep -a '"dropped"' "$1" | sed 's/[^0-9]//g' | awk '{s += $1} END {print s + 0}'; }
 lines=$(grep -c '"type":"crash_report"' "$DIR/stall.out")
-dropped=$(jq -r 'select(.dropped != null) | .dropped' "$DIR/stall.out" | awk '{s += $1} END {print s + 0}')
+dropped=$(dropped_sum "$DIR/stall.out")
 echo "test_tap.sh: stalled tap: $lines lines, $dropped dropped"
 ok "the stalled tap dropped events ($dropped)" [ "$dropped" -gt 0 ]
 eq "lines + dropped = every event of the type" "$N" "$((lines + dropped))"
+# The reader's output is chunks "SIZE\r\nDATA\r\n" (a tap line holds no CR) ending in "0\r\n\r\n":
+# reader.body gets the data, reader.bad each chunk whose size does not match its data.
+awk -v bad="$DIR/reader.bad" 'function hex(s,   i, v) {
+        for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+        return v
+    }
+    BEGIN {RS = "\r\n"; ORS = ""}
+    NR % 2 == 1 {size = $0; next}
+    {if (hex(size) != length($0)) print NR ": " size "\n" >bad; print}
+    END {if (size != "0") print "no final chunk\n" >bad}' "$DIR/reader.out" >"$DIR/reader.body"
+chunks=$(grep -c . <(awk 'BEGIN {RS = "\r\n"} NR % 2 == 1 && $0 != "0"' "$DIR/reader.out"))
+bytes=$(wc -c <"$DIR/reader.out")
+ok "the reading tap's chunks are well formed" [ ! -s "$DIR/reader.bad" ]
+rlines=$(grep -c '"type":"crash_report"' "$DIR/reader.body")
+rdropped=$(dropped_sum "$DIR/reader.body")
+echo "test_tap.sh: reading tap: $rlines lines, $rdropped dropped, $chunks chunks"
+eq "reading tap: lines + dropped = every event of the type" "$N" "$((rlines + rdropped))"
+# A tap writes once 64 KiB wait, or once its first line has waited 50 ms: so at most 20
+# writes a second of its life (measured above) plus one per 64 KiB, never one per line; a
+# write is a chunk of lines and perhaps a {"dropped": N} chunk.
+most=$(awk -v a="$t0" -v b="$t1" -v n="$bytes" \
+    'BEGIN {printf "%d", 2 * ((b - a) * 20 + n / 65536) + 10}')
+ok "the reading tap got its $rlines lines in $chunks chunks (at most $most)" [ "$chunks" -le "$most" ]
+eq "/metrics counts what the taps dropped" "datapipe_tap_dropped_total $((dropped + rdropped))" \
+    "$(curl -s "$URL/metrics" | grep '^datapipe_tap_dropped_total ')"
 
 # --- the API key --------------------------------------------------------------------------------
 stop_pid "$SPID"
