@@ -1,7 +1,7 @@
 /*
- * buf.c - the growable byte buffer and the PostgreSQL COPY text format:
- * escaping, bytea hex, timestamps, uuids, and rows built column by column.
- * Never writes a value PostgreSQL would read back differently.
+ * buf.c - the growable byte buffer and the PostgreSQL COPY formats: text
+ * (escaping, bytea hex, timestamps, uuids) and binary, rows built column by
+ * column in either. Never writes a value PostgreSQL would read back differently.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -343,6 +343,24 @@ ev_uuid_parse(const char *s, uint8_t out[16])
     return 0;
 }
 
+/*
+ * COPY's binary format (PostgreSQL's "COPY" page, "Binary Format"): a row is a 16-bit
+ * column count, then per column a 32-bit length (-1: NULL) and the value in the type's
+ * binary form, all integers big-endian. Timestamps count microseconds from 2000-01-01 UTC.
+ */
+#define ROW_PG_EPOCH_US INT64_C(946684800000000)
+
+static void
+row_put_be(struct ev_row *r, uint64_t v, size_t n)
+{
+    unsigned char tmp[8];
+
+    for (size_t i = 0; i < n; i++) {
+        tmp[i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    }
+    r->rc = ev_buf_put(r->b, tmp, n);
+}
+
 void
 ev_row_begin(struct ev_row *r, struct ev_buf *b)
 {
@@ -350,25 +368,47 @@ ev_row_begin(struct ev_row *r, struct ev_buf *b)
     r->start = b->len;
     r->cols = 0;
     r->rc = 0;
+    if (b->binary) {
+        row_put_be(r, 0, 2);           /* the column count, set by ev_row_end */
+    }
 }
 
-/* Start the next column: a tab before every column but the first. */
+/* Start the next column: a tab before every column but the first (text format). */
 static bool
 row_next(struct ev_row *r)
 {
     if (r->rc != 0) {
         return false;
     }
-    if (r->cols++ > 0) {
+    if (r->cols++ > 0 && !r->b->binary) {
         r->rc = ev_buf_put(r->b, "\t", 1);
     }
+    return r->rc == 0;
+}
+
+/* Start the next column with its binary length (the binary format). */
+static bool
+row_next_binary(struct ev_row *r, size_t n)
+{
+    if (!row_next(r)) {
+        return false;
+    }
+    if (n > INT32_MAX) {
+        r->rc = DP_ERR_INVALID;
+        return false;
+    }
+    row_put_be(r, n, 4);
     return r->rc == 0;
 }
 
 void
 ev_row_text(struct ev_row *r, const char *s, size_t n)
 {
-    if (row_next(r)) {
+    if (r->b->binary) {
+        if (row_next_binary(r, n)) {
+            r->rc = ev_buf_put(r->b, s, n);
+        }
+    } else if (row_next(r)) {
         r->rc = ev_buf_put_copy_text(r->b, s, n);
     }
 }
@@ -402,7 +442,12 @@ ev_row_cstr(struct ev_row *r, const char *s)
 void
 ev_row_null(struct ev_row *r)
 {
-    if (row_next(r)) {
+    if (!row_next(r)) {
+        return;
+    }
+    if (r->b->binary) {
+        row_put_be(r, UINT32_MAX, 4);  /* length -1 */
+    } else {
         r->rc = ev_buf_put(r->b, "\\N", 2);
     }
 }
@@ -413,7 +458,11 @@ ev_row_i64(struct ev_row *r, int64_t v)
     char tmp[24];
     int n;
 
-    if (row_next(r)) {
+    if (r->b->binary) {
+        if (row_next_binary(r, 8)) {
+            row_put_be(r, (uint64_t)v, 8);
+        }
+    } else if (row_next(r)) {
         n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
         r->rc = ev_buf_put(r->b, tmp, (size_t)n);
     }
@@ -423,8 +472,16 @@ void
 ev_row_f64(struct ev_row *r, double v)
 {
     char tmp[40];
+    uint64_t bits;
     int n;
 
+    if (r->b->binary) {
+        memcpy(&bits, &v, sizeof(bits));
+        if (row_next_binary(r, 8)) {
+            row_put_be(r, bits, 8);
+        }
+        return;
+    }
     /* 17 significant digits read back to the same double in float8. */
     if (row_next(r)) {
         n = snprintf(tmp, sizeof(tmp), "%.17g", v);
@@ -441,7 +498,11 @@ ev_row_f64(struct ev_row *r, double v)
 void
 ev_row_uuid(struct ev_row *r, const uint8_t uuid[16])
 {
-    if (row_next(r)) {
+    if (r->b->binary) {
+        if (row_next_binary(r, 16)) {
+            r->rc = ev_buf_put(r->b, uuid, 16);
+        }
+    } else if (row_next(r)) {
         r->rc = ev_buf_put_uuid(r->b, uuid);
     }
 }
@@ -449,15 +510,33 @@ ev_row_uuid(struct ev_row *r, const uint8_t uuid[16])
 void
 ev_row_time(struct ev_row *r, int64_t us)
 {
-    if (row_next(r)) {
-        r->rc = ev_buf_put_timestamp(r->b, us);
+    if (!r->b->binary) {
+        if (row_next(r)) {
+            r->rc = ev_buf_put_timestamp(r->b, us);
+        }
+        return;
+    }
+    /*
+     * Below PostgreSQL's range the difference would wrap: INT64_MIN + 1 is out of range,
+     * so PostgreSQL refuses the row as it refuses the text of such an instant.
+     */
+    us = us <= INT64_MIN + ROW_PG_EPOCH_US ? INT64_MIN + 1 : us - ROW_PG_EPOCH_US;
+    if (row_next_binary(r, 8)) {
+        row_put_be(r, (uint64_t)us, 8);
     }
 }
 
 int
 ev_row_end(struct ev_row *r)
 {
-    if (r->rc == 0) {
+    if (r->rc == 0 && r->b->binary) {
+        if (r->cols > INT16_MAX) {
+            r->rc = DP_ERR_INVALID;
+        } else {
+            r->b->data[r->start] = (char)(r->cols >> 8);
+            r->b->data[r->start + 1] = (char)(r->cols & 0xff);
+        }
+    } else if (r->rc == 0) {
         r->rc = ev_buf_put(r->b, "\n", 1);
     }
     if (r->rc != 0) {

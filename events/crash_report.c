@@ -61,6 +61,7 @@ const struct ev_type ev_crash_report = {
                     "source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
+    .copy_binary = true,
     .fields = fields,
     .n_fields = sizeof(fields) / sizeof(fields[0]),
     .stage_ddl = NULL,

@@ -64,6 +64,29 @@ declared_has_jsonb(const struct dp_type_decl *d)
     return jsonb;
 }
 
+/*
+ * Whether d's rows may be COPYed in binary: every column is written with its SQL type
+ * (text, bigint, timestamptz, uuid). Numbers (an integer into double precision), booleans,
+ * ip (text into inet) and jsonb columns stay in the text format.
+ */
+static bool
+declared_copy_binary(const struct dp_type_decl *d)
+{
+    for (size_t i = 0; i < d->n_fields; i++) {
+        switch (d->fields[i].type) {
+        case DP_FIELD_STRING:
+        case DP_FIELD_URL:
+        case DP_FIELD_INTEGER:
+        case DP_FIELD_TIMESTAMP:
+        case DP_FIELD_UUID:
+            break;
+        default:
+            return false;
+        }
+    }
+    return !d->keep_unknown;
+}
+
 static const struct declared *
 declared_of(const struct ev_type *t)
 {
@@ -637,6 +660,7 @@ ev_declared_create(const struct dp_type_decl *d, struct ev_type **out)
         .copy_columns = x->copy_columns,
         .load = EV_LOAD_APPEND,
         .keyed = true,
+        .copy_binary = declared_copy_binary(&x->decl),
         .fields = x->info,
         .n_fields = x->decl.n_fields,
         .open = x->decl.keep_unknown,

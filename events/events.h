@@ -30,6 +30,9 @@ struct ev_buf {
     char *data;                 /* malloc'd, owned by the buffer; not NUL-terminated */
     size_t len;                 /* bytes used */
     size_t cap;                 /* bytes allocated */
+    bool binary;                /* rows encoded into it are in COPY's binary format, without
+                                   its header and trailer (only for a type whose copy_binary
+                                   is set); false: COPY text rows */
 };
 
 /* How the loader writes a type's rows. */
@@ -113,6 +116,12 @@ struct ev_type {
      * Every table, keyed or not, has a nullable source text column (the API key's name).
      */
     bool keyed;
+    /*
+     * Whether its encoder writes every column with the SQL type of its table's column (text
+     * into text, an integer into bigint, ...), so that its rows may be written in COPY's
+     * binary format (struct ev_buf's binary), which PostgreSQL reads with less work.
+     */
+    bool copy_binary;
     /*
      * EV_LOAD_UPSERT only. In one transaction: run stage_ddl (creates the
      * temp table "<table>_stage" if missing), COPY the rows into it with

@@ -125,8 +125,9 @@ int ev_member_span(const char *json, size_t len, const char *key, const char **v
                    size_t *v_len);
 
 /*
- * A COPY text row under construction. The first error sticks: later calls do
- * nothing, and ev_row_end() removes the partial row from the buffer.
+ * A COPY row under construction, in the format of its buffer (struct ev_buf's binary: text
+ * or binary). The first error sticks: later calls do nothing, and ev_row_end() removes the
+ * partial row from the buffer.
  */
 struct ev_row {
     struct ev_buf *b;

@@ -204,6 +204,7 @@ batch_groups_sync(struct ldr_batch *b)
 
             g->type = ev_registry[i];
             g->keyed = k == 1;
+            g->rows.binary = g->type->copy_binary;
             snprintf(g->meta_name, sizeof(g->meta_name), "%s%s",
                      QUEUE_META_LOADER_LOADED_PREFIX, ev_registry[i]->name);
             snprintf(g->dup_name, sizeof(g->dup_name), "%s%s",
@@ -638,7 +639,7 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
         return rc;
     }
     rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start,
-                     g->ends[hi - 1] - start);
+                     g->ends[hi - 1] - start, g->rows.binary);
     if (rc == 0 && upsert) {
         rc = ldr_pg_exec(pg, g->type->upsert_sql);
     } else if (rc == 0 && g->keyed) {
@@ -727,7 +728,8 @@ batch_load_dead(struct ldr_batch *b, struct ldr_pg *pg)
 
     rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_dead"));
     if (rc == 0) {
-        rc = ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data, b->dead.len);
+        rc = ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data, b->dead.len,
+                         false);
     }
     if (rc != DP_ERR_DATA) {
         return rc == 0 ? batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_dead")) : rc;
@@ -740,7 +742,7 @@ batch_load_dead(struct ldr_batch *b, struct ldr_pg *pg)
     }
     if (rc == 0) {
         rc = batch_not_data(ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead_ascii.data,
-                                        b->dead_ascii.len));
+                                        b->dead_ascii.len, false));
     }
     if (rc == 0) {
         rc = batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_dead"));

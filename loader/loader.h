@@ -293,9 +293,13 @@ int ldr_schema_ensure(struct ldr_pg *pg);
  */
 int ldr_pg_fence(struct ldr_pg *pg, const char *queue_id);
 
-/* ldr_pg_copy - COPY text rows (len bytes) into table with the column list columns. */
+/*
+ * ldr_pg_copy - COPY rows (len bytes) into table with the column list columns: text rows, or
+ * with binary, rows in COPY's binary format (struct ev_buf's binary), which this sends
+ * between the format's header and trailer.
+ */
 int ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
-                size_t len);
+                size_t len, bool binary);
 
 /*
  * ldr_pg_batch_begin - BEGIN, make every constraint immediate (so a bad row fails at its

@@ -479,15 +479,19 @@ ldr_pg_fence(struct ldr_pg *pg, const char *queue_id)
 
 int
 ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
-            size_t len)
+            size_t len, bool binary)
 {
+    /* The binary format's signature, flags and header extension length; its trailer. */
+    static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+    static const char trailer[2] = "\377\377";
     PGresult *res = NULL;
     char *sql = NULL;
     bool sent = true;
     int rc;
 
     /* A declared type's column list may be long: no fixed buffer. */
-    if (asprintf(&sql, "COPY %s %s FROM STDIN", table, columns) < 0) {
+    if (asprintf(&sql, "COPY %s %s FROM STDIN%s", table, columns,
+                 binary ? " (FORMAT binary)" : "") < 0) {
         return DP_ERR_NOMEM;
     }
     rc = pg_query(pg, sql, 0, NULL, PGRES_COPY_IN, NULL);
@@ -495,9 +499,15 @@ ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const cha
     if (rc != 0) {
         return rc;
     }
+    if (binary) {
+        sent = PQputCopyData(pg->conn, header, (int)sizeof(header)) == 1;
+    }
     for (size_t off = 0; off < len && sent; off += LDR_COPY_CHUNK) {
         size_t n = len - off < LDR_COPY_CHUNK ? len - off : LDR_COPY_CHUNK;
         sent = PQputCopyData(pg->conn, data + off, (int)n) == 1;
+    }
+    if (sent && binary) {
+        sent = PQputCopyData(pg->conn, trailer, (int)sizeof(trailer)) == 1;
     }
     if (sent) {
         sent = PQputCopyEnd(pg->conn, NULL) == 1;

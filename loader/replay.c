@@ -218,7 +218,7 @@ rpl_try(struct rpl *p, const struct ev_type *t, size_t ti, const size_t *idx, si
         rc = ldr_pg_exec(p->pg, t->stage_ddl);
     }
     if (rc == 0) {
-        rc = ldr_pg_copy(p->pg, target, t->copy_columns, p->copy.data, p->copy.len);
+        rc = ldr_pg_copy(p->pg, target, t->copy_columns, p->copy.data, p->copy.len, false);
     }
     if (rc == 0 && upsert) {
         rc = ldr_pg_exec(p->pg, t->upsert_sql);

@@ -76,18 +76,29 @@ create_table(PGconn *c, const char *name)
     return t;
 }
 
-/* COPY rows (text format) into table with the type's column list. */
+/*
+ * COPY rows into table with the type's column list, in the rows' format (text, or binary
+ * between the format's header and trailer, as the loader sends them).
+ */
 static void
 copy_in(PGconn *c, const char *table, const char *columns, const struct ev_buf *rows)
 {
+    static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
     char sql[512];
     PGresult *r;
 
-    snprintf(sql, sizeof(sql), "COPY %s %s FROM STDIN", table, columns);
+    snprintf(sql, sizeof(sql), "COPY %s %s FROM STDIN%s", table, columns,
+             rows->binary ? " (FORMAT binary)" : "");
     r = PQexec(c, sql);
     ck_assert_msg(PQresultStatus(r) == PGRES_COPY_IN, "%s: %s", sql, PQerrorMessage(c));
     PQclear(r);
+    if (rows->binary) {
+        ck_assert_int_eq(PQputCopyData(c, header, (int)sizeof(header)), 1);
+    }
     ck_assert_int_eq(PQputCopyData(c, rows->data, (int)rows->len), 1);
+    if (rows->binary) {
+        ck_assert_int_eq(PQputCopyData(c, "\377\377", 2), 1);
+    }
     ck_assert_int_eq(PQputCopyEnd(c, NULL), 1);
     r = PQgetResult(c);
     ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "COPY: %s", PQerrorMessage(c));
@@ -186,11 +197,12 @@ big_message(void)
     return s;
 }
 
+/* In both COPY formats (the loop's _i: 0 text, 1 binary): crash_report's copy_binary is set. */
 START_TEST(test_crash_report)
 {
-    PGconn *c = connect_schema("ev_pg_crash");
+    PGconn *c = connect_schema(_i == 0 ? "ev_pg_crash" : "ev_pg_crash_bin");
     const struct ev_type *t = create_table(c, "crash_report");
-    struct ev_buf rows = { 0 };
+    struct ev_buf rows = { .binary = _i == 1 };
     size_t n = sizeof(nasty) / sizeof(nasty[0]);
     char *msgs[16];
     char *events[16];
@@ -204,7 +216,30 @@ START_TEST(test_crash_report)
                                    (json_int_t)(1000 + i), "message", msgs[i]));
         encode_into(t, events[i], (uint8_t)i, RECEIVED_US, i, &rows);
     }
+    {
+        /* One row with an idempotency key and a source: text columns, NULL in the others. */
+        static const char keyed[] = "{\"user_id\": -7, \"timestamp\": 0, \"message\": \"\"}";
+        struct ev_stored ev = {
+            .json = keyed, .json_len = sizeof(keyed) - 1, .received_us = -1,
+            .key = "k\t1", .key_len = 3, .source = "web", .source_len = 3,
+        };
+        char err[EV_ERR_MAX] = "";
+
+        memset(ev.uuid, 0xee, sizeof(ev.uuid));
+        ck_assert_int_eq(ev_encode(t, &ev, &rows, err), 0);
+    }
     copy_in(c, t->table, t->copy_columns, &rows);
+    expect_value(c, "SELECT concat_ws('|', user_id, event_time, message, received_at, "
+                    "idempotency_key, source) FROM crash_report WHERE idempotency_key "
+                    "IS NOT NULL", 0, NULL,
+                 "-7|1970-01-01 00:00:00+00||1969-12-31 23:59:59.999999+00|k\t1|web");
+    {
+        char want[32];
+
+        snprintf(want, sizeof(want), "%zu", n + 1);
+        expect_value(c, "SELECT count(*)::text FROM crash_report WHERE idempotency_key IS "
+                        "NULL AND source IS NULL", 0, NULL, want);
+    }
     for (i = 0; i <= n; i++) {
         const char *p[1] = { id };
         char want[64];
@@ -625,7 +660,7 @@ main(void)
     int failed;
 
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_crash_report);
+    tcase_add_loop_test(tc, test_crash_report, 0, 2);
     tcase_add_test(tc, test_ad_event);
     tcase_add_test(tc, test_user_login);
     tcase_add_test(tc, test_data_sample);
