@@ -615,13 +615,44 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows)
     return rc;
 }
 
-/* One try at rows lo..hi-1 of g, under a savepoint so that a bad row costs only this try. */
+/*
+ * Keyed rows lo..hi-1 of g straight into g's table, as plain rows load, under a savepoint of
+ * their own: a key already in the table (or twice in these rows) makes PostgreSQL refuse the
+ * COPY and nothing of it stays. Returns 0 (loaded: no key was there), DP_ERR_DATA (refused:
+ * load them through the keyed table instead), or another error.
+ */
+static int
+batch_keyed_direct(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_t len)
+{
+    int rc;
+
+    rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_direct"));
+    if (rc == 0) {
+        rc = ldr_pg_copy(pg, g->type->table, g->type->copy_columns, data, len, g->rows.binary);
+    }
+    if (rc == 0) {
+        return batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_direct"));
+    }
+    if (rc == DP_ERR_DATA && ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_direct; "
+                                             "RELEASE SAVEPOINT ldr_direct") != 0) {
+        rc = DP_ERR_RETRY;
+    }
+    return rc;
+}
+
+/*
+ * One try at rows lo..hi-1 of g, under a savepoint so that a bad row costs only this try.
+ * Keyed rows first try the plain COPY (batch_keyed_direct): a repeat reaching PostgreSQL is
+ * rare (the server answers repeats within queue.dedup_window_s), and only a batch holding
+ * one pays for the keyed table and INSERT ... ON CONFLICT DO NOTHING.
+ */
 static int
 batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo, size_t hi,
           const struct ldr_fault_ops *fault)
 {
     char target[128];
     size_t start = lo == 0 ? 0 : g->ends[lo - 1];
+    size_t len = g->ends[hi - 1] - start;
     size_t skipped = g->skipped;
     bool upsert = g->type->load == EV_LOAD_UPSERT;
     int rc;
@@ -638,12 +669,15 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
     if (rc != 0) {
         return rc;
     }
-    rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start,
-                     g->ends[hi - 1] - start, g->rows.binary);
-    if (rc == 0 && upsert) {
-        rc = ldr_pg_exec(pg, g->type->upsert_sql);
-    } else if (rc == 0 && g->keyed) {
-        rc = batch_insert_keyed(pg, g, hi - lo);
+    rc = g->keyed ? batch_keyed_direct(pg, g, g->rows.data + start, len) : DP_ERR_DATA;
+    if (rc == DP_ERR_DATA) {
+        rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start, len,
+                         g->rows.binary);
+        if (rc == 0 && upsert) {
+            rc = ldr_pg_exec(pg, g->type->upsert_sql);
+        } else if (rc == 0 && g->keyed) {
+            rc = batch_insert_keyed(pg, g, hi - lo);
+        }
     }
     if (rc == 0) {
         rc = batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_rows"));
