@@ -275,15 +275,8 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
     if (rc != DP_ERR_INVALID) {
         return rc;
     }
-    struct ldr_dead d = {
-        .type = ev->type, .type_len = ev->type_len, .stage = "load",
-        .error = err, .error_len = strlen(err),
-        .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
-        .key = ev->key, .key_len = ev->key_len, .uuid = ev->uuid,
-        .source = ev->source, .source_len = ev->source_len,
-    };
     b->dead_encode++;
-    return batch_dead_row(b, &d);
+    return ldr_batch_dead_event(b, ev, "load", err, strlen(err));
 }
 
 /* ---- reading and encoding ------------------------------------------------------------ */
@@ -436,27 +429,17 @@ batch_encode_one(struct ldr_batch *b, size_t i)
     static const char unknown[] = "unknown event type";
     const struct ev_type *t;
     struct queue_event ev;
-    struct ldr_dead d;
 
     ldr_batch_event(b, i, &ev);
-    d = (struct ldr_dead){
-        .type = ev.type, .type_len = ev.type_len, .stage = "load",
-        .error = unknown, .error_len = sizeof(unknown) - 1,
-        .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
-        .key = ev.key, .key_len = ev.key_len, .uuid = ev.uuid,
-        .source = ev.source, .source_len = ev.source_len,
-    };
     if ((ev.flags & QUEUE_F_REJECTED) != 0) {
-        d.stage = "ingest";
-        d.error = ev.error != NULL ? ev.error : "";
-        d.error_len = ev.error != NULL ? ev.error_len : 0;
         b->dead_ingest++;
-        return batch_dead_row(b, &d);
+        return ldr_batch_dead_event(b, &ev, "ingest", ev.error != NULL ? ev.error : "",
+                                    ev.error != NULL ? ev.error_len : 0);
     }
     t = ev_lookup(ev.type, ev.type_len);
     if (t == NULL) {
         b->dead_encode++;
-        return batch_dead_row(b, &d);
+        return ldr_batch_dead_event(b, &ev, "load", unknown, sizeof(unknown) - 1);
     }
     return batch_encode_valid(b, t, i, &ev);
 }
