@@ -199,7 +199,7 @@ bool ldr_schedule_due(const struct ldr_schedule *s, int64_t now_ms, int64_t last
  */
 int64_t ldr_backoff_ms(int attempt, uint32_t rnd);
 
-/* ---- PostgreSQL (pg.c): the only file with libpq calls ----------------------------- */
+/* ---- PostgreSQL (pg.c; with ledger.c the only files with libpq calls) -------------- */
 
 /*
  * ldr_pg_classify - what a failed statement means for the loader.
@@ -270,6 +270,28 @@ int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
  */
 int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
 
+/*
+ * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold
+ * the queue's shared advisory lock); sessions still there after a few seconds are
+ * terminated. Afterwards no COMMIT of a killed loader can still be in progress, so
+ * loader_batches is the whole truth.
+ */
+int ldr_pg_fence(struct ldr_pg *pg, const char *queue_id);
+
+/* ldr_pg_copy - COPY text rows (len bytes) into table with the column list columns. */
+int ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
+                size_t len);
+
+/* ldr_pg_exec_params - run one statement with nparams text parameters, no result wanted. */
+int ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params);
+
+/*
+ * ldr_pg_watermark - move queue_id's completeness watermark (queue_watermarks, the view
+ * watermark) forward to us (microseconds since the epoch), never back. In the caller's
+ * transaction, if one is open. Returns 0, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
+
 /* ---- declared types' tables (schema.c) ----------------------------------------------- */
 
 /*
@@ -285,17 +307,7 @@ int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
  */
 int ldr_schema_ensure(struct ldr_pg *pg);
 
-/*
- * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold
- * the queue's shared advisory lock); sessions still there after a few seconds are
- * terminated. Afterwards no COMMIT of a killed loader can still be in progress, so
- * loader_batches is the whole truth.
- */
-int ldr_pg_fence(struct ldr_pg *pg, const char *queue_id);
-
-/* ldr_pg_copy - COPY text rows (len bytes) into table with the column list columns. */
-int ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
-                size_t len);
+/* ---- loader_batches and queue_owners (ledger.c) ------------------------------------ */
 
 /*
  * ldr_pg_batch_begin - BEGIN, make every constraint immediate (so a bad row fails at its
@@ -340,32 +352,6 @@ int ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
  */
 int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted);
 
-/* ldr_pg_exec_params - run one statement with nparams text parameters, no result wanted. */
-int ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params);
-
-/*
- * ldr_pg_watermark - move queue_id's completeness watermark (queue_watermarks, the view
- * watermark) forward to us (microseconds since the epoch), never back. In the caller's
- * transaction, if one is open. Returns 0, DP_ERR_RETRY, DP_ERR_NOMEM.
- */
-int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
-
-/* ---- dead letters (replay.c) ------------------------------------------------------ */
-
-/*
- * ldr_replay_main - datapipe-loader --replay-dead-letters or --dead-letters (cli), after the
- * configuration cfg is loaded. The replay takes the dead letters of cli->only_type and
- * cli->only_stage (NULL: all) in seq order, min(loader.batch_rows, 1000) rows per
- * transaction: each row that validates with today's registry (and that PostgreSQL takes)
- * goes into its table with its event_id (a fresh UUIDv7 for rows filed before that column)
- * and received_at, and its dead_letter row is deleted, in that one transaction; the others
- * get the new error, replays + 1 and replayed_at. With cli->dry_run every transaction is
- * rolled back. Prints a summary line on stdout (--dead-letters: a table of type, stage,
- * count, replays and error). Does not touch the queue; may run beside the loader daemon.
- * Returns the exit status: 0, or 1 (PostgreSQL failed; what was committed stays).
- */
-int ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg);
-
 /*
  * ldr_pg_owner - the instance id queue_owners records for queue_id, into owner (len bytes).
  * Returns 0, DP_ERR_NOTFOUND (no owner yet), DP_ERR_RETRY, DP_ERR_NOMEM.
@@ -396,6 +382,22 @@ struct ldr_adoption {
  *   a: receives what was done.
  */
 int ldr_pg_owner_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a);
+
+/* ---- dead letters (replay.c) ------------------------------------------------------ */
+
+/*
+ * ldr_replay_main - datapipe-loader --replay-dead-letters or --dead-letters (cli), after the
+ * configuration cfg is loaded. The replay takes the dead letters of cli->only_type and
+ * cli->only_stage (NULL: all) in seq order, min(loader.batch_rows, 1000) rows per
+ * transaction: each row that validates with today's registry (and that PostgreSQL takes)
+ * goes into its table with its event_id (a fresh UUIDv7 for rows filed before that column)
+ * and received_at, and its dead_letter row is deleted, in that one transaction; the others
+ * get the new error, replays + 1 and replayed_at. With cli->dry_run every transaction is
+ * rolled back. Prints a summary line on stdout (--dead-letters: a table of type, stage,
+ * count, replays and error). Does not touch the queue; may run beside the loader daemon.
+ * Returns the exit status: 0, or 1 (PostgreSQL failed; what was committed stays).
+ */
+int ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg);
 
 /* ---- the daemon (daemon.c) --------------------------------------------------------- */
 
