@@ -197,7 +197,7 @@ int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_faul
  */
 int ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n);
 
-/* ---- the loader's state (loader.c) and its back-off (backoff.c) ---------------------- */
+/* ---- the loader's state (loader.c), its back-off (backoff.c), its figures (runstats.c) - */
 
 /* One worker: a thread of a run, with its own connection and batch. */
 struct ldr_worker {
@@ -254,6 +254,22 @@ struct ldr {
  * out receives len bytes at most, NUL-terminated.
  */
 void ldr_error_public(const char *what, const char *err, char *out, size_t len);
+
+/*
+ * ldr_run_begin - a run starts: reset its figures and its state (cursor, end, abort, failure),
+ * mark it running, and record its start in the queue's metadata (last run "running").
+ */
+void ldr_run_begin(struct ldr *l);
+
+/*
+ * ldr_run_end - the run ended with rc (0, DP_ERR_CLOSED: stopped, else failed): add its
+ * figures to the totals, record its end, events, result ("ok", "stopped", "error: ..." as
+ * /v1/status may show it), held events and its line of the last runs in the queue's
+ * metadata, clear the last error after a success, and log it (at debug when it moved nothing
+ * and met no failure), warning about held events.
+ *   st: receives the run's figures (may be NULL).
+ */
+void ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st);
 
 /* ldr_halted - whether ldr_stop was called or the run failed (no new batches then). */
 bool ldr_halted(struct ldr *l);

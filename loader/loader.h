@@ -171,7 +171,7 @@ void ldr_stop(struct ldr *l);
  */
 void ldr_status(struct ldr *l, char *buf, size_t len);
 
-/* ldr_totals - figures since ldr_create. Thread-safe. */
+/* ldr_totals - figures since ldr_create (runstats.c, like ldr_status). Thread-safe. */
 void ldr_totals(struct ldr *l, struct ldr_run_stats *st);
 
 /* ---- schedule and back-off (schedule.c): pure functions ---------------------------- */
