@@ -14,21 +14,29 @@
 #include "loader/loader.h"
 #include "loader/pg_internal.h"
 
+/*
+ * In a statement on loader_batches: this queue (instance id $3) owns queue_id $1, in the
+ * statement's own snapshot.
+ */
+#define LDR_OWNED_BY_THIS_QUEUE \
+    "EXISTS (SELECT 1 FROM queue_owners WHERE queue_id = $1 AND instance_id = $3)"
+
 /* ---- queue_owners ---------------------------------------------------------------------- */
 
-/* Read the owner of queue_id into owner ("" and DP_ERR_NOTFOUND if none); lock: FOR SHARE. */
+/*
+ * Run the query sql (nparams text parameters) for one value: the first column of its first row
+ * into out (len bytes; "" when there is no row). Returns 0, DP_ERR_NOTFOUND (no row),
+ * DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
 static int
-pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, size_t len)
+ledger_value(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+             char *out, size_t len)
 {
-    const char *params[] = {queue_id};
     PGresult *res = NULL;
     int rc;
 
-    owner[0] = '\0';
-    rc = ldr_pg_query(pg,
-                      lock ? "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR SHARE"
-                       : "SELECT instance_id FROM queue_owners WHERE queue_id = $1",
-                      1, params, PGRES_TUPLES_OK, &res);
+    out[0] = '\0';
+    rc = ldr_pg_query(pg, sql, nparams, params, PGRES_TUPLES_OK, &res);
     if (rc != 0) {
         rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
         goto out;
@@ -37,10 +45,22 @@ pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, s
         rc = DP_ERR_NOTFOUND;
         goto out;
     }
-    snprintf(owner, len, "%s", PQgetvalue(res, 0, 0));
+    snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
 out:
     PQclear(res);
     return rc;
+}
+
+/* Read the owner of queue_id into owner ("" and DP_ERR_NOTFOUND if none); lock: FOR SHARE. */
+static int
+pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, size_t len)
+{
+    const char *params[] = {queue_id};
+
+    return ledger_value(pg,
+                        lock ? "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR SHARE"
+                             : "SELECT instance_id FROM queue_owners WHERE queue_id = $1",
+                        1, params, owner, len);
 }
 
 /*
@@ -99,16 +119,9 @@ static int
 pg_batches_move(struct ldr_pg *pg, const char *from, const char *to, uint64_t *n)
 {
     const char *params[] = {from, to};
-    PGresult *res = NULL;
-    int rc;
 
-    rc = ldr_pg_query(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1", 2, params,
-                      PGRES_COMMAND_OK, &res);
-    if (rc == 0) {
-        *n = strtoull(PQcmdTuples(res), NULL, 10);
-    }
-    PQclear(res);
-    return rc;
+    return ldr_pg_exec_count(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1",
+                             2, params, n);
 }
 
 /* The statements of ldr_pg_owner_adopt inside its transaction. */
@@ -192,28 +205,19 @@ int
 ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last)
 {
     char first_s[24];
+    char last_s[24];
     const char *params[] = {queue_id, first_s, pg->instance};
-    PGresult *res = NULL;
     int rc;
 
     snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
     /* One statement, one snapshot: the row counts only while this queue owns queue_id. */
-    rc = ldr_pg_query(pg,
+    rc = ledger_value(pg,
                       "SELECT last_seq FROM loader_batches WHERE queue_id = $1 AND first_seq = $2 "
-                      "AND EXISTS (SELECT 1 FROM queue_owners WHERE queue_id = $1 "
-                      "AND instance_id = $3)",
-                      3, params, PGRES_TUPLES_OK, &res);
-    if (rc != 0) {
-        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-        goto out;
+                      "AND " LDR_OWNED_BY_THIS_QUEUE,
+                      3, params, last_s, sizeof(last_s));
+    if (rc == 0) {
+        *last = strtoull(last_s, NULL, 10);
     }
-    if (PQntuples(res) == 0) {
-        rc = DP_ERR_NOTFOUND;
-        goto out;
-    }
-    *last = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-out:
-    PQclear(res);
     return rc;
 }
 
@@ -300,17 +304,17 @@ int
 ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
 {
     const char *params[] = {queue_id};
-    PGresult *res = NULL;
+    char max_s[24];
     int rc;
 
-    rc = ldr_pg_query(pg,
+    /* An aggregate: always one row. */
+    rc = ledger_value(pg,
                       "SELECT coalesce(max(last_seq), 0) FROM loader_batches WHERE queue_id = $1",
-                      1, params, PGRES_TUPLES_OK, &res);
+                      1, params, max_s, sizeof(max_s));
     if (rc == 0) {
-        *max_last = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        *max_last = strtoull(max_s, NULL, 10);
     }
-    PQclear(res);
-    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    return rc;
 }
 
 int
@@ -318,20 +322,14 @@ ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t
 {
     char below_s[24];
     const char *params[] = {queue_id, below_s, pg->instance};
-    PGresult *res = NULL;
     int rc;
 
     snprintf(below_s, sizeof(below_s), "%" PRIu64, below);
     /* Only while this queue owns queue_id: the rows are then its own. */
-    rc = ldr_pg_query(pg,
-                      "DELETE FROM loader_batches WHERE queue_id = $1 AND last_seq < $2 "
-                      "AND first_seq < (SELECT max(first_seq) FROM loader_batches "
-                      "WHERE queue_id = $1) AND EXISTS (SELECT 1 FROM queue_owners "
-                      "WHERE queue_id = $1 AND instance_id = $3)",
-                      3, params, PGRES_COMMAND_OK, &res);
-    if (rc == 0 && deleted != NULL) {
-        *deleted = strtoull(PQcmdTuples(res), NULL, 10);
-    }
-    PQclear(res);
+    rc = ldr_pg_exec_count(pg,
+                           "DELETE FROM loader_batches WHERE queue_id = $1 AND last_seq < $2 "
+                           "AND first_seq < (SELECT max(first_seq) FROM loader_batches "
+                           "WHERE queue_id = $1) AND " LDR_OWNED_BY_THIS_QUEUE,
+                           3, params, deleted);
     return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
 }

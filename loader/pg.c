@@ -143,17 +143,24 @@ ldr_pg_exec(struct ldr_pg *pg, const char *sql)
 }
 
 int
-ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows)
+ldr_pg_exec_count(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+                  uint64_t *rows)
 {
     PGresult *res = NULL;
     int rc;
 
-    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_COMMAND_OK, &res);
-    if (rc == 0) {
+    rc = ldr_pg_query(pg, sql, nparams, params, PGRES_COMMAND_OK, &res);
+    if (rc == 0 && rows != NULL) {
         *rows = strtoull(PQcmdTuples(res), NULL, 10);
     }
     PQclear(res);
     return rc;
+}
+
+int
+ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows)
+{
+    return ldr_pg_exec_count(pg, sql, 0, NULL, rows);
 }
 
 const char *

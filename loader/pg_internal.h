@@ -32,4 +32,12 @@ struct ldr_pg {
 int ldr_pg_query(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
                  ExecStatusType want, PGresult **out);
 
+/*
+ * ldr_pg_exec_count - run one statement sql with nparams text parameters, no result wanted,
+ * and give how many rows it inserted, updated or deleted (PQcmdTuples) in *rows (rows may be
+ * NULL). Returns as ldr_pg_query.
+ */
+int ldr_pg_exec_count(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+                      uint64_t *rows);
+
 #endif
