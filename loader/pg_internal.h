@@ -1,6 +1,6 @@
 /*
  * pg_internal.h - what pg.c and ledger.c, the two files of loader/ that call libpq, share: the
- * connection's state and the one statement runner that records and classifies a failure.
+ * connection's state and the statement runners that record and classify a failure (pg.c).
  * Every other file of loader/ goes through the ldr_pg_* functions of loader.h.
  */
 #ifndef DP_LOADER_PG_INTERNAL_H
