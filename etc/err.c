@@ -1,7 +1,13 @@
 /*
- * err.c - texts for enum dp_err.
+ * err.c - texts for enum dp_err, and the growing text of errors a configuration load fills
+ * (struct dp_errs).
  */
 #include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 const char *
 dp_strerror(int err)
@@ -32,4 +38,29 @@ dp_strerror(int err)
     default:
         return "unknown error";
     }
+}
+
+void
+dp_errs_add(struct dp_errs *e, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    size_t n;
+    char *p;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    n = strlen(line);
+    p = realloc(e->text, e->len + n + 2);
+    if (p == NULL) {
+        e->nomem = true;
+        return;
+    }
+    e->text = p;
+    memcpy(e->text + e->len, line, n);
+    e->len += n;
+    e->text[e->len++] = '\n';
+    e->text[e->len] = '\0';
+    e->count++;
 }

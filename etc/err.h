@@ -6,6 +6,9 @@
 #ifndef DP_ERR_H
 #define DP_ERR_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 enum dp_err {
     DP_OK = 0,
     DP_ERR_NOMEM = -1,    /* allocation failed */
@@ -25,5 +28,19 @@ enum dp_err {
  * Unknown codes give "unknown error". Never returns NULL.
  */
 const char *dp_strerror(int err);
+
+/* A growing text of errors, one a line: what a configuration load reports (etc/). */
+struct dp_errs {
+    char *text;                     /* NULL until the first error; malloc'd, the owner frees */
+    size_t len;                     /* bytes of text, without the NUL */
+    int count;                      /* errors (lines) */
+    bool nomem;                     /* a line could not be added: report DP_ERR_NOMEM */
+};
+
+/*
+ * dp_errs_add - append one error line to e, formatted like printf (cut at 1023 bytes) and
+ * ended with '\n'; count it. Out of memory: e->nomem is set, e->text stays as it was.
+ */
+void dp_errs_add(struct dp_errs *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

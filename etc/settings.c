@@ -1,13 +1,16 @@
 /*
- * settings.c - the table of every setting, and what walks it over a struct dp_config:
- * compare (SIGHUP), print (--check-config, --help), free. A new setting is one row here and
- * its field in config.h. Reads no file and no environment variable: config.c does.
+ * settings.c - the table of every setting, the names of its kinds, and what walks it over a
+ * struct dp_config: compare (SIGHUP), print (--check-config, --help), append to and free its
+ * lists. A new setting is one row here and its field in config.h. Reads no file and no
+ * environment variable: config.c does.
  */
 #include "etc/settings.h"
+#include "etc/err.h"
 #include "etc/log.h"
 #include "etc/types.h"
 
 #include <jansson.h>
+#include <libconfig.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -141,7 +144,49 @@ dp_settings_help(FILE *f)
     }
 }
 
+const char *
+dp_setting_kind_name(const struct config_setting_t *s)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        return "integer";
+    case CONFIG_TYPE_FLOAT:
+        return "number";
+    case CONFIG_TYPE_STRING:
+        return "string";
+    case CONFIG_TYPE_BOOL:
+        return "boolean";
+    case CONFIG_TYPE_ARRAY:
+    case CONFIG_TYPE_LIST:
+        return "array";
+    case CONFIG_TYPE_GROUP:
+        return "object";
+    default:
+        return "unknown";
+    }
+}
+
 /* ---- walking a struct dp_config ------------------------------------------------------ */
+
+int
+dp_config_list_append(char ***list, size_t *len, const char *s)
+{
+    char **p = realloc(*list, (*len + 2) * sizeof(char *));
+
+    if (p == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    *list = p;
+    p[*len] = strdup(s);
+    if (p[*len] == NULL) {
+        p[*len] = NULL;
+        return DP_ERR_NOMEM;
+    }
+    (*len)++;
+    p[*len] = NULL;
+    return 0;
+}
 
 static void
 list_free(char **l)

@@ -1,7 +1,8 @@
 /*
  * settings.h - the one table of settings (SPEC section 2), shared by the files of etc/ only:
- * config.c loads files against it, settings.c walks it over a struct dp_config, cli.c prints
- * it for --help. Not a public header: daemons and tests use etc/config.h.
+ * config.c loads files against it (cfgfile.c reads them, apikeys.c fills the API keys),
+ * settings.c walks it over a struct dp_config, cli.c prints it for --help. Not a public
+ * header: daemons and tests use etc/config.h.
  */
 #ifndef DP_SETTINGS_H
 #define DP_SETTINGS_H
@@ -53,10 +54,17 @@ const char *dp_setting_key(const struct dp_setting *s);
 
 /*
  * dp_setting_kind_name - what a libconfig value is, in the words of JSON ("integer", "number",
- * "string", "boolean", "array", "object"): for "expected X, got Y" messages. config.c.
+ * "string", "boolean", "array", "object"): for "expected X, got Y" messages.
  */
 struct config_setting_t;
 const char *dp_setting_kind_name(const struct config_setting_t *s);
+
+/*
+ * dp_config_list_append - append a copy of s to the NULL-terminated list *list of *len
+ * strings (*list may be NULL), and count it in *len. On failure the list stays valid and
+ * NULL-terminated, *len unchanged. Returns 0 or DP_ERR_NOMEM.
+ */
+int dp_config_list_append(char ***list, size_t *len, const char *s);
 
 /* dp_settings_help - print "key default meaning" for every setting to f (--help). */
 void dp_settings_help(FILE *f);

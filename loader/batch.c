@@ -1,8 +1,8 @@
 /*
- * batch.c - one batch of queue events: encoded into COPY rows per type, then loaded in one
- * transaction that also records it in loader_batches. Bad rows are isolated by halving and
- * filed into dead_letter; the rest still loads. A failure that is not the rows' fault is
- * never turned into a dead letter: the attempt fails as a whole and is retried.
+ * batch.c - one batch of queue events: read from the queue once, encoded into COPY rows per
+ * type, events rejected at ingest, of an unknown type or refused by their encoder filed as
+ * dead_letter rows; and what a loaded batch changes in the queue's counters. Loading it is
+ * load.c's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +12,6 @@
 #include "etc/err.h"
 #include "etc/log.h"
 #include "loader/internal.h"
-
-#define LDR_DEAD_COLUMNS \
-    "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id, source)"
-#define LDR_STAGE_SUFFIX "_stage"
-#define LDR_KEYED_SUFFIX "_keyed"
-#define LDR_KEYED_NAME_BUF 96         /* a quoted type name with a suffix, bytes with NUL */
 
 /* One dead_letter row's fields (views; any may be unterminated). */
 struct ldr_dead {
@@ -140,55 +134,21 @@ batch_dead_row(struct ldr_batch *b, const struct ldr_dead *d)
     return rc;
 }
 
-/* The code point of the valid UTF-8 character s of len bytes. */
-static uint32_t
-batch_code_point(const unsigned char *s, size_t len)
-{
-    static const unsigned char lead_mask[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
-    uint32_t cp = s[0] & lead_mask[len];
-
-    for (size_t i = 1; i < len; i++) {
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    return cp;
-}
-
 int
-ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n)
+ldr_batch_dead_event(struct ldr_batch *b, const struct queue_event *ev, const char *stage,
+                     const char *error, size_t error_len)
 {
-    static const char note[] = " [reduced to ASCII: the database refused the text]";
-    const unsigned char *s = (const unsigned char *)src;
-    int field = 0;                      /* 0-based column of the row; 3 is the error */
-    char esc[16];
-    int rc = 0;
+    struct ldr_dead d = {
+        .type = ev->type, .type_len = ev->type_len, .stage = stage,
+        .error = error, .error_len = error_len,
+        .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
+        .key = ev->key, .key_len = ev->key_len, .uuid = ev->uuid,
+        .source = ev->source, .source_len = ev->source_len,
+    };
 
-    dst->len = 0;
-    for (size_t i = 0; i < n && rc == 0;) {
-        size_t len = s[i] < 0x80 ? 1 : ev_utf8_len(s + i, n - i);
-
-        if (s[i] == '\t' && field == 3) {
-            rc = ev_buf_put(dst, note, sizeof(note) - 1);
-        }
-        if (rc != 0) {
-            break;
-        }
-        if (len == 0) {
-            rc = ev_buf_put(dst, "?", 1);   /* not written by batch.c, which writes UTF-8 */
-            len = 1;
-        } else if (len == 1) {
-            field = s[i] == '\n' ? 0 : field + (s[i] == '\t');
-            rc = ev_buf_put(dst, src + i, 1);
-        } else {
-            uint32_t cp = batch_code_point(s + i, len);
-
-            /* Two backslashes: COPY text makes them the one of "\u00e9". */
-            snprintf(esc, sizeof(esc), cp > 0xffff ? "\\\\U%08x" : "\\\\u%04x", (unsigned)cp);
-            rc = ev_buf_put(dst, esc, strlen(esc));
-        }
-        i += len;
-    }
-    return rc;
+    return batch_dead_row(b, &d);
 }
+
 
 /* A group for each registry entry added since the last call. */
 static void
@@ -316,22 +276,14 @@ batch_encode_valid(struct ldr_batch *b, const struct ev_type *t, size_t i,
     if (rc != DP_ERR_INVALID) {
         return rc;
     }
-    struct ldr_dead d = {
-        .type = ev->type, .type_len = ev->type_len, .stage = "load",
-        .error = err, .error_len = strlen(err),
-        .raw = ev->json, .raw_len = ev->json_len, .received_us = ev->received_us,
-        .key = ev->key, .key_len = ev->key_len, .uuid = ev->uuid,
-        .source = ev->source, .source_len = ev->source_len,
-    };
     b->dead_encode++;
-    return batch_dead_row(b, &d);
+    return ldr_batch_dead_event(b, ev, "load", err, strlen(err));
 }
 
 /* ---- reading and encoding ------------------------------------------------------------ */
 
-/* A view of held event i, valid until b's raw buffer changes. */
-static void
-batch_event(const struct ldr_batch *b, size_t i, struct queue_event *ev)
+void
+ldr_batch_event(const struct ldr_batch *b, size_t i, struct queue_event *ev)
 {
     const struct ldr_held *h = &b->held[i];
 
@@ -478,27 +430,17 @@ batch_encode_one(struct ldr_batch *b, size_t i)
     static const char unknown[] = "unknown event type";
     const struct ev_type *t;
     struct queue_event ev;
-    struct ldr_dead d;
 
-    batch_event(b, i, &ev);
-    d = (struct ldr_dead){
-        .type = ev.type, .type_len = ev.type_len, .stage = "load",
-        .error = unknown, .error_len = sizeof(unknown) - 1,
-        .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
-        .key = ev.key, .key_len = ev.key_len, .uuid = ev.uuid,
-        .source = ev.source, .source_len = ev.source_len,
-    };
+    ldr_batch_event(b, i, &ev);
     if ((ev.flags & QUEUE_F_REJECTED) != 0) {
-        d.stage = "ingest";
-        d.error = ev.error != NULL ? ev.error : "";
-        d.error_len = ev.error != NULL ? ev.error_len : 0;
         b->dead_ingest++;
-        return batch_dead_row(b, &d);
+        return ldr_batch_dead_event(b, &ev, "ingest", ev.error != NULL ? ev.error : "",
+                                    ev.error != NULL ? ev.error_len : 0);
     }
     t = ev_lookup(ev.type, ev.type_len);
     if (t == NULL) {
         b->dead_encode++;
-        return batch_dead_row(b, &d);
+        return ldr_batch_dead_event(b, &ev, "load", unknown, sizeof(unknown) - 1);
     }
     return batch_encode_valid(b, t, i, &ev);
 }
@@ -523,304 +465,6 @@ ldr_batch_build(struct ldr_batch *b)
         rc = batch_encode_one(b, i);
     }
     b->dead_encoded = b->dead.len;
-    return rc;
-}
-
-/* ---- loading ------------------------------------------------------------------------ */
-
-/* A test's fault hook at point p, or 0. */
-static int
-batch_fault(const struct ldr_fault_ops *fault, enum ldr_fault_point p, const struct ldr_batch *b)
-{
-    if (fault == NULL || fault->hook == NULL) {
-        return 0;
-    }
-    return fault->hook(fault->arg, p, b->first, b->last);
-}
-
-/* Outside the rows' COPY a data error is still not the rows' fault: retry it. */
-static int
-batch_not_data(int rc)
-{
-    return rc == DP_ERR_DATA ? DP_ERR_RETRY : rc;
-}
-
-/* Row i of g is bad on its own: dead_letter it, from the held copy, with PostgreSQL's text. */
-static int
-batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *pg)
-{
-    char error[LDR_ERR_MAX + 32];
-    struct queue_event ev;
-    struct ldr_dead d;
-    int rc;
-
-    batch_event(b, g->held[i], &ev);
-    snprintf(error, sizeof(error), "%s (SQLSTATE %s)", ldr_pg_error(pg), ldr_pg_sqlstate(pg));
-    dp_warn("row refused by postgresql: filed into dead_letter", "type=%s seq=%llu error=%s",
-            g->type->name, (unsigned long long)ev.seq, error);
-    d = (struct ldr_dead){
-        .type = ev.type, .type_len = ev.type_len, .stage = "load",
-        .error = error, .error_len = strlen(error),
-        .raw = ev.json, .raw_len = ev.json_len, .received_us = ev.received_us,
-        .key = ev.key, .key_len = ev.key_len, .uuid = ev.uuid,
-        .source = ev.source, .source_len = ev.source_len,
-    };
-    rc = batch_dead_row(b, &d);
-    if (rc == 0) {
-        g->bad++;
-        b->dead_load++;
-    }
-    return rc;
-}
-
-/*
- * The temp table keyed rows of t are COPYed into, quoted: t->table may be quoted already (a
- * declared type's), so the name is built from t->name.
- */
-static void
-keyed_table(const struct ev_type *t, char out[LDR_KEYED_NAME_BUF])
-{
-    snprintf(out, LDR_KEYED_NAME_BUF, "\"%s%s\"", t->name, LDR_KEYED_SUFFIX);
-}
-
-/*
- * Move the keyed rows COPYed into g's keyed table into g's table, skipping a key already
- * there (also one twice in these rows: the first wins); counts the skipped in g->skipped.
- */
-static int
-batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows)
-{
-    const char *cols = g->type->copy_columns;
-    size_t cols_len = strlen(cols);
-    uint64_t inserted = 0;
-    char keyed[LDR_KEYED_NAME_BUF];
-    char *sql = NULL;
-    int rc;
-
-    keyed_table(g->type, keyed);
-    /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
-    if (asprintf(&sql, "WITH s AS (DELETE FROM %s RETURNING %.*s) "
-                       "INSERT INTO %s %s SELECT %.*s FROM s "
-                       "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
-                       "DO NOTHING",
-                 keyed, (int)cols_len - 2, cols + 1, g->type->table,
-                 cols, (int)cols_len - 2, cols + 1) < 0) {
-        return DP_ERR_NOMEM;
-    }
-    rc = ldr_pg_exec_rows(pg, sql, &inserted);
-    free(sql);
-    if (rc == 0 && inserted <= rows) {
-        g->skipped += rows - (size_t)inserted;
-    }
-    return rc;
-}
-
-/*
- * Keyed rows lo..hi-1 of g straight into g's table, as plain rows load, under a savepoint of
- * their own: a key already in the table (or twice in these rows) makes PostgreSQL refuse the
- * COPY and nothing of it stays. Returns 0 (loaded: no key was there), DP_ERR_DATA (refused:
- * load them through the keyed table instead), or another error.
- */
-static int
-batch_keyed_direct(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_t len)
-{
-    int rc;
-
-    rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_direct"));
-    if (rc == 0) {
-        rc = ldr_pg_copy(pg, g->type->table, g->type->copy_columns, data, len, g->rows.binary);
-    }
-    if (rc == 0) {
-        return batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_direct"));
-    }
-    if (rc == DP_ERR_DATA && ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_direct; "
-                                             "RELEASE SAVEPOINT ldr_direct") != 0) {
-        rc = DP_ERR_RETRY;
-    }
-    return rc;
-}
-
-/*
- * One try at rows lo..hi-1 of g, under a savepoint so that a bad row costs only this try.
- * Keyed rows first try the plain COPY (batch_keyed_direct): a repeat reaching PostgreSQL is
- * rare (the server answers repeats within queue.dedup_window_s), and only a batch holding
- * one pays for the keyed table and INSERT ... ON CONFLICT DO NOTHING.
- */
-static int
-batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo, size_t hi,
-          const struct ldr_fault_ops *fault)
-{
-    char target[128];
-    size_t start = lo == 0 ? 0 : g->ends[lo - 1];
-    size_t len = g->ends[hi - 1] - start;
-    size_t skipped = g->skipped;
-    bool upsert = g->type->load == EV_LOAD_UPSERT;
-    int rc;
-
-    if (g->keyed && !upsert) {
-        keyed_table(g->type, target);
-    } else {
-        snprintf(target, sizeof(target), "%s%s", g->type->table, upsert ? LDR_STAGE_SUFFIX : "");
-    }
-    rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_rows"));
-    if (rc == 0) {
-        rc = batch_fault(fault, LDR_FAULT_COPY, b);
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    rc = g->keyed ? batch_keyed_direct(pg, g, g->rows.data + start, len) : DP_ERR_DATA;
-    if (rc == DP_ERR_DATA) {
-        rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start, len,
-                         g->rows.binary);
-        if (rc == 0 && upsert) {
-            rc = ldr_pg_exec(pg, g->type->upsert_sql);
-        } else if (rc == 0 && g->keyed) {
-            rc = batch_insert_keyed(pg, g, hi - lo);
-        }
-    }
-    if (rc == 0) {
-        rc = batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_rows"));
-    }
-    if (rc == 0) {
-        return 0;
-    }
-    g->skipped = skipped;
-    if (rc == DP_ERR_DATA &&
-        ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows; RELEASE SAVEPOINT ldr_rows") != 0) {
-        rc = DP_ERR_RETRY;
-    }
-    return rc;
-}
-
-/*
- * Load rows lo..hi-1 of g; when PostgreSQL refuses them for their data, halve until each
- * bad row is alone, dead-letter it and load the rest.
- */
-static int
-batch_load_rows(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo,
-                size_t hi, const struct ldr_fault_ops *fault)
-{
-    size_t mid;
-    int rc;
-
-    rc = batch_try(b, pg, g, lo, hi, fault);
-    if (rc != DP_ERR_DATA) {
-        return rc;
-    }
-    if (hi - lo == 1) {
-        return batch_poison(b, g, lo, pg);
-    }
-    dp_debug("batch refused for its data: halving", "type=%s rows=%zu error=%s", g->type->name,
-             hi - lo, ldr_pg_error(pg));
-    mid = lo + (hi - lo) / 2;
-    rc = batch_load_rows(b, pg, g, lo, mid, fault);
-    if (rc == 0) {
-        rc = batch_load_rows(b, pg, g, mid, hi, fault);
-    }
-    return rc;
-}
-
-static int
-batch_load_group(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g,
-                 const struct ldr_fault_ops *fault)
-{
-    int rc = 0;
-
-    g->bad = 0;
-    g->skipped = 0;
-    if (g->n == 0) {
-        return 0;
-    }
-    if (g->type->load == EV_LOAD_UPSERT && g->type->stage_ddl != NULL) {
-        rc = batch_not_data(ldr_pg_exec(pg, g->type->stage_ddl));
-    } else if (g->keyed) {
-        char sql[256];
-        char keyed[LDR_KEYED_NAME_BUF];
-
-        /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
-        keyed_table(g->type, keyed);
-        snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
-                 "DEFAULTS) ON COMMIT DROP", keyed, g->type->table);
-        rc = batch_not_data(ldr_pg_exec(pg, sql));
-    }
-    if (rc == 0) {
-        rc = batch_load_rows(b, pg, g, 0, g->n, fault);
-    }
-    return rc;
-}
-
-/*
- * COPY the dead_letter rows. Should PostgreSQL refuse them for their data (a database whose
- * encoding cannot hold the error text), they are reduced to ASCII and copied again: a dead
- * letter that cannot be stored as it is must not hold back the batch and the queue behind it.
- */
-static int
-batch_load_dead(struct ldr_batch *b, struct ldr_pg *pg)
-{
-    int rc;
-
-    rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_dead"));
-    if (rc == 0) {
-        rc = ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data, b->dead.len,
-                         false);
-    }
-    if (rc != DP_ERR_DATA) {
-        return rc == 0 ? batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_dead")) : rc;
-    }
-    dp_warn("dead letters refused by postgresql: stored reduced to ASCII", "rows=%zu error=%s "
-            "sqlstate=%s", ldr_batch_dead(b), ldr_pg_error(pg), ldr_pg_sqlstate(pg));
-    rc = batch_not_data(ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_dead"));
-    if (rc == 0) {
-        rc = ldr_dead_reduce(&b->dead_ascii, b->dead.data, b->dead.len);
-    }
-    if (rc == 0) {
-        rc = batch_not_data(ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead_ascii.data,
-                                        b->dead_ascii.len, false));
-    }
-    if (rc == 0) {
-        rc = batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_dead"));
-    }
-    return rc;
-}
-
-int
-ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
-               struct ldr_load_result *res)
-{
-    int rc;
-
-    res->commit_sent = false;
-    res->committed_last = 0;
-    b->dead.len = b->dead_encoded;
-    b->dead_load = 0;
-    rc = ldr_pg_batch_begin(pg, b->queue_id, b->first, b->last, b->events, &res->committed_last);
-    if (rc != 0 || res->committed_last != 0) {
-        return rc;
-    }
-    for (size_t i = 0; rc == 0 && i < b->n_groups; i++) {
-        rc = batch_load_group(b, pg, &b->groups[i], fault);
-    }
-    if (rc == 0 && b->dead.len > 0) {
-        rc = batch_fault(fault, LDR_FAULT_COPY, b);
-        if (rc == 0) {
-            rc = batch_load_dead(b, pg);
-        }
-    }
-    if (rc == 0 && b->watermark_us > 0) {
-        rc = batch_not_data(ldr_pg_watermark(pg, b->queue_id, b->watermark_us));
-    }
-    if (rc == 0) {
-        rc = batch_fault(fault, LDR_FAULT_COMMIT, b);
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    res->commit_sent = true;
-    rc = batch_not_data(ldr_pg_exec(pg, "COMMIT"));
-    if (rc == 0) {
-        rc = batch_fault(fault, LDR_FAULT_COMMITTED, b);
-    }
     return rc;
 }
 

@@ -1,7 +1,7 @@
 /*
- * internal.h - what the files of loader/ share and nothing else: a batch in memory and the
- * one-transaction load of it, the loader's state and its back-off. Not a public header:
- * main.c and the tests use loader.h.
+ * internal.h - what the files of loader/ share and nothing else: a batch in memory (batch.c)
+ * and the one-transaction load of it (load.c), the loader's state and its back-off. Not a
+ * public header: main.c and the tests use loader.h.
  */
 #ifndef DP_LOADER_INTERNAL_H
 #define DP_LOADER_INTERNAL_H
@@ -125,6 +125,21 @@ int ldr_batch_read(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t
 int ldr_batch_claim(struct ldr_batch *b, struct queue *q, uint64_t from, uint64_t end,
                     size_t max_events, size_t max_bytes);
 
+/*
+ * ldr_batch_event - a view of b's held event i (i < b->events) into ev, valid until b is read
+ * again: the copy that encoding and the isolation of bad rows work from.
+ */
+void ldr_batch_event(const struct ldr_batch *b, size_t i, struct queue_event *ev);
+
+/*
+ * ldr_batch_dead_event - append a dead_letter row for ev (a held event, see ldr_batch_event) to
+ * b->dead: stage "ingest" or "load", error (error_len bytes, need not be terminated) as its
+ * error text; raw truncated to b->dead_raw_max bytes with a note. On failure nothing is
+ * appended. Returns 0 or DP_ERR_NOMEM.
+ */
+int ldr_batch_dead_event(struct ldr_batch *b, const struct queue_event *ev, const char *stage,
+                         const char *error, size_t error_len);
+
 /* ldr_held_note - add type (len bytes) to the comma list in list (cap bytes), once. */
 void ldr_held_note(char *list, size_t cap, const char *type, size_t len);
 
@@ -134,18 +149,6 @@ void ldr_held_note(char *list, size_t cap, const char *type, size_t len);
  * Returns 0 or DP_ERR_NOMEM.
  */
 int ldr_batch_build(struct ldr_batch *b);
-
-/*
- * ldr_batch_load - one attempt to load b in one transaction on pg: loader_batches row,
- * COPY per type (halving on bad rows until they are isolated into dead_letter), the
- * dead_letter rows, COMMIT.
- *   fault: NULL or a test's hook.
- *   res: receives what happened (see struct ldr_load_result).
- * Returns 0 (committed now, or earlier: res->committed_last), DP_ERR_RETRY (rolled back, or
- * unknown if res->commit_sent: the caller must close pg either way), DP_ERR_NOMEM.
- */
-int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
-                   struct ldr_load_result *res);
 
 #define LDR_META_OPS_EXTRA 6            /* ldr_batch_meta's ops beyond two per group */
 
@@ -172,6 +175,20 @@ size_t ldr_batch_dead(const struct ldr_batch *b);
  */
 int ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n);
 
+/* ---- the load of a batch (load.c) ----------------------------------------------------- */
+
+/*
+ * ldr_batch_load - one attempt to load b in one transaction on pg: loader_batches row,
+ * COPY per type (halving on bad rows until they are isolated into dead_letter), the
+ * dead_letter rows, COMMIT.
+ *   fault: NULL or a test's hook.
+ *   res: receives what happened (see struct ldr_load_result).
+ * Returns 0 (committed now, or earlier: res->committed_last), DP_ERR_RETRY (rolled back, or
+ * unknown if res->commit_sent: the caller must close pg either way), DP_ERR_NOMEM.
+ */
+int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
+                   struct ldr_load_result *res);
+
 /*
  * ldr_dead_reduce - copy the dead_letter COPY rows src (n bytes, as batch.c writes them:
  * valid UTF-8) into dst reduced to ASCII, for a database that refused their text (one whose
@@ -180,7 +197,7 @@ int ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n);
  */
 int ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n);
 
-/* ---- the loader's state (loader.c) and its back-off (backoff.c) ---------------------- */
+/* ---- the loader's state (loader.c), its back-off (backoff.c), its figures (runstats.c) - */
 
 /* One worker: a thread of a run, with its own connection and batch. */
 struct ldr_worker {
@@ -237,6 +254,22 @@ struct ldr {
  * out receives len bytes at most, NUL-terminated.
  */
 void ldr_error_public(const char *what, const char *err, char *out, size_t len);
+
+/*
+ * ldr_run_begin - a run starts: reset its figures and its state (cursor, end, abort, failure),
+ * mark it running, and record its start in the queue's metadata (last run "running").
+ */
+void ldr_run_begin(struct ldr *l);
+
+/*
+ * ldr_run_end - the run ended with rc (0, DP_ERR_CLOSED: stopped, else failed): add its
+ * figures to the totals, record its end, events, result ("ok", "stopped", "error: ..." as
+ * /v1/status may show it), held events and its line of the last runs in the queue's
+ * metadata, clear the last error after a success, and log it (at debug when it moved nothing
+ * and met no failure), warning about held events.
+ *   st: receives the run's figures (may be NULL).
+ */
+void ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st);
 
 /* ldr_halted - whether ldr_stop was called or the run failed (no new batches then). */
 bool ldr_halted(struct ldr *l);

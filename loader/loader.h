@@ -171,7 +171,7 @@ void ldr_stop(struct ldr *l);
  */
 void ldr_status(struct ldr *l, char *buf, size_t len);
 
-/* ldr_totals - figures since ldr_create. Thread-safe. */
+/* ldr_totals - figures since ldr_create (runstats.c, like ldr_status). Thread-safe. */
 void ldr_totals(struct ldr *l, struct ldr_run_stats *st);
 
 /* ---- schedule and back-off (schedule.c): pure functions ---------------------------- */
@@ -199,7 +199,7 @@ bool ldr_schedule_due(const struct ldr_schedule *s, int64_t now_ms, int64_t last
  */
 int64_t ldr_backoff_ms(int attempt, uint32_t rnd);
 
-/* ---- PostgreSQL (pg.c): the only file with libpq calls ----------------------------- */
+/* ---- PostgreSQL (pg.c; with ledger.c the only files with libpq calls) -------------- */
 
 /*
  * ldr_pg_classify - what a failed statement means for the loader.
@@ -270,21 +270,6 @@ int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
  */
 int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
 
-/* ---- declared types' tables (schema.c) ----------------------------------------------- */
-
-/*
- * ldr_schema_ensure - inside ldr_pg_ensure_schema's transaction (search_path set): for
- * every declared type of the registry, create its table, or compare it with the catalog and
- * evolve it additively: a new optional field is ALTER TABLE ... ADD COLUMN, a field no
- * longer declared keeps its column (logged), a required field no longer required drops
- * NOT NULL. A changed field type, a newly required field on an existing table, or a table of
- * that name that datapipe did not create is refused: logged with the field and what to do,
- * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
- * lz4 compression when the server has it.
- * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
- */
-int ldr_schema_ensure(struct ldr_pg *pg);
-
 /*
  * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold
  * the queue's shared advisory lock); sessions still there after a few seconds are
@@ -300,6 +285,33 @@ int ldr_pg_fence(struct ldr_pg *pg, const char *queue_id);
  */
 int ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
                 size_t len, bool binary);
+
+/* ldr_pg_exec_params - run one statement with nparams text parameters, no result wanted. */
+int ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params);
+
+/*
+ * ldr_pg_watermark - move queue_id's completeness watermark (queue_watermarks, the view
+ * watermark) forward to us (microseconds since the epoch), never back. In the caller's
+ * transaction, if one is open. Returns 0, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
+
+/* ---- declared types' tables (schema.c) ----------------------------------------------- */
+
+/*
+ * ldr_schema_ensure - inside ldr_pg_ensure_schema's transaction (search_path set): for
+ * every declared type of the registry, create its table, or compare it with the catalog and
+ * evolve it additively: a new optional field is ALTER TABLE ... ADD COLUMN, a field no
+ * longer declared keeps its column (logged), a required field no longer required drops
+ * NOT NULL. A changed field type, a newly required field on an existing table, or a table of
+ * that name that datapipe did not create is refused: logged with the field and what to do,
+ * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
+ * lz4 compression when the server has it.
+ * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_schema_ensure(struct ldr_pg *pg);
+
+/* ---- loader_batches and queue_owners (ledger.c) ------------------------------------ */
 
 /*
  * ldr_pg_batch_begin - BEGIN, make every constraint immediate (so a bad row fails at its
@@ -344,32 +356,6 @@ int ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
  */
 int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted);
 
-/* ldr_pg_exec_params - run one statement with nparams text parameters, no result wanted. */
-int ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params);
-
-/*
- * ldr_pg_watermark - move queue_id's completeness watermark (queue_watermarks, the view
- * watermark) forward to us (microseconds since the epoch), never back. In the caller's
- * transaction, if one is open. Returns 0, DP_ERR_RETRY, DP_ERR_NOMEM.
- */
-int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
-
-/* ---- dead letters (replay.c) ------------------------------------------------------ */
-
-/*
- * ldr_replay_main - datapipe-loader --replay-dead-letters or --dead-letters (cli), after the
- * configuration cfg is loaded. The replay takes the dead letters of cli->only_type and
- * cli->only_stage (NULL: all) in seq order, min(loader.batch_rows, 1000) rows per
- * transaction: each row that validates with today's registry (and that PostgreSQL takes)
- * goes into its table with its event_id (a fresh UUIDv7 for rows filed before that column)
- * and received_at, and its dead_letter row is deleted, in that one transaction; the others
- * get the new error, replays + 1 and replayed_at. With cli->dry_run every transaction is
- * rolled back. Prints a summary line on stdout (--dead-letters: a table of type, stage,
- * count, replays and error). Does not touch the queue; may run beside the loader daemon.
- * Returns the exit status: 0, or 1 (PostgreSQL failed; what was committed stays).
- */
-int ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg);
-
 /*
  * ldr_pg_owner - the instance id queue_owners records for queue_id, into owner (len bytes).
  * Returns 0, DP_ERR_NOTFOUND (no owner yet), DP_ERR_RETRY, DP_ERR_NOMEM.
@@ -400,6 +386,22 @@ struct ldr_adoption {
  *   a: receives what was done.
  */
 int ldr_pg_owner_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a);
+
+/* ---- dead letters (replay.c) ------------------------------------------------------ */
+
+/*
+ * ldr_replay_main - datapipe-loader --replay-dead-letters or --dead-letters (cli), after the
+ * configuration cfg is loaded. The replay takes the dead letters of cli->only_type and
+ * cli->only_stage (NULL: all) in seq order, min(loader.batch_rows, 1000) rows per
+ * transaction: each row that validates with today's registry (and that PostgreSQL takes)
+ * goes into its table with its event_id (a fresh UUIDv7 for rows filed before that column)
+ * and received_at, and its dead_letter row is deleted, in that one transaction; the others
+ * get the new error, replays + 1 and replayed_at. With cli->dry_run every transaction is
+ * rolled back. Prints a summary line on stdout (--dead-letters: a table of type, stage,
+ * count, replays and error). Does not touch the queue; may run beside the loader daemon.
+ * Returns the exit status: 0, or 1 (PostgreSQL failed; what was committed stays).
+ */
+int ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg);
 
 /* ---- the daemon (daemon.c) --------------------------------------------------------- */
 

@@ -1,10 +1,9 @@
 /*
- * pg.c - the loader's PostgreSQL side: connections, the schema, COPY, loader_batches and
- * queue_owners (which queue instance owns a queue.id; checked in every transaction that
- * reads or writes loader_batches for the queue).
- * The only file of loader/ that calls libpq. Every failure is translated here: the rows'
- * own fault (SQLSTATE class 22, 23, 54) becomes DP_ERR_DATA, anything else DP_ERR_RETRY.
- * It never decides what to do about a failure; loader.c does.
+ * pg.c - the loader's PostgreSQL side: connections, the schema, the fence, COPY, the
+ * watermark, and the statement helpers; loader_batches and queue_owners are ledger.c's.
+ * With ledger.c the only file of loader/ that calls libpq. Every failure is translated here:
+ * the rows' own fault (SQLSTATE class 22, 23, 54) becomes DP_ERR_DATA, anything else
+ * DP_ERR_RETRY. It never decides what to do about a failure; loader.c does.
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -17,21 +16,13 @@
 #include "etc/pgconn.h"
 #include "events/events.h"
 #include "loader/loader.h"
+#include "loader/pg_internal.h"
 
 /* Advisory lock keys (two int4 form): class "data", then 0 for DDL or the queue's hash. */
 #define LDR_LOCK_CLASS 1684108385
 #define LDR_LOCK_DDL 0
 #define LDR_COPY_CHUNK (1u << 20)      /* bytes handed to PQputCopyData at a time */
 #define LDR_FENCE_TRIES 3
-
-struct ldr_pg {
-    PGconn *conn;
-    int32_t queue_key;                 /* advisory lock key of the queue */
-    char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* this queue's instance id */
-    char owner[LDR_OWNER_MAX];         /* the owner the last refused check found, "" if none */
-    char sqlstate[6];                  /* of the last failure, "" if none */
-    char err[LDR_ERR_MAX];             /* the last failure's text */
-};
 
 static const char dead_letter_ddl[] =
     "CREATE TABLE IF NOT EXISTS dead_letter ("
@@ -116,10 +107,9 @@ pg_fail(struct ldr_pg *pg, const PGresult *res)
     return ldr_pg_classify(state, conn_ok);
 }
 
-/* Run sql (with nparams text parameters) and keep the result if it has status want. */
-static int
-pg_query(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
-         ExecStatusType want, PGresult **out)
+int
+ldr_pg_query(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+             ExecStatusType want, PGresult **out)
 {
     PGresult *res;
     int rc = 0;
@@ -149,21 +139,28 @@ out:
 int
 ldr_pg_exec(struct ldr_pg *pg, const char *sql)
 {
-    return pg_query(pg, sql, 0, NULL, PGRES_COMMAND_OK, NULL);
+    return ldr_pg_query(pg, sql, 0, NULL, PGRES_COMMAND_OK, NULL);
+}
+
+int
+ldr_pg_exec_count(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+                  uint64_t *rows)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    rc = ldr_pg_query(pg, sql, nparams, params, PGRES_COMMAND_OK, &res);
+    if (rc == 0 && rows != NULL) {
+        *rows = strtoull(PQcmdTuples(res), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
 }
 
 int
 ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows)
 {
-    PGresult *res = NULL;
-    int rc;
-
-    rc = pg_query(pg, sql, 0, NULL, PGRES_COMMAND_OK, &res);
-    if (rc == 0) {
-        *rows = strtoull(PQcmdTuples(res), NULL, 10);
-    }
-    PQclear(res);
-    return rc;
+    return ldr_pg_exec_count(pg, sql, 0, NULL, rows);
 }
 
 const char *
@@ -258,7 +255,7 @@ ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
              "WHERE current_setting('synchronous_commit') = 'off'; "
              "SELECT pg_advisory_lock_shared(%d, %" PRId32 ")",
              LDR_LOCK_CLASS, pg->queue_key);
-    rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
     if (rc != 0) {
         snprintf(err, errlen, "%s", pg->err);
         rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
@@ -289,8 +286,8 @@ pg_schema_exists(struct ldr_pg *pg, const char *schema, bool *exists)
     PGresult *res = NULL;
     int rc;
 
-    rc = pg_query(pg, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, params,
-                  PGRES_TUPLES_OK, &res);
+    rc = ldr_pg_query(pg, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, params,
+                      PGRES_TUPLES_OK, &res);
     if (rc == 0) {
         *exists = PQntuples(res) > 0;
     }
@@ -407,7 +404,7 @@ ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema)
 
     snprintf(sql, sizeof(sql), "BEGIN; SELECT pg_advisory_xact_lock(%d, %d)", LDR_LOCK_CLASS,
              LDR_LOCK_DDL);
-    rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
     if (rc == 0) {
         rc = pg_create_all(pg, schema);
     }
@@ -437,7 +434,7 @@ pg_terminate_holders(struct ldr_pg *pg)
              "AND classid = %d AND objid = %" PRId32 " AND objsubid = 2 "
              "AND pid <> pg_backend_pid()",
              LDR_LOCK_CLASS, pg->queue_key);
-    rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, &res);
+    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, &res);
     for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
         dp_warn("terminated a session of an earlier loader of this queue", "pid=%s done=%s",
                 PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
@@ -457,7 +454,7 @@ ldr_pg_fence(struct ldr_pg *pg, const char *queue_id)
     snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%d, %" PRId32 ")", LDR_LOCK_CLASS,
              pg->queue_key);
     for (int i = 0; rc == 0 && i < LDR_FENCE_TRIES; i++) {
-        rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+        rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
         if (rc == 0 || strcmp(pg->sqlstate, "55P03") != 0 || i + 1 == LDR_FENCE_TRIES) {
             break;
         }
@@ -470,7 +467,7 @@ ldr_pg_fence(struct ldr_pg *pg, const char *queue_id)
     }
     snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%d, %" PRId32 ")", LDR_LOCK_CLASS,
              pg->queue_key);
-    rc = pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
     if (rc == 0) {
         rc = ldr_pg_exec(pg, "RESET lock_timeout");
     }
@@ -494,7 +491,7 @@ ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const cha
                  binary ? " (FORMAT binary)" : "") < 0) {
         return DP_ERR_NOMEM;
     }
-    rc = pg_query(pg, sql, 0, NULL, PGRES_COPY_IN, NULL);
+    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_COPY_IN, NULL);
     free(sql);
     if (rc != 0) {
         return rc;
@@ -531,326 +528,6 @@ ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const cha
     return rc;
 }
 
-/* ---- queue_owners ---------------------------------------------------------------------- */
-
-/* Read the owner of queue_id into owner ("" and DP_ERR_NOTFOUND if none); lock: FOR SHARE. */
-static int
-pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, size_t len)
-{
-    const char *params[] = {queue_id};
-    PGresult *res = NULL;
-    int rc;
-
-    owner[0] = '\0';
-    rc = pg_query(pg,
-                  lock ? "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR SHARE"
-                       : "SELECT instance_id FROM queue_owners WHERE queue_id = $1",
-                  1, params, PGRES_TUPLES_OK, &res);
-    if (rc != 0) {
-        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-        goto out;
-    }
-    if (PQntuples(res) == 0) {
-        rc = DP_ERR_NOTFOUND;
-        goto out;
-    }
-    snprintf(owner, len, "%s", PQgetvalue(res, 0, 0));
-out:
-    PQclear(res);
-    return rc;
-}
-
-/*
- * Inside a transaction: hold the owner row of queue_id (FOR SHARE: an --adopt-queue waits
- * until this transaction ends, and one that committed first is seen) and check that this
- * queue is the owner. Returns 0, DP_ERR_CONFIG (another owner or none: pg->owner, pg->err
- * say which), DP_ERR_RETRY, DP_ERR_NOMEM.
- */
-static int
-pg_owner_hold(struct ldr_pg *pg, const char *queue_id)
-{
-    int rc;
-
-    rc = pg_owner_read(pg, queue_id, true, pg->owner, sizeof(pg->owner));
-    if (rc == 0 && strcmp(pg->owner, pg->instance) == 0) {
-        pg->owner[0] = '\0';
-        return 0;
-    }
-    if (rc != 0 && rc != DP_ERR_NOTFOUND) {
-        return rc;
-    }
-    pg->sqlstate[0] = '\0';
-    snprintf(pg->err, sizeof(pg->err), "queue.id %s is owned by queue instance %s, not by this "
-             "queue (instance %s)", queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)",
-             pg->instance);
-    return DP_ERR_CONFIG;
-}
-
-const char *
-ldr_pg_owner_seen(const struct ldr_pg *pg)
-{
-    return pg->owner;
-}
-
-int
-ldr_pg_owner(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len)
-{
-    return pg_owner_read(pg, queue_id, false, owner, len);
-}
-
-int
-ldr_pg_owner_claim(struct ldr_pg *pg, const char *queue_id)
-{
-    const char *params[] = {queue_id, pg->instance};
-    int rc;
-
-    rc = pg_query(pg,
-                  "INSERT INTO queue_owners (queue_id, instance_id) VALUES ($1, $2) "
-                  "ON CONFLICT (queue_id) DO NOTHING",
-                  2, params, PGRES_COMMAND_OK, NULL);
-    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-}
-
-/* Move the loader_batches rows of queue_id `from` to `to`; *n receives how many. */
-static int
-pg_batches_move(struct ldr_pg *pg, const char *from, const char *to, uint64_t *n)
-{
-    const char *params[] = {from, to};
-    PGresult *res = NULL;
-    int rc;
-
-    rc = pg_query(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1", 2, params,
-                  PGRES_COMMAND_OK, &res);
-    if (rc == 0) {
-        *n = strtoull(PQcmdTuples(res), NULL, 10);
-    }
-    PQclear(res);
-    return rc;
-}
-
-/* The statements of ldr_pg_owner_adopt inside its transaction. */
-static int
-pg_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a)
-{
-    const char *params[] = {queue_id, pg->instance, NULL};
-    char *apart = NULL;
-    char *mine = NULL;
-    PGresult *res = NULL;
-    int rc;
-
-    rc = pg_query(pg, "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR UPDATE", 1,
-                  params, PGRES_TUPLES_OK, &res);
-    if (rc != 0) {
-        goto out;
-    }
-    if (PQntuples(res) > 0) {
-        snprintf(a->previous, sizeof(a->previous), "%s", PQgetvalue(res, 0, 0));
-    }
-    if (strcmp(a->previous, pg->instance) == 0) {
-        a->already = true;
-        goto out;
-    }
-    /* Rows without a recorded owner were written before owners were: "<id>@unowned". */
-    if (asprintf(&apart, "%s@%s", queue_id, a->previous[0] != '\0' ? a->previous : "unowned") < 0) {
-        apart = NULL;
-        rc = DP_ERR_NOMEM;
-        goto out;
-    }
-    if (asprintf(&mine, "%s@%s", queue_id, pg->instance) < 0) {
-        mine = NULL;
-        rc = DP_ERR_NOMEM;
-        goto out;
-    }
-    rc = pg_batches_move(pg, queue_id, apart, &a->moved);
-    if (rc == 0) {
-        rc = pg_batches_move(pg, mine, queue_id, &a->restored);
-    }
-    if (rc != 0) {
-        goto out;
-    }
-    snprintf(a->moved_to, sizeof(a->moved_to), "%s", apart);
-    params[2] = a->previous[0] != '\0' ? a->previous : NULL;
-    rc = pg_query(pg,
-                  "INSERT INTO queue_owners (queue_id, instance_id, since, previous_instance_id) "
-                  "VALUES ($1, $2, now(), $3) ON CONFLICT (queue_id) DO UPDATE SET "
-                  "instance_id = EXCLUDED.instance_id, since = EXCLUDED.since, "
-                  "previous_instance_id = EXCLUDED.previous_instance_id",
-                  3, params, PGRES_COMMAND_OK, NULL);
-out:
-    PQclear(res);
-    free(mine);
-    free(apart);
-    return rc;
-}
-
-int
-ldr_pg_owner_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a)
-{
-    int rc;
-
-    memset(a, 0, sizeof(*a));
-    rc = ldr_pg_exec(pg, "BEGIN");
-    if (rc == 0) {
-        rc = pg_adopt(pg, queue_id, a);
-    }
-    if (rc == 0) {
-        rc = ldr_pg_exec(pg, "COMMIT");
-    }
-    if (rc != 0) {
-        PQclear(PQexec(pg->conn, "ROLLBACK"));
-    }
-    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-}
-
-/* ---- loader_batches ------------------------------------------------------------------- */
-
-int
-ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last)
-{
-    char first_s[24];
-    const char *params[] = {queue_id, first_s, pg->instance};
-    PGresult *res = NULL;
-    int rc;
-
-    snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
-    /* One statement, one snapshot: the row counts only while this queue owns queue_id. */
-    rc = pg_query(pg,
-                  "SELECT last_seq FROM loader_batches WHERE queue_id = $1 AND first_seq = $2 "
-                  "AND EXISTS (SELECT 1 FROM queue_owners WHERE queue_id = $1 "
-                  "AND instance_id = $3)",
-                  3, params, PGRES_TUPLES_OK, &res);
-    if (rc != 0) {
-        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-        goto out;
-    }
-    if (PQntuples(res) == 0) {
-        rc = DP_ERR_NOTFOUND;
-        goto out;
-    }
-    *last = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-out:
-    PQclear(res);
-    return rc;
-}
-
-int
-ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t last,
-                   size_t rows, uint64_t *committed_last)
-{
-    char first_s[24];
-    char last_s[24];
-    char rows_s[24];
-    const char *params[] = {queue_id, first_s, last_s, rows_s};
-    int rc;
-
-    *committed_last = 0;
-    snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
-    snprintf(last_s, sizeof(last_s), "%" PRIu64, last);
-    snprintf(rows_s, sizeof(rows_s), "%zu", rows);
-    rc = ldr_pg_exec(pg, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
-    if (rc != 0) {
-        return DP_ERR_RETRY;
-    }
-    rc = pg_owner_hold(pg, queue_id);
-    if (rc != 0) {
-        PQclear(PQexec(pg->conn, "ROLLBACK"));
-        return rc == DP_ERR_CONFIG || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-    }
-    /*
-     * First after the owner check: if a commit of this very batch is still in progress on a
-     * lost connection, this insert waits for it and then fails with unique_violation.
-     */
-    rc = pg_query(pg,
-                  "INSERT INTO loader_batches (queue_id, first_seq, last_seq, rows, loaded_at) "
-                  "VALUES ($1, $2, $3, $4, now())",
-                  4, params, PGRES_COMMAND_OK, NULL);
-    if (rc == 0 || strcmp(pg->sqlstate, "23505") != 0) {
-        /* Any failure here is the bookkeeping's, never the rows': retry. */
-        return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-    }
-    rc = ldr_pg_exec(pg, "ROLLBACK");
-    if (rc == 0) {
-        rc = ldr_pg_batch_lookup(pg, queue_id, first, committed_last);
-    }
-    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-}
-
-int
-ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_range_fn fn,
-               void *arg)
-{
-    char from_s[24];
-    const char *params[] = {queue_id, from_s};
-    PGresult *res = NULL;
-    int rc;
-
-    snprintf(from_s, sizeof(from_s), "%" PRIu64, from);
-    rc = ldr_pg_exec(pg, "BEGIN");
-    if (rc == 0) {
-        rc = pg_owner_hold(pg, queue_id);
-    }
-    if (rc == 0) {
-        rc = pg_query(pg,
-                      "SELECT first_seq, last_seq FROM loader_batches "
-                      "WHERE queue_id = $1 AND last_seq >= $2 ORDER BY first_seq",
-                      2, params, PGRES_TUPLES_OK, &res);
-    }
-    if (rc == 0) {
-        rc = ldr_pg_exec(pg, "COMMIT");
-    }
-    if (rc != 0) {
-        PQclear(PQexec(pg->conn, "ROLLBACK"));
-        rc = rc == DP_ERR_NOMEM || rc == DP_ERR_CONFIG ? rc : DP_ERR_RETRY;
-        goto out;
-    }
-    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
-        rc = fn(arg, strtoull(PQgetvalue(res, i, 0), NULL, 10),
-                strtoull(PQgetvalue(res, i, 1), NULL, 10));
-    }
-out:
-    PQclear(res);
-    return rc;
-}
-
-int
-ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
-{
-    const char *params[] = {queue_id};
-    PGresult *res = NULL;
-    int rc;
-
-    rc = pg_query(pg, "SELECT coalesce(max(last_seq), 0) FROM loader_batches WHERE queue_id = $1",
-                  1, params, PGRES_TUPLES_OK, &res);
-    if (rc == 0) {
-        *max_last = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    }
-    PQclear(res);
-    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-}
-
-int
-ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted)
-{
-    char below_s[24];
-    const char *params[] = {queue_id, below_s, pg->instance};
-    PGresult *res = NULL;
-    int rc;
-
-    snprintf(below_s, sizeof(below_s), "%" PRIu64, below);
-    /* Only while this queue owns queue_id: the rows are then its own. */
-    rc = pg_query(pg,
-                  "DELETE FROM loader_batches WHERE queue_id = $1 AND last_seq < $2 "
-                  "AND first_seq < (SELECT max(first_seq) FROM loader_batches "
-                  "WHERE queue_id = $1) AND EXISTS (SELECT 1 FROM queue_owners "
-                  "WHERE queue_id = $1 AND instance_id = $3)",
-                  3, params, PGRES_COMMAND_OK, &res);
-    if (rc == 0 && deleted != NULL) {
-        *deleted = strtoull(PQcmdTuples(res), NULL, 10);
-    }
-    PQclear(res);
-    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
-}
-
 int
 ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us)
 {
@@ -859,19 +536,19 @@ ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us)
     int rc;
 
     snprintf(us_s, sizeof(us_s), "%" PRId64, us);
-    rc = pg_query(pg,
-                  "INSERT INTO queue_watermarks AS w (queue_id, loaded_through) "
-                  "VALUES ($1, 'epoch'::timestamptz + $2::bigint * interval '1 microsecond') "
-                  "ON CONFLICT (queue_id) DO UPDATE "
-                  "SET loaded_through = GREATEST(w.loaded_through, EXCLUDED.loaded_through)",
-                  2, params, PGRES_COMMAND_OK, NULL);
+    rc = ldr_pg_query(pg,
+                      "INSERT INTO queue_watermarks AS w (queue_id, loaded_through) "
+                      "VALUES ($1, 'epoch'::timestamptz + $2::bigint * interval '1 microsecond') "
+                      "ON CONFLICT (queue_id) DO UPDATE "
+                      "SET loaded_through = GREATEST(w.loaded_through, EXCLUDED.loaded_through)",
+                      2, params, PGRES_COMMAND_OK, NULL);
     return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
 }
 
 int
 ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params)
 {
-    return pg_query(pg, sql, nparams, params, PGRES_COMMAND_OK, NULL);
+    return ldr_pg_query(pg, sql, nparams, params, PGRES_COMMAND_OK, NULL);
 }
 
 int
@@ -882,7 +559,7 @@ ldr_pg_rows(struct ldr_pg *pg, const char *sql, int nparams, const char *const *
     const char *vals[LDR_ROW_COLS_MAX];
     int rc;
 
-    rc = pg_query(pg, sql, nparams, params, PGRES_TUPLES_OK, &res);
+    rc = ldr_pg_query(pg, sql, nparams, params, PGRES_TUPLES_OK, &res);
     if (rc == 0 && PQnfields(res) > LDR_ROW_COLS_MAX) {
         rc = DP_ERR_INVALID;
     }

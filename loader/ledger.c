@@ -1,0 +1,335 @@
+/*
+ * ledger.c - the loader's exactly-once bookkeeping in PostgreSQL: loader_batches (which queue
+ * ranges committed) and queue_owners (which queue instance owns a queue.id; checked in every
+ * transaction that reads or writes loader_batches for the queue), and --adopt-queue's moves of
+ * loader_batches rows. Statements only: what to do about an owner is identity.c's.
+ */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etc/err.h"
+#include "loader/loader.h"
+#include "loader/pg_internal.h"
+
+/*
+ * In a statement on loader_batches: this queue (instance id $3) owns queue_id $1, in the
+ * statement's own snapshot.
+ */
+#define LDR_OWNED_BY_THIS_QUEUE \
+    "EXISTS (SELECT 1 FROM queue_owners WHERE queue_id = $1 AND instance_id = $3)"
+
+/* ---- queue_owners ---------------------------------------------------------------------- */
+
+/*
+ * Run the query sql (nparams text parameters) for one value: the first column of its first row
+ * into out (len bytes; "" when there is no row). Returns 0, DP_ERR_NOTFOUND (no row),
+ * DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+static int
+ledger_value(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+             char *out, size_t len)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    out[0] = '\0';
+    rc = ldr_pg_query(pg, sql, nparams, params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+        goto out;
+    }
+    if (PQntuples(res) == 0) {
+        rc = DP_ERR_NOTFOUND;
+        goto out;
+    }
+    snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
+out:
+    PQclear(res);
+    return rc;
+}
+
+/* Read the owner of queue_id into owner ("" and DP_ERR_NOTFOUND if none); lock: FOR SHARE. */
+static int
+pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, size_t len)
+{
+    const char *params[] = {queue_id};
+
+    return ledger_value(pg,
+                        lock ? "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR SHARE"
+                             : "SELECT instance_id FROM queue_owners WHERE queue_id = $1",
+                        1, params, owner, len);
+}
+
+/*
+ * Inside a transaction: hold the owner row of queue_id (FOR SHARE: an --adopt-queue waits
+ * until this transaction ends, and one that committed first is seen) and check that this
+ * queue is the owner. Returns 0, DP_ERR_CONFIG (another owner or none: pg->owner, pg->err
+ * say which), DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+static int
+pg_owner_hold(struct ldr_pg *pg, const char *queue_id)
+{
+    int rc;
+
+    rc = pg_owner_read(pg, queue_id, true, pg->owner, sizeof(pg->owner));
+    if (rc == 0 && strcmp(pg->owner, pg->instance) == 0) {
+        pg->owner[0] = '\0';
+        return 0;
+    }
+    if (rc != 0 && rc != DP_ERR_NOTFOUND) {
+        return rc;
+    }
+    pg->sqlstate[0] = '\0';
+    snprintf(pg->err, sizeof(pg->err), "queue.id %s is owned by queue instance %s, not by this "
+             "queue (instance %s)", queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)",
+             pg->instance);
+    return DP_ERR_CONFIG;
+}
+
+const char *
+ldr_pg_owner_seen(const struct ldr_pg *pg)
+{
+    return pg->owner;
+}
+
+int
+ldr_pg_owner(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len)
+{
+    return pg_owner_read(pg, queue_id, false, owner, len);
+}
+
+int
+ldr_pg_owner_claim(struct ldr_pg *pg, const char *queue_id)
+{
+    const char *params[] = {queue_id, pg->instance};
+    int rc;
+
+    rc = ldr_pg_query(pg,
+                      "INSERT INTO queue_owners (queue_id, instance_id) VALUES ($1, $2) "
+                      "ON CONFLICT (queue_id) DO NOTHING",
+                      2, params, PGRES_COMMAND_OK, NULL);
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+/* Move the loader_batches rows of queue_id `from` to `to`; *n receives how many. */
+static int
+pg_batches_move(struct ldr_pg *pg, const char *from, const char *to, uint64_t *n)
+{
+    const char *params[] = {from, to};
+
+    return ldr_pg_exec_count(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1",
+                             2, params, n);
+}
+
+/* The statements of ldr_pg_owner_adopt inside its transaction. */
+static int
+pg_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a)
+{
+    const char *params[] = {queue_id, pg->instance, NULL};
+    char *apart = NULL;
+    char *mine = NULL;
+    PGresult *res = NULL;
+    int rc;
+
+    rc = ldr_pg_query(pg, "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR UPDATE", 1,
+                      params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        goto out;
+    }
+    if (PQntuples(res) > 0) {
+        snprintf(a->previous, sizeof(a->previous), "%s", PQgetvalue(res, 0, 0));
+    }
+    if (strcmp(a->previous, pg->instance) == 0) {
+        a->already = true;
+        goto out;
+    }
+    /* Rows without a recorded owner were written before owners were: "<id>@unowned". */
+    if (asprintf(&apart, "%s@%s", queue_id, a->previous[0] != '\0' ? a->previous : "unowned") < 0) {
+        apart = NULL;
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    if (asprintf(&mine, "%s@%s", queue_id, pg->instance) < 0) {
+        mine = NULL;
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    rc = pg_batches_move(pg, queue_id, apart, &a->moved);
+    if (rc == 0) {
+        rc = pg_batches_move(pg, mine, queue_id, &a->restored);
+    }
+    if (rc != 0) {
+        goto out;
+    }
+    snprintf(a->moved_to, sizeof(a->moved_to), "%s", apart);
+    params[2] = a->previous[0] != '\0' ? a->previous : NULL;
+    rc = ldr_pg_query(pg,
+                      "INSERT INTO queue_owners (queue_id, instance_id, since, "
+                      "previous_instance_id) "
+                      "VALUES ($1, $2, now(), $3) ON CONFLICT (queue_id) DO UPDATE SET "
+                      "instance_id = EXCLUDED.instance_id, since = EXCLUDED.since, "
+                      "previous_instance_id = EXCLUDED.previous_instance_id",
+                      3, params, PGRES_COMMAND_OK, NULL);
+out:
+    PQclear(res);
+    free(mine);
+    free(apart);
+    return rc;
+}
+
+int
+ldr_pg_owner_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption *a)
+{
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    rc = ldr_pg_exec(pg, "BEGIN");
+    if (rc == 0) {
+        rc = pg_adopt(pg, queue_id, a);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, "COMMIT");
+    }
+    if (rc != 0) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+    }
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+/* ---- loader_batches ------------------------------------------------------------------- */
+
+int
+ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last)
+{
+    char first_s[24];
+    char last_s[24];
+    const char *params[] = {queue_id, first_s, pg->instance};
+    int rc;
+
+    snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
+    /* One statement, one snapshot: the row counts only while this queue owns queue_id. */
+    rc = ledger_value(pg,
+                      "SELECT last_seq FROM loader_batches WHERE queue_id = $1 AND first_seq = $2 "
+                      "AND " LDR_OWNED_BY_THIS_QUEUE,
+                      3, params, last_s, sizeof(last_s));
+    if (rc == 0) {
+        *last = strtoull(last_s, NULL, 10);
+    }
+    return rc;
+}
+
+int
+ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t last,
+                   size_t rows, uint64_t *committed_last)
+{
+    char first_s[24];
+    char last_s[24];
+    char rows_s[24];
+    const char *params[] = {queue_id, first_s, last_s, rows_s};
+    int rc;
+
+    *committed_last = 0;
+    snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
+    snprintf(last_s, sizeof(last_s), "%" PRIu64, last);
+    snprintf(rows_s, sizeof(rows_s), "%zu", rows);
+    rc = ldr_pg_exec(pg, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
+    if (rc != 0) {
+        return DP_ERR_RETRY;
+    }
+    rc = pg_owner_hold(pg, queue_id);
+    if (rc != 0) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+        return rc == DP_ERR_CONFIG || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    }
+    /*
+     * First after the owner check: if a commit of this very batch is still in progress on a
+     * lost connection, this insert waits for it and then fails with unique_violation.
+     */
+    rc = ldr_pg_query(pg,
+                      "INSERT INTO loader_batches (queue_id, first_seq, last_seq, rows, loaded_at) "
+                      "VALUES ($1, $2, $3, $4, now())",
+                      4, params, PGRES_COMMAND_OK, NULL);
+    if (rc == 0 || strcmp(pg->sqlstate, "23505") != 0) {
+        /* Any failure here is the bookkeeping's, never the rows': retry. */
+        return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    }
+    rc = ldr_pg_exec(pg, "ROLLBACK");
+    if (rc == 0) {
+        rc = ldr_pg_batch_lookup(pg, queue_id, first, committed_last);
+    }
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_range_fn fn,
+               void *arg)
+{
+    char from_s[24];
+    const char *params[] = {queue_id, from_s};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(from_s, sizeof(from_s), "%" PRIu64, from);
+    rc = ldr_pg_exec(pg, "BEGIN");
+    if (rc == 0) {
+        rc = pg_owner_hold(pg, queue_id);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_query(pg,
+                          "SELECT first_seq, last_seq FROM loader_batches "
+                          "WHERE queue_id = $1 AND last_seq >= $2 ORDER BY first_seq",
+                          2, params, PGRES_TUPLES_OK, &res);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, "COMMIT");
+    }
+    if (rc != 0) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+        rc = rc == DP_ERR_NOMEM || rc == DP_ERR_CONFIG ? rc : DP_ERR_RETRY;
+        goto out;
+    }
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        rc = fn(arg, strtoull(PQgetvalue(res, i, 0), NULL, 10),
+                strtoull(PQgetvalue(res, i, 1), NULL, 10));
+    }
+out:
+    PQclear(res);
+    return rc;
+}
+
+int
+ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last)
+{
+    const char *params[] = {queue_id};
+    char max_s[24];
+    int rc;
+
+    /* An aggregate: always one row. */
+    rc = ledger_value(pg,
+                      "SELECT coalesce(max(last_seq), 0) FROM loader_batches WHERE queue_id = $1",
+                      1, params, max_s, sizeof(max_s));
+    if (rc == 0) {
+        *max_last = strtoull(max_s, NULL, 10);
+    }
+    return rc;
+}
+
+int
+ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted)
+{
+    char below_s[24];
+    const char *params[] = {queue_id, below_s, pg->instance};
+    int rc;
+
+    snprintf(below_s, sizeof(below_s), "%" PRIu64, below);
+    /* Only while this queue owns queue_id: the rows are then its own. */
+    rc = ldr_pg_exec_count(pg,
+                           "DELETE FROM loader_batches WHERE queue_id = $1 AND last_seq < $2 "
+                           "AND first_seq < (SELECT max(first_seq) FROM loader_batches "
+                           "WHERE queue_id = $1) AND " LDR_OWNED_BY_THIS_QUEUE,
+                           3, params, deleted);
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}

@@ -1,0 +1,43 @@
+/*
+ * pg_internal.h - what pg.c and ledger.c, the two files of loader/ that call libpq, share: the
+ * connection's state and the statement runners that record and classify a failure (pg.c).
+ * Every other file of loader/ goes through the ldr_pg_* functions of loader.h.
+ */
+#ifndef DP_LOADER_PG_INTERNAL_H
+#define DP_LOADER_PG_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "loader/loader.h"
+
+/* One connection of the loader (ldr_pg_connect). */
+struct ldr_pg {
+    PGconn *conn;
+    int32_t queue_key;                 /* advisory lock key of the queue */
+    char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* this queue's instance id */
+    char owner[LDR_OWNER_MAX];         /* the owner the last refused check found, "" if none */
+    char sqlstate[6];                  /* of the last failure, "" if none */
+    char err[LDR_ERR_MAX];             /* the last failure's text */
+};
+
+/*
+ * ldr_pg_query - run sql on pg (with nparams text parameters, none: PQexec) and keep the
+ * result if its status is want.
+ *   out: NULL, or receives the result on success; the caller PQclears it.
+ * On failure pg->sqlstate and pg->err say why (ldr_pg_error, ldr_pg_sqlstate).
+ * Returns 0, DP_ERR_DATA or DP_ERR_RETRY as ldr_pg_classify says, DP_ERR_NOMEM (no result
+ * on a good connection).
+ */
+int ldr_pg_query(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+                 ExecStatusType want, PGresult **out);
+
+/*
+ * ldr_pg_exec_count - run one statement sql with nparams text parameters, no result wanted,
+ * and give how many rows it inserted, updated or deleted (PQcmdTuples) in *rows (rows may be
+ * NULL). Returns as ldr_pg_query.
+ */
+int ldr_pg_exec_count(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
+                      uint64_t *rows);
+
+#endif
