@@ -201,6 +201,15 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
         return rc;
     }
     rc = g->keyed ? batch_keyed_direct(pg, g, g->rows.data + start, len) : DP_ERR_DATA;
+    if (rc == DP_ERR_DATA && g->keyed) {
+        char sql[256];
+
+        /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
+        snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
+                 "DEFAULTS) ON COMMIT DROP", target, g->type->table);
+        rc = batch_not_data(ldr_pg_exec(pg, sql));
+        rc = rc == 0 ? DP_ERR_DATA : rc;
+    }
     if (rc == DP_ERR_DATA) {
         rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start, len,
                          g->rows.binary);
@@ -265,15 +274,6 @@ batch_load_group(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g,
     }
     if (g->type->load == EV_LOAD_UPSERT && g->type->stage_ddl != NULL) {
         rc = batch_not_data(ldr_pg_exec(pg, g->type->stage_ddl));
-    } else if (g->keyed) {
-        char sql[256];
-        char keyed[LDR_KEYED_NAME_BUF];
-
-        /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
-        keyed_table(g->type, keyed);
-        snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
-                 "DEFAULTS) ON COMMIT DROP", keyed, g->type->table);
-        rc = batch_not_data(ldr_pg_exec(pg, sql));
     }
     if (rc == 0) {
         rc = batch_load_rows(b, pg, g, 0, g->n, fault);
