@@ -2,8 +2,10 @@
  * fuzz_events.c - libFuzzer target over events/: a body is split and
  * validated with and without a URL type, and every accepted event must encode
  * to exactly one well-formed COPY row; the fast JSON reader must agree with
- * jansson whenever it accepts. Two declared types (every field type and
- * constraint, unknown fields rejected or kept) are in the registry too.
+ * jansson whenever it accepts. Three declared types (every field type and
+ * constraint, unknown fields rejected or kept, one whose rows may be binary) are in the
+ * registry too; rows of a type whose copy_binary is set also encode in COPY's binary
+ * format, column by column to the row's end.
  * Aborts on any broken invariant.
  */
 #include <stdint.h>
@@ -44,10 +46,20 @@ static struct dp_field_decl fk_fields[] = {
     {.name = "message", .type = DP_FIELD_STRING},
 };
 
+/* "fb": the same fields and a uuid and a url, unknown ones refused: its rows may be binary. */
+static struct dp_field_decl fb_fields[] = {
+    {.name = "user_id", .type = DP_FIELD_INTEGER, .required = true},
+    {.name = "timestamp", .type = DP_FIELD_TIMESTAMP},
+    {.name = "message", .type = DP_FIELD_STRING},
+    {.name = "ref", .type = DP_FIELD_UUID},
+    {.name = "page", .type = DP_FIELD_URL},
+};
+
 static struct dp_type_decl fuzz_decls[] = {
     {.name = "fz", .fields = fz_fields, .n_fields = sizeof(fz_fields) / sizeof(fz_fields[0])},
     {.name = "fk", .fields = fk_fields, .n_fields = sizeof(fk_fields) / sizeof(fk_fields[0]),
      .keep_unknown = true},
+    {.name = "fb", .fields = fb_fields, .n_fields = sizeof(fb_fields) / sizeof(fb_fields[0])},
 };
 
 int
@@ -75,6 +87,41 @@ count_char(const char *s, size_t n, char c)
     return k;
 }
 
+/*
+ * A binary COPY row (ev_buf's binary) is its column count, then per column a length (-1:
+ * NULL) and that many bytes, ending exactly at the end of the row.
+ */
+static void
+check_binary_row(const struct ev_buf *out, size_t columns)
+{
+    const unsigned char *p = (const unsigned char *)out->data;
+    size_t off = 2;
+
+    if (out->len < 2 || (size_t)(p[0] << 8 | p[1]) != columns) {
+        abort();
+    }
+    for (size_t i = 0; i < columns; i++) {
+        uint32_t n;
+
+        if (out->len - off < 4) {
+            abort();
+        }
+        n = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 | (uint32_t)p[off + 2] << 8 |
+            p[off + 3];
+        off += 4;
+        if (n == UINT32_MAX) {
+            continue;
+        }
+        if (n > out->len - off) {
+            abort();
+        }
+        off += n;
+    }
+    if (off != out->len) {
+        abort();
+    }
+}
+
 /* Every accepted event encodes; rows have one line and the declared column count. */
 static void
 check_encode(const struct ev_item *it)
@@ -93,6 +140,16 @@ check_encode(const struct ev_item *it)
     rc = ev_encode(it->type, &ev, &out, err);
     if (rc != 0) {
         abort();
+    }
+    if (it->type->copy_binary) {
+        struct ev_buf bin = { .binary = true };
+
+        if (ev_encode(it->type, &ev, &bin, err) != 0) {
+            abort();
+        }
+        check_binary_row(&bin, count_char(it->type->copy_columns,
+                                          strlen(it->type->copy_columns), ',') + 1);
+        ev_buf_free(&bin);
     }
     if (out.len == 0 || out.data[out.len - 1] != '\n' ||
         count_char(out.data, out.len, '\n') != 1 ||
