@@ -4,7 +4,9 @@
 # queued, `datapipe-loader --once` timed from full to empty; the same rows as COPY text into a
 # file, `psql \copy` into an empty copy of the table (same indexes) timed; rows/s of the sums
 # and their ratio (target >= 1.0). Every timed load is followed by an untimed VACUUM ANALYZE
-# and CHECKPOINT, so that no step pays for the previous one's pages. The same for crash_twin,
+# and CHECKPOINT, so that no step pays for the previous one's pages, and autovacuum is off on
+# the timed tables (the loader's batch commits would wake it mid-drain, \copy's one commit
+# after its end: each side's vacuum is done untimed instead). The same for crash_twin,
 # a type declared in the configuration with crash_report's fields (target >= 1.0 against its
 # own \copy). Then the same number of crash_report events each with its own idempotency key
 # (their plain COPY succeeds: no key is in the table yet) as a ratio against the unkeyed drain
@@ -65,7 +67,9 @@ copy_rate() {
     local p0 p1
     "$PSQL" "$DP_PG_CONNINFO" -qc "SET client_min_messages = warning" \
         -c "DROP TABLE IF EXISTS $schema.$2_copy" -c "CREATE TABLE \
-        $schema.$2_copy (LIKE $schema.$2 INCLUDING ALL)" || die "cannot create the copy table"
+        $schema.$2_copy (LIKE $schema.$2 INCLUDING ALL)" \
+        -c "ALTER TABLE $schema.$2_copy SET (autovacuum_enabled = false)" ||
+        die "cannot create the copy table"
     p0=$(now)
     "$PSQL" "$DP_PG_CONNINFO" -qc "\\copy $schema.$2_copy $3 from '$tmp/$1.copy'" ||
         die "psql \\copy failed"
@@ -94,7 +98,15 @@ count() {
 # Warm-up, untimed: the loader's first run creates the schema and its tables; the figures
 # are of the steady drain.
 drain warmup 2 crash_report 1000 >/dev/null
-"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report"
+drain warmup_twin 2 crash_twin 1000 >/dev/null
+# The loader commits every batch, so autovacuum would start on its tables in the middle of a
+# timed drain, while \copy commits once; it runs on neither during the timed steps and settle
+# does its work after each, untimed, for both.
+for t in crash_report crash_twin; do
+    "$PSQL" "$DP_PG_CONNINFO" -qc "ALTER TABLE $schema.$t SET (autovacuum_enabled = false)" ||
+        die "cannot set autovacuum_enabled on $t"
+done
+"$PSQL" "$DP_PG_CONNINFO" -qc "TRUNCATE $schema.crash_report, $schema.crash_twin"
 # The drain and its \copy baseline in alternating rounds (this VM's disk and CPU are shared:
 # one round of each can differ by a third either way); the ratio is of the sums.
 loader_s=0
