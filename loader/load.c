@@ -147,36 +147,43 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows)
 }
 
 /*
- * Keyed rows (data, len bytes) of g straight into g's table, as plain rows load, under a
- * savepoint of their own: a key already in the table (or twice in these rows) makes
- * PostgreSQL refuse the COPY and nothing of it stays. Returns 0 (loaded: no key was there),
- * DP_ERR_DATA (refused: load them through the keyed table instead), or another error.
+ * Keyed rows (data, len bytes; rows of them) of g, inside batch_try's savepoint ldr_rows.
+ * First straight into g's table by the plain COPY: a repeat reaching PostgreSQL is rare (the
+ * server answers repeats within queue.dedup_window_s). Only when PostgreSQL refuses that (a
+ * key already in the table, twice in these rows, or a bad row) does it roll back to ldr_rows
+ * and COPY them into the keyed temp table for INSERT ... ON CONFLICT DO NOTHING, where a bad
+ * row fails again and is isolated as ever.
  */
 static int
-batch_keyed_direct(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_t len)
+batch_copy_keyed(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_t len,
+                 size_t rows)
 {
+    char keyed[LDR_KEYED_NAME_BUF];
+    char sql[256];
     int rc;
 
-    rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_direct"));
+    rc = ldr_pg_copy(pg, g->type->table, g->type->copy_columns, data, len, g->rows.binary);
+    if (rc != DP_ERR_DATA) {
+        return rc;
+    }
+    if (ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows") != 0) {
+        return DP_ERR_RETRY;
+    }
+    keyed_table(g->type, keyed);
+    /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
+    snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
+             "DEFAULTS) ON COMMIT DROP", keyed, g->type->table);
+    rc = batch_not_data(ldr_pg_exec(pg, sql));
     if (rc == 0) {
-        rc = ldr_pg_copy(pg, g->type->table, g->type->copy_columns, data, len, g->rows.binary);
+        rc = ldr_pg_copy(pg, keyed, g->type->copy_columns, data, len, g->rows.binary);
     }
     if (rc == 0) {
-        return batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_direct"));
-    }
-    if (rc == DP_ERR_DATA && ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_direct; "
-                                             "RELEASE SAVEPOINT ldr_direct") != 0) {
-        rc = DP_ERR_RETRY;
+        rc = batch_insert_keyed(pg, g, rows);
     }
     return rc;
 }
 
-/*
- * One try at rows lo..hi-1 of g, under a savepoint so that a bad row costs only this try.
- * Keyed rows first try the plain COPY (batch_keyed_direct): a repeat reaching PostgreSQL is
- * rare (the server answers repeats within queue.dedup_window_s), and only rows holding one
- * pay for the keyed table and INSERT ... ON CONFLICT DO NOTHING.
- */
+/* One try at rows lo..hi-1 of g, under a savepoint so that a bad row costs only this try. */
 static int
 batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo, size_t hi,
           const struct ldr_fault_ops *fault)
@@ -188,11 +195,6 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
     bool upsert = g->type->load == EV_LOAD_UPSERT;
     int rc;
 
-    if (g->keyed && !upsert) {
-        keyed_table(g->type, target);
-    } else {
-        snprintf(target, sizeof(target), "%s%s", g->type->table, upsert ? LDR_STAGE_SUFFIX : "");
-    }
     rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_rows"));
     if (rc == 0) {
         rc = batch_fault(fault, LDR_FAULT_COPY, b);
@@ -200,23 +202,14 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
     if (rc != 0) {
         return rc;
     }
-    rc = g->keyed ? batch_keyed_direct(pg, g, g->rows.data + start, len) : DP_ERR_DATA;
-    if (rc == DP_ERR_DATA && g->keyed) {
-        char sql[256];
-
-        /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
-        snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
-                 "DEFAULTS) ON COMMIT DROP", target, g->type->table);
-        rc = batch_not_data(ldr_pg_exec(pg, sql));
-        rc = rc == 0 ? DP_ERR_DATA : rc;
-    }
-    if (rc == DP_ERR_DATA) {
+    if (g->keyed) {
+        rc = batch_copy_keyed(pg, g, g->rows.data + start, len, hi - lo);
+    } else {
+        snprintf(target, sizeof(target), "%s%s", g->type->table, upsert ? LDR_STAGE_SUFFIX : "");
         rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start, len,
                          g->rows.binary);
         if (rc == 0 && upsert) {
             rc = ldr_pg_exec(pg, g->type->upsert_sql);
-        } else if (rc == 0 && g->keyed) {
-            rc = batch_insert_keyed(pg, g, hi - lo);
         }
     }
     if (rc == 0) {

@@ -333,6 +333,58 @@ START_TEST(test_source_and_declared_keys)
 }
 END_TEST
 
+/*
+ * Keyed rows load by the plain COPY until PostgreSQL refuses it; then through the keyed table
+ * and ON CONFLICT DO NOTHING. One batch holding both a key already in the table and a row the
+ * table refuses: the repeat is skipped, the bad row alone is dead-lettered with its key, the
+ * rest load once. Then a batch of fresh keys: all loaded, nothing skipped.
+ */
+START_TEST(test_keyed_fallback_isolates_bad_rows)
+{
+    static const char good[] = "{\"user_id\": 1, \"timestamp\": 1700000000, \"message\": \"a\"}";
+    static const char bad[] = "{\"user_id\": 666, \"timestamp\": 1700000000, \"message\": \"b\"}";
+    static const char again[] = "{\"user_id\": 3, \"timestamp\": 1700000000, \"message\": \"c\"}";
+    struct ldr_run_stats st;
+    struct tl_env e;
+    char *v;
+
+    tl_setup(&e, "keyedfb");
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    tl_exec(&e, "ALTER TABLE %s.crash_report ADD CONSTRAINT poison CHECK (user_id <> 666)",
+            e.schema);
+    tl_exec(&e, "INSERT INTO %s.crash_report (id, event_name, user_id, event_time, message, "
+                "received_at, idempotency_key) VALUES (gen_random_uuid(), 'crash_report', 9, "
+                "now(), 'first', now(), 'k-c')", e.schema);
+    append_from(&e, "crash_report", good, "k-a", NULL, 0);
+    append_from(&e, "crash_report", bad, "k-b", NULL, 0);
+    append_from(&e, "crash_report", again, "k-c", NULL, 0);
+    append_from(&e, "crash_report", good, "k-d", NULL, 0);
+    ck_assert_int_eq(start_and_run(&e, &st), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    ck_assert_uint_eq(st.dead_letters, 1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
+                                "('k-a', 'k-d')", e.schema), 2);
+    v = tl_str(&e, "SELECT message FROM %s.crash_report WHERE idempotency_key = 'k-c'",
+               e.schema);
+    ck_assert_str_eq(v, "first");
+    free(v);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key = "
+                                "'k-b'", e.schema), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.dead_letter WHERE stage = 'load' AND "
+                                "idempotency_key = 'k-b' AND error LIKE '%%poison%%'", e.schema),
+                     1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_report"), 1);
+
+    append_from(&e, "crash_report", good, "k-e", NULL, 0);
+    append_from(&e, "crash_report", again, "k-f", NULL, 0);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
+                                "('k-e', 'k-f')", e.schema), 2);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_report"), 1);
+    tl_teardown(&e);
+}
+END_TEST
+
 /* ---- schema evolution -------------------------------------------------------------------- */
 
 static const char evo_v1[] =
@@ -624,6 +676,7 @@ types_pg_suite(void)
 
     tcase_add_test(twin, test_twin_loads_like_compiled);
     tcase_add_test(twin, test_source_and_declared_keys);
+    tcase_add_test(twin, test_keyed_fallback_isolates_bad_rows);
     tcase_add_test(evo, test_evolution_add_and_remove);
     tcase_add_test(evo, test_evolution_refused);
     tcase_add_test(evo, test_two_loaders_race);
