@@ -543,7 +543,8 @@ build_sql(struct declared *x)
     int rc;
     int rc_cols;
 
-    rc = ev_buf_put_strs(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid PRIMARY KEY", NULL);
+    rc = ev_buf_put_strs(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid PRIMARY KEY",
+                         NULL);
     rc_cols = ev_buf_put_strs(&cols, "(id", NULL);
     for (size_t i = 0; i < d->n_fields; i++) {
         const struct dp_field_decl *f = &d->fields[i];
@@ -568,9 +569,9 @@ build_sql(struct declared *x)
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);
     index_name(d->name, idx);
-    x->idem_ddl = sql_done(&idem, ev_buf_put_strs(&idem, "CREATE UNIQUE INDEX IF NOT EXISTS \"", idx,
-                                          "\" ON ", x->table, " (idempotency_key) "
-                                          "WHERE idempotency_key IS NOT NULL", NULL));
+    x->idem_ddl = sql_done(&idem, ev_buf_put_strs(&idem, "CREATE UNIQUE INDEX IF NOT EXISTS \"",
+                                                  idx, "\" ON ", x->table, " (idempotency_key) "
+                                                  "WHERE idempotency_key IS NOT NULL", NULL));
     x->get_sql = sql_done(&get, ev_buf_put_strs(&get, "SELECT row_to_json(t)::text FROM ", x->table,
                                         " t WHERE t.id = $1::uuid", NULL));
     return x->ddl && x->copy_columns && x->idem_ddl && x->get_sql ? 0 : DP_ERR_NOMEM;

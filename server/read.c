@@ -484,7 +484,8 @@ trail_query(PGconn *c, const char *sql, const char *id, json_t *o)
     int rc = 0;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (sqlstate != NULL && (strcmp(sqlstate, "42P01") == 0 || strcmp(sqlstate, "42703") == 0)) {
+        if (sqlstate != NULL &&
+            (strcmp(sqlstate, "42P01") == 0 || strcmp(sqlstate, "42703") == 0)) {
             rc = DP_ERR_NOTFOUND;
         } else if (db_busy(sqlstate) || PQstatus(c) != CONNECTION_OK) {
             rc = DP_ERR_RETRY;
