@@ -57,6 +57,10 @@ const struct dp_setting dp_settings[] = {
      .min = 1048576, .max = 1LL << 40, .offset = F(server_max_inflight_bytes),
      .used_by = DP_DAEMON_SERVER,
      .help = "bodies being handled at once, in bytes; beyond it 503 + Retry-After"},
+    {.path = "server.database_conninfo", .kind = DP_SETTING_STRING_NULL,
+     .offset = F(server_database_conninfo), .used_by = DP_DAEMON_SERVER,
+     .help = "libpq connection string for the server's reads (e.g. a read-only role); "
+             "null: database.conninfo"},
     {.path = "queue.path", .kind = DP_SETTING_STRING, .def_str = "/var/lib/datapipe/queue",
      .offset = F(queue_path), .used_by = BOTH,
      .help = "LMDB environment directory (created if missing)"},
