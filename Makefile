@@ -58,9 +58,10 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LIB_SRC := $(wildcard etc/*.c queue/*.c events/*.c)
 SERVER_SRC := $(wildcard server/*.c)
 LOADER_SRC := $(wildcard loader/*.c)
-TESTLIB_SRC := $(wildcard tests/lib_*.c)
-FUZZ_SRC := $(wildcard tests/fuzz_*.c)
-TEST_PROG_SRC := $(filter-out $(TESTLIB_SRC) $(FUZZ_SRC),$(wildcard tests/*.c))
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+DB_SRC := $(wildcard tests/db/*.c)
+TEST_PROG_SRC := $(UNIT_SRC) $(DB_SRC) $(wildcard tests/tools/*.c tests/bench/*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 # The status page: server/status.html as a byte array (server/page.c serves it).
@@ -68,7 +69,7 @@ STATUS_PAGE_OBJ := $(BUILD)/gen/status_html.o
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(STATUS_PAGE_OBJ)
 LOADER_OBJ := $(LOADER_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
-TEST_PROGS := $(TEST_PROG_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_PROGS := $(TEST_PROG_SRC:%.c=$(BUILD)/%)
 LIBDP := $(BUILD)/libdatapipe.a
 LIBTEST := $(BUILD)/libdptest.a
 
@@ -83,8 +84,8 @@ LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
 
 # Missing Debian packages are installed; nothing is done when all are there. npm (for the
-# OpenAPI validator tests/test_openapi.sh installs from tests/openapi/package-lock.json) counts
-# as there when any npm is on the PATH.
+# OpenAPI validator tests/e2e/test_openapi.sh installs from
+# tests/tools/openapi/package-lock.json) counts as there when any npm is on the PATH.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
 	openssl libssl-dev lmdb-utils systemd jq xxd chromium haproxy
@@ -159,18 +160,18 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' -g -O1 -I. $(PK
 fuzz: $(BUILD)/gen/status_html.c | deps
 	$(MAKE) deps EXTRA_DEB_PACKAGES="clang libclang-rt-dev"
 	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-http
-	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_events tests/fuzz_events.c $(LIB_SRC) \
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_events tests/fuzz/fuzz_events.c $(LIB_SRC) \
 		$(PKG_LIBS) -lpthread -lm
-	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz_http.c $(LIB_SRC) \
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz/fuzz_http.c $(LIB_SRC) \
 		$(filter-out server/main.c,$(SERVER_SRC)) $(BUILD)/gen/status_html.c $(PKG_LIBS) \
 		$(CIVETWEB_LIBS) -lpthread -lm
 	$(BUILD)/fuzz/fuzz_events -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/data/fuzz-seed
+		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/fuzz/seed-events
 	$(BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-		-artifact_prefix=$(BUILD)/fuzz/http- $(BUILD)/fuzz/corpus-http tests/data/fuzz-http-seed
+		-artifact_prefix=$(BUILD)/fuzz/http- $(BUILD)/fuzz/corpus-http tests/fuzz/seed-http
 
 run: all
-	tests/run-demo
+	tests/tools/run-demo
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBEXECDIR) \
