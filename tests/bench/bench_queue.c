@@ -310,11 +310,7 @@ main(void)
     memcpy(g_json, "{\"user_id\":42,\"timestamp\":1700000000,\"message\":\"", 48);
     memcpy(g_json + sizeof(g_json) - 2, "\"}", 2);
     /* Under the build tree, not $TMPDIR: /tmp is tmpfs on many machines, where fsync is free. */
-    if (asprintf(&g_root, "%s/bench-queue.XXXXXX", build != NULL ? build : "build") < 0 ||
-        mkdtemp(g_root) == NULL) {
-        perror("bench_queue: mkdtemp");
-        return 1;
-    }
+    g_root = t_tmpdir_in(build != NULL ? build : "build");
     if (statfs(g_root, &fs) == 0 && fs.f_type == TMPFS_MAGIC_NUMBER) {
         printf("WARNING: %s is on tmpfs: fsync costs nothing there, figures are not real\n",
                g_root);

@@ -6,7 +6,6 @@
  * the server closes. A crash or a sanitizer report in any server thread is a finding.
  */
 #include <arpa/inet.h>
-#include <ftw.h>
 #include <signal.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -20,13 +19,14 @@
 #include "etc/config.h"
 #include "etc/log.h"
 #include "server/srv.h"
+#include "tests/lib/lib_test.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct srv fz_srv;
 static struct sockaddr_in fz_addr;
-static char fz_dir[] = "/tmp/dp-fuzz-http.XXXXXX";
+static char *fz_dir; /* t_tmpdir's, for the process's life */
 static unsigned long fz_runs;
 
 /* A port nobody listens on now (the kernel's choice), for the server to take. */
@@ -48,22 +48,11 @@ free_port(void)
     return port;
 }
 
-/* nftw callback: remove one entry of the temporary directory, children first. */
-static int
-remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 /* At exit (libFuzzer ends with exit()): the temporary directory and its queue go. */
 static void
 remove_dir(void)
 {
-    nftw(fz_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    t_rmtree(fz_dir);
 }
 
 int
@@ -79,9 +68,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     signal(SIGPIPE, SIG_IGN);
-    if (port < 0 || mkdtemp(fz_dir) == NULL) {
+    if (port < 0) {
         abort();
     }
+    fz_dir = t_tmpdir();
     atexit(remove_dir);
     snprintf(path, sizeof(path), "%s/cfg.json", fz_dir);
     f = fopen(path, "w");

@@ -10,19 +10,23 @@
 #include <unistd.h>
 
 char *
-t_tmpdir(void)
+t_tmpdir_in(const char *base)
 {
-    const char *base = getenv("TMPDIR");
     char *path;
 
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
     if (asprintf(&path, "%s/dp-test.XXXXXX", base) < 0 || mkdtemp(path) == NULL) {
         perror("t_tmpdir");
         abort();
     }
     return path;
+}
+
+char *
+t_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+
+    return t_tmpdir_in(base == NULL || base[0] == '\0' ? "/tmp" : base);
 }
 
 static int

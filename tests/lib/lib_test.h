@@ -10,6 +10,12 @@
 /* A new empty directory under $TMPDIR (or /tmp); malloc'd path. Aborts on failure. */
 char *t_tmpdir(void);
 
+/*
+ * A new empty directory inside base (made by an earlier t_tmpdir, or a build tree when a
+ * benchmark needs a real disk rather than a tmpfs /tmp); malloc'd path. Aborts on failure.
+ */
+char *t_tmpdir_in(const char *base);
+
 /* Remove a directory tree (rm -rf). NULL-safe. */
 void t_rmtree(const char *path);
 

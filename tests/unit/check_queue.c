@@ -3,7 +3,7 @@
  * metadata, concurrent appends, a full map, injected write faults, SIGKILL crashes, two
  * processes sharing one queue, the loader lock and idempotency keys (repeats, conflicts,
  * the window, pruning, a map full of keys).
- * Every test works in its own mkdtemp directory, removed afterwards.
+ * Every test works in its own temporary directory (t_tmpdir_in), removed afterwards.
  */
 #include <check.h>
 #include <errno.h>
@@ -50,8 +50,7 @@ base_teardown(void)
 static void
 dir_setup(void)
 {
-    ck_assert_int_ge(asprintf(&g_dir, "%s/t.XXXXXX", g_base), 0);
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    g_dir = t_tmpdir_in(g_base);
     ck_assert_int_ge(asprintf(&g_qpath, "%s/q", g_dir), 0);
 }
 
