@@ -58,7 +58,7 @@ one() { # one NAME FILE PATH INFLATED_BYTES [CURL ARGS]
     stop_pid "$SPID"
 }
 for s in tiny_events tiny_invalid tiny_invalid_distinct deep_objects long_strings; do
-    one "$s" "$TMP/$s" /v1/events/$( [ "$s" = deep_objects ] && echo product || echo crash_report) \
+    one "$s" "$TMP/$s" /v1/events/"$( [ "$s" = deep_objects ] && echo product || echo crash_report)" \
         "$(stat -c %s "$TMP/$s")"
 done
 one data_sample_1m "$TMP/data_sample_1m" /v1/events/data_sample "$(stat -c %s "$TMP/data_sample_1m")"

@@ -126,6 +126,7 @@ TAP_REQ='GET /v1/tap HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
 ACCEPTED='datapipe_events_accepted_total{type="crash_report"}'
 # tap_client stall|read: a tap client ($T_LAST_PID); killing it closes its connection.
 tap_client() {
+    # shellcheck disable=SC2016 # $1 and $2 are the inner bash's arguments
     start_bg "$TMP/tap.err" bash -c '
         exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
         printf "$2" >&3

@@ -44,6 +44,7 @@ good_loop() {
         r=$(curl -s -m 10 -w ' %{http_code} %{time_total}' \
             -d "{\"user_id\": $n, \"timestamp\": 1700000000, \"message\": \"e2e-$n\"}" \
             "$URL/v1/events/crash_report")
+        # shellcheck disable=SC2086 # curl's words (body, status, time) become $1, $2, ...
         set -- $r
         echo "$n ${*: -2}" >>"$DIR/good"
         if [ "${*: -2:1}" = 202 ]; then
@@ -239,6 +240,7 @@ if [ -z "${E2E_WRAP:-}" ]; then
     rssm0=$(rss_kb "$sm")
     r=$(curl -s -m 120 -w ' %{http_code} %{time_total}' -H 'Content-Encoding: gzip' \
         --data-binary @"$DIR/amp.gz" "$URLM/v1/events/crash_report")
+    # shellcheck disable=SC2086 # curl's words (body, status, time) become $1, $2, ...
     set -- $r
     amp_code=${*: -2:1}
     amp_s=${*: -1}

@@ -54,6 +54,7 @@ fi
 echo "concurrency: the loader had loaded ${loaded_during:-0} events while the clients were posting"
 stop_pid "$SPID"
 eq "server exits 0 on SIGTERM" 0 "$T_RC"
+# shellcheck disable=SC2086 # $figures holds several NAME=VALUE words
 e2e_figures acknowledged="$ACKED" loaded="$LOADED" lost="$LOST" duplicated="$DUPS" \
     conns="$CONNS" seconds_of_load="$CONC_S" keyed="${E2E_CONC_KEYED:-0}" "${keyfig[@]}" $figures \
     "max_latency_ms=$(sed -n 's/.* max_latency_ms=\([0-9.]*\).*/\1/p' "$DIR/client.out")"

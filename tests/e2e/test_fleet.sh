@@ -134,7 +134,7 @@ ppid=$!
 T_PIDS+=("$ppid")
 kills=0
 slot_ms=$((LOAD_S * 1000 / (KILLS + 1)))
-for k in $(seq 1 "$KILLS"); do
+for _ in $(seq 1 "$KILLS"); do
     # A random moment in this kill's slot, at least 300 ms after the last restart (an
     # interval by design: the kill is to land anywhere in the load).
     sleep "$(awk -v r=$((RANDOM % (slot_ms - 300) + 300)) 'BEGIN {printf "%.3f", r / 1000}')"
@@ -203,7 +203,7 @@ dupans=$(sed -n 's/.* duplicate_answers=\([0-9]*\).*/\1/p' <<<"$kout")
 echo "fleet: $kills kills of appliance a; keyed requests sent again $resent times," \
     "$dupans answered \"duplicate\": true by the appliance that had the first copy;" \
     "$dups_skipped copies taken by both appliances skipped by the loaders (ON CONFLICT);" \
-    "$versions product versions acknowledged, $(cat "$DIR/prod.retries" 2>/dev/null | wc -l)" \
+    "$versions product versions acknowledged, $( { wc -l <"$DIR/prod.retries"; } 2>/dev/null || echo 0)" \
     "product sends retried"
 stop_pid "$HPID"
 for n in a b; do

@@ -172,7 +172,7 @@ stop_pid "$SPID"
 server ce
 CT='Content-Type: application/cloudevents+json'
 DATA='{"user_id":1,"timestamp":2,"message":"ce"}'
-CE='{"specversion":"1.0","id":"e-1","source":"/app","type":"crash_report","data":'$DATA'}'
+CE='{"specversion":"1.0","id":"e-1","source":"/app","type":"crash_report","data":'"$DATA"'}'
 r=$(post / "$CE" -H "$CT")
 has "structured → 202" '202 {"status_code":202,"status_message":"accepted","id":"' "$r"
 idc=$(id_of "$r")
@@ -187,13 +187,13 @@ eq "binary mode, same source, id and data → a repeat of the structured one" \
 r=$(post / "$DATA" -H 'ce-specversion: 1.0' -H 'ce-id: e%202' -H 'ce-source: /app' \
     -H 'ce-type: crash_report')
 has "binary mode, a new id (percent-encoded) → 202" '202 {"status_code":202,"status_message":"accepted","id":"' "$r"
-r=$(post / '['"$CE"',{"specversion":"1.0","id":"e-3","type":"crash_report","data":'$DATA'},
+r=$(post / '['"$CE"',{"specversion":"1.0","id":"e-3","type":"crash_report","data":'"$DATA"'},
 {"specversion":"1.0","id":"e-4","source":"/app","type":"crash_report","data":{"user_id":4,"timestamp":2,"message":"b"}}]' \
     -H 'Content-Type: application/cloudevents-batch+json')
 has "batch mode: a repeat, a missing source, a new one" \
     '202 {"status_code":202,"status_message":"partly accepted","accepted":2,"rejected":1,"duplicates":1,"errors":[{"index":1,"error":"source: required attribute missing"}]}' "$r"
 long=$(printf 's%.0s' $(seq 300))
-LONGCE='{"specversion":"1.0","id":"x","source":"'$long'","type":"crash_report","data":'$DATA'}'
+LONGCE='{"specversion":"1.0","id":"x","source":"'$long'","type":"crash_report","data":'"$DATA"'}'
 r=$(post / "$LONGCE" -H "$CT")
 idl=$(id_of "$r")
 has "source + id over 255 bytes → 202 (hashed key)" '202 ' "$r"

@@ -73,7 +73,7 @@ for t in $(jq -r '.types[].name' "$TMP/types.json"); do
     eq "the document has GET /v1/events/$t/{id}" true \
         "$(jq --arg t "$t" '.paths["/v1/events/" + $t + "/{id}"].get.responses | has("200")' "$TMP/doc.json")"
 done
-for p in / /v1/events /submit /product/{id} /healthz /readyz /metrics /v1/status /v1/types \
+for p in / /v1/events /submit '/product/{id}' /healthz /readyz /metrics /v1/status /v1/types \
     /v1/openapi.json; do
     eq "the document has $p" true "$(jq --arg p "$p" '.paths | has($p)' "$TMP/doc.json")"
 done

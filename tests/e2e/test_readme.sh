@@ -30,6 +30,7 @@ trap 't_cleanup; [ -z "${KEEP:-}" ] || cp -r "$TMP" "$KEEP"; rm -rf "$TMP"' EXIT
 # --- the appliance: its own database in the suite's PostgreSQL -------------------------------
 DB=readme_$$
 psql "$DP_PG_CONNINFO" -qAt -c "CREATE DATABASE $DB" >/dev/null
+# shellcheck disable=SC2001 # a pattern ([^ ]*), which ${var//} cannot say
 CONN=$(sed "s/dbname=[^ ]*/dbname=$DB/" <<<"$DP_PG_CONNINFO")
 PORT=$(free_port)
 KPORT=$(free_port)
@@ -74,6 +75,7 @@ curl() {
 SH
 
 # jq: does the output $a match the answer $e (the rule above)?
+# shellcheck disable=SC2016 # jq's $e and $a, not the shell's
 MATCH='def m($e; $a):
   if ($e | type) == "object" then
     ($a | type) == "object" and all($e | keys[]; . as $k | ($a | has($k)) and
@@ -97,9 +99,10 @@ ok "README has shell examples ($NBLOCKS)" [ "$NBLOCKS" -ge 4 ]
 
 # run_block N: turn block N into a script of steps, run it, check each step.
 run_block() {
-    local n=$1 url=http://127.0.0.1:$PORT opts script=$TMP/run.$n.sh
+    local n=$1 url=http://127.0.0.1:$PORT opts
+    local script=$TMP/run.$n.sh
     local -a cmds=() answers=()
-    local line cmd="" answer="" i
+    local line cmd="" i
     opts=$(cat "$TMP/block.$n.opts")
     [[ "$opts" != *api_keys=KEY* ]] || url=http://127.0.0.1:$KPORT
     flush() {

@@ -34,7 +34,7 @@ T_PIDS+=("$kpid")
 kills=0
 restarts_ok=0
 slot_ms=$((LOAD_S * 1000 / (KILLS + 1)))
-for k in $(seq 1 "$KILLS"); do
+for _ in $(seq 1 "$KILLS"); do
     # A random moment in this kill's slot, never in the first 300 ms after a restart (an
     # interval by design: a kill must land anywhere in the load, not on a condition).
     sleep "$(awk -v r=$((RANDOM % (slot_ms - 300) + 300)) 'BEGIN {printf "%.3f", r / 1000}')"

@@ -6,6 +6,7 @@
 # shellcheck shell=bash
 
 : "${DP_PG_CONNINFO:?run through tests/pg run (make check)}"
+# shellcheck disable=SC2034 # CLIENT, LPID and the like are for the scripts that source this
 CLIENT=$BUILD/tests/tools/dpclient
 EQUEUE=$BUILD/tests/tools/qprobe
 ELOADER=$BUILD/tests/tools/faultloader
@@ -53,6 +54,7 @@ EOF
 start_server() {
     local try port
     for try in 1 2 3 4 5; do
+        # shellcheck disable=SC2086 # E2E_WRAP is a command with its arguments
         start_bg "$DIR/server.log" ${E2E_WRAP:-} "$BIN/datapipe-server" -c "$CFG"
         SPID=$T_LAST_PID
         wait_until --may-time-out "${E2E_START_S:-20}" "the server answers or exits" \
@@ -77,6 +79,7 @@ start_loader() {
     local prog=$BIN/datapipe-loader
     case " $* " in *" E2E_DIE="*) prog=$ELOADER ;; esac
     start_bg "$DIR/loader.log" env "$@" "$prog" -c "$CFG"
+    # shellcheck disable=SC2034 # read by the scripts
     LPID=$T_LAST_PID
 }
 

@@ -6,7 +6,9 @@
 T_PASS=0
 T_FAIL=0
 T_PIDS=()
+# shellcheck disable=SC2034 # BIN, BUILD and T_RC are for the scripts that source this
 BIN=${DP_BIN:-bin}
+# shellcheck disable=SC2034
 BUILD=${DP_BUILD:-build}
 
 t_pass() { T_PASS=$((T_PASS + 1)); }
@@ -100,6 +102,7 @@ start_bg() {
 stop_pid() {
     kill -"${2:-TERM}" "$1" 2>/dev/null
     T_RC=0
+    # shellcheck disable=SC2034 # read by the scripts
     wait "$1" 2>/dev/null || T_RC=$?
 }
 
