@@ -8,9 +8,9 @@
 # says "PostgreSQL is read-only: a standby?" in its log and in /v1/status, and loads again
 # once that is undone.
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
-. tests/lib_sh.sh
-. tests/lib_e2e.sh
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/lib_sh.sh
+. tests/lib/lib_e2e.sh
 
 PSQL=${DP_PG_BINDIR:+$DP_PG_BINDIR/}psql
 e2e_setup privileges
@@ -21,7 +21,8 @@ priv_cleanup() {
     sql "DROP OWNED BY $RROLE; DROP OWNED BY $LROLE; DROP ROLE $RROLE; DROP ROLE $LROLE" >/dev/null
 }
 trap priv_cleanup EXIT
-as_role() { sed "s/user=[^ ]*/user=$1/" <<<"$DP_PG_CONNINFO"; }
+# The harness's conninfo names user=postgres.
+as_role() { echo "${DP_PG_CONNINFO/user=postgres/user=$1}"; }
 # role_sql ROLE QUERY: QUERY as ROLE; stdout and stderr.
 role_sql() { "$PSQL" "$(as_role "$1")" -Atqc "$2" 2>&1; }
 

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# test_pooler.sh - both daemons behind PgBouncer in transaction pooling mode (tests/lib_pooler.sh:
-# Debian's pgbouncer on loopback, auth_type trust), where every transaction may run on another
-# backend and a backend serves other clients next. Events load; GETs of stored rows from 8
-# client threads all answer 200 (no prepared statement to be missing or already there); a
-# probe client through the pooler sees none of datapipe's settings on any backend; the
-# loader restarts 10 times (SIGKILL and SIGTERM alternately), each restart loading what
-# waited, while a probe client's psql session through the pooler holds a transaction open
-# across every restart and survives each (nothing terminates a backend); and in the end
-# every acknowledged event is loaded once.
+# test_pooler.sh - both daemons behind PgBouncer in transaction pooling mode
+# (tests/lib/lib_pooler.sh: Debian's pgbouncer on loopback, auth_type trust), where every
+# transaction may run on another backend and a backend serves other clients next. Events
+# load; GETs of stored rows from 8 client threads all answer 200 (no prepared statement to
+# be missing or already there); a probe client through the pooler sees none of datapipe's
+# settings on any backend; the loader restarts 10 times (SIGKILL and SIGTERM alternately),
+# each restart loading what waited, while a probe client's psql session through the pooler
+# holds a transaction open across every restart and survives each (nothing terminates a
+# backend); and in the end every acknowledged event is loaded once.
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
-. tests/lib_sh.sh
-. tests/lib_e2e.sh
-. tests/lib_pooler.sh
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/lib_sh.sh
+. tests/lib/lib_e2e.sh
+. tests/lib/lib_pooler.sh
 
 PSQL=${DP_PG_BINDIR:+$DP_PG_BINDIR/}psql
 RESTARTS=${POOLER_RESTARTS:-10}
@@ -37,7 +37,7 @@ sql "(SELECT 'crash_report/' || id FROM $SCHEMA.crash_report LIMIT 100)
      UNION ALL (SELECT 'user_login/' || id FROM $SCHEMA.user_login LIMIT 100)
      UNION ALL (SELECT 'data_sample/' || id FROM $SCHEMA.data_sample LIMIT 100)" >"$DIR/ids"
 eq "400 stored rows to read" 400 "$(wc -l <"$DIR/ids")"
-for round in 1 2; do
+for _ in 1 2; do
     sed "s|^|$URL/v1/events/|" "$DIR/ids" |
         xargs -P 8 -n 1 curl -s -o /dev/null -m 10 -w '%{http_code}\n' >>"$DIR/gets"
 done
@@ -86,7 +86,7 @@ eq "no session terminated: the probe's and the loader's logs never say so" 0 \
     "$(cat "$DIR/probe.out" "$DIR/loader.log" | grep -c 'terminat')"
 st=$(status_json)
 ok "/v1/status: the loader's last result is no error" \
-    eval '[[ "$st" != *"\"last_result\":\"error"* ]]'
+    test "${st/\"last_result\":\"error/}" = "$st"
 has "/v1/status: the loader's last error is cleared" '"last_error":null' "$st"
 
 cat "$DIR"/ack.* >"$DIR/ack.all"

@@ -67,6 +67,7 @@ pooler_stop() {
 }
 
 # The settings datapipe must never leave on a backend, as a session sees them, one line.
+# shellcheck disable=SC2034 # read by the scripts
 POOLER_SETTINGS_SQL="SELECT current_setting('statement_timeout') || '|' ||
     current_setting('lock_timeout') || '|' || current_setting('search_path') || '|' ||
     current_setting('TimeZone') || '|' || current_setting('synchronous_commit')"
