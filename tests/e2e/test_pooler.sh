@@ -76,6 +76,31 @@ for i in $(seq 1 "$RESTARTS"); do
     echo "COMMIT; SELECT 'probe out ' || $i;" >&7
     wait_until 10 "restart $i: the probe's session survived" probe_says "probe out $i"
 done
+# A transaction of an earlier loader that has not ended (the probe holds the owner row as a
+# batch does): the restarted loader waits for it, says who holds the lease, and loads once
+# it ends; nothing is terminated.
+echo "BEGIN; SELECT 'probe holds ' || instance_id FROM $SCHEMA.queue_owners FOR SHARE;" >&7
+wait_until 10 "the probe holds the owner row" grep -q "^probe holds " "$DIR/probe.out"
+held_by=$LPID
+stop_pid "$LPID" KILL
+"$CLIENT" -p "$PORT" -c 1 -n 20 -d 60 -t crash -B 1900000000 -o "$DIR/ack.held" \
+    >>"$DIR/client.out" 2>&1
+start_loader
+lease_said() {
+    local want
+    want="cannot take the lease of queue.id $QID yet: held by host $(hostname)"
+    [[ "$(status_json)" == *"$want pid $held_by since "* ]]
+}
+wait_until 60 "/v1/status names the lease's holder (host, pid, since)" lease_said
+st=$(status_json)
+has "/v1/status: the last result is an error while the lease waits" \
+    '"last_result":"error: database: cannot take the lease' "$st"
+has "the loader's log names the holder" "held by host $(hostname) pid $held_by since" \
+    "$(cat "$DIR/loader.log")"
+echo "COMMIT; SELECT 'probe released';" >&7
+wait_until 30 "the loader loads once the earlier transaction ended" queue_empty
+ok "the probe's session survived the wait" probe_says "probe released"
+
 # Every process started since holds the FIFO open too: quit rather than wait for its end.
 echo '\q' >&7
 exec 7>&-
