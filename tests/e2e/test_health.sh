@@ -4,8 +4,8 @@
 # running (stopped, or never started) while events wait; and the metrics the alerting rules
 # read exist from start-up at zero, and pass promtool check metrics.
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
-. tests/lib_sh.sh
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/lib_sh.sh
 
 TMP=$(mktemp -d)
 trap 't_cleanup; rm -rf "$TMP"' EXIT
@@ -50,7 +50,8 @@ has "401s have a series at 0 from start-up" 'datapipe_http_requests_total{code="
 has "503s have a series at 0 from start-up" 'datapipe_http_requests_total{code="503"} 0' "$m"
 has "ingest 503s are apart from reads'" 'datapipe_ingest_requests_total{result="unavailable"} 0' "$m"
 has "the conservation gauge has no _total" 'datapipe_events{stage="accepted"} ' "$m"
-ok "no gauge ends in _total" bash -c '! grep -q "^# TYPE datapipe_[a-z_]*_total gauge" <<<"$0"' "$m"
+no_total_gauge() { ! grep -q '^# TYPE datapipe_[a-z_]*_total gauge' <<<"$1"; }
+ok "no gauge ends in _total" no_total_gauge "$m"
 
 # --- ok: a loader runs and has loaded ------------------------------------------------------
 eq "a keyed POST is taken" 202 "$(post_keyed "$A")"
