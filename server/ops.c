@@ -591,6 +591,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     json_object_set_new(o, "level", json_string(srv_level_name(level)));
     json_object_set_new(o, "healthy", json_boolean(level == SRV_LEVEL_OK));
     json_object_set_new(o, "problems", problems);
+    json_object_set_new(o, "version", json_string(DP_VERSION));
     json_object_set_new(o, "now", time_json(now_us));
     json_object_set_new(o, "started_at", time_json(s->started_us));
     json_object_set_new(o, "uptime_s", json_real((double)(now_us - s->started_us) / 1e6));
