@@ -1,5 +1,5 @@
 # datapipe - one non-recursive Makefile.
-# make            build bin/datapipe-server and bin/datapipe-loader
+# make            build bin/datapipe-server, bin/datapipe-loader and bin/datapipe-queue
 # make check      build and run every test (SANITIZE=1: under ASan and UBSan)
 # make bench      print the benchmark figures
 # make soak       the end-to-end fault scenarios at full length (about 15 minutes)
@@ -58,6 +58,8 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LIB_SRC := $(wildcard etc/*.c queue/*.c events/*.c)
 SERVER_SRC := $(wildcard server/*.c)
 LOADER_SRC := $(wildcard loader/*.c)
+# datapipe-queue, the operator's queue tool: its own folder, as each binary has.
+QTOOL_SRC := $(wildcard queuetool/*.c)
 TESTLIB_SRC := $(wildcard tests/lib_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz_*.c)
 TEST_PROG_SRC := $(filter-out $(TESTLIB_SRC) $(FUZZ_SRC),$(wildcard tests/*.c))
@@ -67,6 +69,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 STATUS_PAGE_OBJ := $(BUILD)/gen/status_html.o
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(STATUS_PAGE_OBJ)
 LOADER_OBJ := $(LOADER_SRC:%.c=$(BUILD)/%.o)
+QTOOL_OBJ := $(QTOOL_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_PROGS := $(TEST_PROG_SRC:tests/%.c=$(BUILD)/tests/%)
 LIBDP := $(BUILD)/libdatapipe.a
@@ -80,7 +83,8 @@ LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 .PHONY: all deps check soak bench fuzz run install uninstall clean test-progs
 .SECONDARY:
 
-all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
+all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-queue \
+	$(BIN)/datapipe-tls-compat.so
 
 # Missing Debian packages are installed; nothing is done when all are there. npm (for the
 # OpenAPI validator tests/test_openapi.sh installs from tests/openapi/package-lock.json) counts
@@ -133,6 +137,10 @@ $(BIN)/datapipe-loader: $(LOADER_OBJ) $(LIBDP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(LOADER_OBJ) $(LIBDP) $(LIBS)
 
+$(BIN)/datapipe-queue: $(QTOOL_OBJ) $(LIBDP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(QTOOL_OBJ) $(LIBDP) $(LIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBTEST) $(LIBDP)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBTEST) $(LIBDP) $(LIBS) $(CHECK_LIBS)
 
@@ -176,7 +184,7 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBEXECDIR) \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 		$(DESTDIR)$(SYSCONFDIR)
-	install -m 0755 bin/datapipe-server bin/datapipe-loader $(DESTDIR)$(BINDIR)/
+	install -m 0755 bin/datapipe-server bin/datapipe-loader bin/datapipe-queue $(DESTDIR)$(BINDIR)/
 	install -m 0644 bin/datapipe-tls-compat.so $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0644 datapipe.json.example README.md $(DESTDIR)$(DOCDIR)/
 	for u in datapipe-server datapipe-loader; do \
@@ -208,7 +216,8 @@ install: all
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/datapipe-server $(DESTDIR)$(BINDIR)/datapipe-loader
+	rm -f $(DESTDIR)$(BINDIR)/datapipe-server $(DESTDIR)$(BINDIR)/datapipe-loader \
+		$(DESTDIR)$(BINDIR)/datapipe-queue
 	rm -rf $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR)
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/datapipe-server.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/datapipe-loader.service \
