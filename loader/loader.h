@@ -349,10 +349,12 @@ int ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_p
 int ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last);
 
 /*
- * ldr_pg_compact - delete the loader_batches rows of queue_id that end below `below` (the
- * queue no longer holds any of their events), keeping the newest row; nothing unless this
- * queue owns queue_id.
- *   deleted: receives how many rows went (may be NULL).
+ * ldr_pg_compact - merge the loader_batches rows of queue_id that end below `below` (the
+ * queue no longer holds any of their events), except the newest row, into one row from the
+ * lowest first_seq to the highest last_seq: everything the queue held below `below` was
+ * loaded, and a queue restored from a backup can hold it again. Nothing while fewer than two
+ * rows qualify, nor unless this queue owns queue_id.
+ *   deleted: receives 1 when rows were merged, else 0 (may be NULL).
  */
 int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted);
 
