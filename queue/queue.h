@@ -408,7 +408,10 @@ struct queue_check_report {
     uint64_t accepted;         /* as in struct queue_stats */
     uint64_t loaded;
     uint64_t dead_lettered;
-    bool counters_ok;          /* accepted == loaded + dead_lettered + records */
+    bool accepted_recorded;    /* the queue has its accepted counter (a queue last written
+                                  by a release before it has not: queue_open adds it) */
+    bool counters_ok;          /* accepted == loaded + dead_lettered + records, or no
+                                  accepted counter yet */
     bool next_seq_ok;          /* next_seq > last_seq: no number can be handed out twice */
     bool keys_ok;              /* no bad key record, one age entry per key */
 };

@@ -57,10 +57,12 @@ qt_check(struct queue *q, const char *path)
 {
     struct queue_check_report r;
     struct qt_check c = {0};
+    const char *instance = queue_instance(q, NULL);
     bool ok;
     int rc;
 
-    printf("queue %s (instance %s)\n", path, queue_instance(q, NULL));
+    printf("queue %s (instance %s)\n", path,
+           instance[0] != '\0' ? instance : "none yet: the daemons give it one at their start");
     rc = queue_check(q, &r, qt_bad_record, &c);
     if (rc != 0) {
         printf("check: FAILED: the queue cannot be read (%s)\n", dp_strerror(rc));
@@ -74,9 +76,15 @@ qt_check(struct queue *q, const char *path)
            r.bad_records == 0 ? "ok" : "BAD");
     printf("next_seq: %" PRIu64 ", above every queued number: %s\n", r.next_seq,
            r.next_seq_ok ? "ok" : "BAD");
-    printf("counters: accepted %" PRIu64 " = loaded %" PRIu64 " + dead_lettered %" PRIu64
-           " + queued %" PRIu64 ": %s\n", r.accepted, r.loaded, r.dead_lettered, r.records,
-           r.counters_ok ? "ok" : "BAD");
+    if (r.accepted_recorded) {
+        printf("counters: accepted %" PRIu64 " = loaded %" PRIu64 " + dead_lettered %" PRIu64
+               " + queued %" PRIu64 ": %s\n", r.accepted, r.loaded, r.dead_lettered, r.records,
+               r.counters_ok ? "ok" : "BAD");
+    } else {
+        printf("counters: loaded %" PRIu64 " + dead_lettered %" PRIu64 " + queued %" PRIu64
+               "; accepted not recorded yet (a queue of an older release: the daemons add it "
+               "at their start): ok\n", r.loaded, r.dead_lettered, r.records);
+    }
     printf("keys: %" PRIu64 " recorded, %" PRIu64 " in the age index, %" PRIu64
            " do not decode: %s\n", r.keys, r.key_times, r.bad_keys, r.keys_ok ? "ok" : "BAD");
     ok = r.bad_records == 0 && r.next_seq_ok && r.counters_ok && r.keys_ok;
@@ -154,7 +162,9 @@ qt_stat(struct queue *q, const char *path)
                                       : 0));
     json_object_set_new(qu, "first_seq", json_integer((json_int_t)st.first_seq));
     json_object_set_new(qu, "next_seq", json_integer((json_int_t)st.next_seq));
-    json_object_set_new(qu, "instance_id", json_string(queue_instance(q, NULL)));
+    json_object_set_new(qu, "instance_id", queue_instance(q, NULL)[0] != '\0'
+                                               ? json_string(queue_instance(q, NULL))
+                                               : json_null());
     json_object_set_new(o, "queue", qu);
     json_object_set_new(ev, "accepted", json_integer((json_int_t)st.accepted));
     json_object_set_new(ev, "loaded", json_integer((json_int_t)st.loaded));

@@ -23,8 +23,8 @@ SOCK=$pg_host/.s.PGSQL.$pg_port
 PPORT=$(free_port)
 # The loader's configuration: the same, but PostgreSQL through the proxy.
 LCFG=$DIR/cfg_loader.json
-sed "s|\"conninfo\": \"[^\"]*\"|\"conninfo\": \"host=127.0.0.1 port=$PPORT user=postgres dbname=postgres sslmode=disable gssencmode=disable\"|" \
-    "$CFG" >"$LCFG"
+PCONN="host=127.0.0.1 port=$PPORT user=postgres dbname=postgres sslmode=disable gssencmode=disable"
+sed "s|\"conninfo\": \"[^\"]*\"|\"conninfo\": \"$PCONN\"|" "$CFG" >"$LCFG"
 has "the loader's configuration goes through the proxy" "port=$PPORT" "$(cat "$LCFG")"
 
 cuts_in() { grep -c "$1" "$DIR/proxy_$2.log" 2>/dev/null; }
@@ -53,7 +53,8 @@ for mode in ${MODES:-after before copy}; do
         done_n=0
         t_end=$((SECONDS + 240))
         while [ "$done_n" -lt 24 ] && [ "$SECONDS" -lt "$t_end" ] && ! gone "$LPID"; do
-            for pid in $(sed -n 's/^hold pid=//p' "$DIR/proxy_copy.log" | tail -n +$((done_n + 1))); do
+            held=$(sed -n 's/^hold pid=//p' "$DIR/proxy_copy.log" | tail -n +$((done_n + 1)))
+            for pid in $held; do
                 [ "$(sql "SELECT pg_terminate_backend($pid)")" = t ] &&
                     echo "$pid" >>"$DIR/terminated"
                 done_n=$((done_n + 1))

@@ -2,7 +2,7 @@
 # make-fixture.sh - how tests/data/upgrade was made (tests/test_upgrade.sh reads it): a queue
 # and its PostgreSQL schema as the previous release left them, half loaded.
 #   git worktree add --detach ../prev 8a1c7c2 && make -C ../prev all
-#   tests/pg run tests/data/upgrade/make-fixture.sh ../prev/bin
+#   tests/pg run tests/data/upgrade/make-fixture.sh ../prev/bin [OUT_DIR]
 # The previous release's server takes events (unkeyed crash_report, keyed user_login, an
 # NDJSON body with one invalid event: a dead letter of stage ingest), its loader loads them
 # (--once), then more of each kind are taken and left queued, with a repeat of a loaded key.
@@ -10,11 +10,12 @@
 # queued.ids: the ids the server acknowledged for the events left queued. Run it again only
 # to make a fixture of a newer release; the committed one stays what the old release wrote.
 set -euo pipefail
-PREV=${1:?usage: make-fixture.sh PREVIOUS_RELEASE_BIN_DIR}
-OUT=$(cd "$(dirname "$0")" && pwd)
+PREV=${1:?usage: make-fixture.sh PREVIOUS_RELEASE_BIN_DIR [OUT_DIR]}
+OUT=$(cd "${2:-$(dirname "$0")}" && pwd)
 : "${DP_PG_CONNINFO:?run through tests/pg run}"
 W=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+. "$(dirname "$0")/../../lib_sh.sh"
+PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 cat >"$W/cfg.json" <<EOF
 {"server": {"listen": "127.0.0.1:$PORT"},
