@@ -63,6 +63,17 @@ pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, s
                         1, params, owner, len);
 }
 
+int
+ldr_pg_owned_elsewhere(struct ldr_pg *pg, const char *queue_id, char *other, size_t len)
+{
+    const char *params[] = {pg->instance, queue_id};
+
+    return ledger_value(pg,
+                        "SELECT queue_id FROM queue_owners WHERE instance_id = $1 "
+                        "AND queue_id <> $2 ORDER BY queue_id LIMIT 1",
+                        2, params, other, len);
+}
+
 /*
  * Inside a transaction: hold the owner row of queue_id (FOR SHARE: an --adopt-queue waits
  * until this transaction ends, and one that committed first is seen) and check that this

@@ -365,6 +365,14 @@ int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint
 int ldr_pg_owner(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len);
 
 /*
+ * ldr_pg_owned_elsewhere - a queue_id other than queue_id that this queue's instance owns, into
+ * other (len bytes): a copy of a queue (a backup restored on another host) given that host's
+ * queue.id has the instance id of the queue that owns the first one.
+ * Returns 0 (found), DP_ERR_NOTFOUND (none), DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_owned_elsewhere(struct ldr_pg *pg, const char *queue_id, char *other, size_t len);
+
+/*
  * ldr_pg_owner_claim - record this queue as queue_id's owner unless it has one already (read
  * it again with ldr_pg_owner: another loader may have claimed it first).
  */

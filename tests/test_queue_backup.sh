@@ -132,6 +132,22 @@ ACKED=
 E2E_PRIOR_ROWS=$(($(wc -l <"$DIR/ack3") - p3_in)) # loaded from the original after the backup
 e2e_conservation
 
+# --- the backup restored on another host while the original runs: a clone. With that
+# host's own queue.id its instance id is the one that owns $QID: the loader refuses it.
+mkdir -m 0700 "$DIR/clone" "$DIR/clone/q"
+cp "$BACKUP/data.mdb" "$DIR/clone/q/"
+sed "s|\"$QDIR\"|\"$DIR/clone/q\"|; s|\"id\": \"$QID\"|\"id\": \"other-host-$$\"|" "$CFG" \
+    >"$DIR/clone/cfg.json"
+has "the clone's configuration names another queue.id" "other-host-$$" "$(cat "$DIR/clone/cfg.json")"
+rows=$(table_count crash_report)/$(table_count dead_letter)
+timeout 120 "$BIN/datapipe-loader" -c "$DIR/clone/cfg.json" --once >"$DIR/clone/loader.log" 2>&1
+eq "the clone's loader exits 78" 78 "$?"
+eq "... having loaded nothing (rows/dead letters)" "$rows" \
+    "$(table_count crash_report)/$(table_count dead_letter)"
+has "... naming the queue.id its instance owns" "owns queue.id $QID" "$(cat "$DIR/clone/loader.log")"
+eq "... and claiming no queue.id" 0 \
+    "$(sql "SELECT count(*) FROM $SCHEMA.queue_owners WHERE queue_id = 'other-host-$$'")"
+
 # --- a planted corruption: a record of a copy of the backup whose version byte no longer
 # decodes. The record starts 8 bytes before its event's 16-byte uuid.
 cp -r "$BACKUP" "$DIR/bad"
