@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make-fixture.sh - how tests/data/upgrade was made (tests/test_upgrade.sh reads it): a queue
+# make-fixture.sh - how tests/data/upgrade was made (tests/e2e/test_upgrade.sh reads it): a queue
 # and its PostgreSQL schema as the previous release left them, half loaded.
 #   git worktree add --detach ../prev 8a1c7c2 && make -C ../prev all
 #   tests/pg run tests/data/upgrade/make-fixture.sh ../prev/bin [OUT_DIR]
@@ -14,7 +14,8 @@ PREV=${1:?usage: make-fixture.sh PREVIOUS_RELEASE_BIN_DIR [OUT_DIR]}
 OUT=$(cd "${2:-$(dirname "$0")}" && pwd)
 : "${DP_PG_CONNINFO:?run through tests/pg run}"
 W=$(mktemp -d)
-. "$(dirname "$0")/../../lib_sh.sh"
+# shellcheck source=tests/lib/lib_sh.sh
+. "$(dirname "$0")/../../lib/lib_sh.sh"
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 cat >"$W/cfg.json" <<EOF
