@@ -82,6 +82,11 @@ drain
 eq "P1-P3 loaded" "$((2000 + 2000 + $(wc -l <"$DIR/ack3")))" "$(table_count crash_report)"
 eq "queue empty" 0 "$(queued)"
 rows_of >"$DIR/before_restore"
+# stat, without the server, shows what /v1/status shows (nothing moves now: no client, no run).
+events_of() { sed -n 's/.*\("events":{[^}]*}\).*/\1/p'; }
+from_status=$(status_json | events_of)
+ok "/v1/status has its events object ($from_status)" [ -n "$from_status" ]
+eq "stat's events object is /v1/status's" "$from_status" "$("$DPQ" -c "$CFG" stat | events_of)"
 mark_before=$(sql "SELECT loaded_through FROM $SCHEMA.watermark WHERE queue_id = '$QID'")
 # P4: acknowledged after the backup, never loaded: lost by the restore.
 post 400000000 500 "$DIR/ack4"
