@@ -551,8 +551,9 @@ build_sql(struct declared *x)
     }
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);
-    x->get_sql = sql_done(&get, ev_buf_put_strs(&get, "SELECT row_to_json(t)::text FROM ", x->table,
-                                        " t WHERE t.id = $1::uuid", NULL));
+    /* t.*, not t: a field may be named t, and a bare t would then be that column. */
+    x->get_sql = sql_done(&get, ev_buf_put_strs(&get, "SELECT row_to_json(t.*)::text FROM ",
+                                                x->table, " t WHERE t.id = $1::uuid", NULL));
     return x->ddl && x->copy_columns && x->get_sql ? 0 : DP_ERR_NOMEM;
 }
 

@@ -578,7 +578,7 @@ START_TEST(test_registry_sql)
     ck_assert_str_eq(t->copy_columns, "(id, \"user_id\", \"url\", \"viewed_at\", "
                                       "\"duration_ms\", \"ratio\", \"plan\", \"props\", extra, "
                                       "received_at, idempotency_key, source)");
-    ck_assert_str_eq(t->get_sql, "SELECT row_to_json(t)::text FROM \"page_view\" t "
+    ck_assert_str_eq(t->get_sql, "SELECT row_to_json(t.*)::text FROM \"page_view\" t "
                                  "WHERE t.id = $1::uuid");
     ck_assert_int_eq(t->load, EV_LOAD_APPEND);
     ck_assert_int_eq(t->id_kind, EV_ID_UUID);

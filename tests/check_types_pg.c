@@ -833,6 +833,30 @@ START_TEST(test_old_names_renamed)
 }
 END_TEST
 
+/* A field named like the alias of the read query (t) is read back as a field, not the row. */
+START_TEST(test_field_named_like_alias)
+{
+    struct tl_env e;
+    const struct ev_type *t;
+    char id[37];
+    char *v;
+    char *want = NULL;
+
+    tl_setup(&e, "alias");
+    declare(&e, "{\"t\": {\"fields\": {\"t\": {\"type\": \"string\"}}}}");
+    t = ev_lookup("t", 1);
+    tl_append(&e, "t", "{\"t\": \"v\"}", 0, NULL, RECEIVED_US, id);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    v = get_json(&e, t, id);
+    ck_assert_int_ge(asprintf(&want, "{\"id\":\"%s\",\"t\":\"v\",\"idempotency_key\":null,", id),
+                     0);
+    ck_assert_msg(strncmp(v, want, strlen(want)) == 0, "%s", v);
+    free(want);
+    free(v);
+    tl_teardown(&e);
+}
+END_TEST
+
 /* A required field no longer declared: its column allows null, new events load. */
 START_TEST(test_required_field_removed)
 {
@@ -935,6 +959,7 @@ types_pg_suite(void)
     tcase_add_test(names, test_keyed_fallback_longest_name);
     tcase_add_test(names, test_key_index_for_every_type);
     tcase_add_test(names, test_old_names_renamed);
+    tcase_add_test(names, test_field_named_like_alias);
     tcase_add_test(evo, test_required_field_removed);
     tcase_set_timeout(twin, 60);
     tcase_set_timeout(evo, 120);
