@@ -2,8 +2,9 @@
 # test_names.sh - the names datapipe creates in PostgreSQL, through both daemons: declared types
 # named like another type's derived names (a and a_keyed) and a 63-byte type name, with a key
 # repeated after queue.dedup_window_s so that its batch takes the keyed fallback; every
-# acknowledged event must be in its table exactly once. Then --check-config refusing names
-# PostgreSQL or datapipe already uses, with the key path.
+# acknowledged event must be in its table exactly once. A field named t (the read queries'
+# alias) read back. Names PostgreSQL or datapipe already uses refused by --check-config and by
+# SIGHUP, with the key path, while both daemons keep running.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
@@ -95,6 +96,33 @@ has "GET /v1/events/{id}: when" '"loaded_at":"2' "$r"
 has "GET /v1/events/{id}: 200" ' 200' "$r"
 m=$(curl -s "$URL/metrics")
 has "loaded a_keyed counted" 'datapipe_loader_events_loaded_total{type="a_keyed"} 2' "$m"
+
+# --- SIGHUP with a name PostgreSQL would refuse: both daemons keep what runs ---------------------
+start_bg "$TMP/loader.log" "$BIN/datapipe-loader" -c "$TMP/cfg.json"
+LPID=$T_LAST_PID
+logged() { grep -qF -- "$2" "$TMP/$1.log"; }
+wait_until 20 "the loader is ready" logged loader "connected to PostgreSQL"
+config "\"a\": $FIELDS, \"a_keyed\": $FIELDS, \"$LONG\": $FIELDS,
+    \"t\": {\"fields\": {\"t\": {\"type\": \"string\"}}},
+    \"pg_class\": $FIELDS, \"b\": {\"fields\": {\"xmin\": {\"type\": \"integer\"}}}"
+kill -HUP "$SPID" "$LPID"
+for d in server loader; do
+    wait_until 10 "$d: the reload is refused" logged "$d" \
+        "configuration reload failed: keeping the running one errors="
+    r=$(grep 'reload failed' "$TMP/$d.log")
+    has "$d: the type's reason" \
+        "cfg.json: types.pg_class: name taken by PostgreSQL (names beginning pg_ are" "$r"
+    has "$d: the field's reason" \
+        'cfg.json: types.b.fields.xmin: reserved: PostgreSQL gives every table a system column' "$r"
+done
+has "a still taken: 202" '202 ' "$(post /v1/events/a '{"n": 5}')"
+kill -USR1 "$LPID"
+wait_until 20 "the running loader still loads" eval '[ "$(count a)" = 2 ]'
+eq "no pg_class table in the schema" 0 \
+    "$(sql "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = '$SCHEMA' AND c.relname IN ('pg_class', 'b')")"
+stop_pid "$LPID"
+eq "loader stops" 0 "$T_RC"
 stop_pid "$SPID"
 eq "server stops" 0 "$T_RC"
 
