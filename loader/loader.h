@@ -318,7 +318,8 @@ int ldr_schema_ensure(struct ldr_pg *pg);
  * named name (unquoted, in the current schema; table is how SQL names it) has the unique
  * index over its non-null idempotency_key that the keyed rows' ON CONFLICT needs, named
  * DP_PG_KEY_INDEX + hash. An index is found by what it indexes, never by its name: one of
- * another name (an earlier release's) is renamed, none is created. Returns as ldr_pg_exec.
+ * another name (an earlier release's) is renamed, none is created. Returns as ldr_pg_exec,
+ * or DP_ERR_CONFIG (logged) when the table holds a key twice, so the index cannot be built.
  */
 int ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table);
 

@@ -305,6 +305,14 @@ ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table)
     }
     rc = ldr_pg_exec(pg, sql);
     free(sql);
+    if (rc == DP_ERR_DATA) {
+        /* A table that lacked its index may hold a key twice: the operator's to settle, as
+         * retrying cannot; until then nothing would load the keys exactly once. */
+        dp_error("a keyed table holds a key more than once, so its unique key index cannot be "
+                 "built: refused, nothing altered; keep one row of each key, then start again",
+                 "table=%s index=%s error=%s", name, want, ldr_pg_error(pg));
+        rc = DP_ERR_CONFIG;
+    }
     return rc;
 }
 

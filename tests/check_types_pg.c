@@ -833,6 +833,45 @@ START_TEST(test_old_names_renamed)
 }
 END_TEST
 
+/*
+ * A table that lost its key index (an earlier release could leave one without it) and holds a
+ * key twice: the loader refuses to start, naming the table, until one of them is gone.
+ */
+START_TEST(test_key_twice_refused)
+{
+    char key[DP_TYPE_NAME_MAX + 1];
+    struct capture cap;
+    struct tl_env e;
+    char *log;
+    char *v;
+
+    tl_setup(&e, "keytwice");
+    declare(&e, evo_v1);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    dp_pg_derived_name(key, DP_PG_KEY_INDEX, "evo");
+    tl_exec(&e, "DROP INDEX %s.\"%s\"; INSERT INTO %s.evo (id, a, received_at, idempotency_key) "
+                "SELECT gen_random_uuid(), 'x', now(), 'k-1' FROM generate_series(1, 2)",
+            e.schema, key, e.schema);
+    tl_append(&e, "evo", "{\"a\": \"held\"}", 0, NULL, 0, NULL);
+    capture_begin(&cap, &e);
+    ck_assert_int_eq(start_and_run(&e, NULL), DP_ERR_CONFIG);
+    log = capture_end(&cap);
+    ck_assert_int_eq(count_of(log, "a keyed table holds a key more than once, so its unique key "
+                                   "index cannot be built: refused, nothing altered; keep one "
+                                   "row of each key, then start again table=evo index="), 1);
+    free(log);
+    ck_assert_uint_eq(tl_queued(&e), 1);
+    tl_exec(&e, "DELETE FROM %s.evo WHERE ctid IN (SELECT ctid FROM %s.evo "
+                "WHERE idempotency_key = 'k-1' LIMIT 1)", e.schema, e.schema);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    v = key_indexes(&e, "evo");
+    ck_assert_str_eq(v, key);
+    free(v);
+    tl_teardown(&e);
+}
+END_TEST
+
 /* A field named like the alias of the read query (t) is read back as a field, not the row. */
 START_TEST(test_field_named_like_alias)
 {
@@ -960,6 +999,7 @@ types_pg_suite(void)
     tcase_add_test(names, test_key_index_for_every_type);
     tcase_add_test(names, test_old_names_renamed);
     tcase_add_test(names, test_field_named_like_alias);
+    tcase_add_test(names, test_key_twice_refused);
     tcase_add_test(evo, test_required_field_removed);
     tcase_set_timeout(twin, 60);
     tcase_set_timeout(evo, 120);
