@@ -633,6 +633,27 @@ start_and_run_bounded(struct tl_env *e, struct ldr_run_stats *st)
     return rc;
 }
 
+/*
+ * Load one keyed event of type into e's schema through another appliance (its own queue,
+ * queue.id name), as a retry through a second appliance does: e's own repeat of it then
+ * finds its key in the table.
+ */
+static void
+load_elsewhere(struct tl_env *e, const char *name, const char *type, const char *json,
+               const char *key)
+{
+    struct tl_env o;
+
+    tl_setup(&o, name);
+    snprintf(o.schema, sizeof(o.schema), "%s", e->schema);
+    append_from(&o, type, json, key, NULL, 0);
+    ck_assert_int_eq(start_and_run(&o, NULL), 0);
+    ck_assert_uint_eq(tl_queued(&o), 0);
+    PQfinish(o.pg);
+    o.pg = NULL;                       /* the schema is e's: not dropped with o */
+    tl_teardown(&o);
+}
+
 /* "name|name|..." of the unique indexes over idempotency_key alone of table, by name. */
 static char *
 key_indexes(struct tl_env *e, const char *table)
@@ -684,9 +705,7 @@ START_TEST(test_keyed_temp_table_named_apart)
 
     tl_setup(&e, "keyedname");
     declare(&e, two_a);
-    ck_assert_int_eq(start_and_run(&e, NULL), 0);
-    tl_exec(&e, "INSERT INTO %s.a (id, n, received_at, idempotency_key) VALUES "
-                "(gen_random_uuid(), 1, now(), 'k-1')", e.schema);
+    load_elsewhere(&e, "keyedname_b", "a", "{\"n\": 1}", "k-1");
     append_from(&e, "a", "{\"n\": 1}", "k-1", NULL, 0);
     append_from(&e, "a_keyed", "{\"n\": 2}", NULL, NULL, 0);
     append_from(&e, "a_keyed", "{\"n\": 3}", "k-3", NULL, 0);
@@ -716,9 +735,7 @@ START_TEST(test_keyed_fallback_longest_name)
     ck_assert_int_ge(asprintf(&types, "{\"%s\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}",
                               name), 0);
     declare(&e, types);
-    ck_assert_int_eq(start_and_run(&e, NULL), 0);
-    tl_exec(&e, "INSERT INTO %s.%s (id, n, received_at, idempotency_key) VALUES "
-                "(gen_random_uuid(), 1, now(), 'k-1')", e.schema, name);
+    load_elsewhere(&e, "keyedlong_b", name, "{\"n\": 1}", "k-1");
     append_from(&e, name, "{\"n\": 1}", "k-1", NULL, 0);
     append_from(&e, name, "{\"n\": 2}", "k-2", NULL, 0);
     ck_assert_int_eq(start_and_run_bounded(&e, NULL), 0);
@@ -764,8 +781,7 @@ START_TEST(test_key_index_for_every_type)
         ck_assert_str_eq(v, want);
         free(v);
     }
-    tl_exec(&e, "INSERT INTO %s.x (id, n, received_at, idempotency_key) VALUES "
-                "(gen_random_uuid(), 1, now(), 'k-1')", e.schema);
+    load_elsewhere(&e, "keyindex_b", "x", "{\"n\": 1}", "k-1");
     append_from(&e, "x", "{\"n\": 1}", "k-1", NULL, 0);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     ck_assert_uint_eq(tl_queued(&e), 0);
