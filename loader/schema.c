@@ -245,9 +245,9 @@ removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
     }
 }
 
-/* The first column of the one row a query returns, into arg (LDR_NAME_BUF bytes). */
-#define LDR_NAME_BUF 160               /* a schema-qualified, quoted name, bytes with NUL */
+#define LDR_NAME_BUF 320               /* a schema-qualified, quoted name, bytes with NUL */
 
+/* The first column of the one row a query returns, into arg (LDR_NAME_BUF bytes). */
 static int
 name_row(void *arg, int n, const char *const *vals)
 {
