@@ -30,7 +30,7 @@ static const char *const field_type_names[] = {
 
 /*
  * Names a declared type cannot take, because its table would share its schema with them:
- * tests/check_types.c checks the built-ins are all here. Every type's table is created under
+ * tests/unit/check_types.c checks the built-ins are all here. Every type's table is created under
  * its declared name (users query it), so it must never be the name of a relation datapipe
  * creates otherwise or of one PostgreSQL finds first (pg_catalog is searched before the schema).
  */
