@@ -84,7 +84,8 @@ eq "every table's keys: one unique index each" "a 1|a_keyed 1|$LONG 1" \
 # A field named like the read queries' table alias is read as a field, not as the row.
 r=$(post /v1/events/t '{"t": "v"}')
 has "t: 202" '202 ' "$r"
-TID=$(sed 's/.*"id":"\([^"]*\)".*/\1/' <<<"$r")
+TID=${r#*\"id\":\"}
+TID=${TID%%\"*}
 drain
 eq "third drain exit" 0 $?
 r=$(curl -s -w ' %{http_code}' "$URL/v1/events/t/$TID")
@@ -117,7 +118,8 @@ for d in server loader; do
 done
 has "a still taken: 202" '202 ' "$(post /v1/events/a '{"n": 5}')"
 kill -USR1 "$LPID"
-wait_until 20 "the running loader still loads" eval '[ "$(count a)" = 2 ]'
+a_is_2() { [ "$(count a)" = 2 ]; }
+wait_until 20 "the running loader still loads" a_is_2
 eq "no pg_class table in the schema" 0 \
     "$(sql "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = '$SCHEMA' AND c.relname IN ('pg_class', 'b')")"
