@@ -156,7 +156,6 @@ struct ev_type {
     const struct dp_type_decl *decl;    /* the declaration, owned by the type */
     const struct ev_column *columns;    /* one per field, in declaration order */
     size_t n_columns;
-    const char *idempotency_ddl;        /* CREATE UNIQUE INDEX IF NOT EXISTS ... */
 };
 
 /*

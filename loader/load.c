@@ -10,13 +10,13 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/types.h"
 #include "loader/internal.h"
 
 #define LDR_DEAD_COLUMNS \
     "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id, source)"
 #define LDR_STAGE_SUFFIX "_stage"
-#define LDR_KEYED_SUFFIX "_keyed"
-#define LDR_KEYED_NAME_BUF 96         /* a quoted type name with a suffix, bytes with NUL */
+#define LDR_KEYED_NAME_BUF 96         /* pg_temp."<derived name>", bytes with NUL */
 
 /* The code point of the valid UTF-8 character s of len bytes. */
 static uint32_t
@@ -105,13 +105,17 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
 }
 
 /*
- * The temp table keyed rows of t are COPYed into, quoted: t->table may be quoted already (a
- * declared type's), so the name is built from t->name.
+ * The temp table keyed rows of t are COPYed into. In pg_temp, which PostgreSQL searches
+ * before the schema, so its name must never be a type's: a derived name (etc/types.h), which
+ * no type can take and which is never longer than PostgreSQL keeps.
  */
 static void
 keyed_table(const struct ev_type *t, char out[LDR_KEYED_NAME_BUF])
 {
-    snprintf(out, LDR_KEYED_NAME_BUF, "\"%s%s\"", t->name, LDR_KEYED_SUFFIX);
+    char name[DP_TYPE_NAME_MAX + 1];
+
+    dp_pg_derived_name(name, DP_PG_KEYED_TEMP, t->name);
+    snprintf(out, LDR_KEYED_NAME_BUF, "pg_temp.\"%s\"", name);
 }
 
 /*
@@ -205,7 +209,9 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
     if (g->keyed) {
         rc = batch_copy_keyed(pg, g, g->rows.data + start, len, hi - lo);
     } else {
-        snprintf(target, sizeof(target), "%s%s", g->type->table, upsert ? LDR_STAGE_SUFFIX : "");
+        /* The stage is a temp table (stage_ddl): named in pg_temp, never the schema's. */
+        snprintf(target, sizeof(target), "%s%s%s", upsert ? "pg_temp." : "", g->type->table,
+                 upsert ? LDR_STAGE_SUFFIX : "");
         rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start, len,
                          g->rows.binary);
         if (rc == 0 && upsert) {

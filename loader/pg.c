@@ -317,21 +317,20 @@ out:
 
 /*
  * Give a table created before idempotency keys its nullable idempotency_key column and,
- * when unique, the index over the non-null keys that the loader's ON CONFLICT relies on.
+ * when unique, the index over the non-null keys that the loader's ON CONFLICT relies on
+ * (ldr_schema_key_index: found by what it indexes, under its derived name).
  */
 static int
 pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
 {
-    char sql[384];
+    char sql[256];
     int rc;
 
     snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_key text",
              table);
     rc = ldr_pg_exec(pg, sql);
     if (rc == 0 && unique) {
-        snprintf(sql, sizeof(sql), "CREATE UNIQUE INDEX IF NOT EXISTS %s_idempotency_key ON %s "
-                 "(idempotency_key) WHERE idempotency_key IS NOT NULL", table, table);
-        rc = ldr_pg_exec(pg, sql);
+        rc = ldr_schema_key_index(pg, table, table);
     }
     return rc;
 }

@@ -212,7 +212,9 @@ rpl_try(struct rpl *p, const struct ev_type *t, size_t ti, const size_t *idx, si
         }
     }
     rpl_seqs(p, idx, n, seqs, sizeof(seqs));
-    snprintf(target, sizeof(target), "%s%s", t->table, upsert ? "_stage" : "");
+    /* The stage is a temp table (stage_ddl): named in pg_temp, never the schema's. */
+    snprintf(target, sizeof(target), "%s%s%s", upsert ? "pg_temp." : "", t->table,
+             upsert ? "_stage" : "");
     rc = ldr_pg_exec(p->pg, "SAVEPOINT rpl");
     if (rc == 0 && upsert && t->stage_ddl != NULL) {
         rc = ldr_pg_exec(p->pg, t->stage_ddl);

@@ -113,6 +113,55 @@ static const struct {
      "types.dead_letter: name taken by one of the appliance's own tables"},
     {"{\"loader_batches\": {\"fields\": {}}}",
      "types.loader_batches: name taken by one of the appliance's own tables"},
+    {"{\"queue_owners\": {\"fields\": {}}}",
+     "types.queue_owners: name taken by one of the appliance's own tables"},
+    {"{\"queue_watermarks\": {\"fields\": {}}}",
+     "types.queue_watermarks: name taken by one of the appliance's own tables"},
+    {"{\"watermark\": {\"fields\": {}}}",
+     "types.watermark: name taken by one of the appliance's own tables"},
+    {"{\"pg_type\": {\"fields\": {}}}",
+     "types.pg_type: name taken by PostgreSQL (names beginning pg_ are its system catalogs')"},
+    {"{\"pg_x\": {\"fields\": {}}}",
+     "types.pg_x: name taken by PostgreSQL (names beginning pg_ are its system catalogs')"},
+    {"{\"dp_key_0123456789abcdef\": {\"fields\": {}}}",
+     "types.dp_key_0123456789abcdef: name taken by datapipe's indexes, constraints and "
+     "temporary tables (names beginning dp_)"},
+    {"{\"crash_report_pkey\": {\"fields\": {}}}",
+     "types.crash_report_pkey: name taken by an index or sequence of one of the appliance's "
+     "own tables"},
+    {"{\"crash_report_idempotency_key\": {\"fields\": {}}}",
+     "types.crash_report_idempotency_key: name taken by an index or sequence of one of the "
+     "appliance's own tables"},
+    {"{\"queue_owners_pkey\": {\"fields\": {}}}",
+     "types.queue_owners_pkey: name taken by an index or sequence of one of the appliance's "
+     "own tables"},
+    {"{\"dead_letter_seq_seq\": {\"fields\": {}}}",
+     "types.dead_letter_seq_seq: name taken by an index or sequence of one of the appliance's "
+     "own tables"},
+    {"{\"dead_letter_event_id\": {\"fields\": {}}}",
+     "types.dead_letter_event_id: name taken by an index or sequence of one of the "
+     "appliance's own tables"},
+    {"{\"x\": {\"fields\": {\"xmin\": {\"type\": \"integer\"}}}}",
+     "types.x.fields.xmin: reserved: PostgreSQL gives every table a system column \"xmin\""},
+    {"{\"x\": {\"fields\": {\"ctid\": {\"type\": \"string\"}}}}",
+     "types.x.fields.ctid: reserved: PostgreSQL gives every table a system column \"ctid\""},
+    {"{\"x\": {\"fields\": {\"tableoid\": {\"type\": \"string\"}}}}",
+     "types.x.fields.tableoid: reserved: PostgreSQL gives every table a system column "
+     "\"tableoid\""},
+    {"{\"x\": {\"fields\": {\"cmin\": {\"type\": \"string\"}}}}",
+     "types.x.fields.cmin: reserved: PostgreSQL gives every table a system column \"cmin\""},
+    {"{\"x\": {\"fields\": {\"cmax\": {\"type\": \"string\"}}}}",
+     "types.x.fields.cmax: reserved: PostgreSQL gives every table a system column \"cmax\""},
+    {"{\"x\": {\"fields\": {\"xmax\": {\"type\": \"string\"}}}}",
+     "types.x.fields.xmax: reserved: PostgreSQL gives every table a system column \"xmax\""},
+    {"{\"x\": {\"fields\": {\"idempotency_key\": {\"type\": \"string\"}}}}",
+     "types.x.fields.idempotency_key: reserved: every declared table has a column "
+     "\"idempotency_key\" of its own"},
+    {"{\"x\": {\"fields\": {\"extra\": {\"type\": \"object\"}}}}",
+     "types.x.fields.extra: reserved: every declared table has a column \"extra\" of its own"},
+    {"{\"x\": {\"fields\": {\"loaded_at\": {\"type\": \"timestamp\"}}}}",
+     "types.x.fields.loaded_at: reserved: every declared table has a column \"loaded_at\" of "
+     "its own"},
     {"{\"x\": \"page\"}", "types.x: expected object, got string"},
     {"{\"x\": {}}", "types.x: \"fields\" is required"},
     {"{\"x\": {\"fields\": {}, \"field\": 1}}",
@@ -445,6 +494,21 @@ START_TEST(test_builtins_reserved)
     ck_assert_uint_eq(builtins, ev_registry_len);
     ck_assert_str_eq(dp_types_name_reserved("dead_letter"), "one of the appliance's own tables");
     ck_assert_ptr_null(dp_types_name_reserved("page_view"));
+    /* Names like the derived ones but not taken stay free. */
+    ck_assert_ptr_null(dp_types_name_reserved("a_keyed"));
+    ck_assert_ptr_null(dp_types_name_reserved("x_pkey"));
+    ck_assert_ptr_null(dp_types_name_reserved("pgx"));
+    ck_assert_ptr_null(dp_types_name_reserved("dpx"));
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        char name[DP_TYPE_NAME_MAX + 1];
+
+        if (ev_registry[i]->keyed) {
+            snprintf(name, sizeof(name), "%s_idempotency_key", ev_registry[i]->name);
+            ck_assert_ptr_nonnull(dp_types_name_reserved(name));
+        }
+        snprintf(name, sizeof(name), "%s_pkey", ev_registry[i]->name);
+        ck_assert_ptr_nonnull(dp_types_name_reserved(name));
+    }
 }
 END_TEST
 
@@ -502,7 +566,8 @@ START_TEST(test_registry_sql)
     const struct ev_type *o = declare("{\"order\": {\"fields\": {\"n\": {\"type\": \"number\", "
                                       "\"required\": true}}}}", "order");
 
-    ck_assert_str_eq(t->ddl, "CREATE TABLE IF NOT EXISTS \"page_view\" (id uuid PRIMARY KEY, "
+    ck_assert_str_eq(t->ddl, "CREATE TABLE IF NOT EXISTS \"page_view\" (id uuid CONSTRAINT "
+                             "\"dp_pk_2c71b7c15d5b745e\" PRIMARY KEY, "
                              "\"user_id\" text NOT NULL, \"url\" text NOT NULL, "
                              "\"viewed_at\" timestamp with time zone NOT NULL, "
                              "\"duration_ms\" bigint, \"ratio\" double precision, "
@@ -513,10 +578,7 @@ START_TEST(test_registry_sql)
     ck_assert_str_eq(t->copy_columns, "(id, \"user_id\", \"url\", \"viewed_at\", "
                                       "\"duration_ms\", \"ratio\", \"plan\", \"props\", extra, "
                                       "received_at, idempotency_key, source)");
-    ck_assert_str_eq(t->idempotency_ddl, "CREATE UNIQUE INDEX IF NOT EXISTS "
-                                         "\"page_view_idem_key\" ON \"page_view\" "
-                                         "(idempotency_key) WHERE idempotency_key IS NOT NULL");
-    ck_assert_str_eq(t->get_sql, "SELECT row_to_json(t)::text FROM \"page_view\" t "
+    ck_assert_str_eq(t->get_sql, "SELECT row_to_json(t.*)::text FROM \"page_view\" t "
                                  "WHERE t.id = $1::uuid");
     ck_assert_int_eq(t->load, EV_LOAD_APPEND);
     ck_assert_int_eq(t->id_kind, EV_ID_UUID);
