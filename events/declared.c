@@ -296,7 +296,8 @@ check_object(const struct declared *x, const json_t *obj, const json_t **found,
         size_t key_len = json_object_iter_key_len(it);
         long i;
 
-        if (strcmp(key, "event_name") == 0) {
+        /* Both reserved in every type: the dispatcher checked them (the key is the key). */
+        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0) {
             continue;
         }
         i = key_len == strlen(key) ? field_index(x, key) : -1;
@@ -382,7 +383,8 @@ row_extra(struct ev_row *row, const struct declared *x, const struct ev_stored *
         const char *v = NULL;
         size_t v_len = 0;
 
-        if (strcmp(key, "event_name") == 0 || field_index(x, key) >= 0) {
+        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0 ||
+            field_index(x, key) >= 0) {
             continue;
         }
         rc = ev_member_span(ev->json, ev->json_len, key, &v, &v_len);

@@ -705,6 +705,45 @@ row_of(const struct ev_type *t, const char *json, int *rc, char err[EV_ERR_MAX])
     return s;
 }
 
+/*
+ * "idempotency_key" is reserved in every type: a declared type takes it as the event's key
+ * (with the checks every key gets), never as an unknown field, and never keeps it in extra.
+ */
+START_TEST(test_key_field_reserved)
+{
+    const struct ev_type *r = declare("{\"r\": {\"fields\": {\"a\": {\"type\": \"integer\"}}}}",
+                                      "r");
+    const struct ev_type *k;
+    const char body[] = "{\"a\": 1, \"idempotency_key\": \"k-1\"}\n"
+                        "{\"a\": 2, \"idempotency_key\": \"\"}\n"
+                        "{\"a\": 3, \"idempotency_key\": \"a\\u0001\"}";
+    struct ev_batch b = {0};
+    char err[EV_ERR_MAX] = "";
+    char *row;
+    int rc;
+
+    ck_assert_int_eq(ev_parse_body(body, sizeof(body) - 1, r, &b), 0);
+    ck_assert_uint_eq(b.n, 3);
+    ck_assert_ptr_null(b.items[0].error);
+    ck_assert_str_eq(b.items[0].key, "k-1");
+    ck_assert_str_eq(b.items[1].error, "idempotency_key: must not be empty");
+    ck_assert_str_eq(b.items[2].error, "idempotency_key: control character at byte 1");
+    ev_batch_free(&b);
+    k = declare("{\"k\": {\"fields\": {\"a\": {\"type\": \"integer\"}}, "
+                "\"unknown_fields\": \"keep\"}}", "k");
+    row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\", \"b\": 2}", &rc, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\":2}\t"
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+    free(row);
+    row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\"}", &rc, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t\\N\t"
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+    free(row);
+}
+END_TEST
+
 START_TEST(test_copy_rows)
 {
     const struct ev_type *t = declare(all_types, "t");
@@ -844,6 +883,7 @@ types_suite(void)
     tcase_add_test(fields, test_event_name_routing);
     tcase_add_test(fields, test_unknown_fields_keep);
     tcase_add_test(fields, test_copy_rows);
+    tcase_add_test(fields, test_key_field_reserved);
     tcase_add_checked_fixture(twin, setup, teardown);
     tcase_add_loop_test(twin, test_twin_same_answers, 0,
                         (int)(sizeof(twin_bodies) / sizeof(twin_bodies[0])));
