@@ -45,7 +45,8 @@ static const struct {
 
 /* Columns every declared table has besides its fields. */
 static const char *const reserved_columns[] = {
-    "id", "event_name", "idempotency_key", "source", "extra", "received_at", "loaded_at", NULL,
+    "id", "event_name", "idempotency_key", "idempotency_digest", "source", "extra", "received_at",
+    "loaded_at", NULL,
 };
 
 /* The state of one dp_types_check walk. */

@@ -561,12 +561,14 @@ build_sql(struct declared *x)
     }
     if (rc == 0) {
         rc = ev_buf_put_strs(&ddl, d->keep_unknown ? ", extra jsonb" : "",
-                     ", idempotency_key text, source text, received_at timestamptz NOT NULL, "
-                     "loaded_at timestamptz NOT NULL DEFAULT now())", NULL);
+                     ", idempotency_key text, idempotency_digest bytea, source text, "
+                     "received_at timestamptz NOT NULL, loaded_at timestamptz NOT NULL DEFAULT "
+                     "now())", NULL);
     }
     if (rc_cols == 0) {
         rc_cols = ev_buf_put_strs(&cols, d->keep_unknown ? ", extra" : "",
-                                  ", received_at, idempotency_key, source)", NULL);
+                                  ", received_at, idempotency_key, idempotency_digest, source)",
+                                  NULL);
     }
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);

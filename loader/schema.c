@@ -172,6 +172,7 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
 {
     static const struct ev_column own[] = {
         {"idempotency_key", "text", false},
+        {"idempotency_digest", "bytea", false},
         {"source", "text", false},
         {"extra", "jsonb", false},
     };
@@ -191,8 +192,8 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
 static void
 removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
 {
-    static const char *const own[] = {"id", "idempotency_key", "source", "extra",
-                                      "received_at", "loaded_at", NULL};
+    static const char *const own[] = {"id", "idempotency_key", "idempotency_digest", "source",
+                                      "extra", "received_at", "loaded_at", NULL};
 
     if (slot >= EV_REGISTRY_MAX || atomic_load(&removed_logged[slot])) {
         return;

@@ -507,12 +507,13 @@ START_TEST(test_registry_sql)
                              "\"viewed_at\" timestamp with time zone NOT NULL, "
                              "\"duration_ms\" bigint, \"ratio\" double precision, "
                              "\"plan\" text, \"props\" jsonb, extra jsonb, "
-                             "idempotency_key text, source text, "
+                             "idempotency_key text, idempotency_digest bytea, source text, "
                              "received_at timestamptz NOT NULL, "
                              "loaded_at timestamptz NOT NULL DEFAULT now())");
     ck_assert_str_eq(t->copy_columns, "(id, \"user_id\", \"url\", \"viewed_at\", "
                                       "\"duration_ms\", \"ratio\", \"plan\", \"props\", extra, "
-                                      "received_at, idempotency_key, source)");
+                                      "received_at, idempotency_key, idempotency_digest, "
+                                      "source)");
     ck_assert_str_eq(t->idempotency_ddl, "CREATE UNIQUE INDEX IF NOT EXISTS "
                                          "\"page_view_idem_key\" ON \"page_view\" "
                                          "(idempotency_key) WHERE idempotency_key IS NOT NULL");
@@ -525,7 +526,8 @@ START_TEST(test_registry_sql)
     ck_assert(t->columns[2].not_null);
     ck_assert(!t->columns[3].not_null);
     /* A reserved word is a fine type name: every identifier is quoted. */
-    ck_assert_str_eq(o->copy_columns, "(id, \"n\", received_at, idempotency_key, source)");
+    ck_assert_str_eq(o->copy_columns, "(id, \"n\", received_at, idempotency_key, "
+                                      "idempotency_digest, source)");
 }
 END_TEST
 
@@ -734,12 +736,12 @@ START_TEST(test_key_field_reserved)
     row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\", \"b\": 2}", &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\":2}\t"
-                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
     row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\"}", &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t\\N\t"
-                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
 }
 END_TEST
@@ -764,14 +766,14 @@ START_TEST(test_copy_rows)
                           "2024-01-01 00:00:00.000000+00\t::1\thttps://example.com/\t"
                           "0190d6a4-7b3c-7def-8123-456789abcdef\t{\"x\": 1.10, \"y\": "
                           "\"\\\\u00e9\"}\t[1 ,2]\t\\\\N\t2023-11-14 22:13:20.123456+00"
-                          "\t\\N\t\\N\n");
+                          "\t\\N\t\\N\t\\N\n");
     free(row);
     row = row_of(t, "{\"r\": \"x\", \"n\": 7, \"ts\": 86400, \"b\": false, \"s\": null}", &rc,
                  err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t\\N\t\\N\t\\N\t\\N\t7\tf\t"
                           "1970-01-02 00:00:00.000000+00\t\\N\t\\N\t\\N\t\\N\t\\N\tx\t"
-                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
     /* A stored event that no longer validates is refused with the 400 text. */
     row = row_of(t, "{\"r\": \"x\", \"i\": 99}", &rc, err);
@@ -786,12 +788,12 @@ START_TEST(test_copy_rows)
                  &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\\\\\"q\":[2.50],"
-                          "\"c\":{\"d\": 1e3}}\t2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "\"c\":{\"d\": 1e3}}\t2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
     row = row_of(k, "{\"a\": 1}", &rc, err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t\\N\t"
-                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
 }
 END_TEST
