@@ -3,7 +3,9 @@
 # the first time plus "duplicate" (one event, a batch, /submit's 204), a conflict is 409 or a
 # batch error kept for dead_letter, the Idempotency-Key header, bad keys with their exact
 # texts, the dedup window expiring, keys surviving a server restart; then the loader skipping
-# a key PostgreSQL already holds, and CloudEvents in structured, batch and binary mode.
+# a key PostgreSQL already holds with the same bytes and filing one held with other bytes
+# (after the window, twice in a batch, across appliances, a row without a digest) into
+# dead_letter, and CloudEvents in structured, batch and binary mode.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib_sh.sh
