@@ -169,46 +169,49 @@ static int
 batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct keyed_conflicts *c)
 {
     const char *cols = g->type->copy_columns;
-    size_t cols_len = strlen(cols);
+    int list_len = (int)strlen(cols) - 2;
     uint64_t inserted = 0;
     char keyed[LDR_KEYED_NAME_BUF];
-    char *sql = NULL;
-    int rc;
+    char *insert = NULL;
+    char *conflicts = NULL;
+    char *empty = NULL;
+    int rc = DP_ERR_NOMEM;
 
     keyed_table(g->type, keyed);
     /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
-    if (asprintf(&sql, "INSERT INTO %s %s SELECT %.*s FROM %s "
-                       "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
-                       "DO NOTHING",
-                 g->type->table, cols, (int)cols_len - 2, cols + 1, keyed) < 0) {
-        return DP_ERR_NOMEM;
+    if (asprintf(&insert, "INSERT INTO %s %s SELECT %.*s FROM %s "
+                          "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
+                          "DO NOTHING", g->type->table, cols, list_len, cols + 1, keyed) < 0) {
+        insert = NULL;
+        goto out;
     }
-    rc = ldr_pg_exec_rows(pg, sql, &inserted);
-    free(sql);
-    sql = NULL;
-    /* In the same transaction, so the table holds exactly what the INSERT saw and did. */
-    if (rc == 0 && asprintf(&sql, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
-                                  "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
-                                  "WHERE t.id <> k.id "
-                                  "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
-                            keyed, g->type->table) < 0) {
-        return DP_ERR_NOMEM;
+    /* Run in the INSERT's transaction: the table holds exactly what the INSERT saw and did. */
+    if (asprintf(&conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                             "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
+                             "WHERE t.id <> k.id "
+                             "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
+                 keyed, g->type->table) < 0) {
+        conflicts = NULL;
+        goto out;
+    }
+    if (asprintf(&empty, "DELETE FROM %s", keyed) < 0) {
+        empty = NULL;
+        goto out;
+    }
+    rc = ldr_pg_exec_rows(pg, insert, &inserted);
+    if (rc == 0) {
+        rc = batch_not_data(ldr_pg_rows(pg, conflicts, 0, NULL, keyed_conflict_row, c));
     }
     if (rc == 0) {
-        rc = batch_not_data(ldr_pg_rows(pg, sql, 0, NULL, keyed_conflict_row, c));
+        rc = batch_not_data(ldr_pg_exec(pg, empty));
     }
-    free(sql);
-    sql = NULL;
-    if (rc == 0 && asprintf(&sql, "DELETE FROM %s", keyed) < 0) {
-        return DP_ERR_NOMEM;
-    }
-    if (rc == 0) {
-        rc = batch_not_data(ldr_pg_exec(pg, sql));
-    }
-    free(sql);
     if (rc == 0 && inserted + c->n <= rows) {
         g->skipped += rows - (size_t)inserted - c->n;
     }
+out:
+    free(empty);
+    free(conflicts);
+    free(insert);
     return rc;
 }
 
@@ -235,7 +238,8 @@ batch_file_conflicts(struct ldr_batch *b, struct ldr_group *g, size_t lo, size_t
             }
         }
         if (i == hi) {
-            return DP_ERR_IO;           /* a row PostgreSQL names that these rows lack */
+            rc = DP_ERR_IO;             /* a row PostgreSQL names that these rows lack */
+            break;
         }
         ev_uuid_format(ev.uuid, id);
         snprintf(error, sizeof(error), "%s: \"%.*s\" was already loaded for event %s %s "
