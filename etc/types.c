@@ -59,7 +59,8 @@ static const char *const reserved_derived[] = {"dead_letter_seq_seq", "dead_lett
 
 /* Columns every declared table has besides its fields. */
 static const char *const reserved_columns[] = {
-    "id", "event_name", "idempotency_key", "source", "extra", "received_at", "loaded_at", NULL,
+    "id", "event_name", "idempotency_key", "idempotency_digest", "source", "extra", "received_at",
+    "loaded_at", NULL,
 };
 
 /* PostgreSQL's system columns: every table has them, so no field can be a column so named. */

@@ -293,7 +293,8 @@ check_object(const struct declared *x, const json_t *obj, const json_t **found,
         size_t key_len = json_object_iter_key_len(it);
         long i;
 
-        if (strcmp(key, "event_name") == 0) {
+        /* Both reserved in every type: the dispatcher checked them (the key is the key). */
+        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0) {
             continue;
         }
         i = key_len == strlen(key) ? field_index(x, key) : -1;
@@ -379,7 +380,8 @@ row_extra(struct ev_row *row, const struct declared *x, const struct ev_stored *
         const char *v = NULL;
         size_t v_len = 0;
 
-        if (strcmp(key, "event_name") == 0 || field_index(x, key) >= 0) {
+        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0 ||
+            field_index(x, key) >= 0) {
             continue;
         }
         rc = ev_member_span(ev->json, ev->json_len, key, &v, &v_len);
@@ -542,12 +544,14 @@ build_sql(struct declared *x)
     }
     if (rc == 0) {
         rc = ev_buf_put_strs(&ddl, d->keep_unknown ? ", extra jsonb" : "",
-                     ", idempotency_key text, source text, received_at timestamptz NOT NULL, "
-                     "loaded_at timestamptz NOT NULL DEFAULT now())", NULL);
+                     ", idempotency_key text, idempotency_digest bytea, source text, "
+                     "received_at timestamptz NOT NULL, loaded_at timestamptz NOT NULL DEFAULT "
+                     "now())", NULL);
     }
     if (rc_cols == 0) {
         rc_cols = ev_buf_put_strs(&cols, d->keep_unknown ? ", extra" : "",
-                                  ", received_at, idempotency_key, source)", NULL);
+                                  ", received_at, idempotency_key, idempotency_digest, source)",
+                                  NULL);
     }
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);

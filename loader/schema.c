@@ -174,6 +174,7 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
 {
     static const struct ev_column own[] = {
         {"idempotency_key", "text", false},
+        {"idempotency_digest", "bytea", false},
         {"source", "text", false},
         {"extra", "jsonb", false},
     };
@@ -193,8 +194,8 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
 static bool
 col_removed(const struct ev_type *t, const struct schema_table *st, size_t i)
 {
-    static const char *const own[] = {"id", "idempotency_key", "source", "extra",
-                                      "received_at", "loaded_at", NULL};
+    static const char *const own[] = {"id", "idempotency_key", "idempotency_digest", "source",
+                                      "extra", "received_at", "loaded_at", NULL};
     const char *const *o = own;
     size_t j = 0;
 

@@ -316,10 +316,11 @@ START_TEST(test_source_and_declared_keys)
     ck_assert_str_eq(v, "laptop");
     free(v);
 
-    /* Another appliance loaded key k-2 already: this one's event with k-2 is skipped. */
+    /* Another appliance loaded key k-2 already, with the same bytes (its digest says so): this
+     * one's event with k-2 is skipped, a repeat. */
     tl_exec(&e, "INSERT INTO %s.crash_twin (id, user_id, \"timestamp\", message, received_at, "
-                "idempotency_key) VALUES (gen_random_uuid(), 9, now(), 'first', now(), 'k-2')",
-            e.schema);
+                "idempotency_key, idempotency_digest) VALUES (gen_random_uuid(), 9, now(), "
+                "'first', now(), 'k-2', sha256(convert_to('%s', 'UTF8')))", e.schema, ev2);
     append_from(&e, "crash_twin", ev2, "k-2", "mobile", 0);
     append_from(&e, "crash_twin", ev2, "k-3", "mobile", 0);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
@@ -336,9 +337,10 @@ END_TEST
 
 /*
  * Keyed rows load by the plain COPY until PostgreSQL refuses it; then through the keyed table
- * and ON CONFLICT DO NOTHING. One batch holding both a key already in the table and a row the
- * table refuses: the repeat is skipped, the bad row alone is dead-lettered with its key, the
- * rest load once. Then a batch of fresh keys: all loaded, nothing skipped.
+ * and ON CONFLICT DO NOTHING. One batch holding a key already in the table with the same
+ * bytes, one held with other bytes, and a row the table refuses: the repeat is skipped, the
+ * conflict and the bad row alone are dead-lettered with their keys, the rest load once. Then
+ * a batch of fresh keys: all loaded, nothing skipped.
  */
 START_TEST(test_keyed_fallback_isolates_bad_rows)
 {
@@ -354,15 +356,25 @@ START_TEST(test_keyed_fallback_isolates_bad_rows)
     tl_exec(&e, "ALTER TABLE %s.crash_report ADD CONSTRAINT poison CHECK (user_id <> 666)",
             e.schema);
     tl_exec(&e, "INSERT INTO %s.crash_report (id, event_name, user_id, event_time, message, "
-                "received_at, idempotency_key) VALUES (gen_random_uuid(), 'crash_report', 9, "
-                "now(), 'first', now(), 'k-c')", e.schema);
+                "received_at, idempotency_key, idempotency_digest) VALUES "
+                "(gen_random_uuid(), 'crash_report', 9, now(), 'first', now(), 'k-c', "
+                "sha256(convert_to('%s', 'UTF8'))), "
+                "('0190d6a4-7b3c-7def-8123-456789abcdef', 'crash_report', 9, now(), 'other', "
+                "now(), 'k-x', sha256('other'))", e.schema, again);
     append_from(&e, "crash_report", good, "k-a", NULL, 0);
     append_from(&e, "crash_report", bad, "k-b", NULL, 0);
     append_from(&e, "crash_report", again, "k-c", NULL, 0);
+    append_from(&e, "crash_report", again, "k-x", NULL, 0);
     append_from(&e, "crash_report", good, "k-d", NULL, 0);
     ck_assert_int_eq(start_and_run(&e, &st), 0);
     ck_assert_uint_eq(tl_queued(&e), 0);
-    ck_assert_uint_eq(st.dead_letters, 1);
+    ck_assert_uint_eq(st.dead_letters, 2);
+    v = tl_str(&e, "SELECT error FROM %s.dead_letter WHERE idempotency_key = 'k-x'", e.schema);
+    ck_assert_ptr_nonnull(strstr(v, "idempotency_key: \"k-x\" was already loaded for event "
+                                    "0190d6a4-7b3c-7def-8123-456789abcdef with different content "
+                                    "(this event: "));
+    free(v);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX "crash_report"), 1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
                                 "('k-a', 'k-d')", e.schema), 2);
     v = tl_str(&e, "SELECT message FROM %s.crash_report WHERE idempotency_key = 'k-c'",
@@ -399,7 +411,7 @@ static const char evo_v3[] =
     "\"c\": {\"type\": \"number\"}}}}";
 
 #define EVO_V1_COLUMNS "id uuid not null, a text not null, b bigint, idempotency_key text, " \
-    "source text, received_at timestamp with time zone not null, " \
+    "idempotency_digest bytea, source text, received_at timestamp with time zone not null, " \
     "loaded_at timestamp with time zone not null"
 
 START_TEST(test_evolution_add_and_remove)
@@ -459,10 +471,18 @@ START_TEST(test_evolution_add_and_remove)
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     cols = columns_of(&e, "evo");
     ck_assert_str_eq(cols, "id uuid not null, a text, b bigint, idempotency_key text, "
-                           "source text, received_at timestamp with time zone not null, "
-                           "loaded_at timestamp with time zone not null, c double precision, "
-                           "extra jsonb");
+                           "idempotency_digest bytea, source text, received_at timestamp with "
+                           "time zone not null, loaded_at timestamp with time zone not null, "
+                           "c double precision, extra jsonb");
     free(cols);
+
+    /* Tables from before digests were kept (declared or built in) gain the column at start. */
+    tl_exec(&e, "ALTER TABLE %s.evo DROP COLUMN idempotency_digest", e.schema);
+    tl_exec(&e, "ALTER TABLE %s.crash_report DROP COLUMN idempotency_digest", e.schema);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM information_schema.columns WHERE "
+                                "table_schema = '%s' AND column_name = 'idempotency_digest' AND "
+                                "table_name IN ('evo', 'crash_report')", e.schema), 2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IS NULL AND c = 4 AND "
                                 "extra = '{\"z\": [1]}'", e.schema), 1);
     tl_teardown(&e);
@@ -994,7 +1014,7 @@ START_TEST(test_held_until_declared_again)
 }
 END_TEST
 
-Suite *
+static Suite *
 types_pg_suite(void)
 {
     Suite *s = suite_create("types_pg");

@@ -572,12 +572,13 @@ START_TEST(test_registry_sql)
                              "\"viewed_at\" timestamp with time zone NOT NULL, "
                              "\"duration_ms\" bigint, \"ratio\" double precision, "
                              "\"plan\" text, \"props\" jsonb, extra jsonb, "
-                             "idempotency_key text, source text, "
+                             "idempotency_key text, idempotency_digest bytea, source text, "
                              "received_at timestamptz NOT NULL, "
                              "loaded_at timestamptz NOT NULL DEFAULT now())");
     ck_assert_str_eq(t->copy_columns, "(id, \"user_id\", \"url\", \"viewed_at\", "
                                       "\"duration_ms\", \"ratio\", \"plan\", \"props\", extra, "
-                                      "received_at, idempotency_key, source)");
+                                      "received_at, idempotency_key, idempotency_digest, "
+                                      "source)");
     ck_assert_str_eq(t->get_sql, "SELECT row_to_json(t.*)::text FROM \"page_view\" t "
                                  "WHERE t.id = $1::uuid");
     ck_assert_int_eq(t->load, EV_LOAD_APPEND);
@@ -587,7 +588,8 @@ START_TEST(test_registry_sql)
     ck_assert(t->columns[2].not_null);
     ck_assert(!t->columns[3].not_null);
     /* A reserved word is a fine type name: every identifier is quoted. */
-    ck_assert_str_eq(o->copy_columns, "(id, \"n\", received_at, idempotency_key, source)");
+    ck_assert_str_eq(o->copy_columns, "(id, \"n\", received_at, idempotency_key, "
+                                      "idempotency_digest, source)");
 }
 END_TEST
 
@@ -767,6 +769,45 @@ row_of(const struct ev_type *t, const char *json, int *rc, char err[EV_ERR_MAX])
     return s;
 }
 
+/*
+ * "idempotency_key" is reserved in every type: a declared type takes it as the event's key
+ * (with the checks every key gets), never as an unknown field, and never keeps it in extra.
+ */
+START_TEST(test_key_field_reserved)
+{
+    const struct ev_type *r = declare("{\"r\": {\"fields\": {\"a\": {\"type\": \"integer\"}}}}",
+                                      "r");
+    const struct ev_type *k;
+    const char body[] = "{\"a\": 1, \"idempotency_key\": \"k-1\"}\n"
+                        "{\"a\": 2, \"idempotency_key\": \"\"}\n"
+                        "{\"a\": 3, \"idempotency_key\": \"a\\u0001\"}";
+    struct ev_batch b = {0};
+    char err[EV_ERR_MAX] = "";
+    char *row;
+    int rc;
+
+    ck_assert_int_eq(ev_parse_body(body, sizeof(body) - 1, r, &b), 0);
+    ck_assert_uint_eq(b.n, 3);
+    ck_assert_ptr_null(b.items[0].error);
+    ck_assert_str_eq(b.items[0].key, "k-1");
+    ck_assert_str_eq(b.items[1].error, "idempotency_key: must not be empty");
+    ck_assert_str_eq(b.items[2].error, "idempotency_key: control character at byte 1");
+    ev_batch_free(&b);
+    k = declare("{\"k\": {\"fields\": {\"a\": {\"type\": \"integer\"}}, "
+                "\"unknown_fields\": \"keep\"}}", "k");
+    row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\", \"b\": 2}", &rc, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\":2}\t"
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
+    free(row);
+    row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\"}", &rc, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t\\N\t"
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
+    free(row);
+}
+END_TEST
+
 START_TEST(test_copy_rows)
 {
     const struct ev_type *t = declare(all_types, "t");
@@ -787,14 +828,14 @@ START_TEST(test_copy_rows)
                           "2024-01-01 00:00:00.000000+00\t::1\thttps://example.com/\t"
                           "0190d6a4-7b3c-7def-8123-456789abcdef\t{\"x\": 1.10, \"y\": "
                           "\"\\\\u00e9\"}\t[1 ,2]\t\\\\N\t2023-11-14 22:13:20.123456+00"
-                          "\t\\N\t\\N\n");
+                          "\t\\N\t\\N\t\\N\n");
     free(row);
     row = row_of(t, "{\"r\": \"x\", \"n\": 7, \"ts\": 86400, \"b\": false, \"s\": null}", &rc,
                  err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t\\N\t\\N\t\\N\t\\N\t7\tf\t"
                           "1970-01-02 00:00:00.000000+00\t\\N\t\\N\t\\N\t\\N\t\\N\tx\t"
-                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
     /* A stored event that no longer validates is refused with the 400 text. */
     row = row_of(t, "{\"r\": \"x\", \"i\": 99}", &rc, err);
@@ -809,12 +850,12 @@ START_TEST(test_copy_rows)
                  &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\\\\\"q\":[2.50],"
-                          "\"c\":{\"d\": 1e3}}\t2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "\"c\":{\"d\": 1e3}}\t2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
     row = row_of(k, "{\"a\": 1}", &rc, err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t\\N\t"
-                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
 }
 END_TEST
@@ -879,7 +920,7 @@ START_TEST(test_twin_differs_only_where_documented)
 }
 END_TEST
 
-Suite *
+static Suite *
 types_suite(void)
 {
     Suite *s = suite_create("types");
@@ -906,6 +947,7 @@ types_suite(void)
     tcase_add_test(fields, test_event_name_routing);
     tcase_add_test(fields, test_unknown_fields_keep);
     tcase_add_test(fields, test_copy_rows);
+    tcase_add_test(fields, test_key_field_reserved);
     tcase_add_checked_fixture(twin, setup, teardown);
     tcase_add_loop_test(twin, test_twin_same_answers, 0,
                         (int)(sizeof(twin_bodies) / sizeof(twin_bodies[0])));
