@@ -302,7 +302,8 @@ int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct e
  *   what: how the message names the key's origin ("Idempotency-Key").
  * A key that is invalid (see ev_key_check), or that differs from the event's own
  * idempotency_key field, turns the item into a rejected one with the message
- * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected), DP_ERR_NOMEM.
+ * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected; or b holds no
+ * item i, and nothing changed), DP_ERR_NOMEM.
  */
 int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len,
                      const char *what);

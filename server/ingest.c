@@ -300,7 +300,8 @@ apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *
     char msg[160];
     size_t n;
 
-    if (h == NULL) {
+    /* A body of no event has nothing to key: it is answered 400 as without the header. */
+    if (h == NULL || b->n == 0) {
         return 0;
     }
     if (b->n > 1) {
