@@ -2,7 +2,10 @@
  * srv.h - internals shared by the files of datapipe-server (not a public
  * module header). Only server/ includes civetweb.h. The answer type and its
  * helpers are in server/reply.h, which includes nothing of the server.
- * Invariant: a 2xx for a POST is sent only after queue_append() returned 0.
+ * Invariants: a 2xx for a POST is sent only after queue_append() returned 0; everything one
+ * POST body stores (its valid events, its invalid ones and its key conflicts filed for
+ * dead_letter) is stored by one queue call, all or nothing, so an answer other than 2xx
+ * means nothing of that body was stored and its retry can duplicate nothing.
  */
 #ifndef DP_SRV_H
 #define DP_SRV_H

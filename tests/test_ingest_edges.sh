@@ -50,10 +50,10 @@ server shapes
 # --- every empty and one-element shape, with every header: 4xx or 2xx, never a crash or 5xx
 r=$(post /v1/events/crash_report '[]' -H 'Idempotency-Key: k1')
 eq "[] with Idempotency-Key → 400, as without the header" \
-    '400 {"status_code":400,"status_message":"no valid event in the body","accepted":0,"rejected":0,"duplicates":0,"errors":[]}' "$r"
+    '400 {"status_code":400,"status_message":"no valid event in the body","accepted":0,"rejected":0,"duplicates":0,"ids":[],"errors":[]}' "$r"
 r=$(post / '[]' -H 'Idempotency-Key: k1' -H 'Content-Type: application/cloudevents-batch+json')
 eq "an empty CloudEvents batch with Idempotency-Key → 400" \
-    '400 {"status_code":400,"status_message":"no valid event in the body","accepted":0,"rejected":0,"duplicates":0,"errors":[]}' "$r"
+    '400 {"status_code":400,"status_message":"no valid event in the body","accepted":0,"rejected":0,"duplicates":0,"ids":[],"errors":[]}' "$r"
 bodies=('[]' ' [ ] ' '[][]' '[]
 []' '{}' '[{}]' '[[]]' '' ' ' "[$CR]" "$CR" "[[$CR]]")
 headers=('' 'Idempotency-Key: k1' 'Idempotency-Key: ""' 'Content-Type: application/cloudevents+json'
@@ -82,6 +82,88 @@ done
 eq "every shape × header × route ($n requests) answered 2xx or 4xx" "" "$bad"
 ok "the server is still running" kill -0 "$SPID"
 eq "and answers" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")"
+stop_pid "$SPID"
+
+# --- a 503 stores nothing of its body: [unkeyed A, B conflicting on a key] against a full queue
+server full 1048576
+r=$(post /v1/events/crash_report '{"user_id":1,"timestamp":2,"message":"first","idempotency_key":"K"}')
+has "the key's first event → 202" '202 ' "$r"
+payload=$(head -c 20000 /dev/zero | tr '\0' 'x')
+code=202
+i=0
+while [ "$code" = 202 ] && [ $i -lt 100 ]; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -d "{\"user_id\": $i, \"timestamp\": 1, \"message\": \"$payload\"}" "$URL/v1/events/crash_report")
+    i=$((i + 1))
+done
+eq "the queue is full" 503 "$code"
+A='{"user_id":7,"timestamp":2,"message":"A"}'
+B="{\"user_id\":8,\"timestamp\":2,\"message\":\"$payload\",\"idempotency_key\":\"K\"}"
+before=$(queued full)
+r=$(post /v1/events/crash_report "[$A, $B]")
+eq "[A, B conflicting] against the full queue → 503" \
+    '503 {"status_code":503,"status_message":"queue full: retry later"}' "$r"
+eq "the 503 stored nothing of its body" "$before" "$(queued full)"
+"$QTOOL" "$TMP/full.q" delete 2 1000000
+r=$(post /v1/events/crash_report "[$A, $B]")
+has "the retry → 202, B filed as a conflict" \
+    '202 {"status_code":202,"status_message":"partly accepted","accepted":1,"rejected":1,"duplicates":0,' "$r"
+eq "A is stored once" 1 "$("$QTOOL" "$TMP/full.q" dump | grep -c ' crash_report 0 {"user_id":7,')"
+eq "B is stored once, rejected (for dead_letter)" 1 "$("$QTOOL" "$TMP/full.q" dump | grep -c ' crash_report 1 {"user_id":8,')"
+stop_pid "$SPID"
+
+# --- a conflict filed in a batch is stamped with its own commit: stamps rise with seq
+server stamps
+r=$(post /v1/events/crash_report '{"user_id":1,"timestamp":2,"message":"first","idempotency_key":"S"}')
+has "the key's first event → 202" '202 ' "$r"
+workers=()
+for w in 1 2 3 4; do
+    (
+        for k in $(seq 1 60); do
+            if [ $((w % 2)) = 0 ]; then
+                curl -s -o /dev/null -d "[{\"user_id\":$k,\"timestamp\":2,\"message\":\"a\"},{\"user_id\":$w$k,\"timestamp\":2,\"message\":\"b\",\"idempotency_key\":\"S\"}]" \
+                    "$URL/v1/events/crash_report"
+            else
+                curl -s -o /dev/null -d "{\"user_id\":$w$k,\"timestamp\":2,\"message\":\"c\"}" \
+                    "$URL/v1/events/crash_report"
+            fi
+        done
+    ) &
+    workers+=($!)
+done
+wait "${workers[@]}"
+"$QTOOL" "$TMP/stamps.q" stamps >"$TMP/stamps"
+eq "240 events and 120 filed conflicts queued" 361 "$(wc -l <"$TMP/stamps")"
+eq "received_us never decreases with seq" "" "$(awk '$2 < prev {print "seq " $1 ": " $2 " < " prev} {prev = $2}' "$TMP/stamps" | head -3)"
+
+# --- a batch answer names each event's id, in input order
+r=$(post /v1/events/crash_report '[{"user_id":1,"timestamp":2,"message":"first","idempotency_key":"S"},{"user_id":"x"},{"user_id":3,"timestamp":2,"message":"n","idempotency_key":"N"},{"user_id":3,"timestamp":2,"message":"n","idempotency_key":"N"},{"user_id":4,"timestamp":2,"message":"other","idempotency_key":"S"},{"user_id":5,"timestamp":2,"message":"plain"}]')
+ids=$(jq -c .ids <<<"${r#* }")
+first=$(jq -r '.ids[0]' <<<"${r#* }")
+new=$(jq -r '.ids[2]' <<<"${r#* }")
+plain=$(jq -r '.ids[5]' <<<"${r#* }")
+has "a batch answer: accepted, rejected, duplicates" \
+    '202 {"status_code":202,"status_message":"partly accepted","accepted":4,"rejected":2,"duplicates":2,"ids":[' "$r"
+eq "ids: the first id for a repeat, null for the rejected and the conflict" \
+    "[\"$first\",null,\"$new\",\"$new\",null,\"$plain\"]" "$ids"
+dump=$("$QTOOL" "$TMP/stamps.q" dump)
+has "the new keyed event is stored under its id" "$new crash_report 0 {\"user_id\":3," "$dump"
+has "the plain event is stored under its id" "$plain crash_report 0 {\"user_id\":5," "$dump"
+eq "a repeat's id is the key's first event's" 1 "$(grep -c "^1 $first crash_report 0 " <<<"$dump")"
+r=$(post /v1/events/crash_report '[{"user_id":"x"},{"user_id":"y"}]')
+eq "no valid event: every id null" \
+    '400 {"status_code":400,"status_message":"no valid event in the body","accepted":0,"rejected":2,"duplicates":0,"ids":[null,null],"errors":[{"index":0,"error":"timestamp: required field missing"},{"index":1,"error":"timestamp: required field missing"}]}' "$r"
+r=$(post /v1/events/crash_report '[{"user_id":9,"timestamp":2,"message":"z","idempotency_key":"S"},{"user_id":10,"timestamp":2,"message":"z","idempotency_key":"S"}]')
+has "every event conflicts: 409, every id null" \
+    '409 {"status_code":409,"status_message":"no event accepted: idempotency_key conflicts","accepted":0,"rejected":2,"duplicates":0,"ids":[null,null],"errors":[' "$r"
+stop_pid "$SPID"
+
+# --- a single event's 409 is not counted as accepted
+server count
+post /v1/events/crash_report '{"user_id":1,"timestamp":2,"message":"one","idempotency_key":"C"}' >/dev/null
+r=$(post /v1/events/crash_report '{"user_id":1,"timestamp":2,"message":"two","idempotency_key":"C"}')
+has "a conflict → 409" '409 ' "$r"
+eq "accepted_total counts the first only" 1 "$(metric 'datapipe_events_accepted_total{type="crash_report"}')"
+eq "rejected_total counts the 409" 1 "$(metric 'datapipe_events_rejected_total{type="crash_report"}')"
 stop_pid "$SPID"
 
 t_done test_ingest_edges
