@@ -325,8 +325,8 @@ int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_
  * required non-empty strings without control characters. A CloudEvent that breaks a rule
  * is one rejected item whose raw bytes are the whole CloudEvent and whose message names the
  * attribute ("source: required attribute missing"). Other attributes are not stored.
- * Returns 0, DP_ERR_INVALID (no JSON value at all, or batch and the body is not an array:
- * the batch is empty), DP_ERR_FULL (more than out->max_events), DP_ERR_NOMEM.
+ * Returns 0, DP_ERR_INVALID (no JSON value at all, batch and the body is not an array, or a
+ * second JSON value after the object or array: the batch is empty), DP_ERR_FULL (more than out->max_events), DP_ERR_NOMEM.
  */
 int ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *out);
 
@@ -349,10 +349,11 @@ int ev_parse_cloudevent_binary(const char *body, size_t len, const struct ev_ce_
                                struct ev_batch *out, char err[EV_ERR_MAX]);
 
 /*
- * ev_cloudevent_key - a CloudEvent's idempotency key: source, one space, id (CloudEvents:
- * "consumers MAY assume that events with identical source and id are duplicates"). When
- * that is longer than EV_KEY_MAX bytes the key is "ce-sha256:" and the 64 hex digits of the
- * SHA-256 of that text (74 bytes), so any pair keeps a key of its own. out holds
+ * ev_cloudevent_key - a CloudEvent's idempotency key: the source's length in decimal, ':',
+ * source, id (CloudEvents: "consumers MAY assume that events with identical source and id
+ * are duplicates"); the length makes it unambiguous: no two (source, id) pairs share a key.
+ * When that is longer than EV_KEY_MAX bytes the key is "ce-sha256:" and the 64 hex digits of
+ * the SHA-256 of that text (74 bytes), so any pair keeps a key of its own. out holds
  * EV_KEY_MAX + 1 bytes; returns the key's length.
  */
 size_t ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t id_len,

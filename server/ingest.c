@@ -85,19 +85,58 @@ body_mode(struct mg_connection *c, const struct ev_type *type, bool submit)
     return BODY_EVENTS;
 }
 
-/* A ce-* header's value, percent-decoded (HTTP binding 3.1.3.2) into buf; NULL if absent. */
+/*
+ * A ce-* header's value, percent-decoded (HTTP binding 3.1.3.2) into buf; NULL if absent.
+ * *nul gets the offset of a NUL the decoding produced (a C string would end there, and
+ * "e%00one" would be "e"), or -1.
+ */
 static const char *
-ce_header(struct mg_connection *c, const char *name, char *buf, size_t len)
+ce_header(struct mg_connection *c, const char *name, char *buf, size_t len, int *nul)
 {
     const char *v = mg_get_header(c, name);
+    const char *z;
     int n;
 
+    *nul = -1;
     if (v == NULL) {
         return NULL;
     }
     n = mg_url_decode(v, (int)strlen(v), buf, (int)len, 0);
     /* Too long to decode: keep the raw text, which then fails the checks by its length. */
-    return n < 0 ? v : buf;
+    if (n < 0) {
+        return v;
+    }
+    z = memchr(buf, '\0', (size_t)n);
+    if (z != NULL) {
+        *nul = (int)(z - buf);
+    }
+    return buf;
+}
+
+/*
+ * The binary mode's attributes from the ce-* headers into a. Returns 0, or DP_ERR_INVALID
+ * with the message in err: an attribute holding a NUL, named as ce_attrs_check names a
+ * control character, in the order it checks them.
+ */
+static int
+ce_binary_attrs(struct mg_connection *c, struct ev_ce_attrs *a, char *id, char *source,
+                char *cetype, char *spec, size_t len, char err[EV_ERR_MAX])
+{
+    int nul[4];
+
+    a->specversion = ce_header(c, "ce-specversion", spec, len, &nul[0]);
+    a->id = ce_header(c, "ce-id", id, len, &nul[1]);
+    a->source = ce_header(c, "ce-source", source, len, &nul[2]);
+    a->type = ce_header(c, "ce-type", cetype, len, &nul[3]);
+    for (int i = 0; i < 4; i++) {
+        static const char *const names[] = {"specversion", "id", "source", "type"};
+
+        if (nul[i] >= 0) {
+            snprintf(err, EV_ERR_MAX, "%s: control character at byte %d", names[i], nul[i]);
+            return DP_ERR_INVALID;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -110,8 +149,8 @@ parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, si
 {
     char id[1024];
     char source[1024];
-    char cetype[256];
-    char spec[64];
+    char cetype[1024];
+    char spec[1024];
     char err[EV_ERR_MAX];
     struct ev_ce_attrs a;
     int rc;
@@ -127,11 +166,10 @@ parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, si
         }
         return rc;
     case BODY_CE_BINARY:
-        a.id = ce_header(c, "ce-id", id, sizeof(id));
-        a.source = ce_header(c, "ce-source", source, sizeof(source));
-        a.type = ce_header(c, "ce-type", cetype, sizeof(cetype));
-        a.specversion = ce_header(c, "ce-specversion", spec, sizeof(spec));
-        rc = ev_parse_cloudevent_binary(body, len, &a, b, err);
+        rc = ce_binary_attrs(c, &a, id, source, cetype, spec, sizeof(id), err);
+        if (rc == 0) {
+            rc = ev_parse_cloudevent_binary(body, len, &a, b, err);
+        }
         if (rc == DP_ERR_INVALID) {
             srv_reply_json(r, 400, err);
         }

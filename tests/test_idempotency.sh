@@ -244,8 +244,8 @@ r=$(post /v1/events/crash_report "$CE" -H "$CT")
 has "CloudEvents only where events name their type: 415 elsewhere" '415 ' "$r"
 stop_pid "$SPID"
 ok "loader --once drains ce" run_loader ce
-eq "the CloudEvents key is source, a space, id" 1 \
-    "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key = '/app e 2'")"
+eq "the CloudEvents key is the source's length, ':', source, id" 1 \
+    "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key = '4:/appe 2'")"
 eq "an over-long source + id is keyed by its SHA-256" 1 \
     "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key ~ '^ce-sha256:[0-9a-f]{64}$'")"
 

@@ -166,4 +166,44 @@ eq "accepted_total counts the first only" 1 "$(metric 'datapipe_events_accepted_
 eq "rejected_total counts the 409" 1 "$(metric 'datapipe_events_rejected_total{type="crash_report"}')"
 stop_pid "$SPID"
 
+# --- CloudEvents: keys that cannot collide, no NUL in a ce-* header, one structured object
+server ce
+CT='Content-Type: application/cloudevents+json'
+r1=$(post / '{"specversion":"1.0","id":"c","source":"/a b","type":"crash_report","data":{"user_id":1,"timestamp":2,"message":"one"}}' -H "$CT")
+r2=$(post / '{"specversion":"1.0","id":"b c","source":"/a","type":"crash_report","data":{"user_id":2,"timestamp":2,"message":"two"}}' -H "$CT")
+has "(/a b, c) → 202" '202 {"status_code":202,"status_message":"accepted","id":"' "$r1"
+has "(/a, b c) is another event → 202, not a duplicate" '202 {"status_code":202,"status_message":"accepted","id":"' "$r2"
+ok "two ids" [ "$(id_of "$r1")" != "$(id_of "$r2")" ]
+eq "both stored" 2 "$(queued ce)"
+r=$(post / "$CR" -H 'ce-specversion: 1.0' -H 'ce-id: e%00one' -H 'ce-source: /edge' -H 'ce-type: crash_report')
+eq "ce-id with a NUL after decoding → 400" \
+    '400 {"status_code":400,"status_message":"id: control character at byte 1"}' "$r"
+r=$(post / "$CR" -H 'ce-specversion: 1.0' -H 'ce-id: e%00two' -H 'ce-source: /edge' -H 'ce-type: crash_report')
+eq "… and another one is not its repeat" \
+    '400 {"status_code":400,"status_message":"id: control character at byte 1"}' "$r"
+r=$(post / "$CR" -H 'ce-specversion: 1.0' -H 'ce-id: e1' -H 'ce-source: /x%00y' -H 'ce-type: crash_report')
+eq "ce-source with a NUL → 400" \
+    '400 {"status_code":400,"status_message":"source: control character at byte 2"}' "$r"
+r=$(post / "$CR" -H 'ce-specversion: 1.0' -H 'ce-id: e1' -H 'ce-source: /x' -H 'ce-type: crash_report%00x')
+eq "ce-type with a NUL → 400" \
+    '400 {"status_code":400,"status_message":"type: control character at byte 12"}' "$r"
+r=$(post / "$CR" -H 'ce-specversion: 1.0%00' -H 'ce-id: e1' -H 'ce-source: /x' -H 'ce-type: crash_report')
+eq "ce-specversion with a NUL → 400" \
+    '400 {"status_code":400,"status_message":"specversion: control character at byte 3"}' "$r"
+eq "nothing more stored" 2 "$(queued ce)"
+CE1='{"specversion":"1.0","id":"s1","source":"/s","type":"crash_report","data":{"user_id":1,"timestamp":2,"message":"s"}}'
+CE2='{"specversion":"1.0","id":"s2","source":"/s","type":"crash_report","data":{"user_id":1,"timestamp":2,"message":"s"}}'
+r=$(post / "$CE1$CE2" -H "$CT")
+eq "structured mode, two concatenated objects → 400" \
+    '400 {"status_code":400,"status_message":"cloudevent: expected one CloudEvent object"}' "$r"
+r=$(post / "$CE1
+$CE2" -H "$CT")
+eq "structured mode, two lines → 400" \
+    '400 {"status_code":400,"status_message":"cloudevent: expected one CloudEvent object"}' "$r"
+eq "nothing of them stored" 2 "$(queued ce)"
+r=$(post / " $CE1
+" -H "$CT")
+has "one object with whitespace around → 202" '202 ' "$r"
+stop_pid "$SPID"
+
 t_done test_ingest_edges
