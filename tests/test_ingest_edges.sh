@@ -206,4 +206,71 @@ r=$(post / " $CE1
 has "one object with whitespace around → 202" '202 ' "$r"
 stop_pid "$SPID"
 
+# --- CORS: a browser may send keys and CloudEvents headers
+server cors 67108864 ', "cors_origins": ["https://app.example"]'
+r=$(curl -s -D - -o /dev/null -X OPTIONS -H 'Origin: https://app.example' \
+    -H 'Access-Control-Request-Method: POST' \
+    -H 'Access-Control-Request-Headers: idempotency-key, ce-specversion, ce-id, ce-source, ce-type' \
+    "$URL/v1/events")
+has "preflight allows Idempotency-Key and the ce-* headers" \
+    $'Access-Control-Allow-Headers: Content-Type, Content-Encoding, Authorization, X-API-Key, Idempotency-Key, ce-specversion, ce-id, ce-source, ce-type\r' "$r"
+stop_pid "$SPID"
+
+# --- open endpoints never show a host, port, socket path or user name
+if [ -n "${DP_PG_CONNINFO:-}" ]; then
+    sock=$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$DP_PG_CONNINFO")
+    pgport=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$DP_PG_CONNINFO")
+    server leak_sock 67108864 "" "$DP_PG_CONNINFO user=secretuser"
+    r=$(curl -s -w '%{http_code}' "$URL/v1/status/dead_letters" | tr -d '\n')
+    eq "dead letters, a role that does not exist → 503 without libpq's text" \
+        '{"status_code":503,"status_message":"database unavailable: cannot reach PostgreSQL or lost the connection (details in the server'"'"'s log)"}503' "$r"
+    has "… nor the port" "$r" "${r//$pgport/}"
+    for word in secretuser "$sock" socket; do
+        ok "no \"$word\" in any open answer" bash -c '! grep -qF -- "$1" <<<"$0"' \
+            "$r$(curl -s "$URL/v1/status")$(curl -s "$URL/status")$(curl -s "$URL/v1/status/history")" "$word"
+    done
+    has_file "the server's log keeps libpq's text for the operator" 'secretuser' "$TMP/leak_sock.log"
+    stop_pid "$SPID"
+    tport=$(free_port)
+    server leak_tcp 67108864 "" "host=127.0.0.1 port=$tport user=secretuser dbname=d connect_timeout=3"
+    r=$(curl -s -w '%{http_code}' "$URL/v1/status/dead_letters" | tr -d '\n')
+    eq "dead letters, TCP refused → 503 without host or port" \
+        '{"status_code":503,"status_message":"database unavailable: cannot reach PostgreSQL or lost the connection (details in the server'"'"'s log)"}503' "$r"
+    stop_pid "$SPID"
+fi
+
+# --- --check-config shows database.conninfo with its password masked, both daemons
+masked() {
+    local conninfo=$1 d
+    printf '{"database": {"conninfo": "%s"}, "queue": {"path": "%s/m.q"}}\n' "$conninfo" "$TMP" >"$TMP/mask.json"
+    for d in datapipe-server datapipe-loader; do
+        "$BIN/$d" -c "$TMP/mask.json" --check-config 2>&1 | sed -n 's/^ *"conninfo": "\(.*\)",\{0,1\}$/\1/p'
+    done
+}
+eq "key=value: the password masked (server, loader)" \
+    "host=db.example password=*** user=u dbname=d
+host=db.example password=*** user=u dbname=d" "$(masked 'host=db.example password=s3cret user=u dbname=d')"
+eq "a quoted password with spaces and an escaped quote" \
+    "host=h password=*** user=u
+host=h password=*** user=u" "$(masked "host=h password = 's3 c\\\\'ret' user=u")"
+eq "URI: the user's password masked" \
+    "postgresql://u:***@h:5432/db?sslmode=require
+postgresql://u:***@h:5432/db?sslmode=require" "$(masked 'postgresql://u:s3cret@h:5432/db?sslmode=require')"
+eq "URI: a password parameter masked" \
+    "postgres://u@h/db?sslmode=require&password=***&connect_timeout=3
+postgres://u@h/db?sslmode=require&password=***&connect_timeout=3" "$(masked 'postgres://u@h/db?sslmode=require&password=s3cret&connect_timeout=3')"
+eq "no password: as written" "host=h user=u
+host=h user=u" "$(masked 'host=h user=u')"
+
+# --- a keys-file line of 4096 bytes or more is refused, not cut into two keys
+long=$(head -c 5000 /dev/zero | tr '\0' 'k')
+printf 'ok:short-key\n%s\n' "$long" >"$TMP/keys"
+printf '{"server": {"api_keys_file": "%s"}, "queue": {"path": "%s/k.q"}}\n' "$TMP/keys" "$TMP" >"$TMP/keys.json"
+r=$("$BIN/datapipe-server" -c "$TMP/keys.json" --check-config 2>&1)
+eq "--check-config exits 2" 2 "$?"
+has "and names the line" 'server.api_keys_file: line 2 is longer than 4095 bytes' "$r"
+printf 'ok:short-key\n%s\n' "$(head -c 4095 /dev/zero | tr '\0' 'k')" >"$TMP/keys"
+"$BIN/datapipe-server" -c "$TMP/keys.json" --check-config >/dev/null 2>&1
+eq "a line of 4095 bytes is one key" 0 "$?"
+
 t_done test_ingest_edges
