@@ -184,7 +184,7 @@ ce_add_event(struct ev_batch *out, const char *data, size_t data_len, const stru
     }
     key_len = ev_cloudevent_key(a->source, strlen(a->source), a->id, strlen(a->id), key);
     rc = ev_batch_set_key(out, out->n - 1, key, key_len, "source + id");
-    return rc == DP_ERR_NOMEM ? rc : 0;
+    return rc == DP_ERR_NOMEM || rc == DP_ERR_BUSY ? rc : 0;
 }
 
 /* Check the JSON-format CloudEvent o (its bytes: raw) and add its item. */
@@ -268,6 +268,8 @@ ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *
      * syntax messages; what it thinks of them as events does not matter here.
      */
     split.max_events = out->max_events;
+    split.charge = out->charge;
+    split.charge_arg = out->charge_arg;
     rc = ev_parse_body(body, len, NULL, &split);
     out->too_many = split.too_many;
     for (size_t i = 0; rc == 0 && i < split.n; i++) {

@@ -79,12 +79,18 @@ ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, cons
             /* Already rejected: the event's own error stands. */
             return DP_ERR_INVALID;
         }
+        if (ev_batch_charge(b, strlen(err) + 1) != 0) {
+            return DP_ERR_BUSY;
+        }
         it->error = strdup(err);
         if (it->error == NULL) {
             return DP_ERR_NOMEM;
         }
         b->n_valid--;
         return DP_ERR_INVALID;
+    }
+    if (ev_batch_charge(b, len + 1) != 0) {
+        return DP_ERR_BUSY;
     }
     copy = strndup(key, len);
     if (copy == NULL) {

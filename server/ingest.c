@@ -19,6 +19,9 @@
 #define MAX_ERRORS_LISTED 100
 #define KEY_HEADER "Idempotency-Key"
 #define CONFLICT_TEXT_MAX (EV_KEY_MAX + 128)
+/* What a batch answer may take per event while it is built (its id in "ids" as a JSON string,
+ * an "errors" entry), charged before the append: after it the answer cannot be refused. */
+#define ANSWER_BYTES_PER_EVENT 256
 
 /* How a POST body holds its events (SPEC section 8 for the CloudEvents modes). */
 enum body_mode {
@@ -141,7 +144,7 @@ ce_binary_attrs(struct mg_connection *c, struct ev_ce_attrs *a, char *id, char *
 
 /*
  * Split body into b as its mode says. Returns 0, DP_ERR_INVALID (r filled with 400),
- * DP_ERR_NOMEM.
+ * DP_ERR_BUSY (the budget refused the batch's memory), DP_ERR_NOMEM.
  */
 static int
 parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, size_t len,
@@ -375,7 +378,8 @@ reply_append_error(struct srv *s, struct srv_reply *r, int rc, size_t body_len, 
  * Apply the Idempotency-Key header, if any, to the body's one event. Its structured-field
  * form ("...", RFC 8941 sf-string) is accepted: the double quotes are not part of the key.
  * An invalid key rejects the event (the caller answers 400 with its text).
- * Returns 0, DP_ERR_INVALID (r filled with 400: a body of several events), DP_ERR_NOMEM.
+ * Returns 0, DP_ERR_INVALID (r filled with 400: a body of several events), DP_ERR_BUSY (the
+ * budget refused the key's memory), DP_ERR_NOMEM.
  */
 static int
 apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *r)
@@ -383,6 +387,7 @@ apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *
     const char *h = mg_get_header(c, KEY_HEADER);
     char msg[160];
     size_t n;
+    int rc;
 
     /* A body of no event has nothing to key: it is answered 400 as without the header. */
     if (h == NULL || b->n == 0) {
@@ -399,7 +404,8 @@ apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *
         h++;
         n -= 2;
     }
-    return ev_batch_set_key(b, 0, h, n, KEY_HEADER) == DP_ERR_NOMEM ? DP_ERR_NOMEM : 0;
+    rc = ev_batch_set_key(b, 0, h, n, KEY_HEADER);
+    return rc == DP_ERR_NOMEM || rc == DP_ERR_BUSY ? rc : 0;
 }
 
 /* The answer for a body of one event that was appended, repeated, or conflicts. */
@@ -446,6 +452,13 @@ reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_even
     }
 }
 
+/* ev_batch's budget: what the batch allocates is charged to the request (a struct srv_charge). */
+static int
+batch_charge(void *arg, size_t bytes)
+{
+    return srv_charge_add(arg, (int64_t)bytes);
+}
+
 static void
 post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, bool submit,
             struct srv_limit *key, struct srv_reply *r)
@@ -477,6 +490,8 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         goto out;
     }
     b.max_events = (size_t)s->cfg->server_max_events_per_body;
+    b.charge = batch_charge;
+    b.charge_arg = &ch;
     rc = parse_by_mode(c, mode, body, len, type, &b, r);
     if (rc == DP_ERR_INVALID) {
         goto out;
@@ -487,14 +502,21 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         srv_reply_json(r, 413, msg);
         goto out;
     }
-    /* The parsed events and their queue records count against the budget too. */
-    if (rc == 0 && srv_charge_add(&ch, (int64_t)(b.n * (sizeof(struct ev_item) +
-                                                         sizeof(struct queue_event)))) != 0) {
-        srv_reply_busy(r);
-        goto out;
+    /*
+     * The parsed events were charged as they were allocated (b.charge); their queue records
+     * and the answer count against the budget too, before they are made.
+     */
+    if (rc == 0 && b.n > 1 &&
+        srv_charge_add(&ch, (int64_t)(b.n * (sizeof(struct queue_event) +
+                                             ANSWER_BYTES_PER_EVENT))) != 0) {
+        rc = DP_ERR_BUSY;
     }
     if (rc == 0) {
         rc = apply_key_header(c, &b, r);
+    }
+    if (rc == DP_ERR_BUSY) {
+        srv_reply_busy(r);
+        goto out;
     }
     if (rc != 0) {
         if (rc != DP_ERR_INVALID) {

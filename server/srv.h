@@ -93,9 +93,10 @@ struct srv_history {
 
 /*
  * The server-wide budget for bytes held by request bodies in flight (server.max_inflight_bytes):
- * the body buffers (raw and inflated) as they grow, then the parsed events. A request that
- * holds nothing yet may wait briefly for room; one that already holds some never waits (two
- * large requests each waiting for the other's bytes would both stall), it gets 503.
+ * the body buffers (raw and inflated) as they grow, the parsed events (items, error texts,
+ * keys) before the parser allocates them, then their queue records and the answer. A request
+ * that holds nothing yet may wait briefly for room; one that already holds some never waits
+ * (two large requests each waiting for the other's bytes would both stall), it gets 503.
  */
 struct srv_budget {
     pthread_mutex_t mu;         /* with cv: requests waiting for room */

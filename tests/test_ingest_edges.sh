@@ -273,4 +273,18 @@ printf 'ok:short-key\n%s\n' "$(head -c 4095 /dev/zero | tr '\0' 'k')" >"$TMP/key
 "$BIN/datapipe-server" -c "$TMP/keys.json" --check-config >/dev/null 2>&1
 eq "a line of 4095 bytes is one key" 0 "$?"
 
+# --- the parsed events count against server.max_inflight_bytes before they are allocated
+server budget 67108864 ', "max_body_bytes": 1048576, "max_inflight_bytes": 1048576, "max_events_per_body": 1000000'
+yes 1 | head -n 450000 >"$TMP/ones"
+hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$SPID/status"; }
+hwm0=$(hwm)
+r=$(curl -s -w ' %{http_code}' --data-binary @"$TMP/ones" "$URL/v1/events/crash_report")
+has "450,000 one-byte events in a body of 900 kB, a budget of 1 MiB → 503" \
+    '{"status_code":503,"status_message":"server busy: the request bodies in flight fill server.max_inflight_bytes; retry later"}' "$r"
+grow=$(( ($(hwm) - hwm0) / 1024 ))
+ok "the server's peak RSS grew by less than 16 MiB, not by the items of 450,000 events ($grow MiB)" \
+    [ "$grow" -lt 16 ]
+eq "the server goes on" 202 "$(curl -s -o /dev/null -w '%{http_code}' -d "$CR" "$URL/v1/events/crash_report")"
+stop_pid "$SPID"
+
 t_done test_ingest_edges
