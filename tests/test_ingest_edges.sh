@@ -54,8 +54,9 @@ eq "[] with Idempotency-Key → 400, as without the header" \
 r=$(post / '[]' -H 'Idempotency-Key: k1' -H 'Content-Type: application/cloudevents-batch+json')
 eq "an empty CloudEvents batch with Idempotency-Key → 400" \
     '400 {"status_code":400,"status_message":"no valid event in the body","accepted":0,"rejected":0,"duplicates":0,"ids":[],"errors":[]}' "$r"
+CEV='{"specversion":"1.0","id":"v1","source":"/edge","type":"crash_report","data":'$CR'}'
 bodies=('[]' ' [ ] ' '[][]' '[]
-[]' '{}' '[{}]' '[[]]' '' ' ' "[$CR]" "$CR" "[[$CR]]")
+[]' '{}' '[{}]' '[[]]' '' ' ' "[$CR]" "$CR" "[[$CR]]" "$CEV" "[$CEV]" "[$CEV][]" "$CEV{}")
 headers=('' 'Idempotency-Key: k1' 'Idempotency-Key: ""' 'Content-Type: application/cloudevents+json'
     'Content-Type: application/cloudevents-batch+json' 'ce-specversion: 1.0')
 n=0
