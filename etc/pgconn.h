@@ -63,4 +63,11 @@ bool dp_pg_read_only(const char *sqlstate);
  */
 void dp_pg_one_line(char *dst, size_t cap, const char *text);
 
+/*
+ * dp_pg_text_names_connection - whether text (libpq's or PostgreSQL's) is one of the texts of
+ * a failed or lost connection, which name hosts, addresses, ports, socket paths, users and
+ * databases: log such a text, never show it to a client or an open endpoint.
+ */
+bool dp_pg_text_names_connection(const char *text);
+
 #endif
