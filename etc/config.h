@@ -46,6 +46,7 @@ struct dp_config {
     char **server_cors_origins;     /* NULL-terminated */
     size_t server_cors_origins_len;
     char *server_tls_certificate;   /* NULL when unset */
+    char *server_database_conninfo; /* the server's reads; NULL: database_conninfo */
 
     char *queue_path;               /* LMDB environment directory */
     int64_t queue_max_bytes;        /* bytes: LMDB map size */
