@@ -228,7 +228,7 @@ has "/metrics counts the conflicts" \
     'datapipe_loader_key_conflicts_total{type="crash_report"} 2' "$m"
 has "… and the identical repeat as a duplicate" \
     'datapipe_loader_duplicates_total{type="crash_report"} 1' "$m"
-has "… conservation holds" 'datapipe_events_total{stage="dead_lettered"} 2' "$m"
+has "… conservation holds" 'datapipe_events{stage="dead_lettered"} 2' "$m"
 stop_pid "$SPID"
 
 # Across appliances: another queue loaded the key first, with other bytes.
