@@ -53,7 +53,7 @@ static const char dead_letter_upgrade[] =
 
 /*
  * The completeness watermark, one row per queue, only ever moved forward (GREATEST), and
- * the view SPEC names. CREATE OR REPLACE keeps the view's definition current.
+ * the view docs/operations.md names. CREATE OR REPLACE keeps the view's definition current.
  */
 static const char watermark_ddl[] =
     "CREATE TABLE IF NOT EXISTS queue_watermarks ("
