@@ -35,10 +35,15 @@ eq "staged /etc/datapipe.json: 0640, the installer's, no group id of this machin
 no_apt_get() { ! make -n "$@" DESTDIR="$TMP/n" 2>&1 | grep -q apt-get; }
 ok "make -n runs no apt-get" no_apt_get
 ok "make -n install runs no apt-get" no_apt_get install
-ok "the man pages are installed" [ -f "$D/usr/local/share/man/man8/datapipe-loader.8" ]
-for f in usr/local/bin/datapipe-server usr/local/bin/datapipe-loader; do
+for m in datapipe-server datapipe-loader datapipe-queue; do
+    ok "the man page of $m is installed" [ -f "$D/usr/local/share/man/man8/$m.8" ]
+done
+ok "the alerting rules are installed" [ -f "$D/usr/local/share/datapipe/datapipe.rules.yml" ]
+for f in usr/local/bin/datapipe-server usr/local/bin/datapipe-loader usr/local/bin/datapipe-queue; do
     ok "$f executable" [ -x "$D/$f" ]
 done
+has "the installed datapipe-queue runs" "datapipe-queue 0" \
+    "$("$D/usr/local/bin/datapipe-queue" --version)"
 for f in usr/local/lib/datapipe/datapipe-tls-compat.so usr/local/share/doc/datapipe/datapipe.json.example \
     usr/local/share/doc/datapipe/README.md "${UNITDIR#/}/datapipe-server.service" \
     "${UNITDIR#/}/datapipe-loader.service" etc/datapipe.json; do
@@ -160,7 +165,8 @@ echo '{"log": {"level": "debug"}}' >"$D/etc/datapipe.json"
 make -s install DESTDIR="$D" PREFIX=/usr/local >>"$TMP/install.log" 2>&1
 eq "existing /etc/datapipe.json kept" '{"log": {"level": "debug"}}' "$(cat "$D/etc/datapipe.json")"
 make -s uninstall DESTDIR="$D" PREFIX=/usr/local >>"$TMP/install.log" 2>&1
-ok "uninstall removes the binaries" [ ! -e "$D/usr/local/bin/datapipe-server" ]
+ok "uninstall removes the binaries" [ ! -e "$D/usr/local/bin/datapipe-server" ] &&
+    [ ! -e "$D/usr/local/bin/datapipe-queue" ]
 ok "uninstall removes the units" [ ! -e "$D/$UNITDIR/datapipe-loader.service" ]
 ok "uninstall keeps the configuration" [ -f "$D/etc/datapipe.json" ]
 
