@@ -284,6 +284,18 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_REFUSED "loader.refused"
 
 /*
+ * the loader's heartbeat: wall-clock microseconds, written every QUEUE_HEARTBEAT_S while the
+ * loader daemon runs (in the middle of a long run or a back-off too) and at every run's
+ * start; the server's /v1/status says "failing" once it is older than
+ * QUEUE_HEARTBEAT_LATE_S. 0: no loader ever ran on this queue.
+ */
+#define QUEUE_META_LOADER_HEARTBEAT_US "loader.heartbeat_us"
+/* the loader's loader.interval_s as it runs now, written with the heartbeat */
+#define QUEUE_META_LOADER_INTERVAL_S "loader.interval_s"
+#define QUEUE_HEARTBEAT_S 5         /* seconds between two heartbeats of a running loader */
+#define QUEUE_HEARTBEAT_LATE_S 16   /* a heartbeat older than this: no loader is running */
+
+/*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
  * the n metadata changes, in one write transaction. Events already gone are
  * not an error (recovery may delete twice). Thread-safe.
