@@ -245,6 +245,7 @@ install: all
 		$(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 datapipe.json.example README.md NEWS.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 docs/*.md docs/*.png $(DESTDIR)$(DOCDIR)/docs/
+	install -m 0644 alerts/datapipe.rules.yml $(DESTDIR)$(DATADIR)/
 	for u in datapipe-server datapipe-loader; do \
 		sed 's|@BINDIR@|$(BINDIR)|g; s|@DOCDIR@|$(DOCDIR)|g' systemd/$$u.service \
 			>$(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service && \
@@ -283,7 +284,8 @@ uninstall:
 	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/datapipe.json and /var/lib/datapipe are kept"
 
 # The objects that print the version are rebuilt when debian/changelog gains an entry.
-$(BUILD)/etc/cli.o $(BUILD)/server/api.o $(BUILD)/server/main.o: debian/changelog
+$(BUILD)/etc/cli.o $(BUILD)/server/api.o $(BUILD)/server/main.o $(BUILD)/server/ops.o \
+	$(BUILD)/queuetool/main.o: debian/changelog
 
 # The package is built by dpkg-buildpackage from a copy of the tracked files (and new ones
 # not ignored) under $(BUILD)/deb, so the build leaves nothing in the work tree; the .deb
