@@ -215,6 +215,23 @@ uninstall:
 		$(DESTDIR)$(SYSUSERSDIR)/datapipe.conf $(DESTDIR)$(TMPFILESDIR)/datapipe.conf
 	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/datapipe.json and /var/lib/datapipe are kept"
 
+# Crash-state exploration of the queue (tests/crash/): the driver and the explorer link like
+# every test program; the shim is a preloaded .so of its own, never part of libdptest.
+# make crashtest explores CRASH_STATES crash states (about 15 minutes for 100,000).
+CRASH_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/crash/crash_*.c))
+CRASH_SHIM := $(BUILD)/tests/crash/crash_shim.so
+CRASH_STATES ?= 100000
+.PHONY: crashtest
+
+test-progs: $(CRASH_PROGS) $(CRASH_SHIM)
+
+$(CRASH_SHIM): tests/crash/shim.c tests/crash/crash_log.h | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -shared $(WARN) -I. -o $@ $< -ldl -lpthread
+
+crashtest: $(CRASH_PROGS) $(CRASH_SHIM)
+	DP_BUILD=$(BUILD) tests/crash/test_crash.sh $(CRASH_STATES)
+
 clean:
 	rm -rf build bin
 
