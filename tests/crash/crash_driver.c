@@ -6,6 +6,11 @@
  *   crash_driver ROOT [nosync]   the queue in ROOT/q/sub; nosync: a planted bug, the queue
  *                                opened without sync, so acknowledgements come before the
  *                                data is durable (the explorer must find the loss)
+ *   crash_driver ROOT recover    ROOT holds what a power cut left of an earlier run, and
+ *                                ROOT.marks the events that run started (crash_explore --save):
+ *                                announce those, open the queue, take every event recovery
+ *                                shows as acknowledged (they must stay), and live on: appends
+ *                                from threads, deletes, a reopen
  * Test code only.
  */
 #include <dlfcn.h>
@@ -232,6 +237,82 @@ driver_open(struct driver *d, uint64_t map_bytes)
     return 0;
 }
 
+/* Recovery: every event the recovered queue holds is promised from now on. */
+static int
+driver_adopt_one(void *arg, const struct queue_event *ev)
+{
+    struct driver *d = arg;
+    uint32_t i = crash_event_index(ev->json, ev->json_len);
+
+    if (i == UINT32_MAX || i >= CRASH_RECOVER_FIRST) {
+        return DP_ERR_INVALID;
+    }
+    driver_mark(d, "start %u %zu %d %d", i, ev->json_len, ev->key_len > 0 ? 1 : 0,
+                (ev->flags & QUEUE_F_REJECTED) != 0 ? 1 : 0);
+    driver_mark(d, "ack %u %" PRIu64, i, ev->seq);
+    return 0;
+}
+
+static void
+driver_recover(struct driver *d, const char *root)
+{
+    pthread_t th[DRIVER_THREADS];
+    char line[256];
+    FILE *f;
+    int rc;
+
+    /* What the earlier run may have left: before the first call, so that every crash state of
+     * the recovery knows those events were appended. */
+    snprintf(line, sizeof(line), "%s.marks", root);
+    f = fopen(line, "r");
+    if (f == NULL) {
+        driver_fail(d, "open the earlier run's marks", DP_ERR_NOTFOUND);
+        return;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        driver_mark(d, "%s", line);
+    }
+    fclose(f);
+    if (driver_open(d, CRASH_LARGE_MAP) != 0) {
+        return;
+    }
+    rc = queue_read(d->q, 1, SIZE_MAX, 0, driver_adopt_one, d, NULL, NULL);
+    if (rc != 0) {
+        driver_fail(d, "read the recovered queue", rc);
+        queue_close(d->q);
+        return;
+    }
+    /* Its keys' fate depends on the clock of the earlier run: not checked. */
+    driver_mark(d, "prune %u", CRASH_RECOVER_FIRST);
+    d->next = CRASH_RECOVER_FIRST;
+    for (int t = 0; t < DRIVER_THREADS; t++) {
+        pthread_create(&th[t], NULL, driver_thread, d);
+    }
+    for (int t = 0; t < DRIVER_THREADS; t++) {
+        pthread_join(th[t], NULL);
+    }
+    if (!d->failed) {
+        driver_delete(d, 30);
+    }
+    for (int k = 0; k < 10 && !d->failed; k++) {
+        driver_append(d, 2, 1500);
+    }
+    queue_close(d->q);
+    d->q = NULL;
+    if (d->failed || driver_open(d, CRASH_LARGE_MAP) != 0) {
+        return;
+    }
+    for (int k = 0; k < 4 && !d->failed; k++) {
+        driver_append(d, 1, 80);
+    }
+    if (!d->failed) {
+        driver_delete(d, 20);
+    }
+    queue_close(d->q);
+    d->q = NULL;
+}
+
 static void
 driver_run(struct driver *d)
 {
@@ -307,17 +388,22 @@ main(int argc, char **argv)
     struct driver d = {0};
     char dir[4096];
 
-    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "nosync") != 0)) {
-        fprintf(stderr, "usage: crash_driver ROOT [nosync]\n");
+    if (argc < 2 || argc > 3 ||
+        (argc == 3 && strcmp(argv[2], "nosync") != 0 && strcmp(argv[2], "recover") != 0)) {
+        fprintf(stderr, "usage: crash_driver ROOT [nosync | recover]\n");
         return 2;
     }
     dp_log_setup("error", "text");
     snprintf(dir, sizeof(dir), "%s/%s", argv[1], CRASH_QUEUE_SUBDIR);
     d.dir = dir;
-    d.sync = argc == 2;
+    d.sync = argc == 2 || strcmp(argv[2], "nosync") != 0;
     d.mark = (void (*)(const char *))dlsym(RTLD_DEFAULT, "crash_shim_mark");
     pthread_mutex_init(&d.mu, NULL);
-    driver_run(&d);
+    if (argc == 3 && strcmp(argv[2], "recover") == 0) {
+        driver_recover(&d, argv[1]);
+    } else {
+        driver_run(&d);
+    }
     pthread_mutex_destroy(&d.mu);
     if (d.failed) {
         return 1;

@@ -6,6 +6,8 @@
  * events, the conservation counters, the sequence counter, the instance id; a state the code
  * cannot open must be refused naming its path, never opened as an empty queue.
  *   crash_explore LOG WORKDIR STATES [SEED]
+ *   crash_explore --save POINT LOG DIR    one random state of crash point POINT into DIR,
+ *                                         the events started by then into DIR.marks
  * Exits 0 when every state passed, 1 when one did not (each one is described), 2 on misuse.
  * Test code only; it never writes outside WORKDIR.
  */
@@ -100,6 +102,8 @@ static struct {
     int st_ino[EX_PATHS + 1];
     struct ex_buf st[EX_PATHS + 1];     /* each file's bytes in the state */
     uint64_t generation;                /* marks that changed what is expected */
+    int quiet;                          /* replaying the shim's snapshot: no crash points */
+    uint64_t save_at;                   /* --save: the crash point whose state to keep */
     uint64_t rng;
     /* figures */
     uint64_t points;
@@ -327,6 +331,10 @@ ex_mark(const char *text, size_t len)
         ex.m.prune_below = i;
     } else if (strncmp(line, "instance ", 9) == 0) {
         snprintf(ex.m.instance, sizeof(ex.m.instance), "%s", line + 9);
+    } else if (strcmp(line, "snapshot begin") == 0) {
+        ex.quiet = 1;
+    } else if (strcmp(line, "snapshot end") == 0) {
+        ex.quiet = 0;
     } else if (strncmp(line, "unsupported", 11) == 0) {
         fprintf(stderr, "crash_explore: the log holds a call it cannot model: %s\n", line);
         exit(2);
@@ -795,6 +803,35 @@ ex_check(void)
     }
 }
 
+/*
+ * --save: write a random state of this crash point, and beside it (DIR.marks) the events
+ * started so far, which the driver recovering it announces first: what the state may hold.
+ */
+static void
+ex_save(void)
+{
+    char path[4096];
+    FILE *f;
+
+    ex_choose(2);
+    ex_write();
+    snprintf(path, sizeof(path), "%s.marks", ex.state_dir);
+    f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "crash_explore: cannot write %s: %s\n", path, strerror(errno));
+        exit(2);
+    }
+    for (uint32_t i = 0; i < CRASH_EVENTS_MAX; i++) {
+        if (ex.m.len[i] != 0) {
+            fprintf(f, "start %u %u %d %d\n", i, ex.m.len[i], ex.m.keyed[i], ex.m.rejected[i]);
+        }
+    }
+    if (fclose(f) != 0) {
+        exit(2);
+    }
+    exit(0);
+}
+
 /* Explore up to quota distinct states at this crash point. */
 static void
 ex_point(uint64_t quota)
@@ -802,7 +839,16 @@ ex_point(uint64_t quota)
     uint64_t tries = 0;
     uint64_t done = 0;
 
+    if (ex.quiet) {
+        return;
+    }
     ex.points++;
+    if (ex.save_at != 0) {
+        if (ex.points == ex.save_at) {
+            ex_save();
+        }
+        return;
+    }
     for (int mode = 0; tries < quota * 4 && done < quota; tries++) {
         uint64_t h = ex_choose(mode);
 
@@ -952,6 +998,8 @@ ex_read_log(const char *path, size_t *len)
     return buf;
 }
 
+static char ex_zero[] = "0";
+
 int
 main(int argc, char **argv)
 {
@@ -964,8 +1012,17 @@ main(int argc, char **argv)
     struct timespec t0;
     struct timespec t1;
 
-    if (argc < 4 || argc > 5) {
-        fprintf(stderr, "usage: crash_explore LOG WORKDIR STATES [SEED]\n");
+    if (argc == 5 && strcmp(argv[1], "--save") == 0) {
+        /* crash_explore --save POINT LOG DIR: write one random state of crash point POINT
+         * into DIR (a queue a power cut left, for the driver to recover) and stop. */
+        ex.save_at = strtoull(argv[2], NULL, 10);
+        argv[1] = argv[3];
+        argv[2] = argv[4];
+        argv[3] = ex_zero;
+        argc = 4;
+    } else if (argc < 4 || argc > 5) {
+        fprintf(stderr, "usage: crash_explore LOG WORKDIR STATES [SEED]\n"
+                        "       crash_explore --save POINT LOG DIR\n");
         return 2;
     }
     dp_log_setup("error", "text");
@@ -975,7 +1032,7 @@ main(int argc, char **argv)
     ex.work = argv[2];
     budget = strtoull(argv[3], NULL, 10);
     ex.rng = argc == 5 ? strtoull(argv[4], NULL, 10) | 1 : 0x9e3779b97f4a7c15ull;
-    snprintf(ex.state_dir, sizeof(ex.state_dir), "%s/state", ex.work);
+    snprintf(ex.state_dir, sizeof(ex.state_dir), ex.save_at != 0 ? "%s" : "%s/state", ex.work);
     snprintf(ex.queue_dir, sizeof(ex.queue_dir), "%s/%s", ex.state_dir, CRASH_QUEUE_SUBDIR);
     /* First pass: count the crash points, so that the budget spreads over all of them. */
     for (off = 0; off + sizeof(struct crash_rec) <= len;) {

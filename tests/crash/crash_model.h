@@ -13,6 +13,7 @@
 #define CRASH_TYPE "crash_report"
 #define CRASH_ERROR "rejected at ingest"
 #define CRASH_EVENTS_MAX 4096          /* indices the driver may use */
+#define CRASH_RECOVER_FIRST 2048       /* first index of a run that recovers an earlier one's */
 #define CRASH_JSON_MAX 8192            /* longest event, bytes */
 #define CRASH_SMALL_MAP (1u << 20)     /* map of the first opens, bytes */
 #define CRASH_LARGE_MAP (2u << 20)     /* map after the reopen that grows it, bytes */
@@ -26,6 +27,7 @@
  *   "delbegin FIRST LAST"      queue_delete_range(FIRST, LAST) is about to run
  *   "delend FIRST LAST"        it returned 0
  *   "prune I"                  from here on the keys of events below I may be pruned
+ *   "snapshot begin", "snapshot end" (from the shim) around what the root held at the start
  */
 
 /* The JSON of event i, len bytes (at least 32), into out (len + 1 bytes). */

@@ -3,11 +3,13 @@
  * changes what a power cut could leave on disk (crash_log.h), into DP_CRASH_LOG; the explorer
  * builds crash states from it. It never changes what a call does: it calls the real function
  * and records what it returned. With DP_CRASH_DROP_DIRSYNC=1 it leaves directory fsyncs out of
- * the log (a planted bug: the queue as if it never synced its directories). Test code only.
+ * the log (a planted bug: the queue as if it never synced its directories); with
+ * DP_CRASH_SNAPSHOT=1 it first records what the root already holds as durable. Test code only.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -66,12 +68,69 @@ static void (*real_sync)(void);
 static int (*real_syncfs)(int);
 static off_t (*real_lseek)(int, off_t, int);
 
+static uint32_t shim_path_id(const char *rel);
+static void shim_emit(uint16_t op, uint16_t flags, uint32_t file, uint64_t arg, const void *data,
+                      uint32_t len);
+
+/* Record one file or directory found below the root by shim_snapshot. */
+static int
+shim_snapshot_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    static uint8_t buf[1 << 16];
+    uint32_t id;
+    uint64_t off = 0;
+    int fd;
+
+    (void)ftw;
+    if (strlen(path) <= shim_root_len + 1) {
+        return 0;
+    }
+    id = shim_path_id(path + shim_root_len + 1);
+    if (flag == FTW_D) {
+        shim_emit(CRASH_OP_MKDIR, 0, id, 0, NULL, 0);
+        return 0;
+    }
+    if (flag != FTW_F || !S_ISREG(st->st_mode)) {
+        return 0;
+    }
+    shim_emit(CRASH_OP_CREATE, 0, id, 0, NULL, 0);
+    fd = real_open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+
+        if (n <= 0) {
+            break;
+        }
+        shim_emit(CRASH_OP_WRITE, 0, id, off, buf, (uint32_t)n);
+        off += (uint64_t)n;
+    }
+    real_close(fd);
+    return 0;
+}
+
+/*
+ * DP_CRASH_SNAPSHOT=1: what the root holds when the program starts (a queue a power cut left,
+ * being recovered) is recorded as created, written and synced: durable before any call.
+ */
+static void
+shim_snapshot(void)
+{
+    shim_emit(CRASH_OP_MARK, 0, 0, 0, "snapshot begin", 14);
+    nftw(shim_root, shim_snapshot_one, 16, FTW_PHYS);
+    shim_emit(CRASH_OP_SYNCALL, 0, 0, 0, NULL, 0);
+    shim_emit(CRASH_OP_MARK, 0, 0, 0, "snapshot end", 12);
+}
+
 static void
 shim_init(void)
 {
     const char *root = getenv("DP_CRASH_ROOT");
     const char *log = getenv("DP_CRASH_LOG");
     const char *drop = getenv("DP_CRASH_DROP_DIRSYNC");
+    const char *snap = getenv("DP_CRASH_SNAPSHOT");
 
     real_open = dlsym(RTLD_NEXT, "open");
     real_openat = dlsym(RTLD_NEXT, "openat");
@@ -107,6 +166,9 @@ shim_init(void)
         shim_root[--shim_root_len] = '\0';
     }
     shim_log_fd = real_open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (shim_log_fd >= 0 && snap != NULL && strcmp(snap, "1") == 0) {
+        shim_snapshot();
+    }
 }
 
 static void

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # tests/crash/test_crash.sh [STATES] - what a power cut can leave of the queue: runs
 # crash_driver under the recording shim, then crash_explore over STATES crash states (default
-# 6000, about a minute; make crashtest: 100000), expecting 0 violations. Then two planted bugs,
-# each of which the oracle must catch: acknowledgements before the data is durable (the queue
-# opened without sync) and directory entries never made durable (the shim drops directory
-# fsyncs, the queue as it was before it synced them).
+# 3000, and with the rest about a minute and a half; make crashtest: 100000), expecting 0
+# violations. Then a queue a power cut left (one state from the middle of that run) recovered
+# and used on, STATES/5 states more. Then two planted bugs, each of which the oracle must
+# catch: acknowledgements before the data is durable (the queue opened without sync) and
+# directory entries never made durable (the shim drops directory fsyncs, the queue as it was
+# before it synced them).
 set -uo pipefail
 
 BUILD=${DP_BUILD:-build}
-STATES=${1:-6000}
+STATES=${1:-3000}
+RECOVER_STATES=$((STATES / 5 > 1000 ? STATES / 5 : 1000))
 PLANT_STATES=1500
 CRASH="$BUILD/tests/crash"
 base=${TMPDIR:-/tmp}
@@ -23,12 +26,15 @@ check() { # NAME CONDITION-RESULT MESSAGE
     if [ "$2" = 0 ]; then echo "ok - $1"; else echo "not ok - $1: $3"; fail=1; fi
 }
 
-# record NAME [nosync] [drop-dirsync]: run the driver under the shim into $work/NAME
+# record NAME [nosync|recover] [DROP-DIRSYNC]: run the driver under the shim into $work/NAME
+# (recover: on what $work/NAME/root already holds, recorded as durable first)
 record() {
-    local name=$1 mode=${2:-} drop=${3:-0}
+    local name=$1 mode=${2:-} drop=${3:-0} snap=0
+    [ "$mode" = recover ] && snap=1
     mkdir -p "$work/$name/root" "$work/$name/work"
     env DP_CRASH_ROOT="$work/$name/root" DP_CRASH_LOG="$work/$name/log" \
-        DP_CRASH_DROP_DIRSYNC="$drop" LD_PRELOAD="$PWD/$CRASH/crash_shim.so" \
+        DP_CRASH_DROP_DIRSYNC="$drop" DP_CRASH_SNAPSHOT="$snap" \
+        LD_PRELOAD="$PWD/$CRASH/crash_shim.so" \
         "$CRASH/crash_driver" "$work/$name/root" $mode >"$work/$name/driver.out" 2>&1
 }
 
@@ -46,7 +52,22 @@ check "at least 90% of $STATES states explored (got ${explored:-0})" $? "$summar
 grep -q ' 0 violations' <<<"$summary"
 check "the summary counts 0 violations" $? "$summary"
 
-# 2. Planted: acknowledged before durable. Acknowledged events must be found lost.
+# 2. Recovery: a state from the middle of that run, opened and used on (appends from threads,
+# deletes, a reopen); what recovery showed must stay, and everything above holds again.
+points=$(sed -n 's/^crash_explore: \([0-9]*\) crash points.*/\1/p' <<<"$summary")
+mkdir -p "$work/recover"
+"$CRASH/crash_explore" --save "$(( ${points:-2} / 2 ))" "$work/real/log" "$work/recover/root"
+check "a crash state saved for recovery" $? "crash point $(( ${points:-2} / 2 ))"
+record recover recover
+check "driver recovered it and went on" $? "$(cat "$work/recover/driver.out")"
+"$CRASH/crash_explore" "$work/recover/log" "$work/recover/work" "$RECOVER_STATES" \
+    >"$work/recover/out" 2>&1
+rc=$?
+echo "# after recovery: $(tail -n 1 "$work/recover/out")"
+check "no violation in $RECOVER_STATES states after recovery" $rc \
+    "$(grep -m 20 violation "$work/recover/out")"
+
+# 3. Planted: acknowledged before durable. Acknowledged events must be found lost.
 record nosync nosync
 check "driver ran without sync" $? "$(cat "$work/nosync/driver.out")"
 "$CRASH/crash_explore" "$work/nosync/log" "$work/nosync/work" "$PLANT_STATES" \
@@ -58,7 +79,7 @@ echo "# planted nosync: $(tail -n 1 "$work/nosync/out")"
 check "the oracle finds acknowledged events lost when commits do not sync" $? \
     "exit $rc: $(tail -n 3 "$work/nosync/out")"
 
-# 3. Planted: directory fsyncs dropped. A power cut then takes the queue's files away and the
+# 4. Planted: directory fsyncs dropped. A power cut then takes the queue's files away and the
 # queue reopens as a new, empty one: another instance id, the acknowledged events gone.
 record nodirsync "" 1
 check "driver ran with directory fsyncs dropped" $? "$(cat "$work/nodirsync/driver.out")"
