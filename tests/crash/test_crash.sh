@@ -51,6 +51,9 @@ explored=$(sed -n 's/.* \([0-9]*\) states explored.*/\1/p' <<<"$summary")
 check "at least 90% of $STATES states explored (got ${explored:-0})" $? "$summary"
 grep -q ' 0 violations' <<<"$summary"
 check "the summary counts 0 violations" $? "$summary"
+# Refused only during the fresh queue's first open, before anything was promised.
+grep -q '(0 after an open had returned)' <<<"$summary"
+check "no state refused once an open had returned" $? "$summary"
 
 # 2. Recovery: a state from the middle of that run, opened and used on (appends from threads,
 # deletes, a reopen); what recovery showed must stay, and everything above holds again.
@@ -66,6 +69,8 @@ rc=$?
 echo "# after recovery: $(tail -n 1 "$work/recover/out")"
 check "no violation in $RECOVER_STATES states after recovery" $rc \
     "$(grep -m 20 violation "$work/recover/out")"
+recovered=$(sed -n 's/.* \([0-9]*\) states explored.*/\1/p' <<<"$(tail -n 1 "$work/recover/out")")
+echo "# crash states explored in all: $(( ${explored:-0} + ${recovered:-0} ))"
 
 # 3. Planted: acknowledged before durable. Acknowledged events must be found lost.
 record nosync nosync
