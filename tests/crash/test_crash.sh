@@ -8,6 +8,7 @@
 # directory entries never made durable (the shim drops directory fsyncs, the queue as it was
 # before it synced them).
 set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
 
 BUILD=${DP_BUILD:-build}
 STATES=${1:-3000}
@@ -35,7 +36,7 @@ record() {
     env DP_CRASH_ROOT="$work/$name/root" DP_CRASH_LOG="$work/$name/log" \
         DP_CRASH_DROP_DIRSYNC="$drop" DP_CRASH_SNAPSHOT="$snap" \
         LD_PRELOAD="$PWD/$CRASH/crash_shim.so" \
-        "$CRASH/crash_driver" "$work/$name/root" $mode >"$work/$name/driver.out" 2>&1
+        "$CRASH/crash_driver" "$work/$name/root" ${mode:+"$mode"} >"$work/$name/driver.out" 2>&1
 }
 
 # 1. The queue as it is: every state passes.
