@@ -1049,8 +1049,9 @@ main(int argc, char **argv)
         points += r.op == CRASH_OP_WRITE && (r.flags & CRASH_F_DSYNC) != 0;
         off += sizeof(r) + r.len;
     }
-    /* Every crash point gets its two fixed states and a share of what the budget has left:
-     * a point with few distinct states passes its share on. */
+    /* Every crash point gets a share of what the budget has left, at least its first fixed
+     * state (nothing pending kept), then the second (all of it kept), then random ones: a
+     * point with few distinct states passes its share on. */
     for (off = 0; off + sizeof(struct crash_rec) <= len;) {
         struct crash_rec r;
         const uint8_t *data;
@@ -1060,7 +1061,7 @@ main(int argc, char **argv)
         off += sizeof(r) + r.len;
         quota = budget > ex.states && points > ex.points ? (budget - ex.states) /
                                                             (points - ex.points) : 0;
-        quota = quota < 2 ? 2 : quota;
+        quota = quota < 1 ? 1 : quota;
         if (ex_apply(&r, data)) {
             ex_point(quota);
         }

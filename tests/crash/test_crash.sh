@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/crash/test_crash.sh [STATES] - what a power cut can leave of the queue: runs
 # crash_driver under the recording shim, then crash_explore over STATES crash states (default
-# 3000, and with the rest about a minute and a half; make crashtest: 100000), expecting 0
+# 2000, and with the rest about a minute and a half; make crashtest: 100000), expecting 0
 # violations. Then a queue a power cut left (one state from the middle of that run) recovered
 # and used on, STATES/5 states more. Then two planted bugs, each of which the oracle must
 # catch: acknowledgements before the data is durable (the queue opened without sync) and
@@ -11,9 +11,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 
 BUILD=${DP_BUILD:-build}
-STATES=${1:-3000}
+STATES=${1:-2000}
 RECOVER_STATES=$((STATES / 5 > 1000 ? STATES / 5 : 1000))
-PLANT_STATES=1500
+PLANT_STATES=600
 CRASH="$BUILD/tests/crash"
 base=${TMPDIR:-/tmp}
 [ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm   # page-sized writes by the thousand
