@@ -6,6 +6,7 @@
 # make lint       shellcheck of the shell scripts and a -Wmissing-prototypes build
 # make bench      print the benchmark figures
 # make soak       the end-to-end fault scenarios at full length (about 15 minutes)
+# make crashtest  100,000 power-cut crash states of the queue (tests/crash/, about 20 minutes)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured; copies what `make` built into $(BIN)
