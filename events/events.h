@@ -1,7 +1,8 @@
 /*
  * events.h - everything that knows what an event is: splitting a request
  * body into events, validating each through the static type registry,
- * encoding a stored event as one PostgreSQL COPY text row, and giving an event its id.
+ * encoding a stored event as one PostgreSQL COPY row (text or binary format), and giving an
+ * event its id.
  * No HTTP, no database, no I/O: all of it is pure and unit-testable, apart from
  * ev_uuid7, which reads the clock and the kernel's random pool.
  */
@@ -109,10 +110,12 @@ struct ev_type {
     size_t n_fields;
     bool open;                  /* fields not in the table are taken too (product's doc) */
     /*
-     * The table has a nullable idempotency_key text column, unique where not null (the
-     * loader adds the column and the index to older tables), written as the last column but
-     * one of copy_columns (source is the last); the loader loads keyed rows so that a key
-     * already there is skipped. EV_LOAD_APPEND types only (an upsert has its own key).
+     * The table has a nullable idempotency_key text column, unique where not null, and a
+     * nullable idempotency_digest bytea column (ev_digest of the event's bytes; the loader
+     * adds both and the index to older tables), written as the last columns but one of
+     * copy_columns (source is the last); the loader loads keyed rows so that a key already
+     * there with the same digest is skipped and one with another digest is a dead letter.
+     * EV_LOAD_APPEND types only (an upsert has its own key).
      * Every table, keyed or not, has a nullable source text column (the API key's name).
      */
     bool keyed;
@@ -143,8 +146,9 @@ struct ev_type {
      */
     int (*validate)(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX]);
     /*
-     * encode_row - append one COPY text row (ending in '\n') for ev, whose
-     * parsed JSON object is obj, to out; t is this very type. Pure.
+     * encode_row - append one COPY row for ev, whose parsed JSON object is obj, to out: in
+     * COPY's binary format when out->binary is set, else a text row ending in '\n'; t is
+     * this very type. Pure.
      * Returns 0, DP_ERR_INVALID (the stored event no longer validates; err
      * says why), DP_ERR_NOMEM.
      */
@@ -154,7 +158,6 @@ struct ev_type {
     const struct dp_type_decl *decl;    /* the declaration, owned by the type */
     const struct ev_column *columns;    /* one per field, in declaration order */
     size_t n_columns;
-    const char *idempotency_ddl;        /* CREATE UNIQUE INDEX IF NOT EXISTS ... */
 };
 
 /*
