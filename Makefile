@@ -7,7 +7,7 @@
 # make lint       shellcheck of the shell scripts and a -Wmissing-prototypes build
 # make bench      print the benchmark figures
 # make soak       the end-to-end fault scenarios at full length (about 15 minutes)
-# make crashtest  100,000 power-cut crash states of the queue (tests/crash/, about 20 minutes)
+# make crashtest  100,000 power-cut crash states of the queue and more (tests/crash/, 20-45 min)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured; copies what `make` built into $(BIN)
@@ -276,7 +276,8 @@ uninstall:
 
 # Crash-state exploration of the queue (tests/crash/): the driver and the explorer link like
 # every test program; the shim is a preloaded .so of its own, never part of libdptest.
-# make crashtest explores CRASH_STATES crash states (about 20 minutes for 100,000); make check
+# make crashtest explores CRASH_STATES crash states and a fifth more after a recovery (20 to 45
+# minutes for 100,000 on a shared 2-core machine); make check
 # runs a sample through tests/run-all's "crash" kind.
 CRASH_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/crash/crash_*.c))
 CRASH_SHIM := $(BUILD)/tests/crash/crash_shim.so
