@@ -277,8 +277,8 @@ uninstall:
 # Crash-state exploration of the queue (tests/crash/): the driver and the explorer link like
 # every test program; the shim is a preloaded .so of its own, never part of libdptest.
 # make crashtest explores CRASH_STATES crash states and a fifth more after a recovery (20 to 45
-# minutes for 100,000 on a shared 2-core machine); make check
-# runs a sample through tests/run-all's "crash" kind.
+# minutes for 100,000 on a shared 2-core machine); make check runs a sample through
+# tests/run-all's "crash" kind.
 CRASH_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/crash/crash_*.c))
 CRASH_SHIM := $(BUILD)/tests/crash/crash_shim.so
 CRASH_STATES ?= 100000
