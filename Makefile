@@ -7,6 +7,7 @@
 # make lint       shellcheck of the shell scripts and a -Wmissing-prototypes build
 # make bench      print the benchmark figures
 # make soak       the end-to-end fault scenarios at full length (about 15 minutes)
+# make crashtest  100,000 power-cut crash states of the queue and more (tests/crash/, 20-45 min)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured; copies what `make` built into $(BIN)
@@ -317,6 +318,26 @@ deb:
 # The package installed, run, upgraded, removed and purged on this machine (as root: CI).
 deb-check: deps
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/pkg/test_deb.sh
+
+# Crash-state exploration of the queue (tests/crash/): the driver and the explorer link like
+# every test program; the shim is a preloaded .so of its own, never part of libdptest.
+# make crashtest explores CRASH_STATES crash states and a fifth more after a recovery (20 to 45
+# minutes for 100,000 on a shared 2-core machine); make check runs a sample through
+# tests/run-all's "crash" kind.
+CRASH_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/crash/crash_*.c))
+CRASH_SHIM := $(BUILD)/tests/crash/crash_shim.so
+CRASH_STATES ?= 100000
+.PHONY: crashtest
+
+test-progs: $(CRASH_PROGS) $(CRASH_SHIM)
+SHELL_SCRIPTS += tests/crash/test_crash.sh
+
+$(CRASH_SHIM): tests/crash/shim.c tests/crash/crash_log.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -shared $(WARN) -I. -o $@ $< -ldl -lpthread
+
+crashtest: $(CRASH_PROGS) $(CRASH_SHIM)
+	DP_BUILD=$(BUILD) tests/crash/test_crash.sh $(CRASH_STATES)
 
 # BUILD's tree and the binaries of that build (bin/ for the default one).
 clean:
