@@ -1,12 +1,15 @@
 # datapipe - one non-recursive Makefile.
-# make            build bin/datapipe-server and bin/datapipe-loader
-# make check      build and run every test (SANITIZE=1: under ASan and UBSan)
+# make            build bin/datapipe-server and bin/datapipe-loader (never installs packages)
+# make unit       build and run the Check suites that need no PostgreSQL (seconds)
+# make check      build and run every test (SANITIZE=1: under ASan and UBSan; SANITIZE=thread:
+#                 under ThreadSanitizer, in build/tsan)
+# make lint       shellcheck of the shell scripts and a -Wmissing-prototypes build
 # make bench      print the benchmark figures
 # make soak       the end-to-end fault scenarios at full length (about 15 minutes)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
-# make install    PREFIX, DESTDIR honoured
-# make deps       install missing Debian packages
+# make install    PREFIX, DESTDIR honoured; copies what `make` built into $(BIN)
+# make deps       install missing Debian packages (check, run, bench, fuzz and lint call it)
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -28,17 +31,22 @@ VERSION := 0.1.0
 
 PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd libcrypto
 
+# A sanitized build lives in its own tree, binaries included, so it never mixes with bin/.
 ifeq ($(SANITIZE),1)
 BUILD ?= build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-BIN := $(BUILD)/bin
+BIN ?= $(BUILD)/bin
+else ifeq ($(SANITIZE),thread)
+BUILD ?= build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+BIN ?= $(BUILD)/bin
 else
 BUILD ?= build
 SANFLAGS :=
-BIN := bin
+BIN ?= bin
 endif
 
-WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wno-format-nonliteral
+WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wno-format-nonliteral $(EXTRA_WARN)
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
@@ -58,9 +66,10 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LIB_SRC := $(wildcard etc/*.c queue/*.c events/*.c)
 SERVER_SRC := $(wildcard server/*.c)
 LOADER_SRC := $(wildcard loader/*.c)
-TESTLIB_SRC := $(wildcard tests/lib_*.c)
-FUZZ_SRC := $(wildcard tests/fuzz_*.c)
-TEST_PROG_SRC := $(filter-out $(TESTLIB_SRC) $(FUZZ_SRC),$(wildcard tests/*.c))
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+DB_SRC := $(wildcard tests/db/*.c)
+TEST_PROG_SRC := $(UNIT_SRC) $(DB_SRC) $(wildcard tests/tools/*.c tests/bench/*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 # The status page: server/status.html as a byte array (server/page.c serves it).
@@ -68,7 +77,8 @@ STATUS_PAGE_OBJ := $(BUILD)/gen/status_html.o
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(STATUS_PAGE_OBJ)
 LOADER_OBJ := $(LOADER_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
-TEST_PROGS := $(TEST_PROG_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_PROGS := $(TEST_PROG_SRC:%.c=$(BUILD)/%)
+UNIT_PROGS := $(UNIT_SRC:%.c=$(BUILD)/%)
 LIBDP := $(BUILD)/libdatapipe.a
 LIBTEST := $(BUILD)/libdptest.a
 
@@ -77,14 +87,16 @@ LIBTEST := $(BUILD)/libdptest.a
 SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
 LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 
-.PHONY: all deps check soak bench fuzz run install uninstall clean test-progs
+.PHONY: all deps unit check soak bench fuzz run lint install uninstall clean test-progs
 .SECONDARY:
 
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
 
-# Missing Debian packages are installed; nothing is done when all are there. npm (for the
-# OpenAPI validator tests/test_openapi.sh installs from tests/openapi/package-lock.json) counts
-# as there when any npm is on the PATH.
+# Missing Debian packages are installed; nothing is done when all are there. Only the targets
+# that run something call it (check, soak, run, bench, fuzz, lint); building and installing never
+# do, so `make` and `make install` work offline and without root. npm (for the
+# OpenAPI validator tests/e2e/test_openapi.sh installs from
+# tests/tools/openapi/package-lock.json) counts as there when any npm is on the PATH.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
 	openssl libssl-dev lmdb-utils systemd jq xxd chromium haproxy
@@ -101,11 +113,11 @@ deps:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(BUILD)/%.o: %.c | deps
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(BUILD)/gen/status_html.c: server/status.html | deps
+$(BUILD)/gen/status_html.c: server/status.html
 	@mkdir -p $(dir $@)
 	xxd -i $< | sed 's/^unsigned/const unsigned/' >$@.tmp && mv $@.tmp $@
 
@@ -125,7 +137,7 @@ $(BIN)/datapipe-server: $(SERVER_OBJ) $(LIBDP)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBDP) $(LIBS)
 
 # See server/compat/openssl3.c: the shim civetweb's dlopen("libssl.so") finds.
-$(BIN)/datapipe-tls-compat.so: server/compat/openssl3.c | deps
+$(BIN)/datapipe-tls-compat.so: server/compat/openssl3.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -g -fPIC -shared $(WARN) -Wl,-soname,libssl.so -o $@ $< -l:libssl.so.3
 
@@ -138,46 +150,69 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBTEST) $(LIBDP)
 
 test-progs: all $(TEST_PROGS)
 
+# The Check suites of tests/unit: no PostgreSQL, no daemons, no packages installed.
+unit: $(UNIT_PROGS)
+	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/run-all unit
+
 # Every test runs against one throwaway PostgreSQL cluster that tests/pg starts
-# and always removes.
-check: test-progs
+# and always removes. The packages come first, then the build (a sub-make, so that under -j
+# nothing compiles before its headers are installed).
+check: deps
+	$(MAKE) test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/pg run tests/run-all
 
 # The shortened fault scenarios of make check at full length (tests/run-soak): 100 SIGKILLs
 # of each daemon, 256 keyed clients for 30 s, PostgreSQL down 30 s, the fleet of two.
-soak: test-progs
+soak: deps
+	$(MAKE) test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-soak
 
-bench: all $(TEST_PROGS)
+bench:
 	$(MAKE) deps EXTRA_DEB_PACKAGES=wrk
+	$(MAKE) test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-bench
+
+# Static checks: shellcheck of every shell script, and the whole tree built with
+# -Wmissing-prototypes -Werror in a tree of its own (a function that should be static, or whose
+# header is not included where it is defined, fails it).
+SHELL_SCRIPTS := tests/pg tests/run-all tests/run-soak tests/run-bench tests/tools/run-demo \
+	$(wildcard tests/e2e/*.sh tests/bench/*.sh tests/lib/*.sh) .ci/run
+lint:
+	$(MAKE) deps EXTRA_DEB_PACKAGES=shellcheck
+	shellcheck -x $(SHELL_SCRIPTS)
+	$(MAKE) BUILD=$(BUILD)/lint BIN=$(BUILD)/lint/bin SANITIZE= WERROR=1 \
+		EXTRA_WARN=-Wmissing-prototypes test-progs
 
 # Two libFuzzer targets, FUZZ_SECONDS each: fuzz_events (the body parser and encoders) and
 # fuzz_http (whole HTTP requests through the real civetweb server and the request handler).
-FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' -g -O1 -I. $(PKG_CFLAGS) \
+# The flags are the build's own (ALL_CFLAGS, without the dependency files a one-step
+# compile-and-link would scatter), at -O1 and with the fuzzer's sanitizers in place of SANFLAGS.
+FUZZ_CFLAGS = $(filter-out -MMD -MP $(SANFLAGS),$(ALL_CFLAGS)) -O1 \
 	-fsanitize=fuzzer,address,undefined
-fuzz: $(BUILD)/gen/status_html.c | deps
+fuzz:
 	$(MAKE) deps EXTRA_DEB_PACKAGES="clang libclang-rt-dev"
+	$(MAKE) $(BUILD)/gen/status_html.c
 	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-http
-	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_events tests/fuzz_events.c $(LIB_SRC) \
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_events tests/fuzz/fuzz_events.c $(LIB_SRC) \
 		$(PKG_LIBS) -lpthread -lm
-	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz_http.c $(LIB_SRC) \
-		$(filter-out server/main.c,$(SERVER_SRC)) $(BUILD)/gen/status_html.c $(PKG_LIBS) \
-		$(CIVETWEB_LIBS) -lpthread -lm
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz/fuzz_http.c $(LIB_SRC) \
+		$(filter-out server/main.c,$(SERVER_SRC)) $(BUILD)/gen/status_html.c tests/lib/lib_test.c \
+		$(PKG_LIBS) $(CIVETWEB_LIBS) -lpthread -lm
 	$(BUILD)/fuzz/fuzz_events -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/data/fuzz-seed
+		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/fuzz/seed-events
 	$(BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-		-artifact_prefix=$(BUILD)/fuzz/http- $(BUILD)/fuzz/corpus-http tests/data/fuzz-http-seed
+		-artifact_prefix=$(BUILD)/fuzz/http- $(BUILD)/fuzz/corpus-http tests/fuzz/seed-http
 
-run: all
-	tests/run-demo
+run: deps
+	$(MAKE) all
+	tests/tools/run-demo
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBEXECDIR) \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 		$(DESTDIR)$(SYSCONFDIR)
-	install -m 0755 bin/datapipe-server bin/datapipe-loader $(DESTDIR)$(BINDIR)/
-	install -m 0644 bin/datapipe-tls-compat.so $(DESTDIR)$(LIBEXECDIR)/
+	install -m 0755 $(BIN)/datapipe-server $(BIN)/datapipe-loader $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(BIN)/datapipe-tls-compat.so $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0644 datapipe.json.example README.md $(DESTDIR)$(DOCDIR)/
 	for u in datapipe-server datapipe-loader; do \
 		sed 's|@BINDIR@|$(BINDIR)|g; s|@DOCDIR@|$(DOCDIR)|g' systemd/$$u.service \
@@ -215,7 +250,8 @@ uninstall:
 		$(DESTDIR)$(SYSUSERSDIR)/datapipe.conf $(DESTDIR)$(TMPFILESDIR)/datapipe.conf
 	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/datapipe.json and /var/lib/datapipe are kept"
 
+# BUILD's tree and the binaries of that build (bin/ for the default one).
 clean:
-	rm -rf build bin
+	rm -rf $(BUILD) $(BIN)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -27,7 +27,7 @@ static const char *const field_type_names[] = {
 
 #define N_FIELD_TYPES (sizeof(field_type_names) / sizeof(field_type_names[0]))
 
-/* Names a declared type cannot take: tests/check_events.c checks the built-ins are all here. */
+/* Names a declared type cannot take: tests/unit/check_events.c checks the built-ins are here. */
 static const struct {
     const char *name;
     const char *why;

@@ -117,7 +117,7 @@ tap_line(const struct queue_event *ev, struct ev_buf *b)
  * when it has something new to do: the first line of an empty ring, a chunk's worth
  * waiting, the limit reached. Waking it for every line (as before) cost ingest a futex
  * wake, a context switch and three sends for every few events while a tap kept up: +70%
- * sends and +50% futex calls in tests/bench_server.sh. A full ring costs a count.
+ * sends and +50% futex calls in tests/bench/bench_server.sh. A full ring costs a count.
  */
 static void
 tap_offer(struct srv *s, struct srv_tap *t, const struct queue_event *ev,
