@@ -889,8 +889,9 @@ class Run:
     def gen_hup(self):
         taken = set(self.known_types())
         name = gen_type_name(self.rng, taken, self.args.avoid)
-        if name in taken:
-            name = name + "_h"
+        while name in taken:
+            # A new type, never a changed one (that needs a restart, and may be refused).
+            name = name[:60] + "_" + rand_name(self.rng, 0)
         return {"kind": "hup", "name": name[:63], "decl": gen_type(self.rng, self.args.avoid)}
 
     # -- executing ops --
@@ -1466,8 +1467,9 @@ def report_violation(args, run, v):
     ops = run.ops_done + ([run.current] if getattr(run, "current", None) else [])
     print("  config: settings=%s" % json.dumps(run.settings))
     print("  types: %s" % json.dumps(run.types))
-    print("  reproduce: %s --seed %d --runs 1 --ops %d" % (sys.argv[0], run.seed,
-                                                          len(ops)))
+    print("  reproduce: %s --seed %d --runs 1 --ops %d%s" % (
+        sys.argv[0], run.seed, len(ops), " --avoid " + ",".join(args.avoid) if args.avoid
+        else ""))
     if args.shrink_s > 0 and ops:
         print("  shrinking %d ops (at most %d s) ..." % (len(ops), args.shrink_s))
         small = shrink(args, run.seed, run.settings, run.types, ops, args.shrink_s)
@@ -1476,6 +1478,9 @@ def report_violation(args, run, v):
                                          " (did not fail again: timing)"))
         for i, op in enumerate(small):
             print("    %2d. %s" % (i + 1, op_text(op)))
+            inner = op.get("op", op)
+            for it in inner.get("items", [])[:3]:
+                print("          %s" % it.text[:300])
         if again:
             print("  which fails with: %s" % again)
 
