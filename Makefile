@@ -31,6 +31,14 @@ VERSION := 0.1.0
 
 PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd libcrypto
 
+# make PLANT=1: the daemons with the bugs of etc/plant.h compiled in (each chosen at run time
+# by $DP_PLANT), in their own tree; only tests/e2e/test_model_plant.sh builds and runs them.
+ifeq ($(PLANT),1)
+BUILD ?= build/plant
+BIN ?= $(BUILD)/bin
+PLANTFLAGS := -DDP_PLANTS
+endif
+
 # A sanitized build lives in its own tree, binaries included, so it never mixes with bin/.
 ifeq ($(SANITIZE),1)
 BUILD ?= build/san
@@ -59,7 +67,7 @@ CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) $(SANFLAGS) \
-	-I. -MMD -MP $(PKG_CFLAGS)
+	$(PLANTFLAGS) -I. -MMD -MP $(PKG_CFLAGS)
 LIBS = $(PKG_LIBS) $(CIVETWEB_LIBS) -lpthread -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 

@@ -8,6 +8,7 @@
 #include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/plant.h"
 
 #include <civetweb.h>
 #include <stdio.h>
@@ -391,7 +392,8 @@ reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_even
             r->status = 204;
             return;
         }
-        ev_uuid_format(ev->orig_uuid, id);
+        /* Planted (etc/plant.h): a repeat answered with its own new id, not the first. */
+        ev_uuid_format(DP_PLANTED("dup_fresh_id") ? ev->uuid : ev->orig_uuid, id);
         o = srv_reply_object(202, "accepted");
         json_object_set_new(o, "id", json_string(id));
         json_object_set_new(o, "duplicate", json_true());
