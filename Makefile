@@ -5,7 +5,8 @@
 #                 under ThreadSanitizer, in build/tsan)
 # make lint       shellcheck of the shell scripts and a -Wmissing-prototypes build
 # make bench      print the benchmark figures
-# make soak       the end-to-end fault scenarios at full length (about 15 minutes)
+# make soak       the end-to-end fault scenarios at full length and the model checker for an
+#                 hour (about 75 minutes)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured; copies what `make` built into $(BIN)
@@ -170,7 +171,8 @@ check: deps
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/pg run tests/run-all
 
 # The shortened fault scenarios of make check at full length (tests/run-soak): 100 SIGKILLs
-# of each daemon, 256 keyed clients for 30 s, PostgreSQL down 30 s, the fleet of two.
+# of each daemon, 256 keyed clients for 30 s, PostgreSQL down 30 s, the fleet of two; the
+# model checker for an hour.
 soak: deps
 	$(MAKE) test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-soak

@@ -17,8 +17,13 @@ FIXED_SEEDS=(1 7 24)
 RANDOM_S=$((TOTAL - 30 * ${#FIXED_SEEDS[@]}))
 [ "$RANDOM_S" -ge 20 ] || RANDOM_S=20
 
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
 dpcheck() {
-    python3 tests/model/dpcheck.py --bin "$BIN" --avoid "$AVOID" --shrink-s 60 "$@"
+    python3 tests/model/dpcheck.py --bin "$BIN" --avoid "$AVOID" --shrink-s 60 "$@" |
+        tee -a "$TMP/out"
+    return "${PIPESTATUS[0]}"
 }
 
 for seed in "${FIXED_SEEDS[@]}"; do
@@ -27,4 +32,9 @@ done
 seed=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 echo "test_model: random seed $seed"
 ok "checker: random seed $seed" dpcheck --seed "$seed" --ops 40 --seconds "$RANDOM_S"
+# One line for make soak's figures: the sums of every dpcheck's closing line.
+awk '/^dpcheck: [0-9]+ runs,/ {r += $2; o += $4; q += $6; f += $8}
+     /^VIOLATION/ {v++}
+     END {printf "E2E-FIGURES model runs=%d ops=%d requests=%d faults=%d violations=%d\n",
+          r, o, q, f, v}' "$TMP/out"
 t_done test_model
