@@ -10,8 +10,8 @@ cd "$(dirname "$0")/../.." || exit 1
 
 PLANT_BIN=$BUILD/plant/bin
 PER_PLANT_S=${MODEL_PLANT_SECONDS:-40}
-# Findings still open on this branch, steered clear of (as in test_model.sh).
-AVOID=${MODEL_AVOID-declared-field-key,empty-key-header,system-names,index-names,keyed-suffix,long-names,key-reuse,ce-key-spaces}
+# The findings not fixed yet, steered clear of (as in test_model.sh).
+AVOID=${MODEL_AVOID-open}
 TMP=$(mktemp -d)
 trap 't_cleanup; rm -rf "$TMP"' EXIT
 

@@ -53,9 +53,16 @@ AVOIDABLE = {
     "index-names": "type names ending like index names (_idem_key, _pkey, ...)",
     "long-names": "63-byte type names",
     "ce-key-spaces": "CloudEvents sources and ids with spaces",
+    "required-drop": "a required field dropped from a declared type",
     "key-reuse": "a key sent again with other bytes in another body (after the window, or to "
                  "the other appliance)",
 }
+
+
+# The findings not fixed yet in this tree: what --avoid open means (test_model.sh passes it).
+# A fix removes its name here, and the checker then looks for that bug again.
+OPEN_FINDINGS = ["declared-field-key", "empty-key-header", "system-names", "index-names",
+                 "keyed-suffix", "long-names", "key-reuse", "ce-key-spaces", "required-drop"]
 
 
 class Violation(Exception):
@@ -611,6 +618,7 @@ class Run:
         self.serial = 0
         self.typemodels = {}
         self.hup_types = {}
+        self.field_history = {}   # declared type -> every field name it ever had
         self.counts = {"requests": 0, "faults": 0}
 
     # -- configuration --
@@ -765,6 +773,8 @@ class Run:
             return {"kind": "pg_restart", "down_s": rng.uniform(0, 2)}
         if r < 0.93:
             return self.gen_hup()
+        if r < 0.95:
+            return self.gen_evolve()
         return self.gen_batch(app, types, big=True)
 
     def gen_single(self, app, tname):
@@ -885,6 +895,38 @@ class Run:
             items.append(item)
         return {"kind": "ce", "app": app, "mode": mode, "items": items,
                 "path": rng.choice(["/v1/events", "/"])}
+
+    def gen_evolve(self):
+        """A declared type changed as README allows: a field dropped, a required field made
+        optional, an optional field added (applied by a restart, see do_evolve)."""
+        rng = self.rng
+        if not self.types:
+            return self.gen_hup()
+        name = rng.choice(sorted(self.types))
+        decl = json.loads(json.dumps(self.types[name]))
+        marker = self.tm(name).marker_field
+        others = [k for k in decl["fields"] if k != marker]
+        required = [k for k in others if decl["fields"][k].get("required")]
+        if self.avoid("required-drop"):
+            others = [k for k in others if k not in required]
+        how = rng.choice(["add"] + (["drop"] if others else []) +
+                         (["optional"] if required else []))
+        if how == "drop":
+            req = [k for k in required if k in others]
+            del decl["fields"][rng.choice(req if req and rng.random() < 0.7 else others)]
+        elif how == "optional":
+            decl["fields"][rng.choice(required)]["required"] = False
+        else:
+            f = gen_field(rng)
+            f.pop("required", None)
+            # Never a name the type had before: its column stays, maybe of another type.
+            used = self.field_history.setdefault(name, set(decl["fields"]))
+            new = gen_field_name(rng, decl["fields"].keys(), self.args.avoid)
+            while new in used:
+                new = new[:60] + "_" + rand_name(rng, 0)
+            used.add(new)
+            decl["fields"][new] = f
+        return {"kind": "evolve", "type": name, "how": how, "decl": decl}
 
     def gen_hup(self):
         taken = set(self.known_types())
@@ -1212,6 +1254,43 @@ class Run:
                                     (a.name, op["name"], tail(a.log("server"))))
                 time.sleep(0.1)
 
+    def do_evolve(self, op):
+        """Change a declared type: drain both queues under the old declaration, then restart
+        both daemons of every appliance with the new one."""
+        types = dict(self.types, **self.hup_types)
+        types[op["type"]] = op["decl"]
+        ok, why = self.check_config(types)
+        if not ok:
+            self.write_configs(dict(self.types, **self.hup_types))
+            return
+        self.write_configs(dict(self.types, **self.hup_types))
+        self.env.pg_up()
+        for a in self.apps:
+            a.check_alive()
+            a.kill("loader", signal.SIGTERM)
+            self.drain(a)
+            a.kill("server", signal.SIGTERM)
+        self.types[op["type"]] = op["decl"]
+        self.typemodels.pop(op["type"], None)
+        for it in self.model.items.values():
+            if it.tname == op["type"]:
+                it.poolable = False     # its old bytes may not fit the new declaration
+        self.write_configs(dict(self.types, **self.hup_types))
+        for a in self.apps:
+            a.start_server()
+            a.start_loader()
+
+    def drain(self, a):
+        """datapipe-loader --once for appliance a; it must exit 0."""
+        r = subprocess.run([self.env.bin("datapipe-loader"), "-c", a.cfg, "--once"],
+                           capture_output=True, timeout=300)
+        with open(a.log("drain"), "ab") as f:
+            f.write(r.stdout + r.stderr)
+        if r.returncode != 0:
+            raise Violation("%s: datapipe-loader --once exited %d with a configuration "
+                            "--check-config accepted: %s" % (a.name, r.returncode,
+                                                             tail(a.log("drain"))))
+
     # -- the run --
     def setup(self):
         n = self.settings["appliances"]
@@ -1248,14 +1327,7 @@ class Run:
             if a.server is None or a.server.poll() is not None:
                 a.start_server()
         for a in self.apps:
-            r = subprocess.run([self.env.bin("datapipe-loader"), "-c", a.cfg, "--once"],
-                               capture_output=True, timeout=300)
-            with open(a.log("drain"), "ab") as f:
-                f.write(r.stdout + r.stderr)
-            if r.returncode != 0:
-                raise Violation("%s: datapipe-loader --once exited %d with a configuration "
-                                "--check-config accepted: %s" % (a.name, r.returncode,
-                                                                 tail(a.log("drain"))))
+            self.drain(a)
         check_final(self)
         for a in self.apps:
             a.check_alive()
@@ -1327,14 +1399,15 @@ def check_final(run):
         n_rows += int(env.psql("SELECT count(*) FROM %s.%s" % (env.schema, t))[0][0])
     dl = {}
     dl_ids = set()
-    dl_rows = env.psql("SELECT stage, coalesce(event_id::text, ''), encode(raw, 'escape') "
-                       "FROM %s.dead_letter" % env.schema)
-    for stage, ev_id, raw in dl_rows:
+    dl_rows = env.psql("SELECT stage, coalesce(event_id::text, ''), encode(raw, 'escape'), "
+                       "replace(error, E'\\n', ' ') FROM %s.dead_letter" % env.schema)
+    for stage, ev_id, raw, error in dl_rows:
         found = MARKER_RE.findall(raw)
         marker = found[0] if found else None
         if marker not in m.items:
             raise Violation("dead_letter holds a row never sent (%s): %r" % (stage, raw[:120]))
         dl.setdefault(marker, {"ingest": 0, "load": 0})[stage] += 1
+        dl[marker]["error"] = error
         if ev_id:
             dl_ids.add(ev_id)
     for marker, it in m.items.items():
@@ -1365,7 +1438,7 @@ def check_item(run, it, rows, dl, ids, dl_ids, holder):
             raise Violation("%s: %s" % (where, "acknowledged event lost" if rows + dl["load"]
                                         < lo else "event stored more often than sent"))
         expect(dl["load"] == 0 or not it.valid, where,
-               "a valid unkeyed event dead-lettered at load")
+               "a valid unkeyed event dead-lettered at load (%s)" % dl.get("error"))
     else:
         stored = rows + dl["load"]
         if acked > 0 and stored == 0:
@@ -1373,8 +1446,8 @@ def check_item(run, it, rows, dl, ids, dl_ids, holder):
                             % (where, it.tname, holder and m.items[holder].short()))
         expect(rows <= 1, where, "a keyed event loaded twice")
         if dl["load"] > 0 and it.key not in m.conflicted:
-            raise Violation("%s: dead-lettered at load though its key never had other bytes"
-                            % where)
+            raise Violation("%s: dead-lettered at load though its key never had other bytes "
+                            "(%s)" % (where, dl.get("error")))
         if acked == 0 and maybe == 0:
             expect(stored == 0, where, "stored though never acknowledged nor unanswered")
     for ev_id in m.ids.get(it.marker, []):
@@ -1497,9 +1570,12 @@ def main():
     p.add_argument("--shrink-s", type=int, default=90, help="time to shrink a violation")
     p.add_argument("--keep", action="store_true", help="keep the run directories")
     p.add_argument("--avoid", default="", help="known findings the generator steers clear "
-                   "of, comma-separated: " + ", ".join(AVOIDABLE))
+                   "of, comma-separated: " + ", ".join(AVOIDABLE) + "; open: those not "
+                   "fixed yet (" + ", ".join(OPEN_FINDINGS) + ")")
     args = p.parse_args()
     args.avoid = [a for a in args.avoid.split(",") if a]
+    if "open" in args.avoid:
+        args.avoid = [a for a in args.avoid if a != "open"] + OPEN_FINDINGS
     for a in args.avoid:
         if a not in AVOIDABLE:
             p.error("--avoid: unknown %r (known: %s)" % (a, ", ".join(AVOIDABLE)))
@@ -1529,10 +1605,15 @@ def main():
         ops += len(run.ops_done)
         requests += run.counts["requests"]
         faults += run.counts["faults"]
+        kinds = {}
+        for op in run.ops_done:
+            kinds[op["kind"]] = kinds.get(op["kind"], 0) + 1
         print("run %d seed %d: %d ops, %d requests, %d faults, %d events, %d appliance(s), "
-              "%.1f s: ok" % (runs - 1, run_seed, len(run.ops_done), run.counts["requests"],
-                              run.counts["faults"], len(run.model.items), len(run.apps),
-                              time.time() - t0), flush=True)
+              "%.1f s: ok (%s)" % (runs - 1, run_seed, len(run.ops_done),
+                                   run.counts["requests"], run.counts["faults"],
+                                   len(run.model.items), len(run.apps), time.time() - t0,
+                                   " ".join("%s=%d" % kv for kv in sorted(kinds.items()))),
+              flush=True)
         run.env.cleanup(args.keep)
     print("dpcheck: %d runs, %d ops, %d requests, %d faults, 0 violations (seed %d)" %
           (runs, ops, requests, faults, seed))
