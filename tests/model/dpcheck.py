@@ -559,9 +559,10 @@ class Model:
     def add(self, table, marker, n=1):
         table[marker] = table.get(marker, 0) + n
 
-    def key_state(self, app, item, t_send):
-        """For a keyed item about to be sent at t_send to appliance app: the outcomes the
-        appliance may give it ("new", "dup", "conflict"), and the first answer's record."""
+    def key_state(self, app, item, t0, t1):
+        """For a keyed item sent to appliance app at t0 and answered at t1 (before the model
+        learns the answer): the outcomes the appliance may give it ("new", "dup",
+        "conflict"), and the first answer's record."""
         rec = self.keys[app].get(item.key)
         if rec is None:
             return {"new"}, None
@@ -572,11 +573,11 @@ class Model:
             return {hit, "new"}, rec
         same = rec["item"].digest == item.digest and rec["item"].tname == item.tname
         hit = "dup" if same else "conflict"
-        # The server judges the age at some instant between our send and its answer;
-        # it recorded the key between the first send and its answer.
-        if t_send - rec["t1"] >= self.window + 0.3:
+        # The server judged the age at an instant between this send and its answer, of a
+        # key it recorded between the first send and its answer (0.05 s for the clocks).
+        if t0 - rec["t1"] >= self.window + 0.05:
             return {"new"}, rec
-        if t_send + 0.3 - rec["t0"] < self.window:
+        if t1 - rec["t0"] < self.window - 0.05:
             return {hit}, rec
         return {hit, "new"}, rec
 
@@ -989,13 +990,13 @@ class Run:
         if op.get("header_key"):
             headers["Idempotency-Key"] = op["header_key"]
         t0 = time.time()
-        states = [self.model.key_state(app, it, t0) if it.key else ({"new"}, None)
-                  for it in items]
         if answer_box is not None:
             res = answer_box(body, headers)
         else:
             res = self.send(app, "POST", self.path_of(op), body, headers)
         t1 = time.time()
+        states = [self.model.key_state(app, it, t0, t1) if it.key else ({"new"}, None)
+                  for it in items]
         self.judge_post(op, res, states, t0, t1, body)
 
     def judge_post(self, op, res, states, t0, t1, body):
@@ -1148,7 +1149,6 @@ class Run:
         for it in items:
             self.model.note(it)
         t0 = time.time()
-        states = [self.model.key_state(app, it, t0) for it in items]
         headers = {}
         if op["mode"] == "binary":
             it = items[0]
@@ -1168,6 +1168,7 @@ class Run:
                 body = "[" + ",".join(ces) + "]"
         res = self.send(app, "POST", op["path"], body, headers)
         t1 = time.time()
+        states = [self.model.key_state(app, it, t0, t1) for it in items]
         shaped = dict(op, entry="ce", shape="single" if op["mode"] != "batch" else "array")
         self.judge_post(shaped, res, states, t0, t1, body)
 
@@ -1609,9 +1610,10 @@ def main():
         for op in run.ops_done:
             kinds[op["kind"]] = kinds.get(op["kind"], 0) + 1
         print("run %d seed %d: %d ops, %d requests, %d faults, %d events, %d appliance(s), "
-              "%.1f s: ok (%s)" % (runs - 1, run_seed, len(run.ops_done),
-                                   run.counts["requests"], run.counts["faults"],
-                                   len(run.model.items), len(run.apps), time.time() - t0,
+              "%d configs refused, %.1f s: ok (%s)" % (
+                  runs - 1, run_seed, len(run.ops_done), run.counts["requests"],
+                  run.counts["faults"], len(run.model.items), len(run.apps),
+                  run.counts.get("refused_configs", 0), time.time() - t0,
                                    " ".join("%s=%d" % kv for kv in sorted(kinds.items()))),
               flush=True)
         run.env.cleanup(args.keep)
