@@ -830,8 +830,10 @@ class Run:
         header = None
         if rng.random() < 0.15:
             header = "hk-%d" % rng.randint(0, 5)
-            if not items and self.avoid("empty-key-header"):
-                header = None
+        if not items and rng.random() < 0.4:
+            header = "hk-%d" % rng.randint(0, 5)
+        if not items and self.avoid("empty-key-header"):
+            header = None
         return {"kind": "post", "app": app, "entry": entry, "items": items,
                 "shape": shape, "header_key": header}
 
@@ -873,8 +875,11 @@ class Run:
             else:
                 item.key = old.key
         entry = rng.choice(["event_name", "root"]) if item.named else "typed"
-        return {"kind": "post", "app": app, "entry": entry, "items": [item],
-                "shape": "single"}
+        op = {"kind": "post", "app": app, "entry": entry, "items": [item], "shape": "single"}
+        if rng.random() < 0.3 and self.settings["dedup_window_s"] < 10:
+            # After the window: the appliance forgets the key, PostgreSQL is the judge.
+            op["delay_s"] = self.settings["dedup_window_s"] + 0.2
+        return op
 
     def gen_cloudevent(self, app, types):
         rng = self.rng
@@ -891,6 +896,9 @@ class Run:
                 cid = cid.replace(" ", "")
             if self.avoid("key-reuse"):
                 cid = "%s-%d" % (cid, self.serial)
+            shifted = self.shifted_ce_key()
+            if shifted is not None and rng.random() < 0.3:
+                src, cid = shifted
             item.key = ("ce", src, cid)
             item.key_in = "ce"
             items.append(item)
@@ -928,6 +936,24 @@ class Run:
             used.add(new)
             decl["fields"][new] = f
         return {"kind": "evolve", "type": name, "how": how, "decl": decl}
+
+    def shifted_ce_key(self):
+        """Another CloudEvent's (source, id) with a space moved across the two: a different
+        key, whose source + " " + id is the same text."""
+        cands = [it.key for it in self.model.items.values()
+                 if it.key_in == "ce" and " " in it.key[1] + it.key[2]]
+        if self.avoid("ce-key-spaces") or not cands:
+            return None
+        _, src, cid = self.rng.choice(cands)
+        if " " in src:
+            src, rest = src.rsplit(" ", 1)
+            shifted = (src, rest + " " + cid)
+        else:
+            first, rest = cid.split(" ", 1)
+            shifted = (src + " " + first, rest)
+        if ("ce",) + shifted in self.model.digests and self.avoid("key-reuse"):
+            return None
+        return shifted
 
     def gen_hup(self):
         taken = set(self.known_types())
@@ -989,6 +1015,8 @@ class Run:
             headers["Idempotency-Key"] = items[0].key[1]
         if op.get("header_key"):
             headers["Idempotency-Key"] = op["header_key"]
+        if op.get("delay_s"):
+            time.sleep(op["delay_s"])
         t0 = time.time()
         if answer_box is not None:
             res = answer_box(body, headers)
@@ -1491,8 +1519,10 @@ def op_text(op, full=False):
         what = "; ".join(i.short() for i in items[:n]) + \
             (" ... (%d events)" % len(items) if len(items) > n else "")
         via = op.get("entry", op.get("mode"))
-        return "a%d %s %s %s%s" % (op["app"], kind, via, what or "(empty)",
-                                   " +Idempotency-Key" if op.get("header_key") else "")
+        return "a%d %s %s %s%s%s" % (op["app"], kind, via, what or "(empty)",
+                                     " +Idempotency-Key" if op.get("header_key") else "",
+                                     " after %.1f s" % op["delay_s"] if op.get("delay_s")
+                                     else "")
     if kind == "kill_during":
         return "a%d SIGKILL server during: %s" % (op["app"], op_text(op["op"], full))
     return "%s %s" % (kind, {k: v for k, v in op.items() if k != "kind"})
