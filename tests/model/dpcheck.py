@@ -620,6 +620,7 @@ class Run:
         self.typemodels = {}
         self.hup_types = {}
         self.field_history = {}   # declared type -> every field name it ever had
+        self.ce_sent = []         # (appliance, key, type) of every CloudEvent generated
         self.counts = {"requests": 0, "faults": 0}
 
     # -- configuration --
@@ -896,11 +897,13 @@ class Run:
                 cid = cid.replace(" ", "")
             if self.avoid("key-reuse"):
                 cid = "%s-%d" % (cid, self.serial)
-            shifted = self.shifted_ce_key()
+            shifted = self.shifted_ce_key(app)
             if shifted is not None and rng.random() < 0.3:
-                src, cid = shifted
+                src, cid, tname = shifted
+                item = self.gen_item(tname, "none", True)
             item.key = ("ce", src, cid)
             item.key_in = "ce"
+            self.ce_sent.append((app, item.key, tname))
             items.append(item)
         return {"kind": "ce", "app": app, "mode": mode, "items": items,
                 "path": rng.choice(["/v1/events", "/"])}
@@ -937,14 +940,13 @@ class Run:
             decl["fields"][new] = f
         return {"kind": "evolve", "type": name, "how": how, "decl": decl}
 
-    def shifted_ce_key(self):
-        """Another CloudEvent's (source, id) with a space moved across the two: a different
-        key, whose source + " " + id is the same text."""
-        cands = [it.key for it in self.model.items.values()
-                 if it.key_in == "ce" and " " in it.key[1] + it.key[2]]
+    def shifted_ce_key(self, app):
+        """(source, id, type): another CloudEvent's of this appliance, with a space moved
+        across the two: a different key, whose source + " " + id is the same text."""
+        cands = [(k, t) for a, k, t in self.ce_sent if a == app and " " in k[1] + k[2]]
         if self.avoid("ce-key-spaces") or not cands:
             return None
-        _, src, cid = self.rng.choice(cands)
+        (_, src, cid), tname = self.rng.choice(cands)
         if " " in src:
             src, rest = src.rsplit(" ", 1)
             shifted = (src, rest + " " + cid)
@@ -953,7 +955,7 @@ class Run:
             shifted = (src + " " + first, rest)
         if ("ce",) + shifted in self.model.digests and self.avoid("key-reuse"):
             return None
-        return shifted
+        return shifted + (tname,)
 
     def gen_hup(self):
         taken = set(self.known_types())
