@@ -218,6 +218,9 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_LOADED_PREFIX "loader.loaded."
 /* + an event type name: counter of keyed rows skipped, their key already in the table */
 #define QUEUE_META_LOADER_DUPLICATES_PREFIX "loader.duplicates."
+/* + an event type name: counter of keyed rows filed into dead_letter, their key already in
+ * the table with other bytes (counted in the dead letters too) */
+#define QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX "loader.key_conflicts."
 /* counter: rows filed into dead_letter, both stages */
 #define QUEUE_META_LOADER_DEAD_LETTERS "loader.dead_letters"
 /* counter: of which rejected at ingest */
@@ -282,6 +285,18 @@ struct queue_meta_op {
  * queue.id in PostgreSQL) and what the operator can do; "" while it does not refuse
  */
 #define QUEUE_META_LOADER_REFUSED "loader.refused"
+
+/*
+ * the loader's heartbeat: wall-clock microseconds, written every QUEUE_HEARTBEAT_S while the
+ * loader daemon runs (in the middle of a long run or a back-off too) and at every run's
+ * start; the server's /v1/status says "failing" once it is older than
+ * QUEUE_HEARTBEAT_LATE_S. 0: no loader ever ran on this queue.
+ */
+#define QUEUE_META_LOADER_HEARTBEAT_US "loader.heartbeat_us"
+/* the loader's loader.interval_s as it runs now, written with the heartbeat */
+#define QUEUE_META_LOADER_INTERVAL_S "loader.interval_s"
+#define QUEUE_HEARTBEAT_S 5         /* seconds between two heartbeats of a running loader */
+#define QUEUE_HEARTBEAT_LATE_S 16   /* a heartbeat older than this: no loader is running */
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
