@@ -391,7 +391,7 @@ apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *
     int rc;
 
     /* A body of no event has nothing to key: it is answered 400 as without the header.
-     * Planted (etc/plant.h): the key given to the event a body of none does not have. */
+     * Planted (etc/plant.h, with events/key.c): the key given to an event that is not. */
     if (h == NULL || (b->n == 0 && !DP_PLANTED("empty_key_header"))) {
         return 0;
     }
