@@ -1650,6 +1650,8 @@ def main():
     for a in args.avoid:
         if a not in AVOIDABLE:
             p.error("--avoid: unknown %r (known: %s)" % (a, ", ".join(AVOIDABLE)))
+    # SIGTERM as an exception, so that every run's daemons are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if "DP_PG_CONNINFO" not in os.environ:
         sys.exit("dpcheck: run through tests/pg run (DP_PG_CONNINFO)")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**9)
@@ -1669,6 +1671,11 @@ def main():
             run.env.cleanup(True)
             print("dpcheck: FAILED: run %d (seed %d), kept %s" % (runs, run_seed, run.env.dir))
             return 1
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            # The checker's own trouble (a binary missing, psql failing), not a violation.
+            print("dpcheck: ERROR in run %d (seed %d): %r; kept %s" % (runs, run_seed, e,
+                                                                   run.env.dir))
+            return 2
         finally:
             for a in run.apps:
                 a.stop_all()
