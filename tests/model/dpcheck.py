@@ -1175,15 +1175,24 @@ class Run:
         expect(ans.get("accepted", -1) + ans.get("rejected", -1) == len(items), desc,
                "accepted + rejected != %d events" % len(items))
         exact_dups = min_dup == max_dup
+        # "ids": one per event, in order: its id (the first one's for a repeat) or null.
+        ids = ans.get("ids") if isinstance(ans.get("ids"), list) and \
+            len(ans["ids"]) == len(items) else [None] * len(items)
         for i, (it, p) in enumerate(zip(items, preds)):
             if i in err_idx:
                 m.add(m.dl_ingest, it.marker)
             elif p == {"new"}:
                 m.add(m.acked, it.marker)
+                if ids[i]:
+                    m.ids.setdefault(it.marker, []).append(ids[i])
                 if it.key is not None:
-                    m.remember(app, it, 202, None, t0, t1)
+                    m.remember(app, it, 202, ids[i], t0, t1)
             elif p == {"dup"} and exact_dups:
-                pass
+                rec = m.keys[app].get(it.key)
+                first = rec and rec["item"] is it and rec["id"]
+                expect(not (first and ids[i]) or ids[i] == first, desc,
+                       "item %d (%s): a repeat's id %s is not the first answer's %s" %
+                       (i, it.short(), ids[i], first))
             else:
                 m.add(m.maybe, it.marker)
                 if it.key is not None:
