@@ -114,7 +114,7 @@ all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-queue \
 # tests/tools/openapi/package-lock.json) counts as there when any npm is on the PATH.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
-	openssl libssl-dev lmdb-utils systemd jq xxd chromium haproxy python3
+	openssl libssl-dev lmdb-utils systemd jq xxd chromium haproxy pgbouncer python3
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
@@ -197,9 +197,15 @@ bench:
 # header is not included where it is defined, fails it).
 SHELL_SCRIPTS := tests/pg tests/run-all tests/run-soak tests/run-bench tests/tools/run-demo \
 	$(wildcard tests/e2e/*.sh tests/bench/*.sh tests/lib/*.sh) .ci/run
+# Code and tests cite what ships (docs/, README, code), never an outside document or an issue.
+CITED = grep -rnE 'S[P]EC|[Ii]ssues? [0-9]' --include='*.c' --include='*.h' --include='*.sh' \
+	--include='*.py' --include='*.awk' --include=Makefile etc events queue queuetool server \
+	loader tests Makefile
 lint:
 	$(MAKE) deps EXTRA_DEB_PACKAGES=shellcheck
 	shellcheck -x $(SHELL_SCRIPTS)
+	@if $(CITED); then echo "lint: the lines above cite a document outside the" \
+		"repository or an issue number: cite docs/ or the code"; exit 1; fi
 	$(MAKE) BUILD=$(BUILD)/lint BIN=$(BUILD)/lint/bin SANITIZE= WERROR=1 \
 		EXTRA_WARN=-Wmissing-prototypes test-progs
 

@@ -64,6 +64,11 @@ const struct dp_setting dp_settings[] = {
      .doc = "Raw and inflated buffers, then their parsed events; a request that finds no room "
             "waits up to 1 s. Keep it at least 4 x `server.max_body_bytes`: a gzip body's "
             "buffers grow by doubling"},
+    {.path = "server.database_conninfo", .kind = DP_SETTING_STRING_NULL,
+     .offset = F(server_database_conninfo), .used_by = DP_DAEMON_SERVER,
+     .help = "libpq connection string for the server's reads (e.g. a read-only role); "
+             "null: database.conninfo",
+     .doc = "The roles and why: docs/postgresql.md"},
     {.path = "queue.path", .kind = DP_SETTING_STRING, .def_str = "/var/lib/datapipe/queue",
      .offset = F(queue_path), .used_by = BOTH,
      .help = "LMDB environment directory (created if missing)"},

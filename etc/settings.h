@@ -1,5 +1,5 @@
 /*
- * settings.h - the one table of settings (SPEC section 2), shared by the files of etc/ only:
+ * settings.h - the one table of settings (docs/configuration.md), shared by the files of etc/ only:
  * config.c loads files against it (cfgfile.c reads them, apikeys.c fills the API keys),
  * settings.c walks it over a struct dp_config, cli.c prints it for --help. Not a public
  * header: daemons and tests use etc/config.h.

@@ -1,6 +1,6 @@
 /*
- * types.h - event types declared in the configuration's "types" key (SPEC
- * section 10): how etc/ reads, checks and keeps the declarations. Every error
+ * types.h - event types declared in the configuration's "types" key (docs/event-types.md):
+ * how etc/ reads, checks and keeps the declarations. Every error
  * names its key path ("types.page_view.fields.url.type: ..."). What an event
  * of a declared type must look like is said here; events/ checks the events.
  */

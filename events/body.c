@@ -1,5 +1,5 @@
 /*
- * body.c - split a request body into events (SPEC section 3) and run each
+ * body.c - split a request body into events (docs/api.md) and run each
  * through the dispatcher: object shape and event_name here, fields in the type.
  * Keeps every event's exact bytes as a view into the body; never re-serializes.
  */

@@ -1,6 +1,6 @@
 /*
  * declared.c - the one generic handler of the event types declared in the
- * configuration (SPEC section 10): a declared type is one more struct ev_type
+ * configuration (docs/event-types.md): a declared type is one more struct ev_type
  * in the registry, whose validate and encode_row read its declaration. Pure
  * like every handler; patterns are compiled once, when the type is built.
  */

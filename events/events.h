@@ -78,7 +78,7 @@ struct ev_column {
 struct ev_field {
     const char *name;
     /*
-     * What a client sends, in the words of declared types (SPEC section 10): "string",
+     * What a client sends, in the words of declared types (docs/event-types.md): "string",
      * "integer", "number", "boolean", "timestamp" (epoch seconds or RFC 3339 text), "ip",
      * "url", "uuid", "object", "array"; several separated by '|' ("integer|string") when
      * either is taken.
@@ -96,7 +96,7 @@ struct ev_field {
 /*
  * One event type: a static const descriptor, defined in events/<name>.c with
  * designated initializers and listed once in registry.c; or a declared type
- * (SPEC section 10), built at start by events/declared.c from its declaration.
+ * (docs/event-types.md), built at start by events/declared.c from its declaration.
  * SQL texts are unqualified: the loader and the server set search_path to
  * database.schema on every connection.
  */

@@ -222,6 +222,7 @@ struct ldr {
     char *queue_id;
     const char *instance;              /* the queue's instance id (queue_instance) */
     bool instance_assigned;            /* the queue is older than instance ids */
+    int64_t epoch;                     /* the queue's lease, taken by ldr_start; 0 before */
     char *conninfo;
     char *schema;
     int batch_rows;

@@ -90,9 +90,9 @@ void ldr_destroy(struct ldr *l);
 /*
  * ldr_start - what comes before the first run: connect (retrying with back-off while
  * PostgreSQL is down), create the schema and every table if missing, check that this queue
- * owns its queue.id (see ldr_refused), fence off sessions a killed earlier loader of this
- * queue may have left, and recover (delete from the queue every range loader_batches says
- * PostgreSQL already has).
+ * owns its queue.id (see ldr_refused), take the queue's lease (fencing off any earlier
+ * loader of this queue: ldr_pg_lease_take), and recover (delete from the queue every range
+ * loader_batches says PostgreSQL already has).
  * Returns 0, DP_ERR_CONFIG (refused: see ldr_refused), DP_ERR_CLOSED (ldr_stop was called),
  * DP_ERR_RETRY (gave up after give_up_attempts), DP_ERR_IO (queue error), DP_ERR_NOMEM.
  */
@@ -214,12 +214,14 @@ int ldr_pg_classify(const char *sqlstate, bool conn_ok);
 /*
  * ldr_pg_connect - connect through dp_pg_connect (etc/pgconn.h: connect_timeout 10 s,
  * keepalives after 30 s idle, application_name datapipe-loader unless conninfo says
- * otherwise; search_path schema), silence notices, make COMMIT durable and take the shared
- * advisory lock that marks this queue's sessions. instance_id: this queue's (queue_instance),
- * which the statements below check against queue_owners.
+ * otherwise), silence notices, and refuse a read-only server (DP_PG_READ_ONLY_TEXT). Nothing
+ * is set on the session: every transaction begins with SET LOCAL search_path schema,
+ * TimeZone UTC and synchronous_commit on (where it was off: a COMMIT must be durable), so
+ * PgBouncer in transaction mode may share the backend. instance_id: this queue's
+ * (queue_instance), which the statements below check against queue_owners.
  *   out: receives the connection; free with ldr_pg_close().
  *   err: receives libpq's text on failure (errlen bytes).
- * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication), DP_ERR_NOMEM.
+ * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication, read-only), DP_ERR_NOMEM.
  */
 int ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
                    const char *queue_id, const char *instance_id, char *err, size_t errlen);
@@ -271,12 +273,20 @@ int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
 int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
 
 /*
- * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold
- * the queue's shared advisory lock); sessions still there after a few seconds are
- * terminated. Afterwards no COMMIT of a killed loader can still be in progress, so
- * loader_batches is the whole truth.
+ * ldr_pg_lease_take - take queue_id's lease for this loader process: bump queue_owners.epoch
+ * (recording this host and pid as the holder) once every transaction of an earlier loader
+ * that holds the owner row has ended. Afterwards no COMMIT of an earlier loader can still be
+ * in progress or come later (ledger.c says why), so loader_batches is the whole truth; and
+ * every later check on pg (and on connections given the epoch, ldr_pg_set_epoch) fails if a
+ * newer loader takes the lease. No session is terminated.
+ *   epoch: receives the new epoch.
+ * Returns 0, DP_ERR_CONFIG (this queue does not own queue_id), DP_ERR_RETRY (pg_err names
+ * the holder when its transaction did not end within 5 s), DP_ERR_NOMEM.
  */
-int ldr_pg_fence(struct ldr_pg *pg, const char *queue_id);
+int ldr_pg_lease_take(struct ldr_pg *pg, const char *queue_id, int64_t *epoch);
+
+/* ldr_pg_set_epoch - the lease's epoch (ldr_pg_lease_take) every check on pg holds to. */
+void ldr_pg_set_epoch(struct ldr_pg *pg, int64_t epoch);
 
 /*
  * ldr_pg_copy - COPY rows (len bytes) into table with the column list columns: text rows, or

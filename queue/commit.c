@@ -303,7 +303,7 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
     if (rc != 0) {
         goto out;
     }
-    /* Conservation (issue 14): the accepted counter commits with the events it counts. */
+    /* Conservation: the accepted counter commits with the events it counts. */
     if (nev > 0) {
         rc = queue_meta_add_txn(q, txn, QUEUE_META_ACCEPTED, (int64_t)nev);
         if (rc != 0) {

@@ -24,9 +24,9 @@
  * an "errors" entry), charged before the append: after it the answer cannot be refused. */
 #define ANSWER_BYTES_PER_EVENT 256
 
-/* How a POST body holds its events (SPEC section 8 for the CloudEvents modes). */
+/* How a POST body holds its events (docs/api.md for the CloudEvents modes). */
 enum body_mode {
-    BODY_EVENTS,                /* JSON events (SPEC section 3) */
+    BODY_EVENTS,                /* JSON events (docs/api.md) */
     BODY_CE_STRUCTURED,         /* application/cloudevents+json: one CloudEvent */
     BODY_CE_BATCH,              /* application/cloudevents-batch+json: an array of them */
     BODY_CE_BINARY,             /* ce-* headers, the body is the event */

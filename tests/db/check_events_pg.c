@@ -494,7 +494,7 @@ START_TEST(test_product_upsert)
 }
 END_TEST
 
-/* GET's SQL of every type returns one JSON text, with the columns SPEC section 4 names. */
+/* GET's SQL of every type returns one JSON text, with the columns docs/event-types.md names. */
 START_TEST(test_get_sql)
 {
     static const struct {
