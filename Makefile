@@ -6,7 +6,8 @@
 #                 under ThreadSanitizer, in build/tsan)
 # make lint       shellcheck of the shell scripts and a -Wmissing-prototypes build
 # make bench      print the benchmark figures
-# make soak       the end-to-end fault scenarios at full length (about 15 minutes)
+# make soak       the end-to-end fault scenarios at full length and the model checker for an
+#                 hour (about 75 minutes)
 # make crashtest  100,000 power-cut crash states of the queue and more (tests/crash/, 20-45 min)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
@@ -39,6 +40,14 @@ VERSION := $(shell awk 'NR == 1 { gsub(/[()]/, "", $$2); print $$2; exit }' debi
 
 PKGS := lmdb libpq libconfig jansson zlib liburiparser libsystemd libcrypto
 
+# make PLANT=1: the daemons with the bugs of etc/plant.h compiled in (each chosen at run time
+# by $DP_PLANT), in their own tree; only tests/e2e/test_model_plant.sh builds and runs them.
+ifeq ($(PLANT),1)
+BUILD ?= build/plant
+BIN ?= $(BUILD)/bin
+PLANTFLAGS := -DDP_PLANTS
+endif
+
 # A sanitized build lives in its own tree, binaries included, so it never mixes with bin/.
 ifeq ($(SANITIZE),1)
 BUILD ?= build/san
@@ -67,7 +76,7 @@ CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) $(SANFLAGS) \
-	-I. -MMD -MP $(PKG_CFLAGS)
+	$(PLANTFLAGS) -I. -MMD -MP $(PKG_CFLAGS)
 LIBS = $(PKG_LIBS) $(CIVETWEB_LIBS) -lpthread -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
@@ -112,7 +121,7 @@ all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-queue \
 # tests/tools/openapi/package-lock.json) counts as there when any npm is on the PATH.
 DEB_PACKAGES := build-essential pkg-config libcivetweb-dev liblmdb-dev libpq-dev libconfig-dev \
 	libjansson-dev zlib1g-dev liburiparser-dev libsystemd-dev check postgresql curl \
-	openssl libssl-dev lmdb-utils systemd jq xxd chromium haproxy pgbouncer
+	openssl libssl-dev lmdb-utils systemd jq xxd chromium haproxy pgbouncer python3
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
@@ -180,7 +189,8 @@ check: deps
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/pg run tests/run-all
 
 # The shortened fault scenarios of make check at full length (tests/run-soak): 100 SIGKILLs
-# of each daemon, 256 keyed clients for 30 s, PostgreSQL down 30 s, the fleet of two.
+# of each daemon, 256 keyed clients for 30 s, PostgreSQL down 30 s, the fleet of two; the
+# model checker for an hour.
 soak: deps
 	$(MAKE) test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-soak

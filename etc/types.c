@@ -7,6 +7,7 @@
 #include "types.h"
 #include "settings.h"
 #include "err.h"
+#include "plant.h"
 
 #include <inttypes.h>
 #include <libconfig.h>
@@ -362,7 +363,8 @@ check_field(struct walk *w, const config_setting_t *f, const char *path)
         }
     }
     for (const char *const *r = system_columns; *r != NULL; r++) {
-        if (strcmp(*r, name) == 0) {
+        /* Planted (plant.h): system column names taken as fields. */
+        if (strcmp(*r, name) == 0 && !DP_PLANTED("system_column_field")) {
             walk_err(w, path, "reserved: PostgreSQL gives every table a system column \"%s\"",
                      name);
             return;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "etc/err.h"
+#include "etc/plant.h"
 #include "events/internal.h"
 
 #define CE_KEY_HASH_PREFIX "ce-sha256:"
@@ -31,6 +32,11 @@ ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t 
      * A direct key starts with a digit, a hashed one with a letter: they never meet either.
      */
     plen = (size_t)snprintf(prefix, sizeof(prefix), "%zu:", source_len);
+    if (DP_PLANTED("ce_key_concat") && source_len + 1 + id_len <= EV_KEY_MAX) {
+        /* Planted (etc/plant.h): source, a space, id: "/a b" + "c" is "/a" + "b c". */
+        return (size_t)snprintf(out, EV_KEY_MAX + 1, "%.*s %.*s", (int)source_len, source,
+                                (int)id_len, id);
+    }
     if (plen + source_len + id_len <= EV_KEY_MAX) {
         memcpy(out, prefix, plen);
         memcpy(out + plen, source, source_len);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "etc/err.h"
+#include "etc/plant.h"
 #include "etc/types.h"
 #include "events/internal.h"
 
@@ -293,8 +294,10 @@ check_object(const struct declared *x, const json_t *obj, const json_t **found,
         size_t key_len = json_object_iter_key_len(it);
         long i;
 
-        /* Both reserved in every type: the dispatcher checked them (the key is the key). */
-        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0) {
+        /* Both reserved in every type: the dispatcher checked them (the key is the key).
+         * Planted (etc/plant.h): the key taken for an unknown field. */
+        if (strcmp(key, "event_name") == 0 ||
+            (strcmp(key, EV_KEY_FIELD) == 0 && !DP_PLANTED("declared_key_unknown"))) {
             continue;
         }
         i = key_len == strlen(key) ? field_index(x, key) : -1;

@@ -10,6 +10,7 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/plant.h"
 #include "etc/types.h"
 #include "loader/internal.h"
 
@@ -116,6 +117,10 @@ keyed_table(const struct ev_type *t, char out[LDR_KEYED_NAME_BUF])
 
     dp_pg_derived_name(name, DP_PG_KEYED_TEMP, t->name);
     snprintf(out, LDR_KEYED_NAME_BUF, "pg_temp.\"%s\"", name);
+    if (DP_PLANTED("keyed_temp_name")) {
+        /* Planted (etc/plant.h): the old "<type>_keyed", unqualified, truncated at 63. */
+        snprintf(out, LDR_KEYED_NAME_BUF, "\"%.57s_keyed\"", t->name);
+    }
 }
 
 /* A keyed row whose key g's table holds with other bytes: its id and the holder's. */
@@ -193,8 +198,10 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct k
     if (asprintf(&conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
                              "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
                              "WHERE t.id <> k.id "
-                             "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
-                 keyed, g->type->table) < 0) {
+                             "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest%s",
+                 keyed, g->type->table,
+                 /* Planted (etc/plant.h): every repeat skipped, other bytes or not. */
+                 DP_PLANTED("conflict_skipped") ? " AND false" : "") < 0) {
         conflicts = NULL;
         goto out;
     }

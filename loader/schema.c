@@ -13,6 +13,7 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/plant.h"
 #include "etc/types.h"
 #include "events/events.h"
 #include "loader/loader.h"
@@ -218,7 +219,9 @@ removed_plan(const struct ev_type *t, const struct schema_table *st, struct ev_b
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < st->n_cols; i++) {
-        if (!st->cols[i].not_null || !col_removed(t, st, i)) {
+        /* Planted (etc/plant.h): a dropped required field's column keeps NOT NULL. */
+        if (!st->cols[i].not_null || !col_removed(t, st, i) ||
+            DP_PLANTED("dropped_field_not_null")) {
             continue;
         }
         dp_info("declared type: a required field is no longer declared, its column now allows "
