@@ -93,7 +93,12 @@ static struct totals t;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static double deadline;
 static char *padding;
-static volatile sig_atomic_t stopping;   /* SIGTERM/SIGINT: finish the requests in flight */
+/*
+ * SIGTERM/SIGINT: finish the requests in flight. Atomic, not volatile sig_atomic_t: the handler
+ * runs in whichever thread the signal lands on and every connection thread reads the flag, and
+ * sig_atomic_t is only safe within one thread. A lock-free atomic is async-signal-safe.
+ */
+static atomic_bool stopping;
 
 static double
 now_s(void)
@@ -108,13 +113,13 @@ static void
 on_stop(int sig)
 {
     (void)sig;
-    stopping = 1;
+    atomic_store(&stopping, true);
 }
 
 static bool
 go_on(void)
 {
-    return !stopping && now_s() < deadline;
+    return !atomic_load(&stopping) && now_s() < deadline;
 }
 
 static void
