@@ -9,6 +9,7 @@
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured; copies what `make` built into $(BIN)
+# make docs       regenerate docs/configuration.md's table of settings from the daemons' own
 # make deps       install missing Debian packages (check, run, bench, fuzz and lint call it)
 
 PREFIX ?= /usr/local
@@ -87,7 +88,7 @@ LIBTEST := $(BUILD)/libdptest.a
 SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
 LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 
-.PHONY: all deps unit check soak bench fuzz run lint install uninstall clean test-progs
+.PHONY: all deps unit check soak bench fuzz run lint docs install uninstall clean test-progs
 .SECONDARY:
 
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
@@ -203,6 +204,15 @@ fuzz:
 	$(BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 		-artifact_prefix=$(BUILD)/fuzz/http- $(BUILD)/fuzz/corpus-http tests/fuzz/seed-http
 
+# The settings table of docs/configuration.md is what --describe-config prints; test_readme.sh
+# fails when they differ.
+docs: $(BIN)/datapipe-server
+	$(BIN)/datapipe-server --describe-config >$(BUILD)/settings.md
+	awk -v gen=$(BUILD)/settings.md '/^<!-- end of settings table/ { while ((getline l < gen) > 0) \
+		print l; skip = 0 } !skip { print } /^<!-- settings table/ { skip = 1; getline; print }' \
+		docs/configuration.md >$(BUILD)/configuration.md
+	mv $(BUILD)/configuration.md docs/configuration.md
+
 run: deps
 	$(MAKE) all
 	tests/tools/run-demo
@@ -213,7 +223,9 @@ install: all
 		$(DESTDIR)$(SYSCONFDIR)
 	install -m 0755 $(BIN)/datapipe-server $(BIN)/datapipe-loader $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(BIN)/datapipe-tls-compat.so $(DESTDIR)$(LIBEXECDIR)/
-	install -m 0644 datapipe.json.example README.md $(DESTDIR)$(DOCDIR)/
+	install -d $(DESTDIR)$(DOCDIR)/docs
+	install -m 0644 datapipe.json.example README.md NEWS.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/*.md docs/*.png $(DESTDIR)$(DOCDIR)/docs/
 	for u in datapipe-server datapipe-loader; do \
 		sed 's|@BINDIR@|$(BINDIR)|g; s|@DOCDIR@|$(DOCDIR)|g' systemd/$$u.service \
 			>$(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service && \

@@ -46,6 +46,7 @@ dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool al
         {"check-config", no_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"describe-config", no_argument, NULL, 'D'},
         {"once", no_argument, NULL, 'o'},
         {"replay-dead-letters", no_argument, NULL, 'R'},
         {"dead-letters", no_argument, NULL, 'L'},
@@ -74,6 +75,9 @@ dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool al
             return 1;
         case 'V':
             printf("%s %s\n", prog, DP_VERSION);
+            return 1;
+        case 'D':
+            dp_settings_describe(stdout);
             return 1;
         case 'o':
         case 'R':

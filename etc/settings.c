@@ -22,7 +22,7 @@ static const char *const formats[] = {"text", "json", NULL};
 #define F(field) offsetof(struct dp_config, field)
 #define BOTH (DP_DAEMON_SERVER | DP_DAEMON_LOADER)
 
-/* SPEC section 2. queue.id's default is computed (the host name). */
+/* docs/configuration.md shows this table (--describe-config). queue.id's default is computed. */
 const struct dp_setting dp_settings[] = {
     {.path = "server.listen", .kind = DP_SETTING_STRING, .def_str = "127.0.0.1:8080",
      .offset = F(server_listen), .used_by = DP_DAEMON_SERVER,
@@ -35,7 +35,8 @@ const struct dp_setting dp_settings[] = {
      .help = "larger bodies (after gzip inflation) get 413"},
     {.path = "server.request_timeout_ms", .kind = DP_SETTING_INT, .def_int = 30000, .min = 100,
      .max = 3600000, .offset = F(server_request_timeout_ms), .used_by = DP_DAEMON_SERVER,
-     .help = "slow clients are cut off"},
+     .help = "slow clients are cut off",
+     .doc = "A whole body must arrive within it, whatever the client's pace"},
     {.path = "server.api_keys", .kind = DP_SETTING_STRING_LIST, .offset = F(server_api_keys),
      .len_offset = F(server_api_keys_len), .used_by = DP_DAEMON_SERVER, .secret = true,
      .key_objects = true, .reloadable = true,
@@ -43,20 +44,26 @@ const struct dp_setting dp_settings[] = {
              "burst} objects name keys and limit them"},
     {.path = "server.api_keys_file", .kind = DP_SETTING_STRING_NULL,
      .offset = F(server_api_keys_file), .used_by = DP_DAEMON_SERVER, .reloadable = true,
-     .help = "one key (or name:key) a line; a line starting with # is a comment"},
+     .help = "one key (or name:key) a line; a line starting with # is a comment",
+     .doc = "SIGHUP re-reads it: revoking a key needs no restart"},
     {.path = "server.cors_origins", .kind = DP_SETTING_STRING_LIST,
      .offset = F(server_cors_origins), .len_offset = F(server_cors_origins_len),
-     .used_by = DP_DAEMON_SERVER, .help = "origins allowed for browser POSTs"},
+     .used_by = DP_DAEMON_SERVER, .help = "origins allowed for browser POSTs",
+     .doc = "Empty: no CORS headers"},
     {.path = "server.tls_certificate", .kind = DP_SETTING_STRING_NULL,
      .offset = F(server_tls_certificate), .used_by = DP_DAEMON_SERVER,
      .help = "PEM with certificate and key, for an s port"},
     {.path = "server.max_events_per_body", .kind = DP_SETTING_INT64, .def_int = 100000,
      .min = 1, .max = 100000000, .offset = F(server_max_events_per_body),
-     .used_by = DP_DAEMON_SERVER, .help = "more events in one body get 413"},
+     .used_by = DP_DAEMON_SERVER, .help = "more events in one body get 413",
+     .doc = "Parsing stops there and nothing of the body is stored"},
     {.path = "server.max_inflight_bytes", .kind = DP_SETTING_INT64, .def_int = 268435456,
      .min = 1048576, .max = 1LL << 40, .offset = F(server_max_inflight_bytes),
      .used_by = DP_DAEMON_SERVER,
-     .help = "bodies being handled at once, in bytes; beyond it 503 + Retry-After"},
+     .help = "bodies being handled at once, in bytes; beyond it 503 + Retry-After",
+     .doc = "Raw and inflated buffers, then their parsed events; a request that finds no room "
+            "waits up to 1 s. Keep it at least 4 x `server.max_body_bytes`: a gzip body's "
+            "buffers grow by doubling"},
     {.path = "queue.path", .kind = DP_SETTING_STRING, .def_str = "/var/lib/datapipe/queue",
      .offset = F(queue_path), .used_by = BOTH,
      .help = "LMDB environment directory (created if missing)"},
@@ -67,7 +74,8 @@ const struct dp_setting dp_settings[] = {
      .offset = F(queue_sync), .used_by = BOTH, .help = "fsync before acknowledging"},
     {.path = "queue.id", .kind = DP_SETTING_STRING, .offset = F(queue_id),
      .used_by = DP_DAEMON_LOADER,
-     .help = "names this queue in loader_batches (default: host name)"},
+     .help = "names this queue in loader_batches (default: host name)",
+     .doc = "And in queue_owners; unique per appliance"},
     {.path = "queue.dedup_window_s", .kind = DP_SETTING_INT64, .def_int = 86400, .min = 1,
      .max = 86400LL * 366, .offset = F(queue_dedup_window_s), .used_by = DP_DAEMON_SERVER,
      .reloadable = true, .help = "how long the server remembers an idempotency key"},
@@ -123,6 +131,23 @@ dp_setting_key(const struct dp_setting *s)
     return strchr(s->path, '.') + 1;
 }
 
+/* setting_default - the default of s as text, into buf (len bytes); returns buf. */
+static const char *
+setting_default(const struct dp_setting *s, char *buf, size_t len)
+{
+    if (s->kind == DP_SETTING_INT || s->kind == DP_SETTING_INT64) {
+        snprintf(buf, len, "%lld", s->def_int);
+    } else if (s->kind == DP_SETTING_BOOL) {
+        snprintf(buf, len, "%s", s->def_int ? "true" : "false");
+    } else if (s->kind == DP_SETTING_STRING_LIST) {
+        snprintf(buf, len, "[]");
+    } else {
+        snprintf(buf, len, "%s", s->def_str ? s->def_str
+                 : strcmp(s->path, "queue.id") == 0 ? "(host name)" : "null");
+    }
+    return buf;
+}
+
 void
 dp_settings_help(FILE *f)
 {
@@ -130,17 +155,49 @@ dp_settings_help(FILE *f)
         const struct dp_setting *s = &dp_settings[i];
         char def[64];
 
-        if (s->kind == DP_SETTING_INT || s->kind == DP_SETTING_INT64) {
-            snprintf(def, sizeof(def), "%lld", s->def_int);
-        } else if (s->kind == DP_SETTING_BOOL) {
-            snprintf(def, sizeof(def), "%s", s->def_int ? "true" : "false");
-        } else if (s->kind == DP_SETTING_STRING_LIST) {
-            snprintf(def, sizeof(def), "[]");
-        } else {
-            snprintf(def, sizeof(def), "%s", s->def_str ? s->def_str
-                     : strcmp(s->path, "queue.id") == 0 ? "(host name)" : "null");
+        fprintf(f, "  %-26s %-24s %s\n", s->path, setting_default(s, def, sizeof(def)), s->help);
+    }
+}
+
+/* setting_range - what values s takes, as Markdown, into buf (len bytes); returns buf. */
+static const char *
+setting_range(const struct dp_setting *s, char *buf, size_t len)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    if (s->kind == DP_SETTING_INT || s->kind == DP_SETTING_INT64) {
+        snprintf(buf, len, "%lld to %lld", s->min, s->max);
+    } else if (s->kind == DP_SETTING_BOOL) {
+        snprintf(buf, len, "`true`, `false`");
+    } else if (s->choices != NULL) {
+        for (size_t i = 0; s->choices[i] != NULL && used < len; i++) {
+            used += (size_t)snprintf(buf + used, len - used, "%s`%s`", i ? ", " : "",
+                                     s->choices[i]);
         }
-        fprintf(f, "  %-26s %-24s %s\n", s->path, def, s->help);
+    } else if (s->kind == DP_SETTING_STRING_LIST) {
+        snprintf(buf, len, "array of strings");
+    } else {
+        snprintf(buf, len, s->kind == DP_SETTING_STRING_NULL ? "string or null" : "string");
+    }
+    return buf;
+}
+
+void
+dp_settings_describe(FILE *f)
+{
+    fprintf(f, "| key | default | values | SIGHUP | read by | meaning |\n");
+    fprintf(f, "|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < dp_settings_len; i++) {
+        const struct dp_setting *s = &dp_settings[i];
+        char def[64], range[160];
+        const char *by = s->used_by == (DP_DAEMON_SERVER | DP_DAEMON_LOADER) ? "both"
+                         : s->used_by == DP_DAEMON_SERVER ? "server" : "loader";
+
+        fprintf(f, "| `%s` | `%s` | %s | %s | %s | %s%s%s |\n", s->path,
+                setting_default(s, def, sizeof(def)), setting_range(s, range, sizeof(range)),
+                s->reloadable ? "applies" : "restart", by, s->help, s->doc ? ". " : "",
+                s->doc ? s->doc : "");
     }
 }
 

@@ -37,7 +37,8 @@ struct dp_setting {
     bool reloadable;                /* SIGHUP applies it in a running daemon */
     bool secret;                    /* never printed (only how many, for a list) */
     bool key_objects;               /* STRING_LIST whose elements may be API key objects */
-    const char *help;               /* one line, for --help and the README */
+    const char *help;               /* one line, for --help and docs/configuration.md */
+    const char *doc;                /* more for docs/configuration.md only, or NULL */
 };
 
 extern const struct dp_setting dp_settings[];
@@ -68,5 +69,12 @@ int dp_config_list_append(char ***list, size_t *len, const char *s);
 
 /* dp_settings_help - print "key default meaning" for every setting to f (--help). */
 void dp_settings_help(FILE *f);
+
+/*
+ * dp_settings_describe - print every setting to f as the rows of a Markdown table: key,
+ * default, range or choices, whether SIGHUP applies it, the daemons that read it, and its
+ * meaning (help, then doc). docs/configuration.md holds this output (--describe-config).
+ */
+void dp_settings_describe(FILE *f);
 
 #endif

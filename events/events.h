@@ -1,7 +1,8 @@
 /*
  * events.h - everything that knows what an event is: splitting a request
  * body into events, validating each through the static type registry,
- * encoding a stored event as one PostgreSQL COPY text row, and giving an event its id.
+ * encoding a stored event as one PostgreSQL COPY row (text or binary format), and giving an
+ * event its id.
  * No HTTP, no database, no I/O: all of it is pure and unit-testable, apart from
  * ev_uuid7, which reads the clock and the kernel's random pool.
  */
@@ -143,8 +144,9 @@ struct ev_type {
      */
     int (*validate)(const struct ev_type *t, const json_t *obj, char err[EV_ERR_MAX]);
     /*
-     * encode_row - append one COPY text row (ending in '\n') for ev, whose
-     * parsed JSON object is obj, to out; t is this very type. Pure.
+     * encode_row - append one COPY row for ev, whose parsed JSON object is obj, to out: in
+     * COPY's binary format when out->binary is set, else a text row ending in '\n'; t is
+     * this very type. Pure.
      * Returns 0, DP_ERR_INVALID (the stored event no longer validates; err
      * says why), DP_ERR_NOMEM.
      */

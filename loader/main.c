@@ -32,6 +32,7 @@ static const char usage[] =
     "  --type T, --stage ingest|load  only those dead letters\n"
     "  --dry-run          replay in transactions that are rolled back: report only\n"
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
+    "  --describe-config  print the settings as a Markdown table (docs/configuration.md)\n"
     "  --help, --version\n"
     "Exit status 78: this queue does not own its queue.id (a recreated or cloned queue); it\n"
     "loads and deletes nothing until --adopt-queue or a queue.id of its own.\n"

@@ -23,6 +23,7 @@ static const char usage[] =
     "datapipe queue; datapipe-loader moves them into PostgreSQL.\n"
     "  -c, --config FILE  read FILE after /etc/datapipe.json and $DATAPIPE_CNF\n"
     "  --check-config     print the effective configuration (exit 0) or the errors (exit 2)\n"
+    "  --describe-config  print the settings as a Markdown table (docs/configuration.md)\n"
     "  --help, --version\n"
     "Signals: TERM/INT stop gracefully; HUP re-reads the configuration (log settings,\n"
     "new declared event types, the API keys and their limits and queue.dedup_window_s\n"

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# test_readme.sh - every shell example in README.md runs as written and answers what README
-# says, against an appliance this test starts (server + loader on the suite's PostgreSQL, in a
-# database of its own, on a free port). A README change that breaks an example fails here.
+# test_readme.sh - every shell example of README.md and of each page of docs/ runs as written
+# and answers what the page says, against an appliance this test starts (server + loader on the
+# suite's PostgreSQL, in a database of its own, on a free port). A change that breaks an
+# example fails here, and so does docs/configuration.md's settings table when it is not what
+# the daemons' --describe-config prints.
 #
 # The convention README follows:
+# - Pages are read in the order README.md, then docs/*.md by name; one page's blocks run after
+#   the other's, against the same appliance.
 # - An example is a fenced block whose info string is `sh example`; words after `example` are
-#   settings for the server it runs against: `api_keys=KEY` turns API keys on with key KEY.
+#   settings for the server it runs against: `api_keys=KEY` turns API keys on with key KEY,
+#   `types=examples/page_view.json` adds that file's declared types (as run/override.json).
 #   Other blocks (`sh`, `sql`, `yaml`) are not run.
 # - Examples address the appliance as http://127.0.0.1:8080 (rewritten to this test's port) and
 #   name files as a checkout does: examples/, bin/, datapipe.json.example, and run/datapipe.json
@@ -34,6 +39,7 @@ psql "$DP_PG_CONNINFO" -qAt -c "CREATE DATABASE $DB" >/dev/null
 CONN=$(sed "s/dbname=[^ ]*/dbname=$DB/" <<<"$DP_PG_CONNINFO")
 PORT=$(free_port)
 KPORT=$(free_port)
+TPORT=$(free_port)
 mkdir -p "$TMP/work/run"
 cat >"$TMP/work/run/datapipe.json" <<JSON
 {"server": {"listen": "127.0.0.1:$PORT", "threads": 8},
@@ -48,9 +54,18 @@ cat >"$TMP/keys.json" <<JSON
 JSON
 start_bg "$TMP/server.log" "$BIN/datapipe-server" -c "$TMP/work/run/datapipe.json"
 start_bg "$TMP/loader.log" "$BIN/datapipe-loader" -c "$TMP/work/run/datapipe.json"
+# The demo with docs/event-types.md's declared type, merged over its configuration from an
+# override as make run does (DATAPIPE_CNF, then -c FILE), on a queue of its own.
+sed "s|$TMP/queue\", \"id\": \"readme\"|$TMP/tqueue\", \"id\": \"readme-types\"|;
+     s|127.0.0.1:$PORT|127.0.0.1:$TPORT|" "$TMP/work/run/datapipe.json" >"$TMP/types.json"
+DATAPIPE_CNF="$TMP/types.json" start_bg "$TMP/tserver.log" "$BIN/datapipe-server" \
+    -c examples/page_view.json
+DATAPIPE_CNF="$TMP/types.json" start_bg "$TMP/tloader.log" "$BIN/datapipe-loader" \
+    -c examples/page_view.json
 start_bg "$TMP/keyserver.log" "$BIN/datapipe-server" -c "$TMP/keys.json"
 wait_until 30 "the appliance serves" http_answers "http://127.0.0.1:$PORT/healthz"
 wait_until 30 "the keyed server serves" http_answers "http://127.0.0.1:$KPORT/healthz"
+wait_until 30 "the server with page_view serves" http_answers "http://127.0.0.1:$TPORT/healthz"
 # The dead-letter recipe replays what a refused load left: one such row, as the loader files it.
 wait_until 30 "the loader created its tables" \
     psql "$CONN" -qAt -c 'SELECT 1 FROM datapipe.dead_letter LIMIT 0'
@@ -87,15 +102,30 @@ MATCH='def m($e; $a):
   else $e == $a end;
 m($want; .)'
 
-# Split README into blocks: $TMP/block.N (the lines) and $TMP/block.N.opts (the info string).
+# The settings table of docs/configuration.md is the daemons' own, as --describe-config prints it.
+awk '/^<!-- settings table/ { inb = 1; next } /^<!-- end of settings table/ { inb = 0 }
+     inb && /^\|/' docs/configuration.md >"$TMP/settings.doc"
+"$BIN/datapipe-server" --describe-config >"$TMP/settings.gen"
+ok "docs/configuration.md's settings table is --describe-config's (make docs)" \
+    cmp -s "$TMP/settings.doc" "$TMP/settings.gen"
+ok "the settings table has a row a setting" [ "$(wc -l <"$TMP/settings.gen")" -ge 20 ]
+
+# Split the pages into blocks: $TMP/block.N (the lines), $TMP/block.N.opts (the info string),
+# $TMP/block.N.page (the page it comes from).
+PAGES=(README.md docs/*.md)
 awk -v dir="$TMP" '
     /^```sh example/ { n++; inb = 1; sub(/^```sh example */, ""); print > (dir "/block." n ".opts");
+                       print FILENAME > (dir "/block." n ".page");
                        printf "" > (dir "/block." n); next }
     inb && /^```/ { inb = 0; next }
     inb { print > (dir "/block." n) }
-' README.md
+' "${PAGES[@]}"
 NBLOCKS=$(find "$TMP" -maxdepth 1 -name 'block.*.opts' | wc -l)
-ok "README has shell examples ($NBLOCKS)" [ "$NBLOCKS" -ge 4 ]
+ok "the pages have shell examples ($NBLOCKS)" [ "$NBLOCKS" -ge 8 ]
+for page in "${PAGES[@]}"; do
+    case "$page" in docs/performance.md | docs/reliability.md | docs/scaling.md) continue ;; esac
+    ok "$page has a shell example" grep -q '^```sh example' "$page"
+done
 
 # run_block N: turn block N into a script of steps, run it, check each step.
 run_block() {
@@ -105,6 +135,7 @@ run_block() {
     local line cmd="" i
     opts=$(cat "$TMP/block.$n.opts")
     [[ "$opts" != *api_keys=KEY* ]] || url=http://127.0.0.1:$KPORT
+    [[ "$opts" != *types=examples/page_view.json* ]] || url=http://127.0.0.1:$TPORT
     flush() {
         if [ -n "$cmd" ]; then
             cmds+=("$cmd")
@@ -136,7 +167,8 @@ run_block() {
     } >"$script"
     timeout 120 bash "$script"
     for i in "${!cmds[@]}"; do
-        local name="README example $n.$((i + 1)): ${cmds[$i]%%$'\n'*}"
+        local name
+        name="$(cat "$TMP/block.$n.page") example $n.$((i + 1)): ${cmds[$i]%%$'\n'*}"
         local out rc
         out=$(cat "$TMP/out.$n.$i" 2>/dev/null)
         rc=$(cat "$TMP/rc.$n.$i" 2>/dev/null || echo "not run")
