@@ -47,8 +47,8 @@ pg_session_setup(PGconn *c, const struct dp_pg_options *opt, char *err, size_t e
     used = snprintf(sql, sizeof(sql), "SET search_path TO %s; SET TimeZone TO 'UTC'", ident);
     if (opt->statement_timeout_ms > 0 && used > 0 && (size_t)used < sizeof(sql)) {
         snprintf(sql + used, sizeof(sql) - (size_t)used,
-                 "; SET statement_timeout = %d; SET lock_timeout = %d",
-                 opt->statement_timeout_ms, opt->statement_timeout_ms / 2);
+                 "; SET statement_timeout = %d; SET lock_timeout = %d", opt->statement_timeout_ms,
+                 opt->statement_timeout_ms / 2);
     }
     res = PQexec(c, sql);
     if (res == NULL && PQstatus(c) == CONNECTION_OK) {
@@ -69,9 +69,10 @@ out:
 int
 dp_pg_connect(PGconn **out, const struct dp_pg_options *opt, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"connect_timeout", "application_name", "client_encoding",
-                                       "keepalives", "keepalives_idle", "keepalives_interval",
-                                       "keepalives_count", "dbname", NULL};
+    static const char *const keys[] = {
+        "connect_timeout",  "application_name", "client_encoding",
+        "keepalives",       "keepalives_idle",  "keepalives_interval",
+        "keepalives_count", "dbname",           NULL};
     char connect_s[16];
     char idle_s[16];
     char interval_s[16];

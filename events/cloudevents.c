@@ -87,8 +87,7 @@ ce_attrs_check(const struct ev_ce_attrs *a, const struct ev_type **t, char err[E
     int rc;
 
     *t = NULL;
-    rc = ce_string("specversion", a->specversion, a->specversion ? strlen(a->specversion) : 0,
-                   err);
+    rc = ce_string("specversion", a->specversion, a->specversion ? strlen(a->specversion) : 0, err);
     if (rc == 0 && strcmp(a->specversion, "1.0") != 0) {
         ev_quote(q, sizeof(q), a->specversion, strlen(a->specversion));
         rc = ev_errf(err, "specversion: %s is not supported (expected \"1.0\")", q);

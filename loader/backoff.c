@@ -65,17 +65,31 @@ ldr_error_public(const char *what, const char *err, char *out, size_t len)
     /* What libpq and the server say when connecting fails or a connection is lost; such
      * texts name hosts, addresses, ports, users and databases. */
     static const char *const conn_marks[] = {
-        "connection to server", "could not connect", "could not translate host",
-        "server closed the connection", "no connection to the server", "timeout expired",
-        "authentication failed", "pg_hba.conf", "SSL", "could not receive data",
-        "could not send data", "terminating connection", "Connection refused",
-        "role \"", "database \"", "too many clients", "the database system is",
-        "connection", "socket",
+        "connection to server",
+        "could not connect",
+        "could not translate host",
+        "server closed the connection",
+        "no connection to the server",
+        "timeout expired",
+        "authentication failed",
+        "pg_hba.conf",
+        "SSL",
+        "could not receive data",
+        "could not send data",
+        "terminating connection",
+        "Connection refused",
+        "role \"",
+        "database \"",
+        "too many clients",
+        "the database system is",
+        "connection",
+        "socket",
     };
 
     for (size_t i = 0; i < sizeof(conn_marks) / sizeof(conn_marks[0]); i++) {
         if (strstr(err, conn_marks[i]) != NULL) {
-            snprintf(out, len, "connection: cannot reach PostgreSQL or lost the connection "
+            snprintf(out, len,
+                     "connection: cannot reach PostgreSQL or lost the connection "
                      "(details in the loader's log)");
             return;
         }
@@ -110,8 +124,7 @@ ldr_note_failure(struct ldr *l, const char *what, const char *err, bool retry)
     pthread_mutex_unlock(&l->mu);
     rc = queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
     if (rc != 0) {
-        dp_warn("cannot record the loader's last error in the queue", "error=%s",
-                dp_strerror(rc));
+        dp_warn("cannot record the loader's last error in the queue", "error=%s", dp_strerror(rc));
     }
 }
 
@@ -147,4 +160,3 @@ ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *er
     pthread_mutex_unlock(&l->mu);
     return go_on ? 0 : DP_ERR_CLOSED;
 }
-

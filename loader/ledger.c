@@ -18,7 +18,7 @@
  * In a statement on loader_batches: this queue (instance id $3) owns queue_id $1, in the
  * statement's own snapshot.
  */
-#define LDR_OWNED_BY_THIS_QUEUE \
+#define LDR_OWNED_BY_THIS_QUEUE                                                                    \
     "EXISTS (SELECT 1 FROM queue_owners WHERE queue_id = $1 AND instance_id = $3)"
 
 /* ---- queue_owners ---------------------------------------------------------------------- */
@@ -29,8 +29,8 @@
  * DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 static int
-ledger_value(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
-             char *out, size_t len)
+ledger_value(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params, char *out,
+             size_t len)
 {
     PGresult *res = NULL;
     int rc;
@@ -83,9 +83,10 @@ pg_owner_hold(struct ldr_pg *pg, const char *queue_id)
         return rc;
     }
     pg->sqlstate[0] = '\0';
-    snprintf(pg->err, sizeof(pg->err), "queue.id %s is owned by queue instance %s, not by this "
-             "queue (instance %s)", queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)",
-             pg->instance);
+    snprintf(pg->err, sizeof(pg->err),
+             "queue.id %s is owned by queue instance %s, not by this "
+             "queue (instance %s)",
+             queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)", pg->instance);
     return DP_ERR_CONFIG;
 }
 
@@ -120,8 +121,8 @@ pg_batches_move(struct ldr_pg *pg, const char *from, const char *to, uint64_t *n
 {
     const char *params[] = {from, to};
 
-    return ldr_pg_exec_count(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1",
-                             2, params, n);
+    return ldr_pg_exec_count(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1", 2,
+                             params, n);
 }
 
 /* The statements of ldr_pg_owner_adopt inside its transaction. */

@@ -12,11 +12,11 @@
 #include "etc/log.h"
 #include "loader/internal.h"
 
-#define LDR_DEAD_COLUMNS \
+#define LDR_DEAD_COLUMNS                                                                           \
     "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id, source)"
 #define LDR_STAGE_SUFFIX "_stage"
 #define LDR_KEYED_SUFFIX "_keyed"
-#define LDR_KEYED_NAME_BUF 96         /* a quoted type name with a suffix, bytes with NUL */
+#define LDR_KEYED_NAME_BUF 96 /* a quoted type name with a suffix, bytes with NUL */
 
 /* The code point of the valid UTF-8 character s of len bytes. */
 static uint32_t
@@ -36,7 +36,7 @@ ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n)
 {
     static const char note[] = " [reduced to ASCII: the database refused the text]";
     const unsigned char *s = (const unsigned char *)src;
-    int field = 0;                      /* 0-based column of the row; 3 is the error */
+    int field = 0; /* 0-based column of the row; 3 is the error */
     char esc[16];
     int rc = 0;
 
@@ -51,7 +51,7 @@ ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n)
             break;
         }
         if (len == 0) {
-            rc = ev_buf_put(dst, "?", 1);   /* not written by batch.c, which writes UTF-8 */
+            rc = ev_buf_put(dst, "?", 1); /* not written by batch.c, which writes UTF-8 */
             len = 1;
         } else if (len == 1) {
             field = s[i] == '\n' ? 0 : field + (s[i] == '\t');
@@ -130,12 +130,13 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows)
 
     keyed_table(g->type, keyed);
     /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
-    if (asprintf(&sql, "WITH s AS (DELETE FROM %s RETURNING %.*s) "
-                       "INSERT INTO %s %s SELECT %.*s FROM s "
-                       "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
-                       "DO NOTHING",
-                 keyed, (int)cols_len - 2, cols + 1, g->type->table,
-                 cols, (int)cols_len - 2, cols + 1) < 0) {
+    if (asprintf(&sql,
+                 "WITH s AS (DELETE FROM %s RETURNING %.*s) "
+                 "INSERT INTO %s %s SELECT %.*s FROM s "
+                 "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
+                 "DO NOTHING",
+                 keyed, (int)cols_len - 2, cols + 1, g->type->table, cols, (int)cols_len - 2,
+                 cols + 1) < 0) {
         return DP_ERR_NOMEM;
     }
     rc = ldr_pg_exec_rows(pg, sql, &inserted);
@@ -155,8 +156,7 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows)
  * row fails again and is isolated as ever.
  */
 static int
-batch_copy_keyed(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_t len,
-                 size_t rows)
+batch_copy_keyed(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_t len, size_t rows)
 {
     char keyed[LDR_KEYED_NAME_BUF];
     char sql[256];
@@ -171,8 +171,10 @@ batch_copy_keyed(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_
     }
     keyed_table(g->type, keyed);
     /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
-    snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
-             "DEFAULTS) ON COMMIT DROP", keyed, g->type->table);
+    snprintf(sql, sizeof(sql),
+             "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
+             "DEFAULTS) ON COMMIT DROP",
+             keyed, g->type->table);
     rc = batch_not_data(ldr_pg_exec(pg, sql));
     if (rc == 0) {
         rc = ldr_pg_copy(pg, keyed, g->type->copy_columns, data, len, g->rows.binary);
@@ -231,8 +233,8 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
  * bad row is alone, dead-letter it and load the rest.
  */
 static int
-batch_load_rows(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo,
-                size_t hi, const struct ldr_fault_ops *fault)
+batch_load_rows(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo, size_t hi,
+                const struct ldr_fault_ops *fault)
 {
     size_t mid;
     int rc;
@@ -286,14 +288,15 @@ batch_load_dead(struct ldr_batch *b, struct ldr_pg *pg)
 
     rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_dead"));
     if (rc == 0) {
-        rc = ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data, b->dead.len,
-                         false);
+        rc = ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data, b->dead.len, false);
     }
     if (rc != DP_ERR_DATA) {
         return rc == 0 ? batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_dead")) : rc;
     }
-    dp_warn("dead letters refused by postgresql: stored reduced to ASCII", "rows=%zu error=%s "
-            "sqlstate=%s", ldr_batch_dead(b), ldr_pg_error(pg), ldr_pg_sqlstate(pg));
+    dp_warn("dead letters refused by postgresql: stored reduced to ASCII",
+            "rows=%zu error=%s "
+            "sqlstate=%s",
+            ldr_batch_dead(b), ldr_pg_error(pg), ldr_pg_sqlstate(pg));
     rc = batch_not_data(ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_dead"));
     if (rc == 0) {
         rc = ldr_dead_reduce(&b->dead_ascii, b->dead.data, b->dead.len);
@@ -347,4 +350,3 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
     }
     return rc;
 }
-

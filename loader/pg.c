@@ -21,21 +21,20 @@
 /* Advisory lock keys (two int4 form): class "data", then 0 for DDL or the queue's hash. */
 #define LDR_LOCK_CLASS 1684108385
 #define LDR_LOCK_DDL 0
-#define LDR_COPY_CHUNK (1u << 20)      /* bytes handed to PQputCopyData at a time */
+#define LDR_COPY_CHUNK (1u << 20) /* bytes handed to PQputCopyData at a time */
 #define LDR_FENCE_TRIES 3
 
-static const char dead_letter_ddl[] =
-    "CREATE TABLE IF NOT EXISTS dead_letter ("
-    "seq bigserial PRIMARY KEY, "
-    "queue_id text NOT NULL, "
-    "event_type text, "
-    "stage text NOT NULL CHECK (stage IN ('ingest', 'load')), "
-    "error text NOT NULL, "
-    "raw bytea NOT NULL, "
-    "received_at timestamptz, "
-    "failed_at timestamptz NOT NULL DEFAULT now(), "
-    "idempotency_key text, "
-    "source text)";
+static const char dead_letter_ddl[] = "CREATE TABLE IF NOT EXISTS dead_letter ("
+                                      "seq bigserial PRIMARY KEY, "
+                                      "queue_id text NOT NULL, "
+                                      "event_type text, "
+                                      "stage text NOT NULL CHECK (stage IN ('ingest', 'load')), "
+                                      "error text NOT NULL, "
+                                      "raw bytea NOT NULL, "
+                                      "received_at timestamptz, "
+                                      "failed_at timestamptz NOT NULL DEFAULT now(), "
+                                      "idempotency_key text, "
+                                      "source text)";
 
 /*
  * Columns added after the first release, so older schemas gain them at start: the event's
@@ -58,25 +57,23 @@ static const char watermark_ddl[] =
     "loaded_through timestamptz NOT NULL); "
     "CREATE OR REPLACE VIEW watermark AS SELECT queue_id, loaded_through FROM queue_watermarks";
 
-static const char loader_batches_ddl[] =
-    "CREATE TABLE IF NOT EXISTS loader_batches ("
-    "queue_id text NOT NULL, "
-    "first_seq bigint NOT NULL, "
-    "last_seq bigint NOT NULL, "
-    "rows integer NOT NULL, "
-    "loaded_at timestamptz NOT NULL DEFAULT now(), "
-    "PRIMARY KEY (queue_id, first_seq))";
+static const char loader_batches_ddl[] = "CREATE TABLE IF NOT EXISTS loader_batches ("
+                                         "queue_id text NOT NULL, "
+                                         "first_seq bigint NOT NULL, "
+                                         "last_seq bigint NOT NULL, "
+                                         "rows integer NOT NULL, "
+                                         "loaded_at timestamptz NOT NULL DEFAULT now(), "
+                                         "PRIMARY KEY (queue_id, first_seq))";
 
 /*
  * Which queue instance owns a queue.id. Rows of loader_batches under a queue_id are the
  * owner's; --adopt-queue moves a former owner's rows to queue_id "<id>@<its instance>".
  */
-static const char queue_owners_ddl[] =
-    "CREATE TABLE IF NOT EXISTS queue_owners ("
-    "queue_id text PRIMARY KEY, "
-    "instance_id text NOT NULL, "
-    "since timestamptz NOT NULL DEFAULT now(), "
-    "previous_instance_id text)";
+static const char queue_owners_ddl[] = "CREATE TABLE IF NOT EXISTS queue_owners ("
+                                       "queue_id text PRIMARY KEY, "
+                                       "instance_id text NOT NULL, "
+                                       "since timestamptz NOT NULL DEFAULT now(), "
+                                       "previous_instance_id text)";
 
 int
 ldr_pg_classify(const char *sqlstate, bool conn_ok)
@@ -215,8 +212,8 @@ ldr_pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
 }
 
 int
-ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
-               const char *queue_id, const char *instance_id, char *err, size_t errlen)
+ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema, const char *queue_id,
+               const char *instance_id, char *err, size_t errlen)
 {
     /* TCP keepalives: a peer that vanished mid-COPY fails the connection within about a
      * minute instead of hanging the run (the back-off then retries the batch). */
@@ -329,8 +326,10 @@ pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
              table);
     rc = ldr_pg_exec(pg, sql);
     if (rc == 0 && unique) {
-        snprintf(sql, sizeof(sql), "CREATE UNIQUE INDEX IF NOT EXISTS %s_idempotency_key ON %s "
-                 "(idempotency_key) WHERE idempotency_key IS NOT NULL", table, table);
+        snprintf(sql, sizeof(sql),
+                 "CREATE UNIQUE INDEX IF NOT EXISTS %s_idempotency_key ON %s "
+                 "(idempotency_key) WHERE idempotency_key IS NOT NULL",
+                 table, table);
         rc = ldr_pg_exec(pg, sql);
     }
     return rc;
@@ -475,8 +474,8 @@ ldr_pg_fence(struct ldr_pg *pg, const char *queue_id)
 }
 
 int
-ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
-            size_t len, bool binary)
+ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data, size_t len,
+            bool binary)
 {
     /* The binary format's signature, flags and header extension length; its trailer. */
     static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";

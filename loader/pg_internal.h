@@ -14,11 +14,11 @@
 /* One connection of the loader (ldr_pg_connect). */
 struct ldr_pg {
     PGconn *conn;
-    int32_t queue_key;                 /* advisory lock key of the queue */
+    int32_t queue_key;                        /* advisory lock key of the queue */
     char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* this queue's instance id */
-    char owner[LDR_OWNER_MAX];         /* the owner the last refused check found, "" if none */
-    char sqlstate[6];                  /* of the last failure, "" if none */
-    char err[LDR_ERR_MAX];             /* the last failure's text */
+    char owner[LDR_OWNER_MAX]; /* the owner the last refused check found, "" if none */
+    char sqlstate[6];          /* of the last failure, "" if none */
+    char err[LDR_ERR_MAX];     /* the last failure's text */
 };
 
 /*

@@ -14,38 +14,38 @@
 #include "etc/log.h"
 #include "loader/internal.h"
 
-#define RPL_CHUNK_MAX 1000              /* rows per transaction, at most */
+#define RPL_CHUNK_MAX 1000                    /* rows per transaction, at most */
 #define RPL_SEQS_MAX (RPL_CHUNK_MAX * 21 + 3) /* "{n,n,...}" text of a chunk's seqs */
 
 /* One dead letter of the chunk. Its bytes and COPY row live in the replay's buffers. */
 struct rpl_row {
-    int64_t seq;                        /* dead_letter.seq */
-    const struct ev_type *type;         /* NULL: not in the registry */
+    int64_t seq;                /* dead_letter.seq */
+    const struct ev_type *type; /* NULL: not in the registry */
     char type_name[QUEUE_TYPE_MAX + 1];
-    size_t raw_off;                     /* into rpl.raw */
+    size_t raw_off; /* into rpl.raw */
     size_t raw_len;
-    size_t row_off;                     /* the COPY row, into rpl.rows */
+    size_t row_off; /* the COPY row, into rpl.rows */
     size_t row_len;
     int64_t received_us;
     uint8_t uuid[16];
-    bool new_id;                        /* no event_id stored: uuid is a fresh UUIDv7 */
-    char source[QUEUE_SOURCE_MAX + 1];  /* the API key's name it came with; "": none */
-    bool ok;                            /* validates and encodes: goes into its table */
-    char error[LDR_ERR_MAX + 32];       /* why not, when !ok */
+    bool new_id;                       /* no event_id stored: uuid is a fresh UUIDv7 */
+    char source[QUEUE_SOURCE_MAX + 1]; /* the API key's name it came with; "": none */
+    bool ok;                           /* validates and encodes: goes into its table */
+    char error[LDR_ERR_MAX + 32];      /* why not, when !ok */
 };
 
 struct rpl {
     struct ldr_pg *pg;
     const struct dp_cli *cli;
-    size_t chunk;                       /* rows per transaction */
-    bool dl_keys;                       /* dead_letter has idempotency_key */
-    bool *table_keys;                   /* per registry type: its table has idempotency_key */
+    size_t chunk;     /* rows per transaction */
+    bool dl_keys;     /* dead_letter has idempotency_key */
+    bool *table_keys; /* per registry type: its table has idempotency_key */
     struct rpl_row *rows;
     size_t n;
     struct ev_buf raw;
-    struct ev_buf rows_buf;             /* COPY text rows, one per ok row */
-    struct ev_buf copy;                 /* one try's COPY text */
-    int64_t after;                      /* the chunk starts after this seq */
+    struct ev_buf rows_buf; /* COPY text rows, one per ok row */
+    struct ev_buf copy;     /* one try's COPY text */
+    int64_t after;          /* the chunk starts after this seq */
     uint64_t replayed;
     uint64_t invalid;
 };
@@ -304,8 +304,8 @@ rpl_settle(struct rpl *p, size_t *idx)
     }
     if (n > 0) {
         rpl_seqs(p, idx, n, seqs, sizeof(seqs));
-        rc = ldr_pg_exec_params(p->pg, "DELETE FROM dead_letter WHERE seq = ANY($1::bigint[])",
-                                1, del);
+        rc = ldr_pg_exec_params(p->pg, "DELETE FROM dead_letter WHERE seq = ANY($1::bigint[])", 1,
+                                del);
     }
     return rc;
 }
@@ -323,8 +323,10 @@ rpl_store_new_ids(struct rpl *p)
         if (p->rows[i].new_id) {
             snprintf(seq_s, sizeof(seq_s), "%" PRId64, p->rows[i].seq);
             ev_uuid_format(p->rows[i].uuid, id);
-            rc = ldr_pg_exec_params(p->pg, "UPDATE dead_letter SET event_id = $2::uuid "
-                                           "WHERE seq = $1::bigint", 2, params);
+            rc = ldr_pg_exec_params(p->pg,
+                                    "UPDATE dead_letter SET event_id = $2::uuid "
+                                    "WHERE seq = $1::bigint",
+                                    2, params);
         }
     }
     return rc;
@@ -383,8 +385,8 @@ rpl_chunk(struct rpl *p, size_t *idx, bool *done)
             p->replayed++;
         } else {
             p->invalid++;
-            dp_info("dead letter still invalid", "seq=%" PRId64 " type=%s error=%s",
-                    p->rows[i].seq, p->rows[i].type_name, p->rows[i].error);
+            dp_info("dead letter still invalid", "seq=%" PRId64 " type=%s error=%s", p->rows[i].seq,
+                    p->rows[i].type_name, p->rows[i].error);
         }
     }
     return 0;
@@ -480,7 +482,8 @@ ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg)
     memset(&p, 0, sizeof(p));
     p.cli = cli;
     p.chunk = cfg->loader_batch_rows > 0 && cfg->loader_batch_rows < RPL_CHUNK_MAX
-                  ? (size_t)cfg->loader_batch_rows : RPL_CHUNK_MAX;
+                  ? (size_t)cfg->loader_batch_rows
+                  : RPL_CHUNK_MAX;
     /* Its own advisory lock key: a loader starting meanwhile must not fence this session. */
     snprintf(lock_id, sizeof(lock_id), "%s/replay", cfg->queue_id);
     /* No instance id: replay moves rows between tables and never touches a queue. */
@@ -495,8 +498,9 @@ ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg)
     if (rc != 0) {
         fprintf(stderr, "datapipe-loader: %s failed: %s\n",
                 cli->dead_letters ? "--dead-letters" : "--replay-dead-letters",
-                err[0] != '\0' ? err : p.pg != NULL && ldr_pg_error(p.pg)[0] != '\0'
-                                           ? ldr_pg_error(p.pg) : dp_strerror(rc));
+                err[0] != '\0'                                  ? err
+                : p.pg != NULL && ldr_pg_error(p.pg)[0] != '\0' ? ldr_pg_error(p.pg)
+                                                                : dp_strerror(rc));
     }
     ldr_pg_close(p.pg);
     free(p.rows);

@@ -22,7 +22,7 @@
 /* One column of an existing table, as the catalog says. */
 struct schema_col {
     char name[64];
-    char type[64];                     /* format_type() */
+    char type[64]; /* format_type() */
     bool not_null;
 };
 
@@ -31,7 +31,7 @@ struct schema_table {
     bool exists;
     char oid[16];
     char relkind[4];
-    bool ours;                         /* carries SCHEMA_MARK */
+    bool ours; /* carries SCHEMA_MARK */
     struct schema_col *cols;
     size_t n_cols;
 };
@@ -136,9 +136,9 @@ field_plan(const struct ev_type *t, const struct ev_column *c, const struct sche
     if (have == NULL) {
         dp_info("declared type: new field, column added", "type=%s field=%s column_type=%s",
                 t->name, c->name, c->sql_type);
-        return alter_sep(alter) != 0 ? DP_ERR_NOMEM
-                                     : ev_buf_put_strs(alter, "ADD COLUMN \"", c->name, "\" ",
-                                                       c->sql_type, NULL);
+        return alter_sep(alter) != 0
+                   ? DP_ERR_NOMEM
+                   : ev_buf_put_strs(alter, "ADD COLUMN \"", c->name, "\" ", c->sql_type, NULL);
     }
     if (strcmp(have->type, c->sql_type) != 0) {
         dp_error("a declared field changed its type: refused, nothing altered; keep the old "
@@ -151,16 +151,17 @@ field_plan(const struct ev_type *t, const struct ev_column *c, const struct sche
     if (c->not_null && !have->not_null) {
         dp_error("a field is now declared required, but its column allows null (rows loaded "
                  "before may lack it): refused, nothing altered; declare it without "
-                 "\"required\": true", "type=%s field=%s", t->name, c->name);
+                 "\"required\": true",
+                 "type=%s field=%s", t->name, c->name);
         (*refused)++;
         return 0;
     }
     if (!c->not_null && have->not_null) {
         dp_info("declared type: field no longer required, its column now allows null",
                 "type=%s field=%s", t->name, c->name);
-        return alter_sep(alter) != 0 ? DP_ERR_NOMEM
-                                     : ev_buf_put_strs(alter, "ALTER COLUMN \"", c->name,
-                                                       "\" DROP NOT NULL", NULL);
+        return alter_sep(alter) != 0
+                   ? DP_ERR_NOMEM
+                   : ev_buf_put_strs(alter, "ALTER COLUMN \"", c->name, "\" DROP NOT NULL", NULL);
     }
     return 0;
 }
@@ -191,8 +192,8 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
 static void
 removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
 {
-    static const char *const own[] = {"id", "idempotency_key", "source", "extra",
-                                      "received_at", "loaded_at", NULL};
+    static const char *const own[] = {"id",          "idempotency_key", "source", "extra",
+                                      "received_at", "loaded_at",       NULL};
 
     if (slot >= EV_REGISTRY_MAX || atomic_load(&removed_logged[slot])) {
         return;
@@ -210,7 +211,8 @@ removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
         if (*o == NULL && j == t->n_columns) {
             atomic_store(&removed_logged[slot], true);
             dp_info("declared type: a field is no longer declared; its column stays and is "
-                    "null for new rows", "type=%s column=%s", t->name, st->cols[i].name);
+                    "null for new rows",
+                    "type=%s column=%s", t->name, st->cols[i].name);
         }
     }
 }

@@ -98,8 +98,9 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
      * may be empty.
      */
     if (total > q->map_bytes / 2) {
-        dp_warn("append too large for the queue", "path=%s events=%zu bytes=%" PRIu64
-                " map_bytes=%" PRIu64, q->path, n, total, q->map_bytes);
+        dp_warn("append too large for the queue",
+                "path=%s events=%zu bytes=%" PRIu64 " map_bytes=%" PRIu64, q->path, n, total,
+                q->map_bytes);
         return DP_ERR_INVALID;
     }
     return 0;

@@ -22,11 +22,10 @@
 
 #define RECEIVED_US INT64_C(1700000000123456)
 
-static const char crash_twin[] =
-    "{\"crash_twin\": {\"fields\": {"
-    "\"user_id\": {\"type\": \"integer\", \"required\": true},"
-    "\"timestamp\": {\"type\": \"timestamp\", \"required\": true},"
-    "\"message\": {\"type\": \"string\", \"required\": true}}}}";
+static const char crash_twin[] = "{\"crash_twin\": {\"fields\": {"
+                                 "\"user_id\": {\"type\": \"integer\", \"required\": true},"
+                                 "\"timestamp\": {\"type\": \"timestamp\", \"required\": true},"
+                                 "\"message\": {\"type\": \"string\", \"required\": true}}}}";
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -105,7 +104,7 @@ capture_end(struct capture *c)
     text[n] = '\0';
     fclose(f);
     free(c->path);
-    write(2, text, n);  /* still shown in the test's output */
+    write(2, text, n); /* still shown in the test's output */
     return text;
 }
 
@@ -128,7 +127,8 @@ columns_of(struct tl_env *e, const char *table)
                   "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || "
                   "CASE WHEN attnotnull THEN ' not null' ELSE '' END, ', ' ORDER BY attnum) "
                   "FROM pg_attribute WHERE attrelid = '%s.%s'::regclass AND attnum > 0 "
-                  "AND NOT attisdropped", e->schema, table);
+                  "AND NOT attisdropped",
+                  e->schema, table);
 }
 
 /* The JSON text GET /v1/events/{type}/{id} answers (t->get_sql), malloc'd. */
@@ -199,19 +199,27 @@ START_TEST(test_twin_loads_like_compiled)
     /* Same rows. */
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report", e.schema), 4);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_twin", e.schema), 4);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM (SELECT user_id, event_time, message, "
-                                "received_at FROM %s.crash_report EXCEPT ALL SELECT user_id, "
-                                "\"timestamp\", message, received_at FROM %s.crash_twin) x",
-                            e.schema, e.schema), 0);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM (SELECT user_id, \"timestamp\", message, "
-                                "received_at FROM %s.crash_twin EXCEPT ALL SELECT user_id, "
-                                "event_time, message, received_at FROM %s.crash_report) x",
-                            e.schema, e.schema), 0);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM (SELECT user_id, event_time, message, "
+                            "received_at FROM %s.crash_report EXCEPT ALL SELECT user_id, "
+                            "\"timestamp\", message, received_at FROM %s.crash_twin) x",
+                            e.schema, e.schema),
+                     0);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM (SELECT user_id, \"timestamp\", message, "
+                            "received_at FROM %s.crash_twin EXCEPT ALL SELECT user_id, "
+                            "event_time, message, received_at FROM %s.crash_report) x",
+                            e.schema, e.schema),
+                     0);
     /* Same dead letters, with the same texts, in the same order. */
-    a = tl_str(&e, "SELECT string_agg(stage || ': ' || error, E'\\n' ORDER BY seq) "
-                   "FROM %s.dead_letter WHERE event_type = 'crash_report'", e.schema);
-    b = tl_str(&e, "SELECT string_agg(stage || ': ' || error, E'\\n' ORDER BY seq) "
-                   "FROM %s.dead_letter WHERE event_type = 'crash_twin'", e.schema);
+    a = tl_str(&e,
+               "SELECT string_agg(stage || ': ' || error, E'\\n' ORDER BY seq) "
+               "FROM %s.dead_letter WHERE event_type = 'crash_report'",
+               e.schema);
+    b = tl_str(&e,
+               "SELECT string_agg(stage || ': ' || error, E'\\n' ORDER BY seq) "
+               "FROM %s.dead_letter WHERE event_type = 'crash_twin'",
+               e.schema);
     ck_assert_str_eq(a, b);
     ck_assert_int_eq(count_of(a, "\n"), 6);
     ck_assert_ptr_nonnull(strstr(a, "load: user_id: expected integer, got string"));
@@ -228,11 +236,10 @@ START_TEST(test_twin_loads_like_compiled)
         ck_assert_ptr_nonnull(oa);
         ck_assert_ptr_nonnull(ob);
         ck_assert(json_equal(json_object_get(oa, "user_id"), json_object_get(ob, "user_id")));
-        ck_assert(json_equal(json_object_get(oa, "event_time"),
-                             json_object_get(ob, "timestamp")));
+        ck_assert(json_equal(json_object_get(oa, "event_time"), json_object_get(ob, "timestamp")));
         ck_assert(json_equal(json_object_get(oa, "message"), json_object_get(ob, "message")));
-        ck_assert(json_equal(json_object_get(oa, "received_at"),
-                             json_object_get(ob, "received_at")));
+        ck_assert(
+            json_equal(json_object_get(oa, "received_at"), json_object_get(ob, "received_at")));
         ck_assert_str_eq(json_string_value(json_object_get(ob, "id")), ids[1][i]);
         ck_assert(json_is_null(json_object_get(ob, "idempotency_key")));
         ck_assert(json_is_null(json_object_get(ob, "source")));
@@ -303,8 +310,8 @@ START_TEST(test_source_and_declared_keys)
     v = tl_str(&e, "SELECT source FROM %s.crash_report WHERE idempotency_key = 'k-1'", e.schema);
     ck_assert_str_eq(v, "mobile");
     free(v);
-    ck_assert_ptr_null(tl_str(&e, "SELECT source FROM %s.crash_report WHERE user_id = 2",
-                              e.schema));
+    ck_assert_ptr_null(
+        tl_str(&e, "SELECT source FROM %s.crash_report WHERE user_id = 2", e.schema));
     v = tl_str(&e, "SELECT source FROM %s.crash_twin", e.schema);
     ck_assert_str_eq(v, "mobile");
     free(v);
@@ -316,8 +323,9 @@ START_TEST(test_source_and_declared_keys)
     free(v);
 
     /* Another appliance loaded key k-2 already: this one's event with k-2 is skipped. */
-    tl_exec(&e, "INSERT INTO %s.crash_twin (id, user_id, \"timestamp\", message, received_at, "
-                "idempotency_key) VALUES (gen_random_uuid(), 9, now(), 'first', now(), 'k-2')",
+    tl_exec(&e,
+            "INSERT INTO %s.crash_twin (id, user_id, \"timestamp\", message, received_at, "
+            "idempotency_key) VALUES (gen_random_uuid(), 9, now(), 'first', now(), 'k-2')",
             e.schema);
     append_from(&e, "crash_twin", ev2, "k-2", "mobile", 0);
     append_from(&e, "crash_twin", ev2, "k-3", "mobile", 0);
@@ -326,8 +334,11 @@ START_TEST(test_source_and_declared_keys)
     v = tl_str(&e, "SELECT message FROM %s.crash_twin WHERE idempotency_key = 'k-2'", e.schema);
     ck_assert_str_eq(v, "first");
     free(v);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_twin WHERE idempotency_key = "
-                                "'k-3' AND source = 'mobile'", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.crash_twin WHERE idempotency_key = "
+                            "'k-3' AND source = 'mobile'",
+                            e.schema),
+                     1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_twin"), 1);
     tl_teardown(&e);
 }
@@ -352,9 +363,11 @@ START_TEST(test_keyed_fallback_isolates_bad_rows)
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     tl_exec(&e, "ALTER TABLE %s.crash_report ADD CONSTRAINT poison CHECK (user_id <> 666)",
             e.schema);
-    tl_exec(&e, "INSERT INTO %s.crash_report (id, event_name, user_id, event_time, message, "
-                "received_at, idempotency_key) VALUES (gen_random_uuid(), 'crash_report', 9, "
-                "now(), 'first', now(), 'k-c')", e.schema);
+    tl_exec(&e,
+            "INSERT INTO %s.crash_report (id, event_name, user_id, event_time, message, "
+            "received_at, idempotency_key) VALUES (gen_random_uuid(), 'crash_report', 9, "
+            "now(), 'first', now(), 'k-c')",
+            e.schema);
     append_from(&e, "crash_report", good, "k-a", NULL, 0);
     append_from(&e, "crash_report", bad, "k-b", NULL, 0);
     append_from(&e, "crash_report", again, "k-c", NULL, 0);
@@ -362,24 +375,34 @@ START_TEST(test_keyed_fallback_isolates_bad_rows)
     ck_assert_int_eq(start_and_run(&e, &st), 0);
     ck_assert_uint_eq(tl_queued(&e), 0);
     ck_assert_uint_eq(st.dead_letters, 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
-                                "('k-a', 'k-d')", e.schema), 2);
-    v = tl_str(&e, "SELECT message FROM %s.crash_report WHERE idempotency_key = 'k-c'",
-               e.schema);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
+                            "('k-a', 'k-d')",
+                            e.schema),
+                     2);
+    v = tl_str(&e, "SELECT message FROM %s.crash_report WHERE idempotency_key = 'k-c'", e.schema);
     ck_assert_str_eq(v, "first");
     free(v);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key = "
-                                "'k-b'", e.schema), 0);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.dead_letter WHERE stage = 'load' AND "
-                                "idempotency_key = 'k-b' AND error LIKE '%%poison%%'", e.schema),
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.crash_report WHERE idempotency_key = "
+                            "'k-b'",
+                            e.schema),
+                     0);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.dead_letter WHERE stage = 'load' AND "
+                            "idempotency_key = 'k-b' AND error LIKE '%%poison%%'",
+                            e.schema),
                      1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_report"), 1);
 
     append_from(&e, "crash_report", good, "k-e", NULL, 0);
     append_from(&e, "crash_report", again, "k-f", NULL, 0);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
-                                "('k-e', 'k-f')", e.schema), 2);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
+                            "('k-e', 'k-f')",
+                            e.schema),
+                     2);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_report"), 1);
     tl_teardown(&e);
 }
@@ -397,8 +420,9 @@ static const char evo_v3[] =
     "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
     "\"c\": {\"type\": \"number\"}}}}";
 
-#define EVO_V1_COLUMNS "id uuid not null, a text not null, b bigint, idempotency_key text, " \
-    "source text, received_at timestamp with time zone not null, " \
+#define EVO_V1_COLUMNS                                                                             \
+    "id uuid not null, a text not null, b bigint, idempotency_key text, "                          \
+    "source text, received_at timestamp with time zone not null, "                                 \
     "loaded_at timestamp with time zone not null"
 
 START_TEST(test_evolution_add_and_remove)
@@ -423,15 +447,22 @@ START_TEST(test_evolution_add_and_remove)
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     log = capture_end(&cap);
     ck_assert_int_eq(count_of(log, "declared type: new field, column added type=evo field=c "
-                                   "column_type=double precision"), 1);
+                                   "column_type=double precision"),
+                     1);
     free(log);
     cols = columns_of(&e, "evo");
     ck_assert_str_eq(cols, EVO_V1_COLUMNS ", c double precision");
     free(cols);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a = 'one' AND b = 1 AND "
-                                "c IS NULL", e.schema), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a = 'two' AND b = 2 AND "
-                                "c = 2.5", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.evo WHERE a = 'one' AND b = 1 AND "
+                            "c IS NULL",
+                            e.schema),
+                     1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.evo WHERE a = 'two' AND b = 2 AND "
+                            "c = 2.5",
+                            e.schema),
+                     1);
 
     /* A field no longer declared: its column stays, null in new rows, said in the log. */
     declare(&e, evo_v3);
@@ -446,8 +477,11 @@ START_TEST(test_evolution_add_and_remove)
     cols = columns_of(&e, "evo");
     ck_assert_str_eq(cols, EVO_V1_COLUMNS ", c double precision");
     free(cols);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a = 'three' AND b IS NULL "
-                                "AND c = 3", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.evo WHERE a = 'three' AND b IS NULL "
+                            "AND c = 3",
+                            e.schema),
+                     1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo", e.schema), 3);
 
     /* Keeping unknown fields later adds the extra column; a required field made optional
@@ -462,8 +496,11 @@ START_TEST(test_evolution_add_and_remove)
                            "loaded_at timestamp with time zone not null, c double precision, "
                            "extra jsonb");
     free(cols);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IS NULL AND c = 4 AND "
-                                "extra = '{\"z\": [1]}'", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.evo WHERE a IS NULL AND c = 4 AND "
+                            "extra = '{\"z\": [1]}'",
+                            e.schema),
+                     1);
     tl_teardown(&e);
 }
 END_TEST
@@ -503,33 +540,41 @@ START_TEST(test_evolution_refused)
     tl_append(&e, "evo", "{\"a\": \"two\"}", 0, NULL, 0, NULL);
 
     /* A changed type, even with an addition beside it: nothing altered, not even d. */
-    refused(&e, "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
-                "\"b\": {\"type\": \"string\"}, \"d\": {\"type\": \"boolean\"}}}}",
-            "evo", "a declared field changed its type: refused, nothing altered; keep the old "
-                   "type, or declare the field under a new name (the old column stays) "
-                   "type=evo field=b declared=text column=bigint");
+    refused(&e,
+            "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+            "\"b\": {\"type\": \"string\"}, \"d\": {\"type\": \"boolean\"}}}}",
+            "evo",
+            "a declared field changed its type: refused, nothing altered; keep the old "
+            "type, or declare the field under a new name (the old column stays) "
+            "type=evo field=b declared=text column=bigint");
     /* A new field that is required on a table that has rows without it. */
-    refused(&e, "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
-                "\"b\": {\"type\": \"integer\"}, \"d\": {\"type\": \"boolean\", "
-                "\"required\": true}}}}",
-            "evo", "a new field is declared required, but the table already exists and its "
-                   "rows lack it: refused, nothing altered; declare it without \"required\": "
-                   "true type=evo field=d");
+    refused(&e,
+            "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+            "\"b\": {\"type\": \"integer\"}, \"d\": {\"type\": \"boolean\", "
+            "\"required\": true}}}}",
+            "evo",
+            "a new field is declared required, but the table already exists and its "
+            "rows lack it: refused, nothing altered; declare it without \"required\": "
+            "true type=evo field=d");
     /* An optional field made required. */
-    refused(&e, "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
-                "\"b\": {\"type\": \"integer\", \"required\": true}}}}",
-            "evo", "a field is now declared required, but its column allows null (rows loaded "
-                   "before may lack it): refused, nothing altered; declare it without "
-                   "\"required\": true type=evo field=b");
+    refused(&e,
+            "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+            "\"b\": {\"type\": \"integer\", \"required\": true}}}}",
+            "evo",
+            "a field is now declared required, but its column allows null (rows loaded "
+            "before may lack it): refused, nothing altered; declare it without "
+            "\"required\": true type=evo field=b");
     /* A name taken by a table datapipe did not create. */
     tl_exec(&e, "CREATE TABLE %s.someone_elses (x int); INSERT INTO %s.someone_elses VALUES (7)",
             e.schema, e.schema);
-    refused(&e, "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
-                "\"b\": {\"type\": \"integer\"}}}, \"someone_elses\": {\"fields\": {\"x\": "
-                "{\"type\": \"integer\"}}}}",
-            "someone_elses", "a declared type's name is taken by a table datapipe did not "
-                             "create: refused, nothing altered; rename the type, or move that "
-                             "table out of the schema type=someone_elses");
+    refused(&e,
+            "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+            "\"b\": {\"type\": \"integer\"}}}, \"someone_elses\": {\"fields\": {\"x\": "
+            "{\"type\": \"integer\"}}}}",
+            "someone_elses",
+            "a declared type's name is taken by a table datapipe did not "
+            "create: refused, nothing altered; rename the type, or move that "
+            "table out of the schema type=someone_elses");
     ck_assert_uint_eq(tl_queued(&e), 1);
 
     /* Back to the running declaration: the held event loads. */
@@ -625,15 +670,15 @@ START_TEST(test_held_until_declared_again)
     tl_append(&e, "evo", "{\"a\": \"first\"}", 0, NULL, 0, NULL);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     /* Queued while declared; the declaration goes away before the loader runs. */
-    tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 1, \"message\": \"a\"}", 0,
-              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 1, \"message\": \"a\"}", 0, NULL,
+              0, NULL);
     tl_append(&e, "evo", "{\"a\": \"x\"}", 0, NULL, 0, NULL);
-    tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 1, \"message\": \"b\"}", 0,
-              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 1, \"message\": \"b\"}", 0, NULL,
+              0, NULL);
     tl_append(&e, "evo", "{\"a\": \"y\"}", 0, NULL, 0, NULL);
     tl_append(&e, "ghost", "{}", 0, NULL, 0, NULL);
-    tl_append(&e, "crash_report", "{\"user_id\": 3, \"timestamp\": 1, \"message\": \"c\"}", 0,
-              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 3, \"timestamp\": 1, \"message\": \"c\"}", 0, NULL,
+              0, NULL);
     declare(&e, "{}");
     ck_assert_int_eq(start_and_run(&e, &st), 0);
     ck_assert_uint_eq(st.held, 3);
@@ -657,8 +702,7 @@ START_TEST(test_held_until_declared_again)
     ck_assert_uint_eq(st.held, 1);
     ck_assert_uint_eq(st.loaded, 2);
     ck_assert_uint_eq(tl_queued(&e), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IN ('x', 'y')", e.schema),
-                     2);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IN ('x', 'y')", e.schema), 2);
     ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_HELD_TYPES, types, 256), 0);
     ck_assert_str_eq(types, "ghost");
     free(types);
