@@ -3,7 +3,8 @@
 # make unit       build and run the Check suites that need no PostgreSQL (seconds)
 # make check      build and run every test (SANITIZE=1: under ASan and UBSan; SANITIZE=thread:
 #                 under ThreadSanitizer, in build/tsan)
-# make lint       shellcheck of the shell scripts and a -Wmissing-prototypes build
+# make lint       clang-format check, shellcheck of the scripts, a -Wmissing-prototypes build
+# make format     lay out every C file as .clang-format says
 # make bench      print the benchmark figures
 # make soak       the end-to-end fault scenarios at full length (about 15 minutes)
 # make fuzz       run the libFuzzer target for FUZZ_SECONDS
@@ -88,7 +89,8 @@ LIBTEST := $(BUILD)/libdptest.a
 SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
 LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 
-.PHONY: all deps unit check soak bench fuzz run lint docs install uninstall clean test-progs
+.PHONY: all deps unit check soak bench fuzz run lint format docs install uninstall clean \
+	test-progs
 .SECONDARY:
 
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
@@ -173,16 +175,23 @@ bench:
 	$(MAKE) test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-bench
 
-# Static checks: shellcheck of every shell script, and the whole tree built with
-# -Wmissing-prototypes -Werror in a tree of its own (a function that should be static, or whose
-# header is not included where it is defined, fails it).
+# Static checks: every C file as .clang-format lays it out (`make format` rewrites them so),
+# shellcheck of every shell script, and the whole tree built with -Wmissing-prototypes -Werror in
+# a tree of its own (a function that should be static, or whose header is not included where it
+# is defined, fails it).
+C_FILES := $(wildcard etc/*.[ch] queue/*.[ch] events/*.[ch] server/*.[ch] server/compat/*.c \
+	loader/*.[ch] tests/*/*.[ch])
 SHELL_SCRIPTS := tests/pg tests/run-all tests/run-soak tests/run-bench tests/tools/run-demo \
 	$(wildcard tests/e2e/*.sh tests/bench/*.sh tests/lib/*.sh) .ci/run
 lint:
-	$(MAKE) deps EXTRA_DEB_PACKAGES=shellcheck
+	$(MAKE) deps EXTRA_DEB_PACKAGES="shellcheck clang-format"
+	clang-format --dry-run --Werror $(C_FILES)
 	shellcheck -x $(SHELL_SCRIPTS)
 	$(MAKE) BUILD=$(BUILD)/lint BIN=$(BUILD)/lint/bin SANITIZE= WERROR=1 \
 		EXTRA_WARN=-Wmissing-prototypes test-progs
+
+format:
+	clang-format -i $(C_FILES)
 
 # Two libFuzzer targets, FUZZ_SECONDS each: fuzz_events (the body parser and encoders) and
 # fuzz_http (whole HTTP requests through the real civetweb server and the request handler).
