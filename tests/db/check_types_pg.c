@@ -710,7 +710,7 @@ START_TEST(test_held_until_declared_again)
 }
 END_TEST
 
-Suite *
+static Suite *
 types_pg_suite(void)
 {
     Suite *s = suite_create("types_pg");

@@ -820,7 +820,7 @@ START_TEST(test_twin_differs_only_where_documented)
 }
 END_TEST
 
-Suite *
+static Suite *
 types_suite(void)
 {
     Suite *s = suite_create("types");
