@@ -190,6 +190,7 @@ bench:
 # a tree of its own (a function that should be static, or whose header is not included where it
 # is defined, fails it).
 C_FILES := $(wildcard etc/*.[ch] queue/*.[ch] events/*.[ch] server/*.[ch] server/compat/*.c \
+	queuetool/*.[ch] \
 	loader/*.[ch] tests/*/*.[ch])
 SHELL_SCRIPTS := tests/pg tests/run-all tests/run-soak tests/run-bench tests/tools/run-demo \
 	$(wildcard tests/e2e/*.sh tests/bench/*.sh tests/lib/*.sh) .ci/run

@@ -368,8 +368,7 @@ dmn_heartbeat(struct dmn *d)
     d->heartbeat_ms = dp_mono_ms();
     rc = queue_meta_apply(d->q, ops, sizeof(ops) / sizeof(ops[0]));
     if (rc != 0) {
-        dp_warn("cannot record the loader's heartbeat in the queue", "error=%s",
-                dp_strerror(rc));
+        dp_warn("cannot record the loader's heartbeat in the queue", "error=%s", dp_strerror(rc));
     }
 }
 

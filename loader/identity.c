@@ -96,7 +96,8 @@ ldr_own_claim(struct ldr_worker *w, char *owner, size_t len)
     /* An instance id names one queue: owning a second queue.id, it is a copy of the first. */
     rc = ldr_pg_owned_elsewhere(w->pg, l->queue_id, other, sizeof(other));
     if (rc == 0) {
-        snprintf(why, sizeof(why), "this queue (instance %s) owns queue.id %.100s already: it "
+        snprintf(why, sizeof(why),
+                 "this queue (instance %s) owns queue.id %.100s already: it "
                  "is a copy of that queue (a backup restored beside it?) or its queue.id was "
                  "changed; give it back that queue.id, or do not run a copy beside its original",
                  l->instance, other);

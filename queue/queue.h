@@ -292,8 +292,8 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_HEARTBEAT_US "loader.heartbeat_us"
 /* the loader's loader.interval_s as it runs now, written with the heartbeat */
 #define QUEUE_META_LOADER_INTERVAL_S "loader.interval_s"
-#define QUEUE_HEARTBEAT_S 5         /* seconds between two heartbeats of a running loader */
-#define QUEUE_HEARTBEAT_LATE_S 16   /* a heartbeat older than this: no loader is running */
+#define QUEUE_HEARTBEAT_S 5       /* seconds between two heartbeats of a running loader */
+#define QUEUE_HEARTBEAT_LATE_S 16 /* a heartbeat older than this: no loader is running */
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
@@ -409,23 +409,23 @@ int queue_backup(struct queue *q, const char *dir);
 
 /* What queue_check found, all from one read transaction. */
 struct queue_check_report {
-    uint64_t records;          /* entries of the events database */
-    uint64_t bad_records;      /* of which do not decode (each named to the callback) */
-    uint64_t first_seq;        /* lowest sequence number queued, 0 when empty */
-    uint64_t last_seq;         /* highest sequence number queued, 0 when empty */
-    uint64_t next_seq;         /* the number the next append gets */
-    uint64_t keys;             /* idempotency keys recorded */
-    uint64_t key_times;        /* entries of the keys' age index */
-    uint64_t bad_keys;         /* key records that do not decode */
-    uint64_t accepted;         /* as in struct queue_stats */
+    uint64_t records;     /* entries of the events database */
+    uint64_t bad_records; /* of which do not decode (each named to the callback) */
+    uint64_t first_seq;   /* lowest sequence number queued, 0 when empty */
+    uint64_t last_seq;    /* highest sequence number queued, 0 when empty */
+    uint64_t next_seq;    /* the number the next append gets */
+    uint64_t keys;        /* idempotency keys recorded */
+    uint64_t key_times;   /* entries of the keys' age index */
+    uint64_t bad_keys;    /* key records that do not decode */
+    uint64_t accepted;    /* as in struct queue_stats */
     uint64_t loaded;
     uint64_t dead_lettered;
-    bool accepted_recorded;    /* the queue has its accepted counter (a queue last written
-                                  by a release before it has not: queue_open adds it) */
-    bool counters_ok;          /* accepted == loaded + dead_lettered + records, or no
-                                  accepted counter yet */
-    bool next_seq_ok;          /* next_seq > last_seq: no number can be handed out twice */
-    bool keys_ok;              /* no bad key record, one age entry per key */
+    bool accepted_recorded; /* the queue has its accepted counter (a queue last written
+                               by a release before it has not: queue_open adds it) */
+    bool counters_ok;       /* accepted == loaded + dead_lettered + records, or no
+                               accepted counter yet */
+    bool next_seq_ok;       /* next_seq > last_seq: no number can be handed out twice */
+    bool keys_ok;           /* no bad key record, one age entry per key */
 };
 
 /* Called once per record that does not decode: its sequence number and why, in words. */
