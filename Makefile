@@ -193,7 +193,7 @@ C_FILES := $(wildcard etc/*.[ch] queue/*.[ch] events/*.[ch] server/*.[ch] server
 	queuetool/*.[ch] \
 	loader/*.[ch] tests/*/*.[ch])
 SHELL_SCRIPTS := tests/pg tests/run-all tests/run-soak tests/run-bench tests/tools/run-demo \
-	$(wildcard tests/e2e/*.sh tests/bench/*.sh tests/lib/*.sh) .ci/run
+	$(wildcard tests/*/*.sh tests/data/*/*.sh) .ci/run
 lint:
 	$(MAKE) deps EXTRA_DEB_PACKAGES="shellcheck clang-format"
 	clang-format --dry-run --Werror $(C_FILES)
