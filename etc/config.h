@@ -1,5 +1,5 @@
 /*
- * config.h - every setting of datapipe (SPEC section 2), in one place.
+ * config.h - every setting of datapipe (docs/configuration.md), in one place.
  * Defaults, then /etc/datapipe.json, then $DATAPIPE_CNF, then -c FILE, later
  * wins key by key. JSON files are parsed with jansson and loaded into the same
  * libconfig tree as libconfig-syntax files (.cfg, .conf), so one typed lookup
@@ -45,7 +45,8 @@ struct dp_config {
     char *server_api_keys_file;             /* NULL when unset */
     char **server_cors_origins;             /* NULL-terminated */
     size_t server_cors_origins_len;
-    char *server_tls_certificate; /* NULL when unset */
+    char *server_tls_certificate;   /* NULL when unset */
+    char *server_database_conninfo; /* the server's reads; NULL: database_conninfo */
 
     char *queue_path;             /* LMDB environment directory */
     int64_t queue_max_bytes;      /* bytes: LMDB map size */
@@ -96,8 +97,8 @@ int dp_config_load(const struct dp_config_sources *src, struct dp_config **out, 
 void dp_config_destroy(struct dp_config *cfg);
 
 /*
- * dp_config_to_json - the effective configuration as pretty JSON text with
- * SPEC key names (what --check-config prints); malloc'd, the caller frees.
+ * dp_config_to_json - the effective configuration as pretty JSON text with the documented
+ * key names (docs/configuration.md; what --check-config prints); malloc'd, the caller frees.
  * NULL on allocation failure.
  */
 char *dp_config_to_json(const struct dp_config *cfg);

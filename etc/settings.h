@@ -1,5 +1,5 @@
 /*
- * settings.h - the one table of settings (SPEC section 2), shared by the files of etc/ only:
+ * settings.h - the one table of settings (docs/configuration.md), shared by the files of etc/ only:
  * config.c loads files against it (cfgfile.c reads them, apikeys.c fills the API keys),
  * settings.c walks it over a struct dp_config, cli.c prints it for --help. Not a public
  * header: daemons and tests use etc/config.h.
@@ -37,6 +37,7 @@ struct dp_setting {
     bool reloadable;            /* SIGHUP applies it in a running daemon */
     bool secret;                /* never printed (only how many, for a list) */
     bool key_objects;           /* STRING_LIST whose elements may be API key objects */
+    bool conninfo;              /* a libpq connection string: printed with passwords ***'d */
     const char *help;           /* one line, for --help and docs/configuration.md */
     const char *doc;            /* more for docs/configuration.md only, or NULL */
 };

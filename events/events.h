@@ -78,7 +78,7 @@ struct ev_column {
 struct ev_field {
     const char *name;
     /*
-     * What a client sends, in the words of declared types (SPEC section 10): "string",
+     * What a client sends, in the words of declared types (docs/event-types.md): "string",
      * "integer", "number", "boolean", "timestamp" (epoch seconds or RFC 3339 text), "ip",
      * "url", "uuid", "object", "array"; several separated by '|' ("integer|string") when
      * either is taken.
@@ -96,7 +96,7 @@ struct ev_field {
 /*
  * One event type: a static const descriptor, defined in events/<name>.c with
  * designated initializers and listed once in registry.c; or a declared type
- * (SPEC section 10), built at start by events/declared.c from its declaration.
+ * (docs/event-types.md), built at start by events/declared.c from its declaration.
  * SQL texts are unqualified: the loader and the server set search_path to
  * database.schema on every connection.
  */
@@ -110,10 +110,12 @@ struct ev_type {
     size_t n_fields;
     bool open; /* fields not in the table are taken too (product's doc) */
     /*
-     * The table has a nullable idempotency_key text column, unique where not null (the
-     * loader adds the column and the index to older tables), written as the last column but
-     * one of copy_columns (source is the last); the loader loads keyed rows so that a key
-     * already there is skipped. EV_LOAD_APPEND types only (an upsert has its own key).
+     * The table has a nullable idempotency_key text column, unique where not null, and a
+     * nullable idempotency_digest bytea column (ev_digest of the event's bytes; the loader
+     * adds both and the index to older tables), written as the last columns but one of
+     * copy_columns (source is the last); the loader loads keyed rows so that a key already
+     * there with the same digest is skipped and one with another digest is a dead letter.
+     * EV_LOAD_APPEND types only (an upsert has its own key).
      * Every table, keyed or not, has a nullable source text column (the API key's name).
      */
     bool keyed;
@@ -156,7 +158,6 @@ struct ev_type {
     const struct dp_type_decl *decl; /* the declaration, owned by the type */
     const struct ev_column *columns; /* one per field, in declaration order */
     size_t n_columns;
-    const char *idempotency_ddl; /* CREATE UNIQUE INDEX IF NOT EXISTS ... */
 };
 
 /*
@@ -251,6 +252,12 @@ struct ev_batch {
     size_t n_valid;    /* items with error == NULL */
     size_t max_events; /* in: most items the body may hold (0: no cap) */
     bool too_many;     /* out: parsing stopped at max_events (DP_ERR_FULL) */
+    /* in: a memory budget, asked before the batch allocates bytes for itself (its items, error
+     * texts and keys): 0 grants them; anything else refuses, and the call that would have
+     * allocated returns DP_ERR_BUSY. NULL: no budget. Never released by the batch: the
+     * caller gives back what it granted once the batch is freed. */
+    int (*charge)(void *arg, size_t bytes);
+    void *charge_arg; /* charge's argument */
 };
 
 /*
@@ -276,7 +283,8 @@ struct ev_batch {
  * Returns 0 (the batch may still hold invalid events: see n_valid),
  * DP_ERR_INVALID (the body holds no JSON value at all: empty or whitespace;
  * the batch is empty), DP_ERR_FULL (more than out->max_events events: out->too_many is
- * set, the batch is partly filled: free it), DP_ERR_NOMEM (the batch may be partly
+ * set, the batch is partly filled: free it), DP_ERR_BUSY (out->charge refused memory: the
+ * batch is partly filled, free it), DP_ERR_NOMEM (the batch may be partly
  * filled: free it).
  */
 int ev_parse_body(const char *body, size_t len, const struct ev_type *type, struct ev_batch *out);
@@ -291,7 +299,8 @@ void ev_batch_free(struct ev_batch *b);
  * event names its type). With error non-NULL the item is rejected with that text (copied)
  * instead, of type t, and raw is not parsed. For bodies that are not plain event streams
  * (CloudEvents). Returns 0 (the item may be rejected), DP_ERR_FULL (b->max_events reached:
- * b->too_many set, nothing added) or DP_ERR_NOMEM.
+ * b->too_many set, nothing added), DP_ERR_BUSY (b->charge refused: nothing added) or
+ * DP_ERR_NOMEM.
  */
 int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
                  const char *error);
@@ -302,7 +311,8 @@ int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct e
  *   what: how the message names the key's origin ("Idempotency-Key").
  * A key that is invalid (see ev_key_check), or that differs from the event's own
  * idempotency_key field, turns the item into a rejected one with the message
- * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected), DP_ERR_NOMEM.
+ * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected; or b holds no
+ * item i, and nothing changed), DP_ERR_BUSY (b->charge refused memory), DP_ERR_NOMEM.
  */
 int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what);
 
@@ -323,8 +333,9 @@ int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_
  * required non-empty strings without control characters. A CloudEvent that breaks a rule
  * is one rejected item whose raw bytes are the whole CloudEvent and whose message names the
  * attribute ("source: required attribute missing"). Other attributes are not stored.
- * Returns 0, DP_ERR_INVALID (no JSON value at all, or batch and the body is not an array:
- * the batch is empty), DP_ERR_FULL (more than out->max_events), DP_ERR_NOMEM.
+ * Returns 0, DP_ERR_INVALID (no JSON value at all, batch and the body is not an array, or a
+ * second JSON value after the object or array: the batch is empty), DP_ERR_FULL (more than
+ * out->max_events), DP_ERR_BUSY (out->charge refused memory), DP_ERR_NOMEM.
  */
 int ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *out);
 
@@ -341,16 +352,17 @@ struct ev_ce_attrs {
  * headers (percent-decoded by the caller) and body is the event. On success out holds one
  * item (the event, validated as type, keyed by source and id). An attribute that breaks a
  * rule (see ev_parse_cloudevents) gives DP_ERR_INVALID with the message in err and out
- * empty. Returns 0 (the item may be rejected), DP_ERR_INVALID, DP_ERR_NOMEM.
+ * empty. Returns 0 (the item may be rejected), DP_ERR_INVALID, DP_ERR_BUSY, DP_ERR_NOMEM.
  */
 int ev_parse_cloudevent_binary(const char *body, size_t len, const struct ev_ce_attrs *a,
                                struct ev_batch *out, char err[EV_ERR_MAX]);
 
 /*
- * ev_cloudevent_key - a CloudEvent's idempotency key: source, one space, id (CloudEvents:
- * "consumers MAY assume that events with identical source and id are duplicates"). When
- * that is longer than EV_KEY_MAX bytes the key is "ce-sha256:" and the 64 hex digits of the
- * SHA-256 of that text (74 bytes), so any pair keeps a key of its own. out holds
+ * ev_cloudevent_key - a CloudEvent's idempotency key: the source's length in decimal, ':',
+ * source, id (CloudEvents: "consumers MAY assume that events with identical source and id
+ * are duplicates"); the length makes it unambiguous: no two (source, id) pairs share a key.
+ * When that is longer than EV_KEY_MAX bytes the key is "ce-sha256:" and the 64 hex digits of
+ * the SHA-256 of that text (74 bytes), so any pair keeps a key of its own. out holds
  * EV_KEY_MAX + 1 bytes; returns the key's length.
  */
 size_t ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t id_len,

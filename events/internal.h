@@ -37,6 +37,9 @@ int ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_f
 int ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len);
 
 /* ev_errf - format a message into err; always returns DP_ERR_INVALID. */
+/* Ask b's budget (b->charge) for bytes. Returns 0, or DP_ERR_BUSY when it refuses them. */
+int ev_batch_charge(struct ev_batch *b, size_t bytes);
+
 int ev_errf(char err[EV_ERR_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ev_type_err - "name: expected WANT, got <type of v>"; returns DP_ERR_INVALID. */
@@ -142,7 +145,10 @@ void ev_row_i64(struct ev_row *r, int64_t v);
 void ev_row_f64(struct ev_row *r, double v);
 void ev_row_uuid(struct ev_row *r, const uint8_t uuid[16]);
 void ev_row_time(struct ev_row *r, int64_t us);
-/* ev_row_key - ev's idempotency key as a text column, or NULL when it has none. */
+/*
+ * ev_row_key - two columns: ev's idempotency key (text) and its digest (bytea, ev_digest of
+ * ev's bytes), or two NULLs when it has no key.
+ */
 void ev_row_key(struct ev_row *r, const struct ev_stored *ev);
 /* ev_row_source - ev's source (the API key's name) as a text column, or NULL without one. */
 void ev_row_source(struct ev_row *r, const struct ev_stored *ev);

@@ -31,12 +31,20 @@ ldr_refuse(struct ldr *l, const char *owner, const char *why)
     first = !l->refused;
     if (first) {
         l->refused = true;
-        snprintf(l->refusal, sizeof(l->refusal),
-                 "refused: %s; nothing is loaded or deleted. If "
-                 "the queue that loaded under queue.id %s is gone for good (queue.path "
-                 "recreated, disk replaced), run datapipe-loader --adopt-queue; if it is another "
-                 "live appliance, give this one a queue.id of its own",
-                 why, l->queue_id);
+        if (strncmp(why, "fenced", 6) == 0) {
+            /* A newer loader process of this very queue took over: nothing to adopt. */
+            snprintf(l->refusal, sizeof(l->refusal),
+                     "%s; stop this loader: another one of "
+                     "this queue (its host and pid above) loads it now",
+                     why);
+        } else {
+            snprintf(l->refusal, sizeof(l->refusal),
+                     "refused: %s; nothing is loaded or "
+                     "deleted. If the queue that loaded under queue.id %s is gone for good "
+                     "(queue.path recreated, disk replaced), run datapipe-loader --adopt-queue; "
+                     "if it is another live appliance, give this one a queue.id of its own",
+                     why, l->queue_id);
+        }
         snprintf(l->last_error, sizeof(l->last_error), "refused: %.*s",
                  (int)sizeof(l->last_error) - 16, why);
     }
@@ -44,13 +52,21 @@ ldr_refuse(struct ldr *l, const char *owner, const char *why)
     if (!first) {
         return;
     }
-    dp_error("this queue does not own its queue.id in PostgreSQL: loading and deleting nothing "
-             "until an operator acts",
-             "queue_id=%s instance_id=%s owner_instance_id=%s "
-             "reason=%s fix=%s",
-             l->queue_id, l->instance, owner[0] != '\0' ? owner : "none", why,
-             "if the owner's queue is gone for good run datapipe-loader --adopt-queue, "
-             "else give this appliance its own queue.id");
+    if (strncmp(why, "fenced", 6) == 0) {
+        dp_error("a newer loader of this queue took its lease: loading and deleting nothing "
+                 "more",
+                 "queue_id=%s instance_id=%s reason=%s fix=%s", l->queue_id, l->instance, why,
+                 "stop this loader process");
+    } else {
+        dp_error("this queue does not own its queue.id in PostgreSQL: loading and deleting "
+                 "nothing until an operator acts",
+                 "queue_id=%s instance_id=%s "
+                 "owner_instance_id=%s reason=%s fix=%s",
+                 l->queue_id, l->instance, owner[0] != '\0' ? owner : "none", why,
+                 "if the owner's queue is gone for "
+                 "good run datapipe-loader --adopt-queue, else give this appliance its own "
+                 "queue.id");
+    }
     if (queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0])) != 0) {
         dp_warn("cannot record the refusal in the queue", NULL);
     }

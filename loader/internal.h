@@ -14,7 +14,7 @@
 #define LDR_META_NAME_MAX 96 /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
 /* Groups of a batch: plain and keyed rows per type. */
 #define LDR_GROUPS_MAX (2 * EV_REGISTRY_MAX)
-#define LDR_META_OPS (2 * LDR_GROUPS_MAX + LDR_META_OPS_EXTRA) /* a delete's changes, at most */
+#define LDR_META_OPS (3 * LDR_GROUPS_MAX + LDR_META_OPS_EXTRA) /* a delete's changes, at most */
 #define LDR_REFUSAL_MAX 1024 /* a refusal's text (why and what to do), with NUL */
 
 /*
@@ -52,16 +52,18 @@ struct ldr_held {
  */
 struct ldr_group {
     const struct ev_type *type;
-    bool keyed;                        /* the rows of events with an idempotency key */
-    size_t skipped;                    /* keyed rows the last attempt found already loaded */
-    struct ev_buf rows;                /* COPY text rows, one per event */
-    size_t *ends;                      /* ends[i]: offset in rows just past row i */
-    size_t *held;                      /* held[i]: index in the batch's held events of row i */
-    size_t n;                          /* rows */
-    size_t cap;                        /* entries allocated in ends and held */
-    size_t bad;                        /* rows the last attempt isolated into dead_letter */
-    char meta_name[LDR_META_NAME_MAX]; /* loader.loaded.<type> */
-    char dup_name[LDR_META_NAME_MAX];  /* loader.duplicates.<type> */
+    bool keyed;                            /* the rows of events with an idempotency key */
+    size_t skipped;                        /* keyed rows the last attempt found already loaded */
+    struct ev_buf rows;                    /* COPY text rows, one per event */
+    size_t *ends;                          /* ends[i]: offset in rows just past row i */
+    size_t *held;                          /* held[i]: index in the batch's held events of row i */
+    size_t n;                              /* rows */
+    size_t cap;                            /* entries allocated in ends and held */
+    size_t bad;                            /* rows the last attempt isolated into dead_letter */
+    size_t conflicts;                      /* of which keys held with other bytes (in bad too) */
+    char meta_name[LDR_META_NAME_MAX];     /* loader.loaded.<type> */
+    char dup_name[LDR_META_NAME_MAX];      /* loader.duplicates.<type> */
+    char conflict_name[LDR_META_NAME_MAX]; /* loader.key_conflicts.<type> */
 };
 
 /*
@@ -151,10 +153,10 @@ void ldr_held_note(char *list, size_t cap, const char *type, size_t len);
  */
 int ldr_batch_build(struct ldr_batch *b);
 
-#define LDR_META_OPS_EXTRA 6 /* ldr_batch_meta's ops beyond two per group */
+#define LDR_META_OPS_EXTRA 6 /* ldr_batch_meta's ops beyond three per group */
 
 /*
- * ldr_batch_meta - the metadata changes for deleting b: per-type loaded and duplicate
+ * ldr_batch_meta - the metadata changes for deleting b: per-type loaded, duplicate and conflict
  * counters, dead letters, batches, last success at now_us, the watermark. ops must hold
  * LDR_META_OPS entries.
  * Returns how many were written.
@@ -221,6 +223,7 @@ struct ldr {
     char *queue_id;
     const char *instance;   /* the queue's instance id (queue_instance) */
     bool instance_assigned; /* the queue is older than instance ids */
+    int64_t epoch;          /* the queue's lease, taken by ldr_start; 0 before */
     char *conninfo;
     char *schema;
     int batch_rows;

@@ -154,6 +154,9 @@ ldr_ensure(struct ldr_worker *w, char *err, size_t len)
     if (w->pg == NULL) {
         rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, l->instance, err, len);
         if (rc == 0) {
+            ldr_pg_set_epoch(w->pg, l->epoch);
+        }
+        if (rc == 0) {
             rc = ldr_pg_ensure_schema(w->pg, l->schema);
         }
         if (rc != 0 && w->pg != NULL) {
@@ -281,6 +284,21 @@ ldr_recover(struct ldr_worker *w, char *err, size_t len)
     return rc == DP_ERR_CONFIG ? ldr_refuse_pg(w) : rc;
 }
 
+/* Record why start-up has not succeeded as the last run's result, for /v1/status. */
+static void
+ldr_start_failed(struct ldr *l, const char *err)
+{
+    char shown[LDR_ERR_MAX];
+    char result[LDR_ERR_MAX + 32];
+    struct queue_meta_op op = {QUEUE_META_LOADER_LAST_RUN_RESULT, QUEUE_META_STR, 0, result};
+
+    ldr_error_public("start", err, shown, sizeof(shown));
+    snprintf(result, sizeof(result), "error: %.*s", LDR_ERR_MAX - 1, shown);
+    if (queue_meta_apply(l->q, &op, 1) != 0) {
+        dp_warn("cannot record the loader's start-up failure in the queue", NULL);
+    }
+}
+
 /*
  * Make the queue hand out numbers above every one loader_batches records for it (read while
  * this queue owns queue.id). A queue normally is past them already; one restored from a
@@ -315,10 +333,10 @@ ldr_seq_floor(struct ldr_worker *w, char *err, size_t len)
 }
 
 /*
- * Connect worker 0, check ownership, optionally fence (at start, with the sequence floor), and
- * recover; retried with back-off.
- * Ownership comes before the fence: a queue that does not own queue.id must not terminate
- * the sessions of the loader that does.
+ * Connect worker 0, check ownership, optionally (at start) take the lease, fencing off an
+ * earlier loader, and raise the sequence floor, then recover; retried with back-off. Ownership comes before the lease: a queue
+ * that does not own queue.id must not fence the loader that does. While start-up fails,
+ * loader.last_run_result says why: the last run's "ok" belongs to an earlier loader.
  */
 static int
 ldr_prepare(struct ldr *l, bool fence, const char *what)
@@ -337,9 +355,12 @@ ldr_prepare(struct ldr *l, bool fence, const char *what)
             rc = ldr_own(w, err, sizeof(err));
         }
         if (rc == 0 && fence) {
-            rc = ldr_pg_fence(w->pg, l->queue_id);
+            rc = ldr_pg_lease_take(w->pg, l->queue_id, &l->epoch);
             if (rc != 0) {
                 snprintf(err, sizeof(err), "%s", ldr_pg_error(w->pg));
+            }
+            if (rc == DP_ERR_CONFIG) {
+                rc = ldr_refuse_pg(w);
             }
         }
         if (rc == 0 && fence) {
@@ -352,6 +373,9 @@ ldr_prepare(struct ldr *l, bool fence, const char *what)
             return rc;
         }
         ldr_close(w);
+        if (fence) {
+            ldr_start_failed(l, err);
+        }
         rc = ldr_backoff(w, &attempt, what, err);
         if (rc != 0) {
             return rc;

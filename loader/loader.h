@@ -90,9 +90,9 @@ void ldr_destroy(struct ldr *l);
 /*
  * ldr_start - what comes before the first run: connect (retrying with back-off while
  * PostgreSQL is down), create the schema and every table if missing, check that this queue
- * owns its queue.id (see ldr_refused), fence off sessions a killed earlier loader of this
- * queue may have left, and recover (delete from the queue every range loader_batches says
- * PostgreSQL already has).
+ * owns its queue.id (see ldr_refused), take the queue's lease (fencing off any earlier
+ * loader of this queue: ldr_pg_lease_take), and recover (delete from the queue every range
+ * loader_batches says PostgreSQL already has).
  * Returns 0, DP_ERR_CONFIG (refused: see ldr_refused), DP_ERR_CLOSED (ldr_stop was called),
  * DP_ERR_RETRY (gave up after give_up_attempts), DP_ERR_IO (queue error), DP_ERR_NOMEM.
  */
@@ -214,12 +214,14 @@ int ldr_pg_classify(const char *sqlstate, bool conn_ok);
 /*
  * ldr_pg_connect - connect through dp_pg_connect (etc/pgconn.h: connect_timeout 10 s,
  * keepalives after 30 s idle, application_name datapipe-loader unless conninfo says
- * otherwise; search_path schema), silence notices, make COMMIT durable and take the shared
- * advisory lock that marks this queue's sessions. instance_id: this queue's (queue_instance),
- * which the statements below check against queue_owners.
+ * otherwise), silence notices, and refuse a read-only server (DP_PG_READ_ONLY_TEXT). Nothing
+ * is set on the session: every transaction begins with SET LOCAL search_path schema,
+ * TimeZone UTC and synchronous_commit on (where it was off: a COMMIT must be durable), so
+ * PgBouncer in transaction mode may share the backend. instance_id: this queue's
+ * (queue_instance), which the statements below check against queue_owners.
  *   out: receives the connection; free with ldr_pg_close().
  *   err: receives libpq's text on failure (errlen bytes).
- * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication), DP_ERR_NOMEM.
+ * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication, read-only), DP_ERR_NOMEM.
  */
 int ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
                    const char *queue_id, const char *instance_id, char *err, size_t errlen);
@@ -271,12 +273,20 @@ int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
 int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
 
 /*
- * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold
- * the queue's shared advisory lock); sessions still there after a few seconds are
- * terminated. Afterwards no COMMIT of a killed loader can still be in progress, so
- * loader_batches is the whole truth.
+ * ldr_pg_lease_take - take queue_id's lease for this loader process: bump queue_owners.epoch
+ * (recording this host and pid as the holder) once every transaction of an earlier loader
+ * that holds the owner row has ended. Afterwards no COMMIT of an earlier loader can still be
+ * in progress or come later (ledger.c says why), so loader_batches is the whole truth; and
+ * every later check on pg (and on connections given the epoch, ldr_pg_set_epoch) fails if a
+ * newer loader takes the lease. No session is terminated.
+ *   epoch: receives the new epoch.
+ * Returns 0, DP_ERR_CONFIG (this queue does not own queue_id), DP_ERR_RETRY (pg_err names
+ * the holder when its transaction did not end within 5 s), DP_ERR_NOMEM.
  */
-int ldr_pg_fence(struct ldr_pg *pg, const char *queue_id);
+int ldr_pg_lease_take(struct ldr_pg *pg, const char *queue_id, int64_t *epoch);
+
+/* ldr_pg_set_epoch - the lease's epoch (ldr_pg_lease_take) every check on pg holds to. */
+void ldr_pg_set_epoch(struct ldr_pg *pg, int64_t epoch);
 
 /*
  * ldr_pg_copy - COPY rows (len bytes) into table with the column list columns: text rows, or
@@ -302,14 +312,26 @@ int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
  * ldr_schema_ensure - inside ldr_pg_ensure_schema's transaction (search_path set): for
  * every declared type of the registry, create its table, or compare it with the catalog and
  * evolve it additively: a new optional field is ALTER TABLE ... ADD COLUMN, a field no
- * longer declared keeps its column (logged), a required field no longer required drops
- * NOT NULL. A changed field type, a newly required field on an existing table, or a table of
+ * longer declared keeps its column (logged; its NOT NULL dropped), a required field no longer
+ * required drops NOT NULL. Before any of that, every existing declared table's primary key
+ * and key index get their derived names (dp_pg_derived_name), so that the names earlier
+ * releases gave them ("<type>_pkey", "<type>_idem_key") are free for other types. A changed field type, a newly required field on an existing table, or a table of
  * that name that datapipe did not create is refused: logged with the field and what to do,
  * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
  * lz4 compression when the server has it.
  * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 int ldr_schema_ensure(struct ldr_pg *pg);
+
+/*
+ * ldr_schema_key_index - inside ldr_pg_ensure_schema's transaction: make sure the table
+ * named name (unquoted, in the current schema; table is how SQL names it) has the unique
+ * index over its non-null idempotency_key that the keyed rows' ON CONFLICT needs, named
+ * DP_PG_KEY_INDEX + hash. An index is found by what it indexes, never by its name: one of
+ * another name (an earlier release's) is renamed, none is created. Returns as ldr_pg_exec,
+ * or DP_ERR_CONFIG (logged) when the table holds a key twice, so the index cannot be built.
+ */
+int ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table);
 
 /* ---- loader_batches and queue_owners (ledger.c) ------------------------------------ */
 

@@ -4,7 +4,9 @@
  * borrowed from a small bounded pool (min(4, threads / 2) connections, each closed after a
  * minute unused), so the server never holds more than a handful of PostgreSQL backends.
  * PostgreSQL builds the JSON. Database down is 503, never a hang or a crash; an id that
- * cannot exist is answered before any query.
+ * cannot exist is answered before any query. Every query runs in a read-only transaction of
+ * its own that sets its search_path and timeouts with SET LOCAL, unnamed (PQexecParams):
+ * nothing stays on the session, so PgBouncer in transaction mode may share the backend.
  */
 #include "etc/err.h"
 #include "etc/log.h"
@@ -23,10 +25,10 @@
 #define READ_POOL_IDLE_MS 60000        /* an unused connection is closed after this */
 #define READ_POOL_WAIT_MS 2000         /* a GET waits this long for a connection, then 503 */
 
-/* One pooled connection and the statements prepared on it. */
+/* One pooled connection. */
 struct read_conn {
     PGconn *pg;
-    bool prepared[SRV_MAX_TYPES];
+    char *begin_sql; /* begins each query's transaction (dp_pg_begin_sql) */
     int64_t used_ms; /* monotonic ms when it was last given back */
 };
 
@@ -66,6 +68,7 @@ read_conn_close(struct read_conn *rc)
 {
     if (rc != NULL) {
         PQfinish(rc->pg);
+        free(rc->begin_sql);
         free(rc);
     }
 }
@@ -123,14 +126,15 @@ srv_read_pool_sweep(struct srv *s)
 }
 
 /*
- * Open a connection with search_path set; NULL when the database is unreachable (then why,
- * when not NULL, holds libpq's reason).
+ * Open a connection (server.database_conninfo, else database.conninfo); NULL when the
+ * database is unreachable (then why, when not NULL, holds libpq's reason).
  */
 static struct read_conn *
 read_conn_open(const struct srv *s, char *why, size_t why_len)
 {
     struct dp_pg_options opt = {
-        .conninfo = s->cfg->database_conninfo,
+        .conninfo = s->cfg->server_database_conninfo != NULL ? s->cfg->server_database_conninfo
+                                                             : s->cfg->database_conninfo,
         .application_name = "datapipe-server",
         .schema = s->cfg->database_schema,
         .connect_timeout_s = 3,
@@ -154,7 +158,39 @@ read_conn_open(const struct srv *s, char *why, size_t why_len)
         free(rc);
         return NULL;
     }
+    if (dp_pg_begin_sql(rc->pg, &opt, true, &rc->begin_sql) != 0) {
+        dp_warn("out of memory opening a database connection", NULL);
+        read_conn_close(rc);
+        return NULL;
+    }
     return rc;
+}
+
+/*
+ * Run sql (nparams text parameters; none: the simple protocol) in a read-only transaction of
+ * its own that begins with rc's settings; its result, or the first failure's (NULL on a lost
+ * connection or no memory, which PQresultStatus reads as a fatal error).
+ */
+static PGresult *
+read_exec(struct read_conn *rc, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *res = PQexec(rc->pg, rc->begin_sql);
+    bool ok;
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        PQclear(PQexec(rc->pg, "ROLLBACK"));
+        return res;
+    }
+    PQclear(res);
+    if (nparams > 0) {
+        res = PQexecParams(rc->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    } else {
+        res = PQexec(rc->pg, sql);
+    }
+    /* Read only: the COMMIT's outcome changes nothing the caller has. */
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(PQexec(rc->pg, ok ? "COMMIT" : "ROLLBACK"));
+    return res;
 }
 
 /*
@@ -202,7 +238,7 @@ pool_get(struct srv *s, char *why, size_t why_len)
     return rc;
 }
 
-/* Give rc back; a broken one (or broken: the statements may be stale) is closed instead. */
+/* Give rc back; a broken one (or broken: the caller saw it fail) is closed instead. */
 static void
 pool_put(struct srv *s, struct read_conn *rc, bool broken)
 {
@@ -266,13 +302,21 @@ unavailable(struct srv_reply *r)
     srv_reply_header(r, "Retry-After", "5");
 }
 
-/* A 503 that says why, for the status page: "database unavailable: <libpq's text>". */
+/*
+ * A 503 that says why, for the status page: "database unavailable: <why>". The endpoint is
+ * open: a text of libpq's that names the connection (host, port, socket, user) is logged and
+ * answered in general words.
+ */
 static void
 unavailable_why(struct srv_reply *r, const char *why)
 {
     char msg[600];
     size_t n;
 
+    if (dp_pg_text_names_connection(why)) {
+        dp_warn("database unavailable", "error=%s", why);
+        why = "cannot reach PostgreSQL or lost the connection (details in the server's log)";
+    }
     snprintf(msg, sizeof(msg), "database unavailable: %s", why);
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
@@ -286,14 +330,11 @@ unavailable_why(struct srv_reply *r, const char *why)
 }
 
 static int max_reads(const struct srv *s);
-static void get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id,
-                      struct srv_reply *r);
+static void get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
 
 void
 srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r)
 {
-    size_t ti = srv_type_index(t);
-
     if (!id_ok(t, id, r)) {
         return;
     }
@@ -305,7 +346,7 @@ srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv
         srv_reply_header(r, "Retry-After", "1");
         return;
     }
-    get_event(s, t, ti, id, r);
+    get_event(s, t, id, r);
     atomic_fetch_sub(&s->reads_in_flight, 1);
 }
 
@@ -316,14 +357,12 @@ max_reads(const struct srv *s)
 }
 
 static void
-get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, struct srv_reply *r)
+get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r)
 {
-    char name[96];
     struct read_conn *rc;
     PGconn *c;
     PGresult *res = NULL;
     const char *sqlstate;
-    bool broken = false;
 
     rc = pool_get(s, NULL, 0);
     if (rc == NULL) {
@@ -331,29 +370,13 @@ get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, str
         return;
     }
     c = rc->pg;
-    snprintf(name, sizeof(name), "get_%s", t->name);
-    if (!rc->prepared[ti]) {
-        res = PQprepare(c, name, t->get_sql, 1, NULL);
-        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            /* 42P01: the loader has not created the table yet, so nothing is loaded. */
-            if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
-                srv_reply_json(r, 404, "not found (not loaded yet)");
-            } else if (db_busy(sqlstate) || PQstatus(c) != CONNECTION_OK) {
-                unavailable(r);
-            } else {
-                dp_error("prepare failed", "type=%s error=%s", t->name, PQerrorMessage(c));
-                srv_reply_json(r, 500, "could not query the database");
-            }
-            goto out;
-        }
-        PQclear(res);
-        rc->prepared[ti] = true;
-    }
-    res = PQexecPrepared(c, name, 1, &id, NULL, NULL, 0);
+    res = read_exec(rc, t->get_sql, 1, &id);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (db_busy(sqlstate) || PQstatus(c) != CONNECTION_OK) {
+        if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
+            /* The loader has not created the table yet, so nothing is loaded. */
+            srv_reply_json(r, 404, "not found (not loaded yet)");
+        } else if (db_busy(sqlstate) || PQstatus(c) != CONNECTION_OK) {
             unavailable(r);
         } else if (sqlstate != NULL && strncmp(sqlstate, "22", 2) == 0) {
             /* A data exception: the id cannot be a stored one (the database's encoding
@@ -363,8 +386,6 @@ get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, str
         } else {
             dp_error("query failed", "type=%s error=%s", t->name, PQerrorMessage(c));
             srv_reply_json(r, 500, "could not query the database");
-            /* A changed table invalidates the statement: prepare again next time. */
-            broken = true;
         }
         goto out;
     }
@@ -379,7 +400,7 @@ get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, str
     }
 out:
     PQclear(res);
-    pool_put(s, rc, broken);
+    pool_put(s, rc, false);
 }
 
 /*
@@ -430,7 +451,7 @@ get_dead_letters(struct srv *s, struct srv_reply *r)
         return;
     }
     c = rconn->pg;
-    res = PQexecParams(c, dead_letters_sql, 1, NULL, params, NULL, NULL, 0);
+    res = read_exec(rconn, dead_letters_sql, 1, params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
@@ -489,9 +510,10 @@ srv_get_dead_letters(struct srv *s, struct srv_reply *r)
  * Returns 0, DP_ERR_NOTFOUND, DP_ERR_RETRY (database unavailable), DP_ERR_IO.
  */
 static int
-trail_query(PGconn *c, const char *sql, const char *id, json_t *o)
+trail_query(struct read_conn *rconn, const char *sql, const char *id, json_t *o)
 {
-    PGresult *res = PQexecParams(c, sql, 1, NULL, &id, NULL, NULL, 0);
+    PGconn *c = rconn->pg;
+    PGresult *res = read_exec(rconn, sql, 1, &id);
     const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     json_t *row = NULL;
     int rc = 0;
@@ -522,7 +544,10 @@ out:
     return rc;
 }
 
-/* The query that finds id in type t's table: its name, when received and when loaded. */
+/*
+ * The query that finds id in type t's table: its name, when received and when loaded. The
+ * row is t.*: a bare t would be a declared field named t.
+ */
 static int
 trail_type_sql(const struct ev_type *t, char *sql, size_t len)
 {
@@ -531,8 +556,8 @@ trail_type_sql(const struct ev_type *t, char *sql, size_t len)
         "SELECT json_build_object('type', '%s', 'state', 'loaded', 'table', '%s', "
         "'received_at', " TRAIL_TIME("t.received_at") ", "
                                                       "'loaded_at', " TRAIL_TIME(
-                                                          "coalesce(to_jsonb(t)->>'loaded_at', "
-                                                          "to_jsonb(t)->>'processed_at')::"
+                                                          "coalesce(to_jsonb(t.*)->>'loaded_at', "
+                                                          "to_jsonb(t.*)->>'processed_at')::"
                                                           "timestamptz") ")::text FROM %s t WHERE "
                                                                          "t.id = $1::uuid",
         t->name, t->table, t->table);
@@ -559,14 +584,12 @@ trail_lookup(struct srv *s, const char *id, json_t *o)
 {
     char sql[1024];
     struct read_conn *rconn = pool_get(s, NULL, 0);
-    PGconn *c;
     int rc;
 
     if (rconn == NULL) {
         return DP_ERR_RETRY;
     }
-    c = rconn->pg;
-    rc = trail_query(c, trail_dead_sql, id, o);
+    rc = trail_query(rconn, trail_dead_sql, id, o);
     for (size_t i = 0; rc == DP_ERR_NOTFOUND && i < ev_registry_len; i++) {
         const struct ev_type *t = ev_registry[i];
 
@@ -576,7 +599,7 @@ trail_lookup(struct srv *s, const char *id, json_t *o)
         }
         rc = trail_type_sql(t, sql, sizeof(sql));
         if (rc == 0) {
-            rc = trail_query(c, sql, id, o);
+            rc = trail_query(rconn, sql, id, o);
         }
     }
     pool_put(s, rconn, rc == DP_ERR_RETRY || rc == DP_ERR_IO);
@@ -624,7 +647,7 @@ srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r)
         goto out;
     }
     c = rconn->pg;
-    res = PQexec(c, sql);
+    res = read_exec(rconn, sql, 0, NULL);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 

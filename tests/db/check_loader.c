@@ -776,27 +776,36 @@ START_TEST(test_crash_between_commit_and_delete)
 }
 END_TEST
 
-START_TEST(test_fence_terminates_stale_sessions)
+START_TEST(test_lease_fences_earlier_loader)
 {
-    /* Loader a stands for the sessions a killed loader left behind: b's start must end them. */
+    /*
+     * Loader a stands for a loader of this queue that b, started later, replaced: b's start
+     * took the lease, so a loads and deletes nothing more and says who holds the lease;
+     * nothing terminated a's connection.
+     */
     struct tl_env e;
     struct ldr *a;
     struct ldr *b;
     struct ldr_run_stats st;
+    char why[LDR_ERR_MAX * 2];
 
     tl_setup(&e, "fence");
     a = open_loader(&e, 1, 100, NULL);
     b = open_loader(&e, 1, 100, NULL);
     tl_append_gen(&e, "crash_report", 100, gen_crash, NULL);
-    /* a's connection was terminated: its next run reconnects and still loads. */
-    ck_assert_int_eq(ldr_run(a, &st), 0);
-    ck_assert_uint_ge(st.retries, 1);
-    ck_assert_uint_eq(st.loaded, 100);
+    ck_assert_int_eq(ldr_run(a, &st), DP_ERR_CONFIG);
+    ck_assert_uint_eq(st.loaded, 0);
+    ck_assert(ldr_refused(a, why, sizeof(why)));
+    ck_assert_msg(strstr(why, "fenced: a newer loader of queue.id") != NULL, "why: %s", why);
+    ck_assert_msg(strstr(why, " pid ") != NULL && strstr(why, " since ") != NULL &&
+                  strstr(why, "(epoch 2)") != NULL, "why: %s", why);
+    ck_assert_uint_eq(tl_queued(&e), 100);
     ck_assert_int_eq(ldr_run(b, &st), 0);
-    ck_assert_uint_eq(st.events, 0);
+    ck_assert_uint_eq(st.loaded, 100);
     ldr_destroy(a);
     ldr_destroy(b);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 100);
+    ck_assert_int_eq(tl_int(&e, "SELECT epoch FROM queue_owners"), 2);
     tl_teardown(&e);
 }
 END_TEST
@@ -1120,7 +1129,7 @@ main(void)
     tcase_add_test(once, test_connection_dropped_mid_copy);
     tcase_add_test(once, test_commit_answer_lost);
     tcase_add_test(once, test_crash_between_commit_and_delete);
-    tcase_add_test(once, test_fence_terminates_stale_sessions);
+    tcase_add_test(once, test_lease_fences_earlier_loader);
     tcase_add_test(runs, test_batches_bounded_by_bytes);
     tcase_add_test(runs, test_unreachable_gives_up_or_stops);
     tcase_add_test(runs, test_run_figures);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# test_idempotency.sh - idempotency keys over real HTTP (SPEC section 8): a repeat answers as
+# test_idempotency.sh - idempotency keys over real HTTP (docs/api.md): a repeat answers as
 # the first time plus "duplicate" (one event, a batch, /submit's 204), a conflict is 409 or a
 # batch error kept for dead_letter, the Idempotency-Key header, bad keys with their exact
 # texts, the dedup window expiring, keys surviving a server restart; then the loader skipping
-# a key PostgreSQL already holds, and CloudEvents in structured, batch and binary mode.
+# a key PostgreSQL already holds with the same bytes and filing one held with other bytes
+# (after the window, twice in a batch, across appliances, a row without a digest) into
+# dead_letter, and CloudEvents in structured, batch and binary mode.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/lib_sh.sh
@@ -41,6 +43,8 @@ post() {
 
 queued() { "$QTOOL" "$TMP/$1.q" stats | sed 's/events=\([0-9]*\).*/\1/'; }
 id_of() { sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p' <<<"$1"; }
+# ids_as_id ANSWER: the answer with each id of its "ids" written "ID".
+ids_as_id() { sed -E 's/"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"/"ID"/g' <<<"$1"; }
 
 CR='{"event_name":"crash_report","user_id":1,"timestamp":2,"message":"m","idempotency_key":"k-1"}'
 AD='{"ip_address":"10.1.2.3","user_agent":"u","referring_url":"https://e.com/","advertiser_id":"a"}'
@@ -107,13 +111,13 @@ B2='{"event_name":"crash_report","user_id":6,"timestamp":2,"message":"b","idempo
 B2X='{"event_name":"crash_report","user_id":7,"timestamp":2,"message":"b","idempotency_key":"b-2"}'
 r=$(post / "$B1
 $B2")
-has "batch of two keyed → 202" '202 {"status_code":202,"status_message":"accepted","accepted":2,"rejected":0,"duplicates":0,"errors":[]}' "$r"
+eq "batch of two keyed → 202 with both ids" '202 {"status_code":202,"status_message":"accepted","accepted":2,"rejected":0,"duplicates":0,"ids":["ID","ID"],"errors":[]}' "$(ids_as_id "$r")"
 r=$(post / "$B1
 $B2X
 $CR
 $B1")
 has "batch: repeats counted, the conflict an error" \
-    '202 {"status_code":202,"status_message":"partly accepted","accepted":3,"rejected":1,"duplicates":3,"errors":[{"index":1,"error":"idempotency_key: \"b-2\" was already used for event ' "$r"
+    '202 {"status_code":202,"status_message":"partly accepted","accepted":3,"rejected":1,"duplicates":3,"ids":["ID",null,"ID","ID"],"errors":[{"index":1,"error":"idempotency_key: \"b-2\" was already used for event ' "$(ids_as_id "$r")"
 eq "the batch appended only the conflict (for dead_letter)" $((before + 3)) "$(queued main)"
 dump=$("$QTOOL" "$TMP/main.q" dump)
 has "the conflict is stored rejected" " crash_report 1 $B2X" "$dump"
@@ -168,6 +172,90 @@ ok "skips are not counted as loaded" \
     test -z "$(grep -F 'datapipe_loader_events_loaded_total{type="crash_report"}' <<<"$m")"
 stop_pid "$SPID"
 
+# --- a key reused after the window with other bytes: a conflict PostgreSQL tells, never lost
+# post_until_new NAME BODY KEY: post until the server forgot KEY (a 409 appends nothing) and
+# takes BODY as a new event; its id in NEW_ID.
+post_until_new() {
+    local r
+    r=$(post /v1/events/crash_report "$2" -H "Idempotency-Key: $3")
+    NEW_ID=$(id_of "$r")
+    [[ "$r" == "202 "* ]] && [[ "$r" != *duplicate* ]]
+}
+ONE='{"user_id":1,"timestamp":2,"message":"one"}'
+TWO='{"user_id":1,"timestamp":2,"message":"two"}'
+server reuse 1
+r=$(post /v1/events/crash_report "$ONE" -H 'Idempotency-Key: K')
+id_one=$(id_of "$r")
+stop_pid "$SPID"
+ok "loader --once loads the first" run_loader reuse
+server reuse 1
+wait_until 30 "the server forgot K" post_until_new reuse "$TWO" K
+id_two=$NEW_ID
+# Same key, other bytes, both queued in one batch: the second of the pair conflicts.
+r=$(post /v1/events/crash_report "$ONE" -H 'Idempotency-Key: L')
+id_l1=$(id_of "$r")
+wait_until 30 "the server forgot L" post_until_new reuse "$TWO" L
+id_l2=$NEW_ID
+# The same bytes again after the window: a repeat, skipped as ever.
+wait_until 30 "the server forgot K again" post_until_new reuse "$ONE" K
+stop_pid "$SPID"
+ok "loader --once loads the reuse" run_loader reuse
+conflict() {
+    sql "SELECT stage || '|' || idempotency_key || '|' || error FROM $SCHEMA.dead_letter
+         WHERE event_id = '$1'"
+}
+# conflict_text KEY HOLDER_ID THIS_ID [WHY]: the dead letter conflict() prints.
+conflict_text() {
+    echo "load|$1|idempotency_key: \"$1\" was already loaded for event $2 ${4:-with different \
+content} (this event: $3)"
+}
+eq "after the window, other bytes: a dead letter naming the key and both ids" \
+    "$(conflict_text K "$id_one" "$id_two")" "$(conflict "$id_two")"
+eq "within one batch: the second is the dead letter" \
+    "$(conflict_text L "$id_l1" "$id_l2")" "$(conflict "$id_l2")"
+eq "K and L loaded once each, with the first bytes" "K one|L one" \
+    "$(sql "SELECT string_agg(idempotency_key || ' ' || message, '|' ORDER BY idempotency_key)
+            FROM $SCHEMA.crash_report WHERE idempotency_key IN ('K', 'L')")"
+eq "each row keeps its digest (SHA-256 of the event's bytes)" \
+    "$(printf %s "$ONE" | sha256sum | cut -c1-64)" \
+    "$(sql "SELECT encode(idempotency_digest, 'hex') FROM $SCHEMA.crash_report
+            WHERE idempotency_key = 'K'")"
+server reuse 1
+eq "the trail finds the conflicting event as a dead letter" dead_letter \
+    "$(curl -s "$URL/v1/events/$id_two" | jq -r .state)"
+m=$(curl -s "$URL/metrics")
+has "/metrics counts the conflicts" \
+    'datapipe_loader_key_conflicts_total{type="crash_report"} 2' "$m"
+has "… and the identical repeat as a duplicate" \
+    'datapipe_loader_duplicates_total{type="crash_report"} 1' "$m"
+has "… conservation holds" 'datapipe_events{stage="dead_lettered"} 2' "$m"
+stop_pid "$SPID"
+
+# Across appliances: another queue loaded the key first, with other bytes.
+server east
+r=$(post /v1/events/crash_report "$ONE" -H 'Idempotency-Key: M')
+id_m1=$(id_of "$r")
+stop_pid "$SPID"
+server west
+r=$(post /v1/events/crash_report "$TWO" -H 'Idempotency-Key: M')
+id_m2=$(id_of "$r")
+stop_pid "$SPID"
+ok "east loads M" run_loader east
+ok "west loads M" run_loader west
+eq "across appliances: the second is the dead letter" \
+    "$(conflict_text M "$id_m1" "$id_m2")" "$(conflict "$id_m2")"
+
+# A row loaded before digests were kept cannot tell a repeat: the event is filed, not lost.
+sql "UPDATE $SCHEMA.crash_report SET idempotency_digest = NULL WHERE idempotency_key = 'M'"
+server south
+r=$(post /v1/events/crash_report "$ONE" -H 'Idempotency-Key: M')
+id_m3=$(id_of "$r")
+stop_pid "$SPID"
+ok "a third appliance loads M, the first's bytes" run_loader south
+eq "a row without a digest: the event is a dead letter, saying why" \
+    "$(conflict_text M "$id_m1" "$id_m3" "before digests were kept: cannot tell a repeat from \
+a conflict")" "$(conflict "$id_m3")"
+
 # --- CloudEvents: structured, batch and binary mode
 server ce
 CT='Content-Type: application/cloudevents+json'
@@ -190,8 +278,8 @@ has "binary mode, a new id (percent-encoded) → 202" '202 {"status_code":202,"s
 r=$(post / '['"$CE"',{"specversion":"1.0","id":"e-3","type":"crash_report","data":'"$DATA"'},
 {"specversion":"1.0","id":"e-4","source":"/app","type":"crash_report","data":{"user_id":4,"timestamp":2,"message":"b"}}]' \
     -H 'Content-Type: application/cloudevents-batch+json')
-has "batch mode: a repeat, a missing source, a new one" \
-    '202 {"status_code":202,"status_message":"partly accepted","accepted":2,"rejected":1,"duplicates":1,"errors":[{"index":1,"error":"source: required attribute missing"}]}' "$r"
+eq "batch mode: a repeat (its first id), a missing source, a new one" \
+    "202 {\"status_code\":202,\"status_message\":\"partly accepted\",\"accepted\":2,\"rejected\":1,\"duplicates\":1,\"ids\":[\"$idc\",null,\"$(jq -r '.ids[2]' <<<"${r#* }")\"],\"errors\":[{\"index\":1,\"error\":\"source: required attribute missing\"}]}" "$r"
 long=$(printf 's%.0s' $(seq 300))
 LONGCE='{"specversion":"1.0","id":"x","source":"'$long'","type":"crash_report","data":'"$DATA"'}'
 r=$(post / "$LONGCE" -H "$CT")
@@ -242,8 +330,8 @@ r=$(post /v1/events/crash_report "$CE" -H "$CT")
 has "CloudEvents only where events name their type: 415 elsewhere" '415 ' "$r"
 stop_pid "$SPID"
 ok "loader --once drains ce" run_loader ce
-eq "the CloudEvents key is source, a space, id" 1 \
-    "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key = '/app e 2'")"
+eq "the CloudEvents key is the source's length, ':', source, id" 1 \
+    "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key = '4:/appe 2'")"
 eq "an over-long source + id is keyed by its SHA-256" 1 \
     "$(sql "SELECT count(*) FROM $SCHEMA.crash_report WHERE idempotency_key ~ '^ce-sha256:[0-9a-f]{64}$'")"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_queue_identity.sh - issue 12 section 1 end to end: one appliance, queue.id "same",
+# test_queue_identity.sh - queue identity (docs/operations.md) end to end: one appliance, queue.id "same",
 # loader.batch_rows 1000. 5,400 events loaded; the queue directory removed (a replaced disk);
 # 5,400 new events, enough to pass the old highest sequence number. The loader must refuse
 # (exit 78, a message naming both instances and the command), load and delete nothing, show
