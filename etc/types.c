@@ -58,14 +58,14 @@ static const struct {
 
 /* What PostgreSQL named, or earlier releases named, after the tables above. */
 static const char *const reserved_suffixes[] = {"_pkey", "_idempotency_key", NULL};
-static const char *const reserved_derived[] = {"dead_letter_seq_seq", "dead_letter_event_id",
-                                               NULL};
+static const char *const reserved_derived[] = {"dead_letter_seq_seq", "dead_letter_event_id", NULL};
 #define RESERVED_DERIVED "an index or sequence of one of the appliance's own tables"
 
 /* Columns every declared table has besides its fields. */
 static const char *const reserved_columns[] = {
-    "id", "event_name", "idempotency_key", "idempotency_digest", "source", "extra", "received_at",
-    "loaded_at", NULL,
+    "id",     "event_name", "idempotency_key", "idempotency_digest",
+    "source", "extra",      "received_at",     "loaded_at",
+    NULL,
 };
 
 /* PostgreSQL's system columns: every table has them, so no field can be a column so named. */
@@ -149,8 +149,8 @@ dp_types_name_reserved(const char *name)
         return "PostgreSQL (names beginning pg_ are its system catalogs')";
     }
     if (strncmp(name, DP_PG_PREFIX, strlen(DP_PG_PREFIX)) == 0) {
-        return "datapipe's indexes, constraints and temporary tables (names beginning "
-               DP_PG_PREFIX ")";
+        return "datapipe's indexes, constraints and temporary tables (names beginning " DP_PG_PREFIX
+               ")";
     }
     return name_derived(name) ? RESERVED_DERIVED : NULL;
 }

@@ -127,9 +127,9 @@ const char *dp_types_name_reserved(const char *name);
  * with DP_PG_PREFIX are refused as type names).
  */
 #define DP_PG_PREFIX "dp_"
-#define DP_PG_KEY_INDEX "dp_key_"       /* the unique index over a table's idempotency_key */
-#define DP_PG_PRIMARY_KEY "dp_pk_"      /* a declared type's primary key constraint */
-#define DP_PG_KEYED_TEMP "dp_keyed_"    /* the keyed rows' temporary table (pg_temp) */
+#define DP_PG_KEY_INDEX "dp_key_"    /* the unique index over a table's idempotency_key */
+#define DP_PG_PRIMARY_KEY "dp_pk_"   /* a declared type's primary key constraint */
+#define DP_PG_KEYED_TEMP "dp_keyed_" /* the keyed rows' temporary table (pg_temp) */
 
 /*
  * dp_pg_derived_name - prefix followed by the 16 hex digits of the 64-bit FNV-1a hash of

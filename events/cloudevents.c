@@ -42,8 +42,8 @@ ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t 
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
         EVP_DigestUpdate(ctx, prefix, plen) != 1 ||
-        EVP_DigestUpdate(ctx, source, source_len) != 1 ||
-        EVP_DigestUpdate(ctx, id, id_len) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
+        EVP_DigestUpdate(ctx, source, source_len) != 1 || EVP_DigestUpdate(ctx, id, id_len) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
         /* Out of memory only: the all-zero digest makes a later event a conflict, not lost. */
         memset(md, 0, sizeof(md));
     }

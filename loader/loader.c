@@ -334,9 +334,10 @@ ldr_seq_floor(struct ldr_worker *w, char *err, size_t len)
 
 /*
  * Connect worker 0, check ownership, optionally (at start) take the lease, fencing off an
- * earlier loader, and raise the sequence floor, then recover; retried with back-off. Ownership comes before the lease: a queue
- * that does not own queue.id must not fence the loader that does. While start-up fails,
- * loader.last_run_result says why: the last run's "ok" belongs to an earlier loader.
+ * earlier loader, and raise the sequence floor, then recover; retried with back-off. Ownership
+ * comes before the lease: a queue that does not own queue.id must not fence the loader that does.
+ * While start-up fails, loader.last_run_result says why: the last run's "ok" belongs to an earlier
+ * loader.
  */
 static int
 ldr_prepare(struct ldr *l, bool fence, const char *what)

@@ -315,10 +315,10 @@ int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
  * longer declared keeps its column (logged; its NOT NULL dropped), a required field no longer
  * required drops NOT NULL. Before any of that, every existing declared table's primary key
  * and key index get their derived names (dp_pg_derived_name), so that the names earlier
- * releases gave them ("<type>_pkey", "<type>_idem_key") are free for other types. A changed field type, a newly required field on an existing table, or a table of
- * that name that datapipe did not create is refused: logged with the field and what to do,
- * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
- * lz4 compression when the server has it.
+ * releases gave them ("<type>_pkey", "<type>_idem_key") are free for other types. A changed field
+ * type, a newly required field on an existing table, or a table of that name that datapipe did not
+ * create is refused: logged with the field and what to do, DP_ERR_CONFIG, and nothing of this
+ * transaction is kept. Also stores data_sample.raw with lz4 compression when the server has it.
  * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 int ldr_schema_ensure(struct ldr_pg *pg);

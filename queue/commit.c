@@ -202,8 +202,8 @@ queue_write_filed(MDB_txn *txn, struct queue *q, const struct queue_waiter *w,
  * Returns an LMDB code.
  */
 static int
-queue_write_one(struct queue *q, MDB_txn *txn, const struct queue_waiter *w,
-                struct queue_event *ev, uint64_t *seq, int64_t now_us, size_t *appended)
+queue_write_one(struct queue *q, MDB_txn *txn, const struct queue_waiter *w, struct queue_event *ev,
+                uint64_t *seq, int64_t now_us, size_t *appended)
 {
     uint8_t kbuf[8];
     MDB_val k = {sizeof(kbuf), kbuf};

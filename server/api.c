@@ -245,9 +245,9 @@ answer_schema(void)
                   "one per input event in input order: its id (a repeat: the first event's), "
                   "or null when it was rejected"));
     json_object_set_new(props, "errors",
-                        json_pack("{s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}}}", "type", "array",
-                                  "items", "type", "object", "properties", "index", "type",
-                                  "integer", "error", "type", "string"));
+                        json_pack("{s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}}}", "type", "array", "items",
+                                  "type", "object", "properties", "index", "type", "integer",
+                                  "error", "type", "string"));
     return json_pack("{s:s, s:[s, s], s:o}", "type", "object", "required", "status_code",
                      "status_message", "properties", props);
 }

@@ -798,7 +798,8 @@ START_TEST(test_lease_fences_earlier_loader)
     ck_assert(ldr_refused(a, why, sizeof(why)));
     ck_assert_msg(strstr(why, "fenced: a newer loader of queue.id") != NULL, "why: %s", why);
     ck_assert_msg(strstr(why, " pid ") != NULL && strstr(why, " since ") != NULL &&
-                  strstr(why, "(epoch 2)") != NULL, "why: %s", why);
+                      strstr(why, "(epoch 2)") != NULL,
+                  "why: %s", why);
     ck_assert_uint_eq(tl_queued(&e), 100);
     ck_assert_int_eq(ldr_run(b, &st), 0);
     ck_assert_uint_eq(st.loaded, 100);

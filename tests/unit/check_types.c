@@ -779,8 +779,8 @@ row_of(const struct ev_type *t, const char *json, int *rc, char err[EV_ERR_MAX])
  */
 START_TEST(test_key_field_reserved)
 {
-    const struct ev_type *r = declare("{\"r\": {\"fields\": {\"a\": {\"type\": \"integer\"}}}}",
-                                      "r");
+    const struct ev_type *r =
+        declare("{\"r\": {\"fields\": {\"a\": {\"type\": \"integer\"}}}}", "r");
     const struct ev_type *k;
     const char body[] = "{\"a\": 1, \"idempotency_key\": \"k-1\"}\n"
                         "{\"a\": 2, \"idempotency_key\": \"\"}\n"
@@ -798,7 +798,8 @@ START_TEST(test_key_field_reserved)
     ck_assert_str_eq(b.items[2].error, "idempotency_key: control character at byte 1");
     ev_batch_free(&b);
     k = declare("{\"k\": {\"fields\": {\"a\": {\"type\": \"integer\"}}, "
-                "\"unknown_fields\": \"keep\"}}", "k");
+                "\"unknown_fields\": \"keep\"}}",
+                "k");
     row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\", \"b\": 2}", &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\":2}\t"
