@@ -4,7 +4,8 @@
 # make unit       build and run the Check suites that need no PostgreSQL (seconds)
 # make check      build and run every test (SANITIZE=1: under ASan and UBSan; SANITIZE=thread:
 #                 under ThreadSanitizer, in build/tsan)
-# make lint       shellcheck of the shell scripts and a -Wmissing-prototypes build
+# make lint       clang-format check, shellcheck of the scripts, a -Wmissing-prototypes build
+# make format     lay out every C file as .clang-format says
 # make bench      print the benchmark figures
 # make soak       the end-to-end fault scenarios at full length and the model checker for an
 #                 hour (about 75 minutes)
@@ -107,8 +108,8 @@ LIBTEST := $(BUILD)/libdptest.a
 SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
 LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 
-.PHONY: all deb deb-check deps unit check soak bench fuzz run lint docs install uninstall clean \
-	test-progs
+.PHONY: all deb deb-check deps unit check soak bench fuzz run lint format docs install uninstall \
+	clean test-progs
 .SECONDARY:
 
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-queue \
@@ -182,11 +183,12 @@ unit: $(UNIT_PROGS)
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/run-all unit
 
 # Every test runs against one throwaway PostgreSQL cluster that tests/pg starts
-# and always removes. The packages come first, then the build (a sub-make, so that under -j
+# and always removes. TESTS picks kinds or suites (make check TESTS="db tests/e2e/test_tap.sh");
+# all of them by default. The packages come first, then the build (a sub-make, so that under -j
 # nothing compiles before its headers are installed).
 check: deps
 	$(MAKE) test-progs
-	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/pg run tests/run-all
+	DP_BUILD=$(BUILD) DP_BIN=$(BIN) SANITIZE=$(SANITIZE) tests/pg run tests/run-all $(TESTS)
 
 # The shortened fault scenarios of make check at full length (tests/run-soak): 100 SIGKILLs
 # of each daemon, 256 keyed clients for 30 s, PostgreSQL down 30 s, the fleet of two; the
@@ -200,22 +202,30 @@ bench:
 	$(MAKE) test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/pg run tests/run-bench
 
-# Static checks: shellcheck of every shell script, and the whole tree built with
-# -Wmissing-prototypes -Werror in a tree of its own (a function that should be static, or whose
-# header is not included where it is defined, fails it).
+# Static checks: every C file as .clang-format lays it out (`make format` rewrites them so),
+# shellcheck of every shell script, and the whole tree built with -Wmissing-prototypes -Werror in
+# a tree of its own (a function that should be static, or whose header is not included where it
+# is defined, fails it).
+C_FILES := $(wildcard etc/*.[ch] queue/*.[ch] events/*.[ch] server/*.[ch] server/compat/*.c \
+	queuetool/*.[ch] \
+	loader/*.[ch] tests/*/*.[ch])
 SHELL_SCRIPTS := tests/pg tests/run-all tests/run-soak tests/run-bench tests/tools/run-demo \
-	$(wildcard tests/e2e/*.sh tests/bench/*.sh tests/lib/*.sh) .ci/run
+	$(wildcard tests/*/*.sh tests/data/*/*.sh) .ci/run
 # Code and tests cite what ships (docs/, README, code), never an outside document or an issue.
 CITED = grep -rnE 'S[P]EC|[Ii]ssues? [0-9]' --include='*.c' --include='*.h' --include='*.sh' \
 	--include='*.py' --include='*.awk' --include=Makefile etc events queue queuetool server \
 	loader tests Makefile
 lint:
-	$(MAKE) deps EXTRA_DEB_PACKAGES=shellcheck
+	$(MAKE) deps EXTRA_DEB_PACKAGES="shellcheck clang-format"
+	clang-format --dry-run --Werror $(C_FILES)
 	shellcheck -x $(SHELL_SCRIPTS)
 	@if $(CITED); then echo "lint: the lines above cite a document outside the" \
 		"repository or an issue number: cite docs/ or the code"; exit 1; fi
 	$(MAKE) BUILD=$(BUILD)/lint BIN=$(BUILD)/lint/bin SANITIZE= WERROR=1 \
 		EXTRA_WARN=-Wmissing-prototypes test-progs
+
+format:
+	clang-format -i $(C_FILES)
 
 # Two libFuzzer targets, FUZZ_SECONDS each: fuzz_events (the body parser and encoders) and
 # fuzz_http (whole HTTP requests through the real civetweb server and the request handler).

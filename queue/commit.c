@@ -101,8 +101,9 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
      * may be empty.
      */
     if (total > q->map_bytes / 2) {
-        dp_warn("append too large for the queue", "path=%s events=%zu bytes=%" PRIu64
-                " map_bytes=%" PRIu64, q->path, n, total, q->map_bytes);
+        dp_warn("append too large for the queue",
+                "path=%s events=%zu bytes=%" PRIu64 " map_bytes=%" PRIu64, q->path, n, total,
+                q->map_bytes);
         return DP_ERR_INVALID;
     }
     return 0;
@@ -202,8 +203,8 @@ queue_write_filed(MDB_txn *txn, struct queue *q, const struct queue_waiter *w,
  * Returns an LMDB code.
  */
 static int
-queue_write_one(struct queue *q, MDB_txn *txn, const struct queue_waiter *w,
-                struct queue_event *ev, uint64_t *seq, int64_t now_us, size_t *appended)
+queue_write_one(struct queue *q, MDB_txn *txn, const struct queue_waiter *w, struct queue_event *ev,
+                uint64_t *seq, int64_t now_us, size_t *appended)
 {
     uint8_t kbuf[8];
     MDB_val k = {sizeof(kbuf), kbuf};

@@ -24,10 +24,10 @@
 #include "etc/log.h"
 #include "queue/internal.h"
 
-#define QUEUE_DB_EVENTS "events" /* seq (8 bytes, big-endian) -> record */
-#define QUEUE_DB_META "meta"     /* name -> counter or string, for the daemons */
-#define QUEUE_DB_SYS "sys"       /* the queue's own state: next_seq, the instance id */
-#define QUEUE_DB_KEYS "keys"     /* idempotency key -> key record (internal.h) */
+#define QUEUE_DB_EVENTS "events"       /* seq (8 bytes, big-endian) -> record */
+#define QUEUE_DB_META "meta"           /* name -> counter or string, for the daemons */
+#define QUEUE_DB_SYS "sys"             /* the queue's own state: next_seq, the instance id */
+#define QUEUE_DB_KEYS "keys"           /* idempotency key -> key record (internal.h) */
 #define QUEUE_DB_KEY_TIMES "key_times" /* be64(recorded_us) + key -> "" */
 #define QUEUE_LOCK_FILE "loader.lock"
 #define QUEUE_DATA_FILE "data.mdb"    /* LMDB's name for the data file in the directory */
@@ -124,7 +124,8 @@ queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn)
          * the map as it now is.
          */
         dp_error("the queue map was grown by another process: exiting to reopen it; give both "
-                 "daemons the same queue.max_bytes", "path=%s", q->path);
+                 "daemons the same queue.max_bytes",
+                 "path=%s", q->path);
         _exit(75);
     }
     queue_fatal_check(q, rc, "begin");
@@ -420,9 +421,9 @@ queue_disk_reserve(struct queue *q, size_t bytes)
 {
     MDB_envinfo info;
     mdb_filehandle_t fd;
-    uint64_t used;                      /* pages up to the last one committed */
-    uint64_t alloc;                     /* pages known allocated on disk */
-    uint64_t need;                      /* pages this append may add: records, branches */
+    uint64_t used;  /* pages up to the last one committed */
+    uint64_t alloc; /* pages known allocated on disk */
+    uint64_t need;  /* pages this append may add: records, branches */
     uint64_t free_pages;
     uint64_t want;
     uint64_t step;
@@ -447,12 +448,12 @@ queue_disk_reserve(struct queue *q, size_t bytes)
     want = want > free_pages ? want - free_pages : 0;
     want = want > used ? want : used;
     if (want * q->psize > q->map_bytes) {
-        return 0;                       /* beyond the map the map's own limit answers */
+        return 0; /* beyond the map the map's own limit answers */
     }
     /* A step more, so that few appends call the kernel; on a nearly full disk, no more. */
     step = want + QUEUE_DISK_STEP_PAGES;
-    rc = step * q->psize <= q->map_bytes ? posix_fallocate(fd, 0, (off_t)(step * q->psize))
-                                         : ENOSPC;
+    rc =
+        step * q->psize <= q->map_bytes ? posix_fallocate(fd, 0, (off_t)(step * q->psize)) : ENOSPC;
     if (rc == 0) {
         want = step;
     } else if (rc == ENOSPC || rc == EDQUOT) {
@@ -654,10 +655,10 @@ lmdb_fail:
     /* Name the file when it is the data file LMDB cannot read: what an operator must look at
      * (a file that is not LMDB's, from another version, or damaged). */
     dp_error("queue open failed", "path=%s%s%s err=%s", path,
+             rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED ? " file=" : "",
              rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED
-                 ? " file=" : "",
-             rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED
-                 ? QUEUE_DATA_FILE : "",
+                 ? QUEUE_DATA_FILE
+                 : "",
              mdb_strerror(rc));
     if (rc == ENOMEM) {
         rc = DP_ERR_NOMEM;

@@ -28,20 +28,20 @@
 #include "tests/crash/crash_model.h"
 
 #define DRIVER_THREADS 4
-#define DRIVER_CALLS 6          /* appends per thread */
+#define DRIVER_CALLS 6 /* appends per thread */
 
 struct driver {
     const char *dir;
     bool sync;
     struct queue *q;
-    pthread_mutex_t mu;         /* next, marks of a call's start */
-    uint32_t next;              /* next event index */
+    pthread_mutex_t mu; /* next, marks of a call's start */
+    uint32_t next;      /* next event index */
     void (*mark)(const char *);
     int failed;
 };
 
-static void
-driver_mark(struct driver *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void driver_mark(struct driver *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 driver_mark(struct driver *d, const char *fmt, ...)
@@ -193,10 +193,10 @@ driver_delete(struct driver *d, size_t max)
                                           QUEUE_META_ADD, b.loaded, NULL};
     }
     if (b.dead > 0) {
-        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_DEAD_LETTERS, QUEUE_META_ADD, b.dead,
-                                          NULL};
-        ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_DEAD_INGEST, QUEUE_META_ADD, b.dead,
-                                          NULL};
+        ops[n++] =
+            (struct queue_meta_op){QUEUE_META_LOADER_DEAD_LETTERS, QUEUE_META_ADD, b.dead, NULL};
+        ops[n++] =
+            (struct queue_meta_op){QUEUE_META_LOADER_DEAD_INGEST, QUEUE_META_ADD, b.dead, NULL};
     }
     ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_BATCHES, QUEUE_META_ADD, 1, NULL};
     ops[n++] = (struct queue_meta_op){QUEUE_META_LOADER_LAST_SUCCESS_US, QUEUE_META_SET,

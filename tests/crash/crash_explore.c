@@ -36,8 +36,8 @@
 #define EX_INODES 1024
 #define EX_DELETES 64
 #define EX_CHILD_TIMEOUT_S 60
-#define EX_SHOW_MAX 10           /* violations described in full */
-#define EX_OUT_MAX 4096          /* bytes of a child's output kept */
+#define EX_SHOW_MAX 10  /* violations described in full */
+#define EX_OUT_MAX 4096 /* bytes of a child's output kept */
 
 /* One write not yet made durable, or a piece of one (an O_DSYNC write carves those it hides). */
 struct ex_pending {
@@ -48,15 +48,15 @@ struct ex_pending {
 
 struct ex_inode {
     int dir;
-    uint8_t *vol;                /* what the page cache holds */
+    uint8_t *vol; /* what the page cache holds */
     uint64_t vol_size;
-    uint8_t *dur;                /* what is on disk for certain */
+    uint8_t *dur; /* what is on disk for certain */
     uint64_t dur_size;
-    uint64_t cap;                /* bytes allocated in vol and dur */
-    struct ex_pending *pend;     /* in the order they were written */
+    uint64_t cap;            /* bytes allocated in vol and dur */
+    struct ex_pending *pend; /* in the order they were written */
     size_t n_pend;
     size_t cap_pend;
-    int size_pending;            /* a truncate or extend since the last fsync */
+    int size_pending; /* a truncate or extend since the last fsync */
 };
 
 /* A file's bytes in the state being built. */
@@ -68,16 +68,16 @@ struct ex_buf {
 
 /* A change to a directory not yet made durable by an fsync of it. */
 struct ex_dirop {
-    uint32_t name;               /* path id */
-    int ino;                     /* the inode it now names, -1: removed */
+    uint32_t name; /* path id */
+    int ino;       /* the inode it now names, -1: removed */
 };
 
 /* What the driver was told, as of the crash point. */
 struct ex_model {
-    uint32_t len[CRASH_EVENTS_MAX];     /* 0: never started */
+    uint32_t len[CRASH_EVENTS_MAX]; /* 0: never started */
     uint8_t keyed[CRASH_EVENTS_MAX];
     uint8_t rejected[CRASH_EVENTS_MAX];
-    uint64_t acked[CRASH_EVENTS_MAX];   /* 0: not acknowledged */
+    uint64_t acked[CRASH_EVENTS_MAX]; /* 0: not acknowledged */
     uint64_t del_first[EX_DELETES];
     uint64_t del_last[EX_DELETES];
     uint8_t del_done[EX_DELETES];
@@ -88,9 +88,9 @@ struct ex_model {
 };
 
 static struct {
-    char *paths[EX_PATHS + 1];          /* by id; "." is the root */
-    int vol_ino[EX_PATHS + 1];          /* the namespace the program saw */
-    int dur_ino[EX_PATHS + 1];          /* the namespace on disk for certain */
+    char *paths[EX_PATHS + 1]; /* by id; "." is the root */
+    int vol_ino[EX_PATHS + 1]; /* the namespace the program saw */
+    int dur_ino[EX_PATHS + 1]; /* the namespace on disk for certain */
     uint32_t n_paths;
     struct ex_inode ino[EX_INODES];
     int n_ino;
@@ -100,19 +100,19 @@ static struct {
     struct ex_model m;
     /* the state being built */
     int st_ino[EX_PATHS + 1];
-    struct ex_buf st[EX_PATHS + 1];     /* each file's bytes in the state */
-    uint64_t generation;                /* marks that changed what is expected */
-    int quiet;                          /* replaying the shim's snapshot: no crash points */
-    uint64_t save_at;                   /* --save: the crash point whose state to keep */
+    struct ex_buf st[EX_PATHS + 1]; /* each file's bytes in the state */
+    uint64_t generation;            /* marks that changed what is expected */
+    int quiet;                      /* replaying the shim's snapshot: no crash points */
+    uint64_t save_at;               /* --save: the crash point whose state to keep */
     uint64_t rng;
     /* figures */
     uint64_t points;
     uint64_t states;
     uint64_t duplicates;
     uint64_t refused;
-    uint64_t refused_promised;          /* of which after queue_open had returned */
+    uint64_t refused_promised; /* of which after queue_open had returned */
     uint64_t violations;
-    uint64_t *seen;                     /* hashes of the states explored (open addressing) */
+    uint64_t *seen; /* hashes of the states explored (open addressing) */
     uint64_t seen_cap;
     const char *work;
     char state_dir[2048];
@@ -313,8 +313,7 @@ ex_mark(const char *text, size_t len)
     memmove(ex.last_marks[0], ex.last_marks[1], sizeof(ex.last_marks[0]) * 3);
     snprintf(ex.last_marks[3], sizeof(ex.last_marks[3]), "%s", line);
     ex.generation += strncmp(line, "start ", 6) != 0;
-    if (sscanf(line, "start %u %u %d %d", &i, &n, &keyed, &rejected) == 4 &&
-        i < CRASH_EVENTS_MAX) {
+    if (sscanf(line, "start %u %u %d %d", &i, &n, &keyed, &rejected) == 4 && i < CRASH_EVENTS_MAX) {
         ex.m.len[i] = n;
         ex.m.keyed[i] = (uint8_t)keyed;
         ex.m.rejected[i] = (uint8_t)rejected;
@@ -431,8 +430,10 @@ ex_file_content(const struct ex_inode *in, int mode, struct ex_buf *out)
         if (m == 0 || mode == 0) {
             continue;
         }
-        v = mode == 1 ? m : (size_t)(ex_rand() % 3 == 0 ? 0 : ex_rand() % 2 ? m
-                                                                : 1 + ex_rand() % m);
+        v = mode == 1 ? m
+                      : (size_t)(ex_rand() % 3 == 0 ? 0
+                                 : ex_rand() % 2    ? m
+                                                    : 1 + ex_rand() % m);
         if (v == 0) {
             continue;
         }
@@ -551,8 +552,7 @@ ex_write(void)
 /* In the child: a violation, printed for the parent. */
 static int ex_child_bad;
 
-static void
-ex_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ex_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 ex_bad(const char *fmt, ...)
@@ -590,8 +590,8 @@ ex_check_event(const struct queue_event *ev, uint64_t *seen_seq)
     size_t klen;
 
     if (i == UINT32_MAX || ex.m.len[i] == 0) {
-        ex_bad("seq %" PRIu64 ": an event never appended (%zu bytes: %.40s)", ev->seq,
-               ev->json_len, ev->json);
+        ex_bad("seq %" PRIu64 ": an event never appended (%zu bytes: %.40s)", ev->seq, ev->json_len,
+               ev->json);
         return;
     }
     crash_event_json(i, ex.m.len[i], json);
@@ -611,8 +611,8 @@ ex_check_event(const struct queue_event *ev, uint64_t *seen_seq)
     }
     seen_seq[i] = ev->seq;
     if (ex.m.acked[i] != 0 && ex.m.acked[i] != ev->seq) {
-        ex_bad("event %u acknowledged as seq %" PRIu64 " is stored as %" PRIu64, i,
-               ex.m.acked[i], ev->seq);
+        ex_bad("event %u acknowledged as seq %" PRIu64 " is stored as %" PRIu64, i, ex.m.acked[i],
+               ev->seq);
     }
     if (ex_deleted(ev->seq, 1)) {
         ex_bad("seq %" PRIu64 " (event %u) is back after its delete returned", ev->seq, i);
@@ -637,14 +637,14 @@ ex_check_keys(struct queue *q)
                 if (rc != 0 || evs[k].dedup != QUEUE_DEDUP_REPEAT ||
                     evs[k].seq != ex.m.acked[idx[k]]) {
                     ex_bad("event %u's key (acknowledged, seq %" PRIu64 ") was not recorded: "
-                           "a repeat got rc=%d dedup=%d seq %" PRIu64, idx[k],
-                           ex.m.acked[idx[k]], rc, (int)evs[k].dedup, evs[k].seq);
+                           "a repeat got rc=%d dedup=%d seq %" PRIu64,
+                           idx[k], ex.m.acked[idx[k]], rc, (int)evs[k].dedup, evs[k].seq);
                 }
             }
             n = 0;
         }
-        if (i == CRASH_EVENTS_MAX || ex.m.acked[i] == 0 || !ex.m.keyed[i] ||
-            ex.m.rejected[i] || i < ex.m.prune_below) {
+        if (i == CRASH_EVENTS_MAX || ex.m.acked[i] == 0 || !ex.m.keyed[i] || ex.m.rejected[i] ||
+            i < ex.m.prune_below) {
             continue;
         }
         memset(&evs[n], 0, sizeof(evs[n]));
@@ -721,11 +721,13 @@ ex_child(void)
         }
         if (st.accepted != st.loaded + st.dead_lettered + st.events) {
             ex_bad("accepted %" PRIu64 " != loaded %" PRIu64 " + dead_lettered %" PRIu64
-                   " + queued %" PRIu64, st.accepted, st.loaded, st.dead_lettered, st.events);
+                   " + queued %" PRIu64,
+                   st.accepted, st.loaded, st.dead_lettered, st.events);
         }
         if (st.next_seq <= max_seq || st.next_seq <= ex.m.max_acked_seq) {
             ex_bad("next seq %" PRIu64 " not above seq %" PRIu64 " (stored) / %" PRIu64
-                   " (acknowledged)", st.next_seq, max_seq, ex.m.max_acked_seq);
+                   " (acknowledged)",
+                   st.next_seq, max_seq, ex.m.max_acked_seq);
         }
     }
     ex_check_keys(q);
@@ -868,9 +870,9 @@ ex_point(uint64_t quota)
 static const char *
 ex_op_name(uint16_t op)
 {
-    static const char *const names[] = {"?", "name", "create", "mkdir", "unlink", "rename",
-                                        "truncate", "extend", "write", "fsync", "nosync",
-                                        "syncall", "mark"};
+    static const char *const names[] = {"?",      "name",     "create", "mkdir", "unlink",
+                                        "rename", "truncate", "extend", "write", "fsync",
+                                        "nosync", "syncall",  "mark"};
 
     return op < sizeof(names) / sizeof(names[0]) ? names[op] : "?";
 }
@@ -1059,14 +1061,14 @@ main(int argc, char **argv)
         memcpy(&r, log + off, sizeof(r));
         data = log + off + sizeof(r);
         off += sizeof(r) + r.len;
-        quota = budget > ex.states && points > ex.points ? (budget - ex.states) /
-                                                            (points - ex.points) : 0;
+        quota = budget > ex.states && points > ex.points
+                    ? (budget - ex.states) / (points - ex.points)
+                    : 0;
         quota = quota < 1 ? 1 : quota;
         if (ex_apply(&r, data)) {
             ex_point(quota);
         }
-        if (r.op == CRASH_OP_WRITE && (r.flags & CRASH_F_DSYNC) != 0 &&
-            ex.vol_ino[r.file] >= 0) {
+        if (r.op == CRASH_OP_WRITE && (r.flags & CRASH_F_DSYNC) != 0 && ex.vol_ino[r.file] >= 0) {
             ex_dsync_done(&r, data);
             snprintf(ex.op_desc, sizeof(ex.op_desc), "after the O_DSYNC write of %s %" PRIu64,
                      ex.paths[r.file], r.arg);
@@ -1077,7 +1079,8 @@ main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("crash_explore: %" PRIu64 " crash points, %" PRIu64 " states explored (%" PRIu64
            " duplicates skipped), %" PRIu64 " refused naming the file (%" PRIu64
-           " after an open had returned), %" PRIu64 " violations, %.0f s\n", ex.points,
-           ex.states, ex.duplicates, ex.refused, ex.refused_promised, ex.violations, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+           " after an open had returned), %" PRIu64 " violations, %.0f s\n",
+           ex.points, ex.states, ex.duplicates, ex.refused, ex.refused_promised, ex.violations,
+           (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
     return ex.violations > 0 ? 1 : 0;
 }

@@ -12,12 +12,12 @@
 
 #define CRASH_TYPE "crash_report"
 #define CRASH_ERROR "rejected at ingest"
-#define CRASH_EVENTS_MAX 4096          /* indices the driver may use */
-#define CRASH_RECOVER_FIRST 2048       /* first index of a run that recovers an earlier one's */
-#define CRASH_JSON_MAX 8192            /* longest event, bytes */
-#define CRASH_SMALL_MAP (1u << 20)     /* map of the first opens, bytes */
-#define CRASH_LARGE_MAP (2u << 20)     /* map after the reopen that grows it, bytes */
-#define CRASH_QUEUE_SUBDIR "q/sub"     /* the queue below the root: two levels to create */
+#define CRASH_EVENTS_MAX 4096      /* indices the driver may use */
+#define CRASH_RECOVER_FIRST 2048   /* first index of a run that recovers an earlier one's */
+#define CRASH_JSON_MAX 8192        /* longest event, bytes */
+#define CRASH_SMALL_MAP (1u << 20) /* map of the first opens, bytes */
+#define CRASH_LARGE_MAP (2u << 20) /* map after the reopen that grows it, bytes */
+#define CRASH_QUEUE_SUBDIR "q/sub" /* the queue below the root: two levels to create */
 
 /*
  * Marks (crash_shim_mark), each ordered with the file-system calls around it:

@@ -24,13 +24,13 @@
 
 #include "tests/crash/crash_log.h"
 
-#define SHIM_FDS 4096          /* descriptors tracked */
-#define SHIM_PATHS 1024        /* distinct paths below the root */
+#define SHIM_FDS 4096   /* descriptors tracked */
+#define SHIM_PATHS 1024 /* distinct paths below the root */
 
 struct shim_fd {
-    uint32_t id;               /* path id, 0: not below the root */
-    int dsync;                 /* opened with O_SYNC or O_DSYNC */
-    int dir;                   /* a directory */
+    uint32_t id; /* path id, 0: not below the root */
+    int dsync;   /* opened with O_SYNC or O_DSYNC */
+    int dir;     /* a directory */
 };
 
 static pthread_mutex_t shim_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -179,8 +179,7 @@ shim_ready(void)
 
 /* Append one record and its data to the log (shim_mu held). */
 static void
-shim_emit(uint16_t op, uint16_t flags, uint32_t file, uint64_t arg, const void *data,
-          uint32_t len)
+shim_emit(uint16_t op, uint16_t flags, uint32_t file, uint64_t arg, const void *data, uint32_t len)
 {
     struct crash_rec r = {CRASH_LOG_MAGIC, op, flags, file, len, arg};
     struct iovec iov[2] = {{&r, sizeof(r)}, {(void *)data, len}};
@@ -228,8 +227,8 @@ shim_lookup(int dirfd, const char *name)
     if (name[0] == '/') {
         n = snprintf(buf, sizeof(buf), "%s", name);
     } else if (dirfd >= 0 && dirfd < SHIM_FDS && shim_fds[dirfd].id != 0) {
-        n = snprintf(buf, sizeof(buf), "%s/%s/%s", shim_root,
-                     shim_paths[shim_fds[dirfd].id - 1], name);
+        n = snprintf(buf, sizeof(buf), "%s/%s/%s", shim_root, shim_paths[shim_fds[dirfd].id - 1],
+                     name);
     } else {
         char cwd[PATH_MAX];
 

@@ -210,6 +210,9 @@ cat >"$TMP/down.json" <<JSON
 {"queue": {"path": "$TMP/qdown", "id": "notify-down"},
  "database": {"conninfo": "host=127.0.0.1 port=$DOWN dbname=none connect_timeout=2"}}
 JSON
+# The listener killed above leaves its socket file behind: without this, the wait below would
+# pass at once and the loader could send READY=1 before the new listener is bound.
+rm -f "$SOCK"
 "$BUILD/tests/tools/notify_listen" "$SOCK" 30 >"$TMP/down.notify" &
 LPID=$!
 wait_until 10 "the sd_notify listener is bound" test -S "$SOCK"
