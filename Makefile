@@ -196,7 +196,8 @@ fuzz:
 	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-http
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_events tests/fuzz/fuzz_events.c $(LIB_SRC) \
 		$(PKG_LIBS) -lpthread -lm
-	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz/fuzz_http.c $(LIB_SRC) \
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz/fuzz_http.c \
+		tests/fuzz/http_grammar.c $(LIB_SRC) \
 		$(filter-out server/main.c,$(SERVER_SRC)) $(BUILD)/gen/status_html.c tests/lib/lib_test.c \
 		$(PKG_LIBS) $(CIVETWEB_LIBS) -lpthread -lm
 	$(BUILD)/fuzz/fuzz_events -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
