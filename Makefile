@@ -1,5 +1,6 @@
 # datapipe - one non-recursive Makefile.
-# make            build bin/datapipe-server and bin/datapipe-loader (never installs packages)
+# make            build bin/datapipe-server, bin/datapipe-loader and bin/datapipe-queue
+#                 (never installs packages)
 # make unit       build and run the Check suites that need no PostgreSQL (seconds)
 # make check      build and run every test (SANITIZE=1: under ASan and UBSan; SANITIZE=thread:
 #                 under ThreadSanitizer, in build/tsan)
@@ -67,6 +68,8 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LIB_SRC := $(wildcard etc/*.c queue/*.c events/*.c)
 SERVER_SRC := $(wildcard server/*.c)
 LOADER_SRC := $(wildcard loader/*.c)
+# datapipe-queue, the operator's queue tool: its own folder, as each binary has.
+QTOOL_SRC := $(wildcard queuetool/*.c)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 DB_SRC := $(wildcard tests/db/*.c)
@@ -77,6 +80,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 STATUS_PAGE_OBJ := $(BUILD)/gen/status_html.o
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(STATUS_PAGE_OBJ)
 LOADER_OBJ := $(LOADER_SRC:%.c=$(BUILD)/%.o)
+QTOOL_OBJ := $(QTOOL_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_PROGS := $(TEST_PROG_SRC:%.c=$(BUILD)/%)
 UNIT_PROGS := $(UNIT_SRC:%.c=$(BUILD)/%)
@@ -91,7 +95,8 @@ LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 .PHONY: all deps unit check soak bench fuzz run lint docs install uninstall clean test-progs
 .SECONDARY:
 
-all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-tls-compat.so
+all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-queue \
+	$(BIN)/datapipe-tls-compat.so
 
 # Missing Debian packages are installed; nothing is done when all are there. Only the targets
 # that run something call it (check, soak, run, bench, fuzz, lint); building and installing never
@@ -145,6 +150,10 @@ $(BIN)/datapipe-tls-compat.so: server/compat/openssl3.c
 $(BIN)/datapipe-loader: $(LOADER_OBJ) $(LIBDP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(LOADER_OBJ) $(LIBDP) $(LIBS)
+
+$(BIN)/datapipe-queue: $(QTOOL_OBJ) $(LIBDP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(QTOOL_OBJ) $(LIBDP) $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBTEST) $(LIBDP)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBTEST) $(LIBDP) $(LIBS) $(CHECK_LIBS)
@@ -222,7 +231,8 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBEXECDIR) \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 		$(DESTDIR)$(SYSCONFDIR)
-	install -m 0755 $(BIN)/datapipe-server $(BIN)/datapipe-loader $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-queue \
+		$(DESTDIR)$(BINDIR)/
 	install -m 0644 $(BIN)/datapipe-tls-compat.so $(DESTDIR)$(LIBEXECDIR)/
 	install -d $(DESTDIR)$(DOCDIR)/docs
 	install -m 0644 datapipe.json.example README.md NEWS.md $(DESTDIR)$(DOCDIR)/
@@ -256,7 +266,8 @@ install: all
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/datapipe-server $(DESTDIR)$(BINDIR)/datapipe-loader
+	rm -f $(DESTDIR)$(BINDIR)/datapipe-server $(DESTDIR)$(BINDIR)/datapipe-loader \
+		$(DESTDIR)$(BINDIR)/datapipe-queue
 	rm -rf $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR)
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/datapipe-server.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/datapipe-loader.service \

@@ -54,6 +54,7 @@ struct dmn {
     struct ldr_run_stats summary_prev; /* ldr_totals at the last summary */
     int64_t summary_ms;                /* monotonic time of the last summary */
     char status[256];                  /* last STATUS= sent */
+    int64_t heartbeat_ms;              /* monotonic time of the last heartbeat; -1: none */
     bool types_pending;                /* live declares new types: register them once idle */
 };
 
@@ -350,6 +351,30 @@ dmn_status(struct dmn *d)
 }
 
 /*
+ * Every QUEUE_HEARTBEAT_S, the loader's heartbeat and interval into the queue's metadata: the
+ * server tells a loader that is running (even stuck in a back-off) from one that is not.
+ */
+static void
+dmn_heartbeat(struct dmn *d)
+{
+    struct queue_meta_op ops[] = {
+        {QUEUE_META_LOADER_HEARTBEAT_US, QUEUE_META_SET, dp_now_us(), NULL},
+        {QUEUE_META_LOADER_INTERVAL_S, QUEUE_META_SET, d->sched.interval_s, NULL},
+    };
+    int rc;
+
+    if (d->heartbeat_ms >= 0 && dp_mono_ms() - d->heartbeat_ms < QUEUE_HEARTBEAT_S * 1000) {
+        return;
+    }
+    d->heartbeat_ms = dp_mono_ms();
+    rc = queue_meta_apply(d->q, ops, sizeof(ops) / sizeof(ops[0]));
+    if (rc != 0) {
+        dp_warn("cannot record the loader's heartbeat in the queue", "error=%s",
+                dp_strerror(rc));
+    }
+}
+
+/*
  * Once a minute, what the runs since the last summary did: the one info line of an idle
  * loader (a run that moves nothing logs "run finished" at debug only).
  */
@@ -416,6 +441,7 @@ dmn_loop(struct dmn *d, const sigset_t *set)
         }
         dmn_status(d);
         dmn_summary(d);
+        dmn_heartbeat(d);
     }
     return code;
 }
@@ -501,6 +527,7 @@ ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
     d.sched.min_interval_s = cfg->loader_min_interval_s;
     d.sched.high_water = cfg->loader_high_water;
     d.last_start_ms = -1;
+    d.heartbeat_ms = -1;
     d.summary_ms = dp_mono_ms();
     d.main_thread = pthread_self();
     atomic_init(&d.job_done, false);

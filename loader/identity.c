@@ -78,6 +78,7 @@ ldr_own_claim(struct ldr_worker *w, char *owner, size_t len)
     struct queue_stats st;
     uint64_t max_last = 0;
     char why[LDR_ERR_MAX];
+    char other[LDR_OWNER_MAX];
     int rc;
 
     rc = queue_stats(l->q, &st);
@@ -86,6 +87,19 @@ ldr_own_claim(struct ldr_worker *w, char *owner, size_t len)
     }
     rc = ldr_pg_max_last(w->pg, l->queue_id, &max_last);
     if (rc != 0) {
+        return rc;
+    }
+    /* An instance id names one queue: owning a second queue.id, it is a copy of the first. */
+    rc = ldr_pg_owned_elsewhere(w->pg, l->queue_id, other, sizeof(other));
+    if (rc == 0) {
+        snprintf(why, sizeof(why), "this queue (instance %s) owns queue.id %.100s already: it "
+                 "is a copy of that queue (a backup restored beside it?) or its queue.id was "
+                 "changed; give it back that queue.id, or do not run a copy beside its original",
+                 l->instance, other);
+        ldr_refuse(l, "", why);
+        return DP_ERR_CONFIG;
+    }
+    if (rc != DP_ERR_NOTFOUND) {
         return rc;
     }
     if (max_last > 0 && !l->instance_assigned) {

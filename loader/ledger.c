@@ -63,6 +63,17 @@ pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, s
                         1, params, owner, len);
 }
 
+int
+ldr_pg_owned_elsewhere(struct ldr_pg *pg, const char *queue_id, char *other, size_t len)
+{
+    const char *params[] = {pg->instance, queue_id};
+
+    return ledger_value(pg,
+                        "SELECT queue_id FROM queue_owners WHERE instance_id = $1 "
+                        "AND queue_id <> $2 ORDER BY queue_id LIMIT 1",
+                        2, params, other, len);
+}
+
 /*
  * Inside a transaction: hold the owner row of queue_id (FOR SHARE: an --adopt-queue waits
  * until this transaction ends, and one that committed first is seen) and check that this
@@ -325,11 +336,26 @@ ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t
     int rc;
 
     snprintf(below_s, sizeof(below_s), "%" PRIu64, below);
-    /* Only while this queue owns queue_id: the rows are then its own. */
+    /*
+     * Only while this queue owns queue_id: the rows are then its own. The rows are merged into
+     * one covering them all, not dropped: every number below `below` that the queue held was
+     * loaded (the queue deletes an event only after its batch committed), and a queue restored
+     * from a backup may hold those events again; recovery deletes them through this row.
+     * Nothing is done while fewer than two rows would merge, so an idle loader rewrites none.
+     */
     rc = ldr_pg_exec_count(pg,
-                           "DELETE FROM loader_batches WHERE queue_id = $1 AND last_seq < $2 "
+                           "WITH old AS (SELECT first_seq FROM loader_batches "
+                           "WHERE queue_id = $1 AND last_seq < $2 "
                            "AND first_seq < (SELECT max(first_seq) FROM loader_batches "
-                           "WHERE queue_id = $1) AND " LDR_OWNED_BY_THIS_QUEUE,
+                           "WHERE queue_id = $1) AND " LDR_OWNED_BY_THIS_QUEUE "), "
+                           "gone AS (DELETE FROM loader_batches WHERE queue_id = $1 "
+                           "AND first_seq IN (SELECT first_seq FROM old) "
+                           "AND (SELECT count(*) FROM old) > 1 "
+                           "RETURNING first_seq, last_seq, rows, loaded_at) "
+                           "INSERT INTO loader_batches (queue_id, first_seq, last_seq, rows, "
+                           "loaded_at) SELECT $1, min(first_seq), max(last_seq), "
+                           "least(sum(rows), 2147483647)::integer, max(loaded_at) FROM gone "
+                           "HAVING count(*) > 0",
                            3, params, deleted);
     return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
 }

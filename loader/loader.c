@@ -283,7 +283,41 @@ ldr_recover(struct ldr_worker *w, char *err, size_t len)
 }
 
 /*
- * Connect worker 0, check ownership, optionally fence, and recover; retried with back-off.
+ * Make the queue hand out numbers above every one loader_batches records for it (read while
+ * this queue owns queue.id). A queue normally is past them already; one restored from a
+ * backup is not: the original went on handing out, and loading, numbers the backup had not
+ * reached, and their rows would make recovery delete the restored queue's new events under
+ * the same numbers. Returns 0, DP_ERR_RETRY (err set), DP_ERR_FULL, DP_ERR_IO.
+ */
+static int
+ldr_seq_floor(struct ldr_worker *w, char *err, size_t len)
+{
+    struct ldr *l = w->l;
+    uint64_t max_last = 0;
+    uint64_t was = 0;
+    int rc;
+
+    rc = ldr_pg_max_last(w->pg, l->queue_id, &max_last);
+    if (rc != 0) {
+        snprintf(err, len, "%s", ldr_pg_error(w->pg));
+        return rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    }
+    if (max_last == 0) {
+        return 0;
+    }
+    rc = queue_seq_advance(l->q, max_last + 1, &was);
+    if (rc == 0 && was <= max_last) {
+        dp_warn("the queue is behind PostgreSQL: restored from a backup? events acknowledged "
+                "after the backup and not loaded are lost",
+                "queue_id=%s next_seq=%llu recorded_up_to=%llu", l->queue_id,
+                (unsigned long long)was, (unsigned long long)max_last);
+    }
+    return rc;
+}
+
+/*
+ * Connect worker 0, check ownership, optionally fence (at start, with the sequence floor), and
+ * recover; retried with back-off.
  * Ownership comes before the fence: a queue that does not own queue.id must not terminate
  * the sessions of the loader that does.
  */
@@ -308,6 +342,9 @@ ldr_prepare(struct ldr *l, bool fence, const char *what)
             if (rc != 0) {
                 snprintf(err, sizeof(err), "%s", ldr_pg_error(w->pg));
             }
+        }
+        if (rc == 0 && fence) {
+            rc = ldr_seq_floor(w, err, sizeof(err));
         }
         if (rc == 0) {
             rc = ldr_recover(w, err, sizeof(err));
@@ -552,7 +589,7 @@ ldr_mark(struct ldr *l)
     }
 }
 
-/* Drop loader_batches rows of ranges the queue no longer holds. Best effort. */
+/* Merge the loader_batches rows of ranges the queue no longer holds. Best effort. */
 static void
 ldr_compact(struct ldr *l)
 {
@@ -578,7 +615,8 @@ ldr_compact(struct ldr *l)
         dp_warn("loader_batches compaction skipped", "error=%s",
                 err[0] != '\0' ? err : dp_strerror(rc));
     } else if (deleted > 0) {
-        dp_debug("loader_batches compacted", "rows=%llu", (unsigned long long)deleted);
+        dp_debug("loader_batches compacted into one row", "below=%llu",
+                 (unsigned long long)(st.events > 0 ? st.first_seq : st.next_seq));
     }
 }
 

@@ -349,10 +349,12 @@ int ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_p
 int ldr_pg_max_last(struct ldr_pg *pg, const char *queue_id, uint64_t *max_last);
 
 /*
- * ldr_pg_compact - delete the loader_batches rows of queue_id that end below `below` (the
- * queue no longer holds any of their events), keeping the newest row; nothing unless this
- * queue owns queue_id.
- *   deleted: receives how many rows went (may be NULL).
+ * ldr_pg_compact - merge the loader_batches rows of queue_id that end below `below` (the
+ * queue no longer holds any of their events), except the newest row, into one row from the
+ * lowest first_seq to the highest last_seq: everything the queue held below `below` was
+ * loaded, and a queue restored from a backup can hold it again. Nothing while fewer than two
+ * rows qualify, nor unless this queue owns queue_id.
+ *   deleted: receives 1 when rows were merged, else 0 (may be NULL).
  */
 int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint64_t *deleted);
 
@@ -361,6 +363,14 @@ int ldr_pg_compact(struct ldr_pg *pg, const char *queue_id, uint64_t below, uint
  * Returns 0, DP_ERR_NOTFOUND (no owner yet), DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 int ldr_pg_owner(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len);
+
+/*
+ * ldr_pg_owned_elsewhere - a queue_id other than queue_id that this queue's instance owns, into
+ * other (len bytes): a copy of a queue (a backup restored on another host) given that host's
+ * queue.id has the instance id of the queue that owns the first one.
+ * Returns 0 (found), DP_ERR_NOTFOUND (none), DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_owned_elsewhere(struct ldr_pg *pg, const char *queue_id, char *other, size_t len);
 
 /*
  * ldr_pg_owner_claim - record this queue as queue_id's owner unless it has one already (read

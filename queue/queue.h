@@ -284,6 +284,18 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_REFUSED "loader.refused"
 
 /*
+ * the loader's heartbeat: wall-clock microseconds, written every QUEUE_HEARTBEAT_S while the
+ * loader daemon runs (in the middle of a long run or a back-off too) and at every run's
+ * start; the server's /v1/status says "failing" once it is older than
+ * QUEUE_HEARTBEAT_LATE_S. 0: no loader ever ran on this queue.
+ */
+#define QUEUE_META_LOADER_HEARTBEAT_US "loader.heartbeat_us"
+/* the loader's loader.interval_s as it runs now, written with the heartbeat */
+#define QUEUE_META_LOADER_INTERVAL_S "loader.interval_s"
+#define QUEUE_HEARTBEAT_S 5         /* seconds between two heartbeats of a running loader */
+#define QUEUE_HEARTBEAT_LATE_S 16   /* a heartbeat older than this: no loader is running */
+
+/*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
  * the n metadata changes, in one write transaction. Events already gone are
  * not an error (recovery may delete twice). Thread-safe.
@@ -369,5 +381,70 @@ int queue_lock_loader(struct queue *q);
  * many events they held since open (for events-per-fsync figures).
  */
 void queue_commit_counts(struct queue *q, uint64_t *commits, uint64_t *events);
+
+/* ---- datapipe-queue's operations (tool.c) ---- */
+
+/*
+ * queue_open_readonly - open the queue in directory path without writing to it (MDB_RDONLY:
+ * no instance id drawn, no database created, no counter initialised), beside running
+ * daemons. The map size is the one stored in the queue. Free with queue_close(). Only
+ * queue_read, queue_stats, queue_check, queue_backup, queue_instance and the queue_meta_get
+ * family may be called on it.
+ * Returns 0, DP_ERR_NOTFOUND (no data file in path: never read as an empty queue),
+ * DP_ERR_INVALID (not a queue, or one a datapipe-server never opened: a database missing),
+ * DP_ERR_NOMEM, DP_ERR_IO. Each failure is logged with the path.
+ */
+int queue_open_readonly(struct queue **out, const char *path);
+
+/*
+ * queue_backup - a consistent copy of the queue as of one read transaction, taken while the
+ * daemons go on appending and deleting, compacted (free pages left out), into dir/data.mdb
+ * (dir is created, mode 0700, if missing); the file and the directory are fsync'd before it
+ * returns. The copy keeps the instance id: restored in place of its queue it is that queue
+ * (see README, "Backup and restore"). Never overwrites: a dir holding a data.mdb is refused.
+ * Returns 0, DP_ERR_INVALID (dir unusable or holding a data.mdb), DP_ERR_FULL (no space:
+ * the half copy is removed), DP_ERR_NOMEM, DP_ERR_IO.
+ */
+int queue_backup(struct queue *q, const char *dir);
+
+/* What queue_check found, all from one read transaction. */
+struct queue_check_report {
+    uint64_t records;          /* entries of the events database */
+    uint64_t bad_records;      /* of which do not decode (each named to the callback) */
+    uint64_t first_seq;        /* lowest sequence number queued, 0 when empty */
+    uint64_t last_seq;         /* highest sequence number queued, 0 when empty */
+    uint64_t next_seq;         /* the number the next append gets */
+    uint64_t keys;             /* idempotency keys recorded */
+    uint64_t key_times;        /* entries of the keys' age index */
+    uint64_t bad_keys;         /* key records that do not decode */
+    uint64_t accepted;         /* as in struct queue_stats */
+    uint64_t loaded;
+    uint64_t dead_lettered;
+    bool accepted_recorded;    /* the queue has its accepted counter (a queue last written
+                                  by a release before it has not: queue_open adds it) */
+    bool counters_ok;          /* accepted == loaded + dead_lettered + records, or no
+                                  accepted counter yet */
+    bool next_seq_ok;          /* next_seq > last_seq: no number can be handed out twice */
+    bool keys_ok;              /* no bad key record, one age entry per key */
+};
+
+/* Called once per record that does not decode: its sequence number and why, in words. */
+typedef void (*queue_check_fn)(void *arg, uint64_t seq, const char *why);
+
+/*
+ * queue_check - decode every record, count the keys, and hold the counters against the
+ * records, in one read transaction; fills out whatever it finds (the caller judges).
+ * Returns 0 (out filled), DP_ERR_IO (LMDB could not read the queue: logged).
+ */
+int queue_check(struct queue *q, struct queue_check_report *out, queue_check_fn fn, void *arg);
+
+/*
+ * queue_seq_advance - make the next append's sequence number at least next_seq (never moves
+ * it back), in one write transaction. The loader calls it when PostgreSQL recorded numbers
+ * this queue has not handed out yet: a queue restored from a backup, whose later numbers
+ * were loaded from the original, must not hand them out again. was: receives the number
+ * before (may be NULL). Returns 0, DP_ERR_FULL, DP_ERR_IO.
+ */
+int queue_seq_advance(struct queue *q, uint64_t next_seq, uint64_t *was);
 
 #endif

@@ -43,6 +43,20 @@ srv_sample_take(struct srv *s, struct srv_sample *sm)
         sm->http_4xx += atomic_load(&s->m.http_by_code[code]);
     }
     sm->http_503 = atomic_load(&s->m.http_by_code[503]);
+    for (int code = 100; code < 600; code++) {
+        uint64_t n = atomic_load(&s->m.ingest_by_code[code]);
+
+        sm->ingest += n;
+        if (code == 401) {
+            sm->ingest_401 = n;
+        } else if (code == 429) {
+            sm->ingest_429 = n;
+        } else if (code == 503) {
+            sm->ingest_503 = n;
+        } else if (code >= 400 && code < 500) {
+            sm->ingest_4xx += n;
+        }
+    }
     if (queue_stats(s->q, &st) == 0) {
         sm->queue_events = st.events;
         sm->queue_bytes = st.bytes;
@@ -66,6 +80,26 @@ history_push(struct srv_history *h, const struct srv_sample *sm)
         h->first = (h->first + 1) % SRV_HISTORY_RING;
     }
     pthread_mutex_unlock(&h->mu);
+}
+
+bool
+srv_sample_before(struct srv *s, int64_t mono_us, struct srv_sample *sm)
+{
+    struct srv_history *h = &s->hist;
+    bool found = false;
+
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = h->count; i-- > 0;) {
+        const struct srv_sample *x = &h->ring[(h->first + i) % SRV_HISTORY_RING];
+
+        if (x->mono_us <= mono_us || i == 0) {
+            *sm = *x;
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    return found;
 }
 
 /*

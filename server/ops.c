@@ -50,10 +50,13 @@ lat_bucket_upper_us(int b)
 }
 
 void
-srv_observe(struct srv *s, int status, int64_t elapsed_us)
+srv_observe(struct srv *s, int status, bool ingest, int64_t elapsed_us)
 {
     if (status >= 100 && status < 600) {
         atomic_fetch_add(&s->m.http_by_code[status], 1);
+        if (ingest) {
+            atomic_fetch_add(&s->m.ingest_by_code[status], 1);
+        }
     }
     atomic_fetch_add(&s->m.lat[lat_bucket(elapsed_us)], 1);
     atomic_fetch_add(&s->m.lat_sum_us, elapsed_us > 0 ? (uint64_t)elapsed_us : 0);
@@ -264,6 +267,50 @@ key_metrics(struct srv *s, struct text *t)
     }
 }
 
+/*
+ * Codes whose series exist from start-up at 0, so that an alert on their rate fires on the
+ * first one (a series that appears only with its first sample has no rate until a second).
+ */
+static bool
+always_code(int code)
+{
+    static const int codes[] = {200, 202, 204, 400, 401, 404, 409, 413, 415, 429, 500, 503};
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (codes[i] == code) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The POSTs apart from the GETs, by what their answer means: a 503 of ingest (queue, disk or
+ * memory full) is not a 503 of a read (database down). Every series exists from start-up.
+ */
+static void
+ingest_metrics(struct srv *s, struct text *t)
+{
+    uint64_t n[6] = {0};        /* ok, rejected, unauthorized, rate_limited, unavailable, error */
+    static const char *const names[] = {"ok", "rejected", "unauthorized", "rate_limited",
+                                        "unavailable", "error"};
+
+    for (int code = 100; code < 600; code++) {
+        uint64_t v = atomic_load(&s->m.ingest_by_code[code]);
+
+        n[code < 400 ? 0 : code == 401 ? 2 : code == 429 ? 3 : code < 500 ? 1
+          : code == 503 ? 4 : 5] += v;
+    }
+    family(t, "datapipe_ingest_requests_total", "counter",
+           "POSTs answered, by result: ok (2xx), rejected (4xx: bad input), unauthorized "
+           "(401), rate_limited (429), unavailable (503: queue, disk or memory full), error "
+           "(other 5xx).");
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        text_add(t, "datapipe_ingest_requests_total{result=\"%s\"} %llu\n", names[i],
+                 (unsigned long long)n[i]);
+    }
+}
+
 void
 srv_get_metrics(struct srv *s, struct srv_reply *r)
 {
@@ -280,11 +327,12 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
            "HTTP requests answered, by status code.");
     for (int code = 100; code < 600; code++) {
         uint64_t v = atomic_load(&s->m.http_by_code[code]);
-        if (v > 0) {
+        if (v > 0 || always_code(code)) {
             text_add(&t, "datapipe_http_requests_total{code=\"%d\"} %llu\n", code,
                      (unsigned long long)v);
         }
     }
+    ingest_metrics(s, &t);
     latency_histogram(&t, s);
     family(&t, "datapipe_events_accepted_total", "counter", "Events acknowledged, by type.");
     for (size_t i = 0; i < ev_registry_len && i < SRV_MAX_TYPES; i++) {
@@ -329,14 +377,15 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     family(&t, "datapipe_queue_committed_events_total", "counter",
            "Events those transactions held.");
     text_add(&t, "datapipe_queue_committed_events_total %llu\n", (unsigned long long)committed);
-    /* A gauge, not a counter: the "queued" series goes down as the loader drains. */
-    family(&t, "datapipe_events_total", "gauge",
+    /* A gauge, not a counter (the "queued" series goes down as the loader drains), so its
+     * name has no _total. */
+    family(&t, "datapipe_events", "gauge",
            "Conservation: events accepted into the queue, and where they are now "
            "(loaded + dead_lettered + queued = accepted).");
-    text_add(&t, "datapipe_events_total{stage=\"accepted\"} %llu\n"
-                 "datapipe_events_total{stage=\"loaded\"} %llu\n"
-                 "datapipe_events_total{stage=\"dead_lettered\"} %llu\n"
-                 "datapipe_events_total{stage=\"queued\"} %llu\n",
+    text_add(&t, "datapipe_events{stage=\"accepted\"} %llu\n"
+                 "datapipe_events{stage=\"loaded\"} %llu\n"
+                 "datapipe_events{stage=\"dead_lettered\"} %llu\n"
+                 "datapipe_events{stage=\"queued\"} %llu\n",
              (unsigned long long)st.accepted, (unsigned long long)st.loaded,
              (unsigned long long)st.dead_lettered, (unsigned long long)st.events);
     family(&t, "datapipe_loader_events_loaded_total", "counter",
@@ -360,6 +409,14 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     family(&t, "datapipe_loader_refused", "gauge",
            "1 while the loader refuses to load or delete (this queue does not own its queue.id).");
     text_add(&t, "datapipe_loader_refused %d\n", refused[0] != '\0');
+    family(&t, "datapipe_loader_heartbeat_timestamp_seconds", "gauge",
+           "When the loader last wrote its heartbeat (every few seconds while it runs, Unix "
+           "seconds); 0 when no loader ever ran on this queue.");
+    text_add(&t, "datapipe_loader_heartbeat_timestamp_seconds %.3f\n",
+             (double)meta_int(s, QUEUE_META_LOADER_HEARTBEAT_US) / 1e6);
+    family(&t, "datapipe_status_level", "gauge",
+           "The level of /v1/status: 0 ok, 1 degraded, 2 failing.");
+    text_add(&t, "datapipe_status_level %d\n", (int)srv_health(s, &st, dp_now_us(), NULL));
     if (t.p == NULL) {
         srv_reply_json(r, 500, "out of memory");
         return;
@@ -457,29 +514,6 @@ runs_json(struct srv *s)
     return a;
 }
 
-/* The problems an operator must look at; an empty array is a healthy appliance. */
-static json_t *
-problems_json(struct srv *s, const struct queue_stats *st, const char *last_error)
-{
-    json_t *a = json_array();
-    char text[QUEUE_ERROR_MAX + 64];
-
-    if (atomic_load(&s->queue_full) || st->bytes >= st->capacity_bytes) {
-        json_array_append_new(a, json_string("queue full: new events are refused with 503"));
-    } else if (st->bytes * 10 >= st->capacity_bytes * 9) {
-        json_array_append_new(a, json_string("queue above 90% of its capacity"));
-    }
-    if (last_error[0] != '\0') {
-        snprintf(text, sizeof(text), "loader: %s", last_error);
-        json_array_append_new(a, text_json(text));
-    }
-    if (st->accepted != st->loaded + st->dead_lettered + st->events) {
-        json_array_append_new(a, json_string("conservation broken: accepted differs from "
-                                             "loaded + dead_lettered + queued"));
-    }
-    return a;
-}
-
 static json_t *
 loader_json(struct srv *s, const char *last_error)
 {
@@ -542,6 +576,7 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     json_t *q;
     json_t *ev;
     json_t *problems;
+    enum srv_level level;
 
     memset(&st, 0, sizeof(st));
     if (queue_stats(s->q, &st) != 0) {
@@ -549,10 +584,14 @@ srv_get_status(struct srv *s, struct srv_reply *r)
         return;
     }
     queue_meta_get_str(s->q, QUEUE_META_LOADER_LAST_ERROR, last_error, sizeof(last_error));
-    problems = problems_json(s, &st, last_error);
+    problems = json_array();
+    level = srv_health(s, &st, now_us, problems);
     o = srv_reply_object(200, NULL);
-    json_object_set_new(o, "healthy", json_boolean(json_array_size(problems) == 0));
+    /* "healthy" is the older word for level ok, kept for the scripts that read it. */
+    json_object_set_new(o, "level", json_string(srv_level_name(level)));
+    json_object_set_new(o, "healthy", json_boolean(level == SRV_LEVEL_OK));
     json_object_set_new(o, "problems", problems);
+    json_object_set_new(o, "version", json_string(DP_VERSION));
     json_object_set_new(o, "now", time_json(now_us));
     json_object_set_new(o, "started_at", time_json(s->started_us));
     json_object_set_new(o, "uptime_s", json_real((double)(now_us - s->started_us) / 1e6));

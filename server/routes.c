@@ -506,7 +506,7 @@ srv_handle_request(struct mg_connection *c, void *cbdata)
         srv_reply_send(c, &r);
     }
     dt = dp_now_us() - t0;
-    srv_observe(s, r.status, dt);
+    srv_observe(s, r.status, strcmp(ri->request_method, "POST") == 0, dt);
     if (dp_log_enabled(DP_LOG_DEBUG)) {
         dp_debug("request", "method=%s uri=%s status=%d us=%lld remote=%s", ri->request_method,
                  ri->local_uri, r.status, (long long)dt, ri->remote_addr);

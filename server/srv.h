@@ -52,6 +52,7 @@ struct srv_tap {
 /* Lock-free counters read by /metrics and the summary line. */
 struct srv_metrics {
     atomic_uint_fast64_t http_by_code[600];          /* requests answered, by status */
+    atomic_uint_fast64_t ingest_by_code[600];        /* the POSTs among them, by status */
     atomic_uint_fast64_t accepted[SRV_MAX_TYPES];    /* events, by registry index */
     atomic_uint_fast64_t rejected[SRV_MAX_TYPES];    /* events, by registry index */
     atomic_uint_fast64_t rejected_untyped;           /* events with no known type */
@@ -74,6 +75,11 @@ struct srv_sample {
     double oldest_age_s;        /* oldest queued event's age, seconds */
     uint64_t loaded[SRV_MAX_TYPES]; /* the loader's totals, by registry index */
     uint64_t dead_letters;      /* the loader's total, both stages */
+    uint64_t ingest;            /* POSTs answered */
+    uint64_t ingest_401;        /* POSTs answered 401 (no or wrong API key) */
+    uint64_t ingest_429;        /* POSTs answered 429 (an API key over its rate) */
+    uint64_t ingest_4xx;        /* POSTs answered 4xx other than 401 and 429: bad input */
+    uint64_t ingest_503;        /* POSTs answered 503: queue, disk or memory full */
 };
 
 /* The ring of samples and the thread that fills it (history.c). */
@@ -417,7 +423,7 @@ void srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match 
 
 /* ---- ops.c: health, readiness, status, metrics, the per-minute summary - */
 
-void srv_observe(struct srv *s, int status, int64_t elapsed_us);
+void srv_observe(struct srv *s, int status, bool ingest, int64_t elapsed_us);
 void srv_get_healthz(struct srv *s, struct srv_reply *r);
 void srv_get_readyz(struct srv *s, struct srv_reply *r);
 void srv_get_status(struct srv *s, struct srv_reply *r);
@@ -440,6 +446,31 @@ void srv_history_stop(struct srv *s);
 
 /* srv_sample_take - the counters and queue figures now, into sm. */
 void srv_sample_take(struct srv *s, struct srv_sample *sm);
+
+/*
+ * srv_sample_before - the newest sample of the ring taken at or before mono_us, or else the
+ * oldest one, into sm. Returns false when the ring is empty.
+ */
+bool srv_sample_before(struct srv *s, int64_t mono_us, struct srv_sample *sm);
+
+/* ---- health.c: the level of /v1/status and what to do about each problem ---- */
+
+enum srv_level {
+    SRV_LEVEL_OK = 0,           /* nothing needs an operator */
+    SRV_LEVEL_DEGRADED = 1,     /* needs attention; events are still taken and loaded */
+    SRV_LEVEL_FAILING = 2,      /* events are refused, or not loaded */
+};
+
+/*
+ * srv_health - how the appliance is now: its level, and into problems (a JSON array, may be
+ * NULL) one string per cause, saying what is wrong and what to do. st is the queue's stats
+ * at now_us. Reads counters, the queue's metadata and the history ring; changes nothing.
+ */
+enum srv_level srv_health(struct srv *s, const struct queue_stats *st, int64_t now_us,
+                          json_t *problems);
+
+/* srv_level_name - "ok", "degraded" or "failing". */
+const char *srv_level_name(enum srv_level level);
 
 /* GET /v1/status/history: the samples, oldest first, with rates since the previous one. */
 void srv_get_history(struct srv *s, struct srv_reply *r);

@@ -27,9 +27,11 @@ SYSUSERSDIR=$(pkg-config --variable=sysusersdir systemd 2>/dev/null || echo /usr
 
 make -s install DESTDIR="$D" PREFIX=/usr/local >"$TMP/install.log" 2>&1
 ok "make install exits 0" [ $? -eq 0 ]
-for f in usr/local/bin/datapipe-server usr/local/bin/datapipe-loader; do
+for f in usr/local/bin/datapipe-server usr/local/bin/datapipe-loader usr/local/bin/datapipe-queue; do
     ok "$f executable" [ -x "$D/$f" ]
 done
+has "the installed datapipe-queue runs" "datapipe-queue 0" \
+    "$("$D/usr/local/bin/datapipe-queue" --version)"
 for f in usr/local/lib/datapipe/datapipe-tls-compat.so usr/local/share/doc/datapipe/datapipe.json.example \
     usr/local/share/doc/datapipe/README.md "${UNITDIR#/}/datapipe-server.service" \
     "${UNITDIR#/}/datapipe-loader.service" etc/datapipe.json; do
@@ -151,7 +153,8 @@ echo '{"log": {"level": "debug"}}' >"$D/etc/datapipe.json"
 make -s install DESTDIR="$D" PREFIX=/usr/local >>"$TMP/install.log" 2>&1
 eq "existing /etc/datapipe.json kept" '{"log": {"level": "debug"}}' "$(cat "$D/etc/datapipe.json")"
 make -s uninstall DESTDIR="$D" PREFIX=/usr/local >>"$TMP/install.log" 2>&1
-ok "uninstall removes the binaries" [ ! -e "$D/usr/local/bin/datapipe-server" ]
+ok "uninstall removes the binaries" [ ! -e "$D/usr/local/bin/datapipe-server" ] &&
+    [ ! -e "$D/usr/local/bin/datapipe-queue" ]
 ok "uninstall removes the units" [ ! -e "$D/$UNITDIR/datapipe-loader.service" ]
 ok "uninstall keeps the configuration" [ -f "$D/etc/datapipe.json" ]
 

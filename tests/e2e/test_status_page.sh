@@ -4,7 +4,9 @@
 # traffic and dead letters, each chart has drawn its data points, the numbers shown equal
 # /v1/status, the loader's runs and the latest dead-letter error are there; a screenshot
 # of the page under load is saved in the test's output directory ($BUILD/test-output/).
-# Then the same page with API keys on, and with PostgreSQL down (it shows the error).
+# Then the same page with API keys on, under a storm of 401s (the badge says degraded),
+# with PostgreSQL down (it shows the error), and with no loader running (failing). At
+# 1280 px the page never scrolls sideways.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/lib_sh.sh
@@ -98,7 +100,16 @@ ok "under load: the page refreshed at least twice" \
     grep -q 'data-refreshes="[2-9]\|data-refreshes="[1-9][0-9]' "$OUT/under-load.html"
 charts_drawn "$OUT/under-load.html" 2 "under load"
 ok "under load: accepted per second shown" [ -n "$(value "$OUT/under-load.html" n-accepted-rate)" ]
-ok "under load: healthy" grep -q 'data-healthy="true"' "$OUT/under-load.html"
+# The five partly rejected batches above filed dead letters: worth a look, not a failure.
+ok "under load with new dead letters: the badge says degraded" \
+    grep -q 'id="health" class="warn" data-level="degraded"' "$OUT/under-load.html"
+has_file "under load: the problem names the dead letters" \
+    '<li>5 events were filed into dead_letter in the last 5 min' "$OUT/under-load.html"
+# no_sideways FILE WHAT: at 1280 px the page is no wider than the window.
+no_sideways() {
+    ok "$2: no sideways scroll at 1280 px" grep -q 'data-overflow-x="false"' "$1"
+}
+no_sideways "$OUT/under-load.html" "under load"
 
 wait "$cpid"
 eq "client: every answer 202" 0 $?
@@ -116,6 +127,22 @@ has_file "the latest dead-letter error is shown" \
     '<td class="err">user_id: expected integer, got string</td>' "$OUT/after-load.html"
 ok "the watermark has its place (a placeholder until the server reports one)" \
     grep -q 'id="n-watermark" data-value="[^"]*">[^<]' "$OUT/after-load.html"
+no_sideways "$OUT/after-load.html" "after load, with a watermark"
+# The loader runs every second: its idle runs fold into one line, never one row each.
+ok "idle runs are folded into one line" grep -q 'idle runs</td>' "$OUT/after-load.html"
+no_idle_row() {
+    ! grep -qF '<td class="num">0</td><td class="num">0</td><td class="num">0</td><td class="okt">ok</td>' "$1"
+}
+ok "no row of its own for a run that loaded nothing" no_idle_row "$OUT/after-load.html"
+# strokes FILE CHART: the colours of the chart's lines, one a line.
+strokes() {
+    tr '<' '\n' <"$1" | sed -n "/id=\"chart-$2\"/,/\/svg>/p" |
+        sed -n 's/^polyline .*stroke="\(#[0-9a-f]*\)".*/\1/p'
+}
+eq "each type its own colour" "$(strokes "$OUT/after-load.html" loaded | wc -l)" \
+    "$(strokes "$OUT/after-load.html" loaded | sort -u | wc -l)"
+eq "no type in an error line's colour" "" "$(strokes "$OUT/after-load.html" loaded |
+    grep -Fx -f <(strokes "$OUT/after-load.html" errors))"
 e2e_conservation
 stop_pid "$SPID"
 eq "server exits 0 on SIGTERM" 0 "$T_RC"
@@ -142,6 +169,19 @@ numbers_match "$OUT/keys-on.html" "keys on"
 ok "keys on: no error shown for dead letters" grep -q 'id="dl-error" class="error" hidden' \
     "$OUT/keys-on.html"
 
+# --- a storm of 401s: the badge says degraded, and the problem is listed
+for _ in $(seq 1 40); do
+    curl -s -o /dev/null -d '{"user_id": 1, "timestamp": 1, "message": "no key"}' \
+        "$URL/v1/events/crash_report"
+done
+level_is() { [ "$(status_json | jq -r .level)" = "$1" ]; }
+wait_until 40 "401 storm: /v1/status says degraded" level_is degraded
+dom "$OUT/401-storm.html"
+ok "401 storm: the badge says degraded" \
+    grep -q 'id="health" class="warn" data-level="degraded"' "$OUT/401-storm.html"
+has_file "401 storm: the problem is listed" 'refused with 401' "$OUT/401-storm.html"
+no_sideways "$OUT/401-storm.html" "401 storm"
+
 # --- PostgreSQL down: the page still draws, and says what is wrong
 pg_down
 dom "$OUT/db-down.html"
@@ -157,6 +197,21 @@ eq "db down: the queue's numbers still shown" "$(status_field accepted)" \
 ok "db down: a screenshot saved" [ -s "$OUT/status-page-db-down.png" ]
 wait_until 60 "the loader drained the queue" queue_empty
 e2e_conservation
+
+# --- no loader running, events waiting: the badge says failing
+stop_pid "$LPID"
+curl -s -o /dev/null -H 'X-API-Key: k-status-1' \
+    -d '{"user_id": 9, "timestamp": 1, "message": "waits"}' "$URL/v1/events/crash_report"
+wait_until 40 "no loader: /v1/status says failing" level_is failing
+dom "$OUT/no-loader.html"
+chrome --screenshot="$OUT/status-page-no-loader.png" "$URL/status"
+ok "no loader: the badge says failing" \
+    grep -q 'id="health" class="bad" data-level="failing"' "$OUT/no-loader.html"
+has_file "no loader: the problem says what to do" 'systemctl status datapipe-loader' \
+    "$OUT/no-loader.html"
+no_sideways "$OUT/no-loader.html" "no loader"
+start_loader
+wait_until 60 "the restarted loader drained the queue" queue_empty
 stop_pid "$LPID"
 stop_pid "$SPID"
 eq "server exits 0 on SIGTERM" 0 "$T_RC"

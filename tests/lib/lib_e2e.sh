@@ -183,10 +183,10 @@ e2e_conservation() {
         has "conservation: /v1/status shows the same four" \
             "\"events\":{\"accepted\":$acc,\"loaded\":$ld,\"dead_lettered\":$dl,\"queued\":$qd}" "$st"
         m=$(curl -s -m 5 "$URL/metrics")
-        has "conservation: /metrics datapipe_events_total{stage=\"accepted\"}" \
-            "datapipe_events_total{stage=\"accepted\"} $acc" "$m"
-        has "conservation: /metrics datapipe_events_total{stage=\"queued\"}" \
-            "datapipe_events_total{stage=\"queued\"} $qd" "$m"
+        has "conservation: /metrics datapipe_events{stage=\"accepted\"}" \
+            "datapipe_events{stage=\"accepted\"} $acc" "$m"
+        has "conservation: /metrics datapipe_events{stage=\"queued\"}" \
+            "datapipe_events{stage=\"queued\"} $qd" "$m"
     fi
 }
 
