@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,11 +24,10 @@
 #include "etc/config.h"
 #include "etc/log.h"
 #include "server/srv.h"
+#include "tests/fuzz/fuzz_http.h"
 #include "tests/fuzz/http_grammar.h"
 #include "tests/lib/lib_test.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct srv fz_srv;
 static struct sockaddr_in fz_addr;
@@ -167,29 +167,22 @@ queue_drain(void)
     }
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/*
+ * Write size bytes to a fresh connection, end it, and read the answer until the server
+ * closes; the answer's first bytes go to head (cap bytes, NUL-terminated; NULL: dropped).
+ */
+static void
+exchange(const uint8_t *data, size_t size, char *head, size_t cap)
 {
     struct timeval tv = {.tv_sec = 10};
     char answer[4096];
     size_t off = 0;
+    size_t got = 0;
     ssize_t n;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
     if (fd < 0) {
         abort();
-    }
-    if (size > 0 && data[0] >= 0x80) {
-        if (fzg_build(data + 1, size - 1, &fz_req) != 0) {
-            abort();
-        }
-        data = (const uint8_t *)fz_req.p;
-        size = fz_req.len;
-        if (fz_print) {
-            /* FUZZ_HTTP_PRINT: show what an input builds, to read a finding or a seed */
-            fwrite(data, 1, size, stderr);
-            fputs("\n-- end of the request bytes\n", stderr);
-        }
     }
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -206,8 +199,48 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* End of input: the server sees EOF where the bytes stop, instead of waiting for more. */
     shutdown(fd, SHUT_WR);
     while ((n = recv(fd, answer, sizeof(answer), 0)) > 0) {
+        if (head != NULL && got + 1 < cap) {
+            size_t take = (size_t)n < cap - 1 - got ? (size_t)n : cap - 1 - got;
+
+            memcpy(head + got, answer, take);
+            got += take;
+        }
+    }
+    if (head != NULL) {
+        head[got] = '\0';
     }
     close(fd);
+}
+
+int
+fuzz_http_status(const char *request)
+{
+    char head[64];
+    int status = 0;
+
+    exchange((const uint8_t *)request, strlen(request), head, sizeof(head));
+    if (sscanf(head, "HTTP/1.%*d %d", &status) != 1) {
+        return 0;
+    }
+    return status;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > 0 && data[0] >= 0x80) {
+        if (fzg_build(data + 1, size - 1, &fz_req) != 0) {
+            abort();
+        }
+        data = (const uint8_t *)fz_req.p;
+        size = fz_req.len;
+        if (fz_print) {
+            /* FUZZ_HTTP_PRINT: show what an input builds, to read a finding or a seed */
+            fwrite(data, 1, size, stderr);
+            fputs("\n-- end of the request bytes\n", stderr);
+        }
+    }
+    exchange(data, size, NULL, 0);
     if (++fz_runs % 1000 == 0) {
         queue_drain();
     }

@@ -879,8 +879,13 @@ put_path(struct fzg_in *in, struct fzg_buf *b, const char *pattern, const char *
         }
     }
     if (rc == 0 && strcmp(pattern, "/v1/tap") == 0) {
-        /* A valid tap waits for events that never come: only its refusals. */
-        return puts_(b, queries[3 + pick(in, 7)]);
+        /* A valid tap streams until its limit, holding the connection: only its refusals. */
+        static const char *const refused[] = {
+            "?limit=0", "?limit=-1", "?limit=x", "?type=nosuch&limit=5", "?limit=1000000001",
+            "?type=&limit=1&type=a", "?type=%00", "?limit=", "?limit=1x",
+        };
+
+        return puts_(b, refused[pick(in, sizeof(refused) / sizeof(refused[0]))]);
     }
     return rc != 0 ? rc : puts_(b, queries[pick(in, sizeof(queries) / sizeof(queries[0]))]);
 }
