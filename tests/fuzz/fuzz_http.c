@@ -133,6 +133,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
         one[i] = true;
         use[i] = config_write(path, port, one, NULL) == 0;
+        if (!use[i]) {
+            fprintf(stderr, "fuzz_http: declared type %zu refused by the configuration; "
+                            "sent as an unknown type\n", i);
+        }
     }
     fzg_types_use(use);
     if (config_write(path, port, use, &cfg) != 0) {
