@@ -8,6 +8,7 @@
 #include "settings.h"
 #include "err.h"
 
+#include <inttypes.h>
 #include <libconfig.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -27,7 +28,12 @@ static const char *const field_type_names[] = {
 
 #define N_FIELD_TYPES (sizeof(field_type_names) / sizeof(field_type_names[0]))
 
-/* Names a declared type cannot take: tests/unit/check_events.c checks the built-ins are here. */
+/*
+ * Names a declared type cannot take, because its table would share its schema with them:
+ * tests/unit/check_types.c checks the built-ins are all here. Every type's table is created under
+ * its declared name (users query it), so it must never be the name of a relation datapipe
+ * creates otherwise or of one PostgreSQL finds first (pg_catalog is searched before the schema).
+ */
 static const struct {
     const char *name;
     const char *why;
@@ -39,13 +45,27 @@ static const struct {
     {"data_sample", "a built-in event type"},
     {"dead_letter", "one of the appliance's own tables"},
     {"loader_batches", "one of the appliance's own tables"},
+    {"queue_owners", "one of the appliance's own tables"},
+    {"queue_watermarks", "one of the appliance's own tables"},
     {"product_stage", "one of the appliance's own tables"},
     {"watermark", "one of the appliance's own tables"},
 };
 
+/* What PostgreSQL named, or earlier releases named, after the tables above. */
+static const char *const reserved_suffixes[] = {"_pkey", "_idempotency_key", NULL};
+static const char *const reserved_derived[] = {"dead_letter_seq_seq", "dead_letter_event_id",
+                                               NULL};
+#define RESERVED_DERIVED "an index or sequence of one of the appliance's own tables"
+
 /* Columns every declared table has besides its fields. */
 static const char *const reserved_columns[] = {
-    "id", "event_name", "idempotency_key", "source", "extra", "received_at", "loaded_at", NULL,
+    "id", "event_name", "idempotency_key", "idempotency_digest", "source", "extra", "received_at",
+    "loaded_at", NULL,
+};
+
+/* PostgreSQL's system columns: every table has them, so no field can be a column so named. */
+static const char *const system_columns[] = {
+    "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid", NULL,
 };
 
 /* The state of one dp_types_check walk. */
@@ -88,6 +108,30 @@ dp_field_type_name(enum dp_field_type type)
     return (size_t)type < N_FIELD_TYPES ? field_type_names[type] : "?";
 }
 
+/* Whether name is one of the reserved names followed by one of reserved_suffixes. */
+static bool
+name_derived(const char *name)
+{
+    for (const char *const *d = reserved_derived; *d != NULL; d++) {
+        if (strcmp(*d, name) == 0) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < sizeof(reserved_names) / sizeof(reserved_names[0]); i++) {
+        size_t n = strlen(reserved_names[i].name);
+
+        if (strncmp(reserved_names[i].name, name, n) != 0) {
+            continue;
+        }
+        for (const char *const *x = reserved_suffixes; *x != NULL; x++) {
+            if (strcmp(name + n, *x) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 const char *
 dp_types_name_reserved(const char *name)
 {
@@ -96,7 +140,25 @@ dp_types_name_reserved(const char *name)
             return reserved_names[i].why;
         }
     }
-    return NULL;
+    if (strncmp(name, "pg_", 3) == 0) {
+        return "PostgreSQL (names beginning pg_ are its system catalogs')";
+    }
+    if (strncmp(name, DP_PG_PREFIX, strlen(DP_PG_PREFIX)) == 0) {
+        return "datapipe's indexes, constraints and temporary tables (names beginning "
+               DP_PG_PREFIX ")";
+    }
+    return name_derived(name) ? RESERVED_DERIVED : NULL;
+}
+
+void
+dp_pg_derived_name(char out[DP_TYPE_NAME_MAX + 1], const char *prefix, const char *name)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        h = (h ^ *p) * UINT64_C(1099511628211);
+    }
+    snprintf(out, DP_TYPE_NAME_MAX + 1, "%.*s%016" PRIx64, DP_TYPE_NAME_MAX - 16, prefix, h);
 }
 
 static bool
@@ -295,6 +357,13 @@ check_field(struct walk *w, const config_setting_t *f, const char *path)
     for (const char *const *r = reserved_columns; *r != NULL; r++) {
         if (strcmp(*r, name) == 0) {
             walk_err(w, path, "reserved: every declared table has a column \"%s\" of its own",
+                     name);
+            return;
+        }
+    }
+    for (const char *const *r = system_columns; *r != NULL; r++) {
+        if (strcmp(*r, name) == 0) {
+            walk_err(w, path, "reserved: PostgreSQL gives every table a system column \"%s\"",
                      name);
             return;
         }

@@ -120,4 +120,21 @@ const char *dp_field_type_name(enum dp_field_type type);
  */
 const char *dp_types_name_reserved(const char *name);
 
+/*
+ * The objects datapipe names in PostgreSQL besides its tables: each name is one of these
+ * prefixes and a hash of the table's or type's name, so that none is longer than 63 bytes,
+ * two tables never share one, and no declared type can be called the same (names beginning
+ * with DP_PG_PREFIX are refused as type names).
+ */
+#define DP_PG_PREFIX "dp_"
+#define DP_PG_KEY_INDEX "dp_key_"       /* the unique index over a table's idempotency_key */
+#define DP_PG_PRIMARY_KEY "dp_pk_"      /* a declared type's primary key constraint */
+#define DP_PG_KEYED_TEMP "dp_keyed_"    /* the keyed rows' temporary table (pg_temp) */
+
+/*
+ * dp_pg_derived_name - prefix followed by the 16 hex digits of the 64-bit FNV-1a hash of
+ * name (a table's or type's name, unquoted) into out: at most 25 bytes with a prefix above.
+ */
+void dp_pg_derived_name(char out[DP_TYPE_NAME_MAX + 1], const char *prefix, const char *name);
+
 #endif

@@ -138,10 +138,10 @@ const struct ev_type ev_ad_event = {
            "metadata jsonb NOT NULL DEFAULT '{}', "
            "received_at timestamptz NOT NULL, "
            "loaded_at timestamptz NOT NULL DEFAULT now(), "
-           "idempotency_key text, "
+           "idempotency_key text, idempotency_digest bytea, "
            "source text)",
     .copy_columns = "(id, ip_address, user_agent, referring_url, advertiser_id, metadata, "
-                    "received_at, idempotency_key, source)",
+                    "received_at, idempotency_key, idempotency_digest, source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
     .fields = fields,

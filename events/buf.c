@@ -413,12 +413,32 @@ ev_row_text(struct ev_row *r, const char *s, size_t n)
     }
 }
 
+/* A bytea column of n bytes. */
+static void
+row_bytes(struct ev_row *r, const void *p, size_t n)
+{
+    if (r->b->binary) {
+        if (row_next_binary(r, n)) {
+            r->rc = ev_buf_put(r->b, p, n);
+        }
+    } else if (row_next(r)) {
+        r->rc = ev_buf_put_copy_bytea(r->b, p, n);
+    }
+}
+
 void
 ev_row_key(struct ev_row *r, const struct ev_stored *ev)
 {
+    uint8_t digest[EV_DIGEST_LEN];
+
     if (ev->key_len > 0) {
+        /* The digest the server compared the key's repeats with (events/key.c), so the
+         * loader can tell a repeat (same digest) from a conflict (another one). */
+        ev_digest(ev->json, ev->json_len, digest);
         ev_row_text(r, ev->key, ev->key_len);
+        row_bytes(r, digest, sizeof(digest));
     } else {
+        ev_row_null(r);
         ev_row_null(r);
     }
 }

@@ -55,10 +55,10 @@ const struct ev_type ev_crash_report = {
            "message text NOT NULL, "
            "received_at timestamptz NOT NULL, "
            "loaded_at timestamptz NOT NULL DEFAULT now(), "
-           "idempotency_key text, "
+           "idempotency_key text, idempotency_digest bytea, "
            "source text)",
     .copy_columns = "(id, event_name, user_id, event_time, message, received_at, idempotency_key, "
-                    "source)",
+                    "idempotency_digest, source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
     .copy_binary = true,

@@ -274,10 +274,10 @@ const struct ev_type ev_data_sample = {
            "raw json NOT NULL, "
            "received_at timestamptz NOT NULL, "
            "loaded_at timestamptz NOT NULL DEFAULT now(), "
-           "idempotency_key text, "
+           "idempotency_key text, idempotency_digest bytea, "
            "source text)",
     .copy_columns = "(id, time_stamp, n, mean, std, raw, received_at, idempotency_key, "
-                    "source)",
+                    "idempotency_digest, source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
     .fields = fields,

@@ -13,8 +13,6 @@
 #include "etc/types.h"
 #include "events/internal.h"
 
-#define IDEM_SUFFIX "_idem_key"
-
 /* A field at run time: its declaration and its compiled pattern. */
 struct decl_field {
     const struct dp_field_decl *d;      /* in the owning struct declared's decl */
@@ -32,7 +30,6 @@ struct declared {
     struct ev_field *info;              /* what GET /v1/types and the OpenAPI document show */
     char *table;                        /* the quoted table name */
     char *ddl;
-    char *idem_ddl;
     char *copy_columns;
     char *get_sql;
 };
@@ -296,7 +293,8 @@ check_object(const struct declared *x, const json_t *obj, const json_t **found,
         size_t key_len = json_object_iter_key_len(it);
         long i;
 
-        if (strcmp(key, "event_name") == 0) {
+        /* Both reserved in every type: the dispatcher checked them (the key is the key). */
+        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0) {
             continue;
         }
         i = key_len == strlen(key) ? field_index(x, key) : -1;
@@ -382,7 +380,8 @@ row_extra(struct ev_row *row, const struct declared *x, const struct ev_stored *
         const char *v = NULL;
         size_t v_len = 0;
 
-        if (strcmp(key, "event_name") == 0 || field_index(x, key) >= 0) {
+        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0 ||
+            field_index(x, key) >= 0) {
             continue;
         }
         rc = ev_member_span(ev->json, ev->json_len, key, &v, &v_len);
@@ -514,23 +513,6 @@ sql_done(struct ev_buf *b, int rc)
     return s;
 }
 
-/* The unique index on idempotency_key: a name of at most 63 bytes, distinct per table. */
-static int
-index_name(const char *table, char out[64])
-{
-    uint32_t h = 2166136261u;
-
-    if (strlen(table) + strlen(IDEM_SUFFIX) <= 63) {
-        snprintf(out, 64, "%s%s", table, IDEM_SUFFIX);
-        return 0;
-    }
-    for (const unsigned char *p = (const unsigned char *)table; *p != '\0'; p++) {
-        h = (h ^ *p) * 16777619u;
-    }
-    snprintf(out, 64, "%.44s_%08x%s", table, (unsigned)h, IDEM_SUFFIX);
-    return 0;
-}
-
 static int
 build_sql(struct declared *x)
 {
@@ -538,13 +520,16 @@ build_sql(struct declared *x)
     struct ev_buf ddl = {0};
     struct ev_buf cols = {0};
     struct ev_buf get = {0};
-    struct ev_buf idem = {0};
-    char idx[64];
+    char pk[DP_TYPE_NAME_MAX + 1];
     int rc;
     int rc_cols;
 
-    rc = ev_buf_put_strs(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid PRIMARY KEY",
-                         NULL);
+    /* The primary key is named so that no other table's name can be PostgreSQL's choice for
+     * it ("<table>_pkey" would be another type's name); the unique index over
+     * idempotency_key is the loader's (loader/schema.c), found by what it indexes. */
+    dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, d->name);
+    rc = ev_buf_put_strs(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid CONSTRAINT \"",
+                         pk, "\" PRIMARY KEY", NULL);
     rc_cols = ev_buf_put_strs(&cols, "(id", NULL);
     for (size_t i = 0; i < d->n_fields; i++) {
         const struct dp_field_decl *f = &d->fields[i];
@@ -559,22 +544,21 @@ build_sql(struct declared *x)
     }
     if (rc == 0) {
         rc = ev_buf_put_strs(&ddl, d->keep_unknown ? ", extra jsonb" : "",
-                     ", idempotency_key text, source text, received_at timestamptz NOT NULL, "
-                     "loaded_at timestamptz NOT NULL DEFAULT now())", NULL);
+                     ", idempotency_key text, idempotency_digest bytea, source text, "
+                     "received_at timestamptz NOT NULL, loaded_at timestamptz NOT NULL DEFAULT "
+                     "now())", NULL);
     }
     if (rc_cols == 0) {
         rc_cols = ev_buf_put_strs(&cols, d->keep_unknown ? ", extra" : "",
-                                  ", received_at, idempotency_key, source)", NULL);
+                                  ", received_at, idempotency_key, idempotency_digest, source)",
+                                  NULL);
     }
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);
-    index_name(d->name, idx);
-    x->idem_ddl = sql_done(&idem, ev_buf_put_strs(&idem, "CREATE UNIQUE INDEX IF NOT EXISTS \"",
-                                                  idx, "\" ON ", x->table, " (idempotency_key) "
-                                                  "WHERE idempotency_key IS NOT NULL", NULL));
-    x->get_sql = sql_done(&get, ev_buf_put_strs(&get, "SELECT row_to_json(t)::text FROM ", x->table,
-                                        " t WHERE t.id = $1::uuid", NULL));
-    return x->ddl && x->copy_columns && x->idem_ddl && x->get_sql ? 0 : DP_ERR_NOMEM;
+    /* t.*, not t: a field may be named t, and a bare t would then be that column. */
+    x->get_sql = sql_done(&get, ev_buf_put_strs(&get, "SELECT row_to_json(t.*)::text FROM ",
+                                                x->table, " t WHERE t.id = $1::uuid", NULL));
+    return x->ddl && x->copy_columns && x->get_sql ? 0 : DP_ERR_NOMEM;
 }
 
 /* qsort_r comparator of field indexes by name. */
@@ -675,7 +659,6 @@ ev_declared_create(const struct dp_type_decl *d, struct ev_type **out)
         .decl = &x->decl,
         .columns = x->columns,
         .n_columns = x->decl.n_fields,
-        .idempotency_ddl = x->idem_ddl,
     };
     *out = &x->type;
     x = NULL;
@@ -703,7 +686,6 @@ ev_declared_destroy(struct ev_type *t)
     free(x->info);
     free(x->table);
     free(x->ddl);
-    free(x->idem_ddl);
     free(x->copy_columns);
     free(x->get_sql);
     dp_type_decl_free(&x->decl);

@@ -110,10 +110,12 @@ struct ev_type {
     size_t n_fields;
     bool open;                  /* fields not in the table are taken too (product's doc) */
     /*
-     * The table has a nullable idempotency_key text column, unique where not null (the
-     * loader adds the column and the index to older tables), written as the last column but
-     * one of copy_columns (source is the last); the loader loads keyed rows so that a key
-     * already there is skipped. EV_LOAD_APPEND types only (an upsert has its own key).
+     * The table has a nullable idempotency_key text column, unique where not null, and a
+     * nullable idempotency_digest bytea column (ev_digest of the event's bytes; the loader
+     * adds both and the index to older tables), written as the last columns but one of
+     * copy_columns (source is the last); the loader loads keyed rows so that a key already
+     * there with the same digest is skipped and one with another digest is a dead letter.
+     * EV_LOAD_APPEND types only (an upsert has its own key).
      * Every table, keyed or not, has a nullable source text column (the API key's name).
      */
     bool keyed;
@@ -156,7 +158,6 @@ struct ev_type {
     const struct dp_type_decl *decl;    /* the declaration, owned by the type */
     const struct ev_column *columns;    /* one per field, in declaration order */
     size_t n_columns;
-    const char *idempotency_ddl;        /* CREATE UNIQUE INDEX IF NOT EXISTS ... */
 };
 
 /*

@@ -144,7 +144,10 @@ void ev_row_i64(struct ev_row *r, int64_t v);
 void ev_row_f64(struct ev_row *r, double v);
 void ev_row_uuid(struct ev_row *r, const uint8_t uuid[16]);
 void ev_row_time(struct ev_row *r, int64_t us);
-/* ev_row_key - ev's idempotency key as a text column, or NULL when it has none. */
+/*
+ * ev_row_key - two columns: ev's idempotency key (text) and its digest (bytea, ev_digest of
+ * ev's bytes), or two NULLs when it has no key.
+ */
 void ev_row_key(struct ev_row *r, const struct ev_stored *ev);
 /* ev_row_source - ev's source (the API key's name) as a text column, or NULL without one. */
 void ev_row_source(struct ev_row *r, const struct ev_stored *ev);

@@ -153,10 +153,10 @@ const struct ev_type ev_user_login = {
            "created_at timestamptz NOT NULL, "
            "processed_at timestamptz NOT NULL, "
            "received_at timestamptz NOT NULL, "
-           "idempotency_key text, "
+           "idempotency_key text, idempotency_digest bytea, "
            "source text)",
     .copy_columns = "(id, user_id, app_version, device_type, ip, locale, device_id, created_at, "
-                    "processed_at, received_at, idempotency_key, source)",
+                    "processed_at, received_at, idempotency_key, idempotency_digest, source)",
     .load = EV_LOAD_APPEND,
     .keyed = true,
     .fields = fields,

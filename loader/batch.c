@@ -169,6 +169,8 @@ batch_groups_sync(struct ldr_batch *b)
                      QUEUE_META_LOADER_LOADED_PREFIX, ev_registry[i]->name);
             snprintf(g->dup_name, sizeof(g->dup_name), "%s%s",
                      QUEUE_META_LOADER_DUPLICATES_PREFIX, ev_registry[i]->name);
+            snprintf(g->conflict_name, sizeof(g->conflict_name), "%s%s",
+                     QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX, ev_registry[i]->name);
         }
         b->n_groups = 2 * i + 2;
     }
@@ -456,6 +458,7 @@ ldr_batch_build(struct ldr_batch *b)
         b->groups[i].n = 0;
         b->groups[i].bad = 0;
         b->groups[i].skipped = 0;
+        b->groups[i].conflicts = 0;
     }
     b->dead.len = 0;
     b->dead_encoded = 0;
@@ -512,6 +515,10 @@ ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *
         if (g->skipped > 0) {
             ops[n++] = (struct queue_meta_op){g->dup_name, QUEUE_META_ADD, (int64_t)g->skipped,
                                               NULL};
+        }
+        if (g->conflicts > 0) {
+            ops[n++] = (struct queue_meta_op){g->conflict_name, QUEUE_META_ADD,
+                                              (int64_t)g->conflicts, NULL};
         }
     }
     if (ldr_batch_dead(b) > 0) {

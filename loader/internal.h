@@ -13,7 +13,7 @@
 
 #define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
 #define LDR_GROUPS_MAX (2 * EV_REGISTRY_MAX) /* groups of a batch: plain and keyed rows per type */
-#define LDR_META_OPS (2 * LDR_GROUPS_MAX + LDR_META_OPS_EXTRA) /* a delete's changes, at most */
+#define LDR_META_OPS (3 * LDR_GROUPS_MAX + LDR_META_OPS_EXTRA) /* a delete's changes, at most */
 #define LDR_REFUSAL_MAX 1024            /* a refusal's text (why and what to do), with NUL */
 
 /*
@@ -59,8 +59,10 @@ struct ldr_group {
     size_t n;                           /* rows */
     size_t cap;                         /* entries allocated in ends and held */
     size_t bad;                         /* rows the last attempt isolated into dead_letter */
+    size_t conflicts;                   /* of which keys held with other bytes (in bad too) */
     char meta_name[LDR_META_NAME_MAX];  /* loader.loaded.<type> */
     char dup_name[LDR_META_NAME_MAX];   /* loader.duplicates.<type> */
+    char conflict_name[LDR_META_NAME_MAX]; /* loader.key_conflicts.<type> */
 };
 
 /*
@@ -150,10 +152,10 @@ void ldr_held_note(char *list, size_t cap, const char *type, size_t len);
  */
 int ldr_batch_build(struct ldr_batch *b);
 
-#define LDR_META_OPS_EXTRA 6            /* ldr_batch_meta's ops beyond two per group */
+#define LDR_META_OPS_EXTRA 6            /* ldr_batch_meta's ops beyond three per group */
 
 /*
- * ldr_batch_meta - the metadata changes for deleting b: per-type loaded and duplicate
+ * ldr_batch_meta - the metadata changes for deleting b: per-type loaded, duplicate and conflict
  * counters, dead letters, batches, last success at now_us, the watermark. ops must hold
  * LDR_META_OPS entries.
  * Returns how many were written.

@@ -10,13 +10,13 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/types.h"
 #include "loader/internal.h"
 
 #define LDR_DEAD_COLUMNS \
     "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id, source)"
 #define LDR_STAGE_SUFFIX "_stage"
-#define LDR_KEYED_SUFFIX "_keyed"
-#define LDR_KEYED_NAME_BUF 96         /* a quoted type name with a suffix, bytes with NUL */
+#define LDR_KEYED_NAME_BUF 96         /* pg_temp."<derived name>", bytes with NUL */
 
 /* The code point of the valid UTF-8 character s of len bytes. */
 static uint32_t
@@ -105,59 +105,176 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
 }
 
 /*
- * The temp table keyed rows of t are COPYed into, quoted: t->table may be quoted already (a
- * declared type's), so the name is built from t->name.
+ * The temp table keyed rows of t are COPYed into. In pg_temp, which PostgreSQL searches
+ * before the schema, so its name must never be a type's: a derived name (etc/types.h), which
+ * no type can take and which is never longer than PostgreSQL keeps.
  */
 static void
 keyed_table(const struct ev_type *t, char out[LDR_KEYED_NAME_BUF])
 {
-    snprintf(out, LDR_KEYED_NAME_BUF, "\"%s%s\"", t->name, LDR_KEYED_SUFFIX);
+    char name[DP_TYPE_NAME_MAX + 1];
+
+    dp_pg_derived_name(name, DP_PG_KEYED_TEMP, t->name);
+    snprintf(out, LDR_KEYED_NAME_BUF, "pg_temp.\"%s\"", name);
+}
+
+/* A keyed row whose key g's table holds with other bytes: its id and the holder's. */
+struct keyed_conflict {
+    uint8_t id[16];                     /* the event's id */
+    char holder[EV_UUID_TEXT];          /* the id of the row that holds the key */
+    bool no_digest;                     /* that row was loaded before digests were kept */
+};
+
+struct keyed_conflicts {
+    struct keyed_conflict *v;
+    size_t n;
+    size_t cap;
+};
+
+/* ldr_pg_rows callback of the conflict query: the keyed row's id, the holder's, no digest. */
+static int
+keyed_conflict_row(void *arg, int ncols, const char *const *vals)
+{
+    struct keyed_conflicts *c = arg;
+    struct keyed_conflict *k;
+
+    if (ncols != 3 || vals[0] == NULL || vals[1] == NULL || vals[2] == NULL) {
+        return DP_ERR_IO;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap != 0 ? c->cap * 2 : 16;
+        struct keyed_conflict *v = realloc(c->v, cap * sizeof(*v));
+
+        if (v == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        c->v = v;
+        c->cap = cap;
+    }
+    k = &c->v[c->n];
+    if (ev_uuid_parse(vals[0], k->id) != 0) {
+        return DP_ERR_IO;
+    }
+    snprintf(k->holder, sizeof(k->holder), "%s", vals[1]);
+    k->no_digest = vals[2][0] == 't';
+    c->n++;
+    return 0;
 }
 
 /*
- * Move the keyed rows COPYed into g's keyed table into g's table, skipping a key already
- * there (also one twice in these rows: the first wins); counts the skipped in g->skipped.
+ * Move the keyed rows (rows of them) COPYed into g's keyed table into g's table, leaving out a
+ * key already there (also one twice in these rows: the first inserted wins), and empty the
+ * keyed table. Those left out with the digest of the row that holds their key are repeats
+ * (counted in g->skipped); those with another digest, or facing a row without one (loaded
+ * before digests were kept), are conflicts, listed in *c for dead_letter: an acknowledged
+ * event is never dropped for a key another event took.
  */
 static int
-batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows)
+batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct keyed_conflicts *c)
 {
     const char *cols = g->type->copy_columns;
-    size_t cols_len = strlen(cols);
+    int list_len = (int)strlen(cols) - 2;
     uint64_t inserted = 0;
     char keyed[LDR_KEYED_NAME_BUF];
-    char *sql = NULL;
-    int rc;
+    char *insert = NULL;
+    char *conflicts = NULL;
+    char *empty = NULL;
+    int rc = DP_ERR_NOMEM;
 
     keyed_table(g->type, keyed);
     /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
-    if (asprintf(&sql, "WITH s AS (DELETE FROM %s RETURNING %.*s) "
-                       "INSERT INTO %s %s SELECT %.*s FROM s "
-                       "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
-                       "DO NOTHING",
-                 keyed, (int)cols_len - 2, cols + 1, g->type->table,
-                 cols, (int)cols_len - 2, cols + 1) < 0) {
-        return DP_ERR_NOMEM;
+    if (asprintf(&insert, "INSERT INTO %s %s SELECT %.*s FROM %s "
+                          "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
+                          "DO NOTHING", g->type->table, cols, list_len, cols + 1, keyed) < 0) {
+        insert = NULL;
+        goto out;
     }
-    rc = ldr_pg_exec_rows(pg, sql, &inserted);
-    free(sql);
-    if (rc == 0 && inserted <= rows) {
-        g->skipped += rows - (size_t)inserted;
+    /* Run in the INSERT's transaction: the table holds exactly what the INSERT saw and did. */
+    if (asprintf(&conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                             "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
+                             "WHERE t.id <> k.id "
+                             "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
+                 keyed, g->type->table) < 0) {
+        conflicts = NULL;
+        goto out;
+    }
+    if (asprintf(&empty, "DELETE FROM %s", keyed) < 0) {
+        empty = NULL;
+        goto out;
+    }
+    rc = ldr_pg_exec_rows(pg, insert, &inserted);
+    if (rc == 0) {
+        rc = batch_not_data(ldr_pg_rows(pg, conflicts, 0, NULL, keyed_conflict_row, c));
+    }
+    if (rc == 0) {
+        rc = batch_not_data(ldr_pg_exec(pg, empty));
+    }
+    if (rc == 0 && inserted + c->n <= rows) {
+        g->skipped += rows - (size_t)inserted - c->n;
+    }
+out:
+    free(empty);
+    free(conflicts);
+    free(insert);
+    return rc;
+}
+
+/*
+ * File the conflicts c of rows lo..hi-1 of g into dead_letter (stage load), each with a text
+ * naming its key, the event that holds it and its own id, as the server's 409 does.
+ */
+static int
+batch_file_conflicts(struct ldr_batch *b, struct ldr_group *g, size_t lo, size_t hi,
+                     const struct keyed_conflicts *c)
+{
+    char error[EV_KEY_MAX + 3 * EV_UUID_TEXT + 160];
+    char id[EV_UUID_TEXT];
+    struct queue_event ev;
+    int rc = 0;
+
+    for (size_t j = 0; rc == 0 && j < c->n; j++) {
+        size_t i = lo;
+
+        for (; i < hi; i++) {
+            ldr_batch_event(b, g->held[i], &ev);
+            if (memcmp(ev.uuid, c->v[j].id, sizeof(ev.uuid)) == 0) {
+                break;
+            }
+        }
+        if (i == hi) {
+            rc = DP_ERR_IO;             /* a row PostgreSQL names that these rows lack */
+            break;
+        }
+        ev_uuid_format(ev.uuid, id);
+        snprintf(error, sizeof(error), "%s: \"%.*s\" was already loaded for event %s %s "
+                 "(this event: %s)", EV_KEY_FIELD, (int)ev.key_len, ev.key, c->v[j].holder,
+                 c->v[j].no_digest ? "before digests were kept: cannot tell a repeat from a "
+                                     "conflict" : "with different content", id);
+        dp_warn("idempotency key conflict at load: filed into dead_letter", "type=%s seq=%llu "
+                "error=%s", g->type->name, (unsigned long long)ev.seq, error);
+        rc = ldr_batch_dead_event(b, &ev, "load", error, strlen(error));
+        if (rc == 0) {
+            g->bad++;
+            g->conflicts++;
+            b->dead_load++;
+        }
     }
     return rc;
 }
 
 /*
- * Keyed rows (data, len bytes; rows of them) of g, inside batch_try's savepoint ldr_rows.
+ * Keyed rows lo..hi-1 of g (data, len bytes), inside batch_try's savepoint ldr_rows.
  * First straight into g's table by the plain COPY: a repeat reaching PostgreSQL is rare (the
  * server answers repeats within queue.dedup_window_s). Only when PostgreSQL refuses that (a
  * key already in the table, twice in these rows, or a bad row) does it roll back to ldr_rows
  * and COPY them into the keyed temp table for INSERT ... ON CONFLICT DO NOTHING, where a bad
- * row fails again and is isolated as ever.
+ * row fails again and is isolated as ever, and a key held with other bytes is a conflict.
  */
 static int
-batch_copy_keyed(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_t len,
-                 size_t rows)
+batch_copy_keyed(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo,
+                 size_t hi, const char *data, size_t len)
 {
+    struct keyed_conflicts c = {0};
     char keyed[LDR_KEYED_NAME_BUF];
     char sql[256];
     int rc;
@@ -178,8 +295,12 @@ batch_copy_keyed(struct ldr_pg *pg, struct ldr_group *g, const char *data, size_
         rc = ldr_pg_copy(pg, keyed, g->type->copy_columns, data, len, g->rows.binary);
     }
     if (rc == 0) {
-        rc = batch_insert_keyed(pg, g, rows);
+        rc = batch_insert_keyed(pg, g, hi - lo, &c);
     }
+    if (rc == 0) {
+        rc = batch_file_conflicts(b, g, lo, hi, &c);
+    }
+    free(c.v);
     return rc;
 }
 
@@ -192,6 +313,10 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
     size_t start = lo == 0 ? 0 : g->ends[lo - 1];
     size_t len = g->ends[hi - 1] - start;
     size_t skipped = g->skipped;
+    size_t bad = g->bad;
+    size_t conflicts = g->conflicts;
+    size_t dead_len = b->dead.len;
+    size_t dead_load = b->dead_load;
     bool upsert = g->type->load == EV_LOAD_UPSERT;
     int rc;
 
@@ -203,9 +328,11 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
         return rc;
     }
     if (g->keyed) {
-        rc = batch_copy_keyed(pg, g, g->rows.data + start, len, hi - lo);
+        rc = batch_copy_keyed(b, pg, g, lo, hi, g->rows.data + start, len);
     } else {
-        snprintf(target, sizeof(target), "%s%s", g->type->table, upsert ? LDR_STAGE_SUFFIX : "");
+        /* The stage is a temp table (stage_ddl): named in pg_temp, never the schema's. */
+        snprintf(target, sizeof(target), "%s%s%s", upsert ? "pg_temp." : "", g->type->table,
+                 upsert ? LDR_STAGE_SUFFIX : "");
         rc = ldr_pg_copy(pg, target, g->type->copy_columns, g->rows.data + start, len,
                          g->rows.binary);
         if (rc == 0 && upsert) {
@@ -218,7 +345,12 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
     if (rc == 0) {
         return 0;
     }
+    /* Nothing of a failed try counts, the conflicts it filed included. */
     g->skipped = skipped;
+    g->bad = bad;
+    g->conflicts = conflicts;
+    b->dead.len = dead_len;
+    b->dead_load = dead_load;
     if (rc == DP_ERR_DATA &&
         ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows; RELEASE SAVEPOINT ldr_rows") != 0) {
         rc = DP_ERR_RETRY;
@@ -262,6 +394,7 @@ batch_load_group(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g,
 
     g->bad = 0;
     g->skipped = 0;
+    g->conflicts = 0;
     if (g->n == 0) {
         return 0;
     }

@@ -302,14 +302,26 @@ int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
  * ldr_schema_ensure - inside ldr_pg_ensure_schema's transaction (search_path set): for
  * every declared type of the registry, create its table, or compare it with the catalog and
  * evolve it additively: a new optional field is ALTER TABLE ... ADD COLUMN, a field no
- * longer declared keeps its column (logged), a required field no longer required drops
- * NOT NULL. A changed field type, a newly required field on an existing table, or a table of
+ * longer declared keeps its column (logged; its NOT NULL dropped), a required field no longer
+ * required drops NOT NULL. Before any of that, every existing declared table's primary key
+ * and key index get their derived names (dp_pg_derived_name), so that the names earlier
+ * releases gave them ("<type>_pkey", "<type>_idem_key") are free for other types. A changed field type, a newly required field on an existing table, or a table of
  * that name that datapipe did not create is refused: logged with the field and what to do,
  * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
  * lz4 compression when the server has it.
  * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 int ldr_schema_ensure(struct ldr_pg *pg);
+
+/*
+ * ldr_schema_key_index - inside ldr_pg_ensure_schema's transaction: make sure the table
+ * named name (unquoted, in the current schema; table is how SQL names it) has the unique
+ * index over its non-null idempotency_key that the keyed rows' ON CONFLICT needs, named
+ * DP_PG_KEY_INDEX + hash. An index is found by what it indexes, never by its name: one of
+ * another name (an earlier release's) is renamed, none is created. Returns as ldr_pg_exec,
+ * or DP_ERR_CONFIG (logged) when the table holds a key twice, so the index cannot be built.
+ */
+int ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table);
 
 /* ---- loader_batches and queue_owners (ledger.c) ------------------------------------ */
 

@@ -317,20 +317,27 @@ out:
 
 /*
  * Give a table created before idempotency keys its nullable idempotency_key column and,
- * when unique, the index over the non-null keys that the loader's ON CONFLICT relies on.
+ * when unique, the index over the non-null keys that the loader's ON CONFLICT relies on
+ * (ldr_schema_key_index: found by what it indexes, under its derived name) and the nullable
+ * idempotency_digest column (ev_digest of the event's bytes) that tells a repeat from a
+ * conflict. Rows loaded before the digest column have none: the loader files an event meeting
+ * such a row's key as a conflict (it cannot tell; it never drops it).
  */
 static int
 pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
 {
-    char sql[384];
+    char sql[256];
     int rc;
 
     snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_key text",
              table);
     rc = ldr_pg_exec(pg, sql);
     if (rc == 0 && unique) {
-        snprintf(sql, sizeof(sql), "CREATE UNIQUE INDEX IF NOT EXISTS %s_idempotency_key ON %s "
-                 "(idempotency_key) WHERE idempotency_key IS NOT NULL", table, table);
+        rc = ldr_schema_key_index(pg, table, table);
+    }
+    if (rc == 0 && unique) {
+        snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_digest "
+                 "bytea", table);
         rc = ldr_pg_exec(pg, sql);
     }
     return rc;

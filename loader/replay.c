@@ -3,7 +3,9 @@
  * validate with today's registry move into their tables in the transaction that deletes
  * them from dead_letter, a chunk of rows per transaction, so a replay killed anywhere has
  * moved each row once or not at all. Rows still invalid stay, with the new error and one
- * more replay counted. Never touches the queue.
+ * more replay counted. A row of a type this configuration does not declare is left exactly as
+ * it is (its error is the real one; "unknown type" would only say what the replayer lacks).
+ * Never touches the queue.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,6 +26,8 @@ struct rpl_row {
     char type_name[QUEUE_TYPE_MAX + 1];
     size_t raw_off;                     /* into rpl.raw */
     size_t raw_len;
+    size_t key_off;                     /* its idempotency key, into rpl.raw */
+    size_t key_len;                     /* 0: none */
     size_t row_off;                     /* the COPY row, into rpl.rows */
     size_t row_len;
     int64_t received_us;
@@ -31,6 +35,7 @@ struct rpl_row {
     bool new_id;                        /* no event_id stored: uuid is a fresh UUIDv7 */
     char source[QUEUE_SOURCE_MAX + 1];  /* the API key's name it came with; "": none */
     bool ok;                            /* validates and encodes: goes into its table */
+    bool skip;                          /* its type is not in the registry: left untouched */
     char error[LDR_ERR_MAX + 32];       /* why not, when !ok */
 };
 
@@ -38,8 +43,6 @@ struct rpl {
     struct ldr_pg *pg;
     const struct dp_cli *cli;
     size_t chunk;                       /* rows per transaction */
-    bool dl_keys;                       /* dead_letter has idempotency_key */
-    bool *table_keys;                   /* per registry type: its table has idempotency_key */
     struct rpl_row *rows;
     size_t n;
     struct ev_buf raw;
@@ -48,6 +51,8 @@ struct rpl {
     int64_t after;                      /* the chunk starts after this seq */
     uint64_t replayed;
     uint64_t invalid;
+    uint64_t skipped;                   /* rows of types the registry lacks */
+    char skipped_types[256];            /* their names, "a,b", as many as fit */
 };
 
 static int
@@ -62,7 +67,7 @@ hex_val(char c)
     return -1;
 }
 
-/* ldr_pg_rows callback of the fetch: seq, type, hex raw, received_us, event_id, source. */
+/* ldr_pg_rows callback of the fetch: seq, type, hex raw, received_us, event_id, source, key. */
 static int
 rpl_fetch_one(void *arg, int ncols, const char *const *vals)
 {
@@ -71,7 +76,7 @@ rpl_fetch_one(void *arg, int ncols, const char *const *vals)
     size_t hex_len;
     int rc;
 
-    if (ncols < 6 || vals[0] == NULL || vals[2] == NULL || strlen(vals[2]) % 2 != 0) {
+    if (ncols < 7 || vals[0] == NULL || vals[2] == NULL || strlen(vals[2]) % 2 != 0) {
         return DP_ERR_IO;
     }
     hex_len = strlen(vals[2]);
@@ -97,6 +102,11 @@ rpl_fetch_one(void *arg, int ncols, const char *const *vals)
         r->new_id = true;
     }
     snprintf(r->source, sizeof(r->source), "%s", vals[5] != NULL ? vals[5] : "");
+    r->key_off = p->raw.len;
+    r->key_len = vals[6] != NULL ? strlen(vals[6]) : 0;
+    if (rc == 0) {
+        rc = ev_buf_put(&p->raw, vals[6], r->key_len);
+    }
     p->after = r->seq;
     p->n++;
     return rc;
@@ -114,13 +124,15 @@ rpl_check(struct rpl *p, struct rpl_row *r)
         .now_us = dp_now_us(),
         .source = r->source[0] != '\0' ? r->source : NULL,
         .source_len = strlen(r->source),
+        .key = r->key_len > 0 ? p->raw.data + r->key_off : NULL,
+        .key_len = r->key_len,
     };
     char err[EV_ERR_MAX] = "";
     int rc = 0;
 
     r->ok = false;
-    if (r->type == NULL) {
-        snprintf(r->error, sizeof(r->error), "unknown event type");
+    r->skip = r->type == NULL;
+    if (r->skip) {
         return 0;
     }
     rc = ev_parse_body(st.json, st.json_len, r->type, &b);
@@ -136,7 +148,8 @@ rpl_check(struct rpl *p, struct rpl_row *r)
         snprintf(r->error, sizeof(r->error), "%s", b.items[0].error);
         goto out;
     }
-    /* IDEMPOTENCY: the key is set on the loaded row afterwards (rpl_keys), from dead_letter. */
+    /* The key rides in the row like the loader's (with its digest): a key the table holds
+     * already makes PostgreSQL refuse the row, which then stays a dead letter. */
     memcpy(st.uuid, r->uuid, sizeof(st.uuid));
     r->row_off = p->rows_buf.len;
     rc = ev_encode(r->type, &st, &p->rows_buf, err);
@@ -171,34 +184,12 @@ rpl_seqs(const struct rpl *p, const size_t *idx, size_t n, char *out, size_t len
 }
 
 /*
- * Keyed events keep their key: when dead_letter and the type's table both have the
- * idempotency_key column, the loaded rows get the key their dead letter holds.
- */
-static int
-rpl_keys(struct rpl *p, const struct ev_type *t, size_t ti, const char *seqs)
-{
-    const char *params[] = {seqs};
-    char sql[512];
-
-    if (!p->dl_keys || !p->table_keys[ti]) {
-        return 0;
-    }
-    snprintf(sql, sizeof(sql),
-             "UPDATE %s t SET idempotency_key = d.idempotency_key FROM dead_letter d "
-             "WHERE d.seq = ANY($1::bigint[]) AND d.idempotency_key IS NOT NULL "
-             "AND t.id = d.event_id",
-             t->table);
-    return ldr_pg_exec_params(p->pg, sql, 1, params);
-}
-
-/*
  * One try at loading rows[idx[0..n-1]] of type t under a savepoint. Returns 0,
  * DP_ERR_DATA (PostgreSQL refused them: rolled back to the savepoint), DP_ERR_RETRY.
  */
 static int
-rpl_try(struct rpl *p, const struct ev_type *t, size_t ti, const size_t *idx, size_t n)
+rpl_try(struct rpl *p, const struct ev_type *t, const size_t *idx, size_t n)
 {
-    static char seqs[RPL_SEQS_MAX];
     char target[128];
     bool upsert = t->load == EV_LOAD_UPSERT;
     int rc;
@@ -211,8 +202,9 @@ rpl_try(struct rpl *p, const struct ev_type *t, size_t ti, const size_t *idx, si
             return DP_ERR_NOMEM;
         }
     }
-    rpl_seqs(p, idx, n, seqs, sizeof(seqs));
-    snprintf(target, sizeof(target), "%s%s", t->table, upsert ? "_stage" : "");
+    /* The stage is a temp table (stage_ddl): named in pg_temp, never the schema's. */
+    snprintf(target, sizeof(target), "%s%s%s", upsert ? "pg_temp." : "", t->table,
+             upsert ? "_stage" : "");
     rc = ldr_pg_exec(p->pg, "SAVEPOINT rpl");
     if (rc == 0 && upsert && t->stage_ddl != NULL) {
         rc = ldr_pg_exec(p->pg, t->stage_ddl);
@@ -222,9 +214,6 @@ rpl_try(struct rpl *p, const struct ev_type *t, size_t ti, const size_t *idx, si
     }
     if (rc == 0 && upsert) {
         rc = ldr_pg_exec(p->pg, t->upsert_sql);
-    }
-    if (rc == 0) {
-        rc = rpl_keys(p, t, ti, seqs);
     }
     if (rc == 0) {
         return ldr_pg_exec(p->pg, "RELEASE SAVEPOINT rpl") == 0 ? 0 : DP_ERR_RETRY;
@@ -252,7 +241,7 @@ rpl_load_type(struct rpl *p, size_t ti, size_t *idx)
     if (n == 0) {
         return 0;
     }
-    rc = rpl_try(p, t, ti, idx, n);
+    rc = rpl_try(p, t, idx, n);
     if (rc != DP_ERR_DATA) {
         return rc;
     }
@@ -260,7 +249,7 @@ rpl_load_type(struct rpl *p, size_t ti, size_t *idx)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         struct rpl_row *r = &p->rows[idx[i]];
 
-        rc = n > 1 ? rpl_try(p, t, ti, &idx[i], 1) : DP_ERR_DATA;
+        rc = n > 1 ? rpl_try(p, t, &idx[i], 1) : DP_ERR_DATA;
         if (rc == DP_ERR_DATA) {
             r->ok = false;
             snprintf(r->error, sizeof(r->error), "%s (SQLSTATE %s)", ldr_pg_error(p->pg),
@@ -288,6 +277,9 @@ rpl_settle(struct rpl *p, size_t *idx)
 
         if (r->ok) {
             idx[n++] = i;
+            continue;
+        }
+        if (r->skip) {
             continue;
         }
         snprintf(seq_s, sizeof(seq_s), "%" PRId64, r->seq);
@@ -320,7 +312,7 @@ rpl_store_new_ids(struct rpl *p)
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < p->n; i++) {
-        if (p->rows[i].new_id) {
+        if (p->rows[i].new_id && !p->rows[i].skip) {
             snprintf(seq_s, sizeof(seq_s), "%" PRId64, p->rows[i].seq);
             ev_uuid_format(p->rows[i].uuid, id);
             rc = ldr_pg_exec_params(p->pg, "UPDATE dead_letter SET event_id = $2::uuid "
@@ -352,7 +344,8 @@ rpl_chunk(struct rpl *p, size_t *idx, bool *done)
     if (rc == 0) {
         rc = ldr_pg_rows(p->pg,
                          "SELECT seq, event_type, encode(raw, 'hex'), "
-                         "(extract(epoch FROM received_at) * 1000000)::bigint, event_id, source "
+                         "(extract(epoch FROM received_at) * 1000000)::bigint, event_id, source, "
+                         "idempotency_key "
                          "FROM dead_letter WHERE seq > $1::bigint "
                          "AND ($2 = '' OR event_type = $2) AND ($3 = '' OR stage = $3) "
                          "ORDER BY seq LIMIT $4::bigint FOR UPDATE SKIP LOCKED",
@@ -381,30 +374,16 @@ rpl_chunk(struct rpl *p, size_t *idx, bool *done)
     for (size_t i = 0; i < p->n; i++) {
         if (p->rows[i].ok) {
             p->replayed++;
+        } else if (p->rows[i].skip) {
+            const char *name = p->rows[i].type_name[0] != '\0' ? p->rows[i].type_name
+                                                                  : "(none)";
+
+            p->skipped++;
+            ldr_held_note(p->skipped_types, sizeof(p->skipped_types), name, strlen(name));
         } else {
             p->invalid++;
             dp_info("dead letter still invalid", "seq=%" PRId64 " type=%s error=%s",
                     p->rows[i].seq, p->rows[i].type_name, p->rows[i].error);
-        }
-    }
-    return 0;
-}
-
-/* ldr_pg_rows callback: note which tables have an idempotency_key column. */
-static int
-rpl_key_table(void *arg, int ncols, const char *const *vals)
-{
-    struct rpl *p = arg;
-
-    if (ncols < 1 || vals[0] == NULL) {
-        return 0;
-    }
-    if (strcmp(vals[0], "dead_letter") == 0) {
-        p->dl_keys = true;
-    }
-    for (size_t i = 0; i < ev_registry_len; i++) {
-        if (strcmp(vals[0], ev_registry[i]->table) == 0) {
-            p->table_keys[i] = true;
         }
     }
     return 0;
@@ -438,31 +417,45 @@ rpl_list(struct rpl *p)
                        2, params, rpl_list_one, p);
 }
 
+/* The closing line; rows skipped for their type are counted there and explained on stderr. */
+static void
+rpl_report(const struct rpl *p)
+{
+    char skipped[48] = "";
+
+    if (p->skipped > 0) {
+        snprintf(skipped, sizeof(skipped), " skipped_unknown_type=%" PRIu64, p->skipped);
+    }
+    printf("%s: replayed=%" PRIu64 " still_invalid=%" PRIu64 "%s\n",
+           p->cli->dry_run ? "dry run, nothing changed" : "replay done", p->replayed,
+           p->invalid, skipped);
+    fflush(stdout);
+    if (p->skipped > 0) {
+        fprintf(stderr, "datapipe-loader: skipped %" PRIu64 " dead letter%s of types this "
+                "configuration does not declare (%s): their errors are kept; replay them with "
+                "the configuration that declares those types\n", p->skipped,
+                p->skipped == 1 ? "" : "s", p->skipped_types[0] != '\0' ? p->skipped_types : "-");
+    }
+}
+
 static int
 rpl_replay(struct rpl *p)
 {
-    static const char key_sql[] =
-        "SELECT table_name FROM information_schema.columns WHERE table_schema = "
-        "current_schema() AND column_name = 'idempotency_key'";
     size_t *idx = NULL;
     bool done = false;
-    int rc;
+    int rc = 0;
 
     p->rows = calloc(p->chunk, sizeof(*p->rows));
     idx = calloc(p->chunk, sizeof(*idx));
-    p->table_keys = calloc(ev_registry_len, sizeof(*p->table_keys));
-    if (p->rows == NULL || idx == NULL || p->table_keys == NULL) {
+    if (p->rows == NULL || idx == NULL) {
         rc = DP_ERR_NOMEM;
         goto out;
     }
-    rc = ldr_pg_rows(p->pg, key_sql, 0, NULL, rpl_key_table, p);
     while (rc == 0 && !done) {
         rc = rpl_chunk(p, idx, &done);
     }
     if (rc == 0) {
-        printf("%s: replayed=%" PRIu64 " still_invalid=%" PRIu64 "\n",
-               p->cli->dry_run ? "dry run, nothing changed" : "replay done", p->replayed,
-               p->invalid);
+        rpl_report(p);
     }
 out:
     free(idx);
@@ -479,6 +472,16 @@ ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg)
 
     memset(&p, 0, sizeof(p));
     p.cli = cli;
+    if (cli->replay_dead_letters && cli->only_type != NULL &&
+        ev_lookup(cli->only_type, strlen(cli->only_type)) == NULL) {
+        /* A usage error: every row it names would be skipped; say so before connecting. */
+        char msg[EV_ERR_MAX];
+
+        ev_unknown_type(msg, cli->only_type, strlen(cli->only_type));
+        fprintf(stderr, "datapipe-loader: --type %s: %s: not declared by this configuration; "
+                "nothing replayed\n", cli->only_type, msg);
+        return 2;
+    }
     p.chunk = cfg->loader_batch_rows > 0 && cfg->loader_batch_rows < RPL_CHUNK_MAX
                   ? (size_t)cfg->loader_batch_rows : RPL_CHUNK_MAX;
     /* Its own advisory lock key: a loader starting meanwhile must not fence this session. */
@@ -500,7 +503,6 @@ ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg)
     }
     ldr_pg_close(p.pg);
     free(p.rows);
-    free(p.table_keys);
     ev_buf_free(&p.raw);
     ev_buf_free(&p.rows_buf);
     ev_buf_free(&p.copy);

@@ -2,7 +2,9 @@
  * schema.c - the tables of the event types declared in the configuration: created at the
  * loader's start, or compared with the catalog and evolved additively, inside
  * ldr_pg_ensure_schema's transaction and advisory lock, so two loaders never race and a
- * refusal leaves nothing half applied. Never drops, renames or retypes a column.
+ * refusal leaves nothing half applied. Never drops, renames or retypes a column. Also the
+ * names of the objects a table has besides its columns (key index, primary key): derived by
+ * dp_pg_derived_name, found by what they are, never by name.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -172,6 +174,7 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
 {
     static const struct ev_column own[] = {
         {"idempotency_key", "text", false},
+        {"idempotency_digest", "bytea", false},
         {"source", "text", false},
         {"extra", "jsonb", false},
     };
@@ -187,32 +190,131 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
     return rc;
 }
 
+/* Whether column i of st is a field t no longer declares (not one of the table's own). */
+static bool
+col_removed(const struct ev_type *t, const struct schema_table *st, size_t i)
+{
+    static const char *const own[] = {"id", "idempotency_key", "idempotency_digest", "source",
+                                      "extra", "received_at", "loaded_at", NULL};
+    const char *const *o = own;
+    size_t j = 0;
+
+    while (*o != NULL && strcmp(*o, st->cols[i].name) != 0) {
+        o++;
+    }
+    while (j < t->n_columns && strcmp(t->columns[j].name, st->cols[i].name) != 0) {
+        j++;
+    }
+    return *o == NULL && j == t->n_columns;
+}
+
+/*
+ * A field no longer declared is null in new rows, so a NOT NULL it kept from when it was
+ * required would send every new event to dead_letter: dropped, like a field made optional.
+ */
+static int
+removed_plan(const struct ev_type *t, const struct schema_table *st, struct ev_buf *alter)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < st->n_cols; i++) {
+        if (!st->cols[i].not_null || !col_removed(t, st, i)) {
+            continue;
+        }
+        dp_info("declared type: a required field is no longer declared, its column now allows "
+                "null", "type=%s column=%s", t->name, st->cols[i].name);
+        rc = alter_sep(alter) != 0 ? DP_ERR_NOMEM
+                                   : ev_buf_put_strs(alter, "ALTER COLUMN \"", st->cols[i].name,
+                                                     "\" DROP NOT NULL", NULL);
+    }
+    return rc;
+}
+
 /* Log the columns of fields no longer declared, once per process (each connection checks). */
 static void
 removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
 {
-    static const char *const own[] = {"id", "idempotency_key", "source", "extra",
-                                      "received_at", "loaded_at", NULL};
-
     if (slot >= EV_REGISTRY_MAX || atomic_load(&removed_logged[slot])) {
         return;
     }
     for (size_t i = 0; i < st->n_cols; i++) {
-        const char *const *o = own;
-        size_t j = 0;
-
-        while (*o != NULL && strcmp(*o, st->cols[i].name) != 0) {
-            o++;
-        }
-        while (j < t->n_columns && strcmp(t->columns[j].name, st->cols[i].name) != 0) {
-            j++;
-        }
-        if (*o == NULL && j == t->n_columns) {
+        if (col_removed(t, st, i)) {
             atomic_store(&removed_logged[slot], true);
             dp_info("declared type: a field is no longer declared; its column stays and is "
                     "null for new rows", "type=%s column=%s", t->name, st->cols[i].name);
         }
     }
+}
+
+#define LDR_NAME_BUF 320               /* a schema-qualified, quoted name, bytes with NUL */
+
+/* The first column of the one row a query returns, into arg (LDR_NAME_BUF bytes). */
+static int
+name_row(void *arg, int n, const char *const *vals)
+{
+    if (n < 1 || vals[0] == NULL) {
+        return DP_ERR_INVALID;
+    }
+    snprintf(arg, LDR_NAME_BUF, "%s", vals[0]);
+    return 0;
+}
+
+int
+ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table)
+{
+    char want[DP_TYPE_NAME_MAX + 1];
+    char have[LDR_NAME_BUF] = "";
+    const char *params[2];
+    char *sql = NULL;
+    int rc;
+
+    dp_pg_derived_name(want, DP_PG_KEY_INDEX, name);
+    params[0] = name;
+    params[1] = want;
+    /* What ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL can infer: a valid,
+     * immediate unique index over that one column, partial on exactly that predicate or not
+     * partial. The one already named as wanted comes first, as "=". */
+    rc = ldr_pg_rows(pg,
+                     "SELECT CASE WHEN i.relname = $2 THEN '=' ELSE quote_ident(n.nspname) || '.' "
+                     "|| quote_ident(i.relname) END "
+                     "FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace "
+                     "JOIN pg_index x ON x.indrelid = t.oid "
+                     "JOIN pg_class i ON i.oid = x.indexrelid "
+                     "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0] "
+                     "WHERE n.nspname = current_schema() AND t.relname = $1 "
+                     "AND x.indisunique AND x.indisvalid AND x.indimmediate "
+                     "AND x.indnatts = 1 AND x.indexprs IS NULL "
+                     "AND a.attname = 'idempotency_key' AND (x.indpred IS NULL OR "
+                     "pg_get_expr(x.indpred, x.indrelid) = '(idempotency_key IS NOT NULL)') "
+                     "ORDER BY i.relname = $2 DESC, i.relname LIMIT 1",
+                     2, params, name_row, have);
+    if (rc != 0 || strcmp(have, "=") == 0) {
+        return rc;
+    }
+    if (have[0] != '\0') {
+        dp_info("key index renamed to its derived name", "table=%s from=%s to=%s", name, have,
+                want);
+        rc = asprintf(&sql, "ALTER INDEX %s RENAME TO \"%s\"", have, want);
+    } else {
+        /* Never IF NOT EXISTS: a relation already holding the name must fail loudly, not
+         * leave the table without its index. */
+        rc = asprintf(&sql, "CREATE UNIQUE INDEX \"%s\" ON %s (idempotency_key) "
+                      "WHERE idempotency_key IS NOT NULL", want, table);
+    }
+    if (rc < 0) {
+        return DP_ERR_NOMEM;
+    }
+    rc = ldr_pg_exec(pg, sql);
+    free(sql);
+    if (rc == DP_ERR_DATA) {
+        /* A table that lacked its index may hold a key twice: the operator's to settle, as
+         * retrying cannot; until then nothing would load the keys exactly once. */
+        dp_error("a keyed table holds a key more than once, so its unique key index cannot be "
+                 "built: refused, nothing altered; keep one row of each key, then start again",
+                 "table=%s index=%s error=%s", name, want, ldr_pg_error(pg));
+        rc = DP_ERR_CONFIG;
+    }
+    return rc;
 }
 
 static int
@@ -223,7 +325,7 @@ table_create(struct ldr_pg *pg, const struct ev_type *t)
 
     rc = ldr_pg_exec(pg, t->ddl);
     if (rc == 0) {
-        rc = ldr_pg_exec(pg, t->idempotency_ddl);
+        rc = ldr_schema_key_index(pg, t->name, t->table);
     }
     if (rc == 0 && asprintf(&sql, "COMMENT ON TABLE %s IS '%s'", t->table, SCHEMA_MARK) < 0) {
         sql = NULL;
@@ -274,6 +376,9 @@ type_ensure(struct ldr_pg *pg, const struct ev_type *t, size_t slot, int *refuse
     if (rc == 0) {
         rc = own_columns_plan(t, &st, &alter, refused);
     }
+    if (rc == 0 && *refused == before) {
+        rc = removed_plan(t, &st, &alter);
+    }
     if (rc != 0 || *refused > before) {
         goto out;
     }
@@ -286,13 +391,57 @@ type_ensure(struct ldr_pg *pg, const struct ev_type *t, size_t slot, int *refuse
         }
         rc = ldr_pg_exec(pg, sql);
     }
-    if (rc == 0) {
-        rc = ldr_pg_exec(pg, t->idempotency_ddl);
-    }
 out:
     free(sql);
     ev_buf_free(&alter);
     free(st.cols);
+    return rc;
+}
+
+/*
+ * Declared type t's existing table: its primary key and its key index under their derived
+ * names. Run for every declared type before any table is created or compared, so that a
+ * name an earlier release gave them ("<type>_pkey", "<type>_idem_key") is free before a type
+ * of that name looks for its table.
+ */
+static int
+names_ensure(struct ldr_pg *pg, const struct ev_type *t)
+{
+    char want[DP_TYPE_NAME_MAX + 1];
+    char have[LDR_NAME_BUF] = "";
+    const char *params[3];
+    char *sql = NULL;
+    int rc;
+
+    dp_pg_derived_name(want, DP_PG_PRIMARY_KEY, t->name);
+    params[0] = t->name;
+    params[1] = want;
+    params[2] = SCHEMA_MARK;
+    /* No row: no table of ours; "-": no primary key; "=": named as wanted. */
+    rc = ldr_pg_rows(pg,
+                     "SELECT CASE WHEN k.conname IS NULL THEN '-' WHEN k.conname = $2 THEN '=' "
+                     "ELSE quote_ident(k.conname) END "
+                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                     "LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p' "
+                     "WHERE n.nspname = current_schema() AND c.relname = $1 "
+                     "AND c.relkind IN ('r', 'p') AND obj_description(c.oid, 'pg_class') = $3",
+                     3, params, name_row, have);
+    if (rc != 0 || have[0] == '\0') {
+        return rc;
+    }
+    if (strcmp(have, "-") != 0 && strcmp(have, "=") != 0) {
+        dp_info("primary key renamed to its derived name", "table=%s from=%s to=%s", t->name,
+                have, want);
+        if (asprintf(&sql, "ALTER TABLE %s RENAME CONSTRAINT %s TO \"%s\"", t->table, have,
+                     want) < 0) {
+            return DP_ERR_NOMEM;
+        }
+        rc = ldr_pg_exec(pg, sql);
+        free(sql);
+    }
+    if (rc == 0) {
+        rc = ldr_schema_key_index(pg, t->name, t->table);
+    }
     return rc;
 }
 
@@ -347,6 +496,11 @@ ldr_schema_ensure(struct ldr_pg *pg)
     int refused = 0;
     int rc = 0;
 
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (ev_registry[i]->decl != NULL) {
+            rc = names_ensure(pg, ev_registry[i]);
+        }
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (ev_registry[i]->decl != NULL) {
             rc = type_ensure(pg, ev_registry[i], i, &refused);

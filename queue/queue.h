@@ -218,6 +218,9 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_LOADED_PREFIX "loader.loaded."
 /* + an event type name: counter of keyed rows skipped, their key already in the table */
 #define QUEUE_META_LOADER_DUPLICATES_PREFIX "loader.duplicates."
+/* + an event type name: counter of keyed rows filed into dead_letter, their key already in
+ * the table with other bytes (counted in the dead letters too) */
+#define QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX "loader.key_conflicts."
 /* counter: rows filed into dead_letter, both stages */
 #define QUEUE_META_LOADER_DEAD_LETTERS "loader.dead_letters"
 /* counter: of which rejected at ingest */

@@ -156,6 +156,15 @@ duplicates_line(void *arg, const char *name, int64_t value)
              name + strlen(QUEUE_META_LOADER_DUPLICATES_PREFIX), (long long)value);
 }
 
+static void
+conflicts_line(void *arg, const char *name, int64_t value)
+{
+    struct text *t = arg;
+
+    text_add(t, "datapipe_loader_key_conflicts_total{type=\"%s\"} %lld\n",
+             name + strlen(QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX), (long long)value);
+}
+
 double
 srv_oldest_age_s(const struct queue_stats *st, int64_t now_us)
 {
@@ -394,6 +403,10 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     family(&t, "datapipe_loader_duplicates_total", "counter",
            "Keyed rows the loader skipped, their idempotency_key already in the table, by type.");
     queue_meta_each(s->q, QUEUE_META_LOADER_DUPLICATES_PREFIX, duplicates_line, &t);
+    family(&t, "datapipe_loader_key_conflicts_total", "counter",
+           "Keyed rows the loader filed into dead_letter, their idempotency_key already in the "
+           "table with other content, by type.");
+    queue_meta_each(s->q, QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX, conflicts_line, &t);
     meta_counter(s, &t, "datapipe_loader_dead_letters_total", QUEUE_META_LOADER_DEAD_LETTERS,
                  "Events filed into dead_letter, ever (both stages; not the table's size).");
     meta_counter(s, &t, "datapipe_loader_errors_total", QUEUE_META_LOADER_ERRORS,

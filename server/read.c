@@ -509,15 +509,18 @@ out:
     return rc;
 }
 
-/* The query that finds id in type t's table: its name, when received and when loaded. */
+/*
+ * The query that finds id in type t's table: its name, when received and when loaded. The
+ * row is t.*: a bare t would be a declared field named t.
+ */
 static int
 trail_type_sql(const struct ev_type *t, char *sql, size_t len)
 {
     int n = snprintf(sql, len,
                      "SELECT json_build_object('type', '%s', 'state', 'loaded', 'table', '%s', "
                      "'received_at', " TRAIL_TIME("t.received_at") ", "
-                     "'loaded_at', " TRAIL_TIME("coalesce(to_jsonb(t)->>'loaded_at', "
-                                                "to_jsonb(t)->>'processed_at')::timestamptz")
+                     "'loaded_at', " TRAIL_TIME("coalesce(to_jsonb(t.*)->>'loaded_at', "
+                                                "to_jsonb(t.*)->>'processed_at')::timestamptz")
                      ")::text FROM %s t WHERE t.id = $1::uuid",
                      t->name, t->table, t->table);
 

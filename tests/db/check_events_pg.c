@@ -504,15 +504,15 @@ START_TEST(test_get_sql)
     } cases[] = {
         { "crash_report", "{\"user_id\": 1, \"timestamp\": 2, \"message\": \"m\\tx\"}",
           "id,event_name,user_id,event_time,message,received_at,loaded_at,idempotency_key,"
-          "source" },
+          "idempotency_digest,source" },
         { "ad_event",
           "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://h\", "
           "\"advertiser_id\": \"a\", \"metadata\": {\"k\": [1]}}",
           "id,ip_address,user_agent,referring_url,advertiser_id,metadata,received_at,loaded_at,"
-          "idempotency_key,source" },
+          "idempotency_key,idempotency_digest,source" },
         { "user_login", "{\"user_id\": \"u\", \"timestamp\": 2}",
           "id,user_id,app_version,device_type,ip,locale,device_id,created_at,processed_at,"
-          "received_at,idempotency_key,source" },
+          "received_at,idempotency_key,idempotency_digest,source" },
         { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, 3]}",
           "id,time_stamp,n,mean,std,received_at,loaded_at" },
     };

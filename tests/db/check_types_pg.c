@@ -15,6 +15,7 @@
 
 #include "etc/config.h"
 #include "etc/err.h"
+#include "etc/types.h"
 #include "events/events.h"
 #include "loader/loader.h"
 #include "tests/lib/lib_loader.h"
@@ -315,10 +316,11 @@ START_TEST(test_source_and_declared_keys)
     ck_assert_str_eq(v, "laptop");
     free(v);
 
-    /* Another appliance loaded key k-2 already: this one's event with k-2 is skipped. */
+    /* Another appliance loaded key k-2 already, with the same bytes (its digest says so): this
+     * one's event with k-2 is skipped, a repeat. */
     tl_exec(&e, "INSERT INTO %s.crash_twin (id, user_id, \"timestamp\", message, received_at, "
-                "idempotency_key) VALUES (gen_random_uuid(), 9, now(), 'first', now(), 'k-2')",
-            e.schema);
+                "idempotency_key, idempotency_digest) VALUES (gen_random_uuid(), 9, now(), "
+                "'first', now(), 'k-2', sha256(convert_to('%s', 'UTF8')))", e.schema, ev2);
     append_from(&e, "crash_twin", ev2, "k-2", "mobile", 0);
     append_from(&e, "crash_twin", ev2, "k-3", "mobile", 0);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
@@ -335,9 +337,10 @@ END_TEST
 
 /*
  * Keyed rows load by the plain COPY until PostgreSQL refuses it; then through the keyed table
- * and ON CONFLICT DO NOTHING. One batch holding both a key already in the table and a row the
- * table refuses: the repeat is skipped, the bad row alone is dead-lettered with its key, the
- * rest load once. Then a batch of fresh keys: all loaded, nothing skipped.
+ * and ON CONFLICT DO NOTHING. One batch holding a key already in the table with the same
+ * bytes, one held with other bytes, and a row the table refuses: the repeat is skipped, the
+ * conflict and the bad row alone are dead-lettered with their keys, the rest load once. Then
+ * a batch of fresh keys: all loaded, nothing skipped.
  */
 START_TEST(test_keyed_fallback_isolates_bad_rows)
 {
@@ -353,15 +356,25 @@ START_TEST(test_keyed_fallback_isolates_bad_rows)
     tl_exec(&e, "ALTER TABLE %s.crash_report ADD CONSTRAINT poison CHECK (user_id <> 666)",
             e.schema);
     tl_exec(&e, "INSERT INTO %s.crash_report (id, event_name, user_id, event_time, message, "
-                "received_at, idempotency_key) VALUES (gen_random_uuid(), 'crash_report', 9, "
-                "now(), 'first', now(), 'k-c')", e.schema);
+                "received_at, idempotency_key, idempotency_digest) VALUES "
+                "(gen_random_uuid(), 'crash_report', 9, now(), 'first', now(), 'k-c', "
+                "sha256(convert_to('%s', 'UTF8'))), "
+                "('0190d6a4-7b3c-7def-8123-456789abcdef', 'crash_report', 9, now(), 'other', "
+                "now(), 'k-x', sha256('other'))", e.schema, again);
     append_from(&e, "crash_report", good, "k-a", NULL, 0);
     append_from(&e, "crash_report", bad, "k-b", NULL, 0);
     append_from(&e, "crash_report", again, "k-c", NULL, 0);
+    append_from(&e, "crash_report", again, "k-x", NULL, 0);
     append_from(&e, "crash_report", good, "k-d", NULL, 0);
     ck_assert_int_eq(start_and_run(&e, &st), 0);
     ck_assert_uint_eq(tl_queued(&e), 0);
-    ck_assert_uint_eq(st.dead_letters, 1);
+    ck_assert_uint_eq(st.dead_letters, 2);
+    v = tl_str(&e, "SELECT error FROM %s.dead_letter WHERE idempotency_key = 'k-x'", e.schema);
+    ck_assert_ptr_nonnull(strstr(v, "idempotency_key: \"k-x\" was already loaded for event "
+                                    "0190d6a4-7b3c-7def-8123-456789abcdef with different content "
+                                    "(this event: "));
+    free(v);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX "crash_report"), 1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
                                 "('k-a', 'k-d')", e.schema), 2);
     v = tl_str(&e, "SELECT message FROM %s.crash_report WHERE idempotency_key = 'k-c'",
@@ -398,7 +411,7 @@ static const char evo_v3[] =
     "\"c\": {\"type\": \"number\"}}}}";
 
 #define EVO_V1_COLUMNS "id uuid not null, a text not null, b bigint, idempotency_key text, " \
-    "source text, received_at timestamp with time zone not null, " \
+    "idempotency_digest bytea, source text, received_at timestamp with time zone not null, " \
     "loaded_at timestamp with time zone not null"
 
 START_TEST(test_evolution_add_and_remove)
@@ -458,10 +471,18 @@ START_TEST(test_evolution_add_and_remove)
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     cols = columns_of(&e, "evo");
     ck_assert_str_eq(cols, "id uuid not null, a text, b bigint, idempotency_key text, "
-                           "source text, received_at timestamp with time zone not null, "
-                           "loaded_at timestamp with time zone not null, c double precision, "
-                           "extra jsonb");
+                           "idempotency_digest bytea, source text, received_at timestamp with "
+                           "time zone not null, loaded_at timestamp with time zone not null, "
+                           "c double precision, extra jsonb");
     free(cols);
+
+    /* Tables from before digests were kept (declared or built in) gain the column at start. */
+    tl_exec(&e, "ALTER TABLE %s.evo DROP COLUMN idempotency_digest", e.schema);
+    tl_exec(&e, "ALTER TABLE %s.crash_report DROP COLUMN idempotency_digest", e.schema);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM information_schema.columns WHERE "
+                                "table_schema = '%s' AND column_name = 'idempotency_digest' AND "
+                                "table_name IN ('evo', 'crash_report')", e.schema), 2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IS NULL AND c = 4 AND "
                                 "extra = '{\"z\": [1]}'", e.schema), 1);
     tl_teardown(&e);
@@ -612,6 +633,333 @@ START_TEST(test_two_loaders_race)
 }
 END_TEST
 
+/* ---- the names datapipe creates ---------------------------------------------------------- */
+
+/* Like start_and_run, giving up after 3 failed attempts: a batch that can never load ends. */
+static int
+start_and_run_bounded(struct tl_env *e, struct ldr_run_stats *st)
+{
+    struct ldr_options o = tl_options(e, 1, 1000);
+    struct ldr *l = NULL;
+    int rc;
+
+    o.give_up_attempts = 3;
+    ck_assert_int_eq(ldr_create(&l, e->q, &o), 0);
+    rc = ldr_start(l);
+    if (rc == 0) {
+        rc = ldr_run(l, st);
+    }
+    ldr_destroy(l);
+    return rc;
+}
+
+/*
+ * Load one keyed event of type into e's schema through another appliance (its own queue,
+ * queue.id name), as a retry through a second appliance does: e's own repeat of it then
+ * finds its key in the table.
+ */
+static void
+load_elsewhere(struct tl_env *e, const char *name, const char *type, const char *json,
+               const char *key)
+{
+    struct tl_env o;
+
+    tl_setup(&o, name);
+    snprintf(o.schema, sizeof(o.schema), "%s", e->schema);
+    append_from(&o, type, json, key, NULL, 0);
+    ck_assert_int_eq(start_and_run(&o, NULL), 0);
+    ck_assert_uint_eq(tl_queued(&o), 0);
+    PQfinish(o.pg);
+    o.pg = NULL;                       /* the schema is e's: not dropped with o */
+    tl_teardown(&o);
+}
+
+/* "name|name|..." of the unique indexes over idempotency_key alone of table, by name. */
+static char *
+key_indexes(struct tl_env *e, const char *table)
+{
+    return tl_str(e,
+                  "SELECT coalesce(string_agg(i.relname, '|' ORDER BY i.relname), '') "
+                  "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+                  "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
+                  "WHERE x.indrelid = '%s.\"%s\"'::regclass AND x.indisunique "
+                  "AND x.indnatts = 1 AND a.attname = 'idempotency_key'", e->schema, table);
+}
+
+/* The name of table's primary key constraint. */
+static char *
+primary_key(struct tl_env *e, const char *table)
+{
+    return tl_str(e, "SELECT conname FROM pg_constraint WHERE conrelid = '%s.\"%s\"'::regclass "
+                     "AND contype = 'p'", e->schema, table);
+}
+
+static void
+assert_derived(struct tl_env *e, const char *table)
+{
+    char want[DP_TYPE_NAME_MAX + 1];
+    char *v;
+
+    dp_pg_derived_name(want, DP_PG_KEY_INDEX, table);
+    v = key_indexes(e, table);
+    ck_assert_str_eq(v, want);
+    free(v);
+    dp_pg_derived_name(want, DP_PG_PRIMARY_KEY, table);
+    v = primary_key(e, table);
+    ck_assert_str_eq(v, want);
+    free(v);
+}
+
+static const char two_a[] =
+    "{\"a\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
+    "\"a_keyed\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}";
+
+/*
+ * The keyed fallback's temporary table is named so that no declared type can be called the
+ * same: a batch of a (a key already loaded, so it takes the fallback) and a_keyed loads both.
+ */
+START_TEST(test_keyed_temp_table_named_apart)
+{
+    struct ldr_run_stats st;
+    struct tl_env e;
+
+    tl_setup(&e, "keyedname");
+    declare(&e, two_a);
+    load_elsewhere(&e, "keyedname_b", "a", "{\"n\": 1}", "k-1");
+    append_from(&e, "a", "{\"n\": 1}", "k-1", NULL, 0);
+    append_from(&e, "a_keyed", "{\"n\": 2}", NULL, NULL, 0);
+    append_from(&e, "a_keyed", "{\"n\": 3}", "k-3", NULL, 0);
+    ck_assert_int_eq(start_and_run(&e, &st), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    ck_assert_uint_eq(st.loaded, 2);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.a", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.a_keyed WHERE n IN (2, 3)", e.schema),
+                     2);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "a"), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "a_keyed"), 2);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* A type name of 63 bytes, the longest PostgreSQL keeps: its keyed fallback loads too. */
+START_TEST(test_keyed_fallback_longest_name)
+{
+    static const char name[] =
+        "l12345678901234567890123456789012345678901234567890123456789012";
+    struct tl_env e;
+    char *types = NULL;
+    char *v;
+
+    ck_assert_uint_eq(strlen(name), 63);
+    tl_setup(&e, "keyedlong");
+    ck_assert_int_ge(asprintf(&types, "{\"%s\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}",
+                              name), 0);
+    declare(&e, types);
+    load_elsewhere(&e, "keyedlong_b", name, "{\"n\": 1}", "k-1");
+    append_from(&e, name, "{\"n\": 1}", "k-1", NULL, 0);
+    append_from(&e, name, "{\"n\": 2}", "k-2", NULL, 0);
+    ck_assert_int_eq(start_and_run_bounded(&e, NULL), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    v = tl_str(&e, "SELECT string_agg(n || ' ' || idempotency_key, ',' ORDER BY n) FROM %s.%s",
+               e.schema, name);
+    ck_assert_str_eq(v, "1 k-1,2 k-2");
+    free(v);
+    assert_derived(&e, name);
+    free(types);
+    tl_teardown(&e);
+}
+END_TEST
+
+/*
+ * x_idem_key declared before x (once the name of x's key index): x still gets its unique index,
+ * and a key already in x is loaded once. Every keyed table has exactly one such index, named
+ * by dp_pg_derived_name.
+ */
+START_TEST(test_key_index_for_every_type)
+{
+    static const char types[] =
+        "{\"x_idem_key\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
+        "\"x\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
+        "\"x_pkey\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}";
+    struct tl_env e;
+
+    tl_setup(&e, "keyindex");
+    declare(&e, types);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    assert_derived(&e, "x");
+    assert_derived(&e, "x_idem_key");
+    assert_derived(&e, "x_pkey");
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        char want[DP_TYPE_NAME_MAX + 1];
+        char *v;
+
+        if (!ev_registry[i]->keyed) {
+            continue;
+        }
+        dp_pg_derived_name(want, DP_PG_KEY_INDEX, ev_registry[i]->name);
+        v = key_indexes(&e, ev_registry[i]->name);
+        ck_assert_str_eq(v, want);
+        free(v);
+    }
+    load_elsewhere(&e, "keyindex_b", "x", "{\"n\": 1}", "k-1");
+    append_from(&e, "x", "{\"n\": 1}", "k-1", NULL, 0);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.x", e.schema), 1);
+    ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "x"), 1);
+    tl_teardown(&e);
+}
+END_TEST
+
+/*
+ * A schema of an earlier release: the key indexes and the primary key under the names it gave
+ * them. The loader renames them (it finds them by what they index, not by name) instead of
+ * adding a second index at every start; the old names are free for declared types again.
+ */
+START_TEST(test_old_names_renamed)
+{
+    static const char more[] =
+        "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+        "\"b\": {\"type\": \"integer\"}}}, "
+        "\"evo_idem_key\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
+        "\"evo_pkey\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}";
+    char key[DP_TYPE_NAME_MAX + 1];
+    char pk[DP_TYPE_NAME_MAX + 1];
+    char crash_key[DP_TYPE_NAME_MAX + 1];
+    struct tl_env e;
+    char *v;
+
+    tl_setup(&e, "oldnames");
+    declare(&e, evo_v1);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    dp_pg_derived_name(key, DP_PG_KEY_INDEX, "evo");
+    dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, "evo");
+    dp_pg_derived_name(crash_key, DP_PG_KEY_INDEX, "crash_report");
+    /* Back to the names of the earlier release. */
+    tl_exec(&e, "SET search_path TO %s; "
+                "DROP INDEX IF EXISTS \"%s\", evo_idem_key; "
+                "CREATE UNIQUE INDEX evo_idem_key ON evo (idempotency_key) "
+                "WHERE idempotency_key IS NOT NULL; "
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = "
+                "'evo_pkey') THEN ALTER TABLE evo RENAME CONSTRAINT \"%s\" TO evo_pkey; "
+                "END IF; END $$; "
+                "DROP INDEX IF EXISTS \"%s\", crash_report_idempotency_key; "
+                "CREATE UNIQUE INDEX crash_report_idempotency_key ON crash_report "
+                "(idempotency_key) WHERE idempotency_key IS NOT NULL; "
+                "SET search_path TO DEFAULT", e.schema, key, pk, crash_key);
+    tl_append(&e, "evo", "{\"a\": \"one\"}", 0, NULL, 0, NULL);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    assert_derived(&e, "evo");
+    v = key_indexes(&e, "crash_report");
+    ck_assert_str_eq(v, crash_key);
+    free(v);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo", e.schema), 1);
+
+    /* The old names are free: types may take them. */
+    declare(&e, more);
+    tl_append(&e, "evo_pkey", "{\"n\": 1}", 0, NULL, 0, NULL);
+    tl_append(&e, "evo_idem_key", "{\"n\": 2}", 0, NULL, 0, NULL);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    assert_derived(&e, "evo");
+    assert_derived(&e, "evo_pkey");
+    assert_derived(&e, "evo_idem_key");
+    tl_teardown(&e);
+}
+END_TEST
+
+/*
+ * A table that lost its key index (an earlier release could leave one without it) and holds a
+ * key twice: the loader refuses to start, naming the table, until one of them is gone.
+ */
+START_TEST(test_key_twice_refused)
+{
+    char key[DP_TYPE_NAME_MAX + 1];
+    struct capture cap;
+    struct tl_env e;
+    char *log;
+    char *v;
+
+    tl_setup(&e, "keytwice");
+    declare(&e, evo_v1);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    dp_pg_derived_name(key, DP_PG_KEY_INDEX, "evo");
+    tl_exec(&e, "DROP INDEX %s.\"%s\"; INSERT INTO %s.evo (id, a, received_at, idempotency_key) "
+                "SELECT gen_random_uuid(), 'x', now(), 'k-1' FROM generate_series(1, 2)",
+            e.schema, key, e.schema);
+    tl_append(&e, "evo", "{\"a\": \"held\"}", 0, NULL, 0, NULL);
+    capture_begin(&cap, &e);
+    ck_assert_int_eq(start_and_run(&e, NULL), DP_ERR_CONFIG);
+    log = capture_end(&cap);
+    ck_assert_int_eq(count_of(log, "a keyed table holds a key more than once, so its unique key "
+                                   "index cannot be built: refused, nothing altered; keep one "
+                                   "row of each key, then start again table=evo index="), 1);
+    free(log);
+    ck_assert_uint_eq(tl_queued(&e), 1);
+    tl_exec(&e, "DELETE FROM %s.evo WHERE ctid IN (SELECT ctid FROM %s.evo "
+                "WHERE idempotency_key = 'k-1' LIMIT 1)", e.schema, e.schema);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    ck_assert_uint_eq(tl_queued(&e), 0);
+    v = key_indexes(&e, "evo");
+    ck_assert_str_eq(v, key);
+    free(v);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* A field named like the alias of the read query (t) is read back as a field, not the row. */
+START_TEST(test_field_named_like_alias)
+{
+    struct tl_env e;
+    const struct ev_type *t;
+    char id[37];
+    char *v;
+    char *want = NULL;
+
+    tl_setup(&e, "alias");
+    declare(&e, "{\"t\": {\"fields\": {\"t\": {\"type\": \"string\"}}}}");
+    t = ev_lookup("t", 1);
+    tl_append(&e, "t", "{\"t\": \"v\"}", 0, NULL, RECEIVED_US, id);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    v = get_json(&e, t, id);
+    ck_assert_int_ge(asprintf(&want, "{\"id\":\"%s\",\"t\":\"v\",\"idempotency_key\":null,", id),
+                     0);
+    ck_assert_msg(strncmp(v, want, strlen(want)) == 0, "%s", v);
+    free(want);
+    free(v);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* A required field no longer declared: its column allows null, new events load. */
+START_TEST(test_required_field_removed)
+{
+    struct tl_env e;
+    struct ldr_run_stats st;
+    char *cols;
+
+    tl_setup(&e, "evo_rm");
+    declare(&e, evo_v1);
+    tl_append(&e, "evo", "{\"a\": \"one\", \"b\": 1}", 0, NULL, 0, NULL);
+    ck_assert_int_eq(start_and_run(&e, NULL), 0);
+    declare(&e, "{\"evo\": {\"fields\": {\"b\": {\"type\": \"integer\"}}}}");
+    tl_append(&e, "evo", "{\"b\": 2}", 0, NULL, 0, NULL);
+    ck_assert_int_eq(start_and_run(&e, &st), 0);
+    ck_assert_uint_eq(st.loaded, 1);
+    ck_assert_uint_eq(st.dead_letters, 0);
+    cols = columns_of(&e, "evo");
+    ck_assert_str_eq(cols, "id uuid not null, a text, b bigint, idempotency_key text, "
+                           "source text, received_at timestamp with time zone not null, "
+                           "loaded_at timestamp with time zone not null");
+    free(cols);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IS NULL AND b = 2",
+                            e.schema), 1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.dead_letter", e.schema), 0);
+    tl_teardown(&e);
+}
+END_TEST
+
 /* ---- events of an undeclared type --------------------------------------------------------- */
 
 START_TEST(test_held_until_declared_again)
@@ -666,13 +1014,14 @@ START_TEST(test_held_until_declared_again)
 }
 END_TEST
 
-Suite *
+static Suite *
 types_pg_suite(void)
 {
     Suite *s = suite_create("types_pg");
     TCase *twin = tcase_create("twin");
     TCase *evo = tcase_create("evolution");
     TCase *held = tcase_create("held");
+    TCase *names = tcase_create("names");
 
     tcase_add_test(twin, test_twin_loads_like_compiled);
     tcase_add_test(twin, test_source_and_declared_keys);
@@ -681,12 +1030,21 @@ types_pg_suite(void)
     tcase_add_test(evo, test_evolution_refused);
     tcase_add_test(evo, test_two_loaders_race);
     tcase_add_test(held, test_held_until_declared_again);
+    tcase_add_test(names, test_keyed_temp_table_named_apart);
+    tcase_add_test(names, test_keyed_fallback_longest_name);
+    tcase_add_test(names, test_key_index_for_every_type);
+    tcase_add_test(names, test_old_names_renamed);
+    tcase_add_test(names, test_field_named_like_alias);
+    tcase_add_test(names, test_key_twice_refused);
+    tcase_add_test(evo, test_required_field_removed);
     tcase_set_timeout(twin, 60);
     tcase_set_timeout(evo, 120);
     tcase_set_timeout(held, 60);
+    tcase_set_timeout(names, 60);
     suite_add_tcase(s, twin);
     suite_add_tcase(s, evo);
     suite_add_tcase(s, held);
+    suite_add_tcase(s, names);
     return s;
 }
 

@@ -3,7 +3,9 @@
 # the first time plus "duplicate" (one event, a batch, /submit's 204), a conflict is 409 or a
 # batch error kept for dead_letter, the Idempotency-Key header, bad keys with their exact
 # texts, the dedup window expiring, keys surviving a server restart; then the loader skipping
-# a key PostgreSQL already holds, and CloudEvents in structured, batch and binary mode.
+# a key PostgreSQL already holds with the same bytes and filing one held with other bytes
+# (after the window, twice in a batch, across appliances, a row without a digest) into
+# dead_letter, and CloudEvents in structured, batch and binary mode.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/lib_sh.sh
@@ -167,6 +169,90 @@ has "/metrics shows the loader's skips" 'datapipe_loader_duplicates_total{type="
 ok "skips are not counted as loaded" \
     test -z "$(grep -F 'datapipe_loader_events_loaded_total{type="crash_report"}' <<<"$m")"
 stop_pid "$SPID"
+
+# --- a key reused after the window with other bytes: a conflict PostgreSQL tells, never lost
+# post_until_new NAME BODY KEY: post until the server forgot KEY (a 409 appends nothing) and
+# takes BODY as a new event; its id in NEW_ID.
+post_until_new() {
+    local r
+    r=$(post /v1/events/crash_report "$2" -H "Idempotency-Key: $3")
+    NEW_ID=$(id_of "$r")
+    [[ "$r" == "202 "* ]] && [[ "$r" != *duplicate* ]]
+}
+ONE='{"user_id":1,"timestamp":2,"message":"one"}'
+TWO='{"user_id":1,"timestamp":2,"message":"two"}'
+server reuse 1
+r=$(post /v1/events/crash_report "$ONE" -H 'Idempotency-Key: K')
+id_one=$(id_of "$r")
+stop_pid "$SPID"
+ok "loader --once loads the first" run_loader reuse
+server reuse 1
+wait_until 30 "the server forgot K" post_until_new reuse "$TWO" K
+id_two=$NEW_ID
+# Same key, other bytes, both queued in one batch: the second of the pair conflicts.
+r=$(post /v1/events/crash_report "$ONE" -H 'Idempotency-Key: L')
+id_l1=$(id_of "$r")
+wait_until 30 "the server forgot L" post_until_new reuse "$TWO" L
+id_l2=$NEW_ID
+# The same bytes again after the window: a repeat, skipped as ever.
+wait_until 30 "the server forgot K again" post_until_new reuse "$ONE" K
+stop_pid "$SPID"
+ok "loader --once loads the reuse" run_loader reuse
+conflict() {
+    sql "SELECT stage || '|' || idempotency_key || '|' || error FROM $SCHEMA.dead_letter
+         WHERE event_id = '$1'"
+}
+# conflict_text KEY HOLDER_ID THIS_ID [WHY]: the dead letter conflict() prints.
+conflict_text() {
+    echo "load|$1|idempotency_key: \"$1\" was already loaded for event $2 ${4:-with different \
+content} (this event: $3)"
+}
+eq "after the window, other bytes: a dead letter naming the key and both ids" \
+    "$(conflict_text K "$id_one" "$id_two")" "$(conflict "$id_two")"
+eq "within one batch: the second is the dead letter" \
+    "$(conflict_text L "$id_l1" "$id_l2")" "$(conflict "$id_l2")"
+eq "K and L loaded once each, with the first bytes" "K one|L one" \
+    "$(sql "SELECT string_agg(idempotency_key || ' ' || message, '|' ORDER BY idempotency_key)
+            FROM $SCHEMA.crash_report WHERE idempotency_key IN ('K', 'L')")"
+eq "each row keeps its digest (SHA-256 of the event's bytes)" \
+    "$(printf %s "$ONE" | sha256sum | cut -c1-64)" \
+    "$(sql "SELECT encode(idempotency_digest, 'hex') FROM $SCHEMA.crash_report
+            WHERE idempotency_key = 'K'")"
+server reuse 1
+eq "the trail finds the conflicting event as a dead letter" dead_letter \
+    "$(curl -s "$URL/v1/events/$id_two" | jq -r .state)"
+m=$(curl -s "$URL/metrics")
+has "/metrics counts the conflicts" \
+    'datapipe_loader_key_conflicts_total{type="crash_report"} 2' "$m"
+has "… and the identical repeat as a duplicate" \
+    'datapipe_loader_duplicates_total{type="crash_report"} 1' "$m"
+has "… conservation holds" 'datapipe_events_total{stage="dead_lettered"} 2' "$m"
+stop_pid "$SPID"
+
+# Across appliances: another queue loaded the key first, with other bytes.
+server east
+r=$(post /v1/events/crash_report "$ONE" -H 'Idempotency-Key: M')
+id_m1=$(id_of "$r")
+stop_pid "$SPID"
+server west
+r=$(post /v1/events/crash_report "$TWO" -H 'Idempotency-Key: M')
+id_m2=$(id_of "$r")
+stop_pid "$SPID"
+ok "east loads M" run_loader east
+ok "west loads M" run_loader west
+eq "across appliances: the second is the dead letter" \
+    "$(conflict_text M "$id_m1" "$id_m2")" "$(conflict "$id_m2")"
+
+# A row loaded before digests were kept cannot tell a repeat: the event is filed, not lost.
+sql "UPDATE $SCHEMA.crash_report SET idempotency_digest = NULL WHERE idempotency_key = 'M'"
+server south
+r=$(post /v1/events/crash_report "$ONE" -H 'Idempotency-Key: M')
+id_m3=$(id_of "$r")
+stop_pid "$SPID"
+ok "a third appliance loads M, the first's bytes" run_loader south
+eq "a row without a digest: the event is a dead letter, saying why" \
+    "$(conflict_text M "$id_m1" "$id_m3" "before digests were kept: cannot tell a repeat from \
+a conflict")" "$(conflict "$id_m3")"
 
 # --- CloudEvents: structured, batch and binary mode
 server ce

@@ -83,9 +83,18 @@ eq "unknown field: 400" '400 {"status_code":400,"status_message":"referrer: unkn
 eq "not declared: 404 listing the types, the declared ones too" \
     '404 {"status_code":404,"status_message":"unknown event type \"click\" (valid types: crash_report, ad_event, user_login, product, data_sample, page_view)"}' \
     "$(post /v1/events/click '{"target": "x"}')"
+PV3='{"user_id": "u3", "url": "http://a.b/", "viewed_at": 1, "idempotency_key": "pv-1"}'
+r=$(post /v1/events/page_view "$PV3
+{\"user_id\": \"u4\", \"url\": \"http://a.b/\", \"viewed_at\": 1, \"idempotency_key\": \"pv-2\"}
+$PV3")
+has "a keyed NDJSON batch of a declared type: the key is no field" \
+    '202 {"status_code":202,"status_message":"accepted","accepted":3,"rejected":0,"duplicates":1' "$r"
 
 start_loader
-wait_until 30 "the loader creates the table and loads" rows_are page_view 2
+wait_until 30 "the loader creates the table and loads" rows_are page_view 4
+eq "the keys are in their column" "u3 pv-1|u4 pv-2" \
+    "$(sql "SELECT string_agg(user_id || ' ' || idempotency_key, '|' ORDER BY user_id)
+            FROM $SCHEMA.page_view WHERE idempotency_key IS NOT NULL")"
 eq "rows as sent" "u1|https://example.com/a|2024-05-01 08:00:00+00|5|pro|{\"x\": 1.10}" \
     "$(sql "SET TimeZone TO 'UTC'; SELECT user_id, url, viewed_at, duration_ms, plan, props
             FROM $SCHEMA.page_view WHERE user_id = 'u1'")"
@@ -93,7 +102,7 @@ r=$(curl -s -w ' %{http_code}' "$URL/v1/events/page_view/$ID")
 has "GET a declared type" "\"id\":\"$ID\",\"user_id\":\"u1\",\"url\":\"https://example.com/a\"" "$r"
 has "GET: 200" ' 200' "$r"
 m=$(curl -s "$URL/metrics")
-has "metrics by declared type" 'datapipe_events_accepted_total{type="page_view"} 2' "$m"
+has "metrics by declared type" 'datapipe_events_accepted_total{type="page_view"} 4' "$m"
 has "rejections by declared type" 'datapipe_events_rejected_total{type="page_view"} 2' "$m"
 
 # --- SIGHUP: a new type is added to both; a changed one needs a restart ------------------------

@@ -849,39 +849,41 @@ static const struct row_case rows[] = {
       "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"
       "\"message\": \"have_fun\"}",
       TEST_UUID_TEXT "\tcrash_report\t888\t1970-01-01 00:16:40.000000+00\thave_fun\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
     { "crash_report",
       "{\"user_id\": -1, \"timestamp\": 253402300799, "
       "\"message\": \"a\\tb\\nc\\rd\\\\e\\\"f \\u00e9\\ud83d\\ude00\\b\\f\"}",
       TEST_UUID_TEXT "\tcrash_report\t-1\t9999-12-31 23:59:59.000000+00\t"
-      "a\\tb\\nc\\rd\\\\e\"f \xc3\xa9\xf0\x9f\x98\x80\\b\\f\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      "a\\tb\\nc\\rd\\\\e\"f \xc3\xa9\xf0\x9f\x98\x80\\b\\f\t" TEST_RECEIVED_TEXT
+      "\t\\N\t\\N\t\\N\n" },
     { "ad_event",
       "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"UA\\t1\", \"referring_url\": "
       "\"https://ex.com/\", \"advertiser_id\": \"adv\", \"metadata\": "
       "{ \"k\": \"v\\\\n}\" , \"n\": 1.50 }}",
       TEST_UUID_TEXT "\t10.1.2.3\tUA\\t1\thttps://ex.com/\tadv\t"
-      "{ \"k\": \"v\\\\\\\\n}\" , \"n\": 1.50 }\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      "{ \"k\": \"v\\\\\\\\n}\" , \"n\": 1.50 }\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
     { "ad_event",
       "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"\", \"referring_url\": \"http://h\", "
       "\"advertiser_id\": \"metadata\"}",
-      TEST_UUID_TEXT "\t10.1.2.3\t\thttp://h\tmetadata\t{}\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      TEST_UUID_TEXT "\t10.1.2.3\t\thttp://h\tmetadata\t{}\t" TEST_RECEIVED_TEXT
+      "\t\\N\t\\N\t\\N\n" },
     /* The key written with an escape is still "metadata"; a string value "metadata" is not. */
     { "ad_event",
       "{\"user_agent\": \"metadata\", \"meta\\u0064ata\": {\"a\": [1, {\"b\": \"]}\"}]}, "
       "\"ip_address\": \"1.1.1.1\", \"referring_url\": \"http://h\", \"advertiser_id\": \"x\"}",
       TEST_UUID_TEXT "\t1.1.1.1\tmetadata\thttp://h\tx\t{\"a\": [1, {\"b\": \"]}\"}]}\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
     { "user_login",
       "{\"user_id\": \"u1\", \"timestamp\": \"1700000000\", \"ip\": \"::1\", \"locale\": null, "
       "\"device_id\": \"d\\n1\"}",
       TEST_UUID_TEXT "\tu1\t\\N\t\\N\t::1\t\\N\td\\n1\t2023-11-14 22:13:20.000000+00\t"
-      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
     { "user_login",
       "{\"event_name\": \"user_login\", \"user_id\": \"u\", \"timestamp\": 0, \"app_version\": "
       "\"2\", \"device_type\": \"tv\", \"ip\": \"1.2.3.4\", \"locale\": \"de\", "
       "\"device_id\": \"x\"}",
       TEST_UUID_TEXT "\tu\t2\ttv\t1.2.3.4\tde\tx\t1970-01-01 00:00:00.000000+00\t"
-      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
     { "product", "{\"id\": \"sku\\t1\", \"p\": 1}",
       "sku\\t1\t{\"id\": \"sku\\\\t1\", \"p\": 1}\t" TEST_RECEIVED_TEXT "\t77\t\\N\n" },
     { "product", "{\"id\": -12}", "-12\t{\"id\": -12}\t" TEST_RECEIVED_TEXT "\t77\t\\N\n" },
@@ -889,21 +891,21 @@ static const struct row_case rows[] = {
       "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}",
       TEST_UUID_TEXT "\t2024-02-29 23:30:00.000000+00\t8\t5\t2\t"
       "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
     { "data_sample",
       "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\n \"data\": [1.5]}",
       TEST_UUID_TEXT "\t2000-01-01 00:00:00.000000+00\t1\t1.5\t0\t"
       "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\\n \"data\": [1.5]}\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
     { "data_sample", "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}",
       TEST_UUID_TEXT "\t0001-01-01 00:00:00.000000+00\t1\t-3\t0\t"
       "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}\t" TEST_RECEIVED_TEXT
-      "\t\\N\t\\N\n" },
+      "\t\\N\t\\N\t\\N\n" },
     { "data_sample",
       "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}",
       TEST_UUID_TEXT "\t9999-12-31 23:59:59.999999+00\t2\t0\t1.0000000000000001e+300\t"
       "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\n" },
+      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
 };
 
 START_TEST(test_encode_row)
@@ -917,6 +919,44 @@ START_TEST(test_encode_row)
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, c->row);
     free(row);
+}
+END_TEST
+
+/*
+ * A keyed row carries its key and the digest the server compared repeats with: SHA-256 of
+ * the event's bytes without the whitespace around them, a bytea in both COPY formats.
+ */
+START_TEST(test_encode_row_keyed)
+{
+    static const char json[] = " {\"user_id\": 1, \"timestamp\": 2, \"message\": \"m\"}\n";
+    static const char digest_hex[] =
+        "c74e6fe5103adfb7c8d72eb546e3293ff1ec590753c03d3a7308d59844e8ee43";
+    const struct ev_type *t = ev_lookup("crash_report", 12);
+    struct ev_stored ev = {
+        .json = json, .json_len = sizeof(json) - 1, .key = "k-1", .key_len = 3,
+        .received_us = TEST_RECEIVED_US, .now_us = TEST_NOW_US, .seq = 77,
+    };
+    struct ev_buf b = { 0 };
+    char err[EV_ERR_MAX] = "";
+    char want[256];
+    uint8_t digest[EV_DIGEST_LEN];
+
+    memcpy(ev.uuid, fixed_uuid, 16);
+    ck_assert_int_eq(ev_encode(t, &ev, &b, err), 0);
+    snprintf(want, sizeof(want), "\tk-1\t\\\\x%s\t\\N\n", digest_hex);
+    ck_assert_uint_ge(b.len, strlen(want));
+    ck_assert_mem_eq(b.data + b.len - strlen(want), want, strlen(want));
+    ev_buf_free(&b);
+    /* Binary: the key's 4-byte length and bytes, the digest's, then source's NULL (-1). */
+    b.binary = true;
+    ck_assert_int_eq(ev_encode(t, &ev, &b, err), 0);
+    ev_digest(json, sizeof(json) - 1, digest);
+    ck_assert_uint_ge(b.len, 4 + 3 + 4 + EV_DIGEST_LEN + 4);
+    ck_assert_mem_eq(b.data + b.len - (4 + 3 + 4 + EV_DIGEST_LEN + 4),
+                     "\0\0\0\3k-1\0\0\0\40", 11);
+    ck_assert_mem_eq(b.data + b.len - (EV_DIGEST_LEN + 4), digest, EV_DIGEST_LEN);
+    ck_assert_mem_eq(b.data + b.len - 4, "\377\377\377\377", 4);
+    ev_buf_free(&b);
 }
 END_TEST
 
@@ -1801,6 +1841,7 @@ events_suite(void)
 
     tc = tcase_create("copy");
     tcase_add_loop_test(tc, test_encode_row, 0, N_ELEMS(rows));
+    tcase_add_test(tc, test_encode_row_keyed);
     tcase_add_test(tc, test_encode_rejects);
     tcase_add_test(tc, test_copy_escaping);
     tcase_add_test(tc, test_copy_escaping_large);

@@ -113,6 +113,55 @@ static const struct {
      "types.dead_letter: name taken by one of the appliance's own tables"},
     {"{\"loader_batches\": {\"fields\": {}}}",
      "types.loader_batches: name taken by one of the appliance's own tables"},
+    {"{\"queue_owners\": {\"fields\": {}}}",
+     "types.queue_owners: name taken by one of the appliance's own tables"},
+    {"{\"queue_watermarks\": {\"fields\": {}}}",
+     "types.queue_watermarks: name taken by one of the appliance's own tables"},
+    {"{\"watermark\": {\"fields\": {}}}",
+     "types.watermark: name taken by one of the appliance's own tables"},
+    {"{\"pg_type\": {\"fields\": {}}}",
+     "types.pg_type: name taken by PostgreSQL (names beginning pg_ are its system catalogs')"},
+    {"{\"pg_x\": {\"fields\": {}}}",
+     "types.pg_x: name taken by PostgreSQL (names beginning pg_ are its system catalogs')"},
+    {"{\"dp_key_0123456789abcdef\": {\"fields\": {}}}",
+     "types.dp_key_0123456789abcdef: name taken by datapipe's indexes, constraints and "
+     "temporary tables (names beginning dp_)"},
+    {"{\"crash_report_pkey\": {\"fields\": {}}}",
+     "types.crash_report_pkey: name taken by an index or sequence of one of the appliance's "
+     "own tables"},
+    {"{\"crash_report_idempotency_key\": {\"fields\": {}}}",
+     "types.crash_report_idempotency_key: name taken by an index or sequence of one of the "
+     "appliance's own tables"},
+    {"{\"queue_owners_pkey\": {\"fields\": {}}}",
+     "types.queue_owners_pkey: name taken by an index or sequence of one of the appliance's "
+     "own tables"},
+    {"{\"dead_letter_seq_seq\": {\"fields\": {}}}",
+     "types.dead_letter_seq_seq: name taken by an index or sequence of one of the appliance's "
+     "own tables"},
+    {"{\"dead_letter_event_id\": {\"fields\": {}}}",
+     "types.dead_letter_event_id: name taken by an index or sequence of one of the "
+     "appliance's own tables"},
+    {"{\"x\": {\"fields\": {\"xmin\": {\"type\": \"integer\"}}}}",
+     "types.x.fields.xmin: reserved: PostgreSQL gives every table a system column \"xmin\""},
+    {"{\"x\": {\"fields\": {\"ctid\": {\"type\": \"string\"}}}}",
+     "types.x.fields.ctid: reserved: PostgreSQL gives every table a system column \"ctid\""},
+    {"{\"x\": {\"fields\": {\"tableoid\": {\"type\": \"string\"}}}}",
+     "types.x.fields.tableoid: reserved: PostgreSQL gives every table a system column "
+     "\"tableoid\""},
+    {"{\"x\": {\"fields\": {\"cmin\": {\"type\": \"string\"}}}}",
+     "types.x.fields.cmin: reserved: PostgreSQL gives every table a system column \"cmin\""},
+    {"{\"x\": {\"fields\": {\"cmax\": {\"type\": \"string\"}}}}",
+     "types.x.fields.cmax: reserved: PostgreSQL gives every table a system column \"cmax\""},
+    {"{\"x\": {\"fields\": {\"xmax\": {\"type\": \"string\"}}}}",
+     "types.x.fields.xmax: reserved: PostgreSQL gives every table a system column \"xmax\""},
+    {"{\"x\": {\"fields\": {\"idempotency_key\": {\"type\": \"string\"}}}}",
+     "types.x.fields.idempotency_key: reserved: every declared table has a column "
+     "\"idempotency_key\" of its own"},
+    {"{\"x\": {\"fields\": {\"extra\": {\"type\": \"object\"}}}}",
+     "types.x.fields.extra: reserved: every declared table has a column \"extra\" of its own"},
+    {"{\"x\": {\"fields\": {\"loaded_at\": {\"type\": \"timestamp\"}}}}",
+     "types.x.fields.loaded_at: reserved: every declared table has a column \"loaded_at\" of "
+     "its own"},
     {"{\"x\": \"page\"}", "types.x: expected object, got string"},
     {"{\"x\": {}}", "types.x: \"fields\" is required"},
     {"{\"x\": {\"fields\": {}, \"field\": 1}}",
@@ -445,6 +494,21 @@ START_TEST(test_builtins_reserved)
     ck_assert_uint_eq(builtins, ev_registry_len);
     ck_assert_str_eq(dp_types_name_reserved("dead_letter"), "one of the appliance's own tables");
     ck_assert_ptr_null(dp_types_name_reserved("page_view"));
+    /* Names like the derived ones but not taken stay free. */
+    ck_assert_ptr_null(dp_types_name_reserved("a_keyed"));
+    ck_assert_ptr_null(dp_types_name_reserved("x_pkey"));
+    ck_assert_ptr_null(dp_types_name_reserved("pgx"));
+    ck_assert_ptr_null(dp_types_name_reserved("dpx"));
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        char name[DP_TYPE_NAME_MAX + 1];
+
+        if (ev_registry[i]->keyed) {
+            snprintf(name, sizeof(name), "%s_idempotency_key", ev_registry[i]->name);
+            ck_assert_ptr_nonnull(dp_types_name_reserved(name));
+        }
+        snprintf(name, sizeof(name), "%s_pkey", ev_registry[i]->name);
+        ck_assert_ptr_nonnull(dp_types_name_reserved(name));
+    }
 }
 END_TEST
 
@@ -502,21 +566,20 @@ START_TEST(test_registry_sql)
     const struct ev_type *o = declare("{\"order\": {\"fields\": {\"n\": {\"type\": \"number\", "
                                       "\"required\": true}}}}", "order");
 
-    ck_assert_str_eq(t->ddl, "CREATE TABLE IF NOT EXISTS \"page_view\" (id uuid PRIMARY KEY, "
+    ck_assert_str_eq(t->ddl, "CREATE TABLE IF NOT EXISTS \"page_view\" (id uuid CONSTRAINT "
+                             "\"dp_pk_2c71b7c15d5b745e\" PRIMARY KEY, "
                              "\"user_id\" text NOT NULL, \"url\" text NOT NULL, "
                              "\"viewed_at\" timestamp with time zone NOT NULL, "
                              "\"duration_ms\" bigint, \"ratio\" double precision, "
                              "\"plan\" text, \"props\" jsonb, extra jsonb, "
-                             "idempotency_key text, source text, "
+                             "idempotency_key text, idempotency_digest bytea, source text, "
                              "received_at timestamptz NOT NULL, "
                              "loaded_at timestamptz NOT NULL DEFAULT now())");
     ck_assert_str_eq(t->copy_columns, "(id, \"user_id\", \"url\", \"viewed_at\", "
                                       "\"duration_ms\", \"ratio\", \"plan\", \"props\", extra, "
-                                      "received_at, idempotency_key, source)");
-    ck_assert_str_eq(t->idempotency_ddl, "CREATE UNIQUE INDEX IF NOT EXISTS "
-                                         "\"page_view_idem_key\" ON \"page_view\" "
-                                         "(idempotency_key) WHERE idempotency_key IS NOT NULL");
-    ck_assert_str_eq(t->get_sql, "SELECT row_to_json(t)::text FROM \"page_view\" t "
+                                      "received_at, idempotency_key, idempotency_digest, "
+                                      "source)");
+    ck_assert_str_eq(t->get_sql, "SELECT row_to_json(t.*)::text FROM \"page_view\" t "
                                  "WHERE t.id = $1::uuid");
     ck_assert_int_eq(t->load, EV_LOAD_APPEND);
     ck_assert_int_eq(t->id_kind, EV_ID_UUID);
@@ -525,7 +588,8 @@ START_TEST(test_registry_sql)
     ck_assert(t->columns[2].not_null);
     ck_assert(!t->columns[3].not_null);
     /* A reserved word is a fine type name: every identifier is quoted. */
-    ck_assert_str_eq(o->copy_columns, "(id, \"n\", received_at, idempotency_key, source)");
+    ck_assert_str_eq(o->copy_columns, "(id, \"n\", received_at, idempotency_key, "
+                                      "idempotency_digest, source)");
 }
 END_TEST
 
@@ -705,6 +769,45 @@ row_of(const struct ev_type *t, const char *json, int *rc, char err[EV_ERR_MAX])
     return s;
 }
 
+/*
+ * "idempotency_key" is reserved in every type: a declared type takes it as the event's key
+ * (with the checks every key gets), never as an unknown field, and never keeps it in extra.
+ */
+START_TEST(test_key_field_reserved)
+{
+    const struct ev_type *r = declare("{\"r\": {\"fields\": {\"a\": {\"type\": \"integer\"}}}}",
+                                      "r");
+    const struct ev_type *k;
+    const char body[] = "{\"a\": 1, \"idempotency_key\": \"k-1\"}\n"
+                        "{\"a\": 2, \"idempotency_key\": \"\"}\n"
+                        "{\"a\": 3, \"idempotency_key\": \"a\\u0001\"}";
+    struct ev_batch b = {0};
+    char err[EV_ERR_MAX] = "";
+    char *row;
+    int rc;
+
+    ck_assert_int_eq(ev_parse_body(body, sizeof(body) - 1, r, &b), 0);
+    ck_assert_uint_eq(b.n, 3);
+    ck_assert_ptr_null(b.items[0].error);
+    ck_assert_str_eq(b.items[0].key, "k-1");
+    ck_assert_str_eq(b.items[1].error, "idempotency_key: must not be empty");
+    ck_assert_str_eq(b.items[2].error, "idempotency_key: control character at byte 1");
+    ev_batch_free(&b);
+    k = declare("{\"k\": {\"fields\": {\"a\": {\"type\": \"integer\"}}, "
+                "\"unknown_fields\": \"keep\"}}", "k");
+    row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\", \"b\": 2}", &rc, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\":2}\t"
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
+    free(row);
+    row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\"}", &rc, err);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t\\N\t"
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
+    free(row);
+}
+END_TEST
+
 START_TEST(test_copy_rows)
 {
     const struct ev_type *t = declare(all_types, "t");
@@ -725,14 +828,14 @@ START_TEST(test_copy_rows)
                           "2024-01-01 00:00:00.000000+00\t::1\thttps://example.com/\t"
                           "0190d6a4-7b3c-7def-8123-456789abcdef\t{\"x\": 1.10, \"y\": "
                           "\"\\\\u00e9\"}\t[1 ,2]\t\\\\N\t2023-11-14 22:13:20.123456+00"
-                          "\t\\N\t\\N\n");
+                          "\t\\N\t\\N\t\\N\n");
     free(row);
     row = row_of(t, "{\"r\": \"x\", \"n\": 7, \"ts\": 86400, \"b\": false, \"s\": null}", &rc,
                  err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t\\N\t\\N\t\\N\t\\N\t7\tf\t"
                           "1970-01-02 00:00:00.000000+00\t\\N\t\\N\t\\N\t\\N\t\\N\tx\t"
-                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
     /* A stored event that no longer validates is refused with the 400 text. */
     row = row_of(t, "{\"r\": \"x\", \"i\": 99}", &rc, err);
@@ -747,12 +850,12 @@ START_TEST(test_copy_rows)
                  &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\\\\\"q\":[2.50],"
-                          "\"c\":{\"d\": 1e3}}\t2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "\"c\":{\"d\": 1e3}}\t2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
     row = row_of(k, "{\"a\": 1}", &rc, err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t\\N\t"
-                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\n");
+                          "2023-11-14 22:13:20.123456+00\t\\N\t\\N\t\\N\n");
     free(row);
 }
 END_TEST
@@ -817,7 +920,7 @@ START_TEST(test_twin_differs_only_where_documented)
 }
 END_TEST
 
-Suite *
+static Suite *
 types_suite(void)
 {
     Suite *s = suite_create("types");
@@ -844,6 +947,7 @@ types_suite(void)
     tcase_add_test(fields, test_event_name_routing);
     tcase_add_test(fields, test_unknown_fields_keep);
     tcase_add_test(fields, test_copy_rows);
+    tcase_add_test(fields, test_key_field_reserved);
     tcase_add_checked_fixture(twin, setup, teardown);
     tcase_add_loop_test(twin, test_twin_same_answers, 0,
                         (int)(sizeof(twin_bodies) / sizeof(twin_bodies[0])));
