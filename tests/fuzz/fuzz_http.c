@@ -134,8 +134,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         one[i] = true;
         use[i] = config_write(path, port, one, NULL) == 0;
         if (!use[i]) {
-            fprintf(stderr, "fuzz_http: declared type %zu refused by the configuration; "
-                            "sent as an unknown type\n", i);
+            fprintf(stderr, "fuzz_http: declared type %s refused by the configuration; "
+                            "sent as an unknown type\n", fzg_type_name(i));
         }
     }
     fzg_types_use(use);

@@ -295,6 +295,12 @@ fzg_types_len(void)
     return N_DECLARED;
 }
 
+const char *
+fzg_type_name(size_t i)
+{
+    return declared[i].name;
+}
+
 void
 fzg_types_use(const bool *use)
 {

@@ -30,6 +30,9 @@ int fzg_types_json(struct fzg_buf *out, const bool *use);
 /* How many declared types the grammar knows; their order is that of fzg_types_json. */
 size_t fzg_types_len(void);
 
+/* The name of declared type i (i < fzg_types_len()). */
+const char *fzg_type_name(size_t i);
+
 /*
  * fzg_types_use - which declared types the server took (use has fzg_types_len() entries):
  * the grammar targets only those, and names the others as unknown types.
