@@ -93,7 +93,7 @@ config_write(const char *path, int port, const bool *use, struct dp_config **cfg
     fzg_buf_free(&types);
     src.cli_path = path;
     rc = dp_config_load(&src, &c, &errors);
-    if (rc != 0 && cfg != NULL) {
+    if (rc != 0) {
         fprintf(stderr, "fuzz_http: %s", errors != NULL ? errors : "out of memory\n");
     }
     free(errors);

@@ -74,11 +74,14 @@ static const struct fzg_field f_long[] = {
     {"g", K_UUID, false, "", "\"00000000-0000-0000-0000-000000000000\""},
 };
 static const struct fzg_field f_order[] = {
-    {"xmin", K_INT, false, "", "3"},
-    {"ctid", K_STR, false, ", \"enum\": [\"(0,1)\"]", "\"(0,1)\""},
     {"select", K_BOOL, true, "", "true"},
     {"user", K_IP, false, "", "\"2001:db8::1\""},
     {"from", K_NUM, false, ", \"max\": 0", "-1.5e-3"},
+    {"table", K_STR, false, ", \"enum\": [\"(0,1)\"]", "\"(0,1)\""},
+};
+static const struct fzg_field f_sys[] = {
+    {"xmin", K_INT, false, "", "3"},
+    {"ctid", K_STR, false, "", "\"(0,1)\""},
 };
 static const struct fzg_field f_pg_type[] = {
     {"oid", K_INT, false, "", "26"},
@@ -115,6 +118,7 @@ static const struct fzg_type declared[] = {
     {"crash_report_idempotency_key", false, FIELDS(f_idempotency)},
     {"queue_owners", false, FIELDS(f_owners)},
     {"t_pkey", false, FIELDS(f_pkey)},
+    {"sys_cols", false, FIELDS(f_sys)},
 };
 #define N_DECLARED (sizeof(declared) / sizeof(declared[0]))
 
