@@ -203,7 +203,8 @@ lint:
 # (whole HTTP requests through the real civetweb server and the request handler) in its two
 # modes, each with its own corpus: raw bytes of a connection, mutated with the words of
 # tests/fuzz/http.dict, and the structured mode (tests/fuzz/http_grammar.c), whose inputs start
-# with a byte of 0x80 or more and build well-formed requests. FUZZ_FLAGS adds libFuzzer options.
+# with a byte of 0x80 or more and build well-formed requests (a choice a byte, so inputs may be
+# long from the start: -len_control=0). FUZZ_FLAGS adds libFuzzer options.
 # The flags are the build's own (ALL_CFLAGS, without the dependency files a one-step
 # compile-and-link would scatter), at -O1 and with the fuzzer's sanitizers in place of SANFLAGS.
 FUZZ_CFLAGS = $(filter-out -MMD -MP $(SANFLAGS),$(ALL_CFLAGS)) -O1 \
@@ -223,7 +224,7 @@ fuzz:
 		$(BUILD)/fuzz/corpus tests/fuzz/seed-events
 	$(BUILD)/fuzz/fuzz_http $(FUZZ_RUN) -dict=tests/fuzz/http.dict \
 		-artifact_prefix=$(BUILD)/fuzz/http- $(BUILD)/fuzz/corpus-http tests/fuzz/seed-http
-	$(BUILD)/fuzz/fuzz_http $(FUZZ_RUN) -max_len=2048 \
+	$(BUILD)/fuzz/fuzz_http $(FUZZ_RUN) -max_len=2048 -len_control=0 \
 		-artifact_prefix=$(BUILD)/fuzz/grammar- $(BUILD)/fuzz/corpus-grammar \
 		tests/fuzz/seed-grammar
 
