@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A keys-file line holds at most this many bytes with its newline: longer is refused. */
+#define DP_KEYS_LINE_MAX 4096
+
 /* The members an API key object may have, and what each holds. */
 static const struct dp_api_key_member key_members[] = {
     {"name", false, 0, 0},
@@ -216,7 +219,9 @@ void
 dp_api_keys_file_read(struct dp_config *cfg, struct dp_errs *e)
 {
     FILE *f;
-    char line[4096];
+    char line[DP_KEYS_LINE_MAX + 1];
+    size_t lineno = 0;
+    bool cut = false;
 
     if (cfg->server_api_keys_file == NULL) {
         return;
@@ -229,8 +234,20 @@ dp_api_keys_file_read(struct dp_config *cfg, struct dp_errs *e)
     }
     while (fgets(line, sizeof(line), f) != NULL) {
         char *p = line;
-        size_t n;
+        size_t n = strlen(line);
 
+        /* The rest of a line too long for the buffer: read and dropped, never a key. */
+        if (cut) {
+            cut = n > 0 && line[n - 1] != '\n';
+            continue;
+        }
+        lineno++;
+        if (n == DP_KEYS_LINE_MAX && line[n - 1] != '\n') {
+            dp_errs_add(e, "server.api_keys_file: line %zu is longer than %d bytes", lineno,
+                        DP_KEYS_LINE_MAX - 1);
+            cut = true;
+            continue;
+        }
         while (*p == ' ' || *p == '\t') {
             p++;
         }

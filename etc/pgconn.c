@@ -114,3 +114,23 @@ out:
     PQfinish(c);
     return rc;
 }
+
+bool
+dp_pg_text_names_connection(const char *text)
+{
+    static const char *const marks[] = {
+        "connection to server", "could not connect", "could not translate host",
+        "server closed the connection", "no connection to the server", "timeout expired",
+        "authentication failed", "pg_hba.conf", "SSL", "could not receive data",
+        "could not send data", "terminating connection", "Connection refused",
+        "role \"", "database \"", "too many clients", "the database system is",
+        "connection", "socket",
+    };
+
+    for (size_t i = 0; text != NULL && i < sizeof(marks) / sizeof(marks[0]); i++) {
+        if (strstr(text, marks[i]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}

@@ -8,6 +8,7 @@
 #define DP_PGCONN_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define DP_PG_KEEPALIVES_COUNT 3        /* unanswered TCP keepalive probes before giving up */
@@ -41,5 +42,12 @@ int dp_pg_connect(PGconn **out, const struct dp_pg_options *opt, char *err, size
  * text may be NULL (gives "").
  */
 void dp_pg_one_line(char *dst, size_t cap, const char *text);
+
+/*
+ * dp_pg_text_names_connection - whether text (libpq's or PostgreSQL's) is one of the texts of
+ * a failed or lost connection, which name hosts, addresses, ports, socket paths, users and
+ * databases: log such a text, never show it to a client or an open endpoint.
+ */
+bool dp_pg_text_names_connection(const char *text);
 
 #endif

@@ -80,7 +80,8 @@ const struct dp_setting dp_settings[] = {
      .max = 86400LL * 366, .offset = F(queue_dedup_window_s), .used_by = DP_DAEMON_SERVER,
      .reloadable = true, .help = "how long the server remembers an idempotency key"},
     {.path = "database.conninfo", .kind = DP_SETTING_STRING, .def_str = "dbname=datapipe",
-     .offset = F(database_conninfo), .used_by = BOTH, .help = "libpq connection string"},
+     .offset = F(database_conninfo), .used_by = BOTH, .conninfo = true,
+     .help = "libpq connection string"},
     {.path = "database.schema", .kind = DP_SETTING_STRING, .def_str = "datapipe",
      .offset = F(database_schema), .used_by = BOTH, .help = "schema that holds all tables"},
     {.path = "loader.interval_s", .kind = DP_SETTING_INT, .def_int = 300, .min = 1,
@@ -296,6 +297,116 @@ api_keys_json(const struct dp_config *cfg)
     return v;
 }
 
+/* The end of a key=value conninfo value starting at p (quoted or not, with \ escapes). */
+static const char *
+conninfo_value_end(const char *p)
+{
+    if (*p == '\'') {
+        for (p++; *p != '\0' && *p != '\''; p++) {
+            if (*p == '\\' && p[1] != '\0') {
+                p++;
+            }
+        }
+        return *p == '\'' ? p + 1 : p;
+    }
+    for (; *p != '\0' && *p != ' ' && *p != '\t' && *p != '\n'; p++) {
+        if (*p == '\\' && p[1] != '\0') {
+            p++;
+        }
+    }
+    return p;
+}
+
+/* Append n bytes of s to out at *used (out is large enough: see conninfo_masked). */
+static void
+put_bytes(char *out, size_t *used, const char *s, size_t n)
+{
+    memcpy(out + *used, s, n);
+    *used += n;
+}
+
+/* The URI form (postgresql://user:password@host/db?password=...) with passwords ***'d. */
+static void
+conninfo_uri_mask(const char *in, char *out, size_t *used)
+{
+    const char *auth = strstr(in, "://") + 3;
+    size_t auth_len = strcspn(auth, "/?");
+    const char *at = NULL;
+    const char *colon;
+    const char *q;
+
+    for (const char *p = auth; p < auth + auth_len; p++) {
+        at = *p == '@' ? p : at;
+    }
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon != NULL) {
+        put_bytes(out, used, in, (size_t)(colon + 1 - in));
+        put_bytes(out, used, "***", 3);
+        in = at;
+    }
+    q = strchr(in, '?');
+    if (q == NULL) {
+        put_bytes(out, used, in, strlen(in));
+        return;
+    }
+    put_bytes(out, used, in, (size_t)(q - in));
+    while (*q != '\0') {
+        size_t n = strcspn(q + 1, "&") + 1; /* this parameter with its '?' or '&' */
+
+        if (strncmp(q + 1, "password=", 9) == 0) {
+            put_bytes(out, used, q, 10);
+            put_bytes(out, used, "***", 3);
+        } else {
+            put_bytes(out, used, q, n);
+        }
+        q += n;
+    }
+}
+
+/*
+ * conninfo (key=value or URI form) with every password replaced by ***, malloc'd (NULL when
+ * out of memory): --check-config prints it, and a password must never be printed.
+ */
+static char *
+conninfo_masked(const char *in)
+{
+    char *out = malloc(2 * strlen(in) + 16);
+    size_t used = 0;
+    const char *p = in;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    if (strncmp(in, "postgresql://", 13) == 0 || strncmp(in, "postgres://", 11) == 0) {
+        conninfo_uri_mask(in, out, &used);
+        out[used] = '\0';
+        return out;
+    }
+    while (*p != '\0') {
+        const char *kw = p + strspn(p, " \t\n");
+        size_t kw_len = strcspn(kw, " \t\n=");
+        const char *eq = kw + kw_len + strspn(kw + kw_len, " \t\n");
+        const char *val;
+        const char *end;
+
+        if (*eq != '=') {
+            put_bytes(out, &used, p, strlen(p));
+            break;
+        }
+        val = eq + 1 + strspn(eq + 1, " \t\n");
+        end = conninfo_value_end(val);
+        if (kw_len == 8 && strncmp(kw, "password", 8) == 0) {
+            put_bytes(out, &used, p, (size_t)(kw + kw_len - p));
+            put_bytes(out, &used, "=***", 4);
+        } else {
+            put_bytes(out, &used, p, (size_t)(end - p));
+        }
+        p = end;
+    }
+    out[used] = '\0';
+    return out;
+}
+
 /* One setting's value as JSON (a new reference), or NULL on allocation failure. */
 static json_t *
 setting_json(const struct dp_setting *s, const struct dp_config *cfg)
@@ -315,6 +426,13 @@ setting_json(const struct dp_setting *s, const struct dp_config *cfg)
     case DP_SETTING_STRING:
     case DP_SETTING_STRING_NULL:
         str = *(char *const *)(const void *)base;
+        if (str != NULL && s->conninfo) {
+            char *masked = conninfo_masked(str);
+
+            v = masked != NULL ? json_string(masked) : NULL;
+            free(masked);
+            return v;
+        }
         return str != NULL ? json_string(str) : json_null();
     case DP_SETTING_STRING_LIST:
         if (s->key_objects) {

@@ -37,6 +37,7 @@ struct dp_setting {
     bool reloadable;                /* SIGHUP applies it in a running daemon */
     bool secret;                    /* never printed (only how many, for a list) */
     bool key_objects;               /* STRING_LIST whose elements may be API key objects */
+    bool conninfo;                  /* a libpq connection string: printed with passwords ***'d */
     const char *help;               /* one line, for --help and docs/configuration.md */
     const char *doc;                /* more for docs/configuration.md only, or NULL */
 };

@@ -77,6 +77,9 @@ batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_ty
         if (cap > SIZE_MAX / sizeof(*items)) {
             return DP_ERR_NOMEM;
         }
+        if (ev_batch_charge(b, (cap - b->cap) * sizeof(*items)) != 0) {
+            return DP_ERR_BUSY;
+        }
         items = realloc(b->items, cap * sizeof(*items));
         if (items == NULL) {
             return DP_ERR_NOMEM;
@@ -89,6 +92,9 @@ batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_ty
         strcmp(b->items[b->n - 1].error, error) == 0) {
         shared = b->items[b->n - 1].error;
     } else if (error != NULL) {
+        if (ev_batch_charge(b, strlen(error) + 1) != 0) {
+            return DP_ERR_BUSY;
+        }
         copy = strdup(error);
         if (copy == NULL) {
             return DP_ERR_NOMEM;
@@ -97,6 +103,10 @@ batch_push(struct parser *ps, size_t raw_off, size_t raw_len, const struct ev_ty
     it = &b->items[b->n];
     memset(it, 0, sizeof(*it));
     if (key != NULL) {
+        if (ev_batch_charge(b, key_len + 1) != 0) {
+            free(copy);
+            return DP_ERR_BUSY;
+        }
         it->key = strndup(key, key_len);
         if (it->key == NULL) {
             free(copy);
@@ -494,6 +504,15 @@ ev_parse_body(const char *body, size_t len, const struct ev_type *type, struct e
     }
 out:
     return rc;
+}
+
+int
+ev_batch_charge(struct ev_batch *b, size_t bytes)
+{
+    if (b->charge == NULL || bytes == 0) {
+        return 0;
+    }
+    return b->charge(b->charge_arg, bytes) == 0 ? 0 : DP_ERR_BUSY;
 }
 
 int

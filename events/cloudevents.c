@@ -21,20 +21,28 @@ ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t 
 {
     uint8_t md[EV_DIGEST_LEN];
     unsigned int mdlen = sizeof(md);
+    char prefix[24];
     EVP_MD_CTX *ctx = NULL;
+    size_t plen;
     size_t n;
 
-    if (source_len + 1 + id_len <= EV_KEY_MAX) {
-        memcpy(out, source, source_len);
-        out[source_len] = ' ';
-        memcpy(out + source_len + 1, id, id_len);
-        out[source_len + 1 + id_len] = '\0';
-        return source_len + 1 + id_len;
+    /*
+     * The source's length first: "/a b" + "c" and "/a" + "b c" are "4:/a bc" and "2:/ab c".
+     * A direct key starts with a digit, a hashed one with a letter: they never meet either.
+     */
+    plen = (size_t)snprintf(prefix, sizeof(prefix), "%zu:", source_len);
+    if (plen + source_len + id_len <= EV_KEY_MAX) {
+        memcpy(out, prefix, plen);
+        memcpy(out + plen, source, source_len);
+        memcpy(out + plen + source_len, id, id_len);
+        out[plen + source_len + id_len] = '\0';
+        return plen + source_len + id_len;
     }
     memset(md, 0, sizeof(md));
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(ctx, source, source_len) != 1 || EVP_DigestUpdate(ctx, " ", 1) != 1 ||
+        EVP_DigestUpdate(ctx, prefix, plen) != 1 ||
+        EVP_DigestUpdate(ctx, source, source_len) != 1 ||
         EVP_DigestUpdate(ctx, id, id_len) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
         /* Out of memory only: the all-zero digest makes a later event a conflict, not lost. */
         memset(md, 0, sizeof(md));
@@ -45,6 +53,37 @@ ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t 
         n += (size_t)snprintf(out + n, EV_KEY_MAX + 1 - n, "%02x", md[i]);
     }
     return n;
+}
+
+/*
+ * Where the JSON object or array starting at body[p] ends (the offset after its closing
+ * bracket), or len when it does not end: a scan of brackets outside strings, no parsing
+ * (what is inside is checked by the event splitter).
+ */
+static size_t
+ce_value_end(const char *body, size_t len, size_t p)
+{
+    size_t depth = 0;
+    bool in_string = false;
+
+    for (; p < len; p++) {
+        char c = body[p];
+
+        if (in_string) {
+            if (c == '\\') {
+                p++;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && depth > 0 && --depth == 0) {
+            return p + 1;
+        }
+    }
+    return len;
 }
 
 /*
@@ -145,7 +184,7 @@ ce_add_event(struct ev_batch *out, const char *data, size_t data_len, const stru
     }
     key_len = ev_cloudevent_key(a->source, strlen(a->source), a->id, strlen(a->id), key);
     rc = ev_batch_set_key(out, out->n - 1, key, key_len, "source + id");
-    return rc == DP_ERR_NOMEM ? rc : 0;
+    return rc == DP_ERR_NOMEM || rc == DP_ERR_BUSY ? rc : 0;
 }
 
 /* Check the JSON-format CloudEvent o (its bytes: raw) and add its item. */
@@ -213,11 +252,24 @@ ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *
     if (p >= len || (batch && body[p] != '[') || (!batch && body[p] == '[')) {
         return DP_ERR_INVALID;
     }
+    /* One JSON value, one array or one object: a second value after it is not a CloudEvent. */
+    if (body[p] == '[' || body[p] == '{') {
+        size_t end = ce_value_end(body, len, p);
+
+        while (end < len && strchr(" \t\r\n", body[end]) != NULL && body[end] != '\0') {
+            end++;
+        }
+        if (end < len) {
+            return DP_ERR_INVALID;
+        }
+    }
     /*
      * The event splitter finds each value's exact bytes, with its depth guard and its
      * syntax messages; what it thinks of them as events does not matter here.
      */
     split.max_events = out->max_events;
+    split.charge = out->charge;
+    split.charge_arg = out->charge_arg;
     rc = ev_parse_body(body, len, NULL, &split);
     out->too_many = split.too_many;
     for (size_t i = 0; rc == 0 && i < split.n; i++) {

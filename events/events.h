@@ -253,6 +253,12 @@ struct ev_batch {
     size_t n_valid;             /* items with error == NULL */
     size_t max_events;          /* in: most items the body may hold (0: no cap) */
     bool too_many;              /* out: parsing stopped at max_events (DP_ERR_FULL) */
+    /* in: a memory budget, asked before the batch allocates bytes for itself (its items, error
+     * texts and keys): 0 grants them; anything else refuses, and the call that would have
+     * allocated returns DP_ERR_BUSY. NULL: no budget. Never released by the batch: the
+     * caller gives back what it granted once the batch is freed. */
+    int (*charge)(void *arg, size_t bytes);
+    void *charge_arg;           /* charge's argument */
 };
 
 /*
@@ -278,7 +284,8 @@ struct ev_batch {
  * Returns 0 (the batch may still hold invalid events: see n_valid),
  * DP_ERR_INVALID (the body holds no JSON value at all: empty or whitespace;
  * the batch is empty), DP_ERR_FULL (more than out->max_events events: out->too_many is
- * set, the batch is partly filled: free it), DP_ERR_NOMEM (the batch may be partly
+ * set, the batch is partly filled: free it), DP_ERR_BUSY (out->charge refused memory: the
+ * batch is partly filled, free it), DP_ERR_NOMEM (the batch may be partly
  * filled: free it).
  */
 int ev_parse_body(const char *body, size_t len, const struct ev_type *type,
@@ -294,7 +301,8 @@ void ev_batch_free(struct ev_batch *b);
  * event names its type). With error non-NULL the item is rejected with that text (copied)
  * instead, of type t, and raw is not parsed. For bodies that are not plain event streams
  * (CloudEvents). Returns 0 (the item may be rejected), DP_ERR_FULL (b->max_events reached:
- * b->too_many set, nothing added) or DP_ERR_NOMEM.
+ * b->too_many set, nothing added), DP_ERR_BUSY (b->charge refused: nothing added) or
+ * DP_ERR_NOMEM.
  */
 int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
                  const char *error);
@@ -305,7 +313,8 @@ int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct e
  *   what: how the message names the key's origin ("Idempotency-Key").
  * A key that is invalid (see ev_key_check), or that differs from the event's own
  * idempotency_key field, turns the item into a rejected one with the message
- * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected), DP_ERR_NOMEM.
+ * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected; or b holds no
+ * item i, and nothing changed), DP_ERR_BUSY (b->charge refused memory), DP_ERR_NOMEM.
  */
 int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len,
                      const char *what);
@@ -327,8 +336,9 @@ int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_
  * required non-empty strings without control characters. A CloudEvent that breaks a rule
  * is one rejected item whose raw bytes are the whole CloudEvent and whose message names the
  * attribute ("source: required attribute missing"). Other attributes are not stored.
- * Returns 0, DP_ERR_INVALID (no JSON value at all, or batch and the body is not an array:
- * the batch is empty), DP_ERR_FULL (more than out->max_events), DP_ERR_NOMEM.
+ * Returns 0, DP_ERR_INVALID (no JSON value at all, batch and the body is not an array, or a
+ * second JSON value after the object or array: the batch is empty), DP_ERR_FULL (more than
+ * out->max_events), DP_ERR_BUSY (out->charge refused memory), DP_ERR_NOMEM.
  */
 int ev_parse_cloudevents(const char *body, size_t len, bool batch, struct ev_batch *out);
 
@@ -345,16 +355,17 @@ struct ev_ce_attrs {
  * headers (percent-decoded by the caller) and body is the event. On success out holds one
  * item (the event, validated as type, keyed by source and id). An attribute that breaks a
  * rule (see ev_parse_cloudevents) gives DP_ERR_INVALID with the message in err and out
- * empty. Returns 0 (the item may be rejected), DP_ERR_INVALID, DP_ERR_NOMEM.
+ * empty. Returns 0 (the item may be rejected), DP_ERR_INVALID, DP_ERR_BUSY, DP_ERR_NOMEM.
  */
 int ev_parse_cloudevent_binary(const char *body, size_t len, const struct ev_ce_attrs *a,
                                struct ev_batch *out, char err[EV_ERR_MAX]);
 
 /*
- * ev_cloudevent_key - a CloudEvent's idempotency key: source, one space, id (CloudEvents:
- * "consumers MAY assume that events with identical source and id are duplicates"). When
- * that is longer than EV_KEY_MAX bytes the key is "ce-sha256:" and the 64 hex digits of the
- * SHA-256 of that text (74 bytes), so any pair keeps a key of its own. out holds
+ * ev_cloudevent_key - a CloudEvent's idempotency key: the source's length in decimal, ':',
+ * source, id (CloudEvents: "consumers MAY assume that events with identical source and id
+ * are duplicates"); the length makes it unambiguous: no two (source, id) pairs share a key.
+ * When that is longer than EV_KEY_MAX bytes the key is "ce-sha256:" and the 64 hex digits of
+ * the SHA-256 of that text (74 bytes), so any pair keeps a key of its own. out holds
  * EV_KEY_MAX + 1 bytes; returns the key's length.
  */
 size_t ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t id_len,

@@ -37,6 +37,9 @@ int ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_f
 int ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len);
 
 /* ev_errf - format a message into err; always returns DP_ERR_INVALID. */
+/* Ask b's budget (b->charge) for bytes. Returns 0, or DP_ERR_BUSY when it refuses them. */
+int ev_batch_charge(struct ev_batch *b, size_t bytes);
+
 int ev_errf(char err[EV_ERR_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ev_type_err - "name: expected WANT, got <type of v>"; returns DP_ERR_INVALID. */

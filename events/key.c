@@ -60,11 +60,16 @@ ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
 int
 ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
 {
-    struct ev_item *it = &b->items[i];
+    struct ev_item *it = NULL;
     char err[EV_ERR_MAX];
     char *copy = NULL;
     int rc;
 
+    /* No item i (a body of no event): nothing to key. */
+    if (i >= b->n) {
+        return DP_ERR_INVALID;
+    }
+    it = &b->items[i];
     rc = ev_key_check(key, len, what, err);
     if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
         rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
@@ -74,12 +79,18 @@ ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, cons
             /* Already rejected: the event's own error stands. */
             return DP_ERR_INVALID;
         }
+        if (ev_batch_charge(b, strlen(err) + 1) != 0) {
+            return DP_ERR_BUSY;
+        }
         it->error = strdup(err);
         if (it->error == NULL) {
             return DP_ERR_NOMEM;
         }
         b->n_valid--;
         return DP_ERR_INVALID;
+    }
+    if (ev_batch_charge(b, len + 1) != 0) {
+        return DP_ERR_BUSY;
     }
     copy = strndup(key, len);
     if (copy == NULL) {

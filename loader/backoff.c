@@ -11,6 +11,7 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/pgconn.h"
 #include "loader/internal.h"
 
 static uint32_t
@@ -62,23 +63,12 @@ ldr_sleep(struct ldr *l, int64_t ms)
 void
 ldr_error_public(const char *what, const char *err, char *out, size_t len)
 {
-    /* What libpq and the server say when connecting fails or a connection is lost; such
-     * texts name hosts, addresses, ports, users and databases. */
-    static const char *const conn_marks[] = {
-        "connection to server", "could not connect", "could not translate host",
-        "server closed the connection", "no connection to the server", "timeout expired",
-        "authentication failed", "pg_hba.conf", "SSL", "could not receive data",
-        "could not send data", "terminating connection", "Connection refused",
-        "role \"", "database \"", "too many clients", "the database system is",
-        "connection", "socket",
-    };
-
-    for (size_t i = 0; i < sizeof(conn_marks) / sizeof(conn_marks[0]); i++) {
-        if (strstr(err, conn_marks[i]) != NULL) {
-            snprintf(out, len, "connection: cannot reach PostgreSQL or lost the connection "
-                     "(details in the loader's log)");
-            return;
-        }
+    /* What libpq and the server say when connecting fails or a connection is lost names
+     * hosts, addresses, ports, users and databases. */
+    if (dp_pg_text_names_connection(err)) {
+        snprintf(out, len, "connection: cannot reach PostgreSQL or lost the connection "
+                 "(details in the loader's log)");
+        return;
     }
     if (strncmp(what, "queue", 5) == 0) {
         snprintf(out, len, "queue: %s", err);

@@ -47,6 +47,8 @@ struct queue_waiter {
     size_t n;                  /* events */
     int rc;                    /* result: 0 or dp_err, final once the batch is DONE */
     uint32_t gen;              /* the batch it joined */
+    queue_conflict_fn *file;   /* queue_append_filing's: a conflict's error text; or NULL */
+    void *file_arg;            /* its argument */
 };
 
 /*
@@ -121,6 +123,10 @@ groups_bytes(struct queue_waiter *first, struct queue_waiter *stop)
     for (struct queue_waiter *w = first; w != stop; w = w->next) {
         for (size_t i = 0; i < w->n; i++) {
             bytes += queue_rec_size(&w->evs[i]);
+            /* A conflict the call files is stored with an error text of its own. */
+            if (w->file != NULL && w->evs[i].key_len > 0) {
+                bytes += QUEUE_ERROR_MAX;
+            }
         }
     }
     return bytes;
@@ -151,13 +157,52 @@ queue_over_limit(struct queue *q, MDB_txn *txn, bool *over)
 }
 
 /*
- * Append one event of a call in txn as sequence number *seq (then incremented), unless its
- * key says it is a repeat or a conflict (see struct queue_event). *appended is incremented
- * when it was written. Returns an LMDB code.
+ * Store ev, whose key conflicts, rejected with the error text w->file gives it (none: not
+ * stored), as sequence number *seq (then incremented), in txn with the rest of its call.
+ * Returns an LMDB code.
  */
 static int
-queue_write_one(struct queue *q, MDB_txn *txn, struct queue_event *ev, uint64_t *seq,
-                int64_t now_us, size_t *appended)
+queue_write_filed(MDB_txn *txn, struct queue *q, const struct queue_waiter *w,
+                  struct queue_event *ev, uint64_t *seq, size_t *appended)
+{
+    char text[QUEUE_ERROR_MAX + 1];
+    struct queue_event rec = *ev;
+    uint8_t kbuf[8];
+    MDB_val k = {sizeof(kbuf), kbuf};
+    MDB_val v;
+    size_t n;
+    int rc;
+
+    n = w->file(w->file_arg, ev, text, sizeof(text));
+    if (n == 0) {
+        return 0;
+    }
+    rec.flags |= QUEUE_F_REJECTED;
+    rec.error = text;
+    rec.error_len = queue_error_cut(text, n < sizeof(text) ? n : sizeof(text) - 1);
+    queue_put_be64(kbuf, *seq);
+    v.mv_size = queue_rec_size(&rec);
+    v.mv_data = NULL;
+    rc = mdb_put(txn, q->events_dbi, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc != 0) {
+        return rc;
+    }
+    queue_rec_encode(v.mv_data, &rec);
+    ev->dedup = QUEUE_DEDUP_FILED;
+    ev->seq = (*seq)++;
+    (*appended)++;
+    return 0;
+}
+
+/*
+ * Append one event of the call w in txn as sequence number *seq (then incremented), unless
+ * its key says it is a repeat or a conflict (see struct queue_event; a conflict the call
+ * files is stored rejected instead). *appended is incremented when it was written.
+ * Returns an LMDB code.
+ */
+static int
+queue_write_one(struct queue *q, MDB_txn *txn, const struct queue_waiter *w,
+                struct queue_event *ev, uint64_t *seq, int64_t now_us, size_t *appended)
 {
     uint8_t kbuf[8];
     MDB_val k = {sizeof(kbuf), kbuf};
@@ -170,6 +215,9 @@ queue_write_one(struct queue *q, MDB_txn *txn, struct queue_event *ev, uint64_t 
     memset(ev->orig_uuid, 0, sizeof(ev->orig_uuid));
     if (ev->key_len > 0 && (ev->flags & QUEUE_F_REJECTED) == 0) {
         rc = queue_key_claim(q, txn, ev, *seq, now_us, &append);
+        if (rc == 0 && !append && ev->dedup == QUEUE_DEDUP_CONFLICT && w->file != NULL) {
+            return queue_write_filed(txn, q, w, ev, seq, appended);
+        }
         if (rc != 0 || !append) {
             return rc;
         }
@@ -234,7 +282,7 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
             if (w->evs[i].received_us == 0) {
                 w->evs[i].received_us = stamp;
             }
-            rc = queue_write_one(q, txn, &w->evs[i], &seq, now_us, &nev);
+            rc = queue_write_one(q, txn, w, &w->evs[i], &seq, now_us, &nev);
             if (rc != 0) {
                 goto out;
             }
@@ -483,6 +531,13 @@ queue_wait_batch(struct queue *q, const struct queue_waiter *w)
 int
 queue_append(struct queue *q, struct queue_event *evs, size_t n)
 {
+    return queue_append_filing(q, evs, n, NULL, NULL);
+}
+
+int
+queue_append_filing(struct queue *q, struct queue_event *evs, size_t n, queue_conflict_fn *fn,
+                    void *arg)
+{
     struct queue_waiter w;
     bool lead = false;
     int rc;
@@ -494,6 +549,8 @@ queue_append(struct queue *q, struct queue_event *evs, size_t n)
     memset(&w, 0, sizeof(w));
     w.evs = evs;
     w.n = n;
+    w.file = fn;
+    w.file_arg = arg;
 
     pthread_mutex_lock(&q->mu);
     if (q->closing) {

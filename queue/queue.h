@@ -42,6 +42,8 @@ enum queue_dedup {
     QUEUE_DEDUP_NEW = 0,       /* appended; its key (if any) is now recorded */
     QUEUE_DEDUP_REPEAT,        /* key known with the same digest: nothing appended */
     QUEUE_DEDUP_CONFLICT,      /* key known with another digest: nothing appended */
+    QUEUE_DEDUP_FILED,         /* key known with another digest: appended rejected, with the
+                                  error text of queue_append_filing's function */
 };
 
 /*
@@ -163,6 +165,25 @@ void queue_close(struct queue *q);
  * (other write error: none stored), DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.
  */
 int queue_append(struct queue *q, struct queue_event *evs, size_t n);
+
+/*
+ * The error text of an event whose key conflicts (dedup QUEUE_DEDUP_CONFLICT, orig_uuid and
+ * seq those recorded with the key), written into buf (len bytes, NUL-terminated). Returns
+ * its length, or 0 to leave the event out. Called inside the append's write transaction,
+ * on whichever thread commits it: it must not block, take a lock, or call the queue.
+ */
+typedef size_t queue_conflict_fn(void *arg, const struct queue_event *ev, char *buf, size_t len);
+
+/*
+ * queue_append_filing - as queue_append, but an event whose key conflicts is, when fn gives
+ * it a text, stored rejected (QUEUE_F_REJECTED: for dead_letter) with that text as its
+ * error, in the same transaction as the call's other events and with the same stamp: its
+ * dedup is QUEUE_DEDUP_FILED, seq its own, orig_uuid the recorded event's; the caller's
+ * copy keeps its flags and error. So everything a call stores, filed conflicts included,
+ * is stored together or not at all. fn NULL: queue_append. Returns as queue_append.
+ */
+int queue_append_filing(struct queue *q, struct queue_event *evs, size_t n, queue_conflict_fn *fn,
+                        void *arg);
 
 /*
  * queue_set_dedup_window - how long a recorded idempotency key is remembered, in seconds

@@ -194,6 +194,13 @@ type_schema(const struct ev_type *t)
     json_t *req = json_array();
 
     json_object_set_new(props, "event_name", json_pack("{s:s}", "const", t->name));
+    /* Every type takes a key: the dispatcher checks it before the type sees the event. */
+    json_object_set_new(props, EV_KEY_FIELD,
+                        json_pack("{s:s, s:i, s:i, s:s}", "type", "string", "minLength", 1,
+                                  "maxLength", EV_KEY_MAX, "description",
+                                  "idempotency key: 1 to 255 bytes of UTF-8 without control "
+                                  "characters; a repeat within the dedup window is answered "
+                                  "as the first time"));
     for (size_t i = 0; i < t->n_fields; i++) {
         json_object_set_new(props, t->fields[i].name, field_schema(&t->fields[i]));
         if (t->fields[i].required) {
@@ -213,6 +220,37 @@ ref(const char *name)
     return json_pack("{s:s}", "$ref", r);
 }
 
+/* The answer body: status, an event's id, a batch's counts, ids in input order, errors. */
+static json_t *
+answer_schema(void)
+{
+    json_t *props = json_object();
+
+    json_object_set_new(props, "status_code", json_pack("{s:s}", "type", "integer"));
+    json_object_set_new(props, "status_message", json_pack("{s:s}", "type", "string"));
+    json_object_set_new(props, "id", json_pack("{s:s, s:s}", "type", "string", "format", "uuid"));
+    json_object_set_new(props, "duplicate",
+                        json_pack("{s:s, s:s}", "type", "boolean", "description",
+                                  "one event: a repeat of a key, answered as the first time"));
+    json_object_set_new(props, "accepted", json_pack("{s:s}", "type", "integer"));
+    json_object_set_new(props, "rejected", json_pack("{s:s}", "type", "integer"));
+    json_object_set_new(props, "duplicates",
+                        json_pack("{s:s, s:s}", "type", "integer", "description",
+                                  "repeats of keys the queue already held (among accepted)"));
+    json_object_set_new(
+        props, "ids",
+        json_pack("{s:s, s:{s:[{s:s, s:s}, {s:s}]}, s:s}", "type", "array", "items", "anyOf",
+                  "type", "string", "format", "uuid", "type", "null", "description",
+                  "one per input event in input order: its id (a repeat: the first event's), "
+                  "or null when it was rejected"));
+    json_object_set_new(props, "errors",
+                        json_pack("{s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}}}", "type", "array",
+                                  "items", "type", "object", "properties", "index", "type",
+                                  "integer", "error", "type", "string"));
+    return json_pack("{s:s, s:[s, s], s:o}", "type", "object", "required", "status_code",
+                     "status_message", "properties", props);
+}
+
 /* components: a schema per type, Event (any type, named), the answer body, API keys. */
 static json_t *
 components(void)
@@ -228,15 +266,7 @@ components(void)
                                                "required", "event_name"));
     }
     json_object_set_new(schemas, "Event", json_pack("{s:o}", "anyOf", named));
-    json_object_set_new(
-        schemas, "Answer",
-        json_pack("{s:s, s:[s, s], s:{s:{s:s}, s:{s:s}, s:{s:s, s:s}, s:{s:s}, s:{s:s}, "
-                  "s:{s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}}}}}",
-                  "type", "object", "required", "status_code", "status_message", "properties",
-                  "status_code", "type", "integer", "status_message", "type", "string", "id",
-                  "type", "string", "format", "uuid", "accepted", "type", "integer", "rejected",
-                  "type", "integer", "errors", "type", "array", "items", "type", "object",
-                  "properties", "index", "type", "integer", "error", "type", "string"));
+    json_object_set_new(schemas, "Answer", answer_schema());
     return json_pack("{s:o, s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}", "schemas", schemas,
                      "securitySchemes", "bearer", "type", "http", "scheme", "bearer", "apiKey",
                      "type", "apiKey", "in", "header", "name", "X-API-Key");

@@ -299,8 +299,10 @@ srv_cors_preflight(const struct srv *s, struct mg_connection *c, struct srv_repl
 {
     if (srv_cors_apply(s, c, r)) {
         srv_reply_header(r, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
+        /* Every request header the server reads: a browser sends no other after a preflight. */
         srv_reply_header(r, "Access-Control-Allow-Headers",
-                         "Content-Type, Content-Encoding, Authorization, X-API-Key");
+                         "Content-Type, Content-Encoding, Authorization, X-API-Key, "
+                         "Idempotency-Key, ce-specversion, ce-id, ce-source, ce-type");
         srv_reply_header(r, "Access-Control-Max-Age", "600");
     }
 }

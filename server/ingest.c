@@ -1,9 +1,10 @@
 /*
  * ingest.c - the POST path: check the Content-Type, read the body, split and validate it
- * through the registry (or take it as CloudEvents, events/cloudevents.c), append every
- * event in one queue_append, and answer. A 2xx is sent only after queue_append() returned
- * 0; an invalid event is stored for dead_letter only beside at least one valid one. A keyed
- * event the queue already holds is answered as the first time, never appended again.
+ * through the registry (or take it as CloudEvents, events/cloudevents.c), store everything
+ * of the body in one queue call (conflicts filed with it: never a second append, see
+ * server/srv.h), and answer. A 2xx is sent only after that call returned 0; an invalid event
+ * is stored for dead_letter only beside at least one valid one. A keyed event the queue
+ * already holds is answered as the first time, never appended again.
  */
 #include "server/srv.h"
 #include "etc/err.h"
@@ -18,6 +19,9 @@
 #define MAX_ERRORS_LISTED 100
 #define KEY_HEADER "Idempotency-Key"
 #define CONFLICT_TEXT_MAX (EV_KEY_MAX + 128)
+/* What a batch answer may take per event while it is built (its id in "ids" as a JSON string,
+ * an "errors" entry), charged before the append: after it the answer cannot be refused. */
+#define ANSWER_BYTES_PER_EVENT 256
 
 /* How a POST body holds its events (SPEC section 8 for the CloudEvents modes). */
 enum body_mode {
@@ -84,24 +88,63 @@ body_mode(struct mg_connection *c, const struct ev_type *type, bool submit)
     return BODY_EVENTS;
 }
 
-/* A ce-* header's value, percent-decoded (HTTP binding 3.1.3.2) into buf; NULL if absent. */
+/*
+ * A ce-* header's value, percent-decoded (HTTP binding 3.1.3.2) into buf; NULL if absent.
+ * *nul gets the offset of a NUL the decoding produced (a C string would end there, and
+ * "e%00one" would be "e"), or -1.
+ */
 static const char *
-ce_header(struct mg_connection *c, const char *name, char *buf, size_t len)
+ce_header(struct mg_connection *c, const char *name, char *buf, size_t len, int *nul)
 {
     const char *v = mg_get_header(c, name);
+    const char *z;
     int n;
 
+    *nul = -1;
     if (v == NULL) {
         return NULL;
     }
     n = mg_url_decode(v, (int)strlen(v), buf, (int)len, 0);
     /* Too long to decode: keep the raw text, which then fails the checks by its length. */
-    return n < 0 ? v : buf;
+    if (n < 0) {
+        return v;
+    }
+    z = memchr(buf, '\0', (size_t)n);
+    if (z != NULL) {
+        *nul = (int)(z - buf);
+    }
+    return buf;
+}
+
+/*
+ * The binary mode's attributes from the ce-* headers into a. Returns 0, or DP_ERR_INVALID
+ * with the message in err: an attribute holding a NUL, named as ce_attrs_check names a
+ * control character, in the order it checks them.
+ */
+static int
+ce_binary_attrs(struct mg_connection *c, struct ev_ce_attrs *a, char *id, char *source,
+                char *cetype, char *spec, size_t len, char err[EV_ERR_MAX])
+{
+    int nul[4];
+
+    a->specversion = ce_header(c, "ce-specversion", spec, len, &nul[0]);
+    a->id = ce_header(c, "ce-id", id, len, &nul[1]);
+    a->source = ce_header(c, "ce-source", source, len, &nul[2]);
+    a->type = ce_header(c, "ce-type", cetype, len, &nul[3]);
+    for (int i = 0; i < 4; i++) {
+        static const char *const names[] = {"specversion", "id", "source", "type"};
+
+        if (nul[i] >= 0) {
+            snprintf(err, EV_ERR_MAX, "%s: control character at byte %d", names[i], nul[i]);
+            return DP_ERR_INVALID;
+        }
+    }
+    return 0;
 }
 
 /*
  * Split body into b as its mode says. Returns 0, DP_ERR_INVALID (r filled with 400),
- * DP_ERR_NOMEM.
+ * DP_ERR_BUSY (the budget refused the batch's memory), DP_ERR_NOMEM.
  */
 static int
 parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, size_t len,
@@ -109,8 +152,8 @@ parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, si
 {
     char id[1024];
     char source[1024];
-    char cetype[256];
-    char spec[64];
+    char cetype[1024];
+    char spec[1024];
     char err[EV_ERR_MAX];
     struct ev_ce_attrs a;
     int rc;
@@ -126,11 +169,10 @@ parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, si
         }
         return rc;
     case BODY_CE_BINARY:
-        a.id = ce_header(c, "ce-id", id, sizeof(id));
-        a.source = ce_header(c, "ce-source", source, sizeof(source));
-        a.type = ce_header(c, "ce-type", cetype, sizeof(cetype));
-        a.specversion = ce_header(c, "ce-specversion", spec, sizeof(spec));
-        rc = ev_parse_cloudevent_binary(body, len, &a, b, err);
+        rc = ce_binary_attrs(c, &a, id, source, cetype, spec, sizeof(id), err);
+        if (rc == 0) {
+            rc = ev_parse_cloudevent_binary(body, len, &a, b, err);
+        }
         if (rc == DP_ERR_INVALID) {
             srv_reply_json(r, 400, err);
         }
@@ -144,30 +186,79 @@ parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, si
     }
 }
 
+/* Whether item i of a body was refused for its key: the queue holds the key with other bytes. */
+static bool
+is_conflict(const struct ev_item *it, const struct queue_event *ev)
+{
+    return it->error == NULL && ev != NULL &&
+           (ev->dedup == QUEUE_DEDUP_CONFLICT || ev->dedup == QUEUE_DEDUP_FILED);
+}
+
+/* The text of a key conflict, for the 409 and for a batch's errors and dead_letter. */
+static size_t
+conflict_text(char *buf, size_t len, const char *key, size_t key_len, const uint8_t orig[16])
+{
+    char id[EV_UUID_TEXT];
+    int n;
+
+    ev_uuid_format(orig, id);
+    n = snprintf(buf, len, "%s: \"%.*s\" was already used for event %s with different content",
+                 EV_KEY_FIELD, (int)key_len, key, id);
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
+/* queue_conflict_fn: a batch's conflict is filed for dead_letter with the text of its error. */
+static size_t
+conflict_file(void *arg, const struct queue_event *ev, char *buf, size_t len)
+{
+    (void)arg;
+    return conflict_text(buf, len, ev->key, ev->key_len, ev->orig_uuid);
+}
+
 /*
  * The answer for a body with several events, or with none valid. accepted counts repeats
- * too; duplicates says how many of them were already in the queue.
+ * too; duplicates says how many of them were already in the queue; ids holds each input
+ * event's id in input order (a repeat's first id; null for a rejected event or a conflict).
+ * evs: the append's results, or NULL when nothing was appended.
  */
 static void
-reply_batch(struct srv_reply *r, int status, const struct ev_batch *b, size_t duplicates,
-            const char *message)
+reply_batch(struct srv_reply *r, int status, const struct ev_batch *b,
+            const struct queue_event *evs, size_t duplicates, const char *message)
 {
     json_t *o = srv_reply_object(status, message);
+    json_t *ids = json_array();
     json_t *errs = json_array();
+    char text[CONFLICT_TEXT_MAX];
+    char id[EV_UUID_TEXT];
     size_t listed = 0;
 
     json_object_set_new(o, "accepted", json_integer((json_int_t)b->n_valid));
     json_object_set_new(o, "rejected", json_integer((json_int_t)(b->n - b->n_valid)));
     json_object_set_new(o, "duplicates", json_integer((json_int_t)duplicates));
-    for (size_t i = 0; i < b->n && listed < MAX_ERRORS_LISTED; i++) {
-        if (b->items[i].error != NULL) {
+    for (size_t i = 0; i < b->n; i++) {
+        const struct ev_item *it = &b->items[i];
+        const struct queue_event *ev = evs != NULL ? &evs[i] : NULL;
+        const char *error = it->error;
+
+        if (is_conflict(it, ev)) {
+            conflict_text(text, sizeof(text), it->key, it->key_len, ev->orig_uuid);
+            error = text;
+        }
+        if (error == NULL && ev != NULL) {
+            ev_uuid_format(ev->dedup == QUEUE_DEDUP_REPEAT ? ev->orig_uuid : ev->uuid, id);
+            json_array_append_new(ids, json_string(id));
+        } else {
+            json_array_append_new(ids, json_null());
+        }
+        if (error != NULL && listed < MAX_ERRORS_LISTED) {
             json_t *e = json_object();
-            json_object_set_new(e, "index", json_integer((json_int_t)b->items[i].index));
-            json_object_set_new(e, "error", json_string(b->items[i].error));
+            json_object_set_new(e, "index", json_integer((json_int_t)it->index));
+            json_object_set_new(e, "error", json_string(error));
             json_array_append_new(errs, e);
             listed++;
         }
     }
+    json_object_set_new(o, "ids", ids);
     json_object_set_new(o, "errors", errs);
     srv_reply_set(r, status, o);
 }
@@ -185,7 +276,8 @@ count_rejected(struct srv *s, const struct ev_item *it)
 
 /*
  * Rejections count as soon as they are known (evs NULL); acceptances only once durable,
- * from the append's results: a repeat is counted as a duplicate, not accepted again.
+ * from the append's results: a repeat is counted as a duplicate, not accepted again, and a
+ * key conflict as rejected.
  */
 static void
 count_events(struct srv *s, const struct ev_batch *b, const struct queue_event *evs)
@@ -199,26 +291,21 @@ count_events(struct srv *s, const struct ev_batch *b, const struct queue_event *
             }
         } else if (it->error == NULL && evs[i].dedup == QUEUE_DEDUP_REPEAT) {
             atomic_fetch_add(&s->m.duplicates, 1);
+        } else if (is_conflict(it, &evs[i])) {
+            /* A 409, or filed for dead_letter: not accepted. */
+            count_rejected(s, it);
         } else if (it->error == NULL) {
             atomic_fetch_add(&s->m.accepted[srv_type_index(it->type)], 1);
         }
     }
 }
 
-/* The text of a key conflict, for the 409 and for a batch's errors and dead_letter. */
-static void
-conflict_text(char *buf, size_t len, const char *key, const uint8_t orig[16])
-{
-    char id[EV_UUID_TEXT];
-
-    ev_uuid_format(orig, id);
-    snprintf(buf, len, "%s: \"%s\" was already used for event %s with different content",
-             EV_KEY_FIELD, key, id);
-}
-
 /*
- * Append the batch's events in one queue_append: valid ones, and (when some are
- * valid) the invalid ones flagged for dead_letter with their error.
+ * Append the batch's events in one queue transaction: valid ones, and (when some are
+ * valid) the invalid ones flagged for dead_letter with their error; in a body of several
+ * events, a valid one whose key conflicts is filed for dead_letter in that same transaction
+ * (queue_append_filing), so a failed append stored nothing of the body and a 503's retry
+ * duplicates nothing. A single event's conflict is answered 409 and not stored.
  */
 static int
 append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_type,
@@ -257,7 +344,7 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
             e->error_len = strlen(it->error);
         }
     }
-    return queue_append(s->q, evs, n);
+    return queue_append_filing(s->q, evs, n, n > 1 ? conflict_file : NULL, NULL);
 }
 
 /* A failed append's answer: 503 (full, closing), 413 (record too large), 500. */
@@ -291,7 +378,8 @@ reply_append_error(struct srv *s, struct srv_reply *r, int rc, size_t body_len, 
  * Apply the Idempotency-Key header, if any, to the body's one event. Its structured-field
  * form ("...", RFC 8941 sf-string) is accepted: the double quotes are not part of the key.
  * An invalid key rejects the event (the caller answers 400 with its text).
- * Returns 0, DP_ERR_INVALID (r filled with 400: a body of several events), DP_ERR_NOMEM.
+ * Returns 0, DP_ERR_INVALID (r filled with 400: a body of several events), DP_ERR_BUSY (the
+ * budget refused the key's memory), DP_ERR_NOMEM.
  */
 static int
 apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *r)
@@ -299,8 +387,10 @@ apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *
     const char *h = mg_get_header(c, KEY_HEADER);
     char msg[160];
     size_t n;
+    int rc;
 
-    if (h == NULL) {
+    /* A body of no event has nothing to key: it is answered 400 as without the header. */
+    if (h == NULL || b->n == 0) {
         return 0;
     }
     if (b->n > 1) {
@@ -314,58 +404,8 @@ apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *
         h++;
         n -= 2;
     }
-    return ev_batch_set_key(b, 0, h, n, KEY_HEADER) == DP_ERR_NOMEM ? DP_ERR_NOMEM : 0;
-}
-
-/*
- * After the append: the events of a batch whose key conflicts become rejected items, filed
- * for dead_letter in a second append (a retry of the whole body finds the same conflicts,
- * so a failure here loses nothing acknowledged). Returns 0 or the append's error.
- */
-static int
-file_conflicts(struct srv *s, struct ev_batch *b, struct queue_event *evs)
-{
-    struct queue_event *dead = NULL;
-    char text[CONFLICT_TEXT_MAX];
-    size_t n = 0;
-    int rc = 0;
-
-    for (size_t i = 0; i < b->n; i++) {
-        struct ev_item *it = &b->items[i];
-
-        if (it->error != NULL || evs[i].dedup != QUEUE_DEDUP_CONFLICT) {
-            continue;
-        }
-        conflict_text(text, sizeof(text), it->key, evs[i].orig_uuid);
-        it->error = strdup(text);
-        if (it->error == NULL) {
-            return DP_ERR_NOMEM;
-        }
-        b->n_valid--;
-        count_rejected(s, it);
-        n++;
-    }
-    if (n == 0) {
-        return 0;
-    }
-    dead = calloc(n, sizeof(*dead));
-    if (dead == NULL) {
-        return DP_ERR_NOMEM;
-    }
-    n = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        if (evs[i].dedup == QUEUE_DEDUP_CONFLICT && b->items[i].error != NULL) {
-            struct queue_event *e = &dead[n++];
-
-            *e = evs[i];
-            e->flags = QUEUE_F_REJECTED;
-            e->error = b->items[i].error;
-            e->error_len = strlen(e->error);
-        }
-    }
-    rc = queue_append(s->q, dead, n);
-    free(dead);
-    return rc;
+    rc = ev_batch_set_key(b, 0, h, n, KEY_HEADER);
+    return rc == DP_ERR_NOMEM || rc == DP_ERR_BUSY ? rc : 0;
 }
 
 /* The answer for a body of one event that was appended, repeated, or conflicts. */
@@ -378,7 +418,7 @@ reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_even
     json_t *o;
 
     if (ev->dedup == QUEUE_DEDUP_CONFLICT) {
-        conflict_text(text, sizeof(text), b->items[0].key, ev->orig_uuid);
+        conflict_text(text, sizeof(text), b->items[0].key, b->items[0].key_len, ev->orig_uuid);
         ev_uuid_format(ev->orig_uuid, id);
         o = srv_reply_object(409, text);
         json_object_set_new(o, "id", json_string(id));
@@ -412,6 +452,13 @@ reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_even
     }
 }
 
+/* ev_batch's budget: what the batch allocates is charged to the request (a struct srv_charge). */
+static int
+batch_charge(void *arg, size_t bytes)
+{
+    return srv_charge_add(arg, (int64_t)bytes);
+}
+
 static void
 post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, bool submit,
             struct srv_limit *key, struct srv_reply *r)
@@ -443,6 +490,8 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         goto out;
     }
     b.max_events = (size_t)s->cfg->server_max_events_per_body;
+    b.charge = batch_charge;
+    b.charge_arg = &ch;
     rc = parse_by_mode(c, mode, body, len, type, &b, r);
     if (rc == DP_ERR_INVALID) {
         goto out;
@@ -453,14 +502,21 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         srv_reply_json(r, 413, msg);
         goto out;
     }
-    /* The parsed events and their queue records count against the budget too. */
-    if (rc == 0 && srv_charge_add(&ch, (int64_t)(b.n * (sizeof(struct ev_item) +
-                                                         sizeof(struct queue_event)))) != 0) {
-        srv_reply_busy(r);
-        goto out;
+    /*
+     * The parsed events were charged as they were allocated (b.charge); their queue records
+     * and the answer count against the budget too, before they are made.
+     */
+    if (rc == 0 && b.n > 1 &&
+        srv_charge_add(&ch, (int64_t)(b.n * (sizeof(struct queue_event) +
+                                             ANSWER_BYTES_PER_EVENT))) != 0) {
+        rc = DP_ERR_BUSY;
     }
     if (rc == 0) {
         rc = apply_key_header(c, &b, r);
+    }
+    if (rc == DP_ERR_BUSY) {
+        srv_reply_busy(r);
+        goto out;
     }
     if (rc != 0) {
         if (rc != DP_ERR_INVALID) {
@@ -474,7 +530,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         if (b.n == 1) {
             srv_reply_json(r, 400, b.items[0].error);
         } else {
-            reply_batch(r, 400, &b, 0, "no valid event in the body");
+            reply_batch(r, 400, &b, NULL, 0, "no valid event in the body");
         }
         goto out;
     }
@@ -486,9 +542,6 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         }
     }
     rc = append_batch(s, &b, type, submit && b.n_valid == b.n ? 204 : 202, key, evs);
-    if (rc == 0 && b.n > 1) {
-        rc = file_conflicts(s, &b, evs);
-    }
     if (rc != 0) {
         reply_append_error(s, r, rc, len, b.n);
         goto out;
@@ -502,15 +555,16 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     }
     for (size_t i = 0; i < b.n; i++) {
         dups += b.items[i].error == NULL && evs[i].dedup == QUEUE_DEDUP_REPEAT;
+        b.n_valid -= is_conflict(&b.items[i], &evs[i]);
     }
     if (b.n_valid == 0) {
         /* Every valid event conflicted with its key's first event. */
-        reply_batch(r, 409, &b, 0, "no event accepted: idempotency_key conflicts");
+        reply_batch(r, 409, &b, evs, 0, "no event accepted: idempotency_key conflicts");
     } else if (submit && b.n_valid == b.n) {
         /* /submit answers 204 when every event of the body was accepted. */
         r->status = 204;
     } else {
-        reply_batch(r, 202, &b, dups, b.n_valid == b.n ? "accepted" : "partly accepted");
+        reply_batch(r, 202, &b, evs, dups, b.n_valid == b.n ? "accepted" : "partly accepted");
     }
 out:
     if (evs != &one) {

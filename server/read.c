@@ -266,13 +266,21 @@ unavailable(struct srv_reply *r)
     srv_reply_header(r, "Retry-After", "5");
 }
 
-/* A 503 that says why, for the status page: "database unavailable: <libpq's text>". */
+/*
+ * A 503 that says why, for the status page: "database unavailable: <why>". The endpoint is
+ * open: a text of libpq's that names the connection (host, port, socket, user) is logged and
+ * answered in general words.
+ */
 static void
 unavailable_why(struct srv_reply *r, const char *why)
 {
     char msg[600];
     size_t n;
 
+    if (dp_pg_text_names_connection(why)) {
+        dp_warn("database unavailable", "error=%s", why);
+        why = "cannot reach PostgreSQL or lost the connection (details in the server's log)";
+    }
     snprintf(msg, sizeof(msg), "database unavailable: %s", why);
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {

@@ -2,7 +2,10 @@
  * srv.h - internals shared by the files of datapipe-server (not a public
  * module header). Only server/ includes civetweb.h. The answer type and its
  * helpers are in server/reply.h, which includes nothing of the server.
- * Invariant: a 2xx for a POST is sent only after queue_append() returned 0.
+ * Invariants: a 2xx for a POST is sent only after queue_append() returned 0; everything one
+ * POST body stores (its valid events, its invalid ones and its key conflicts filed for
+ * dead_letter) is stored by one queue call, all or nothing, so an answer other than 2xx
+ * means nothing of that body was stored and its retry can duplicate nothing.
  */
 #ifndef DP_SRV_H
 #define DP_SRV_H
@@ -96,9 +99,10 @@ struct srv_history {
 
 /*
  * The server-wide budget for bytes held by request bodies in flight (server.max_inflight_bytes):
- * the body buffers (raw and inflated) as they grow, then the parsed events. A request that
- * holds nothing yet may wait briefly for room; one that already holds some never waits (two
- * large requests each waiting for the other's bytes would both stall), it gets 503.
+ * the body buffers (raw and inflated) as they grow, the parsed events (items, error texts,
+ * keys) before the parser allocates them, then their queue records and the answer. A request
+ * that holds nothing yet may wait briefly for room; one that already holds some never waits
+ * (two large requests each waiting for the other's bytes would both stall), it gets 503.
  */
 struct srv_budget {
     pthread_mutex_t mu;         /* with cv: requests waiting for room */

@@ -950,8 +950,8 @@ START_TEST(test_required_field_removed)
     ck_assert_uint_eq(st.dead_letters, 0);
     cols = columns_of(&e, "evo");
     ck_assert_str_eq(cols, "id uuid not null, a text, b bigint, idempotency_key text, "
-                           "source text, received_at timestamp with time zone not null, "
-                           "loaded_at timestamp with time zone not null");
+                           "idempotency_digest bytea, source text, received_at timestamp with "
+                           "time zone not null, loaded_at timestamp with time zone not null");
     free(cols);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IS NULL AND b = 2",
                             e.schema), 1);

@@ -85,6 +85,15 @@ eq "/metrics answers Prometheus text" '"text/plain; version=0.0.4"' \
 eq "keyed routes carry the API-key schemes" '[{"bearer":[]},{"apiKey":[]}]' \
     "$(jq -c '.paths["/submit"].post.security' "$TMP/doc.json")"
 eq "open routes carry none" null "$(jq -c '.paths["/healthz"].get.security' "$TMP/doc.json")"
+for t in $(jq -r '.types[].name' "$TMP/types.json"); do
+    eq "$t's schema lists idempotency_key" '{"type":"string","minLength":1,"maxLength":255}' \
+        "$(jq -c --arg t "$t" '.components.schemas[$t].properties.idempotency_key | del(.description)' "$TMP/doc.json")"
+done
+eq "a batch answer's ids: a uuid or null per input event" \
+    '{"type":"array","items":{"anyOf":[{"type":"string","format":"uuid"},{"type":"null"}]}}' \
+    "$(jq -c '.components.schemas.Answer.properties.ids | del(.description)' "$TMP/doc.json")"
+eq "an answer's duplicates and duplicate" '[{"type":"integer"},{"type":"boolean"}]' \
+    "$(jq -c '[.components.schemas.Answer.properties.duplicates, .components.schemas.Answer.properties.duplicate] | map(del(.description))' "$TMP/doc.json")"
 
 # --- the validator's verdict, and the document's event schemas against real events
 {
@@ -95,6 +104,8 @@ eq "open routes carry none" null "$(jq -c '.paths["/healthz"].get.security' "$TM
     echo 'login_null {"event_name": "user_login", "user_id": "u", "timestamp": "1700000000", "ip": null}'
     echo 'declared_epoch {"event_name": "page_view", "user_id": "u", "viewed_at": 1700000000, "more": 1}'
     echo 'declared_text {"event_name": "page_view", "user_id": "u", "viewed_at": "2026-01-02T03:04:05Z", "props": null}'
+    echo 'keyed {"event_name": "crash_report", "user_id": 1, "timestamp": 2, "message": "m", "idempotency_key": "k-1"}'
+    echo 'keyed_product {"event_name": "product", "id": 43, "idempotency_key": "k-2"}'
     echo 'declared_bad {"event_name": "page_view", "user_id": "u", "viewed_at": true}'
     echo 'unknown_field {"event_name": "crash_report", "user_id": 1, "timestamp": 2, "message": "m", "extra": 1}'
     echo 'wrong_type {"event_name": "crash_report", "user_id": "1", "timestamp": 2, "message": "m"}'
@@ -115,6 +126,8 @@ product accepted
 login_null accepted
 declared_epoch accepted
 declared_text accepted
+keyed accepted
+keyed_product accepted
 declared_bad refused
 unknown_field refused
 wrong_type refused

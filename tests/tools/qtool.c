@@ -3,6 +3,7 @@
  *   qtool DIR stats               one line: events=N next_seq=N bytes=N
  *   qtool DIR dump                one line per event: seq uuid type flags json
  *   qtool DIR delete FIRST LAST   delete that range of sequence numbers
+ *   qtool DIR stamps              "SEQ RECEIVED_US FLAGS" for every event, in seq order
  * Test code only; it opens the queue like the daemons do.
  */
 #include "etc/err.h"
@@ -27,6 +28,14 @@ dump_one(void *arg, const struct queue_event *ev)
     return 0;
 }
 
+static int
+stamp_one(void *arg, const struct queue_event *ev)
+{
+    (void)arg;
+    printf("%" PRIu64 " %" PRId64 " %u\n", ev->seq, ev->received_us, ev->flags);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -38,7 +47,7 @@ main(int argc, char **argv)
     int rc;
 
     if (argc < 3) {
-        fprintf(stderr, "usage: qtool DIR stats|dump|delete FIRST LAST\n");
+        fprintf(stderr, "usage: qtool DIR stats|dump|stamps|delete FIRST LAST\n");
         return 2;
     }
     rc = queue_open(&q, argv[1], 1ULL << 30, true);
@@ -53,6 +62,11 @@ main(int argc, char **argv)
     } else if (strcmp(argv[2], "dump") == 0) {
         do {
             rc = queue_read(q, from, 10000, 0, dump_one, NULL, &last, &count);
+            from = last + 1;
+        } while (rc == 0 && count > 0);
+    } else if (strcmp(argv[2], "stamps") == 0) {
+        do {
+            rc = queue_read(q, from, 10000, 0, stamp_one, NULL, &last, &count);
             from = last + 1;
         } while (rc == 0 && count > 0);
     } else if (strcmp(argv[2], "delete") == 0 && argc == 5) {

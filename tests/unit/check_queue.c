@@ -1941,6 +1941,89 @@ key_walk_fn(void *arg, const struct queue_event *ev)
     return 0;
 }
 
+/* queue_conflict_fn for the tests: "conflict with " and the first byte of the recorded id. */
+static size_t
+file_conflict(void *arg, const struct queue_event *ev, char *buf, size_t len)
+{
+    int *calls = arg;
+
+    (*calls)++;
+    return (size_t)snprintf(buf, len, "conflict with %.*s %02x", (int)ev->key_len, ev->key,
+                            ev->orig_uuid[0]);
+}
+
+/* queue_conflict_fn that files nothing. */
+static size_t
+file_nothing(void *arg, const struct queue_event *ev, char *buf, size_t len)
+{
+    (void)arg;
+    (void)ev;
+    (void)buf;
+    (void)len;
+    return 0;
+}
+
+/* A read callback keeping "seq flags received_us error" of each event, one a line. */
+static int
+stamp_walk(void *arg, const struct queue_event *ev)
+{
+    char *out = arg;
+    size_t used = strlen(out);
+
+    snprintf(out + used, 1024 - used, "%" PRIu64 " %u %" PRId64 " %.*s\n", ev->seq, ev->flags,
+             ev->received_us, (int)ev->error_len, ev->error != NULL ? ev->error : "");
+    return 0;
+}
+
+START_TEST(test_keys_conflict_filed)
+{
+    struct queue *q = open_q(8 * MIB);
+    struct queue_event a;
+    struct queue_event evs[3];
+    char want[1024];
+    char got[1024] = "";
+    uint64_t last = 0;
+    size_t count = 0;
+    int calls = 0;
+
+    kev_make(&a, "k1", "{\"a\":1}", 1, 202);
+    ck_assert_int_eq(queue_append(q, &a, 1), 0);
+
+    /* one call: an unkeyed event, a conflict filed rejected, a repeat; one stamp for all */
+    kev_make(&evs[0], NULL, "{\"x\":1}", 0, 202);
+    kev_make(&evs[1], "k1", "{\"a\":2}", 2, 202);
+    kev_make(&evs[2], "k1", "{\"a\":1}", 1, 202);
+    for (int i = 0; i < 3; i++) {
+        evs[i].received_us = 0;
+    }
+    ck_assert_int_eq(queue_append_filing(q, evs, 3, file_conflict, &calls), 0);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_NEW);
+    ck_assert_uint_eq(evs[0].seq, 2);
+    ck_assert_int_eq(evs[1].dedup, QUEUE_DEDUP_FILED);
+    ck_assert_uint_eq(evs[1].seq, 3);
+    ck_assert_int_eq(memcmp(evs[1].orig_uuid, a.uuid, 16), 0);
+    ck_assert_uint_eq(evs[1].flags, 0);
+    ck_assert_ptr_null(evs[1].error);
+    ck_assert_int_eq(evs[2].dedup, QUEUE_DEDUP_REPEAT);
+    ck_assert_uint_eq(evs[2].seq, 1);
+    ck_assert_int_eq(queue_read(q, 2, 10, 0, stamp_walk, got, &last, &count), 0);
+    snprintf(want, sizeof(want), "2 0 %" PRId64 " \n3 1 %" PRId64 " conflict with k1 %02x\n",
+             evs[0].received_us, evs[0].received_us, a.uuid[0]);
+    ck_assert_str_eq(got, want);
+    ck_assert_int_ge(evs[0].received_us, BASE_US);
+
+    /* a function that files nothing: a plain conflict, nothing stored */
+    kev_make(&evs[0], "k1", "{\"a\":3}", 3, 202);
+    ck_assert_int_eq(queue_append_filing(q, evs, 1, file_nothing, NULL), 0);
+    ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_CONFLICT);
+    ck_assert_uint_eq(evs[0].seq, 1);
+    ck_assert_int_eq(queue_read(q, 4, 10, 0, stamp_walk, got, &last, &count), 0);
+    ck_assert_uint_eq(count, 0);
+    queue_close(q);
+}
+END_TEST
+
 START_TEST(test_keys_repeat_conflict)
 {
     struct queue *q = open_q(8 * MIB);
@@ -2197,6 +2280,7 @@ queue_suite(void)
 
     tc = tcase(s, "keys", 60);
     tcase_add_test(tc, test_keys_repeat_conflict);
+    tcase_add_test(tc, test_keys_conflict_filed);
     tcase_add_test(tc, test_keys_reopen);
     tcase_add_test(tc, test_keys_window);
     tcase_add_test(tc, test_keys_full);
