@@ -10,6 +10,7 @@
  * which declares every field type under names that collide with those datapipe derives.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <netinet/in.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "etc/config.h"
@@ -172,27 +174,51 @@ queue_drain(void)
 }
 
 /*
+ * A connection to the server. Hundreds of connections a second leave the loopback's ports in
+ * TIME_WAIT: a connect that finds none free (EADDRNOTAVAIL) or times out is tried again for up
+ * to 10 s; any other failure (the server gone) aborts, naming the error.
+ */
+static int
+connect_server(void)
+{
+    struct timeval tv = {.tv_sec = 10};
+    struct timespec pause = {.tv_nsec = 10 * 1000 * 1000};
+
+    for (int tries = 0;; tries++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        if (fd < 0) {
+            perror("fuzz_http: socket");
+            abort();
+        }
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(fd, (struct sockaddr *)&fz_addr, sizeof(fz_addr)) == 0) {
+            return fd;
+        }
+        if ((errno != EADDRNOTAVAIL && errno != EAGAIN && errno != EINPROGRESS &&
+             errno != EINTR) || tries == 1000) {
+            perror("fuzz_http: connect");
+            abort();
+        }
+        close(fd);
+        nanosleep(&pause, NULL);
+    }
+}
+
+/*
  * Write size bytes to a fresh connection, end it, and read the answer until the server
  * closes; the answer's first bytes go to head (cap bytes, NUL-terminated; NULL: dropped).
  */
 static void
 exchange(const uint8_t *data, size_t size, char *head, size_t cap)
 {
-    struct timeval tv = {.tv_sec = 10};
     char answer[4096];
     size_t off = 0;
     size_t got = 0;
     ssize_t n;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = connect_server();
 
-    if (fd < 0) {
-        abort();
-    }
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(fd, (struct sockaddr *)&fz_addr, sizeof(fz_addr)) != 0) {
-        abort();
-    }
     while (off < size) {
         n = send(fd, data + off, size - off, MSG_NOSIGNAL);
         if (n <= 0) {
