@@ -10,7 +10,7 @@
 # make soak       the end-to-end fault scenarios at full length and the model checker for an
 #                 hour (about 75 minutes)
 # make crashtest  100,000 power-cut crash states of the queue and more (tests/crash/, 20-45 min)
-# make fuzz       run the libFuzzer target for FUZZ_SECONDS
+# make fuzz       run the libFuzzer targets (fuzz_http in both modes), FUZZ_SECONDS each
 # make run        local demo (own PostgreSQL under run/)
 # make install    PREFIX, DESTDIR honoured; copies what `make` built into $(BIN)
 # make deb        build $(BUILD)/deb/datapipe_<version>_<arch>.deb (debhelper) and lint it
@@ -176,6 +176,12 @@ $(BIN)/datapipe-queue: $(QTOOL_OBJ) $(LIBDP)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBTEST) $(LIBDP)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBTEST) $(LIBDP) $(LIBS) $(CHECK_LIBS)
 
+# The fuzz seeds replayed through fuzz_http's code without libFuzzer: the target's objects too.
+FUZZ_HTTP_OBJ := $(BUILD)/tests/fuzz/fuzz_http.o $(BUILD)/tests/fuzz/http_grammar.o
+$(BUILD)/tests/unit/check_fuzz_seeds: $(BUILD)/tests/unit/check_fuzz_seeds.o $(FUZZ_HTTP_OBJ) \
+		$(LIBTEST) $(LIBDP)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(FUZZ_HTTP_OBJ) $(LIBTEST) $(LIBDP) $(LIBS) $(CHECK_LIBS)
+
 test-progs: all $(TEST_PROGS)
 
 # The Check suites of tests/unit: no PostgreSQL, no daemons, no packages installed.
@@ -227,25 +233,34 @@ lint:
 format:
 	clang-format -i $(C_FILES)
 
-# Two libFuzzer targets, FUZZ_SECONDS each: fuzz_events (the body parser and encoders) and
-# fuzz_http (whole HTTP requests through the real civetweb server and the request handler).
+# Three runs, FUZZ_SECONDS each: fuzz_events (the body parser and encoders), then fuzz_http
+# (whole HTTP requests through the real civetweb server and the request handler) in its two
+# modes, each with its own corpus: raw bytes of a connection, mutated with the words of
+# tests/fuzz/http.dict, and the structured mode (tests/fuzz/http_grammar.c), whose inputs start
+# with a byte of 0x80 or more and build well-formed requests (a choice a byte, so inputs may be
+# long from the start: -len_control=0). FUZZ_FLAGS adds libFuzzer options.
 # The flags are the build's own (ALL_CFLAGS, without the dependency files a one-step
 # compile-and-link would scatter), at -O1 and with the fuzzer's sanitizers in place of SANFLAGS.
 FUZZ_CFLAGS = $(filter-out -MMD -MP $(SANFLAGS),$(ALL_CFLAGS)) -O1 \
 	-fsanitize=fuzzer,address,undefined
+FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_FLAGS)
 fuzz:
 	$(MAKE) deps EXTRA_DEB_PACKAGES="clang libclang-rt-dev"
 	$(MAKE) $(BUILD)/gen/status_html.c
-	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-http
+	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-http $(BUILD)/fuzz/corpus-grammar
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_events tests/fuzz/fuzz_events.c $(LIB_SRC) \
 		$(PKG_LIBS) -lpthread -lm
-	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz/fuzz_http.c $(LIB_SRC) \
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_http tests/fuzz/fuzz_http.c \
+		tests/fuzz/http_grammar.c $(LIB_SRC) \
 		$(filter-out server/main.c,$(SERVER_SRC)) $(BUILD)/gen/status_html.c tests/lib/lib_test.c \
 		$(PKG_LIBS) $(CIVETWEB_LIBS) -lpthread -lm
-	$(BUILD)/fuzz/fuzz_events -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/fuzz/seed-events
-	$(BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	$(BUILD)/fuzz/fuzz_events $(FUZZ_RUN) -artifact_prefix=$(BUILD)/fuzz/ \
+		$(BUILD)/fuzz/corpus tests/fuzz/seed-events
+	$(BUILD)/fuzz/fuzz_http $(FUZZ_RUN) -dict=tests/fuzz/http.dict \
 		-artifact_prefix=$(BUILD)/fuzz/http- $(BUILD)/fuzz/corpus-http tests/fuzz/seed-http
+	$(BUILD)/fuzz/fuzz_http $(FUZZ_RUN) -max_len=2048 -len_control=0 \
+		-artifact_prefix=$(BUILD)/fuzz/grammar- $(BUILD)/fuzz/corpus-grammar \
+		tests/fuzz/seed-grammar
 
 # The settings table of docs/configuration.md is what --describe-config prints; test_readme.sh
 # fails when they differ.
