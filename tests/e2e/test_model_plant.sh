@@ -44,7 +44,8 @@ plant keyed_temp_name 3 "VIOLATION"
 plant conflict_skipped 1 "acknowledged keyed event lost"
 plant system_column_field 5 "exited"
 plant declared_key_unknown 1 "idempotency_key"
-plant empty_key_header 1 "exited by itself with status -11"
+# A SIGSEGV: status -11, or (under ASan, which reports it and exits) status 1.
+plant empty_key_header 1 "exited by itself with status"
 plant ce_key_concat 3 "VIOLATION"
 plant dropped_field_not_null 104 "dead-lettered at load"
 t_done test_model_plant
