@@ -37,6 +37,8 @@ struct dp_config {
     int64_t server_max_body_bytes;  /* bytes, after gzip inflation */
     int server_request_timeout_ms;  /* milliseconds */
     int64_t server_max_events_per_body; /* events; more in one body: 413 */
+    int64_t server_segment_max_message_bytes; /* bytes; a larger Segment message: 400 */
+    int64_t server_segment_max_batch_bytes; /* bytes; a larger Segment body: 400 */
     int64_t server_max_inflight_bytes;  /* bytes of request bodies (and their parsed events)
                                            held at once, server-wide */
     char **server_api_keys;         /* NULL-terminated: api_keys, then api_keys_file's */

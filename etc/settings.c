@@ -57,6 +57,18 @@ const struct dp_setting dp_settings[] = {
      .min = 1, .max = 100000000, .offset = F(server_max_events_per_body),
      .used_by = DP_DAEMON_SERVER, .help = "more events in one body get 413",
      .doc = "Parsing stops there and nothing of the body is stored"},
+    {.path = "server.segment_max_message_bytes", .kind = DP_SETTING_INT64, .def_int = 32768,
+     .min = 1024, .max = 16777216, .offset = F(server_segment_max_message_bytes),
+     .used_by = DP_DAEMON_SERVER,
+     .help = "largest Segment tracking API message; larger ones are refused (400)",
+     .doc = "Segment's own limit (32 KB) by default. In a batch the message is refused and "
+            "dead-lettered, the others stored"},
+    {.path = "server.segment_max_batch_bytes", .kind = DP_SETTING_INT64, .def_int = 512000,
+     .min = 1024, .max = 1LL << 30, .offset = F(server_segment_max_batch_bytes),
+     .used_by = DP_DAEMON_SERVER,
+     .help = "largest Segment tracking API body; a larger one is refused whole (400)",
+     .doc = "Segment's own limit (500 KB) by default; an SDK drops a batch answered 400, so "
+            "raise it rather than lower it. `server.max_body_bytes` still applies first"},
     {.path = "server.max_inflight_bytes", .kind = DP_SETTING_INT64, .def_int = 268435456,
      .min = 1048576, .max = 1LL << 40, .offset = F(server_max_inflight_bytes),
      .used_by = DP_DAEMON_SERVER,
