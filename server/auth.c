@@ -371,10 +371,13 @@ srv_cors_preflight(const struct srv *s, struct mg_connection *c, struct srv_repl
 {
     if (srv_cors_apply(s, c, r)) {
         srv_reply_header(r, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
-        /* Every request header the server reads: a browser sends no other after a preflight. */
+        /* Every request header the server reads: a browser sends no other after a preflight.
+         * And X-Retry-Count, which analytics.js adds to its retries (read by nothing): without
+         * it a browser would refuse the very retries that make its events arrive. */
         srv_reply_header(r, "Access-Control-Allow-Headers",
                          "Content-Type, Content-Encoding, Authorization, X-API-Key, "
-                         "Idempotency-Key, ce-specversion, ce-id, ce-source, ce-type");
+                         "Idempotency-Key, ce-specversion, ce-id, ce-source, ce-type, "
+                         "X-Retry-Count");
         srv_reply_header(r, "Access-Control-Max-Age", "600");
     }
 }
