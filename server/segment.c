@@ -296,7 +296,7 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top
         json_incref(sent);
         json_object_del(msg, "sentAt");
     }
-    raw = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    raw = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
     if (raw == NULL) {
         json_decref(sent);
         return DP_ERR_NOMEM;
@@ -322,7 +322,7 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top
             json_decref(sent);
             return DP_ERR_NOMEM;
         }
-        raw = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
+        raw = json_dumps(msg, JSON_COMPACT);
         if (raw == NULL) {
             json_decref(sent);
             return DP_ERR_NOMEM;
