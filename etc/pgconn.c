@@ -1,12 +1,15 @@
 /*
- * pgconn.c - opening a PostgreSQL connection the same way in both daemons: the libpq
- * keywords datapipe sets, then the session set-up. Statements beyond the set-up belong to
- * the callers (loader/pg.c, server/read.c); this file never decides what a failure means.
+ * pgconn.c - opening a PostgreSQL connection the same way in both daemons (the libpq
+ * keywords datapipe sets) and the one way they begin a transaction (its settings, SET LOCAL).
+ * It never sets anything on the session: behind a pooler in transaction mode the backend
+ * serves other clients next. Statements belong to the callers (loader/pg.c, server/read.c);
+ * this file never decides what a failure means.
  */
 #include "etc/pgconn.h"
 #include "etc/err.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void
@@ -28,50 +31,62 @@ dp_pg_one_line(char *dst, size_t cap, const char *text)
     dst[n] = '\0';
 }
 
-/* SET search_path, TimeZone and the timeouts on c. Returns 0 or a dp_err, why in err. */
-static int
-pg_session_setup(PGconn *c, const struct dp_pg_options *opt, char *err, size_t errlen)
+int
+dp_pg_begin_sql(PGconn *c, const struct dp_pg_options *opt, bool read_only, char **out)
 {
     char *ident = NULL;
-    char sql[512];
-    int used;
-    PGresult *res = NULL;
+    char *sql = NULL;
+    char timeouts[96] = "";
     int rc = 0;
 
+    *out = NULL;
     ident = PQescapeIdentifier(c, opt->schema, strlen(opt->schema));
     if (ident == NULL) {
-        dp_pg_one_line(err, errlen, PQerrorMessage(c));
-        rc = DP_ERR_RETRY;
-        goto out;
-    }
-    used = snprintf(sql, sizeof(sql), "SET search_path TO %s; SET TimeZone TO 'UTC'", ident);
-    if (opt->statement_timeout_ms > 0 && used > 0 && (size_t)used < sizeof(sql)) {
-        snprintf(sql + used, sizeof(sql) - (size_t)used,
-                 "; SET statement_timeout = %d; SET lock_timeout = %d",
-                 opt->statement_timeout_ms, opt->statement_timeout_ms / 2);
-    }
-    res = PQexec(c, sql);
-    if (res == NULL && PQstatus(c) == CONNECTION_OK) {
         rc = DP_ERR_NOMEM;
         goto out;
     }
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-        dp_pg_one_line(err, errlen, msg != NULL ? msg : PQerrorMessage(c));
-        rc = DP_ERR_RETRY;
+    if (opt->statement_timeout_ms > 0) {
+        snprintf(timeouts, sizeof(timeouts),
+                 "; SET LOCAL statement_timeout = %d; "
+                 "SET LOCAL lock_timeout = %d",
+                 opt->statement_timeout_ms, opt->statement_timeout_ms / 2);
     }
+    /*
+     * SET LOCAL: the settings end with the transaction, so a pooled backend handed to
+     * another client afterwards carries none of them. synchronous_commit is only ever
+     * raised: with it off a COMMIT may report success before its WAL is written, and the
+     * loader deletes a batch from the queue once its COMMIT returned. Stricter settings
+     * (remote_apply, ...) are kept.
+     */
+    if (asprintf(&sql,
+                 "BEGIN%s; SELECT set_config('synchronous_commit', 'on', true) "
+                 "WHERE current_setting('synchronous_commit') = 'off'; "
+                 "SET LOCAL search_path TO %s; SET LOCAL TimeZone TO 'UTC'%s",
+                 read_only ? " READ ONLY" : "", ident, timeouts) < 0) {
+        sql = NULL;
+        rc = DP_ERR_NOMEM;
+        goto out;
+    }
+    *out = sql;
 out:
-    PQclear(res);
     PQfreemem(ident);
     return rc;
+}
+
+bool
+dp_pg_read_only(const char *sqlstate)
+{
+    /* read_only_sql_transaction: a hot standby, or default_transaction_read_only on. */
+    return sqlstate != NULL && strcmp(sqlstate, "25006") == 0;
 }
 
 int
 dp_pg_connect(PGconn **out, const struct dp_pg_options *opt, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"connect_timeout", "application_name", "client_encoding",
-                                       "keepalives", "keepalives_idle", "keepalives_interval",
-                                       "keepalives_count", "dbname", NULL};
+    static const char *const keys[] = {
+        "connect_timeout",  "application_name", "client_encoding",
+        "keepalives",       "keepalives_idle",  "keepalives_interval",
+        "keepalives_count", "dbname",           NULL};
     char connect_s[16];
     char idle_s[16];
     char interval_s[16];
@@ -104,10 +119,6 @@ dp_pg_connect(PGconn **out, const struct dp_pg_options *opt, char *err, size_t e
         rc = DP_ERR_RETRY;
         goto out;
     }
-    rc = pg_session_setup(c, opt, err, errlen);
-    if (rc != 0) {
-        goto out;
-    }
     *out = c;
     c = NULL;
 out:
@@ -119,12 +130,25 @@ bool
 dp_pg_text_names_connection(const char *text)
 {
     static const char *const marks[] = {
-        "connection to server", "could not connect", "could not translate host",
-        "server closed the connection", "no connection to the server", "timeout expired",
-        "authentication failed", "pg_hba.conf", "SSL", "could not receive data",
-        "could not send data", "terminating connection", "Connection refused",
-        "role \"", "database \"", "too many clients", "the database system is",
-        "connection", "socket",
+        "connection to server",
+        "could not connect",
+        "could not translate host",
+        "server closed the connection",
+        "no connection to the server",
+        "timeout expired",
+        "authentication failed",
+        "pg_hba.conf",
+        "SSL",
+        "could not receive data",
+        "could not send data",
+        "terminating connection",
+        "Connection refused",
+        "role \"",
+        "database \"",
+        "too many clients",
+        "the database system is",
+        "connection",
+        "socket",
     };
 
     for (size_t i = 0; text != NULL && i < sizeof(marks) / sizeof(marks[0]); i++) {

@@ -2,13 +2,31 @@
  * ledger.c - the loader's exactly-once bookkeeping in PostgreSQL: loader_batches (which queue
  * ranges committed) and queue_owners (which queue instance owns a queue.id; checked in every
  * transaction that reads or writes loader_batches for the queue), and --adopt-queue's moves of
- * loader_batches rows. Statements only: what to do about an owner is identity.c's.
+ * loader_batches rows, and the lease that fences an earlier loader of the same queue.
+ * Statements only: what to do about an owner is identity.c's. Holds no session state: no
+ * advisory lock, no SET; every check is in the transaction it guards.
+ *
+ * The lease, and why it fences without a session lock or pg_terminate_backend: a loader
+ * that starts bumps queue_owners.epoch in a transaction of its own (ldr_pg_lease_take) and
+ * loads only while the row still shows that epoch: every batch's transaction, and the
+ * recovery's read of loader_batches, first reads the row FOR SHARE and checks the epoch
+ * (pg_owner_hold). The bump's UPDATE needs the row lock that every FOR SHARE holder blocks,
+ * so it waits until each batch transaction of an earlier loader has ended (committed or
+ * rolled back: when a killed loader's connection closes, directly or through PgBouncer,
+ * PostgreSQL rolls its transaction back). Any batch transaction that starts after the bump
+ * committed reads the new epoch and fails before it writes. So once the bump committed, no
+ * transaction of an earlier loader can still commit a batch, and loader_batches as read
+ * next is complete: a zombie's late COMMIT cannot make a range load twice. The holder
+ * (host, pid) and holder_since are for the operator: a loader that waits on the row names
+ * them. No expiry: one loader per queue is the queue's own lock (LMDB), so a newer holder
+ * always wins, and the old one, should it still run, is refused by its next batch.
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "etc/err.h"
 #include "loader/loader.h"
@@ -18,7 +36,7 @@
  * In a statement on loader_batches: this queue (instance id $3) owns queue_id $1, in the
  * statement's own snapshot.
  */
-#define LDR_OWNED_BY_THIS_QUEUE \
+#define LDR_OWNED_BY_THIS_QUEUE                                                                    \
     "EXISTS (SELECT 1 FROM queue_owners WHERE queue_id = $1 AND instance_id = $3)"
 
 /* ---- queue_owners ---------------------------------------------------------------------- */
@@ -29,8 +47,8 @@
  * DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 static int
-ledger_value(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
-             char *out, size_t len)
+ledger_value(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params, char *out,
+             size_t len)
 {
     PGresult *res = NULL;
     int rc;
@@ -51,16 +69,14 @@ out:
     return rc;
 }
 
-/* Read the owner of queue_id into owner ("" and DP_ERR_NOTFOUND if none); lock: FOR SHARE. */
+/* Read the owner of queue_id into owner ("" and DP_ERR_NOTFOUND if none). */
 static int
-pg_owner_read(struct ldr_pg *pg, const char *queue_id, bool lock, char *owner, size_t len)
+pg_owner_read(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len)
 {
     const char *params[] = {queue_id};
 
-    return ledger_value(pg,
-                        lock ? "SELECT instance_id FROM queue_owners WHERE queue_id = $1 FOR SHARE"
-                             : "SELECT instance_id FROM queue_owners WHERE queue_id = $1",
-                        1, params, owner, len);
+    return ledger_value(pg, "SELECT instance_id FROM queue_owners WHERE queue_id = $1", 1, params,
+                        owner, len);
 }
 
 int
@@ -74,29 +90,57 @@ ldr_pg_owned_elsewhere(struct ldr_pg *pg, const char *queue_id, char *other, siz
                         2, params, other, len);
 }
 
+/* The lease's holder, since and epoch as one phrase ("host h pid 1 since ... (epoch 3)"). */
+#define LEASE_HOLDER_SQL                                                                           \
+    "coalesce(holder, 'no loader yet') || coalesce(' since ' || to_char(holder_since AT TIME "     \
+    "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') || ' (epoch ' || epoch || ')'"
+
 /*
- * Inside a transaction: hold the owner row of queue_id (FOR SHARE: an --adopt-queue waits
- * until this transaction ends, and one that committed first is seen) and check that this
- * queue is the owner. Returns 0, DP_ERR_CONFIG (another owner or none: pg->owner, pg->err
- * say which), DP_ERR_RETRY, DP_ERR_NOMEM.
+ * Inside a transaction: hold the owner row of queue_id (FOR SHARE: an --adopt-queue or a
+ * newer loader's lease waits until this transaction ends, and one that committed first is
+ * seen) and check that this queue is the owner and this loader still holds the lease
+ * (pg->epoch). Returns 0, DP_ERR_CONFIG (another owner or none, or a newer loader holds the
+ * lease: pg->owner, pg->err say which), DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 static int
 pg_owner_hold(struct ldr_pg *pg, const char *queue_id)
 {
+    const char *params[] = {queue_id};
+    PGresult *res = NULL;
     int rc;
 
-    rc = pg_owner_read(pg, queue_id, true, pg->owner, sizeof(pg->owner));
-    if (rc == 0 && strcmp(pg->owner, pg->instance) == 0) {
+    pg->owner[0] = '\0';
+    rc = ldr_pg_query(pg,
+                      "SELECT instance_id, epoch, " LEASE_HOLDER_SQL " FROM queue_owners "
+                      "WHERE queue_id = $1 FOR SHARE",
+                      1, params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        return rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    }
+    if (PQntuples(res) > 0) {
+        snprintf(pg->owner, sizeof(pg->owner), "%s", PQgetvalue(res, 0, 0));
+    }
+    if (PQntuples(res) > 0 && strcmp(pg->owner, pg->instance) == 0 &&
+        strtoll(PQgetvalue(res, 0, 1), NULL, 10) != pg->epoch) {
+        pg->sqlstate[0] = '\0';
+        snprintf(pg->err, sizeof(pg->err),
+                 "fenced: a newer loader of queue.id %s holds its "
+                 "lease: %s; this loader (epoch %" PRId64 ") loads nothing more",
+                 queue_id, PQgetvalue(res, 0, 2), pg->epoch);
+        PQclear(res);
+        pg->owner[0] = '\0';
+        return DP_ERR_CONFIG;
+    }
+    PQclear(res);
+    if (pg->owner[0] != '\0' && strcmp(pg->owner, pg->instance) == 0) {
         pg->owner[0] = '\0';
         return 0;
     }
-    if (rc != 0 && rc != DP_ERR_NOTFOUND) {
-        return rc;
-    }
     pg->sqlstate[0] = '\0';
-    snprintf(pg->err, sizeof(pg->err), "queue.id %s is owned by queue instance %s, not by this "
-             "queue (instance %s)", queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)",
-             pg->instance);
+    snprintf(pg->err, sizeof(pg->err),
+             "queue.id %s is owned by queue instance %s, not by this "
+             "queue (instance %s)",
+             queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)", pg->instance);
     return DP_ERR_CONFIG;
 }
 
@@ -109,7 +153,87 @@ ldr_pg_owner_seen(const struct ldr_pg *pg)
 int
 ldr_pg_owner(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len)
 {
-    return pg_owner_read(pg, queue_id, false, owner, len);
+    return pg_owner_read(pg, queue_id, owner, len);
+}
+
+/* The statements of ldr_pg_lease_take inside its transaction: 0 or a dp_err. */
+static int
+pg_lease_bump(struct ldr_pg *pg, const char *queue_id, const char *holder, int64_t *epoch)
+{
+    const char *params[] = {queue_id, holder};
+    PGresult *res = NULL;
+    int rc;
+
+    /* Waits for every transaction of an earlier loader that holds the row (see above). */
+    rc = pg_owner_hold(pg, queue_id);
+    if (rc == DP_ERR_CONFIG && pg->owner[0] == '\0' && strncmp(pg->err, "fenced", 6) == 0) {
+        rc = 0; /* the epoch is not ours yet: that is the point */
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    rc = ldr_pg_query(pg,
+                      "UPDATE queue_owners SET epoch = epoch + 1, holder = $2, "
+                      "holder_since = now() WHERE queue_id = $1 RETURNING epoch",
+                      2, params, PGRES_TUPLES_OK, &res);
+    if (rc == 0 && PQntuples(res) == 1) {
+        *epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    } else if (rc == 0) {
+        rc = DP_ERR_RETRY;
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Why the lease could not be taken in time: who holds it, into pg->err. */
+static void
+pg_lease_busy(struct ldr_pg *pg, const char *queue_id)
+{
+    const char *params[] = {queue_id};
+    char who[LDR_ERR_MAX / 2];
+
+    if (ledger_value(pg, "SELECT " LEASE_HOLDER_SQL " FROM queue_owners WHERE queue_id = $1", 1,
+                     params, who, sizeof(who)) != 0) {
+        snprintf(who, sizeof(who), "an earlier loader");
+    }
+    pg->sqlstate[0] = '\0';
+    snprintf(pg->err, sizeof(pg->err),
+             "cannot take the lease of queue.id %s yet: held by %s, "
+             "a transaction of which still runs; waiting for it to end",
+             queue_id, who);
+}
+
+int
+ldr_pg_lease_take(struct ldr_pg *pg, const char *queue_id, int64_t *epoch)
+{
+    char host[256] = "";
+    char holder[320];
+    int rc;
+
+    if (gethostname(host, sizeof(host) - 1) != 0) {
+        snprintf(host, sizeof(host), "unknown");
+    }
+    snprintf(holder, sizeof(holder), "host %s pid %ld", host, (long)getpid());
+    /* A bounded wait, so that the wait is reported (pg_lease_busy), then retried. */
+    rc = ldr_pg_exec(pg, "BEGIN; SET LOCAL lock_timeout = '5s'");
+    if (rc == 0) {
+        rc = pg_lease_bump(pg, queue_id, holder, epoch);
+    }
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, "COMMIT");
+    }
+    if (rc == 0) {
+        pg->epoch = *epoch;
+        return 0;
+    }
+    PQclear(PQexec(pg->conn, "ROLLBACK"));
+    if (rc == DP_ERR_CONFIG || rc == DP_ERR_NOMEM) {
+        return rc;
+    }
+    if (strcmp(pg->sqlstate, "55P03") == 0) {
+        pg_lease_busy(pg, queue_id);
+    }
+    return DP_ERR_RETRY;
 }
 
 int
@@ -131,8 +255,8 @@ pg_batches_move(struct ldr_pg *pg, const char *from, const char *to, uint64_t *n
 {
     const char *params[] = {from, to};
 
-    return ldr_pg_exec_count(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1",
-                             2, params, n);
+    return ldr_pg_exec_count(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1", 2,
+                             params, n);
 }
 
 /* The statements of ldr_pg_owner_adopt inside its transaction. */

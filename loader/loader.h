@@ -15,7 +15,7 @@
 #include "queue/queue.h"
 
 /* The metadata the loader writes for the server: QUEUE_META_LOADER_* in queue/queue.h. */
-#define LDR_HELD_TYPES_MAX 256          /* bytes of the held types' comma list */
+#define LDR_HELD_TYPES_MAX 256 /* bytes of the held types' comma list */
 
 #define LDR_BATCH_MAX_BYTES (32u << 20) /* JSON bytes in one batch (one event may exceed it) */
 #define LDR_ONCE_ATTEMPTS 6             /* --once: give up after this many failed attempts */
@@ -37,9 +37,9 @@ struct ldr_pg;
 
 /* Points where a test's fault hook is called, in the order a batch passes them. */
 enum ldr_fault_point {
-    LDR_FAULT_COPY,            /* before each COPY of a batch's transaction */
-    LDR_FAULT_COMMIT,          /* before COMMIT is sent */
-    LDR_FAULT_COMMITTED,       /* COMMIT succeeded; the queue delete has not started */
+    LDR_FAULT_COPY,      /* before each COPY of a batch's transaction */
+    LDR_FAULT_COMMIT,    /* before COMMIT is sent */
+    LDR_FAULT_COMMITTED, /* COMMIT succeeded; the queue delete has not started */
 };
 
 /*
@@ -56,24 +56,24 @@ struct ldr_fault_ops {
 
 /* What a loader needs; strings are copied by ldr_create(). */
 struct ldr_options {
-    const char *queue_id;      /* names this queue in loader_batches and dead_letter */
-    const char *conninfo;      /* libpq connection string */
-    const char *schema;        /* schema holding every table */
-    int batch_rows;            /* events per batch, at most */
-    int workers;               /* concurrent batches (and connections), at least 1 */
-    int give_up_attempts;      /* failed attempts in a row before giving up; 0: never */
+    const char *queue_id;              /* names this queue in loader_batches and dead_letter */
+    const char *conninfo;              /* libpq connection string */
+    const char *schema;                /* schema holding every table */
+    int batch_rows;                    /* events per batch, at most */
+    int workers;                       /* concurrent batches (and connections), at least 1 */
+    int give_up_attempts;              /* failed attempts in a row before giving up; 0: never */
     const struct ldr_fault_ops *fault; /* NULL in production; borrowed */
 };
 
 /* The figures of one run (ldr_run) or of everything since ldr_create (ldr_totals). */
 struct ldr_run_stats {
-    uint64_t events;           /* events taken off the queue */
-    uint64_t loaded;           /* of which loaded into their tables */
-    uint64_t dead_letters;     /* of which filed into dead_letter */
-    uint64_t batches;          /* batches committed */
-    uint64_t retries;          /* back-offs */
-    uint64_t held;             /* events left queued: type unknown (ldr_totals: last run's) */
-    int64_t start_us;          /* wall clock, us since the epoch */
+    uint64_t events;       /* events taken off the queue */
+    uint64_t loaded;       /* of which loaded into their tables */
+    uint64_t dead_letters; /* of which filed into dead_letter */
+    uint64_t batches;      /* batches committed */
+    uint64_t retries;      /* back-offs */
+    uint64_t held;         /* events left queued: type unknown (ldr_totals: last run's) */
+    int64_t start_us;      /* wall clock, us since the epoch */
     int64_t end_us;
 };
 
@@ -90,9 +90,9 @@ void ldr_destroy(struct ldr *l);
 /*
  * ldr_start - what comes before the first run: connect (retrying with back-off while
  * PostgreSQL is down), create the schema and every table if missing, check that this queue
- * owns its queue.id (see ldr_refused), fence off sessions a killed earlier loader of this
- * queue may have left, and recover (delete from the queue every range loader_batches says
- * PostgreSQL already has).
+ * owns its queue.id (see ldr_refused), take the queue's lease (fencing off any earlier
+ * loader of this queue: ldr_pg_lease_take), and recover (delete from the queue every range
+ * loader_batches says PostgreSQL already has).
  * Returns 0, DP_ERR_CONFIG (refused: see ldr_refused), DP_ERR_CLOSED (ldr_stop was called),
  * DP_ERR_RETRY (gave up after give_up_attempts), DP_ERR_IO (queue error), DP_ERR_NOMEM.
  */
@@ -177,9 +177,9 @@ void ldr_totals(struct ldr *l, struct ldr_run_stats *st);
 /* ---- schedule and back-off (schedule.c): pure functions ---------------------------- */
 
 struct ldr_schedule {
-    int interval_s;            /* seconds between regular runs (from run start to run start) */
-    int min_interval_s;        /* seconds from the end of a run before an early run */
-    int64_t high_water;        /* queued events above which a run starts early */
+    int interval_s;     /* seconds between regular runs (from run start to run start) */
+    int min_interval_s; /* seconds from the end of a run before an early run */
+    int64_t high_water; /* queued events above which a run starts early */
 };
 
 /*
@@ -214,12 +214,14 @@ int ldr_pg_classify(const char *sqlstate, bool conn_ok);
 /*
  * ldr_pg_connect - connect through dp_pg_connect (etc/pgconn.h: connect_timeout 10 s,
  * keepalives after 30 s idle, application_name datapipe-loader unless conninfo says
- * otherwise; search_path schema), silence notices, make COMMIT durable and take the shared
- * advisory lock that marks this queue's sessions. instance_id: this queue's (queue_instance),
- * which the statements below check against queue_owners.
+ * otherwise), silence notices, and refuse a read-only server (DP_PG_READ_ONLY_TEXT). Nothing
+ * is set on the session: every transaction begins with SET LOCAL search_path schema,
+ * TimeZone UTC and synchronous_commit on (where it was off: a COMMIT must be durable), so
+ * PgBouncer in transaction mode may share the backend. instance_id: this queue's
+ * (queue_instance), which the statements below check against queue_owners.
  *   out: receives the connection; free with ldr_pg_close().
  *   err: receives libpq's text on failure (errlen bytes).
- * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication), DP_ERR_NOMEM.
+ * Returns 0, DP_ERR_RETRY (unreachable, refused, authentication, read-only), DP_ERR_NOMEM.
  */
 int ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
                    const char *queue_id, const char *instance_id, char *err, size_t errlen);
@@ -271,12 +273,20 @@ int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
 int ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema);
 
 /*
- * ldr_pg_fence - wait until no session of an earlier loader of queue_id remains (they hold
- * the queue's shared advisory lock); sessions still there after a few seconds are
- * terminated. Afterwards no COMMIT of a killed loader can still be in progress, so
- * loader_batches is the whole truth.
+ * ldr_pg_lease_take - take queue_id's lease for this loader process: bump queue_owners.epoch
+ * (recording this host and pid as the holder) once every transaction of an earlier loader
+ * that holds the owner row has ended. Afterwards no COMMIT of an earlier loader can still be
+ * in progress or come later (ledger.c says why), so loader_batches is the whole truth; and
+ * every later check on pg (and on connections given the epoch, ldr_pg_set_epoch) fails if a
+ * newer loader takes the lease. No session is terminated.
+ *   epoch: receives the new epoch.
+ * Returns 0, DP_ERR_CONFIG (this queue does not own queue_id), DP_ERR_RETRY (pg_err names
+ * the holder when its transaction did not end within 5 s), DP_ERR_NOMEM.
  */
-int ldr_pg_fence(struct ldr_pg *pg, const char *queue_id);
+int ldr_pg_lease_take(struct ldr_pg *pg, const char *queue_id, int64_t *epoch);
+
+/* ldr_pg_set_epoch - the lease's epoch (ldr_pg_lease_take) every check on pg holds to. */
+void ldr_pg_set_epoch(struct ldr_pg *pg, int64_t epoch);
 
 /*
  * ldr_pg_copy - COPY rows (len bytes) into table with the column list columns: text rows, or
@@ -305,10 +315,10 @@ int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
  * longer declared keeps its column (logged; its NOT NULL dropped), a required field no longer
  * required drops NOT NULL. Before any of that, every existing declared table's primary key
  * and key index get their derived names (dp_pg_derived_name), so that the names earlier
- * releases gave them ("<type>_pkey", "<type>_idem_key") are free for other types. A changed field type, a newly required field on an existing table, or a table of
- * that name that datapipe did not create is refused: logged with the field and what to do,
- * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
- * lz4 compression when the server has it.
+ * releases gave them ("<type>_pkey", "<type>_idem_key") are free for other types. A changed field
+ * type, a newly required field on an existing table, or a table of that name that datapipe did not
+ * create is refused: logged with the field and what to do, DP_ERR_CONFIG, and nothing of this
+ * transaction is kept. Also stores data_sample.raw with lz4 compression when the server has it.
  * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 int ldr_schema_ensure(struct ldr_pg *pg);
@@ -341,8 +351,7 @@ int ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, 
  * ldr_pg_batch_lookup - last_seq of the loader_batches row (queue_id, first), if this queue
  * owns queue_id. Returns 0, DP_ERR_NOTFOUND (no such row, or not the owner), DP_ERR_RETRY.
  */
-int ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first,
-                        uint64_t *last);
+int ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last);
 
 /*
  * ldr_pg_batches - call fn for every loader_batches row of queue_id with last_seq >= from,

@@ -18,24 +18,26 @@
 #include "loader/loader.h"
 #include "loader/pg_internal.h"
 
-/* Advisory lock keys (two int4 form): class "data", then 0 for DDL or the queue's hash. */
+/*
+ * The advisory lock key (two int4 form) that serializes DDL: class "data", then 0. Only ever
+ * taken for a transaction (pg_advisory_xact_lock): a session lock would stay on a pooled
+ * backend after the loader is gone.
+ */
 #define LDR_LOCK_CLASS 1684108385
 #define LDR_LOCK_DDL 0
-#define LDR_COPY_CHUNK (1u << 20)      /* bytes handed to PQputCopyData at a time */
-#define LDR_FENCE_TRIES 3
+#define LDR_COPY_CHUNK (1u << 20) /* bytes handed to PQputCopyData at a time */
 
-static const char dead_letter_ddl[] =
-    "CREATE TABLE IF NOT EXISTS dead_letter ("
-    "seq bigserial PRIMARY KEY, "
-    "queue_id text NOT NULL, "
-    "event_type text, "
-    "stage text NOT NULL CHECK (stage IN ('ingest', 'load')), "
-    "error text NOT NULL, "
-    "raw bytea NOT NULL, "
-    "received_at timestamptz, "
-    "failed_at timestamptz NOT NULL DEFAULT now(), "
-    "idempotency_key text, "
-    "source text)";
+static const char dead_letter_ddl[] = "CREATE TABLE IF NOT EXISTS dead_letter ("
+                                      "seq bigserial PRIMARY KEY, "
+                                      "queue_id text NOT NULL, "
+                                      "event_type text, "
+                                      "stage text NOT NULL CHECK (stage IN ('ingest', 'load')), "
+                                      "error text NOT NULL, "
+                                      "raw bytea NOT NULL, "
+                                      "received_at timestamptz, "
+                                      "failed_at timestamptz NOT NULL DEFAULT now(), "
+                                      "idempotency_key text, "
+                                      "source text)";
 
 /*
  * Columns added after the first release, so older schemas gain them at start: the event's
@@ -50,7 +52,7 @@ static const char dead_letter_upgrade[] =
 
 /*
  * The completeness watermark, one row per queue, only ever moved forward (GREATEST), and
- * the view SPEC names. CREATE OR REPLACE keeps the view's definition current.
+ * the view docs/operations.md names. CREATE OR REPLACE keeps the view's definition current.
  */
 static const char watermark_ddl[] =
     "CREATE TABLE IF NOT EXISTS queue_watermarks ("
@@ -58,25 +60,36 @@ static const char watermark_ddl[] =
     "loaded_through timestamptz NOT NULL); "
     "CREATE OR REPLACE VIEW watermark AS SELECT queue_id, loaded_through FROM queue_watermarks";
 
-static const char loader_batches_ddl[] =
-    "CREATE TABLE IF NOT EXISTS loader_batches ("
-    "queue_id text NOT NULL, "
-    "first_seq bigint NOT NULL, "
-    "last_seq bigint NOT NULL, "
-    "rows integer NOT NULL, "
-    "loaded_at timestamptz NOT NULL DEFAULT now(), "
-    "PRIMARY KEY (queue_id, first_seq))";
+static const char loader_batches_ddl[] = "CREATE TABLE IF NOT EXISTS loader_batches ("
+                                         "queue_id text NOT NULL, "
+                                         "first_seq bigint NOT NULL, "
+                                         "last_seq bigint NOT NULL, "
+                                         "rows integer NOT NULL, "
+                                         "loaded_at timestamptz NOT NULL DEFAULT now(), "
+                                         "PRIMARY KEY (queue_id, first_seq))";
 
 /*
  * Which queue instance owns a queue.id. Rows of loader_batches under a queue_id are the
  * owner's; --adopt-queue moves a former owner's rows to queue_id "<id>@<its instance>".
+ * The lease (epoch, holder, holder_since) says which loader process of the owner loads now:
+ * ledger.c says why it fences an earlier one.
  */
-static const char queue_owners_ddl[] =
-    "CREATE TABLE IF NOT EXISTS queue_owners ("
-    "queue_id text PRIMARY KEY, "
-    "instance_id text NOT NULL, "
-    "since timestamptz NOT NULL DEFAULT now(), "
-    "previous_instance_id text)";
+static const char queue_owners_ddl[] = "CREATE TABLE IF NOT EXISTS queue_owners ("
+                                       "queue_id text PRIMARY KEY, "
+                                       "instance_id text NOT NULL, "
+                                       "since timestamptz NOT NULL DEFAULT now(), "
+                                       "previous_instance_id text, "
+                                       "epoch bigint NOT NULL DEFAULT 0, "
+                                       "holder text, "
+                                       "holder_since timestamptz)";
+
+/*
+ * The lease's columns for a queue_owners table created before them; only run when missing
+ * (an ALTER TABLE locks the table even when it changes nothing, and every batch reads it).
+ */
+static const char queue_owners_upgrade[] =
+    "ALTER TABLE queue_owners ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0, "
+    "ADD COLUMN IF NOT EXISTS holder text, ADD COLUMN IF NOT EXISTS holder_since timestamptz";
 
 int
 ldr_pg_classify(const char *sqlstate, bool conn_ok)
@@ -104,7 +117,41 @@ pg_fail(struct ldr_pg *pg, const PGresult *res)
     if (pg->err[0] == '\0') {
         snprintf(pg->err, sizeof(pg->err), "%s", conn_ok ? "unknown error" : "connection lost");
     }
+    if (dp_pg_read_only(state)) {
+        char text[LDR_ERR_MAX];
+
+        snprintf(text, sizeof(text), "%s", pg->err);
+        snprintf(pg->err, sizeof(pg->err), DP_PG_READ_ONLY_TEXT " (%.*s)",
+                 (int)sizeof(pg->err) - 48, text);
+    }
     return ldr_pg_classify(state, conn_ok);
+}
+
+/* sql begins with the command word (then its end, a blank or a semicolon). */
+static bool
+pg_starts(const char *sql, const char *word)
+{
+    size_t n = strlen(word);
+
+    return strncmp(sql, word, n) == 0 && (sql[n] == '\0' || sql[n] == ';' || sql[n] == ' ');
+}
+
+/* Begin a transaction with the loader's settings, all SET LOCAL. */
+static int
+pg_begin(struct ldr_pg *pg)
+{
+    PGresult *res = PQexec(pg->conn, pg->begin_sql);
+    int rc = 0;
+
+    if (res == NULL) {
+        rc = PQstatus(pg->conn) == CONNECTION_OK ? DP_ERR_NOMEM : pg_fail(pg, NULL);
+    } else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = pg_fail(pg, res);
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+    }
+    PQclear(res);
+    /* Beginning never fails for the rows' sake. */
+    return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
 }
 
 int
@@ -112,8 +159,24 @@ ldr_pg_query(struct ldr_pg *pg, const char *sql, int nparams, const char *const 
              ExecStatusType want, PGresult **out)
 {
     PGresult *res;
+    bool own = false;
     int rc = 0;
 
+    if (PQtransactionStatus(pg->conn) == PQTRANS_IDLE && pg_starts(sql, "BEGIN")) {
+        rc = pg_begin(pg);
+        for (sql += strlen("BEGIN"); rc == 0 && (*sql == ';' || *sql == ' '); sql++) {
+        }
+        if (rc != 0 || *sql == '\0') {
+            return rc;
+        }
+    } else if (PQtransactionStatus(pg->conn) == PQTRANS_IDLE && !pg_starts(sql, "COMMIT") &&
+               !pg_starts(sql, "ROLLBACK")) {
+        rc = pg_begin(pg);
+        if (rc != 0) {
+            return rc;
+        }
+        own = true;
+    }
     if (nparams > 0) {
         res = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
     } else {
@@ -127,11 +190,28 @@ ldr_pg_query(struct ldr_pg *pg, const char *sql, int nparams, const char *const 
         rc = pg_fail(pg, res);
         goto out;
     }
+    if (own) {
+        /* The statement's own transaction: its answer holds once this COMMIT returned. */
+        PGresult *end = PQexec(pg->conn, "COMMIT");
+
+        if (end == NULL || PQresultStatus(end) != PGRES_COMMAND_OK) {
+            rc = end == NULL && PQstatus(pg->conn) == CONNECTION_OK ? DP_ERR_NOMEM
+                                                                    : pg_fail(pg, end);
+        }
+        PQclear(end);
+        own = false;
+        if (rc != 0) {
+            goto out;
+        }
+    }
     if (out != NULL) {
         *out = res;
         res = NULL;
     }
 out:
+    if (own) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+    }
     PQclear(res);
     return rc;
 }
@@ -186,19 +266,6 @@ pg_notice(void *arg, const char *message)
     dp_debug("postgresql notice", "text=%s", line);
 }
 
-/* FNV-1a of the queue id, as a positive int4 (pg_locks shows it as an oid). */
-static int32_t
-pg_queue_key(const char *queue_id)
-{
-    uint32_t h = 2166136261u;
-
-    for (const unsigned char *p = (const unsigned char *)queue_id; *p != '\0'; p++) {
-        h = (h ^ *p) * 16777619u;
-    }
-    h &= 0x7fffffffu;
-    return h == 0 ? 1 : (int32_t)h;
-}
-
 int
 ldr_pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
 {
@@ -214,9 +281,38 @@ ldr_pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Refuse a read-only server at once, with the reason an operator needs: the first write
+ * would fail anyway, with a message that does not say why.
+ */
+static int
+pg_check_writable(struct ldr_pg *pg, char *err, size_t errlen)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    rc = ldr_pg_query(pg,
+                      "SELECT current_setting('transaction_read_only'), "
+                      "pg_is_in_recovery()",
+                      0, NULL, PGRES_TUPLES_OK, &res);
+    if (rc == 0 &&
+        (strcmp(PQgetvalue(res, 0, 0), "on") == 0 || strcmp(PQgetvalue(res, 0, 1), "t") == 0)) {
+        pg->sqlstate[0] = '\0';
+        snprintf(pg->err, sizeof(pg->err), DP_PG_READ_ONLY_TEXT " (%s)",
+                 strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? "pg_is_in_recovery() is true"
+                                                         : "transaction_read_only is on");
+        rc = DP_ERR_RETRY;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", pg->err);
+    }
+    PQclear(res);
+    return rc == DP_ERR_NOMEM ? rc : rc != 0 ? DP_ERR_RETRY : 0;
+}
+
 int
-ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
-               const char *queue_id, const char *instance_id, char *err, size_t errlen)
+ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema, const char *queue_id,
+               const char *instance_id, char *err, size_t errlen)
 {
     /* TCP keepalives: a peer that vanished mid-COPY fails the connection within about a
      * minute instead of hanging the run (the back-off then retries the batch). */
@@ -229,16 +325,15 @@ ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
         .keepalives_interval_s = 10,
     };
     struct ldr_pg *pg = NULL;
-    char sql[256];
     int rc;
 
+    (void)queue_id;
     *out = NULL;
     pg = calloc(1, sizeof(*pg));
     if (pg == NULL) {
         rc = DP_ERR_NOMEM;
         goto out;
     }
-    pg->queue_key = pg_queue_key(queue_id);
     snprintf(pg->instance, sizeof(pg->instance), "%s", instance_id);
     rc = dp_pg_connect(&pg->conn, &opt, err, errlen);
     if (rc != 0) {
@@ -246,19 +341,15 @@ ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
     }
     PQsetNoticeProcessor(pg->conn, pg_notice, NULL);
     /*
-     * With synchronous_commit off a COMMIT may report success before its WAL is written: a
-     * server crash right after would lose rows the loader already deleted from the queue.
-     * Stricter settings (remote_apply, ...) are kept.
+     * Nothing is set on the session (no SET, no session advisory lock, no prepared
+     * statement): behind PgBouncer in transaction mode the backend serves other clients
+     * between our transactions. Each transaction begins with its settings instead.
      */
-    snprintf(sql, sizeof(sql),
-             "SELECT set_config('synchronous_commit', 'on', false) "
-             "WHERE current_setting('synchronous_commit') = 'off'; "
-             "SELECT pg_advisory_lock_shared(%d, %" PRId32 ")",
-             LDR_LOCK_CLASS, pg->queue_key);
-    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+    rc = dp_pg_begin_sql(pg->conn, &opt, false, &pg->begin_sql);
+    if (rc == 0) {
+        rc = pg_check_writable(pg, err, errlen);
+    }
     if (rc != 0) {
-        snprintf(err, errlen, "%s", pg->err);
-        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
         goto out;
     }
     *out = pg;
@@ -269,12 +360,19 @@ out:
 }
 
 void
+ldr_pg_set_epoch(struct ldr_pg *pg, int64_t epoch)
+{
+    pg->epoch = epoch;
+}
+
+void
 ldr_pg_close(struct ldr_pg *pg)
 {
     if (pg == NULL) {
         return;
     }
     PQfinish(pg->conn);
+    free(pg->begin_sql);
     free(pg);
 }
 
@@ -336,8 +434,10 @@ pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
         rc = ldr_schema_key_index(pg, table, table);
     }
     if (rc == 0 && unique) {
-        snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_digest "
-                 "bytea", table);
+        snprintf(sql, sizeof(sql),
+                 "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_digest "
+                 "bytea",
+                 table);
         rc = ldr_pg_exec(pg, sql);
     }
     return rc;
@@ -351,6 +451,24 @@ pg_source_column(struct ldr_pg *pg, const char *table)
 
     snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS source text", table);
     return ldr_pg_exec(pg, sql);
+}
+
+/* Add the lease's columns to a queue_owners table created before them. */
+static int
+pg_lease_columns(struct ldr_pg *pg)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    rc = ldr_pg_query(pg,
+                      "SELECT 1 FROM pg_attribute WHERE attrelid = 'queue_owners'::regclass "
+                      "AND attname = 'holder_since' AND NOT attisdropped",
+                      0, NULL, PGRES_TUPLES_OK, &res);
+    if (rc == 0 && PQntuples(res) == 0) {
+        rc = ldr_pg_exec(pg, queue_owners_upgrade);
+    }
+    PQclear(res);
+    return rc;
 }
 
 /* The statements of ldr_pg_ensure_schema inside its transaction. */
@@ -398,6 +516,9 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
         rc = ldr_pg_exec(pg, queue_owners_ddl);
     }
     if (rc == 0) {
+        rc = pg_lease_columns(pg);
+    }
+    if (rc == 0) {
         rc = ldr_schema_ensure(pg);
     }
     return rc;
@@ -428,62 +549,9 @@ ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema)
     return rc;
 }
 
-/* Terminate every other session that holds the queue's advisory lock. */
-static int
-pg_terminate_holders(struct ldr_pg *pg)
-{
-    char sql[384];
-    PGresult *res = NULL;
-    int rc;
-
-    snprintf(sql, sizeof(sql),
-             "SELECT pid, pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-             "AND classid = %d AND objid = %" PRId32 " AND objsubid = 2 "
-             "AND pid <> pg_backend_pid()",
-             LDR_LOCK_CLASS, pg->queue_key);
-    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, &res);
-    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
-        dp_warn("terminated a session of an earlier loader of this queue", "pid=%s done=%s",
-                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-    }
-    PQclear(res);
-    return rc;
-}
-
 int
-ldr_pg_fence(struct ldr_pg *pg, const char *queue_id)
-{
-    char sql[160];
-    int rc;
-
-    rc = ldr_pg_exec(pg, "SET lock_timeout = '5s'");
-    /* Our own shared lock does not conflict with the exclusive one we ask for. */
-    snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%d, %" PRId32 ")", LDR_LOCK_CLASS,
-             pg->queue_key);
-    for (int i = 0; rc == 0 && i < LDR_FENCE_TRIES; i++) {
-        rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
-        if (rc == 0 || strcmp(pg->sqlstate, "55P03") != 0 || i + 1 == LDR_FENCE_TRIES) {
-            break;
-        }
-        dp_warn("sessions of an earlier loader still hold this queue's lock", "queue_id=%s",
-                queue_id);
-        rc = pg_terminate_holders(pg);
-    }
-    if (rc != 0) {
-        return DP_ERR_RETRY;
-    }
-    snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%d, %" PRId32 ")", LDR_LOCK_CLASS,
-             pg->queue_key);
-    rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
-    if (rc == 0) {
-        rc = ldr_pg_exec(pg, "RESET lock_timeout");
-    }
-    return rc == 0 ? 0 : DP_ERR_RETRY;
-}
-
-int
-ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
-            size_t len, bool binary)
+ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data, size_t len,
+            bool binary)
 {
     /* The binary format's signature, flags and header extension length; its trailer. */
     static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";

@@ -14,16 +14,21 @@
 /* One connection of the loader (ldr_pg_connect). */
 struct ldr_pg {
     PGconn *conn;
-    int32_t queue_key;                 /* advisory lock key of the queue */
+    char *begin_sql; /* begins every transaction: dp_pg_begin_sql */
+    int64_t epoch;   /* this loader's lease of the queue (ldr_pg_set_epoch) */
     char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* this queue's instance id */
-    char owner[LDR_OWNER_MAX];         /* the owner the last refused check found, "" if none */
-    char sqlstate[6];                  /* of the last failure, "" if none */
-    char err[LDR_ERR_MAX];             /* the last failure's text */
+    char owner[LDR_OWNER_MAX]; /* the owner the last refused check found, "" if none */
+    char sqlstate[6];          /* of the last failure, "" if none */
+    char err[LDR_ERR_MAX];     /* the last failure's text */
 };
 
 /*
  * ldr_pg_query - run sql on pg (with nparams text parameters, none: PQexec) and keep the
- * result if its status is want.
+ * result if its status is want. No statement runs outside a transaction that began with
+ * pg->begin_sql (its settings SET LOCAL; nothing is ever SET on the session, which a pooler
+ * in transaction mode hands to other clients): a "BEGIN..." outside a transaction becomes
+ * begin_sql followed by the rest of sql; any other statement outside a transaction (but
+ * COMMIT, ROLLBACK) runs in a transaction of its own, committed before the call returns.
  *   out: NULL, or receives the result on success; the caller PQclears it.
  * On failure pg->sqlstate and pg->err say why (ldr_pg_error, ldr_pg_sqlstate).
  * Returns 0, DP_ERR_DATA or DP_ERR_RETRY as ldr_pg_classify says, DP_ERR_NOMEM (no result

@@ -4,12 +4,14 @@
  * borrowed from a small bounded pool (min(4, threads / 2) connections, each closed after a
  * minute unused), so the server never holds more than a handful of PostgreSQL backends.
  * PostgreSQL builds the JSON. Database down is 503, never a hang or a crash; an id that
- * cannot exist is answered before any query.
+ * cannot exist is answered before any query. Every query runs in a read-only transaction of
+ * its own that sets its search_path and timeouts with SET LOCAL, unnamed (PQexecParams):
+ * nothing stays on the session, so PgBouncer in transaction mode may share the backend.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/pgconn.h"
+#include "server/srv.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -23,19 +25,19 @@
 #define READ_POOL_IDLE_MS 60000        /* an unused connection is closed after this */
 #define READ_POOL_WAIT_MS 2000         /* a GET waits this long for a connection, then 503 */
 
-/* One pooled connection and the statements prepared on it. */
+/* One pooled connection. */
 struct read_conn {
     PGconn *pg;
-    bool prepared[SRV_MAX_TYPES];
-    int64_t used_ms;                   /* monotonic ms when it was last given back */
+    char *begin_sql; /* begins each query's transaction (dp_pg_begin_sql) */
+    int64_t used_ms; /* monotonic ms when it was last given back */
 };
 
 /* The pool: idle connections on a stack (the most recently used on top). */
 struct srv_read_pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv;                 /* a connection was given back or a slot freed */
-    int size;                          /* connections at most */
-    int open;                          /* connections open or being opened, lent or idle */
+    pthread_cond_t cv; /* a connection was given back or a slot freed */
+    int size;          /* connections at most */
+    int open;          /* connections open or being opened, lent or idle */
     int n_idle;
     struct read_conn *idle[READ_POOL_MAX];
 };
@@ -66,6 +68,7 @@ read_conn_close(struct read_conn *rc)
 {
     if (rc != NULL) {
         PQfinish(rc->pg);
+        free(rc->begin_sql);
         free(rc);
     }
 }
@@ -123,14 +126,15 @@ srv_read_pool_sweep(struct srv *s)
 }
 
 /*
- * Open a connection with search_path set; NULL when the database is unreachable (then why,
- * when not NULL, holds libpq's reason).
+ * Open a connection (server.database_conninfo, else database.conninfo); NULL when the
+ * database is unreachable (then why, when not NULL, holds libpq's reason).
  */
 static struct read_conn *
 read_conn_open(const struct srv *s, char *why, size_t why_len)
 {
     struct dp_pg_options opt = {
-        .conninfo = s->cfg->database_conninfo,
+        .conninfo = s->cfg->server_database_conninfo != NULL ? s->cfg->server_database_conninfo
+                                                             : s->cfg->database_conninfo,
         .application_name = "datapipe-server",
         .schema = s->cfg->database_schema,
         .connect_timeout_s = 3,
@@ -154,7 +158,39 @@ read_conn_open(const struct srv *s, char *why, size_t why_len)
         free(rc);
         return NULL;
     }
+    if (dp_pg_begin_sql(rc->pg, &opt, true, &rc->begin_sql) != 0) {
+        dp_warn("out of memory opening a database connection", NULL);
+        read_conn_close(rc);
+        return NULL;
+    }
     return rc;
+}
+
+/*
+ * Run sql (nparams text parameters; none: the simple protocol) in a read-only transaction of
+ * its own that begins with rc's settings; its result, or the first failure's (NULL on a lost
+ * connection or no memory, which PQresultStatus reads as a fatal error).
+ */
+static PGresult *
+read_exec(struct read_conn *rc, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *res = PQexec(rc->pg, rc->begin_sql);
+    bool ok;
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        PQclear(PQexec(rc->pg, "ROLLBACK"));
+        return res;
+    }
+    PQclear(res);
+    if (nparams > 0) {
+        res = PQexecParams(rc->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    } else {
+        res = PQexec(rc->pg, sql);
+    }
+    /* Read only: the COMMIT's outcome changes nothing the caller has. */
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(PQexec(rc->pg, ok ? "COMMIT" : "ROLLBACK"));
+    return res;
 }
 
 /*
@@ -202,7 +238,7 @@ pool_get(struct srv *s, char *why, size_t why_len)
     return rc;
 }
 
-/* Give rc back; a broken one (or broken: the statements may be stale) is closed instead. */
+/* Give rc back; a broken one (or broken: the caller saw it fail) is closed instead. */
 static void
 pool_put(struct srv *s, struct read_conn *rc, bool broken)
 {
@@ -294,14 +330,11 @@ unavailable_why(struct srv_reply *r, const char *why)
 }
 
 static int max_reads(const struct srv *s);
-static void get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id,
-                      struct srv_reply *r);
+static void get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
 
 void
 srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r)
 {
-    size_t ti = srv_type_index(t);
-
     if (!id_ok(t, id, r)) {
         return;
     }
@@ -313,7 +346,7 @@ srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv
         srv_reply_header(r, "Retry-After", "1");
         return;
     }
-    get_event(s, t, ti, id, r);
+    get_event(s, t, id, r);
     atomic_fetch_sub(&s->reads_in_flight, 1);
 }
 
@@ -324,14 +357,12 @@ max_reads(const struct srv *s)
 }
 
 static void
-get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, struct srv_reply *r)
+get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r)
 {
-    char name[96];
     struct read_conn *rc;
     PGconn *c;
     PGresult *res = NULL;
     const char *sqlstate;
-    bool broken = false;
 
     rc = pool_get(s, NULL, 0);
     if (rc == NULL) {
@@ -339,41 +370,22 @@ get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, str
         return;
     }
     c = rc->pg;
-    snprintf(name, sizeof(name), "get_%s", t->name);
-    if (!rc->prepared[ti]) {
-        res = PQprepare(c, name, t->get_sql, 1, NULL);
-        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            /* 42P01: the loader has not created the table yet, so nothing is loaded. */
-            if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
-                srv_reply_json(r, 404, "not found (not loaded yet)");
-            } else if (db_busy(sqlstate) || PQstatus(c) != CONNECTION_OK) {
-                unavailable(r);
-            } else {
-                dp_error("prepare failed", "type=%s error=%s", t->name, PQerrorMessage(c));
-                srv_reply_json(r, 500, "could not query the database");
-            }
-            goto out;
-        }
-        PQclear(res);
-        rc->prepared[ti] = true;
-    }
-    res = PQexecPrepared(c, name, 1, &id, NULL, NULL, 0);
+    res = read_exec(rc, t->get_sql, 1, &id);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (db_busy(sqlstate) || PQstatus(c) != CONNECTION_OK) {
+        if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
+            /* The loader has not created the table yet, so nothing is loaded. */
+            srv_reply_json(r, 404, "not found (not loaded yet)");
+        } else if (db_busy(sqlstate) || PQstatus(c) != CONNECTION_OK) {
             unavailable(r);
         } else if (sqlstate != NULL && strncmp(sqlstate, "22", 2) == 0) {
             /* A data exception: the id cannot be a stored one (the database's encoding
              * cannot hold it, say). The client's fault, not a bug. */
-            dp_debug("id refused by the database", "type=%s error=%s", t->name,
-                     PQerrorMessage(c));
+            dp_debug("id refused by the database", "type=%s error=%s", t->name, PQerrorMessage(c));
             srv_reply_json(r, 404, "not found (no such id)");
         } else {
             dp_error("query failed", "type=%s error=%s", t->name, PQerrorMessage(c));
             srv_reply_json(r, 500, "could not query the database");
-            /* A changed table invalidates the statement: prepare again next time. */
-            broken = true;
         }
         goto out;
     }
@@ -388,7 +400,7 @@ get_event(struct srv *s, const struct ev_type *t, size_t ti, const char *id, str
     }
 out:
     PQclear(res);
-    pool_put(s, rc, broken);
+    pool_put(s, rc, false);
 }
 
 /*
@@ -399,12 +411,26 @@ out:
 static const char dead_letters_sql[] =
     "SELECT json_build_object("
     " 'by_type', COALESCE((SELECT json_agg(x ORDER BY x.event_type, x.stage) FROM"
-    "  (SELECT event_type, stage, count(*) AS count, " DEAD_TIME("max(failed_at)")
-    "   AS last_failed_at FROM dead_letter WHERE queue_id = $1 GROUP BY 1, 2) x), '[]'),"
-    " 'latest', COALESCE((SELECT json_agg(y ORDER BY y.seq DESC) FROM"
-    "  (SELECT seq, event_type, stage, error, " DEAD_TIME("received_at") " AS received_at, "
-    DEAD_TIME("failed_at") " AS failed_at FROM dead_letter WHERE queue_id = $1"
-    "   ORDER BY seq DESC LIMIT 10) y), '[]'))::text";
+    "  (SELECT event_type, stage, count(*) AS count, " DEAD_TIME(
+        "max(failed_at)") "   AS last_failed_at FROM dead_letter WHERE queue_id = $1 GROUP BY 1, "
+                          "2) x), '[]'),"
+                          " 'latest', COALESCE((SELECT json_agg(y ORDER BY y.seq DESC) FROM"
+                          "  (SELECT seq, event_type, stage, error, " DEAD_TIME(
+                              "received_at") " AS received_at, " DEAD_TIME("failed_at") " AS "
+                                                                                        "failed_at "
+                                                                                        "FROM "
+                                                                                        "dead_"
+                                                                                        "letter "
+                                                                                        "WHERE "
+                                                                                        "queue_id "
+                                                                                        "= $1"
+                                                                                        "   ORDER "
+                                                                                        "BY seq "
+                                                                                        "DESC "
+                                                                                        "LIMIT 10) "
+                                                                                        "y), "
+                                                                                        "'[]'))::"
+                                                                                        "text";
 
 static void
 get_dead_letters(struct srv *s, struct srv_reply *r)
@@ -425,7 +451,7 @@ get_dead_letters(struct srv *s, struct srv_reply *r)
         return;
     }
     c = rconn->pg;
-    res = PQexecParams(c, dead_letters_sql, 1, NULL, params, NULL, NULL, 0);
+    res = read_exec(rconn, dead_letters_sql, 1, params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (sqlstate != NULL && strcmp(sqlstate, "42P01") == 0) {
@@ -484,9 +510,10 @@ srv_get_dead_letters(struct srv *s, struct srv_reply *r)
  * Returns 0, DP_ERR_NOTFOUND, DP_ERR_RETRY (database unavailable), DP_ERR_IO.
  */
 static int
-trail_query(PGconn *c, const char *sql, const char *id, json_t *o)
+trail_query(struct read_conn *rconn, const char *sql, const char *id, json_t *o)
 {
-    PGresult *res = PQexecParams(c, sql, 1, NULL, &id, NULL, NULL, 0);
+    PGconn *c = rconn->pg;
+    PGresult *res = read_exec(rconn, sql, 1, &id);
     const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     json_t *row = NULL;
     int rc = 0;
@@ -524,23 +551,28 @@ out:
 static int
 trail_type_sql(const struct ev_type *t, char *sql, size_t len)
 {
-    int n = snprintf(sql, len,
-                     "SELECT json_build_object('type', '%s', 'state', 'loaded', 'table', '%s', "
-                     "'received_at', " TRAIL_TIME("t.received_at") ", "
-                     "'loaded_at', " TRAIL_TIME("coalesce(to_jsonb(t.*)->>'loaded_at', "
-                                                "to_jsonb(t.*)->>'processed_at')::timestamptz")
-                     ")::text FROM %s t WHERE t.id = $1::uuid",
-                     t->name, t->table, t->table);
+    int n = snprintf(
+        sql, len,
+        "SELECT json_build_object('type', '%s', 'state', 'loaded', 'table', '%s', "
+        "'received_at', " TRAIL_TIME("t.received_at") ", "
+                                                      "'loaded_at', " TRAIL_TIME(
+                                                          "coalesce(to_jsonb(t.*)->>'loaded_at', "
+                                                          "to_jsonb(t.*)->>'processed_at')::"
+                                                          "timestamptz") ")::text FROM %s t WHERE "
+                                                                         "t.id = $1::uuid",
+        t->name, t->table, t->table);
 
     return n > 0 && (size_t)n < len ? 0 : DP_ERR_NOMEM;
 }
 
 static const char trail_dead_sql[] =
     "SELECT json_build_object('type', event_type, 'state', 'dead_letter', "
-    "'received_at', " TRAIL_TIME("received_at") ", 'stage', stage, 'error', error, "
-    "'failed_at', " TRAIL_TIME("failed_at") ", 'replays', replays, "
-    "'dead_letter_seq', seq)::text "
-    "FROM dead_letter WHERE event_id = $1::uuid ORDER BY seq DESC LIMIT 1";
+    "'received_at', " TRAIL_TIME(
+        "received_at") ", 'stage', stage, 'error', error, "
+                       "'failed_at', " TRAIL_TIME("failed_at") ", 'replays', replays, "
+                                                               "'dead_letter_seq', seq)::text "
+                                                               "FROM dead_letter WHERE event_id = "
+                                                               "$1::uuid ORDER BY seq DESC LIMIT 1";
 
 /*
  * dead_letter first, then the append tables: the only move between them is a replay,
@@ -552,14 +584,12 @@ trail_lookup(struct srv *s, const char *id, json_t *o)
 {
     char sql[1024];
     struct read_conn *rconn = pool_get(s, NULL, 0);
-    PGconn *c;
     int rc;
 
     if (rconn == NULL) {
         return DP_ERR_RETRY;
     }
-    c = rconn->pg;
-    rc = trail_query(c, trail_dead_sql, id, o);
+    rc = trail_query(rconn, trail_dead_sql, id, o);
     for (size_t i = 0; rc == DP_ERR_NOTFOUND && i < ev_registry_len; i++) {
         const struct ev_type *t = ev_registry[i];
 
@@ -569,7 +599,7 @@ trail_lookup(struct srv *s, const char *id, json_t *o)
         }
         rc = trail_type_sql(t, sql, sizeof(sql));
         if (rc == 0) {
-            rc = trail_query(c, sql, id, o);
+            rc = trail_query(rconn, sql, id, o);
         }
     }
     pool_put(s, rconn, rc == DP_ERR_RETRY || rc == DP_ERR_IO);
@@ -617,7 +647,7 @@ srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r)
         goto out;
     }
     c = rconn->pg;
-    res = PQexec(c, sql);
+    res = read_exec(rconn, sql, 0, NULL);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 

@@ -85,16 +85,35 @@ START_TEST(test_dp_pg_connect_session)
     };
     char err[256] = "";
     char conninfo[1024];
+    char *begin = NULL;
     PGconn *c = NULL;
+    PGresult *r;
 
     ck_assert_int_eq(dp_pg_connect(&c, &opt, err, sizeof(err)), 0);
     ck_assert_ptr_nonnull(c);
     expect_setting(c, "SHOW client_encoding", "UTF8");
     expect_setting(c, "SHOW application_name", "datapipe-test");
+    /* Nothing on the session: a pooler may hand the backend to anyone between transactions. */
+    expect_setting(c, "SHOW search_path", "\"$user\", public");
+    expect_setting(c, "SHOW statement_timeout", "0");
+    /* The settings hold inside a transaction begun with dp_pg_begin_sql, and end with it. */
+    ck_assert_int_eq(dp_pg_begin_sql(c, &opt, true, &begin), 0);
+    r = PQexec(c, begin);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
     expect_setting(c, "SHOW search_path", "\"some \"\"schema\"\"\"");
     expect_setting(c, "SHOW TimeZone", "UTC");
     expect_setting(c, "SHOW statement_timeout", "2s");
     expect_setting(c, "SHOW lock_timeout", "1s");
+    expect_setting(c, "SHOW synchronous_commit", "on");
+    expect_setting(c, "SHOW transaction_read_only", "on");
+    r = PQexec(c, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    expect_setting(c, "SHOW search_path", "\"$user\", public");
+    expect_setting(c, "SHOW statement_timeout", "0");
+    expect_setting(c, "SHOW lock_timeout", "0");
+    free(begin);
     PQfinish(c);
 
     /* No statement timeout asked: the server's default stays; the operator's conninfo wins. */
@@ -102,9 +121,15 @@ START_TEST(test_dp_pg_connect_session)
     opt.conninfo = conninfo;
     opt.statement_timeout_ms = 0;
     ck_assert_int_eq(dp_pg_connect(&c, &opt, err, sizeof(err)), 0);
+    ck_assert_int_eq(dp_pg_begin_sql(c, &opt, false, &begin), 0);
+    r = PQexec(c, begin);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
     expect_setting(c, "SHOW application_name", "mine");
     expect_setting(c, "SHOW statement_timeout", "0");
     expect_setting(c, "SHOW client_encoding", "UTF8");
+    expect_setting(c, "SHOW transaction_read_only", "off");
+    free(begin);
     PQfinish(c);
 }
 END_TEST

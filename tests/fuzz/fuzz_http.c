@@ -6,8 +6,8 @@
  * the server closes. A crash or a sanitizer report in any server thread is a finding.
  */
 #include <arpa/inet.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,14 +79,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     /* Limits small enough that the 413, 429 and gzip paths are reached by short inputs. */
-    fprintf(f, "{\"server\": {\"listen\": \"127.0.0.1:%d\", \"threads\": 4, "
-               "\"max_body_bytes\": 65536, \"request_timeout_ms\": 1000, "
-               "\"api_keys\": [\"open\", {\"name\": \"tight\", \"key\": \"t\", "
-               "\"events_per_s\": 5, \"burst\": 10}], "
-               "\"cors_origins\": [\"https://a.example\"]},"
-               " \"queue\": {\"path\": \"%s/q\", \"max_bytes\": 268435456, \"sync\": false},"
-               " \"database\": {\"conninfo\": \"host=%s/nowhere port=1 connect_timeout=1\"},"
-               " \"log\": {\"level\": \"error\"}}\n", port, fz_dir, fz_dir);
+    fprintf(f,
+            "{\"server\": {\"listen\": \"127.0.0.1:%d\", \"threads\": 4, "
+            "\"max_body_bytes\": 65536, \"request_timeout_ms\": 1000, "
+            "\"api_keys\": [\"open\", {\"name\": \"tight\", \"key\": \"t\", "
+            "\"events_per_s\": 5, \"burst\": 10}], "
+            "\"cors_origins\": [\"https://a.example\"]},"
+            " \"queue\": {\"path\": \"%s/q\", \"max_bytes\": 268435456, \"sync\": false},"
+            " \"database\": {\"conninfo\": \"host=%s/nowhere port=1 connect_timeout=1\"},"
+            " \"log\": {\"level\": \"error\"}}\n",
+            port, fz_dir, fz_dir);
     fclose(f);
     src.cli_path = path;
     if (dp_config_load(&src, &cfg, &errors) != 0) {
@@ -142,7 +144,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (off < size) {
         n = send(fd, data + off, size - off, MSG_NOSIGNAL);
         if (n <= 0) {
-            break;              /* the server answered early and closed: fine */
+            break; /* the server answered early and closed: fine */
         }
         off += (size_t)n;
     }

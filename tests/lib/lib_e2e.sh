@@ -37,12 +37,14 @@ e2e_cleanup() {
 }
 
 # e2e_config SERVER_EXTRA LOADER_JSON: write $CFG (queue $QDIR of $QMAX bytes, fsync on).
+# E2E_CONNINFO, when set, is the daemons' database.conninfo (a pooler's, say) instead of the
+# harness's; the checks always ask the harness's cluster directly.
 e2e_config() {
     cat >"$CFG" <<EOF
 {"server": {"listen": "127.0.0.1:$PORT", "threads": ${E2E_THREADS:-64},
             "request_timeout_ms": ${E2E_TIMEOUT_MS:-10000} $1},
  "queue": {"path": "$QDIR", "max_bytes": $QMAX, "id": "$QID", "sync": true},
- "database": {"conninfo": "$DP_PG_CONNINFO", "schema": "$SCHEMA"},
+ "database": {"conninfo": "${E2E_CONNINFO:-$DP_PG_CONNINFO}", "schema": "$SCHEMA"},
  "loader": {${2:-\"interval_s\": 1, \"min_interval_s\": 0, \"high_water\": 1}},
  "log": {"level": "info"}}
 EOF
