@@ -377,8 +377,8 @@ size_t ev_cloudevent_key(const char *source, size_t source_len, const char *id, 
  * that text. typed: the key of a track's copy in its declared type's table, "st:" and
  * "st-sha256:" instead. out holds EV_KEY_MAX + 1 bytes; returns the key's length.
  */
-size_t ev_segment_key(const char *source, size_t source_len, const char *message_id,
-                      size_t id_len, bool typed, char out[EV_KEY_MAX + 1]);
+size_t ev_segment_key(const char *source, size_t source_len, const char *message_id, size_t id_len,
+                      bool typed, char out[EV_KEY_MAX + 1]);
 
 /*
  * ev_digest - SHA-256 of s (len bytes) with surrounding whitespace (space, tab, CR, LF)

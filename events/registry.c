@@ -28,9 +28,8 @@ extern const struct ev_type ev_users;
 #define EV_BUILTINS 12
 
 static const struct ev_type *slots[EV_REGISTRY_MAX] = {
-    &ev_crash_report, &ev_ad_event, &ev_user_login, &ev_product, &ev_data_sample,
-    &ev_identifies,   &ev_tracks,   &ev_pages,      &ev_screens, &ev_groups,
-    &ev_aliases,      &ev_users,
+    &ev_crash_report, &ev_ad_event, &ev_user_login, &ev_product, &ev_data_sample, &ev_identifies,
+    &ev_tracks,       &ev_pages,    &ev_screens,    &ev_groups,  &ev_aliases,     &ev_users,
 };
 
 const struct ev_type *const *const ev_registry = slots;

@@ -31,8 +31,9 @@ ev_segment_key(const char *source, size_t source_len, const char *message_id, si
     size_t n;
 
     /* The source's length first: ("ab", "c") and ("a", "bc") give "sk:2:abc" and "sk:1:abc". */
-    plen = (size_t)snprintf(prefix, sizeof(prefix), "%s%zu:",
-                            typed ? SEGMENT_TYPED_KEY_PREFIX : SEGMENT_KEY_PREFIX, source_len);
+    plen = (size_t)snprintf(prefix, sizeof(prefix),
+                            "%s%zu:", typed ? SEGMENT_TYPED_KEY_PREFIX : SEGMENT_KEY_PREFIX,
+                            source_len);
     if (plen + source_len + id_len <= EV_KEY_MAX) {
         memcpy(out, prefix, plen);
         memcpy(out + plen, source, source_len);
@@ -112,31 +113,48 @@ check_message_id(const json_t *v, const char *name, char err[EV_ERR_MAX])
 
 /* The fields every call has, then each call's own. Others are kept in the stored message
  * but not checked: SDKs add their own, such as "_metadata" or "channel". */
-#define F_TYPE { .name = "type", .type = "string", .required = true, .check = ev_check_string }
-#define F_MESSAGE_ID                                                                          \
-    { .name = "messageId", .type = "string", .format = "non-empty", .required = true,        \
-      .check = check_message_id }
-#define F_ID(n, req) { .name = n, .type = "string|integer", .format = "non-empty",            \
-                       .required = req, .null_ok = !(req), .check = check_id }
-#define F_OBJECT(n) { .name = n, .type = "object", .null_ok = true, .check = ev_check_object }
-#define F_TIME(n) { .name = n, .type = "timestamp", .format = "date-time", .null_ok = true,    \
-                    .check = check_time }
-#define F_COMMON(user_required)                                                               \
-    F_TYPE, F_MESSAGE_ID, F_ID("userId", user_required), F_ID("anonymousId", false),         \
-    F_OBJECT("context"), F_OBJECT("integrations"), F_TIME("timestamp"),                      \
-    F_TIME("originalTimestamp"), F_TIME("sentAt")
+#define F_TYPE                                                                                     \
+    {                                                                                              \
+        .name = "type", .type = "string", .required = true, .check = ev_check_string               \
+    }
+#define F_MESSAGE_ID                                                                               \
+    {                                                                                              \
+        .name = "messageId", .type = "string", .format = "non-empty", .required = true,            \
+        .check = check_message_id                                                                  \
+    }
+#define F_ID(n, req)                                                                               \
+    {                                                                                              \
+        .name = n, .type = "string|integer", .format = "non-empty", .required = req,               \
+        .null_ok = !(req), .check = check_id                                                       \
+    }
+#define F_OBJECT(n)                                                                                \
+    {                                                                                              \
+        .name = n, .type = "object", .null_ok = true, .check = ev_check_object                     \
+    }
+#define F_TIME(n)                                                                                  \
+    {                                                                                              \
+        .name = n, .type = "timestamp", .format = "date-time", .null_ok = true,                    \
+        .check = check_time                                                                        \
+    }
+#define F_COMMON(user_required)                                                                    \
+    F_TYPE, F_MESSAGE_ID, F_ID("userId", user_required), F_ID("anonymousId", false),               \
+        F_OBJECT("context"), F_OBJECT("integrations"), F_TIME("timestamp"),                        \
+        F_TIME("originalTimestamp"), F_TIME("sentAt")
 
 static const struct ev_field identify_fields[] = {F_COMMON(false), F_OBJECT("traits")};
 static const struct ev_field user_fields[] = {F_COMMON(true), F_OBJECT("traits")};
 static const struct ev_field track_fields[] = {
     F_COMMON(false),
-    { .name = "event", .type = "string", .format = "non-empty", .required = true,
-      .check = ev_check_nonempty_string },
+    {.name = "event",
+     .type = "string",
+     .format = "non-empty",
+     .required = true,
+     .check = ev_check_nonempty_string},
     F_OBJECT("properties"),
 };
 static const struct ev_field page_fields[] = {
     F_COMMON(false),
-    { .name = "name", .type = "string", .null_ok = true, .check = ev_check_string },
+    {.name = "name", .type = "string", .null_ok = true, .check = ev_check_string},
     F_OBJECT("properties"),
 };
 static const struct ev_field group_fields[] = {F_COMMON(false), F_ID("groupId", true),
@@ -149,16 +167,13 @@ static const struct ev_field alias_fields[] = {F_COMMON(true), F_ID("previousId"
 struct seg_kind {
     const char *table;
     const char *type;
-    const char *own[2];         /* NULL ends */
+    const char *own[2]; /* NULL ends */
 };
 
 static const struct seg_kind kinds[] = {
-    {"identifies", "identify", {"traits", NULL}},
-    {"tracks", "track", {"event", "properties"}},
-    {"pages", "page", {"name", "properties"}},
-    {"screens", "screen", {"name", "properties"}},
-    {"groups", "group", {"groupId", "traits"}},
-    {"aliases", "alias", {"previousId", NULL}},
+    {"identifies", "identify", {"traits", NULL}}, {"tracks", "track", {"event", "properties"}},
+    {"pages", "page", {"name", "properties"}},    {"screens", "screen", {"name", "properties"}},
+    {"groups", "group", {"groupId", "traits"}},   {"aliases", "alias", {"previousId", NULL}},
     {"users", "identify", {"traits", NULL}},
 };
 
@@ -352,35 +367,35 @@ encode_user(const struct ev_type *t, const struct ev_stored *ev, const json_t *o
     return ev_row_end(&row);
 }
 
-#define COMMON_DDL                                                                            \
-    "id uuid PRIMARY KEY, message_id text NOT NULL, anonymous_id text, user_id text, "       \
-    "timestamp timestamptz NOT NULL, original_timestamp timestamptz, sent_at timestamptz, " \
+#define COMMON_DDL                                                                                 \
+    "id uuid PRIMARY KEY, message_id text NOT NULL, anonymous_id text, user_id text, "             \
+    "timestamp timestamptz NOT NULL, original_timestamp timestamptz, sent_at timestamptz, "        \
     "received_at timestamptz NOT NULL, context jsonb, "
-#define TAIL_DDL                                                                              \
-    "loaded_at timestamptz NOT NULL DEFAULT now(), "                                        \
+#define TAIL_DDL                                                                                   \
+    "loaded_at timestamptz NOT NULL DEFAULT now(), "                                               \
     "idempotency_key text, idempotency_digest bytea, source text)"
-#define COMMON_COLUMNS                                                                        \
-    "(id, message_id, anonymous_id, user_id, timestamp, original_timestamp, sent_at, "      \
+#define COMMON_COLUMNS                                                                             \
+    "(id, message_id, anonymous_id, user_id, timestamp, original_timestamp, sent_at, "             \
     "received_at, context, "
 #define TAIL_COLUMNS "idempotency_key, idempotency_digest, source)"
 
 /* One table of Segment's warehouse layout: its own columns between the common ones. */
-#define SEGMENT_TYPE(var, tbl, flds, own_ddl, own_cols)                                       \
-    const struct ev_type var = {                                                             \
-        .name = tbl,                                                                         \
-        .table = tbl,                                                                        \
-        .ddl = "CREATE TABLE IF NOT EXISTS " tbl " (" COMMON_DDL own_ddl TAIL_DDL,           \
-        .copy_columns = COMMON_COLUMNS own_cols TAIL_COLUMNS,                                \
-        .load = EV_LOAD_APPEND,                                                              \
-        .keyed = true,                                                                       \
-        .fields = flds,                                                                      \
-        .n_fields = N(flds),                                                                 \
-        .open = true,                                                                        \
-        .id_kind = EV_ID_UUID,                                                               \
-        .jsonb_numbers = true,                                                               \
-        .get_sql = "SELECT row_to_json(t)::text FROM " tbl " t WHERE t.id = $1::uuid",     \
-        .validate = validate,                                                                \
-        .encode_row = encode_row,                                                            \
+#define SEGMENT_TYPE(var, tbl, flds, own_ddl, own_cols)                                            \
+    const struct ev_type var = {                                                                   \
+        .name = tbl,                                                                               \
+        .table = tbl,                                                                              \
+        .ddl = "CREATE TABLE IF NOT EXISTS " tbl " (" COMMON_DDL own_ddl TAIL_DDL,                 \
+        .copy_columns = COMMON_COLUMNS own_cols TAIL_COLUMNS,                                      \
+        .load = EV_LOAD_APPEND,                                                                    \
+        .keyed = true,                                                                             \
+        .fields = flds,                                                                            \
+        .n_fields = N(flds),                                                                       \
+        .open = true,                                                                              \
+        .id_kind = EV_ID_UUID,                                                                     \
+        .jsonb_numbers = true,                                                                     \
+        .get_sql = "SELECT row_to_json(t)::text FROM " tbl " t WHERE t.id = $1::uuid",             \
+        .validate = validate,                                                                      \
+        .encode_row = encode_row,                                                                  \
     }
 
 SEGMENT_TYPE(ev_identifies, "identifies", identify_fields, "traits jsonb, ", "traits, ");

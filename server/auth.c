@@ -228,8 +228,7 @@ srv_auth_destroy(struct srv *s)
 static int
 b64_value(char ch)
 {
-    static const char digits[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const char *p = ch != '\0' ? strchr(digits, ch) : NULL;
 
     return p == NULL ? -1 : (int)(p - digits);

@@ -315,7 +315,7 @@ srv_count_events(struct srv *s, const struct ev_batch *b, const struct queue_eve
  */
 int
 srv_append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_type,
-             uint16_t answer, const struct srv_limit *key, struct queue_event *evs)
+                 uint16_t answer, const struct srv_limit *key, struct queue_event *evs)
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";

@@ -5,9 +5,9 @@
  * key's name, Segment's size limits, a 200 with a JSON body once stored. Each message goes
  * to its call's type (events/segment.c); it must never answer 2xx before the queue commit.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <civetweb.h>
 #include <stdio.h>
@@ -23,16 +23,16 @@ static const struct {
     const char *call;
     const char *type;
 } calls[] = {
-    {"identify", "identifies"}, {"track", "tracks"},   {"page", "pages"},
-    {"screen", "screens"},      {"group", "groups"},   {"alias", "aliases"},
+    {"identify", "identifies"}, {"track", "tracks"}, {"page", "pages"},
+    {"screen", "screens"},      {"group", "groups"}, {"alias", "aliases"},
 };
 
 /* What one request holds while it is handled; freed by request_free. */
 struct seg_request {
     struct ev_batch b;
-    char **raws;                /* normalised messages, the items' bytes: n_raws of them */
+    char **raws; /* normalised messages, the items' bytes: n_raws of them */
     size_t n_raws;
-    size_t *main_item;          /* per message: its item in b (the table row's) */
+    size_t *main_item; /* per message: its item in b (the table row's) */
     size_t n_msgs;
     struct queue_event *evs;
 };
@@ -72,7 +72,7 @@ merge_defaults(json_t *msg, const char *name, const json_t *batch_level)
         return 0;
     }
     if (own != NULL && !json_is_object(own)) {
-        return 0;               /* the type's check names it */
+        return 0; /* the type's check names it */
     }
     merged = json_copy((json_t *)batch_level);
     if (merged == NULL || (own != NULL && json_object_update(merged, own) != 0)) {
@@ -95,8 +95,8 @@ keep_raw(struct seg_request *q, char *raw)
  * type of the message (t), its messageId (*mid, NULL when it has none).
  */
 static void
-message_problem(const json_t *msg, const char *call, const struct ev_type **t,
-                const char **mid, size_t *mid_len, char err[EV_ERR_MAX])
+message_problem(const json_t *msg, const char *call, const struct ev_type **t, const char **mid,
+                size_t *mid_len, char err[EV_ERR_MAX])
 {
     const json_t *v;
 
@@ -106,7 +106,9 @@ message_problem(const json_t *msg, const char *call, const struct ev_type **t,
     *mid_len = 0;
     if (!json_is_object(msg)) {
         snprintf(err, EV_ERR_MAX, "message: expected an object, got %s",
-                 json_is_array(msg) ? "array" : json_is_string(msg) ? "string" : "a scalar");
+                 json_is_array(msg)    ? "array"
+                 : json_is_string(msg) ? "string"
+                                       : "a scalar");
         return;
     }
     v = json_object_get(msg, "type");
@@ -117,7 +119,8 @@ message_problem(const json_t *msg, const char *call, const struct ev_type **t,
         }
         *t = json_is_string(v) ? call_type(json_string_value(v)) : NULL;
         if (*t == NULL) {
-            snprintf(err, EV_ERR_MAX, "type: expected one of identify, track, page, screen, "
+            snprintf(err, EV_ERR_MAX,
+                     "type: expected one of identify, track, page, screen, "
                      "group, alias");
             return;
         }
@@ -135,8 +138,8 @@ message_problem(const json_t *msg, const char *call, const struct ev_type **t,
             return;
         }
         if (json_string_length(v) > EV_KEY_MAX) {
-            snprintf(err, EV_ERR_MAX, "messageId: %zu bytes, longer than %d",
-                     json_string_length(v), EV_KEY_MAX);
+            snprintf(err, EV_ERR_MAX, "messageId: %zu bytes, longer than %d", json_string_length(v),
+                     EV_KEY_MAX);
             return;
         }
         *mid = json_string_value(v);
@@ -227,8 +230,7 @@ add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
     char *raw;
     int rc;
 
-    raw = json_is_object(props) ? json_dumps(props, JSON_COMPACT | JSON_SORT_KEYS)
-                                : strdup("{}");
+    raw = json_is_object(props) ? json_dumps(props, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
     if (raw == NULL) {
         return DP_ERR_NOMEM;
     }
@@ -255,8 +257,8 @@ add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
  * Returns 0 (the message may be rejected), DP_ERR_FULL, DP_ERR_BUSY, DP_ERR_NOMEM.
  */
 static int
-add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top,
-            const char *call, const struct srv_limit *key, struct srv_charge *ch)
+add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top, const char *call,
+            const struct srv_limit *key, struct srv_charge *ch)
 {
     const struct ev_type *t;
     const struct ev_type *typed;
@@ -303,8 +305,10 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top
     }
     raw_len = strlen(raw);
     if (err[0] == '\0' && raw_len > (size_t)s->cfg->server_segment_max_message_bytes) {
-        snprintf(err, EV_ERR_MAX, "message: %zu bytes, over server.segment_max_message_bytes "
-                 "(%lld)", raw_len, (long long)s->cfg->server_segment_max_message_bytes);
+        snprintf(err, EV_ERR_MAX,
+                 "message: %zu bytes, over server.segment_max_message_bytes "
+                 "(%lld)",
+                 raw_len, (long long)s->cfg->server_segment_max_message_bytes);
     }
     typed = err[0] == '\0' && strcmp(t->table, "tracks") == 0 ? typed_target(msg) : NULL;
     if (typed != NULL && typed_check(msg, typed, err) != 0) {
@@ -335,10 +339,9 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top
         }
         if (rc == 0 && q->b.items[item].error == NULL) {
             const json_t *m = json_object_get(msg, "messageId");
-            size_t klen = ev_segment_key(key != NULL ? key->name : "",
-                                         key != NULL ? strlen(key->name) : 0,
-                                         json_string_value(m), json_string_length(m), false,
-                                         keybuf);
+            size_t klen =
+                ev_segment_key(key != NULL ? key->name : "", key != NULL ? strlen(key->name) : 0,
+                               json_string_value(m), json_string_length(m), false, keybuf);
 
             rc = ev_batch_set_key(&q->b, item, keybuf, klen, "messageId");
             if (rc == 0 && q->b.items[item].key != NULL) {
@@ -432,9 +435,10 @@ add_messages(struct srv *s, struct seg_request *q, json_t *top, const char *call
     if (call == NULL) {
         list = json_object_get(top, "batch");
         if (!json_is_array(list)) {
-            srv_reply_json(r, 400, list == NULL ? "batch: required field missing: expected an "
-                                                  "array of messages"
-                                                : "batch: expected an array of messages");
+            srv_reply_json(r, 400,
+                           list == NULL ? "batch: required field missing: expected an "
+                                          "array of messages"
+                                        : "batch: expected an array of messages");
             return DP_ERR_INVALID;
         }
         n = json_array_size(list);
@@ -443,9 +447,9 @@ add_messages(struct srv *s, struct seg_request *q, json_t *top, const char *call
             return DP_ERR_INVALID;
         }
     }
-    if (srv_charge_add(ch, (int64_t)(n * (2 * sizeof(char *) + sizeof(size_t) +
-                                          2 * sizeof(struct queue_event) +
-                                          ANSWER_BYTES_PER_MESSAGE))) != 0) {
+    if (srv_charge_add(
+            ch, (int64_t)(n * (2 * sizeof(char *) + sizeof(size_t) +
+                               2 * sizeof(struct queue_event) + ANSWER_BYTES_PER_MESSAGE))) != 0) {
         return DP_ERR_BUSY;
     }
     q->raws = calloc(n, sizeof(*q->raws));
@@ -474,8 +478,9 @@ body_key(struct srv *s, struct mg_connection *c, const json_t *top, struct srv_l
     const json_t *wk = json_object_get(top, "writeKey");
 
     if (!srv_auth_key(s, json_is_string(wk) ? json_string_value(wk) : NULL, key)) {
-        srv_reply_json(r, 401, "missing or wrong write key: send it as the HTTP Basic user "
-                               "name (empty password) or as writeKey in the body");
+        srv_reply_json(r, 401,
+                       "missing or wrong write key: send it as the HTTP Basic user "
+                       "name (empty password) or as writeKey in the body");
         srv_reply_header(r, "WWW-Authenticate", "Basic realm=\"datapipe\"");
         return false;
     }
@@ -486,8 +491,7 @@ void
 srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                  struct srv_reply *r)
 {
-    const char *call = strcmp(m->route->segment_call, "batch") == 0 ? NULL
-                                                                     : m->route->segment_call;
+    const char *call = strcmp(m->route->segment_call, "batch") == 0 ? NULL : m->route->segment_call;
     struct srv_charge ch = {.budget = &s->budget, .bytes = 0};
     struct seg_request q;
     struct srv_limit *body_limit = NULL;
@@ -505,16 +509,17 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
         goto out;
     }
     if (len > (size_t)s->cfg->server_segment_max_batch_bytes) {
-        snprintf(msg, sizeof(msg), "body: %zu bytes, over server.segment_max_batch_bytes "
-                 "(%lld); nothing was stored", len,
-                 (long long)s->cfg->server_segment_max_batch_bytes);
+        snprintf(msg, sizeof(msg),
+                 "body: %zu bytes, over server.segment_max_batch_bytes "
+                 "(%lld); nothing was stored",
+                 len, (long long)s->cfg->server_segment_max_batch_bytes);
         srv_reply_json(r, 400, msg);
         goto out;
     }
     top = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (top == NULL) {
-        snprintf(msg, sizeof(msg), "body: not JSON: line %d column %d: %s", jerr.line,
-                 jerr.column, jerr.text);
+        snprintf(msg, sizeof(msg), "body: not JSON: line %d column %d: %s", jerr.line, jerr.column,
+                 jerr.text);
         srv_reply_json(r, 400, msg);
         goto out;
     }
@@ -538,8 +543,10 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
         goto out;
     }
     if (rc == DP_ERR_FULL) {
-        snprintf(msg, sizeof(msg), "more than server.max_events_per_body (%lld) messages in one "
-                 "body; nothing was stored", (long long)s->cfg->server_max_events_per_body);
+        snprintf(msg, sizeof(msg),
+                 "more than server.max_events_per_body (%lld) messages in one "
+                 "body; nothing was stored",
+                 (long long)s->cfg->server_max_events_per_body);
         srv_reply_json(r, 400, msg);
         goto out;
     }
@@ -554,8 +561,7 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
     srv_count_events(s, &q.b, NULL);
     srv_limit_charge((struct srv_limit *)key, q.n_msgs, dp_now_us());
     if (q.b.n_valid == 0) {
-        reply_segment(r, 400, q.n_msgs == 1 ? q.b.items[0].error : "no valid message", &q,
-                      NULL);
+        reply_segment(r, 400, q.n_msgs == 1 ? q.b.items[0].error : "no valid message", &q, NULL);
         goto out;
     }
     q.evs = malloc(q.b.n * sizeof(*q.evs));
@@ -577,12 +583,13 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
         valid += it->error == NULL && !srv_is_conflict(it, &q.evs[q.main_item[i]]);
     }
     if (valid == 0) {
-        reply_segment(r, 409, "no message accepted: messageId already used with other content",
-                      &q, q.evs);
+        reply_segment(r, 409, "no message accepted: messageId already used with other content", &q,
+                      q.evs);
     } else {
-        reply_segment(r, 200, valid == q.n_msgs ? "accepted"
-                                                : "partly accepted: the rejected messages are "
-                                                  "in dead_letter",
+        reply_segment(r, 200,
+                      valid == q.n_msgs ? "accepted"
+                                        : "partly accepted: the rejected messages are "
+                                          "in dead_letter",
                       &q, q.evs);
     }
 out:

@@ -287,7 +287,7 @@ void srv_auth_destroy(struct srv *s);
  */
 bool srv_auth_ok(struct srv *s, struct mg_connection *c, struct srv_limit **key);
 
-#define SRV_BASIC_MAX 512       /* longest decoded HTTP Basic credential taken, bytes */
+#define SRV_BASIC_MAX 512 /* longest decoded HTTP Basic credential taken, bytes */
 
 /*
  * srv_auth_key - as srv_auth_ok for a key sent some other way (sent: NUL-terminated, or NULL
@@ -437,8 +437,7 @@ int srv_append_batch(struct srv *s, const struct ev_batch *b, const struct ev_ty
                      uint16_t answer, const struct srv_limit *key, struct queue_event *evs);
 
 /* srv_reply_append_error - the answer for a failed append (rc): 503, 413 or 500. */
-void srv_reply_append_error(struct srv *s, struct srv_reply *r, int rc, size_t body_len,
-                            size_t n);
+void srv_reply_append_error(struct srv *s, struct srv_reply *r, int rc, size_t body_len, size_t n);
 
 /*
  * srv_post_segment - the Segment tracking API (server/segment.c): POST /v1/batch and one
