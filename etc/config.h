@@ -32,14 +32,16 @@ struct dp_api_key {
 
 /* The effective configuration. Every string is owned by the struct. */
 struct dp_config {
-    char *server_listen;                /* civetweb listening_ports syntax */
-    int server_threads;                 /* worker threads */
-    int64_t server_max_body_bytes;      /* bytes, after gzip inflation */
-    int server_request_timeout_ms;      /* milliseconds */
-    int64_t server_max_events_per_body; /* events; more in one body: 413 */
-    int64_t server_max_inflight_bytes;  /* bytes of request bodies (and their parsed events)
-                                           held at once, server-wide */
-    char **server_api_keys;             /* NULL-terminated: api_keys, then api_keys_file's */
+    char *server_listen;                      /* civetweb listening_ports syntax */
+    int server_threads;                       /* worker threads */
+    int64_t server_max_body_bytes;            /* bytes, after gzip inflation */
+    int server_request_timeout_ms;            /* milliseconds */
+    int64_t server_max_events_per_body;       /* events; more in one body: 413 */
+    int64_t server_segment_max_message_bytes; /* bytes; a larger Segment message: 400 */
+    int64_t server_segment_max_batch_bytes;   /* bytes; a larger Segment body: 400 */
+    int64_t server_max_inflight_bytes;        /* bytes of request bodies (and their parsed events)
+                                                 held at once, server-wide */
+    char **server_api_keys;                   /* NULL-terminated: api_keys, then api_keys_file's */
     size_t server_api_keys_len;
     struct dp_api_key *server_api_key_info; /* server_api_keys_len entries, same order */
     char *server_api_keys_file;             /* NULL when unset */

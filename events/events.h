@@ -369,6 +369,18 @@ size_t ev_cloudevent_key(const char *source, size_t source_len, const char *id, 
                          char out[EV_KEY_MAX + 1]);
 
 /*
+ * ev_segment_key - the idempotency key of a Segment tracking API message: "sk:", the
+ * source's length in decimal, ':', source (the write key's name; empty without keys), then
+ * messageId. A messageId is unique per sender only, so the source scopes it, and the length
+ * keeps (source, messageId) pairs apart. When that is longer than EV_KEY_MAX bytes (a long
+ * name and a long messageId) the key is "sk-sha256:" and the 64 hex digits of the SHA-256 of
+ * that text. typed: the key of a track's copy in its declared type's table, "st:" and
+ * "st-sha256:" instead. out holds EV_KEY_MAX + 1 bytes; returns the key's length.
+ */
+size_t ev_segment_key(const char *source, size_t source_len, const char *message_id, size_t id_len,
+                      bool typed, char out[EV_KEY_MAX + 1]);
+
+/*
  * ev_digest - SHA-256 of s (len bytes) with surrounding whitespace (space, tab, CR, LF)
  * trimmed: two sends of one event compare equal however the body was laid out around it.
  */

@@ -17,11 +17,19 @@ extern const struct ev_type ev_ad_event;
 extern const struct ev_type ev_user_login;
 extern const struct ev_type ev_product;
 extern const struct ev_type ev_data_sample;
+extern const struct ev_type ev_identifies;
+extern const struct ev_type ev_tracks;
+extern const struct ev_type ev_pages;
+extern const struct ev_type ev_screens;
+extern const struct ev_type ev_groups;
+extern const struct ev_type ev_aliases;
+extern const struct ev_type ev_users;
 
-#define EV_BUILTINS 5
+#define EV_BUILTINS 12
 
 static const struct ev_type *slots[EV_REGISTRY_MAX] = {
-    &ev_crash_report, &ev_ad_event, &ev_user_login, &ev_product, &ev_data_sample,
+    &ev_crash_report, &ev_ad_event, &ev_user_login, &ev_product, &ev_data_sample, &ev_identifies,
+    &ev_tracks,       &ev_pages,    &ev_screens,    &ev_groups,  &ev_aliases,     &ev_users,
 };
 
 const struct ev_type *const *const ev_registry = slots;

@@ -1,6 +1,7 @@
 /*
- * auth.c - who may call: the API key check (Authorization: Bearer or
- * X-API-Key, compared in constant time against every configured key), the key table with
+ * auth.c - who may call: the API key check (Authorization: Bearer, Basic with the key as
+ * user name (the analytics SDKs' write key), or X-API-Key, compared in constant time against
+ * every configured key), the key table with
  * one rate limit per key name (swapped whole, keys and limits together, on SIGHUP), and the
  * CORS headers for allowed browser origins. Decides and adds headers only; the dispatcher
  * chooses the status. A key's text never leaves this file: names stand for keys elsewhere.
@@ -223,24 +224,61 @@ srv_auth_destroy(struct srv *s)
     s->keys = NULL;
 }
 
-bool
-srv_auth_ok(struct srv *s, struct mg_connection *c, struct srv_limit **key)
+/* One base64 digit's value, or -1. */
+static int
+b64_value(char ch)
 {
-    const char *h = mg_get_header(c, "Authorization");
-    const char *sent = NULL;
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *p = ch != '\0' ? strchr(digits, ch) : NULL;
+
+    return p == NULL ? -1 : (int)(p - digits);
+}
+
+/*
+ * The user name of an HTTP Basic credential (RFC 7617: base64 of "user:password") into out
+ * (cap bytes): the analytics SDKs send their write key so, with an empty password. Returns
+ * false when b64 is not base64 of a text holding ':', or does not fit.
+ */
+static bool
+basic_user(const char *b64, char *out, size_t cap)
+{
+    uint32_t acc = 0;
+    size_t n = 0;
+    int bits = 0;
+    char *colon;
+
+    for (; *b64 != '\0' && *b64 != '='; b64++) {
+        int v = b64_value(*b64);
+
+        if (v < 0) {
+            return false;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n + 1 >= cap) {
+                return false;
+            }
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[n] = '\0';
+    colon = memchr(out, ':', n);
+    if (colon == NULL || memchr(out, '\0', n) != NULL) {
+        return false;
+    }
+    *colon = '\0';
+    return true;
+}
+
+bool
+srv_auth_key(struct srv *s, const char *sent, struct srv_limit **key)
+{
     struct srv_limit *found = NULL;
     bool ok = false;
 
     *key = NULL;
-    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0) {
-        sent = h + 7;
-        while (*sent == ' ') {
-            sent++;
-        }
-    }
-    if (sent == NULL) {
-        sent = mg_get_header(c, "X-API-Key");
-    }
     pthread_rwlock_rdlock(&s->keys_lock);
     if (s->keys->len == 0) {
         ok = true;
@@ -262,6 +300,39 @@ srv_auth_ok(struct srv *s, struct mg_connection *c, struct srv_limit **key)
     }
     pthread_rwlock_unlock(&s->keys_lock);
     return ok;
+}
+
+bool
+srv_auth_sent(struct mg_connection *c)
+{
+    return mg_get_header(c, "Authorization") != NULL || mg_get_header(c, "X-API-Key") != NULL;
+}
+
+bool
+srv_auth_ok(struct srv *s, struct mg_connection *c, struct srv_limit **key)
+{
+    const char *h = mg_get_header(c, "Authorization");
+    const char *sent = NULL;
+    char user[SRV_BASIC_MAX];
+
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0) {
+        sent = h + 7;
+        while (*sent == ' ') {
+            sent++;
+        }
+    } else if (h != NULL && strncasecmp(h, "Basic ", 6) == 0) {
+        h += 6;
+        while (*h == ' ') {
+            h++;
+        }
+        if (basic_user(h, user, sizeof(user))) {
+            sent = user;
+        }
+    }
+    if (sent == NULL) {
+        sent = mg_get_header(c, "X-API-Key");
+    }
+    return srv_auth_key(s, sent, key);
 }
 
 void
@@ -300,10 +371,13 @@ srv_cors_preflight(const struct srv *s, struct mg_connection *c, struct srv_repl
 {
     if (srv_cors_apply(s, c, r)) {
         srv_reply_header(r, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
-        /* Every request header the server reads: a browser sends no other after a preflight. */
+        /* Every request header the server reads: a browser sends no other after a preflight.
+         * And X-Retry-Count, which analytics.js adds to its retries (read by nothing): without
+         * it a browser would refuse the very retries that make its events arrive. */
         srv_reply_header(r, "Access-Control-Allow-Headers",
                          "Content-Type, Content-Encoding, Authorization, X-API-Key, "
-                         "Idempotency-Key, ce-specversion, ce-id, ce-source, ce-type");
+                         "Idempotency-Key, ce-specversion, ce-id, ce-source, ce-type, "
+                         "X-Retry-Count");
         srv_reply_header(r, "Access-Control-Max-Age", "600");
     }
 }

@@ -193,16 +193,16 @@ parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, si
 }
 
 /* Whether item i of a body was refused for its key: the queue holds the key with other bytes. */
-static bool
-is_conflict(const struct ev_item *it, const struct queue_event *ev)
+bool
+srv_is_conflict(const struct ev_item *it, const struct queue_event *ev)
 {
     return it->error == NULL && ev != NULL &&
            (ev->dedup == QUEUE_DEDUP_CONFLICT || ev->dedup == QUEUE_DEDUP_FILED);
 }
 
 /* The text of a key conflict, for the 409 and for a batch's errors and dead_letter. */
-static size_t
-conflict_text(char *buf, size_t len, const char *key, size_t key_len, const uint8_t orig[16])
+size_t
+srv_conflict_text(char *buf, size_t len, const char *key, size_t key_len, const uint8_t orig[16])
 {
     char id[EV_UUID_TEXT];
     int n;
@@ -218,7 +218,7 @@ static size_t
 conflict_file(void *arg, const struct queue_event *ev, char *buf, size_t len)
 {
     (void)arg;
-    return conflict_text(buf, len, ev->key, ev->key_len, ev->orig_uuid);
+    return srv_conflict_text(buf, len, ev->key, ev->key_len, ev->orig_uuid);
 }
 
 /*
@@ -246,8 +246,8 @@ reply_batch(struct srv_reply *r, int status, const struct ev_batch *b,
         const struct queue_event *ev = evs != NULL ? &evs[i] : NULL;
         const char *error = it->error;
 
-        if (is_conflict(it, ev)) {
-            conflict_text(text, sizeof(text), it->key, it->key_len, ev->orig_uuid);
+        if (srv_is_conflict(it, ev)) {
+            srv_conflict_text(text, sizeof(text), it->key, it->key_len, ev->orig_uuid);
             error = text;
         }
         if (error == NULL && ev != NULL) {
@@ -285,8 +285,8 @@ count_rejected(struct srv *s, const struct ev_item *it)
  * from the append's results: a repeat is counted as a duplicate, not accepted again, and a
  * key conflict as rejected.
  */
-static void
-count_events(struct srv *s, const struct ev_batch *b, const struct queue_event *evs)
+void
+srv_count_events(struct srv *s, const struct ev_batch *b, const struct queue_event *evs)
 {
     for (size_t i = 0; i < b->n; i++) {
         const struct ev_item *it = &b->items[i];
@@ -297,7 +297,7 @@ count_events(struct srv *s, const struct ev_batch *b, const struct queue_event *
             }
         } else if (it->error == NULL && evs[i].dedup == QUEUE_DEDUP_REPEAT) {
             atomic_fetch_add(&s->m.duplicates, 1);
-        } else if (is_conflict(it, &evs[i])) {
+        } else if (srv_is_conflict(it, &evs[i])) {
             /* A 409, or filed for dead_letter: not accepted. */
             count_rejected(s, it);
         } else if (it->error == NULL) {
@@ -313,9 +313,9 @@ count_events(struct srv *s, const struct ev_batch *b, const struct queue_event *
  * (queue_append_filing), so a failed append stored nothing of the body and a 503's retry
  * duplicates nothing. A single event's conflict is answered 409 and not stored.
  */
-static int
-append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_type,
-             uint16_t answer, const struct srv_limit *key, struct queue_event *evs)
+int
+srv_append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_type,
+                 uint16_t answer, const struct srv_limit *key, struct queue_event *evs)
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";
@@ -354,8 +354,8 @@ append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_
 }
 
 /* A failed append's answer: 503 (full, closing), 413 (record too large), 500. */
-static void
-reply_append_error(struct srv *s, struct srv_reply *r, int rc, size_t body_len, size_t n)
+void
+srv_reply_append_error(struct srv *s, struct srv_reply *r, int rc, size_t body_len, size_t n)
 {
     if (rc == DP_ERR_FULL) {
         struct queue_stats st;
@@ -426,7 +426,7 @@ reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_even
     json_t *o;
 
     if (ev->dedup == QUEUE_DEDUP_CONFLICT) {
-        conflict_text(text, sizeof(text), b->items[0].key, b->items[0].key_len, ev->orig_uuid);
+        srv_conflict_text(text, sizeof(text), b->items[0].key, b->items[0].key_len, ev->orig_uuid);
         ev_uuid_format(ev->orig_uuid, id);
         o = srv_reply_object(409, text);
         json_object_set_new(o, "id", json_string(id));
@@ -538,7 +538,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         }
         goto out;
     }
-    count_events(s, &b, NULL);
+    srv_count_events(s, &b, NULL);
     srv_limit_charge(key, b.n, dp_now_us());
     if (b.n_valid == 0) {
         if (b.n == 1) {
@@ -555,13 +555,13 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
             goto out;
         }
     }
-    rc = append_batch(s, &b, type, submit && b.n_valid == b.n ? 204 : 202, key, evs);
+    rc = srv_append_batch(s, &b, type, submit && b.n_valid == b.n ? 204 : 202, key, evs);
     if (rc != 0) {
-        reply_append_error(s, r, rc, len, b.n);
+        srv_reply_append_error(s, r, rc, len, b.n);
         goto out;
     }
     atomic_store(&s->queue_full, false);
-    count_events(s, &b, evs);
+    srv_count_events(s, &b, evs);
     srv_tap_publish(s, evs, b.n);
     if (b.n == 1) {
         reply_one(r, &b, evs, submit);
@@ -569,7 +569,7 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     }
     for (size_t i = 0; i < b.n; i++) {
         dups += b.items[i].error == NULL && evs[i].dedup == QUEUE_DEDUP_REPEAT;
-        b.n_valid -= is_conflict(&b.items[i], &evs[i]);
+        b.n_valid -= srv_is_conflict(&b.items[i], &evs[i]);
     }
     if (b.n_valid == 0) {
         /* Every valid event conflicted with its key's first event. */

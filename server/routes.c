@@ -124,6 +124,20 @@ static const struct srv_answer submit_answers[] = {
     {204, "every event of the body accepted"},
     POST_ANSWERS,
 };
+/* What the Segment tracking API answers (segment.c): what its SDKs understand. */
+static const struct srv_answer segment_answers[] = {
+    {200, "stored once in the queue: accepted, rejected (dead-lettered), duplicates, ids "
+          "(one per message, null for a rejected one) and errors"},
+    {400, "nothing stored: no valid message, a body over server.segment_max_batch_bytes, or "
+          "not JSON; the SDKs drop a batch answered 400"},
+    {401, "missing or wrong write key (HTTP Basic user name, or writeKey in the body)"},
+    {413, "the body is over server.max_body_bytes"},
+    {415, "Content-Type or Content-Encoding not accepted"},
+    {429, "the write key's rate limit: retry after Retry-After"},
+    {503, "the queue is full or the server is stopping: retry after Retry-After"},
+    {500, "a bug, logged with detail"},
+    {0, NULL},
+};
 static const struct srv_answer read_answers[] = {
     {200, "the stored row as JSON"},
     {400, "the id is not valid for the type"},
@@ -207,6 +221,118 @@ const struct srv_route srv_routes[] = {
      .needs_key = true,
      .handler = srv_get_tap,
      .summary = "accepted events as NDJSON, live (?type=, ?limit=)"},
+    {.path = "/v1/batch",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "batch",
+     .handler = srv_post_segment,
+     .summary = "Segment tracking API: a batch of messages of any call",
+     .answers = segment_answers},
+    {.path = "/v1/identify",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "identify",
+     .handler = srv_post_segment,
+     .summary = "Segment tracking API: one identify message",
+     .answers = segment_answers},
+    {.path = "/v1/track",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "track",
+     .handler = srv_post_segment,
+     .summary = "Segment tracking API: one track message",
+     .answers = segment_answers},
+    {.path = "/v1/page",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "page",
+     .handler = srv_post_segment,
+     .summary = "Segment tracking API: one page message",
+     .answers = segment_answers},
+    {.path = "/v1/screen",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "screen",
+     .handler = srv_post_segment,
+     .summary = "Segment tracking API: one screen message",
+     .answers = segment_answers},
+    {.path = "/v1/group",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "group",
+     .handler = srv_post_segment,
+     .summary = "Segment tracking API: one group message",
+     .answers = segment_answers},
+    {.path = "/v1/alias",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "alias",
+     .handler = srv_post_segment,
+     .summary = "Segment tracking API: one alias message",
+     .answers = segment_answers},
+    {.path = "/v1/b",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "batch",
+     .handler = srv_post_segment,
+     .summary = "as /v1/batch: the short path analytics.js posts to",
+     .answers = segment_answers},
+    {.path = "/v1/i",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "identify",
+     .handler = srv_post_segment,
+     .summary = "as /v1/identify: the short path analytics.js posts to",
+     .answers = segment_answers},
+    {.path = "/v1/t",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "track",
+     .handler = srv_post_segment,
+     .summary = "as /v1/track: the short path analytics.js posts to",
+     .answers = segment_answers},
+    {.path = "/v1/p",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "page",
+     .handler = srv_post_segment,
+     .summary = "as /v1/page: the short path analytics.js posts to",
+     .answers = segment_answers},
+    {.path = "/v1/s",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "screen",
+     .handler = srv_post_segment,
+     .summary = "as /v1/screen: the short path analytics.js posts to",
+     .answers = segment_answers},
+    {.path = "/v1/g",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "group",
+     .handler = srv_post_segment,
+     .summary = "as /v1/group: the short path analytics.js posts to",
+     .answers = segment_answers},
+    {.path = "/v1/a",
+     .methods = SRV_POST,
+     .needs_key = true,
+     .key_in_body = true,
+     .segment_call = "alias",
+     .handler = srv_post_segment,
+     .summary = "as /v1/alias: the short path analytics.js posts to",
+     .answers = segment_answers},
     {.path = "/healthz",
      .methods = GET_HEAD,
      .handler = get_healthz,
@@ -406,8 +532,8 @@ reply_unknown_type(struct srv_reply *r, const struct srv_match *m)
  * Retry-After and true is returned. Before the body is read, so a key over its rate costs
  * no parsing.
  */
-static bool
-key_limited(struct srv_limit *key, const char *method, struct srv_reply *r)
+bool
+srv_key_limited(struct srv_limit *key, const char *method, struct srv_reply *r)
 {
     char text[160];
     char retry[16];
@@ -457,14 +583,19 @@ dispatch_match(struct srv *s, struct mg_connection *c, struct srv_match *m, stru
         srv_reply_header(r, "Allow", allow);
         return;
     }
-    if (m->route->needs_key && !srv_auth_ok(s, c, &m->key)) {
+    if (m->route->needs_key && !srv_auth_ok(s, c, &m->key) &&
+        !(m->route->key_in_body && !srv_auth_sent(c))) {
         srv_reply_json(r, 401,
                        "missing or wrong API key: send Authorization: Bearer KEY "
                        "or X-API-Key: KEY");
         srv_reply_header(r, "WWW-Authenticate", "Bearer realm=\"datapipe\"");
         return;
     }
-    if (key_limited(m->key, ri->request_method, r)) {
+    if (m->route->needs_key && m->key == NULL && m->route->key_in_body) {
+        /* No header credential: the handler reads the key from the body. */
+        m->key_in_body = !srv_auth_key(s, NULL, &m->key);
+    }
+    if (srv_key_limited(m->key, ri->request_method, r)) {
         return;
     }
     if (unknown_type) {

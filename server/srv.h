@@ -189,6 +189,8 @@ struct srv_match {
     size_t type_len;            /* its bytes */
     char id[SRV_ID_MAX];        /* the path's {id}, or "" */
     struct srv_limit *key;      /* the sent API key's limit, held; NULL: none configured */
+    bool key_in_body;           /* keys are configured and none was sent in a header: the
+                                   handler finds it in the body (route's key_in_body) */
 };
 
 /* A route's own work; the dispatcher has already done method, CORS and key checks. */
@@ -217,6 +219,10 @@ struct srv_route {
      * an unknown type, 405, OPTIONS) are added by the document from the row. */
     const struct srv_answer *answers;
     const char *media_type; /* the 2xx body's Content-Type; NULL: application/json */
+    /* The key may come in the body instead (the Segment tracking API's writeKey): without a
+     * credential header the handler checks it, and answers 401 and 429 itself. */
+    bool key_in_body;
+    const char *segment_call; /* the Segment call a row takes ("track"), "batch"; or NULL */
 };
 
 /* The table, in match order (first row that matches wins). */
@@ -280,6 +286,23 @@ void srv_auth_destroy(struct srv *s);
  * counted. False (*key NULL) when keys are configured and c sends none of them.
  */
 bool srv_auth_ok(struct srv *s, struct mg_connection *c, struct srv_limit **key);
+
+#define SRV_BASIC_MAX 512 /* longest decoded HTTP Basic credential taken, bytes */
+
+/*
+ * srv_auth_key - as srv_auth_ok for a key sent some other way (sent: NUL-terminated, or NULL
+ * for none): the Segment tracking API's writeKey in the body.
+ */
+bool srv_auth_key(struct srv *s, const char *sent, struct srv_limit **key);
+
+/* srv_auth_sent - whether c sends a credential header (Authorization or X-API-Key). */
+bool srv_auth_sent(struct mg_connection *c);
+
+/*
+ * srv_key_limited - for a POST (method), check the rate of API key key (NULL: none): over it,
+ * r gets 429 with Retry-After and true is returned.
+ */
+bool srv_key_limited(struct srv_limit *key, const char *method, struct srv_reply *r);
 
 /*
  * srv_auth_each_limit - call fn for each key name's limit in force, under s->keys_lock
@@ -390,6 +413,39 @@ bool srv_too_large(struct srv_reply *r, int64_t body_bytes, int64_t max_body_byt
 /* ---- ingest.c: the POST path ------------------------------------------- */
 
 /* POST of events: 202 once durable (one event: its id), 400 when none is valid. */
+/* srv_is_conflict - whether item it was refused for its key (ev: its append result, or NULL). */
+bool srv_is_conflict(const struct ev_item *it, const struct queue_event *ev);
+
+/* srv_conflict_text - the text of a key conflict into buf (len bytes); returns its length. */
+size_t srv_conflict_text(char *buf, size_t len, const char *key, size_t key_len,
+                         const uint8_t orig[16]);
+
+/*
+ * srv_count_events - count b's items in the metrics: rejections when evs is NULL (before the
+ * append), acceptances, duplicates and conflicts from the append's results evs.
+ */
+void srv_count_events(struct srv *s, const struct ev_batch *b, const struct queue_event *evs);
+
+/*
+ * srv_append_batch - append every item of b (b->n of them, into evs) in one queue call: the
+ * valid ones, the invalid ones flagged for dead_letter; a conflict of a body of several is
+ * filed for dead_letter. url_type: the type of items that have none (NULL: "unknown");
+ * answer: recorded with keys; key: the sender's limit (its name is the source), or NULL.
+ * Returns what queue_append_filing returns.
+ */
+int srv_append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *url_type,
+                     uint16_t answer, const struct srv_limit *key, struct queue_event *evs);
+
+/* srv_reply_append_error - the answer for a failed append (rc): 503, 413 or 500. */
+void srv_reply_append_error(struct srv *s, struct srv_reply *r, int rc, size_t body_len, size_t n);
+
+/*
+ * srv_post_segment - the Segment tracking API (server/segment.c): POST /v1/batch and one
+ * route per call (the row's segment_call).
+ */
+void srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match *m,
+                      struct srv_reply *r);
+
 void srv_post_events(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                      struct srv_reply *r);
 /* As srv_post_events, but 204 when every event of the body was accepted. */

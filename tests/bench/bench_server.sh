@@ -4,7 +4,8 @@
 #   1. a bare civetweb handler that reads the body and answers 204 (baseline);
 #   2. POST /v1/events/crash_report, the seed event, one per request, sync on;
 #   3. the same with an Idempotency-Key header, a distinct key on every request;
-#   4. NDJSON bodies of 1,000 events;
+#   4. NDJSON bodies of 1,000 events; then 500 KB of track calls, as Segment batches to
+#      /v1/batch and as NDJSON to /v1/events/tracks;
 #   5. (2) again, alternating BENCH_TAP_ROUNDS times (default 3): with no tap, with
 #      BENCH_STALLED_TAPS (default 3) stalled GET /v1/tap clients (they sent the request and
 #      read nothing; their taps are full before the run starts and drop every event of it),
@@ -112,9 +113,33 @@ c2=$(metric "$URL" datapipe_queue_commits_total)
 e2=$(metric "$URL" datapipe_queue_committed_events_total)
 printf 'datapipe, NDJSON of 1,000 events:  %10.0f req/s = %.0f events/s   p50 %s  p99 %s  events/fsync %.0f  non-2xx %s\n' \
     "$RPS" "$(calc "$RPS * 1000")" "$P50" "$P99" "$(calc "($e2 - $e1) / ($c2 - $c1 + 0.000001)")" "${NON2XX:-0}"
+
+# 4b. Segment tracking API batches of 500 KB of track calls against NDJSON of the same events
+# (to /v1/events/tracks), same run: what the SDKs' path costs over the plain one.
+seg_msg() { printf '{"type":"track","userId":"user-%d","event":"Order Completed","properties":{"order_id":"o-%d","total":19.5,"currency":"EUR"},"timestamp":"2026-03-01T10:00:00.000Z"%s}' "$1" "$1" "$2"; }
+SEG_N=0
+: >"$TMP/seg.nd"
+while [ "$(stat -c %s "$TMP/seg.nd")" -lt 500000 ]; do
+    SEG_N=$((SEG_N + 1))
+    { seg_msg "$SEG_N" ",\"messageId\":\"m-$SEG_N\""; echo; } >>"$TMP/seg.nd"
+done
+{ printf '{"batch":['; for i in $(seq 1 "$SEG_N"); do [ "$i" = 1 ] || printf ','; seg_msg "$i" ""; done
+  printf '],"sentAt":"2026-03-01T10:00:01.000Z"}'; } >"$TMP/seg.json"
+lua_post "$TMP/seg.lua" "$TMP/seg.json"
+lua_post "$TMP/segnd.lua" "$TMP/seg.nd"
+run_wrk segnd "$URL/v1/events/tracks" "$TMP/segnd.lua"
+SEGND_EPS=$(calc "$RPS * $SEG_N")
+printf 'datapipe, NDJSON of %d tracks:    %10.1f req/s = %.0f events/s   p50 %s  p99 %s  non-2xx %s\n' \
+    "$SEG_N" "$RPS" "$SEGND_EPS" "$P50" "$P99" "${NON2XX:-0}"
+run_wrk seg "$URL/v1/batch" "$TMP/seg.lua"
+SEG_EPS=$(calc "$RPS * $SEG_N")
+printf 'datapipe, Segment batch of %d:    %10.1f req/s = %.0f events/s   p50 %s  p99 %s  non-2xx %s\n' \
+    "$SEG_N" "$RPS" "$SEG_EPS" "$P50" "$P99" "${NON2XX:-0}"
 printf 'server RSS after the runs:         %10d KiB\n' "$(rss_kb "$SPID")"
 printf 'ratio single-event / bare civetweb: %.2f (target >= 0.70)\n' "$(calc "$SINGLE_RPS / $BARE_RPS")"
 printf 'ratio keyed / unkeyed single-event: %.2f (target >= 0.80)\n' "$(calc "$KEYED_RPS / $SINGLE_RPS")"
+printf 'ratio Segment batches / NDJSON of the same events: %.2f (target >= 0.70)\n' \
+    "$(calc "$SEG_EPS / $SEGND_EPS")"
 
 # 5. the live tap: no tap (a), stalled taps (b), a tap that reads everything (c), alternated
 # on the same server. A tap client is bash holding a connection that sent GET /v1/tap: a

@@ -214,7 +214,7 @@ r=$(curl -s -D - -o /dev/null -X OPTIONS -H 'Origin: https://app.example' \
     -H 'Access-Control-Request-Headers: idempotency-key, ce-specversion, ce-id, ce-source, ce-type' \
     "$URL/v1/events")
 has "preflight allows Idempotency-Key and the ce-* headers" \
-    $'Access-Control-Allow-Headers: Content-Type, Content-Encoding, Authorization, X-API-Key, Idempotency-Key, ce-specversion, ce-id, ce-source, ce-type\r' "$r"
+    $'Access-Control-Allow-Headers: Content-Type, Content-Encoding, Authorization, X-API-Key, Idempotency-Key, ce-specversion, ce-id, ce-source, ce-type, X-Retry-Count\r' "$r"
 stop_pid "$SPID"
 
 # --- open endpoints never show a host, port, socket path or user name

@@ -45,7 +45,7 @@ wait_until 20 "the server answers /healthz" http_answers "$URL/healthz"
 curl -s -D "$TMP/types.h" -o "$TMP/types.json" "$URL/v1/types"
 has "/v1/types → 200" 'HTTP/1.1 200' "$(cat "$TMP/types.h")"
 eq "/v1/types lists every type of the registry" \
-    "crash_report ad_event user_login product data_sample page_view" \
+    "crash_report ad_event user_login product data_sample identifies tracks pages screens groups aliases users page_view" \
     "$(jq -r '[.types[].name] | join(" ")' "$TMP/types.json")"
 eq "/v1/types: crash_report's fields, table and endpoints" \
     '{"name":"crash_report","endpoint":"/v1/events/crash_report","read":"/v1/events/crash_report/{id}","table":"apitest.crash_report","load":"append","fields":[{"name":"user_id","type":"integer","required":true},{"name":"timestamp","type":"integer","format":"epoch-seconds","required":true},{"name":"message","type":"string","required":true}],"unknown_fields":"reject"}' \

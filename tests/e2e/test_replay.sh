@@ -131,7 +131,7 @@ pv_dead() { sql "SELECT error || '|' || replays FROM $SCHEMA.dead_letter WHERE e
 out=$(bare --replay-dead-letters --type pv 2>&1)
 eq "--type of a type this configuration lacks: usage error" 2 "$?"
 eq "… saying so" "datapipe-loader: --type pv: unknown event type \"pv\" (valid types: \
-crash_report, ad_event, user_login, product, data_sample): not declared by this configuration; \
+crash_report, ad_event, user_login, product, data_sample, identifies, tracks, pages, screens, groups, aliases, users): not declared by this configuration; \
 nothing replayed" "$out"
 out=$(bare --replay-dead-letters --type nosuchtype 2>&1)
 eq "--type nosuchtype: exit 2" 2 "$?"

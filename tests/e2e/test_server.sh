@@ -55,7 +55,7 @@ r=$(post /v1/events/crash_report '{"user_id": 1, "timestamp": 2, "message": "typ
 has "POST /v1/events/{type} → 202" "202 " "$r"
 r=$(post / '{"event_name": " crash_report","user_id": 888,"timestamp": 1000,"message": "have_fun"}')
 eq "leading space in event_name → 400" \
-    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\" (valid types: crash_report, ad_event, user_login, product, data_sample)"}' "$r"
+    '400 {"status_code":400,"status_message":"event_name: unknown event type \" crash_report\" (valid types: crash_report, ad_event, user_login, product, data_sample, identifies, tracks, pages, screens, groups, aliases, users)"}' "$r"
 r=$(post /v1/events/product '{"id": "n1", "price": {"list": [1, 1e-20000]}}')
 eq "a number jsonb refuses → 400 naming its path" \
     '400 {"status_code":400,"status_message":"price.list[1]: number \"1e-20000\" is out of PostgreSQL'"'"'s numeric range"}' "$r"
@@ -169,7 +169,7 @@ has "HTTP/1.0 gets Connection: close" 'Connection: close' "$r"
 # --- routes and methods
 eq "unknown path → 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/nope")"
 r=$(post /v1/events/no_such_type "$SEED")
-eq "unknown type → 404 naming it and the valid ones" '404 {"status_code":404,"status_message":"unknown event type \"no_such_type\" (valid types: crash_report, ad_event, user_login, product, data_sample)"}' "$r"
+eq "unknown type → 404 naming it and the valid ones" '404 {"status_code":404,"status_message":"unknown event type \"no_such_type\" (valid types: crash_report, ad_event, user_login, product, data_sample, identifies, tracks, pages, screens, groups, aliases, users)"}' "$r"
 eq "GET /submit → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/submit")"
 ok "405 names Allow" grep -qi '^Allow: POST' <(curl -s -D - -o /dev/null "$URL/submit")
 eq "DELETE /v1/events → 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/events")"

@@ -81,7 +81,7 @@ eq "bad enum: 400" '400 {"status_code":400,"status_message":"plan: must be one o
 eq "unknown field: 400" '400 {"status_code":400,"status_message":"referrer: unknown field"}' \
     "$(post /v1/events/page_view '{"user_id": "u", "url": "http://a.b/", "viewed_at": 1, "referrer": "x"}')"
 eq "not declared: 404 listing the types, the declared ones too" \
-    '404 {"status_code":404,"status_message":"unknown event type \"click\" (valid types: crash_report, ad_event, user_login, product, data_sample, page_view)"}' \
+    '404 {"status_code":404,"status_message":"unknown event type \"click\" (valid types: crash_report, ad_event, user_login, product, data_sample, identifies, tracks, pages, screens, groups, aliases, users, page_view)"}' \
     "$(post /v1/events/click '{"target": "x"}')"
 PV3='{"user_id": "u3", "url": "http://a.b/", "viewed_at": 1, "idempotency_key": "pv-1"}'
 r=$(post /v1/events/page_view "$PV3

@@ -290,6 +290,328 @@ static const struct sample samples[] = {
     {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\"}", "data: required field missing"},
     {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1], \"unit\": \"s\"}",
      "unit: unknown field"},
+    /* Segment tracking API messages (events/segment.c): valid, then invalid */
+    {"identifies",
+     "{\"type\": \"identify\", \"messageId\": \"m-1\", \"userId\": \"u-1\", \"anonymousId\":"
+     " \"a-1\", \"context\": {\"ip\": \"10.0.0.1\"}, \"integrations\": {\"All\": true}, \"ti"
+     "mestamp\": \"2026-03-01T10:00:00.000Z\", \"originalTimestamp\": \"2026-03-01T09:59:59Z"
+     "\", \"sentAt\": \"2026-03-01T10:00:01+01:00\", \"traits\": {\"plan\": \"pro\"}}",
+     NULL},
+    {"identifies", "{\"type\": \"identify\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     NULL},
+    {"identifies", "{\"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "type: required field missing"},
+    {"identifies", "{\"type\": 1, \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "type: expected string, got integer"},
+    {"identifies", "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "type: expected \"identify\" for identifies"},
+    {"identifies", "{\"type\": \"identify\", \"anonymousId\": \"a-2\"}",
+     "messageId: required field missing"},
+    {"identifies", "{\"type\": \"identify\", \"messageId\": \"\", \"anonymousId\": \"a-2\"}",
+     "messageId: must not be empty"},
+    {"identifies",
+     "{\"type\": \"identify\", \"messageId\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", \"anonymousId\": \"a-2\"}",
+     "messageId: 256 bytes, longer than 255"},
+    {"identifies",
+     "{\"type\": \"identify\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"context\""
+     ": [1]}",
+     "context: expected object, got array"},
+    {"identifies",
+     "{\"type\": \"identify\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"timestamp"
+     "\": \"2026-03-01\"}",
+     "timestamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or "
+     "+hh:mm)"},
+    {"identifies",
+     "{\"type\": \"identify\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"sentAt\": 12}",
+     "sentAt: expected string, got integer"},
+    {"identifies", "{\"type\": \"identify\", \"messageId\": \"m-2\"}",
+     "userId or anonymousId: one of them is required"},
+    {"identifies",
+     "{\"type\": \"identify\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"userId\":"
+     " true}",
+     "userId: expected string or integer, got boolean"},
+    {"identifies",
+     "{\"type\": \"identify\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"traits\":"
+     " \"x\"}",
+     "traits: expected object, got string"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"m-1\", \"userId\": \"u-1\", \"anonymousId\": \""
+     "a-1\", \"context\": {\"ip\": \"10.0.0.1\"}, \"integrations\": {\"All\": true}, \"times"
+     "tamp\": \"2026-03-01T10:00:00.000Z\", \"originalTimestamp\": \"2026-03-01T09:59:59Z\","
+     " \"sentAt\": \"2026-03-01T10:00:01+01:00\", \"event\": \"Signed Up\", \"properties\": "
+     "{\"via\": \"ad\", \"n\": 1}}",
+     NULL},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E\"}",
+     NULL},
+    {"tracks", "{\"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E\"}",
+     "type: required field missing"},
+    {"tracks", "{\"type\": 1, \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E\"}",
+     "type: expected string, got integer"},
+    {"tracks",
+     "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E\"}",
+     "type: expected \"track\" for tracks"},
+    {"tracks", "{\"type\": \"track\", \"anonymousId\": \"a-2\", \"event\": \"E\"}",
+     "messageId: required field missing"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"\", \"anonymousId\": \"a-2\", \"event\": \"E\"}",
+     "messageId: must not be empty"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", \"anonymousId\": \"a-2\", \"event\": \"E\"}",
+     "messageId: 256 bytes, longer than 255"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E"
+     "\", \"context\": [1]}",
+     "context: expected object, got array"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E"
+     "\", \"timestamp\": \"2026-03-01\"}",
+     "timestamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or "
+     "+hh:mm)"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E"
+     "\", \"sentAt\": 12}",
+     "sentAt: expected string, got integer"},
+    {"tracks", "{\"type\": \"track\", \"messageId\": \"m-2\", \"event\": \"E\"}",
+     "userId or anonymousId: one of them is required"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E"
+     "\", \"userId\": true}",
+     "userId: expected string or integer, got boolean"},
+    {"tracks", "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "event: required field missing"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"\"}",
+     "event: must not be empty"},
+    {"tracks",
+     "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"event\": \"E"
+     "\", \"properties\": 5}",
+     "properties: expected object, got integer"},
+    {"pages",
+     "{\"type\": \"page\", \"messageId\": \"m-1\", \"userId\": \"u-1\", \"anonymousId\": \"a"
+     "-1\", \"context\": {\"ip\": \"10.0.0.1\"}, \"integrations\": {\"All\": true}, \"timest"
+     "amp\": \"2026-03-01T10:00:00.000Z\", \"originalTimestamp\": \"2026-03-01T09:59:59Z\", "
+     "\"sentAt\": \"2026-03-01T10:00:01+01:00\", \"name\": \"Home\", \"properties\": {\"path"
+     "\": \"/\"}}",
+     NULL},
+    {"pages", "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}", NULL},
+    {"pages", "{\"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}", "type: required field missing"},
+    {"pages", "{\"type\": 1, \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "type: expected string, got integer"},
+    {"pages", "{\"type\": \"track\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "type: expected \"page\" for pages"},
+    {"pages", "{\"type\": \"page\", \"anonymousId\": \"a-2\"}",
+     "messageId: required field missing"},
+    {"pages", "{\"type\": \"page\", \"messageId\": \"\", \"anonymousId\": \"a-2\"}",
+     "messageId: must not be empty"},
+    {"pages",
+     "{\"type\": \"page\", \"messageId\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", \"anonymousId\": \"a-2\"}",
+     "messageId: 256 bytes, longer than 255"},
+    {"pages",
+     "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"context\": [1]}",
+     "context: expected object, got array"},
+    {"pages",
+     "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"timestamp\": "
+     "\"2026-03-01\"}",
+     "timestamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or "
+     "+hh:mm)"},
+    {"pages",
+     "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"sentAt\": 12}",
+     "sentAt: expected string, got integer"},
+    {"pages", "{\"type\": \"page\", \"messageId\": \"m-2\"}",
+     "userId or anonymousId: one of them is required"},
+    {"pages",
+     "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"userId\": true}",
+     "userId: expected string or integer, got boolean"},
+    {"pages",
+     "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"properties\": 5}",
+     "properties: expected object, got integer"},
+    {"screens",
+     "{\"type\": \"screen\", \"messageId\": \"m-1\", \"userId\": \"u-1\", \"anonymousId\": "
+     "\"a-1\", \"context\": {\"ip\": \"10.0.0.1\"}, \"integrations\": {\"All\": true}, \"tim"
+     "estamp\": \"2026-03-01T10:00:00.000Z\", \"originalTimestamp\": \"2026-03-01T09:59:59Z"
+     "\", \"sentAt\": \"2026-03-01T10:00:01+01:00\", \"name\": \"Cart\", \"properties\": {\""
+     "items\": 2}}",
+     NULL},
+    {"screens", "{\"type\": \"screen\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}", NULL},
+    {"screens", "{\"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "type: required field missing"},
+    {"screens", "{\"type\": 1, \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "type: expected string, got integer"},
+    {"screens", "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "type: expected \"screen\" for screens"},
+    {"screens", "{\"type\": \"screen\", \"anonymousId\": \"a-2\"}",
+     "messageId: required field missing"},
+    {"screens", "{\"type\": \"screen\", \"messageId\": \"\", \"anonymousId\": \"a-2\"}",
+     "messageId: must not be empty"},
+    {"screens",
+     "{\"type\": \"screen\", \"messageId\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", \"anonymousId\": \"a-2\"}",
+     "messageId: 256 bytes, longer than 255"},
+    {"screens",
+     "{\"type\": \"screen\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"context\": [1]}",
+     "context: expected object, got array"},
+    {"screens",
+     "{\"type\": \"screen\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"timestamp\""
+     ": \"2026-03-01\"}",
+     "timestamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or "
+     "+hh:mm)"},
+    {"screens",
+     "{\"type\": \"screen\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"sentAt\": 12}",
+     "sentAt: expected string, got integer"},
+    {"screens", "{\"type\": \"screen\", \"messageId\": \"m-2\"}",
+     "userId or anonymousId: one of them is required"},
+    {"screens",
+     "{\"type\": \"screen\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"userId\": true}",
+     "userId: expected string or integer, got boolean"},
+    {"screens",
+     "{\"type\": \"screen\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"properties\": 5}",
+     "properties: expected object, got integer"},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"m-1\", \"userId\": \"u-1\", \"anonymousId\": \""
+     "a-1\", \"context\": {\"ip\": \"10.0.0.1\"}, \"integrations\": {\"All\": true}, \"times"
+     "tamp\": \"2026-03-01T10:00:00.000Z\", \"originalTimestamp\": \"2026-03-01T09:59:59Z\","
+     " \"sentAt\": \"2026-03-01T10:00:01+01:00\", \"groupId\": \"g-1\", \"traits\": {\"name"
+     "\": \"Acme\"}}",
+     NULL},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7}",
+     NULL},
+    {"groups", "{\"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7}",
+     "type: required field missing"},
+    {"groups", "{\"type\": 1, \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7}",
+     "type: expected string, got integer"},
+    {"groups",
+     "{\"type\": \"page\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7}",
+     "type: expected \"group\" for groups"},
+    {"groups", "{\"type\": \"group\", \"anonymousId\": \"a-2\", \"groupId\": 7}",
+     "messageId: required field missing"},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"\", \"anonymousId\": \"a-2\", \"groupId\": 7}",
+     "messageId: must not be empty"},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", \"anonymousId\": \"a-2\", \"groupId\": 7}",
+     "messageId: 256 bytes, longer than 255"},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7"
+     ", \"context\": [1]}",
+     "context: expected object, got array"},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7"
+     ", \"timestamp\": \"2026-03-01\"}",
+     "timestamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or "
+     "+hh:mm)"},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7"
+     ", \"sentAt\": 12}",
+     "sentAt: expected string, got integer"},
+    {"groups", "{\"type\": \"group\", \"messageId\": \"m-2\", \"groupId\": 7}",
+     "userId or anonymousId: one of them is required"},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7"
+     ", \"userId\": true}",
+     "userId: expected string or integer, got boolean"},
+    {"groups", "{\"type\": \"group\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\"}",
+     "groupId: required field missing"},
+    {"groups",
+     "{\"type\": \"group\", \"messageId\": \"m-2\", \"anonymousId\": \"a-2\", \"groupId\": 7"
+     ", \"traits\": \"x\"}",
+     "traits: expected object, got string"},
+    {"aliases",
+     "{\"type\": \"alias\", \"messageId\": \"m-1\", \"userId\": \"u-1\", \"anonymousId\": \""
+     "a-1\", \"context\": {\"ip\": \"10.0.0.1\"}, \"integrations\": {\"All\": true}, \"times"
+     "tamp\": \"2026-03-01T10:00:00.000Z\", \"originalTimestamp\": \"2026-03-01T09:59:59Z\","
+     " \"sentAt\": \"2026-03-01T10:00:01+01:00\", \"previousId\": \"a-1\"}",
+     NULL},
+    {"aliases",
+     "{\"type\": \"alias\", \"messageId\": \"m-2\", \"userId\": 42, \"previousId\": \"p\"}", NULL},
+    {"aliases", "{\"messageId\": \"m-2\", \"userId\": 42, \"previousId\": \"p\"}",
+     "type: required field missing"},
+    {"aliases", "{\"type\": 1, \"messageId\": \"m-2\", \"userId\": 42, \"previousId\": \"p\"}",
+     "type: expected string, got integer"},
+    {"aliases",
+     "{\"type\": \"page\", \"messageId\": \"m-2\", \"userId\": 42, \"previousId\": \"p\"}",
+     "type: expected \"alias\" for aliases"},
+    {"aliases", "{\"type\": \"alias\", \"userId\": 42, \"previousId\": \"p\"}",
+     "messageId: required field missing"},
+    {"aliases", "{\"type\": \"alias\", \"messageId\": \"\", \"userId\": 42, \"previousId\": \"p\"}",
+     "messageId: must not be empty"},
+    {"aliases",
+     "{\"type\": \"alias\", \"messageId\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", \"userId\": 42, \"previousId\": \"p\"}",
+     "messageId: 256 bytes, longer than 255"},
+    {"aliases",
+     "{\"type\": \"alias\", \"messageId\": \"m-2\", \"userId\": 42, \"previousId\": \"p\", "
+     "\"context\": [1]}",
+     "context: expected object, got array"},
+    {"aliases",
+     "{\"type\": \"alias\", \"messageId\": \"m-2\", \"userId\": 42, \"previousId\": \"p\", "
+     "\"timestamp\": \"2026-03-01\"}",
+     "timestamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or "
+     "+hh:mm)"},
+    {"aliases",
+     "{\"type\": \"alias\", \"messageId\": \"m-2\", \"userId\": 42, \"previousId\": \"p\", "
+     "\"sentAt\": 12}",
+     "sentAt: expected string, got integer"},
+    {"aliases", "{\"type\": \"alias\", \"messageId\": \"m-2\", \"previousId\": \"p\"}",
+     "userId: required field missing"},
+    {"aliases",
+     "{\"type\": \"alias\", \"messageId\": \"m-2\", \"userId\": true, \"previousId\": \"p\"}",
+     "userId: expected string or integer, got boolean"},
+    {"aliases",
+     "{\"type\": \"alias\", \"messageId\": \"m-2\", \"userId\": 42, \"previousId\": \"\"}",
+     "previousId: must not be empty"},
+    {"users",
+     "{\"type\": \"identify\", \"messageId\": \"m-1\", \"userId\": \"u-1\", \"anonymousId\":"
+     " \"a-1\", \"context\": {\"ip\": \"10.0.0.1\"}, \"integrations\": {\"All\": true}, \"ti"
+     "mestamp\": \"2026-03-01T10:00:00.000Z\", \"originalTimestamp\": \"2026-03-01T09:59:59Z"
+     "\", \"sentAt\": \"2026-03-01T10:00:01+01:00\", \"traits\": {\"plan\": \"pro\"}}",
+     NULL},
+    {"users", "{\"type\": \"identify\", \"messageId\": \"m-2\", \"userId\": 42}", NULL},
+    {"users", "{\"messageId\": \"m-2\", \"userId\": 42}", "type: required field missing"},
+    {"users", "{\"type\": 1, \"messageId\": \"m-2\", \"userId\": 42}",
+     "type: expected string, got integer"},
+    {"users", "{\"type\": \"page\", \"messageId\": \"m-2\", \"userId\": 42}",
+     "type: expected \"identify\" for users"},
+    {"users", "{\"type\": \"identify\", \"userId\": 42}", "messageId: required field missing"},
+    {"users", "{\"type\": \"identify\", \"messageId\": \"\", \"userId\": 42}",
+     "messageId: must not be empty"},
+    {"users",
+     "{\"type\": \"identify\", \"messageId\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", \"userId\": 42}",
+     "messageId: 256 bytes, longer than 255"},
+    {"users", "{\"type\": \"identify\", \"messageId\": \"m-2\", \"userId\": 42, \"context\": [1]}",
+     "context: expected object, got array"},
+    {"users",
+     "{\"type\": \"identify\", \"messageId\": \"m-2\", \"userId\": 42, \"timestamp\": \"2026"
+     "-03-01\"}",
+     "timestamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or "
+     "+hh:mm)"},
+    {"users", "{\"type\": \"identify\", \"messageId\": \"m-2\", \"userId\": 42, \"sentAt\": 12}",
+     "sentAt: expected string, got integer"},
+    {"users", "{\"type\": \"identify\", \"messageId\": \"m-2\"}", "userId: required field missing"},
+    {"users", "{\"type\": \"identify\", \"messageId\": \"m-2\", \"userId\": true}",
+     "userId: expected string or integer, got boolean"},
+    {"users", "{\"type\": \"identify\", \"messageId\": \"m-2\", \"userId\": 42, \"traits\": \"x\"}",
+     "traits: expected object, got string"},
 };
 
 static const uint8_t fixed_uuid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
@@ -446,27 +768,34 @@ START_TEST(test_untyped_dispatch)
         {"{\"user_id\": 1}", "event_name: required field missing (the URL names no type)"},
         {"{\"event_name\": \" crash_report\", \"user_id\": 1}",
          "event_name: unknown event type \" crash_report\""
-         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+         " (valid types: crash_report, ad_event, user_login, product, data_sample, "
+         "identifies, tracks, pages, screens, groups, aliases, users)"},
         {"{\"event_name\": \"crash_report \"}",
          "event_name: unknown event type \"crash_report \""
-         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+         " (valid types: crash_report, ad_event, user_login, product, data_sample, "
+         "identifies, tracks, pages, screens, groups, aliases, users)"},
         {"{\"event_name\": \"CRASH_REPORT\"}",
          "event_name: unknown event type \"CRASH_REPORT\""
-         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+         " (valid types: crash_report, ad_event, user_login, product, data_sample, "
+         "identifies, tracks, pages, screens, groups, aliases, users)"},
         {"{\"event_name\": \"\"}",
          "event_name: unknown event type \"\""
-         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+         " (valid types: crash_report, ad_event, user_login, product, data_sample, "
+         "identifies, tracks, pages, screens, groups, aliases, users)"},
         {"{\"event_name\": \"a\\\"b\\\\c\\n\\u0001\"}",
          "event_name: unknown event type \"a\\\"b\\\\c\\x0a\\x01\""
-         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+         " (valid types: crash_report, ad_event, user_login, product, data_sample, "
+         "identifies, tracks, pages, screens, groups, aliases, users)"},
         {"{\"event_name\": \"\\u00e9v\\u00e9nement\"}",
          "event_name: unknown event type \"\xc3\xa9v\xc3\xa9nement\""
-         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+         " (valid types: crash_report, ad_event, user_login, product, data_sample, "
+         "identifies, tracks, pages, screens, groups, aliases, users)"},
         {"{\"event_name\": "
          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
          "event_name: unknown event type "
          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..."
-         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+         " (valid types: crash_report, ad_event, user_login, product, data_sample, "
+         "identifies, tracks, pages, screens, groups, aliases, users)"},
         {"{\"event_name\": [\"crash_report\"]}", "event_name: expected string, got array"},
         {"42", "event: expected object, got integer"},
         {"null", "event: expected object, got null"},
@@ -1167,7 +1496,7 @@ START_TEST(test_registry_walk)
     size_t i;
     size_t j;
 
-    ck_assert_uint_eq(ev_registry_len, 5);
+    ck_assert_uint_eq(ev_registry_len, 12);
     for (i = 0; i < ev_registry_len; i++) {
         const struct ev_type *t = ev_registry[i];
         char ddl_head[128];
@@ -1216,12 +1545,14 @@ START_TEST(test_registry_walk)
     ck_assert_ptr_nonnull(ev_lookup("crash_report!", 12));
     /* What an "unknown event type" answer lists: the registry, cut with "..." to fit. */
     ev_type_names(names, sizeof(names));
-    ck_assert_str_eq(names, "crash_report, ad_event, user_login, product, data_sample");
+    ck_assert_str_eq(names, "crash_report, ad_event, user_login, product, data_sample, "
+                            "identifies, tracks, pages, screens, groups, aliases, users");
     ev_type_names(names, 30);
     ck_assert_str_eq(names, "crash_report, ad_event, ...");
     ev_unknown_type(err, "crash", 5);
     ck_assert_str_eq(err, "unknown event type \"crash\" (valid types: crash_report, ad_event, "
-                          "user_login, product, data_sample)");
+                          "user_login, product, data_sample, identifies, tracks, pages, "
+                          "screens, groups, aliases, users)");
 }
 END_TEST
 

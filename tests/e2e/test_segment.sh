@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# test_segment.sh - the Segment tracking API over curl, as its SDKs send it (docs/api.md,
+# "Sending from an analytics SDK"): every call through /v1/batch and its own route, the write
+# key as Basic user name or writeKey, batch-level context merged, messageId once per write
+# key, the skew-corrected timestamp, users upserted from identify, a track of a declared type
+# loaded into its table too; every bad input with its exact answer, partial batches
+# dead-lettered; then the rows column by column after the loader ran.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/lib_sh.sh
+: "${DP_PG_CONNINFO:?run through make check (tests/pg run)}"
+
+TMP=$(mktemp -d)
+SCHEMA=segment_$$
+trap 't_cleanup; sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE"; rm -rf "$TMP"' EXIT
+export PGTZ=UTC
+PORT=$(free_port)
+URL="http://127.0.0.1:$PORT"
+
+cat >"$TMP/cfg.json" <<JSON
+{"server": {"listen": "127.0.0.1:$PORT", "threads": 8,
+            "api_keys": [{"name": "web", "key": "wk-web"}, {"name": "ios", "key": "wk-ios"}]},
+ "queue": {"path": "$TMP/q", "max_bytes": 67108864, "id": "segment_$$", "sync": false},
+ "database": {"conninfo": "$DP_PG_CONNINFO", "schema": "$SCHEMA"},
+ "loader": {"interval_s": 3600, "min_interval_s": 1},
+ "types": {"order_completed": {"fields": {"order_id": {"type": "string", "required": true},
+                                          "total": {"type": "number", "required": true}}}}}
+JSON
+
+# post PATH BODY [CURL ARGS...]: prints "CODE BODY".
+post() {
+    local path=$1 body=$2
+    shift 2
+    curl -s -o "$TMP/out" -w '%{http_code}' --data-binary "$body" "$@" "$URL$path"
+    echo " $(cat "$TMP/out")"
+}
+# ids_as_id ANSWER: the answer with each uuid written "ID".
+ids_as_id() { sed -E 's/"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"/"ID"/g' <<<"$1"; }
+load() { timeout 120 "$BIN/datapipe-loader" -c "$TMP/cfg.json" --once >>"$TMP/loader.log" 2>&1; }
+
+start_bg "$TMP/server.log" "$BIN/datapipe-server" -c "$TMP/cfg.json"
+wait_until 20 "the server answers /healthz" http_answers "$URL/healthz" || cat "$TMP/server.log"
+
+CTX='"context": {"library": {"name": "analytics-node", "version": "2.1.0"}, "ip": "10.0.0.1"}'
+BATCH='{"batch": [
+ {"type": "identify", "userId": "u-1", "anonymousId": "a-1", "traits": {"plan": "pro"},
+  "messageId": "m-identify", "timestamp": "2026-03-01T10:00:00.000Z",
+  "context": {"ip": "10.0.0.2"}},
+ {"type": "track", "userId": "u-1", "event": "Signed Up", "properties": {"via": "ad"},
+  "messageId": "m-track", "originalTimestamp": "2026-03-01T10:00:00.000Z",
+  "sentAt": "2026-03-01T10:00:05.000Z"},
+ {"type": "page", "anonymousId": "a-1", "name": "Home", "properties": {"path": "/"},
+  "messageId": "m-page", "timestamp": "2026-03-01T10:00:01Z"},
+ {"type": "screen", "userId": "u-1", "name": "Cart", "properties": {"items": 2},
+  "messageId": "m-screen", "timestamp": "2026-03-01T10:00:02Z"},
+ {"type": "group", "userId": "u-1", "groupId": "g-1", "traits": {"name": "Acme"},
+  "messageId": "m-group", "timestamp": "2026-03-01T10:00:03Z"},
+ {"type": "alias", "userId": "u-1", "previousId": "a-1",
+  "messageId": "m-alias", "timestamp": "2026-03-01T10:00:04Z"}],
+ '"$CTX"', "integrations": {"All": true}, "sentAt": "2026-03-01T10:00:10.000Z"}'
+
+# --- every call through /v1/batch with the write key as Basic user name
+r=$(post /v1/batch "$BATCH" -u wk-web:)
+eq "a batch of every call → 200, one id each" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":6,"rejected":0,"duplicates":0,"ids":["ID","ID","ID","ID","ID","ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+track_id=$(sed -E 's/.*"ids":\["[^"]*","([^"]*)".*/\1/' <<<"$r")
+
+# --- an SDK's retry after a lost answer: sentAt differs, the messages are repeats
+r=$(post /v1/batch "${BATCH/2026-03-01T10:00:10.000Z/2026-03-01T10:00:40.000Z}" -u wk-web:)
+eq "the retry (new sentAt) → 200, all duplicates, the first ids" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":6,"rejected":0,"duplicates":6,"ids":["ID","ID","ID","ID","ID","ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+has "the retry answers the track's first id" "\"$track_id\"" "$r"
+
+# --- another write key with the same messageId: its own row, not a duplicate
+r=$(post /v1/track '{"writeKey": "wk-ios", "userId": "u-2", "event": "Signed Up", "messageId": "m-track"}')
+eq "writeKey in the body, same messageId under another key → accepted" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+
+# --- one call a route; no messageId: one is generated
+r=$(post /v1/page '{"anonymousId": "a-9", "name": "Pricing"}' -u wk-web: -H 'Content-Type: text/plain')
+eq "/v1/page without messageId (text/plain) → 200" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+
+# --- identify twice more for u-1: an older one does not win, a newer one does
+post /v1/identify '{"userId": "u-1", "traits": {"plan": "free"}, "timestamp": "2026-02-01T00:00:00Z", "messageId": "m-old"}' -u wk-web: >/dev/null
+post /v1/identify '{"userId": "u-3", "traits": {"plan": "team"}, "timestamp": "2026-03-02T00:00:00Z", "messageId": "m-u3"}' -u wk-web: >/dev/null
+
+# --- a track of a declared type: typed row too; its properties checked against the type
+r=$(post /v1/track '{"userId": "u-1", "event": "Order Completed", "properties": {"order_id": "o-1", "total": 9.5}, "messageId": "m-order"}' -u wk-web:)
+eq "track of a declared type → 200" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+r=$(post /v1/track '{"userId": "u-1", "event": "order_completed", "properties": {"total": "x"}, "messageId": "m-order-bad"}' -u wk-web:)
+eq "track of a declared type with bad properties → 400 naming the field" \
+    '400 {"status_code":400,"status_message":"properties: order_id: required field missing","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"properties: order_id: required field missing"}]}' \
+    "$r"
+
+# --- bad input, each with its answer
+r=$(post /v1/track '{"userId": "u-1", "event": "E"}' -u wrong:)
+eq "wrong write key → 401" \
+    '401 {"status_code":401,"status_message":"missing or wrong API key: send Authorization: Bearer KEY or X-API-Key: KEY"}' "$r"
+r=$(post /v1/track '{"writeKey": "wrong", "userId": "u-1", "event": "E"}')
+eq "wrong writeKey in the body → 401" \
+    '401 {"status_code":401,"status_message":"missing or wrong write key: send it as the HTTP Basic user name (empty password) or as writeKey in the body"}' "$r"
+r=$(post /v1/track '{"userId": "u-1", "event": "E"}')
+eq "no write key → 401" \
+    '401 {"status_code":401,"status_message":"missing or wrong write key: send it as the HTTP Basic user name (empty password) or as writeKey in the body"}' "$r"
+one_bad() { # NAME BODY ERROR
+    eq "$1 → 400" \
+        "400 {\"status_code\":400,\"status_message\":\"$3\",\"success\":false,\"accepted\":0,\"rejected\":1,\"duplicates\":0,\"ids\":[null],\"errors\":[{\"index\":0,\"error\":\"$3\"}]}" \
+        "$(post /v1/batch "{\"batch\": [$2]}" -u wk-web:)"
+}
+one_bad "no userId/anonymousId" '{"type": "track", "event": "E"}' \
+    'userId or anonymousId: one of them is required'
+one_bad "track without event" '{"type": "track", "userId": "u"}' \
+    'event: required field missing'
+one_bad "wrong type" '{"type": "click", "userId": "u"}' \
+    'type: expected one of identify, track, page, screen, group, alias'
+one_bad "no type" '{"userId": "u"}' 'type: required field missing'
+one_bad "bad timestamp" '{"type": "page", "userId": "u", "timestamp": "yesterday"}' \
+    'timestamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)'
+long=$(printf 'x%.0s' $(seq 256))
+one_bad "messageId over 255 bytes" "{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"messageId\": \"$long\"}" \
+    'messageId: 256 bytes, longer than 255'
+big=$(head -c 33000 /dev/zero | tr '\0' 'p')
+one_bad "a 33 KB message" "{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$big\"}}" \
+    'message: 33114 bytes, over server.segment_max_message_bytes (32768)'
+r=$(post /v1/batch '{"batch": {"type": "track"}}' -u wk-web:)
+eq "a batch that is not an array → 400" \
+    '400 {"status_code":400,"status_message":"batch: expected an array of messages"}' "$r"
+r=$(post /v1/batch '[{"type": "track"}]' -u wk-web:)
+eq "a body that is not an object → 400" \
+    '400 {"status_code":400,"status_message":"body: expected a JSON object"}' "$r"
+r=$(post /v1/batch '{"batch": [' -u wk-web:)
+eq "a body that is not JSON → 400" \
+    "400 {\"status_code\":400,\"status_message\":\"body: not JSON: line 1 column 11: ']' expected near end of file\"}" "$r"
+msg="{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$(head -c 30000 /dev/zero | tr '\0' 'p')\"}}"
+printf '{"batch": [%s' "$msg" >"$TMP/big.json"
+for _ in $(seq 17); do printf ',%s' "$msg" >>"$TMP/big.json"; done
+printf ']}' >>"$TMP/big.json"
+r=$(post /v1/batch "@$TMP/big.json" -u wk-web:)
+eq "a 501 KB batch → 400 naming the limit" \
+    "400 {\"status_code\":400,\"status_message\":\"body: $(stat -c %s "$TMP/big.json") bytes, over server.segment_max_batch_bytes (512000); nothing was stored\"}" \
+    "$r"
+r=$(post /v1/track '{"userId": "u", "event": "E", "type": "page"}' -u wk-web:)
+eq "a message whose type is not its route's → 400" \
+    '400 {"status_code":400,"status_message":"type: expected \"track\" on /v1/track","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"type: expected \"track\" on /v1/track"}]}' "$r"
+
+# --- a batch with some invalid messages: the valid stored, the rest dead-lettered
+r=$(post /v1/batch '{"batch": [{"type": "track", "userId": "u-4", "event": "Ok", "messageId": "m-ok"},
+  {"type": "track", "userId": "u-4", "messageId": "m-noevent"}]}' -u wk-web:)
+eq "a partly valid batch → 200 saying so" \
+    '200 {"status_code":200,"status_message":"partly accepted: the rejected messages are in dead_letter","success":true,"accepted":1,"rejected":1,"duplicates":0,"ids":["ID",null],"errors":[{"index":1,"error":"event: required field missing"}]}' \
+    "$(ids_as_id "$r")"
+
+# --- the rows
+ok "the loader loads" load
+q() { sql "SELECT $2 FROM $SCHEMA.$1 $3"; }
+COMMON="message_id, coalesce(anonymous_id, '-'), coalesce(user_id, '-'), timestamp, coalesce(original_timestamp::text, '-'), coalesce(sent_at::text, '-'), context::text, source, idempotency_key"
+eq "identifies: one row, columns" \
+    'm-identify|a-1|u-1|2026-03-01 10:00:00+00|-|2026-03-01 10:00:10+00|{"ip": "10.0.0.2", "library": {"name": "analytics-node", "version": "2.1.0"}}|web|sk:3:webm-identify|{"plan": "pro"}' \
+    "$(q identifies "$COMMON, traits" "WHERE message_id = 'm-identify'")"
+eq "tracks: one row per write key" "2" "$(q tracks "count(*)" "WHERE message_id = 'm-track'")"
+eq "tracks: columns (timestamp: received_at - (sentAt - originalTimestamp))" \
+    'm-track|-|u-1|-|2026-03-01 10:00:00+00|2026-03-01 10:00:05+00|{"ip": "10.0.0.1", "library": {"name": "analytics-node", "version": "2.1.0"}}|web|sk:3:webm-track|Signed Up|{"via": "ad"}|t' \
+    "$(q tracks "$COMMON, event, properties::text, timestamp = received_at - interval '5 s'" "WHERE message_id = 'm-track' AND source = 'web'" | sed 's/|[^|]*|2026-03-01 10:00:00+00/|-|2026-03-01 10:00:00+00/')"
+eq "tracks: the other write key's row" 'm-track|-|u-2|-|-|ios|sk:3:iosm-track|Signed Up|t' \
+    "$(q tracks "message_id, coalesce(anonymous_id, '-'), user_id, coalesce(sent_at::text, '-'), coalesce(context::text, '-'), source, idempotency_key, event, timestamp = received_at" "WHERE source = 'ios'")"
+eq "pages: columns" \
+    'm-page|a-1|-|2026-03-01 10:00:01+00|-|2026-03-01 10:00:10+00|{"ip": "10.0.0.1", "library": {"name": "analytics-node", "version": "2.1.0"}}|web|sk:3:webm-page|Home|{"path": "/"}' \
+    "$(q pages "$COMMON, name, properties::text" "WHERE message_id = 'm-page'")"
+eq "pages: the generated messageId is a uuid, and the key" 't|t' \
+    "$(q pages "message_id ~ '^[0-9a-f-]{36}\$', idempotency_key = 'sk:3:web' || message_id" "WHERE name = 'Pricing'")"
+eq "screens: columns" 'm-screen|u-1|Cart|{"items": 2}|2026-03-01 10:00:02+00' \
+    "$(q screens "message_id, user_id, name, properties::text, timestamp" "")"
+eq "groups: columns" 'm-group|u-1|g-1|{"name": "Acme"}|2026-03-01 10:00:03+00' \
+    "$(q groups "message_id, user_id, group_id, traits::text, timestamp" "")"
+eq "aliases: columns" 'm-alias|u-1|a-1|2026-03-01 10:00:04+00' \
+    "$(q aliases "message_id, user_id, previous_id, timestamp" "")"
+eq "users: the newest traits per user" \
+    'u-1|{"plan": "pro"}|2026-03-01 10:00:00+00|web
+u-3|{"plan": "team"}|2026-03-02 00:00:00+00|web' \
+    "$(q users "user_id, traits::text, timestamp, source" "ORDER BY user_id")"
+eq "the declared type's table: the typed row" 'o-1|9.5|web' \
+    "$(q order_completed "order_id, total, source" "")"
+eq "tracks: the declared type's event has its row too" '1' \
+    "$(q tracks "count(*)" "WHERE event = 'Order Completed'")"
+eq "dead_letter: the invalid message of the partly valid batch (stage ingest)" \
+    'ingest|tracks|event: required field missing' \
+    "$(q dead_letter "stage, event_type, error" "WHERE convert_from(raw, 'UTF8') LIKE '%m-noevent%'")"
+eq "no writeKey stored anywhere" '0' \
+    "$(q tracks "count(*)" "WHERE context::text LIKE '%wk-%'")"
+
+t_done test_segment
