@@ -274,7 +274,9 @@ static void
 ex_file_sync(struct ex_inode *in)
 {
     ex_inode_reserve(in, in->vol_size);
-    memcpy(in->dur, in->vol, in->cap);
+    if (in->cap > 0) { /* an empty file has no buffers yet: memcpy takes no NULL */
+        memcpy(in->dur, in->vol, in->cap);
+    }
     in->dur_size = in->vol_size;
     in->n_pend = 0;
     in->size_pending = 0;
@@ -409,8 +411,13 @@ ex_file_content(const struct ex_inode *in, int mode, struct ex_buf *out)
             exit(2);
         }
     }
+    if (max == 0) {
+        return 0; /* an empty file: nothing to copy (memset and memcpy take no NULL) */
+    }
     memset(out->p, 0, max);
-    memcpy(out->p, in->dur, in->dur_size < in->cap ? in->dur_size : in->cap);
+    if (in->dur != NULL) {
+        memcpy(out->p, in->dur, in->dur_size < in->cap ? in->dur_size : in->cap);
+    }
     if (in->size_pending && (mode == 1 || (mode == 2 && ex_rand() % 2 == 0))) {
         size = in->vol_size;
         if (size < in->dur_size) {
@@ -940,7 +947,9 @@ ex_apply(const struct crash_rec *r, const uint8_t *data)
             return 0;
         }
         ex_inode_reserve(in, r->arg + r->len);
-        memcpy(in->vol + r->arg, data, r->len);
+        if (r->len > 0) { /* a write of nothing to an empty file: no buffer yet */
+            memcpy(in->vol + r->arg, data, r->len);
+        }
         if (r->arg + r->len > in->vol_size) {
             in->vol_size = r->arg + r->len;
         }
@@ -975,7 +984,9 @@ ex_dsync_done(const struct crash_rec *r, const uint8_t *data)
 
     ex_pend_carve(in, r->arg, r->len);
     ex_inode_reserve(in, r->arg + r->len);
-    memcpy(in->dur + r->arg, data, r->len);
+    if (r->len > 0) {
+        memcpy(in->dur + r->arg, data, r->len);
+    }
     if (r->arg + r->len > in->dur_size) {
         in->dur_size = r->arg + r->len;
     }
@@ -1082,5 +1093,6 @@ main(int argc, char **argv)
            " after an open had returned), %" PRIu64 " violations, %.0f s\n",
            ex.points, ex.states, ex.duplicates, ex.refused, ex.refused_promised, ex.violations,
            (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    free(log);
     return ex.violations > 0 ? 1 : 0;
 }
