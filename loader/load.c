@@ -162,6 +162,72 @@ keyed_conflict_row(void *arg, int ncols, const char *const *vals)
 }
 
 /*
+ * The statements of batch_insert_keyed for t's table with its unique key index: the INSERT
+ * that leaves out keys already there, and the query of the rows left out for a key held by
+ * another event with other bytes. *insert and *conflicts are malloc'd.
+ */
+static int
+keyed_sql(const struct ev_type *t, const char *keyed, char **insert, char **conflicts)
+{
+    const char *cols = t->copy_columns;
+    int list_len = (int)strlen(cols) - 2;
+
+    /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
+    if (asprintf(insert, "INSERT INTO %s %s SELECT %.*s FROM %s "
+                         "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
+                         "DO NOTHING", t->table, cols, list_len, cols + 1, keyed) < 0) {
+        *insert = NULL;
+        return DP_ERR_NOMEM;
+    }
+    /* Run in the INSERT's transaction: the table holds exactly what the INSERT saw and did. */
+    if (asprintf(conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                            "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
+                            "WHERE t.id <> k.id "
+                            "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
+                 keyed, t->table) < 0) {
+        *conflicts = NULL;
+        return DP_ERR_NOMEM;
+    }
+    return 0;
+}
+
+/*
+ * The same for a partitioned table, which has no unique index over its keys (it would have
+ * to hold received_at, so one key could be in two partitions): each key is first inserted
+ * into the table's key table (part.c), unpartitioned and unique by key, and only the rows
+ * whose key went in there (and the rows without a key) go into the table, in one statement.
+ * A key twice in these rows: the first inserted wins, as with the index.
+ */
+static int
+keyed_sql_parted(const struct ev_type *t, const char *keyed, char **insert, char **conflicts)
+{
+    const char *cols = t->copy_columns;
+    int list_len = (int)strlen(cols) - 2;
+    char keys[LDR_PART_NAME_BUF];
+
+    ldr_part_key_table(t, keys);
+    if (asprintf(insert, "WITH k AS (INSERT INTO %s (idempotency_key, idempotency_digest, id, "
+                         "received_at) SELECT idempotency_key, idempotency_digest, id::text, "
+                         "received_at FROM %s WHERE idempotency_key IS NOT NULL "
+                         "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id) "
+                         "INSERT INTO %s %s SELECT %.*s FROM %s WHERE idempotency_key IS NULL "
+                         "OR id::text IN (SELECT id FROM k)", keys, keyed, t->table, cols,
+                 list_len, cols + 1, keyed) < 0) {
+        *insert = NULL;
+        return DP_ERR_NOMEM;
+    }
+    if (asprintf(conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                            "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
+                            "WHERE t.id <> k.id::text "
+                            "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
+                 keyed, keys) < 0) {
+        *conflicts = NULL;
+        return DP_ERR_NOMEM;
+    }
+    return 0;
+}
+
+/*
  * Move the keyed rows (rows of them) COPYed into g's keyed table into g's table, leaving out a
  * key already there (also one twice in these rows: the first inserted wins), and empty the
  * keyed table. Those left out with the digest of the row that holds their key are repeats
@@ -172,8 +238,6 @@ keyed_conflict_row(void *arg, int ncols, const char *const *vals)
 static int
 batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct keyed_conflicts *c)
 {
-    const char *cols = g->type->copy_columns;
-    int list_len = (int)strlen(cols) - 2;
     uint64_t inserted = 0;
     char keyed[LDR_KEYED_NAME_BUF];
     char *insert = NULL;
@@ -182,22 +246,12 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct k
     int rc = DP_ERR_NOMEM;
 
     keyed_table(g->type, keyed);
-    /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
-    if (asprintf(&insert, "INSERT INTO %s %s SELECT %.*s FROM %s "
-                          "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
-                          "DO NOTHING", g->type->table, cols, list_len, cols + 1, keyed) < 0) {
-        insert = NULL;
+    rc = ldr_pg_parted(pg, g->type) ? keyed_sql_parted(g->type, keyed, &insert, &conflicts)
+                                    : keyed_sql(g->type, keyed, &insert, &conflicts);
+    if (rc != 0) {
         goto out;
     }
-    /* Run in the INSERT's transaction: the table holds exactly what the INSERT saw and did. */
-    if (asprintf(&conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
-                             "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
-                             "WHERE t.id <> k.id "
-                             "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
-                 keyed, g->type->table) < 0) {
-        conflicts = NULL;
-        goto out;
-    }
+    rc = DP_ERR_NOMEM;
     if (asprintf(&empty, "DELETE FROM %s", keyed) < 0) {
         empty = NULL;
         goto out;
@@ -279,12 +333,16 @@ batch_copy_keyed(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, si
     char sql[256];
     int rc;
 
-    rc = ldr_pg_copy(pg, g->type->table, g->type->copy_columns, data, len, g->rows.binary);
-    if (rc != DP_ERR_DATA) {
-        return rc;
-    }
-    if (ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows") != 0) {
-        return DP_ERR_RETRY;
+    /* A partitioned table has no unique index to refuse a key it holds: always through the
+     * keyed table and the key table. */
+    if (!ldr_pg_parted(pg, g->type)) {
+        rc = ldr_pg_copy(pg, g->type->table, g->type->copy_columns, data, len, g->rows.binary);
+        if (rc != DP_ERR_DATA) {
+            return rc;
+        }
+        if (ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows") != 0) {
+            return DP_ERR_RETRY;
+        }
     }
     keyed_table(g->type, keyed);
     /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
