@@ -191,30 +191,61 @@ keyed_sql(const struct ev_type *t, const char *keyed, char **insert, char **conf
     return 0;
 }
 
+/* copy_columns "(a, b, ...)" as "k.a, k.b, ...", the columns of the keyed table aliased k. */
+static int
+keyed_qualified(const char *cols, struct ev_buf *out)
+{
+    const char *p = cols + 1;
+    int rc = 0;
+
+    while (rc == 0 && *p != '\0' && *p != ')') {
+        size_t n = strcspn(p, ",)");
+
+        rc = ev_buf_put_strs(out, out->len > 0 ? ", k." : "k.", NULL);
+        if (rc == 0) {
+            rc = ev_buf_put(out, p, n);
+        }
+        p += n;
+        p += *p == ',' ? strspn(p, ", ") : 0;
+    }
+    return rc;
+}
+
 /*
  * The same for a partitioned table, which has no unique index over its keys (it would have
- * to hold received_at, so one key could be in two partitions): each key is first inserted
- * into the table's key table (part.c), unpartitioned and unique by key, and only the rows
- * whose key went in there (and the rows without a key) go into the table, in one statement.
- * A key twice in these rows: the first inserted wins, as with the index.
+ * to hold received_at, so one key could be in two partitions): first the keys go into the
+ * table's key table (part.c), unpartitioned and unique by key, ON CONFLICT DO NOTHING (*keys);
+ * then the rows whose own id the key table now holds for their key, and the rows without a
+ * key, go into the table (*insert). A key twice in these rows: the first inserted wins, as
+ * with the index. Plain statements, no data-modifying CTE, so that a distributed PostgreSQL
+ * (docs/scaling.md, Citus) plans them as it plans any INSERT ... SELECT.
  */
 static int
-keyed_sql_parted(const struct ev_type *t, const char *keyed, char **insert, char **conflicts)
+keyed_sql_parted(const struct ev_type *t, const char *keyed, char **keys_sql, char **insert,
+                 char **conflicts)
 {
     const char *cols = t->copy_columns;
-    int list_len = (int)strlen(cols) - 2;
+    struct ev_buf q = {0};
     char keys[LDR_PART_NAME_BUF];
+    int rc = DP_ERR_NOMEM;
 
     ldr_part_key_table(t, keys);
-    if (asprintf(insert, "WITH k AS (INSERT INTO %s (idempotency_key, idempotency_digest, id, "
-                         "received_at) SELECT idempotency_key, idempotency_digest, id::text, "
-                         "received_at FROM %s WHERE idempotency_key IS NOT NULL "
-                         "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id) "
-                         "INSERT INTO %s %s SELECT %.*s FROM %s WHERE idempotency_key IS NULL "
-                         "OR id::text IN (SELECT id FROM k)", keys, keyed, t->table, cols,
-                 list_len, cols + 1, keyed) < 0) {
+    if (keyed_qualified(cols, &q) != 0) {
+        goto out;
+    }
+    if (asprintf(keys_sql, "INSERT INTO %s (idempotency_key, idempotency_digest, id, "
+                           "received_at) SELECT idempotency_key, idempotency_digest, id::text, "
+                           "received_at FROM %s WHERE idempotency_key IS NOT NULL "
+                           "ON CONFLICT (idempotency_key) DO NOTHING", keys, keyed) < 0) {
+        *keys_sql = NULL;
+        goto out;
+    }
+    if (asprintf(insert, "INSERT INTO %s %s SELECT %.*s FROM %s k LEFT JOIN %s h "
+                         "ON h.idempotency_key = k.idempotency_key "
+                         "WHERE k.idempotency_key IS NULL OR h.id = k.id::text", t->table, cols,
+                 (int)q.len, q.data, keyed, keys) < 0) {
         *insert = NULL;
-        return DP_ERR_NOMEM;
+        goto out;
     }
     if (asprintf(conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
                             "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
@@ -222,9 +253,12 @@ keyed_sql_parted(const struct ev_type *t, const char *keyed, char **insert, char
                             "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
                  keyed, keys) < 0) {
         *conflicts = NULL;
-        return DP_ERR_NOMEM;
+        goto out;
     }
-    return 0;
+    rc = 0;
+out:
+    ev_buf_free(&q);
+    return rc;
 }
 
 /*
@@ -240,14 +274,16 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct k
 {
     uint64_t inserted = 0;
     char keyed[LDR_KEYED_NAME_BUF];
+    char *keys = NULL;
     char *insert = NULL;
     char *conflicts = NULL;
     char *empty = NULL;
     int rc = DP_ERR_NOMEM;
 
     keyed_table(g->type, keyed);
-    rc = ldr_pg_parted(pg, g->type) ? keyed_sql_parted(g->type, keyed, &insert, &conflicts)
-                                    : keyed_sql(g->type, keyed, &insert, &conflicts);
+    rc = ldr_pg_parted(pg, g->type)
+             ? keyed_sql_parted(g->type, keyed, &keys, &insert, &conflicts)
+             : keyed_sql(g->type, keyed, &insert, &conflicts);
     if (rc != 0) {
         goto out;
     }
@@ -256,7 +292,10 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct k
         empty = NULL;
         goto out;
     }
-    rc = ldr_pg_exec_rows(pg, insert, &inserted);
+    rc = keys != NULL ? ldr_pg_exec(pg, keys) : 0;
+    if (rc == 0) {
+        rc = ldr_pg_exec_rows(pg, insert, &inserted);
+    }
     if (rc == 0) {
         rc = batch_not_data(ldr_pg_rows(pg, conflicts, 0, NULL, keyed_conflict_row, c));
     }
@@ -270,6 +309,7 @@ out:
     free(empty);
     free(conflicts);
     free(insert);
+    free(keys);
     return rc;
 }
 
