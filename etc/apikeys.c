@@ -56,8 +56,8 @@ key_name_ok(const char *name, size_t len)
 
 /* One member of API key object i of o: known, well typed, in range. Errors go to e. */
 static bool
-key_member_check(const struct dp_setting *o, size_t i, const config_setting_t *m,
-                 const char *file, struct dp_errs *e)
+key_member_check(const struct dp_setting *o, size_t i, const config_setting_t *m, const char *file,
+                 struct dp_errs *e)
 {
     const char *mname = config_setting_name(m);
     const struct dp_api_key_member *km = dp_api_key_member_find(mname);
@@ -77,16 +77,16 @@ key_member_check(const struct dp_setting *o, size_t i, const config_setting_t *m
                     dp_setting_kind_name(m));
         return false;
     }
-    if (km->integer && (config_setting_get_int64(m) < km->min ||
-                        config_setting_get_int64(m) > km->max)) {
+    if (km->integer &&
+        (config_setting_get_int64(m) < km->min || config_setting_get_int64(m) > km->max)) {
         dp_errs_add(e, "%s: %s[%zu].%s: must be %lld..%lld", file, o->path, i, mname, km->min,
                     km->max);
         return false;
     }
     if (strcmp(mname, "name") == 0 &&
         !key_name_ok(config_setting_get_string(m), strlen(config_setting_get_string(m)))) {
-        dp_errs_add(e, "%s: %s[%zu].name: 1 to %d letters, digits, '_', '.' or '-'", file,
-                    o->path, i, DP_API_KEY_NAME_MAX);
+        dp_errs_add(e, "%s: %s[%zu].name: 1 to %d letters, digits, '_', '.' or '-'", file, o->path,
+                    i, DP_API_KEY_NAME_MAX);
         return false;
     }
     return true;
@@ -185,8 +185,8 @@ dp_api_keys_fill(struct dp_config *cfg, const config_setting_t *arr, bool *nomem
         } else {
             key = config_setting_get_string(el);
         }
-        rc = api_key_add(cfg, key != NULL ? key : "", name, name != NULL ? strlen(name) : 0,
-                         eps, burst);
+        rc = api_key_add(cfg, key != NULL ? key : "", name, name != NULL ? strlen(name) : 0, eps,
+                         burst);
         if (rc != 0) {
             *nomem = true;
         }
@@ -255,8 +255,8 @@ dp_api_keys_file_read(struct dp_config *cfg, struct dp_errs *e)
             continue;
         }
         n = strlen(p);
-        while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ' ||
-                         p[n - 1] == '\t')) {
+        while (n > 0 &&
+               (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t')) {
             p[--n] = '\0';
         }
         if (n > 0) {
@@ -276,8 +276,10 @@ dp_api_keys_check(const struct dp_config *cfg, struct dp_errs *e)
         /* Names label metrics and rows: one key each. */
         for (size_t j = 0; j < i; j++) {
             if (strcmp(cfg->server_api_key_info[i].name, cfg->server_api_key_info[j].name) == 0) {
-                dp_errs_add(e, "server.api_keys[%zu].name: %s is the name of server.api_keys[%zu] "
-                            "too", i, cfg->server_api_key_info[i].name, j);
+                dp_errs_add(e,
+                            "server.api_keys[%zu].name: %s is the name of server.api_keys[%zu] "
+                            "too",
+                            i, cfg->server_api_key_info[i].name, j);
                 break;
             }
         }

@@ -19,8 +19,8 @@ struct dp_setting;
 /* A member an API key object may have ({"name", "key", "events_per_s", "burst"}). */
 struct dp_api_key_member {
     const char *name;
-    bool integer;                   /* an integer, else a string */
-    long long min;                  /* integers: inclusive range */
+    bool integer;  /* an integer, else a string */
+    long long min; /* integers: inclusive range */
     long long max;
 };
 
@@ -34,9 +34,8 @@ const struct dp_api_key_member *dp_api_key_member_find(const char *name);
  * Every error found is added to e ("FILE: server.api_keys[I].burst: needs events_per_s").
  * Returns true when the object is valid.
  */
-bool dp_api_key_object_check(const struct dp_setting *o, size_t i,
-                             const struct config_setting_t *g, const char *file,
-                             struct dp_errs *e);
+bool dp_api_key_object_check(const struct dp_setting *o, size_t i, const struct config_setting_t *g,
+                             const char *file, struct dp_errs *e);
 
 /*
  * dp_api_keys_fill - set cfg->server_api_keys and cfg->server_api_key_info from the checked

@@ -4,8 +4,8 @@
  * (config.c) validates both. Knows keys only as far as a JSON value's libconfig type needs
  * them (API key objects, null); never validates values, never merges.
  */
-#include "etc/apikeys.h"
 #include "etc/cfgfile.h"
+#include "etc/apikeys.h"
 #include "etc/err.h"
 #include "etc/settings.h"
 
@@ -20,7 +20,7 @@
 static const char *
 json_kind_name(const json_t *v)
 {
-    return json_is_string(v)                      ? "string"
+    return json_is_string(v)                       ? "string"
            : json_is_integer(v) || json_is_real(v) ? "number"
            : json_is_boolean(v)                    ? "boolean"
            : json_is_null(v)                       ? "null"
@@ -32,8 +32,8 @@ json_kind_name(const json_t *v)
  * are, for dp_api_key_object_check to judge; null and structures are refused here.
  */
 static void
-json_key_object(config_setting_t *list, json_t *el, const char *path, size_t i,
-                const char *file, struct dp_errs *e)
+json_key_object(config_setting_t *list, json_t *el, const char *path, size_t i, const char *file,
+                struct dp_errs *e)
 {
     config_setting_t *g = config_setting_add(list, NULL, CONFIG_TYPE_GROUP);
     const char *k;
@@ -43,7 +43,8 @@ json_key_object(config_setting_t *list, json_t *el, const char *path, size_t i,
         e->nomem = true;
         return;
     }
-    json_object_foreach(el, k, m) {
+    json_object_foreach(el, k, m)
+    {
         const struct dp_api_key_member *km = dp_api_key_member_find(k);
         config_setting_t *d = NULL;
 
@@ -123,13 +124,15 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
          * duplicates; neither can be a known key. */
         dp_errs_add(e, "%s: %s: %s", file, path,
                     in_types(path) ? "invalid name (lower-case letters, digits and _, starting "
-                                  "with a letter, at most 63 bytes)" : "unknown key");
+                                     "with a letter, at most 63 bytes)"
+                                   : "unknown key");
         return 0;
     }
     if (json_is_object(v)) {
         const char *k;
         json_t *child;
-        json_object_foreach(v, k, child) {
+        json_object_foreach(v, k, child)
+        {
             char sub[512];
             snprintf(sub, sizeof(sub), "%s.%s", path, k);
             json_to_setting(s, k, child, sub, file, e);
@@ -137,7 +140,8 @@ json_to_setting(config_setting_t *parent, const char *key, json_t *v, const char
     } else if (json_is_array(v)) {
         size_t i;
         json_t *el;
-        json_array_foreach(v, i, el) {
+        json_array_foreach(v, i, el)
+        {
             if (key_list && json_is_object(el)) {
                 json_key_object(s, el, path, i, file, e);
                 continue;
@@ -203,7 +207,8 @@ dp_cfgfile_read(config_t *tree, const char *path, struct dp_errs *e)
         const char *k;
         json_t *child;
         int before = e->count;
-        json_object_foreach(root, k, child) {
+        json_object_foreach(root, k, child)
+        {
             json_to_setting(config_root_setting(tree), k, child, k, path, e);
         }
         ok = e->count == before;

@@ -106,8 +106,10 @@ dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool al
     }
     if ((out->dry_run || out->only_type != NULL || out->only_stage != NULL) &&
         !out->replay_dead_letters && !out->dead_letters) {
-        fprintf(stderr, "%s: --type, --stage and --dry-run go with --replay-dead-letters or "
-                "--dead-letters\n", prog);
+        fprintf(stderr,
+                "%s: --type, --stage and --dry-run go with --replay-dead-letters or "
+                "--dead-letters\n",
+                prog);
         return 2;
     }
     if (optind < argc) {

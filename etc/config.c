@@ -4,9 +4,9 @@
  * walk validates it and merges it key by key into the effective tree, from which typed lookups
  * fill struct dp_config (API key entries: apikeys.c). Never exits: errors go back to main.
  */
+#include "etc/config.h"
 #include "etc/apikeys.h"
 #include "etc/cfgfile.h"
-#include "etc/config.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/retention.h"
@@ -491,8 +491,8 @@ dp_config_load(const struct dp_config_sources *src, struct dp_config **out, char
         rc = DP_ERR_NOMEM;
         goto out;
     }
-    files[0] = src->system_path != NULL && access(src->system_path, F_OK) == 0
-                   ? src->system_path : NULL;
+    files[0] =
+        src->system_path != NULL && access(src->system_path, F_OK) == 0 ? src->system_path : NULL;
     files[1] = src->env_path;
     files[2] = src->cli_path;
     for (int i = 0; i < 3; i++) {

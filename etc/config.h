@@ -1,5 +1,5 @@
 /*
- * config.h - every setting of datapipe (SPEC section 2), in one place.
+ * config.h - every setting of datapipe (docs/configuration.md), in one place.
  * Defaults, then /etc/datapipe.json, then $DATAPIPE_CNF, then -c FILE, later
  * wins key by key. JSON files are parsed with jansson and loaded into the same
  * libconfig tree as libconfig-syntax files (.cfg, .conf), so one typed lookup
@@ -17,7 +17,7 @@
 struct dp_types;
 struct dp_retention;
 
-#define DP_API_KEY_NAME_MAX 63      /* longest API key name, bytes */
+#define DP_API_KEY_NAME_MAX 63 /* longest API key name, bytes */
 
 /*
  * What the configuration says about one API key besides the key itself: server.api_keys
@@ -26,46 +26,46 @@ struct dp_retention;
  * the key.
  */
 struct dp_api_key {
-    char *name;                     /* metrics label and source column; never the key */
-    int64_t events_per_s;           /* events a second; 0: no limit */
-    int64_t burst;                  /* events the bucket holds; with a limit >= 1 */
+    char *name;           /* metrics label and source column; never the key */
+    int64_t events_per_s; /* events a second; 0: no limit */
+    int64_t burst;        /* events the bucket holds; with a limit >= 1 */
 };
 
 /* The effective configuration. Every string is owned by the struct. */
 struct dp_config {
-    char *server_listen;            /* civetweb listening_ports syntax */
-    int server_threads;             /* worker threads */
-    int64_t server_max_body_bytes;  /* bytes, after gzip inflation */
-    int server_request_timeout_ms;  /* milliseconds */
+    char *server_listen;                /* civetweb listening_ports syntax */
+    int server_threads;                 /* worker threads */
+    int64_t server_max_body_bytes;      /* bytes, after gzip inflation */
+    int server_request_timeout_ms;      /* milliseconds */
     int64_t server_max_events_per_body; /* events; more in one body: 413 */
     int64_t server_max_inflight_bytes;  /* bytes of request bodies (and their parsed events)
                                            held at once, server-wide */
-    char **server_api_keys;         /* NULL-terminated: api_keys, then api_keys_file's */
+    char **server_api_keys;             /* NULL-terminated: api_keys, then api_keys_file's */
     size_t server_api_keys_len;
     struct dp_api_key *server_api_key_info; /* server_api_keys_len entries, same order */
-    char *server_api_keys_file;     /* NULL when unset */
-    char **server_cors_origins;     /* NULL-terminated */
+    char *server_api_keys_file;             /* NULL when unset */
+    char **server_cors_origins;             /* NULL-terminated */
     size_t server_cors_origins_len;
     char *server_tls_certificate;   /* NULL when unset */
     char *server_database_conninfo; /* the server's reads; NULL: database_conninfo */
 
-    char *queue_path;               /* LMDB environment directory */
-    int64_t queue_max_bytes;        /* bytes: LMDB map size */
-    bool queue_sync;                /* fsync before acknowledging */
-    char *queue_id;                 /* host name by default */
-    int64_t queue_dedup_window_s;   /* seconds an idempotency key is remembered */
+    char *queue_path;             /* LMDB environment directory */
+    int64_t queue_max_bytes;      /* bytes: LMDB map size */
+    bool queue_sync;              /* fsync before acknowledging */
+    char *queue_id;               /* host name by default */
+    int64_t queue_dedup_window_s; /* seconds an idempotency key is remembered */
 
-    char *database_conninfo;        /* libpq connection string */
-    char *database_schema;          /* schema holding every table */
+    char *database_conninfo; /* libpq connection string */
+    char *database_schema;   /* schema holding every table */
 
-    int loader_interval_s;          /* seconds */
-    int loader_min_interval_s;      /* seconds */
-    int64_t loader_high_water;      /* events */
-    int loader_batch_rows;          /* events per COPY transaction */
-    int loader_workers;             /* concurrent PostgreSQL connections */
+    int loader_interval_s;     /* seconds */
+    int loader_min_interval_s; /* seconds */
+    int64_t loader_high_water; /* events */
+    int loader_batch_rows;     /* events per COPY transaction */
+    int loader_workers;        /* concurrent PostgreSQL connections */
 
-    char *log_level;                /* debug, info, warn, error */
-    char *log_format;               /* text, json */
+    char *log_level;  /* debug, info, warn, error */
+    char *log_format; /* text, json */
 
     struct dp_types *types;         /* declared event types (etc/types.h); never NULL */
     struct dp_retention *retention; /* partitioned types (etc/retention.h); never NULL */
@@ -73,9 +73,9 @@ struct dp_config {
 
 /* Where dp_config_load looks; NULL members are skipped. */
 struct dp_config_sources {
-    const char *system_path;        /* DP_CONFIG_SYSTEM_PATH; skipped if it does not exist */
-    const char *env_path;           /* $DATAPIPE_CNF; must exist when non-NULL */
-    const char *cli_path;           /* -c FILE; must exist when non-NULL */
+    const char *system_path; /* DP_CONFIG_SYSTEM_PATH; skipped if it does not exist */
+    const char *env_path;    /* $DATAPIPE_CNF; must exist when non-NULL */
+    const char *cli_path;    /* -c FILE; must exist when non-NULL */
 };
 
 /*
@@ -93,15 +93,14 @@ struct dp_config_sources dp_config_sources_default(const char *cli_path);
  *   the caller frees it. Every error found is reported, not just the first.
  * Returns 0, DP_ERR_CONFIG (see *errors), DP_ERR_NOMEM.
  */
-int dp_config_load(const struct dp_config_sources *src, struct dp_config **out,
-                   char **errors);
+int dp_config_load(const struct dp_config_sources *src, struct dp_config **out, char **errors);
 
 /* dp_config_destroy - free everything. NULL-safe. */
 void dp_config_destroy(struct dp_config *cfg);
 
 /*
- * dp_config_to_json - the effective configuration as pretty JSON text with
- * SPEC key names (what --check-config prints); malloc'd, the caller frees.
+ * dp_config_to_json - the effective configuration as pretty JSON text with the documented
+ * key names (docs/configuration.md; what --check-config prints); malloc'd, the caller frees.
  * NULL on allocation failure.
  */
 char *dp_config_to_json(const struct dp_config *cfg);
@@ -148,17 +147,17 @@ void dp_config_reload_log(const char *prog, const char *applied, const char *res
  * fields. usage: the daemon's own usage text.
  */
 struct dp_cli {
-    const char *config_path;        /* -c FILE, or NULL */
+    const char *config_path; /* -c FILE, or NULL */
     bool check_config;
-    bool once;                      /* loader: --once */
-    bool replay_dead_letters;       /* loader: --replay-dead-letters */
-    bool dead_letters;              /* loader: --dead-letters (list them) */
-    bool dry_run;                   /* loader: --dry-run (with --replay-dead-letters) */
-    const char *only_type;          /* loader: --type T, or NULL */
-    const char *only_stage;         /* loader: --stage ingest|load, or NULL */
+    bool once;                /* loader: --once */
+    bool replay_dead_letters; /* loader: --replay-dead-letters */
+    bool dead_letters;        /* loader: --dead-letters (list them) */
+    bool dry_run;             /* loader: --dry-run (with --replay-dead-letters) */
+    const char *only_type;    /* loader: --type T, or NULL */
+    const char *only_stage;   /* loader: --stage ingest|load, or NULL */
 };
-int dp_cli_parse(int argc, char **argv, const char *prog, const char *usage,
-                 bool allow_once, struct dp_cli *out);
+int dp_cli_parse(int argc, char **argv, const char *prog, const char *usage, bool allow_once,
+                 struct dp_cli *out);
 
 /*
  * dp_config_startup - what main() does first in both daemons: parse the
@@ -167,7 +166,7 @@ int dp_cli_parse(int argc, char **argv, const char *prog, const char *usage,
  * otherwise the exit code (0 after --help/--version/--check-config success,
  * 2 after a usage or configuration error, errors printed on stderr).
  */
-int dp_config_startup(int argc, char **argv, const char *prog, const char *usage,
-                      bool allow_once, struct dp_cli *cli, struct dp_config **out);
+int dp_config_startup(int argc, char **argv, const char *prog, const char *usage, bool allow_once,
+                      struct dp_cli *cli, struct dp_config **out);
 
 #endif

@@ -31,10 +31,10 @@ const char *dp_strerror(int err);
 
 /* A growing text of errors, one a line: what a configuration load reports (etc/). */
 struct dp_errs {
-    char *text;                     /* NULL until the first error; malloc'd, the owner frees */
-    size_t len;                     /* bytes of text, without the NUL */
-    int count;                      /* errors (lines) */
-    bool nomem;                     /* a line could not be added: report DP_ERR_NOMEM */
+    char *text; /* NULL until the first error; malloc'd, the owner frees */
+    size_t len; /* bytes of text, without the NUL */
+    int count;  /* errors (lines) */
+    bool nomem; /* a line could not be added: report DP_ERR_NOMEM */
 };
 
 /*

@@ -51,7 +51,7 @@ int64_t dp_now_us(void);
  * UTC time with milliseconds, "2026-11-30T17:02:03.456Z", the format of log lines and of
  * /v1/status. A negative us gives the epoch.
  */
-#define DP_TIME_TEXT_MAX 64     /* bytes with NUL; the text itself is 24 bytes */
+#define DP_TIME_TEXT_MAX 64 /* bytes with NUL; the text itself is 24 bytes */
 void dp_time_text(int64_t us, char out[DP_TIME_TEXT_MAX]);
 
 /*

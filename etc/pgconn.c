@@ -46,9 +46,10 @@ dp_pg_begin_sql(PGconn *c, const struct dp_pg_options *opt, bool read_only, char
         goto out;
     }
     if (opt->statement_timeout_ms > 0) {
-        snprintf(timeouts, sizeof(timeouts), "; SET LOCAL statement_timeout = %d; "
-                 "SET LOCAL lock_timeout = %d", opt->statement_timeout_ms,
-                 opt->statement_timeout_ms / 2);
+        snprintf(timeouts, sizeof(timeouts),
+                 "; SET LOCAL statement_timeout = %d; "
+                 "SET LOCAL lock_timeout = %d",
+                 opt->statement_timeout_ms, opt->statement_timeout_ms / 2);
     }
     /*
      * SET LOCAL: the settings end with the transaction, so a pooled backend handed to
@@ -57,7 +58,8 @@ dp_pg_begin_sql(PGconn *c, const struct dp_pg_options *opt, bool read_only, char
      * loader deletes a batch from the queue once its COMMIT returned. Stricter settings
      * (remote_apply, ...) are kept.
      */
-    if (asprintf(&sql, "BEGIN%s; SELECT set_config('synchronous_commit', 'on', true) "
+    if (asprintf(&sql,
+                 "BEGIN%s; SELECT set_config('synchronous_commit', 'on', true) "
                  "WHERE current_setting('synchronous_commit') = 'off'; "
                  "SET LOCAL search_path TO %s; SET LOCAL TimeZone TO 'UTC'%s",
                  read_only ? " READ ONLY" : "", ident, timeouts) < 0) {
@@ -81,9 +83,10 @@ dp_pg_read_only(const char *sqlstate)
 int
 dp_pg_connect(PGconn **out, const struct dp_pg_options *opt, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"connect_timeout", "application_name", "client_encoding",
-                                       "keepalives", "keepalives_idle", "keepalives_interval",
-                                       "keepalives_count", "dbname", NULL};
+    static const char *const keys[] = {
+        "connect_timeout",  "application_name", "client_encoding",
+        "keepalives",       "keepalives_idle",  "keepalives_interval",
+        "keepalives_count", "dbname",           NULL};
     char connect_s[16];
     char idle_s[16];
     char interval_s[16];
@@ -127,12 +130,25 @@ bool
 dp_pg_text_names_connection(const char *text)
 {
     static const char *const marks[] = {
-        "connection to server", "could not connect", "could not translate host",
-        "server closed the connection", "no connection to the server", "timeout expired",
-        "authentication failed", "pg_hba.conf", "SSL", "could not receive data",
-        "could not send data", "terminating connection", "Connection refused",
-        "role \"", "database \"", "too many clients", "the database system is",
-        "connection", "socket",
+        "connection to server",
+        "could not connect",
+        "could not translate host",
+        "server closed the connection",
+        "no connection to the server",
+        "timeout expired",
+        "authentication failed",
+        "pg_hba.conf",
+        "SSL",
+        "could not receive data",
+        "could not send data",
+        "terminating connection",
+        "Connection refused",
+        "role \"",
+        "database \"",
+        "too many clients",
+        "the database system is",
+        "connection",
+        "socket",
     };
 
     for (size_t i = 0; text != NULL && i < sizeof(marks) / sizeof(marks[0]); i++) {

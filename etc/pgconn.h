@@ -13,17 +13,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define DP_PG_KEEPALIVES_COUNT 3        /* unanswered TCP keepalive probes before giving up */
+#define DP_PG_KEEPALIVES_COUNT 3 /* unanswered TCP keepalive probes before giving up */
 
 /* What differs between the callers. */
 struct dp_pg_options {
-    const char *conninfo;           /* the operator's libpq string; overrides our defaults */
-    const char *application_name;   /* shown in pg_stat_activity */
-    const char *schema;             /* becomes each transaction's search_path */
-    int connect_timeout_s;          /* seconds */
-    int keepalives_idle_s;          /* seconds idle before the first keepalive probe */
-    int keepalives_interval_s;      /* seconds between probes */
-    int statement_timeout_ms;       /* milliseconds, 0: none; lock waits then get half of it */
+    const char *conninfo;         /* the operator's libpq string; overrides our defaults */
+    const char *application_name; /* shown in pg_stat_activity */
+    const char *schema;           /* becomes each transaction's search_path */
+    int connect_timeout_s;        /* seconds */
+    int keepalives_idle_s;        /* seconds idle before the first keepalive probe */
+    int keepalives_interval_s;    /* seconds between probes */
+    int statement_timeout_ms;     /* milliseconds, 0: none; lock waits then get half of it */
 };
 
 /*

@@ -79,21 +79,19 @@ rule_check(const config_setting_t *r, void (*err)(void *, const char *), void *a
         rule_err(err, arg, &count, "retention.%s.keep_days: required", type);
     } else if (!is_int(k) || config_setting_get_int64(k) < 1 ||
                config_setting_get_int64(k) > DP_RETENTION_KEEP_DAYS_MAX) {
-        rule_err(err, arg, &count, "retention.%s.keep_days: expected an integer from 1 to %d",
-                 type, DP_RETENTION_KEEP_DAYS_MAX);
+        rule_err(err, arg, &count, "retention.%s.keep_days: expected an integer from 1 to %d", type,
+                 DP_RETENTION_KEEP_DAYS_MAX);
     }
     return count;
 }
 
 int
-dp_retention_check(const config_setting_t *s, void (*err)(void *arg, const char *text),
-                   void *arg)
+dp_retention_check(const config_setting_t *s, void (*err)(void *arg, const char *text), void *arg)
 {
     int count = 0;
 
     if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
-        rule_err(err, arg, &count, "retention: expected object, got %s",
-                 dp_setting_kind_name(s));
+        rule_err(err, arg, &count, "retention: expected object, got %s", dp_setting_kind_name(s));
         return count;
     }
     for (int i = 0; i < config_setting_length(s); i++) {
@@ -156,11 +154,16 @@ dp_retention_types_check(const struct dp_retention *r, const struct dp_types *ty
             b++;
         }
         if (b < sizeof(builtin) / sizeof(builtin[0]) && !builtin[b].append) {
-            rule_err(err, arg, &count, "retention.%s: an upsert table is not partitioned "
-                     "(its rows are updated in place)", type);
-        } else if (b == sizeof(builtin) / sizeof(builtin[0]) && dp_types_find(types, type) == NULL) {
-            rule_err(err, arg, &count, "retention.%s: no such event type (built-in or declared "
-                     "in \"types\")", type);
+            rule_err(err, arg, &count,
+                     "retention.%s: an upsert table is not partitioned "
+                     "(its rows are updated in place)",
+                     type);
+        } else if (b == sizeof(builtin) / sizeof(builtin[0]) &&
+                   dp_types_find(types, type) == NULL) {
+            rule_err(err, arg, &count,
+                     "retention.%s: no such event type (built-in or declared "
+                     "in \"types\")",
+                     type);
         }
     }
     return count;
@@ -192,8 +195,7 @@ dp_retention_to_json(const struct dp_retention *r)
     json_t *o = json_object();
 
     for (size_t i = 0; o != NULL && r != NULL && i < r->n; i++) {
-        json_t *v = json_pack("{s:s, s:i}", "partition", "day", "keep_days",
-                              r->rules[i].keep_days);
+        json_t *v = json_pack("{s:s, s:i}", "partition", "day", "keep_days", r->rules[i].keep_days);
 
         if (v == NULL || json_object_set_new(o, r->rules[i].type, v) != 0) {
             json_decref(o);

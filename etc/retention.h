@@ -13,12 +13,12 @@
 struct config_setting_t;
 struct json_t;
 
-#define DP_RETENTION_KEEP_DAYS_MAX 36600  /* days: a hundred years */
+#define DP_RETENTION_KEEP_DAYS_MAX 36600 /* days: a hundred years */
 
 /* One type's rule: partition by day of received_at, drop partitions older than keep_days. */
 struct dp_retention_rule {
     char type[DP_TYPE_NAME_MAX + 1];
-    int keep_days;                     /* days; at least 1 */
+    int keep_days; /* days; at least 1 */
 };
 
 struct dp_retention {
@@ -32,8 +32,8 @@ struct dp_retention {
  * Each error goes to err as "retention.TYPE.KEY: what" (the key path). Whether the type
  * exists is dp_retention_types_check's. Returns the number of errors.
  */
-int dp_retention_check(const struct config_setting_t *s,
-                       void (*err)(void *arg, const char *text), void *arg);
+int dp_retention_check(const struct config_setting_t *s, void (*err)(void *arg, const char *text),
+                       void *arg);
 
 /*
  * dp_retention_build - the rules of a checked group (NULL: none).
@@ -54,8 +54,7 @@ int dp_retention_types_check(const struct dp_retention *r, const struct dp_types
 void dp_retention_destroy(struct dp_retention *r);
 
 /* dp_retention_find - the rule of type, or NULL. r may be NULL. */
-const struct dp_retention_rule *dp_retention_find(const struct dp_retention *r,
-                                                  const char *type);
+const struct dp_retention_rule *dp_retention_find(const struct dp_retention *r, const char *type);
 
 /* dp_retention_to_json - the rules as a JSON object (--check-config); NULL when out of memory. */
 struct json_t *dp_retention_to_json(const struct dp_retention *r);

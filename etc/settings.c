@@ -12,8 +12,8 @@
 
 #include <jansson.h>
 #include <libconfig.h>
-#include <stdio.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,91 +25,202 @@ static const char *const formats[] = {"text", "json", NULL};
 
 /* docs/configuration.md shows this table (--describe-config). queue.id's default is computed. */
 const struct dp_setting dp_settings[] = {
-    {.path = "server.listen", .kind = DP_SETTING_STRING, .def_str = "127.0.0.1:8080",
-     .offset = F(server_listen), .used_by = DP_DAEMON_SERVER,
+    {.path = "server.listen",
+     .kind = DP_SETTING_STRING,
+     .def_str = "127.0.0.1:8080",
+     .offset = F(server_listen),
+     .used_by = DP_DAEMON_SERVER,
      .help = "civetweb listening_ports syntax; a trailing s means TLS"},
-    {.path = "server.threads", .kind = DP_SETTING_INT, .def_int = 64, .min = 1, .max = 4096,
-     .offset = F(server_threads), .used_by = DP_DAEMON_SERVER,
+    {.path = "server.threads",
+     .kind = DP_SETTING_INT,
+     .def_int = 64,
+     .min = 1,
+     .max = 4096,
+     .offset = F(server_threads),
+     .used_by = DP_DAEMON_SERVER,
      .help = "worker threads (concurrent connections served)"},
-    {.path = "server.max_body_bytes", .kind = DP_SETTING_INT64, .def_int = 33554432, .min = 1,
-     .max = 2147483647LL, .offset = F(server_max_body_bytes), .used_by = DP_DAEMON_SERVER,
+    {.path = "server.max_body_bytes",
+     .kind = DP_SETTING_INT64,
+     .def_int = 33554432,
+     .min = 1,
+     .max = 2147483647LL,
+     .offset = F(server_max_body_bytes),
+     .used_by = DP_DAEMON_SERVER,
      .help = "larger bodies (after gzip inflation) get 413"},
-    {.path = "server.request_timeout_ms", .kind = DP_SETTING_INT, .def_int = 30000, .min = 100,
-     .max = 3600000, .offset = F(server_request_timeout_ms), .used_by = DP_DAEMON_SERVER,
+    {.path = "server.request_timeout_ms",
+     .kind = DP_SETTING_INT,
+     .def_int = 30000,
+     .min = 100,
+     .max = 3600000,
+     .offset = F(server_request_timeout_ms),
+     .used_by = DP_DAEMON_SERVER,
      .help = "slow clients are cut off",
      .doc = "A whole body must arrive within it, whatever the client's pace"},
-    {.path = "server.api_keys", .kind = DP_SETTING_STRING_LIST, .offset = F(server_api_keys),
-     .len_offset = F(server_api_keys_len), .used_by = DP_DAEMON_SERVER, .secret = true,
-     .key_objects = true, .reloadable = true,
+    {.path = "server.api_keys",
+     .kind = DP_SETTING_STRING_LIST,
+     .offset = F(server_api_keys),
+     .len_offset = F(server_api_keys_len),
+     .used_by = DP_DAEMON_SERVER,
+     .secret = true,
+     .key_objects = true,
+     .reloadable = true,
      .help = "if any key is set, write and read endpoints need one; {name, key, events_per_s, "
              "burst} objects name keys and limit them"},
-    {.path = "server.api_keys_file", .kind = DP_SETTING_STRING_NULL,
-     .offset = F(server_api_keys_file), .used_by = DP_DAEMON_SERVER, .reloadable = true,
+    {.path = "server.api_keys_file",
+     .kind = DP_SETTING_STRING_NULL,
+     .offset = F(server_api_keys_file),
+     .used_by = DP_DAEMON_SERVER,
+     .reloadable = true,
      .help = "one key (or name:key) a line; a line starting with # is a comment",
      .doc = "SIGHUP re-reads it: revoking a key needs no restart"},
-    {.path = "server.cors_origins", .kind = DP_SETTING_STRING_LIST,
-     .offset = F(server_cors_origins), .len_offset = F(server_cors_origins_len),
-     .used_by = DP_DAEMON_SERVER, .help = "origins allowed for browser POSTs",
+    {.path = "server.cors_origins",
+     .kind = DP_SETTING_STRING_LIST,
+     .offset = F(server_cors_origins),
+     .len_offset = F(server_cors_origins_len),
+     .used_by = DP_DAEMON_SERVER,
+     .help = "origins allowed for browser POSTs",
      .doc = "Empty: no CORS headers"},
-    {.path = "server.tls_certificate", .kind = DP_SETTING_STRING_NULL,
-     .offset = F(server_tls_certificate), .used_by = DP_DAEMON_SERVER,
+    {.path = "server.tls_certificate",
+     .kind = DP_SETTING_STRING_NULL,
+     .offset = F(server_tls_certificate),
+     .used_by = DP_DAEMON_SERVER,
      .help = "PEM with certificate and key, for an s port"},
-    {.path = "server.max_events_per_body", .kind = DP_SETTING_INT64, .def_int = 100000,
-     .min = 1, .max = 100000000, .offset = F(server_max_events_per_body),
-     .used_by = DP_DAEMON_SERVER, .help = "more events in one body get 413",
+    {.path = "server.max_events_per_body",
+     .kind = DP_SETTING_INT64,
+     .def_int = 100000,
+     .min = 1,
+     .max = 100000000,
+     .offset = F(server_max_events_per_body),
+     .used_by = DP_DAEMON_SERVER,
+     .help = "more events in one body get 413",
      .doc = "Parsing stops there and nothing of the body is stored"},
-    {.path = "server.max_inflight_bytes", .kind = DP_SETTING_INT64, .def_int = 268435456,
-     .min = 1048576, .max = 1LL << 40, .offset = F(server_max_inflight_bytes),
+    {.path = "server.max_inflight_bytes",
+     .kind = DP_SETTING_INT64,
+     .def_int = 268435456,
+     .min = 1048576,
+     .max = 1LL << 40,
+     .offset = F(server_max_inflight_bytes),
      .used_by = DP_DAEMON_SERVER,
      .help = "bodies being handled at once, in bytes; beyond it 503 + Retry-After",
      .doc = "Raw and inflated buffers, then their parsed events; a request that finds no room "
             "waits up to 1 s. Keep it at least 4 x `server.max_body_bytes`: a gzip body's "
             "buffers grow by doubling"},
-    {.path = "server.database_conninfo", .kind = DP_SETTING_STRING_NULL,
-     .offset = F(server_database_conninfo), .used_by = DP_DAEMON_SERVER,
+    {.path = "server.database_conninfo",
+     .kind = DP_SETTING_STRING_NULL,
+     .offset = F(server_database_conninfo),
+     .used_by = DP_DAEMON_SERVER,
      .help = "libpq connection string for the server's reads (e.g. a read-only role); "
              "null: database.conninfo",
      .doc = "The roles and why: docs/postgresql.md"},
-    {.path = "queue.path", .kind = DP_SETTING_STRING, .def_str = "/var/lib/datapipe/queue",
-     .offset = F(queue_path), .used_by = BOTH,
+    {.path = "queue.path",
+     .kind = DP_SETTING_STRING,
+     .def_str = "/var/lib/datapipe/queue",
+     .offset = F(queue_path),
+     .used_by = BOTH,
      .help = "LMDB environment directory (created if missing)"},
-    {.path = "queue.max_bytes", .kind = DP_SETTING_INT64, .def_int = 1073741824,
-     .min = 1048576, .max = 1LL << 50, .offset = F(queue_max_bytes), .used_by = BOTH,
+    {.path = "queue.max_bytes",
+     .kind = DP_SETTING_INT64,
+     .def_int = 1073741824,
+     .min = 1048576,
+     .max = 1LL << 50,
+     .offset = F(queue_max_bytes),
+     .used_by = BOTH,
      .help = "LMDB map size; when full, POSTs get 503"},
-    {.path = "queue.sync", .kind = DP_SETTING_BOOL, .def_int = 1, .min = 0, .max = 1,
-     .offset = F(queue_sync), .used_by = BOTH, .help = "fsync before acknowledging"},
-    {.path = "queue.id", .kind = DP_SETTING_STRING, .offset = F(queue_id),
+    {.path = "queue.sync",
+     .kind = DP_SETTING_BOOL,
+     .def_int = 1,
+     .min = 0,
+     .max = 1,
+     .offset = F(queue_sync),
+     .used_by = BOTH,
+     .help = "fsync before acknowledging"},
+    {.path = "queue.id",
+     .kind = DP_SETTING_STRING,
+     .offset = F(queue_id),
      .used_by = DP_DAEMON_LOADER,
      .help = "names this queue in loader_batches (default: host name)",
      .doc = "And in queue_owners; unique per appliance"},
-    {.path = "queue.dedup_window_s", .kind = DP_SETTING_INT64, .def_int = 86400, .min = 1,
-     .max = 86400LL * 366, .offset = F(queue_dedup_window_s), .used_by = DP_DAEMON_SERVER,
-     .reloadable = true, .help = "how long the server remembers an idempotency key"},
-    {.path = "database.conninfo", .kind = DP_SETTING_STRING, .def_str = "dbname=datapipe",
-     .offset = F(database_conninfo), .used_by = BOTH, .conninfo = true,
+    {.path = "queue.dedup_window_s",
+     .kind = DP_SETTING_INT64,
+     .def_int = 86400,
+     .min = 1,
+     .max = 86400LL * 366,
+     .offset = F(queue_dedup_window_s),
+     .used_by = DP_DAEMON_SERVER,
+     .reloadable = true,
+     .help = "how long the server remembers an idempotency key"},
+    {.path = "database.conninfo",
+     .kind = DP_SETTING_STRING,
+     .def_str = "dbname=datapipe",
+     .offset = F(database_conninfo),
+     .used_by = BOTH,
+     .conninfo = true,
      .help = "libpq connection string"},
-    {.path = "database.schema", .kind = DP_SETTING_STRING, .def_str = "datapipe",
-     .offset = F(database_schema), .used_by = BOTH, .help = "schema that holds all tables"},
-    {.path = "loader.interval_s", .kind = DP_SETTING_INT, .def_int = 300, .min = 1,
-     .max = 86400 * 7, .offset = F(loader_interval_s), .used_by = DP_DAEMON_LOADER,
-     .reloadable = true, .help = "regular wake-up interval"},
-    {.path = "loader.min_interval_s", .kind = DP_SETTING_INT, .def_int = 5, .min = 0,
-     .max = 86400, .offset = F(loader_min_interval_s), .used_by = DP_DAEMON_LOADER,
-     .reloadable = true, .help = "earliest re-run when the queue passes high_water"},
-    {.path = "loader.high_water", .kind = DP_SETTING_INT64, .def_int = 100000, .min = 1,
-     .max = 1LL << 40, .offset = F(loader_high_water), .used_by = DP_DAEMON_LOADER,
-     .reloadable = true, .help = "queued events that trigger an early run"},
-    {.path = "loader.batch_rows", .kind = DP_SETTING_INT, .def_int = 50000, .min = 1,
-     .max = 10000000, .offset = F(loader_batch_rows), .used_by = DP_DAEMON_LOADER,
+    {.path = "database.schema",
+     .kind = DP_SETTING_STRING,
+     .def_str = "datapipe",
+     .offset = F(database_schema),
+     .used_by = BOTH,
+     .help = "schema that holds all tables"},
+    {.path = "loader.interval_s",
+     .kind = DP_SETTING_INT,
+     .def_int = 300,
+     .min = 1,
+     .max = 86400 * 7,
+     .offset = F(loader_interval_s),
+     .used_by = DP_DAEMON_LOADER,
+     .reloadable = true,
+     .help = "regular wake-up interval"},
+    {.path = "loader.min_interval_s",
+     .kind = DP_SETTING_INT,
+     .def_int = 5,
+     .min = 0,
+     .max = 86400,
+     .offset = F(loader_min_interval_s),
+     .used_by = DP_DAEMON_LOADER,
+     .reloadable = true,
+     .help = "earliest re-run when the queue passes high_water"},
+    {.path = "loader.high_water",
+     .kind = DP_SETTING_INT64,
+     .def_int = 100000,
+     .min = 1,
+     .max = 1LL << 40,
+     .offset = F(loader_high_water),
+     .used_by = DP_DAEMON_LOADER,
+     .reloadable = true,
+     .help = "queued events that trigger an early run"},
+    {.path = "loader.batch_rows",
+     .kind = DP_SETTING_INT,
+     .def_int = 50000,
+     .min = 1,
+     .max = 10000000,
+     .offset = F(loader_batch_rows),
+     .used_by = DP_DAEMON_LOADER,
      .help = "most events in one COPY transaction"},
-    {.path = "loader.workers", .kind = DP_SETTING_INT, .def_int = 2, .min = 1, .max = 64,
-     .offset = F(loader_workers), .used_by = DP_DAEMON_LOADER,
+    {.path = "loader.workers",
+     .kind = DP_SETTING_INT,
+     .def_int = 2,
+     .min = 1,
+     .max = 64,
+     .offset = F(loader_workers),
+     .used_by = DP_DAEMON_LOADER,
      .help = "concurrent PostgreSQL connections loading"},
-    {.path = "log.level", .kind = DP_SETTING_STRING, .def_str = "info", .choices = levels,
-     .offset = F(log_level), .used_by = BOTH, .reloadable = true,
+    {.path = "log.level",
+     .kind = DP_SETTING_STRING,
+     .def_str = "info",
+     .choices = levels,
+     .offset = F(log_level),
+     .used_by = BOTH,
+     .reloadable = true,
      .help = "debug, info, warn, error"},
-    {.path = "log.format", .kind = DP_SETTING_STRING, .def_str = "text", .choices = formats,
-     .offset = F(log_format), .used_by = BOTH, .reloadable = true, .help = "text or json"},
+    {.path = "log.format",
+     .kind = DP_SETTING_STRING,
+     .def_str = "text",
+     .choices = formats,
+     .offset = F(log_format),
+     .used_by = BOTH,
+     .reloadable = true,
+     .help = "text or json"},
 };
 
 const size_t dp_settings_len = sizeof(dp_settings) / sizeof(dp_settings[0]);
@@ -149,8 +260,10 @@ setting_default(const struct dp_setting *s, char *buf, size_t len)
     } else if (s->kind == DP_SETTING_STRING_LIST) {
         snprintf(buf, len, "[]");
     } else {
-        snprintf(buf, len, "%s", s->def_str ? s->def_str
-                 : strcmp(s->path, "queue.id") == 0 ? "(host name)" : "null");
+        snprintf(buf, len, "%s",
+                 s->def_str                         ? s->def_str
+                 : strcmp(s->path, "queue.id") == 0 ? "(host name)"
+                                                    : "null");
     }
     return buf;
 }
@@ -179,8 +292,8 @@ setting_range(const struct dp_setting *s, char *buf, size_t len)
         snprintf(buf, len, "`true`, `false`");
     } else if (s->choices != NULL) {
         for (size_t i = 0; s->choices[i] != NULL && used < len; i++) {
-            used += (size_t)snprintf(buf + used, len - used, "%s`%s`", i ? ", " : "",
-                                     s->choices[i]);
+            used +=
+                (size_t)snprintf(buf + used, len - used, "%s`%s`", i ? ", " : "", s->choices[i]);
         }
     } else if (s->kind == DP_SETTING_STRING_LIST) {
         snprintf(buf, len, "array of strings");
@@ -199,7 +312,8 @@ dp_settings_describe(FILE *f)
         const struct dp_setting *s = &dp_settings[i];
         char def[64], range[160];
         const char *by = s->used_by == (DP_DAEMON_SERVER | DP_DAEMON_LOADER) ? "both"
-                         : s->used_by == DP_DAEMON_SERVER ? "server" : "loader";
+                         : s->used_by == DP_DAEMON_SERVER                    ? "server"
+                                                                             : "loader";
 
         fprintf(f, "| `%s` | `%s` | %s | %s | %s | %s%s%s |\n", s->path,
                 setting_default(s, def, sizeof(def)), setting_range(s, range, sizeof(range)),
@@ -208,11 +322,13 @@ dp_settings_describe(FILE *f)
     }
     /* The rules of "retention" are keyed by type name, so not rows of the table above. */
     fprintf(f, "| `retention.TYPE.partition` | none | `day` | restart | loader | partition the "
-            "append table of event type TYPE (built-in or declared; not `product`) by day of "
-            "`received_at`. See [Retention](#retention) |\n");
-    fprintf(f, "| `retention.TYPE.keep_days` | none | integer, 1 to %d | restart | loader | "
+               "append table of event type TYPE (built-in or declared; not `product`) by day of "
+               "`received_at`. See [Retention](#retention) |\n");
+    fprintf(f,
+            "| `retention.TYPE.keep_days` | none | integer, 1 to %d | restart | loader | "
             "days of partitions kept: a day's partition is dropped once it ended this many "
-            "days ago |\n", DP_RETENTION_KEEP_DAYS_MAX);
+            "days ago |\n",
+            DP_RETENTION_KEEP_DAYS_MAX);
 }
 
 const char *
@@ -616,8 +732,7 @@ dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsig
 }
 
 void
-dp_config_reload_log(const char *prog, const char *applied, const char *restart,
-                     const char *errors)
+dp_config_reload_log(const char *prog, const char *applied, const char *restart, const char *errors)
 {
     char joined[2048];
     size_t n = 0;

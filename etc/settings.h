@@ -1,5 +1,5 @@
 /*
- * settings.h - the one table of settings (SPEC section 2), shared by the files of etc/ only:
+ * settings.h - the one table of settings (docs/configuration.md), shared by the files of etc/ only:
  * config.c loads files against it (cfgfile.c reads them, apikeys.c fills the API keys),
  * settings.c walks it over a struct dp_config, cli.c prints it for --help. Not a public
  * header: daemons and tests use etc/config.h.
@@ -14,32 +14,32 @@
 #include "etc/config.h"
 
 enum dp_setting_kind {
-    DP_SETTING_INT,                 /* fits in int */
-    DP_SETTING_INT64,               /* 64-bit integer */
+    DP_SETTING_INT,   /* fits in int */
+    DP_SETTING_INT64, /* 64-bit integer */
     DP_SETTING_BOOL,
     DP_SETTING_STRING,
-    DP_SETTING_STRING_NULL,         /* string, or null (JSON) / "" meaning unset */
-    DP_SETTING_STRING_LIST,         /* array of strings */
+    DP_SETTING_STRING_NULL, /* string, or null (JSON) / "" meaning unset */
+    DP_SETTING_STRING_LIST, /* array of strings */
 };
 
 /* One row of the table. Rows are built with designated initializers: unset fields are 0. */
 struct dp_setting {
-    const char *path;               /* "section.key" */
+    const char *path; /* "section.key" */
     enum dp_setting_kind kind;
-    const char *def_str;            /* DP_SETTING_STRING* default (NULL: unset) */
-    long long def_int;              /* DP_SETTING_INT, _INT64, _BOOL default */
-    long long min;                  /* inclusive range for integers */
+    const char *def_str; /* DP_SETTING_STRING* default (NULL: unset) */
+    long long def_int;   /* DP_SETTING_INT, _INT64, _BOOL default */
+    long long min;       /* inclusive range for integers */
     long long max;
-    const char *const *choices;     /* allowed strings, NULL-terminated, or NULL */
-    size_t offset;                  /* of the field in struct dp_config */
-    size_t len_offset;              /* DP_SETTING_STRING_LIST: of its length field */
-    unsigned used_by;               /* enum dp_daemon bits: the daemons that read it */
-    bool reloadable;                /* SIGHUP applies it in a running daemon */
-    bool secret;                    /* never printed (only how many, for a list) */
-    bool key_objects;               /* STRING_LIST whose elements may be API key objects */
-    bool conninfo;                  /* a libpq connection string: printed with passwords ***'d */
-    const char *help;               /* one line, for --help and docs/configuration.md */
-    const char *doc;                /* more for docs/configuration.md only, or NULL */
+    const char *const *choices; /* allowed strings, NULL-terminated, or NULL */
+    size_t offset;              /* of the field in struct dp_config */
+    size_t len_offset;          /* DP_SETTING_STRING_LIST: of its length field */
+    unsigned used_by;           /* enum dp_daemon bits: the daemons that read it */
+    bool reloadable;            /* SIGHUP applies it in a running daemon */
+    bool secret;                /* never printed (only how many, for a list) */
+    bool key_objects;           /* STRING_LIST whose elements may be API key objects */
+    bool conninfo;              /* a libpq connection string: printed with passwords ***'d */
+    const char *help;           /* one line, for --help and docs/configuration.md */
+    const char *doc;            /* more for docs/configuration.md only, or NULL */
 };
 
 extern const struct dp_setting dp_settings[];

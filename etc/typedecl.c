@@ -4,8 +4,8 @@
  * evolution ask), deep copies, and the JSON form GET /v1/types and --check-config print.
  * Building them from the configuration is types.c's.
  */
-#include "types.h"
 #include "err.h"
+#include "types.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -71,8 +71,8 @@ static bool
 field_equal(const struct dp_field_decl *a, const struct dp_field_decl *b)
 {
     if (strcmp(a->name, b->name) != 0 || a->type != b->type || a->required != b->required ||
-        a->max_length != b->max_length || a->has_min != b->has_min ||
-        a->has_max != b->has_max || a->min_int != b->min_int || a->max_int != b->max_int ||
+        a->max_length != b->max_length || a->has_min != b->has_min || a->has_max != b->has_max ||
+        a->min_int != b->min_int || a->max_int != b->max_int ||
         (a->has_min && a->min_num != b->min_num) || (a->has_max && a->max_num != b->max_num) ||
         !str_same(a->pattern, b->pattern) || a->n_enums != b->n_enums) {
         return false;
@@ -172,12 +172,14 @@ field_to_json(const struct dp_field_decl *f)
         json_object_set_new(o, "max_length", json_integer(f->max_length));
     }
     if (f->has_min) {
-        json_object_set_new(o, "min", f->type == DP_FIELD_INTEGER ? json_integer(f->min_int)
-                                                                  : json_real(f->min_num));
+        json_object_set_new(o, "min",
+                            f->type == DP_FIELD_INTEGER ? json_integer(f->min_int)
+                                                        : json_real(f->min_num));
     }
     if (f->has_max) {
-        json_object_set_new(o, "max", f->type == DP_FIELD_INTEGER ? json_integer(f->max_int)
-                                                                  : json_real(f->max_num));
+        json_object_set_new(o, "max",
+                            f->type == DP_FIELD_INTEGER ? json_integer(f->max_int)
+                                                        : json_real(f->max_num));
     }
     if (f->n_enums > 0) {
         e = json_array();

@@ -5,8 +5,9 @@
  * checked; events/ compiles its own once at start. Never reads a file itself.
  */
 #include "types.h"
-#include "settings.h"
 #include "err.h"
+#include "plant.h"
+#include "settings.h"
 
 #include <inttypes.h>
 #include <libconfig.h>
@@ -19,11 +20,16 @@
 #define PATH_MAX_LEN 512
 
 static const char *const field_type_names[] = {
-    [DP_FIELD_STRING] = "string",       [DP_FIELD_INTEGER] = "integer",
-    [DP_FIELD_NUMBER] = "number",       [DP_FIELD_BOOLEAN] = "boolean",
-    [DP_FIELD_TIMESTAMP] = "timestamp", [DP_FIELD_IP] = "ip",
-    [DP_FIELD_URL] = "url",             [DP_FIELD_UUID] = "uuid",
-    [DP_FIELD_OBJECT] = "object",       [DP_FIELD_ARRAY] = "array",
+    [DP_FIELD_STRING] = "string",
+    [DP_FIELD_INTEGER] = "integer",
+    [DP_FIELD_NUMBER] = "number",
+    [DP_FIELD_BOOLEAN] = "boolean",
+    [DP_FIELD_TIMESTAMP] = "timestamp",
+    [DP_FIELD_IP] = "ip",
+    [DP_FIELD_URL] = "url",
+    [DP_FIELD_UUID] = "uuid",
+    [DP_FIELD_OBJECT] = "object",
+    [DP_FIELD_ARRAY] = "array",
 };
 
 #define N_FIELD_TYPES (sizeof(field_type_names) / sizeof(field_type_names[0]))
@@ -53,14 +59,14 @@ static const struct {
 
 /* What PostgreSQL named, or earlier releases named, after the tables above. */
 static const char *const reserved_suffixes[] = {"_pkey", "_idempotency_key", NULL};
-static const char *const reserved_derived[] = {"dead_letter_seq_seq", "dead_letter_event_id",
-                                               NULL};
+static const char *const reserved_derived[] = {"dead_letter_seq_seq", "dead_letter_event_id", NULL};
 #define RESERVED_DERIVED "an index or sequence of one of the appliance's own tables"
 
 /* Columns every declared table has besides its fields. */
 static const char *const reserved_columns[] = {
-    "id", "event_name", "idempotency_key", "idempotency_digest", "source", "extra", "received_at",
-    "loaded_at", NULL,
+    "id",     "event_name", "idempotency_key", "idempotency_digest",
+    "source", "extra",      "received_at",     "loaded_at",
+    NULL,
 };
 
 /* PostgreSQL's system columns: every table has them, so no field can be a column so named. */
@@ -144,8 +150,8 @@ dp_types_name_reserved(const char *name)
         return "PostgreSQL (names beginning pg_ are its system catalogs')";
     }
     if (strncmp(name, DP_PG_PREFIX, strlen(DP_PG_PREFIX)) == 0) {
-        return "datapipe's indexes, constraints and temporary tables (names beginning "
-               DP_PG_PREFIX ")";
+        return "datapipe's indexes, constraints and temporary tables (names beginning " DP_PG_PREFIX
+               ")";
     }
     return name_derived(name) ? RESERVED_DERIVED : NULL;
 }
@@ -222,8 +228,9 @@ check_field_type(struct walk *w, const config_setting_t *f, const char *path)
 
     path_join(p, path, "type");
     if (t == NULL) {
-        walk_err(w, p, "required (one of string, integer, number, boolean, timestamp, ip, "
-                       "url, uuid, object, array)");
+        walk_err(w, p,
+                 "required (one of string, integer, number, boolean, timestamp, ip, "
+                 "url, uuid, object, array)");
         return -1;
     }
     if (config_setting_type(t) != CONFIG_TYPE_STRING) {
@@ -231,8 +238,10 @@ check_field_type(struct walk *w, const config_setting_t *f, const char *path)
         return -1;
     }
     if (field_type_parse(config_setting_get_string(t), &ft) != 0) {
-        walk_err(w, p, "unknown field type \"%s\" (one of string, integer, number, boolean, "
-                       "timestamp, ip, url, uuid, object, array)", config_setting_get_string(t));
+        walk_err(w, p,
+                 "unknown field type \"%s\" (one of string, integer, number, boolean, "
+                 "timestamp, ip, url, uuid, object, array)",
+                 config_setting_get_string(t));
         return -1;
     }
     return (int)ft;
@@ -336,8 +345,9 @@ check_constraint(struct walk *w, const config_setting_t *c, const char *key, con
             check_pattern(w, c, p);
         }
     } else {
-        walk_err(w, p, "unknown key (a field has type, required, max_length, min, max, enum, "
-                       "pattern)");
+        walk_err(w, p,
+                 "unknown key (a field has type, required, max_length, min, max, enum, "
+                 "pattern)");
     }
 }
 
@@ -350,8 +360,10 @@ check_field(struct walk *w, const config_setting_t *f, const char *path)
     int ft;
 
     if (!name_ok(name)) {
-        walk_err(w, path, "invalid name (lower-case letters, digits and _, starting with "
-                          "a letter, at most %d bytes)", DP_TYPE_NAME_MAX);
+        walk_err(w, path,
+                 "invalid name (lower-case letters, digits and _, starting with "
+                 "a letter, at most %d bytes)",
+                 DP_TYPE_NAME_MAX);
         return;
     }
     for (const char *const *r = reserved_columns; *r != NULL; r++) {
@@ -362,7 +374,8 @@ check_field(struct walk *w, const config_setting_t *f, const char *path)
         }
     }
     for (const char *const *r = system_columns; *r != NULL; r++) {
-        if (strcmp(*r, name) == 0) {
+        /* Planted (plant.h): system column names taken as fields. */
+        if (strcmp(*r, name) == 0 && !DP_PLANTED("system_column_field")) {
             walk_err(w, path, "reserved: PostgreSQL gives every table a system column \"%s\"",
                      name);
             return;
@@ -390,9 +403,9 @@ check_field(struct walk *w, const config_setting_t *f, const char *path)
     min = config_setting_get_member(f, "min");
     max = config_setting_get_member(f, "max");
     if (min != NULL && max != NULL && is_number(min) && is_number(max) &&
-        ((is_int(min) && is_int(max)) ? config_setting_get_int64(min) >
-                                             config_setting_get_int64(max)
-                                       : number_value(min) > number_value(max))) {
+        ((is_int(min) && is_int(max))
+             ? config_setting_get_int64(min) > config_setting_get_int64(max)
+             : number_value(min) > number_value(max))) {
         char p[PATH_MAX_LEN];
 
         path_join(p, path, "min");
@@ -444,8 +457,10 @@ check_type(struct walk *w, const config_setting_t *t)
 
     path_join(path, "types", name);
     if (!name_ok(name)) {
-        walk_err(w, path, "invalid name (lower-case letters, digits and _, starting with "
-                          "a letter, at most %d bytes)", DP_TYPE_NAME_MAX);
+        walk_err(w, path,
+                 "invalid name (lower-case letters, digits and _, starting with "
+                 "a letter, at most %d bytes)",
+                 DP_TYPE_NAME_MAX);
         return;
     }
     why = dp_types_name_reserved(name);

@@ -1,6 +1,6 @@
 /*
- * types.h - event types declared in the configuration's "types" key (SPEC
- * section 10): how etc/ reads, checks and keeps the declarations. Every error
+ * types.h - event types declared in the configuration's "types" key (docs/event-types.md):
+ * how etc/ reads, checks and keeps the declarations. Every error
  * names its key path ("types.page_view.fields.url.type: ..."). What an event
  * of a declared type must look like is said here; events/ checks the events.
  */
@@ -11,51 +11,51 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DP_TYPE_NAME_MAX 63     /* bytes of a type or field name (a PostgreSQL identifier) */
-#define DP_TYPES_MAX 64         /* declared types in one configuration */
-#define DP_TYPE_FIELDS_MAX 200  /* fields of one declared type */
-#define DP_ENUM_MAX 256         /* values of one field's enum */
+#define DP_TYPE_NAME_MAX 63    /* bytes of a type or field name (a PostgreSQL identifier) */
+#define DP_TYPES_MAX 64        /* declared types in one configuration */
+#define DP_TYPE_FIELDS_MAX 200 /* fields of one declared type */
+#define DP_ENUM_MAX 256        /* values of one field's enum */
 
 struct config_setting_t;
 struct json_t;
 
 /* What a declared field holds, and its PostgreSQL column type. */
 enum dp_field_type {
-    DP_FIELD_STRING,            /* JSON string; text */
-    DP_FIELD_INTEGER,           /* JSON integer (64-bit); bigint */
-    DP_FIELD_NUMBER,            /* JSON number; double precision */
-    DP_FIELD_BOOLEAN,           /* true or false; boolean */
-    DP_FIELD_TIMESTAMP,         /* epoch seconds (integer) or RFC 3339 with offset; timestamptz */
-    DP_FIELD_IP,                /* IPv4 or IPv6 address string; inet */
-    DP_FIELD_URL,               /* absolute http(s) URL with a host; text */
-    DP_FIELD_UUID,              /* canonical 8-4-4-4-12 hex string; uuid */
-    DP_FIELD_OBJECT,            /* JSON object; jsonb */
-    DP_FIELD_ARRAY,             /* JSON array; jsonb */
+    DP_FIELD_STRING,    /* JSON string; text */
+    DP_FIELD_INTEGER,   /* JSON integer (64-bit); bigint */
+    DP_FIELD_NUMBER,    /* JSON number; double precision */
+    DP_FIELD_BOOLEAN,   /* true or false; boolean */
+    DP_FIELD_TIMESTAMP, /* epoch seconds (integer) or RFC 3339 with offset; timestamptz */
+    DP_FIELD_IP,        /* IPv4 or IPv6 address string; inet */
+    DP_FIELD_URL,       /* absolute http(s) URL with a host; text */
+    DP_FIELD_UUID,      /* canonical 8-4-4-4-12 hex string; uuid */
+    DP_FIELD_OBJECT,    /* JSON object; jsonb */
+    DP_FIELD_ARRAY,     /* JSON array; jsonb */
 };
 
 /* One declared field. Every string is owned by the declaration. */
 struct dp_field_decl {
-    char *name;                 /* the event's key and the column's name */
+    char *name; /* the event's key and the column's name */
     enum dp_field_type type;
-    bool required;              /* absent or null is an error (else stored as NULL) */
-    int64_t max_length;         /* string, url: most characters (code points); 0: no limit */
+    bool required;      /* absent or null is an error (else stored as NULL) */
+    int64_t max_length; /* string, url: most characters (code points); 0: no limit */
     bool has_min;
     bool has_max;
-    int64_t min_int;            /* integer fields: inclusive bounds */
+    int64_t min_int; /* integer fields: inclusive bounds */
     int64_t max_int;
-    double min_num;             /* number fields: inclusive bounds */
+    double min_num; /* number fields: inclusive bounds */
     double max_num;
-    char **enums;               /* string fields: the allowed values, n_enums of them; or NULL */
+    char **enums; /* string fields: the allowed values, n_enums of them; or NULL */
     size_t n_enums;
-    char *pattern;              /* string, url: POSIX extended regex (unanchored), or NULL */
+    char *pattern; /* string, url: POSIX extended regex (unanchored), or NULL */
 };
 
 /* One declared type. */
 struct dp_type_decl {
-    char *name;                 /* the type's name and its table's name */
-    struct dp_field_decl *fields;   /* in declaration order: the table's column order */
+    char *name;                   /* the type's name and its table's name */
+    struct dp_field_decl *fields; /* in declaration order: the table's column order */
     size_t n_fields;
-    bool keep_unknown;          /* unknown_fields "keep": kept in the extra jsonb column */
+    bool keep_unknown; /* unknown_fields "keep": kept in the extra jsonb column */
 };
 
 /* Every declared type of a configuration, in declaration order. */
@@ -127,13 +127,13 @@ const char *dp_types_name_reserved(const char *name);
  * with DP_PG_PREFIX are refused as type names).
  */
 #define DP_PG_PREFIX "dp_"
-#define DP_PG_KEY_INDEX "dp_key_"       /* the unique index over a table's idempotency_key */
-#define DP_PG_PRIMARY_KEY "dp_pk_"      /* a declared type's primary key constraint */
-#define DP_PG_KEYED_TEMP "dp_keyed_"    /* the keyed rows' temporary table (pg_temp) */
-#define DP_PG_KEY_TABLE "dp_keys_"      /* a partitioned table's keys, unique (loader/part.c) */
-#define DP_PG_KEY_TABLE_PK "dp_kpk_"    /* the key table's primary key */
-#define DP_PG_KEY_TABLE_AT "dp_kat_"    /* the key table's index over received_at */
-#define DP_PG_FRESH_TABLE "dp_fresh_"   /* a new table while it becomes partitioned */
+#define DP_PG_KEY_INDEX "dp_key_"     /* the unique index over a table's idempotency_key */
+#define DP_PG_PRIMARY_KEY "dp_pk_"    /* a declared type's primary key constraint */
+#define DP_PG_KEYED_TEMP "dp_keyed_"  /* the keyed rows' temporary table (pg_temp) */
+#define DP_PG_KEY_TABLE "dp_keys_"    /* a partitioned table's keys, unique (loader/part.c) */
+#define DP_PG_KEY_TABLE_PK "dp_kpk_"  /* the key table's primary key */
+#define DP_PG_KEY_TABLE_AT "dp_kat_"  /* the key table's index over received_at */
+#define DP_PG_FRESH_TABLE "dp_fresh_" /* a new table while it becomes partitioned */
 /* A day's partition: DP_PG_PARTITION, the day as YYYYMMDD, "_", the table's 16 hex digits. */
 #define DP_PG_PARTITION "dp_p"
 

@@ -67,14 +67,19 @@ ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "ip_address", .type = "ip", .format = "ipv4", .required = true,
-      .check = check_ipv4 },
-    { .name = "user_agent", .type = "string", .required = true, .check = ev_check_string },
-    { .name = "referring_url", .type = "url", .format = "http-url", .required = true,
-      .check = ev_check_url },
-    { .name = "advertiser_id", .type = "string", .format = "non-empty", .required = true,
-      .check = ev_check_nonempty_string },
-    { .name = "metadata", .type = "object", .required = false, .check = ev_check_object },
+    {.name = "ip_address", .type = "ip", .format = "ipv4", .required = true, .check = check_ipv4},
+    {.name = "user_agent", .type = "string", .required = true, .check = ev_check_string},
+    {.name = "referring_url",
+     .type = "url",
+     .format = "http-url",
+     .required = true,
+     .check = ev_check_url},
+    {.name = "advertiser_id",
+     .type = "string",
+     .format = "non-empty",
+     .required = true,
+     .check = ev_check_nonempty_string},
+    {.name = "metadata", .type = "object", .required = false, .check = ev_check_object},
 };
 
 static int

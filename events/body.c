@@ -1,5 +1,5 @@
 /*
- * body.c - split a request body into events (SPEC section 3) and run each
+ * body.c - split a request body into events (docs/api.md) and run each
  * through the dispatcher: object shape and event_name here, fields in the type.
  * Keeps every event's exact bytes as a view into the body; never re-serializes.
  */
@@ -31,12 +31,12 @@
 struct parser {
     const char *body;
     size_t len;
-    const struct ev_type *type;     /* the URL's type, or NULL */
+    const struct ev_type *type; /* the URL's type, or NULL */
     struct ev_batch *out;
-    size_t next_index;              /* index of the next event */
-    size_t line;                    /* 1-based line of line_start */
-    size_t line_start;              /* offset where that line begins */
-    size_t nul;                     /* offset of the next NUL byte at or after the cursor, or len */
+    size_t next_index; /* index of the next event */
+    size_t line;       /* 1-based line of line_start */
+    size_t line_start; /* offset where that line begins */
+    size_t nul;        /* offset of the next NUL byte at or after the cursor, or len */
 };
 
 static size_t
@@ -555,8 +555,8 @@ ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_ty
     if (skip_ws(&ps, end) < len) {
         json_decref(v);
         locate(&ps, skip_ws(&ps, end), &at, &end);
-        snprintf(msg, sizeof(msg), "line %zu column %zu: invalid JSON: end of event expected",
-                 at, end);
+        snprintf(msg, sizeof(msg), "line %zu column %zu: invalid JSON: end of event expected", at,
+                 end);
         return batch_push(&ps, 0, len, t, msg, NULL, 0);
     }
     return push_value(&ps, v, p, end);

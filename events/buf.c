@@ -4,9 +4,9 @@
  * column in either. Never writes a value PostgreSQL would read back differently.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "etc/err.h"
@@ -84,7 +84,7 @@ int
 ev_buf_put_copy_text(struct ev_buf *b, const char *s, size_t n)
 {
     size_t i;
-    size_t run = 0;             /* start of the pending run of plain bytes */
+    size_t run = 0; /* start of the pending run of plain bytes */
     char *w;
     int rc;
 
@@ -164,7 +164,7 @@ ev_days_from_civil(int64_t y, int m, int d)
 int
 ev_days_in_month(int64_t y, int m)
 {
-    static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 
     if (m < 1 || m > 12) {
@@ -369,7 +369,7 @@ ev_row_begin(struct ev_row *r, struct ev_buf *b)
     r->cols = 0;
     r->rc = 0;
     if (b->binary) {
-        row_put_be(r, 0, 2);           /* the column count, set by ev_row_end */
+        row_put_be(r, 0, 2); /* the column count, set by ev_row_end */
     }
 }
 
@@ -466,7 +466,7 @@ ev_row_null(struct ev_row *r)
         return;
     }
     if (r->b->binary) {
-        row_put_be(r, UINT32_MAX, 4);  /* length -1 */
+        row_put_be(r, UINT32_MAX, 4); /* length -1 */
     } else {
         r->rc = ev_buf_put(r->b, "\\N", 2);
     }

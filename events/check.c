@@ -121,7 +121,7 @@ copy_printable(char *dst, size_t cap, const char *s, size_t n, bool quote, size_
     const unsigned char *u = (const unsigned char *)s;
     size_t w = 0;
     size_t i = 0;
-    size_t reserve = quote ? 5 : 4;     /* room kept for '"', "...", '"' and NUL */
+    size_t reserve = quote ? 5 : 4; /* room kept for '"', "...", '"' and NUL */
 
     if (cap < 8) {
         if (cap > 0) {
@@ -201,7 +201,7 @@ int
 ev_fields_check(const json_t *obj, const struct ev_field *fields, size_t n_fields,
                 char err[EV_ERR_MAX])
 {
-    const json_t *found[32] = { NULL };
+    const json_t *found[32] = {NULL};
     const char *key;
     size_t i;
 
@@ -290,8 +290,10 @@ int
 ev_epoch_range_err(char err[EV_ERR_MAX], const char *name, int64_t t)
 {
     if (t >= EV_EPOCH_MS_MIN && t / 1000 <= EV_EPOCH_MAX) {
-        return ev_errf(err, "%s: %lld looks like milliseconds: expected integer epoch seconds "
-                       "(%lld)", name, (long long)t, (long long)(t / 1000));
+        return ev_errf(err,
+                       "%s: %lld looks like milliseconds: expected integer epoch seconds "
+                       "(%lld)",
+                       name, (long long)t, (long long)(t / 1000));
     }
     return ev_errf(err, "%s: out of range (0 to %lld epoch seconds)", name,
                    (long long)EV_EPOCH_MAX);
@@ -397,8 +399,7 @@ key_matches(const char *s, size_t a, size_t b, const char *key, bool *match)
     }
     decoded = json_loadb(s + a, b - a, JSON_DECODE_ANY, &jerr);
     if (decoded == NULL) {
-        return json_error_code(&jerr) == json_error_out_of_memory ? DP_ERR_NOMEM
-                                                                  : DP_ERR_INVALID;
+        return json_error_code(&jerr) == json_error_out_of_memory ? DP_ERR_NOMEM : DP_ERR_INVALID;
     }
     *match = json_is_string(decoded) && json_string_length(decoded) == klen &&
              memcmp(json_string_value(decoded), key, klen) == 0;
@@ -447,9 +448,9 @@ ev_member_span(const char *json, size_t len, const char *key, const char **v, si
 
 /* ---- numbers PostgreSQL's numeric (and so jsonb) can hold ------------------------------ */
 
-#define EV_PG_DSCALE_MAX 16383          /* digits after the decimal point (NUMERIC_DSCALE_MAX) */
-#define EV_PG_DWEIGHT_MAX 131071        /* decimal exponent of the leading digit (weight 32767) */
-#define EV_PG_EXPONENT_MAX 1073741822   /* numeric_in refuses |exponent| >= INT_MAX / 2 */
+#define EV_PG_DSCALE_MAX 16383        /* digits after the decimal point (NUMERIC_DSCALE_MAX) */
+#define EV_PG_DWEIGHT_MAX 131071      /* decimal exponent of the leading digit (weight 32767) */
+#define EV_PG_EXPONENT_MAX 1073741822 /* numeric_in refuses |exponent| >= INT_MAX / 2 */
 
 /*
  * Whether the JSON number s (n bytes, valid JSON grammar) is one PostgreSQL's numeric_in
@@ -460,9 +461,9 @@ static bool
 pg_numeric_ok(const char *s, size_t n)
 {
     size_t p = s[0] == '-' ? 1 : 0;
-    long long int_digits = 0;           /* after leading zeros */
+    long long int_digits = 0; /* after leading zeros */
     long long frac_digits = 0;
-    long long first_frac_nonzero = 0;   /* 1-based position after the point, 0: none */
+    long long first_frac_nonzero = 0; /* 1-based position after the point, 0: none */
     long long exponent = 0;
     bool exp_neg = false;
     long long dscale;
@@ -507,7 +508,7 @@ pg_numeric_ok(const char *s, size_t n)
     } else if (first_frac_nonzero > 0) {
         dweight = exponent - first_frac_nonzero;
     } else {
-        return true;                    /* zero: only its scale counts */
+        return true; /* zero: only its scale counts */
     }
     return dweight <= EV_PG_DWEIGHT_MAX;
 }
@@ -518,7 +519,7 @@ struct num_walk {
     size_t n;
     size_t p;
     char path[EV_ERR_MAX / 2];
-    size_t path_len;                    /* may exceed sizeof(path) - 1: then cut */
+    size_t path_len; /* may exceed sizeof(path) - 1: then cut */
 };
 
 /* Append text to the path (cut silently when full); returns the old length to restore. */
@@ -573,7 +574,7 @@ walk_object(struct num_walk *w, char err[EV_ERR_MAX])
         old = walk_path_push(w, w->path_len == 0 ? "%s" : ".%s", w->s + key, key_end - key, 0);
         w->p = key_end + 1;
         walk_ws(w);
-        w->p++;                         /* ':' */
+        w->p++; /* ':' */
         walk_ws(w);
         rc = walk_value(w, err);
         walk_path_pop(w, old);
@@ -628,8 +629,7 @@ walk_value(struct num_walk *w, char err[EV_ERR_MAX])
         return 0;
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
-        while (w->p < w->n && strchr("+-.eE0123456789", w->s[w->p]) != NULL &&
-               w->s[w->p] != '\0') {
+        while (w->p < w->n && strchr("+-.eE0123456789", w->s[w->p]) != NULL && w->s[w->p] != '\0') {
             w->p++;
         }
         if (!pg_numeric_ok(w->s + start, w->p - start)) {
@@ -641,10 +641,10 @@ walk_value(struct num_walk *w, char err[EV_ERR_MAX])
         return 0;
     }
     while (w->p < w->n && w->s[w->p] >= 'a' && w->s[w->p] <= 'z') {
-        w->p++;                         /* true, false, null */
+        w->p++; /* true, false, null */
     }
     if (w->p == start && w->p < w->n) {
-        w->p++;                         /* not JSON after all: never stand still */
+        w->p++; /* not JSON after all: never stand still */
     }
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "etc/err.h"
+#include "etc/plant.h"
 #include "events/internal.h"
 
 #define CE_KEY_HASH_PREFIX "ce-sha256:"
@@ -31,6 +32,11 @@ ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t 
      * A direct key starts with a digit, a hashed one with a letter: they never meet either.
      */
     plen = (size_t)snprintf(prefix, sizeof(prefix), "%zu:", source_len);
+    if (DP_PLANTED("ce_key_concat") && source_len + 1 + id_len <= EV_KEY_MAX) {
+        /* Planted (etc/plant.h): source, a space, id: "/a b" + "c" is "/a" + "b c". */
+        return (size_t)snprintf(out, EV_KEY_MAX + 1, "%.*s %.*s", (int)source_len, source,
+                                (int)id_len, id);
+    }
     if (plen + source_len + id_len <= EV_KEY_MAX) {
         memcpy(out, prefix, plen);
         memcpy(out + plen, source, source_len);
@@ -42,8 +48,8 @@ ev_cloudevent_key(const char *source, size_t source_len, const char *id, size_t 
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
         EVP_DigestUpdate(ctx, prefix, plen) != 1 ||
-        EVP_DigestUpdate(ctx, source, source_len) != 1 ||
-        EVP_DigestUpdate(ctx, id, id_len) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
+        EVP_DigestUpdate(ctx, source, source_len) != 1 || EVP_DigestUpdate(ctx, id, id_len) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
         /* Out of memory only: the all-zero digest makes a later event a conflict, not lost. */
         memset(md, 0, sizeof(md));
     }
@@ -126,8 +132,7 @@ ce_attrs_check(const struct ev_ce_attrs *a, const struct ev_type **t, char err[E
     int rc;
 
     *t = NULL;
-    rc = ce_string("specversion", a->specversion, a->specversion ? strlen(a->specversion) : 0,
-                   err);
+    rc = ce_string("specversion", a->specversion, a->specversion ? strlen(a->specversion) : 0, err);
     if (rc == 0 && strcmp(a->specversion, "1.0") != 0) {
         ev_quote(q, sizeof(q), a->specversion, strlen(a->specversion));
         rc = ev_errf(err, "specversion: %s is not supported (expected \"1.0\")", q);

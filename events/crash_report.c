@@ -6,10 +6,13 @@
 #include "events/internal.h"
 
 static const struct ev_field fields[] = {
-    { .name = "user_id", .type = "integer", .required = true, .check = ev_check_int },
-    { .name = "timestamp", .type = "integer", .format = "epoch-seconds", .required = true,
-      .check = ev_check_epoch_int },
-    { .name = "message", .type = "string", .required = true, .check = ev_check_string },
+    {.name = "user_id", .type = "integer", .required = true, .check = ev_check_int},
+    {.name = "timestamp",
+     .type = "integer",
+     .format = "epoch-seconds",
+     .required = true,
+     .check = ev_check_epoch_int},
+    {.name = "message", .type = "string", .required = true, .check = ev_check_string},
 };
 
 static int

@@ -81,9 +81,9 @@ ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out, char e
 
     if (!digits(&p, end, 4, &y) || !lit(&p, end, '-') || !digits(&p, end, 2, &mo) ||
         !lit(&p, end, '-') || !digits(&p, end, 2, &d) ||
-        !(lit(&p, end, 'T') || lit(&p, end, 't') || lit(&p, end, ' ')) ||
-        !digits(&p, end, 2, &h) || !lit(&p, end, ':') || !digits(&p, end, 2, &mi) ||
-        !lit(&p, end, ':') || !digits(&p, end, 2, &sec)) {
+        !(lit(&p, end, 'T') || lit(&p, end, 't') || lit(&p, end, ' ')) || !digits(&p, end, 2, &h) ||
+        !lit(&p, end, ':') || !digits(&p, end, 2, &mi) || !lit(&p, end, ':') ||
+        !digits(&p, end, 2, &sec)) {
         return ev_errf(err, "%s: %s", name, TS_SYNTAX);
     }
     if (lit(&p, end, '.')) {
@@ -175,10 +175,16 @@ check_data(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "time_stamp", .type = "string", .format = "date-time", .required = true,
-      .check = check_time },
-    { .name = "data", .type = "array", .format = "non-empty array of numbers", .required = true,
-      .check = check_data },
+    {.name = "time_stamp",
+     .type = "string",
+     .format = "date-time",
+     .required = true,
+     .check = check_time},
+    {.name = "data",
+     .type = "array",
+     .format = "non-empty array of numbers",
+     .required = true,
+     .check = check_data},
 };
 
 static int

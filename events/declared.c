@@ -1,6 +1,6 @@
 /*
  * declared.c - the one generic handler of the event types declared in the
- * configuration (SPEC section 10): a declared type is one more struct ev_type
+ * configuration (docs/event-types.md): a declared type is one more struct ev_type
  * in the registry, whose validate and encode_row read its declaration. Pure
  * like every handler; patterns are compiled once, when the type is built.
  */
@@ -10,12 +10,13 @@
 #include <string.h>
 
 #include "etc/err.h"
+#include "etc/plant.h"
 #include "etc/types.h"
 #include "events/internal.h"
 
 /* A field at run time: its declaration and its compiled pattern. */
 struct decl_field {
-    const struct dp_field_decl *d;      /* in the owning struct declared's decl */
+    const struct dp_field_decl *d; /* in the owning struct declared's decl */
     regex_t re;
     bool has_re;
 };
@@ -23,12 +24,12 @@ struct decl_field {
 /* A declared type. type comes first: the registry's pointer is this struct's. */
 struct declared {
     struct ev_type type;
-    struct dp_type_decl decl;           /* own copy of the declaration */
-    struct decl_field *fields;          /* decl.n_fields of them, in declaration order */
-    size_t *by_name;                    /* field indexes sorted by name, for key lookup */
+    struct dp_type_decl decl;  /* own copy of the declaration */
+    struct decl_field *fields; /* decl.n_fields of them, in declaration order */
+    size_t *by_name;           /* field indexes sorted by name, for key lookup */
     struct ev_column *columns;
-    struct ev_field *info;              /* what GET /v1/types and the OpenAPI document show */
-    char *table;                        /* the quoted table name */
+    struct ev_field *info; /* what GET /v1/types and the OpenAPI document show */
+    char *table;           /* the quoted table name */
     char *ddl;
     char *copy_columns;
     char *get_sql;
@@ -135,8 +136,8 @@ enum_err(const struct dp_field_decl *d, char err[EV_ERR_MAX])
 
     list[0] = '\0';
     for (size_t i = 0; i < d->n_enums && used + 8 < sizeof(list); i++) {
-        int w = snprintf(list + used, sizeof(list) - used, "%s\"%s\"", i > 0 ? ", " : "",
-                         d->enums[i]);
+        int w =
+            snprintf(list + used, sizeof(list) - used, "%s\"%s\"", i > 0 ? ", " : "", d->enums[i]);
 
         used = w < 0 ? used : used + (size_t)w;
     }
@@ -293,8 +294,10 @@ check_object(const struct declared *x, const json_t *obj, const json_t **found,
         size_t key_len = json_object_iter_key_len(it);
         long i;
 
-        /* Both reserved in every type: the dispatcher checked them (the key is the key). */
-        if (strcmp(key, "event_name") == 0 || strcmp(key, EV_KEY_FIELD) == 0) {
+        /* Both reserved in every type: the dispatcher checked them (the key is the key).
+         * Planted (etc/plant.h): the key taken for an unknown field. */
+        if (strcmp(key, "event_name") == 0 ||
+            (strcmp(key, EV_KEY_FIELD) == 0 && !DP_PLANTED("declared_key_unknown"))) {
             continue;
         }
         i = key_len == strlen(key) ? field_index(x, key) : -1;
@@ -536,22 +539,24 @@ build_sql(struct declared *x)
 
         if (rc == 0) {
             rc = ev_buf_put_strs(&ddl, ", \"", f->name, "\" ", sql_types[f->type],
-                         f->required ? " NOT NULL" : "", NULL);
+                                 f->required ? " NOT NULL" : "", NULL);
         }
         if (rc_cols == 0) {
             rc_cols = ev_buf_put_strs(&cols, ", \"", f->name, "\"", NULL);
         }
     }
     if (rc == 0) {
-        rc = ev_buf_put_strs(&ddl, d->keep_unknown ? ", extra jsonb" : "",
-                     ", idempotency_key text, idempotency_digest bytea, source text, "
-                     "received_at timestamptz NOT NULL, loaded_at timestamptz NOT NULL DEFAULT "
-                     "now())", NULL);
+        rc = ev_buf_put_strs(
+            &ddl, d->keep_unknown ? ", extra jsonb" : "",
+            ", idempotency_key text, idempotency_digest bytea, source text, "
+            "received_at timestamptz NOT NULL, loaded_at timestamptz NOT NULL DEFAULT "
+            "now())",
+            NULL);
     }
     if (rc_cols == 0) {
-        rc_cols = ev_buf_put_strs(&cols, d->keep_unknown ? ", extra" : "",
-                                  ", received_at, idempotency_key, idempotency_digest, source)",
-                                  NULL);
+        rc_cols =
+            ev_buf_put_strs(&cols, d->keep_unknown ? ", extra" : "",
+                            ", received_at, idempotency_key, idempotency_digest, source)", NULL);
     }
     x->ddl = sql_done(&ddl, rc);
     x->copy_columns = sql_done(&cols, rc_cols);

@@ -15,58 +15,58 @@
 
 #include <jansson.h>
 
-#define EV_ERR_MAX 256          /* longest validation message, bytes with NUL */
-#define EV_UUID_TEXT 37         /* a uuid's canonical text form, bytes with NUL */
-#define EV_REGISTRY_MAX 128     /* types in the registry: built-ins and declared */
+#define EV_ERR_MAX 256      /* longest validation message, bytes with NUL */
+#define EV_UUID_TEXT 37     /* a uuid's canonical text form, bytes with NUL */
+#define EV_REGISTRY_MAX 128 /* types in the registry: built-ins and declared */
 
 struct dp_types;
 struct dp_type_decl;
 
-#define EV_KEY_MAX 255          /* longest idempotency key, bytes */
-#define EV_DIGEST_LEN 32        /* an event's digest: SHA-256 */
+#define EV_KEY_MAX 255                 /* longest idempotency key, bytes */
+#define EV_DIGEST_LEN 32               /* an event's digest: SHA-256 */
 #define EV_KEY_FIELD "idempotency_key" /* the reserved field every type allows */
 
 /* A growable byte buffer for COPY rows. Zero-initialise; free with ev_buf_free. */
 struct ev_buf {
-    char *data;                 /* malloc'd, owned by the buffer; not NUL-terminated */
-    size_t len;                 /* bytes used */
-    size_t cap;                 /* bytes allocated */
-    bool binary;                /* rows encoded into it are in COPY's binary format, without
-                                   its header and trailer (only for a type whose copy_binary
-                                   is set); false: COPY text rows */
+    char *data;  /* malloc'd, owned by the buffer; not NUL-terminated */
+    size_t len;  /* bytes used */
+    size_t cap;  /* bytes allocated */
+    bool binary; /* rows encoded into it are in COPY's binary format, without
+                    its header and trailer (only for a type whose copy_binary
+                    is set); false: COPY text rows */
 };
 
 /* How the loader writes a type's rows. */
 enum ev_load {
-    EV_LOAD_APPEND,             /* plain COPY into the table */
-    EV_LOAD_UPSERT,             /* COPY into a staging table, then upsert by key */
+    EV_LOAD_APPEND, /* plain COPY into the table */
+    EV_LOAD_UPSERT, /* COPY into a staging table, then upsert by key */
 };
 
 /* How GET /v1/events/{type}/{id} reads an id. */
 enum ev_id_kind {
-    EV_ID_UUID,                 /* canonical 8-4-4-4-12 hex uuid */
-    EV_ID_TEXT,                 /* any non-empty text (product) */
+    EV_ID_UUID, /* canonical 8-4-4-4-12 hex uuid */
+    EV_ID_TEXT, /* any non-empty text (product) */
 };
 
 /* A stored event, as the encoder sees it (built from a queue record). */
 struct ev_stored {
-    const char *json;           /* the event's bytes exactly as received */
+    const char *json; /* the event's bytes exactly as received */
     size_t json_len;
-    const char *key;            /* its idempotency key, or NULL (key_len 0) */
+    const char *key; /* its idempotency key, or NULL (key_len 0) */
     size_t key_len;
-    const char *source;         /* who sent it (an API key's name), or NULL (source_len 0) */
+    const char *source; /* who sent it (an API key's name), or NULL (source_len 0) */
     size_t source_len;
-    uint8_t uuid[16];           /* UUIDv7 given at ingest */
-    int64_t received_us;        /* microseconds since the epoch, UTC */
-    int64_t now_us;             /* the loader's clock at encode time (processed_at) */
-    uint64_t seq;               /* queue sequence number */
+    uint8_t uuid[16];    /* UUIDv7 given at ingest */
+    int64_t received_us; /* microseconds since the epoch, UTC */
+    int64_t now_us;      /* the loader's clock at encode time (processed_at) */
+    uint64_t seq;        /* queue sequence number */
 };
 
 /* One column of a declared type's table, as schema evolution compares it with the catalog. */
 struct ev_column {
-    const char *name;           /* column name (a field's name), unquoted */
-    const char *sql_type;       /* as format_type() prints it: "bigint", "jsonb", ... */
-    bool not_null;              /* NOT NULL: the field is required */
+    const char *name;     /* column name (a field's name), unquoted */
+    const char *sql_type; /* as format_type() prints it: "bigint", "jsonb", ... */
+    bool not_null;        /* NOT NULL: the field is required */
 };
 
 /*
@@ -78,7 +78,7 @@ struct ev_column {
 struct ev_field {
     const char *name;
     /*
-     * What a client sends, in the words of declared types (SPEC section 10): "string",
+     * What a client sends, in the words of declared types (docs/event-types.md): "string",
      * "integer", "number", "boolean", "timestamp" (epoch seconds or RFC 3339 text), "ip",
      * "url", "uuid", "object", "array"; several separated by '|' ("integer|string") when
      * either is taken.
@@ -88,7 +88,7 @@ struct ev_field {
      * ("epoch-seconds", "http-url", "non-empty"). */
     const char *format;
     bool required;
-    bool null_ok;               /* optional and JSON null taken as absent (check not called) */
+    bool null_ok; /* optional and JSON null taken as absent (check not called) */
     /* check - the field's check, given its value (never NULL); 0 or DP_ERR_INVALID. */
     int (*check)(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 };
@@ -96,19 +96,19 @@ struct ev_field {
 /*
  * One event type: a static const descriptor, defined in events/<name>.c with
  * designated initializers and listed once in registry.c; or a declared type
- * (SPEC section 10), built at start by events/declared.c from its declaration.
+ * (docs/event-types.md), built at start by events/declared.c from its declaration.
  * SQL texts are unqualified: the loader and the server set search_path to
  * database.schema on every connection.
  */
 struct ev_type {
-    const char *name;           /* event type name, as in URLs and event_name */
-    const char *table;          /* PostgreSQL table */
-    const char *ddl;            /* CREATE TABLE IF NOT EXISTS ... (one statement) */
-    const char *copy_columns;   /* column list for COPY, "(a, b, c)"; of <table>_stage if upsert */
+    const char *name;         /* event type name, as in URLs and event_name */
+    const char *table;        /* PostgreSQL table */
+    const char *ddl;          /* CREATE TABLE IF NOT EXISTS ... (one statement) */
+    const char *copy_columns; /* column list for COPY, "(a, b, c)"; of <table>_stage if upsert */
     enum ev_load load;
     const struct ev_field *fields; /* the fields it takes, n_fields of them */
     size_t n_fields;
-    bool open;                  /* fields not in the table are taken too (product's doc) */
+    bool open; /* fields not in the table are taken too (product's doc) */
     /*
      * The table has a nullable idempotency_key text column, unique where not null, and a
      * nullable idempotency_digest bytea column (ev_digest of the event's bytes; the loader
@@ -131,10 +131,10 @@ struct ev_type {
      * copy_columns, then run upsert_sql, which empties the stage as it reads
      * it - so the three may run again in the same transaction (savepoints).
      */
-    const char *stage_ddl;      /* CREATE TEMP TABLE IF NOT EXISTS ... ON COMMIT DROP, or NULL */
-    const char *upsert_sql;     /* WITH s AS (DELETE FROM stage ...) INSERT ..., or NULL */
+    const char *stage_ddl;  /* CREATE TEMP TABLE IF NOT EXISTS ... ON COMMIT DROP, or NULL */
+    const char *upsert_sql; /* WITH s AS (DELETE FROM stage ...) INSERT ..., or NULL */
     enum ev_id_kind id_kind;
-    bool jsonb_numbers;         /* numbers are stored in jsonb: the dispatcher checks each fits */
+    bool jsonb_numbers; /* numbers are stored in jsonb: the dispatcher checks each fits */
     /* One parameter $1 (the id as text; for EV_ID_UUID check it with ev_uuid_parse first),
      * zero or one row of one json text column. Timestamps follow the session TimeZone. */
     const char *get_sql;
@@ -155,8 +155,8 @@ struct ev_type {
     int (*encode_row)(const struct ev_type *t, const struct ev_stored *ev, const json_t *obj,
                       struct ev_buf *out, char err[EV_ERR_MAX]);
     /* Declared types only (NULL/0 for the built-ins): */
-    const struct dp_type_decl *decl;    /* the declaration, owned by the type */
-    const struct ev_column *columns;    /* one per field, in declaration order */
+    const struct dp_type_decl *decl; /* the declaration, owned by the type */
+    const struct ev_column *columns; /* one per field, in declaration order */
     size_t n_columns;
 };
 
@@ -189,9 +189,9 @@ void ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len);
 
 /* What ev_registry_update() did to one declared type. */
 enum ev_change {
-    EV_CHANGE_ADDED,            /* new: registered now */
-    EV_CHANGE_CHANGED,          /* declared differently: the running one stays until a restart */
-    EV_CHANGE_REMOVED,          /* no longer declared: it stays registered until a restart */
+    EV_CHANGE_ADDED,   /* new: registered now */
+    EV_CHANGE_CHANGED, /* declared differently: the running one stays until a restart */
+    EV_CHANGE_REMOVED, /* no longer declared: it stays registered until a restart */
 };
 
 /*
@@ -206,8 +206,7 @@ enum ev_change {
  * DP_ERR_INVALID (a name taken by a built-in type), DP_ERR_NOMEM.
  */
 int ev_registry_update(const struct dp_types *types,
-                       void (*note)(void *arg, const char *type, enum ev_change change),
-                       void *arg);
+                       void (*note)(void *arg, const char *type, enum ev_change change), void *arg);
 
 /*
  * ev_registry_reset - test-only (production never calls it): drop every declared type, as
@@ -229,36 +228,36 @@ void ev_declared_destroy(struct ev_type *t);
 
 /* One event of a request body. */
 struct ev_item {
-    size_t index;               /* 0-based position in the body */
-    const char *raw;            /* view into the body: the event's exact bytes */
+    size_t index;    /* 0-based position in the body */
+    const char *raw; /* view into the body: the event's exact bytes */
     size_t raw_len;
-    const struct ev_type *type; /* resolved type, NULL if unknown or unparsable */
-    char *error;                /* NULL if valid; else malloc'd message, owned by the batch */
-    bool malformed;             /* raw is not a JSON value (error says where it broke) */
-    char *key;                  /* idempotency key (NUL-terminated), malloc'd, owned by the
-                                   batch; NULL if none (or the key itself was invalid) */
-    size_t key_len;             /* bytes, 1 to EV_KEY_MAX when key is set */
+    const struct ev_type *type;    /* resolved type, NULL if unknown or unparsable */
+    char *error;                   /* NULL if valid; else malloc'd message, owned by the batch */
+    bool malformed;                /* raw is not a JSON value (error says where it broke) */
+    char *key;                     /* idempotency key (NUL-terminated), malloc'd, owned by the
+                                      batch; NULL if none (or the key itself was invalid) */
+    size_t key_len;                /* bytes, 1 to EV_KEY_MAX when key is set */
     uint8_t digest[EV_DIGEST_LEN]; /* with a key: SHA-256 of raw, surrounding whitespace
                                       trimmed */
-    bool error_shared;          /* error is the previous item's text (same message), not
-                                   a copy of its own: a body of many events failing alike
-                                   holds one text */
+    bool error_shared;             /* error is the previous item's text (same message), not
+                                      a copy of its own: a body of many events failing alike
+                                      holds one text */
 };
 
 /* All events of one body. Zero-initialise; free with ev_batch_free. */
 struct ev_batch {
-    struct ev_item *items;      /* malloc'd array of n items */
+    struct ev_item *items; /* malloc'd array of n items */
     size_t n;
     size_t cap;
-    size_t n_valid;             /* items with error == NULL */
-    size_t max_events;          /* in: most items the body may hold (0: no cap) */
-    bool too_many;              /* out: parsing stopped at max_events (DP_ERR_FULL) */
+    size_t n_valid;    /* items with error == NULL */
+    size_t max_events; /* in: most items the body may hold (0: no cap) */
+    bool too_many;     /* out: parsing stopped at max_events (DP_ERR_FULL) */
     /* in: a memory budget, asked before the batch allocates bytes for itself (its items, error
      * texts and keys): 0 grants them; anything else refuses, and the call that would have
      * allocated returns DP_ERR_BUSY. NULL: no budget. Never released by the batch: the
      * caller gives back what it granted once the batch is freed. */
     int (*charge)(void *arg, size_t bytes);
-    void *charge_arg;           /* charge's argument */
+    void *charge_arg; /* charge's argument */
 };
 
 /*
@@ -288,8 +287,7 @@ struct ev_batch {
  * batch is partly filled, free it), DP_ERR_NOMEM (the batch may be partly
  * filled: free it).
  */
-int ev_parse_body(const char *body, size_t len, const struct ev_type *type,
-                  struct ev_batch *out);
+int ev_parse_body(const char *body, size_t len, const struct ev_type *type, struct ev_batch *out);
 
 /* ev_batch_free - release the batch's memory (not the body). NULL-safe. */
 void ev_batch_free(struct ev_batch *b);
@@ -316,8 +314,7 @@ int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct e
  * "<what>: <problem>". Returns 0, DP_ERR_INVALID (item i is now rejected; or b holds no
  * item i, and nothing changed), DP_ERR_BUSY (b->charge refused memory), DP_ERR_NOMEM.
  */
-int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len,
-                     const char *what);
+int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what);
 
 /*
  * ev_key_check - whether key (len bytes) is a valid idempotency key: 1 to EV_KEY_MAX bytes

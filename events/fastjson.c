@@ -11,13 +11,13 @@
 
 #include "events/internal.h"
 
-#define FAST_MAX_DEPTH 32       /* deeper values go to jansson (limit 2048) */
-#define FAST_NUM_MAX 64         /* longer number tokens go to jansson */
+#define FAST_MAX_DEPTH 32 /* deeper values go to jansson (limit 2048) */
+#define FAST_NUM_MAX 64   /* longer number tokens go to jansson */
 
 struct fast {
     const char *s;
     size_t n;
-    size_t p;                   /* offset of the next byte to read */
+    size_t p; /* offset of the next byte to read */
 };
 
 static json_t *fast_value(struct fast *f, int depth);
@@ -302,7 +302,7 @@ fast_word(struct fast *f)
     static const struct {
         const char *text;
         size_t len;
-    } words[] = { { "true", 4 }, { "false", 5 }, { "null", 4 } };
+    } words[] = {{"true", 4}, {"false", 5}, {"null", 4}};
     size_t i;
 
     for (i = 0; i < 3; i++) {
@@ -467,7 +467,7 @@ fast_value(struct fast *f, int depth)
 json_t *
 ev_json_fast(const char *s, size_t n, size_t *end)
 {
-    struct fast f = { .s = s, .n = n, .p = 0 };
+    struct fast f = {.s = s, .n = n, .p = 0};
     json_t *v;
 
     fast_ws(&f);
@@ -479,8 +479,8 @@ ev_json_fast(const char *s, size_t n, size_t *end)
      * jansson reads one byte past a number or a word, and an invalid UTF-8
      * sequence there fails the whole parse: leave such a case to jansson.
      */
-    if (f.p < n && (unsigned char)s[f.p] >= 0x80 && ev_utf8_len((const unsigned char *)s + f.p,
-                                                                n - f.p) == 0) {
+    if (f.p < n && (unsigned char)s[f.p] >= 0x80 &&
+        ev_utf8_len((const unsigned char *)s + f.p, n - f.p) == 0) {
         json_decref(v);
         return NULL;
     }

@@ -98,8 +98,7 @@ int ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX]);
  * 0001-9999 in UTC (data_sample.c). Returns 0 or DP_ERR_INVALID with
  * "name: problem" in err.
  */
-int ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out,
-                     char err[EV_ERR_MAX]);
+int ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out, char err[EV_ERR_MAX]);
 
 /*
  * ev_epoch_range_err - the message for an epoch second t outside [0, EV_EPOCH_MAX]. When t
@@ -124,8 +123,7 @@ int ev_epoch_real_err(char err[EV_ERR_MAX], const char *name, const json_t *v);
  * Returns 0 with *v, *v_len set, DP_ERR_NOTFOUND, DP_ERR_INVALID (not an
  * object text), DP_ERR_NOMEM.
  */
-int ev_member_span(const char *json, size_t len, const char *key, const char **v,
-                   size_t *v_len);
+int ev_member_span(const char *json, size_t len, const char *key, const char **v, size_t *v_len);
 
 /*
  * A COPY row under construction, in the format of its buffer (struct ev_buf's binary: text
@@ -134,9 +132,9 @@ int ev_member_span(const char *json, size_t len, const char *key, const char **v
  */
 struct ev_row {
     struct ev_buf *b;
-    size_t start;               /* b->len when the row began */
-    size_t cols;                /* columns written so far */
-    int rc;                     /* first error, 0 while all went well */
+    size_t start; /* b->len when the row began */
+    size_t cols;  /* columns written so far */
+    int rc;       /* first error, 0 while all went well */
 };
 
 void ev_row_begin(struct ev_row *r, struct ev_buf *b);

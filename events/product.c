@@ -24,8 +24,11 @@ check_id(const json_t *id, const char *name, char err[EV_ERR_MAX])
 
 /* The one field checked; the rest of the document is taken as it is (the type is open). */
 static const struct ev_field fields[] = {
-    { .name = "id", .type = "string|integer", .format = "non-empty", .required = true,
-      .check = check_id },
+    {.name = "id",
+     .type = "string|integer",
+     .format = "non-empty",
+     .required = true,
+     .check = check_id},
 };
 
 static int

@@ -21,11 +21,7 @@ extern const struct ev_type ev_data_sample;
 #define EV_BUILTINS 5
 
 static const struct ev_type *slots[EV_REGISTRY_MAX] = {
-    &ev_crash_report,
-    &ev_ad_event,
-    &ev_user_login,
-    &ev_product,
-    &ev_data_sample,
+    &ev_crash_report, &ev_ad_event, &ev_user_login, &ev_product, &ev_data_sample,
 };
 
 const struct ev_type *const *const ev_registry = slots;

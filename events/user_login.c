@@ -76,15 +76,21 @@ ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
 }
 
 static const struct ev_field fields[] = {
-    { .name = "user_id", .type = "string", .format = "non-empty", .required = true,
-      .check = ev_check_nonempty_string },
-    { .name = "timestamp", .type = "integer|string", .format = "epoch-seconds",
-      .required = true, .check = check_epoch },
-    { .name = "app_version", .type = "string", .null_ok = true, .check = ev_check_string },
-    { .name = "device_type", .type = "string", .null_ok = true, .check = ev_check_string },
-    { .name = "ip", .type = "ip", .null_ok = true, .check = ev_check_ip },
-    { .name = "locale", .type = "string", .null_ok = true, .check = ev_check_string },
-    { .name = "device_id", .type = "string", .null_ok = true, .check = ev_check_string },
+    {.name = "user_id",
+     .type = "string",
+     .format = "non-empty",
+     .required = true,
+     .check = ev_check_nonempty_string},
+    {.name = "timestamp",
+     .type = "integer|string",
+     .format = "epoch-seconds",
+     .required = true,
+     .check = check_epoch},
+    {.name = "app_version", .type = "string", .null_ok = true, .check = ev_check_string},
+    {.name = "device_type", .type = "string", .null_ok = true, .check = ev_check_string},
+    {.name = "ip", .type = "ip", .null_ok = true, .check = ev_check_ip},
+    {.name = "locale", .type = "string", .null_ok = true, .check = ev_check_string},
+    {.name = "device_id", .type = "string", .null_ok = true, .check = ev_check_string},
 };
 
 static int

@@ -66,7 +66,8 @@ ldr_error_public(const char *what, const char *err, char *out, size_t len)
     /* What libpq and the server say when connecting fails or a connection is lost names
      * hosts, addresses, ports, users and databases. */
     if (dp_pg_text_names_connection(err)) {
-        snprintf(out, len, "connection: cannot reach PostgreSQL or lost the connection "
+        snprintf(out, len,
+                 "connection: cannot reach PostgreSQL or lost the connection "
                  "(details in the loader's log)");
         return;
     }
@@ -100,8 +101,7 @@ ldr_note_failure(struct ldr *l, const char *what, const char *err, bool retry)
     pthread_mutex_unlock(&l->mu);
     rc = queue_meta_apply(l->q, ops, sizeof(ops) / sizeof(ops[0]));
     if (rc != 0) {
-        dp_warn("cannot record the loader's last error in the queue", "error=%s",
-                dp_strerror(rc));
+        dp_warn("cannot record the loader's last error in the queue", "error=%s", dp_strerror(rc));
     }
 }
 
@@ -137,4 +137,3 @@ ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *er
     pthread_mutex_unlock(&l->mu);
     return go_on ? 0 : DP_ERR_CLOSED;
 }
-

@@ -20,33 +20,33 @@
 #include "events/events.h"
 #include "loader/loader.h"
 
-#define DMN_TICK_MS 1000               /* longest wait between two looks at the schedule */
-#define DMN_CHANGES_MAX 1024           /* bytes of "what changed" text on SIGHUP */
-#define DMN_SUMMARY_MS 60000           /* one summary line a minute, as the server's */
+#define DMN_TICK_MS 1000     /* longest wait between two looks at the schedule */
+#define DMN_CHANGES_MAX 1024 /* bytes of "what changed" text on SIGHUP */
+#define DMN_SUMMARY_MS 60000 /* one summary line a minute, as the server's */
 
 enum dmn_job {
-    DMN_JOB_START,                     /* ldr_start: connect, fence, schema, recover */
-    DMN_JOB_RUN,                       /* ldr_run */
+    DMN_JOB_START, /* ldr_start: connect, fence, schema, recover */
+    DMN_JOB_RUN,   /* ldr_run */
 };
 
 struct dmn {
     const struct dp_cli *cli;
-    const struct dp_config *cfg;       /* as started: the settings that need a restart */
-    struct dp_config *live;            /* owned: the last one SIGHUP loaded, whose reloadable
-                                          settings are in effect; NULL before the first */
-    struct ldr_schedule sched;         /* in effect now (SIGHUP may change it) */
+    const struct dp_config *cfg; /* as started: the settings that need a restart */
+    struct dp_config *live;      /* owned: the last one SIGHUP loaded, whose reloadable
+                                    settings are in effect; NULL before the first */
+    struct ldr_schedule sched;   /* in effect now (SIGHUP may change it) */
     struct queue *q;
     struct ldr *l;
     pthread_t main_thread;
     pthread_t runner;
-    bool runner_active;                /* a job was started and not joined yet */
+    bool runner_active; /* a job was started and not joined yet */
     enum dmn_job job;
-    atomic_bool job_done;              /* set by the runner as it ends */
+    atomic_bool job_done; /* set by the runner as it ends */
     atomic_int job_rc;
-    bool started;                      /* ldr_start succeeded: runs may begin */
-    bool stopping;                     /* SIGTERM or SIGINT seen */
-    bool forced;                       /* a run is due at once (SIGUSR1, the first run) */
-    int64_t last_start_ms;             /* monotonic; -1 before the first run */
+    bool started;          /* ldr_start succeeded: runs may begin */
+    bool stopping;         /* SIGTERM or SIGINT seen */
+    bool forced;           /* a run is due at once (SIGUSR1, the first run) */
+    int64_t last_start_ms; /* monotonic; -1 before the first run */
     int64_t last_end_ms;
     uint64_t watchdog_usec;            /* 0: no watchdog */
     uint64_t runs;                     /* runs ended since start */
@@ -131,8 +131,7 @@ dmn_job_done(struct dmn *d)
 
 /* ---- SIGHUP ---------------------------------------------------------------------------- */
 
-static void
-dmn_note(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void dmn_note(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 dmn_note(char *buf, const char *fmt, ...)
@@ -155,10 +154,10 @@ dmn_note(char *buf, const char *fmt, ...)
 
 /* What one SIGHUP did, built by the dp_config_diff callbacks below. */
 struct dmn_reload {
-    const struct dp_config *was;       /* the reloadable settings in effect until now */
-    const struct dp_config *fresh;     /* just loaded */
-    bool log;                          /* log.level or log.format changed */
-    bool types;                        /* declared types were added */
+    const struct dp_config *was;   /* the reloadable settings in effect until now */
+    const struct dp_config *fresh; /* just loaded */
+    bool log;                      /* log.level or log.format changed */
+    bool types;                    /* declared types were added */
     char applied[DMN_CHANGES_MAX];
     char restart[DMN_CHANGES_MAX];
 };
@@ -228,8 +227,8 @@ dmn_reload(struct dmn *d)
     r.fresh = n;
     dp_config_diff(r.was, n, DP_DAEMON_LOADER, dmn_apply_key, &r);
     if (r.log) {
-        dmn_note(r.applied, "log %s/%s -> %s/%s", r.was->log_level, r.was->log_format,
-                 n->log_level, n->log_format);
+        dmn_note(r.applied, "log %s/%s -> %s/%s", r.was->log_level, r.was->log_format, n->log_level,
+                 n->log_format);
         dp_log_setup(n->log_level, n->log_format);
     }
     d->sched.interval_s = n->loader_interval_s;
@@ -315,8 +314,8 @@ dmn_schedule(struct dmn *d)
     if (queue_stats(d->q, &st) == 0) {
         queued = st.events;
     }
-    if (!ldr_schedule_due(&d->sched, now_ms, d->last_start_ms, d->last_end_ms, queued,
-                          d->forced, &wait_ms)) {
+    if (!ldr_schedule_due(&d->sched, now_ms, d->last_start_ms, d->last_end_ms, queued, d->forced,
+                          &wait_ms)) {
         return;
     }
     dp_debug("run starting", "queued=%llu forced=%d", (unsigned long long)queued, d->forced);
@@ -369,8 +368,7 @@ dmn_heartbeat(struct dmn *d)
     d->heartbeat_ms = dp_mono_ms();
     rc = queue_meta_apply(d->q, ops, sizeof(ops) / sizeof(ops[0]));
     if (rc != 0) {
-        dp_warn("cannot record the loader's heartbeat in the queue", "error=%s",
-                dp_strerror(rc));
+        dp_warn("cannot record the loader's heartbeat in the queue", "error=%s", dp_strerror(rc));
     }
 }
 
@@ -473,8 +471,8 @@ dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
     }
     rc = queue_lock_loader(d->q);
     if (rc == DP_ERR_BUSY) {
-        dp_error("another datapipe-loader is already running on this queue: exiting",
-                 "path=%s", cfg->queue_path);
+        dp_error("another datapipe-loader is already running on this queue: exiting", "path=%s",
+                 cfg->queue_path);
         return 1;
     }
     if (rc != 0) {
@@ -503,8 +501,8 @@ ldr_daemon_adopt(const struct dp_config *cfg)
     if (code == 0) {
         rc = ldr_adopt(d.l);
         if (rc != 0) {
-            dp_error("--adopt-queue failed: nothing changed", "queue_id=%s error=%s",
-                     cfg->queue_id, dp_strerror(rc));
+            dp_error("--adopt-queue failed: nothing changed", "queue_id=%s error=%s", cfg->queue_id,
+                     dp_strerror(rc));
             code = 1;
         }
     }
@@ -514,8 +512,7 @@ ldr_daemon_adopt(const struct dp_config *cfg)
 }
 
 int
-ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg,
-           const struct ldr_fault_ops *fault)
+ldr_daemon(const struct dp_cli *cli, const struct dp_config *cfg, const struct ldr_fault_ops *fault)
 {
     struct dmn d;
     sigset_t set;

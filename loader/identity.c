@@ -33,10 +33,13 @@ ldr_refuse(struct ldr *l, const char *owner, const char *why)
         l->refused = true;
         if (strncmp(why, "fenced", 6) == 0) {
             /* A newer loader process of this very queue took over: nothing to adopt. */
-            snprintf(l->refusal, sizeof(l->refusal), "%s; stop this loader: another one of "
-                     "this queue (its host and pid above) loads it now", why);
+            snprintf(l->refusal, sizeof(l->refusal),
+                     "%s; stop this loader: another one of "
+                     "this queue (its host and pid above) loads it now",
+                     why);
         } else {
-            snprintf(l->refusal, sizeof(l->refusal), "refused: %s; nothing is loaded or "
+            snprintf(l->refusal, sizeof(l->refusal),
+                     "refused: %s; nothing is loaded or "
                      "deleted. If the queue that loaded under queue.id %s is gone for good "
                      "(queue.path recreated, disk replaced), run datapipe-loader --adopt-queue; "
                      "if it is another live appliance, give this one a queue.id of its own",
@@ -51,13 +54,16 @@ ldr_refuse(struct ldr *l, const char *owner, const char *why)
     }
     if (strncmp(why, "fenced", 6) == 0) {
         dp_error("a newer loader of this queue took its lease: loading and deleting nothing "
-                 "more", "queue_id=%s instance_id=%s reason=%s fix=%s", l->queue_id, l->instance,
-                 why, "stop this loader process");
+                 "more",
+                 "queue_id=%s instance_id=%s reason=%s fix=%s", l->queue_id, l->instance, why,
+                 "stop this loader process");
     } else {
         dp_error("this queue does not own its queue.id in PostgreSQL: loading and deleting "
-                 "nothing until an operator acts", "queue_id=%s instance_id=%s "
-                 "owner_instance_id=%s reason=%s fix=%s", l->queue_id, l->instance,
-                 owner[0] != '\0' ? owner : "none", why, "if the owner's queue is gone for "
+                 "nothing until an operator acts",
+                 "queue_id=%s instance_id=%s "
+                 "owner_instance_id=%s reason=%s fix=%s",
+                 l->queue_id, l->instance, owner[0] != '\0' ? owner : "none", why,
+                 "if the owner's queue is gone for "
                  "good run datapipe-loader --adopt-queue, else give this appliance its own "
                  "queue.id");
     }
@@ -106,7 +112,8 @@ ldr_own_claim(struct ldr_worker *w, char *owner, size_t len)
     /* An instance id names one queue: owning a second queue.id, it is a copy of the first. */
     rc = ldr_pg_owned_elsewhere(w->pg, l->queue_id, other, sizeof(other));
     if (rc == 0) {
-        snprintf(why, sizeof(why), "this queue (instance %s) owns queue.id %.100s already: it "
+        snprintf(why, sizeof(why),
+                 "this queue (instance %s) owns queue.id %.100s already: it "
                  "is a copy of that queue (a backup restored beside it?) or its queue.id was "
                  "changed; give it back that queue.id, or do not run a copy beside its original",
                  l->instance, other);
@@ -117,15 +124,17 @@ ldr_own_claim(struct ldr_worker *w, char *owner, size_t len)
         return rc;
     }
     if (max_last > 0 && !l->instance_assigned) {
-        snprintf(why, sizeof(why), "loader_batches records sequence numbers up to %llu under "
+        snprintf(why, sizeof(why),
+                 "loader_batches records sequence numbers up to %llu under "
                  "queue.id %s without an owner, and this queue (instance %s) was created "
-                 "since: they were loaded from another queue", (unsigned long long)max_last,
-                 l->queue_id, l->instance);
+                 "since: they were loaded from another queue",
+                 (unsigned long long)max_last, l->queue_id, l->instance);
         ldr_refuse(l, "", why);
         return DP_ERR_CONFIG;
     }
     if (max_last > 0 && max_last >= st.next_seq) {
-        snprintf(why, sizeof(why), "loader_batches records sequence numbers up to %llu under "
+        snprintf(why, sizeof(why),
+                 "loader_batches records sequence numbers up to %llu under "
                  "queue.id %s without an owner, and this queue (instance %s) has handed out "
                  "numbers below %llu only: they were loaded from another queue",
                  (unsigned long long)max_last, l->queue_id, l->instance,
@@ -139,8 +148,10 @@ ldr_own_claim(struct ldr_worker *w, char *owner, size_t len)
     }
     if (rc == 0 && strcmp(owner, l->instance) == 0 && max_last > 0) {
         dp_warn("claimed queue.id for a queue older than instance ids, with the loader_batches "
-                "rows already recorded under it", "queue_id=%s instance_id=%s recorded_up_to=%llu "
-                "next_seq=%llu", l->queue_id, l->instance, (unsigned long long)max_last,
+                "rows already recorded under it",
+                "queue_id=%s instance_id=%s recorded_up_to=%llu "
+                "next_seq=%llu",
+                l->queue_id, l->instance, (unsigned long long)max_last,
                 (unsigned long long)st.next_seq);
     } else if (rc == 0 && strcmp(owner, l->instance) == 0) {
         dp_info("claimed queue.id", "queue_id=%s instance_id=%s", l->queue_id, l->instance);
@@ -169,8 +180,10 @@ ldr_own(struct ldr_worker *w, char *err, size_t len)
     if (rc != 0 || strcmp(owner, l->instance) == 0) {
         return rc;
     }
-    snprintf(why, sizeof(why), "queue.id %s is owned by queue instance %s, this queue is "
-             "instance %s", l->queue_id, owner, l->instance);
+    snprintf(why, sizeof(why),
+             "queue.id %s is owned by queue instance %s, this queue is "
+             "instance %s",
+             l->queue_id, owner, l->instance);
     ldr_refuse(l, owner, why);
     return DP_ERR_CONFIG;
 }
@@ -199,7 +212,8 @@ ldr_adopt_report(struct ldr *l, const struct ldr_adoption *a)
            l->queue_id, l->instance, a->previous[0] != '\0' ? "instance " : "",
            a->previous[0] != '\0' ? a->previous : "nobody (rows from before owners were recorded)",
            (unsigned long long)a->moved, a->moved_to, (unsigned long long)a->restored);
-    dp_info("--adopt-queue: this queue owns queue.id now", "queue_id=%s instance_id=%s "
+    dp_info("--adopt-queue: this queue owns queue.id now",
+            "queue_id=%s instance_id=%s "
             "previous_instance_id=%s batches_moved=%llu moved_to=%s batches_taken_back=%llu",
             l->queue_id, l->instance, a->previous[0] != '\0' ? a->previous : "none",
             (unsigned long long)a->moved, a->moved_to, (unsigned long long)a->restored);

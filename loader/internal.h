@@ -11,10 +11,11 @@
 #include "events/events.h"
 #include "loader/loader.h"
 
-#define LDR_META_NAME_MAX 96            /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
-#define LDR_GROUPS_MAX (2 * EV_REGISTRY_MAX) /* groups of a batch: plain and keyed rows per type */
+#define LDR_META_NAME_MAX 96 /* QUEUE_META_LOADER_LOADED_PREFIX <type>, with NUL */
+/* Groups of a batch: plain and keyed rows per type. */
+#define LDR_GROUPS_MAX (2 * EV_REGISTRY_MAX)
 #define LDR_META_OPS (3 * LDR_GROUPS_MAX + LDR_META_OPS_EXTRA) /* a delete's changes, at most */
-#define LDR_REFUSAL_MAX 1024            /* a refusal's text (why and what to do), with NUL */
+#define LDR_REFUSAL_MAX 1024 /* a refusal's text (why and what to do), with NUL */
 
 /*
  * Most bytes of an event kept in a dead_letter row's raw column. PostgreSQL refuses a COPY
@@ -28,19 +29,19 @@
  * LMDB view dies with it). Its bytes are in the batch's raw buffer, found by offset.
  */
 struct ldr_held {
-    uint64_t seq;                       /* queue sequence number */
+    uint64_t seq; /* queue sequence number */
     uint8_t uuid[16];
-    int64_t received_us;                /* microseconds since the epoch */
-    uint32_t flags;                     /* QUEUE_F_* */
-    size_t type_off;                    /* offsets into raw.data, lengths in bytes */
+    int64_t received_us; /* microseconds since the epoch */
+    uint32_t flags;      /* QUEUE_F_* */
+    size_t type_off;     /* offsets into raw.data, lengths in bytes */
     size_t type_len;
-    size_t error_off;                   /* with QUEUE_F_REJECTED; error_len 0 if none */
+    size_t error_off; /* with QUEUE_F_REJECTED; error_len 0 if none */
     size_t error_len;
     size_t json_off;
     size_t json_len;
-    size_t key_off;                     /* its idempotency key; key_len 0 if none */
+    size_t key_off; /* its idempotency key; key_len 0 if none */
     size_t key_len;
-    size_t source_off;                  /* its source (API key name); source_len 0 if none */
+    size_t source_off; /* its source (API key name); source_len 0 if none */
     size_t source_len;
 };
 
@@ -51,17 +52,17 @@ struct ldr_held {
  */
 struct ldr_group {
     const struct ev_type *type;
-    bool keyed;                         /* the rows of events with an idempotency key */
-    size_t skipped;                     /* keyed rows the last attempt found already loaded */
-    struct ev_buf rows;                 /* COPY text rows, one per event */
-    size_t *ends;                       /* ends[i]: offset in rows just past row i */
-    size_t *held;                       /* held[i]: index in the batch's held events of row i */
-    size_t n;                           /* rows */
-    size_t cap;                         /* entries allocated in ends and held */
-    size_t bad;                         /* rows the last attempt isolated into dead_letter */
-    size_t conflicts;                   /* of which keys held with other bytes (in bad too) */
-    char meta_name[LDR_META_NAME_MAX];  /* loader.loaded.<type> */
-    char dup_name[LDR_META_NAME_MAX];   /* loader.duplicates.<type> */
+    bool keyed;                            /* the rows of events with an idempotency key */
+    size_t skipped;                        /* keyed rows the last attempt found already loaded */
+    struct ev_buf rows;                    /* COPY text rows, one per event */
+    size_t *ends;                          /* ends[i]: offset in rows just past row i */
+    size_t *held;                          /* held[i]: index in the batch's held events of row i */
+    size_t n;                              /* rows */
+    size_t cap;                            /* entries allocated in ends and held */
+    size_t bad;                            /* rows the last attempt isolated into dead_letter */
+    size_t conflicts;                      /* of which keys held with other bytes (in bad too) */
+    char meta_name[LDR_META_NAME_MAX];     /* loader.loaded.<type> */
+    char dup_name[LDR_META_NAME_MAX];      /* loader.duplicates.<type> */
     char conflict_name[LDR_META_NAME_MAX]; /* loader.key_conflicts.<type> */
 };
 
@@ -71,33 +72,33 @@ struct ldr_group {
  * between batches (lengths are reset only) and bounded by batch_rows and LDR_BATCH_MAX_BYTES.
  */
 struct ldr_batch {
-    const char *queue_id;               /* borrowed */
-    uint64_t first;                     /* sequence numbers */
+    const char *queue_id; /* borrowed */
+    uint64_t first;       /* sequence numbers */
     uint64_t last;
-    size_t events;                      /* events in the range: entries used in held */
-    struct ldr_held *held;              /* the range's events, in queue order */
-    size_t held_cap;                    /* entries allocated in held */
-    struct ev_buf raw;                  /* their type, error and JSON bytes */
-    int64_t now_us;                     /* wall clock at encode time (processed_at) */
-    int64_t watermark_us;               /* queue_watermark for this range, recorded with it;
-                                           0: none (set by the loader before loading) */
-    struct ldr_group *groups;           /* LDR_GROUPS_MAX entries: plain and keyed per type */
-    size_t n_groups;                    /* in use: two per registry entry, as of the last build */
-    struct ev_buf dead;                 /* dead_letter COPY rows */
-    struct ev_buf dead_ascii;           /* the same reduced to ASCII, when PostgreSQL refused */
-    size_t dead_raw_max;                /* bytes of raw kept a row (LDR_DEAD_RAW_MAX_BYTES) */
-    size_t dead_encoded;                /* dead.len after encoding; the load's rows follow */
-    size_t dead_ingest;                 /* rows rejected at ingest */
-    size_t dead_encode;                 /* rows the encoder refused or of unknown type */
-    size_t dead_load;                   /* rows PostgreSQL refused (last attempt) */
-    size_t unknown;                     /* events ldr_batch_claim left queued: type unknown */
+    size_t events;            /* events in the range: entries used in held */
+    struct ldr_held *held;    /* the range's events, in queue order */
+    size_t held_cap;          /* entries allocated in held */
+    struct ev_buf raw;        /* their type, error and JSON bytes */
+    int64_t now_us;           /* wall clock at encode time (processed_at) */
+    int64_t watermark_us;     /* queue_watermark for this range, recorded with it;
+                                 0: none (set by the loader before loading) */
+    struct ldr_group *groups; /* LDR_GROUPS_MAX entries: plain and keyed per type */
+    size_t n_groups;          /* in use: two per registry entry, as of the last build */
+    struct ev_buf dead;       /* dead_letter COPY rows */
+    struct ev_buf dead_ascii; /* the same reduced to ASCII, when PostgreSQL refused */
+    size_t dead_raw_max;      /* bytes of raw kept a row (LDR_DEAD_RAW_MAX_BYTES) */
+    size_t dead_encoded;      /* dead.len after encoding; the load's rows follow */
+    size_t dead_ingest;       /* rows rejected at ingest */
+    size_t dead_encode;       /* rows the encoder refused or of unknown type */
+    size_t dead_load;         /* rows PostgreSQL refused (last attempt) */
+    size_t unknown;           /* events ldr_batch_claim left queued: type unknown */
     char unknown_types[LDR_HELD_TYPES_MAX]; /* their types, comma-separated */
 };
 
 /* What one load attempt did. */
 struct ldr_load_result {
-    bool commit_sent;                   /* COMMIT went out: on failure the outcome is unknown */
-    uint64_t committed_last;            /* 0, or last_seq of an earlier commit of this batch */
+    bool commit_sent;        /* COMMIT went out: on failure the outcome is unknown */
+    uint64_t committed_last; /* 0, or last_seq of an earlier commit of this batch */
 };
 
 /* ldr_batch_init - zero b and allocate its groups. Returns 0 or DP_ERR_NOMEM. */
@@ -152,7 +153,7 @@ void ldr_held_note(char *list, size_t cap, const char *type, size_t len);
  */
 int ldr_batch_build(struct ldr_batch *b);
 
-#define LDR_META_OPS_EXTRA 6            /* ldr_batch_meta's ops beyond three per group */
+#define LDR_META_OPS_EXTRA 6 /* ldr_batch_meta's ops beyond three per group */
 
 /*
  * ldr_batch_meta - the metadata changes for deleting b: per-type loaded, duplicate and conflict
@@ -205,24 +206,24 @@ int ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n);
 struct ldr_worker {
     struct ldr *l;
     int index;
-    struct ldr_pg *pg;                 /* NULL while not connected */
-    int64_t used_ms;                   /* monotonic ms of pg's last use */
-    uint32_t rnd;                      /* xorshift32 state, for jitter */
-    struct ldr_batch batch;            /* reused from batch to batch */
-    struct queue_meta_op *ops;         /* LDR_META_OPS entries, for the delete */
+    struct ldr_pg *pg;         /* NULL while not connected */
+    int64_t used_ms;           /* monotonic ms of pg's last use */
+    uint32_t rnd;              /* xorshift32 state, for jitter */
+    struct ldr_batch batch;    /* reused from batch to batch */
+    struct queue_meta_op *ops; /* LDR_META_OPS entries, for the delete */
     pthread_t thread;
-    bool started;                      /* thread is running this run */
-    bool waiting;                      /* in a back-off sleep; guarded by l->mu */
-    int attempt;                       /* failed attempts in a row; guarded by l->mu */
+    bool started; /* thread is running this run */
+    bool waiting; /* in a back-off sleep; guarded by l->mu */
+    int attempt;  /* failed attempts in a row; guarded by l->mu */
 };
 
 /* The loader: its options, its workers and the state of the run going on. */
 struct ldr {
-    struct queue *q;                   /* borrowed */
+    struct queue *q; /* borrowed */
     char *queue_id;
-    const char *instance;              /* the queue's instance id (queue_instance) */
-    bool instance_assigned;            /* the queue is older than instance ids */
-    int64_t epoch;                     /* the queue's lease, taken by ldr_start; 0 before */
+    const char *instance;   /* the queue's instance id (queue_instance) */
+    bool instance_assigned; /* the queue is older than instance ids */
+    int64_t epoch;          /* the queue's lease, taken by ldr_start; 0 before */
     char *conninfo;
     char *schema;
     int batch_rows;
@@ -232,21 +233,21 @@ struct ldr {
     struct dp_retention *retention;    /* a copy of the options' rules; NULL: none */
     struct ldr_worker *workers;
 
-    pthread_mutex_t mu;                /* guards everything below and the workers' flags */
-    pthread_cond_t cv;                 /* back-off sleeps; broadcast on stop and abort */
-    bool stop;                         /* ldr_stop(): for good */
-    bool abort;                        /* the run failed: no new batches in it */
+    pthread_mutex_t mu; /* guards everything below and the workers' flags */
+    pthread_cond_t cv;  /* back-off sleeps; broadcast on stop and abort */
+    bool stop;          /* ldr_stop(): for good */
+    bool abort;         /* the run failed: no new batches in it */
     bool running;
-    bool started;                      /* ldr_start succeeded */
-    uint64_t cursor;                   /* next sequence number to claim */
-    uint64_t end;                      /* the run loads up to here (and to its batch's end) */
-    int run_rc;                        /* first failure of the run */
+    bool started;    /* ldr_start succeeded */
+    uint64_t cursor; /* next sequence number to claim */
+    uint64_t end;    /* the run loads up to here (and to its batch's end) */
+    int run_rc;      /* first failure of the run */
     struct ldr_run_stats run;
     struct ldr_run_stats total;
     char last_error[LDR_ERR_MAX];
     char held_types[LDR_HELD_TYPES_MAX]; /* types of the events held this run, comma list */
-    bool refused;                      /* this queue does not own queue.id: for good */
-    char refusal[LDR_REFUSAL_MAX];     /* why, and what to do */
+    bool refused;                        /* this queue does not own queue.id: for good */
+    char refusal[LDR_REFUSAL_MAX];       /* why, and what to do */
 };
 
 /*

@@ -36,7 +36,7 @@
  * In a statement on loader_batches: this queue (instance id $3) owns queue_id $1, in the
  * statement's own snapshot.
  */
-#define LDR_OWNED_BY_THIS_QUEUE \
+#define LDR_OWNED_BY_THIS_QUEUE                                                                    \
     "EXISTS (SELECT 1 FROM queue_owners WHERE queue_id = $1 AND instance_id = $3)"
 
 /* ---- queue_owners ---------------------------------------------------------------------- */
@@ -47,8 +47,8 @@
  * DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 static int
-ledger_value(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params,
-             char *out, size_t len)
+ledger_value(struct ldr_pg *pg, const char *sql, int nparams, const char *const *params, char *out,
+             size_t len)
 {
     PGresult *res = NULL;
     int rc;
@@ -75,8 +75,8 @@ pg_owner_read(struct ldr_pg *pg, const char *queue_id, char *owner, size_t len)
 {
     const char *params[] = {queue_id};
 
-    return ledger_value(pg, "SELECT instance_id FROM queue_owners WHERE queue_id = $1", 1,
-                        params, owner, len);
+    return ledger_value(pg, "SELECT instance_id FROM queue_owners WHERE queue_id = $1", 1, params,
+                        owner, len);
 }
 
 int
@@ -91,8 +91,8 @@ ldr_pg_owned_elsewhere(struct ldr_pg *pg, const char *queue_id, char *other, siz
 }
 
 /* The lease's holder, since and epoch as one phrase ("host h pid 1 since ... (epoch 3)"). */
-#define LEASE_HOLDER_SQL \
-    "coalesce(holder, 'no loader yet') || coalesce(' since ' || to_char(holder_since AT TIME " \
+#define LEASE_HOLDER_SQL                                                                           \
+    "coalesce(holder, 'no loader yet') || coalesce(' since ' || to_char(holder_since AT TIME "     \
     "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') || ' (epoch ' || epoch || ')'"
 
 /*
@@ -110,8 +110,10 @@ pg_owner_hold(struct ldr_pg *pg, const char *queue_id)
     int rc;
 
     pg->owner[0] = '\0';
-    rc = ldr_pg_query(pg, "SELECT instance_id, epoch, " LEASE_HOLDER_SQL " FROM queue_owners "
-                      "WHERE queue_id = $1 FOR SHARE", 1, params, PGRES_TUPLES_OK, &res);
+    rc = ldr_pg_query(pg,
+                      "SELECT instance_id, epoch, " LEASE_HOLDER_SQL " FROM queue_owners "
+                      "WHERE queue_id = $1 FOR SHARE",
+                      1, params, PGRES_TUPLES_OK, &res);
     if (rc != 0) {
         return rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
     }
@@ -121,9 +123,10 @@ pg_owner_hold(struct ldr_pg *pg, const char *queue_id)
     if (PQntuples(res) > 0 && strcmp(pg->owner, pg->instance) == 0 &&
         strtoll(PQgetvalue(res, 0, 1), NULL, 10) != pg->epoch) {
         pg->sqlstate[0] = '\0';
-        snprintf(pg->err, sizeof(pg->err), "fenced: a newer loader of queue.id %s holds its "
-                 "lease: %s; this loader (epoch %" PRId64 ") loads nothing more", queue_id,
-                 PQgetvalue(res, 0, 2), pg->epoch);
+        snprintf(pg->err, sizeof(pg->err),
+                 "fenced: a newer loader of queue.id %s holds its "
+                 "lease: %s; this loader (epoch %" PRId64 ") loads nothing more",
+                 queue_id, PQgetvalue(res, 0, 2), pg->epoch);
         PQclear(res);
         pg->owner[0] = '\0';
         return DP_ERR_CONFIG;
@@ -134,9 +137,10 @@ pg_owner_hold(struct ldr_pg *pg, const char *queue_id)
         return 0;
     }
     pg->sqlstate[0] = '\0';
-    snprintf(pg->err, sizeof(pg->err), "queue.id %s is owned by queue instance %s, not by this "
-             "queue (instance %s)", queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)",
-             pg->instance);
+    snprintf(pg->err, sizeof(pg->err),
+             "queue.id %s is owned by queue instance %s, not by this "
+             "queue (instance %s)",
+             queue_id, pg->owner[0] != '\0' ? pg->owner : "(none)", pg->instance);
     return DP_ERR_CONFIG;
 }
 
@@ -163,14 +167,15 @@ pg_lease_bump(struct ldr_pg *pg, const char *queue_id, const char *holder, int64
     /* Waits for every transaction of an earlier loader that holds the row (see above). */
     rc = pg_owner_hold(pg, queue_id);
     if (rc == DP_ERR_CONFIG && pg->owner[0] == '\0' && strncmp(pg->err, "fenced", 6) == 0) {
-        rc = 0;                        /* the epoch is not ours yet: that is the point */
+        rc = 0; /* the epoch is not ours yet: that is the point */
     }
     if (rc != 0) {
         return rc;
     }
-    rc = ldr_pg_query(pg, "UPDATE queue_owners SET epoch = epoch + 1, holder = $2, "
-                      "holder_since = now() WHERE queue_id = $1 RETURNING epoch", 2, params,
-                      PGRES_TUPLES_OK, &res);
+    rc = ldr_pg_query(pg,
+                      "UPDATE queue_owners SET epoch = epoch + 1, holder = $2, "
+                      "holder_since = now() WHERE queue_id = $1 RETURNING epoch",
+                      2, params, PGRES_TUPLES_OK, &res);
     if (rc == 0 && PQntuples(res) == 1) {
         *epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     } else if (rc == 0) {
@@ -192,8 +197,10 @@ pg_lease_busy(struct ldr_pg *pg, const char *queue_id)
         snprintf(who, sizeof(who), "an earlier loader");
     }
     pg->sqlstate[0] = '\0';
-    snprintf(pg->err, sizeof(pg->err), "cannot take the lease of queue.id %s yet: held by %s, "
-             "a transaction of which still runs; waiting for it to end", queue_id, who);
+    snprintf(pg->err, sizeof(pg->err),
+             "cannot take the lease of queue.id %s yet: held by %s, "
+             "a transaction of which still runs; waiting for it to end",
+             queue_id, who);
 }
 
 int
@@ -248,8 +255,8 @@ pg_batches_move(struct ldr_pg *pg, const char *from, const char *to, uint64_t *n
 {
     const char *params[] = {from, to};
 
-    return ldr_pg_exec_count(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1",
-                             2, params, n);
+    return ldr_pg_exec_count(pg, "UPDATE loader_batches SET queue_id = $2 WHERE queue_id = $1", 2,
+                             params, n);
 }
 
 /* The statements of ldr_pg_owner_adopt inside its transaction. */

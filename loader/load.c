@@ -10,13 +10,14 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/plant.h"
 #include "etc/types.h"
 #include "loader/internal.h"
 
-#define LDR_DEAD_COLUMNS \
+#define LDR_DEAD_COLUMNS                                                                           \
     "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id, source)"
 #define LDR_STAGE_SUFFIX "_stage"
-#define LDR_KEYED_NAME_BUF 96         /* pg_temp."<derived name>", bytes with NUL */
+#define LDR_KEYED_NAME_BUF 96 /* pg_temp."<derived name>", bytes with NUL */
 
 /* The code point of the valid UTF-8 character s of len bytes. */
 static uint32_t
@@ -36,7 +37,7 @@ ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n)
 {
     static const char note[] = " [reduced to ASCII: the database refused the text]";
     const unsigned char *s = (const unsigned char *)src;
-    int field = 0;                      /* 0-based column of the row; 3 is the error */
+    int field = 0; /* 0-based column of the row; 3 is the error */
     char esc[16];
     int rc = 0;
 
@@ -51,7 +52,7 @@ ldr_dead_reduce(struct ev_buf *dst, const char *src, size_t n)
             break;
         }
         if (len == 0) {
-            rc = ev_buf_put(dst, "?", 1);   /* not written by batch.c, which writes UTF-8 */
+            rc = ev_buf_put(dst, "?", 1); /* not written by batch.c, which writes UTF-8 */
             len = 1;
         } else if (len == 1) {
             field = s[i] == '\n' ? 0 : field + (s[i] == '\t');
@@ -116,13 +117,17 @@ keyed_table(const struct ev_type *t, char out[LDR_KEYED_NAME_BUF])
 
     dp_pg_derived_name(name, DP_PG_KEYED_TEMP, t->name);
     snprintf(out, LDR_KEYED_NAME_BUF, "pg_temp.\"%s\"", name);
+    if (DP_PLANTED("keyed_temp_name")) {
+        /* Planted (etc/plant.h): the old "<type>_keyed", unqualified, truncated at 63. */
+        snprintf(out, LDR_KEYED_NAME_BUF, "\"%.57s_keyed\"", t->name);
+    }
 }
 
 /* A keyed row whose key g's table holds with other bytes: its id and the holder's. */
 struct keyed_conflict {
-    uint8_t id[16];                     /* the event's id */
-    char holder[EV_UUID_TEXT];          /* the id of the row that holds the key */
-    bool no_digest;                     /* that row was loaded before digests were kept */
+    uint8_t id[16];            /* the event's id */
+    char holder[EV_UUID_TEXT]; /* the id of the row that holds the key */
+    bool no_digest;            /* that row was loaded before digests were kept */
 };
 
 struct keyed_conflicts {
@@ -173,18 +178,23 @@ keyed_sql(const struct ev_type *t, const char *keyed, char **insert, char **conf
     int list_len = (int)strlen(cols) - 2;
 
     /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
-    if (asprintf(insert, "INSERT INTO %s %s SELECT %.*s FROM %s "
-                         "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
-                         "DO NOTHING", t->table, cols, list_len, cols + 1, keyed) < 0) {
+    if (asprintf(insert,
+                 "INSERT INTO %s %s SELECT %.*s FROM %s "
+                 "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
+                 "DO NOTHING",
+                 t->table, cols, list_len, cols + 1, keyed) < 0) {
         *insert = NULL;
         return DP_ERR_NOMEM;
     }
     /* Run in the INSERT's transaction: the table holds exactly what the INSERT saw and did. */
-    if (asprintf(conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
-                            "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
-                            "WHERE t.id <> k.id "
-                            "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
-                 keyed, t->table) < 0) {
+    if (asprintf(conflicts,
+                 "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                 "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
+                 "WHERE t.id <> k.id "
+                 "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest%s",
+                 keyed, t->table,
+                 /* Planted (etc/plant.h): every repeat skipped, other bytes or not. */
+                 DP_PLANTED("conflict_skipped") ? " AND false" : "") < 0) {
         *conflicts = NULL;
         return DP_ERR_NOMEM;
     }
@@ -233,24 +243,28 @@ keyed_sql_parted(const struct ev_type *t, const char *keyed, char **keys_sql, ch
     if (keyed_qualified(cols, &q) != 0) {
         goto out;
     }
-    if (asprintf(keys_sql, "INSERT INTO %s (idempotency_key, idempotency_digest, id, "
-                           "received_at) SELECT idempotency_key, idempotency_digest, id::text, "
-                           "received_at FROM %s WHERE idempotency_key IS NOT NULL "
-                           "ON CONFLICT (idempotency_key) DO NOTHING", keys, keyed) < 0) {
+    if (asprintf(keys_sql,
+                 "INSERT INTO %s (idempotency_key, idempotency_digest, id, "
+                 "received_at) SELECT idempotency_key, idempotency_digest, id::text, "
+                 "received_at FROM %s WHERE idempotency_key IS NOT NULL "
+                 "ON CONFLICT (idempotency_key) DO NOTHING",
+                 keys, keyed) < 0) {
         *keys_sql = NULL;
         goto out;
     }
-    if (asprintf(insert, "INSERT INTO %s %s SELECT %.*s FROM %s k LEFT JOIN %s h "
-                         "ON h.idempotency_key = k.idempotency_key "
-                         "WHERE k.idempotency_key IS NULL OR h.id = k.id::text", t->table, cols,
-                 (int)q.len, q.data, keyed, keys) < 0) {
+    if (asprintf(insert,
+                 "INSERT INTO %s %s SELECT %.*s FROM %s k LEFT JOIN %s h "
+                 "ON h.idempotency_key = k.idempotency_key "
+                 "WHERE k.idempotency_key IS NULL OR h.id = k.id::text",
+                 t->table, cols, (int)q.len, q.data, keyed, keys) < 0) {
         *insert = NULL;
         goto out;
     }
-    if (asprintf(conflicts, "SELECT k.id, t.id, t.idempotency_digest IS NULL "
-                            "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
-                            "WHERE t.id <> k.id::text "
-                            "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
+    if (asprintf(conflicts,
+                 "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                 "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
+                 "WHERE t.id <> k.id::text "
+                 "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
                  keyed, keys) < 0) {
         *conflicts = NULL;
         goto out;
@@ -281,9 +295,8 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct k
     int rc = DP_ERR_NOMEM;
 
     keyed_table(g->type, keyed);
-    rc = ldr_pg_parted(pg, g->type)
-             ? keyed_sql_parted(g->type, keyed, &keys, &insert, &conflicts)
-             : keyed_sql(g->type, keyed, &insert, &conflicts);
+    rc = ldr_pg_parted(pg, g->type) ? keyed_sql_parted(g->type, keyed, &keys, &insert, &conflicts)
+                                    : keyed_sql(g->type, keyed, &insert, &conflicts);
     if (rc != 0) {
         goto out;
     }
@@ -336,16 +349,22 @@ batch_file_conflicts(struct ldr_batch *b, struct ldr_group *g, size_t lo, size_t
             }
         }
         if (i == hi) {
-            rc = DP_ERR_IO;             /* a row PostgreSQL names that these rows lack */
+            rc = DP_ERR_IO; /* a row PostgreSQL names that these rows lack */
             break;
         }
         ev_uuid_format(ev.uuid, id);
-        snprintf(error, sizeof(error), "%s: \"%.*s\" was already loaded for event %s %s "
-                 "(this event: %s)", EV_KEY_FIELD, (int)ev.key_len, ev.key, c->v[j].holder,
+        snprintf(error, sizeof(error),
+                 "%s: \"%.*s\" was already loaded for event %s %s "
+                 "(this event: %s)",
+                 EV_KEY_FIELD, (int)ev.key_len, ev.key, c->v[j].holder,
                  c->v[j].no_digest ? "before digests were kept: cannot tell a repeat from a "
-                                     "conflict" : "with different content", id);
-        dp_warn("idempotency key conflict at load: filed into dead_letter", "type=%s seq=%llu "
-                "error=%s", g->type->name, (unsigned long long)ev.seq, error);
+                                     "conflict"
+                                   : "with different content",
+                 id);
+        dp_warn("idempotency key conflict at load: filed into dead_letter",
+                "type=%s seq=%llu "
+                "error=%s",
+                g->type->name, (unsigned long long)ev.seq, error);
         rc = ldr_batch_dead_event(b, &ev, "load", error, strlen(error));
         if (rc == 0) {
             g->bad++;
@@ -365,8 +384,8 @@ batch_file_conflicts(struct ldr_batch *b, struct ldr_group *g, size_t lo, size_t
  * row fails again and is isolated as ever, and a key held with other bytes is a conflict.
  */
 static int
-batch_copy_keyed(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo,
-                 size_t hi, const char *data, size_t len)
+batch_copy_keyed(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo, size_t hi,
+                 const char *data, size_t len)
 {
     struct keyed_conflicts c = {0};
     char keyed[LDR_KEYED_NAME_BUF];
@@ -386,8 +405,10 @@ batch_copy_keyed(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, si
     }
     keyed_table(g->type, keyed);
     /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
-    snprintf(sql, sizeof(sql), "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
-             "DEFAULTS) ON COMMIT DROP", keyed, g->type->table);
+    snprintf(sql, sizeof(sql),
+             "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
+             "DEFAULTS) ON COMMIT DROP",
+             keyed, g->type->table);
     rc = batch_not_data(ldr_pg_exec(pg, sql));
     if (rc == 0) {
         rc = ldr_pg_copy(pg, keyed, g->type->copy_columns, data, len, g->rows.binary);
@@ -461,8 +482,8 @@ batch_try(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo
  * bad row is alone, dead-letter it and load the rest.
  */
 static int
-batch_load_rows(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo,
-                size_t hi, const struct ldr_fault_ops *fault)
+batch_load_rows(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo, size_t hi,
+                const struct ldr_fault_ops *fault)
 {
     size_t mid;
     int rc;
@@ -517,14 +538,15 @@ batch_load_dead(struct ldr_batch *b, struct ldr_pg *pg)
 
     rc = batch_not_data(ldr_pg_exec(pg, "SAVEPOINT ldr_dead"));
     if (rc == 0) {
-        rc = ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data, b->dead.len,
-                         false);
+        rc = ldr_pg_copy(pg, "dead_letter", LDR_DEAD_COLUMNS, b->dead.data, b->dead.len, false);
     }
     if (rc != DP_ERR_DATA) {
         return rc == 0 ? batch_not_data(ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_dead")) : rc;
     }
-    dp_warn("dead letters refused by postgresql: stored reduced to ASCII", "rows=%zu error=%s "
-            "sqlstate=%s", ldr_batch_dead(b), ldr_pg_error(pg), ldr_pg_sqlstate(pg));
+    dp_warn("dead letters refused by postgresql: stored reduced to ASCII",
+            "rows=%zu error=%s "
+            "sqlstate=%s",
+            ldr_batch_dead(b), ldr_pg_error(pg), ldr_pg_sqlstate(pg));
     rc = batch_not_data(ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_dead"));
     if (rc == 0) {
         rc = ldr_dead_reduce(&b->dead_ascii, b->dead.data, b->dead.len);
@@ -578,4 +600,3 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
     }
     return rc;
 }
-

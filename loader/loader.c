@@ -17,7 +17,7 @@
 #include "etc/retention.h"
 #include "loader/internal.h"
 
-#define LDR_IDLE_MS 60000              /* reconnect a connection idle longer than this */
+#define LDR_IDLE_MS 60000 /* reconnect a connection idle longer than this */
 #define LDR_WORKERS_MAX 64
 
 /* ---- life cycle ---------------------------------------------------------------------- */
@@ -177,8 +177,7 @@ ldr_ensure(struct ldr_worker *w, char *err, size_t len)
         ldr_close(w);
     }
     if (w->pg == NULL) {
-        rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, l->instance, err,
-                            len);
+        rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, l->instance, err, len);
         if (rc == 0) {
             ldr_pg_set_epoch(w->pg, l->epoch);
             ldr_pg_set_retention(w->pg, l->retention);
@@ -361,9 +360,10 @@ ldr_seq_floor(struct ldr_worker *w, char *err, size_t len)
 
 /*
  * Connect worker 0, check ownership, optionally (at start) take the lease, fencing off an
- * earlier loader, and raise the sequence floor, then recover; retried with back-off. Ownership comes before the lease: a queue
- * that does not own queue.id must not fence the loader that does. While start-up fails,
- * loader.last_run_result says why: the last run's "ok" belongs to an earlier loader.
+ * earlier loader, and raise the sequence floor, then recover; retried with back-off. Ownership
+ * comes before the lease: a queue that does not own queue.id must not fence the loader that does.
+ * While start-up fails, loader.last_run_result says why: the last run's "ok" belongs to an earlier
+ * loader.
  */
 static int
 ldr_prepare(struct ldr *l, bool fence, const char *what)
@@ -415,12 +415,12 @@ ldr_start(struct ldr *l)
 {
     struct queue_meta_op ops[] = {
         {QUEUE_META_LOADER_STARTED_US, QUEUE_META_SET, 0, NULL},
-        {QUEUE_META_LOADER_REFUSED, QUEUE_META_STR, 0, ""},   /* the queue owns queue.id */
+        {QUEUE_META_LOADER_REFUSED, QUEUE_META_STR, 0, ""}, /* the queue owns queue.id */
     };
     int rc;
 
-    dp_info("queue identity", "queue_id=%s instance_id=%s older_than_instance_ids=%d",
-            l->queue_id, l->instance, (int)l->instance_assigned);
+    dp_info("queue identity", "queue_id=%s instance_id=%s older_than_instance_ids=%d", l->queue_id,
+            l->instance, (int)l->instance_assigned);
     rc = ldr_prepare(l, true, "start");
     if (rc == 0) {
         ops[0].value = dp_now_us();
@@ -436,8 +436,8 @@ ldr_start(struct ldr *l)
 
 /* One attempt: connect if needed, settle a COMMIT whose answer was lost, else load. */
 static int
-ldr_attempt(struct ldr_worker *w, struct ldr_batch *b, bool *unknown,
-            struct ldr_load_result *res, char *err, size_t len)
+ldr_attempt(struct ldr_worker *w, struct ldr_batch *b, bool *unknown, struct ldr_load_result *res,
+            char *err, size_t len)
 {
     struct ldr *l = w->l;
     uint64_t last = 0;
@@ -470,8 +470,8 @@ ldr_attempt(struct ldr_worker *w, struct ldr_batch *b, bool *unknown,
         rc = ldr_batch_load(b, w->pg, l->fault, res);
         if (rc != 0) {
             *unknown = res->commit_sent;
-            snprintf(err, len, "%s", ldr_pg_error(w->pg)[0] != '\0' ? ldr_pg_error(w->pg)
-                                                                     : "connection lost");
+            snprintf(err, len, "%s",
+                     ldr_pg_error(w->pg)[0] != '\0' ? ldr_pg_error(w->pg) : "connection lost");
         }
     }
     return rc;
@@ -525,9 +525,11 @@ ldr_process(struct ldr_worker *w)
     w->used_ms = dp_mono_ms();
     if (committed_last != 0 && committed_last != b->last) {
         /* Not reachable after ldr_start's fence and recovery; never delete beyond it. */
-        dp_error("loader_batches holds this batch with another range", "first=%llu last=%llu "
-                 "committed_last=%llu", (unsigned long long)b->first,
-                 (unsigned long long)b->last, (unsigned long long)committed_last);
+        dp_error("loader_batches holds this batch with another range",
+                 "first=%llu last=%llu "
+                 "committed_last=%llu",
+                 (unsigned long long)b->first, (unsigned long long)b->last,
+                 (unsigned long long)committed_last);
         last = committed_last < b->last ? committed_last : b->last;
     }
     rc = ldr_delete(w, b, last);
@@ -540,8 +542,8 @@ ldr_process(struct ldr_worker *w)
     l->run.dead_letters += ldr_batch_dead(b);
     l->run.batches++;
     pthread_mutex_unlock(&l->mu);
-    dp_debug("batch loaded", "worker=%d first=%llu last=%llu events=%zu dead_letters=%zu",
-             w->index, (unsigned long long)b->first, (unsigned long long)b->last, b->events,
+    dp_debug("batch loaded", "worker=%d first=%llu last=%llu events=%zu dead_letters=%zu", w->index,
+             (unsigned long long)b->first, (unsigned long long)b->last, b->events,
              ldr_batch_dead(b));
     return 0;
 }

@@ -15,7 +15,7 @@
 #include "queue/queue.h"
 
 /* The metadata the loader writes for the server: QUEUE_META_LOADER_* in queue/queue.h. */
-#define LDR_HELD_TYPES_MAX 256          /* bytes of the held types' comma list */
+#define LDR_HELD_TYPES_MAX 256 /* bytes of the held types' comma list */
 
 #define LDR_BATCH_MAX_BYTES (32u << 20) /* JSON bytes in one batch (one event may exceed it) */
 #define LDR_ONCE_ATTEMPTS 6             /* --once: give up after this many failed attempts */
@@ -37,9 +37,9 @@ struct ldr_pg;
 
 /* Points where a test's fault hook is called, in the order a batch passes them. */
 enum ldr_fault_point {
-    LDR_FAULT_COPY,            /* before each COPY of a batch's transaction */
-    LDR_FAULT_COMMIT,          /* before COMMIT is sent */
-    LDR_FAULT_COMMITTED,       /* COMMIT succeeded; the queue delete has not started */
+    LDR_FAULT_COPY,      /* before each COPY of a batch's transaction */
+    LDR_FAULT_COMMIT,    /* before COMMIT is sent */
+    LDR_FAULT_COMMITTED, /* COMMIT succeeded; the queue delete has not started */
 };
 
 /*
@@ -56,25 +56,25 @@ struct ldr_fault_ops {
 
 /* What a loader needs; strings are copied by ldr_create(). */
 struct ldr_options {
-    const char *queue_id;      /* names this queue in loader_batches and dead_letter */
-    const char *conninfo;      /* libpq connection string */
-    const char *schema;        /* schema holding every table */
-    int batch_rows;            /* events per batch, at most */
-    int workers;               /* concurrent batches (and connections), at least 1 */
-    int give_up_attempts;      /* failed attempts in a row before giving up; 0: never */
-    const struct ldr_fault_ops *fault; /* NULL in production; borrowed */
+    const char *queue_id;                 /* names this queue in loader_batches and dead_letter */
+    const char *conninfo;                 /* libpq connection string */
+    const char *schema;                   /* schema holding every table */
+    int batch_rows;                       /* events per batch, at most */
+    int workers;                          /* concurrent batches (and connections), at least 1 */
+    int give_up_attempts;                 /* failed attempts in a row before giving up; 0: never */
+    const struct ldr_fault_ops *fault;    /* NULL in production; borrowed */
     const struct dp_retention *retention; /* partitioned types; NULL: none; borrowed */
 };
 
 /* The figures of one run (ldr_run) or of everything since ldr_create (ldr_totals). */
 struct ldr_run_stats {
-    uint64_t events;           /* events taken off the queue */
-    uint64_t loaded;           /* of which loaded into their tables */
-    uint64_t dead_letters;     /* of which filed into dead_letter */
-    uint64_t batches;          /* batches committed */
-    uint64_t retries;          /* back-offs */
-    uint64_t held;             /* events left queued: type unknown (ldr_totals: last run's) */
-    int64_t start_us;          /* wall clock, us since the epoch */
+    uint64_t events;       /* events taken off the queue */
+    uint64_t loaded;       /* of which loaded into their tables */
+    uint64_t dead_letters; /* of which filed into dead_letter */
+    uint64_t batches;      /* batches committed */
+    uint64_t retries;      /* back-offs */
+    uint64_t held;         /* events left queued: type unknown (ldr_totals: last run's) */
+    int64_t start_us;      /* wall clock, us since the epoch */
     int64_t end_us;
 };
 
@@ -178,9 +178,9 @@ void ldr_totals(struct ldr *l, struct ldr_run_stats *st);
 /* ---- schedule and back-off (schedule.c): pure functions ---------------------------- */
 
 struct ldr_schedule {
-    int interval_s;            /* seconds between regular runs (from run start to run start) */
-    int min_interval_s;        /* seconds from the end of a run before an early run */
-    int64_t high_water;        /* queued events above which a run starts early */
+    int interval_s;     /* seconds between regular runs (from run start to run start) */
+    int min_interval_s; /* seconds from the end of a run before an early run */
+    int64_t high_water; /* queued events above which a run starts early */
 };
 
 /*
@@ -205,8 +205,8 @@ int64_t ldr_backoff_ms(int attempt, uint32_t rnd);
 struct dp_retention;
 struct ev_type;
 
-#define LDR_PART_NAME_BUF 72           /* a quoted derived name, bytes with NUL */
-#define PART_CHILDREN_MAX 4096         /* partitions of one table the pass looks at */
+#define LDR_PART_NAME_BUF 72   /* a quoted derived name, bytes with NUL */
+#define PART_CHILDREN_MAX 4096 /* partitions of one table the pass looks at */
 
 /* ldr_pg_set_retention - the rules pg's ldr_pg_ensure_schema follows (borrowed; NULL: none). */
 void ldr_pg_set_retention(struct ldr_pg *pg, const struct dp_retention *r);
@@ -234,8 +234,8 @@ int ldr_part_ensure(struct ldr_pg *pg);
 
 /* What one retention pass dropped of one table. */
 struct ldr_part_dropped {
-    uint64_t partitions;               /* partitions dropped */
-    uint64_t rows;                     /* rows they held */
+    uint64_t partitions; /* partitions dropped */
+    uint64_t rows;       /* rows they held */
 };
 typedef void (*ldr_part_dropped_fn)(void *arg, const struct ev_type *t,
                                     const struct ldr_part_dropped *d);
@@ -368,10 +368,10 @@ int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
  * longer declared keeps its column (logged; its NOT NULL dropped), a required field no longer
  * required drops NOT NULL. Before any of that, every existing declared table's primary key
  * and key index get their derived names (dp_pg_derived_name), so that the names earlier
- * releases gave them ("<type>_pkey", "<type>_idem_key") are free for other types. A changed field type, a newly required field on an existing table, or a table of
- * that name that datapipe did not create is refused: logged with the field and what to do,
- * DP_ERR_CONFIG, and nothing of this transaction is kept. Also stores data_sample.raw with
- * lz4 compression when the server has it.
+ * releases gave them ("<type>_pkey", "<type>_idem_key") are free for other types. A changed field
+ * type, a newly required field on an existing table, or a table of that name that datapipe did not
+ * create is refused: logged with the field and what to do, DP_ERR_CONFIG, and nothing of this
+ * transaction is kept. Also stores data_sample.raw with lz4 compression when the server has it.
  * Returns 0, DP_ERR_CONFIG, DP_ERR_RETRY, DP_ERR_NOMEM.
  */
 int ldr_schema_ensure(struct ldr_pg *pg);
@@ -405,8 +405,7 @@ int ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, 
  * ldr_pg_batch_lookup - last_seq of the loader_batches row (queue_id, first), if this queue
  * owns queue_id. Returns 0, DP_ERR_NOTFOUND (no such row, or not the owner), DP_ERR_RETRY.
  */
-int ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first,
-                        uint64_t *last);
+int ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last);
 
 /*
  * ldr_pg_batches - call fn for every loader_batches row of queue_id with last_seq >= from,

@@ -20,7 +20,7 @@
 #include "loader/pg_internal.h"
 
 #define PART_DAY_S 86400
-#define PART_AHEAD_DAYS 1              /* days created past today's */
+#define PART_AHEAD_DAYS 1 /* days created past today's */
 #define PART_SQL_MAX 1024
 
 /* Types whose "convert it yourself" warning was logged: once per process each. */
@@ -82,14 +82,15 @@ part_relkind(struct ldr_pg *pg, const char *name, char kind[4])
     const char *params[] = {name};
 
     kind[0] = '\0';
-    return ldr_pg_rows(pg, "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n "
+    return ldr_pg_rows(pg,
+                       "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n "
                        "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
-                       "AND c.relname = $1", 1, params, relkind_row, kind);
+                       "AND c.relname = $1",
+                       1, params, relkind_row, kind);
 }
 
 /* Run the statements of fmt (printf format) in the current transaction. */
-static int
-part_exec(struct ldr_pg *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int part_exec(struct ldr_pg *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
 part_exec(struct ldr_pg *pg, const char *fmt, ...)
@@ -132,15 +133,16 @@ ldr_part_create(struct ldr_pg *pg, const struct ev_type *t)
     dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, t->name);
     rc = ldr_pg_exec(pg, t->ddl);
     if (rc == 0) {
-        rc = part_exec(pg, "CREATE TABLE \"%s\" (LIKE %s INCLUDING DEFAULTS) "
+        rc = part_exec(pg,
+                       "CREATE TABLE \"%s\" (LIKE %s INCLUDING DEFAULTS) "
                        "PARTITION BY RANGE (received_at); DROP TABLE %s; "
                        "ALTER TABLE \"%s\" RENAME TO %s; "
                        "ALTER TABLE %s ADD CONSTRAINT \"%s\" PRIMARY KEY (id, received_at)",
                        fresh, t->table, t->table, fresh, t->table, t->table, pk);
     }
     if (rc == 0) {
-        dp_info("table created partitioned by day of received_at", "type=%s keep_days=%d",
-                t->name, rule->keep_days);
+        dp_info("table created partitioned by day of received_at", "type=%s keep_days=%d", t->name,
+                rule->keep_days);
     }
     return rc;
 }
@@ -163,7 +165,8 @@ part_unconverted(const struct ev_type *t, size_t slot, const struct dp_retention
     dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, t->name);
     /* The old table becomes the first partition: its own primary key (id) goes first, as
      * the parent's (id, received_at) takes the derived name and builds its match on attach. */
-    snprintf(sql, sizeof(sql), "BEGIN; ALTER TABLE %1$s RENAME TO %1$s_unpartitioned; "
+    snprintf(sql, sizeof(sql),
+             "BEGIN; ALTER TABLE %1$s RENAME TO %1$s_unpartitioned; "
              "DO $$ BEGIN EXECUTE (SELECT format('ALTER TABLE %%I DROP CONSTRAINT %%I', "
              "'%1$s_unpartitioned', conname) FROM pg_constraint WHERE conrelid = "
              "'%1$s_unpartitioned'::regclass AND contype = 'p'); END $$; "
@@ -171,7 +174,8 @@ part_unconverted(const struct ev_type *t, size_t slot, const struct dp_retention
              "PARTITION BY RANGE (received_at); "
              "ALTER TABLE %1$s ADD CONSTRAINT \"%2$s\" PRIMARY KEY (id, received_at); "
              "ALTER TABLE %1$s ATTACH PARTITION %1$s_unpartitioned "
-             "FOR VALUES FROM (MINVALUE) TO ('%3$s'); COMMIT;", t->table, pk, day);
+             "FOR VALUES FROM (MINVALUE) TO ('%3$s'); COMMIT;",
+             t->table, pk, day);
     dp_warn("retention: the table exists unpartitioned and is left as it is, nothing is "
             "dropped; to partition it, stop the loaders and run this SQL in its schema, then "
             "drop <table>_unpartitioned yourself once its rows are past keep_days",
@@ -199,16 +203,18 @@ part_key_table(struct ldr_pg *pg, const struct ev_type *t)
     dp_pg_derived_name(at, DP_PG_KEY_TABLE_AT, t->name);
     /* The first row of each key holds it, as the first loaded did (an operator's conversion
      * of a table whose unique index kept each key once). */
-    rc = part_exec(pg, "CREATE TABLE %1$s (idempotency_key text CONSTRAINT \"%2$s\" PRIMARY KEY, "
+    rc = part_exec(pg,
+                   "CREATE TABLE %1$s (idempotency_key text CONSTRAINT \"%2$s\" PRIMARY KEY, "
                    "idempotency_digest bytea, id text NOT NULL, received_at timestamptz NOT NULL);"
                    " CREATE INDEX \"%3$s\" ON %1$s (received_at); "
                    "INSERT INTO %1$s SELECT DISTINCT ON (idempotency_key) idempotency_key, "
                    "idempotency_digest, id::text, received_at FROM %4$s "
                    "WHERE idempotency_key IS NOT NULL ORDER BY idempotency_key, received_at, "
-                   "loaded_at", keys, pk, at, t->table);
+                   "loaded_at",
+                   keys, pk, at, t->table);
     if (rc == 0) {
-        dp_info("retention: key table created for a partitioned table", "type=%s table=%s",
-                t->name, name);
+        dp_info("retention: key table created for a partitioned table", "type=%s table=%s", t->name,
+                name);
     }
     return rc;
 }
@@ -247,7 +253,7 @@ struct part_child {
 };
 
 struct part_children {
-    const char *hash;                  /* the table's 16 hex digits */
+    const char *hash; /* the table's 16 hex digits */
     struct part_child v[PART_CHILDREN_MAX];
     size_t n;
 };
@@ -279,8 +285,9 @@ child_row(void *arg, int n, const char *const *vals)
     size_t pre = strlen(DP_PG_PARTITION);
     char date[9];
 
-    if (name == NULL || strlen(name) != pre + 8 + 1 + 16 || strncmp(name, DP_PG_PARTITION, pre) != 0 ||
-        name[pre + 8] != '_' || strcmp(name + pre + 9, c->hash) != 0 || c->n == PART_CHILDREN_MAX) {
+    if (name == NULL || strlen(name) != pre + 8 + 1 + 16 ||
+        strncmp(name, DP_PG_PARTITION, pre) != 0 || name[pre + 8] != '_' ||
+        strcmp(name + pre + 9, c->hash) != 0 || c->n == PART_CHILDREN_MAX) {
         return 0;
     }
     memcpy(date, name + pre, 8);
@@ -299,7 +306,8 @@ part_children_read(struct ldr_pg *pg, const struct ev_type *t, struct part_child
     const char *params[] = {t->name};
 
     c->n = 0;
-    return ldr_pg_rows(pg, "SELECT c.relname::text FROM pg_inherits i "
+    return ldr_pg_rows(pg,
+                       "SELECT c.relname::text FROM pg_inherits i "
                        "JOIN pg_class c ON c.oid = i.inhrelid "
                        "JOIN pg_class p ON p.oid = i.inhparent "
                        "JOIN pg_namespace n ON n.oid = p.relnamespace "
@@ -379,7 +387,8 @@ part_ahead(struct ldr_pg *pg, const struct ev_type *t, const struct part_childre
 {
     int64_t today = now_us / 1000000 / PART_DAY_S;
     int64_t first = oldest_us > 0 && oldest_us / 1000000 / PART_DAY_S < today
-                        ? oldest_us / 1000000 / PART_DAY_S : today;
+                        ? oldest_us / 1000000 / PART_DAY_S
+                        : today;
     char name[DP_TYPE_NAME_MAX + 1];
     char from[32];
     char to[32];
@@ -397,8 +406,10 @@ part_ahead(struct ldr_pg *pg, const struct ev_type *t, const struct part_childre
         part_name(c->hash, d, name, from, to);
         /* Under a savepoint: a partition an operator attached (a converted table) may hold
          * the day already, and then the rows go there. */
-        rc = part_exec(pg, "SAVEPOINT ldr_part; CREATE TABLE \"%s\" PARTITION OF %s "
-                       "FOR VALUES FROM ('%s') TO ('%s')", name, t->table, from, to);
+        rc = part_exec(pg,
+                       "SAVEPOINT ldr_part; CREATE TABLE \"%s\" PARTITION OF %s "
+                       "FOR VALUES FROM ('%s') TO ('%s')",
+                       name, t->table, from, to);
         if (rc == 0) {
             rc = ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_part");
             dp_debug("retention: partition created", "type=%s partition=%s", t->name, name);
@@ -438,8 +449,10 @@ ldr_part_pass(struct ldr_pg *pg, int64_t oldest_us, int64_t now_us, ldr_part_dro
          * partition takes its parent's lock: it waits for the batches loading into it and
          * they for it, so no row is lost to it; its lock_timeout keeps a long reader from
          * holding loading up behind it (the pass is retried next run). */
-        snprintf(sql, sizeof(sql), "BEGIN; SET LOCAL lock_timeout = '5s'; "
-                 "SELECT pg_advisory_xact_lock(%d, %d)", LDR_LOCK_CLASS, LDR_LOCK_DDL);
+        snprintf(sql, sizeof(sql),
+                 "BEGIN; SET LOCAL lock_timeout = '5s'; "
+                 "SELECT pg_advisory_xact_lock(%d, %d)",
+                 LDR_LOCK_CLASS, LDR_LOCK_DDL);
         rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
         if (rc == 0) {
             rc = part_children_read(pg, t, c);

@@ -18,20 +18,19 @@
 #include "loader/loader.h"
 #include "loader/pg_internal.h"
 
-#define LDR_COPY_CHUNK (1u << 20)      /* bytes handed to PQputCopyData at a time */
+#define LDR_COPY_CHUNK (1u << 20) /* bytes handed to PQputCopyData at a time */
 
-static const char dead_letter_ddl[] =
-    "CREATE TABLE IF NOT EXISTS dead_letter ("
-    "seq bigserial PRIMARY KEY, "
-    "queue_id text NOT NULL, "
-    "event_type text, "
-    "stage text NOT NULL CHECK (stage IN ('ingest', 'load')), "
-    "error text NOT NULL, "
-    "raw bytea NOT NULL, "
-    "received_at timestamptz, "
-    "failed_at timestamptz NOT NULL DEFAULT now(), "
-    "idempotency_key text, "
-    "source text)";
+static const char dead_letter_ddl[] = "CREATE TABLE IF NOT EXISTS dead_letter ("
+                                      "seq bigserial PRIMARY KEY, "
+                                      "queue_id text NOT NULL, "
+                                      "event_type text, "
+                                      "stage text NOT NULL CHECK (stage IN ('ingest', 'load')), "
+                                      "error text NOT NULL, "
+                                      "raw bytea NOT NULL, "
+                                      "received_at timestamptz, "
+                                      "failed_at timestamptz NOT NULL DEFAULT now(), "
+                                      "idempotency_key text, "
+                                      "source text)";
 
 /*
  * Columns added after the first release, so older schemas gain them at start: the event's
@@ -46,7 +45,7 @@ static const char dead_letter_upgrade[] =
 
 /*
  * The completeness watermark, one row per queue, only ever moved forward (GREATEST), and
- * the view SPEC names. CREATE OR REPLACE keeps the view's definition current.
+ * the view docs/operations.md names. CREATE OR REPLACE keeps the view's definition current.
  */
 static const char watermark_ddl[] =
     "CREATE TABLE IF NOT EXISTS queue_watermarks ("
@@ -54,14 +53,13 @@ static const char watermark_ddl[] =
     "loaded_through timestamptz NOT NULL); "
     "CREATE OR REPLACE VIEW watermark AS SELECT queue_id, loaded_through FROM queue_watermarks";
 
-static const char loader_batches_ddl[] =
-    "CREATE TABLE IF NOT EXISTS loader_batches ("
-    "queue_id text NOT NULL, "
-    "first_seq bigint NOT NULL, "
-    "last_seq bigint NOT NULL, "
-    "rows integer NOT NULL, "
-    "loaded_at timestamptz NOT NULL DEFAULT now(), "
-    "PRIMARY KEY (queue_id, first_seq))";
+static const char loader_batches_ddl[] = "CREATE TABLE IF NOT EXISTS loader_batches ("
+                                         "queue_id text NOT NULL, "
+                                         "first_seq bigint NOT NULL, "
+                                         "last_seq bigint NOT NULL, "
+                                         "rows integer NOT NULL, "
+                                         "loaded_at timestamptz NOT NULL DEFAULT now(), "
+                                         "PRIMARY KEY (queue_id, first_seq))";
 
 /*
  * Which queue instance owns a queue.id. Rows of loader_batches under a queue_id are the
@@ -69,15 +67,14 @@ static const char loader_batches_ddl[] =
  * The lease (epoch, holder, holder_since) says which loader process of the owner loads now:
  * ledger.c says why it fences an earlier one.
  */
-static const char queue_owners_ddl[] =
-    "CREATE TABLE IF NOT EXISTS queue_owners ("
-    "queue_id text PRIMARY KEY, "
-    "instance_id text NOT NULL, "
-    "since timestamptz NOT NULL DEFAULT now(), "
-    "previous_instance_id text, "
-    "epoch bigint NOT NULL DEFAULT 0, "
-    "holder text, "
-    "holder_since timestamptz)";
+static const char queue_owners_ddl[] = "CREATE TABLE IF NOT EXISTS queue_owners ("
+                                       "queue_id text PRIMARY KEY, "
+                                       "instance_id text NOT NULL, "
+                                       "since timestamptz NOT NULL DEFAULT now(), "
+                                       "previous_instance_id text, "
+                                       "epoch bigint NOT NULL DEFAULT 0, "
+                                       "holder text, "
+                                       "holder_since timestamptz)";
 
 /*
  * The lease's columns for a queue_owners table created before them; only run when missing
@@ -192,7 +189,7 @@ ldr_pg_query(struct ldr_pg *pg, const char *sql, int nparams, const char *const 
 
         if (end == NULL || PQresultStatus(end) != PGRES_COMMAND_OK) {
             rc = end == NULL && PQstatus(pg->conn) == CONNECTION_OK ? DP_ERR_NOMEM
-                                                                   : pg_fail(pg, end);
+                                                                    : pg_fail(pg, end);
         }
         PQclear(end);
         own = false;
@@ -287,14 +284,16 @@ pg_check_writable(struct ldr_pg *pg, char *err, size_t errlen)
     PGresult *res = NULL;
     int rc;
 
-    rc = ldr_pg_query(pg, "SELECT current_setting('transaction_read_only'), "
-                      "pg_is_in_recovery()", 0, NULL, PGRES_TUPLES_OK, &res);
-    if (rc == 0 && (strcmp(PQgetvalue(res, 0, 0), "on") == 0 ||
-                    strcmp(PQgetvalue(res, 0, 1), "t") == 0)) {
+    rc = ldr_pg_query(pg,
+                      "SELECT current_setting('transaction_read_only'), "
+                      "pg_is_in_recovery()",
+                      0, NULL, PGRES_TUPLES_OK, &res);
+    if (rc == 0 &&
+        (strcmp(PQgetvalue(res, 0, 0), "on") == 0 || strcmp(PQgetvalue(res, 0, 1), "t") == 0)) {
         pg->sqlstate[0] = '\0';
         snprintf(pg->err, sizeof(pg->err), DP_PG_READ_ONLY_TEXT " (%s)",
                  strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? "pg_is_in_recovery() is true"
-                                                          : "transaction_read_only is on");
+                                                         : "transaction_read_only is on");
         rc = DP_ERR_RETRY;
     }
     if (rc != 0) {
@@ -305,8 +304,8 @@ pg_check_writable(struct ldr_pg *pg, char *err, size_t errlen)
 }
 
 int
-ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema,
-               const char *queue_id, const char *instance_id, char *err, size_t errlen)
+ldr_pg_connect(struct ldr_pg **out, const char *conninfo, const char *schema, const char *queue_id,
+               const char *instance_id, char *err, size_t errlen)
 {
     /* TCP keepalives: a peer that vanished mid-COPY fails the connection within about a
      * minute instead of hanging the run (the back-off then retries the batch). */
@@ -428,8 +427,10 @@ pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
         rc = ldr_schema_key_index(pg, table, table);
     }
     if (rc == 0 && unique) {
-        snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_digest "
-                 "bytea", table);
+        snprintf(sql, sizeof(sql),
+                 "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_digest "
+                 "bytea",
+                 table);
         rc = ldr_pg_exec(pg, sql);
     }
     return rc;
@@ -452,9 +453,10 @@ pg_lease_columns(struct ldr_pg *pg)
     PGresult *res = NULL;
     int rc;
 
-    rc = ldr_pg_query(pg, "SELECT 1 FROM pg_attribute WHERE attrelid = 'queue_owners'::regclass "
-                      "AND attname = 'holder_since' AND NOT attisdropped", 0, NULL,
-                      PGRES_TUPLES_OK, &res);
+    rc = ldr_pg_query(pg,
+                      "SELECT 1 FROM pg_attribute WHERE attrelid = 'queue_owners'::regclass "
+                      "AND attname = 'holder_since' AND NOT attisdropped",
+                      0, NULL, PGRES_TUPLES_OK, &res);
     if (rc == 0 && PQntuples(res) == 0) {
         rc = ldr_pg_exec(pg, queue_owners_upgrade);
     }
@@ -544,8 +546,8 @@ ldr_pg_ensure_schema(struct ldr_pg *pg, const char *schema)
 }
 
 int
-ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data,
-            size_t len, bool binary)
+ldr_pg_copy(struct ldr_pg *pg, const char *table, const char *columns, const char *data, size_t len,
+            bool binary)
 {
     /* The binary format's signature, flags and header extension length; its trailer. */
     static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";

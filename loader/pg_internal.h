@@ -23,14 +23,14 @@
 /* One connection of the loader (ldr_pg_connect). */
 struct ldr_pg {
     PGconn *conn;
-    char *begin_sql;                   /* begins every transaction: dp_pg_begin_sql */
-    int64_t epoch;                     /* this loader's lease of the queue (ldr_pg_set_epoch) */
+    char *begin_sql; /* begins every transaction: dp_pg_begin_sql */
+    int64_t epoch;   /* this loader's lease of the queue (ldr_pg_set_epoch) */
     char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* this queue's instance id */
-    char owner[LDR_OWNER_MAX];         /* the owner the last refused check found, "" if none */
-    char sqlstate[6];                  /* of the last failure, "" if none */
-    char err[LDR_ERR_MAX];             /* the last failure's text */
+    char owner[LDR_OWNER_MAX];            /* the owner the last refused check found, "" if none */
+    char sqlstate[6];                     /* of the last failure, "" if none */
+    char err[LDR_ERR_MAX];                /* the last failure's text */
     const struct dp_retention *retention; /* borrowed; NULL: no table is made partitioned */
-    bool parted[EV_REGISTRY_MAX];      /* by registry slot: the table is partitioned (part.c) */
+    bool parted[EV_REGISTRY_MAX];         /* by registry slot: the table is partitioned (part.c) */
 };
 
 /*

@@ -16,43 +16,43 @@
 #include "etc/log.h"
 #include "loader/internal.h"
 
-#define RPL_CHUNK_MAX 1000              /* rows per transaction, at most */
+#define RPL_CHUNK_MAX 1000                    /* rows per transaction, at most */
 #define RPL_SEQS_MAX (RPL_CHUNK_MAX * 21 + 3) /* "{n,n,...}" text of a chunk's seqs */
 
 /* One dead letter of the chunk. Its bytes and COPY row live in the replay's buffers. */
 struct rpl_row {
-    int64_t seq;                        /* dead_letter.seq */
-    const struct ev_type *type;         /* NULL: not in the registry */
+    int64_t seq;                /* dead_letter.seq */
+    const struct ev_type *type; /* NULL: not in the registry */
     char type_name[QUEUE_TYPE_MAX + 1];
-    size_t raw_off;                     /* into rpl.raw */
+    size_t raw_off; /* into rpl.raw */
     size_t raw_len;
-    size_t key_off;                     /* its idempotency key, into rpl.raw */
-    size_t key_len;                     /* 0: none */
-    size_t row_off;                     /* the COPY row, into rpl.rows */
+    size_t key_off; /* its idempotency key, into rpl.raw */
+    size_t key_len; /* 0: none */
+    size_t row_off; /* the COPY row, into rpl.rows */
     size_t row_len;
     int64_t received_us;
     uint8_t uuid[16];
-    bool new_id;                        /* no event_id stored: uuid is a fresh UUIDv7 */
-    char source[QUEUE_SOURCE_MAX + 1];  /* the API key's name it came with; "": none */
-    bool ok;                            /* validates and encodes: goes into its table */
-    bool skip;                          /* its type is not in the registry: left untouched */
-    char error[LDR_ERR_MAX + 32];       /* why not, when !ok */
+    bool new_id;                       /* no event_id stored: uuid is a fresh UUIDv7 */
+    char source[QUEUE_SOURCE_MAX + 1]; /* the API key's name it came with; "": none */
+    bool ok;                           /* validates and encodes: goes into its table */
+    bool skip;                         /* its type is not in the registry: left untouched */
+    char error[LDR_ERR_MAX + 32];      /* why not, when !ok */
 };
 
 struct rpl {
     struct ldr_pg *pg;
     const struct dp_cli *cli;
-    size_t chunk;                       /* rows per transaction */
+    size_t chunk; /* rows per transaction */
     struct rpl_row *rows;
     size_t n;
     struct ev_buf raw;
-    struct ev_buf rows_buf;             /* COPY text rows, one per ok row */
-    struct ev_buf copy;                 /* one try's COPY text */
-    int64_t after;                      /* the chunk starts after this seq */
+    struct ev_buf rows_buf; /* COPY text rows, one per ok row */
+    struct ev_buf copy;     /* one try's COPY text */
+    int64_t after;          /* the chunk starts after this seq */
     uint64_t replayed;
     uint64_t invalid;
-    uint64_t skipped;                   /* rows of types the registry lacks */
-    char skipped_types[256];            /* their names, "a,b", as many as fit */
+    uint64_t skipped;        /* rows of types the registry lacks */
+    char skipped_types[256]; /* their names, "a,b", as many as fit */
 };
 
 static int
@@ -296,8 +296,8 @@ rpl_settle(struct rpl *p, size_t *idx)
     }
     if (n > 0) {
         rpl_seqs(p, idx, n, seqs, sizeof(seqs));
-        rc = ldr_pg_exec_params(p->pg, "DELETE FROM dead_letter WHERE seq = ANY($1::bigint[])",
-                                1, del);
+        rc = ldr_pg_exec_params(p->pg, "DELETE FROM dead_letter WHERE seq = ANY($1::bigint[])", 1,
+                                del);
     }
     return rc;
 }
@@ -315,8 +315,10 @@ rpl_store_new_ids(struct rpl *p)
         if (p->rows[i].new_id && !p->rows[i].skip) {
             snprintf(seq_s, sizeof(seq_s), "%" PRId64, p->rows[i].seq);
             ev_uuid_format(p->rows[i].uuid, id);
-            rc = ldr_pg_exec_params(p->pg, "UPDATE dead_letter SET event_id = $2::uuid "
-                                           "WHERE seq = $1::bigint", 2, params);
+            rc = ldr_pg_exec_params(p->pg,
+                                    "UPDATE dead_letter SET event_id = $2::uuid "
+                                    "WHERE seq = $1::bigint",
+                                    2, params);
         }
     }
     return rc;
@@ -375,15 +377,14 @@ rpl_chunk(struct rpl *p, size_t *idx, bool *done)
         if (p->rows[i].ok) {
             p->replayed++;
         } else if (p->rows[i].skip) {
-            const char *name = p->rows[i].type_name[0] != '\0' ? p->rows[i].type_name
-                                                                  : "(none)";
+            const char *name = p->rows[i].type_name[0] != '\0' ? p->rows[i].type_name : "(none)";
 
             p->skipped++;
             ldr_held_note(p->skipped_types, sizeof(p->skipped_types), name, strlen(name));
         } else {
             p->invalid++;
-            dp_info("dead letter still invalid", "seq=%" PRId64 " type=%s error=%s",
-                    p->rows[i].seq, p->rows[i].type_name, p->rows[i].error);
+            dp_info("dead letter still invalid", "seq=%" PRId64 " type=%s error=%s", p->rows[i].seq,
+                    p->rows[i].type_name, p->rows[i].error);
         }
     }
     return 0;
@@ -427,14 +428,16 @@ rpl_report(const struct rpl *p)
         snprintf(skipped, sizeof(skipped), " skipped_unknown_type=%" PRIu64, p->skipped);
     }
     printf("%s: replayed=%" PRIu64 " still_invalid=%" PRIu64 "%s\n",
-           p->cli->dry_run ? "dry run, nothing changed" : "replay done", p->replayed,
-           p->invalid, skipped);
+           p->cli->dry_run ? "dry run, nothing changed" : "replay done", p->replayed, p->invalid,
+           skipped);
     fflush(stdout);
     if (p->skipped > 0) {
-        fprintf(stderr, "datapipe-loader: skipped %" PRIu64 " dead letter%s of types this "
+        fprintf(stderr,
+                "datapipe-loader: skipped %" PRIu64 " dead letter%s of types this "
                 "configuration does not declare (%s): their errors are kept; replay them with "
-                "the configuration that declares those types\n", p->skipped,
-                p->skipped == 1 ? "" : "s", p->skipped_types[0] != '\0' ? p->skipped_types : "-");
+                "the configuration that declares those types\n",
+                p->skipped, p->skipped == 1 ? "" : "s",
+                p->skipped_types[0] != '\0' ? p->skipped_types : "-");
     }
 }
 
@@ -478,12 +481,15 @@ ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg)
         char msg[EV_ERR_MAX];
 
         ev_unknown_type(msg, cli->only_type, strlen(cli->only_type));
-        fprintf(stderr, "datapipe-loader: --type %s: %s: not declared by this configuration; "
-                "nothing replayed\n", cli->only_type, msg);
+        fprintf(stderr,
+                "datapipe-loader: --type %s: %s: not declared by this configuration; "
+                "nothing replayed\n",
+                cli->only_type, msg);
         return 2;
     }
     p.chunk = cfg->loader_batch_rows > 0 && cfg->loader_batch_rows < RPL_CHUNK_MAX
-                  ? (size_t)cfg->loader_batch_rows : RPL_CHUNK_MAX;
+                  ? (size_t)cfg->loader_batch_rows
+                  : RPL_CHUNK_MAX;
     /* Its own advisory lock key: a loader starting meanwhile must not fence this session. */
     snprintf(lock_id, sizeof(lock_id), "%s/replay", cfg->queue_id);
     /* No instance id: replay moves rows between tables and never touches a queue. */
@@ -498,8 +504,9 @@ ldr_replay_main(const struct dp_cli *cli, const struct dp_config *cfg)
     if (rc != 0) {
         fprintf(stderr, "datapipe-loader: %s failed: %s\n",
                 cli->dead_letters ? "--dead-letters" : "--replay-dead-letters",
-                err[0] != '\0' ? err : p.pg != NULL && ldr_pg_error(p.pg)[0] != '\0'
-                                           ? ldr_pg_error(p.pg) : dp_strerror(rc));
+                err[0] != '\0'                                  ? err
+                : p.pg != NULL && ldr_pg_error(p.pg)[0] != '\0' ? ldr_pg_error(p.pg)
+                                                                : dp_strerror(rc));
     }
     ldr_pg_close(p.pg);
     free(p.rows);

@@ -54,10 +54,10 @@ ldr_runs_text(struct ldr *l, const struct ldr_run_stats *run, const char *result
         }
     }
     queue_meta_get_str(l->q, QUEUE_META_LOADER_RUNS, old, sizeof(old));
-    used = (size_t)snprintf(out, len, "%lld %lld %llu %llu %llu %.*s\n",
-                            (long long)run->start_us, (long long)run->end_us,
-                            (unsigned long long)run->events, (unsigned long long)run->loaded,
-                            (unsigned long long)run->dead_letters, (int)rlen, result);
+    used = (size_t)snprintf(out, len, "%lld %lld %llu %llu %llu %.*s\n", (long long)run->start_us,
+                            (long long)run->end_us, (unsigned long long)run->events,
+                            (unsigned long long)run->loaded, (unsigned long long)run->dead_letters,
+                            (int)rlen, result);
     for (int i = 1; i < QUEUE_LOADER_RUNS_MAX && *p != '\0' && used < len; i++) {
         size_t n = strcspn(p, "\n");
 
@@ -111,8 +111,8 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
     } else {
         char shown[LDR_ERR_MAX];
 
-        ldr_error_public("run", l->last_error[0] != '\0' ? l->last_error : dp_strerror(rc),
-                         shown, sizeof(shown));
+        ldr_error_public("run", l->last_error[0] != '\0' ? l->last_error : dp_strerror(rc), shown,
+                         sizeof(shown));
         snprintf(result, sizeof(result), "error: %s", shown);
     }
     pthread_mutex_unlock(&l->mu);
@@ -130,10 +130,10 @@ ldr_run_end(struct ldr *l, int rc, struct ldr_run_stats *st)
      * summary counts it, and an idle loader does not log a line every interval. */
     dp_log(run.events > 0 || rc != 0 ? DP_LOG_INFO : DP_LOG_DEBUG, "run finished",
            "events=%llu loaded=%llu dead_letters=%llu batches=%llu retries=%llu "
-           "seconds=%.3f result=%s", (unsigned long long)run.events,
-           (unsigned long long)run.loaded, (unsigned long long)run.dead_letters,
-           (unsigned long long)run.batches, (unsigned long long)run.retries,
-           (double)(run.end_us - run.start_us) / 1e6, result);
+           "seconds=%.3f result=%s",
+           (unsigned long long)run.events, (unsigned long long)run.loaded,
+           (unsigned long long)run.dead_letters, (unsigned long long)run.batches,
+           (unsigned long long)run.retries, (double)(run.end_us - run.start_us) / 1e6, result);
     if (st != NULL) {
         *st = run;
     }

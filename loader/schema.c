@@ -13,6 +13,7 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/plant.h"
 #include "etc/types.h"
 #include "events/events.h"
 #include "loader/loader.h"
@@ -24,7 +25,7 @@
 /* One column of an existing table, as the catalog says. */
 struct schema_col {
     char name[64];
-    char type[64];                     /* format_type() */
+    char type[64]; /* format_type() */
     bool not_null;
 };
 
@@ -33,7 +34,7 @@ struct schema_table {
     bool exists;
     char oid[16];
     char relkind[4];
-    bool ours;                         /* carries SCHEMA_MARK */
+    bool ours; /* carries SCHEMA_MARK */
     struct schema_col *cols;
     size_t n_cols;
 };
@@ -138,9 +139,9 @@ field_plan(const struct ev_type *t, const struct ev_column *c, const struct sche
     if (have == NULL) {
         dp_info("declared type: new field, column added", "type=%s field=%s column_type=%s",
                 t->name, c->name, c->sql_type);
-        return alter_sep(alter) != 0 ? DP_ERR_NOMEM
-                                     : ev_buf_put_strs(alter, "ADD COLUMN \"", c->name, "\" ",
-                                                       c->sql_type, NULL);
+        return alter_sep(alter) != 0
+                   ? DP_ERR_NOMEM
+                   : ev_buf_put_strs(alter, "ADD COLUMN \"", c->name, "\" ", c->sql_type, NULL);
     }
     if (strcmp(have->type, c->sql_type) != 0) {
         dp_error("a declared field changed its type: refused, nothing altered; keep the old "
@@ -153,16 +154,17 @@ field_plan(const struct ev_type *t, const struct ev_column *c, const struct sche
     if (c->not_null && !have->not_null) {
         dp_error("a field is now declared required, but its column allows null (rows loaded "
                  "before may lack it): refused, nothing altered; declare it without "
-                 "\"required\": true", "type=%s field=%s", t->name, c->name);
+                 "\"required\": true",
+                 "type=%s field=%s", t->name, c->name);
         (*refused)++;
         return 0;
     }
     if (!c->not_null && have->not_null) {
         dp_info("declared type: field no longer required, its column now allows null",
                 "type=%s field=%s", t->name, c->name);
-        return alter_sep(alter) != 0 ? DP_ERR_NOMEM
-                                     : ev_buf_put_strs(alter, "ALTER COLUMN \"", c->name,
-                                                       "\" DROP NOT NULL", NULL);
+        return alter_sep(alter) != 0
+                   ? DP_ERR_NOMEM
+                   : ev_buf_put_strs(alter, "ALTER COLUMN \"", c->name, "\" DROP NOT NULL", NULL);
     }
     return 0;
 }
@@ -194,8 +196,8 @@ own_columns_plan(const struct ev_type *t, const struct schema_table *st, struct 
 static bool
 col_removed(const struct ev_type *t, const struct schema_table *st, size_t i)
 {
-    static const char *const own[] = {"id", "idempotency_key", "idempotency_digest", "source",
-                                      "extra", "received_at", "loaded_at", NULL};
+    static const char *const own[] = {"id",    "idempotency_key", "idempotency_digest", "source",
+                                      "extra", "received_at",     "loaded_at",          NULL};
     const char *const *o = own;
     size_t j = 0;
 
@@ -218,11 +220,14 @@ removed_plan(const struct ev_type *t, const struct schema_table *st, struct ev_b
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < st->n_cols; i++) {
-        if (!st->cols[i].not_null || !col_removed(t, st, i)) {
+        /* Planted (etc/plant.h): a dropped required field's column keeps NOT NULL. */
+        if (!st->cols[i].not_null || !col_removed(t, st, i) ||
+            DP_PLANTED("dropped_field_not_null")) {
             continue;
         }
         dp_info("declared type: a required field is no longer declared, its column now allows "
-                "null", "type=%s column=%s", t->name, st->cols[i].name);
+                "null",
+                "type=%s column=%s", t->name, st->cols[i].name);
         rc = alter_sep(alter) != 0 ? DP_ERR_NOMEM
                                    : ev_buf_put_strs(alter, "ALTER COLUMN \"", st->cols[i].name,
                                                      "\" DROP NOT NULL", NULL);
@@ -241,12 +246,13 @@ removed_log(const struct ev_type *t, size_t slot, const struct schema_table *st)
         if (col_removed(t, st, i)) {
             atomic_store(&removed_logged[slot], true);
             dp_info("declared type: a field is no longer declared; its column stays and is "
-                    "null for new rows", "type=%s column=%s", t->name, st->cols[i].name);
+                    "null for new rows",
+                    "type=%s column=%s", t->name, st->cols[i].name);
         }
     }
 }
 
-#define LDR_NAME_BUF 320               /* a schema-qualified, quoted name, bytes with NUL */
+#define LDR_NAME_BUF 320 /* a schema-qualified, quoted name, bytes with NUL */
 
 /* The first column of the one row a query returns, into arg (LDR_NAME_BUF bytes). */
 static int
@@ -271,9 +277,11 @@ ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table)
     params[0] = name;
     /* A partitioned table cannot have a unique index without its partition key: its keys
      * are unique in its key table instead (part.c). */
-    rc = ldr_pg_rows(pg, "SELECT '=' FROM pg_class c JOIN pg_namespace n "
+    rc = ldr_pg_rows(pg,
+                     "SELECT '=' FROM pg_class c JOIN pg_namespace n "
                      "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
-                     "AND c.relname = $1 AND c.relkind = 'p'", 1, params, name_row, have);
+                     "AND c.relname = $1 AND c.relkind = 'p'",
+                     1, params, name_row, have);
     if (rc != 0 || have[0] != '\0') {
         return rc;
     }
@@ -306,8 +314,10 @@ ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table)
     } else {
         /* Never IF NOT EXISTS: a relation already holding the name must fail loudly, not
          * leave the table without its index. */
-        rc = asprintf(&sql, "CREATE UNIQUE INDEX \"%s\" ON %s (idempotency_key) "
-                      "WHERE idempotency_key IS NOT NULL", want, table);
+        rc = asprintf(&sql,
+                      "CREATE UNIQUE INDEX \"%s\" ON %s (idempotency_key) "
+                      "WHERE idempotency_key IS NOT NULL",
+                      want, table);
     }
     if (rc < 0) {
         return DP_ERR_NOMEM;
@@ -438,10 +448,10 @@ names_ensure(struct ldr_pg *pg, const struct ev_type *t)
         return rc;
     }
     if (strcmp(have, "-") != 0 && strcmp(have, "=") != 0) {
-        dp_info("primary key renamed to its derived name", "table=%s from=%s to=%s", t->name,
-                have, want);
-        if (asprintf(&sql, "ALTER TABLE %s RENAME CONSTRAINT %s TO \"%s\"", t->table, have,
-                     want) < 0) {
+        dp_info("primary key renamed to its derived name", "table=%s from=%s to=%s", t->name, have,
+                want);
+        if (asprintf(&sql, "ALTER TABLE %s RENAME CONSTRAINT %s TO \"%s\"", t->table, have, want) <
+            0) {
             return DP_ERR_NOMEM;
         }
         rc = ldr_pg_exec(pg, sql);

@@ -56,22 +56,22 @@ struct queue {
     MDB_dbi events_dbi;
     MDB_dbi meta_dbi;
     MDB_dbi sys_dbi;
-    MDB_dbi keys_dbi;   /* idempotency key -> key record */
-    MDB_dbi key_times_dbi; /* recorded_us + key -> "": the keys in age order */
-    char *path;         /* the environment directory */
-    bool sync;          /* fsync at commit */
-    uint64_t map_bytes; /* the map size in effect */
-    size_t limit_pages; /* appends past this many event pages report full */
-    size_t psize;       /* LMDB page size, bytes */
+    MDB_dbi keys_dbi;          /* idempotency key -> key record */
+    MDB_dbi key_times_dbi;     /* recorded_us + key -> "": the keys in age order */
+    char *path;                /* the environment directory */
+    bool sync;                 /* fsync at commit */
+    uint64_t map_bytes;        /* the map size in effect */
+    size_t limit_pages;        /* appends past this many event pages report full */
+    size_t psize;              /* LMDB page size, bytes */
     size_t disk_reserve_pages; /* kept allocated on disk for the loader's deletes */
-    uint64_t alloc_bytes;   /* the data file's blocks known allocated (posix_fallocate) */
-    bool no_fallocate;      /* the file system cannot preallocate: no disk reserve */
-    bool env_open;      /* mdb_env_open() succeeded */
+    uint64_t alloc_bytes;      /* the data file's blocks known allocated (posix_fallocate) */
+    bool no_fallocate;         /* the file system cannot preallocate: no disk reserve */
+    bool env_open;             /* mdb_env_open() succeeded */
     char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* the instance id, fixed at open */
     bool instance_assigned; /* the id was given to a queue that existed without one */
-    int lock_fd;        /* loader lock, -1 until queue_lock_loader() */
-    bool full;          /* last append txn failed for space; committer only */
-    int64_t stamp_us;   /* received_us stamped by the last append txn; committer only */
+    int lock_fd;            /* loader lock, -1 until queue_lock_loader() */
+    bool full;              /* last append txn failed for space; committer only */
+    int64_t stamp_us;       /* received_us stamped by the last append txn; committer only */
     _Atomic(const struct queue_fault_ops *) fault;
     _Atomic int64_t dedup_window_us; /* keys older than this are forgotten */
 
@@ -308,8 +308,7 @@ int queue_key_claim(struct queue *q, MDB_txn *txn, struct queue_event *ev, uint6
  * Forget at most max keys older than the dedup window at now_us, oldest first; *pruned
  * receives how many. Returns an LMDB code.
  */
-int queue_keys_prune(struct queue *q, MDB_txn *txn, int64_t now_us, size_t max,
-                     size_t *pruned);
+int queue_keys_prune(struct queue *q, MDB_txn *txn, int64_t now_us, size_t max, size_t *pruned);
 
 /*
  * A write transaction that only prunes up to max expired keys (after an append failed for

@@ -50,8 +50,8 @@ queue_key_put(struct queue *q, MDB_txn *txn, const struct queue_event *ev, uint6
 }
 
 int
-queue_key_claim(struct queue *q, MDB_txn *txn, struct queue_event *ev, uint64_t seq,
-                int64_t now_us, bool *append)
+queue_key_claim(struct queue *q, MDB_txn *txn, struct queue_event *ev, uint64_t seq, int64_t now_us,
+                bool *append)
 {
     MDB_val k = {ev->key_len, (void *)ev->key};
     MDB_val v;
@@ -160,8 +160,7 @@ queue_keys_prune_txn(struct queue *q, size_t max)
     rc = queue_txn_commit(q, txn, QUEUE_TXN_META, 0);
     txn = NULL;
     if (rc == 0) {
-        dp_info("queue full: forgot expired idempotency keys", "path=%s keys=%zu", q->path,
-                pruned);
+        dp_info("queue full: forgot expired idempotency keys", "path=%s keys=%zu", q->path, pruned);
     }
 out:
     if (txn != NULL) {

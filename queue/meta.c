@@ -217,8 +217,8 @@ queue_meta_accepted_init(struct queue *q, MDB_txn *txn)
         rc = queue_meta_int_txn(q, txn, QUEUE_META_LOADER_DEAD_LETTERS, &dead);
     }
     if (rc == 0) {
-        rc = queue_meta_add_txn(q, txn, QUEUE_META_ACCEPTED,
-                                (int64_t)st.ms_entries + loaded + dead);
+        rc =
+            queue_meta_add_txn(q, txn, QUEUE_META_ACCEPTED, (int64_t)st.ms_entries + loaded + dead);
     }
     return rc;
 }

@@ -24,12 +24,13 @@
 #include "etc/log.h"
 #include "queue/internal.h"
 
-#define QUEUE_DB_EVENTS "events" /* seq (8 bytes, big-endian) -> record */
-#define QUEUE_DB_META "meta"     /* name -> counter or string, for the daemons */
-#define QUEUE_DB_SYS "sys"       /* the queue's own state: next_seq, the instance id */
-#define QUEUE_DB_KEYS "keys"     /* idempotency key -> key record (internal.h) */
+#define QUEUE_DB_EVENTS "events"       /* seq (8 bytes, big-endian) -> record */
+#define QUEUE_DB_META "meta"           /* name -> counter or string, for the daemons */
+#define QUEUE_DB_SYS "sys"             /* the queue's own state: next_seq, the instance id */
+#define QUEUE_DB_KEYS "keys"           /* idempotency key -> key record (internal.h) */
 #define QUEUE_DB_KEY_TIMES "key_times" /* be64(recorded_us) + key -> "" */
 #define QUEUE_LOCK_FILE "loader.lock"
+#define QUEUE_DATA_FILE "data.mdb"    /* LMDB's name for the data file in the directory */
 #define QUEUE_MAX_READERS 512         /* 64+ server threads, the loader's workers, tools */
 #define QUEUE_MIN_BYTES (256u * 1024) /* smallest map: room for the reserve and the trees */
 
@@ -123,7 +124,8 @@ queue_txn_begin(struct queue *q, unsigned int flags, MDB_txn **txn)
          * the map as it now is.
          */
         dp_error("the queue map was grown by another process: exiting to reopen it; give both "
-                 "daemons the same queue.max_bytes", "path=%s", q->path);
+                 "daemons the same queue.max_bytes",
+                 "path=%s", q->path);
         _exit(75);
     }
     queue_fatal_check(q, rc, "begin");
@@ -280,7 +282,32 @@ queue_instance(const struct queue *q, bool *assigned)
 
 /* ---- open, close ---- */
 
-/* mkdir -p with mode 0700 for what is created. Returns 0 or an errno value. */
+/*
+ * fsync the directory dir, so that the entries made in it survive a power cut: a new file's
+ * or directory's name is durable only once its directory is. A file system that cannot sync
+ * directories (EINVAL) keeps them by other means. Returns 0 or an errno value.
+ */
+static int
+queue_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+
+    if (fd < 0) {
+        return errno;
+    }
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        rc = errno;
+    }
+    close(fd);
+    return rc;
+}
+
+/*
+ * mkdir -p with mode 0700 for what is created; the parent of each directory created is
+ * fsync'd, so that a power cut cannot take the queue's directory away after its first
+ * acknowledged append. Returns 0 or an errno value.
+ */
 static int
 queue_mkdirs(const char *path)
 {
@@ -299,7 +326,22 @@ queue_mkdirs(const char *path)
         }
         char c = *p;
         *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+        if (mkdir(tmp, 0700) == 0) {
+            char *slash = strrchr(tmp, '/');
+
+            /* tmp's parent: cut at its last slash ("/" when that is the first; "." for
+             * a relative path's first directory) */
+            if (slash == NULL) {
+                rc = queue_sync_dir(".");
+            } else {
+                *slash = '\0';
+                rc = queue_sync_dir(slash == tmp ? "/" : tmp);
+                *slash = '/';
+            }
+            if (rc != 0) {
+                goto out;
+            }
+        } else if (errno != EEXIST) {
             rc = errno;
             goto out;
         }
@@ -379,9 +421,9 @@ queue_disk_reserve(struct queue *q, size_t bytes)
 {
     MDB_envinfo info;
     mdb_filehandle_t fd;
-    uint64_t used;                      /* pages up to the last one committed */
-    uint64_t alloc;                     /* pages known allocated on disk */
-    uint64_t need;                      /* pages this append may add: records, branches */
+    uint64_t used;  /* pages up to the last one committed */
+    uint64_t alloc; /* pages known allocated on disk */
+    uint64_t need;  /* pages this append may add: records, branches */
     uint64_t free_pages;
     uint64_t want;
     uint64_t step;
@@ -406,12 +448,12 @@ queue_disk_reserve(struct queue *q, size_t bytes)
     want = want > free_pages ? want - free_pages : 0;
     want = want > used ? want : used;
     if (want * q->psize > q->map_bytes) {
-        return 0;                       /* beyond the map the map's own limit answers */
+        return 0; /* beyond the map the map's own limit answers */
     }
     /* A step more, so that few appends call the kernel; on a nearly full disk, no more. */
     step = want + QUEUE_DISK_STEP_PAGES;
-    rc = step * q->psize <= q->map_bytes ? posix_fallocate(fd, 0, (off_t)(step * q->psize))
-                                         : ENOSPC;
+    rc =
+        step * q->psize <= q->map_bytes ? posix_fallocate(fd, 0, (off_t)(step * q->psize)) : ENOSPC;
     if (rc == 0) {
         want = step;
     } else if (rc == ENOSPC || rc == EDQUOT) {
@@ -584,6 +626,14 @@ queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sync)
         goto lmdb_fail;
     }
     q->env_open = true;
+    /* LMDB may just have created data.mdb and lock.mdb: make their names durable before
+     * anything stored in them is acknowledged. */
+    rc = queue_sync_dir(path);
+    if (rc != 0) {
+        dp_error("cannot sync the queue directory", "path=%s err=%s", path, strerror(rc));
+        rc = DP_ERR_IO;
+        goto out;
+    }
     rc = mdb_reader_check(q->env, &dead);
     if (rc != 0) {
         goto lmdb_fail;
@@ -602,7 +652,14 @@ queue_open(struct queue **out, const char *path, uint64_t max_bytes, bool sync)
     goto out;
 
 lmdb_fail:
-    dp_error("queue open failed", "path=%s err=%s", path, mdb_strerror(rc));
+    /* Name the file when it is the data file LMDB cannot read: what an operator must look at
+     * (a file that is not LMDB's, from another version, or damaged). */
+    dp_error("queue open failed", "path=%s%s%s err=%s", path,
+             rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED ? " file=" : "",
+             rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED
+                 ? QUEUE_DATA_FILE
+                 : "",
+             mdb_strerror(rc));
     if (rc == ENOMEM) {
         rc = DP_ERR_NOMEM;
     } else if (rc == EACCES || rc == ENOENT || rc == ENOTDIR || rc == EROFS || rc == MDB_INVALID ||

@@ -22,28 +22,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUE_RECORD_VERSION 3  /* written; versions 1 (no key), 2 (no source) still read */
-#define QUEUE_TYPE_MAX 64       /* longest event type name, bytes */
-#define QUEUE_ERROR_MAX 1024    /* longest stored ingest error, bytes */
-#define QUEUE_KEY_MAX 255       /* longest idempotency key, bytes */
-#define QUEUE_SOURCE_MAX 63     /* longest source (an API key's name), bytes */
-#define QUEUE_DIGEST_LEN 32     /* bytes of an event's digest (SHA-256) */
+#define QUEUE_RECORD_VERSION 3     /* written; versions 1 (no key), 2 (no source) still read */
+#define QUEUE_TYPE_MAX 64          /* longest event type name, bytes */
+#define QUEUE_ERROR_MAX 1024       /* longest stored ingest error, bytes */
+#define QUEUE_KEY_MAX 255          /* longest idempotency key, bytes */
+#define QUEUE_SOURCE_MAX 63        /* longest source (an API key's name), bytes */
+#define QUEUE_DIGEST_LEN 32        /* bytes of an event's digest (SHA-256) */
 #define QUEUE_DEDUP_WINDOW_S 86400 /* default dedup window, seconds (queue.dedup_window_s) */
-#define QUEUE_PRUNE_STEP 256    /* most expired keys one append transaction removes */
-#define QUEUE_INSTANCE_ID_LEN 32 /* hex digits of an instance id (128 random bits) */
+#define QUEUE_PRUNE_STEP 256       /* most expired keys one append transaction removes */
+#define QUEUE_INSTANCE_ID_LEN 32   /* hex digits of an instance id (128 random bits) */
 
 /* queue_event.flags */
-#define QUEUE_F_REJECTED 0x01u  /* rejected at ingest: goes to dead_letter, stage ingest */
+#define QUEUE_F_REJECTED 0x01u /* rejected at ingest: goes to dead_letter, stage ingest */
 
 struct queue;
 
 /* What queue_append() did with a keyed event (queue_event.dedup). */
 enum queue_dedup {
-    QUEUE_DEDUP_NEW = 0,       /* appended; its key (if any) is now recorded */
-    QUEUE_DEDUP_REPEAT,        /* key known with the same digest: nothing appended */
-    QUEUE_DEDUP_CONFLICT,      /* key known with another digest: nothing appended */
-    QUEUE_DEDUP_FILED,         /* key known with another digest: appended rejected, with the
-                                  error text of queue_append_filing's function */
+    QUEUE_DEDUP_NEW = 0,  /* appended; its key (if any) is now recorded */
+    QUEUE_DEDUP_REPEAT,   /* key known with the same digest: nothing appended */
+    QUEUE_DEDUP_CONFLICT, /* key known with another digest: nothing appended */
+    QUEUE_DEDUP_FILED,    /* key known with another digest: appended rejected, with the
+                             error text of queue_append_filing's function */
 };
 
 /*
@@ -65,42 +65,42 @@ enum queue_dedup {
  * recorded.
  */
 struct queue_event {
-    uint64_t seq;              /* sequence number: set by append, given on read */
-    uint8_t uuid[16];          /* the event's id (a UUIDv7), set by the caller */
-    int64_t received_us;       /* microseconds since the epoch, set by the caller; 0: set by
-                                  queue_append to its commit's time (QUEUE_STAMP) */
-    uint32_t flags;            /* QUEUE_F_* */
-    const char *type;          /* event type name, not NUL-terminated on read */
-    size_t type_len;           /* bytes, at most QUEUE_TYPE_MAX */
-    const char *error;         /* with QUEUE_F_REJECTED: why; else NULL */
-    size_t error_len;          /* bytes, at most QUEUE_ERROR_MAX (longer is cut) */
-    const char *json;          /* the event's bytes exactly as received */
-    size_t json_len;           /* bytes */
-    const char *key;           /* idempotency key, stored with the event; NULL if none */
-    size_t key_len;            /* bytes, 0 (no key) to QUEUE_KEY_MAX */
-    const char *source;        /* who sent it: the API key's name; NULL if none */
-    size_t source_len;         /* bytes, 0 (none) to QUEUE_SOURCE_MAX */
+    uint64_t seq;        /* sequence number: set by append, given on read */
+    uint8_t uuid[16];    /* the event's id (a UUIDv7), set by the caller */
+    int64_t received_us; /* microseconds since the epoch, set by the caller; 0: set by
+                            queue_append to its commit's time (QUEUE_STAMP) */
+    uint32_t flags;      /* QUEUE_F_* */
+    const char *type;    /* event type name, not NUL-terminated on read */
+    size_t type_len;     /* bytes, at most QUEUE_TYPE_MAX */
+    const char *error;   /* with QUEUE_F_REJECTED: why; else NULL */
+    size_t error_len;    /* bytes, at most QUEUE_ERROR_MAX (longer is cut) */
+    const char *json;    /* the event's bytes exactly as received */
+    size_t json_len;     /* bytes */
+    const char *key;     /* idempotency key, stored with the event; NULL if none */
+    size_t key_len;      /* bytes, 0 (no key) to QUEUE_KEY_MAX */
+    const char *source;  /* who sent it: the API key's name; NULL if none */
+    size_t source_len;   /* bytes, 0 (none) to QUEUE_SOURCE_MAX */
     /* in, append only, with a key: */
     uint8_t digest[QUEUE_DIGEST_LEN]; /* the event's digest, compared on a repeat */
-    uint16_t answer;           /* the HTTP status the caller answers (202, 204), recorded */
+    uint16_t answer;                  /* the HTTP status the caller answers (202, 204), recorded */
     /* out, append only: */
-    enum queue_dedup dedup;    /* what happened to the event */
-    uint8_t orig_uuid[16];     /* REPEAT, CONFLICT: the uuid recorded with the key */
-    uint16_t orig_answer;      /* REPEAT: the answer recorded with the key */
+    enum queue_dedup dedup; /* what happened to the event */
+    uint8_t orig_uuid[16];  /* REPEAT, CONFLICT: the uuid recorded with the key */
+    uint16_t orig_answer;   /* REPEAT: the answer recorded with the key */
 };
 
 struct queue_stats {
-    uint64_t events;           /* events queued (mdb_stat entries) */
-    uint64_t bytes;            /* pages of the queue's databases x page size */
-    uint64_t capacity_bytes;   /* map size: queue.max_bytes */
-    uint64_t first_seq;        /* oldest queued sequence number, 0 when empty */
-    uint64_t next_seq;         /* the number the next append gets */
-    int64_t oldest_received_us;/* received_us of the oldest event, 0 when empty */
+    uint64_t events;            /* events queued (mdb_stat entries) */
+    uint64_t bytes;             /* pages of the queue's databases x page size */
+    uint64_t capacity_bytes;    /* map size: queue.max_bytes */
+    uint64_t first_seq;         /* oldest queued sequence number, 0 when empty */
+    uint64_t next_seq;          /* the number the next append gets */
+    int64_t oldest_received_us; /* received_us of the oldest event, 0 when empty */
     /* Conservation, read in the same transaction as events, so that
      * accepted == loaded + dead_lettered + events holds exactly. */
-    uint64_t accepted;         /* events ever appended (QUEUE_META_ACCEPTED) */
-    uint64_t loaded;           /* events ever loaded (sum of QUEUE_META_LOADER_LOADED_PREFIX*) */
-    uint64_t dead_lettered;    /* events ever dead-lettered (QUEUE_META_LOADER_DEAD_LETTERS) */
+    uint64_t accepted;      /* events ever appended (QUEUE_META_ACCEPTED) */
+    uint64_t loaded;        /* events ever loaded (sum of QUEUE_META_LOADER_LOADED_PREFIX*) */
+    uint64_t dead_lettered; /* events ever dead-lettered (QUEUE_META_LOADER_DEAD_LETTERS) */
 };
 
 /*
@@ -214,14 +214,14 @@ int queue_read(struct queue *q, uint64_t from_seq, size_t max_events, size_t max
 
 /* One change to the metadata database, applied in queue_delete_range's transaction. */
 enum queue_meta_kind {
-    QUEUE_META_ADD,            /* int64 counter += value */
-    QUEUE_META_SET,            /* int64 counter = value */
-    QUEUE_META_STR,            /* string = str (NUL-terminated) */
-    QUEUE_META_MAX,            /* int64 counter = max(counter, value): never goes back */
+    QUEUE_META_ADD, /* int64 counter += value */
+    QUEUE_META_SET, /* int64 counter = value */
+    QUEUE_META_STR, /* string = str (NUL-terminated) */
+    QUEUE_META_MAX, /* int64 counter = max(counter, value): never goes back */
 };
 
 struct queue_meta_op {
-    const char *name;          /* key, at most 200 bytes */
+    const char *name; /* key, at most 200 bytes */
     enum queue_meta_kind kind;
     int64_t value;
     const char *str;
@@ -320,8 +320,8 @@ struct queue_meta_op {
 #define QUEUE_META_LOADER_HEARTBEAT_US "loader.heartbeat_us"
 /* the loader's loader.interval_s as it runs now, written with the heartbeat */
 #define QUEUE_META_LOADER_INTERVAL_S "loader.interval_s"
-#define QUEUE_HEARTBEAT_S 5         /* seconds between two heartbeats of a running loader */
-#define QUEUE_HEARTBEAT_LATE_S 16   /* a heartbeat older than this: no loader is running */
+#define QUEUE_HEARTBEAT_S 5       /* seconds between two heartbeats of a running loader */
+#define QUEUE_HEARTBEAT_LATE_S 16 /* a heartbeat older than this: no loader is running */
 
 /*
  * queue_delete_range - delete every event with first <= seq <= last, and apply
@@ -437,23 +437,23 @@ int queue_backup(struct queue *q, const char *dir);
 
 /* What queue_check found, all from one read transaction. */
 struct queue_check_report {
-    uint64_t records;          /* entries of the events database */
-    uint64_t bad_records;      /* of which do not decode (each named to the callback) */
-    uint64_t first_seq;        /* lowest sequence number queued, 0 when empty */
-    uint64_t last_seq;         /* highest sequence number queued, 0 when empty */
-    uint64_t next_seq;         /* the number the next append gets */
-    uint64_t keys;             /* idempotency keys recorded */
-    uint64_t key_times;        /* entries of the keys' age index */
-    uint64_t bad_keys;         /* key records that do not decode */
-    uint64_t accepted;         /* as in struct queue_stats */
+    uint64_t records;     /* entries of the events database */
+    uint64_t bad_records; /* of which do not decode (each named to the callback) */
+    uint64_t first_seq;   /* lowest sequence number queued, 0 when empty */
+    uint64_t last_seq;    /* highest sequence number queued, 0 when empty */
+    uint64_t next_seq;    /* the number the next append gets */
+    uint64_t keys;        /* idempotency keys recorded */
+    uint64_t key_times;   /* entries of the keys' age index */
+    uint64_t bad_keys;    /* key records that do not decode */
+    uint64_t accepted;    /* as in struct queue_stats */
     uint64_t loaded;
     uint64_t dead_lettered;
-    bool accepted_recorded;    /* the queue has its accepted counter (a queue last written
-                                  by a release before it has not: queue_open adds it) */
-    bool counters_ok;          /* accepted == loaded + dead_lettered + records, or no
-                                  accepted counter yet */
-    bool next_seq_ok;          /* next_seq > last_seq: no number can be handed out twice */
-    bool keys_ok;              /* no bad key record, one age entry per key */
+    bool accepted_recorded; /* the queue has its accepted counter (a queue last written
+                               by a release before it has not: queue_open adds it) */
+    bool counters_ok;       /* accepted == loaded + dead_lettered + records, or no
+                               accepted counter yet */
+    bool next_seq_ok;       /* next_seq > last_seq: no number can be handed out twice */
+    bool keys_ok;           /* no bad key record, one age entry per key */
 };
 
 /* Called once per record that does not decode: its sequence number and why, in words. */

@@ -19,18 +19,18 @@
  * (ENOSPC, EDQUOT, EIO, ...), QUEUE_FAULT_MAP_FULL or QUEUE_FAULT_PANIC. commit() runs in
  * whichever thread commits (the group-commit leader) and may block.
  */
-#define QUEUE_FAULT_MAP_FULL (-30792)  /* LMDB's MDB_MAP_FULL */
-#define QUEUE_FAULT_PANIC (-30795)     /* LMDB's MDB_PANIC: the environment is unusable */
+#define QUEUE_FAULT_MAP_FULL (-30792) /* LMDB's MDB_MAP_FULL */
+#define QUEUE_FAULT_PANIC (-30795)    /* LMDB's MDB_PANIC: the environment is unusable */
 
 enum queue_txn_kind {
-    QUEUE_TXN_APPEND,          /* queue_append's group commit */
-    QUEUE_TXN_DELETE,          /* queue_delete_range */
-    QUEUE_TXN_META,            /* queue_meta_apply */
+    QUEUE_TXN_APPEND, /* queue_append's group commit */
+    QUEUE_TXN_DELETE, /* queue_delete_range */
+    QUEUE_TXN_META,   /* queue_meta_apply */
 };
 
 struct queue_fault_ops {
     int (*commit)(void *arg, enum queue_txn_kind kind, size_t events);
-    void *arg;                 /* passed to commit() */
+    void *arg; /* passed to commit() */
 };
 
 /*

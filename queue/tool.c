@@ -18,15 +18,14 @@
 #include "etc/log.h"
 #include "queue/internal.h"
 
-#define QUEUE_TOOL_DATA_FILE "data.mdb"  /* what LMDB names the data file of an environment */
+#define QUEUE_TOOL_DATA_FILE "data.mdb" /* what LMDB names the data file of an environment */
 
 /* Open the five databases in a read-only transaction; none is created. */
 static int
 tool_open_dbs(struct queue *q)
 {
     static const char *const names[] = {"events", "meta", "sys", "keys", "key_times"};
-    MDB_dbi *dbis[] = {&q->events_dbi, &q->meta_dbi, &q->sys_dbi, &q->keys_dbi,
-                       &q->key_times_dbi};
+    MDB_dbi *dbis[] = {&q->events_dbi, &q->meta_dbi, &q->sys_dbi, &q->keys_dbi, &q->key_times_dbi};
     MDB_txn *txn = NULL;
     MDB_val k = {sizeof(QUEUE_KEY_INSTANCE) - 1, (void *)QUEUE_KEY_INSTANCE};
     MDB_val ka = {sizeof(QUEUE_KEY_INSTANCE_ASSIGNED) - 1, (void *)QUEUE_KEY_INSTANCE_ASSIGNED};
@@ -99,7 +98,7 @@ queue_open_readonly(struct queue **out, const char *path)
         return DP_ERR_NOMEM;
     }
     q->lock_fd = -1;
-    q->sync = true;                     /* nothing to flush at close */
+    q->sync = true; /* nothing to flush at close */
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->idle_cv, NULL);
     atomic_init(&q->fault, NULL);
@@ -136,9 +135,10 @@ queue_open_readonly(struct queue **out, const char *path)
 lmdb_fail:
     dp_error("queue open (read-only) failed", "path=%s err=%s", path, mdb_strerror(rc));
     rc = rc == ENOMEM ? DP_ERR_NOMEM
-                      : (rc == EACCES || rc == ENOENT || rc == MDB_INVALID ||
-                         rc == MDB_VERSION_MISMATCH || rc == MDB_NOTFOUND) ? DP_ERR_INVALID
-                                                                           : DP_ERR_IO;
+         : (rc == EACCES || rc == ENOENT || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
+            rc == MDB_NOTFOUND)
+             ? DP_ERR_INVALID
+             : DP_ERR_IO;
 out:
     queue_close(q);
     return rc;
@@ -216,8 +216,7 @@ queue_backup(struct queue *q, const char *dir)
      */
     rc = mdb_env_copyfd2(q->env, fd, MDB_CP_COMPACT);
     if (rc != 0) {
-        dp_error("queue backup failed", "path=%s file=%s err=%s", q->path, file,
-                 mdb_strerror(rc));
+        dp_error("queue backup failed", "path=%s file=%s err=%s", q->path, file, mdb_strerror(rc));
         rc = rc == ENOSPC || rc == EDQUOT ? DP_ERR_FULL : DP_ERR_IO;
         goto out;
     }
@@ -234,13 +233,13 @@ queue_backup(struct queue *q, const char *dir)
 sys_fail:
     dp_error("queue backup failed", "path=%s dir=%s err=%s", q->path, dir, strerror(rc));
     rc = rc == EEXIST || rc == EACCES || rc == ENOENT || rc == ENOTDIR ? DP_ERR_INVALID
-         : rc == ENOSPC || rc == EDQUOT                              ? DP_ERR_FULL
-                                                                     : DP_ERR_IO;
+         : rc == ENOSPC || rc == EDQUOT                                ? DP_ERR_FULL
+                                                                       : DP_ERR_IO;
 out:
     if (fd >= 0) {
         close(fd);
         if (rc != 0) {
-            unlink(file);               /* no half backup left to be restored */
+            unlink(file); /* no half backup left to be restored */
         }
     }
     free(file);
@@ -268,8 +267,8 @@ tool_rec_why(const MDB_val *k, const MDB_val *v)
 
 /* Walk the events database in txn: decode every record, note the first and last keys. */
 static int
-tool_check_events(struct queue *q, MDB_txn *txn, struct queue_check_report *out,
-                  queue_check_fn fn, void *arg)
+tool_check_events(struct queue *q, MDB_txn *txn, struct queue_check_report *out, queue_check_fn fn,
+                  void *arg)
 {
     MDB_cursor *cur = NULL;
     MDB_val k;
@@ -382,8 +381,8 @@ queue_check(struct queue *q, struct queue_check_report *out, queue_check_fn fn, 
     out->accepted = (uint64_t)accepted;
     out->loaded = (uint64_t)loaded;
     out->dead_lettered = (uint64_t)dead;
-    out->counters_ok = !out->accepted_recorded ||
-                       out->accepted == out->loaded + out->dead_lettered + out->records;
+    out->counters_ok =
+        !out->accepted_recorded || out->accepted == out->loaded + out->dead_lettered + out->records;
     out->next_seq_ok = out->next_seq > out->last_seq;
     out->keys_ok = out->bad_keys == 0 && out->keys == out->key_times;
 out:

@@ -38,7 +38,7 @@ static const char usage[] =
     "Exit status 2: a usage or configuration error.\n";
 
 struct qt_check {
-    uint64_t shown;             /* bad records named so far */
+    uint64_t shown; /* bad records named so far */
 };
 
 static void
@@ -71,22 +71,23 @@ qt_check(struct queue *q, const char *path)
     if (r.bad_records > QT_BAD_SHOWN) {
         printf("  ... and %" PRIu64 " more\n", r.bad_records - QT_BAD_SHOWN);
     }
-    printf("records: %" PRIu64 " (seq %" PRIu64 "..%" PRIu64 "), %" PRIu64
-           " do not decode: %s\n", r.records, r.first_seq, r.last_seq, r.bad_records,
-           r.bad_records == 0 ? "ok" : "BAD");
+    printf("records: %" PRIu64 " (seq %" PRIu64 "..%" PRIu64 "), %" PRIu64 " do not decode: %s\n",
+           r.records, r.first_seq, r.last_seq, r.bad_records, r.bad_records == 0 ? "ok" : "BAD");
     printf("next_seq: %" PRIu64 ", above every queued number: %s\n", r.next_seq,
            r.next_seq_ok ? "ok" : "BAD");
     if (r.accepted_recorded) {
         printf("counters: accepted %" PRIu64 " = loaded %" PRIu64 " + dead_lettered %" PRIu64
-               " + queued %" PRIu64 ": %s\n", r.accepted, r.loaded, r.dead_lettered, r.records,
-               r.counters_ok ? "ok" : "BAD");
+               " + queued %" PRIu64 ": %s\n",
+               r.accepted, r.loaded, r.dead_lettered, r.records, r.counters_ok ? "ok" : "BAD");
     } else {
         printf("counters: loaded %" PRIu64 " + dead_lettered %" PRIu64 " + queued %" PRIu64
                "; accepted not recorded yet (a queue of an older release: the daemons add it "
-               "at their start): ok\n", r.loaded, r.dead_lettered, r.records);
+               "at their start): ok\n",
+               r.loaded, r.dead_lettered, r.records);
     }
     printf("keys: %" PRIu64 " recorded, %" PRIu64 " in the age index, %" PRIu64
-           " do not decode: %s\n", r.keys, r.key_times, r.bad_keys, r.keys_ok ? "ok" : "BAD");
+           " do not decode: %s\n",
+           r.keys, r.key_times, r.bad_keys, r.keys_ok ? "ok" : "BAD");
     ok = r.bad_records == 0 && r.next_seq_ok && r.counters_ok && r.keys_ok;
     printf("check: %s\n", ok ? "ok" : "FAILED");
     return ok ? 0 : 1;
@@ -162,17 +163,16 @@ qt_stat(struct queue *q, const char *path)
                                       : 0));
     json_object_set_new(qu, "first_seq", json_integer((json_int_t)st.first_seq));
     json_object_set_new(qu, "next_seq", json_integer((json_int_t)st.next_seq));
-    json_object_set_new(qu, "instance_id", queue_instance(q, NULL)[0] != '\0'
-                                               ? json_string(queue_instance(q, NULL))
-                                               : json_null());
+    json_object_set_new(qu, "instance_id",
+                        queue_instance(q, NULL)[0] != '\0' ? json_string(queue_instance(q, NULL))
+                                                           : json_null());
     json_object_set_new(o, "queue", qu);
     json_object_set_new(ev, "accepted", json_integer((json_int_t)st.accepted));
     json_object_set_new(ev, "loaded", json_integer((json_int_t)st.loaded));
     json_object_set_new(ev, "dead_lettered", json_integer((json_int_t)st.dead_lettered));
     json_object_set_new(ev, "queued", json_integer((json_int_t)st.events));
     json_object_set_new(o, "events", ev);
-    json_object_set_new(ld, "last_run_at",
-                        qt_time(qt_meta_int(q, QUEUE_META_LOADER_LAST_RUN_US)));
+    json_object_set_new(ld, "last_run_at", qt_time(qt_meta_int(q, QUEUE_META_LOADER_LAST_RUN_US)));
     json_object_set_new(ld, "last_result", qt_meta_str(q, QUEUE_META_LOADER_LAST_RUN_RESULT));
     json_object_set_new(ld, "last_success_at",
                         qt_time(qt_meta_int(q, QUEUE_META_LOADER_LAST_SUCCESS_US)));
@@ -218,8 +218,8 @@ qt_backup(struct queue *q, const char *path, const char *dir)
     /* The figures are from just before the copy's snapshot: a guide, not the copy's own
      * (datapipe-queue --path DIR stat reads those). */
     printf("backup: %s/data.mdb written (queue %s, instance %s, about %" PRIu64
-           " events queued, next_seq %" PRIu64 ")\n", dir, path, queue_instance(q, NULL),
-           st.events, st.next_seq);
+           " events queued, next_seq %" PRIu64 ")\n",
+           dir, path, queue_instance(q, NULL), st.events, st.next_seq);
     return 0;
 }
 
@@ -255,8 +255,10 @@ qt_args(int argc, char **argv, const char **config, const char **path, int *firs
             printf("datapipe-queue %s\n", DP_VERSION);
             return 0;
         default:
-            fprintf(stderr, "datapipe-queue: unknown or incomplete option '%s'\n"
-                            "Try 'datapipe-queue --help'.\n", argv[optind - 1]);
+            fprintf(stderr,
+                    "datapipe-queue: unknown or incomplete option '%s'\n"
+                    "Try 'datapipe-queue --help'.\n",
+                    argv[optind - 1]);
             return 2;
         }
     }
@@ -270,8 +272,10 @@ qt_args(int argc, char **argv, const char **config, const char **path, int *firs
         : strcmp(argv[optind], "check") == 0 || strcmp(argv[optind], "stat") == 0
             ? argc - optind != 1
             : true) {
-        fprintf(stderr, "datapipe-queue: unknown command or wrong arguments: '%s'\n"
-                        "Try 'datapipe-queue --help'.\n", argv[optind]);
+        fprintf(stderr,
+                "datapipe-queue: unknown command or wrong arguments: '%s'\n"
+                "Try 'datapipe-queue --help'.\n",
+                argv[optind]);
         return 2;
     }
     return -1;
@@ -307,8 +311,7 @@ main(int argc, char **argv)
     }
     rc = queue_open_readonly(&q, path);
     if (rc != 0) {
-        fprintf(stderr, "datapipe-queue: cannot open the queue %s: %s\n", path,
-                dp_strerror(rc));
+        fprintf(stderr, "datapipe-queue: cannot open the queue %s: %s\n", path, dp_strerror(rc));
         rc = 1;
         goto out;
     }

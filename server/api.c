@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define API_PATH_MAX 256        /* a route's path with {type} filled in, bytes with NUL */
+#define API_PATH_MAX 256 /* a route's path with {type} filled in, bytes with NUL */
 
 /* Content types a POST body may have (ingest.c takes these), the JSON one first. */
 static const char *const body_types[] = {
-    "application/json", "application/x-ndjson", "application/jsonl", "text/plain",
+    "application/json",
+    "application/x-ndjson",
+    "application/jsonl",
+    "text/plain",
     "application/x-www-form-urlencoded",
 };
 
@@ -126,11 +129,9 @@ word_schema(const char *w, size_t n)
         const char *type;
         const char *format;
     } words[] = {
-        {"string", "string", NULL},      {"integer", "integer", NULL},
-        {"number", "number", NULL},      {"boolean", "boolean", NULL},
-        {"object", "object", NULL},      {"array", "array", NULL},
-        {"ip", "string", NULL},
-        {"url", "string", "uri"},        {"uuid", "string", "uuid"},
+        {"string", "string", NULL},   {"integer", "integer", NULL}, {"number", "number", NULL},
+        {"boolean", "boolean", NULL}, {"object", "object", NULL},   {"array", "array", NULL},
+        {"ip", "string", NULL},       {"url", "string", "uri"},     {"uuid", "string", "uuid"},
     };
 
     if (n == 9 && memcmp(w, "timestamp", 9) == 0) {
@@ -145,7 +146,7 @@ word_schema(const char *w, size_t n)
                        : json_pack("{s:s}", "type", words[i].type);
         }
     }
-    return json_object();       /* a word this document does not know: any value */
+    return json_object(); /* a word this document does not know: any value */
 }
 
 static json_t *
@@ -207,8 +208,8 @@ type_schema(const struct ev_type *t)
             json_array_append_new(req, json_string(t->fields[i].name));
         }
     }
-    return json_pack("{s:s, s:o, s:o, s:b}", "type", "object", "properties", props, "required",
-                     req, "additionalProperties", t->open);
+    return json_pack("{s:s, s:o, s:o, s:b}", "type", "object", "properties", props, "required", req,
+                     "additionalProperties", t->open);
 }
 
 static json_t *
@@ -244,9 +245,9 @@ answer_schema(void)
                   "one per input event in input order: its id (a repeat: the first event's), "
                   "or null when it was rejected"));
     json_object_set_new(props, "errors",
-                        json_pack("{s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}}}", "type", "array",
-                                  "items", "type", "object", "properties", "index", "type",
-                                  "integer", "error", "type", "string"));
+                        json_pack("{s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}}}", "type", "array", "items",
+                                  "type", "object", "properties", "index", "type", "integer",
+                                  "error", "type", "string"));
     return json_pack("{s:s, s:[s, s], s:o}", "type", "object", "required", "status_code",
                      "status_message", "properties", props);
 }
@@ -262,8 +263,8 @@ components(void)
         const struct ev_type *t = ev_registry[i];
 
         json_object_set_new(schemas, t->name, type_schema(t));
-        json_array_append_new(named, json_pack("{s:[o, {s:[s]}]}", "allOf", ref(t->name),
-                                               "required", "event_name"));
+        json_array_append_new(
+            named, json_pack("{s:[o, {s:[s]}]}", "allOf", ref(t->name), "required", "event_name"));
     }
     json_object_set_new(schemas, "Event", json_pack("{s:o}", "anyOf", named));
     json_object_set_new(schemas, "Answer", answer_schema());
@@ -284,8 +285,8 @@ request_body(const struct ev_type *t)
                         json_pack("{s:{s:[o, o]}}", "schema", "anyOf", one, many));
     for (size_t i = 1; i < sizeof(body_types) / sizeof(body_types[0]); i++) {
         json_object_set_new(content, body_types[i],
-                            json_pack("{s:{s:s, s:s}}", "schema", "type", "string",
-                                      "description", "JSON events separated by whitespace"));
+                            json_pack("{s:{s:s, s:s}}", "schema", "type", "string", "description",
+                                      "JSON events separated by whitespace"));
     }
     return json_pack("{s:b, s:s, s:o}", "required", 1, "description",
                      "events: JSON values separated by whitespace (NDJSON), an object, or an "
@@ -304,12 +305,11 @@ answer(json_t *responses, int status, const char *what, const struct srv_route *
         /* No body. */
     } else if (status < 300 && rt->media_type != NULL) {
         json_object_set_new(o, "content",
-                            json_pack("{s:{s:{s:s}}}", rt->media_type, "schema", "type",
-                                      "string"));
+                            json_pack("{s:{s:{s:s}}}", rt->media_type, "schema", "type", "string"));
     } else if (status < 300 && (rt->methods & SRV_POST) == 0) {
-        json_object_set_new(o, "content",
-                            json_pack("{s:{s:{s:s}}}", "application/json", "schema", "type",
-                                      "object"));
+        json_object_set_new(
+            o, "content",
+            json_pack("{s:{s:{s:s}}}", "application/json", "schema", "type", "object"));
     } else {
         json_object_set_new(o, "content",
                             json_pack("{s:{s:o}}", "application/json", "schema", ref("Answer")));
@@ -334,8 +334,10 @@ responses(const struct srv_route *rt, const char *method)
         answer(o, 401, "no or wrong API key (only when keys are configured)", rt, head);
     }
     if (rt->needs_key && strcmp(method, "post") == 0) {
-        answer(o, 429, "the API key is over its rate limit (events_per_s): Retry-After says "
-               "when to send again", rt, head);
+        answer(o, 429,
+               "the API key is over its rate limit (events_per_s): Retry-After says "
+               "when to send again",
+               rt, head);
     }
     if (has_param(rt->path, "{type}")) {
         answer(o, 404, "unknown event type: the answer lists the valid ones", rt, head);
@@ -359,8 +361,7 @@ operation_id(const char *method, const char *path)
 }
 
 static json_t *
-operation(const struct srv_route *rt, const struct ev_type *t, const char *method,
-          const char *path)
+operation(const struct srv_route *rt, const struct ev_type *t, const char *method, const char *path)
 {
     json_t *op = json_object();
     json_t *params = json_array();
@@ -375,8 +376,8 @@ operation(const struct srv_route *rt, const struct ev_type *t, const char *metho
                              ? json_pack("{s:s, s:s}", "type", "string", "format", "uuid")
                              : json_pack("{s:s}", "type", "string");
 
-        json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:o}", "name", "id", "in",
-                                                "path", "required", 1, "schema", schema));
+        json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:o}", "name", "id", "in", "path",
+                                                "required", 1, "schema", schema));
     }
     if (json_array_size(params) > 0) {
         json_object_set_new(op, "parameters", params);
@@ -411,8 +412,8 @@ path_item(json_t *paths, const struct srv_route *rt, const struct ev_type *t, co
     json_object_set_new(item, "options",
                         json_pack("{s:s, s:o, s:{s:{s:s}}}", "summary",
                                   "the methods (Allow), and a CORS preflight's answer",
-                                  "operationId", operation_id("options", path), "responses",
-                                  "204", "description", "Allow lists the methods"));
+                                  "operationId", operation_id("options", path), "responses", "204",
+                                  "description", "Allow lists the methods"));
     json_object_set_new(paths, path, item);
 }
 
@@ -428,9 +429,9 @@ srv_get_openapi(struct srv *s, struct srv_reply *r)
         const struct srv_route *rt = &srv_routes[i];
 
         if (!has_param(rt->path, "{type}")) {
-            path_item(paths, rt, rt->event_type != NULL
-                                     ? ev_lookup(rt->event_type, strlen(rt->event_type))
-                                     : NULL,
+            path_item(paths, rt,
+                      rt->event_type != NULL ? ev_lookup(rt->event_type, strlen(rt->event_type))
+                                             : NULL,
                       rt->path);
             continue;
         }

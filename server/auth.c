@@ -5,9 +5,9 @@
  * CORS headers for allowed browser origins. Decides and adds headers only; the dispatcher
  * chooses the status. A key's text never leaves this file: names stand for keys elsewhere.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <civetweb.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define NAME_LIST_MAX 512       /* bytes of names listed in the reload log line */
+#define NAME_LIST_MAX 512 /* bytes of names listed in the reload log line */
 
 /* Compare in time that depends only on the lengths, never on the content. */
 static bool
@@ -32,15 +32,15 @@ key_equal(const char *a, size_t alen, const char *b)
 
 /* One configured key and its name's limit. */
 struct srv_key {
-    char *key;                  /* a copy; never logged or shown */
-    struct srv_limit *limit;    /* one of the table's limits */
+    char *key;               /* a copy; never logged or shown */
+    struct srv_limit *limit; /* one of the table's limits */
 };
 
 /* The keys in force and one limit per name, swapped whole on SIGHUP. */
 struct srv_keys {
     struct srv_key *keys;
     size_t len;
-    struct srv_limit **limits;  /* one per name, each held once by the table */
+    struct srv_limit **limits; /* one per name, each held once by the table */
     size_t n_limits;
 };
 
@@ -207,11 +207,12 @@ srv_auth_reload(struct srv *s, const struct dp_config *cfg)
     }
     /* A removed name's limit goes with the last request that holds it. */
     keys_free(old);
-    dp_info("reload: API keys re-read", "keys=%zu file=%s names=%zu added=%s removed=%s "
-            "limits_changed=%s", k->len,
-            cfg->server_api_keys_file != NULL ? cfg->server_api_keys_file : "none",
-            k->n_limits, added[0] != '\0' ? added : "none",
-            removed[0] != '\0' ? removed : "none", changed[0] != '\0' ? changed : "none");
+    dp_info("reload: API keys re-read",
+            "keys=%zu file=%s names=%zu added=%s removed=%s "
+            "limits_changed=%s",
+            k->len, cfg->server_api_keys_file != NULL ? cfg->server_api_keys_file : "none",
+            k->n_limits, added[0] != '\0' ? added : "none", removed[0] != '\0' ? removed : "none",
+            changed[0] != '\0' ? changed : "none");
     return 0;
 }
 

@@ -4,9 +4,9 @@
  * of SRV_HISTORY_SAMPLES. Counters are kept as totals and turned into rates per second
  * when answering. Reads only counters and the queue's metadata: never blocks an append.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -121,8 +121,7 @@ history_main(void *arg)
         history_push(h, &sm);
         next.tv_sec += SRV_HISTORY_INTERVAL_S;
         pthread_mutex_lock(&h->mu);
-        while (!h->stop &&
-               pthread_cond_timedwait(&h->cv, &h->mu, &next) != ETIMEDOUT) {
+        while (!h->stop && pthread_cond_timedwait(&h->cv, &h->mu, &next) != ETIMEDOUT) {
         }
         if (h->stop) {
             pthread_mutex_unlock(&h->mu);

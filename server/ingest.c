@@ -6,9 +6,10 @@
  * is stored for dead_letter only beside at least one valid one. A keyed event the queue
  * already holds is answered as the first time, never appended again.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/plant.h"
+#include "server/srv.h"
 
 #include <civetweb.h>
 #include <stdio.h>
@@ -23,13 +24,13 @@
  * an "errors" entry), charged before the append: after it the answer cannot be refused. */
 #define ANSWER_BYTES_PER_EVENT 256
 
-/* How a POST body holds its events (SPEC section 8 for the CloudEvents modes). */
+/* How a POST body holds its events (docs/api.md for the CloudEvents modes). */
 enum body_mode {
-    BODY_EVENTS,                /* JSON events (SPEC section 3) */
-    BODY_CE_STRUCTURED,         /* application/cloudevents+json: one CloudEvent */
-    BODY_CE_BATCH,              /* application/cloudevents-batch+json: an array of them */
-    BODY_CE_BINARY,             /* ce-* headers, the body is the event */
-    BODY_UNSUPPORTED,           /* a Content-Type we do not take: 415 */
+    BODY_EVENTS,        /* JSON events (docs/api.md) */
+    BODY_CE_STRUCTURED, /* application/cloudevents+json: one CloudEvent */
+    BODY_CE_BATCH,      /* application/cloudevents-batch+json: an array of them */
+    BODY_CE_BINARY,     /* ce-* headers, the body is the event */
+    BODY_UNSUPPORTED,   /* a Content-Type we do not take: 415 */
 };
 
 /* Whether the Content-Type's media type (parameters aside) is want. */
@@ -45,8 +46,12 @@ static bool
 content_type_ok(struct mg_connection *c)
 {
     static const char *const allowed[] = {
-        "application/json", "application/x-ndjson", "application/jsonl", "text/plain",
-        "application/x-www-form-urlencoded", NULL,
+        "application/json",
+        "application/x-ndjson",
+        "application/jsonl",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        NULL,
     };
     const char *ct = mg_get_header(c, "Content-Type");
     size_t n;
@@ -163,9 +168,10 @@ parse_by_mode(struct mg_connection *c, enum body_mode mode, const char *body, si
     case BODY_CE_BATCH:
         rc = ev_parse_cloudevents(body, len, mode == BODY_CE_BATCH, b);
         if (rc == DP_ERR_INVALID) {
-            srv_reply_json(r, 400, mode == BODY_CE_BATCH
-                                       ? "cloudevents batch: expected a JSON array of CloudEvents"
-                                       : "cloudevent: expected one CloudEvent object");
+            srv_reply_json(r, 400,
+                           mode == BODY_CE_BATCH
+                               ? "cloudevents batch: expected a JSON array of CloudEvents"
+                               : "cloudevent: expected one CloudEvent object");
         }
         return rc;
     case BODY_CE_BINARY:
@@ -389,13 +395,16 @@ apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *
     size_t n;
     int rc;
 
-    /* A body of no event has nothing to key: it is answered 400 as without the header. */
-    if (h == NULL || b->n == 0) {
+    /* A body of no event has nothing to key: it is answered 400 as without the header.
+     * Planted (etc/plant.h, with events/key.c): the key given to an event that is not. */
+    if (h == NULL || (b->n == 0 && !DP_PLANTED("empty_key_header"))) {
         return 0;
     }
     if (b->n > 1) {
-        snprintf(msg, sizeof(msg), "%s: the header keys a body of one event; this one holds "
-                 "%zu (give each event an idempotency_key field)", KEY_HEADER, b->n);
+        snprintf(msg, sizeof(msg),
+                 "%s: the header keys a body of one event; this one holds "
+                 "%zu (give each event an idempotency_key field)",
+                 KEY_HEADER, b->n);
         srv_reply_json(r, 400, msg);
         return DP_ERR_INVALID;
     }
@@ -410,8 +419,7 @@ apply_key_header(struct mg_connection *c, struct ev_batch *b, struct srv_reply *
 
 /* The answer for a body of one event that was appended, repeated, or conflicts. */
 static void
-reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_event *ev,
-          bool submit)
+reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_event *ev, bool submit)
 {
     char text[CONFLICT_TEXT_MAX];
     char id[EV_UUID_TEXT];
@@ -431,7 +439,8 @@ reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_even
             r->status = 204;
             return;
         }
-        ev_uuid_format(ev->orig_uuid, id);
+        /* Planted (etc/plant.h): a repeat answered with its own new id, not the first. */
+        ev_uuid_format(DP_PLANTED("dup_fresh_id") ? ev->uuid : ev->orig_uuid, id);
         o = srv_reply_object(202, "accepted");
         json_object_set_new(o, "id", json_string(id));
         json_object_set_new(o, "duplicate", json_true());
@@ -445,8 +454,10 @@ reply_one(struct srv_reply *r, const struct ev_batch *b, const struct queue_even
     /* The common answer, formatted directly: no JSON tree on the hot path. */
     ev_uuid_format(ev->uuid, id);
     r->status = 202;
-    if (asprintf(&r->body, "{\"status_code\":202,\"status_message\":\"accepted\","
-                           "\"id\":\"%s\"}", id) < 0) {
+    if (asprintf(&r->body,
+                 "{\"status_code\":202,\"status_message\":\"accepted\","
+                 "\"id\":\"%s\"}",
+                 id) < 0) {
         r->body = NULL;
         srv_reply_json(r, 500, "out of memory");
     }
@@ -475,15 +486,16 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
     int rc;
 
     if (mode == BODY_UNSUPPORTED) {
-        srv_reply_json(r, 415, type == NULL && !submit
-                                   ? "Content-Type: use application/json, application/x-ndjson, "
-                                     "application/jsonl, text/plain, "
-                                     "application/x-www-form-urlencoded, "
-                                     "application/cloudevents+json or "
-                                     "application/cloudevents-batch+json"
-                                   : "Content-Type: use application/json, application/x-ndjson, "
-                                     "application/jsonl, text/plain or "
-                                     "application/x-www-form-urlencoded");
+        srv_reply_json(r, 415,
+                       type == NULL && !submit
+                           ? "Content-Type: use application/json, application/x-ndjson, "
+                             "application/jsonl, text/plain, "
+                             "application/x-www-form-urlencoded, "
+                             "application/cloudevents+json or "
+                             "application/cloudevents-batch+json"
+                           : "Content-Type: use application/json, application/x-ndjson, "
+                             "application/jsonl, text/plain or "
+                             "application/x-www-form-urlencoded");
         return;
     }
     if (srv_body_read(s, c, &ch, &body, &len, r) != 0) {
@@ -497,8 +509,10 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
         goto out;
     }
     if (rc == DP_ERR_FULL && b.too_many) {
-        snprintf(msg, sizeof(msg), "more than server.max_events_per_body (%lld) events in one "
-                 "body; nothing was stored", (long long)s->cfg->server_max_events_per_body);
+        snprintf(msg, sizeof(msg),
+                 "more than server.max_events_per_body (%lld) events in one "
+                 "body; nothing was stored",
+                 (long long)s->cfg->server_max_events_per_body);
         srv_reply_json(r, 413, msg);
         goto out;
     }
@@ -507,8 +521,8 @@ post_events(struct srv *s, struct mg_connection *c, const struct ev_type *type, 
      * and the answer count against the budget too, before they are made.
      */
     if (rc == 0 && b.n > 1 &&
-        srv_charge_add(&ch, (int64_t)(b.n * (sizeof(struct queue_event) +
-                                             ANSWER_BYTES_PER_EVENT))) != 0) {
+        srv_charge_add(
+            &ch, (int64_t)(b.n * (sizeof(struct queue_event) + ANSWER_BYTES_PER_EVENT))) != 0) {
         rc = DP_ERR_BUSY;
     }
     if (rc == 0) {

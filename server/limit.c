@@ -4,8 +4,8 @@
  * keys of that name and kept by name across a SIGHUP (auth.c swaps the key table). Knows
  * names only: a key's text never reaches this file.
  */
-#include "server/srv.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -4,9 +4,9 @@
  * requests (civetweb's own messages, a worker thread's exit). Every request
  * goes to srv_handle_request (routes.c).
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <civetweb.h>
 #include <dlfcn.h>

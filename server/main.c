@@ -3,10 +3,10 @@
  * signals and sd_notify. On SIGTERM/SIGINT it stops accepting, lets requests
  * in flight finish (their appends commit or fail), closes the queue, exits 0.
  */
-#include "server/srv.h"
 #include "etc/config.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -35,17 +35,16 @@ notify_status(struct srv *s)
     struct queue_stats st;
 
     if (queue_stats(s->q, &st) == 0) {
-        sd_notifyf(0, "STATUS=serving on %s, queue %llu events, %llu bytes",
-                   s->cfg->server_listen, (unsigned long long)st.events,
-                   (unsigned long long)st.bytes);
+        sd_notifyf(0, "STATUS=serving on %s, queue %llu events, %llu bytes", s->cfg->server_listen,
+                   (unsigned long long)st.events, (unsigned long long)st.bytes);
     }
 }
 
 /* What one SIGHUP changed: names only (values may be secret), as the loader words them. */
 struct reload {
-    bool log;                   /* log.level or log.format changed: applied */
-    char applied[1024];         /* other settings applied now (new declared types), ", " list */
-    char restart[1024];         /* settings only a restart applies, ", "-separated */
+    bool log;           /* log.level or log.format changed: applied */
+    char applied[1024]; /* other settings applied now (new declared types), ", " list */
+    char restart[1024]; /* settings only a restart applies, ", "-separated */
 };
 
 static void

@@ -4,9 +4,9 @@
  * lock-free atomics; the loader's figures come from the queue's metadata,
  * so one scrape shows the whole appliance. Read-only: never blocks appends.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -80,7 +80,7 @@ srv_get_readyz(struct srv *s, struct srv_reply *r)
         return;
     }
     if (atomic_load(&s->queue_full) && (st.events < atomic_load(&s->full_events) ||
-                                         dp_now_us() - atomic_load(&s->full_at_us) > 5000000)) {
+                                        dp_now_us() - atomic_load(&s->full_at_us) > 5000000)) {
         /* The loader deleted events since the last failure, or it is 5 s old (disk space
          * may have come back): appends may fit again, and the next one will tell. */
         atomic_store(&s->queue_full, false);
@@ -214,8 +214,8 @@ meta_counter(struct srv *s, struct text *t, const char *name, const char *key, c
 #define UNTYPED_LABEL "(none)"
 
 /* Finite buckets of the latency histogram: le = 2^k microseconds for k in this range. */
-#define LAT_LE_MIN_K 6          /* 64 us */
-#define LAT_LE_MAX_K 25         /* 33.6 s, beyond any request_timeout_ms worth having */
+#define LAT_LE_MIN_K 6  /* 64 us */
+#define LAT_LE_MAX_K 25 /* 33.6 s, beyond any request_timeout_ms worth having */
 
 /*
  * datapipe_http_request_duration_seconds, read off the summary's histogram (no second one):
@@ -259,7 +259,7 @@ static const struct {
 /* One family's lines (key_metrics); its HELP and TYPE before the first. */
 struct key_lines {
     struct text *t;
-    size_t family;              /* index into key_families */
+    size_t family; /* index into key_families */
     bool started;
 };
 
@@ -267,7 +267,7 @@ static void
 key_line(void *arg, const struct srv_limit *l)
 {
     struct key_lines *k = arg;
-    const atomic_uint_fast64_t *v = k->family == 0 ? &l->requests
+    const atomic_uint_fast64_t *v = k->family == 0   ? &l->requests
                                     : k->family == 1 ? &l->events
                                                      : &l->limited;
 
@@ -318,15 +318,19 @@ always_code(int code)
 static void
 ingest_metrics(struct srv *s, struct text *t)
 {
-    uint64_t n[6] = {0};        /* ok, rejected, unauthorized, rate_limited, unavailable, error */
-    static const char *const names[] = {"ok", "rejected", "unauthorized", "rate_limited",
-                                        "unavailable", "error"};
+    uint64_t n[6] = {0}; /* ok, rejected, unauthorized, rate_limited, unavailable, error */
+    static const char *const names[] = {"ok",           "rejected",    "unauthorized",
+                                        "rate_limited", "unavailable", "error"};
 
     for (int code = 100; code < 600; code++) {
         uint64_t v = atomic_load(&s->m.ingest_by_code[code]);
 
-        n[code < 400 ? 0 : code == 401 ? 2 : code == 429 ? 3 : code < 500 ? 1
-          : code == 503 ? 4 : 5] += v;
+        n[code < 400    ? 0
+          : code == 401 ? 2
+          : code == 429 ? 3
+          : code < 500  ? 1
+          : code == 503 ? 4
+                        : 5] += v;
     }
     family(t, "datapipe_ingest_requests_total", "counter",
            "POSTs answered, by result: ok (2xx), rejected (4xx: bad input), unauthorized "
@@ -409,10 +413,11 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     family(&t, "datapipe_events", "gauge",
            "Conservation: events accepted into the queue, and where they are now "
            "(loaded + dead_lettered + queued = accepted).");
-    text_add(&t, "datapipe_events{stage=\"accepted\"} %llu\n"
-                 "datapipe_events{stage=\"loaded\"} %llu\n"
-                 "datapipe_events{stage=\"dead_lettered\"} %llu\n"
-                 "datapipe_events{stage=\"queued\"} %llu\n",
+    text_add(&t,
+             "datapipe_events{stage=\"accepted\"} %llu\n"
+             "datapipe_events{stage=\"loaded\"} %llu\n"
+             "datapipe_events{stage=\"dead_lettered\"} %llu\n"
+             "datapipe_events{stage=\"queued\"} %llu\n",
              (unsigned long long)st.accepted, (unsigned long long)st.loaded,
              (unsigned long long)st.dead_lettered, (unsigned long long)st.events);
     family(&t, "datapipe_loader_events_loaded_total", "counter",
@@ -427,8 +432,7 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
     queue_meta_each(s->q, QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX, conflicts_line, &t);
     family(&t, "datapipe_loader_partitions_dropped_total", "counter",
            "Day partitions the loader dropped past their retention, by type.");
-    queue_meta_each(s->q, QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX, partitions_dropped_line,
-                    &t);
+    queue_meta_each(s->q, QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX, partitions_dropped_line, &t);
     family(&t, "datapipe_loader_rows_dropped_total", "counter",
            "Rows the dropped partitions held, by type.");
     queue_meta_each(s->q, QUEUE_META_LOADER_ROWS_DROPPED_PREFIX, rows_dropped_line, &t);
@@ -508,8 +512,7 @@ text_json(const char *str)
 static void
 loaded_member(void *arg, const char *name, int64_t value)
 {
-    json_object_set_new(arg, name + strlen(QUEUE_META_LOADER_LOADED_PREFIX),
-                        json_integer(value));
+    json_object_set_new(arg, name + strlen(QUEUE_META_LOADER_LOADED_PREFIX), json_integer(value));
 }
 
 /* QUEUE_META_LOADER_RUNS, parsed: newest first. */
@@ -535,7 +538,8 @@ runs_json(struct srv *s)
         }
         *nl = '\0';
         if (sscanf(line, "%lld %lld %llu %llu %llu %n", &start, &end, &events, &loaded, &dead,
-                   &used) == 5 && used > 0) {
+                   &used) == 5 &&
+            used > 0) {
             json_t *o = json_object();
 
             json_object_set_new(o, "started_at", time_json(start));
@@ -567,8 +571,7 @@ loader_json(struct srv *s, const char *last_error)
     json_object_set_new(l, "last_run_at", time_json(run));
     json_object_set_new(l, "last_run_end_at", time_json(end));
     json_object_set_new(l, "last_run_duration_s",
-                        run > 0 && end >= run ? json_real((double)(end - run) / 1e6)
-                                              : json_null());
+                        run > 0 && end >= run ? json_real((double)(end - run) / 1e6) : json_null());
     json_object_set_new(l, "last_run_events",
                         json_integer(meta_int(s, QUEUE_META_LOADER_LAST_RUN_EVENTS)));
     /* "running", "ok", "stopped" or "error: ..." as the loader wrote it. */
@@ -637,8 +640,8 @@ srv_get_status(struct srv *s, struct srv_reply *r)
     json_object_set_new(q, "events", json_integer((json_int_t)st.events));
     json_object_set_new(q, "bytes", json_integer((json_int_t)st.bytes));
     json_object_set_new(q, "capacity_bytes", json_integer((json_int_t)st.capacity_bytes));
-    json_object_set_new(q, "oldest_event_at", st.events > 0 ? time_json(st.oldest_received_us)
-                                                            : json_null());
+    json_object_set_new(q, "oldest_event_at",
+                        st.events > 0 ? time_json(st.oldest_received_us) : json_null());
     json_object_set_new(q, "oldest_event_age_s", json_real(srv_oldest_age_s(&st, now_us)));
     json_object_set_new(q, "next_seq", json_integer((json_int_t)st.next_seq));
     json_object_set_new(q, "instance_id", json_string(queue_instance(s->q, NULL)));

@@ -8,10 +8,10 @@
  * its own that sets its search_path and timeouts with SET LOCAL, unnamed (PQexecParams):
  * nothing stays on the session, so PgBouncer in transaction mode may share the backend.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/pgconn.h"
+#include "server/srv.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -28,16 +28,16 @@
 /* One pooled connection. */
 struct read_conn {
     PGconn *pg;
-    char *begin_sql;                   /* begins each query's transaction (dp_pg_begin_sql) */
-    int64_t used_ms;                   /* monotonic ms when it was last given back */
+    char *begin_sql; /* begins each query's transaction (dp_pg_begin_sql) */
+    int64_t used_ms; /* monotonic ms when it was last given back */
 };
 
 /* The pool: idle connections on a stack (the most recently used on top). */
 struct srv_read_pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv;                 /* a connection was given back or a slot freed */
-    int size;                          /* connections at most */
-    int open;                          /* connections open or being opened, lent or idle */
+    pthread_cond_t cv; /* a connection was given back or a slot freed */
+    int size;          /* connections at most */
+    int open;          /* connections open or being opened, lent or idle */
     int n_idle;
     struct read_conn *idle[READ_POOL_MAX];
 };
@@ -330,8 +330,7 @@ unavailable_why(struct srv_reply *r, const char *why)
 }
 
 static int max_reads(const struct srv *s);
-static void get_event(struct srv *s, const struct ev_type *t, const char *id,
-                      struct srv_reply *r);
+static void get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
 
 void
 srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r)
@@ -382,8 +381,7 @@ get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_rep
         } else if (sqlstate != NULL && strncmp(sqlstate, "22", 2) == 0) {
             /* A data exception: the id cannot be a stored one (the database's encoding
              * cannot hold it, say). The client's fault, not a bug. */
-            dp_debug("id refused by the database", "type=%s error=%s", t->name,
-                     PQerrorMessage(c));
+            dp_debug("id refused by the database", "type=%s error=%s", t->name, PQerrorMessage(c));
             srv_reply_json(r, 404, "not found (no such id)");
         } else {
             dp_error("query failed", "type=%s error=%s", t->name, PQerrorMessage(c));
@@ -413,12 +411,26 @@ out:
 static const char dead_letters_sql[] =
     "SELECT json_build_object("
     " 'by_type', COALESCE((SELECT json_agg(x ORDER BY x.event_type, x.stage) FROM"
-    "  (SELECT event_type, stage, count(*) AS count, " DEAD_TIME("max(failed_at)")
-    "   AS last_failed_at FROM dead_letter WHERE queue_id = $1 GROUP BY 1, 2) x), '[]'),"
-    " 'latest', COALESCE((SELECT json_agg(y ORDER BY y.seq DESC) FROM"
-    "  (SELECT seq, event_type, stage, error, " DEAD_TIME("received_at") " AS received_at, "
-    DEAD_TIME("failed_at") " AS failed_at FROM dead_letter WHERE queue_id = $1"
-    "   ORDER BY seq DESC LIMIT 10) y), '[]'))::text";
+    "  (SELECT event_type, stage, count(*) AS count, " DEAD_TIME(
+        "max(failed_at)") "   AS last_failed_at FROM dead_letter WHERE queue_id = $1 GROUP BY 1, "
+                          "2) x), '[]'),"
+                          " 'latest', COALESCE((SELECT json_agg(y ORDER BY y.seq DESC) FROM"
+                          "  (SELECT seq, event_type, stage, error, " DEAD_TIME(
+                              "received_at") " AS received_at, " DEAD_TIME("failed_at") " AS "
+                                                                                        "failed_at "
+                                                                                        "FROM "
+                                                                                        "dead_"
+                                                                                        "letter "
+                                                                                        "WHERE "
+                                                                                        "queue_id "
+                                                                                        "= $1"
+                                                                                        "   ORDER "
+                                                                                        "BY seq "
+                                                                                        "DESC "
+                                                                                        "LIMIT 10) "
+                                                                                        "y), "
+                                                                                        "'[]'))::"
+                                                                                        "text";
 
 static void
 get_dead_letters(struct srv *s, struct srv_reply *r)
@@ -539,23 +551,28 @@ out:
 static int
 trail_type_sql(const struct ev_type *t, char *sql, size_t len)
 {
-    int n = snprintf(sql, len,
-                     "SELECT json_build_object('type', '%s', 'state', 'loaded', 'table', '%s', "
-                     "'received_at', " TRAIL_TIME("t.received_at") ", "
-                     "'loaded_at', " TRAIL_TIME("coalesce(to_jsonb(t.*)->>'loaded_at', "
-                                                "to_jsonb(t.*)->>'processed_at')::timestamptz")
-                     ")::text FROM %s t WHERE t.id = $1::uuid",
-                     t->name, t->table, t->table);
+    int n = snprintf(
+        sql, len,
+        "SELECT json_build_object('type', '%s', 'state', 'loaded', 'table', '%s', "
+        "'received_at', " TRAIL_TIME("t.received_at") ", "
+                                                      "'loaded_at', " TRAIL_TIME(
+                                                          "coalesce(to_jsonb(t.*)->>'loaded_at', "
+                                                          "to_jsonb(t.*)->>'processed_at')::"
+                                                          "timestamptz") ")::text FROM %s t WHERE "
+                                                                         "t.id = $1::uuid",
+        t->name, t->table, t->table);
 
     return n > 0 && (size_t)n < len ? 0 : DP_ERR_NOMEM;
 }
 
 static const char trail_dead_sql[] =
     "SELECT json_build_object('type', event_type, 'state', 'dead_letter', "
-    "'received_at', " TRAIL_TIME("received_at") ", 'stage', stage, 'error', error, "
-    "'failed_at', " TRAIL_TIME("failed_at") ", 'replays', replays, "
-    "'dead_letter_seq', seq)::text "
-    "FROM dead_letter WHERE event_id = $1::uuid ORDER BY seq DESC LIMIT 1";
+    "'received_at', " TRAIL_TIME(
+        "received_at") ", 'stage', stage, 'error', error, "
+                       "'failed_at', " TRAIL_TIME("failed_at") ", 'replays', replays, "
+                                                               "'dead_letter_seq', seq)::text "
+                                                               "FROM dead_letter WHERE event_id = "
+                                                               "$1::uuid ORDER BY seq DESC LIMIT 1";
 
 /*
  * dead_letter first, then the append tables: the only move between them is a replay,

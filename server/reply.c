@@ -110,8 +110,9 @@ srv_reply_send(struct mg_connection *c, struct srv_reply *r)
     hn = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%sCache-Control: no-store\r\n%s\r\n",
                   r->status, mg_get_response_code_text(c, r->status), ctype, clen, r->headers);
     if (hn < 0 || (size_t)hn >= sizeof(head)) {
-        hn = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
-                                          "Content-Length: 0\r\nConnection: close\r\n\r\n");
+        hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 500 Internal Server Error\r\n"
+                      "Content-Length: 0\r\nConnection: close\r\n\r\n");
         mg_disable_connection_keep_alive(c);
         blen = 0;
     }

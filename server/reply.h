@@ -15,10 +15,10 @@ struct mg_connection;
 /* One response: status, JSON body (malloc'd or static), extra header lines. */
 struct srv_reply {
     int status;
-    char *body;                 /* JSON text, malloc'd; NULL for no body (204) */
-    const char *content_type;   /* default application/json */
-    char headers[512];          /* extra "Name: value\r\n" lines */
-    bool streamed;              /* the handler wrote the answer itself: send nothing */
+    char *body;               /* JSON text, malloc'd; NULL for no body (204) */
+    const char *content_type; /* default application/json */
+    char headers[512];        /* extra "Name: value\r\n" lines */
+    bool streamed;            /* the handler wrote the answer itself: send nothing */
 };
 
 /*

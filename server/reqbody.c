@@ -7,9 +7,9 @@
  * bytes in flight (server.max_inflight_bytes); and the watchdog that holds every body to
  * request_timeout_ms in all. Never allocates a body buffer the budget did not grant.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <arpa/inet.h>
 #include <civetweb.h>
@@ -26,19 +26,19 @@
 
 #define BODY_CHUNK 65536
 #define BODY_READ_MAX ((size_t)1 << 20) /* bytes per mg_read or inflate step */
-#define BODY_SLOW_READ_US 20000          /* a read slower than this: the client trickles */
-#define SRV_BUDGET_WAIT_MS 1000          /* longest wait of a request for room in the budget */
-#define WATCHDOG_IDLE_MS 1000            /* the watchdog's longest sleep */
+#define BODY_SLOW_READ_US 20000         /* a read slower than this: the client trickles */
+#define SRV_BUDGET_WAIT_MS 1000         /* longest wait of a request for room in the budget */
+#define WATCHDOG_IDLE_MS 1000           /* the watchdog's longest sleep */
 
 /* One body being read, on the reading thread's stack, in the watchdog's list. */
 struct srv_body_watch {
     struct srv_body_watch *next;
     struct srv_body_watch *prev;
-    int64_t deadline_us;        /* CLOCK_MONOTONIC microseconds */
-    char addr[48];              /* the client's address, as civetweb prints it */
+    int64_t deadline_us; /* CLOCK_MONOTONIC microseconds */
+    char addr[48];       /* the client's address, as civetweb prints it */
     int peer_port;
     int local_port;
-    bool cut;                   /* the watchdog shut its reading side */
+    bool cut; /* the watchdog shut its reading side */
 };
 
 static int64_t
@@ -142,8 +142,9 @@ srv_charge_release(struct srv_charge *ch)
 void
 srv_reply_busy(struct srv_reply *r)
 {
-    srv_reply_json(r, 503, "server busy: the request bodies in flight fill "
-                           "server.max_inflight_bytes; retry later");
+    srv_reply_json(r, 503,
+                   "server busy: the request bodies in flight fill "
+                   "server.max_inflight_bytes; retry later");
     srv_reply_header(r, "Retry-After", "1");
     srv_reply_header(r, "Connection", "close");
 }
@@ -379,8 +380,9 @@ srv_too_large(struct srv_reply *r, int64_t body_bytes, int64_t max_body_bytes, i
         return true;
     }
     if (queue_rc == DP_ERR_INVALID) {
-        srv_reply_json(r, 413, "the body's events are too large for the queue (an event, or "
-                               "all of them together, over half of queue.max_bytes)");
+        srv_reply_json(r, 413,
+                       "the body's events are too large for the queue (an event, or "
+                       "all of them together, over half of queue.max_bytes)");
         return true;
     }
     return false;
@@ -453,8 +455,8 @@ read_raw(struct mg_connection *c, struct srv_charge *ch, int64_t expect, int64_t
             goto out;
         }
         step = dp_now_us() - t0 > BODY_SLOW_READ_US ? 1
-               : step < BODY_READ_MAX             ? step * 2
-                                                  : BODY_READ_MAX;
+               : step < BODY_READ_MAX               ? step * 2
+                                                    : BODY_READ_MAX;
     }
     /* (Past the limit is past expect too: a larger Content-Length was refused unread.) */
     if (expect >= 0 && (int64_t)n < expect) {
@@ -575,8 +577,9 @@ srv_body_read(struct srv *s, struct mg_connection *c, struct srv_charge *ch, cha
         goto out;
     }
     if (rc == DP_ERR_INVALID) {
-        srv_reply_json(r, 400, "body incomplete: shorter than its Content-Length, or not "
-                               "received within server.request_timeout_ms; nothing was stored");
+        srv_reply_json(r, 400,
+                       "body incomplete: shorter than its Content-Length, or not "
+                       "received within server.request_timeout_ms; nothing was stored");
         srv_reply_header(r, "Connection", "close");
         goto out;
     }

@@ -4,9 +4,9 @@
  * handler; the dispatcher answers 404, OPTIONS, 405 (with Allow) and 401 from
  * the row before any handler runs. A new endpoint is one row and one handler.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <civetweb.h>
 #include <stdio.h>
@@ -97,8 +97,7 @@ get_types(struct srv *s, struct mg_connection *c, const struct srv_match *m, str
 }
 
 static void
-get_openapi(struct srv *s, struct mg_connection *c, const struct srv_match *m,
-            struct srv_reply *r)
+get_openapi(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
 {
     (void)c;
     (void)m;
@@ -108,15 +107,17 @@ get_openapi(struct srv *s, struct mg_connection *c, const struct srv_match *m,
 #define GET_HEAD (SRV_GET | SRV_HEAD)
 
 /* What the POST handlers answer (ingest.c); /submit adds its 204. */
-#define POST_ANSWERS                                                                          \
-    {202, "accepted once in the queue: one event gives its id; several give accepted, "     \
-          "rejected and up to 100 errors (rejected events go to dead_letter)"},              \
-    {400, "no valid event: status_message (one event) or errors (several) say why"},          \
-    {413, "the body, or an event, is too large"},                                            \
-    {415, "Content-Type or Content-Encoding not accepted"},                                  \
-    {503, "the queue is full or the server is stopping: retry after Retry-After"},           \
-    {500, "a bug, logged with detail"},                                                      \
-    {0, NULL}
+#define POST_ANSWERS                                                                               \
+    {202, "accepted once in the queue: one event gives its id; several give accepted, "            \
+          "rejected and up to 100 errors (rejected events go to dead_letter)"},                    \
+        {400, "no valid event: status_message (one event) or errors (several) say why"},           \
+        {413, "the body, or an event, is too large"},                                              \
+        {415, "Content-Type or Content-Encoding not accepted"},                                    \
+        {503, "the queue is full or the server is stopping: retry after Retry-After"},             \
+        {500, "a bug, logged with detail"},                                                        \
+    {                                                                                              \
+        0, NULL                                                                                    \
+    }
 
 static const struct srv_answer post_answers[] = {POST_ANSWERS};
 static const struct srv_answer submit_answers[] = {
@@ -326,8 +327,7 @@ path_match(const char *pat, const char *uri, const char **type_name, size_t *typ
 }
 
 bool
-srv_route_find_method(const char *uri, unsigned method, struct srv_match *m,
-                      bool *unknown_type)
+srv_route_find_method(const char *uri, unsigned method, struct srv_match *m, bool *unknown_type)
 {
     struct srv_match first;
     bool first_unknown = false;

@@ -24,15 +24,15 @@
 struct mg_connection;
 struct mg_context;
 
-#define SRV_LAT_BUCKETS 52      /* latency histogram: steps of sqrt(2) us, the last >= 2^25 us */
+#define SRV_LAT_BUCKETS 52 /* latency histogram: steps of sqrt(2) us, the last >= 2^25 us */
 #define SRV_MAX_TYPES EV_REGISTRY_MAX /* registry entries with per-type counters */
-#define SRV_ID_MAX 256          /* longest {id} path segment, bytes with NUL */
+#define SRV_ID_MAX 256                /* longest {id} path segment, bytes with NUL */
 
 #define SRV_HISTORY_INTERVAL_S 10 /* seconds between two samples of /v1/status/history */
 #define SRV_HISTORY_SAMPLES 360   /* samples answered: one hour */
 #define SRV_HISTORY_RING (SRV_HISTORY_SAMPLES + 1) /* one more: the base of the oldest rate */
 
-#define SRV_TAP_MAX 4           /* live taps open at once; more get 429 */
+#define SRV_TAP_MAX 4                 /* live taps open at once; more get 429 */
 #define SRV_TAP_RING_BYTES (1u << 20) /* a tap's buffer: NDJSON lines waiting for its client */
 
 /*
@@ -41,59 +41,59 @@ struct mg_context;
  */
 struct srv_tap {
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* signalled: a first line, a chunk's worth, the limit, stop */
-    bool used;                  /* a client holds this slot */
+    pthread_cond_t cv;             /* signalled: a first line, a chunk's worth, the limit, stop */
+    bool used;                     /* a client holds this slot */
     char type[QUEUE_TYPE_MAX + 1]; /* only events of this type; "" for all */
-    uint64_t limit;             /* end after this many events offered; 0: no end */
-    uint64_t offered;           /* events published to the tap: sent or dropped */
-    uint64_t dropped;           /* dropped for a full ring since the last report */
-    char *ring;                 /* SRV_TAP_RING_BYTES of lines, malloc'd by the handler */
-    size_t start;               /* offset of the oldest byte */
-    size_t len;                 /* bytes waiting */
+    uint64_t limit;                /* end after this many events offered; 0: no end */
+    uint64_t offered;              /* events published to the tap: sent or dropped */
+    uint64_t dropped;              /* dropped for a full ring since the last report */
+    char *ring;                    /* SRV_TAP_RING_BYTES of lines, malloc'd by the handler */
+    size_t start;                  /* offset of the oldest byte */
+    size_t len;                    /* bytes waiting */
 };
 
 /* Lock-free counters read by /metrics and the summary line. */
 struct srv_metrics {
-    atomic_uint_fast64_t http_by_code[600];          /* requests answered, by status */
-    atomic_uint_fast64_t ingest_by_code[600];        /* the POSTs among them, by status */
-    atomic_uint_fast64_t accepted[SRV_MAX_TYPES];    /* events, by registry index */
-    atomic_uint_fast64_t rejected[SRV_MAX_TYPES];    /* events, by registry index */
-    atomic_uint_fast64_t rejected_untyped;           /* events with no known type */
-    atomic_uint_fast64_t duplicates;                 /* keyed repeats answered, not appended */
-    atomic_uint_fast64_t tap_dropped;                /* events taps dropped: rings full */
-    atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];       /* request latency histogram */
-    atomic_uint_fast64_t lat_sum_us;                 /* the histogram's sum, microseconds */
+    atomic_uint_fast64_t http_by_code[600];       /* requests answered, by status */
+    atomic_uint_fast64_t ingest_by_code[600];     /* the POSTs among them, by status */
+    atomic_uint_fast64_t accepted[SRV_MAX_TYPES]; /* events, by registry index */
+    atomic_uint_fast64_t rejected[SRV_MAX_TYPES]; /* events, by registry index */
+    atomic_uint_fast64_t rejected_untyped;        /* events with no known type */
+    atomic_uint_fast64_t duplicates;              /* keyed repeats answered, not appended */
+    atomic_uint_fast64_t tap_dropped;             /* events taps dropped: rings full */
+    atomic_uint_fast64_t lat[SRV_LAT_BUCKETS];    /* request latency histogram */
+    atomic_uint_fast64_t lat_sum_us;              /* the histogram's sum, microseconds */
 };
 
 /* One sample of the history: totals since start, turned into rates when answering. */
 struct srv_sample {
-    int64_t at_us;              /* wall clock, microseconds since the epoch */
-    int64_t mono_us;            /* monotonic clock: what the rates divide by */
-    uint64_t accepted;          /* events acknowledged by this process */
-    uint64_t http_4xx;          /* answers 400-499 */
-    uint64_t http_503;          /* answers 503 */
-    uint64_t queue_events;      /* events queued */
-    uint64_t queue_bytes;       /* queue's bytes */
-    uint64_t capacity_bytes;    /* queue's map size */
-    double oldest_age_s;        /* oldest queued event's age, seconds */
+    int64_t at_us;                  /* wall clock, microseconds since the epoch */
+    int64_t mono_us;                /* monotonic clock: what the rates divide by */
+    uint64_t accepted;              /* events acknowledged by this process */
+    uint64_t http_4xx;              /* answers 400-499 */
+    uint64_t http_503;              /* answers 503 */
+    uint64_t queue_events;          /* events queued */
+    uint64_t queue_bytes;           /* queue's bytes */
+    uint64_t capacity_bytes;        /* queue's map size */
+    double oldest_age_s;            /* oldest queued event's age, seconds */
     uint64_t loaded[SRV_MAX_TYPES]; /* the loader's totals, by registry index */
-    uint64_t dead_letters;      /* the loader's total, both stages */
-    uint64_t ingest;            /* POSTs answered */
-    uint64_t ingest_401;        /* POSTs answered 401 (no or wrong API key) */
-    uint64_t ingest_429;        /* POSTs answered 429 (an API key over its rate) */
-    uint64_t ingest_4xx;        /* POSTs answered 4xx other than 401 and 429: bad input */
-    uint64_t ingest_503;        /* POSTs answered 503: queue, disk or memory full */
+    uint64_t dead_letters;          /* the loader's total, both stages */
+    uint64_t ingest;                /* POSTs answered */
+    uint64_t ingest_401;            /* POSTs answered 401 (no or wrong API key) */
+    uint64_t ingest_429;            /* POSTs answered 429 (an API key over its rate) */
+    uint64_t ingest_4xx;            /* POSTs answered 4xx other than 401 and 429: bad input */
+    uint64_t ingest_503;            /* POSTs answered 503: queue, disk or memory full */
 };
 
 /* The ring of samples and the thread that fills it (history.c). */
 struct srv_history {
-    pthread_mutex_t mu;         /* guards ring, first, count, stop */
-    pthread_cond_t cv;          /* wakes the sampler to stop */
+    pthread_mutex_t mu; /* guards ring, first, count, stop */
+    pthread_cond_t cv;  /* wakes the sampler to stop */
     pthread_t thread;
-    bool running;               /* thread started */
+    bool running; /* thread started */
     bool stop;
-    size_t first;               /* oldest sample's slot */
-    size_t count;               /* samples held, at most SRV_HISTORY_RING */
+    size_t first; /* oldest sample's slot */
+    size_t count; /* samples held, at most SRV_HISTORY_RING */
     struct srv_sample ring[SRV_HISTORY_RING];
 };
 
@@ -105,28 +105,28 @@ struct srv_history {
  * (two large requests each waiting for the other's bytes would both stall), it gets 503.
  */
 struct srv_budget {
-    pthread_mutex_t mu;         /* with cv: requests waiting for room */
-    pthread_cond_t cv;          /* CLOCK_MONOTONIC */
-    int64_t used;               /* bytes charged now, under mu */
-    int64_t max_bytes;          /* server.max_inflight_bytes */
-    int64_t peak;               /* most bytes charged at once, under mu */
+    pthread_mutex_t mu; /* with cv: requests waiting for room */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
+    int64_t used;       /* bytes charged now, under mu */
+    int64_t max_bytes;  /* server.max_inflight_bytes */
+    int64_t peak;       /* most bytes charged at once, under mu */
 };
 
 /* What one request holds of the budget. Zero-initialise with its budget set. */
 struct srv_charge {
     struct srv_budget *budget;
-    int64_t bytes;              /* bytes charged by this request */
+    int64_t bytes; /* bytes charged by this request */
 };
 
 /* The deadline watch over bodies being read (reqbody.c): one thread, see srv_body_read. */
 struct srv_watchdog {
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* CLOCK_MONOTONIC: a new earlier deadline, or stop */
+    pthread_cond_t cv;           /* CLOCK_MONOTONIC: a new earlier deadline, or stop */
     struct srv_body_watch *head; /* bodies being read, under mu */
     pthread_t thread;
-    bool running;               /* thread started */
-    bool stop;                  /* under mu */
-    atomic_uint_fast64_t cut;   /* bodies cut off at their deadline */
+    bool running;             /* thread started */
+    bool stop;                /* under mu */
+    atomic_uint_fast64_t cut; /* bodies cut off at their deadline */
 };
 
 /*
@@ -140,12 +140,12 @@ struct srv_watchdog {
  */
 struct srv_limit {
     char name[DP_API_KEY_NAME_MAX + 1]; /* metrics label, source column; never a key */
-    atomic_int refs;            /* srv_limit_new's and srv_limit_hold's, less srv_limit_put's */
-    pthread_mutex_t mu;         /* guards rate, burst, tokens and last_us */
-    double rate;                /* events a second; 0: no limit */
-    double burst;               /* events the bucket holds at most */
-    double tokens;              /* events the key may still send now */
-    int64_t last_us;            /* when tokens was last refilled, microseconds since the epoch */
+    atomic_int refs;               /* srv_limit_new's and srv_limit_hold's, less srv_limit_put's */
+    pthread_mutex_t mu;            /* guards rate, burst, tokens and last_us */
+    double rate;                   /* events a second; 0: no limit */
+    double burst;                  /* events the bucket holds at most */
+    double tokens;                 /* events the key may still send now */
+    int64_t last_us;               /* when tokens was last refilled, microseconds since the epoch */
     atomic_uint_fast64_t requests; /* requests that sent a key of this name */
     atomic_uint_fast64_t events;   /* events in the bodies they sent */
     atomic_uint_fast64_t limited;  /* requests answered 429 */
@@ -156,19 +156,19 @@ struct srv {
     struct queue *q;
     struct mg_context *ctx;
     struct srv_metrics m;
-    atomic_bool queue_full;     /* last append failed for space: /readyz says 503 */
+    atomic_bool queue_full;           /* last append failed for space: /readyz says 503 */
     atomic_uint_fast64_t full_events; /* queued events when it failed */
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
     struct srv_read_pool *read_pool;  /* read.c's connections */
     pthread_rwlock_t keys_lock;       /* guards keys: SIGHUP swaps keys and limits (auth.c) */
     struct srv_keys *keys;            /* the API keys in force, with their names' limits */
-    int64_t started_us;         /* process start, microseconds since the epoch */
-    struct srv_history hist;    /* the last hour, for /v1/status/history */
+    int64_t started_us;               /* process start, microseconds since the epoch */
+    struct srv_history hist;          /* the last hour, for /v1/status/history */
     atomic_int taps_open;             /* slots of taps in use: the ingest path's one load */
     atomic_bool stopping;             /* the server is stopping: taps end */
     struct srv_tap taps[SRV_TAP_MAX];
-    struct srv_budget budget;   /* server.max_inflight_bytes */
+    struct srv_budget budget;     /* server.max_inflight_bytes */
     struct srv_watchdog watchdog; /* server.request_timeout_ms for whole bodies */
 };
 
@@ -177,7 +177,7 @@ struct srv {
 /* Methods a route answers (OPTIONS, the CORS preflight, is answered for every route). */
 enum srv_method {
     SRV_GET = 1 << 0,
-    SRV_HEAD = 1 << 1,          /* the GET's headers, no body */
+    SRV_HEAD = 1 << 1, /* the GET's headers, no body */
     SRV_POST = 1 << 2,
 };
 
@@ -197,8 +197,8 @@ typedef void srv_handler(struct srv *s, struct mg_connection *c, const struct sr
 
 /* One answer a route's handler gives, for the API document. */
 struct srv_answer {
-    int status;                 /* HTTP status; 0 ends a list */
-    const char *what;           /* when it is given */
+    int status;       /* HTTP status; 0 ends a list */
+    const char *what; /* when it is given */
 };
 
 /*
@@ -207,16 +207,16 @@ struct srv_answer {
  * 404 after the key check) and {id} (one non-empty segment, < SRV_ID_MAX bytes).
  */
 struct srv_route {
-    const char *path;           /* pattern, e.g. "/v1/events/{type}/{id}" */
-    unsigned methods;           /* enum srv_method bits */
-    bool needs_key;             /* server.api_keys applies */
-    const char *event_type;     /* the registry type the route stands for, or NULL */
+    const char *path;       /* pattern, e.g. "/v1/events/{type}/{id}" */
+    unsigned methods;       /* enum srv_method bits */
+    bool needs_key;         /* server.api_keys applies */
+    const char *event_type; /* the registry type the route stands for, or NULL */
     srv_handler *handler;
-    const char *summary;        /* one line for an API document */
+    const char *summary; /* one line for an API document */
     /* The handler's answers, ended by {0}; NULL: 200 only. The dispatcher's own (401, 404 of
      * an unknown type, 405, OPTIONS) are added by the document from the row. */
     const struct srv_answer *answers;
-    const char *media_type;     /* the 2xx body's Content-Type; NULL: application/json */
+    const char *media_type; /* the 2xx body's Content-Type; NULL: application/json */
 };
 
 /* The table, in match order (first row that matches wins). */
@@ -460,9 +460,9 @@ bool srv_sample_before(struct srv *s, int64_t mono_us, struct srv_sample *sm);
 /* ---- health.c: the level of /v1/status and what to do about each problem ---- */
 
 enum srv_level {
-    SRV_LEVEL_OK = 0,           /* nothing needs an operator */
-    SRV_LEVEL_DEGRADED = 1,     /* needs attention; events are still taken and loaded */
-    SRV_LEVEL_FAILING = 2,      /* events are refused, or not loaded */
+    SRV_LEVEL_OK = 0,       /* nothing needs an operator */
+    SRV_LEVEL_DEGRADED = 1, /* needs attention; events are still taken and loaded */
+    SRV_LEVEL_FAILING = 2,  /* events are refused, or not loaded */
 };
 
 /*

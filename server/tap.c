@@ -5,9 +5,9 @@
  * not fit is counted and reported in the stream as {"dropped": N}. With no tap open,
  * publishing is one atomic load.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <civetweb.h>
 #include <errno.h>
@@ -20,8 +20,8 @@
 #define TAP_BATCH_MS 50            /* a line waits at most this long for others to join it */
 #define TAP_IDLE_S 15              /* a newline after this long without a line */
 #define TAP_LIMIT_MAX 1000000000ULL
-#define TAP_HEAD 8                 /* room before a chunk's data for its size line */
-#define TAP_TAIL 64                /* room after it for its CRLF and a {"dropped":N} chunk */
+#define TAP_HEAD 8  /* room before a chunk's data for its size line */
+#define TAP_TAIL 64 /* room after it for its CRLF and a {"dropped":N} chunk */
 
 void
 srv_tap_init(struct srv *s)
@@ -120,8 +120,7 @@ tap_line(const struct queue_event *ev, struct ev_buf *b)
  * sends and +50% futex calls in tests/bench/bench_server.sh. A full ring costs a count.
  */
 static void
-tap_offer(struct srv *s, struct srv_tap *t, const struct queue_event *ev,
-          const struct ev_buf *line)
+tap_offer(struct srv *s, struct srv_tap *t, const struct queue_event *ev, const struct ev_buf *line)
 {
     size_t was = t->len;
 
@@ -348,8 +347,7 @@ tap_stream(struct srv *s, struct mg_connection *c, struct srv_tap *t, char *buf)
 }
 
 void
-srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m,
-            struct srv_reply *r)
+srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m, struct srv_reply *r)
 {
     char type[QUEUE_TYPE_MAX + 1];
     char *ring = NULL;
@@ -378,9 +376,11 @@ srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m,
     r->status = 200;
     r->streamed = true;
     mg_disable_connection_keep_alive(c);
-    mg_printf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-                 "Transfer-Encoding: chunked\r\nCache-Control: no-store\r\n"
-                 "X-Accel-Buffering: no\r\nConnection: close\r\n%s\r\n", r->headers);
+    mg_printf(c,
+              "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+              "Transfer-Encoding: chunked\r\nCache-Control: no-store\r\n"
+              "X-Accel-Buffering: no\r\nConnection: close\r\n%s\r\n",
+              r->headers);
     tap_stream(s, c, t, out);
     tap_release(s, t);
     dp_info("tap closed", "type=%s", type[0] != '\0' ? type : "*");

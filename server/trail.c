@@ -4,9 +4,9 @@
  * the queue only after PostgreSQL committed it, so asking in this order never misses one
  * that moves meanwhile. Never writes anything.
  */
-#include "server/srv.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "server/srv.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -29,8 +29,8 @@ trail_queued(void *arg, const struct queue_event *ev)
     if ((ev->flags & QUEUE_F_REJECTED) != 0) {
         /* Rejected beside valid events of its body: bound for dead_letter, stage ingest. */
         json_object_set_new(o, "stage", json_string("ingest"));
-        json_object_set_new(o, "error", json_stringn(ev->error != NULL ? ev->error : "",
-                                                     ev->error_len));
+        json_object_set_new(o, "error",
+                            json_stringn(ev->error != NULL ? ev->error : "", ev->error_len));
     }
     return 0;
 }
@@ -78,8 +78,8 @@ srv_get_trail(struct srv *s, struct mg_connection *c, const struct srv_match *m,
         trail_reply(r, 200, NULL, id, found);
         break;
     case DP_ERR_NOTFOUND:
-        trail_reply(r, 404, "no event with this id: not queued, not loaded, not a dead letter",
-                    id, NULL);
+        trail_reply(r, 404, "no event with this id: not queued, not loaded, not a dead letter", id,
+                    NULL);
         break;
     case DP_ERR_BUSY:
         srv_reply_json(r, 503, "too many reads waiting on the database: retry later");

@@ -32,9 +32,21 @@ main(int argc, char **argv)
     sigset_t set;
     int sig;
     const char *opts[] = {
-        "listening_ports", listen, "num_threads", argc > 2 ? argv[2] : "64",
-        "enable_keep_alive", "yes", "keep_alive_timeout_ms", "5000", "tcp_nodelay", "1",
-        "connection_queue", "1024", "listen_backlog", "1024", NULL,
+        "listening_ports",
+        listen,
+        "num_threads",
+        argc > 2 ? argv[2] : "64",
+        "enable_keep_alive",
+        "yes",
+        "keep_alive_timeout_ms",
+        "5000",
+        "tcp_nodelay",
+        "1",
+        "connection_queue",
+        "1024",
+        "listen_backlog",
+        "1024",
+        NULL,
     };
 
     if (argc < 2) {

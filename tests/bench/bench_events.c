@@ -14,11 +14,11 @@
 #include "etc/types.h"
 #include "events/events.h"
 
-#define SEED_EVENT \
-    "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000," \
+#define SEED_EVENT                                                                                 \
+    "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"                      \
     "\"message\": \"have_fun\"}"
-#define TWIN_EVENT \
-    "{\"event_name\": \"crash_twin\",\"user_id\": 888,\"timestamp\": 1000," \
+#define TWIN_EVENT                                                                                 \
+    "{\"event_name\": \"crash_twin\",\"user_id\": 888,\"timestamp\": 1000,"                        \
     "\"message\": \"have_fun\"}"
 
 /* crash_twin: what a configuration declaring crash_report's fields gives. */
@@ -28,7 +28,9 @@ static struct dp_field_decl twin_fields[] = {
     {.name = "message", .type = DP_FIELD_STRING, .required = true},
 };
 static struct dp_type_decl twin_decl = {
-    .name = "crash_twin", .fields = twin_fields, .n_fields = 3,
+    .name = "crash_twin",
+    .fields = twin_fields,
+    .n_fields = 3,
 };
 
 /* Each figure: ROUNDS rounds of at least ROUND_SECONDS; the best and the mean are printed. */
@@ -60,7 +62,7 @@ die(const char *what)
 static void
 parse_once(const char *body, size_t len, size_t expect_valid)
 {
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
 
     if (ev_parse_body(body, len, NULL, &b) != 0 || b.n_valid != expect_valid) {
         die("body did not parse as expected");
@@ -81,19 +83,19 @@ encode_once(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *
 
 /* What measure() times. */
 enum op {
-    OP_PARSE,                   /* ev_parse_body: split, parse, validate */
-    OP_ENCODE,                  /* ev_encode: parse, validate, COPY row */
-    OP_BOTH,                    /* what an event costs from body to row: both of the above */
+    OP_PARSE,  /* ev_parse_body: split, parse, validate */
+    OP_ENCODE, /* ev_encode: parse, validate, COPY row */
+    OP_BOTH,   /* what an event costs from body to row: both of the above */
 };
 
 /* Run op in rounds; t is the type to encode with. */
 static struct timing
-measure_op(const char *body, size_t len, size_t expect_valid, const struct ev_type *t,
-           enum op op, int rounds)
+measure_op(const char *body, size_t len, size_t expect_valid, const struct ev_type *t, enum op op,
+           int rounds)
 {
-    struct ev_stored ev = { .json = body, .json_len = len, .received_us = 1, .now_us = 2 };
-    struct ev_buf out = { 0 };
-    struct timing tm = { .best_s = 1e9, .mean_s = 0 };
+    struct ev_stored ev = {.json = body, .json_len = len, .received_us = 1, .now_us = 2};
+    struct ev_buf out = {0};
+    struct timing tm = {.best_s = 1e9, .mean_s = 0};
     double total_s = 0;
     long total_runs = 0;
     int r;
@@ -190,19 +192,18 @@ main(void)
                                "\"timestamp\": %zu,\"message\": \"have_fun\"}\n",
                                i, 1000 + i);
     }
-    printf("best of %d rounds of %.1f s; ns/event (mean over all rounds)\n", ROUNDS,
-           ROUND_SECONDS);
+    printf("best of %d rounds of %.1f s; ns/event (mean over all rounds)\n", ROUNDS, ROUND_SECONDS);
     report("parse+validate: seed crash_report", measure(SEED_EVENT, seed_len, 1, NULL), 1,
            seed_len);
     report("parse+validate: NDJSON, 10,000 events", measure(ndjson, len, n_lines, NULL),
            (double)n_lines, len);
-    report("encode: seed crash_report", measure(SEED_EVENT, seed_len, 1, crash),
-           1, seed_len);
+    report("encode: seed crash_report", measure(SEED_EVENT, seed_len, 1, crash), 1, seed_len);
     measure_pair(SEED_EVENT, crash, TWIN_EVENT, twin, &compiled_tm, &twin_tm);
     report("parse+validate+encode: crash_report", compiled_tm, 1, seed_len);
     report("parse+validate+encode: declared twin", twin_tm, 1, strlen(TWIN_EVENT));
     printf("ratio declared crash_twin / compiled crash_report (events/s): %.2f "
-           "(target >= 0.70)\n", compiled_tm.best_s / twin_tm.best_s);
+           "(target >= 0.70)\n",
+           compiled_tm.best_s / twin_tm.best_s);
     len = (size_t)sprintf(sample, "{\"event_name\": \"data_sample\", "
                                   "\"time_stamp\": \"2024-05-01T12:00:00Z\", \"data\": [");
     for (i = 0; i < n_numbers; i++) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench_memory.sh - what one request costs in memory (issue 13): for the worst body shapes
+# bench_memory.sh - what one request costs in memory: for the worst body shapes
 # found, a fresh server's peak RSS growth (VmHWM - VmRSS before) per byte of inflated body;
 # then the peak under 16 concurrent worst-case requests. Targets: one request <= 8 x its
 # inflated body (tiny-event bodies keep a per-event floor: see README), 16 at once <=

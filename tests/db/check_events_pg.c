@@ -109,8 +109,8 @@ copy_in(PGconn *c, const char *table, const char *columns, const struct ev_buf *
 
 /* Encode one event (uuid from n) and append its row. */
 static void
-encode_into(const struct ev_type *t, const char *json, uint8_t n, int64_t received_us,
-            uint64_t seq, struct ev_buf *rows)
+encode_into(const struct ev_type *t, const char *json, uint8_t n, int64_t received_us, uint64_t seq,
+            struct ev_buf *rows)
 {
     struct ev_stored ev = {
         .json = json,
@@ -154,8 +154,7 @@ query_value(PGconn *c, const char *sql, int n_params, const char *const *params)
 }
 
 static void
-expect_value(PGconn *c, const char *sql, int n_params, const char *const *params,
-             const char *want)
+expect_value(PGconn *c, const char *sql, int n_params, const char *const *params, const char *want)
 {
     char *v = query_value(c, sql, n_params, params);
 
@@ -202,7 +201,7 @@ START_TEST(test_crash_report)
 {
     PGconn *c = connect_schema(_i == 0 ? "ev_pg_crash" : "ev_pg_crash_bin");
     const struct ev_type *t = create_table(c, "crash_report");
-    struct ev_buf rows = { .binary = _i == 1 };
+    struct ev_buf rows = {.binary = _i == 1};
     size_t n = sizeof(nasty) / sizeof(nasty[0]);
     char *msgs[16];
     char *events[16];
@@ -211,8 +210,8 @@ START_TEST(test_crash_report)
 
     for (i = 0; i <= n; i++) {
         msgs[i] = i < n ? strdup(nasty[i]) : big_message();
-        events[i] = dump(json_pack("{s:s, s:I, s:I, s:s}", "event_name", "crash_report",
-                                   "user_id", (json_int_t)(INT64_MAX - (int64_t)i), "timestamp",
+        events[i] = dump(json_pack("{s:s, s:I, s:I, s:s}", "event_name", "crash_report", "user_id",
+                                   (json_int_t)(INT64_MAX - (int64_t)i), "timestamp",
                                    (json_int_t)(1000 + i), "message", msgs[i]));
         encode_into(t, events[i], (uint8_t)i, RECEIVED_US, i, &rows);
     }
@@ -220,8 +219,13 @@ START_TEST(test_crash_report)
         /* One row with an idempotency key and a source: text columns, NULL in the others. */
         static const char keyed[] = "{\"user_id\": -7, \"timestamp\": 0, \"message\": \"\"}";
         struct ev_stored ev = {
-            .json = keyed, .json_len = sizeof(keyed) - 1, .received_us = -1,
-            .key = "k\t1", .key_len = 3, .source = "web", .source_len = 3,
+            .json = keyed,
+            .json_len = sizeof(keyed) - 1,
+            .received_us = -1,
+            .key = "k\t1",
+            .key_len = 3,
+            .source = "web",
+            .source_len = 3,
         };
         char err[EV_ERR_MAX] = "";
 
@@ -229,19 +233,22 @@ START_TEST(test_crash_report)
         ck_assert_int_eq(ev_encode(t, &ev, &rows, err), 0);
     }
     copy_in(c, t->table, t->copy_columns, &rows);
-    expect_value(c, "SELECT concat_ws('|', user_id, event_time, message, received_at, "
-                    "idempotency_key, source) FROM crash_report WHERE idempotency_key "
-                    "IS NOT NULL", 0, NULL,
-                 "-7|1970-01-01 00:00:00+00||1969-12-31 23:59:59.999999+00|k\t1|web");
+    expect_value(c,
+                 "SELECT concat_ws('|', user_id, event_time, message, received_at, "
+                 "idempotency_key, source) FROM crash_report WHERE idempotency_key "
+                 "IS NOT NULL",
+                 0, NULL, "-7|1970-01-01 00:00:00+00||1969-12-31 23:59:59.999999+00|k\t1|web");
     {
         char want[32];
 
         snprintf(want, sizeof(want), "%zu", n + 1);
-        expect_value(c, "SELECT count(*)::text FROM crash_report WHERE idempotency_key IS "
-                        "NULL AND source IS NULL", 0, NULL, want);
+        expect_value(c,
+                     "SELECT count(*)::text FROM crash_report WHERE idempotency_key IS "
+                     "NULL AND source IS NULL",
+                     0, NULL, want);
     }
     for (i = 0; i <= n; i++) {
-        const char *p[1] = { id };
+        const char *p[1] = {id};
         char want[64];
 
         uuid_text((uint8_t)i, id);
@@ -249,12 +256,16 @@ START_TEST(test_crash_report)
         snprintf(want, sizeof(want), "%lld", (long long)(INT64_MAX - (int64_t)i));
         expect_value(c, "SELECT user_id::text FROM crash_report WHERE id = $1", 1, p, want);
         snprintf(want, sizeof(want), "%zu", 1000 + i);
-        expect_value(c, "SELECT extract(epoch FROM event_time)::bigint::text FROM crash_report "
-                        "WHERE id = $1", 1, p, want);
-        expect_value(c, "SELECT event_name || ' ' || received_at::text FROM crash_report "
-                        "WHERE id = $1", 1, p, "crash_report " RECEIVED_TEXT);
-        expect_value(c, "SELECT (loaded_at > received_at)::text FROM crash_report WHERE id = $1",
-                     1, p, "true");
+        expect_value(c,
+                     "SELECT extract(epoch FROM event_time)::bigint::text FROM crash_report "
+                     "WHERE id = $1",
+                     1, p, want);
+        expect_value(c,
+                     "SELECT event_name || ' ' || received_at::text FROM crash_report "
+                     "WHERE id = $1",
+                     1, p, "crash_report " RECEIVED_TEXT);
+        expect_value(c, "SELECT (loaded_at > received_at)::text FROM crash_report WHERE id = $1", 1,
+                     p, "true");
         free(msgs[i]);
         free(events[i]);
     }
@@ -267,7 +278,7 @@ START_TEST(test_ad_event)
 {
     PGconn *c = connect_schema("ev_pg_ad");
     const struct ev_type *t = create_table(c, "ad_event");
-    struct ev_buf rows = { 0 };
+    struct ev_buf rows = {0};
     size_t n = sizeof(nasty) / sizeof(nasty[0]);
     char *events[16];
     char *metas[16];
@@ -278,8 +289,8 @@ START_TEST(test_ad_event)
         json_t *ev = json_pack("{s:s, s:s, s:s, s:s}", "ip_address", "203.0.113.9", "user_agent",
                                nasty[i], "referring_url", "https://example.com/p?q=1#f",
                                "advertiser_id", nasty[(i + 1) % n][0] ? nasty[(i + 1) % n] : "x");
-        json_t *meta = json_pack("{s:s, s:[i, f, b, n], s:{s:s}}", "s", nasty[i], "list", 1,
-                                 2.5, 1, "nested", "k", nasty[n - 1 - i]);
+        json_t *meta = json_pack("{s:s, s:[i, f, b, n], s:{s:s}}", "s", nasty[i], "list", 1, 2.5, 1,
+                                 "nested", "k", nasty[n - 1 - i]);
 
         ck_assert_ptr_nonnull(ev);
         ck_assert_ptr_nonnull(meta);
@@ -302,10 +313,11 @@ START_TEST(test_ad_event)
         p[1] = metas[i];
         p[2] = nasty[i];
         p[3] = nasty[(i + 1) % n][0] ? nasty[(i + 1) % n] : "x";
-        expect_value(c, "SELECT count(*)::text FROM ad_event WHERE id = $1 "
-                        "AND metadata = $2::jsonb AND user_agent = $3 AND advertiser_id = $4 "
-                        "AND ip_address = '203.0.113.9'::inet "
-                        "AND referring_url = 'https://example.com/p?q=1#f'",
+        expect_value(c,
+                     "SELECT count(*)::text FROM ad_event WHERE id = $1 "
+                     "AND metadata = $2::jsonb AND user_agent = $3 AND advertiser_id = $4 "
+                     "AND ip_address = '203.0.113.9'::inet "
+                     "AND referring_url = 'https://example.com/p?q=1#f'",
                      4, p, "1");
         free(metas[i]);
         free(events[i]);
@@ -319,16 +331,18 @@ START_TEST(test_user_login)
 {
     PGconn *c = connect_schema("ev_pg_login");
     const struct ev_type *t = create_table(c, "user_login");
-    struct ev_buf rows = { 0 };
+    struct ev_buf rows = {0};
     const char *p[1];
     char id[37];
 
-    encode_into(t, "{\"user_id\": \"u\\t1\", \"timestamp\": \"1700000000\", "
-                   "\"ip\": \"2001:db8::1\"}",
+    encode_into(t,
+                "{\"user_id\": \"u\\t1\", \"timestamp\": \"1700000000\", "
+                "\"ip\": \"2001:db8::1\"}",
                 1, RECEIVED_US, 1, &rows);
-    encode_into(t, "{\"event_name\": \"user_login\", \"user_id\": \"\\\\N\", \"timestamp\": 5, "
-                   "\"app_version\": \"1.0\\n\", \"device_type\": \"\\u00e9\", "
-                   "\"ip\": \"10.0.0.1\", \"locale\": \"fr\", \"device_id\": \"\\\\.\"}",
+    encode_into(t,
+                "{\"event_name\": \"user_login\", \"user_id\": \"\\\\N\", \"timestamp\": 5, "
+                "\"app_version\": \"1.0\\n\", \"device_type\": \"\\u00e9\", "
+                "\"ip\": \"10.0.0.1\", \"locale\": \"fr\", \"device_id\": \"\\\\.\"}",
                 2, RECEIVED_US, 2, &rows);
     copy_in(c, t->table, t->copy_columns, &rows);
     p[0] = id;
@@ -342,8 +356,9 @@ START_TEST(test_user_login)
     expect_value(c, "SELECT processed_at::text FROM user_login WHERE id = $1", 1, p, NOW_TEXT);
     expect_value(c, "SELECT received_at::text FROM user_login WHERE id = $1", 1, p, RECEIVED_TEXT);
     uuid_text(2, id);
-    expect_value(c, "SELECT user_id || '|' || app_version || '|' || device_type || '|' || "
-                    "host(ip) || '|' || locale || '|' || device_id FROM user_login WHERE id = $1",
+    expect_value(c,
+                 "SELECT user_id || '|' || app_version || '|' || device_type || '|' || "
+                 "host(ip) || '|' || locale || '|' || device_id FROM user_login WHERE id = $1",
                  1, p, "\\N|1.0\n|\xc3\xa9|10.0.0.1|fr|\\.");
     expect_value(c, "SELECT created_at::text FROM user_login WHERE id = $1", 1, p,
                  "1970-01-01 00:00:05+00");
@@ -356,7 +371,7 @@ START_TEST(test_data_sample)
 {
     PGconn *c = connect_schema("ev_pg_sample");
     const struct ev_type *t = create_table(c, "data_sample");
-    struct ev_buf rows = { 0 };
+    struct ev_buf rows = {0};
     const char *small = "{\"event_name\": \"data_sample\",\n\t\"time_stamp\": "
                         "\"2024-03-01T01:30:00.25+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9], "
                         "\"x\\\\y\": 1}";
@@ -377,7 +392,7 @@ START_TEST(test_data_sample)
     sprintf(big + len, "]}");
     /* The unknown key "x\\y" makes `small` invalid: check it is rejected, then use `ok`. */
     {
-        struct ev_stored ev = { .json = small, .json_len = strlen(small) };
+        struct ev_stored ev = {.json = small, .json_len = strlen(small)};
         char err[EV_ERR_MAX];
 
         ck_assert_int_eq(ev_encode(t, &ev, &rows, err), DP_ERR_INVALID);
@@ -390,15 +405,16 @@ START_TEST(test_data_sample)
     p[0] = id;
     uuid_text(1, id);
     expect_value(c, "SELECT raw::text FROM data_sample WHERE id = $1", 1, p, ok);
-    expect_value(c, "SELECT time_stamp::text || ' ' || n || ' ' || mean || ' ' || std "
-                    "FROM data_sample WHERE id = $1",
+    expect_value(c,
+                 "SELECT time_stamp::text || ' ' || n || ' ' || mean || ' ' || std "
+                 "FROM data_sample WHERE id = $1",
                  1, p, "2024-02-29 23:30:00.25+00 8 5 2");
     uuid_text(2, id);
     expect_value(c, "SELECT raw::text FROM data_sample WHERE id = $1", 1, p, big);
-    expect_value(c, "SELECT n || ' ' || mean FROM data_sample WHERE id = $1", 1, p,
-                 "100000 50000");
-    expect_value(c, "SELECT (abs(std - sqrt((100000.0 ^ 2 - 1) / 12)) < 1e-6)::text "
-                    "FROM data_sample WHERE id = $1",
+    expect_value(c, "SELECT n || ' ' || mean FROM data_sample WHERE id = $1", 1, p, "100000 50000");
+    expect_value(c,
+                 "SELECT (abs(std - sqrt((100000.0 ^ 2 - 1) / 12)) < 1e-6)::text "
+                 "FROM data_sample WHERE id = $1",
                  1, p, "true");
     free(big);
     ev_buf_free(&rows);
@@ -425,10 +441,10 @@ START_TEST(test_product_upsert)
 {
     PGconn *c = connect_schema("ev_pg_product");
     const struct ev_type *t = create_table(c, "product");
-    struct ev_buf rows = { 0 };
-    const char *pa[1] = { "a" };
-    const char *pb[1] = { "b" };
-    const char *p5[1] = { "5" };
+    struct ev_buf rows = {0};
+    const char *pa[1] = {"a"};
+    const char *pb[1] = {"b"};
+    const char *p5[1] = {"5"};
     char *xmin_b;
     char *updated_b;
     char *v;
@@ -436,8 +452,10 @@ START_TEST(test_product_upsert)
     /* Batch 1: "a" twice (the newer received wins), "b" with nasty text, integer id 5. */
     encode_into(t, "{\"id\": \"a\", \"v\": 2}", 1, 200, 10, &rows);
     encode_into(t, "{\"id\": \"a\", \"v\": 1}", 2, 100, 11, &rows);
-    encode_into(t, "{\"id\": \"b\", \"s\": \"t\\tn\\nb\\\\q\\\"\\u00e9\\ud83d\\ude00\", "
-                   "\"event_name\": \"product\"}", 3, 100, 12, &rows);
+    encode_into(t,
+                "{\"id\": \"b\", \"s\": \"t\\tn\\nb\\\\q\\\"\\u00e9\\ud83d\\ude00\", "
+                "\"event_name\": \"product\"}",
+                3, 100, 12, &rows);
     encode_into(t, "{\"id\": 5, \"n\": 1.50}", 4, 100, 13, &rows);
     product_load(c, t, &rows);
     expect_value(c, "SELECT count(*)::text FROM product", 0, NULL, "3");
@@ -452,8 +470,9 @@ START_TEST(test_product_upsert)
     xmin_b = query_value(c, "SELECT xmin::text FROM product WHERE id = $1", 1, pb);
     updated_b = query_value(c, "SELECT updated_at::text FROM product WHERE id = $1", 1, pb);
     encode_into(t, "{\"id\": \"a\", \"v\": 0}", 5, 150, 20, &rows);
-    encode_into(t, "{\"event_name\": \"product\", "
-                   "\"s\": \"t\\tn\\nb\\\\q\\\"\\u00e9\\ud83d\\ude00\", \"id\": \"b\"}",
+    encode_into(t,
+                "{\"event_name\": \"product\", "
+                "\"s\": \"t\\tn\\nb\\\\q\\\"\\u00e9\\ud83d\\ude00\", \"id\": \"b\"}",
                 6, 900, 21, &rows);
     product_load(c, t, &rows);
     expect_value(c, "SELECT doc->>'v' FROM product WHERE id = $1", 1, pa, "2");
@@ -494,40 +513,40 @@ START_TEST(test_product_upsert)
 }
 END_TEST
 
-/* GET's SQL of every type returns one JSON text, with the columns SPEC section 4 names. */
+/* GET's SQL of every type returns one JSON text, with the columns docs/event-types.md names. */
 START_TEST(test_get_sql)
 {
     static const struct {
         const char *type;
         const char *json;
-        const char *keys;       /* the JSON object's keys, in order */
+        const char *keys; /* the JSON object's keys, in order */
     } cases[] = {
-        { "crash_report", "{\"user_id\": 1, \"timestamp\": 2, \"message\": \"m\\tx\"}",
-          "id,event_name,user_id,event_time,message,received_at,loaded_at,idempotency_key,"
-          "idempotency_digest,source" },
-        { "ad_event",
-          "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://h\", "
-          "\"advertiser_id\": \"a\", \"metadata\": {\"k\": [1]}}",
-          "id,ip_address,user_agent,referring_url,advertiser_id,metadata,received_at,loaded_at,"
-          "idempotency_key,idempotency_digest,source" },
-        { "user_login", "{\"user_id\": \"u\", \"timestamp\": 2}",
-          "id,user_id,app_version,device_type,ip,locale,device_id,created_at,processed_at,"
-          "received_at,idempotency_key,idempotency_digest,source" },
-        { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, 3]}",
-          "id,time_stamp,n,mean,std,received_at,loaded_at" },
+        {"crash_report", "{\"user_id\": 1, \"timestamp\": 2, \"message\": \"m\\tx\"}",
+         "id,event_name,user_id,event_time,message,received_at,loaded_at,idempotency_key,"
+         "idempotency_digest,source"},
+        {"ad_event",
+         "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://h\", "
+         "\"advertiser_id\": \"a\", \"metadata\": {\"k\": [1]}}",
+         "id,ip_address,user_agent,referring_url,advertiser_id,metadata,received_at,loaded_at,"
+         "idempotency_key,idempotency_digest,source"},
+        {"user_login", "{\"user_id\": \"u\", \"timestamp\": 2}",
+         "id,user_id,app_version,device_type,ip,locale,device_id,created_at,processed_at,"
+         "received_at,idempotency_key,idempotency_digest,source"},
+        {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, 3]}",
+         "id,time_stamp,n,mean,std,received_at,loaded_at"},
     };
     PGconn *c = connect_schema("ev_pg_get");
     size_t i;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct ev_type *t = create_table(c, cases[i].type);
-        struct ev_buf rows = { 0 };
+        struct ev_buf rows = {0};
         char keys[256] = "";
         const char *key;
         json_t *obj;
         json_t *val;
         char id[37];
-        const char *p[1] = { id };
+        const char *p[1] = {id};
         char *text;
 
         encode_into(t, cases[i].json, 9, RECEIVED_US, 1, &rows);
@@ -537,7 +556,8 @@ START_TEST(test_get_sql)
         text = query_value(c, t->get_sql, 1, p);
         obj = json_loads(text, 0, NULL);
         ck_assert_msg(obj != NULL, "%s", text);
-        json_object_foreach(obj, key, val) {
+        json_object_foreach(obj, key, val)
+        {
             strcat(keys, keys[0] ? "," : "");
             strcat(keys, key);
         }
@@ -568,8 +588,8 @@ pg_takes_jsonb(PGconn *c, const char *json)
     PGresult *r = PQexecParams(c, "SELECT $1::jsonb", 1, NULL, &json, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
 
-    ck_assert_msg(ok || strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "22003") == 0,
-                  "%.80s: %s", json, PQerrorMessage(c));
+    ck_assert_msg(ok || strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "22003") == 0, "%.80s: %s",
+                  json, PQerrorMessage(c));
     PQclear(r);
     return ok;
 }
@@ -595,12 +615,23 @@ START_TEST(test_jsonb_numbers_match_postgresql)
 {
     PGconn *c = connect_schema("ev_numbers");
     char *refused[] = {
-        strdup("1e-20000"), strdup("-1e-16384"), strdup("1.5e-16383"), strdup("0e-16384"),
-        strdup("0.0e-16383"), digits_number("0.", 16384, ""), digits_number("1.", 16000, "e-384"),
+        strdup("1e-20000"),
+        strdup("-1e-16384"),
+        strdup("1.5e-16383"),
+        strdup("0e-16384"),
+        strdup("0.0e-16383"),
+        digits_number("0.", 16384, ""),
+        digits_number("1.", 16000, "e-384"),
     };
     char *taken[] = {
-        strdup("1e-16383"), strdup("-123.45e-16381"), strdup("0e-16383"), strdup("1e308"),
-        strdup("1e+300"), strdup("-0.0"), strdup("12.5"), digits_number("0.", 16383, ""),
+        strdup("1e-16383"),
+        strdup("-123.45e-16381"),
+        strdup("0e-16383"),
+        strdup("1e308"),
+        strdup("1e+300"),
+        strdup("-0.0"),
+        strdup("12.5"),
+        digits_number("0.", 16383, ""),
         digits_number("1.", 16000, "e-383"),
     };
     const struct ev_type *product = ev_lookup("product", 7);
@@ -626,16 +657,18 @@ START_TEST(test_jsonb_numbers_match_postgresql)
                           b.items[0].error);
         }
         ev_batch_free(&b);
-        ck_assert(asprintf(&event, "{\"ip_address\": \"10.0.0.1\", \"user_agent\": \"u\", "
-                                   "\"referring_url\": \"https://e.example\", \"advertiser_id\": "
-                                   "\"a\", \"metadata\": {\"x\": [{\"y\": %s}]}}", num) > 0);
+        ck_assert(asprintf(&event,
+                           "{\"ip_address\": \"10.0.0.1\", \"user_agent\": \"u\", "
+                           "\"referring_url\": \"https://e.example\", \"advertiser_id\": "
+                           "\"a\", \"metadata\": {\"x\": [{\"y\": %s}]}}",
+                           num) > 0);
         memset(&b, 0, sizeof(b));
         ck_assert_int_eq(ev_parse_body(event, strlen(event), ad, &b), 0);
         ck_assert_msg((b.items[0].error == NULL) == want, "ad_event %.40s: %s", num,
                       b.items[0].error != NULL ? b.items[0].error : "accepted");
         if (!want) {
-            ck_assert_msg(strstr(b.items[0].error, "metadata.x[0].y: number ") ==
-                          b.items[0].error, "%s", b.items[0].error);
+            ck_assert_msg(strstr(b.items[0].error, "metadata.x[0].y: number ") == b.items[0].error,
+                          "%s", b.items[0].error);
         }
         ev_batch_free(&b);
         free(doc);

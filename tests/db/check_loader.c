@@ -101,8 +101,8 @@ START_TEST(test_backoff_capped_and_jittered)
         }
         ck_assert_int_ge(lo, LDR_BACKOFF_BASE_MS / 2);
         ck_assert_int_le(hi, LDR_BACKOFF_MAX_MS);
-        ck_assert_int_ge(hi, prev_max);         /* grows until the cap */
-        ck_assert_int_lt(lo, hi);               /* jittered */
+        ck_assert_int_ge(hi, prev_max); /* grows until the cap */
+        ck_assert_int_lt(lo, hi);       /* jittered */
         prev_max = hi;
     }
     ck_assert_int_le(ldr_backoff_ms(1, 0xffffffffu), LDR_BACKOFF_BASE_MS);
@@ -112,16 +112,16 @@ END_TEST
 
 START_TEST(test_classify_sqlstates)
 {
-    ck_assert_int_eq(ldr_pg_classify("22P02", true), DP_ERR_DATA);  /* invalid text repr. */
-    ck_assert_int_eq(ldr_pg_classify("23514", true), DP_ERR_DATA);  /* check violation */
-    ck_assert_int_eq(ldr_pg_classify("23505", true), DP_ERR_DATA);  /* unique violation */
-    ck_assert_int_eq(ldr_pg_classify("54000", true), DP_ERR_DATA);  /* index row too big */
-    ck_assert_int_eq(ldr_pg_classify("08006", true), DP_ERR_RETRY); /* connection failure */
-    ck_assert_int_eq(ldr_pg_classify("57P01", true), DP_ERR_RETRY); /* admin shutdown */
-    ck_assert_int_eq(ldr_pg_classify("40P01", true), DP_ERR_RETRY); /* deadlock */
-    ck_assert_int_eq(ldr_pg_classify("53100", true), DP_ERR_RETRY); /* disk full */
-    ck_assert_int_eq(ldr_pg_classify("42P01", true), DP_ERR_RETRY); /* table dropped */
-    ck_assert_int_eq(ldr_pg_classify("22P02", false), DP_ERR_RETRY);/* connection gone */
+    ck_assert_int_eq(ldr_pg_classify("22P02", true), DP_ERR_DATA);   /* invalid text repr. */
+    ck_assert_int_eq(ldr_pg_classify("23514", true), DP_ERR_DATA);   /* check violation */
+    ck_assert_int_eq(ldr_pg_classify("23505", true), DP_ERR_DATA);   /* unique violation */
+    ck_assert_int_eq(ldr_pg_classify("54000", true), DP_ERR_DATA);   /* index row too big */
+    ck_assert_int_eq(ldr_pg_classify("08006", true), DP_ERR_RETRY);  /* connection failure */
+    ck_assert_int_eq(ldr_pg_classify("57P01", true), DP_ERR_RETRY);  /* admin shutdown */
+    ck_assert_int_eq(ldr_pg_classify("40P01", true), DP_ERR_RETRY);  /* deadlock */
+    ck_assert_int_eq(ldr_pg_classify("53100", true), DP_ERR_RETRY);  /* disk full */
+    ck_assert_int_eq(ldr_pg_classify("42P01", true), DP_ERR_RETRY);  /* table dropped */
+    ck_assert_int_eq(ldr_pg_classify("22P02", false), DP_ERR_RETRY); /* connection gone */
     ck_assert_int_eq(ldr_pg_classify(NULL, true), DP_ERR_RETRY);
     ck_assert_int_eq(ldr_pg_classify("", true), DP_ERR_RETRY);
 }
@@ -134,9 +134,11 @@ START_TEST(test_clean_text)
 
     ck_assert_int_eq(ldr_put_clean_text(&b, in, sizeof(in) - 1), 0);
     ck_assert_int_eq((int)b.len, (int)strlen("ok\\t\xc3\xa9\\\\ \\\\xff\\\\x00z\\\\xed\\\\xa0"
-                                               "\\\\x80!\xf0\x9f\x98\x80"));
-    ck_assert(memcmp(b.data, "ok\\t\xc3\xa9\\\\ \\\\xff\\\\x00z\\\\xed\\\\xa0\\\\x80!"
-                             "\xf0\x9f\x98\x80", b.len) == 0);
+                                             "\\\\x80!\xf0\x9f\x98\x80"));
+    ck_assert(memcmp(b.data,
+                     "ok\\t\xc3\xa9\\\\ \\\\xff\\\\x00z\\\\xed\\\\xa0\\\\x80!"
+                     "\xf0\x9f\x98\x80",
+                     b.len) == 0);
     ev_buf_free(&b);
 }
 END_TEST
@@ -189,34 +191,47 @@ START_TEST(test_types_values)
     ck_assert_uint_eq(st.loaded, 5);
 
     /* crash_report: event_time from epoch seconds, text exactly, received_at to the us. */
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE id = '%s' AND "
-                                "event_name = 'crash_report' AND user_id = 42 AND "
-                                "event_time = '2023-11-14 22:13:20+00' AND "
-                                "received_at = to_timestamp(1700000500.123456)", id_crash), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM crash_report WHERE id = '%s' AND "
+                            "event_name = 'crash_report' AND user_id = 42 AND "
+                            "event_time = '2023-11-14 22:13:20+00' AND "
+                            "received_at = to_timestamp(1700000500.123456)",
+                            id_crash),
+                     1);
     s = tl_str(&e, "SELECT message FROM crash_report WHERE id = '%s'", id_crash);
     ck_assert_str_eq(s, "tab\there \\ \"q\" \xc3\xa9\xf0\x9f\x98\x80");
     free(s);
 
     /* ad_event: inet, jsonb, and the default {} metadata. */
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM ad_event WHERE id = '%s' AND "
-                                "ip_address = '192.168.1.20'::inet AND "
-                                "user_agent = 'Mozilla/5.0 (X11)' AND "
-                                "referring_url = 'https://example.com/a?b=c' AND "
-                                "advertiser_id = 'adv-7' AND "
-                                "metadata = '{\"n\": [1, 2], \"campaign\": \"x\"}'::jsonb", id_ad),
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM ad_event WHERE id = '%s' AND "
+                            "ip_address = '192.168.1.20'::inet AND "
+                            "user_agent = 'Mozilla/5.0 (X11)' AND "
+                            "referring_url = 'https://example.com/a?b=c' AND "
+                            "advertiser_id = 'adv-7' AND "
+                            "metadata = '{\"n\": [1, 2], \"campaign\": \"x\"}'::jsonb",
+                            id_ad),
                      1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM ad_event WHERE id = '%s' AND "
-                                "metadata = '{}'::jsonb AND user_agent = ''", id_bare), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM ad_event WHERE id = '%s' AND "
+                            "metadata = '{}'::jsonb AND user_agent = ''",
+                            id_bare),
+                     1);
 
     /* user_login: created_at from a digit string, processed_at the loader's clock. */
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM user_login WHERE id = '%s' AND "
-                                "user_id = 'u-1' AND created_at = to_timestamp(1700000001) AND "
-                                "ip = '2001:db8::1'::inet AND locale = 'de_DE' AND "
-                                "app_version IS NULL AND device_type IS NULL", id_login), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM user_login WHERE id = '%s' AND "
-                                "processed_at BETWEEN to_timestamp(%lld / 1e6) AND "
-                                "to_timestamp(%lld / 1e6)", id_login, (long long)before_us - 1,
-                            (long long)after_us + 1), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM user_login WHERE id = '%s' AND "
+                            "user_id = 'u-1' AND created_at = to_timestamp(1700000001) AND "
+                            "ip = '2001:db8::1'::inet AND locale = 'de_DE' AND "
+                            "app_version IS NULL AND device_type IS NULL",
+                            id_login),
+                     1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM user_login WHERE id = '%s' AND "
+                            "processed_at BETWEEN to_timestamp(%lld / 1e6) AND "
+                            "to_timestamp(%lld / 1e6)",
+                            id_login, (long long)before_us - 1, (long long)after_us + 1),
+                     1);
 
     /* data_sample: UTC time, n, mean, population std against a two-pass reference, raw. */
     for (int i = 0; i < 4; i++) {
@@ -225,8 +240,10 @@ START_TEST(test_types_values)
     for (int i = 0; i < 4; i++) {
         var += (xs[i] - mean) * (xs[i] - mean) / 4;
     }
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM data_sample WHERE id = '%s' AND "
-                                "time_stamp = '2024-03-01 01:00:00.25+00' AND n = 4", id_sample),
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM data_sample WHERE id = '%s' AND "
+                            "time_stamp = '2024-03-01 01:00:00.25+00' AND n = 4",
+                            id_sample),
                      1);
     s = tl_str(&e, "SELECT mean::text || ' ' || std::text FROM data_sample WHERE id = '%s'",
                id_sample);
@@ -346,8 +363,8 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     ldr_destroy(l);
 
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE queue_id = '%s'",
-                            e.queue_id), 2);
+    ck_assert_int_eq(
+        tl_int(&e, "SELECT count(*) FROM dead_letter WHERE queue_id = '%s'", e.queue_id), 2);
     /* A type the loader does not know (say, a declaration removed while its events waited)
      * is neither loaded nor dead-lettered: it stays queued until the type is back. */
     ck_assert_uint_eq(tl_queued(&e), 1);
@@ -358,7 +375,8 @@ START_TEST(test_dead_letters_ingest_and_encoder)
                                 "event_type = 'crash_report' AND error = 'index 0: line 1 "
                                 "column 2: string or ''}'' expected' AND "
                                 "raw = '\\x7b6e6f74206a736f6e20617420616c6c2001ff'::bytea AND "
-                                "received_at = to_timestamp(1700000000.000001)"), 1);
+                                "received_at = to_timestamp(1700000000.000001)"),
+                     1);
     /* Refused by its encoder at load time. */
     s = tl_str(&e, "SELECT error FROM dead_letter WHERE stage = 'load' AND "
                    "event_type = 'crash_report'");
@@ -369,7 +387,8 @@ START_TEST(test_dead_letters_ingest_and_encoder)
     ck_assert_str_eq(s, bad_json);
     free(s);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE "
-                                "event_type = 'no_such_type'"), 0);
+                                "event_type = 'no_such_type'"),
+                     0);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LETTERS), 2);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_INGEST), 1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 1);
@@ -417,11 +436,13 @@ START_TEST(test_poison_rows_isolated)
     ck_assert_uint_eq(st.dead_letters, 4);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 2997);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE message IN "
-                                "('m3', 'm1500', 'm2999')"), 0);
+                                "('m3', 'm1500', 'm2999')"),
+                     0);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE stage = 'load' AND "
                                 "event_type = 'crash_report' AND error LIKE '%%violates check "
                                 "constraint \"poison\"%%' AND convert_from(raw, 'UTF8') LIKE "
-                                "'{\"user_id\": 666, %%'"), 3);
+                                "'{\"user_id\": 666, %%'"),
+                     3);
     s = tl_str(&e, "SELECT string_agg(convert_from(raw, 'UTF8'), '|' ORDER BY raw) FROM "
                    "dead_letter WHERE event_type = 'crash_report'");
     ck_assert_str_eq(s, "{\"user_id\": 666, \"timestamp\": 1700000000, \"message\": \"m1500\"}|"
@@ -431,7 +452,8 @@ START_TEST(test_poison_rows_isolated)
     /* The upsert path isolates its bad rows the same way. */
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM product"), 2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE event_type = 'product' "
-                                "AND error LIKE '%%\"poison\"%%(SQLSTATE 23514)'"), 1);
+                                "AND error LIKE '%%\"poison\"%%(SQLSTATE 23514)'"),
+                     1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 2997);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DEAD_LOAD), 4);
     tl_teardown(&e);
@@ -458,13 +480,17 @@ START_TEST(test_batch_read_once)
     const struct ldr_group *crash = NULL;
 
     tl_setup(&e, "readonce");
-    first = tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 1600000000, "
-                      "\"message\": \"held\"}", 0, NULL, 0, NULL);
+    first = tl_append(&e, "crash_report",
+                      "{\"user_id\": 1, \"timestamp\": 1600000000, "
+                      "\"message\": \"held\"}",
+                      0, NULL, 0, NULL);
     tl_append(&e, "crash_report", "{\"user_id\": \"x\"}", QUEUE_F_REJECTED,
               "user_id: expected integer", 0, NULL);
     tl_append(&e, "no_such_type", "{\"a\": 1}", 0, NULL, 0, NULL);
-    last = tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 1600000001, "
-                     "\"message\": \"kept\"}", 0, NULL, 0, NULL);
+    last = tl_append(&e, "crash_report",
+                     "{\"user_id\": 2, \"timestamp\": 1600000001, "
+                     "\"message\": \"kept\"}",
+                     0, NULL, 0, NULL);
     ck_assert_int_eq(ldr_batch_init(&b, e.queue_id), 0);
 
     /* The range's end, max_events and max_bytes bound the read (one event always fits). */
@@ -526,15 +552,17 @@ START_TEST(test_dead_letter_refused_text_reduced)
 
     tl_setup(&e, "latin1");
     snprintf(db, sizeof(db), "dp_latin1_%d", (int)getpid());
-    tl_exec(&e, "CREATE DATABASE %s ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
-                "TEMPLATE template0", db);
+    tl_exec(&e,
+            "CREATE DATABASE %s ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+            "TEMPLATE template0",
+            db);
     ck_assert(asprintf(&conninfo, "%s dbname=%s", t_pg_conninfo(), db) > 0);
-    tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 2, \"message\": \"a\"}", 0,
-              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 2, \"message\": \"a\"}", 0, NULL,
+              0, NULL);
     tl_append(&e, "crash_report", "{\"x\": \"\xe2\x82\xac\"}", QUEUE_F_REJECTED,
               "unknown field \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"", 0, NULL);
-    tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 3, \"message\": \"b\"}", 0,
-              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 3, \"message\": \"b\"}", 0, NULL,
+              0, NULL);
     o = tl_options(&e, 1, 100);
     o.conninfo = conninfo;
     o.give_up_attempts = 3;
@@ -547,12 +575,15 @@ START_TEST(test_dead_letter_refused_text_reduced)
 
     check = PQconnectdb(conninfo);
     ck_assert_msg(PQstatus(check) == CONNECTION_OK, "%s", PQerrorMessage(check));
-    snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) FROM %s.crash_report) || '|' || "
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM %s.crash_report) || '|' || "
              "(SELECT string_agg(stage || '|' || error || '|' || encode(raw, 'hex'), ',') "
-             "FROM %s.dead_letter)", e.schema, e.schema);
+             "FROM %s.dead_letter)",
+             e.schema, e.schema);
     r = PQexec(check, sql);
     ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(check));
-    ck_assert_str_eq(PQgetvalue(r, 0, 0), "2|ingest|unknown field \"caf\\u00e9 \\u20ac "
+    ck_assert_str_eq(PQgetvalue(r, 0, 0),
+                     "2|ingest|unknown field \"caf\\u00e9 \\u20ac "
                      "\\U0001f600\" [reduced to ASCII: the database refused the text]|"
                      "7b2278223a2022e282ac227d");
     PQclear(r);
@@ -575,8 +606,7 @@ START_TEST(test_dead_letter_raw_truncated)
     tl_setup(&e, "deadtrunc");
     memset(big, 'a', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    first = tl_append(&e, "crash_report", big, QUEUE_F_REJECTED, "line 1 column 1: bad", 0,
-                      NULL);
+    first = tl_append(&e, "crash_report", big, QUEUE_F_REJECTED, "line 1 column 1: bad", 0, NULL);
     ck_assert_int_eq(ldr_batch_init(&b, e.queue_id), 0);
     ck_assert_uint_eq(b.dead_raw_max, LDR_DEAD_RAW_MAX_BYTES);
     b.dead_raw_max = 4;
@@ -605,7 +635,7 @@ END_TEST
 struct fault_plan {
     enum ldr_fault_point point;
     atomic_int calls;
-    int fail_at[4];                    /* 1-based call numbers that fail; 0 ends */
+    int fail_at[4]; /* 1-based call numbers that fail; 0 ends */
 };
 
 static int
@@ -652,16 +682,22 @@ check_exactly_once(const char *name, struct fault_plan *plan, int workers)
     ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_LAST_ERROR_US), 0);
     /* Compacted: the newest batch's row, and one row merging every batch before it; the
      * two cover 1..20000 without a gap (a restored backup's events are found in them). */
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'",
-                            e.queue_id), 2);
-    ck_assert_int_eq(tl_int(&e, "SELECT min(first_seq) FROM loader_batches WHERE queue_id = '%s'",
-                            e.queue_id), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT max(last_seq) FROM loader_batches WHERE queue_id = '%s'",
-                            e.queue_id), 20000);
-    ck_assert_int_eq(tl_int(&e, "SELECT sum(last_seq - first_seq + 1) FROM loader_batches "
-                                "WHERE queue_id = '%s'", e.queue_id), 20000);
-    ck_assert_int_eq(tl_int(&e, "SELECT sum(rows) FROM loader_batches WHERE queue_id = '%s'",
-                            e.queue_id), 20000);
+    ck_assert_int_eq(
+        tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'", e.queue_id), 2);
+    ck_assert_int_eq(
+        tl_int(&e, "SELECT min(first_seq) FROM loader_batches WHERE queue_id = '%s'", e.queue_id),
+        1);
+    ck_assert_int_eq(
+        tl_int(&e, "SELECT max(last_seq) FROM loader_batches WHERE queue_id = '%s'", e.queue_id),
+        20000);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT sum(last_seq - first_seq + 1) FROM loader_batches "
+                            "WHERE queue_id = '%s'",
+                            e.queue_id),
+                     20000);
+    ck_assert_int_eq(
+        tl_int(&e, "SELECT sum(rows) FROM loader_batches WHERE queue_id = '%s'", e.queue_id),
+        20000);
     tl_teardown(&e);
 }
 
@@ -717,8 +753,8 @@ START_TEST(test_crash_between_commit_and_delete)
         struct ldr *l = NULL;
 
         o.fault = &ops;
-        if (queue_open(&q, e.queue_path, TL_MAP_BYTES, false) != 0 ||
-            ldr_create(&l, q, &o) != 0 || ldr_start(l) != 0) {
+        if (queue_open(&q, e.queue_path, TL_MAP_BYTES, false) != 0 || ldr_create(&l, q, &o) != 0 ||
+            ldr_start(l) != 0) {
             _exit(3);
         }
         ldr_run(l, NULL);
@@ -762,7 +798,8 @@ START_TEST(test_lease_fences_earlier_loader)
     ck_assert(ldr_refused(a, why, sizeof(why)));
     ck_assert_msg(strstr(why, "fenced: a newer loader of queue.id") != NULL, "why: %s", why);
     ck_assert_msg(strstr(why, " pid ") != NULL && strstr(why, " since ") != NULL &&
-                  strstr(why, "(epoch 2)") != NULL, "why: %s", why);
+                      strstr(why, "(epoch 2)") != NULL,
+                  "why: %s", why);
     ck_assert_uint_eq(tl_queued(&e), 100);
     ck_assert_int_eq(ldr_run(b, &st), 0);
     ck_assert_uint_eq(st.loaded, 100);
@@ -805,8 +842,11 @@ START_TEST(test_batches_bounded_by_bytes)
     load_all(&e, 1, 1000, NULL, &st);
     ck_assert_uint_eq(st.loaded, 24);
     ck_assert_uint_ge(st.batches, (24 * n) / LDR_BATCH_MAX_BYTES + 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM data_sample WHERE n = 160000 AND "
-                                "octet_length(raw::text) = %zu", n), 24);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM data_sample WHERE n = 160000 AND "
+                            "octet_length(raw::text) = %zu",
+                            n),
+                     24);
     free(json);
     tl_teardown(&e);
 }
@@ -885,8 +925,8 @@ START_TEST(test_run_figures)
     ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_END_US),
                      tl_meta(&e, QUEUE_META_LOADER_LAST_RUN_US));
     ck_assert_int_gt(tl_meta(&e, QUEUE_META_LOADER_STARTED_US), 0);
-    ck_assert_int_eq(
-        queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_RUN_RESULT, text, sizeof(text)), 0);
+    ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_LAST_RUN_RESULT, text, sizeof(text)),
+                     0);
     ck_assert_str_eq(text, "ok");
     /* An empty run is still a run. */
     load_all(&e, 2, 1000, NULL, NULL);
@@ -1039,16 +1079,18 @@ START_TEST(test_adopt)
     ck_assert_int_eq(ldr_create(&l, e.q, &o), 0);
     ck_assert_int_eq(ldr_adopt(l), 0);
     ck_assert(!ldr_refused(l, NULL, 0));
-    ck_assert_int_eq(ldr_adopt(l), 0);              /* the owner already: no change */
+    ck_assert_int_eq(ldr_adopt(l), 0); /* the owner already: no change */
     ldr_destroy(l);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'",
-                            e.queue_id), 0);
+    ck_assert_int_eq(
+        tl_int(&e, "SELECT count(*) FROM loader_batches WHERE queue_id = '%s'", e.queue_id), 0);
     ck_assert(asprintf(&moved_to, "%s@%s", e.queue_id, old_instance) > 0);
-    ck_assert_int_eq(tl_int(&e, "SELECT max(last_seq) FROM loader_batches WHERE queue_id = '%s'",
-                            moved_to), 12);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM queue_owners WHERE queue_id = '%s' AND "
-                                "instance_id = '%s' AND previous_instance_id = '%s'",
-                            e.queue_id, queue_instance(e.q, NULL), old_instance), 1);
+    ck_assert_int_eq(
+        tl_int(&e, "SELECT max(last_seq) FROM loader_batches WHERE queue_id = '%s'", moved_to), 12);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM queue_owners WHERE queue_id = '%s' AND "
+                            "instance_id = '%s' AND previous_instance_id = '%s'",
+                            e.queue_id, queue_instance(e.q, NULL), old_instance),
+                     1);
     load_all(&e, 1, 5, NULL, &st);
     ck_assert_uint_eq(st.loaded, 20);
     ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT id) FROM crash_report"), 32);

@@ -21,9 +21,9 @@
 #include "tests/lib/lib_test.h"
 
 #define KILL_EVENTS 200000
-#define KILL_REJECTED_EVERY 100        /* one event in 100 was rejected at ingest */
+#define KILL_REJECTED_EVERY 100 /* one event in 100 was rejected at ingest */
 #define KILL_ROUNDS 32
-#define KILL_HOOK_ROUNDS 6             /* rounds 1, 3, ..., 11 die right after a COMMIT */
+#define KILL_HOOK_ROUNDS 6 /* rounds 1, 3, ..., 11 die right after a COMMIT */
 #define KILL_MAX_DELAY_MS 60
 
 static void
@@ -79,8 +79,10 @@ child_loader(const char *path, int die_at)
 static long long
 rows_loaded(struct tl_env *e)
 {
-    if (tl_int(e, "SELECT count(*) FROM pg_tables WHERE schemaname = '%s' AND "
-                  "tablename = 'crash_report'", e->schema) == 0) {
+    if (tl_int(e,
+               "SELECT count(*) FROM pg_tables WHERE schemaname = '%s' AND "
+               "tablename = 'crash_report'",
+               e->schema) == 0) {
         return 0;
     }
     return tl_int(e, "SELECT count(*) FROM crash_report");
@@ -188,9 +190,10 @@ START_TEST(test_exactly_once_under_kill_9)
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "final loader: %d", status);
-    fprintf(stderr, "kill test: %d of %d rounds killed mid-drain (%d right after a COMMIT); "
-            "%lld of %zu rows loaded before the last round\n", signaled, KILL_ROUNDS, hook_kills,
-            loaded, n_ids);
+    fprintf(stderr,
+            "kill test: %d of %d rounds killed mid-drain (%d right after a COMMIT); "
+            "%lld of %zu rows loaded before the last round\n",
+            signaled, KILL_ROUNDS, hook_kills, loaded, n_ids);
     ck_assert_int_ge(signaled, 20);
     ck_assert_int_ge(hook_kills, KILL_HOOK_ROUNDS - 1);
 
@@ -199,8 +202,10 @@ START_TEST(test_exactly_once_under_kill_9)
     qsort(ids, n_ids, 37, cmp_id);
     check_ids(&e, ids, n_ids);
     ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT id) FROM crash_report"), (long long)n_ids);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE queue_id = '%s' AND "
-                                "stage = 'ingest'", e.queue_id),
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM dead_letter WHERE queue_id = '%s' AND "
+                            "stage = 'ingest'",
+                            e.queue_id),
                      KILL_EVENTS / KILL_REJECTED_EVERY);
     ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT raw) FROM dead_letter"),
                      KILL_EVENTS / KILL_REJECTED_EVERY);

@@ -121,15 +121,21 @@ START_TEST(test_days_placed_and_expired_dropped)
     l = open_loader(&e, &r, 1, 100);
     ck_assert_int_eq(ldr_run(l, &st), 0);
     ck_assert_uint_eq(st.loaded, 7);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM pg_class WHERE relname = 'crash_report' "
-                                "AND relnamespace = '%s'::regnamespace AND relkind = 'p'",
-                            e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM pg_class WHERE relname = 'crash_report' "
+                            "AND relnamespace = '%s'::regnamespace AND relkind = 'p'",
+                            e.schema),
+                     1);
     /* Every row in the partition named after its own day; days -5 to tomorrow exist. */
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE tableoid::regclass::text"
-                                " = 'dp_p' || to_char(received_at AT TIME ZONE 'UTC', "
-                                "'YYYYMMDD') || '_%s'", hash), 7);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM crash_report WHERE tableoid::regclass::text"
+                            " = 'dp_p' || to_char(received_at AT TIME ZONE 'UTC', "
+                            "'YYYYMMDD') || '_%s'",
+                            hash),
+                     7);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM pg_inherits WHERE inhparent = "
-                                "'crash_report'::regclass"), 7);
+                                "'crash_report'::regclass"),
+                     7);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM \"dp_keys_%s\"", hash), 6);
     ck_assert_int_eq(tl_meta(&e, "loader.partitions_dropped.crash_report"), 0);
 
@@ -137,13 +143,20 @@ START_TEST(test_days_placed_and_expired_dropped)
     ck_assert_int_eq(ldr_run(l, &st), 0);
     ldr_destroy(l);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 4);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE received_at < "
-                                "to_timestamp(%lld / 1e6)", (long long)(now - 3 * DAY_US)), 0);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM crash_report WHERE received_at < "
+                            "to_timestamp(%lld / 1e6)",
+                            (long long)(now - 3 * DAY_US)),
+                     0);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM pg_inherits WHERE inhparent = "
-                                "'crash_report'::regclass"), 5);
+                                "'crash_report'::regclass"),
+                     5);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM \"dp_keys_%s\"", hash), 4);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM \"dp_keys_%s\" WHERE idempotency_key "
-                                "IN ('d4', 'd5')", hash), 0);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM \"dp_keys_%s\" WHERE idempotency_key "
+                            "IN ('d4', 'd5')",
+                            hash),
+                     0);
     ck_assert_int_eq(tl_meta(&e, "loader.partitions_dropped.crash_report"), 2);
     ck_assert_int_eq(tl_meta(&e, "loader.rows_dropped.crash_report"), 3);
     tl_teardown(&e);
@@ -186,8 +199,11 @@ START_TEST(test_keyed_repeat_across_boundary)
     ldr_destroy(l);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'K'"),
                      1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'K' "
-                                "AND received_at < to_timestamp(%lld / 1e6)", (long long)now), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM crash_report WHERE idempotency_key = 'K' "
+                            "AND received_at < to_timestamp(%lld / 1e6)",
+                            (long long)now),
+                     1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'C'"),
                      1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'N'"),
@@ -196,7 +212,8 @@ START_TEST(test_keyed_repeat_across_boundary)
     ck_assert_int_eq(tl_meta(&e, "loader.key_conflicts.crash_report"), 1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE stage = 'load' AND "
                                 "idempotency_key = 'C' AND error LIKE '%%with different "
-                                "content%%'"), 1);
+                                "content%%'"),
+                     1);
     free(path);
     tl_teardown(&e);
 }
@@ -225,12 +242,15 @@ START_TEST(test_unpartitioned_table_left_alone)
     ck_assert_int_eq(ldr_run(l, &st), 0);
     ck_assert_int_eq(ldr_run(l, &st), 0);
     ldr_destroy(l);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM pg_class WHERE relname = 'crash_report' "
-                                "AND relnamespace = '%s'::regnamespace AND relkind = 'r'",
-                            e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM pg_class WHERE relname = 'crash_report' "
+                            "AND relnamespace = '%s'::regnamespace AND relkind = 'r'",
+                            e.schema),
+                     1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM pg_inherits WHERE inhparent = "
-                                "'crash_report'::regclass"), 0);
+                                "'crash_report'::regclass"),
+                     0);
     ck_assert_int_eq(tl_meta(&e, "loader.partitions_dropped.crash_report"), 0);
     tl_teardown(&e);
 }
@@ -263,8 +283,10 @@ START_TEST(test_declared_type_partitioned)
     l = open_loader(&e, &r, 1, 100);
     ck_assert_int_eq(ldr_run(l, &st), 0);
     ldr_destroy(l);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM pg_class WHERE relname = 'clicks' AND "
-                                "relnamespace = '%s'::regnamespace AND relkind = 'p'", e.schema),
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM pg_class WHERE relname = 'clicks' AND "
+                            "relnamespace = '%s'::regnamespace AND relkind = 'p'",
+                            e.schema),
                      1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM clicks"), 2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM clicks WHERE m = 'x'"), 1);
@@ -321,8 +343,8 @@ START_TEST(test_load_during_drop_loses_nothing)
     a.l = open_loader(&e, &r, 2, 500);
     ck_assert_int_eq(ldr_run(a.l, &st), 0);
     tl_append_gen(&e, "crash_report", 20000, gen_crash, NULL);
-    ck_assert_int_eq(ldr_pg_connect(&pg, t_pg_conninfo(), e.schema, e.queue_id, "", err,
-                                    sizeof(err)), 0);
+    ck_assert_int_eq(
+        ldr_pg_connect(&pg, t_pg_conninfo(), e.schema, e.queue_id, "", err, sizeof(err)), 0);
     ldr_pg_set_retention(pg, &r);
     ck_assert_int_eq(ldr_pg_ensure_schema(pg, e.schema), 0);
     ck_assert_int_eq(pthread_create(&th, NULL, run_thread, &a), 0);
@@ -340,11 +362,12 @@ START_TEST(test_load_during_drop_loses_nothing)
         strftime(from_s, sizeof(from_s), "%Y-%m-%d 00:00:00+00", &tm);
         gmtime_r(&to, &tm);
         strftime(to_s, sizeof(to_s), "%Y-%m-%d 00:00:00+00", &tm);
-        tl_exec(&e, "CREATE TABLE \"dp_p%s_%s\" PARTITION OF crash_report FOR VALUES FROM "
+        tl_exec(&e,
+                "CREATE TABLE \"dp_p%s_%s\" PARTITION OF crash_report FOR VALUES FROM "
                 "('%s') TO ('%s'); INSERT INTO crash_report (id, event_name, user_id, "
                 "event_time, message, received_at) VALUES (gen_random_uuid(), 'crash_report', "
-                "1, now(), 'old', '%s'::timestamptz + interval '1 hour')", ymd, hash, from_s,
-                to_s, from_s);
+                "1, now(), 'old', '%s'::timestamptz + interval '1 hour')",
+                ymd, hash, from_s, to_s, from_s);
         ck_assert_int_eq(ldr_part_pass(pg, 0, tl_now_us(), NULL, NULL), 0);
         passes++;
     }
@@ -356,9 +379,11 @@ START_TEST(test_load_during_drop_loses_nothing)
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 20001);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE message = 'old'"), 0);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM pg_inherits WHERE inhparent = "
-                                "'crash_report'::regclass"), 2);
+                                "'crash_report'::regclass"),
+                     2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(DISTINCT user_id) FROM crash_report WHERE "
-                                "message <> 'old'"), 20000);
+                                "message <> 'old'"),
+                     20000);
     ck_assert_int_ge(passes, 1);
     tl_teardown(&e);
 }

@@ -23,11 +23,10 @@
 
 #define RECEIVED_US INT64_C(1700000000123456)
 
-static const char crash_twin[] =
-    "{\"crash_twin\": {\"fields\": {"
-    "\"user_id\": {\"type\": \"integer\", \"required\": true},"
-    "\"timestamp\": {\"type\": \"timestamp\", \"required\": true},"
-    "\"message\": {\"type\": \"string\", \"required\": true}}}}";
+static const char crash_twin[] = "{\"crash_twin\": {\"fields\": {"
+                                 "\"user_id\": {\"type\": \"integer\", \"required\": true},"
+                                 "\"timestamp\": {\"type\": \"timestamp\", \"required\": true},"
+                                 "\"message\": {\"type\": \"string\", \"required\": true}}}}";
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -106,7 +105,7 @@ capture_end(struct capture *c)
     text[n] = '\0';
     fclose(f);
     free(c->path);
-    write(2, text, n);  /* still shown in the test's output */
+    write(2, text, n); /* still shown in the test's output */
     return text;
 }
 
@@ -129,7 +128,8 @@ columns_of(struct tl_env *e, const char *table)
                   "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || "
                   "CASE WHEN attnotnull THEN ' not null' ELSE '' END, ', ' ORDER BY attnum) "
                   "FROM pg_attribute WHERE attrelid = '%s.%s'::regclass AND attnum > 0 "
-                  "AND NOT attisdropped", e->schema, table);
+                  "AND NOT attisdropped",
+                  e->schema, table);
 }
 
 /* The JSON text GET /v1/events/{type}/{id} answers (t->get_sql), malloc'd. */
@@ -200,19 +200,27 @@ START_TEST(test_twin_loads_like_compiled)
     /* Same rows. */
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report", e.schema), 4);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_twin", e.schema), 4);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM (SELECT user_id, event_time, message, "
-                                "received_at FROM %s.crash_report EXCEPT ALL SELECT user_id, "
-                                "\"timestamp\", message, received_at FROM %s.crash_twin) x",
-                            e.schema, e.schema), 0);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM (SELECT user_id, \"timestamp\", message, "
-                                "received_at FROM %s.crash_twin EXCEPT ALL SELECT user_id, "
-                                "event_time, message, received_at FROM %s.crash_report) x",
-                            e.schema, e.schema), 0);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM (SELECT user_id, event_time, message, "
+                            "received_at FROM %s.crash_report EXCEPT ALL SELECT user_id, "
+                            "\"timestamp\", message, received_at FROM %s.crash_twin) x",
+                            e.schema, e.schema),
+                     0);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM (SELECT user_id, \"timestamp\", message, "
+                            "received_at FROM %s.crash_twin EXCEPT ALL SELECT user_id, "
+                            "event_time, message, received_at FROM %s.crash_report) x",
+                            e.schema, e.schema),
+                     0);
     /* Same dead letters, with the same texts, in the same order. */
-    a = tl_str(&e, "SELECT string_agg(stage || ': ' || error, E'\\n' ORDER BY seq) "
-                   "FROM %s.dead_letter WHERE event_type = 'crash_report'", e.schema);
-    b = tl_str(&e, "SELECT string_agg(stage || ': ' || error, E'\\n' ORDER BY seq) "
-                   "FROM %s.dead_letter WHERE event_type = 'crash_twin'", e.schema);
+    a = tl_str(&e,
+               "SELECT string_agg(stage || ': ' || error, E'\\n' ORDER BY seq) "
+               "FROM %s.dead_letter WHERE event_type = 'crash_report'",
+               e.schema);
+    b = tl_str(&e,
+               "SELECT string_agg(stage || ': ' || error, E'\\n' ORDER BY seq) "
+               "FROM %s.dead_letter WHERE event_type = 'crash_twin'",
+               e.schema);
     ck_assert_str_eq(a, b);
     ck_assert_int_eq(count_of(a, "\n"), 6);
     ck_assert_ptr_nonnull(strstr(a, "load: user_id: expected integer, got string"));
@@ -229,11 +237,10 @@ START_TEST(test_twin_loads_like_compiled)
         ck_assert_ptr_nonnull(oa);
         ck_assert_ptr_nonnull(ob);
         ck_assert(json_equal(json_object_get(oa, "user_id"), json_object_get(ob, "user_id")));
-        ck_assert(json_equal(json_object_get(oa, "event_time"),
-                             json_object_get(ob, "timestamp")));
+        ck_assert(json_equal(json_object_get(oa, "event_time"), json_object_get(ob, "timestamp")));
         ck_assert(json_equal(json_object_get(oa, "message"), json_object_get(ob, "message")));
-        ck_assert(json_equal(json_object_get(oa, "received_at"),
-                             json_object_get(ob, "received_at")));
+        ck_assert(
+            json_equal(json_object_get(oa, "received_at"), json_object_get(ob, "received_at")));
         ck_assert_str_eq(json_string_value(json_object_get(ob, "id")), ids[1][i]);
         ck_assert(json_is_null(json_object_get(ob, "idempotency_key")));
         ck_assert(json_is_null(json_object_get(ob, "source")));
@@ -304,8 +311,8 @@ START_TEST(test_source_and_declared_keys)
     v = tl_str(&e, "SELECT source FROM %s.crash_report WHERE idempotency_key = 'k-1'", e.schema);
     ck_assert_str_eq(v, "mobile");
     free(v);
-    ck_assert_ptr_null(tl_str(&e, "SELECT source FROM %s.crash_report WHERE user_id = 2",
-                              e.schema));
+    ck_assert_ptr_null(
+        tl_str(&e, "SELECT source FROM %s.crash_report WHERE user_id = 2", e.schema));
     v = tl_str(&e, "SELECT source FROM %s.crash_twin", e.schema);
     ck_assert_str_eq(v, "mobile");
     free(v);
@@ -318,9 +325,11 @@ START_TEST(test_source_and_declared_keys)
 
     /* Another appliance loaded key k-2 already, with the same bytes (its digest says so): this
      * one's event with k-2 is skipped, a repeat. */
-    tl_exec(&e, "INSERT INTO %s.crash_twin (id, user_id, \"timestamp\", message, received_at, "
-                "idempotency_key, idempotency_digest) VALUES (gen_random_uuid(), 9, now(), "
-                "'first', now(), 'k-2', sha256(convert_to('%s', 'UTF8')))", e.schema, ev2);
+    tl_exec(&e,
+            "INSERT INTO %s.crash_twin (id, user_id, \"timestamp\", message, received_at, "
+            "idempotency_key, idempotency_digest) VALUES (gen_random_uuid(), 9, now(), "
+            "'first', now(), 'k-2', sha256(convert_to('%s', 'UTF8')))",
+            e.schema, ev2);
     append_from(&e, "crash_twin", ev2, "k-2", "mobile", 0);
     append_from(&e, "crash_twin", ev2, "k-3", "mobile", 0);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
@@ -328,8 +337,11 @@ START_TEST(test_source_and_declared_keys)
     v = tl_str(&e, "SELECT message FROM %s.crash_twin WHERE idempotency_key = 'k-2'", e.schema);
     ck_assert_str_eq(v, "first");
     free(v);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_twin WHERE idempotency_key = "
-                                "'k-3' AND source = 'mobile'", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.crash_twin WHERE idempotency_key = "
+                            "'k-3' AND source = 'mobile'",
+                            e.schema),
+                     1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_twin"), 1);
     tl_teardown(&e);
 }
@@ -355,12 +367,14 @@ START_TEST(test_keyed_fallback_isolates_bad_rows)
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     tl_exec(&e, "ALTER TABLE %s.crash_report ADD CONSTRAINT poison CHECK (user_id <> 666)",
             e.schema);
-    tl_exec(&e, "INSERT INTO %s.crash_report (id, event_name, user_id, event_time, message, "
-                "received_at, idempotency_key, idempotency_digest) VALUES "
-                "(gen_random_uuid(), 'crash_report', 9, now(), 'first', now(), 'k-c', "
-                "sha256(convert_to('%s', 'UTF8'))), "
-                "('0190d6a4-7b3c-7def-8123-456789abcdef', 'crash_report', 9, now(), 'other', "
-                "now(), 'k-x', sha256('other'))", e.schema, again);
+    tl_exec(&e,
+            "INSERT INTO %s.crash_report (id, event_name, user_id, event_time, message, "
+            "received_at, idempotency_key, idempotency_digest) VALUES "
+            "(gen_random_uuid(), 'crash_report', 9, now(), 'first', now(), 'k-c', "
+            "sha256(convert_to('%s', 'UTF8'))), "
+            "('0190d6a4-7b3c-7def-8123-456789abcdef', 'crash_report', 9, now(), 'other', "
+            "now(), 'k-x', sha256('other'))",
+            e.schema, again);
     append_from(&e, "crash_report", good, "k-a", NULL, 0);
     append_from(&e, "crash_report", bad, "k-b", NULL, 0);
     append_from(&e, "crash_report", again, "k-c", NULL, 0);
@@ -375,24 +389,34 @@ START_TEST(test_keyed_fallback_isolates_bad_rows)
                                     "(this event: "));
     free(v);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX "crash_report"), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
-                                "('k-a', 'k-d')", e.schema), 2);
-    v = tl_str(&e, "SELECT message FROM %s.crash_report WHERE idempotency_key = 'k-c'",
-               e.schema);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
+                            "('k-a', 'k-d')",
+                            e.schema),
+                     2);
+    v = tl_str(&e, "SELECT message FROM %s.crash_report WHERE idempotency_key = 'k-c'", e.schema);
     ck_assert_str_eq(v, "first");
     free(v);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key = "
-                                "'k-b'", e.schema), 0);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.dead_letter WHERE stage = 'load' AND "
-                                "idempotency_key = 'k-b' AND error LIKE '%%poison%%'", e.schema),
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.crash_report WHERE idempotency_key = "
+                            "'k-b'",
+                            e.schema),
+                     0);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.dead_letter WHERE stage = 'load' AND "
+                            "idempotency_key = 'k-b' AND error LIKE '%%poison%%'",
+                            e.schema),
                      1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_report"), 1);
 
     append_from(&e, "crash_report", good, "k-e", NULL, 0);
     append_from(&e, "crash_report", again, "k-f", NULL, 0);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
-                                "('k-e', 'k-f')", e.schema), 2);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.crash_report WHERE idempotency_key IN "
+                            "('k-e', 'k-f')",
+                            e.schema),
+                     2);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_report"), 1);
     tl_teardown(&e);
 }
@@ -410,8 +434,9 @@ static const char evo_v3[] =
     "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
     "\"c\": {\"type\": \"number\"}}}}";
 
-#define EVO_V1_COLUMNS "id uuid not null, a text not null, b bigint, idempotency_key text, " \
-    "idempotency_digest bytea, source text, received_at timestamp with time zone not null, " \
+#define EVO_V1_COLUMNS                                                                             \
+    "id uuid not null, a text not null, b bigint, idempotency_key text, "                          \
+    "idempotency_digest bytea, source text, received_at timestamp with time zone not null, "       \
     "loaded_at timestamp with time zone not null"
 
 START_TEST(test_evolution_add_and_remove)
@@ -436,15 +461,22 @@ START_TEST(test_evolution_add_and_remove)
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     log = capture_end(&cap);
     ck_assert_int_eq(count_of(log, "declared type: new field, column added type=evo field=c "
-                                   "column_type=double precision"), 1);
+                                   "column_type=double precision"),
+                     1);
     free(log);
     cols = columns_of(&e, "evo");
     ck_assert_str_eq(cols, EVO_V1_COLUMNS ", c double precision");
     free(cols);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a = 'one' AND b = 1 AND "
-                                "c IS NULL", e.schema), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a = 'two' AND b = 2 AND "
-                                "c = 2.5", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.evo WHERE a = 'one' AND b = 1 AND "
+                            "c IS NULL",
+                            e.schema),
+                     1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.evo WHERE a = 'two' AND b = 2 AND "
+                            "c = 2.5",
+                            e.schema),
+                     1);
 
     /* A field no longer declared: its column stays, null in new rows, said in the log. */
     declare(&e, evo_v3);
@@ -459,8 +491,11 @@ START_TEST(test_evolution_add_and_remove)
     cols = columns_of(&e, "evo");
     ck_assert_str_eq(cols, EVO_V1_COLUMNS ", c double precision");
     free(cols);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a = 'three' AND b IS NULL "
-                                "AND c = 3", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.evo WHERE a = 'three' AND b IS NULL "
+                            "AND c = 3",
+                            e.schema),
+                     1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo", e.schema), 3);
 
     /* Keeping unknown fields later adds the extra column; a required field made optional
@@ -480,11 +515,17 @@ START_TEST(test_evolution_add_and_remove)
     tl_exec(&e, "ALTER TABLE %s.evo DROP COLUMN idempotency_digest", e.schema);
     tl_exec(&e, "ALTER TABLE %s.crash_report DROP COLUMN idempotency_digest", e.schema);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM information_schema.columns WHERE "
-                                "table_schema = '%s' AND column_name = 'idempotency_digest' AND "
-                                "table_name IN ('evo', 'crash_report')", e.schema), 2);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IS NULL AND c = 4 AND "
-                                "extra = '{\"z\": [1]}'", e.schema), 1);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM information_schema.columns WHERE "
+                            "table_schema = '%s' AND column_name = 'idempotency_digest' AND "
+                            "table_name IN ('evo', 'crash_report')",
+                            e.schema),
+                     2);
+    ck_assert_int_eq(tl_int(&e,
+                            "SELECT count(*) FROM %s.evo WHERE a IS NULL AND c = 4 AND "
+                            "extra = '{\"z\": [1]}'",
+                            e.schema),
+                     1);
     tl_teardown(&e);
 }
 END_TEST
@@ -524,33 +565,41 @@ START_TEST(test_evolution_refused)
     tl_append(&e, "evo", "{\"a\": \"two\"}", 0, NULL, 0, NULL);
 
     /* A changed type, even with an addition beside it: nothing altered, not even d. */
-    refused(&e, "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
-                "\"b\": {\"type\": \"string\"}, \"d\": {\"type\": \"boolean\"}}}}",
-            "evo", "a declared field changed its type: refused, nothing altered; keep the old "
-                   "type, or declare the field under a new name (the old column stays) "
-                   "type=evo field=b declared=text column=bigint");
+    refused(&e,
+            "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+            "\"b\": {\"type\": \"string\"}, \"d\": {\"type\": \"boolean\"}}}}",
+            "evo",
+            "a declared field changed its type: refused, nothing altered; keep the old "
+            "type, or declare the field under a new name (the old column stays) "
+            "type=evo field=b declared=text column=bigint");
     /* A new field that is required on a table that has rows without it. */
-    refused(&e, "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
-                "\"b\": {\"type\": \"integer\"}, \"d\": {\"type\": \"boolean\", "
-                "\"required\": true}}}}",
-            "evo", "a new field is declared required, but the table already exists and its "
-                   "rows lack it: refused, nothing altered; declare it without \"required\": "
-                   "true type=evo field=d");
+    refused(&e,
+            "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+            "\"b\": {\"type\": \"integer\"}, \"d\": {\"type\": \"boolean\", "
+            "\"required\": true}}}}",
+            "evo",
+            "a new field is declared required, but the table already exists and its "
+            "rows lack it: refused, nothing altered; declare it without \"required\": "
+            "true type=evo field=d");
     /* An optional field made required. */
-    refused(&e, "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
-                "\"b\": {\"type\": \"integer\", \"required\": true}}}}",
-            "evo", "a field is now declared required, but its column allows null (rows loaded "
-                   "before may lack it): refused, nothing altered; declare it without "
-                   "\"required\": true type=evo field=b");
+    refused(&e,
+            "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+            "\"b\": {\"type\": \"integer\", \"required\": true}}}}",
+            "evo",
+            "a field is now declared required, but its column allows null (rows loaded "
+            "before may lack it): refused, nothing altered; declare it without "
+            "\"required\": true type=evo field=b");
     /* A name taken by a table datapipe did not create. */
     tl_exec(&e, "CREATE TABLE %s.someone_elses (x int); INSERT INTO %s.someone_elses VALUES (7)",
             e.schema, e.schema);
-    refused(&e, "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
-                "\"b\": {\"type\": \"integer\"}}}, \"someone_elses\": {\"fields\": {\"x\": "
-                "{\"type\": \"integer\"}}}}",
-            "someone_elses", "a declared type's name is taken by a table datapipe did not "
-                             "create: refused, nothing altered; rename the type, or move that "
-                             "table out of the schema type=someone_elses");
+    refused(&e,
+            "{\"evo\": {\"fields\": {\"a\": {\"type\": \"string\", \"required\": true}, "
+            "\"b\": {\"type\": \"integer\"}}}, \"someone_elses\": {\"fields\": {\"x\": "
+            "{\"type\": \"integer\"}}}}",
+            "someone_elses",
+            "a declared type's name is taken by a table datapipe did not "
+            "create: refused, nothing altered; rename the type, or move that "
+            "table out of the schema type=someone_elses");
     ck_assert_uint_eq(tl_queued(&e), 1);
 
     /* Back to the running declaration: the held event loads. */
@@ -670,7 +719,7 @@ load_elsewhere(struct tl_env *e, const char *name, const char *type, const char 
     ck_assert_int_eq(start_and_run(&o, NULL), 0);
     ck_assert_uint_eq(tl_queued(&o), 0);
     PQfinish(o.pg);
-    o.pg = NULL;                       /* the schema is e's: not dropped with o */
+    o.pg = NULL; /* the schema is e's: not dropped with o */
     tl_teardown(&o);
 }
 
@@ -683,15 +732,18 @@ key_indexes(struct tl_env *e, const char *table)
                   "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
                   "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
                   "WHERE x.indrelid = '%s.\"%s\"'::regclass AND x.indisunique "
-                  "AND x.indnatts = 1 AND a.attname = 'idempotency_key'", e->schema, table);
+                  "AND x.indnatts = 1 AND a.attname = 'idempotency_key'",
+                  e->schema, table);
 }
 
 /* The name of table's primary key constraint. */
 static char *
 primary_key(struct tl_env *e, const char *table)
 {
-    return tl_str(e, "SELECT conname FROM pg_constraint WHERE conrelid = '%s.\"%s\"'::regclass "
-                     "AND contype = 'p'", e->schema, table);
+    return tl_str(e,
+                  "SELECT conname FROM pg_constraint WHERE conrelid = '%s.\"%s\"'::regclass "
+                  "AND contype = 'p'",
+                  e->schema, table);
 }
 
 static void
@@ -710,9 +762,8 @@ assert_derived(struct tl_env *e, const char *table)
     free(v);
 }
 
-static const char two_a[] =
-    "{\"a\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
-    "\"a_keyed\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}";
+static const char two_a[] = "{\"a\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
+                            "\"a_keyed\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}";
 
 /*
  * The keyed fallback's temporary table is named so that no declared type can be called the
@@ -733,8 +784,7 @@ START_TEST(test_keyed_temp_table_named_apart)
     ck_assert_uint_eq(tl_queued(&e), 0);
     ck_assert_uint_eq(st.loaded, 2);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.a", e.schema), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.a_keyed WHERE n IN (2, 3)", e.schema),
-                     2);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.a_keyed WHERE n IN (2, 3)", e.schema), 2);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_DUPLICATES_PREFIX "a"), 1);
     ck_assert_int_eq(tl_meta(&e, QUEUE_META_LOADER_LOADED_PREFIX "a_keyed"), 2);
     tl_teardown(&e);
@@ -744,16 +794,15 @@ END_TEST
 /* A type name of 63 bytes, the longest PostgreSQL keeps: its keyed fallback loads too. */
 START_TEST(test_keyed_fallback_longest_name)
 {
-    static const char name[] =
-        "l12345678901234567890123456789012345678901234567890123456789012";
+    static const char name[] = "l12345678901234567890123456789012345678901234567890123456789012";
     struct tl_env e;
     char *types = NULL;
     char *v;
 
     ck_assert_uint_eq(strlen(name), 63);
     tl_setup(&e, "keyedlong");
-    ck_assert_int_ge(asprintf(&types, "{\"%s\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}",
-                              name), 0);
+    ck_assert_int_ge(
+        asprintf(&types, "{\"%s\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}", name), 0);
     declare(&e, types);
     load_elsewhere(&e, "keyedlong_b", name, "{\"n\": 1}", "k-1");
     append_from(&e, name, "{\"n\": 1}", "k-1", NULL, 0);
@@ -777,10 +826,9 @@ END_TEST
  */
 START_TEST(test_key_index_for_every_type)
 {
-    static const char types[] =
-        "{\"x_idem_key\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
-        "\"x\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
-        "\"x_pkey\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}";
+    static const char types[] = "{\"x_idem_key\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
+                                "\"x\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}, "
+                                "\"x_pkey\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}";
     struct tl_env e;
 
     tl_setup(&e, "keyindex");
@@ -836,17 +884,19 @@ START_TEST(test_old_names_renamed)
     dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, "evo");
     dp_pg_derived_name(crash_key, DP_PG_KEY_INDEX, "crash_report");
     /* Back to the names of the earlier release. */
-    tl_exec(&e, "SET search_path TO %s; "
-                "DROP INDEX IF EXISTS \"%s\", evo_idem_key; "
-                "CREATE UNIQUE INDEX evo_idem_key ON evo (idempotency_key) "
-                "WHERE idempotency_key IS NOT NULL; "
-                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = "
-                "'evo_pkey') THEN ALTER TABLE evo RENAME CONSTRAINT \"%s\" TO evo_pkey; "
-                "END IF; END $$; "
-                "DROP INDEX IF EXISTS \"%s\", crash_report_idempotency_key; "
-                "CREATE UNIQUE INDEX crash_report_idempotency_key ON crash_report "
-                "(idempotency_key) WHERE idempotency_key IS NOT NULL; "
-                "SET search_path TO DEFAULT", e.schema, key, pk, crash_key);
+    tl_exec(&e,
+            "SET search_path TO %s; "
+            "DROP INDEX IF EXISTS \"%s\", evo_idem_key; "
+            "CREATE UNIQUE INDEX evo_idem_key ON evo (idempotency_key) "
+            "WHERE idempotency_key IS NOT NULL; "
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = "
+            "'evo_pkey') THEN ALTER TABLE evo RENAME CONSTRAINT \"%s\" TO evo_pkey; "
+            "END IF; END $$; "
+            "DROP INDEX IF EXISTS \"%s\", crash_report_idempotency_key; "
+            "CREATE UNIQUE INDEX crash_report_idempotency_key ON crash_report "
+            "(idempotency_key) WHERE idempotency_key IS NOT NULL; "
+            "SET search_path TO DEFAULT",
+            e.schema, key, pk, crash_key);
     tl_append(&e, "evo", "{\"a\": \"one\"}", 0, NULL, 0, NULL);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
@@ -885,8 +935,9 @@ START_TEST(test_key_twice_refused)
     declare(&e, evo_v1);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     dp_pg_derived_name(key, DP_PG_KEY_INDEX, "evo");
-    tl_exec(&e, "DROP INDEX %s.\"%s\"; INSERT INTO %s.evo (id, a, received_at, idempotency_key) "
-                "SELECT gen_random_uuid(), 'x', now(), 'k-1' FROM generate_series(1, 2)",
+    tl_exec(&e,
+            "DROP INDEX %s.\"%s\"; INSERT INTO %s.evo (id, a, received_at, idempotency_key) "
+            "SELECT gen_random_uuid(), 'x', now(), 'k-1' FROM generate_series(1, 2)",
             e.schema, key, e.schema);
     tl_append(&e, "evo", "{\"a\": \"held\"}", 0, NULL, 0, NULL);
     capture_begin(&cap, &e);
@@ -894,11 +945,14 @@ START_TEST(test_key_twice_refused)
     log = capture_end(&cap);
     ck_assert_int_eq(count_of(log, "a keyed table holds a key more than once, so its unique key "
                                    "index cannot be built: refused, nothing altered; keep one "
-                                   "row of each key, then start again table=evo index="), 1);
+                                   "row of each key, then start again table=evo index="),
+                     1);
     free(log);
     ck_assert_uint_eq(tl_queued(&e), 1);
-    tl_exec(&e, "DELETE FROM %s.evo WHERE ctid IN (SELECT ctid FROM %s.evo "
-                "WHERE idempotency_key = 'k-1' LIMIT 1)", e.schema, e.schema);
+    tl_exec(&e,
+            "DELETE FROM %s.evo WHERE ctid IN (SELECT ctid FROM %s.evo "
+            "WHERE idempotency_key = 'k-1' LIMIT 1)",
+            e.schema, e.schema);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     ck_assert_uint_eq(tl_queued(&e), 0);
     v = key_indexes(&e, "evo");
@@ -953,8 +1007,8 @@ START_TEST(test_required_field_removed)
                            "idempotency_digest bytea, source text, received_at timestamp with "
                            "time zone not null, loaded_at timestamp with time zone not null");
     free(cols);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IS NULL AND b = 2",
-                            e.schema), 1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IS NULL AND b = 2", e.schema),
+                     1);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.dead_letter", e.schema), 0);
     tl_teardown(&e);
 }
@@ -973,15 +1027,15 @@ START_TEST(test_held_until_declared_again)
     tl_append(&e, "evo", "{\"a\": \"first\"}", 0, NULL, 0, NULL);
     ck_assert_int_eq(start_and_run(&e, NULL), 0);
     /* Queued while declared; the declaration goes away before the loader runs. */
-    tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 1, \"message\": \"a\"}", 0,
-              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 1, \"timestamp\": 1, \"message\": \"a\"}", 0, NULL,
+              0, NULL);
     tl_append(&e, "evo", "{\"a\": \"x\"}", 0, NULL, 0, NULL);
-    tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 1, \"message\": \"b\"}", 0,
-              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 2, \"timestamp\": 1, \"message\": \"b\"}", 0, NULL,
+              0, NULL);
     tl_append(&e, "evo", "{\"a\": \"y\"}", 0, NULL, 0, NULL);
     tl_append(&e, "ghost", "{}", 0, NULL, 0, NULL);
-    tl_append(&e, "crash_report", "{\"user_id\": 3, \"timestamp\": 1, \"message\": \"c\"}", 0,
-              NULL, 0, NULL);
+    tl_append(&e, "crash_report", "{\"user_id\": 3, \"timestamp\": 1, \"message\": \"c\"}", 0, NULL,
+              0, NULL);
     declare(&e, "{}");
     ck_assert_int_eq(start_and_run(&e, &st), 0);
     ck_assert_uint_eq(st.held, 3);
@@ -1005,8 +1059,7 @@ START_TEST(test_held_until_declared_again)
     ck_assert_uint_eq(st.held, 1);
     ck_assert_uint_eq(st.loaded, 2);
     ck_assert_uint_eq(tl_queued(&e), 1);
-    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IN ('x', 'y')", e.schema),
-                     2);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM %s.evo WHERE a IN ('x', 'y')", e.schema), 2);
     ck_assert_int_eq(queue_meta_get_str(e.q, QUEUE_META_LOADER_HELD_TYPES, types, 256), 0);
     ck_assert_str_eq(types, "ghost");
     free(types);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# test_concurrency.sh - SPEC 1.2 under concurrency: 256 keep-alive clients post all five
-# event types for E2E_CONC_S seconds (default 10; issue 8 says 30, shortened to keep
+# test_concurrency.sh - README's promise of exactly once under concurrency: 256 keep-alive clients post all five
+# event types for E2E_CONC_S seconds (default 10; make soak runs 30, shortened to keep
 # make check fast: the figure to prove is per-type equality, which holds or breaks within
 # seconds at this rate) while the loader drains; then the rows in PostgreSQL equal the
 # acknowledged events type by type, and each acknowledged event is there once with its id.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_disk_full.sh - SPEC 1.4 end to end: the queue on a 2 MiB tmpfs (a full disk long
+# test_disk_full.sh - back-pressure instead of failure (README's promises) end to end: the queue on a 2 MiB tmpfs (a full disk long
 # before the 64 MiB map is full), no loader: POSTs get 503 with Retry-After, the server
 # keeps running and every 2xx is in the queue; then the loader drains, the same server
 # accepts again, and every acknowledged event is loaded exactly once. Then the disk fills

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_fleet.sh - a fleet of two (issue 12, section 3): appliances a and b (each its own
+# test_fleet.sh - a fleet of two (docs/scaling.md): appliances a and b (each its own
 # queue.id, queue, server and loader) behind HAProxy on loopback, balance roundrobin, one
 # PostgreSQL. Keyed clients send through the balancer and retry on every error or timeout
 # while appliance a (server and loader) is SIGKILLed and restarted several times, and the

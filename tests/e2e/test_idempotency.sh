@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_idempotency.sh - idempotency keys over real HTTP (SPEC section 8): a repeat answers as
+# test_idempotency.sh - idempotency keys over real HTTP (docs/api.md): a repeat answers as
 # the first time plus "duplicate" (one event, a batch, /submit's 204), a conflict is 409 or a
 # batch error kept for dead_letter, the Idempotency-Key header, bad keys with their exact
 # texts, the dedup window expiring, keys surviving a server restart; then the loader skipping

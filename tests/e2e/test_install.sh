@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# test_install.sh - `make install DESTDIR=...` lays out the tree (binaries,
-# TLS shim, units with the real paths, sysusers/tmpfiles snippets, docs, an
-# /etc/datapipe.json that is never overwritten); the unit's user exists (the
-# sysusers snippet applied under DESTDIR) and can read the configuration, which
-# is root:datapipe 0640; each installed binary, started as the unit's user with
-# the unit's Environment= and the installed configuration (plus an override
-# with -c, as an operator would), serves; `make uninstall` removes the tree;
-# the installed units pass `systemd-analyze verify`; and both daemons speak
-# sd_notify (READY=1, STATUS=, the loader's WATCHDOG=1, the loader ready while
-# PostgreSQL is down) and exit 0 on SIGTERM.
+# test_install.sh - `make install DESTDIR=...` stages the tree (binaries, TLS shim, man pages,
+# units with the real paths, sysusers/tmpfiles snippets, docs, an /etc/datapipe.json that is
+# never overwritten) and touches no user database: no etc/passwd, group or shadow in the
+# stage, and no owner from the building machine on the configuration (0640, the installer's
+# own). Neither `make` nor `make install` would run apt-get. On the machine that runs the
+# daemons the user is made from the installed snippet and the configuration's group set by
+# name (what the package's postinst does); each installed binary, started as the unit's user
+# with the unit's Environment= and the installed configuration (plus an override with -c, as
+# an operator would), serves; `make uninstall` removes the tree; the installed units pass
+# `systemd-analyze verify`; and both daemons speak sd_notify (READY=1, STATUS=, the loader's
+# WATCHDOG=1, the loader ready while PostgreSQL is down) and exit 0 on SIGTERM.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/lib_sh.sh
@@ -27,6 +28,17 @@ SYSUSERSDIR=$(pkg-config --variable=sysusersdir systemd 2>/dev/null || echo /usr
 
 make -s install DESTDIR="$D" PREFIX=/usr/local >"$TMP/install.log" 2>&1
 ok "make install exits 0" [ $? -eq 0 ]
+ok "a staged install writes no user database" \
+    bash -c "[ ! -e '$D/etc/passwd' ] && [ ! -e '$D/etc/group' ] && [ ! -e '$D/etc/shadow' ]"
+eq "staged /etc/datapipe.json: 0640, the installer's, no group id of this machine" \
+    "$(id -u):$(id -g) 640" "$(stat -c '%u:%g %a' "$D/etc/datapipe.json")"
+no_apt_get() { ! make -n "$@" DESTDIR="$TMP/n" 2>&1 | grep -q apt-get; }
+ok "make -n runs no apt-get" no_apt_get
+ok "make -n install runs no apt-get" no_apt_get install
+for m in datapipe-server datapipe-loader datapipe-queue; do
+    ok "the man page of $m is installed" [ -f "$D/usr/local/share/man/man8/$m.8" ]
+done
+ok "the alerting rules are installed" [ -f "$D/usr/local/share/datapipe/datapipe.rules.yml" ]
 for f in usr/local/bin/datapipe-server usr/local/bin/datapipe-loader usr/local/bin/datapipe-queue; do
     ok "$f executable" [ -x "$D/$f" ]
 done
@@ -53,23 +65,23 @@ eq "the sysusers snippet declares the user" "u datapipe" \
     "$(awk '$1 == "u" {print $1, $2}' "$D$SYSUSERSDIR/datapipe.conf")"
 RUN_AS=0
 if [ "$(id -u)" = 0 ]; then
-    # make install applied the snippet under DESTDIR (as systemd-sysusers --root does for an
-    # image); apply it here if an older make did not, so the test owns what it creates.
-    [ -n "$(sed -n 's/^datapipe:[^:]*:\([0-9]*\):.*/\1/p' "$D/etc/group" 2>/dev/null)" ] ||
-        systemd-sysusers --root="$D" "$D$SYSUSERSDIR/datapipe.conf" >>"$TMP/install.log" 2>&1
-    DUID=$(sed -n 's/^datapipe:[^:]*:\([0-9]*\):.*/\1/p' "$D/etc/passwd")
-    DGID=$(sed -n 's/^datapipe:[^:]*:\([0-9]*\):.*/\1/p' "$D/etc/group")
-    ok "the datapipe user exists in the installed root ($DUID:$DGID)" [ -n "$DUID" ] && [ -n "$DGID" ]
-    eq "/etc/datapipe.json is root:datapipe 0640" "0:$DGID 640" "$(stat -c '%u:%g %a' "$D/etc/datapipe.json")"
+    # What the package's postinst does on the target: the user from the installed snippet (on
+    # this machine's own user database), then the configuration's group, by name.
+    systemd-sysusers "$D$SYSUSERSDIR/datapipe.conf" >>"$TMP/install.log" 2>&1
+    chgrp datapipe "$D/etc/datapipe.json"
+    DUID=$(id -u datapipe 2>/dev/null)
+    DGID=$(getent group datapipe | cut -d: -f3)
+    ok "the datapipe user exists ($DUID:$DGID)" [ -n "$DUID" ] && [ -n "$DGID" ]
+    eq "/etc/datapipe.json is root:datapipe 0640" "root:datapipe 640" \
+        "$(stat -c '%U:%G %a' "$D/etc/datapipe.json")"
     [ -n "$DUID" ] && [ -n "$DGID" ] && RUN_AS=1
 else
     echo "test_install: not root: cannot create the unit's user or switch to it; the" \
         "run-as-the-unit's-user checks are skipped (make check runs them as root)"
-    eq "/etc/datapipe.json is 0640" 640 "$(stat -c '%a' "$D/etc/datapipe.json")"
 fi
 
-# as_unit UNIT CMD...: exec CMD (call it in a subshell) as the unit does: its User=/Group= (numeric: the user lives in
-# the installed root), no supplementary groups, its UMask=, only its Environment= (whose
+# as_unit UNIT CMD...: exec CMD (call it in a subshell) as the unit does: its User=/Group=,
+# no supplementary groups, its UMask=, only its Environment= (whose
 # /etc paths name the installed files under DESTDIR).
 as_unit() {
     local unit=$D/$UNITDIR/$1.service envs=() line kv
@@ -198,6 +210,9 @@ cat >"$TMP/down.json" <<JSON
 {"queue": {"path": "$TMP/qdown", "id": "notify-down"},
  "database": {"conninfo": "host=127.0.0.1 port=$DOWN dbname=none connect_timeout=2"}}
 JSON
+# The listener killed above leaves its socket file behind: without this, the wait below would
+# pass at once and the loader could send READY=1 before the new listener is bound.
+rm -f "$SOCK"
 "$BUILD/tests/tools/notify_listen" "$SOCK" 30 >"$TMP/down.notify" &
 LPID=$!
 wait_until 10 "the sd_notify listener is bound" test -S "$SOCK"

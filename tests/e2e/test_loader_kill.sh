@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_loader_kill.sh - SPEC 1.2 end to end: while clients keep posting, the loader is
+# test_loader_kill.sh - exactly once (README's promises) end to end: while clients keep posting, the loader is
 # killed again and again while it drains: the real datapipe-loader with SIGKILL at random
 # moments, and faultloader (the loader with the test fault hook) killing itself right after a
 # COMMIT returned and before the queue delete (the window loader_batches must cover), or

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_queue_clone.sh - issue 12 section 1, two live appliances started with one queue.id
+# test_queue_clone.sh - two live appliances started with one queue.id
 # (a cloned appliance that kept it) and one PostgreSQL: the first loader claims queue.id and
 # loads; the second's loader refuses (exit 78, /v1/status) even once its queue is past the
 # first's sequence numbers, and terminates none of the first's sessions. Afterwards every

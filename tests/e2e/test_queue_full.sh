@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_queue_full.sh - SPEC 1.4 end to end: a 1 MiB queue (queue.max_bytes) with no
+# test_queue_full.sh - back-pressure instead of failure (README's promises) end to end: a 1 MiB queue (queue.max_bytes) with no
 # loader running fills up under load: POSTs get 503 with Retry-After and /readyz 503, and
 # every 2xx is in the queue. Then the loader starts and the same server process (no
 # restart) accepts again; after the drain every acknowledged event is loaded exactly once.

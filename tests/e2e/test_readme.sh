@@ -23,7 +23,8 @@
 #   there (the test runs curl with --fail-with-body unless the command uses -f itself).
 # - Matching: every field of the answer must be in the output with the same value, arrays
 #   element by element and of the same length; for fields named `id` or ending in `_at`
-#   (ids and timestamps differ on every run) only the JSON type must be the same.
+#   (ids and timestamps differ on every run) only the JSON type must be the same, and for
+#   `ids` the type of each element (a string, or null for a rejected event).
 #   Other comments are prose.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -95,6 +96,8 @@ MATCH='def m($e; $a):
   if ($e | type) == "object" then
     ($a | type) == "object" and all($e | keys[]; . as $k | ($a | has($k)) and
       (if ($k | test("^id$|_at$")) then ($e[$k] | type) == ($a[$k] | type)
+       elif $k == "ids" then ($a[$k] | type) == "array" and
+         ($e[$k] | map(type)) == ($a[$k] | map(type))
        else m($e[$k]; $a[$k]) end))
   elif ($e | type) == "array" then
     ($a | type) == "array" and ($e | length) == ($a | length) and

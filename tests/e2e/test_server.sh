@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_server.sh - datapipe-server over real HTTP on loopback with a real
-# queue: every route and status code of SPEC section 3, bodies (NDJSON,
+# queue: every route and status code of docs/api.md, bodies (NDJSON,
 # arrays, gzip, limits), auth, CORS, TLS, queue full and recovery, GET against
 # the harness's PostgreSQL, and SIGTERM under load losing no acknowledged event.
 set -uo pipefail

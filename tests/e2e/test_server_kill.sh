@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_server_kill.sh - SPEC 1.1/1.2 end to end: datapipe-server SIGKILLed at random
+# test_server_kill.sh - nothing lost, exactly once (README's promises) end to end: datapipe-server SIGKILLed at random
 # moments (at least 5 times) while 8 keep-alive clients post mixed events and 8 keyed clients
 # post theirs with an Idempotency-Key each, retrying every request whose answer they did not
 # get; the server is restarted each time, the loader drains alongside. Afterwards every

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_stale_reader.sh - SPEC 1.1 end to end: a restart with a non-empty queue and a stale
+# test_stale_reader.sh - no acknowledged event lost (README's promises) end to end: a restart with a non-empty queue and a stale
 # LMDB reader slot. Events are acknowledged, the server is SIGKILLed, a reader process
 # (qprobe hold) is SIGKILLed while it holds a read transaction; then both daemons start
 # on that queue, the stale slot is cleared (mdb_stat -r), nothing acknowledged is lost and

@@ -28,18 +28,25 @@ sample() {
          FROM w" >/dev/null
 }
 
+# watermark: loaded_through now.
+watermark() { sql "SELECT loaded_through FROM $SCHEMA.watermark WHERE queue_id = '$QID'"; }
+
 start_bg "$DIR/client.log" "$CLIENT" -p "$PORT" -c 4 -d 8 -t crash -o "$DIR/ack" -S "$DIR/sent"
 cpid=$T_LAST_PID
 start_loader
 kills=0
 n=0
+last_w=$(watermark)
 while ! gone "$cpid"; do
     sample
     n=$((n + 1))
-    # Every 5 samples, kill the loader where it happens to be and start another one.
-    if [ $((n % 5)) = 0 ]; then
+    # Every 5 samples, kill the loader where it happens to be and start another one; but only
+    # once the watermark moved since the last kill, so that each loader gets to load however
+    # slowly it starts (under ThreadSanitizer, a start takes longer than 5 samples).
+    if [ $((n % 5)) = 0 ] && [ "$(watermark)" != "$last_w" ]; then
         stop_pid "$LPID" KILL
         kills=$((kills + 1))
+        last_w=$(watermark)
         start_loader
     fi
 done

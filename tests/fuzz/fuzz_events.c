@@ -27,7 +27,11 @@ static struct dp_field_decl fz_fields[] = {
     {.name = "s", .type = DP_FIELD_STRING, .required = true, .max_length = 8},
     {.name = "e", .type = DP_FIELD_STRING, .enums = plans, .n_enums = 2},
     {.name = "p", .type = DP_FIELD_STRING, .pattern = "^[a-z]+(-[0-9]+)?$"},
-    {.name = "i", .type = DP_FIELD_INTEGER, .has_min = true, .min_int = -5, .has_max = true,
+    {.name = "i",
+     .type = DP_FIELD_INTEGER,
+     .has_min = true,
+     .min_int = -5,
+     .has_max = true,
      .max_int = 1000},
     {.name = "n", .type = DP_FIELD_NUMBER, .has_min = true, .min_num = -0.5},
     {.name = "b", .type = DP_FIELD_BOOLEAN},
@@ -57,7 +61,9 @@ static struct dp_field_decl fb_fields[] = {
 
 static struct dp_type_decl fuzz_decls[] = {
     {.name = "fz", .fields = fz_fields, .n_fields = sizeof(fz_fields) / sizeof(fz_fields[0])},
-    {.name = "fk", .fields = fk_fields, .n_fields = sizeof(fk_fields) / sizeof(fk_fields[0]),
+    {.name = "fk",
+     .fields = fk_fields,
+     .n_fields = sizeof(fk_fields) / sizeof(fk_fields[0]),
      .keep_unknown = true},
     {.name = "fb", .fields = fb_fields, .n_fields = sizeof(fb_fields) / sizeof(fb_fields[0])},
 };
@@ -133,7 +139,7 @@ check_encode(const struct ev_item *it)
         .now_us = INT64_C(1700000001000000),
         .seq = 1,
     };
-    struct ev_buf out = { 0 };
+    struct ev_buf out = {0};
     char err[EV_ERR_MAX];
     int rc;
 
@@ -142,19 +148,18 @@ check_encode(const struct ev_item *it)
         abort();
     }
     if (it->type->copy_binary) {
-        struct ev_buf bin = { .binary = true };
+        struct ev_buf bin = {.binary = true};
 
         if (ev_encode(it->type, &ev, &bin, err) != 0) {
             abort();
         }
-        check_binary_row(&bin, count_char(it->type->copy_columns,
-                                          strlen(it->type->copy_columns), ',') + 1);
+        check_binary_row(
+            &bin, count_char(it->type->copy_columns, strlen(it->type->copy_columns), ',') + 1);
         ev_buf_free(&bin);
     }
-    if (out.len == 0 || out.data[out.len - 1] != '\n' ||
-        count_char(out.data, out.len, '\n') != 1 ||
-        count_char(out.data, out.len, '\t') != count_char(it->type->copy_columns,
-                                                           strlen(it->type->copy_columns), ',')) {
+    if (out.len == 0 || out.data[out.len - 1] != '\n' || count_char(out.data, out.len, '\n') != 1 ||
+        count_char(out.data, out.len, '\t') !=
+            count_char(it->type->copy_columns, strlen(it->type->copy_columns), ',')) {
         abort();
     }
     ev_buf_free(&out);
@@ -176,8 +181,8 @@ check_error(const struct ev_item *it)
      */
     {
         const struct ev_type *t = it->type ? it->type : ev_registry[it->index % ev_registry_len];
-        struct ev_stored ev = { .json = it->raw, .json_len = it->raw_len };
-        struct ev_buf out = { 0 };
+        struct ev_stored ev = {.json = it->raw, .json_len = it->raw_len};
+        struct ev_buf out = {0};
         char err[EV_ERR_MAX];
 
         if (ev_encode(t, &ev, &out, err) == 0 && it->type == t) {
@@ -190,7 +195,7 @@ check_error(const struct ev_item *it)
 static void
 run(const char *body, size_t size, const struct ev_type *t)
 {
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     size_t valid = 0;
     size_t i;
     int rc;

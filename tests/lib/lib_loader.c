@@ -38,8 +38,10 @@ tl_setup(struct tl_env *e, const char *name)
     ck_assert_int_eq(queue_open(&e->q, e->queue_path, TL_MAP_BYTES, false), 0);
     e->pg = PQconnectdb(t_pg_conninfo());
     ck_assert_msg(PQstatus(e->pg) == CONNECTION_OK, "connect: %s", PQerrorMessage(e->pg));
-    snprintf(sql, sizeof(sql), "SET client_min_messages = warning; DROP SCHEMA IF EXISTS %s "
-             "CASCADE; SET search_path TO %s", e->schema, e->schema);
+    snprintf(sql, sizeof(sql),
+             "SET client_min_messages = warning; DROP SCHEMA IF EXISTS %s "
+             "CASCADE; SET search_path TO %s",
+             e->schema, e->schema);
     r = PQexec(e->pg, sql);
     ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(e->pg));
     PQclear(r);
@@ -107,8 +109,8 @@ tl_uuid_text(const uint8_t uuid[16], char *out)
 }
 
 uint64_t
-tl_append(struct tl_env *e, const char *type, const char *json, uint32_t flags,
-          const char *error, int64_t received_us, char *uuid_text)
+tl_append(struct tl_env *e, const char *type, const char *json, uint32_t flags, const char *error,
+          int64_t received_us, char *uuid_text)
 {
     struct queue_event ev;
 

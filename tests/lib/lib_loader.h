@@ -13,16 +13,16 @@
 #include "loader/loader.h"
 #include "queue/queue.h"
 
-#define TL_MAP_BYTES (4ULL << 30)      /* queue map size every loader test uses */
+#define TL_MAP_BYTES (4ULL << 30) /* queue map size every loader test uses */
 
 /* One test's world: its queue, its schema, its queue id, a connection for checking. */
 struct tl_env {
-    char *dir;                         /* temporary directory; the queue is dir/queue */
+    char *dir; /* temporary directory; the queue is dir/queue */
     char *queue_path;
-    char schema[64];                   /* ldr_<name>_<pid> */
+    char schema[64]; /* ldr_<name>_<pid> */
     char queue_id[64];
     struct queue *q;
-    PGconn *pg;                        /* search_path set to schema */
+    PGconn *pg; /* search_path set to schema */
 };
 
 /* tl_setup - a fresh env named name (letters, digits, _); the schema does not exist yet. */

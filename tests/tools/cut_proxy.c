@@ -33,21 +33,21 @@
 enum cp_mode { CP_BEFORE, CP_AFTER, CP_COPY };
 
 struct cp_pair {
-    int cfd;                   /* the loader's side, -1 when the slot is free */
-    int sfd;                   /* PostgreSQL's side */
-    unsigned char *buf;        /* the loader's bytes not yet forwarded: a partial message */
+    int cfd;            /* the loader's side, -1 when the slot is free */
+    int sfd;            /* PostgreSQL's side */
+    unsigned char *buf; /* the loader's bytes not yet forwarded: a partial message */
     size_t len;
     size_t cap;
-    bool started;              /* the startup message went through: messages are typed */
-    bool server_typed;         /* PostgreSQL's first message seen (parsing its stream) */
-    unsigned char *sbuf;       /* PostgreSQL's bytes, parsed until BackendKeyData */
+    bool started;        /* the startup message went through: messages are typed */
+    bool server_typed;   /* PostgreSQL's first message seen (parsing its stream) */
+    unsigned char *sbuf; /* PostgreSQL's bytes, parsed until BackendKeyData */
     size_t slen;
     bool key_seen;
-    uint32_t pid;              /* the backend's pid */
-    bool in_batch;             /* the open transaction inserted its loader_batches row */
-    bool copy_seen;            /* the batch's first CopyData passed */
-    bool await_reply;          /* after mode: the COMMIT went; cut at its answer */
-    bool held;                 /* copy mode: no longer reading the loader */
+    uint32_t pid;     /* the backend's pid */
+    bool in_batch;    /* the open transaction inserted its loader_batches row */
+    bool copy_seen;   /* the batch's first CopyData passed */
+    bool await_reply; /* after mode: the COMMIT went; cut at its answer */
+    bool held;        /* copy mode: no longer reading the loader */
 };
 
 static struct cp_pair pairs[CP_MAX_PAIRS];
@@ -313,7 +313,7 @@ main(int argc, char **argv)
             sock_path = optarg;
             break;
         case 'm':
-            mode = strcmp(optarg, "before") == 0 ? CP_BEFORE
+            mode = strcmp(optarg, "before") == 0  ? CP_BEFORE
                    : strcmp(optarg, "after") == 0 ? CP_AFTER
                                                   : CP_COPY;
             break;
@@ -351,7 +351,9 @@ main(int argc, char **argv)
         return 1;
     }
     fprintf(log_out, "listening port=%d mode=%s\n", port,
-            mode == CP_BEFORE ? "before" : mode == CP_AFTER ? "after" : "copy");
+            mode == CP_BEFORE  ? "before"
+            : mode == CP_AFTER ? "after"
+                               : "copy");
     fflush(log_out);
     for (;;) {
         struct pollfd fds[1 + 2 * CP_MAX_PAIRS];

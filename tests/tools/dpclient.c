@@ -41,11 +41,11 @@
 #include <unistd.h>
 
 #define CLI_MAX_CONNS 1024
-#define CLI_PER_CONN 10000000ULL     /* event numbers per connection */
-#define CLI_IO_TIMEOUT_S 20          /* a silent server is given up on after this (-T) */
-#define CLI_RETRY_S 60               /* a keyed event is retried this long at most (-R) */
-#define CLI_RETRY_MS 20              /* pause before reconnecting */
-#define CLI_BUSY_MS 50               /* pause after a 503 */
+#define CLI_PER_CONN 10000000ULL /* event numbers per connection */
+#define CLI_IO_TIMEOUT_S 20      /* a silent server is given up on after this (-T) */
+#define CLI_RETRY_S 60           /* a keyed event is retried this long at most (-R) */
+#define CLI_RETRY_MS 20          /* pause before reconnecting */
+#define CLI_BUSY_MS 50           /* pause after a 503 */
 #define CLI_RESP_MAX 65536
 
 enum ev_kind { K_CRASH, K_AD, K_LOGIN, K_SAMPLE, K_PRODUCT, K_COUNT };
@@ -59,13 +59,13 @@ struct opts {
     int conns;
     double seconds;
     uint64_t max_per_conn;
-    double rate;                 /* requests per second per connection, 0: no limit */
+    double rate; /* requests per second per connection, 0: no limit */
     bool kinds[K_COUNT];
     int nkinds;
     uint64_t base;
     const char *prefix;
-    size_t pad;                  /* extra bytes of message/user_agent text */
-    bool keyed;                  /* -k: Idempotency-Key on every event, retried until answered */
+    size_t pad; /* extra bytes of message/user_agent text */
+    bool keyed; /* -k: Idempotency-Key on every event, retried until answered */
     double retry_s;
     int io_timeout_s;
     FILE *ack;
@@ -78,10 +78,10 @@ struct totals {
     atomic_uint_fast64_t status_503;
     atomic_uint_fast64_t retry_after;
     atomic_uint_fast64_t status_other;
-    atomic_uint_fast64_t status_5xx;     /* keyed: other 5xx (a balancer's 502/504), retried */
-    atomic_uint_fast64_t resent;         /* keyed: requests sent again after no answer */
-    atomic_uint_fast64_t duplicates;     /* keyed: 202s with "duplicate":true */
-    atomic_uint_fast64_t unanswered;     /* keyed: given up after retry_s */
+    atomic_uint_fast64_t status_5xx; /* keyed: other 5xx (a balancer's 502/504), retried */
+    atomic_uint_fast64_t resent;     /* keyed: requests sent again after no answer */
+    atomic_uint_fast64_t duplicates; /* keyed: 202s with "duplicate":true */
+    atomic_uint_fast64_t unanswered; /* keyed: given up after retry_s */
     atomic_uint_fast64_t io_errors;
     atomic_uint_fast64_t connects;
     atomic_uint_fast64_t connect_fail;
@@ -93,7 +93,12 @@ static struct totals t;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static double deadline;
 static char *padding;
-static volatile sig_atomic_t stopping;   /* SIGTERM/SIGINT: finish the requests in flight */
+/*
+ * SIGTERM/SIGINT: finish the requests in flight. Atomic, not volatile sig_atomic_t: the handler
+ * runs in whichever thread the signal lands on and every connection thread reads the flag, and
+ * sig_atomic_t is only safe within one thread. A lock-free atomic is async-signal-safe.
+ */
+static atomic_bool stopping;
 
 static double
 now_s(void)
@@ -108,13 +113,13 @@ static void
 on_stop(int sig)
 {
     (void)sig;
-    stopping = 1;
+    atomic_store(&stopping, true);
 }
 
 static bool
 go_on(void)
 {
-    return !stopping && now_s() < deadline;
+    return !atomic_load(&stopping) && now_s() < deadline;
 }
 
 static void
@@ -174,20 +179,26 @@ make_body(enum ev_kind k, uint64_t n, char *buf, size_t len)
 {
     switch (k) {
     case K_CRASH:
-        return snprintf(buf, len, "{\"user_id\": %" PRIu64 ", \"timestamp\": 1700000000, "
-                        "\"message\": \"%s-%" PRIu64 "%s\"}", n, o.prefix, n, padding);
+        return snprintf(buf, len,
+                        "{\"user_id\": %" PRIu64 ", \"timestamp\": 1700000000, "
+                        "\"message\": \"%s-%" PRIu64 "%s\"}",
+                        n, o.prefix, n, padding);
     case K_AD:
-        return snprintf(buf, len, "{\"ip_address\": \"10.%u.%u.%u\", \"user_agent\": \"e2e%s\", "
+        return snprintf(buf, len,
+                        "{\"ip_address\": \"10.%u.%u.%u\", \"user_agent\": \"e2e%s\", "
                         "\"referring_url\": \"https://example.com/p?n=%" PRIu64 "\", "
                         "\"advertiser_id\": \"%s-%" PRIu64 "\", \"metadata\": {\"n\": %" PRIu64
-                        "}}", (unsigned)(n >> 16 & 255), (unsigned)(n >> 8 & 255),
-                        (unsigned)(n & 255), padding, n, o.prefix, n, n);
+                        "}}",
+                        (unsigned)(n >> 16 & 255), (unsigned)(n >> 8 & 255), (unsigned)(n & 255),
+                        padding, n, o.prefix, n, n);
     case K_LOGIN:
-        return snprintf(buf, len, "{\"user_id\": \"%s-%" PRIu64 "\", \"timestamp\": 1700000000, "
-                        "\"app_version\": \"1.2%s\", \"ip\": \"::1\"}", o.prefix, n, padding);
+        return snprintf(buf, len,
+                        "{\"user_id\": \"%s-%" PRIu64 "\", \"timestamp\": 1700000000, "
+                        "\"app_version\": \"1.2%s\", \"ip\": \"::1\"}",
+                        o.prefix, n, padding);
     case K_SAMPLE:
-        return snprintf(buf, len, "{\"time_stamp\": \"2024-05-01T10:00:00Z\", \"data\": [%"
-                        PRIu64 "]}", n);
+        return snprintf(buf, len,
+                        "{\"time_stamp\": \"2024-05-01T10:00:00Z\", \"data\": [%" PRIu64 "]}", n);
     default:
         return snprintf(buf, len, "{\"id\": \"%s-%" PRIu64 "\", \"name\": \"p%s\"}", o.prefix, n,
                         padding);
@@ -244,7 +255,7 @@ read_answer(int fd, char *buf, int *status, bool *retry_after, bool *closing, ch
         }
     }
     if (clen < 0) {
-        clen = 0;               /* 204 and friends */
+        clen = 0; /* 204 and friends */
     }
     if (hlen + (size_t)clen >= CLI_RESP_MAX) {
         return -1;
@@ -267,7 +278,7 @@ read_answer(int fd, char *buf, int *status, bool *retry_after, bool *closing, ch
         char *p = strstr(buf + hlen, "\"id\":\"");
 
         if (p == NULL || strlen(p + 6) < 36 || p[6 + 36] != '"') {
-            return -1;          /* a 202 for one event always names its id */
+            return -1; /* a 202 for one event always names its id */
         }
         memcpy(id, p + 6, 36);
         id[36] = '\0';
@@ -326,7 +337,7 @@ attempt_once(int *fd, const char *req, size_t rlen, enum ev_kind k, uint64_t n, 
         atomic_fetch_add(&t.connect_fail, 1);
         if (o.keyed) {
             sleep_ms(CLI_RETRY_MS);
-            return A_AGAIN;     /* the caller decides whether time is left */
+            return A_AGAIN; /* the caller decides whether time is left */
         }
         sleep_ms(CLI_RETRY_MS);
     }
@@ -422,7 +433,8 @@ conn_main(void *arg)
         if (o.keyed) {
             snprintf(key, sizeof(key), "Idempotency-Key: %s-%" PRIu64 "\r\n", o.prefix, n);
         }
-        rlen = snprintf(req, 8192 + 2 * o.pad, "POST /v1/events/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        rlen = snprintf(req, 8192 + 2 * o.pad,
+                        "POST /v1/events/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         "Content-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s",
                         kind_name[k], key, blen, body);
         if (o.keyed) {
@@ -441,8 +453,8 @@ conn_main(void *arg)
         while (attempt_once(&fd, req, (size_t)rlen, k, n, resp, line, &written) == A_AGAIN) {
             if (now_s() - first > o.retry_s) {
                 atomic_fetch_add(&t.unanswered, 1);
-                fprintf(stderr, "dpclient: %s-%" PRIu64 " unanswered after %.0f s\n",
-                        o.prefix, n, o.retry_s);
+                fprintf(stderr, "dpclient: %s-%" PRIu64 " unanswered after %.0f s\n", o.prefix, n,
+                        o.retry_s);
                 break;
             }
         }
@@ -504,35 +516,60 @@ main(int argc, char **argv)
     parse_kinds("crash");
     while ((c = getopt(argc, argv, "p:c:d:n:r:t:B:x:s:kR:T:o:S:")) != -1) {
         switch (c) {
-        case 'p': o.port = atoi(optarg); break;
-        case 'c': o.conns = atoi(optarg); break;
-        case 'd': o.seconds = atof(optarg); break;
-        case 'n': o.max_per_conn = strtoull(optarg, NULL, 10); break;
-        case 'r': o.rate = atof(optarg); break;
+        case 'p':
+            o.port = atoi(optarg);
+            break;
+        case 'c':
+            o.conns = atoi(optarg);
+            break;
+        case 'd':
+            o.seconds = atof(optarg);
+            break;
+        case 'n':
+            o.max_per_conn = strtoull(optarg, NULL, 10);
+            break;
+        case 'r':
+            o.rate = atof(optarg);
+            break;
         case 't':
             if (parse_kinds(optarg) != 0) {
                 fprintf(stderr, "dpclient: bad -t %s\n", optarg);
                 return 2;
             }
             break;
-        case 'B': o.base = strtoull(optarg, NULL, 10); break;
-        case 'x': o.prefix = optarg; break;
-        case 's': o.pad = strtoull(optarg, NULL, 10); break;
-        case 'k': o.keyed = true; break;
-        case 'R': o.retry_s = atof(optarg); break;
-        case 'T': o.io_timeout_s = atoi(optarg); break;
-        case 'o': ack_path = optarg; break;
-        case 'S': sent_path = optarg; break;
+        case 'B':
+            o.base = strtoull(optarg, NULL, 10);
+            break;
+        case 'x':
+            o.prefix = optarg;
+            break;
+        case 's':
+            o.pad = strtoull(optarg, NULL, 10);
+            break;
+        case 'k':
+            o.keyed = true;
+            break;
+        case 'R':
+            o.retry_s = atof(optarg);
+            break;
+        case 'T':
+            o.io_timeout_s = atoi(optarg);
+            break;
+        case 'o':
+            ack_path = optarg;
+            break;
+        case 'S':
+            sent_path = optarg;
+            break;
         default:
             fprintf(stderr, "usage: dpclient -p PORT [-c CONNS] [-d S] [-n MAX] [-r RATE] "
-                    "[-t KINDS] [-B BASE] [-x PREFIX] [-s PAD] [-k] [-R RETRY_S] [-T IO_S] "
-                    "-o ACKFILE [-S SENTFILE]\n");
+                            "[-t KINDS] [-B BASE] [-x PREFIX] [-s PAD] [-k] [-R RETRY_S] [-T IO_S] "
+                            "-o ACKFILE [-S SENTFILE]\n");
             return 2;
         }
     }
     if (o.port <= 0 || o.conns < 1 || o.conns > CLI_MAX_CONNS || ack_path == NULL ||
-        o.max_per_conn >= CLI_PER_CONN || o.pad > 1000000 || o.io_timeout_s < 1 ||
-        o.retry_s < 0) {
+        o.max_per_conn >= CLI_PER_CONN || o.pad > 1000000 || o.io_timeout_s < 1 || o.retry_s < 0) {
         fprintf(stderr, "dpclient: need -p PORT, -o ACKFILE, 1 <= -c <= %d\n", CLI_MAX_CONNS);
         return 2;
     }
@@ -574,17 +611,17 @@ main(int argc, char **argv)
     }
     printf("dpclient: conns=%d seconds=%.1f sent=%" PRIu64 " acked=%" PRIu64 " 503=%" PRIu64
            " retry_after=%" PRIu64 " other=%" PRIu64 " io_errors=%" PRIu64 " connects=%" PRIu64
-           " connect_failures=%" PRIu64 " max_latency_ms=%.1f", o.conns, now_s() - t0,
-           (uint64_t)atomic_load(&t.sent), acked, (uint64_t)atomic_load(&t.status_503),
-           (uint64_t)atomic_load(&t.retry_after), (uint64_t)atomic_load(&t.status_other),
-           (uint64_t)atomic_load(&t.io_errors), (uint64_t)atomic_load(&t.connects),
-           (uint64_t)atomic_load(&t.connect_fail),
+           " connect_failures=%" PRIu64 " max_latency_ms=%.1f",
+           o.conns, now_s() - t0, (uint64_t)atomic_load(&t.sent), acked,
+           (uint64_t)atomic_load(&t.status_503), (uint64_t)atomic_load(&t.retry_after),
+           (uint64_t)atomic_load(&t.status_other), (uint64_t)atomic_load(&t.io_errors),
+           (uint64_t)atomic_load(&t.connects), (uint64_t)atomic_load(&t.connect_fail),
            (double)atomic_load(&t.max_latency_us) / 1000.0);
     if (o.keyed) {
         printf(" keyed: resent=%" PRIu64 " 5xx=%" PRIu64 " duplicate_answers=%" PRIu64
-               " unanswered=%" PRIu64, (uint64_t)atomic_load(&t.resent),
-               (uint64_t)atomic_load(&t.status_5xx), (uint64_t)atomic_load(&t.duplicates),
-               (uint64_t)atomic_load(&t.unanswered));
+               " unanswered=%" PRIu64,
+               (uint64_t)atomic_load(&t.resent), (uint64_t)atomic_load(&t.status_5xx),
+               (uint64_t)atomic_load(&t.duplicates), (uint64_t)atomic_load(&t.unanswered));
     }
     printf("\n");
     free(padding);

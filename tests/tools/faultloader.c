@@ -14,11 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] = "Usage: faultloader [-c FILE] [--once]  (E2E_DIE=copy|commit|committed:N)\n";
+static const char usage[] =
+    "Usage: faultloader [-c FILE] [--once]  (E2E_DIE=copy|commit|committed:N)\n";
 
 struct die_plan {
     enum ldr_fault_point point;
-    int at;                     /* die when the point is reached this many times */
+    int at; /* die when the point is reached this many times */
     atomic_int seen;
 };
 

@@ -32,8 +32,8 @@
 #include "events/events.h"
 #include "queue/queue.h"
 
-#define FILL_CHUNK 10000               /* events per queue_append call */
-#define TOOL_MAP_BYTES (4ULL << 30)    /* bytes: the tests' queue.max_bytes */
+#define FILL_CHUNK 10000            /* events per queue_append call */
+#define TOOL_MAP_BYTES (4ULL << 30) /* bytes: the tests' queue.max_bytes */
 
 /* Write event i of type into b (NUL-terminated). */
 static int
@@ -52,8 +52,8 @@ gen_event(struct ev_buf *b, const char *type, uint64_t i, long numbers)
         n = snprintf(tmp, sizeof(tmp),
                      "{\"ip_address\": \"10.0.%u.%u\", \"user_agent\": \"agent/%" PRIu64 "\", "
                      "\"referring_url\": \"https://example.com/p/%" PRIu64 "\", "
-                     "\"advertiser_id\": \"adv%" PRIu64 "\", \"metadata\": {\"k\": %" PRIu64
-                     "}}", (unsigned)(i / 256 % 256), (unsigned)(i % 256), i, i, i % 97, i);
+                     "\"advertiser_id\": \"adv%" PRIu64 "\", \"metadata\": {\"k\": %" PRIu64 "}}",
+                     (unsigned)(i / 256 % 256), (unsigned)(i % 256), i, i, i % 97, i);
     } else if (strcmp(type, "user_login") == 0) {
         n = snprintf(tmp, sizeof(tmp),
                      "{\"user_id\": \"u%" PRIu64 "\", \"timestamp\": %" PRIu64 ", "
@@ -63,8 +63,9 @@ gen_event(struct ev_buf *b, const char *type, uint64_t i, long numbers)
         n = snprintf(tmp, sizeof(tmp), "{\"id\": \"p%" PRIu64 "\", \"price\": %" PRIu64 "}", i,
                      i % 1000);
     } else if (strcmp(type, "data_sample") == 0) {
-        n = snprintf(tmp, sizeof(tmp), "{\"time_stamp\": \"2024-05-01T12:00:00.5+02:00\", "
-                                       "\"data\": [");
+        n = snprintf(tmp, sizeof(tmp),
+                     "{\"time_stamp\": \"2024-05-01T12:00:00.5+02:00\", "
+                     "\"data\": [");
         if (ev_buf_put(b, tmp, (size_t)n) != 0) {
             return DP_ERR_NOMEM;
         }
@@ -91,7 +92,7 @@ fill(struct queue *q, const char *type_arg, uint64_t total, long numbers)
 {
     struct queue_event *evs = calloc(FILL_CHUNK, sizeof(*evs));
     struct ev_buf *bufs = calloc(FILL_CHUNK, sizeof(*bufs));
-    char (*keys)[32] = calloc(FILL_CHUNK, sizeof(*keys));
+    char(*keys)[32] = calloc(FILL_CHUNK, sizeof(*keys));
     char type[QUEUE_TYPE_MAX + 1];
     const char *plus = strstr(type_arg, "+key");
     bool keyed = plus != NULL && plus[4] == '\0';
@@ -169,8 +170,11 @@ encode_one(void *arg, const struct queue_event *ev)
 {
     struct visit *v = arg;
     const struct ev_type *t = ev_lookup(ev->type, ev->type_len);
-    struct ev_stored st = {.json = ev->json, .json_len = ev->json_len,
-                           .received_us = ev->received_us, .now_us = v->now_us, .seq = ev->seq};
+    struct ev_stored st = {.json = ev->json,
+                           .json_len = ev->json_len,
+                           .received_us = ev->received_us,
+                           .now_us = v->now_us,
+                           .seq = ev->seq};
     char err[EV_ERR_MAX];
 
     if (t == NULL || (ev->flags & QUEUE_F_REJECTED) != 0) {

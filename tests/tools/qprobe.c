@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HOLD_MAX_S 600          /* a holder nobody kills gives up after this */
+#define HOLD_MAX_S 600 /* a holder nobody kills gives up after this */
 
 static int
 hold_fn(void *arg, const struct queue_event *ev)
@@ -56,10 +56,10 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "stats") == 0) {
         rc = queue_stats(q, &st);
         if (rc == 0) {
-            printf("events=%" PRIu64 " first_seq=%" PRIu64 " next_seq=%" PRIu64
-                   " bytes=%" PRIu64 " accepted=%" PRIu64 " loaded=%" PRIu64
-                   " dead_lettered=%" PRIu64 "\n", st.events, st.first_seq, st.next_seq,
-                   st.bytes, st.accepted, st.loaded, st.dead_lettered);
+            printf("events=%" PRIu64 " first_seq=%" PRIu64 " next_seq=%" PRIu64 " bytes=%" PRIu64
+                   " accepted=%" PRIu64 " loaded=%" PRIu64 " dead_lettered=%" PRIu64 "\n",
+                   st.events, st.first_seq, st.next_seq, st.bytes, st.accepted, st.loaded,
+                   st.dead_lettered);
         }
     } else if (strcmp(argv[1], "open") == 0) {
         printf("open pid=%ld\n", (long)getpid());

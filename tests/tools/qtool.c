@@ -70,8 +70,8 @@ main(int argc, char **argv)
             from = last + 1;
         } while (rc == 0 && count > 0);
     } else if (strcmp(argv[2], "delete") == 0 && argc == 5) {
-        rc = queue_delete_range(q, strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10),
-                                NULL, 0);
+        rc = queue_delete_range(q, strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10), NULL,
+                                0);
     } else {
         fprintf(stderr, "qtool: unknown command %s\n", argv[2]);
         rc = DP_ERR_INVALID;

@@ -33,7 +33,7 @@
 #include <zlib.h>
 
 #define RAW_MAX_CONNS 4000
-#define RAW_CHUNK (1u << 20)      /* bytes of zeros per repeated deflate block */
+#define RAW_CHUNK (1u << 20) /* bytes of zeros per repeated deflate block */
 
 static double
 now_ms(void)
@@ -252,8 +252,9 @@ cmd_slowloris(int port, int n, int hold_s)
         }
     }
     printf("opened=%d closed_by_server=%d (header tricklers %d, body tricklers %d) answered=%d "
-           "still_open=%d first_close_ms=%.0f last_close_ms=%.0f\n", opened, closed, cut_headers,
-           closed - cut_headers, answers, opened - closed, first, last);
+           "still_open=%d first_close_ms=%.0f last_close_ms=%.0f\n",
+           opened, closed, cut_headers, closed - cut_headers, answers, opened - closed, first,
+           last);
     return 0;
 }
 
@@ -304,8 +305,10 @@ cmd_slowbody(int port, int n, int hold_s)
     n = n > RAW_MAX_CONNS ? RAW_MAX_CONNS : n;
     memset(body, ' ', big);
     body[0] = '[';
-    snprintf(head, sizeof(head), "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-             "Content-Length: %zu\r\n\r\n", big + 1000);
+    snprintf(head, sizeof(head),
+             "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Content-Length: %zu\r\n\r\n",
+             big + 1000);
     for (int i = 0; i < n; i++) {
         p[i].fd = connect_local(port);
         p[i].events = POLLIN;
@@ -373,7 +376,8 @@ cmd_slowbody(int port, int n, int hold_s)
         }
     }
     printf("opened=%d closed_by_server=%d answered=%d still_open=%d first_close_ms=%.0f "
-           "last_close_ms=%.0f\n", opened, closed, answers, opened - closed, first, last);
+           "last_close_ms=%.0f\n",
+           opened, closed, answers, opened - closed, first, last);
     free(body);
     return 0;
 }
@@ -446,6 +450,6 @@ main(int argc, char **argv)
         return cmd_gzbomb(atol(argv[2]));
     }
     fprintf(stderr, "usage: rawhttp send PORT TIMEOUT_MS | slowloris PORT N HOLD_S | "
-            "gzbomb MIB | slowbody PORT N HOLD_S\n");
+                    "gzbomb MIB | slowbody PORT N HOLD_S\n");
     return 2;
 }

@@ -4,9 +4,9 @@
  * Also the logging formats. Each test works in its own temporary directory.
  */
 #include "etc/config.h"
-#include "etc/retention.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/retention.h"
 #include "tests/lib/lib_test.h"
 
 #include <check.h>
@@ -98,7 +98,8 @@ START_TEST(test_precedence_key_by_key)
 {
     char *sys = t_write_file(dir, "sys.json",
                              "{\"server\": {\"threads\": 8}, \"loader\": {\"workers\": 3},"
-                             " \"log\": {\"level\": \"debug\"}}", -1);
+                             " \"log\": {\"level\": \"debug\"}}",
+                             -1);
     char *env = t_write_file(dir, "env.json", "{\"server\": {\"threads\": 16}}", -1);
     char *cli = t_write_file(dir, "cli.json", "{\"loader\": {\"workers\": 5}}", -1);
     struct dp_config *cfg;
@@ -167,7 +168,8 @@ static const char json_full[] =
     "  \"server\": {\"listen\": \"127.0.0.1:9999\", \"threads\": 12, \"max_body_bytes\": 1000,\n"
     "              \"api_keys\": [\"k1\", \"k2\"], \"cors_origins\": [\"https://a.example\"],\n"
     "              \"tls_certificate\": null},\n"
-    "  \"queue\": {\"path\": \"/q\", \"max_bytes\": 10485760, \"sync\": false, \"id\": \"box-1\"},\n"
+    "  \"queue\": {\"path\": \"/q\", \"max_bytes\": 10485760, \"sync\": false, \"id\": "
+    "\"box-1\"},\n"
     "  \"database\": {\"conninfo\": \"host=/s dbname=x\", \"schema\": \"s1\"},\n"
     "  \"loader\": {\"interval_s\": 60, \"min_interval_s\": 2, \"high_water\": 5000000000,\n"
     "              \"batch_rows\": 1000, \"workers\": 4},\n"
@@ -239,13 +241,16 @@ static const struct {
      "log.level: must be one of debug, info, warn, error"},
     {"list.json", "{\"server\": {\"api_keys\": [\"a\", 3]}}",
      "server.api_keys[1]: expected string or object, got number"},
-    {"keytype.json", "{\"server\": {\"api_keys\": [\"a\", {\"key\": \"b\", "
+    {"keytype.json",
+     "{\"server\": {\"api_keys\": [\"a\", {\"key\": \"b\", "
      "\"events_per_s\": \"10\"}]}}",
      "server.api_keys[1].events_per_s: expected integer, got string"},
     {"keyreal.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"events_per_s\": 1.5}]}}",
      "server.api_keys[0].events_per_s: expected integer, got number"},
-    {"keynull.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"events_per_s\": 5, "
-     "\"burst\": null}]}}", "server.api_keys[0].burst: expected integer, got null"},
+    {"keynull.json",
+     "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"events_per_s\": 5, "
+     "\"burst\": null}]}}",
+     "server.api_keys[0].burst: expected integer, got null"},
     {"keyname.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"name\": 7}]}}",
      "server.api_keys[0].name: expected string, got integer"},
     {"keyunknown.json", "{\"server\": {\"api_keys\": [{\"key\": \"b\", \"rate\": 5}]}}",
@@ -274,14 +279,20 @@ static const struct {
     {"ret.json", "{\"retention\": 5}", "retention: expected object, got integer"},
     {"retrule.json", "{\"retention\": {\"crash_report\": 30}}",
      "retention.crash_report: expected object, got integer"},
-    {"retpart.json", "{\"retention\": {\"crash_report\": {\"partition\": \"week\", "
-     "\"keep_days\": 30}}}", "retention.crash_report.partition: expected \"day\""},
-    {"retdays.json", "{\"retention\": {\"crash_report\": {\"partition\": \"day\", "
-     "\"keep_days\": 0}}}", "retention.crash_report.keep_days: expected an integer from 1 to 36600"},
+    {"retpart.json",
+     "{\"retention\": {\"crash_report\": {\"partition\": \"week\", "
+     "\"keep_days\": 30}}}",
+     "retention.crash_report.partition: expected \"day\""},
+    {"retdays.json",
+     "{\"retention\": {\"crash_report\": {\"partition\": \"day\", "
+     "\"keep_days\": 0}}}",
+     "retention.crash_report.keep_days: expected an integer from 1 to 36600"},
     {"retnodays.json", "{\"retention\": {\"crash_report\": {\"partition\": \"day\"}}}",
      "retention.crash_report.keep_days: required"},
-    {"retkey.json", "{\"retention\": {\"crash_report\": {\"partition\": \"day\", "
-     "\"keep_days\": 3, \"keep\": 1}}}", "retention.crash_report.keep: unknown key"},
+    {"retkey.json",
+     "{\"retention\": {\"crash_report\": {\"partition\": \"day\", "
+     "\"keep_days\": 3, \"keep\": 1}}}",
+     "retention.crash_report.keep: unknown key"},
 };
 
 START_TEST(test_errors_exact)
@@ -302,14 +313,17 @@ START_TEST(test_every_error_reported)
 {
     char *path = t_write_file(dir, "many.json",
                               "{\"server\": {\"threads\": \"x\", \"bogus\": 1},"
-                              " \"loader\": {\"workers\": 0}}", -1);
+                              " \"loader\": {\"workers\": 0}}",
+                              -1);
     char *errors = load_err(path);
     char *want;
 
     ck_assert_int_ge(asprintf(&want,
                               "%1$s: server.threads: expected integer, got string\n"
                               "%1$s: server.bogus: unknown key\n"
-                              "%1$s: loader.workers: must be 1..64\n", path), 0);
+                              "%1$s: loader.workers: must be 1..64\n",
+                              path),
+                     0);
     ck_assert_str_eq(errors, want);
     free(want);
     free(errors);
@@ -323,13 +337,15 @@ START_TEST(test_retention_types)
     char *path = t_write_file(dir, "r.json",
                               "{\"retention\": {\"product\": {\"partition\": \"day\", "
                               "\"keep_days\": 3}, \"nosuch\": {\"partition\": \"day\", "
-                              "\"keep_days\": 3}}}", -1);
+                              "\"keep_days\": 3}}}",
+                              -1);
     char *good = t_write_file(dir, "g.json",
                               "{\"types\": {\"clicks\": {\"fields\": {\"n\": "
                               "{\"type\": \"integer\"}}}}, \"retention\": {\"clicks\": "
                               "{\"partition\": \"day\", \"keep_days\": 7}, "
                               "\"crash_report\": {\"partition\": \"day\", "
-                              "\"keep_days\": 30}}}", -1);
+                              "\"keep_days\": 30}}}",
+                              -1);
     char *errors = load_err(path);
     struct dp_config_sources src = {NULL, NULL, good};
     struct dp_config *cfg = NULL;
@@ -354,7 +370,8 @@ START_TEST(test_cross_checks)
 {
     char *path = t_write_file(dir, "x.json",
                               "{\"server\": {\"listen\": \"127.0.0.1:8443s\"},"
-                              " \"loader\": {\"interval_s\": 10, \"min_interval_s\": 20}}", -1);
+                              " \"loader\": {\"interval_s\": 10, \"min_interval_s\": 20}}",
+                              -1);
     char *errors = load_err(path);
 
     ck_assert_str_eq(errors, "loader.min_interval_s: must not exceed loader.interval_s (10)\n"
@@ -367,14 +384,19 @@ END_TEST
 
 START_TEST(test_api_keys_file)
 {
-    char *keys = t_write_file(dir, "keys", "# operators\n  alpha  \n\nbe#ta\n  # indented\n#gamma\n"
-                              "k#1 # not a comment\n", -1);
+    char *keys = t_write_file(dir, "keys",
+                              "# operators\n  alpha  \n\nbe#ta\n  # indented\n#gamma\n"
+                              "k#1 # not a comment\n",
+                              -1);
     char *text;
     char *path;
     struct dp_config *cfg;
 
-    ck_assert_int_ge(asprintf(&text, "{\"server\": {\"api_keys\": [\"zero\"], "
-                                     "\"api_keys_file\": \"%s\"}}", keys), 0);
+    ck_assert_int_ge(asprintf(&text,
+                              "{\"server\": {\"api_keys\": [\"zero\"], "
+                              "\"api_keys_file\": \"%s\"}}",
+                              keys),
+                     0);
     path = t_write_file(dir, "k.json", text, -1);
     cfg = load_ok(NULL, NULL, path);
     /* Only a line starting with '#' is a comment: a '#' inside a key is part of it. */
@@ -403,11 +425,14 @@ START_TEST(test_api_key_objects)
     char *errors;
     struct dp_config *cfg;
 
-    ck_assert_int_ge(asprintf(&text, "{\"server\": {\"api_keys\": [\"zero\", "
-                                     "{\"name\": \"mobile\", \"key\": \"m-1\", "
-                                     "\"events_per_s\": 100, \"burst\": 500}, "
-                                     "{\"key\": \"m-2\", \"events_per_s\": 7}], "
-                                     "\"api_keys_file\": \"%s\"}}", keys), 0);
+    ck_assert_int_ge(asprintf(&text,
+                              "{\"server\": {\"api_keys\": [\"zero\", "
+                              "{\"name\": \"mobile\", \"key\": \"m-1\", "
+                              "\"events_per_s\": 100, \"burst\": 500}, "
+                              "{\"key\": \"m-2\", \"events_per_s\": 7}], "
+                              "\"api_keys_file\": \"%s\"}}",
+                              keys),
+                     0);
     path = t_write_file(dir, "k.json", text, -1);
     cfg = load_ok(NULL, NULL, path);
     ck_assert_uint_eq(cfg->server_api_keys_len, 6);
@@ -437,8 +462,11 @@ START_TEST(test_api_key_objects)
     free(text);
 
     /* A name labels one key only (a file's line counts after the array's entries). */
-    ck_assert_int_ge(asprintf(&text, "{\"server\": {\"api_keys\": [{\"name\": \"laptop\", "
-                                     "\"key\": \"x\"}], \"api_keys_file\": \"%s\"}}", keys), 0);
+    ck_assert_int_ge(asprintf(&text,
+                              "{\"server\": {\"api_keys\": [{\"name\": \"laptop\", "
+                              "\"key\": \"x\"}], \"api_keys_file\": \"%s\"}}",
+                              keys),
+                     0);
     cfg_path = t_write_file(dir, "dup.json", text, -1);
     errors = load_err(cfg_path);
     ck_assert_str_eq(errors, "server.api_keys[1].name: laptop is the name of server.api_keys[0] "
@@ -579,7 +607,8 @@ START_TEST(test_diff_reloadable_per_daemon)
                            "{\"server\": {\"threads\": 17, \"api_keys\": [\"k\"]},"
                            " \"queue\": {\"id\": \"other\"},"
                            " \"loader\": {\"interval_s\": 60, \"workers\": 3},"
-                           " \"log\": {\"level\": \"debug\"}}", -1);
+                           " \"log\": {\"level\": \"debug\"}}",
+                           -1);
     struct dp_config *old = load_ok(NULL, NULL, NULL);
     struct dp_config *fresh = load_ok(NULL, NULL, f);
     char text[512] = "";

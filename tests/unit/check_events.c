@@ -31,273 +31,268 @@ struct sample {
 
 static const struct sample samples[] = {
     /* crash_report: valid */
-    { "crash_report",
-      "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"
-      "\"message\": \"have_fun\"}",
-      NULL },
-    { "crash_report", "{\"user_id\": -5, \"timestamp\": 0, \"message\": \"\"}", NULL },
-    { "crash_report",
-      "{\"user_id\": 9223372036854775807, \"timestamp\": 253402300799, \"message\": \"x\"}",
-      NULL },
-    { "crash_report",
-      "{\"message\": \"tab\\there \\u00e9 \\ud83d\\ude00\", \"timestamp\": 1, \"user_id\": 1}",
-      NULL },
+    {"crash_report",
+     "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"
+     "\"message\": \"have_fun\"}",
+     NULL},
+    {"crash_report", "{\"user_id\": -5, \"timestamp\": 0, \"message\": \"\"}", NULL},
+    {"crash_report",
+     "{\"user_id\": 9223372036854775807, \"timestamp\": 253402300799, \"message\": \"x\"}", NULL},
+    {"crash_report",
+     "{\"message\": \"tab\\there \\u00e9 \\ud83d\\ude00\", \"timestamp\": 1, \"user_id\": 1}",
+     NULL},
     /* crash_report: invalid */
-    { "crash_report", "{\"user_id\": \"888\", \"timestamp\": 1000, \"message\": \"m\"}",
-      "user_id: expected integer, got string" },
-    { "crash_report", "{\"user_id\": 1.5, \"timestamp\": 1000, \"message\": \"m\"}",
-      "user_id: expected integer, got number" },
-    { "crash_report", "{\"user_id\": null, \"timestamp\": 1000, \"message\": \"m\"}",
-      "user_id: expected integer, got null" },
-    { "crash_report", "{\"user_id\": true, \"timestamp\": 1000, \"message\": \"m\"}",
-      "user_id: expected integer, got boolean" },
-    { "crash_report", "{\"timestamp\": 1000, \"message\": \"m\"}",
-      "user_id: required field missing" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": -1, \"message\": \"m\"}",
-      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 253402300800, \"message\": \"m\"}",
-      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": \"1000\", \"message\": \"m\"}",
-      "timestamp: expected integer, got string" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1e3, \"message\": \"m\"}",
-      "timestamp: expected integer epoch seconds, got floating-point number 1000" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000.5, \"message\": \"m\"}",
-      "timestamp: expected integer epoch seconds, got floating-point number 1700000000.5" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000123.0, \"message\": \"m\"}",
-      "timestamp: expected integer epoch seconds, got floating-point number 1700000000123 "
-      "(it looks like milliseconds)" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000123, \"message\": \"m\"}",
-      "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
-      "(1700000000)" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 253402300799999, \"message\": \"m\"}",
-      "timestamp: 253402300799999 looks like milliseconds: expected integer epoch seconds "
-      "(253402300799)" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 253402300800000, \"message\": \"m\"}",
-      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": 5}",
-      "message: expected string, got integer" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": {}}",
-      "message: expected string, got object" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000}",
-      "message: required field missing" },
-    { "crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\", \"extra\": 1}",
-      "extra: unknown field" },
-    { "crash_report", "{\"userid\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
-      "userid: unknown field" },
-    { "crash_report",
-      "{\"event_name\": \"ad_event\", \"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
-      "event_name: \"ad_event\" does not match the URL's type \"crash_report\"" },
-    { "crash_report",
-      "{\"event_name\": 7, \"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
-      "event_name: expected string, got integer" },
-    { "crash_report", "[1]", "event: expected object, got integer" },
-    { "crash_report", "{\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\": 1}",
-      "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...: unknown field" },
-    { "crash_report", "{\"a\\u0001\\\"b\": 1}", "a\\x01\"b: unknown field" },
+    {"crash_report", "{\"user_id\": \"888\", \"timestamp\": 1000, \"message\": \"m\"}",
+     "user_id: expected integer, got string"},
+    {"crash_report", "{\"user_id\": 1.5, \"timestamp\": 1000, \"message\": \"m\"}",
+     "user_id: expected integer, got number"},
+    {"crash_report", "{\"user_id\": null, \"timestamp\": 1000, \"message\": \"m\"}",
+     "user_id: expected integer, got null"},
+    {"crash_report", "{\"user_id\": true, \"timestamp\": 1000, \"message\": \"m\"}",
+     "user_id: expected integer, got boolean"},
+    {"crash_report", "{\"timestamp\": 1000, \"message\": \"m\"}",
+     "user_id: required field missing"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": -1, \"message\": \"m\"}",
+     "timestamp: out of range (0 to 253402300799 epoch seconds)"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 253402300800, \"message\": \"m\"}",
+     "timestamp: out of range (0 to 253402300799 epoch seconds)"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": \"1000\", \"message\": \"m\"}",
+     "timestamp: expected integer, got string"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 1e3, \"message\": \"m\"}",
+     "timestamp: expected integer epoch seconds, got floating-point number 1000"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000.5, \"message\": \"m\"}",
+     "timestamp: expected integer epoch seconds, got floating-point number 1700000000.5"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000123.0, \"message\": \"m\"}",
+     "timestamp: expected integer epoch seconds, got floating-point number 1700000000123 "
+     "(it looks like milliseconds)"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 1700000000123, \"message\": \"m\"}",
+     "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
+     "(1700000000)"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 253402300799999, \"message\": \"m\"}",
+     "timestamp: 253402300799999 looks like milliseconds: expected integer epoch seconds "
+     "(253402300799)"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 253402300800000, \"message\": \"m\"}",
+     "timestamp: out of range (0 to 253402300799 epoch seconds)"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": 5}",
+     "message: expected string, got integer"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": {}}",
+     "message: expected string, got object"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 1000}", "message: required field missing"},
+    {"crash_report", "{\"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\", \"extra\": 1}",
+     "extra: unknown field"},
+    {"crash_report", "{\"userid\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
+     "userid: unknown field"},
+    {"crash_report",
+     "{\"event_name\": \"ad_event\", \"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
+     "event_name: \"ad_event\" does not match the URL's type \"crash_report\""},
+    {"crash_report", "{\"event_name\": 7, \"user_id\": 1, \"timestamp\": 1000, \"message\": \"m\"}",
+     "event_name: expected string, got integer"},
+    {"crash_report", "[1]", "event: expected object, got integer"},
+    {"crash_report", "{\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\": 1}",
+     "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...: unknown field"},
+    {"crash_report", "{\"a\\u0001\\\"b\": 1}", "a\\x01\"b: unknown field"},
 
     /* ad_event: valid */
-    { "ad_event",
-      "{\"event_name\": \"ad_event\", \"ip_address\": \"192.168.1.20\", "
-      "\"user_agent\": \"Mozilla/5.0\", \"referring_url\": \"https://example.com/a?b=c#d\", "
-      "\"advertiser_id\": \"adv-1\", \"metadata\": {\"campaign\": \"x\", \"n\": [1, 2.50]}}",
-      NULL },
-    { "ad_event",
-      "{\"ip_address\": \"0.0.0.0\", \"user_agent\": \"\", \"referring_url\": "
-      "\"HTTP://[2001:db8::1]:8080/\", \"advertiser_id\": \"a\"}",
-      NULL },
-    { "ad_event",
-      "{\"ip_address\": \"255.255.255.255\", \"user_agent\": \"curl\", \"referring_url\": "
-      "\"http://user:pw@host.example:1/p%20q\", \"advertiser_id\": \"a\", \"metadata\": {}}",
-      NULL },
+    {"ad_event",
+     "{\"event_name\": \"ad_event\", \"ip_address\": \"192.168.1.20\", "
+     "\"user_agent\": \"Mozilla/5.0\", \"referring_url\": \"https://example.com/a?b=c#d\", "
+     "\"advertiser_id\": \"adv-1\", \"metadata\": {\"campaign\": \"x\", \"n\": [1, 2.50]}}",
+     NULL},
+    {"ad_event",
+     "{\"ip_address\": \"0.0.0.0\", \"user_agent\": \"\", \"referring_url\": "
+     "\"HTTP://[2001:db8::1]:8080/\", \"advertiser_id\": \"a\"}",
+     NULL},
+    {"ad_event",
+     "{\"ip_address\": \"255.255.255.255\", \"user_agent\": \"curl\", \"referring_url\": "
+     "\"http://user:pw@host.example:1/p%20q\", \"advertiser_id\": \"a\", \"metadata\": {}}",
+     NULL},
     /* ad_event: invalid */
-    { "ad_event",
-      "{\"ip_address\": \"01.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\"}",
-      "ip_address: not a dotted-quad IPv4 address" },
-    { "ad_event",
-      "{\"ip_address\": \"256.1.1.1\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\"}",
-      "ip_address: not a dotted-quad IPv4 address" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\"}",
-      "ip_address: not a dotted-quad IPv4 address" },
-    { "ad_event",
-      "{\"ip_address\": \"::1\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\"}",
-      "ip_address: not a dotted-quad IPv4 address" },
-    { "ad_event",
-      "{\"ip_address\": \" 1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\"}",
-      "ip_address: not a dotted-quad IPv4 address" },
-    { "ad_event",
-      "{\"ip_address\": 16909060, \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\"}",
-      "ip_address: expected string, got integer" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"ftp://a/\", "
-      "\"advertiser_id\": \"a\"}",
-      "referring_url: scheme must be http or https" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"/a/b\", "
-      "\"advertiser_id\": \"a\"}",
-      "referring_url: not an absolute URL (no scheme)" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http:/a\", "
-      "\"advertiser_id\": \"a\"}",
-      "referring_url: URL has no host" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"https://\", "
-      "\"advertiser_id\": \"a\"}",
-      "referring_url: URL has no host" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a b\", "
-      "\"advertiser_id\": \"a\"}",
-      "referring_url: not a valid URL (syntax error at character 9)" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"\"}",
-      "advertiser_id: must not be empty" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": 12}",
-      "advertiser_id: expected string, got integer" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\", \"metadata\": []}",
-      "metadata: expected object, got array" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\", \"metadata\": null}",
-      "metadata: expected object, got null" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"referring_url\": \"http://a\", \"advertiser_id\": \"a\"}",
-      "user_agent: required field missing" },
-    { "ad_event",
-      "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
-      "\"advertiser_id\": \"a\", \"ip\": \"1.2.3.4\"}",
-      "ip: unknown field" },
+    {"ad_event",
+     "{\"ip_address\": \"01.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\"}",
+     "ip_address: not a dotted-quad IPv4 address"},
+    {"ad_event",
+     "{\"ip_address\": \"256.1.1.1\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\"}",
+     "ip_address: not a dotted-quad IPv4 address"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\"}",
+     "ip_address: not a dotted-quad IPv4 address"},
+    {"ad_event",
+     "{\"ip_address\": \"::1\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\"}",
+     "ip_address: not a dotted-quad IPv4 address"},
+    {"ad_event",
+     "{\"ip_address\": \" 1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\"}",
+     "ip_address: not a dotted-quad IPv4 address"},
+    {"ad_event",
+     "{\"ip_address\": 16909060, \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\"}",
+     "ip_address: expected string, got integer"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"ftp://a/\", "
+     "\"advertiser_id\": \"a\"}",
+     "referring_url: scheme must be http or https"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"/a/b\", "
+     "\"advertiser_id\": \"a\"}",
+     "referring_url: not an absolute URL (no scheme)"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http:/a\", "
+     "\"advertiser_id\": \"a\"}",
+     "referring_url: URL has no host"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"https://\", "
+     "\"advertiser_id\": \"a\"}",
+     "referring_url: URL has no host"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a b\", "
+     "\"advertiser_id\": \"a\"}",
+     "referring_url: not a valid URL (syntax error at character 9)"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"\"}",
+     "advertiser_id: must not be empty"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": 12}",
+     "advertiser_id: expected string, got integer"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\", \"metadata\": []}",
+     "metadata: expected object, got array"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\", \"metadata\": null}",
+     "metadata: expected object, got null"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"referring_url\": \"http://a\", \"advertiser_id\": \"a\"}",
+     "user_agent: required field missing"},
+    {"ad_event",
+     "{\"ip_address\": \"1.2.3.4\", \"user_agent\": \"u\", \"referring_url\": \"http://a\", "
+     "\"advertiser_id\": \"a\", \"ip\": \"1.2.3.4\"}",
+     "ip: unknown field"},
 
     /* user_login: valid */
-    { "user_login",
-      "{\"event_name\": \"user_login\", \"user_id\": \"u-1\", \"timestamp\": 1700000000, "
-      "\"app_version\": \"1.2.3\", \"device_type\": \"phone\", \"ip\": \"2001:db8::1\", "
-      "\"locale\": \"fr_FR\", \"device_id\": \"d\"}",
-      NULL },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"0001700000000\", \"ip\": \"10.0.0.1\"}",
-      NULL },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 0, \"locale\": null, \"ip\": null}",
-      NULL },
+    {"user_login",
+     "{\"event_name\": \"user_login\", \"user_id\": \"u-1\", \"timestamp\": 1700000000, "
+     "\"app_version\": \"1.2.3\", \"device_type\": \"phone\", \"ip\": \"2001:db8::1\", "
+     "\"locale\": \"fr_FR\", \"device_id\": \"d\"}",
+     NULL},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": \"0001700000000\", \"ip\": \"10.0.0.1\"}",
+     NULL},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": 0, \"locale\": null, \"ip\": null}", NULL},
     /* user_login: invalid */
-    { "user_login", "{\"user_id\": 5, \"timestamp\": 1}", "user_id: expected string, got integer" },
-    { "user_login", "{\"user_id\": \"\", \"timestamp\": 1}", "user_id: must not be empty" },
-    { "user_login", "{\"timestamp\": 1}", "user_id: required field missing" },
-    { "user_login", "{\"user_id\": \"u\"}", "timestamp: required field missing" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"12a\"}",
-      "timestamp: not a string of digits" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"-5\"}",
-      "timestamp: not a string of digits" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"\"}", "timestamp: must not be empty" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1.5}",
-      "timestamp: expected integer epoch seconds, got floating-point number 1.5" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"1700000000123\"}",
-      "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
-      "(1700000000)" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1700000000123}",
-      "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
-      "(1700000000)" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": true}",
-      "timestamp: expected integer or string of digits, got boolean" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": \"99999999999999999999999\"}",
-      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": -1}",
-      "timestamp: out of range (0 to 253402300799 epoch seconds)" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"ip\": \"1.2.3.4.5\"}",
-      "ip: not an IPv4 or IPv6 address" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"ip\": \"fe80::1%eth0\"}",
-      "ip: not an IPv4 or IPv6 address" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"app_version\": 1}",
-      "app_version: expected string, got integer" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"locale\": true}",
-      "locale: expected string, got boolean" },
-    { "user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"password\": \"x\"}",
-      "password: unknown field" },
+    {"user_login", "{\"user_id\": 5, \"timestamp\": 1}", "user_id: expected string, got integer"},
+    {"user_login", "{\"user_id\": \"\", \"timestamp\": 1}", "user_id: must not be empty"},
+    {"user_login", "{\"timestamp\": 1}", "user_id: required field missing"},
+    {"user_login", "{\"user_id\": \"u\"}", "timestamp: required field missing"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": \"12a\"}",
+     "timestamp: not a string of digits"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": \"-5\"}",
+     "timestamp: not a string of digits"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": \"\"}", "timestamp: must not be empty"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": 1.5}",
+     "timestamp: expected integer epoch seconds, got floating-point number 1.5"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": \"1700000000123\"}",
+     "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
+     "(1700000000)"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": 1700000000123}",
+     "timestamp: 1700000000123 looks like milliseconds: expected integer epoch seconds "
+     "(1700000000)"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": true}",
+     "timestamp: expected integer or string of digits, got boolean"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": \"99999999999999999999999\"}",
+     "timestamp: out of range (0 to 253402300799 epoch seconds)"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": -1}",
+     "timestamp: out of range (0 to 253402300799 epoch seconds)"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"ip\": \"1.2.3.4.5\"}",
+     "ip: not an IPv4 or IPv6 address"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"ip\": \"fe80::1%eth0\"}",
+     "ip: not an IPv4 or IPv6 address"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"app_version\": 1}",
+     "app_version: expected string, got integer"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"locale\": true}",
+     "locale: expected string, got boolean"},
+    {"user_login", "{\"user_id\": \"u\", \"timestamp\": 1, \"password\": \"x\"}",
+     "password: unknown field"},
 
     /* product: valid */
-    { "product",
-      "{\"event_name\": \"product\", \"id\": \"sku-1\", \"name\": \"Lamp\", \"price\": 12.50, "
-      "\"tags\": [\"a\", \"b\"], \"dims\": {\"w\": 1}}",
-      NULL },
-    { "product", "{\"id\": 42}", NULL },
-    { "product", "{\"id\": \"x\", \"anything\": null, \"nested\": {\"event_name\": 1}}", NULL },
+    {"product",
+     "{\"event_name\": \"product\", \"id\": \"sku-1\", \"name\": \"Lamp\", \"price\": 12.50, "
+     "\"tags\": [\"a\", \"b\"], \"dims\": {\"w\": 1}}",
+     NULL},
+    {"product", "{\"id\": 42}", NULL},
+    {"product", "{\"id\": \"x\", \"anything\": null, \"nested\": {\"event_name\": 1}}", NULL},
     /* product: invalid */
-    { "product", "{\"name\": \"Lamp\"}", "id: required field missing" },
-    { "product", "{\"id\": \"\"}", "id: must not be empty" },
-    { "product", "{\"id\": 1.5}", "id: expected string or integer, got number" },
-    { "product", "{\"id\": null}", "id: expected string or integer, got null" },
-    { "product", "{\"id\": [1]}", "id: expected string or integer, got array" },
-    { "product", "{\"id\": {}}", "id: expected string or integer, got object" },
-    { "product", "{\"id\": false}", "id: expected string or integer, got boolean" },
-    { "product", "{\"event_name\": \"Product\", \"id\": 1}",
-      "event_name: \"Product\" does not match the URL's type \"product\"" },
-    { "product", "{\"event_name\": null, \"id\": 1}", "event_name: expected string, got null" },
-    { "product", "\"sku-1\"", "event: expected object, got string" },
-    { "product", "[[{\"id\": 1}]]", "event: expected object, got array" },
+    {"product", "{\"name\": \"Lamp\"}", "id: required field missing"},
+    {"product", "{\"id\": \"\"}", "id: must not be empty"},
+    {"product", "{\"id\": 1.5}", "id: expected string or integer, got number"},
+    {"product", "{\"id\": null}", "id: expected string or integer, got null"},
+    {"product", "{\"id\": [1]}", "id: expected string or integer, got array"},
+    {"product", "{\"id\": {}}", "id: expected string or integer, got object"},
+    {"product", "{\"id\": false}", "id: expected string or integer, got boolean"},
+    {"product", "{\"event_name\": \"Product\", \"id\": 1}",
+     "event_name: \"Product\" does not match the URL's type \"product\""},
+    {"product", "{\"event_name\": null, \"id\": 1}", "event_name: expected string, got null"},
+    {"product", "\"sku-1\"", "event: expected object, got string"},
+    {"product", "[[{\"id\": 1}]]", "event: expected object, got array"},
 
     /* data_sample: valid */
-    { "data_sample",
-      "{\"event_name\": \"data_sample\", \"time_stamp\": \"2024-05-01T12:00:00Z\", "
-      "\"data\": [1, 2, 3.5]}",
-      NULL },
-    { "data_sample", "{\"time_stamp\": \"2024-02-29t23:59:59.123456789+05:30\", \"data\": [0]}",
-      NULL },
-    { "data_sample", "{\"time_stamp\": \"1999-12-31 23:59:60.5z\", \"data\": [1]}",
-      "time_stamp: second out of range (00-59, no leap seconds)" },
-    { "data_sample", "{\"data\": [-1e300, 1e300], \"time_stamp\": \"0001-01-01T00:00:00Z\"}",
-      NULL },
+    {"data_sample",
+     "{\"event_name\": \"data_sample\", \"time_stamp\": \"2024-05-01T12:00:00Z\", "
+     "\"data\": [1, 2, 3.5]}",
+     NULL},
+    {"data_sample", "{\"time_stamp\": \"2024-02-29t23:59:59.123456789+05:30\", \"data\": [0]}",
+     NULL},
+    {"data_sample", "{\"time_stamp\": \"1999-12-31 23:59:60.5z\", \"data\": [1]}",
+     "time_stamp: second out of range (00-59, no leap seconds)"},
+    {"data_sample", "{\"data\": [-1e300, 1e300], \"time_stamp\": \"0001-01-01T00:00:00Z\"}", NULL},
     /* data_sample: invalid */
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00\", \"data\": [1]}",
-      "time_stamp: missing UTC offset (Z or +hh:mm)" },
-    { "data_sample", "{\"time_stamp\": \"2024-02-30T00:00:00Z\", \"data\": [1]}",
-      "time_stamp: day out of range for the month" },
-    { "data_sample", "{\"time_stamp\": \"2023-02-29T00:00:00Z\", \"data\": [1]}",
-      "time_stamp: day out of range for the month" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T24:00:00Z\", \"data\": [1]}",
-      "time_stamp: hour out of range (00-23)" },
-    { "data_sample", "{\"time_stamp\": \"2024-13-01T00:00:00Z\", \"data\": [1]}",
-      "time_stamp: month out of range (01-12)" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:60:00Z\", \"data\": [1]}",
-      "time_stamp: minute out of range (00-59)" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01\", \"data\": [1]}",
-      "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00.Z\", \"data\": [1]}",
-      "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00+0100\", \"data\": [1]}",
-      "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z \", \"data\": [1]}",
-      "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00+24:00\", \"data\": [1]}",
-      "time_stamp: UTC offset out of range" },
-    { "data_sample", "{\"time_stamp\": \"0001-01-01T00:00:00+00:01\", \"data\": [1]}",
-      "time_stamp: out of range (years 0001 to 9999 in UTC)" },
-    { "data_sample", "{\"time_stamp\": \"9999-12-31T23:59:59-00:01\", \"data\": [1]}",
-      "time_stamp: out of range (years 0001 to 9999 in UTC)" },
-    { "data_sample", "{\"time_stamp\": 1700000000, \"data\": [1]}",
-      "time_stamp: expected string, got integer" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": []}",
-      "data: must not be empty" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, \"2\"]}",
-      "data[1]: expected number, got string" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, 2, null]}",
-      "data[2]: expected number, got null" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": {\"a\": 1}}",
-      "data: expected array, got object" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\"}", "data: required field missing" },
-    { "data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1], \"unit\": \"s\"}",
-      "unit: unknown field" },
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00\", \"data\": [1]}",
+     "time_stamp: missing UTC offset (Z or +hh:mm)"},
+    {"data_sample", "{\"time_stamp\": \"2024-02-30T00:00:00Z\", \"data\": [1]}",
+     "time_stamp: day out of range for the month"},
+    {"data_sample", "{\"time_stamp\": \"2023-02-29T00:00:00Z\", \"data\": [1]}",
+     "time_stamp: day out of range for the month"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T24:00:00Z\", \"data\": [1]}",
+     "time_stamp: hour out of range (00-23)"},
+    {"data_sample", "{\"time_stamp\": \"2024-13-01T00:00:00Z\", \"data\": [1]}",
+     "time_stamp: month out of range (01-12)"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:60:00Z\", \"data\": [1]}",
+     "time_stamp: minute out of range (00-59)"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01\", \"data\": [1]}",
+     "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00.Z\", \"data\": [1]}",
+     "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00+0100\", \"data\": [1]}",
+     "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z \", \"data\": [1]}",
+     "time_stamp: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00+24:00\", \"data\": [1]}",
+     "time_stamp: UTC offset out of range"},
+    {"data_sample", "{\"time_stamp\": \"0001-01-01T00:00:00+00:01\", \"data\": [1]}",
+     "time_stamp: out of range (years 0001 to 9999 in UTC)"},
+    {"data_sample", "{\"time_stamp\": \"9999-12-31T23:59:59-00:01\", \"data\": [1]}",
+     "time_stamp: out of range (years 0001 to 9999 in UTC)"},
+    {"data_sample", "{\"time_stamp\": 1700000000, \"data\": [1]}",
+     "time_stamp: expected string, got integer"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": []}",
+     "data: must not be empty"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, \"2\"]}",
+     "data[1]: expected number, got string"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1, 2, null]}",
+     "data[2]: expected number, got null"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": {\"a\": 1}}",
+     "data: expected array, got object"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\"}", "data: required field missing"},
+    {"data_sample", "{\"time_stamp\": \"2024-01-01T00:00:00Z\", \"data\": [1], \"unit\": \"s\"}",
+     "unit: unknown field"},
 };
 
-static const uint8_t fixed_uuid[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+static const uint8_t fixed_uuid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 #define TEST_UUID_TEXT "01020304-0506-0708-090a-0b0c0d0e0f10"
 #define TEST_RECEIVED_US INT64_C(1700000000123456)
 #define TEST_RECEIVED_TEXT "2023-11-14 22:13:20.123456+00"
@@ -333,7 +328,7 @@ encode(const char *type, const char *json, int *rc, char err[EV_ERR_MAX])
         .now_us = TEST_NOW_US,
         .seq = 77,
     };
-    struct ev_buf b = { 0 };
+    struct ev_buf b = {0};
     char *row;
 
     ck_assert_ptr_nonnull(t);
@@ -372,7 +367,7 @@ column(const char *row, int i)
 START_TEST(test_sample)
 {
     const struct sample *s = &samples[_i];
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     const struct ev_item *it = parse_one(&b, s->type, s->json);
 
     if (s->error == NULL) {
@@ -393,7 +388,7 @@ END_TEST
 START_TEST(test_sample_untyped)
 {
     const struct sample *s = &samples[_i];
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     const struct ev_item *it;
     char name[64];
 
@@ -448,35 +443,35 @@ START_TEST(test_untyped_dispatch)
         const char *json;
         const char *error;
     } cases[] = {
-        { "{\"user_id\": 1}", "event_name: required field missing (the URL names no type)" },
-        { "{\"event_name\": \" crash_report\", \"user_id\": 1}",
-          "event_name: unknown event type \" crash_report\""
-          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
-        { "{\"event_name\": \"crash_report \"}",
-          "event_name: unknown event type \"crash_report \""
-          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
-        { "{\"event_name\": \"CRASH_REPORT\"}",
-          "event_name: unknown event type \"CRASH_REPORT\""
-          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
-        { "{\"event_name\": \"\"}",
-          "event_name: unknown event type \"\""
-          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
-        { "{\"event_name\": \"a\\\"b\\\\c\\n\\u0001\"}",
-          "event_name: unknown event type \"a\\\"b\\\\c\\x0a\\x01\""
-          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
-        { "{\"event_name\": \"\\u00e9v\\u00e9nement\"}",
-          "event_name: unknown event type \"\xc3\xa9v\xc3\xa9nement\""
-          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
-        { "{\"event_name\": "
-          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
-          "event_name: unknown event type "
-          "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..."
-          " (valid types: crash_report, ad_event, user_login, product, data_sample)" },
-        { "{\"event_name\": [\"crash_report\"]}", "event_name: expected string, got array" },
-        { "42", "event: expected object, got integer" },
-        { "null", "event: expected object, got null" },
+        {"{\"user_id\": 1}", "event_name: required field missing (the URL names no type)"},
+        {"{\"event_name\": \" crash_report\", \"user_id\": 1}",
+         "event_name: unknown event type \" crash_report\""
+         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+        {"{\"event_name\": \"crash_report \"}",
+         "event_name: unknown event type \"crash_report \""
+         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+        {"{\"event_name\": \"CRASH_REPORT\"}",
+         "event_name: unknown event type \"CRASH_REPORT\""
+         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+        {"{\"event_name\": \"\"}",
+         "event_name: unknown event type \"\""
+         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+        {"{\"event_name\": \"a\\\"b\\\\c\\n\\u0001\"}",
+         "event_name: unknown event type \"a\\\"b\\\\c\\x0a\\x01\""
+         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+        {"{\"event_name\": \"\\u00e9v\\u00e9nement\"}",
+         "event_name: unknown event type \"\xc3\xa9v\xc3\xa9nement\""
+         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+        {"{\"event_name\": "
+         "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+         "event_name: unknown event type "
+         "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..."
+         " (valid types: crash_report, ad_event, user_login, product, data_sample)"},
+        {"{\"event_name\": [\"crash_report\"]}", "event_name: expected string, got array"},
+        {"42", "event: expected object, got integer"},
+        {"null", "event: expected object, got null"},
     };
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     const struct ev_item *it = parse_one(&b, NULL, cases[_i].json);
 
     ck_assert_ptr_nonnull(it->error);
@@ -537,38 +532,38 @@ START_TEST(test_bad_json)
         const char *json;
         const char *error;
     } cases[] = {
-        { "{\"user_id\": \"\xff\"}",
-          "line 1 column 13: invalid UTF-8: unable to decode byte 0xff near '\"'" },
-        { "{\"a\xc0\xaf\": 1}",
-          "line 1 column 3: invalid UTF-8: unable to decode byte 0xc0 near '\"a'" },
-        { "{\"a\": \"\xed\xa0\x80\"}",
-          "line 1 column 7: invalid UTF-8: unable to decode byte 0xed near '\"'" },
-        { "{\"a\": \"x\\u0000y\"}", "line 1 column 16: \\u0000 is not allowed in strings" },
-        { "{\"a\\u0000\": 1}", "line 1 column 10: \\u0000 is not allowed in object keys" },
-        { "{\"a\": \"\\ud800\"}",
-          "line 1 column 14: invalid JSON: invalid Unicode '\\uD800' near '\"\\ud800\"'" },
-        { "{\"user_id\": 9223372036854775808}",
-          "line 1 column 31: integer out of range (beyond 64-bit signed): too big integer near "
-          "'9223372036854775808'" },
-        { "{\"user_id\": -9223372036854775809}",
-          "line 1 column 32: integer out of range (beyond 64-bit signed): too big negative "
-          "integer near '-9223372036854775809'" },
-        { "{\"x\": 1e309}",
-          "line 1 column 11: number out of range (beyond double precision): real number "
-          "overflow near '1e309'" },
-        { "{\"x\": -1.8e308}",
-          "line 1 column 14: number out of range (beyond double precision): real number "
-          "overflow near '-1.8e308'" },
-        { "{\"a\": 1, \"a\": 2}",
-          "line 1 column 12: invalid JSON: duplicate object key near '\"a\"'" },
-        { "{\"a\": \"tab\there\"}",
-          "line 1 column 10: invalid JSON: control character 0x9 near '\"tab'" },
-        { "{\"a\": 01}", "line 1 column 7: invalid JSON: invalid token near '0'" },
-        { "{'a': 1}", "line 1 column 2: invalid JSON: string or '}' expected near '''" },
-        { "{\"a\": 1", "line 1 column 7: invalid JSON: '}' expected near end of file" },
-        { "{\"a\": NaN}", "line 1 column 9: invalid JSON: invalid token near 'NaN'" },
+        {"{\"user_id\": \"\xff\"}",
+         "line 1 column 13: invalid UTF-8: unable to decode byte 0xff near '\"'"},
+        {"{\"a\xc0\xaf\": 1}",
+         "line 1 column 3: invalid UTF-8: unable to decode byte 0xc0 near '\"a'"},
+        {"{\"a\": \"\xed\xa0\x80\"}",
+         "line 1 column 7: invalid UTF-8: unable to decode byte 0xed near '\"'"},
+        {"{\"a\": \"x\\u0000y\"}", "line 1 column 16: \\u0000 is not allowed in strings"},
+        {"{\"a\\u0000\": 1}", "line 1 column 10: \\u0000 is not allowed in object keys"},
+        {"{\"a\": \"\\ud800\"}",
+         "line 1 column 14: invalid JSON: invalid Unicode '\\uD800' near '\"\\ud800\"'"},
+        {"{\"user_id\": 9223372036854775808}",
+         "line 1 column 31: integer out of range (beyond 64-bit signed): too big integer near "
+         "'9223372036854775808'"},
+        {"{\"user_id\": -9223372036854775809}",
+         "line 1 column 32: integer out of range (beyond 64-bit signed): too big negative "
+         "integer near '-9223372036854775809'"},
+        {"{\"x\": 1e309}",
+         "line 1 column 11: number out of range (beyond double precision): real number "
+         "overflow near '1e309'"},
+        {"{\"x\": -1.8e308}",
+         "line 1 column 14: number out of range (beyond double precision): real number "
+         "overflow near '-1.8e308'"},
+        {"{\"a\": 1, \"a\": 2}",
+         "line 1 column 12: invalid JSON: duplicate object key near '\"a\"'"},
+        {"{\"a\": \"tab\there\"}",
+         "line 1 column 10: invalid JSON: control character 0x9 near '\"tab'"},
+        {"{\"a\": 01}", "line 1 column 7: invalid JSON: invalid token near '0'"},
+        {"{'a': 1}", "line 1 column 2: invalid JSON: string or '}' expected near '''"},
+        {"{\"a\": 1", "line 1 column 7: invalid JSON: '}' expected near end of file"},
+        {"{\"a\": NaN}", "line 1 column 9: invalid JSON: invalid token near 'NaN'"},
     };
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     const struct ev_item *it = parse_one(&b, "crash_report", cases[_i].json);
 
     ck_assert_ptr_nonnull(it->error);
@@ -579,15 +574,15 @@ START_TEST(test_bad_json)
 }
 END_TEST
 
-#define CR(uid) \
-    "{\"event_name\": \"crash_report\", \"user_id\": " #uid ", \"timestamp\": 1, " \
+#define CR(uid)                                                                                    \
+    "{\"event_name\": \"crash_report\", \"user_id\": " #uid ", \"timestamp\": 1, "                 \
     "\"message\": \"m\"}"
 
 /* Check a batch: n items, the error (or NULL) of each, raw bytes of each. */
 static void
 expect_batch(const char *body, size_t n, const char *const *errors, const char *const *raws)
 {
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     size_t valid = 0;
     size_t i;
 
@@ -613,8 +608,8 @@ expect_batch(const char *body, size_t n, const char *const *errors, const char *
 
 START_TEST(test_body_object)
 {
-    const char *errors[] = { NULL };
-    const char *raws[] = { CR(1) };
+    const char *errors[] = {NULL};
+    const char *raws[] = {CR(1)};
 
     expect_batch("  " CR(1) "\n", 1, errors, raws);
 }
@@ -622,8 +617,8 @@ END_TEST
 
 START_TEST(test_body_array)
 {
-    const char *errors[] = { NULL, NULL, NULL };
-    const char *raws[] = { CR(1), CR(2), CR(3) };
+    const char *errors[] = {NULL, NULL, NULL};
+    const char *raws[] = {CR(1), CR(2), CR(3)};
 
     expect_batch("[" CR(1) ",\n  " CR(2) " , " CR(3) "]", 3, errors, raws);
 }
@@ -631,8 +626,8 @@ END_TEST
 
 START_TEST(test_body_ndjson)
 {
-    const char *errors[] = { NULL, NULL, NULL };
-    const char *raws[] = { CR(1), CR(2), CR(3) };
+    const char *errors[] = {NULL, NULL, NULL};
+    const char *raws[] = {CR(1), CR(2), CR(3)};
 
     expect_batch(CR(1) "\n" CR(2) "\r\n" CR(3) "\n", 3, errors, raws);
 }
@@ -640,8 +635,8 @@ END_TEST
 
 START_TEST(test_body_concatenated)
 {
-    const char *errors[] = { NULL, NULL, NULL };
-    const char *raws[] = { CR(1), CR(2), CR(3) };
+    const char *errors[] = {NULL, NULL, NULL};
+    const char *raws[] = {CR(1), CR(2), CR(3)};
 
     expect_batch(CR(1) CR(2) CR(3), 3, errors, raws);
 }
@@ -650,8 +645,8 @@ END_TEST
 /* Objects and arrays mixed: indices count array elements. */
 START_TEST(test_body_mixed)
 {
-    const char *errors[] = { NULL, NULL, "user_id: expected integer, got string", NULL, NULL };
-    const char *raws[] = { CR(1), CR(2), CR("3"), CR(4), CR(5) };
+    const char *errors[] = {NULL, NULL, "user_id: expected integer, got string", NULL, NULL};
+    const char *raws[] = {CR(1), CR(2), CR("3"), CR(4), CR(5)};
 
     expect_batch(CR(1) " [" CR(2) "," CR("3") "]\n[]\n" CR(4) "[" CR(5) "]", 5, errors, raws);
 }
@@ -659,8 +654,8 @@ END_TEST
 
 START_TEST(test_body_empty)
 {
-    static const char *const bodies[] = { "", " ", "\n\r\n\t ", "\xef\xbb\xbf", "\xef\xbb\xbf \n" };
-    struct ev_batch b = { 0 };
+    static const char *const bodies[] = {"", " ", "\n\r\n\t ", "\xef\xbb\xbf", "\xef\xbb\xbf \n"};
+    struct ev_batch b = {0};
     size_t i;
 
     for (i = 0; i < N_ELEMS(bodies); i++) {
@@ -678,8 +673,8 @@ END_TEST
 
 START_TEST(test_body_bom)
 {
-    const char *errors[] = { NULL };
-    const char *raws[] = { CR(1) };
+    const char *errors[] = {NULL};
+    const char *raws[] = {CR(1)};
 
     expect_batch("\xef\xbb\xbf" CR(1), 1, errors, raws);
 }
@@ -687,8 +682,8 @@ END_TEST
 
 START_TEST(test_body_trailing_garbage)
 {
-    const char *errors[] = { NULL, "line 1 column 80: invalid JSON: invalid token near 'xyz'" };
-    const char *raws[] = { CR(1), "xyz" };
+    const char *errors[] = {NULL, "line 1 column 80: invalid JSON: invalid token near 'xyz'"};
+    const char *raws[] = {CR(1), "xyz"};
 
     expect_batch(CR(1) " xyz", 2, errors, raws);
 }
@@ -696,8 +691,8 @@ END_TEST
 
 START_TEST(test_body_trailing_brace)
 {
-    const char *errors[] = { NULL, "line 1 column 77: invalid JSON: unexpected token near '}'" };
-    const char *raws[] = { CR(1), "}" };
+    const char *errors[] = {NULL, "line 1 column 77: invalid JSON: unexpected token near '}'"};
+    const char *raws[] = {CR(1), "}"};
 
     expect_batch(CR(1) "}", 2, errors, raws);
 }
@@ -715,12 +710,12 @@ START_TEST(test_body_malformed_middle)
         NULL,
     };
     const char *raws[] = {
-        CR(1), CR(2), "{\"event_name\": \"crash_report\", \"user_id\": }", CR(4), "oops here",
-        CR(6),
+        CR(1), CR(2),       "{\"event_name\": \"crash_report\", \"user_id\": }",
+        CR(4), "oops here", CR(6),
     };
 
-    expect_batch(CR(1) "\n" CR(2) "\n{\"event_name\": \"crash_report\", \"user_id\": }\n" CR(4)
-                 "\noops here\n" CR(6) "\n",
+    expect_batch(CR(1) "\n" CR(2) "\n{\"event_name\": \"crash_report\", \"user_id\": }\n" CR(
+                     4) "\noops here\n" CR(6) "\n",
                  6, errors, raws);
 }
 END_TEST
@@ -733,7 +728,7 @@ START_TEST(test_body_malformed_array)
         "line 2 column 79: invalid JSON: ',' or ']' expected",
         NULL,
     };
-    const char *raws[] = { CR(1), "[" CR(2) " " CR(3) "]", CR(4) };
+    const char *raws[] = {CR(1), "[" CR(2) " " CR(3) "]", CR(4)};
 
     expect_batch(CR(1) "\n[" CR(2) " " CR(3) "]\n" CR(4), 3, errors, raws);
 }
@@ -756,7 +751,7 @@ START_TEST(test_body_multiline_error)
         "line 3 column 3: invalid JSON: string or '}' expected near ']'",
         NULL,
     };
-    const char *raws[] = { "{\n  \"a\": 1,\n  ]", CR(9) };
+    const char *raws[] = {"{\n  \"a\": 1,\n  ]", CR(9)};
 
     expect_batch("{\n  \"a\": 1,\n  ]\n" CR(9), 2, errors, raws);
 }
@@ -765,7 +760,7 @@ END_TEST
 /* Columns count characters, not bytes. */
 START_TEST(test_body_column_utf8)
 {
-    const char *errors[] = { "line 1 column 12: invalid JSON: string or '}' expected near 'x'" };
+    const char *errors[] = {"line 1 column 12: invalid JSON: string or '}' expected near 'x'"};
 
     expect_batch("{\"\xc3\xa9\xc3\xa9\xc3\xa9\": 1, x}", 1, errors, NULL);
 }
@@ -775,7 +770,7 @@ START_TEST(test_body_typed_url)
 {
     const struct ev_type *t = ev_lookup("product", 7);
     const char *body = "{\"id\": 1}\n{\"id\": 2, \"event_name\": \"product\"}\n{\"x\": 1}";
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
 
     ck_assert_int_eq(ev_parse_body(body, strlen(body), t, &b), 0);
     ck_assert_uint_eq(b.n, 3);
@@ -793,9 +788,9 @@ START_TEST(test_body_big_data_sample)
     const size_t count = 1000000;
     size_t cap = count * 24 + 256;
     char *body = malloc(cap);
-    struct ev_batch b = { 0 };
-    struct ev_stored ev = { 0 };
-    struct ev_buf out = { 0 };
+    struct ev_batch b = {0};
+    struct ev_stored ev = {0};
+    struct ev_buf out = {0};
     char err[EV_ERR_MAX];
     size_t len;
     size_t i;
@@ -845,67 +840,71 @@ struct row_case {
 };
 
 static const struct row_case rows[] = {
-    { "crash_report",
-      "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"
-      "\"message\": \"have_fun\"}",
-      TEST_UUID_TEXT "\tcrash_report\t888\t1970-01-01 00:16:40.000000+00\thave_fun\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
-    { "crash_report",
-      "{\"user_id\": -1, \"timestamp\": 253402300799, "
-      "\"message\": \"a\\tb\\nc\\rd\\\\e\\\"f \\u00e9\\ud83d\\ude00\\b\\f\"}",
-      TEST_UUID_TEXT "\tcrash_report\t-1\t9999-12-31 23:59:59.000000+00\t"
-      "a\\tb\\nc\\rd\\\\e\"f \xc3\xa9\xf0\x9f\x98\x80\\b\\f\t" TEST_RECEIVED_TEXT
-      "\t\\N\t\\N\t\\N\n" },
-    { "ad_event",
-      "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"UA\\t1\", \"referring_url\": "
-      "\"https://ex.com/\", \"advertiser_id\": \"adv\", \"metadata\": "
-      "{ \"k\": \"v\\\\n}\" , \"n\": 1.50 }}",
-      TEST_UUID_TEXT "\t10.1.2.3\tUA\\t1\thttps://ex.com/\tadv\t"
-      "{ \"k\": \"v\\\\\\\\n}\" , \"n\": 1.50 }\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
-    { "ad_event",
-      "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"\", \"referring_url\": \"http://h\", "
-      "\"advertiser_id\": \"metadata\"}",
-      TEST_UUID_TEXT "\t10.1.2.3\t\thttp://h\tmetadata\t{}\t" TEST_RECEIVED_TEXT
-      "\t\\N\t\\N\t\\N\n" },
+    {"crash_report",
+     "{\"event_name\": \"crash_report\",\"user_id\": 888,\"timestamp\": 1000,"
+     "\"message\": \"have_fun\"}",
+     TEST_UUID_TEXT
+     "\tcrash_report\t888\t1970-01-01 00:16:40.000000+00\thave_fun\t" TEST_RECEIVED_TEXT
+     "\t\\N\t\\N\t\\N\n"},
+    {"crash_report",
+     "{\"user_id\": -1, \"timestamp\": 253402300799, "
+     "\"message\": \"a\\tb\\nc\\rd\\\\e\\\"f \\u00e9\\ud83d\\ude00\\b\\f\"}",
+     TEST_UUID_TEXT "\tcrash_report\t-1\t9999-12-31 23:59:59.000000+00\t"
+                    "a\\tb\\nc\\rd\\\\e\"f \xc3\xa9\xf0\x9f\x98\x80\\b\\f\t" TEST_RECEIVED_TEXT
+                    "\t\\N\t\\N\t\\N\n"},
+    {"ad_event",
+     "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"UA\\t1\", \"referring_url\": "
+     "\"https://ex.com/\", \"advertiser_id\": \"adv\", \"metadata\": "
+     "{ \"k\": \"v\\\\n}\" , \"n\": 1.50 }}",
+     TEST_UUID_TEXT "\t10.1.2.3\tUA\\t1\thttps://ex.com/\tadv\t"
+                    "{ \"k\": \"v\\\\\\\\n}\" , \"n\": 1.50 }\t" TEST_RECEIVED_TEXT
+                    "\t\\N\t\\N\t\\N\n"},
+    {"ad_event",
+     "{\"ip_address\": \"10.1.2.3\", \"user_agent\": \"\", \"referring_url\": \"http://h\", "
+     "\"advertiser_id\": \"metadata\"}",
+     TEST_UUID_TEXT "\t10.1.2.3\t\thttp://h\tmetadata\t{}\t" TEST_RECEIVED_TEXT
+                    "\t\\N\t\\N\t\\N\n"},
     /* The key written with an escape is still "metadata"; a string value "metadata" is not. */
-    { "ad_event",
-      "{\"user_agent\": \"metadata\", \"meta\\u0064ata\": {\"a\": [1, {\"b\": \"]}\"}]}, "
-      "\"ip_address\": \"1.1.1.1\", \"referring_url\": \"http://h\", \"advertiser_id\": \"x\"}",
-      TEST_UUID_TEXT "\t1.1.1.1\tmetadata\thttp://h\tx\t{\"a\": [1, {\"b\": \"]}\"}]}\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
-    { "user_login",
-      "{\"user_id\": \"u1\", \"timestamp\": \"1700000000\", \"ip\": \"::1\", \"locale\": null, "
-      "\"device_id\": \"d\\n1\"}",
-      TEST_UUID_TEXT "\tu1\t\\N\t\\N\t::1\t\\N\td\\n1\t2023-11-14 22:13:20.000000+00\t"
-      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
-    { "user_login",
-      "{\"event_name\": \"user_login\", \"user_id\": \"u\", \"timestamp\": 0, \"app_version\": "
-      "\"2\", \"device_type\": \"tv\", \"ip\": \"1.2.3.4\", \"locale\": \"de\", "
-      "\"device_id\": \"x\"}",
-      TEST_UUID_TEXT "\tu\t2\ttv\t1.2.3.4\tde\tx\t1970-01-01 00:00:00.000000+00\t"
-      TEST_NOW_TEXT "\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
-    { "product", "{\"id\": \"sku\\t1\", \"p\": 1}",
-      "sku\\t1\t{\"id\": \"sku\\\\t1\", \"p\": 1}\t" TEST_RECEIVED_TEXT "\t77\t\\N\n" },
-    { "product", "{\"id\": -12}", "-12\t{\"id\": -12}\t" TEST_RECEIVED_TEXT "\t77\t\\N\n" },
-    { "data_sample",
-      "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}",
-      TEST_UUID_TEXT "\t2024-02-29 23:30:00.000000+00\t8\t5\t2\t"
-      "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
-    { "data_sample",
-      "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\n \"data\": [1.5]}",
-      TEST_UUID_TEXT "\t2000-01-01 00:00:00.000000+00\t1\t1.5\t0\t"
-      "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\\n \"data\": [1.5]}\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
-    { "data_sample", "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}",
-      TEST_UUID_TEXT "\t0001-01-01 00:00:00.000000+00\t1\t-3\t0\t"
-      "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}\t" TEST_RECEIVED_TEXT
-      "\t\\N\t\\N\t\\N\n" },
-    { "data_sample",
-      "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}",
-      TEST_UUID_TEXT "\t9999-12-31 23:59:59.999999+00\t2\t0\t1.0000000000000001e+300\t"
-      "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}\t"
-      TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n" },
+    {"ad_event",
+     "{\"user_agent\": \"metadata\", \"meta\\u0064ata\": {\"a\": [1, {\"b\": \"]}\"}]}, "
+     "\"ip_address\": \"1.1.1.1\", \"referring_url\": \"http://h\", \"advertiser_id\": \"x\"}",
+     TEST_UUID_TEXT
+     "\t1.1.1.1\tmetadata\thttp://h\tx\t{\"a\": [1, {\"b\": \"]}\"}]}\t" TEST_RECEIVED_TEXT
+     "\t\\N\t\\N\t\\N\n"},
+    {"user_login",
+     "{\"user_id\": \"u1\", \"timestamp\": \"1700000000\", \"ip\": \"::1\", \"locale\": null, "
+     "\"device_id\": \"d\\n1\"}",
+     TEST_UUID_TEXT "\tu1\t\\N\t\\N\t::1\t\\N\td\\n1\t2023-11-14 22:13:20.000000+00\t" TEST_NOW_TEXT
+                    "\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n"},
+    {"user_login",
+     "{\"event_name\": \"user_login\", \"user_id\": \"u\", \"timestamp\": 0, \"app_version\": "
+     "\"2\", \"device_type\": \"tv\", \"ip\": \"1.2.3.4\", \"locale\": \"de\", "
+     "\"device_id\": \"x\"}",
+     TEST_UUID_TEXT "\tu\t2\ttv\t1.2.3.4\tde\tx\t1970-01-01 00:00:00.000000+00\t" TEST_NOW_TEXT
+                    "\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n"},
+    {"product", "{\"id\": \"sku\\t1\", \"p\": 1}",
+     "sku\\t1\t{\"id\": \"sku\\\\t1\", \"p\": 1}\t" TEST_RECEIVED_TEXT "\t77\t\\N\n"},
+    {"product", "{\"id\": -12}", "-12\t{\"id\": -12}\t" TEST_RECEIVED_TEXT "\t77\t\\N\n"},
+    {"data_sample",
+     "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, 7, 9]}",
+     TEST_UUID_TEXT "\t2024-02-29 23:30:00.000000+00\t8\t5\t2\t"
+                    "{\"time_stamp\": \"2024-03-01T01:30:00+02:00\", \"data\": [2, 4, 4, 4, 5, 5, "
+                    "7, 9]}\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n"},
+    {"data_sample", "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\n \"data\": [1.5]}",
+     TEST_UUID_TEXT
+     "\t2000-01-01 00:00:00.000000+00\t1\t1.5\t0\t"
+     "{\"time_stamp\": \"1999-12-31T23:59:59.9999995Z\",\\n \"data\": [1.5]}\t" TEST_RECEIVED_TEXT
+     "\t\\N\t\\N\t\\N\n"},
+    {"data_sample", "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}",
+     TEST_UUID_TEXT
+     "\t0001-01-01 00:00:00.000000+00\t1\t-3\t0\t"
+     "{\"time_stamp\": \"0001-01-01T00:30:00+00:30\", \"data\": [-3]}\t" TEST_RECEIVED_TEXT
+     "\t\\N\t\\N\t\\N\n"},
+    {"data_sample",
+     "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, -1e300]}",
+     TEST_UUID_TEXT "\t9999-12-31 23:59:59.999999+00\t2\t0\t1.0000000000000001e+300\t"
+                    "{\"time_stamp\": \"9999-12-31T23:59:59.999999-00:00\", \"data\": [1e300, "
+                    "-1e300]}\t" TEST_RECEIVED_TEXT "\t\\N\t\\N\t\\N\n"},
 };
 
 START_TEST(test_encode_row)
@@ -933,10 +932,15 @@ START_TEST(test_encode_row_keyed)
         "c74e6fe5103adfb7c8d72eb546e3293ff1ec590753c03d3a7308d59844e8ee43";
     const struct ev_type *t = ev_lookup("crash_report", 12);
     struct ev_stored ev = {
-        .json = json, .json_len = sizeof(json) - 1, .key = "k-1", .key_len = 3,
-        .received_us = TEST_RECEIVED_US, .now_us = TEST_NOW_US, .seq = 77,
+        .json = json,
+        .json_len = sizeof(json) - 1,
+        .key = "k-1",
+        .key_len = 3,
+        .received_us = TEST_RECEIVED_US,
+        .now_us = TEST_NOW_US,
+        .seq = 77,
     };
-    struct ev_buf b = { 0 };
+    struct ev_buf b = {0};
     char err[EV_ERR_MAX] = "";
     char want[256];
     uint8_t digest[EV_DIGEST_LEN];
@@ -952,8 +956,7 @@ START_TEST(test_encode_row_keyed)
     ck_assert_int_eq(ev_encode(t, &ev, &b, err), 0);
     ev_digest(json, sizeof(json) - 1, digest);
     ck_assert_uint_ge(b.len, 4 + 3 + 4 + EV_DIGEST_LEN + 4);
-    ck_assert_mem_eq(b.data + b.len - (4 + 3 + 4 + EV_DIGEST_LEN + 4),
-                     "\0\0\0\3k-1\0\0\0\40", 11);
+    ck_assert_mem_eq(b.data + b.len - (4 + 3 + 4 + EV_DIGEST_LEN + 4), "\0\0\0\3k-1\0\0\0\40", 11);
     ck_assert_mem_eq(b.data + b.len - (EV_DIGEST_LEN + 4), digest, EV_DIGEST_LEN);
     ck_assert_mem_eq(b.data + b.len - 4, "\377\377\377\377", 4);
     ev_buf_free(&b);
@@ -962,7 +965,7 @@ END_TEST
 
 START_TEST(test_encode_rejects)
 {
-    struct ev_buf out = { 0 };
+    struct ev_buf out = {0};
     char err[EV_ERR_MAX];
     char *row;
     int rc;
@@ -988,7 +991,7 @@ START_TEST(test_encode_rejects)
     /* A failed encode leaves what the buffer held before. */
     ck_assert_int_eq(ev_buf_put(&out, "keep", 4), 0);
     {
-        struct ev_stored ev = { .json = "{\"id\": 1.5}", .json_len = 11 };
+        struct ev_stored ev = {.json = "{\"id\": 1.5}", .json_len = 11};
 
         ck_assert_int_eq(ev_encode(ev_lookup("product", 7), &ev, &out, err), DP_ERR_INVALID);
     }
@@ -1050,8 +1053,8 @@ START_TEST(test_welford_large_offset)
     std_col = column(row, 4);
     ck_assert_msg(fabs(strtod(mean_col, NULL) - (double)mean_ref) / 1e9 < 1e-15,
                   "mean %s, reference %.17Lg", mean_col, mean_ref);
-    ck_assert_msg(fabs(strtod(std_col, NULL) - std_ref) / std_ref < 1e-9,
-                  "std %s, reference %.17g", std_col, std_ref);
+    ck_assert_msg(fabs(strtod(std_col, NULL) - std_ref) / std_ref < 1e-9, "std %s, reference %.17g",
+                  std_col, std_ref);
     free(mean_col);
     free(std_col);
     free(row);
@@ -1062,7 +1065,7 @@ END_TEST
 
 START_TEST(test_copy_escaping)
 {
-    struct ev_buf b = { 0 };
+    struct ev_buf b = {0};
     const char in[] = "a\\b\tc\nd\re\bf\fg\vh\"i'j\x01k\xf0\x9f\x98\x80";
     const char want[] = "a\\\\b\\tc\\nd\\re\\bf\\fg\\vh\"i'j\x01k\xf0\x9f\x98\x80";
 
@@ -1086,7 +1089,7 @@ END_TEST
 
 START_TEST(test_copy_escaping_large)
 {
-    struct ev_buf b = { 0 };
+    struct ev_buf b = {0};
     size_t n = 3 * 1000 * 1000;
     char *s = malloc(n);
     size_t i;
@@ -1112,17 +1115,17 @@ START_TEST(test_timestamps)
         int64_t us;
         const char *text;
     } cases[] = {
-        { 0, "1970-01-01 00:00:00.000000+00" },
-        { -1, "1969-12-31 23:59:59.999999+00" },
-        { INT64_C(951782400000000), "2000-02-29 00:00:00.000000+00" },
-        { INT64_C(951868799999999), "2000-02-29 23:59:59.999999+00" },
-        { INT64_C(253402300799999999), "9999-12-31 23:59:59.999999+00" },
-        { INT64_C(-62135596800000000), "0001-01-01 00:00:00.000000+00" },
-        { INT64_C(-62135596800000001), "0001-12-31 23:59:59.999999+00 BC" },
-        { INT64_C(253402300800000000), "10000-01-01 00:00:00.000000+00" },
-        { TEST_RECEIVED_US, TEST_RECEIVED_TEXT },
+        {0, "1970-01-01 00:00:00.000000+00"},
+        {-1, "1969-12-31 23:59:59.999999+00"},
+        {INT64_C(951782400000000), "2000-02-29 00:00:00.000000+00"},
+        {INT64_C(951868799999999), "2000-02-29 23:59:59.999999+00"},
+        {INT64_C(253402300799999999), "9999-12-31 23:59:59.999999+00"},
+        {INT64_C(-62135596800000000), "0001-01-01 00:00:00.000000+00"},
+        {INT64_C(-62135596800000001), "0001-12-31 23:59:59.999999+00 BC"},
+        {INT64_C(253402300800000000), "10000-01-01 00:00:00.000000+00"},
+        {TEST_RECEIVED_US, TEST_RECEIVED_TEXT},
     };
-    struct ev_buf b = { 0 };
+    struct ev_buf b = {0};
 
     ck_assert_int_eq(ev_buf_put_timestamp(&b, cases[_i].us), 0);
     ck_assert_uint_eq(b.len, strlen(cases[_i].text));
@@ -1134,16 +1137,13 @@ END_TEST
 START_TEST(test_uuid)
 {
     static const char *const bad[] = {
-        "01020304-0506-0708-090a-0b0c0d0e0f1",
-        "01020304-0506-0708-090a-0b0c0d0e0f100",
-        "01020304-0506-0708-090a-0b0c0d0e0f1g",
-        "0102030405-06-0708-090a-0b0c0d0e0f10",
-        "01020304-0506-0708-090a_0b0c0d0e0f10",
-        "",
+        "01020304-0506-0708-090a-0b0c0d0e0f1",    "01020304-0506-0708-090a-0b0c0d0e0f100",
+        "01020304-0506-0708-090a-0b0c0d0e0f1g",   "0102030405-06-0708-090a-0b0c0d0e0f10",
+        "01020304-0506-0708-090a_0b0c0d0e0f10",   "",
         "{01020304-0506-0708-090a-0b0c0d0e0f10}",
     };
     uint8_t u[16];
-    struct ev_buf b = { 0 };
+    struct ev_buf b = {0};
     size_t i;
 
     ck_assert_int_eq(ev_uuid_parse(TEST_UUID_TEXT, u), 0);
@@ -1235,8 +1235,8 @@ END_TEST
 START_TEST(test_field_tables)
 {
     static const char *const words[] = {
-        "string", "integer", "number", "boolean", "timestamp", "ip", "url", "uuid", "object",
-        "array",
+        "string", "integer", "number", "boolean", "timestamp",
+        "ip",     "url",     "uuid",   "object",  "array",
     };
     const struct ev_type *t = ev_registry[_i];
     const struct sample *valid = NULL;
@@ -1311,33 +1311,37 @@ END_TEST
 /* Inputs the fuzzer or review found troublesome; each must give the stated result. */
 static const struct {
     const char *body;
-    size_t len;                 /* 0: strlen */
-    size_t n;                   /* items with the URL type product */
+    size_t len; /* 0: strlen */
+    size_t n;   /* items with the URL type product */
     size_t n_valid;
 } regressions[] = {
     /* Error text quoting raw bytes must stay valid UTF-8 for the JSON answer. */
-    { "{\"\xff\xfe\": 1}", 0, 1, 0 },
+    {"{\"\xff\xfe\": 1}", 0, 1, 0},
     /* A NUL byte in the body: its own malformed event, parsing goes on at the next line. */
-    { "{\"id\": 1}\0{\"id\": 2}\n{\"id\": 3}", 29, 3, 2 },
+    {"{\"id\": 1}\0{\"id\": 2}\n{\"id\": 3}", 29, 3, 2},
     /*
      * Fuzzer: jansson's buffer reader skips a NUL byte without counting it,
      * so "{... 7\0}" parsed as a whole object whose raw bytes lacked the '}':
      * accepted, then impossible to encode.
      */
-    { "{\"event_name\": \"crash_repooduct\", \"id\":\x0a" "3 }{ \"\\u0000\"\x86 rt\","
-      "\"u{\"e0Z\", \"a\"}\x0a{\"et_name\": \"product\", \"id\":\x0a" "7 }{ \"\\u0000"
-      "\", \"b\":]}\x0a" "age\": \"a\"e0Z\", \"a\"}\x0a{\"et_name\": \"product\", \"id"
-      "\":\x0a" "7\x00}{ \"\\u0000\"ple\", ta\":\xa0[1]}\x0a",
-      203, 6, 1 },
+    {"{\"event_name\": \"crash_repooduct\", \"id\":\x0a"
+     "3 }{ \"\\u0000\"\x86 rt\","
+     "\"u{\"e0Z\", \"a\"}\x0a{\"et_name\": \"product\", \"id\":\x0a"
+     "7 }{ \"\\u0000"
+     "\", \"b\":]}\x0a"
+     "age\": \"a\"e0Z\", \"a\"}\x0a{\"et_name\": \"product\", \"id"
+     "\":\x0a"
+     "7\x00}{ \"\\u0000\"ple\", ta\":\xa0[1]}\x0a",
+     203, 6, 1},
     /* Deep nesting is refused by the parser, not by the stack. */
-    { "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 0, 1, 0 },
+    {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 0, 1, 0},
 };
 
 /* Whatever the URL type: every accepted event encodes, every error is valid UTF-8. */
 static void
 check_batch_invariants(const char *body, size_t len, const struct ev_type *t)
 {
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     size_t i;
 
     ck_assert_int_eq(ev_parse_body(body, len, t, &b), 0);
@@ -1350,8 +1354,8 @@ check_batch_invariants(const char *body, size_t len, const struct ev_type *t)
             ck_assert_msg(s != NULL, "error is not UTF-8: %s", it->error);
             json_decref(s);
         } else {
-            struct ev_stored ev = { .json = it->raw, .json_len = it->raw_len };
-            struct ev_buf out = { 0 };
+            struct ev_stored ev = {.json = it->raw, .json_len = it->raw_len};
+            struct ev_buf out = {0};
             char err[EV_ERR_MAX] = "";
 
             ck_assert_msg(ev_encode(it->type, &ev, &out, err) == 0, "item %zu: %s", i, err);
@@ -1365,7 +1369,7 @@ START_TEST(test_regressions)
 {
     const struct ev_type *t = ev_lookup("product", 7);
     size_t len = regressions[_i].len ? regressions[_i].len : strlen(regressions[_i].body);
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     size_t i;
 
     ck_assert_int_eq(ev_parse_body(regressions[_i].body, len, t, &b), 0);
@@ -1382,9 +1386,9 @@ END_TEST
 START_TEST(test_nul_byte)
 {
     const char body[] = "{\"id\": 7\0}\n{\"id\": 8}";
-    struct ev_batch b = { 0 };
-    struct ev_stored ev = { .json = "{\"id\": 7\0}", .json_len = 10 };
-    struct ev_buf out = { 0 };
+    struct ev_batch b = {0};
+    struct ev_stored ev = {.json = "{\"id\": 7\0}", .json_len = 10};
+    struct ev_buf out = {0};
     char err[EV_ERR_MAX];
 
     ck_assert_int_eq(ev_parse_body(body, sizeof(body) - 1, ev_lookup("product", 7), &b), 0);
@@ -1406,53 +1410,53 @@ END_TEST
  */
 static const struct {
     const char *text;
-    bool fast;                  /* the fast reader handles it */
+    bool fast; /* the fast reader handles it */
 } fast_cases[] = {
-    { "{\"a\": [1, -2, 3.5e2, true, false, null, \"x\"], \"b\": {}}", true },
-    { "  {\"k\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}  ", true },
-    { "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", true },
-    { "-0", true },
-    { "0", true },
-    { "-9223372036854775808", true },
-    { "9223372036854775807", true },
-    { "9223372036854775808", false },
-    { "-9223372036854775809", false },
-    { "1e400", false },
-    { "1e-400", true },
-    { "0.1", true },
-    { "123abc", true },
-    { "[1]x", true },
-    { "true", true },
-    { "truex", false },
-    { "true\xff", false },
-    { "1\xff", false },
-    { "1\xc3", false },
-    { "01", false },
-    { "1.", false },
-    { ".5", false },
-    { "-", false },
-    { "1e", false },
-    { "1e+", false },
-    { "[1,]", false },
-    { "{,}", false },
-    { "{\"a\":1,}", false },
-    { "{\"a\":1,\"a\":2}", false },
-    { "{\"a\" 1}", false },
-    { "\"\\u0000\"", false },
-    { "{\"\\u0000\": 1}", false },
-    { "\"\\ud83d\"", false },
-    { "\"\\ude00\"", false },
-    { "\"\\ud83d\\u0041\"", false },
-    { "\"\\u12\"", false },
-    { "\"\\x\"", false },
-    { "\"\xed\xa0\x80\"", false },
-    { "\"\xf4\x90\x80\x80\"", false },
-    { "\"\xc0\xaf\"", false },
-    { "\"tab\there\"", false },
-    { "\"unterminated", false },
-    { "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", false },
-    { "", false },
-    { "nul", false },
+    {"{\"a\": [1, -2, 3.5e2, true, false, null, \"x\"], \"b\": {}}", true},
+    {"  {\"k\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}  ", true},
+    {"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", true},
+    {"-0", true},
+    {"0", true},
+    {"-9223372036854775808", true},
+    {"9223372036854775807", true},
+    {"9223372036854775808", false},
+    {"-9223372036854775809", false},
+    {"1e400", false},
+    {"1e-400", true},
+    {"0.1", true},
+    {"123abc", true},
+    {"[1]x", true},
+    {"true", true},
+    {"truex", false},
+    {"true\xff", false},
+    {"1\xff", false},
+    {"1\xc3", false},
+    {"01", false},
+    {"1.", false},
+    {".5", false},
+    {"-", false},
+    {"1e", false},
+    {"1e+", false},
+    {"[1,]", false},
+    {"{,}", false},
+    {"{\"a\":1,}", false},
+    {"{\"a\":1,\"a\":2}", false},
+    {"{\"a\" 1}", false},
+    {"\"\\u0000\"", false},
+    {"{\"\\u0000\": 1}", false},
+    {"\"\\ud83d\"", false},
+    {"\"\\ude00\"", false},
+    {"\"\\ud83d\\u0041\"", false},
+    {"\"\\u12\"", false},
+    {"\"\\x\"", false},
+    {"\"\xed\xa0\x80\"", false},
+    {"\"\xf4\x90\x80\x80\"", false},
+    {"\"\xc0\xaf\"", false},
+    {"\"tab\there\"", false},
+    {"\"unterminated", false},
+    {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", false},
+    {"", false},
+    {"nul", false},
 };
 
 START_TEST(test_fast_json)
@@ -1462,8 +1466,8 @@ START_TEST(test_fast_json)
     size_t end = 0;
     json_error_t je;
     json_t *fast = ev_json_fast(text, n, &end);
-    json_t *ref = json_loadb(text, n, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK |
-                                          JSON_REJECT_DUPLICATES, &je);
+    json_t *ref =
+        json_loadb(text, n, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &je);
 
     ck_assert_msg((fast != NULL) == fast_cases[_i].fast, "%s: fast reader %s", text,
                   fast ? "accepted" : "gave up");
@@ -1608,11 +1612,11 @@ START_TEST(test_uuid7_threads_and_fork)
 }
 END_TEST
 
-
 /* ---- idempotency keys ---- */
 
-#define KEYED_CRASH "{\"event_name\":\"crash_report\",\"user_id\":1,\"timestamp\":2," \
-                    "\"message\":\"m\",\"idempotency_key\":\"k-1\"}"
+#define KEYED_CRASH                                                                                \
+    "{\"event_name\":\"crash_report\",\"user_id\":1,\"timestamp\":2,"                              \
+    "\"message\":\"m\",\"idempotency_key\":\"k-1\"}"
 
 static void
 hex32(const uint8_t d[EV_DIGEST_LEN], char out[2 * EV_DIGEST_LEN + 1])
@@ -1624,8 +1628,8 @@ hex32(const uint8_t d[EV_DIGEST_LEN], char out[2 * EV_DIGEST_LEN + 1])
 
 START_TEST(test_key_field)
 {
-    struct ev_batch b = { 0 };
-    struct ev_batch b2 = { 0 };
+    struct ev_batch b = {0};
+    struct ev_batch b2 = {0};
     const struct ev_item *it;
     char hex[2 * EV_DIGEST_LEN + 1];
     static const char *const bodies[] = {
@@ -1653,8 +1657,8 @@ START_TEST(test_key_field)
     }
 
     /* surrounding whitespace does not change the digest; inner layout does */
-    ck_assert_int_eq(ev_parse_body(" \n" KEYED_CRASH "\r\n", strlen(KEYED_CRASH) + 4, NULL,
-                                   &b2), 0);
+    ck_assert_int_eq(ev_parse_body(" \n" KEYED_CRASH "\r\n", strlen(KEYED_CRASH) + 4, NULL, &b2),
+                     0);
     hex32(b2.items[0].digest, hex);
     ck_assert_str_eq(hex, "0f842e7e4a518b45dddd2ae59d7a7bb8f13d00ed833e3ec58805e0116814fe27");
     ev_batch_free(&b2);
@@ -1685,19 +1689,19 @@ START_TEST(test_key_bad)
         const char *json;
         const char *error;
     } cases[] = {
-        { "{\"idempotency_key\":\"\",\"id\":1}", "idempotency_key: must not be empty" },
-        { "{\"idempotency_key\":12,\"id\":1}", "idempotency_key: expected string, got integer" },
-        { "{\"idempotency_key\":null,\"id\":1}", "idempotency_key: expected string, got null" },
-        { "{\"idempotency_key\":\"a\\u0001b\",\"id\":1}",
-          "idempotency_key: control character at byte 1" },
-        { "{\"idempotency_key\":\"ab\\u007f\",\"id\":1}",
-          "idempotency_key: control character at byte 2" },
-        { "{\"idempotency_key\":\"\\u0085\",\"id\":1}",
-          "idempotency_key: control character at byte 0" },
-        { "{\"idempotency_key\":\"a\\nb\",\"id\":1}",
-          "idempotency_key: control character at byte 1" },
+        {"{\"idempotency_key\":\"\",\"id\":1}", "idempotency_key: must not be empty"},
+        {"{\"idempotency_key\":12,\"id\":1}", "idempotency_key: expected string, got integer"},
+        {"{\"idempotency_key\":null,\"id\":1}", "idempotency_key: expected string, got null"},
+        {"{\"idempotency_key\":\"a\\u0001b\",\"id\":1}",
+         "idempotency_key: control character at byte 1"},
+        {"{\"idempotency_key\":\"ab\\u007f\",\"id\":1}",
+         "idempotency_key: control character at byte 2"},
+        {"{\"idempotency_key\":\"\\u0085\",\"id\":1}",
+         "idempotency_key: control character at byte 0"},
+        {"{\"idempotency_key\":\"a\\nb\",\"id\":1}",
+         "idempotency_key: control character at byte 1"},
     };
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     const struct ev_item *it = parse_one(&b, "product", cases[_i].json);
 
     ck_assert_ptr_nonnull(it->error);
@@ -1711,7 +1715,7 @@ START_TEST(test_key_length)
 {
     char json[400];
     char key[EV_KEY_MAX + 2];
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     const struct ev_item *it;
 
     memset(key, 'k', sizeof(key));
@@ -1733,7 +1737,7 @@ END_TEST
 START_TEST(test_key_set)
 {
     static const char body[] = "{\"id\":1}";
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     const struct ev_type *product = ev_lookup("product", 7);
     uint8_t d[EV_DIGEST_LEN];
 
@@ -1768,7 +1772,7 @@ START_TEST(test_batch_add)
     static const char good[] = " {\"id\":2} ";
     static const char two[] = "{\"id\":2} {\"id\":3}";
     static const char bad[] = "{\"id\":";
-    struct ev_batch b = { 0 };
+    struct ev_batch b = {0};
     const struct ev_type *product = ev_lookup("product", 7);
 
     ck_assert_int_eq(ev_batch_add(&b, good, strlen(good), product, NULL), 0);

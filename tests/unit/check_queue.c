@@ -365,7 +365,7 @@ START_TEST(test_read_old_versions)
     }
     v1[31] = v2[31] = 7;
     memcpy(v1 + 32, "ab{}", 4);
-    v2[32] = 1;                 /* key_len */
+    v2[32] = 1; /* key_len */
     memcpy(v2 + 33, "abK{}", 5);
     ck_assert_int_eq(queue_test_put_raw(q, 1, v1, sizeof(v1)), 0);
     ck_assert_int_eq(queue_test_put_raw(q, 2, v2, sizeof(v2)), 0);
@@ -956,13 +956,13 @@ START_TEST(test_conservation)
     enum queue_txn_kind fail = QUEUE_TXN_APPEND;
     struct queue_fault_ops ops = {fault_kind, &fail};
     const struct queue_meta_op first[] = {
-        {.name = QUEUE_META_LOADER_LOADED_PREFIX "crash_report", .kind = QUEUE_META_ADD,
+        {.name = QUEUE_META_LOADER_LOADED_PREFIX "crash_report",
+         .kind = QUEUE_META_ADD,
          .value = 3},
         {.name = QUEUE_META_LOADER_DEAD_LETTERS, .kind = QUEUE_META_ADD, .value = 1},
     };
     const struct queue_meta_op second[] = {
-        {.name = QUEUE_META_LOADER_LOADED_PREFIX "ad_event", .kind = QUEUE_META_ADD,
-         .value = 2},
+        {.name = QUEUE_META_LOADER_LOADED_PREFIX "ad_event", .kind = QUEUE_META_ADD, .value = 2},
     };
 
     assert_conservation(q, 0, 0, 0, 0);
@@ -1462,11 +1462,11 @@ START_TEST(test_fault_panic_exits)
             } else {
                 queue_delete_range(cq, 1, 2, &op, 1);
             }
-            _exit(4);           /* the failed call returned: the bug */
+            _exit(4); /* the failed call returned: the bug */
         }
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 75, "kind %zu: status 0x%x",
-                      i, (unsigned)status);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 75, "kind %zu: status 0x%x", i,
+                      (unsigned)status);
     }
     q = open_q(4 * MIB);
     ck_assert_int_eq(queue_stats(q, &st), 0);
@@ -1898,13 +1898,11 @@ START_TEST(test_loader_lock)
 }
 END_TEST
 
-
 /* ---- idempotency keys ---- */
 
 /* A keyed event: type "t", json and key as given, digest from its first byte. */
 static void
-kev_make(struct queue_event *ev, const char *key, const char *json, uint8_t digest,
-         uint16_t answer)
+kev_make(struct queue_event *ev, const char *key, const char *json, uint8_t digest, uint16_t answer)
 {
     memset(ev, 0, sizeof(*ev));
     ev_uuid7(ev->uuid);

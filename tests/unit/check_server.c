@@ -87,8 +87,8 @@ START_TEST(test_no_row_shadowed)
         sample_path(srv_routes[i].path, path, sizeof(path));
         unsigned method = srv_routes[i].methods & (0u - srv_routes[i].methods); /* lowest bit */
 
-        ck_assert_msg(srv_route_find_method(path, method, &m, &unknown),
-                      "%s: sample %s not found", srv_routes[i].path, path);
+        ck_assert_msg(srv_route_find_method(path, method, &m, &unknown), "%s: sample %s not found",
+                      srv_routes[i].path, path);
         ck_assert_msg(m.route == &srv_routes[i], "%s: sample %s found %s", srv_routes[i].path, path,
                       m.route->path);
         ck_assert_msg(!unknown, "%s: sample %s has an unknown type", srv_routes[i].path, path);

@@ -91,8 +91,8 @@ err_of(const struct ev_type *t, const char *body)
 /* ---- declaration errors --------------------------------------------------------------- */
 
 static const struct {
-    const char *types;                 /* the value of "types" */
-    const char *error;                 /* the one error line, after "FILE: " */
+    const char *types; /* the value of "types" */
+    const char *error; /* the one error line, after "FILE: " */
 } bad[] = {
     {"[]", "types: expected object, got array"},
     {"{\"Page\": {\"fields\": {}}}",
@@ -171,8 +171,7 @@ static const struct {
     {"{\"x\": {\"fields\": {}, \"unknown_fields\": true}}",
      "types.x.unknown_fields: expected string, got boolean"},
     {"{\"x\": {\"fields\": [\"a\"]}}", "types.x.fields: expected object, got array"},
-    {"{\"x\": {\"fields\": {\"a\": \"string\"}}}",
-     "types.x.fields.a: expected object, got string"},
+    {"{\"x\": {\"fields\": {\"a\": \"string\"}}}", "types.x.fields.a: expected object, got string"},
     {"{\"x\": {\"fields\": {\"userId\": {\"type\": \"string\"}}}}",
      "types.x.fields.userId: invalid name (lower-case letters, digits and _, starting with a "
      "letter, at most 63 bytes)"},
@@ -287,7 +286,8 @@ many(int n, bool fields)
     size_t used;
 
     ck_assert_ptr_nonnull(s);
-    used = (size_t)snprintf(s, cap, fields ? "{\"types\": {\"t\": {\"fields\": {" : "{\"types\": {");
+    used =
+        (size_t)snprintf(s, cap, fields ? "{\"types\": {\"t\": {\"fields\": {" : "{\"types\": {");
     for (int i = 0; i < n; i++) {
         used += (size_t)snprintf(s + used, cap - used,
                                  fields ? "%s\"f%d\": {\"type\": \"string\"}"
@@ -386,10 +386,10 @@ START_TEST(test_later_file_wins_type_by_type)
 {
     char *a = t_write_file(dir, "a.json",
                            "{\"types\": {\"x\": {\"fields\": {\"a\": {\"type\": \"string\"}}},"
-                           " \"y\": {\"fields\": {\"b\": {\"type\": \"integer\"}}}}}", -1);
-    char *b = t_write_file(dir, "b.json",
-                           "{\"types\": {\"x\": {\"fields\": {\"c\": {\"type\": \"boolean\"}}}}}",
+                           " \"y\": {\"fields\": {\"b\": {\"type\": \"integer\"}}}}}",
                            -1);
+    char *b = t_write_file(
+        dir, "b.json", "{\"types\": {\"x\": {\"fields\": {\"c\": {\"type\": \"boolean\"}}}}}", -1);
     struct dp_config_sources src = {a, NULL, b};
     struct dp_config *cfg = NULL;
     char *errors = NULL;
@@ -430,7 +430,8 @@ START_TEST(test_libconfig_syntax_same_declaration)
                      "  plan = { type = \"string\"; enum = [\"free\", \"pro\"]; "
                      "pattern = \"^[a-z]+$\"; };\n"
                      "  props = { type = \"object\"; };\n"
-                     "}; unknown_fields = \"keep\"; }; };\n", -1);
+                     "}; unknown_fields = \"keep\"; }; };\n",
+                     -1);
     src.cli_path = c;
     ck_assert_int_eq(dp_config_load(&src, &cc, &errors), 0);
     tj = dp_config_to_json(cj);
@@ -564,7 +565,8 @@ START_TEST(test_registry_sql)
 {
     const struct ev_type *t = declare(page_view, "page_view");
     const struct ev_type *o = declare("{\"order\": {\"fields\": {\"n\": {\"type\": \"number\", "
-                                      "\"required\": true}}}}", "order");
+                                      "\"required\": true}}}}",
+                                      "order");
 
     ck_assert_str_eq(t->ddl, "CREATE TABLE IF NOT EXISTS \"page_view\" (id uuid CONSTRAINT "
                              "\"dp_pk_2c71b7c15d5b745e\" PRIMARY KEY, "
@@ -612,8 +614,8 @@ static const char all_types[] =
     "\"r\": {\"type\": \"string\", \"required\": true}}}}";
 
 static const struct {
-    const char *members;               /* added after "r": "x" (or the whole object if '{') */
-    const char *error;                 /* NULL: valid */
+    const char *members; /* added after "r": "x" (or the whole object if '{') */
+    const char *error;   /* NULL: valid */
 } field_cases[] = {
     {"", NULL},
     {"{}", "r: required field missing"},
@@ -699,7 +701,8 @@ START_TEST(test_field_types_and_constraints)
     } else {
         ck_assert_int_ge(asprintf(&body, "{\"r\": \"x\"%s%s}",
                                   field_cases[_i].members[0] != '\0' ? ", " : "",
-                                  field_cases[_i].members), 0);
+                                  field_cases[_i].members),
+                         0);
     }
     e = err_of(t, body);
     if (field_cases[_i].error == NULL) {
@@ -734,7 +737,8 @@ END_TEST
 START_TEST(test_unknown_fields_keep)
 {
     const struct ev_type *t = declare("{\"k\": {\"fields\": {\"a\": {\"type\": \"integer\"}}, "
-                                      "\"unknown_fields\": \"keep\"}}", "k");
+                                      "\"unknown_fields\": \"keep\"}}",
+                                      "k");
     char *e;
 
     e = err_of(t, "{\"a\": 1, \"b\": [2], \"c\": {\"d\": \"e\"}}");
@@ -775,8 +779,8 @@ row_of(const struct ev_type *t, const char *json, int *rc, char err[EV_ERR_MAX])
  */
 START_TEST(test_key_field_reserved)
 {
-    const struct ev_type *r = declare("{\"r\": {\"fields\": {\"a\": {\"type\": \"integer\"}}}}",
-                                      "r");
+    const struct ev_type *r =
+        declare("{\"r\": {\"fields\": {\"a\": {\"type\": \"integer\"}}}}", "r");
     const struct ev_type *k;
     const char body[] = "{\"a\": 1, \"idempotency_key\": \"k-1\"}\n"
                         "{\"a\": 2, \"idempotency_key\": \"\"}\n"
@@ -794,7 +798,8 @@ START_TEST(test_key_field_reserved)
     ck_assert_str_eq(b.items[2].error, "idempotency_key: control character at byte 1");
     ev_batch_free(&b);
     k = declare("{\"k\": {\"fields\": {\"a\": {\"type\": \"integer\"}}, "
-                "\"unknown_fields\": \"keep\"}}", "k");
+                "\"unknown_fields\": \"keep\"}}",
+                "k");
     row = row_of(k, "{\"a\": 1, \"idempotency_key\": \"k-1\", \"b\": 2}", &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t1\t{\"b\":2}\t"
@@ -830,8 +835,7 @@ START_TEST(test_copy_rows)
                           "\"\\\\u00e9\"}\t[1 ,2]\t\\\\N\t2023-11-14 22:13:20.123456+00"
                           "\t\\N\t\\N\t\\N\n");
     free(row);
-    row = row_of(t, "{\"r\": \"x\", \"n\": 7, \"ts\": 86400, \"b\": false, \"s\": null}", &rc,
-                 err);
+    row = row_of(t, "{\"r\": \"x\", \"n\": 7, \"ts\": 86400, \"b\": false, \"s\": null}", &rc, err);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(row, "10111213-1415-1617-1819-1a1b1c1d1e1f\t\\N\t\\N\t\\N\t\\N\t7\tf\t"
                           "1970-01-02 00:00:00.000000+00\t\\N\t\\N\t\\N\t\\N\t\\N\tx\t"
@@ -845,7 +849,8 @@ START_TEST(test_copy_rows)
     free(row);
 
     k = declare("{\"k\": {\"fields\": {\"a\": {\"type\": \"integer\"}}, "
-                "\"unknown_fields\": \"keep\"}}", "k");
+                "\"unknown_fields\": \"keep\"}}",
+                "k");
     row = row_of(k, "{\"event_name\": \"k\", \"b\\\"q\": [2.50], \"a\": 1, \"c\": {\"d\": 1e3}}",
                  &rc, err);
     ck_assert_msg(rc == 0, "%s", err);
@@ -862,11 +867,10 @@ END_TEST
 
 /* ---- the declared twin of crash_report -------------------------------------------------- */
 
-static const char crash_twin[] =
-    "{\"crash_twin\": {\"fields\": {"
-    "\"user_id\": {\"type\": \"integer\", \"required\": true},"
-    "\"timestamp\": {\"type\": \"timestamp\", \"required\": true},"
-    "\"message\": {\"type\": \"string\", \"required\": true}}}}";
+static const char crash_twin[] = "{\"crash_twin\": {\"fields\": {"
+                                 "\"user_id\": {\"type\": \"integer\", \"required\": true},"
+                                 "\"timestamp\": {\"type\": \"timestamp\", \"required\": true},"
+                                 "\"message\": {\"type\": \"string\", \"required\": true}}}}";
 
 /* Bodies both must judge alike: valid ones and bad ones, with the same texts. */
 static const char *const twin_bodies[] = {
