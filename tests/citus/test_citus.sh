@@ -35,12 +35,12 @@ cleanup() {
 trap cleanup EXIT
 
 # The Citus build's own tree: postgres, initdb and pg_ctl copied (PostgreSQL finds its share
-# and lib directories relative to its own binary), everything else of Debian's linked.
+# and lib directories relative to its own binary), everything else of Debian's linked. Copied
+# each time: a PostgreSQL upgraded since must not run an older binary against newer libraries.
 tree() {
     local d f
-    [ -x "$PGBIN/postgres" ] && return 0
     mkdir -p "$PGBIN"
-    for f in postgres initdb pg_ctl; do cp /usr/lib/postgresql/15/bin/$f "$PGBIN/"; done
+    for f in postgres initdb pg_ctl; do cp -f /usr/lib/postgresql/15/bin/$f "$PGBIN/"; done
     for d in usr/lib/postgresql/15/lib usr/share/postgresql/15 usr/share/postgresql/15/extension; do
         mkdir -p "$ROOT/$d"
         for f in /"$d"/*; do
