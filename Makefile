@@ -109,7 +109,7 @@ SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
 LOADER_LIB_OBJ := $(filter-out $(BUILD)/loader/main.o,$(LOADER_OBJ))
 
 .PHONY: all deb deb-check deps unit check soak bench fuzz run lint format docs install uninstall \
-	clean test-progs
+	clean test-progs citus citus-check
 .SECONDARY:
 
 all: $(BIN)/datapipe-server $(BIN)/datapipe-loader $(BIN)/datapipe-queue \
@@ -212,6 +212,26 @@ bench:
 # shellcheck of every shell script, and the whole tree built with -Wmissing-prototypes -Werror in
 # a tree of its own (a function that should be static, or whose header is not included where it
 # is defined, fails it).
+# Citus, a test component only (docs/scaling.md): built from the vendored source tarball into
+# $(BUILD)/citus (never installed, never linked into datapipe), then tests/citus/test_citus.sh
+# starts a coordinator and two workers on loopback from it. The build takes a few minutes.
+CITUS_TARBALL ?= ../shared/vendor/citus-12.1.12.tar.gz
+CITUS_PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+CITUS_DEB_PACKAGES := postgresql-server-dev-15 liblz4-dev libzstd-dev libkrb5-dev
+citus: $(BUILD)/citus/.built
+$(BUILD)/citus/.built: $(CITUS_TARBALL)
+	$(MAKE) deps EXTRA_DEB_PACKAGES="$(CITUS_DEB_PACKAGES)"
+	rm -rf $(BUILD)/citus && mkdir -p $(BUILD)/citus
+	tar -xzf $(CITUS_TARBALL) -C $(BUILD)/citus
+	cd $(BUILD)/citus/citus-* && ./configure -q PG_CONFIG=$(CITUS_PG_CONFIG) --without-libcurl \
+		>/dev/null && $(MAKE) with_llvm=no >/dev/null && \
+		$(MAKE) with_llvm=no install DESTDIR=$(abspath $(BUILD))/citus/root >/dev/null
+	touch $@
+
+citus-check: citus
+	$(MAKE) all test-progs
+	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/citus/test_citus.sh
+
 C_FILES := $(wildcard etc/*.[ch] queue/*.[ch] events/*.[ch] server/*.[ch] server/compat/*.c \
 	queuetool/*.[ch] \
 	loader/*.[ch] tests/*/*.[ch])

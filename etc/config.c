@@ -9,6 +9,7 @@
 #include "etc/cfgfile.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/retention.h"
 #include "etc/settings.h"
 #include "etc/types.h"
 
@@ -249,6 +250,32 @@ types_merge(config_t *eff, const config_setting_t *sec, const char *file, struct
     }
 }
 
+/* The "retention" key of a file: checked by etc/retention.c, merged type by type. */
+static void
+retention_merge(config_t *eff, const config_setting_t *sec, const char *file, struct dp_errs *e)
+{
+    struct types_errs te = {e, file};
+    config_setting_t *into;
+
+    if (dp_retention_check(sec, types_err, &te) != 0) {
+        return;
+    }
+    into = config_setting_get_member(config_root_setting(eff), "retention");
+    if (into == NULL) {
+        into = config_setting_add(config_root_setting(eff), "retention", CONFIG_TYPE_GROUP);
+    }
+    /* The same replace-by-name merge as the declared types': a later file's rule wins. */
+    if (into == NULL || dp_types_merge(into, sec) != 0) {
+        e->nomem = true;
+    }
+}
+
+static void
+retention_err(void *arg, const char *text)
+{
+    dp_errs_add(arg, "%s", text);
+}
+
 /* Walk a file's tree: every key must be known and well typed; merge the good ones. */
 static void
 validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, struct dp_errs *e)
@@ -261,6 +288,10 @@ validate_and_merge(config_t *eff, const config_t *file_tree, const char *file, s
 
         if (strcmp(sname, "types") == 0) {
             types_merge(eff, sec, file, e);
+            continue;
+        }
+        if (strcmp(sname, "retention") == 0) {
+            retention_merge(eff, sec, file, e);
             continue;
         }
         if (!section_known(sname)) {
@@ -483,9 +514,13 @@ dp_config_load(const struct dp_config_sources *src, struct dp_config **out, char
     struct_fill(cfg, &eff, &nomem);
     if (e.count == 0) {
         rc = dp_types_build(config_lookup(&eff, "types"), &cfg->types);
+        if (rc == 0) {
+            rc = dp_retention_build(config_lookup(&eff, "retention"), &cfg->retention);
+        }
         if (rc != 0) {
             goto out;
         }
+        dp_retention_types_check(cfg->retention, cfg->types, retention_err, &e);
         dp_api_keys_file_read(cfg, &e);
         cross_check(cfg, &e);
     }

@@ -15,6 +15,7 @@
 #define DP_CONFIG_SYSTEM_PATH "/etc/datapipe.json"
 
 struct dp_types;
+struct dp_retention;
 
 #define DP_API_KEY_NAME_MAX 63 /* longest API key name, bytes */
 
@@ -68,7 +69,8 @@ struct dp_config {
     char *log_level;  /* debug, info, warn, error */
     char *log_format; /* text, json */
 
-    struct dp_types *types; /* declared event types (etc/types.h); never NULL */
+    struct dp_types *types;         /* declared event types (etc/types.h); never NULL */
+    struct dp_retention *retention; /* partitioned types (etc/retention.h); never NULL */
 };
 
 /* Where dp_config_load looks; NULL members are skipped. */

@@ -7,6 +7,7 @@
 #include "etc/settings.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/retention.h"
 #include "etc/types.h"
 
 #include <jansson.h>
@@ -339,6 +340,15 @@ dp_settings_describe(FILE *f)
                 s->reloadable ? "applies" : "restart", by, s->help, s->doc ? ". " : "",
                 s->doc ? s->doc : "");
     }
+    /* The rules of "retention" are keyed by type name, so not rows of the table above. */
+    fprintf(f, "| `retention.TYPE.partition` | none | `day` | restart | loader | partition the "
+               "append table of event type TYPE (built-in or declared; not `product`) by day of "
+               "`received_at`. See [Retention](#retention) |\n");
+    fprintf(f,
+            "| `retention.TYPE.keep_days` | none | integer, 1 to %d | restart | loader | "
+            "days of partitions kept: a day's partition is dropped once it ended this many "
+            "days ago |\n",
+            DP_RETENTION_KEEP_DAYS_MAX);
 }
 
 const char *
@@ -414,6 +424,7 @@ dp_config_destroy(struct dp_config *cfg)
     }
     free(cfg->server_api_key_info);
     dp_types_destroy(cfg->types);
+    dp_retention_destroy(cfg->retention);
     free(cfg);
 }
 
@@ -611,6 +622,7 @@ dp_config_to_json(const struct dp_config *cfg)
         json_object_set_new(sec, dp_setting_key(s), setting_json(s, cfg));
     }
     json_object_set_new(root, "types", dp_types_to_json(cfg->types));
+    json_object_set_new(root, "retention", dp_retention_to_json(cfg->retention));
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     return text;
@@ -699,6 +711,29 @@ types_diff(const struct dp_types *old, const struct dp_types *fresh, dp_config_c
     }
 }
 
+/* Retention rules, read by the loader only, as "retention.TYPE": any change takes a restart. */
+static void
+retention_diff(const struct dp_retention *old, const struct dp_retention *fresh,
+               dp_config_change_fn fn, void *arg)
+{
+    char key[DP_TYPE_NAME_MAX + 12];
+
+    for (size_t i = 0; fresh != NULL && i < fresh->n; i++) {
+        const struct dp_retention_rule *o = dp_retention_find(old, fresh->rules[i].type);
+
+        if (o == NULL || o->keep_days != fresh->rules[i].keep_days) {
+            snprintf(key, sizeof(key), "retention.%s", fresh->rules[i].type);
+            fn(arg, key, false);
+        }
+    }
+    for (size_t i = 0; old != NULL && i < old->n; i++) {
+        if (dp_retention_find(fresh, old->rules[i].type) == NULL) {
+            snprintf(key, sizeof(key), "retention.%s", old->rules[i].type);
+            fn(arg, key, false);
+        }
+    }
+}
+
 void
 dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsigned daemon,
                dp_config_change_fn fn, void *arg)
@@ -711,6 +746,9 @@ dp_config_diff(const struct dp_config *old, const struct dp_config *fresh, unsig
         }
     }
     types_diff(old->types, fresh->types, fn, arg);
+    if ((daemon & DP_DAEMON_LOADER) != 0) {
+        retention_diff(old->retention, fresh->retention, fn, arg);
+    }
 }
 
 void

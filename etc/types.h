@@ -127,9 +127,15 @@ const char *dp_types_name_reserved(const char *name);
  * with DP_PG_PREFIX are refused as type names).
  */
 #define DP_PG_PREFIX "dp_"
-#define DP_PG_KEY_INDEX "dp_key_"    /* the unique index over a table's idempotency_key */
-#define DP_PG_PRIMARY_KEY "dp_pk_"   /* a declared type's primary key constraint */
-#define DP_PG_KEYED_TEMP "dp_keyed_" /* the keyed rows' temporary table (pg_temp) */
+#define DP_PG_KEY_INDEX "dp_key_"     /* the unique index over a table's idempotency_key */
+#define DP_PG_PRIMARY_KEY "dp_pk_"    /* a declared type's primary key constraint */
+#define DP_PG_KEYED_TEMP "dp_keyed_"  /* the keyed rows' temporary table (pg_temp) */
+#define DP_PG_KEY_TABLE "dp_keys_"    /* a partitioned table's keys, unique (loader/part.c) */
+#define DP_PG_KEY_TABLE_PK "dp_kpk_"  /* the key table's primary key */
+#define DP_PG_KEY_TABLE_AT "dp_kat_"  /* the key table's index over received_at */
+#define DP_PG_FRESH_TABLE "dp_fresh_" /* a new table while it becomes partitioned */
+/* A day's partition: DP_PG_PARTITION, the day as YYYYMMDD, "_", the table's 16 hex digits. */
+#define DP_PG_PARTITION "dp_p"
 
 /*
  * dp_pg_derived_name - prefix followed by the 16 hex digits of the 64-bit FNV-1a hash of

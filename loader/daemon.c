@@ -460,6 +460,7 @@ dmn_open(struct dmn *d, const struct ldr_fault_ops *fault)
         .workers = cfg->loader_workers,
         .give_up_attempts = d->cli == NULL || d->cli->once ? LDR_ONCE_ATTEMPTS : 0,
         .fault = fault,
+        .retention = cfg->retention,
     };
     int rc;
 

@@ -230,6 +230,7 @@ struct ldr {
     int n_workers;
     int give_up_attempts;
     const struct ldr_fault_ops *fault; /* borrowed, usually NULL */
+    struct dp_retention *retention;    /* a copy of the options' rules; NULL: none */
     struct ldr_worker *workers;
 
     pthread_mutex_t mu; /* guards everything below and the workers' flags */

@@ -167,6 +167,115 @@ keyed_conflict_row(void *arg, int ncols, const char *const *vals)
 }
 
 /*
+ * The statements of batch_insert_keyed for t's table with its unique key index: the INSERT
+ * that leaves out keys already there, and the query of the rows left out for a key held by
+ * another event with other bytes. *insert and *conflicts are malloc'd.
+ */
+static int
+keyed_sql(const struct ev_type *t, const char *keyed, char **insert, char **conflicts)
+{
+    const char *cols = t->copy_columns;
+    int list_len = (int)strlen(cols) - 2;
+
+    /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
+    if (asprintf(insert,
+                 "INSERT INTO %s %s SELECT %.*s FROM %s "
+                 "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
+                 "DO NOTHING",
+                 t->table, cols, list_len, cols + 1, keyed) < 0) {
+        *insert = NULL;
+        return DP_ERR_NOMEM;
+    }
+    /* Run in the INSERT's transaction: the table holds exactly what the INSERT saw and did. */
+    if (asprintf(conflicts,
+                 "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                 "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
+                 "WHERE t.id <> k.id "
+                 "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest%s",
+                 keyed, t->table,
+                 /* Planted (etc/plant.h): every repeat skipped, other bytes or not. */
+                 DP_PLANTED("conflict_skipped") ? " AND false" : "") < 0) {
+        *conflicts = NULL;
+        return DP_ERR_NOMEM;
+    }
+    return 0;
+}
+
+/* copy_columns "(a, b, ...)" as "k.a, k.b, ...", the columns of the keyed table aliased k. */
+static int
+keyed_qualified(const char *cols, struct ev_buf *out)
+{
+    const char *p = cols + 1;
+    int rc = 0;
+
+    while (rc == 0 && *p != '\0' && *p != ')') {
+        size_t n = strcspn(p, ",)");
+
+        rc = ev_buf_put_strs(out, out->len > 0 ? ", k." : "k.", NULL);
+        if (rc == 0) {
+            rc = ev_buf_put(out, p, n);
+        }
+        p += n;
+        p += *p == ',' ? strspn(p, ", ") : 0;
+    }
+    return rc;
+}
+
+/*
+ * The same for a partitioned table, which has no unique index over its keys (it would have
+ * to hold received_at, so one key could be in two partitions): first the keys go into the
+ * table's key table (part.c), unpartitioned and unique by key, ON CONFLICT DO NOTHING (*keys);
+ * then the rows whose own id the key table now holds for their key, and the rows without a
+ * key, go into the table (*insert). A key twice in these rows: the first inserted wins, as
+ * with the index. Plain statements, no data-modifying CTE, so that a distributed PostgreSQL
+ * (docs/scaling.md, Citus) plans them as it plans any INSERT ... SELECT.
+ */
+static int
+keyed_sql_parted(const struct ev_type *t, const char *keyed, char **keys_sql, char **insert,
+                 char **conflicts)
+{
+    const char *cols = t->copy_columns;
+    struct ev_buf q = {0};
+    char keys[LDR_PART_NAME_BUF];
+    int rc = DP_ERR_NOMEM;
+
+    ldr_part_key_table(t, keys);
+    if (keyed_qualified(cols, &q) != 0) {
+        goto out;
+    }
+    if (asprintf(keys_sql,
+                 "INSERT INTO %s (idempotency_key, idempotency_digest, id, "
+                 "received_at) SELECT idempotency_key, idempotency_digest, id::text, "
+                 "received_at FROM %s WHERE idempotency_key IS NOT NULL "
+                 "ON CONFLICT (idempotency_key) DO NOTHING",
+                 keys, keyed) < 0) {
+        *keys_sql = NULL;
+        goto out;
+    }
+    if (asprintf(insert,
+                 "INSERT INTO %s %s SELECT %.*s FROM %s k LEFT JOIN %s h "
+                 "ON h.idempotency_key = k.idempotency_key "
+                 "WHERE k.idempotency_key IS NULL OR h.id = k.id::text",
+                 t->table, cols, (int)q.len, q.data, keyed, keys) < 0) {
+        *insert = NULL;
+        goto out;
+    }
+    if (asprintf(conflicts,
+                 "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                 "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
+                 "WHERE t.id <> k.id::text "
+                 "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
+                 keyed, keys) < 0) {
+        *conflicts = NULL;
+        goto out;
+    }
+    rc = 0;
+out:
+    ev_buf_free(&q);
+    return rc;
+}
+
+/*
  * Move the keyed rows (rows of them) COPYed into g's keyed table into g's table, leaving out a
  * key already there (also one twice in these rows: the first inserted wins), and empty the
  * keyed table. Those left out with the digest of the row that holds their key are repeats
@@ -177,42 +286,29 @@ keyed_conflict_row(void *arg, int ncols, const char *const *vals)
 static int
 batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct keyed_conflicts *c)
 {
-    const char *cols = g->type->copy_columns;
-    int list_len = (int)strlen(cols) - 2;
     uint64_t inserted = 0;
     char keyed[LDR_KEYED_NAME_BUF];
+    char *keys = NULL;
     char *insert = NULL;
     char *conflicts = NULL;
     char *empty = NULL;
     int rc = DP_ERR_NOMEM;
 
     keyed_table(g->type, keyed);
-    /* copy_columns is "(a, b, ...)": the same list without its parentheses is selected. */
-    if (asprintf(&insert,
-                 "INSERT INTO %s %s SELECT %.*s FROM %s "
-                 "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL "
-                 "DO NOTHING",
-                 g->type->table, cols, list_len, cols + 1, keyed) < 0) {
-        insert = NULL;
+    rc = ldr_pg_parted(pg, g->type) ? keyed_sql_parted(g->type, keyed, &keys, &insert, &conflicts)
+                                    : keyed_sql(g->type, keyed, &insert, &conflicts);
+    if (rc != 0) {
         goto out;
     }
-    /* Run in the INSERT's transaction: the table holds exactly what the INSERT saw and did. */
-    if (asprintf(&conflicts,
-                 "SELECT k.id, t.id, t.idempotency_digest IS NULL "
-                 "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
-                 "WHERE t.id <> k.id "
-                 "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest%s",
-                 keyed, g->type->table,
-                 /* Planted (etc/plant.h): every repeat skipped, other bytes or not. */
-                 DP_PLANTED("conflict_skipped") ? " AND false" : "") < 0) {
-        conflicts = NULL;
-        goto out;
-    }
+    rc = DP_ERR_NOMEM;
     if (asprintf(&empty, "DELETE FROM %s", keyed) < 0) {
         empty = NULL;
         goto out;
     }
-    rc = ldr_pg_exec_rows(pg, insert, &inserted);
+    rc = keys != NULL ? ldr_pg_exec(pg, keys) : 0;
+    if (rc == 0) {
+        rc = ldr_pg_exec_rows(pg, insert, &inserted);
+    }
     if (rc == 0) {
         rc = batch_not_data(ldr_pg_rows(pg, conflicts, 0, NULL, keyed_conflict_row, c));
     }
@@ -226,6 +322,7 @@ out:
     free(empty);
     free(conflicts);
     free(insert);
+    free(keys);
     return rc;
 }
 
@@ -295,12 +392,16 @@ batch_copy_keyed(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, si
     char sql[256];
     int rc;
 
-    rc = ldr_pg_copy(pg, g->type->table, g->type->copy_columns, data, len, g->rows.binary);
-    if (rc != DP_ERR_DATA) {
-        return rc;
-    }
-    if (ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows") != 0) {
-        return DP_ERR_RETRY;
+    /* A partitioned table has no unique index to refuse a key it holds: always through the
+     * keyed table and the key table. */
+    if (!ldr_pg_parted(pg, g->type)) {
+        rc = ldr_pg_copy(pg, g->type->table, g->type->copy_columns, data, len, g->rows.binary);
+        if (rc != DP_ERR_DATA) {
+            return rc;
+        }
+        if (ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_rows") != 0) {
+            return DP_ERR_RETRY;
+        }
     }
     keyed_table(g->type, keyed);
     /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */

@@ -14,6 +14,7 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/retention.h"
 #include "loader/internal.h"
 
 #define LDR_IDLE_MS 60000 /* reconnect a connection idle longer than this */
@@ -43,6 +44,26 @@ ldr_workers_create(struct ldr *l)
             return DP_ERR_NOMEM;
         }
     }
+    return 0;
+}
+
+/* The loader's own copy of the rules: a reloaded configuration frees the one it was given. */
+static int
+ldr_retention_copy(struct ldr *l, const struct dp_retention *r)
+{
+    if (r == NULL || r->n == 0) {
+        return 0;
+    }
+    l->retention = calloc(1, sizeof(*l->retention));
+    if (l->retention == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    l->retention->rules = calloc(r->n, sizeof(*r->rules));
+    if (l->retention->rules == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    memcpy(l->retention->rules, r->rules, r->n * sizeof(*r->rules));
+    l->retention->n = r->n;
     return 0;
 }
 
@@ -85,7 +106,10 @@ ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
         rc = DP_ERR_NOMEM;
         goto out;
     }
-    rc = ldr_workers_create(l);
+    rc = ldr_retention_copy(l, opt->retention);
+    if (rc == 0) {
+        rc = ldr_workers_create(l);
+    }
     if (rc != 0) {
         goto out;
     }
@@ -108,6 +132,7 @@ ldr_destroy(struct ldr *l)
         free(l->workers[i].ops);
     }
     free(l->workers);
+    dp_retention_destroy(l->retention);
     free(l->queue_id);
     free(l->conninfo);
     free(l->schema);
@@ -155,6 +180,7 @@ ldr_ensure(struct ldr_worker *w, char *err, size_t len)
         rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, l->instance, err, len);
         if (rc == 0) {
             ldr_pg_set_epoch(w->pg, l->epoch);
+            ldr_pg_set_retention(w->pg, l->retention);
         }
         if (rc == 0) {
             rc = ldr_pg_ensure_schema(w->pg, l->schema);
@@ -646,6 +672,55 @@ ldr_compact(struct ldr *l)
     }
 }
 
+/* ldr_part_pass's callback: what a table dropped, into the queue's metadata for /metrics. */
+static void
+ldr_part_dropped(void *arg, const struct ev_type *t, const struct ldr_part_dropped *d)
+{
+    struct ldr *l = arg;
+    char parts[256];
+    char rows[256];
+    struct queue_meta_op ops[2] = {
+        {parts, QUEUE_META_ADD, (int64_t)d->partitions, NULL},
+        {rows, QUEUE_META_ADD, (int64_t)d->rows, NULL},
+    };
+    int rc;
+
+    snprintf(parts, sizeof(parts), "%s%s", QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX, t->name);
+    snprintf(rows, sizeof(rows), "%s%s", QUEUE_META_LOADER_ROWS_DROPPED_PREFIX, t->name);
+    rc = queue_meta_apply(l->q, ops, 2);
+    if (rc != 0) {
+        dp_warn("retention: cannot record the dropped partitions' figures", "type=%s error=%s",
+                t->name, dp_strerror(rc));
+    }
+}
+
+/*
+ * The retention pass before a run's batches: partitions exist for every day from the oldest
+ * queued event's through tomorrow, so a row of this run never lacks one (a run loads only
+ * what was queued when it began). A failure fails the run, which is retried: loading into a
+ * missing partition would file good rows into dead_letter.
+ */
+static int
+ldr_retention_run(struct ldr *l, const struct queue_stats *qs)
+{
+    struct ldr_worker *w = &l->workers[0];
+    char err[LDR_ERR_MAX] = "";
+    int rc;
+
+    if (l->retention == NULL) {
+        return 0;
+    }
+    rc = ldr_ensure(w, err, sizeof(err));
+    if (rc == 0) {
+        rc = ldr_part_pass(w->pg, qs->events > 0 ? qs->oldest_received_us : 0, dp_now_us(),
+                           ldr_part_dropped, l);
+    }
+    if (rc != 0) {
+        ldr_run_fail(l, rc);
+    }
+    return rc;
+}
+
 int
 ldr_run(struct ldr *l, struct ldr_run_stats *st)
 {
@@ -659,6 +734,9 @@ ldr_run(struct ldr *l, struct ldr_run_stats *st)
     rc = ldr_prepare(l, false, "recovery");
     if (rc == 0) {
         rc = queue_stats(l->q, &qs);
+    }
+    if (rc == 0) {
+        rc = ldr_retention_run(l, &qs);
     }
     if (rc == 0 && qs.events > 0) {
         pthread_mutex_lock(&l->mu);

@@ -56,13 +56,14 @@ struct ldr_fault_ops {
 
 /* What a loader needs; strings are copied by ldr_create(). */
 struct ldr_options {
-    const char *queue_id;              /* names this queue in loader_batches and dead_letter */
-    const char *conninfo;              /* libpq connection string */
-    const char *schema;                /* schema holding every table */
-    int batch_rows;                    /* events per batch, at most */
-    int workers;                       /* concurrent batches (and connections), at least 1 */
-    int give_up_attempts;              /* failed attempts in a row before giving up; 0: never */
-    const struct ldr_fault_ops *fault; /* NULL in production; borrowed */
+    const char *queue_id;                 /* names this queue in loader_batches and dead_letter */
+    const char *conninfo;                 /* libpq connection string */
+    const char *schema;                   /* schema holding every table */
+    int batch_rows;                       /* events per batch, at most */
+    int workers;                          /* concurrent batches (and connections), at least 1 */
+    int give_up_attempts;                 /* failed attempts in a row before giving up; 0: never */
+    const struct ldr_fault_ops *fault;    /* NULL in production; borrowed */
+    const struct dp_retention *retention; /* partitioned types; NULL: none; borrowed */
 };
 
 /* The figures of one run (ldr_run) or of everything since ldr_create (ldr_totals). */
@@ -199,6 +200,58 @@ bool ldr_schedule_due(const struct ldr_schedule *s, int64_t now_ms, int64_t last
  */
 int64_t ldr_backoff_ms(int attempt, uint32_t rnd);
 
+/* ---- retention by partition (part.c) --------------------------------------------------- */
+
+struct dp_retention;
+struct ev_type;
+
+#define LDR_PART_NAME_BUF 72   /* a quoted derived name, bytes with NUL */
+#define PART_CHILDREN_MAX 4096 /* partitions of one table the pass looks at */
+
+/* ldr_pg_set_retention - the rules pg's ldr_pg_ensure_schema follows (borrowed; NULL: none). */
+void ldr_pg_set_retention(struct ldr_pg *pg, const struct dp_retention *r);
+
+/* ldr_pg_parted - whether t's table was partitioned at pg's last ldr_pg_ensure_schema. */
+bool ldr_pg_parted(const struct ldr_pg *pg, const struct ev_type *t);
+
+/* ldr_part_key_table - the quoted name of partitioned t's key table into out. */
+void ldr_part_key_table(const struct ev_type *t, char out[LDR_PART_NAME_BUF]);
+
+/*
+ * ldr_part_create - create t's table by its DDL (IF NOT EXISTS), partitioned by range of
+ * received_at with primary key (id, received_at) when a retention rule names t and the table
+ * does not exist yet. Inside ldr_pg_ensure_schema's transaction. Returns as ldr_pg_exec.
+ */
+int ldr_part_create(struct ldr_pg *pg, const struct ev_type *t);
+
+/*
+ * ldr_part_ensure - read which append tables are partitioned (ldr_pg_parted); give each keyed
+ * one its key table (created and filled from the table's rows when missing); log once the SQL
+ * that would convert a table a rule names that exists unpartitioned. Inside
+ * ldr_pg_ensure_schema's transaction. Returns as ldr_pg_exec.
+ */
+int ldr_part_ensure(struct ldr_pg *pg);
+
+/* What one retention pass dropped of one table. */
+struct ldr_part_dropped {
+    uint64_t partitions; /* partitions dropped */
+    uint64_t rows;       /* rows they held */
+};
+typedef void (*ldr_part_dropped_fn)(void *arg, const struct ev_type *t,
+                                    const struct ldr_part_dropped *d);
+
+/*
+ * ldr_part_pass - for every partitioned table a rule names, in a transaction of its own under
+ * the DDL lock: drop its day partitions (those datapipe named) that ended keep_days or more
+ * before now_us, and the keys of their rows; create the partitions of every day from that of
+ * oldest_us (the oldest queued event; 0: none) through tomorrow, so every row queued now finds
+ * its partition. fn (may be NULL) hears what each table dropped, after its COMMIT.
+ * Returns 0, DP_ERR_RETRY (the pass stopped at the first table that failed; logged),
+ * DP_ERR_NOMEM.
+ */
+int ldr_part_pass(struct ldr_pg *pg, int64_t oldest_us, int64_t now_us, ldr_part_dropped_fn fn,
+                  void *arg);
+
 /* ---- PostgreSQL (pg.c; with ledger.c the only files with libpq calls) -------------- */
 
 /*
@@ -328,7 +381,8 @@ int ldr_schema_ensure(struct ldr_pg *pg);
  * named name (unquoted, in the current schema; table is how SQL names it) has the unique
  * index over its non-null idempotency_key that the keyed rows' ON CONFLICT needs, named
  * DP_PG_KEY_INDEX + hash. An index is found by what it indexes, never by its name: one of
- * another name (an earlier release's) is renamed, none is created. Returns as ldr_pg_exec,
+ * another name (an earlier release's) is renamed, none is created. A partitioned table gets
+ * none (its keys are unique in its key table: ldr_part_ensure). Returns as ldr_pg_exec,
  * or DP_ERR_CONFIG (logged) when the table holds a key twice, so the index cannot be built.
  */
 int ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table);

@@ -18,13 +18,6 @@
 #include "loader/loader.h"
 #include "loader/pg_internal.h"
 
-/*
- * The advisory lock key (two int4 form) that serializes DDL: class "data", then 0. Only ever
- * taken for a transaction (pg_advisory_xact_lock): a session lock would stay on a pooled
- * backend after the loader is gone.
- */
-#define LDR_LOCK_CLASS 1684108385
-#define LDR_LOCK_DDL 0
 #define LDR_COPY_CHUNK (1u << 20) /* bytes handed to PQputCopyData at a time */
 
 static const char dead_letter_ddl[] = "CREATE TABLE IF NOT EXISTS dead_letter ("
@@ -485,7 +478,7 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
     /* Declared types: their tables are created or evolved by loader/schema.c. */
     for (size_t i = 0; rc == 0 && i < ev_registry_len; i++) {
         if (ev_registry[i]->decl == NULL) {
-            rc = ldr_pg_exec(pg, ev_registry[i]->ddl);
+            rc = ldr_part_create(pg, ev_registry[i]);
         }
         if (rc == 0 && ev_registry[i]->keyed && ev_registry[i]->decl == NULL) {
             rc = pg_key_column(pg, ev_registry[i]->table, true);
@@ -520,6 +513,9 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
     }
     if (rc == 0) {
         rc = ldr_schema_ensure(pg);
+    }
+    if (rc == 0) {
+        rc = ldr_part_ensure(pg);
     }
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
- * pg_internal.h - what pg.c and ledger.c, the two files of loader/ that call libpq, share: the
- * connection's state and the statement runners that record and classify a failure (pg.c).
- * Every other file of loader/ goes through the ldr_pg_* functions of loader.h.
+ * pg_internal.h - what pg.c, ledger.c and part.c, the files of loader/ that call libpq,
+ * share: the connection's state and the statement runners that record and classify a failure
+ * (pg.c). Every other file of loader/ goes through the ldr_pg_* functions of loader.h.
  */
 #ifndef DP_LOADER_PG_INTERNAL_H
 #define DP_LOADER_PG_INTERNAL_H
@@ -9,7 +9,16 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
+#include "events/events.h"
 #include "loader/loader.h"
+
+/*
+ * The advisory lock key (two int4 form) that serializes DDL: class "data", then 0. Only ever
+ * taken for a transaction (pg_advisory_xact_lock): a session lock would stay on a pooled
+ * backend after the loader is gone.
+ */
+#define LDR_LOCK_CLASS 1684108385
+#define LDR_LOCK_DDL 0
 
 /* One connection of the loader (ldr_pg_connect). */
 struct ldr_pg {
@@ -17,9 +26,11 @@ struct ldr_pg {
     char *begin_sql; /* begins every transaction: dp_pg_begin_sql */
     int64_t epoch;   /* this loader's lease of the queue (ldr_pg_set_epoch) */
     char instance[QUEUE_INSTANCE_ID_LEN + 1]; /* this queue's instance id */
-    char owner[LDR_OWNER_MAX]; /* the owner the last refused check found, "" if none */
-    char sqlstate[6];          /* of the last failure, "" if none */
-    char err[LDR_ERR_MAX];     /* the last failure's text */
+    char owner[LDR_OWNER_MAX];            /* the owner the last refused check found, "" if none */
+    char sqlstate[6];                     /* of the last failure, "" if none */
+    char err[LDR_ERR_MAX];                /* the last failure's text */
+    const struct dp_retention *retention; /* borrowed; NULL: no table is made partitioned */
+    bool parted[EV_REGISTRY_MAX];         /* by registry slot: the table is partitioned (part.c) */
 };
 
 /*

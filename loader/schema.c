@@ -274,8 +274,18 @@ ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table)
     char *sql = NULL;
     int rc;
 
-    dp_pg_derived_name(want, DP_PG_KEY_INDEX, name);
     params[0] = name;
+    /* A partitioned table cannot have a unique index without its partition key: its keys
+     * are unique in its key table instead (part.c). */
+    rc = ldr_pg_rows(pg,
+                     "SELECT '=' FROM pg_class c JOIN pg_namespace n "
+                     "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                     "AND c.relname = $1 AND c.relkind = 'p'",
+                     1, params, name_row, have);
+    if (rc != 0 || have[0] != '\0') {
+        return rc;
+    }
+    dp_pg_derived_name(want, DP_PG_KEY_INDEX, name);
     params[1] = want;
     /* What ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL can infer: a valid,
      * immediate unique index over that one column, partial on exactly that predicate or not
@@ -331,7 +341,7 @@ table_create(struct ldr_pg *pg, const struct ev_type *t)
     char *sql = NULL;
     int rc;
 
-    rc = ldr_pg_exec(pg, t->ddl);
+    rc = ldr_part_create(pg, t);
     if (rc == 0) {
         rc = ldr_schema_key_index(pg, t->name, t->table);
     }

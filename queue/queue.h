@@ -242,6 +242,10 @@ struct queue_meta_op {
 /* + an event type name: counter of keyed rows filed into dead_letter, their key already in
  * the table with other bytes (counted in the dead letters too) */
 #define QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX "loader.key_conflicts."
+/* + an event type name: counter of the type's day partitions dropped past their retention */
+#define QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX "loader.partitions_dropped."
+/* + an event type name: counter of rows those partitions held */
+#define QUEUE_META_LOADER_ROWS_DROPPED_PREFIX "loader.rows_dropped."
 /* counter: rows filed into dead_letter, both stages */
 #define QUEUE_META_LOADER_DEAD_LETTERS "loader.dead_letters"
 /* counter: of which rejected at ingest */

@@ -165,6 +165,24 @@ conflicts_line(void *arg, const char *name, int64_t value)
              name + strlen(QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX), (long long)value);
 }
 
+static void
+partitions_dropped_line(void *arg, const char *name, int64_t value)
+{
+    struct text *t = arg;
+
+    text_add(t, "datapipe_loader_partitions_dropped_total{type=\"%s\"} %lld\n",
+             name + strlen(QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX), (long long)value);
+}
+
+static void
+rows_dropped_line(void *arg, const char *name, int64_t value)
+{
+    struct text *t = arg;
+
+    text_add(t, "datapipe_loader_rows_dropped_total{type=\"%s\"} %lld\n",
+             name + strlen(QUEUE_META_LOADER_ROWS_DROPPED_PREFIX), (long long)value);
+}
+
 double
 srv_oldest_age_s(const struct queue_stats *st, int64_t now_us)
 {
@@ -412,6 +430,12 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
            "Keyed rows the loader filed into dead_letter, their idempotency_key already in the "
            "table with other content, by type.");
     queue_meta_each(s->q, QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX, conflicts_line, &t);
+    family(&t, "datapipe_loader_partitions_dropped_total", "counter",
+           "Day partitions the loader dropped past their retention, by type.");
+    queue_meta_each(s->q, QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX, partitions_dropped_line, &t);
+    family(&t, "datapipe_loader_rows_dropped_total", "counter",
+           "Rows the dropped partitions held, by type.");
+    queue_meta_each(s->q, QUEUE_META_LOADER_ROWS_DROPPED_PREFIX, rows_dropped_line, &t);
     meta_counter(s, &t, "datapipe_loader_dead_letters_total", QUEUE_META_LOADER_DEAD_LETTERS,
                  "Events filed into dead_letter, ever (both stages; not the table's size).");
     meta_counter(s, &t, "datapipe_loader_errors_total", QUEUE_META_LOADER_ERRORS,

@@ -6,6 +6,7 @@
 #include "etc/config.h"
 #include "etc/err.h"
 #include "etc/log.h"
+#include "etc/retention.h"
 #include "tests/lib/lib_test.h"
 
 #include <check.h>
@@ -275,6 +276,23 @@ static const struct {
     {"bad.cfg", "server = { threads = ; };", "line 1: syntax error"},
     {"unknown.cfg", "loader = { intervall_s = 5; };", "loader.intervall_s: unknown key"},
     {"type.cfg", "server = { threads = \"8\"; };", "server.threads: expected integer, got string"},
+    {"ret.json", "{\"retention\": 5}", "retention: expected object, got integer"},
+    {"retrule.json", "{\"retention\": {\"crash_report\": 30}}",
+     "retention.crash_report: expected object, got integer"},
+    {"retpart.json",
+     "{\"retention\": {\"crash_report\": {\"partition\": \"week\", "
+     "\"keep_days\": 30}}}",
+     "retention.crash_report.partition: expected \"day\""},
+    {"retdays.json",
+     "{\"retention\": {\"crash_report\": {\"partition\": \"day\", "
+     "\"keep_days\": 0}}}",
+     "retention.crash_report.keep_days: expected an integer from 1 to 36600"},
+    {"retnodays.json", "{\"retention\": {\"crash_report\": {\"partition\": \"day\"}}}",
+     "retention.crash_report.keep_days: required"},
+    {"retkey.json",
+     "{\"retention\": {\"crash_report\": {\"partition\": \"day\", "
+     "\"keep_days\": 3, \"keep\": 1}}}",
+     "retention.crash_report.keep: unknown key"},
 };
 
 START_TEST(test_errors_exact)
@@ -309,6 +327,41 @@ START_TEST(test_every_error_reported)
     ck_assert_str_eq(errors, want);
     free(want);
     free(errors);
+    free(path);
+}
+END_TEST
+
+/* Retention rules name a type that exists and is not an upsert; a good one is printed back. */
+START_TEST(test_retention_types)
+{
+    char *path = t_write_file(dir, "r.json",
+                              "{\"retention\": {\"product\": {\"partition\": \"day\", "
+                              "\"keep_days\": 3}, \"nosuch\": {\"partition\": \"day\", "
+                              "\"keep_days\": 3}}}",
+                              -1);
+    char *good = t_write_file(dir, "g.json",
+                              "{\"types\": {\"clicks\": {\"fields\": {\"n\": "
+                              "{\"type\": \"integer\"}}}}, \"retention\": {\"clicks\": "
+                              "{\"partition\": \"day\", \"keep_days\": 7}, "
+                              "\"crash_report\": {\"partition\": \"day\", "
+                              "\"keep_days\": 30}}}",
+                              -1);
+    char *errors = load_err(path);
+    struct dp_config_sources src = {NULL, NULL, good};
+    struct dp_config *cfg = NULL;
+    char *err = NULL;
+
+    ck_assert_str_eq(errors, "retention.product: an upsert table is not partitioned (its rows "
+                             "are updated in place)\n"
+                             "retention.nosuch: no such event type (built-in or declared in "
+                             "\"types\")\n");
+    ck_assert_int_eq(dp_config_load(&src, &cfg, &err), 0);
+    ck_assert_int_eq(dp_retention_find(cfg->retention, "clicks")->keep_days, 7);
+    ck_assert_int_eq(dp_retention_find(cfg->retention, "crash_report")->keep_days, 30);
+    ck_assert_ptr_null(dp_retention_find(cfg->retention, "ad_event"));
+    dp_config_destroy(cfg);
+    free(errors);
+    free(good);
     free(path);
 }
 END_TEST
@@ -601,6 +654,7 @@ config_suite(void)
     tcase_add_loop_test(te, test_errors_exact, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(te, test_every_error_reported);
     tcase_add_test(te, test_cross_checks);
+    tcase_add_test(te, test_retention_types);
     tcase_add_test(te, test_env_file_missing);
     suite_add_tcase(s, te);
 

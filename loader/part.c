@@ -1,0 +1,484 @@
+/*
+ * part.c - retention by partition (docs/configuration.md, "Retention"): a type with a rule has
+ * its append table partitioned by day of received_at, its keys unique in a key table of their
+ * own, partitions created ahead of the rows and dropped whole past keep_days. It never converts
+ * an existing unpartitioned table (it logs the SQL that would) and never drops a partition it
+ * did not name.
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "etc/err.h"
+#include "etc/log.h"
+#include "etc/retention.h"
+#include "etc/types.h"
+#include "events/events.h"
+#include "loader/pg_internal.h"
+
+#define PART_DAY_S 86400
+#define PART_AHEAD_DAYS 1 /* days created past today's */
+#define PART_SQL_MAX 1024
+
+/* Types whose "convert it yourself" warning was logged: once per process each. */
+static atomic_bool unconverted_logged[EV_REGISTRY_MAX];
+
+void
+ldr_pg_set_retention(struct ldr_pg *pg, const struct dp_retention *r)
+{
+    pg->retention = r;
+}
+
+/* The registry slot of t, or EV_REGISTRY_MAX. */
+static size_t
+part_slot(const struct ev_type *t)
+{
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        if (ev_registry[i] == t) {
+            return i;
+        }
+    }
+    return EV_REGISTRY_MAX;
+}
+
+bool
+ldr_pg_parted(const struct ldr_pg *pg, const struct ev_type *t)
+{
+    size_t slot = part_slot(t);
+
+    return slot < EV_REGISTRY_MAX && pg->parted[slot];
+}
+
+void
+ldr_part_key_table(const struct ev_type *t, char out[LDR_PART_NAME_BUF])
+{
+    char name[DP_TYPE_NAME_MAX + 1];
+
+    dp_pg_derived_name(name, DP_PG_KEY_TABLE, t->name);
+    snprintf(out, LDR_PART_NAME_BUF, "\"%s\"", name);
+}
+
+/* The rule of t when its table may be partitioned (an append table), else NULL. */
+static const struct dp_retention_rule *
+part_rule(const struct ldr_pg *pg, const struct ev_type *t)
+{
+    return t->load == EV_LOAD_APPEND ? dp_retention_find(pg->retention, t->name) : NULL;
+}
+
+static int
+relkind_row(void *arg, int n, const char *const *vals)
+{
+    snprintf(arg, 4, "%s", n == 1 && vals[0] != NULL ? vals[0] : "");
+    return 0;
+}
+
+/* The relkind of table name in the current schema into kind ("" when there is none). */
+static int
+part_relkind(struct ldr_pg *pg, const char *name, char kind[4])
+{
+    const char *params[] = {name};
+
+    kind[0] = '\0';
+    return ldr_pg_rows(pg,
+                       "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n "
+                       "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                       "AND c.relname = $1",
+                       1, params, relkind_row, kind);
+}
+
+/* Run the statements of fmt (printf format) in the current transaction. */
+static int part_exec(struct ldr_pg *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int
+part_exec(struct ldr_pg *pg, const char *fmt, ...)
+{
+    char *sql = NULL;
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vasprintf(&sql, fmt, ap);
+    va_end(ap);
+    if (rc < 0) {
+        return DP_ERR_NOMEM;
+    }
+    rc = ldr_pg_exec(pg, sql);
+    free(sql);
+    return rc;
+}
+
+int
+ldr_part_create(struct ldr_pg *pg, const struct ev_type *t)
+{
+    const struct dp_retention_rule *rule = part_rule(pg, t);
+    char fresh[DP_TYPE_NAME_MAX + 1];
+    char pk[DP_TYPE_NAME_MAX + 1];
+    char kind[4];
+    int rc;
+
+    if (rule == NULL) {
+        return ldr_pg_exec(pg, t->ddl);
+    }
+    rc = part_relkind(pg, t->name, kind);
+    if (rc != 0 || kind[0] != '\0') {
+        return rc != 0 ? rc : ldr_pg_exec(pg, t->ddl);
+    }
+    /* The type's DDL says its columns; the new, empty table it made is copied into a
+     * partitioned one of the same columns, defaults and NOT NULLs, and dropped. A partitioned
+     * table's primary key must hold the partition key: (id, received_at). */
+    dp_pg_derived_name(fresh, DP_PG_FRESH_TABLE, t->name);
+    dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, t->name);
+    rc = ldr_pg_exec(pg, t->ddl);
+    if (rc == 0) {
+        rc = part_exec(pg,
+                       "CREATE TABLE \"%s\" (LIKE %s INCLUDING DEFAULTS) "
+                       "PARTITION BY RANGE (received_at); DROP TABLE %s; "
+                       "ALTER TABLE \"%s\" RENAME TO %s; "
+                       "ALTER TABLE %s ADD CONSTRAINT \"%s\" PRIMARY KEY (id, received_at)",
+                       fresh, t->table, t->table, fresh, t->table, t->table, pk);
+    }
+    if (rc == 0) {
+        dp_info("table created partitioned by day of received_at", "type=%s keep_days=%d", t->name,
+                rule->keep_days);
+    }
+    return rc;
+}
+
+/* A table a rule names that is not partitioned: the SQL that converts it, logged once. */
+static void
+part_unconverted(const struct ev_type *t, size_t slot, const struct dp_retention_rule *rule)
+{
+    char pk[DP_TYPE_NAME_MAX + 1];
+    char day[16];
+    char sql[PART_SQL_MAX];
+    time_t now = time(NULL) + PART_DAY_S;
+    struct tm tm;
+
+    if (atomic_exchange(&unconverted_logged[slot], true)) {
+        return;
+    }
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, t->name);
+    /* The old table becomes the first partition: its own primary key (id) goes first, as
+     * the parent's (id, received_at) takes the derived name and builds its match on attach. */
+    snprintf(sql, sizeof(sql),
+             "BEGIN; ALTER TABLE %1$s RENAME TO %1$s_unpartitioned; "
+             "DO $$ BEGIN EXECUTE (SELECT format('ALTER TABLE %%I DROP CONSTRAINT %%I', "
+             "'%1$s_unpartitioned', conname) FROM pg_constraint WHERE conrelid = "
+             "'%1$s_unpartitioned'::regclass AND contype = 'p'); END $$; "
+             "CREATE TABLE %1$s (LIKE %1$s_unpartitioned INCLUDING DEFAULTS) "
+             "PARTITION BY RANGE (received_at); "
+             "ALTER TABLE %1$s ADD CONSTRAINT \"%2$s\" PRIMARY KEY (id, received_at); "
+             "ALTER TABLE %1$s ATTACH PARTITION %1$s_unpartitioned "
+             "FOR VALUES FROM (MINVALUE) TO ('%3$s'); COMMIT;",
+             t->table, pk, day);
+    dp_warn("retention: the table exists unpartitioned and is left as it is, nothing is "
+            "dropped; to partition it, stop the loaders and run this SQL in its schema, then "
+            "drop <table>_unpartitioned yourself once its rows are past keep_days",
+            "type=%s keep_days=%d sql=%s", t->name, rule->keep_days, sql);
+}
+
+/* The key table of partitioned t: created, and filled from t's rows, when missing. */
+static int
+part_key_table(struct ldr_pg *pg, const struct ev_type *t)
+{
+    char keys[LDR_PART_NAME_BUF];
+    char name[DP_TYPE_NAME_MAX + 1];
+    char pk[DP_TYPE_NAME_MAX + 1];
+    char at[DP_TYPE_NAME_MAX + 1];
+    char kind[4];
+    int rc;
+
+    dp_pg_derived_name(name, DP_PG_KEY_TABLE, t->name);
+    rc = part_relkind(pg, name, kind);
+    if (rc != 0 || kind[0] != '\0') {
+        return rc;
+    }
+    ldr_part_key_table(t, keys);
+    dp_pg_derived_name(pk, DP_PG_KEY_TABLE_PK, t->name);
+    dp_pg_derived_name(at, DP_PG_KEY_TABLE_AT, t->name);
+    /* The first row of each key holds it, as the first loaded did (an operator's conversion
+     * of a table whose unique index kept each key once). */
+    rc = part_exec(pg,
+                   "CREATE TABLE %1$s (idempotency_key text CONSTRAINT \"%2$s\" PRIMARY KEY, "
+                   "idempotency_digest bytea, id text NOT NULL, received_at timestamptz NOT NULL);"
+                   " CREATE INDEX \"%3$s\" ON %1$s (received_at); "
+                   "INSERT INTO %1$s SELECT DISTINCT ON (idempotency_key) idempotency_key, "
+                   "idempotency_digest, id::text, received_at FROM %4$s "
+                   "WHERE idempotency_key IS NOT NULL ORDER BY idempotency_key, received_at, "
+                   "loaded_at",
+                   keys, pk, at, t->table);
+    if (rc == 0) {
+        dp_info("retention: key table created for a partitioned table", "type=%s table=%s", t->name,
+                name);
+    }
+    return rc;
+}
+
+int
+ldr_part_ensure(struct ldr_pg *pg)
+{
+    char kind[4];
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < ev_registry_len && i < EV_REGISTRY_MAX; i++) {
+        const struct ev_type *t = ev_registry[i];
+        const struct dp_retention_rule *rule = part_rule(pg, t);
+
+        pg->parted[i] = false;
+        if (t->load != EV_LOAD_APPEND) {
+            continue;
+        }
+        rc = part_relkind(pg, t->name, kind);
+        if (rc == 0 && strcmp(kind, "p") == 0) {
+            pg->parted[i] = true;
+            rc = t->keyed ? part_key_table(pg, t) : 0;
+        } else if (rc == 0 && strcmp(kind, "r") == 0 && rule != NULL) {
+            part_unconverted(t, i, rule);
+        }
+    }
+    return rc;
+}
+
+/* ---- the retention pass --------------------------------------------------------------- */
+
+/* A partition of ours of one table: its name and day (days since the epoch). */
+struct part_child {
+    char name[DP_TYPE_NAME_MAX + 1];
+    int64_t day;
+};
+
+struct part_children {
+    const char *hash; /* the table's 16 hex digits */
+    struct part_child v[PART_CHILDREN_MAX];
+    size_t n;
+};
+
+/* Days since the epoch of "YYYYMMDD", or -1. */
+static int64_t
+part_day_parse(const char *s)
+{
+    struct tm tm = {0};
+    int y;
+    int m;
+    int d;
+
+    if (strlen(s) != 8 || sscanf(s, "%4d%2d%2d", &y, &m, &d) != 3) {
+        return -1;
+    }
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d;
+    return (int64_t)timegm(&tm) / PART_DAY_S;
+}
+
+/* ldr_pg_rows callback: a child of the table, kept when named as ours. */
+static int
+child_row(void *arg, int n, const char *const *vals)
+{
+    struct part_children *c = arg;
+    const char *name = n == 1 ? vals[0] : NULL;
+    size_t pre = strlen(DP_PG_PARTITION);
+    char date[9];
+
+    if (name == NULL || strlen(name) != pre + 8 + 1 + 16 ||
+        strncmp(name, DP_PG_PARTITION, pre) != 0 || name[pre + 8] != '_' ||
+        strcmp(name + pre + 9, c->hash) != 0 || c->n == PART_CHILDREN_MAX) {
+        return 0;
+    }
+    memcpy(date, name + pre, 8);
+    date[8] = '\0';
+    c->v[c->n].day = part_day_parse(date);
+    if (c->v[c->n].day >= 0) {
+        snprintf(c->v[c->n].name, sizeof(c->v[c->n].name), "%s", name);
+        c->n++;
+    }
+    return 0;
+}
+
+static int
+part_children_read(struct ldr_pg *pg, const struct ev_type *t, struct part_children *c)
+{
+    const char *params[] = {t->name};
+
+    c->n = 0;
+    return ldr_pg_rows(pg,
+                       "SELECT c.relname::text FROM pg_inherits i "
+                       "JOIN pg_class c ON c.oid = i.inhrelid "
+                       "JOIN pg_class p ON p.oid = i.inhparent "
+                       "JOIN pg_namespace n ON n.oid = p.relnamespace "
+                       "WHERE n.nspname = current_schema() AND p.relname = $1",
+                       1, params, child_row, c);
+}
+
+/* The name of t's partition of day (days since the epoch), its bounds as SQL literals. */
+static void
+part_name(const char *hash, int64_t day, char name[DP_TYPE_NAME_MAX + 1], char from[32],
+          char to[32])
+{
+    time_t s = (time_t)(day * PART_DAY_S);
+    time_t e = s + PART_DAY_S;
+    struct tm tm;
+    char ymd[16];
+
+    gmtime_r(&s, &tm);
+    strftime(ymd, sizeof(ymd), "%Y%m%d", &tm);
+    strftime(from, 32, "%Y-%m-%d 00:00:00+00", &tm);
+    gmtime_r(&e, &tm);
+    strftime(to, 32, "%Y-%m-%d 00:00:00+00", &tm);
+    snprintf(name, DP_TYPE_NAME_MAX + 1, "%s%s_%s", DP_PG_PARTITION, ymd, hash);
+}
+
+static int
+count_row(void *arg, int n, const char *const *vals)
+{
+    *(uint64_t *)arg = n == 1 && vals[0] != NULL ? strtoull(vals[0], NULL, 10) : 0;
+    return 0;
+}
+
+/* Drop t's partitions wholly older than its rule's keep_days, and the keys of their rows. */
+static int
+part_drop(struct ldr_pg *pg, const struct ev_type *t, const struct dp_retention_rule *rule,
+          struct part_children *c, int64_t now_us, struct ldr_part_dropped *out)
+{
+    /* A day's partition goes when its end is keep_days behind now: first kept day first. */
+    int64_t first_kept = (now_us / 1000000 - (int64_t)rule->keep_days * PART_DAY_S) / PART_DAY_S;
+    char keys[LDR_PART_NAME_BUF];
+    char from[32];
+    char to[32];
+    char unused[DP_TYPE_NAME_MAX + 1];
+    uint64_t rows = 0;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < c->n; i++) {
+        char sql[PART_SQL_MAX];
+
+        if (c->v[i].day >= first_kept) {
+            continue;
+        }
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\"", c->v[i].name);
+        rc = ldr_pg_rows(pg, sql, 0, NULL, count_row, &rows);
+        if (rc == 0) {
+            rc = part_exec(pg, "DROP TABLE \"%s\"", c->v[i].name);
+        }
+        if (rc == 0) {
+            dp_info("retention: partition dropped", "type=%s partition=%s rows=%llu", t->name,
+                    c->v[i].name, (unsigned long long)rows);
+            out->partitions++;
+            out->rows += rows;
+        }
+    }
+    if (rc == 0 && out->partitions > 0 && t->keyed) {
+        part_name(c->hash, first_kept, unused, from, to);
+        ldr_part_key_table(t, keys);
+        rc = part_exec(pg, "DELETE FROM %s WHERE received_at < '%s'", keys, from);
+    }
+    return rc;
+}
+
+/* Create t's partitions from the day of oldest_us (0: today) through today + PART_AHEAD_DAYS. */
+static int
+part_ahead(struct ldr_pg *pg, const struct ev_type *t, const struct part_children *c,
+           int64_t oldest_us, int64_t now_us)
+{
+    int64_t today = now_us / 1000000 / PART_DAY_S;
+    int64_t first = oldest_us > 0 && oldest_us / 1000000 / PART_DAY_S < today
+                        ? oldest_us / 1000000 / PART_DAY_S
+                        : today;
+    char name[DP_TYPE_NAME_MAX + 1];
+    char from[32];
+    char to[32];
+    int rc = 0;
+
+    for (int64_t d = first; rc == 0 && d <= today + PART_AHEAD_DAYS; d++) {
+        size_t i = 0;
+
+        while (i < c->n && c->v[i].day != d) {
+            i++;
+        }
+        if (i < c->n) {
+            continue;
+        }
+        part_name(c->hash, d, name, from, to);
+        /* Under a savepoint: a partition an operator attached (a converted table) may hold
+         * the day already, and then the rows go there. */
+        rc = part_exec(pg,
+                       "SAVEPOINT ldr_part; CREATE TABLE \"%s\" PARTITION OF %s "
+                       "FOR VALUES FROM ('%s') TO ('%s')",
+                       name, t->table, from, to);
+        if (rc == 0) {
+            rc = ldr_pg_exec(pg, "RELEASE SAVEPOINT ldr_part");
+            dp_debug("retention: partition created", "type=%s partition=%s", t->name, name);
+        } else if (strcmp(ldr_pg_sqlstate(pg), "42P17") == 0) {
+            dp_debug("retention: a partition already holds the day", "type=%s day=%s", t->name,
+                     from);
+            rc = ldr_pg_exec(pg, "ROLLBACK TO SAVEPOINT ldr_part; RELEASE SAVEPOINT ldr_part");
+        }
+    }
+    return rc;
+}
+
+int
+ldr_part_pass(struct ldr_pg *pg, int64_t oldest_us, int64_t now_us, ldr_part_dropped_fn fn,
+              void *arg)
+{
+    struct part_children *c = NULL;
+    char hash[DP_TYPE_NAME_MAX + 1];
+    char sql[128];
+    int rc = 0;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < ev_registry_len && i < EV_REGISTRY_MAX; i++) {
+        const struct ev_type *t = ev_registry[i];
+        const struct dp_retention_rule *rule = part_rule(pg, t);
+        struct ldr_part_dropped dropped = {0};
+
+        if (rule == NULL || !pg->parted[i]) {
+            continue;
+        }
+        dp_pg_derived_name(hash, "", t->name);
+        c->hash = hash;
+        /* One transaction per table, serialized with every loader's DDL. DROP TABLE of a
+         * partition takes its parent's lock: it waits for the batches loading into it and
+         * they for it, so no row is lost to it; its lock_timeout keeps a long reader from
+         * holding loading up behind it (the pass is retried next run). */
+        snprintf(sql, sizeof(sql),
+                 "BEGIN; SET LOCAL lock_timeout = '5s'; "
+                 "SELECT pg_advisory_xact_lock(%d, %d)",
+                 LDR_LOCK_CLASS, LDR_LOCK_DDL);
+        rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+        if (rc == 0) {
+            rc = part_children_read(pg, t, c);
+        }
+        if (rc == 0) {
+            rc = part_drop(pg, t, rule, c, now_us, &dropped);
+        }
+        if (rc == 0 && dropped.partitions > 0) {
+            rc = part_children_read(pg, t, c);
+        }
+        if (rc == 0) {
+            rc = part_ahead(pg, t, c, oldest_us, now_us);
+        }
+        if (rc == 0) {
+            rc = ldr_pg_exec(pg, "COMMIT");
+        }
+        if (rc != 0) {
+            PQclear(PQexec(pg->conn, "ROLLBACK"));
+            dp_warn("retention: pass failed, retried next run", "type=%s error=%s", t->name,
+                    ldr_pg_error(pg));
+            break;
+        }
+        if (dropped.partitions > 0 && fn != NULL) {
+            fn(arg, t, &dropped);
+        }
+    }
+    free(c);
+    return rc == DP_ERR_DATA ? DP_ERR_RETRY : rc;
+}
