@@ -452,7 +452,8 @@ add_messages(struct srv *s, struct seg_request *q, json_t *top, const char *call
                                2 * sizeof(struct queue_event) + ANSWER_BYTES_PER_MESSAGE))) != 0) {
         return DP_ERR_BUSY;
     }
-    q->raws = calloc(n, sizeof(*q->raws));
+    /* Each message keeps at most two texts: its own and its typed copy (add_typed). */
+    q->raws = calloc(2 * n, sizeof(*q->raws));
     q->main_item = calloc(n, sizeof(*q->main_item));
     if (q->raws == NULL || q->main_item == NULL) {
         return DP_ERR_NOMEM;
