@@ -138,49 +138,29 @@ meta_int(struct srv *s, const char *name)
     return v;
 }
 
-static void
-loaded_line(void *arg, const char *name, int64_t value)
-{
-    struct text *t = arg;
+/* One family of the loader's per-type counters: its name and the metadata prefix it reads. */
+struct type_lines {
+    struct text *t;
+    const char *metric; /* "datapipe_loader_events_loaded_total" */
+    const char *prefix; /* QUEUE_META_LOADER_LOADED_PREFIX */
+};
 
-    text_add(t, "datapipe_loader_events_loaded_total{type=\"%s\"} %lld\n",
-             name + strlen(QUEUE_META_LOADER_LOADED_PREFIX), (long long)value);
+/* queue_meta_each callback: one "<metric>{type=...} N" line. */
+static void
+type_line(void *arg, const char *name, int64_t value)
+{
+    const struct type_lines *l = arg;
+
+    text_add(l->t, "%s{type=\"%s\"} %lld\n", l->metric, name + strlen(l->prefix), (long long)value);
 }
 
+/* Every type's line of one per-type counter family. */
 static void
-duplicates_line(void *arg, const char *name, int64_t value)
+type_counters(struct srv *s, struct text *t, const char *metric, const char *prefix)
 {
-    struct text *t = arg;
+    struct type_lines l = {.t = t, .metric = metric, .prefix = prefix};
 
-    text_add(t, "datapipe_loader_duplicates_total{type=\"%s\"} %lld\n",
-             name + strlen(QUEUE_META_LOADER_DUPLICATES_PREFIX), (long long)value);
-}
-
-static void
-conflicts_line(void *arg, const char *name, int64_t value)
-{
-    struct text *t = arg;
-
-    text_add(t, "datapipe_loader_key_conflicts_total{type=\"%s\"} %lld\n",
-             name + strlen(QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX), (long long)value);
-}
-
-static void
-partitions_dropped_line(void *arg, const char *name, int64_t value)
-{
-    struct text *t = arg;
-
-    text_add(t, "datapipe_loader_partitions_dropped_total{type=\"%s\"} %lld\n",
-             name + strlen(QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX), (long long)value);
-}
-
-static void
-rows_dropped_line(void *arg, const char *name, int64_t value)
-{
-    struct text *t = arg;
-
-    text_add(t, "datapipe_loader_rows_dropped_total{type=\"%s\"} %lld\n",
-             name + strlen(QUEUE_META_LOADER_ROWS_DROPPED_PREFIX), (long long)value);
+    queue_meta_each(s->q, prefix, type_line, &l);
 }
 
 double
@@ -422,20 +402,23 @@ srv_get_metrics(struct srv *s, struct srv_reply *r)
              (unsigned long long)st.dead_lettered, (unsigned long long)st.events);
     family(&t, "datapipe_loader_events_loaded_total", "counter",
            "Events the loader committed to PostgreSQL, by type.");
-    queue_meta_each(s->q, QUEUE_META_LOADER_LOADED_PREFIX, loaded_line, &t);
+    type_counters(s, &t, "datapipe_loader_events_loaded_total", QUEUE_META_LOADER_LOADED_PREFIX);
     family(&t, "datapipe_loader_duplicates_total", "counter",
            "Keyed rows the loader skipped, their idempotency_key already in the table, by type.");
-    queue_meta_each(s->q, QUEUE_META_LOADER_DUPLICATES_PREFIX, duplicates_line, &t);
+    type_counters(s, &t, "datapipe_loader_duplicates_total", QUEUE_META_LOADER_DUPLICATES_PREFIX);
     family(&t, "datapipe_loader_key_conflicts_total", "counter",
            "Keyed rows the loader filed into dead_letter, their idempotency_key already in the "
            "table with other content, by type.");
-    queue_meta_each(s->q, QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX, conflicts_line, &t);
+    type_counters(s, &t, "datapipe_loader_key_conflicts_total",
+                  QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX);
     family(&t, "datapipe_loader_partitions_dropped_total", "counter",
            "Day partitions the loader dropped past their retention, by type.");
-    queue_meta_each(s->q, QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX, partitions_dropped_line, &t);
+    type_counters(s, &t, "datapipe_loader_partitions_dropped_total",
+                  QUEUE_META_LOADER_PARTITIONS_DROPPED_PREFIX);
     family(&t, "datapipe_loader_rows_dropped_total", "counter",
            "Rows the dropped partitions held, by type.");
-    queue_meta_each(s->q, QUEUE_META_LOADER_ROWS_DROPPED_PREFIX, rows_dropped_line, &t);
+    type_counters(s, &t, "datapipe_loader_rows_dropped_total",
+                  QUEUE_META_LOADER_ROWS_DROPPED_PREFIX);
     meta_counter(s, &t, "datapipe_loader_dead_letters_total", QUEUE_META_LOADER_DEAD_LETTERS,
                  "Events filed into dead_letter, ever (both stages; not the table's size).");
     meta_counter(s, &t, "datapipe_loader_errors_total", QUEUE_META_LOADER_ERRORS,
