@@ -20,13 +20,6 @@
 /* Longest message of a malformed value; client bytes in it are escaped. */
 #define EV_SYNTAX_MAX 512
 
-/*
- * Deepest nesting handed to jansson. jansson recurses once per level (its own limit is
- * 2048) and civetweb's worker threads have small stacks (Debian's build: ~900 levels
- * overflow one), so 100,000 '[' crashed the server with SIGSEGV.
- */
-#define EV_MAX_DEPTH 128
-
 /* State of one ev_parse_body call. */
 struct parser {
     const char *body;
@@ -315,6 +308,27 @@ too_deep_at(const char *s, size_t len, size_t p)
             }
         } else if ((s[p] == ']' || s[p] == '}') && --depth == 0) {
             return len;
+        }
+    }
+    return len;
+}
+
+size_t
+ev_json_too_deep(const char *s, size_t len)
+{
+    size_t depth = 0;
+
+    for (size_t p = 0; p < len; p++) {
+        if (s[p] == '"') {
+            for (p++; p < len && s[p] != '"'; p++) {
+                p += s[p] == '\\' ? 1 : 0;
+            }
+        } else if (s[p] == '[' || s[p] == '{') {
+            if (++depth > EV_MAX_DEPTH) {
+                return p;
+            }
+        } else if ((s[p] == ']' || s[p] == '}') && depth > 0) {
+            depth--;
         }
     }
     return len;

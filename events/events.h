@@ -289,6 +289,22 @@ struct ev_batch {
  */
 int ev_parse_body(const char *body, size_t len, const struct ev_type *type, struct ev_batch *out);
 
+/*
+ * Deepest nesting of client JSON handed to jansson. jansson recurses once per level (its own
+ * limit is 2048) and civetweb's worker threads have small stacks (Debian's build: ~900 levels
+ * overflow one), so 100,000 '[' in an event body, or 1,000 '{' in a Segment body, crashed
+ * the server with SIGSEGV.
+ */
+#define EV_MAX_DEPTH 128
+
+/*
+ * ev_json_too_deep - where the JSON text s (len bytes) first nests deeper than EV_MAX_DEPTH:
+ * the offset of the bracket that opens level EV_MAX_DEPTH + 1 (brackets inside strings do not
+ * count), or len when none does. A scan, not a parse: call it before json_loadb on bytes a
+ * client sent; a malformed text is left for jansson to refuse.
+ */
+size_t ev_json_too_deep(const char *s, size_t len);
+
 /* ev_batch_free - release the batch's memory (not the body). NULL-safe. */
 void ev_batch_free(struct ev_batch *b);
 

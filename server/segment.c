@@ -517,6 +517,12 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
         srv_reply_json(r, 400, msg);
         goto out;
     }
+    /* Before the key is known: jansson's recursion on a deep body would overflow the stack. */
+    if (ev_json_too_deep(body, len) < len) {
+        snprintf(msg, sizeof(msg), "body: not JSON: nested deeper than %d levels", EV_MAX_DEPTH);
+        srv_reply_json(r, 400, msg);
+        goto out;
+    }
     top = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (top == NULL) {
         snprintf(msg, sizeof(msg), "body: not JSON: line %d column %d: %s", jerr.line, jerr.column,

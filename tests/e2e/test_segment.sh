@@ -138,6 +138,14 @@ eq "a body that is not an object → 400" \
 r=$(post /v1/batch '{"batch": [' -u wk-web:)
 eq "a body that is not JSON → 400" \
     "400 {\"status_code\":400,\"status_message\":\"body: not JSON: line 1 column 11: ']' expected near end of file\"}" "$r"
+# Parsed before the key is known: jansson recursing 2,000 levels overflowed a worker's stack.
+deep="$(printf '{"a":%.0s' $(seq 2000))1$(printf '}%.0s' $(seq 2000))"
+r=$(post /v1/track "$deep")
+eq "a body nested 2000 deep, without a key → 400, the server alive" \
+    '400 {"status_code":400,"status_message":"body: not JSON: nested deeper than 128 levels"}' "$r"
+r=$(post /v1/track "{\"p\": $(printf '[%.0s' $(seq 128))$(printf ']%.0s' $(seq 128))}" -u wk-web:)
+eq "a message nested 129 deep (with a key) → 400 naming the limit" \
+    '400 {"status_code":400,"status_message":"body: not JSON: nested deeper than 128 levels"}' "$r"
 msg="{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$(head -c 30000 /dev/zero | tr '\0' 'p')\"}}"
 printf '{"batch": [%s' "$msg" >"$TMP/big.json"
 for _ in $(seq 17); do printf ',%s' "$msg" >>"$TMP/big.json"; done
