@@ -852,6 +852,285 @@ put_body(struct fzg_in *in, struct fzg_buf *b, const struct fzg_type *t, const c
     }
 }
 
+/*
+ * The Segment tracking API's bodies (server/segment.c): messages of each call with their ids,
+ * messageIds that meet again, times, context, integrations, a track's properties for a
+ * declared type named by its event (exactly or in Title Case), and the body's writeKey.
+ */
+static const char *const seg_calls[] = {"identify", "track", "page", "screen", "group", "alias"};
+#define N_SEG_CALLS (sizeof(seg_calls) / sizeof(seg_calls[0]))
+
+/* The write key in the body: the server's keys, a wrong one, and values of the wrong type. */
+static int
+put_write_key(struct fzg_in *in, struct fzg_buf *b, const char *sep)
+{
+    static const char *const keys[] = {"\"open\"", "\"t\"", "\"wrong\"",  "\"\"",
+                                       "null",     "1",     "[\"open\"]", "\"open\\u0000\""};
+
+    return putf(b, "%s\"writeKey\": %s", sep, keys[pick(in, sizeof(keys) / sizeof(keys[0]))]);
+}
+
+/* A user, group or previous id: a few values so that repeats meet, and the wrong types. */
+static int
+put_seg_id(struct fzg_in *in, struct fzg_buf *b, const char *sep, const char *name)
+{
+    static const char *const ids[] = {"\"u1\"",
+                                      "\"u2\"",
+                                      "7",
+                                      "\"\"",
+                                      "null",
+                                      "-1",
+                                      "1.5",
+                                      "{}",
+                                      "true",
+                                      "\"\\u0000\"",
+                                      "9223372036854775808"};
+    const uint8_t *p;
+    size_t n;
+    int rc;
+
+    if (pick(in, 4) != 3) {
+        return putf(b, "%s\"%s\": %s", sep, name, ids[pick(in, sizeof(ids) / sizeof(ids[0]))]);
+    }
+    rc = putf(b, "%s\"%s\": ", sep, name);
+    take_bytes(in, 64, &p, &n);
+    return rc != 0 ? rc : put_json_bytes(b, p, n, pick(in, 4) == 0);
+}
+
+/* A track's event: the type's name, its Title Case ("a_keyed" -> "A Keyed"), or another. */
+static int
+put_seg_event(struct fzg_in *in, struct fzg_buf *b, const char *tname)
+{
+    static const char *const others[] = {
+        "\"Signed Up\"", "\"\"", "null", "7", "\"  \"", "\"crash_report\"", "\"Crash Report\""};
+    char title[160];
+    size_t n = 0;
+    bool start = true;
+
+    switch (pick(in, 4)) {
+    case 0:
+        return puts_(b, "\"Signed Up\"");
+    case 1:
+        return putf(b, "\"%s\"", tname);
+    case 2:
+        for (const char *p = tname; *p != '\0' && n + 2 < sizeof(title); p++) {
+            char c = *p == '_' ? ' ' : *p;
+
+            title[n++] = start && c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+            start = c == ' ';
+        }
+        title[n] = '\0';
+        return putf(b, "\"%s\"", title);
+    default:
+        return puts_(b, others[pick(in, sizeof(others) / sizeof(others[0]))]);
+    }
+}
+
+/* One message of call kind (an index of seg_calls), its "type" as the input chooses. */
+static int
+put_seg_message(struct fzg_in *in, struct fzg_buf *b, unsigned kind, const struct fzg_type *t,
+                const char *tname, bool top)
+{
+    static const char *const times[] = {"\"2026-03-01T10:00:00.000Z\"",
+                                        "\"2026-03-01T10:00:05+02:00\"",
+                                        "null",
+                                        "\"2026-03-01\"",
+                                        "1700000000",
+                                        "\"\"",
+                                        "\"9999-12-31T23:59:59Z\"",
+                                        "\"2026-13-01T10:00:00Z\"",
+                                        "\"0001-01-01T00:00:00Z\""};
+    static const char *const time_names[] = {"timestamp", "originalTimestamp", "sentAt"};
+    static const char *const contexts[] = {
+        "{\"ip\": \"10.0.0.1\", \"library\": {\"name\": \"analytics-node\", \"version\": \"2\"}}",
+        "{}",
+        "null",
+        "[]",
+        "\"c\"",
+        "{\"ip\": 7, \"traits\": {\"a\": [1, {\"b\": null}]}}"};
+    struct fzg_obj_opts o = {0};
+    const char *sep = ", ";
+    int rc = puts_(b, "{");
+
+    switch (pick(in, 4)) {
+    case 0:
+        rc = rc != 0 ? rc : putf(b, "\"type\": \"%s\"", seg_calls[kind]);
+        break;
+    case 1:
+        sep = "";
+        break;
+    case 2:
+        rc = rc != 0 ? rc : putf(b, "\"type\": \"%s\"", seg_calls[pick(in, N_SEG_CALLS)]);
+        break;
+    default:
+        rc = rc != 0 ? rc : putf(b, "\"type\": %s", odd_values[pick(in, N_ODD)]);
+        break;
+    }
+    if (rc == 0 && pick(in, 4) != 1) {
+        rc = put_seg_id(in, b, sep, "userId");
+        sep = ", ";
+    }
+    if (rc == 0 && pick(in, 3) == 1) {
+        rc = put_seg_id(in, b, sep, "anonymousId");
+        sep = ", ";
+    }
+    switch (rc == 0 ? pick(in, 4) : 1) {
+    case 0:
+        rc = putf(b, "%s\"messageId\": \"m1\"", sep);
+        sep = ", ";
+        break;
+    case 1:
+        break;
+    case 2:
+        rc = putf(b, "%s\"messageId\": \"", sep);
+        rc = rc != 0 ? rc : put_key_text(in, b, false);
+        rc = rc != 0 ? rc : puts_(b, "\"");
+        sep = ", ";
+        break;
+    default:
+        rc = putf(b, "%s\"messageId\": %s", sep, odd_values[pick(in, N_ODD)]);
+        sep = ", ";
+        break;
+    }
+    /* The call's own members. */
+    if (rc == 0 && kind == 1 && pick(in, 6) != 5) {
+        rc = putf(b, "%s\"event\": ", sep);
+        rc = rc != 0 ? rc : put_seg_event(in, b, tname);
+        sep = ", ";
+    }
+    if (rc == 0 && (kind == 2 || kind == 3) && pick(in, 3) == 0) {
+        rc = putf(b, "%s\"name\": %s", sep, pick(in, 2) ? odd_values[pick(in, N_ODD)] : "\"Home\"");
+        sep = ", ";
+    }
+    if (rc == 0 && kind == 4 && pick(in, 6) != 5) {
+        rc = put_seg_id(in, b, sep, "groupId");
+        sep = ", ";
+    }
+    if (rc == 0 && kind == 5 && pick(in, 6) != 5) {
+        rc = put_seg_id(in, b, sep, "previousId");
+        sep = ", ";
+    }
+    if (rc == 0 && kind != 5) {
+        const char *member = kind == 0 || kind == 4 ? "traits" : "properties";
+
+        switch (pick(in, 5)) {
+        case 0:
+            rc = putf(b, "%s\"%s\": ", sep, member);
+            rc = rc != 0 ? rc : put_object(in, b, t, tname, &o);
+            break;
+        case 1:
+            rc = putf(b, "%s\"%s\": {}", sep, member);
+            break;
+        case 2:
+            rc = putf(b, "%s\"%s\": %s", sep, member, odd_values[pick(in, N_ODD)]);
+            break;
+        case 3:
+            /* over server.segment_max_message_bytes, or near it */
+            rc = putf(b, "%s\"%s\": {\"p\": \"", sep, member);
+            rc = rc != 0 ? rc : put_repeat(b, "x", (size_t)pick(in, 64) * 1024 + 1);
+            rc = rc != 0 ? rc : puts_(b, "\"}");
+            break;
+        default:
+            break;
+        }
+        sep = ", ";
+    }
+    for (size_t i = 0; i < sizeof(time_names) / sizeof(time_names[0]) && rc == 0; i++) {
+        unsigned k = pick(in, sizeof(times) / sizeof(times[0]) + 1);
+
+        if (k > 0) {
+            rc = putf(b, "%s\"%s\": %s", sep, time_names[i], times[k - 1]);
+            sep = ", ";
+        }
+    }
+    while (rc == 0) {
+        switch (pick(in, 7)) {
+        case 1:
+            rc = putf(b, "%s\"context\": %s", sep,
+                      contexts[pick(in, sizeof(contexts) / sizeof(contexts[0]))]);
+            break;
+        case 2:
+            rc = putf(b, "%s\"integrations\": %s", sep,
+                      pick(in, 2) ? odd_values[pick(in, N_ODD)] : "{\"All\": true}");
+            break;
+        case 3:
+            rc = put_write_key(in, b, sep);
+            break;
+        case 4:
+            rc = putf(b, "%s\"%s\": %s", sep, pick(in, 2) ? "type" : "messageId",
+                      odd_values[pick(in, N_ODD)]);
+            break;
+        case 5:
+            rc = putf(b, "%s\"extra\": %s", sep, odd_values[pick(in, N_ODD)]);
+            break;
+        case 6:
+            rc = top ? putf(b, "%s\"batch\": []", sep) : put_seg_id(in, b, sep, "userId");
+            break;
+        default:
+            return puts_(b, "}");
+        }
+        sep = ", ";
+    }
+    return rc;
+}
+
+/* A Segment route's body: one message of its call, or (call NULL) a batch of them. */
+static int
+put_segment_body(struct fzg_in *in, struct fzg_buf *b, const char *call, const struct fzg_type *t,
+                 const char *tname)
+{
+    static const char *const not_lists[] = {"[]", "{}", "null", "[[]]", "[1]", "\"m\""};
+    unsigned k;
+    int rc;
+
+    if (call != NULL) {
+        unsigned kind = 0;
+
+        while (kind + 1 < N_SEG_CALLS && strcmp(seg_calls[kind], call) != 0) {
+            kind++;
+        }
+        return put_seg_message(in, b, kind, t, tname, true);
+    }
+    rc = puts_(b, "{\"batch\": ");
+    k = pick(in, 8);
+    if (rc == 0 && k == 7) {
+        rc = puts_(b, not_lists[pick(in, sizeof(not_lists) / sizeof(not_lists[0]))]);
+    } else if (rc == 0) {
+        /* one message, two to seven, or many (the per-body limits) */
+        k = k == 0 ? 1 : k == 6 ? (unsigned)pick(in, 64) * 8 + 1 : k + 1;
+        rc = puts_(b, "[");
+        for (unsigned i = 0; i < k && rc == 0; i++) {
+            rc = i > 0 ? puts_(b, ", ") : 0;
+            rc = rc != 0 ? rc : put_seg_message(in, b, pick(in, N_SEG_CALLS), t, tname, false);
+        }
+        rc = rc != 0 ? rc : puts_(b, "]");
+    }
+    while (rc == 0) {
+        switch (pick(in, 6)) {
+        case 1:
+            rc = put_write_key(in, b, ", ");
+            break;
+        case 2:
+            rc = puts_(b, ", \"context\": {\"ip\": \"10.0.0.3\", \"locale\": \"en\"}");
+            break;
+        case 3:
+            rc = putf(b, ", \"integrations\": %s",
+                      pick(in, 2) ? odd_values[pick(in, N_ODD)] : "{\"All\": false}");
+            break;
+        case 4:
+            rc = putf(b, ", \"sentAt\": %s",
+                      pick(in, 2) ? odd_values[pick(in, N_ODD)] : "\"2026-03-01T10:00:10Z\"");
+            break;
+        case 5:
+            rc = puts_(b, ", \"batch\": []");
+            break;
+        default:
+            return puts_(b, "}");
+        }
+    }
+    return rc;
+}
+
 /* body gzipped into out; cut short (a truncated stream) when cut is set. */
 static int
 gzip_body(const struct fzg_buf *body, struct fzg_buf *out, bool cut)
@@ -1057,6 +1336,22 @@ put_request(struct fzg_in *in, struct fzg_buf *out, struct fzg_buf *body, struct
         "Authorization: Bearer wrong\r\nX-API-Key: open\r\n",
         "X-API-Key: open\r\nX-API-Key: t\r\n",
     };
+    /* The Segment routes' credentials: the write key as the Basic user name, or in the body. */
+    static const char *const seg_auths[] = {
+        "Authorization: Basic b3Blbjo=\r\n",     /* open: */
+        "",                                      /* the body's writeKey */
+        "Authorization: Basic dDo=\r\n",         /* t: (rate-limited) */
+        "Authorization: Basic b3Blbjpwdw==\r\n", /* open:pw */
+        "Authorization: Basic b3Blbg==\r\n",     /* open, no colon */
+        "Authorization: Basic d3Jvbmc6\r\n",     /* wrong: */
+        "Authorization: Basic Og==\r\n",         /* : */
+        "Authorization: Basic !!\r\n",
+        "Authorization: Basic \r\n",
+        "Authorization: basic b3Blbjo=\r\n",
+        "Authorization: Bearer open\r\n",
+        "X-API-Key: open\r\n",
+        "Authorization: Basic d3Jvbmc6\r\nX-API-Key: open\r\n",
+    };
     struct fzg_obj_opts o = {0};
     const struct fzg_type *t;
     const struct srv_route *route = NULL;
@@ -1096,7 +1391,11 @@ put_request(struct fzg_in *in, struct fzg_buf *out, struct fzg_buf *body, struct
         rc = puts_(out, "Host: x\r\n");
     }
     if (rc == 0) {
-        rc = puts_(out, auths[pick(in, sizeof(auths) / sizeof(auths[0]))]);
+        if (route != NULL && route->segment_call != NULL) {
+            rc = puts_(out, seg_auths[pick(in, sizeof(seg_auths) / sizeof(seg_auths[0]))]);
+        } else {
+            rc = puts_(out, auths[pick(in, sizeof(auths) / sizeof(auths[0]))]);
+        }
     }
 
     /* The body first: the headers say its length and encoding. */
@@ -1108,7 +1407,11 @@ put_request(struct fzg_in *in, struct fzg_buf *out, struct fzg_buf *body, struct
     }
     if (rc == 0 && (route == NULL || (route->methods & SRV_POST) || pick(in, 4) == 0)) {
         rc = put(body, "", 0);
-        if (rc == 0) {
+        if (rc == 0 && route != NULL && route->segment_call != NULL && pick(in, 8) != 7) {
+            rc = put_segment_body(
+                in, body, strcmp(route->segment_call, "batch") == 0 ? NULL : route->segment_call, t,
+                tname);
+        } else if (rc == 0) {
             rc = put_body(in, body, t, tname, &o, &ce_kind);
         }
     }
@@ -1196,7 +1499,13 @@ put_request(struct fzg_in *in, struct fzg_buf *out, struct fzg_buf *body, struct
         size_t off = 0;
 
         while (off < sent->len && rc == 0) {
-            size_t n = (size_t)pick(in, 64) * 16 + 1;
+            /*
+             * 0 (and an exhausted input) sends the rest in one chunk: 1-byte chunks by default
+             * made a large body tens of thousands of chunks, which civetweb reads a recv() per
+             * byte of each chunk line, and such inputs took most of the fuzzer's time.
+             */
+            size_t c = pick(in, 64);
+            size_t n = c == 0 ? sent->len - off : c * 16 - 15;
 
             n = n < sent->len - off ? n : sent->len - off;
             rc = putf(out, framing == 5 && pick(in, 2) ? "%zX ;ext\r\n" : "%zx\r\n", n);
