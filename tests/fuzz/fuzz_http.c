@@ -11,8 +11,8 @@
  * Speed is what lets it reach 10^7 inputs: one server for the process, the queue on tmpfs
  * (/dev/shm) when there is one, and "sync": false — this target is about parsing and
  * answering, and the queue's fsync path is the same code with one flag, tested by
- * tests/unit/check_queue.c and the crash tests. make fuzz runs it with -detect_leaks=0 (see
- * the Makefile); check_fuzz_seeds under SANITIZE=1 replays the corpus with LeakSanitizer.
+ * tests/unit/check_queue.c and the crash tests. make fuzz runs it with -detect_leaks=0 and
+ * checks a corpus for leaks in one pass afterwards (see the Makefile).
  */
 #include <arpa/inet.h>
 #include <errno.h>
