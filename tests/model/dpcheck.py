@@ -985,11 +985,13 @@ class Run:
 
     def gen_hup(self):
         taken = set(self.known_types())
-        name = gen_type_name(self.rng, taken, self.args.avoid)
+        # Cut to the 63 bytes a name may have before it is compared: a long name cut there
+        # may be a taken one.
+        name = gen_type_name(self.rng, taken, self.args.avoid)[:63]
         while name in taken:
             # A new type, never a changed one (that needs a restart, and may be refused).
-            name = name[:60] + "_" + rand_name(self.rng, 0)
-        return {"kind": "hup", "name": name[:63], "decl": gen_type(self.rng, self.args.avoid)}
+            name = (name[:60] + "_" + rand_name(self.rng, 0))[:63]
+        return {"kind": "hup", "name": name, "decl": gen_type(self.rng, self.args.avoid)}
 
     # -- executing ops --
     def body_of(self, op):
