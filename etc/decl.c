@@ -1,11 +1,11 @@
 /*
- * typedecl.c - built declarations of event types (struct dp_types, struct dp_type_decl):
+ * decl.c - built declarations of event types (struct dp_types, struct dp_type_decl):
  * freeing, finding one by name, comparing two (what SIGHUP and the loader's schema
  * evolution ask), deep copies, and the JSON form GET /v1/types and --check-config print.
- * Building them from the configuration is types.c's.
+ * Building them from the configuration is decl_conf.c's.
  */
+#include "decl.h"
 #include "err.h"
-#include "types.h"
 
 #include <jansson.h>
 #include <stdbool.h>

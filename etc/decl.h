@@ -1,11 +1,11 @@
 /*
- * types.h - event types declared in the configuration's "types" key (docs/event-types.md):
+ * decl.h - event types declared in the configuration's "types" key (docs/event-types.md):
  * how etc/ reads, checks and keeps the declarations. Every error
  * names its key path ("types.page_view.fields.url.type: ..."). What an event
  * of a declared type must look like is said here; events/ checks the events.
  */
-#ifndef DP_TYPES_H
-#define DP_TYPES_H
+#ifndef DP_DECL_H
+#define DP_DECL_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,10 +1,10 @@
 /*
- * types.c - the "types" key: checks every declaration of a file's libconfig
+ * decl_conf.c - the "types" key: checks every declaration of a file's libconfig
  * tree with its key path, merges them type by type, and builds struct
  * dp_types from the effective tree. Patterns are compiled here only to be
  * checked; events/ compiles its own once at start. Never reads a file itself.
  */
-#include "types.h"
+#include "decl.h"
 #include "err.h"
 #include "plant.h"
 #include "settings.h"

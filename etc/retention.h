@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "etc/types.h"
+#include "etc/decl.h"
 
 struct config_setting_t;
 struct json_t;

@@ -5,10 +5,10 @@
  * environment variable: config.c does.
  */
 #include "etc/settings.h"
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/retention.h"
-#include "etc/types.h"
 
 #include <jansson.h>
 #include <libconfig.h>

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "etc/err.h"
-#include "etc/types.h"
+#include "etc/decl.h"
 #include "events/events.h"
 
 extern const struct ev_type ev_crash_report;

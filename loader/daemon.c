@@ -16,7 +16,7 @@
 
 #include "etc/err.h"
 #include "etc/log.h"
-#include "etc/types.h"
+#include "etc/decl.h"
 #include "events/events.h"
 #include "loader/loader.h"
 

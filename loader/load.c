@@ -11,7 +11,7 @@
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/plant.h"
-#include "etc/types.h"
+#include "etc/decl.h"
 #include "loader/internal.h"
 
 #define LDR_DEAD_COLUMNS                                                                           \
@@ -107,7 +107,7 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
 
 /*
  * The temp table keyed rows of t are COPYed into. In pg_temp, which PostgreSQL searches
- * before the schema, so its name must never be a type's: a derived name (etc/types.h), which
+ * before the schema, so its name must never be a type's: a derived name (etc/decl.h), which
  * no type can take and which is never longer than PostgreSQL keeps.
  */
 static void

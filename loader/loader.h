@@ -359,7 +359,7 @@ int ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const ch
  */
 int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
 
-/* ---- declared types' tables (schema.c) ----------------------------------------------- */
+/* ---- declared types' tables (decl.c) ----------------------------------------------- */
 
 /*
  * ldr_schema_ensure - inside ldr_pg_ensure_schema's transaction (search_path set): for

@@ -15,7 +15,7 @@
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/retention.h"
-#include "etc/types.h"
+#include "etc/decl.h"
 #include "events/events.h"
 #include "loader/pg_internal.h"
 

@@ -475,7 +475,7 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
     if (rc == 0 && !exists) {
         rc = pg_create_schema(pg, schema);
     }
-    /* Declared types: their tables are created or evolved by loader/schema.c. */
+    /* Declared types: their tables are created or evolved by loader/decl.c. */
     for (size_t i = 0; rc == 0 && i < ev_registry_len; i++) {
         if (ev_registry[i]->decl == NULL) {
             rc = ldr_part_create(pg, ev_registry[i]);

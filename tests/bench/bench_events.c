@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "etc/err.h"
-#include "etc/types.h"
+#include "etc/decl.h"
 #include "events/events.h"
 
 #define SEED_EVENT                                                                                 \

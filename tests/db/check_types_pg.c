@@ -15,7 +15,7 @@
 
 #include "etc/config.h"
 #include "etc/err.h"
-#include "etc/types.h"
+#include "etc/decl.h"
 #include "events/events.h"
 #include "loader/loader.h"
 #include "tests/lib/lib_loader.h"

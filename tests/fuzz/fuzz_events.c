@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "etc/err.h"
-#include "etc/types.h"
+#include "etc/decl.h"
 #include "events/events.h"
 #include "events/internal.h"
 

@@ -11,7 +11,7 @@
 
 #include "etc/config.h"
 #include "etc/err.h"
-#include "etc/types.h"
+#include "etc/decl.h"
 #include "events/events.h"
 #include "tests/lib/lib_test.h"
 
@@ -488,7 +488,7 @@ START_TEST(test_builtins_reserved)
     for (size_t i = 0; i < ev_registry_len; i++) {
         if (ev_registry[i]->decl == NULL) {
             ck_assert_msg(dp_types_name_reserved(ev_registry[i]->name) != NULL,
-                          "built-in %s is not reserved in etc/types.c", ev_registry[i]->name);
+                          "built-in %s is not reserved in etc/decl_conf.c", ev_registry[i]->name);
             builtins++;
         }
     }
