@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "etc/err.h"
+#include "etc/plant.h"
 #include "events/internal.h"
 
 /*
@@ -642,4 +643,50 @@ ev_encode(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *ou
 out:
     json_decref(obj);
     return rc;
+}
+
+int
+ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
+{
+    struct ev_item *it = NULL;
+    char err[EV_ERR_MAX];
+    char *copy = NULL;
+    int rc;
+
+    /* No item i (a body of no event): nothing to key. Planted (etc/plant.h): item i used. */
+    if (i >= b->n && !DP_PLANTED("empty_key_header")) {
+        return DP_ERR_INVALID;
+    }
+    it = &b->items[i];
+    rc = ev_key_check(key, len, what, err);
+    if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
+        rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
+    }
+    if (rc != 0) {
+        if (it->error != NULL) {
+            /* Already rejected: the event's own error stands. */
+            return DP_ERR_INVALID;
+        }
+        if (ev_batch_charge(b, strlen(err) + 1) != 0) {
+            return DP_ERR_BUSY;
+        }
+        it->error = strdup(err);
+        if (it->error == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        b->n_valid--;
+        return DP_ERR_INVALID;
+    }
+    if (ev_batch_charge(b, len + 1) != 0) {
+        return DP_ERR_BUSY;
+    }
+    copy = strndup(key, len);
+    if (copy == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    free(it->key);
+    it->key = copy;
+    it->key_len = len;
+    ev_digest(it->raw, it->raw_len, it->digest);
+    return 0;
 }

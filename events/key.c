@@ -1,7 +1,8 @@
 /*
  * key.c - idempotency keys of events: what a valid key is, an event's digest (SHA-256 from
  * OpenSSL's libcrypto, never a hash of our own), and keys given from outside an event (the
- * Idempotency-Key header, a CloudEvent's source and id). Pure: no I/O.
+ * Idempotency-Key header, a CloudEvent's source and id, checked here; body.c attaches them to
+ * a batch). Pure: no I/O.
  */
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -9,7 +10,6 @@
 #include <string.h>
 
 #include "etc/err.h"
-#include "etc/plant.h"
 #include "events/internal.h"
 
 int
@@ -56,50 +56,4 @@ ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
     if (EVP_Digest(s, len, out, &n, EVP_sha256(), NULL) != 1) {
         memset(out, 0, EV_DIGEST_LEN);
     }
-}
-
-int
-ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
-{
-    struct ev_item *it = NULL;
-    char err[EV_ERR_MAX];
-    char *copy = NULL;
-    int rc;
-
-    /* No item i (a body of no event): nothing to key. Planted (etc/plant.h): item i used. */
-    if (i >= b->n && !DP_PLANTED("empty_key_header")) {
-        return DP_ERR_INVALID;
-    }
-    it = &b->items[i];
-    rc = ev_key_check(key, len, what, err);
-    if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
-        rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
-    }
-    if (rc != 0) {
-        if (it->error != NULL) {
-            /* Already rejected: the event's own error stands. */
-            return DP_ERR_INVALID;
-        }
-        if (ev_batch_charge(b, strlen(err) + 1) != 0) {
-            return DP_ERR_BUSY;
-        }
-        it->error = strdup(err);
-        if (it->error == NULL) {
-            return DP_ERR_NOMEM;
-        }
-        b->n_valid--;
-        return DP_ERR_INVALID;
-    }
-    if (ev_batch_charge(b, len + 1) != 0) {
-        return DP_ERR_BUSY;
-    }
-    copy = strndup(key, len);
-    if (copy == NULL) {
-        return DP_ERR_NOMEM;
-    }
-    free(it->key);
-    it->key = copy;
-    it->key_len = len;
-    ev_digest(it->raw, it->raw_len, it->digest);
-    return 0;
 }
