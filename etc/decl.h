@@ -114,6 +114,9 @@ struct json_t *dp_types_to_json(const struct dp_types *t);
 /* dp_field_type_name - "string", "integer", ...: the name used in declarations. */
 const char *dp_field_type_name(enum dp_field_type type);
 
+/* dp_field_type_parse - the field type named s into *out: 0, or DP_ERR_INVALID. */
+int dp_field_type_parse(const char *s, enum dp_field_type *out);
+
 /*
  * dp_types_name_reserved - why name cannot be a declared type, or NULL if it
  * can: the built-in event types and the appliance's own tables are taken.
