@@ -287,6 +287,8 @@ bool ldr_halted(struct ldr *l);
  */
 int ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *err);
 
+/* ---- a worker's connection (conn.c) ---- */
+
 /* ldr_close - close w's connection (NULL-safe); the next ldr_ensure connects again. */
 void ldr_close(struct ldr_worker *w);
 
@@ -295,6 +297,8 @@ void ldr_close(struct ldr_worker *w);
  * dropped it, and make sure of the schema. Returns 0 or an error with err set (len bytes).
  */
 int ldr_ensure(struct ldr_worker *w, char *err, size_t len);
+
+/* ---- the queue's identity (identity.c) ---- */
 
 /*
  * ldr_own - check that this queue owns queue.id on w's connection, claiming it when nobody

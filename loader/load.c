@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/plant.h"
-#include "etc/decl.h"
 #include "loader/internal.h"
 
 #define LDR_DEAD_COLUMNS                                                                           \

@@ -17,7 +17,6 @@
 #include "etc/retention.h"
 #include "loader/internal.h"
 
-#define LDR_IDLE_MS 60000 /* reconnect a connection idle longer than this */
 #define LDR_WORKERS_MAX 64
 
 /* ---- life cycle ---------------------------------------------------------------------- */
@@ -157,41 +156,6 @@ ldr_stop(struct ldr *l)
     l->stop = true;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
-}
-
-void
-ldr_close(struct ldr_worker *w)
-{
-    ldr_pg_close(w->pg);
-    w->pg = NULL;
-}
-
-int
-ldr_ensure(struct ldr_worker *w, char *err, size_t len)
-{
-    struct ldr *l = w->l;
-    int64_t now_ms = dp_mono_ms();
-    int rc = 0;
-
-    if (w->pg != NULL && now_ms - w->used_ms > LDR_IDLE_MS) {
-        ldr_close(w);
-    }
-    if (w->pg == NULL) {
-        rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, l->instance, err, len);
-        if (rc == 0) {
-            ldr_pg_set_epoch(w->pg, l->epoch);
-            ldr_pg_set_retention(w->pg, l->retention);
-        }
-        if (rc == 0) {
-            rc = ldr_pg_ensure_schema(w->pg, l->schema);
-        }
-        if (rc != 0 && w->pg != NULL) {
-            snprintf(err, len, "%s", ldr_pg_error(w->pg));
-            ldr_close(w);
-        }
-    }
-    w->used_ms = now_ms;
-    return rc;
 }
 
 /* ---- claiming, deleting, recovering -------------------------------------------------- */

@@ -252,7 +252,7 @@ typedef void (*ldr_part_dropped_fn)(void *arg, const struct ev_type *t,
 int ldr_part_pass(struct ldr_pg *pg, int64_t oldest_us, int64_t now_us, ldr_part_dropped_fn fn,
                   void *arg);
 
-/* ---- PostgreSQL (pg.c; with ledger.c the only files with libpq calls) -------------- */
+/* ---- PostgreSQL (pg.c, tables.c; with ledger.c, part.c the only files with libpq calls) */
 
 /*
  * ldr_pg_classify - what a failed statement means for the loader.
@@ -318,7 +318,7 @@ int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
 /*
  * ldr_pg_ensure_schema - create schema, every registry table, dead_letter, loader_batches
  * and queue_owners if missing, and bring the declared types' tables up to their declarations
- * (ldr_schema_ensure), in one transaction serialized by an advisory lock (concurrent
+ * (ldr_schema_ensure), in one transaction serialized by an advisory lock (tables.c; concurrent
  * CREATE ... IF NOT EXISTS or ALTER TABLE can otherwise collide).
  * Returns also DP_ERR_CONFIG: a declared type's table cannot follow its declaration
  * (logged: which field, and what to do); nothing was changed.

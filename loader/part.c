@@ -12,10 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/retention.h"
-#include "etc/decl.h"
 #include "events/events.h"
 #include "loader/pg_internal.h"
 

@@ -1,5 +1,5 @@
 /*
- * pg_internal.h - what pg.c, ledger.c and part.c, the files of loader/ that call libpq,
+ * pg_internal.h - what pg.c, ledger.c, part.c and tables.c, the files of loader/ that call libpq,
  * share: the connection's state and the statement runners that record and classify a failure
  * (pg.c). Every other file of loader/ goes through the ldr_pg_* functions of loader.h.
  */
