@@ -7,6 +7,7 @@
 #ifndef DP_LOG_H
 #define DP_LOG_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -61,6 +62,13 @@ void dp_time_text(int64_t us, char out[DP_TIME_TEXT_MAX]);
  */
 int64_t dp_mono_us(void);
 int64_t dp_mono_ms(void);
+
+/*
+ * dp_cond_init_mono - initialise cv so that pthread_cond_timedwait reads its deadline on
+ * CLOCK_MONOTONIC (a deadline of dp_mono_us's clock, safe from a wall clock set back).
+ * Returns 0, or DP_ERR_NOMEM when the attribute or the variable cannot be set up.
+ */
+int dp_cond_init_mono(pthread_cond_t *cv);
 
 #define dp_debug(...) dp_log(DP_LOG_DEBUG, __VA_ARGS__)
 #define dp_info(...) dp_log(DP_LOG_INFO, __VA_ARGS__)

@@ -70,7 +70,6 @@ int
 ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
 {
     struct ldr *l = NULL;
-    pthread_condattr_t attr;
     char err[LDR_ERR_MAX];
     int rc;
 
@@ -88,10 +87,7 @@ ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
         return DP_ERR_NOMEM;
     }
     pthread_mutex_init(&l->mu, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cv, &attr);
-    pthread_condattr_destroy(&attr);
+    (void)dp_cond_init_mono(&l->cv); /* glibc's cannot fail: it takes no memory of its own */
     l->q = q;
     l->instance = queue_instance(q, &l->instance_assigned);
     l->batch_rows = opt->batch_rows;

@@ -46,7 +46,6 @@ int
 srv_read_pool_create(struct srv *s)
 {
     struct srv_read_pool *p = calloc(1, sizeof(*p));
-    pthread_condattr_t ca;
     int threads = s->cfg->server_threads;
 
     if (p == NULL) {
@@ -55,10 +54,7 @@ srv_read_pool_create(struct srv *s)
     p->size = threads / 2 < READ_POOL_MAX ? threads / 2 : READ_POOL_MAX;
     p->size = p->size > 0 ? p->size : 1;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)dp_cond_init_mono(&p->cv); /* glibc's cannot fail (see srv_tap_init) */
     s->read_pool = p;
     return 0;
 }

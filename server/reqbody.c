@@ -57,22 +57,6 @@ mono_abs(int64_t us, struct timespec *ts)
     ts->tv_nsec = (long)(us % 1000000) * 1000;
 }
 
-/* A condition variable on CLOCK_MONOTONIC; 0 or DP_ERR_NOMEM. */
-static int
-cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t a;
-    int rc;
-
-    if (pthread_condattr_init(&a) != 0) {
-        return DP_ERR_NOMEM;
-    }
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    rc = pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
-    return rc == 0 ? 0 : DP_ERR_NOMEM;
-}
-
 int
 srv_budget_init(struct srv_budget *b, int64_t max_bytes)
 {
@@ -81,7 +65,7 @@ srv_budget_init(struct srv_budget *b, int64_t max_bytes)
     if (pthread_mutex_init(&b->mu, NULL) != 0) {
         return DP_ERR_NOMEM;
     }
-    if (cond_init_mono(&b->cv) != 0) {
+    if (dp_cond_init_mono(&b->cv) != 0) {
         pthread_mutex_destroy(&b->mu);
         return DP_ERR_NOMEM;
     }
@@ -290,7 +274,7 @@ srv_watchdog_start(struct srv *s)
     if (pthread_mutex_init(&wd->mu, NULL) != 0) {
         return DP_ERR_NOMEM;
     }
-    if (cond_init_mono(&wd->cv) != 0) {
+    if (dp_cond_init_mono(&wd->cv) != 0) {
         pthread_mutex_destroy(&wd->mu);
         return DP_ERR_NOMEM;
     }
