@@ -578,10 +578,16 @@ void srv_get_trail(struct srv *s, struct mg_connection *c, const struct srv_matc
 
 /* ---- api.c: what the appliance accepts, for clients to discover ------------- */
 
-/* GET /v1/types: the registry as JSON (each type's fields, table and endpoint). */
-void srv_get_types(struct srv *s, struct srv_reply *r);
-/* GET /v1/openapi.json: an OpenAPI 3.1 document built from the route table and the registry. */
-void srv_get_openapi(struct srv *s, struct srv_reply *r);
+/*
+ * GET /v1/types: the registry as JSON (each type's fields, table and endpoint, the first of
+ * the n_routes routes that takes it). routes.c passes its table, so that api.c, which the
+ * table points to, need not point back.
+ */
+void srv_get_types(struct srv *s, const struct srv_route *routes, size_t n_routes,
+                   struct srv_reply *r);
+/* GET /v1/openapi.json: an OpenAPI 3.1 document built from routes and the registry. */
+void srv_get_openapi(struct srv *s, const struct srv_route *routes, size_t n_routes,
+                     struct srv_reply *r);
 
 /* GET /v1/dead_letters: the dead_letter table's rows, by stage (a query, like row reads). */
 void srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r);
