@@ -481,16 +481,24 @@ srv_tap_publish(struct srv *s, const struct queue_event *evs, size_t n)
 void srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                  struct srv_reply *r);
 
-/* ---- ops.c: health, readiness, status, metrics, the per-minute summary - */
+/* ---- ops.c (counters, the summary), probes.c, status.c, metrics.c ---- */
 
+/* ops.c: count one answer (status, whether a POST to ingest, its latency) in s->m. */
 void srv_observe(struct srv *s, int status, bool ingest, int64_t elapsed_us);
+/* ops.c: log the requests, events and p99 latency since the last call (once a minute). */
+void srv_summary_log(struct srv *s);
+/* ops.c: t's slot in the per-type counters (the registry's order; 0 when not found). */
+size_t srv_type_index(const struct ev_type *t);
+/* probes.c: GET /healthz and GET /readyz. */
 void srv_get_healthz(struct srv *s, struct srv_reply *r);
 void srv_get_readyz(struct srv *s, struct srv_reply *r);
+/* status.c: GET /v1/status. */
 void srv_get_status(struct srv *s, struct srv_reply *r);
+/* metrics.c: GET /metrics. */
 void srv_get_metrics(struct srv *s, struct srv_reply *r);
-void srv_summary_log(struct srv *s);
-size_t srv_type_index(const struct ev_type *t);
 
+/* srv_meta_int - the queue's metadata counter name (0 when missing or unreadable). */
+int64_t srv_meta_int(struct srv *s, const char *name);
 /* srv_oldest_age_s - seconds since the oldest queued event (of st) was received, at now_us. */
 double srv_oldest_age_s(const struct queue_stats *st, int64_t now_us);
 
