@@ -12,10 +12,10 @@
 #include <time.h>
 
 #include "etc/config.h"
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/retention.h"
-#include "etc/decl.h"
 #include "events/events.h"
 #include "loader/internal.h"
 #include "tests/lib/lib_loader.h"

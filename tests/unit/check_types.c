@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "etc/config.h"
-#include "etc/err.h"
 #include "etc/decl.h"
+#include "etc/err.h"
 #include "events/events.h"
 #include "tests/lib/lib_test.h"
 
