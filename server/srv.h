@@ -160,7 +160,7 @@ struct srv {
     atomic_uint_fast64_t full_events; /* queued events when it failed */
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
-    struct srv_read_pool *read_pool;  /* read.c's connections */
+    struct srv_read_pool *read_pool;  /* readpool.c's connections */
     pthread_rwlock_t keys_lock;       /* guards keys: SIGHUP swaps keys and limits (auth.c) */
     struct srv_keys *keys;            /* the API keys in force, with their names' limits */
     int64_t started_us;               /* process start, microseconds since the epoch */
@@ -548,16 +548,7 @@ void srv_get_history(struct srv *s, struct srv_reply *r);
 /* GET /status: the self-contained HTML page (server/status.html, built in). */
 void srv_get_status_page(struct srv *s, struct srv_reply *r);
 
-/* ---- read.c: GET of a stored row through a small pool of libpq connections */
-
-void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
-
-/*
- * GET /v1/status/dead_letters: this queue's dead letters counted by type and stage, and the
- * latest ones with their errors, read from PostgreSQL like a stored row (same connection,
- * time-outs and limit on waiting reads). Database down: 503 naming the cause.
- */
-void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
+/* ---- the read path: readpool.c (its connections), read.c (rows), readdead.c, readtrail.c */
 
 /* srv_read_pool_create - s->read_pool, empty (connections open on demand). 0 or DP_ERR_NOMEM. */
 int srv_read_pool_create(struct srv *s);
@@ -568,6 +559,22 @@ void srv_read_pool_destroy(struct srv *s);
 /* srv_read_pool_sweep - close the connections unused for a minute; call every few seconds. */
 void srv_read_pool_sweep(struct srv *s);
 
+/* read.c: GET of one stored row (GET /v1/events/{type}/{id}, GET /product/{id}). */
+void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
+
+/* readdead.c */
+/*
+ * GET /v1/status/dead_letters: this queue's dead letters counted by type and stage, and the
+ * latest ones with their errors, read from PostgreSQL like a stored row (same connection,
+ * time-outs and limit on waiting reads). Database down: 503 naming the cause.
+ */
+void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
+
+/* readdead.c: GET /v1/dead_letters: the dead_letter table's rows, by stage (a query, like row
+ * reads). */
+void srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r);
+
+/* readtrail.c */
 /*
  * srv_read_trail - where PostgreSQL holds the event id (canonical uuid text): in
  * dead_letter, or in an append type's table. Merges into o "type", "state" ("dead_letter"
@@ -596,8 +603,5 @@ void srv_get_types(struct srv *s, const struct srv_route *routes, size_t n_route
 /* GET /v1/openapi.json: an OpenAPI 3.1 document built from routes and the registry. */
 void srv_get_openapi(struct srv *s, const struct srv_route *routes, size_t n_routes,
                      struct srv_reply *r);
-
-/* GET /v1/dead_letters: the dead_letter table's rows, by stage (a query, like row reads). */
-void srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r);
 
 #endif
