@@ -88,6 +88,13 @@ dp_mono_ms(void)
     return dp_mono_us() / 1000;
 }
 
+void
+dp_mono_timespec(int64_t us, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(us / 1000000);
+    ts->tv_nsec = (long)(us % 1000000) * 1000;
+}
+
 int
 dp_cond_init_mono(pthread_cond_t *cv)
 {

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 enum dp_log_level {
     DP_LOG_DEBUG = 0,
@@ -69,6 +70,9 @@ int64_t dp_mono_ms(void);
  * Returns 0, or DP_ERR_NOMEM when the attribute or the variable cannot be set up.
  */
 int dp_cond_init_mono(pthread_cond_t *cv);
+
+/* dp_mono_timespec - us, a dp_mono_us reading, as the timespec pthread_cond_timedwait takes. */
+void dp_mono_timespec(int64_t us, struct timespec *ts);
 
 #define dp_debug(...) dp_log(DP_LOG_DEBUG, __VA_ARGS__)
 #define dp_info(...) dp_log(DP_LOG_INFO, __VA_ARGS__)

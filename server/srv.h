@@ -118,7 +118,18 @@ struct srv_charge {
     int64_t bytes; /* bytes charged by this request */
 };
 
-/* The deadline watch over bodies being read (reqbody.c): one thread, see srv_body_read. */
+/* One body being read, on the reading thread's stack, in the watchdog's list. */
+struct srv_body_watch {
+    struct srv_body_watch *next;
+    struct srv_body_watch *prev;
+    int64_t deadline_us; /* CLOCK_MONOTONIC microseconds */
+    char addr[48];       /* the client's address, as civetweb prints it */
+    int peer_port;
+    int local_port;
+    bool cut; /* the watchdog shut its reading side */
+};
+
+/* The deadline watch over bodies being read (watchdog.c): one thread, see srv_body_read. */
 struct srv_watchdog {
     pthread_mutex_t mu;
     pthread_cond_t cv;           /* CLOCK_MONOTONIC: a new earlier deadline, or stop */
@@ -372,6 +383,19 @@ int srv_body_read(struct srv *s, struct mg_connection *c, struct srv_charge *ch,
                   size_t *len, struct srv_reply *r);
 
 /*
+ * srv_too_large - the one place that decides a POST is too large, and answers
+ * 413. Too large when body_bytes (announced, read or inflated) exceeds
+ * max_body_bytes (server.max_body_bytes; the answer closes the connection, as
+ * the rest of the body is never read), or when queue_rc, queue_append's code,
+ * is DP_ERR_INVALID: the queue refuses a record larger than half its map
+ * (queue.max_bytes). Pass queue_rc 0 before appending.
+ * Returns true when r was filled with 413, false otherwise (r untouched).
+ */
+bool srv_too_large(struct srv_reply *r, int64_t body_bytes, int64_t max_body_bytes, int queue_rc);
+
+/* ---- budget.c: the bytes of request bodies in flight --------------------- */
+
+/*
  * srv_budget_init / srv_budget_destroy - set up and tear down b for max_bytes.
  * Returns 0 or DP_ERR_NOMEM.
  */
@@ -391,6 +415,8 @@ void srv_charge_release(struct srv_charge *ch);
 /* srv_reply_busy - the 503 for a request the budget has no room for. */
 void srv_reply_busy(struct srv_reply *r);
 
+/* ---- watchdog.c: every body within server.request_timeout_ms --------------- */
+
 /*
  * srv_watchdog_start - start the thread that cuts off bodies past their deadline.
  * Returns 0 or DP_ERR_NOMEM. srv_watchdog_stop - stop it (after civetweb stopped);
@@ -400,15 +426,13 @@ int srv_watchdog_start(struct srv *s);
 void srv_watchdog_stop(struct srv *s);
 
 /*
- * srv_too_large - the one place that decides a POST is too large, and answers
- * 413. Too large when body_bytes (announced, read or inflated) exceeds
- * max_body_bytes (server.max_body_bytes; the answer closes the connection, as
- * the rest of the body is never read), or when queue_rc, queue_append's code,
- * is DP_ERR_INVALID: the queue refuses a record larger than half its map
- * (queue.max_bytes). Pass queue_rc 0 before appending.
- * Returns true when r was filled with 413, false otherwise (r untouched).
+ * srv_watch_add - put w (filled by the caller, on its stack until srv_watch_remove) in wd's
+ * list; wakes the watchdog when w is due first. Nothing when the watchdog is not running.
  */
-bool srv_too_large(struct srv_reply *r, int64_t body_bytes, int64_t max_body_bytes, int queue_rc);
+void srv_watch_add(struct srv_watchdog *wd, struct srv_body_watch *w);
+
+/* srv_watch_remove - take w out of wd's list; returns whether the watchdog cut it off. */
+bool srv_watch_remove(struct srv_watchdog *wd, struct srv_body_watch *w);
 
 /* ---- ingest.c: the POST path ------------------------------------------- */
 
