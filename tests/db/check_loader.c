@@ -1049,6 +1049,26 @@ START_TEST(test_error_public)
         ck_assert_str_eq(out, "connection: cannot reach PostgreSQL or lost the connection "
                               "(details in the loader's log)");
     }
+    /* A certificate refused under sslmode=verify-full: said so, not "cannot reach". */
+    static const char *const tls[] = {
+        "connection to server at \"db.internal.example\" (10.1.2.3), port 5432 failed: SSL "
+        "error: certificate verify failed",
+        "connection to server at \"10.1.2.3\", port 5432 failed: server certificate for "
+        "\"db.internal.example\" does not match host name \"db2.internal.example\"",
+        "connection to server at \"db.internal.example\" (10.1.2.3), port 5432 failed: root "
+        "certificate file \"/home/dp/.postgresql/root.crt\" does not exist Either provide the "
+        "file or change sslmode to disable server certificate verification.",
+    };
+    for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
+        ldr_error_public("start", tls[i], out, sizeof(out));
+        ck_assert_str_eq(out, "connection: PostgreSQL's TLS certificate could not be verified: "
+                              "check sslrootcert and the host name (details in the loader's "
+                              "log)");
+    }
+    /* A TLS session lost midway is a lost connection, not a certificate. */
+    ldr_error_public("batch", "SSL SYSCALL error: EOF detected", out, sizeof(out));
+    ck_assert_str_eq(out, "connection: cannot reach PostgreSQL or lost the connection "
+                          "(details in the loader's log)");
     ldr_error_public("batch", "relation \"crash_report\" does not exist", out, sizeof(out));
     ck_assert_str_eq(out, "database: relation \"crash_report\" does not exist");
     ldr_error_public("queue delete", "I/O error", out, sizeof(out));
