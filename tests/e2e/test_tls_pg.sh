@@ -115,6 +115,9 @@ start_loader
 "$CLIENT" -p "$PORT" -c 2 -n 50 -d 60 -t crash,ad -B 1000000000 -o "$DIR/ack.2" \
     >>"$DIR/client.out" 2>&1
 wait_until 30 "the loader daemon loads over TLS" queue_empty
+# A read just before: the server's read session is open (its pool closes idle ones).
+eq "GET of the loaded row again answers 200" 200 \
+    "$(curl -s -o /dev/null -m 10 -w '%{http_code}' "$URL/v1/events/crash_report/$id")"
 ssl_of() {
     sql "SELECT string_agg(DISTINCT s.ssl || ' ' || a.usename, ',') FROM pg_stat_ssl s
          JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '$1'"
