@@ -188,9 +188,9 @@ dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type *
     return t->validate(t, v, err);
 }
 
-/* Validate one parsed value (consumed) and add it as an item. */
+/* Validate one parsed value (borrowed), the body's bytes start..end, and add it as an item. */
 static int
-push_value(struct parser *ps, json_t *v, size_t start, size_t end)
+push_checked(struct parser *ps, const json_t *v, size_t start, size_t end)
 {
     const struct ev_type *t = NULL;
     const json_t *key = NULL;
@@ -201,9 +201,17 @@ push_value(struct parser *ps, json_t *v, size_t start, size_t end)
     if (rc == 0 && t->jsonb_numbers) {
         rc = ev_check_jsonb_numbers(ps->body + start, end - start, err);
     }
-    rc = batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
-                    key != NULL ? json_string_value(key) : NULL,
-                    key != NULL ? json_string_length(key) : 0);
+    return batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
+                      key != NULL ? json_string_value(key) : NULL,
+                      key != NULL ? json_string_length(key) : 0);
+}
+
+/* push_checked, then v (consumed) is released. */
+static int
+push_value(struct parser *ps, json_t *v, size_t start, size_t end)
+{
+    int rc = push_checked(ps, v, start, end);
+
     json_decref(v);
     return rc;
 }
@@ -560,6 +568,24 @@ ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_ty
         return batch_push(&ps, 0, len, t, msg, NULL, 0);
     }
     return push_value(&ps, v, p, end);
+}
+
+int
+ev_batch_add_value(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
+                   const json_t *v)
+{
+    struct parser ps = {
+        .body = raw,
+        .len = len,
+        .type = t,
+        .out = b,
+        .next_index = b->n,
+        .line = 1,
+        .line_start = 0,
+        .nul = len,
+    };
+
+    return push_checked(&ps, v, 0, len);
 }
 
 void
