@@ -46,7 +46,7 @@ BATCH='{"batch": [
  {"type": "identify", "userId": "u-1", "anonymousId": "a-1", "traits": {"plan": "pro"},
   "messageId": "m-identify", "timestamp": "2026-03-01T10:00:00.000Z",
   "context": {"ip": "10.0.0.2"}},
- {"type": "track", "userId": "u-1", "event": "Signed Up", "properties": {"via": "ad"},
+ {"type": "track", "userId": "u-1", "event": "Signed Up", "properties": {"via": "ad", "price": 0.1},
   "messageId": "m-track", "originalTimestamp": "2026-03-01T10:00:00.000Z",
   "sentAt": "2026-03-01T10:00:05.000Z"},
  {"type": "page", "anonymousId": "a-1", "name": "Home", "properties": {"path": "/"},
@@ -166,7 +166,7 @@ eq "identifies: one row, columns" \
     "$(q identifies "$COMMON, traits" "WHERE message_id = 'm-identify'")"
 eq "tracks: one row per write key" "2" "$(q tracks "count(*)" "WHERE message_id = 'm-track'")"
 eq "tracks: columns (timestamp: received_at - (sentAt - originalTimestamp))" \
-    'm-track|-|u-1|-|2026-03-01 10:00:00+00|2026-03-01 10:00:05+00|{"ip": "10.0.0.1", "library": {"name": "analytics-node", "version": "2.1.0"}}|web|sk:3:webm-track|Signed Up|{"via": "ad"}|t' \
+    'm-track|-|u-1|-|2026-03-01 10:00:00+00|2026-03-01 10:00:05+00|{"ip": "10.0.0.1", "library": {"name": "analytics-node", "version": "2.1.0"}}|web|sk:3:webm-track|Signed Up|{"via": "ad", "price": 0.1}|t' \
     "$(q tracks "$COMMON, event, properties::text, timestamp = received_at - interval '5 s'" "WHERE message_id = 'm-track' AND source = 'web'" | sed 's/|[^|]*|2026-03-01 10:00:00+00/|-|2026-03-01 10:00:00+00/')"
 eq "tracks: the other write key's row" 'm-track|-|u-2|-|-|ios|sk:3:iosm-track|Signed Up|t' \
     "$(q tracks "message_id, coalesce(anonymous_id, '-'), user_id, coalesce(sent_at::text, '-'), coalesce(context::text, '-'), source, idempotency_key, event, timestamp = received_at" "WHERE source = 'ios'")"
