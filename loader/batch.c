@@ -510,6 +510,89 @@ ldr_batch_dead(const struct ldr_batch *b)
     return b->dead_ingest + b->dead_encode + b->dead_load;
 }
 
+int
+ldr_batch_outcome(const struct ldr_batch *b, char **out)
+{
+    size_t cap = 1;
+    size_t len = 0;
+    char *text;
+
+    for (size_t i = 0; i < b->n_groups; i++) {
+        /* The name, three counters of at most 20 digits, the flag and five separators. */
+        cap += strlen(b->groups[i].type->name) + 3 * 20 + 6;
+    }
+    text = malloc(cap);
+    if (text == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    text[0] = '\0';
+    for (size_t i = 0; i < b->n_groups; i++) {
+        const struct ldr_group *g = &b->groups[i];
+
+        if (g->bad > 0 || g->skipped > 0) {
+            len += (size_t)snprintf(text + len, cap - len, "%s\t%d\t%zu\t%zu\t%zu\n", g->type->name,
+                                    g->keyed ? 1 : 0, g->bad, g->skipped, g->conflicts);
+        }
+    }
+    *out = text;
+    return 0;
+}
+
+/* The group of b for type name (len bytes) and keyed, or NULL. */
+static struct ldr_group *
+batch_group_named(struct ldr_batch *b, const char *name, size_t len, bool keyed)
+{
+    for (size_t i = 0; i < b->n_groups; i++) {
+        struct ldr_group *g = &b->groups[i];
+
+        if (g->keyed == keyed && strlen(g->type->name) == len &&
+            memcmp(g->type->name, name, len) == 0) {
+            return g;
+        }
+    }
+    return NULL;
+}
+
+void
+ldr_batch_settle(struct ldr_batch *b, const char *outcome)
+{
+    const char *line = outcome;
+
+    b->dead_load = 0;
+    for (size_t i = 0; i < b->n_groups; i++) {
+        b->groups[i].bad = 0;
+        b->groups[i].skipped = 0;
+        b->groups[i].conflicts = 0;
+    }
+    while (line != NULL && *line != '\0') {
+        const char *tab = strchr(line, '\t');
+        const char *end = strchr(line, '\n');
+        unsigned keyed = 0;
+        size_t bad = 0;
+        size_t skipped = 0;
+        size_t conflicts = 0;
+        struct ldr_group *g = NULL;
+
+        if (end == NULL) {
+            end = line + strlen(line);
+        }
+        if (tab != NULL && tab < end &&
+            sscanf(tab, "\t%u\t%zu\t%zu\t%zu", &keyed, &bad, &skipped, &conflicts) == 4) {
+            g = batch_group_named(b, line, (size_t)(tab - line), keyed != 0);
+        }
+        if (g != NULL && bad + skipped <= g->n && conflicts <= bad) {
+            g->bad = bad;
+            g->skipped = skipped;
+            g->conflicts = conflicts;
+            b->dead_load += bad;
+        } else {
+            dp_warn("a committed batch's outcome names no rows of this batch: counted as loaded",
+                    "first=%llu line=%.*s", (unsigned long long)b->first, (int)(end - line), line);
+        }
+        line = *end == '\0' ? end : end + 1;
+    }
+}
+
 size_t
 ldr_batch_meta(const struct ldr_batch *b, int64_t now_us, struct queue_meta_op *ops)
 {

@@ -173,6 +173,22 @@ size_t ldr_batch_skipped(const struct ldr_batch *b);
 size_t ldr_batch_dead(const struct ldr_batch *b);
 
 /*
+ * ldr_batch_outcome - what the last attempt at b did that ldr_batch_build cannot tell again,
+ * for its loader_batches row: a line "<type>\t<keyed 0|1>\t<bad>\t<skipped>\t<conflicts>\n"
+ * per group with rows dead-lettered or skipped; "" when every row of every group loaded.
+ * *out is malloc'd. Returns 0 or DP_ERR_NOMEM.
+ */
+int ldr_batch_outcome(const struct ldr_batch *b, char **out);
+
+/*
+ * ldr_batch_settle - give b (built by ldr_batch_build) the figures of an attempt that
+ * committed without this process seeing them (a lost COMMIT answer, a crash before the
+ * queue delete): outcome as ldr_batch_outcome wrote it, NULL or "" if every row loaded.
+ * Lines naming a type b has no group for are logged and left out.
+ */
+void ldr_batch_settle(struct ldr_batch *b, const char *outcome);
+
+/*
  * ldr_put_clean_text - append s (n bytes) as a COPY text value that is valid UTF-8 without
  * NUL: invalid bytes and NUL become "\xNN" (as text). Returns 0 or DP_ERR_NOMEM.
  */

@@ -337,28 +337,39 @@ ldr_pg_owner_adopt(struct ldr_pg *pg, const char *queue_id, struct ldr_adoption 
 /* ---- loader_batches ------------------------------------------------------------------- */
 
 int
-ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last)
+ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last,
+                    char **outcome)
 {
     char first_s[24];
-    char last_s[24];
     const char *params[] = {queue_id, first_s, pg->instance};
+    PGresult *res = NULL;
     int rc;
 
+    *outcome = NULL;
     snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
     /* One statement, one snapshot: the row counts only while this queue owns queue_id. */
-    rc = ledger_value(pg,
-                      "SELECT last_seq FROM loader_batches WHERE queue_id = $1 AND first_seq = $2 "
-                      "AND " LDR_OWNED_BY_THIS_QUEUE,
-                      3, params, last_s, sizeof(last_s));
-    if (rc == 0) {
-        *last = strtoull(last_s, NULL, 10);
+    rc = ldr_pg_query(pg,
+                      "SELECT last_seq, outcome FROM loader_batches WHERE queue_id = $1 "
+                      "AND first_seq = $2 AND " LDR_OWNED_BY_THIS_QUEUE,
+                      3, params, PGRES_TUPLES_OK, &res);
+    if (rc != 0) {
+        rc = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+    } else if (PQntuples(res) == 0) {
+        rc = DP_ERR_NOTFOUND;
+    } else {
+        *last = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        if (!PQgetisnull(res, 0, 1)) {
+            *outcome = strdup(PQgetvalue(res, 0, 1));
+            rc = *outcome == NULL ? DP_ERR_NOMEM : 0;
+        }
     }
+    PQclear(res);
     return rc;
 }
 
 int
 ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t last,
-                   size_t rows, uint64_t *committed_last)
+                   size_t rows, uint64_t *committed_last, char **outcome)
 {
     char first_s[24];
     char last_s[24];
@@ -367,6 +378,7 @@ ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint
     int rc;
 
     *committed_last = 0;
+    *outcome = NULL;
     snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
     snprintf(last_s, sizeof(last_s), "%" PRIu64, last);
     snprintf(rows_s, sizeof(rows_s), "%zu", rows);
@@ -393,9 +405,22 @@ ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint
     }
     rc = ldr_pg_exec(pg, "ROLLBACK");
     if (rc == 0) {
-        rc = ldr_pg_batch_lookup(pg, queue_id, first, committed_last);
+        rc = ldr_pg_batch_lookup(pg, queue_id, first, committed_last, outcome);
     }
     return rc == 0 || rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
+}
+
+int
+ldr_pg_batch_outcome(struct ldr_pg *pg, const char *queue_id, uint64_t first, const char *outcome)
+{
+    char first_s[24];
+    const char *params[] = {queue_id, first_s, outcome};
+
+    snprintf(first_s, sizeof(first_s), "%" PRIu64, first);
+    return ldr_pg_query(pg,
+                        "UPDATE loader_batches SET outcome = $3 WHERE queue_id = $1 "
+                        "AND first_seq = $2",
+                        3, params, PGRES_COMMAND_OK, NULL);
 }
 
 int
@@ -414,7 +439,7 @@ ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_ra
     }
     if (rc == 0) {
         rc = ldr_pg_query(pg,
-                          "SELECT first_seq, last_seq FROM loader_batches "
+                          "SELECT first_seq, last_seq, outcome FROM loader_batches "
                           "WHERE queue_id = $1 AND last_seq >= $2 ORDER BY first_seq",
                           2, params, PGRES_TUPLES_OK, &res);
     }
@@ -428,7 +453,8 @@ ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_ra
     }
     for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
         rc = fn(arg, strtoull(PQgetvalue(res, i, 0), NULL, 10),
-                strtoull(PQgetvalue(res, i, 1), NULL, 10));
+                strtoull(PQgetvalue(res, i, 1), NULL, 10),
+                PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2));
     }
 out:
     PQclear(res);

@@ -561,17 +561,39 @@ batch_load_dead(struct ldr_batch *b, struct ldr_pg *pg)
     return rc;
 }
 
+/* Record in the batch's loader_batches row what loading it did, if any row did not load. */
+static int
+batch_record_outcome(struct ldr_batch *b, struct ldr_pg *pg)
+{
+    char *outcome = NULL;
+    int rc;
+
+    rc = ldr_batch_outcome(b, &outcome);
+    if (rc == 0 && outcome[0] != '\0') {
+        rc = batch_not_data(ldr_pg_batch_outcome(pg, b->queue_id, b->first, outcome));
+    }
+    free(outcome);
+    return rc;
+}
+
 int
 ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                struct ldr_load_result *res)
 {
+    char *outcome = NULL;
     int rc;
 
     res->commit_sent = false;
     res->committed_last = 0;
     b->dead.len = b->dead_encoded;
     b->dead_load = 0;
-    rc = ldr_pg_batch_begin(pg, b->queue_id, b->first, b->last, b->events, &res->committed_last);
+    rc = ldr_pg_batch_begin(pg, b->queue_id, b->first, b->last, b->events, &res->committed_last,
+                            &outcome);
+    if (rc == 0 && res->committed_last != 0) {
+        /* An earlier attempt committed: its figures, not the last attempt's, are the batch's. */
+        ldr_batch_settle(b, outcome);
+    }
+    free(outcome);
     if (rc != 0 || res->committed_last != 0) {
         return rc;
     }
@@ -583,6 +605,9 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
         if (rc == 0) {
             rc = batch_load_dead(b, pg);
         }
+    }
+    if (rc == 0) {
+        rc = batch_record_outcome(b, pg);
     }
     if (rc == 0 && b->watermark_us > 0) {
         rc = batch_not_data(ldr_pg_watermark(pg, b->queue_id, b->watermark_us));

@@ -268,7 +268,7 @@ ldr_delete(struct ldr_worker *w, struct ldr_batch *b, uint64_t last)
 
 /* ldr_pg_batches callback: delete a range PostgreSQL already has, with its figures. */
 static int
-ldr_recover_one(void *arg, uint64_t first, uint64_t last)
+ldr_recover_one(void *arg, uint64_t first, uint64_t last, const char *outcome)
 {
     struct ldr_worker *w = arg;
     struct ldr_batch *b = &w->batch;
@@ -280,6 +280,7 @@ ldr_recover_one(void *arg, uint64_t first, uint64_t last)
     }
     rc = ldr_batch_build(b);
     if (rc == 0) {
+        ldr_batch_settle(b, outcome);
         rc = ldr_delete(w, b, b->last);
     }
     if (rc == 0) {
@@ -441,6 +442,7 @@ ldr_attempt(struct ldr_worker *w, struct ldr_batch *b, bool *unknown, struct ldr
 {
     struct ldr *l = w->l;
     uint64_t last = 0;
+    char *outcome = NULL;
     int rc;
 
     /*
@@ -452,10 +454,12 @@ ldr_attempt(struct ldr_worker *w, struct ldr_batch *b, bool *unknown, struct ldr
     }
     rc = ldr_ensure(w, err, len);
     if (rc == 0 && *unknown) {
-        rc = ldr_pg_batch_lookup(w->pg, l->queue_id, b->first, &last);
+        rc = ldr_pg_batch_lookup(w->pg, l->queue_id, b->first, &last, &outcome);
         if (rc == 0) {
             dp_info("batch had committed before its connection was lost", "first=%llu last=%llu",
                     (unsigned long long)b->first, (unsigned long long)last);
+            ldr_batch_settle(b, outcome);
+            free(outcome);
             res->committed_last = last;
             return 0;
         }

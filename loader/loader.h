@@ -394,26 +394,38 @@ int ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table)
  * COPY, where it can be isolated), hold queue_id's queue_owners row FOR SHARE and check that
  * this queue owns it, and insert the batch's loader_batches row.
  *   committed_last: 0, or, when loader_batches already has a row for (queue_id, first), its
- *   last_seq: that batch committed earlier (the transaction is then rolled back).
+ *   last_seq: that batch committed earlier (the transaction is then rolled back); *outcome
+ *   then receives the row's outcome (malloc'd, NULL if none), else NULL.
  * Also returns DP_ERR_CONFIG (rolled back) when this queue does not own queue_id: see
  * ldr_pg_owner_seen.
  */
 int ldr_pg_batch_begin(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t last,
-                       size_t rows, uint64_t *committed_last);
+                       size_t rows, uint64_t *committed_last, char **outcome);
 
 /*
- * ldr_pg_batch_lookup - last_seq of the loader_batches row (queue_id, first), if this queue
- * owns queue_id. Returns 0, DP_ERR_NOTFOUND (no such row, or not the owner), DP_ERR_RETRY.
+ * ldr_pg_batch_outcome - record in the batch's loader_batches row, inside its transaction,
+ * what loading it did (ldr_batch_outcome): whoever learns of the commit later without seeing
+ * it (ldr_pg_batch_lookup, ldr_pg_batches) counts the batch's figures from it, not as if
+ * every event loaded. Returns as ldr_pg_exec.
  */
-int ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last);
+int ldr_pg_batch_outcome(struct ldr_pg *pg, const char *queue_id, uint64_t first,
+                         const char *outcome);
+
+/*
+ * ldr_pg_batch_lookup - last_seq and outcome (malloc'd; NULL if none) of the loader_batches
+ * row (queue_id, first), if this queue owns queue_id. Returns 0, DP_ERR_NOTFOUND (no such
+ * row, or not the owner), DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_pg_batch_lookup(struct ldr_pg *pg, const char *queue_id, uint64_t first, uint64_t *last,
+                        char **outcome);
 
 /*
  * ldr_pg_batches - call fn for every loader_batches row of queue_id with last_seq >= from,
  * in first_seq order, read in a transaction that checks ownership like ldr_pg_batch_begin
- * (DP_ERR_CONFIG: not the owner, fn not called). fn returns 0 to go on or a negative dp_err
- * to stop (returned).
+ * (DP_ERR_CONFIG: not the owner, fn not called), with the row's outcome (NULL if none). fn
+ * returns 0 to go on or a negative dp_err to stop (returned).
  */
-typedef int (*ldr_pg_range_fn)(void *arg, uint64_t first, uint64_t last);
+typedef int (*ldr_pg_range_fn)(void *arg, uint64_t first, uint64_t last, const char *outcome);
 int ldr_pg_batches(struct ldr_pg *pg, const char *queue_id, uint64_t from, ldr_pg_range_fn fn,
                    void *arg);
 

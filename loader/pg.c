@@ -59,7 +59,10 @@ static const char loader_batches_ddl[] = "CREATE TABLE IF NOT EXISTS loader_batc
                                          "last_seq bigint NOT NULL, "
                                          "rows integer NOT NULL, "
                                          "loaded_at timestamptz NOT NULL DEFAULT now(), "
-                                         "PRIMARY KEY (queue_id, first_seq))";
+                                         "outcome text, "
+                                         "PRIMARY KEY (queue_id, first_seq)); "
+                                         "ALTER TABLE loader_batches ADD COLUMN IF NOT "
+                                         "EXISTS outcome text";
 
 /*
  * Which queue instance owns a queue.id. Rows of loader_batches under a queue_id are the

@@ -285,6 +285,19 @@ ldr_schema_key_index(struct ldr_pg *pg, const char *name, const char *table)
     if (rc != 0 || have[0] != '\0') {
         return rc;
     }
+    if (DP_PLANTED("key_index_name_clash")) {
+        /* Planted (etc/plant.h): the index named after its table, created if no relation
+         * holds that name, so a type named "<name>_idem_key" leaves this one without it. */
+        if (asprintf(&sql,
+                     "CREATE UNIQUE INDEX IF NOT EXISTS \"%s_idem_key\" ON %s (idempotency_key) "
+                     "WHERE idempotency_key IS NOT NULL",
+                     name, table) < 0) {
+            return DP_ERR_NOMEM;
+        }
+        rc = ldr_pg_exec(pg, sql);
+        free(sql);
+        return rc;
+    }
     dp_pg_derived_name(want, DP_PG_KEY_INDEX, name);
     params[1] = want;
     /* What ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL can infer: a valid,

@@ -350,6 +350,13 @@ srv_append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *
             e->error_len = strlen(it->error);
         }
     }
+    if (DP_PLANTED("body_split_append") && n > 1) {
+        /* Planted (etc/plant.h): the body's first event stored in a transaction of its
+         * own, so a failure of the rest's answers 503 with part of the body stored. */
+        int rc = queue_append_filing(s->q, evs, 1, conflict_file, NULL);
+
+        return rc != 0 ? rc : queue_append_filing(s->q, evs + 1, n - 1, conflict_file, NULL);
+    }
     return queue_append_filing(s->q, evs, n, n > 1 ? conflict_file : NULL, NULL);
 }
 

@@ -776,6 +776,152 @@ START_TEST(test_crash_between_commit_and_delete)
 }
 END_TEST
 
+/* Start a loader (it creates the schema and recovers) and close it. */
+static void
+start_and_close(struct tl_env *e)
+{
+    ldr_destroy(open_loader(e, 1, 1000, NULL));
+}
+
+/* Append crash_report json with idempotency key key (NULL: none). */
+static void
+append_crash_key(struct tl_env *e, const char *json, const char *key)
+{
+    struct queue_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev_uuid7(ev.uuid);
+    ev.type = "crash_report";
+    ev.type_len = strlen(ev.type);
+    ev.json = json;
+    ev.json_len = strlen(json);
+    if (key != NULL) {
+        ev.key = key;
+        ev.key_len = strlen(key);
+        ev_digest(json, ev.json_len, ev.digest);
+        ev.answer = 202;
+    }
+    ck_assert_int_eq(queue_append(e->q, &ev, 1), 0);
+    ck_assert_int_eq(ev.dedup, QUEUE_DEDUP_NEW);
+}
+
+/*
+ * One batch of every outcome: 6 rows that load, a row the table refuses, a key another
+ * appliance loaded with the same bytes (a repeat: skipped), one it loaded with other bytes
+ * (a conflict: dead-lettered) and a fresh key (loads).
+ */
+static void
+outcome_batch(struct tl_env *e)
+{
+    static const char same[] = "{\"user_id\": 20, \"timestamp\": 1700000000, \"message\": \"s\"}";
+    char json[128];
+
+    tl_exec(e, "ALTER TABLE crash_report ADD CONSTRAINT poison CHECK (user_id <> 666)");
+    tl_exec(e,
+            "INSERT INTO crash_report (id, event_name, user_id, event_time, message, received_at, "
+            "idempotency_key, idempotency_digest) VALUES "
+            "(gen_random_uuid(), 'crash_report', 20, now(), 'other', now(), 'dup', "
+            "sha256(convert_to('%s', 'UTF8'))), "
+            "(gen_random_uuid(), 'crash_report', 21, now(), 'other', now(), 'clash', "
+            "sha256('x'))",
+            same);
+    for (int i = 0; i < 6; i++) {
+        gen_crash((uint64_t)i, json, sizeof(json));
+        append_crash_key(e, json, NULL);
+    }
+    append_crash_key(e, "{\"user_id\": 666, \"timestamp\": 1700000000, \"message\": \"p\"}", NULL);
+    append_crash_key(e, same, "dup");
+    append_crash_key(e, "{\"user_id\": 21, \"timestamp\": 1700000000, \"message\": \"c\"}",
+                     "clash");
+    append_crash_key(e, "{\"user_id\": 22, \"timestamp\": 1700000000, \"message\": \"f\"}",
+                     "fresh");
+}
+
+/* The figures of outcome_batch's batch, however its commit was learnt of. */
+static void
+check_outcome_figures(struct tl_env *e)
+{
+    struct queue_stats qs;
+
+    ck_assert_uint_eq(tl_queued(e), 0);
+    ck_assert_int_eq(tl_int(e, "SELECT count(*) FROM crash_report"), 9);
+    ck_assert_int_eq(tl_int(e, "SELECT count(*) FROM dead_letter WHERE stage = 'load'"), 2);
+    ck_assert_int_eq(tl_meta(e, QUEUE_META_LOADER_LOADED_PREFIX "crash_report"), 7);
+    ck_assert_int_eq(tl_meta(e, QUEUE_META_LOADER_DUPLICATES_PREFIX "crash_report"), 1);
+    ck_assert_int_eq(tl_meta(e, QUEUE_META_LOADER_KEY_CONFLICTS_PREFIX "crash_report"), 1);
+    ck_assert_int_eq(tl_meta(e, QUEUE_META_LOADER_DEAD_LETTERS), 2);
+    ck_assert_int_eq(tl_meta(e, QUEUE_META_LOADER_DEAD_LOAD), 2);
+    ck_assert_int_eq(tl_meta(e, QUEUE_META_LOADER_BATCHES), 1);
+    ck_assert_int_eq(queue_stats(e->q, &qs), 0);
+    ck_assert_uint_eq(qs.loaded, 8); /* loaded and repeats */
+    ck_assert_uint_eq(qs.dead_lettered, 2);
+}
+
+/*
+ * Killed between the COMMIT of a batch with dead letters, a repeat and a conflict, and its
+ * queue delete: recovery must count what the batch did (loader_batches records it), not
+ * call every event of it loaded.
+ */
+START_TEST(test_recovery_counts_what_the_batch_did)
+{
+    struct ldr_run_stats st;
+    struct tl_env e;
+    pid_t pid;
+    int status = 0;
+
+    tl_setup(&e, "recount");
+    start_and_close(&e);
+    outcome_batch(&e);
+    queue_close(e.q);
+    e.q = NULL;
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        atomic_int commits = 2; /* crash_hook kills at the third: this batch's */
+        struct ldr_fault_ops ops = {.hook = crash_hook, .arg = &commits};
+        struct ldr_options o = tl_options(&e, 1, 1000);
+        struct queue *q = NULL;
+        struct ldr *l = NULL;
+
+        o.fault = &ops;
+        if (queue_open(&q, e.queue_path, TL_MAP_BYTES, false) != 0 || ldr_create(&l, q, &o) != 0 ||
+            ldr_start(l) != 0) {
+            _exit(3);
+        }
+        ldr_run(l, NULL);
+        _exit(4);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ck_assert_int_eq(queue_open(&e.q, e.queue_path, TL_MAP_BYTES, false), 0);
+    ck_assert_uint_eq(tl_queued(&e), 10);
+    load_all(&e, 1, 1000, NULL, &st);
+    ck_assert_uint_eq(st.events, 0);
+    check_outcome_figures(&e);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* The same batch whose COMMIT answer was lost: the retry learns of the commit and its figures. */
+START_TEST(test_lost_commit_counts_what_the_batch_did)
+{
+    struct fault_plan plan = {.point = LDR_FAULT_COMMITTED, .fail_at = {1}};
+    struct ldr_fault_ops ops = {.hook = fault_hook, .arg = &plan};
+    struct ldr_run_stats st;
+    struct tl_env e;
+
+    tl_setup(&e, "lostcount");
+    start_and_close(&e);
+    outcome_batch(&e);
+    load_all(&e, 1, 1000, &ops, &st);
+    ck_assert_uint_eq(st.events, 10);
+    ck_assert_uint_eq(st.loaded, 7);
+    ck_assert_uint_eq(st.dead_letters, 2);
+    check_outcome_figures(&e);
+    tl_teardown(&e);
+}
+END_TEST
+
 START_TEST(test_lease_fences_earlier_loader)
 {
     /*
@@ -1131,6 +1277,8 @@ main(void)
     tcase_add_test(once, test_commit_answer_lost);
     tcase_add_test(once, test_crash_between_commit_and_delete);
     tcase_add_test(once, test_lease_fences_earlier_loader);
+    tcase_add_test(once, test_recovery_counts_what_the_batch_did);
+    tcase_add_test(once, test_lost_commit_counts_what_the_batch_did);
     tcase_add_test(runs, test_batches_bounded_by_bytes);
     tcase_add_test(runs, test_unreachable_gives_up_or_stops);
     tcase_add_test(runs, test_run_figures);

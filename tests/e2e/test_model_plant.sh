@@ -48,4 +48,8 @@ plant declared_key_unknown 1 "idempotency_key"
 plant empty_key_header 1 "exited by itself with status"
 plant ce_key_concat 3 "VIOLATION"
 plant dropped_field_not_null 104 "dead-lettered at load"
+# A body stored in two transactions: a 503 for the rest leaves its first event stored.
+plant body_split_append 3 "stored more often than sent"
+# The key index named "<type>_idem_key", created only if no relation has the name.
+plant key_index_name_clash 1 "exited by itself"
 t_done test_model_plant

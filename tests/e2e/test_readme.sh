@@ -150,7 +150,8 @@ run_block() {
         if [[ "$line" == '# {'* ]]; then
             flush
             answers[${#answers[@]} - 1]=${line#\# }
-        elif [[ "$line" == '#  '* && -n "${answers[${#answers[@]} - 1]:-}" ]]; then
+        elif [[ "$line" == '#  '* && ${#answers[@]} -gt 0 &&
+            -n "${answers[${#answers[@]} - 1]:-}" ]]; then
             answers[${#answers[@]} - 1]+=${line#\#  }
         elif [[ -z "$line" || "$line" == '#'* ]]; then
             flush
