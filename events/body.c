@@ -20,13 +20,6 @@
 /* Longest message of a malformed value; client bytes in it are escaped. */
 #define EV_SYNTAX_MAX 512
 
-/*
- * Deepest nesting handed to jansson. jansson recurses once per level (its own limit is
- * 2048) and civetweb's worker threads have small stacks (Debian's build: ~900 levels
- * overflow one), so 100,000 '[' crashed the server with SIGSEGV.
- */
-#define EV_MAX_DEPTH 128
-
 /* State of one ev_parse_body call. */
 struct parser {
     const char *body;
@@ -303,9 +296,8 @@ syntax_message(const json_error_t *je, char *dst, size_t cap)
     }
 }
 
-/* Offset where the value at p nests deeper than EV_MAX_DEPTH, or len if it does not. */
-static size_t
-too_deep_at(const char *s, size_t len, size_t p)
+size_t
+ev_too_deep_at(const char *s, size_t len, size_t p)
 {
     size_t depth = 0;
 
@@ -356,7 +348,7 @@ load_at(struct parser *ps, size_t p, size_t *end, size_t *at, char *msg, int *rc
         *end += p;
         return v;
     }
-    *at = too_deep_at(ps->body, ps->nul, p);
+    *at = ev_too_deep_at(ps->body, ps->nul, p);
     if (*at < ps->nul) {
         snprintf(msg, EV_SYNTAX_MAX, "invalid JSON: nested deeper than %d levels", EV_MAX_DEPTH);
         return NULL;

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ struct fast {
 };
 
 static json_t *fast_value(struct fast *f, int depth);
+static size_t skip_ws_at(const char *s, size_t n, size_t p);
 
 static void
 fast_ws(struct fast *f)
@@ -498,14 +500,25 @@ ev_json_load(const char *s, size_t n, json_error_t *err)
 
     v = ev_json_fast(s, n, &end);
     /* Without JSON_DECODE_ANY jansson takes only an object or an array, then the end. */
-    if (v != NULL && (json_is_object(v) || json_is_array(v))) {
-        for (p = end; p < n && (s[p] == ' ' || s[p] == '\t' || s[p] == '\n' || s[p] == '\r'); p++) {
-        }
-        if (p == n) {
-            return v;
-        }
+    if (v != NULL && (json_is_object(v) || json_is_array(v)) && skip_ws_at(s, n, end) == n) {
+        return v;
     }
     json_decref(v);
+    /* jansson would recurse once a level: refuse what could overflow a thread's stack. */
+    p = skip_ws_at(s, n, 0);
+    end = ev_too_deep_at(s, n, p);
+    if (end < n) {
+        memset(err, 0, sizeof(*err));
+        err->line = 1;
+        err->column = 1;
+        for (size_t i = 0; i < end; i++) {
+            err->line += s[i] == '\n';
+            err->column = s[i] == '\n' ? 1 : err->column + 1;
+        }
+        err->position = (int)end;
+        snprintf(err->text, sizeof(err->text), "nested deeper than %d levels", EV_MAX_DEPTH);
+        return NULL;
+    }
     return json_loadb(s, n, JSON_REJECT_DUPLICATES, err);
 }
 

@@ -138,6 +138,11 @@ eq "a body that is not an object → 400" \
 r=$(post /v1/batch '{"batch": [' -u wk-web:)
 eq "a body that is not JSON → 400" \
     "400 {\"status_code\":400,\"status_message\":\"body: not JSON: line 1 column 11: ']' expected near end of file\"}" "$r"
+deep=$(head -c 16000 /dev/zero | tr '\0' '[')
+r=$(post /v1/alias "$deep" -u wk-web:)
+eq "a body nested 16,000 deep → 400 (jansson's recursion would overflow the thread's stack)" \
+    '400 {"status_code":400,"status_message":"body: not JSON: line 1 column 129: nested deeper than 128 levels"}' "$r"
+ok "the server still answers" http_answers "$URL/healthz"
 msg="{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$(head -c 30000 /dev/zero | tr '\0' 'p')\"}}"
 printf '{"batch": [%s' "$msg" >"$TMP/big.json"
 for _ in $(seq 17); do printf ',%s' "$msg" >>"$TMP/big.json"; done

@@ -1847,6 +1847,28 @@ START_TEST(test_json_load)
 }
 END_TEST
 
+/* Nesting jansson would recurse into past a thread's stack is refused, where and why said. */
+START_TEST(test_json_load_deep)
+{
+    char text[2 * 129 + 2];
+    json_error_t je;
+    json_t *v;
+
+    memset(text, '[', 128);
+    memset(text + 128, ']', 128);
+    v = ev_json_load(text, 256, &je);
+    ck_assert_ptr_nonnull(v);
+    json_decref(v);
+    text[0] = '\n';
+    memset(text + 1, '[', 129);
+    memset(text + 130, ']', 129);
+    ck_assert_ptr_null(ev_json_load(text, 259, &je));
+    ck_assert_str_eq(je.text, "nested deeper than 128 levels");
+    ck_assert_int_eq(je.line, 2);
+    ck_assert_int_eq(je.column, 129);
+}
+END_TEST
+
 /* The members of an object, the elements of an array, as written; a member's value entered. */
 START_TEST(test_json_cursor)
 {
@@ -2378,6 +2400,7 @@ events_suite(void)
     tcase_add_loop_test(tc, test_fast_json, 0, N_ELEMS(fast_cases));
     tcase_add_loop_test(tc, test_json_load, 0, N_ELEMS(load_cases));
     tcase_add_loop_test(tc, test_json_load_lazy, 0, N_ELEMS(lazy_cases));
+    tcase_add_test(tc, test_json_load_deep);
     tcase_add_test(tc, test_json_cursor);
     tcase_add_test(tc, test_json_minify);
     tcase_add_test(tc, test_batch_add_value);
