@@ -5,6 +5,7 @@
  * a batch). Pure: no I/O.
  */
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +40,25 @@ ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]
     return 0;
 }
 
+/* SHA-256 fetched once: EVP_sha256() makes every EVP_Digest fetch it again, which costs
+ * as much as hashing a small event. Never freed: the process holds it to the end. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void
 ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
 {
     unsigned int n = EV_DIGEST_LEN;
+    const EVP_MD *md;
+
+    pthread_once(&sha256_once, sha256_fetch);
+    md = sha256_md != NULL ? sha256_md : EVP_sha256();
 
     while (len > 0 && strchr(" \t\r\n", s[0]) != NULL && s[0] != '\0') {
         s++;
@@ -53,7 +69,7 @@ ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
     }
     /* EVP_Digest with SHA-256 cannot fail short of memory exhaustion; then the digest is
      * all zeroes, which only makes a repeat a conflict (409), never a silent duplicate. */
-    if (EVP_Digest(s, len, out, &n, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(s, len, out, &n, md, NULL) != 1) {
         memset(out, 0, EV_DIGEST_LEN);
     }
 }
