@@ -93,6 +93,61 @@ crash_hash(char out[DP_TYPE_NAME_MAX + 1])
     dp_pg_derived_name(out, "", "crash_report");
 }
 
+/* Append json of crash_report rejected at ingest (stage ingest) with key and error. */
+static void
+append_rejected(struct tl_env *e, const char *json, const char *key, const char *error,
+                int64_t received_us)
+{
+    struct queue_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev_uuid7(ev.uuid);
+    ev.received_us = received_us;
+    ev.type = "crash_report";
+    ev.type_len = strlen(ev.type);
+    ev.json = json;
+    ev.json_len = strlen(json);
+    ev.flags = QUEUE_F_REJECTED;
+    ev.error = error;
+    ev.error_len = strlen(error);
+    ev.key = key;
+    ev.key_len = strlen(key);
+    ev_digest(json, ev.json_len, ev.digest);
+    ck_assert_int_eq(queue_append(e->q, &ev, 1), 0);
+}
+
+/* Open a second appliance's queue (a queue.id of its own) on e's schema. */
+static void
+second_queue(struct tl_env *e)
+{
+    char *path = NULL;
+
+    queue_close(e->q);
+    ck_assert(asprintf(&path, "%s/queue2", e->dir) > 0);
+    ck_assert_int_eq(queue_open(&e->q, path, TL_MAP_BYTES, false), 0);
+    strcat(e->queue_id, "_b");
+    free(path);
+}
+
+/* datapipe-loader --replay-dead-letters with e's configuration; its exit status. */
+static int
+replay(struct tl_env *e)
+{
+    struct dp_config_sources src = {NULL, NULL, NULL};
+    struct dp_cli cli = {.replay_dead_letters = true};
+    struct dp_config *cfg = NULL;
+    char *errors = NULL;
+    char *path = tl_config_file(e, 1, 100);
+    int rc;
+
+    src.cli_path = path;
+    ck_assert_msg(dp_config_load(&src, &cfg, &errors) == 0, "%s", errors);
+    rc = ldr_replay_main(&cli, cfg);
+    dp_config_destroy(cfg);
+    free(path);
+    return rc;
+}
+
 static const char crash_json[] = "{\"user_id\": 7, \"timestamp\": 1700000000, \"message\": \"m\"}";
 
 /*
@@ -389,6 +444,62 @@ START_TEST(test_load_during_drop_loses_nothing)
 }
 END_TEST
 
+/*
+ * A replay goes through the key table of a partitioned table as loading does
+ * (docs/operations.md, "Replay dead letters"): dead letters whose key the table holds (filed at
+ * ingest and at load) stay in dead_letter, one whose key it lacks moves and takes its key, so
+ * the same event loaded later is a repeat.
+ */
+START_TEST(test_replay_keeps_keys_unique)
+{
+    static const char other[] = "{\"user_id\": 8, \"timestamp\": 1700000000, \"message\": \"x\"}";
+    static const char third[] = "{\"user_id\": 9, \"timestamp\": 1700000000, \"message\": \"y\"}";
+    struct dp_retention_rule rule = {"crash_report", 30};
+    struct dp_retention r = {&rule, 1};
+    struct ldr_run_stats st;
+    int64_t now = tl_now_us();
+    struct tl_env e;
+    struct ldr *l;
+
+    tl_setup(&e, "replay");
+    append_keyed(&e, crash_json, "c1", now);
+    append_rejected(&e, other, "c1", "conflict at ingest", now);
+    append_rejected(&e, crash_json, "r1", "refused at ingest", now);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    second_queue(&e);
+    append_keyed(&e, third, "c1", now);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 3);
+
+    ck_assert_int_eq(replay(&e), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'c1'"),
+                     1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'r1'"),
+                     1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE idempotency_key = 'c1' "
+                                "AND replays = 1 AND error LIKE 'idempotency_key: \"c1\" was "
+                                "already loaded for event %% with different content (this "
+                                "event: %%)'"),
+                     2);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 2);
+
+    /* The replayed event, sent again: its key is held, so it is a repeat. */
+    append_keyed(&e, crash_json, "r1", now);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'r1'"),
+                     1);
+    ck_assert_int_eq(tl_meta(&e, "loader.duplicates.crash_report"), 1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 2);
+    tl_teardown(&e);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -403,6 +514,7 @@ main(void)
     tcase_add_test(tc, test_unpartitioned_table_left_alone);
     tcase_add_test(tc, test_declared_type_partitioned);
     tcase_add_test(tc, test_load_during_drop_loses_nothing);
+    tcase_add_test(tc, test_replay_keeps_keys_unique);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
