@@ -225,6 +225,14 @@ void ldr_part_key_table(const struct ev_type *t, char out[LDR_PART_NAME_BUF]);
 int ldr_part_create(struct ldr_pg *pg, const struct ev_type *t);
 
 /*
+ * ldr_part_convert_sql - the SQL an operator runs to convert t's existing unpartitioned table
+ * into a partitioned one whose first partition is the old table, up to the end of now_us's UTC
+ * day (bounds written with their zone, so any session TimeZone reads them alike), into out
+ * (len bytes). Returns its length, or 0 when it does not fit.
+ */
+int ldr_part_convert_sql(const struct ev_type *t, int64_t now_us, char *out, size_t len);
+
+/*
  * ldr_part_ensure - read which append tables are partitioned (ldr_pg_parted); give each keyed
  * one its key table (created and filled from the table's rows when missing); log once the SQL
  * that would convert a table a rule names that exists unpartitioned. Inside

@@ -21,7 +21,7 @@
 
 #define PART_DAY_S 86400
 #define PART_AHEAD_DAYS 1 /* days created past today's */
-#define PART_SQL_MAX 1024
+#define PART_SQL_MAX 2048
 
 /* Types whose "convert it yourself" warning was logged: once per process each. */
 static atomic_bool unconverted_logged[EV_REGISTRY_MAX];
@@ -147,35 +147,46 @@ ldr_part_create(struct ldr_pg *pg, const struct ev_type *t)
     return rc;
 }
 
+int
+ldr_part_convert_sql(const struct ev_type *t, int64_t now_us, char *out, size_t len)
+{
+    char pk[DP_TYPE_NAME_MAX + 1];
+    char day[32];
+    time_t end = (time_t)(now_us / 1000000 / PART_DAY_S + 1) * PART_DAY_S;
+    struct tm tm;
+    int n;
+
+    /* The bound with its zone: a session whose TimeZone is not UTC would otherwise end the old
+     * table at its own midnight, overlapping (or missing) the day partitions made after it. */
+    gmtime_r(&end, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d 00:00:00+00", &tm);
+    dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, t->name);
+    /* The old table becomes the first partition: its own primary key (id) goes first, as
+     * the parent's (id, received_at) takes the derived name and builds its match on attach. */
+    n = snprintf(out, len,
+                 "BEGIN; ALTER TABLE %1$s RENAME TO %1$s_unpartitioned; "
+                 "DO $$ BEGIN EXECUTE (SELECT format('ALTER TABLE %%I DROP CONSTRAINT %%I', "
+                 "'%1$s_unpartitioned', conname) FROM pg_constraint WHERE conrelid = "
+                 "'%1$s_unpartitioned'::regclass AND contype = 'p'); END $$; "
+                 "CREATE TABLE %1$s (LIKE %1$s_unpartitioned INCLUDING DEFAULTS) "
+                 "PARTITION BY RANGE (received_at); "
+                 "ALTER TABLE %1$s ADD CONSTRAINT \"%2$s\" PRIMARY KEY (id, received_at); "
+                 "ALTER TABLE %1$s ATTACH PARTITION %1$s_unpartitioned "
+                 "FOR VALUES FROM (MINVALUE) TO ('%3$s'); COMMIT;",
+                 t->table, pk, day);
+    return n > 0 && (size_t)n < len ? n : 0;
+}
+
 /* A table a rule names that is not partitioned: the SQL that converts it, logged once. */
 static void
 part_unconverted(const struct ev_type *t, size_t slot, const struct dp_retention_rule *rule)
 {
-    char pk[DP_TYPE_NAME_MAX + 1];
-    char day[16];
     char sql[PART_SQL_MAX];
-    time_t now = time(NULL) + PART_DAY_S;
-    struct tm tm;
 
     if (atomic_exchange(&unconverted_logged[slot], true)) {
         return;
     }
-    gmtime_r(&now, &tm);
-    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-    dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, t->name);
-    /* The old table becomes the first partition: its own primary key (id) goes first, as
-     * the parent's (id, received_at) takes the derived name and builds its match on attach. */
-    snprintf(sql, sizeof(sql),
-             "BEGIN; ALTER TABLE %1$s RENAME TO %1$s_unpartitioned; "
-             "DO $$ BEGIN EXECUTE (SELECT format('ALTER TABLE %%I DROP CONSTRAINT %%I', "
-             "'%1$s_unpartitioned', conname) FROM pg_constraint WHERE conrelid = "
-             "'%1$s_unpartitioned'::regclass AND contype = 'p'); END $$; "
-             "CREATE TABLE %1$s (LIKE %1$s_unpartitioned INCLUDING DEFAULTS) "
-             "PARTITION BY RANGE (received_at); "
-             "ALTER TABLE %1$s ADD CONSTRAINT \"%2$s\" PRIMARY KEY (id, received_at); "
-             "ALTER TABLE %1$s ATTACH PARTITION %1$s_unpartitioned "
-             "FOR VALUES FROM (MINVALUE) TO ('%3$s'); COMMIT;",
-             t->table, pk, day);
+    ldr_part_convert_sql(t, dp_now_us(), sql, sizeof(sql));
     dp_warn("retention: the table exists unpartitioned and is left as it is, nothing is "
             "dropped; to partition it, stop the loaders and run this SQL in its schema, then "
             "drop <table>_unpartitioned yourself once its rows are past keep_days",

@@ -500,6 +500,106 @@ START_TEST(test_replay_keeps_keys_unique)
 }
 END_TEST
 
+/* "YYYY-MM-DD 00:00:00+00" of the UTC day days after now_us's. */
+static void
+utc_day(int64_t now_us, int days, char out[32])
+{
+    time_t s = (time_t)(now_us / 1000000) + (time_t)days * 86400;
+    struct tm tm;
+
+    gmtime_r(&s, &tm);
+    strftime(out, 32, "%Y-%m-%d 00:00:00+00", &tm);
+}
+
+/*
+ * The SQL the loader logs to convert an unpartitioned table names its bound with its zone: run
+ * in a session whose TimeZone is not UTC it still ends the old table at midnight UTC, so the
+ * day partitions the loader creates after it do not overlap it.
+ */
+START_TEST(test_conversion_sql_bound_in_utc)
+{
+    struct dp_retention_rule rule = {"crash_report", 3};
+    struct dp_retention r = {&rule, 1};
+    struct ldr_run_stats st;
+    char sql[2048];
+    char want[96];
+    char day[32];
+    int64_t now = tl_now_us();
+    struct tl_env e;
+    struct ldr *l;
+    char *got;
+
+    tl_setup(&e, "convert");
+    append_keyed(&e, crash_json, "before", now);
+    l = open_loader(&e, NULL, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_gt(ldr_part_convert_sql(ev_lookup("crash_report", 12), now, sql, sizeof(sql)), 0);
+    tl_exec(&e, "SET TimeZone TO 'Pacific/Kiritimati'; %s SET TimeZone TO 'UTC'", sql);
+    utc_day(now, 1, day);
+    snprintf(want, sizeof(want), "FOR VALUES FROM (MINVALUE) TO ('%s')", day);
+    got = tl_str(&e,
+                 "SELECT pg_get_expr(relpartbound, oid) FROM pg_class "
+                 "WHERE relname = 'crash_report_unpartitioned' "
+                 "AND relnamespace = '%s'::regnamespace",
+                 e.schema);
+    ck_assert_str_eq(got, want);
+    free(got);
+
+    /* The loader then makes the days after it, and a row of the day after loads there. */
+    append_keyed(&e, crash_json, "after", now + DAY_US);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'after' "
+                                "AND tableoid::regclass::text LIKE 'dp_p%%'"),
+                     1);
+    tl_teardown(&e);
+}
+END_TEST
+
+/*
+ * The loader's own sessions under a role whose default TimeZone is not UTC: the partitions it
+ * creates still start and end at midnight UTC.
+ */
+START_TEST(test_partitions_under_role_timezone)
+{
+    struct dp_retention_rule rule = {"crash_report", 3};
+    struct dp_retention r = {&rule, 1};
+    struct ldr_run_stats st;
+    char from[32];
+    char to[32];
+    int64_t now = tl_now_us();
+    struct tl_env e;
+    struct ldr *l;
+    long long bounded;
+    long long dead;
+    int rc;
+
+    tl_setup(&e, "rolezone");
+    append_keyed(&e, crash_json, "k", now);
+    tl_exec(&e, "ALTER ROLE CURRENT_USER SET TimeZone TO 'Pacific/Kiritimati'");
+    l = open_loader(&e, &r, 1, 100);
+    rc = ldr_run(l, &st);
+    ldr_destroy(l);
+    /* Reset before any assertion: the role is every other suite's too. */
+    tl_exec(&e, "ALTER ROLE CURRENT_USER RESET TimeZone; SET TimeZone TO 'UTC'");
+    ck_assert_int_eq(rc, 0);
+    utc_day(now, 0, from);
+    utc_day(now, 1, to);
+    bounded = tl_int(&e,
+                     "SELECT count(*) FROM crash_report c JOIN pg_class p ON p.oid = c.tableoid "
+                     "WHERE c.idempotency_key = 'k' AND pg_get_expr(p.relpartbound, p.oid) = "
+                     "'FOR VALUES FROM (''%s'') TO (''%s'')'",
+                     from, to);
+    dead = tl_int(&e, "SELECT count(*) FROM dead_letter");
+    ck_assert_int_eq(bounded, 1);
+    ck_assert_int_eq(dead, 0);
+    tl_teardown(&e);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -515,6 +615,8 @@ main(void)
     tcase_add_test(tc, test_declared_type_partitioned);
     tcase_add_test(tc, test_load_during_drop_loses_nothing);
     tcase_add_test(tc, test_replay_keeps_keys_unique);
+    tcase_add_test(tc, test_conversion_sql_bound_in_utc);
+    tcase_add_test(tc, test_partitions_under_role_timezone);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
