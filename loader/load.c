@@ -18,6 +18,7 @@
     "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id, source)"
 #define LDR_STAGE_SUFFIX "_stage"
 #define LDR_KEYED_NAME_BUF 96 /* pg_temp."<derived name>", bytes with NUL */
+#define LDR_BATCH_DAYS_MAX 16 /* days of a group asked for at once (batch_part_days) */
 
 /* The code point of the valid UTF-8 character s of len bytes. */
 static uint32_t
@@ -584,6 +585,47 @@ batch_record_outcome(struct ldr_batch *b, struct ldr_pg *pg)
     return rc;
 }
 
+/*
+ * Before the batch's transaction: the partitions of the days its rows hold, for each type
+ * whose table is partitioned (ldr_part_days). In a transaction of their own, as creating a
+ * partition locks its parent: inside the batch's, that lock would block every reader of the
+ * table until the batch commits.
+ */
+static int
+batch_part_days(struct ldr_batch *b, struct ldr_pg *pg)
+{
+    int64_t days[LDR_BATCH_DAYS_MAX];
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < b->n_groups; i++) {
+        const struct ldr_group *g = &b->groups[i];
+        size_t n = 0;
+
+        if (g->n == 0 || !ldr_pg_parted(pg, g->type)) {
+            continue;
+        }
+        for (size_t r = 0; rc == 0 && r < g->n; r++) {
+            int64_t day = b->held[g->held[r]].received_us / 1000000 / 86400;
+            size_t j = 0;
+
+            while (j < n && days[j] != day) {
+                j++;
+            }
+            if (j == n && n == LDR_BATCH_DAYS_MAX) {
+                rc = ldr_part_days(pg, g->type, days, n, dp_now_us());
+                n = 0;
+            }
+            if (j == n) {
+                days[n++] = day;
+            }
+        }
+        if (rc == 0) {
+            rc = ldr_part_days(pg, g->type, days, n, dp_now_us());
+        }
+    }
+    return rc;
+}
+
 int
 ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                struct ldr_load_result *res)
@@ -595,6 +637,10 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
     res->committed_last = 0;
     b->dead.len = b->dead_encoded;
     b->dead_load = 0;
+    rc = batch_part_days(b, pg);
+    if (rc != 0) {
+        return rc;
+    }
     rc = ldr_pg_batch_begin(pg, b->queue_id, b->first, b->last, b->events, &res->committed_last,
                             &outcome);
     if (rc == 0 && res->committed_last != 0) {
