@@ -417,8 +417,14 @@ part_drop(struct ldr_pg *pg, const struct ev_type *t, const struct dp_retention_
         for (int k = 0; rc == 0 && k < PART_DROP_PER_TXN && i < c->n && c->v[i].day < first_kept;
              k++, i++) {
             char sql[PART_SQL_MAX];
+            char kind[4];
             uint64_t rows = 0;
 
+            /* Read outside this transaction: another appliance's pass may have dropped it. */
+            rc = part_relkind(pg, c->v[i].name, kind);
+            if (rc != 0 || kind[0] == '\0') {
+                continue;
+            }
             snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\"", c->v[i].name);
             rc = ldr_pg_rows(pg, sql, 0, NULL, count_row, &rows);
             if (rc == 0) {
