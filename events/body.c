@@ -20,13 +20,6 @@
 /* Longest message of a malformed value; client bytes in it are escaped. */
 #define EV_SYNTAX_MAX 512
 
-/*
- * Deepest nesting handed to jansson. jansson recurses once per level (its own limit is
- * 2048) and civetweb's worker threads have small stacks (Debian's build: ~900 levels
- * overflow one), so 100,000 '[' crashed the server with SIGSEGV.
- */
-#define EV_MAX_DEPTH 128
-
 /* State of one ev_parse_body call. */
 struct parser {
     const char *body;
@@ -188,9 +181,9 @@ dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type *
     return t->validate(t, v, err);
 }
 
-/* Validate one parsed value (consumed) and add it as an item. */
+/* Validate one parsed value (borrowed), the body's bytes start..end, and add it as an item. */
 static int
-push_value(struct parser *ps, json_t *v, size_t start, size_t end)
+push_checked(struct parser *ps, const json_t *v, size_t start, size_t end)
 {
     const struct ev_type *t = NULL;
     const json_t *key = NULL;
@@ -201,9 +194,17 @@ push_value(struct parser *ps, json_t *v, size_t start, size_t end)
     if (rc == 0 && t->jsonb_numbers) {
         rc = ev_check_jsonb_numbers(ps->body + start, end - start, err);
     }
-    rc = batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
-                    key != NULL ? json_string_value(key) : NULL,
-                    key != NULL ? json_string_length(key) : 0);
+    return batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
+                      key != NULL ? json_string_value(key) : NULL,
+                      key != NULL ? json_string_length(key) : 0);
+}
+
+/* push_checked, then v (consumed) is released. */
+static int
+push_value(struct parser *ps, json_t *v, size_t start, size_t end)
+{
+    int rc = push_checked(ps, v, start, end);
+
     json_decref(v);
     return rc;
 }
@@ -295,9 +296,8 @@ syntax_message(const json_error_t *je, char *dst, size_t cap)
     }
 }
 
-/* Offset where the value at p nests deeper than EV_MAX_DEPTH, or len if it does not. */
-static size_t
-too_deep_at(const char *s, size_t len, size_t p)
+size_t
+ev_too_deep_at(const char *s, size_t len, size_t p)
 {
     size_t depth = 0;
 
@@ -348,7 +348,7 @@ load_at(struct parser *ps, size_t p, size_t *end, size_t *at, char *msg, int *rc
         *end += p;
         return v;
     }
-    *at = too_deep_at(ps->body, ps->nul, p);
+    *at = ev_too_deep_at(ps->body, ps->nul, p);
     if (*at < ps->nul) {
         snprintf(msg, EV_SYNTAX_MAX, "invalid JSON: nested deeper than %d levels", EV_MAX_DEPTH);
         return NULL;
@@ -560,6 +560,24 @@ ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_ty
         return batch_push(&ps, 0, len, t, msg, NULL, 0);
     }
     return push_value(&ps, v, p, end);
+}
+
+int
+ev_batch_add_value(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
+                   const json_t *v)
+{
+    struct parser ps = {
+        .body = raw,
+        .len = len,
+        .type = t,
+        .out = b,
+        .next_index = b->n,
+        .line = 1,
+        .line_start = 0,
+        .nul = len,
+    };
+
+    return push_checked(&ps, v, 0, len);
 }
 
 void

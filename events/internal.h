@@ -63,6 +63,19 @@ void ev_quote(char *dst, size_t cap, const char *s, size_t n);
 void ev_sanitize(char *dst, size_t cap, const char *s, size_t n);
 
 /*
+ * Deepest nesting handed to jansson. jansson recurses once per level (its own limit is
+ * 2048) and civetweb's worker threads have small stacks (Debian's build: ~900 levels
+ * overflow one), so 100,000 '[' crashed the server with SIGSEGV.
+ */
+#define EV_MAX_DEPTH 128
+
+/*
+ * ev_too_deep_at - the offset in s (len bytes) where the value at p nests deeper than
+ * EV_MAX_DEPTH, or len if it does not (or is no object or array).
+ */
+size_t ev_too_deep_at(const char *s, size_t len, size_t p);
+
+/*
  * ev_json_fast - parse the JSON value at the start of s (n bytes) into a
  * jansson value, fast, for the common case; *end gets the offset after it.
  * Returns NULL for anything it does not handle or that is not valid: the

@@ -4,6 +4,7 @@
  * Idempotency-Key header, a CloudEvent's source and id). Pure: no I/O.
  */
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +40,25 @@ ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]
     return 0;
 }
 
+/* SHA-256 fetched once: EVP_sha256() makes every EVP_Digest fetch it again, which costs
+ * as much as hashing a small event. Never freed: the process holds it to the end. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void
 ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
 {
     unsigned int n = EV_DIGEST_LEN;
+    const EVP_MD *md;
+
+    pthread_once(&sha256_once, sha256_fetch);
+    md = sha256_md != NULL ? sha256_md : EVP_sha256();
 
     while (len > 0 && strchr(" \t\r\n", s[0]) != NULL && s[0] != '\0') {
         s++;
@@ -53,13 +69,20 @@ ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
     }
     /* EVP_Digest with SHA-256 cannot fail short of memory exhaustion; then the digest is
      * all zeroes, which only makes a repeat a conflict (409), never a silent duplicate. */
-    if (EVP_Digest(s, len, out, &n, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(s, len, out, &n, md, NULL) != 1) {
         memset(out, 0, EV_DIGEST_LEN);
     }
 }
 
 int
 ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
+{
+    return ev_batch_set_key_digest(b, i, key, len, what, NULL);
+}
+
+int
+ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
+                        const uint8_t digest[EV_DIGEST_LEN])
 {
     struct ev_item *it = NULL;
     char err[EV_ERR_MAX];
@@ -100,6 +123,10 @@ ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, cons
     free(it->key);
     it->key = copy;
     it->key_len = len;
-    ev_digest(it->raw, it->raw_len, it->digest);
+    if (digest != NULL) {
+        memcpy(it->digest, digest, EV_DIGEST_LEN);
+    } else {
+        ev_digest(it->raw, it->raw_len, it->digest);
+    }
     return 0;
 }
