@@ -339,7 +339,8 @@ dp_settings_describe(FILE *f)
     }
     /* The rules of "retention" are keyed by type name, so not rows of the table above. */
     fprintf(f, "| `retention.TYPE.partition` | none | `day` | restart | loader | partition the "
-               "append table of event type TYPE (built-in or declared; not `product`) by day of "
+               "append table of event type TYPE (built-in or declared; not `product` or `users`) "
+               "by day of "
                "`received_at`. See [Retention](#retention) |\n");
     fprintf(f,
             "| `retention.TYPE.keep_days` | none | integer, 1 to %d | restart | loader | "

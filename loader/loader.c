@@ -659,13 +659,14 @@ ldr_part_dropped(void *arg, const struct ev_type *t, const struct ldr_part_dropp
 }
 
 /*
- * The retention pass before a run's batches: partitions exist for every day from the oldest
- * queued event's through tomorrow, so a row of this run never lacks one (a run loads only
- * what was queued when it began). A failure fails the run, which is retried: loading into a
- * missing partition would file good rows into dead_letter.
+ * The retention pass before a run's batches: expired partitions dropped, today's and
+ * tomorrow's created. Each batch creates the partitions of the days it holds itself
+ * (ldr_part_days), so a pass that failed (logged by table) fails nothing else: the run loads
+ * every type, and the next run's pass drops what this one could not. Only failing to connect
+ * fails the run, as it would fail its batches.
  */
 static int
-ldr_retention_run(struct ldr *l, const struct queue_stats *qs)
+ldr_retention_run(struct ldr *l)
 {
     struct ldr_worker *w = &l->workers[0];
     char err[LDR_ERR_MAX] = "";
@@ -676,8 +677,11 @@ ldr_retention_run(struct ldr *l, const struct queue_stats *qs)
     }
     rc = ldr_ensure(w, err, sizeof(err));
     if (rc == 0) {
-        rc = ldr_part_pass(w->pg, qs->events > 0 ? qs->oldest_received_us : 0, dp_now_us(),
-                           ldr_part_dropped, l);
+        rc = ldr_part_pass(w->pg, dp_now_us(), ldr_part_dropped, l);
+        if (rc == DP_ERR_RETRY) {
+            ldr_close(w); /* a broken connection is made again by the first batch */
+            rc = 0;
+        }
     }
     if (rc != 0) {
         ldr_run_fail(l, rc);
@@ -700,7 +704,7 @@ ldr_run(struct ldr *l, struct ldr_run_stats *st)
         rc = queue_stats(l->q, &qs);
     }
     if (rc == 0) {
-        rc = ldr_retention_run(l, &qs);
+        rc = ldr_retention_run(l);
     }
     if (rc == 0 && qs.events > 0) {
         pthread_mutex_lock(&l->mu);
