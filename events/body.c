@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "etc/err.h"
+#include "etc/plant.h"
 #include "events/internal.h"
 
 /*
@@ -181,9 +182,9 @@ dispatch(const json_t *v, const struct ev_type *url_type, const struct ev_type *
     return t->validate(t, v, err);
 }
 
-/* Validate one parsed value (consumed) and add it as an item. */
+/* Validate one parsed value (borrowed), the body's bytes start..end, and add it as an item. */
 static int
-push_value(struct parser *ps, json_t *v, size_t start, size_t end)
+push_checked(struct parser *ps, const json_t *v, size_t start, size_t end)
 {
     const struct ev_type *t = NULL;
     const json_t *key = NULL;
@@ -194,9 +195,17 @@ push_value(struct parser *ps, json_t *v, size_t start, size_t end)
     if (rc == 0 && t->jsonb_numbers) {
         rc = ev_check_jsonb_numbers(ps->body + start, end - start, err);
     }
-    rc = batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
-                    key != NULL ? json_string_value(key) : NULL,
-                    key != NULL ? json_string_length(key) : 0);
+    return batch_push(ps, start, end - start, t, rc == 0 ? NULL : err,
+                      key != NULL ? json_string_value(key) : NULL,
+                      key != NULL ? json_string_length(key) : 0);
+}
+
+/* push_checked, then v (consumed) is released. */
+static int
+push_value(struct parser *ps, json_t *v, size_t start, size_t end)
+{
+    int rc = push_checked(ps, v, start, end);
+
     json_decref(v);
     return rc;
 }
@@ -288,52 +297,6 @@ syntax_message(const json_error_t *je, char *dst, size_t cap)
     }
 }
 
-/* Offset where the value at p nests deeper than EV_MAX_DEPTH, or len if it does not. */
-static size_t
-too_deep_at(const char *s, size_t len, size_t p)
-{
-    size_t depth = 0;
-
-    if (p >= len || (s[p] != '[' && s[p] != '{')) {
-        return len;
-    }
-    for (; p < len; p++) {
-        if (s[p] == '"') {
-            for (p++; p < len && s[p] != '"'; p++) {
-                p += s[p] == '\\' ? 1 : 0;
-            }
-        } else if (s[p] == '[' || s[p] == '{') {
-            if (++depth > EV_MAX_DEPTH) {
-                return p;
-            }
-        } else if ((s[p] == ']' || s[p] == '}') && --depth == 0) {
-            return len;
-        }
-    }
-    return len;
-}
-
-size_t
-ev_json_too_deep(const char *s, size_t len)
-{
-    size_t depth = 0;
-
-    for (size_t p = 0; p < len; p++) {
-        if (s[p] == '"') {
-            for (p++; p < len && s[p] != '"'; p++) {
-                p += s[p] == '\\' ? 1 : 0;
-            }
-        } else if (s[p] == '[' || s[p] == '{') {
-            if (++depth > EV_MAX_DEPTH) {
-                return p;
-            }
-        } else if ((s[p] == ']' || s[p] == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return len;
-}
-
 /* Parse one value at p with jansson; on failure set *at and msg. */
 static json_t *
 load_at(struct parser *ps, size_t p, size_t *end, size_t *at, char *msg, int *rc)
@@ -362,7 +325,7 @@ load_at(struct parser *ps, size_t p, size_t *end, size_t *at, char *msg, int *rc
         *end += p;
         return v;
     }
-    *at = too_deep_at(ps->body, ps->nul, p);
+    *at = ev_too_deep_at(ps->body, ps->nul, p);
     if (*at < ps->nul) {
         snprintf(msg, EV_SYNTAX_MAX, "invalid JSON: nested deeper than %d levels", EV_MAX_DEPTH);
         return NULL;
@@ -576,6 +539,24 @@ ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct ev_ty
     return push_value(&ps, v, p, end);
 }
 
+int
+ev_batch_add_value(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
+                   const json_t *v)
+{
+    struct parser ps = {
+        .body = raw,
+        .len = len,
+        .type = t,
+        .out = b,
+        .next_index = b->n,
+        .line = 1,
+        .line_start = 0,
+        .nul = len,
+    };
+
+    return push_checked(&ps, v, 0, len);
+}
+
 void
 ev_batch_free(struct ev_batch *b)
 {
@@ -656,4 +637,61 @@ ev_encode(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *ou
 out:
     json_decref(obj);
     return rc;
+}
+
+int
+ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
+{
+    return ev_batch_set_key_digest(b, i, key, len, what, NULL);
+}
+
+int
+ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
+                        const uint8_t digest[EV_DIGEST_LEN])
+{
+    struct ev_item *it = NULL;
+    char err[EV_ERR_MAX];
+    char *copy = NULL;
+    int rc;
+
+    /* No item i (a body of no event): nothing to key. Planted (etc/plant.h): item i used. */
+    if (i >= b->n && !DP_PLANTED("empty_key_header")) {
+        return DP_ERR_INVALID;
+    }
+    it = &b->items[i];
+    rc = ev_key_check(key, len, what, err);
+    if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
+        rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
+    }
+    if (rc != 0) {
+        if (it->error != NULL) {
+            /* Already rejected: the event's own error stands. */
+            return DP_ERR_INVALID;
+        }
+        if (ev_batch_charge(b, strlen(err) + 1) != 0) {
+            return DP_ERR_BUSY;
+        }
+        it->error = strdup(err);
+        if (it->error == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        b->n_valid--;
+        return DP_ERR_INVALID;
+    }
+    if (ev_batch_charge(b, len + 1) != 0) {
+        return DP_ERR_BUSY;
+    }
+    copy = strndup(key, len);
+    if (copy == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    free(it->key);
+    it->key = copy;
+    it->key_len = len;
+    if (digest != NULL) {
+        memcpy(it->digest, digest, EV_DIGEST_LEN);
+    } else {
+        ev_digest(it->raw, it->raw_len, it->digest);
+    }
+    return 0;
 }

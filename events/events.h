@@ -96,7 +96,7 @@ struct ev_field {
 /*
  * One event type: a static const descriptor, defined in events/<name>.c with
  * designated initializers and listed once in registry.c; or a declared type
- * (docs/event-types.md), built at start by events/declared.c from its declaration.
+ * (docs/event-types.md), built at start by events/decl.c from its declaration.
  * SQL texts are unqualified: the loader and the server set search_path to
  * database.schema on every connection.
  */
@@ -196,7 +196,7 @@ enum ev_change {
 
 /*
  * ev_registry_update - make the registry hold every type of types (may be
- * NULL): a declared type not registered yet is built (events/declared.c) and
+ * NULL): a declared type not registered yet is built (events/decl.c) and
  * appended; one registered with the same declaration is kept; one declared
  * differently, or no longer declared, is kept as it runs and reported, since
  * only a restart may change it. Called at start and on SIGHUP, from one
@@ -290,20 +290,78 @@ struct ev_batch {
 int ev_parse_body(const char *body, size_t len, const struct ev_type *type, struct ev_batch *out);
 
 /*
- * Deepest nesting of client JSON handed to jansson. jansson recurses once per level (its own
- * limit is 2048) and civetweb's worker threads have small stacks (Debian's build: ~900 levels
- * overflow one), so 100,000 '[' in an event body, or 1,000 '{' in a Segment body, crashed
- * the server with SIGSEGV.
+ * ev_json_load - parse body text that must be one JSON object or array (n bytes, need not
+ * be NUL-terminated): takes and builds exactly what json_loadb(s, n, JSON_REJECT_DUPLICATES,
+ * err) does, several times faster in the common case; err is filled only on failure, with
+ * jansson's words. Returns the value (caller decrefs) or NULL.
  */
-#define EV_MAX_DEPTH 128
+json_t *ev_json_load(const char *s, size_t n, json_error_t *err);
+
+/* Bytes of JSON text: an offset and a length. */
+struct ev_json_span {
+    size_t off; /* bytes from the text's start */
+    size_t len; /* bytes */
+};
 
 /*
- * ev_json_too_deep - where the JSON text s (len bytes) first nests deeper than EV_MAX_DEPTH:
- * the offset of the bracket that opens level EV_MAX_DEPTH + 1 (brackets inside strings do not
- * count), or len when none does. A scan, not a parse: call it before json_loadb on bytes a
- * client sent; a malformed text is left for jansson to refuse.
+ * A cursor over the members of an object, or the elements of an array, of JSON text that
+ * is known to parse (ev_json_load took it), in text order: the order jansson keeps
+ * (json_object_iter, json_array_get). Views of the text only. Zero-initialise or open.
  */
-size_t ev_json_too_deep(const char *s, size_t len);
+struct ev_json_cursor {
+    const char *s;
+    size_t n;     /* bytes of s */
+    size_t p;     /* offset of the next byte to read */
+    bool object;  /* members (with keys), not elements */
+    size_t count; /* elements ev_json_cursor_parse has read */
+    size_t total; /* elements the array seems to hold (ev_json_load_lazy) */
+};
+
+/* ev_json_cursor_open - c at the first member of the object or array text s (n bytes);
+ * false when s is neither. */
+bool ev_json_cursor_open(struct ev_json_cursor *c, const char *s, size_t n);
+
+/*
+ * ev_json_cursor_next - the next member: key gets its quoted name as written (escapes and
+ * all; length 0 for an array's element), val its value's exact bytes. false at the end.
+ */
+bool ev_json_cursor_next(struct ev_json_cursor *c, struct ev_json_span *key,
+                         struct ev_json_span *val);
+
+/*
+ * ev_json_cursor_enter - move c, at an object's members, past the member named name (written
+ * without escapes) into its value, an object or an array, at its first member; when the
+ * cursor then ends, the member's value has. false when there is no such member or its value
+ * is neither.
+ */
+bool ev_json_cursor_enter(struct ev_json_cursor *c, const char *name);
+
+/*
+ * ev_json_load_lazy - ev_json_load for an object text s (n bytes) whose member name holds a
+ * large array: the object is parsed without that member, whose elements (c->total of them,
+ * as far as its brackets and commas tell) are left to ev_json_cursor_parse from *c (*found
+ * true), one at a time, so that no more than one of
+ * them is ever in memory as values. Returns the object (caller decrefs), or NULL when the
+ * fast reader does not take the text as it stands (then ev_json_load's answer counts). The
+ * array's text is not checked here: only when ev_json_cursor_parse has read it to its end
+ * is the whole text known to be what ev_json_load takes.
+ */
+json_t *ev_json_load_lazy(const char *s, size_t n, const char *name, struct ev_json_cursor *c,
+                          bool *found);
+
+/*
+ * ev_json_cursor_parse - the next element of the array at c, parsed (caller decrefs), its
+ * bytes in *span. NULL with *done true after the array's closing bracket (c->p then just
+ * past it); NULL with *done false where the text is not a well-formed array there or the
+ * fast reader gives up: the whole text is then for ev_json_load to judge.
+ */
+json_t *ev_json_cursor_parse(struct ev_json_cursor *c, struct ev_json_span *span, bool *done);
+
+/*
+ * ev_json_minify - copy the valid JSON text s (n bytes) into dst (room for n bytes) without
+ * the whitespace between tokens; strings are copied as written. Returns the bytes written.
+ */
+size_t ev_json_minify(char *dst, const char *s, size_t n);
 
 /* ev_batch_free - release the batch's memory (not the body). NULL-safe. */
 void ev_batch_free(struct ev_batch *b);
@@ -322,6 +380,15 @@ int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct e
                  const char *error);
 
 /*
+ * ev_batch_add_value - ev_batch_add for an event already parsed: v (borrowed, not changed)
+ * must be the value raw parses to, as when the caller built raw from v's own text. The
+ * dispatcher checks v as ev_batch_add would the parse of raw, so raw is never parsed again.
+ * Returns what ev_batch_add returns.
+ */
+int ev_batch_add_value(struct ev_batch *b, const char *raw, size_t len, const struct ev_type *t,
+                       const json_t *v);
+
+/*
  * ev_batch_set_key - give item i of b the idempotency key key (len bytes) from outside the
  * event (the Idempotency-Key header, a CloudEvent's source and id), and its digest.
  *   what: how the message names the key's origin ("Idempotency-Key").
@@ -331,6 +398,14 @@ int ev_batch_add(struct ev_batch *b, const char *raw, size_t len, const struct e
  * item i, and nothing changed), DP_ERR_BUSY (b->charge refused memory), DP_ERR_NOMEM.
  */
 int ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what);
+
+/*
+ * ev_batch_set_key_digest - ev_batch_set_key with the key's digest given (EV_DIGEST_LEN
+ * bytes) instead of computed from the item's bytes: for a key whose digest leaves out a
+ * part of the event that a retry changes (a Segment message's sentAt). Same returns.
+ */
+int ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len,
+                            const char *what, const uint8_t digest[EV_DIGEST_LEN]);
 
 /*
  * ev_key_check - whether key (len bytes) is a valid idempotency key: 1 to EV_KEY_MAX bytes

@@ -2,10 +2,12 @@
  * fastjson.c - a strict little JSON reader for the common case of body
  * parsing: it builds the same jansson values as jansson's own parser, several
  * times faster, and gives up (NULL) on anything invalid or unusual, so that
- * jansson decides and words the error. It must never accept more than jansson.
+ * jansson decides and words the error; and views of JSON text already parsed (members,
+ * elements, minified copies). It must never accept more than jansson.
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,7 @@ struct fast {
 };
 
 static json_t *fast_value(struct fast *f, int depth);
+static size_t skip_ws_at(const char *s, size_t n, size_t p);
 
 static void
 fast_ws(struct fast *f)
@@ -486,4 +489,348 @@ ev_json_fast(const char *s, size_t n, size_t *end)
     }
     *end = f.p;
     return v;
+}
+
+json_t *
+ev_json_load(const char *s, size_t n, json_error_t *err)
+{
+    json_t *v = NULL;
+    size_t end = 0;
+    size_t p;
+
+    v = ev_json_fast(s, n, &end);
+    /* Without JSON_DECODE_ANY jansson takes only an object or an array, then the end. */
+    if (v != NULL && (json_is_object(v) || json_is_array(v)) && skip_ws_at(s, n, end) == n) {
+        return v;
+    }
+    json_decref(v);
+    /* jansson would recurse once a level: refuse what could overflow a thread's stack. */
+    p = skip_ws_at(s, n, 0);
+    end = ev_too_deep_at(s, n, p);
+    if (end < n) {
+        memset(err, 0, sizeof(*err));
+        err->line = 1;
+        err->column = 1;
+        for (size_t i = 0; i < end; i++) {
+            err->line += s[i] == '\n';
+            err->column = s[i] == '\n' ? 1 : err->column + 1;
+        }
+        err->position = (int)end;
+        snprintf(err->text, sizeof(err->text), "nested deeper than %d levels", EV_MAX_DEPTH);
+        return NULL;
+    }
+    return json_loadb(s, n, JSON_REJECT_DUPLICATES, err);
+}
+
+/* The offset just past the string of valid JSON text whose opening quote is at p - 1. */
+static size_t
+skip_string(const char *s, size_t n, size_t p)
+{
+    while (p < n) {
+        const char *q = memchr(s + p, '"', n - p);
+        size_t at;
+        size_t escapes = 0;
+
+        if (q == NULL) {
+            return n;
+        }
+        at = (size_t)(q - s);
+        /* An odd run of backslashes before it escapes the quote. */
+        while (at - escapes > p && s[at - escapes - 1] == '\\') {
+            escapes++;
+        }
+        if (escapes % 2 == 0) {
+            return at + 1;
+        }
+        p = at + 1;
+    }
+    return n;
+}
+
+/* The offset just past the value of valid JSON text that starts at p. */
+static size_t
+skip_value(const char *s, size_t n, size_t p)
+{
+    int depth = 0;
+
+    if (p < n && s[p] == '"') {
+        return skip_string(s, n, p + 1);
+    }
+    if (p < n && s[p] != '{' && s[p] != '[') {
+        /* A number or a word: up to the next delimiter. */
+        while (p < n && s[p] != ',' && s[p] != '}' && s[p] != ']' && s[p] != ' ' && s[p] != '\t' &&
+               s[p] != '\n' && s[p] != '\r') {
+            p++;
+        }
+        return p;
+    }
+    for (; p < n; p++) {
+        char c = s[p];
+
+        if (c == '"') {
+            p = skip_string(s, n, p + 1) - 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+            return p + 1;
+        }
+    }
+    return p;
+}
+
+static size_t
+skip_ws_at(const char *s, size_t n, size_t p)
+{
+    while (p < n && (s[p] == ' ' || s[p] == '\t' || s[p] == '\n' || s[p] == '\r')) {
+        p++;
+    }
+    return p;
+}
+
+bool
+ev_json_cursor_open(struct ev_json_cursor *c, const char *s, size_t n)
+{
+    size_t p = skip_ws_at(s, n, 0);
+
+    c->s = s;
+    c->n = n;
+    c->p = p + 1;
+    c->object = p < n && s[p] == '{';
+    c->count = 0;
+    return p < n && (s[p] == '{' || s[p] == '[');
+}
+
+bool
+ev_json_cursor_next(struct ev_json_cursor *c, struct ev_json_span *key, struct ev_json_span *val)
+{
+    size_t p = skip_ws_at(c->s, c->n, c->p);
+
+    if (p < c->n && c->s[p] == ',') {
+        p = skip_ws_at(c->s, c->n, p + 1);
+    }
+    if (p >= c->n || c->s[p] == '}' || c->s[p] == ']') {
+        c->p = p;
+        return false;
+    }
+    key->off = p;
+    key->len = 0;
+    if (c->object) {
+        key->len = skip_value(c->s, c->n, p) - p;
+        p = skip_ws_at(c->s, c->n, p + key->len);
+        p = skip_ws_at(c->s, c->n, p + 1); /* the ':' */
+    }
+    val->off = p;
+    val->len = skip_value(c->s, c->n, p) - p;
+    c->p = p + val->len;
+    return val->len > 0;
+}
+
+bool
+ev_json_cursor_enter(struct ev_json_cursor *c, const char *name)
+{
+    struct ev_json_span k;
+    size_t len = strlen(name);
+    size_t p;
+
+    while (c->object) {
+        p = skip_ws_at(c->s, c->n, c->p);
+        if (p < c->n && c->s[p] == ',') {
+            p = skip_ws_at(c->s, c->n, p + 1);
+        }
+        if (p >= c->n || c->s[p] != '"') {
+            return false;
+        }
+        k.off = p;
+        k.len = skip_string(c->s, c->n, p + 1) - p;
+        p = skip_ws_at(c->s, c->n, p + k.len);
+        p = skip_ws_at(c->s, c->n, p + 1); /* the ':' */
+        if (k.len == len + 2 && memcmp(c->s + k.off + 1, name, len) == 0) {
+            if (p >= c->n || (c->s[p] != '{' && c->s[p] != '[')) {
+                return false;
+            }
+            c->object = c->s[p] == '{';
+            c->p = p + 1;
+            return true;
+        }
+        c->p = skip_value(c->s, c->n, p);
+    }
+    return false;
+}
+
+size_t
+ev_json_minify(char *dst, const char *s, size_t n)
+{
+    size_t w = 0;
+    size_t p = 0;
+
+    while (p < n) {
+        char c = s[p];
+
+        if (c == '"') {
+            size_t end = skip_string(s, n, p + 1);
+
+            memcpy(dst + w, s + p, end - p);
+            w += end - p;
+            p = end;
+            continue;
+        }
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            dst[w++] = c;
+        }
+        p++;
+    }
+    return w;
+}
+
+/* The offset just past the array of valid JSON text at p ('['); *count gets its elements. */
+static size_t
+skip_array(const char *s, size_t n, size_t p, size_t *count)
+{
+    int depth = 0;
+
+    *count = 0;
+    if (skip_ws_at(s, n, p + 1) < n && s[skip_ws_at(s, n, p + 1)] != ']') {
+        *count = 1;
+    }
+    for (; p < n; p++) {
+        char c = s[p];
+
+        if (c == '"') {
+            p = skip_string(s, n, p + 1) - 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+            return p + 1;
+        } else if (c == ',' && depth == 1) {
+            (*count)++;
+        }
+    }
+    return p;
+}
+
+json_t *
+ev_json_load_lazy(const char *s, size_t n, const char *name, struct ev_json_cursor *c, bool *found)
+{
+    json_t *obj = json_object();
+    json_t *key = NULL;
+    json_t *v = NULL;
+    size_t end;
+    size_t p = skip_ws_at(s, n, 0);
+    bool ok = false;
+
+    *found = false;
+    if (obj == NULL || p >= n || s[p] != '{') {
+        goto out;
+    }
+    p = skip_ws_at(s, n, p + 1);
+    if (p < n && s[p] == '}') {
+        ok = skip_ws_at(s, n, p + 1) == n;
+        goto out;
+    }
+    for (;;) {
+        if (p >= n || s[p] != '"' || (key = ev_json_fast(s + p, n - p, &end)) == NULL) {
+            goto out;
+        }
+        p = skip_ws_at(s, n, p + end);
+        if (p >= n || s[p] != ':') {
+            goto out;
+        }
+        p = skip_ws_at(s, n, p + 1);
+        /* A duplicate name is jansson's to word (JSON_REJECT_DUPLICATES). */
+        if (json_object_getn(obj, json_string_value(key), json_string_length(key)) != NULL ||
+            (*found && strcmp(json_string_value(key), name) == 0)) {
+            goto out;
+        }
+        if (strcmp(json_string_value(key), name) == 0 && p < n && s[p] == '[' && !*found &&
+            strlen(name) == json_string_length(key)) {
+            /* The cursor ends where the array seems to: its reader then checks it does. */
+            c->s = s;
+            c->p = p + 1;
+            c->object = false;
+            c->count = 0;
+            *found = true;
+            p = skip_array(s, n, p, &c->total);
+            c->n = p;
+        } else {
+            v = ev_json_fast(s + p, n - p, &end);
+            if (v == NULL || json_object_setn_new_nocheck(obj, json_string_value(key),
+                                                          json_string_length(key), v) != 0) {
+                v = NULL;
+                goto out;
+            }
+            v = NULL;
+            p += end;
+        }
+        json_decref(key);
+        key = NULL;
+        p = skip_ws_at(s, n, p);
+        if (p < n && s[p] == ',') {
+            p = skip_ws_at(s, n, p + 1);
+            continue;
+        }
+        ok = p < n && s[p] == '}' && skip_ws_at(s, n, p + 1) == n;
+        break;
+    }
+out:
+    json_decref(key);
+    if (!ok) {
+        json_decref(obj);
+        *found = false;
+        return NULL;
+    }
+    return obj;
+}
+
+json_t *
+ev_json_cursor_parse(struct ev_json_cursor *c, struct ev_json_span *span, bool *done)
+{
+    size_t p = skip_ws_at(c->s, c->n, c->p);
+    size_t end = 0;
+    json_t *v;
+
+    *done = false;
+    if (p < c->n && c->s[p] == ']') {
+        *done = p + 1 == c->n;
+        c->p = p + 1;
+        return NULL;
+    }
+    if (c->count > 0) {
+        if (p >= c->n || c->s[p] != ',') {
+            return NULL;
+        }
+        p = skip_ws_at(c->s, c->n, p + 1);
+    }
+    v = ev_json_fast(c->s + p, c->n - p, &end);
+    if (v == NULL) {
+        return NULL;
+    }
+    span->off = p;
+    span->len = end;
+    c->p = p + end;
+    c->count++;
+    return v;
+}
+
+size_t
+ev_too_deep_at(const char *s, size_t len, size_t p)
+{
+    size_t depth = 0;
+
+    if (p >= len || (s[p] != '[' && s[p] != '{')) {
+        return len;
+    }
+    for (; p < len; p++) {
+        if (s[p] == '"') {
+            for (p++; p < len && s[p] != '"'; p++) {
+                p += s[p] == '\\' ? 1 : 0;
+            }
+        } else if (s[p] == '[' || s[p] == '{') {
+            if (++depth > EV_MAX_DEPTH) {
+                return p;
+            }
+        } else if ((s[p] == ']' || s[p] == '}') && --depth == 0) {
+            return len;
+        }
+    }
+    return len;
 }

@@ -63,6 +63,19 @@ void ev_quote(char *dst, size_t cap, const char *s, size_t n);
 void ev_sanitize(char *dst, size_t cap, const char *s, size_t n);
 
 /*
+ * Deepest nesting handed to jansson. jansson recurses once per level (its own limit is
+ * 2048) and civetweb's worker threads have small stacks (Debian's build: ~900 levels
+ * overflow one), so 100,000 '[' crashed the server with SIGSEGV.
+ */
+#define EV_MAX_DEPTH 128
+
+/*
+ * ev_too_deep_at - the offset in s (len bytes) where the value at p nests deeper than
+ * EV_MAX_DEPTH, or len if it does not (or is no object or array) (fastjson.c).
+ */
+size_t ev_too_deep_at(const char *s, size_t len, size_t p);
+
+/*
  * ev_json_fast - parse the JSON value at the start of s (n bytes) into a
  * jansson value, fast, for the common case; *end gets the offset after it.
  * Returns NULL for anything it does not handle or that is not valid: the
@@ -87,15 +100,15 @@ int ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 int ev_check_jsonb_numbers(const char *json, size_t len, char err[EV_ERR_MAX]);
 
 int ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX]);
-/* An absolute http(s) URL with a host, checked with uriparser (ad_event.c). */
+/* An absolute http(s) URL with a host, checked with uriparser (check.c). */
 int ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX]);
-/* An IPv4 or IPv6 address as inet_pton reads them (user_login.c). */
+/* An IPv4 or IPv6 address as inet_pton reads them (check.c). */
 int ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 
 /*
  * ev_parse_rfc3339 - an RFC 3339 date-time with a UTC offset or Z (s, n bytes)
  * into microseconds since the epoch, UTC; every field range-checked, years
- * 0001-9999 in UTC (data_sample.c). Returns 0 or DP_ERR_INVALID with
+ * 0001-9999 in UTC (check.c). Returns 0 or DP_ERR_INVALID with
  * "name: problem" in err.
  */
 int ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out, char err[EV_ERR_MAX]);

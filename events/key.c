@@ -1,15 +1,16 @@
 /*
  * key.c - idempotency keys of events: what a valid key is, an event's digest (SHA-256 from
  * OpenSSL's libcrypto, never a hash of our own), and keys given from outside an event (the
- * Idempotency-Key header, a CloudEvent's source and id). Pure: no I/O.
+ * Idempotency-Key header, a CloudEvent's source and id, checked here; body.c attaches them to
+ * a batch). Pure: no I/O.
  */
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "etc/err.h"
-#include "etc/plant.h"
 #include "events/internal.h"
 
 int
@@ -39,10 +40,25 @@ ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]
     return 0;
 }
 
+/* SHA-256 fetched once: EVP_sha256() makes every EVP_Digest fetch it again, which costs
+ * as much as hashing a small event. Never freed: the process holds it to the end. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void
 ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
 {
     unsigned int n = EV_DIGEST_LEN;
+    const EVP_MD *md;
+
+    pthread_once(&sha256_once, sha256_fetch);
+    md = sha256_md != NULL ? sha256_md : EVP_sha256();
 
     while (len > 0 && strchr(" \t\r\n", s[0]) != NULL && s[0] != '\0') {
         s++;
@@ -53,53 +69,7 @@ ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
     }
     /* EVP_Digest with SHA-256 cannot fail short of memory exhaustion; then the digest is
      * all zeroes, which only makes a repeat a conflict (409), never a silent duplicate. */
-    if (EVP_Digest(s, len, out, &n, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(s, len, out, &n, md, NULL) != 1) {
         memset(out, 0, EV_DIGEST_LEN);
     }
-}
-
-int
-ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
-{
-    struct ev_item *it = NULL;
-    char err[EV_ERR_MAX];
-    char *copy = NULL;
-    int rc;
-
-    /* No item i (a body of no event): nothing to key. Planted (etc/plant.h): item i used. */
-    if (i >= b->n && !DP_PLANTED("empty_key_header")) {
-        return DP_ERR_INVALID;
-    }
-    it = &b->items[i];
-    rc = ev_key_check(key, len, what, err);
-    if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
-        rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
-    }
-    if (rc != 0) {
-        if (it->error != NULL) {
-            /* Already rejected: the event's own error stands. */
-            return DP_ERR_INVALID;
-        }
-        if (ev_batch_charge(b, strlen(err) + 1) != 0) {
-            return DP_ERR_BUSY;
-        }
-        it->error = strdup(err);
-        if (it->error == NULL) {
-            return DP_ERR_NOMEM;
-        }
-        b->n_valid--;
-        return DP_ERR_INVALID;
-    }
-    if (ev_batch_charge(b, len + 1) != 0) {
-        return DP_ERR_BUSY;
-    }
-    copy = strndup(key, len);
-    if (copy == NULL) {
-        return DP_ERR_NOMEM;
-    }
-    free(it->key);
-    it->key = copy;
-    it->key_len = len;
-    ev_digest(it->raw, it->raw_len, it->digest);
-    return 0;
 }

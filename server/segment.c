@@ -3,7 +3,8 @@
  * it: the write key in HTTP Basic or in the body, batch-level context, integrations and
  * sentAt merged into each message, messageId as the idempotency key scoped by the write
  * key's name, Segment's size limits, a 200 with a JSON body once stored. Each message goes
- * to its call's type (events/segment.c); it must never answer 2xx before the queue commit.
+ * to its call's type (events/segment.c), parsed once and written once, from its own bytes;
+ * it must never answer 2xx before the queue commit.
  */
 #include "etc/err.h"
 #include "etc/log.h"
@@ -35,6 +36,7 @@ struct seg_request {
     size_t *main_item; /* per message: its item in b (the table row's) */
     size_t n_msgs;
     struct queue_event *evs;
+    char *top_sent; /* the batch-level sentAt as JSON text, or NULL */
 };
 
 static void
@@ -44,6 +46,7 @@ request_free(struct seg_request *q)
         free(q->raws[i]);
     }
     free(q->raws);
+    free(q->top_sent);
     free(q->main_item);
     free(q->evs);
     ev_batch_free(&q->b);
@@ -63,11 +66,12 @@ call_type(const char *call)
 
 /* dst's members gain those of src it does not have (the message's own win). */
 static int
-merge_defaults(json_t *msg, const char *name, const json_t *batch_level)
+merge_defaults(json_t *msg, const char *name, const json_t *batch_level, bool *done)
 {
     json_t *own = json_object_get(msg, name);
     json_t *merged;
 
+    *done = false;
     if (!json_is_object(batch_level)) {
         return 0;
     }
@@ -79,6 +83,7 @@ merge_defaults(json_t *msg, const char *name, const json_t *batch_level)
         json_decref(merged);
         return DP_ERR_NOMEM;
     }
+    *done = true;
     return json_object_set_new(msg, name, merged) == 0 ? 0 : DP_ERR_NOMEM;
 }
 
@@ -248,18 +253,228 @@ add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
     return rc;
 }
 
+/* A message's text under construction: room for everything it can gain. */
+struct seg_text {
+    char *buf;
+    size_t len;
+    bool first; /* no member written yet */
+};
+
+static void
+text_put(struct seg_text *t, const char *s, size_t n)
+{
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+}
+
+/* One member: "name" (as written) then its value, minified. */
+static void
+text_member(struct seg_text *t, const char *name, size_t name_len, const char *v, size_t v_len)
+{
+    text_put(t, t->first ? "{" : ",", 1);
+    t->first = false;
+    text_put(t, name, name_len);
+    text_put(t, ":", 1);
+    t->len += ev_json_minify(t->buf + t->len, v, v_len);
+}
+
+/* s (at most EV_UUID_TEXT - 1 bytes, nothing to escape) as a JSON string into q. */
+static size_t
+quoted(char q[EV_UUID_TEXT + 2], const char *s)
+{
+    size_t n = strlen(s);
+
+    q[0] = '"';
+    memcpy(q + 1, s, n);
+    q[n + 1] = '"';
+    return n + 2;
+}
+
+/* Whether the member name span k (quoted, as written) is name. */
+static bool
+key_is(const char *text, const struct ev_json_span *k, const char *name)
+{
+    size_t n = strlen(name);
+
+    return k->len == n + 2 && memcmp(text + k->off + 1, name, n) == 0;
+}
+
+/* What add_message changed in the message before its text is written. */
+struct seg_changes {
+    bool normalised;     /* the message was valid so far: the changes below apply */
+    const char *call;    /* "type" set to this (one-call routes), or NULL */
+    bool context;        /* "context" merged with the batch's */
+    bool integrations;   /* "integrations" merged with the batch's */
+    const char *gen_mid; /* a generated messageId, or NULL */
+};
+
 /*
- * Add message i (msg, borrowed: changed in place) as its items. Batch-level context and
- * integrations are merged into the message's own, batch-level sentAt given to a message
- * without one, a missing messageId generated, and "type" set for one-call routes. The key
- * is messageId scoped by the sender (ev_segment_key); its digest leaves out sentAt, which an
- * SDK sets anew on each attempt, so its retry is a repeat and not a conflict.
+ * The text of msg written from its own bytes (text, len: the message as the body holds it)
+ * with the changes ch made to msg, into *out (malloc'd, the caller frees): the members in the
+ * order msg keeps them, compact, without writeKey; with ch->normalised also without sentAt,
+ * which stored_with_sent appends. A client's bytes are kept as they were sent (a number's
+ * digits, a string's escapes), which also spares serialising the message again: the value the
+ * type checks is msg, which these bytes parse to. Returns 0, DP_ERR_NOMEM, or
+ * DP_ERR_INVALID when a member's name is written with escapes (then the caller writes msg
+ * with jansson instead).
+ */
+static int
+spliced_text(const json_t *msg, const char *text, size_t len, const struct seg_changes *ch,
+             size_t room, char **out, size_t *out_len)
+{
+    struct seg_text t = {.buf = NULL, .len = 0, .first = true};
+    static const char *const merged[2] = {"context", "integrations"};
+    char *dumps[2] = {NULL, NULL};
+    bool done[2] = {false, false};
+    struct ev_json_cursor cur;
+    struct ev_json_span k;
+    struct ev_json_span v;
+    bool type_done = false;
+    bool mid_done = false;
+    char tmp[EV_UUID_TEXT + 2];
+    int rc = DP_ERR_NOMEM;
+
+    for (int i = 0; i < 2; i++) {
+        if (i == 0 ? ch->context : ch->integrations) {
+            dumps[i] = json_dumps(json_object_get(msg, merged[i]), JSON_COMPACT);
+            if (dumps[i] == NULL) {
+                goto out;
+            }
+            room += strlen(dumps[i]) + 32;
+        }
+    }
+    t.buf = malloc(len + room + 128);
+    if (t.buf == NULL) {
+        goto out;
+    }
+    if (!json_is_object(msg) || !ev_json_cursor_open(&cur, text, len)) {
+        t.len = ev_json_minify(t.buf, text, len);
+        rc = 0;
+        goto out;
+    }
+    while (ev_json_cursor_next(&cur, &k, &v)) {
+        const char *name = text + k.off;
+
+        if (memchr(name, '\\', k.len) != NULL) {
+            rc = DP_ERR_INVALID;
+            goto out;
+        }
+        if (key_is(text, &k, "writeKey") || (ch->normalised && key_is(text, &k, "sentAt"))) {
+            continue;
+        }
+        if (ch->normalised && ch->call != NULL && key_is(text, &k, "type")) {
+            text_member(&t, name, k.len, tmp, quoted(tmp, ch->call));
+            type_done = true;
+        } else if (ch->normalised && ch->gen_mid != NULL && key_is(text, &k, "messageId")) {
+            text_member(&t, name, k.len, tmp, quoted(tmp, ch->gen_mid));
+            mid_done = true;
+        } else if (dumps[0] != NULL && key_is(text, &k, merged[0])) {
+            text_member(&t, name, k.len, dumps[0], strlen(dumps[0]));
+            done[0] = true;
+        } else if (dumps[1] != NULL && key_is(text, &k, merged[1])) {
+            text_member(&t, name, k.len, dumps[1], strlen(dumps[1]));
+            done[1] = true;
+        } else {
+            text_member(&t, name, k.len, text + v.off, v.len);
+        }
+    }
+    /* What msg gained, in the order add_message set it: after its own members. */
+    if (ch->normalised && ch->call != NULL && !type_done) {
+        text_member(&t, "\"type\"", 6, tmp, quoted(tmp, ch->call));
+    }
+    for (int i = 0; i < 2; i++) {
+        char quoted[16];
+
+        if (dumps[i] != NULL && !done[i]) {
+            snprintf(quoted, sizeof(quoted), "\"%s\"", merged[i]);
+            text_member(&t, quoted, strlen(quoted), dumps[i], strlen(dumps[i]));
+        }
+    }
+    if (ch->normalised && ch->gen_mid != NULL && !mid_done) {
+        text_member(&t, "\"messageId\"", 11, tmp, quoted(tmp, ch->gen_mid));
+    }
+    text_put(&t, t.first ? "{}" : "}", t.first ? 2 : 1);
+    rc = 0;
+out:
+    free(dumps[0]);
+    free(dumps[1]);
+    if (rc != 0) {
+        free(t.buf);
+        t.buf = NULL;
+    }
+    *out = t.buf;
+    *out_len = t.len;
+    return rc;
+}
+
+/*
+ * The stored text: *raw (the message without sentAt, raw_len bytes, room for sent_len + 16
+ * more) with "sentAt": sent (sent_len bytes of JSON) as its last member.
+ */
+static void
+stored_with_sent(char *raw, size_t *raw_len, const char *sent, size_t sent_len)
+{
+    size_t n = *raw_len - 1; /* over the closing brace */
+
+    if (n > 1) {
+        raw[n++] = ',';
+    }
+    memcpy(raw + n, "\"sentAt\":", 9);
+    n += 9;
+    n += ev_json_minify(raw + n, sent, sent_len);
+    raw[n++] = '}';
+    *raw_len = n;
+}
+
+/*
+ * The message's text (*raw, malloc'd, raw_len bytes; without sentAt when ch->normalised):
+ * from its own bytes (text, len) when the body's text is at hand (text non-NULL), else
+ * serialised from msg. room: bytes to keep free at the end for sentAt.
+ */
+static int
+message_text(const json_t *msg, const char *text, size_t len, const struct seg_changes *ch,
+             size_t room, char **raw, size_t *raw_len)
+{
+    char *dump;
+    int rc;
+
+    if (text != NULL) {
+        rc = spliced_text(msg, text, len, ch, room, raw, raw_len);
+        if (rc != DP_ERR_INVALID) {
+            return rc;
+        }
+    }
+    /* A member name written with escapes: jansson writes msg (sentAt is not in it). */
+    *raw = NULL;
+    dump = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (dump == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    *raw_len = strlen(dump);
+    *raw = malloc(*raw_len + room + 1);
+    if (*raw != NULL) {
+        memcpy(*raw, dump, *raw_len + 1);
+    }
+    free(dump);
+    return *raw != NULL ? 0 : DP_ERR_NOMEM;
+}
+
+/*
+ * Add message i (msg, borrowed: changed in place; text: its len bytes in the body, or NULL)
+ * as its items. Batch-level context and integrations are merged into the message's own,
+ * batch-level sentAt (top_sent: its JSON text, or NULL) given to a message without one, a
+ * missing messageId generated, and "type" set for one-call routes. The key is messageId
+ * scoped by the sender (ev_segment_key); its digest leaves out sentAt, which an SDK sets
+ * anew on each attempt, so its retry is a repeat and not a conflict. The message is parsed
+ * once (with the body) and written once: its text is spliced from its own bytes, and msg,
+ * changed the same way, is what its type checks.
  * Returns 0 (the message may be rejected), DP_ERR_FULL, DP_ERR_BUSY, DP_ERR_NOMEM.
  */
 static int
-add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top, const char *call,
-            const struct srv_limit *key, struct srv_charge *ch)
+add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text, size_t len,
+            const json_t *top, const char *call, const struct srv_limit *key, struct srv_charge *ch)
 {
+    struct seg_changes chg = {.normalised = false};
     const struct ev_type *t;
     const struct ev_type *typed;
     const json_t *uid;
@@ -270,40 +485,56 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top
     char gen[EV_UUID_TEXT];
     uint8_t u[16];
     json_t *sent = NULL;
+    const char *sent_text = NULL;
+    size_t sent_len = 0;
+    char *own_sent = NULL;
+    uint8_t digest[EV_DIGEST_LEN];
+    const char *stored;
     char *raw = NULL;
     size_t raw_len = 0;
     size_t item = q->b.n;
-    int rc;
+    int rc = DP_ERR_NOMEM;
 
     json_object_del(msg, "writeKey");
     message_problem(msg, call, &t, &mid, &mid_len, err);
     if (err[0] == '\0') {
+        chg.normalised = true;
+        chg.call = call;
         if ((call != NULL && json_object_set_new(msg, "type", json_string(call)) != 0) ||
-            merge_defaults(msg, "context", json_object_get(top, "context")) != 0 ||
-            merge_defaults(msg, "integrations", json_object_get(top, "integrations")) != 0) {
-            return DP_ERR_NOMEM;
+            merge_defaults(msg, "context", json_object_get(top, "context"), &chg.context) != 0 ||
+            merge_defaults(msg, "integrations", json_object_get(top, "integrations"),
+                           &chg.integrations) != 0) {
+            goto out;
         }
         if (mid == NULL) {
             ev_uuid7(u);
             ev_uuid_format(u, gen);
             if (json_object_set_new(msg, "messageId", json_string(gen)) != 0) {
-                return DP_ERR_NOMEM;
+                goto out;
             }
+            chg.gen_mid = gen;
         }
-        /* The digest's text: the message without sentAt. */
+        /* The stored message's sentAt: its own, else the batch's; the digest leaves it out. */
         sent = json_object_get(msg, "sentAt");
-        if (sent == NULL || json_is_null(sent)) {
+        if (sent != NULL && !json_is_null(sent)) {
+            own_sent = json_dumps(sent, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (own_sent == NULL) {
+                goto out;
+            }
+            sent_text = own_sent;
+        } else {
             sent = json_object_get(top, "sentAt");
+            sent_text = q->top_sent;
         }
+        sent_len = sent_text != NULL ? strlen(sent_text) : 0;
         json_incref(sent);
         json_object_del(msg, "sentAt");
     }
-    raw = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (raw == NULL) {
-        json_decref(sent);
-        return DP_ERR_NOMEM;
+    rc = message_text(msg, text, len, &chg, sent_len + 16, &raw, &raw_len);
+    if (rc != 0) {
+        goto out;
     }
-    raw_len = strlen(raw);
+    rc = DP_ERR_NOMEM;
     if (err[0] == '\0' && raw_len > (size_t)s->cfg->server_segment_max_message_bytes) {
         snprintf(err, EV_ERR_MAX,
                  "message: %zu bytes, over server.segment_max_message_bytes "
@@ -312,59 +543,53 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const json_t *top
     }
     typed = err[0] == '\0' && strcmp(t->table, "tracks") == 0 ? typed_target(msg) : NULL;
     if (typed != NULL && typed_check(msg, typed, err) != 0) {
-        json_decref(sent);
-        free(raw);
-        return DP_ERR_NOMEM;
+        goto out;
     }
-    if (err[0] == '\0') {
-        uint8_t digest[EV_DIGEST_LEN];
-
-        ev_digest(raw, raw_len, digest);
-        free(raw);
-        raw = NULL;
-        if (sent != NULL && json_object_set(msg, "sentAt", sent) != 0) {
-            json_decref(sent);
-            return DP_ERR_NOMEM;
-        }
-        raw = json_dumps(msg, JSON_COMPACT);
-        if (raw == NULL) {
-            json_decref(sent);
-            return DP_ERR_NOMEM;
-        }
-        raw_len = strlen(raw);
+    if (err[0] != '\0') {
         keep_raw(q, raw);
+        stored = raw;
+        raw = NULL;
         rc = srv_charge_add(ch, (int64_t)raw_len);
-        if (rc == 0) {
-            rc = ev_batch_add(&q->b, raw, raw_len, t, NULL);
-        }
-        if (rc == 0 && q->b.items[item].error == NULL) {
-            const json_t *m = json_object_get(msg, "messageId");
-            size_t klen =
-                ev_segment_key(key != NULL ? key->name : "", key != NULL ? strlen(key->name) : 0,
-                               json_string_value(m), json_string_length(m), false, keybuf);
-
-            rc = ev_batch_set_key(&q->b, item, keybuf, klen, "messageId");
-            if (rc == 0 && q->b.items[item].key != NULL) {
-                memcpy(q->b.items[item].digest, digest, sizeof(digest));
-            }
-            rc = rc == DP_ERR_INVALID ? 0 : rc;
-        }
-        json_decref(sent);
-        /* An identify of a known user also updates users. */
-        uid = json_object_get(msg, "userId");
-        if (rc == 0 && q->b.items[item].error == NULL && strcmp(t->table, "identifies") == 0 &&
-            uid != NULL && !json_is_null(uid)) {
-            rc = ev_batch_add(&q->b, raw, raw_len, ev_lookup("users", 5), NULL);
-        }
-        if (rc == 0 && q->b.items[item].error == NULL && typed != NULL) {
-            rc = add_typed(q, msg, typed, key, ch);
-        }
-        return rc;
+        rc = rc != 0 ? rc : ev_batch_add(&q->b, stored, raw_len, t, err);
+        goto out;
     }
-    json_decref(sent);
+    ev_digest(raw, raw_len, digest);
+    if (sent != NULL) {
+        if (json_object_set(msg, "sentAt", sent) != 0) {
+            goto out;
+        }
+        stored_with_sent(raw, &raw_len, sent_text, sent_len);
+    }
     keep_raw(q, raw);
+    stored = raw;
+    raw = NULL;
     rc = srv_charge_add(ch, (int64_t)raw_len);
-    return rc != 0 ? rc : ev_batch_add(&q->b, raw, raw_len, t, err);
+    if (rc == 0) {
+        rc = ev_batch_add_value(&q->b, stored, raw_len, t, msg);
+    }
+    if (rc == 0 && q->b.items[item].error == NULL) {
+        const json_t *m = json_object_get(msg, "messageId");
+        size_t klen =
+            ev_segment_key(key != NULL ? key->name : "", key != NULL ? strlen(key->name) : 0,
+                           json_string_value(m), json_string_length(m), false, keybuf);
+
+        rc = ev_batch_set_key_digest(&q->b, item, keybuf, klen, "messageId", digest);
+        rc = rc == DP_ERR_INVALID ? 0 : rc;
+    }
+    /* An identify of a known user also updates users. */
+    uid = json_object_get(msg, "userId");
+    if (rc == 0 && q->b.items[item].error == NULL && strcmp(t->table, "identifies") == 0 &&
+        uid != NULL && !json_is_null(uid)) {
+        rc = ev_batch_add_value(&q->b, stored, raw_len, ev_lookup("users", 5), msg);
+    }
+    if (rc == 0 && q->b.items[item].error == NULL && typed != NULL) {
+        rc = add_typed(q, msg, typed, key, ch);
+    }
+out:
+    free(raw);
+    free(own_sent);
+    json_decref(sent);
+    return rc;
 }
 
 /* The answer: counts, one id per message (null when rejected), the errors. */
@@ -421,18 +646,81 @@ batch_charge(void *arg, size_t bytes)
 }
 
 /*
- * The body as messages: a batch's "batch" array, or the body itself for a one-call route.
- * Returns 0, DP_ERR_INVALID (r filled with 400), DP_ERR_FULL, DP_ERR_BUSY, DP_ERR_NOMEM.
+ * cur at the first element of the body's "batch" array (the body's text, len bytes, parsed
+ * already); false when the member is not found as written (its name in escapes).
+ */
+static bool
+batch_text(const char *body, size_t len, struct ev_json_cursor *cur)
+{
+    return ev_json_cursor_open(cur, body, len) && ev_json_cursor_enter(cur, "batch") &&
+           !cur->object;
+}
+
+/* add_messages: the body's text was read lazily and is not what the fast reader takes. */
+#define SEG_RETRY 1
+
+/*
+ * The lazily read "batch" array (lz, from ev_json_load_lazy) as messages, each parsed, added
+ * and freed before the next is read. Returns 0 (the whole body is then known to be JSON),
+ * SEG_RETRY (the body must be read whole: nothing is answered, nothing stored), or what
+ * add_message returns.
  */
 static int
-add_messages(struct srv *s, struct seg_request *q, json_t *top, const char *call,
-             const struct srv_limit *key, struct srv_charge *ch, struct srv_reply *r)
+add_lazy(struct srv *s, struct seg_request *q, json_t *top, struct ev_json_cursor *lz, size_t n,
+         const struct srv_limit *key, struct srv_charge *ch)
 {
-    json_t *list = top;
-    size_t n = 1;
+    struct ev_json_span span;
+    bool done = false;
+    json_t *msg;
     int rc;
 
-    if (call == NULL) {
+    for (size_t i = 0; i < n; i++) {
+        msg = ev_json_cursor_parse(lz, &span, &done);
+        if (msg == NULL) {
+            return SEG_RETRY;
+        }
+        q->main_item[i] = q->b.n;
+        rc = add_message(s, q, msg, lz->s + span.off, span.len, top, NULL, key, ch);
+        json_decref(msg);
+        if (rc != 0) {
+            return rc;
+        }
+        q->n_msgs++;
+    }
+    msg = ev_json_cursor_parse(lz, &span, &done);
+    json_decref(msg);
+    return msg == NULL && done ? 0 : SEG_RETRY;
+}
+
+/*
+ * The body as messages: a batch's "batch" array (in top, or lz: read lazily, see add_lazy),
+ * or the body itself for a one-call route. Each message's text is spliced from the body's
+ * bytes (body, len). Returns 0, DP_ERR_INVALID (r filled with 400), SEG_RETRY (with lz),
+ * DP_ERR_FULL, DP_ERR_BUSY, DP_ERR_NOMEM.
+ */
+static int
+add_messages(struct srv *s, struct seg_request *q, const char *body, size_t len, json_t *top,
+             struct ev_json_cursor *lz, const char *call, const struct srv_limit *key,
+             struct srv_charge *ch, struct srv_reply *r)
+{
+    struct ev_json_cursor cur;
+    struct ev_json_span k;
+    struct ev_json_span span = {.off = 0, .len = 0};
+    json_t *list = top;
+    size_t n = 1;
+    bool have;
+    int rc;
+
+    if (lz != NULL) {
+        /* How many there seem to be; add_lazy reads no more than that. */
+        n = lz->total;
+        if (n == 0) {
+            cur = *lz;
+            if (ev_json_cursor_parse(&cur, &span, &have) != NULL || !have) {
+                return SEG_RETRY;
+            }
+        }
+    } else if (call == NULL) {
         list = json_object_get(top, "batch");
         if (!json_is_array(list)) {
             srv_reply_json(r, 400,
@@ -442,10 +730,10 @@ add_messages(struct srv *s, struct seg_request *q, json_t *top, const char *call
             return DP_ERR_INVALID;
         }
         n = json_array_size(list);
-        if (n == 0) {
-            srv_reply_json(r, 400, "batch: empty: expected one or more messages");
-            return DP_ERR_INVALID;
-        }
+    }
+    if (n == 0) {
+        srv_reply_json(r, 400, "batch: empty: expected one or more messages");
+        return DP_ERR_INVALID;
     }
     if (srv_charge_add(
             ch, (int64_t)(n * (2 * sizeof(char *) + sizeof(size_t) +
@@ -458,13 +746,38 @@ add_messages(struct srv *s, struct seg_request *q, json_t *top, const char *call
     if (q->raws == NULL || q->main_item == NULL) {
         return DP_ERR_NOMEM;
     }
+    if (call == NULL && json_object_get(top, "sentAt") != NULL) {
+        q->top_sent = json_dumps(json_object_get(top, "sentAt"), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (q->top_sent == NULL) {
+            return DP_ERR_NOMEM;
+        }
+    }
+    if (lz != NULL) {
+        return add_lazy(s, q, top, lz, n, key, ch);
+    }
+    /* The messages' own bytes, when the body's "batch" member is found as written. */
+    if (call == NULL) {
+        have = batch_text(body, len, &cur);
+    } else {
+        have = ev_json_cursor_open(&cur, body, len);
+        span.off = 0;
+        span.len = len;
+    }
     for (size_t i = 0; i < n; i++) {
         json_t *msg = call == NULL ? json_array_get(list, i) : top;
 
+        if (call == NULL && have) {
+            have = ev_json_cursor_next(&cur, &k, &span);
+        }
         q->main_item[i] = q->b.n;
-        rc = add_message(s, q, msg, call == NULL ? top : NULL, call, key, ch);
+        rc = add_message(s, q, msg, have ? body + span.off : NULL, span.len,
+                         call == NULL ? top : NULL, call, key, ch);
         if (rc != 0) {
             return rc;
+        }
+        /* Done with it: its memory is reused by the next message's (the batch holds its text). */
+        if (call == NULL && json_array_set_new(list, i, json_null()) != 0) {
+            return DP_ERR_NOMEM;
         }
         q->n_msgs++;
     }
@@ -497,6 +810,10 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
     struct seg_request q;
     struct srv_limit *body_limit = NULL;
     const struct srv_limit *key = m->key;
+    struct srv_charge extra;
+    struct ev_json_cursor lz;
+    bool lazy = false;
+    int64_t charged;
     json_t *top = NULL;
     json_error_t jerr;
     char msg[200];
@@ -517,35 +834,56 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
         srv_reply_json(r, 400, msg);
         goto out;
     }
-    /* Before the key is known: jansson's recursion on a deep body would overflow the stack. */
-    if (ev_json_too_deep(body, len) < len) {
-        snprintf(msg, sizeof(msg), "body: not JSON: nested deeper than %d levels", EV_MAX_DEPTH);
-        srv_reply_json(r, 400, msg);
-        goto out;
+    /*
+     * A batch's messages are read one at a time (ev_json_load_lazy), so that the body is never
+     * in memory as values all at once, unless its write key is in it: then, as for anything
+     * the lazy reading cannot finish, the body is read whole first, so that a body that is
+     * not JSON is answered as such before anything else. Nothing the lazy attempt did is seen.
+     */
+    if (call == NULL && !m->key_in_body) {
+        top = ev_json_load_lazy(body, len, "batch", &lz, &lazy);
     }
-    top = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (top == NULL) {
-        snprintf(msg, sizeof(msg), "body: not JSON: line %d column %d: %s", jerr.line, jerr.column,
-                 jerr.text);
-        srv_reply_json(r, 400, msg);
-        goto out;
-    }
-    if (!json_is_object(top)) {
-        srv_reply_json(r, 400, "body: expected a JSON object");
-        goto out;
-    }
-    if (m->key_in_body) {
-        if (!body_key(s, c, top, &body_limit, r)) {
+    charged = ch.bytes;
+    for (;;) {
+        if (top == NULL) {
+            top = ev_json_load(body, len, &jerr);
+        }
+        if (top == NULL) {
+            snprintf(msg, sizeof(msg), "body: not JSON: line %d column %d: %s", jerr.line,
+                     jerr.column, jerr.text);
+            srv_reply_json(r, 400, msg);
             goto out;
         }
-        key = body_limit;
+        if (!json_is_object(top)) {
+            srv_reply_json(r, 400, "body: expected a JSON object");
+            goto out;
+        }
+        if (m->key_in_body) {
+            if (!body_key(s, c, top, &body_limit, r)) {
+                goto out;
+            }
+            key = body_limit;
+        }
+        /* A key is never stored: a one-call body is the message itself. */
+        json_object_del(top, "writeKey");
+        q.b.max_events = (size_t)s->cfg->server_max_events_per_body;
+        q.b.charge = batch_charge;
+        q.b.charge_arg = &ch;
+        rc = add_messages(s, &q, body, len, top, lazy ? &lz : NULL, call, key, &ch, r);
+        if (!lazy || rc == 0 || rc == DP_ERR_INVALID) {
+            break;
+        }
+        /* Not finished lazily: again from the start, as if that had never run. */
+        extra.budget = ch.budget;
+        extra.bytes = ch.bytes - charged;
+        srv_charge_release(&extra);
+        ch.bytes = charged;
+        request_free(&q);
+        memset(&q, 0, sizeof(q));
+        json_decref(top);
+        top = NULL;
+        lazy = false;
     }
-    /* A key is never stored: a one-call body is the message itself. */
-    json_object_del(top, "writeKey");
-    q.b.max_events = (size_t)s->cfg->server_max_events_per_body;
-    q.b.charge = batch_charge;
-    q.b.charge_arg = &ch;
-    rc = add_messages(s, &q, top, call, key, &ch, r);
     if (rc == DP_ERR_INVALID) {
         goto out;
     }

@@ -1812,6 +1812,218 @@ START_TEST(test_fast_json)
 }
 END_TEST
 
+/* ev_json_load takes exactly what json_loadb without JSON_DECODE_ANY takes, the same value. */
+static const char *const load_cases[] = {
+    "{\"a\": [1, 2.5, \"x\"], \"b\": {}}",
+    " [1, {\"c\": null}]\r\n\t",
+    "{\"a\": 1} x",
+    "{\"a\": 1}\n{\"b\": 2}",
+    "{\"a\": 1, \"a\": 2}",
+    "\"a string\"",
+    "1",
+    "{\"n\": 9223372036854775808}",
+    "{\"deep\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+    "{\"a\": 1",
+    "",
+};
+
+START_TEST(test_json_load)
+{
+    const char *text = load_cases[_i];
+    json_error_t je_ref;
+    json_error_t je;
+    json_t *ref = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &je_ref);
+    json_t *v = ev_json_load(text, strlen(text), &je);
+
+    ck_assert_msg((v != NULL) == (ref != NULL), "%s: %s", text, v != NULL ? "taken" : je.text);
+    if (v != NULL) {
+        ck_assert(json_equal(v, ref));
+    } else {
+        ck_assert_str_eq(je.text, je_ref.text);
+        ck_assert_int_eq(je.position, je_ref.position);
+    }
+    json_decref(v);
+    json_decref(ref);
+}
+END_TEST
+
+/* Nesting jansson would recurse into past a thread's stack is refused, where and why said. */
+START_TEST(test_json_load_deep)
+{
+    char text[2 * 129 + 2];
+    json_error_t je;
+    json_t *v;
+
+    memset(text, '[', 128);
+    memset(text + 128, ']', 128);
+    v = ev_json_load(text, 256, &je);
+    ck_assert_ptr_nonnull(v);
+    json_decref(v);
+    text[0] = '\n';
+    memset(text + 1, '[', 129);
+    memset(text + 130, ']', 129);
+    ck_assert_ptr_null(ev_json_load(text, 259, &je));
+    ck_assert_str_eq(je.text, "nested deeper than 128 levels");
+    ck_assert_int_eq(je.line, 2);
+    ck_assert_int_eq(je.column, 129);
+}
+END_TEST
+
+/* The members of an object, the elements of an array, as written; a member's value entered. */
+START_TEST(test_json_cursor)
+{
+    const char *text = " {\"a\" : \"x\\\"}\" , \"b\\u0041\":[1, {\"c\": \"]\"}],\"n\":-1.5e3}";
+    const char *want[][2] = {
+        {"\"a\"", "\"x\\\"}\""}, {"\"b\\u0041\"", "[1, {\"c\": \"]\"}]"}, {"\"n\"", "-1.5e3"}};
+    struct ev_json_cursor c;
+    struct ev_json_span k;
+    struct ev_json_span v;
+    size_t i = 0;
+
+    ck_assert(ev_json_cursor_open(&c, text, strlen(text)));
+    while (ev_json_cursor_next(&c, &k, &v)) {
+        ck_assert_uint_lt(i, N_ELEMS(want));
+        ck_assert_uint_eq(k.len, strlen(want[i][0]));
+        ck_assert(memcmp(text + k.off, want[i][0], k.len) == 0);
+        ck_assert_uint_eq(v.len, strlen(want[i][1]));
+        ck_assert(memcmp(text + v.off, want[i][1], v.len) == 0);
+        i++;
+    }
+    ck_assert_uint_eq(i, N_ELEMS(want));
+
+    text = "{\"x\": {\"batch\": 1}, \"batch\" : [ \"a,b\" , {\"d\": [2]} ], \"z\": 0}";
+    ck_assert(ev_json_cursor_open(&c, text, strlen(text)));
+    ck_assert(ev_json_cursor_enter(&c, "batch"));
+    ck_assert(!c.object);
+    ck_assert(ev_json_cursor_next(&c, &k, &v));
+    ck_assert_uint_eq(k.len, 0);
+    ck_assert(v.len == 5 && memcmp(text + v.off, "\"a,b\"", 5) == 0);
+    ck_assert(ev_json_cursor_next(&c, &k, &v));
+    ck_assert(v.len == 10 && memcmp(text + v.off, "{\"d\": [2]}", 10) == 0);
+    ck_assert(!ev_json_cursor_next(&c, &k, &v));
+    ck_assert(ev_json_cursor_open(&c, text, strlen(text)));
+    ck_assert(!ev_json_cursor_enter(&c, "nothere"));
+    ck_assert(!ev_json_cursor_open(&c, " 12", 3));
+}
+END_TEST
+
+/*
+ * A body read lazily (ev_json_load_lazy, then its array element by element) is taken only when
+ * jansson takes it whole, and gives the same value; the common shapes are read to the end.
+ */
+static const struct {
+    const char *text;
+    bool finishes; /* read lazily to the end */
+} lazy_cases[] = {
+    {"{\"batch\": [1, {\"a\": 2}], \"x\": 3}", true},
+    {" {\"x\": 1, \"batch\" : [ {\"a\": \"]\"} , \"\\\"]\" ] } ", true},
+    {"{\"batch\": [[1], [2, [3]]], \"sentAt\": \"t\"}", true},
+    {"{\"batch\": []}", true},
+    {"{\"batch\": {\"a\": 1}}", true},
+    {"{\"other\": [1]}", true},
+    {"{\"batch\": [1 2]}", false},
+    {"{\"batch\": [1,]}", false},
+    {"{\"batch\": [,1]}", false},
+    {"{\"batch\": [], \"batch\": [1]}", false},
+    {"{\"batch\": [1], \"x\": 1, \"x\": 2}", false},
+    {"{\"batch\": [{\"a\": 1}]", false},
+    {"{\"batch\": [{\"a\": 1}]]}", false},
+    {"{\"batch\": [{\"a\": 1}}]}", false},
+    {"{\"batch\": [1]} x", false},
+    {"{\"batch\": [1], \"y\": [1, 2}", false},
+    {"{\"batch\": [9223372036854775808]}", false},
+    {"{\"batch\": [1]}\x00", false},
+    {"[{\"batch\": [1]}]", false},
+};
+
+START_TEST(test_json_load_lazy)
+{
+    const char *text = lazy_cases[_i].text;
+    size_t n = strlen(text) + (_i == N_ELEMS(lazy_cases) - 2);
+    struct ev_json_cursor c;
+    struct ev_json_span span;
+    json_error_t je;
+    json_t *ref = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
+    json_t *arr = json_array();
+    json_t *v = NULL;
+    bool found = false;
+    bool done = false;
+    json_t *top = ev_json_load_lazy(text, n, "batch", &c, &found);
+
+    if (top != NULL && found) {
+        while ((v = ev_json_cursor_parse(&c, &span, &done)) != NULL) {
+            ck_assert(span.len > 0 && span.off + span.len < n);
+            json_array_append_new(arr, v);
+        }
+        done = done && json_array_size(arr) == c.total;
+        json_object_set(top, "batch", arr);
+    } else {
+        done = top != NULL;
+    }
+    ck_assert_msg(done == lazy_cases[_i].finishes, "%s: lazily %s", text,
+                  done ? "read" : "not read");
+    if (done) {
+        ck_assert_msg(ref != NULL, "%s: jansson rejects: %s", text, je.text);
+        ck_assert(json_equal(top, ref));
+    }
+    json_decref(top);
+    json_decref(arr);
+    json_decref(ref);
+}
+END_TEST
+
+START_TEST(test_json_minify)
+{
+    const char *text = " { \"a b\" :\t[1 , \"x \\\" y\\\\\" ]\r\n, \"c\": null } ";
+    char out[64];
+    size_t n = ev_json_minify(out, text, strlen(text));
+
+    out[n] = '\0';
+    ck_assert_str_eq(out, "{\"a b\":[1,\"x \\\" y\\\\\"],\"c\":null}");
+}
+END_TEST
+
+/* An event added as its parsed value is checked as its bytes would be, keyed as they would. */
+START_TEST(test_batch_add_value)
+{
+    const char *ok = "{\"user_id\": 1, \"timestamp\": 5, \"message\": \"m\", "
+                     "\"idempotency_key\": \"k-1\"}";
+    const char *bad = "{\"user_id\": \"x\", \"timestamp\": 5, \"message\": \"m\"}";
+    const struct ev_type *t = ev_lookup("crash_report", 12);
+    struct ev_batch b1;
+    struct ev_batch b2;
+    uint8_t digest[EV_DIGEST_LEN];
+    json_t *v;
+
+    memset(&b1, 0, sizeof(b1));
+    memset(&b2, 0, sizeof(b2));
+    for (int i = 0; i < 2; i++) {
+        const char *text = i == 0 ? ok : bad;
+
+        v = json_loads(text, 0, NULL);
+        ck_assert_ptr_nonnull(v);
+        ck_assert_int_eq(ev_batch_add_value(&b1, text, strlen(text), t, v), 0);
+        ck_assert_int_eq(ev_batch_add(&b2, text, strlen(text), t, NULL), 0);
+        json_decref(v);
+    }
+    ck_assert_uint_eq(b1.n, 2);
+    ck_assert_uint_eq(b1.n_valid, 1);
+    ck_assert_ptr_null(b1.items[0].error);
+    ck_assert_str_eq(b1.items[0].key, "k-1");
+    ck_assert(memcmp(b1.items[0].digest, b2.items[0].digest, EV_DIGEST_LEN) == 0);
+    ck_assert_ptr_eq(b1.items[0].raw, ok);
+    ck_assert_str_eq(b1.items[1].error, b2.items[1].error);
+    /* A digest given stands; without one the item's bytes are digested. */
+    memset(digest, 7, sizeof(digest));
+    ck_assert_int_eq(ev_batch_set_key_digest(&b1, 0, "k-1", 3, "Idempotency-Key", digest), 0);
+    ck_assert(memcmp(b1.items[0].digest, digest, EV_DIGEST_LEN) == 0);
+    ck_assert_int_eq(ev_batch_set_key(&b1, 0, "k-1", 3, "Idempotency-Key"), 0);
+    ck_assert(memcmp(b1.items[0].digest, b2.items[0].digest, EV_DIGEST_LEN) == 0);
+    ev_batch_free(&b1);
+    ev_batch_free(&b2);
+}
+END_TEST
+
 /* ---- UUIDv7 ---- */
 
 static uint64_t
@@ -2186,6 +2398,12 @@ events_suite(void)
 
     tc = tcase_create("fast_json");
     tcase_add_loop_test(tc, test_fast_json, 0, N_ELEMS(fast_cases));
+    tcase_add_loop_test(tc, test_json_load, 0, N_ELEMS(load_cases));
+    tcase_add_loop_test(tc, test_json_load_lazy, 0, N_ELEMS(lazy_cases));
+    tcase_add_test(tc, test_json_load_deep);
+    tcase_add_test(tc, test_json_cursor);
+    tcase_add_test(tc, test_json_minify);
+    tcase_add_test(tc, test_batch_add_value);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("registry");
