@@ -242,6 +242,9 @@ struct ev_item {
     bool error_shared;             /* error is the previous item's text (same message), not
                                       a copy of its own: a body of many events failing alike
                                       holds one text */
+    size_t follows;                /* 0, or k: a row derived from item index - k (a Segment
+                                      identify's users row, a track's typed copy), stored only
+                                      when that item is stored as new (queue_event.follows) */
 };
 
 /* All events of one body. Zero-initialise; free with ev_batch_free. */

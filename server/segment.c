@@ -221,10 +221,11 @@ typed_check(const json_t *msg, const struct ev_type *typed, char err[EV_ERR_MAX]
 
 /*
  * Add the copy of track msg (item main, valid) into its declared type's table: its
- * properties as the event, keyed by the messageId under a key of its own.
+ * properties as the event, keyed by the messageId under a key of its own, following item
+ * main's fate.
  */
 static int
-add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
+add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed, size_t main,
           const struct srv_limit *key, struct srv_charge *ch)
 {
     const json_t *props = json_object_get(msg, "properties");
@@ -243,6 +244,10 @@ add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
     rc = srv_charge_add(ch, (int64_t)strlen(raw));
     if (rc == 0) {
         rc = ev_batch_add(&q->b, raw, strlen(raw), typed, NULL);
+    }
+    if (rc == 0) {
+        /* Stored only when the track itself is stored as new (not a repeat, not a conflict). */
+        q->b.items[item].follows = item - main;
     }
     if (rc == 0 && q->b.items[item].error == NULL) {
         klen = ev_segment_key(key != NULL ? key->name : "", key != NULL ? strlen(key->name) : 0,
@@ -581,9 +586,12 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text,
     if (rc == 0 && q->b.items[item].error == NULL && strcmp(t->table, "identifies") == 0 &&
         uid != NULL && !json_is_null(uid)) {
         rc = ev_batch_add_value(&q->b, stored, raw_len, ev_lookup("users", 5), msg);
+        if (rc == 0) {
+            q->b.items[q->b.n - 1].follows = q->b.n - 1 - item;
+        }
     }
     if (rc == 0 && q->b.items[item].error == NULL && typed != NULL) {
-        rc = add_typed(q, msg, typed, key, ch);
+        rc = add_typed(q, msg, typed, item, key, ch);
     }
 out:
     free(raw);

@@ -34,8 +34,8 @@ post() {
     curl -s -o "$TMP/out" -w '%{http_code}' --data-binary "$body" "$@" "$URL$path"
     echo " $(cat "$TMP/out")"
 }
-# ids_as_id ANSWER: the answer with each uuid written "ID".
-ids_as_id() { sed -E 's/"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"/"ID"/g' <<<"$1"; }
+# ids_as_id ANSWER: the answer with each uuid written "ID" (a quoted one, and a conflict's).
+ids_as_id() { sed -E 's/"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"/"ID"/g; s/event [0-9a-f-]{36} /event ID /g' <<<"$1"; }
 load() { timeout 120 "$BIN/datapipe-loader" -c "$TMP/cfg.json" --once >>"$TMP/loader.log" 2>&1; }
 
 start_bg "$TMP/server.log" "$BIN/datapipe-server" -c "$TMP/cfg.json"
@@ -162,6 +162,30 @@ eq "a partly valid batch → 200 saying so" \
     '200 {"status_code":200,"status_message":"partly accepted: the rejected messages are in dead_letter","success":true,"accepted":1,"rejected":1,"duplicates":0,"ids":["ID",null],"errors":[{"index":1,"error":"event: required field missing"}]}' \
     "$(ids_as_id "$r")"
 
+# --- a derived row (users, the declared type's copy) follows its message: stored only when
+# the message itself is stored as new, never for a conflict or a repeat
+post /v1/identify '{"userId": "u-f", "traits": {"plan": "a"}, "timestamp": "2026-01-01T00:00:00Z", "messageId": "m-fate-i"}' -u wk-web: >/dev/null
+r=$(post /v1/identify '{"userId": "u-f", "traits": {"plan": "EVIL"}, "timestamp": "2026-02-01T00:00:00Z", "messageId": "m-fate-i"}' -u wk-web:)
+eq "an identify reusing a messageId with other traits → 409" \
+    '409 {"status_code":409,"status_message":"no message accepted: messageId already used with other content","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"idempotency_key: \"sk:3:webm-fate-i\" was already used for event ID with different content"}]}' \
+    "$(ids_as_id "$r")"
+r=$(post /v1/batch '{"batch": [{"type": "identify", "userId": "u-f5", "traits": {"p": 1}, "messageId": "m-fate-b"},
+  {"type": "identify", "userId": "u-f5", "traits": {"p": 2}, "messageId": "m-fate-b"}]}' -u wk-web:)
+eq "the same messageId twice in a batch, other traits → the second rejected" \
+    '200 {"status_code":200,"status_message":"partly accepted: the rejected messages are in dead_letter","success":true,"accepted":1,"rejected":1,"duplicates":0,"ids":["ID",null],"errors":[{"index":1,"error":"idempotency_key: \"sk:3:webm-fate-b\" was already used for event ID with different content"}]}' \
+    "$(ids_as_id "$r")"
+post /v1/track '{"userId": "u-f", "event": "Foo", "messageId": "m-fate-t"}' -u wk-web: >/dev/null
+r=$(post /v1/track '{"userId": "u-f", "event": "Order Completed", "properties": {"order_id": "o-evil", "total": 1}, "messageId": "m-fate-t"}' -u wk-web:)
+eq "a track of a declared type reusing a messageId → 409" \
+    '409 {"status_code":409,"status_message":"no message accepted: messageId already used with other content","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"idempotency_key: \"sk:3:webm-fate-t\" was already used for event ID with different content"}]}' \
+    "$(ids_as_id "$r")"
+post /v1/identify '{"userId": "u-g", "traits": {"plan": "old"}, "messageId": "m-fate-g1"}' -u wk-web: >/dev/null
+post /v1/identify '{"userId": "u-g", "traits": {"plan": "new"}, "messageId": "m-fate-g2"}' -u wk-web: >/dev/null
+r=$(post /v1/identify '{"userId": "u-g", "traits": {"plan": "old"}, "messageId": "m-fate-g1"}' -u wk-web:)
+eq "an identify's retry after a newer identify → a duplicate" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":1,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+
 # --- the rows
 ok "the loader loads" load
 q() { sql "SELECT $2 FROM $SCHEMA.$1 $3"; }
@@ -189,7 +213,7 @@ eq "aliases: columns" 'm-alias|u-1|a-1|2026-03-01 10:00:04+00' \
 eq "users: the newest traits per user" \
     'u-1|{"plan": "pro"}|2026-03-01 10:00:00+00|web
 u-3|{"plan": "team"}|2026-03-02 00:00:00+00|web' \
-    "$(q users "user_id, traits::text, timestamp, source" "ORDER BY user_id")"
+    "$(q users "user_id, traits::text, timestamp, source" "WHERE user_id IN ('u-1', 'u-3') ORDER BY user_id")"
 eq "the declared type's table: the typed row" 'o-1|9.5|web' \
     "$(q order_completed "order_id, total, source" "")"
 eq "tracks: the declared type's event has its row too" '1' \
@@ -197,6 +221,15 @@ eq "tracks: the declared type's event has its row too" '1' \
 eq "dead_letter: the invalid message of the partly valid batch (stage ingest)" \
     'ingest|tracks|event: required field missing' \
     "$(q dead_letter "stage, event_type, error" "WHERE convert_from(raw, 'UTF8') LIKE '%m-noevent%'")"
+eq "users: a conflict, a conflict in a batch and a retry change nothing" \
+    'u-f|{"plan": "a"}
+u-f5|{"p": 1}
+u-g|{"plan": "new"}' \
+    "$(q users "user_id, traits::text" "WHERE user_id IN ('u-f', 'u-f5', 'u-g') ORDER BY user_id")"
+eq "the declared type's table: no row for a rejected track" '0' \
+    "$(q order_completed "count(*)" "WHERE order_id = 'o-evil'")"
+eq "dead_letter: a 409 stored nothing; a batch's conflict is kept" 'identifies|u-f5' \
+    "$(q dead_letter "event_type, convert_from(raw, 'UTF8')::json->>'userId'" "WHERE convert_from(raw, 'UTF8') LIKE '%m-fate-%'")"
 eq "no writeKey stored anywhere" '0' \
     "$(q tracks "count(*)" "WHERE context::text LIKE '%wk-%'")"
 
