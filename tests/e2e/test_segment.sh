@@ -127,8 +127,27 @@ long=$(printf 'x%.0s' $(seq 256))
 one_bad "messageId over 255 bytes" "{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"messageId\": \"$long\"}" \
     'messageId: 256 bytes, longer than 255'
 big=$(head -c 33000 /dev/zero | tr '\0' 'p')
-one_bad "a 33 KB message" "{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$big\"}}" \
-    'message: 33114 bytes, over server.segment_max_message_bytes (32768)'
+m="{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$big\"}}"
+one_bad "a 33 KB message (its bytes as sent)" "$m" \
+    "message: ${#m} bytes, over server.segment_max_message_bytes (32768)"
+# The limit is on the message as sent: a batch-level context does not count against it.
+ctx30=$(head -c 30000 /dev/zero | tr '\0' 'c')
+r=$(post /v1/batch "{\"batch\": [{\"type\": \"page\", \"userId\": \"u-ctx\", \"messageId\": \"m-ctx\",
+  \"properties\": {\"p\": \"$(head -c 3000 /dev/zero | tr '\0' 'p')\"}}], \"context\": {\"c\": \"$ctx30\"}}" -u wk-web:)
+eq "a 3 KB message with a 30 KB batch-level context → 200" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+# A 241 KB body whose batch-level context would be copied into 1,500 tiny messages: refused
+# before anything is merged (it held 260 MB of the server's memory), naming the bound.
+python3 -c '
+import json
+ctx = {"k%05d" % i: i for i in range(12000)}
+msgs = [{"type": "page", "userId": "u", "messageId": "m%d" % i} for i in range(1500)]
+print(json.dumps({"batch": msgs, "context": ctx}, separators=(",", ":")))' >"$TMP/ctx.json"
+r=$(post /v1/batch "@$TMP/ctx.json" -u wk-web:)
+eq "a small body whose batch-level context would grow 1,000-fold → 400" \
+    '400 {"status_code":400,"status_message":"context, integrations: the batch-level members (168891 bytes) merged into each of 1500 messages make 253336500 bytes, over 8 x server.segment_max_batch_bytes (4096000); send them in each message or in smaller batches; nothing was stored"}' \
+    "$r"
 r=$(post /v1/batch '{"batch": {"type": "track"}}' -u wk-web:)
 eq "a batch that is not an array → 400" \
     '400 {"status_code":400,"status_message":"batch: expected an array of messages"}' "$r"
@@ -230,6 +249,8 @@ eq "the declared type's table: no row for a rejected track" '0' \
     "$(q order_completed "count(*)" "WHERE order_id = 'o-evil'")"
 eq "dead_letter: a 409 stored nothing; a batch's conflict is kept" 'identifies|u-f5' \
     "$(q dead_letter "event_type, convert_from(raw, 'UTF8')::json->>'userId'" "WHERE convert_from(raw, 'UTF8') LIKE '%m-fate-%'")"
+eq "pages: the batch-level context merged into a message of its own size" '30000|3000' \
+    "$(q pages "length(context->>'c'), length(properties->>'p')" "WHERE message_id = 'm-ctx'")"
 eq "no writeKey stored anywhere" '0' \
     "$(q tracks "count(*)" "WHERE context::text LIKE '%wk-%'")"
 
