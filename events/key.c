@@ -13,8 +13,9 @@
 #include "etc/plant.h"
 #include "events/internal.h"
 
-int
-ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX])
+/* ev_key_check's rules; derived: the server's own key, which may begin as ev_key_derived. */
+static int
+key_check(const char *key, size_t len, const char *what, bool derived, char err[EV_ERR_MAX])
 {
     const unsigned char *u = (const unsigned char *)key;
     size_t i = 0;
@@ -37,7 +38,19 @@ ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]
         }
         i += n;
     }
+    if (!derived && ev_key_derived(key, len)) {
+        return ev_errf(err,
+                       "%s: begins with \"%.*s\", which only the keys the server derives from "
+                       "Segment messageIds use",
+                       what, (int)((const char *)memchr(key, ':', len) - key) + 1, key);
+    }
     return 0;
+}
+
+int
+ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX])
+{
+    return key_check(key, len, what, false, err);
 }
 
 /* SHA-256 fetched once: EVP_sha256() makes every EVP_Digest fetch it again, which costs
@@ -80,9 +93,10 @@ ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, cons
     return ev_batch_set_key_digest(b, i, key, len, what, NULL);
 }
 
-int
-ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
-                        const uint8_t digest[EV_DIGEST_LEN])
+/* ev_batch_set_key_digest; derived: see key_check. */
+static int
+set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
+        const uint8_t digest[EV_DIGEST_LEN], bool derived)
 {
     struct ev_item *it = NULL;
     char err[EV_ERR_MAX];
@@ -94,7 +108,7 @@ ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t le
         return DP_ERR_INVALID;
     }
     it = &b->items[i];
-    rc = ev_key_check(key, len, what, err);
+    rc = key_check(key, len, what, derived, err);
     if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
         rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
     }
@@ -129,4 +143,18 @@ ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t le
         ev_digest(it->raw, it->raw_len, it->digest);
     }
     return 0;
+}
+
+int
+ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
+                        const uint8_t digest[EV_DIGEST_LEN])
+{
+    return set_key(b, i, key, len, what, digest, false);
+}
+
+int
+ev_batch_set_derived_key(struct ev_batch *b, size_t i, const char *key, size_t len,
+                         const char *what, const uint8_t digest[EV_DIGEST_LEN])
+{
+    return set_key(b, i, key, len, what, digest, true);
 }

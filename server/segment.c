@@ -258,11 +258,23 @@ add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
     const json_t *m = json_object_get(msg, "messageId");
     char keybuf[EV_KEY_MAX + 1];
     size_t item = q->b.n;
+    json_t *copy;
     size_t klen;
     char *raw;
     int rc;
 
-    raw = json_is_object(props) ? json_dumps(props, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+    /*
+     * The names every type reserves are a track's own data, not the copy's: its key is the
+     * messageId's and its type the event's. The tracks row keeps them (docs/api.md).
+     */
+    copy = json_is_object(props) ? json_copy((json_t *)props) : json_object();
+    if (copy == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    json_object_del(copy, EV_KEY_FIELD);
+    json_object_del(copy, "event_name");
+    raw = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(copy);
     if (raw == NULL) {
         return DP_ERR_NOMEM;
     }
@@ -278,7 +290,7 @@ add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
     if (rc == 0 && q->b.items[item].error == NULL) {
         klen = ev_segment_key(key != NULL ? key->name : "", key != NULL ? strlen(key->name) : 0,
                               json_string_value(m), json_string_length(m), true, keybuf);
-        rc = ev_batch_set_key(&q->b, item, keybuf, klen, "messageId");
+        rc = ev_batch_set_derived_key(&q->b, item, keybuf, klen, "messageId", NULL);
         rc = rc == DP_ERR_INVALID ? 0 : rc;
     }
     return rc;
@@ -622,7 +634,7 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text,
             ev_segment_key(key != NULL ? key->name : "", key != NULL ? strlen(key->name) : 0,
                            json_string_value(m), json_string_length(m), false, keybuf);
 
-        rc = ev_batch_set_key_digest(&q->b, item, keybuf, klen, "messageId", digest);
+        rc = ev_batch_set_derived_key(&q->b, item, keybuf, klen, "messageId", digest);
         rc = rc == DP_ERR_INVALID ? 0 : rc;
     }
     /* An identify of a known user also updates users. */

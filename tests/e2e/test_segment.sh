@@ -99,6 +99,33 @@ eq "track of a declared type with bad properties → 400 naming the field" \
     '400 {"status_code":400,"status_message":"properties: order_id: required field missing","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"properties: order_id: required field missing"}]}' \
     "$r"
 
+# --- names every type reserves, in a track's properties: the copy leaves them out
+for n in idempotency_key event_name; do
+    r=$(post /v1/track "{\"userId\": \"u-s\", \"event\": \"Order Completed\", \"properties\": {\"order_id\": \"o-$n\", \"total\": 2, \"$n\": \"crash_report\"}, \"messageId\": \"m-$n\"}" -u wk-web:)
+    eq "a typed track whose properties hold $n → 200" \
+        '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+        "$(ids_as_id "$r")"
+done
+
+# --- the keys derived from messageIds are the server's: no client key may take one first
+r=$(post /v1/events/tracks '{"type": "track", "userId": "x", "event": "E", "messageId": "m42", "idempotency_key": "sk:3:webm42"}' -H 'Authorization: Bearer wk-ios')
+eq "a client key shaped as a message's key → 400" \
+    '400 {"status_code":400,"status_message":"idempotency_key: begins with \"sk:\", which only the keys the server derives from Segment messageIds use"}' "$r"
+r=$(post /v1/events/order_completed '{"order_id": "o-x", "total": 1}' -H 'Authorization: Bearer wk-ios' -H 'Idempotency-Key: st:3:webm43')
+eq "a client key shaped as a typed copy's key → 400" \
+    '400 {"status_code":400,"status_message":"Idempotency-Key: begins with \"st:\", which only the keys the server derives from Segment messageIds use"}' "$r"
+r=$(post /v1/events/order_completed '{"order_id": "o-x", "total": 1, "idempotency_key": "st-sha256:00"}' -H 'Authorization: Bearer wk-ios')
+eq "a client key shaped as a hashed derived key → 400" \
+    '400 {"status_code":400,"status_message":"idempotency_key: begins with \"st-sha256:\", which only the keys the server derives from Segment messageIds use"}' "$r"
+r=$(post /v1/track '{"userId": "u-k", "event": "E", "messageId": "m42"}' -u wk-web:)
+eq "the web SDK's message m42 → 200" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+r=$(post /v1/track '{"userId": "u-k", "event": "Order Completed", "properties": {"order_id": "o-43", "total": 3}, "messageId": "m43"}' -u wk-web:)
+eq "the web SDK's typed track m43 → 200" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+
 # --- bad input, each with its answer
 r=$(post /v1/track '{"userId": "u-1", "event": "E"}' -u wrong:)
 eq "wrong write key → 401" \
@@ -234,8 +261,18 @@ eq "users: the newest traits per user" \
 u-3|{"plan": "team"}|2026-03-02 00:00:00+00|web' \
     "$(q users "user_id, traits::text, timestamp, source" "WHERE user_id IN ('u-1', 'u-3') ORDER BY user_id")"
 eq "the declared type's table: the typed row" 'o-1|9.5|web' \
-    "$(q order_completed "order_id, total, source" "")"
-eq "tracks: the declared type's event has its row too" '1' \
+    "$(q order_completed "order_id, total, source" "WHERE order_id = 'o-1'")"
+eq "the declared type's table: the copies of tracks whose properties hold reserved names" \
+    'o-event_name|2|sk:3:webm-event_name
+o-idempotency_key|2|sk:3:webm-idempotency_key' \
+    "$(q order_completed "order_id, total, replace(idempotency_key, 'st:', 'sk:')" "WHERE order_id IN ('o-event_name', 'o-idempotency_key') ORDER BY 1")"
+eq "the declared type's table: m43's copy, under its derived key" 'o-43|st:3:webm43|web' \
+    "$(q order_completed "order_id, idempotency_key, source" "WHERE idempotency_key LIKE '%m43'")"
+eq "the declared type's table: no client row took a derived key" '0' \
+    "$(q order_completed "count(*)" "WHERE order_id = 'o-x'")"
+eq "tracks: their properties as sent" '{"total": 2, "order_id": "o-event_name", "event_name": "crash_report"}' \
+    "$(q tracks "properties::text" "WHERE message_id = 'm-event_name'")"
+eq "tracks: the declared type's event has its row too" '4' \
     "$(q tracks "count(*)" "WHERE event = 'Order Completed'")"
 eq "dead_letter: the invalid message of the partly valid batch (stage ingest)" \
     'ingest|tracks|event: required field missing' \
