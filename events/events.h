@@ -411,6 +411,16 @@ int ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_
                             const char *what, const uint8_t digest[EV_DIGEST_LEN]);
 
 /*
+ * ev_segment_time_check - whether a Segment message's (msg) skew-corrected timestamp,
+ * received_us - (sentAt - originalTimestamp), with sent its sentAt (msg's own or its
+ * batch's; NULL: none), falls in the years 0001 to 9999 that every reader can hold; only
+ * checked when it is the row's timestamp (no "timestamp", both times valid). Returns 0, or
+ * DP_ERR_INVALID with the reason in err.
+ */
+int ev_segment_time_check(const json_t *msg, const json_t *sent, int64_t received_us,
+                          char err[EV_ERR_MAX]);
+
+/*
  * ev_batch_set_derived_key - ev_batch_set_key_digest for a key the server derives itself (a
  * Segment message's, see ev_segment_key), which alone may begin as ev_key_derived says;
  * digest NULL: computed from the item's bytes. Same returns.

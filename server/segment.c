@@ -606,6 +606,10 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text,
                  "(%lld)",
                  own_len, (long long)s->cfg->server_segment_max_message_bytes);
     }
+    if (err[0] == '\0' && chg.normalised) {
+        /* A time the loader could not write is refused now, while the SDK hears of it. */
+        (void)ev_segment_time_check(msg, sent, dp_now_us(), err);
+    }
     typed = err[0] == '\0' && strcmp(t->table, "tracks") == 0 ? typed_target(msg) : NULL;
     if (typed != NULL && typed_check(msg, typed, err) != 0) {
         goto out;
@@ -838,6 +842,9 @@ add_messages(struct srv *s, struct seg_request *q, const char *body, size_t len,
         srv_reply_json(r, 400, "batch: empty: expected one or more messages");
         return DP_ERR_INVALID;
     }
+    if (n > (size_t)s->cfg->server_max_events_per_body) {
+        return DP_ERR_FULL;
+    }
     if (srv_charge_add(
             ch, (int64_t)(n * (2 * sizeof(char *) + sizeof(size_t) +
                                2 * sizeof(struct queue_event) + ANSWER_BYTES_PER_MESSAGE))) != 0) {
@@ -972,7 +979,8 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
         }
         /* A key is never stored: a one-call body is the message itself. */
         json_object_del(top, "writeKey");
-        q.b.max_events = (size_t)s->cfg->server_max_events_per_body;
+        /* add_messages counts messages: a message's derived rows are not events of their own. */
+        q.b.max_events = 0;
         q.b.charge = batch_charge;
         q.b.charge_arg = &ch;
         rc = add_messages(s, &q, body, len, top, lazy ? &lz : NULL, call, key, &ch, r);

@@ -126,6 +126,14 @@ eq "the web SDK's typed track m43 → 200" \
     '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
     "$(ids_as_id "$r")"
 
+# --- the skew-corrected timestamp must be a time PostgreSQL can hold: checked at ingest
+r=$(post /v1/track '{"userId": "u-p", "event": "P1", "originalTimestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z", "messageId": "m-p1"}' -u wk-web:)
+eq "a correction that leaves the years 0001-9999 → 400 naming it" \
+    '400 {"status_code":400,"status_message":"originalTimestamp, sentAt: the corrected timestamp (receivedAt - (sentAt - originalTimestamp)) falls outside the years 0001 to 9999","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"originalTimestamp, sentAt: the corrected timestamp (receivedAt - (sentAt - originalTimestamp)) falls outside the years 0001 to 9999"}]}' \
+    "$r"
+r=$(post /v1/track '{"userId": "u-p", "event": "P5", "originalTimestamp": "9999-12-31T23:59:59Z", "sentAt": "0001-01-01T00:00:00Z", "messageId": "m-p5"}' -u wk-web:)
+has "the other way → 400" '"status_code":400,"status_message":"originalTimestamp, sentAt: the corrected timestamp' "$r"
+
 # --- bad input, each with its answer
 r=$(post /v1/track '{"userId": "u-1", "event": "E"}' -u wrong:)
 eq "wrong write key → 401" \
@@ -290,5 +298,21 @@ eq "pages: the batch-level context merged into a message of its own size" '30000
     "$(q pages "length(context->>'c'), length(properties->>'p')" "WHERE message_id = 'm-ctx'")"
 eq "no writeKey stored anywhere" '0' \
     "$(q tracks "count(*)" "WHERE context::text LIKE '%wk-%'")"
+
+# --- server.max_events_per_body counts messages, not the rows derived from them
+PORT2=$(free_port)
+sed -e "s/127.0.0.1:$PORT\"/127.0.0.1:$PORT2\", \"max_events_per_body\": 4/" -e "s|$TMP/q|$TMP/q2|" \
+    "$TMP/cfg.json" >"$TMP/cfg2.json"
+start_bg "$TMP/server2.log" "$BIN/datapipe-server" -c "$TMP/cfg2.json"
+wait_until 20 "the second server answers" http_answers "http://127.0.0.1:$PORT2/healthz"
+ident() { printf '{"type": "identify", "userId": "k%s", "messageId": "k%s"}' "$1" "$1"; }
+r=$(curl -s -w ' %{http_code}' -u wk-web: --data-binary "{\"batch\": [$(ident 1), $(ident 2), $(ident 3), $(ident 4)]}" "http://127.0.0.1:$PORT2/v1/batch" | tr -d '\n')
+eq "4 identifies with server.max_events_per_body 4 → 200" \
+    '{"status_code":200,"status_message":"accepted","success":true,"accepted":4,"rejected":0,"duplicates":0,"ids":["ID","ID","ID","ID"],"errors":[]} 200' \
+    "$(ids_as_id "$r")"
+r=$(curl -s -w ' %{http_code}' -u wk-web: --data-binary "{\"batch\": [$(ident 5), $(ident 6), $(ident 7), $(ident 8), $(ident 9)]}" "http://127.0.0.1:$PORT2/v1/batch" | tr -d '\n')
+eq "5 identifies → 400" \
+    '{"status_code":400,"status_message":"more than server.max_events_per_body (4) messages in one body; nothing was stored"} 400' \
+    "$r"
 
 t_done test_segment
