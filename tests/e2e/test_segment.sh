@@ -197,6 +197,14 @@ r=$(post /v1/alias "$deep" -u wk-web:)
 eq "a body nested 16,000 deep → 400 (jansson's recursion would overflow the thread's stack)" \
     '400 {"status_code":400,"status_message":"body: not JSON: line 1 column 129: nested deeper than 128 levels"}' "$r"
 ok "the server still answers" http_answers "$URL/healthz"
+# Without credentials the body is read for its writeKey first: it is refused the same way.
+deep=$(head -c 1000 /dev/zero | tr '\0' '[')
+for route in batch track; do
+    r=$(post "/v1/$route" "$deep")
+    eq "a body nested 1,000 deep to /v1/$route without a write key → 400" \
+        '400 {"status_code":400,"status_message":"body: not JSON: line 1 column 129: nested deeper than 128 levels"}' "$r"
+done
+ok "the server still answers after them" http_answers "$URL/healthz"
 msg="{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$(head -c 30000 /dev/zero | tr '\0' 'p')\"}}"
 printf '{"batch": [%s' "$msg" >"$TMP/big.json"
 for _ in $(seq 17); do printf ',%s' "$msg" >>"$TMP/big.json"; done
