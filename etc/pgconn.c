@@ -158,3 +158,24 @@ dp_pg_text_names_connection(const char *text)
     }
     return false;
 }
+
+bool
+dp_pg_text_names_tls(const char *text)
+{
+    /* libpq's texts (fe-secure-openssl.c) for a certificate it would not trust. A TLS
+     * session lost midway ("SSL SYSCALL error") is a lost connection, not one of these. */
+    static const char *const marks[] = {
+        "certificate verify failed",   /* no CA of sslrootcert signed it, or it expired */
+        "server certificate",          /* "server certificate for "x" does not match host name" */
+        "SSL certificate's",           /* its name or address entry missing */
+        "root certificate file",       /* sslrootcert (or ~/.postgresql/root.crt) missing */
+        "certificate revocation list", /* sslcrl unreadable */
+    };
+
+    for (size_t i = 0; text != NULL && i < sizeof(marks) / sizeof(marks[0]); i++) {
+        if (strstr(text, marks[i]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}

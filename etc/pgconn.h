@@ -57,6 +57,13 @@ bool dp_pg_read_only(const char *sqlstate);
 #define DP_PG_READ_ONLY_TEXT "PostgreSQL is read-only: a standby?"
 
 /*
+ * What the daemons say, before "(details in the ... log)", when libpq refused PostgreSQL's TLS
+ * certificate (dp_pg_text_names_tls): the operator's fix is there, not in the network.
+ */
+#define DP_PG_TLS_TEXT                                                                             \
+    "PostgreSQL's TLS certificate could not be verified: check sslrootcert and the host name"
+
+/*
  * dp_pg_one_line - copy libpq's or PostgreSQL's text into dst (cap bytes, NUL-terminated)
  * as one log-friendly line: newlines and tabs become spaces, trailing blanks go.
  * text may be NULL (gives "").
@@ -69,5 +76,13 @@ void dp_pg_one_line(char *dst, size_t cap, const char *text);
  * databases: log such a text, never show it to a client or an open endpoint.
  */
 bool dp_pg_text_names_connection(const char *text);
+
+/*
+ * dp_pg_text_names_tls - whether text (libpq's) says the server's TLS certificate could not be
+ * verified (sslmode verify-ca or verify-full): no CA of sslrootcert signed it, it names
+ * another host than host=, or there is no root certificate file to verify it with. Every such
+ * text is also one of dp_pg_text_names_connection's: show DP_PG_TLS_TEXT, log the text.
+ */
+bool dp_pg_text_names_tls(const char *text);
 
 #endif

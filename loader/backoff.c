@@ -65,6 +65,10 @@ ldr_error_public(const char *what, const char *err, char *out, size_t len)
 {
     /* What libpq and the server say when connecting fails or a connection is lost names
      * hosts, addresses, ports, users and databases. */
+    if (dp_pg_text_names_tls(err)) {
+        snprintf(out, len, "connection: " DP_PG_TLS_TEXT " (details in the loader's log)");
+        return;
+    }
     if (dp_pg_text_names_connection(err)) {
         snprintf(out, len,
                  "connection: cannot reach PostgreSQL or lost the connection "

@@ -60,9 +60,7 @@ static const char loader_batches_ddl[] = "CREATE TABLE IF NOT EXISTS loader_batc
                                          "rows integer NOT NULL, "
                                          "loaded_at timestamptz NOT NULL DEFAULT now(), "
                                          "outcome text, "
-                                         "PRIMARY KEY (queue_id, first_seq)); "
-                                         "ALTER TABLE loader_batches ADD COLUMN IF NOT "
-                                         "EXISTS outcome text";
+                                         "PRIMARY KEY (queue_id, first_seq))";
 
 /*
  * Which queue instance owns a queue.id. Rows of loader_batches under a queue_id are the
@@ -410,6 +408,49 @@ out:
 }
 
 /*
+ * Whether table (as the DDL names it, found on the transaction's search_path) lacks one of
+ * columns (comma-separated). Asked before every ALTER TABLE of the set-up: ALTER TABLE locks
+ * the table even when IF NOT EXISTS then does nothing, and every worker sets the schema up
+ * when it connects, beside the other workers' batches, whose locks on the same tables made
+ * the two wait on each other (deadlock detected, again and again).
+ */
+static int
+pg_lacks(struct ldr_pg *pg, const char *table, const char *columns, bool *lacks)
+{
+    const char *params[] = {table, columns};
+    PGresult *res = NULL;
+    int rc;
+
+    rc = ldr_pg_query(pg,
+                      "SELECT count(*) FROM unnest(string_to_array($2, ',')) c WHERE NOT EXISTS "
+                      "(SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) "
+                      "AND a.attname = c AND NOT a.attisdropped)",
+                      2, params, PGRES_TUPLES_OK, &res);
+    if (rc == 0) {
+        *lacks = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Add column (its name, then its type) to table if it lacks it (pg_lacks says why ask). */
+static int
+pg_add_column(struct ldr_pg *pg, const char *table, const char *column, const char *type)
+{
+    char sql[256];
+    bool lacks = false;
+    int rc;
+
+    rc = pg_lacks(pg, table, column, &lacks);
+    if (rc == 0 && lacks) {
+        snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", table, column,
+                 type);
+        rc = ldr_pg_exec(pg, sql);
+    }
+    return rc;
+}
+
+/*
  * Give a table created before idempotency keys its nullable idempotency_key column and,
  * when unique, the index over the non-null keys that the loader's ON CONFLICT relies on
  * (ldr_schema_key_index: found by what it indexes, under its derived name) and the nullable
@@ -420,21 +461,14 @@ out:
 static int
 pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
 {
-    char sql[256];
     int rc;
 
-    snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_key text",
-             table);
-    rc = ldr_pg_exec(pg, sql);
+    rc = pg_add_column(pg, table, "idempotency_key", "text");
     if (rc == 0 && unique) {
         rc = ldr_schema_key_index(pg, table, table);
     }
     if (rc == 0 && unique) {
-        snprintf(sql, sizeof(sql),
-                 "ALTER TABLE %s ADD COLUMN IF NOT EXISTS idempotency_digest "
-                 "bytea",
-                 table);
-        rc = ldr_pg_exec(pg, sql);
+        rc = pg_add_column(pg, table, "idempotency_digest", "bytea");
     }
     return rc;
 }
@@ -443,10 +477,25 @@ pg_key_column(struct ldr_pg *pg, const char *table, bool unique)
 static int
 pg_source_column(struct ldr_pg *pg, const char *table)
 {
-    char sql[256];
+    return pg_add_column(pg, table, "source", "text");
+}
 
-    snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS source text", table);
-    return ldr_pg_exec(pg, sql);
+/* dead_letter_upgrade, if dead_letter lacks a column or the index of it (pg_lacks: why ask). */
+static int
+pg_dead_letter_upgrade(struct ldr_pg *pg)
+{
+    PGresult *res = NULL;
+    bool lacks = false;
+    int rc;
+
+    rc = pg_lacks(pg, "dead_letter", "event_id,replays,replayed_at", &lacks);
+    if (rc == 0 && !lacks) {
+        rc = ldr_pg_query(pg, "SELECT to_regclass('dead_letter_event_id') IS NULL", 0, NULL,
+                          PGRES_TUPLES_OK, &res);
+        lacks = rc == 0 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+    }
+    return rc == 0 && lacks ? ldr_pg_exec(pg, dead_letter_upgrade) : rc;
 }
 
 /* Add the lease's columns to a queue_owners table created before them. */
@@ -500,13 +549,17 @@ pg_create_all(struct ldr_pg *pg, const char *schema)
         rc = pg_source_column(pg, "dead_letter");
     }
     if (rc == 0) {
-        rc = ldr_pg_exec(pg, dead_letter_upgrade);
+        rc = pg_dead_letter_upgrade(pg);
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, watermark_ddl);
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, loader_batches_ddl);
+    }
+    if (rc == 0) {
+        /* What the batch did, when not every row loaded (ldr_pg_batch_outcome). */
+        rc = pg_add_column(pg, "loader_batches", "outcome", "text");
     }
     if (rc == 0) {
         rc = ldr_pg_exec(pg, queue_owners_ddl);

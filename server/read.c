@@ -313,7 +313,10 @@ unavailable_why(struct srv_reply *r, const char *why)
     char msg[600];
     size_t n;
 
-    if (dp_pg_text_names_connection(why)) {
+    if (dp_pg_text_names_tls(why)) {
+        dp_warn("database unavailable", "error=%s", why);
+        why = DP_PG_TLS_TEXT " (details in the server's log)";
+    } else if (dp_pg_text_names_connection(why)) {
         dp_warn("database unavailable", "error=%s", why);
         why = "cannot reach PostgreSQL or lost the connection (details in the server's log)";
     }

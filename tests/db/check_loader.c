@@ -922,6 +922,66 @@ START_TEST(test_lost_commit_counts_what_the_batch_did)
 }
 END_TEST
 
+struct schema_probe {
+    struct tl_env *e;
+    int rc;   /* ldr_pg_ensure_schema's, from a second connection */
+    int runs; /* hook calls at LDR_FAULT_COMMIT */
+};
+
+/* At the first batch's COMMIT: set the schema up from another connection (a worker that
+ * just reconnected, another appliance's loader) that waits at most 2 s for a lock. */
+static int
+schema_probe_hook(void *arg, enum ldr_fault_point point, uint64_t first, uint64_t last)
+{
+    struct schema_probe *p = arg;
+    struct ldr_pg *pg = NULL;
+    char conninfo[1024];
+    char err[256];
+
+    (void)first;
+    (void)last;
+    if (point != LDR_FAULT_COMMIT || p->runs++ > 0) {
+        return 0;
+    }
+    snprintf(conninfo, sizeof(conninfo), "%s options='-c lock_timeout=2000'", t_pg_conninfo());
+    p->rc = ldr_pg_connect(&pg, conninfo, p->e->schema, p->e->queue_id, "", err, sizeof(err));
+    if (p->rc == 0) {
+        p->rc = ldr_pg_ensure_schema(pg, p->e->schema);
+    }
+    ldr_pg_close(pg);
+    return 0;
+}
+
+/*
+ * Setting up a schema that is already there takes no lock a batch in flight holds: every
+ * worker does it when it connects, beside the other workers' batches, and a lock taken
+ * there made the two wait on each other (deadlock detected, again and again).
+ */
+START_TEST(test_schema_setup_beside_a_batch)
+{
+    struct schema_probe probe = {.rc = -1};
+    struct ldr_fault_ops ops = {.hook = schema_probe_hook, .arg = &probe};
+    struct ldr_run_stats st;
+    struct tl_env e;
+    char json[128];
+
+    probe.e = &e;
+    tl_setup(&e, "ddlbeside");
+    start_and_close(&e);
+    for (int i = 0; i < 4; i++) {
+        gen_crash((uint64_t)i, json, sizeof(json));
+        append_crash_key(&e, json, i % 2 == 0 ? NULL : i == 1 ? "k1" : "k3");
+    }
+    tl_append(&e, "crash_report", "{\"user_id\": true}", QUEUE_F_REJECTED,
+              "user_id: expected integer, got boolean", 0, NULL);
+    load_all(&e, 1, 1000, &ops, &st);
+    ck_assert_int_eq(probe.runs, 1);
+    ck_assert_int_eq(probe.rc, 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 4);
+    tl_teardown(&e);
+}
+END_TEST
+
 START_TEST(test_lease_fences_earlier_loader)
 {
     /*
@@ -1049,6 +1109,26 @@ START_TEST(test_error_public)
         ck_assert_str_eq(out, "connection: cannot reach PostgreSQL or lost the connection "
                               "(details in the loader's log)");
     }
+    /* A certificate refused under sslmode=verify-full: said so, not "cannot reach". */
+    static const char *const tls[] = {
+        "connection to server at \"db.internal.example\" (10.1.2.3), port 5432 failed: SSL "
+        "error: certificate verify failed",
+        "connection to server at \"10.1.2.3\", port 5432 failed: server certificate for "
+        "\"db.internal.example\" does not match host name \"db2.internal.example\"",
+        "connection to server at \"db.internal.example\" (10.1.2.3), port 5432 failed: root "
+        "certificate file \"/home/dp/.postgresql/root.crt\" does not exist Either provide the "
+        "file or change sslmode to disable server certificate verification.",
+    };
+    for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
+        ldr_error_public("start", tls[i], out, sizeof(out));
+        ck_assert_str_eq(out, "connection: PostgreSQL's TLS certificate could not be verified: "
+                              "check sslrootcert and the host name (details in the loader's "
+                              "log)");
+    }
+    /* A TLS session lost midway is a lost connection, not a certificate. */
+    ldr_error_public("batch", "SSL SYSCALL error: EOF detected", out, sizeof(out));
+    ck_assert_str_eq(out, "connection: cannot reach PostgreSQL or lost the connection "
+                          "(details in the loader's log)");
     ldr_error_public("batch", "relation \"crash_report\" does not exist", out, sizeof(out));
     ck_assert_str_eq(out, "database: relation \"crash_report\" does not exist");
     ldr_error_public("queue delete", "I/O error", out, sizeof(out));
@@ -1279,6 +1359,7 @@ main(void)
     tcase_add_test(once, test_lease_fences_earlier_loader);
     tcase_add_test(once, test_recovery_counts_what_the_batch_did);
     tcase_add_test(once, test_lost_commit_counts_what_the_batch_did);
+    tcase_add_test(once, test_schema_setup_beside_a_batch);
     tcase_add_test(runs, test_batches_bounded_by_bytes);
     tcase_add_test(runs, test_unreachable_gives_up_or_stops);
     tcase_add_test(runs, test_run_figures);

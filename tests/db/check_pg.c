@@ -168,6 +168,42 @@ START_TEST(test_dp_pg_one_line)
 }
 END_TEST
 
+START_TEST(test_dp_pg_text_names_tls)
+{
+    /* libpq 15's texts for a certificate refused under sslmode=verify-full. */
+    static const char *const tls[] = {
+        "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: SSL error: "
+        "certificate verify failed",
+        "connection to server at \"127.0.0.1\", port 5432 failed: server certificate for "
+        "\"localhost\" does not match host name \"db.example.com\"",
+        "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: root certificate "
+        "file \"/root/.postgresql/root.crt\" does not exist Either provide the file or change "
+        "sslmode to disable server certificate verification.",
+        "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: could not get "
+        "server's host name from server certificate",
+        "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: SSL certificate's "
+        "name entry is missing",
+    };
+    /* Failures that are not the server's certificate. */
+    static const char *const other[] = {
+        "SSL SYSCALL error: EOF detected",
+        "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: FATAL: password "
+        "authentication failed for user \"loader\"",
+        "could not read certificate file \"/home/dp/.postgresql/postgresql.crt\": No such file",
+        "server closed the connection unexpectedly",
+    };
+
+    for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
+        ck_assert_msg(dp_pg_text_names_tls(tls[i]), "not TLS: %s", tls[i]);
+        ck_assert_msg(dp_pg_text_names_connection(tls[i]), "not a connection: %s", tls[i]);
+    }
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        ck_assert_msg(!dp_pg_text_names_tls(other[i]), "TLS: %s", other[i]);
+    }
+    ck_assert(!dp_pg_text_names_tls(NULL));
+}
+END_TEST
+
 int
 main(void)
 {
@@ -183,6 +219,7 @@ main(void)
     tcase_add_test(tp, test_dp_pg_connect_session);
     tcase_add_test(tp, test_dp_pg_connect_unreachable);
     tcase_add_test(tp, test_dp_pg_one_line);
+    tcase_add_test(tp, test_dp_pg_text_names_tls);
     suite_add_tcase(s, tp);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
