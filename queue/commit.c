@@ -290,8 +290,7 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
             if (w->evs[i].received_us == 0) {
                 w->evs[i].received_us = stamp;
             }
-            if (w->evs[i].follows > 0 &&
-                w->evs[i - w->evs[i].follows].dedup != QUEUE_DEDUP_NEW) {
+            if (w->evs[i].follows > 0 && w->evs[i - w->evs[i].follows].dedup != QUEUE_DEDUP_NEW) {
                 w->evs[i].dedup = QUEUE_DEDUP_FOLLOWED;
                 w->evs[i].seq = 0;
                 continue;
