@@ -4,7 +4,8 @@
 # make unit       build and run the Check suites that need no PostgreSQL (seconds)
 # make check      build and run every test (SANITIZE=1: under ASan and UBSan; SANITIZE=thread:
 #                 under ThreadSanitizer, in build/tsan)
-# make lint       clang-format check, shellcheck of the scripts, a -Wmissing-prototypes build
+# make lint       clang-format check, shellcheck of the scripts, a -Wmissing-prototypes build,
+#                 no call cycle between the files of a folder
 # make format     lay out every C file as .clang-format says
 # make bench      print the benchmark figures
 # make soak       the end-to-end fault scenarios at full length and the model checker for an
@@ -213,7 +214,8 @@ bench:
 # Static checks: every C file as .clang-format lays it out (`make format` rewrites them so),
 # shellcheck of every shell script, and the whole tree built with -Wmissing-prototypes -Werror in
 # a tree of its own (a function that should be static, or whose header is not included where it
-# is defined, fails it).
+# is defined, fails it), and no two files of a folder calling each other in a circle (read from
+# that build's objects by tests/tools/callcycles.py).
 # Citus, a test component only (docs/scaling.md): built from the vendored source tarball into
 # $(BUILD)/citus (never installed, never linked into datapipe), then tests/citus/test_citus.sh
 # starts a coordinator and two workers on loopback from it. The build takes a few minutes.
@@ -234,6 +236,7 @@ citus-check: citus
 	$(MAKE) all test-progs
 	DP_BUILD=$(BUILD) DP_BIN=$(BIN) tests/citus/test_citus.sh
 
+CYCLE_FOLDERS := etc queue events server loader queuetool
 C_FILES := $(wildcard etc/*.[ch] queue/*.[ch] events/*.[ch] server/*.[ch] server/compat/*.c \
 	queuetool/*.[ch] \
 	loader/*.[ch] tests/*/*.[ch])
@@ -251,6 +254,7 @@ lint:
 		"repository or an issue number: cite docs/ or the code"; exit 1; fi
 	$(MAKE) BUILD=$(BUILD)/lint BIN=$(BUILD)/lint/bin SANITIZE= WERROR=1 \
 		EXTRA_WARN=-Wmissing-prototypes test-progs
+	tests/tools/callcycles.py $(BUILD)/lint $(CYCLE_FOLDERS)
 
 format:
 	clang-format -i $(C_FILES)

@@ -71,7 +71,7 @@ json_key_object(config_setting_t *list, json_t *el, const char *path, size_t i, 
     }
 }
 
-/* Is path inside the "types" key (declared event types, etc/types.c)? */
+/* Is path inside the "types" key (declared event types, etc/decl_conf.c)? */
 static bool
 in_types(const char *path)
 {

@@ -7,11 +7,11 @@
 #include "etc/config.h"
 #include "etc/apikeys.h"
 #include "etc/cfgfile.h"
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/retention.h"
 #include "etc/settings.h"
-#include "etc/types.h"
 
 #include <libconfig.h>
 #include <stddef.h>
@@ -231,7 +231,7 @@ types_err(void *arg, const char *text)
     dp_errs_add(te->e, "%s: %s", te->file, text);
 }
 
-/* The "types" key of a file: checked by etc/types.c, merged type by type. */
+/* The "types" key of a file: checked by etc/decl_conf.c, merged type by type. */
 static void
 types_merge(config_t *eff, const config_setting_t *sec, const char *file, struct dp_errs *e)
 {

@@ -69,7 +69,7 @@ struct dp_config {
     char *log_level;  /* debug, info, warn, error */
     char *log_format; /* text, json */
 
-    struct dp_types *types;         /* declared event types (etc/types.h); never NULL */
+    struct dp_types *types;         /* declared event types (etc/decl.h); never NULL */
     struct dp_retention *retention; /* partitioned types (etc/retention.h); never NULL */
 };
 

@@ -88,6 +88,30 @@ dp_mono_ms(void)
     return dp_mono_us() / 1000;
 }
 
+void
+dp_mono_timespec(int64_t us, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(us / 1000000);
+    ts->tv_nsec = (long)(us % 1000000) * 1000;
+}
+
+int
+dp_cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    int rc;
+
+    if (pthread_condattr_init(&attr) != 0) {
+        return DP_ERR_NOMEM;
+    }
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0) {
+        rc = pthread_cond_init(cv, &attr);
+    }
+    pthread_condattr_destroy(&attr);
+    return rc == 0 ? 0 : DP_ERR_NOMEM;
+}
+
 bool
 dp_log_enabled(enum dp_log_level level)
 {

@@ -7,8 +7,10 @@
 #ifndef DP_LOG_H
 #define DP_LOG_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 enum dp_log_level {
     DP_LOG_DEBUG = 0,
@@ -61,6 +63,16 @@ void dp_time_text(int64_t us, char out[DP_TIME_TEXT_MAX]);
  */
 int64_t dp_mono_us(void);
 int64_t dp_mono_ms(void);
+
+/*
+ * dp_cond_init_mono - initialise cv so that pthread_cond_timedwait reads its deadline on
+ * CLOCK_MONOTONIC (a deadline of dp_mono_us's clock, safe from a wall clock set back).
+ * Returns 0, or DP_ERR_NOMEM when the attribute or the variable cannot be set up.
+ */
+int dp_cond_init_mono(pthread_cond_t *cv);
+
+/* dp_mono_timespec - us, a dp_mono_us reading, as the timespec pthread_cond_timedwait takes. */
+void dp_mono_timespec(int64_t us, struct timespec *ts);
 
 #define dp_debug(...) dp_log(DP_LOG_DEBUG, __VA_ARGS__)
 #define dp_info(...) dp_log(DP_LOG_INFO, __VA_ARGS__)

@@ -2,7 +2,7 @@
  * pgconn.c - opening a PostgreSQL connection the same way in both daemons (the libpq
  * keywords datapipe sets) and the one way they begin a transaction (its settings, SET LOCAL).
  * It never sets anything on the session: behind a pooler in transaction mode the backend
- * serves other clients next. Statements belong to the callers (loader/pg.c, server/read.c);
+ * serves other clients next. Statements belong to the callers (loader/pg.c, server/readpool.c);
  * this file never decides what a failure means.
  */
 #include "etc/pgconn.h"

@@ -1,7 +1,8 @@
 /*
  * retention.c - the "retention" key: checked with errors naming the key path, merged like
  * "types" (a later file's rule of a type replaces an earlier one's), built into struct
- * dp_retention. Never reads PostgreSQL or the event registry: the built-in types are named here.
+ * dp_retention. Never reads PostgreSQL or the event registry (etc/ calls nothing of ours): the
+ * built-in types are named here, and tests/unit/check_types.c holds the list to the registry.
  */
 #include <jansson.h>
 #include <libconfig.h>
@@ -14,14 +15,30 @@
 #include "etc/retention.h"
 #include "etc/settings.h"
 
-/* The built-in types and whether their table is append-only (tests/unit/check_config.c). */
+/* The built-in types and whether their table is append-only: every type of events/registry.c,
+ * the Segment tracking API's tables included (tests/unit/check_types.c walks the registry). */
 static const struct {
     const char *name;
     bool append;
 } builtin[] = {
-    {"crash_report", true}, {"ad_event", true}, {"user_login", true},
-    {"data_sample", true},  {"product", false},
+    {"crash_report", true}, {"ad_event", true},   {"user_login", true}, {"data_sample", true},
+    {"product", false},     {"identifies", true}, {"tracks", true},     {"pages", true},
+    {"screens", true},      {"groups", true},     {"aliases", true},    {"users", false},
 };
+
+bool
+dp_retention_builtin(const char *type, bool *append)
+{
+    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++) {
+        if (strcmp(builtin[i].name, type) == 0) {
+            if (append != NULL) {
+                *append = builtin[i].append;
+            }
+            return true;
+        }
+    }
+    return false;
+}
 
 static void
 rule_err(void (*err)(void *, const char *), void *arg, int *count, const char *fmt, ...)
@@ -148,18 +165,15 @@ dp_retention_types_check(const struct dp_retention *r, const struct dp_types *ty
 
     for (size_t i = 0; r != NULL && i < r->n; i++) {
         const char *type = r->rules[i].type;
-        size_t b = 0;
+        bool append = false;
+        bool known = dp_retention_builtin(type, &append);
 
-        while (b < sizeof(builtin) / sizeof(builtin[0]) && strcmp(builtin[b].name, type) != 0) {
-            b++;
-        }
-        if (b < sizeof(builtin) / sizeof(builtin[0]) && !builtin[b].append) {
+        if (known && !append) {
             rule_err(err, arg, &count,
                      "retention.%s: an upsert table is not partitioned "
                      "(its rows are updated in place)",
                      type);
-        } else if (b == sizeof(builtin) / sizeof(builtin[0]) &&
-                   dp_types_find(types, type) == NULL) {
+        } else if (!known && dp_types_find(types, type) == NULL) {
             rule_err(err, arg, &count,
                      "retention.%s: no such event type (built-in or declared "
                      "in \"types\")",

@@ -6,9 +6,10 @@
 #ifndef DP_ETC_RETENTION_H
 #define DP_ETC_RETENTION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
-#include "etc/types.h"
+#include "etc/decl.h"
 
 struct config_setting_t;
 struct json_t;
@@ -43,9 +44,17 @@ int dp_retention_check(const struct config_setting_t *s, void (*err)(void *arg, 
 int dp_retention_build(const struct config_setting_t *s, struct dp_retention **out);
 
 /*
+ * dp_retention_builtin - whether type is a built-in event type (those of events/registry.c,
+ * the Segment tracking API's tables included).
+ *   append: when not NULL and type is built in, receives whether its table is append-only
+ *   (false: an upsert table, product or users).
+ */
+bool dp_retention_builtin(const char *type, bool *append);
+
+/*
  * dp_retention_types_check - every rule names a built-in append type or a declared type
- * (types); the upsert type product is refused (its rows are updated in place, never expire
- * by day). Errors go to err as dp_retention_check's. Returns the number of errors.
+ * (types); the upsert types product and users are refused (their rows are updated in place,
+ * never expire by day). Errors go to err as dp_retention_check's. Returns the number of errors.
  */
 int dp_retention_types_check(const struct dp_retention *r, const struct dp_types *types,
                              void (*err)(void *arg, const char *text), void *arg);

@@ -4,9 +4,6 @@
  * Pure: no I/O; metadata is stored as the client's exact bytes.
  */
 #include <arpa/inet.h>
-#include <strings.h>
-
-#include <uriparser/Uri.h>
 
 #include "etc/err.h"
 #include "events/internal.h"
@@ -24,46 +21,6 @@ check_ipv4(const json_t *v, const char *name, char err[EV_ERR_MAX])
         return ev_errf(err, "%s: not a dotted-quad IPv4 address", name);
     }
     return 0;
-}
-
-static bool
-scheme_is(const UriTextRangeA *r, const char *want)
-{
-    size_t n = (size_t)(r->afterLast - r->first);
-
-    return n == strlen(want) && strncasecmp(r->first, want, n) == 0;
-}
-
-int
-ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
-{
-    UriUriA uri;
-    const char *s;
-    const char *error_pos = NULL;
-    int rc = 0;
-    int ur;
-
-    if (!json_is_string(v)) {
-        return ev_type_err(err, name, "string", v);
-    }
-    s = json_string_value(v);
-    ur = uriParseSingleUriExA(&uri, s, s + json_string_length(v), &error_pos);
-    if (ur == URI_ERROR_MALLOC) {
-        return ev_errf(err, "%s: out of memory while parsing", name);
-    }
-    if (ur != URI_SUCCESS) {
-        return ev_errf(err, "%s: not a valid URL (syntax error at character %ld)", name,
-                       error_pos ? (long)(error_pos - s) + 1 : 1L);
-    }
-    if (uri.scheme.first == NULL) {
-        rc = ev_errf(err, "%s: not an absolute URL (no scheme)", name);
-    } else if (!scheme_is(&uri.scheme, "http") && !scheme_is(&uri.scheme, "https")) {
-        rc = ev_errf(err, "%s: scheme must be http or https", name);
-    } else if (uri.hostText.first == NULL || uri.hostText.first == uri.hostText.afterLast) {
-        rc = ev_errf(err, "%s: URL has no host", name);
-    }
-    uriFreeUriMembersA(&uri);
-    return rc;
 }
 
 static const struct ev_field fields[] = {

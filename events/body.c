@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "etc/err.h"
+#include "etc/plant.h"
 #include "events/internal.h"
 
 /*
@@ -294,30 +295,6 @@ syntax_message(const json_error_t *je, char *dst, size_t cap)
         snprintf(dst, cap, "invalid JSON: %s", text);
         break;
     }
-}
-
-size_t
-ev_too_deep_at(const char *s, size_t len, size_t p)
-{
-    size_t depth = 0;
-
-    if (p >= len || (s[p] != '[' && s[p] != '{')) {
-        return len;
-    }
-    for (; p < len; p++) {
-        if (s[p] == '"') {
-            for (p++; p < len && s[p] != '"'; p++) {
-                p += s[p] == '\\' ? 1 : 0;
-            }
-        } else if (s[p] == '[' || s[p] == '{') {
-            if (++depth > EV_MAX_DEPTH) {
-                return p;
-            }
-        } else if ((s[p] == ']' || s[p] == '}') && --depth == 0) {
-            return len;
-        }
-    }
-    return len;
 }
 
 /* Parse one value at p with jansson; on failure set *at and msg. */
@@ -660,4 +637,76 @@ ev_encode(const struct ev_type *t, const struct ev_stored *ev, struct ev_buf *ou
 out:
     json_decref(obj);
     return rc;
+}
+
+int
+ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
+{
+    return ev_batch_set_key_digest(b, i, key, len, what, NULL);
+}
+
+/* ev_batch_set_key_digest; derived: the server's own key (ev_key_check_derived). */
+static int
+set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
+        const uint8_t digest[EV_DIGEST_LEN], bool derived)
+{
+    struct ev_item *it = NULL;
+    char err[EV_ERR_MAX];
+    char *copy = NULL;
+    int rc;
+
+    /* No item i (a body of no event): nothing to key. Planted (etc/plant.h): item i used. */
+    if (i >= b->n && !DP_PLANTED("empty_key_header")) {
+        return DP_ERR_INVALID;
+    }
+    it = &b->items[i];
+    rc = derived ? ev_key_check_derived(key, len, what, err) : ev_key_check(key, len, what, err);
+    if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
+        rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
+    }
+    if (rc != 0) {
+        if (it->error != NULL) {
+            /* Already rejected: the event's own error stands. */
+            return DP_ERR_INVALID;
+        }
+        if (ev_batch_charge(b, strlen(err) + 1) != 0) {
+            return DP_ERR_BUSY;
+        }
+        it->error = strdup(err);
+        if (it->error == NULL) {
+            return DP_ERR_NOMEM;
+        }
+        b->n_valid--;
+        return DP_ERR_INVALID;
+    }
+    if (ev_batch_charge(b, len + 1) != 0) {
+        return DP_ERR_BUSY;
+    }
+    copy = strndup(key, len);
+    if (copy == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    free(it->key);
+    it->key = copy;
+    it->key_len = len;
+    if (digest != NULL) {
+        memcpy(it->digest, digest, EV_DIGEST_LEN);
+    } else {
+        ev_digest(it->raw, it->raw_len, it->digest);
+    }
+    return 0;
+}
+
+int
+ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
+                        const uint8_t digest[EV_DIGEST_LEN])
+{
+    return set_key(b, i, key, len, what, digest, false);
+}
+
+int
+ev_batch_set_derived_key(struct ev_batch *b, size_t i, const char *key, size_t len,
+                         const char *what, const uint8_t digest[EV_DIGEST_LEN])
+{
+    return set_key(b, i, key, len, what, digest, true);
 }

@@ -144,35 +144,6 @@ ev_buf_put_copy_bytea(struct ev_buf *b, const void *p, size_t n)
     return 0;
 }
 
-int64_t
-ev_days_from_civil(int64_t y, int m, int d)
-{
-    int64_t era;
-    int64_t yoe;
-    int64_t doy;
-    int64_t doe;
-
-    /* Count years from March so the leap day is the last day of the year. */
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-int
-ev_days_in_month(int64_t y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-
-    if (m < 1 || m > 12) {
-        return 0;
-    }
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
 static void
 civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {

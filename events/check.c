@@ -1,13 +1,21 @@
 /*
  * check.c - what every type's validator shares: the field-table walk, the
- * wording of errors, safe quoting of client text in messages, and finding a
- * member's exact bytes in an event. Never echoes client bytes unescaped.
+ * wording of errors, safe quoting of client text in messages, finding a
+ * member's exact bytes in an event, and the checks built-in and declared types
+ * both call (url, ip, RFC 3339 date-times, the calendar). Never echoes client
+ * bytes unescaped; calls no other file of events/ (it is the bottom of the folder).
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+
+#include <uriparser/Uri.h>
 
 #include "etc/err.h"
 #include "events/internal.h"
+
+#define TS_SYNTAX "not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac] then Z or +hh:mm)"
 
 int
 ev_errf(char err[EV_ERR_MAX], const char *fmt, ...)
@@ -175,17 +183,6 @@ void
 ev_sanitize(char *dst, size_t cap, const char *s, size_t n)
 {
     copy_printable(dst, cap, s, n, false, SIZE_MAX);
-}
-
-void
-ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len)
-{
-    char q[EV_QUOTE_MAX * 4 + 8];
-    char names[EV_ERR_MAX];
-
-    ev_quote(q, sizeof(q), name, len);
-    ev_type_names(names, sizeof(names));
-    ev_errf(out, "unknown event type %s (valid types: %s)", q, names);
 }
 
 int
@@ -656,4 +653,220 @@ ev_check_jsonb_numbers(const char *json, size_t len, char err[EV_ERR_MAX])
 
     walk_ws(&w);
     return walk_value(&w, err);
+}
+
+/* ---- the checks of field types: built-in types and declared ones call the same ---- */
+
+static bool
+scheme_is(const UriTextRangeA *r, const char *want)
+{
+    size_t n = (size_t)(r->afterLast - r->first);
+
+    return n == strlen(want) && strncasecmp(r->first, want, n) == 0;
+}
+
+int
+ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    UriUriA uri;
+    const char *s;
+    const char *error_pos = NULL;
+    int rc = 0;
+    int ur;
+
+    if (!json_is_string(v)) {
+        return ev_type_err(err, name, "string", v);
+    }
+    s = json_string_value(v);
+    ur = uriParseSingleUriExA(&uri, s, s + json_string_length(v), &error_pos);
+    if (ur == URI_ERROR_MALLOC) {
+        return ev_errf(err, "%s: out of memory while parsing", name);
+    }
+    if (ur != URI_SUCCESS) {
+        return ev_errf(err, "%s: not a valid URL (syntax error at character %ld)", name,
+                       error_pos ? (long)(error_pos - s) + 1 : 1L);
+    }
+    if (uri.scheme.first == NULL) {
+        rc = ev_errf(err, "%s: not an absolute URL (no scheme)", name);
+    } else if (!scheme_is(&uri.scheme, "http") && !scheme_is(&uri.scheme, "https")) {
+        rc = ev_errf(err, "%s: scheme must be http or https", name);
+    } else if (uri.hostText.first == NULL || uri.hostText.first == uri.hostText.afterLast) {
+        rc = ev_errf(err, "%s: URL has no host", name);
+    }
+    uriFreeUriMembersA(&uri);
+    return rc;
+}
+
+int
+ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
+{
+    unsigned char addr[16];
+    const char *s;
+
+    if (!json_is_string(v)) {
+        return ev_type_err(err, name, "string", v);
+    }
+    s = json_string_value(v);
+    if (inet_pton(AF_INET, s, addr) != 1 && inet_pton(AF_INET6, s, addr) != 1) {
+        return ev_errf(err, "%s: not an IPv4 or IPv6 address", name);
+    }
+    return 0;
+}
+
+/* ---- the calendar and RFC 3339 date-times ---- */
+
+int64_t
+ev_days_from_civil(int64_t y, int m, int d)
+{
+    int64_t era;
+    int64_t yoe;
+    int64_t doy;
+    int64_t doe;
+
+    /* Count years from March so the leap day is the last day of the year. */
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int
+ev_days_in_month(int64_t y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+    if (m < 1 || m > 12) {
+        return 0;
+    }
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* Read exactly n digits at *p (not past end) into *out. */
+static bool
+digits(const char **p, const char *end, int n, int *out)
+{
+    int v = 0;
+    int i;
+
+    if (end - *p < n) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        char c = (*p)[i];
+
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool
+lit(const char **p, const char *end, char c)
+{
+    if (*p < end && **p == c) {
+        (*p)++;
+        return true;
+    }
+    return false;
+}
+
+/* Microseconds of a fraction ".ddd..." after the dot, rounded half up. */
+static int64_t
+fraction_us(const char **p, const char *end)
+{
+    int64_t us = 0;
+    int n = 0;
+
+    while (*p < end && **p >= '0' && **p <= '9') {
+        if (n < 6) {
+            us = us * 10 + (**p - '0');
+        } else if (n == 6 && **p >= '5') {
+            us++;
+        }
+        n++;
+        (*p)++;
+    }
+    for (; n < 6; n++) {
+        us *= 10;
+    }
+    return us;
+}
+
+/*
+ * Parse an RFC 3339 date-time (s, n bytes) into microseconds since the epoch,
+ * UTC. Every field is range-checked, so Feb 30 or hour 24 is an error.
+ */
+int
+ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out, char err[EV_ERR_MAX])
+{
+    const char *p = s;
+    const char *end = s + n;
+    int y, mo, d, h, mi, sec, oh = 0, om = 0;
+    int64_t frac_us = 0;
+    int sign = 0;
+    int64_t us;
+
+    if (!digits(&p, end, 4, &y) || !lit(&p, end, '-') || !digits(&p, end, 2, &mo) ||
+        !lit(&p, end, '-') || !digits(&p, end, 2, &d) ||
+        !(lit(&p, end, 'T') || lit(&p, end, 't') || lit(&p, end, ' ')) || !digits(&p, end, 2, &h) ||
+        !lit(&p, end, ':') || !digits(&p, end, 2, &mi) || !lit(&p, end, ':') ||
+        !digits(&p, end, 2, &sec)) {
+        return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+    }
+    if (lit(&p, end, '.')) {
+        if (p == end || *p < '0' || *p > '9') {
+            return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+        }
+        frac_us = fraction_us(&p, end);
+    }
+    if (p == end) {
+        return ev_errf(err, "%s: missing UTC offset (Z or +hh:mm)", name);
+    }
+    if (lit(&p, end, 'Z') || lit(&p, end, 'z')) {
+        sign = 0;
+    } else if (lit(&p, end, '+') || lit(&p, end, '-')) {
+        sign = p[-1] == '+' ? 1 : -1;
+        if (!digits(&p, end, 2, &oh) || !lit(&p, end, ':') || !digits(&p, end, 2, &om)) {
+            return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+        }
+    } else {
+        return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+    }
+    if (p != end) {
+        return ev_errf(err, "%s: %s", name, TS_SYNTAX);
+    }
+    if (mo < 1 || mo > 12) {
+        return ev_errf(err, "%s: month out of range (01-12)", name);
+    }
+    if (d < 1 || d > ev_days_in_month(y, mo)) {
+        return ev_errf(err, "%s: day out of range for the month", name);
+    }
+    if (h > 23) {
+        return ev_errf(err, "%s: hour out of range (00-23)", name);
+    }
+    if (mi > 59) {
+        return ev_errf(err, "%s: minute out of range (00-59)", name);
+    }
+    if (sec > 59) {
+        return ev_errf(err, "%s: second out of range (00-59, no leap seconds)", name);
+    }
+    if (oh > 23 || om > 59) {
+        return ev_errf(err, "%s: UTC offset out of range", name);
+    }
+    us = ((ev_days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
+    us -= (int64_t)sign * (oh * 3600 + om * 60);
+    us = us * 1000000 + frac_us;
+    /* 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z: what timestamptz round-trips. */
+    if (us < INT64_C(-62135596800000000) || us > INT64_C(253402300799999999)) {
+        return ev_errf(err, "%s: out of range (years 0001 to 9999 in UTC)", name);
+    }
+    *out = us;
+    return 0;
 }

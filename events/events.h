@@ -96,7 +96,7 @@ struct ev_field {
 /*
  * One event type: a static const descriptor, defined in events/<name>.c with
  * designated initializers and listed once in registry.c; or a declared type
- * (docs/event-types.md), built at start by events/declared.c from its declaration.
+ * (docs/event-types.md), built at start by events/decl.c from its declaration.
  * SQL texts are unqualified: the loader and the server set search_path to
  * database.schema on every connection.
  */
@@ -196,7 +196,7 @@ enum ev_change {
 
 /*
  * ev_registry_update - make the registry hold every type of types (may be
- * NULL): a declared type not registered yet is built (events/declared.c) and
+ * NULL): a declared type not registered yet is built (events/decl.c) and
  * appended; one registered with the same declaration is kept; one declared
  * differently, or no longer declared, is kept as it runs and reported, since
  * only a restart may change it. Called at start and on SIGHUP, from one

@@ -810,3 +810,27 @@ ev_json_cursor_parse(struct ev_json_cursor *c, struct ev_json_span *span, bool *
     c->count++;
     return v;
 }
+
+size_t
+ev_too_deep_at(const char *s, size_t len, size_t p)
+{
+    size_t depth = 0;
+
+    if (p >= len || (s[p] != '[' && s[p] != '{')) {
+        return len;
+    }
+    for (; p < len; p++) {
+        if (s[p] == '"') {
+            for (p++; p < len && s[p] != '"'; p++) {
+                p += s[p] == '\\' ? 1 : 0;
+            }
+        } else if (s[p] == '[' || s[p] == '{') {
+            if (++depth > EV_MAX_DEPTH) {
+                return p;
+            }
+        } else if ((s[p] == ']' || s[p] == '}') && --depth == 0) {
+            return len;
+        }
+    }
+    return len;
+}

@@ -40,6 +40,17 @@ int ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len);
 /* Ask b's budget (b->charge) for bytes. Returns 0, or DP_ERR_BUSY when it refuses them. */
 int ev_batch_charge(struct ev_batch *b, size_t bytes);
 
+/* The beginnings of the keys ev_segment_key derives, which no client key may have
+ * (ev_key_derived): a message's, and its track's copy in its declared type's table. */
+#define SEGMENT_KEY_PREFIX "sk:"
+#define SEGMENT_KEY_HASH_PREFIX "sk-sha256:"
+#define SEGMENT_TYPED_KEY_PREFIX "st:"
+#define SEGMENT_TYPED_KEY_HASH_PREFIX "st-sha256:"
+
+/* ev_key_check for a key the server derives itself (ev_segment_key): it alone may begin as
+ * ev_key_derived says. Same returns. */
+int ev_key_check_derived(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]);
+
 int ev_errf(char err[EV_ERR_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ev_type_err - "name: expected WANT, got <type of v>"; returns DP_ERR_INVALID. */
@@ -71,7 +82,7 @@ void ev_sanitize(char *dst, size_t cap, const char *s, size_t n);
 
 /*
  * ev_too_deep_at - the offset in s (len bytes) where the value at p nests deeper than
- * EV_MAX_DEPTH, or len if it does not (or is no object or array).
+ * EV_MAX_DEPTH, or len if it does not (or is no object or array) (fastjson.c).
  */
 size_t ev_too_deep_at(const char *s, size_t len, size_t p);
 
@@ -100,15 +111,15 @@ int ev_check_object(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 int ev_check_jsonb_numbers(const char *json, size_t len, char err[EV_ERR_MAX]);
 
 int ev_check_epoch_int(const json_t *v, const char *name, char err[EV_ERR_MAX]);
-/* An absolute http(s) URL with a host, checked with uriparser (ad_event.c). */
+/* An absolute http(s) URL with a host, checked with uriparser (check.c). */
 int ev_check_url(const json_t *v, const char *name, char err[EV_ERR_MAX]);
-/* An IPv4 or IPv6 address as inet_pton reads them (user_login.c). */
+/* An IPv4 or IPv6 address as inet_pton reads them (check.c). */
 int ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX]);
 
 /*
  * ev_parse_rfc3339 - an RFC 3339 date-time with a UTC offset or Z (s, n bytes)
  * into microseconds since the epoch, UTC; every field range-checked, years
- * 0001-9999 in UTC (data_sample.c). Returns 0 or DP_ERR_INVALID with
+ * 0001-9999 in UTC (check.c). Returns 0 or DP_ERR_INVALID with
  * "name: problem" in err.
  */
 int ev_parse_rfc3339(const char *s, size_t n, const char *name, int64_t *out, char err[EV_ERR_MAX]);

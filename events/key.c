@@ -1,7 +1,8 @@
 /*
  * key.c - idempotency keys of events: what a valid key is, an event's digest (SHA-256 from
  * OpenSSL's libcrypto, never a hash of our own), and keys given from outside an event (the
- * Idempotency-Key header, a CloudEvent's source and id). Pure: no I/O.
+ * Idempotency-Key header, a CloudEvent's source and id, checked here; body.c attaches them to
+ * a batch). Pure: no I/O.
  */
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -10,8 +11,23 @@
 #include <string.h>
 
 #include "etc/err.h"
-#include "etc/plant.h"
 #include "events/internal.h"
+
+bool
+ev_key_derived(const char *key, size_t len)
+{
+    static const char *const prefixes[] = {SEGMENT_KEY_PREFIX, SEGMENT_TYPED_KEY_PREFIX,
+                                           SEGMENT_KEY_HASH_PREFIX, SEGMENT_TYPED_KEY_HASH_PREFIX};
+
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]);
+
+        if (len >= n && memcmp(key, prefixes[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 /* ev_key_check's rules; derived: the server's own key, which may begin as ev_key_derived. */
 static int
@@ -53,6 +69,12 @@ ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]
     return key_check(key, len, what, false, err);
 }
 
+int
+ev_key_check_derived(const char *key, size_t len, const char *what, char err[EV_ERR_MAX])
+{
+    return key_check(key, len, what, true, err);
+}
+
 /* SHA-256 fetched once: EVP_sha256() makes every EVP_Digest fetch it again, which costs
  * as much as hashing a small event. Never freed: the process holds it to the end. */
 static EVP_MD *sha256_md;
@@ -85,76 +107,4 @@ ev_digest(const char *s, size_t len, uint8_t out[EV_DIGEST_LEN])
     if (EVP_Digest(s, len, out, &n, md, NULL) != 1) {
         memset(out, 0, EV_DIGEST_LEN);
     }
-}
-
-int
-ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what)
-{
-    return ev_batch_set_key_digest(b, i, key, len, what, NULL);
-}
-
-/* ev_batch_set_key_digest; derived: see key_check. */
-static int
-set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
-        const uint8_t digest[EV_DIGEST_LEN], bool derived)
-{
-    struct ev_item *it = NULL;
-    char err[EV_ERR_MAX];
-    char *copy = NULL;
-    int rc;
-
-    /* No item i (a body of no event): nothing to key. Planted (etc/plant.h): item i used. */
-    if (i >= b->n && !DP_PLANTED("empty_key_header")) {
-        return DP_ERR_INVALID;
-    }
-    it = &b->items[i];
-    rc = key_check(key, len, what, derived, err);
-    if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
-        rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
-    }
-    if (rc != 0) {
-        if (it->error != NULL) {
-            /* Already rejected: the event's own error stands. */
-            return DP_ERR_INVALID;
-        }
-        if (ev_batch_charge(b, strlen(err) + 1) != 0) {
-            return DP_ERR_BUSY;
-        }
-        it->error = strdup(err);
-        if (it->error == NULL) {
-            return DP_ERR_NOMEM;
-        }
-        b->n_valid--;
-        return DP_ERR_INVALID;
-    }
-    if (ev_batch_charge(b, len + 1) != 0) {
-        return DP_ERR_BUSY;
-    }
-    copy = strndup(key, len);
-    if (copy == NULL) {
-        return DP_ERR_NOMEM;
-    }
-    free(it->key);
-    it->key = copy;
-    it->key_len = len;
-    if (digest != NULL) {
-        memcpy(it->digest, digest, EV_DIGEST_LEN);
-    } else {
-        ev_digest(it->raw, it->raw_len, it->digest);
-    }
-    return 0;
-}
-
-int
-ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
-                        const uint8_t digest[EV_DIGEST_LEN])
-{
-    return set_key(b, i, key, len, what, digest, false);
-}
-
-int
-ev_batch_set_derived_key(struct ev_batch *b, size_t i, const char *key, size_t len,
-                         const char *what, const uint8_t digest[EV_DIGEST_LEN])
-{
-    return set_key(b, i, key, len, what, digest, true);
 }

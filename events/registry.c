@@ -2,15 +2,16 @@
  * registry.c - the one table of event types: the built-ins (one file under
  * events/ and one line here; the order is fixed and only ever appended to),
  * then the types declared in the configuration, appended at start and on
- * SIGHUP. Entries never move or go away while the process runs.
+ * SIGHUP, and the message for a name it does not hold. Entries never move or go away while
+ * the process runs.
  */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
-#include "etc/types.h"
-#include "events/events.h"
+#include "events/internal.h"
 
 extern const struct ev_type ev_crash_report;
 extern const struct ev_type ev_ad_event;
@@ -146,4 +147,15 @@ ev_type_names(char *out, size_t cap)
         }
         used += (size_t)snprintf(out + used, cap - used, "%s%s", sep, slots[i]->name);
     }
+}
+
+void
+ev_unknown_type(char out[EV_ERR_MAX], const char *name, size_t len)
+{
+    char q[EV_QUOTE_MAX * 4 + 8];
+    char names[EV_ERR_MAX];
+
+    ev_quote(q, sizeof(q), name, len);
+    ev_type_names(names, sizeof(names));
+    ev_errf(out, "unknown event type %s (valid types: %s)", q, names);
 }

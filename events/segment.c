@@ -13,28 +13,6 @@
 #include "etc/err.h"
 #include "events/internal.h"
 
-#define SEGMENT_KEY_PREFIX "sk:"
-#define SEGMENT_KEY_HASH_PREFIX "sk-sha256:"
-/* The key of a track's copy in its declared type's table: the same message, another row. */
-#define SEGMENT_TYPED_KEY_PREFIX "st:"
-#define SEGMENT_TYPED_KEY_HASH_PREFIX "st-sha256:"
-
-bool
-ev_key_derived(const char *key, size_t len)
-{
-    static const char *const prefixes[] = {SEGMENT_KEY_PREFIX, SEGMENT_TYPED_KEY_PREFIX,
-                                           SEGMENT_KEY_HASH_PREFIX, SEGMENT_TYPED_KEY_HASH_PREFIX};
-
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-        size_t n = strlen(prefixes[i]);
-
-        if (len >= n && memcmp(key, prefixes[i], n) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 size_t
 ev_segment_key(const char *source, size_t source_len, const char *message_id, size_t id_len,
                bool typed, char out[EV_KEY_MAX + 1])

@@ -3,8 +3,6 @@
  * integer or a string of digits), and optional client details.
  * Pure: processed_at comes from the loader's clock in struct ev_stored.
  */
-#include <arpa/inet.h>
-
 #include "etc/err.h"
 #include "events/internal.h"
 
@@ -57,22 +55,6 @@ check_epoch(const json_t *v, const char *name, char err[EV_ERR_MAX])
     int64_t t;
 
     return epoch_value(v, name, &t, err);
-}
-
-int
-ev_check_ip(const json_t *v, const char *name, char err[EV_ERR_MAX])
-{
-    unsigned char addr[16];
-    const char *s;
-
-    if (!json_is_string(v)) {
-        return ev_type_err(err, name, "string", v);
-    }
-    s = json_string_value(v);
-    if (inet_pton(AF_INET, s, addr) != 1 && inet_pton(AF_INET6, s, addr) != 1) {
-        return ev_errf(err, "%s: not an IPv4 or IPv6 address", name);
-    }
-    return 0;
 }
 
 static const struct ev_field fields[] = {

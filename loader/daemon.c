@@ -14,9 +14,9 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
-#include "etc/types.h"
 #include "events/events.h"
 #include "loader/loader.h"
 

@@ -208,6 +208,43 @@ int ldr_put_clean_text(struct ev_buf *b, const char *s, size_t n);
 int ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                    struct ldr_load_result *res);
 
+/* A keyed row ldr_keyed_load left out: its key held by another event. */
+struct ldr_keyed_left {
+    uint8_t id[16];            /* the event's id */
+    char holder[EV_UUID_TEXT]; /* the id of the row that holds the key */
+    bool no_digest;            /* that row was loaded before digests were kept */
+    bool repeat;               /* that row has this one's digest: the same event */
+};
+
+struct ldr_keyed_lefts {
+    struct ldr_keyed_left *v; /* malloc'd; the caller frees it */
+    size_t n;
+    size_t cap;
+};
+
+#define LDR_KEYED_TEXT_MAX (EV_KEY_MAX + 3 * EV_UUID_TEXT + 160) /* ldr_keyed_text, with NUL */
+
+/*
+ * ldr_keyed_load - the keyed path of a batch and of a replay (replay.c), inside the caller's
+ * transaction and savepoint: COPY rows (data, len bytes; PostgreSQL's binary format when
+ * binary) of keyed type t into its temp keyed table, then INSERT them into t's table leaving
+ * out every key it holds already and a key twice in these rows (the first inserted wins). A
+ * partitioned table (ldr_pg_parted) has no unique index: its keys go first into its key table
+ * (part.c), in the same transaction.
+ *   repeats: also list the rows left out whose key is held with the same digest (a replay
+ *   keeps them as dead letters); false: only those held with other bytes or no digest.
+ *   inserted: receives the rows inserted.
+ *   left: the rows left out are appended to it (its v grown with realloc).
+ * Returns 0, DP_ERR_DATA (PostgreSQL refused the rows for their data: roll back to the
+ * savepoint), DP_ERR_RETRY, DP_ERR_NOMEM.
+ */
+int ldr_keyed_load(struct ldr_pg *pg, const struct ev_type *t, const char *data, size_t len,
+                   bool binary, bool repeats, uint64_t *inserted, struct ldr_keyed_lefts *left);
+
+/* ldr_keyed_text - the dead_letter error of left-out row k with its key (key_len bytes). */
+void ldr_keyed_text(char *out, size_t len, const char *key, size_t key_len,
+                    const struct ldr_keyed_left *k);
+
 /*
  * ldr_dead_reduce - copy the dead_letter COPY rows src (n bytes, as batch.c writes them:
  * valid UTF-8) into dst reduced to ASCII, for a database that refused their text (one whose
@@ -303,6 +340,8 @@ bool ldr_halted(struct ldr *l);
  */
 int ldr_backoff(struct ldr_worker *w, int *attempt, const char *what, const char *err);
 
+/* ---- a worker's connection (conn.c) ---- */
+
 /* ldr_close - close w's connection (NULL-safe); the next ldr_ensure connects again. */
 void ldr_close(struct ldr_worker *w);
 
@@ -311,6 +350,8 @@ void ldr_close(struct ldr_worker *w);
  * dropped it, and make sure of the schema. Returns 0 or an error with err set (len bytes).
  */
 int ldr_ensure(struct ldr_worker *w, char *err, size_t len);
+
+/* ---- the queue's identity (identity.c) ---- */
 
 /*
  * ldr_own - check that this queue owns queue.id on w's connection, claiming it when nobody

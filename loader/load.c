@@ -8,16 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/plant.h"
-#include "etc/types.h"
 #include "loader/internal.h"
 
 #define LDR_DEAD_COLUMNS                                                                           \
     "(queue_id, event_type, stage, error, raw, received_at, idempotency_key, event_id, source)"
 #define LDR_STAGE_SUFFIX "_stage"
 #define LDR_KEYED_NAME_BUF 96 /* pg_temp."<derived name>", bytes with NUL */
+#define LDR_BATCH_DAYS_MAX 16 /* days of a group asked for at once (batch_part_days) */
 
 /* The code point of the valid UTF-8 character s of len bytes. */
 static uint32_t
@@ -107,7 +108,7 @@ batch_poison(struct ldr_batch *b, struct ldr_group *g, size_t i, struct ldr_pg *
 
 /*
  * The temp table keyed rows of t are COPYed into. In pg_temp, which PostgreSQL searches
- * before the schema, so its name must never be a type's: a derived name (etc/types.h), which
+ * before the schema, so its name must never be a type's: a derived name (etc/decl.h), which
  * no type can take and which is never longer than PostgreSQL keeps.
  */
 static void
@@ -123,32 +124,20 @@ keyed_table(const struct ev_type *t, char out[LDR_KEYED_NAME_BUF])
     }
 }
 
-/* A keyed row whose key g's table holds with other bytes: its id and the holder's. */
-struct keyed_conflict {
-    uint8_t id[16];            /* the event's id */
-    char holder[EV_UUID_TEXT]; /* the id of the row that holds the key */
-    bool no_digest;            /* that row was loaded before digests were kept */
-};
-
-struct keyed_conflicts {
-    struct keyed_conflict *v;
-    size_t n;
-    size_t cap;
-};
-
-/* ldr_pg_rows callback of the conflict query: the keyed row's id, the holder's, no digest. */
+/* ldr_pg_rows callback of the left-out query: the keyed row's id, the holder's, no digest,
+ * same digest. */
 static int
-keyed_conflict_row(void *arg, int ncols, const char *const *vals)
+keyed_left_row(void *arg, int ncols, const char *const *vals)
 {
-    struct keyed_conflicts *c = arg;
-    struct keyed_conflict *k;
+    struct ldr_keyed_lefts *c = arg;
+    struct ldr_keyed_left *k;
 
-    if (ncols != 3 || vals[0] == NULL || vals[1] == NULL || vals[2] == NULL) {
+    if (ncols != 4 || vals[0] == NULL || vals[1] == NULL || vals[2] == NULL || vals[3] == NULL) {
         return DP_ERR_IO;
     }
     if (c->n == c->cap) {
         size_t cap = c->cap != 0 ? c->cap * 2 : 16;
-        struct keyed_conflict *v = realloc(c->v, cap * sizeof(*v));
+        struct ldr_keyed_left *v = realloc(c->v, cap * sizeof(*v));
 
         if (v == NULL) {
             return DP_ERR_NOMEM;
@@ -162,17 +151,18 @@ keyed_conflict_row(void *arg, int ncols, const char *const *vals)
     }
     snprintf(k->holder, sizeof(k->holder), "%s", vals[1]);
     k->no_digest = vals[2][0] == 't';
+    k->repeat = vals[3][0] == 't';
     c->n++;
     return 0;
 }
 
 /*
- * The statements of batch_insert_keyed for t's table with its unique key index: the INSERT
- * that leaves out keys already there, and the query of the rows left out for a key held by
- * another event with other bytes. *insert and *conflicts are malloc'd.
+ * The statements of keyed_insert for t's table with its unique key index: the INSERT that
+ * leaves out keys already there, and the query of the rows left out for a key held by another
+ * event with other bytes (repeats: with any bytes). *insert and *conflicts are malloc'd.
  */
 static int
-keyed_sql(const struct ev_type *t, const char *keyed, char **insert, char **conflicts)
+keyed_sql(const struct ev_type *t, const char *keyed, bool repeats, char **insert, char **conflicts)
 {
     const char *cols = t->copy_columns;
     int list_len = (int)strlen(cols) - 2;
@@ -188,13 +178,14 @@ keyed_sql(const struct ev_type *t, const char *keyed, char **insert, char **conf
     }
     /* Run in the INSERT's transaction: the table holds exactly what the INSERT saw and did. */
     if (asprintf(conflicts,
-                 "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                 "SELECT k.id, t.id, t.idempotency_digest IS NULL, "
+                 "t.idempotency_digest IS NOT DISTINCT FROM k.idempotency_digest "
                  "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
-                 "WHERE t.id <> k.id "
-                 "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest%s",
+                 "WHERE t.id <> k.id%s%s",
                  keyed, t->table,
+                 repeats ? "" : " AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
                  /* Planted (etc/plant.h): every repeat skipped, other bytes or not. */
-                 DP_PLANTED("conflict_skipped") ? " AND false" : "") < 0) {
+                 !repeats && DP_PLANTED("conflict_skipped") ? " AND false" : "") < 0) {
         *conflicts = NULL;
         return DP_ERR_NOMEM;
     }
@@ -231,8 +222,8 @@ keyed_qualified(const char *cols, struct ev_buf *out)
  * (docs/scaling.md, Citus) plans them as it plans any INSERT ... SELECT.
  */
 static int
-keyed_sql_parted(const struct ev_type *t, const char *keyed, char **keys_sql, char **insert,
-                 char **conflicts)
+keyed_sql_parted(const struct ev_type *t, const char *keyed, bool repeats, char **keys_sql,
+                 char **insert, char **conflicts)
 {
     const char *cols = t->copy_columns;
     struct ev_buf q = {0};
@@ -261,11 +252,13 @@ keyed_sql_parted(const struct ev_type *t, const char *keyed, char **keys_sql, ch
         goto out;
     }
     if (asprintf(conflicts,
-                 "SELECT k.id, t.id, t.idempotency_digest IS NULL "
+                 "SELECT k.id, t.id, t.idempotency_digest IS NULL, "
+                 "t.idempotency_digest IS NOT DISTINCT FROM k.idempotency_digest "
                  "FROM %s k JOIN %s t ON t.idempotency_key = k.idempotency_key "
-                 "WHERE t.id <> k.id::text "
-                 "AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest",
-                 keyed, keys) < 0) {
+                 "WHERE t.id <> k.id::text%s",
+                 keyed, keys,
+                 repeats ? "" : " AND t.idempotency_digest IS DISTINCT FROM k.idempotency_digest") <
+        0) {
         *conflicts = NULL;
         goto out;
     }
@@ -276,17 +269,15 @@ out:
 }
 
 /*
- * Move the keyed rows (rows of them) COPYed into g's keyed table into g's table, leaving out a
- * key already there (also one twice in these rows: the first inserted wins), and empty the
- * keyed table. Those left out with the digest of the row that holds their key are repeats
- * (counted in g->skipped); those with another digest, or facing a row without one (loaded
- * before digests were kept), are conflicts, listed in *c for dead_letter: an acknowledged
- * event is never dropped for a key another event took.
+ * Move the keyed rows COPYed into t's keyed table into t's table, leaving out a key already
+ * there (also one twice in these rows: the first inserted wins), list the rows left out for a
+ * key held by another event (all of them with repeats, else those with other bytes) in *c, and
+ * empty the keyed table.
  */
 static int
-batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct keyed_conflicts *c)
+keyed_insert(struct ldr_pg *pg, const struct ev_type *t, bool repeats, uint64_t *inserted,
+             struct ldr_keyed_lefts *c)
 {
-    uint64_t inserted = 0;
     char keyed[LDR_KEYED_NAME_BUF];
     char *keys = NULL;
     char *insert = NULL;
@@ -294,9 +285,9 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct k
     char *empty = NULL;
     int rc = DP_ERR_NOMEM;
 
-    keyed_table(g->type, keyed);
-    rc = ldr_pg_parted(pg, g->type) ? keyed_sql_parted(g->type, keyed, &keys, &insert, &conflicts)
-                                    : keyed_sql(g->type, keyed, &insert, &conflicts);
+    keyed_table(t, keyed);
+    rc = ldr_pg_parted(pg, t) ? keyed_sql_parted(t, keyed, repeats, &keys, &insert, &conflicts)
+                              : keyed_sql(t, keyed, repeats, &insert, &conflicts);
     if (rc != 0) {
         goto out;
     }
@@ -307,16 +298,13 @@ batch_insert_keyed(struct ldr_pg *pg, struct ldr_group *g, size_t rows, struct k
     }
     rc = keys != NULL ? ldr_pg_exec(pg, keys) : 0;
     if (rc == 0) {
-        rc = ldr_pg_exec_rows(pg, insert, &inserted);
+        rc = ldr_pg_exec_rows(pg, insert, inserted);
     }
     if (rc == 0) {
-        rc = batch_not_data(ldr_pg_rows(pg, conflicts, 0, NULL, keyed_conflict_row, c));
+        rc = batch_not_data(ldr_pg_rows(pg, conflicts, 0, NULL, keyed_left_row, c));
     }
     if (rc == 0) {
         rc = batch_not_data(ldr_pg_exec(pg, empty));
-    }
-    if (rc == 0 && inserted + c->n <= rows) {
-        g->skipped += rows - (size_t)inserted - c->n;
     }
 out:
     free(empty);
@@ -326,16 +314,55 @@ out:
     return rc;
 }
 
+int
+ldr_keyed_load(struct ldr_pg *pg, const struct ev_type *t, const char *data, size_t len,
+               bool binary, bool repeats, uint64_t *inserted, struct ldr_keyed_lefts *left)
+{
+    char keyed[LDR_KEYED_NAME_BUF];
+    char sql[256];
+    int rc;
+
+    *inserted = 0;
+    keyed_table(t, keyed);
+    /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
+    snprintf(sql, sizeof(sql),
+             "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
+             "DEFAULTS) ON COMMIT DROP",
+             keyed, t->table);
+    rc = batch_not_data(ldr_pg_exec(pg, sql));
+    if (rc == 0) {
+        rc = ldr_pg_copy(pg, keyed, t->copy_columns, data, len, binary);
+    }
+    if (rc == 0) {
+        rc = keyed_insert(pg, t, repeats, inserted, left);
+    }
+    return rc;
+}
+
+void
+ldr_keyed_text(char *out, size_t len, const char *key, size_t key_len,
+               const struct ldr_keyed_left *k)
+{
+    char id[EV_UUID_TEXT];
+
+    ev_uuid_format(k->id, id);
+    snprintf(out, len, "%s: \"%.*s\" was already loaded for event %s %s (this event: %s)",
+             EV_KEY_FIELD, (int)key_len, key, k->holder,
+             k->no_digest ? "before digests were kept: cannot tell a repeat from a conflict"
+             : k->repeat  ? "with the same content"
+                          : "with different content",
+             id);
+}
+
 /*
  * File the conflicts c of rows lo..hi-1 of g into dead_letter (stage load), each with a text
  * naming its key, the event that holds it and its own id, as the server's 409 does.
  */
 static int
 batch_file_conflicts(struct ldr_batch *b, struct ldr_group *g, size_t lo, size_t hi,
-                     const struct keyed_conflicts *c)
+                     const struct ldr_keyed_lefts *c)
 {
-    char error[EV_KEY_MAX + 3 * EV_UUID_TEXT + 160];
-    char id[EV_UUID_TEXT];
+    char error[LDR_KEYED_TEXT_MAX];
     struct queue_event ev;
     int rc = 0;
 
@@ -352,15 +379,7 @@ batch_file_conflicts(struct ldr_batch *b, struct ldr_group *g, size_t lo, size_t
             rc = DP_ERR_IO; /* a row PostgreSQL names that these rows lack */
             break;
         }
-        ev_uuid_format(ev.uuid, id);
-        snprintf(error, sizeof(error),
-                 "%s: \"%.*s\" was already loaded for event %s %s "
-                 "(this event: %s)",
-                 EV_KEY_FIELD, (int)ev.key_len, ev.key, c->v[j].holder,
-                 c->v[j].no_digest ? "before digests were kept: cannot tell a repeat from a "
-                                     "conflict"
-                                   : "with different content",
-                 id);
+        ldr_keyed_text(error, sizeof(error), ev.key, ev.key_len, &c->v[j]);
         dp_warn("idempotency key conflict at load: filed into dead_letter",
                 "type=%s seq=%llu "
                 "error=%s",
@@ -387,9 +406,8 @@ static int
 batch_copy_keyed(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, size_t lo, size_t hi,
                  const char *data, size_t len)
 {
-    struct keyed_conflicts c = {0};
-    char keyed[LDR_KEYED_NAME_BUF];
-    char sql[256];
+    struct ldr_keyed_lefts c = {0};
+    uint64_t inserted = 0;
     int rc;
 
     /* A partitioned table has no unique index to refuse a key it holds: always through the
@@ -403,18 +421,9 @@ batch_copy_keyed(struct ldr_batch *b, struct ldr_pg *pg, struct ldr_group *g, si
             return DP_ERR_RETRY;
         }
     }
-    keyed_table(g->type, keyed);
-    /* The table's own columns, defaults and NOT NULLs: a bad row fails at its COPY. */
-    snprintf(sql, sizeof(sql),
-             "CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING "
-             "DEFAULTS) ON COMMIT DROP",
-             keyed, g->type->table);
-    rc = batch_not_data(ldr_pg_exec(pg, sql));
-    if (rc == 0) {
-        rc = ldr_pg_copy(pg, keyed, g->type->copy_columns, data, len, g->rows.binary);
-    }
-    if (rc == 0) {
-        rc = batch_insert_keyed(pg, g, hi - lo, &c);
+    rc = ldr_keyed_load(pg, g->type, data, len, g->rows.binary, false, &inserted, &c);
+    if (rc == 0 && inserted + c.n <= hi - lo) {
+        g->skipped += hi - lo - (size_t)inserted - c.n;
     }
     if (rc == 0) {
         rc = batch_file_conflicts(b, g, lo, hi, &c);
@@ -576,6 +585,47 @@ batch_record_outcome(struct ldr_batch *b, struct ldr_pg *pg)
     return rc;
 }
 
+/*
+ * Before the batch's transaction: the partitions of the days its rows hold, for each type
+ * whose table is partitioned (ldr_part_days). In a transaction of their own, as creating a
+ * partition locks its parent: inside the batch's, that lock would block every reader of the
+ * table until the batch commits.
+ */
+static int
+batch_part_days(struct ldr_batch *b, struct ldr_pg *pg)
+{
+    int64_t days[LDR_BATCH_DAYS_MAX];
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < b->n_groups; i++) {
+        const struct ldr_group *g = &b->groups[i];
+        size_t n = 0;
+
+        if (g->n == 0 || !ldr_pg_parted(pg, g->type)) {
+            continue;
+        }
+        for (size_t r = 0; rc == 0 && r < g->n; r++) {
+            int64_t day = b->held[g->held[r]].received_us / 1000000 / 86400;
+            size_t j = 0;
+
+            while (j < n && days[j] != day) {
+                j++;
+            }
+            if (j == n && n == LDR_BATCH_DAYS_MAX) {
+                rc = ldr_part_days(pg, g->type, days, n, dp_now_us());
+                n = 0;
+            }
+            if (j == n) {
+                days[n++] = day;
+            }
+        }
+        if (rc == 0) {
+            rc = ldr_part_days(pg, g->type, days, n, dp_now_us());
+        }
+    }
+    return rc;
+}
+
 int
 ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_ops *fault,
                struct ldr_load_result *res)
@@ -587,6 +637,10 @@ ldr_batch_load(struct ldr_batch *b, struct ldr_pg *pg, const struct ldr_fault_op
     res->committed_last = 0;
     b->dead.len = b->dead_encoded;
     b->dead_load = 0;
+    rc = batch_part_days(b, pg);
+    if (rc != 0) {
+        return rc;
+    }
     rc = ldr_pg_batch_begin(pg, b->queue_id, b->first, b->last, b->events, &res->committed_last,
                             &outcome);
     if (rc == 0 && res->committed_last != 0) {

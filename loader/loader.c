@@ -17,7 +17,6 @@
 #include "etc/retention.h"
 #include "loader/internal.h"
 
-#define LDR_IDLE_MS 60000 /* reconnect a connection idle longer than this */
 #define LDR_WORKERS_MAX 64
 
 /* ---- life cycle ---------------------------------------------------------------------- */
@@ -71,7 +70,6 @@ int
 ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
 {
     struct ldr *l = NULL;
-    pthread_condattr_t attr;
     char err[LDR_ERR_MAX];
     int rc;
 
@@ -89,10 +87,7 @@ ldr_create(struct ldr **out, struct queue *q, const struct ldr_options *opt)
         return DP_ERR_NOMEM;
     }
     pthread_mutex_init(&l->mu, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cv, &attr);
-    pthread_condattr_destroy(&attr);
+    (void)dp_cond_init_mono(&l->cv); /* glibc's cannot fail: it takes no memory of its own */
     l->q = q;
     l->instance = queue_instance(q, &l->instance_assigned);
     l->batch_rows = opt->batch_rows;
@@ -157,41 +152,6 @@ ldr_stop(struct ldr *l)
     l->stop = true;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
-}
-
-void
-ldr_close(struct ldr_worker *w)
-{
-    ldr_pg_close(w->pg);
-    w->pg = NULL;
-}
-
-int
-ldr_ensure(struct ldr_worker *w, char *err, size_t len)
-{
-    struct ldr *l = w->l;
-    int64_t now_ms = dp_mono_ms();
-    int rc = 0;
-
-    if (w->pg != NULL && now_ms - w->used_ms > LDR_IDLE_MS) {
-        ldr_close(w);
-    }
-    if (w->pg == NULL) {
-        rc = ldr_pg_connect(&w->pg, l->conninfo, l->schema, l->queue_id, l->instance, err, len);
-        if (rc == 0) {
-            ldr_pg_set_epoch(w->pg, l->epoch);
-            ldr_pg_set_retention(w->pg, l->retention);
-        }
-        if (rc == 0) {
-            rc = ldr_pg_ensure_schema(w->pg, l->schema);
-        }
-        if (rc != 0 && w->pg != NULL) {
-            snprintf(err, len, "%s", ldr_pg_error(w->pg));
-            ldr_close(w);
-        }
-    }
-    w->used_ms = now_ms;
-    return rc;
 }
 
 /* ---- claiming, deleting, recovering -------------------------------------------------- */
@@ -699,13 +659,14 @@ ldr_part_dropped(void *arg, const struct ev_type *t, const struct ldr_part_dropp
 }
 
 /*
- * The retention pass before a run's batches: partitions exist for every day from the oldest
- * queued event's through tomorrow, so a row of this run never lacks one (a run loads only
- * what was queued when it began). A failure fails the run, which is retried: loading into a
- * missing partition would file good rows into dead_letter.
+ * The retention pass before a run's batches: expired partitions dropped, today's and
+ * tomorrow's created. Each batch creates the partitions of the days it holds itself
+ * (ldr_part_days), so a pass that failed (logged by table) fails nothing else: the run loads
+ * every type, and the next run's pass drops what this one could not. Only failing to connect
+ * fails the run, as it would fail its batches.
  */
 static int
-ldr_retention_run(struct ldr *l, const struct queue_stats *qs)
+ldr_retention_run(struct ldr *l)
 {
     struct ldr_worker *w = &l->workers[0];
     char err[LDR_ERR_MAX] = "";
@@ -716,8 +677,11 @@ ldr_retention_run(struct ldr *l, const struct queue_stats *qs)
     }
     rc = ldr_ensure(w, err, sizeof(err));
     if (rc == 0) {
-        rc = ldr_part_pass(w->pg, qs->events > 0 ? qs->oldest_received_us : 0, dp_now_us(),
-                           ldr_part_dropped, l);
+        rc = ldr_part_pass(w->pg, dp_now_us(), ldr_part_dropped, l);
+        if (rc == DP_ERR_RETRY) {
+            ldr_close(w); /* a broken connection is made again by the first batch */
+            rc = 0;
+        }
     }
     if (rc != 0) {
         ldr_run_fail(l, rc);
@@ -740,7 +704,7 @@ ldr_run(struct ldr *l, struct ldr_run_stats *st)
         rc = queue_stats(l->q, &qs);
     }
     if (rc == 0) {
-        rc = ldr_retention_run(l, &qs);
+        rc = ldr_retention_run(l);
     }
     if (rc == 0 && qs.events > 0) {
         pthread_mutex_lock(&l->mu);

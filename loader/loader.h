@@ -225,6 +225,14 @@ void ldr_part_key_table(const struct ev_type *t, char out[LDR_PART_NAME_BUF]);
 int ldr_part_create(struct ldr_pg *pg, const struct ev_type *t);
 
 /*
+ * ldr_part_convert_sql - the SQL an operator runs to convert t's existing unpartitioned table
+ * into a partitioned one whose first partition is the old table, up to the end of now_us's UTC
+ * day (bounds written with their zone, so any session TimeZone reads them alike), into out
+ * (len bytes). Returns its length, or 0 when it does not fit.
+ */
+int ldr_part_convert_sql(const struct ev_type *t, int64_t now_us, char *out, size_t len);
+
+/*
  * ldr_part_ensure - read which append tables are partitioned (ldr_pg_parted); give each keyed
  * one its key table (created and filled from the table's rows when missing); log once the SQL
  * that would convert a table a rule names that exists unpartitioned. Inside
@@ -241,18 +249,29 @@ typedef void (*ldr_part_dropped_fn)(void *arg, const struct ev_type *t,
                                     const struct ldr_part_dropped *d);
 
 /*
- * ldr_part_pass - for every partitioned table a rule names, in a transaction of its own under
- * the DDL lock: drop its day partitions (those datapipe named) that ended keep_days or more
- * before now_us, and the keys of their rows; create the partitions of every day from that of
- * oldest_us (the oldest queued event; 0: none) through tomorrow, so every row queued now finds
- * its partition. fn (may be NULL) hears what each table dropped, after its COMMIT.
- * Returns 0, DP_ERR_RETRY (the pass stopped at the first table that failed; logged),
- * DP_ERR_NOMEM.
+ * ldr_part_pass - for every partitioned table a rule names: drop its day partitions (those
+ * datapipe named) that ended keep_days or more before now_us, and the keys of their rows, a
+ * few partitions a transaction (so no pass needs more locks than PostgreSQL's lock table
+ * holds), and create today's and tomorrow's partitions (ldr_part_days); each transaction under
+ * the DDL lock. fn (may be NULL) hears what each transaction dropped, after its COMMIT. A
+ * table that fails is logged and the pass goes on with the next (what it did not drop is
+ * dropped by a later pass). Returns 0, DP_ERR_RETRY (a table failed), DP_ERR_NOMEM.
  */
-int ldr_part_pass(struct ldr_pg *pg, int64_t oldest_us, int64_t now_us, ldr_part_dropped_fn fn,
-                  void *arg);
+int ldr_part_pass(struct ldr_pg *pg, int64_t now_us, ldr_part_dropped_fn fn, void *arg);
 
-/* ---- PostgreSQL (pg.c; with ledger.c the only files with libpq calls) -------------- */
+/*
+ * ldr_part_days - when t's table is partitioned (ldr_pg_parted), create the partitions of
+ * days (n of them, days since the epoch) it lacks, in a transaction of its own under the DDL
+ * lock, before a transaction loads rows of those days: every row finds its partition, however
+ * far the clock that stamped it was from this one, and no day between them is created. Days
+ * this connection saw exist are not looked up again. A day older than keep_days is created
+ * too (logged): its rows load, and the next pass drops them. now_us: the wall clock.
+ * Returns 0, DP_ERR_RETRY (logged), DP_ERR_NOMEM.
+ */
+int ldr_part_days(struct ldr_pg *pg, const struct ev_type *t, const int64_t *days, size_t n,
+                  int64_t now_us);
+
+/* ---- PostgreSQL (pg.c, tables.c; with ledger.c, part.c the only files with libpq calls) */
 
 /*
  * ldr_pg_classify - what a failed statement means for the loader.
@@ -318,7 +337,7 @@ int ldr_pg_exec_rows(struct ldr_pg *pg, const char *sql, uint64_t *rows);
 /*
  * ldr_pg_ensure_schema - create schema, every registry table, dead_letter, loader_batches
  * and queue_owners if missing, and bring the declared types' tables up to their declarations
- * (ldr_schema_ensure), in one transaction serialized by an advisory lock (concurrent
+ * (ldr_schema_ensure), in one transaction serialized by an advisory lock (tables.c; concurrent
  * CREATE ... IF NOT EXISTS or ALTER TABLE can otherwise collide).
  * Returns also DP_ERR_CONFIG: a declared type's table cannot follow its declaration
  * (logged: which field, and what to do); nothing was changed.
@@ -359,7 +378,7 @@ int ldr_pg_exec_params(struct ldr_pg *pg, const char *sql, int nparams, const ch
  */
 int ldr_pg_watermark(struct ldr_pg *pg, const char *queue_id, int64_t us);
 
-/* ---- declared types' tables (schema.c) ----------------------------------------------- */
+/* ---- declared types' tables (decl.c) ----------------------------------------------- */
 
 /*
  * ldr_schema_ensure - inside ldr_pg_ensure_schema's transaction (search_path set): for

@@ -12,16 +12,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/retention.h"
-#include "etc/types.h"
 #include "events/events.h"
 #include "loader/pg_internal.h"
 
 #define PART_DAY_S 86400
-#define PART_AHEAD_DAYS 1 /* days created past today's */
-#define PART_SQL_MAX 1024
+#define PART_AHEAD_DAYS 1   /* days created past today's */
+#define PART_DROP_PER_TXN 4 /* partitions one transaction of the pass drops, at most */
+#define PART_SQL_MAX 2048
 
 /* Types whose "convert it yourself" warning was logged: once per process each. */
 static atomic_bool unconverted_logged[EV_REGISTRY_MAX];
@@ -147,35 +148,46 @@ ldr_part_create(struct ldr_pg *pg, const struct ev_type *t)
     return rc;
 }
 
+int
+ldr_part_convert_sql(const struct ev_type *t, int64_t now_us, char *out, size_t len)
+{
+    char pk[DP_TYPE_NAME_MAX + 1];
+    char day[32];
+    time_t end = (time_t)(now_us / 1000000 / PART_DAY_S + 1) * PART_DAY_S;
+    struct tm tm;
+    int n;
+
+    /* The bound with its zone: a session whose TimeZone is not UTC would otherwise end the old
+     * table at its own midnight, overlapping (or missing) the day partitions made after it. */
+    gmtime_r(&end, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d 00:00:00+00", &tm);
+    dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, t->name);
+    /* The old table becomes the first partition: its own primary key (id) goes first, as
+     * the parent's (id, received_at) takes the derived name and builds its match on attach. */
+    n = snprintf(out, len,
+                 "BEGIN; ALTER TABLE %1$s RENAME TO %1$s_unpartitioned; "
+                 "DO $$ BEGIN EXECUTE (SELECT format('ALTER TABLE %%I DROP CONSTRAINT %%I', "
+                 "'%1$s_unpartitioned', conname) FROM pg_constraint WHERE conrelid = "
+                 "'%1$s_unpartitioned'::regclass AND contype = 'p'); END $$; "
+                 "CREATE TABLE %1$s (LIKE %1$s_unpartitioned INCLUDING DEFAULTS) "
+                 "PARTITION BY RANGE (received_at); "
+                 "ALTER TABLE %1$s ADD CONSTRAINT \"%2$s\" PRIMARY KEY (id, received_at); "
+                 "ALTER TABLE %1$s ATTACH PARTITION %1$s_unpartitioned "
+                 "FOR VALUES FROM (MINVALUE) TO ('%3$s'); COMMIT;",
+                 t->table, pk, day);
+    return n > 0 && (size_t)n < len ? n : 0;
+}
+
 /* A table a rule names that is not partitioned: the SQL that converts it, logged once. */
 static void
 part_unconverted(const struct ev_type *t, size_t slot, const struct dp_retention_rule *rule)
 {
-    char pk[DP_TYPE_NAME_MAX + 1];
-    char day[16];
     char sql[PART_SQL_MAX];
-    time_t now = time(NULL) + PART_DAY_S;
-    struct tm tm;
 
     if (atomic_exchange(&unconverted_logged[slot], true)) {
         return;
     }
-    gmtime_r(&now, &tm);
-    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-    dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, t->name);
-    /* The old table becomes the first partition: its own primary key (id) goes first, as
-     * the parent's (id, received_at) takes the derived name and builds its match on attach. */
-    snprintf(sql, sizeof(sql),
-             "BEGIN; ALTER TABLE %1$s RENAME TO %1$s_unpartitioned; "
-             "DO $$ BEGIN EXECUTE (SELECT format('ALTER TABLE %%I DROP CONSTRAINT %%I', "
-             "'%1$s_unpartitioned', conname) FROM pg_constraint WHERE conrelid = "
-             "'%1$s_unpartitioned'::regclass AND contype = 'p'); END $$; "
-             "CREATE TABLE %1$s (LIKE %1$s_unpartitioned INCLUDING DEFAULTS) "
-             "PARTITION BY RANGE (received_at); "
-             "ALTER TABLE %1$s ADD CONSTRAINT \"%2$s\" PRIMARY KEY (id, received_at); "
-             "ALTER TABLE %1$s ATTACH PARTITION %1$s_unpartitioned "
-             "FOR VALUES FROM (MINVALUE) TO ('%3$s'); COMMIT;",
-             t->table, pk, day);
+    ldr_part_convert_sql(t, dp_now_us(), sql, sizeof(sql));
     dp_warn("retention: the table exists unpartitioned and is left as it is, nothing is "
             "dropped; to partition it, stop the loaders and run this SQL in its schema, then "
             "drop <table>_unpartitioned yourself once its rows are past keep_days",
@@ -340,10 +352,53 @@ count_row(void *arg, int n, const char *const *vals)
     return 0;
 }
 
-/* Drop t's partitions wholly older than its rule's keep_days, and the keys of their rows. */
+/* Begin a transaction of DDL on this schema's tables, serialized with every loader's. */
+static int
+part_begin(struct ldr_pg *pg)
+{
+    char sql[128];
+
+    /* DROP TABLE of a partition, and CREATE TABLE ... PARTITION OF, take the parent's lock:
+     * they wait for the batches loading into it and those for them, so no row is lost; the
+     * lock_timeout keeps a long reader from holding loading up behind them. */
+    snprintf(sql, sizeof(sql),
+             "BEGIN; SET LOCAL lock_timeout = '5s'; SELECT pg_advisory_xact_lock(%d, %d)",
+             LDR_LOCK_CLASS, LDR_LOCK_DDL);
+    return ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+}
+
+/* End part_begin's transaction: COMMIT when rc is 0, else ROLLBACK. Returns rc or COMMIT's. */
+static int
+part_end(struct ldr_pg *pg, int rc)
+{
+    if (rc == 0) {
+        rc = ldr_pg_exec(pg, "COMMIT");
+    }
+    if (rc != 0) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+    }
+    return rc;
+}
+
+static int
+child_cmp(const void *a, const void *b)
+{
+    const struct part_child *x = a;
+    const struct part_child *y = b;
+
+    return x->day < y->day ? -1 : x->day > y->day;
+}
+
+/*
+ * Drop t's partitions wholly older than its rule's keep_days, and the keys of their rows, at
+ * most PART_DROP_PER_TXN partitions a transaction, oldest first: each DROP holds its
+ * partition's locks (table, indexes, TOAST) to the COMMIT, and thousands of them in one
+ * transaction (a clock far behind once) outgrow PostgreSQL's lock table ("out of shared
+ * memory") and fail every later pass. fn hears each transaction's drops after its COMMIT.
+ */
 static int
 part_drop(struct ldr_pg *pg, const struct ev_type *t, const struct dp_retention_rule *rule,
-          struct part_children *c, int64_t now_us, struct ldr_part_dropped *out)
+          struct part_children *c, int64_t now_us, ldr_part_dropped_fn fn, void *arg)
 {
     /* A day's partition goes when its end is keep_days behind now: first kept day first. */
     int64_t first_kept = (now_us / 1000000 - (int64_t)rule->keep_days * PART_DAY_S) / PART_DAY_S;
@@ -351,59 +406,107 @@ part_drop(struct ldr_pg *pg, const struct ev_type *t, const struct dp_retention_
     char from[32];
     char to[32];
     char unused[DP_TYPE_NAME_MAX + 1];
-    uint64_t rows = 0;
+    size_t i = 0;
     int rc = 0;
 
-    for (size_t i = 0; rc == 0 && i < c->n; i++) {
-        char sql[PART_SQL_MAX];
+    qsort(c->v, c->n, sizeof(c->v[0]), child_cmp);
+    while (rc == 0 && i < c->n && c->v[i].day < first_kept) {
+        struct ldr_part_dropped d = {0};
 
-        if (c->v[i].day >= first_kept) {
-            continue;
+        rc = part_begin(pg);
+        for (int k = 0; rc == 0 && k < PART_DROP_PER_TXN && i < c->n && c->v[i].day < first_kept;
+             k++, i++) {
+            char sql[PART_SQL_MAX];
+            char kind[4];
+            uint64_t rows = 0;
+
+            /* Read outside this transaction: another appliance's pass may have dropped it. */
+            rc = part_relkind(pg, c->v[i].name, kind);
+            if (rc != 0 || kind[0] == '\0') {
+                continue;
+            }
+            snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\"", c->v[i].name);
+            rc = ldr_pg_rows(pg, sql, 0, NULL, count_row, &rows);
+            if (rc == 0) {
+                rc = part_exec(pg, "DROP TABLE \"%s\"", c->v[i].name);
+            }
+            if (rc == 0) {
+                dp_info("retention: partition dropped", "type=%s partition=%s rows=%llu", t->name,
+                        c->v[i].name, (unsigned long long)rows);
+                d.partitions++;
+                d.rows += rows;
+            }
         }
-        snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\"", c->v[i].name);
-        rc = ldr_pg_rows(pg, sql, 0, NULL, count_row, &rows);
-        if (rc == 0) {
-            rc = part_exec(pg, "DROP TABLE \"%s\"", c->v[i].name);
+        if (rc == 0 && t->keyed) {
+            /* The keys of the days dropped so far: up to the last day dropped, or, with every
+             * expired partition gone, every key before the first kept day (as ever). */
+            bool more = i < c->n && c->v[i].day < first_kept;
+
+            part_name(c->hash, more ? c->v[i - 1].day + 1 : first_kept, unused, from, to);
+            ldr_part_key_table(t, keys);
+            rc = part_exec(pg, "DELETE FROM %s WHERE received_at < '%s'", keys, from);
         }
-        if (rc == 0) {
-            dp_info("retention: partition dropped", "type=%s partition=%s rows=%llu", t->name,
-                    c->v[i].name, (unsigned long long)rows);
-            out->partitions++;
-            out->rows += rows;
+        rc = part_end(pg, rc);
+        if (rc == 0 && fn != NULL) {
+            fn(arg, t, &d);
         }
-    }
-    if (rc == 0 && out->partitions > 0 && t->keyed) {
-        part_name(c->hash, first_kept, unused, from, to);
-        ldr_part_key_table(t, keys);
-        rc = part_exec(pg, "DELETE FROM %s WHERE received_at < '%s'", keys, from);
     }
     return rc;
 }
 
-/* Create t's partitions from the day of oldest_us (0: today) through today + PART_AHEAD_DAYS. */
-static int
-part_ahead(struct ldr_pg *pg, const struct ev_type *t, const struct part_children *c,
-           int64_t oldest_us, int64_t now_us)
+/* Whether pg saw day's partition of registry slot exist (ldr_part_days). */
+static bool
+part_seen(const struct ldr_pg *pg, size_t slot, int64_t day)
 {
+    for (size_t i = 0; i < LDR_PART_DAYS_SEEN; i++) {
+        if (pg->part_days[slot][i] == day + 1) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Remember that day's partition of slot exists, when no pass drops it yet. */
+static void
+part_remember(struct ldr_pg *pg, size_t slot, int64_t day, int64_t today)
+{
+    /* A day before yesterday may be dropped by a pass (keep_days 1) on any connection. */
+    if (day < today - 1 || part_seen(pg, slot, day)) {
+        return;
+    }
+    memmove(&pg->part_days[slot][1], &pg->part_days[slot][0],
+            (LDR_PART_DAYS_SEEN - 1) * sizeof(pg->part_days[slot][0]));
+    pg->part_days[slot][0] = day + 1; /* 0: none */
+}
+
+/* Create the partitions of days (n of them, days since the epoch) that c lacks, in the
+ * current transaction. */
+static int
+part_create_days(struct ldr_pg *pg, const struct ev_type *t, const struct part_children *c,
+                 const int64_t *days, size_t n, int64_t now_us)
+{
+    const struct dp_retention_rule *rule = part_rule(pg, t);
     int64_t today = now_us / 1000000 / PART_DAY_S;
-    int64_t first = oldest_us > 0 && oldest_us / 1000000 / PART_DAY_S < today
-                        ? oldest_us / 1000000 / PART_DAY_S
-                        : today;
     char name[DP_TYPE_NAME_MAX + 1];
     char from[32];
     char to[32];
     int rc = 0;
 
-    for (int64_t d = first; rc == 0 && d <= today + PART_AHEAD_DAYS; d++) {
+    for (size_t j = 0; rc == 0 && j < n; j++) {
         size_t i = 0;
 
-        while (i < c->n && c->v[i].day != d) {
+        while (i < c->n && c->v[i].day != days[j]) {
             i++;
         }
         if (i < c->n) {
             continue;
         }
-        part_name(c->hash, d, name, from, to);
+        part_name(c->hash, days[j], name, from, to);
+        if (rule != NULL && days[j] < today - rule->keep_days) {
+            dp_warn("retention: rows older than keep_days load into a partition of their day, "
+                    "which the next retention pass drops",
+                    "type=%s day=%s keep_days=%d", t->name, from, rule->keep_days);
+        }
         /* Under a savepoint: a partition an operator attached (a converted table) may hold
          * the day already, and then the rows go there. */
         rc = part_exec(pg,
@@ -423,62 +526,100 @@ part_ahead(struct ldr_pg *pg, const struct ev_type *t, const struct part_childre
 }
 
 int
-ldr_part_pass(struct ldr_pg *pg, int64_t oldest_us, int64_t now_us, ldr_part_dropped_fn fn,
-              void *arg)
+ldr_part_days(struct ldr_pg *pg, const struct ev_type *t, const int64_t *days, size_t n,
+              int64_t now_us)
+{
+    size_t slot = part_slot(t);
+    int64_t today = now_us / 1000000 / PART_DAY_S;
+    struct part_children *c = NULL;
+    char hash[DP_TYPE_NAME_MAX + 1];
+    bool all_seen = true;
+    int rc;
+
+    if (slot >= EV_REGISTRY_MAX || !pg->parted[slot]) {
+        return 0;
+    }
+    /* A day before yesterday is looked up every time: another connection's pass may have
+     * dropped it since this one saw it. */
+    for (size_t j = 0; all_seen && j < n; j++) {
+        all_seen = days[j] >= today - 1 && part_seen(pg, slot, days[j]);
+    }
+    if (all_seen) {
+        return 0;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    dp_pg_derived_name(hash, "", t->name);
+    c->hash = hash;
+    rc = part_begin(pg);
+    if (rc == 0) {
+        rc = part_children_read(pg, t, c);
+    }
+    if (rc == 0) {
+        rc = part_create_days(pg, t, c, days, n, now_us);
+    }
+    rc = part_end(pg, rc);
+    if (rc == 0) {
+        for (size_t j = 0; j < n; j++) {
+            part_remember(pg, slot, days[j], today);
+        }
+    } else {
+        dp_warn("retention: cannot create the partitions of a batch's days, retried",
+                "type=%s error=%s", t->name, ldr_pg_error(pg));
+    }
+    free(c);
+    return rc == DP_ERR_DATA ? DP_ERR_RETRY : rc;
+}
+
+int
+ldr_part_pass(struct ldr_pg *pg, int64_t now_us, ldr_part_dropped_fn fn, void *arg)
 {
     struct part_children *c = NULL;
     char hash[DP_TYPE_NAME_MAX + 1];
-    char sql[128];
-    int rc = 0;
+    int64_t today = now_us / 1000000 / PART_DAY_S;
+    int64_t ahead[PART_AHEAD_DAYS + 1];
+    int failed = 0;
 
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         return DP_ERR_NOMEM;
     }
-    for (size_t i = 0; rc == 0 && i < ev_registry_len && i < EV_REGISTRY_MAX; i++) {
+    for (int d = 0; d <= PART_AHEAD_DAYS; d++) {
+        ahead[d] = today + d;
+    }
+    for (size_t i = 0; i < ev_registry_len && i < EV_REGISTRY_MAX; i++) {
         const struct ev_type *t = ev_registry[i];
         const struct dp_retention_rule *rule = part_rule(pg, t);
-        struct ldr_part_dropped dropped = {0};
+        int rc;
 
         if (rule == NULL || !pg->parted[i]) {
             continue;
         }
         dp_pg_derived_name(hash, "", t->name);
         c->hash = hash;
-        /* One transaction per table, serialized with every loader's DDL. DROP TABLE of a
-         * partition takes its parent's lock: it waits for the batches loading into it and
-         * they for it, so no row is lost to it; its lock_timeout keeps a long reader from
-         * holding loading up behind it (the pass is retried next run). */
-        snprintf(sql, sizeof(sql),
-                 "BEGIN; SET LOCAL lock_timeout = '5s'; "
-                 "SELECT pg_advisory_xact_lock(%d, %d)",
-                 LDR_LOCK_CLASS, LDR_LOCK_DDL);
-        rc = ldr_pg_query(pg, sql, 0, NULL, PGRES_TUPLES_OK, NULL);
+        rc = part_begin(pg);
         if (rc == 0) {
             rc = part_children_read(pg, t, c);
         }
+        rc = part_end(pg, rc);
         if (rc == 0) {
-            rc = part_drop(pg, t, rule, c, now_us, &dropped);
+            rc = part_drop(pg, t, rule, c, now_us, fn, arg);
         }
-        if (rc == 0 && dropped.partitions > 0) {
-            rc = part_children_read(pg, t, c);
-        }
+        /* Each batch creates the days it holds (ldr_part_days); today's and the days ahead
+         * are made here so that a quiet table has them too. */
         if (rc == 0) {
-            rc = part_ahead(pg, t, c, oldest_us, now_us);
-        }
-        if (rc == 0) {
-            rc = ldr_pg_exec(pg, "COMMIT");
+            memset(pg->part_days[i], 0, sizeof(pg->part_days[i]));
+            rc = ldr_part_days(pg, t, ahead, PART_AHEAD_DAYS + 1, now_us);
         }
         if (rc != 0) {
-            PQclear(PQexec(pg->conn, "ROLLBACK"));
+            /* One table's failure stops neither the other tables' passes nor any loading. */
             dp_warn("retention: pass failed, retried next run", "type=%s error=%s", t->name,
                     ldr_pg_error(pg));
-            break;
-        }
-        if (dropped.partitions > 0 && fn != NULL) {
-            fn(arg, t, &dropped);
+            failed = rc == DP_ERR_NOMEM ? rc : DP_ERR_RETRY;
         }
     }
     free(c);
-    return rc == DP_ERR_DATA ? DP_ERR_RETRY : rc;
+    return failed;
 }

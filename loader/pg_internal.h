@@ -1,5 +1,5 @@
 /*
- * pg_internal.h - what pg.c, ledger.c and part.c, the files of loader/ that call libpq,
+ * pg_internal.h - what pg.c, ledger.c, part.c and tables.c, the files of loader/ that call libpq,
  * share: the connection's state and the statement runners that record and classify a failure
  * (pg.c). Every other file of loader/ goes through the ldr_pg_* functions of loader.h.
  */
@@ -20,6 +20,8 @@
 #define LDR_LOCK_CLASS 1684108385
 #define LDR_LOCK_DDL 0
 
+#define LDR_PART_DAYS_SEEN 4 /* days remembered per partitioned table */
+
 /* One connection of the loader (ldr_pg_connect). */
 struct ldr_pg {
     PGconn *conn;
@@ -31,6 +33,9 @@ struct ldr_pg {
     char err[LDR_ERR_MAX];                /* the last failure's text */
     const struct dp_retention *retention; /* borrowed; NULL: no table is made partitioned */
     bool parted[EV_REGISTRY_MAX];         /* by registry slot: the table is partitioned (part.c) */
+    /* by registry slot, days (since the epoch) whose partition this connection saw exist;
+     * only days no retention pass drops yet (part.c, ldr_part_days) */
+    int64_t part_days[EV_REGISTRY_MAX][LDR_PART_DAYS_SEEN];
 };
 
 /*

@@ -184,12 +184,39 @@ rpl_seqs(const struct rpl *p, const size_t *idx, size_t n, char *out, size_t len
 }
 
 /*
- * One try at loading rows[idx[0..n-1]] of type t under a savepoint. Returns 0,
- * DP_ERR_DATA (PostgreSQL refused them: rolled back to the savepoint), DP_ERR_RETRY.
+ * The rows of rows[idx[0..n-1]] that ldr_keyed_load left out (their key held by another
+ * event, with the same bytes or not) stay dead letters, with the loader's text for them.
+ */
+static int
+rpl_keyed_left(struct rpl *p, const size_t *idx, size_t n, const struct ldr_keyed_lefts *left)
+{
+    for (size_t j = 0; j < left->n; j++) {
+        size_t i = 0;
+
+        while (i < n && memcmp(p->rows[idx[i]].uuid, left->v[j].id, 16) != 0) {
+            i++;
+        }
+        if (i == n) {
+            return DP_ERR_IO; /* a row PostgreSQL names that these rows lack */
+        }
+        p->rows[idx[i]].ok = false;
+        ldr_keyed_text(p->rows[idx[i]].error, sizeof(p->rows[idx[i]].error),
+                       p->raw.data + p->rows[idx[i]].key_off, p->rows[idx[i]].key_len, &left->v[j]);
+    }
+    return 0;
+}
+
+/*
+ * One try at loading rows[idx[0..n-1]] of type t under a savepoint. A keyed type's rows go
+ * the loader's keyed way (ldr_keyed_load: for a partitioned table through its key table), so
+ * a row whose key the table holds stays a dead letter. Returns 0, DP_ERR_DATA (PostgreSQL
+ * refused them: rolled back to the savepoint), DP_ERR_RETRY, DP_ERR_NOMEM, DP_ERR_IO.
  */
 static int
 rpl_try(struct rpl *p, const struct ev_type *t, const size_t *idx, size_t n)
 {
+    struct ldr_keyed_lefts left = {0};
+    uint64_t inserted = 0;
     char target[128];
     bool upsert = t->load == EV_LOAD_UPSERT;
     int rc;
@@ -209,15 +236,23 @@ rpl_try(struct rpl *p, const struct ev_type *t, const size_t *idx, size_t n)
     if (rc == 0 && upsert && t->stage_ddl != NULL) {
         rc = ldr_pg_exec(p->pg, t->stage_ddl);
     }
-    if (rc == 0) {
+    if (rc == 0 && t->keyed) {
+        rc = ldr_keyed_load(p->pg, t, p->copy.data, p->copy.len, false, true, &inserted, &left);
+    } else if (rc == 0) {
         rc = ldr_pg_copy(p->pg, target, t->copy_columns, p->copy.data, p->copy.len, false);
     }
     if (rc == 0 && upsert) {
         rc = ldr_pg_exec(p->pg, t->upsert_sql);
     }
     if (rc == 0) {
-        return ldr_pg_exec(p->pg, "RELEASE SAVEPOINT rpl") == 0 ? 0 : DP_ERR_RETRY;
+        rc = ldr_pg_exec(p->pg, "RELEASE SAVEPOINT rpl") == 0 ? 0 : DP_ERR_RETRY;
     }
+    if (rc == 0) {
+        rc = rpl_keyed_left(p, idx, n, &left);
+        free(left.v);
+        return rc;
+    }
+    free(left.v);
     if (rc == DP_ERR_DATA &&
         ldr_pg_exec(p->pg, "ROLLBACK TO SAVEPOINT rpl; RELEASE SAVEPOINT rpl") != 0) {
         rc = DP_ERR_RETRY;

@@ -9,7 +9,8 @@
 #include "etc/err.h"
 #include "queue/internal.h"
 
-int
+/* Delete keys first..last in txn with one cursor walk. Returns an LMDB code. */
+static int
 queue_delete_keys(struct queue *q, MDB_txn *txn, uint64_t first, uint64_t last)
 {
     MDB_cursor *cur = NULL;
@@ -51,8 +52,29 @@ int
 queue_delete_range(struct queue *q, uint64_t first, uint64_t last, const struct queue_meta_op *ops,
                    size_t n)
 {
+    MDB_txn *txn = NULL;
+    int rc;
+
     if (first > last) {
         return DP_ERR_INVALID;
     }
-    return queue_write_meta(q, true, first, last, ops, n);
+    rc = queue_txn_begin(q, 0, &txn);
+    if (rc != 0) {
+        txn = NULL;
+        goto out;
+    }
+    rc = queue_delete_keys(q, txn, first, last);
+    if (rc == 0) {
+        rc = queue_meta_ops(q, txn, ops, n);
+    }
+    if (rc != 0) {
+        goto out;
+    }
+    rc = queue_txn_commit(q, txn, QUEUE_TXN_DELETE, 0);
+    txn = NULL;
+out:
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    return queue_err(q, rc, "delete");
 }

@@ -1,6 +1,6 @@
 /*
  * internal.h - what the files of queue/ share and nothing else: struct queue, the record
- * format and its codec, and the transaction and error helpers of the core (queue.c).
+ * format and its codec, and the transaction and error helpers (txn.c) and the core's (queue.c).
  * Not a public header: server/, loader/ and the tests include queue/queue.h.
  * The codec is static inline on purpose: the group commit encodes every event, and moving
  * code between files must not add a call per event.
@@ -212,7 +212,7 @@ queue_rec_decode(const MDB_val *k, const MDB_val *v, struct queue_event *ev)
     return 0;
 }
 
-/* ---- core helpers, in queue.c ---- */
+/* ---- transactions and errors, in txn.c (queue_disk_reserve: queue.c) ---- */
 
 /*
  * Whether rc means "no room": map full, disk full, quota (also an EIO on a file system with
@@ -267,11 +267,10 @@ int queue_next_seq(struct queue *q, MDB_txn *txn, uint64_t *out);
 /* ---- shared by meta.c and delete.c ---- */
 
 /*
- * One write transaction: delete [first, last] when del, then apply the n metadata
- * changes; all or nothing. Returns 0 or a dp_err (meta.c).
+ * Apply the n metadata changes ops (NULL only when n is 0) in txn, the caller's write
+ * transaction (meta.c). Returns an LMDB code (EINVAL for a bad name or op).
  */
-int queue_write_meta(struct queue *q, bool del, uint64_t first, uint64_t last,
-                     const struct queue_meta_op *ops, size_t n);
+int queue_meta_ops(struct queue *q, MDB_txn *txn, const struct queue_meta_op *ops, size_t n);
 
 /*
  * Counters read and changed inside a transaction of the caller (meta.c). queue_meta_add_txn
@@ -290,9 +289,6 @@ int queue_loaded_txn(struct queue *q, MDB_txn *txn, int64_t *out);
  * the conservation equation hold, in txn (meta.c). Returns an LMDB code.
  */
 int queue_meta_accepted_init(struct queue *q, MDB_txn *txn);
-
-/* Delete keys first..last in txn with one cursor walk. Returns an LMDB code (delete.c). */
-int queue_delete_keys(struct queue *q, MDB_txn *txn, uint64_t first, uint64_t last);
 
 /* ---- idempotency keys, in keys.c ---- */
 

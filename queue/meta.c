@@ -1,7 +1,8 @@
 /*
  * meta.c - the metadata database: named int64 counters and strings the daemons share (the
  * loader's figures for the server's /metrics and /v1/status), and the write transaction
- * that changes them, alone or together with a range delete. Never touches events.
+ * that changes them (delete.c changes them in the transaction of a range delete). Never
+ * touches events.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -94,7 +95,7 @@ queue_meta_op1(struct queue *q, MDB_txn *txn, const struct queue_meta_op *op)
     return EINVAL;
 }
 
-static int
+int
 queue_meta_ops(struct queue *q, MDB_txn *txn, const struct queue_meta_op *ops, size_t n)
 {
     int rc = 0;
@@ -223,45 +224,31 @@ queue_meta_accepted_init(struct queue *q, MDB_txn *txn)
     return rc;
 }
 
-/* Shared by queue_meta_apply and queue_delete_range (delete.c). */
 int
-queue_write_meta(struct queue *q, bool del, uint64_t first, uint64_t last,
-                 const struct queue_meta_op *ops, size_t n)
+queue_meta_apply(struct queue *q, const struct queue_meta_op *ops, size_t n)
 {
     MDB_txn *txn = NULL;
     int rc;
 
+    if (n == 0) {
+        return 0;
+    }
     rc = queue_txn_begin(q, 0, &txn);
     if (rc != 0) {
         txn = NULL;
         goto out;
     }
-    if (del) {
-        rc = queue_delete_keys(q, txn, first, last);
-        if (rc != 0) {
-            goto out;
-        }
-    }
     rc = queue_meta_ops(q, txn, ops, n);
     if (rc != 0) {
         goto out;
     }
-    rc = queue_txn_commit(q, txn, del ? QUEUE_TXN_DELETE : QUEUE_TXN_META, 0);
+    rc = queue_txn_commit(q, txn, QUEUE_TXN_META, 0);
     txn = NULL;
 out:
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
-    return queue_err(q, rc, del ? "delete" : "meta");
-}
-
-int
-queue_meta_apply(struct queue *q, const struct queue_meta_op *ops, size_t n)
-{
-    if (n == 0) {
-        return 0;
-    }
-    return queue_write_meta(q, false, 0, 0, ops, n);
+    return queue_err(q, rc, "meta");
 }
 
 /* Look name up in a read transaction and hand its value to the caller's copy step. */

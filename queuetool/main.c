@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "etc/config.h"
 #include "etc/err.h"
@@ -204,15 +205,28 @@ static int
 qt_backup(struct queue *q, const char *path, const char *dir)
 {
     struct queue_stats st;
+    char *file = NULL;
     int rc;
 
     rc = queue_stats(q, &st);
     if (rc == 0) {
         rc = queue_backup(q, dir);
     }
-    if (rc != 0) {
+    if (rc == DP_ERR_INVALID && asprintf(&file, "%s/data.mdb", dir) < 0) {
+        file = NULL;
+    }
+    if (rc == DP_ERR_INVALID && file != NULL && access(file, F_OK) == 0) {
+        /* queue_backup refuses it (O_EXCL): "invalid input" would not say why. */
+        fprintf(stderr,
+                "datapipe-queue: backup of %s into %s failed: %s already holds a backup (%s "
+                "exists): a backup never overwrites one, give a new directory\n",
+                path, dir, dir, file);
+    } else if (rc != 0) {
         fprintf(stderr, "datapipe-queue: backup of %s into %s failed: %s\n", path, dir,
                 dp_strerror(rc));
+    }
+    free(file);
+    if (rc != 0) {
         return 1;
     }
     /* The figures are from just before the copy's snapshot: a guide, not the copy's own

@@ -43,13 +43,14 @@ path_fill(const char *path, const char *name, char out[API_PATH_MAX])
 
 /* The first route with one of methods whose path has {type}, filled with t's name; or NULL. */
 static json_t *
-type_endpoint(const struct ev_type *t, unsigned methods)
+type_endpoint(const struct srv_route *routes, size_t n_routes, const struct ev_type *t,
+              unsigned methods)
 {
     char path[API_PATH_MAX];
 
-    for (size_t i = 0; i < srv_routes_len; i++) {
-        if ((srv_routes[i].methods & methods) != 0 && has_param(srv_routes[i].path, "{type}")) {
-            path_fill(srv_routes[i].path, t->name, path);
+    for (size_t i = 0; i < n_routes; i++) {
+        if ((routes[i].methods & methods) != 0 && has_param(routes[i].path, "{type}")) {
+            path_fill(routes[i].path, t->name, path);
             return json_string(path);
         }
     }
@@ -74,7 +75,8 @@ field_json(const struct ev_field *f)
 }
 
 static json_t *
-type_json(const struct srv *s, const struct ev_type *t)
+type_json(const struct srv *s, const struct srv_route *routes, size_t n_routes,
+          const struct ev_type *t)
 {
     json_t *o = json_object();
     json_t *fields = json_array();
@@ -92,8 +94,8 @@ type_json(const struct srv *s, const struct ev_type *t)
         json_array_append_new(fields, field_json(&t->fields[i]));
     }
     json_object_set_new(o, "name", json_string(t->name));
-    json_object_set_new(o, "endpoint", type_endpoint(t, SRV_POST));
-    json_object_set_new(o, "read", type_endpoint(t, SRV_GET));
+    json_object_set_new(o, "endpoint", type_endpoint(routes, n_routes, t, SRV_POST));
+    json_object_set_new(o, "read", type_endpoint(routes, n_routes, t, SRV_GET));
     json_object_set_new(o, "table", json_string(table));
     json_object_set_new(o, "load", json_string(t->load == EV_LOAD_UPSERT ? "upsert" : "append"));
     json_object_set_new(o, "fields", fields);
@@ -103,13 +105,13 @@ type_json(const struct srv *s, const struct ev_type *t)
 }
 
 void
-srv_get_types(struct srv *s, struct srv_reply *r)
+srv_get_types(struct srv *s, const struct srv_route *routes, size_t n_routes, struct srv_reply *r)
 {
     json_t *o = srv_reply_object(200, NULL);
     json_t *types = json_array();
 
     for (size_t i = 0; i < ev_registry_len; i++) {
-        json_array_append_new(types, type_json(s, ev_registry[i]));
+        json_array_append_new(types, type_json(s, routes, n_routes, ev_registry[i]));
     }
     json_object_set_new(o, "types", types);
     srv_reply_set(r, 200, o);
@@ -418,15 +420,15 @@ path_item(json_t *paths, const struct srv_route *rt, const struct ev_type *t, co
 }
 
 void
-srv_get_openapi(struct srv *s, struct srv_reply *r)
+srv_get_openapi(struct srv *s, const struct srv_route *routes, size_t n_routes, struct srv_reply *r)
 {
     json_t *paths = json_object();
     json_t *doc;
     char path[API_PATH_MAX];
 
     (void)s;
-    for (size_t i = 0; i < srv_routes_len; i++) {
-        const struct srv_route *rt = &srv_routes[i];
+    for (size_t i = 0; i < n_routes; i++) {
+        const struct srv_route *rt = &routes[i];
 
         if (!has_param(rt->path, "{type}")) {
             path_item(paths, rt,

@@ -135,14 +135,10 @@ int
 srv_history_start(struct srv *s)
 {
     struct srv_history *h = &s->hist;
-    pthread_condattr_t ca;
     int rc;
 
     pthread_mutex_init(&h->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)dp_cond_init_mono(&h->cv); /* glibc's cannot fail (see srv_tap_init) */
     h->first = 0;
     h->count = 0;
     h->stop = false;

@@ -2,7 +2,7 @@
  * limit.c - per API key name: its token bucket (events a second, refilled continuously, one
  * mutex per name held for a few instructions) and its counters for /metrics, shared by the
  * keys of that name and kept by name across a SIGHUP (auth.c swaps the key table). Knows
- * names only: a key's text never reaches this file.
+ * names only: a key's text never reaches this file. Also the 429 a POST over its rate gets.
  */
 #include "etc/log.h"
 #include "server/srv.h"
@@ -126,4 +126,32 @@ srv_limit_charge(struct srv_limit *l, size_t events, int64_t now_us)
         l->tokens -= (double)events;
     }
     pthread_mutex_unlock(&l->mu);
+}
+
+/*
+ * For a POST, check the rate of the API key c sent (m->key): over it, r gets 429 with
+ * Retry-After and true is returned. Before the body is read, so a key over its rate costs
+ * no parsing.
+ */
+bool
+srv_key_limited(struct srv_limit *key, const char *method, struct srv_reply *r)
+{
+    char text[160];
+    char retry[16];
+    double rate;
+    int wait_s;
+
+    if (key == NULL || strcmp(method, "POST") != 0) {
+        return false;
+    }
+    wait_s = srv_limit_admit(key, dp_now_us(), &rate);
+    if (wait_s == 0) {
+        return false;
+    }
+    snprintf(text, sizeof(text), "rate limit of API key %s exceeded: %.0f events/s", key->name,
+             rate);
+    snprintf(retry, sizeof(retry), "%d", wait_s);
+    srv_reply_json(r, 429, text);
+    srv_reply_header(r, "Retry-After", retry);
+    return true;
 }

@@ -93,7 +93,7 @@ get_types(struct srv *s, struct mg_connection *c, const struct srv_match *m, str
 {
     (void)c;
     (void)m;
-    srv_get_types(s, r);
+    srv_get_types(s, srv_routes, srv_routes_len, r);
 }
 
 static void
@@ -101,7 +101,7 @@ get_openapi(struct srv *s, struct mg_connection *c, const struct srv_match *m, s
 {
     (void)c;
     (void)m;
-    srv_get_openapi(s, r);
+    srv_get_openapi(s, srv_routes, srv_routes_len, r);
 }
 
 #define GET_HEAD (SRV_GET | SRV_HEAD)
@@ -525,34 +525,6 @@ reply_unknown_type(struct srv_reply *r, const struct srv_match *m)
 
     ev_unknown_type(msg, m->type_name, m->type_len);
     srv_reply_json(r, 404, msg);
-}
-
-/*
- * For a POST, check the rate of the API key c sent (m->key): over it, r gets 429 with
- * Retry-After and true is returned. Before the body is read, so a key over its rate costs
- * no parsing.
- */
-bool
-srv_key_limited(struct srv_limit *key, const char *method, struct srv_reply *r)
-{
-    char text[160];
-    char retry[16];
-    double rate;
-    int wait_s;
-
-    if (key == NULL || strcmp(method, "POST") != 0) {
-        return false;
-    }
-    wait_s = srv_limit_admit(key, dp_now_us(), &rate);
-    if (wait_s == 0) {
-        return false;
-    }
-    snprintf(text, sizeof(text), "rate limit of API key %s exceeded: %.0f events/s", key->name,
-             rate);
-    snprintf(retry, sizeof(retry), "%d", wait_s);
-    srv_reply_json(r, 429, text);
-    srv_reply_header(r, "Retry-After", retry);
-    return true;
 }
 
 /* Answer c through the table; m->key (the key's limit, held) is set before any handler. */

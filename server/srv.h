@@ -118,7 +118,18 @@ struct srv_charge {
     int64_t bytes; /* bytes charged by this request */
 };
 
-/* The deadline watch over bodies being read (reqbody.c): one thread, see srv_body_read. */
+/* One body being read, on the reading thread's stack, in the watchdog's list. */
+struct srv_body_watch {
+    struct srv_body_watch *next;
+    struct srv_body_watch *prev;
+    int64_t deadline_us; /* CLOCK_MONOTONIC microseconds */
+    char addr[48];       /* the client's address, as civetweb prints it */
+    int peer_port;
+    int local_port;
+    bool cut; /* the watchdog shut its reading side */
+};
+
+/* The deadline watch over bodies being read (watchdog.c): one thread, see srv_body_read. */
 struct srv_watchdog {
     pthread_mutex_t mu;
     pthread_cond_t cv;           /* CLOCK_MONOTONIC: a new earlier deadline, or stop */
@@ -160,7 +171,7 @@ struct srv {
     atomic_uint_fast64_t full_events; /* queued events when it failed */
     atomic_int_fast64_t full_at_us;   /* when it failed, microseconds since the epoch */
     atomic_int reads_in_flight;       /* GETs holding a database connection */
-    struct srv_read_pool *read_pool;  /* read.c's connections */
+    struct srv_read_pool *read_pool;  /* readpool.c's connections */
     pthread_rwlock_t keys_lock;       /* guards keys: SIGHUP swaps keys and limits (auth.c) */
     struct srv_keys *keys;            /* the API keys in force, with their names' limits */
     int64_t started_us;               /* process start, microseconds since the epoch */
@@ -372,6 +383,19 @@ int srv_body_read(struct srv *s, struct mg_connection *c, struct srv_charge *ch,
                   size_t *len, struct srv_reply *r);
 
 /*
+ * srv_too_large - the one place that decides a POST is too large, and answers
+ * 413. Too large when body_bytes (announced, read or inflated) exceeds
+ * max_body_bytes (server.max_body_bytes; the answer closes the connection, as
+ * the rest of the body is never read), or when queue_rc, queue_append's code,
+ * is DP_ERR_INVALID: the queue refuses a record larger than half its map
+ * (queue.max_bytes). Pass queue_rc 0 before appending.
+ * Returns true when r was filled with 413, false otherwise (r untouched).
+ */
+bool srv_too_large(struct srv_reply *r, int64_t body_bytes, int64_t max_body_bytes, int queue_rc);
+
+/* ---- budget.c: the bytes of request bodies in flight --------------------- */
+
+/*
  * srv_budget_init / srv_budget_destroy - set up and tear down b for max_bytes.
  * Returns 0 or DP_ERR_NOMEM.
  */
@@ -391,6 +415,8 @@ void srv_charge_release(struct srv_charge *ch);
 /* srv_reply_busy - the 503 for a request the budget has no room for. */
 void srv_reply_busy(struct srv_reply *r);
 
+/* ---- watchdog.c: every body within server.request_timeout_ms --------------- */
+
 /*
  * srv_watchdog_start - start the thread that cuts off bodies past their deadline.
  * Returns 0 or DP_ERR_NOMEM. srv_watchdog_stop - stop it (after civetweb stopped);
@@ -400,15 +426,13 @@ int srv_watchdog_start(struct srv *s);
 void srv_watchdog_stop(struct srv *s);
 
 /*
- * srv_too_large - the one place that decides a POST is too large, and answers
- * 413. Too large when body_bytes (announced, read or inflated) exceeds
- * max_body_bytes (server.max_body_bytes; the answer closes the connection, as
- * the rest of the body is never read), or when queue_rc, queue_append's code,
- * is DP_ERR_INVALID: the queue refuses a record larger than half its map
- * (queue.max_bytes). Pass queue_rc 0 before appending.
- * Returns true when r was filled with 413, false otherwise (r untouched).
+ * srv_watch_add - put w (filled by the caller, on its stack until srv_watch_remove) in wd's
+ * list; wakes the watchdog when w is due first. Nothing when the watchdog is not running.
  */
-bool srv_too_large(struct srv_reply *r, int64_t body_bytes, int64_t max_body_bytes, int queue_rc);
+void srv_watch_add(struct srv_watchdog *wd, struct srv_body_watch *w);
+
+/* srv_watch_remove - take w out of wd's list; returns whether the watchdog cut it off. */
+bool srv_watch_remove(struct srv_watchdog *wd, struct srv_body_watch *w);
 
 /* ---- ingest.c: the POST path ------------------------------------------- */
 
@@ -481,16 +505,24 @@ srv_tap_publish(struct srv *s, const struct queue_event *evs, size_t n)
 void srv_get_tap(struct srv *s, struct mg_connection *c, const struct srv_match *m,
                  struct srv_reply *r);
 
-/* ---- ops.c: health, readiness, status, metrics, the per-minute summary - */
+/* ---- ops.c (counters, the summary), probes.c, status.c, metrics.c ---- */
 
+/* ops.c: count one answer (status, whether a POST to ingest, its latency) in s->m. */
 void srv_observe(struct srv *s, int status, bool ingest, int64_t elapsed_us);
+/* ops.c: log the requests, events and p99 latency since the last call (once a minute). */
+void srv_summary_log(struct srv *s);
+/* ops.c: t's slot in the per-type counters (the registry's order; 0 when not found). */
+size_t srv_type_index(const struct ev_type *t);
+/* probes.c: GET /healthz and GET /readyz. */
 void srv_get_healthz(struct srv *s, struct srv_reply *r);
 void srv_get_readyz(struct srv *s, struct srv_reply *r);
+/* status.c: GET /v1/status. */
 void srv_get_status(struct srv *s, struct srv_reply *r);
+/* metrics.c: GET /metrics. */
 void srv_get_metrics(struct srv *s, struct srv_reply *r);
-void srv_summary_log(struct srv *s);
-size_t srv_type_index(const struct ev_type *t);
 
+/* srv_meta_int - the queue's metadata counter name (0 when missing or unreadable). */
+int64_t srv_meta_int(struct srv *s, const char *name);
 /* srv_oldest_age_s - seconds since the oldest queued event (of st) was received, at now_us. */
 double srv_oldest_age_s(const struct queue_stats *st, int64_t now_us);
 
@@ -540,16 +572,7 @@ void srv_get_history(struct srv *s, struct srv_reply *r);
 /* GET /status: the self-contained HTML page (server/status.html, built in). */
 void srv_get_status_page(struct srv *s, struct srv_reply *r);
 
-/* ---- read.c: GET of a stored row through a small pool of libpq connections */
-
-void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
-
-/*
- * GET /v1/status/dead_letters: this queue's dead letters counted by type and stage, and the
- * latest ones with their errors, read from PostgreSQL like a stored row (same connection,
- * time-outs and limit on waiting reads). Database down: 503 naming the cause.
- */
-void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
+/* ---- the read path: readpool.c (its connections), read.c (rows), readdead.c, readtrail.c */
 
 /* srv_read_pool_create - s->read_pool, empty (connections open on demand). 0 or DP_ERR_NOMEM. */
 int srv_read_pool_create(struct srv *s);
@@ -560,6 +583,22 @@ void srv_read_pool_destroy(struct srv *s);
 /* srv_read_pool_sweep - close the connections unused for a minute; call every few seconds. */
 void srv_read_pool_sweep(struct srv *s);
 
+/* read.c: GET of one stored row (GET /v1/events/{type}/{id}, GET /product/{id}). */
+void srv_get_event(struct srv *s, const struct ev_type *t, const char *id, struct srv_reply *r);
+
+/* readdead.c */
+/*
+ * GET /v1/status/dead_letters: this queue's dead letters counted by type and stage, and the
+ * latest ones with their errors, read from PostgreSQL like a stored row (same connection,
+ * time-outs and limit on waiting reads). Database down: 503 naming the cause.
+ */
+void srv_get_dead_letters(struct srv *s, struct srv_reply *r);
+
+/* readdead.c: GET /v1/dead_letters: the dead_letter table's rows, by stage (a query, like row
+ * reads). */
+void srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r);
+
+/* readtrail.c */
 /*
  * srv_read_trail - where PostgreSQL holds the event id (canonical uuid text): in
  * dead_letter, or in an append type's table. Merges into o "type", "state" ("dead_letter"
@@ -578,12 +617,15 @@ void srv_get_trail(struct srv *s, struct mg_connection *c, const struct srv_matc
 
 /* ---- api.c: what the appliance accepts, for clients to discover ------------- */
 
-/* GET /v1/types: the registry as JSON (each type's fields, table and endpoint). */
-void srv_get_types(struct srv *s, struct srv_reply *r);
-/* GET /v1/openapi.json: an OpenAPI 3.1 document built from the route table and the registry. */
-void srv_get_openapi(struct srv *s, struct srv_reply *r);
-
-/* GET /v1/dead_letters: the dead_letter table's rows, by stage (a query, like row reads). */
-void srv_get_dead_letter_rows(struct srv *s, struct srv_reply *r);
+/*
+ * GET /v1/types: the registry as JSON (each type's fields, table and endpoint, the first of
+ * the n_routes routes that takes it). routes.c passes its table, so that api.c, which the
+ * table points to, need not point back.
+ */
+void srv_get_types(struct srv *s, const struct srv_route *routes, size_t n_routes,
+                   struct srv_reply *r);
+/* GET /v1/openapi.json: an OpenAPI 3.1 document built from routes and the registry. */
+void srv_get_openapi(struct srv *s, const struct srv_route *routes, size_t n_routes,
+                     struct srv_reply *r);
 
 #endif

@@ -26,15 +26,11 @@
 void
 srv_tap_init(struct srv *s)
 {
-    pthread_condattr_t attr;
-
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     for (int i = 0; i < SRV_TAP_MAX; i++) {
         pthread_mutex_init(&s->taps[i].mu, NULL);
-        pthread_cond_init(&s->taps[i].cv, &attr);
+        /* glibc's cannot fail: neither the attribute nor the variable allocates. */
+        (void)dp_cond_init_mono(&s->taps[i].cv);
     }
-    pthread_condattr_destroy(&attr);
 }
 
 void

@@ -1,6 +1,6 @@
 /*
  * trail.c - GET /v1/events/{id}: where one event is now. The queue first (queue_find: a
- * bounded search by the id's time, no index), then PostgreSQL (read.c). An event leaves
+ * bounded search by the id's time, no index), then PostgreSQL (readtrail.c). An event leaves
  * the queue only after PostgreSQL committed it, so asking in this order never misses one
  * that moves meanwhile. Never writes anything.
  */

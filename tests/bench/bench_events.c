@@ -10,8 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
-#include "etc/types.h"
 #include "events/events.h"
 
 #define SEED_EVENT                                                                                 \

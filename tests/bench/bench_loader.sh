@@ -45,6 +45,9 @@ rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 die() { echo "bench_loader: $*" >&2; exit 1; }
 
+# columns NAME: the column list of NAME's rows (ldrtool copyfile's, the loader's own).
+columns() { sed -n 's/^columns=//p' "$tmp/$1.columns"; }
+
 # drain NAME WORKERS TYPE N [NUMBERS]: fill a queue, time --once; prints "t0 t1 json_bytes".
 # The queues "main" and "twin" also get their rows written to $tmp/NAME.copy.
 drain() {
@@ -52,7 +55,8 @@ drain() {
     config "$1" "$2"
     out=$("$TOOL" fill "$tmp/$1.q" "$3" "$4" "${5:-100}") || die "fill failed"
     if [ "$1" = main ] || [ "$1" = twin ]; then
-        "$TOOL" copyfile "$tmp/$1.q" "$tmp/$1.copy" "$tmp/$1.json" || die "copyfile failed"
+        "$TOOL" copyfile "$tmp/$1.q" "$tmp/$1.copy" "$tmp/$1.json" >"$tmp/$1.columns" ||
+            die "copyfile failed"
     fi
     t0=$(now)
     "$BIN/datapipe-loader" -c "$tmp/$1.json" --once || die "datapipe-loader --once failed"
@@ -116,8 +120,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     read -r l0 l1 _ <<<"$(drain main 2 crash_report "$EVENTS")"
     [ -n "${l1:-}" ] || die "the drain of crash_report failed"
     count crash_report "$EVENTS"
-    read -r p0 p1 <<<"$(copy_rate main crash_report \
-        "(id, event_name, user_id, event_time, message, received_at, idempotency_key, source)")"
+    read -r p0 p1 <<<"$(copy_rate main crash_report "$(columns main)")"
     [ -n "${p1:-}" ] || die "psql \\copy of crash_report failed"
     echo "round $round: loader --once $(rate "$EVENTS" "$l0" "$l1") rows/s, psql \\copy" \
         "$(rate "$EVENTS" "$p0" "$p1") rows/s"
@@ -130,8 +133,7 @@ psql_rate=$(rate "$((EVENTS * ROUNDS))" 0 "$psql_s")
 read -r t0 t1 _ <<<"$(drain twin 2 crash_twin "$EVENTS")"
 count crash_twin "$EVENTS"
 twin_rate=$(rate "$EVENTS" "$t0" "$t1")
-read -r q0 q1 <<<"$(copy_rate twin crash_twin \
-    '(id, user_id, "timestamp", message, received_at, idempotency_key, source)')"
+read -r q0 q1 <<<"$(copy_rate twin crash_twin "$(columns twin)")"
 [ -n "${q1:-}" ] || die "psql \\copy of crash_twin failed"
 twin_psql_rate=$(rate "$EVENTS" "$q0" "$q1")
 

@@ -5,7 +5,9 @@
 #   2. POST /v1/events/crash_report, the seed event, one per request, sync on;
 #   3. the same with an Idempotency-Key header, a distinct key on every request;
 #   4. NDJSON bodies of 1,000 events; then 500 KB of track calls, as Segment batches to
-#      /v1/batch and as NDJSON to /v1/events/tracks, each with the server's CPU an event;
+#      /v1/batch and as NDJSON to /v1/events/tracks, without and with an idempotency_key a
+#      line (a Segment message always has its messageId key), each with the server's CPU an
+#      event;
 #   5. (2) again, alternating BENCH_TAP_ROUNDS times (default 3): with no tap, with
 #      BENCH_STALLED_TAPS (default 3) stalled GET /v1/tap clients (they sent the request and
 #      read nothing; their taps are full before the run starts and drop every event of it),
@@ -130,6 +132,27 @@ done
   printf '],"sentAt":"2026-03-01T10:00:01.000Z"}'; } >"$TMP/seg.json"
 lua_post "$TMP/seg.lua" "$TMP/seg.json"
 lua_post "$TMP/segnd.lua" "$TMP/seg.nd"
+# The same NDJSON, each line with an idempotency_key of its own in every request, as each
+# Segment message has its messageId: the same events, each held to exactly once.
+cat >"$TMP/segndk.lua" <<LUA
+local lines = {}
+for l in io.lines("$TMP/seg.nd") do lines[#lines + 1] = l:sub(1, -2) end
+local threads = 0
+function setup(thread)
+    threads = threads + 1
+    thread:set("tid", threads)
+end
+n = 0
+function request()
+    n = n + 1
+    local parts = {}
+    for i, l in ipairs(lines) do
+        parts[i] = l .. ',"idempotency_key":"k' .. tid .. "-" .. n .. "-" .. i .. '"}'
+    end
+    return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
+                      table.concat(parts, "\n") .. "\n")
+end
+LUA
 # ev_cpu_us TICKS0: the server's CPU microseconds an event since TICKS0, for the last run.
 ev_cpu_us() { calc "($(cpu_ticks) - $1) * 1000000 / $(getconf CLK_TCK) / ($RPS * $SECS * $SEG_N)"; }
 t0=$(cpu_ticks)
@@ -139,6 +162,12 @@ SEGND_CPU=$(ev_cpu_us "$t0")
 printf 'datapipe, NDJSON of %d tracks:    %10.1f req/s = %.0f events/s   p50 %s  p99 %s  server CPU %.2f us/event  non-2xx %s\n' \
     "$SEG_N" "$RPS" "$SEGND_EPS" "$P50" "$P99" "$SEGND_CPU" "${NON2XX:-0}"
 t0=$(cpu_ticks)
+run_wrk segndk "$URL/v1/events/tracks" "$TMP/segndk.lua"
+SEGNDK_EPS=$(calc "$RPS * $SEG_N")
+SEGNDK_CPU=$(ev_cpu_us "$t0")
+printf 'datapipe, NDJSON of %d keyed tracks: %8.1f req/s = %.0f events/s   p50 %s  p99 %s  server CPU %.2f us/event  non-2xx %s\n' \
+    "$SEG_N" "$RPS" "$SEGNDK_EPS" "$P50" "$P99" "$SEGNDK_CPU" "${NON2XX:-0}"
+t0=$(cpu_ticks)
 run_wrk seg "$URL/v1/batch" "$TMP/seg.lua"
 SEG_EPS=$(calc "$RPS * $SEG_N")
 SEG_CPU=$(ev_cpu_us "$t0")
@@ -147,7 +176,9 @@ printf 'datapipe, Segment batch of %d:    %10.1f req/s = %.0f events/s   p50 %s 
 printf 'server RSS after the runs:         %10d KiB\n' "$(rss_kb "$SPID")"
 printf 'ratio single-event / bare civetweb: %.2f (target >= 0.70)\n' "$(calc "$SINGLE_RPS / $BARE_RPS")"
 printf 'ratio keyed / unkeyed single-event: %.2f (target >= 0.80)\n' "$(calc "$KEYED_RPS / $SINGLE_RPS")"
-printf 'ratio Segment batches / NDJSON of the same events: %.2f (target >= 0.70); server CPU an event, NDJSON / Segment: %.2f\n' \
+printf 'ratio Segment batches / NDJSON of the same events, each with its key: %.2f (target >= 0.70); server CPU an event, NDJSON / Segment: %.2f\n' \
+    "$(calc "$SEG_EPS / $SEGNDK_EPS")" "$(calc "$SEGNDK_CPU / $SEG_CPU")"
+printf 'ratio Segment batches / NDJSON of the same events without keys: %.2f; server CPU an event: %.2f\n' \
     "$(calc "$SEG_EPS / $SEGND_EPS")" "$(calc "$SEGND_CPU / $SEG_CPU")"
 
 # 5. the live tap: no tap (a), stalled taps (b), a tap that reads everything (c), alternated

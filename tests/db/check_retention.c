@@ -12,10 +12,10 @@
 #include <time.h>
 
 #include "etc/config.h"
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/retention.h"
-#include "etc/types.h"
 #include "events/events.h"
 #include "loader/internal.h"
 #include "tests/lib/lib_loader.h"
@@ -91,6 +91,61 @@ static void
 crash_hash(char out[DP_TYPE_NAME_MAX + 1])
 {
     dp_pg_derived_name(out, "", "crash_report");
+}
+
+/* Append json of crash_report rejected at ingest (stage ingest) with key and error. */
+static void
+append_rejected(struct tl_env *e, const char *json, const char *key, const char *error,
+                int64_t received_us)
+{
+    struct queue_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev_uuid7(ev.uuid);
+    ev.received_us = received_us;
+    ev.type = "crash_report";
+    ev.type_len = strlen(ev.type);
+    ev.json = json;
+    ev.json_len = strlen(json);
+    ev.flags = QUEUE_F_REJECTED;
+    ev.error = error;
+    ev.error_len = strlen(error);
+    ev.key = key;
+    ev.key_len = strlen(key);
+    ev_digest(json, ev.json_len, ev.digest);
+    ck_assert_int_eq(queue_append(e->q, &ev, 1), 0);
+}
+
+/* Open a second appliance's queue (a queue.id of its own) on e's schema. */
+static void
+second_queue(struct tl_env *e)
+{
+    char *path = NULL;
+
+    queue_close(e->q);
+    ck_assert(asprintf(&path, "%s/queue2", e->dir) > 0);
+    ck_assert_int_eq(queue_open(&e->q, path, TL_MAP_BYTES, false), 0);
+    strcat(e->queue_id, "_b");
+    free(path);
+}
+
+/* datapipe-loader --replay-dead-letters with e's configuration; its exit status. */
+static int
+replay(struct tl_env *e)
+{
+    struct dp_config_sources src = {NULL, NULL, NULL};
+    struct dp_cli cli = {.replay_dead_letters = true};
+    struct dp_config *cfg = NULL;
+    char *errors = NULL;
+    char *path = tl_config_file(e, 1, 100);
+    int rc;
+
+    src.cli_path = path;
+    ck_assert_msg(dp_config_load(&src, &cfg, &errors) == 0, "%s", errors);
+    rc = ldr_replay_main(&cli, cfg);
+    dp_config_destroy(cfg);
+    free(path);
+    return rc;
 }
 
 static const char crash_json[] = "{\"user_id\": 7, \"timestamp\": 1700000000, \"message\": \"m\"}";
@@ -368,7 +423,7 @@ START_TEST(test_load_during_drop_loses_nothing)
                 "event_time, message, received_at) VALUES (gen_random_uuid(), 'crash_report', "
                 "1, now(), 'old', '%s'::timestamptz + interval '1 hour')",
                 ymd, hash, from_s, to_s, from_s);
-        ck_assert_int_eq(ldr_part_pass(pg, 0, tl_now_us(), NULL, NULL), 0);
+        ck_assert_int_eq(ldr_part_pass(pg, tl_now_us(), NULL, NULL), 0);
         passes++;
     }
     pthread_join(th, NULL);
@@ -389,6 +444,261 @@ START_TEST(test_load_during_drop_loses_nothing)
 }
 END_TEST
 
+/*
+ * A replay goes through the key table of a partitioned table as loading does
+ * (docs/operations.md, "Replay dead letters"): dead letters whose key the table holds (filed at
+ * ingest and at load) stay in dead_letter, one whose key it lacks moves and takes its key, so
+ * the same event loaded later is a repeat.
+ */
+START_TEST(test_replay_keeps_keys_unique)
+{
+    static const char other[] = "{\"user_id\": 8, \"timestamp\": 1700000000, \"message\": \"x\"}";
+    static const char third[] = "{\"user_id\": 9, \"timestamp\": 1700000000, \"message\": \"y\"}";
+    struct dp_retention_rule rule = {"crash_report", 30};
+    struct dp_retention r = {&rule, 1};
+    struct ldr_run_stats st;
+    int64_t now = tl_now_us();
+    struct tl_env e;
+    struct ldr *l;
+
+    tl_setup(&e, "replay");
+    append_keyed(&e, crash_json, "c1", now);
+    append_rejected(&e, other, "c1", "conflict at ingest", now);
+    append_rejected(&e, crash_json, "r1", "refused at ingest", now);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    second_queue(&e);
+    append_keyed(&e, third, "c1", now);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 3);
+
+    ck_assert_int_eq(replay(&e), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'c1'"),
+                     1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'r1'"),
+                     1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter WHERE idempotency_key = 'c1' "
+                                "AND replays = 1 AND error LIKE 'idempotency_key: \"c1\" was "
+                                "already loaded for event %% with different content (this "
+                                "event: %%)'"),
+                     2);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 2);
+
+    /* The replayed event, sent again: its key is held, so it is a repeat. */
+    append_keyed(&e, crash_json, "r1", now);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'r1'"),
+                     1);
+    ck_assert_int_eq(tl_meta(&e, "loader.duplicates.crash_report"), 1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 2);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* "YYYY-MM-DD 00:00:00+00" of the UTC day days after now_us's. */
+static void
+utc_day(int64_t now_us, int days, char out[32])
+{
+    time_t s = (time_t)(now_us / 1000000) + (time_t)days * 86400;
+    struct tm tm;
+
+    gmtime_r(&s, &tm);
+    strftime(out, 32, "%Y-%m-%d 00:00:00+00", &tm);
+}
+
+/*
+ * The SQL the loader logs to convert an unpartitioned table names its bound with its zone: run
+ * in a session whose TimeZone is not UTC it still ends the old table at midnight UTC, so the
+ * day partitions the loader creates after it do not overlap it.
+ */
+START_TEST(test_conversion_sql_bound_in_utc)
+{
+    struct dp_retention_rule rule = {"crash_report", 3};
+    struct dp_retention r = {&rule, 1};
+    struct ldr_run_stats st;
+    char sql[2048];
+    char want[96];
+    char day[32];
+    int64_t now = tl_now_us();
+    struct tl_env e;
+    struct ldr *l;
+    char *got;
+
+    tl_setup(&e, "convert");
+    append_keyed(&e, crash_json, "before", now);
+    l = open_loader(&e, NULL, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_gt(ldr_part_convert_sql(ev_lookup("crash_report", 12), now, sql, sizeof(sql)), 0);
+    tl_exec(&e, "SET TimeZone TO 'Pacific/Kiritimati'; %s SET TimeZone TO 'UTC'", sql);
+    utc_day(now, 1, day);
+    snprintf(want, sizeof(want), "FOR VALUES FROM (MINVALUE) TO ('%s')", day);
+    got = tl_str(&e,
+                 "SELECT pg_get_expr(relpartbound, oid) FROM pg_class "
+                 "WHERE relname = 'crash_report_unpartitioned' "
+                 "AND relnamespace = '%s'::regnamespace",
+                 e.schema);
+    ck_assert_str_eq(got, want);
+    free(got);
+
+    /* The loader then makes the days after it, and a row of the day after loads there. */
+    append_keyed(&e, crash_json, "after", now + DAY_US);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'after' "
+                                "AND tableoid::regclass::text LIKE 'dp_p%%'"),
+                     1);
+    tl_teardown(&e);
+}
+END_TEST
+
+/*
+ * The loader's own sessions under a role whose default TimeZone is not UTC: the partitions it
+ * creates still start and end at midnight UTC.
+ */
+START_TEST(test_partitions_under_role_timezone)
+{
+    struct dp_retention_rule rule = {"crash_report", 3};
+    struct dp_retention r = {&rule, 1};
+    struct ldr_run_stats st;
+    char from[32];
+    char to[32];
+    int64_t now = tl_now_us();
+    struct tl_env e;
+    struct ldr *l;
+    long long bounded;
+    long long dead;
+    int rc;
+
+    tl_setup(&e, "rolezone");
+    append_keyed(&e, crash_json, "k", now);
+    tl_exec(&e, "ALTER ROLE CURRENT_USER SET TimeZone TO 'Pacific/Kiritimati'");
+    l = open_loader(&e, &r, 1, 100);
+    rc = ldr_run(l, &st);
+    ldr_destroy(l);
+    /* Reset before any assertion: the role is every other suite's too. */
+    tl_exec(&e, "ALTER ROLE CURRENT_USER RESET TimeZone; SET TimeZone TO 'UTC'");
+    ck_assert_int_eq(rc, 0);
+    utc_day(now, 0, from);
+    utc_day(now, 1, to);
+    bounded = tl_int(&e,
+                     "SELECT count(*) FROM crash_report c JOIN pg_class p ON p.oid = c.tableoid "
+                     "WHERE c.idempotency_key = 'k' AND pg_get_expr(p.relpartbound, p.oid) = "
+                     "'FOR VALUES FROM (''%s'') TO (''%s'')'",
+                     from, to);
+    dead = tl_int(&e, "SELECT count(*) FROM dead_letter");
+    ck_assert_int_eq(bounded, 1);
+    ck_assert_int_eq(dead, 0);
+    tl_teardown(&e);
+}
+END_TEST
+
+/* Partitions of crash_report (pg_inherits), of ours or not. */
+static long long
+crash_partitions(struct tl_env *e)
+{
+    return tl_int(e, "SELECT count(*) FROM pg_inherits WHERE inhparent = "
+                     "'crash_report'::regclass");
+}
+
+/*
+ * A server clock far behind (an event received 400 days ago) and one a few days ahead: each
+ * batch creates the partitions of the days it holds, not every day in between, and the
+ * expired row lands once before the next pass drops its partition (docs/postgresql.md,
+ * "Retention"); the other types load all along.
+ */
+START_TEST(test_batch_days_only)
+{
+    struct dp_retention_rule rule = {"crash_report", 3};
+    struct dp_retention r = {&rule, 1};
+    struct ldr_run_stats st;
+    int64_t now = tl_now_us();
+    struct tl_env e;
+    struct ldr *l;
+
+    tl_setup(&e, "skew");
+    append_keyed(&e, crash_json, "old", now - 400 * DAY_US);
+    append_keyed(&e, crash_json, "new", now);
+    append_keyed(&e, crash_json, "ahead", now + 3 * DAY_US);
+    tl_append(&e, "user_login", "{\"user_id\": \"u\", \"timestamp\": 1}", 0, NULL, now, NULL);
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    /* today, tomorrow, and the two other days the batch held */
+    ck_assert_int_eq(crash_partitions(&e), 4);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dead_letter"), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 3);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM user_login"), 1);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_eq(crash_partitions(&e), 3);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 2);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = 'old'"),
+                     0);
+    ck_assert_int_eq(tl_meta(&e, "loader.rows_dropped.crash_report"), 1);
+    tl_teardown(&e);
+}
+END_TEST
+
+/*
+ * Expired partitions are dropped a few per transaction: with one of them locked by a reader,
+ * the pass drops those of the transactions before it, keeps the rest for the next run, and
+ * the run still loads.
+ */
+START_TEST(test_drop_in_bounded_transactions)
+{
+    struct dp_retention_rule rule = {"crash_report", 3};
+    struct dp_retention r = {&rule, 1};
+    struct ldr_run_stats st;
+    char key[16];
+    char name[2 * DP_TYPE_NAME_MAX];
+    char hash[DP_TYPE_NAME_MAX + 1];
+    char ymd[16];
+    int64_t now = tl_now_us();
+    time_t ninth = (time_t)((now - (31 - 8) * DAY_US) / 1000000);
+    struct tm tm;
+    struct tl_env e;
+    struct ldr *l;
+
+    tl_setup(&e, "chunks");
+    crash_hash(hash);
+    for (int k = 31; k >= 20; k--) {
+        snprintf(key, sizeof(key), "d%d", k);
+        append_keyed(&e, crash_json, key, now - k * DAY_US);
+    }
+    l = open_loader(&e, &r, 1, 100);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 12);
+
+    /* The ninth oldest is held by a reader: its transaction cannot drop it. */
+    gmtime_r(&ninth, &tm);
+    strftime(ymd, sizeof(ymd), "%Y%m%d", &tm);
+    snprintf(name, sizeof(name), "%s%s_%s", DP_PG_PARTITION, ymd, hash);
+    tl_exec(&e, "BEGIN; LOCK TABLE \"%s\" IN ACCESS SHARE MODE", name);
+    append_keyed(&e, crash_json, "today", now);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    tl_exec(&e, "ROLLBACK");
+    ck_assert_int_eq(tl_meta(&e, "loader.partitions_dropped.crash_report"), 8);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 5);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report WHERE idempotency_key = "
+                                "'today'"),
+                     1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dp_keys_%s", hash), 5);
+    ck_assert_int_eq(ldr_run(l, &st), 0);
+    ldr_destroy(l);
+    ck_assert_int_eq(tl_meta(&e, "loader.partitions_dropped.crash_report"), 12);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 1);
+    ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM dp_keys_%s", hash), 1);
+    tl_teardown(&e);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -403,6 +713,11 @@ main(void)
     tcase_add_test(tc, test_unpartitioned_table_left_alone);
     tcase_add_test(tc, test_declared_type_partitioned);
     tcase_add_test(tc, test_load_during_drop_loses_nothing);
+    tcase_add_test(tc, test_replay_keeps_keys_unique);
+    tcase_add_test(tc, test_conversion_sql_bound_in_utc);
+    tcase_add_test(tc, test_partitions_under_role_timezone);
+    tcase_add_test(tc, test_batch_days_only);
+    tcase_add_test(tc, test_drop_in_bounded_transactions);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

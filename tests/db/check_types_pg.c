@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "etc/config.h"
+#include "etc/decl.h"
 #include "etc/err.h"
-#include "etc/types.h"
 #include "events/events.h"
 #include "loader/loader.h"
 #include "tests/lib/lib_loader.h"

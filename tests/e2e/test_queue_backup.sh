@@ -58,6 +58,11 @@ has "... its counters add up" "check: ok" "$live"
 "$DPQ" -c "$CFG" backup "$BACKUP" >"$DIR/backup.out" 2>&1
 eq "backup while the server appends exits 0" 0 "$?"
 has "backup reports its file" "backup: $BACKUP/data.mdb written" "$(cat "$DIR/backup.out")"
+"$DPQ" -c "$CFG" backup "$BACKUP" >"$DIR/backup2.out" 2>&1
+eq "a second backup into the same directory exits 1" 1 "$?"
+has "... and says the directory holds a backup already" \
+    "backup of $QDIR into $BACKUP failed: $BACKUP already holds a backup ($BACKUP/data.mdb exists): a backup never overwrites one, give a new directory" \
+    "$(cat "$DIR/backup2.out")"
 wait "$P3"
 numbers "$BACKUP" >"$DIR/in_backup"
 in_backup=$(wc -l <"$DIR/in_backup")

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
-#include "etc/types.h"
 #include "events/events.h"
 #include "events/internal.h"
 

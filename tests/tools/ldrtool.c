@@ -9,7 +9,8 @@
  *   ldrtool ids DIR                     print the uuid of every queued event, one a line
  *   ldrtool copyfile DIR FILE [CONFIG]  encode every queued event as the loader does and
  *                                       write the COPY text rows to FILE (with the types
- *                                       CONFIG declares)
+ *                                       CONFIG declares); print "columns=(a, b, ...)",
+ *                                       their column list
  *   ldrtool stats DIR                   print "events=N"
  *   ldrtool meta DIR NAME               print the metadata counter NAME
  *   ldrtool notify-listen SOCKET FILE   receive sd_notify datagrams on SOCKET, append
@@ -150,6 +151,7 @@ struct visit {
     FILE *out;
     struct ev_buf b;
     int64_t now_us;
+    const struct ev_type *type; /* copyfile: the type of the rows written */
 };
 
 static int
@@ -185,6 +187,7 @@ encode_one(void *arg, const struct queue_event *ev)
     if (ev_encode(t, &st, &v->b, err) != 0) {
         return 0;
     }
+    v->type = t;
     return fwrite(v->b.data, 1, v->b.len, v->out) == v->b.len ? 0 : DP_ERR_IO;
 }
 
@@ -281,6 +284,10 @@ main(int argc, char **argv)
         rc = v.out != NULL ? visit_all(q, encode_one, &v) : DP_ERR_IO;
         if (v.out != NULL && fclose(v.out) != 0) {
             rc = DP_ERR_IO;
+        }
+        if (rc == 0 && v.type != NULL) {
+            /* The column list of the rows, for a \copy of them (the loader's own). */
+            printf("columns=%s\n", v.type->copy_columns);
         }
     } else if (strcmp(argv[1], "stats") == 0) {
         rc = queue_stats(q, &st);

@@ -337,6 +337,7 @@ START_TEST(test_retention_types)
     char *path = t_write_file(dir, "r.json",
                               "{\"retention\": {\"product\": {\"partition\": \"day\", "
                               "\"keep_days\": 3}, \"nosuch\": {\"partition\": \"day\", "
+                              "\"keep_days\": 3}, \"users\": {\"partition\": \"day\", "
                               "\"keep_days\": 3}}}",
                               -1);
     char *good = t_write_file(dir, "g.json",
@@ -344,7 +345,8 @@ START_TEST(test_retention_types)
                               "{\"type\": \"integer\"}}}}, \"retention\": {\"clicks\": "
                               "{\"partition\": \"day\", \"keep_days\": 7}, "
                               "\"crash_report\": {\"partition\": \"day\", "
-                              "\"keep_days\": 30}}}",
+                              "\"keep_days\": 30}, \"tracks\": {\"partition\": \"day\", "
+                              "\"keep_days\": 90}}}",
                               -1);
     char *errors = load_err(path);
     struct dp_config_sources src = {NULL, NULL, good};
@@ -354,10 +356,13 @@ START_TEST(test_retention_types)
     ck_assert_str_eq(errors, "retention.product: an upsert table is not partitioned (its rows "
                              "are updated in place)\n"
                              "retention.nosuch: no such event type (built-in or declared in "
-                             "\"types\")\n");
+                             "\"types\")\n"
+                             "retention.users: an upsert table is not partitioned (its rows "
+                             "are updated in place)\n");
     ck_assert_int_eq(dp_config_load(&src, &cfg, &err), 0);
     ck_assert_int_eq(dp_retention_find(cfg->retention, "clicks")->keep_days, 7);
     ck_assert_int_eq(dp_retention_find(cfg->retention, "crash_report")->keep_days, 30);
+    ck_assert_int_eq(dp_retention_find(cfg->retention, "tracks")->keep_days, 90);
     ck_assert_ptr_null(dp_retention_find(cfg->retention, "ad_event"));
     dp_config_destroy(cfg);
     free(errors);

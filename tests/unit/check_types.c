@@ -10,8 +10,9 @@
 #include <string.h>
 
 #include "etc/config.h"
+#include "etc/decl.h"
 #include "etc/err.h"
-#include "etc/types.h"
+#include "etc/retention.h"
 #include "events/events.h"
 #include "tests/lib/lib_test.h"
 
@@ -481,6 +482,24 @@ END_TEST
 
 /* ---- the registry ----------------------------------------------------------------------- */
 
+/* etc/retention.c cannot read the registry (etc/ calls nothing of ours): its view of every
+ * built-in type, append or upsert, must be the registry's. */
+START_TEST(test_builtins_retention)
+{
+    ck_assert_uint_gt(ev_registry_len, 0);
+    for (size_t i = 0; i < ev_registry_len; i++) {
+        bool append = false;
+
+        ck_assert_ptr_null(ev_registry[i]->decl);
+        ck_assert_msg(dp_retention_builtin(ev_registry[i]->name, &append),
+                      "built-in %s is unknown to etc/retention.c", ev_registry[i]->name);
+        ck_assert_msg(append == (ev_registry[i]->load == EV_LOAD_APPEND),
+                      "built-in %s: etc/retention.c says append=%d", ev_registry[i]->name, append);
+    }
+    ck_assert(!dp_retention_builtin("page_view", NULL));
+}
+END_TEST
+
 START_TEST(test_builtins_reserved)
 {
     size_t builtins = 0;
@@ -488,7 +507,7 @@ START_TEST(test_builtins_reserved)
     for (size_t i = 0; i < ev_registry_len; i++) {
         if (ev_registry[i]->decl == NULL) {
             ck_assert_msg(dp_types_name_reserved(ev_registry[i]->name) != NULL,
-                          "built-in %s is not reserved in etc/types.c", ev_registry[i]->name);
+                          "built-in %s is not reserved in etc/decl_conf.c", ev_registry[i]->name);
             builtins++;
         }
     }
@@ -944,6 +963,7 @@ types_suite(void)
     tcase_add_test(decl, test_diff_names_types);
     tcase_add_checked_fixture(reg, setup, teardown);
     tcase_add_test(reg, test_builtins_reserved);
+    tcase_add_test(reg, test_builtins_retention);
     tcase_add_test(reg, test_registry_update);
     tcase_add_test(reg, test_registry_sql);
     tcase_add_checked_fixture(fields, setup, teardown);

@@ -1,5 +1,5 @@
 /*
- * declared.c - the one generic handler of the event types declared in the
+ * decl.c - the one generic handler of the event types declared in the
  * configuration (docs/event-types.md): a declared type is one more struct ev_type
  * in the registry, whose validate and encode_row read its declaration. Pure
  * like every handler; patterns are compiled once, when the type is built.
@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/plant.h"
-#include "etc/types.h"
 #include "events/internal.h"
 
 /* A field at run time: its declaration and its compiled pattern. */
@@ -529,7 +529,7 @@ build_sql(struct declared *x)
 
     /* The primary key is named so that no other table's name can be PostgreSQL's choice for
      * it ("<table>_pkey" would be another type's name); the unique index over
-     * idempotency_key is the loader's (loader/schema.c), found by what it indexes. */
+     * idempotency_key is the loader's (loader/decl.c), found by what it indexes. */
     dp_pg_derived_name(pk, DP_PG_PRIMARY_KEY, d->name);
     rc = ev_buf_put_strs(&ddl, "CREATE TABLE IF NOT EXISTS ", x->table, " (id uuid CONSTRAINT \"",
                          pk, "\" PRIMARY KEY", NULL);

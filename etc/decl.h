@@ -1,11 +1,11 @@
 /*
- * types.h - event types declared in the configuration's "types" key (docs/event-types.md):
+ * decl.h - event types declared in the configuration's "types" key (docs/event-types.md):
  * how etc/ reads, checks and keeps the declarations. Every error
  * names its key path ("types.page_view.fields.url.type: ..."). What an event
  * of a declared type must look like is said here; events/ checks the events.
  */
-#ifndef DP_TYPES_H
-#define DP_TYPES_H
+#ifndef DP_DECL_H
+#define DP_DECL_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -113,6 +113,9 @@ struct json_t *dp_types_to_json(const struct dp_types *t);
 
 /* dp_field_type_name - "string", "integer", ...: the name used in declarations. */
 const char *dp_field_type_name(enum dp_field_type type);
+
+/* dp_field_type_parse - the field type named s into *out: 0, or DP_ERR_INVALID. */
+int dp_field_type_parse(const char *s, enum dp_field_type *out);
 
 /*
  * dp_types_name_reserved - why name cannot be a declared type, or NULL if it

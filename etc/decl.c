@@ -1,16 +1,50 @@
 /*
- * typedecl.c - built declarations of event types (struct dp_types, struct dp_type_decl):
+ * decl.c - built declarations of event types (struct dp_types, struct dp_type_decl) and the
+ * names of their field types:
  * freeing, finding one by name, comparing two (what SIGHUP and the loader's schema
  * evolution ask), deep copies, and the JSON form GET /v1/types and --check-config print.
- * Building them from the configuration is types.c's.
+ * Building them from the configuration is decl_conf.c's.
  */
+#include "decl.h"
 #include "err.h"
-#include "types.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char *const field_type_names[] = {
+    [DP_FIELD_STRING] = "string",
+    [DP_FIELD_INTEGER] = "integer",
+    [DP_FIELD_NUMBER] = "number",
+    [DP_FIELD_BOOLEAN] = "boolean",
+    [DP_FIELD_TIMESTAMP] = "timestamp",
+    [DP_FIELD_IP] = "ip",
+    [DP_FIELD_URL] = "url",
+    [DP_FIELD_UUID] = "uuid",
+    [DP_FIELD_OBJECT] = "object",
+    [DP_FIELD_ARRAY] = "array",
+};
+
+#define N_FIELD_TYPES (sizeof(field_type_names) / sizeof(field_type_names[0]))
+
+const char *
+dp_field_type_name(enum dp_field_type type)
+{
+    return (size_t)type < N_FIELD_TYPES ? field_type_names[type] : "?";
+}
+
+int
+dp_field_type_parse(const char *s, enum dp_field_type *out)
+{
+    for (size_t i = 0; i < N_FIELD_TYPES; i++) {
+        if (strcmp(field_type_names[i], s) == 0) {
+            *out = (enum dp_field_type)i;
+            return 0;
+        }
+    }
+    return DP_ERR_INVALID;
+}
 
 static void
 field_free(struct dp_field_decl *f)

@@ -1,10 +1,10 @@
 /*
- * types.c - the "types" key: checks every declaration of a file's libconfig
+ * decl_conf.c - the "types" key: checks every declaration of a file's libconfig
  * tree with its key path, merges them type by type, and builds struct
  * dp_types from the effective tree. Patterns are compiled here only to be
  * checked; events/ compiles its own once at start. Never reads a file itself.
  */
-#include "types.h"
+#include "decl.h"
 #include "err.h"
 #include "plant.h"
 #include "settings.h"
@@ -18,21 +18,6 @@
 #include <string.h>
 
 #define PATH_MAX_LEN 512
-
-static const char *const field_type_names[] = {
-    [DP_FIELD_STRING] = "string",
-    [DP_FIELD_INTEGER] = "integer",
-    [DP_FIELD_NUMBER] = "number",
-    [DP_FIELD_BOOLEAN] = "boolean",
-    [DP_FIELD_TIMESTAMP] = "timestamp",
-    [DP_FIELD_IP] = "ip",
-    [DP_FIELD_URL] = "url",
-    [DP_FIELD_UUID] = "uuid",
-    [DP_FIELD_OBJECT] = "object",
-    [DP_FIELD_ARRAY] = "array",
-};
-
-#define N_FIELD_TYPES (sizeof(field_type_names) / sizeof(field_type_names[0]))
 
 /*
  * Names a declared type cannot take, because its table would share its schema with them:
@@ -114,12 +99,6 @@ path_join(char dst[PATH_MAX_LEN], const char *a, const char *b)
     if (snprintf(dst, PATH_MAX_LEN, "%s.%s", a, b) >= PATH_MAX_LEN) {
         dst[PATH_MAX_LEN - 1] = '\0';
     }
-}
-
-const char *
-dp_field_type_name(enum dp_field_type type)
-{
-    return (size_t)type < N_FIELD_TYPES ? field_type_names[type] : "?";
 }
 
 /* Whether name is one of the reserved names followed by one of reserved_suffixes. */
@@ -212,18 +191,6 @@ name_ok(const char *name)
     return true;
 }
 
-static int
-field_type_parse(const char *s, enum dp_field_type *out)
-{
-    for (size_t i = 0; i < N_FIELD_TYPES; i++) {
-        if (strcmp(field_type_names[i], s) == 0) {
-            *out = (enum dp_field_type)i;
-            return 0;
-        }
-    }
-    return DP_ERR_INVALID;
-}
-
 /* ---- checking ------------------------------------------------------------------------- */
 
 /* The field's "type", or -1 (reported) when missing or bad. */
@@ -245,7 +212,7 @@ check_field_type(struct walk *w, const config_setting_t *f, const char *path)
         walk_err(w, p, "expected string, got %s", dp_setting_kind_name(t));
         return -1;
     }
-    if (field_type_parse(config_setting_get_string(t), &ft) != 0) {
+    if (dp_field_type_parse(config_setting_get_string(t), &ft) != 0) {
         walk_err(w, p,
                  "unknown field type \"%s\" (one of string, integer, number, boolean, "
                  "timestamp, ip, url, uuid, object, array)",
@@ -591,7 +558,7 @@ field_build(struct dp_field_decl *d, const config_setting_t *f)
     if (d->name == NULL) {
         return DP_ERR_NOMEM;
     }
-    field_type_parse(config_setting_get_string(config_setting_get_member(f, "type")), &d->type);
+    dp_field_type_parse(config_setting_get_string(config_setting_get_member(f, "type")), &d->type);
     if (config_setting_lookup_bool(f, "required", &b) == CONFIG_TRUE) {
         d->required = b != 0;
     }

@@ -1,5 +1,5 @@
 /*
- * schema.c - the tables of the event types declared in the configuration: created at the
+ * decl.c - the tables of the event types declared in the configuration: created at the
  * loader's start, or compared with the catalog and evolved additively, inside
  * ldr_pg_ensure_schema's transaction and advisory lock, so two loaders never race and a
  * refusal leaves nothing half applied. Never drops, renames or retypes a column. Also the
@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etc/decl.h"
 #include "etc/err.h"
 #include "etc/log.h"
 #include "etc/plant.h"
-#include "etc/types.h"
 #include "events/events.h"
 #include "loader/loader.h"
 
