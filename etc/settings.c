@@ -99,8 +99,9 @@ const struct dp_setting dp_settings[] = {
      .offset = F(server_segment_max_message_bytes),
      .used_by = DP_DAEMON_SERVER,
      .help = "largest Segment tracking API message; larger ones are refused (400)",
-     .doc = "Segment's own limit (32 KB) by default. In a batch the message is refused and "
-            "dead-lettered, the others stored"},
+     .doc = "Segment's own limit (32 KB) by default, on the message's bytes as sent (the "
+            "batch-level context merged into it not counted). In a batch the message is refused "
+            "and dead-lettered, the others stored"},
     {.path = "server.segment_max_batch_bytes",
      .kind = DP_SETTING_INT64,
      .def_int = 512000,
@@ -110,7 +111,9 @@ const struct dp_setting dp_settings[] = {
      .used_by = DP_DAEMON_SERVER,
      .help = "largest Segment tracking API body; a larger one is refused whole (400)",
      .doc = "Segment's own limit (500 KB) by default; an SDK drops a batch answered 400, so "
-            "raise it rather than lower it. `server.max_body_bytes` still applies first"},
+            "raise it rather than lower it. `server.max_body_bytes` still applies first. A batch "
+            "whose batch-level context and integrations, times its messages, exceed 8 times this "
+            "is refused whole too (400)"},
     {.path = "server.max_inflight_bytes",
      .kind = DP_SETTING_INT64,
      .def_int = 268435456,

@@ -645,9 +645,10 @@ ev_batch_set_key(struct ev_batch *b, size_t i, const char *key, size_t len, cons
     return ev_batch_set_key_digest(b, i, key, len, what, NULL);
 }
 
-int
-ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
-                        const uint8_t digest[EV_DIGEST_LEN])
+/* ev_batch_set_key_digest; derived: the server's own key (ev_key_check_derived). */
+static int
+set_key(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
+        const uint8_t digest[EV_DIGEST_LEN], bool derived)
 {
     struct ev_item *it = NULL;
     char err[EV_ERR_MAX];
@@ -659,7 +660,7 @@ ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t le
         return DP_ERR_INVALID;
     }
     it = &b->items[i];
-    rc = ev_key_check(key, len, what, err);
+    rc = derived ? ev_key_check_derived(key, len, what, err) : ev_key_check(key, len, what, err);
     if (rc == 0 && it->key != NULL && (it->key_len != len || memcmp(it->key, key, len) != 0)) {
         rc = ev_errf(err, "%s: differs from the event's %s field", what, EV_KEY_FIELD);
     }
@@ -694,4 +695,18 @@ ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t le
         ev_digest(it->raw, it->raw_len, it->digest);
     }
     return 0;
+}
+
+int
+ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_t len, const char *what,
+                        const uint8_t digest[EV_DIGEST_LEN])
+{
+    return set_key(b, i, key, len, what, digest, false);
+}
+
+int
+ev_batch_set_derived_key(struct ev_batch *b, size_t i, const char *key, size_t len,
+                         const char *what, const uint8_t digest[EV_DIGEST_LEN])
+{
+    return set_key(b, i, key, len, what, digest, true);
 }

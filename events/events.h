@@ -242,6 +242,9 @@ struct ev_item {
     bool error_shared;             /* error is the previous item's text (same message), not
                                       a copy of its own: a body of many events failing alike
                                       holds one text */
+    size_t follows;                /* 0, or k: a row derived from item index - k (a Segment
+                                      identify's users row, a track's typed copy), stored only
+                                      when that item is stored as new (queue_event.follows) */
 };
 
 /* All events of one body. Zero-initialise; free with ev_batch_free. */
@@ -408,9 +411,35 @@ int ev_batch_set_key_digest(struct ev_batch *b, size_t i, const char *key, size_
                             const char *what, const uint8_t digest[EV_DIGEST_LEN]);
 
 /*
- * ev_key_check - whether key (len bytes) is a valid idempotency key: 1 to EV_KEY_MAX bytes
- * of valid UTF-8 without control characters (U+0000-U+001F, U+007F-U+009F). Returns 0, or
- * DP_ERR_INVALID with "<what>: <problem>" in err.
+ * ev_segment_time_check - whether a Segment message's (msg) skew-corrected timestamp,
+ * received_us - (sentAt - originalTimestamp), with sent its sentAt (msg's own or its
+ * batch's; NULL: none), falls in the years 0001 to 9999 that every reader can hold; only
+ * checked when it is the row's timestamp (no "timestamp", both times valid). Returns 0, or
+ * DP_ERR_INVALID with the reason in err.
+ */
+int ev_segment_time_check(const json_t *msg, const json_t *sent, int64_t received_us,
+                          char err[EV_ERR_MAX]);
+
+/*
+ * ev_batch_set_derived_key - ev_batch_set_key_digest for a key the server derives itself (a
+ * Segment message's, see ev_segment_key), which alone may begin as ev_key_derived says;
+ * digest NULL: computed from the item's bytes. Same returns.
+ */
+int ev_batch_set_derived_key(struct ev_batch *b, size_t i, const char *key, size_t len,
+                             const char *what, const uint8_t digest[EV_DIGEST_LEN]);
+
+/*
+ * ev_key_derived - whether key (len bytes) begins as the keys the server derives from a
+ * Segment message's messageId ("sk:", "st:", "sk-sha256:", "st-sha256:"): a client's key
+ * that did could take a message's key (or its typed copy's) before the message comes.
+ */
+bool ev_key_derived(const char *key, size_t len);
+
+/*
+ * ev_key_check - whether key (len bytes) is a valid idempotency key from a client: 1 to
+ * EV_KEY_MAX bytes of valid UTF-8 without control characters (U+0000-U+001F,
+ * U+007F-U+009F), not beginning as the server's derived keys (ev_key_derived). Returns 0,
+ * or DP_ERR_INVALID with "<what>: <problem>" in err.
  */
 int ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]);
 

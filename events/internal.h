@@ -40,6 +40,17 @@ int ev_unknown_field(char err[EV_ERR_MAX], const char *key, size_t key_len);
 /* Ask b's budget (b->charge) for bytes. Returns 0, or DP_ERR_BUSY when it refuses them. */
 int ev_batch_charge(struct ev_batch *b, size_t bytes);
 
+/* The beginnings of the keys ev_segment_key derives, which no client key may have
+ * (ev_key_derived): a message's, and its track's copy in its declared type's table. */
+#define SEGMENT_KEY_PREFIX "sk:"
+#define SEGMENT_KEY_HASH_PREFIX "sk-sha256:"
+#define SEGMENT_TYPED_KEY_PREFIX "st:"
+#define SEGMENT_TYPED_KEY_HASH_PREFIX "st-sha256:"
+
+/* ev_key_check for a key the server derives itself (ev_segment_key): it alone may begin as
+ * ev_key_derived says. Same returns. */
+int ev_key_check_derived(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]);
+
 int ev_errf(char err[EV_ERR_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ev_type_err - "name: expected WANT, got <type of v>"; returns DP_ERR_INVALID. */

@@ -13,8 +13,25 @@
 #include "etc/err.h"
 #include "events/internal.h"
 
-int
-ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX])
+bool
+ev_key_derived(const char *key, size_t len)
+{
+    static const char *const prefixes[] = {SEGMENT_KEY_PREFIX, SEGMENT_TYPED_KEY_PREFIX,
+                                           SEGMENT_KEY_HASH_PREFIX, SEGMENT_TYPED_KEY_HASH_PREFIX};
+
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]);
+
+        if (len >= n && memcmp(key, prefixes[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ev_key_check's rules; derived: the server's own key, which may begin as ev_key_derived. */
+static int
+key_check(const char *key, size_t len, const char *what, bool derived, char err[EV_ERR_MAX])
 {
     const unsigned char *u = (const unsigned char *)key;
     size_t i = 0;
@@ -37,7 +54,25 @@ ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX]
         }
         i += n;
     }
+    if (!derived && ev_key_derived(key, len)) {
+        return ev_errf(err,
+                       "%s: begins with \"%.*s\", which only the keys the server derives from "
+                       "Segment messageIds use",
+                       what, (int)((const char *)memchr(key, ':', len) - key) + 1, key);
+    }
     return 0;
+}
+
+int
+ev_key_check(const char *key, size_t len, const char *what, char err[EV_ERR_MAX])
+{
+    return key_check(key, len, what, false, err);
+}
+
+int
+ev_key_check_derived(const char *key, size_t len, const char *what, char err[EV_ERR_MAX])
+{
+    return key_check(key, len, what, true, err);
 }
 
 /* SHA-256 fetched once: EVP_sha256() makes every EVP_Digest fetch it again, which costs

@@ -13,12 +13,6 @@
 #include "etc/err.h"
 #include "events/internal.h"
 
-#define SEGMENT_KEY_PREFIX "sk:"
-#define SEGMENT_KEY_HASH_PREFIX "sk-sha256:"
-/* The key of a track's copy in its declared type's table: the same message, another row. */
-#define SEGMENT_TYPED_KEY_PREFIX "st:"
-#define SEGMENT_TYPED_KEY_HASH_PREFIX "st-sha256:"
-
 size_t
 ev_segment_key(const char *source, size_t source_len, const char *message_id, size_t id_len,
                bool typed, char out[EV_KEY_MAX + 1])
@@ -301,6 +295,34 @@ event_time(const json_t *obj, int64_t received_us)
         return o_us;
     }
     return received_us - (s_us - o_us);
+}
+
+/* The years 0001 to 9999 in microseconds since the epoch, a day inside at each end: the
+ * server checks with its clock, the loader computes with the commit's stamp, a little later. */
+#define SEGMENT_TIME_MIN_US ((-62135596800LL + 86400) * 1000000)
+#define SEGMENT_TIME_MAX_US ((253402300799LL - 86400) * 1000000)
+
+int
+ev_segment_time_check(const json_t *msg, const json_t *sent, int64_t received_us,
+                      char err[EV_ERR_MAX])
+{
+    const json_t *orig = member(msg, "originalTimestamp");
+    int64_t o_us;
+    int64_t s_us;
+    int64_t t_us;
+
+    if (member(msg, "timestamp") != NULL || orig == NULL || sent == NULL || json_is_null(sent) ||
+        parse_time(orig, "originalTimestamp", &o_us, err) != 0 ||
+        parse_time(sent, "sentAt", &s_us, err) != 0) {
+        err[0] = '\0';
+        return 0;
+    }
+    t_us = received_us - (s_us - o_us);
+    if (t_us < SEGMENT_TIME_MIN_US || t_us > SEGMENT_TIME_MAX_US) {
+        return ev_errf(err, "originalTimestamp, sentAt: the corrected timestamp (receivedAt - "
+                            "(sentAt - originalTimestamp)) falls outside the years 0001 to 9999");
+    }
+    return 0;
 }
 
 static int

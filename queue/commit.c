@@ -84,7 +84,8 @@ queue_check_events(const struct queue *q, struct queue_event *evs, size_t n)
         if (ev->type == NULL || ev->type_len == 0 || ev->type_len > QUEUE_TYPE_MAX ||
             (ev->json == NULL && ev->json_len > 0) || (ev->error == NULL && ev->error_len > 0) ||
             (ev->key == NULL && ev->key_len > 0) || ev->key_len > QUEUE_KEY_MAX ||
-            (ev->source == NULL && ev->source_len > 0) || ev->source_len > QUEUE_SOURCE_MAX) {
+            (ev->source == NULL && ev->source_len > 0) || ev->source_len > QUEUE_SOURCE_MAX ||
+            ev->follows > i) {
             return DP_ERR_INVALID;
         }
         ev->error_len = queue_error_cut(ev->error, ev->error_len);
@@ -288,6 +289,11 @@ queue_write_groups(struct queue *q, struct queue_waiter *first, struct queue_wai
         for (size_t i = 0; i < w->n; i++) {
             if (w->evs[i].received_us == 0) {
                 w->evs[i].received_us = stamp;
+            }
+            if (w->evs[i].follows > 0 && w->evs[i - w->evs[i].follows].dedup != QUEUE_DEDUP_NEW) {
+                w->evs[i].dedup = QUEUE_DEDUP_FOLLOWED;
+                w->evs[i].seq = 0;
+                continue;
             }
             rc = queue_write_one(q, txn, w, &w->evs[i], &seq, now_us, &nev);
             if (rc != 0) {

@@ -44,6 +44,8 @@ enum queue_dedup {
     QUEUE_DEDUP_CONFLICT, /* key known with another digest: nothing appended */
     QUEUE_DEDUP_FILED,    /* key known with another digest: appended rejected, with the
                              error text of queue_append_filing's function */
+    QUEUE_DEDUP_FOLLOWED, /* follows an event of its call that was not appended as NEW:
+                             nothing appended, its key not claimed */
 };
 
 /*
@@ -83,6 +85,11 @@ struct queue_event {
     /* in, append only, with a key: */
     uint8_t digest[QUEUE_DIGEST_LEN]; /* the event's digest, compared on a repeat */
     uint16_t answer;                  /* the HTTP status the caller answers (202, 204), recorded */
+    /* in, append only: 0, or k (1 to its index in the call): the event is derived from the
+     * one k places before it in the same call (a row computed from that message) and shares
+     * its fate: appended only when that one was appended as NEW, else QUEUE_DEDUP_FOLLOWED.
+     * Decided in the commit's transaction, so a repeat or a conflict never adds derived rows. */
+    uint32_t follows;
     /* out, append only: */
     enum queue_dedup dedup; /* what happened to the event */
     uint8_t orig_uuid[16];  /* REPEAT, CONFLICT: the uuid recorded with the key */
@@ -159,7 +166,8 @@ void queue_close(struct queue *q);
  * say), DP_ERR_FULL (map full or disk full, the keys counting with the events:
  * none stored; retry after the loader frees space or keys expire),
  * DP_ERR_INVALID (n == 0, a type empty or longer than QUEUE_TYPE_MAX, a key
- * longer than QUEUE_KEY_MAX, a source longer than QUEUE_SOURCE_MAX, a record, or the n
+ * longer than QUEUE_KEY_MAX, a source longer than QUEUE_SOURCE_MAX, a follows beyond the
+ * call's start, a record, or the n
  * records together, larger than half the map: too large for this queue however empty,
  * refused without marking it full), DP_ERR_IO
  * (other write error: none stored), DP_ERR_CLOSED (queue closing), DP_ERR_NOMEM.

@@ -295,6 +295,8 @@ srv_count_events(struct srv *s, const struct ev_batch *b, const struct queue_eve
             if (it->error != NULL) {
                 count_rejected(s, it);
             }
+        } else if (evs[i].dedup == QUEUE_DEDUP_FOLLOWED) {
+            continue; /* a derived row left out with its message, which is counted */
         } else if (it->error == NULL && evs[i].dedup == QUEUE_DEDUP_REPEAT) {
             atomic_fetch_add(&s->m.duplicates, 1);
         } else if (srv_is_conflict(it, &evs[i])) {
@@ -319,6 +321,7 @@ srv_append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *
 {
     /* A value that never parsed has no type: file it under the URL's, or "unknown". */
     const char *fallback = url_type != NULL ? url_type->name : "unknown";
+    size_t leaders = 0;
     size_t n = 0;
 
     for (size_t i = 0; i < b->n; i++) {
@@ -344,6 +347,8 @@ srv_append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *
             memcpy(e->digest, it->digest, sizeof(e->digest));
             e->answer = answer;
         }
+        e->follows = (uint32_t)it->follows;
+        leaders += it->follows == 0;
         if (it->error != NULL) {
             e->flags = QUEUE_F_REJECTED;
             e->error = it->error;
@@ -357,7 +362,8 @@ srv_append_batch(struct srv *s, const struct ev_batch *b, const struct ev_type *
 
         return rc != 0 ? rc : queue_append_filing(s->q, evs + 1, n - 1, conflict_file, NULL);
     }
-    return queue_append_filing(s->q, evs, n, n > 1 ? conflict_file : NULL, NULL);
+    /* Derived rows are not events of their own: one message and its rows is "one event". */
+    return queue_append_filing(s->q, evs, n, leaders > 1 ? conflict_file : NULL, NULL);
 }
 
 /* A failed append's answer: 503 (full, closing), 413 (record too large), 500. */

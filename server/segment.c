@@ -18,6 +18,13 @@
 #define MAX_ERRORS_LISTED 100
 /* Per message, charged before the append: its queue record and its share of the answer. */
 #define ANSWER_BYTES_PER_MESSAGE 256
+/*
+ * A batch's messages with the batch-level context and integrations merged into each may
+ * hold at most this many times server.segment_max_batch_bytes: a small body with a large
+ * batch-level context and many tiny messages would otherwise store (and hold in memory) the
+ * context once per message. Documented in docs/api.md.
+ */
+#define MERGED_BATCH_FACTOR 8
 
 /* A call of the API and the type (table) its messages go to. */
 static const struct {
@@ -37,7 +44,13 @@ struct seg_request {
     size_t n_msgs;
     struct queue_event *evs;
     char *top_sent; /* the batch-level sentAt as JSON text, or NULL */
+    /* The batch-level context and integrations (objects, else NULL) as compact JSON text,
+     * written once and shared by the messages that have no member of their own. */
+    char *batch_text[2];
 };
+
+/* The members a batch gives its messages, in the order of seg_request.batch_text. */
+static const char *const batch_members[2] = {"context", "integrations"};
 
 static void
 request_free(struct seg_request *q)
@@ -47,6 +60,8 @@ request_free(struct seg_request *q)
     }
     free(q->raws);
     free(q->top_sent);
+    free(q->batch_text[0]);
+    free(q->batch_text[1]);
     free(q->main_item);
     free(q->evs);
     ev_batch_free(&q->b);
@@ -64,27 +79,38 @@ call_type(const char *call)
     return NULL;
 }
 
-/* dst's members gain those of src it does not have (the message's own win). */
+/*
+ * The text member i of batch_members gets in msg once merged with the batch's (top): *out is
+ * the batch's own text (borrowed from q) when msg has no such member or an empty one, else a
+ * merged copy the caller frees (*owned). *out NULL: nothing to merge (no batch-level object,
+ * or msg's member is not an object, which its type names). The message's own members win.
+ */
 static int
-merge_defaults(json_t *msg, const char *name, const json_t *batch_level, bool *done)
+merged_text(const struct seg_request *q, const json_t *msg, const json_t *top, int i,
+            const char **out, char **owned)
 {
-    json_t *own = json_object_get(msg, name);
+    const json_t *batch_level = json_object_get(top, batch_members[i]);
+    const json_t *own = json_object_get(msg, batch_members[i]);
     json_t *merged;
 
-    *done = false;
-    if (!json_is_object(batch_level)) {
+    *out = NULL;
+    *owned = NULL;
+    if (q->batch_text[i] == NULL || (own != NULL && !json_is_object(own))) {
         return 0;
     }
-    if (own != NULL && !json_is_object(own)) {
-        return 0; /* the type's check names it */
+    if (own == NULL || json_object_size(own) == 0) {
+        *out = q->batch_text[i];
+        return 0;
     }
     merged = json_copy((json_t *)batch_level);
-    if (merged == NULL || (own != NULL && json_object_update(merged, own) != 0)) {
+    if (merged == NULL || json_object_update(merged, (json_t *)own) != 0) {
         json_decref(merged);
         return DP_ERR_NOMEM;
     }
-    *done = true;
-    return json_object_set_new(msg, name, merged) == 0 ? 0 : DP_ERR_NOMEM;
+    *owned = json_dumps(merged, JSON_COMPACT);
+    json_decref(merged);
+    *out = *owned;
+    return *owned != NULL ? 0 : DP_ERR_NOMEM;
 }
 
 /* Keep raw (malloc'd) with the request, so the item's view outlives the batch. */
@@ -221,21 +247,34 @@ typed_check(const json_t *msg, const struct ev_type *typed, char err[EV_ERR_MAX]
 
 /*
  * Add the copy of track msg (item main, valid) into its declared type's table: its
- * properties as the event, keyed by the messageId under a key of its own.
+ * properties as the event, keyed by the messageId under a key of its own, following item
+ * main's fate.
  */
 static int
-add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
+add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed, size_t main,
           const struct srv_limit *key, struct srv_charge *ch)
 {
     const json_t *props = json_object_get(msg, "properties");
     const json_t *m = json_object_get(msg, "messageId");
     char keybuf[EV_KEY_MAX + 1];
     size_t item = q->b.n;
+    json_t *copy;
     size_t klen;
     char *raw;
     int rc;
 
-    raw = json_is_object(props) ? json_dumps(props, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+    /*
+     * The names every type reserves are a track's own data, not the copy's: its key is the
+     * messageId's and its type the event's. The tracks row keeps them (docs/api.md).
+     */
+    copy = json_is_object(props) ? json_copy((json_t *)props) : json_object();
+    if (copy == NULL) {
+        return DP_ERR_NOMEM;
+    }
+    json_object_del(copy, EV_KEY_FIELD);
+    json_object_del(copy, "event_name");
+    raw = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(copy);
     if (raw == NULL) {
         return DP_ERR_NOMEM;
     }
@@ -244,10 +283,14 @@ add_typed(struct seg_request *q, const json_t *msg, const struct ev_type *typed,
     if (rc == 0) {
         rc = ev_batch_add(&q->b, raw, strlen(raw), typed, NULL);
     }
+    if (rc == 0) {
+        /* Stored only when the track itself is stored as new (not a repeat, not a conflict). */
+        q->b.items[item].follows = item - main;
+    }
     if (rc == 0 && q->b.items[item].error == NULL) {
         klen = ev_segment_key(key != NULL ? key->name : "", key != NULL ? strlen(key->name) : 0,
                               json_string_value(m), json_string_length(m), true, keybuf);
-        rc = ev_batch_set_key(&q->b, item, keybuf, klen, "messageId");
+        rc = ev_batch_set_derived_key(&q->b, item, keybuf, klen, "messageId", NULL);
         rc = rc == DP_ERR_INVALID ? 0 : rc;
     }
     return rc;
@@ -301,11 +344,11 @@ key_is(const char *text, const struct ev_json_span *k, const char *name)
 
 /* What add_message changed in the message before its text is written. */
 struct seg_changes {
-    bool normalised;     /* the message was valid so far: the changes below apply */
-    const char *call;    /* "type" set to this (one-call routes), or NULL */
-    bool context;        /* "context" merged with the batch's */
-    bool integrations;   /* "integrations" merged with the batch's */
-    const char *gen_mid; /* a generated messageId, or NULL */
+    bool normalised;       /* the message was valid so far: the changes below apply */
+    const char *call;      /* "type" set to this (one-call routes), or NULL */
+    const char *merged[2]; /* batch_members' texts merged with the batch's (merged_text),
+                              or NULL: the message keeps its own */
+    const char *gen_mid;   /* a generated messageId, or NULL */
 };
 
 /*
@@ -323,8 +366,8 @@ spliced_text(const json_t *msg, const char *text, size_t len, const struct seg_c
              size_t room, char **out, size_t *out_len)
 {
     struct seg_text t = {.buf = NULL, .len = 0, .first = true};
-    static const char *const merged[2] = {"context", "integrations"};
-    char *dumps[2] = {NULL, NULL};
+    const char *const *merged = batch_members;
+    const char *const *dumps = ch->merged;
     bool done[2] = {false, false};
     struct ev_json_cursor cur;
     struct ev_json_span k;
@@ -335,11 +378,7 @@ spliced_text(const json_t *msg, const char *text, size_t len, const struct seg_c
     int rc = DP_ERR_NOMEM;
 
     for (int i = 0; i < 2; i++) {
-        if (i == 0 ? ch->context : ch->integrations) {
-            dumps[i] = json_dumps(json_object_get(msg, merged[i]), JSON_COMPACT);
-            if (dumps[i] == NULL) {
-                goto out;
-            }
+        if (dumps[i] != NULL) {
             room += strlen(dumps[i]) + 32;
         }
     }
@@ -396,8 +435,6 @@ spliced_text(const json_t *msg, const char *text, size_t len, const struct seg_c
     text_put(&t, t.first ? "{}" : "}", t.first ? 2 : 1);
     rc = 0;
 out:
-    free(dumps[0]);
-    free(dumps[1]);
     if (rc != 0) {
         free(t.buf);
         t.buf = NULL;
@@ -429,11 +466,12 @@ stored_with_sent(char *raw, size_t *raw_len, const char *sent, size_t sent_len)
 /*
  * The message's text (*raw, malloc'd, raw_len bytes; without sentAt when ch->normalised):
  * from its own bytes (text, len) when the body's text is at hand (text non-NULL), else
- * serialised from msg. room: bytes to keep free at the end for sentAt.
+ * serialised from msg, which then gains the merged members. room: bytes to keep free at the
+ * end for sentAt.
  */
 static int
-message_text(const json_t *msg, const char *text, size_t len, const struct seg_changes *ch,
-             size_t room, char **raw, size_t *raw_len)
+message_text(json_t *msg, const char *text, size_t len, const struct seg_changes *ch, size_t room,
+             char **raw, size_t *raw_len)
 {
     char *dump;
     int rc;
@@ -446,6 +484,12 @@ message_text(const json_t *msg, const char *text, size_t len, const struct seg_c
     }
     /* A member name written with escapes: jansson writes msg (sentAt is not in it). */
     *raw = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (ch->merged[i] != NULL &&
+            json_object_set_new(msg, batch_members[i], json_loads(ch->merged[i], 0, NULL)) != 0) {
+            return DP_ERR_NOMEM;
+        }
+    }
     dump = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
     if (dump == NULL) {
         return DP_ERR_NOMEM;
@@ -493,17 +537,28 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text,
     char *raw = NULL;
     size_t raw_len = 0;
     size_t item = q->b.n;
+    char *merged[2] = {NULL, NULL};
+    size_t own_len = len;
+    size_t need;
     int rc = DP_ERR_NOMEM;
 
     json_object_del(msg, "writeKey");
+    if (text == NULL) {
+        char *dump = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
+
+        if (dump == NULL) {
+            goto out;
+        }
+        own_len = strlen(dump);
+        free(dump);
+    }
     message_problem(msg, call, &t, &mid, &mid_len, err);
     if (err[0] == '\0') {
         chg.normalised = true;
         chg.call = call;
         if ((call != NULL && json_object_set_new(msg, "type", json_string(call)) != 0) ||
-            merge_defaults(msg, "context", json_object_get(top, "context"), &chg.context) != 0 ||
-            merge_defaults(msg, "integrations", json_object_get(top, "integrations"),
-                           &chg.integrations) != 0) {
+            merged_text(q, msg, top, 0, &chg.merged[0], &merged[0]) != 0 ||
+            merged_text(q, msg, top, 1, &chg.merged[1], &merged[1]) != 0) {
             goto out;
         }
         if (mid == NULL) {
@@ -530,16 +585,30 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text,
         json_incref(sent);
         json_object_del(msg, "sentAt");
     }
+    /* The text's buffer (spliced_text's bound) is charged before it is allocated. */
+    need = own_len + sent_len + 16 + 2 * EV_UUID_TEXT + 256;
+    for (int i = 0; i < 2; i++) {
+        need += chg.merged[i] != NULL ? strlen(chg.merged[i]) + 32 : 0;
+    }
+    rc = srv_charge_add(ch, (int64_t)need);
+    if (rc != 0) {
+        goto out;
+    }
     rc = message_text(msg, text, len, &chg, sent_len + 16, &raw, &raw_len);
     if (rc != 0) {
         goto out;
     }
     rc = DP_ERR_NOMEM;
-    if (err[0] == '\0' && raw_len > (size_t)s->cfg->server_segment_max_message_bytes) {
+    /* Segment's limit is on the message as sent, not on what the batch-level members add. */
+    if (err[0] == '\0' && own_len > (size_t)s->cfg->server_segment_max_message_bytes) {
         snprintf(err, EV_ERR_MAX,
                  "message: %zu bytes, over server.segment_max_message_bytes "
                  "(%lld)",
-                 raw_len, (long long)s->cfg->server_segment_max_message_bytes);
+                 own_len, (long long)s->cfg->server_segment_max_message_bytes);
+    }
+    if (err[0] == '\0' && chg.normalised) {
+        /* A time the loader could not write is refused now, while the SDK hears of it. */
+        (void)ev_segment_time_check(msg, sent, dp_now_us(), err);
     }
     typed = err[0] == '\0' && strcmp(t->table, "tracks") == 0 ? typed_target(msg) : NULL;
     if (typed != NULL && typed_check(msg, typed, err) != 0) {
@@ -549,8 +618,7 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text,
         keep_raw(q, raw);
         stored = raw;
         raw = NULL;
-        rc = srv_charge_add(ch, (int64_t)raw_len);
-        rc = rc != 0 ? rc : ev_batch_add(&q->b, stored, raw_len, t, err);
+        rc = ev_batch_add(&q->b, stored, raw_len, t, err);
         goto out;
     }
     ev_digest(raw, raw_len, digest);
@@ -563,17 +631,14 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text,
     keep_raw(q, raw);
     stored = raw;
     raw = NULL;
-    rc = srv_charge_add(ch, (int64_t)raw_len);
-    if (rc == 0) {
-        rc = ev_batch_add_value(&q->b, stored, raw_len, t, msg);
-    }
+    rc = ev_batch_add_value(&q->b, stored, raw_len, t, msg);
     if (rc == 0 && q->b.items[item].error == NULL) {
         const json_t *m = json_object_get(msg, "messageId");
         size_t klen =
             ev_segment_key(key != NULL ? key->name : "", key != NULL ? strlen(key->name) : 0,
                            json_string_value(m), json_string_length(m), false, keybuf);
 
-        rc = ev_batch_set_key_digest(&q->b, item, keybuf, klen, "messageId", digest);
+        rc = ev_batch_set_derived_key(&q->b, item, keybuf, klen, "messageId", digest);
         rc = rc == DP_ERR_INVALID ? 0 : rc;
     }
     /* An identify of a known user also updates users. */
@@ -581,11 +646,16 @@ add_message(struct srv *s, struct seg_request *q, json_t *msg, const char *text,
     if (rc == 0 && q->b.items[item].error == NULL && strcmp(t->table, "identifies") == 0 &&
         uid != NULL && !json_is_null(uid)) {
         rc = ev_batch_add_value(&q->b, stored, raw_len, ev_lookup("users", 5), msg);
+        if (rc == 0) {
+            q->b.items[q->b.n - 1].follows = q->b.n - 1 - item;
+        }
     }
     if (rc == 0 && q->b.items[item].error == NULL && typed != NULL) {
-        rc = add_typed(q, msg, typed, key, ch);
+        rc = add_typed(q, msg, typed, item, key, ch);
     }
 out:
+    free(merged[0]);
+    free(merged[1]);
     free(raw);
     free(own_sent);
     json_decref(sent);
@@ -636,6 +706,43 @@ reply_segment(struct srv_reply *r, int status, const char *text, const struct se
     json_object_set_new(o, "ids", ids);
     json_object_set_new(o, "errors", errs);
     srv_reply_set(r, status, o);
+}
+
+/*
+ * The batch-level context and integrations (top's, when objects) written once into q, and
+ * what merging them into each of the n messages would add, checked against
+ * MERGED_BATCH_FACTOR x server.segment_max_batch_bytes. Returns 0, DP_ERR_NOMEM, or
+ * DP_ERR_INVALID with r filled (400: nothing stored).
+ */
+static int
+batch_members_text(struct srv *s, struct seg_request *q, const json_t *top, size_t n,
+                   struct srv_reply *r)
+{
+    long long max_bytes = (long long)s->cfg->server_segment_max_batch_bytes * MERGED_BATCH_FACTOR;
+    size_t each = 0;
+    char msg[300];
+
+    for (int i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(top, batch_members[i]);
+
+        if (json_is_object(v)) {
+            q->batch_text[i] = json_dumps(v, JSON_COMPACT);
+            if (q->batch_text[i] == NULL) {
+                return DP_ERR_NOMEM;
+            }
+            each += strlen(q->batch_text[i]);
+        }
+    }
+    if (each > 0 && (unsigned long long)each * n > (unsigned long long)max_bytes) {
+        snprintf(msg, sizeof(msg),
+                 "context, integrations: the batch-level members (%zu bytes) merged into each "
+                 "of %zu messages make %llu bytes, over %d x server.segment_max_batch_bytes "
+                 "(%lld); send them in each message or in smaller batches; nothing was stored",
+                 each, n, (unsigned long long)each * n, MERGED_BATCH_FACTOR, max_bytes);
+        srv_reply_json(r, 400, msg);
+        return DP_ERR_INVALID;
+    }
+    return 0;
 }
 
 /* ev_batch's budget: what the batch allocates is charged to the request. */
@@ -735,6 +842,9 @@ add_messages(struct srv *s, struct seg_request *q, const char *body, size_t len,
         srv_reply_json(r, 400, "batch: empty: expected one or more messages");
         return DP_ERR_INVALID;
     }
+    if (n > (size_t)s->cfg->server_max_events_per_body) {
+        return DP_ERR_FULL;
+    }
     if (srv_charge_add(
             ch, (int64_t)(n * (2 * sizeof(char *) + sizeof(size_t) +
                                2 * sizeof(struct queue_event) + ANSWER_BYTES_PER_MESSAGE))) != 0) {
@@ -745,6 +855,9 @@ add_messages(struct srv *s, struct seg_request *q, const char *body, size_t len,
     q->main_item = calloc(n, sizeof(*q->main_item));
     if (q->raws == NULL || q->main_item == NULL) {
         return DP_ERR_NOMEM;
+    }
+    if (call == NULL && batch_members_text(s, q, top, n, r) != 0) {
+        return DP_ERR_INVALID;
     }
     if (call == NULL && json_object_get(top, "sentAt") != NULL) {
         q->top_sent = json_dumps(json_object_get(top, "sentAt"), JSON_COMPACT | JSON_ENCODE_ANY);
@@ -866,7 +979,8 @@ srv_post_segment(struct srv *s, struct mg_connection *c, const struct srv_match 
         }
         /* A key is never stored: a one-call body is the message itself. */
         json_object_del(top, "writeKey");
-        q.b.max_events = (size_t)s->cfg->server_max_events_per_body;
+        /* add_messages counts messages: a message's derived rows are not events of their own. */
+        q.b.max_events = 0;
         q.b.charge = batch_charge;
         q.b.charge_arg = &ch;
         rc = add_messages(s, &q, body, len, top, lazy ? &lz : NULL, call, key, &ch, r);

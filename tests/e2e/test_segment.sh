@@ -34,8 +34,8 @@ post() {
     curl -s -o "$TMP/out" -w '%{http_code}' --data-binary "$body" "$@" "$URL$path"
     echo " $(cat "$TMP/out")"
 }
-# ids_as_id ANSWER: the answer with each uuid written "ID".
-ids_as_id() { sed -E 's/"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"/"ID"/g' <<<"$1"; }
+# ids_as_id ANSWER: the answer with each uuid written "ID" (a quoted one, and a conflict's).
+ids_as_id() { sed -E 's/"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"/"ID"/g; s/event [0-9a-f-]{36} /event ID /g' <<<"$1"; }
 load() { timeout 120 "$BIN/datapipe-loader" -c "$TMP/cfg.json" --once >>"$TMP/loader.log" 2>&1; }
 
 start_bg "$TMP/server.log" "$BIN/datapipe-server" -c "$TMP/cfg.json"
@@ -99,6 +99,41 @@ eq "track of a declared type with bad properties → 400 naming the field" \
     '400 {"status_code":400,"status_message":"properties: order_id: required field missing","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"properties: order_id: required field missing"}]}' \
     "$r"
 
+# --- names every type reserves, in a track's properties: the copy leaves them out
+for n in idempotency_key event_name; do
+    r=$(post /v1/track "{\"userId\": \"u-s\", \"event\": \"Order Completed\", \"properties\": {\"order_id\": \"o-$n\", \"total\": 2, \"$n\": \"crash_report\"}, \"messageId\": \"m-$n\"}" -u wk-web:)
+    eq "a typed track whose properties hold $n → 200" \
+        '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+        "$(ids_as_id "$r")"
+done
+
+# --- the keys derived from messageIds are the server's: no client key may take one first
+r=$(post /v1/events/tracks '{"type": "track", "userId": "x", "event": "E", "messageId": "m42", "idempotency_key": "sk:3:webm42"}' -H 'Authorization: Bearer wk-ios')
+eq "a client key shaped as a message's key → 400" \
+    '400 {"status_code":400,"status_message":"idempotency_key: begins with \"sk:\", which only the keys the server derives from Segment messageIds use"}' "$r"
+r=$(post /v1/events/order_completed '{"order_id": "o-x", "total": 1}' -H 'Authorization: Bearer wk-ios' -H 'Idempotency-Key: st:3:webm43')
+eq "a client key shaped as a typed copy's key → 400" \
+    '400 {"status_code":400,"status_message":"Idempotency-Key: begins with \"st:\", which only the keys the server derives from Segment messageIds use"}' "$r"
+r=$(post /v1/events/order_completed '{"order_id": "o-x", "total": 1, "idempotency_key": "st-sha256:00"}' -H 'Authorization: Bearer wk-ios')
+eq "a client key shaped as a hashed derived key → 400" \
+    '400 {"status_code":400,"status_message":"idempotency_key: begins with \"st-sha256:\", which only the keys the server derives from Segment messageIds use"}' "$r"
+r=$(post /v1/track '{"userId": "u-k", "event": "E", "messageId": "m42"}' -u wk-web:)
+eq "the web SDK's message m42 → 200" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+r=$(post /v1/track '{"userId": "u-k", "event": "Order Completed", "properties": {"order_id": "o-43", "total": 3}, "messageId": "m43"}' -u wk-web:)
+eq "the web SDK's typed track m43 → 200" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+
+# --- the skew-corrected timestamp must be a time PostgreSQL can hold: checked at ingest
+r=$(post /v1/track '{"userId": "u-p", "event": "P1", "originalTimestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z", "messageId": "m-p1"}' -u wk-web:)
+eq "a correction that leaves the years 0001-9999 → 400 naming it" \
+    '400 {"status_code":400,"status_message":"originalTimestamp, sentAt: the corrected timestamp (receivedAt - (sentAt - originalTimestamp)) falls outside the years 0001 to 9999","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"originalTimestamp, sentAt: the corrected timestamp (receivedAt - (sentAt - originalTimestamp)) falls outside the years 0001 to 9999"}]}' \
+    "$r"
+r=$(post /v1/track '{"userId": "u-p", "event": "P5", "originalTimestamp": "9999-12-31T23:59:59Z", "sentAt": "0001-01-01T00:00:00Z", "messageId": "m-p5"}' -u wk-web:)
+has "the other way → 400" '"status_code":400,"status_message":"originalTimestamp, sentAt: the corrected timestamp' "$r"
+
 # --- bad input, each with its answer
 r=$(post /v1/track '{"userId": "u-1", "event": "E"}' -u wrong:)
 eq "wrong write key → 401" \
@@ -127,8 +162,27 @@ long=$(printf 'x%.0s' $(seq 256))
 one_bad "messageId over 255 bytes" "{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"messageId\": \"$long\"}" \
     'messageId: 256 bytes, longer than 255'
 big=$(head -c 33000 /dev/zero | tr '\0' 'p')
-one_bad "a 33 KB message" "{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$big\"}}" \
-    'message: 33114 bytes, over server.segment_max_message_bytes (32768)'
+m="{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$big\"}}"
+one_bad "a 33 KB message (its bytes as sent)" "$m" \
+    "message: ${#m} bytes, over server.segment_max_message_bytes (32768)"
+# The limit is on the message as sent: a batch-level context does not count against it.
+ctx30=$(head -c 30000 /dev/zero | tr '\0' 'c')
+r=$(post /v1/batch "{\"batch\": [{\"type\": \"page\", \"userId\": \"u-ctx\", \"messageId\": \"m-ctx\",
+  \"properties\": {\"p\": \"$(head -c 3000 /dev/zero | tr '\0' 'p')\"}}], \"context\": {\"c\": \"$ctx30\"}}" -u wk-web:)
+eq "a 3 KB message with a 30 KB batch-level context → 200" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":0,"ids":["ID"],"errors":[]}' \
+    "$(ids_as_id "$r")"
+# A 241 KB body whose batch-level context would be copied into 1,500 tiny messages: refused
+# before anything is merged (it held 260 MB of the server's memory), naming the bound.
+python3 -c '
+import json
+ctx = {"k%05d" % i: i for i in range(12000)}
+msgs = [{"type": "page", "userId": "u", "messageId": "m%d" % i} for i in range(1500)]
+print(json.dumps({"batch": msgs, "context": ctx}, separators=(",", ":")))' >"$TMP/ctx.json"
+r=$(post /v1/batch "@$TMP/ctx.json" -u wk-web:)
+eq "a small body whose batch-level context would grow 1,000-fold → 400" \
+    '400 {"status_code":400,"status_message":"context, integrations: the batch-level members (168891 bytes) merged into each of 1500 messages make 253336500 bytes, over 8 x server.segment_max_batch_bytes (4096000); send them in each message or in smaller batches; nothing was stored"}' \
+    "$r"
 r=$(post /v1/batch '{"batch": {"type": "track"}}' -u wk-web:)
 eq "a batch that is not an array → 400" \
     '400 {"status_code":400,"status_message":"batch: expected an array of messages"}' "$r"
@@ -143,11 +197,14 @@ r=$(post /v1/alias "$deep" -u wk-web:)
 eq "a body nested 16,000 deep → 400 (jansson's recursion would overflow the thread's stack)" \
     '400 {"status_code":400,"status_message":"body: not JSON: line 1 column 129: nested deeper than 128 levels"}' "$r"
 ok "the server still answers" http_answers "$URL/healthz"
-# Parsed before the key is known: a body nested 2,000 deep, without a key, killed the server.
-deep="$(printf '{"a":%.0s' $(seq 2000))1$(printf '}%.0s' $(seq 2000))"
-r=$(post /v1/track "$deep")
-eq "a body nested 2000 deep, without a key → 400" \
-    '400 {"status_code":400,"status_message":"body: not JSON: line 1 column 641: nested deeper than 128 levels"}' "$r"
+# Without credentials the body is read for its writeKey first: it is refused the same way.
+deep=$(head -c 1000 /dev/zero | tr '\0' '[')
+for route in batch track; do
+    r=$(post "/v1/$route" "$deep")
+    eq "a body nested 1,000 deep to /v1/$route without a write key → 400" \
+        '400 {"status_code":400,"status_message":"body: not JSON: line 1 column 129: nested deeper than 128 levels"}' "$r"
+done
+ok "the server still answers after them" http_answers "$URL/healthz"
 msg="{\"type\": \"track\", \"userId\": \"u\", \"event\": \"E\", \"properties\": {\"p\": \"$(head -c 30000 /dev/zero | tr '\0' 'p')\"}}"
 printf '{"batch": [%s' "$msg" >"$TMP/big.json"
 for _ in $(seq 17); do printf ',%s' "$msg" >>"$TMP/big.json"; done
@@ -165,6 +222,30 @@ r=$(post /v1/batch '{"batch": [{"type": "track", "userId": "u-4", "event": "Ok",
   {"type": "track", "userId": "u-4", "messageId": "m-noevent"}]}' -u wk-web:)
 eq "a partly valid batch → 200 saying so" \
     '200 {"status_code":200,"status_message":"partly accepted: the rejected messages are in dead_letter","success":true,"accepted":1,"rejected":1,"duplicates":0,"ids":["ID",null],"errors":[{"index":1,"error":"event: required field missing"}]}' \
+    "$(ids_as_id "$r")"
+
+# --- a derived row (users, the declared type's copy) follows its message: stored only when
+# the message itself is stored as new, never for a conflict or a repeat
+post /v1/identify '{"userId": "u-f", "traits": {"plan": "a"}, "timestamp": "2026-01-01T00:00:00Z", "messageId": "m-fate-i"}' -u wk-web: >/dev/null
+r=$(post /v1/identify '{"userId": "u-f", "traits": {"plan": "EVIL"}, "timestamp": "2026-02-01T00:00:00Z", "messageId": "m-fate-i"}' -u wk-web:)
+eq "an identify reusing a messageId with other traits → 409" \
+    '409 {"status_code":409,"status_message":"no message accepted: messageId already used with other content","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"idempotency_key: \"sk:3:webm-fate-i\" was already used for event ID with different content"}]}' \
+    "$(ids_as_id "$r")"
+r=$(post /v1/batch '{"batch": [{"type": "identify", "userId": "u-f5", "traits": {"p": 1}, "messageId": "m-fate-b"},
+  {"type": "identify", "userId": "u-f5", "traits": {"p": 2}, "messageId": "m-fate-b"}]}' -u wk-web:)
+eq "the same messageId twice in a batch, other traits → the second rejected" \
+    '200 {"status_code":200,"status_message":"partly accepted: the rejected messages are in dead_letter","success":true,"accepted":1,"rejected":1,"duplicates":0,"ids":["ID",null],"errors":[{"index":1,"error":"idempotency_key: \"sk:3:webm-fate-b\" was already used for event ID with different content"}]}' \
+    "$(ids_as_id "$r")"
+post /v1/track '{"userId": "u-f", "event": "Foo", "messageId": "m-fate-t"}' -u wk-web: >/dev/null
+r=$(post /v1/track '{"userId": "u-f", "event": "Order Completed", "properties": {"order_id": "o-evil", "total": 1}, "messageId": "m-fate-t"}' -u wk-web:)
+eq "a track of a declared type reusing a messageId → 409" \
+    '409 {"status_code":409,"status_message":"no message accepted: messageId already used with other content","success":false,"accepted":0,"rejected":1,"duplicates":0,"ids":[null],"errors":[{"index":0,"error":"idempotency_key: \"sk:3:webm-fate-t\" was already used for event ID with different content"}]}' \
+    "$(ids_as_id "$r")"
+post /v1/identify '{"userId": "u-g", "traits": {"plan": "old"}, "messageId": "m-fate-g1"}' -u wk-web: >/dev/null
+post /v1/identify '{"userId": "u-g", "traits": {"plan": "new"}, "messageId": "m-fate-g2"}' -u wk-web: >/dev/null
+r=$(post /v1/identify '{"userId": "u-g", "traits": {"plan": "old"}, "messageId": "m-fate-g1"}' -u wk-web:)
+eq "an identify's retry after a newer identify → a duplicate" \
+    '200 {"status_code":200,"status_message":"accepted","success":true,"accepted":1,"rejected":0,"duplicates":1,"ids":["ID"],"errors":[]}' \
     "$(ids_as_id "$r")"
 
 # --- the rows
@@ -194,15 +275,52 @@ eq "aliases: columns" 'm-alias|u-1|a-1|2026-03-01 10:00:04+00' \
 eq "users: the newest traits per user" \
     'u-1|{"plan": "pro"}|2026-03-01 10:00:00+00|web
 u-3|{"plan": "team"}|2026-03-02 00:00:00+00|web' \
-    "$(q users "user_id, traits::text, timestamp, source" "ORDER BY user_id")"
+    "$(q users "user_id, traits::text, timestamp, source" "WHERE user_id IN ('u-1', 'u-3') ORDER BY user_id")"
 eq "the declared type's table: the typed row" 'o-1|9.5|web' \
-    "$(q order_completed "order_id, total, source" "")"
-eq "tracks: the declared type's event has its row too" '1' \
+    "$(q order_completed "order_id, total, source" "WHERE order_id = 'o-1'")"
+eq "the declared type's table: the copies of tracks whose properties hold reserved names" \
+    'o-event_name|2|sk:3:webm-event_name
+o-idempotency_key|2|sk:3:webm-idempotency_key' \
+    "$(q order_completed "order_id, total, replace(idempotency_key, 'st:', 'sk:')" "WHERE order_id IN ('o-event_name', 'o-idempotency_key') ORDER BY 1")"
+eq "the declared type's table: m43's copy, under its derived key" 'o-43|st:3:webm43|web' \
+    "$(q order_completed "order_id, idempotency_key, source" "WHERE idempotency_key LIKE '%m43'")"
+eq "the declared type's table: no client row took a derived key" '0' \
+    "$(q order_completed "count(*)" "WHERE order_id = 'o-x'")"
+eq "tracks: their properties as sent" '{"total": 2, "order_id": "o-event_name", "event_name": "crash_report"}' \
+    "$(q tracks "properties::text" "WHERE message_id = 'm-event_name'")"
+eq "tracks: the declared type's event has its row too" '4' \
     "$(q tracks "count(*)" "WHERE event = 'Order Completed'")"
 eq "dead_letter: the invalid message of the partly valid batch (stage ingest)" \
     'ingest|tracks|event: required field missing' \
     "$(q dead_letter "stage, event_type, error" "WHERE convert_from(raw, 'UTF8') LIKE '%m-noevent%'")"
+eq "users: a conflict, a conflict in a batch and a retry change nothing" \
+    'u-f|{"plan": "a"}
+u-f5|{"p": 1}
+u-g|{"plan": "new"}' \
+    "$(q users "user_id, traits::text" "WHERE user_id IN ('u-f', 'u-f5', 'u-g') ORDER BY user_id")"
+eq "the declared type's table: no row for a rejected track" '0' \
+    "$(q order_completed "count(*)" "WHERE order_id = 'o-evil'")"
+eq "dead_letter: a 409 stored nothing; a batch's conflict is kept" 'identifies|u-f5' \
+    "$(q dead_letter "event_type, convert_from(raw, 'UTF8')::json->>'userId'" "WHERE convert_from(raw, 'UTF8') LIKE '%m-fate-%'")"
+eq "pages: the batch-level context merged into a message of its own size" '30000|3000' \
+    "$(q pages "length(context->>'c'), length(properties->>'p')" "WHERE message_id = 'm-ctx'")"
 eq "no writeKey stored anywhere" '0' \
     "$(q tracks "count(*)" "WHERE context::text LIKE '%wk-%'")"
+
+# --- server.max_events_per_body counts messages, not the rows derived from them
+PORT2=$(free_port)
+sed -e "s/127.0.0.1:$PORT\"/127.0.0.1:$PORT2\", \"max_events_per_body\": 4/" -e "s|$TMP/q|$TMP/q2|" \
+    "$TMP/cfg.json" >"$TMP/cfg2.json"
+start_bg "$TMP/server2.log" "$BIN/datapipe-server" -c "$TMP/cfg2.json"
+wait_until 20 "the second server answers" http_answers "http://127.0.0.1:$PORT2/healthz"
+ident() { printf '{"type": "identify", "userId": "k%s", "messageId": "k%s"}' "$1" "$1"; }
+r=$(curl -s -w ' %{http_code}' -u wk-web: --data-binary "{\"batch\": [$(ident 1), $(ident 2), $(ident 3), $(ident 4)]}" "http://127.0.0.1:$PORT2/v1/batch" | tr -d '\n')
+eq "4 identifies with server.max_events_per_body 4 → 200" \
+    '{"status_code":200,"status_message":"accepted","success":true,"accepted":4,"rejected":0,"duplicates":0,"ids":["ID","ID","ID","ID"],"errors":[]} 200' \
+    "$(ids_as_id "$r")"
+r=$(curl -s -w ' %{http_code}' -u wk-web: --data-binary "{\"batch\": [$(ident 5), $(ident 6), $(ident 7), $(ident 8), $(ident 9)]}" "http://127.0.0.1:$PORT2/v1/batch" | tr -d '\n')
+eq "5 identifies → 400" \
+    '{"status_code":400,"status_message":"more than server.max_events_per_body (4) messages in one body; nothing was stored"} 400' \
+    "$r"
 
 t_done test_segment

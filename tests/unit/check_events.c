@@ -2243,6 +2243,12 @@ START_TEST(test_key_bad)
          "idempotency_key: control character at byte 0"},
         {"{\"idempotency_key\":\"a\\nb\",\"id\":1}",
          "idempotency_key: control character at byte 1"},
+        {"{\"idempotency_key\":\"st:1:am1\",\"id\":1}",
+         "idempotency_key: begins with \"st:\", which only the keys the server derives from "
+         "Segment messageIds use"},
+        {"{\"idempotency_key\":\"sk-sha256:00\",\"id\":1}",
+         "idempotency_key: begins with \"sk-sha256:\", which only the keys the server derives "
+         "from Segment messageIds use"},
     };
     struct ev_batch b = {0};
     const struct ev_item *it = parse_one(&b, "product", cases[_i].json);
@@ -2356,7 +2362,7 @@ events_suite(void)
 
     tc = tcase_create("keys");
     tcase_add_test(tc, test_key_field);
-    tcase_add_loop_test(tc, test_key_bad, 0, 7);
+    tcase_add_loop_test(tc, test_key_bad, 0, 9);
     tcase_add_test(tc, test_key_length);
     tcase_add_test(tc, test_key_set);
     tcase_add_test(tc, test_batch_add);

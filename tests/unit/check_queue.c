@@ -2022,6 +2022,52 @@ START_TEST(test_keys_conflict_filed)
 }
 END_TEST
 
+/* A derived event (follows) is appended only when the event it follows is appended as new. */
+START_TEST(test_keys_follows)
+{
+    struct queue *q = open_q(8 * MIB);
+    struct queue_event a;
+    struct queue_event evs[6];
+    uint64_t last = 0;
+    size_t count = 0;
+    char got[1024] = "";
+    int calls = 0;
+
+    kev_make(&a, "k1", "{\"a\":1}", 1, 202);
+    ck_assert_int_eq(queue_append(q, &a, 1), 0);
+    /* a repeat and its row, a conflict (filed) and its row, a new event and its row */
+    kev_make(&evs[0], "k1", "{\"a\":1}", 1, 202);
+    kev_make(&evs[1], NULL, "{\"d\":1}", 0, 202);
+    evs[1].follows = 1;
+    kev_make(&evs[2], "k1", "{\"a\":2}", 2, 202);
+    kev_make(&evs[3], "d1", "{\"d\":2}", 5, 202);
+    evs[3].follows = 1;
+    kev_make(&evs[4], "k2", "{\"b\":1}", 3, 202);
+    kev_make(&evs[5], NULL, "{\"d\":3}", 0, 202);
+    evs[5].follows = 1;
+    ck_assert_int_eq(queue_append_filing(q, evs, 6, file_conflict, &calls), 0);
+    ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_REPEAT);
+    ck_assert_int_eq(evs[1].dedup, QUEUE_DEDUP_FOLLOWED);
+    ck_assert_uint_eq(evs[1].seq, 0);
+    ck_assert_int_eq(evs[2].dedup, QUEUE_DEDUP_FILED);
+    ck_assert_int_eq(evs[3].dedup, QUEUE_DEDUP_FOLLOWED);
+    ck_assert_int_eq(evs[4].dedup, QUEUE_DEDUP_NEW);
+    ck_assert_int_eq(evs[5].dedup, QUEUE_DEDUP_NEW);
+    ck_assert_uint_eq(evs[5].seq, evs[4].seq + 1);
+    ck_assert_int_eq(queue_read(q, 1, 10, 0, stamp_walk, got, &last, &count), 0);
+    ck_assert_uint_eq(count, 4); /* a, the filed conflict, k2 and its row */
+    /* d1 was never claimed: an event keyed d1 is new */
+    kev_make(&evs[0], "d1", "{\"d\":9}", 9, 202);
+    ck_assert_int_eq(queue_append(q, evs, 1), 0);
+    ck_assert_int_eq(evs[0].dedup, QUEUE_DEDUP_NEW);
+    /* a follows reaching before the call's start is refused */
+    kev_make(&evs[0], NULL, "{\"d\":1}", 0, 202);
+    evs[0].follows = 1;
+    ck_assert_int_eq(queue_append(q, evs, 1), DP_ERR_INVALID);
+    queue_close(q);
+}
+END_TEST
+
 START_TEST(test_keys_repeat_conflict)
 {
     struct queue *q = open_q(8 * MIB);
@@ -2279,6 +2325,7 @@ queue_suite(void)
     tc = tcase(s, "keys", 60);
     tcase_add_test(tc, test_keys_repeat_conflict);
     tcase_add_test(tc, test_keys_conflict_filed);
+    tcase_add_test(tc, test_keys_follows);
     tcase_add_test(tc, test_keys_reopen);
     tcase_add_test(tc, test_keys_window);
     tcase_add_test(tc, test_keys_full);
