@@ -718,42 +718,49 @@ START_TEST(test_commit_answer_lost)
 }
 END_TEST
 
+/* crash_hook's plan: SIGKILL right after the kill_at'th batch COMMIT. */
+struct crash_plan {
+    atomic_int commits;
+    int kill_at;
+};
+
 static int
 crash_hook(void *arg, enum ldr_fault_point point, uint64_t first, uint64_t last)
 {
-    atomic_int *commits = arg;
+    struct crash_plan *p = arg;
 
     (void)first;
     (void)last;
-    if (point == LDR_FAULT_COMMITTED && atomic_fetch_add(commits, 1) + 1 == 3) {
+    if (point == LDR_FAULT_COMMITTED && atomic_fetch_add(&p->commits, 1) + 1 == p->kill_at) {
         raise(SIGKILL);
     }
     return 0;
 }
 
-START_TEST(test_crash_between_commit_and_delete)
+/*
+ * Run a loader (1 worker, batches of 1,000) in a child that is SIGKILLed right after its
+ * kill_at'th batch COMMIT, before that batch's queue delete; e's queue is open again after.
+ */
+static void
+run_killed_after_commit(struct tl_env *e, int kill_at)
 {
-    struct tl_env e;
-    struct ldr_run_stats st;
-    pid_t pid;
     int status = 0;
+    pid_t pid;
 
-    tl_setup(&e, "crash");
-    tl_append_gen(&e, "crash_report", 10000, gen_crash, NULL);
-    queue_close(e.q);
-    e.q = NULL;
+    queue_close(e->q);
+    e->q = NULL;
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         /* The child: its own queue handle, never the parent's connection. */
-        atomic_int commits = 0;
-        struct ldr_fault_ops ops = {.hook = crash_hook, .arg = &commits};
-        struct ldr_options o = tl_options(&e, 1, 1000);
+        struct crash_plan plan = {.kill_at = kill_at};
+        struct ldr_fault_ops ops = {.hook = crash_hook, .arg = &plan};
+        struct ldr_options o = tl_options(e, 1, 1000);
         struct queue *q = NULL;
         struct ldr *l = NULL;
 
         o.fault = &ops;
-        if (queue_open(&q, e.queue_path, TL_MAP_BYTES, false) != 0 || ldr_create(&l, q, &o) != 0 ||
+        if (queue_open(&q, e->queue_path, TL_MAP_BYTES, false) != 0 || ldr_create(&l, q, &o) != 0 ||
             ldr_start(l) != 0) {
             _exit(3);
         }
@@ -762,7 +769,17 @@ START_TEST(test_crash_between_commit_and_delete)
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    ck_assert_int_eq(queue_open(&e.q, e.queue_path, TL_MAP_BYTES, false), 0);
+    ck_assert_int_eq(queue_open(&e->q, e->queue_path, TL_MAP_BYTES, false), 0);
+}
+
+START_TEST(test_crash_between_commit_and_delete)
+{
+    struct tl_env e;
+    struct ldr_run_stats st;
+
+    tl_setup(&e, "crash");
+    tl_append_gen(&e, "crash_report", 10000, gen_crash, NULL);
+    run_killed_after_commit(&e, 3);
     /* Batch 3 is in PostgreSQL and still in the queue. */
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM crash_report"), 3000);
     ck_assert_uint_eq(tl_queued(&e), 8000);
@@ -781,28 +798,6 @@ static void
 start_and_close(struct tl_env *e)
 {
     ldr_destroy(open_loader(e, 1, 1000, NULL));
-}
-
-/* Append crash_report json with idempotency key key (NULL: none). */
-static void
-append_crash_key(struct tl_env *e, const char *json, const char *key)
-{
-    struct queue_event ev;
-
-    memset(&ev, 0, sizeof(ev));
-    ev_uuid7(ev.uuid);
-    ev.type = "crash_report";
-    ev.type_len = strlen(ev.type);
-    ev.json = json;
-    ev.json_len = strlen(json);
-    if (key != NULL) {
-        ev.key = key;
-        ev.key_len = strlen(key);
-        ev_digest(json, ev.json_len, ev.digest);
-        ev.answer = 202;
-    }
-    ck_assert_int_eq(queue_append(e->q, &ev, 1), 0);
-    ck_assert_int_eq(ev.dedup, QUEUE_DEDUP_NEW);
 }
 
 /*
@@ -827,14 +822,15 @@ outcome_batch(struct tl_env *e)
             same);
     for (int i = 0; i < 6; i++) {
         gen_crash((uint64_t)i, json, sizeof(json));
-        append_crash_key(e, json, NULL);
+        tl_append_key(e, "crash_report", json, NULL, 0);
     }
-    append_crash_key(e, "{\"user_id\": 666, \"timestamp\": 1700000000, \"message\": \"p\"}", NULL);
-    append_crash_key(e, same, "dup");
-    append_crash_key(e, "{\"user_id\": 21, \"timestamp\": 1700000000, \"message\": \"c\"}",
-                     "clash");
-    append_crash_key(e, "{\"user_id\": 22, \"timestamp\": 1700000000, \"message\": \"f\"}",
-                     "fresh");
+    tl_append_key(e, "crash_report",
+                  "{\"user_id\": 666, \"timestamp\": 1700000000, \"message\": \"p\"}", NULL, 0);
+    tl_append_key(e, "crash_report", same, "dup", 0);
+    tl_append_key(e, "crash_report",
+                  "{\"user_id\": 21, \"timestamp\": 1700000000, \"message\": \"c\"}", "clash", 0);
+    tl_append_key(e, "crash_report",
+                  "{\"user_id\": 22, \"timestamp\": 1700000000, \"message\": \"f\"}", "fresh", 0);
 }
 
 /* The figures of outcome_batch's batch, however its commit was learnt of. */
@@ -866,34 +862,11 @@ START_TEST(test_recovery_counts_what_the_batch_did)
 {
     struct ldr_run_stats st;
     struct tl_env e;
-    pid_t pid;
-    int status = 0;
 
     tl_setup(&e, "recount");
     start_and_close(&e);
     outcome_batch(&e);
-    queue_close(e.q);
-    e.q = NULL;
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        atomic_int commits = 2; /* crash_hook kills at the third: this batch's */
-        struct ldr_fault_ops ops = {.hook = crash_hook, .arg = &commits};
-        struct ldr_options o = tl_options(&e, 1, 1000);
-        struct queue *q = NULL;
-        struct ldr *l = NULL;
-
-        o.fault = &ops;
-        if (queue_open(&q, e.queue_path, TL_MAP_BYTES, false) != 0 || ldr_create(&l, q, &o) != 0 ||
-            ldr_start(l) != 0) {
-            _exit(3);
-        }
-        ldr_run(l, NULL);
-        _exit(4);
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    ck_assert_int_eq(queue_open(&e.q, e.queue_path, TL_MAP_BYTES, false), 0);
+    run_killed_after_commit(&e, 1);
     ck_assert_uint_eq(tl_queued(&e), 10);
     load_all(&e, 1, 1000, NULL, &st);
     ck_assert_uint_eq(st.events, 0);
@@ -970,7 +943,7 @@ START_TEST(test_schema_setup_beside_a_batch)
     start_and_close(&e);
     for (int i = 0; i < 4; i++) {
         gen_crash((uint64_t)i, json, sizeof(json));
-        append_crash_key(&e, json, i % 2 == 0 ? NULL : i == 1 ? "k1" : "k3");
+        tl_append_key(&e, "crash_report", json, i % 2 == 0 ? NULL : i == 1 ? "k1" : "k3", 0);
     }
     tl_append(&e, "crash_report", "{\"user_id\": true}", QUEUE_F_REJECTED,
               "user_id: expected integer, got boolean", 0, NULL);

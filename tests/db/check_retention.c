@@ -44,34 +44,10 @@ declare(const struct tl_env *e, const char *types_json)
     free(text);
 }
 
-/* Append crash_report json with key (NULL: none) received at received_us; its seq. */
-static void
-append_type(struct tl_env *e, const char *type, const char *json, const char *key,
-            int64_t received_us)
-{
-    struct queue_event ev;
-
-    memset(&ev, 0, sizeof(ev));
-    ev_uuid7(ev.uuid);
-    ev.received_us = received_us;
-    ev.type = type;
-    ev.type_len = strlen(ev.type);
-    ev.json = json;
-    ev.json_len = strlen(json);
-    if (key != NULL) {
-        ev.key = key;
-        ev.key_len = strlen(key);
-        ev_digest(json, ev.json_len, ev.digest);
-        ev.answer = 202;
-    }
-    ck_assert_int_eq(queue_append(e->q, &ev, 1), 0);
-    ck_assert_int_eq(ev.dedup, QUEUE_DEDUP_NEW);
-}
-
 static void
 append_keyed(struct tl_env *e, const char *json, const char *key, int64_t received_us)
 {
-    append_type(e, "crash_report", json, key, received_us);
+    tl_append_key(e, "crash_report", json, key, received_us);
 }
 
 static struct ldr *
@@ -326,15 +302,15 @@ START_TEST(test_declared_type_partitioned)
 
     tl_setup(&e, "declared");
     declare(&e, "{\"clicks\": {\"fields\": {\"n\": {\"type\": \"integer\"}}}}");
-    append_type(&e, "clicks", "{\"n\": 1}", "a", now - 3 * DAY_US);
-    append_type(&e, "clicks", "{\"n\": 2}", "b", now);
+    tl_append_key(&e, "clicks", "{\"n\": 1}", "a", now - 3 * DAY_US);
+    tl_append_key(&e, "clicks", "{\"n\": 2}", "b", now);
     l = open_loader(&e, &r, 1, 100);
     ck_assert_int_eq(ldr_run(l, &st), 0);
     ck_assert_int_eq(tl_int(&e, "SELECT count(*) FROM clicks"), 2);
     ldr_destroy(l);
     declare(&e, "{\"clicks\": {\"fields\": {\"n\": {\"type\": \"integer\"}, "
                 "\"m\": {\"type\": \"string\"}}}}");
-    append_type(&e, "clicks", "{\"n\": 3, \"m\": \"x\"}", "c", now);
+    tl_append_key(&e, "clicks", "{\"n\": 3, \"m\": \"x\"}", "c", now);
     l = open_loader(&e, &r, 1, 100);
     ck_assert_int_eq(ldr_run(l, &st), 0);
     ldr_destroy(l);

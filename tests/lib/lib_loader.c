@@ -108,6 +108,23 @@ tl_uuid_text(const uint8_t uuid[16], char *out)
     ev_buf_free(&b);
 }
 
+void
+tl_append_key(struct tl_env *e, const char *type, const char *json, const char *key,
+              int64_t received_us)
+{
+    struct queue_event ev;
+
+    tl_fill_event(&ev, type, json, strlen(json), 0, NULL, received_us);
+    if (key != NULL) {
+        ev.key = key;
+        ev.key_len = strlen(key);
+        ev_digest(json, ev.json_len, ev.digest);
+        ev.answer = 202;
+    }
+    ck_assert_int_eq(queue_append(e->q, &ev, 1), 0);
+    ck_assert_int_eq(ev.dedup, QUEUE_DEDUP_NEW);
+}
+
 uint64_t
 tl_append(struct tl_env *e, const char *type, const char *json, uint32_t flags, const char *error,
           int64_t received_us, char *uuid_text)
